@@ -1,0 +1,91 @@
+/**
+ * The compute interface both backends implement: the native addon
+ * (lib/backend/native.ts) and pure TypeScript (lib/backend/js/).
+ *
+ * Backends work on flat typed arrays plus sizes, never on `Tensor`s: shape
+ * and dtype checks happen once, in `lib/ops.ts`, before a backend is called.
+ * Outputs are passed in (callers own allocation), so buffers can be reused.
+ * The native backend re-validates every length and size anyway: native code
+ * never trusts JS.
+ */
+
+/** Activation fused into the store of a GEMM. Values match native/kernels/gemm.h. */
+export enum Activation {
+  None = 0,
+  Relu = 1,
+  Gelu = 2,
+  GeluTanh = 3,
+}
+
+/** Element-wise binary operators. Values match native/kernels/layer_ops.h. */
+export enum BinaryOp {
+  Add = 0,
+  Sub = 1,
+  Mul = 2,
+  Div = 3,
+}
+
+/**
+ * C = act(alpha · op(A) · op(B) + beta · C + bias), row-major, repeated over
+ * `batch` (operand i starts at i · stride; a stride of 0 broadcasts).
+ */
+export interface GemmArgs {
+  a: Float32Array;
+  b: Float32Array;
+  c: Float32Array;
+  m: number;
+  n: number;
+  k: number;
+  /** op(A) = Aᵀ; A is stored [k, m]. */
+  transA: boolean;
+  /** op(B) = Bᵀ; B is stored [n, k] (PyTorch Linear weight layout). */
+  transB: boolean;
+  alpha: number;
+  /** 0: C is write-only. */
+  beta: number;
+  /** Length n, added to every row; or null. */
+  bias: Float32Array | null;
+  act: Activation;
+  batch: number;
+  strideA: number;
+  strideB: number;
+  strideC: number;
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  gemm(args: GemmArgs): void;
+  /** Stable softmax over each row of [rows, cols]. x and y may alias. */
+  softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
+  /** PyTorch LayerNorm over each row (biased variance). gamma/beta may be null. */
+  layerNorm(
+    x: Float32Array,
+    gamma: Float32Array | null,
+    beta: Float32Array | null,
+    y: Float32Array,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  relu(x: Float32Array, y: Float32Array): void;
+  gelu(x: Float32Array, y: Float32Array, tanhApprox: boolean): void;
+  /**
+   * y = a op b over index space `shape` (≤ 8 dims); strides in elements, 0
+   * broadcasts. y is contiguous and must not alias a broadcast operand.
+   */
+  binary(
+    op: BinaryOp,
+    a: Float32Array,
+    aStrides: readonly number[],
+    b: Float32Array,
+    bStrides: readonly number[],
+    y: Float32Array,
+    shape: readonly number[],
+  ): void;
+  /** out[i, :] = weight[ids[i], :]; ids already range-checked by ops. */
+  embedding(weight: Float32Array, num: number, dim: number, ids: Int32Array, out: Float32Array): void;
+  /** [d0, d1, d2, d3] → [d0, d2, d1, d3]. x and y must not alias. */
+  permute0213(x: Float32Array, y: Float32Array, d0: number, d1: number, d2: number, d3: number): void;
+}
+
+export type BackendName = 'native' | 'js';

@@ -1,0 +1,127 @@
+/**
+ * The native backend: a thin typed wrapper over the addon built from
+ * native/ (loaded by node-gyp-build: a matching prebuild from prebuilds/, else
+ * the local node-gyp build in build/Release).
+ *
+ * Loading is attempted once, on first import. If it fails (no compiler at
+ * install time, an unsupported platform) the library keeps working on the
+ * pure-TypeScript backend and says so once on stderr; asking for the native
+ * backend explicitly then throws an Error carrying the original cause.
+ */
+import * as path from 'node:path';
+import type { Backend, GemmArgs, BinaryOp } from './backend';
+import { registerBackend, setNativeLoadError } from './registry';
+
+/** What `info()` reports about the native runtime. */
+export interface NativeInfo {
+  /** Kernel path in use: 'avx512' | 'avx2' | 'portable'. */
+  isa: IsaName;
+  /** Best path this CPU supports. */
+  detectedIsa: IsaName;
+  /** ATTNODE_ISA as read at load time, when set. */
+  envIsa?: string;
+  /** True when ATTNODE_ISA was set to something unknown (it is then ignored). */
+  envIsaInvalid: boolean;
+  numThreads: number;
+  cpu: { vendor: string; brand: string; features: string[]; l1dBytes: number; l2Bytes: number; l3Bytes: number };
+  build: { compiler: string; napiVersion: number; kernels: string; debug: boolean; asan: boolean };
+}
+
+export type IsaName = 'avx512' | 'avx2' | 'portable';
+
+/** The raw addon surface (see native/binding/*_binding.cc for each function's checks). */
+export interface Addon {
+  info(): NativeInfo;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  setIsa(isa: string): IsaName;
+  gemm(
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    bias: Float32Array | null,
+    act: number,
+    batch: number,
+    strideA: number,
+    strideB: number,
+    strideC: number,
+  ): void;
+  softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
+  layerNorm(
+    x: Float32Array,
+    gamma: Float32Array | null,
+    beta: Float32Array | null,
+    y: Float32Array,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  relu(x: Float32Array, y: Float32Array): void;
+  gelu(x: Float32Array, y: Float32Array, tanhApprox: boolean): void;
+  binary(
+    op: number,
+    a: Float32Array,
+    aStrides: readonly number[],
+    b: Float32Array,
+    bStrides: readonly number[],
+    y: Float32Array,
+    shape: readonly number[],
+  ): void;
+  embedding(weight: Float32Array, num: number, dim: number, ids: Int32Array, out: Float32Array): void;
+  permute0213(x: Float32Array, y: Float32Array, d0: number, d1: number, d2: number, d3: number): void;
+}
+
+/** Package root: lib/backend (sources) and dist/backend (build) are both two levels down. */
+const packageRoot = path.resolve(__dirname, '..', '..');
+
+function loadAddon(): Addon | null {
+  if (process.env.ATTNODE_DISABLE_NATIVE === '1') {
+    setNativeLoadError(new Error('the native addon was disabled by ATTNODE_DISABLE_NATIVE=1'));
+    return null;
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const load = require('node-gyp-build') as (dir: string) => unknown;
+    return load(packageRoot) as Addon;
+  } catch (err) {
+    const error = new Error(
+      `attnode: the native addon could not be loaded (${(err as Error).message.split('\n')[0]}); ` +
+        'running on the pure-TypeScript backend. Build it with `npm run build:native` (needs python3, make, g++).',
+      { cause: err },
+    );
+    setNativeLoadError(error);
+    process.emitWarning(error.message, { code: 'ATTNODE_NO_NATIVE' });
+    return null;
+  }
+}
+
+/** The loaded addon, or null when it could not be loaded. */
+export const addon: Addon | null = loadAddon();
+
+function makeNativeBackend(a: Addon): Backend {
+  return {
+    name: 'native',
+    gemm(g: GemmArgs): void {
+      a.gemm(g.a, g.b, g.c, g.m, g.n, g.k, g.transA, g.transB, g.alpha, g.beta, g.bias, g.act, g.batch, g.strideA,
+        g.strideB, g.strideC);
+    },
+    softmax: (x, y, rows, cols) => a.softmax(x, y, rows, cols),
+    layerNorm: (x, gamma, beta, y, rows, cols, eps) => a.layerNorm(x, gamma, beta, y, rows, cols, eps),
+    relu: (x, y) => a.relu(x, y),
+    gelu: (x, y, tanhApprox) => a.gelu(x, y, tanhApprox),
+    binary: (op: BinaryOp, x, xs, y, ys, out, shape) => a.binary(op, x, xs, y, ys, out, shape),
+    embedding: (weight, num, dim, ids, out) => a.embedding(weight, num, dim, ids, out),
+    permute0213: (x, y, d0, d1, d2, d3) => a.permute0213(x, y, d0, d1, d2, d3),
+  };
+}
+
+/** The native backend, or null when the addon is not available. */
+export const nativeBackend: Backend | null = addon ? makeNativeBackend(addon) : null;
+if (nativeBackend) registerBackend(nativeBackend);

@@ -1,0 +1,159 @@
+#include "binding/args.h"
+
+#include <cmath>
+#include <sstream>
+
+namespace attnode::binding {
+namespace {
+
+const char* type_name(const Napi::Value& v) {
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsBoolean()) return "boolean";
+  if (v.IsNumber()) return "number";
+  if (v.IsString()) return "string";
+  if (v.IsArray()) return "Array";
+  if (v.IsTypedArray()) {
+    switch (v.As<Napi::TypedArray>().TypedArrayType()) {
+      case napi_int8_array: return "Int8Array";
+      case napi_uint8_array: return "Uint8Array";
+      case napi_uint8_clamped_array: return "Uint8ClampedArray";
+      case napi_int16_array: return "Int16Array";
+      case napi_uint16_array: return "Uint16Array";
+      case napi_int32_array: return "Int32Array";
+      case napi_uint32_array: return "Uint32Array";
+      case napi_float32_array: return "Float32Array";
+      case napi_float64_array: return "Float64Array";
+      default: return "TypedArray";
+    }
+  }
+  if (v.IsArrayBuffer()) return "ArrayBuffer";
+  if (v.IsFunction()) return "function";
+  if (v.IsObject()) return "object";
+  return "value";
+}
+
+template <typename T>
+Span<T> typed_span(const Napi::TypedArray& ta) {
+  Span<T> s;
+  Napi::ArrayBuffer buf = ta.ArrayBuffer();
+  s.length = static_cast<int64_t>(ta.ElementLength());
+  s.byte_offset = static_cast<int64_t>(ta.ByteOffset());
+  s.buffer = buf.Data();
+  // A detached buffer reports length 0 and a null base: the span stays empty,
+  // so any non-zero length requirement fails before a pointer is used.
+  s.data = s.buffer ? reinterpret_cast<T*>(static_cast<uint8_t*>(buf.Data()) + ta.ByteOffset()) : nullptr;
+  if (!s.data) s.length = 0;
+  return s;
+}
+
+}  // namespace
+
+Args::Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count) : info_(info), fn_(fn) {
+  if (info.Length() != expected_count) {
+    std::ostringstream m;
+    m << "attnode." << fn << ": expected " << expected_count << " arguments, got " << info.Length();
+    type_error(m.str());
+  }
+}
+
+void Args::range_error(const std::string& message) const {
+  throw Napi::RangeError::New(env(), std::string("attnode.") + fn_ + ": " + message);
+}
+
+void Args::type_error(const std::string& message) const {
+  throw Napi::TypeError::New(env(), std::string("attnode.") + fn_ + ": " + message);
+}
+
+void Args::length_error(const char* name, int64_t actual, int64_t needed, const std::string& why) const {
+  std::ostringstream m;
+  m << "argument '" << name << "' has " << actual << " elements, expected at least " << needed << " (" << why << ")";
+  range_error(m.str());
+}
+
+void Args::overlap_error(const char* out_name, const char* in_name, bool allow_exact) const {
+  std::ostringstream m;
+  m << "output '" << out_name << "' overlaps input '" << in_name << "'"
+    << (allow_exact ? " (only exact in-place aliasing is allowed)" : " (in-place is not supported here)");
+  range_error(m.str());
+}
+
+Span<float> Args::f32(size_t i, const char* name) const {
+  Napi::Value v = arg(i);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    type_error(std::string("argument '") + name + "' must be a Float32Array, got " + type_name(v));
+  }
+  return typed_span<float>(v.As<Napi::TypedArray>());
+}
+
+Span<float> Args::f32_or_null(size_t i, const char* name) const {
+  Napi::Value v = arg(i);
+  if (v.IsNull() || v.IsUndefined()) return {};
+  return f32(i, name);
+}
+
+Span<int32_t> Args::i32(size_t i, const char* name) const {
+  Napi::Value v = arg(i);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    type_error(std::string("argument '") + name + "' must be an Int32Array, got " + type_name(v));
+  }
+  return typed_span<int32_t>(v.As<Napi::TypedArray>());
+}
+
+double Args::number(size_t i, const char* name) const {
+  Napi::Value v = arg(i);
+  if (!v.IsNumber()) type_error(std::string("argument '") + name + "' must be a number, got " + type_name(v));
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+int64_t Args::integer(size_t i, const char* name, int64_t min, int64_t max) const {
+  double d = number(i, name);
+  if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
+    std::ostringstream m;
+    m << "argument '" << name << "' must be an integer in [" << min << ", " << max << "], got " << d;
+    range_error(m.str());
+  }
+  return static_cast<int64_t>(d);
+}
+
+bool Args::boolean(size_t i, const char* name) const {
+  Napi::Value v = arg(i);
+  if (!v.IsBoolean()) type_error(std::string("argument '") + name + "' must be a boolean, got " + type_name(v));
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::vector<int64_t> Args::int_array(size_t i, const char* name, size_t max_len, int64_t min, int64_t max) const {
+  Napi::Value v = arg(i);
+  if (!v.IsArray()) type_error(std::string("argument '") + name + "' must be an Array of integers, got " + type_name(v));
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() > max_len) {
+    std::ostringstream m;
+    m << "argument '" << name << "' has " << a.Length() << " entries, at most " << max_len << " are supported";
+    range_error(m.str());
+  }
+  std::vector<int64_t> out(a.Length());
+  for (uint32_t j = 0; j < a.Length(); ++j) {
+    Napi::Value e = a.Get(j);
+    double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
+    if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
+      std::ostringstream m;
+      m << "argument '" << name << "'[" << j << "] must be an integer in [" << min << ", " << max << "], got "
+        << (e.IsNumber() ? std::to_string(d) : type_name(e));
+      range_error(m.str());
+    }
+    out[j] = static_cast<int64_t>(d);
+  }
+  return out;
+}
+
+int64_t checked_mul(const Args& args, int64_t a, int64_t b, const char* what) {
+  int64_t r = 0;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r) || r > (int64_t{1} << 53)) {
+    std::ostringstream m;
+    m << what << " = " << a << " * " << b << " is out of range";
+    args.range_error(m.str());
+  }
+  return r;
+}
+
+}  // namespace attnode::binding

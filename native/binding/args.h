@@ -1,0 +1,84 @@
+// Argument validation for the binding layer. Native code never trusts JS:
+// every size, dtype, length and overlap is checked here, before a kernel sees
+// a pointer. A failed check throws a JS TypeError/RangeError (via
+// Napi::Error::ThrowAsJavaScriptException through C++ exceptions) whose message
+// names the function, the argument, what was expected and what was given.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace attnode::binding {
+
+// Largest dimension / element count accepted from JS. Tensors hold at most
+// 2^31-1 elements; the margin keeps every product of checked sizes in int64.
+constexpr int64_t kMaxElements = (int64_t{1} << 31) - 1;
+
+template <typename T>
+struct Span {
+  T* data = nullptr;
+  int64_t length = 0;           // in elements
+  const void* buffer = nullptr;  // backing ArrayBuffer's base, for overlap checks
+  int64_t byte_offset = 0;
+  bool present() const { return data != nullptr || length > 0 || buffer != nullptr; }
+  // Range [begin, end) in bytes inside the backing buffer.
+  int64_t byte_begin() const { return byte_offset; }
+  int64_t byte_end() const { return byte_offset + length * static_cast<int64_t>(sizeof(T)); }
+};
+
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count);
+
+  Napi::Env env() const { return info_.Env(); }
+  const char* fn() const { return fn_; }
+
+  Span<float> f32(size_t i, const char* name) const;
+  // `null` or `undefined` give an empty span with data == nullptr.
+  Span<float> f32_or_null(size_t i, const char* name) const;
+  Span<int32_t> i32(size_t i, const char* name) const;
+  // An integer in [min, max].
+  int64_t integer(size_t i, const char* name, int64_t min, int64_t max) const;
+  double number(size_t i, const char* name) const;
+  bool boolean(size_t i, const char* name) const;
+  // A JS array of integers, each in [min, max], with at most max_len entries.
+  std::vector<int64_t> int_array(size_t i, const char* name, size_t max_len, int64_t min, int64_t max) const;
+
+  [[noreturn]] void range_error(const std::string& message) const;
+  [[noreturn]] void type_error(const std::string& message) const;
+
+  // Checks that `span` holds at least `needed` elements.
+  template <typename T>
+  void require_length(const Span<T>& span, const char* name, int64_t needed, const std::string& why) const {
+    if (span.length < needed) length_error(name, span.length, needed, why);
+  }
+
+  // Rejects partial overlap between an output and an input. Exact aliasing
+  // (same start, both covering the same elements) is allowed only when
+  // `allow_exact` is set: the in-place elementwise case.
+  template <typename T, typename U>
+  void require_no_overlap(const Span<T>& out, const char* out_name, const Span<U>& in, const char* in_name,
+                          bool allow_exact) const {
+    if (!out.buffer || out.buffer != in.buffer) return;
+    if (out.byte_end() <= in.byte_begin() || in.byte_end() <= out.byte_begin()) return;
+    if (out.length == 0 || in.length == 0) return;
+    if (allow_exact && out.byte_begin() == in.byte_begin()) return;
+    overlap_error(out_name, in_name, allow_exact);
+  }
+
+ private:
+  [[noreturn]] void length_error(const char* name, int64_t actual, int64_t needed, const std::string& why) const;
+  [[noreturn]] void overlap_error(const char* out_name, const char* in_name, bool allow_exact) const;
+  const Napi::Value arg(size_t i) const { return info_[i]; }
+
+  const Napi::CallbackInfo& info_;
+  const char* fn_;
+};
+
+// a * b, throwing a RangeError through `args` if it leaves [0, kMaxElements].
+int64_t checked_mul(const Args& args, int64_t a, int64_t b, const char* what);
+
+}  // namespace attnode::binding

@@ -1,0 +1,88 @@
+// gemm(a, b, c, m, n, k, transA, transB, alpha, beta, bias, act, batch, strideA, strideB, strideC)
+//
+// C[i] = act(alpha · op(A[i]) · op(B[i]) + beta · C[i] + bias) for i < batch,
+// operands contiguous row-major (lda = transA ? m : k, ldb = transB ? k : n,
+// ldc = n), operand i at offset i · stride (stride 0 broadcasts A or B).
+#include "binding/args.h"
+#include "binding/bindings.h"
+#include "kernels/gemm.h"
+
+#include <string>
+
+namespace attnode::binding {
+namespace {
+
+// Elements spanned by `batch` operands of `per` elements spaced `stride` apart.
+int64_t batched_extent(const Args& args, int64_t batch, int64_t stride, int64_t per, const char* what) {
+  if (batch == 0 || per == 0) return 0;
+  return checked_mul(args, batch - 1, stride, what) + per;
+}
+
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  Args args(info, "gemm", 16);
+  auto a = args.f32(0, "a");
+  auto b = args.f32(1, "b");
+  auto c = args.f32(2, "c");
+  const int64_t m = args.integer(3, "m", 0, kMaxElements);
+  const int64_t n = args.integer(4, "n", 0, kMaxElements);
+  const int64_t k = args.integer(5, "k", 0, kMaxElements);
+  const bool trans_a = args.boolean(6, "transA");
+  const bool trans_b = args.boolean(7, "transB");
+  const double alpha = args.number(8, "alpha");
+  const double beta = args.number(9, "beta");
+  auto bias = args.f32_or_null(10, "bias");
+  const int64_t act = args.integer(11, "act", 0, 3);
+  const int64_t batch = args.integer(12, "batch", 0, kMaxElements);
+  const int64_t stride_a = args.integer(13, "strideA", 0, kMaxElements);
+  const int64_t stride_b = args.integer(14, "strideB", 0, kMaxElements);
+  const int64_t stride_c = args.integer(15, "strideC", 0, kMaxElements);
+
+  const int64_t size_a = checked_mul(args, m, k, "m*k");
+  const int64_t size_b = checked_mul(args, k, n, "k*n");
+  const int64_t size_c = checked_mul(args, m, n, "m*n");
+  if (batch > 1 && stride_c < size_c) {
+    args.range_error("argument 'strideC' is " + std::to_string(stride_c) + ", expected at least m*n = " +
+                     std::to_string(size_c) + " so that batch outputs do not overlap");
+  }
+  args.require_length(a, "a", batched_extent(args, batch, stride_a, size_a, "extent of a"), "batch, m*k, strideA");
+  args.require_length(b, "b", batched_extent(args, batch, stride_b, size_b, "extent of b"), "batch, k*n, strideB");
+  const int64_t extent_c = batched_extent(args, batch, stride_c, size_c, "extent of c");
+  args.require_length(c, "c", extent_c, "batch, m*n, strideC");
+  if (bias.data) args.require_length(bias, "bias", n, "n");
+  // Only the region actually written matters for aliasing.
+  Span<float> c_used = c;
+  c_used.length = extent_c;
+  args.require_no_overlap(c_used, "c", a, "a", false);
+  args.require_no_overlap(c_used, "c", b, "b", false);
+  if (bias.data) args.require_no_overlap(c_used, "c", bias, "bias", false);
+  if (batch == 0 || size_c == 0) return info.Env().Undefined();
+
+  kernels::GemmParams p;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.a = a.data;
+  p.lda = trans_a ? m : k;
+  p.trans_a = trans_a;
+  p.b = b.data;
+  p.ldb = trans_b ? k : n;
+  p.trans_b = trans_b;
+  p.c = c.data;
+  p.ldc = n;
+  p.alpha = static_cast<float>(alpha);
+  p.beta = static_cast<float>(beta);
+  p.bias = bias.data;
+  p.act = static_cast<kernels::Activation>(act);
+  if (batch == 1) {
+    kernels::sgemm(p);
+  } else {
+    kernels::sgemm_batched(p, batch, stride_a, stride_b, stride_c);
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void RegisterGemm(Napi::Env env, Napi::Object exports) { exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm")); }
+
+}  // namespace attnode::binding

@@ -1,0 +1,183 @@
+// softmax, layerNorm, relu, gelu, binary, embedding, permute0213: validate
+// and call the kernels in native/kernels/layer_ops.h.
+#include "binding/args.h"
+#include "binding/bindings.h"
+#include "kernels/layer_ops.h"
+
+#include <string>
+#include <vector>
+
+namespace attnode::binding {
+namespace {
+
+constexpr size_t kMaxBinaryDims = 8;
+
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  Args args(info, "softmax", 4);
+  auto x = args.f32(0, "x");
+  auto y = args.f32(1, "y");
+  const int64_t rows = args.integer(2, "rows", 0, kMaxElements);
+  const int64_t cols = args.integer(3, "cols", 0, kMaxElements);
+  const int64_t size = checked_mul(args, rows, cols, "rows*cols");
+  args.require_length(x, "x", size, "rows*cols");
+  args.require_length(y, "y", size, "rows*cols");
+  args.require_no_overlap(y, "y", x, "x", true);
+  if (size > 0) kernels::softmax_rows(x.data, y.data, rows, cols);
+  return info.Env().Undefined();
+}
+
+Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
+  Args args(info, "layerNorm", 7);
+  auto x = args.f32(0, "x");
+  auto gamma = args.f32_or_null(1, "gamma");
+  auto beta = args.f32_or_null(2, "beta");
+  auto y = args.f32(3, "y");
+  const int64_t rows = args.integer(4, "rows", 0, kMaxElements);
+  const int64_t cols = args.integer(5, "cols", 0, kMaxElements);
+  const double eps = args.number(6, "eps");
+  if (!(eps >= 0)) args.range_error("argument 'eps' must be a number >= 0, got " + std::to_string(eps));
+  const int64_t size = checked_mul(args, rows, cols, "rows*cols");
+  args.require_length(x, "x", size, "rows*cols");
+  args.require_length(y, "y", size, "rows*cols");
+  if (gamma.data) args.require_length(gamma, "gamma", cols, "cols");
+  if (beta.data) args.require_length(beta, "beta", cols, "cols");
+  args.require_no_overlap(y, "y", x, "x", true);
+  if (gamma.data) args.require_no_overlap(y, "y", gamma, "gamma", false);
+  if (beta.data) args.require_no_overlap(y, "y", beta, "beta", false);
+  if (size > 0) kernels::layer_norm_rows(x.data, gamma.data, beta.data, y.data, rows, cols, static_cast<float>(eps));
+  return info.Env().Undefined();
+}
+
+// Shared by relu and gelu: y must have x's length; in place is fine.
+void check_unary(const Args& args, const Span<float>& x, const Span<float>& y) {
+  if (y.length != x.length) {
+    args.range_error("argument 'y' has " + std::to_string(y.length) + " elements, expected x's " +
+                     std::to_string(x.length));
+  }
+  args.require_no_overlap(y, "y", x, "x", true);
+}
+
+Napi::Value Relu(const Napi::CallbackInfo& info) {
+  Args args(info, "relu", 2);
+  auto x = args.f32(0, "x");
+  auto y = args.f32(1, "y");
+  check_unary(args, x, y);
+  if (x.length > 0) kernels::relu(x.data, y.data, x.length);
+  return info.Env().Undefined();
+}
+
+Napi::Value Gelu(const Napi::CallbackInfo& info) {
+  Args args(info, "gelu", 3);
+  auto x = args.f32(0, "x");
+  auto y = args.f32(1, "y");
+  const bool tanh_approx = args.boolean(2, "tanhApprox");
+  check_unary(args, x, y);
+  if (x.length > 0) kernels::gelu(x.data, y.data, x.length, tanh_approx);
+  return info.Env().Undefined();
+}
+
+// One past the largest element index reachable with these strides.
+int64_t strided_extent(const Args& args, const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
+  int64_t last = 0;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 0) return 0;
+    last += checked_mul(args, shape[d] - 1, strides[d], "stride extent");
+  }
+  return last + 1;
+}
+
+bool is_contiguous(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
+  int64_t expect = 1;
+  for (size_t d = shape.size(); d-- > 0;) {
+    if (shape[d] != 1 && strides[d] != expect) return false;
+    expect *= shape[d];
+  }
+  return true;
+}
+
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  Args args(info, "binary", 7);
+  const int64_t op = args.integer(0, "op", 0, 3);
+  auto a = args.f32(1, "a");
+  auto a_strides = args.int_array(2, "aStrides", kMaxBinaryDims, 0, kMaxElements);
+  auto b = args.f32(3, "b");
+  auto b_strides = args.int_array(4, "bStrides", kMaxBinaryDims, 0, kMaxElements);
+  auto y = args.f32(5, "y");
+  auto shape = args.int_array(6, "shape", kMaxBinaryDims, 0, kMaxElements);
+  if (a_strides.size() != shape.size() || b_strides.size() != shape.size()) {
+    args.range_error("aStrides (" + std::to_string(a_strides.size()) + " dims) and bStrides (" +
+                     std::to_string(b_strides.size()) + " dims) must have shape's " + std::to_string(shape.size()) +
+                     " dims");
+  }
+  int64_t size = 1;
+  for (int64_t s : shape) size = checked_mul(args, size, s, "product of shape");
+  args.require_length(y, "y", size, "product of shape");
+  args.require_length(a, "a", strided_extent(args, shape, a_strides), "reach of shape and aStrides");
+  args.require_length(b, "b", strided_extent(args, shape, b_strides), "reach of shape and bStrides");
+  // In place only when the aliased operand is read exactly where y is written.
+  Span<float> y_used = y;
+  y_used.length = size;
+  args.require_no_overlap(y_used, "y", a, "a", is_contiguous(shape, a_strides));
+  args.require_no_overlap(y_used, "y", b, "b", is_contiguous(shape, b_strides));
+  if (size > 0) {
+    kernels::binary_op(static_cast<kernels::BinaryOp>(op), a.data, a_strides.data(), b.data, b_strides.data(), y.data,
+                       shape.data(), static_cast<int>(shape.size()));
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  Args args(info, "embedding", 5);
+  auto weight = args.f32(0, "weight");
+  const int64_t num = args.integer(1, "num", 0, kMaxElements);
+  const int64_t dim = args.integer(2, "dim", 0, kMaxElements);
+  auto ids = args.i32(3, "ids");
+  auto out = args.f32(4, "out");
+  args.require_length(weight, "weight", checked_mul(args, num, dim, "num*dim"), "num*dim");
+  args.require_length(out, "out", checked_mul(args, ids.length, dim, "ids.length*dim"), "ids.length*dim");
+  args.require_no_overlap(out, "out", weight, "weight", false);
+  for (int64_t i = 0; i < ids.length; ++i) {
+    const int32_t id = ids.data[i];
+    if (id < 0 || id >= num) {
+      args.range_error("index " + std::to_string(id) + " at position " + std::to_string(i) +
+                       " is out of range for an embedding of " + std::to_string(num) + " rows");
+    }
+  }
+  if (ids.length > 0 && dim > 0) {
+    const int64_t bad = kernels::embedding(weight.data, num, dim, ids.data, ids.length, out.data);
+    if (bad >= 0) args.range_error("index at position " + std::to_string(bad) + " changed while being read");
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Permute0213(const Napi::CallbackInfo& info) {
+  Args args(info, "permute0213", 6);
+  auto x = args.f32(0, "x");
+  auto y = args.f32(1, "y");
+  int64_t d[4];
+  const char* names[4] = {"d0", "d1", "d2", "d3"};
+  int64_t size = 1;
+  for (int i = 0; i < 4; ++i) {
+    d[i] = args.integer(2 + i, names[i], 0, kMaxElements);
+    size = checked_mul(args, size, d[i], "d0*d1*d2*d3");
+  }
+  args.require_length(x, "x", size, "d0*d1*d2*d3");
+  args.require_length(y, "y", size, "d0*d1*d2*d3");
+  args.require_no_overlap(y, "y", x, "x", false);
+  if (size > 0) kernels::permute_0213(x.data, y.data, d[0], d[1], d[2], d[3]);
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void RegisterLayerOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
+  exports.Set("layerNorm", Napi::Function::New(env, LayerNorm, "layerNorm"));
+  exports.Set("relu", Napi::Function::New(env, Relu, "relu"));
+  exports.Set("gelu", Napi::Function::New(env, Gelu, "gelu"));
+  exports.Set("binary", Napi::Function::New(env, Binary, "binary"));
+  exports.Set("embedding", Napi::Function::New(env, Embedding, "embedding"));
+  exports.Set("permute0213", Napi::Function::New(env, Permute0213, "permute0213"));
+}
+
+}  // namespace attnode::binding

@@ -1,0 +1,114 @@
+// info(), setNumThreads(n), getNumThreads(), setIsa(name): the runtime's
+// controls and what it detected.
+#include "binding/args.h"
+#include "binding/bindings.h"
+#include "runtime/cpu_features.h"
+#include "runtime/thread_pool.h"
+
+#include <string>
+
+namespace attnode::binding {
+namespace {
+
+using runtime::Isa;
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Args args(info, "info", 0);
+  Napi::Env env = info.Env();
+  const runtime::CpuInfo& cpu = runtime::cpu_info();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("isa", runtime::isa_name(runtime::active_isa()));
+  out.Set("detectedIsa", runtime::isa_name(runtime::detected_isa()));
+  if (!runtime::env_isa_request().empty() || runtime::env_isa_invalid()) {
+    out.Set("envIsa", runtime::env_isa_request());
+  }
+  out.Set("envIsaInvalid", runtime::env_isa_invalid());
+  out.Set("numThreads", runtime::ThreadPool::instance().num_threads());
+
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("vendor", cpu.vendor);
+  c.Set("brand", cpu.brand);
+  Napi::Array features = Napi::Array::New(env);
+  uint32_t nf = 0;
+  auto add = [&](bool has, const char* name) {
+    if (has) features.Set(nf++, name);
+  };
+  add(cpu.sse42, "sse4.2");
+  add(cpu.avx && cpu.os_avx, "avx");
+  add(cpu.avx2 && cpu.os_avx, "avx2");
+  add(cpu.fma && cpu.os_avx, "fma");
+  add(cpu.f16c && cpu.os_avx, "f16c");
+  add(cpu.avx512f && cpu.os_avx512, "avx512f");
+  add(cpu.avx512bw && cpu.os_avx512, "avx512bw");
+  add(cpu.avx512vl && cpu.os_avx512, "avx512vl");
+  add(cpu.avx512dq && cpu.os_avx512, "avx512dq");
+  add(cpu.avx512bf16 && cpu.os_avx512, "avx512bf16");
+  add(cpu.avx512vnni && cpu.os_avx512, "avx512vnni");
+  c.Set("features", features);
+  c.Set("l1dBytes", Napi::Number::New(env, static_cast<double>(cpu.l1d_bytes)));
+  c.Set("l2Bytes", Napi::Number::New(env, static_cast<double>(cpu.l2_bytes)));
+  c.Set("l3Bytes", Napi::Number::New(env, static_cast<double>(cpu.l3_bytes)));
+  out.Set("cpu", c);
+
+  Napi::Object build = Napi::Object::New(env);
+#if defined(__clang__)
+  build.Set("compiler", std::string("clang ") + __clang_version__);
+#elif defined(__GNUC__)
+  build.Set("compiler", std::string("gcc ") + __VERSION__);
+#else
+  build.Set("compiler", "unknown");
+#endif
+  build.Set("napiVersion", NAPI_VERSION);
+  build.Set("kernels", "portable, avx2+fma, avx512 (selected at run time)");
+#ifdef NDEBUG
+  build.Set("debug", false);
+#else
+  build.Set("debug", true);
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+  build.Set("asan", true);
+#else
+  build.Set("asan", false);
+#endif
+  out.Set("build", build);
+  return out;
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  Args args(info, "setNumThreads", 1);
+  const int64_t n = args.integer(0, "n", 1, runtime::ThreadPool::kMaxThreads);
+  runtime::ThreadPool::instance().set_num_threads(static_cast<int>(n));
+  return info.Env().Undefined();
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  Args args(info, "getNumThreads", 0);
+  return Napi::Number::New(info.Env(), runtime::ThreadPool::instance().num_threads());
+}
+
+Napi::Value SetIsa(const Napi::CallbackInfo& info) {
+  Args args(info, "setIsa", 1);
+  Napi::Value v = info[0];
+  if (!v.IsString()) args.type_error("argument 'isa' must be one of 'avx512' | 'avx2' | 'portable'");
+  const std::string name = v.As<Napi::String>().Utf8Value();
+  Isa isa;
+  if (!runtime::parse_isa(name, &isa)) {
+    args.range_error("argument 'isa' must be one of 'avx512' | 'avx2' | 'portable', got '" + name + "'");
+  }
+  if (!runtime::set_isa(isa)) {
+    args.range_error(std::string("this CPU cannot run the '") + name + "' kernels (best available: '" +
+                     runtime::isa_name(runtime::detected_isa()) + "')");
+  }
+  return Napi::String::New(info.Env(), runtime::isa_name(runtime::active_isa()));
+}
+
+}  // namespace
+
+void RegisterRuntime(Napi::Env env, Napi::Object exports) {
+  exports.Set("info", Napi::Function::New(env, Info, "info"));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
+  exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
+}
+
+}  // namespace attnode::binding

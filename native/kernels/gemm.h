@@ -1,0 +1,42 @@
+// fp32 GEMM, Goto/BLIS style: C = act(alpha * op(A) * op(B) + beta * C + bias).
+//
+// Pure function on pointers and sizes: knows nothing of N-API. Callers
+// (native/binding) have validated every size and pointer extent already.
+// Row-major throughout. op(X) = X or Xᵀ as selected by trans_a / trans_b, so
+// PyTorch's Linear (y = x · Wᵀ with W stored [out, in]) is trans_b = true and
+// needs no transposing copy.
+#pragma once
+
+#include <cstdint>
+
+namespace attnode::kernels {
+
+enum class Activation : int { None = 0, Relu = 1, Gelu = 2, GeluTanh = 3 };
+
+struct GemmParams {
+  int64_t m = 0, n = 0, k = 0;
+  const float* a = nullptr;  // op(A) is m x k
+  int64_t lda = 0;           // row stride of A as stored (k if !trans_a, m if trans_a)
+  bool trans_a = false;
+  const float* b = nullptr;  // op(B) is k x n
+  int64_t ldb = 0;           // row stride of B as stored (n if !trans_b, k if trans_b)
+  bool trans_b = false;
+  float* c = nullptr;        // m x n
+  int64_t ldc = 0;
+  float alpha = 1.0f;
+  float beta = 0.0f;          // beta == 0: C is write-only (NaNs in C are not propagated)
+  const float* bias = nullptr;  // length n, added to every row, or null
+  Activation act = Activation::None;
+};
+
+// Runs on the runtime thread pool with up to `max_threads` threads
+// (<= 0: the pool's current size). The kernel path is runtime::active_isa().
+void sgemm(const GemmParams& p, int max_threads = 0);
+
+// Batched: `batch` independent GEMMs, operand i at a + i*stride_a etc.
+// (a stride of 0 broadcasts that operand). Threads split over batch when
+// the batch is large enough, else inside each GEMM.
+void sgemm_batched(const GemmParams& p, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c,
+                   int max_threads = 0);
+
+}  // namespace attnode::kernels

@@ -1,0 +1,42 @@
+// Element-wise and row-wise layer ops: softmax, layerNorm, activations,
+// broadcasting binary ops, embedding gather, head split/merge transpose.
+//
+// Pure functions on pointers and sizes (no N-API). Inputs were validated by
+// the binding layer. Each function picks its kernel path from
+// runtime::active_isa() and spreads large inputs over the runtime thread pool.
+// `x` and `y` may alias (in place) unless stated otherwise.
+#pragma once
+
+#include <cstdint>
+
+namespace attnode::kernels {
+
+// Numerically stable softmax over each row of a [rows, cols] matrix.
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols);
+
+// PyTorch LayerNorm over each row: (x - mean) / sqrt(var + eps) * gamma + beta,
+// biased variance. gamma / beta may be null (elementwise_affine = false).
+void layer_norm_rows(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t cols,
+                     float eps);
+
+void relu(const float* x, float* y, int64_t n);
+// Exact erf form (PyTorch default) or the tanh approximation (approximate='tanh').
+void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
+
+enum class BinaryOp : int { Add = 0, Sub = 1, Mul = 2, Div = 3 };
+// y[i] = a[i] op b[i] over an `ndim`-dimensional index space `shape`
+// (ndim <= 8). Strides are in elements; a stride of 0 broadcasts. y is
+// contiguous with that shape. y must not alias a broadcast operand.
+void binary_op(BinaryOp op, const float* a, const int64_t* a_strides, const float* b, const int64_t* b_strides,
+               float* y, const int64_t* shape, int ndim);
+
+// out[i, :] = weight[ids[i], :]. Every id was checked to be in [0, num) by
+// the caller; the kernel still never reads outside weight (it re-checks and
+// returns the index of the first bad id, or -1 when all were fine).
+int64_t embedding(const float* weight, int64_t num, int64_t dim, const int32_t* ids, int64_t n_ids, float* out);
+
+// [d0, d1, d2, d3] -> [d0, d2, d1, d3]; the head split ([B,S,H,D] -> [B,H,S,D])
+// and merge (the inverse) transposes. x and y must not alias.
+void permute_0213(const float* x, float* y, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+
+}  // namespace attnode::kernels
