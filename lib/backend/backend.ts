@@ -52,6 +52,53 @@ export interface GemmArgs {
   strideC: number;
 }
 
+/**
+ * A mask applied inside attention, broadcast over (batch, head, query, key)
+ * by element strides (0 broadcasts). Float32 masks are added to the scaled
+ * scores; Uint8 (bool) masks exclude a key where the value is non-zero, as
+ * PyTorch's bool masks do (`true` = not allowed to attend).
+ */
+export interface AttentionMask {
+  data: Float32Array | Uint8Array;
+  strides: readonly [number, number, number, number];
+}
+
+/**
+ * out = softmax(scale · q·kᵀ + masks) · v per (batch, head), with q, k, v and
+ * out addressed by element strides over (batch, head, position) and a
+ * contiguous feature axis, so head split/merge transposes are absorbed.
+ */
+export interface AttentionArgs {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  out: Float32Array;
+  qStrides: readonly [number, number, number];
+  kStrides: readonly [number, number, number];
+  vStrides: readonly [number, number, number];
+  outStrides: readonly [number, number, number];
+  batch: number;
+  heads: number;
+  /** Query positions. */
+  lq: number;
+  /** Key/value positions. */
+  lk: number;
+  /** Query/key feature size. */
+  dk: number;
+  /** Value feature size. */
+  dv: number;
+  scale: number;
+  /** Up to two masks (e.g. an attention mask and a key padding mask); all apply. */
+  masks: readonly AttentionMask[];
+  /** Key j is visible to query i only when j <= i (PyTorch's top-left aligned is_causal). */
+  causal: boolean;
+  /**
+   * When non-null, receives the softmax probabilities, contiguous
+   * [batch, heads, lq, lk]. When null, no lq×lk matrix is ever materialised.
+   */
+  weights: Float32Array | null;
+}
+
 export interface Backend {
   readonly name: BackendName;
   gemm(args: GemmArgs): void;
@@ -86,6 +133,11 @@ export interface Backend {
   embedding(weight: Float32Array, num: number, dim: number, ids: Int32Array, out: Float32Array): void;
   /** [d0, d1, d2, d3] → [d0, d2, d1, d3]. x and y must not alias. */
   permute0213(x: Float32Array, y: Float32Array, d0: number, d1: number, d2: number, d3: number): void;
+  /**
+   * Scaled dot-product attention (see AttentionArgs). A query row whose keys
+   * are all masked out yields NaN, as PyTorch's softmax over all -inf does.
+   */
+  attention(args: AttentionArgs): void;
 }
 
 export type BackendName = 'native' | 'js';

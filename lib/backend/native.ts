@@ -9,7 +9,7 @@
  * backend explicitly then throws an Error carrying the original cause.
  */
 import * as path from 'node:path';
-import type { Backend, GemmArgs, BinaryOp } from './backend';
+import type { AttentionArgs, AttentionMask, Backend, GemmArgs, BinaryOp } from './backend';
 import { registerBackend, setNativeLoadError } from './registry';
 
 /** What `info()` reports about the native runtime. */
@@ -76,6 +76,21 @@ export interface Addon {
   ): void;
   embedding(weight: Float32Array, num: number, dim: number, ids: Int32Array, out: Float32Array): void;
   permute0213(x: Float32Array, y: Float32Array, d0: number, d1: number, d2: number, d3: number): void;
+  attention(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+    qStrides: readonly number[],
+    kStrides: readonly number[],
+    vStrides: readonly number[],
+    outStrides: readonly number[],
+    dims: readonly number[],
+    scale: number,
+    masks: readonly AttentionMask[],
+    causal: boolean,
+    weights: Float32Array | null,
+  ): void;
 }
 
 /** Package root: lib/backend (sources) and dist/backend (build) are both two levels down. */
@@ -96,8 +111,8 @@ function loadAddon(): Addon | null {
         'running on the pure-TypeScript backend. Build it with `npm run build:native` (needs python3, make, g++).',
       { cause: err },
     );
+    // The registry says so once, on stderr, the first time it falls back to JS.
     setNativeLoadError(error);
-    process.emitWarning(error.message, { code: 'ATTNODE_NO_NATIVE' });
     return null;
   }
 }
@@ -119,6 +134,10 @@ function makeNativeBackend(a: Addon): Backend {
     binary: (op: BinaryOp, x, xs, y, ys, out, shape) => a.binary(op, x, xs, y, ys, out, shape),
     embedding: (weight, num, dim, ids, out) => a.embedding(weight, num, dim, ids, out),
     permute0213: (x, y, d0, d1, d2, d3) => a.permute0213(x, y, d0, d1, d2, d3),
+    attention(t: AttentionArgs): void {
+      a.attention(t.q, t.k, t.v, t.out, t.qStrides, t.kStrides, t.vStrides, t.outStrides,
+        [t.batch, t.heads, t.lq, t.lk, t.dk, t.dv], t.scale, t.masks, t.causal, t.weights);
+    },
   };
 }
 

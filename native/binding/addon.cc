@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   attnode::binding::RegisterRuntime(env, exports);
   attnode::binding::RegisterGemm(env, exports);
   attnode::binding::RegisterLayerOps(env, exports);
+  attnode::binding::RegisterAttention(env, exports);
   return exports;
 }
 

@@ -8,5 +8,6 @@ namespace attnode::binding {
 void RegisterRuntime(Napi::Env env, Napi::Object exports);
 void RegisterGemm(Napi::Env env, Napi::Object exports);
 void RegisterLayerOps(Napi::Env env, Napi::Object exports);
+void RegisterAttention(Napi::Env env, Napi::Object exports);
 
 }  // namespace attnode::binding

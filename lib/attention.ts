@@ -1,0 +1,101 @@
+/**
+ * `scaledDotProductAttention`, PyTorch's `F.scaled_dot_product_attention` on
+ * Tensors: softmax(q·kᵀ·scale + mask) · v over the last two axes, with the
+ * fused backend kernel (no L×S matrix is materialised).
+ *
+ * Mask semantics are F.scaled_dot_product_attention's, which differ from
+ * nn.MultiheadAttention's: here a bool mask's `true` means "may attend"
+ * (PyTorch: "take part in attention"); a float mask is added to the scores.
+ */
+import { Tensor } from './tensor';
+import { formatShape } from './errors';
+import type { AttentionMask } from './backend/backend';
+import { resolveBackend } from './backend/registry';
+import type { OpOptions } from './ops';
+
+/** Options of {@link scaledDotProductAttention}. */
+export interface ScaledDotProductAttentionOptions extends OpOptions {
+  /** Broadcastable to [..., L, S]: bool (`true` = may attend) or float32 (added). */
+  attnMask?: Tensor<'bool'> | Tensor<'float32'> | null;
+  /** Query i sees keys j ≤ i (top-left aligned, as PyTorch). Default false. */
+  isCausal?: boolean;
+  /** Default 1/√E. */
+  scale?: number;
+  /** Accepted for parity; never applied (inference). */
+  dropoutP?: number;
+}
+
+/**
+ * q [..., L, E], k [..., S, E], v [..., S, Ev] with equal leading dims (at most
+ * two: batch and heads) → [..., L, Ev].
+ */
+export function scaledDotProductAttention(
+  q: Tensor<'float32'>,
+  k: Tensor<'float32'>,
+  v: Tensor<'float32'>,
+  opts: ScaledDotProductAttentionOptions = {},
+): Tensor<'float32'> {
+  const fn = 'scaledDotProductAttention';
+  for (const [arg, t] of [['q', q], ['k', k], ['v', v]] as const) {
+    if (!(t instanceof Tensor) || t.dtype !== 'float32') {
+      throw new TypeError(`${fn}: argument '${arg}' must be a float32 Tensor, got ${t instanceof Tensor ? `dtype ${t.dtype}` : typeof t}`);
+    }
+    if (t.ndim < 2 || t.ndim > 4) {
+      throw new RangeError(`${fn}: argument '${arg}' must be 2-D to 4-D ([batch, heads, seq, features]), got ${formatShape(t.shape)}`);
+    }
+  }
+  const r = q.ndim;
+  if (k.ndim !== r || v.ndim !== r || q.shape.slice(0, r - 2).some((d, i) => d !== k.shape[i] || d !== v.shape[i])) {
+    throw new RangeError(`${fn}: q, k and v must have the same leading dims, got ${formatShape(q.shape)}, ${formatShape(k.shape)}, ${formatShape(v.shape)}`);
+  }
+  const [l, e] = q.shape.slice(r - 2) as [number, number];
+  const [s, ek] = k.shape.slice(r - 2) as [number, number];
+  const [sv, ev] = v.shape.slice(r - 2) as [number, number];
+  if (ek !== e) throw new RangeError(`${fn}: k must have q's feature size ${e} in its last dim, got ${formatShape(k.shape)}`);
+  if (sv !== s) throw new RangeError(`${fn}: v must have k's sequence length ${s} (dim -2), got ${formatShape(v.shape)}`);
+  const lead = [1, 1, ...q.shape.slice(0, r - 2)].slice(-2) as [number, number];
+  const [batch, heads] = lead;
+  const scale = opts.scale ?? 1 / Math.sqrt(e);
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new TypeError(`${fn}: option 'scale' must be a finite number, got ${scale}`);
+  const masks: AttentionMask[] = [];
+  const m = opts.attnMask;
+  if (m !== undefined && m !== null) masks.push(sdpaMask(fn, m, batch, heads, l, s));
+  const out = new Float32Array(batch * heads * l * ev);
+  resolveBackend(opts.backend).attention({
+    q: q.data, k: k.data, v: v.data, out,
+    qStrides: [heads * l * e, l * e, e],
+    kStrides: [heads * s * e, s * e, e],
+    vStrides: [heads * s * ev, s * ev, ev],
+    outStrides: [heads * l * ev, l * ev, ev],
+    batch, heads, lq: l, lk: s, dk: e, dv: ev, scale, masks,
+    causal: opts.isCausal ?? false,
+    weights: null,
+  });
+  return new Tensor(out, [...q.shape.slice(0, r - 1), ev], 'float32');
+}
+
+/** Broadcast strides of a mask over (batch, heads, L, S); bool masks are inverted to the backend's "true = masked". */
+function sdpaMask(fn: string, m: Tensor, batch: number, heads: number, l: number, s: number): AttentionMask {
+  if (!(m instanceof Tensor) || (m.dtype !== 'bool' && m.dtype !== 'float32')) {
+    throw new TypeError(`${fn}: option 'attnMask' must be a bool or float32 Tensor`);
+  }
+  const target = [batch, heads, l, s];
+  if (m.ndim > 4) throw new RangeError(`${fn}: option 'attnMask' must have at most 4 dims, got ${formatShape(m.shape)}`);
+  const shape = [...Array(4 - m.ndim).fill(1), ...m.shape] as number[];
+  const strides: number[] = [0, 0, 0, 0];
+  let stride = 1;
+  for (let d = 3; d >= 0; d--) {
+    if (shape[d] !== target[d] && shape[d] !== 1) {
+      throw new RangeError(`${fn}: option 'attnMask' of shape ${formatShape(m.shape)} does not broadcast to [${target.join(', ')}]`);
+    }
+    strides[d] = shape[d] === 1 ? 0 : stride;
+    stride *= shape[d]!;
+  }
+  let data = m.data as Float32Array | Uint8Array;
+  if (m.dtype === 'bool') {
+    const inv = new Uint8Array(data.length);
+    for (let i = 0; i < inv.length; i++) inv[i] = data[i] ? 0 : 1;
+    data = inv;
+  }
+  return { data, strides: strides as unknown as [number, number, number, number] };
+}

@@ -1,0 +1,39 @@
+/**
+ * attnode: multi-head attention and Transformer stacks for Node.js, on
+ * multithreaded SIMD C++ kernels (or a pure-TypeScript backend with the same API).
+ *
+ * @example
+ * import { nn, ops, tensor, loadSafetensors } from 'attnode';
+ */
+// The native backend registers itself on import; keep this first.
+import './backend/native';
+
+export {
+  Tensor,
+  tensor,
+  empty,
+  zeros,
+  ones,
+  full,
+  arange,
+  randn,
+  rand,
+  isTensor,
+  Rng,
+  contiguousStrides,
+  type Shape,
+  type ShapeLike,
+  type DType,
+  type DTypeMap,
+  type ElementOf,
+  type NestedArray,
+  type TensorData,
+  type RandomOptions,
+} from './tensor';
+export * as ops from './ops';
+export * as nn from './nn';
+export { scaledDotProductAttention } from './attention';
+export { loadSafetensors, parseSafetensors, saveSafetensors, serializeSafetensors } from './io/safetensors';
+export { setBackend, getBackend, availableBackends } from './backend/registry';
+export type { Backend, BackendName } from './backend/backend';
+export { info, setNumThreads, getNumThreads, setIsa, type RuntimeInfo, type IsaName, type NativeInfo } from './runtime';

@@ -1,0 +1,30 @@
+/** PyTorch-shaped modules. */
+export { Module, toStateKey, type LoadStateDictOptions, type LoadStateDictResult } from './module';
+export { ModuleList } from './container';
+export { Linear, LayerNorm, type LinearOptions, type LayerNormOptions } from './linear';
+export { Embedding, type EmbeddingOptions } from './sparse';
+export {
+  MultiheadAttention,
+  type MultiheadAttentionOptions,
+  type MultiheadAttentionForwardOptions,
+  type MultiheadAttentionOutput,
+  type MaskTensor,
+} from './multihead-attention';
+export {
+  TransformerEncoderLayer,
+  TransformerDecoderLayer,
+  TransformerEncoder,
+  TransformerDecoder,
+  Transformer,
+  type TransformerActivation,
+  type TransformerLayerOptions,
+  type TransformerStackOptions,
+  type TransformerOptions,
+  type EncoderLayerForwardOptions,
+  type DecoderLayerForwardOptions,
+  type EncoderForwardOptions,
+  type TransformerForwardOptions,
+  type StackNormOption,
+} from './transformer';
+export { PositionalEncoding, type PositionalEncodingOptions } from './positional-encoding';
+export { manualSeed } from './init';

@@ -1,0 +1,76 @@
+import { Module } from './module';
+import type { Tensor } from '../tensor';
+import { ones, zeros } from '../tensor';
+import { checkInt } from '../errors';
+import * as ops from '../ops';
+import { linearDefault } from './init';
+import { checkOptions } from './options';
+
+/** Options of {@link Linear}: PyTorch's `nn.Linear(in_features, out_features, bias=True)`. */
+export interface LinearOptions {
+  inFeatures: number;
+  outFeatures: number;
+  /** Default true. */
+  bias?: boolean;
+}
+
+/**
+ * y = x · Wᵀ + b, with `weight` stored [outFeatures, inFeatures] as in PyTorch
+ * (the GEMM reads it transposed in place: no copy per call).
+ * State dict: `weight`, `bias`.
+ */
+export class Linear extends Module {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  weight: Tensor<'float32'>;
+  bias: Tensor<'float32'> | null;
+
+  constructor(options: LinearOptions) {
+    super();
+    checkOptions('Linear', options, ['inFeatures', 'outFeatures', 'bias']);
+    this.inFeatures = checkInt('Linear', 'inFeatures', options.inFeatures, 0);
+    this.outFeatures = checkInt('Linear', 'outFeatures', options.outFeatures, 0);
+    this.weight = linearDefault([this.outFeatures, this.inFeatures], this.inFeatures);
+    this.bias = options.bias ?? true ? linearDefault([this.outFeatures], this.inFeatures) : null;
+  }
+
+  /** x [..., inFeatures] → [..., outFeatures]. */
+  forward(x: Tensor<'float32'>): Tensor<'float32'> {
+    return ops.linear(x, this.weight, this.bias ?? undefined, { backend: this.backend });
+  }
+}
+
+/** Options of {@link LayerNorm}: PyTorch's `nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True)`. */
+export interface LayerNormOptions {
+  normalizedShape: number | readonly number[];
+  /** Default 1e-5. */
+  eps?: number;
+  /** Default true: learnable `weight` (ones) and `bias` (zeros). */
+  elementwiseAffine?: boolean;
+}
+
+/** Normalises over the trailing `normalizedShape` dims (biased variance, eps inside the root). State dict: `weight`, `bias`. */
+export class LayerNorm extends Module {
+  readonly normalizedShape: readonly number[];
+  readonly eps: number;
+  weight: Tensor<'float32'> | null;
+  bias: Tensor<'float32'> | null;
+
+  constructor(options: LayerNormOptions) {
+    super();
+    checkOptions('LayerNorm', options, ['normalizedShape', 'eps', 'elementwiseAffine']);
+    const shape = typeof options.normalizedShape === 'number' ? [options.normalizedShape] : [...options.normalizedShape];
+    shape.forEach((d, i) => checkInt('LayerNorm', `normalizedShape[${i}]`, d, 1));
+    this.normalizedShape = shape;
+    this.eps = options.eps ?? 1e-5;
+    const affine = options.elementwiseAffine ?? true;
+    this.weight = affine ? ones(shape) : null;
+    this.bias = affine ? zeros(shape) : null;
+  }
+
+  forward(x: Tensor<'float32'>): Tensor<'float32'> {
+    return ops.layerNorm(x, this.normalizedShape, this.weight ?? undefined, this.bias ?? undefined, this.eps, {
+      backend: this.backend,
+    });
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * `Module`, the base of every layer, read the way PyTorch's `nn.Module` reads:
+ * child modules and parameters are plain properties, found automatically in
+ * assignment order, and the state dict uses PyTorch's key names.
+ *
+ * Naming: a property's state-dict name is its snake_case form (`selfAttn` →
+ * `self_attn`, `inProjWeight` → `in_proj_weight`, `linear1` → `linear1`), so
+ * TypeScript code stays camelCase while keys match what PyTorch writes.
+ *
+ * What counts: an own enumerable property holding a `Module` is a child; one
+ * holding a `Tensor` is a parameter, unless it was declared a buffer with
+ * `registerBuffer`; `null` (e.g. `bias: false`) is skipped, like PyTorch's
+ * `None` parameters. Anything else (numbers, options) is ignored.
+ */
+import { Tensor } from '../tensor';
+import type { Backend, BackendName } from '../backend/backend';
+import { resolveBackend } from '../backend/registry';
+
+/** A backend by name or as an object. */
+export type BackendChoice = BackendName | Backend;
+import { formatShape } from '../errors';
+
+/** Options of {@link Module.loadStateDict}. */
+export interface LoadStateDictOptions {
+  /** Every key must match (default true): missing and unexpected keys are listed in one error. */
+  strict?: boolean;
+}
+
+/** What {@link Module.loadStateDict} did not match (only non-empty when `strict` is false). */
+export interface LoadStateDictResult {
+  missingKeys: string[];
+  unexpectedKeys: string[];
+}
+
+/** `selfAttn` → `self_attn`; `inProjWeight` → `in_proj_weight`; `0` → `0`. */
+export function toStateKey(property: string): string {
+  return property.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+export abstract class Module {
+  /** Always false: attnode runs inference, so dropout is never applied. Kept for PyTorch-shaped code. */
+  training = false;
+  // ES private fields are not enumerable, so they never look like children or parameters.
+  #buffers = new Map<string, boolean>();
+  #backend: BackendChoice | null = null;
+
+  /** Children in assignment order, as [state-dict name, module]. */
+  namedChildren(): [string, Module][] {
+    const out: [string, Module][] = [];
+    for (const [prop, value] of Object.entries(this)) {
+      if (value instanceof Module) out.push([toStateKey(prop), value]);
+    }
+    return out;
+  }
+
+  /** This module and every descendant, as [dotted name, module]; the root's name is ''. */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix, this]];
+    for (const [name, child] of this.namedChildren()) out.push(...child.namedModules(prefix ? `${prefix}.${name}` : name));
+    return out;
+  }
+
+  /** Own (non-recursive) parameters and buffers, as [state-dict name, property name, tensor, isBuffer]. */
+  #ownTensors(): [string, string, Tensor, boolean][] {
+    const out: [string, string, Tensor, boolean][] = [];
+    for (const [prop, value] of Object.entries(this)) {
+      if (value instanceof Tensor) out.push([toStateKey(prop), prop, value, this.#buffers.has(prop)]);
+    }
+    return out;
+  }
+
+  /** Every parameter, recursively, under its PyTorch name (`layers.0.self_attn.in_proj_weight`). */
+  namedParameters(): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [prefix, m] of this.namedModules()) {
+      for (const [key, , t, isBuffer] of m.#ownTensors()) if (!isBuffer) out.push([prefix ? `${prefix}.${key}` : key, t]);
+    }
+    return out;
+  }
+
+  /** Every parameter tensor, recursively. */
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
+
+  /** Total number of parameter elements. */
+  numParameters(): number {
+    let n = 0;
+    for (const [, t] of this.namedParameters()) n += t.size;
+    return n;
+  }
+
+  /**
+   * Parameters and persistent buffers under PyTorch's key names, in PyTorch's
+   * order (a module's own tensors, then each child's). The tensors are the
+   * module's own, not copies.
+   */
+  stateDict(): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {};
+    for (const [prefix, m] of this.namedModules()) {
+      for (const [key, prop, t, isBuffer] of m.#ownTensors()) {
+        if (isBuffer && !m.#buffers.get(prop)) continue;
+        out[prefix ? `${prefix}.${key}` : key] = t;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Loads a state dict (e.g. from `loadSafetensors`). Each tensor must have the
+   * shape and dtype of the one it replaces; it is then used as it is (no copy).
+   * With `strict` (the default) every missing and unexpected key is listed in
+   * one error. Shape and dtype mismatches are errors in both modes.
+   */
+  loadStateDict(dict: Record<string, Tensor>, options: LoadStateDictOptions = {}): LoadStateDictResult {
+    const strict = options.strict ?? true;
+    if (dict === null || typeof dict !== 'object') {
+      throw new TypeError(`loadStateDict: argument 'dict' must be an object of Tensors, got ${dict === null ? 'null' : typeof dict}`);
+    }
+    const targets = new Map<string, { module: Module; prop: string; current: Tensor }>();
+    for (const [prefix, m] of this.namedModules()) {
+      for (const [key, prop, t, isBuffer] of m.#ownTensors()) {
+        if (isBuffer && !m.#buffers.get(prop)) continue;
+        targets.set(prefix ? `${prefix}.${key}` : key, { module: m, prop, current: t });
+      }
+    }
+    const missingKeys = [...targets.keys()].filter((k) => !(k in dict));
+    const unexpectedKeys = Object.keys(dict).filter((k) => !targets.has(k));
+    if (strict && (missingKeys.length || unexpectedKeys.length)) {
+      const parts = [];
+      if (missingKeys.length) parts.push(`missing keys: ${missingKeys.join(', ')}`);
+      if (unexpectedKeys.length) parts.push(`unexpected keys: ${unexpectedKeys.join(', ')}`);
+      throw new RangeError(`loadStateDict: the state dict does not match ${this.constructor.name}; ${parts.join('; ')}`);
+    }
+    // Check everything before changing anything, so a failed load leaves the module as it was.
+    const updates: [Module, string, Tensor][] = [];
+    for (const [key, { module, prop, current }] of targets) {
+      if (!(key in dict)) continue;
+      const t = dict[key];
+      if (!(t instanceof Tensor)) {
+        throw new TypeError(`loadStateDict: '${key}' must be a Tensor, got ${t === null ? 'null' : typeof t}`);
+      }
+      if (t.dtype !== current.dtype) {
+        throw new TypeError(`loadStateDict: '${key}' must have dtype ${current.dtype}, got ${t.dtype}`);
+      }
+      if (t.shape.length !== current.shape.length || t.shape.some((d, i) => d !== current.shape[i])) {
+        throw new RangeError(
+          `loadStateDict: size mismatch for '${key}': expected shape ${formatShape(current.shape)}, got ${formatShape(t.shape)}`,
+        );
+      }
+      updates.push([module, prop, t]);
+    }
+    const changed = new Set<Module>();
+    for (const [module, prop, t] of updates) {
+      (module as unknown as Record<string, Tensor>)[prop] = t;
+      changed.add(module);
+    }
+    for (const m of changed) m.stateChanged();
+    return { missingKeys, unexpectedKeys };
+  }
+
+  /**
+   * Declares `name` a buffer (state that is not a parameter, like PyTorch's
+   * `register_buffer`); non-persistent buffers stay out of the state dict.
+   */
+  protected registerBuffer(name: string, value: Tensor, persistent = true): void {
+    (this as unknown as Record<string, Tensor>)[name] = value;
+    this.#buffers.set(name, persistent);
+  }
+
+  /** Called after `loadStateDict` replaced some of this module's tensors: drop anything derived from them. */
+  protected stateChanged(): void {}
+
+  /** Runs this module and all its descendants on `backend` ('native', 'js' or a Backend); null restores the global default. */
+  useBackend(backend: BackendChoice | null): this {
+    for (const [, m] of this.namedModules()) m.#backend = backend;
+    return this;
+  }
+
+  /** The backend this module computes on: its own choice, or the global default. */
+  get backend(): Backend {
+    return resolveBackend(this.#backend ?? undefined);
+  }
+
+  /** Kept for PyTorch-shaped code: attnode modules are always in inference mode. */
+  eval(): this {
+    return this;
+  }
+}

@@ -1,0 +1,415 @@
+import { Module } from './module';
+import { Linear, LayerNorm } from './linear';
+import { ModuleList } from './container';
+import { MultiheadAttention, type MaskTensor } from './multihead-attention';
+import { Tensor } from '../tensor';
+import { checkInt, formatShape } from '../errors';
+import * as ops from '../ops';
+import { xavierUniform } from './init';
+import { boolOption, checkOptions } from './options';
+
+/** Feed-forward activation of the Transformer layers. */
+export type TransformerActivation = 'relu' | 'gelu';
+
+/** Options shared by {@link TransformerEncoderLayer} and {@link TransformerDecoderLayer} (PyTorch's, in camelCase). */
+export interface TransformerLayerOptions {
+  dModel: number;
+  nhead: number;
+  /** Default 2048. */
+  dimFeedforward?: number;
+  /** Accepted for PyTorch parity; never applied (inference). Default 0.1. */
+  dropout?: number;
+  /** Default 'relu'. */
+  activation?: TransformerActivation;
+  /** Default 1e-5. */
+  layerNormEps?: number;
+  /** Inputs are [batch, seq, feature] (default false: [seq, batch, feature]). */
+  batchFirst?: boolean;
+  /** Pre-norm (LayerNorm before attention and feed-forward) instead of post-norm (default false). */
+  normFirst?: boolean;
+  /** Biases in the linear layers and attention (default true). */
+  bias?: boolean;
+}
+
+const LAYER_KEYS = [
+  'dModel', 'nhead', 'dimFeedforward', 'dropout', 'activation', 'layerNormEps', 'batchFirst', 'normFirst', 'bias',
+] as const;
+
+interface ResolvedLayerOptions {
+  dModel: number;
+  nhead: number;
+  dimFeedforward: number;
+  dropout: number;
+  activation: TransformerActivation;
+  layerNormEps: number;
+  batchFirst: boolean;
+  normFirst: boolean;
+  bias: boolean;
+}
+
+function resolveLayerOptions(name: string, o: TransformerLayerOptions): ResolvedLayerOptions {
+  checkOptions(name, o, LAYER_KEYS);
+  const activation = o.activation ?? 'relu';
+  if (activation !== 'relu' && activation !== 'gelu') {
+    throw new TypeError(`${name}: option 'activation' must be 'relu' or 'gelu', got ${JSON.stringify(activation)}`);
+  }
+  const eps = o.layerNormEps ?? 1e-5;
+  if (typeof eps !== 'number' || !(eps >= 0)) throw new RangeError(`${name}: option 'layerNormEps' must be a number >= 0, got ${eps}`);
+  return {
+    dModel: checkInt(name, 'dModel', o.dModel, 1),
+    nhead: checkInt(name, 'nhead', o.nhead, 1),
+    dimFeedforward: o.dimFeedforward === undefined ? 2048 : checkInt(name, 'dimFeedforward', o.dimFeedforward, 1),
+    dropout: o.dropout ?? 0.1,
+    activation,
+    layerNormEps: eps,
+    batchFirst: boolOption(name, 'batchFirst', o.batchFirst, false),
+    normFirst: boolOption(name, 'normFirst', o.normFirst, false),
+    bias: boolOption(name, 'bias', o.bias, true),
+  };
+}
+
+/** The feed-forward block: linear2(act(linear1(x))), the activation fused into linear1's GEMM. */
+function feedForward(layer: { linear1: Linear; linear2: Linear; activation: TransformerActivation; backend: Module['backend'] }, x: Tensor<'float32'>): Tensor<'float32'> {
+  const { weight, bias } = layer.linear1;
+  const hidden = ops.linear(x, weight, bias, { backend: layer.backend, activation: layer.activation });
+  return layer.linear2.forward(hidden);
+}
+
+function checkInput(fn: string, arg: string, x: unknown, dModel: number): Tensor<'float32'> {
+  if (!(x instanceof Tensor) || x.dtype !== 'float32') {
+    throw new TypeError(`${fn}: argument '${arg}' must be a float32 Tensor, got ${x instanceof Tensor ? x.dtype : typeof x}`);
+  }
+  if ((x.ndim !== 2 && x.ndim !== 3) || x.shape[x.ndim - 1] !== dModel) {
+    throw new RangeError(`${fn}: argument '${arg}' must have shape [seq, batch, ${dModel}] / [batch, seq, ${dModel}] (or [seq, ${dModel}] unbatched), got ${formatShape(x.shape)}`);
+  }
+  return x;
+}
+
+/** Forward options of {@link TransformerEncoderLayer} (PyTorch's keyword arguments). */
+export interface EncoderLayerForwardOptions {
+  srcMask?: MaskTensor | null;
+  srcKeyPaddingMask?: MaskTensor | null;
+  isCausal?: boolean;
+}
+
+/**
+ * PyTorch's `nn.TransformerEncoderLayer`: self-attention and feed-forward
+ * blocks with residual connections, post-norm or pre-norm (`normFirst`).
+ * State dict: `self_attn.*`, `linear1.*`, `linear2.*`, `norm1.*`, `norm2.*`.
+ */
+export class TransformerEncoderLayer extends Module {
+  readonly options: Readonly<ResolvedLayerOptions>;
+  readonly activation: TransformerActivation;
+  readonly normFirst: boolean;
+  selfAttn: MultiheadAttention;
+  linear1: Linear;
+  linear2: Linear;
+  norm1: LayerNorm;
+  norm2: LayerNorm;
+
+  constructor(options: TransformerLayerOptions) {
+    super();
+    const o = (this.options = Object.freeze(resolveLayerOptions('TransformerEncoderLayer', options)));
+    this.activation = o.activation;
+    this.normFirst = o.normFirst;
+    this.selfAttn = new MultiheadAttention({ embedDim: o.dModel, numHeads: o.nhead, dropout: o.dropout, bias: o.bias, batchFirst: o.batchFirst });
+    this.linear1 = new Linear({ inFeatures: o.dModel, outFeatures: o.dimFeedforward, bias: o.bias });
+    this.linear2 = new Linear({ inFeatures: o.dimFeedforward, outFeatures: o.dModel, bias: o.bias });
+    this.norm1 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps });
+    this.norm2 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps });
+  }
+
+  /** src [S, N, E] ([N, S, E] with batchFirst, [S, E] unbatched) → same shape. */
+  forward(src: Tensor<'float32'>, options: EncoderLayerForwardOptions = {}): Tensor<'float32'> {
+    const fn = 'TransformerEncoderLayer.forward';
+    checkOptions(fn, options, ['srcMask', 'srcKeyPaddingMask', 'isCausal']);
+    checkInput(fn, 'src', src, this.options.dModel);
+    const be = { backend: this.backend };
+    const sa = (x: Tensor<'float32'>): Tensor<'float32'> =>
+      this.selfAttn.forward(x, x, x, {
+        attnMask: options.srcMask ?? null,
+        keyPaddingMask: options.srcKeyPaddingMask ?? null,
+        needWeights: false,
+        isCausal: options.isCausal ?? false,
+      }).output;
+    let x = src;
+    if (this.normFirst) {
+      x = ops.add(x, sa(this.norm1.forward(x)), be);
+      x = ops.add(x, feedForward(this, this.norm2.forward(x)), be);
+    } else {
+      x = this.norm1.forward(ops.add(x, sa(x), be));
+      x = this.norm2.forward(ops.add(x, feedForward(this, x), be));
+    }
+    return x;
+  }
+}
+
+/** Forward options of {@link TransformerDecoderLayer} (PyTorch's keyword arguments). */
+export interface DecoderLayerForwardOptions {
+  tgtMask?: MaskTensor | null;
+  memoryMask?: MaskTensor | null;
+  tgtKeyPaddingMask?: MaskTensor | null;
+  memoryKeyPaddingMask?: MaskTensor | null;
+  tgtIsCausal?: boolean;
+  memoryIsCausal?: boolean;
+}
+
+const DECODER_FORWARD_KEYS = [
+  'tgtMask', 'memoryMask', 'tgtKeyPaddingMask', 'memoryKeyPaddingMask', 'tgtIsCausal', 'memoryIsCausal',
+] as const;
+
+/**
+ * PyTorch's `nn.TransformerDecoderLayer`: self-attention, cross-attention over
+ * the encoder memory, and feed-forward. State dict: `self_attn.*`,
+ * `multihead_attn.*`, `linear1.*`, `linear2.*`, `norm1.*`, `norm2.*`, `norm3.*`.
+ */
+export class TransformerDecoderLayer extends Module {
+  readonly options: Readonly<ResolvedLayerOptions>;
+  readonly activation: TransformerActivation;
+  readonly normFirst: boolean;
+  selfAttn: MultiheadAttention;
+  multiheadAttn: MultiheadAttention;
+  linear1: Linear;
+  linear2: Linear;
+  norm1: LayerNorm;
+  norm2: LayerNorm;
+  norm3: LayerNorm;
+
+  constructor(options: TransformerLayerOptions) {
+    super();
+    const o = (this.options = Object.freeze(resolveLayerOptions('TransformerDecoderLayer', options)));
+    this.activation = o.activation;
+    this.normFirst = o.normFirst;
+    const mha = { embedDim: o.dModel, numHeads: o.nhead, dropout: o.dropout, bias: o.bias, batchFirst: o.batchFirst };
+    this.selfAttn = new MultiheadAttention(mha);
+    this.multiheadAttn = new MultiheadAttention(mha);
+    this.linear1 = new Linear({ inFeatures: o.dModel, outFeatures: o.dimFeedforward, bias: o.bias });
+    this.linear2 = new Linear({ inFeatures: o.dimFeedforward, outFeatures: o.dModel, bias: o.bias });
+    this.norm1 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps });
+    this.norm2 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps });
+    this.norm3 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps });
+  }
+
+  /** tgt [T, N, E], memory [S, N, E] (batch-first or unbatched alike) → shape of tgt. */
+  forward(tgt: Tensor<'float32'>, memory: Tensor<'float32'>, options: DecoderLayerForwardOptions = {}): Tensor<'float32'> {
+    const fn = 'TransformerDecoderLayer.forward';
+    checkOptions(fn, options, DECODER_FORWARD_KEYS);
+    checkInput(fn, 'tgt', tgt, this.options.dModel);
+    checkInput(fn, 'memory', memory, this.options.dModel);
+    const be = { backend: this.backend };
+    const sa = (x: Tensor<'float32'>): Tensor<'float32'> =>
+      this.selfAttn.forward(x, x, x, {
+        attnMask: options.tgtMask ?? null,
+        keyPaddingMask: options.tgtKeyPaddingMask ?? null,
+        needWeights: false,
+        isCausal: options.tgtIsCausal ?? false,
+      }).output;
+    const ca = (x: Tensor<'float32'>): Tensor<'float32'> =>
+      this.multiheadAttn.forward(x, memory, memory, {
+        attnMask: options.memoryMask ?? null,
+        keyPaddingMask: options.memoryKeyPaddingMask ?? null,
+        needWeights: false,
+        isCausal: options.memoryIsCausal ?? false,
+      }).output;
+    let x = tgt;
+    if (this.normFirst) {
+      x = ops.add(x, sa(this.norm1.forward(x)), be);
+      x = ops.add(x, ca(this.norm2.forward(x)), be);
+      x = ops.add(x, feedForward(this, this.norm3.forward(x)), be);
+    } else {
+      x = this.norm1.forward(ops.add(x, sa(x), be));
+      x = this.norm2.forward(ops.add(x, ca(x), be));
+      x = this.norm3.forward(ops.add(x, feedForward(this, x), be));
+    }
+    return x;
+  }
+}
+
+/** A final LayerNorm for a stack: `true` (eps = the layer's layerNormEps) or explicit options. */
+export type StackNormOption = boolean | { eps?: number };
+
+/** Options of {@link TransformerEncoder} / {@link TransformerDecoder}. */
+export interface TransformerStackOptions {
+  /** Options of every layer (PyTorch clones one layer `numLayers` times). */
+  layer: TransformerLayerOptions;
+  numLayers: number;
+  /** Adds a final `LayerNorm(dModel)` (state dict `norm.*`). Default false. */
+  norm?: StackNormOption;
+}
+
+function stackNorm(name: string, norm: StackNormOption | undefined, o: ResolvedLayerOptions): LayerNorm | null {
+  if (norm === undefined || norm === false) return null;
+  if (norm === true) return new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps });
+  if (typeof norm === 'object' && norm !== null) return new LayerNorm({ normalizedShape: o.dModel, eps: norm.eps ?? 1e-5 });
+  throw new TypeError(`${name}: option 'norm' must be a boolean or { eps }, got ${typeof norm}`);
+}
+
+/** Forward options of {@link TransformerEncoder} (PyTorch's keyword arguments). */
+export interface EncoderForwardOptions {
+  mask?: MaskTensor | null;
+  srcKeyPaddingMask?: MaskTensor | null;
+  isCausal?: boolean;
+}
+
+/** PyTorch's `nn.TransformerEncoder`: `numLayers` encoder layers and an optional final norm. State dict: `layers.<i>.*`, `norm.*`. */
+export class TransformerEncoder extends Module {
+  readonly numLayers: number;
+  layers: ModuleList<TransformerEncoderLayer>;
+  norm: LayerNorm | null;
+
+  constructor(options: TransformerStackOptions) {
+    super();
+    checkOptions('TransformerEncoder', options, ['layer', 'numLayers', 'norm']);
+    this.numLayers = checkInt('TransformerEncoder', 'numLayers', options.numLayers, 0);
+    const layers = new ModuleList<TransformerEncoderLayer>();
+    for (let i = 0; i < this.numLayers; i++) layers.push(new TransformerEncoderLayer(options.layer));
+    this.layers = layers;
+    const o = resolveLayerOptions('TransformerEncoder.layer', options.layer);
+    this.norm = stackNorm('TransformerEncoder', options.norm, o);
+  }
+
+  forward(src: Tensor<'float32'>, options: EncoderForwardOptions = {}): Tensor<'float32'> {
+    checkOptions('TransformerEncoder.forward', options, ['mask', 'srcKeyPaddingMask', 'isCausal']);
+    let x = src;
+    for (const layer of this.layers) {
+      x = layer.forward(x, {
+        srcMask: options.mask ?? null,
+        srcKeyPaddingMask: options.srcKeyPaddingMask ?? null,
+        isCausal: options.isCausal ?? false,
+      });
+    }
+    return this.norm ? this.norm.forward(x) : x;
+  }
+}
+
+/** PyTorch's `nn.TransformerDecoder`: `numLayers` decoder layers and an optional final norm. State dict: `layers.<i>.*`, `norm.*`. */
+export class TransformerDecoder extends Module {
+  readonly numLayers: number;
+  layers: ModuleList<TransformerDecoderLayer>;
+  norm: LayerNorm | null;
+
+  constructor(options: TransformerStackOptions) {
+    super();
+    checkOptions('TransformerDecoder', options, ['layer', 'numLayers', 'norm']);
+    this.numLayers = checkInt('TransformerDecoder', 'numLayers', options.numLayers, 0);
+    const layers = new ModuleList<TransformerDecoderLayer>();
+    for (let i = 0; i < this.numLayers; i++) layers.push(new TransformerDecoderLayer(options.layer));
+    this.layers = layers;
+    const o = resolveLayerOptions('TransformerDecoder.layer', options.layer);
+    this.norm = stackNorm('TransformerDecoder', options.norm, o);
+  }
+
+  forward(tgt: Tensor<'float32'>, memory: Tensor<'float32'>, options: DecoderLayerForwardOptions = {}): Tensor<'float32'> {
+    checkOptions('TransformerDecoder.forward', options, DECODER_FORWARD_KEYS);
+    let x = tgt;
+    for (const layer of this.layers) x = layer.forward(x, memory, options);
+    return this.norm ? this.norm.forward(x) : x;
+  }
+}
+
+/** Options of {@link Transformer}: PyTorch's `nn.Transformer` arguments in camelCase, with its defaults. */
+export interface TransformerOptions {
+  /** Default 512. */
+  dModel?: number;
+  /** Default 8. */
+  nhead?: number;
+  /** Default 6. */
+  numEncoderLayers?: number;
+  /** Default 6. */
+  numDecoderLayers?: number;
+  /** Default 2048. */
+  dimFeedforward?: number;
+  dropout?: number;
+  activation?: TransformerActivation;
+  layerNormEps?: number;
+  batchFirst?: boolean;
+  normFirst?: boolean;
+  bias?: boolean;
+}
+
+/** Forward options of {@link Transformer} (PyTorch's keyword arguments). */
+export interface TransformerForwardOptions {
+  srcMask?: MaskTensor | null;
+  tgtMask?: MaskTensor | null;
+  memoryMask?: MaskTensor | null;
+  srcKeyPaddingMask?: MaskTensor | null;
+  tgtKeyPaddingMask?: MaskTensor | null;
+  memoryKeyPaddingMask?: MaskTensor | null;
+  srcIsCausal?: boolean;
+  tgtIsCausal?: boolean;
+  memoryIsCausal?: boolean;
+}
+
+/**
+ * PyTorch's `nn.Transformer`: an encoder and a decoder stack, each with a
+ * final LayerNorm. State dict: `encoder.layers.<i>.*`, `encoder.norm.*`,
+ * `decoder.layers.<i>.*`, `decoder.norm.*`.
+ */
+export class Transformer extends Module {
+  readonly dModel: number;
+  readonly nhead: number;
+  readonly batchFirst: boolean;
+  encoder: TransformerEncoder;
+  decoder: TransformerDecoder;
+
+  constructor(options: TransformerOptions = {}) {
+    super();
+    checkOptions('Transformer', options, [
+      'dModel', 'nhead', 'numEncoderLayers', 'numDecoderLayers', 'dimFeedforward', 'dropout', 'activation',
+      'layerNormEps', 'batchFirst', 'normFirst', 'bias',
+    ]);
+    const { numEncoderLayers = 6, numDecoderLayers = 6, ...rest } = options;
+    const layer: TransformerLayerOptions = { ...rest, dModel: rest.dModel ?? 512, nhead: rest.nhead ?? 8 };
+    const o = resolveLayerOptions('Transformer', layer);
+    this.dModel = o.dModel;
+    this.nhead = o.nhead;
+    this.batchFirst = o.batchFirst;
+    this.encoder = new TransformerEncoder({ layer, numLayers: numEncoderLayers, norm: true });
+    this.decoder = new TransformerDecoder({ layer, numLayers: numDecoderLayers, norm: true });
+    // PyTorch's _reset_parameters: Xavier-uniform on every matrix.
+    for (const [, m] of this.namedModules()) {
+      for (const [prop, value] of Object.entries(m)) {
+        if (value instanceof Tensor && value.ndim > 1) (m as unknown as Record<string, Tensor>)[prop] = xavierUniform(value.shape);
+      }
+    }
+  }
+
+  /** src [S, N, E], tgt [T, N, E] (batch-first or unbatched alike) → [T, N, E]. */
+  forward(src: Tensor<'float32'>, tgt: Tensor<'float32'>, options: TransformerForwardOptions = {}): Tensor<'float32'> {
+    const fn = 'Transformer.forward';
+    checkOptions(fn, options, [
+      'srcMask', 'tgtMask', 'memoryMask', 'srcKeyPaddingMask', 'tgtKeyPaddingMask', 'memoryKeyPaddingMask',
+      'srcIsCausal', 'tgtIsCausal', 'memoryIsCausal',
+    ]);
+    checkInput(fn, 'src', src, this.dModel);
+    checkInput(fn, 'tgt', tgt, this.dModel);
+    if (src.ndim !== tgt.ndim) {
+      throw new RangeError(`${fn}: src and tgt must both be batched (3-D) or both unbatched (2-D), got ${formatShape(src.shape)} and ${formatShape(tgt.shape)}`);
+    }
+    const batchAxis = this.batchFirst ? 0 : 1;
+    if (src.ndim === 3 && src.shape[batchAxis] !== tgt.shape[batchAxis]) {
+      throw new RangeError(`${fn}: the batch number of src and tgt must be equal, got ${src.shape[batchAxis]} and ${tgt.shape[batchAxis]}`);
+    }
+    const memory = this.encoder.forward(src, {
+      mask: options.srcMask ?? null,
+      srcKeyPaddingMask: options.srcKeyPaddingMask ?? null,
+      isCausal: options.srcIsCausal ?? false,
+    });
+    return this.decoder.forward(tgt, memory, {
+      tgtMask: options.tgtMask ?? null,
+      memoryMask: options.memoryMask ?? null,
+      tgtKeyPaddingMask: options.tgtKeyPaddingMask ?? null,
+      memoryKeyPaddingMask: options.memoryKeyPaddingMask ?? null,
+      tgtIsCausal: options.tgtIsCausal ?? false,
+      memoryIsCausal: options.memoryIsCausal ?? false,
+    });
+  }
+
+  /** PyTorch's `Transformer.generate_square_subsequent_mask(sz)`: float [sz, sz], -inf above the diagonal, 0 elsewhere. */
+  static generateSquareSubsequentMask(sz: number): Tensor<'float32'> {
+    checkInt('Transformer.generateSquareSubsequentMask', 'sz', sz, 0);
+    const data = new Float32Array(sz * sz);
+    for (let i = 0; i < sz; i++) data.fill(-Infinity, i * sz + i + 1, (i + 1) * sz);
+    return new Tensor(data, [sz, sz], 'float32');
+  }
+}

@@ -1,0 +1,165 @@
+// attention(q, k, v, out, qStrides, kStrides, vStrides, outStrides, dims, scale, masks, causal, weights)
+//
+// dims = [batch, heads, lq, lk, dk, dv]; *Strides = [batch, head, position]
+// element strides (feature axis contiguous); masks = array of up to two
+// { data: Float32Array | Uint8Array, strides: [b, h, q, k] }; weights is a
+// Float32Array of batch·heads·lq·lk elements or null.
+#include "binding/args.h"
+#include "binding/bindings.h"
+#include "kernels/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <array>
+#include <string>
+
+namespace attnode::binding {
+namespace {
+
+// One past the last element reachable through `strides` over `sizes` plus a
+// contiguous row of `width` elements.
+int64_t reach(const Args& args, const int64_t* sizes, const int64_t* strides, int n, int64_t width) {
+  int64_t last = 0;
+  for (int d = 0; d < n; ++d) {
+    if (sizes[d] == 0) return 0;
+    last += checked_mul(args, sizes[d] - 1, strides[d], "stride reach");
+  }
+  return width == 0 ? 0 : last + width;
+}
+
+// Sufficient condition for distinct (batch, head, position) rows of an
+// output never to share an element: ordered by stride, each stride clears
+// everything the smaller ones can reach.
+bool rows_disjoint(const int64_t* sizes, const int64_t* strides, int64_t width) {
+  std::array<std::pair<int64_t, int64_t>, 3> dims;  // (stride, size)
+  int n = 0;
+  for (int d = 0; d < 3; ++d) {
+    if (sizes[d] > 1) dims[n++] = {strides[d], sizes[d]};
+  }
+  std::sort(dims.begin(), dims.begin() + n);
+  int64_t covered = width;
+  for (int i = 0; i < n; ++i) {
+    if (dims[i].first < covered) return false;
+    covered = dims[i].first * (dims[i].second - 1) + covered;
+  }
+  return true;
+}
+
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  Args args(info, "attention", 13);
+  auto q = args.f32(0, "q");
+  auto k = args.f32(1, "k");
+  auto v = args.f32(2, "v");
+  auto out = args.f32(3, "out");
+  auto qs = args.int_array(4, "qStrides", 3, 0, kMaxElements);
+  auto ks = args.int_array(5, "kStrides", 3, 0, kMaxElements);
+  auto vs = args.int_array(6, "vStrides", 3, 0, kMaxElements);
+  auto os = args.int_array(7, "outStrides", 3, 0, kMaxElements);
+  auto dims = args.int_array(8, "dims", 6, 0, kMaxElements);
+  const double scale = args.number(9, "scale");
+  const bool causal = args.boolean(11, "causal");
+  auto weights = args.f32_or_null(12, "weights");
+  for (const auto* s : {&qs, &ks, &vs, &os}) {
+    if (s->size() != 3) args.range_error("each strides argument must have 3 entries (batch, head, position)");
+  }
+  if (dims.size() != 6) args.range_error("argument 'dims' must be [batch, heads, lq, lk, dk, dv]");
+  if (!std::isfinite(scale)) args.range_error("argument 'scale' must be finite");
+  const int64_t batch = dims[0], heads = dims[1], lq = dims[2], lk = dims[3], dk = dims[4], dv = dims[5];
+
+  const int64_t q_sizes[3] = {batch, heads, lq};
+  const int64_t k_sizes[3] = {batch, heads, lk};
+  args.require_length(q, "q", reach(args, q_sizes, qs.data(), 3, dk), "qStrides over [batch, heads, lq] + dk");
+  args.require_length(k, "k", reach(args, k_sizes, ks.data(), 3, dk), "kStrides over [batch, heads, lk] + dk");
+  args.require_length(v, "v", reach(args, k_sizes, vs.data(), 3, dv), "vStrides over [batch, heads, lk] + dv");
+  args.require_length(out, "out", reach(args, q_sizes, os.data(), 3, dv), "outStrides over [batch, heads, lq] + dv");
+  if (!rows_disjoint(q_sizes, os.data(), dv)) args.range_error("argument 'outStrides' makes output rows overlap");
+  args.require_no_overlap(out, "out", q, "q", false);
+  args.require_no_overlap(out, "out", k, "k", false);
+  args.require_no_overlap(out, "out", v, "v", false);
+  int64_t n_weights = checked_mul(args, checked_mul(args, batch, heads, "batch*heads"), checked_mul(args, lq, lk, "lq*lk"),
+                                  "batch*heads*lq*lk");
+  if (weights.data) {
+    args.require_length(weights, "weights", n_weights, "batch*heads*lq*lk");
+    args.require_no_overlap(weights, "weights", out, "out", false);
+    args.require_no_overlap(weights, "weights", q, "q", false);
+    args.require_no_overlap(weights, "weights", k, "k", false);
+    args.require_no_overlap(weights, "weights", v, "v", false);
+  }
+
+  kernels::AttentionParams p;
+  Napi::Value masks_value = info[10];
+  if (!masks_value.IsArray()) args.type_error("argument 'masks' must be an Array of { data, strides }");
+  Napi::Array masks = masks_value.As<Napi::Array>();
+  if (masks.Length() > 2) args.range_error("at most 2 masks are supported, got " + std::to_string(masks.Length()));
+  const int64_t mask_sizes[4] = {batch, heads, lq, lk};
+  for (uint32_t i = 0; i < masks.Length(); ++i) {
+    Napi::Value m = masks.Get(i);
+    const std::string name = "masks[" + std::to_string(i) + "]";
+    if (!m.IsObject()) args.type_error("argument '" + name + "' must be an object { data, strides }");
+    Napi::Object mo = m.As<Napi::Object>();
+    Napi::Value data = mo.Get("data");
+    Napi::Value strides = mo.Get("strides");
+    if (!data.IsTypedArray()) args.type_error("argument '" + name + ".data' must be a Float32Array or Uint8Array");
+    auto ta = data.As<Napi::TypedArray>();
+    if (!strides.IsArray() || strides.As<Napi::Array>().Length() != 4) {
+      args.type_error("argument '" + name + ".strides' must be an Array of 4 integers");
+    }
+    int64_t st[4];
+    for (uint32_t d = 0; d < 4; ++d) {
+      Napi::Value sv = strides.As<Napi::Array>().Get(d);
+      double x = sv.IsNumber() ? sv.As<Napi::Number>().DoubleValue() : -1;
+      if (!(x >= 0 && x <= static_cast<double>(kMaxElements) && x == static_cast<double>(static_cast<int64_t>(x)))) {
+        args.range_error("argument '" + name + ".strides' entries must be integers in [0, " +
+                         std::to_string(kMaxElements) + "]");
+      }
+      st[d] = static_cast<int64_t>(x);
+      p.masks[i].strides[d] = st[d];
+    }
+    const int64_t needed = reach(args, mask_sizes, st, 4, 1);
+    Napi::ArrayBuffer buf = ta.ArrayBuffer();
+    const int64_t length = buf.Data() ? static_cast<int64_t>(ta.ElementLength()) : 0;
+    if (length < needed) {
+      args.range_error("argument '" + name + ".data' has " + std::to_string(length) + " elements, expected at least " +
+                       std::to_string(needed) + " (strides over [batch, heads, lq, lk])");
+    }
+    uint8_t* base = static_cast<uint8_t*>(buf.Data()) + ta.ByteOffset();
+    if (ta.TypedArrayType() == napi_float32_array) {
+      p.masks[i].f32 = reinterpret_cast<const float*>(base);
+    } else if (ta.TypedArrayType() == napi_uint8_array) {
+      p.masks[i].u8 = base;
+    } else {
+      args.type_error("argument '" + name + ".data' must be a Float32Array or Uint8Array");
+    }
+    if (needed == 0) p.masks[i] = kernels::AttentionMask{};  // nothing will be read
+  }
+  p.num_masks = static_cast<int>(masks.Length());
+  if (batch == 0 || heads == 0 || lq == 0 || dv == 0) return info.Env().Undefined();
+
+  p.q = q.data;
+  p.k = k.data;
+  p.v = v.data;
+  p.out = out.data;
+  std::copy(qs.begin(), qs.end(), p.q_strides);
+  std::copy(ks.begin(), ks.end(), p.k_strides);
+  std::copy(vs.begin(), vs.end(), p.v_strides);
+  std::copy(os.begin(), os.end(), p.out_strides);
+  p.batch = batch;
+  p.heads = heads;
+  p.lq = lq;
+  p.lk = lk;
+  p.dk = dk;
+  p.dv = dv;
+  p.scale = static_cast<float>(scale);
+  p.causal = causal;
+  p.weights = weights.data;
+  kernels::attention(p);
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void RegisterAttention(Napi::Env env, Napi::Object exports) {
+  exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
+}
+
+}  // namespace attnode::binding

@@ -1,0 +1,50 @@
+// Fused scaled dot-product attention (flash-style): out = softmax(scale·q·kᵀ + masks)·v
+// per (batch, head), never materialising the lq×lk score matrix unless the
+// caller asks for the weights.
+//
+// CONTRACT written by the lead (binding + TS side are coded against it):
+// q, k, v and out are addressed through element strides over (batch, head,
+// position) with a contiguous feature axis, so the head split/merge
+// transposes of multi-head attention are absorbed (q/k/v can point into one
+// packed [L, N, 3E] projection buffer). Pure function: no N-API; the binding
+// validated every extent.
+#pragma once
+
+#include <cstdint>
+
+namespace attnode::kernels {
+
+struct AttentionMask {
+  // Exactly one of f32 / u8 is non-null. f32 values are added to the scaled
+  // score; a non-zero u8 value excludes the key (PyTorch bool mask: true =
+  // not allowed to attend).
+  const float* f32 = nullptr;
+  const uint8_t* u8 = nullptr;
+  int64_t strides[4] = {0, 0, 0, 0};  // over (batch, head, query, key); 0 broadcasts
+};
+
+struct AttentionParams {
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  float* out = nullptr;
+  int64_t q_strides[3] = {0, 0, 0};  // (batch, head, position), in elements
+  int64_t k_strides[3] = {0, 0, 0};
+  int64_t v_strides[3] = {0, 0, 0};
+  int64_t out_strides[3] = {0, 0, 0};
+  int64_t batch = 0, heads = 0, lq = 0, lk = 0, dk = 0, dv = 0;
+  float scale = 1.0f;
+  AttentionMask masks[2];
+  int num_masks = 0;
+  // Key j visible to query i only when j <= i (PyTorch is_causal: top-left aligned).
+  bool causal = false;
+  // Optional [batch, heads, lq, lk] contiguous softmax probabilities.
+  float* weights = nullptr;
+};
+
+// Fully masked query rows (every score -inf) produce NaN in out (and weights),
+// as PyTorch's softmax over all -inf does. Runs on the runtime thread pool,
+// parallel over batch × heads × query blocks; kernel path from active_isa().
+void attention(const AttentionParams& p);
+
+}  // namespace attnode::kernels
