@@ -1,0 +1,25 @@
+/**
+ * The pure-TypeScript backend: the correctness reference for the native
+ * addon and the baseline of native-vs-JS benchmarks. Always available.
+ */
+import type { Backend } from '../backend';
+import { attention } from './attention';
+import { binary } from './binary';
+import { gemm } from './gemm';
+import { embedding, gelu, layerNorm, permute0213, relu, softmax } from './layer';
+
+export { erf, erfc, geluExact, geluTanh } from './math';
+
+/** The JS implementation of {@link Backend}. Stateless apart from reused scratch buffers. */
+export const jsBackend: Backend = Object.freeze({
+  name: 'js',
+  gemm,
+  softmax,
+  layerNorm,
+  relu,
+  gelu,
+  binary,
+  embedding,
+  permute0213,
+  attention,
+} as const);

@@ -1,0 +1,59 @@
+/**
+ * Element types a {@link Tensor} can hold, and the typed array backing each.
+ *
+ * Everything dtype-specific is driven by {@link DTypeMap}, so adding a dtype
+ * (e.g. `bf16` stored as `Uint16Array`) is one entry here plus its cases in
+ * {@link allocate} and {@link dtypeOfArray}; the generic `Tensor<D>` then gives
+ * it a correctly typed `data` for free.
+ */
+
+/** Maps each dtype name to the typed array that stores its elements. */
+export interface DTypeMap {
+  float32: Float32Array;
+  int32: Int32Array;
+  /** One byte per element, 0 or 1 (anything non-zero reads as true). */
+  bool: Uint8Array;
+}
+
+/** A dtype name: `'float32' | 'int32' | 'bool'`. */
+export type DType = keyof DTypeMap;
+
+/** The typed array that backs dtype `D`. */
+export type TypedArrayFor<D extends DType> = DTypeMap[D];
+
+/** The JS value of one element of dtype `D`: booleans for `bool`, numbers otherwise. */
+export type ElementOf<D extends DType> = D extends 'bool' ? boolean : number;
+
+/** Every supported dtype, in a stable order (for messages and iteration). */
+export const DTYPES: readonly DType[] = Object.freeze(['float32', 'int32', 'bool'] as const);
+
+/** True when `value` names a supported dtype. */
+export function isDType(value: unknown): value is DType {
+  return typeof value === 'string' && (DTYPES as readonly string[]).includes(value);
+}
+
+/** Allocates a zero-filled typed array for `size` elements of `dtype`. */
+export function allocate<D extends DType>(dtype: D, size: number): DTypeMap[D] {
+  // The casts are sound: each branch returns exactly DTypeMap[dtype].
+  switch (dtype) {
+    case 'float32':
+      return new Float32Array(size) as DTypeMap[D];
+    case 'int32':
+      return new Int32Array(size) as DTypeMap[D];
+    case 'bool':
+      return new Uint8Array(size) as DTypeMap[D];
+    default:
+      throw new TypeError(`unsupported dtype ${String(dtype)}`);
+  }
+}
+
+/**
+ * The dtype whose backing store is exactly `array`'s class, or undefined for
+ * other typed arrays (which must be copied to become a tensor).
+ */
+export function dtypeOfArray(array: unknown): DType | undefined {
+  if (array instanceof Float32Array) return 'float32';
+  if (array instanceof Int32Array) return 'int32';
+  if (array instanceof Uint8Array) return 'bool';
+  return undefined;
+}

@@ -1,0 +1,472 @@
+// Layer-op kernels vs double-precision naive references, on every ISA path the
+// machine can run (runtime::set_isa), awkward sizes, large magnitudes and
+// special values; multithreaded results must be bit-identical to
+// single-threaded ones. Prints the max error per op and ISA; exit code 1 on
+// any failure. Built and run by run_layer_ops_test.sh.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../kernels/layer_ops.h"
+#include "../runtime/cpu_features.h"
+#include "../runtime/thread_pool.h"
+
+namespace k = attnode::kernels;
+namespace rt = attnode::runtime;
+
+namespace {
+
+int g_failures = 0;
+std::mt19937_64 g_rng(12345);
+
+#define CHECK(cond, ...)                                            \
+  do {                                                              \
+    if (!(cond)) {                                                  \
+      ++g_failures;                                                 \
+      if (g_failures < 30) {                                        \
+        std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+        std::printf(__VA_ARGS__);                                   \
+        std::printf("\n");                                          \
+      }                                                             \
+    }                                                               \
+  } while (0)
+
+const std::vector<int64_t> kCols = {1, 3, 15, 16, 17, 31, 33, 767, 768, 1000, 4097};
+const std::vector<int64_t> kRows = {1, 2, 37, 300};
+
+// Max error per (op, isa) for the summary table.
+std::map<std::string, std::map<std::string, double>> g_err;
+void note(const std::string& op, const std::string& isa, double e) {
+  double& v = g_err[op][isa];
+  if (e > v) v = e;
+}
+
+float normal(float s = 1.0f) { return std::normal_distribution<float>(0.0f, s)(g_rng); }
+float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g_rng); }
+
+void set_threads(int n) { rt::ThreadPool::instance().set_num_threads(n); }
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// ------------------------------------------------------------------ softmax
+void fill_softmax_row(float* r, int64_t n, int kind) {
+  for (int64_t j = 0; j < n; ++j) {
+    switch (kind) {
+      case 0:
+        r[j] = normal(3.0f);
+        break;
+      case 1:  // large-magnitude logits
+        r[j] = uniform(-1e4f, 1e4f);
+        break;
+      case 2:  // constant row
+        r[j] = 7.25f;
+        break;
+      case 3:  // large common offset, small spread
+        r[j] = 1e4f + normal(2.0f);
+        break;
+      case 4:  // some masked (-inf) entries, at least one finite
+        r[j] = (j % 3 == 1) ? -INFINITY : normal(1.0f);
+        break;
+      default:  // near-ties around a negative offset
+        r[j] = -5e3f + uniform(-1.0f, 1.0f);
+    }
+  }
+}
+
+void test_softmax(const std::string& isa) {
+  for (int64_t cols : kCols) {
+    for (int64_t rows : kRows) {
+      std::vector<float> x(rows * cols), y(rows * cols);
+      for (int64_t r = 0; r < rows; ++r) fill_softmax_row(&x[r * cols], cols, static_cast<int>(r % 6));
+      k::softmax_rows(x.data(), y.data(), rows, cols);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = &x[r * cols];
+        double m = -INFINITY;
+        for (int64_t j = 0; j < cols; ++j) m = std::max(m, static_cast<double>(xr[j]));
+        double s = 0;
+        for (int64_t j = 0; j < cols; ++j) s += std::exp(static_cast<double>(xr[j]) - m);
+        double rowsum = 0;
+        for (int64_t j = 0; j < cols; ++j) {
+          double ref = std::exp(static_cast<double>(xr[j]) - m) / s;
+          double got = y[r * cols + j];
+          CHECK(std::isfinite(got), "softmax %s %lldx%lld row %lld col %lld = %g", isa.c_str(), (long long)rows,
+                (long long)cols, (long long)r, (long long)j, got);
+          double ae = std::fabs(got - ref);
+          note("softmax abs", isa, ae);
+          // Relative error where it is meaningful. Rounding the float
+          // difference x - max (as every float softmax does) alone moves
+          // exp() by |x - max| * 6e-8 relative, so the bound grows with it.
+          const double dist = m - xr[j];
+          if (ref >= 1e-6) {
+            note("softmax rel p>=1e-6", isa, ae / ref);
+            if (ref >= 1e-3) note("softmax rel p>=1e-3", isa, ae / ref);
+          }
+          rowsum += got;
+          CHECK(ae <= 1e-6 && (ref < 1e-6 || ae / ref <= 1e-6 + dist * 1.2e-7),
+                "softmax %s cols %lld got %.9g ref %.9g", isa.c_str(), (long long)cols, got, ref);
+        }
+        CHECK(std::fabs(rowsum - 1.0) < 1e-5, "softmax row sum %g", rowsum);
+      }
+      // In place gives the same bits.
+      std::vector<float> z = x;
+      k::softmax_rows(z.data(), z.data(), rows, cols);
+      CHECK(same_bits(z, y), "softmax in-place differs (%s, %lldx%lld)", isa.c_str(), (long long)rows, (long long)cols);
+    }
+  }
+  // All -inf row -> NaN (PyTorch), constant row -> uniform, NaN input -> NaN row.
+  for (int64_t cols : kCols) {
+    std::vector<float> x(3 * cols, -INFINITY), y(3 * cols);
+    for (int64_t j = 0; j < cols; ++j) x[cols + j] = -3.0f;
+    for (int64_t j = 0; j < cols; ++j) x[2 * cols + j] = 1.0f;
+    x[2 * cols + cols / 2] = NAN;
+    k::softmax_rows(x.data(), y.data(), 3, cols);
+    for (int64_t j = 0; j < cols; ++j) {
+      CHECK(std::isnan(y[j]), "softmax all -inf row should be NaN, got %g", y[j]);
+      CHECK(std::fabs(y[cols + j] - 1.0 / cols) <= 1e-6 / cols, "softmax constant row %g", y[cols + j]);
+      CHECK(std::isnan(y[2 * cols + j]), "softmax row with NaN should be NaN, got %g", y[2 * cols + j]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- layerNorm
+void test_layer_norm(const std::string& isa) {
+  const float eps = 1e-5f;
+  for (int64_t cols : kCols) {
+    for (int64_t rows : kRows) {
+      std::vector<float> x(rows * cols), y(rows * cols), g(cols), b(cols);
+      for (int64_t j = 0; j < cols; ++j) {
+        g[j] = uniform(0.5f, 1.5f);
+        b[j] = uniform(-1.0f, 1.0f);
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t j = 0; j < cols; ++j) {
+          float v;
+          switch (r % 5) {
+            case 0:
+              v = normal(1.0f);
+              break;
+            case 1:  // large constant offset: naive E[x^2]-E[x]^2 in float would lose everything
+              v = 1e4f + normal(1.0f);
+              break;
+            case 2:  // constant row -> exactly beta
+              v = -123.5f;
+              break;
+            case 3:
+              v = uniform(-1e4f, 1e4f);
+              break;
+            default:  // outlier first element (the pass-1 shift)
+              v = j == 0 ? 50.0f : normal(0.01f) - 3.0f;
+          }
+          x[r * cols + j] = v;
+        }
+      }
+      for (int affine = 0; affine < 4; ++affine) {
+        const float* gp = (affine & 1) ? g.data() : nullptr;
+        const float* bp = (affine & 2) ? b.data() : nullptr;
+        k::layer_norm_rows(x.data(), gp, bp, y.data(), rows, cols, eps);
+        for (int64_t r = 0; r < rows; ++r) {
+          const float* xr = &x[r * cols];
+          double mean = 0, var = 0;
+          for (int64_t j = 0; j < cols; ++j) mean += xr[j];
+          mean /= cols;
+          for (int64_t j = 0; j < cols; ++j) var += (xr[j] - mean) * (xr[j] - mean);
+          var /= cols;
+          const double rstd = 1.0 / std::sqrt(var + eps);
+          for (int64_t j = 0; j < cols; ++j) {
+            double ref = (xr[j] - mean) * rstd * (gp ? gp[j] : 1.0) + (bp ? bp[j] : 0.0);
+            double got = y[r * cols + j];
+            double e = std::fabs(got - ref) / std::max(1.0, std::fabs(ref));
+            note("layerNorm", isa, e);
+            CHECK(e <= 2e-6, "layerNorm %s %lldx%lld row %lld got %.9g ref %.9g", isa.c_str(), (long long)rows,
+                  (long long)cols, (long long)r, got, ref);
+            if (r % 5 == 2) {
+              CHECK(got == (bp ? bp[j] : 0.0), "layerNorm constant row must give beta exactly: %.9g", got);
+            }
+          }
+        }
+      }
+      std::vector<float> z = x, yy(rows * cols);
+      k::layer_norm_rows(x.data(), g.data(), b.data(), yy.data(), rows, cols, eps);
+      k::layer_norm_rows(z.data(), g.data(), b.data(), z.data(), rows, cols, eps);
+      CHECK(same_bits(z, yy), "layerNorm in-place differs");
+    }
+  }
+}
+
+// -------------------------------------------------------------- activations
+std::vector<float> activation_inputs(int64_t n) {
+  std::vector<float> x(n);
+  const float specials[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-7f, -1e-7f, 1e4f, -1e4f, 30.0f, -30.0f, 88.0f, -88.0f};
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = (i % 7 == 3) ? specials[(i / 7) % 12] : (i % 2 ? uniform(-10.0f, 10.0f) : normal(2.0f));
+  }
+  return x;
+}
+
+double gelu_ref(double x, bool tanh_approx) {
+  if (tanh_approx) {
+    // 0.5x(1 + tanh(u)) == x / (1 + exp(-2u)), the second without cancellation.
+    double u = std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x);
+    return x / (1.0 + std::exp(-2.0 * u));
+  }
+  return 0.5 * x * std::erfc(-x / std::sqrt(2.0));
+}
+
+// Condition number |x f'(x) / f(x)|: rounding the float argument of an inner
+// function (x / sqrt2, u) by half an ulp already moves f by cond * 6e-8
+// relative, in every float implementation; deep in the negative tail (x ~ -9)
+// that is ~100. The tolerance scales with it.
+double gelu_cond(double x, bool tanh_approx) {
+  if (x == 0.0) return 1.0;
+  double f = gelu_ref(x, tanh_approx), df;
+  if (tanh_approx) {
+    const double k0 = std::sqrt(2.0 / M_PI);
+    double u = k0 * (x + 0.044715 * x * x * x);
+    double s = 1.0 / (1.0 + std::exp(-2.0 * u));
+    df = s + x * s * (1.0 - s) * 2.0 * k0 * (1.0 + 3.0 * 0.044715 * x * x);
+  } else {
+    df = 0.5 * std::erfc(-x / std::sqrt(2.0)) + x * std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
+  }
+  return std::fabs(x * df / f);
+}
+
+void check_gelu(const std::string& isa, const std::vector<float>& x, const std::vector<float>& y, bool tanh_approx) {
+  const std::string op = tanh_approx ? "gelu tanh" : "gelu erf";
+  for (size_t i = 0; i < x.size(); ++i) {
+    double ref = gelu_ref(x[i], tanh_approx);
+    double got = y[i];
+    if (std::fabs(ref) < 1e-37) {  // underflow region: absolute
+      CHECK(std::fabs(got - ref) <= 1e-37, "%s %s x=%g got %g ref %g", op.c_str(), isa.c_str(), x[i], got, ref);
+      continue;
+    }
+    double e = std::fabs(got - ref) / std::fabs(ref);
+    double cond = std::max(1.0, gelu_cond(x[i], tanh_approx));
+    if (std::fabs(x[i]) <= 5.0f) note(op + " rel |x|<=5", isa, e);
+    note(op + " rel/cond", isa, e / cond);
+    CHECK(e <= 1e-6 + cond * 1.2e-7, "%s %s x=%.9g got %.9g ref %.9g rel %g cond %g", op.c_str(), isa.c_str(), x[i],
+          got, ref, e, cond);
+  }
+}
+
+void test_activations(const std::string& isa) {
+  std::vector<int64_t> sizes = kCols;
+  sizes.push_back(300 * 1000 + 17);  // above the parallel grain
+  for (int64_t n : sizes) {
+    std::vector<float> x = activation_inputs(n), y(n), z(n);
+    k::relu(x.data(), y.data(), n);
+    for (int64_t i = 0; i < n; ++i) CHECK(y[i] == std::max(x[i], 0.0f), "relu %g -> %g", x[i], y[i]);
+    k::gelu(x.data(), y.data(), n, false);
+    check_gelu(isa, x, y, false);
+    k::gelu(x.data(), y.data(), n, true);
+    check_gelu(isa, x, y, true);
+    z = x;
+    k::gelu(z.data(), z.data(), n, true);
+    CHECK(same_bits(z, y), "gelu in-place differs");
+  }
+  // Specials: NaN propagates; +-inf.
+  std::vector<float> s = {NAN, INFINITY, -INFINITY}, y(3);
+  k::gelu(s.data(), y.data(), 3, false);
+  CHECK(std::isnan(y[0]) && y[1] == INFINITY, "gelu erf specials %g %g", y[0], y[1]);
+  k::gelu(s.data(), y.data(), 3, true);
+  CHECK(std::isnan(y[0]) && y[1] == INFINITY, "gelu tanh specials %g %g", y[0], y[1]);
+  k::relu(s.data(), y.data(), 3);
+  CHECK(std::isnan(y[0]) && y[1] == INFINITY && y[2] == 0.0f, "relu specials");
+}
+
+// ----------------------------------------------------------------- binary
+float apply(k::BinaryOp op, float a, float b) {
+  switch (op) {
+    case k::BinaryOp::Add:
+      return a + b;
+    case k::BinaryOp::Sub:
+      return a - b;
+    case k::BinaryOp::Mul:
+      return a * b;
+    default:
+      return a / b;
+  }
+}
+
+// a and b are given as (buffer, strides over `shape`); the reference walks
+// every index with plain scalar float ops, so results must match bit for bit.
+void check_binary(const std::string& isa, const std::vector<int64_t>& shape, const std::vector<int64_t>& as,
+                  const std::vector<int64_t>& bs, size_t a_len, size_t b_len) {
+  std::vector<float> a(a_len), b(b_len);
+  for (auto& v : a) v = normal(3.0f);
+  for (auto& v : b) v = uniform(0.5f, 4.0f) * (g_rng() & 1 ? 1.0f : -1.0f);
+  int64_t total = 1;
+  for (int64_t s : shape) total *= s;
+  for (int opi = 0; opi < 4; ++opi) {
+    auto op = static_cast<k::BinaryOp>(opi);
+    std::vector<float> y(total), ref(total);
+    k::binary_op(op, a.data(), as.data(), b.data(), bs.data(), y.data(), shape.data(), static_cast<int>(shape.size()));
+    std::vector<int64_t> idx(shape.size(), 0);
+    for (int64_t i = 0; i < total; ++i) {
+      int64_t oa = 0, ob = 0;
+      for (size_t d = 0; d < shape.size(); ++d) {
+        oa += idx[d] * as[d];
+        ob += idx[d] * bs[d];
+      }
+      ref[i] = apply(op, a[oa], b[ob]);
+      for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
+        if (++idx[d] < shape[d]) break;
+        idx[d] = 0;
+      }
+    }
+    bool ok = same_bits(y, ref);
+    note("binary (max |diff|)", isa, 0.0);
+    if (!ok) {
+      double md = 0;
+      for (int64_t i = 0; i < total; ++i) md = std::max(md, static_cast<double>(std::fabs(y[i] - ref[i])));
+      note("binary (max |diff|)", isa, md);
+    }
+    CHECK(ok, "binary op %d %s ndim %zu total %lld", opi, isa.c_str(), shape.size(), (long long)total);
+  }
+}
+
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> s(shape.size());
+  int64_t acc = 1;
+  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
+    s[d] = acc;
+    acc *= shape[d];
+  }
+  return s;
+}
+
+void test_binary(const std::string& isa) {
+  for (int64_t cols : kCols) {
+    for (int64_t rows : {int64_t{1}, int64_t{3}, int64_t{300}}) {
+      std::vector<int64_t> sh = {rows, cols}, cs = contiguous_strides(sh);
+      const size_t n = rows * cols;
+      check_binary(isa, sh, cs, cs, n, n);                                   // same shape
+      check_binary(isa, sh, cs, {0, 1}, n, cols);                            // bias row broadcast along leading dims
+      check_binary(isa, sh, cs, {0, 0}, n, 1);                               // scalar b
+      check_binary(isa, sh, {0, 0}, cs, 1, n);                               // scalar a (e.g. 1 - x)
+      check_binary(isa, sh, cs, {1, 0}, n, rows);                            // column broadcast [R,1]
+      check_binary(isa, sh, {1, rows}, cs, n, n);                            // transposed a (strided inner)
+      check_binary(isa, {rows, 1, cols}, {cols, 0, 1}, {0, 0, 1}, n, cols);  // size-1 dim
+    }
+  }
+  // N-d broadcasting: [A,1,C] op [1,B,C], [2,3,4,5] vs [3,1,5], a 0-d op, 8 dims.
+  check_binary(isa, {5, 7, 33}, {33, 0, 1}, {0, 33, 1}, 5 * 33, 7 * 33);
+  check_binary(isa, {2, 3, 4, 5}, contiguous_strides({2, 3, 4, 5}), {0, 5, 0, 1}, 120, 15);
+  check_binary(isa, {}, {}, {}, 1, 1);
+  check_binary(isa, {2, 1, 3, 2, 2, 1, 3, 5}, contiguous_strides({2, 1, 3, 2, 2, 1, 3, 5}), {0, 0, 1, 0, 3, 0, 0, 0},
+               360, 6);
+  // Large enough to be split over threads, with a broadcast row.
+  check_binary(isa, {1000, 129}, {129, 1}, {0, 1}, 129000, 129);
+}
+
+// ------------------------------------------------------ embedding / permute
+void test_embedding_permute(const std::string& isa) {
+  for (int64_t dim : {int64_t{1}, int64_t{3}, int64_t{16}, int64_t{768}}) {
+    const int64_t num = 50, n_ids = 300;
+    std::vector<float> w(num * dim), out(n_ids * dim, -1.0f);
+    for (auto& v : w) v = normal();
+    std::vector<int32_t> ids(n_ids);
+    for (auto& id : ids) id = static_cast<int32_t>(g_rng() % num);
+    CHECK(k::embedding(w.data(), num, dim, ids.data(), n_ids, out.data()) == -1, "embedding all ids fine");
+    for (int64_t i = 0; i < n_ids; ++i) {
+      CHECK(std::memcmp(&out[i * dim], &w[ids[i] * dim], dim * sizeof(float)) == 0, "embedding row %lld", (long long)i);
+    }
+    ids[7] = static_cast<int32_t>(num);
+    ids[9] = -1;
+    CHECK(k::embedding(w.data(), num, dim, ids.data(), n_ids, out.data()) == 7, "embedding first bad id");
+    for (int64_t j = 0; j < dim; ++j) CHECK(out[7 * dim + j] == 0.0f && out[9 * dim + j] == 0.0f, "bad row zeroed");
+  }
+  const int64_t dims[][4] = {{1, 1, 1, 1},     {2, 3, 4, 5},  {1, 17, 12, 64}, {3, 33, 7, 1},
+                             {2, 128, 12, 64}, {4, 5, 31, 3}, {2, 9, 16, 8},   {1, 300, 8, 17}};
+  for (const auto& d : dims) {
+    const int64_t n = d[0] * d[1] * d[2] * d[3];
+    std::vector<float> x(n), y(n, -1.0f);
+    for (auto& v : x) v = normal();
+    k::permute_0213(x.data(), y.data(), d[0], d[1], d[2], d[3]);
+    bool ok = true;
+    for (int64_t a = 0; a < d[0]; ++a)
+      for (int64_t b = 0; b < d[1]; ++b)
+        for (int64_t c = 0; c < d[2]; ++c)
+          for (int64_t e = 0; e < d[3]; ++e)
+            ok &= y[((a * d[2] + c) * d[1] + b) * d[3] + e] == x[((a * d[1] + b) * d[2] + c) * d[3] + e];
+    CHECK(ok, "permute_0213 %lld %lld %lld %lld", (long long)d[0], (long long)d[1], (long long)d[2], (long long)d[3]);
+  }
+  (void)isa;
+}
+
+// ------------------------------------------------- threads vs single thread
+void test_threads_identical(const std::string& isa) {
+  const int64_t rows = 2048, cols = 768, n = rows * cols;
+  std::vector<float> x(n), g(cols), b(cols), bias(cols);
+  for (auto& v : x) v = normal(2.0f);
+  for (int64_t j = 0; j < cols; ++j) {
+    g[j] = uniform(0.5f, 1.5f);
+    b[j] = normal();
+    bias[j] = normal();
+  }
+  auto run_all = [&](int threads) {
+    set_threads(threads);
+    std::vector<std::vector<float>> outs(7, std::vector<float>(n));
+    k::softmax_rows(x.data(), outs[0].data(), rows, cols);
+    k::layer_norm_rows(x.data(), g.data(), b.data(), outs[1].data(), rows, cols, 1e-5f);
+    k::gelu(x.data(), outs[2].data(), n, false);
+    k::gelu(x.data(), outs[3].data(), n, true);
+    k::relu(x.data(), outs[4].data(), n);
+    const int64_t shape[2] = {rows, cols}, as[2] = {cols, 1}, bs[2] = {0, 1};
+    k::binary_op(k::BinaryOp::Add, x.data(), as, bias.data(), bs, outs[5].data(), shape, 2);
+    k::permute_0213(x.data(), outs[6].data(), 2, 1024, 12, 64);
+    return outs;
+  };
+  auto one = run_all(1);
+  auto two = run_all(2);
+  const char* names[] = {"softmax", "layerNorm", "gelu", "gelu tanh", "relu", "binary", "permute"};
+  for (int i = 0; i < 7; ++i)
+    CHECK(same_bits(one[i], two[i]), "%s: 2 threads differ from 1 (%s)", names[i], isa.c_str());
+  set_threads(2);
+}
+
+}  // namespace
+
+int main() {
+  set_threads(2);
+  std::printf("detected isa: %s\n", rt::isa_name(rt::detected_isa()));
+  const rt::Isa all[] = {rt::Isa::Portable, rt::Isa::Avx2, rt::Isa::Avx512};
+  std::vector<std::string> ran;
+  for (rt::Isa isa : all) {
+    if (!rt::set_isa(isa) || rt::active_isa() != isa) {
+      std::printf("skipping %s (not supported here)\n", rt::isa_name(isa));
+      continue;
+    }
+    std::string name = rt::isa_name(isa);
+    ran.push_back(name);
+    int before = g_failures;
+    test_softmax(name);
+    test_layer_norm(name);
+    test_activations(name);
+    test_binary(name);
+    test_embedding_permute(name);
+    test_threads_identical(name);
+    std::printf("%-9s %s\n", name.c_str(), g_failures == before ? "ok" : "FAILED");
+  }
+  rt::set_isa(rt::detected_isa());
+
+  std::printf("\nmax error          ");
+  for (auto& n : ran) std::printf("%12s", n.c_str());
+  std::printf("\n");
+  for (auto& [op, per] : g_err) {
+    std::printf("%-22s", op.c_str());
+    for (auto& n : ran) std::printf("%12.3g", per.count(n) ? per.at(n) : 0.0);
+    std::printf("\n");
+  }
+  std::printf(
+      "(softmax abs: |y - ref|; rel: |y - ref| / ref; layerNorm: |y - ref| / max(1, |ref|);\n"
+      " gelu rel: |y - ref| / |ref|; rel/cond: the same over max(1, condition number of gelu at x);\n"
+      " binary/embedding/permute/relu must be bit-exact)\n");
+  std::printf("\n%s (%d failures)\n", g_failures ? "FAILED" : "ALL PASSED", g_failures);
+  return g_failures ? 1 : 0;
+}
