@@ -401,22 +401,30 @@ export function tensor(data: TensorData, shape?: Shape | null, dtype?: DType): T
 }
 
 /** An uninitialised-in-spirit (actually zero-filled) tensor; for outputs that are fully overwritten. */
-export function empty<D extends DType = 'float32'>(shape: ShapeLike, dtype?: D): Tensor<D> {
+export function empty(shape: ShapeLike): Tensor<'float32'>;
+export function empty<D extends DType>(shape: ShapeLike, dtype: D): Tensor<D>;
+export function empty<D extends DType>(shape: ShapeLike, dtype?: D): Tensor<D> {
   const dt = (dtype === undefined ? 'float32' : checkDType('empty', dtype)) as D;
   const s = toShape('empty', 'shape', shape);
   return new Tensor(allocate(dt, checkShape('empty', 'shape', s)), s, dt);
 }
 
 /** A tensor of zeros. */
-export function zeros<D extends DType = 'float32'>(shape: ShapeLike, dtype?: D): Tensor<D> {
+// Overloads rather than a defaulted type parameter: with `<D = 'float32'>`, a contextual type such as
+// `Tensor<'float32'> | Tensor<'bool'>` would infer D as the union and make `zeros([2])` unassignable.
+export function zeros(shape: ShapeLike): Tensor<'float32'>;
+export function zeros<D extends DType>(shape: ShapeLike, dtype: D): Tensor<D>;
+export function zeros<D extends DType>(shape: ShapeLike, dtype?: D): Tensor<D> {
   const dt = (dtype === undefined ? 'float32' : checkDType('zeros', dtype)) as D;
   const s = toShape('zeros', 'shape', shape);
   return new Tensor(allocate(dt, checkShape('zeros', 'shape', s)), s, dt);
 }
 
 /** A tensor of ones (`true` for bool). */
-export function ones<D extends DType = 'float32'>(shape: ShapeLike, dtype?: D): Tensor<D> {
-  const t = zeros(shape, dtype);
+export function ones(shape: ShapeLike): Tensor<'float32'>;
+export function ones<D extends DType>(shape: ShapeLike, dtype: D): Tensor<D>;
+export function ones<D extends DType>(shape: ShapeLike, dtype?: D): Tensor<D> {
+  const t = zeros(shape, (dtype ?? 'float32') as D);
   t.data.fill(1);
   return t;
 }
@@ -425,7 +433,10 @@ export function ones<D extends DType = 'float32'>(shape: ShapeLike, dtype?: D): 
  * A tensor filled with `value`. Without `dtype`: a boolean value gives `bool`,
  * a number gives `float32`.
  */
-export function full<D extends DType = 'float32'>(shape: ShapeLike, value: number | boolean, dtype?: D): Tensor<D> {
+export function full(shape: ShapeLike, value: number): Tensor<'float32'>;
+export function full(shape: ShapeLike, value: boolean): Tensor<'bool'>;
+export function full<D extends DType>(shape: ShapeLike, value: number | boolean, dtype: D): Tensor<D>;
+export function full<D extends DType>(shape: ShapeLike, value: number | boolean, dtype?: D): Tensor<D> {
   if (typeof value !== 'number' && typeof value !== 'boolean') {
     throw argTypeError('full', 'value', 'be a number or boolean', value);
   }
@@ -444,7 +455,11 @@ export function full<D extends DType = 'float32'>(shape: ShapeLike, value: numbe
  * is `[0, start)`. Values are `start + i·step` (no accumulated rounding).
  * @throws RangeError for `step` 0, non-finite bounds, or non-integer values with dtype int32.
  */
-export function arange<D extends DType = 'float32'>(start: number, end?: number, step = 1, dtype?: D): Tensor<D> {
+export function arange(start: number, end?: number, step?: number): Tensor<'float32'>;
+export function arange<D extends DType>(
+  start: number, end: number | undefined, step: number | undefined, dtype: D,
+): Tensor<D>;
+export function arange<D extends DType>(start: number, end?: number, step = 1, dtype?: D): Tensor<D> {
   checkNumber('arange', 'start', start);
   if (end === undefined) {
     end = start;

@@ -23,7 +23,7 @@ function refMatmul(a: Tensor<'float32'>, b: Tensor<'float32'>): { c: number[]; m
   const nd = Math.max(ba.length, bb.length);
   const pa = [...Array(nd - ba.length).fill(1), ...ba];
   const pb = [...Array(nd - bb.length).fill(1), ...bb];
-  const batch = pa.map((d, i) => Math.max(d, pb[i]!));
+  const batch = pa.map((d, i) => (d === 1 ? pb[i]! : d));
   const total = batch.reduce((p, d) => p * d, 1);
   const c: number[] = [];
   const mag: number[] = [];
@@ -69,7 +69,8 @@ describe.each(backends)('%s backend ops', (backend) => {
       [[3, 5], [4, 5, 6]],
       [[1, 3, 5], [4, 5, 6]],
       [[2, 1, 3, 5], [1, 4, 5, 6]],
-      [[2, 3, 3, 5], [3, 1, 5, 2]],
+      [[2, 3, 3, 5], [3, 5, 2]],
+      [[3, 1, 2, 3], [1, 4, 3, 2]],
       [[6, 1, 2, 3], [6, 3, 4]],
       [[0, 3, 5], [5, 2]],
       [[3, 0], [0, 4]],

@@ -27,7 +27,7 @@ export interface MultiheadAttentionOptions {
 }
 
 /** A mask tensor: bool (`true` = not allowed to attend) or float32 (added to the scores). */
-export type MaskTensor = Tensor<'bool'> | Tensor<'float32'>;
+export type MaskTensor = Tensor<'bool'> | Tensor<'float32'> | Tensor<'bool' | 'float32'>;
 
 /** Forward options of {@link MultiheadAttention}, as PyTorch's keyword arguments. */
 export interface MultiheadAttentionForwardOptions {

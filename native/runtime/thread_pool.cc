@@ -63,6 +63,12 @@ struct ThreadPool::Impl {
   std::condition_variable sleep_cv;
   std::atomic<int> sleepers{0};
 
+  // The caller sleeps too when workers lag (oversubscribed or descheduled
+  // cores); spinning there would keep the lagging worker off the CPU.
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  std::atomic<bool> caller_sleeping{false};
+
   std::vector<std::thread> workers;
   std::atomic<int> size{1};
 
@@ -78,7 +84,10 @@ struct ThreadPool::Impl {
       if (tid >= nt) continue;
       const Job* fn = job.load(std::memory_order_acquire);
       (*fn)(tid, nt);
-      remaining.fetch_sub(1, std::memory_order_acq_rel);
+      if (remaining.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping.load(std::memory_order_seq_cst)) {
+        { std::lock_guard<std::mutex> lk(done_mu); }
+        done_cv.notify_one();
+      }
     }
   }
 
@@ -172,11 +181,15 @@ void ThreadPool::run(int requested, FnRef<void(int tid, int nthreads)> fn) {
   t_in_region = true;
   fn(0, nt);
   t_in_region = false;
+  auto start = std::chrono::steady_clock::now();
   for (int i = 0; im.remaining.load(std::memory_order_acquire) != 0; ++i) {
-    if (i < (1 << 16)) {
-      cpu_relax();
-    } else {
-      std::this_thread::yield();  // a worker got descheduled; don't burn its core
+    cpu_relax();
+    if ((i & 255) == 255 && std::chrono::steady_clock::now() - start > kSpinTime) {
+      std::unique_lock<std::mutex> dl(im.done_mu);
+      im.caller_sleeping.store(true, std::memory_order_seq_cst);
+      while (im.remaining.load(std::memory_order_seq_cst) != 0) im.done_cv.wait(dl);
+      im.caller_sleeping.store(false, std::memory_order_relaxed);
+      break;
     }
   }
 }

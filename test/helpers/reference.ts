@@ -14,7 +14,9 @@ export function randomData(n: number, seed: number, scale = 1): Float32Array {
 }
 
 /** op(X)[i][j] for X stored row-major as [rows, cols] (or transposed). */
-function at(x: ArrayLike<number>, off: number, trans: boolean, i: number, j: number, rows: number, cols: number): number {
+function at(
+  x: ArrayLike<number>, off: number, trans: boolean, i: number, j: number, rows: number, cols: number,
+): number {
   // Not transposed: op(X) is [rows, cols], stored as such. Transposed: stored [cols, rows].
   return trans ? x[off + j * rows + i]! : x[off + i * cols + j]!;
 }

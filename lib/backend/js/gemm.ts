@@ -228,7 +228,9 @@ function checkExtent(name: string, arr: Float32Array, batch: number, stride: num
 export function gemm(args: GemmArgs): void {
   const { m, n, k, batch, strideA, strideB, strideC } = args;
   for (const [name, v] of [['m', m], ['n', n], ['k', k], ['batch', batch]] as const) {
-    if (!Number.isInteger(v) || v < 0) throw new RangeError(`gemm: argument '${name}' must be an integer >= 0, got ${v}`);
+    if (!Number.isInteger(v) || v < 0) {
+      throw new RangeError(`gemm: argument '${name}' must be an integer >= 0, got ${v}`);
+    }
   }
   if (m === 0 || n === 0 || batch === 0) return;
   checkExtent('a', args.a, batch, strideA, m * k);

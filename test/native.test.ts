@@ -1,0 +1,224 @@
+/**
+ * The native runtime: every kernel path (ISA) the CPU supports against the
+ * TypeScript reference, identical results for 1 and n threads, ATTNODE_ISA
+ * forcing, and the binding's own argument checks (native code never trusts JS).
+ */
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { addon } from '../lib/backend/native';
+import { jsBackend } from '../lib/backend/js';
+import { getBackend } from '../lib/backend/registry';
+import * as ops from '../lib/ops';
+import { randn, tensor } from '../lib/tensor';
+import { scaledDotProductAttention } from '../lib/attention';
+
+const hasNative = addon !== null;
+if (process.env.CI && !hasNative) throw new Error('CI must test the native addon, but it did not load');
+
+const ISAS = ['avx512', 'avx2', 'portable'] as const;
+
+describe.runIf(hasNative)('native runtime', () => {
+  const a = addon!;
+  const detected = a.info().detectedIsa;
+  const supported = ISAS.slice(ISAS.indexOf(detected));
+  const startThreads = a.getNumThreads();
+  afterAll(() => {
+    a.setIsa(detected);
+    a.setNumThreads(startThreads);
+  });
+
+  it('reports the kernel path, threads and CPU', () => {
+    const info = a.info();
+    expect(ISAS).toContain(info.isa);
+    expect(info.numThreads).toBeGreaterThanOrEqual(1);
+    expect(info.cpu.features.length).toBeGreaterThan(0);
+    expect(info.build.napiVersion).toBe(8);
+  });
+
+  it('ATTNODE_ISA forces a lower path in a fresh process, and a bad value is reported', () => {
+    const script = `const a = require('node-gyp-build')(${JSON.stringify(path.resolve(__dirname, '..'))}); const i = a.info(); console.log(JSON.stringify([i.isa, i.envIsaInvalid]));`;
+    for (const isa of supported) {
+      const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, ATTNODE_ISA: isa }, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toEqual([isa, false]);
+    }
+    const bad = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, ATTNODE_ISA: 'sse9' }, encoding: 'utf8' });
+    expect(JSON.parse(bad.stdout)).toEqual([detected, true]);
+  });
+
+  it('setIsa rejects unknown names', () => {
+    expect(() => a.setIsa('neon')).toThrowError(RangeError);
+    expect(() => a.setIsa(3 as never)).toThrowError(TypeError);
+  });
+
+  it('setNumThreads validates its argument', () => {
+    expect(() => a.setNumThreads(0)).toThrowError(RangeError);
+    expect(() => a.setNumThreads(257)).toThrowError(RangeError);
+    expect(() => a.setNumThreads(1.5)).toThrowError(RangeError);
+    expect(() => a.setNumThreads('2' as never)).toThrowError(TypeError);
+  });
+
+  const native = (): ReturnType<typeof getBackend> => getBackend('native');
+
+  /** Max |x - y| / max(1, max |y|). */
+  function relErr(x: Float32Array, y: Float32Array): number {
+    expect(x.length).toBe(y.length);
+    let worst = 0;
+    let scale = 1;
+    for (let i = 0; i < y.length; i++) scale = Math.max(scale, Math.abs(y[i]!));
+    for (let i = 0; i < y.length; i++) {
+      if (Number.isNaN(y[i]!)) {
+        expect(Number.isNaN(x[i]!)).toBe(true);
+        continue;
+      }
+      worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+    }
+    return worst / scale;
+  }
+
+  const gemmShapes: [number, number, number][] = [
+    [1, 1, 1], [7, 13, 29], [1, 768, 768], [33, 65, 17], [128, 96, 300], [500, 3, 17], [3, 500, 17], [64, 64, 1],
+  ];
+
+  describe.each(supported)('on the %s path', (isa) => {
+    it('gemm matches the TS reference for every transpose, bias and activation', () => {
+      a.setIsa(isa);
+      let seed = 10;
+      for (const [m, n, k] of gemmShapes) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            for (const act of [0, 1, 2, 3]) {
+              const A = randn([m * k], { seed: seed++ }).data;
+              const B = randn([k * n], { seed: seed++ }).data;
+              const bias = act % 2 ? randn([n], { seed: seed++ }).data : null;
+              const C0 = randn([m * n], { seed: seed++ }).data;
+              const args = { a: A, b: B, m, n, k, transA, transB, alpha: 0.5, beta: act === 3 ? 0.25 : 0, bias, act, batch: 1, strideA: 0, strideB: 0, strideC: 0 };
+              const want = Float32Array.from(C0);
+              const got = Float32Array.from(C0);
+              jsBackend.gemm({ ...args, c: want });
+              native().gemm({ ...args, c: got });
+              expect(relErr(got, want), `${isa} ${m}x${n}x${k} tA=${transA} tB=${transB} act=${act}`).toBeLessThan(1e-5);
+            }
+          }
+        }
+      }
+    });
+
+    it('batched gemm with a broadcast operand', () => {
+      a.setIsa(isa);
+      const [batch, m, n, k] = [5, 9, 11, 13];
+      const A = randn([batch * m * k], { seed: 1 }).data;
+      const B = randn([k * n], { seed: 2 }).data;
+      const args = { a: A, b: B, m, n, k, transA: false, transB: false, alpha: 1, beta: 0, bias: null, act: 0, batch, strideA: m * k, strideB: 0, strideC: m * n };
+      const want = new Float32Array(batch * m * n);
+      const got = new Float32Array(batch * m * n);
+      jsBackend.gemm({ ...args, c: want });
+      native().gemm({ ...args, c: got });
+      expect(relErr(got, want)).toBeLessThan(1e-5);
+    });
+
+    it('layer ops match the TS reference on awkward sizes', () => {
+      a.setIsa(isa);
+      for (const cols of [1, 3, 15, 16, 17, 31, 33, 767, 768, 1000]) {
+        const rows = 7;
+        const x = randn([rows, cols], { seed: cols });
+        x.data[0] = 1e4; // large magnitude must stay finite
+        const g = randn([cols], { seed: cols + 1 });
+        const b = randn([cols], { seed: cols + 2 });
+        const pairs: [string, (backend: 'js' | 'native') => Float32Array][] = [
+          ['softmax', (backend) => ops.softmax(x, -1, { backend }).data],
+          ['layerNorm', (backend) => ops.layerNorm(x, [cols], g, b, 1e-5, { backend }).data],
+          ['relu', (backend) => ops.relu(x, { backend }).data],
+          ['gelu', (backend) => ops.gelu(x, { backend }).data],
+          ['geluTanh', (backend) => ops.gelu(x, { approximate: 'tanh', backend }).data],
+          ['add broadcast', (backend) => ops.add(x, b, { backend }).data],
+          ['mul', (backend) => ops.mul(x, x, { backend }).data],
+        ];
+        for (const [name, run] of pairs) {
+          const got = run('native');
+          expect(got.every((v) => !Number.isNaN(v)), `${name} finite`).toBe(true);
+          expect(relErr(got, run('js')), `${isa} ${name} cols=${cols}`).toBeLessThan(1e-5);
+        }
+      }
+    });
+
+    it('embedding and head transposes are exact', () => {
+      a.setIsa(isa);
+      const w = randn([10, 6], { seed: 3 });
+      const ids = tensor(new Int32Array([0, 9, 3, 3]), [2, 2], 'int32');
+      expect(ops.embedding(ids, w, { backend: 'native' }).data).toEqual(ops.embedding(ids, w, { backend: 'js' }).data);
+      const x = randn([2, 5, 12], { seed: 4 });
+      expect(ops.splitHeads(x, 3, { backend: 'native' }).data).toEqual(ops.splitHeads(x, 3, { backend: 'js' }).data);
+    });
+
+    it('attention matches the TS reference with masks, causality and weights', () => {
+      a.setIsa(isa);
+      for (const [bq, h, l, s, d] of [[2, 3, 5, 7, 8], [1, 2, 33, 33, 16], [1, 1, 1, 70, 64], [2, 2, 130, 129, 32]] as const) {
+        const q = randn([bq, h, l, d], { seed: l });
+        const k = randn([bq, h, s, d], { seed: s + 100 });
+        const v = randn([bq, h, s, d], { seed: s + 200 });
+        const maskData = new Uint8Array(l * s).map((_, i) => (i % 5 === 0 ? 0 : 1));
+        for (let i = 0; i < l; i++) maskData[i * s] = 1; // every row keeps key 0
+        const mask = tensor(maskData, [l, s], 'bool');
+        const fmask = randn([bq, 1, l, s], { seed: 9 });
+        for (const opts of [{}, { isCausal: true }, { attnMask: mask }, { attnMask: fmask }, { attnMask: mask, isCausal: true }]) {
+          const got = scaledDotProductAttention(q, k, v, { ...opts, backend: 'native' }).data;
+          const want = scaledDotProductAttention(q, k, v, { ...opts, backend: 'js' }).data;
+          expect(relErr(got, want), `${isa} ${[bq, h, l, s, d]} ${Object.keys(opts)}`).toBeLessThan(1e-5);
+        }
+      }
+    });
+  });
+
+  it('results are bit-identical for 1 and n threads', () => {
+    const n = Math.max(2, startThreads);
+    const x = randn([300, 256], { seed: 5 });
+    const w = randn([384, 256], { seed: 6 });
+    const q = randn([2, 4, 200, 32], { seed: 7 });
+    const run = (): Float32Array[] => [
+      ops.linear(x, w, null, { backend: 'native' }).data,
+      ops.softmax(x, -1, { backend: 'native' }).data,
+      ops.layerNorm(x, [256], null, null, 1e-5, { backend: 'native' }).data,
+      ops.gelu(x, { backend: 'native' }).data,
+      scaledDotProductAttention(q, q, q, { isCausal: true, backend: 'native' }).data,
+    ];
+    a.setNumThreads(1);
+    const one = run();
+    a.setNumThreads(n);
+    const many = run();
+    one.forEach((r, i) => expect(Array.from(many[i]!)).toEqual(Array.from(r)));
+  });
+
+  describe('binding checks', () => {
+    const f = (n: number): Float32Array => new Float32Array(n);
+    it('rejects wrong types, short buffers, bad sizes and overlap', () => {
+      expect(() => a.gemm(f(6) as never, f(6), f(4), 2, 2, 3, false, false, 1, 0, null, 0, 1, 0, 0, 0)).not.toThrow();
+      expect(() => a.gemm(new Float64Array(6) as never, f(6), f(4), 2, 2, 3, false, false, 1, 0, null, 0, 1, 0, 0, 0)).toThrowError(
+        /argument 'a' must be a Float32Array, got Float64Array/,
+      );
+      expect(() => a.gemm(f(5), f(6), f(4), 2, 2, 3, false, false, 1, 0, null, 0, 1, 0, 0, 0)).toThrowError(
+        /argument 'a' has 5 elements, expected at least 6/,
+      );
+      expect(() => a.gemm(f(6), f(6), f(4), -1, 2, 3, false, false, 1, 0, null, 0, 1, 0, 0, 0)).toThrowError(RangeError);
+      expect(() => a.gemm(f(6), f(6), f(4), 2, 2, 3, false, false, 1, 0, f(1), 0, 1, 0, 0, 0)).toThrowError(/'bias'/);
+      expect(() => a.gemm(f(6), f(6), f(4), 2, 2, 3, false, false, 1, 0, null, 7, 1, 0, 0, 0)).toThrowError(/'act'/);
+      const buf = f(20);
+      expect(() => a.gemm(buf.subarray(0, 6), f(6), buf.subarray(4, 8), 2, 2, 3, false, false, 1, 0, null, 0, 1, 0, 0, 0)).toThrowError(
+        /output 'c' overlaps input 'a'/,
+      );
+      expect(() => a.gemm(f(6), f(6), f(4), 2, 2, 3, false, false, 1, 0, null, 0, 2, 6, 6, 2)).toThrowError(/strideC/);
+      expect(() => (a.gemm as (...x: unknown[]) => void)(f(6))).toThrowError(TypeError);
+      expect(() => a.softmax(f(5), f(6), 2, 3)).toThrowError(/'x' has 5 elements/);
+      expect(() => a.embedding(f(6), 3, 2, new Int32Array([0, 3]), f(4))).toThrowError(/index 3 at position 1 is out of range/);
+      expect(() => a.embedding(f(6), 3, 2, new Int32Array([-1]), f(2))).toThrowError(RangeError);
+      expect(() => a.binary(0, f(4), [1, 1], f(4), [1], f(4), [2, 2])).toThrowError(/must have shape's 2 dims/);
+      expect(() => a.binary(0, f(3), [2, 1], f(4), [2, 1], f(4), [2, 2])).toThrowError(/'a' has 3 elements/);
+      const q = f(8);
+      expect(() => a.attention(q, q, q, f(8), [8, 8, 4], [8, 8, 4], [8, 8, 4], [8, 8, 4], [1, 1, 2, 2, 4, 4], 1, [], false, null)).not.toThrow();
+      expect(() => a.attention(q, q, q, f(7), [8, 8, 4], [8, 8, 4], [8, 8, 4], [8, 8, 4], [1, 1, 2, 2, 4, 4], 1, [], false, null)).toThrowError(/'out' has 7/);
+      expect(() => a.attention(q, q, q, f(8), [8, 8, 4], [8, 8, 4], [8, 8, 4], [8, 8, 2], [1, 1, 2, 2, 4, 4], 1, [], false, null)).toThrowError(/overlap/);
+      expect(() => a.attention(q, q, q, f(8), [8, 8, 4], [8, 8, 4], [8, 8, 4], [8, 8, 4], [1, 1, 2, 2, 4, 4], 1, [{ data: new Uint8Array(3), strides: [0, 0, 2, 1] }], false, null)).toThrowError(/masks\[0\]\.data' has 3 elements/);
+    });
+  });
+});
