@@ -400,7 +400,7 @@ export function tensor(data: TensorData, shape?: Shape | null, dtype?: DType): T
   return new Tensor(out, finalShape, target);
 }
 
-/** An uninitialised-in-spirit (actually zero-filled) tensor; for outputs that are fully overwritten. */
+/** A tensor meant as an output buffer that will be fully overwritten (zero-filled: JS has no uninitialised memory). */
 export function empty(shape: ShapeLike): Tensor<'float32'>;
 export function empty<D extends DType>(shape: ShapeLike, dtype: D): Tensor<D>;
 export function empty<D extends DType>(shape: ShapeLike, dtype?: D): Tensor<D> {

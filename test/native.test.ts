@@ -18,11 +18,13 @@ if (process.env.CI && !hasNative) throw new Error('CI must test the native addon
 
 const ISAS = ['avx512', 'avx2', 'portable'] as const;
 
+// Read at module level: describe bodies run at collection even when skipped.
+const detected = addon ? addon.info().detectedIsa : 'portable';
+const supported = ISAS.slice(ISAS.indexOf(detected));
+const startThreads = addon ? addon.getNumThreads() : 1;
+
 describe.runIf(hasNative)('native runtime', () => {
   const a = addon!;
-  const detected = a.info().detectedIsa;
-  const supported = ISAS.slice(ISAS.indexOf(detected));
-  const startThreads = a.getNumThreads();
   afterAll(() => {
     a.setIsa(detected);
     a.setNumThreads(startThreads);

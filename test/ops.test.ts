@@ -90,7 +90,7 @@ describe.each(backends)('%s backend ops', (backend) => {
       const q = rnd([2, 3, 6, 8], 1);
       const k = rnd([2, 3, 5, 8], 2);
       const y = ops.matmul(q, k, { ...opts, transB: true, alpha: 0.25 });
-      const ref = refMatmul(q, ops.transpose(k, -1, -2));
+      const ref = refMatmul(q, ops.transpose(k, -1, -2, opts));
       expect(y.shape).toEqual([2, 3, 6, 5]);
       expectClose(y.data, ref.c.map((v) => v * 0.25), rtol, 1e-7, ref.mag.map((v) => v * 0.25));
     });

@@ -85,7 +85,8 @@ function defaultBackend(): Backend {
   if (native) return native;
   if (nativeLoadError && !warned) {
     warned = true;
-    console.warn(`attnode: native backend unavailable, using the JS backend (${nativeLoadError.message})`);
+    const why = nativeLoadError.message.replace(/^attnode:\s*/, '');
+    console.warn(`attnode: native backend unavailable, using the JS backend: ${why}`);
   }
   return jsBackend;
 }

@@ -107,7 +107,8 @@ CpuInfo detect() {
   if (amd && max_ext >= 0x8000001D && ((cpuid(0x80000001).c >> 22) & 1)) read_cache_leaf(0x8000001D, &ci);
   if (!amd && max_leaf >= 4) read_cache_leaf(4, &ci);
   // Older AMD parts: legacy L1/L2/L3 descriptors.
-  if (amd && ci.l1d_bytes == 0 && max_ext >= 0x80000005) ci.l1d_bytes = int64_t((cpuid(0x80000005).c >> 24) & 0xff) << 10;
+  if (amd && ci.l1d_bytes == 0 && max_ext >= 0x80000005)
+    ci.l1d_bytes = int64_t((cpuid(0x80000005).c >> 24) & 0xff) << 10;
   if (amd && ci.l2_bytes == 0 && max_ext >= 0x80000006) {
     Regs r = cpuid(0x80000006);
     ci.l2_bytes = int64_t((r.c >> 16) & 0xffff) << 10;
