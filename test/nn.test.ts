@@ -88,6 +88,17 @@ describe('Module mechanics', () => {
     expect(() => list.at(2)).toThrowError(RangeError);
   });
 
+  it('a stack built from a layer instance copies its weights into every layer, as PyTorch deep-copies', () => {
+    const layer = new nn.TransformerEncoderLayer({ dModel: 8, nhead: 2, dimFeedforward: 16 });
+    const enc = new nn.TransformerEncoder({ layer, numLayers: 2 });
+    const w = layer.linear1.weight.data;
+    for (const l of enc.layers) {
+      expect(Array.from(l.linear1.weight.data)).toEqual(Array.from(w));
+      expect(l.linear1.weight.data).not.toBe(w);
+    }
+    expect(() => new nn.TransformerEncoder({ layer: new nn.Linear({ inFeatures: 1, outFeatures: 1 }) as never, numLayers: 1 })).toThrowError(TypeError);
+  });
+
   it('generateSquareSubsequentMask is -inf above the diagonal', () => {
     expect(nn.Transformer.generateSquareSubsequentMask(3).toArray()).toEqual([
       [0, -Infinity, -Infinity],

@@ -229,12 +229,36 @@ export class TransformerDecoderLayer extends Module {
 export type StackNormOption = boolean | { eps?: number };
 
 /** Options of {@link TransformerEncoder} / {@link TransformerDecoder}. */
-export interface TransformerStackOptions {
-  /** Options of every layer (PyTorch clones one layer `numLayers` times). */
-  layer: TransformerLayerOptions;
+export interface TransformerStackOptions<L extends Module = Module> {
+  /**
+   * Options of every layer, or a layer to copy `numLayers` times (as PyTorch
+   * deep-copies `encoder_layer`: every copy starts with that layer's weights).
+   */
+  layer: TransformerLayerOptions | L;
   numLayers: number;
   /** Adds a final `LayerNorm(dModel)` (state dict `norm.*`). Default false. */
   norm?: StackNormOption;
+}
+
+/** The layer options and (when a layer instance was given) the state every copy starts from. */
+function stackLayer<L extends TransformerEncoderLayer | TransformerDecoderLayer>(
+  name: string,
+  layer: TransformerLayerOptions | L,
+  kind: new (o: TransformerLayerOptions) => L,
+): { options: TransformerLayerOptions; make: () => L } {
+  if (layer instanceof kind) {
+    const state = layer.stateDict();
+    return {
+      options: layer.options,
+      make: () => {
+        const copy = new kind(layer.options);
+        copy.loadStateDict(Object.fromEntries(Object.entries(state).map(([k, t]) => [k, t.clone()])));
+        return copy;
+      },
+    };
+  }
+  if (layer instanceof Module) throw new TypeError(`${name}: option 'layer' must be a ${kind.name} or its options, got a ${layer.constructor.name}`);
+  return { options: layer, make: () => new kind(layer) };
 }
 
 function stackNorm(name: string, norm: StackNormOption | undefined, o: ResolvedLayerOptions): LayerNorm | null {
@@ -257,14 +281,15 @@ export class TransformerEncoder extends Module {
   layers: ModuleList<TransformerEncoderLayer>;
   norm: LayerNorm | null;
 
-  constructor(options: TransformerStackOptions) {
+  constructor(options: TransformerStackOptions<TransformerEncoderLayer>) {
     super();
     checkOptions('TransformerEncoder', options, ['layer', 'numLayers', 'norm']);
     this.numLayers = checkInt('TransformerEncoder', 'numLayers', options.numLayers, 0);
+    const spec = stackLayer('TransformerEncoder', options.layer, TransformerEncoderLayer);
+    const o = resolveLayerOptions('TransformerEncoder.layer', spec.options);
     const layers = new ModuleList<TransformerEncoderLayer>();
-    for (let i = 0; i < this.numLayers; i++) layers.push(new TransformerEncoderLayer(options.layer));
+    for (let i = 0; i < this.numLayers; i++) layers.push(spec.make());
     this.layers = layers;
-    const o = resolveLayerOptions('TransformerEncoder.layer', options.layer);
     this.norm = stackNorm('TransformerEncoder', options.norm, o);
   }
 
@@ -288,14 +313,15 @@ export class TransformerDecoder extends Module {
   layers: ModuleList<TransformerDecoderLayer>;
   norm: LayerNorm | null;
 
-  constructor(options: TransformerStackOptions) {
+  constructor(options: TransformerStackOptions<TransformerDecoderLayer>) {
     super();
     checkOptions('TransformerDecoder', options, ['layer', 'numLayers', 'norm']);
     this.numLayers = checkInt('TransformerDecoder', 'numLayers', options.numLayers, 0);
+    const spec = stackLayer('TransformerDecoder', options.layer, TransformerDecoderLayer);
+    const o = resolveLayerOptions('TransformerDecoder.layer', spec.options);
     const layers = new ModuleList<TransformerDecoderLayer>();
-    for (let i = 0; i < this.numLayers; i++) layers.push(new TransformerDecoderLayer(options.layer));
+    for (let i = 0; i < this.numLayers; i++) layers.push(spec.make());
     this.layers = layers;
-    const o = resolveLayerOptions('TransformerDecoder.layer', options.layer);
     this.norm = stackNorm('TransformerDecoder', options.norm, o);
   }
 

@@ -55,6 +55,11 @@ struct IsaKernels {
   GemvFn gemv;     // null: the frontend's generic GEMV
 };
 
+// Scalar epilogue over one row: c[j] = act(alpha * acc[j] + beta * c[j] + bias[j])
+// for j < n, exact erf GELU. Defined in ukernel_portable.cc (baseline code);
+// used for the portable path, generic GEMV and the AVX2 edge tiles.
+void epilogue_row_scalar(const float* acc, float* c, int n, const Epilogue* ep);
+
 // Defined in ukernel_<isa>.cc.
 extern const IsaKernels kPortableKernels;
 extern const IsaKernels kAvx2Kernels;

@@ -1,0 +1,99 @@
+/**
+ * attnode as a peer: the case's module built with attnode's nn classes, the
+ * exported PyTorch weights loaded with loadSafetensors + loadStateDict, run on
+ * the native backend or (peer 'ts') the TypeScript backend.
+ *
+ * The library is imported lazily (by the runner, after the addon build step),
+ * so the bench can report why the native backend is missing instead of dying
+ * on import.
+ */
+import type { Case } from '../cases/cases';
+import type { Peer } from './types';
+
+type Attnode = typeof import('../../lib/index');
+type F32 = import('../../lib/index').Tensor<'float32'>;
+type I32 = import('../../lib/index').Tensor<'int32'>;
+
+let lib: Attnode | null = null;
+
+export async function loadAttnode(): Promise<Attnode> {
+  lib ??= await import('../../lib/index');
+  return lib;
+}
+
+/** Why the native backend is unavailable, or null when it is there. */
+export async function nativeUnavailableReason(): Promise<string | null> {
+  const a = await loadAttnode();
+  if (a.availableBackends().includes('native')) return null;
+  return a.info().nativeError ?? 'native backend not registered';
+}
+
+export async function createAttnodePeer(c: Case, backend: 'native' | 'js'): Promise<Peer> {
+  const a = await loadAttnode();
+  const { nn } = a;
+  const spec = c.spec;
+  const io = (await a.loadSafetensors(c.ioPath)).tensors;
+  const weights = (await a.loadSafetensors(c.weightsPath)).tensors;
+  let run: () => F32;
+
+  switch (spec.kind) {
+    case 'encoder_layer':
+    case 'encoder': {
+      const layerOpts = {
+        dModel: spec.dModel, nhead: spec.nhead, dimFeedforward: spec.dimFeedforward, activation: spec.activation,
+        batchFirst: true,
+      };
+      const m = spec.kind === 'encoder'
+        ? new nn.TransformerEncoder({ layer: layerOpts, numLayers: spec.numLayers })
+        : new nn.TransformerEncoderLayer(layerOpts);
+      m.loadStateDict(weights);
+      m.useBackend(backend);
+      const x = io.x as F32;
+      run = () => m.forward(x);
+      break;
+    }
+    case 'mha': {
+      const m = new nn.MultiheadAttention({ embedDim: spec.embedDim, numHeads: spec.numHeads, batchFirst: true });
+      m.loadStateDict(weights);
+      m.useBackend(backend);
+      const x = io.x as F32;
+      run = () => m.forward(x, x, x, { needWeights: false }).output;
+      break;
+    }
+    case 'seed': {
+      const { TransformerModel } = await import('../../lib/cli/seed-model');
+      const m = new TransformerModel(spec.vocab, spec.dModel, spec.nhead, spec.numEncoderLayers, spec.numDecoderLayers,
+        spec.dimFeedforward);
+      m.loadStateDict(weights);
+      m.useBackend(backend);
+      const src = io.src as I32;
+      const tgt = io.tgt as I32;
+      run = () => m.forward(src, tgt);
+      break;
+    }
+  }
+
+  let last: F32 | null = null;
+  const isNative = backend === 'native';
+  return {
+    name: isNative ? 'attnode' : 'ts',
+    maxThreads: isNative ? 256 : 1,
+    async setThreads(n: number): Promise<void> {
+      if (isNative) a.setNumThreads(n);
+      else if (n !== 1) throw new Error('the TypeScript backend is single-threaded');
+    },
+    async runOnce(): Promise<number> {
+      // The modules allocate their outputs: attnode has no out= at module level, so that cost is part of the time.
+      const t0 = performance.now();
+      last = run();
+      return performance.now() - t0;
+    },
+    async output(): Promise<Float32Array> {
+      if (!last) last = run();
+      return last.data;
+    },
+    async close(): Promise<void> {
+      last = null;
+    },
+  };
+}
