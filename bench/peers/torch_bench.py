@@ -70,7 +70,8 @@ class Runner:
         ref = io['output']
         diff = (out - ref).abs().max().item()
         scale = ref.abs().max().item()
-        return {'torch': torch.__version__, 'fastpath': fast, 'maxAbsDiff': diff, 'rel': diff / scale if scale else diff}
+        return {'torch': torch.__version__, 'fastpath': fast, 'maxAbsDiff': diff, 'rel': diff / scale if scale else diff,
+                'openblas': openblas_core()}
 
     def forward(self) -> None:
         assert self.model is not None
@@ -84,6 +85,17 @@ class Runner:
             self.forward()
             ms.append((time.perf_counter() - t0) * 1e3)
         return ms
+
+
+def openblas_core() -> str | None:
+    """The OpenBLAS kernel set torch's libblas runs (OPENBLAS_CORETYPE changes it), or None if not OpenBLAS."""
+    try:
+        import ctypes
+        lib = ctypes.CDLL('libopenblas.so.0')
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return None
 
 
 def probe_fastpath(fn: Any) -> bool:
@@ -148,7 +160,7 @@ def rss(case_id: str, threads: int, reps: int) -> int:
     ms = r.run(reps)
     print(json.dumps({'ok': True, 'peer': 'torch', 'case': case_id, 'threads': threads, 'medianMs': statistics.median(ms),
                       'peakRssKiB': vm_kib('VmHWM'), 'baseRssKiB': before, 'interpreterRssKiB': BASE_RSS_KIB,
-                      'fastpath': info['fastpath']}))
+                      'fastpath': info['fastpath'], 'openblas': info['openblas']}))
     return 0
 
 

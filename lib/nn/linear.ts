@@ -47,6 +47,8 @@ export interface LayerNormOptions {
   eps?: number;
   /** Default true: learnable `weight` (ones) and `bias` (zeros). */
   elementwiseAffine?: boolean;
+  /** With elementwiseAffine, also learn `bias` (default true; PyTorch 2.1+). */
+  bias?: boolean;
 }
 
 /** Normalises over the trailing `normalizedShape` dims (biased variance, eps inside the root). State dict: `weight`, `bias`. */
@@ -58,14 +60,14 @@ export class LayerNorm extends Module {
 
   constructor(options: LayerNormOptions) {
     super();
-    checkOptions('LayerNorm', options, ['normalizedShape', 'eps', 'elementwiseAffine']);
+    checkOptions('LayerNorm', options, ['normalizedShape', 'eps', 'elementwiseAffine', 'bias']);
     const shape = typeof options.normalizedShape === 'number' ? [options.normalizedShape] : [...options.normalizedShape];
     shape.forEach((d, i) => checkInt('LayerNorm', `normalizedShape[${i}]`, d, 1));
     this.normalizedShape = shape;
     this.eps = options.eps ?? 1e-5;
     const affine = options.elementwiseAffine ?? true;
     this.weight = affine ? ones(shape) : null;
-    this.bias = affine ? zeros(shape) : null;
+    this.bias = affine && (options.bias ?? true) ? zeros(shape) : null;
   }
 
   forward(x: Tensor<'float32'>): Tensor<'float32'> {

@@ -115,8 +115,8 @@ export class TransformerEncoderLayer extends Module {
     this.selfAttn = new MultiheadAttention({ embedDim: o.dModel, numHeads: o.nhead, dropout: o.dropout, bias: o.bias, batchFirst: o.batchFirst });
     this.linear1 = new Linear({ inFeatures: o.dModel, outFeatures: o.dimFeedforward, bias: o.bias });
     this.linear2 = new Linear({ inFeatures: o.dimFeedforward, outFeatures: o.dModel, bias: o.bias });
-    this.norm1 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps });
-    this.norm2 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps });
+    this.norm1 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps, bias: o.bias });
+    this.norm2 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps, bias: o.bias });
   }
 
   /** src [S, N, E] ([N, S, E] with batchFirst, [S, E] unbatched) → same shape. */
@@ -185,9 +185,9 @@ export class TransformerDecoderLayer extends Module {
     this.multiheadAttn = new MultiheadAttention(mha);
     this.linear1 = new Linear({ inFeatures: o.dModel, outFeatures: o.dimFeedforward, bias: o.bias });
     this.linear2 = new Linear({ inFeatures: o.dimFeedforward, outFeatures: o.dModel, bias: o.bias });
-    this.norm1 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps });
-    this.norm2 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps });
-    this.norm3 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps });
+    this.norm1 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps, bias: o.bias });
+    this.norm2 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps, bias: o.bias });
+    this.norm3 = new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps, bias: o.bias });
   }
 
   /** tgt [T, N, E], memory [S, N, E] (batch-first or unbatched alike) → shape of tgt. */
@@ -225,8 +225,12 @@ export class TransformerDecoderLayer extends Module {
   }
 }
 
-/** A final LayerNorm for a stack: `true` (eps = the layer's layerNormEps) or explicit options. */
-export type StackNormOption = boolean | { eps?: number };
+/**
+ * A final LayerNorm for a stack: `true` (eps and bias as the layers', which is
+ * what nn.Transformer builds) or the options of the `LayerNorm(dModel, ...)` a
+ * PyTorch user would pass (default eps 1e-5, with bias).
+ */
+export type StackNormOption = boolean | { eps?: number; bias?: boolean };
 
 /** Options of {@link TransformerEncoder} / {@link TransformerDecoder}. */
 export interface TransformerStackOptions<L extends Module = Module> {
@@ -263,8 +267,8 @@ function stackLayer<L extends TransformerEncoderLayer | TransformerDecoderLayer>
 
 function stackNorm(name: string, norm: StackNormOption | undefined, o: ResolvedLayerOptions): LayerNorm | null {
   if (norm === undefined || norm === false) return null;
-  if (norm === true) return new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps });
-  if (typeof norm === 'object' && norm !== null) return new LayerNorm({ normalizedShape: o.dModel, eps: norm.eps ?? 1e-5 });
+  if (norm === true) return new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps, bias: o.bias });
+  if (typeof norm === 'object' && norm !== null) return new LayerNorm({ normalizedShape: o.dModel, eps: norm.eps ?? 1e-5, bias: norm.bias ?? true });
   throw new TypeError(`${name}: option 'norm' must be a boolean or { eps }, got ${typeof norm}`);
 }
 
