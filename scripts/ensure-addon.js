@@ -34,5 +34,12 @@ if (built >= inputs) process.exit(0);
 console.log(built ? 'attnode: native sources changed, rebuilding the addon' : 'attnode: building the addon');
 const nodeGyp = require.resolve('node-gyp/bin/node-gyp.js');
 const jobs = String(Math.max(1, require('os').availableParallelism()));
-const r = spawnSync(process.execPath, [nodeGyp, 'rebuild', '-j', jobs], { cwd: root, stdio: 'inherit' });
+const args = [nodeGyp, 'rebuild', '-j', jobs];
+// Offline machines: build against the headers of the running Node when they are installed
+// beside it (Debian's nodejs puts them in /usr/include/node), instead of downloading them.
+const localHeaders = path.resolve(path.dirname(process.execPath), '..', 'include', 'node', 'node_api.h');
+if (!process.env.npm_config_nodedir && fs.existsSync(localHeaders)) {
+  args.push(`--nodedir=${path.resolve(path.dirname(process.execPath), '..')}`);
+}
+const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);

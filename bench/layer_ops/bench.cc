@@ -7,8 +7,8 @@
 // is the best of several timed batches.
 #include <algorithm>
 #include <chrono>
-#include <functional>
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <vector>
 

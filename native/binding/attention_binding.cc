@@ -36,7 +36,10 @@ bool rows_disjoint(const int64_t* sizes, const int64_t* strides, int64_t width) 
   for (int d = 0; d < 3; ++d) {
     if (sizes[d] > 1) dims[n++] = {strides[d], sizes[d]};
   }
-  std::sort(dims.begin(), dims.begin() + n);
+  // Insertion sort of at most 3 entries (std::sort trips a GCC -Warray-bounds false positive here).
+  for (int i = 1; i < n; ++i) {
+    for (int j = i; j > 0 && dims[j] < dims[j - 1]; --j) std::swap(dims[j], dims[j - 1]);
+  }
   int64_t covered = width;
   for (int i = 0; i < n; ++i) {
     if (dims[i].first < covered) return false;

@@ -10,6 +10,8 @@
 #include "layer_ops.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstring>
 
 #include "../runtime/cpu_features.h"
@@ -182,27 +184,29 @@ void binary_op(BinaryOp op, const float* a, const int64_t* a_strides, const floa
 }
 
 int64_t embedding(const float* weight, int64_t num, int64_t dim, const int32_t* ids, int64_t n_ids, float* out) {
-  int64_t first_bad = -1;
-  for (int64_t i = 0; i < n_ids; ++i) {
-    if (ids[i] < 0 || ids[i] >= num) {
-      first_bad = i;
-      break;
-    }
-  }
-  // Rows of bad ids are zero-filled (never read out of bounds); the caller
-  // is expected to throw on first_bad >= 0 anyway.
+  // Each id is loaded exactly once and that value is both checked and used,
+  // so ids changing underneath (shared memory) can never lead to an
+  // out-of-bounds read. Rows of bad ids are zero-filled; the smallest bad
+  // position is returned (the caller throws).
+  std::atomic<int64_t> first_bad{INT64_MAX};
   const size_t row_bytes = static_cast<size_t>(dim) * sizeof(float);
   for_range(n_ids, rows_per_task(dim, kCopyGrain), [&](int64_t lo, int64_t hi) {
+    int64_t bad = INT64_MAX;
     for (int64_t i = lo; i < hi; ++i) {
-      const int64_t id = ids[i];
+      const int64_t id = __atomic_load_n(ids + i, __ATOMIC_RELAXED);
       if (id >= 0 && id < num) {
         std::memcpy(out + i * dim, weight + id * dim, row_bytes);
       } else {
         std::memset(out + i * dim, 0, row_bytes);
+        if (bad == INT64_MAX) bad = i;
       }
     }
+    int64_t cur = first_bad.load(std::memory_order_relaxed);
+    while (bad < cur && !first_bad.compare_exchange_weak(cur, bad, std::memory_order_relaxed)) {
+    }
   });
-  return first_bad;
+  const int64_t r = first_bad.load(std::memory_order_relaxed);
+  return r == INT64_MAX ? -1 : r;
 }
 
 void permute_0213(const float* x, float* y, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {

@@ -111,13 +111,13 @@ Arena& thread_arena() {
 
 // Spinning barrier for the few sync points inside one GEMM region; yields
 // when a peer is descheduled (shared, oversubscribed machines).
+// `n` is the region's actual thread count (a nested region runs inline with 1).
 class Barrier {
  public:
-  explicit Barrier(int n) : n_(n) {}
-  void wait() {
-    if (n_ <= 1) return;
+  void wait(int n) {
+    if (n <= 1) return;
     int g = gen_.load(std::memory_order_acquire);
-    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
       count_.store(0, std::memory_order_relaxed);
       gen_.store(g + 1, std::memory_order_release);
       return;
@@ -134,7 +134,6 @@ class Barrier {
   }
 
  private:
-  const int n_;
   alignas(64) std::atomic<int> count_{0};
   alignas(64) std::atomic<int> gen_{0};
 };
@@ -161,7 +160,7 @@ void pack_b_generic(int nr, const float* b, int64_t ldb, bool trans, int64_t k0,
     float* d = dst + p * kc;
     const int64_t valid = std::min<int64_t>(nr, cols - p);
     for (int64_t k = 0; k < kc; ++k)
-      for (int j = 0; j < nr; ++j) d[k * nr + j] = j < valid ? op_at(b, ldb, !trans, k0 + k, j0 + p + j) : 0.0f;
+      for (int j = 0; j < nr; ++j) d[k * nr + j] = j < valid ? op_at(b, ldb, trans, k0 + k, j0 + p + j) : 0.0f;
   }
 }
 
@@ -217,7 +216,9 @@ void run_gemv(const IsaKernels& uk, const GemmParams& p, int nt) {
   auto gemv = uk.gemv;
   const int64_t unit = p.trans_b ? 16 : 128;
   const int64_t units = ceil_div(p.n, unit);
-  nt = static_cast<int>(std::min<int64_t>(nt, units));
+  // GEMV streams B once (~10 GB/s per core from L3): below ~1M elements per
+  // thread the wake-up of a parked worker costs more than it saves.
+  nt = static_cast<int>(std::min<int64_t>({nt, units, std::max<int64_t>(1, p.k * p.n / (1 << 20))}));
   ThreadPool::instance().run(nt, [&](int tid, int nth) {
     const int64_t j0 = std::min(p.n, units * tid / nth * unit);
     const int64_t j1 = std::min(p.n, units * (tid + 1) / nth * unit);
@@ -271,7 +272,7 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
     }
   };
 
-  Barrier barrier(nt);
+  Barrier barrier;
   ThreadPool::instance().run(nt, [&](int tid, int nth) {
     // Share [0, total) panels among threads.
     auto share = [&](int64_t total, int64_t* lo, int64_t* hi) {
@@ -302,7 +303,7 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
           if (lo < hi) pack_b(pc, kc, jc + lo * nr, std::min(nc, hi * nr) - lo * nr, b_pack[jb & 1] + lo * nr * kc);
         };
         pack_block(0);
-        barrier.wait();
+        barrier.wait(nth);
         for (int64_t jb = 0; jb < nblocks; ++jb) {
           // Safe: everyone passed the barrier after block jb-1, the last reader
           // of this buffer.
@@ -330,7 +331,7 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
                         static_cast<int>(std::min<int64_t>(nr, p.n - j)), &ep);
             }
           }
-          barrier.wait();
+          barrier.wait(nth);
         }
       }
     }

@@ -18,6 +18,10 @@
 
 #include "ukernel.h"
 
+// GCC 12 false positive inside its own avx512fintrin.h (_mm512_undefined_ps
+// in the cast/reduce intrinsics).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 namespace attnode::kernels::gemm_detail {
 namespace {
 
@@ -68,19 +72,35 @@ ATTNODE_INLINE __m512 gelu_ps(__m512 x) {
   __m512 xx = _mm512_mul_ps(x, x);
   __m512 hi = _mm512_mul_ps(xx, _mm512_set1_ps(0.5f));
   __m512 lo = _mm512_mul_ps(_mm512_fmsub_ps(x, x, xx), _mm512_set1_ps(0.5f));
-  __m512 erfc = _mm512_mul_ps(t, _mm512_mul_ps(exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), hi)),
-                                               exp_ps(_mm512_sub_ps(p, lo))));
+  __m512 erfc =
+      _mm512_mul_ps(t, _mm512_mul_ps(exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), hi)), exp_ps(_mm512_sub_ps(p, lo))));
   __m512 half_x_erfc = _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), erfc);
   // x >= 0: x (1 - erfc/2); x < 0: x erfc / 2.
   __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
   return _mm512_mask_mov_ps(_mm512_sub_ps(x, half_x_erfc), neg, half_x_erfc);
 }
 
-// tanh-GELU as x * sigmoid(2u): same function, no cancellation for x << 0.
+// -2u = -2 sqrt(2/pi) (x + 0.044715 x^3) evaluated in double and split into
+// float hi + lo: for x << 0 the exponent reaches ~100, where one float
+// rounding of it is already a 1e-5 relative error of exp.
+ATTNODE_INLINE __m512d neg2u_pd(__m256 xf) {
+  const __m512d c1 = _mm512_set1_pd(-2.0 * 0.7978845608028654);
+  const __m512d c2 = _mm512_set1_pd(-2.0 * 0.7978845608028654 * 0.044715);
+  __m512d x = _mm512_cvtps_pd(xf);
+  return _mm512_mul_pd(x, _mm512_fmadd_pd(_mm512_mul_pd(x, x), c2, c1));
+}
+
+// tanh-GELU as x * sigmoid(2u) = x / (1 + exp(-2u)): same function, no
+// cancellation in 1 + tanh(u) for x << 0.
 ATTNODE_INLINE __m512 gelu_tanh_ps(__m512 x) {
-  __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
-  __m512 u = _mm512_mul_ps(_mm512_fmadd_ps(x3, _mm512_set1_ps(0.044715f), x), _mm512_set1_ps(0.7978845608028654f));
-  __m512 e = exp_ps(_mm512_mul_ps(u, _mm512_set1_ps(-2.0f)));
+  __m512d a0 = neg2u_pd(_mm512_castps512_ps256(x));
+  __m512d a1 = neg2u_pd(_mm512_extractf32x8_ps(x, 1));
+  __m256 h0 = _mm512_cvtpd_ps(a0), h1 = _mm512_cvtpd_ps(a1);
+  __m256 l0 = _mm512_cvtpd_ps(_mm512_sub_pd(a0, _mm512_cvtps_pd(h0)));
+  __m256 l1 = _mm512_cvtpd_ps(_mm512_sub_pd(a1, _mm512_cvtps_pd(h1)));
+  __m512 hi = _mm512_insertf32x8(_mm512_castps256_ps512(h0), h1, 1);
+  __m512 lo = _mm512_insertf32x8(_mm512_castps256_ps512(l0), l1, 1);
+  __m512 e = _mm512_fmadd_ps(exp_ps(hi), lo, exp_ps(hi));
   return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 
@@ -112,9 +132,10 @@ ATTNODE_INLINE void store_vec(float* c, const float* bias, __m512 acc, __mmask16
 // Prefetch distance in k-steps for the B stream (B panels live in L2; the A
 // panel is small and stays in L1 across the jr loop).
 constexpr int kPfB = 8;
+// Packing reads matrix rows straight from L3/DRAM; floats ahead to prefetch.
+constexpr int kPfPack = 128;
 
-void kernel_8x48(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n,
-                 const Epilogue* ep) {
+void kernel_8x48(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n, const Epilogue* ep) {
   __m512 acc[kMR][3];
 #pragma GCC unroll 8
   for (int r = 0; r < kMR; ++r) {
@@ -246,7 +267,14 @@ void pack_a(const float* a, int64_t lda, bool trans, int64_t i0, int64_t rows, i
       const __mmask16 km = tail_mask(kn);
       __m512 r[16];
 #pragma GCC unroll 8
-      for (int i = 0; i < 8; ++i) r[i] = i < mr ? _mm512_maskz_loadu_ps(km, s + i * lda + k) : _mm512_setzero_ps();
+      for (int i = 0; i < 8; ++i) {
+        if (i < mr) {
+          _mm_prefetch(reinterpret_cast<const char*>(s + i * lda + k + kPfPack), _MM_HINT_T0);
+          r[i] = _mm512_maskz_loadu_ps(km, s + i * lda + k);
+        } else {
+          r[i] = _mm512_setzero_ps();
+        }
+      }
 #pragma GCC unroll 8
       for (int i = 8; i < 16; ++i) r[i] = _mm512_setzero_ps();
       transpose16(r);
@@ -271,22 +299,32 @@ void pack_b(const float* b, int64_t ldb, bool trans, int64_t k0, int64_t kc, int
       }
       continue;
     }
-    // op(B)[k, j] = b[j * ldb + k]: transpose 16 (j) x 16 (k) blocks.
+    // op(B)[k, j] = b[j * ldb + k]: transpose 16 (j) x 16 (k) blocks. One
+    // 16-row group at a time keeps 16 read streams (what the hardware
+    // prefetcher tracks); the rows come from L3/DRAM, so prefetch ahead too.
     const float* s = b + (j0 + p) * ldb + k0;
-    for (int64_t k = 0; k < kc; k += 16) {
-      const int kn = static_cast<int>(kc - k < 16 ? kc - k : 16);
-      const __mmask16 km = tail_mask(kn);
-      for (int g = 0; g < 3; ++g) {
+    for (int g = 0; g < 3 && 16 * g < nr; ++g) {
+      const float* sg = s + 16 * g * ldb;
+      const int rows = nr - 16 * g < 16 ? nr - 16 * g : 16;
+      for (int64_t k = 0; k < kc; k += 16) {
+        const int kn = static_cast<int>(kc - k < 16 ? kc - k : 16);
+        const __mmask16 km = tail_mask(kn);
         __m512 r[16];
 #pragma GCC unroll 16
         for (int i = 0; i < 16; ++i) {
-          const int j = 16 * g + i;
-          r[i] = j < nr ? _mm512_maskz_loadu_ps(km, s + j * ldb + k) : _mm512_setzero_ps();
+          if (i < rows) {
+            _mm_prefetch(reinterpret_cast<const char*>(sg + i * ldb + k + kPfPack), _MM_HINT_T0);
+            r[i] = _mm512_maskz_loadu_ps(km, sg + i * ldb + k);
+          } else {
+            r[i] = _mm512_setzero_ps();
+          }
         }
         transpose16(r);
         for (int t = 0; t < kn; ++t) _mm512_store_ps(d + (k + t) * kNR + 16 * g, r[t]);
       }
     }
+    for (int g = (nr + 15) / 16; g < 3; ++g)
+      for (int64_t k = 0; k < kc; ++k) _mm512_store_ps(d + k * kNR + 16 * g, _mm512_setzero_ps());
   }
 }
 

@@ -1,0 +1,95 @@
+// Frontend of the fused attention kernel (compiled for baseline x86-64):
+// picks the per-ISA tile kernel from runtime::active_isa() and spreads the
+// (batch, head, query tile) tasks over the thread pool. Each task writes its
+// own output rows (and weights rows), so results do not depend on the
+// thread count or on which thread ran a task.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+#include "../runtime/cpu_features.h"
+#include "../runtime/thread_pool.h"
+#include "attention.h"
+#include "attention_isa.h"
+
+namespace attnode::kernels {
+namespace {
+
+using TileFn = void (*)(const AttentionParams&, int64_t, int64_t, int64_t, int64_t, float*);
+
+TileFn tile_fn() {
+  switch (runtime::active_isa()) {
+    case runtime::Isa::Avx512:
+      return avx512::attention_tile;
+    case runtime::Isa::Avx2:
+      return avx2::attention_tile;
+    default:
+      return portable::attention_tile;
+  }
+}
+
+int64_t scratch_floats(int64_t dk, int64_t dv) {
+  return kAttnQueryTile * kAttnKeyBlock + kAttnQueryTile * ((dv + 15) / 16 * 16) + dk * kAttnKeyBlock;
+}
+
+// Per-thread scratch, kept between calls: first touch of fresh pages costs
+// more than a small attention call, so it is allocated once and only grows.
+struct Scratch {
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> buf;
+  int64_t cap = 0;
+  float* get(int64_t n) {
+    if (n > cap) {
+      const size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
+      buf.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      if (!buf) {
+        cap = 0;
+        throw std::bad_alloc();
+      }
+      cap = n;
+    }
+    return buf.get();
+  }
+};
+thread_local Scratch t_scratch;
+
+// Below about this many flops per parallel chunk, waking another thread costs
+// more than it saves.
+constexpr double kMinTaskFlops = 1 << 20;
+
+}  // namespace
+
+void attention(const AttentionParams& p, int max_threads) {
+  if (p.batch <= 0 || p.heads <= 0 || p.lq <= 0) return;
+  const int64_t tiles = (p.lq + kAttnQueryTile - 1) / kAttnQueryTile;
+  const int64_t tasks = p.batch * p.heads * tiles;
+  const int64_t need = scratch_floats(p.dk, p.dv);
+  const TileFn fn = tile_fn();
+  auto run_task = [&](int64_t t, float* scratch) {
+    const int64_t bh = t / tiles, i0 = (t % tiles) * kAttnQueryTile;
+    fn(p, bh / p.heads, bh % p.heads, i0, std::min(p.lq, i0 + kAttnQueryTile), scratch);
+  };
+  // Work estimate (causal roughly halves it; the dynamic schedule below
+  // evens out the uneven causal tiles).
+  const double flops = 2.0 * static_cast<double>(p.batch * p.heads) * static_cast<double>(p.lq) *
+                       static_cast<double>(std::max<int64_t>(p.lk, 1)) * static_cast<double>(p.dk + p.dv);
+  runtime::ThreadPool& pool = runtime::ThreadPool::instance();
+  const int threads = max_threads > 0 ? std::min(max_threads, pool.num_threads()) : pool.num_threads();
+  const int64_t useful = std::min<int64_t>(tasks, static_cast<int64_t>(flops / kMinTaskFlops));
+  if (threads <= 1 || useful <= 1) {
+    float* scratch = t_scratch.get(need);
+    for (int64_t t = 0; t < tasks; ++t) run_task(t, scratch);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  pool.run(static_cast<int>(std::min<int64_t>(threads, useful)), [&](int, int) {
+    float* scratch = t_scratch.get(need);
+    for (int64_t t; (t = next.fetch_add(1, std::memory_order_relaxed)) < tasks;) run_task(t, scratch);
+  });
+}
+
+}  // namespace attnode::kernels

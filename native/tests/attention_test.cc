@@ -1,0 +1,264 @@
+// Fused attention kernel vs a naive double-precision reference (the same
+// algorithm as lib/backend/js/attention.ts), on every ISA path, with strided
+// (head-split) layouts, float / bool masks with broadcast strides, causal
+// (also lq != lk), fully masked rows (NaN), with and without the weights
+// output, and multithreaded == single-threaded bit for bit.
+// Built and run by run_attention_test.sh.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../kernels/attention.h"
+#include "../runtime/cpu_features.h"
+#include "../runtime/thread_pool.h"
+
+namespace k = attnode::kernels;
+namespace rt = attnode::runtime;
+
+namespace {
+
+int g_failures = 0;
+std::mt19937_64 g_rng(7);
+std::map<std::string, double> g_err;  // isa -> max error
+
+#define CHECK(cond, ...)                                            \
+  do {                                                              \
+    if (!(cond)) {                                                  \
+      if (++g_failures < 30) {                                      \
+        std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+        std::printf(__VA_ARGS__);                                   \
+        std::printf("\n");                                          \
+      }                                                             \
+    }                                                               \
+  } while (0)
+
+struct Case {
+  int64_t b, h, lq, lk, dk, dv;
+  bool causal;
+  bool head_split;  // q/k/v/out laid out [B, L, H, D] (strides absorb the transpose)
+  int mask_kind;    // 0 none, 1 float [lq, lk], 2 bool key padding [B, lk], 3 both, 4 bool [B,H,lq,lk] full
+};
+
+struct Buffers {
+  std::vector<float> q, k, v, out, w, fmask;
+  std::vector<uint8_t> bmask;
+  k::AttentionParams p;
+};
+
+void strides_for(const Case& c, int64_t l, int64_t d, int64_t* s) {
+  if (c.head_split) {
+    s[0] = l * c.h * d;
+    s[1] = d;
+    s[2] = c.h * d;
+  } else {
+    s[0] = c.h * l * d;
+    s[1] = l * d;
+    s[2] = d;
+  }
+}
+
+Buffers make(const Case& c) {
+  Buffers B;
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  B.q.resize(c.b * c.h * c.lq * c.dk);
+  B.k.resize(c.b * c.h * c.lk * c.dk);
+  B.v.resize(c.b * c.h * c.lk * c.dv);
+  B.out.assign(c.b * c.h * c.lq * c.dv, -7.0f);
+  for (auto& x : B.q) x = nd(g_rng);
+  for (auto& x : B.k) x = nd(g_rng);
+  for (auto& x : B.v) x = nd(g_rng);
+  k::AttentionParams& p = B.p;
+  p.q = B.q.data();
+  p.k = B.k.data();
+  p.v = B.v.data();
+  p.out = B.out.data();
+  strides_for(c, c.lq, c.dk, p.q_strides);
+  strides_for(c, c.lk, c.dk, p.k_strides);
+  strides_for(c, c.lk, c.dv, p.v_strides);
+  strides_for(c, c.lq, c.dv, p.out_strides);
+  p.batch = c.b;
+  p.heads = c.h;
+  p.lq = c.lq;
+  p.lk = c.lk;
+  p.dk = c.dk;
+  p.dv = c.dv;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(std::max<int64_t>(c.dk, 1)));
+  p.causal = c.causal;
+  if (c.mask_kind == 1 || c.mask_kind == 3) {
+    B.fmask.resize(c.lq * c.lk);
+    for (auto& x : B.fmask) x = (g_rng() % 5 == 0) ? -INFINITY : nd(g_rng);
+    k::AttentionMask& m = p.masks[p.num_masks++];
+    m.f32 = B.fmask.data();
+    m.strides[2] = c.lk;
+    m.strides[3] = 1;
+  }
+  if (c.mask_kind == 2 || c.mask_kind == 3) {
+    // Key padding: batch b keeps its first lk - 3b keys (batch 1+ may be
+    // fully masked when lk is small -> NaN rows).
+    B.bmask.resize(c.b * c.lk);
+    for (int64_t b = 0; b < c.b; ++b)
+      for (int64_t j = 0; j < c.lk; ++j) B.bmask[b * c.lk + j] = j >= c.lk - 3 * b;
+    k::AttentionMask& m = p.masks[p.num_masks++];
+    m.u8 = B.bmask.data();
+    m.strides[0] = c.lk;
+    m.strides[3] = 1;
+  }
+  if (c.mask_kind == 4) {
+    B.bmask.resize(c.b * c.h * c.lq * c.lk);
+    for (size_t i = 0; i < B.bmask.size(); ++i) B.bmask[i] = g_rng() % 3 == 0;
+    // Fully mask query row 0 of every (b, h).
+    for (int64_t bh = 0; bh < c.b * c.h; ++bh)
+      for (int64_t j = 0; j < c.lk; ++j) B.bmask[bh * c.lq * c.lk + j] = 1;
+    k::AttentionMask& m = p.masks[p.num_masks++];
+    m.u8 = B.bmask.data();
+    m.strides[0] = c.h * c.lq * c.lk;
+    m.strides[1] = c.lq * c.lk;
+    m.strides[2] = c.lk;
+    m.strides[3] = 1;
+  }
+  return B;
+}
+
+// Reference in double; returns out [B,H,lq,dv] and weights [B,H,lq,lk] contiguous.
+void reference(const k::AttentionParams& p, std::vector<double>& out, std::vector<double>& w) {
+  out.assign(p.batch * p.heads * p.lq * p.dv, 0.0);
+  w.assign(p.batch * p.heads * p.lq * p.lk, 0.0);
+  std::vector<double> s(p.lk);
+  for (int64_t b = 0; b < p.batch; ++b)
+    for (int64_t h = 0; h < p.heads; ++h)
+      for (int64_t i = 0; i < p.lq; ++i) {
+        const float* qi = p.q + b * p.q_strides[0] + h * p.q_strides[1] + i * p.q_strides[2];
+        double mx = -INFINITY;
+        const int64_t vis = p.causal ? std::min(p.lk, i + 1) : p.lk;
+        for (int64_t j = 0; j < vis; ++j) {
+          const float* kj = p.k + b * p.k_strides[0] + h * p.k_strides[1] + j * p.k_strides[2];
+          double dot = 0;
+          for (int64_t d = 0; d < p.dk; ++d) dot += static_cast<double>(qi[d]) * kj[d];
+          double sc = dot * p.scale;
+          for (int mi = 0; mi < p.num_masks; ++mi) {
+            const k::AttentionMask& m = p.masks[mi];
+            int64_t off = b * m.strides[0] + h * m.strides[1] + i * m.strides[2] + j * m.strides[3];
+            if (m.f32) sc += m.f32[off];
+            if (m.u8 && m.u8[off]) sc = -INFINITY;
+          }
+          s[j] = sc;
+          mx = std::max(mx, sc);
+        }
+        double* o = &out[((b * p.heads + h) * p.lq + i) * p.dv];
+        double* wr = w.data() + ((b * p.heads + h) * p.lq + i) * p.lk;
+        if (mx == -INFINITY) {
+          for (int64_t d = 0; d < p.dv; ++d) o[d] = NAN;
+          for (int64_t j = 0; j < p.lk; ++j) wr[j] = NAN;
+          continue;
+        }
+        double sum = 0;
+        for (int64_t j = 0; j < vis; ++j) sum += (s[j] = std::exp(s[j] - mx));
+        for (int64_t j = 0; j < vis; ++j) {
+          wr[j] = s[j] / sum;
+          const float* vj = p.v + b * p.v_strides[0] + h * p.v_strides[1] + j * p.v_strides[2];
+          for (int64_t d = 0; d < p.dv; ++d) o[d] += wr[j] * vj[d];
+        }
+      }
+}
+
+// Max |got - ref| over out (read through out_strides); NaN must match NaN.
+double compare_out(const k::AttentionParams& p, const std::vector<double>& ref, const char* what, const char* isa) {
+  double e = 0;
+  for (int64_t b = 0; b < p.batch; ++b)
+    for (int64_t h = 0; h < p.heads; ++h)
+      for (int64_t i = 0; i < p.lq; ++i)
+        for (int64_t d = 0; d < p.dv; ++d) {
+          double got = p.out[b * p.out_strides[0] + h * p.out_strides[1] + i * p.out_strides[2] + d];
+          double r = ref[((b * p.heads + h) * p.lq + i) * p.dv + d];
+          if (std::isnan(r) || std::isnan(got)) {
+            CHECK(std::isnan(r) && std::isnan(got), "%s %s NaN mismatch at b%lld h%lld i%lld: got %g ref %g", what, isa,
+                  (long long)b, (long long)h, (long long)i, got, r);
+            continue;
+          }
+          e = std::max(e, std::fabs(got - r));
+        }
+  return e;
+}
+
+void run_case(const Case& c, const std::string& isa) {
+  Buffers B = make(c);
+  std::vector<double> ro, rw;
+  reference(B.p, ro, rw);
+  char desc[160];
+  std::snprintf(desc, sizeof(desc), "B%lld H%lld lq%lld lk%lld dk%lld dv%lld causal%d split%d mask%d", (long long)c.b,
+                (long long)c.h, (long long)c.lq, (long long)c.lk, (long long)c.dk, (long long)c.dv, c.causal,
+                c.head_split, c.mask_kind);
+
+  // Streaming path, 2 threads then 1 thread (bit-identical).
+  rt::ThreadPool::instance().set_num_threads(2);
+  k::attention(B.p);
+  std::vector<float> out2 = B.out;
+  double e = compare_out(B.p, ro, desc, isa.c_str());
+  rt::ThreadPool::instance().set_num_threads(1);
+  std::fill(B.out.begin(), B.out.end(), -7.0f);
+  k::attention(B.p);
+  CHECK(std::memcmp(out2.data(), B.out.data(), out2.size() * 4) == 0, "%s %s: 1 vs 2 threads differ", desc,
+        isa.c_str());
+  rt::ThreadPool::instance().set_num_threads(2);
+
+  // Weights path.
+  B.w.assign(c.b * c.h * c.lq * c.lk, -7.0f);
+  B.p.weights = B.w.data();
+  std::fill(B.out.begin(), B.out.end(), -7.0f);
+  k::attention(B.p);
+  e = std::max(e, compare_out(B.p, ro, desc, isa.c_str()));
+  for (size_t i = 0; i < rw.size(); ++i) {
+    if (std::isnan(rw[i]) || std::isnan(B.w[i])) {
+      CHECK(std::isnan(rw[i]) && std::isnan(B.w[i]), "%s %s weights NaN mismatch at %zu: %g vs %g", desc, isa.c_str(),
+            i, B.w[i], rw[i]);
+      continue;
+    }
+    e = std::max(e, std::fabs(B.w[i] - rw[i]));
+  }
+  B.p.weights = nullptr;
+  double& ge = g_err[isa];
+  ge = std::max(ge, e);
+  CHECK(e <= 2e-5, "%s %s: max error %g", desc, isa.c_str(), e);
+  // Output rows of this layout were all written (the -7 fill is gone unless v had it).
+  for (float x : B.out) CHECK(x != -7.0f, "%s %s: output element not written", desc, isa.c_str());
+}
+
+}  // namespace
+
+int main() {
+  std::vector<Case> cases;
+  const int64_t lqs[] = {1, 5, 32, 33, 70};
+  const int64_t lks[] = {1, 17, 64, 65, 130};
+  int n = 0;
+  for (int64_t lq : lqs)
+    for (int64_t lk : lks) {
+      const int64_t dks[] = {1, 8, 64, 72};
+      const int64_t dvs[] = {3, 64, 80, 16};
+      ++n;
+      cases.push_back({1 + n % 2, 1 + n % 3, lq, lk, dks[n % 4], dvs[(n / 4) % 4], n % 3 == 0, n % 2 == 1, n % 5});
+      cases.push_back({2, 2, lq, lk, 64, 64, true, n % 2 == 0, (n + 2) % 5});
+    }
+  // Self-attention sizes of the target models and a causal lq != lk case.
+  cases.push_back({2, 12, 128, 128, 64, 64, false, true, 0});
+  cases.push_back({1, 8, 200, 200, 64, 64, true, false, 2});
+  cases.push_back({1, 2, 40, 100, 32, 32, true, false, 1});
+  cases.push_back({1, 1, 3, 0, 8, 8, false, false, 0});  // lk == 0 -> NaN rows
+
+  std::vector<std::string> ran;
+  for (rt::Isa isa : {rt::Isa::Portable, rt::Isa::Avx2, rt::Isa::Avx512}) {
+    if (!rt::set_isa(isa) || rt::active_isa() != isa) continue;
+    ran.push_back(rt::isa_name(isa));
+    int before = g_failures;
+    for (const Case& c : cases) run_case(c, ran.back());
+    std::printf("%-9s %zu cases %s\n", ran.back().c_str(), cases.size(), g_failures == before ? "ok" : "FAILED");
+  }
+  rt::set_isa(rt::detected_isa());
+  std::printf("\nmax |error| of out and weights vs double reference:\n");
+  for (auto& s : ran) std::printf("  %-9s %.3g\n", s.c_str(), g_err[s]);
+  std::printf("\n%s (%d failures)\n", g_failures ? "FAILED" : "ALL PASSED", g_failures);
+  return g_failures ? 1 : 0;
+}
