@@ -8,6 +8,7 @@
  * (PyTorch: "take part in attention"); a float mask is added to the scores.
  */
 import { Tensor } from './tensor';
+import { allocateUninitialized } from './dtype';
 import { formatShape } from './errors';
 import type { AttentionMask } from './backend/backend';
 import { resolveBackend } from './backend/registry';
@@ -60,7 +61,7 @@ export function scaledDotProductAttention(
   const masks: AttentionMask[] = [];
   const m = opts.attnMask;
   if (m !== undefined && m !== null) masks.push(sdpaMask(fn, m, batch, heads, l, s));
-  const out = new Float32Array(batch * heads * l * ev);
+  const out = allocateUninitialized('float32', batch * heads * l * ev);
   resolveBackend(opts.backend).attention({
     q: q.data, k: k.data, v: v.data, out,
     qStrides: [heads * l * e, l * e, e],

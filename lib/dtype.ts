@@ -48,6 +48,34 @@ export function allocate<D extends DType>(dtype: D, size: number): DTypeMap[D] {
 }
 
 /**
+ * Below this many bytes a zero-filled allocation is as cheap as any other.
+ * Above it, zero-filling (and, for fresh pages, faulting them in) costs more
+ * than the kernels that fill the buffer, so outputs skip it.
+ */
+const UNINITIALIZED_MIN_BYTES = 64 * 1024;
+
+/**
+ * Allocates a typed array whose contents are unspecified (possibly stale
+ * memory of this process), for outputs a kernel overwrites completely. Large
+ * buffers come from `Buffer.allocUnsafeSlow` (malloc without zeroing), which
+ * together with the addon's allocator settings reuses freed memory instead of
+ * faulting in fresh pages; small ones are ordinary zeroed arrays.
+ */
+export function allocateUninitialized<D extends DType>(dtype: D, size: number): DTypeMap[D] {
+  const bytes = size * (dtype === 'bool' ? 1 : 4);
+  if (bytes < UNINITIALIZED_MIN_BYTES || typeof Buffer === 'undefined') return allocate(dtype, size);
+  const buf = Buffer.allocUnsafeSlow(bytes);
+  switch (dtype) {
+    case 'float32':
+      return new Float32Array(buf.buffer, buf.byteOffset, size) as DTypeMap[D];
+    case 'int32':
+      return new Int32Array(buf.buffer, buf.byteOffset, size) as DTypeMap[D];
+    default:
+      return new Uint8Array(buf.buffer, buf.byteOffset, size) as DTypeMap[D];
+  }
+}
+
+/**
  * The dtype whose backing store is exactly `array`'s class, or undefined for
  * other typed arrays (which must be copied to become a tensor).
  */

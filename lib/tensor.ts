@@ -6,7 +6,7 @@
  * changes layout (transpose, head split) copies. That keeps every backend
  * call a flat-array call with sizes, which is what the native kernels want.
  */
-import { allocate, DTYPES, dtypeOfArray, isDType } from './dtype';
+import { allocate, allocateUninitialized, DTYPES, dtypeOfArray, isDType } from './dtype';
 import type { DType, DTypeMap, ElementOf } from './dtype';
 import {
   argRangeError,
@@ -400,13 +400,17 @@ export function tensor(data: TensorData, shape?: Shape | null, dtype?: DType): T
   return new Tensor(out, finalShape, target);
 }
 
-/** A tensor meant as an output buffer that will be fully overwritten (zero-filled: JS has no uninitialised memory). */
+/**
+ * A tensor meant as an output buffer that will be fully overwritten: its
+ * contents are unspecified (large ones are not zero-filled, which saves a pass
+ * over memory per op). Use {@link zeros} when the values matter.
+ */
 export function empty(shape: ShapeLike): Tensor<'float32'>;
 export function empty<D extends DType>(shape: ShapeLike, dtype: D): Tensor<D>;
 export function empty<D extends DType>(shape: ShapeLike, dtype?: D): Tensor<D> {
   const dt = (dtype === undefined ? 'float32' : checkDType('empty', dtype)) as D;
   const s = toShape('empty', 'shape', shape);
-  return new Tensor(allocate(dt, checkShape('empty', 'shape', s)), s, dt);
+  return new Tensor(allocateUninitialized(dt, checkShape('empty', 'shape', s)), s, dt);
 }
 
 /** A tensor of zeros. */

@@ -173,6 +173,15 @@ describe.runIf(hasNative)('native runtime', () => {
     });
   });
 
+  it('k = 0 still writes every output element (outputs are not zero-filled)', () => {
+    // Large enough for an uninitialised output buffer.
+    const y = ops.matmul(randn([200, 0]), randn([0, 100]), { backend: 'native' });
+    expect(y.data.every((v) => v === 0)).toBe(true);
+    const bias = randn([100], { seed: 2 });
+    const z = ops.linear(randn([300, 0]), randn([100, 0]), bias, { backend: 'native' });
+    for (let r = 0; r < 300; r++) expect(z.data.subarray(r * 100, (r + 1) * 100)).toEqual(bias.data);
+  });
+
   it('results are bit-identical for 1 and n threads', () => {
     const n = Math.max(2, startThreads);
     const x = randn([300, 256], { seed: 5 });

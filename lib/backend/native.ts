@@ -23,6 +23,8 @@ export interface NativeInfo {
   /** True when ATTNODE_ISA was set to something unknown (it is then ignored). */
   envIsaInvalid: boolean;
   numThreads: number;
+  /** Whether the process allocator keeps freed buffers for reuse (see native/runtime/memory.h; ATTNODE_MALLOC_TUNING=0 turns it off). */
+  allocatorTuned: boolean;
   cpu: { vendor: string; brand: string; features: string[]; l1dBytes: number; l2Bytes: number; l3Bytes: number };
   build: { compiler: string; napiVersion: number; kernels: string; debug: boolean; asan: boolean };
 }

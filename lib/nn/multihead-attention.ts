@@ -1,6 +1,7 @@
 import { Module } from './module';
 import { Linear } from './linear';
 import { Tensor, zeros } from '../tensor';
+import { allocateUninitialized } from '../dtype';
 import { checkInt, formatShape } from '../errors';
 import { Activation, type AttentionMask, type Backend } from '../backend/backend';
 import { xavierNormal, xavierUniform } from './init';
@@ -179,8 +180,8 @@ export class MultiheadAttention extends Module {
       masks = masks.map((m) => padMask(m, n, h, l, s, extra));
     }
 
-    const attn = new Float32Array(rowsQ * e);
-    const weights = needWeights ? new Float32Array(n * h * l * kLen) : null;
+    const attn = allocateUninitialized('float32', rowsQ * e);
+    const weights = needWeights ? allocateUninitialized('float32', n * h * l * kLen) : null;
     be.attention({
       q: q.data,
       k: k.data,
@@ -317,7 +318,7 @@ export function project(
   outF: number,
   act: Activation = Activation.None,
 ): Float32Array {
-  const y = new Float32Array(rows * outF);
+  const y = allocateUninitialized('float32', rows * outF);
   be.gemm({
     a: x, b: w, c: y, m: rows, n: outF, k: inF, transA: false, transB: true, alpha: 1, beta: 0, bias: b, act,
     batch: 1, strideA: 0, strideB: 0, strideC: 0,

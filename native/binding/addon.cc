@@ -4,10 +4,12 @@
 #include <napi.h>
 
 #include "binding/bindings.h"
+#include "runtime/memory.h"
 
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  attnode::runtime::configure_process_allocator();
   attnode::binding::RegisterRuntime(env, exports);
   attnode::binding::RegisterGemm(env, exports);
   attnode::binding::RegisterLayerOps(env, exports);

@@ -3,6 +3,7 @@
 #include "binding/args.h"
 #include "binding/bindings.h"
 #include "runtime/cpu_features.h"
+#include "runtime/memory.h"
 #include "runtime/thread_pool.h"
 
 #include <string>
@@ -24,6 +25,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   }
   out.Set("envIsaInvalid", runtime::env_isa_invalid());
   out.Set("numThreads", runtime::ThreadPool::instance().num_threads());
+  out.Set("allocatorTuned", runtime::configure_process_allocator());
 
   Napi::Object c = Napi::Object::New(env);
   c.Set("vendor", cpu.vendor);
