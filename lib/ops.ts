@@ -26,6 +26,7 @@ import {
   shapeError,
 } from './errors';
 import { Tensor, contiguousStrides, empty } from './tensor';
+import { recordingList } from './backend/recording';
 import type { Shape } from './tensor';
 
 /** Options every op accepts. */
@@ -550,6 +551,11 @@ export function transpose<D extends DType>(
     y = o as Tensor<D>;
   }
   if (x.size === 0) return y;
+  const copiesInJs = !(x.ndim > 0 && d0 !== d1 && x.shape[d0] !== 1 && x.shape[d1] !== 1 && prod(x.shape, d0 + 1, d1) === 1 && x.dtype === 'float32');
+  if (copiesInJs && recordingList()) {
+    // A JS copy would read x now, before recorded kernels have written it.
+    throw new Error(`${fn}: this transpose copies in JS and cannot run inside runAsync()/forwardAsync()`);
+  }
   if (x.ndim === 0 || d0 === d1 || x.shape[d0] === 1 || x.shape[d1] === 1) {
     // Swapping with a unit dim (or with itself) does not move any element.
     y.data.set(x.data);

@@ -66,9 +66,8 @@ int main() {
       t[nt - 1] = best;
     }
     char label[64];
-    std::snprintf(label, sizeof(label), "[%lld,%lld,%lld,%lld]%s%s%s", (long long)s.b, (long long)s.h,
-                  (long long)s.l, (long long)s.d, s.l == 1 ? " lk=128" : "", s.causal ? " causal" : "",
-                  s.weights ? " +weights" : "");
+    std::snprintf(label, sizeof(label), "[%lld,%lld,%lld,%lld]%s%s%s", (long long)s.b, (long long)s.h, (long long)s.l,
+                  (long long)s.d, s.l == 1 ? " lk=128" : "", s.causal ? " causal" : "", s.weights ? " +weights" : "");
     std::printf("%-34s %10.1f %10.1f %10.1f %10.1f\n", label, flops / t[0] / 1e9, flops / t[1] / 1e9, t[0] * 1e6,
                 t[1] * 1e6);
   }

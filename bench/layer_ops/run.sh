@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Builds and runs the layer-op micro-benchmark on every ISA path.
-# Usage: bench/layer_ops/run.sh   (ATTNODE_NUM_THREADS is respected; 1 and 2 threads are measured)
+# Builds and runs the layer-op and attention micro-benchmarks on every ISA
+# path (ISAS="avx512 avx2 portable" by default). Both measure 1 and 2 threads.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="${TMPDIR:-/tmp}/attnode_layer_ops_bench"
 mkdir -p "$OUT"
-"${CXX:-g++}" -std=c++17 -O2 -pthread "$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/layer_ops*.cc \
-  "$ROOT"/bench/layer_ops/bench.cc -o "$OUT/bench"
+CXX="${CXX:-g++}"
+FLAGS=(-std=c++17 -O2 -pthread -I "$ROOT/native")
+"$CXX" "${FLAGS[@]}" "$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/layer_ops*.cc "$ROOT"/bench/layer_ops/bench.cc \
+  -o "$OUT/bench"
+"$CXX" "${FLAGS[@]}" "$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/attention*.cc \
+  "$ROOT"/bench/layer_ops/bench_attention.cc -o "$OUT/bench_attention"
 for isa in ${ISAS:-avx512 avx2 portable}; do
   ATTNODE_ISA=$isa "$OUT/bench"
+  ATTNODE_ISA=$isa "$OUT/bench_attention"
   echo
 done

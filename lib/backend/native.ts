@@ -11,6 +11,7 @@
 import * as path from 'node:path';
 import type { AttentionArgs, AttentionMask, Backend, GemmArgs, BinaryOp } from './backend';
 import { registerBackend, setNativeLoadError } from './registry';
+import { recordingList, type CommandList } from './recording';
 
 /** What `info()` reports about the native runtime. */
 export interface NativeInfo {
@@ -31,12 +32,8 @@ export interface NativeInfo {
 
 export type IsaName = 'avx512' | 'avx2' | 'portable';
 
-/** The raw addon surface (see native/binding/*_binding.cc for each function's checks). */
-export interface Addon {
-  info(): NativeInfo;
-  setNumThreads(n: number): void;
-  getNumThreads(): number;
-  setIsa(isa: string): IsaName;
+/** The kernels the addon exposes, with their raw arguments (see native/binding/*_binding.cc for each one's checks). */
+export interface AddonOps {
   gemm(
     a: Float32Array,
     b: Float32Array,
@@ -95,6 +92,28 @@ export interface Addon {
   ): void;
 }
 
+type OpName = keyof AddonOps;
+
+/** Each op's record form: validated now, appended to `list`, run by `submit(list)`. */
+type AddonRecordOps = {
+  [K in OpName as `${K}Record`]: (list: CommandList, ...args: Parameters<AddonOps[K]>) => void;
+};
+
+/** The raw addon surface. */
+export interface Addon extends AddonOps, AddonRecordOps {
+  info(): NativeInfo;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  setIsa(isa: string): IsaName;
+  createCommandList(): CommandList;
+  /** Runs the list on the native executor thread; rejects with the kernel's error, or an AbortError when cancelled. */
+  submit(list: CommandList): Promise<void>;
+  /** Skips the list's remaining calls if it has not finished. */
+  cancel(list: CommandList): void;
+  /** Lists queued or running on the executor. */
+  pendingJobs(): number;
+}
+
 /** Package root: lib/backend (sources) and dist/backend (build) are both two levels down. */
 const packageRoot = path.resolve(__dirname, '..', '..');
 
@@ -123,23 +142,27 @@ function loadAddon(): Addon | null {
 export const addon: Addon | null = loadAddon();
 
 function makeNativeBackend(a: Addon): Backend {
+  // Immediate call, or appended to the open command list (lib/async.ts).
+  const call = <K extends OpName>(op: K, ...args: Parameters<AddonOps[K]>): void => {
+    const list = recordingList();
+    if (list) (a[`${op}Record`] as (l: CommandList, ...x: Parameters<AddonOps[K]>) => void)(list, ...args);
+    else (a[op] as (...x: Parameters<AddonOps[K]>) => void)(...args);
+  };
   return {
     name: 'native',
-    gemm(g: GemmArgs): void {
-      a.gemm(g.a, g.b, g.c, g.m, g.n, g.k, g.transA, g.transB, g.alpha, g.beta, g.bias, g.act, g.batch, g.strideA,
-        g.strideB, g.strideC);
-    },
-    softmax: (x, y, rows, cols) => a.softmax(x, y, rows, cols),
-    layerNorm: (x, gamma, beta, y, rows, cols, eps) => a.layerNorm(x, gamma, beta, y, rows, cols, eps),
-    relu: (x, y) => a.relu(x, y),
-    gelu: (x, y, tanhApprox) => a.gelu(x, y, tanhApprox),
-    binary: (op: BinaryOp, x, xs, y, ys, out, shape) => a.binary(op, x, xs, y, ys, out, shape),
-    embedding: (weight, num, dim, ids, out) => a.embedding(weight, num, dim, ids, out),
-    permute0213: (x, y, d0, d1, d2, d3) => a.permute0213(x, y, d0, d1, d2, d3),
-    attention(t: AttentionArgs): void {
-      a.attention(t.q, t.k, t.v, t.out, t.qStrides, t.kStrides, t.vStrides, t.outStrides,
-        [t.batch, t.heads, t.lq, t.lk, t.dk, t.dv], t.scale, t.masks, t.causal, t.weights);
-    },
+    gemm: (g: GemmArgs) =>
+      call('gemm', g.a, g.b, g.c, g.m, g.n, g.k, g.transA, g.transB, g.alpha, g.beta, g.bias, g.act, g.batch, g.strideA,
+        g.strideB, g.strideC),
+    softmax: (x, y, rows, cols) => call('softmax', x, y, rows, cols),
+    layerNorm: (x, gamma, beta, y, rows, cols, eps) => call('layerNorm', x, gamma, beta, y, rows, cols, eps),
+    relu: (x, y) => call('relu', x, y),
+    gelu: (x, y, tanhApprox) => call('gelu', x, y, tanhApprox),
+    binary: (op: BinaryOp, x, xs, y, ys, out, shape) => call('binary', op, x, xs, y, ys, out, shape),
+    embedding: (weight, num, dim, ids, out) => call('embedding', weight, num, dim, ids, out),
+    permute0213: (x, y, d0, d1, d2, d3) => call('permute0213', x, y, d0, d1, d2, d3),
+    attention: (t: AttentionArgs) =>
+      call('attention', t.q, t.k, t.v, t.out, t.qStrides, t.kStrides, t.vStrides, t.outStrides,
+        [t.batch, t.heads, t.lq, t.lk, t.dk, t.dv], t.scale, t.masks, t.causal, t.weights),
   };
 }
 

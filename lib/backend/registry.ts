@@ -12,6 +12,7 @@
  */
 import type { Backend, BackendName } from './backend';
 import { jsBackend } from './js/index';
+import { recordingList } from './recording';
 
 const BACKEND_NAMES: readonly BackendName[] = ['native', 'js'];
 
@@ -125,10 +126,15 @@ export function setBackend(backend: BackendName | Backend | null): void {
  * (used as is), or undefined (the current backend).
  */
 export function resolveBackend(backend?: BackendName | Backend): Backend {
-  if (backend === undefined) return getBackend();
-  if (typeof backend === 'string') return getBackend(backend);
-  if (!isBackend(backend)) {
+  let b: Backend;
+  if (backend === undefined) b = getBackend();
+  else if (typeof backend === 'string') b = getBackend(backend);
+  else if (!isBackend(backend)) {
     throw new TypeError(`attnode: option 'backend' must be 'native', 'js' or a Backend, got ${String(backend)}`);
+  } else b = backend;
+  if (b.name !== 'native' && recordingList()) {
+    // It would run now, before the recorded native calls it may depend on.
+    throw new Error(`attnode: the '${b.name}' backend cannot run inside runAsync()/forwardAsync(); only native calls are deferred`);
   }
-  return backend;
+  return b;
 }

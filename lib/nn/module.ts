@@ -19,6 +19,7 @@ import { resolveBackend } from '../backend/registry';
 /** A backend by name or as an object. */
 export type BackendChoice = BackendName | Backend;
 import { formatShape } from '../errors';
+import { runAsync } from '../async';
 
 /** Options of {@link Module.loadStateDict}. */
 export interface LoadStateDictOptions {
@@ -180,6 +181,16 @@ export abstract class Module {
   /** The backend this module computes on: its own choice, or the global default. */
   get backend(): Backend {
     return resolveBackend(this.#backend ?? undefined);
+  }
+
+  /**
+   * `forward(...args)` with its kernels run off the JS thread (see
+   * {@link runAsync}): resolves with the same result a sync call gives. Inputs
+   * must not be mutated until it settles. For cancellation, use
+   * `runAsync(() => module.forward(...), { signal })`.
+   */
+  forwardAsync<A extends unknown[], R>(this: this & { forward(...args: A): R }, ...args: A): Promise<R> {
+    return runAsync(() => this.forward(...args));
   }
 
   /** Kept for PyTorch-shaped code: attnode modules are always in inference mode. */

@@ -3,7 +3,7 @@ import { Linear } from './linear';
 import { Tensor, zeros } from '../tensor';
 import { allocateUninitialized } from '../dtype';
 import { checkInt, formatShape } from '../errors';
-import { Activation, type AttentionMask, type Backend } from '../backend/backend';
+import { Activation, BinaryOp, type AttentionMask, type Backend } from '../backend/backend';
 import { xavierNormal, xavierUniform } from './init';
 import { boolOption, checkOptions } from './options';
 
@@ -172,8 +172,8 @@ export class MultiheadAttention extends Module {
     if (this.biasK || this.addZeroAttn) {
       // Extra key/value rows: materialise k, v batch-first with room for them, and widen the masks.
       const extra = (this.biasK ? 1 : 0) + (this.addZeroAttn ? 1 : 0);
-      k = appendRows(k, kStrides, n, s, e, extra, this.biasK?.data ?? null);
-      v = appendRows(v, vStrides, n, s, e, extra, this.biasV?.data ?? null);
+      k = appendRows(be, k, kStrides, n, s, e, extra, this.biasK?.data ?? null);
+      v = appendRows(be, v, vStrides, n, s, e, extra, this.biasV?.data ?? null);
       kLen = s + extra;
       kStrides = layoutStrides(true, n, kLen, e, hd);
       vStrides = kStrides;
@@ -206,7 +206,7 @@ export class MultiheadAttention extends Module {
     const output = new Tensor(out, query.shape.slice(), 'float32');
     if (!weights) return { output, weights: null };
     let wt: Float32Array = weights;
-    if (average) wt = averageHeads(weights, n, h, l * kLen);
+    if (average) wt = averageHeads(be, weights, n, h, l * kLen);
     const shape = average ? [n, l, kLen] : [n, h, l, kLen];
     return { output, weights: new Tensor(wt, batched ? shape : shape.slice(1), 'float32') };
   }
@@ -331,8 +331,17 @@ function layoutStrides(batchFirst: boolean, n: number, len: number, rowStride: n
   return batchFirst ? [len * rowStride, hd, rowStride] : [rowStride, hd, n * rowStride];
 }
 
-/** Copies k (or v) batch-first into [n, s + extra, e], then the bias row (if any) and zero rows. */
+/** A one-element zero used as the broadcast right operand of a strided copy (x + 0). */
+const ZERO = new Float32Array(1);
+
+/**
+ * Copies k (or v) batch-first into [n, s + extra, e], then the bias row (if
+ * any); the remaining rows stay zero (add_zero_attn). The copies are backend
+ * calls (x + 0 with strides), not JS loops, so they stay in order inside
+ * runAsync, where k is not computed yet when this runs.
+ */
 function appendRows(
+  be: Backend,
   src: Strided,
   strides: readonly [number, number, number],
   n: number,
@@ -344,11 +353,10 @@ function appendRows(
   const len = s + extra;
   const out = new Float32Array(n * len * e);
   for (let b = 0; b < n; b++) {
-    for (let p = 0; p < s; p++) {
-      const from = b * strides[0] + p * strides[2];
-      out.set(src.data.subarray(from, from + e), (b * len + p) * e);
-    }
-    if (biasRow) out.set(biasRow, (b * len + s) * e);
+    const from = b * strides[0];
+    const span = (s - 1) * strides[2] + e;
+    be.binary(BinaryOp.Add, src.data.subarray(from, from + span), [strides[2], 1], ZERO, [0, 0], out.subarray(b * len * e, (b * len + s) * e), [s, e]);
+    if (biasRow) be.binary(BinaryOp.Add, biasRow, [1], ZERO, [0], out.subarray((b * len + s) * e, (b * len + s + 1) * e), [e]);
   }
   return { data: out, rowStride: e };
 }
@@ -365,15 +373,12 @@ function padMask(m: ShapedMask, n: number, h: number, l: number, s: number, extr
   return { mask: { data: out, strides }, kind: m.kind };
 }
 
-/** [n, h, per] → [n, per], mean over heads. */
-function averageHeads(w: Float32Array, n: number, h: number, per: number): Float32Array {
-  const out = new Float32Array(n * per);
-  for (let b = 0; b < n; b++) {
-    for (let hh = 0; hh < h; hh++) {
-      const base = (b * h + hh) * per;
-      for (let i = 0; i < per; i++) out[b * per + i]! += w[base + i]!;
-    }
-    for (let i = 0; i < per; i++) out[b * per + i]! /= h;
-  }
+/** [n, h, per] → [n, per], mean over heads: per batch, a (1 × h) row of 1/h times the (h × per) weights. */
+function averageHeads(be: Backend, w: Float32Array, n: number, h: number, per: number): Float32Array {
+  const out = allocateUninitialized('float32', n * per);
+  be.gemm({
+    a: new Float32Array(h).fill(1), b: w, c: out, m: 1, n: per, k: h, transA: false, transB: false, alpha: 1 / h,
+    beta: 0, bias: null, act: Activation.None, batch: n, strideA: 0, strideB: h * per, strideC: per,
+  });
   return out;
 }

@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   attnode::binding::RegisterGemm(env, exports);
   attnode::binding::RegisterLayerOps(env, exports);
   attnode::binding::RegisterAttention(env, exports);
+  attnode::binding::RegisterCommandLists(env, exports);
   return exports;
 }
 

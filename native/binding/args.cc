@@ -49,12 +49,17 @@ Span<T> typed_span(const Napi::TypedArray& ta) {
 
 }  // namespace
 
-Args::Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count) : info_(info), fn_(fn) {
-  if (info.Length() != expected_count) {
+Args::Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count, size_t offset, KeepAlive* keep)
+    : info_(info), fn_(fn), offset_(offset), keep_(keep) {
+  if (info.Length() != expected_count + offset) {
     std::ostringstream m;
-    m << "attnode." << fn << ": expected " << expected_count << " arguments, got " << info.Length();
+    m << "attnode." << fn << ": expected " << expected_count << " arguments, got " << info.Length() - offset;
     type_error(m.str());
   }
+}
+
+void Args::keep(const Napi::Value& v) const {
+  if (keep_) keep_->push_back(Napi::Persistent(v));
 }
 
 void Args::range_error(const std::string& message) const {
@@ -83,6 +88,7 @@ Span<float> Args::f32(size_t i, const char* name) const {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
     type_error(std::string("argument '") + name + "' must be a Float32Array, got " + type_name(v));
   }
+  keep(v);
   return typed_span<float>(v.As<Napi::TypedArray>());
 }
 
@@ -97,6 +103,7 @@ Span<int32_t> Args::i32(size_t i, const char* name) const {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
     type_error(std::string("argument '") + name + "' must be an Int32Array, got " + type_name(v));
   }
+  keep(v);
   return typed_span<int32_t>(v.As<Napi::TypedArray>());
 }
 

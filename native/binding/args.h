@@ -29,9 +29,16 @@ struct Span {
   int64_t byte_end() const { return byte_offset + length * static_cast<int64_t>(sizeof(T)); }
 };
 
+// Typed arrays a recorded call reads or writes, kept alive until it has run.
+using KeepAlive = std::vector<Napi::Reference<Napi::Value>>;
+
 class Args {
  public:
-  Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count);
+  // `offset` skips leading arguments (a command list in record mode); when
+  // `keep` is set every typed array parsed is referenced there, so a call
+  // recorded now and run later on another thread cannot outlive its buffers.
+  Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count, size_t offset = 0,
+       KeepAlive* keep = nullptr);
 
   Napi::Env env() const { return info_.Env(); }
   const char* fn() const { return fn_; }
@@ -46,6 +53,11 @@ class Args {
   bool boolean(size_t i, const char* name) const;
   // A JS array of integers, each in [min, max], with at most max_len entries.
   std::vector<int64_t> int_array(size_t i, const char* name, size_t max_len, int64_t min, int64_t max) const;
+
+  // Raw argument i (after the offset), for the few arguments that are objects.
+  Napi::Value value(size_t i) const { return arg(i); }
+  // References `v` for a recorded call (no-op for an immediate call).
+  void keep(const Napi::Value& v) const;
 
   [[noreturn]] void range_error(const std::string& message) const;
   [[noreturn]] void type_error(const std::string& message) const;
@@ -72,10 +84,12 @@ class Args {
  private:
   [[noreturn]] void length_error(const char* name, int64_t actual, int64_t needed, const std::string& why) const;
   [[noreturn]] void overlap_error(const char* out_name, const char* in_name, bool allow_exact) const;
-  const Napi::Value arg(size_t i) const { return info_[i]; }
+  const Napi::Value arg(size_t i) const { return info_[offset_ + i]; }
 
   const Napi::CallbackInfo& info_;
   const char* fn_;
+  size_t offset_;
+  KeepAlive* keep_;
 };
 
 // a * b, throwing a RangeError through `args` if it leaves [0, kMaxElements].

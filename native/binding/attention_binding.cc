@@ -48,8 +48,7 @@ bool rows_disjoint(const int64_t* sizes, const int64_t* strides, int64_t width) 
   return true;
 }
 
-Napi::Value Attention(const Napi::CallbackInfo& info) {
-  Args args(info, "attention", 13);
+Kernel ParseAttention(Args& args) {
   auto q = args.f32(0, "q");
   auto k = args.f32(1, "k");
   auto v = args.f32(2, "v");
@@ -90,7 +89,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   }
 
   kernels::AttentionParams p;
-  Napi::Value masks_value = info[10];
+  Napi::Value masks_value = args.value(10);
   if (!masks_value.IsArray()) args.type_error("argument 'masks' must be an Array of { data, strides }");
   Napi::Array masks = masks_value.As<Napi::Array>();
   if (masks.Length() > 2) args.range_error("at most 2 masks are supported, got " + std::to_string(masks.Length()));
@@ -104,6 +103,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     Napi::Value strides = mo.Get("strides");
     if (!data.IsTypedArray()) args.type_error("argument '" + name + ".data' must be a Float32Array or Uint8Array");
     auto ta = data.As<Napi::TypedArray>();
+    args.keep(data);
     if (!strides.IsArray() || strides.As<Napi::Array>().Length() != 4) {
       args.type_error("argument '" + name + ".strides' must be an Array of 4 integers");
     }
@@ -136,7 +136,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     if (needed == 0) p.masks[i] = kernels::AttentionMask{};  // nothing will be read
   }
   p.num_masks = static_cast<int>(masks.Length());
-  if (batch == 0 || heads == 0 || lq == 0 || dv == 0) return info.Env().Undefined();
+  if (batch == 0 || heads == 0 || lq == 0 || dv == 0) return {};
 
   p.q = q.data;
   p.k = k.data;
@@ -155,14 +155,13 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   p.scale = static_cast<float>(scale);
   p.causal = causal;
   p.weights = weights.data;
-  kernels::attention(p);
-  return info.Env().Undefined();
+  return [p] { kernels::attention(p); };
 }
 
 }  // namespace
 
 void RegisterAttention(Napi::Env env, Napi::Object exports) {
-  exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
+  RegisterOp(env, exports, "attention", 13, ParseAttention);
 }
 
 }  // namespace attnode::binding

@@ -18,8 +18,7 @@ int64_t batched_extent(const Args& args, int64_t batch, int64_t stride, int64_t 
   return checked_mul(args, batch - 1, stride, what) + per;
 }
 
-Napi::Value Gemm(const Napi::CallbackInfo& info) {
-  Args args(info, "gemm", 16);
+Kernel ParseGemm(Args& args) {
   auto a = args.f32(0, "a");
   auto b = args.f32(1, "b");
   auto c = args.f32(2, "c");
@@ -55,7 +54,7 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   args.require_no_overlap(c_used, "c", a, "a", false);
   args.require_no_overlap(c_used, "c", b, "b", false);
   if (bias.data) args.require_no_overlap(c_used, "c", bias, "bias", false);
-  if (batch == 0 || size_c == 0) return info.Env().Undefined();
+  if (batch == 0 || size_c == 0) return {};
 
   kernels::GemmParams p;
   p.m = m;
@@ -73,16 +72,12 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   p.beta = static_cast<float>(beta);
   p.bias = bias.data;
   p.act = static_cast<kernels::Activation>(act);
-  if (batch == 1) {
-    kernels::sgemm(p);
-  } else {
-    kernels::sgemm_batched(p, batch, stride_a, stride_b, stride_c);
-  }
-  return info.Env().Undefined();
+  if (batch == 1) return [p] { kernels::sgemm(p); };
+  return [p, batch, stride_a, stride_b, stride_c] { kernels::sgemm_batched(p, batch, stride_a, stride_b, stride_c); };
 }
 
 }  // namespace
 
-void RegisterGemm(Napi::Env env, Napi::Object exports) { exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm")); }
+void RegisterGemm(Napi::Env env, Napi::Object exports) { RegisterOp(env, exports, "gemm", 16, ParseGemm); }
 
 }  // namespace attnode::binding

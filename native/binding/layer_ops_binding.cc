@@ -4,6 +4,7 @@
 #include "binding/bindings.h"
 #include "kernels/layer_ops.h"
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -12,8 +13,7 @@ namespace {
 
 constexpr size_t kMaxBinaryDims = 8;
 
-Napi::Value Softmax(const Napi::CallbackInfo& info) {
-  Args args(info, "softmax", 4);
+Kernel ParseSoftmax(Args& args) {
   auto x = args.f32(0, "x");
   auto y = args.f32(1, "y");
   const int64_t rows = args.integer(2, "rows", 0, kMaxElements);
@@ -22,12 +22,11 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   args.require_length(x, "x", size, "rows*cols");
   args.require_length(y, "y", size, "rows*cols");
   args.require_no_overlap(y, "y", x, "x", true);
-  if (size > 0) kernels::softmax_rows(x.data, y.data, rows, cols);
-  return info.Env().Undefined();
+  if (size == 0) return {};
+  return [x = x.data, y = y.data, rows, cols] { kernels::softmax_rows(x, y, rows, cols); };
 }
 
-Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
-  Args args(info, "layerNorm", 7);
+Kernel ParseLayerNorm(Args& args) {
   auto x = args.f32(0, "x");
   auto gamma = args.f32_or_null(1, "gamma");
   auto beta = args.f32_or_null(2, "beta");
@@ -44,8 +43,10 @@ Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
   args.require_no_overlap(y, "y", x, "x", true);
   if (gamma.data) args.require_no_overlap(y, "y", gamma, "gamma", false);
   if (beta.data) args.require_no_overlap(y, "y", beta, "beta", false);
-  if (size > 0) kernels::layer_norm_rows(x.data, gamma.data, beta.data, y.data, rows, cols, static_cast<float>(eps));
-  return info.Env().Undefined();
+  if (size == 0) return {};
+  return [x = x.data, g = gamma.data, b = beta.data, y = y.data, rows, cols, e = static_cast<float>(eps)] {
+    kernels::layer_norm_rows(x, g, b, y, rows, cols, e);
+  };
 }
 
 // Shared by relu and gelu: y must have x's length; in place is fine.
@@ -57,23 +58,21 @@ void check_unary(const Args& args, const Span<float>& x, const Span<float>& y) {
   args.require_no_overlap(y, "y", x, "x", true);
 }
 
-Napi::Value Relu(const Napi::CallbackInfo& info) {
-  Args args(info, "relu", 2);
+Kernel ParseRelu(Args& args) {
   auto x = args.f32(0, "x");
   auto y = args.f32(1, "y");
   check_unary(args, x, y);
-  if (x.length > 0) kernels::relu(x.data, y.data, x.length);
-  return info.Env().Undefined();
+  if (x.length == 0) return {};
+  return [x = x.data, y = y.data, n = x.length] { kernels::relu(x, y, n); };
 }
 
-Napi::Value Gelu(const Napi::CallbackInfo& info) {
-  Args args(info, "gelu", 3);
+Kernel ParseGelu(Args& args) {
   auto x = args.f32(0, "x");
   auto y = args.f32(1, "y");
   const bool tanh_approx = args.boolean(2, "tanhApprox");
   check_unary(args, x, y);
-  if (x.length > 0) kernels::gelu(x.data, y.data, x.length, tanh_approx);
-  return info.Env().Undefined();
+  if (x.length == 0) return {};
+  return [x = x.data, y = y.data, n = x.length, tanh_approx] { kernels::gelu(x, y, n, tanh_approx); };
 }
 
 // One past the largest element index reachable with these strides.
@@ -95,8 +94,7 @@ bool is_contiguous(const std::vector<int64_t>& shape, const std::vector<int64_t>
   return true;
 }
 
-Napi::Value Binary(const Napi::CallbackInfo& info) {
-  Args args(info, "binary", 7);
+Kernel ParseBinary(Args& args) {
   const int64_t op = args.integer(0, "op", 0, 3);
   auto a = args.f32(1, "a");
   auto a_strides = args.int_array(2, "aStrides", kMaxBinaryDims, 0, kMaxElements);
@@ -119,15 +117,14 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   y_used.length = size;
   args.require_no_overlap(y_used, "y", a, "a", is_contiguous(shape, a_strides));
   args.require_no_overlap(y_used, "y", b, "b", is_contiguous(shape, b_strides));
-  if (size > 0) {
-    kernels::binary_op(static_cast<kernels::BinaryOp>(op), a.data, a_strides.data(), b.data, b_strides.data(), y.data,
-                       shape.data(), static_cast<int>(shape.size()));
-  }
-  return info.Env().Undefined();
+  if (size == 0) return {};
+  return [op = static_cast<kernels::BinaryOp>(op), a = a.data, as = std::move(a_strides), b = b.data,
+          bs = std::move(b_strides), y = y.data, shape = std::move(shape)] {
+    kernels::binary_op(op, a, as.data(), b, bs.data(), y, shape.data(), static_cast<int>(shape.size()));
+  };
 }
 
-Napi::Value Embedding(const Napi::CallbackInfo& info) {
-  Args args(info, "embedding", 5);
+Kernel ParseEmbedding(Args& args) {
   auto weight = args.f32(0, "weight");
   const int64_t num = args.integer(1, "num", 0, kMaxElements);
   const int64_t dim = args.integer(2, "dim", 0, kMaxElements);
@@ -143,15 +140,18 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
                        " is out of range for an embedding of " + std::to_string(num) + " rows");
     }
   }
-  if (ids.length > 0 && dim > 0) {
-    const int64_t bad = kernels::embedding(weight.data, num, dim, ids.data, ids.length, out.data);
-    if (bad >= 0) args.range_error("index at position " + std::to_string(bad) + " changed while being read");
-  }
-  return info.Env().Undefined();
+  if (ids.length == 0 || dim == 0) return {};
+  // The kernel checks the ids again: a recorded call runs later, and JS may have changed them.
+  return [w = weight.data, num, dim, ids = ids.data, n = ids.length, out = out.data] {
+    const int64_t bad = kernels::embedding(w, num, dim, ids, n, out);
+    if (bad >= 0) {
+      throw std::runtime_error("embedding: index " + std::to_string(ids[bad]) + " at position " + std::to_string(bad) +
+                               " is out of range for an embedding of " + std::to_string(num) + " rows");
+    }
+  };
 }
 
-Napi::Value Permute0213(const Napi::CallbackInfo& info) {
-  Args args(info, "permute0213", 6);
+Kernel ParsePermute0213(Args& args) {
   auto x = args.f32(0, "x");
   auto y = args.f32(1, "y");
   int64_t d[4];
@@ -164,20 +164,20 @@ Napi::Value Permute0213(const Napi::CallbackInfo& info) {
   args.require_length(x, "x", size, "d0*d1*d2*d3");
   args.require_length(y, "y", size, "d0*d1*d2*d3");
   args.require_no_overlap(y, "y", x, "x", false);
-  if (size > 0) kernels::permute_0213(x.data, y.data, d[0], d[1], d[2], d[3]);
-  return info.Env().Undefined();
+  if (size == 0) return {};
+  return [x = x.data, y = y.data, d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3]] { kernels::permute_0213(x, y, d0, d1, d2, d3); };
 }
 
 }  // namespace
 
 void RegisterLayerOps(Napi::Env env, Napi::Object exports) {
-  exports.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
-  exports.Set("layerNorm", Napi::Function::New(env, LayerNorm, "layerNorm"));
-  exports.Set("relu", Napi::Function::New(env, Relu, "relu"));
-  exports.Set("gelu", Napi::Function::New(env, Gelu, "gelu"));
-  exports.Set("binary", Napi::Function::New(env, Binary, "binary"));
-  exports.Set("embedding", Napi::Function::New(env, Embedding, "embedding"));
-  exports.Set("permute0213", Napi::Function::New(env, Permute0213, "permute0213"));
+  RegisterOp(env, exports, "softmax", 4, ParseSoftmax);
+  RegisterOp(env, exports, "layerNorm", 7, ParseLayerNorm);
+  RegisterOp(env, exports, "relu", 2, ParseRelu);
+  RegisterOp(env, exports, "gelu", 3, ParseGelu);
+  RegisterOp(env, exports, "binary", 7, ParseBinary);
+  RegisterOp(env, exports, "embedding", 5, ParseEmbedding);
+  RegisterOp(env, exports, "permute0213", 6, ParsePermute0213);
 }
 
 }  // namespace attnode::binding

@@ -1,10 +1,9 @@
 // Frontend of the fused attention kernel (compiled for baseline x86-64):
 // picks the per-ISA tile kernel from runtime::active_isa() and spreads the
-// (batch, head, query tile) tasks over the thread pool. Each task writes its
-// own output rows (and weights rows), so results do not depend on the
+// (batch, head, query tile) tasks over the thread pool as dynamic tiles. Each
+// task writes its own output rows (and weights rows), so results do not depend on the
 // thread count or on which thread ran a task.
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <new>
@@ -85,11 +84,12 @@ void attention(const AttentionParams& p, int max_threads) {
     for (int64_t t = 0; t < tasks; ++t) run_task(t, scratch);
     return;
   }
-  std::atomic<int64_t> next{0};
-  pool.run(static_cast<int>(std::min<int64_t>(threads, useful)), [&](int, int) {
-    float* scratch = t_scratch.get(need);
-    for (int64_t t; (t = next.fetch_add(1, std::memory_order_relaxed)) < tasks;) run_task(t, scratch);
-  });
+  // One (batch, head, query tile) per pool tile, claimed dynamically: the
+  // uneven causal tiles balance, and a thread the OS has not scheduled takes
+  // none instead of holding the others up.
+  pool.parallel_tiles(
+      tasks, [&](int64_t t) { run_task(t, t_scratch.get(need)); },
+      static_cast<int>(std::min<int64_t>(threads, useful)));
 }
 
 }  // namespace attnode::kernels

@@ -14,16 +14,17 @@
 
 namespace attnode::kernels {
 
-// Query rows per task and keys per streamed block. kKeyBlock is a multiple
-// of every vector width (16 floats).
+// Query rows per task and keys per streamed block; both multiples of every
+// vector width (16 floats).
 constexpr int64_t kAttnQueryTile = 32;
 constexpr int64_t kAttnKeyBlock = 64;
 
 // Computes out rows [i0, i1) (i1 - i0 <= kAttnQueryTile) of (batch b, head h),
-// and their weights rows when p.weights is set. `scratch` holds
-// kAttnQueryTile * kAttnKeyBlock (scores) + kAttnQueryTile * round_up(dv, 16)
-// (accumulators) + dk * kAttnKeyBlock (transposed keys) floats, 64-byte
-// aligned. (Computed in attention.cc: no function bodies here.)
+// and their weights rows when p.weights is set. `scratch` is 64-byte aligned
+// and holds kAttnKeyBlock * kAttnQueryTile floats (transposed scores), then
+// kAttnQueryTile * round_up(dv, 16) (output accumulators), then
+// dk * kAttnKeyBlock (>= dk * kAttnQueryTile, the transposed query tile).
+// The size is computed in attention.cc: no function bodies in this header.
 namespace portable {
 void attention_tile(const AttentionParams& p, int64_t b, int64_t h, int64_t i0, int64_t i1, float* scratch);
 }  // namespace portable

@@ -101,6 +101,27 @@ inline void score_keys(const float* const* kr, const float* qt, int64_t dk, floa
     for (int t = 0; t < kQV; ++t) st(sc + r * kBq + t * W, mul(c[r][t], vs));
 }
 
+// Applies causal and user masks to the scores of query i against keys
+// [j0, j0 + nk), found at sr[jj * stride].
+inline void mask_row(const AttentionParams& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t nk, float* sr,
+                     int64_t stride) {
+  if (p.causal) {
+    // Key j is hidden from query i when j > i, i.e. jj > i - j0.
+    for (int64_t jj = (i - j0 + 1 > 0 ? i - j0 + 1 : 0); jj < nk; ++jj) sr[jj * stride] = kNegInf;
+  }
+  for (int mi = 0; mi < p.num_masks; ++mi) {
+    const AttentionMask& m = p.masks[mi];
+    const int64_t base = b * m.strides[0] + h * m.strides[1] + i * m.strides[2] + j0 * m.strides[3];
+    const int64_t s3 = m.strides[3];
+    if (m.f32) {
+      for (int64_t jj = 0; jj < nk; ++jj) sr[jj * stride] += m.f32[base + jj * s3];
+    } else if (m.u8) {
+      for (int64_t jj = 0; jj < nk; ++jj)
+        if (m.u8[base + jj * s3]) sr[jj * stride] = kNegInf;
+    }
+  }
+}
+
 // Transposed scores of the tile's queries against keys [j0, j0 + nk), with
 // causal and user masks applied (-inf = excluded).
 inline void block_scores(const AttentionParams& p, const Slice& sl, int64_t b, int64_t h, int64_t i0, int64_t nq,
@@ -115,24 +136,7 @@ inline void block_scores(const AttentionParams& p, const Slice& sl, int64_t b, i
     kr[0] = sl.k + (j0 + jj) * sl.ks;
     score_keys<1>(kr, qt, p.dk, p.scale, sc + jj * kBq);
   }
-  if (p.causal) {
-    // Key j is hidden from query i when j > i, i.e. jj > i0 + ii - j0.
-    for (int64_t ii = 0; ii < nq; ++ii)
-      for (jj = (i0 + ii - j0 + 1 > 0 ? i0 + ii - j0 + 1 : 0); jj < nk; ++jj) sc[jj * kBq + ii] = kNegInf;
-  }
-  for (int mi = 0; mi < p.num_masks; ++mi) {
-    const AttentionMask& m = p.masks[mi];
-    for (int64_t ii = 0; ii < nq; ++ii) {
-      const int64_t base = b * m.strides[0] + h * m.strides[1] + (i0 + ii) * m.strides[2] + j0 * m.strides[3];
-      const int64_t s3 = m.strides[3];
-      if (m.f32) {
-        for (jj = 0; jj < nk; ++jj) sc[jj * kBq + ii] += m.f32[base + jj * s3];
-      } else if (m.u8) {
-        for (jj = 0; jj < nk; ++jj)
-          if (m.u8[base + jj * s3]) sc[jj * kBq + ii] = kNegInf;
-      }
-    }
-  }
+  for (int64_t ii = 0; ii < nq; ++ii) mask_row(p, b, h, i0 + ii, j0, nk, sc + ii, kBq);
 }
 
 // acc_r[0..dv) += sum_j prob(r, j) * v[j0 + j] for NR rows r at once, with
@@ -256,8 +260,88 @@ void tile_streaming(const AttentionParams& p, const Slice& sl, int64_t b, int64_
   }
 }
 
+// Few query rows (e.g. one decoding step): a 32-lane query tile would be
+// mostly padding, so scores are dot products along d instead, and the
+// online softmax runs along the keys of each row.
+constexpr int64_t kSmallRows = 8;
+
+inline float dot(const float* a, const float* b, int64_t n) {
+  V s0 = set1(0.0f), s1 = s0;
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    s0 = fma(ld(a + i), ld(b + i), s0);
+    s1 = fma(ld(a + i + W), ld(b + i + W), s1);
+  }
+  for (; i + W <= n; i += W) s0 = fma(ld(a + i), ld(b + i), s0);
+  if (i < n) {
+    const M m = tail_mask(n - i);
+    s1 = fma(ld_tail(a + i, m, set1(0.0f)), ld_tail(b + i, m, set1(0.0f)), s1);
+  }
+  return hsum(add(s0, s1));
+}
+
+inline float row_max(const float* sr) {
+  V mx = set1(kNegInf);
+#pragma GCC unroll 64
+  for (int t = 0; t < kKV; ++t) mx = vmax(mx, ld(sr + t * W));
+  return hmax(mx);
+}
+
+float exp_block(float* sr, float m);
+
+void rows_small(const AttentionParams& p, const Slice& sl, int64_t b, int64_t h, int64_t i0, int64_t nq,
+                float* scratch) {
+  const int64_t dvp = round_up_16(p.dv);
+  float* sc = scratch;  // nq rows of kBk scores
+  float* acc = sc + kBk * kBq;
+  float mrow[kSmallRows], lrow[kSmallRows];
+  for (int64_t ii = 0; ii < nq; ++ii) {
+    mrow[ii] = kNegInf;
+    lrow[ii] = 0.0f;
+  }
+  for (int64_t i = 0; i < nq * dvp; ++i) acc[i] = 0.0f;
+  const int64_t j_end = p.causal ? (i0 + nq < p.lk ? i0 + nq : p.lk) : p.lk;
+  for (int64_t j0 = 0; j0 < j_end; j0 += kBk) {
+    const int64_t nk = j_end - j0 < kBk ? j_end - j0 : kBk;
+    for (int64_t ii = 0; ii < nq; ++ii) {
+      float* sr = sc + ii * kBk;
+      const float* qr = sl.q + (i0 + ii) * sl.qs;
+      for (int64_t jj = 0; jj < nk; ++jj) sr[jj] = dot(qr, sl.k + (j0 + jj) * sl.ks, p.dk) * p.scale;
+      for (int64_t jj = nk; jj < kBk; ++jj) sr[jj] = kNegInf;
+      mask_row(p, b, h, i0 + ii, j0, nk, sr, 1);
+      const float bm = row_max(sr);
+      const float m_new = bm > mrow[ii] ? bm : mrow[ii];
+      if (m_new == kNegInf) {
+        // Nothing visible yet: contributes nothing (and avoids -inf - -inf),
+        // but NaN scores must still poison the row.
+        for (int64_t jj = 0; jj < kBk; ++jj) {
+          if (sr[jj] != sr[jj]) lrow[ii] = __builtin_nanf("");
+          sr[jj] = 0.0f;
+        }
+        continue;
+      }
+      // A NaN bm fails both comparisons above; exp(NaN - m) then reaches the sum.
+      float alpha_buf[W];
+      st(alpha_buf, vexp(set1(mrow[ii] - m_new)));  // exp(-inf) = 0 for the first visible block
+      const float alpha = alpha_buf[0];
+      lrow[ii] = lrow[ii] * alpha + exp_block(sr, m_new);
+      mrow[ii] = m_new;
+      if (alpha != 1.0f) {
+        float* ar = acc + ii * dvp;
+        const V va = set1(alpha);
+        for (int64_t c = 0; c < dvp; c += W) st(ar + c, mul(ld(ar + c), va));
+      }
+    }
+    accumulate_pv_rows(sc, kBk, 1, nq, sl, j0, nk, p.dv, acc, dvp);
+  }
+  for (int64_t ii = 0; ii < nq; ++ii) {
+    const float inv = lrow[ii] == 0.0f ? __builtin_nanf("") : 1.0f / lrow[ii];
+    store_row(sl.out + (i0 + ii) * sl.os, acc + ii * dvp, p.dv, inv);
+  }
+}
+
 // sr[0..kBk) = exp(sr - m), returns the sum.
-inline float exp_block(float* sr, float m) {
+float exp_block(float* sr, float m) {
   const V vm = set1(m);
   V sum = set1(0.0f);
 #pragma GCC unroll 64
@@ -336,6 +420,8 @@ void attention_tile(const AttentionParams& p, int64_t b, int64_t h, int64_t i0, 
   sl.os = p.out_strides[2];
   if (p.weights) {
     tile_with_weights(p, sl, b, h, i0, i1 - i0, scratch);
+  } else if (i1 - i0 <= kSmallRows) {
+    rows_small(p, sl, b, h, i0, i1 - i0, scratch);
   } else {
     tile_streaming(p, sl, b, h, i0, i1 - i0, scratch);
   }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -14,14 +15,31 @@
 namespace attnode::runtime {
 namespace {
 
-using Job = FnRef<void(int, int)>;
+using ChunkFn = FnRef<void(int64_t)>;
 
 // Long enough to catch the next region of a kernel sequence (e.g. back-to-back
 // GEMMs of a transformer layer), short enough not to steal a shared core.
 constexpr auto kSpinTime = std::chrono::microseconds(50);
 
-// Set on pool workers and on a host thread while it runs a region: a run()
-// issued under it is nested and must not wait on the (busy) pool.
+// The claim word packs (generation, chunk count, next chunk) so that one CAS
+// both checks that the region is still the one the claimant was woken for
+// and takes a chunk of it: a worker that wakes after its region finished
+// (or a newer one started) can never take, or even read, anything of it.
+constexpr int kNextBits = 20, kCountBits = 20;
+constexpr uint64_t kNextMask = (uint64_t{1} << kNextBits) - 1;
+constexpr uint64_t kCountMask = (uint64_t{1} << kCountBits) - 1;
+constexpr int64_t kMaxChunks = static_cast<int64_t>(kNextMask);
+constexpr uint64_t kGenMask = (uint64_t{1} << (64 - kNextBits - kCountBits)) - 1;
+
+inline uint64_t make_ticket(uint64_t gen, int64_t count) {
+  return ((gen & kGenMask) << (kNextBits + kCountBits)) | (static_cast<uint64_t>(count) << kNextBits);
+}
+inline uint64_t ticket_gen(uint64_t t) { return t >> (kNextBits + kCountBits); }
+inline int64_t ticket_count(uint64_t t) { return static_cast<int64_t>((t >> kNextBits) & kCountMask); }
+inline int64_t ticket_next(uint64_t t) { return static_cast<int64_t>(t & kNextMask); }
+
+// Set on pool workers and on a host thread while it runs a region: a region
+// started under it is nested and must not wait on the (busy) pool.
 thread_local bool t_in_region = false;
 
 inline void cpu_relax() {
@@ -50,27 +68,62 @@ struct ThreadPool::Impl {
   // Serialises regions from different host threads and resizing.
   std::mutex run_mu;
 
-  // (generation << 16) | nthreads, published in one atomic so that a worker
-  // decides "am I in this region" consistently with the generation it saw: a
-  // participant then pins the region (the caller waits for it), making `job`
-  // safe to read.
-  std::atomic<uint64_t> seq{0};
-  std::atomic<const Job*> job{nullptr};
-  std::atomic<int> remaining{0};
+  // Wake-up word: (generation << 16) | participating threads. Workers only
+  // use it to learn that there is something to look at; all claiming goes
+  // through `ticket`.
+  alignas(64) std::atomic<uint64_t> seq{0};
+  // Region state, pool-owned so a late worker only ever touches pool memory.
+  alignas(64) std::atomic<uint64_t> ticket{0};
+  // Read only after a successful claim, which pins the region: the caller
+  // cannot return (and its stack frame holding *chunk cannot go away) before
+  // the claimed chunk is counted in `done`.
+  std::atomic<const ChunkFn*> chunk{nullptr};
+  alignas(64) std::atomic<int64_t> done{0};
   std::atomic<bool> stop{false};
+
+  // First exception thrown by a chunk; rethrown by the caller.
+  std::mutex err_mu;
+  std::exception_ptr error;
 
   std::mutex sleep_mu;
   std::condition_variable sleep_cv;
   std::atomic<int> sleepers{0};
 
-  // The caller sleeps too when workers lag (oversubscribed or descheduled
-  // cores); spinning there would keep the lagging worker off the CPU.
+  // The caller sleeps when the last chunks are held by lagging workers
+  // (descheduled cores); spinning there would keep them off the CPU, and an
+  // idle core lets the scheduler move a preempted worker onto it.
   std::mutex done_mu;
   std::condition_variable done_cv;
   std::atomic<bool> caller_sleeping{false};
 
   std::vector<std::thread> workers;
   std::atomic<int> size{1};
+
+  // Claims and runs chunks of generation `gen` until none are left. Returns
+  // after the last claimed chunk is counted; never touches *chunk after that.
+  void work(uint64_t gen, bool is_caller) {
+    gen &= kGenMask;
+    uint64_t t = ticket.load(std::memory_order_acquire);
+    for (;;) {
+      if (ticket_gen(t) != gen) return;
+      const int64_t count = ticket_count(t), idx = ticket_next(t);
+      if (idx >= count) return;
+      if (!ticket.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      const ChunkFn* fn = chunk.load(std::memory_order_relaxed);
+      try {
+        (*fn)(idx);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(err_mu);
+        if (!error) error = std::current_exception();
+      }
+      if (done.fetch_add(1, std::memory_order_seq_cst) + 1 == count && !is_caller &&
+          caller_sleeping.load(std::memory_order_seq_cst)) {
+        { std::lock_guard<std::mutex> lk(done_mu); }
+        done_cv.notify_one();
+      }
+      t = ticket.load(std::memory_order_acquire);
+    }
+  }
 
   // `seen` is captured before the thread is created: reading it inside the
   // new thread could already observe the first region and skip it.
@@ -80,14 +133,8 @@ struct ThreadPool::Impl {
       uint64_t s = wait_for_change(seen);
       if (stop.load(std::memory_order_acquire)) return;
       seen = s;
-      int nt = static_cast<int>(s & 0xffff);
-      if (tid >= nt) continue;
-      const Job* fn = job.load(std::memory_order_acquire);
-      (*fn)(tid, nt);
-      if (remaining.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping.load(std::memory_order_seq_cst)) {
-        { std::lock_guard<std::mutex> lk(done_mu); }
-        done_cv.notify_one();
-      }
+      if (tid >= static_cast<int>(s & 0xffff)) continue;
+      work(s >> 16, false);
     }
   }
 
@@ -109,12 +156,45 @@ struct ThreadPool::Impl {
 
   // Publishes a new generation. The seq_cst store/load pair against the
   // worker's sleepers increment / seq load rules out a lost wake-up.
-  void publish(int nt) {
+  uint64_t publish(int nt) {
     uint64_t gen = (seq.load(std::memory_order_relaxed) >> 16) + 1;
     seq.store((gen << 16) | static_cast<uint64_t>(nt), std::memory_order_seq_cst);
     if (sleepers.load(std::memory_order_seq_cst) > 0) {
       { std::lock_guard<std::mutex> lk(sleep_mu); }
       sleep_cv.notify_all();
+    }
+    return gen;
+  }
+
+  // Runs chunks [0, nchunks) on up to nt threads (caller included). Called
+  // with run_mu held, nt >= 2, 1 <= nchunks <= kMaxChunks.
+  void region(int nt, int64_t nchunks, const ChunkFn& fn) {
+    const uint64_t gen = (seq.load(std::memory_order_relaxed) >> 16) + 1;
+    chunk.store(&fn, std::memory_order_relaxed);
+    done.store(0, std::memory_order_relaxed);
+    // Release: a claimant that reads this ticket (or a later CAS of it) sees
+    // `chunk` and `done` reset. Stored before `seq` so a woken worker finds it.
+    ticket.store(make_ticket(gen, nchunks), std::memory_order_seq_cst);
+    publish(nt);
+    t_in_region = true;
+    work(gen, true);
+    t_in_region = false;
+    // All chunks are claimed; wait for the ones still running elsewhere.
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; done.load(std::memory_order_acquire) != nchunks; ++i) {
+      cpu_relax();
+      if ((i & 255) == 255 && std::chrono::steady_clock::now() - start > kSpinTime) {
+        std::unique_lock<std::mutex> dl(done_mu);
+        caller_sleeping.store(true, std::memory_order_seq_cst);
+        while (done.load(std::memory_order_seq_cst) != nchunks) done_cv.wait(dl);
+        caller_sleeping.store(false, std::memory_order_relaxed);
+        break;
+      }
+    }
+    if (error) {  // only chunks of this region could have set it; all finished
+      std::exception_ptr e;
+      std::swap(e, error);
+      std::rethrow_exception(e);
     }
   }
 
@@ -160,6 +240,32 @@ void ThreadPool::set_num_threads(int n) {
   impl_->start(n);
 }
 
+void ThreadPool::parallel_tiles(int64_t ntiles, FnRef<void(int64_t tile)> fn, int max_threads) {
+  if (ntiles <= 0) return;
+  int nt = num_threads();
+  if (max_threads > 0) nt = std::min(nt, max_threads);
+  nt = static_cast<int>(std::min<int64_t>(nt, ntiles));
+  auto inline_all = [&] {
+    for (int64_t t = 0; t < ntiles; ++t) fn(t);
+  };
+  if (nt <= 1 || t_in_region) return inline_all();
+  Impl& im = *impl_;
+  std::lock_guard<std::mutex> lk(im.run_mu);
+  // Re-read under the lock: a concurrent set_num_threads may have shrunk the pool.
+  nt = std::min(nt, im.size.load(std::memory_order_relaxed));
+  if (nt <= 1) return inline_all();
+  if (ntiles <= kMaxChunks) {
+    im.region(nt, ntiles, fn);
+    return;
+  }
+  // More tiles than the claim word can count: consecutive tiles per chunk.
+  const int64_t per = (ntiles + kMaxChunks - 1) / kMaxChunks;
+  auto grouped = [&](int64_t c) {
+    for (int64_t t = c * per, e = std::min(ntiles, t + per); t < e; ++t) fn(t);
+  };
+  im.region(nt, (ntiles + per - 1) / per, ChunkFn(grouped));
+}
+
 void ThreadPool::run(int requested, FnRef<void(int tid, int nthreads)> fn) {
   int nt = num_threads();
   if (requested > 0) nt = std::min(nt, requested);
@@ -167,54 +273,29 @@ void ThreadPool::run(int requested, FnRef<void(int tid, int nthreads)> fn) {
     fn(0, 1);
     return;
   }
-  Impl& im = *impl_;
-  std::lock_guard<std::mutex> lk(im.run_mu);
-  // Re-read under the lock: a concurrent set_num_threads may have shrunk the pool.
-  nt = std::min(nt, im.size.load(std::memory_order_relaxed));
-  if (nt <= 1) {
-    fn(0, 1);
-    return;
-  }
-  im.job.store(&fn, std::memory_order_relaxed);
-  im.remaining.store(nt - 1, std::memory_order_relaxed);
-  im.publish(nt);
-  t_in_region = true;
-  fn(0, nt);
-  t_in_region = false;
-  auto start = std::chrono::steady_clock::now();
-  for (int i = 0; im.remaining.load(std::memory_order_acquire) != 0; ++i) {
-    cpu_relax();
-    if ((i & 255) == 255 && std::chrono::steady_clock::now() - start > kSpinTime) {
-      std::unique_lock<std::mutex> dl(im.done_mu);
-      im.caller_sleeping.store(true, std::memory_order_seq_cst);
-      while (im.remaining.load(std::memory_order_seq_cst) != 0) im.done_cv.wait(dl);
-      im.caller_sleeping.store(false, std::memory_order_relaxed);
-      break;
-    }
-  }
+  // nthreads is fixed before the region starts (it shapes each tid's share),
+  // even though fewer threads may end up running the tids.
+  parallel_tiles(
+      nt, [&](int64_t tid) { fn(static_cast<int>(tid), nt); }, nt);
 }
 
-void ThreadPool::parallel_for(int64_t n, int64_t grain, FnRef<void(int64_t begin, int64_t end)> fn) {
+void ThreadPool::parallel_for(int64_t n, int64_t grain, FnRef<void(int64_t begin, int64_t end)> fn, int max_threads) {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
   int nt = num_threads();
+  if (max_threads > 0) nt = std::min(nt, max_threads);
   if (n <= grain || nt <= 1 || t_in_region) {
     fn(0, n);
     return;
   }
-  int64_t max_chunks = (n + grain - 1) / grain;
-  nt = static_cast<int>(std::min<int64_t>(nt, max_chunks));
-  // A few chunks per thread balance uneven progress (noisy neighbours) while
-  // keeping the atomic traffic negligible.
-  int64_t chunk = std::max<int64_t>(grain, (n + 4 * nt - 1) / (4 * nt));
-  std::atomic<int64_t> next{0};
-  run(nt, [&](int, int) {
-    for (;;) {
-      int64_t b = next.fetch_add(chunk, std::memory_order_relaxed);
-      if (b >= n) break;
-      fn(b, std::min(n, b + chunk));
-    }
-  });
+  // Several chunks per thread: a thread that lags (descheduled, or woken
+  // late) then holds up at most one small chunk, and the others take the
+  // rest. The grain keeps the per-chunk claim cost negligible.
+  constexpr int64_t kChunksPerThread = 8;
+  const int64_t chunk = std::max(grain, (n + kChunksPerThread * nt - 1) / (kChunksPerThread * nt));
+  const int64_t nchunks = (n + chunk - 1) / chunk;
+  parallel_tiles(
+      nchunks, [&](int64_t c) { fn(c * chunk, std::min(n, (c + 1) * chunk)); }, nt);
 }
 
 }  // namespace attnode::runtime

@@ -3,15 +3,25 @@
 // Workers are created once (and re-created only when set_num_threads changes
 // the count), never per call. Idle workers spin briefly and then sleep on a
 // condition variable, so an idle pool does not steal the other core.
-// The calling thread takes part as thread 0.
+//
+// Every region is a set of independent chunks handed out dynamically: the
+// calling thread starts on them at once, and a worker that wakes up (or is
+// scheduled) late joins only if chunks remain. The caller returns as soon as
+// every chunk has finished, without waiting for workers that never started.
+// On a shared machine where the OS has not scheduled a worker, a region
+// therefore degrades to single-threaded speed instead of waiting for a
+// scheduler slice. Consequence for callers: chunks (tiles, tids) may run on
+// any thread, in any order, possibly one after another on the same thread,
+// so a chunk must never wait for another chunk of the same region.
 //
 // Parallel regions are serialised: if two host threads (e.g. two libuv
-// workers) call run() at once, the second waits until the first finishes,
-// so the pool never oversubscribes the cores. A run() issued from inside a
-// running region (nested parallelism) executes inline on the calling thread.
+// workers) start one at once, the second waits until the first finishes,
+// so the pool never oversubscribes the cores. A region started from inside
+// a running region (nested parallelism) executes inline on the calling thread.
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 namespace attnode::runtime {
@@ -24,8 +34,9 @@ class FnRef<R(Args...)> {
  public:
   template <typename F>
   FnRef(F&& f) noexcept  // NOLINT(google-explicit-constructor)
-      : obj_(const_cast<void*>(static_cast<const void*>(&f))),
-        call_([](void* o, Args... a) -> R { return (*static_cast<std::remove_reference_t<F>*>(o))(std::forward<Args>(a)...); }) {}
+      : obj_(const_cast<void*>(static_cast<const void*>(&f))), call_([](void* o, Args... a) -> R {
+          return (*static_cast<std::remove_reference_t<F>*>(o))(std::forward<Args>(a)...);
+        }) {}
   R operator()(Args... a) const { return call_(obj_, std::forward<Args>(a)...); }
 
  private:
@@ -45,14 +56,22 @@ class ThreadPool {
   // 1 <= n <= kMaxThreads (callers validate; out-of-range values are clamped).
   void set_num_threads(int n);
 
-  // SPMD: runs fn(tid, nthreads) once on each of `nthreads` threads
-  // (nthreads = min(requested, num_threads()); requested <= 0 means all).
-  // Returns when all have finished. The caller runs tid 0.
+  // Runs fn(tid, nthreads) once for each tid in [0, nthreads)
+  // (nthreads = min(requested, num_threads()); requested <= 0 means all) and
+  // returns when all have finished. The tids are chunks like any other: they
+  // may run sequentially on one thread, so fn must not synchronise with
+  // other tids (no barriers). Prefer parallel_tiles for new code.
   void run(int requested, FnRef<void(int tid, int nthreads)> fn);
 
   // Dynamic loop: fn(begin, end) over [0, n) in chunks of at least `grain`,
-  // spread over the pool. Runs inline when n <= grain or the pool has 1 thread.
-  void parallel_for(int64_t n, int64_t grain, FnRef<void(int64_t begin, int64_t end)> fn);
+  // spread over at most `max_threads` threads (<= 0: the whole pool). Runs
+  // inline when n <= grain or the pool has 1 thread.
+  void parallel_for(int64_t n, int64_t grain, FnRef<void(int64_t begin, int64_t end)> fn, int max_threads = 0);
+
+  // Dynamic tiles: fn(tile) once for each tile in [0, ntiles), each tile
+  // claimed by whichever participating thread gets to it first. Runs inline
+  // when ntiles <= 1 or the pool (or max_threads) allows 1 thread.
+  void parallel_tiles(int64_t ntiles, FnRef<void(int64_t tile)> fn, int max_threads = 0);
 
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

@@ -6,6 +6,7 @@
 // Built and run by run_attention_test.sh.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <random>
@@ -192,6 +193,7 @@ void run_case(const Case& c, const std::string& isa) {
   std::snprintf(desc, sizeof(desc), "B%lld H%lld lq%lld lk%lld dk%lld dv%lld causal%d split%d mask%d", (long long)c.b,
                 (long long)c.h, (long long)c.lq, (long long)c.lk, (long long)c.dk, (long long)c.dv, c.causal,
                 c.head_split, c.mask_kind);
+  if (std::getenv("ATTN_TEST_VERBOSE")) std::printf("%s %s\n", isa.c_str(), desc);
 
   // Streaming path, 2 threads then 1 thread (bit-identical).
   rt::ThreadPool::instance().set_num_threads(2);

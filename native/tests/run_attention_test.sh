@@ -13,7 +13,8 @@ CXX="${CXX:-g++}"
 SRCS=("$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/attention.cc "$ROOT"/native/kernels/attention_portable.cc
   "$ROOT"/native/kernels/attention_avx2.cc "$ROOT"/native/kernels/attention_avx512.cc
   "$ROOT"/native/tests/attention_test.cc)
-COMMON=(-std=c++17 -Wall -Wextra -pthread)
+# -I native: runtime sources include "runtime/..." paths.
+COMMON=(-std=c++17 -Wall -Wextra -pthread -I "$ROOT/native")
 
 echo "== build -O2"
 "$CXX" "${COMMON[@]}" -O2 "${SRCS[@]}" -o "$OUT/attention_test"

@@ -13,7 +13,8 @@ CXX="${CXX:-g++}"
 SRCS=("$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/layer_ops.cc "$ROOT"/native/kernels/layer_ops_portable.cc
   "$ROOT"/native/kernels/layer_ops_avx2.cc "$ROOT"/native/kernels/layer_ops_avx512.cc
   "$ROOT"/native/tests/layer_ops_test.cc)
-COMMON=(-std=c++17 -Wall -Wextra -pthread)
+# -I native: runtime sources include "runtime/..." paths.
+COMMON=(-std=c++17 -Wall -Wextra -pthread -I "$ROOT/native")
 
 echo "== build -O2"
 "$CXX" "${COMMON[@]}" -O2 "${SRCS[@]}" -o "$OUT/layer_ops_test"

@@ -3,30 +3,32 @@
 // Loop nest per call (Goto/BLIS with the cache roles of A and B swapped to
 // suit a row-major, vectors-along-N micro-kernel):
 //
-//   ic (MC rows, normally all of M)
-//     pc (KC)            pack Ã = op(A)[ic, pc]        -> panels of MR x kc
-//       jc (NC)          pack B̃ = op(B)[pc, jc] (shared) -> panels of kc x NR
+//   ic (row super-block, normally all of M)
+//     pack Ã = op(A)[ic, :] for every pc         -> panels of MR x kc, shared
+//     tiles (row block x column block of C), handed out dynamically:
+//       pc (KC)          pack B̃ = op(B)[pc, tile cols] -> thread-private, in L2
 //         ir (MR)        one A panel (MR*kc*4 ~ L1/4) stays in L1
-//           jr (NR)      B̃ (kc*NC*4 ~ L2/2) streams from L2
+//           jr (NR)      B̃ streams from L2
 //             micro-kernel, epilogue fused into its store on the last pc
 //
-// B̃ is packed once per (pc, jc) cooperatively by all threads into a double
-// buffer, so packing block jc+1 overlaps computing block jc and one barrier
-// per block suffices. Threads split the A panels (tall shapes) or the B
-// panels of the block (short, wide shapes). K is never split, and the
-// blocking depends only on the shape and the CPU, so every element sees the
-// same operations in the same order for any thread count: results are
-// bit-identical across thread counts.
+// Threading: a tile of C is an independent unit of work (it owns its output
+// and packs its own B̃), so there is no barrier anywhere in a GEMM. Any
+// thread takes the next tile when it is ready; a thread the OS has not
+// scheduled simply takes none, and the GEMM runs at one-thread speed instead
+// of stalling for a scheduler slice. Ã is packed once by the calling thread
+// before the tiles start (M*K elements: ~1% of the multiply for N >= 768).
+// K is never split, and kc and the pc boundaries depend only on the shape and
+// the CPU (never on the thread count or the tiling), so every element of C
+// sees the same operations in the same order: results are bit-identical
+// across thread counts.
 
 #include <sys/mman.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 
 #include "../../runtime/cpu_features.h"
 #include "../../runtime/thread_pool.h"
@@ -104,39 +106,20 @@ class Arena {
   size_t cap_ = 0;
 };
 
+// Ã (and GEMV's gathered x) of the GEMMs this thread calls: read by every
+// thread of the region, so separate from the tile scratch below.
 Arena& thread_arena() {
   static thread_local Arena arena;
   return arena;
 }
 
-// Spinning barrier for the few sync points inside one GEMM region; yields
-// when a peer is descheduled (shared, oversubscribed machines).
-// `n` is the region's actual thread count (a nested region runs inline with 1).
-class Barrier {
- public:
-  void wait(int n) {
-    if (n <= 1) return;
-    int g = gen_.load(std::memory_order_acquire);
-    if (count_.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
-      count_.store(0, std::memory_order_relaxed);
-      gen_.store(g + 1, std::memory_order_release);
-      return;
-    }
-    for (int i = 0; gen_.load(std::memory_order_acquire) == g; ++i) {
-      if (i < 4096) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-      } else {
-        std::this_thread::yield();
-      }
-    }
-  }
+// B̃ of the tile this thread is computing.
+Arena& tile_arena() {
+  static thread_local Arena arena;
+  return arena;
+}
 
- private:
-  alignas(64) std::atomic<int> count_{0};
-  alignas(64) std::atomic<int> gen_{0};
-};
+float* align64(float* p) { return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t{63}); }
 
 // ---- generic packers / GEMV for ISAs without their own ----
 
@@ -193,9 +176,9 @@ void gemv_generic(int64_t k, const float* x, const float* b, int64_t ldb, bool t
 
 // ---- drivers ----
 
-// Below this many multiply-adds a second thread costs more (wake-up, barrier)
-// than it saves.
-constexpr double kMinFmaPerThread = 1.5e5;
+// Below this many multiply-adds per thread a second thread costs more (waking
+// it, its cold caches, the tiles' redundant packing) than it saves.
+constexpr double kMinFmaPerThread = 5e5;
 
 int choose_threads(const GemmParams& p, int max_threads) {
   int nt = ThreadPool::instance().num_threads();
@@ -214,21 +197,29 @@ void run_gemv(const IsaKernels& uk, const GemmParams& p, int nt) {
   }
   const Epilogue ep{p.alpha, p.beta, p.bias, static_cast<int>(p.act)};
   auto gemv = uk.gemv;
+  // Tile edges stay on multiples of `unit` from column 0, so each column is
+  // computed by the same code path for any tiling.
   const int64_t unit = p.trans_b ? 16 : 128;
   const int64_t units = ceil_div(p.n, unit);
   // GEMV streams B once (~10 GB/s per core from L3): below ~1M elements per
   // thread the wake-up of a parked worker costs more than it saves.
   nt = static_cast<int>(std::min<int64_t>({nt, units, std::max<int64_t>(1, p.k * p.n / (1 << 20))}));
-  ThreadPool::instance().run(nt, [&](int tid, int nth) {
-    const int64_t j0 = std::min(p.n, units * tid / nth * unit);
-    const int64_t j1 = std::min(p.n, units * (tid + 1) / nth * unit);
-    if (j0 >= j1) return;
-    if (gemv != nullptr) {
-      gemv(p.k, x, p.b, p.ldb, p.trans_b, j0, j1, p.c, &ep);
-    } else {
-      gemv_generic(p.k, x, p.b, p.ldb, p.trans_b, j0, j1, p.c, &ep);
-    }
-  });
+  // A few tiles per thread so that a late or descheduled thread leaves at
+  // most a small share for the others.
+  const int64_t ntiles = nt <= 1 ? 1 : std::min<int64_t>(units, 8 * nt);
+  ThreadPool::instance().parallel_tiles(
+      ntiles,
+      [&](int64_t t) {
+        const int64_t j0 = std::min(p.n, units * t / ntiles * unit);
+        const int64_t j1 = std::min(p.n, units * (t + 1) / ntiles * unit);
+        if (j0 >= j1) return;
+        if (gemv != nullptr) {
+          gemv(p.k, x, p.b, p.ldb, p.trans_b, j0, j1, p.c, &ep);
+        } else {
+          gemv_generic(p.k, x, p.b, p.ldb, p.trans_b, j0, j1, p.c, &ep);
+        }
+      },
+      nt);
 }
 
 void run_k_empty(const GemmParams& p) {
@@ -245,17 +236,19 @@ void run_k_empty(const GemmParams& p) {
   }
 }
 
+// Budget for the packed Ã of one row super-block (floats): bounds the
+// per-thread arena for tall A.
+constexpr int64_t kAPackFloats = int64_t{2} << 20;
+// Rows per tile when M is split: large enough that re-packing B̃ for each row
+// block costs ~2% of the tile's multiply, small enough to balance tall shapes.
+constexpr int64_t kTileRows = 384;
+// Tiles per thread wanted for balance: a thread that stalls (descheduled)
+// or starts late then delays the end by at most a small tile.
+constexpr int64_t kTilesPerThread = 4;
+
 void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
   const int mr = uk.mr, nr = uk.nr;
   const Blocking bl = blocking_for(uk, p.m, p.n, p.k);
-  const int64_t a_floats = bl.mc * bl.kc;
-  const int64_t b_floats = bl.kc * bl.nc;
-  // Ã, then two B̃ buffers, each 64-byte aligned.
-  const int64_t a_span = round_up(a_floats, 16), b_span = round_up(b_floats, 16);
-  float* base = thread_arena().get(static_cast<size_t>(a_span + 2 * b_span));
-  base = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(base) + 63) & ~uintptr_t{63});
-  float* const a_pack = base;
-  float* const b_pack[2] = {base + a_span, base + a_span + b_span};
 
   auto pack_a = [&](int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
     if (uk.pack_a != nullptr) {
@@ -272,70 +265,63 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
     }
   };
 
-  Barrier barrier;
-  ThreadPool::instance().run(nt, [&](int tid, int nth) {
-    // Share [0, total) panels among threads.
-    auto share = [&](int64_t total, int64_t* lo, int64_t* hi) {
-      *lo = total * tid / nth;
-      *hi = total * (tid + 1) / nth;
-    };
-    for (int64_t ic = 0; ic < p.m; ic += bl.mc) {
-      const int64_t mc = std::min(bl.mc, p.m - ic);
-      const int64_t mp = ceil_div(mc, mr);
-      // Tall blocks: each thread owns a slice of A panels (and packs exactly
-      // those). Short blocks: every thread needs all of Ã, threads split B̃.
-      const bool split_m = mp >= 4 * nth;
+  // Row super-blocks: equal, whole panels, Ã within budget.
+  const int64_t sb_max = std::max<int64_t>(mr, kAPackFloats / p.k / mr * mr);
+  const int64_t msb = round_up(ceil_div(p.m, ceil_div(p.m, sb_max)), mr);
+  const int64_t np_total = ceil_div(p.n, nr);
+
+  for (int64_t ic = 0; ic < p.m; ic += msb) {
+    const int64_t ms = std::min(msb, p.m - ic);
+    const int64_t mp = ceil_div(ms, mr);
+    // Ã for all of K: block pc starts at mp * mr * pc (every earlier block is bl.kc deep).
+    float* const a_pack = align64(thread_arena().get(static_cast<size_t>(mp * mr * p.k + 16)));
+    for (int64_t pc = 0; pc < p.k; pc += bl.kc) pack_a(ic, ms, pc, std::min(bl.kc, p.k - pc), a_pack + mp * mr * pc);
+
+    // Tiling. One thread: whole rows x the cache-sized column block. More
+    // threads: row blocks of ~kTileRows (rarely re-packing B̃), then columns
+    // split until there are enough tiles to balance; a column block never
+    // exceeds bl.nc (B̃ must stay in L2).
+    int64_t nrb = 1, ncb = ceil_div(p.n, bl.nc);
+    if (nt > 1) {
+      nrb = std::min(mp, ceil_div(ms, kTileRows));
+      const int64_t want_cb = ceil_div(kTilesPerThread * nt, nrb);
+      ncb = std::min(np_total, std::max(ncb, want_cb));
+    }
+    const int64_t cb_panels = ceil_div(np_total, ncb);
+    ncb = ceil_div(np_total, cb_panels);  // no empty column blocks
+    const int64_t rb_panels = ceil_div(mp, nrb);
+    nrb = ceil_div(mp, rb_panels);
+    const int64_t b_floats = bl.kc * cb_panels * nr + 16;
+
+    auto tile = [&](int64_t t) {
+      const int64_t rb = t / ncb, cb = t % ncb;
+      const int64_t plo = rb * rb_panels, phi = std::min(mp, plo + rb_panels);
+      const int64_t j0 = cb * cb_panels * nr, j1 = std::min(p.n, j0 + cb_panels * nr);
+      const int64_t jp = ceil_div(j1 - j0, nr);
+      float* const b_pack = align64(tile_arena().get(static_cast<size_t>(b_floats)));
       for (int64_t pc = 0; pc < p.k; pc += bl.kc) {
         const int64_t kc = std::min(bl.kc, p.k - pc);
         const bool first_k = pc == 0, last_k = pc + kc >= p.k;
         const Epilogue ep_base{p.alpha, first_k ? p.beta : 1.0f, nullptr, last_k ? static_cast<int>(p.act) : 0};
-        {
-          int64_t lo, hi;
-          share(mp, &lo, &hi);
-          if (lo < hi) pack_a(ic + lo * mr, std::min(mc, hi * mr) - lo * mr, pc, kc, a_pack + lo * mr * kc);
-        }
-        const int64_t nblocks = ceil_div(p.n, bl.nc);
-        auto pack_block = [&](int64_t jb) {
-          const int64_t jc = jb * bl.nc;
-          const int64_t nc = std::min(bl.nc, p.n - jc);
-          int64_t lo, hi;
-          share(ceil_div(nc, nr), &lo, &hi);
-          if (lo < hi) pack_b(pc, kc, jc + lo * nr, std::min(nc, hi * nr) - lo * nr, b_pack[jb & 1] + lo * nr * kc);
-        };
-        pack_block(0);
-        barrier.wait(nth);
-        for (int64_t jb = 0; jb < nblocks; ++jb) {
-          // Safe: everyone passed the barrier after block jb-1, the last reader
-          // of this buffer.
-          if (jb + 1 < nblocks) pack_block(jb + 1);
-          const int64_t jc = jb * bl.nc;
-          const int64_t nc = std::min(bl.nc, p.n - jc);
-          const int64_t np = ceil_div(nc, nr);
-          int64_t ilo = 0, ihi = mp, jlo = 0, jhi = np;
-          if (split_m) {
-            share(mp, &ilo, &ihi);
-          } else {
-            share(np, &jlo, &jhi);
+        pack_b(pc, kc, j0, j1 - j0, b_pack);
+        const float* const a_blk = a_pack + mp * mr * pc;
+        for (int64_t ir = plo; ir < phi; ++ir) {
+          const int64_t i = ic + ir * mr;
+          const int m_valid = static_cast<int>(std::min<int64_t>(mr, p.m - i));
+          const float* ap = a_blk + ir * mr * kc;
+          float* crow = p.c + i * p.ldc;
+          for (int64_t jr = 0; jr < jp; ++jr) {
+            const int64_t j = j0 + jr * nr;
+            Epilogue ep = ep_base;
+            if (last_k && p.bias != nullptr) ep.bias = p.bias + j;
+            uk.kernel(kc, ap, b_pack + jr * nr * kc, crow + j, p.ldc, m_valid,
+                      static_cast<int>(std::min<int64_t>(nr, p.n - j)), &ep);
           }
-          const float* bp = b_pack[jb & 1];
-          for (int64_t ir = ilo; ir < ihi; ++ir) {
-            const int64_t i = ic + ir * mr;
-            const int m_valid = static_cast<int>(std::min<int64_t>(mr, p.m - i));
-            const float* ap = a_pack + ir * mr * kc;
-            float* crow = p.c + i * p.ldc;
-            for (int64_t jr = jlo; jr < jhi; ++jr) {
-              const int64_t j = jc + jr * nr;
-              Epilogue ep = ep_base;
-              if (last_k && p.bias != nullptr) ep.bias = p.bias + j;
-              uk.kernel(kc, ap, bp + jr * nr * kc, crow + j, p.ldc, m_valid,
-                        static_cast<int>(std::min<int64_t>(nr, p.n - j)), &ep);
-            }
-          }
-          barrier.wait(nth);
         }
       }
-    }
-  });
+    };
+    ThreadPool::instance().parallel_tiles(nrb * ncb, tile, nt);
+  }
 }
 
 void sgemm_impl(const GemmParams& p, int nt) {
@@ -370,19 +356,21 @@ void sgemm_batched(const GemmParams& p, int64_t batch, int64_t stride_a, int64_t
   int nt = ThreadPool::instance().num_threads();
   if (max_threads > 0) nt = std::min(nt, max_threads);
   const double fmas = static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k);
-  // Whole GEMMs per thread when there are enough of them (no barriers, no
-  // shared packing) or when each is too small to split well. Same results
-  // either way: a GEMM's arithmetic does not depend on its thread count.
+  // A batch of tiny GEMMs is not worth a second thread either.
+  nt = static_cast<int>(std::min<double>(nt, std::max(1.0, fmas * static_cast<double>(batch) / kMinFmaPerThread)));
+  // Whole GEMMs per tile when there are enough of them (no Ã shared between
+  // threads, no re-packing of B̃) or when each is too small to split well.
+  // Same results either way: a GEMM's arithmetic does not depend on its
+  // thread count.
   const bool across = nt > 1 && (batch >= 2 * nt || (batch >= nt && fmas < 2.5e7) || nt_each == 1) && batch > 1;
   if (!across) {
     for (int64_t i = 0; i < batch; ++i) sgemm_impl(item(i), nt_each);
     return;
   }
-  nt = static_cast<int>(std::min<int64_t>(nt, batch));
-  ThreadPool::instance().run(nt, [&](int tid, int nth) {
-    const int64_t lo = batch * tid / nth, hi = batch * (tid + 1) / nth;
-    for (int64_t i = lo; i < hi; ++i) sgemm_impl(item(i), 1);
-  });
+  // Whole GEMMs as tiles, taken dynamically (uneven progress of the threads
+  // evens out).
+  ThreadPool::instance().parallel_tiles(
+      batch, [&](int64_t i) { sgemm_impl(item(i), 1); }, nt);
 }
 
 }  // namespace attnode::kernels

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Threading benchmark: layer ops and GEMM at 1 vs 2 pool threads, on an idle
+# machine and with a deliberate background load (one spinning process,
+# started here and bounded in time), for the working tree and optionally a
+# baseline git revision (sources read with `git show`, nothing checked out).
+#
+# Usage: bench/threading/run.sh [--reps N] [--baseline REF] [--no-load] [--quick]
+# Writes bench/results/threading-latest.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT="${TMPDIR:-/tmp}/attnode-threading-bench"
+mkdir -p "$OUT" bench/results
+REPS=15
+BASE=""
+LOAD=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --reps) REPS="$2"; shift 2 ;;
+    --baseline) BASE="$2"; shift 2 ;;
+    --no-load) LOAD=0; shift ;;
+    --quick) REPS=5; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+FILES=(native/runtime/cpu_features.cc native/runtime/thread_pool.cc native/kernels/layer_ops.cc
+  native/kernels/layer_ops_portable.cc native/kernels/layer_ops_avx2.cc native/kernels/layer_ops_avx512.cc)
+FLAGS=(-std=c++17 -O3 -pthread)
+
+build() {  # build <root> <binary>
+  local root="$1" srcs=()
+  for f in "${FILES[@]}"; do srcs+=("$root/$f"); done
+  srcs+=("$root"/native/kernels/gemm/*.cc)
+  g++ "${FLAGS[@]}" bench/threading/bench_threading.cc -I"$root" "${srcs[@]}" -o "$2"
+}
+
+echo "== build (working tree)"
+build . "$OUT/bench_new"
+RUNS=("new")
+if [[ -n "$BASE" ]]; then
+  echo "== build (baseline $BASE)"
+  rm -rf "$OUT/base" && mkdir -p "$OUT/base"
+  # Headers of the baseline too, so the kernels build against their own API.
+  git archive "$BASE" native | tar -x -C "$OUT/base"
+  # The benchmark includes ../../native/...: compile a copy that sits in the baseline tree.
+  mkdir -p "$OUT/base/bench/threading"
+  cp bench/threading/bench_threading.cc "$OUT/base/bench/threading/"
+  srcs=()
+  for f in "${FILES[@]}"; do srcs+=("$OUT/base/$f"); done
+  srcs+=("$OUT/base"/native/kernels/gemm/*.cc)
+  g++ "${FLAGS[@]}" "$OUT/base/bench/threading/bench_threading.cc" "${srcs[@]}" -o "$OUT/bench_base"
+  RUNS+=("base")
+fi
+
+REPORT=bench/results/threading-latest.md
+TMP="$OUT/report.md"
+{
+  echo "# Threading benchmark ($(date -u +%Y-%m-%d))"
+  echo
+  echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores available."
+  echo "Per-call latency in µs, median (and p90) over $REPS samples of ~2 ms each; the thread count alternates"
+  echo "sample by sample so both see the same load. \`2t/1t\` < 1 means two threads are faster."
+  echo "The machine is shared: other processes may occupy a core during any run (load average at start:"
+  echo "$(cut -d' ' -f1-3 /proc/loadavg))."
+  echo
+} >"$TMP"
+
+run_set() {  # run_set <title>
+  for r in "${RUNS[@]}"; do
+    local label="working tree"
+    [[ "$r" == base ]] && label="baseline $BASE"
+    echo "== $1: $label"
+    {
+      echo "## $1: $label"
+      echo
+      echo '```'
+      "$OUT/bench_$r" --reps "$REPS" --label "$label ($1)" | tee /dev/stderr
+      echo '```'
+      echo
+    } >>"$TMP"
+  done
+}
+
+run_set "idle"
+if [[ "$LOAD" == 1 ]]; then
+  # One busy-looping process pinned to the last core (if taskset exists), bounded by timeout
+  # and stopped by its pid when the runs end.
+  PIN=()
+  command -v taskset >/dev/null && PIN=(taskset -c "$(($(nproc) - 1))")
+  timeout 900 "${PIN[@]}" sh -c 'while :; do :; done' &
+  SPIN=$!
+  trap 'kill "$SPIN" 2>/dev/null || true' EXIT
+  sleep 0.5
+  run_set "loaded (one core busy with a spinning process)"
+  kill "$SPIN" 2>/dev/null || true
+  wait "$SPIN" 2>/dev/null || true
+  trap - EXIT
+fi
+mv "$TMP" "$REPORT"
+echo "wrote $REPORT"

@@ -1,0 +1,157 @@
+// Command lists: the async form of every op.
+//
+//   const list = createCommandList();
+//   gemmRecord(list, ...); softmaxRecord(list, ...);   // validated now
+//   await submit(list);                                 // run on the executor thread
+//   cancel(list);                                       // skip it if not yet started
+//
+// Recording keeps a reference to every typed array the calls touch, so the
+// buffers stay alive until the list has run; the references are dropped on
+// the JS thread when the promise settles.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "binding/args.h"
+#include "binding/bindings.h"
+#include "runtime/executor.h"
+
+namespace attnode::binding {
+namespace {
+
+// Distinguishes our externals from any other (napi_type_tag): native code never trusts JS.
+constexpr napi_type_tag kCommandListTag = {0x6174746e6f64652eULL, 0x636d646c69737431ULL};
+
+struct CommandList {
+  std::vector<Kernel> kernels;
+  KeepAlive refs;
+  std::weak_ptr<runtime::Job> job;
+  bool submitted = false;
+};
+
+CommandList* UnwrapList(const Napi::CallbackInfo& info, const char* fn) {
+  Napi::Value v = info.Length() > 0 ? info[0] : info.Env().Undefined();
+  if (!v.IsExternal() || !v.As<Napi::Object>().CheckTypeTag(&kCommandListTag)) {
+    throw Napi::TypeError::New(info.Env(), std::string("attnode.") + fn +
+                                               ": argument 'list' must be a command list from createCommandList()");
+  }
+  return v.As<Napi::External<CommandList>>().Data();
+}
+
+Napi::Value CreateCommandList(const Napi::CallbackInfo& info) {
+  Args args(info, "createCommandList", 0);
+  auto list = Napi::External<CommandList>::New(info.Env(), new CommandList(),
+                                               [](Napi::Env, CommandList* l) { delete l; });
+  list.TypeTag(&kCommandListTag);
+  return list;
+}
+
+struct Completion {
+  bool ran = true;
+  std::string error;
+};
+
+struct Pending {
+  Napi::Promise::Deferred deferred;
+  KeepAlive refs;
+  explicit Pending(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+void Settle(Napi::Env env, Napi::Function, Pending* pending, Completion* c) {
+  if (env != nullptr) {
+    if (!c->error.empty()) {
+      pending->deferred.Reject(Napi::Error::New(env, "attnode: " + c->error).Value());
+    } else if (!c->ran) {
+      Napi::Error e = Napi::Error::New(env, "attnode: the call was cancelled before it ran");
+      e.Set("name", "AbortError");
+      pending->deferred.Reject(e.Value());
+    } else {
+      pending->deferred.Resolve(env.Undefined());
+    }
+  }
+  delete c;
+}
+
+using Tsfn = Napi::TypedThreadSafeFunction<Pending, Completion, Settle>;
+
+Napi::Value Submit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CommandList* list = UnwrapList(info, "submit");
+  if (info.Length() != 1) throw Napi::TypeError::New(env, "attnode.submit: expected 1 argument");
+  if (list->submitted) throw Napi::Error::New(env, "attnode.submit: this command list was already submitted");
+  list->submitted = true;
+
+  auto* pending = new Pending(env);
+  pending->refs = std::move(list->refs);
+  Napi::Promise promise = pending->deferred.Promise();
+  Tsfn tsfn = Tsfn::New(env, "attnode.submit", 0, 1, pending, [](Napi::Env, void*, Pending* p) { delete p; });
+
+  auto job = std::make_shared<runtime::Job>();
+  job->steps = std::move(list->kernels);
+  job->done = [tsfn](bool ran, const std::string& error) mutable {
+    auto* c = new Completion{ran, error};
+    if (tsfn.BlockingCall(c) != napi_ok) delete c;  // environment gone: nobody to tell
+    tsfn.Release();
+  };
+  list->job = job;
+  runtime::Executor::instance().submit(std::move(job));
+  return promise;
+}
+
+Napi::Value Cancel(const Napi::CallbackInfo& info) {
+  CommandList* list = UnwrapList(info, "cancel");
+  if (auto job = list->job.lock()) job->cancelled.store(true, std::memory_order_release);
+  return info.Env().Undefined();
+}
+
+Napi::Value Pending_(const Napi::CallbackInfo& info) {
+  Args args(info, "pendingJobs", 0);
+  return Napi::Number::New(info.Env(), runtime::Executor::instance().pending());
+}
+
+}  // namespace
+
+void RegisterOp(Napi::Env env, Napi::Object exports, const char* name, size_t argc, Parser parse) {
+  std::string fn(name);
+  exports.Set(name, Napi::Function::New(
+                        env,
+                        [fn, argc, parse](const Napi::CallbackInfo& info) -> Napi::Value {
+                          Args args(info, fn.c_str(), argc);
+                          Kernel k = parse(args);
+                          if (k) {
+                            try {
+                              k();
+                            } catch (const std::exception& e) {
+                              throw Napi::Error::New(info.Env(), "attnode." + fn + ": " + e.what());
+                            }
+                          }
+                          return info.Env().Undefined();
+                        },
+                        name));
+  std::string rec = fn + "Record";
+  exports.Set(rec, Napi::Function::New(
+                       env,
+                       [fn, argc, parse](const Napi::CallbackInfo& info) -> Napi::Value {
+                         CommandList* list = UnwrapList(info, (fn + "Record").c_str());
+                         if (list->submitted) {
+                           throw Napi::Error::New(info.Env(), "attnode." + fn + "Record: the command list was already submitted");
+                         }
+                         KeepAlive refs;
+                         Args args(info, fn.c_str(), argc, 1, &refs);
+                         Kernel k = parse(args);
+                         // Only a call that validated is recorded, with the buffers it touches.
+                         if (k) list->kernels.push_back(std::move(k));
+                         for (auto& r : refs) list->refs.push_back(std::move(r));
+                         return info.Env().Undefined();
+                       },
+                       rec));
+}
+
+void RegisterCommandLists(Napi::Env env, Napi::Object exports) {
+  exports.Set("createCommandList", Napi::Function::New(env, CreateCommandList, "createCommandList"));
+  exports.Set("submit", Napi::Function::New(env, Submit, "submit"));
+  exports.Set("cancel", Napi::Function::New(env, Cancel, "cancel"));
+  exports.Set("pendingJobs", Napi::Function::New(env, Pending_, "pendingJobs"));
+}
+
+}  // namespace attnode::binding

@@ -1,0 +1,119 @@
+/**
+ * Async execution: forwardAsync / runAsync give exactly the sync results, many
+ * calls in flight at once are safe, queued calls can be aborted, errors
+ * surface as rejections, and the addon loads in several worker_threads.
+ */
+import { Worker } from 'node:worker_threads';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as nn from '../lib/nn';
+import * as ops from '../lib/ops';
+import { addon } from '../lib/backend/native';
+import { runAsync, pendingAsyncCalls } from '../lib/async';
+import { randn, tensor, type Tensor } from '../lib/tensor';
+import { TransformerModel } from '../lib/cli/seed-model';
+import { manualSeed } from '../lib/nn/init';
+
+describe.runIf(addon !== null)('async execution (native)', () => {
+  manualSeed(1);
+  const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128, activation: 'gelu' }).useBackend('native');
+
+  it('forwardAsync returns exactly what forward returns', async () => {
+    const x = randn([9, 3, 64], { seed: 2 });
+    const want = layer.forward(x);
+    const got = await layer.forwardAsync(x);
+    expect(got.shape).toEqual(want.shape);
+    expect(Array.from(got.data)).toEqual(Array.from(want.data));
+  });
+
+  it('MultiheadAttention weights and add_bias_kv/add_zero_attn work inside runAsync', async () => {
+    const mha = new nn.MultiheadAttention({ embedDim: 16, numHeads: 4, addBiasKv: true, addZeroAttn: true }).useBackend('native');
+    const q = randn([5, 2, 16], { seed: 3 });
+    const k = randn([7, 2, 16], { seed: 4 });
+    const kpm = tensor([[false, false, true, false, false, false, true], [false, false, false, false, false, false, false]]);
+    const want = mha.forward(q, k, k, { keyPaddingMask: kpm });
+    const got = await mha.forwardAsync(q, k, k, { keyPaddingMask: kpm });
+    expect(Array.from(got.output.data)).toEqual(Array.from(want.output.data));
+    expect(Array.from(got.weights!.data)).toEqual(Array.from(want.weights!.data));
+  });
+
+  it('many concurrent calls of different sizes equal their sequential results', async () => {
+    manualSeed(3);
+    const model = new TransformerModel(40, 32, 4, 2, 2, 64).useBackend('native');
+    const inputs = Array.from({ length: 24 }, (_, i) => {
+      const s = 3 + (i % 7);
+      const ids = (len: number, seed: number): Tensor<'int32'> =>
+        tensor(Int32Array.from({ length: len * 2 }, (_, j) => (j * 7 + seed) % 40), [len, 2], 'int32');
+      return [ids(s, i), ids(s + 1, i + 5)] as const;
+    });
+    const sequential = inputs.map(([src, tgt]) => model.forward(src, tgt));
+    const concurrent = await Promise.all(inputs.map(([src, tgt]) => model.forwardAsync(src, tgt)));
+    concurrent.forEach((r, i) => expect(Array.from(r.data)).toEqual(Array.from(sequential[i]!.data)));
+  });
+
+  it('does the work off the JS thread: the call returns before the kernels have run', async () => {
+    const big = new nn.TransformerEncoderLayer({ dModel: 256, nhead: 8, dimFeedforward: 1024 }).useBackend('native');
+    const x = randn([256, 4, 256], { seed: 5 });
+    const p = big.forwardAsync(x);
+    expect(pendingAsyncCalls()).toBeGreaterThan(0);
+    await p;
+    expect(pendingAsyncCalls()).toBe(0);
+  });
+
+  it('an AbortSignal cancels a queued call', async () => {
+    const big = new nn.TransformerEncoderLayer({ dModel: 256, nhead: 8, dimFeedforward: 1024 }).useBackend('native');
+    const x = randn([256, 4, 256], { seed: 6 });
+    const first = big.forwardAsync(x);
+    const controller = new AbortController();
+    const second = runAsync(() => big.forward(x), { signal: controller.signal });
+    controller.abort();
+    await expect(second).rejects.toMatchObject({ name: 'AbortError' });
+    await first;
+    const already = new AbortController();
+    already.abort();
+    await expect(runAsync(() => big.forward(x), { signal: already.signal })).rejects.toMatchObject({ name: 'AbortError' });
+  });
+
+  it('validation errors reject the promise, and the JS backend is refused inside runAsync', async () => {
+    await expect(layer.forwardAsync(randn([3, 2, 63]))).rejects.toThrowError(RangeError);
+    await expect(runAsync(() => ops.relu(randn([4]), { backend: 'js' }))).rejects.toThrowError(/cannot run inside runAsync/);
+    // The recording state is cleared after a failure.
+    expect(ops.relu(randn([4]), { backend: 'js' }).shape).toEqual([4]);
+  });
+
+  it('the addon loads and runs in several worker_threads at once', async () => {
+    const root = path.resolve(__dirname, '..');
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const a = require('node-gyp-build')(workerData.root);
+      const n = 64, x = new Float32Array(n * n).map((_, i) => (i % 13) - 6), y = new Float32Array(n * n);
+      a.gemm(x, x, y, n, n, n, false, true, 1, 0, null, 0, 1, 0, 0, 0);
+      const list = a.createCommandList();
+      const z = new Float32Array(n * n);
+      a.softmaxRecord(list, y, z, n, n);
+      a.submit(list).then(() => parentPort.postMessage(Array.from(z.subarray(0, 8))));`;
+    const run = (): Promise<number[]> =>
+      new Promise((resolve, reject) => {
+        const w = new Worker(code, { eval: true, workerData: { root } });
+        w.once('message', resolve);
+        w.once('error', reject);
+      });
+    const results = await Promise.all([run(), run(), run()]);
+    expect(results[1]).toEqual(results[0]);
+    expect(results[2]).toEqual(results[0]);
+    expect(results[0]!.every((v) => Number.isFinite(v))).toBe(true);
+  });
+
+  it('command lists check their argument and refuse reuse', async () => {
+    const a = addon!;
+    expect(() => a.submit({} as never)).toThrowError(TypeError);
+    expect(() => a.reluRecord({} as never, new Float32Array(1), new Float32Array(1))).toThrowError(TypeError);
+    const list = a.createCommandList();
+    const x = new Float32Array([-1, 2]);
+    a.reluRecord(list, x, x);
+    await a.submit(list);
+    expect(Array.from(x)).toEqual([0, 2]);
+    expect(() => a.submit(list)).toThrowError(/already submitted/);
+    expect(() => a.reluRecord(list, x, x)).toThrowError(/already submitted/);
+  });
+});
