@@ -36,4 +36,5 @@ export { scaledDotProductAttention } from './attention';
 export { loadSafetensors, parseSafetensors, saveSafetensors, serializeSafetensors } from './io/safetensors';
 export { setBackend, getBackend, availableBackends } from './backend/registry';
 export type { Backend, BackendName } from './backend/backend';
+export { runAsync, pendingAsyncCalls, type RunAsyncOptions } from './async';
 export { info, setNumThreads, getNumThreads, setIsa, type RuntimeInfo, type IsaName, type NativeInfo } from './runtime';
