@@ -6,7 +6,12 @@
 // before/after comparison) against another checkout's sources: it uses only
 // the kernel and pool API that both have.
 //
-// Usage: bench_threading [--reps N] [--label TEXT]
+// --gap-us G puts G µs of single-threaded busy work (standing in for the JS
+// glue between two ops) before every timed call, so that idle workers have
+// gone back to sleep and each call pays their wake-up: the case where a
+// worker the OS does not schedule promptly hurts most.
+//
+// Usage: bench_threading [--reps N] [--gap-us G] [--label TEXT]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -69,9 +74,11 @@ struct Buffers {
 
 int main(int argc, char** argv) {
   int reps = 15;
+  double gap_us = 0;
   std::string label = "working tree";
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::atoi(argv[++i]);
+    if (!std::strcmp(argv[i], "--gap-us") && i + 1 < argc) gap_us = std::atof(argv[++i]);
     if (!std::strcmp(argv[i], "--label") && i + 1 < argc) label = argv[++i];
   }
   Buffers buf;
@@ -121,7 +128,13 @@ int main(int argc, char** argv) {
   }
 
   auto& pool = rt::ThreadPool::instance();
-  std::printf("# %s | cpu: %s | reps %d\n", label.c_str(), rt::cpu_info().brand.c_str(), reps);
+  std::printf("# %s | cpu: %s | reps %d | gap %.0f us\n", label.c_str(), rt::cpu_info().brand.c_str(), reps, gap_us);
+  auto gap = [&] {
+    if (gap_us <= 0) return;
+    const auto end = Clock::now() + std::chrono::duration<double, std::micro>(gap_us);
+    while (Clock::now() < end) {
+    }
+  };
   std::printf("%-28s %12s %12s %12s %12s %9s %9s\n", "case", "1t med us", "2t med us", "1t p90 us", "2t p90 us",
               "2t/1t", "speedup");
   for (const Case& c : cases) {
@@ -131,7 +144,7 @@ int main(int argc, char** argv) {
     auto t0 = Clock::now();
     c.fn();
     const double one = std::chrono::duration<double>(Clock::now() - t0).count();
-    const int calls = std::clamp(static_cast<int>(2e-3 / std::max(one, 1e-7)), 3, 2000);
+    const int calls = std::clamp(static_cast<int>(2e-3 / std::max(one + gap_us * 1e-6, 1e-7)), 3, 2000);
     std::vector<double> per[2];
     for (int r = 0; r < reps; ++r) {
       for (int ti = 0; ti < 2; ++ti) {
@@ -141,6 +154,7 @@ int main(int argc, char** argv) {
         pool.set_num_threads(nt);
         for (int w = 0; w < 2; ++w) c.fn();  // new workers: first region, caches
         for (int i = 0; i < calls; ++i) {
+          gap();
           auto s = Clock::now();
           c.fn();
           per[nt - 1].push_back(std::chrono::duration<double, std::micro>(Clock::now() - s).count());

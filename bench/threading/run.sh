@@ -4,6 +4,11 @@
 # started here and bounded in time), for the working tree and optionally a
 # baseline git revision (sources read with `git show`, nothing checked out).
 #
+# Each set runs back to back (gap 0: workers are still spinning from the
+# previous call) and with a 300 µs gap of caller-only work before each call
+# (workers have gone to sleep: every call pays a wake-up, as op-by-op calls
+# from JS do).
+#
 # Usage: bench/threading/run.sh [--reps N] [--baseline REF] [--no-load] [--quick]
 # Writes bench/results/threading-latest.md.
 set -euo pipefail
@@ -66,32 +71,32 @@ TMP="$OUT/report.md"
 } >"$TMP"
 
 run_set() {  # run_set <title>
-  for r in "${RUNS[@]}"; do
-    local label="working tree"
-    [[ "$r" == base ]] && label="baseline $BASE"
-    echo "== $1: $label"
-    {
-      echo "## $1: $label"
-      echo
-      echo '```'
-      "$OUT/bench_$r" --reps "$REPS" --label "$label ($1)" | tee /dev/stderr
-      echo '```'
-      echo
-    } >>"$TMP"
+  for gap in 0 300; do
+    for r in "${RUNS[@]}"; do
+      local label="working tree"
+      [[ "$r" == base ]] && label="baseline $BASE"
+      echo "== $1, gap $gap us: $label"
+      {
+        echo "## $1, gap $gap µs: $label"
+        echo
+        echo '```'
+        "$OUT/bench_$r" --reps "$REPS" --gap-us "$gap" --label "$label ($1)" | tee /dev/stderr
+        echo '```'
+        echo
+      } >>"$TMP"
+    done
   done
 }
 
 run_set "idle"
 if [[ "$LOAD" == 1 ]]; then
-  # One busy-looping process pinned to the last core (if taskset exists), bounded by timeout
-  # and stopped by its pid when the runs end.
-  PIN=()
-  command -v taskset >/dev/null && PIN=(taskset -c "$(($(nproc) - 1))")
-  timeout 900 "${PIN[@]}" sh -c 'while :; do :; done' &
+  # One busy-looping process, not pinned (like a compile running next to us: the scheduler
+  # moves it between cores), bounded by timeout and stopped by its pid when the runs end.
+  timeout 900 sh -c 'while :; do :; done' &
   SPIN=$!
   trap 'kill "$SPIN" 2>/dev/null || true' EXIT
   sleep 0.5
-  run_set "loaded (one core busy with a spinning process)"
+  run_set "loaded (one spinning process)"
   kill "$SPIN" 2>/dev/null || true
   wait "$SPIN" 2>/dev/null || true
   trap - EXIT

@@ -21,6 +21,13 @@ using ChunkFn = FnRef<void(int64_t)>;
 // GEMMs of a transformer layer), short enough not to steal a shared core.
 constexpr auto kSpinTime = std::chrono::microseconds(50);
 
+// Waking a sleeping worker costs the caller tens of µs on a virtualised or
+// loaded machine (the futex wake, and often the woken thread is placed on
+// the caller's own core and preempts it), and the worker starts ~30-50 µs
+// later. Below about this much remaining work a region is finished sooner
+// by the caller alone (plus any worker still spinning from the last region).
+constexpr auto kWakeWorth = std::chrono::microseconds(100);
+
 // The claim word packs (generation, chunk count, next chunk) so that one CAS
 // both checks that the region is still the one the claimant was woken for
 // and takes a chunk of it: a worker that wakes after its region finished
@@ -46,6 +53,20 @@ inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
+}
+
+// One step of a polite spin: mostly pause, but every few dozen steps give the
+// core away if anything else is runnable on it. When the scheduler puts a
+// woken worker on the caller's core (wake-affine placement while the other
+// core is busy), a plain spin there would keep the caller, which holds the
+// work, off the CPU for the whole spin; sched_yield costs ~1 µs when nothing
+// else wants the core.
+inline void spin_step(int i) {
+  if ((i & 31) == 31) {
+    sched_yield();
+  } else {
+    cpu_relax();
+  }
 }
 
 int default_threads() {
@@ -99,9 +120,21 @@ struct ThreadPool::Impl {
   std::vector<std::thread> workers;
   std::atomic<int> size{1};
 
+  // Wakes sleeping workers (spinning ones have already seen `seq`).
+  void wake_sleepers() {
+    if (sleepers.load(std::memory_order_seq_cst) > 0) {
+      { std::lock_guard<std::mutex> lk(sleep_mu); }
+      sleep_cv.notify_all();
+    }
+  }
+
   // Claims and runs chunks of generation `gen` until none are left. Returns
   // after the last claimed chunk is counted; never touches *chunk after that.
-  void work(uint64_t gen, bool is_caller) {
+  // The caller passes `lazy_wake`: it wakes sleeping workers only once its
+  // own chunks show that enough work remains to pay for the wake-up.
+  void work(uint64_t gen, bool is_caller, bool lazy_wake = false) {
+    const auto t0 = std::chrono::steady_clock::now();
+    int64_t mine = 0;
     gen &= kGenMask;
     uint64_t t = ticket.load(std::memory_order_acquire);
     for (;;) {
@@ -122,6 +155,18 @@ struct ThreadPool::Impl {
         done_cv.notify_one();
       }
       t = ticket.load(std::memory_order_acquire);
+      if (lazy_wake) {
+        // Unclaimed work left, at this thread's pace so far.
+        ++mine;
+        const int64_t left = ticket_gen(t) == gen ? count - ticket_next(t) : 0;
+        const auto est = (std::chrono::steady_clock::now() - t0) * left / mine;
+        if (left <= 0) {
+          lazy_wake = false;
+        } else if (est >= kWakeWorth) {
+          wake_sleepers();
+          lazy_wake = false;
+        }
+      }
     }
   }
 
@@ -143,8 +188,8 @@ struct ThreadPool::Impl {
     for (int i = 0;; ++i) {
       uint64_t s = seq.load(std::memory_order_acquire);
       if (s != seen) return s;
-      cpu_relax();
-      if ((i & 255) == 255 && std::chrono::steady_clock::now() - start > kSpinTime) break;
+      spin_step(i);
+      if ((i & 31) == 31 && std::chrono::steady_clock::now() - start > kSpinTime) break;
     }
     std::unique_lock<std::mutex> lk(sleep_mu);
     sleepers.fetch_add(1, std::memory_order_seq_cst);
@@ -156,34 +201,32 @@ struct ThreadPool::Impl {
 
   // Publishes a new generation. The seq_cst store/load pair against the
   // worker's sleepers increment / seq load rules out a lost wake-up.
-  uint64_t publish(int nt) {
+  // Without `wake`, only spinning workers join (the caller may wake the
+  // sleepers later).
+  void publish(int nt, bool wake = true) {
     uint64_t gen = (seq.load(std::memory_order_relaxed) >> 16) + 1;
     seq.store((gen << 16) | static_cast<uint64_t>(nt), std::memory_order_seq_cst);
-    if (sleepers.load(std::memory_order_seq_cst) > 0) {
-      { std::lock_guard<std::mutex> lk(sleep_mu); }
-      sleep_cv.notify_all();
-    }
-    return gen;
+    if (wake) wake_sleepers();
   }
 
   // Runs chunks [0, nchunks) on up to nt threads (caller included). Called
   // with run_mu held, nt >= 2, 1 <= nchunks <= kMaxChunks.
-  void region(int nt, int64_t nchunks, const ChunkFn& fn) {
+  void region(int nt, int64_t nchunks, const ChunkFn& fn, bool eager_wake) {
     const uint64_t gen = (seq.load(std::memory_order_relaxed) >> 16) + 1;
     chunk.store(&fn, std::memory_order_relaxed);
     done.store(0, std::memory_order_relaxed);
     // Release: a claimant that reads this ticket (or a later CAS of it) sees
     // `chunk` and `done` reset. Stored before `seq` so a woken worker finds it.
     ticket.store(make_ticket(gen, nchunks), std::memory_order_seq_cst);
-    publish(nt);
+    publish(nt, eager_wake);
     t_in_region = true;
-    work(gen, true);
+    work(gen, true, !eager_wake);
     t_in_region = false;
     // All chunks are claimed; wait for the ones still running elsewhere.
     auto start = std::chrono::steady_clock::now();
     for (int i = 0; done.load(std::memory_order_acquire) != nchunks; ++i) {
-      cpu_relax();
-      if ((i & 255) == 255 && std::chrono::steady_clock::now() - start > kSpinTime) {
+      spin_step(i);
+      if ((i & 31) == 31 && std::chrono::steady_clock::now() - start > kSpinTime) {
         std::unique_lock<std::mutex> dl(done_mu);
         caller_sleeping.store(true, std::memory_order_seq_cst);
         while (done.load(std::memory_order_seq_cst) != nchunks) done_cv.wait(dl);
@@ -240,7 +283,7 @@ void ThreadPool::set_num_threads(int n) {
   impl_->start(n);
 }
 
-void ThreadPool::parallel_tiles(int64_t ntiles, FnRef<void(int64_t tile)> fn, int max_threads) {
+void ThreadPool::parallel_tiles(int64_t ntiles, FnRef<void(int64_t tile)> fn, int max_threads, bool eager_wake) {
   if (ntiles <= 0) return;
   int nt = num_threads();
   if (max_threads > 0) nt = std::min(nt, max_threads);
@@ -255,7 +298,7 @@ void ThreadPool::parallel_tiles(int64_t ntiles, FnRef<void(int64_t tile)> fn, in
   nt = std::min(nt, im.size.load(std::memory_order_relaxed));
   if (nt <= 1) return inline_all();
   if (ntiles <= kMaxChunks) {
-    im.region(nt, ntiles, fn);
+    im.region(nt, ntiles, fn, eager_wake);
     return;
   }
   // More tiles than the claim word can count: consecutive tiles per chunk.
@@ -263,7 +306,7 @@ void ThreadPool::parallel_tiles(int64_t ntiles, FnRef<void(int64_t tile)> fn, in
   auto grouped = [&](int64_t c) {
     for (int64_t t = c * per, e = std::min(ntiles, t + per); t < e; ++t) fn(t);
   };
-  im.region(nt, (ntiles + per - 1) / per, ChunkFn(grouped));
+  im.region(nt, (ntiles + per - 1) / per, ChunkFn(grouped), eager_wake);
 }
 
 void ThreadPool::run(int requested, FnRef<void(int tid, int nthreads)> fn) {

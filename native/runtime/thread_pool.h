@@ -71,7 +71,11 @@ class ThreadPool {
   // Dynamic tiles: fn(tile) once for each tile in [0, ntiles), each tile
   // claimed by whichever participating thread gets to it first. Runs inline
   // when ntiles <= 1 or the pool (or max_threads) allows 1 thread.
-  void parallel_tiles(int64_t ntiles, FnRef<void(int64_t tile)> fn, int max_threads = 0);
+  // Workers still spinning from a previous region join at once; sleeping ones
+  // are woken only when the caller's progress shows that enough work remains
+  // to repay the wake-up (~100 µs), or immediately with eager_wake (for
+  // regions known to be long, e.g. a large GEMM).
+  void parallel_tiles(int64_t ntiles, FnRef<void(int64_t tile)> fn, int max_threads = 0, bool eager_wake = false);
 
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

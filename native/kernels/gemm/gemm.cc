@@ -244,7 +244,9 @@ constexpr int64_t kAPackFloats = int64_t{2} << 20;
 constexpr int64_t kTileRows = 384;
 // Tiles per thread wanted for balance: a thread that stalls (descheduled)
 // or starts late then delays the end by at most a small tile.
-constexpr int64_t kTilesPerThread = 4;
+constexpr int64_t kTilesPerThread = 8;
+// ~1 ms of one-thread work: waking the workers at once costs little by comparison.
+constexpr double kEagerWakeFma = 3e7;
 
 void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
   const int mr = uk.mr, nr = uk.nr;
@@ -320,7 +322,9 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
         }
       }
     };
-    ThreadPool::instance().parallel_tiles(nrb * ncb, tile, nt);
+    // Long GEMMs wake sleeping workers at once; shorter ones let the pool
+    // decide from the first tiles' pace.
+    ThreadPool::instance().parallel_tiles(nrb * ncb, tile, nt, static_cast<double>(ms) * p.n * p.k > kEagerWakeFma);
   }
 }
 
