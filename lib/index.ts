@@ -32,6 +32,7 @@ export {
 } from './tensor';
 export * as ops from './ops';
 export * as nn from './nn';
+export * as serving from './serving';
 export { scaledDotProductAttention } from './attention';
 export { loadSafetensors, parseSafetensors, saveSafetensors, serializeSafetensors } from './io/safetensors';
 export { setBackend, getBackend, availableBackends } from './backend/registry';

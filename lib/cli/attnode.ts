@@ -4,13 +4,50 @@
  *   attnode info              CPU features, kernel path, threads, build
  *   attnode demo [--quick] [--batch N --src-len N --tgt-len N --d-model N --nhead N
  *                 --num-layers N --num-decoder-layers N --dim-feedforward N --vocab N --threads N]
+ *   attnode bench [args...]   the benchmark suite (bench/run.ts via tsx; args are passed on)
+ *   attnode run --input in.jsonl [--output out.jsonl] [--model m.safetensors] [--config c.json] [--batch-size N]
+ *   attnode serve [--model m.safetensors] [--config c.json] [--port N] ...
+ * Exit codes: 0 success, 1 failure, 2 bad command line (with usage on stderr).
  */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { info, setNumThreads } from '../index';
 import { demoDefaults, runDemo, type DemoOptions } from './demo';
+import { RUN_USAGE, runMain } from './run';
+import { SERVE_USAGE, UsageError, serveMain } from './serve';
 
-function usage(): never {
-  console.error('usage: attnode info | attnode demo [--quick] [--batch N] [--src-len N] [--tgt-len N] [--d-model N] [--nhead N] [--num-layers N] [--num-decoder-layers N] [--dim-feedforward N] [--vocab N] [--threads N]');
+const USAGE = `usage: attnode info
+       attnode demo [--quick] [--batch N] [--src-len N] [--tgt-len N] [--d-model N] [--nhead N] [--num-layers N] [--num-decoder-layers N] [--dim-feedforward N] [--vocab N] [--threads N]
+       attnode bench [bench/run.ts options, e.g. --full]
+${RUN_USAGE.replace(/^usage: /, '       ')}
+${SERVE_USAGE.replace(/^usage: /, '       ')}`;
+
+function usage(message?: string): never {
+  if (message) console.error(`attnode: ${message}`);
+  console.error(USAGE);
   process.exit(2);
+}
+
+/** `attnode bench`: spawns the suite with tsx from the package root (a source checkout: bench/ is not published). */
+function bench(args: string[]): void {
+  const root = path.resolve(__dirname, '..', '..');
+  const script = path.join(root, 'bench', 'run.ts');
+  if (!fs.existsSync(script)) {
+    console.error(`attnode bench: ${script} not found; the benchmarks live in a source checkout of attnode`);
+    process.exit(1);
+  }
+  const tsx = path.join(root, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+  const [cmd, cmdArgs] = fs.existsSync(tsx) ? [process.execPath, [tsx, script, ...args]] : ['npx', ['tsx', script, ...args]];
+  const child = spawn(cmd, cmdArgs, { cwd: root, stdio: 'inherit' });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => child.kill(sig));
+  child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+}
+
+function fail(e: unknown): never {
+  if (e instanceof UsageError) usage(e.message);
+  console.error(`attnode: ${(e as Error)?.message ?? String(e)}`);
+  process.exit(1);
 }
 
 function parseFlags(args: string[]): { opts: DemoOptions; threads: number | null } {
@@ -58,6 +95,20 @@ switch (command) {
     runDemo(opts);
     break;
   }
+  case 'bench':
+    bench(rest);
+    break;
+  case 'run':
+    runMain(rest).then((code) => (process.exitCode = code), fail);
+    break;
+  case 'serve':
+    serveMain(rest).catch(fail);
+    break;
+  case '--help':
+  case '-h':
+  case 'help':
+    console.log(USAGE);
+    break;
   default:
-    usage();
+    usage(`unknown command '${command}'`);
 }

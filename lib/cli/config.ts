@@ -1,0 +1,203 @@
+/**
+ * The model config of `attnode run` / `attnode serve` (`--config c.json`): which
+ * model to build and its constructor options. Weights come from `--model
+ * m.safetensors` (a state dict with PyTorch's key names, loaded strictly), or
+ * are random with `--seed` when no file is given.
+ *
+ * Format (JSON):
+ *
+ * ```json
+ * { "kind": "encoder",
+ *   "options": { "vocabSize": 1000, "dModel": 128, "nhead": 4, "numLayers": 2,
+ *                "dimFeedforward": 512, "maxLen": 256, "activation": "gelu",
+ *                "normFirst": false, "finalNorm": false, "scaleEmbedding": true } }
+ * ```
+ *
+ * - `"encoder"`: {@link EncoderModel} (embedding → positional encoding →
+ *   TransformerEncoder); required options `vocabSize`, `dModel`, `nhead`,
+ *   `numLayers`; state dict `embedding.weight`, `pos_encoder.pe`, `encoder.layers.<i>.*` (+ `encoder.norm.*`).
+ * - `"seed"`: the article's seed model ({@link TransformerModel}: embedding →
+ *   nn.Transformer → linear), options `vocabSize`, `dModel`, `nhead`,
+ *   `numLayers`, `numDecoderLayers` (default 6), `dimFeedforward` (default
+ *   2048), `maxLen` (longest input accepted, default 512). Encoding serves its
+ *   encoder half (`embedding` → `transformer.encoder`: the memory).
+ */
+import { readFile } from 'node:fs/promises';
+import * as nn from '../nn';
+import * as ops from '../ops';
+import { Tensor } from '../tensor';
+import { loadSafetensors } from '../io/safetensors';
+import { checkOptions } from '../nn/options';
+import { EncoderModel, type EncoderModelOptions } from '../serving/encoder-model';
+import type { BatchEncoder } from '../serving/batcher';
+import type { GenerateFn } from '../serving/http';
+import { TransformerModel } from './seed-model';
+
+/** Options of a `"seed"` config. */
+export interface SeedModelConfigOptions {
+  vocabSize: number;
+  dModel: number;
+  nhead: number;
+  numLayers: number;
+  numDecoderLayers?: number;
+  dimFeedforward?: number;
+  maxLen?: number;
+  /** Start token of `POST /v1/generate` (default 0). */
+  bosId?: number;
+  /** End-of-sequence token of generation (default none: always maxNewTokens). */
+  eosId?: number;
+}
+
+/** A parsed config file. */
+export type ModelConfig =
+  | { kind: 'encoder'; options: EncoderModelOptions }
+  | { kind: 'seed'; options: SeedModelConfigOptions };
+
+/** What the server and `attnode run` need from a model: a batchable encoder plus its sizes. */
+export interface ServedModel {
+  config: ModelConfig;
+  /** The batchable encoder: ids [N, S] + key padding mask → [N, S, dModel]. */
+  encoder: BatchEncoder & { readonly vocabSize: number; readonly maxSeqLen: number; readonly outputDim: number };
+  /** The whole module (for stateDict / numParameters). */
+  module: nn.Module;
+  /** `'file'` when loaded from safetensors, else `'random'`. */
+  weights: 'file' | 'random';
+  /** Greedy generation (seed models whose TransformerModel has generateAsync, lib/generate.ts). */
+  generate?: GenerateFn;
+}
+
+type AsyncGenerator = (src: Tensor<'int32'>, o: { maxNewTokens: number; bosId: number; eosId?: number | null }) => Promise<Tensor<'int32'>>;
+
+/** The config used when none is given: a small encoder that runs fast on a laptop. */
+export const DEFAULT_CONFIG: ModelConfig = {
+  kind: 'encoder',
+  options: { vocabSize: 1000, dModel: 128, nhead: 4, numLayers: 2, dimFeedforward: 512, maxLen: 256 },
+};
+
+const ENCODER_KEYS = [
+  'vocabSize', 'dModel', 'nhead', 'numLayers', 'dimFeedforward', 'maxLen', 'activation', 'normFirst', 'finalNorm',
+  'scaleEmbedding',
+] as const;
+const SEED_KEYS = [
+  'vocabSize', 'dModel', 'nhead', 'numLayers', 'numDecoderLayers', 'dimFeedforward', 'maxLen', 'bosId', 'eosId',
+] as const;
+
+/** Validates a config object (as parsed from JSON). @throws TypeError naming the problem. */
+export function parseConfig(value: unknown, source = 'config'): ModelConfig {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new TypeError(`${source}: must be a JSON object { "kind": "encoder" | "seed", "options": { ... } }`);
+  }
+  const v = value as Record<string, unknown>;
+  checkOptions(source, v, ['kind', 'options']);
+  const options = v.options;
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`${source}: "options" must be an object of constructor options`);
+  }
+  const required = ['vocabSize', 'dModel', 'nhead', 'numLayers'];
+  const missing = required.filter((k) => !(k in options));
+  if (missing.length) throw new TypeError(`${source}: "options" is missing ${missing.join(', ')}`);
+  if (v.kind === 'encoder') {
+    checkOptions(`${source} (encoder options)`, options, ENCODER_KEYS);
+    return { kind: 'encoder', options: options as EncoderModelOptions };
+  }
+  if (v.kind === 'seed') {
+    checkOptions(`${source} (seed options)`, options, SEED_KEYS);
+    return { kind: 'seed', options: options as SeedModelConfigOptions };
+  }
+  throw new TypeError(`${source}: "kind" must be "encoder" or "seed", got ${JSON.stringify(v.kind)}`);
+}
+
+/** Reads and validates a config file. */
+export async function readConfig(path: string): Promise<ModelConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read config ${path}: ${(e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new SyntaxError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+  return parseConfig(json, path);
+}
+
+/**
+ * The seed model's encoder half as a batch-first {@link BatchEncoder}: the
+ * seed model is sequence-first, so ids are transposed in JS before the
+ * forward pass and the memory [S, N, E] is permuted to [N, S, E] by a native
+ * kernel (splitHeads on [1, S, N·E] with N "heads"), so the whole pass stays
+ * recordable by runAsync.
+ */
+class SeedEncoder implements BatchEncoder {
+  readonly inputKind = 'ids' as const;
+  constructor(readonly model: TransformerModel, readonly maxSeqLen: number) {}
+
+  get vocabSize(): number {
+    return this.model.embedding.numEmbeddings;
+  }
+
+  get outputDim(): number {
+    return this.model.transformer.dModel;
+  }
+
+  forward(input: Tensor<'int32'> | Tensor<'float32'>, keyPaddingMask: Tensor<'bool'> | null): Tensor<'float32'> {
+    const [n, s] = input.shape as [number, number];
+    const ids = input.data as Int32Array;
+    const t = new Int32Array(n * s);
+    for (let i = 0; i < n; i++) for (let j = 0; j < s; j++) t[j * n + i] = ids[i * s + j]!;
+    const m = this.model;
+    const memory = m.transformer.encoder.forward(m.embedding.forward(new Tensor(t, [s, n], 'int32')), {
+      srcKeyPaddingMask: keyPaddingMask,
+    });
+    const e = this.outputDim;
+    return ops.splitHeads(memory.reshape([1, s, n * e]), n, { backend: m.backend }).reshape([n, s, e]);
+  }
+}
+
+/** Options of {@link loadServedModel}. */
+export interface LoadModelOptions {
+  /** Config file; default {@link DEFAULT_CONFIG}. */
+  configPath?: string;
+  /** Already-parsed config (wins over configPath). */
+  config?: ModelConfig;
+  /** safetensors state dict; random weights (seeded) when absent. */
+  modelPath?: string;
+  /** Seed of the random weights (default 0). */
+  seed?: number;
+}
+
+/** Builds the model a config describes and loads its weights. */
+export async function loadServedModel(options: LoadModelOptions = {}): Promise<ServedModel> {
+  const config = options.config ?? (options.configPath ? await readConfig(options.configPath) : DEFAULT_CONFIG);
+  nn.manualSeed(options.seed ?? 0);
+  let module: nn.Module;
+  let encoder: ServedModel['encoder'];
+  let generate: GenerateFn | undefined;
+  if (config.kind === 'encoder') {
+    const m = new EncoderModel(config.options);
+    module = m;
+    encoder = m;
+  } else {
+    const o = config.options;
+    const m = new TransformerModel(o.vocabSize, o.dModel, o.nhead, o.numLayers, o.numDecoderLayers ?? 6, o.dimFeedforward ?? 2048);
+    module = m;
+    encoder = new SeedEncoder(m, o.maxLen ?? 512);
+    // Feature-detected so this file does not depend on the generation work landing first.
+    const gen = (m as unknown as { generateAsync?: AsyncGenerator }).generateAsync;
+    if (typeof gen === 'function') {
+      generate = async (tokens, { maxNewTokens }) => {
+        const src = new Tensor(Int32Array.from(tokens), [tokens.length], 'int32'); // unbatched [S]
+        const out = await gen.call(m, src, { maxNewTokens, bosId: o.bosId ?? 0, eosId: o.eosId ?? null });
+        return Array.from(out.data);
+      };
+    }
+  }
+  if (options.modelPath) {
+    const { tensors } = await loadSafetensors(options.modelPath);
+    module.loadStateDict(tensors);
+  }
+  return { config, encoder, module, weights: options.modelPath ? 'file' : 'random', ...(generate ? { generate } : {}) };
+}

@@ -1,0 +1,136 @@
+/**
+ * `attnode serve`: the inference HTTP server (lib/serving/http.ts) for a model
+ * given by `--config` (see lib/cli/config.ts) and `--model` (safetensors
+ * weights; random with `--seed` when absent).
+ *
+ * Prints one JSON line `{"event":"listening","url":...}` on stdout once bound
+ * (so scripts can use `--port 0`), logs to stderr, and shuts down gracefully
+ * on SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.
+ */
+import { parseArgs } from 'node:util';
+import { setNumThreads } from '../runtime';
+import { getBackend } from '../backend/registry';
+import { InferenceServer } from '../serving/http';
+import type { BatcherOptions } from '../serving/batcher';
+import { loadServedModel } from './config';
+
+export const SERVE_USAGE = `usage: attnode serve [--model m.safetensors] [--config c.json] [--port N] [--host H]
+                    [--seed N] [--max-batch-size N] [--max-delay-ms N] [--max-queue N] [--max-inflight N]
+                    [--buckets pow2|none|16,64,256] [--no-batching] [--timeout-ms N] [--threads N]
+  --model          safetensors state dict (default: random weights from --seed)
+  --config         model config JSON (default: a small encoder; format in lib/cli/config.ts)
+  --port           TCP port (default 8080; 0 = any free port)     --host  bind address (default 127.0.0.1)
+  --max-batch-size requests per forward pass (default 16)        --max-delay-ms  batching wait (default 2)
+  --max-queue      waiting requests before 503 (default 256)      --no-batching   one request per pass
+  --buckets        length groups sharing a batch (default pow2: 1, 2, 3-4, 5-8, ...)`;
+
+/** A bad command line: the CLI prints the message and usage and exits 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** Parses an integer flag value (>= min). @throws UsageError */
+export function intFlag(name: string, value: string | undefined, dflt: number, min = 0): number {
+  if (value === undefined) return dflt;
+  const v = Number(value);
+  if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(v) || v < min) throw new UsageError(`--${name} needs an integer >= ${min}, got '${value}'`);
+  return v;
+}
+
+/** Parsed flags: string flags as strings, boolean flags as true, absent ones undefined. */
+export interface Flags {
+  values: Record<string, string | undefined>;
+  has(name: string): boolean;
+}
+
+/** node:util parseArgs (strict: unknown flags are errors) with its errors turned into UsageError. */
+export function parseFlags(args: string[], strings: readonly string[], booleans: readonly string[] = []): Flags {
+  const options: Record<string, { type: 'string' | 'boolean' }> = {};
+  for (const n of strings) options[n] = { type: 'string' };
+  for (const n of booleans) options[n] = { type: 'boolean' };
+  let parsed: Record<string, string | boolean | undefined>;
+  try {
+    parsed = parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const values: Record<string, string | undefined> = {};
+  for (const n of strings) values[n] = parsed[n] as string | undefined;
+  return { values, has: (n) => parsed[n] === true };
+}
+
+/** Runs `attnode serve` with the arguments after `serve`. Resolves once the server listens. */
+export async function serveMain(args: string[]): Promise<InferenceServer> {
+  const flags = parseFlags(args, [
+    'model', 'config', 'port', 'host', 'seed', 'max-batch-size', 'max-delay-ms', 'max-queue', 'max-inflight', 'buckets',
+    'timeout-ms', 'threads',
+  ], ['no-batching']);
+  const values = flags.values;
+  const port = intFlag('port', values.port, 8080);
+  if (port > 65535) throw new UsageError(`--port must be <= 65535, got ${port}`);
+  const host = values.host ?? '127.0.0.1';
+  const noBatching = flags.has('no-batching');
+  // pow2 by default: padding a 10-token request to 60 costs more than the batching saves (see bench/results/load-latest.md).
+  let buckets: BatcherOptions['buckets'] = 'pow2';
+  const b = values.buckets;
+  if (b !== undefined) {
+    if (b === 'none' || b === 'pow2') buckets = b;
+    else if (/^\d+(,\d+)*$/.test(b)) buckets = b.split(',').map(Number);
+    else throw new UsageError(`--buckets must be none, pow2 or a list like 16,64,256, got '${b}'`);
+  }
+  const batcher: BatcherOptions = {
+    maxBatchSize: noBatching ? 1 : intFlag('max-batch-size', values['max-batch-size'], 16, 1),
+    maxDelayMs: noBatching ? 0 : intFlag('max-delay-ms', values['max-delay-ms'], 2),
+    maxQueue: intFlag('max-queue', values['max-queue'], 256),
+    maxInFlight: intFlag('max-inflight', values['max-inflight'], 2, 1),
+    buckets,
+  };
+  const seed = intFlag('seed', values.seed, 0);
+  const timeoutMs = intFlag('timeout-ms', values['timeout-ms'], 30_000, 1);
+  if (values.threads !== undefined) setNumThreads(intFlag('threads', values.threads, 1, 1));
+
+  const served = await loadServedModel({ configPath: values.config, modelPath: values.model, seed });
+  const generateUnavailableReason = served.config.kind === 'encoder'
+    ? 'POST /v1/generate needs a "seed" (encoder-decoder) model; this server runs an encoder-only model'
+    : 'POST /v1/generate: this build has no TransformerModel.generateAsync (lib/generate.ts)';
+  const server = new InferenceServer({
+    encoder: served.encoder,
+    batcher,
+    requestTimeoutMs: timeoutMs,
+    generateUnavailableReason,
+    ...(served.generate ? { generate: served.generate } : {}),
+    info: {
+      model: { kind: served.config.kind, ...served.config.options, weights: served.weights, parameters: served.module.numParameters() },
+      backend: getBackend().name,
+      batching: batcher,
+    },
+  });
+  const addr = await server.listen(port, host);
+  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  process.stdout.write(`${JSON.stringify({ event: 'listening', url, port: addr.port, pid: process.pid })}\n`);
+  console.error(`attnode serve: ${served.config.kind} model (${served.weights} weights), listening on ${url}`);
+
+  const stop = (sig: NodeJS.Signals): void => {
+    if (server.draining) {
+      console.error(`attnode serve: ${sig} again, exiting now`);
+      process.exit(1);
+    }
+    console.error(`attnode serve: ${sig}, finishing in-flight requests`);
+    void server.shutdown().then(
+      () => {
+        console.error('attnode serve: shut down cleanly');
+        process.exit(0);
+      },
+      (e: unknown) => {
+        console.error(`attnode serve: shutdown failed: ${(e as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  return server;
+}

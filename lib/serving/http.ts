@@ -1,0 +1,351 @@
+/**
+ * The inference HTTP server (node:http, no framework): dynamic batching in
+ * front of an encoder, JSON in and out, metrics, graceful shutdown.
+ *
+ * Routes:
+ * - `POST /v1/encode` `{ "tokens": [1, 2, 3], "output"?: "pooled" | "tokens" | "both" }`
+ *   → `{ "length": 3, "dim": E, "pooled": [...] }` (mean over positions) and/or
+ *   `"embeddings": [[...], ...]`; or a batch `{ "inputs": [[...], [...]], "output"? }`
+ *   → `{ "results": [ ... ] }` (each item is batched with everyone else's requests).
+ * - `POST /v1/generate` `{ "tokens": [...], "maxNewTokens"?: N }` → `{ "tokens": [...] }`
+ *   when a generator is configured, else 501.
+ * - `GET /healthz` → 200 `{ "status": "ok", ... }` (503 `"draining"` during shutdown).
+ * - `GET /metrics` → JSON: request counts by route and status, latency p50/p90/p99 over
+ *   a sliding window, batcher stats (queue depth, batches, mean batch size), event-loop
+ *   delay. `?reset=1` clears the windows after reading (between load phases).
+ *
+ * Errors are `{ "error": { "code", "message" } }`: 400 (bad JSON, wrong types, token
+ * id out of range, sequence too long, too many inputs), 404, 405, 413 (body too large),
+ * 415 (multipart), 501, 503 + Retry-After (queue full, or shutting down), 504 (deadline).
+ */
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Batcher, BatcherClosedError, QueueFullError, type BatchEncoder, type BatcherOptions } from './batcher';
+import { Metrics, type MetricsOptions } from './metrics';
+import type { Tensor } from '../tensor';
+
+/** A served encoder: a {@link BatchEncoder} over token ids with its sizes. */
+export type ServedEncoder = BatchEncoder & { readonly vocabSize: number; readonly maxSeqLen: number; readonly outputDim: number };
+
+/** Greedy generation hook of `POST /v1/generate`: prompt ids → generated ids. */
+export type GenerateFn = (tokens: number[], options: { maxNewTokens: number; signal: AbortSignal }) => Promise<number[]>;
+
+/** Options of {@link InferenceServer}. */
+export interface InferenceServerOptions {
+  encoder: ServedEncoder;
+  /** Batching options (`{ maxBatchSize: 1, maxDelayMs: 0 }` turns batching off). */
+  batcher?: BatcherOptions;
+  /** Largest request body (default 1 MiB). */
+  maxBodyBytes?: number;
+  /** Most sequences in one batch-form request (default 64). */
+  maxInputsPerRequest?: number;
+  /** A request still unanswered after this is aborted with 504 (default 30 s). */
+  requestTimeoutMs?: number;
+  /** Seconds in the Retry-After header of a 503 (default 1). */
+  retryAfterS?: number;
+  /** Generation for `POST /v1/generate`; 501 without it. */
+  generate?: GenerateFn;
+  /** Why generation is unavailable (the 501 message). */
+  generateUnavailableReason?: string;
+  /** Shown by `/healthz` (e.g. the model config). */
+  info?: Record<string, unknown>;
+  metrics?: MetricsOptions;
+}
+
+class HttpError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string, readonly headers: Record<string, string> = {}) {
+    super(message);
+  }
+}
+
+const ROUTES: Record<string, string[]> = {
+  '/v1/encode': ['POST'],
+  '/v1/generate': ['POST'],
+  '/healthz': ['GET', 'HEAD'],
+  '/metrics': ['GET'],
+};
+
+type OutputKind = 'pooled' | 'tokens' | 'both';
+
+/** Plain number arrays for JSON (a Float32Array would serialise as an object). */
+function rows(t: Tensor<'float32'>): number[][] {
+  const [len, e] = t.shape as [number, number];
+  const out: number[][] = new Array(len);
+  for (let i = 0; i < len; i++) out[i] = Array.from(t.data.subarray(i * e, (i + 1) * e));
+  return out;
+}
+
+function meanPool(t: Tensor<'float32'>): number[] {
+  const [len, e] = t.shape as [number, number];
+  const acc = new Float64Array(e);
+  for (let i = 0; i < len; i++) for (let j = 0; j < e; j++) acc[j]! += t.data[i * e + j]!;
+  return Array.from(acc, (x) => Math.fround(x / len));
+}
+
+/**
+ * An HTTP server for one encoder (see the module comment for the routes).
+ *
+ * @example
+ * const srv = new InferenceServer({ encoder: model, batcher: { maxBatchSize: 16, maxDelayMs: 2 } });
+ * const { port } = await srv.listen(8080, '127.0.0.1');
+ * process.once('SIGTERM', () => void srv.shutdown().then(() => process.exit(0)));
+ */
+export class InferenceServer {
+  readonly server: http.Server;
+  readonly batcher: Batcher;
+  readonly metrics: Metrics;
+  readonly #opts: Required<Pick<InferenceServerOptions, 'maxBodyBytes' | 'maxInputsPerRequest' | 'requestTimeoutMs' | 'retryAfterS'>> &
+    InferenceServerOptions;
+  #draining = false;
+  #shutdown: Promise<void> | null = null;
+  readonly #active = new Set<http.ServerResponse>();
+
+  constructor(options: InferenceServerOptions) {
+    this.#opts = { maxBodyBytes: 1 << 20, maxInputsPerRequest: 64, requestTimeoutMs: 30_000, retryAfterS: 1, ...options };
+    this.batcher = new Batcher(options.encoder, options.batcher);
+    this.metrics = new Metrics(options.metrics);
+    this.server = http.createServer((req, res) => void this.#handle(req, res));
+    // Idle keep-alive sockets must not hold a shutdown open for long.
+    this.server.keepAliveTimeout = 5_000;
+  }
+
+  /** Starts listening (port 0 = any free port); resolves with the bound address. */
+  listen(port: number, host = '127.0.0.1'): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** True once {@link shutdown} started. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /**
+   * Graceful shutdown: stop accepting connections, answer new requests on open
+   * keep-alive connections with 503, let every in-flight request finish (the
+   * batcher drains its queue), then close. After `forceAfterMs` (default 10 s)
+   * remaining connections are cut.
+   */
+  shutdown(forceAfterMs = 10_000): Promise<void> {
+    if (this.#shutdown) return this.#shutdown;
+    this.#draining = true;
+    this.#shutdown = (async () => {
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      this.server.closeIdleConnections();
+      const force = setTimeout(() => this.server.closeAllConnections(), forceAfterMs);
+      force.unref();
+      await this.batcher.close();
+      // Responses in flight finish writing; their sockets close (Connection: close is set while draining).
+      while (this.#active.size) await new Promise((r) => setTimeout(r, 5));
+      this.server.closeIdleConnections();
+      await closed;
+      clearTimeout(force);
+      this.metrics.stop();
+    })();
+    return this.#shutdown;
+  }
+
+  #send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+    if (res.headersSent || res.destroyed) return;
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(text),
+      ...(this.#draining ? { connection: 'close' } : {}),
+      ...headers,
+    });
+    res.end(text);
+  }
+
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const end = this.metrics.begin();
+    this.#active.add(res);
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const allowed = ROUTES[url.pathname];
+    const route = allowed ? `${req.method} ${url.pathname}` : 'other';
+    // One signal per request: the client went away, or the deadline passed.
+    const gone = new AbortController();
+    const signal = AbortSignal.any([gone.signal, AbortSignal.timeout(this.#opts.requestTimeoutMs)]);
+    res.on('close', () => {
+      this.#active.delete(res);
+      if (!res.writableFinished) {
+        gone.abort();
+        end(route, 499); // client closed the request (nginx's convention)
+      }
+    });
+    let status = 500;
+    try {
+      if (!allowed) throw new HttpError(404, 'not_found', `no route ${url.pathname}; routes: ${Object.keys(ROUTES).join(', ')}`);
+      if (!allowed.includes(req.method ?? '')) {
+        throw new HttpError(405, 'method_not_allowed', `${url.pathname} accepts ${allowed.join(', ')}`, { allow: allowed.join(', ') });
+      }
+      const [code, body, headers] = await this.#route(url, req, signal);
+      status = code;
+      this.#send(res, code, body, headers);
+    } catch (err) {
+      const e = this.#toHttpError(err, signal);
+      status = e.status;
+      if (!res.headersSent) {
+        // Unread body data would otherwise be parsed as the next request on this connection.
+        const close: Record<string, string> = !req.complete ? { connection: 'close' } : {};
+        this.#send(res, e.status, { error: { code: e.code, message: e.message } }, { ...e.headers, ...close });
+      }
+    } finally {
+      if (res.writableFinished || res.headersSent) end(route, status);
+    }
+  }
+
+  #toHttpError(err: unknown, signal: AbortSignal): HttpError {
+    if (err instanceof HttpError) return err;
+    const retry = { 'retry-after': String(this.#opts.retryAfterS) };
+    if (err instanceof QueueFullError) return new HttpError(503, 'overloaded', err.message, retry);
+    if (err instanceof BatcherClosedError) return new HttpError(503, 'shutting_down', 'the server is shutting down', retry);
+    if (signal.aborted && (err as Error)?.name === 'TimeoutError') {
+      return new HttpError(504, 'timeout', `no result within ${this.#opts.requestTimeoutMs} ms`);
+    }
+    if (err instanceof RangeError || err instanceof TypeError) return new HttpError(400, 'invalid_request', err.message);
+    return new HttpError(500, 'internal', (err as Error)?.message ?? String(err));
+  }
+
+  async #route(url: URL, req: http.IncomingMessage, signal: AbortSignal): Promise<[number, unknown, Record<string, string>?]> {
+    switch (url.pathname) {
+      case '/healthz':
+        return this.#draining
+          ? [503, { status: 'draining' }, { 'retry-after': String(this.#opts.retryAfterS) }]
+          : [200, { status: 'ok', uptimeS: Math.round(process.uptime()), ...this.#opts.info }];
+      case '/metrics': {
+        const body = { ...this.metrics.snapshot(), batcher: this.batcher.stats(), draining: this.#draining };
+        if (url.searchParams.get('reset') === '1') this.metrics.resetWindow();
+        return [200, body];
+      }
+      case '/v1/encode':
+        return [200, await this.#encode(await this.#readJson(req), signal)];
+      case '/v1/generate':
+        return [200, await this.#generate(await this.#readJson(req), signal)];
+      default:
+        throw new HttpError(404, 'not_found', url.pathname);
+    }
+  }
+
+  #readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+    if (this.#draining) throw new HttpError(503, 'shutting_down', 'the server is shutting down', { 'retry-after': String(this.#opts.retryAfterS) });
+    // Any Content-Type is read as JSON (curl -d sends form-urlencoded); multipart is certainly not JSON.
+    const type = req.headers['content-type'];
+    if (type !== undefined && /^multipart\//i.test(type)) {
+      throw new HttpError(415, 'unsupported_media_type', `expected a JSON body (Content-Type application/json), got ${type}`);
+    }
+    const limit = this.#opts.maxBodyBytes;
+    const declared = Number(req.headers['content-length']);
+    if (declared > limit) throw new HttpError(413, 'payload_too_large', `the body is ${declared} bytes; the limit is ${limit}`);
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const onData = (c: Buffer): void => {
+        size += c.length;
+        if (size > limit) {
+          req.off('data', onData);
+          req.resume();
+          reject(new HttpError(413, 'payload_too_large', `the body is over the ${limit}-byte limit`));
+        } else chunks.push(c);
+      };
+      req.on('data', onData);
+      req.once('error', reject);
+      req.once('end', () => {
+        if (size > limit) return;
+        let value: unknown;
+        try {
+          value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch (e) {
+          reject(new HttpError(400, 'bad_json', `the body is not valid JSON: ${(e as Error).message}`));
+          return;
+        }
+        if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+          reject(new HttpError(400, 'invalid_request', 'the body must be a JSON object'));
+          return;
+        }
+        resolve(value as Record<string, unknown>);
+      });
+    });
+  }
+
+  /** Checks one token-id sequence; `where` names it in messages (`tokens`, `inputs[3]`). */
+  #tokens(value: unknown, where: string): number[] {
+    const { vocabSize, maxSeqLen } = this.#opts.encoder;
+    if (!Array.isArray(value)) throw new HttpError(400, 'invalid_request', `'${where}' must be an array of token ids, got ${value === null ? 'null' : typeof value}`);
+    if (value.length === 0) throw new HttpError(400, 'invalid_request', `'${where}' is empty; at least one token is needed`);
+    if (value.length > maxSeqLen) {
+      throw new HttpError(400, 'too_long', `'${where}' has ${value.length} tokens; the model accepts at most ${maxSeqLen}`);
+    }
+    for (let i = 0; i < value.length; i++) {
+      const v: unknown = value[i];
+      if (typeof v !== 'number' || !Number.isInteger(v)) {
+        throw new HttpError(400, 'invalid_request', `'${where}[${i}]' must be an integer token id, got ${JSON.stringify(v)}`);
+      }
+      if (v < 0 || v >= vocabSize) {
+        throw new HttpError(400, 'token_out_of_range', `'${where}[${i}]' is ${v}; token ids must be in [0, ${vocabSize})`);
+      }
+    }
+    return value as number[];
+  }
+
+  #checkKeys(body: Record<string, unknown>, known: string[]): void {
+    for (const k of Object.keys(body)) {
+      if (!known.includes(k)) throw new HttpError(400, 'invalid_request', `unknown field '${k}'; known fields: ${known.join(', ')}`);
+    }
+  }
+
+  async #encode(body: Record<string, unknown>, signal: AbortSignal): Promise<unknown> {
+    this.#checkKeys(body, ['tokens', 'inputs', 'output']);
+    const output = (body.output ?? 'pooled') as OutputKind;
+    if (!['pooled', 'tokens', 'both'].includes(output)) {
+      throw new HttpError(400, 'invalid_request', `'output' must be "pooled", "tokens" or "both", got ${JSON.stringify(body.output)}`);
+    }
+    if ((body.tokens === undefined) === (body.inputs === undefined)) {
+      throw new HttpError(400, 'invalid_request', "give either 'tokens' (one sequence) or 'inputs' (an array of sequences)");
+    }
+    const single = body.tokens !== undefined;
+    let seqs: number[][];
+    if (single) seqs = [this.#tokens(body.tokens, 'tokens')];
+    else {
+      if (!Array.isArray(body.inputs) || body.inputs.length === 0) {
+        throw new HttpError(400, 'invalid_request', "'inputs' must be a non-empty array of token-id arrays");
+      }
+      if (body.inputs.length > this.#opts.maxInputsPerRequest) {
+        throw new HttpError(400, 'too_many_inputs', `'inputs' has ${body.inputs.length} sequences; the limit is ${this.#opts.maxInputsPerRequest}`);
+      }
+      seqs = body.inputs.map((s, i) => this.#tokens(s, `inputs[${i}]`));
+    }
+    // All or nothing: a batch request is not half-queued when the queue is nearly full.
+    if (seqs.length > 1 && this.batcher.capacity < seqs.length) {
+      if (this.batcher.closed) throw new BatcherClosedError();
+      throw new QueueFullError(this.batcher.maxQueue);
+    }
+    const outs = await Promise.all(seqs.map((s) => this.batcher.submit(s, { signal })));
+    const shape = (t: Tensor<'float32'>): Record<string, unknown> => ({
+      length: t.shape[0],
+      dim: t.shape[1],
+      ...(output !== 'tokens' ? { pooled: meanPool(t) } : {}),
+      ...(output !== 'pooled' ? { embeddings: rows(t) } : {}),
+    });
+    return single ? shape(outs[0]!) : { results: outs.map(shape) };
+  }
+
+  async #generate(body: Record<string, unknown>, signal: AbortSignal): Promise<unknown> {
+    const gen = this.#opts.generate;
+    if (!gen) {
+      throw new HttpError(501, 'not_implemented', this.#opts.generateUnavailableReason ?? 'generation is not available for this model');
+    }
+    this.#checkKeys(body, ['tokens', 'maxNewTokens']);
+    const tokens = this.#tokens(body.tokens, 'tokens');
+    const maxNewTokens = body.maxNewTokens ?? 16;
+    if (typeof maxNewTokens !== 'number' || !Number.isInteger(maxNewTokens) || maxNewTokens < 1 || maxNewTokens > 1024) {
+      throw new HttpError(400, 'invalid_request', `'maxNewTokens' must be an integer in [1, 1024], got ${JSON.stringify(body.maxNewTokens)}`);
+    }
+    return { tokens: await gen(tokens, { maxNewTokens, signal }) };
+  }
+}

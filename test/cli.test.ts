@@ -1,0 +1,126 @@
+/**
+ * The attnode CLI (run through tsx from the sources): `run` on a small
+ * generated model file and JSONL input, bad flags → exit code 2 with usage,
+ * and `serve` answering and shutting down cleanly on SIGTERM.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { saveSafetensors } from '../lib/io/safetensors';
+import { manualSeed } from '../lib/nn/init';
+import { EncoderModel } from '../lib/serving/encoder-model';
+import { tensor } from '../lib/tensor';
+
+const ROOT = path.resolve(__dirname, '..');
+const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+const CLI = path.join(ROOT, 'lib', 'cli', 'attnode.ts');
+
+function cli(args: string[], input?: string): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [TSX, CLI, ...args], { cwd: ROOT, encoding: 'utf8', input, timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('attnode CLI', () => {
+  let dir: string;
+  let modelPath: string;
+  let configPath: string;
+  let model: EncoderModel;
+  const options = { vocabSize: 40, dModel: 16, nhead: 2, numLayers: 2, dimFeedforward: 32, maxLen: 24 };
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'attnode-cli-'));
+    manualSeed(123);
+    model = new EncoderModel(options);
+    modelPath = path.join(dir, 'm.safetensors');
+    configPath = path.join(dir, 'c.json');
+    await saveSafetensors(modelPath, model.stateDict());
+    fs.writeFileSync(configPath, JSON.stringify({ kind: 'encoder', options }));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('run: streams JSONL rows through the model, in order, with per-row errors', () => {
+    const rows = ['[1, 2, 3]', '{"tokens": [4, 5, 6, 7, 8], "id": "b"}', '', '[39]', '[1, 40]', 'not json', '[]'];
+    const extra = Array.from({ length: 20 }, (_, i) => JSON.stringify(Array.from({ length: 1 + (i % 9) }, (_, j) => (i + j) % 40)));
+    const input = path.join(dir, 'in.jsonl');
+    const output = path.join(dir, 'out.jsonl');
+    fs.writeFileSync(input, [...rows, ...extra].join('\n') + '\n');
+    const r = cli(['run', '--model', modelPath, '--config', configPath, '--input', input, '--output', output, '--batch-size', '4', '--output-kind', 'both']);
+    expect(r.code, r.stderr).toBe(1); // rows with errors make the exit code 1
+    expect(r.stderr).toMatch(/26 rows \(3 with errors\)/);
+    const out = fs.readFileSync(output, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(out).toHaveLength(26);
+    expect(out.map((o) => o.line).slice(0, 6)).toEqual([1, 2, 4, 5, 6, 7]);
+    expect(out[1].id).toBe('b');
+    expect(out[3].error).toMatch(/outside \[0, 40\)/);
+    expect(out[4].error).toMatch(/JSON/);
+    expect(out[5].error).toMatch(/empty/);
+    // Each row equals the model run on it alone (padding in the batch changes nothing).
+    const check = (tokens: number[], rec: { embeddings: number[][]; pooled: number[]; length: number }): void => {
+      const want = model.forward(tensor(Int32Array.from(tokens), [1, tokens.length], 'int32'), null).data;
+      expect(rec.length).toBe(tokens.length);
+      rec.embeddings.flat().forEach((v, i) => expect(Math.abs(v - want[i]!)).toBeLessThan(1e-5));
+    };
+    check([1, 2, 3], out[0]);
+    check([4, 5, 6, 7, 8], out[1]);
+    check(JSON.parse(extra[7]!), out[6 + 7]);
+  });
+
+  it('run: reads stdin and writes stdout (pooled vectors by default)', () => {
+    const r = cli(['run', '--model', modelPath, '--config', configPath, '--input', '-'], '[1,2]\n[3]\n');
+    expect(r.code, r.stderr).toBe(0);
+    const out = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(out.map((o) => o.pooled.length)).toEqual([16, 16]);
+    expect(out[0].embeddings).toBeUndefined();
+  });
+
+  it('bad flags exit with code 2 and print usage', () => {
+    for (const args of [
+      ['run', '--bogus'],
+      ['run', '--model', modelPath], // no --input
+      ['run', '--input', 'x', '--batch-size', 'zero'],
+      ['serve', '--port', 'abc'],
+      ['serve', '--buckets', 'weird'],
+      ['frobnicate'],
+    ]) {
+      const r = cli(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(/usage: attnode/);
+    }
+  });
+
+  it('a bad config file is a clear error (exit 1)', () => {
+    const bad = path.join(dir, 'bad.json');
+    fs.writeFileSync(bad, JSON.stringify({ kind: 'encoder', options: { vocabSize: 10, dModel: 8, nhead: 2, numLayer: 1 } }));
+    const r = cli(['run', '--config', bad, '--input', '-'], '[1]\n');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/missing numLayers/);
+  });
+
+  it('serve: answers on the printed port and exits 0 after SIGTERM', async () => {
+    const child = spawn(process.execPath, [TSX, CLI, 'serve', '--model', modelPath, '--config', configPath, '--port', '0'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const port = await new Promise<number>((resolve, reject) => {
+      child.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+        const m = /"port":(\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      child.once('exit', () => reject(new Error(`serve exited early: ${err}`)));
+    });
+    const health = await (await fetch(`http://127.0.0.1:${port}/healthz`)).json();
+    expect(health).toMatchObject({ status: 'ok', model: { kind: 'encoder', weights: 'file', vocabSize: 40 } });
+    const enc = await fetch(`http://127.0.0.1:${port}/v1/encode`, { method: 'POST', body: JSON.stringify({ tokens: [1, 2, 3] }) });
+    expect(enc.status).toBe(200);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(err).toMatch(/shut down cleanly/);
+  });
+});
