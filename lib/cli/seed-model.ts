@@ -5,6 +5,7 @@
  * `TransformerModel(vocab_size, d_model, nhead, num_layers)`.
  */
 import { nn, type Tensor } from '../index';
+import { generateSeq2Seq, generateSeq2SeqAsync, type Seq2SeqGenerateOptions } from '../generate';
 
 export class TransformerModel extends nn.Module {
   embedding: nn.Embedding;
@@ -23,5 +24,18 @@ export class TransformerModel extends nn.Module {
   forward(src: Tensor<'int32'>, tgt: Tensor<'int32'>): Tensor<'float32'> {
     const output = this.transformer.forward(this.embedding.forward(src), this.embedding.forward(tgt));
     return this.fc.forward(output);
+  }
+
+  /**
+   * Greedy decoding with key/value caches (see {@link generateSeq2Seq}): src [S, N] token ids → generated ids
+   * [T, N] (without the bos), T ≤ maxNewTokens; sequences that emitted `eosId` are filled with `padId` (default eos).
+   */
+  generate(src: Tensor<'int32'>, options: Seq2SeqGenerateOptions): Tensor<'int32'> {
+    return generateSeq2Seq(this, src, options);
+  }
+
+  /** {@link generate} with each decoder step's kernels off the JS thread; the same tokens. */
+  generateAsync(src: Tensor<'int32'>, options: Seq2SeqGenerateOptions): Promise<Tensor<'int32'>> {
+    return generateSeq2SeqAsync(this, src, options);
   }
 }

@@ -8,8 +8,18 @@ export {
   type MultiheadAttentionOptions,
   type MultiheadAttentionForwardOptions,
   type MultiheadAttentionOutput,
+  type MultiheadAttentionStepOptions,
+  type MultiheadAttentionCacheOptions,
   type MaskTensor,
 } from './multihead-attention';
+export {
+  KVCache,
+  DecoderCache,
+  SelfAttentionCache,
+  type KVCacheOptions,
+  type MemoryKV,
+  type DecoderLayerCache,
+} from './kv-cache';
 export {
   TransformerEncoderLayer,
   TransformerDecoderLayer,
@@ -25,6 +35,11 @@ export {
   type EncoderForwardOptions,
   type TransformerForwardOptions,
   type StackNormOption,
+  type StepCacheOptions,
+  type SelfAttentionCacheOptions,
+  type CausalStepOptions,
+  type DecoderStepOptions,
 } from './transformer';
+export { CausalLM, type CausalLMOptions, type CausalLMCacheOptions } from './causal-lm';
 export { PositionalEncoding, type PositionalEncodingOptions } from './positional-encoding';
 export { manualSeed } from './init';

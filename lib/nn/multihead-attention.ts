@@ -6,6 +6,7 @@ import { checkInt, formatShape } from '../errors';
 import { Activation, BinaryOp, type AttentionMask, type Backend } from '../backend/backend';
 import { xavierNormal, xavierUniform } from './init';
 import { boolOption, checkOptions } from './options';
+import { KVCache, type MemoryKV } from './kv-cache';
 
 /** Options of {@link MultiheadAttention}: PyTorch's `nn.MultiheadAttention` arguments in camelCase. */
 export interface MultiheadAttentionOptions {
@@ -42,6 +43,24 @@ export interface MultiheadAttentionForwardOptions {
   averageAttnWeights?: boolean;
   /** Apply a causal mask (query i sees keys j ≤ i), in addition to `attnMask` if one is given. */
   isCausal?: boolean;
+}
+
+/** Options of {@link MultiheadAttention.forwardStep}. */
+export interface MultiheadAttentionStepOptions {
+  /**
+   * [batch, S] (or [S] unbatched) over every key the step attends to: all
+   * cached positions plus the step's own (self-attention), or the memory
+   * positions (a {@link MemoryKV}). `true` / -inf marks padding keys.
+   */
+  keyPaddingMask?: MaskTensor | null;
+}
+
+/** Options of {@link MultiheadAttention.createCache}. */
+export interface MultiheadAttentionCacheOptions {
+  /** Sequences decoded side by side (default 1; 1 for unbatched input). */
+  batch?: number;
+  /** Positions allocated up front (default 16); the cache doubles when it fills. */
+  capacity?: number;
 }
 
 /** Result of {@link MultiheadAttention.forward}. */
@@ -209,6 +228,202 @@ export class MultiheadAttention extends Module {
     if (average) wt = averageHeads(be, weights, n, h, l * kLen);
     const shape = average ? [n, l, kLen] : [n, h, l, kLen];
     return { output, weights: new Tensor(wt, batched ? shape : shape.slice(1), 'float32') };
+  }
+
+  /** An empty {@link KVCache} for {@link forwardStep} self-attention with this module. */
+  createCache(options: MultiheadAttentionCacheOptions = {}): KVCache {
+    checkOptions('MultiheadAttention.createCache', options, ['batch', 'capacity']);
+    const { batch = 1, capacity } = options;
+    return new KVCache({ batch, embedDim: this.embedDim, ...(capacity === undefined ? {} : { capacity }) });
+  }
+
+  /**
+   * Projects a fixed key/value sequence once (e.g. a decoder's encoder
+   * memory) for any number of {@link forwardStep} calls: key [S, N, kdim],
+   * value [S, N, vdim] (batch-first or unbatched alike; value defaults to key).
+   */
+  precomputeKV(key: Tensor<'float32'>, value: Tensor<'float32'> = key): MemoryKV {
+    const fn = 'MultiheadAttention.precomputeKV';
+    this.#checkStepSupported(fn);
+    for (const [arg, t, feat] of [['key', key, this.kdim], ['value', value, this.vdim]] as const) {
+      if (!(t instanceof Tensor) || t.dtype !== 'float32') {
+        throw new TypeError(`${fn}: argument '${arg}' must be a float32 Tensor, got ${describe(t)}`);
+      }
+      if ((t.ndim !== 2 && t.ndim !== 3) || t.shape[t.ndim - 1] !== feat) {
+        throw new RangeError(`${fn}: argument '${arg}' must have shape [S, batch, ${feat}] / [batch, S, ${feat}] (or [S, ${feat}] unbatched), got ${formatShape(t.shape)}`);
+      }
+    }
+    if (key.ndim !== value.ndim || key.shape.slice(0, -1).some((d, i) => d !== value.shape[i])) {
+      throw new RangeError(`${fn}: key and value must have the same sequence and batch sizes, got ${formatShape(key.shape)} and ${formatShape(value.shape)}`);
+    }
+    const batched = key.ndim === 3;
+    const n = batched ? key.shape[this.batchFirst ? 0 : 1]! : 1;
+    const s = key.shape[batched && this.batchFirst ? 1 : 0]!;
+    const e = this.embedDim;
+    const hd = this.headDim;
+    const be = this.backend;
+    const bf = this.batchFirst || n === 1;
+    const w = this.inProjWeight;
+    const bias = this.inProjBias?.data ?? null;
+    const bslice = (i: number, count = 1): Float32Array | null => (bias ? bias.subarray(i * e, (i + count) * e) : null);
+    if (w && key === value) {
+      // One GEMM for both: the [k; v] rows of in_proj_weight, keys and values interleaved per row.
+      const kv = project(be, key.data, n * s, e, w.data.subarray(e * e), bslice(1, 2), 2 * e);
+      const strides = layoutStrides(bf, n, s, 2 * e, hd);
+      return { batch: n, length: s, embedDim: e, k: kv, v: kv.subarray(e), kStrides: strides, vStrides: strides };
+    }
+    const wk = w ? w.data.subarray(e * e, 2 * e * e) : this.kProjWeight!.data;
+    const wv = w ? w.data.subarray(2 * e * e) : this.vProjWeight!.data;
+    const strides = layoutStrides(bf, n, s, e, hd);
+    return {
+      batch: n,
+      length: s,
+      embedDim: e,
+      k: project(be, key.data, n * s, this.kdim, wk, bslice(1), e),
+      v: project(be, value.data, n * s, this.vdim, wv, bslice(2), e),
+      kStrides: strides,
+      vStrides: strides,
+    };
+  }
+
+  /**
+   * One incremental step: query [t, N, E] (batch-first or unbatched alike)
+   * for the next t positions → output shaped like the query.
+   *
+   * With a {@link KVCache} (self-attention) the step's keys and values are
+   * the query's own projections: they are appended to the cache (written by
+   * the projection GEMM straight into the cache buffer), and each query
+   * position attends to every cached position up to and including its own,
+   * which is what `forward(x, x, x, { isCausal: true })` on the whole prefix
+   * gives for the same rows. With a {@link MemoryKV} (cross-attention) the
+   * query attends to all of the precomputed positions.
+   *
+   * Not supported with `addBiasKv` / `addZeroAttn` (their extra key rows
+   * come after the sequence, which has no fixed end while decoding).
+   */
+  forwardStep(
+    query: Tensor<'float32'>,
+    cache: KVCache | MemoryKV,
+    options: MultiheadAttentionStepOptions = {},
+  ): Tensor<'float32'> {
+    const fn = 'MultiheadAttention.forwardStep';
+    checkOptions(fn, options, ['keyPaddingMask']);
+    this.#checkStepSupported(fn);
+    if (!(query instanceof Tensor) || query.dtype !== 'float32') {
+      throw new TypeError(`${fn}: argument 'query' must be a float32 Tensor, got ${describe(query)}`);
+    }
+    const e = this.embedDim;
+    if ((query.ndim !== 2 && query.ndim !== 3) || query.shape[query.ndim - 1] !== e) {
+      throw new RangeError(`${fn}: argument 'query' must have shape [t, batch, ${e}] / [batch, t, ${e}] (or [t, ${e}] unbatched), got ${formatShape(query.shape)}`);
+    }
+    const batched = query.ndim === 3;
+    const n = batched ? query.shape[this.batchFirst ? 0 : 1]! : 1;
+    const t = query.shape[batched && this.batchFirst ? 1 : 0]!;
+    if (cache === null || typeof cache !== 'object' || cache.embedDim !== e || cache.batch !== n) {
+      const got = cache !== null && typeof cache === 'object'
+        ? `batch ${cache.batch}, embedDim ${cache.embedDim}`
+        : String(cache);
+      throw new RangeError(`${fn}: argument 'cache' must be a KVCache or MemoryKV for batch ${n} and embedDim ${e}, got ${got}`);
+    }
+    const h = this.numHeads;
+    const hd = this.headDim;
+    const be = this.backend;
+    const bf = this.batchFirst || n === 1;
+    const rows = n * t;
+    const w = this.inProjWeight;
+    const bias = this.inProjBias?.data ?? null;
+    const bslice = (i: number, count = 1): Float32Array | null => (bias ? bias.subarray(i * e, (i + count) * e) : null);
+    const q = project(be, query.data, rows, e, w ? w.data.subarray(0, e * e) : this.qProjWeight!.data, bslice(0), e);
+
+    let k: Float32Array;
+    let v: Float32Array;
+    let kStrides: readonly [number, number, number];
+    let vStrides: readonly [number, number, number];
+    let lk: number;
+    let causal = false;
+    const masks: AttentionMask[] = [];
+    if (cache instanceof KVCache) {
+      if (!w) {
+        throw new RangeError(`${fn}: a self-attention KVCache needs kdim = vdim = embedDim (${e}), got kdim ${this.kdim}, vdim ${this.vdim}`);
+      }
+      const pos = cache.length;
+      cache.reserve(be, pos + t);
+      const cap = cache.capacity;
+      const row = 2 * e;
+      const data = cache.data;
+      const wkv = w.data.subarray(e * e);
+      if (bf || t === 1) {
+        // Each sequence's t input rows are contiguous (t·E apart across the batch): the GEMM writes its k/v rows
+        // directly at positions pos.. of that sequence in the cache, one batch entry per sequence.
+        be.gemm({
+          a: query.data, b: wkv, c: data.subarray(pos * row), m: t, n: row, k: e, transA: false, transB: true, alpha: 1,
+          beta: 0, bias: bslice(1, 2), act: Activation.None, batch: n, strideA: t * e, strideB: 0, strideC: cap * row,
+        });
+      } else {
+        // Sequence-first rows interleave the batch: project, then one strided copy per sequence.
+        const kv = project(be, query.data, rows, e, wkv, bslice(1, 2), row);
+        for (let b = 0; b < n; b++) {
+          const src = kv.subarray(b * row, ((t - 1) * n + b) * row + row);
+          const dst = data.subarray((b * cap + pos) * row, (b * cap + pos + t) * row);
+          be.binary(BinaryOp.Add, src, [n * row, 1], ZERO, [0, 0], dst, [t, row]);
+        }
+      }
+      cache.advance(t);
+      lk = pos + t;
+      k = data;
+      v = data.subarray(e);
+      kStrides = vStrides = [cap * row, hd, row];
+      if (t > 1 && pos === 0) {
+        causal = true;
+      } else if (t > 1) {
+        // The kernel's causal flag is top-left aligned (query i sees keys ≤ i); here query i is position pos + i.
+        const m = new Float32Array(t * lk);
+        for (let i = 0; i < t; i++) m.fill(-Infinity, i * lk + pos + i + 1, (i + 1) * lk);
+        masks.push({ data: m, strides: [0, 0, lk, 1] });
+      }
+    } else {
+      ({ k, v, kStrides, vStrides, length: lk } = cache);
+    }
+    const kpm = options.keyPaddingMask;
+    if (kpm !== undefined && kpm !== null) {
+      const data = maskData(fn, 'keyPaddingMask', kpm);
+      const ok = batched ? kpm.ndim === 2 && kpm.shape[0] === n && kpm.shape[1] === lk : kpm.ndim === 1 && kpm.shape[0] === lk;
+      if (!ok) {
+        const expected = batched ? `[batch, S] = [${n}, ${lk}]` : `[S] = [${lk}]`;
+        throw new RangeError(`${fn}: argument 'keyPaddingMask' must have shape ${expected} (every key attended to), got ${formatShape(kpm.shape)}`);
+      }
+      masks.push({ data, strides: [lk, 0, 0, 1] });
+    }
+
+    const attn = allocateUninitialized('float32', rows * e);
+    be.attention({
+      q,
+      k,
+      v,
+      out: attn,
+      qStrides: layoutStrides(bf, n, t, e, hd),
+      kStrides,
+      vStrides,
+      outStrides: layoutStrides(bf, n, t, e, hd),
+      batch: n,
+      heads: h,
+      lq: t,
+      lk,
+      dk: hd,
+      dv: hd,
+      scale: 1 / Math.sqrt(hd),
+      masks,
+      causal,
+      weights: null,
+    });
+    const out = project(be, attn, rows, e, this.outProj.weight.data, this.outProj.bias?.data ?? null, e);
+    return new Tensor(out, query.shape.slice(), 'float32');
+  }
+
+  #checkStepSupported(fn: string): void {
+    if (this.biasK || this.addZeroAttn) {
+      throw new RangeError(`${fn}: incremental decoding does not support addBiasKv or addZeroAttn`);
+    }
   }
 
   #checkInputs(fn: string, query: Tensor<'float32'>, key: Tensor<'float32'>, value: Tensor<'float32'>): Dims {

@@ -7,6 +7,7 @@ import { checkInt, formatShape } from '../errors';
 import * as ops from '../ops';
 import { xavierUniform } from './init';
 import { boolOption, checkOptions } from './options';
+import { DecoderCache, KVCache, SelfAttentionCache, type DecoderLayerCache } from './kv-cache';
 
 /** Feed-forward activation of the Transformer layers. */
 export type TransformerActivation = 'relu' | 'gelu';
@@ -85,6 +86,32 @@ function checkInput(fn: string, arg: string, x: unknown, dModel: number): Tensor
   return x;
 }
 
+/** Options of the `createCache` methods: the size of the self-attention key/value caches. */
+export interface StepCacheOptions {
+  /** Positions allocated up front (default 16); a cache doubles when it fills. */
+  capacity?: number;
+}
+
+/** Options of {@link TransformerEncoderLayer.createCache} / {@link TransformerEncoder.createCache}. */
+export interface SelfAttentionCacheOptions extends StepCacheOptions {
+  /** Sequences decoded side by side (default 1; 1 for unbatched input). */
+  batch?: number;
+}
+
+/** Options of {@link TransformerEncoderLayer.forwardStep} / {@link TransformerEncoder.forwardStep}. */
+export interface CausalStepOptions {
+  /** [batch, S] over every position attended to (all cached ones plus the step's): `true` / -inf marks padding. */
+  srcKeyPaddingMask?: MaskTensor | null;
+}
+
+/** Options of {@link TransformerDecoderLayer.forwardStep} / {@link TransformerDecoder.forwardStep}. */
+export interface DecoderStepOptions {
+  /** [batch, T] over every target position attended to (all cached ones plus the step's). */
+  tgtKeyPaddingMask?: MaskTensor | null;
+  /** [batch, S] over the memory positions, as in `forward`. */
+  memoryKeyPaddingMask?: MaskTensor | null;
+}
+
 /** Forward options of {@link TransformerEncoderLayer} (PyTorch's keyword arguments). */
 export interface EncoderLayerForwardOptions {
   srcMask?: MaskTensor | null;
@@ -124,14 +151,38 @@ export class TransformerEncoderLayer extends Module {
     const fn = 'TransformerEncoderLayer.forward';
     checkOptions(fn, options, ['srcMask', 'srcKeyPaddingMask', 'isCausal']);
     checkInput(fn, 'src', src, this.options.dModel);
-    const be = { backend: this.backend };
-    const sa = (x: Tensor<'float32'>): Tensor<'float32'> =>
+    return this.#block(src, (x) =>
       this.selfAttn.forward(x, x, x, {
         attnMask: options.srcMask ?? null,
         keyPaddingMask: options.srcKeyPaddingMask ?? null,
         needWeights: false,
         isCausal: options.isCausal ?? false,
-      }).output;
+      }).output);
+  }
+
+  /** An empty self-attention cache for {@link forwardStep} (causal, decoder-only use of this layer). */
+  createCache(options: SelfAttentionCacheOptions = {}): KVCache {
+    checkOptions('TransformerEncoderLayer.createCache', options, ['batch', 'capacity']);
+    return this.selfAttn.createCache(options);
+  }
+
+  /**
+   * Causal incremental step (decoder-only use): src [t, N, E] holds the next t
+   * positions; they attend to every cached position and causally among
+   * themselves, exactly the rows `forward(prefix, { isCausal: true })` gives
+   * for them. Their keys/values are appended to `cache`.
+   */
+  forwardStep(src: Tensor<'float32'>, cache: KVCache, options: CausalStepOptions = {}): Tensor<'float32'> {
+    const fn = 'TransformerEncoderLayer.forwardStep';
+    checkOptions(fn, options, ['srcKeyPaddingMask']);
+    checkInput(fn, 'src', src, this.options.dModel);
+    const keyPaddingMask = options.srcKeyPaddingMask ?? null;
+    return this.#block(src, (x) => this.selfAttn.forwardStep(x, cache, { keyPaddingMask }));
+  }
+
+  /** The residual structure (post-norm or pre-norm) around a self-attention `sa` and the feed-forward block. */
+  #block(src: Tensor<'float32'>, sa: (x: Tensor<'float32'>) => Tensor<'float32'>): Tensor<'float32'> {
+    const be = { backend: this.backend };
     let x = src;
     if (this.normFirst) {
       x = ops.add(x, sa(this.norm1.forward(x)), be);
@@ -196,7 +247,6 @@ export class TransformerDecoderLayer extends Module {
     checkOptions(fn, options, DECODER_FORWARD_KEYS);
     checkInput(fn, 'tgt', tgt, this.options.dModel);
     checkInput(fn, 'memory', memory, this.options.dModel);
-    const be = { backend: this.backend };
     const sa = (x: Tensor<'float32'>): Tensor<'float32'> =>
       this.selfAttn.forward(x, x, x, {
         attnMask: options.tgtMask ?? null,
@@ -211,6 +261,49 @@ export class TransformerDecoderLayer extends Module {
         needWeights: false,
         isCausal: options.memoryIsCausal ?? false,
       }).output;
+    return this.#block(tgt, sa, ca);
+  }
+
+  /**
+   * The caches for incremental decoding against `memory` [S, N, E]: the
+   * cross-attention keys/values of the memory, projected once here, and an
+   * empty self-attention cache.
+   */
+  createCache(memory: Tensor<'float32'>, options: StepCacheOptions = {}): DecoderLayerCache {
+    const fn = 'TransformerDecoderLayer.createCache';
+    checkOptions(fn, options, ['capacity']);
+    checkInput(fn, 'memory', memory, this.options.dModel);
+    const crossAttn = this.multiheadAttn.precomputeKV(memory);
+    return { selfAttn: this.selfAttn.createCache({ batch: crossAttn.batch, ...options }), crossAttn };
+  }
+
+  /**
+   * Incremental step: tgt [t, N, E] holds the next t target positions; they
+   * attend to every cached target position and causally among themselves,
+   * then to the whole memory. Gives the rows `forward(prefix, memory,
+   * { tgtIsCausal: true })` gives for them; their keys/values are appended to
+   * `cache.selfAttn`.
+   */
+  forwardStep(tgt: Tensor<'float32'>, cache: DecoderLayerCache, options: DecoderStepOptions = {}): Tensor<'float32'> {
+    const fn = 'TransformerDecoderLayer.forwardStep';
+    checkOptions(fn, options, ['tgtKeyPaddingMask', 'memoryKeyPaddingMask']);
+    checkInput(fn, 'tgt', tgt, this.options.dModel);
+    const tgtPadding = options.tgtKeyPaddingMask ?? null;
+    const memoryPadding = options.memoryKeyPaddingMask ?? null;
+    return this.#block(
+      tgt,
+      (x) => this.selfAttn.forwardStep(x, cache.selfAttn, { keyPaddingMask: tgtPadding }),
+      (x) => this.multiheadAttn.forwardStep(x, cache.crossAttn, { keyPaddingMask: memoryPadding }),
+    );
+  }
+
+  /** The residual structure (post-norm or pre-norm) around self-attention `sa`, cross-attention `ca` and feed-forward. */
+  #block(
+    tgt: Tensor<'float32'>,
+    sa: (x: Tensor<'float32'>) => Tensor<'float32'>,
+    ca: (x: Tensor<'float32'>) => Tensor<'float32'>,
+  ): Tensor<'float32'> {
+    const be = { backend: this.backend };
     let x = tgt;
     if (this.normFirst) {
       x = ops.add(x, sa(this.norm1.forward(x)), be);
@@ -282,6 +375,8 @@ export interface EncoderForwardOptions {
 /** PyTorch's `nn.TransformerEncoder`: `numLayers` encoder layers and an optional final norm. State dict: `layers.<i>.*`, `norm.*`. */
 export class TransformerEncoder extends Module {
   readonly numLayers: number;
+  /** The layers' batchFirst: which axis of a step's input counts its positions. */
+  readonly #batchFirst: boolean;
   layers: ModuleList<TransformerEncoderLayer>;
   norm: LayerNorm | null;
 
@@ -291,6 +386,7 @@ export class TransformerEncoder extends Module {
     this.numLayers = checkInt('TransformerEncoder', 'numLayers', options.numLayers, 0);
     const spec = stackLayer('TransformerEncoder', options.layer, TransformerEncoderLayer);
     const o = resolveLayerOptions('TransformerEncoder.layer', spec.options);
+    this.#batchFirst = o.batchFirst;
     const layers = new ModuleList<TransformerEncoderLayer>();
     for (let i = 0; i < this.numLayers; i++) layers.push(spec.make());
     this.layers = layers;
@@ -309,11 +405,36 @@ export class TransformerEncoder extends Module {
     }
     return this.norm ? this.norm.forward(x) : x;
   }
+
+  /** Empty per-layer caches for {@link forwardStep} (causal, decoder-only use of the stack). */
+  createCache(options: SelfAttentionCacheOptions = {}): SelfAttentionCache {
+    checkOptions('TransformerEncoder.createCache', options, ['batch', 'capacity']);
+    return new SelfAttentionCache([...this.layers].map((l) => l.createCache(options)));
+  }
+
+  /**
+   * Causal incremental step through every layer and the final norm: the rows
+   * `forward(prefix, { isCausal: true })` gives for the step's t positions.
+   */
+  forwardStep(src: Tensor<'float32'>, cache: SelfAttentionCache, options: CausalStepOptions = {}): Tensor<'float32'> {
+    const fn = 'TransformerEncoder.forwardStep';
+    checkOptions(fn, options, ['srcKeyPaddingMask']);
+    if (!(cache instanceof SelfAttentionCache) || cache.layers.length !== this.numLayers) {
+      throw new TypeError(`${fn}: argument 'cache' must be a SelfAttentionCache from this stack's createCache()`);
+    }
+    let x = src;
+    let i = 0;
+    for (const layer of this.layers) x = layer.forwardStep(x, cache.layers[i++]!, options);
+    if (this.numLayers === 0) cache.advanceEmpty(src.shape[src.ndim === 3 && this.#batchFirst ? 1 : 0]!);
+    return this.norm ? this.norm.forward(x) : x;
+  }
 }
 
 /** PyTorch's `nn.TransformerDecoder`: `numLayers` decoder layers and an optional final norm. State dict: `layers.<i>.*`, `norm.*`. */
 export class TransformerDecoder extends Module {
   readonly numLayers: number;
+  /** The layers' batchFirst: which axis of a step's input counts its positions. */
+  readonly #batchFirst: boolean;
   layers: ModuleList<TransformerDecoderLayer>;
   norm: LayerNorm | null;
 
@@ -323,6 +444,7 @@ export class TransformerDecoder extends Module {
     this.numLayers = checkInt('TransformerDecoder', 'numLayers', options.numLayers, 0);
     const spec = stackLayer('TransformerDecoder', options.layer, TransformerDecoderLayer);
     const o = resolveLayerOptions('TransformerDecoder.layer', spec.options);
+    this.#batchFirst = o.batchFirst;
     const layers = new ModuleList<TransformerDecoderLayer>();
     for (let i = 0; i < this.numLayers; i++) layers.push(spec.make());
     this.layers = layers;
@@ -333,6 +455,36 @@ export class TransformerDecoder extends Module {
     checkOptions('TransformerDecoder.forward', options, DECODER_FORWARD_KEYS);
     let x = tgt;
     for (const layer of this.layers) x = layer.forward(x, memory, options);
+    return this.norm ? this.norm.forward(x) : x;
+  }
+
+  /**
+   * The caches for incremental decoding against `memory` [S, N, E] (the
+   * encoder output): every layer's cross-attention keys/values of the memory,
+   * projected once here, and empty self-attention caches.
+   */
+  createCache(memory: Tensor<'float32'>, options: StepCacheOptions = {}): DecoderCache {
+    checkOptions('TransformerDecoder.createCache', options, ['capacity']);
+    return new DecoderCache([...this.layers].map((l) => l.createCache(memory, options)));
+  }
+
+  /**
+   * Incremental step through every layer and the final norm: tgt [t, N, E]
+   * holds the next t target positions (the first step may hold a whole
+   * prompt: it is causal within itself). Gives the rows `forward(prefix,
+   * memory, { tgtIsCausal: true })` gives for them, attending over the cache
+   * instead of recomputing earlier positions.
+   */
+  forwardStep(tgt: Tensor<'float32'>, cache: DecoderCache, options: DecoderStepOptions = {}): Tensor<'float32'> {
+    const fn = 'TransformerDecoder.forwardStep';
+    checkOptions(fn, options, ['tgtKeyPaddingMask', 'memoryKeyPaddingMask']);
+    if (!(cache instanceof DecoderCache) || cache.layers.length !== this.numLayers) {
+      throw new TypeError(`${fn}: argument 'cache' must be a DecoderCache from this stack's createCache()`);
+    }
+    let x = tgt;
+    let i = 0;
+    for (const layer of this.layers) x = layer.forwardStep(x, cache.layers[i++]!, options);
+    if (this.numLayers === 0) cache.advanceEmpty(tgt.shape[tgt.ndim === 3 && this.#batchFirst ? 1 : 0]!);
     return this.norm ? this.norm.forward(x) : x;
   }
 }

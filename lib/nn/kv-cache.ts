@@ -1,0 +1,232 @@
+/**
+ * Key/value caches for incremental (token-by-token) decoding.
+ *
+ * - {@link KVCache}: the growing keys and values of one self-attention module.
+ *   Each step's new key/value rows are written by the projection GEMM straight
+ *   into the cache buffer; attention then reads the first `length` rows
+ *   through strides. Nothing already cached is ever recomputed or copied,
+ *   except once per capacity doubling.
+ * - {@link MemoryKV}: the projected keys and values of a fixed sequence (the
+ *   encoder memory of cross-attention), computed once per sequence.
+ * - {@link DecoderCache} / {@link SelfAttentionCache}: one of those per layer
+ *   of a decoder stack / of a causal (decoder-only) stack of encoder layers.
+ *
+ * All data movement goes through backend ops, never JS loops over values, so
+ * a step recorded inside `runAsync` stays correct: when the recording runs,
+ * the copies happen in order after the kernels that produce their inputs.
+ */
+import { BinaryOp, type Backend } from '../backend/backend';
+import { checkInt } from '../errors';
+import { checkOptions } from './options';
+
+/** A one-element zero used as the broadcast right operand of a strided copy (x + 0). */
+const ZERO = new Float32Array(1);
+
+/** Options of {@link KVCache}. */
+export interface KVCacheOptions {
+  /** Sequences decoded side by side (1 for unbatched input). */
+  batch: number;
+  /** Features of a key (and of a value): the attention's `embedDim`. */
+  embedDim: number;
+  /**
+   * Positions allocated up front (default 16). Appending beyond it doubles the
+   * capacity (one copy of the cached rows); set it to the final length to
+   * avoid that.
+   */
+  capacity?: number;
+}
+
+/**
+ * The keys and values of one self-attention module for the positions decoded
+ * so far. Layout: `data` is [batch, capacity, 2·embedDim], batch-first, each
+ * row the position's key followed by its value, so one GEMM (with the
+ * `[k; v]` rows of `in_proj_weight`) writes both, and the attention kernel
+ * reads keys and values of the first `length` rows through strides.
+ *
+ * Created by {@link MultiheadAttention.createCache} (or directly), filled by
+ * `MultiheadAttention.forwardStep`. A cache belongs to one module and one
+ * batch of sequences; {@link reset} reuses it for a new batch of the same size.
+ */
+export class KVCache {
+  readonly batch: number;
+  readonly embedDim: number;
+  #capacity: number;
+  #length = 0;
+  #data: Float32Array;
+
+  constructor(options: KVCacheOptions) {
+    const name = 'KVCache';
+    checkOptions(name, options, ['batch', 'embedDim', 'capacity']);
+    this.batch = checkInt(name, 'batch', options.batch, 1);
+    this.embedDim = checkInt(name, 'embedDim', options.embedDim, 1);
+    this.#capacity = options.capacity === undefined ? 16 : checkInt(name, 'capacity', options.capacity, 1);
+    this.#data = new Float32Array(this.batch * this.#capacity * 2 * this.embedDim);
+  }
+
+  /** Positions cached so far. */
+  get length(): number {
+    return this.#length;
+  }
+
+  /** Positions that fit before the buffer must grow. */
+  get capacity(): number {
+    return this.#capacity;
+  }
+
+  /**
+   * The buffer, [batch, capacity, 2·embedDim]. Replaced (not resized) when the
+   * capacity grows, so do not hold on to it across appends. Its contents are
+   * only final after pending async work has run.
+   */
+  get data(): Float32Array {
+    return this.#data;
+  }
+
+  /**
+   * Ensures room for `total` positions, doubling the capacity as needed. The
+   * cached rows move to the new buffer through backend copies (`be`), so this
+   * is safe inside a recording.
+   */
+  reserve(be: Backend, total: number): void {
+    checkInt('KVCache.reserve', 'total', total, 0);
+    if (total <= this.#capacity) return;
+    let cap = this.#capacity;
+    while (cap < total) cap *= 2;
+    const row = 2 * this.embedDim;
+    const next = new Float32Array(this.batch * cap * row);
+    const len = this.#length;
+    if (len > 0) {
+      const old = this.#data;
+      const oldCap = this.#capacity;
+      for (let b = 0; b < this.batch; b++) {
+        const src = old.subarray(b * oldCap * row, (b * oldCap + len) * row);
+        be.binary(BinaryOp.Add, src, [1], ZERO, [0], next.subarray(b * cap * row, (b * cap + len) * row), [len * row]);
+      }
+    }
+    this.#data = next;
+    this.#capacity = cap;
+  }
+
+  /**
+   * Marks `count` more positions as cached (after their rows were written).
+   * Used by `MultiheadAttention.forwardStep`; call it yourself only when
+   * writing rows into {@link data} by other means.
+   */
+  advance(count: number): void {
+    checkInt('KVCache.advance', 'count', count, 0, this.#capacity - this.#length);
+    this.#length += count;
+  }
+
+  /** Forgets positions from `length` on (e.g. to roll back a rejected draft); the buffer is kept. */
+  truncate(length: number): void {
+    this.#length = checkInt('KVCache.truncate', 'length', length, 0, this.#length);
+  }
+
+  /** Empties the cache for a new batch of sequences; the buffer is kept. */
+  reset(): void {
+    this.#length = 0;
+  }
+}
+
+/**
+ * The projected keys and values of a fixed sequence, e.g. the encoder memory
+ * a decoder's cross-attention reads at every step: computed once by
+ * {@link MultiheadAttention.precomputeKV}, then reused by every
+ * `forwardStep`. Keys and values are addressed by element strides over
+ * (batch, head, position) with a contiguous feature axis, like
+ * `Backend.attention` takes them.
+ */
+export interface MemoryKV {
+  readonly batch: number;
+  /** Key/value positions. */
+  readonly length: number;
+  readonly embedDim: number;
+  readonly k: Float32Array;
+  readonly v: Float32Array;
+  readonly kStrides: readonly [number, number, number];
+  readonly vStrides: readonly [number, number, number];
+}
+
+/** The caches of one decoder layer: its self-attention keys/values and its cross-attention memory keys/values. */
+export interface DecoderLayerCache {
+  readonly selfAttn: KVCache;
+  readonly crossAttn: MemoryKV;
+}
+
+/** Positions cached, checked equal across layers (they advance together). */
+function commonLength(caches: readonly KVCache[]): number {
+  return caches.length === 0 ? 0 : caches[0]!.length;
+}
+
+/**
+ * The state of incremental decoding through a `TransformerDecoder`: one
+ * {@link DecoderLayerCache} per layer. Created by
+ * `TransformerDecoder.createCache(memory)`, advanced by
+ * `TransformerDecoder.forwardStep`.
+ */
+export class DecoderCache {
+  readonly layers: readonly DecoderLayerCache[];
+  /** Target positions decoded when the stack has no layers (otherwise the layers' self-attention caches say). */
+  #emptyLength = 0;
+
+  constructor(layers: readonly DecoderLayerCache[]) {
+    this.layers = layers;
+  }
+
+  /** Target positions decoded so far. */
+  get length(): number {
+    return this.layers.length ? commonLength(this.layers.map((l) => l.selfAttn)) : this.#emptyLength;
+  }
+
+  /** @internal Advances the length of a stack without layers. */
+  advanceEmpty(count: number): void {
+    this.#emptyLength += count;
+  }
+
+  /** Forgets target positions from `length` on in every layer. */
+  truncate(length: number): void {
+    for (const l of this.layers) l.selfAttn.truncate(length);
+    if (!this.layers.length) {
+      this.#emptyLength = checkInt('DecoderCache.truncate', 'length', length, 0, this.#emptyLength);
+    }
+  }
+}
+
+/**
+ * The state of incremental decoding through a causal stack of self-attention
+ * layers (`TransformerEncoder` used decoder-only): one {@link KVCache} per
+ * layer. Created by `TransformerEncoder.createCache`, advanced by
+ * `TransformerEncoder.forwardStep`.
+ */
+export class SelfAttentionCache {
+  readonly layers: readonly KVCache[];
+  #emptyLength = 0;
+
+  constructor(layers: readonly KVCache[]) {
+    this.layers = layers;
+  }
+
+  /** Positions decoded so far. */
+  get length(): number {
+    return this.layers.length ? commonLength(this.layers) : this.#emptyLength;
+  }
+
+  /** @internal Advances the length of a stack without layers. */
+  advanceEmpty(count: number): void {
+    this.#emptyLength += count;
+  }
+
+  /** Forgets positions from `length` on in every layer. */
+  truncate(length: number): void {
+    for (const c of this.layers) c.truncate(length);
+    if (!this.layers.length) {
+      this.#emptyLength = checkInt('SelfAttentionCache.truncate', 'length', length, 0, this.#emptyLength);
+    }
+  }
+
+  /** Empties every layer's cache. */
+  reset(): void {
+    for (const c of this.layers) c.reset();
+    this.#emptyLength = 0;
+  }
+}
