@@ -34,32 +34,69 @@ const char* type_name(const Napi::Value& v) {
 }
 
 template <typename T>
-Span<T> typed_span(const Napi::TypedArray& ta) {
+Span<T> typed_span(Napi::Env env, const Napi::Value& v) {
   Span<T> s;
-  Napi::ArrayBuffer buf = ta.ArrayBuffer();
-  s.length = static_cast<int64_t>(ta.ElementLength());
-  s.byte_offset = static_cast<int64_t>(ta.ByteOffset());
-  s.buffer = buf.Data();
-  // A detached buffer reports length 0 and a null base: the span stays empty,
-  // so any non-zero length requirement fails before a pointer is used.
-  s.data = s.buffer ? reinterpret_cast<T*>(static_cast<uint8_t*>(buf.Data()) + ta.ByteOffset()) : nullptr;
-  if (!s.data) s.length = 0;
+  TypedArrayMemory mem = typed_array_memory(env, v);
+  s.given = true;
+  // A detached buffer reports a null base: the span stays empty, so any
+  // non-zero length requirement fails before a pointer is used.
+  if (mem.data == nullptr) return s;
+  s.data = static_cast<T*>(mem.data);
+  s.length = static_cast<int64_t>(mem.element_length);
+  s.byte_offset = static_cast<int64_t>(mem.byte_offset);
+  s.buffer = static_cast<uint8_t*>(mem.data) - mem.byte_offset;
   return s;
 }
 
 }  // namespace
 
-Args::Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count, size_t offset, KeepAlive* keep)
+TypedArrayMemory typed_array_memory(Napi::Env env, const Napi::Value& v) {
+  TypedArrayMemory m;
+  napi_value arraybuffer;
+  if (napi_get_typedarray_info(env, v, &m.type, &m.element_length, &m.data, &arraybuffer, &m.byte_offset) != napi_ok) {
+    throw Napi::TypeError::New(env, "attnode: expected a typed array");
+  }
+  if (m.data == nullptr) m.element_length = 0;
+  size_t item = 1;
+  switch (m.type) {
+    case napi_int16_array:
+    case napi_uint16_array:
+      item = 2;
+      break;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array:
+      item = 4;
+      break;
+    case napi_float64_array:
+    case napi_bigint64_array:
+    case napi_biguint64_array:
+      item = 8;
+      break;
+    default:
+      break;
+  }
+  m.byte_length = m.element_length * item;
+  return m;
+}
+
+Args::Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count, size_t offset, KeepAlive* keep,
+           size_t optional_count)
     : info_(info), fn_(fn), offset_(offset), keep_(keep) {
-  if (info.Length() != expected_count + offset) {
+  const size_t given = info.Length() < offset ? 0 : info.Length() - offset;
+  if (given < expected_count || given > expected_count + optional_count) {
     std::ostringstream m;
-    m << "attnode." << fn << ": expected " << expected_count << " arguments, got " << info.Length() - offset;
+    m << "attnode." << fn << ": expected " << expected_count;
+    if (optional_count) m << " to " << expected_count + optional_count;
+    m << " arguments, got " << given;
     type_error(m.str());
   }
 }
 
 void Args::keep(const Napi::Value& v) const {
-  if (keep_) keep_->push_back(Napi::Persistent(v));
+  if (!keep_) return;
+  TypedArrayMemory mem = typed_array_memory(env(), v);
+  keep_->push_back(KeptArray{Napi::Persistent(v), mem.data, mem.byte_length});
 }
 
 void Args::range_error(const std::string& message) const {
@@ -89,7 +126,7 @@ Span<float> Args::f32(size_t i, const char* name) const {
     type_error(std::string("argument '") + name + "' must be a Float32Array, got " + type_name(v));
   }
   keep(v);
-  return typed_span<float>(v.As<Napi::TypedArray>());
+  return typed_span<float>(env(), v);
 }
 
 Span<float> Args::f32_or_null(size_t i, const char* name) const {
@@ -104,7 +141,7 @@ Span<int32_t> Args::i32(size_t i, const char* name) const {
     type_error(std::string("argument '") + name + "' must be an Int32Array, got " + type_name(v));
   }
   keep(v);
-  return typed_span<int32_t>(v.As<Napi::TypedArray>());
+  return typed_span<int32_t>(env(), v);
 }
 
 double Args::number(size_t i, const char* name) const {

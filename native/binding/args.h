@@ -23,14 +23,35 @@ struct Span {
   int64_t length = 0;           // in elements
   const void* buffer = nullptr;  // backing ArrayBuffer's base, for overlap checks
   int64_t byte_offset = 0;
-  bool present() const { return data != nullptr || length > 0 || buffer != nullptr; }
+  // The argument was a typed array (possibly empty or detached), not null/undefined:
+  // an optional input that was given must be checked, never treated as absent.
+  bool given = false;
   // Range [begin, end) in bytes inside the backing buffer.
   int64_t byte_begin() const { return byte_offset; }
   int64_t byte_end() const { return byte_offset + length * static_cast<int64_t>(sizeof(T)); }
 };
 
-// Typed arrays a recorded call reads or writes, kept alive until it has run.
-using KeepAlive = std::vector<Napi::Reference<Napi::Value>>;
+// A typed array a recorded call reads or writes: kept alive until the call
+// has run, with the memory it was validated against, so submit can refuse a
+// list whose buffers were detached or shrunk in between.
+struct KeptArray {
+  Napi::Reference<Napi::Value> ref;
+  const void* data = nullptr;
+  size_t byte_length = 0;
+};
+using KeepAlive = std::vector<KeptArray>;
+
+// Base pointer and byte length of a typed array's memory, read through
+// napi_get_typedarray_info (works for ArrayBuffer and SharedArrayBuffer
+// backing alike); data is null and length 0 when detached.
+struct TypedArrayMemory {
+  void* data = nullptr;
+  size_t byte_length = 0;
+  size_t byte_offset = 0;
+  size_t element_length = 0;
+  napi_typedarray_type type = napi_int8_array;
+};
+TypedArrayMemory typed_array_memory(Napi::Env env, const Napi::Value& v);
 
 class Args {
  public:
@@ -38,7 +59,7 @@ class Args {
   // `keep` is set every typed array parsed is referenced there, so a call
   // recorded now and run later on another thread cannot outlive its buffers.
   Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count, size_t offset = 0,
-       KeepAlive* keep = nullptr);
+       KeepAlive* keep = nullptr, size_t optional_count = 0);
 
   Napi::Env env() const { return info_.Env(); }
   const char* fn() const { return fn_; }

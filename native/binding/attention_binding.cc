@@ -31,6 +31,9 @@ int64_t reach(const Args& args, const int64_t* sizes, const int64_t* strides, in
 // output never to share an element: ordered by stride, each stride clears
 // everything the smaller ones can reach.
 bool rows_disjoint(const int64_t* sizes, const int64_t* strides, int64_t width) {
+  for (int d = 0; d < 3; ++d) {
+    if (sizes[d] == 0) return true;  // no rows at all
+  }
   std::array<std::pair<int64_t, int64_t>, 3> dims;  // (stride, size)
   int n = 0;
   for (int d = 0; d < 3; ++d) {
@@ -80,7 +83,7 @@ Kernel ParseAttention(Args& args) {
   args.require_no_overlap(out, "out", v, "v", false);
   int64_t n_weights = checked_mul(args, checked_mul(args, batch, heads, "batch*heads"), checked_mul(args, lq, lk, "lq*lk"),
                                   "batch*heads*lq*lk");
-  if (weights.data) {
+  if (weights.given) {
     args.require_length(weights, "weights", n_weights, "batch*heads*lq*lk");
     args.require_no_overlap(weights, "weights", out, "out", false);
     args.require_no_overlap(weights, "weights", q, "q", false);
@@ -102,7 +105,7 @@ Kernel ParseAttention(Args& args) {
     Napi::Value data = mo.Get("data");
     Napi::Value strides = mo.Get("strides");
     if (!data.IsTypedArray()) args.type_error("argument '" + name + ".data' must be a Float32Array or Uint8Array");
-    auto ta = data.As<Napi::TypedArray>();
+    const TypedArrayMemory mem = typed_array_memory(args.env(), data);
     args.keep(data);
     if (!strides.IsArray() || strides.As<Napi::Array>().Length() != 4) {
       args.type_error("argument '" + name + ".strides' must be an Array of 4 integers");
@@ -119,16 +122,15 @@ Kernel ParseAttention(Args& args) {
       p.masks[i].strides[d] = st[d];
     }
     const int64_t needed = reach(args, mask_sizes, st, 4, 1);
-    Napi::ArrayBuffer buf = ta.ArrayBuffer();
-    const int64_t length = buf.Data() ? static_cast<int64_t>(ta.ElementLength()) : 0;
+    const int64_t length = static_cast<int64_t>(mem.element_length);
     if (length < needed) {
       args.range_error("argument '" + name + ".data' has " + std::to_string(length) + " elements, expected at least " +
                        std::to_string(needed) + " (strides over [batch, heads, lq, lk])");
     }
-    uint8_t* base = static_cast<uint8_t*>(buf.Data()) + ta.ByteOffset();
-    if (ta.TypedArrayType() == napi_float32_array) {
+    uint8_t* base = static_cast<uint8_t*>(mem.data);
+    if (mem.type == napi_float32_array) {
       p.masks[i].f32 = reinterpret_cast<const float*>(base);
-    } else if (ta.TypedArrayType() == napi_uint8_array) {
+    } else if (mem.type == napi_uint8_array) {
       p.masks[i].u8 = base;
     } else {
       args.type_error("argument '" + name + ".data' must be a Float32Array or Uint8Array");
@@ -136,7 +138,8 @@ Kernel ParseAttention(Args& args) {
     if (needed == 0) p.masks[i] = kernels::AttentionMask{};  // nothing will be read
   }
   p.num_masks = static_cast<int>(masks.Length());
-  if (batch == 0 || heads == 0 || lq == 0 || dv == 0) return {};
+  // dv == 0 still has weights to write when they were asked for.
+  if (batch == 0 || heads == 0 || lq == 0 || (dv == 0 && !(weights.data && n_weights > 0))) return {};
 
   p.q = q.data;
   p.k = k.data;

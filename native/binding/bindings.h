@@ -23,7 +23,8 @@ namespace attnode::binding {
 using Kernel = std::function<void()>;
 using Parser = Kernel (*)(Args& args);
 
-void RegisterOp(Napi::Env env, Napi::Object exports, const char* name, size_t argc, Parser parse);
+// `optional` trailing arguments may be left out (they read as undefined).
+void RegisterOp(Napi::Env env, Napi::Object exports, const char* name, size_t argc, Parser parse, size_t optional = 0);
 
 void RegisterRuntime(Napi::Env env, Napi::Object exports);
 void RegisterGemm(Napi::Env env, Napi::Object exports);

@@ -8,7 +8,9 @@
 // Recording keeps a reference to every typed array the calls touch, so the
 // buffers stay alive until the list has run; the references are dropped on
 // the JS thread when the promise settles.
+#include <algorithm>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -74,11 +76,66 @@ void Settle(Napi::Env env, Napi::Function, Pending* pending, Completion* c) {
 
 using Tsfn = Napi::TypedThreadSafeFunction<Pending, Completion, Settle>;
 
+// Jobs submitted from one environment (the main thread or a worker). When the
+// environment is torn down (worker.terminate(), process exit) its buffers are
+// freed, so its queued jobs are cancelled and a running one is waited for
+// before teardown continues (cleanup hooks run before the heap goes away).
+struct EnvJobs {
+  std::mutex mu;
+  std::vector<std::weak_ptr<runtime::Job>> jobs;
+};
+
+void CancelAndWait(EnvJobs* ej) {
+  std::vector<std::shared_ptr<runtime::Job>> live;
+  {
+    std::lock_guard<std::mutex> lock(ej->mu);
+    for (auto& w : ej->jobs) {
+      if (auto j = w.lock()) live.push_back(std::move(j));
+    }
+    ej->jobs.clear();
+  }
+  for (auto& j : live) j->cancelled.store(true, std::memory_order_release);
+  for (auto& j : live) j->wait_finished();
+}
+
+EnvJobs* JobsOf(Napi::Env env) {
+  static std::mutex mu;
+  static std::vector<std::pair<napi_env, EnvJobs*>> registry;
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto& [e, jobs] : registry) {
+    if (e == static_cast<napi_env>(env)) return jobs;
+  }
+  auto* jobs = new EnvJobs();
+  registry.emplace_back(env, jobs);
+  env.AddCleanupHook([jobs, e = static_cast<napi_env>(env)] {
+    CancelAndWait(jobs);
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto it = registry.begin(); it != registry.end(); ++it) {
+      if (it->first == e) {
+        registry.erase(it);
+        break;
+      }
+    }
+    delete jobs;
+  });
+  return jobs;
+}
+
 Napi::Value Submit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CommandList* list = UnwrapList(info, "submit");
   if (info.Length() != 1) throw Napi::TypeError::New(env, "attnode.submit: expected 1 argument");
   if (list->submitted) throw Napi::Error::New(env, "attnode.submit: this command list was already submitted");
+  // The calls were validated against these buffers: a buffer detached,
+  // transferred or shrunk since then would be written after it is gone.
+  for (auto& kept : list->refs) {
+    TypedArrayMemory now = typed_array_memory(env, kept.ref.Value());
+    if (now.data != kept.data || now.byte_length < kept.byte_length) {
+      throw Napi::TypeError::New(env,
+                                 "attnode.submit: a buffer recorded in this list was detached, transferred or resized "
+                                 "after recording");
+    }
+  }
   list->submitted = true;
 
   auto* pending = new Pending(env);
@@ -94,6 +151,14 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
     tsfn.Release();
   };
   list->job = job;
+  EnvJobs* ej = JobsOf(env);
+  {
+    std::lock_guard<std::mutex> lock(ej->mu);
+    // Forget finished jobs so the list stays short.
+    ej->jobs.erase(std::remove_if(ej->jobs.begin(), ej->jobs.end(), [](auto& w) { return w.expired(); }),
+                   ej->jobs.end());
+    ej->jobs.push_back(job);
+  }
   runtime::Executor::instance().submit(std::move(job));
   return promise;
 }
@@ -111,12 +176,12 @@ Napi::Value Pending_(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void RegisterOp(Napi::Env env, Napi::Object exports, const char* name, size_t argc, Parser parse) {
+void RegisterOp(Napi::Env env, Napi::Object exports, const char* name, size_t argc, Parser parse, size_t optional) {
   std::string fn(name);
   exports.Set(name, Napi::Function::New(
                         env,
-                        [fn, argc, parse](const Napi::CallbackInfo& info) -> Napi::Value {
-                          Args args(info, fn.c_str(), argc);
+                        [fn, argc, parse, optional](const Napi::CallbackInfo& info) -> Napi::Value {
+                          Args args(info, fn.c_str(), argc, 0, nullptr, optional);
                           Kernel k = parse(args);
                           if (k) {
                             try {
@@ -131,13 +196,13 @@ void RegisterOp(Napi::Env env, Napi::Object exports, const char* name, size_t ar
   std::string rec = fn + "Record";
   exports.Set(rec, Napi::Function::New(
                        env,
-                       [fn, argc, parse](const Napi::CallbackInfo& info) -> Napi::Value {
+                       [fn, argc, parse, optional](const Napi::CallbackInfo& info) -> Napi::Value {
                          CommandList* list = UnwrapList(info, (fn + "Record").c_str());
                          if (list->submitted) {
                            throw Napi::Error::New(info.Env(), "attnode." + fn + "Record: the command list was already submitted");
                          }
                          KeepAlive refs;
-                         Args args(info, fn.c_str(), argc, 1, &refs);
+                         Args args(info, fn.c_str(), argc, 1, &refs, optional);
                          Kernel k = parse(args);
                          // Only a call that validated is recorded, with the buffers it touches.
                          if (k) list->kernels.push_back(std::move(k));

@@ -1,4 +1,5 @@
-// gemm(a, b, c, m, n, k, transA, transB, alpha, beta, bias, act, batch, strideA, strideB, strideC)
+// gemm(a, b, c, m, n, k, transA, transB, alpha, beta, bias, act, batch, strideA, strideB, strideC, packedB)
+// packWeight(b, k, n, transB) -> packed op(B), an opaque external for packedB
 //
 // C[i] = act(alpha · op(A[i]) · op(B[i]) + beta · C[i] + bias) for i < batch,
 // operands contiguous row-major (lda = transA ? m : k, ldb = transB ? k : n,
@@ -11,6 +12,33 @@
 
 namespace attnode::binding {
 namespace {
+
+constexpr napi_type_tag kPackedBTag = {0x6174746e6f64652eULL, 0x7061636b65646231ULL};
+
+// The external owns one reference to the packed matrix; recorded calls hold another.
+struct PackedHolder {
+  kernels::PackedBPtr packed;
+};
+
+Napi::Value PackWeight(const Napi::CallbackInfo& info) {
+  Args args(info, "packWeight", 4);
+  auto b = args.f32(0, "b");
+  const int64_t k = args.integer(1, "k", 1, kMaxElements);
+  const int64_t n = args.integer(2, "n", 1, kMaxElements);
+  const bool trans_b = args.boolean(3, "transB");
+  args.require_length(b, "b", checked_mul(args, k, n, "k*n"), "k*n");
+  auto packed = kernels::pack_b(b.data, trans_b ? k : n, trans_b, k, n);
+  const int64_t bytes = static_cast<int64_t>(kernels::packed_b_bytes(*packed));
+  Napi::Env env = info.Env();
+  auto ext = Napi::External<PackedHolder>::New(env, new PackedHolder{packed}, [bytes](Napi::Env e, PackedHolder* h) {
+    Napi::MemoryManagement::AdjustExternalMemory(e, -bytes);
+    delete h;
+  });
+  ext.TypeTag(&kPackedBTag);
+  // Tell V8's GC what the external holds, so dropped weights are collected promptly.
+  Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+  return ext;
+}
 
 // Elements spanned by `batch` operands of `per` elements spaced `stride` apart.
 int64_t batched_extent(const Args& args, int64_t batch, int64_t stride, int64_t per, const char* what) {
@@ -35,6 +63,18 @@ Kernel ParseGemm(Args& args) {
   const int64_t stride_a = args.integer(13, "strideA", 0, kMaxElements);
   const int64_t stride_b = args.integer(14, "strideB", 0, kMaxElements);
   const int64_t stride_c = args.integer(15, "strideC", 0, kMaxElements);
+  kernels::PackedBPtr packed;
+  Napi::Value pv = args.value(16);  // optional: undefined when left out
+  if (!pv.IsNull() && !pv.IsUndefined()) {
+    if (!pv.IsExternal() || !pv.As<Napi::Object>().CheckTypeTag(&kPackedBTag)) {
+      args.type_error("argument 'packedB' must be null or a packed weight from packWeight()");
+    }
+    packed = pv.As<Napi::External<PackedHolder>>().Data()->packed;
+    if (!kernels::packed_b_matches(*packed, k, n, trans_b)) {
+      args.range_error("argument 'packedB' was packed for a different shape or transpose than this call's k, n, transB");
+    }
+    if (batch > 1 && stride_b != 0) args.range_error("argument 'packedB' needs one B for every batch item (strideB 0)");
+  }
 
   const int64_t size_a = checked_mul(args, m, k, "m*k");
   const int64_t size_b = checked_mul(args, k, n, "k*n");
@@ -47,13 +87,13 @@ Kernel ParseGemm(Args& args) {
   args.require_length(b, "b", batched_extent(args, batch, stride_b, size_b, "extent of b"), "batch, k*n, strideB");
   const int64_t extent_c = batched_extent(args, batch, stride_c, size_c, "extent of c");
   args.require_length(c, "c", extent_c, "batch, m*n, strideC");
-  if (bias.data) args.require_length(bias, "bias", n, "n");
+  if (bias.given) args.require_length(bias, "bias", n, "n");
   // Only the region actually written matters for aliasing.
   Span<float> c_used = c;
   c_used.length = extent_c;
   args.require_no_overlap(c_used, "c", a, "a", false);
   args.require_no_overlap(c_used, "c", b, "b", false);
-  if (bias.data) args.require_no_overlap(c_used, "c", bias, "bias", false);
+  if (bias.given) args.require_no_overlap(c_used, "c", bias, "bias", false);
   if (batch == 0 || size_c == 0) return {};
 
   kernels::GemmParams p;
@@ -72,12 +112,19 @@ Kernel ParseGemm(Args& args) {
   p.beta = static_cast<float>(beta);
   p.bias = bias.data;
   p.act = static_cast<kernels::Activation>(act);
-  if (batch == 1) return [p] { kernels::sgemm(p); };
-  return [p, batch, stride_a, stride_b, stride_c] { kernels::sgemm_batched(p, batch, stride_a, stride_b, stride_c); };
+  if (packed) p.packed_b = packed.get();
+  // The closure keeps the packed matrix alive for a recorded call.
+  if (batch == 1) return [p, packed] { kernels::sgemm(p); };
+  return [p, packed, batch, stride_a, stride_b, stride_c] {
+    kernels::sgemm_batched(p, batch, stride_a, stride_b, stride_c);
+  };
 }
 
 }  // namespace
 
-void RegisterGemm(Napi::Env env, Napi::Object exports) { RegisterOp(env, exports, "gemm", 16, ParseGemm); }
+void RegisterGemm(Napi::Env env, Napi::Object exports) {
+  RegisterOp(env, exports, "gemm", 16, ParseGemm, 1);
+  exports.Set("packWeight", Napi::Function::New(env, PackWeight, "packWeight"));
+}
 
 }  // namespace attnode::binding

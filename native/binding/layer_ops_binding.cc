@@ -38,11 +38,11 @@ Kernel ParseLayerNorm(Args& args) {
   const int64_t size = checked_mul(args, rows, cols, "rows*cols");
   args.require_length(x, "x", size, "rows*cols");
   args.require_length(y, "y", size, "rows*cols");
-  if (gamma.data) args.require_length(gamma, "gamma", cols, "cols");
-  if (beta.data) args.require_length(beta, "beta", cols, "cols");
+  if (gamma.given) args.require_length(gamma, "gamma", cols, "cols");
+  if (beta.given) args.require_length(beta, "beta", cols, "cols");
   args.require_no_overlap(y, "y", x, "x", true);
-  if (gamma.data) args.require_no_overlap(y, "y", gamma, "gamma", false);
-  if (beta.data) args.require_no_overlap(y, "y", beta, "beta", false);
+  if (gamma.given) args.require_no_overlap(y, "y", gamma, "gamma", false);
+  if (beta.given) args.require_no_overlap(y, "y", beta, "beta", false);
   if (size == 0) return {};
   return [x = x.data, g = gamma.data, b = beta.data, y = y.data, rows, cols, e = static_cast<float>(eps)] {
     kernels::layer_norm_rows(x, g, b, y, rows, cols, e);

@@ -7,9 +7,26 @@
 // needs no transposing copy.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace attnode::kernels {
+
+// A B operand (typically a Linear weight) packed once, for the ISA active at
+// packing time, into the exact panel layout the GEMM streams, so calls that
+// reuse it skip packing B (~10-20% of a GEMM at M = 128). Immutable; shared
+// by every call that uses it.
+class PackedB;
+using PackedBPtr = std::shared_ptr<const PackedB>;
+
+// Packs op(B) (k x n; trans_b: B stored [n, k] with row stride ldb, as a
+// PyTorch Linear weight). Returns null when packing would not be used
+// (k or n is 0).
+PackedBPtr pack_b(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n);
+size_t packed_b_bytes(const PackedB& packed);
+// Whether `packed` holds op(B) of this shape and transpose.
+bool packed_b_matches(const PackedB& packed, int64_t k, int64_t n, bool trans_b);
 
 enum class Activation : int { None = 0, Relu = 1, Gelu = 2, GeluTanh = 3 };
 
@@ -27,6 +44,10 @@ struct GemmParams {
   float beta = 0.0f;          // beta == 0: C is write-only (NaNs in C are not propagated)
   const float* bias = nullptr;  // length n, added to every row, or null
   Activation act = Activation::None;
+  // Optional pre-packed op(B) (see pack_b). Used when it matches the shape and
+  // the active ISA; `b` must still be valid (the M = 1 path and any fallback
+  // read it), and must hold the same values.
+  const PackedB* packed_b = nullptr;
 };
 
 // Runs on the runtime thread pool with up to `max_threads` threads

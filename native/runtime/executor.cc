@@ -42,9 +42,23 @@ struct Executor::Impl {
       job->steps.clear();
       pending.fetch_sub(1, std::memory_order_acq_rel);
       if (job->done) job->done(ran, error);
+      job->mark_finished();
     }
   }
 };
+
+void Job::wait_finished() {
+  std::unique_lock<std::mutex> lock(finish_mu_);
+  finish_cv_.wait(lock, [&] { return finished_; });
+}
+
+void Job::mark_finished() {
+  {
+    std::lock_guard<std::mutex> lock(finish_mu_);
+    finished_ = true;
+  }
+  finish_cv_.notify_all();
+}
 
 Executor::Executor() : impl_(new Impl) {}
 

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,6 +22,17 @@ struct Job {
   // Called once on the executor thread: ran = false when cancelled before
   // finishing, error non-empty when a step threw.
   std::function<void(bool ran, const std::string& error)> done;
+
+  // Blocks until the executor is completely done with this job (after
+  // `done`). For teardown: the memory its steps write must outlive them.
+  void wait_finished();
+  // Called by the executor only.
+  void mark_finished();
+
+ private:
+  std::mutex finish_mu_;
+  std::condition_variable finish_cv_;
+  bool finished_ = false;
 };
 
 class Executor {

@@ -29,6 +29,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <new>
 
 #include "../../runtime/cpu_features.h"
 #include "../../runtime/thread_pool.h"
@@ -56,6 +58,24 @@ const IsaKernels& kernels_for(Isa isa) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+}  // namespace
+
+// Layout: for each K block pc (every block but the last is kc deep), all
+// ceil(n / nr) panels of that block, each kc x nr k-major: exactly what the
+// tile loop would pack, so a tile's B̃ is a pointer into it.
+class PackedB {
+ public:
+  Isa isa;
+  int64_t k, n, kc, nr;
+  bool trans_b;
+  float* data = nullptr;  // 64-byte aligned
+  size_t floats = 0;
+  ~PackedB() { std::free(data); }
+  const float* block(int64_t pc, int64_t j0) const { return data + pc * ceil_div(n, nr) * nr + (j0 / nr) * std::min(kc, k - pc) * nr; }
+};
+
+namespace {
 
 struct Blocking {
   int64_t kc, nc, mc;
@@ -251,6 +271,12 @@ constexpr double kEagerWakeFma = 3e7;
 void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
   const int mr = uk.mr, nr = uk.nr;
   const Blocking bl = blocking_for(uk, p.m, p.n, p.k);
+  // A pre-packed B is usable when it was packed for this ISA with this K blocking.
+  const PackedB* packed = p.packed_b;
+  if (packed && (packed->isa != runtime::active_isa() || packed->kc != bl.kc || packed->nr != nr ||
+                 !packed_b_matches(*packed, p.k, p.n, p.trans_b))) {
+    packed = nullptr;
+  }
 
   auto pack_a = [&](int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
     if (uk.pack_a != nullptr) {
@@ -300,12 +326,17 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
       const int64_t plo = rb * rb_panels, phi = std::min(mp, plo + rb_panels);
       const int64_t j0 = cb * cb_panels * nr, j1 = std::min(p.n, j0 + cb_panels * nr);
       const int64_t jp = ceil_div(j1 - j0, nr);
-      float* const b_pack = align64(tile_arena().get(static_cast<size_t>(b_floats)));
+      float* const b_scratch = packed ? nullptr : align64(tile_arena().get(static_cast<size_t>(b_floats)));
       for (int64_t pc = 0; pc < p.k; pc += bl.kc) {
         const int64_t kc = std::min(bl.kc, p.k - pc);
         const bool first_k = pc == 0, last_k = pc + kc >= p.k;
         const Epilogue ep_base{p.alpha, first_k ? p.beta : 1.0f, nullptr, last_k ? static_cast<int>(p.act) : 0};
-        pack_b(pc, kc, j0, j1 - j0, b_pack);
+        const float* b_pack = b_scratch;
+        if (packed) {
+          b_pack = packed->block(pc, j0);
+        } else {
+          pack_b(pc, kc, j0, j1 - j0, b_scratch);
+        }
         const float* const a_blk = a_pack + mp * mr * pc;
         for (int64_t ir = plo; ir < phi; ++ir) {
           const int64_t i = ic + ir * mr;
@@ -345,6 +376,44 @@ void sgemm_impl(const GemmParams& p, int nt) {
 }  // namespace
 
 void sgemm(const GemmParams& p, int max_threads) { sgemm_impl(p, choose_threads(p, max_threads)); }
+
+PackedBPtr pack_b(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n) {
+  if (k <= 0 || n <= 0) return nullptr;
+  const Isa isa = runtime::active_isa();
+  const IsaKernels& uk = kernels_for(isa);
+  const Blocking bl = blocking_for(uk, 1, n, k);
+  auto packed = std::make_shared<PackedB>();
+  packed->isa = isa;
+  packed->k = k;
+  packed->n = n;
+  packed->kc = bl.kc;
+  packed->nr = uk.nr;
+  packed->trans_b = trans_b;
+  const int64_t np = ceil_div(n, uk.nr);
+  packed->floats = static_cast<size_t>(k * np * uk.nr);
+  const size_t bytes = (packed->floats * sizeof(float) + 63) / 64 * 64;
+  packed->data = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (packed->data == nullptr) throw std::bad_alloc();
+  // K blocks are independent: pack them in parallel.
+  const int64_t blocks = ceil_div(k, bl.kc);
+  ThreadPool::instance().parallel_tiles(blocks, [&](int64_t t) {
+    const int64_t pc = t * bl.kc;
+    const int64_t kc = std::min(bl.kc, k - pc);
+    float* dst = packed->data + pc * np * uk.nr;
+    if (uk.pack_b != nullptr) {
+      uk.pack_b(b, ldb, trans_b, pc, kc, 0, n, dst);
+    } else {
+      pack_b_generic(uk.nr, b, ldb, trans_b, pc, kc, 0, n, dst);
+    }
+  });
+  return packed;
+}
+
+size_t packed_b_bytes(const PackedB& packed) { return packed.floats * sizeof(float); }
+
+bool packed_b_matches(const PackedB& packed, int64_t k, int64_t n, bool trans_b) {
+  return packed.k == k && packed.n == n && packed.trans_b == trans_b;
+}
 
 void sgemm_batched(const GemmParams& p, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c,
                    int max_threads) {
