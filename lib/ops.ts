@@ -261,6 +261,13 @@ const ACTIVATIONS: Record<FusedActivation, Activation> = {
 export interface LinearOptions extends OutOptions {
   /** Activation fused into the GEMM store (saves a pass over the output). Default 'none'. */
   activation?: FusedActivation;
+  /**
+   * The weight is a constant (a module parameter): the native backend packs it
+   * once and reuses the packing on every later call with the same array. Don't
+   * write into such a weight's data afterwards; replace the tensor instead.
+   * nn modules set this. Default false.
+   */
+  cacheWeight?: boolean;
 }
 
 /**
@@ -297,7 +304,7 @@ export function linear(x: F32, weight: F32, bias?: F32 | null, opts?: LinearOpti
     a: x.data, b: weight.data, c: y.data,
     m: prod(x.shape, 0, x.ndim - 1), n: nOut, k: nIn,
     transA: false, transB: true, alpha: 1, beta: 0, bias: bias ? bias.data : null, act,
-    batch: 1, strideA: 0, strideB: 0, strideC: 0,
+    batch: 1, strideA: 0, strideB: 0, strideC: 0, cacheB: opts?.cacheWeight === true,
   });
   return y;
 }

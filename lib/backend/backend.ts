@@ -50,6 +50,13 @@ export interface GemmArgs {
   strideA: number;
   strideB: number;
   strideC: number;
+  /**
+   * B is a constant (a weight): a backend may pack it once into its GEMM
+   * layout and reuse that across calls, keyed by the array's identity. The
+   * array must then never be modified in place (replace the tensor instead,
+   * as loadStateDict does).
+   */
+  cacheB?: boolean;
 }
 
 /**

@@ -51,6 +51,7 @@ export interface AddonOps {
     strideA: number,
     strideB: number,
     strideC: number,
+    packedB?: PackedWeight | null,
   ): void;
   softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
   layerNorm(
@@ -94,6 +95,9 @@ export interface AddonOps {
 
 type OpName = keyof AddonOps;
 
+/** An opaque packed GEMM operand owned by the addon (freed when garbage-collected). */
+export type PackedWeight = { readonly __packedWeight: unique symbol };
+
 /** Each op's record form: validated now, appended to `list`, run by `submit(list)`. */
 type AddonRecordOps = {
   [K in OpName as `${K}Record`]: (list: CommandList, ...args: Parameters<AddonOps[K]>) => void;
@@ -106,6 +110,8 @@ export interface Addon extends AddonOps, AddonRecordOps {
   getNumThreads(): number;
   setIsa(isa: string): IsaName;
   createCommandList(): CommandList;
+  /** Packs op(B) (k × n; transB: B stored [n, k]) into the GEMM's panel layout for the current kernel path. */
+  packWeight(b: Float32Array, k: number, n: number, transB: boolean): PackedWeight;
   /** Runs the list on the native executor thread; rejects with the kernel's error, or an AbortError when cancelled. */
   submit(list: CommandList): Promise<void>;
   /** Skips the list's remaining calls if it has not finished. */
@@ -148,11 +154,28 @@ function makeNativeBackend(a: Addon): Backend {
     if (list) (a[`${op}Record`] as (l: CommandList, ...x: Parameters<AddonOps[K]>) => void)(list, ...args);
     else (a[op] as (...x: Parameters<AddonOps[K]>) => void)(...args);
   };
+  // Packed weights by array identity, then by "k,n" (the same array could be
+  // used with two shapes through reshapes). Weak: a dropped weight takes its
+  // packing with it.
+  const packedWeights = new WeakMap<Float32Array, Map<string, PackedWeight>>();
+  const packedFor = (g: GemmArgs): PackedWeight | null => {
+    // M = 1 never packs (the GEMV path streams B as it is); broadcast batches share one B.
+    if (!g.cacheB || !g.transB || g.m < 2 || (g.batch > 1 && g.strideB !== 0)) return null;
+    let byShape = packedWeights.get(g.b);
+    if (!byShape) packedWeights.set(g.b, (byShape = new Map()));
+    const key = `${g.k},${g.n}`;
+    let packed = byShape.get(key);
+    if (!packed) {
+      packed = a.packWeight(g.b, g.k, g.n, true);
+      byShape.set(key, packed);
+    }
+    return packed;
+  };
   return {
     name: 'native',
     gemm: (g: GemmArgs) =>
       call('gemm', g.a, g.b, g.c, g.m, g.n, g.k, g.transA, g.transB, g.alpha, g.beta, g.bias, g.act, g.batch, g.strideA,
-        g.strideB, g.strideC),
+        g.strideB, g.strideC, packedFor(g)),
     softmax: (x, y, rows, cols) => call('softmax', x, y, rows, cols),
     layerNorm: (x, gamma, beta, y, rows, cols, eps) => call('layerNorm', x, gamma, beta, y, rows, cols, eps),
     relu: (x, y) => call('relu', x, y),

@@ -36,7 +36,7 @@ export class Linear extends Module {
 
   /** x [..., inFeatures] → [..., outFeatures]. */
   forward(x: Tensor<'float32'>): Tensor<'float32'> {
-    return ops.linear(x, this.weight, this.bias ?? undefined, { backend: this.backend });
+    return ops.linear(x, this.weight, this.bias ?? undefined, { backend: this.backend, cacheWeight: true });
   }
 }
 

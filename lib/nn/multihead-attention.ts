@@ -2,6 +2,7 @@ import { Module } from './module';
 import { Linear } from './linear';
 import { Tensor, zeros } from '../tensor';
 import { allocateUninitialized } from '../dtype';
+import { weightView } from './weight-views';
 import { checkInt, formatShape } from '../errors';
 import { Activation, BinaryOp, type AttentionMask, type Backend } from '../backend/backend';
 import { xavierNormal, xavierUniform } from './init';
@@ -169,14 +170,14 @@ export class MultiheadAttention extends Module {
       k = { data: qkv.subarray(e), rowStride: 3 * e };
       v = { data: qkv.subarray(2 * e), rowStride: 3 * e };
     } else if (w && key === value) {
-      q = { data: project(be, query.data, rowsQ, e, w.data.subarray(0, e * e), bslice(0), e), rowStride: e };
-      const kv = project(be, key.data, rowsK, e, w.data.subarray(e * e), bslice(1, 2), 2 * e);
+      q = { data: project(be, query.data, rowsQ, e, weightView(w.data, 0, e * e), bslice(0), e), rowStride: e };
+      const kv = project(be, key.data, rowsK, e, weightView(w.data, e * e), bslice(1, 2), 2 * e);
       k = { data: kv, rowStride: 2 * e };
       v = { data: kv.subarray(e), rowStride: 2 * e };
     } else {
-      const wq = w ? w.data.subarray(0, e * e) : this.qProjWeight!.data;
-      const wk = w ? w.data.subarray(e * e, 2 * e * e) : this.kProjWeight!.data;
-      const wv = w ? w.data.subarray(2 * e * e) : this.vProjWeight!.data;
+      const wq = w ? weightView(w.data, 0, e * e) : this.qProjWeight!.data;
+      const wk = w ? weightView(w.data, e * e, 2 * e * e) : this.kProjWeight!.data;
+      const wv = w ? weightView(w.data, 2 * e * e) : this.vProjWeight!.data;
       q = { data: project(be, query.data, rowsQ, e, wq, bslice(0), e), rowStride: e };
       k = { data: project(be, key.data, rowsK, this.kdim, wk, bslice(1), e), rowStride: e };
       v = { data: project(be, value.data, rowsK, this.vdim, wv, bslice(2), e), rowStride: e };
@@ -268,12 +269,12 @@ export class MultiheadAttention extends Module {
     const bslice = (i: number, count = 1): Float32Array | null => (bias ? bias.subarray(i * e, (i + count) * e) : null);
     if (w && key === value) {
       // One GEMM for both: the [k; v] rows of in_proj_weight, keys and values interleaved per row.
-      const kv = project(be, key.data, n * s, e, w.data.subarray(e * e), bslice(1, 2), 2 * e);
+      const kv = project(be, key.data, n * s, e, weightView(w.data, e * e), bslice(1, 2), 2 * e);
       const strides = layoutStrides(bf, n, s, 2 * e, hd);
       return { batch: n, length: s, embedDim: e, k: kv, v: kv.subarray(e), kStrides: strides, vStrides: strides };
     }
-    const wk = w ? w.data.subarray(e * e, 2 * e * e) : this.kProjWeight!.data;
-    const wv = w ? w.data.subarray(2 * e * e) : this.vProjWeight!.data;
+    const wk = w ? weightView(w.data, e * e, 2 * e * e) : this.kProjWeight!.data;
+    const wv = w ? weightView(w.data, 2 * e * e) : this.vProjWeight!.data;
     const strides = layoutStrides(bf, n, s, e, hd);
     return {
       batch: n,
@@ -333,7 +334,7 @@ export class MultiheadAttention extends Module {
     const w = this.inProjWeight;
     const bias = this.inProjBias?.data ?? null;
     const bslice = (i: number, count = 1): Float32Array | null => (bias ? bias.subarray(i * e, (i + count) * e) : null);
-    const q = project(be, query.data, rows, e, w ? w.data.subarray(0, e * e) : this.qProjWeight!.data, bslice(0), e);
+    const q = project(be, query.data, rows, e, w ? weightView(w.data, 0, e * e) : this.qProjWeight!.data, bslice(0), e);
 
     let k: Float32Array;
     let v: Float32Array;
@@ -351,13 +352,13 @@ export class MultiheadAttention extends Module {
       const cap = cache.capacity;
       const row = 2 * e;
       const data = cache.data;
-      const wkv = w.data.subarray(e * e);
+      const wkv = weightView(w.data, e * e);
       if (bf || t === 1) {
         // Each sequence's t input rows are contiguous (t·E apart across the batch): the GEMM writes its k/v rows
         // directly at positions pos.. of that sequence in the cache, one batch entry per sequence.
         be.gemm({
           a: query.data, b: wkv, c: data.subarray(pos * row), m: t, n: row, k: e, transA: false, transB: true, alpha: 1,
-          beta: 0, bias: bslice(1, 2), act: Activation.None, batch: n, strideA: t * e, strideB: 0, strideC: cap * row,
+          beta: 0, bias: bslice(1, 2), act: Activation.None, batch: n, strideA: t * e, strideB: 0, strideC: cap * row, cacheB: true,
         });
       } else {
         // Sequence-first rows interleave the batch: project, then one strided copy per sequence.
@@ -536,7 +537,7 @@ export function project(
   const y = allocateUninitialized('float32', rows * outF);
   be.gemm({
     a: x, b: w, c: y, m: rows, n: outF, k: inF, transA: false, transB: true, alpha: 1, beta: 0, bias: b, act,
-    batch: 1, strideA: 0, strideB: 0, strideC: 0,
+    batch: 1, strideA: 0, strideB: 0, strideC: 0, cacheB: true,
   });
   return y;
 }

@@ -72,7 +72,7 @@ function resolveLayerOptions(name: string, o: TransformerLayerOptions): Resolved
 /** The feed-forward block: linear2(act(linear1(x))), the activation fused into linear1's GEMM. */
 function feedForward(layer: { linear1: Linear; linear2: Linear; activation: TransformerActivation; backend: Module['backend'] }, x: Tensor<'float32'>): Tensor<'float32'> {
   const { weight, bias } = layer.linear1;
-  const hidden = ops.linear(x, weight, bias, { backend: layer.backend, activation: layer.activation });
+  const hidden = ops.linear(x, weight, bias, { backend: layer.backend, activation: layer.activation, cacheWeight: true });
   return layer.linear2.forward(hidden);
 }
 
