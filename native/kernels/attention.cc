@@ -18,8 +18,8 @@ namespace {
 
 using TileFn = void (*)(const AttentionParams&, int64_t, int64_t, int64_t, int64_t, float*);
 
-TileFn tile_fn() {
-  switch (runtime::active_isa()) {
+TileFn tile_fn(runtime::Isa isa) {
+  switch (isa) {
     case runtime::Isa::Avx512:
       return avx512::attention_tile;
     case runtime::Isa::Avx2:
@@ -30,7 +30,17 @@ TileFn tile_fn() {
 }
 
 int64_t scratch_floats(int64_t dk, int64_t dv) {
-  return kAttnQueryTile * kAttnKeyBlock + kAttnQueryTile * ((dv + 15) / 16 * 16) + dk * kAttnKeyBlock;
+  return kAttnKeyBlock * kAttnQueryTile + kAttnMaxTaskRows * ((dv + 15) / 16 * 16 + 32) + dk * kAttnKeyBlock;
+}
+
+// Query rows per task. The AVX-512 path (without weights) works in 6-row
+// strips against packed 64-key blocks: long sequences take 96-row tasks (each
+// packed key block serves 16 strips from L1), short ones 48 so that there are
+// still enough tasks to spread. The other paths keep their 32-row tiles.
+// Depends on the shape and path only, never on the thread count.
+int64_t task_rows(const AttentionParams& p, runtime::Isa isa) {
+  if (isa != runtime::Isa::Avx512 || p.weights) return kAttnQueryTile;
+  return p.lq >= 512 ? kAttnMaxTaskRows : kAttnMaxTaskRows / 2;
 }
 
 // Per-thread scratch, kept between calls: first touch of fresh pages costs
@@ -64,13 +74,15 @@ constexpr double kMinTaskFlops = 1 << 20;
 
 void attention(const AttentionParams& p, int max_threads) {
   if (p.batch <= 0 || p.heads <= 0 || p.lq <= 0) return;
-  const int64_t tiles = (p.lq + kAttnQueryTile - 1) / kAttnQueryTile;
+  const runtime::Isa isa = runtime::active_isa();  // read once: tile size and kernel must agree
+  const int64_t rows = task_rows(p, isa);
+  const int64_t tiles = (p.lq + rows - 1) / rows;
   const int64_t tasks = p.batch * p.heads * tiles;
   const int64_t need = scratch_floats(p.dk, p.dv);
-  const TileFn fn = tile_fn();
+  const TileFn fn = tile_fn(isa);
   auto run_task = [&](int64_t t, float* scratch) {
-    const int64_t bh = t / tiles, i0 = (t % tiles) * kAttnQueryTile;
-    fn(p, bh / p.heads, bh % p.heads, i0, std::min(p.lq, i0 + kAttnQueryTile), scratch);
+    const int64_t bh = t / tiles, i0 = (t % tiles) * rows;
+    fn(p, bh / p.heads, bh % p.heads, i0, std::min(p.lq, i0 + rows), scratch);
   };
   // Work estimate (causal roughly halves it; the dynamic schedule below
   // evens out the uneven causal tiles).

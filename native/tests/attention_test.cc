@@ -41,7 +41,8 @@ struct Case {
   int64_t b, h, lq, lk, dk, dv;
   bool causal;
   bool head_split;  // q/k/v/out laid out [B, L, H, D] (strides absorb the transpose)
-  int mask_kind;    // 0 none, 1 float [lq, lk], 2 bool key padding [B, lk], 3 both, 4 bool [B,H,lq,lk] full
+  int mask_kind;    // 0 none, 1 float [lq, lk], 2 bool key padding [B, lk], 3 both, 4 bool [B,H,lq,lk] full,
+                    // 5 float stored transposed [lk, lq] (key stride != 1) then bool [H, lq, lk] (batch broadcast)
 };
 
 struct Buffers {
@@ -120,6 +121,21 @@ Buffers make(const Case& c) {
     m.strides[1] = c.lq * c.lk;
     m.strides[2] = c.lk;
     m.strides[3] = 1;
+  }
+  if (c.mask_kind == 5) {
+    B.fmask.resize(c.lq * c.lk);
+    for (auto& x : B.fmask) x = (g_rng() % 7 == 0) ? -INFINITY : nd(g_rng);
+    k::AttentionMask& m = p.masks[p.num_masks++];
+    m.f32 = B.fmask.data();
+    m.strides[2] = 1;
+    m.strides[3] = c.lq;
+    B.bmask.resize(c.h * c.lq * c.lk);
+    for (size_t i = 0; i < B.bmask.size(); ++i) B.bmask[i] = g_rng() % 4 == 0;
+    k::AttentionMask& m2 = p.masks[p.num_masks++];
+    m2.u8 = B.bmask.data();
+    m2.strides[1] = c.lq * c.lk;
+    m2.strides[2] = c.lk;
+    m2.strides[3] = 1;
   }
   return B;
 }
@@ -241,14 +257,24 @@ int main() {
       const int64_t dks[] = {1, 8, 64, 72};
       const int64_t dvs[] = {3, 64, 80, 16};
       ++n;
-      cases.push_back({1 + n % 2, 1 + n % 3, lq, lk, dks[n % 4], dvs[(n / 4) % 4], n % 3 == 0, n % 2 == 1, n % 5});
-      cases.push_back({2, 2, lq, lk, 64, 64, true, n % 2 == 0, (n + 2) % 5});
+      cases.push_back({1 + n % 2, 1 + n % 3, lq, lk, dks[n % 4], dvs[(n / 4) % 4], n % 3 == 0, n % 2 == 1, n % 6});
+      cases.push_back({2, 2, lq, lk, 64, 64, true, n % 2 == 0, (n + 2) % 6});
     }
   // Self-attention sizes of the target models and a causal lq != lk case.
   cases.push_back({2, 12, 128, 128, 64, 64, false, true, 0});
   cases.push_back({1, 8, 200, 200, 64, 64, true, false, 2});
   cases.push_back({1, 2, 40, 100, 32, 32, true, false, 1});
   cases.push_back({1, 1, 3, 0, 8, 8, false, false, 0});  // lk == 0 -> NaN rows
+  // Long sequences (96-row tasks of the AVX-512 path: several tasks, 6-row
+  // strips with tails, partial key blocks, causal block skipping), head dims
+  // 128 and ragged ones, lq != lk both ways, every mask kind.
+  cases.push_back({1, 2, 600, 600, 64, 64, true, true, 0});
+  cases.push_back({1, 2, 600, 600, 64, 64, false, false, 3});
+  cases.push_back({1, 1, 530, 300, 128, 128, true, false, 5});
+  cases.push_back({2, 1, 300, 530, 40, 72, true, true, 4});
+  cases.push_back({1, 2, 515, 515, 17, 130, false, true, 5});
+  cases.push_back({1, 1, 100, 97, 64, 64, true, false, 5});
+  cases.push_back({1, 1, 13, 700, 64, 64, false, false, 1});
 
   std::vector<std::string> ran;
   for (rt::Isa isa : {rt::Isa::Portable, rt::Isa::Avx2, rt::Isa::Avx512}) {
