@@ -22,6 +22,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include <unistd.h>
 
 #include <cblas.h>
 #ifdef HAVE_DNNL
@@ -215,8 +216,12 @@ int main(int argc, char** argv) {
       }
       std::vector<std::vector<double>> samples(np);
       for (int r = 0; r < reps; ++r)
-        for (size_t q = 0; q < np; ++q)
+        for (size_t q = 0; q < np; ++q) {
           samples[q].push_back(gflop(s) / time_calls([&] { peers[q].call(s, b); }, calls[q]));
+          // OpenBLAS's idle workers busy-wait for ~2^28 cycles after a call: the
+          // next peer would run with the other core taken. Let them park first.
+          if (nt > 1 && peers[q].name == std::string("openblas")) usleep(150000);
+        }
       Row row{s, nt, {}};
       for (size_t q = 0; q < np; ++q) row.gf.push_back(median(samples[q]));
       rows.push_back(row);
