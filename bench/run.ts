@@ -38,7 +38,7 @@ const HELP = `Usage: npx tsx bench/run.ts [options]
   --threads 1,2          thread counts (default 1,2)
   --peers attnode,ort,torch,ts   which peers (default all that are installed)
   --budget S             seconds of timed runs per case and thread count (default 4 quick, 20 full)
-  --gap MS               pause between two peers' turns (default 20): lets idle-spinning pools go to sleep
+  --gap MS               pause between two peers' turns (default 20; at least 150 with 2+ threads): lets idle-spinning pools go to sleep
   --no-build             do not run scripts/ensure-addon.js first
   --no-rss               skip the peak-RSS child processes
   --gemm / --no-gemm     run bench/gemm/run.sh (default: only with --full); its newest JSON is reported either way
@@ -238,15 +238,18 @@ async function runCase(c: Case, ctx: Ctx): Promise<CaseResult> {
   for (const threads of opts.threads) {
     const active = peers.filter((p) => threads <= p.maxThreads);
     if (active.length === 0) continue;
+    // With several threads, peers' idle workers keep spinning after a call (OpenBLAS in the torch child for
+    // ~2^28 cycles, onnxruntime's intra-op pool): the next peer would run with a core taken. Wait them out.
+    const gapMs = threads > 1 ? Math.max(opts.gapMs, 150) : opts.gapMs;
     for (const p of active) await p.setThreads(threads);
     const est = new Map<Peer, number>();
     for (const p of active) {
       est.set(p, await warmUp(p));
-      await sleep(opts.gapMs);
+      await sleep(gapMs);
     }
     // The TS backend is slow: a few runs of it only, outside the budget of the others.
     const fast = active.filter((p) => p.name !== 'ts');
-    const round = fast.reduce((s, p) => s + est.get(p)! + opts.gapMs, 0);
+    const round = fast.reduce((s, p) => s + est.get(p)! + gapMs, 0);
     const reps = Math.max(opts.full ? 5 : 3, Math.min(opts.full ? 50 : 30, Math.floor((opts.budgetS * 1000) / Math.max(round, 1))));
     const times = new Map<Peer, number[]>(active.map((p) => [p, []]));
     const tsReps = opts.full ? 5 : 3;
@@ -254,7 +257,7 @@ async function runCase(c: Case, ctx: Ctx): Promise<CaseResult> {
       for (const p of active) {
         if (p.name === 'ts' && r >= tsReps) continue;
         times.get(p)!.push(await p.runOnce());
-        await sleep(opts.gapMs);
+        await sleep(gapMs);
       }
     }
     const tr: ThreadResult = { threads, peers: {}, ratios: {} };
