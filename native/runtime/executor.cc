@@ -1,4 +1,5 @@
 #include "runtime/executor.h"
+#include "runtime/thread_priority.h"
 
 #include <condition_variable>
 #include <deque>
@@ -16,6 +17,7 @@ struct Executor::Impl {
   bool started = false;
 
   void loop() {
+    lower_background_thread_priority();
     for (;;) {
       std::shared_ptr<Job> job;
       {

@@ -1,4 +1,5 @@
 #include "thread_pool.h"
+#include "thread_priority.h"
 
 #include <sched.h>
 
@@ -174,6 +175,7 @@ struct ThreadPool::Impl {
   // new thread could already observe the first region and skip it.
   void worker_main(int tid, uint64_t seen) {
     t_in_region = true;
+    lower_background_thread_priority();
     for (;;) {
       uint64_t s = wait_for_change(seen);
       if (stop.load(std::memory_order_acquire)) return;
