@@ -35,9 +35,15 @@ export const demoDefaults: DemoOptions = {
   tgtLen: 32,
 };
 
-/** Median wall time in ms of `fn` over `reps` runs after one warm-up run. */
+/**
+ * Median wall time in ms of `fn` over `reps` runs, after a warm-up of at least
+ * one run and ~150 ms: until then freshly allocated outputs still fault in new
+ * pages (~11 µs per 4 KiB here), which would be timed as the kernel.
+ */
 function time(fn: () => void, reps: number): number {
-  fn();
+  const warm = performance.now() + 150;
+  do fn();
+  while (performance.now() < warm);
   const t: number[] = [];
   for (let i = 0; i < reps; i++) {
     const s = performance.now();
