@@ -15,16 +15,26 @@ const char* type_name(const Napi::Value& v) {
   if (v.IsArray()) return "Array";
   if (v.IsTypedArray()) {
     switch (v.As<Napi::TypedArray>().TypedArrayType()) {
-      case napi_int8_array: return "Int8Array";
-      case napi_uint8_array: return "Uint8Array";
-      case napi_uint8_clamped_array: return "Uint8ClampedArray";
-      case napi_int16_array: return "Int16Array";
-      case napi_uint16_array: return "Uint16Array";
-      case napi_int32_array: return "Int32Array";
-      case napi_uint32_array: return "Uint32Array";
-      case napi_float32_array: return "Float32Array";
-      case napi_float64_array: return "Float64Array";
-      default: return "TypedArray";
+      case napi_int8_array:
+        return "Int8Array";
+      case napi_uint8_array:
+        return "Uint8Array";
+      case napi_uint8_clamped_array:
+        return "Uint8ClampedArray";
+      case napi_int16_array:
+        return "Int16Array";
+      case napi_uint16_array:
+        return "Uint16Array";
+      case napi_int32_array:
+        return "Int32Array";
+      case napi_uint32_array:
+        return "Uint32Array";
+      case napi_float32_array:
+        return "Float32Array";
+      case napi_float64_array:
+        return "Float64Array";
+      default:
+        return "TypedArray";
     }
   }
   if (v.IsArrayBuffer()) return "ArrayBuffer";
@@ -168,7 +178,8 @@ bool Args::boolean(size_t i, const char* name) const {
 
 std::vector<int64_t> Args::int_array(size_t i, const char* name, size_t max_len, int64_t min, int64_t max) const {
   Napi::Value v = arg(i);
-  if (!v.IsArray()) type_error(std::string("argument '") + name + "' must be an Array of integers, got " + type_name(v));
+  if (!v.IsArray())
+    type_error(std::string("argument '") + name + "' must be an Array of integers, got " + type_name(v));
   Napi::Array a = v.As<Napi::Array>();
   if (a.Length() > max_len) {
     std::ostringstream m;

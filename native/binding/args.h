@@ -20,7 +20,7 @@ constexpr int64_t kMaxElements = (int64_t{1} << 31) - 1;
 template <typename T>
 struct Span {
   T* data = nullptr;
-  int64_t length = 0;           // in elements
+  int64_t length = 0;            // in elements
   const void* buffer = nullptr;  // backing ArrayBuffer's base, for overlap checks
   int64_t byte_offset = 0;
   // The argument was a typed array (possibly empty or detached), not null/undefined:

@@ -9,8 +9,8 @@
 #include "kernels/attention.h"
 
 #include <algorithm>
-#include <cmath>
 #include <array>
+#include <cmath>
 #include <string>
 
 namespace attnode::binding {
@@ -81,8 +81,8 @@ Kernel ParseAttention(Args& args) {
   args.require_no_overlap(out, "out", q, "q", false);
   args.require_no_overlap(out, "out", k, "k", false);
   args.require_no_overlap(out, "out", v, "v", false);
-  int64_t n_weights = checked_mul(args, checked_mul(args, batch, heads, "batch*heads"), checked_mul(args, lq, lk, "lq*lk"),
-                                  "batch*heads*lq*lk");
+  int64_t n_weights = checked_mul(args, checked_mul(args, batch, heads, "batch*heads"),
+                                  checked_mul(args, lq, lk, "lq*lk"), "batch*heads*lq*lk");
   if (weights.given) {
     args.require_length(weights, "weights", n_weights, "batch*heads*lq*lk");
     args.require_no_overlap(weights, "weights", out, "out", false);

@@ -34,16 +34,16 @@ struct CommandList {
 CommandList* UnwrapList(const Napi::CallbackInfo& info, const char* fn) {
   Napi::Value v = info.Length() > 0 ? info[0] : info.Env().Undefined();
   if (!v.IsExternal() || !v.As<Napi::Object>().CheckTypeTag(&kCommandListTag)) {
-    throw Napi::TypeError::New(info.Env(), std::string("attnode.") + fn +
-                                               ": argument 'list' must be a command list from createCommandList()");
+    throw Napi::TypeError::New(
+        info.Env(), std::string("attnode.") + fn + ": argument 'list' must be a command list from createCommandList()");
   }
   return v.As<Napi::External<CommandList>>().Data();
 }
 
 Napi::Value CreateCommandList(const Napi::CallbackInfo& info) {
   Args args(info, "createCommandList", 0);
-  auto list = Napi::External<CommandList>::New(info.Env(), new CommandList(),
-                                               [](Napi::Env, CommandList* l) { delete l; });
+  auto list =
+      Napi::External<CommandList>::New(info.Env(), new CommandList(), [](Napi::Env, CommandList* l) { delete l; });
   list.TypeTag(&kCommandListTag);
   return list;
 }
@@ -199,7 +199,8 @@ void RegisterOp(Napi::Env env, Napi::Object exports, const char* name, size_t ar
                        [fn, argc, parse, optional](const Napi::CallbackInfo& info) -> Napi::Value {
                          CommandList* list = UnwrapList(info, (fn + "Record").c_str());
                          if (list->submitted) {
-                           throw Napi::Error::New(info.Env(), "attnode." + fn + "Record: the command list was already submitted");
+                           throw Napi::Error::New(info.Env(),
+                                                  "attnode." + fn + "Record: the command list was already submitted");
                          }
                          KeepAlive refs;
                          Args args(info, fn.c_str(), argc, 1, &refs, optional);

@@ -71,7 +71,8 @@ Kernel ParseGemm(Args& args) {
     }
     packed = pv.As<Napi::External<PackedHolder>>().Data()->packed;
     if (!kernels::packed_b_matches(*packed, k, n, trans_b)) {
-      args.range_error("argument 'packedB' was packed for a different shape or transpose than this call's k, n, transB");
+      args.range_error(
+          "argument 'packedB' was packed for a different shape or transpose than this call's k, n, transB");
     }
     if (batch > 1 && stride_b != 0) args.range_error("argument 'packedB' needs one B for every batch item (strideB 0)");
   }
@@ -80,8 +81,8 @@ Kernel ParseGemm(Args& args) {
   const int64_t size_b = checked_mul(args, k, n, "k*n");
   const int64_t size_c = checked_mul(args, m, n, "m*n");
   if (batch > 1 && stride_c < size_c) {
-    args.range_error("argument 'strideC' is " + std::to_string(stride_c) + ", expected at least m*n = " +
-                     std::to_string(size_c) + " so that batch outputs do not overlap");
+    args.range_error("argument 'strideC' is " + std::to_string(stride_c) +
+                     ", expected at least m*n = " + std::to_string(size_c) + " so that batch outputs do not overlap");
   }
   args.require_length(a, "a", batched_extent(args, batch, stride_a, size_a, "extent of a"), "batch, m*k, strideA");
   args.require_length(b, "b", batched_extent(args, batch, stride_b, size_b, "extent of b"), "batch, k*n, strideB");

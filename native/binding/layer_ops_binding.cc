@@ -165,7 +165,9 @@ Kernel ParsePermute0213(Args& args) {
   args.require_length(y, "y", size, "d0*d1*d2*d3");
   args.require_no_overlap(y, "y", x, "x", false);
   if (size == 0) return {};
-  return [x = x.data, y = y.data, d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3]] { kernels::permute_0213(x, y, d0, d1, d2, d3); };
+  return [x = x.data, y = y.data, d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3]] {
+    kernels::permute_0213(x, y, d0, d1, d2, d3);
+  };
 }
 
 }  // namespace

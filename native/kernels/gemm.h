@@ -38,10 +38,10 @@ struct GemmParams {
   const float* b = nullptr;  // op(B) is k x n
   int64_t ldb = 0;           // row stride of B as stored (n if !trans_b, k if trans_b)
   bool trans_b = false;
-  float* c = nullptr;        // m x n
+  float* c = nullptr;  // m x n
   int64_t ldc = 0;
   float alpha = 1.0f;
-  float beta = 0.0f;          // beta == 0: C is write-only (NaNs in C are not propagated)
+  float beta = 0.0f;            // beta == 0: C is write-only (NaNs in C are not propagated)
   const float* bias = nullptr;  // length n, added to every row, or null
   Activation act = Activation::None;
   // Optional pre-packed op(B) (see pack_b). Used when it matches the shape and

@@ -72,7 +72,9 @@ class PackedB {
   float* data = nullptr;  // 64-byte aligned
   size_t floats = 0;
   ~PackedB() { std::free(data); }
-  const float* block(int64_t pc, int64_t j0) const { return data + pc * ceil_div(n, nr) * nr + (j0 / nr) * std::min(kc, k - pc) * nr; }
+  const float* block(int64_t pc, int64_t j0) const {
+    return data + pc * ceil_div(n, nr) * nr + (j0 / nr) * std::min(kc, k - pc) * nr;
+  }
 };
 
 namespace {
