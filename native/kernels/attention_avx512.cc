@@ -65,8 +65,9 @@ inline V vexp(V x) {
 }
 
 // ----------------------------------------------------------------- algorithm
-// (textually identical in attention_avx512.cc, attention_avx2.cc and
-// attention_portable.cc; only the wrappers above differ)
+// (the weights and small-row paths follow attention_tile.inc, the AVX2 /
+// portable algorithm; the streaming path below is this ISA's own. Sharing
+// the common part through the .inc is a pending clean-up.)
 //
 // Scores are kept transposed, st[key][query] (kBk x kBq), so that the online
 // softmax runs down the key axis with vertical vector ops over the queries
