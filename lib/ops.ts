@@ -328,6 +328,10 @@ export function softmax(x: F32, dim = -1, opts?: OutOptions): F32 {
     const back = transpose(t, d, -1, { backend: be });
     if (opts?.out === undefined) return back;
     const y = output(fn, x.shape, opts.out, [], true);
+    if (recordingList()) {
+      // A JS copy would read `back` before the recorded kernels have written it.
+      throw new Error(`${fn}: 'out' with a dim other than the last cannot be used inside runAsync()/forwardAsync()`);
+    }
     y.data.set(back.data);
     return y;
   }
@@ -593,3 +597,6 @@ export function transpose<D extends DType>(
   }
   return y;
 }
+
+// Attention lives in its own file; it is part of the functional API.
+export { scaledDotProductAttention, type ScaledDotProductAttentionOptions } from './attention';

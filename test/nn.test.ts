@@ -99,6 +99,11 @@ describe('Module mechanics', () => {
     expect(() => new nn.TransformerEncoder({ layer: new nn.Linear({ inFeatures: 1, outFeatures: 1 }) as never, numLayers: 1 })).toThrowError(TypeError);
   });
 
+  it('the package exposes ops.scaledDotProductAttention as the issue table names it', async () => {
+    const ops = await import('../lib/ops');
+    expect(typeof ops.scaledDotProductAttention).toBe('function');
+  });
+
   it('generateSquareSubsequentMask is -inf above the diagonal', () => {
     expect(nn.Transformer.generateSquareSubsequentMask(3).toArray()).toEqual([
       [0, -Infinity, -Infinity],
