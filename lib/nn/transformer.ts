@@ -358,6 +358,20 @@ function stackLayer<L extends TransformerEncoderLayer | TransformerDecoderLayer>
   return { options: layer, make: () => new kind(layer) };
 }
 
+/** What both stacks are made of: `numLayers` copies of a layer and an optional final norm. */
+function buildStack<L extends TransformerEncoderLayer | TransformerDecoderLayer>(
+  name: string,
+  options: TransformerStackOptions<L>,
+  kind: new (o: TransformerLayerOptions) => L,
+): { numLayers: number; batchFirst: boolean; layers: L[]; norm: LayerNorm | null } {
+  checkOptions(name, options, ['layer', 'numLayers', 'norm']);
+  const numLayers = checkInt(name, 'numLayers', options.numLayers, 0);
+  const spec = stackLayer(name, options.layer, kind);
+  const o = resolveLayerOptions(`${name}.layer`, spec.options);
+  const layers = Array.from({ length: numLayers }, () => spec.make());
+  return { numLayers, batchFirst: o.batchFirst, layers, norm: stackNorm(name, options.norm, o) };
+}
+
 function stackNorm(name: string, norm: StackNormOption | undefined, o: ResolvedLayerOptions): LayerNorm | null {
   if (norm === undefined || norm === false) return null;
   if (norm === true) return new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps, bias: o.bias });
@@ -382,15 +396,11 @@ export class TransformerEncoder extends Module {
 
   constructor(options: TransformerStackOptions<TransformerEncoderLayer>) {
     super();
-    checkOptions('TransformerEncoder', options, ['layer', 'numLayers', 'norm']);
-    this.numLayers = checkInt('TransformerEncoder', 'numLayers', options.numLayers, 0);
-    const spec = stackLayer('TransformerEncoder', options.layer, TransformerEncoderLayer);
-    const o = resolveLayerOptions('TransformerEncoder.layer', spec.options);
-    this.#batchFirst = o.batchFirst;
-    const layers = new ModuleList<TransformerEncoderLayer>();
-    for (let i = 0; i < this.numLayers; i++) layers.push(spec.make());
-    this.layers = layers;
-    this.norm = stackNorm('TransformerEncoder', options.norm, o);
+    const stack = buildStack('TransformerEncoder', options, TransformerEncoderLayer);
+    this.numLayers = stack.numLayers;
+    this.#batchFirst = stack.batchFirst;
+    this.layers = new ModuleList(stack.layers);
+    this.norm = stack.norm;
   }
 
   forward(src: Tensor<'float32'>, options: EncoderForwardOptions = {}): Tensor<'float32'> {
@@ -440,15 +450,11 @@ export class TransformerDecoder extends Module {
 
   constructor(options: TransformerStackOptions<TransformerDecoderLayer>) {
     super();
-    checkOptions('TransformerDecoder', options, ['layer', 'numLayers', 'norm']);
-    this.numLayers = checkInt('TransformerDecoder', 'numLayers', options.numLayers, 0);
-    const spec = stackLayer('TransformerDecoder', options.layer, TransformerDecoderLayer);
-    const o = resolveLayerOptions('TransformerDecoder.layer', spec.options);
-    this.#batchFirst = o.batchFirst;
-    const layers = new ModuleList<TransformerDecoderLayer>();
-    for (let i = 0; i < this.numLayers; i++) layers.push(spec.make());
-    this.layers = layers;
-    this.norm = stackNorm('TransformerDecoder', options.norm, o);
+    const stack = buildStack('TransformerDecoder', options, TransformerDecoderLayer);
+    this.numLayers = stack.numLayers;
+    this.#batchFirst = stack.batchFirst;
+    this.layers = new ModuleList(stack.layers);
+    this.norm = stack.norm;
   }
 
   forward(tgt: Tensor<'float32'>, memory: Tensor<'float32'>, options: DecoderLayerForwardOptions = {}): Tensor<'float32'> {
