@@ -23,11 +23,20 @@
  */
 import { addon } from './backend/native';
 import { recordingList, setRecordingList } from './backend/recording';
+import { closeBufferScope, openBufferScope, releaseBufferScope } from './workspace';
 
 /** Options of {@link runAsync}. */
 export interface RunAsyncOptions {
   /** Aborting before the work starts rejects with an AbortError and skips it. */
   signal?: AbortSignal;
+  /**
+   * Take large op outputs from a pool and return the ones not reachable from
+   * the result when the call settles (see lib/workspace.ts): far fewer new
+   * ArrayBuffers, so far fewer full GCs under load. Only for a `fn` that keeps
+   * nothing it computes except through its return value (a plain `forward`).
+   * Default false.
+   */
+  reuseBuffers?: boolean;
 }
 
 function abortError(signal: AbortSignal): Error {
@@ -47,26 +56,30 @@ export async function runAsync<T>(fn: () => T, options: RunAsyncOptions = {}): P
   if (recordingList()) return fn();
   const list = addon.createCommandList();
   let result: T;
+  const scope = options.reuseBuffers ? openBufferScope() : null;
   setRecordingList(list);
   try {
     result = fn();
-  } finally {
-    setRecordingList(null);
-  }
-  const done = addon.submit(list);
-  if (!signal) {
-    await done;
-    return result;
-  }
-  const onAbort = (): void => addon!.cancel(list);
-  signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    await done;
   } catch (err) {
-    if (signal.aborted && (err as Error).name === 'AbortError') throw abortError(signal);
+    if (scope) releaseBufferScope(scope, null);
     throw err;
   } finally {
-    signal.removeEventListener('abort', onAbort);
+    setRecordingList(null);
+    if (scope) closeBufferScope();
+  }
+  const onAbort = (): void => addon!.cancel(list);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let ok = false;
+  try {
+    await addon.submit(list);
+    ok = true;
+  } catch (err) {
+    if (signal?.aborted && (err as Error).name === 'AbortError') throw abortError(signal);
+    throw err;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    // Only now are the kernels done with the buffers; a failed call hands nothing out.
+    if (scope) releaseBufferScope(scope, ok ? result : null);
   }
   return result;
 }

@@ -7,6 +7,8 @@
  * it a correctly typed `data` for free.
  */
 
+import { takeScopedBuffer } from './workspace';
+
 /** Maps each dtype name to the typed array that stores its elements. */
 export interface DTypeMap {
   float32: Float32Array;
@@ -53,6 +55,8 @@ export function allocate<D extends DType>(dtype: D, size: number): DTypeMap[D] {
  * than the kernels that fill the buffer, so outputs skip it.
  */
 const UNINITIALIZED_MIN_BYTES = 64 * 1024;
+/** Smallest buffer worth pooling inside a buffer-reusing call. */
+const SCOPED_MIN_BYTES = 4 * 1024;
 
 /**
  * Allocates a typed array whose contents are unspecified (possibly stale
@@ -63,8 +67,11 @@ const UNINITIALIZED_MIN_BYTES = 64 * 1024;
  */
 export function allocateUninitialized<D extends DType>(dtype: D, size: number): DTypeMap[D] {
   const bytes = size * (dtype === 'bool' ? 1 : 4);
-  if (bytes < UNINITIALIZED_MIN_BYTES || typeof Buffer === 'undefined') return allocate(dtype, size);
-  const buf = Buffer.allocUnsafeSlow(bytes);
+  // Inside runAsync(..., { reuseBuffers: true }): a pooled buffer (lib/workspace.ts), from a smaller size on,
+  // since there every avoided ArrayBuffer is one less for the GC.
+  const scoped = bytes >= SCOPED_MIN_BYTES && typeof Buffer !== 'undefined' ? takeScopedBuffer(bytes) : null;
+  if (!scoped && (bytes < UNINITIALIZED_MIN_BYTES || typeof Buffer === 'undefined')) return allocate(dtype, size);
+  const buf = scoped ? { buffer: scoped, byteOffset: 0 } : Buffer.allocUnsafeSlow(bytes);
   switch (dtype) {
     case 'float32':
       return new Float32Array(buf.buffer, buf.byteOffset, size) as DTypeMap[D];

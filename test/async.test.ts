@@ -10,6 +10,7 @@ import * as nn from '../lib/nn';
 import * as ops from '../lib/ops';
 import { addon } from '../lib/backend/native';
 import { runAsync, pendingAsyncCalls } from '../lib/async';
+import { pooledBufferBytes } from '../lib/workspace';
 import { randn, tensor, type Tensor } from '../lib/tensor';
 import { TransformerModel } from '../lib/cli/seed-model';
 import { manualSeed } from '../lib/nn/init';
@@ -35,6 +36,20 @@ describe.runIf(addon !== null)('async execution (native)', () => {
     const got = await mha.forwardAsync(q, k, k, { keyPaddingMask: kpm });
     expect(Array.from(got.output.data)).toEqual(Array.from(want.output.data));
     expect(Array.from(got.weights!.data)).toEqual(Array.from(want.weights!.data));
+  });
+
+  it('reuseBuffers recycles intermediates but never a result still held', async () => {
+    const big = new nn.TransformerEncoderLayer({ dModel: 128, nhead: 4, dimFeedforward: 256 }).useBackend('native');
+    const xs = [randn([64, 4, 128], { seed: 11 }), randn([64, 4, 128], { seed: 12 }), randn([64, 4, 128], { seed: 13 })];
+    const want = xs.map((x) => Array.from(big.forward(x).data));
+    const first = await runAsync(() => big.forward(xs[0]!), { reuseBuffers: true });
+    expect(pooledBufferBytes()).toBeGreaterThan(0); // intermediates went back to the pool
+    // Later calls take pooled buffers; the first result must be left alone.
+    const rest = await Promise.all(xs.slice(1).map((x) => runAsync(() => big.forward(x), { reuseBuffers: true })));
+    expect(Array.from(first.data)).toEqual(want[0]);
+    rest.forEach((r, i) => expect(Array.from(r.data)).toEqual(want[i + 1]));
+    // A failed call returns everything it took.
+    await expect(runAsync(() => big.forward(randn([3, 2, 127])), { reuseBuffers: true })).rejects.toThrowError(RangeError);
   });
 
   it('many concurrent calls of different sizes equal their sequential results', async () => {

@@ -494,7 +494,7 @@ export class Batcher {
     s.positions += entries.length * maxLen;
     for (const e of entries) s.padded += maxLen - e.len;
     const out = this.execution === 'async'
-      ? await runAsync(() => m.forward(input, mask), { signal: controller.signal })
+      ? await runAsync(() => m.forward(input, mask), { signal: controller.signal, reuseBuffers: true })
       : m.forward(input, mask);
     if (out.ndim !== 3 || out.shape[0] !== entries.length || out.shape[1] !== maxLen) {
       throw new RangeError(`Batcher: the model must return [N, S, E] = [${entries.length}, ${maxLen}, E], got [${out.shape.join(', ')}]`);

@@ -1,0 +1,91 @@
+/**
+ * Buffer reuse for async calls that opt in (`runAsync(fn, { reuseBuffers: true })`).
+ *
+ * Every op output is a new ArrayBuffer, and V8 counts ArrayBuffers as
+ * external memory: a server running hundreds of batches a second churns
+ * through enough of it to trigger a full mark-compact GC every ~50 ms, each a
+ * pause of several milliseconds on the event loop. Inside an opted-in call,
+ * large op outputs instead come from a pool of ArrayBuffers bucketed by exact
+ * size; when the call settles, every buffer it took that is not reachable from
+ * its result goes back to the pool for the next call.
+ *
+ * The contract that makes this safe: the function passed to runAsync must not
+ * keep any tensor it computes other than through its return value (attnode's
+ * `forward` methods don't; the step APIs of decoding, which store K/V in a
+ * cache, do — so generation does not opt in).
+ */
+import type { Tensor } from './tensor';
+
+/** Buffers lent to one call. */
+export interface BufferScope {
+  readonly taken: ArrayBuffer[];
+}
+
+/** Pooled bytes are capped so an unusual burst cannot pin memory forever. */
+const MAX_POOLED_BYTES = 256 * 1024 * 1024;
+const pool = new Map<number, ArrayBuffer[]>();
+let pooledBytes = 0;
+let current: BufferScope | null = null;
+
+/** Starts lending buffers to the current call (one at a time: calls are recorded synchronously). */
+export function openBufferScope(): BufferScope {
+  current = { taken: [] };
+  return current;
+}
+
+/** Stops lending; the scope's buffers stay with it until {@link releaseBufferScope}. */
+export function closeBufferScope(): void {
+  current = null;
+}
+
+/**
+ * An ArrayBuffer of exactly `bytes` from the pool when a scope is open (and
+ * records it there), or null when no scope is open.
+ */
+export function takeScopedBuffer(bytes: number): ArrayBuffer | null {
+  if (!current) return null;
+  const bucket = pool.get(bytes);
+  let ab = bucket?.pop();
+  if (ab) {
+    pooledBytes -= bytes;
+  } else {
+    const b = Buffer.allocUnsafeSlow(bytes);
+    ab = b.buffer as ArrayBuffer;
+  }
+  current.taken.push(ab);
+  return ab;
+}
+
+/** Returns the scope's buffers to the pool, except those reachable from `result`. */
+export function releaseBufferScope(scope: BufferScope, result: unknown): void {
+  const keep = new Set<ArrayBufferLike>();
+  collectBuffers(result, keep, 0);
+  for (const ab of scope.taken) {
+    if (keep.has(ab) || pooledBytes + ab.byteLength > MAX_POOLED_BYTES) continue;
+    let bucket = pool.get(ab.byteLength);
+    if (!bucket) pool.set(ab.byteLength, (bucket = []));
+    bucket.push(ab);
+    pooledBytes += ab.byteLength;
+  }
+  scope.taken.length = 0;
+}
+
+function collectBuffers(value: unknown, into: Set<ArrayBufferLike>, depth: number): void {
+  if (value === null || typeof value !== 'object' || depth > 4) return;
+  if (ArrayBuffer.isView(value)) {
+    into.add(value.buffer);
+    return;
+  }
+  const data = (value as Partial<Tensor>).data;
+  if (data !== undefined && ArrayBuffer.isView(data)) {
+    into.add(data.buffer);
+    return;
+  }
+  const items: unknown[] = Array.isArray(value) ? value : Object.values(value as Record<string, unknown>);
+  for (const v of items) collectBuffers(v, into, depth + 1);
+}
+
+/** Bytes currently pooled (diagnostics and tests). */
+export function pooledBufferBytes(): number {
+  return pooledBytes;
+}
