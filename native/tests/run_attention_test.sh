@@ -1,30 +1,11 @@
 #!/usr/bin/env bash
-# Builds and runs the attention kernel test twice: optimised (-O2, like the
-# addon) and under AddressSanitizer + UBSan. Baseline flags only: the ISA
-# files carry their own #pragma GCC target, so no -m flags (and never
-# -march=native) are needed or wanted.
-#
+# Builds and runs the attention kernel test, -O2 and under ASan + UBSan.
 # Usage: native/tests/run_attention_test.sh [--no-sanitize]
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-OUT="${TMPDIR:-/tmp}/attnode_attention_test"
-mkdir -p "$OUT"
-CXX="${CXX:-g++}"
+source "$(dirname "${BASH_SOURCE[0]}")/kernel_test_lib.sh"
+NAME=attention OPT=-O2 SANITIZE=1 ARGS=()
+[[ "${1:-}" == "--no-sanitize" ]] && SANITIZE=0
 SRCS=("$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/attention.cc "$ROOT"/native/kernels/attention_portable.cc
   "$ROOT"/native/kernels/attention_avx2.cc "$ROOT"/native/kernels/attention_avx512.cc
   "$ROOT"/native/tests/attention_test.cc)
-# -I native: runtime sources include "runtime/..." paths.
-COMMON=(-std=c++17 -Wall -Wextra -pthread -I "$ROOT/native")
-
-echo "== build -O2"
-"$CXX" "${COMMON[@]}" -O2 "${SRCS[@]}" -o "$OUT/attention_test"
-echo "== run -O2"
-"$OUT/attention_test"
-
-if [[ "${1:-}" != "--no-sanitize" ]]; then
-  echo "== build -fsanitize=address,undefined"
-  "$CXX" "${COMMON[@]}" -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-    "${SRCS[@]}" -o "$OUT/attention_test_san"
-  echo "== run sanitized"
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$OUT/attention_test_san"
-fi
+kernel_test
