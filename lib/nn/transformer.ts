@@ -495,24 +495,16 @@ export class TransformerDecoder extends Module {
   }
 }
 
-/** Options of {@link Transformer}: PyTorch's `nn.Transformer` arguments in camelCase, with its defaults. */
-export interface TransformerOptions {
-  /** Default 512. */
-  dModel?: number;
-  /** Default 8. */
-  nhead?: number;
+/**
+ * Options of {@link Transformer}: PyTorch's `nn.Transformer` arguments in
+ * camelCase, with its defaults — the layer options (here `dModel` defaults to
+ * 512 and `nhead` to 8) plus the two stack depths.
+ */
+export interface TransformerOptions extends Partial<TransformerLayerOptions> {
   /** Default 6. */
   numEncoderLayers?: number;
   /** Default 6. */
   numDecoderLayers?: number;
-  /** Default 2048. */
-  dimFeedforward?: number;
-  dropout?: number;
-  activation?: TransformerActivation;
-  layerNormEps?: number;
-  batchFirst?: boolean;
-  normFirst?: boolean;
-  bias?: boolean;
 }
 
 /** Forward options of {@link Transformer} (PyTorch's keyword arguments). */
@@ -542,10 +534,7 @@ export class Transformer extends Module {
 
   constructor(options: TransformerOptions = {}) {
     super();
-    checkOptions('Transformer', options, [
-      'dModel', 'nhead', 'numEncoderLayers', 'numDecoderLayers', 'dimFeedforward', 'dropout', 'activation',
-      'layerNormEps', 'batchFirst', 'normFirst', 'bias',
-    ]);
+    checkOptions('Transformer', options, [...LAYER_KEYS, 'numEncoderLayers', 'numDecoderLayers']);
     const { numEncoderLayers = 6, numDecoderLayers = 6, ...rest } = options;
     const layer: TransformerLayerOptions = { ...rest, dModel: rest.dModel ?? 512, nhead: rest.nhead ?? 8 };
     const o = resolveLayerOptions('Transformer', layer);
