@@ -5,9 +5,15 @@
  * external memory: a server running hundreds of batches a second churns
  * through enough of it to trigger a full mark-compact GC every ~50 ms, each a
  * pause of several milliseconds on the event loop. Inside an opted-in call,
- * large op outputs instead come from a pool of ArrayBuffers bucketed by exact
- * size; when the call settles, every buffer it took that is not reachable from
+ * large op outputs instead come from a pool of ArrayBuffers bucketed by size
+ * class; when the call settles, every buffer it took that is not reachable from
  * its result goes back to the pool for the next call.
+ *
+ * Size classes, not exact sizes: a batching server runs a different [N, S]
+ * every time, so exact-size buckets almost never hit (measured: a mark-compact
+ * every ~50 ms either way). Classes are 2^k, 1.25·2^k, 1.5·2^k and 1.75·2^k
+ * bytes: at most 25% of a buffer is unused, and the handful of classes a
+ * workload touches is reused across every shape that falls in them.
  *
  * The contract that makes this safe: the function passed to runAsync must not
  * keep any tensor it computes other than through its return value (attnode's
@@ -39,21 +45,30 @@ export function closeBufferScope(): void {
 }
 
 /**
- * An ArrayBuffer of exactly `bytes` from the pool when a scope is open (and
- * records it there), or null when no scope is open.
+ * An ArrayBuffer of at least `bytes` (its size class) from the pool when a
+ * scope is open (and records it there), or null when no scope is open.
  */
 export function takeScopedBuffer(bytes: number): ArrayBuffer | null {
   if (!current) return null;
-  const bucket = pool.get(bytes);
+  const cls = sizeClass(bytes);
+  const bucket = pool.get(cls);
   let ab = bucket?.pop();
   if (ab) {
-    pooledBytes -= bytes;
+    pooledBytes -= cls;
   } else {
-    const b = Buffer.allocUnsafeSlow(bytes);
+    const b = Buffer.allocUnsafeSlow(cls);
     ab = b.buffer as ArrayBuffer;
   }
   current.taken.push(ab);
   return ab;
+}
+
+/** The smallest size class (2^k · {1, 1.25, 1.5, 1.75}) holding `bytes`; the caller views only the bytes it asked for. */
+export function sizeClass(bytes: number): number {
+  if (bytes <= 1024) return 1024;
+  const pow = 2 ** Math.floor(Math.log2(bytes));
+  const step = pow / 4;
+  return Math.ceil(bytes / step) * step;
 }
 
 /** Returns the scope's buffers to the pool, except those reachable from `result`. */

@@ -10,7 +10,7 @@ import * as nn from '../lib/nn';
 import * as ops from '../lib/ops';
 import { addon } from '../lib/backend/native';
 import { runAsync, pendingAsyncCalls } from '../lib/async';
-import { pooledBufferBytes } from '../lib/workspace';
+import { pooledBufferBytes, sizeClass } from '../lib/workspace';
 import { randn, tensor, type Tensor } from '../lib/tensor';
 import { TransformerModel } from '../lib/cli/seed-model';
 import { manualSeed } from '../lib/nn/init';
@@ -50,6 +50,27 @@ describe.runIf(addon !== null)('async execution (native)', () => {
     rest.forEach((r, i) => expect(Array.from(r.data)).toEqual(want[i + 1]));
     // A failed call returns everything it took.
     await expect(runAsync(() => big.forward(randn([3, 2, 127])), { reuseBuffers: true })).rejects.toThrowError(RangeError);
+  });
+
+  it('size classes: at most 25% slack, and shapes that vary per call reuse the same pooled buffers', async () => {
+    for (const b of [1, 1024, 1025, 4096, 5000, 65536, 100_003, 3 << 20]) {
+      const c = sizeClass(b);
+      expect(c).toBeGreaterThanOrEqual(b);
+      if (b > 1024) expect(c).toBeLessThanOrEqual(b * 1.25);
+      expect(sizeClass(c)).toBe(c);
+    }
+    const layer2 = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128 }).useBackend('native');
+    const run = async (s: number, n: number): Promise<void> => {
+      const x = randn([s, n, 64], { seed: s * 10 + n });
+      const want = Array.from(layer2.forward(x).data);
+      const got = await runAsync(() => layer2.forward(x), { reuseBuffers: true });
+      expect(Array.from(got.data)).toEqual(want);
+    };
+    for (const s of [40, 33]) await run(s, 8); // the largest and smallest shapes warm up their classes
+    const warm = pooledBufferBytes();
+    // Every shape in between is new: an exact-size pool would allocate afresh for each and grow.
+    for (let s = 39; s >= 34; s--) await run(s, 8);
+    expect(pooledBufferBytes()).toBeLessThanOrEqual(warm);
   });
 
   it('many concurrent calls of different sizes equal their sequential results', async () => {

@@ -38,6 +38,7 @@ const HELP = `Usage: npx tsx bench/load/run.ts [options]
   --min-len N --max-len N   token lengths of the requests (default 8..64, uniform)
   --config c.json        model config for the server (default: the built-in small encoder)
   --server-args "..."    extra flags for attnode serve (e.g. "--max-delay-ms 1")
+  --server-node-args "..."  Node flags for the server process (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it)
   --client-nice N        nice value of the load client while it drives (default 10: a remote client would not
                          compete with the server for its cores; 0 to compete as an equal)
   --no-write             print only
@@ -51,6 +52,8 @@ interface Opts {
   maxLen: number;
   config: string | undefined;
   serverArgs: string[];
+  /** Node flags for the server process (profiling). */
+  serverNodeArgs: string[];
   write: boolean;
   quick: boolean;
   /** Nice value of the load client while it drives a level (0: same priority as the server). */
@@ -68,6 +71,7 @@ function parseOpts(): Opts {
       'max-len': { type: 'string', default: '64' },
       config: { type: 'string' },
       'server-args': { type: 'string', default: '' },
+      'server-node-args': { type: 'string', default: '' },
       'client-nice': { type: 'string', default: '10' },
       'no-write': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -88,6 +92,7 @@ function parseOpts(): Opts {
     maxLen: Number(values['max-len']),
     config: values.config,
     serverArgs: values['server-args'].split(/\s+/).filter(Boolean),
+    serverNodeArgs: values['server-node-args'].split(/\s+/).filter(Boolean),
     clientNice: Number(values['client-nice']),
     write: !values['no-write'],
   };
@@ -108,8 +113,8 @@ function setClientNice(nice: number): number {
 
 /** Starts `attnode serve --port 0` and resolves with its port once it prints the listening line. */
 async function startServer(opts: Opts, batching: boolean): Promise<{ child: ChildProcess; port: number }> {
-  const tsx = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');
-  const args = [tsx, path.join(ROOT, 'lib', 'cli', 'attnode.ts'), 'serve', '--port', '0', '--host', '127.0.0.1', '--max-queue', '4096'];
+  // `node --import tsx` runs the server in this one process (the tsx CLI would add a wrapper process).
+  const args = [...opts.serverNodeArgs, '--import', 'tsx', path.join(ROOT, 'lib', 'cli', 'attnode.ts'), 'serve', '--port', '0', '--host', '127.0.0.1', '--max-queue', '4096'];
   if (!batching) args.push('--no-batching');
   if (opts.config) args.push('--config', opts.config);
   args.push(...opts.serverArgs);
