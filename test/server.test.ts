@@ -149,6 +149,27 @@ describe('InferenceServer', () => {
     const after = await request(port, 'GET', '/metrics');
     expect(after.body.latencyMs.count).toBe(1); // only the reset request itself
   });
+
+  it('GET /metrics speaks Prometheus text format to a scraper (Accept) or with ?format=prometheus', async () => {
+    const scraped = await request(port, 'GET', '/metrics', undefined, { accept: 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5' });
+    expect(scraped.status).toBe(200);
+    expect(scraped.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = scraped.body as string;
+    expect(text).toMatch(/^# TYPE attnode_requests_total counter$/m);
+    const ok = /^attnode_requests_total\{route="POST \/v1\/encode",status="200"\} (\d+)$/m.exec(text);
+    expect(Number(ok?.[1])).toBeGreaterThanOrEqual(8);
+    expect(text).toMatch(/^attnode_request_duration_seconds\{route="all",quantile="0\.99"\} [0-9.e-]+$/m);
+    expect(text).toMatch(/^attnode_event_loop_delay_seconds\{quantile="0\.99"\} [0-9.e-]+$/m);
+    expect(text).toMatch(/^attnode_batcher_mean_batch_size [0-9.]+$/m);
+    expect(text).toMatch(/^attnode_draining 0$/m);
+    // Every sample line is `name{labels} value` or `name value`.
+    for (const line of text.trimEnd().split('\n')) expect(line).toMatch(/^(# (HELP|TYPE) .+|[a-z_]+(\{[^}]*\})? -?[0-9.e+-]+)$/);
+    const byQuery = await request(port, 'GET', '/metrics?format=prometheus');
+    expect(byQuery.body).toMatch(/^# HELP attnode_uptime_seconds/m);
+    // JSON stays the default, also for a browser's Accept header.
+    const browser = await request(port, 'GET', '/metrics', undefined, { accept: 'text/html,application/json;q=0.9,*/*;q=0.8' });
+    expect(browser.body.requests).toBeTypeOf('object');
+  });
 });
 
 describe('InferenceServer overload and shutdown', () => {

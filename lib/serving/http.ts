@@ -12,7 +12,9 @@
  * - `GET /healthz` → 200 `{ "status": "ok", ... }` (503 `"draining"` during shutdown).
  * - `GET /metrics` → JSON: request counts by route and status, latency p50/p90/p99 over
  *   a sliding window, batcher stats (queue depth, batches, mean batch size), event-loop
- *   delay. `?reset=1` clears the windows after reading (between load phases).
+ *   delay. `?reset=1` clears the windows after reading (between load phases). Prometheus
+ *   text format instead for `?format=prometheus` or an Accept header asking for text/plain
+ *   or OpenMetrics without JSON (what a Prometheus scraper sends).
  *
  * Errors are `{ "error": { "code", "message" } }`: 400 (bad JSON, wrong types, token
  * id out of range, sequence too long, too many inputs), 404, 405, 413 (body too large),
@@ -21,7 +23,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Batcher, BatcherClosedError, QueueFullError, type BatchEncoder, type BatcherOptions } from './batcher';
-import { Metrics, type MetricsOptions } from './metrics';
+import { Metrics, renderPrometheus, type MetricsOptions } from './metrics';
 import type { Tensor } from '../tensor';
 
 /** A served encoder: a {@link BatchEncoder} over token ids with its sizes. */
@@ -56,6 +58,26 @@ class HttpError extends Error {
   constructor(readonly status: number, readonly code: string, message: string, readonly headers: Record<string, string> = {}) {
     super(message);
   }
+}
+
+/** A non-JSON response body. */
+class PlainText {
+  constructor(readonly text: string, readonly contentType: string) {}
+}
+
+/**
+ * `GET /metrics` answers in Prometheus text format for `?format=prometheus`, or when the
+ * Accept header asks for text/plain or OpenMetrics (what a Prometheus scraper sends) and not JSON.
+ */
+function wantsPrometheus(url: URL, req: http.IncomingMessage): boolean {
+  const format = url.searchParams.get('format');
+  if (format !== null) return format === 'prometheus';
+  const accept = req.headers.accept ?? '';
+  return /text\/plain|openmetrics/i.test(accept) && !/application\/json/i.test(accept);
+}
+
+function prefixKeys(prefix: string, values: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(values).map(([k, v]) => [k === 'draining' ? k : `${prefix}_${k}`, v]));
 }
 
 const ROUTES: Record<string, string[]> = {
@@ -152,9 +174,9 @@ export class InferenceServer {
 
   #send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
     if (res.headersSent || res.destroyed) return;
-    const text = JSON.stringify(body);
+    const text = body instanceof PlainText ? body.text : JSON.stringify(body);
     res.writeHead(status, {
-      'content-type': 'application/json; charset=utf-8',
+      'content-type': body instanceof PlainText ? body.contentType : 'application/json; charset=utf-8',
       'content-length': Buffer.byteLength(text),
       ...(this.#draining ? { connection: 'close' } : {}),
       ...headers,
@@ -226,9 +248,14 @@ export class InferenceServer {
           ? [503, { status: 'draining' }, { 'retry-after': String(this.#opts.retryAfterS) }]
           : [200, { status: 'ok', uptimeS: Math.round(process.uptime()), ...this.#opts.info }];
       case '/metrics': {
-        const body = { ...this.metrics.snapshot(), batcher: this.batcher.stats(), draining: this.#draining };
+        const snapshot = this.metrics.snapshot();
+        const batcher = this.batcher.stats();
         if (url.searchParams.get('reset') === '1') this.metrics.resetWindow();
-        return [200, body];
+        if (wantsPrometheus(url, req)) {
+          const gauges: Record<string, number> = { ...batcher, draining: this.#draining ? 1 : 0 };
+          return [200, new PlainText(renderPrometheus(snapshot, prefixKeys('batcher', gauges)), 'text/plain; version=0.0.4; charset=utf-8')];
+        }
+        return [200, { ...snapshot, batcher, draining: this.#draining }];
       }
       case '/v1/encode':
         return [200, await this.#encode(await this.#readJson(req), signal)];

@@ -169,3 +169,42 @@ export class Metrics {
     this.#loop.disable();
   }
 }
+
+/**
+ * The same numbers in the Prometheus text exposition format (version 0.0.4),
+ * for scrapers: counters as `attnode_requests_total{route,status}`, window
+ * percentiles as gauges with a `quantile` label (a summary without _sum,
+ * since the window slides), event-loop delay and any extra gauges (e.g. the
+ * batcher's stats) as `attnode_<name>`.
+ */
+export function renderPrometheus(s: MetricsSnapshot, gauges: Record<string, number> = {}): string {
+  const lines: string[] = [];
+  const esc = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+  const metric = (name: string, type: string, help: string, rows: [Record<string, string | number>, number][]): void => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, v] of rows) {
+      const l = Object.entries(labels).map(([k, x]) => `${k}="${esc(String(x))}"`).join(',');
+      lines.push(`${name}${l ? `{${l}}` : ''} ${Number.isFinite(v) ? v : 0}`);
+    }
+  };
+  metric('attnode_uptime_seconds', 'gauge', 'Seconds since the server started.', [[{}, s.uptimeS]]);
+  metric('attnode_requests_total', 'counter', 'Requests answered, by route and HTTP status.',
+    Object.entries(s.requests).map(([key, n]) => {
+      const cut = key.lastIndexOf(' ');
+      return [{ route: key.slice(0, cut), status: key.slice(cut + 1) }, n];
+    }));
+  metric('attnode_requests_in_flight', 'gauge', 'Requests being handled now.', [[{}, s.inFlight]]);
+  const q = (x: LatencySummary, route: string): [Record<string, string | number>, number][] => [
+    [{ route, quantile: '0.5' }, x.p50 / 1000], [{ route, quantile: '0.9' }, x.p90 / 1000], [{ route, quantile: '0.99' }, x.p99 / 1000],
+  ];
+  metric('attnode_request_duration_seconds', 'gauge', `Request latency quantiles over the last ${s.windowS} s ("all": every route).`,
+    [...q(s.latencyMs, 'all'), ...Object.entries(s.latencyMs.byRoute).flatMap(([r, x]) => q(x, r))]);
+  const el = s.eventLoopDelayMs;
+  metric('attnode_event_loop_delay_seconds', 'gauge', 'Event-loop delay quantiles since start or the last reset.',
+    [[{ quantile: '0.5' }, el.p50 / 1000], [{ quantile: '0.9' }, el.p90 / 1000], [{ quantile: '0.99' }, el.p99 / 1000], [{ quantile: '1' }, el.max / 1000]]);
+  for (const [name, v] of Object.entries(gauges)) {
+    const snake = name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`).replace(/[^a-zA-Z0-9_]/g, '_');
+    metric(`attnode_${snake}`, 'gauge', `${name}.`, [[{}, v]]);
+  }
+  return lines.join('\n') + '\n';
+}
