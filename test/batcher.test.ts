@@ -10,6 +10,7 @@ import { EncoderModel } from '../lib/serving/encoder-model';
 import { manualSeed } from '../lib/nn/init';
 import * as nn from '../lib/nn';
 import { randn, tensor, type Tensor } from '../lib/tensor';
+import { loadServedModel } from '../lib/cli/config';
 
 function makeModel(seed = 1): EncoderModel {
   manualSeed(seed);
@@ -52,6 +53,27 @@ describe.each(backends)('Batcher (%s backend)', (backend) => {
     expect(st.paddingRatio).toBeGreaterThan(0);
     expect(st.queueDepth).toBe(0);
     await batcher.close();
+  });
+});
+
+describe.runIf(addon !== null)('Batcher with the seed model served by attnode serve', () => {
+  it('padded, masked batches of the seed encoder equal each request run alone (sequence-first model, transposed in and out)', async () => {
+    const served = await loadServedModel({
+      config: { kind: 'seed', options: { vocabSize: 60, dModel: 32, nhead: 4, numLayers: 2, numDecoderLayers: 1, dimFeedforward: 48 } },
+      seed: 5,
+    });
+    const batcher = new Batcher(served.encoder, { maxBatchSize: 6, maxDelayMs: 20, idleDispatch: 'wait' });
+    const lengths = [4, 11, 1, 7, 11, 2];
+    const toks = lengths.map((l, i) => Array.from({ length: l }, (_, j) => (j * 11 + i * 5 + 1) % 60));
+    const batched = await Promise.all(toks.map((t) => batcher.submit(t)));
+    expect(batcher.stats().batches).toBe(1);
+    const solo = new Batcher(served.encoder, { maxBatchSize: 1 });
+    for (const [i, t] of toks.entries()) {
+      const want = await solo.submit(t);
+      expect(batched[i]!.shape).toEqual([lengths[i], 32]);
+      expect(maxDiff(batched[i]!.data, want.data)).toBeLessThan(1e-5);
+    }
+    await Promise.all([batcher.close(), solo.close()]);
   });
 });
 

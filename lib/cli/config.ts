@@ -62,11 +62,10 @@ export interface ServedModel {
   module: nn.Module;
   /** `'file'` when loaded from safetensors, else `'random'`. */
   weights: 'file' | 'random';
-  /** Greedy generation (seed models whose TransformerModel has generateAsync, lib/generate.ts). */
+  /** Greedy generation with a KV cache (seed models: TransformerModel.generateAsync, lib/generate.ts). */
   generate?: GenerateFn;
 }
 
-type AsyncGenerator = (src: Tensor<'int32'>, o: { maxNewTokens: number; bosId: number; eosId?: number | null }) => Promise<Tensor<'int32'>>;
 
 /** The config used when none is given: a small encoder that runs fast on a laptop. */
 export const DEFAULT_CONFIG: ModelConfig = {
@@ -185,15 +184,11 @@ export async function loadServedModel(options: LoadModelOptions = {}): Promise<S
     const m = new TransformerModel(o.vocabSize, o.dModel, o.nhead, o.numLayers, o.numDecoderLayers ?? 6, o.dimFeedforward ?? 2048);
     module = m;
     encoder = new SeedEncoder(m, o.maxLen ?? 512);
-    // Feature-detected so this file does not depend on the generation work landing first.
-    const gen = (m as unknown as { generateAsync?: AsyncGenerator }).generateAsync;
-    if (typeof gen === 'function') {
-      generate = async (tokens, { maxNewTokens }) => {
-        const src = new Tensor(Int32Array.from(tokens), [tokens.length], 'int32'); // unbatched [S]
-        const out = await gen.call(m, src, { maxNewTokens, bosId: o.bosId ?? 0, eosId: o.eosId ?? null });
-        return Array.from(out.data);
-      };
-    }
+    generate = async (tokens, { maxNewTokens }) => {
+      const src = new Tensor(Int32Array.from(tokens), [tokens.length], 'int32'); // unbatched [S]
+      const out = await m.generateAsync(src, { maxNewTokens, bosId: o.bosId ?? 0, eosId: o.eosId ?? null });
+      return Array.from(out.data);
+    };
   }
   if (options.modelPath) {
     const { tensors } = await loadSafetensors(options.modelPath);
