@@ -352,6 +352,66 @@ export function layerNorm(
   const fn = 'layerNorm';
   checkFloat(fn, 'x', x);
   checkOptions(fn, opts);
+  const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, bias, eps);
+  const y = output(fn, x.shape, opts?.out, [['x', x], ['weight', weight], ['bias', bias]], true);
+  if (x.size === 0) return y;
+  resolveBackend(opts?.backend).layerNorm(
+    x.data, weight ? weight.data : null, bias ? bias.data : null, y.data, x.size / cols, cols, eps,
+  );
+  return y;
+}
+
+/** Options of {@link addLayerNorm}. */
+export interface AddLayerNormOptions extends OutOptions {
+  /**
+   * Also store the sum `x + residual` here (float32, x's shape): the next
+   * residual of a pre-norm layer. May be `x` or `residual` (in place).
+   */
+  sumOut?: Tensor<'float32'>;
+}
+
+/**
+ * `layerNorm(x + residual, ...)` in one pass: the residual add and LayerNorm
+ * of a Transformer sublayer fused. Each summed row is normalized while it is
+ * still in cache, and no sum tensor is allocated unless `sumOut` asks for it.
+ * Equal (bit for bit) to `layerNorm(add(x, residual), ...)`. `out` may be `x`
+ * or `residual`; `x` and `residual` must have the same shape (no broadcasting).
+ */
+export function addLayerNorm(
+  x: F32, residual: F32, normalizedShape: number | Shape, weight?: F32 | null, bias?: F32 | null, eps = 1e-5,
+  opts?: AddLayerNormOptions,
+): F32 {
+  const fn = 'addLayerNorm';
+  checkFloat(fn, 'x', x);
+  checkFloat(fn, 'residual', residual);
+  checkOptions(fn, opts);
+  if (!sameShape(x.shape, residual.shape)) throw shapeError(fn, 'residual', `${formatShape(x.shape)} (x's shape)`, residual.shape);
+  const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, bias, eps);
+  const inputs: [string, F32 | null | undefined][] = [['x', x], ['residual', residual], ['weight', weight], ['bias', bias]];
+  const y = output(fn, x.shape, opts?.out, inputs, true);
+  let sum: F32 | null = null;
+  if (opts?.sumOut !== undefined) {
+    sum = checkFloat(fn, 'sumOut', opts.sumOut);
+    if (!sameShape(sum.shape, x.shape)) throw shapeError(fn, 'sumOut', formatShape(x.shape), sum.shape);
+    for (const [name, t] of [...inputs, ['out', y] as [string, F32]]) {
+      if (!t || t.size === 0 || sum.size === 0 || !overlaps(sum.data, t.data)) continue;
+      if ((name === 'x' || name === 'residual') && sameRegion(sum.data, t.data)) continue;
+      throw argRangeErrorRaw(fn, 'sumOut', `not overlap '${name}'${name === 'x' || name === 'residual' ? ' except exactly (in place)' : ''}`,
+        'a tensor sharing its memory');
+    }
+  }
+  if (x.size === 0) return y;
+  resolveBackend(opts?.backend).addLayerNorm(
+    x.data, residual.data, weight ? weight.data : null, bias ? bias.data : null, y.data, sum ? sum.data : null,
+    x.size / cols, cols, eps,
+  );
+  return y;
+}
+
+/** Checks layerNorm's normalizedShape, weight, bias and eps against x; returns the row length. */
+function checkLayerNormArgs(
+  fn: string, x: F32, normalizedShape: number | Shape, weight: F32 | null | undefined, bias: F32 | null | undefined, eps: number,
+): number {
   const ns = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape;
   checkShape(fn, 'normalizedShape', ns);
   const tail = x.shape.slice(x.ndim - ns.length);
@@ -366,13 +426,7 @@ export function layerNorm(
   }
   checkNumber(fn, 'eps', eps);
   if (eps < 0) throw argRangeError(fn, 'eps', 'be >= 0', eps);
-  const y = output(fn, x.shape, opts?.out, [['x', x], ['weight', weight], ['bias', bias]], true);
-  const cols = prod(ns);
-  if (x.size === 0) return y;
-  resolveBackend(opts?.backend).layerNorm(
-    x.data, weight ? weight.data : null, bias ? bias.data : null, y.data, x.size / cols, cols, eps,
-  );
-  return y;
+  return prod(ns);
 }
 
 // ---------------------------------------------------------------------------

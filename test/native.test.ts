@@ -128,9 +128,11 @@ describe.runIf(hasNative)('native runtime', () => {
         x.data[0] = 1e4; // large magnitude must stay finite
         const g = randn([cols], { seed: cols + 1 });
         const b = randn([cols], { seed: cols + 2 });
+        const r = randn([rows, cols], { seed: cols + 3 });
         const pairs: [string, (backend: 'js' | 'native') => Float32Array][] = [
           ['softmax', (backend) => ops.softmax(x, -1, { backend }).data],
           ['layerNorm', (backend) => ops.layerNorm(x, [cols], g, b, 1e-5, { backend }).data],
+          ['addLayerNorm', (backend) => ops.addLayerNorm(x, r, [cols], g, b, 1e-5, { backend }).data],
           ['relu', (backend) => ops.relu(x, { backend }).data],
           ['gelu', (backend) => ops.gelu(x, { backend }).data],
           ['geluTanh', (backend) => ops.gelu(x, { approximate: 'tanh', backend }).data],
@@ -191,6 +193,7 @@ describe.runIf(hasNative)('native runtime', () => {
       ops.linear(x, w, null, { backend: 'native' }).data,
       ops.softmax(x, -1, { backend: 'native' }).data,
       ops.layerNorm(x, [256], null, null, 1e-5, { backend: 'native' }).data,
+      ops.addLayerNorm(x, ops.gelu(x, { backend: 'native' }), [256], null, null, 1e-5, { backend: 'native' }).data,
       ops.gelu(x, { backend: 'native' }).data,
       scaledDotProductAttention(q, q, q, { isCausal: true, backend: 'native' }).data,
     ];
@@ -221,6 +224,17 @@ describe.runIf(hasNative)('native runtime', () => {
       expect(() => a.gemm(f(6), f(6), f(4), 2, 2, 3, false, false, 1, 0, null, 0, 2, 6, 6, 2)).toThrowError(/strideC/);
       expect(() => (a.gemm as (...x: unknown[]) => void)(f(6))).toThrowError(TypeError);
       expect(() => a.softmax(f(5), f(6), 2, 3)).toThrowError(/'x' has 5 elements/);
+      expect(() => a.addLayerNorm(f(6), f(6), null, null, f(6), null, 2, 3, 1e-5)).not.toThrow();
+      expect(() => a.addLayerNorm(f(6), f(5), null, null, f(6), null, 2, 3, 1e-5)).toThrowError(/'r' has 5 elements/);
+      expect(() => a.addLayerNorm(f(6), f(6), f(2), null, f(6), null, 2, 3, 1e-5)).toThrowError(/'gamma' has 2 elements/);
+      expect(() => a.addLayerNorm(f(6), f(6), null, null, f(6), f(5), 2, 3, 1e-5)).toThrowError(/'sum' has 5 elements/);
+      expect(() => a.addLayerNorm(f(6), f(6), null, null, f(6), null, 2, 3, -1)).toThrowError(/'eps'/);
+      const ln = f(30);
+      expect(() => a.addLayerNorm(ln.subarray(0, 6), f(6), null, null, ln.subarray(0, 6), ln.subarray(0, 6), 2, 3, 1e-5)).toThrowError(
+        /'sum' overlaps/,
+      );
+      expect(() => a.addLayerNorm(ln.subarray(0, 6), f(6), null, null, ln.subarray(2, 8), null, 2, 3, 1e-5)).toThrowError(/'y' overlaps input 'x'/);
+      expect(() => a.addLayerNorm(ln.subarray(0, 6), ln.subarray(6, 12), null, null, ln.subarray(6, 12), ln.subarray(0, 6), 2, 3, 1e-5)).not.toThrow();
       expect(() => a.embedding(f(6), 3, 2, new Int32Array([0, 3]), f(4))).toThrowError(/index 3 at position 1 is out of range/);
       expect(() => a.embedding(f(6), 3, 2, new Int32Array([-1]), f(2))).toThrowError(RangeError);
       expect(() => a.binary(0, f(4), [1, 1], f(4), [1], f(4), [2, 2])).toThrowError(/must have shape's 2 dims/);

@@ -185,6 +185,47 @@ describe.each(backends)('%s backend ops', (backend) => {
     });
   });
 
+  describe('addLayerNorm', () => {
+    it('equals layerNorm(x + residual) bit for bit, with the sum on request and in place', () => {
+      const x = rnd([3, 5, 8], 21);
+      const r = rnd([3, 5, 8], 22);
+      const w = rnd([8], 23);
+      const b = rnd([8], 24);
+      const sum = ops.add(x, r, opts);
+      const want = ops.layerNorm(sum, 8, w, b, 1e-5, opts);
+      expect(Array.from(ops.addLayerNorm(x, r, 8, w, b, 1e-5, opts).data)).toEqual(Array.from(want.data));
+      const sumOut = zeros([3, 5, 8]);
+      const got = ops.addLayerNorm(x, r, [8], w, b, 1e-5, { ...opts, sumOut });
+      expect(Array.from(got.data)).toEqual(Array.from(want.data));
+      expect(Array.from(sumOut.data)).toEqual(Array.from(sum.data));
+      // Over two trailing dims and without affine parameters.
+      expect(Array.from(ops.addLayerNorm(x, r, [5, 8], null, null, 1e-5, opts).data)).toEqual(
+        Array.from(ops.layerNorm(sum, [5, 8], null, null, 1e-5, opts).data),
+      );
+      // In place: the sum over the residual and the output over x, as a pre-norm layer does.
+      const x2 = x.clone();
+      const r2 = r.clone();
+      const y = ops.addLayerNorm(x2, r2, 8, w, b, 1e-5, { ...opts, out: x2, sumOut: r2 });
+      expect(y).toBe(x2);
+      expect(Array.from(x2.data)).toEqual(Array.from(want.data));
+      expect(Array.from(r2.data)).toEqual(Array.from(sum.data));
+    });
+
+    it('rejects mismatched shapes and overlapping outputs', () => {
+      const x = rnd([2, 4], 1);
+      expect(() => ops.addLayerNorm(x, rnd([1, 4], 2), 4, null, null, 1e-5, opts)).toThrowError(
+        "addLayerNorm: argument 'residual' must have shape [2, 4] (x's shape), got [1, 4]",
+      );
+      expect(() => ops.addLayerNorm(x, x, 3, null, null, 1e-5, opts)).toThrowError(/'normalizedShape' must match the trailing dims/);
+      expect(() => ops.addLayerNorm(x, x, 4, null, null, 1e-5, { ...opts, sumOut: zeros([4, 2]) })).toThrowError(/'sumOut' must have shape \[2, 4\]/);
+      const out = zeros([2, 4]);
+      expect(() => ops.addLayerNorm(x, x.clone(), 4, null, null, 1e-5, { ...opts, out, sumOut: out })).toThrowError(
+        /'sumOut' must not overlap 'out'/,
+      );
+      expect(() => ops.addLayerNorm(x, x, 4, null, null, 1e-5, { ...opts, sumOut: 'no' as never })).toThrowError(TypeError);
+    });
+  });
+
   describe('element-wise', () => {
     it('relu and gelu (exact and tanh)', () => {
       const x = tensor([-3, -1, -0.5, 0, 0.5, 1, 3]);

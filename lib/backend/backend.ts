@@ -121,6 +121,22 @@ export interface Backend {
     cols: number,
     eps: number,
   ): void;
+  /**
+   * Residual add fused with LayerNorm: per row, s = x + r, y = layerNorm(s);
+   * `sum` (optional) receives s. Results equal `binary(add)` then `layerNorm`.
+   * y and sum may each be x or r (in place) but not each other.
+   */
+  addLayerNorm(
+    x: Float32Array,
+    r: Float32Array,
+    gamma: Float32Array | null,
+    beta: Float32Array | null,
+    y: Float32Array,
+    sum: Float32Array | null,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
   relu(x: Float32Array, y: Float32Array): void;
   gelu(x: Float32Array, y: Float32Array, tanhApprox: boolean): void;
   /**

@@ -63,6 +63,17 @@ export interface AddonOps {
     cols: number,
     eps: number,
   ): void;
+  addLayerNorm(
+    x: Float32Array,
+    r: Float32Array,
+    gamma: Float32Array | null,
+    beta: Float32Array | null,
+    y: Float32Array,
+    sum: Float32Array | null,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
   relu(x: Float32Array, y: Float32Array): void;
   gelu(x: Float32Array, y: Float32Array, tanhApprox: boolean): void;
   binary(
@@ -178,6 +189,8 @@ function makeNativeBackend(a: Addon): Backend {
         g.strideB, g.strideC, packedFor(g)),
     softmax: (x, y, rows, cols) => call('softmax', x, y, rows, cols),
     layerNorm: (x, gamma, beta, y, rows, cols, eps) => call('layerNorm', x, gamma, beta, y, rows, cols, eps),
+    addLayerNorm: (x, r, gamma, beta, y, sum, rows, cols, eps) =>
+      call('addLayerNorm', x, r, gamma, beta, y, sum, rows, cols, eps),
     relu: (x, y) => call('relu', x, y),
     gelu: (x, y, tanhApprox) => call('gelu', x, y, tanhApprox),
     binary: (op: BinaryOp, x, xs, y, ys, out, shape) => call('binary', op, x, xs, y, ys, out, shape),

@@ -75,4 +75,17 @@ export class LayerNorm extends Module {
       backend: this.backend,
     });
   }
+
+  /**
+   * `forward(x + residual)` with the add fused in ({@link ops.addLayerNorm}):
+   * the `norm(x + sublayer(x))` step of a post-norm Transformer layer.
+   * With `sumOut`, the sum is stored there too (the next residual of a
+   * pre-norm layer).
+   */
+  forwardAdd(x: Tensor<'float32'>, residual: Tensor<'float32'>, sumOut?: Tensor<'float32'>): Tensor<'float32'> {
+    return ops.addLayerNorm(x, residual, this.normalizedShape, this.weight, this.bias, this.eps, {
+      backend: this.backend,
+      ...(sumOut ? { sumOut } : {}),
+    });
+  }
 }

@@ -185,11 +185,14 @@ export class TransformerEncoderLayer extends Module {
     const be = { backend: this.backend };
     let x = src;
     if (this.normFirst) {
-      x = ops.add(x, sa(this.norm1.forward(x)), be);
-      x = ops.add(x, feedForward(this, this.norm2.forward(x)), be);
+      // x += sa(norm1(x)); x += ff(norm2(x)), the first add fused with norm2. The sum overwrites the
+      // attention output h in place (h is a fresh out_proj result used nowhere else).
+      const h = sa(this.norm1.forward(x));
+      const normed = this.norm2.forwardAdd(x, h, h);
+      x = ops.add(h, feedForward(this, normed), be);
     } else {
-      x = this.norm1.forward(ops.add(x, sa(x), be));
-      x = this.norm2.forward(ops.add(x, feedForward(this, x), be));
+      x = this.norm1.forwardAdd(x, sa(x));
+      x = this.norm2.forwardAdd(x, feedForward(this, x));
     }
     return x;
   }
@@ -306,13 +309,17 @@ export class TransformerDecoderLayer extends Module {
     const be = { backend: this.backend };
     let x = tgt;
     if (this.normFirst) {
-      x = ops.add(x, sa(this.norm1.forward(x)), be);
-      x = ops.add(x, ca(this.norm2.forward(x)), be);
-      x = ops.add(x, feedForward(this, this.norm3.forward(x)), be);
+      // x += sa(norm1(x)); x += ca(norm2(x)); x += ff(norm3(x)), the first two adds fused with the next
+      // norm, each sum stored in place over its (fresh, otherwise unused) attention output.
+      const h1 = sa(this.norm1.forward(x));
+      const n2 = this.norm2.forwardAdd(x, h1, h1);
+      const h2 = ca(n2);
+      const n3 = this.norm3.forwardAdd(h1, h2, h2);
+      x = ops.add(h2, feedForward(this, n3), be);
     } else {
-      x = this.norm1.forward(ops.add(x, sa(x), be));
-      x = this.norm2.forward(ops.add(x, ca(x), be));
-      x = this.norm3.forward(ops.add(x, feedForward(this, x), be));
+      x = this.norm1.forwardAdd(x, sa(x));
+      x = this.norm2.forwardAdd(x, ca(x));
+      x = this.norm3.forwardAdd(x, feedForward(this, x));
     }
     return x;
   }

@@ -49,6 +49,43 @@ Kernel ParseLayerNorm(Args& args) {
   };
 }
 
+// addLayerNorm(x, r, gamma, beta, y, sum, rows, cols, eps): y = layer_norm(x + r), sum = x + r (or null).
+Kernel ParseAddLayerNorm(Args& args) {
+  auto x = args.f32(0, "x");
+  auto r = args.f32(1, "r");
+  auto gamma = args.f32_or_null(2, "gamma");
+  auto beta = args.f32_or_null(3, "beta");
+  auto y = args.f32(4, "y");
+  auto sum = args.f32_or_null(5, "sum");
+  const int64_t rows = args.integer(6, "rows", 0, kMaxElements);
+  const int64_t cols = args.integer(7, "cols", 0, kMaxElements);
+  const double eps = args.number(8, "eps");
+  if (!(eps >= 0)) args.range_error("argument 'eps' must be a number >= 0, got " + std::to_string(eps));
+  const int64_t size = checked_mul(args, rows, cols, "rows*cols");
+  args.require_length(x, "x", size, "rows*cols");
+  args.require_length(r, "r", size, "rows*cols");
+  args.require_length(y, "y", size, "rows*cols");
+  if (sum.given) args.require_length(sum, "sum", size, "rows*cols");
+  if (gamma.given) args.require_length(gamma, "gamma", cols, "cols");
+  if (beta.given) args.require_length(beta, "beta", cols, "cols");
+  // Outputs may replace an input exactly (row by row, each row is read before it is written), never
+  // overlap it partly, the parameters, or each other.
+  args.require_no_overlap(y, "y", x, "x", true);
+  args.require_no_overlap(y, "y", r, "r", true);
+  if (gamma.given) args.require_no_overlap(y, "y", gamma, "gamma", false);
+  if (beta.given) args.require_no_overlap(y, "y", beta, "beta", false);
+  if (sum.given) {
+    args.require_no_overlap(sum, "sum", x, "x", true);
+    args.require_no_overlap(sum, "sum", r, "r", true);
+    args.require_no_overlap(sum, "sum", y, "y", false);
+    if (gamma.given) args.require_no_overlap(sum, "sum", gamma, "gamma", false);
+    if (beta.given) args.require_no_overlap(sum, "sum", beta, "beta", false);
+  }
+  if (size == 0) return {};
+  return [x = x.data, r = r.data, g = gamma.data, b = beta.data, y = y.data, s = sum.data, rows, cols,
+          e = static_cast<float>(eps)] { kernels::add_layer_norm_rows(x, r, g, b, y, s, rows, cols, e); };
+}
+
 // Shared by relu and gelu: y must have x's length; in place is fine.
 void check_unary(const Args& args, const Span<float>& x, const Span<float>& y) {
   if (y.length != x.length) {
@@ -175,6 +212,7 @@ Kernel ParsePermute0213(Args& args) {
 void RegisterLayerOps(Napi::Env env, Napi::Object exports) {
   RegisterOp(env, exports, "softmax", 4, ParseSoftmax);
   RegisterOp(env, exports, "layerNorm", 7, ParseLayerNorm);
+  RegisterOp(env, exports, "addLayerNorm", 9, ParseAddLayerNorm);
   RegisterOp(env, exports, "relu", 2, ParseRelu);
   RegisterOp(env, exports, "gelu", 3, ParseGelu);
   RegisterOp(env, exports, "binary", 7, ParseBinary);

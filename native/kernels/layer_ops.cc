@@ -104,6 +104,22 @@ void layer_norm_rows(const float* x, const float* gamma, const float* beta, floa
   });
 }
 
+void add_layer_norm_rows(const float* x, const float* r, const float* gamma, const float* beta, float* y, float* sum,
+                         int64_t rows, int64_t cols, float eps) {
+  if (rows <= 0 || cols <= 0) return;
+  const IsaKernels& k = isa_kernels();
+  // Composed from the per-ISA row kernels, row by row, so each sum row is
+  // normalized while still in L1 and the result equals the unfused ops.
+  for_range(rows, rows_per_task(cols, kGrain), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t o = i * cols;
+      float* s = sum ? sum + o : y + o;
+      k.binary_row(BinaryOp::Add, x + o, 1, r + o, 1, s, cols);
+      k.layer_norm_rows(s, gamma, beta, y + o, 1, cols, eps);
+    }
+  });
+}
+
 void relu(const float* x, float* y, int64_t n) {
   const IsaKernels& k = isa_kernels();
   for_range(n, kCopyGrain, [&](int64_t b, int64_t e) { k.relu(x + b, y + b, e - b); });

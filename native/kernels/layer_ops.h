@@ -19,6 +19,15 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols);
 void layer_norm_rows(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t cols,
                      float eps);
 
+// Residual add fused with LayerNorm, the `norm(x + sublayer(x))` of a
+// Transformer layer: per row, s = x + r, then y = layer_norm(s). One pass
+// over memory instead of two (the sum row stays in L1), bit-identical to
+// binary_op(Add) followed by layer_norm_rows. If `sum` is not null it
+// receives s (a pre-norm layer needs the sum as its next residual). y and
+// sum may each alias x or r exactly, but not each other.
+void add_layer_norm_rows(const float* x, const float* r, const float* gamma, const float* beta, float* y, float* sum,
+                         int64_t rows, int64_t cols, float eps);
+
 void relu(const float* x, float* y, int64_t n);
 // Exact erf form (PyTorch default) or the tanh approximation (approximate='tanh').
 void gelu(const float* x, float* y, int64_t n, bool tanh_approx);

@@ -6,7 +6,7 @@ import type { Backend } from '../backend';
 import { attention } from './attention';
 import { binary } from './binary';
 import { gemm } from './gemm';
-import { embedding, gelu, layerNorm, permute0213, relu, softmax } from './layer';
+import { addLayerNorm, embedding, gelu, layerNorm, permute0213, relu, softmax } from './layer';
 
 export { erf, erfc, geluExact, geluTanh } from './math';
 
@@ -16,6 +16,7 @@ export const jsBackend: Backend = Object.freeze({
   gemm,
   softmax,
   layerNorm,
+  addLayerNorm,
   relu,
   gelu,
   binary,

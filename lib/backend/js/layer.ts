@@ -56,6 +56,20 @@ export function layerNorm(
   }
 }
 
+/**
+ * Residual add fused with LayerNorm (see Backend.addLayerNorm): per row, the
+ * float32 sum x + r (into `sum` or y), then layerNorm of it into y.
+ */
+export function addLayerNorm(
+  x: Float32Array, r: Float32Array, gamma: Float32Array | null, beta: Float32Array | null, y: Float32Array,
+  sum: Float32Array | null, rows: number, cols: number, eps: number,
+): void {
+  const s = sum ?? y;
+  const n = rows * cols;
+  for (let i = 0; i < n; i++) s[i] = x[i]! + r[i]!;
+  layerNorm(s, gamma, beta, y, rows, cols, eps);
+}
+
 /** y = max(x, 0); NaN stays NaN (as in PyTorch). x and y may alias. */
 export function relu(x: Float32Array, y: Float32Array): void {
   const n = x.length;
