@@ -17,7 +17,8 @@ function isaObjects(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const p = path.join(dir, e.name);
     if (e.isDirectory()) return isaObjects(p);
-    return /_(avx2|avx512)\.o$/.test(e.name) ? [p] : [];
+    // ukernel_avx512.o, and ISA extensions after the ISA: ukernel_avx512_bf16.o.
+    return /_(avx2|avx512)(_[a-z0-9]+)*\.o$/.test(e.name) ? [p] : [];
   });
 }
 

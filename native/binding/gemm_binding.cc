@@ -1,5 +1,9 @@
 // gemm(a, b, c, m, n, k, transA, transB, alpha, beta, bias, act, batch, strideA, strideB, strideC, packedB)
-// packWeight(b, k, n, transB) -> packed op(B), an opaque external for packedB
+// packWeight(b, k, n, transB, precision?) -> packed op(B), an opaque external for packedB
+//   precision: 'float32' (default; also for undefined/null) | 'bfloat16' (bf16
+//   weights on AVX512-BF16: see kernels/gemm.h; a RangeError when the CPU or
+//   the active kernel path cannot run them, so callers check info().bf16 first)
+// packedWeightInfo(packed) -> { precision, bytes }
 //
 // C[i] = act(alpha · op(A[i]) · op(B[i]) + beta · C[i] + bias) for i < batch,
 // operands contiguous row-major (lda = transA ? m : k, ldb = transB ? k : n,
@@ -7,6 +11,7 @@
 #include "binding/args.h"
 #include "binding/bindings.h"
 #include "kernels/gemm.h"
+#include "runtime/cpu_features.h"
 
 #include <string>
 
@@ -20,14 +25,50 @@ struct PackedHolder {
   kernels::PackedBPtr packed;
 };
 
+const char* precision_name(kernels::PackedPrecision p) {
+  return p == kernels::PackedPrecision::BFloat16 ? "bfloat16" : "float32";
+}
+
+kernels::PackedPrecision parse_precision(const Args& args, size_t i) {
+  Napi::Value v = args.value(i);
+  if (v.IsUndefined() || v.IsNull()) return kernels::PackedPrecision::Float32;
+  if (!v.IsString()) args.type_error("argument 'precision' must be 'float32' | 'bfloat16'");
+  const std::string name = v.As<Napi::String>().Utf8Value();
+  if (name == "float32") return kernels::PackedPrecision::Float32;
+  if (name != "bfloat16") args.range_error("argument 'precision' must be 'float32' | 'bfloat16', got '" + name + "'");
+  if (!kernels::bf16_gemm_available()) {
+    const runtime::CpuInfo& cpu = runtime::cpu_info();
+    if (!(cpu.avx512bf16 && cpu.os_avx512)) {
+      args.range_error(
+          "precision 'bfloat16' needs a CPU with AVX512-BF16 (avx512bf16), which this CPU lacks; use 'float32'");
+    }
+    args.range_error(std::string("precision 'bfloat16' needs the 'avx512' kernel path, but the active path is '") +
+                     runtime::isa_name(runtime::active_isa()) + "' (lowered by setIsa or ATTNODE_ISA)");
+  }
+  return kernels::PackedPrecision::BFloat16;
+}
+
+const PackedHolder* packed_holder(const Args& args, const Napi::Value& v, const char* name) {
+  if (!v.IsExternal() || !v.As<Napi::Object>().CheckTypeTag(&kPackedBTag)) {
+    args.type_error(std::string("argument '") + name + "' must be a packed weight from packWeight()");
+  }
+  return v.As<Napi::External<PackedHolder>>().Data();
+}
+
 Napi::Value PackWeight(const Napi::CallbackInfo& info) {
-  Args args(info, "packWeight", 4);
+  Args args(info, "packWeight", 4, 0, nullptr, 1);
   auto b = args.f32(0, "b");
   const int64_t k = args.integer(1, "k", 1, kMaxElements);
   const int64_t n = args.integer(2, "n", 1, kMaxElements);
   const bool trans_b = args.boolean(3, "transB");
+  const kernels::PackedPrecision precision = parse_precision(args, 4);
   args.require_length(b, "b", checked_mul(args, k, n, "k*n"), "k*n");
-  auto packed = kernels::pack_b(b.data, trans_b ? k : n, trans_b, k, n);
+  auto packed = precision == kernels::PackedPrecision::BFloat16
+                    ? kernels::pack_b_bf16(b.data, trans_b ? k : n, trans_b, k, n)
+                    : kernels::pack_b(b.data, trans_b ? k : n, trans_b, k, n);
+  // k, n >= 1 and availability were checked: null cannot happen, but never
+  // hand JS an external that would dereference it.
+  if (!packed) args.range_error("packing failed");
   const int64_t bytes = static_cast<int64_t>(kernels::packed_b_bytes(*packed));
   Napi::Env env = info.Env();
   auto ext = Napi::External<PackedHolder>::New(env, new PackedHolder{packed}, [bytes](Napi::Env e, PackedHolder* h) {
@@ -38,6 +79,16 @@ Napi::Value PackWeight(const Napi::CallbackInfo& info) {
   // Tell V8's GC what the external holds, so dropped weights are collected promptly.
   Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
   return ext;
+}
+
+Napi::Value PackedWeightInfo(const Napi::CallbackInfo& info) {
+  Args args(info, "packedWeightInfo", 1);
+  const kernels::PackedB& packed = *packed_holder(args, args.value(0), "packed")->packed;
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("precision", precision_name(kernels::packed_b_precision(packed)));
+  out.Set("bytes", Napi::Number::New(env, static_cast<double>(kernels::packed_b_bytes(packed))));
+  return out;
 }
 
 // Elements spanned by `batch` operands of `per` elements spaced `stride` apart.
@@ -126,6 +177,7 @@ Kernel ParseGemm(Args& args) {
 void RegisterGemm(Napi::Env env, Napi::Object exports) {
   RegisterOp(env, exports, "gemm", 16, ParseGemm, 1);
   exports.Set("packWeight", Napi::Function::New(env, PackWeight, "packWeight"));
+  exports.Set("packedWeightInfo", Napi::Function::New(env, PackedWeightInfo, "packedWeightInfo"));
 }
 
 }  // namespace attnode::binding

@@ -2,6 +2,7 @@
 // controls and what it detected.
 #include "binding/args.h"
 #include "binding/bindings.h"
+#include "kernels/gemm.h"
 #include "runtime/cpu_features.h"
 #include "runtime/memory.h"
 #include "runtime/thread_pool.h"
@@ -24,6 +25,9 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     out.Set("envIsa", runtime::env_isa_request());
   }
   out.Set("envIsaInvalid", runtime::env_isa_invalid());
+  // Whether packWeight(..., 'bfloat16') works now (CPU has AVX512-BF16 and
+  // the active path is avx512): follows setIsa.
+  out.Set("bf16", kernels::bf16_gemm_available());
   out.Set("numThreads", runtime::ThreadPool::instance().num_threads());
   out.Set("allocatorTuned", runtime::configure_process_allocator());
 
@@ -61,7 +65,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   build.Set("compiler", "unknown");
 #endif
   build.Set("napiVersion", NAPI_VERSION);
-  build.Set("kernels", "portable, avx2+fma, avx512 (selected at run time)");
+  build.Set("kernels", "portable, avx2+fma, avx512 (selected at run time); avx512bf16 GEMM for bf16-packed weights");
 #ifdef NDEBUG
   build.Set("debug", false);
 #else

@@ -28,6 +28,29 @@ size_t packed_b_bytes(const PackedB& packed);
 // Whether `packed` holds op(B) of this shape and transpose.
 bool packed_b_matches(const PackedB& packed, int64_t k, int64_t n, bool trans_b);
 
+// ---- bf16 weights (reduced precision, opt-in; fp32 stays the default and the reference) ----
+//
+// A B packed in bf16 makes sgemm round op(B) (once, at packing) and op(A)
+// (per call) to bf16 with round-to-nearest-even, then multiply on
+// AVX512-BF16 (vdpbf16ps) with fp32 accumulation; the epilogue (alpha,
+// beta, bias, activation) is the fp32 one. Half the weight bytes and ~2x the
+// multiply-adds per cycle, at ~8 significant bits per input: expect relative
+// errors around 1e-3..1e-2 against the fp32 product.
+enum class PackedPrecision : int { Float32 = 0, BFloat16 = 1 };
+
+// Whether the bf16 kernels can run now: the CPU (and OS) support AVX512-BF16
+// and the active kernel path is avx512 (not lowered by ATTNODE_ISA/set_isa).
+bool bf16_gemm_available();
+
+// Packs op(B) as bf16 (same arguments as pack_b). Returns null when k or n is
+// 0 or when !bf16_gemm_available(). Used by sgemm for every M >= 1 (M = 1 runs
+// a GEMV over the packed bf16 B) while bf16_gemm_available(); if the path is
+// lowered after packing, sgemm ignores it and runs the fp32 path on
+// GemmParams::b (which must hold the same fp32 values), until the path is
+// raised again.
+PackedBPtr pack_b_bf16(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n);
+PackedPrecision packed_b_precision(const PackedB& packed);
+
 enum class Activation : int { None = 0, Relu = 1, Gelu = 2, GeluTanh = 3 };
 
 struct GemmParams {
@@ -44,9 +67,10 @@ struct GemmParams {
   float beta = 0.0f;            // beta == 0: C is write-only (NaNs in C are not propagated)
   const float* bias = nullptr;  // length n, added to every row, or null
   Activation act = Activation::None;
-  // Optional pre-packed op(B) (see pack_b). Used when it matches the shape and
-  // the active ISA; `b` must still be valid (the M = 1 path and any fallback
-  // read it), and must hold the same values.
+  // Optional pre-packed op(B) (see pack_b, pack_b_bf16). An fp32 one is used
+  // when it matches the shape and the active ISA, for M >= 2; a bf16 one for
+  // every M while bf16_gemm_available(). `b` must still be valid (the fp32
+  // M = 1 path and any fallback read it), and must hold the same values.
   const PackedB* packed_b = nullptr;
 };
 

@@ -1,6 +1,8 @@
 // Standalone correctness test for kernels::sgemm / sgemm_batched against a
 // double-accumulating reference, on every ISA path the CPU supports, at 1 and
-// 2 threads (results must be bit-identical across thread counts).
+// 2 threads (results must be bit-identical across thread counts). Where the
+// CPU has AVX512-BF16, the same cases run again with B packed as bf16
+// (pack_b_bf16), against a reference on bf16-rounded inputs.
 //
 // Operands are allocated with their exact extent, so ASan catches any read or
 // write past them; C is surrounded by sentinels (ldc > n) that must survive.
@@ -73,7 +75,23 @@ std::string describe(const Case& c) {
 
 constexpr float kSentinel = -777.25f;
 
-void run_case(const Case& cs, const char* isa) {
+// fp32 -> bf16 -> fp32 with round-to-nearest-even, as vcvtneps2bf16 (denormals
+// flush to zero; the data has no NaN).
+float bf16_round(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) == 0) {
+    u &= 0x80000000u;
+  } else {
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  }
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+// bf16: B packed once with pack_b_bf16 (one B for the whole batch, so only
+// cases with batch 1 or a broadcast B), inputs rounded in the reference.
+void run_case(const Case& cs, const char* isa, bool bf16 = false) {
   // Stored shapes: A is m x k (or k x m), B is k x n (or n x k).
   const int64_t a_rows = cs.ta ? cs.k : cs.m, a_cols = cs.ta ? cs.m : cs.k;
   const int64_t b_rows = cs.tb ? cs.n : cs.k, b_cols = cs.tb ? cs.k : cs.n;
@@ -112,6 +130,16 @@ void run_case(const Case& cs, const char* isa) {
   p.beta = cs.beta;
   p.bias = cs.bias ? bias.data() : nullptr;
   p.act = cs.act;
+  attnode::kernels::PackedBPtr packed;
+  if (bf16) {
+    packed = attnode::kernels::pack_b_bf16(B.data(), ldb, cs.tb, cs.k, cs.n);
+    if (!packed || attnode::kernels::packed_b_precision(*packed) != attnode::kernels::PackedPrecision::BFloat16) {
+      std::printf("FAIL [%s] %s: pack_b_bf16 gave no bf16 matrix\n", isa, describe(cs).c_str());
+      ++g_failures;
+      return;
+    }
+    p.packed_b = packed.get();
+  }
 
   std::vector<float> results[2];
   const int threads[2] = {1, 2};
@@ -140,8 +168,13 @@ void run_case(const Case& cs, const char* isa) {
       for (int64_t j = 0; j < cs.n && bad < 3; ++j) {
         double s = 0, sabs = 0;
         for (int64_t kk = 0; kk < cs.k; ++kk) {
-          const double av = cs.ta ? a[kk * lda + i] : a[i * lda + kk];
-          const double bv = cs.tb ? b[j * ldb + kk] : b[kk * ldb + j];
+          float af = cs.ta ? a[kk * lda + i] : a[i * lda + kk];
+          float bf = cs.tb ? b[j * ldb + kk] : b[kk * ldb + j];
+          if (bf16) {
+            af = bf16_round(af);
+            bf = bf16_round(bf);
+          }
+          const double av = af, bv = bf;
           s += av * bv;
           sabs += std::fabs(av * bv);
         }
@@ -319,6 +352,21 @@ int main(int argc, char** argv) {
     activation_accuracy(rt::isa_name(isa));
     std::printf("%s [%s]: %zu GEMM cases (1 vs 2 threads bit-identical, vs double reference)\n",
                 g_failures == before ? "ok  " : "FAIL", rt::isa_name(isa), cases.size());
+  }
+  if (rt::set_isa(rt::Isa::Avx512) && attnode::kernels::bf16_gemm_available()) {
+    const int before = g_failures;
+    size_t n = 0;
+    for (const Case& c : cases) {
+      if (c.batch != 1 && !c.bcast_b) continue;
+      run_case(c, "avx512-bf16", true);
+      ++n;
+    }
+    std::printf(
+        "%s [avx512-bf16]: %zu GEMM cases with bf16 packed B (1 vs 2 threads bit-identical, vs double "
+        "reference on bf16-rounded inputs)\n",
+        g_failures == before ? "ok  " : "FAIL", n);
+  } else {
+    std::printf("skip [avx512-bf16]: no AVX512-BF16 here (or capped by ATTNODE_ISA)\n");
   }
   std::printf("%s: %d checks, %d failures\n", g_failures ? "FAILED" : "PASSED", g_checks, g_failures);
   return g_failures ? 1 : 0;

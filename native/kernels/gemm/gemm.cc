@@ -40,6 +40,7 @@
 namespace attnode::kernels {
 namespace {
 
+using gemm_detail::Bf16Kernels;
 using gemm_detail::Epilogue;
 using gemm_detail::IsaKernels;
 using runtime::Isa;
@@ -61,19 +62,31 @@ int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 }  // namespace
 
-// Layout: for each K block pc (every block but the last is kc deep), all
-// ceil(n / nr) panels of that block, each kc x nr k-major: exactly what the
-// tile loop would pack, so a tile's B̃ is a pointer into it.
+// Layout (fp32): for each K block pc (every block but the last is kc deep),
+// all ceil(n / nr) panels of that block, each kc x nr k-major: exactly what
+// the tile loop would pack, so a tile's B̃ is a pointer into it.
+// bf16: the same in k-pairs (kp pairs in blocks of kcp, see ukernel.h); no
+// per-call packing of B exists for bf16, so this is the only B̃ it reads.
 class PackedB {
  public:
+  PackedPrecision precision = PackedPrecision::Float32;
   Isa isa;
   int64_t k, n, kc, nr;
   bool trans_b;
-  float* data = nullptr;  // 64-byte aligned
+  float* data = nullptr;  // fp32: 64-byte aligned
   size_t floats = 0;
-  ~PackedB() { std::free(data); }
+  int64_t kp = 0, kcp = 0;    // bf16: k-pairs, k-pairs per block
+  uint32_t* pairs = nullptr;  // bf16: 64-byte aligned, one word per pair
+  size_t words = 0;
+  ~PackedB() {
+    std::free(data);
+    std::free(pairs);
+  }
   const float* block(int64_t pc, int64_t j0) const {
     return data + pc * ceil_div(n, nr) * nr + (j0 / nr) * std::min(kc, k - pc) * nr;
+  }
+  const uint32_t* block_bf16(int64_t bp, int64_t j0) const {
+    return pairs + bp * ceil_div(n, nr) * nr + (j0 / nr) * std::min(kcp, kp - bp) * nr;
   }
 };
 
@@ -96,6 +109,25 @@ Blocking blocking_for(const IsaKernels& uk, int64_t m, int64_t n, int64_t k) {
   b.kc = ceil_div(k, ceil_div(k, kc));
   b.nc = round_up(ceil_div(n, ceil_div(n, nc)), uk.nr);
   b.mc = round_up(ceil_div(m, ceil_div(m, mc)), uk.mr);
+  return b;
+}
+
+// bf16: the same cache roles with k-pairs. A k-pair of an A panel (MR words)
+// and of a B panel (NR words) has the bytes of one fp32 k, so kcp pairs take
+// what kc floats did: each block covers twice the K.
+struct Bf16Blocking {
+  int64_t kcp, nc;
+};
+
+Bf16Blocking bf16_blocking_for(const Bf16Kernels& uk, int64_t n, int64_t k) {
+  const auto& ci = runtime::cpu_info();
+  const int64_t kp = ceil_div(k, 2);
+  int64_t kcp = std::clamp<int64_t>(ci.l1d_bytes / (4 * uk.mr * 4), 64, 512);
+  kcp = ceil_div(kp, ceil_div(kp, kcp));
+  int64_t nc = std::max<int64_t>(uk.nr, (ci.l2_bytes / 2) / (kcp * 4) / uk.nr * uk.nr);
+  Bf16Blocking b;
+  b.kcp = kcp;
+  b.nc = round_up(ceil_div(n, ceil_div(n, nc)), uk.nr);
   return b;
 }
 
@@ -210,6 +242,25 @@ int choose_threads(const GemmParams& p, int max_threads) {
   return std::max(nt, 1);
 }
 
+// Runs f(j0, j1) over column ranges of [0, n) on up to `nt` threads for an
+// M = 1 product. Range edges stay on multiples of `unit` from column 0, so each
+// column is computed by the same code path for any split; a few ranges per
+// thread let a late or descheduled thread leave only a small share undone.
+template <typename F>
+void split_gemv_columns(int64_t n, int64_t unit, int64_t nt, const F& f) {
+  const int64_t units = ceil_div(n, unit);
+  nt = std::max<int64_t>(1, std::min(nt, units));
+  const int64_t ntiles = nt <= 1 ? 1 : std::min<int64_t>(units, 8 * nt);
+  ThreadPool::instance().parallel_tiles(
+      ntiles,
+      [&](int64_t t) {
+        const int64_t j0 = std::min(n, units * t / ntiles * unit);
+        const int64_t j1 = std::min(n, units * (t + 1) / ntiles * unit);
+        if (j0 < j1) f(j0, j1);
+      },
+      static_cast<int>(nt));
+}
+
 void run_gemv(const IsaKernels& uk, const GemmParams& p, int nt) {
   const float* x = p.a;
   if (p.trans_a && p.lda != 1) {
@@ -219,29 +270,16 @@ void run_gemv(const IsaKernels& uk, const GemmParams& p, int nt) {
   }
   const Epilogue ep{p.alpha, p.beta, p.bias, static_cast<int>(p.act)};
   auto gemv = uk.gemv;
-  // Tile edges stay on multiples of `unit` from column 0, so each column is
-  // computed by the same code path for any tiling.
-  const int64_t unit = p.trans_b ? 16 : 128;
-  const int64_t units = ceil_div(p.n, unit);
   // GEMV streams B once (~10 GB/s per core from L3): below ~1M elements per
   // thread the wake-up of a parked worker costs more than it saves.
-  nt = static_cast<int>(std::min<int64_t>({nt, units, std::max<int64_t>(1, p.k * p.n / (1 << 20))}));
-  // A few tiles per thread so that a late or descheduled thread leaves at
-  // most a small share for the others.
-  const int64_t ntiles = nt <= 1 ? 1 : std::min<int64_t>(units, 8 * nt);
-  ThreadPool::instance().parallel_tiles(
-      ntiles,
-      [&](int64_t t) {
-        const int64_t j0 = std::min(p.n, units * t / ntiles * unit);
-        const int64_t j1 = std::min(p.n, units * (t + 1) / ntiles * unit);
-        if (j0 >= j1) return;
-        if (gemv != nullptr) {
-          gemv(p.k, x, p.b, p.ldb, p.trans_b, j0, j1, p.c, &ep);
-        } else {
-          gemv_generic(p.k, x, p.b, p.ldb, p.trans_b, j0, j1, p.c, &ep);
-        }
-      },
-      nt);
+  split_gemv_columns(p.n, p.trans_b ? 16 : 128, std::min<int64_t>(nt, std::max<int64_t>(1, p.k * p.n / (1 << 20))),
+                     [&](int64_t j0, int64_t j1) {
+                       if (gemv != nullptr) {
+                         gemv(p.k, x, p.b, p.ldb, p.trans_b, j0, j1, p.c, &ep);
+                       } else {
+                         gemv_generic(p.k, x, p.b, p.ldb, p.trans_b, j0, j1, p.c, &ep);
+                       }
+                     });
 }
 
 void run_k_empty(const GemmParams& p) {
@@ -270,13 +308,40 @@ constexpr int64_t kTilesPerThread = 8;
 // ~1 ms of one-thread work: waking the workers at once costs little by comparison.
 constexpr double kEagerWakeFma = 3e7;
 
+// How the tiles of one row super-block (ms rows, mp panels of MR) cover C.
+// One thread: whole rows x the cache-sized column block. More threads: row
+// blocks of ~kTileRows (rarely re-packing B̃), then columns split until there
+// are enough tiles to balance; a column block never exceeds nc (B̃ must stay
+// in L2). Depends on the thread count, but no tile boundary changes an
+// element's arithmetic.
+struct TileGrid {
+  int64_t nrb, ncb;              // row blocks, column blocks
+  int64_t rb_panels, cb_panels;  // MR panels per row block, NR panels per column block
+};
+
+TileGrid tile_grid(int64_t ms, int64_t mp, int64_t n, int64_t nc, int64_t np_total, int nt) {
+  TileGrid g;
+  g.nrb = 1;
+  g.ncb = ceil_div(n, nc);
+  if (nt > 1) {
+    g.nrb = std::min(mp, ceil_div(ms, kTileRows));
+    const int64_t want_cb = ceil_div(kTilesPerThread * nt, g.nrb);
+    g.ncb = std::min(np_total, std::max(g.ncb, want_cb));
+  }
+  g.cb_panels = ceil_div(np_total, g.ncb);
+  g.ncb = ceil_div(np_total, g.cb_panels);  // no empty column blocks
+  g.rb_panels = ceil_div(mp, g.nrb);
+  g.nrb = ceil_div(mp, g.rb_panels);
+  return g;
+}
+
 void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
   const int mr = uk.mr, nr = uk.nr;
   const Blocking bl = blocking_for(uk, p.m, p.n, p.k);
   // A pre-packed B is usable when it was packed for this ISA with this K blocking.
   const PackedB* packed = p.packed_b;
-  if (packed && (packed->isa != runtime::active_isa() || packed->kc != bl.kc || packed->nr != nr ||
-                 !packed_b_matches(*packed, p.k, p.n, p.trans_b))) {
+  if (packed && (packed->precision != PackedPrecision::Float32 || packed->isa != runtime::active_isa() ||
+                 packed->kc != bl.kc || packed->nr != nr || !packed_b_matches(*packed, p.k, p.n, p.trans_b))) {
     packed = nullptr;
   }
 
@@ -307,20 +372,8 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
     float* const a_pack = align64(thread_arena().get(static_cast<size_t>(mp * mr * p.k + 16)));
     for (int64_t pc = 0; pc < p.k; pc += bl.kc) pack_a(ic, ms, pc, std::min(bl.kc, p.k - pc), a_pack + mp * mr * pc);
 
-    // Tiling. One thread: whole rows x the cache-sized column block. More
-    // threads: row blocks of ~kTileRows (rarely re-packing B̃), then columns
-    // split until there are enough tiles to balance; a column block never
-    // exceeds bl.nc (B̃ must stay in L2).
-    int64_t nrb = 1, ncb = ceil_div(p.n, bl.nc);
-    if (nt > 1) {
-      nrb = std::min(mp, ceil_div(ms, kTileRows));
-      const int64_t want_cb = ceil_div(kTilesPerThread * nt, nrb);
-      ncb = std::min(np_total, std::max(ncb, want_cb));
-    }
-    const int64_t cb_panels = ceil_div(np_total, ncb);
-    ncb = ceil_div(np_total, cb_panels);  // no empty column blocks
-    const int64_t rb_panels = ceil_div(mp, nrb);
-    nrb = ceil_div(mp, rb_panels);
+    const TileGrid g = tile_grid(ms, mp, p.n, bl.nc, np_total, nt);
+    const int64_t nrb = g.nrb, ncb = g.ncb, rb_panels = g.rb_panels, cb_panels = g.cb_panels;
     const int64_t b_floats = bl.kc * cb_panels * nr + 16;
 
     auto tile = [&](int64_t t) {
@@ -361,10 +414,107 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
   }
 }
 
+// ---- bf16 weights ----
+
+const Bf16Kernels& bf16_kernels() { return gemm_detail::kAvx512Bf16Kernels; }
+
+// As run_gemm, with Ã packed to bf16 pairs and B̃ read from the packed bf16
+// matrix. Same tiling and the same guarantees: no barrier, K never split,
+// block boundaries fixed by the packing, so results do not depend on the
+// thread count.
+void run_gemm_bf16(const PackedB& pk, const GemmParams& p, int nt) {
+  const Bf16Kernels& uk = bf16_kernels();
+  const int mr = uk.mr, nr = uk.nr;
+  const int64_t kp = pk.kp, kcp = pk.kcp;
+  const Bf16Blocking bl = bf16_blocking_for(uk, p.n, p.k);
+  // Row super-blocks: Ã (one word per k-pair and row) within the fp32 path's budget.
+  const int64_t sb_max = std::max<int64_t>(mr, kAPackFloats / kp / mr * mr);
+  const int64_t msb = round_up(ceil_div(p.m, ceil_div(p.m, sb_max)), mr);
+  const int64_t np_total = ceil_div(p.n, nr);
+
+  for (int64_t ic = 0; ic < p.m; ic += msb) {
+    const int64_t ms = std::min(msb, p.m - ic);
+    const int64_t mp = ceil_div(ms, mr);
+    // Ã for all of K: the block at pair bp starts at mp * mr * bp.
+    uint32_t* const a_pack =
+        reinterpret_cast<uint32_t*>(align64(thread_arena().get(static_cast<size_t>(mp * mr * kp + 16))));
+    for (int64_t bp = 0; bp < kp; bp += kcp) {
+      uk.pack_a(p.a, p.lda, p.trans_a, ic, ms, 2 * bp, std::min(2 * kcp, p.k - 2 * bp), a_pack + mp * mr * bp);
+    }
+
+    const TileGrid g = tile_grid(ms, mp, p.n, bl.nc, np_total, nt);
+    auto tile = [&](int64_t t) {
+      const int64_t rb = t / g.ncb, cb = t % g.ncb;
+      const int64_t plo = rb * g.rb_panels, phi = std::min(mp, plo + g.rb_panels);
+      const int64_t j0 = cb * g.cb_panels * nr, j1 = std::min(p.n, j0 + g.cb_panels * nr);
+      const int64_t jp = ceil_div(j1 - j0, nr);
+      for (int64_t bp = 0; bp < kp; bp += kcp) {
+        const int64_t kcpb = std::min(kcp, kp - bp);
+        const bool first_k = bp == 0, last_k = bp + kcpb >= kp;
+        const Epilogue ep_base{p.alpha, first_k ? p.beta : 1.0f, nullptr, last_k ? static_cast<int>(p.act) : 0};
+        const uint32_t* const b_pack = pk.block_bf16(bp, j0);
+        const uint32_t* const a_blk = a_pack + mp * mr * bp;
+        for (int64_t ir = plo; ir < phi; ++ir) {
+          const int64_t i = ic + ir * mr;
+          const int m_valid = static_cast<int>(std::min<int64_t>(mr, p.m - i));
+          const uint32_t* ap = a_blk + ir * mr * kcpb;
+          float* crow = p.c + i * p.ldc;
+          for (int64_t jr = 0; jr < jp; ++jr) {
+            const int64_t j = j0 + jr * nr;
+            Epilogue ep = ep_base;
+            if (last_k && p.bias != nullptr) ep.bias = p.bias + j;
+            uk.kernel(kcpb, ap, b_pack + jr * nr * kcpb, crow + j, p.ldc, m_valid,
+                      static_cast<int>(std::min<int64_t>(nr, p.n - j)), &ep);
+          }
+        }
+      }
+    };
+    // ~2x the multiply-adds per second of fp32: the same wall-time threshold.
+    ThreadPool::instance().parallel_tiles(g.nrb * g.ncb, tile, nt,
+                                          static_cast<double>(ms) * p.n * p.k > 2 * kEagerWakeFma);
+  }
+}
+
+// M == 1 against the packed bf16 B: x is converted to bf16 pairs once, then
+// threads split the columns on panel boundaries (each column's arithmetic is
+// the same for any split).
+void run_gemv_bf16(const PackedB& pk, const GemmParams& p, int nt) {
+  const Bf16Kernels& uk = bf16_kernels();
+  const int64_t kp = pk.kp;
+  float* const buf = align64(thread_arena().get(static_cast<size_t>(p.k + kp + 32)));
+  const float* x = p.a;
+  if (p.trans_a && p.lda != 1) {
+    for (int64_t kk = 0; kk < p.k; ++kk) buf[kk] = p.a[kk * p.lda];
+    x = buf;
+  }
+  uint32_t* const xw = reinterpret_cast<uint32_t*>(align64(buf + p.k));
+  uk.pack_x(x, p.k, xw);
+  const Epilogue ep{p.alpha, p.beta, p.bias, static_cast<int>(p.act)};
+  // A second thread pays off from ~1 MB of bf16 B per thread (measured on
+  // Zen 5, 2 threads: 768 x 2304 and up gain 1.3-1.5x hot and from memory;
+  // 768 x 768 gains nothing), a lower bar than the fp32 GEMV's: the bf16
+  // GEMV streams its single contiguous panel stream fast enough that one
+  // core does not saturate memory.
+  split_gemv_columns(p.n, uk.nr, std::min<int64_t>(nt, std::max<int64_t>(1, p.k * p.n / (1 << 19))),
+                     [&](int64_t j0, int64_t j1) { uk.gemv(kp, pk.kcp, xw, pk.pairs, p.n, j0, j1, p.c, &ep); });
+}
+
 void sgemm_impl(const GemmParams& p, int nt) {
   if (p.m <= 0 || p.n <= 0) return;
   if (p.k <= 0) {
     run_k_empty(p);
+    return;
+  }
+  // A bf16 B runs on the bf16 kernels while they are available; otherwise
+  // (path lowered after packing) the fp32 path below reads p.b.
+  const PackedB* pk = p.packed_b;
+  if (pk != nullptr && pk->precision == PackedPrecision::BFloat16 && bf16_gemm_available() &&
+      packed_b_matches(*pk, p.k, p.n, p.trans_b)) {
+    if (p.m == 1) {
+      run_gemv_bf16(*pk, p, nt);
+    } else {
+      run_gemm_bf16(*pk, p, nt);
+    }
     return;
   }
   const IsaKernels& uk = kernels_for(runtime::active_isa());
@@ -411,7 +561,54 @@ PackedBPtr pack_b(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t 
   return packed;
 }
 
-size_t packed_b_bytes(const PackedB& packed) { return packed.floats * sizeof(float); }
+size_t packed_b_bytes(const PackedB& packed) {
+  return packed.precision == PackedPrecision::BFloat16 ? packed.words * sizeof(uint32_t)
+                                                       : packed.floats * sizeof(float);
+}
+
+PackedPrecision packed_b_precision(const PackedB& packed) { return packed.precision; }
+
+bool bf16_gemm_available() {
+  const auto& ci = runtime::cpu_info();
+  // active_isa() == Avx512 implies the OS saves ZMM state (see detected_isa).
+  return ci.avx512bf16 && ci.os_avx512 && runtime::active_isa() == Isa::Avx512;
+}
+
+PackedBPtr pack_b_bf16(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n) {
+  if (k <= 0 || n <= 0 || !bf16_gemm_available()) return nullptr;
+  const Bf16Kernels& uk = bf16_kernels();
+  const Bf16Blocking bl = bf16_blocking_for(uk, n, k);
+  auto packed = std::make_shared<PackedB>();
+  packed->precision = PackedPrecision::BFloat16;
+  packed->isa = Isa::Avx512;
+  packed->k = k;
+  packed->n = n;
+  packed->kp = ceil_div(k, 2);
+  packed->kcp = bl.kcp;
+  packed->kc = 2 * bl.kcp;
+  packed->nr = uk.nr;
+  packed->trans_b = trans_b;
+  const int64_t np = ceil_div(n, uk.nr);
+  packed->words = static_cast<size_t>(packed->kp * np * uk.nr);
+  const size_t bytes = (packed->words * sizeof(uint32_t) + 63) / 64 * 64;
+  packed->pairs = static_cast<uint32_t*>(std::aligned_alloc(64, bytes));
+  if (packed->pairs == nullptr) throw std::bad_alloc();
+  // K blocks x groups of panels are independent: pack them in parallel
+  // (a 768-deep weight is a single K block).
+  constexpr int64_t kPanelsPerTile = 8;
+  const int64_t kp = packed->kp, kcp = bl.kcp;
+  const int64_t blocks = ceil_div(kp, kcp), groups = ceil_div(np, kPanelsPerTile);
+  ThreadPool::instance().parallel_tiles(blocks * groups, [&](int64_t t) {
+    const int64_t bp = (t / groups) * kcp;
+    const int64_t kcpb = std::min(kcp, kp - bp);
+    const int64_t q0 = (t % groups) * kPanelsPerTile;
+    const int64_t q1 = std::min(np, q0 + kPanelsPerTile);
+    uint32_t* dst = packed->pairs + bp * np * uk.nr + q0 * kcpb * uk.nr;
+    uk.pack_b(b, ldb, trans_b, 2 * bp, std::min(2 * kcpb, k - 2 * bp), q0 * uk.nr, std::min(n, q1 * uk.nr) - q0 * uk.nr,
+              dst);
+  });
+  return packed;
+}
 
 bool packed_b_matches(const PackedB& packed, int64_t k, int64_t n, bool trans_b) {
   return packed.k == k && packed.n == n && packed.trans_b == trans_b;

@@ -55,6 +55,56 @@ struct IsaKernels {
   GemvFn gemv;     // null: the frontend's generic GEMV
 };
 
+// ---- bf16 weights (AVX512-BF16) ----
+//
+// Operands are bf16 pairs: one 32-bit word holds two consecutive k of one
+// row/column, the even k in the low half, the odd k in the high half (K is
+// padded to even with zeros). That is the operand format of vdpbf16ps, which
+// multiplies pairs lane by lane and adds both products into an fp32 lane.
+//   A panel: MR rows x kp pairs, pair-major: panel[p * MR + r] = pair(op(A)[i0 + r, k0 + 2p], op(A)[i0 + r, k0 + 2p +
+//   1]) B panel: kp pairs x NR,     pair-major: panel[p * NR + j] = pair(op(B)[k0 + 2p, j0 + j], op(B)[k0 + 2p + 1, j0
+//   + j])
+// so one k-pair of a B panel is NR words (NR / 16 zmm) and the micro-kernel
+// broadcasts one A word per row against them. Out-of-range rows, columns and
+// the odd K tail are zero. fp32 -> bf16 is round-to-nearest-even (the
+// vcvtne*ps2bf16 instructions: denormal inputs and outputs flush to zero).
+//
+// Packed op(B) (kernels::pack_b_bf16): for each K block starting at pair bp
+// (every block but the last is kcp pairs deep), all ceil(n / NR) panels of
+// that block, each min(kcp, kp - bp) pairs deep:
+//   block(bp, panel q) = data + bp * ceil(n / NR) * NR + q * min(kcp, kp - bp) * NR.
+
+// kp pairs of packed A and B into an MR x NR tile of C (fp32 accumulation),
+// stored through the same epilogue as the fp32 kernels.
+using Bf16MicroKernelFn = void (*)(int64_t kp, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int m,
+                                   int n, const Epilogue* ep);
+
+// As PackAFn / PackBFn, writing bf16 pair panels: kc k values from k0 (k0
+// even) become ceil(kc / 2) pairs per row/column.
+using Bf16PackAFn = void (*)(const float* a, int64_t lda, bool trans, int64_t i0, int64_t rows, int64_t k0, int64_t kc,
+                             uint32_t* dst);
+using Bf16PackBFn = void (*)(const float* b, int64_t ldb, bool trans, int64_t k0, int64_t kc, int64_t j0, int64_t cols,
+                             uint32_t* dst);
+
+// Converts x[0, k) to ceil(k / 2) bf16 pairs (the GEMV's row vector).
+using Bf16PackXFn = void (*)(const float* x, int64_t k, uint32_t* dst);
+
+// M == 1 against a packed bf16 op(B) (layout above; kp pairs in blocks of
+// kcp, n columns): for j in [j0, j1), j0 a multiple of NR,
+// c[j] = act(alpha * sum_k x[k] * op(B)[k, j] + beta * c[j] + bias[j]).
+using Bf16GemvFn = void (*)(int64_t kp, int64_t kcp, const uint32_t* x, const uint32_t* packed, int64_t n, int64_t j0,
+                            int64_t j1, float* c, const Epilogue* ep);
+
+struct Bf16Kernels {
+  int mr;
+  int nr;
+  Bf16MicroKernelFn kernel;
+  Bf16PackAFn pack_a;
+  Bf16PackBFn pack_b;
+  Bf16PackXFn pack_x;
+  Bf16GemvFn gemv;
+};
+
 // Scalar epilogue over one row: c[j] = act(alpha * acc[j] + beta * c[j] + bias[j])
 // for j < n, exact erf GELU. Defined in ukernel_portable.cc (baseline code);
 // used for the portable path, generic GEMV and the AVX2 edge tiles.
@@ -64,5 +114,8 @@ void epilogue_row_scalar(const float* acc, float* c, int n, const Epilogue* ep);
 extern const IsaKernels kPortableKernels;
 extern const IsaKernels kAvx2Kernels;
 extern const IsaKernels kAvx512Kernels;
+// ukernel_avx512_bf16.cc: only called when the CPU has AVX512-BF16 and the
+// active path is avx512 (kernels::bf16_gemm_available()).
+extern const Bf16Kernels kAvx512Bf16Kernels;
 
 }  // namespace attnode::kernels::gemm_detail
