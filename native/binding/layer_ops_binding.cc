@@ -26,6 +26,18 @@ Kernel ParseSoftmax(Args& args) {
   return [x = x.data, y = y.data, rows, cols] { kernels::softmax_rows(x, y, rows, cols); };
 }
 
+// The checks layerNorm and addLayerNorm share: eps, the optional per-column
+// gamma/beta, and an output `out` that must not overlap them.
+double check_norm_params(const Args& args, double eps, const Span<float>& gamma, const Span<float>& beta, int64_t cols,
+                         const Span<float>& out, const char* out_name) {
+  if (!(eps >= 0)) args.range_error("argument 'eps' must be a number >= 0, got " + std::to_string(eps));
+  if (gamma.given) args.require_length(gamma, "gamma", cols, "cols");
+  if (beta.given) args.require_length(beta, "beta", cols, "cols");
+  if (gamma.given) args.require_no_overlap(out, out_name, gamma, "gamma", false);
+  if (beta.given) args.require_no_overlap(out, out_name, beta, "beta", false);
+  return eps;
+}
+
 Kernel ParseLayerNorm(Args& args) {
   auto x = args.f32(0, "x");
   auto gamma = args.f32_or_null(1, "gamma");
@@ -33,16 +45,11 @@ Kernel ParseLayerNorm(Args& args) {
   auto y = args.f32(3, "y");
   const int64_t rows = args.integer(4, "rows", 0, kMaxElements);
   const int64_t cols = args.integer(5, "cols", 0, kMaxElements);
-  const double eps = args.number(6, "eps");
-  if (!(eps >= 0)) args.range_error("argument 'eps' must be a number >= 0, got " + std::to_string(eps));
+  const double eps = check_norm_params(args, args.number(6, "eps"), gamma, beta, cols, y, "y");
   const int64_t size = checked_mul(args, rows, cols, "rows*cols");
   args.require_length(x, "x", size, "rows*cols");
   args.require_length(y, "y", size, "rows*cols");
-  if (gamma.given) args.require_length(gamma, "gamma", cols, "cols");
-  if (beta.given) args.require_length(beta, "beta", cols, "cols");
   args.require_no_overlap(y, "y", x, "x", true);
-  if (gamma.given) args.require_no_overlap(y, "y", gamma, "gamma", false);
-  if (beta.given) args.require_no_overlap(y, "y", beta, "beta", false);
   if (size == 0) return {};
   return [x = x.data, g = gamma.data, b = beta.data, y = y.data, rows, cols, e = static_cast<float>(eps)] {
     kernels::layer_norm_rows(x, g, b, y, rows, cols, e);
@@ -59,27 +66,21 @@ Kernel ParseAddLayerNorm(Args& args) {
   auto sum = args.f32_or_null(5, "sum");
   const int64_t rows = args.integer(6, "rows", 0, kMaxElements);
   const int64_t cols = args.integer(7, "cols", 0, kMaxElements);
-  const double eps = args.number(8, "eps");
-  if (!(eps >= 0)) args.range_error("argument 'eps' must be a number >= 0, got " + std::to_string(eps));
+  const double eps = check_norm_params(args, args.number(8, "eps"), gamma, beta, cols, y, "y");
   const int64_t size = checked_mul(args, rows, cols, "rows*cols");
   args.require_length(x, "x", size, "rows*cols");
   args.require_length(r, "r", size, "rows*cols");
   args.require_length(y, "y", size, "rows*cols");
-  if (sum.given) args.require_length(sum, "sum", size, "rows*cols");
-  if (gamma.given) args.require_length(gamma, "gamma", cols, "cols");
-  if (beta.given) args.require_length(beta, "beta", cols, "cols");
   // Outputs may replace an input exactly (row by row, each row is read before it is written), never
   // overlap it partly, the parameters, or each other.
   args.require_no_overlap(y, "y", x, "x", true);
   args.require_no_overlap(y, "y", r, "r", true);
-  if (gamma.given) args.require_no_overlap(y, "y", gamma, "gamma", false);
-  if (beta.given) args.require_no_overlap(y, "y", beta, "beta", false);
   if (sum.given) {
+    args.require_length(sum, "sum", size, "rows*cols");
+    check_norm_params(args, eps, gamma, beta, cols, sum, "sum");
     args.require_no_overlap(sum, "sum", x, "x", true);
     args.require_no_overlap(sum, "sum", r, "r", true);
     args.require_no_overlap(sum, "sum", y, "y", false);
-    if (gamma.given) args.require_no_overlap(sum, "sum", gamma, "gamma", false);
-    if (beta.given) args.require_no_overlap(sum, "sum", beta, "beta", false);
   }
   if (size == 0) return {};
   return [x = x.data, r = r.data, g = gamma.data, b = beta.data, y = y.data, s = sum.data, rows, cols,
