@@ -34,7 +34,9 @@ export interface ThreadResult {
   /** Medians etc. per peer, in ms. */
   peers: Partial<Record<PeerName, Stats>>;
   /** median(attnode) / median(peer): below 1 means attnode is faster. */
-  ratios: Partial<Record<Exclude<PeerName, 'attnode'>, number>>;
+  ratios: Partial<Record<Exclude<PeerName, 'attnode' | 'bf16'>, number>>;
+  /** median(attnode with bfloat16 weights) / median(ort). */
+  bf16VsOrt?: number;
 }
 
 export interface CaseResult {
@@ -69,9 +71,9 @@ function rssCell(c: CaseResult): string {
 }
 
 function checkCell(c: CaseResult): string {
-  const a = c.checks.attnode;
-  if (!a || a.length === 0) return '';
-  return a.map((x) => `${x.ok ? '' : '✗ '}${x.against} ${x.rel.toExponential(1)}`).join(', ');
+  const parts = (['attnode', 'bf16'] as const).flatMap((p) => (c.checks[p] ?? [])
+    .map((x) => `${p === 'bf16' ? 'bf16 vs ' : ''}${x.ok ? '' : '✗ '}${x.against} ${x.rel.toExponential(1)}`));
+  return parts.join(', ');
 }
 
 export interface RunMeta {
@@ -93,15 +95,17 @@ export function renderMarkdown(meta: RunMeta, cases: CaseResult[], gemm: { file:
     + `Env: ${Object.entries(meta.env).map(([k, v]) => `${k}=${v ?? '(unset)'}`).join(', ')}.`, '');
   out.push('Median ms (p10–p90 in small type) of interleaved runs; ratio = attnode median / peer median '
     + '(below 1: attnode faster). check = attnode\'s max abs diff relative to the output\'s scale. '
-    + 'RSS = peak resident set of a process running only that peer.', '');
-  out.push('| case | threads | attnode ms | ort ms | torch ms | TS ms | attnode/ort | attnode/torch | attnode/TS | check | RSS |');
-  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');
+    + 'RSS = peak resident set of a process running only that peer. '
+    + 'bf16 = attnode with bfloat16 weights (`useWeightPrecision(\'bfloat16\')`, AVX512-BF16; float32 is the default and '
+    + 'the columns before it); its check is its error against the float32 reference.', '');
+  out.push('| case | threads | attnode ms | bf16 ms | ort ms | torch ms | TS ms | attnode/ort | bf16/ort | attnode/torch | attnode/TS | check | RSS |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');
   for (const c of cases) {
     c.byThreads.forEach((t, i) => {
       const p = t.peers;
-      out.push(`| ${i === 0 ? `${c.id}<br><sub>${c.description}</sub>` : ''} | ${t.threads} | ${ms(p.attnode)} | ${ms(p.ort)} | `
-        + `${ms(p.torch)} | ${ms(p.ts)} | ${ratio(t.ratios.ort)} | ${ratio(t.ratios.torch)} | ${ratio(t.ratios.ts)} | `
-        + `${i === 0 ? checkCell(c) : ''} | ${i === 0 ? rssCell(c) : ''} |`);
+      out.push(`| ${i === 0 ? `${c.id}<br><sub>${c.description}</sub>` : ''} | ${t.threads} | ${ms(p.attnode)} | ${ms(p.bf16)} | `
+        + `${ms(p.ort)} | ${ms(p.torch)} | ${ms(p.ts)} | ${ratio(t.ratios.ort)} | ${ratio(t.bf16VsOrt)} | ${ratio(t.ratios.torch)} | `
+        + `${ratio(t.ratios.ts)} | ${i === 0 ? checkCell(c) : ''} | ${i === 0 ? rssCell(c) : ''} |`);
     });
   }
   const notes = [...meta.notes, ...cases.flatMap((c) => [

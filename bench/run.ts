@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import {
   BENCH_DIR, ROOT, RESULTS_DIR, loadCases, describeCase, caseFilesReady, type Case,
 } from './cases/cases';
-import { createAttnodePeer, loadAttnode, nativeUnavailableReason } from './peers/attnode';
+import { bf16UnavailableReason, createAttnodePeer, loadAttnode, nativeUnavailableReason } from './peers/attnode';
 import { createOrtPeer, loadOrt, ortUnavailableReason, ortVersion, ORT_INSTALL_HINT } from './peers/ort';
 import { TorchServer, createTorchPeer, detectTorch, TORCH_INSTALL_HINT, TORCH_PYTHON, TORCH_SCRIPT, torchEnv } from './peers/torch';
 import { maxAbsDiff, type Peer, type PeerName } from './peers/types';
@@ -36,7 +36,8 @@ const HELP = `Usage: npx tsx bench/run.ts [options]
                          and the GEMM harness bench/gemm/run.sh
   --cases a,b            only these case ids
   --threads 1,2          thread counts (default 1,2)
-  --peers attnode,ort,torch,ts   which peers (default all that are installed)
+  --peers attnode,bf16,ort,torch,ts   which peers (default all that are installed; bf16 = attnode with bfloat16
+                         weights, on CPUs with AVX512-BF16)
   --budget S             seconds of timed runs per case and thread count (default 4 quick, 20 full)
   --gap MS               pause between two peers' turns (default 20; at least 150 with 2+ threads): lets idle-spinning pools go to sleep
   --no-build             do not run scripts/ensure-addon.js first
@@ -47,6 +48,8 @@ const HELP = `Usage: npx tsx bench/run.ts [options]
 `;
 
 const REL_TOL = 1e-3;
+/** bfloat16 weights keep ~3 significant digits per product: a looser check, reported as the precision's error. */
+const BF16_REL_TOL = 3e-2;
 
 interface Opts {
   full: boolean;
@@ -68,7 +71,7 @@ function parseOpts(): Opts {
       full: { type: 'boolean', default: false },
       cases: { type: 'string' },
       threads: { type: 'string', default: '1,2' },
-      peers: { type: 'string', default: 'attnode,ort,torch,ts' },
+      peers: { type: 'string', default: 'attnode,bf16,ort,torch,ts' },
       budget: { type: 'string' },
       gap: { type: 'string', default: '20' },
       'no-build': { type: 'boolean', default: false },
@@ -88,7 +91,7 @@ function parseOpts(): Opts {
   const threads = list(values.threads!).map(Number);
   if (threads.some((t) => !Number.isInteger(t) || t < 1)) throw new Error(`--threads: bad list '${values.threads}'`);
   const peers = new Set(list(values.peers!) as PeerName[]);
-  for (const p of peers) if (!['attnode', 'ort', 'torch', 'ts'].includes(p)) throw new Error(`--peers: unknown peer '${p}'`);
+  for (const p of peers) if (!['attnode', 'bf16', 'ort', 'torch', 'ts'].includes(p)) throw new Error(`--peers: unknown peer '${p}'`);
   const full = values.full!;
   return {
     full,
@@ -198,6 +201,7 @@ async function runCase(c: Case, ctx: Ctx): Promise<CaseResult> {
     .map(([k, t]) => [k, { data: t.data as Float32Array | Int32Array, shape: t.shape }]));
 
   await add('attnode', () => createAttnodePeer(c, 'native'), ctx.native ? null : 'native backend not loaded');
+  await add('bf16', () => createAttnodePeer(c, 'native', 'bfloat16'), await bf16UnavailableReason());
   await add('ort', () => createOrtPeer(c, opts.threads, inputs), ctx.ort ? null : 'onnxruntime-node not installed');
   let torchInfo: Awaited<ReturnType<typeof createTorchPeer>>['info'] | null = null;
   await add('torch', async () => {
@@ -216,10 +220,11 @@ async function runCase(c: Case, ctx: Ctx): Promise<CaseResult> {
   }
   const check = (name: PeerName, against: 'reference' | 'ort', a: Float32Array, b: Float32Array): void => {
     const d = maxAbsDiff(a, b);
-    const ok = d.rel <= REL_TOL;
+    const tol = name === 'bf16' ? BF16_REL_TOL : REL_TOL;
+    const ok = d.rel <= tol;
     (res.checks[name] ??= []).push({ against, maxAbsDiff: d.abs, rel: d.rel, ok } satisfies CheckResult);
     say(`   check ${name} vs ${against}: max abs diff ${d.abs.toExponential(2)} (relative ${d.rel.toExponential(2)}) `
-      + (ok ? 'ok' : `FAILED (> ${REL_TOL})`));
+      + (ok ? 'ok' : `FAILED (> ${tol})`));
     if (!ok) ctx.failures.push(`${c.id}: ${name} output differs from ${against} (relative ${d.rel.toExponential(2)})`);
   };
   for (const [name, out] of outputs) check(name, 'reference', out, ref);
@@ -264,9 +269,11 @@ async function runCase(c: Case, ctx: Ctx): Promise<CaseResult> {
     for (const p of active) tr.peers[p.name] = stats(times.get(p)!);
     const a = tr.peers.attnode;
     if (a) for (const p of RATIO_PEERS) if (tr.peers[p]) tr.ratios[p] = a.median / tr.peers[p]!.median;
+    if (tr.peers.bf16 && tr.peers.ort) tr.bf16VsOrt = tr.peers.bf16.median / tr.peers.ort.median;
     res.byThreads.push(tr);
     say(`   ${threads}T: ` + active.map((p) => `${p.name} ${tr.peers[p.name]!.median.toFixed(2)} ms`).join(', ')
       + (Object.keys(tr.ratios).length ? '  | attnode/' + Object.entries(tr.ratios).map(([k, v]) => `${k} ${v!.toFixed(2)}`).join(', ') : '')
+      + (tr.bf16VsOrt !== undefined ? `, bf16/ort ${tr.bf16VsOrt.toFixed(2)}` : '')
       + `  (${reps} rounds)`);
   }
   for (const p of peers) await p.close();

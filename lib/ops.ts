@@ -11,13 +11,14 @@
  *   inputs (in place); matmul/linear/transpose/head ops do not.
  */
 import { Activation, BinaryOp } from './backend/backend';
-import type { Backend, BackendName } from './backend/backend';
+import type { Backend, BackendName, WeightPrecision } from './backend/backend';
 import { resolveBackend } from './backend/registry';
 import type { DType } from './dtype';
 import {
   argRangeError,
   argRangeErrorRaw,
   argTypeError,
+  argTypeErrorRaw,
   checkInt,
   checkNumber,
   checkShape,
@@ -268,6 +269,12 @@ export interface LinearOptions extends OutOptions {
    * nn modules set this. Default false.
    */
   cacheWeight?: boolean;
+  /**
+   * With `cacheWeight`: multiply in bfloat16 (weights and inputs rounded to
+   * bfloat16, float32 accumulation; AVX512-BF16 on the native backend,
+   * emulated on JS). Default 'float32'. See `Module.useWeightPrecision`.
+   */
+  weightPrecision?: WeightPrecision;
 }
 
 /**
@@ -296,6 +303,14 @@ export function linear(x: F32, weight: F32, bias?: F32 | null, opts?: LinearOpti
     throw argTypeError(fn, 'activation', "be 'none', 'relu', 'gelu' or 'gelu_tanh'", actName);
   }
   const act = ACTIVATIONS[actName];
+  const weightPrecision = opts?.weightPrecision ?? 'float32';
+  if (weightPrecision !== 'float32' && weightPrecision !== 'bfloat16') {
+    throw argTypeError(fn, 'weightPrecision', "be 'float32' or 'bfloat16'", weightPrecision);
+  }
+  if (weightPrecision === 'bfloat16' && opts?.cacheWeight !== true) {
+    throw argTypeErrorRaw(fn, 'weightPrecision', "be 'float32' unless cacheWeight is true (a bfloat16 weight is packed once)",
+      "'bfloat16' without cacheWeight");
+  }
   const outShape = [...x.shape.slice(0, -1), nOut];
   checkShape(fn, 'out', outShape);
   const y = output(fn, outShape, opts?.out, [['x', x], ['weight', weight], ['bias', bias]], false);
@@ -305,6 +320,7 @@ export function linear(x: F32, weight: F32, bias?: F32 | null, opts?: LinearOpti
     m: prod(x.shape, 0, x.ndim - 1), n: nOut, k: nIn,
     transA: false, transB: true, alpha: 1, beta: 0, bias: bias ? bias.data : null, act,
     batch: 1, strideA: 0, strideB: 0, strideC: 0, cacheB: opts?.cacheWeight === true,
+    ...(opts?.weightPrecision !== undefined ? { bPrecision: weightPrecision } : {}),
   });
   return y;
 }

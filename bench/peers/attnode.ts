@@ -1,7 +1,8 @@
 /**
  * attnode as a peer: the case's module built with attnode's nn classes, the
  * exported PyTorch weights loaded with loadSafetensors + loadStateDict, run on
- * the native backend or (peer 'ts') the TypeScript backend.
+ * the native backend, the native backend with bfloat16 weights (peer 'bf16')
+ * or (peer 'ts') the TypeScript backend.
  *
  * The library is imported lazily (by the runner, after the addon build step),
  * so the bench can report why the native backend is missing instead of dying
@@ -28,7 +29,14 @@ export async function nativeUnavailableReason(): Promise<string | null> {
   return a.info().nativeError ?? 'native backend not registered';
 }
 
-export async function createAttnodePeer(c: Case, backend: 'native' | 'js'): Promise<Peer> {
+/** Whether the bf16 peer can run (AVX512-BF16 on the active kernel path). */
+export async function bf16UnavailableReason(): Promise<string | null> {
+  const a = await loadAttnode();
+  if (!a.availableBackends().includes('native')) return 'native backend not loaded';
+  return a.info().native?.bf16 ? null : 'no AVX512-BF16 on this CPU or kernel path';
+}
+
+export async function createAttnodePeer(c: Case, backend: 'native' | 'js', precision: 'float32' | 'bfloat16' = 'float32'): Promise<Peer> {
   const a = await loadAttnode();
   const { nn } = a;
   const spec = c.spec;
@@ -47,7 +55,7 @@ export async function createAttnodePeer(c: Case, backend: 'native' | 'js'): Prom
         ? new nn.TransformerEncoder({ layer: layerOpts, numLayers: spec.numLayers })
         : new nn.TransformerEncoderLayer(layerOpts);
       m.loadStateDict(weights);
-      m.useBackend(backend);
+      m.useBackend(backend).useWeightPrecision(precision);
       const x = io.x as F32;
       run = () => m.forward(x);
       break;
@@ -55,7 +63,7 @@ export async function createAttnodePeer(c: Case, backend: 'native' | 'js'): Prom
     case 'mha': {
       const m = new nn.MultiheadAttention({ embedDim: spec.embedDim, numHeads: spec.numHeads, batchFirst: true });
       m.loadStateDict(weights);
-      m.useBackend(backend);
+      m.useBackend(backend).useWeightPrecision(precision);
       const x = io.x as F32;
       run = () => m.forward(x, x, x, { needWeights: false }).output;
       break;
@@ -65,7 +73,7 @@ export async function createAttnodePeer(c: Case, backend: 'native' | 'js'): Prom
       const m = new TransformerModel(spec.vocab, spec.dModel, spec.nhead, spec.numEncoderLayers, spec.numDecoderLayers,
         spec.dimFeedforward);
       m.loadStateDict(weights);
-      m.useBackend(backend);
+      m.useBackend(backend).useWeightPrecision(precision);
       const src = io.src as I32;
       const tgt = io.tgt as I32;
       run = () => m.forward(src, tgt);
@@ -76,7 +84,7 @@ export async function createAttnodePeer(c: Case, backend: 'native' | 'js'): Prom
   let last: F32 | null = null;
   const isNative = backend === 'native';
   return {
-    name: isNative ? 'attnode' : 'ts',
+    name: !isNative ? 'ts' : precision === 'bfloat16' ? 'bf16' : 'attnode',
     maxThreads: isNative ? 256 : 1,
     async setThreads(n: number): Promise<void> {
       if (isNative) a.setNumThreads(n);

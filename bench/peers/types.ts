@@ -1,6 +1,7 @@
 /** What every benchmark peer looks like to the runner. */
 
-export type PeerName = 'attnode' | 'ort' | 'torch' | 'ts';
+/** 'bf16': attnode's native backend with bfloat16 weights (Module.useWeightPrecision). */
+export type PeerName = 'attnode' | 'bf16' | 'ort' | 'torch' | 'ts';
 
 export interface Peer {
   readonly name: PeerName;

@@ -57,7 +57,21 @@ export interface GemmArgs {
    * as loadStateDict does).
    */
   cacheB?: boolean;
+  /**
+   * Precision B is multiplied in when `cacheB` is set (default 'float32').
+   * 'bfloat16': B (and A, as it is packed) are rounded to bfloat16 and
+   * multiplied with float32 accumulation; the native backend uses AVX512-BF16
+   * dot products, the JS backend emulates the rounding (the reference).
+   */
+  bPrecision?: WeightPrecision;
 }
+
+/**
+ * Precision of a module's GEMM weights. 'float32' (default) is the reference;
+ * 'bfloat16' halves weight memory traffic and doubles the dot-product rate on
+ * CPUs with AVX512-BF16, at about 3 significant digits per product.
+ */
+export type WeightPrecision = 'float32' | 'bfloat16';
 
 /**
  * A mask applied inside attention, broadcast over (batch, head, query, key)

@@ -9,7 +9,7 @@
  * backend explicitly then throws an Error carrying the original cause.
  */
 import * as path from 'node:path';
-import type { AttentionArgs, AttentionMask, Backend, GemmArgs, BinaryOp } from './backend';
+import type { AttentionArgs, AttentionMask, Backend, GemmArgs, BinaryOp, WeightPrecision } from './backend';
 import { registerBackend, setNativeLoadError } from './registry';
 import { recordingList, type CommandList } from './recording';
 
@@ -24,6 +24,8 @@ export interface NativeInfo {
   /** True when ATTNODE_ISA was set to something unknown (it is then ignored). */
   envIsaInvalid: boolean;
   numThreads: number;
+  /** Whether bfloat16 weights can be packed now (the CPU has AVX512-BF16 and the active path is avx512). */
+  bf16: boolean;
   /** Whether the process allocator keeps freed buffers for reuse (see native/runtime/memory.h; ATTNODE_MALLOC_TUNING=0 turns it off). */
   allocatorTuned: boolean;
   cpu: { vendor: string; brand: string; features: string[]; l1dBytes: number; l2Bytes: number; l3Bytes: number };
@@ -121,8 +123,13 @@ export interface Addon extends AddonOps, AddonRecordOps {
   getNumThreads(): number;
   setIsa(isa: string): IsaName;
   createCommandList(): CommandList;
-  /** Packs op(B) (k × n; transB: B stored [n, k]) into the GEMM's panel layout for the current kernel path. */
-  packWeight(b: Float32Array, k: number, n: number, transB: boolean): PackedWeight;
+  /**
+   * Packs op(B) (k × n; transB: B stored [n, k]) into the GEMM's panel layout for the current kernel path,
+   * as float32 or bfloat16 (a RangeError when `info().bf16` is false).
+   */
+  packWeight(b: Float32Array, k: number, n: number, transB: boolean, precision?: WeightPrecision): PackedWeight;
+  /** What a packed weight holds. */
+  packedWeightInfo(packed: PackedWeight): { precision: WeightPrecision; bytes: number };
   /** Runs the list on the native executor thread; rejects with the kernel's error, or an AbortError when cancelled. */
   submit(list: CommandList): Promise<void>;
   /** Skips the list's remaining calls if it has not finished. */
@@ -165,19 +172,22 @@ function makeNativeBackend(a: Addon): Backend {
     if (list) (a[`${op}Record`] as (l: CommandList, ...x: Parameters<AddonOps[K]>) => void)(list, ...args);
     else (a[op] as (...x: Parameters<AddonOps[K]>) => void)(...args);
   };
-  // Packed weights by array identity, then by "k,n" (the same array could be
-  // used with two shapes through reshapes). Weak: a dropped weight takes its
-  // packing with it.
+  // Packed weights by array identity, then by "k,n,precision" (the same array
+  // could be used with two shapes through reshapes). Weak: a dropped weight
+  // takes its packing with it.
   const packedWeights = new WeakMap<Float32Array, Map<string, PackedWeight>>();
   const packedFor = (g: GemmArgs): PackedWeight | null => {
-    // M = 1 never packs (the GEMV path streams B as it is); broadcast batches share one B.
-    if (!g.cacheB || !g.transB || g.m < 2 || (g.batch > 1 && g.strideB !== 0)) return null;
+    if (!g.cacheB || !g.transB || (g.batch > 1 && g.strideB !== 0)) return null;
+    const precision = g.bPrecision ?? 'float32';
+    // float32 at M = 1 never packs (the GEMV path streams B as it is); bfloat16 packs for every M, since
+    // its GEMV reads the half-size packed weights.
+    if (g.m < 2 && precision === 'float32') return null;
     let byShape = packedWeights.get(g.b);
     if (!byShape) packedWeights.set(g.b, (byShape = new Map()));
-    const key = `${g.k},${g.n}`;
+    const key = `${g.k},${g.n},${precision}`;
     let packed = byShape.get(key);
     if (!packed) {
-      packed = a.packWeight(g.b, g.k, g.n, true);
+      packed = a.packWeight(g.b, g.k, g.n, true, precision);
       byShape.set(key, packed);
     }
     return packed;

@@ -226,6 +226,10 @@ function checkExtent(name: string, arr: Float32Array, batch: number, stride: num
 
 /** The JS backend's {@link Backend.gemm}. See the module comment for the algorithm. */
 export function gemm(args: GemmArgs): void {
+  if (args.bPrecision === 'bfloat16' && args.cacheB) {
+    // Reference of the native bf16 path: both operands rounded to bfloat16, products accumulated in float32.
+    args = { ...args, a: roundToBf16(args.a), b: bf16Weight(args.b), bPrecision: 'float32' };
+  }
   const { m, n, k, batch, strideA, strideB, strideC } = args;
   for (const [name, v] of [['m', m], ['n', n], ['k', k], ['batch', batch]] as const) {
     if (!Number.isInteger(v) || v < 0) {
@@ -240,4 +244,38 @@ export function gemm(args: GemmArgs): void {
     throw new RangeError(`gemm: argument 'bias' must have at least ${n} elements, got ${args.bias.length}`);
   }
   for (let i = 0; i < batch; i++) gemmOne(args, i * strideA, i * strideB, i * strideC);
+}
+
+const bf16Weights = new WeakMap<Float32Array, Float32Array>();
+
+/** A constant weight rounded to bfloat16 once, kept while the weight lives. */
+function bf16Weight(b: Float32Array): Float32Array {
+  let r = bf16Weights.get(b);
+  if (!r) bf16Weights.set(b, (r = roundToBf16(b)));
+  return r;
+}
+
+/**
+ * A copy with every value rounded to the nearest bfloat16 (ties to even), as
+ * float32, the way AVX512-BF16's conversion does it: denormals become zero
+ * (sign kept), NaN stays NaN.
+ */
+export function roundToBf16(x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  const bits = new Uint32Array(out.buffer);
+  out.set(x);
+  for (let i = 0; i < bits.length; i++) {
+    const u = bits[i]!;
+    const exp = u & 0x7f800000;
+    if (exp === 0) {
+      bits[i] = u & 0x80000000;
+      continue;
+    }
+    if (exp === 0x7f800000 && (u & 0x007fffff) !== 0) {
+      bits[i] = (u | 0x00400000) & 0xffff0000; // quiet NaN
+      continue;
+    }
+    bits[i] = ((u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000) >>> 0;
+  }
+  return out;
 }
