@@ -175,6 +175,29 @@ describe.runIf(hasNative)('native runtime', () => {
     });
   });
 
+  it('long strided K/V (copied to a contiguous layout first) give exactly the contiguous-layout results', () => {
+    // q/k/v as heads of one packed [S, 3E] projection (position stride 3E) against the same values laid out
+    // [H, S, D]: the kernel copies strided K/V of long sequences, which must change nothing but addresses.
+    const [h, d, lq, lk] = [2, 16, 300, 1100];
+    const e = h * d;
+    const q = new Float32Array(lq * 3 * e).map((_, i) => Math.sin(i * 0.37));
+    const kv = new Float32Array(lk * 3 * e).map((_, i) => Math.cos(i * 0.11));
+    const contig = (src: Float32Array, rows: number, off: number): Float32Array => {
+      const out = new Float32Array(h * rows * d);
+      for (let hh = 0; hh < h; hh++) for (let r = 0; r < rows; r++) for (let c = 0; c < d; c++) out[(hh * rows + r) * d + c] = src[r * 3 * e + off + hh * d + c]!;
+      return out;
+    };
+    const mask = new Uint8Array(lq * lk).map((_, i) => (i % 7 === 3 ? 1 : 0));
+    for (const [causal, masks] of [[false, []], [true, [{ data: mask, strides: [0, 0, lk, 1] }]]] as const) {
+      const a1 = new Float32Array(lq * e);
+      const a2 = new Float32Array(lq * e);
+      const dims = [1, h, lq, lk, d, d];
+      a.attention(q, kv.subarray(e), kv.subarray(2 * e), a1, [0, d, 3 * e], [0, d, 3 * e], [0, d, 3 * e], [0, d, e], dims, 0.25, masks, causal, null);
+      a.attention(contig(q, lq, 0), contig(kv, lk, e), contig(kv, lk, 2 * e), a2, [0, lq * d, d], [0, lk * d, d], [0, lk * d, d], [0, d, e], dims, 0.25, masks, causal, null);
+      expect(Array.from(a1)).toEqual(Array.from(a2));
+    }
+  });
+
   it('k = 0 still writes every output element (outputs are not zero-filled)', () => {
     // Large enough for an uninitialised output buffer.
     const y = ops.matmul(randn([200, 0]), randn([0, 100]), { backend: 'native' });

