@@ -117,6 +117,21 @@ function makeJobs(): Job[] {
     const layer = new nn.TransformerEncoderLayer({ dModel: 32, nhead: 4, dimFeedforward: 64, activation: 'gelu' });
     const src = randn([6, 2, 32], { seed: 15 });
     add('TransformerEncoderLayer d32 [6,2,32]', () => layer.forward(src), () => layer.forwardAsync(src));
+    // The server's path: batches of varying shape through runAsync with pooled buffers (size classes).
+    for (const [sq, n] of [[9, 3], [14, 2], [5, 7]] as const) {
+      const x = randn([sq, n, 32], { seed: 16 + sq });
+      add(`TransformerEncoderLayer d32 [${sq},${n},32] reuseBuffers`, () => layer.forward(x), () => runAsync(() => layer.forward(x), { reuseBuffers: true }));
+    }
+  }
+  {
+    const x = randn([40, 64], { seed: 20 });
+    const r = randn([40, 64], { seed: 21 });
+    add('addLayerNorm [40,64]', () => ops.addLayerNorm(x, r, 64));
+  }
+  if (addon?.info().bf16) {
+    const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128 }).useWeightPrecision('bfloat16');
+    const src = randn([12, 2, 64], { seed: 22 });
+    add('TransformerEncoderLayer d64 bfloat16 weights', () => layer.forward(src), () => layer.forwardAsync(src));
   }
   return jobs;
 }
