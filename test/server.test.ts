@@ -145,6 +145,7 @@ describe('InferenceServer', () => {
     expect(r.body.batcher).toMatchObject({ queueDepth: 0 });
     expect(r.body.batcher.meanBatchSize).toBeGreaterThan(1);
     expect(r.body.eventLoopDelayMs.p99).toBeGreaterThanOrEqual(0);
+    expect(r.body.memoryMiB.rss).toBeGreaterThan(r.body.memoryMiB.heapUsed);
     await request(port, 'GET', '/metrics?reset=1');
     const after = await request(port, 'GET', '/metrics');
     expect(after.body.latencyMs.count).toBe(1); // only the reset request itself
@@ -162,6 +163,7 @@ describe('InferenceServer', () => {
     expect(text).toMatch(/^attnode_event_loop_delay_seconds\{quantile="0\.99"\} [0-9.e-]+$/m);
     expect(text).toMatch(/^attnode_batcher_mean_batch_size [0-9.]+$/m);
     expect(text).toMatch(/^attnode_draining 0$/m);
+    expect(text).toMatch(/^attnode_process_memory_bytes\{kind="rss"\} \d+$/m);
     // Every sample line is `name{labels} value` or `name value`.
     for (const line of text.trimEnd().split('\n')) expect(line).toMatch(/^(# (HELP|TYPE) .+|[a-z_]+(\{[^}]*\})? -?[0-9.e+-]+)$/);
     const byQuery = await request(port, 'GET', '/metrics?format=prometheus');

@@ -19,6 +19,8 @@ export interface LoadLevel {
   /** The server's event-loop delay p99 / max during the level. */
   eventLoopP99: number;
   eventLoopMax: number;
+  /** The server's resident set at the end of the level (MiB). */
+  serverRssMiB: number;
 }
 
 /** A whole run, as written to bench/results/load-<date>.json. */
@@ -42,22 +44,29 @@ export function renderLoadMarkdown(run: LoadRun): string {
       `pooled output. ${run.config.durationS} s per level; client: ${run.config.client}, on the same machine.` +
       (run.config.serverArgs.length ? ` Server flags: \`${run.config.serverArgs.join(' ')}\`.` : ''),
     '',
-    '| batching | concurrency | req/s | p50 ms | p90 ms | p99 ms | mean batch | event-loop p99 ms | errors |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| batching | concurrency | req/s | p50 ms | p90 ms | p99 ms | mean batch | event-loop p99 ms | server RSS MiB | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const l of run.levels) {
     const loop = `${l.eventLoopP99.toFixed(2)}${l.eventLoopP99 >= LOOP_TARGET_MS ? ' ⚠' : ''}`;
     lines.push(
       `| ${l.batching ? 'on' : 'off'} | ${l.concurrency} | ${l.throughput.toFixed(1)} | ${l.p50.toFixed(1)} | ${l.p90.toFixed(1)} | ` +
-        `${l.p99.toFixed(1)} | ${l.meanBatchSize.toFixed(2)} | ${loop} | ${l.errors} |`,
+        `${l.p99.toFixed(1)} | ${l.meanBatchSize.toFixed(2)} | ${loop} | ${l.serverRssMiB?.toFixed(0) ?? '—'} | ${l.errors} |`,
     );
   }
+  const total = run.levels.reduce((n, l) => n + l.requests, 0);
+  const rss = (on: boolean): string => {
+    const r = run.levels.filter((l) => l.batching === on && l.serverRssMiB !== undefined).map((l) => l.serverRssMiB);
+    return r.length ? `${r[0]!.toFixed(0)} → ${r[r.length - 1]!.toFixed(0)} MiB (batching ${on ? 'on' : 'off'})` : '';
+  };
   const worst = Math.max(...run.levels.map((l) => l.eventLoopP99));
   lines.push(
     '',
     `Event-loop delay p99 target < ${LOOP_TARGET_MS} ms: met at ${run.levels.filter((l) => l.eventLoopP99 < LOOP_TARGET_MS).length} of ` +
       `${run.levels.length} levels (worst ${worst.toFixed(2)} ms). The client and the server share the machine's ${run.host.cpus} cores ` +
       `with the native thread pool, so the event loop also waits for CPU time, not only for its own work.`,
+    '',
+    `${total} requests in all. Server RSS from the first level to the last: ${[rss(true), rss(false)].filter(Boolean).join('; ')}.`,
     '',
     'Batching on: `--max-batch-size 16 --max-delay-ms 2 --buckets pow2` (the defaults); off: `--no-batching` (one request per forward pass). ' +
       'Either way the forward passes run on the native executor thread, so the event loop only parses, records and serialises.',

@@ -12,7 +12,7 @@
  * - `GET /healthz` → 200 `{ "status": "ok", ... }` (503 `"draining"` during shutdown).
  * - `GET /metrics` → JSON: request counts by route and status, latency p50/p90/p99 over
  *   a sliding window, batcher stats (queue depth, batches, mean batch size), event-loop
- *   delay. `?reset=1` clears the windows after reading (between load phases). Prometheus
+ *   delay, process memory. `?reset=1` clears the windows after reading (between load phases). Prometheus
  *   text format instead for `?format=prometheus` or an Accept header asking for text/plain
  *   or OpenMetrics without JSON (what a Prometheus scraper sends).
  *

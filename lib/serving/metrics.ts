@@ -34,6 +34,8 @@ export interface MetricsSnapshot {
   /** Over the window, all routes together and per route. */
   latencyMs: LatencySummary & { byRoute: Record<string, LatencySummary> };
   eventLoopDelayMs: EventLoopSummary;
+  /** Process memory now (MiB): resident set, V8 heap in use, memory outside the heap and its ArrayBuffer part. */
+  memoryMiB: { rss: number; heapUsed: number; external: number; arrayBuffers: number };
 }
 
 /** Options of {@link Metrics}. */
@@ -92,6 +94,12 @@ class Window {
   }
 }
 
+function memoryMiB(): MetricsSnapshot['memoryMiB'] {
+  const m = process.memoryUsage();
+  const mib = (b: number): number => round(b / 2 ** 20);
+  return { rss: mib(m.rss), heapUsed: mib(m.heapUsed), external: mib(m.external), arrayBuffers: mib(m.arrayBuffers) };
+}
+
 /** Request counters, sliding-window latency and event-loop delay of one server. */
 export class Metrics {
   readonly windowMs: number;
@@ -147,6 +155,7 @@ export class Metrics {
       inFlight: this.#inFlight,
       windowS: this.windowMs / 1000,
       latencyMs: { ...this.#all.summary(since), byRoute },
+      memoryMiB: memoryMiB(),
       eventLoopDelayMs: {
         p50: ms(h.percentile(50)),
         p90: ms(h.percentile(90)),
@@ -202,6 +211,8 @@ export function renderPrometheus(s: MetricsSnapshot, gauges: Record<string, numb
   const el = s.eventLoopDelayMs;
   metric('attnode_event_loop_delay_seconds', 'gauge', 'Event-loop delay quantiles since start or the last reset.',
     [[{ quantile: '0.5' }, el.p50 / 1000], [{ quantile: '0.9' }, el.p90 / 1000], [{ quantile: '0.99' }, el.p99 / 1000], [{ quantile: '1' }, el.max / 1000]]);
+  metric('attnode_process_memory_bytes', 'gauge', 'Process memory: resident set, V8 heap used, external, ArrayBuffers.',
+    Object.entries(s.memoryMiB).map(([kind, mib]) => [{ kind }, Math.round(mib * 2 ** 20)]));
   for (const [name, v] of Object.entries(gauges)) {
     const snake = name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`).replace(/[^a-zA-Z0-9_]/g, '_');
     metric(`attnode_${snake}`, 'gauge', `${name}.`, [[{}, v]]);
