@@ -12,6 +12,7 @@ import { saveSafetensors } from '../lib/io/safetensors';
 import { manualSeed } from '../lib/nn/init';
 import { EncoderModel } from '../lib/serving/encoder-model';
 import { tensor } from '../lib/tensor';
+import { addon } from '../lib/backend/native';
 
 const ROOT = path.resolve(__dirname, '..');
 const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');
@@ -75,6 +76,19 @@ describe('attnode CLI', () => {
     expect(out[0].embeddings).toBeUndefined();
   });
 
+  it.runIf(addon?.info().bf16 === true)('run --precision bfloat16: the same rows within bfloat16 error', () => {
+    const input = '[1,2,3]\n[4,5]\n';
+    const f32 = cli(['run', '--model', modelPath, '--config', configPath, '--input', '-'], input);
+    const bf = cli(['run', '--model', modelPath, '--config', configPath, '--input', '-', '--precision', 'bfloat16'], input);
+    expect(bf.code, bf.stderr).toBe(0);
+    const a = f32.stdout.trim().split('\n').map((l) => JSON.parse(l).pooled as number[]);
+    const b = bf.stdout.trim().split('\n').map((l) => JSON.parse(l).pooled as number[]);
+    let diff = 0;
+    a.flat().forEach((v, i) => (diff = Math.max(diff, Math.abs(v - b.flat()[i]!))));
+    expect(diff).toBeGreaterThan(0);
+    expect(diff).toBeLessThan(5e-2);
+  });
+
   it('bad flags exit with code 2 and print usage', () => {
     for (const args of [
       ['run', '--bogus'],
@@ -82,6 +96,8 @@ describe('attnode CLI', () => {
       ['run', '--input', 'x', '--batch-size', 'zero'],
       ['serve', '--port', 'abc'],
       ['serve', '--buckets', 'weird'],
+      ['serve', '--precision', 'fp16'],
+      ['run', '--input', '-', '--precision', 'int8'],
       ['frobnicate'],
     ]) {
       const r = cli(args);

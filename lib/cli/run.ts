@@ -19,10 +19,11 @@ import { runAsync } from '../async';
 import { setNumThreads } from '../runtime';
 import { padBatch, unpadRow } from '../serving/batcher';
 import { loadServedModel, type ServedModel } from './config';
-import { UsageError, intFlag, parseFlags } from './serve';
+import { UsageError, applyPrecisionFlag, intFlag, parseFlags } from './serve';
 
 export const RUN_USAGE = `usage: attnode run --input in.jsonl [--output out.jsonl] [--model m.safetensors] [--config c.json]
                   [--batch-size N] [--output-kind pooled|tokens|both] [--seed N] [--threads N] [--no-progress]
+                  [--precision float32|bfloat16]
   --input        JSONL of token-id rows ([1,2,3] or {"tokens":[...],"id":...}); - for stdin
   --output       JSONL results (default stdout)
   --batch-size   rows per forward pass (default 32)`;
@@ -118,7 +119,7 @@ class Progress {
 
 /** Runs `attnode run` with the arguments after `run`; resolves with the exit code (0, or 1 when rows failed). */
 export async function runMain(args: string[]): Promise<number> {
-  const flags = parseFlags(args, ['model', 'config', 'input', 'output', 'batch-size', 'output-kind', 'seed', 'threads'], ['no-progress']);
+  const flags = parseFlags(args, ['model', 'config', 'input', 'output', 'batch-size', 'output-kind', 'seed', 'threads', 'precision'], ['no-progress']);
   const values = flags.values;
   const inputPath = values.input;
   if (inputPath === undefined) throw new UsageError('--input is required');
@@ -130,6 +131,7 @@ export async function runMain(args: string[]): Promise<number> {
   if (values.model === undefined) console.error('attnode run: no --model given: using random weights (seed ' + seed + ')');
 
   const served = await loadServedModel({ configPath: values.config, modelPath: values.model, seed });
+  applyPrecisionFlag(served.module, values.precision);
   const model = served.encoder;
   const fromStdin = inputPath === '-';
   const input = fromStdin ? process.stdin : fs.createReadStream(inputPath);
