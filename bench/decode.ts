@@ -52,6 +52,13 @@ const model = new TransformerModel(cfg.vocab, cfg.d, cfg.nhead, cfg.layers, cfg.
 // Warm-up: thread pool, allocator, code paths.
 model.generate(srcIds(cfg.srcLen, 1, 1), { maxNewTokens: 4, bosId: 1 });
 model.generate(srcIds(cfg.srcLen, 1, 1), { maxNewTokens: 4, bosId: 1, useCache: false });
+// bfloat16 weights (cached path only) where the CPU has AVX512-BF16: packs its bf16 copies now.
+const bf16 = info().native?.bf16 === true;
+if (bf16) {
+  model.useWeightPrecision('bfloat16');
+  model.generate(srcIds(cfg.srcLen, 1, 1), { maxNewTokens: 4, bosId: 1 });
+  model.useWeightPrecision('float32');
+}
 
 interface Row {
   batch: number;
@@ -61,6 +68,9 @@ interface Row {
   cachedMed: number;
   fullMed: number;
   same: boolean;
+  /** Cached decoding with bfloat16 weights: best ms, and whether its greedy tokens equal float32's (rounding may flip an arg-max). */
+  bf16Ms?: number;
+  bf16Same?: boolean;
 }
 const loadBefore = os.loadavg().map((x) => x.toFixed(2)).join(' ');
 const rows: Row[] = [];
@@ -76,22 +86,33 @@ for (const batch of cfg.batches) {
     };
     const cachedTimes: number[] = [];
     const fullTimes: number[] = [];
+    const bf16Times: number[] = [];
     let same = true;
+    let bf16Same = true;
     for (let r = 0; r < reps; r++) {
       const c = run(true);
       const f = run(false);
       cachedTimes.push(c.ms);
       fullTimes.push(f.ms);
       same &&= c.ids.length === f.ids.length && c.ids.every((v, i) => v === f.ids[i]);
+      if (bf16) {
+        model.useWeightPrecision('bfloat16');
+        const b = run(true);
+        model.useWeightPrecision('float32');
+        bf16Times.push(b.ms);
+        bf16Same &&= b.ids.length === c.ids.length && b.ids.every((v, i) => v === c.ids[i]);
+      }
     }
     const cached = { ms: Math.min(...cachedTimes) };
     const full = { ms: Math.min(...fullTimes) };
     rows.push({
       batch, tokens, cachedMs: cached.ms, fullMs: full.ms, cachedMed: median(cachedTimes), fullMed: median(fullTimes), same,
+      ...(bf16 ? { bf16Ms: Math.min(...bf16Times), bf16Same } : {}),
     });
     const tps = (ms: number): string => ((batch * tokens) / ms * 1000).toFixed(1);
     console.log(`batch ${batch}, ${tokens} tokens: cached ${cached.ms.toFixed(0)} ms (${tps(cached.ms)} tok/s), ` +
-      `full ${full.ms.toFixed(0)} ms (${tps(full.ms)} tok/s), ${(full.ms / cached.ms).toFixed(1)}x, same tokens: ${same}`);
+      `full ${full.ms.toFixed(0)} ms (${tps(full.ms)} tok/s), ${(full.ms / cached.ms).toFixed(1)}x, same tokens: ${same}` +
+      (bf16 ? `; cached bf16 ${Math.min(...bf16Times).toFixed(0)} ms (${tps(Math.min(...bf16Times))} tok/s)` : ''));
   }
 }
 
@@ -113,14 +134,20 @@ const lines = [
   '"full" recomputes the whole decoder over the growing prefix (causal mask) at every step; "cached" runs one',
   'decoder step of one token per new token against the self-attention K/V caches and the precomputed memory K/V.',
   '',
-  '| batch | new tokens | cached ms | cached tok/s | cached ms/token | full ms | full tok/s | speedup | same tokens |',
-  '|---:|---:|---:|---:|---:|---:|---:|---:|:---:|',
+  '| batch | new tokens | cached ms | cached tok/s | cached ms/token | full ms | full tok/s | speedup | same tokens | cached bf16 tok/s | bf16 tokens = fp32 |',
+  '|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|:---:|',
   ...rows.map((r) => {
     const tps = (ms: number): string => ((r.batch * r.tokens) / ms * 1000).toFixed(1);
     return `| ${r.batch} | ${r.tokens} | ${r.cachedMs.toFixed(0)} (${r.cachedMed.toFixed(0)}) | ${tps(r.cachedMs)} | ` +
       `${(r.cachedMs / r.tokens).toFixed(1)} | ${r.fullMs.toFixed(0)} (${r.fullMed.toFixed(0)}) | ${tps(r.fullMs)} | ` +
-      `${(r.fullMs / r.cachedMs).toFixed(1)}x | ${r.same ? 'yes' : '**NO**'} |`;
+      `${(r.fullMs / r.cachedMs).toFixed(1)}x | ${r.same ? 'yes' : '**NO**'} | ` +
+      `${r.bf16Ms !== undefined ? tps(r.bf16Ms) : '—'} | ${r.bf16Same === undefined ? '—' : r.bf16Same ? 'yes' : 'no'} |`;
   }),
+  '',
+  bf16
+    ? '"cached bf16": the cached path with `useWeightPrecision(\'bfloat16\')` (AVX512-BF16 weight GEMMs and GEMVs); its tokens may ' +
+      'differ from float32 where rounding flips an arg-max between near-equal logits (random weights make that likely).'
+    : 'No bf16 column: this CPU or kernel path has no AVX512-BF16.',
   '',
 ];
 const md = lines.join('\n');
