@@ -22,6 +22,11 @@ struct Epilogue {
   float beta;
   const float* bias;
   int act;  // kernels::Activation
+  // Not part of the store: `prefetch_lines` 64-byte lines from `prefetch`
+  // that the kernel may pull into cache during its k loop (the next packed
+  // B block; kernels that do not prefetch ignore them). Never changes results.
+  const char* prefetch = nullptr;
+  int prefetch_lines = 0;
 };
 
 // Full tile: kc x (MR x NR) from packed panels into C (row-major, ldc), storing

@@ -74,7 +74,15 @@ void kernel_8x48(int64_t kp, const uint32_t* a, const uint32_t* b, float* c, int
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 32), _MM_HINT_T0);
   }
+  // Lines of the next B block asked for by the frontend (see the fp32 kernel).
+  const char* pf = ep->prefetch;
+  int pf_left = ep->prefetch_lines;
   for (int64_t p = 0; p < kp; ++p) {
+    if (pf_left > 0 && (p & 1) == 0) {
+      _mm_prefetch(pf, _MM_HINT_T0);
+      pf += 64;
+      --pf_left;
+    }
     _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kNR), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kNR + 16), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kNR + 32), _MM_HINT_T0);
