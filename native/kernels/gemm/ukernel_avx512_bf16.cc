@@ -62,18 +62,7 @@ ATTNODE_INLINE __m512i pairs32(const float* p, __mmask16 m_lo, __mmask16 m_hi) {
 void kernel_8x48(int64_t kp, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int m, int n,
                  const Epilogue* ep) {
   __m512 acc[kMR][3];
-#pragma GCC unroll 8
-  for (int r = 0; r < kMR; ++r) {
-    acc[r][0] = _mm512_setzero_ps();
-    acc[r][1] = _mm512_setzero_ps();
-    acc[r][2] = _mm512_setzero_ps();
-  }
-  // C is touched only after the k loop; start pulling it in now.
-  for (int r = 0; r < m; ++r) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 32), _MM_HINT_T0);
-  }
+  begin_tile<kMR, 3>(acc, c, ldc, m);
   // Lines of the next B block asked for by the frontend (see the fp32 kernel).
   const char* pf = ep->prefetch;
   int pf_left = ep->prefetch_lines;
