@@ -253,7 +253,8 @@ async function runMode(opts: Opts, batching: boolean, bodies: string[]): Promise
       console.log(
         `batching ${batching ? 'on ' : 'off'}  c=${String(c).padStart(3)}  ${level.throughput.toFixed(1).padStart(7)} req/s  ` +
           `p50 ${level.p50.toFixed(1).padStart(6)} ms  p99 ${level.p99.toFixed(1).padStart(6)} ms  batch ${level.meanBatchSize.toFixed(2).padStart(5)}  ` +
-          `loop p99 ${level.eventLoopP99.toFixed(2)} ms  rss ${level.serverRssMiB.toFixed(0)} MiB  errors ${errors}`,
+          `loop p99 ${level.eventLoopP99.toFixed(2)} ms  rss ${level.serverRssMiB.toFixed(0)} MiB ` +
+          `(pooled buffers ${after.memoryMiB.pooledBuffers.toFixed(0)})  errors ${errors}`,
       );
     }
   } finally {

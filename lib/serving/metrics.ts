@@ -4,6 +4,7 @@
  * that says whether inference really stays off the JS thread.
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { pooledBufferBytes } from '../workspace';
 
 /** Latency percentiles in milliseconds over the window. */
 export interface LatencySummary {
@@ -34,8 +35,11 @@ export interface MetricsSnapshot {
   /** Over the window, all routes together and per route. */
   latencyMs: LatencySummary & { byRoute: Record<string, LatencySummary> };
   eventLoopDelayMs: EventLoopSummary;
-  /** Process memory now (MiB): resident set, V8 heap in use, memory outside the heap and its ArrayBuffer part. */
-  memoryMiB: { rss: number; heapUsed: number; external: number; arrayBuffers: number };
+  /**
+   * Process memory now (MiB): resident set, V8 heap in use, memory outside the heap and its ArrayBuffer part, and
+   * the idle buffers the batch buffer pool keeps for reuse (lib/workspace.ts).
+   */
+  memoryMiB: { rss: number; heapUsed: number; external: number; arrayBuffers: number; pooledBuffers: number };
 }
 
 /** Options of {@link Metrics}. */
@@ -97,7 +101,10 @@ class Window {
 function memoryMiB(): MetricsSnapshot['memoryMiB'] {
   const m = process.memoryUsage();
   const mib = (b: number): number => round(b / 2 ** 20);
-  return { rss: mib(m.rss), heapUsed: mib(m.heapUsed), external: mib(m.external), arrayBuffers: mib(m.arrayBuffers) };
+  return {
+    rss: mib(m.rss), heapUsed: mib(m.heapUsed), external: mib(m.external), arrayBuffers: mib(m.arrayBuffers),
+    pooledBuffers: mib(pooledBufferBytes()),
+  };
 }
 
 /** Request counters, sliding-window latency and event-loop delay of one server. */
