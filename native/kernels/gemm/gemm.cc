@@ -352,6 +352,35 @@ struct NextBlockPrefetch {
   }
 };
 
+// Panels [lo, hi) of `size` rows (or columns) each, the first at element `base`.
+struct PanelRange {
+  int64_t base, lo, hi, size;
+};
+
+// One K block of one tile: each row panel of Ã (`steps` packed k steps deep,
+// from a_blk) against each column panel of B̃ (from b_pack), the epilogue and
+// the next block's prefetch attached. Shared by the fp32 and bf16 paths, whose
+// packed element types (AE, BE) and micro-kernels differ.
+template <typename Kernel, typename AE, typename BE>
+void run_block(Kernel kernel, int64_t steps, const AE* a_blk, const BE* b_pack, const GemmParams& p,
+               const PanelRange& rows, const PanelRange& cols, bool last_k, const Epilogue& ep_base,
+               NextBlockPrefetch& pf) {
+  for (int64_t ir = rows.lo; ir < rows.hi; ++ir) {
+    const int64_t i = rows.base + ir * rows.size;
+    const int m_valid = static_cast<int>(std::min<int64_t>(rows.size, p.m - i));
+    const AE* ap = a_blk + ir * rows.size * steps;
+    float* crow = p.c + i * p.ldc;
+    for (int64_t jr = cols.lo; jr < cols.hi; ++jr) {
+      const int64_t j = cols.base + jr * cols.size;
+      Epilogue ep = ep_base;
+      if (last_k && p.bias != nullptr) ep.bias = p.bias + j;
+      if (ir > rows.lo) pf.attach(ep);
+      kernel(steps, ap, b_pack + jr * cols.size * steps, crow + j, p.ldc, m_valid,
+             static_cast<int>(std::min<int64_t>(cols.size, p.n - j)), &ep);
+    }
+  }
+}
+
 // How the tiles of one row super-block (ms rows, mp panels of MR) cover C.
 // One thread: whole rows x the cache-sized column block. More threads: row
 // blocks of ~kTileRows (rarely re-packing B̃), then columns split until there
@@ -451,21 +480,8 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
           next_lines = std::min(bl.kc, p.k) * ceil_div(j1n - j0n, nr) * nr * 4 / 64;
         }
         NextBlockPrefetch pf(next, next_lines, phi - plo, jp, kc);
-        const float* const a_blk = a_pack + mp * mr * pc;
-        for (int64_t ir = plo; ir < phi; ++ir) {
-          const int64_t i = ic + ir * mr;
-          const int m_valid = static_cast<int>(std::min<int64_t>(mr, p.m - i));
-          const float* ap = a_blk + ir * mr * kc;
-          float* crow = p.c + i * p.ldc;
-          for (int64_t jr = 0; jr < jp; ++jr) {
-            const int64_t j = j0 + jr * nr;
-            Epilogue ep = ep_base;
-            if (last_k && p.bias != nullptr) ep.bias = p.bias + j;
-            if (ir > plo) pf.attach(ep);
-            uk.kernel(kc, ap, b_pack + jr * nr * kc, crow + j, p.ldc, m_valid,
-                      static_cast<int>(std::min<int64_t>(nr, p.n - j)), &ep);
-          }
-        }
+        const PanelRange rows{ic, plo, phi, mr}, cols{j0, 0, jp, nr};
+        run_block(uk.kernel, kc, a_pack + mp * mr * pc, b_pack, p, rows, cols, last_k, ep_base, pf);
       }
     };
     // Long GEMMs wake sleeping workers at once; shorter ones let the pool
@@ -526,21 +542,8 @@ void run_gemm_bf16(const PackedB& pk, const GemmParams& p, int nt) {
           next_lines = std::min(kcp, kp) * ceil_div(j1n - j0n, nr) * nr * 4 / 64;
         }
         NextBlockPrefetch pf(next, next_lines, phi - plo, jp, kcpb);
-        const uint32_t* const a_blk = a_pack + mp * mr * bp;
-        for (int64_t ir = plo; ir < phi; ++ir) {
-          const int64_t i = ic + ir * mr;
-          const int m_valid = static_cast<int>(std::min<int64_t>(mr, p.m - i));
-          const uint32_t* ap = a_blk + ir * mr * kcpb;
-          float* crow = p.c + i * p.ldc;
-          for (int64_t jr = 0; jr < jp; ++jr) {
-            const int64_t j = j0 + jr * nr;
-            Epilogue ep = ep_base;
-            if (last_k && p.bias != nullptr) ep.bias = p.bias + j;
-            if (ir > plo) pf.attach(ep);
-            uk.kernel(kcpb, ap, b_pack + jr * nr * kcpb, crow + j, p.ldc, m_valid,
-                      static_cast<int>(std::min<int64_t>(nr, p.n - j)), &ep);
-          }
-        }
+        const PanelRange rows{ic, plo, phi, mr}, cols{j0, 0, jp, nr};
+        run_block(uk.kernel, kcpb, a_pack + mp * mr * bp, b_pack, p, rows, cols, last_k, ep_base, pf);
       }
     };
     // ~2x the multiply-adds per second of fp32: the same wall-time threshold.

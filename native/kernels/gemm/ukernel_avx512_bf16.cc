@@ -59,6 +59,23 @@ ATTNODE_INLINE __m512i pairs32(const float* p, __mmask16 m_lo, __mmask16 m_hi) {
   return bh_bits(_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m_hi, p + 16), _mm512_maskz_loadu_ps(m_lo, p)));
 }
 
+// The kn (<= 32) k from k of `rows` (<= 16) rows s + i * ld as bf16 pairs,
+// transposed: afterwards r[t] holds pair t of every row (rows past `rows`
+// zero). The row-major A packer and the transposed B packer both need it.
+ATTNODE_INLINE void load_pair_rows_t(const float* s, int64_t ld, int rows, int64_t k, int kn, __m512 r[16]) {
+  const __mmask16 m_lo = tail_mask(kn), m_hi = tail_mask(kn - 16);
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) {
+    if (i < rows) {
+      _mm_prefetch(reinterpret_cast<const char*>(s + i * ld + k + kPfPack), _MM_HINT_T0);
+      r[i] = _mm512_castsi512_ps(pairs32(s + i * ld + k, m_lo, m_hi));
+    } else {
+      r[i] = _mm512_setzero_ps();
+    }
+  }
+  transpose16(r);
+}
+
 void kernel_8x48(int64_t kp, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int m, int n,
                  const Epilogue* ep) {
   __m512 acc[kMR][3];
@@ -119,20 +136,8 @@ void pack_a(const float* a, int64_t lda, bool trans, int64_t i0, int64_t rows, i
     const float* s = a + (i0 + p) * lda + k0;
     for (int64_t k = 0; k < kc; k += 32) {
       const int kn = static_cast<int>(kc - k < 32 ? kc - k : 32);
-      const __mmask16 m_lo = tail_mask(kn), m_hi = tail_mask(kn - 16);
       __m512 r[16];
-#pragma GCC unroll 8
-      for (int i = 0; i < 8; ++i) {
-        if (i < mr) {
-          _mm_prefetch(reinterpret_cast<const char*>(s + i * lda + k + kPfPack), _MM_HINT_T0);
-          r[i] = _mm512_castsi512_ps(pairs32(s + i * lda + k, m_lo, m_hi));
-        } else {
-          r[i] = _mm512_setzero_ps();
-        }
-      }
-#pragma GCC unroll 8
-      for (int i = 8; i < 16; ++i) r[i] = _mm512_setzero_ps();
-      transpose16(r);
+      load_pair_rows_t(s, lda, mr, k, kn, r);
       const int np = (kn + 1) / 2;
       for (int t = 0; t < np; ++t)
         _mm256_store_ps(reinterpret_cast<float*>(d + (k / 2 + t) * kMR), _mm512_castps512_ps256(r[t]));
@@ -179,18 +184,8 @@ void pack_b(const float* b, int64_t ldb, bool trans, int64_t k0, int64_t kc, int
       const int rows = nr - 16 * g < 16 ? nr - 16 * g : 16;
       for (int64_t k = 0; k < kc; k += 32) {
         const int kn = static_cast<int>(kc - k < 32 ? kc - k : 32);
-        const __mmask16 m_lo = tail_mask(kn), m_hi = tail_mask(kn - 16);
         __m512 r[16];
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; ++i) {
-          if (i < rows) {
-            _mm_prefetch(reinterpret_cast<const char*>(sg + i * ldb + k + kPfPack), _MM_HINT_T0);
-            r[i] = _mm512_castsi512_ps(pairs32(sg + i * ldb + k, m_lo, m_hi));
-          } else {
-            r[i] = _mm512_setzero_ps();
-          }
-        }
-        transpose16(r);
+        load_pair_rows_t(sg, ldb, rows, k, kn, r);
         const int np = (kn + 1) / 2;
         for (int t = 0; t < np; ++t) _mm512_store_ps(reinterpret_cast<float*>(d + (k / 2 + t) * kNR + 16 * g), r[t]);
       }
