@@ -36,12 +36,17 @@ constexpr auto kSpinTime = std::chrono::microseconds(50);
 // 45-54 ms against 55-63 ms with the cap at 0; a server's event-loop delay
 // and throughput are unchanged. ATTNODE_MAX_SPIN_US sets the cap (0: always
 // the short spin).
-const std::chrono::microseconds kMaxAdaptiveSpin = [] {
-  const char* env = std::getenv("ATTNODE_MAX_SPIN_US");
+// An environment variable that is a whole decimal number >= min, capped at
+// max; `fallback` when it is unset or anything else.
+long env_long(const char* name, long min, long max, long fallback) {
+  const char* env = std::getenv(name);
+  if (env == nullptr) return fallback;
   char* end = nullptr;
-  const long v = env ? std::strtol(env, &end, 10) : -1;
-  return std::chrono::microseconds(env && end != env && *end == '\0' && v >= 0 ? std::min<long>(v, 100000) : 1000);
-}();
+  const long v = std::strtol(env, &end, 10);
+  return end != env && *end == '\0' && v >= min ? std::min(v, max) : fallback;
+}
+
+const std::chrono::microseconds kMaxAdaptiveSpin{env_long("ATTNODE_MAX_SPIN_US", 0, 100000, 1000)};
 
 // Waking a sleeping worker costs the caller tens of µs on a virtualised or
 // loaded machine (the futex wake, and often the woken thread is placed on
@@ -97,11 +102,7 @@ int default_threads() {
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof(set), &set) == 0) n = CPU_COUNT(&set);
   if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
-  if (const char* env = std::getenv("ATTNODE_NUM_THREADS")) {
-    char* end = nullptr;
-    long v = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && v > 0) n = static_cast<int>(std::min<long>(v, ThreadPool::kMaxThreads));
-  }
+  n = static_cast<int>(env_long("ATTNODE_NUM_THREADS", 1, ThreadPool::kMaxThreads, n));
   return std::clamp(n, 1, ThreadPool::kMaxThreads);
 }
 
