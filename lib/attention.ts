@@ -10,7 +10,7 @@
 import { Tensor } from './tensor';
 import { allocateUninitialized } from './dtype';
 import { formatShape } from './errors';
-import type { AttentionMask } from './backend/backend';
+import type { AttentionMask, AttentionPrecision } from './backend/backend';
 import { resolveBackend } from './backend/registry';
 import type { OpOptions } from './ops';
 
@@ -24,6 +24,12 @@ export interface ScaledDotProductAttentionOptions extends OpOptions {
   scale?: number;
   /** Accepted for parity; never applied (inference). */
   dropoutP?: number;
+  /**
+   * Precision of q·kᵀ and probabilities·v (default 'float32'). 'bfloat16'
+   * needs AVX512-BF16 on the native backend (JS emulates it); it applies when
+   * L > 8 (see {@link AttentionPrecision}).
+   */
+  precision?: AttentionPrecision;
 }
 
 /**
@@ -58,6 +64,10 @@ export function scaledDotProductAttention(
   const [batch, heads] = lead;
   const scale = opts.scale ?? 1 / Math.sqrt(e);
   if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new TypeError(`${fn}: option 'scale' must be a finite number, got ${scale}`);
+  const precision = opts.precision ?? 'float32';
+  if (precision !== 'float32' && precision !== 'bfloat16') {
+    throw new TypeError(`${fn}: option 'precision' must be 'float32' or 'bfloat16', got ${String(precision)}`);
+  }
   const masks: AttentionMask[] = [];
   const m = opts.attnMask;
   if (m !== undefined && m !== null) masks.push(sdpaMask(fn, m, batch, heads, l, s));
@@ -71,6 +81,7 @@ export function scaledDotProductAttention(
     batch, heads, lq: l, lk: s, dk: e, dv: ev, scale, masks,
     causal: opts.isCausal ?? false,
     weights: null,
+    ...(precision === 'bfloat16' ? { precision } : {}),
   });
   return new Tensor(out, [...q.shape.slice(0, r - 1), ev], 'float32');
 }

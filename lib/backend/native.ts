@@ -9,7 +9,7 @@
  * backend explicitly then throws an Error carrying the original cause.
  */
 import * as path from 'node:path';
-import type { AttentionArgs, AttentionMask, Backend, GemmArgs, BinaryOp, WeightPrecision } from './backend';
+import type { AttentionArgs, AttentionMask, AttentionPrecision, Backend, GemmArgs, BinaryOp, WeightPrecision } from './backend';
 import { registerBackend, setNativeLoadError } from './registry';
 import { recordingList, type CommandList } from './recording';
 
@@ -103,6 +103,7 @@ export interface AddonOps {
     masks: readonly AttentionMask[],
     causal: boolean,
     weights: Float32Array | null,
+    precision?: AttentionPrecision,
   ): void;
 }
 
@@ -208,7 +209,7 @@ function makeNativeBackend(a: Addon): Backend {
     permute0213: (x, y, d0, d1, d2, d3) => call('permute0213', x, y, d0, d1, d2, d3),
     attention: (t: AttentionArgs) =>
       call('attention', t.q, t.k, t.v, t.out, t.qStrides, t.kStrides, t.vStrides, t.outStrides,
-        [t.batch, t.heads, t.lq, t.lk, t.dk, t.dv], t.scale, t.masks, t.causal, t.weights),
+        [t.batch, t.heads, t.lq, t.lk, t.dk, t.dv], t.scale, t.masks, t.causal, t.weights, t.precision),
   };
 }
 

@@ -1,22 +1,33 @@
 /**
- * A module's weight precision, applied where its GEMMs are issued: a module
- * with `useWeightPrecision('bfloat16')` computes on a view of its backend
- * whose `gemm` marks every constant-weight call (`cacheB`) as bfloat16. Ops
- * and layers need no precision argument of their own, and calls whose B is
- * an activation (attention, ad-hoc matmuls) stay float32.
+ * A module's compute precision, applied where its kernels are issued: a
+ * module with `useWeightPrecision('bfloat16')` and/or
+ * `useAttentionPrecision('bfloat16')` computes on a view of its backend whose
+ * `gemm` marks every constant-weight call (`cacheB`) as bfloat16 and whose
+ * `attention` asks for bfloat16 products. Ops and layers need no precision
+ * argument of their own; GEMMs whose B is an activation (ad-hoc matmuls) stay
+ * float32.
  */
-import type { Backend, GemmArgs, WeightPrecision } from './backend';
+import type { AttentionArgs, AttentionPrecision, Backend, GemmArgs, WeightPrecision } from './backend';
 
-const views = new WeakMap<Backend, Backend>();
+/** Views of one backend, keyed by `${weights}/${attention}`. */
+const views = new WeakMap<Backend, Map<string, Backend>>();
 
-/** `backend` itself for 'float32'; for 'bfloat16' a (cached) view of it whose weight GEMMs run in bfloat16. */
-export function withWeightPrecision(backend: Backend, precision: WeightPrecision): Backend {
-  if (precision === 'float32') return backend;
-  let view = views.get(backend);
+/** `backend` itself when both are 'float32'; otherwise a (cached) view of it that applies them. */
+export function withPrecision(backend: Backend, weights: WeightPrecision, attention: AttentionPrecision): Backend {
+  if (weights === 'float32' && attention === 'float32') return backend;
+  let byKey = views.get(backend);
+  if (!byKey) views.set(backend, (byKey = new Map()));
+  const key = `${weights}/${attention}`;
+  let view = byKey.get(key);
   if (!view) {
-    const gemm = (g: GemmArgs): void => backend.gemm(g.cacheB ? { ...g, bPrecision: 'bfloat16' } : g);
-    view = Object.freeze({ ...backend, gemm });
-    views.set(backend, view);
+    const gemm =
+      weights === 'bfloat16'
+        ? (g: GemmArgs): void => backend.gemm(g.cacheB ? { ...g, bPrecision: 'bfloat16' } : g)
+        : backend.gemm;
+    const attend =
+      attention === 'bfloat16' ? (a: AttentionArgs): void => backend.attention({ ...a, precision: 'bfloat16' }) : backend.attention;
+    view = Object.freeze({ ...backend, gemm, attention: attend });
+    byKey.set(key, view);
   }
   return view;
 }

@@ -1,12 +1,18 @@
-// attention(q, k, v, out, qStrides, kStrides, vStrides, outStrides, dims, scale, masks, causal, weights)
+// attention(q, k, v, out, qStrides, kStrides, vStrides, outStrides, dims, scale, masks, causal, weights,
+//           precision?)
 //
 // dims = [batch, heads, lq, lk, dk, dv]; *Strides = [batch, head, position]
 // element strides (feature axis contiguous); masks = array of up to two
 // { data: Float32Array | Uint8Array, strides: [b, h, q, k] }; weights is a
-// Float32Array of batch·heads·lq·lk elements or null.
+// Float32Array of batch·heads·lq·lk elements or null. precision:
+// 'float32' (default; also undefined/null) | 'bfloat16' (products in bf16
+// where the kernel can, see kernels::AttentionPrecision; a RangeError on a
+// CPU without AVX512-BF16, float32 when only the kernel path is lowered, as
+// for bf16 weights).
 #include "binding/args.h"
 #include "binding/bindings.h"
 #include "kernels/attention.h"
+#include "runtime/cpu_features.h"
 
 #include <algorithm>
 #include <array>
@@ -51,6 +57,20 @@ bool rows_disjoint(const int64_t* sizes, const int64_t* strides, int64_t width) 
   return true;
 }
 
+kernels::AttentionPrecision parse_precision(const Args& args, size_t i) {
+  Napi::Value v = args.value(i);
+  if (v.IsUndefined() || v.IsNull()) return kernels::AttentionPrecision::Float32;
+  if (!v.IsString()) args.type_error("argument 'precision' must be 'float32' | 'bfloat16'");
+  const std::string name = v.As<Napi::String>().Utf8Value();
+  if (name == "float32") return kernels::AttentionPrecision::Float32;
+  if (name != "bfloat16") args.range_error("argument 'precision' must be 'float32' | 'bfloat16', got '" + name + "'");
+  const runtime::CpuInfo& cpu = runtime::cpu_info();
+  if (!(cpu.avx512bf16 && cpu.os_avx512)) {
+    args.range_error("precision 'bfloat16' needs a CPU with AVX512-BF16 (avx512bf16), which this CPU lacks; use 'float32'");
+  }
+  return kernels::AttentionPrecision::BFloat16;
+}
+
 Kernel ParseAttention(Args& args) {
   auto q = args.f32(0, "q");
   auto k = args.f32(1, "k");
@@ -64,6 +84,7 @@ Kernel ParseAttention(Args& args) {
   const double scale = args.number(9, "scale");
   const bool causal = args.boolean(11, "causal");
   auto weights = args.f32_or_null(12, "weights");
+  const kernels::AttentionPrecision precision = parse_precision(args, 13);
   for (const auto* s : {&qs, &ks, &vs, &os}) {
     if (s->size() != 3) args.range_error("each strides argument must have 3 entries (batch, head, position)");
   }
@@ -158,13 +179,14 @@ Kernel ParseAttention(Args& args) {
   p.scale = static_cast<float>(scale);
   p.causal = causal;
   p.weights = weights.data;
+  p.precision = precision;
   return [p] { kernels::attention(p); };
 }
 
 }  // namespace
 
 void RegisterAttention(Napi::Env env, Napi::Object exports) {
-  RegisterOp(env, exports, "attention", 13, ParseAttention);
+  RegisterOp(env, exports, "attention", 13, ParseAttention, 1);
 }
 
 }  // namespace attnode::binding

@@ -16,9 +16,10 @@
 namespace attnode::kernels {
 namespace {
 
-using TileFn = void (*)(const AttentionParams&, int64_t, int64_t, int64_t, int64_t, float*);
+using TileFn = void (*)(const AttentionParams&, const void*, int64_t, int64_t, int64_t, int64_t, float*);
 
-TileFn tile_fn(runtime::Isa isa) {
+TileFn tile_fn(runtime::Isa isa, bool bf16) {
+  if (bf16) return avx512_bf16::attention_tile;
   switch (isa) {
     case runtime::Isa::Avx512:
       return avx512::attention_tile;
@@ -30,7 +31,8 @@ TileFn tile_fn(runtime::Isa isa) {
 }
 
 int64_t scratch_floats(int64_t dk, int64_t dv) {
-  return kAttnKeyBlock * kAttnQueryTile + kAttnMaxTaskRows * ((dv + 15) / 16 * 16 + 32) + dk * kAttnKeyBlock;
+  return kAttnKeyBlock * kAttnQueryTile + kAttnMaxTaskRows * ((dv + 15) / 16 * 16 + 32 + (dk + 1) / 2) +
+         dk * kAttnKeyBlock;
 }
 
 // Query rows per task. The AVX-512 path (without weights) works in 6-row
@@ -45,16 +47,17 @@ int64_t task_rows(const AttentionParams& p, runtime::Isa isa) {
 
 // Per-thread scratch, kept between calls: first touch of fresh pages costs
 // more than a small attention call, so it is allocated once and only grows.
+template <class T>
 struct Scratch {
   struct Free {
-    void operator()(float* p) const { std::free(p); }
+    void operator()(T* p) const { std::free(p); }
   };
-  std::unique_ptr<float, Free> buf;
+  std::unique_ptr<T, Free> buf;
   int64_t cap = 0;
-  float* get(int64_t n) {
+  T* get(int64_t n) {
     if (n > cap) {
-      const size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
-      buf.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64;
+      buf.reset(static_cast<T*>(std::aligned_alloc(64, bytes)));
       if (!buf) {
         cap = 0;
         throw std::bad_alloc();
@@ -64,7 +67,7 @@ struct Scratch {
     return buf.get();
   }
 };
-thread_local Scratch t_scratch;
+thread_local Scratch<float> t_scratch;
 
 // Below about this many flops per parallel chunk, waking another thread costs
 // more than it saves.
@@ -79,7 +82,9 @@ constexpr double kMinTaskFlops = 1 << 20;
 // same bit for bit.
 constexpr int64_t kPackMinKeys = 1024;
 constexpr int64_t kPackMinQueries = 256;  // fewer query tasks re-read K/V too few times to repay the copy
-thread_local Scratch t_kv;
+thread_local Scratch<float> t_kv;
+// bf16 path: K and V of the call packed to bf16 blocks (avx512_bf16::pack_kv).
+thread_local Scratch<uint32_t> t_kv_bf16;
 
 bool should_pack_kv(const AttentionParams& p) {
   return p.lk >= kPackMinKeys && p.lq >= kPackMinQueries && (p.k_strides[2] != p.dk || p.v_strides[2] != p.dv);
@@ -115,18 +120,31 @@ void pack_kv(AttentionParams& p, float* dst, int threads) {
 
 }  // namespace
 
+bool bf16_attention_available() {
+  const runtime::CpuInfo& cpu = runtime::cpu_info();
+  return cpu.avx512bf16 && cpu.os_avx512 && runtime::active_isa() == runtime::Isa::Avx512;
+}
+
+AttentionPrecision effective_precision(const AttentionParams& p) {
+  const bool bf16 = p.precision == AttentionPrecision::BFloat16 && p.weights == nullptr && p.lq > kAttnSmallRows &&
+                    bf16_attention_available();
+  return bf16 ? AttentionPrecision::BFloat16 : AttentionPrecision::Float32;
+}
+
 void attention(const AttentionParams& params, int max_threads) {
   if (params.batch <= 0 || params.heads <= 0 || params.lq <= 0) return;
   AttentionParams p = params;
   const runtime::Isa isa = runtime::active_isa();  // read once: tile size and kernel must agree
+  const bool bf16 = isa == runtime::Isa::Avx512 && effective_precision(p) == AttentionPrecision::BFloat16;
   const int64_t rows = task_rows(p, isa);
   const int64_t tiles = (p.lq + rows - 1) / rows;
   const int64_t tasks = p.batch * p.heads * tiles;
   const int64_t need = scratch_floats(p.dk, p.dv);
-  const TileFn fn = tile_fn(isa);
+  const TileFn fn = tile_fn(isa, bf16);
+  const void* prepared = nullptr;
   auto run_task = [&](int64_t t, float* scratch) {
     const int64_t bh = t / tiles, i0 = (t % tiles) * rows;
-    fn(p, bh / p.heads, bh % p.heads, i0, std::min(p.lq, i0 + rows), scratch);
+    fn(p, prepared, bh / p.heads, bh % p.heads, i0, std::min(p.lq, i0 + rows), scratch);
   };
   // Work estimate (causal roughly halves it; the dynamic schedule below
   // evens out the uneven causal tiles).
@@ -134,7 +152,15 @@ void attention(const AttentionParams& params, int max_threads) {
                        static_cast<double>(std::max<int64_t>(p.lk, 1)) * static_cast<double>(p.dk + p.dv);
   runtime::ThreadPool& pool = runtime::ThreadPool::instance();
   const int threads = max_threads > 0 ? std::min(max_threads, pool.num_threads()) : pool.num_threads();
-  if (should_pack_kv(p)) pack_kv(p, t_kv.get(p.batch * p.heads * p.lk * (p.dk + p.dv)), threads);
+  if (bf16) {
+    // K and V once to bf16 blocks, read by every query task of their head.
+    uint32_t* kv = t_kv_bf16.get(avx512_bf16::packed_kv_words(p));
+    pool.parallel_tiles(
+        p.batch * p.heads, [&](int64_t bh) { avx512_bf16::pack_kv(p, kv, bh); }, threads);
+    prepared = kv;
+  } else if (should_pack_kv(p)) {
+    pack_kv(p, t_kv.get(p.batch * p.heads * p.lk * (p.dk + p.dv)), threads);
+  }
   const int64_t useful = std::min<int64_t>(tasks, static_cast<int64_t>(flops / kMinTaskFlops));
   if (threads <= 1 || useful <= 1) {
     float* scratch = t_scratch.get(need);

@@ -23,6 +23,15 @@ struct AttentionMask {
   int64_t strides[4] = {0, 0, 0, 0};  // over (batch, head, query, key); 0 broadcasts
 };
 
+// Precision of the products Q·Kᵀ and P·V. BFloat16 rounds Q, K, V and the
+// probabilities P to bf16 and multiplies them with vdpbf16ps (float32
+// accumulation; softmax, masks and the output stay float32): twice the
+// multiply-adds per instruction and half the K/V bytes, at ~3 significant
+// digits per product. It applies where bf16_attention_available() and the
+// call has no weights output and more than kAttnSmallRows queries; other
+// calls (and every call on a lowered kernel path) run float32.
+enum class AttentionPrecision : uint8_t { Float32, BFloat16 };
+
 struct AttentionParams {
   const float* q = nullptr;
   const float* k = nullptr;
@@ -40,7 +49,14 @@ struct AttentionParams {
   bool causal = false;
   // Optional [batch, heads, lq, lk] contiguous softmax probabilities.
   float* weights = nullptr;
+  AttentionPrecision precision = AttentionPrecision::Float32;
 };
+
+// The CPU has AVX512-BF16 and the active kernel path is avx512.
+bool bf16_attention_available();
+
+// The precision attention(p) computes in (see AttentionPrecision).
+AttentionPrecision effective_precision(const AttentionParams& p);
 
 // Fully masked query rows (every score -inf, or lk == 0) produce NaN in out
 // (and weights), as PyTorch's softmax over all -inf does; causally hidden

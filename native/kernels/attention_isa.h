@@ -26,12 +26,17 @@ constexpr int64_t kAttnKeyBlock = 64;
 // kAttnQueryTile-row tiles. Every query row goes through the same
 // arithmetic whatever task it lands in, so the split never changes results.
 constexpr int64_t kAttnMaxTaskRows = 96;
+// Calls with at most this many query rows (e.g. one decoding step) take the
+// few-rows path (dot products along d; a 32-lane query tile would be mostly
+// padding), and always in float32.
+constexpr int64_t kAttnSmallRows = 8;
 
 // Computes out rows [i0, i1) (i1 - i0 <= kAttnMaxTaskRows) of (batch b,
-// head h), and their weights rows when p.weights is set. `scratch` is
-// 64-byte aligned and holds at least kAttnScratchFloats(dk, dv) floats,
-// computed in attention.cc as
-//   kAttnKeyBlock * kAttnQueryTile + kAttnMaxTaskRows * (round_up(dv, 16) + 32) + dk * kAttnKeyBlock.
+// head h), and their weights rows when p.weights is set. `prepared` is what
+// the ISA's per-call step made (avx512_bf16: K and V packed by pack_kv), or
+// null. `scratch` is 64-byte aligned and holds at least
+// kAttnScratchFloats(dk, dv) floats, computed in attention.cc as
+//   kAttnKeyBlock * kAttnQueryTile + kAttnMaxTaskRows * (round_up(dv, 16) + 32 + ceil(dk / 2)) + dk * kAttnKeyBlock.
 // The 32-row tiles use it as kAttnKeyBlock * kAttnQueryTile floats
 // (transposed scores), kAttnQueryTile * round_up(dv, 16) (output
 // accumulators), dk * kAttnKeyBlock (the transposed query tile); the AVX-512
@@ -39,15 +44,35 @@ constexpr int64_t kAttnMaxTaskRows = 96;
 // scores of one strip, in the first kAttnKeyBlock * kAttnQueryTile), then
 // nq * round_up(dv, 16) output accumulators, nq * 16 partial row sums,
 // round_up(nq, 16) running maxima and dk * kAttnKeyBlock (the transposed key
-// block). No function bodies in this header (see above).
+// block); the bf16 path puts its bf16 query rows (nq * ceil(dk / 2) words)
+// where the fp32 path has the key block. No function bodies in this header
+// (see above).
 namespace portable {
-void attention_tile(const AttentionParams& p, int64_t b, int64_t h, int64_t i0, int64_t i1, float* scratch);
+void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
+                    float* scratch);
 }  // namespace portable
 namespace avx2 {
-void attention_tile(const AttentionParams& p, int64_t b, int64_t h, int64_t i0, int64_t i1, float* scratch);
+void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
+                    float* scratch);
 }  // namespace avx2
 namespace avx512 {
-void attention_tile(const AttentionParams& p, int64_t b, int64_t h, int64_t i0, int64_t i1, float* scratch);
+void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
+                    float* scratch);
 }  // namespace avx512
+// AVX-512 + AVX512-BF16: the avx512 path with Q·Kᵀ and P·V on vdpbf16ps
+// (AttentionPrecision::BFloat16). Per call, K and V of every (batch, head)
+// are first packed to bf16 blocks in the layout the strips stream: per
+// block of kAttnKeyBlock keys, K as ceil(dk/2) x kAttnKeyBlock words (word
+// = the bf16 pair of dims 2w, 2w + 1 of one key) and V as kAttnKeyBlock/2 x
+// round_up(dv, 16) words (word = one column of a key pair). Only called when
+// the CPU has AVX512-BF16 and the active path is avx512.
+namespace avx512_bf16 {
+// 32-bit words pack_kv writes for all (batch, head) slices.
+int64_t packed_kv_words(const AttentionParams& p);
+// Packs K and V of slice bh = b * heads + h into dst (sized by packed_kv_words).
+void pack_kv(const AttentionParams& p, uint32_t* dst, int64_t bh);
+void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
+                    float* scratch);
+}  // namespace avx512_bf16
 
 }  // namespace attnode::kernels

@@ -7,5 +7,6 @@ NAME=attention OPT=-O2 SANITIZE=1 ARGS=()
 [[ "${1:-}" == "--no-sanitize" ]] && SANITIZE=0
 SRCS=("$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/attention.cc "$ROOT"/native/kernels/attention_portable.cc
   "$ROOT"/native/kernels/attention_avx2.cc "$ROOT"/native/kernels/attention_avx512.cc
+  "$ROOT"/native/kernels/attention_avx512_bf16.cc
   "$ROOT"/native/tests/attention_test.cc)
 kernel_test

@@ -6,13 +6,19 @@
  * reused score buffer), never lq×lk unless the caller asked for the weights.
  * Scores are accumulated in JS doubles, so this is also the more accurate side.
  */
+import { ATTENTION_SMALL_ROWS } from '../backend';
 import type { AttentionArgs, AttentionMask } from '../backend';
+import { roundToBf16 } from './gemm';
 
 /** Reused across calls; grows to the largest lk seen. */
 let scoreScratch = new Float64Array(0);
 let accScratch = new Float64Array(0);
 
 export function attention(args: AttentionArgs): void {
+  if (args.precision === 'bfloat16' && !args.weights && args.lq > ATTENTION_SMALL_ROWS) {
+    attentionBf16(args);
+    return;
+  }
   const { q, k, v, out, qStrides, kStrides, vStrides, outStrides, batch, heads, lq, lk, dk, dv, scale, masks, causal } =
     args;
   const weights = args.weights;
@@ -77,4 +83,89 @@ function applyMask(mask: AttentionMask, s: number, b: number, h: number, i: numb
   const value = mask.data[b * st[0] + h * st[1] + i * st[2] + j * st[3]];
   if (mask.data instanceof Uint8Array) return value ? -Infinity : s;
   return s + value;
+}
+
+/** Keys per block of the native kernel's online softmax (kAttnKeyBlock). */
+const KEY_BLOCK = 64;
+const bf16Scratch = new Float32Array(1);
+const bf16Bits = new Uint32Array(bf16Scratch.buffer);
+
+/** One value rounded to bfloat16 as AVX512-BF16 does (see roundToBf16). */
+function bf16(x: number): number {
+  bf16Scratch[0] = x;
+  const u = bf16Bits[0]!;
+  const exp = u & 0x7f800000;
+  if (exp === 0) bf16Bits[0] = u & 0x80000000;
+  else if (exp === 0x7f800000 && (u & 0x007fffff) !== 0) bf16Bits[0] = (u | 0x00400000) & 0xffff0000;
+  else bf16Bits[0] = ((u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000) >>> 0;
+  return bf16Scratch[0]!;
+}
+
+/**
+ * Reference of the native bfloat16 attention: q, k and v rounded to
+ * bfloat16; per query row an online softmax over blocks of 64 keys, as the
+ * kernel runs it, because the probabilities are rounded to bfloat16 against
+ * the running maximum of their block (rounding after the final rescale would
+ * give other values). Sums and the output stay float32-or-better.
+ */
+function attentionBf16(args: AttentionArgs): void {
+  const { q, k, v, out, qStrides, kStrides, vStrides, outStrides, batch, heads, lq, lk, dk, dv, scale, masks, causal } =
+    args;
+  const qr = roundToBf16(q);
+  const kr = roundToBf16(k);
+  const vr = roundToBf16(v);
+  const p = new Float64Array(KEY_BLOCK);
+  const acc = new Float64Array(dv);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      const qBase = b * qStrides[0] + h * qStrides[1];
+      const kBase = b * kStrides[0] + h * kStrides[1];
+      const vBase = b * vStrides[0] + h * vStrides[1];
+      const oBase = b * outStrides[0] + h * outStrides[1];
+      for (let i = 0; i < lq; i++) {
+        const qi = qBase + i * qStrides[2];
+        const visible = causal ? Math.min(lk, i + 1) : lk;
+        let m = -Infinity;
+        let l = 0;
+        let nan = false;
+        acc.fill(0);
+        for (let j0 = 0; j0 < visible; j0 += KEY_BLOCK) {
+          const nk = Math.min(KEY_BLOCK, visible - j0);
+          let bm = -Infinity;
+          for (let jj = 0; jj < nk; jj++) {
+            const kj = kBase + (j0 + jj) * kStrides[2];
+            let dot = 0;
+            for (let d = 0; d < dk; d++) dot += qr[qi + d]! * kr[kj + d]!;
+            let s = Math.fround(dot * scale);
+            for (let mi = 0; mi < masks.length; mi++) s = applyMask(masks[mi]!, s, b, h, i, j0 + jj);
+            if (Number.isNaN(s)) nan = true;
+            p[jj] = s;
+            if (s > bm) bm = s;
+          }
+          const mn = bm > m ? bm : m;
+          const mu = mn === -Infinity ? 0 : mn;
+          const alpha = mn === m ? 1 : Math.exp(m - mu);
+          m = mn;
+          let sum = 0;
+          for (let jj = 0; jj < nk; jj++) {
+            const e = Math.fround(Math.exp(p[jj]! - mu));
+            sum += e;
+            p[jj] = bf16(e);
+          }
+          l = l * alpha + sum;
+          for (let d = 0; d < dv; d++) acc[d]! *= alpha;
+          for (let jj = 0; jj < nk; jj++) {
+            const pj = p[jj]!;
+            if (pj === 0) continue;
+            const vj = vBase + (j0 + jj) * vStrides[2];
+            for (let d = 0; d < dv; d++) acc[d]! += pj * vr[vj + d]!;
+          }
+        }
+        const oi = oBase + i * outStrides[2];
+        // l == 0: every key excluded (or lk == 0); NaN like PyTorch's softmax over all -inf.
+        const inv = nan || l === 0 ? NaN : 1 / l;
+        for (let d = 0; d < dv; d++) out[oi + d] = acc[d]! * inv;
+      }
+    }
+  }
 }
