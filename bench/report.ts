@@ -35,7 +35,7 @@ export interface ThreadResult {
   peers: Partial<Record<PeerName, Stats>>;
   /** median(attnode) / median(peer): below 1 means attnode is faster. */
   ratios: Partial<Record<Exclude<PeerName, 'attnode' | 'bf16'>, number>>;
-  /** median(attnode with bfloat16 weights) / median(ort). */
+  /** median(attnode with bfloat16 weights and attention) / median(ort). */
   bf16VsOrt?: number;
 }
 
@@ -96,7 +96,8 @@ export function renderMarkdown(meta: RunMeta, cases: CaseResult[], gemm: { file:
   out.push('Median ms (p10–p90 in small type) of interleaved runs; ratio = attnode median / peer median '
     + '(below 1: attnode faster). check = attnode\'s max abs diff relative to the output\'s scale. '
     + 'RSS = peak resident set of a process running only that peer. '
-    + 'bf16 = attnode with bfloat16 weights (`useWeightPrecision(\'bfloat16\')`, AVX512-BF16; float32 is the default and '
+    + 'bf16 = attnode with bfloat16 weights and attention products (`useWeightPrecision(\'bfloat16\')` and '
+    + '`useAttentionPrecision(\'bfloat16\')`, AVX512-BF16; float32 is the default and '
     + 'the columns before it); its check is its error against the float32 reference.', '');
   out.push('| case | threads | attnode ms | bf16 ms | ort ms | torch ms | TS ms | attnode/ort | bf16/ort | attnode/torch | attnode/TS | check | RSS |');
   out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');

@@ -37,7 +37,7 @@ const HELP = `Usage: npx tsx bench/run.ts [options]
   --cases a,b            only these case ids
   --threads 1,2          thread counts (default 1,2)
   --peers attnode,bf16,ort,torch,ts   which peers (default all that are installed; bf16 = attnode with bfloat16
-                         weights, on CPUs with AVX512-BF16)
+                         weights and attention products, on CPUs with AVX512-BF16)
   --budget S             seconds of timed runs per case and thread count (default 4 quick, 20 full)
   --gap MS               pause between two peers' turns (default 20; at least 150 with 2+ threads): lets idle-spinning pools go to sleep
   --no-build             do not run scripts/ensure-addon.js first

@@ -1,7 +1,8 @@
 /**
  * attnode as a peer: the case's module built with attnode's nn classes, the
  * exported PyTorch weights loaded with loadSafetensors + loadStateDict, run on
- * the native backend, the native backend with bfloat16 weights (peer 'bf16')
+ * the native backend, the native backend with bfloat16 weights and attention
+ * products (peer 'bf16')
  * or (peer 'ts') the TypeScript backend.
  *
  * The library is imported lazily (by the runner, after the addon build step),
@@ -55,7 +56,7 @@ export async function createAttnodePeer(c: Case, backend: 'native' | 'js', preci
         ? new nn.TransformerEncoder({ layer: layerOpts, numLayers: spec.numLayers })
         : new nn.TransformerEncoderLayer(layerOpts);
       m.loadStateDict(weights);
-      m.useBackend(backend).useWeightPrecision(precision);
+      m.useBackend(backend).useWeightPrecision(precision).useAttentionPrecision(precision);
       const x = io.x as F32;
       run = () => m.forward(x);
       break;
@@ -63,7 +64,7 @@ export async function createAttnodePeer(c: Case, backend: 'native' | 'js', preci
     case 'mha': {
       const m = new nn.MultiheadAttention({ embedDim: spec.embedDim, numHeads: spec.numHeads, batchFirst: true });
       m.loadStateDict(weights);
-      m.useBackend(backend).useWeightPrecision(precision);
+      m.useBackend(backend).useWeightPrecision(precision).useAttentionPrecision(precision);
       const x = io.x as F32;
       run = () => m.forward(x, x, x, { needWeights: false }).output;
       break;
@@ -73,7 +74,7 @@ export async function createAttnodePeer(c: Case, backend: 'native' | 'js', preci
       const m = new TransformerModel(spec.vocab, spec.dModel, spec.nhead, spec.numEncoderLayers, spec.numDecoderLayers,
         spec.dimFeedforward);
       m.loadStateDict(weights);
-      m.useBackend(backend).useWeightPrecision(precision);
+      m.useBackend(backend).useWeightPrecision(precision).useAttentionPrecision(precision);
       const src = io.src as I32;
       const tgt = io.tgt as I32;
       run = () => m.forward(src, tgt);

@@ -1,6 +1,6 @@
 /** What every benchmark peer looks like to the runner. */
 
-/** 'bf16': attnode's native backend with bfloat16 weights (Module.useWeightPrecision). */
+/** 'bf16': attnode's native backend with bfloat16 weights and attention (Module.useWeightPrecision, useAttentionPrecision). */
 export type PeerName = 'attnode' | 'bf16' | 'ort' | 'torch' | 'ts';
 
 export interface Peer {

@@ -6,6 +6,7 @@
  */
 import { nn, type Tensor } from '../index';
 import { generateSeq2Seq, generateSeq2SeqAsync, type Seq2SeqGenerateOptions } from '../generate';
+import { withForwardScope } from '../workspace';
 
 export class TransformerModel extends nn.Module {
   embedding: nn.Embedding;
@@ -22,8 +23,10 @@ export class TransformerModel extends nn.Module {
 
   /** src [S, N], tgt [T, N] int32 token ids → logits [T, N, vocab]. */
   forward(src: Tensor<'int32'>, tgt: Tensor<'int32'>): Tensor<'float32'> {
-    const output = this.transformer.forward(this.embedding.forward(src), this.embedding.forward(tgt));
-    return this.fc.forward(output);
+    return withForwardScope(() => {
+      const output = this.transformer.forward(this.embedding.forward(src), this.embedding.forward(tgt));
+      return this.fc.forward(output);
+    });
   }
 
   /**

@@ -8,6 +8,7 @@ import { Activation, BinaryOp, type AttentionMask, type Backend } from '../backe
 import { xavierNormal, xavierUniform } from './init';
 import { boolOption, checkOptions } from './options';
 import { KVCache, type MemoryKV } from './kv-cache';
+import { withForwardScope } from '../workspace';
 
 /** Options of {@link MultiheadAttention}: PyTorch's `nn.MultiheadAttention` arguments in camelCase. */
 export interface MultiheadAttentionOptions {
@@ -143,92 +144,94 @@ export class MultiheadAttention extends Module {
     value: Tensor<'float32'>,
     options: MultiheadAttentionForwardOptions = {},
   ): MultiheadAttentionOutput {
-    const fn = 'MultiheadAttention.forward';
-    checkOptions(fn, options, ['keyPaddingMask', 'needWeights', 'attnMask', 'averageAttnWeights', 'isCausal']);
-    const needWeights = boolOption(fn, 'needWeights', options.needWeights, true);
-    const average = boolOption(fn, 'averageAttnWeights', options.averageAttnWeights, true);
-    const isCausal = boolOption(fn, 'isCausal', options.isCausal, false);
-    const dims = this.#checkInputs(fn, query, key, value);
-    const { batched, n, l, s } = dims;
-    const e = this.embedDim;
-    const h = this.numHeads;
-    const hd = this.headDim;
-    const be = this.backend;
+    return withForwardScope(() => {
+      const fn = 'MultiheadAttention.forward';
+      checkOptions(fn, options, ['keyPaddingMask', 'needWeights', 'attnMask', 'averageAttnWeights', 'isCausal']);
+      const needWeights = boolOption(fn, 'needWeights', options.needWeights, true);
+      const average = boolOption(fn, 'averageAttnWeights', options.averageAttnWeights, true);
+      const isCausal = boolOption(fn, 'isCausal', options.isCausal, false);
+      const dims = this.#checkInputs(fn, query, key, value);
+      const { batched, n, l, s } = dims;
+      const e = this.embedDim;
+      const h = this.numHeads;
+      const hd = this.headDim;
+      const be = this.backend;
 
-    // Projections, into [rows, features] buffers in the inputs' own row order.
-    const rowsQ = l * n;
-    const rowsK = s * n;
-    const w = this.inProjWeight;
-    const bias = this.inProjBias?.data ?? null;
-    const bslice = (i: number, count = 1): Float32Array | null => (bias ? bias.subarray(i * e, (i + count) * e) : null);
-    let q: Strided;
-    let k: Strided;
-    let v: Strided;
-    if (w && query === key && key === value) {
-      const qkv = project(be, query.data, rowsQ, e, w.data, bias, 3 * e);
-      q = { data: qkv, rowStride: 3 * e };
-      k = { data: qkv.subarray(e), rowStride: 3 * e };
-      v = { data: qkv.subarray(2 * e), rowStride: 3 * e };
-    } else if (w && key === value) {
-      q = { data: project(be, query.data, rowsQ, e, weightView(w.data, 0, e * e), bslice(0), e), rowStride: e };
-      const kv = project(be, key.data, rowsK, e, weightView(w.data, e * e), bslice(1, 2), 2 * e);
-      k = { data: kv, rowStride: 2 * e };
-      v = { data: kv.subarray(e), rowStride: 2 * e };
-    } else {
-      const wq = w ? weightView(w.data, 0, e * e) : this.qProjWeight!.data;
-      const wk = w ? weightView(w.data, e * e, 2 * e * e) : this.kProjWeight!.data;
-      const wv = w ? weightView(w.data, 2 * e * e) : this.vProjWeight!.data;
-      q = { data: project(be, query.data, rowsQ, e, wq, bslice(0), e), rowStride: e };
-      k = { data: project(be, key.data, rowsK, this.kdim, wk, bslice(1), e), rowStride: e };
-      v = { data: project(be, value.data, rowsK, this.vdim, wv, bslice(2), e), rowStride: e };
-    }
+      // Projections, into [rows, features] buffers in the inputs' own row order.
+      const rowsQ = l * n;
+      const rowsK = s * n;
+      const w = this.inProjWeight;
+      const bias = this.inProjBias?.data ?? null;
+      const bslice = (i: number, count = 1): Float32Array | null => (bias ? bias.subarray(i * e, (i + count) * e) : null);
+      let q: Strided;
+      let k: Strided;
+      let v: Strided;
+      if (w && query === key && key === value) {
+        const qkv = project(be, query.data, rowsQ, e, w.data, bias, 3 * e);
+        q = { data: qkv, rowStride: 3 * e };
+        k = { data: qkv.subarray(e), rowStride: 3 * e };
+        v = { data: qkv.subarray(2 * e), rowStride: 3 * e };
+      } else if (w && key === value) {
+        q = { data: project(be, query.data, rowsQ, e, weightView(w.data, 0, e * e), bslice(0), e), rowStride: e };
+        const kv = project(be, key.data, rowsK, e, weightView(w.data, e * e), bslice(1, 2), 2 * e);
+        k = { data: kv, rowStride: 2 * e };
+        v = { data: kv.subarray(e), rowStride: 2 * e };
+      } else {
+        const wq = w ? weightView(w.data, 0, e * e) : this.qProjWeight!.data;
+        const wk = w ? weightView(w.data, e * e, 2 * e * e) : this.kProjWeight!.data;
+        const wv = w ? weightView(w.data, 2 * e * e) : this.vProjWeight!.data;
+        q = { data: project(be, query.data, rowsQ, e, wq, bslice(0), e), rowStride: e };
+        k = { data: project(be, key.data, rowsK, this.kdim, wk, bslice(1), e), rowStride: e };
+        v = { data: project(be, value.data, rowsK, this.vdim, wv, bslice(2), e), rowStride: e };
+      }
 
-    let masks = this.#collectMasks(fn, options, dims);
-    // Input layout: row of (batch b, position p) is p·N + b, or b·L + p when batch-first.
-    const bf = this.batchFirst || n === 1;
-    let kLen = s;
-    let kStrides = layoutStrides(bf, n, s, k.rowStride, hd);
-    let vStrides = layoutStrides(bf, n, s, v.rowStride, hd);
-    if (this.biasK || this.addZeroAttn) {
-      // Extra key/value rows: materialise k, v batch-first with room for them, and widen the masks.
-      const extra = (this.biasK ? 1 : 0) + (this.addZeroAttn ? 1 : 0);
-      k = appendRows(be, k, kStrides, n, s, e, extra, this.biasK?.data ?? null);
-      v = appendRows(be, v, vStrides, n, s, e, extra, this.biasV?.data ?? null);
-      kLen = s + extra;
-      kStrides = layoutStrides(true, n, kLen, e, hd);
-      vStrides = kStrides;
-      masks = masks.map((m) => padMask(m, n, h, l, s, extra));
-    }
+      let masks = this.#collectMasks(fn, options, dims);
+      // Input layout: row of (batch b, position p) is p·N + b, or b·L + p when batch-first.
+      const bf = this.batchFirst || n === 1;
+      let kLen = s;
+      let kStrides = layoutStrides(bf, n, s, k.rowStride, hd);
+      let vStrides = layoutStrides(bf, n, s, v.rowStride, hd);
+      if (this.biasK || this.addZeroAttn) {
+        // Extra key/value rows: materialise k, v batch-first with room for them, and widen the masks.
+        const extra = (this.biasK ? 1 : 0) + (this.addZeroAttn ? 1 : 0);
+        k = appendRows(be, k, kStrides, n, s, e, extra, this.biasK?.data ?? null);
+        v = appendRows(be, v, vStrides, n, s, e, extra, this.biasV?.data ?? null);
+        kLen = s + extra;
+        kStrides = layoutStrides(true, n, kLen, e, hd);
+        vStrides = kStrides;
+        masks = masks.map((m) => padMask(m, n, h, l, s, extra));
+      }
 
-    const attn = allocateUninitialized('float32', rowsQ * e);
-    const weights = needWeights ? allocateUninitialized('float32', n * h * l * kLen) : null;
-    be.attention({
-      q: q.data,
-      k: k.data,
-      v: v.data,
-      out: attn,
-      qStrides: layoutStrides(bf, n, l, q.rowStride, hd),
-      kStrides,
-      vStrides,
-      outStrides: layoutStrides(bf, n, l, e, hd),
-      batch: n,
-      heads: h,
-      lq: l,
-      lk: kLen,
-      dk: hd,
-      dv: hd,
-      scale: 1 / Math.sqrt(hd),
-      masks: masks.map((m) => m.mask),
-      causal: isCausal,
-      weights,
+      const attn = allocateUninitialized('float32', rowsQ * e);
+      const weights = needWeights ? allocateUninitialized('float32', n * h * l * kLen) : null;
+      be.attention({
+        q: q.data,
+        k: k.data,
+        v: v.data,
+        out: attn,
+        qStrides: layoutStrides(bf, n, l, q.rowStride, hd),
+        kStrides,
+        vStrides,
+        outStrides: layoutStrides(bf, n, l, e, hd),
+        batch: n,
+        heads: h,
+        lq: l,
+        lk: kLen,
+        dk: hd,
+        dv: hd,
+        scale: 1 / Math.sqrt(hd),
+        masks: masks.map((m) => m.mask),
+        causal: isCausal,
+        weights,
+      });
+      const out = project(be, attn, rowsQ, e, this.outProj.weight.data, this.outProj.bias?.data ?? null, e);
+      const output = new Tensor(out, query.shape.slice(), 'float32');
+      if (!weights) return { output, weights: null };
+      let wt: Float32Array = weights;
+      if (average) wt = averageHeads(be, weights, n, h, l * kLen);
+      const shape = average ? [n, l, kLen] : [n, h, l, kLen];
+      return { output, weights: new Tensor(wt, batched ? shape : shape.slice(1), 'float32') };
     });
-    const out = project(be, attn, rowsQ, e, this.outProj.weight.data, this.outProj.bias?.data ?? null, e);
-    const output = new Tensor(out, query.shape.slice(), 'float32');
-    if (!weights) return { output, weights: null };
-    let wt: Float32Array = weights;
-    if (average) wt = averageHeads(be, weights, n, h, l * kLen);
-    const shape = average ? [n, l, kLen] : [n, h, l, kLen];
-    return { output, weights: new Tensor(wt, batched ? shape : shape.slice(1), 'float32') };
   }
 
   /** An empty {@link KVCache} for {@link forwardStep} self-attention with this module. */

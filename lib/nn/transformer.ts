@@ -8,6 +8,7 @@ import * as ops from '../ops';
 import { xavierUniform } from './init';
 import { boolOption, checkOptions } from './options';
 import { DecoderCache, KVCache, SelfAttentionCache, type DecoderLayerCache } from './kv-cache';
+import { withForwardScope } from '../workspace';
 
 /** Feed-forward activation of the Transformer layers. */
 export type TransformerActivation = 'relu' | 'gelu';
@@ -148,16 +149,18 @@ export class TransformerEncoderLayer extends Module {
 
   /** src [S, N, E] ([N, S, E] with batchFirst, [S, E] unbatched) → same shape. */
   forward(src: Tensor<'float32'>, options: EncoderLayerForwardOptions = {}): Tensor<'float32'> {
-    const fn = 'TransformerEncoderLayer.forward';
-    checkOptions(fn, options, ['srcMask', 'srcKeyPaddingMask', 'isCausal']);
-    checkInput(fn, 'src', src, this.options.dModel);
-    return this.#block(src, (x) =>
-      this.selfAttn.forward(x, x, x, {
-        attnMask: options.srcMask ?? null,
-        keyPaddingMask: options.srcKeyPaddingMask ?? null,
-        needWeights: false,
-        isCausal: options.isCausal ?? false,
-      }).output);
+    return withForwardScope(() => {
+      const fn = 'TransformerEncoderLayer.forward';
+      checkOptions(fn, options, ['srcMask', 'srcKeyPaddingMask', 'isCausal']);
+      checkInput(fn, 'src', src, this.options.dModel);
+      return this.#block(src, (x) =>
+        this.selfAttn.forward(x, x, x, {
+          attnMask: options.srcMask ?? null,
+          keyPaddingMask: options.srcKeyPaddingMask ?? null,
+          needWeights: false,
+          isCausal: options.isCausal ?? false,
+        }).output);
+    });
   }
 
   /** An empty self-attention cache for {@link forwardStep} (causal, decoder-only use of this layer). */
@@ -246,25 +249,27 @@ export class TransformerDecoderLayer extends Module {
 
   /** tgt [T, N, E], memory [S, N, E] (batch-first or unbatched alike) → shape of tgt. */
   forward(tgt: Tensor<'float32'>, memory: Tensor<'float32'>, options: DecoderLayerForwardOptions = {}): Tensor<'float32'> {
-    const fn = 'TransformerDecoderLayer.forward';
-    checkOptions(fn, options, DECODER_FORWARD_KEYS);
-    checkInput(fn, 'tgt', tgt, this.options.dModel);
-    checkInput(fn, 'memory', memory, this.options.dModel);
-    const sa = (x: Tensor<'float32'>): Tensor<'float32'> =>
-      this.selfAttn.forward(x, x, x, {
-        attnMask: options.tgtMask ?? null,
-        keyPaddingMask: options.tgtKeyPaddingMask ?? null,
-        needWeights: false,
-        isCausal: options.tgtIsCausal ?? false,
-      }).output;
-    const ca = (x: Tensor<'float32'>): Tensor<'float32'> =>
-      this.multiheadAttn.forward(x, memory, memory, {
-        attnMask: options.memoryMask ?? null,
-        keyPaddingMask: options.memoryKeyPaddingMask ?? null,
-        needWeights: false,
-        isCausal: options.memoryIsCausal ?? false,
-      }).output;
-    return this.#block(tgt, sa, ca);
+    return withForwardScope(() => {
+      const fn = 'TransformerDecoderLayer.forward';
+      checkOptions(fn, options, DECODER_FORWARD_KEYS);
+      checkInput(fn, 'tgt', tgt, this.options.dModel);
+      checkInput(fn, 'memory', memory, this.options.dModel);
+      const sa = (x: Tensor<'float32'>): Tensor<'float32'> =>
+        this.selfAttn.forward(x, x, x, {
+          attnMask: options.tgtMask ?? null,
+          keyPaddingMask: options.tgtKeyPaddingMask ?? null,
+          needWeights: false,
+          isCausal: options.tgtIsCausal ?? false,
+        }).output;
+      const ca = (x: Tensor<'float32'>): Tensor<'float32'> =>
+        this.multiheadAttn.forward(x, memory, memory, {
+          attnMask: options.memoryMask ?? null,
+          keyPaddingMask: options.memoryKeyPaddingMask ?? null,
+          needWeights: false,
+          isCausal: options.memoryIsCausal ?? false,
+        }).output;
+      return this.#block(tgt, sa, ca);
+    });
   }
 
   /**
@@ -411,16 +416,18 @@ export class TransformerEncoder extends Module {
   }
 
   forward(src: Tensor<'float32'>, options: EncoderForwardOptions = {}): Tensor<'float32'> {
-    checkOptions('TransformerEncoder.forward', options, ['mask', 'srcKeyPaddingMask', 'isCausal']);
-    let x = src;
-    for (const layer of this.layers) {
-      x = layer.forward(x, {
-        srcMask: options.mask ?? null,
-        srcKeyPaddingMask: options.srcKeyPaddingMask ?? null,
-        isCausal: options.isCausal ?? false,
-      });
-    }
-    return this.norm ? this.norm.forward(x) : x;
+    return withForwardScope(() => {
+      checkOptions('TransformerEncoder.forward', options, ['mask', 'srcKeyPaddingMask', 'isCausal']);
+      let x = src;
+      for (const layer of this.layers) {
+        x = layer.forward(x, {
+          srcMask: options.mask ?? null,
+          srcKeyPaddingMask: options.srcKeyPaddingMask ?? null,
+          isCausal: options.isCausal ?? false,
+        });
+      }
+      return this.norm ? this.norm.forward(x) : x;
+    });
   }
 
   /** Empty per-layer caches for {@link forwardStep} (causal, decoder-only use of the stack). */
@@ -465,10 +472,12 @@ export class TransformerDecoder extends Module {
   }
 
   forward(tgt: Tensor<'float32'>, memory: Tensor<'float32'>, options: DecoderLayerForwardOptions = {}): Tensor<'float32'> {
-    checkOptions('TransformerDecoder.forward', options, DECODER_FORWARD_KEYS);
-    let x = tgt;
-    for (const layer of this.layers) x = layer.forward(x, memory, options);
-    return this.norm ? this.norm.forward(x) : x;
+    return withForwardScope(() => {
+      checkOptions('TransformerDecoder.forward', options, DECODER_FORWARD_KEYS);
+      let x = tgt;
+      for (const layer of this.layers) x = layer.forward(x, memory, options);
+      return this.norm ? this.norm.forward(x) : x;
+    });
   }
 
   /**
@@ -560,32 +569,34 @@ export class Transformer extends Module {
 
   /** src [S, N, E], tgt [T, N, E] (batch-first or unbatched alike) → [T, N, E]. */
   forward(src: Tensor<'float32'>, tgt: Tensor<'float32'>, options: TransformerForwardOptions = {}): Tensor<'float32'> {
-    const fn = 'Transformer.forward';
-    checkOptions(fn, options, [
-      'srcMask', 'tgtMask', 'memoryMask', 'srcKeyPaddingMask', 'tgtKeyPaddingMask', 'memoryKeyPaddingMask',
-      'srcIsCausal', 'tgtIsCausal', 'memoryIsCausal',
-    ]);
-    checkInput(fn, 'src', src, this.dModel);
-    checkInput(fn, 'tgt', tgt, this.dModel);
-    if (src.ndim !== tgt.ndim) {
-      throw new RangeError(`${fn}: src and tgt must both be batched (3-D) or both unbatched (2-D), got ${formatShape(src.shape)} and ${formatShape(tgt.shape)}`);
-    }
-    const batchAxis = this.batchFirst ? 0 : 1;
-    if (src.ndim === 3 && src.shape[batchAxis] !== tgt.shape[batchAxis]) {
-      throw new RangeError(`${fn}: the batch number of src and tgt must be equal, got ${src.shape[batchAxis]} and ${tgt.shape[batchAxis]}`);
-    }
-    const memory = this.encoder.forward(src, {
-      mask: options.srcMask ?? null,
-      srcKeyPaddingMask: options.srcKeyPaddingMask ?? null,
-      isCausal: options.srcIsCausal ?? false,
-    });
-    return this.decoder.forward(tgt, memory, {
-      tgtMask: options.tgtMask ?? null,
-      memoryMask: options.memoryMask ?? null,
-      tgtKeyPaddingMask: options.tgtKeyPaddingMask ?? null,
-      memoryKeyPaddingMask: options.memoryKeyPaddingMask ?? null,
-      tgtIsCausal: options.tgtIsCausal ?? false,
-      memoryIsCausal: options.memoryIsCausal ?? false,
+    return withForwardScope(() => {
+      const fn = 'Transformer.forward';
+      checkOptions(fn, options, [
+        'srcMask', 'tgtMask', 'memoryMask', 'srcKeyPaddingMask', 'tgtKeyPaddingMask', 'memoryKeyPaddingMask',
+        'srcIsCausal', 'tgtIsCausal', 'memoryIsCausal',
+      ]);
+      checkInput(fn, 'src', src, this.dModel);
+      checkInput(fn, 'tgt', tgt, this.dModel);
+      if (src.ndim !== tgt.ndim) {
+        throw new RangeError(`${fn}: src and tgt must both be batched (3-D) or both unbatched (2-D), got ${formatShape(src.shape)} and ${formatShape(tgt.shape)}`);
+      }
+      const batchAxis = this.batchFirst ? 0 : 1;
+      if (src.ndim === 3 && src.shape[batchAxis] !== tgt.shape[batchAxis]) {
+        throw new RangeError(`${fn}: the batch number of src and tgt must be equal, got ${src.shape[batchAxis]} and ${tgt.shape[batchAxis]}`);
+      }
+      const memory = this.encoder.forward(src, {
+        mask: options.srcMask ?? null,
+        srcKeyPaddingMask: options.srcKeyPaddingMask ?? null,
+        isCausal: options.srcIsCausal ?? false,
+      });
+      return this.decoder.forward(tgt, memory, {
+        tgtMask: options.tgtMask ?? null,
+        memoryMask: options.memoryMask ?? null,
+        tgtKeyPaddingMask: options.tgtKeyPaddingMask ?? null,
+        memoryKeyPaddingMask: options.memoryKeyPaddingMask ?? null,
+        tgtIsCausal: options.tgtIsCausal ?? false,
+        memoryIsCausal: options.memoryIsCausal ?? false,
+      });
     });
   }
 
