@@ -156,7 +156,7 @@ export function clearBufferPool(): void {
   pooledBytes = 0;
 }
 
-/** Bytes currently pooled (diagnostics and tests). */
+/** Bytes of idle buffers in the pool (at most 256 MiB), for diagnostics and `/metrics`. */
 export function pooledBufferBytes(): number {
   return pooledBytes;
 }

@@ -147,13 +147,13 @@ export function runDemo(o: DemoOptions): void {
     console.log(`speedup native vs ts: ${(results.js / results.native).toFixed(1)}x; max |native − ts| = ${maxDiff.toExponential(2)} (output max ${maxAbs.toFixed(2)})`);
   }
   if (results.native !== undefined && nat?.bf16) {
-    // The reduced-precision switch, where the CPU has AVX512-BF16: same model, bfloat16 weight GEMMs.
-    model.useBackend('native').useWeightPrecision('bfloat16');
+    // The reduced-precision switch, where the CPU has AVX512-BF16: same model, bfloat16 weight GEMMs and attention.
+    model.useBackend('native').useWeightPrecision('bfloat16').useAttentionPrecision('bfloat16');
     let out: Tensor<'float32'> | null = null;
     const ms = time(() => {
       out = model.forward(src, tgt);
     }, reps);
-    model.useWeightPrecision('float32');
+    model.useWeightPrecision('float32').useAttentionPrecision('float32');
     const a = out!.data;
     const ref = outputs.native!;
     let maxDiff = 0;
@@ -163,7 +163,7 @@ export function runDemo(o: DemoOptions): void {
       maxAbs = Math.max(maxAbs, Math.abs(ref[i]!));
     }
     console.log(
-      `native with bfloat16 weights (useWeightPrecision('bfloat16')): ${fmt(ms)} ms, ${((tokens / ms) * 1000).toFixed(0)} tokens/s, ` +
+      `native with bfloat16 weights and attention (useWeightPrecision, useAttentionPrecision): ${fmt(ms)} ms, ${((tokens / ms) * 1000).toFixed(0)} tokens/s, ` +
         `${(results.native / ms).toFixed(2)}x float32; max |bf16 − fp32| = ${maxDiff.toExponential(2)} (${(maxDiff / maxAbs).toExponential(1)} of the output's scale)`,
     );
   }

@@ -25,7 +25,8 @@ export const SERVE_USAGE = `usage: attnode serve [--model m.safetensors] [--conf
   --max-batch-size requests per forward pass (default 16)        --max-delay-ms  batching wait (default 2)
   --max-queue      waiting requests before 503 (default 256)      --no-batching   one request per pass
   --buckets        length groups sharing a batch (default pow2: 1, 2, 3-4, 5-8, ...)
-  --precision      weight GEMMs in float32 (default) or bfloat16 (AVX512-BF16 CPUs; ~1e-3 relative error)`;
+  --precision      weight GEMMs and attention products in float32 (default) or bfloat16 (AVX512-BF16 CPUs;
+                   ~1e-3 relative error)`;
 
 /** A bad command line: the CLI prints the message and usage and exits 2. */
 export class UsageError extends Error {
@@ -44,14 +45,14 @@ export function intFlag(name: string, value: string | undefined, dflt: number, m
 }
 
 /**
- * Applies `--precision float32|bfloat16` to a module's weight GEMMs. @throws UsageError for another value or
+ * Applies `--precision float32|bfloat16` to a module's weight GEMMs and attention products. @throws UsageError for another value or
  * when the native backend cannot run bfloat16 here (the message says why).
  */
 export function applyPrecisionFlag(module: Module, value: string | undefined): void {
   if (value === undefined || value === 'float32') return;
   if (value !== 'bfloat16') throw new UsageError(`--precision must be float32 or bfloat16, got '${value}'`);
   try {
-    module.useWeightPrecision('bfloat16');
+    module.useWeightPrecision('bfloat16').useAttentionPrecision('bfloat16');
   } catch (e) {
     throw new UsageError(`--precision bfloat16: ${(e as Error).message}`);
   }
@@ -122,6 +123,7 @@ export async function serveMain(args: string[]): Promise<InferenceServer> {
       model: { kind: served.config.kind, ...served.config.options, weights: served.weights, parameters: served.module.numParameters() },
       backend: getBackend().name,
       weightPrecision: served.module.weightPrecision,
+      attentionPrecision: served.module.attentionPrecision,
       batching: batcher,
     },
   });

@@ -114,13 +114,7 @@ void strip_block(const Fast& f, int64_t r0, int64_t i0, int64_t j0, int64_t nk) 
     const M lm = ncol % W == 0 ? static_cast<M>(0xffff) : tail_mask(ncol % W);
     if (nvec == kKV) {
       V o[R][kKV];
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const V va = set1(alpha[r]);
-        const float* orow = f.o + (r0 + r) * f.dvp + c;
-#pragma GCC unroll 4
-        for (int t = 0; t < kKV; ++t) o[r][t] = mul(ld(orow + t * W), va);
-      }
+      load_scaled_o<R>(f, r0, c, alpha, o);
       const float* vr = vb + c;
       for (int64_t j = 0; j < kv_end; ++j, vr += f.sl.vs) {
         V vv[kKV];
@@ -134,12 +128,7 @@ void strip_block(const Fast& f, int64_t r0, int64_t i0, int64_t j0, int64_t nk) 
           for (int t = 0; t < kKV; ++t) o[r][t] = fma(pb, vv[t], o[r][t]);
         }
       }
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        float* orow = f.o + (r0 + r) * f.dvp + c;
-#pragma GCC unroll 4
-        for (int t = 0; t < kKV; ++t) st(orow + t * W, o[r][t]);
-      }
+      store_o<R>(f, r0, c, o);
     } else {
       // Column tail (dv % 64): one vector at a time.
       for (int t = 0; t < nvec; ++t) {

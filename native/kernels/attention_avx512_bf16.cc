@@ -120,13 +120,7 @@ void strip_block(const FastBf16& f, int64_t r0, int64_t i0, int64_t j0, int64_t 
     const int64_t nvec = f.dvp - c < kKV * W ? (f.dvp - c) / W : kKV;
     if (nvec == kKV) {
       V o[R][kKV];
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const V va = set1(alpha[r]);
-        const float* orow = f.o + (r0 + r) * f.dvp + c;
-#pragma GCC unroll 4
-        for (int t = 0; t < kKV; ++t) o[r][t] = mul(ld(orow + t * W), va);
-      }
+      load_scaled_o<R>(f, r0, c, alpha, o);
       const uint32_t* vr = vb + c;
       for (int64_t jp = 0; jp < pairs; ++jp, vr += f.dvp) {
         __m512bh vv[kKV];
@@ -139,12 +133,7 @@ void strip_block(const FastBf16& f, int64_t r0, int64_t i0, int64_t j0, int64_t 
           for (int t = 0; t < kKV; ++t) o[r][t] = _mm512_dpbf16_ps(o[r][t], vv[t], pb);
         }
       }
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        float* orow = f.o + (r0 + r) * f.dvp + c;
-#pragma GCC unroll 4
-        for (int t = 0; t < kKV; ++t) st(orow + t * W, o[r][t]);
-      }
+      store_o<R>(f, r0, c, o);
     } else {
       // Column tail (dvp % 64): one vector at a time (the packed V and the
       // accumulators are padded to whole vectors).

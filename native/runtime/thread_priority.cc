@@ -1,4 +1,4 @@
-#include "runtime/thread_priority.h"
+#include "thread_priority.h"
 
 #include <cstdlib>
 

@@ -19,60 +19,71 @@ export function attention(args: AttentionArgs): void {
     attentionBf16(args);
     return;
   }
-  const { q, k, v, out, qStrides, kStrides, vStrides, outStrides, batch, heads, lq, lk, dk, dv, scale, masks, causal } =
-    args;
+  const { q, k, v, out, kStrides, vStrides, heads, lq, lk, dk, dv, scale, masks } = args;
   const weights = args.weights;
   if (scoreScratch.length < lk) scoreScratch = new Float64Array(lk);
   if (accScratch.length < dv) accScratch = new Float64Array(dv);
   const scores = scoreScratch;
   const acc = accScratch;
 
+  forEachRow(args, (b, h, i, qi, kBase, vBase, oi, visible) => {
+    let max = -Infinity;
+    for (let j = 0; j < visible; j++) {
+      const kj = kBase + j * kStrides[2];
+      let dot = 0;
+      for (let d = 0; d < dk; d++) dot += q[qi + d] * k[kj + d];
+      let s = dot * scale;
+      for (let m = 0; m < masks.length; m++) s = applyMask(masks[m], s, b, h, i, j);
+      scores[j] = s;
+      if (s > max) max = s;
+    }
+    const wRow = weights ? ((b * heads + h) * lq + i) * lk : 0;
+    if (max === -Infinity || Number.isNaN(max)) {
+      // Every key masked out: softmax over all -inf is NaN in PyTorch too.
+      for (let d = 0; d < dv; d++) out[oi + d] = NaN;
+      if (weights) weights.fill(NaN, wRow, wRow + lk);
+      return;
+    }
+    let sum = 0;
+    for (let j = 0; j < visible; j++) {
+      const e = Math.exp(scores[j] - max);
+      scores[j] = e;
+      sum += e;
+    }
+    const inv = 1 / sum;
+    acc.fill(0, 0, dv);
+    for (let j = 0; j < visible; j++) {
+      const p = scores[j] * inv;
+      if (p === 0) continue;
+      const vj = vBase + j * vStrides[2];
+      for (let d = 0; d < dv; d++) acc[d] += p * v[vj + d];
+    }
+    for (let d = 0; d < dv; d++) out[oi + d] = acc[d];
+    if (weights) {
+      for (let j = 0; j < visible; j++) weights[wRow + j] = scores[j] * inv;
+      weights.fill(0, wRow + visible, wRow + lk);
+    }
+  });
+}
+
+/**
+ * Calls `row` for every (batch b, head h, query i) with the element offsets
+ * of its q row, its head's first k and v rows and its out row, and how many
+ * keys it sees (all, or j <= i when causal).
+ */
+function forEachRow(
+  args: AttentionArgs,
+  row: (b: number, h: number, i: number, qi: number, kBase: number, vBase: number, oi: number, visible: number) => void,
+): void {
+  const { qStrides, kStrides, vStrides, outStrides, batch, heads, lq, lk, causal } = args;
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
-      const qBase = b * qStrides[0] + h * qStrides[1];
       const kBase = b * kStrides[0] + h * kStrides[1];
       const vBase = b * vStrides[0] + h * vStrides[1];
-      const oBase = b * outStrides[0] + h * outStrides[1];
       for (let i = 0; i < lq; i++) {
-        const qi = qBase + i * qStrides[2];
-        const visible = causal ? Math.min(lk, i + 1) : lk;
-        let max = -Infinity;
-        for (let j = 0; j < visible; j++) {
-          const kj = kBase + j * kStrides[2];
-          let dot = 0;
-          for (let d = 0; d < dk; d++) dot += q[qi + d] * k[kj + d];
-          let s = dot * scale;
-          for (let m = 0; m < masks.length; m++) s = applyMask(masks[m], s, b, h, i, j);
-          scores[j] = s;
-          if (s > max) max = s;
-        }
-        const oi = oBase + i * outStrides[2];
-        const wRow = weights ? ((b * heads + h) * lq + i) * lk : 0;
-        if (max === -Infinity || Number.isNaN(max)) {
-          // Every key masked out: softmax over all -inf is NaN in PyTorch too.
-          for (let d = 0; d < dv; d++) out[oi + d] = NaN;
-          if (weights) weights.fill(NaN, wRow, wRow + lk);
-          continue;
-        }
-        let sum = 0;
-        for (let j = 0; j < visible; j++) {
-          const e = Math.exp(scores[j] - max);
-          scores[j] = e;
-          sum += e;
-        }
-        const inv = 1 / sum;
-        acc.fill(0, 0, dv);
-        for (let j = 0; j < visible; j++) {
-          const p = scores[j] * inv;
-          if (p === 0) continue;
-          const vj = vBase + j * vStrides[2];
-          for (let d = 0; d < dv; d++) acc[d] += p * v[vj + d];
-        }
-        for (let d = 0; d < dv; d++) out[oi + d] = acc[d];
-        if (weights) {
-          for (let j = 0; j < visible; j++) weights[wRow + j] = scores[j] * inv;
-          weights.fill(0, wRow + visible, wRow + lk);
-        }
+        const qi = b * qStrides[0] + h * qStrides[1] + i * qStrides[2];
+        const oi = b * outStrides[0] + h * outStrides[1] + i * outStrides[2];
+        row(b, h, i, qi, kBase, vBase, oi, causal ? Math.min(lk, i + 1) : lk);
       }
     }
   }
@@ -109,63 +120,51 @@ function bf16(x: number): number {
  * give other values). Sums and the output stay float32-or-better.
  */
 function attentionBf16(args: AttentionArgs): void {
-  const { q, k, v, out, qStrides, kStrides, vStrides, outStrides, batch, heads, lq, lk, dk, dv, scale, masks, causal } =
-    args;
+  const { q, k, v, out, kStrides, vStrides, dk, dv, scale, masks } = args;
   const qr = roundToBf16(q);
   const kr = roundToBf16(k);
   const vr = roundToBf16(v);
   const p = new Float64Array(KEY_BLOCK);
   const acc = new Float64Array(dv);
-  for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < heads; h++) {
-      const qBase = b * qStrides[0] + h * qStrides[1];
-      const kBase = b * kStrides[0] + h * kStrides[1];
-      const vBase = b * vStrides[0] + h * vStrides[1];
-      const oBase = b * outStrides[0] + h * outStrides[1];
-      for (let i = 0; i < lq; i++) {
-        const qi = qBase + i * qStrides[2];
-        const visible = causal ? Math.min(lk, i + 1) : lk;
-        let m = -Infinity;
-        let l = 0;
-        let nan = false;
-        acc.fill(0);
-        for (let j0 = 0; j0 < visible; j0 += KEY_BLOCK) {
-          const nk = Math.min(KEY_BLOCK, visible - j0);
-          let bm = -Infinity;
-          for (let jj = 0; jj < nk; jj++) {
-            const kj = kBase + (j0 + jj) * kStrides[2];
-            let dot = 0;
-            for (let d = 0; d < dk; d++) dot += qr[qi + d]! * kr[kj + d]!;
-            let s = Math.fround(dot * scale);
-            for (let mi = 0; mi < masks.length; mi++) s = applyMask(masks[mi]!, s, b, h, i, j0 + jj);
-            if (Number.isNaN(s)) nan = true;
-            p[jj] = s;
-            if (s > bm) bm = s;
-          }
-          const mn = bm > m ? bm : m;
-          const mu = mn === -Infinity ? 0 : mn;
-          const alpha = mn === m ? 1 : Math.exp(m - mu);
-          m = mn;
-          let sum = 0;
-          for (let jj = 0; jj < nk; jj++) {
-            const e = Math.fround(Math.exp(p[jj]! - mu));
-            sum += e;
-            p[jj] = bf16(e);
-          }
-          l = l * alpha + sum;
-          for (let d = 0; d < dv; d++) acc[d]! *= alpha;
-          for (let jj = 0; jj < nk; jj++) {
-            const pj = p[jj]!;
-            if (pj === 0) continue;
-            const vj = vBase + (j0 + jj) * vStrides[2];
-            for (let d = 0; d < dv; d++) acc[d]! += pj * vr[vj + d]!;
-          }
-        }
-        const oi = oBase + i * outStrides[2];
-        // l == 0: every key excluded (or lk == 0); NaN like PyTorch's softmax over all -inf.
-        const inv = nan || l === 0 ? NaN : 1 / l;
-        for (let d = 0; d < dv; d++) out[oi + d] = acc[d]! * inv;
+  forEachRow(args, (b, h, i, qi, kBase, vBase, oi, visible) => {
+    let m = -Infinity;
+    let l = 0;
+    let nan = false;
+    acc.fill(0);
+    for (let j0 = 0; j0 < visible; j0 += KEY_BLOCK) {
+      const nk = Math.min(KEY_BLOCK, visible - j0);
+      let bm = -Infinity;
+      for (let jj = 0; jj < nk; jj++) {
+        const kj = kBase + (j0 + jj) * kStrides[2];
+        let dot = 0;
+        for (let d = 0; d < dk; d++) dot += qr[qi + d]! * kr[kj + d]!;
+        let s = Math.fround(dot * scale);
+        for (let mi = 0; mi < masks.length; mi++) s = applyMask(masks[mi]!, s, b, h, i, j0 + jj);
+        if (Number.isNaN(s)) nan = true;
+        p[jj] = s;
+        if (s > bm) bm = s;
+      }
+      const mn = bm > m ? bm : m;
+      const mu = mn === -Infinity ? 0 : mn;
+      const alpha = mn === m ? 1 : Math.exp(m - mu);
+      m = mn;
+      let sum = 0;
+      for (let jj = 0; jj < nk; jj++) {
+        const e = Math.fround(Math.exp(p[jj]! - mu));
+        sum += e;
+        p[jj] = bf16(e);
+      }
+      l = l * alpha + sum;
+      for (let d = 0; d < dv; d++) acc[d]! *= alpha;
+      for (let jj = 0; jj < nk; jj++) {
+        const pj = p[jj]!;
+        if (pj === 0) continue;
+        const vj = vBase + (j0 + jj) * vStrides[2];
+        for (let d = 0; d < dv; d++) acc[d]! += pj * vr[vj + d]!;
       }
     }
-  }
+    // l == 0: every key excluded (or lk == 0); NaN like PyTorch's softmax over all -inf.
+    const inv = nan || l === 0 ? NaN : 1 / l;
+    for (let d = 0; d < dv; d++) out[oi + d] = acc[d]! * inv;
+  });
 }
