@@ -412,6 +412,7 @@ async function main(): Promise<number> {
     ATTNODE_NUM_THREADS: process.env.ATTNODE_NUM_THREADS ?? null,
     OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? null,
     torch_child_OPENBLAS: 'unset (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE removed for the torch process)',
+    torch_child_idle: `OMP_WAIT_POLICY=${torchEnv().OMP_WAIT_POLICY}, OPENBLAS_THREAD_TIMEOUT=${torchEnv().OPENBLAS_THREAD_TIMEOUT} (idle threads sleep)`,
   };
   say(`Env: ${Object.entries(env).map(([k, v]) => `${k}=${v ?? '(unset)'}`).join(', ')}`);
 

@@ -23,6 +23,12 @@ export function torchEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
+  // Idle threads sleep instead of busy-waiting: the torch child lives beside the in-process peers for the
+  // whole case, and by default its OpenMP and OpenBLAS workers spin for up to ~2^28 cycles after each call,
+  // taking the second core from whichever peer runs next (attnode's and ort's 2-thread runs measured 1.3-4x
+  // slower beside a spinning torch child). Unless the caller set them.
+  env.OMP_WAIT_POLICY ??= 'passive';
+  env.OPENBLAS_THREAD_TIMEOUT ??= '4';
   return env;
 }
 
