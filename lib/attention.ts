@@ -26,8 +26,10 @@ export interface ScaledDotProductAttentionOptions extends OpOptions {
   dropoutP?: number;
   /**
    * Precision of q·kᵀ and probabilities·v (default 'float32'). 'bfloat16'
-   * needs AVX512-BF16 on the native backend (JS emulates it); it applies when
-   * L > 8 (see {@link AttentionPrecision}).
+   * applies when L > 8 (see {@link AttentionPrecision}); the JS backend
+   * emulates it. On the native backend it needs a CPU with AVX512-BF16: on
+   * others the call throws a RangeError (whatever L), and on a kernel path
+   * lowered by setIsa it runs float32.
    */
   precision?: AttentionPrecision;
 }

@@ -56,7 +56,9 @@ export function closeBufferScope(): void {
  * scope is open (and records it there), or null when no scope is open.
  */
 export function takeScopedBuffer(bytes: number): ArrayBuffer | null {
-  if (!current) return null;
+  // A forward scope lends only to kernels that run before it returns: not to calls recorded for runAsync
+  // (a runAsync started inside a forward), which would run after the buffers went back to the pool.
+  if (!current || (current.forward && recordingList())) return null;
   const cls = sizeClass(bytes);
   const bucket = pool.get(cls);
   let ab = bucket?.pop();

@@ -124,6 +124,24 @@ describe.runIf(bf16)('attention precision: native AVX512-BF16 against the JS emu
     }
   });
 
+  it('never reads what a row must not see: NaN values of causally hidden keys, +inf masks on them', () => {
+    // lq 19 = 6-row strips 6+6+6+1: strips end on odd key counts, whose last bf16 pair reaches one hidden key.
+    const [l, e] = [19, 16];
+    const q = randn([1, 1, l, e], { seed: 31 });
+    const k = randn([1, 1, l + 2, e], { seed: 32 });
+    const v = randn([1, 1, l + 2, e], { seed: 33 });
+    for (let d = 0; d < e; d++) v.data[l * e + d] = NaN; // key 19: hidden from every query under causality
+    const mask = new Tensor(new Float32Array(l * (l + 2)), [l, l + 2], 'float32');
+    for (let i = 0; i < l; i++) mask.data[i * (l + 2) + i + 1] = Infinity; // +inf on the first hidden key of each row
+    for (const precision of ['float32', 'bfloat16'] as const) {
+      for (const backend of ['native', 'js'] as const) {
+        const out = scaledDotProductAttention(q, k, v, { isCausal: true, attnMask: mask, backend, precision });
+        // Query l - 1 sees key l - 1 with mask 0 ... and every row stays finite: no -inf + inf, no 0 · NaN.
+        expect(out.data.every(Number.isFinite), `${backend} ${precision}`).toBe(true);
+      }
+    }
+  });
+
   it('gives the same bits on 1 and 2 threads', () => {
     const c = cases[4]!;
     setNumThreads(1);

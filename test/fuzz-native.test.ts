@@ -446,7 +446,8 @@ const params: Record<Op, fc.Arbitrary<NativeCase['p']>> = {
   permute0213: fc.record({ d: fc.array(smallDim, { minLength: 4, maxLength: 4 }) }),
   attention: fc.record({
     batch: fc.constantFrom(0, 1, 2, 3), heads: fc.constantFrom(0, 1, 2, 3), lq: fc.constantFrom(0, 1, 1, 2, 3, 5, 7, 8, 9, 13),
-    lk: smallDim, bf16: bit,
+    // 65 and 130: several key blocks and a partial one, for the bf16 packing.
+    lk: fc.constantFrom(0, 1, 1, 2, 3, 5, 7, 8, 65, 130), bf16: bit,
     dk: fc.constantFrom(0, 1, 3, 8, 16, 17), dv: fc.constantFrom(0, 1, 3, 8, 16, 17), layout: bit, causal: bit,
     weights: bit, nMasks: fc.integer({ min: 0, max: 2 }),
     maskKinds: fc.array(bit, { minLength: 2, maxLength: 2 }),

@@ -113,26 +113,41 @@ void strip_block(const FastBf16& f, int64_t r0, int64_t i0, int64_t j0, int64_t 
     _mm512_store_si512(f.pbuf + r * (kBk / 2), bh_bits(_mm512_cvtne2ps_pbh(s[r][1], s[r][0])));
     _mm512_store_si512(f.pbuf + r * (kBk / 2) + W, bh_bits(_mm512_cvtne2ps_pbh(s[r][3], s[r][2])));
   }
-  // ---- O = alpha · O + P · V, over key pairs. An odd kv_end pairs its last
-  // visible key with one whose P is 0.
-  const int64_t pairs = (strip_kv_end(*f.p, R, i0, j0, nk) + 1) / 2;
+  // ---- O = alpha · O + P · V, over key pairs. An odd kv_end pairs the last
+  // key this strip sees with key kv_end, which it must not see: its P is 0,
+  // but its V (causally hidden, real data, not padding) may be inf or NaN and
+  // 0 · inf is NaN. That half (the high bf16 of each word) of the last pair's
+  // V is cleared, as the fp32 path never reads that row.
+  const int64_t kv_end = strip_kv_end(*f.p, R, i0, j0, nk);
+  const int64_t full_pairs = kv_end / 2;
+  const bool odd = (kv_end & 1) != 0;
+  const __m512i low_half = _mm512_set1_epi32(0xffff);
+  const uint32_t* prow = f.pbuf;
+  // One key pair into nv accumulator vectors per row (kKV, or 1 for the
+  // column tail); IntConst<n> serves as the compile-time count.
+  auto pair_step = [&](auto vectors, V* o, const uint32_t* vr, int64_t jp, bool clear_odd) {
+    constexpr int nv = decltype(vectors)::value;
+    __m512bh vv[nv];
+#pragma GCC unroll 4
+    for (int t = 0; t < nv; ++t) {
+      const __m512i w = _mm512_load_si512(vr + t * W);
+      vv[t] = as_bh(clear_odd ? _mm512_and_si512(w, low_half) : w);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512bh pb = as_bh(_mm512_set1_epi32(static_cast<int>(prow[r * (kBk / 2) + jp])));
+#pragma GCC unroll 4
+      for (int t = 0; t < nv; ++t) o[r * nv + t] = _mm512_dpbf16_ps(o[r * nv + t], vv[t], pb);
+    }
+  };
   for (int64_t c = 0; c < f.dvp; c += kKV * W) {
     const int64_t nvec = f.dvp - c < kKV * W ? (f.dvp - c) / W : kKV;
     if (nvec == kKV) {
       V o[R][kKV];
       load_scaled_o<R>(f, r0, c, alpha, o);
       const uint32_t* vr = vb + c;
-      for (int64_t jp = 0; jp < pairs; ++jp, vr += f.dvp) {
-        __m512bh vv[kKV];
-#pragma GCC unroll 4
-        for (int t = 0; t < kKV; ++t) vv[t] = as_bh(_mm512_load_si512(vr + t * W));
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-          const __m512bh pb = as_bh(_mm512_set1_epi32(static_cast<int>(f.pbuf[r * (kBk / 2) + jp])));
-#pragma GCC unroll 4
-          for (int t = 0; t < kKV; ++t) o[r][t] = _mm512_dpbf16_ps(o[r][t], vv[t], pb);
-        }
-      }
+      for (int64_t jp = 0; jp < full_pairs; ++jp, vr += f.dvp) pair_step(IntConst<kKV>{}, &o[0][0], vr, jp, false);
+      if (odd) pair_step(IntConst<kKV>{}, &o[0][0], vr, full_pairs, true);
       store_o<R>(f, r0, c, o);
     } else {
       // Column tail (dvp % 64): one vector at a time (the packed V and the
@@ -142,12 +157,8 @@ void strip_block(const FastBf16& f, int64_t r0, int64_t i0, int64_t j0, int64_t 
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) o[r] = mul(ld(f.o + (r0 + r) * f.dvp + c + t * W), set1(alpha[r]));
         const uint32_t* vr = vb + c + t * W;
-        for (int64_t jp = 0; jp < pairs; ++jp, vr += f.dvp) {
-          const __m512bh vv = as_bh(_mm512_load_si512(vr));
-#pragma GCC unroll 8
-          for (int r = 0; r < R; ++r)
-            o[r] = _mm512_dpbf16_ps(o[r], vv, as_bh(_mm512_set1_epi32(static_cast<int>(f.pbuf[r * (kBk / 2) + jp]))));
-        }
+        for (int64_t jp = 0; jp < full_pairs; ++jp, vr += f.dvp) pair_step(IntConst<1>{}, o, vr, jp, false);
+        if (odd) pair_step(IntConst<1>{}, o, vr, full_pairs, true);
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) st(f.o + (r0 + r) * f.dvp + c + t * W, o[r]);
       }
