@@ -196,10 +196,7 @@ export abstract class Module {
    * native backend and the CPU (or the kernel path chosen by setIsa) has no AVX512-BF16.
    */
   useWeightPrecision(precision: WeightPrecision): this {
-    if (precision !== 'float32' && precision !== 'bfloat16') {
-      throw new TypeError(`useWeightPrecision: argument 'precision' must be 'float32' or 'bfloat16', got ${String(precision)}`);
-    }
-    if (precision === 'bfloat16') checkBf16Support(this.backend, 'useWeightPrecision', 'weights are');
+    checkPrecision('useWeightPrecision', precision, this.backend, 'weights are');
     for (const [, m] of this.namedModules()) m.#weightPrecision = precision;
     return this;
   }
@@ -218,10 +215,7 @@ export abstract class Module {
    * native backend and the CPU (or the kernel path chosen by setIsa) has no AVX512-BF16.
    */
   useAttentionPrecision(precision: AttentionPrecision): this {
-    if (precision !== 'float32' && precision !== 'bfloat16') {
-      throw new TypeError(`useAttentionPrecision: argument 'precision' must be 'float32' or 'bfloat16', got ${String(precision)}`);
-    }
-    if (precision === 'bfloat16') checkBf16Support(this.backend, 'useAttentionPrecision', 'attention is');
+    checkPrecision('useAttentionPrecision', precision, this.backend, 'attention is');
     for (const [, m] of this.namedModules()) m.#attentionPrecision = precision;
     return this;
   }
@@ -257,9 +251,15 @@ export abstract class Module {
   }
 }
 
-/** bfloat16 on the native backend needs AVX512-BF16 on the active kernel path. */
-function checkBf16Support(backend: Backend, fn: string, what: string): void {
-  if (backend.name !== 'native' || !addon || addon.info().bf16) return;
+/**
+ * A precision argument of `fn`: 'float32' or 'bfloat16', and bfloat16 on the
+ * native backend needs AVX512-BF16 on the active kernel path.
+ */
+function checkPrecision(fn: string, precision: unknown, backend: Backend, what: string): void {
+  if (precision !== 'float32' && precision !== 'bfloat16') {
+    throw new TypeError(`${fn}: argument 'precision' must be 'float32' or 'bfloat16', got ${String(precision)}`);
+  }
+  if (precision === 'float32' || backend.name !== 'native' || !addon || addon.info().bf16) return;
   const info = addon.info();
   const why = info.cpu.features.includes('avx512bf16')
     ? `the active kernel path is '${info.isa}' (lowered by setIsa or ATTNODE_ISA); bfloat16 needs 'avx512'`

@@ -1,5 +1,7 @@
 #include "binding/args.h"
 
+#include "runtime/cpu_features.h"
+
 #include <cmath>
 #include <sstream>
 
@@ -174,6 +176,21 @@ bool Args::boolean(size_t i, const char* name) const {
   Napi::Value v = arg(i);
   if (!v.IsBoolean()) type_error(std::string("argument '") + name + "' must be a boolean, got " + type_name(v));
   return v.As<Napi::Boolean>().Value();
+}
+
+bool Args::bf16_precision(size_t i) const {
+  Napi::Value v = arg(i);
+  if (v.IsUndefined() || v.IsNull()) return false;
+  if (!v.IsString())
+    type_error(std::string("argument 'precision' must be 'float32' | 'bfloat16', got ") + type_name(v));
+  const std::string name = v.As<Napi::String>().Utf8Value();
+  if (name == "float32") return false;
+  if (name != "bfloat16") range_error("argument 'precision' must be 'float32' | 'bfloat16', got '" + name + "'");
+  const runtime::CpuInfo& cpu = runtime::cpu_info();
+  if (!(cpu.avx512bf16 && cpu.os_avx512)) {
+    range_error("precision 'bfloat16' needs a CPU with AVX512-BF16 (avx512bf16), which this CPU lacks; use 'float32'");
+  }
+  return true;
 }
 
 std::vector<int64_t> Args::int_array(size_t i, const char* name, size_t max_len, int64_t min, int64_t max) const {

@@ -72,6 +72,10 @@ class Args {
   int64_t integer(size_t i, const char* name, int64_t min, int64_t max) const;
   double number(size_t i, const char* name) const;
   bool boolean(size_t i, const char* name) const;
+  // An optional precision 'float32' | 'bfloat16' (undefined or null:
+  // float32): true for 'bfloat16'. A TypeError for a non-string, a
+  // RangeError for another string or when the CPU has no AVX512-BF16.
+  bool bf16_precision(size_t i) const;
   // A JS array of integers, each in [min, max], with at most max_len entries.
   std::vector<int64_t> int_array(size_t i, const char* name, size_t max_len, int64_t min, int64_t max) const;
 

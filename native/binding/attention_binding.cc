@@ -12,7 +12,6 @@
 #include "binding/args.h"
 #include "binding/bindings.h"
 #include "kernels/attention.h"
-#include "runtime/cpu_features.h"
 
 #include <algorithm>
 #include <array>
@@ -57,20 +56,6 @@ bool rows_disjoint(const int64_t* sizes, const int64_t* strides, int64_t width) 
   return true;
 }
 
-kernels::AttentionPrecision parse_precision(const Args& args, size_t i) {
-  Napi::Value v = args.value(i);
-  if (v.IsUndefined() || v.IsNull()) return kernels::AttentionPrecision::Float32;
-  if (!v.IsString()) args.type_error("argument 'precision' must be 'float32' | 'bfloat16'");
-  const std::string name = v.As<Napi::String>().Utf8Value();
-  if (name == "float32") return kernels::AttentionPrecision::Float32;
-  if (name != "bfloat16") args.range_error("argument 'precision' must be 'float32' | 'bfloat16', got '" + name + "'");
-  const runtime::CpuInfo& cpu = runtime::cpu_info();
-  if (!(cpu.avx512bf16 && cpu.os_avx512)) {
-    args.range_error("precision 'bfloat16' needs a CPU with AVX512-BF16 (avx512bf16), which this CPU lacks; use 'float32'");
-  }
-  return kernels::AttentionPrecision::BFloat16;
-}
-
 Kernel ParseAttention(Args& args) {
   auto q = args.f32(0, "q");
   auto k = args.f32(1, "k");
@@ -84,7 +69,8 @@ Kernel ParseAttention(Args& args) {
   const double scale = args.number(9, "scale");
   const bool causal = args.boolean(11, "causal");
   auto weights = args.f32_or_null(12, "weights");
-  const kernels::AttentionPrecision precision = parse_precision(args, 13);
+  const kernels::AttentionPrecision precision =
+      args.bf16_precision(13) ? kernels::AttentionPrecision::BFloat16 : kernels::AttentionPrecision::Float32;
   for (const auto* s : {&qs, &ks, &vs, &os}) {
     if (s->size() != 3) args.range_error("each strides argument must have 3 entries (batch, head, position)");
   }

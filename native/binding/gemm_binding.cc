@@ -29,19 +29,10 @@ const char* precision_name(kernels::PackedPrecision p) {
   return p == kernels::PackedPrecision::BFloat16 ? "bfloat16" : "float32";
 }
 
+// packWeight's precision: bf16 packing also needs the avx512 path active now.
 kernels::PackedPrecision parse_precision(const Args& args, size_t i) {
-  Napi::Value v = args.value(i);
-  if (v.IsUndefined() || v.IsNull()) return kernels::PackedPrecision::Float32;
-  if (!v.IsString()) args.type_error("argument 'precision' must be 'float32' | 'bfloat16'");
-  const std::string name = v.As<Napi::String>().Utf8Value();
-  if (name == "float32") return kernels::PackedPrecision::Float32;
-  if (name != "bfloat16") args.range_error("argument 'precision' must be 'float32' | 'bfloat16', got '" + name + "'");
+  if (!args.bf16_precision(i)) return kernels::PackedPrecision::Float32;
   if (!kernels::bf16_gemm_available()) {
-    const runtime::CpuInfo& cpu = runtime::cpu_info();
-    if (!(cpu.avx512bf16 && cpu.os_avx512)) {
-      args.range_error(
-          "precision 'bfloat16' needs a CPU with AVX512-BF16 (avx512bf16), which this CPU lacks; use 'float32'");
-    }
     args.range_error(std::string("precision 'bfloat16' needs the 'avx512' kernel path, but the active path is '") +
                      runtime::isa_name(runtime::active_isa()) + "' (lowered by setIsa or ATTNODE_ISA)");
   }
