@@ -132,6 +132,10 @@ function makeJobs(): Job[] {
     const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128 }).useWeightPrecision('bfloat16');
     const src = randn([12, 2, 64], { seed: 22 });
     add('TransformerEncoderLayer d64 bfloat16 weights', () => layer.forward(src), () => layer.forwardAsync(src));
+    // bfloat16 attention (packed K/V scratch per call) inside a 2-layer encoder (nested forward scopes).
+    const enc = new nn.TransformerEncoder({ layer: { dModel: 64, nhead: 4, dimFeedforward: 128 }, numLayers: 2 }).useAttentionPrecision('bfloat16');
+    const long = randn([70, 2, 64], { seed: 23 });
+    add('TransformerEncoder 2x d64 bfloat16 attention [70,2,64]', () => enc.forward(long), () => enc.forwardAsync(long));
   }
   return jobs;
 }
