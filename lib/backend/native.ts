@@ -34,8 +34,12 @@ export interface NativeInfo {
 
 export type IsaName = 'avx512' | 'avx2' | 'portable';
 
-/** The kernels the addon exposes, with their raw arguments (see native/binding/*_binding.cc for each one's checks). */
-export interface AddonOps {
+/**
+ * The kernels the addon exposes, with their raw arguments (see native/binding/*_binding.cc for each one's checks):
+ * the Backend methods whose arguments are already flat, and the three that take them spread out.
+ */
+export interface AddonOps
+  extends Pick<Backend, 'softmax' | 'layerNorm' | 'addLayerNorm' | 'relu' | 'gelu' | 'embedding' | 'permute0213'> {
   gemm(
     a: Float32Array,
     b: Float32Array,
@@ -55,29 +59,6 @@ export interface AddonOps {
     strideC: number,
     packedB?: PackedWeight | null,
   ): void;
-  softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
-  layerNorm(
-    x: Float32Array,
-    gamma: Float32Array | null,
-    beta: Float32Array | null,
-    y: Float32Array,
-    rows: number,
-    cols: number,
-    eps: number,
-  ): void;
-  addLayerNorm(
-    x: Float32Array,
-    r: Float32Array,
-    gamma: Float32Array | null,
-    beta: Float32Array | null,
-    y: Float32Array,
-    sum: Float32Array | null,
-    rows: number,
-    cols: number,
-    eps: number,
-  ): void;
-  relu(x: Float32Array, y: Float32Array): void;
-  gelu(x: Float32Array, y: Float32Array, tanhApprox: boolean): void;
   binary(
     op: number,
     a: Float32Array,
@@ -87,8 +68,6 @@ export interface AddonOps {
     y: Float32Array,
     shape: readonly number[],
   ): void;
-  embedding(weight: Float32Array, num: number, dim: number, ids: Int32Array, out: Float32Array): void;
-  permute0213(x: Float32Array, y: Float32Array, d0: number, d1: number, d2: number, d3: number): void;
   attention(
     q: Float32Array,
     k: Float32Array,

@@ -8,7 +8,7 @@
  */
 import { ATTENTION_SMALL_ROWS } from '../backend';
 import type { AttentionArgs, AttentionMask } from '../backend';
-import { roundToBf16 } from './gemm';
+import { bf16Bits, roundToBf16 } from './gemm';
 
 /** Reused across calls; grows to the largest lk seen. */
 let scoreScratch = new Float64Array(0);
@@ -99,16 +99,12 @@ function applyMask(mask: AttentionMask, s: number, b: number, h: number, i: numb
 /** Keys per block of the native kernel's online softmax (kAttnKeyBlock). */
 const KEY_BLOCK = 64;
 const bf16Scratch = new Float32Array(1);
-const bf16Bits = new Uint32Array(bf16Scratch.buffer);
+const bf16ScratchBits = new Uint32Array(bf16Scratch.buffer);
 
 /** One value rounded to bfloat16 as AVX512-BF16 does (see roundToBf16). */
 function bf16(x: number): number {
   bf16Scratch[0] = x;
-  const u = bf16Bits[0]!;
-  const exp = u & 0x7f800000;
-  if (exp === 0) bf16Bits[0] = u & 0x80000000;
-  else if (exp === 0x7f800000 && (u & 0x007fffff) !== 0) bf16Bits[0] = (u | 0x00400000) & 0xffff0000;
-  else bf16Bits[0] = ((u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000) >>> 0;
+  bf16ScratchBits[0] = bf16Bits(bf16ScratchBits[0]!);
   return bf16Scratch[0]!;
 }
 

@@ -264,18 +264,14 @@ export function roundToBf16(x: Float32Array): Float32Array {
   const out = new Float32Array(x.length);
   const bits = new Uint32Array(out.buffer);
   out.set(x);
-  for (let i = 0; i < bits.length; i++) {
-    const u = bits[i]!;
-    const exp = u & 0x7f800000;
-    if (exp === 0) {
-      bits[i] = u & 0x80000000;
-      continue;
-    }
-    if (exp === 0x7f800000 && (u & 0x007fffff) !== 0) {
-      bits[i] = (u | 0x00400000) & 0xffff0000; // quiet NaN
-      continue;
-    }
-    bits[i] = ((u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000) >>> 0;
-  }
+  for (let i = 0; i < bits.length; i++) bits[i] = bf16Bits(bits[i]!);
   return out;
+}
+
+/** The float32 bit pattern `u` rounded to bfloat16 (as float32 bits): see {@link roundToBf16}. */
+export function bf16Bits(u: number): number {
+  const exp = u & 0x7f800000;
+  if (exp === 0) return (u & 0x80000000) >>> 0;
+  if (exp === 0x7f800000 && (u & 0x007fffff) !== 0) return ((u | 0x00400000) & 0xffff0000) >>> 0; // quiet NaN
+  return ((u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000) >>> 0;
 }
