@@ -12,21 +12,9 @@ import { scaledDotProductAttention } from '../lib/attention';
 import { randn, Tensor } from '../lib/tensor';
 import { getNumThreads, info, setIsa, setNumThreads } from '../lib/runtime';
 import type { AttentionPrecision } from '../lib/backend/backend';
+import { relErr } from './helpers/reference';
 
 const bf16 = addon !== null && addon.info().bf16;
-
-/** max |a - b| relative to max |b|, over the entries where neither is NaN; NaN positions must agree. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  let s = 0;
-  for (let i = 0; i < a.length; i++) {
-    expect(Number.isNaN(a[i]!), `NaN at ${i}`).toBe(Number.isNaN(b[i]!));
-    if (Number.isNaN(b[i]!)) continue;
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return d / s;
-}
 
 interface Case {
   b: number;

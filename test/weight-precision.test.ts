@@ -12,18 +12,9 @@ import { addon } from '../lib/backend/native';
 import { roundToBf16 } from '../lib/backend/js/gemm';
 import { randn, tensor } from '../lib/tensor';
 import { CausalLM } from '../lib/nn/causal-lm';
+import { relErr } from './helpers/reference';
 
 const bf16 = addon !== null && addon.info().bf16;
-
-function relErr(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  let s = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return d / s;
-}
 
 describe('roundToBf16 (the JS reference rounding)', () => {
   it('rounds to nearest, ties to even, keeps specials', () => {

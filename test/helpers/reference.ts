@@ -106,3 +106,21 @@ export function expectClose(
     }
   }
 }
+
+/**
+ * max |a − b| relative to max |b|: the error of a whole output against a
+ * reference at the reference's scale. NaN positions must agree (asserted);
+ * NaN entries are then left out.
+ */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let d = 0;
+  let s = 0;
+  for (let i = 0; i < b.length; i++) {
+    expect(Number.isNaN(a[i]!), `NaN at ${i}`).toBe(Number.isNaN(b[i]!));
+    if (Number.isNaN(b[i]!)) continue;
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    s = Math.max(s, Math.abs(b[i]!));
+  }
+  return d / s;
+}
