@@ -27,7 +27,8 @@ export enum BinaryOp {
 
 /**
  * C = act(alpha · op(A) · op(B) + beta · C + bias), row-major, repeated over
- * `batch` (operand i starts at i · stride; a stride of 0 broadcasts).
+ * `batch` (operand i starts at i · stride; a stride of 0 broadcasts). Every
+ * field after k is optional, with the default given.
  */
 export interface GemmArgs {
   a: Float32Array;
@@ -36,20 +37,30 @@ export interface GemmArgs {
   m: number;
   n: number;
   k: number;
-  /** op(A) = Aᵀ; A is stored [k, m]. */
-  transA: boolean;
-  /** op(B) = Bᵀ; B is stored [n, k] (PyTorch Linear weight layout). */
-  transB: boolean;
-  alpha: number;
-  /** 0: C is write-only. */
-  beta: number;
-  /** Length n, added to every row; or null. */
-  bias: Float32Array | null;
-  act: Activation;
-  batch: number;
-  strideA: number;
-  strideB: number;
-  strideC: number;
+  /** op(A) = Aᵀ; A is stored [k, m] (default false). */
+  transA?: boolean;
+  /** op(B) = Bᵀ; B is stored [n, k], PyTorch's Linear weight layout (default false). */
+  transB?: boolean;
+  /** Row stride of A as stored (default: k, or m when transA): a row-strided view needs no copy. */
+  lda?: number;
+  /** Row stride of B as stored (default: n, or k when transB). */
+  ldb?: number;
+  /** Row stride of C (default n). */
+  ldc?: number;
+  /** Default 1. */
+  alpha?: number;
+  /** Default 0: C is write-only. */
+  beta?: number;
+  /** Length n, added to every row; null or absent for none. */
+  bias?: Float32Array | null;
+  /** Default Activation.None. */
+  act?: Activation;
+  /** Default 1. */
+  batch?: number;
+  /** Elements between consecutive batch items of A, B, C (default 0 = broadcast; C's must cover m rows). */
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
   /**
    * B is a constant (a weight): a backend may pack it once into its GEMM
    * layout and reuse that across calls, keyed by the array's identity. The
@@ -139,61 +150,156 @@ export interface AttentionArgs {
   precision?: AttentionPrecision;
 }
 
-export interface Backend {
+/** Arguments of {@link Backend.softmax}: a stable softmax over each row of [rows, cols]. x and y may alias. */
+export interface SoftmaxArgs {
+  x: Float32Array;
+  y: Float32Array;
+  rows: number;
+  cols: number;
+  /** Elements between the starts of consecutive rows of x (default cols): a row-strided view. */
+  xRowStride?: number;
+  /** Elements between the starts of consecutive rows of y (default cols). */
+  yRowStride?: number;
+}
+
+/** Arguments of {@link Backend.layerNorm}: PyTorch's LayerNorm over each row (biased variance). x and y may alias. */
+export interface LayerNormArgs {
+  x: Float32Array;
+  /** Length cols (PyTorch's weight, γ), or null. */
+  weight: Float32Array | null;
+  /** Length cols (PyTorch's bias, β), or null. */
+  bias: Float32Array | null;
+  y: Float32Array;
+  rows: number;
+  cols: number;
+  eps: number;
+  xRowStride?: number;
+  yRowStride?: number;
+}
+
+/**
+ * Arguments of {@link Backend.addLayerNorm}: residual add fused with LayerNorm; per row, s = x + residual,
+ * y = layerNorm(s); `sum` (optional) receives s. Results equal `binary(add)` then `layerNorm`. y and sum may each
+ * be x or residual (in place) but not each other. All contiguous.
+ */
+export interface AddLayerNormArgs {
+  x: Float32Array;
+  residual: Float32Array;
+  weight: Float32Array | null;
+  bias: Float32Array | null;
+  y: Float32Array;
+  sum: Float32Array | null;
+  rows: number;
+  cols: number;
+  eps: number;
+}
+
+/**
+ * Arguments of {@link Backend.rmsNorm}: PyTorch's RMSNorm over each row, y = x / √(mean(x²) + eps) · weight.
+ * x and y may alias.
+ */
+export interface RmsNormArgs {
+  x: Float32Array;
+  /** Length cols, or null (elementwise_affine = false). */
+  weight: Float32Array | null;
+  y: Float32Array;
+  rows: number;
+  cols: number;
+  eps: number;
+  xRowStride?: number;
+  yRowStride?: number;
+}
+
+/**
+ * Arguments of {@link Backend.addRmsNorm}: per row, s = x + residual, y = rmsNorm(s); `sum` (optional) receives s.
+ * Aliasing as {@link AddLayerNormArgs}. All contiguous.
+ */
+export interface AddRmsNormArgs {
+  x: Float32Array;
+  residual: Float32Array;
+  weight: Float32Array | null;
+  y: Float32Array;
+  sum: Float32Array | null;
+  rows: number;
+  cols: number;
+  eps: number;
+}
+
+/** Arguments of {@link Backend.relu}: y = max(x, 0) over x.length elements; x and y may alias. */
+export interface UnaryArgs {
+  x: Float32Array;
+  y: Float32Array;
+}
+
+/** Arguments of {@link Backend.gelu}: the exact erf form, or PyTorch's approximate='tanh'. */
+export interface GeluArgs extends UnaryArgs {
+  tanhApprox: boolean;
+}
+
+/**
+ * Arguments of {@link Backend.binary}: y = a op b over index space `shape` (≤ 8 dims); strides in elements, 0
+ * broadcasts. y is contiguous and must not alias a broadcast operand.
+ */
+export interface BinaryArgs {
+  op: BinaryOp;
+  a: Float32Array;
+  aStrides: readonly number[];
+  b: Float32Array;
+  bStrides: readonly number[];
+  y: Float32Array;
+  shape: readonly number[];
+}
+
+/** Arguments of {@link Backend.embedding}: out[i, :] = weight[ids[i], :]; ids already range-checked by ops. */
+export interface EmbeddingArgs {
+  weight: Float32Array;
+  /** Rows of weight. */
+  num: number;
+  /** Columns of weight. */
+  dim: number;
+  ids: Int32Array;
+  out: Float32Array;
+}
+
+/** Arguments of {@link Backend.permute0213}: [d0, d1, d2, d3] → [d0, d2, d1, d3]. x and y must not alias. */
+export interface Permute0213Args {
+  x: Float32Array;
+  y: Float32Array;
+  d0: number;
+  d1: number;
+  d2: number;
+  d3: number;
+}
+
+/**
+ * Every op a backend implements, by name, with its one argument object. This
+ * table is the op list: the native addon exports a function of the same name
+ * taking the same object (native/binding/op_registry.cc), and the JS backend a
+ * method of the same name. Adding an op adds one entry here.
+ */
+export interface OpArgs {
+  gemm: GemmArgs;
+  softmax: SoftmaxArgs;
+  layerNorm: LayerNormArgs;
+  addLayerNorm: AddLayerNormArgs;
+  rmsNorm: RmsNormArgs;
+  addRmsNorm: AddRmsNormArgs;
+  relu: UnaryArgs;
+  gelu: GeluArgs;
+  binary: BinaryArgs;
+  embedding: EmbeddingArgs;
+  permute0213: Permute0213Args;
+  attention: AttentionArgs;
+}
+
+/** An op's name. */
+export type OpName = keyof OpArgs;
+
+/** The compute interface: one method per op, each taking its named arguments (outputs passed in). */
+export type BackendOps = { [K in OpName]: (args: OpArgs[K]) => void };
+
+export interface Backend extends BackendOps {
   readonly name: BackendName;
-  gemm(args: GemmArgs): void;
-  /** Stable softmax over each row of [rows, cols]. x and y may alias. */
-  softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
-  /** PyTorch LayerNorm over each row (biased variance). gamma/beta may be null. */
-  layerNorm(
-    x: Float32Array,
-    gamma: Float32Array | null,
-    beta: Float32Array | null,
-    y: Float32Array,
-    rows: number,
-    cols: number,
-    eps: number,
-  ): void;
-  /**
-   * Residual add fused with LayerNorm: per row, s = x + r, y = layerNorm(s);
-   * `sum` (optional) receives s. Results equal `binary(add)` then `layerNorm`.
-   * y and sum may each be x or r (in place) but not each other.
-   */
-  addLayerNorm(
-    x: Float32Array,
-    r: Float32Array,
-    gamma: Float32Array | null,
-    beta: Float32Array | null,
-    y: Float32Array,
-    sum: Float32Array | null,
-    rows: number,
-    cols: number,
-    eps: number,
-  ): void;
-  relu(x: Float32Array, y: Float32Array): void;
-  gelu(x: Float32Array, y: Float32Array, tanhApprox: boolean): void;
-  /**
-   * y = a op b over index space `shape` (≤ 8 dims); strides in elements, 0
-   * broadcasts. y is contiguous and must not alias a broadcast operand.
-   */
-  binary(
-    op: BinaryOp,
-    a: Float32Array,
-    aStrides: readonly number[],
-    b: Float32Array,
-    bStrides: readonly number[],
-    y: Float32Array,
-    shape: readonly number[],
-  ): void;
-  /** out[i, :] = weight[ids[i], :]; ids already range-checked by ops. */
-  embedding(weight: Float32Array, num: number, dim: number, ids: Int32Array, out: Float32Array): void;
-  /** [d0, d1, d2, d3] → [d0, d2, d1, d3]. x and y must not alias. */
-  permute0213(x: Float32Array, y: Float32Array, d0: number, d1: number, d2: number, d3: number): void;
-  /**
-   * Scaled dot-product attention (see AttentionArgs). A query row whose keys
-   * are all masked out yields NaN, as PyTorch's softmax over all -inf does.
-   */
-  attention(args: AttentionArgs): void;
 }
 
 export type BackendName = 'native' | 'js';
