@@ -340,7 +340,7 @@ export function softmax(x: F32, dim = -1, opts?: OutOptions): F32 {
   const be = resolveBackend(opts?.backend);
   if (x.ndim > 0 && d !== x.ndim - 1) {
     const t = transpose(x, d, -1, { backend: be });
-    be.softmax(t.data, t.data, t.size === 0 ? 0 : t.size / t.shape[t.ndim - 1]!, t.shape[t.ndim - 1]!);
+    be.softmax({ x: t.data, y: t.data, rows: t.size === 0 ? 0 : t.size / t.shape[t.ndim - 1]!, cols: t.shape[t.ndim - 1]! });
     const back = transpose(t, d, -1, { backend: be });
     if (opts?.out === undefined) return back;
     const y = output(fn, x.shape, opts.out, [], true);
@@ -353,7 +353,7 @@ export function softmax(x: F32, dim = -1, opts?: OutOptions): F32 {
   }
   const y = output(fn, x.shape, opts?.out, [['x', x]], true);
   const cols = x.ndim === 0 ? 1 : x.shape[x.ndim - 1]!;
-  if (x.size > 0) be.softmax(x.data, y.data, x.size / cols, cols);
+  if (x.size > 0) be.softmax({ x: x.data, y: y.data, rows: x.size / cols, cols });
   return y;
 }
 
@@ -371,9 +371,9 @@ export function layerNorm(
   const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, bias, eps);
   const y = output(fn, x.shape, opts?.out, [['x', x], ['weight', weight], ['bias', bias]], true);
   if (x.size === 0) return y;
-  resolveBackend(opts?.backend).layerNorm(
-    x.data, weight ? weight.data : null, bias ? bias.data : null, y.data, x.size / cols, cols, eps,
-  );
+  resolveBackend(opts?.backend).layerNorm({
+    x: x.data, weight: weight ? weight.data : null, bias: bias ? bias.data : null, y: y.data, rows: x.size / cols, cols, eps,
+  });
   return y;
 }
 
@@ -417,10 +417,10 @@ export function addLayerNorm(
     }
   }
   if (x.size === 0) return y;
-  resolveBackend(opts?.backend).addLayerNorm(
-    x.data, residual.data, weight ? weight.data : null, bias ? bias.data : null, y.data, sum ? sum.data : null,
-    x.size / cols, cols, eps,
-  );
+  resolveBackend(opts?.backend).addLayerNorm({
+    x: x.data, residual: residual.data, weight: weight ? weight.data : null, bias: bias ? bias.data : null, y: y.data,
+    sum: sum ? sum.data : null, rows: x.size / cols, cols, eps,
+  });
   return y;
 }
 
@@ -453,7 +453,7 @@ export function relu(x: F32, opts?: OutOptions): F32 {
   checkFloat('relu', 'x', x);
   checkOptions('relu', opts);
   const y = output('relu', x.shape, opts?.out, [['x', x]], true);
-  if (x.size > 0) resolveBackend(opts?.backend).relu(x.data, y.data);
+  if (x.size > 0) resolveBackend(opts?.backend).relu({ x: x.data, y: y.data });
   return y;
 }
 
@@ -470,7 +470,7 @@ export function gelu(x: F32, opts?: GeluOptions): F32 {
   const approx = opts?.approximate ?? 'none';
   if (approx !== 'none' && approx !== 'tanh') throw argTypeError('gelu', 'approximate', "be 'none' or 'tanh'", approx);
   const y = output('gelu', x.shape, opts?.out, [['x', x]], true);
-  if (x.size > 0) resolveBackend(opts?.backend).gelu(x.data, y.data, approx === 'tanh');
+  if (x.size > 0) resolveBackend(opts?.backend).gelu({ x: x.data, y: y.data, tanhApprox: approx === 'tanh' });
   return y;
 }
 
@@ -503,9 +503,10 @@ function binaryOp(fn: string, op: BinaryOp, a: F32, b: F32 | number, opts: OutOp
   if (keep.length > MAX_BINARY_DIMS) {
     throw argRangeErrorRaw(fn, 'b', `broadcast to at most ${MAX_BINARY_DIMS} non-unit dims`, formatShape(shape));
   }
-  resolveBackend(opts?.backend).binary(
-    op, a.data, keep.map((i) => aS[i]!), bt.data, keep.map((i) => bS[i]!), y.data, keep.map((i) => shape[i]!),
-  );
+  resolveBackend(opts?.backend).binary({
+    op, a: a.data, aStrides: keep.map((i) => aS[i]!), b: bt.data, bStrides: keep.map((i) => bS[i]!), y: y.data,
+    shape: keep.map((i) => shape[i]!),
+  });
   return y;
 }
 
@@ -555,7 +556,7 @@ export function embedding(ids: Tensor<'int32'>, weight: F32, opts?: OutOptions):
   const outShape = [...ids.shape, dim];
   checkShape(fn, 'out', outShape);
   const y = output(fn, outShape, opts?.out, [['weight', weight]], false);
-  if (y.size > 0) resolveBackend(opts?.backend).embedding(weight.data, num, dim, ids.data, y.data);
+  if (y.size > 0) resolveBackend(opts?.backend).embedding({ weight: weight.data, num, dim, ids: ids.data, out: y.data });
   return y;
 }
 
@@ -584,7 +585,7 @@ export function splitHeads(x: F32, numHeads: number, opts?: OutOptions): F32 {
   }
   const hd = e / numHeads;
   const y = output(fn, [bsz, numHeads, seq, hd], opts?.out, [['x', x]], false);
-  if (y.size > 0) resolveBackend(opts?.backend).permute0213(x.data, y.data, bsz, seq, numHeads, hd);
+  if (y.size > 0) resolveBackend(opts?.backend).permute0213({ x: x.data, y: y.data, d0: bsz, d1: seq, d2: numHeads, d3: hd });
   return y;
 }
 
@@ -596,7 +597,7 @@ export function mergeHeads(x: F32, opts?: OutOptions): F32 {
   if (x.ndim !== 4) throw shapeError(fn, 'x', '[batch, heads, seq, head_dim]', x.shape);
   const [bsz, h, seq, hd] = x.shape as [number, number, number, number];
   const y = output(fn, [bsz, seq, h * hd], opts?.out, [['x', x]], false);
-  if (y.size > 0) resolveBackend(opts?.backend).permute0213(x.data, y.data, bsz, h, seq, hd);
+  if (y.size > 0) resolveBackend(opts?.backend).permute0213({ x: x.data, y: y.data, d0: bsz, d1: h, d2: seq, d3: hd });
   return y;
 }
 
@@ -648,7 +649,7 @@ export function transpose<D extends DType>(
   const n0 = x.shape[d0]!;
   const n1 = x.shape[d1]!;
   if (mid === 1 && x.dtype === 'float32') {
-    resolveBackend(opts?.backend).permute0213(x.data as Float32Array, y.data as Float32Array, outer, n0, n1, inner);
+    resolveBackend(opts?.backend).permute0213({ x: x.data as Float32Array, y: y.data as Float32Array, d0: outer, d1: n0, d2: n1, d3: inner });
     return y;
   }
   // View x as [outer, n0, mid, n1, inner] and write y as [outer, n1, mid, n0, inner].

@@ -167,14 +167,14 @@ describe.each(backends)('%s backend kernels', (name) => {
       it(`${rows}x${cols}`, () => {
         const x = randomData(rows * cols, rows + cols, 5);
         const y = new Float32Array(x.length);
-        be.softmax(x, y, rows, cols);
+        be.softmax({ x, y, rows, cols });
         expectClose(y, naiveSoftmax(x, rows, cols), 1e-5, 1e-7);
       });
     }
 
     it('is stable for large inputs and works in place', () => {
       const x = new Float32Array([1000, 1001, 1002, -1000, 0, 1000]);
-      be.softmax(x, x, 2, 3);
+      be.softmax({ x, y: x, rows: 2, cols: 3 });
       expectClose(x, naiveSoftmax(new Float32Array([1000, 1001, 1002, -1000, 0, 1000]), 2, 3), 1e-5, 1e-7);
       expect(x.every(Number.isFinite)).toBe(true);
     });
@@ -202,7 +202,7 @@ describe.each(backends)('%s backend kernels', (name) => {
           const g = affine === 'both' || affine === 'gamma' ? randomData(cols, 1) : null;
           const bt = affine === 'both' || affine === 'beta' ? randomData(cols, 2) : null;
           const y = new Float32Array(x.length);
-          be.layerNorm(x, g, bt, y, rows, cols, 1e-5);
+          be.layerNorm({ x, weight: g, bias: bt, y, rows, cols, eps: 1e-5 });
           expectClose(y, naiveLayerNorm(x, g, bt, rows, cols, 1e-5), 1e-5, 1e-5);
         });
       }
@@ -213,7 +213,7 @@ describe.each(backends)('%s backend kernels', (name) => {
       const x = randomData(cols, 5);
       for (let j = 0; j < cols; j++) x[j] = x[j]! + 1e4;
       const want = naiveLayerNorm(x, null, null, 1, cols, 1e-5);
-      be.layerNorm(x, null, null, x, 1, cols, 1e-5);
+      be.layerNorm({ x, weight: null, bias: null, y: x, rows: 1, cols, eps: 1e-5 });
       expectClose(x, want, 1e-3, 1e-3);
     });
   });
@@ -224,19 +224,19 @@ describe.each(backends)('%s backend kernels', (name) => {
 
     it('relu', () => {
       const y = new Float32Array(x.length);
-      be.relu(x, y);
+      be.relu({ x, y });
       expect(Array.from(y)).toEqual(Array.from(x, (v) => Math.max(v, 0)));
     });
 
     it('gelu exact', () => {
       const y = new Float32Array(x.length);
-      be.gelu(x, y, false);
+      be.gelu({ x, y, tanhApprox: false });
       expectClose(y, Array.from(x, refGelu), 1e-5, 1e-7);
     });
 
     it('gelu tanh', () => {
       const y = x.slice();
-      be.gelu(y, y, true);
+      be.gelu({ x: y, y, tanhApprox: true });
       expectClose(y, Array.from(x, refGeluTanh), 1e-5, 1e-7);
     });
   });
@@ -291,7 +291,7 @@ describe.each(backends)('%s backend kernels', (name) => {
         for (const [op, f] of ops) {
           const size = c.shape.reduce((p, d) => p * d, 1);
           const y = new Float32Array(size);
-          be.binary(op, a, c.as, b, c.bs, y, c.shape);
+          be.binary({ op, a, aStrides: c.as, b, bStrides: c.bs, y, shape: c.shape });
           expect(Array.from(y)).toEqual(naiveBinary(f, a, c.as, b, c.bs, c.shape));
         }
       });
@@ -303,7 +303,7 @@ describe.each(backends)('%s backend kernels', (name) => {
     const w = randomData(num * dim, 3);
     const ids = new Int32Array([3, 0, 9, 3, 5]);
     const out = new Float32Array(ids.length * dim);
-    be.embedding(w, num, dim, ids, out);
+    be.embedding({ weight: w, num, dim, ids, out });
     ids.forEach((id, i) => expect(Array.from(out.subarray(i * dim, (i + 1) * dim))).toEqual(
       Array.from(w.subarray(id * dim, (id + 1) * dim))));
   });
@@ -313,7 +313,7 @@ describe.each(backends)('%s backend kernels', (name) => {
       const [d0, d1, d2, d3] = dims;
       const x = randomData(d0 * d1 * d2 * d3, 4);
       const y = new Float32Array(x.length);
-      be.permute0213(x, y, d0, d1, d2, d3);
+      be.permute0213({ x, y, d0, d1, d2, d3 });
       for (let a = 0; a < d0; a++) {
         for (let b = 0; b < d1; b++) {
           for (let c = 0; c < d2; c++) {

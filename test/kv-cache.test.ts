@@ -188,7 +188,7 @@ describe.each(backends)('%s backend', (backend) => {
     let flops = 0;
     const inner = getBackend(backend);
     const gemm = (g: GemmArgs): void => {
-      flops += g.m * g.n * g.k * g.batch;
+      flops += g.m * g.n * g.k * (g.batch ?? 1);
       inner.gemm(g);
     };
     // A proxy over an empty target: backends may be frozen, and a proxy of a frozen object must not change a method.

@@ -9,7 +9,7 @@
  * backend explicitly then throws an Error carrying the original cause.
  */
 import * as path from 'node:path';
-import type { AttentionArgs, AttentionMask, AttentionPrecision, Backend, GemmArgs, BinaryOp, WeightPrecision } from './backend';
+import type { AttentionArgs, AttentionMask, AttentionPrecision, Backend, GemmArgs, WeightPrecision } from './backend';
 import { registerBackend, setNativeLoadError } from './registry';
 import { recordingList, type CommandList } from './recording';
 
@@ -39,7 +39,14 @@ export type IsaName = 'avx512' | 'avx2' | 'portable';
  * the Backend methods whose arguments are already flat, and the three that take them spread out.
  */
 export interface AddonOps
-  extends Pick<Backend, 'softmax' | 'layerNorm' | 'addLayerNorm' | 'relu' | 'gelu' | 'embedding' | 'permute0213'> {
+  {
+  softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
+  layerNorm(x: Float32Array, g: Float32Array | null, b: Float32Array | null, y: Float32Array, rows: number, cols: number, eps: number): void;
+  addLayerNorm(x: Float32Array, r: Float32Array, g: Float32Array | null, b: Float32Array | null, y: Float32Array, s: Float32Array | null, rows: number, cols: number, eps: number): void;
+  relu(x: Float32Array, y: Float32Array): void;
+  gelu(x: Float32Array, y: Float32Array, t: boolean): void;
+  embedding(w: Float32Array, num: number, dim: number, ids: Int32Array, out: Float32Array): void;
+  permute0213(x: Float32Array, y: Float32Array, d0: number, d1: number, d2: number, d3: number): void;
   gemm(
     a: Float32Array,
     b: Float32Array,
@@ -157,7 +164,7 @@ function makeNativeBackend(a: Addon): Backend {
   // takes its packing with it.
   const packedWeights = new WeakMap<Float32Array, Map<string, PackedWeight>>();
   const packedFor = (g: GemmArgs): PackedWeight | null => {
-    if (!g.cacheB || !g.transB || (g.batch > 1 && g.strideB !== 0)) return null;
+    if (!g.cacheB || !g.transB || ((g.batch ?? 1) > 1 && (g.strideB ?? 0) !== 0)) return null;
     const precision = g.bPrecision ?? 'float32';
     // float32 at M = 1 never packs (the GEMV path streams B as it is); bfloat16 packs for every M, since
     // its GEMV reads the half-size packed weights.
@@ -172,20 +179,33 @@ function makeNativeBackend(a: Addon): Backend {
     }
     return packed;
   };
+  // Interim: the addon still takes positional arguments (the named-parameter binding replaces this table).
   return {
     name: 'native',
-    gemm: (g: GemmArgs) =>
-      call('gemm', g.a, g.b, g.c, g.m, g.n, g.k, g.transA, g.transB, g.alpha, g.beta, g.bias, g.act, g.batch, g.strideA,
-        g.strideB, g.strideC, packedFor(g)),
-    softmax: (x, y, rows, cols) => call('softmax', x, y, rows, cols),
-    layerNorm: (x, gamma, beta, y, rows, cols, eps) => call('layerNorm', x, gamma, beta, y, rows, cols, eps),
-    addLayerNorm: (x, r, gamma, beta, y, sum, rows, cols, eps) =>
-      call('addLayerNorm', x, r, gamma, beta, y, sum, rows, cols, eps),
-    relu: (x, y) => call('relu', x, y),
-    gelu: (x, y, tanhApprox) => call('gelu', x, y, tanhApprox),
-    binary: (op: BinaryOp, x, xs, y, ys, out, shape) => call('binary', op, x, xs, y, ys, out, shape),
-    embedding: (weight, num, dim, ids, out) => call('embedding', weight, num, dim, ids, out),
-    permute0213: (x, y, d0, d1, d2, d3) => call('permute0213', x, y, d0, d1, d2, d3),
+    gemm: (g: GemmArgs) => {
+      const transA = g.transA ?? false;
+      const transB = g.transB ?? false;
+      if ((g.lda !== undefined && g.lda !== (transA ? g.m : g.k)) || (g.ldb !== undefined && g.ldb !== (transB ? g.k : g.n)) ||
+        (g.ldc !== undefined && g.ldc !== g.n)) {
+        throw new RangeError('gemm: leading dimensions other than the defaults need the named-parameter addon');
+      }
+      call('gemm', g.a, g.b, g.c, g.m, g.n, g.k, transA, transB, g.alpha ?? 1, g.beta ?? 0, g.bias ?? null,
+        g.act ?? 0, g.batch ?? 1, g.strideA ?? 0, g.strideB ?? 0, g.strideC ?? 0, packedFor(g));
+    },
+    softmax: (t) => call('softmax', t.x, t.y, t.rows, t.cols),
+    layerNorm: (t) => call('layerNorm', t.x, t.weight, t.bias, t.y, t.rows, t.cols, t.eps),
+    addLayerNorm: (t) => call('addLayerNorm', t.x, t.residual, t.weight, t.bias, t.y, t.sum, t.rows, t.cols, t.eps),
+    rmsNorm: () => {
+      throw new Error('rmsNorm: not in this addon build');
+    },
+    addRmsNorm: () => {
+      throw new Error('addRmsNorm: not in this addon build');
+    },
+    relu: (t) => call('relu', t.x, t.y),
+    gelu: (t) => call('gelu', t.x, t.y, t.tanhApprox),
+    binary: (t) => call('binary', t.op, t.a, t.aStrides, t.b, t.bStrides, t.y, t.shape),
+    embedding: (t) => call('embedding', t.weight, t.num, t.dim, t.ids, t.out),
+    permute0213: (t) => call('permute0213', t.x, t.y, t.d0, t.d1, t.d2, t.d3),
     attention: (t: AttentionArgs) =>
       call('attention', t.q, t.k, t.v, t.out, t.qStrides, t.kStrides, t.vStrides, t.outStrides,
         [t.batch, t.heads, t.lq, t.lk, t.dk, t.dv], t.scale, t.masks, t.causal, t.weights, t.precision),

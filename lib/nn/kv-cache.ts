@@ -100,7 +100,7 @@ export class KVCache {
       const oldCap = this.#capacity;
       for (let b = 0; b < this.batch; b++) {
         const src = old.subarray(b * oldCap * row, (b * oldCap + len) * row);
-        be.binary(BinaryOp.Add, src, [1], ZERO, [0], next.subarray(b * cap * row, (b * cap + len) * row), [len * row]);
+        be.binary({ op: BinaryOp.Add, a: src, aStrides: [1], b: ZERO, bStrides: [0], y: next.subarray(b * cap * row, (b * cap + len) * row), shape: [len * row] });
       }
     }
     this.#data = next;

@@ -369,7 +369,7 @@ export class MultiheadAttention extends Module {
         for (let b = 0; b < n; b++) {
           const src = kv.subarray(b * row, ((t - 1) * n + b) * row + row);
           const dst = data.subarray((b * cap + pos) * row, (b * cap + pos + t) * row);
-          be.binary(BinaryOp.Add, src, [n * row, 1], ZERO, [0, 0], dst, [t, row]);
+          be.binary({ op: BinaryOp.Add, a: src, aStrides: [n * row, 1], b: ZERO, bStrides: [0, 0], y: dst, shape: [t, row] });
         }
       }
       cache.advance(t);
@@ -574,8 +574,8 @@ function appendRows(
   for (let b = 0; b < n; b++) {
     const from = b * strides[0];
     const span = (s - 1) * strides[2] + e;
-    be.binary(BinaryOp.Add, src.data.subarray(from, from + span), [strides[2], 1], ZERO, [0, 0], out.subarray(b * len * e, (b * len + s) * e), [s, e]);
-    if (biasRow) be.binary(BinaryOp.Add, biasRow, [1], ZERO, [0], out.subarray((b * len + s) * e, (b * len + s + 1) * e), [e]);
+    be.binary({ op: BinaryOp.Add, a: src.data.subarray(from, from + span), aStrides: [strides[2], 1], b: ZERO, bStrides: [0, 0], y: out.subarray(b * len * e, (b * len + s) * e), shape: [s, e] });
+    if (biasRow) be.binary({ op: BinaryOp.Add, a: biasRow, aStrides: [1], b: ZERO, bStrides: [0], y: out.subarray((b * len + s) * e, (b * len + s + 1) * e), shape: [e] });
   }
   return { data: out, rowStride: e };
 }

@@ -8,6 +8,7 @@
  * tight loop with the op chosen outside it; outer dims use an odometer.
  */
 import { BinaryOp } from '../backend';
+import type { BinaryArgs } from '../backend';
 
 const MAX_DIMS = 8;
 // Scratch for the coalesced problem, reused across calls (no allocation per call).
@@ -56,10 +57,8 @@ function inner(
 }
 
 /** The JS backend's {@link Backend.binary}. */
-export function binary(
-  op: BinaryOp, a: Float32Array, aStrides: readonly number[], b: Float32Array, bStrides: readonly number[],
-  y: Float32Array, shape: readonly number[],
-): void {
+export function binary(args: BinaryArgs): void {
+  const { op, a, aStrides, b, bStrides, y, shape } = args;
   const nd = shape.length;
   if (nd > MAX_DIMS || aStrides.length !== nd || bStrides.length !== nd) {
     throw new RangeError(`binary: argument 'shape' must have at most ${MAX_DIMS} dims with one stride per dim for ` +

@@ -173,10 +173,10 @@ function storeTile(
 }
 
 /** k == 0: op(A)·op(B) is all zeros, so C = act(beta·C + bias). */
-function gemmEmptyK(c: Float32Array, offC: number, m: number, n: number, beta: number, bias: Float32Array | null,
-  act: Activation): void {
+function gemmEmptyK(c: Float32Array, offC: number, ldc: number, m: number, n: number, beta: number,
+  bias: Float32Array | null, act: Activation): void {
   for (let i = 0; i < m; i++) {
-    const row = offC + i * n;
+    const row = offC + i * ldc;
     for (let j = 0; j < n; j++) {
       let v = beta === 0 ? 0 : beta * c[row + j]!;
       if (bias !== null) v += bias[j]!;
@@ -185,14 +185,23 @@ function gemmEmptyK(c: Float32Array, offC: number, m: number, n: number, beta: n
   }
 }
 
-function gemmOne(args: GemmArgs, offA: number, offB: number, offC: number): void {
-  const { a, b, c, m, n, k, transA, transB, alpha, beta, bias, act } = args;
+/** A GEMM's arguments with every default filled in (see GemmArgs). */
+interface FullGemm {
+  a: Float32Array; b: Float32Array; c: Float32Array;
+  m: number; n: number; k: number;
+  transA: boolean; transB: boolean;
+  lda: number; ldb: number; ldc: number;
+  alpha: number; beta: number;
+  bias: Float32Array | null; act: Activation;
+  batch: number; strideA: number; strideB: number; strideC: number;
+}
+
+function gemmOne(g: FullGemm, offA: number, offB: number, offC: number): void {
+  const { a, b, c, m, n, k, transA, transB, lda, ldb, ldc, alpha, beta, bias, act } = g;
   if (k === 0) {
-    gemmEmptyK(c, offC, m, n, beta, bias, act);
+    gemmEmptyK(c, offC, ldc, m, n, beta, bias, act);
     return;
   }
-  const lda = transA ? m : k;
-  const ldb = transB ? k : n;
   for (let jc = 0; jc < n; jc += NC) {
     const nc = Math.min(NC, n - jc);
     for (let pc = 0; pc < k; pc += KC) {
@@ -207,7 +216,7 @@ function gemmOne(args: GemmArgs, offA: number, offB: number, offC: number): void
           const nr = Math.min(NR, nc - jr);
           for (let ir = 0; ir < mc; ir += MR) {
             microKernel(packA, ir * kc, packB, jr * kc, kc, tile);
-            storeTile(tile, c, offC + (ic + ir) * n + jc + jr, n, Math.min(MR, mc - ir), nr,
+            storeTile(tile, c, offC + (ic + ir) * ldc + jc + jr, ldc, Math.min(MR, mc - ir), nr,
               alpha, beta, first, last, bias, jc + jr, act);
           }
         }
@@ -216,11 +225,19 @@ function gemmOne(args: GemmArgs, offA: number, offB: number, offC: number): void
   }
 }
 
-function checkExtent(name: string, arr: Float32Array, batch: number, stride: number, count: number): void {
+function checkExtent(name: string, arr: Float32Array, batch: number, stride: number, rows: number, ld: number,
+  cols: number): void {
   // Reads past the end of a typed array yield undefined → NaN silently, so refuse up front.
+  const count = rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols;
   const need = count === 0 || batch === 0 ? 0 : (batch - 1) * stride + count;
   if (arr.length < need) {
     throw new RangeError(`gemm: argument '${name}' must have at least ${need} elements, got ${arr.length}`);
+  }
+}
+
+function checkLd(name: string, ld: number, min: number): void {
+  if (!Number.isInteger(ld) || ld < min) {
+    throw new RangeError(`gemm: argument '${name}' must be an integer >= ${min}, got ${ld}`);
   }
 }
 
@@ -230,20 +247,32 @@ export function gemm(args: GemmArgs): void {
     // Reference of the native bf16 path: both operands rounded to bfloat16, products accumulated in float32.
     args = { ...args, a: roundToBf16(args.a), b: bf16Weight(args.b), bPrecision: 'float32' };
   }
-  const { m, n, k, batch, strideA, strideB, strideC } = args;
+  const { m, n, k } = args;
+  const transA = args.transA ?? false;
+  const transB = args.transB ?? false;
+  const batch = args.batch ?? 1;
   for (const [name, v] of [['m', m], ['n', n], ['k', k], ['batch', batch]] as const) {
     if (!Number.isInteger(v) || v < 0) {
       throw new RangeError(`gemm: argument '${name}' must be an integer >= 0, got ${v}`);
     }
   }
+  const g: FullGemm = {
+    a: args.a, b: args.b, c: args.c, m, n, k, transA, transB,
+    lda: args.lda ?? (transA ? m : k), ldb: args.ldb ?? (transB ? k : n), ldc: args.ldc ?? n,
+    alpha: args.alpha ?? 1, beta: args.beta ?? 0, bias: args.bias ?? null, act: args.act ?? Activation.None,
+    batch, strideA: args.strideA ?? 0, strideB: args.strideB ?? 0, strideC: args.strideC ?? 0,
+  };
+  checkLd('lda', g.lda, transA ? m : k);
+  checkLd('ldb', g.ldb, transB ? k : n);
+  checkLd('ldc', g.ldc, n);
   if (m === 0 || n === 0 || batch === 0) return;
-  checkExtent('a', args.a, batch, strideA, m * k);
-  checkExtent('b', args.b, batch, strideB, k * n);
-  checkExtent('c', args.c, batch, strideC, m * n);
-  if (args.bias !== null && args.bias.length < n) {
-    throw new RangeError(`gemm: argument 'bias' must have at least ${n} elements, got ${args.bias.length}`);
+  checkExtent('a', g.a, batch, g.strideA, transA ? k : m, g.lda, transA ? m : k);
+  checkExtent('b', g.b, batch, g.strideB, transB ? n : k, g.ldb, transB ? k : n);
+  checkExtent('c', g.c, batch, g.strideC, m, g.ldc, n);
+  if (g.bias !== null && g.bias.length < n) {
+    throw new RangeError(`gemm: argument 'bias' must have at least ${n} elements, got ${g.bias.length}`);
   }
-  for (let i = 0; i < batch; i++) gemmOne(args, i * strideA, i * strideB, i * strideC);
+  for (let i = 0; i < batch; i++) gemmOne(g, i * g.strideA, i * g.strideB, i * g.strideC);
 }
 
 const bf16Weights = new WeakMap<Float32Array, Float32Array>();

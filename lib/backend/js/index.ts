@@ -6,7 +6,7 @@ import type { Backend } from '../backend';
 import { attention } from './attention';
 import { binary } from './binary';
 import { gemm } from './gemm';
-import { addLayerNorm, embedding, gelu, layerNorm, permute0213, relu, softmax } from './layer';
+import { addLayerNorm, addRmsNorm, embedding, gelu, layerNorm, permute0213, relu, rmsNorm, softmax } from './layer';
 
 export { erf, erfc, geluExact, geluTanh } from './math';
 
@@ -17,6 +17,8 @@ export const jsBackend: Backend = Object.freeze({
   softmax,
   layerNorm,
   addLayerNorm,
+  rmsNorm,
+  addRmsNorm,
   relu,
   gelu,
   binary,

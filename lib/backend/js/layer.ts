@@ -1,77 +1,136 @@
 /**
  * Row-wise and element-wise kernels of the JS backend: softmax, layerNorm,
- * relu, gelu, embedding gather and the 0213 permute. Plain loops over flat
- * typed arrays, no allocation; reductions run in double.
+ * rmsNorm (and their residual-add forms), relu, gelu, embedding gather and
+ * the 0213 permute. Plain loops over flat typed arrays, no allocation;
+ * reductions run in double.
  */
+import type {
+  AddLayerNormArgs,
+  AddRmsNormArgs,
+  EmbeddingArgs,
+  GeluArgs,
+  LayerNormArgs,
+  Permute0213Args,
+  RmsNormArgs,
+  SoftmaxArgs,
+  UnaryArgs,
+} from '../backend';
 import { geluExact, geluTanh } from './math';
 
+/** A row stride argument: its default (cols) or a checked integer ≥ cols. */
+function rowStride(fn: string, name: string, value: number | undefined, cols: number): number {
+  if (value === undefined) return cols;
+  if (!Number.isInteger(value) || value < cols) {
+    throw new RangeError(`${fn}: argument '${name}' must be an integer >= cols (${cols}), got ${value}`);
+  }
+  return value;
+}
+
 /** Stable softmax over each row of [rows, cols] (max-subtracted). x and y may alias. */
-export function softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void {
-  for (let r = 0, o = 0; r < rows; r++, o += cols) {
+export function softmax(args: SoftmaxArgs): void {
+  const { x, y, rows, cols } = args;
+  const ldx = rowStride('softmax', 'xRowStride', args.xRowStride, cols);
+  const ldy = rowStride('softmax', 'yRowStride', args.yRowStride, cols);
+  for (let r = 0; r < rows; r++) {
+    const ox = r * ldx;
+    const oy = r * ldy;
     let max = -Infinity;
     for (let j = 0; j < cols; j++) {
-      const v = x[o + j]!;
+      const v = x[ox + j]!;
       if (v > max) max = v;
     }
     // A row of all -Infinity gives NaN (exp(-inf - -inf)), as in PyTorch.
     let sum = 0;
     for (let j = 0; j < cols; j++) {
-      const e = Math.exp(x[o + j]! - max);
-      y[o + j] = e;
+      const e = Math.exp(x[ox + j]! - max);
+      y[oy + j] = e;
       sum += e;
     }
     const inv = 1 / sum;
-    for (let j = 0; j < cols; j++) y[o + j] = y[o + j]! * inv;
+    for (let j = 0; j < cols; j++) y[oy + j] = y[oy + j]! * inv;
   }
 }
 
 /**
- * PyTorch LayerNorm over each row: (x − mean) / √(var + eps) · gamma + beta
+ * PyTorch LayerNorm over each row: (x − mean) / √(var + eps) · weight + bias
  * with biased variance. Two passes (mean, then squared deviations) in double
  * so large offsets do not cancel. x and y may alias.
  */
-export function layerNorm(
-  x: Float32Array, gamma: Float32Array | null, beta: Float32Array | null, y: Float32Array,
-  rows: number, cols: number, eps: number,
-): void {
-  for (let r = 0, o = 0; r < rows; r++, o += cols) {
+export function layerNorm(args: LayerNormArgs): void {
+  const { x, weight, bias, y, rows, cols, eps } = args;
+  const ldx = rowStride('layerNorm', 'xRowStride', args.xRowStride, cols);
+  const ldy = rowStride('layerNorm', 'yRowStride', args.yRowStride, cols);
+  for (let r = 0; r < rows; r++) {
+    const ox = r * ldx;
+    const oy = r * ldy;
     let sum = 0;
-    for (let j = 0; j < cols; j++) sum += x[o + j]!;
+    for (let j = 0; j < cols; j++) sum += x[ox + j]!;
     const mean = sum / cols;
     let sq = 0;
     for (let j = 0; j < cols; j++) {
-      const d = x[o + j]! - mean;
+      const d = x[ox + j]! - mean;
       sq += d * d;
     }
     const rstd = 1 / Math.sqrt(sq / cols + eps);
-    if (gamma !== null && beta !== null) {
-      for (let j = 0; j < cols; j++) y[o + j] = (x[o + j]! - mean) * rstd * gamma[j]! + beta[j]!;
-    } else if (gamma !== null) {
-      for (let j = 0; j < cols; j++) y[o + j] = (x[o + j]! - mean) * rstd * gamma[j]!;
-    } else if (beta !== null) {
-      for (let j = 0; j < cols; j++) y[o + j] = (x[o + j]! - mean) * rstd + beta[j]!;
-    } else {
-      for (let j = 0; j < cols; j++) y[o + j] = (x[o + j]! - mean) * rstd;
+    for (let j = 0; j < cols; j++) {
+      let v = (x[ox + j]! - mean) * rstd;
+      if (weight !== null) v *= weight[j]!;
+      if (bias !== null) v += bias[j]!;
+      y[oy + j] = v;
     }
   }
 }
 
 /**
  * Residual add fused with LayerNorm (see Backend.addLayerNorm): per row, the
- * float32 sum x + r (into `sum` or y), then layerNorm of it into y.
+ * float32 sum x + residual (into `sum` or y), then layerNorm of it into y.
  */
-export function addLayerNorm(
-  x: Float32Array, r: Float32Array, gamma: Float32Array | null, beta: Float32Array | null, y: Float32Array,
-  sum: Float32Array | null, rows: number, cols: number, eps: number,
-): void {
-  const s = sum ?? y;
-  const n = rows * cols;
+export function addLayerNorm(args: AddLayerNormArgs): void {
+  const { x, residual, weight, bias, y, sum, rows, cols, eps } = args;
+  const s = addRows(x, residual, sum ?? y, rows * cols);
+  layerNorm({ x: s, weight, bias, y, rows, cols, eps });
+}
+
+/**
+ * PyTorch RMSNorm over each row: x / √(mean(x²) + eps) · weight. The mean of
+ * squares is accumulated in double. x and y may alias.
+ */
+export function rmsNorm(args: RmsNormArgs): void {
+  const { x, weight, y, rows, cols, eps } = args;
+  const ldx = rowStride('rmsNorm', 'xRowStride', args.xRowStride, cols);
+  const ldy = rowStride('rmsNorm', 'yRowStride', args.yRowStride, cols);
+  for (let r = 0; r < rows; r++) {
+    const ox = r * ldx;
+    const oy = r * ldy;
+    let sq = 0;
+    for (let j = 0; j < cols; j++) {
+      const v = x[ox + j]!;
+      sq += v * v;
+    }
+    const rrms = 1 / Math.sqrt(sq / cols + eps);
+    if (weight !== null) {
+      for (let j = 0; j < cols; j++) y[oy + j] = x[ox + j]! * rrms * weight[j]!;
+    } else {
+      for (let j = 0; j < cols; j++) y[oy + j] = x[ox + j]! * rrms;
+    }
+  }
+}
+
+/** Residual add fused with RMSNorm (see Backend.addRmsNorm). */
+export function addRmsNorm(args: AddRmsNormArgs): void {
+  const { x, residual, weight, y, sum, rows, cols, eps } = args;
+  const s = addRows(x, residual, sum ?? y, rows * cols);
+  rmsNorm({ x: s, weight, y, rows, cols, eps });
+}
+
+/** s = x + r over n elements, rounded to float32 (s may be x or r). */
+function addRows(x: Float32Array, r: Float32Array, s: Float32Array, n: number): Float32Array {
   for (let i = 0; i < n; i++) s[i] = x[i]! + r[i]!;
-  layerNorm(s, gamma, beta, y, rows, cols, eps);
+  return s;
 }
 
 /** y = max(x, 0); NaN stays NaN (as in PyTorch). x and y may alias. */
-export function relu(x: Float32Array, y: Float32Array): void {
+export function relu({ x, y }: UnaryArgs): void {
   const n = x.length;
   for (let i = 0; i < n; i++) {
     const v = x[i]!;
@@ -80,7 +139,7 @@ export function relu(x: Float32Array, y: Float32Array): void {
 }
 
 /** GELU, exact (erf) or tanh approximation. x and y may alias. */
-export function gelu(x: Float32Array, y: Float32Array, tanhApprox: boolean): void {
+export function gelu({ x, y, tanhApprox }: GeluArgs): void {
   const n = x.length;
   if (tanhApprox) {
     for (let i = 0; i < n; i++) y[i] = geluTanh(x[i]!);
@@ -90,7 +149,7 @@ export function gelu(x: Float32Array, y: Float32Array, tanhApprox: boolean): voi
 }
 
 /** out[i, :] = weight[ids[i], :]. Re-checks ids so a bad one can never read out of bounds. */
-export function embedding(weight: Float32Array, num: number, dim: number, ids: Int32Array, out: Float32Array): void {
+export function embedding({ weight, num, dim, ids, out }: EmbeddingArgs): void {
   const n = ids.length;
   for (let i = 0; i < n; i++) {
     const id = ids[i]!;
@@ -104,7 +163,7 @@ export function embedding(weight: Float32Array, num: number, dim: number, ids: I
 }
 
 /** [d0, d1, d2, d3] → [d0, d2, d1, d3], copying contiguous runs of d3. x and y must not alias. */
-export function permute0213(x: Float32Array, y: Float32Array, d0: number, d1: number, d2: number, d3: number): void {
+export function permute0213({ x, y, d0, d1, d2, d3 }: Permute0213Args): void {
   for (let a = 0; a < d0; a++) {
     for (let b = 0; b < d1; b++) {
       for (let c = 0; c < d2; c++) {
