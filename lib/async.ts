@@ -22,8 +22,8 @@
  * oversubscribe the cores, and each gives exactly the result of a sync call.
  */
 import { addon } from './backend/native';
-import { recordingList, setRecordingList } from './backend/recording';
-import { closeBufferScope, openBufferScope, releaseBufferScope } from './workspace';
+import { currentContext, withContext } from './context';
+import { newBufferScope, releaseBufferScope } from './workspace';
 
 /** Options of {@link runAsync}. */
 export interface RunAsyncOptions {
@@ -53,19 +53,16 @@ export async function runAsync<T>(fn: () => T, options: RunAsyncOptions = {}): P
   if (signal?.aborted) throw abortError(signal);
   if (!addon) return fn();
   // Nested: part of the enclosing recording.
-  if (recordingList()) return fn();
+  if (currentContext().recording) return fn();
   const list = addon.createCommandList();
   let result: T;
-  const scope = options.reuseBuffers ? openBufferScope() : null;
-  setRecordingList(list);
+  const scope = options.reuseBuffers ? newBufferScope() : null;
   try {
-    result = fn();
+    // Recording: every native call appends to `list`; outputs come from `scope` (or fresh buffers).
+    result = withContext({ recording: list, bufferScope: scope }, fn);
   } catch (err) {
     if (scope) releaseBufferScope(scope, null);
     throw err;
-  } finally {
-    setRecordingList(null);
-    if (scope) closeBufferScope();
   }
   const onAbort = (): void => addon!.cancel(list);
   signal?.addEventListener('abort', onAbort, { once: true });

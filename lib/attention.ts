@@ -12,6 +12,7 @@ import { allocateUninitialized } from './dtype';
 import { formatShape } from './errors';
 import type { AttentionMask, AttentionPrecision } from './backend/backend';
 import { resolveBackend } from './backend/registry';
+import { currentContext } from './context';
 import type { OpOptions } from './ops';
 
 /** Options of {@link scaledDotProductAttention}. */
@@ -66,7 +67,8 @@ export function scaledDotProductAttention(
   const [batch, heads] = lead;
   const scale = opts.scale ?? 1 / Math.sqrt(e);
   if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new TypeError(`${fn}: option 'scale' must be a finite number, got ${scale}`);
-  const precision = opts.precision ?? 'float32';
+  // The option, else the execution context's (a module's useAttentionPrecision).
+  const precision = opts.precision ?? currentContext().attentionPrecision;
   if (precision !== 'float32' && precision !== 'bfloat16') {
     throw new TypeError(`${fn}: option 'precision' must be 'float32' or 'bfloat16', got ${String(precision)}`);
   }

@@ -27,7 +27,7 @@ import {
   shapeError,
 } from './errors';
 import { Tensor, contiguousStrides, empty } from './tensor';
-import { recordingList } from './backend/recording';
+import { currentContext } from './context';
 import type { Shape } from './tensor';
 
 /** Options every op accepts. */
@@ -303,7 +303,8 @@ export function linear(x: F32, weight: F32, bias?: F32 | null, opts?: LinearOpti
     throw argTypeError(fn, 'activation', "be 'none', 'relu', 'gelu' or 'gelu_tanh'", actName);
   }
   const act = ACTIVATIONS[actName];
-  const weightPrecision = opts?.weightPrecision ?? 'float32';
+  // A cached weight's precision: the option, else the execution context's (a module's useWeightPrecision).
+  const weightPrecision = opts?.weightPrecision ?? (opts?.cacheWeight === true ? currentContext().weightPrecision : 'float32');
   if (weightPrecision !== 'float32' && weightPrecision !== 'bfloat16') {
     throw argTypeError(fn, 'weightPrecision', "be 'float32' or 'bfloat16'", weightPrecision);
   }
@@ -320,7 +321,7 @@ export function linear(x: F32, weight: F32, bias?: F32 | null, opts?: LinearOpti
     m: prod(x.shape, 0, x.ndim - 1), n: nOut, k: nIn,
     transA: false, transB: true, alpha: 1, beta: 0, bias: bias ? bias.data : null, act,
     batch: 1, strideA: 0, strideB: 0, strideC: 0, cacheB: opts?.cacheWeight === true,
-    ...(opts?.weightPrecision !== undefined ? { bPrecision: weightPrecision } : {}),
+    ...(weightPrecision !== 'float32' ? { bPrecision: weightPrecision } : {}),
   });
   return y;
 }
@@ -344,7 +345,7 @@ export function softmax(x: F32, dim = -1, opts?: OutOptions): F32 {
     const back = transpose(t, d, -1, { backend: be });
     if (opts?.out === undefined) return back;
     const y = output(fn, x.shape, opts.out, [], true);
-    if (recordingList()) {
+    if (currentContext().recording) {
       // A JS copy would read `back` before the recorded kernels have written it.
       throw new Error(`${fn}: 'out' with a dim other than the last cannot be used inside runAsync()/forwardAsync()`);
     }
@@ -634,7 +635,7 @@ export function transpose<D extends DType>(
   }
   if (x.size === 0) return y;
   const copiesInJs = !(x.ndim > 0 && d0 !== d1 && x.shape[d0] !== 1 && x.shape[d1] !== 1 && prod(x.shape, d0 + 1, d1) === 1 && x.dtype === 'float32');
-  if (copiesInJs && recordingList()) {
+  if (copiesInJs && currentContext().recording) {
     // A JS copy would read x now, before recorded kernels have written it.
     throw new Error(`${fn}: this transpose copies in JS and cannot run inside runAsync()/forwardAsync()`);
   }

@@ -22,43 +22,29 @@
  * `forward` methods don't; the step APIs of decoding, which store K/V in a
  * cache, do — so generation does not opt in).
  */
-import type { Tensor } from './tensor';
-import { recordingList } from './backend/recording';
+import { currentContext, withContext, type BufferScope } from './context';
 
-/** Buffers lent to one call. */
-export interface BufferScope {
-  readonly taken: ArrayBuffer[];
-  /** A synchronous forward's scope (withForwardScope), which nests; an async call's does not. */
-  readonly forward?: boolean;
-}
+export type { BufferScope } from './context';
 
 /** Pooled bytes are capped so an unusual burst cannot pin memory forever. */
 const MAX_POOLED_BYTES = 256 * 1024 * 1024;
 const pool = new Map<number, ArrayBuffer[]>();
 let pooledBytes = 0;
-let current: BufferScope | null = null;
 /** `ATTNODE_REUSE_INTERMEDIATES=0` turns {@link withForwardScope} off (every intermediate a fresh buffer). */
 const forwardScopes = typeof process === 'undefined' || process.env.ATTNODE_REUSE_INTERMEDIATES !== '0';
 
-/** Starts lending buffers to the current call (one at a time: calls are recorded synchronously). */
-export function openBufferScope(): BufferScope {
-  current = { taken: [] };
-  return current;
-}
-
-/** Stops lending; the scope's buffers stay with it until {@link releaseBufferScope}. */
-export function closeBufferScope(): void {
-  current = null;
+/** A new, empty scope: run calls in it with `withContext({ bufferScope })`, then {@link releaseBufferScope}. */
+export function newBufferScope(): BufferScope {
+  return { taken: [] };
 }
 
 /**
- * An ArrayBuffer of at least `bytes` (its size class) from the pool when a
- * scope is open (and records it there), or null when no scope is open.
+ * An ArrayBuffer of at least `bytes` (its size class) from the pool when the
+ * execution context has a buffer scope (and records it there), or null.
  */
 export function takeScopedBuffer(bytes: number): ArrayBuffer | null {
-  // A forward scope lends only to kernels that run before it returns: not to calls recorded for runAsync
-  // (a runAsync started inside a forward), which would run after the buffers went back to the pool.
-  if (!current || (current.forward && recordingList())) return null;
+  const scope = currentContext().bufferScope;
+  if (!scope) return null;
   const cls = sizeClass(bytes);
   const bucket = pool.get(cls);
   let ab = bucket?.pop();
@@ -68,7 +54,7 @@ export function takeScopedBuffer(bytes: number): ArrayBuffer | null {
     const b = Buffer.allocUnsafeSlow(cls);
     ab = b.buffer as ArrayBuffer;
   }
-  current.taken.push(ab);
+  scope.taken.push(ab);
   return ab;
 }
 
@@ -107,7 +93,7 @@ function collectBuffers(value: unknown, into: Set<ArrayBufferLike>, depth: numbe
     into.add(value.buffer);
     return;
   }
-  const data = (value as Partial<Tensor>).data;
+  const data = (value as { data?: unknown }).data;
   if (data !== undefined && ArrayBuffer.isView(data)) {
     into.add(data.buffer);
     return;
@@ -138,15 +124,16 @@ function collectBuffers(value: unknown, into: Set<ArrayBufferLike>, depth: numbe
  * scoped. `ATTNODE_REUSE_INTERMEDIATES=0` turns it off.
  */
 export function withForwardScope<T>(fn: () => T): T {
-  if (!forwardScopes || recordingList() || (current && !current.forward)) return fn();
-  const parent = current;
-  const scope: BufferScope = { taken: [], forward: true };
-  current = scope;
+  const ctx = currentContext();
+  // While recording, kernels run after the forward returns: its buffers must not go back yet (an async call's own
+  // scope, if any, covers them). An async call's scope is not nested into: it releases at settle time.
+  if (!forwardScopes || ctx.recording) return fn();
+  const parent = ctx.bufferScope;
+  const scope = newBufferScope();
   let result: T | undefined;
   try {
-    result = fn();
+    result = withContext({ bufferScope: scope }, fn);
   } finally {
-    current = parent;
     releaseBufferScope(scope, result, parent);
   }
   return result;

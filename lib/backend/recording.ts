@@ -1,20 +1,13 @@
 /**
- * Recording state for async execution (see lib/async.ts): while a command
- * list is open, the native backend appends each kernel call to it instead of
- * running it; `submit` then runs the whole list on the native executor thread.
+ * Whether native calls are being recorded for async execution (lib/async.ts):
+ * the execution context's `recording` field (lib/context.ts), read here by
+ * the native backend.
  */
+import { currentContext, type CommandList } from '../context';
 
-/** An opaque native command list (created by the addon). */
-export type CommandList = { readonly __commandList: unique symbol };
-
-let open: CommandList | null = null;
+export type { CommandList } from '../context';
 
 /** The list calls are being recorded into, or null when calls run immediately. */
 export function recordingList(): CommandList | null {
-  return open;
-}
-
-/** Opens (or, with null, closes) the recording list. */
-export function setRecordingList(list: CommandList | null): void {
-  open = list;
+  return currentContext().recording;
 }

@@ -12,13 +12,12 @@
  */
 import type { Backend, BackendName } from './backend';
 import { jsBackend } from './js/index';
-import { recordingList } from './recording';
+import { currentContext, setRootBackend } from '../context';
 
 const BACKEND_NAMES: readonly BackendName[] = ['native', 'js'];
 
 const registered = new Map<BackendName, Backend>([['js', jsBackend]]);
 let nativeLoadError: Error | null = null;
-let selected: Backend | null = null;
 let warned = false;
 
 function isBackendName(value: unknown): value is BackendName {
@@ -99,7 +98,7 @@ function defaultBackend(): Backend {
  * @throws TypeError for an unknown name.
  */
 export function getBackend(name?: BackendName): Backend {
-  if (name === undefined) return selected ?? defaultBackend();
+  if (name === undefined) return currentContext().backend ?? defaultBackend();
   if (!isBackendName(name)) {
     throw new TypeError(`getBackend: argument 'name' must be 'native' or 'js', got ${JSON.stringify(name)}`);
   }
@@ -109,16 +108,13 @@ export function getBackend(name?: BackendName): Backend {
 }
 
 /**
- * Makes `backend` the one ops use when they are not told otherwise.
+ * Makes `backend` the one ops use when they are not told otherwise: the root
+ * execution context's backend (lib/context.ts).
  * Pass a name, a Backend object, or null to go back to the default.
  * @throws Error if the named backend is not available (the selection is then unchanged).
  */
 export function setBackend(backend: BackendName | Backend | null): void {
-  if (backend === null) {
-    selected = null;
-    return;
-  }
-  selected = resolveBackend(backend);
+  setRootBackend(backend === null ? null : resolveBackend(backend));
 }
 
 /**
@@ -132,7 +128,7 @@ export function resolveBackend(backend?: BackendName | Backend): Backend {
   else if (!isBackend(backend)) {
     throw new TypeError(`attnode: option 'backend' must be 'native', 'js' or a Backend, got ${String(backend)}`);
   } else b = backend;
-  if (b.name !== 'native' && recordingList()) {
+  if (b.name !== 'native' && currentContext().recording) {
     // It would run now, before the recorded native calls it may depend on.
     throw new Error(`attnode: the '${b.name}' backend cannot run inside runAsync()/forwardAsync(); only native calls are deferred`);
   }

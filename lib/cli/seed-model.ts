@@ -6,7 +6,6 @@
  */
 import { nn, type Tensor } from '../index';
 import { generateSeq2Seq, generateSeq2SeqAsync, type Seq2SeqGenerateOptions } from '../generate';
-import { withForwardScope } from '../workspace';
 
 export class TransformerModel extends nn.Module {
   embedding: nn.Embedding;
@@ -23,7 +22,7 @@ export class TransformerModel extends nn.Module {
 
   /** src [S, N], tgt [T, N] int32 token ids → logits [T, N, vocab]. */
   forward(src: Tensor<'int32'>, tgt: Tensor<'int32'>): Tensor<'float32'> {
-    return withForwardScope(() => {
+    return this.inContext(() => {
       const output = this.transformer.forward(this.embedding.forward(src), this.embedding.forward(tgt));
       return this.fc.forward(output);
     });

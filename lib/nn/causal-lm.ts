@@ -18,7 +18,6 @@ import {
   greedy, idsTensor, resolveGenerateOptions, runSteps, runStepsAsync,
   type GenerateOptions, type StepLayout, type Stepper,
 } from '../generate';
-import { withForwardScope } from '../workspace';
 
 /** Options of {@link CausalLM}. */
 export interface CausalLMOptions {
@@ -101,7 +100,7 @@ export class CausalLM extends Module {
 
   /** ids [T, N] ([N, T] batch-first, [T] unbatched) → logits [T, N, vocab] (same layout), causal. */
   forward(ids: Tensor<'int32'>): Tensor<'float32'> {
-    return withForwardScope(() => {
+    return this.inContext(() => {
       this.#checkIds('CausalLM.forward', ids);
       const x = this.posEncoding.forward(this.embedding.forward(ids));
       return this.lmHead.forward(this.transformer.forward(x, { isCausal: true }));

@@ -36,7 +36,8 @@ export class Linear extends Module {
 
   /** x [..., inFeatures] → [..., outFeatures]. */
   forward(x: Tensor<'float32'>): Tensor<'float32'> {
-    return ops.linear(x, this.weight, this.bias ?? undefined, { backend: this.backend, cacheWeight: true });
+    // Its own context: a Linear with useWeightPrecision runs its GEMM in that precision.
+    return this.inContext(() => ops.linear(x, this.weight, this.bias ?? undefined, { cacheWeight: true }), false);
   }
 }
 

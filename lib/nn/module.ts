@@ -15,8 +15,9 @@
 import { Tensor } from '../tensor';
 import type { AttentionPrecision, Backend, BackendName, WeightPrecision } from '../backend/backend';
 import { resolveBackend } from '../backend/registry';
-import { withPrecision } from '../backend/precision';
 import { addon } from '../backend/native';
+import { currentContext, withContext } from '../context';
+import { withForwardScope } from '../workspace';
 
 /** A backend by name or as an object. */
 export type BackendChoice = BackendName | Backend;
@@ -46,8 +47,9 @@ export abstract class Module {
   // ES private fields are not enumerable, so they never look like children or parameters.
   #buffers = new Map<string, boolean>();
   #backend: BackendChoice | null = null;
-  #weightPrecision: WeightPrecision = 'float32';
-  #attentionPrecision: AttentionPrecision = 'float32';
+  // null: inherit from the execution context (an enclosing module's setting, else float32).
+  #weightPrecision: WeightPrecision | null = null;
+  #attentionPrecision: AttentionPrecision | null = null;
 
   /** Children in assignment order, as [state-dict name, module]. */
   namedChildren(): [string, Module][] {
@@ -222,17 +224,34 @@ export abstract class Module {
 
   /** Precision of this module's attention products (see {@link useAttentionPrecision}). */
   get attentionPrecision(): AttentionPrecision {
-    return this.#attentionPrecision;
+    return this.#attentionPrecision ?? currentContext().attentionPrecision;
   }
 
   /** Precision of this module's weight GEMMs (see {@link useWeightPrecision}). */
   get weightPrecision(): WeightPrecision {
-    return this.#weightPrecision;
+    return this.#weightPrecision ?? currentContext().weightPrecision;
   }
 
-  /** The backend this module computes on: its own choice, or the global default (with its precisions applied). */
+  /** The backend this module computes on: its own choice, or the execution context's. */
   get backend(): Backend {
-    return withPrecision(resolveBackend(this.#backend ?? undefined), this.#weightPrecision, this.#attentionPrecision);
+    return resolveBackend(this.#backend ?? undefined);
+  }
+
+  /**
+   * Runs `fn` in this module's execution context: its backend and
+   * precisions (lib/context.ts), so the ops it calls need no backend or
+   * precision argument. With `forwardScope` (default true) its intermediates
+   * are also lent from the buffer pool and returned when it returns
+   * ({@link withForwardScope}); pass false for methods whose results are
+   * kept elsewhere (decoding steps write K/V caches).
+   */
+  protected inContext<T>(fn: () => T, forwardScope = true): T {
+    const changes = {
+      backend: this.backend,
+      weightPrecision: this.weightPrecision,
+      attentionPrecision: this.attentionPrecision,
+    };
+    return withContext(changes, forwardScope ? () => withForwardScope(fn) : fn);
   }
 
   /**

@@ -5,10 +5,10 @@ import { allocateUninitialized } from '../dtype';
 import { weightView } from './weight-views';
 import { checkInt, formatShape } from '../errors';
 import { Activation, BinaryOp, type AttentionMask, type Backend } from '../backend/backend';
+import { currentContext } from '../context';
 import { xavierNormal, xavierUniform } from './init';
 import { boolOption, checkOptions } from './options';
 import { KVCache, type MemoryKV } from './kv-cache';
-import { withForwardScope } from '../workspace';
 
 /** Options of {@link MultiheadAttention}: PyTorch's `nn.MultiheadAttention` arguments in camelCase. */
 export interface MultiheadAttentionOptions {
@@ -144,7 +144,7 @@ export class MultiheadAttention extends Module {
     value: Tensor<'float32'>,
     options: MultiheadAttentionForwardOptions = {},
   ): MultiheadAttentionOutput {
-    return withForwardScope(() => {
+    return this.inContext(() => {
       const fn = 'MultiheadAttention.forward';
       checkOptions(fn, options, ['keyPaddingMask', 'needWeights', 'attnMask', 'averageAttnWeights', 'isCausal']);
       const needWeights = boolOption(fn, 'needWeights', options.needWeights, true);
@@ -223,6 +223,7 @@ export class MultiheadAttention extends Module {
         masks: masks.map((m) => m.mask),
         causal: isCausal,
         weights,
+        precision: currentContext().attentionPrecision,
       });
       const out = project(be, attn, rowsQ, e, this.outProj.weight.data, this.outProj.bias?.data ?? null, e);
       const output = new Tensor(out, query.shape.slice(), 'float32');
@@ -419,6 +420,7 @@ export class MultiheadAttention extends Module {
       masks,
       causal,
       weights: null,
+      precision: currentContext().attentionPrecision,
     });
     const out = project(be, attn, rows, e, this.outProj.weight.data, this.outProj.bias?.data ?? null, e);
     return new Tensor(out, query.shape.slice(), 'float32');
@@ -541,6 +543,7 @@ export function project(
   be.gemm({
     a: x, b: w, c: y, m: rows, n: outF, k: inF, transA: false, transB: true, alpha: 1, beta: 0, bias: b, act,
     batch: 1, strideA: 0, strideB: 0, strideC: 0, cacheB: true,
+    ...(currentContext().weightPrecision === 'bfloat16' ? { bPrecision: 'bfloat16' as const } : {}),
   });
   return y;
 }

@@ -8,7 +8,6 @@ import * as ops from '../ops';
 import { xavierUniform } from './init';
 import { boolOption, checkOptions } from './options';
 import { DecoderCache, KVCache, SelfAttentionCache, type DecoderLayerCache } from './kv-cache';
-import { withForwardScope } from '../workspace';
 
 /** Feed-forward activation of the Transformer layers. */
 export type TransformerActivation = 'relu' | 'gelu';
@@ -149,7 +148,7 @@ export class TransformerEncoderLayer extends Module {
 
   /** src [S, N, E] ([N, S, E] with batchFirst, [S, E] unbatched) → same shape. */
   forward(src: Tensor<'float32'>, options: EncoderLayerForwardOptions = {}): Tensor<'float32'> {
-    return withForwardScope(() => {
+    return this.inContext(() => {
       const fn = 'TransformerEncoderLayer.forward';
       checkOptions(fn, options, ['srcMask', 'srcKeyPaddingMask', 'isCausal']);
       checkInput(fn, 'src', src, this.options.dModel);
@@ -180,7 +179,7 @@ export class TransformerEncoderLayer extends Module {
     checkOptions(fn, options, ['srcKeyPaddingMask']);
     checkInput(fn, 'src', src, this.options.dModel);
     const keyPaddingMask = options.srcKeyPaddingMask ?? null;
-    return this.#block(src, (x) => this.selfAttn.forwardStep(x, cache, { keyPaddingMask }));
+    return this.inContext(() => this.#block(src, (x) => this.selfAttn.forwardStep(x, cache, { keyPaddingMask })), false);
   }
 
   /** The residual structure (post-norm or pre-norm) around a self-attention `sa` and the feed-forward block. */
@@ -249,7 +248,7 @@ export class TransformerDecoderLayer extends Module {
 
   /** tgt [T, N, E], memory [S, N, E] (batch-first or unbatched alike) → shape of tgt. */
   forward(tgt: Tensor<'float32'>, memory: Tensor<'float32'>, options: DecoderLayerForwardOptions = {}): Tensor<'float32'> {
-    return withForwardScope(() => {
+    return this.inContext(() => {
       const fn = 'TransformerDecoderLayer.forward';
       checkOptions(fn, options, DECODER_FORWARD_KEYS);
       checkInput(fn, 'tgt', tgt, this.options.dModel);
@@ -298,11 +297,12 @@ export class TransformerDecoderLayer extends Module {
     checkInput(fn, 'tgt', tgt, this.options.dModel);
     const tgtPadding = options.tgtKeyPaddingMask ?? null;
     const memoryPadding = options.memoryKeyPaddingMask ?? null;
-    return this.#block(
+    const step = (): Tensor<'float32'> => this.#block(
       tgt,
       (x) => this.selfAttn.forwardStep(x, cache.selfAttn, { keyPaddingMask: tgtPadding }),
       (x) => this.multiheadAttn.forwardStep(x, cache.crossAttn, { keyPaddingMask: memoryPadding }),
     );
+    return this.inContext(step, false);
   }
 
   /** The residual structure (post-norm or pre-norm) around self-attention `sa`, cross-attention `ca` and feed-forward. */
@@ -416,7 +416,7 @@ export class TransformerEncoder extends Module {
   }
 
   forward(src: Tensor<'float32'>, options: EncoderForwardOptions = {}): Tensor<'float32'> {
-    return withForwardScope(() => {
+    return this.inContext(() => {
       checkOptions('TransformerEncoder.forward', options, ['mask', 'srcKeyPaddingMask', 'isCausal']);
       let x = src;
       for (const layer of this.layers) {
@@ -472,7 +472,7 @@ export class TransformerDecoder extends Module {
   }
 
   forward(tgt: Tensor<'float32'>, memory: Tensor<'float32'>, options: DecoderLayerForwardOptions = {}): Tensor<'float32'> {
-    return withForwardScope(() => {
+    return this.inContext(() => {
       checkOptions('TransformerDecoder.forward', options, DECODER_FORWARD_KEYS);
       let x = tgt;
       for (const layer of this.layers) x = layer.forward(x, memory, options);
@@ -569,7 +569,7 @@ export class Transformer extends Module {
 
   /** src [S, N, E], tgt [T, N, E] (batch-first or unbatched alike) → [T, N, E]. */
   forward(src: Tensor<'float32'>, tgt: Tensor<'float32'>, options: TransformerForwardOptions = {}): Tensor<'float32'> {
-    return withForwardScope(() => {
+    return this.inContext(() => {
       const fn = 'Transformer.forward';
       checkOptions(fn, options, [
         'srcMask', 'tgtMask', 'memoryMask', 'srcKeyPaddingMask', 'tgtKeyPaddingMask', 'memoryKeyPaddingMask',
