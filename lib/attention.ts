@@ -13,7 +13,7 @@ import { formatShape } from './errors';
 import type { AttentionMask, AttentionPrecision } from './backend/backend';
 import { resolveBackend } from './backend/registry';
 import { currentContext } from './context';
-import type { OpOptions } from './ops';
+import type { OpOptions } from './op-options';
 
 /** Options of {@link scaledDotProductAttention}. */
 export interface ScaledDotProductAttentionOptions extends OpOptions {

@@ -11,7 +11,7 @@
  *   inputs (in place); matmul/linear/transpose/head ops do not.
  */
 import { Activation, BinaryOp } from './backend/backend';
-import type { Backend, BackendName, WeightPrecision } from './backend/backend';
+import type { WeightPrecision } from './backend/backend';
 import { resolveBackend } from './backend/registry';
 import type { DType } from './dtype';
 import {
@@ -30,17 +30,9 @@ import { Tensor, contiguousStrides, empty } from './tensor';
 import { currentContext } from './context';
 import type { Shape } from './tensor';
 
-/** Options every op accepts. */
-export interface OpOptions {
-  /** Backend to run on: a name, a Backend object, or omitted for the current backend. */
-  backend?: BackendName | Backend;
-}
+import type { OpOptions, OutOptions } from './op-options';
 
-/** Options of ops that can write into a caller-provided output. */
-export interface OutOptions extends OpOptions {
-  /** Write the result here (float32, exactly the result shape) and return it. */
-  out?: Tensor<'float32'>;
-}
+export type { OpOptions, OutOptions } from './op-options';
 
 type F32 = Tensor<'float32'>;
 
