@@ -398,17 +398,7 @@ export function addLayerNorm(
   const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, bias, eps);
   const inputs: [string, F32 | null | undefined][] = [['x', x], ['residual', residual], ['weight', weight], ['bias', bias]];
   const y = output(fn, x.shape, opts?.out, inputs, true);
-  let sum: F32 | null = null;
-  if (opts?.sumOut !== undefined) {
-    sum = checkFloat(fn, 'sumOut', opts.sumOut);
-    if (!sameShape(sum.shape, x.shape)) throw shapeError(fn, 'sumOut', formatShape(x.shape), sum.shape);
-    for (const [name, t] of [...inputs, ['out', y] as [string, F32]]) {
-      if (!t || t.size === 0 || sum.size === 0 || !overlaps(sum.data, t.data)) continue;
-      if ((name === 'x' || name === 'residual') && sameRegion(sum.data, t.data)) continue;
-      throw argRangeErrorRaw(fn, 'sumOut', `not overlap '${name}'${name === 'x' || name === 'residual' ? ' except exactly (in place)' : ''}`,
-        'a tensor sharing its memory');
-    }
-  }
+  const sum = checkSumOut(fn, opts?.sumOut, x, inputs, y);
   if (x.size === 0) return y;
   resolveBackend(opts?.backend).addLayerNorm({
     x: x.data, residual: residual.data, weight: weight ? weight.data : null, bias: bias ? bias.data : null, y: y.data,
@@ -436,6 +426,75 @@ function checkLayerNormArgs(
   checkNumber(fn, 'eps', eps);
   if (eps < 0) throw argRangeError(fn, 'eps', 'be >= 0', eps);
   return prod(ns);
+}
+
+/**
+ * PyTorch `F.rms_norm` (2.4): x / √(mean(x²) + eps) · weight over the
+ * trailing dims given by `normalizedShape`; `weight` (of shape
+ * `normalizedShape`) is optional. `eps` null or omitted is float32's machine
+ * epsilon (2⁻²³), as PyTorch's `torch.finfo(x.dtype).eps`. `out` may be `x`.
+ */
+export function rmsNorm(
+  x: F32, normalizedShape: number | Shape, weight?: F32 | null, eps?: number | null, opts?: OutOptions,
+): F32 {
+  const fn = 'rmsNorm';
+  checkFloat(fn, 'x', x);
+  checkOptions(fn, opts);
+  const e = eps ?? FLOAT32_EPS;
+  const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, null, e);
+  const y = output(fn, x.shape, opts?.out, [['x', x], ['weight', weight]], true);
+  if (x.size === 0) return y;
+  resolveBackend(opts?.backend).rmsNorm({
+    x: x.data, weight: weight ? weight.data : null, y: y.data, rows: x.size / cols, cols, eps: e,
+  });
+  return y;
+}
+
+/** float32's machine epsilon, PyTorch's default RMSNorm eps for float32 inputs. */
+export const FLOAT32_EPS = 2 ** -23;
+
+/**
+ * `rmsNorm(x + residual, ...)` in one pass, as {@link addLayerNorm} is for
+ * LayerNorm: the residual add and RMSNorm of a pre-norm (Llama-style) block
+ * fused. `opts.sumOut` also receives the sum (the next residual). Equal bit
+ * for bit to `rmsNorm(add(x, residual), ...)`.
+ */
+export function addRmsNorm(
+  x: F32, residual: F32, normalizedShape: number | Shape, weight?: F32 | null, eps?: number | null,
+  opts?: AddLayerNormOptions,
+): F32 {
+  const fn = 'addRmsNorm';
+  checkFloat(fn, 'x', x);
+  checkFloat(fn, 'residual', residual);
+  checkOptions(fn, opts);
+  if (!sameShape(x.shape, residual.shape)) throw shapeError(fn, 'residual', `${formatShape(x.shape)} (x's shape)`, residual.shape);
+  const e = eps ?? FLOAT32_EPS;
+  const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, null, e);
+  const inputs: [string, F32 | null | undefined][] = [['x', x], ['residual', residual], ['weight', weight]];
+  const y = output(fn, x.shape, opts?.out, inputs, true);
+  const sum = checkSumOut(fn, opts?.sumOut, x, inputs, y);
+  if (x.size === 0) return y;
+  resolveBackend(opts?.backend).addRmsNorm({
+    x: x.data, residual: residual.data, weight: weight ? weight.data : null, y: y.data, sum: sum ? sum.data : null,
+    rows: x.size / cols, cols, eps: e,
+  });
+  return y;
+}
+
+/** Validates a fused norm's `sumOut`: x's shape, and no overlap except exactly x or residual (in place). */
+function checkSumOut(
+  fn: string, sumOut: unknown, x: F32, inputs: readonly [string, F32 | null | undefined][], y: F32,
+): F32 | null {
+  if (sumOut === undefined) return null;
+  const sum = checkFloat(fn, 'sumOut', sumOut);
+  if (!sameShape(sum.shape, x.shape)) throw shapeError(fn, 'sumOut', formatShape(x.shape), sum.shape);
+  for (const [name, t] of [...inputs, ['out', y] as [string, F32]]) {
+    if (!t || t.size === 0 || sum.size === 0 || !overlaps(sum.data, t.data)) continue;
+    if ((name === 'x' || name === 'residual') && sameRegion(sum.data, t.data)) continue;
+    throw argRangeErrorRaw(fn, 'sumOut', `not overlap '${name}'${name === 'x' || name === 'residual' ? ' except exactly (in place)' : ''}`,
+      'a tensor sharing its memory');
+  }
+  return sum;
 }
 
 // ---------------------------------------------------------------------------

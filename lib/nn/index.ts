@@ -2,6 +2,7 @@
 export { Module, toStateKey, type LoadStateDictOptions, type LoadStateDictResult } from './module';
 export { ModuleList } from './container';
 export { Linear, LayerNorm, type LinearOptions, type LayerNormOptions } from './linear';
+export { RMSNorm, type RMSNormOptions } from './rms-norm';
 export { Embedding, type EmbeddingOptions } from './sparse';
 export {
   MultiheadAttention,
