@@ -1,0 +1,103 @@
+/**
+ * Checks and helpers shared by the ops: argument types, `out` validation,
+ * overlap tests, broadcasting of shapes and strides.
+ */
+import { argRangeErrorRaw, argTypeError, formatShape, shapeError } from '../errors';
+import { Tensor, contiguousStrides, empty } from '../tensor';
+import type { Shape } from '../tensor';
+
+export type F32 = Tensor<'float32'>;
+
+// ---------------------------------------------------------------------------
+// Validation helpers
+
+export function checkTensor(fn: string, arg: string, x: unknown): Tensor {
+  if (!(x instanceof Tensor)) throw argTypeError(fn, arg, 'be a Tensor', x);
+  return x;
+}
+
+export function checkFloat(fn: string, arg: string, x: unknown): F32 {
+  const t = checkTensor(fn, arg, x);
+  if (t.dtype !== 'float32') throw argTypeError(fn, arg, 'be a float32 Tensor', t);
+  return t as F32;
+}
+
+export function checkOptions(fn: string, opts: unknown): void {
+  if (opts !== undefined && (typeof opts !== 'object' || opts === null)) {
+    throw argTypeError(fn, 'opts', 'be an options object', opts);
+  }
+}
+
+/** True when the two arrays share any bytes. */
+export function overlaps(x: ArrayBufferView, y: ArrayBufferView): boolean {
+  if (x.buffer !== y.buffer) return false;
+  return x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
+}
+
+export function sameRegion(x: ArrayBufferView, y: ArrayBufferView): boolean {
+  return x.buffer === y.buffer && x.byteOffset === y.byteOffset && x.byteLength === y.byteLength;
+}
+
+/**
+ * Validates `out` against the result shape, or allocates. `inputs` lists
+ * tensors `out` must not overlap (unless `allowSame` and it is exactly the
+ * same memory, for element-wise ops that may run in place).
+ */
+export function output(
+  fn: string, shape: Shape, out: unknown, inputs: readonly [string, Tensor | null | undefined][], allowSame: boolean,
+): F32 {
+  if (out === undefined) return empty(shape, 'float32');
+  const o = checkFloat(fn, 'out', out);
+  if (o.shape.length !== shape.length || o.shape.some((d, i) => d !== shape[i])) {
+    throw shapeError(fn, 'out', formatShape(shape), o.shape);
+  }
+  for (const [name, t] of inputs) {
+    if (!t || t.size === 0 || o.size === 0 || !overlaps(o.data, t.data)) continue;
+    if (allowSame && sameRegion(o.data, t.data)) continue;
+    throw argRangeErrorRaw(fn, 'out', `not overlap input '${name}'${allowSame ? ' except exactly (in place)' : ''}`,
+      'a tensor sharing its memory');
+  }
+  return o;
+}
+
+export function sameShape(a: Shape, b: Shape): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+export function prod(dims: Shape, from = 0, to = dims.length): number {
+  let p = 1;
+  for (let i = from; i < to; i++) p *= dims[i]!;
+  return p;
+}
+
+/**
+ * NumPy broadcast of two shapes (right-aligned; a dim of 1 stretches).
+ * @throws RangeError naming `argB` when they are incompatible.
+ */
+export function broadcastShapes(fn: string, a: Shape, b: Shape, argB = 'b'): number[] {
+  const nd = Math.max(a.length, b.length);
+  const out = new Array<number>(nd);
+  for (let i = 0; i < nd; i++) {
+    const da = a[a.length - nd + i] ?? 1;
+    const db = b[b.length - nd + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw argRangeErrorRaw(fn, argB, `have a shape broadcastable with ${formatShape(a)}`,
+        `${formatShape(b)} (dim ${i - nd} is ${db} vs ${da})`);
+    }
+    out[i] = da === 1 ? db : da;
+  }
+  return out;
+}
+
+/** Element strides of a contiguous tensor of `shape` viewed as `outShape` (0 on broadcast dims). */
+export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
+  const strides = contiguousStrides(shape);
+  const nd = outShape.length;
+  const res = new Array<number>(nd).fill(0);
+  for (let i = 0; i < shape.length; i++) {
+    const j = nd - shape.length + i;
+    res[j] = shape[i] === 1 && outShape[j] !== 1 ? 0 : strides[i]!;
+  }
+  return res;
+}
+

@@ -1,0 +1,93 @@
+/** Element-wise ops: activations and broadcasting arithmetic. */
+import { BinaryOp } from '../backend/backend';
+import { resolveBackend } from '../backend/registry';
+import { argRangeErrorRaw, argTypeError, formatShape } from '../errors';
+import { Tensor } from '../tensor';
+import type { OutOptions } from '../op-options';
+import { checkFloat, checkOptions, overlaps, output, sameShape, broadcastShapes, broadcastStrides } from './checks';
+import type { F32 } from './checks';
+// ---------------------------------------------------------------------------
+// Element-wise
+
+/** max(x, 0), element-wise. `out` may be `x` (in place). */
+export function relu(x: F32, opts?: OutOptions): F32 {
+  checkFloat('relu', 'x', x);
+  checkOptions('relu', opts);
+  const y = output('relu', x.shape, opts?.out, [['x', x]], true);
+  if (x.size > 0) resolveBackend(opts?.backend).relu({ x: x.data, y: y.data });
+  return y;
+}
+
+/** Options of {@link gelu}. */
+export interface GeluOptions extends OutOptions {
+  /** 'none' (default): exact x·Φ(x) via erf; 'tanh': PyTorch's tanh approximation. */
+  approximate?: 'none' | 'tanh';
+}
+
+/** GELU, element-wise (PyTorch `F.gelu`). `out` may be `x` (in place). */
+export function gelu(x: F32, opts?: GeluOptions): F32 {
+  checkFloat('gelu', 'x', x);
+  checkOptions('gelu', opts);
+  const approx = opts?.approximate ?? 'none';
+  if (approx !== 'none' && approx !== 'tanh') throw argTypeError('gelu', 'approximate', "be 'none' or 'tanh'", approx);
+  const y = output('gelu', x.shape, opts?.out, [['x', x]], true);
+  if (x.size > 0) resolveBackend(opts?.backend).gelu({ x: x.data, y: y.data, tanhApprox: approx === 'tanh' });
+  return y;
+}
+
+const MAX_BINARY_DIMS = 8;
+
+function binaryOp(fn: string, op: BinaryOp, a: F32, b: F32 | number, opts: OutOptions | undefined): F32 {
+  checkFloat(fn, 'a', a);
+  checkOptions(fn, opts);
+  let bt: F32;
+  if (typeof b === 'number') {
+    bt = new Tensor(new Float32Array([b]), [], 'float32');
+  } else {
+    if (!(b instanceof Tensor)) throw argTypeError(fn, 'b', 'be a float32 Tensor or a number', b);
+    bt = checkFloat(fn, 'b', b);
+  }
+  const shape = broadcastShapes(fn, a.shape, bt.shape, 'b');
+  // Broadcast operands may not alias out; an operand of the full shape may (in place).
+  const y = output(fn, shape, opts?.out,
+    [['a', a], ['b', typeof b === 'number' ? null : bt]], true);
+  for (const [name, t] of [['a', a], ['b', bt]] as const) {
+    if (!sameShape(t.shape, shape) && t.size > 0 && y.size > 0 && overlaps(y.data, t.data)) {
+      throw argRangeErrorRaw(fn, 'out', `not overlap the broadcast input '${name}'`, 'a tensor sharing its memory');
+    }
+  }
+  if (y.size === 0) return y;
+  // Drop size-1 dims of the result so deep-but-thin shapes fit the backend's 8-dim limit.
+  const aS = broadcastStrides(a.shape, shape);
+  const bS = broadcastStrides(bt.shape, shape);
+  const keep = shape.map((d, i) => (d !== 1 ? i : -1)).filter((i) => i >= 0);
+  if (keep.length > MAX_BINARY_DIMS) {
+    throw argRangeErrorRaw(fn, 'b', `broadcast to at most ${MAX_BINARY_DIMS} non-unit dims`, formatShape(shape));
+  }
+  resolveBackend(opts?.backend).binary({
+    op, a: a.data, aStrides: keep.map((i) => aS[i]!), b: bt.data, bStrides: keep.map((i) => bS[i]!), y: y.data,
+    shape: keep.map((i) => shape[i]!),
+  });
+  return y;
+}
+
+/** a + b with NumPy broadcasting (b may be a number). `out` may be a same-shape input. */
+export function add(a: F32, b: F32 | number, opts?: OutOptions): F32 {
+  return binaryOp('add', BinaryOp.Add, a, b, opts);
+}
+
+/** a − b with NumPy broadcasting (b may be a number). */
+export function sub(a: F32, b: F32 | number, opts?: OutOptions): F32 {
+  return binaryOp('sub', BinaryOp.Sub, a, b, opts);
+}
+
+/** a · b element-wise with NumPy broadcasting (b may be a number). */
+export function mul(a: F32, b: F32 | number, opts?: OutOptions): F32 {
+  return binaryOp('mul', BinaryOp.Mul, a, b, opts);
+}
+
+/** a / b element-wise with NumPy broadcasting (b may be a number). IEEE semantics: x/0 is ±Infinity or NaN. */
+export function div(a: F32, b: F32 | number, opts?: OutOptions): F32 {
+  return binaryOp('div', BinaryOp.Div, a, b, opts);
+}
+

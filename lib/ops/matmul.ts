@@ -1,0 +1,199 @@
+/** matmul and linear: the GEMM-backed ops. */
+import { Activation } from '../backend/backend';
+import type { WeightPrecision } from '../backend/backend';
+import { resolveBackend } from '../backend/registry';
+import { argRangeErrorRaw, argTypeError, argTypeErrorRaw, checkNumber, checkShape, formatShape, shapeError } from '../errors';
+import { currentContext } from '../context';
+import type { Shape } from '../tensor';
+import type { OutOptions } from '../op-options';
+import { checkFloat, checkOptions, output, sameShape, prod, broadcastShapes, broadcastStrides } from './checks';
+import type { F32 } from './checks';
+// ---------------------------------------------------------------------------
+// matmul / linear
+
+/** Options of {@link matmul}. */
+export interface MatmulOptions extends OutOptions {
+  /** Use bᵀ over b's last two dims (e.g. Q·Kᵀ) without copying; b must be ≥ 2-D. */
+  transB?: boolean;
+  /** Scale the product (e.g. 1/√d for attention scores). Default 1. */
+  alpha?: number;
+}
+
+/**
+ * PyTorch `torch.matmul` on float32 tensors:
+ * 1-D·1-D is a dot product (0-D result); a 1-D left operand is a row vector and
+ * a 1-D right operand a column vector (the added dim is removed again); ≥2-D
+ * operands multiply their last two dims and broadcast the leading (batch) dims.
+ * With `opts.transB`, b's last two dims are swapped first.
+ *
+ * When b has no batch dims (or all are 1) the batch folds into one big GEMM;
+ * when one side's batch is all-ones it broadcasts with a 0 stride; other
+ * broadcasts loop over the outer batch dims.
+ * @throws TypeError for non-float32 tensors; RangeError for 0-D operands or mismatched dims.
+ */
+export function matmul(a: F32, b: F32, opts?: MatmulOptions): F32 {
+  const fn = 'matmul';
+  checkFloat(fn, 'a', a);
+  checkFloat(fn, 'b', b);
+  checkOptions(fn, opts);
+  const transB = opts?.transB === true;
+  const alpha = opts?.alpha === undefined ? 1 : checkNumber(fn, 'alpha', opts.alpha);
+  if (a.ndim === 0) throw argRangeErrorRaw(fn, 'a', 'be at least 1-D', formatShape(a.shape));
+  if (b.ndim === 0) throw argRangeErrorRaw(fn, 'b', 'be at least 1-D', formatShape(b.shape));
+  if (transB && b.ndim < 2) throw argRangeErrorRaw(fn, 'b', 'be at least 2-D with transB', formatShape(b.shape));
+
+  const aVec = a.ndim === 1;
+  const bVec = b.ndim === 1;
+  const aShape = aVec ? [1, a.shape[0]!] : a.shape;
+  const bShape = bVec ? [b.shape[0]!, 1] : b.shape;
+  const m = aShape[aShape.length - 2]!;
+  const k = aShape[aShape.length - 1]!;
+  const kb = bShape[bShape.length - (transB ? 1 : 2)]!;
+  const n = bShape[bShape.length - (transB ? 2 : 1)]!;
+  if (kb !== k) {
+    const expected = bVec ? `[${k}]` : transB ? `[..., N, ${k}]` : `[..., ${k}, N]`;
+    throw argRangeErrorRaw(fn, 'b', `have shape ${expected} matching a's last dim ${k}`, formatShape(b.shape));
+  }
+  const batchA = aShape.slice(0, -2);
+  const batchB = bShape.slice(0, -2);
+  const batch = broadcastShapes(fn, batchA, batchB, 'b');
+  const outShape = [...batch];
+  if (!aVec) outShape.push(m);
+  if (!bVec) outShape.push(n);
+  checkShape(fn, 'out', outShape);
+  const y = output(fn, outShape, opts?.out, [['a', a], ['b', b]], false);
+  const be = resolveBackend(opts?.backend);
+  const nBatch = prod(batch);
+  if (y.size === 0) return y;
+
+  const base = {
+    c: y.data, m, n, k, transA: false, transB, alpha, beta: 0, bias: null, act: Activation.None,
+  } as const;
+  const sizeA = prod(batchA);
+  const sizeB = prod(batchB);
+  if (sizeB === 1) {
+    // b is one matrix for every batch: fold a's batch into M (a is contiguous).
+    be.gemm({ ...base, a: a.data, b: b.data, m: nBatch * m, batch: 1, strideA: 0, strideB: 0, strideC: 0 });
+    return y;
+  }
+  const fullA = sameShape(padLeft(batchA, batch.length), batch);
+  const fullB = sameShape(padLeft(batchB, batch.length), batch);
+  if ((fullA || sizeA === 1) && fullB) {
+    be.gemm({
+      ...base, a: a.data, b: b.data, batch: nBatch,
+      strideA: sizeA === 1 ? 0 : m * k, strideB: k * n, strideC: m * n,
+    });
+    return y;
+  }
+  // General broadcast: the innermost batch dim is one strided gemm call; loop the outer ones.
+  const nd = batch.length;
+  const sA = broadcastStrides(padLeft(batchA, nd), batch).map((s) => s * m * k);
+  const sB = broadcastStrides(padLeft(batchB, nd), batch).map((s) => s * k * n);
+  const innerN = batch[nd - 1]!;
+  const outer = nBatch / innerN;
+  const idx = new Array<number>(nd).fill(0);
+  for (let o = 0; o < outer; o++) {
+    let offA = 0;
+    let offB = 0;
+    let rem = o;
+    for (let d = nd - 2; d >= 0; d--) {
+      idx[d] = rem % batch[d]!;
+      rem = Math.floor(rem / batch[d]!);
+      offA += idx[d]! * sA[d]!;
+      offB += idx[d]! * sB[d]!;
+    }
+    const spanA = (innerN - 1) * sA[nd - 1]! + m * k;
+    const spanB = (innerN - 1) * sB[nd - 1]! + k * n;
+    be.gemm({
+      ...base,
+      a: a.data.subarray(offA, offA + spanA),
+      b: b.data.subarray(offB, offB + spanB),
+      c: y.data.subarray(o * innerN * m * n, (o + 1) * innerN * m * n),
+      batch: innerN, strideA: sA[nd - 1]!, strideB: sB[nd - 1]!, strideC: m * n,
+    });
+  }
+  return y;
+}
+
+function padLeft(shape: Shape, nd: number): number[] {
+  return [...new Array<number>(nd - shape.length).fill(1), ...shape];
+}
+
+/** Activation that {@link linear} can fuse into its GEMM. */
+export type FusedActivation = 'none' | 'relu' | 'gelu' | 'gelu_tanh';
+
+const ACTIVATIONS: Record<FusedActivation, Activation> = {
+  none: Activation.None,
+  relu: Activation.Relu,
+  gelu: Activation.Gelu,
+  gelu_tanh: Activation.GeluTanh,
+};
+
+/** Options of {@link linear}. */
+export interface LinearOptions extends OutOptions {
+  /** Activation fused into the GEMM store (saves a pass over the output). Default 'none'. */
+  activation?: FusedActivation;
+  /**
+   * The weight is a constant (a module parameter): the native backend packs it
+   * once and reuses the packing on every later call with the same array. Don't
+   * write into such a weight's data afterwards; replace the tensor instead.
+   * nn modules set this. Default false.
+   */
+  cacheWeight?: boolean;
+  /**
+   * With `cacheWeight`: multiply in bfloat16 (weights and inputs rounded to
+   * bfloat16, float32 accumulation; AVX512-BF16 on the native backend,
+   * emulated on JS). Default 'float32'. See `Module.useWeightPrecision`.
+   */
+  weightPrecision?: WeightPrecision;
+}
+
+/**
+ * PyTorch `F.linear`: y = x · weightᵀ + bias, with weight [out, in] (no
+ * transposing copy: a trans_b GEMM), x [..., in] → y [..., out].
+ * @throws TypeError for non-float32 tensors; RangeError for mismatched shapes.
+ */
+export function linear(x: F32, weight: F32, bias?: F32 | null, opts?: LinearOptions): F32 {
+  const fn = 'linear';
+  checkFloat(fn, 'x', x);
+  checkFloat(fn, 'weight', weight);
+  checkOptions(fn, opts);
+  if (weight.ndim !== 2) throw shapeError(fn, 'weight', '[out_features, in_features]', weight.shape);
+  const [nOut, nIn] = weight.shape as [number, number];
+  if (x.ndim === 0 || x.shape[x.ndim - 1] !== nIn) {
+    throw shapeError(fn, 'x', `[..., ${nIn}] matching weight's in_features ${nIn}`, x.shape);
+  }
+  if (bias !== undefined && bias !== null) {
+    checkFloat(fn, 'bias', bias);
+    if (bias.ndim !== 1 || bias.shape[0] !== nOut) {
+      throw shapeError(fn, 'bias', `[${nOut}] matching weight's out_features`, bias.shape);
+    }
+  }
+  const actName = opts?.activation ?? 'none';
+  if (!Object.prototype.hasOwnProperty.call(ACTIVATIONS, actName)) {
+    throw argTypeError(fn, 'activation', "be 'none', 'relu', 'gelu' or 'gelu_tanh'", actName);
+  }
+  const act = ACTIVATIONS[actName];
+  // A cached weight's precision: the option, else the execution context's (a module's useWeightPrecision).
+  const weightPrecision = opts?.weightPrecision ?? (opts?.cacheWeight === true ? currentContext().weightPrecision : 'float32');
+  if (weightPrecision !== 'float32' && weightPrecision !== 'bfloat16') {
+    throw argTypeError(fn, 'weightPrecision', "be 'float32' or 'bfloat16'", weightPrecision);
+  }
+  if (weightPrecision === 'bfloat16' && opts?.cacheWeight !== true) {
+    throw argTypeErrorRaw(fn, 'weightPrecision', "be 'float32' unless cacheWeight is true (a bfloat16 weight is packed once)",
+      "'bfloat16' without cacheWeight");
+  }
+  const outShape = [...x.shape.slice(0, -1), nOut];
+  checkShape(fn, 'out', outShape);
+  const y = output(fn, outShape, opts?.out, [['x', x], ['weight', weight], ['bias', bias]], false);
+  if (y.size === 0) return y;
+  resolveBackend(opts?.backend).gemm({
+    a: x.data, b: weight.data, c: y.data,
+    m: prod(x.shape, 0, x.ndim - 1), n: nOut, k: nIn,
+    transA: false, transB: true, alpha: 1, beta: 0, bias: bias ? bias.data : null, act,
+    batch: 1, strideA: 0, strideB: 0, strideC: 0, cacheB: opts?.cacheWeight === true,
+    ...(weightPrecision !== 'float32' ? { bPrecision: weightPrecision } : {}),
+  });
+  return y;
+}
+

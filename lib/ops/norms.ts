@@ -1,0 +1,189 @@
+/** Row-wise ops: softmax and the normalisations (layerNorm, rmsNorm and their residual-add forms). */
+import { transpose } from './layout';
+import { resolveBackend } from '../backend/registry';
+import { argRangeError, argRangeErrorRaw, checkNumber, checkShape, formatShape, normalizeDim, shapeError } from '../errors';
+import { Tensor } from '../tensor';
+import { currentContext } from '../context';
+import type { Shape } from '../tensor';
+import type { OutOptions } from '../op-options';
+import { checkFloat, checkOptions, overlaps, sameRegion, output, sameShape, prod } from './checks';
+import type { F32 } from './checks';
+// ---------------------------------------------------------------------------
+// Row-wise ops
+
+/**
+ * Softmax along `dim` (default -1). The last dim runs natively; any other dim
+ * is handled by transposing it to the end and back (two extra copies).
+ */
+export function softmax(x: F32, dim = -1, opts?: OutOptions): F32 {
+  const fn = 'softmax';
+  checkFloat(fn, 'x', x);
+  checkOptions(fn, opts);
+  const d = normalizeDim(fn, 'dim', dim, x.ndim);
+  const be = resolveBackend(opts?.backend);
+  if (x.ndim > 0 && d !== x.ndim - 1) {
+    const t = transpose(x, d, -1, { backend: be });
+    be.softmax({ x: t.data, y: t.data, rows: t.size === 0 ? 0 : t.size / t.shape[t.ndim - 1]!, cols: t.shape[t.ndim - 1]! });
+    const back = transpose(t, d, -1, { backend: be });
+    if (opts?.out === undefined) return back;
+    const y = output(fn, x.shape, opts.out, [], true);
+    if (currentContext().recording) {
+      // A JS copy would read `back` before the recorded kernels have written it.
+      throw new Error(`${fn}: 'out' with a dim other than the last cannot be used inside runAsync()/forwardAsync()`);
+    }
+    y.data.set(back.data);
+    return y;
+  }
+  const y = output(fn, x.shape, opts?.out, [['x', x]], true);
+  const cols = x.ndim === 0 ? 1 : x.shape[x.ndim - 1]!;
+  if (x.size > 0) be.softmax({ x: x.data, y: y.data, rows: x.size / cols, cols });
+  return y;
+}
+
+/**
+ * PyTorch `F.layer_norm`: normalizes over the trailing dims given by
+ * `normalizedShape` (biased variance), then scales by `weight` and shifts by
+ * `bias` (each of shape `normalizedShape`, optional).
+ */
+export function layerNorm(
+  x: F32, normalizedShape: number | Shape, weight?: F32 | null, bias?: F32 | null, eps = 1e-5, opts?: OutOptions,
+): F32 {
+  const fn = 'layerNorm';
+  checkFloat(fn, 'x', x);
+  checkOptions(fn, opts);
+  const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, bias, eps);
+  const y = output(fn, x.shape, opts?.out, [['x', x], ['weight', weight], ['bias', bias]], true);
+  if (x.size === 0) return y;
+  resolveBackend(opts?.backend).layerNorm({
+    x: x.data, weight: weight ? weight.data : null, bias: bias ? bias.data : null, y: y.data, rows: x.size / cols, cols, eps,
+  });
+  return y;
+}
+
+/** Options of {@link addLayerNorm}. */
+export interface AddLayerNormOptions extends OutOptions {
+  /**
+   * Also store the sum `x + residual` here (float32, x's shape): the next
+   * residual of a pre-norm layer. May be `x` or `residual` (in place).
+   */
+  sumOut?: Tensor<'float32'>;
+}
+
+/**
+ * `layerNorm(x + residual, ...)` in one pass: the residual add and LayerNorm
+ * of a Transformer sublayer fused. Each summed row is normalized while it is
+ * still in cache, and no sum tensor is allocated unless `sumOut` asks for it.
+ * Equal (bit for bit) to `layerNorm(add(x, residual), ...)`. `out` may be `x`
+ * or `residual`; `x` and `residual` must have the same shape (no broadcasting).
+ */
+export function addLayerNorm(
+  x: F32, residual: F32, normalizedShape: number | Shape, weight?: F32 | null, bias?: F32 | null, eps = 1e-5,
+  opts?: AddLayerNormOptions,
+): F32 {
+  const fn = 'addLayerNorm';
+  checkFloat(fn, 'x', x);
+  checkFloat(fn, 'residual', residual);
+  checkOptions(fn, opts);
+  if (!sameShape(x.shape, residual.shape)) throw shapeError(fn, 'residual', `${formatShape(x.shape)} (x's shape)`, residual.shape);
+  const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, bias, eps);
+  const inputs: [string, F32 | null | undefined][] = [['x', x], ['residual', residual], ['weight', weight], ['bias', bias]];
+  const y = output(fn, x.shape, opts?.out, inputs, true);
+  const sum = checkSumOut(fn, opts?.sumOut, x, inputs, y);
+  if (x.size === 0) return y;
+  resolveBackend(opts?.backend).addLayerNorm({
+    x: x.data, residual: residual.data, weight: weight ? weight.data : null, bias: bias ? bias.data : null, y: y.data,
+    sum: sum ? sum.data : null, rows: x.size / cols, cols, eps,
+  });
+  return y;
+}
+
+/** Checks layerNorm's normalizedShape, weight, bias and eps against x; returns the row length. */
+function checkLayerNormArgs(
+  fn: string, x: F32, normalizedShape: number | Shape, weight: F32 | null | undefined, bias: F32 | null | undefined, eps: number,
+): number {
+  const ns = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape;
+  checkShape(fn, 'normalizedShape', ns);
+  const tail = x.shape.slice(x.ndim - ns.length);
+  if (ns.length > x.ndim || !sameShape(tail, ns)) {
+    throw argRangeErrorRaw(fn, 'normalizedShape', `match the trailing dims of x ${formatShape(x.shape)}`,
+      formatShape(ns));
+  }
+  for (const [name, t] of [['weight', weight], ['bias', bias]] as const) {
+    if (t === undefined || t === null) continue;
+    checkFloat(fn, name, t);
+    if (!sameShape(t.shape, ns)) throw shapeError(fn, name, `${formatShape(ns)} (normalizedShape)`, t.shape);
+  }
+  checkNumber(fn, 'eps', eps);
+  if (eps < 0) throw argRangeError(fn, 'eps', 'be >= 0', eps);
+  return prod(ns);
+}
+
+/**
+ * PyTorch `F.rms_norm` (2.4): x / √(mean(x²) + eps) · weight over the
+ * trailing dims given by `normalizedShape`; `weight` (of shape
+ * `normalizedShape`) is optional. `eps` null or omitted is float32's machine
+ * epsilon (2⁻²³), as PyTorch's `torch.finfo(x.dtype).eps`. `out` may be `x`.
+ */
+export function rmsNorm(
+  x: F32, normalizedShape: number | Shape, weight?: F32 | null, eps?: number | null, opts?: OutOptions,
+): F32 {
+  const fn = 'rmsNorm';
+  checkFloat(fn, 'x', x);
+  checkOptions(fn, opts);
+  const e = eps ?? FLOAT32_EPS;
+  const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, null, e);
+  const y = output(fn, x.shape, opts?.out, [['x', x], ['weight', weight]], true);
+  if (x.size === 0) return y;
+  resolveBackend(opts?.backend).rmsNorm({
+    x: x.data, weight: weight ? weight.data : null, y: y.data, rows: x.size / cols, cols, eps: e,
+  });
+  return y;
+}
+
+/** float32's machine epsilon, PyTorch's default RMSNorm eps for float32 inputs. */
+export const FLOAT32_EPS = 2 ** -23;
+
+/**
+ * `rmsNorm(x + residual, ...)` in one pass, as {@link addLayerNorm} is for
+ * LayerNorm: the residual add and RMSNorm of a pre-norm (Llama-style) block
+ * fused. `opts.sumOut` also receives the sum (the next residual). Equal bit
+ * for bit to `rmsNorm(add(x, residual), ...)`.
+ */
+export function addRmsNorm(
+  x: F32, residual: F32, normalizedShape: number | Shape, weight?: F32 | null, eps?: number | null,
+  opts?: AddLayerNormOptions,
+): F32 {
+  const fn = 'addRmsNorm';
+  checkFloat(fn, 'x', x);
+  checkFloat(fn, 'residual', residual);
+  checkOptions(fn, opts);
+  if (!sameShape(x.shape, residual.shape)) throw shapeError(fn, 'residual', `${formatShape(x.shape)} (x's shape)`, residual.shape);
+  const e = eps ?? FLOAT32_EPS;
+  const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, null, e);
+  const inputs: [string, F32 | null | undefined][] = [['x', x], ['residual', residual], ['weight', weight]];
+  const y = output(fn, x.shape, opts?.out, inputs, true);
+  const sum = checkSumOut(fn, opts?.sumOut, x, inputs, y);
+  if (x.size === 0) return y;
+  resolveBackend(opts?.backend).addRmsNorm({
+    x: x.data, residual: residual.data, weight: weight ? weight.data : null, y: y.data, sum: sum ? sum.data : null,
+    rows: x.size / cols, cols, eps: e,
+  });
+  return y;
+}
+
+/** Validates a fused norm's `sumOut`: x's shape, and no overlap except exactly x or residual (in place). */
+function checkSumOut(
+  fn: string, sumOut: unknown, x: F32, inputs: readonly [string, F32 | null | undefined][], y: F32,
+): F32 | null {
+  if (sumOut === undefined) return null;
+  const sum = checkFloat(fn, 'sumOut', sumOut);
+  if (!sameShape(sum.shape, x.shape)) throw shapeError(fn, 'sumOut', formatShape(x.shape), sum.shape);
+  for (const [name, t] of [...inputs, ['out', y] as [string, F32]]) {
+    if (!t || t.size === 0 || sum.size === 0 || !overlaps(sum.data, t.data)) continue;
+    if ((name === 'x' || name === 'residual') && sameRegion(sum.data, t.data)) continue;
+    throw argRangeErrorRaw(fn, 'sumOut', `not overlap '${name}'${name === 'x' || name === 'residual' ? ' except exactly (in place)' : ''}`,
+      'a tensor sharing its memory');
+  }
+  return sum;
+}
+
