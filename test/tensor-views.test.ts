@@ -487,6 +487,11 @@ describe('views: hand-computed layouts', () => {
     expect(() => n.view(2, 6)).toThrow(RangeError);
     expect(n.reshape(2, 6).data.buffer).not.toBe(n.data.buffer);
     expect(n.reshape(-1, 6).shape).toEqual([2, 6]);
+    // A size-1 dim does not split a chunk, whatever its stride: dims 0-2 merge across it.
+    const w = new Tensor(arange(12).data, [2, 1, 2, 3], 'float32', [2, 50, 1, 4]);
+    const wv = w.view(4, 3);
+    expect(wv.strides).toEqual([1, 4]);
+    expect(wv.toArray()).toEqual([[0, 4, 8], [1, 5, 9], [2, 6, 10], [3, 7, 11]]);
     // A contiguous reshape still shares the typed array itself.
     expect(x.reshape(3, 2).data).toBe(x.data);
   });
