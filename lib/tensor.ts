@@ -1,22 +1,33 @@
 /**
  * The `Tensor` class and its factories.
  *
- * A tensor is a contiguous, row-major typed array plus a shape. There are no
- * views with strides: `reshape` shares the buffer, everything else that
- * changes layout (transpose, head split) copies. That keeps every backend
- * call a flat-array call with sizes, which is what the native kernels want.
+ * A tensor is a typed array `data`, a `shape` and element `strides`
+ * (PyTorch's layout model). Element `[i0, …, in]` lives at
+ * `data[Σ ik·strides[k]]`: `data[0]` is the first element and `data` is
+ * exactly long enough to reach the last one. Tensors built from data are
+ * contiguous (row-major strides, `data.length === size`); view methods
+ * (`transpose`, `narrow`, `slice`, `expand`, …) return tensors whose `data`
+ * is a `subarray` of the parent's, so they copy nothing and writes through
+ * either are visible in both. Ops and backends take flat arrays: they need
+ * contiguous inputs, which {@link Tensor.contiguous} provides (copying only
+ * when the layout is not already contiguous).
  */
+import { BinaryOp } from './backend/backend';
+import { recordingList } from './backend/recording';
+import { resolveBackend } from './backend/registry';
 import { allocate, allocateUninitialized, DTYPES, dtypeOfArray, isDType } from './dtype';
 import type { DType, DTypeMap, ElementOf } from './dtype';
 import {
   argRangeError,
   argRangeErrorRaw,
   argTypeError,
+  argTypeErrorRaw,
   checkInt,
   checkNumber,
   checkShape,
   describeValue,
   formatShape,
+  normalizeDim,
 } from './errors';
 
 export type { DType, DTypeMap, ElementOf } from './dtype';
@@ -75,47 +86,337 @@ function checkDType(fn: string, dtype: unknown): DType {
 const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
 
+// ---------------------------------------------------------------------------
+// Strided layout helpers
+
+type AnyTypedArray = DTypeMap[DType];
+
 /**
- * An n-dimensional array of `float32`, `int32` or `bool` elements, stored
- * contiguously in row-major order in {@link Tensor.data}, whose typed-array
- * type follows the dtype (`Tensor<'float32'>` has `data: Float32Array`).
+ * Elements of `data` a layout reaches: 1 + Σ (shape[i] - 1)·strides[i], or 0
+ * when the tensor is empty (nothing is reached).
+ */
+function spanOf(shape: Shape, strides: readonly number[], size: number): number {
+  if (size === 0) return 0;
+  let span = 1;
+  for (let i = 0; i < shape.length; i++) span += (shape[i]! - 1) * strides[i]!;
+  return span;
+}
+
+/** PyTorch's rule: row-major strides on every dim of size > 1 (size-1 dims may have any stride); empty is contiguous. */
+function isContiguousLayout(shape: Shape, strides: readonly number[], size: number): boolean {
+  if (size === 0) return true;
+  let expected = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    const n = shape[i]!;
+    if (n === 1) continue;
+    if (strides[i] !== expected) return false;
+    expected *= n;
+  }
+  return true;
+}
+
+/** Validates constructor strides against `shape`; returns a frozen copy. */
+function checkStrides(fn: string, strides: unknown, shape: Shape): readonly number[] {
+  if (!Array.isArray(strides)) throw argTypeError(fn, 'strides', 'be an array of non-negative integers', strides);
+  if (strides.length !== shape.length) {
+    throw argRangeErrorRaw(fn, 'strides', `have ${shape.length} entries (one per dim of shape ${formatShape(shape)})`,
+      `${strides.length} entries ${describeValue(strides)}`);
+  }
+  for (let i = 0; i < strides.length; i++) {
+    const s: unknown = strides[i];
+    const req = `have non-negative integer entries (entry ${i} is ${describeValue(s)})`;
+    if (typeof s !== 'number') throw argTypeErrorRaw(fn, 'strides', req, describeValue(strides));
+    if (!Number.isSafeInteger(s) || s < 0) throw argRangeErrorRaw(fn, 'strides', req, describeValue(strides));
+  }
+  return Object.freeze((strides as number[]).slice());
+}
+
+/**
+ * Drops size-1 dims and merges each dim into the previous one when the
+ * strides make them one run (stride[prev] === stride[d]·shape[d]). The
+ * result addresses the same elements in the same order with fewer dims.
+ */
+function coalesce(shape: Shape, strides: readonly number[]): { shape: number[]; strides: number[] } {
+  const cs: number[] = [];
+  const cst: number[] = [];
+  for (let d = 0; d < shape.length; d++) {
+    const n = shape[d]!;
+    if (n === 1) continue;
+    const s = strides[d]!;
+    const m = cs.length;
+    if (m > 0 && cst[m - 1] === s * n) {
+      cs[m - 1] = cs[m - 1]! * n;
+      cst[m - 1] = s;
+    } else {
+      cs.push(n);
+      cst.push(s);
+    }
+  }
+  return { shape: cs, strides: cst };
+}
+
+/** Copies the elements of a strided layout of `src`, in row-major order, into `dst` (a JS loop). */
+function gatherJs(src: AnyTypedArray, shape: Shape, strides: readonly number[], dst: AnyTypedArray): void {
+  const nd = shape.length;
+  let size = 1;
+  for (let d = 0; d < nd; d++) size *= shape[d]!;
+  if (size === 0) return;
+  if (nd === 0) {
+    dst[0] = src[0]!;
+    return;
+  }
+  const n = shape[nd - 1]!;
+  const s = strides[nd - 1]!;
+  const idx = new Array<number>(nd).fill(0);
+  let off = 0;
+  let o = 0;
+  for (let k = size / n; k > 0; k--) {
+    for (let i = 0; i < n; i++) dst[o++] = src[off + i * s]!;
+    // Odometer over the outer dims.
+    for (let d = nd - 2; d >= 0; d--) {
+      off += strides[d]!;
+      if (++idx[d]! < shape[d]!) break;
+      off -= strides[d]! * shape[d]!;
+      idx[d] = 0;
+    }
+  }
+}
+
+/** Dims the backends' `binary` accepts. */
+const MAX_BINARY_DIMS = 8;
+/** The multiplier of the backend copy: x·1 reproduces x bit for bit (-0 and NaN included). Never written. */
+const ONE = new Float32Array([1]);
+/** All-zero stride lists by rank, broadcasting {@link ONE}. */
+const ZERO_STRIDES: readonly (readonly number[])[] = Array.from({ length: MAX_BINARY_DIMS + 1 }, (_, k) =>
+  Object.freeze(new Array<number>(k).fill(0)));
+
+/** The backend `binary` signature on this branch (positional arguments). */
+type PositionalBinary = (
+  op: BinaryOp, a: Float32Array, aStrides: readonly number[], b: Float32Array, bStrides: readonly number[],
+  y: Float32Array, shape: readonly number[],
+) => void;
+
+/**
+ * Copies the strided layout (`shape`, `strides`) of `src` into the contiguous
+ * `dst`. float32 goes through the current backend's `binary` (y = x·1), so
+ * inside `runAsync` the copy is recorded and runs in order with the kernels
+ * that produce `src`; int32/bool are copied in JS, which is refused while
+ * recording because it would read `src` before those kernels ran.
+ */
+function copyStrided(src: AnyTypedArray, shape: Shape, strides: readonly number[], dst: AnyTypedArray): void {
+  const c = coalesce(shape, strides);
+  if (!(src instanceof Float32Array)) {
+    if (recordingList()) {
+      throw new Error(`contiguous: copying a non-contiguous ${src instanceof Int32Array ? 'int32' : 'bool'} tensor ` +
+        'runs in JS and cannot run inside runAsync()/forwardAsync() (only float32 copies are recorded)');
+    }
+    gatherJs(src, c.shape, c.strides, dst);
+    return;
+  }
+  const y = dst as Float32Array;
+  const backend = resolveBackend();
+  const bin = backend.binary as unknown as PositionalBinary;
+  const call = (a: Float32Array, aStrides: readonly number[], out: Float32Array, sh: readonly number[]): void => {
+    bin.call(backend, BinaryOp.Mul, a, aStrides, ONE, ZERO_STRIDES[sh.length]!, out, sh); // TODO(merge): object form
+  };
+  if (c.shape.length === 0) {
+    // Every dim has size 1: a single element.
+    call(src, [1], y, [1]);
+    return;
+  }
+  const outer = c.shape.length - MAX_BINARY_DIMS;
+  if (outer <= 0) {
+    call(src, c.strides, y, c.shape);
+    return;
+  }
+  // More dims than the backend takes even after merging: loop over the leading ones, one call per block.
+  const innerShape = c.shape.slice(outer);
+  const innerStrides = c.strides.slice(outer);
+  let innerSize = 1;
+  for (const n of innerShape) innerSize *= n;
+  const innerSpan = spanOf(innerShape, innerStrides, innerSize);
+  let blocks = 1;
+  for (let d = 0; d < outer; d++) blocks *= c.shape[d]!;
+  const idx = new Array<number>(outer).fill(0);
+  let off = 0;
+  for (let k = 0; k < blocks; k++) {
+    call(src.subarray(off, off + innerSpan), innerStrides, y.subarray(k * innerSize, (k + 1) * innerSize), innerShape);
+    for (let d = outer - 1; d >= 0; d--) {
+      off += c.strides[d]!;
+      if (++idx[d]! < c.shape[d]!) break;
+      off -= c.strides[d]! * c.shape[d]!;
+      idx[d] = 0;
+    }
+  }
+}
+
+/**
+ * Strides that make `newShape` address the same elements in the same order
+ * as (`oldShape`, `oldStrides`), or null when no such strides exist: PyTorch's
+ * `computeStride` (aten/src/ATen/TensorUtils.cpp). It walks the old dims from
+ * the innermost, grouping them into chunks that are contiguous with each
+ * other, and lays the new dims over each chunk; a new dim straddling two
+ * chunks makes the view impossible.
+ */
+function computeViewStrides(
+  oldShape: Shape, oldStrides: readonly number[], newShape: readonly number[], size: number,
+): number[] | null {
+  if (size === 0) {
+    // Strides are arbitrary for an empty tensor; PyTorch keeps them for an unchanged shape.
+    const same = oldShape.length === newShape.length && oldShape.every((n, i) => n === newShape[i]);
+    return same ? oldStrides.slice() : contiguousStrides(newShape);
+  }
+  const newStrides = new Array<number>(newShape.length);
+  let viewD = newShape.length - 1;
+  let chunkBase = oldStrides.length > 0 ? oldStrides[oldStrides.length - 1]! : 1;
+  let tensorNumel = 1;
+  let viewNumel = 1;
+  for (let td = oldShape.length - 1; td >= 0; td--) {
+    tensorNumel *= oldShape[td]!;
+    if (td === 0 || (oldShape[td - 1] !== 1 && oldStrides[td - 1] !== tensorNumel * chunkBase)) {
+      while (viewD >= 0 && (viewNumel < tensorNumel || newShape[viewD] === 1)) {
+        newStrides[viewD] = viewNumel * chunkBase;
+        viewNumel *= newShape[viewD]!;
+        viewD--;
+      }
+      if (viewNumel !== tensorNumel) return null;
+      if (td > 0) {
+        chunkBase = oldStrides[td - 1]!;
+        tensorNumel = 1;
+        viewNumel = 1;
+      }
+    }
+  }
+  // Leftover new dims of size 1 (e.g. a 0-D input) take any stride.
+  while (viewD >= 0 && newShape[viewD] === 1) newStrides[viewD--] = 1;
+  return viewD === -1 ? newStrides : null;
+}
+
+/** Parses a shape given as an array or as varargs, with at most one -1 inferred from `size`. */
+function inferShape(fn: string, args: unknown[], size: number, from: Shape): number[] {
+  const raw: unknown = args.length === 1 && Array.isArray(args[0]) ? args[0] : args;
+  if (!Array.isArray(raw)) throw argTypeError(fn, 'shape', 'be an array of integers', raw);
+  const shape = (raw as unknown[]).slice();
+  let infer = -1;
+  let known = 1;
+  for (let i = 0; i < shape.length; i++) {
+    const d = shape[i];
+    if (d === -1) {
+      if (infer >= 0) throw argRangeError(fn, 'shape', 'contain at most one -1', shape);
+      infer = i;
+    } else {
+      if (typeof d !== 'number') throw argTypeError(fn, 'shape', 'be an array of integers', shape);
+      if (!Number.isInteger(d) || d < 0) {
+        throw argRangeError(fn, 'shape', 'have non-negative integer entries (or one -1)', shape);
+      }
+      known *= d;
+    }
+  }
+  if (infer >= 0) {
+    // -1 with other dims multiplying to 0 is ambiguous (PyTorch rejects it too).
+    if (known === 0 || size % known !== 0) {
+      throw argRangeErrorRaw(fn, 'shape', `be compatible with ${size} elements`,
+        `${formatShape(shape as number[])} for a tensor of shape ${formatShape(from)}`);
+    }
+    shape[infer] = size / known;
+  } else if (known !== size) {
+    throw argRangeErrorRaw(fn, 'shape', `have ${size} elements like the input`,
+      `${formatShape(shape as number[])} (${known} elements) for a tensor of shape ${formatShape(from)}`);
+  }
+  return shape as number[];
+}
+
+/** A list of ints given as one array or as varargs (permute, expand). */
+function intList(fn: string, arg: string, args: unknown[]): unknown[] {
+  const raw: unknown = args.length === 1 && Array.isArray(args[0]) ? args[0] : args;
+  if (!Array.isArray(raw)) throw argTypeError(fn, arg, 'be an array of integers', raw);
+  return raw as unknown[];
+}
+
+/**
+ * An n-dimensional array of `float32`, `int32` or `bool` elements in a typed
+ * array {@link Tensor.data} whose type follows the dtype (`Tensor<'float32'>`
+ * has `data: Float32Array`), addressed through {@link Tensor.strides}.
  *
  * Tensors are not immutable — `data` may be written (ops with `out` do) — but
- * `shape` is frozen: reshaping returns a new tensor sharing the buffer.
+ * `shape` and `strides` are frozen. Layout changes (`view`, `reshape`,
+ * `transpose`, `narrow`, `slice`, `expand`, …) return views: new tensors over
+ * the same memory, so a write through a view changes the parent and vice
+ * versa. Only {@link Tensor.contiguous}, {@link Tensor.clone},
+ * {@link Tensor.astype} and a `reshape` that cannot be a view copy.
  */
 export class Tensor<D extends DType = DType> {
   /** Dimensions, outermost first. Frozen. */
   readonly shape: Shape;
   /** Element type. */
   readonly dtype: D;
-  /** The elements, contiguous row-major; `data.length === size`. */
+  /**
+   * The memory the tensor addresses: element `[i0, …, in]` is
+   * `data[Σ ik·strides[k]]`, so `data[0]` is the first element, and
+   * `data.length` is exactly the span the layout reaches (0 when empty).
+   * For a contiguous tensor this is the elements in row-major order
+   * (`data.length === size`). For a non-contiguous view it is NOT: it may
+   * skip, repeat (stride 0) or reorder elements, and it may include elements
+   * of the parent that are not part of the view. Check
+   * {@link Tensor.isContiguous} or call {@link Tensor.contiguous} before
+   * treating it as a flat array. A view's `data` is a `subarray` of its
+   * parent's (same ArrayBuffer): writes show in both.
+   */
   readonly data: DTypeMap[D];
   /** Number of elements (product of `shape`; 1 for a scalar). */
   readonly size: number;
+  /** Stored strides; left unset for tensors built without strides until {@link Tensor.strides} is first read. */
+  #strides: readonly number[] | undefined;
+  #contiguous: boolean;
 
   /**
    * Wraps `data` (no copy). Prefer the {@link tensor} factory, which also
    * accepts nested arrays.
-   * @throws TypeError if `data` is not the typed array for `dtype`.
-   * @throws RangeError if the shape is invalid or does not match `data.length`.
+   *
+   * Without `strides` the tensor is contiguous and `data.length` must equal
+   * the size. With `strides` (element strides, one non-negative integer per
+   * dim; 0 repeats an element along that dim) `data[0]` is the first
+   * element and `data` must reach the last one
+   * (`data.length >= 1 + Σ (shape[i]-1)·strides[i]`); a longer `data` is cut to
+   * that span with `subarray` (zero-copy), so `data.length` always equals the span.
+   * @throws TypeError if `data` is not the typed array for `dtype`, or `strides` is not an array of numbers.
+   * @throws RangeError if the shape or strides are invalid or `data` has the wrong length.
    */
-  constructor(data: DTypeMap[D], shape: Shape, dtype: D) {
+  constructor(data: DTypeMap[D], shape: Shape, dtype: D, strides?: readonly number[]) {
     checkDType('Tensor', dtype);
     if (dtypeOfArray(data) !== dtype) {
       throw argTypeError('Tensor', 'data', `be a ${allocate(dtype, 0).constructor.name} for dtype '${dtype}'`, data);
     }
     const size = checkShape('Tensor', 'shape', shape);
-    if (data.length !== size) {
-      throw argRangeErrorRaw(
-        'Tensor',
-        'data',
-        `have ${size} elements to match shape ${formatShape(shape)}`,
-        `${data.length} elements`,
-      );
+    if (strides === undefined || strides === null) {
+      if (data.length !== size) {
+        throw argRangeErrorRaw(
+          'Tensor',
+          'data',
+          `have ${size} elements to match shape ${formatShape(shape)}`,
+          `${data.length} elements`,
+        );
+      }
+      this.data = data;
+      this.#strides = undefined;
+      this.#contiguous = true;
+    } else {
+      const st = checkStrides('Tensor', strides, shape);
+      const span = spanOf(shape, st, size);
+      if (data.length < span) {
+        throw argRangeErrorRaw(
+          'Tensor',
+          'data',
+          `have at least ${span} elements to reach every element of shape ${formatShape(shape)} with strides ${formatShape(st)}`,
+          `${data.length} elements`,
+        );
+      }
+      this.data = data.length === span ? data : (data.subarray(0, span) as DTypeMap[D]);
+      this.#strides = st;
+      this.#contiguous = isContiguousLayout(shape, st, size);
     }
     this.shape = Object.freeze(shape.slice());
     this.dtype = dtype;
-    this.data = data;
     this.size = size;
   }
 
@@ -124,83 +425,355 @@ export class Tensor<D extends DType = DType> {
     return this.shape.length;
   }
 
-  /** Row-major strides in elements (fresh array each call). */
-  get strides(): number[] {
-    return contiguousStrides(this.shape);
+  /**
+   * Element strides, one per dim (frozen; the same array on every read). The
+   * stored strides of a view; row-major for a tensor built without strides.
+   * A stride of 0 means the dim repeats one element (see {@link Tensor.expand}).
+   */
+  get strides(): readonly number[] {
+    return (this.#strides ??= Object.freeze(contiguousStrides(this.shape)));
   }
 
   /**
-   * Same data, new shape. One entry may be -1 and is inferred. Shares the
-   * buffer (writes through either tensor are visible in both).
+   * Element offset of `data` within its ArrayBuffer
+   * (`data.byteOffset / BYTES_PER_ELEMENT`). Views of one tensor share the
+   * buffer and differ in this offset; it is not an offset into the parent's
+   * `data` unless the parent's own offset is subtracted.
+   */
+  get storageOffset(): number {
+    return this.data.byteOffset / this.data.BYTES_PER_ELEMENT;
+  }
+
+  /**
+   * PyTorch's `is_contiguous()`: true when `data` holds exactly the elements
+   * in row-major order (strides row-major on every dim of size > 1; empty
+   * tensors count as contiguous).
+   */
+  isContiguous(): boolean {
+    return this.#contiguous;
+  }
+
+  /**
+   * `this` when already contiguous, else a contiguous copy (PyTorch's
+   * `contiguous()`). float32 copies run on the current backend, so they are
+   * recorded inside `runAsync` and keep -0 and NaN bit patterns; int32/bool
+   * copies run in JS.
+   * @throws Error for a non-contiguous int32/bool tensor inside `runAsync()`/`forwardAsync()`,
+   *   or when the current backend cannot run there (the JS backend).
+   */
+  contiguous(): Tensor<D> {
+    if (this.#contiguous) return this;
+    const out = allocateUninitialized(this.dtype, this.size);
+    copyStrided(this.data, this.shape, this.#strides!, out);
+    return new Tensor(out, this.shape, this.dtype);
+  }
+
+  /** A view over this tensor's memory starting `offset` elements into `data`. */
+  #derive(offset: number, shape: number[], strides: number[]): Tensor<D> {
+    let size = 1;
+    for (const n of shape) size *= n;
+    const span = spanOf(shape, strides, size);
+    const data = offset === 0 && span === this.data.length
+      ? this.data
+      : (this.data.subarray(offset, offset + span) as DTypeMap[D]);
+    return new Tensor(data, shape, this.dtype, strides);
+  }
+
+  /**
+   * Same elements, new shape, without copying (PyTorch's `view`). One entry
+   * may be -1 and is inferred. Always possible for a contiguous tensor; for
+   * a strided view only when every new dim lies within a run of old dims
+   * that are contiguous with each other (PyTorch's rule).
+   * @throws RangeError if the element count differs, the shape is invalid, or the
+   *   strides do not allow a view (use {@link Tensor.reshape}, which copies then).
+   */
+  view(shape: Shape): Tensor<D>;
+  view(...shape: number[]): Tensor<D>;
+  view(...args: unknown[]): Tensor<D> {
+    const shape = inferShape('view', args, this.size, this.shape);
+    if (this.#contiguous) return new Tensor(this.data, shape, this.dtype);
+    const st = computeViewStrides(this.shape, this.#strides!, shape, this.size);
+    if (st === null) {
+      throw argRangeErrorRaw('view', 'shape',
+        "be compatible with the input tensor's size and stride (view size is not compatible with input tensor's " +
+        'size and stride: at least one dimension spans across two contiguous subspaces; use .reshape(...) instead)',
+        `${formatShape(shape)} for a tensor of shape ${formatShape(this.shape)} with strides ${formatShape(this.strides)}`);
+    }
+    return this.#derive(0, shape, st);
+  }
+
+  /**
+   * Same elements, new shape (PyTorch's `reshape`). One entry may be -1 and
+   * is inferred. A view sharing memory whenever {@link Tensor.view} is
+   * possible (always for contiguous tensors); otherwise a contiguous copy,
+   * and then writes do not reach this tensor.
    * @throws RangeError if the element count differs or the shape is invalid.
    */
   reshape(shape: Shape): Tensor<D>;
   reshape(...shape: number[]): Tensor<D>;
   reshape(...args: unknown[]): Tensor<D> {
-    const raw: unknown = args.length === 1 && Array.isArray(args[0]) ? args[0] : args;
-    if (!Array.isArray(raw)) throw argTypeError('reshape', 'shape', 'be an array of integers', raw);
-    const shape = (raw as unknown[]).slice();
-    let infer = -1;
-    let known = 1;
-    for (let i = 0; i < shape.length; i++) {
-      const d = shape[i];
-      if (d === -1) {
-        if (infer >= 0) throw argRangeError('reshape', 'shape', 'contain at most one -1', shape);
-        infer = i;
-      } else {
-        if (typeof d !== 'number') throw argTypeError('reshape', 'shape', 'be an array of integers', shape);
-        if (!Number.isInteger(d) || d < 0) {
-          throw argRangeError('reshape', 'shape', 'have non-negative integer entries (or one -1)', shape);
-        }
-        known *= d;
-      }
-    }
-    if (infer >= 0) {
-      // -1 with other dims multiplying to 0 is ambiguous (PyTorch rejects it too).
-      if (known === 0 || this.size % known !== 0) {
-        throw argRangeErrorRaw(
-          'reshape',
-          'shape',
-          `be compatible with ${this.size} elements`,
-          `${formatShape(shape as number[])} for a tensor of shape ${formatShape(this.shape)}`,
-        );
-      }
-      shape[infer] = this.size / known;
-    } else if (known !== this.size) {
-      throw argRangeErrorRaw(
-        'reshape',
-        'shape',
-        `have ${this.size} elements like the input`,
-        `${formatShape(shape as number[])} (${known} elements) for a tensor of shape ${formatShape(this.shape)}`,
-      );
-    }
-    return new Tensor(this.data, shape as number[], this.dtype);
+    const shape = inferShape('reshape', args, this.size, this.shape);
+    if (this.#contiguous) return new Tensor(this.data, shape, this.dtype);
+    const st = computeViewStrides(this.shape, this.#strides!, shape, this.size);
+    if (st !== null) return this.#derive(0, shape, st);
+    return new Tensor(this.contiguous().data, shape, this.dtype);
   }
 
-  /** Flat offset of a (possibly negative, PyTorch-style) multi-index; validates. */
+  /** A view with dims `dim0` and `dim1` swapped (negative dims count from the end). */
+  transpose(dim0: number, dim1: number): Tensor<D> {
+    const d0 = normalizeDim('transpose', 'dim0', dim0, this.ndim);
+    const d1 = normalizeDim('transpose', 'dim1', dim1, this.ndim);
+    const shape = this.shape.slice();
+    const strides = this.strides.slice();
+    if (this.ndim > 0) {
+      [shape[d0], shape[d1]] = [shape[d1]!, shape[d0]!];
+      [strides[d0], strides[d1]] = [strides[d1]!, strides[d0]!];
+    }
+    return this.#derive(0, shape, strides);
+  }
+
+  /**
+   * A view with the dims reordered: dim i of the result is dim `dims[i]` of
+   * this tensor. `dims` (an array or varargs) must be a permutation of the
+   * dims; negative entries count from the end.
+   */
+  permute(dims: readonly number[]): Tensor<D>;
+  permute(...dims: number[]): Tensor<D>;
+  permute(...args: unknown[]): Tensor<D> {
+    const dims = intList('permute', 'dims', args);
+    const nd = this.ndim;
+    if (dims.length !== nd) {
+      throw argRangeErrorRaw('permute', 'dims', `have ${nd} entries (one per dim of shape ${formatShape(this.shape)})`,
+        describeValue(dims));
+    }
+    const seen = new Array<boolean>(nd).fill(false);
+    const shape = new Array<number>(nd);
+    const strides = new Array<number>(nd);
+    const src = this.strides;
+    for (let i = 0; i < nd; i++) {
+      const d = normalizeDim('permute', `dims[${i}]`, dims[i], nd);
+      if (seen[d]) {
+        throw argRangeErrorRaw('permute', 'dims', `be a permutation of the ${nd} dims (dim ${d} repeats)`,
+          describeValue(dims));
+      }
+      seen[d] = true;
+      shape[i] = this.shape[d]!;
+      strides[i] = src[d]!;
+    }
+    return this.#derive(0, shape, strides);
+  }
+
+  /** PyTorch's `t()`: a transposed view of a 2-D tensor; 0-D and 1-D tensors come back as a view of themselves. */
+  t(): Tensor<D> {
+    if (this.ndim > 2) {
+      throw argRangeErrorRaw('t', 'this', 'have at most 2 dims (use transpose or permute)', formatShape(this.shape));
+    }
+    return this.ndim === 2 ? this.transpose(0, 1) : this.#derive(0, this.shape.slice(), this.strides.slice());
+  }
+
+  /** Throws for 0-D tensors in ops that index along a dim. */
+  #requireDims(fn: string): void {
+    if (this.ndim === 0) throw argRangeErrorRaw(fn, 'this', 'have at least 1 dim', 'a 0-D tensor');
+  }
+
+  /**
+   * A view of `length` entries of dim `dim` starting at `start` (PyTorch's
+   * `narrow`; a negative `start` counts from the end).
+   * @throws RangeError unless `0 <= start` (after wrapping) and `start + length <= shape[dim]`.
+   */
+  narrow(dim: number, start: number, length: number): Tensor<D> {
+    const fn = 'narrow';
+    this.#requireDims(fn);
+    const d = normalizeDim(fn, 'dim', dim, this.ndim);
+    const n = this.shape[d]!;
+    let s = checkInt(fn, 'start', start, -n, n);
+    if (s < 0) s += n;
+    const len = checkInt(fn, 'length', length, 0, n - s);
+    const shape = this.shape.slice();
+    shape[d] = len;
+    const strides = this.strides.slice();
+    return this.#derive(s * strides[d]!, shape, strides);
+  }
+
+  /**
+   * A view of `x[..., start:end:step, ...]` along `dim`, with Python slice
+   * semantics: `start`/`end` default to the whole dim (`undefined` or `null`),
+   * negative values count from the end, and out-of-range values are clamped
+   * (an empty range gives a dim of size 0).
+   * @throws RangeError for `step < 1` or non-integer bounds.
+   */
+  slice(dim: number, start?: number | null, end?: number | null, step = 1): Tensor<D> {
+    const fn = 'slice';
+    this.#requireDims(fn);
+    const d = normalizeDim(fn, 'dim', dim, this.ndim);
+    const n = this.shape[d]!;
+    const st = checkInt(fn, 'step', step, 1);
+    const clamp = (arg: string, v: number | null | undefined, dflt: number): number => {
+      if (v === undefined || v === null) return dflt;
+      let i = checkInt(fn, arg, v);
+      if (i < 0) i += n;
+      return Math.min(Math.max(i, 0), n);
+    };
+    const lo = clamp('start', start, 0);
+    const hi = clamp('end', end, n);
+    const len = hi > lo ? Math.ceil((hi - lo) / st) : 0;
+    const shape = this.shape.slice();
+    shape[d] = len;
+    const strides = this.strides.slice();
+    const offset = lo * strides[d]!;
+    strides[d] = strides[d]! * st;
+    return this.#derive(len === 0 ? 0 : offset, shape, strides);
+  }
+
+  /** A view of entry `index` of dim `dim`, with that dim removed (PyTorch's `select`; negative index counts from the end). */
+  select(dim: number, index: number): Tensor<D> {
+    const fn = 'select';
+    this.#requireDims(fn);
+    const d = normalizeDim(fn, 'dim', dim, this.ndim);
+    const n = this.shape[d]!;
+    let i = checkInt(fn, 'index', index);
+    if (i < -n || i >= n) throw argRangeError(fn, 'index', `be in [${-n}, ${n - 1}] for dim ${d} of size ${n}`, i);
+    if (i < 0) i += n;
+    const shape = this.shape.slice();
+    const strides = this.strides.slice();
+    const offset = i * strides[d]!;
+    shape.splice(d, 1);
+    strides.splice(d, 1);
+    return this.#derive(offset, shape, strides);
+  }
+
+  /** A view with a new dim of size 1 inserted at `dim` (in [-ndim-1, ndim]; negative counts from the end). */
+  unsqueeze(dim: number): Tensor<D> {
+    const nd = this.ndim;
+    let d = checkInt('unsqueeze', 'dim', dim, -nd - 1, nd);
+    if (d < 0) d += nd + 1;
+    const shape = this.shape.slice();
+    const strides = this.strides.slice();
+    // PyTorch's choice: the stride a contiguous tensor would have there.
+    const s = d >= nd ? 1 : shape[d]! * strides[d]!;
+    shape.splice(d, 0, 1);
+    strides.splice(d, 0, s);
+    return this.#derive(0, shape, strides);
+  }
+
+  /**
+   * A view without dims of size 1: all of them, or only `dim` (a number or a
+   * list); a named dim whose size is not 1 is kept, as in PyTorch.
+   */
+  squeeze(dim?: number | readonly number[]): Tensor<D> {
+    const nd = this.ndim;
+    const drop = new Array<boolean>(nd).fill(false);
+    if (dim === undefined) {
+      for (let i = 0; i < nd; i++) drop[i] = this.shape[i] === 1;
+    } else {
+      const list: unknown[] = Array.isArray(dim) ? (dim as unknown[]) : [dim];
+      for (let k = 0; k < list.length; k++) {
+        const d = normalizeDim('squeeze', Array.isArray(dim) ? `dim[${k}]` : 'dim', list[k], nd);
+        if (nd > 0 && this.shape[d] === 1) drop[d] = true;
+      }
+    }
+    const shape: number[] = [];
+    const strides: number[] = [];
+    const src = this.strides;
+    for (let i = 0; i < nd; i++) {
+      if (drop[i]) continue;
+      shape.push(this.shape[i]!);
+      strides.push(src[i]!);
+    }
+    return this.#derive(0, shape, strides);
+  }
+
+  /**
+   * A view repeating size-1 dims to `sizes` (an array or varargs) with
+   * stride 0, without copying (PyTorch's `expand`). -1 keeps a dim's size;
+   * extra leading sizes add new dims. Writing through an expanded view writes
+   * the one shared element.
+   * @throws RangeError if a non-1 dim would change size, or `sizes` is shorter than the shape.
+   */
+  expand(sizes: readonly number[]): Tensor<D>;
+  expand(...sizes: number[]): Tensor<D>;
+  expand(...args: unknown[]): Tensor<D> {
+    const fn = 'expand';
+    const sizes = intList(fn, 'sizes', args);
+    const nd = this.ndim;
+    if (sizes.length < nd) {
+      throw argRangeErrorRaw(fn, 'sizes', `have at least ${nd} entries (the number of dims of shape ${formatShape(this.shape)})`,
+        describeValue(sizes));
+    }
+    const lead = sizes.length - nd;
+    const shape = new Array<number>(sizes.length);
+    const strides = new Array<number>(sizes.length);
+    const src = this.strides;
+    for (let i = 0; i < sizes.length; i++) {
+      const v = checkInt(fn, `sizes[${i}]`, sizes[i], -1);
+      if (i < lead) {
+        if (v === -1) throw argRangeError(fn, `sizes[${i}]`, 'be >= 0 in a new leading dim (-1 keeps an existing size)', v);
+        shape[i] = v;
+        strides[i] = 0;
+        continue;
+      }
+      const old = this.shape[i - lead]!;
+      if (v === -1 || v === old) {
+        shape[i] = old;
+        strides[i] = src[i - lead]!;
+      } else if (old === 1) {
+        shape[i] = v;
+        strides[i] = 0;
+      } else {
+        throw argRangeErrorRaw(fn, `sizes[${i}]`,
+          `be ${old} or -1 to match the non-singleton dim ${i - lead} of shape ${formatShape(this.shape)}`, String(v));
+      }
+    }
+    checkShape(fn, 'sizes', shape);
+    return this.#derive(0, shape, strides);
+  }
+
+  /** Offset in `data` of a (possibly negative, PyTorch-style) multi-index; validates. */
   private offsetOf(fn: string, idx: readonly number[]): number {
     if (idx.length !== this.shape.length) {
       throw argRangeErrorRaw(fn, 'index', `have ${this.shape.length} entries for shape ${formatShape(this.shape)}`,
         describeValue(idx.slice()));
     }
+    // Contiguous: row-major arithmetic (right even where size-1 dims store other strides: their index is 0).
+    const st = this.#contiguous ? null : this.#strides!;
     let off = 0;
     for (let i = 0; i < idx.length; i++) {
       const n = this.shape[i]!;
       let v = checkInt(fn, `index[${i}]`, idx[i]);
       if (v < -n || v >= n) throw argRangeError(fn, `index[${i}]`, `be in [${-n}, ${n - 1}] for dim ${i}`, v);
       if (v < 0) v += n;
-      off = off * n + v;
+      off = st === null ? off * n + v : off + v * st[i]!;
     }
     return off;
   }
 
-  /** Element at a multi-index (negative indices count from the end). Bool tensors give booleans. */
+  /** Offset in `data` of the element at row-major position `i`. */
+  #offsetOfLinear(i: number): number {
+    if (this.#contiguous) return i;
+    const st = this.#strides!;
+    let off = 0;
+    for (let d = this.shape.length - 1; d >= 0; d--) {
+      const n = this.shape[d]!;
+      off += (i % n) * st[d]!;
+      i = Math.floor(i / n);
+    }
+    return off;
+  }
+
+  /**
+   * Element at a multi-index (negative indices count from the end), read
+   * through the strides. Bool tensors give booleans.
+   */
   get(...index: number[]): ElementOf<D> {
     const v = this.data[this.offsetOf('get', index)]!;
     return (this.dtype === 'bool' ? v !== 0 : v) as ElementOf<D>;
   }
 
-  /** Writes one element at a multi-index (int32 values are truncated, like a typed-array store). */
+  /**
+   * Writes one element at a multi-index (int32 values are truncated, like a
+   * typed-array store). On a view this writes the parent's memory; on an
+   * expanded dim it writes the one element all its indices share.
+   */
   set(index: readonly number[], value: ElementOf<D> | number): void {
     this.data[this.offsetOf('set', index)] = Number(value);
   }
@@ -212,36 +785,50 @@ export class Tensor<D extends DType = DType> {
     return (this.dtype === 'bool' ? v !== 0 : v) as ElementOf<D>;
   }
 
-  /** Nested JS arrays mirroring the shape (a bare value for 0-D); bool elements become booleans. */
+  /** Nested JS arrays mirroring the shape (a bare value for 0-D), read through the strides; bool elements become booleans. */
   toArray(): NestedArray<ElementOf<D>> {
     const data = this.data;
     const shape = this.shape;
+    const strides = this.strides;
     const asBool = this.dtype === 'bool';
-    const build = (dim: number, offset: number, stride: number): NestedArray<ElementOf<D>> => {
+    const build = (dim: number, offset: number): NestedArray<ElementOf<D>> => {
       if (dim === shape.length) {
         const v = data[offset]!;
         return (asBool ? v !== 0 : v) as ElementOf<D>;
       }
       const n = shape[dim]!;
-      const inner = n === 0 ? 0 : stride / n;
+      const s = strides[dim]!;
       const out = new Array<NestedArray<ElementOf<D>>>(n);
-      for (let i = 0; i < n; i++) out[i] = build(dim + 1, offset + i * inner, inner);
+      for (let i = 0; i < n; i++) out[i] = build(dim + 1, offset + i * s);
       return out;
     };
-    return build(0, 0, this.size);
+    return build(0, 0);
   }
 
-  /** A deep copy (new buffer, same shape and dtype). */
+  /** The elements in row-major order as a new array of this dtype (a JS copy). */
+  #elementsJs(): DTypeMap[D] {
+    if (this.#contiguous) return this.data.slice() as DTypeMap[D];
+    const out = allocate(this.dtype, this.size);
+    const c = coalesce(this.shape, this.#strides!);
+    gatherJs(this.data, c.shape, c.strides, out);
+    return out;
+  }
+
+  /**
+   * A deep copy: new memory, same shape and dtype, always contiguous (a
+   * copy of a view does not alias its parent).
+   */
   clone(): Tensor<D> {
+    if (!this.#contiguous) return this.contiguous();
     return new Tensor(this.data.slice() as DTypeMap[D], this.shape, this.dtype);
   }
 
-  /** A copy converted to `dtype` (float → int32 truncates toward zero; → bool is `x !== 0`). */
+  /** A contiguous copy converted to `dtype` (float → int32 truncates toward zero; → bool is `x !== 0`). */
   astype<E extends DType>(dtype: E): Tensor<E> {
     checkDType('astype', dtype);
     if ((dtype as DType) === this.dtype) return this.clone() as unknown as Tensor<E>;
     const out = allocate(dtype, this.size);
-    const src = this.data;
+    const src = this.#contiguous ? this.data : this.#elementsJs();
     if (dtype === 'bool') {
       for (let i = 0; i < src.length; i++) out[i] = src[i] !== 0 ? 1 : 0;
     } else {
@@ -252,7 +839,8 @@ export class Tensor<D extends DType = DType> {
 
   /**
    * `Tensor(float32, [2, 3]) [[1, 2, 3], [4, 5, 6]]`; tensors over 1000
-   * elements print only their first and last few values.
+   * elements print only their first and last few values (in element order,
+   * also for views).
    */
   toString(): string {
     const head = `Tensor(${this.dtype}, ${formatShape(this.shape)})`;
@@ -263,9 +851,9 @@ export class Tensor<D extends DType = DType> {
       return `${head} ${render(this.toArray())}`;
     }
     const d = this.data;
-    const first = Array.from(d.subarray(0, 3), fmt).join(', ');
-    const last = Array.from(d.subarray(d.length - 3), fmt).join(', ');
-    return `${head} data=[${first}, ..., ${last}]`;
+    const at = (i: number): string => fmt(d[this.#offsetOfLinear(i)]!);
+    const n = this.size;
+    return `${head} data=[${at(0)}, ${at(1)}, ${at(2)}, ..., ${at(n - 3)}, ${at(n - 2)}, ${at(n - 1)}]`;
   }
 
   /** Makes `console.log(t)` print {@link Tensor.toString} in Node. */
@@ -273,6 +861,7 @@ export class Tensor<D extends DType = DType> {
     return this.toString();
   }
 }
+
 
 function formatNumber(v: number): string {
   if (Number.isInteger(v)) return String(v);
