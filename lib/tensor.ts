@@ -190,12 +190,6 @@ const ONE = new Float32Array([1]);
 const ZERO_STRIDES: readonly (readonly number[])[] = Array.from({ length: MAX_BINARY_DIMS + 1 }, (_, k) =>
   Object.freeze(new Array<number>(k).fill(0)));
 
-/** The backend `binary` signature on this branch (positional arguments). */
-type PositionalBinary = (
-  op: BinaryOp, a: Float32Array, aStrides: readonly number[], b: Float32Array, bStrides: readonly number[],
-  y: Float32Array, shape: readonly number[],
-) => void;
-
 /**
  * Copies the strided layout (`shape`, `strides`) of `src` into the contiguous
  * `dst`. float32 goes through the current backend's `binary` (y = x·1), so
@@ -215,9 +209,8 @@ function copyStrided(src: AnyTypedArray, shape: Shape, strides: readonly number[
   }
   const y = dst as Float32Array;
   const backend = resolveBackend();
-  const bin = backend.binary as unknown as PositionalBinary;
   const call = (a: Float32Array, aStrides: readonly number[], out: Float32Array, sh: readonly number[]): void => {
-    bin.call(backend, BinaryOp.Mul, a, aStrides, ONE, ZERO_STRIDES[sh.length]!, out, sh); // TODO(merge): object form
+    backend.binary({ op: BinaryOp.Mul, a, aStrides, b: ONE, bStrides: ZERO_STRIDES[sh.length]!, y: out, shape: sh });
   };
   if (c.shape.length === 0) {
     // Every dim has size 1: a single element.
