@@ -46,7 +46,14 @@ export function sameRegion(x: ArrayBufferView, y: ArrayBufferView): boolean {
 export function output(
   fn: string, shape: Shape, out: unknown, inputs: readonly [string, Tensor | null | undefined][], allowSame: boolean,
 ): F32 {
-  if (out === undefined) return empty(shape, 'float32');
+  return checkOut(fn, shape, out, inputs, allowSame) ?? empty(shape, 'float32');
+}
+
+/** {@link output}'s checks of a caller's `out`, or null when there is none (the op allocates in its own layout). */
+export function checkOut(
+  fn: string, shape: Shape, out: unknown, inputs: readonly [string, Tensor | null | undefined][], allowSame: boolean,
+): F32 | null {
+  if (out === undefined) return null;
   const o = checkFloat(fn, 'out', out);
   if (o.shape.length !== shape.length || o.shape.some((d, i) => d !== shape[i])) {
     throw shapeError(fn, 'out', formatShape(shape), o.shape);
@@ -58,6 +65,23 @@ export function output(
       'a tensor sharing its memory');
   }
   return o;
+}
+
+/**
+ * `x` itself when contiguous, else its contiguous copy: for arguments an op
+ * reads as flat row-major data (the copy is a backend call, so it stays in
+ * order inside runAsync).
+ */
+export function dense<D extends Tensor['dtype']>(x: Tensor<D>): Tensor<D> {
+  return x.isContiguous() ? x : x.contiguous();
+}
+
+/** A contiguous `out` (ops that write their result as one flat array need one). */
+export function checkContiguousOut(fn: string, out: F32): F32 {
+  if (!out.isContiguous()) {
+    throw argRangeErrorRaw(fn, 'out', 'be contiguous', `a view with strides ${formatShape(out.strides)}`);
+  }
+  return out;
 }
 
 export function sameShape(a: Shape, b: Shape): boolean {
@@ -89,9 +113,8 @@ export function broadcastShapes(fn: string, a: Shape, b: Shape, argB = 'b'): num
   return out;
 }
 
-/** Element strides of a contiguous tensor of `shape` viewed as `outShape` (0 on broadcast dims). */
-export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
-  const strides = contiguousStrides(shape);
+/** Element strides of a tensor of `shape` (`strides`, default contiguous) viewed as `outShape` (0 on broadcast dims). */
+export function broadcastStrides(shape: Shape, outShape: Shape, strides: readonly number[] = contiguousStrides(shape)): number[] {
   const nd = outShape.length;
   const res = new Array<number>(nd).fill(0);
   for (let i = 0; i < shape.length; i++) {

@@ -4,17 +4,36 @@ import { resolveBackend } from '../backend/registry';
 import { argRangeErrorRaw, argTypeError, formatShape } from '../errors';
 import { Tensor } from '../tensor';
 import type { OutOptions } from '../op-options';
-import { checkFloat, checkOptions, overlaps, output, sameShape, broadcastShapes, broadcastStrides } from './checks';
+import { checkContiguousOut, checkFloat, checkOptions, checkOut, overlaps, output, sameShape, broadcastShapes, broadcastStrides } from './checks';
+import { isDense } from './rows';
+import { allocateUninitialized } from '../dtype';
 import type { F32 } from './checks';
 // ---------------------------------------------------------------------------
 // Element-wise
+
+/**
+ * Input and output of an element-wise op run over flat data: a view whose
+ * elements fill its span densely (any order of dims) is read in place and the
+ * result takes its strides; other views are copied first. A caller's `out`
+ * must have x's layout (the same strides, or both contiguous).
+ */
+function unaryArgs(fn: string, x: F32, out: F32 | undefined): [F32, F32] {
+  const o = checkOut(fn, x.shape, out, [['x', x]], true);
+  const xs = isDense(x.shape, x.strides) ? x : x.contiguous();
+  if (o) {
+    const same = o.strides.every((s, d) => s === xs.strides[d] || o.shape[d] === 1);
+    if (!same) throw argRangeErrorRaw(fn, 'out', `have x's strides ${formatShape(xs.strides)}`, formatShape(o.strides));
+    return [xs, o];
+  }
+  return [xs, new Tensor(allocateUninitialized('float32', x.size), x.shape, 'float32', xs.strides)];
+}
 
 /** max(x, 0), element-wise. `out` may be `x` (in place). */
 export function relu(x: F32, opts?: OutOptions): F32 {
   checkFloat('relu', 'x', x);
   checkOptions('relu', opts);
-  const y = output('relu', x.shape, opts?.out, [['x', x]], true);
-  if (x.size > 0) resolveBackend(opts?.backend).relu({ x: x.data, y: y.data });
+  const [xs, y] = unaryArgs('relu', x, opts?.out);
+  if (x.size > 0) resolveBackend(opts?.backend).relu({ x: xs.data, y: y.data });
   return y;
 }
 
@@ -30,8 +49,8 @@ export function gelu(x: F32, opts?: GeluOptions): F32 {
   checkOptions('gelu', opts);
   const approx = opts?.approximate ?? 'none';
   if (approx !== 'none' && approx !== 'tanh') throw argTypeError('gelu', 'approximate', "be 'none' or 'tanh'", approx);
-  const y = output('gelu', x.shape, opts?.out, [['x', x]], true);
-  if (x.size > 0) resolveBackend(opts?.backend).gelu({ x: x.data, y: y.data, tanhApprox: approx === 'tanh' });
+  const [xs, y] = unaryArgs('gelu', x, opts?.out);
+  if (x.size > 0) resolveBackend(opts?.backend).gelu({ x: xs.data, y: y.data, tanhApprox: approx === 'tanh' });
   return y;
 }
 
@@ -49,8 +68,7 @@ function binaryOp(fn: string, op: BinaryOp, a: F32, b: F32 | number, opts: OutOp
   }
   const shape = broadcastShapes(fn, a.shape, bt.shape, 'b');
   // Broadcast operands may not alias out; an operand of the full shape may (in place).
-  const y = output(fn, shape, opts?.out,
-    [['a', a], ['b', typeof b === 'number' ? null : bt]], true);
+  const y = checkContiguousOut(fn, output(fn, shape, opts?.out, [['a', a], ['b', typeof b === 'number' ? null : bt]], true));
   for (const [name, t] of [['a', a], ['b', bt]] as const) {
     if (!sameShape(t.shape, shape) && t.size > 0 && y.size > 0 && overlaps(y.data, t.data)) {
       throw argRangeErrorRaw(fn, 'out', `not overlap the broadcast input '${name}'`, 'a tensor sharing its memory');
@@ -58,8 +76,9 @@ function binaryOp(fn: string, op: BinaryOp, a: F32, b: F32 | number, opts: OutOp
   }
   if (y.size === 0) return y;
   // Drop size-1 dims of the result so deep-but-thin shapes fit the backend's 8-dim limit.
-  const aS = broadcastStrides(a.shape, shape);
-  const bS = broadcastStrides(bt.shape, shape);
+  // Views are read through their strides, as broadcasts are.
+  const aS = broadcastStrides(a.shape, shape, a.strides);
+  const bS = broadcastStrides(bt.shape, shape, bt.strides);
   const keep = shape.map((d, i) => (d !== 1 ? i : -1)).filter((i) => i >= 0);
   if (keep.length > MAX_BINARY_DIMS) {
     throw argRangeErrorRaw(fn, 'b', `broadcast to at most ${MAX_BINARY_DIMS} non-unit dims`, formatShape(shape));

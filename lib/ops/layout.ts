@@ -6,7 +6,7 @@ import { Tensor, empty } from '../tensor';
 import { currentContext } from '../context';
 import type { Shape } from '../tensor';
 import type { OpOptions, OutOptions } from '../op-options';
-import { checkTensor, checkFloat, checkOptions, overlaps, output, sameShape, prod } from './checks';
+import { dense, checkTensor, checkFloat, checkOptions, overlaps, output, sameShape, prod } from './checks';
 import type { F32 } from './checks';
 // ---------------------------------------------------------------------------
 // Gather and layout
@@ -20,6 +20,9 @@ export function embedding(ids: Tensor<'int32'>, weight: F32, opts?: OutOptions):
   const t = checkTensor(fn, 'ids', ids);
   if (t.dtype !== 'int32') throw argTypeError(fn, 'ids', 'be an int32 Tensor', t);
   checkFloat(fn, 'weight', weight);
+  // Read as flat arrays: views are copied.
+  ids = dense(ids);
+  weight = dense(weight);
   checkOptions(fn, opts);
   if (weight.ndim !== 2) throw shapeError(fn, 'weight', '[num_embeddings, embedding_dim]', weight.shape);
   const [num, dim] = weight.shape as [number, number];
@@ -54,6 +57,7 @@ function unravel(flat: number, shape: Shape): number[] {
 export function splitHeads(x: F32, numHeads: number, opts?: OutOptions): F32 {
   const fn = 'splitHeads';
   checkFloat(fn, 'x', x);
+  x = dense(x);
   checkOptions(fn, opts);
   checkInt(fn, 'numHeads', numHeads, 1);
   if (x.ndim !== 3) throw shapeError(fn, 'x', '[batch, seq, embed]', x.shape);
@@ -71,6 +75,7 @@ export function splitHeads(x: F32, numHeads: number, opts?: OutOptions): F32 {
 export function mergeHeads(x: F32, opts?: OutOptions): F32 {
   const fn = 'mergeHeads';
   checkFloat(fn, 'x', x);
+  x = dense(x);
   checkOptions(fn, opts);
   if (x.ndim !== 4) throw shapeError(fn, 'x', '[batch, heads, seq, head_dim]', x.shape);
   const [bsz, h, seq, hd] = x.shape as [number, number, number, number];
@@ -89,6 +94,7 @@ export function transpose<D extends DType>(
 ): Tensor<D> {
   const fn = 'transpose';
   checkTensor(fn, 'x', x);
+  x = dense(x);
   checkOptions(fn, opts);
   let d0 = normalizeDim(fn, 'dim0', dim0, x.ndim);
   let d1 = normalizeDim(fn, 'dim1', dim1, x.ndim);

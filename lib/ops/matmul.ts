@@ -4,9 +4,11 @@ import type { WeightPrecision } from '../backend/backend';
 import { resolveBackend } from '../backend/registry';
 import { argRangeErrorRaw, argTypeError, argTypeErrorRaw, checkNumber, checkShape, formatShape, shapeError } from '../errors';
 import { currentContext } from '../context';
-import type { Shape } from '../tensor';
+import { Tensor, type Shape } from '../tensor';
 import type { OutOptions } from '../op-options';
-import { checkFloat, checkOptions, output, sameShape, prod, broadcastShapes, broadcastStrides } from './checks';
+import { checkFloat, checkOptions, checkOut, dense, output, sameShape, prod, broadcastShapes, broadcastStrides } from './checks';
+import { planRows } from './rows';
+import { allocateUninitialized } from '../dtype';
 import type { F32 } from './checks';
 // ---------------------------------------------------------------------------
 // matmul / linear
@@ -36,11 +38,22 @@ export function matmul(a: F32, b: F32, opts?: MatmulOptions): F32 {
   checkFloat(fn, 'a', a);
   checkFloat(fn, 'b', b);
   checkOptions(fn, opts);
-  const transB = opts?.transB === true;
+  let transB = opts?.transB === true;
   const alpha = opts?.alpha === undefined ? 1 : checkNumber(fn, 'alpha', opts.alpha);
   if (a.ndim === 0) throw argRangeErrorRaw(fn, 'a', 'be at least 1-D', formatShape(a.shape));
   if (b.ndim === 0) throw argRangeErrorRaw(fn, 'b', 'be at least 1-D', formatShape(b.shape));
   if (transB && b.ndim < 2) throw argRangeErrorRaw(fn, 'b', 'be at least 2-D with transB', formatShape(b.shape));
+  // The GEMMs below read contiguous batches; a b that is the transpose of a contiguous tensor (k.transpose(-2, -1))
+  // is read as that tensor with transB flipped, anything else non-contiguous is copied.
+  if (!b.isContiguous() && b.ndim >= 2) {
+    const bt = b.transpose(-2, -1);
+    if (bt.isContiguous()) {
+      b = bt;
+      transB = !transB;
+    }
+  }
+  a = dense(a);
+  b = dense(b);
 
   const aVec = a.ndim === 1;
   const bVec = b.ndim === 1;
@@ -185,15 +198,40 @@ export function linear(x: F32, weight: F32, bias?: F32 | null, opts?: LinearOpti
   }
   const outShape = [...x.shape.slice(0, -1), nOut];
   checkShape(fn, 'out', outShape);
-  const y = output(fn, outShape, opts?.out, [['x', x], ['weight', weight], ['bias', bias]], false);
+  const out = checkOut(fn, outShape, opts?.out, [['x', x], ['weight', weight], ['bias', bias]], false);
+  // Views are multiplied where they lie: x's rows (in any order of its leading dims) through the GEMM's leading
+  // dimension and batch stride, a row-sliced or transposed weight through ldb. Anything else is copied first.
+  let xs = x.strides[x.ndim - 1] === 1 || nIn <= 1 ? x : x.contiguous();
+  let plan = planRows(xs.shape, xs.strides, out ? out.strides : null, nOut, true);
+  if (!plan && !xs.isContiguous()) {
+    xs = xs.contiguous();
+    plan = planRows(xs.shape, xs.strides, out ? out.strides : null, nOut, true);
+  }
+  if (!plan || (out && out.strides[out.ndim - 1] !== 1 && nOut > 1)) {
+    throw argRangeErrorRaw(fn, 'out', "have rows of contiguous features addressable with uniform strides (e.g. contiguous)",
+      `a view with strides ${formatShape(out?.strides ?? [])}`);
+  }
+  const y = out ?? new Tensor(allocateUninitialized('float32', prod(outShape)), outShape, 'float32', plan.yStrides);
   if (y.size === 0) return y;
+  const [w, transB, ldb] = weightLayout(weight);
   resolveBackend(opts?.backend).gemm({
-    a: x.data, b: weight.data, c: y.data,
-    m: prod(x.shape, 0, x.ndim - 1), n: nOut, k: nIn,
-    transA: false, transB: true, alpha: 1, beta: 0, bias: bias ? bias.data : null, act,
-    batch: 1, strideA: 0, strideB: 0, strideC: 0, cacheB: opts?.cacheWeight === true,
+    a: xs.data, b: w, c: y.data,
+    m: plan.x.rows, n: nOut, k: nIn, transB, ldb,
+    ...(plan.x.rowStride !== undefined ? { lda: plan.x.rowStride } : {}),
+    ...(plan.y.rowStride !== undefined ? { ldc: plan.y.rowStride } : {}),
+    batch: plan.x.batch, strideA: plan.x.batchStride, strideC: plan.y.batchStride,
+    bias: bias ? dense(bias).data : null, act, cacheB: opts?.cacheWeight === true,
     ...(weightPrecision !== 'float32' ? { bPrecision: weightPrecision } : {}),
   });
   return y;
+}
+
+/** A Linear weight [out, in] as the GEMM's B: rows in place (transB, ldb = row stride), a transposed view as is. */
+function weightLayout(weight: F32): [Float32Array, boolean, number] {
+  const [nOut, nIn] = weight.shape as [number, number];
+  const [s0, s1] = weight.strides as [number, number];
+  if ((s1 === 1 || nIn <= 1) && (nOut <= 1 || s0 >= nIn)) return [weight.data, true, nOut <= 1 ? nIn : s0];
+  if ((s0 === 1 || nOut <= 1) && (nIn <= 1 || s1 >= nOut)) return [weight.data, false, nIn <= 1 ? nOut : s1];
+  return [weight.contiguous().data, true, nIn];
 }
 

@@ -2,14 +2,78 @@
 import { transpose } from './layout';
 import { resolveBackend } from '../backend/registry';
 import { argRangeError, argRangeErrorRaw, checkNumber, checkShape, formatShape, normalizeDim, shapeError } from '../errors';
-import { Tensor } from '../tensor';
+import { Tensor, contiguousStrides } from '../tensor';
+import { allocateUninitialized } from '../dtype';
+import { flattenTrailing, planRows, type RowPlan } from './rows';
 import { currentContext } from '../context';
 import type { Shape } from '../tensor';
 import type { OutOptions } from '../op-options';
-import { checkFloat, checkOptions, overlaps, sameRegion, output, sameShape, prod } from './checks';
+import { checkContiguousOut, checkFloat, checkOptions, checkOut, dense, overlaps, sameRegion, output, sameShape, prod } from './checks';
 import type { F32 } from './checks';
 // ---------------------------------------------------------------------------
 // Row-wise ops
+
+/** The row strides of `r` as kernel arguments (absent when a row is all there is). */
+function strides(r: RowArgs): { xRowStride?: number; yRowStride?: number } {
+  return {
+    ...(r.xRowStride !== undefined ? { xRowStride: r.xRowStride } : {}),
+    ...(r.yRowStride !== undefined ? { yRowStride: r.yRowStride } : {}),
+  };
+}
+
+/** Number of trailing dims a normalizedShape argument covers (already checked). */
+function normalizedRank(normalizedShape: number | Shape): number {
+  return typeof normalizedShape === 'number' ? 1 : normalizedShape.length;
+}
+
+/** Where a row-wise op reads and writes: x and y as rows of `cols`, with their row strides. */
+interface RowArgs {
+  x: F32;
+  y: F32;
+  rows: number;
+  xRowStride?: number;
+  yRowStride?: number;
+}
+
+/**
+ * Lays out a row-wise op over the last `trailing` dims of x: a view whose
+ * rows are addressable (see ./rows.ts) is read in place, anything else is
+ * copied; the result goes to `out` (checked) or a fresh tensor in x's row order.
+ */
+function rowArgs(fn: string, x: F32, trailing: number, out: F32 | null): RowArgs {
+  const cols = prod(x.shape, x.ndim - trailing);
+  const plan = (t: F32): [RowPlan, { shape: number[]; strides: number[] }] | null => {
+    const xf = flattenTrailing(t, trailing);
+    if (!xf) return null;
+    let yStrides: number[] | null = null;
+    if (out) {
+      const of = flattenTrailing(out, trailing);
+      if (!of) return null;
+      yStrides = of.strides;
+    }
+    const p = planRows(xf.shape, xf.strides, yStrides, cols, false);
+    return p ? [p, xf] : null;
+  };
+  let xs = x;
+  let found = plan(xs);
+  if (!found && !xs.isContiguous()) {
+    xs = xs.contiguous();
+    found = plan(xs);
+  }
+  if (!found) {
+    throw argRangeErrorRaw(fn, 'out', 'have rows addressable with uniform strides (e.g. contiguous)',
+      `a view with strides ${formatShape(out?.strides ?? [])}`);
+  }
+  const [p] = found;
+  const trailingStrides = contiguousStrides(x.shape.slice(x.ndim - trailing));
+  const y = out ?? new Tensor(allocateUninitialized('float32', x.size), x.shape, 'float32',
+    [...p.yStrides.slice(0, -1), ...trailingStrides]);
+  return {
+    x: xs, y, rows: p.x.rows,
+    ...(p.x.rowStride !== undefined ? { xRowStride: p.x.rowStride } : {}),
+    ...(p.y.rowStride !== undefined ? { yRowStride: p.y.rowStride } : {}),
+  };
+}
 
 /**
  * Softmax along `dim` (default -1). The last dim runs natively; any other dim
@@ -34,10 +98,17 @@ export function softmax(x: F32, dim = -1, opts?: OutOptions): F32 {
     y.data.set(back.data);
     return y;
   }
-  const y = output(fn, x.shape, opts?.out, [['x', x]], true);
-  const cols = x.ndim === 0 ? 1 : x.shape[x.ndim - 1]!;
-  if (x.size > 0) be.softmax({ x: x.data, y: y.data, rows: x.size / cols, cols });
-  return y;
+  const out = checkOut(fn, x.shape, opts?.out, [['x', x]], true);
+  if (x.ndim === 0) {
+    const y = out ?? output(fn, x.shape, undefined, [], true);
+    be.softmax({ x: x.data, y: y.data, rows: 1, cols: 1 });
+    return y;
+  }
+  const r = rowArgs(fn, x, 1, out);
+  if (x.size > 0) {
+    be.softmax({ x: r.x.data, y: r.y.data, rows: r.rows, cols: x.shape[x.ndim - 1]!, ...strides(r) });
+  }
+  return r.y;
 }
 
 /**
@@ -52,12 +123,14 @@ export function layerNorm(
   checkFloat(fn, 'x', x);
   checkOptions(fn, opts);
   const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, bias, eps);
-  const y = output(fn, x.shape, opts?.out, [['x', x], ['weight', weight], ['bias', bias]], true);
-  if (x.size === 0) return y;
+  const out = checkOut(fn, x.shape, opts?.out, [['x', x], ['weight', weight], ['bias', bias]], true);
+  const r = rowArgs(fn, x, normalizedRank(normalizedShape), out);
+  if (x.size === 0) return r.y;
   resolveBackend(opts?.backend).layerNorm({
-    x: x.data, weight: weight ? weight.data : null, bias: bias ? bias.data : null, y: y.data, rows: x.size / cols, cols, eps,
+    x: r.x.data, weight: weight ? dense(weight).data : null, bias: bias ? dense(bias).data : null, y: r.y.data,
+    rows: r.rows, cols, eps, ...strides(r),
   });
-  return y;
+  return r.y;
 }
 
 /** Options of {@link addLayerNorm}. */
@@ -87,11 +160,13 @@ export function addLayerNorm(
   if (!sameShape(x.shape, residual.shape)) throw shapeError(fn, 'residual', `${formatShape(x.shape)} (x's shape)`, residual.shape);
   const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, bias, eps);
   const inputs: [string, F32 | null | undefined][] = [['x', x], ['residual', residual], ['weight', weight], ['bias', bias]];
-  const y = output(fn, x.shape, opts?.out, inputs, true);
+  const y = checkContiguousOut(fn, output(fn, x.shape, opts?.out, inputs, true));
   const sum = checkSumOut(fn, opts?.sumOut, x, inputs, y);
   if (x.size === 0) return y;
+  // The fused kernel reads and writes flat rows: views are copied (y and sum are contiguous).
   resolveBackend(opts?.backend).addLayerNorm({
-    x: x.data, residual: residual.data, weight: weight ? weight.data : null, bias: bias ? bias.data : null, y: y.data,
+    x: dense(x).data, residual: dense(residual).data, weight: weight ? dense(weight).data : null,
+    bias: bias ? dense(bias).data : null, y: y.data,
     sum: sum ? sum.data : null, rows: x.size / cols, cols, eps,
   });
   return y;
@@ -132,12 +207,13 @@ export function rmsNorm(
   checkOptions(fn, opts);
   const e = eps ?? FLOAT32_EPS;
   const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, null, e);
-  const y = output(fn, x.shape, opts?.out, [['x', x], ['weight', weight]], true);
-  if (x.size === 0) return y;
+  const out = checkOut(fn, x.shape, opts?.out, [['x', x], ['weight', weight]], true);
+  const r = rowArgs(fn, x, normalizedRank(normalizedShape), out);
+  if (x.size === 0) return r.y;
   resolveBackend(opts?.backend).rmsNorm({
-    x: x.data, weight: weight ? weight.data : null, y: y.data, rows: x.size / cols, cols, eps: e,
+    x: r.x.data, weight: weight ? dense(weight).data : null, y: r.y.data, rows: r.rows, cols, eps: e, ...strides(r),
   });
-  return y;
+  return r.y;
 }
 
 /** float32's machine epsilon, PyTorch's default RMSNorm eps for float32 inputs. */
@@ -161,11 +237,12 @@ export function addRmsNorm(
   const e = eps ?? FLOAT32_EPS;
   const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, null, e);
   const inputs: [string, F32 | null | undefined][] = [['x', x], ['residual', residual], ['weight', weight]];
-  const y = output(fn, x.shape, opts?.out, inputs, true);
+  const y = checkContiguousOut(fn, output(fn, x.shape, opts?.out, inputs, true));
   const sum = checkSumOut(fn, opts?.sumOut, x, inputs, y);
   if (x.size === 0) return y;
   resolveBackend(opts?.backend).addRmsNorm({
-    x: x.data, residual: residual.data, weight: weight ? weight.data : null, y: y.data, sum: sum ? sum.data : null,
+    x: dense(x).data, residual: dense(residual).data, weight: weight ? dense(weight).data : null, y: y.data,
+    sum: sum ? sum.data : null,
     rows: x.size / cols, cols, eps: e,
   });
   return y;
@@ -178,6 +255,7 @@ function checkSumOut(
   if (sumOut === undefined) return null;
   const sum = checkFloat(fn, 'sumOut', sumOut);
   if (!sameShape(sum.shape, x.shape)) throw shapeError(fn, 'sumOut', formatShape(x.shape), sum.shape);
+  if (!sum.isContiguous()) throw argRangeErrorRaw(fn, 'sumOut', 'be contiguous', `a view with strides ${formatShape(sum.strides)}`);
   for (const [name, t] of [...inputs, ['out', y] as [string, F32]]) {
     if (!t || t.size === 0 || sum.size === 0 || !overlaps(sum.data, t.data)) continue;
     if ((name === 'x' || name === 'residual') && sameRegion(sum.data, t.data)) continue;
