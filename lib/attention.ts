@@ -7,8 +7,7 @@
  * nn.MultiheadAttention's: here a bool mask's `true` means "may attend"
  * (PyTorch: "take part in attention"); a float mask is added to the scores.
  */
-import { Tensor } from './tensor';
-import { allocateUninitialized } from './dtype';
+import { Tensor, empty } from './tensor';
 import { formatShape } from './errors';
 import type { AttentionMask, AttentionPrecision } from './backend/backend';
 import { resolveBackend } from './backend/registry';
@@ -25,8 +24,10 @@ export interface ScaledDotProductAttentionOptions extends OpOptions {
   scale?: number;
   /** Accepted for parity; never applied (inference). */
   dropoutP?: number;
+  /** Write the result here ([..., L, Ev], any strides with a contiguous last dim, e.g. a head view of a larger buffer). */
+  out?: Tensor<'float32'>;
   /**
-   * Precision of q·kᵀ and probabilities·v (default 'float32'). 'bfloat16'
+   * Precision of q·kᵀ and probabilities·v (default the execution context's, float32 unless a module set it). 'bfloat16'
    * applies when L > 8 (see {@link AttentionPrecision}); the JS backend
    * emulates it. On the native backend it needs a CPU with AVX512-BF16: on
    * others the call throws a RangeError (whatever L), and on a kernel path
@@ -75,19 +76,50 @@ export function scaledDotProductAttention(
   const masks: AttentionMask[] = [];
   const m = opts.attnMask;
   if (m !== undefined && m !== null) masks.push(sdpaMask(fn, m, batch, heads, l, s));
-  const out = allocateUninitialized('float32', batch * heads * l * ev);
+  // Views are read where they lie: the kernel takes strides over (batch, head, position) and needs only the
+  // feature axis contiguous; a view without that is copied.
+  const [qs, ks, vs] = [q, k, v].map((t) => (t.strides[r - 1] === 1 || t.shape[r - 1]! <= 1 ? t : t.contiguous())) as [
+    Tensor<'float32'>, Tensor<'float32'>, Tensor<'float32'>,
+  ];
+  const outShape = [...q.shape.slice(0, r - 1), ev];
+  const out = opts.out === undefined ? empty(outShape, 'float32') : checkAttentionOut(fn, opts.out, outShape, [qs, ks, vs]);
   resolveBackend(opts.backend).attention({
-    q: q.data, k: k.data, v: v.data, out,
-    qStrides: [heads * l * e, l * e, e],
-    kStrides: [heads * s * e, s * e, e],
-    vStrides: [heads * s * ev, s * ev, ev],
-    outStrides: [heads * l * ev, l * ev, ev],
+    q: qs.data, k: ks.data, v: vs.data, out: out.data,
+    qStrides: headStrides(qs), kStrides: headStrides(ks), vStrides: headStrides(vs), outStrides: headStrides(out),
     batch, heads, lq: l, lk: s, dk: e, dv: ev, scale, masks,
     causal: opts.isCausal ?? false,
     weights: null,
     ...(precision === 'bfloat16' ? { precision } : {}),
   });
-  return new Tensor(out, [...q.shape.slice(0, r - 1), ev], 'float32');
+  return out;
+}
+
+/** Strides over (batch, head, position) of a [..., positions, features] tensor with at most two leading dims. */
+export function headStrides(t: Tensor): [number, number, number] {
+  const r = t.ndim;
+  const st = t.strides;
+  return [r === 4 ? st[0]! : 0, r >= 3 ? st[r - 3]! : 0, st[r - 2]!];
+}
+
+/** A caller's `out` for attention: float32, the result shape, features contiguous, not overlapping the inputs. */
+function checkAttentionOut(fn: string, out: unknown, shape: readonly number[], inputs: readonly Tensor[]): Tensor<'float32'> {
+  if (!(out instanceof Tensor) || out.dtype !== 'float32') {
+    throw new TypeError(`${fn}: option 'out' must be a float32 Tensor, got ${out instanceof Tensor ? `dtype ${out.dtype}` : typeof out}`);
+  }
+  if (out.ndim !== shape.length || out.shape.some((d, i) => d !== shape[i])) {
+    throw new RangeError(`${fn}: option 'out' must have shape ${formatShape(shape)}, got ${formatShape(out.shape)}`);
+  }
+  if (out.strides[out.ndim - 1] !== 1 && shape[shape.length - 1]! > 1) {
+    throw new RangeError(`${fn}: option 'out' must have a contiguous last dim, got strides ${formatShape(out.strides)}`);
+  }
+  for (const t of inputs) {
+    const a = out.data;
+    const b = t.data;
+    if (a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength) {
+      throw new RangeError(`${fn}: option 'out' must not overlap q, k or v`);
+    }
+  }
+  return out as Tensor<'float32'>;
 }
 
 /** Broadcast strides of a mask over (batch, heads, L, S); bool masks are inverted to the backend's "true = masked". */
@@ -99,16 +131,17 @@ function sdpaMask(fn: string, m: Tensor, batch: number, heads: number, l: number
   if (m.ndim > 4) throw new RangeError(`${fn}: option 'attnMask' must have at most 4 dims, got ${formatShape(m.shape)}`);
   const shape = [...Array(4 - m.ndim).fill(1), ...m.shape] as number[];
   const strides: number[] = [0, 0, 0, 0];
-  let stride = 1;
+  const lead = 4 - m.ndim;
   for (let d = 3; d >= 0; d--) {
     if (shape[d] !== target[d] && shape[d] !== 1) {
       throw new RangeError(`${fn}: option 'attnMask' of shape ${formatShape(m.shape)} does not broadcast to [${target.join(', ')}]`);
     }
-    strides[d] = shape[d] === 1 ? 0 : stride;
-    stride *= shape[d]!;
+    // A view's own strides: the kernel reads masks through strides, so no copy.
+    strides[d] = shape[d] === 1 ? 0 : m.strides[d - lead]!;
   }
   let data = m.data as Float32Array | Uint8Array;
   if (m.dtype === 'bool') {
+    // Inverted slot by slot over the whole span, so the strides still address the same elements.
     const inv = new Uint8Array(data.length);
     for (let i = 0; i < inv.length; i++) inv[i] = data[i] ? 0 : 1;
     data = inv;
