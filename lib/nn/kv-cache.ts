@@ -17,6 +17,7 @@
  */
 import { BinaryOp, type Backend } from '../backend/backend';
 import { checkInt } from '../errors';
+import { Tensor } from '../tensor';
 import { checkOptions } from './options';
 
 /** A one-element zero used as the broadcast right operand of a strided copy (x + 0). */
@@ -83,6 +84,28 @@ export class KVCache {
   }
 
   /**
+   * Positions `pos` .. `pos + count` of the buffer as a [count, batch,
+   * 2·embedDim] view (keys then values in each row), for the projection that
+   * fills them. Valid until the capacity next grows.
+   */
+  slot(pos: number, count: number): Tensor<'float32'> {
+    checkInt('KVCache.slot', 'pos', pos, 0, this.#capacity);
+    checkInt('KVCache.slot', 'count', count, 0, this.#capacity - pos);
+    return this.#buffer().narrow(1, pos, count).transpose(0, 1);
+  }
+
+  /** The cached keys and values, each a [length, batch, embedDim] view of the buffer. Valid until the capacity grows. */
+  keysValues(): { k: Tensor<'float32'>; v: Tensor<'float32'> } {
+    const e = this.embedDim;
+    const rows = this.#buffer().narrow(1, 0, this.#length).transpose(0, 1);
+    return { k: rows.narrow(2, 0, e), v: rows.narrow(2, e, e) };
+  }
+
+  #buffer(): Tensor<'float32'> {
+    return new Tensor(this.#data, [this.batch, this.#capacity, 2 * this.embedDim], 'float32');
+  }
+
+  /**
    * Ensures room for `total` positions, doubling the capacity as needed. The
    * cached rows move to the new buffer through backend copies (`be`), so this
    * is safe inside a recording.
@@ -137,14 +160,15 @@ export class KVCache {
  * `Backend.attention` takes them.
  */
 export interface MemoryKV {
+  /** Sequences (1 for unbatched input). */
   readonly batch: number;
   /** Key/value positions. */
   readonly length: number;
   readonly embedDim: number;
-  readonly k: Float32Array;
-  readonly v: Float32Array;
-  readonly kStrides: readonly [number, number, number];
-  readonly vStrides: readonly [number, number, number];
+  /** Projected keys, [length, batch, embedDim] (a sequence-first view; any strides). */
+  readonly k: Tensor<'float32'>;
+  /** Projected values, like `k`. */
+  readonly v: Tensor<'float32'>;
 }
 
 /** The caches of one decoder layer: its self-attention keys/values and its cross-attention memory keys/values. */
