@@ -275,12 +275,20 @@ export function gemm(args: GemmArgs): void {
   for (let i = 0; i < batch; i++) gemmOne(g, i * g.strideA, i * g.strideB, i * g.strideC);
 }
 
-const bf16Weights = new WeakMap<Float32Array, Float32Array>();
+/**
+ * Constant weights rounded to bfloat16 once, kept while the weight's memory
+ * lives. Keyed by the memory (buffer, offset, length), not the array object:
+ * a weight view (a row slice of a packed projection) is a new array on every
+ * call but the same weight.
+ */
+const bf16Weights = new WeakMap<ArrayBufferLike, Map<string, Float32Array>>();
 
-/** A constant weight rounded to bfloat16 once, kept while the weight lives. */
 function bf16Weight(b: Float32Array): Float32Array {
-  let r = bf16Weights.get(b);
-  if (!r) bf16Weights.set(b, (r = roundToBf16(b)));
+  let byRegion = bf16Weights.get(b.buffer);
+  if (!byRegion) bf16Weights.set(b.buffer, (byRegion = new Map()));
+  const key = `${b.byteOffset},${b.length}`;
+  let r = byRegion.get(key);
+  if (!r) byRegion.set(key, (r = roundToBf16(b)));
   return r;
 }
 
