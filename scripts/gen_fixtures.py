@@ -406,6 +406,45 @@ def gen_ops(w: Writer) -> None:
     w.write('ops.safetensors', t, meta)
 
 
+def rms_norm_24(x: torch.Tensor, shape: list[int], weight: torch.Tensor | None, eps: float | None) -> torch.Tensor:
+    """PyTorch 2.4's F.rms_norm, as its composite implementation computes it (torch 1.13 has no rms_norm):
+    x * rsqrt(mean(x^2 over the normalized dims) + eps) * weight, eps None = finfo(x.dtype).eps."""
+    dims = tuple(range(-len(shape), 0))
+    e = torch.finfo(x.dtype).eps if eps is None else eps
+    r = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + e)
+    return r * weight if weight is not None else r
+
+
+def gen_rms_norm(w: Writer) -> None:
+    """rms_norm.safetensors: the same layout as ops.safetensors (case parameters in __metadata__)."""
+    seed(7)
+    t: dict[str, torch.Tensor] = {}
+    meta: dict[str, str] = {}
+
+    def case(name: str, params: dict[str, Any], **tensors: torch.Tensor) -> None:
+        meta[f'rms_norm.{name}'] = js(params)
+        for k, v in tensors.items():
+            t[f'rms_norm.{name}.{k}'] = v.detach().contiguous()
+
+    x = torch.randn(2, 3, 8) * 2
+    g = 1 + 0.1 * torch.randn(8)
+    case('affine', {'normalized_shape': [8], 'eps': 1e-6}, x=x, weight=g, out=rms_norm_24(x, [8], g, 1e-6))
+    case('no_affine_default_eps', {'normalized_shape': [8], 'eps': None}, x=x, out=rms_norm_24(x, [8], None, None))
+    g2 = 1 + 0.1 * torch.randn(3, 8)
+    case('two_dims', {'normalized_shape': [3, 8], 'eps': 1e-5}, x=x, weight=g2, out=rms_norm_24(x, [3, 8], g2, 1e-5))
+    # Tiny values: eps dominates the mean square, so the default eps is visible in the result.
+    x = torch.randn(4, 16) * 1e-4
+    case('tiny_default_eps', {'normalized_shape': [16], 'eps': None}, x=x, out=rms_norm_24(x, [16], None, None))
+    x = torch.randn(2, 1031)
+    g = 1 + 0.1 * torch.randn(1031)
+    case('long_rows', {'normalized_shape': [1031], 'eps': 1e-6}, x=x, weight=g, out=rms_norm_24(x, [1031], g, 1e-6))
+
+    meta['producer'] = 'scripts/gen_fixtures.py'
+    meta['torch_version'] = torch.__version__
+    meta['reference'] = 'PyTorch 2.4 F.rms_norm composite formula (rms_norm_24)'
+    w.write('rms_norm.safetensors', t, meta)
+
+
 # ---------------------------------------------------------------------------
 # module parity fixtures
 # ---------------------------------------------------------------------------
@@ -701,6 +740,10 @@ def gen_seed_model(w: Writer) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--check', action='store_true', help='compare with the files on disk instead of writing')
+    ap.add_argument('--only', action='append', default=None, metavar='GROUP',
+                    help='generate only these groups (dtypes, ops, rms_norm, mha, encoder_layers, decoder_layers, '
+                         'stacks, transformers, seed_model); repeatable. Other torch builds round the last bits '
+                         'differently, so adding a group should not rewrite the others.')
     args = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -710,14 +753,15 @@ def main() -> int:
     warnings.filterwarnings('ignore', message='The PyTorch API of nested tensors is in prototype stage')
 
     w = Writer(args.check)
-    gen_dtypes(w)
-    gen_ops(w)
-    gen_mha(w)
-    gen_encoder_layers(w)
-    gen_decoder_layers(w)
-    gen_stacks(w)
-    gen_transformers(w)
-    gen_seed_model(w)
+    groups: dict[str, Callable[[Writer], None]] = {
+        'dtypes': gen_dtypes, 'ops': gen_ops, 'rms_norm': gen_rms_norm, 'mha': gen_mha,
+        'encoder_layers': gen_encoder_layers, 'decoder_layers': gen_decoder_layers, 'stacks': gen_stacks,
+        'transformers': gen_transformers, 'seed_model': gen_seed_model,
+    }
+    for name in args.only or groups:
+        if name not in groups:
+            ap.error(f'unknown group {name!r}; groups: {", ".join(groups)}')
+        groups[name](w)
 
     total = 0
     for name, size in w.sizes:

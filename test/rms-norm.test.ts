@@ -3,7 +3,9 @@
  * backend, with PyTorch 2.4's semantics: y = x / √(mean(x²) + eps) · weight,
  * eps null = float32's machine epsilon; the residual form equals add then norm.
  */
-import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadSafetensors, type SafetensorsFile } from '../lib/io/safetensors';
 import * as ops from '../lib/ops';
 import * as nn from '../lib/nn';
 import { Tensor, tensor, zeros } from '../lib/tensor';
@@ -127,5 +129,27 @@ describe.each(backends)('RMSNorm on the %s backend', (backend) => {
     expect(Array.from(m.forwardAdd(x, r).data)).toEqual(Array.from(m.forward(ops.add(x, r)).data));
     expect(() => new nn.RMSNorm({ normalizedShape: 0 })).toThrowError(/RMSNorm: argument 'normalizedShape\[0\]'/);
     expect(() => new nn.RMSNorm({ normalizedShape: 4, bias: true } as never)).toThrowError(/RMSNorm/);
+  });
+});
+
+describe.each(backends)('RMSNorm vs PyTorch 2.4 (fixtures/rms_norm.safetensors), %s backend', (backend) => {
+  let file: SafetensorsFile;
+  beforeAll(async () => {
+    file = await loadSafetensors(join(__dirname, 'fixtures', 'rms_norm.safetensors'));
+  });
+
+  it('every case within float32 rounding of PyTorch', () => {
+    const names = Object.keys(file.metadata).filter((k) => k.startsWith('rms_norm.')).map((k) => k.slice('rms_norm.'.length));
+    expect(names.length).toBe(5);
+    for (const name of names) {
+      const params = JSON.parse(file.metadata[`rms_norm.${name}`]!) as { normalized_shape: number[]; eps: number | null };
+      const get = (k: string): Tensor<'float32'> | undefined => file.tensors[`rms_norm.${name}.${k}`] as Tensor<'float32'> | undefined;
+      const want = get('out')!;
+      const got = ops.rmsNorm(get('x')!, params.normalized_shape, get('weight') ?? null, params.eps, { backend });
+      expect(got.shape).toEqual(want.shape);
+      let scale = 0;
+      for (const v of want.data) scale = Math.max(scale, Math.abs(v));
+      expectClose(got, want.data, 0, 2e-6 * scale);
+    }
   });
 });
