@@ -18,3 +18,15 @@ export * from './ops/elementwise';
 export * from './ops/layout';
 // Attention lives in its own file; it is part of the functional API.
 export { scaledDotProductAttention, type ScaledDotProductAttentionOptions } from './attention';
+export {
+  multiHeadAttentionForward,
+  inProjection,
+  projectQuery,
+  attendHeads,
+  type MultiHeadAttentionParams,
+  type MultiHeadAttentionForwardOptions,
+  type MultiHeadAttentionResult,
+  type AttentionMaskTensor,
+  type AttendHeadsOptions,
+  type InProjection,
+} from './ops/multi-head-attention';
