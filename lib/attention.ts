@@ -78,7 +78,7 @@ export function scaledDotProductAttention(
   if (m !== undefined && m !== null) masks.push(sdpaMask(fn, m, batch, heads, l, s));
   // Views are read where they lie: the kernel takes strides over (batch, head, position) and needs only the
   // feature axis contiguous; a view without that is copied.
-  const [qs, ks, vs] = [q, k, v].map((t) => (t.strides[r - 1] === 1 || t.shape[r - 1]! <= 1 ? t : t.contiguous())) as [
+  const [qs, ks, vs] = [q, k, v].map((t) => (t.strides[r - 1] === 1 || t.shape[r - 1]! <= 1 ? t : t.contiguous(opts.backend))) as [
     Tensor<'float32'>, Tensor<'float32'>, Tensor<'float32'>,
   ];
   const outShape = [...q.shape.slice(0, r - 1), ev];

@@ -12,7 +12,7 @@
  * contiguous inputs, which {@link Tensor.contiguous} provides (copying only
  * when the layout is not already contiguous).
  */
-import { BinaryOp } from './backend/backend';
+import { BinaryOp, type Backend, type BackendName } from './backend/backend';
 import { recordingList } from './backend/recording';
 import { resolveBackend } from './backend/registry';
 import { allocate, allocateUninitialized, DTYPES, dtypeOfArray, isDType } from './dtype';
@@ -197,7 +197,9 @@ const ZERO_STRIDES: readonly (readonly number[])[] = Array.from({ length: MAX_BI
  * that produce `src`; int32/bool are copied in JS, which is refused while
  * recording because it would read `src` before those kernels ran.
  */
-function copyStrided(src: AnyTypedArray, shape: Shape, strides: readonly number[], dst: AnyTypedArray): void {
+function copyStrided(
+  src: AnyTypedArray, shape: Shape, strides: readonly number[], dst: AnyTypedArray, on?: BackendName | Backend,
+): void {
   const c = coalesce(shape, strides);
   if (!(src instanceof Float32Array)) {
     if (recordingList()) {
@@ -208,7 +210,7 @@ function copyStrided(src: AnyTypedArray, shape: Shape, strides: readonly number[
     return;
   }
   const y = dst as Float32Array;
-  const backend = resolveBackend();
+  const backend = resolveBackend(on);
   const call = (a: Float32Array, aStrides: readonly number[], out: Float32Array, sh: readonly number[]): void => {
     backend.binary({ op: BinaryOp.Mul, a, aStrides, b: ONE, bStrides: ZERO_STRIDES[sh.length]!, y: out, shape: sh });
   };
@@ -448,16 +450,16 @@ export class Tensor<D extends DType = DType> {
 
   /**
    * `this` when already contiguous, else a contiguous copy (PyTorch's
-   * `contiguous()`). float32 copies run on the current backend, so they are
-   * recorded inside `runAsync` and keep -0 and NaN bit patterns; int32/bool
-   * copies run in JS.
+   * `contiguous()`). float32 copies run on `backend` (default: the execution
+   * context's), so they are recorded inside `runAsync` and keep -0 and NaN bit
+   * patterns; int32/bool copies run in JS.
    * @throws Error for a non-contiguous int32/bool tensor inside `runAsync()`/`forwardAsync()`,
    *   or when the current backend cannot run there (the JS backend).
    */
-  contiguous(): Tensor<D> {
+  contiguous(backend?: BackendName | Backend): Tensor<D> {
     if (this.#contiguous) return this;
     const out = allocateUninitialized(this.dtype, this.size);
-    copyStrided(this.data, this.shape, this.#strides!, out);
+    copyStrided(this.data, this.shape, this.#strides!, out, backend);
     return new Tensor(out, this.shape, this.dtype);
   }
 

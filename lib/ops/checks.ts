@@ -2,6 +2,7 @@
  * Checks and helpers shared by the ops: argument types, `out` validation,
  * overlap tests, broadcasting of shapes and strides.
  */
+import type { Backend, BackendName } from '../backend/backend';
 import { argRangeErrorRaw, argTypeError, formatShape, shapeError } from '../errors';
 import { Tensor, contiguousStrides, empty } from '../tensor';
 import type { Shape } from '../tensor';
@@ -72,8 +73,8 @@ export function checkOut(
  * reads as flat row-major data (the copy is a backend call, so it stays in
  * order inside runAsync).
  */
-export function dense<D extends Tensor['dtype']>(x: Tensor<D>): Tensor<D> {
-  return x.isContiguous() ? x : x.contiguous();
+export function dense<D extends Tensor['dtype']>(x: Tensor<D>, backend?: BackendName | Backend): Tensor<D> {
+  return x.isContiguous() ? x : x.contiguous(backend);
 }
 
 /** A contiguous `out` (ops that write their result as one flat array need one). */

@@ -17,9 +17,9 @@ import type { F32 } from './checks';
  * result takes its strides; other views are copied first. A caller's `out`
  * must have x's layout (the same strides, or both contiguous).
  */
-function unaryArgs(fn: string, x: F32, out: F32 | undefined): [F32, F32] {
+function unaryArgs(fn: string, x: F32, out: F32 | undefined, backend: OutOptions['backend']): [F32, F32] {
   const o = checkOut(fn, x.shape, out, [['x', x]], true);
-  const xs = isDense(x.shape, x.strides) ? x : x.contiguous();
+  const xs = isDense(x.shape, x.strides) ? x : x.contiguous(backend);
   if (o) {
     const same = o.strides.every((s, d) => s === xs.strides[d] || o.shape[d] === 1);
     if (!same) throw argRangeErrorRaw(fn, 'out', `have x's strides ${formatShape(xs.strides)}`, formatShape(o.strides));
@@ -32,7 +32,7 @@ function unaryArgs(fn: string, x: F32, out: F32 | undefined): [F32, F32] {
 export function relu(x: F32, opts?: OutOptions): F32 {
   checkFloat('relu', 'x', x);
   checkOptions('relu', opts);
-  const [xs, y] = unaryArgs('relu', x, opts?.out);
+  const [xs, y] = unaryArgs('relu', x, opts?.out, opts?.backend);
   if (x.size > 0) resolveBackend(opts?.backend).relu({ x: xs.data, y: y.data });
   return y;
 }
@@ -49,7 +49,7 @@ export function gelu(x: F32, opts?: GeluOptions): F32 {
   checkOptions('gelu', opts);
   const approx = opts?.approximate ?? 'none';
   if (approx !== 'none' && approx !== 'tanh') throw argTypeError('gelu', 'approximate', "be 'none' or 'tanh'", approx);
-  const [xs, y] = unaryArgs('gelu', x, opts?.out);
+  const [xs, y] = unaryArgs('gelu', x, opts?.out, opts?.backend);
   if (x.size > 0) resolveBackend(opts?.backend).gelu({ x: xs.data, y: y.data, tanhApprox: approx === 'tanh' });
   return y;
 }

@@ -21,8 +21,8 @@ export function embedding(ids: Tensor<'int32'>, weight: F32, opts?: OutOptions):
   if (t.dtype !== 'int32') throw argTypeError(fn, 'ids', 'be an int32 Tensor', t);
   checkFloat(fn, 'weight', weight);
   // Read as flat arrays: views are copied.
-  ids = dense(ids);
-  weight = dense(weight);
+  ids = dense(ids, opts?.backend);
+  weight = dense(weight, opts?.backend);
   checkOptions(fn, opts);
   if (weight.ndim !== 2) throw shapeError(fn, 'weight', '[num_embeddings, embedding_dim]', weight.shape);
   const [num, dim] = weight.shape as [number, number];
@@ -57,7 +57,7 @@ function unravel(flat: number, shape: Shape): number[] {
 export function splitHeads(x: F32, numHeads: number, opts?: OutOptions): F32 {
   const fn = 'splitHeads';
   checkFloat(fn, 'x', x);
-  x = dense(x);
+  x = dense(x, opts?.backend);
   checkOptions(fn, opts);
   checkInt(fn, 'numHeads', numHeads, 1);
   if (x.ndim !== 3) throw shapeError(fn, 'x', '[batch, seq, embed]', x.shape);
@@ -75,7 +75,7 @@ export function splitHeads(x: F32, numHeads: number, opts?: OutOptions): F32 {
 export function mergeHeads(x: F32, opts?: OutOptions): F32 {
   const fn = 'mergeHeads';
   checkFloat(fn, 'x', x);
-  x = dense(x);
+  x = dense(x, opts?.backend);
   checkOptions(fn, opts);
   if (x.ndim !== 4) throw shapeError(fn, 'x', '[batch, heads, seq, head_dim]', x.shape);
   const [bsz, h, seq, hd] = x.shape as [number, number, number, number];
@@ -94,7 +94,7 @@ export function transpose<D extends DType>(
 ): Tensor<D> {
   const fn = 'transpose';
   checkTensor(fn, 'x', x);
-  x = dense(x);
+  x = dense(x, opts?.backend);
   checkOptions(fn, opts);
   let d0 = normalizeDim(fn, 'dim0', dim0, x.ndim);
   let d1 = normalizeDim(fn, 'dim1', dim1, x.ndim);

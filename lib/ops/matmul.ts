@@ -52,8 +52,8 @@ export function matmul(a: F32, b: F32, opts?: MatmulOptions): F32 {
       transB = !transB;
     }
   }
-  a = dense(a);
-  b = dense(b);
+  a = dense(a, opts?.backend);
+  b = dense(b, opts?.backend);
 
   const aVec = a.ndim === 1;
   const bVec = b.ndim === 1;
@@ -201,10 +201,10 @@ export function linear(x: F32, weight: F32, bias?: F32 | null, opts?: LinearOpti
   const out = checkOut(fn, outShape, opts?.out, [['x', x], ['weight', weight], ['bias', bias]], false);
   // Views are multiplied where they lie: x's rows (in any order of its leading dims) through the GEMM's leading
   // dimension and batch stride, a row-sliced or transposed weight through ldb. Anything else is copied first.
-  let xs = x.strides[x.ndim - 1] === 1 || nIn <= 1 ? x : x.contiguous();
+  let xs = x.strides[x.ndim - 1] === 1 || nIn <= 1 ? x : x.contiguous(opts?.backend);
   let plan = planRows(xs.shape, xs.strides, out ? out.strides : null, nOut, true);
   if (!plan && !xs.isContiguous()) {
-    xs = xs.contiguous();
+    xs = xs.contiguous(opts?.backend);
     plan = planRows(xs.shape, xs.strides, out ? out.strides : null, nOut, true);
   }
   if (!plan || (out && out.strides[out.ndim - 1] !== 1 && nOut > 1)) {
@@ -213,25 +213,25 @@ export function linear(x: F32, weight: F32, bias?: F32 | null, opts?: LinearOpti
   }
   const y = out ?? new Tensor(allocateUninitialized('float32', prod(outShape)), outShape, 'float32', plan.yStrides);
   if (y.size === 0) return y;
-  const [w, transB, ldb] = weightLayout(weight);
+  const [w, transB, ldb] = weightLayout(weight, opts?.backend);
   resolveBackend(opts?.backend).gemm({
     a: xs.data, b: w, c: y.data,
     m: plan.x.rows, n: nOut, k: nIn, transB, ldb,
     ...(plan.x.rowStride !== undefined ? { lda: plan.x.rowStride } : {}),
     ...(plan.y.rowStride !== undefined ? { ldc: plan.y.rowStride } : {}),
     batch: plan.x.batch, strideA: plan.x.batchStride, strideC: plan.y.batchStride,
-    bias: bias ? dense(bias).data : null, act, cacheB: opts?.cacheWeight === true,
+    bias: bias ? dense(bias, opts?.backend).data : null, act, cacheB: opts?.cacheWeight === true,
     ...(weightPrecision !== 'float32' ? { bPrecision: weightPrecision } : {}),
   });
   return y;
 }
 
 /** A Linear weight [out, in] as the GEMM's B: rows in place (transB, ldb = row stride), a transposed view as is. */
-function weightLayout(weight: F32): [Float32Array, boolean, number] {
+function weightLayout(weight: F32, backend: OutOptions['backend']): [Float32Array, boolean, number] {
   const [nOut, nIn] = weight.shape as [number, number];
   const [s0, s1] = weight.strides as [number, number];
   if ((s1 === 1 || nIn <= 1) && (nOut <= 1 || s0 >= nIn)) return [weight.data, true, nOut <= 1 ? nIn : s0];
   if ((s0 === 1 || nOut <= 1) && (nIn <= 1 || s1 >= nOut)) return [weight.data, false, nIn <= 1 ? nOut : s1];
-  return [weight.contiguous().data, true, nIn];
+  return [weight.contiguous(backend).data, true, nIn];
 }
 

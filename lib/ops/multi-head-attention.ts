@@ -182,7 +182,7 @@ export function attendHeads(
   const ev = v.shape[2]!;
   const hd = e / numHeads;
   const hv = ev / numHeads;
-  const [qs, ks, vs] = [q, k, v].map((t) => (t.strides[2] === 1 ? t : t.contiguous())) as [F32, F32, F32];
+  const [qs, ks, vs] = [q, k, v].map((t) => (t.strides[2] === 1 ? t : t.contiguous(options.backend))) as [F32, F32, F32];
   // [L, N, H·d] → (batch, head, position) strides: N's stride, d, L's stride.
   const heads = (t: F32, d: number): [number, number, number] => [t.strides[1]!, d, t.strides[0]!];
   const weights = options.needWeights ? new Tensor(allocateUninitialized('float32', n * numHeads * l * s), [n, numHeads, l, s], 'float32') : null;

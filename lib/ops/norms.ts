@@ -40,7 +40,7 @@ interface RowArgs {
  * rows are addressable (see ./rows.ts) is read in place, anything else is
  * copied; the result goes to `out` (checked) or a fresh tensor in x's row order.
  */
-function rowArgs(fn: string, x: F32, trailing: number, out: F32 | null): RowArgs {
+function rowArgs(fn: string, x: F32, trailing: number, out: F32 | null, backend: OutOptions['backend']): RowArgs {
   const cols = prod(x.shape, x.ndim - trailing);
   const plan = (t: F32): [RowPlan, { shape: number[]; strides: number[] }] | null => {
     const xf = flattenTrailing(t, trailing);
@@ -57,7 +57,7 @@ function rowArgs(fn: string, x: F32, trailing: number, out: F32 | null): RowArgs
   let xs = x;
   let found = plan(xs);
   if (!found && !xs.isContiguous()) {
-    xs = xs.contiguous();
+    xs = xs.contiguous(backend);
     found = plan(xs);
   }
   if (!found) {
@@ -104,7 +104,7 @@ export function softmax(x: F32, dim = -1, opts?: OutOptions): F32 {
     be.softmax({ x: x.data, y: y.data, rows: 1, cols: 1 });
     return y;
   }
-  const r = rowArgs(fn, x, 1, out);
+  const r = rowArgs(fn, x, 1, out, opts?.backend);
   if (x.size > 0) {
     be.softmax({ x: r.x.data, y: r.y.data, rows: r.rows, cols: x.shape[x.ndim - 1]!, ...strides(r) });
   }
@@ -124,10 +124,10 @@ export function layerNorm(
   checkOptions(fn, opts);
   const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, bias, eps);
   const out = checkOut(fn, x.shape, opts?.out, [['x', x], ['weight', weight], ['bias', bias]], true);
-  const r = rowArgs(fn, x, normalizedRank(normalizedShape), out);
+  const r = rowArgs(fn, x, normalizedRank(normalizedShape), out, opts?.backend);
   if (x.size === 0) return r.y;
   resolveBackend(opts?.backend).layerNorm({
-    x: r.x.data, weight: weight ? dense(weight).data : null, bias: bias ? dense(bias).data : null, y: r.y.data,
+    x: r.x.data, weight: weight ? dense(weight, opts?.backend).data : null, bias: bias ? dense(bias, opts?.backend).data : null, y: r.y.data,
     rows: r.rows, cols, eps, ...strides(r),
   });
   return r.y;
@@ -165,8 +165,8 @@ export function addLayerNorm(
   if (x.size === 0) return y;
   // The fused kernel reads and writes flat rows: views are copied (y and sum are contiguous).
   resolveBackend(opts?.backend).addLayerNorm({
-    x: dense(x).data, residual: dense(residual).data, weight: weight ? dense(weight).data : null,
-    bias: bias ? dense(bias).data : null, y: y.data,
+    x: dense(x, opts?.backend).data, residual: dense(residual, opts?.backend).data, weight: weight ? dense(weight, opts?.backend).data : null,
+    bias: bias ? dense(bias, opts?.backend).data : null, y: y.data,
     sum: sum ? sum.data : null, rows: x.size / cols, cols, eps,
   });
   return y;
@@ -208,10 +208,10 @@ export function rmsNorm(
   const e = eps ?? FLOAT32_EPS;
   const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, null, e);
   const out = checkOut(fn, x.shape, opts?.out, [['x', x], ['weight', weight]], true);
-  const r = rowArgs(fn, x, normalizedRank(normalizedShape), out);
+  const r = rowArgs(fn, x, normalizedRank(normalizedShape), out, opts?.backend);
   if (x.size === 0) return r.y;
   resolveBackend(opts?.backend).rmsNorm({
-    x: r.x.data, weight: weight ? dense(weight).data : null, y: r.y.data, rows: r.rows, cols, eps: e, ...strides(r),
+    x: r.x.data, weight: weight ? dense(weight, opts?.backend).data : null, y: r.y.data, rows: r.rows, cols, eps: e, ...strides(r),
   });
   return r.y;
 }
@@ -241,7 +241,7 @@ export function addRmsNorm(
   const sum = checkSumOut(fn, opts?.sumOut, x, inputs, y);
   if (x.size === 0) return y;
   resolveBackend(opts?.backend).addRmsNorm({
-    x: dense(x).data, residual: dense(residual).data, weight: weight ? dense(weight).data : null, y: y.data,
+    x: dense(x, opts?.backend).data, residual: dense(residual, opts?.backend).data, weight: weight ? dense(weight, opts?.backend).data : null, y: y.data,
     sum: sum ? sum.data : null,
     rows: x.size / cols, cols, eps: e,
   });
