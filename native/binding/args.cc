@@ -6,7 +6,6 @@
 #include <sstream>
 
 namespace attnode::binding {
-namespace {
 
 const char* type_name(const Napi::Value& v) {
   if (v.IsUndefined()) return "undefined";
@@ -44,6 +43,8 @@ const char* type_name(const Napi::Value& v) {
   if (v.IsObject()) return "object";
   return "value";
 }
+
+namespace {
 
 template <typename T>
 Span<T> typed_span(Napi::Env env, const Napi::Value& v) {
@@ -92,48 +93,101 @@ TypedArrayMemory typed_array_memory(Napi::Env env, const Napi::Value& v) {
   return m;
 }
 
-Args::Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count, size_t offset, KeepAlive* keep,
-           size_t optional_count)
-    : info_(info), fn_(fn), offset_(offset), keep_(keep) {
-  const size_t given = info.Length() < offset ? 0 : info.Length() - offset;
+Args::Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count, size_t optional_count)
+    : ArgsBase(info.Env(), fn, nullptr), info_(info) {
+  const size_t given = info.Length();
   if (given < expected_count || given > expected_count + optional_count) {
     std::ostringstream m;
-    m << "attnode." << fn << ": expected " << expected_count;
+    m << "expected " << expected_count;
     if (optional_count) m << " to " << expected_count + optional_count;
     m << " arguments, got " << given;
     type_error(m.str());
   }
 }
 
-void Args::keep(const Napi::Value& v) const {
+NamedArgs::NamedArgs(const Napi::CallbackInfo& info, const char* fn, size_t index, KeepAlive* keep)
+    : ArgsBase(info.Env(), fn, keep) {
+  if (info.Length() != index + 1) {
+    std::ostringstream m;
+    m << "expected " << index + 1 << (index ? " arguments (a command list and " : " argument (")
+      << "an object of named arguments), got " << info.Length();
+    type_error(m.str());
+  }
+  Napi::Value v = info[index];
+  // Arrays and typed arrays are objects too, but never an argument object:
+  // most likely a call in the old positional form.
+  if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction()) {
+    type_error(std::string("the argument must be an object of named arguments, got ") + type_name(v));
+  }
+  obj_ = v.As<Napi::Object>();
+}
+
+// One napi_get_named_property per field (~0.1 µs each; a key cached across
+// calls would save about a third, but N-API 8 cannot keep a reference to a
+// string, and fetching one from a referenced array costs another call).
+Napi::Value NamedArgs::get(const char* name) const { return obj_.Get(name); }
+
+Span<float> NamedArgs::f32_optional(const char* name) const {
+  Napi::Value v = get(name);
+  if (v.IsNull() || v.IsUndefined()) return {};
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    type_error(std::string("argument '") + name + "' must be a Float32Array, null or undefined, got " + type_name(v));
+  }
+  return f32_value(v, name);
+}
+
+Span<float> NamedArgs::f32_or_null(const char* name) const {
+  Napi::Value v = get(name);
+  if (v.IsNull()) return {};
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    type_error(std::string("argument '") + name + "' must be a Float32Array or null, got " + type_name(v));
+  }
+  return f32_value(v, name);
+}
+
+int64_t NamedArgs::integer_or(const char* name, int64_t fallback, int64_t min, int64_t max) const {
+  Napi::Value v = get(name);
+  return v.IsUndefined() ? fallback : integer_value(v, name, min, max);
+}
+
+double NamedArgs::number_or(const char* name, double fallback) const {
+  Napi::Value v = get(name);
+  return v.IsUndefined() ? fallback : number_value(v, name);
+}
+
+bool NamedArgs::boolean_or(const char* name, bool fallback) const {
+  Napi::Value v = get(name);
+  return v.IsUndefined() ? fallback : boolean_value(v, name);
+}
+
+void ArgsBase::keep(const Napi::Value& v) const {
   if (!keep_) return;
   TypedArrayMemory mem = typed_array_memory(env(), v);
   keep_->push_back(KeptArray{Napi::Persistent(v), mem.data, mem.byte_length});
 }
 
-void Args::range_error(const std::string& message) const {
+void ArgsBase::range_error(const std::string& message) const {
   throw Napi::RangeError::New(env(), std::string("attnode.") + fn_ + ": " + message);
 }
 
-void Args::type_error(const std::string& message) const {
+void ArgsBase::type_error(const std::string& message) const {
   throw Napi::TypeError::New(env(), std::string("attnode.") + fn_ + ": " + message);
 }
 
-void Args::length_error(const char* name, int64_t actual, int64_t needed, const std::string& why) const {
+void ArgsBase::length_error(const char* name, int64_t actual, int64_t needed, const std::string& why) const {
   std::ostringstream m;
   m << "argument '" << name << "' has " << actual << " elements, expected at least " << needed << " (" << why << ")";
   range_error(m.str());
 }
 
-void Args::overlap_error(const char* out_name, const char* in_name, bool allow_exact) const {
+void ArgsBase::overlap_error(const char* out_name, const char* in_name, bool allow_exact) const {
   std::ostringstream m;
   m << "output '" << out_name << "' overlaps input '" << in_name << "'"
     << (allow_exact ? " (only exact in-place aliasing is allowed)" : " (in-place is not supported here)");
   range_error(m.str());
 }
 
-Span<float> Args::f32(size_t i, const char* name) const {
-  Napi::Value v = arg(i);
+Span<float> ArgsBase::f32_value(const Napi::Value& v, const char* name) const {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
     type_error(std::string("argument '") + name + "' must be a Float32Array, got " + type_name(v));
   }
@@ -141,14 +195,7 @@ Span<float> Args::f32(size_t i, const char* name) const {
   return typed_span<float>(env(), v);
 }
 
-Span<float> Args::f32_or_null(size_t i, const char* name) const {
-  Napi::Value v = arg(i);
-  if (v.IsNull() || v.IsUndefined()) return {};
-  return f32(i, name);
-}
-
-Span<int32_t> Args::i32(size_t i, const char* name) const {
-  Napi::Value v = arg(i);
+Span<int32_t> ArgsBase::i32_value(const Napi::Value& v, const char* name) const {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
     type_error(std::string("argument '") + name + "' must be an Int32Array, got " + type_name(v));
   }
@@ -156,14 +203,13 @@ Span<int32_t> Args::i32(size_t i, const char* name) const {
   return typed_span<int32_t>(env(), v);
 }
 
-double Args::number(size_t i, const char* name) const {
-  Napi::Value v = arg(i);
+double ArgsBase::number_value(const Napi::Value& v, const char* name) const {
   if (!v.IsNumber()) type_error(std::string("argument '") + name + "' must be a number, got " + type_name(v));
   return v.As<Napi::Number>().DoubleValue();
 }
 
-int64_t Args::integer(size_t i, const char* name, int64_t min, int64_t max) const {
-  double d = number(i, name);
+int64_t ArgsBase::integer_value(const Napi::Value& v, const char* name, int64_t min, int64_t max) const {
+  double d = number_value(v, name);
   if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
     std::ostringstream m;
     m << "argument '" << name << "' must be an integer in [" << min << ", " << max << "], got " << d;
@@ -172,29 +218,29 @@ int64_t Args::integer(size_t i, const char* name, int64_t min, int64_t max) cons
   return static_cast<int64_t>(d);
 }
 
-bool Args::boolean(size_t i, const char* name) const {
-  Napi::Value v = arg(i);
+bool ArgsBase::boolean_value(const Napi::Value& v, const char* name) const {
   if (!v.IsBoolean()) type_error(std::string("argument '") + name + "' must be a boolean, got " + type_name(v));
   return v.As<Napi::Boolean>().Value();
 }
 
-bool Args::bf16_precision(size_t i) const {
-  Napi::Value v = arg(i);
+bool ArgsBase::bf16_value(const Napi::Value& v, const char* name) const {
   if (v.IsUndefined() || v.IsNull()) return false;
   if (!v.IsString())
-    type_error(std::string("argument 'precision' must be 'float32' | 'bfloat16', got ") + type_name(v));
-  const std::string name = v.As<Napi::String>().Utf8Value();
-  if (name == "float32") return false;
-  if (name != "bfloat16") range_error("argument 'precision' must be 'float32' | 'bfloat16', got '" + name + "'");
+    type_error(std::string("argument '") + name + "' must be 'float32' | 'bfloat16', got " + type_name(v));
+  const std::string value = v.As<Napi::String>().Utf8Value();
+  if (value == "float32") return false;
+  if (value != "bfloat16")
+    range_error(std::string("argument '") + name + "' must be 'float32' | 'bfloat16', got '" + value + "'");
   const runtime::CpuInfo& cpu = runtime::cpu_info();
   if (!(cpu.avx512bf16 && cpu.os_avx512)) {
-    range_error("precision 'bfloat16' needs a CPU with AVX512-BF16 (avx512bf16), which this CPU lacks; use 'float32'");
+    range_error(std::string(name) +
+                " 'bfloat16' needs a CPU with AVX512-BF16 (avx512bf16), which this CPU lacks; use 'float32'");
   }
   return true;
 }
 
-std::vector<int64_t> Args::int_array(size_t i, const char* name, size_t max_len, int64_t min, int64_t max) const {
-  Napi::Value v = arg(i);
+std::vector<int64_t> ArgsBase::int_array_value(const Napi::Value& v, const char* name, size_t max_len, int64_t min,
+                                               int64_t max) const {
   if (!v.IsArray())
     type_error(std::string("argument '") + name + "' must be an Array of integers, got " + type_name(v));
   Napi::Array a = v.As<Napi::Array>();
@@ -218,7 +264,7 @@ std::vector<int64_t> Args::int_array(size_t i, const char* name, size_t max_len,
   return out;
 }
 
-int64_t checked_mul(const Args& args, int64_t a, int64_t b, const char* what) {
+int64_t checked_mul(const ArgsBase& args, int64_t a, int64_t b, const char* what) {
   int64_t r = 0;
   if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r) || r > (int64_t{1} << 53)) {
     std::ostringstream m;
