@@ -3,9 +3,26 @@
 #include "runtime/cpu_features.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 namespace attnode::binding {
+
+// A number as JS prints it: 2147483648, 1.5, NaN, -Infinity.
+std::string js_number(double d) {
+  if (std::isnan(d)) return "NaN";
+  if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", d);
+  // The shortest form that reads back the same, as JS's Number#toString.
+  for (int precision = 1; precision < 17; ++precision) {
+    char shorter[32];
+    std::snprintf(shorter, sizeof shorter, "%.*g", precision, d);
+    if (std::strtod(shorter, nullptr) == d) return shorter;
+  }
+  return buf;
+}
 
 const char* type_name(const Napi::Value& v) {
   if (v.IsUndefined()) return "undefined";
@@ -212,7 +229,7 @@ int64_t ArgsBase::integer_value(const Napi::Value& v, const char* name, int64_t 
   double d = number_value(v, name);
   if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
     std::ostringstream m;
-    m << "argument '" << name << "' must be an integer in [" << min << ", " << max << "], got " << d;
+    m << "argument '" << name << "' must be an integer in [" << min << ", " << max << "], got " << js_number(d);
     range_error(m.str());
   }
   return static_cast<int64_t>(d);
@@ -256,7 +273,7 @@ std::vector<int64_t> ArgsBase::int_array_value(const Napi::Value& v, const char*
     if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
       std::ostringstream m;
       m << "argument '" << name << "'[" << j << "] must be an integer in [" << min << ", " << max << "], got "
-        << (e.IsNumber() ? std::to_string(d) : type_name(e));
+        << (e.IsNumber() ? js_number(d) : std::string(type_name(e)));
       range_error(m.str());
     }
     out[j] = static_cast<int64_t>(d);

@@ -53,6 +53,9 @@ struct TypedArrayMemory {
 };
 TypedArrayMemory typed_array_memory(Napi::Env env, const Napi::Value& v);
 
+// A number as JS prints it (2147483648, 1.5, NaN, -Infinity), for messages.
+std::string js_number(double d);
+
 // What `v` is, for messages: "Float32Array", "number", "undefined", ...
 const char* type_name(const Napi::Value& v);
 

@@ -83,10 +83,9 @@ Kernel ParseAttention(NamedArgs& args) {
   const double scale = args.number("scale");
   const bool causal = args.boolean("causal");
   auto weights = args.f32_or_null("weights");
-  const kernels::AttentionPrecision precision = args.bf16_precision("precision")
-                                                    ? kernels::AttentionPrecision::BFloat16
-                                                    : kernels::AttentionPrecision::Float32;
-  if (!std::isfinite(scale)) args.range_error("argument 'scale' must be finite, got " + std::to_string(scale));
+  const kernels::AttentionPrecision precision =
+      args.bf16_precision("precision") ? kernels::AttentionPrecision::BFloat16 : kernels::AttentionPrecision::Float32;
+  if (!std::isfinite(scale)) args.range_error("argument 'scale' must be finite, got " + js_number(scale));
 
   const int64_t q_sizes[3] = {batch, heads, lq};
   const int64_t k_sizes[3] = {batch, heads, lk};

@@ -81,7 +81,7 @@ namespace {
 // bias), and an output `out` that must not overlap them.
 double check_norm_params(const ArgsBase& args, double eps, const Span<float>& weight, const Span<float>* bias,
                          int64_t cols, const Span<float>& out, const char* out_name) {
-  if (!(eps >= 0)) args.range_error("argument 'eps' must be a number >= 0, got " + std::to_string(eps));
+  if (!(eps >= 0)) args.range_error("argument 'eps' must be a number >= 0, got " + js_number(eps));
   if (weight.given) args.require_length(weight, "weight", cols, "cols");
   if (bias && bias->given) args.require_length(*bias, "bias", cols, "cols");
   if (weight.given) args.require_no_overlap(out, out_name, weight, "weight", false);
@@ -156,9 +156,9 @@ Kernel ParseAddLayerNorm(NamedArgs& args) {
   const double eps = args.number("eps");
   check_add_norm(args, o, weight, &bias, eps);
   if (o.size == 0) return {};
-  return [x = o.x.data, r = o.residual.data, g = weight.data, b = bias.data, y = o.y.data, s = o.sum.data,
-          rows = o.rows, cols = o.cols,
-          e = static_cast<float>(eps)] { kernels::add_layer_norm_rows(x, r, g, b, y, s, rows, cols, e); };
+  return
+      [x = o.x.data, r = o.residual.data, g = weight.data, b = bias.data, y = o.y.data, s = o.sum.data, rows = o.rows,
+       cols = o.cols, e = static_cast<float>(eps)] { kernels::add_layer_norm_rows(x, r, g, b, y, s, rows, cols, e); };
 }
 
 namespace {
