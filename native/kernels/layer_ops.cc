@@ -22,18 +22,20 @@ namespace attnode::kernels {
 namespace {
 
 struct IsaKernels {
-  void (*softmax_rows)(const float*, float*, int64_t, int64_t);
-  void (*layer_norm_rows)(const float*, const float*, const float*, float*, int64_t, int64_t, float);
+  void (*softmax_rows)(const float*, float*, int64_t, int64_t, int64_t, int64_t);
+  void (*layer_norm_rows)(const float*, const float*, const float*, float*, int64_t, int64_t, float, int64_t, int64_t);
+  void (*rms_norm_rows)(const float*, const float*, float*, int64_t, int64_t, float, int64_t, int64_t);
   void (*relu)(const float*, float*, int64_t);
   void (*gelu)(const float*, float*, int64_t, bool);
   void (*binary_row)(BinaryOp, const float*, int64_t, const float*, int64_t, float*, int64_t);
 };
 
-constexpr IsaKernels kPortable{portable::softmax_rows, portable::layer_norm_rows, portable::relu, portable::gelu,
-                               portable::binary_row};
-constexpr IsaKernels kAvx2{avx2::softmax_rows, avx2::layer_norm_rows, avx2::relu, avx2::gelu, avx2::binary_row};
-constexpr IsaKernels kAvx512{avx512::softmax_rows, avx512::layer_norm_rows, avx512::relu, avx512::gelu,
-                             avx512::binary_row};
+constexpr IsaKernels kPortable{portable::softmax_rows, portable::layer_norm_rows, portable::rms_norm_rows,
+                               portable::relu,         portable::gelu,            portable::binary_row};
+constexpr IsaKernels kAvx2{avx2::softmax_rows, avx2::layer_norm_rows, avx2::rms_norm_rows,
+                           avx2::relu,         avx2::gelu,            avx2::binary_row};
+constexpr IsaKernels kAvx512{avx512::softmax_rows, avx512::layer_norm_rows, avx512::rms_norm_rows,
+                             avx512::relu,         avx512::gelu,            avx512::binary_row};
 
 const IsaKernels& isa_kernels() {
   switch (runtime::active_isa()) {
@@ -88,19 +90,34 @@ void strided_row(BinaryOp op, const float* a, int64_t ia, const float* b, int64_
 
 }  // namespace
 
-void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols) {
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx, int64_t ldy) {
   if (rows <= 0 || cols <= 0) return;
+  if (ldx == 0) ldx = cols;
+  if (ldy == 0) ldy = cols;
   const IsaKernels& k = isa_kernels();
   for_range(rows, rows_per_task(cols, kGrain),
-            [&](int64_t b, int64_t e) { k.softmax_rows(x + b * cols, y + b * cols, e - b, cols); });
+            [&](int64_t b, int64_t e) { k.softmax_rows(x + b * ldx, y + b * ldy, e - b, cols, ldx, ldy); });
 }
 
 void layer_norm_rows(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t cols,
-                     float eps) {
+                     float eps, int64_t ldx, int64_t ldy) {
   if (rows <= 0 || cols <= 0) return;
+  if (ldx == 0) ldx = cols;
+  if (ldy == 0) ldy = cols;
   const IsaKernels& k = isa_kernels();
   for_range(rows, rows_per_task(cols, kGrain), [&](int64_t b, int64_t e) {
-    k.layer_norm_rows(x + b * cols, gamma, beta, y + b * cols, e - b, cols, eps);
+    k.layer_norm_rows(x + b * ldx, gamma, beta, y + b * ldy, e - b, cols, eps, ldx, ldy);
+  });
+}
+
+void rms_norm_rows(const float* x, const float* weight, float* y, int64_t rows, int64_t cols, float eps, int64_t ldx,
+                   int64_t ldy) {
+  if (rows <= 0 || cols <= 0) return;
+  if (ldx == 0) ldx = cols;
+  if (ldy == 0) ldy = cols;
+  const IsaKernels& k = isa_kernels();
+  for_range(rows, rows_per_task(cols, kGrain), [&](int64_t b, int64_t e) {
+    k.rms_norm_rows(x + b * ldx, weight, y + b * ldy, e - b, cols, eps, ldx, ldy);
   });
 }
 
@@ -115,7 +132,23 @@ void add_layer_norm_rows(const float* x, const float* r, const float* gamma, con
       const int64_t o = i * cols;
       float* s = sum ? sum + o : y + o;
       k.binary_row(BinaryOp::Add, x + o, 1, r + o, 1, s, cols);
-      k.layer_norm_rows(s, gamma, beta, y + o, 1, cols, eps);
+      k.layer_norm_rows(s, gamma, beta, y + o, 1, cols, eps, cols, cols);
+    }
+  });
+}
+
+void add_rms_norm_rows(const float* x, const float* r, const float* weight, float* y, float* sum, int64_t rows,
+                       int64_t cols, float eps) {
+  if (rows <= 0 || cols <= 0) return;
+  const IsaKernels& k = isa_kernels();
+  // Same composition as add_layer_norm_rows: the sum row is normalized while
+  // still in L1, and the result equals the unfused ops bit for bit.
+  for_range(rows, rows_per_task(cols, kGrain), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t o = i * cols;
+      float* s = sum ? sum + o : y + o;
+      k.binary_row(BinaryOp::Add, x + o, 1, r + o, 1, s, cols);
+      k.rms_norm_rows(s, weight, y + o, 1, cols, eps, cols, cols);
     }
   });
 }

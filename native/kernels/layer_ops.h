@@ -11,13 +11,24 @@
 
 namespace attnode::kernels {
 
+// Row strides: `ldx` / `ldy` are the elements between the starts of
+// consecutive rows of x / y; 0 means cols (contiguous). A stride above cols
+// reads and writes a row-strided view (e.g. a column slice of a wider matrix)
+// in place; the elements between rows are never touched. x and y may alias
+// only as the same view (x == y and ldx == ldy).
+
 // Numerically stable softmax over each row of a [rows, cols] matrix.
-void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols);
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx = 0, int64_t ldy = 0);
 
 // PyTorch LayerNorm over each row: (x - mean) / sqrt(var + eps) * gamma + beta,
 // biased variance. gamma / beta may be null (elementwise_affine = false).
 void layer_norm_rows(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t cols,
-                     float eps);
+                     float eps, int64_t ldx = 0, int64_t ldy = 0);
+
+// PyTorch RMSNorm over each row: y = x / sqrt(mean(x^2) + eps) * weight.
+// weight may be null (elementwise_affine = false).
+void rms_norm_rows(const float* x, const float* weight, float* y, int64_t rows, int64_t cols, float eps,
+                   int64_t ldx = 0, int64_t ldy = 0);
 
 // Residual add fused with LayerNorm, the `norm(x + sublayer(x))` of a
 // Transformer layer: per row, s = x + r, then y = layer_norm(s). One pass
@@ -27,6 +38,13 @@ void layer_norm_rows(const float* x, const float* gamma, const float* beta, floa
 // sum may each alias x or r exactly, but not each other.
 void add_layer_norm_rows(const float* x, const float* r, const float* gamma, const float* beta, float* y, float* sum,
                          int64_t rows, int64_t cols, float eps);
+
+// Residual add fused with RMSNorm (a pre-norm decoder's `norm(x + h)`): per
+// row, s = x + r, then y = rms_norm(s); `sum`, if not null, receives s.
+// Bit-identical to binary_op(Add) followed by rms_norm_rows. Contiguous rows;
+// y and sum may each alias x or r exactly, but not each other.
+void add_rms_norm_rows(const float* x, const float* r, const float* weight, float* y, float* sum, int64_t rows,
+                       int64_t cols, float eps);
 
 void relu(const float* x, float* y, int64_t n);
 // Exact erf form (PyTorch default) or the tanh approximation (approximate='tanh').

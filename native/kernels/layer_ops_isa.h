@@ -18,10 +18,13 @@
 
 namespace attnode::kernels {
 namespace portable {
-// Numerically stable softmax of each of `rows` rows of length `cols`.
-void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols);
+// Numerically stable softmax of each of `rows` rows of length `cols`; rows
+// start every ldx elements in x and every ldy in y.
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx, int64_t ldy);
 void layer_norm_rows(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t cols,
-                     float eps);
+                     float eps, int64_t ldx, int64_t ldy);
+void rms_norm_rows(const float* x, const float* weight, float* y, int64_t rows, int64_t cols, float eps, int64_t ldx,
+                   int64_t ldy);
 void relu(const float* x, float* y, int64_t n);
 void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 // y[i] = a[i * a_inc] op b[i * b_inc] with a_inc, b_inc in {0, 1} (0 = scalar operand).
@@ -29,10 +32,13 @@ void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int6
 }  // namespace portable
 
 namespace avx2 {
-// Numerically stable softmax of each of `rows` rows of length `cols`.
-void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols);
+// Numerically stable softmax of each of `rows` rows of length `cols`; rows
+// start every ldx elements in x and every ldy in y.
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx, int64_t ldy);
 void layer_norm_rows(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t cols,
-                     float eps);
+                     float eps, int64_t ldx, int64_t ldy);
+void rms_norm_rows(const float* x, const float* weight, float* y, int64_t rows, int64_t cols, float eps, int64_t ldx,
+                   int64_t ldy);
 void relu(const float* x, float* y, int64_t n);
 void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 // y[i] = a[i * a_inc] op b[i * b_inc] with a_inc, b_inc in {0, 1} (0 = scalar operand).
@@ -40,10 +46,13 @@ void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int6
 }  // namespace avx2
 
 namespace avx512 {
-// Numerically stable softmax of each of `rows` rows of length `cols`.
-void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols);
+// Numerically stable softmax of each of `rows` rows of length `cols`; rows
+// start every ldx elements in x and every ldy in y.
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx, int64_t ldy);
 void layer_norm_rows(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t cols,
-                     float eps);
+                     float eps, int64_t ldx, int64_t ldy);
+void rms_norm_rows(const float* x, const float* weight, float* y, int64_t rows, int64_t cols, float eps, int64_t ldx,
+                   int64_t ldy);
 void relu(const float* x, float* y, int64_t n);
 void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 // y[i] = a[i * a_inc] op b[i * b_inc] with a_inc, b_inc in {0, 1} (0 = scalar operand).

@@ -56,6 +56,20 @@ void layer_norm_row(const float* x, const float* g, const float* b, float* y, in
   }
 }
 
+void rms_norm_row(const float* x, const float* w, float* y, int64_t n, float eps) {
+  // Mean of squares in double, like layer_norm_row's variance; all of it
+  // before the first store, so y may alias x.
+  double s2 = 0.0;
+  for (int64_t i = 0; i < n; ++i) s2 += static_cast<double>(x[i]) * x[i];
+  const double ms = s2 / static_cast<double>(n);
+  const float rstd = static_cast<float>(1.0 / std::sqrt(ms + static_cast<double>(eps)));
+  for (int64_t i = 0; i < n; ++i) {
+    float t = x[i] * rstd;
+    if (w) t *= w[i];
+    y[i] = t;
+  }
+}
+
 // erfc(z), z >= 0, relative accuracy: the same refitted Numerical Recipes
 // form as the SIMD paths (see layer_ops_avx512.cc); several times faster
 // than libm's erfcf and as accurate for GELU's purposes.
@@ -92,13 +106,18 @@ inline void map_binary(const float* a, int64_t a_inc, const float* b, int64_t b_
 
 }  // namespace
 
-void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols) {
-  for (int64_t r = 0; r < rows; ++r) softmax_row(x + r * cols, y + r * cols, cols);
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx, int64_t ldy) {
+  for (int64_t r = 0; r < rows; ++r) softmax_row(x + r * ldx, y + r * ldy, cols);
 }
 
 void layer_norm_rows(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t cols,
-                     float eps) {
-  for (int64_t r = 0; r < rows; ++r) layer_norm_row(x + r * cols, gamma, beta, y + r * cols, cols, eps);
+                     float eps, int64_t ldx, int64_t ldy) {
+  for (int64_t r = 0; r < rows; ++r) layer_norm_row(x + r * ldx, gamma, beta, y + r * ldy, cols, eps);
+}
+
+void rms_norm_rows(const float* x, const float* weight, float* y, int64_t rows, int64_t cols, float eps, int64_t ldx,
+                   int64_t ldy) {
+  for (int64_t r = 0; r < rows; ++r) rms_norm_row(x + r * ldx, weight, y + r * ldy, cols, eps);
 }
 
 void relu(const float* x, float* y, int64_t n) {
