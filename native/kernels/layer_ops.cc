@@ -30,12 +30,13 @@ struct IsaKernels {
   void (*binary_row)(BinaryOp, const float*, int64_t, const float*, int64_t, float*, int64_t);
 };
 
-constexpr IsaKernels kPortable{portable::softmax_rows, portable::layer_norm_rows, portable::rms_norm_rows,
-                               portable::relu,         portable::gelu,            portable::binary_row};
-constexpr IsaKernels kAvx2{avx2::softmax_rows, avx2::layer_norm_rows, avx2::rms_norm_rows,
-                           avx2::relu,         avx2::gelu,            avx2::binary_row};
-constexpr IsaKernels kAvx512{avx512::softmax_rows, avx512::layer_norm_rows, avx512::rms_norm_rows,
-                             avx512::relu,         avx512::gelu,            avx512::binary_row};
+constexpr IsaKernels kPortable{portable::softmax_rows,  portable::layer_norm_rows,
+                               portable::rms_norm_rows, portable::relu,
+                               portable::gelu,          portable::binary_row};
+constexpr IsaKernels kAvx2{avx2::softmax_rows, avx2::layer_norm_rows, avx2::rms_norm_rows, avx2::relu,
+                           avx2::gelu,         avx2::binary_row};
+constexpr IsaKernels kAvx512{avx512::softmax_rows, avx512::layer_norm_rows, avx512::rms_norm_rows, avx512::relu,
+                             avx512::gelu,         avx512::binary_row};
 
 const IsaKernels& isa_kernels() {
   switch (runtime::active_isa()) {

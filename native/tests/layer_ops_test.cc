@@ -619,7 +619,7 @@ void test_threads_identical(const std::string& isa) {
   };
   auto one = run_all(1);
   auto two = run_all(2);
-  const char* names[] = {"softmax", "layerNorm", "gelu",       "gelu tanh",   "relu",          "binary",
+  const char* names[] = {"softmax", "layerNorm", "gelu",       "gelu tanh",      "relu",           "binary",
                          "permute", "rmsNorm",   "addRmsNorm", "addRmsNorm sum", "rmsNorm strided"};
   for (int i = 0; i < 11; ++i)
     CHECK(same_bits(one[i], two[i]), "%s: 2 threads differ from 1 (%s)", names[i], isa.c_str());
