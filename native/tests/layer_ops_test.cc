@@ -12,7 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "../kernels/layer_ops.h"
+#include "../kernels/elementwise/elementwise.h"
+#include "../kernels/layout/layout.h"
+#include "../kernels/norms/norms.h"
+#include "../kernels/softmax/softmax.h"
 #include "../runtime/cpu_features.h"
 #include "../runtime/thread_pool.h"
 
