@@ -11,7 +11,7 @@
 // for bf16 weights).
 #include "binding/args.h"
 #include "binding/bindings.h"
-#include "kernels/attention.h"
+#include "kernels/attention/attention.h"
 
 #include <algorithm>
 #include <array>

@@ -12,7 +12,7 @@
 // i · stride (stride 0 broadcasts A or B).
 #include "binding/args.h"
 #include "binding/bindings.h"
-#include "kernels/gemm.h"
+#include "kernels/gemm/gemm.h"
 #include "runtime/cpu_features.h"
 
 #include <string>

@@ -3,7 +3,10 @@
 // lib/backend/backend.ts) and call the kernels in native/kernels/layer_ops.h.
 #include "binding/args.h"
 #include "binding/bindings.h"
-#include "kernels/layer_ops.h"
+#include "kernels/elementwise/elementwise.h"
+#include "kernels/layout/layout.h"
+#include "kernels/norms/norms.h"
+#include "kernels/softmax/softmax.h"
 
 #include <stdexcept>
 #include <string>

@@ -2,7 +2,7 @@
 // controls and what it detected.
 #include "binding/args.h"
 #include "binding/bindings.h"
-#include "kernels/gemm.h"
+#include "kernels/gemm/gemm.h"
 #include "runtime/cpu_features.h"
 #include "runtime/memory.h"
 #include "runtime/thread_pool.h"
