@@ -30,6 +30,8 @@ Kernel ParseGemm(NamedArgs& args);
 Kernel ParseSoftmax(NamedArgs& args);
 Kernel ParseLayerNorm(NamedArgs& args);
 Kernel ParseAddLayerNorm(NamedArgs& args);
+Kernel ParseRmsNorm(NamedArgs& args);
+Kernel ParseAddRmsNorm(NamedArgs& args);
 Kernel ParseRelu(NamedArgs& args);
 Kernel ParseGelu(NamedArgs& args);
 Kernel ParseBinary(NamedArgs& args);

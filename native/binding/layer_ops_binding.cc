@@ -1,6 +1,7 @@
-// softmax, layerNorm, addLayerNorm, relu, gelu, binary, embedding,
-// permute0213: validate each op's argument object (the OpArgs entries of
-// lib/backend/backend.ts) and call the kernels in native/kernels/layer_ops.h.
+// softmax, layerNorm, addLayerNorm, rmsNorm, addRmsNorm, relu, gelu, binary,
+// embedding, permute0213: validate each op's argument object (the OpArgs
+// entries of lib/backend/backend.ts) and call the kernels in
+// native/kernels/{softmax,norms,elementwise,layout}/.
 #include "binding/args.h"
 #include "binding/bindings.h"
 #include "kernels/elementwise/elementwise.h"
@@ -49,17 +50,6 @@ void check_rows_in_out(const NamedArgs& args, const Rows& x, const Rows& y) {
   args.require_no_overlap(y.used, "y", x.used, "x", x.ld == y.ld);
 }
 
-// The kernels on this branch take contiguous rows: a row-strided view runs
-// one row per call.
-template <typename F>
-void for_row_blocks(int64_t rows, int64_t cols, int64_t ldx, int64_t ldy, F&& run) {
-  if (ldx == cols && ldy == cols) {
-    run(0, rows);
-    return;
-  }
-  for (int64_t i = 0; i < rows; ++i) run(i, 1);
-}
-
 }  // namespace
 
 Kernel ParseSoftmax(NamedArgs& args) {
@@ -73,8 +63,7 @@ Kernel ParseSoftmax(NamedArgs& args) {
   check_rows_in_out(args, x, y);
   if (size == 0) return {};
   return [x = x.span.data, y = y.span.data, rows, cols, ldx = x.ld, ldy = y.ld] {
-    for_row_blocks(rows, cols, ldx, ldy,
-                   [&](int64_t i, int64_t n) { kernels::softmax_rows(x + i * ldx, y + i * ldy, n, cols); });
+    kernels::softmax_rows(x, y, rows, cols, ldx, ldy);
   };
 }
 
@@ -109,10 +98,25 @@ Kernel ParseLayerNorm(NamedArgs& args) {
   check_rows_in_out(args, x, y);
   if (size == 0) return {};
   return [x = x.span.data, g = weight.data, b = bias.data, y = y.span.data, rows, cols, e = static_cast<float>(eps),
-          ldx = x.ld, ldy = y.ld] {
-    for_row_blocks(rows, cols, ldx, ldy,
-                   [&](int64_t i, int64_t n) { kernels::layer_norm_rows(x + i * ldx, g, b, y + i * ldy, n, cols, e); });
-  };
+          ldx = x.ld, ldy = y.ld] { kernels::layer_norm_rows(x, g, b, y, rows, cols, e, ldx, ldy); };
+}
+
+// rmsNorm: as layerNorm without bias; y = x / sqrt(mean(x^2) + eps) * weight.
+Kernel ParseRmsNorm(NamedArgs& args) {
+  auto x_span = args.f32("x");
+  auto weight = args.f32_or_null("weight");
+  auto y_span = args.f32("y");
+  const int64_t rows = args.integer("rows", 0, kMaxElements);
+  const int64_t cols = args.integer("cols", 0, kMaxElements);
+  const double eps_arg = args.number("eps");
+  const int64_t size = checked_mul(args, rows, cols, "rows*cols");
+  const Rows x = strided_rows(args, x_span, "x", "xRowStride", rows, cols);
+  const Rows y = strided_rows(args, y_span, "y", "yRowStride", rows, cols);
+  const double eps = check_norm_params(args, eps_arg, weight, nullptr, cols, y.used, "y");
+  check_rows_in_out(args, x, y);
+  if (size == 0) return {};
+  return [x = x.span.data, g = weight.data, y = y.span.data, rows, cols, e = static_cast<float>(eps), ldx = x.ld,
+          ldy = y.ld] { kernels::rms_norm_rows(x, g, y, rows, cols, e, ldx, ldy); };
 }
 
 namespace {
@@ -162,6 +166,23 @@ Kernel ParseAddLayerNorm(NamedArgs& args) {
   return
       [x = o.x.data, r = o.residual.data, g = weight.data, b = bias.data, y = o.y.data, s = o.sum.data, rows = o.rows,
        cols = o.cols, e = static_cast<float>(eps)] { kernels::add_layer_norm_rows(x, r, g, b, y, s, rows, cols, e); };
+}
+
+// addRmsNorm(x, residual, weight, y, sum): y = rms_norm(x + residual), sum = x + residual (or null).
+Kernel ParseAddRmsNorm(NamedArgs& args) {
+  AddNormOperands o;
+  o.x = args.f32("x");
+  o.residual = args.f32("residual");
+  auto weight = args.f32_or_null("weight");
+  o.y = args.f32("y");
+  o.sum = args.f32_or_null("sum");
+  o.rows = args.integer("rows", 0, kMaxElements);
+  o.cols = args.integer("cols", 0, kMaxElements);
+  const double eps = args.number("eps");
+  check_add_norm(args, o, weight, nullptr, eps);
+  if (o.size == 0) return {};
+  return [x = o.x.data, r = o.residual.data, g = weight.data, y = o.y.data, s = o.sum.data, rows = o.rows,
+          cols = o.cols, e = static_cast<float>(eps)] { kernels::add_rms_norm_rows(x, r, g, y, s, rows, cols, e); };
 }
 
 namespace {

@@ -24,6 +24,8 @@ const OpEntry kOps[] = {
     ATTNODE_OP("softmax", ParseSoftmax),
     ATTNODE_OP("layerNorm", ParseLayerNorm),
     ATTNODE_OP("addLayerNorm", ParseAddLayerNorm),
+    ATTNODE_OP("rmsNorm", ParseRmsNorm),
+    ATTNODE_OP("addRmsNorm", ParseAddRmsNorm),
     ATTNODE_OP("relu", ParseRelu),
     ATTNODE_OP("gelu", ParseGelu),
     ATTNODE_OP("binary", ParseBinary),
