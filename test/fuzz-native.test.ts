@@ -37,6 +37,7 @@ const startThreads = addon?.getNumThreads() ?? 1;
 const POSITIONAL: Partial<Record<OpName, string[]>> = {
   softmax: ['x', 'y', 'rows', 'cols'],
   layerNorm: ['x', 'weight', 'bias', 'y', 'rows', 'cols', 'eps'],
+  addLayerNorm: ['x', 'residual', 'weight', 'bias', 'y', 'sum', 'rows', 'cols', 'eps'],
   relu: ['x', 'y'],
   gelu: ['x', 'y', 'tanhApprox'],
   binary: ['op', 'a', 'aStrides', 'b', 'bStrides', 'y', 'shape'],
@@ -48,6 +49,20 @@ function jsReference<K extends OpName>(op: K, args: OpArgs[K]): void {
   const order = POSITIONAL[op];
   if (order && f.length > 1) f(...order.map((k) => (args as unknown as Record<string, unknown>)[k]));
   else f(args);
+}
+
+/**
+ * RMSNorm of each row of contiguous [rows, cols] x into y (float64 sums): the reference for rmsNorm and addRmsNorm,
+ * which the JS backend does not have yet on this branch.
+ */
+function rmsNormReference(x: Float32Array, weight: Float32Array | null, y: Float32Array, rows: number, cols: number,
+  eps: number): void {
+  for (let r = 0; r < rows; r++) {
+    let ss = 0;
+    for (let j = 0; j < cols; j++) ss += x[r * cols + j]! * x[r * cols + j]!;
+    const inv = 1 / Math.sqrt(ss / cols + eps);
+    for (let j = 0; j < cols; j++) y[r * cols + j] = x[r * cols + j]! * inv * (weight ? weight[j]! : 1);
+  }
 }
 
 /** `rows` rows of `cols` elements spaced `ld` apart, starting at `off`, copied out contiguously. */
@@ -64,7 +79,8 @@ function scatterRows(dst: Float32Array, off: number, rows: number, cols: number,
   for (let r = 0; r < rows; r++) dst.set(src.subarray(r * cols, (r + 1) * cols), off + r * ld);
 }
 
-type Op = 'gemm' | 'softmax' | 'layerNorm' | 'relu' | 'gelu' | 'binary' | 'embedding' | 'permute0213' | 'attention';
+type Op = 'gemm' | 'softmax' | 'layerNorm' | 'rmsNorm' | 'addLayerNorm' | 'addRmsNorm' | 'relu' | 'gelu' | 'binary'
+  | 'embedding' | 'permute0213' | 'attention';
 
 /** One injected fault; `arg` names the addon argument (field) it hits. */
 export type Fault =
@@ -167,36 +183,74 @@ function build(c: NativeCase): Built {
       };
     }
     case 'softmax':
-    case 'layerNorm': {
+    case 'layerNorm':
+    case 'rmsNorm': {
       const { rows, cols, big, gamma, beta, eps, xGap = 0, yGap = 0 } = p as Record<string, number>;
       const ldx = cols + xGap, ldy = cols + yGap;
       const span = (ld: number): number => (rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols);
       const fill = c.op === 'softmax' ? (r: () => number): number => uni(r) * (big ? 1e4 : 4) : (r: () => number) => uni(r) * 3 + 1;
       // Row strides are left out (their default, cols) when they are the default, half the time.
       const strides = xGap + yGap === 0 && (c.seed & 1) === 0 ? {} : { xRowStride: ldx, yRowStride: ldy };
-      const ln = c.op === 'layerNorm';
+      const ln = c.op === 'layerNorm', rms = c.op === 'rmsNorm';
       return {
         bufs: [
           { name: 'x', elem: 'f32', length: span(ldx), out: false, fill },
-          ...(ln && gamma ? [{ name: 'weight', elem: 'f32' as const, length: cols, out: false, fill: uni }] : []),
+          ...((ln || rms) && gamma ? [{ name: 'weight', elem: 'f32' as const, length: cols, out: false, fill: uni }] : []),
           ...(ln && beta ? [{ name: 'bias', elem: 'f32' as const, length: cols, out: false, fill: uni }] : []),
           { name: 'y', elem: 'f32', length: span(ldy), out: true, fill: uni },
         ],
         args: (v) => ln
           ? { x: v.x, weight: gamma ? v.weight : null, bias: beta ? v.bias : null, y: v.y, rows, cols, eps, ...strides }
-          : { x: v.x, y: v.y, rows, cols, ...strides },
+          : rms ? { x: v.x, weight: gamma ? v.weight : null, y: v.y, rows, cols, eps, ...strides }
+            : { x: v.x, y: v.y, rows, cols, ...strides },
         reference: (v) => {
           const x = gatherRows(v.x as Float32Array, 0, rows, cols, ldx);
           const y = new Float32Array(rows * cols);
           if (ln) {
             jsReference('layerNorm', { x, weight: gamma ? (v.weight as Float32Array) : null,
               bias: beta ? (v.bias as Float32Array) : null, y, rows, cols, eps });
+          } else if (rms) {
+            rmsNormReference(x, gamma ? (v.weight as Float32Array) : null, y, rows, cols, eps);
           } else {
             jsReference('softmax', { x, y, rows, cols });
           }
           scatterRows(v.y as Float32Array, 0, rows, cols, ldy, y);
         },
-        tol: ln ? [1e-4, 1e-4] : [1e-6, 1e-5],
+        tol: ln || rms ? [1e-4, 1e-4] : [1e-6, 1e-5],
+      };
+    }
+    case 'addLayerNorm':
+    case 'addRmsNorm': {
+      const { rows, cols, gamma, beta, eps, sum } = p as Record<string, number>;
+      const ln = c.op === 'addLayerNorm';
+      const fill = (r: () => number): number => uni(r) * 2 + 0.5;
+      return {
+        bufs: [
+          { name: 'x', elem: 'f32', length: rows * cols, out: false, fill },
+          { name: 'residual', elem: 'f32', length: rows * cols, out: false, fill },
+          ...(gamma ? [{ name: 'weight', elem: 'f32' as const, length: cols, out: false, fill: uni }] : []),
+          ...(ln && beta ? [{ name: 'bias', elem: 'f32' as const, length: cols, out: false, fill: uni }] : []),
+          { name: 'y', elem: 'f32', length: rows * cols, out: true, fill: uni },
+          ...(sum ? [{ name: 'sum', elem: 'f32' as const, length: rows * cols, out: true, fill: uni }] : []),
+        ],
+        args: (v) => ({ x: v.x, residual: v.residual, weight: gamma ? v.weight : null, ...(ln ? { bias: beta ? v.bias : null } : {}),
+          y: v.y, sum: sum ? v.sum : null, rows, cols, eps }),
+        reference: (v) => {
+          const [x, r] = [v.x as Float32Array, v.residual as Float32Array];
+          const weight = gamma ? (v.weight as Float32Array) : null;
+          const out = sum ? (v.sum as Float32Array) : null;
+          if (ln) {
+            jsReference('addLayerNorm', { x, residual: r, weight, bias: beta ? (v.bias as Float32Array) : null,
+              y: v.y as Float32Array, sum: out, rows, cols, eps });
+            return;
+          }
+          // The sum in float32, as the kernel (and binary add) forms it.
+          const s = new Float32Array(rows * cols);
+          for (let i = 0; i < s.length; i++) s[i] = x[i]! + r[i]!;
+          rmsNormReference(s, weight, v.y as Float32Array, rows, cols, eps);
+          if (out) out.set(s);
+        },
+        tol: [1e-4, 1e-4],
       };
     }
     case 'relu':
@@ -451,6 +505,10 @@ const params: Record<Op, fc.Arbitrary<NativeCase['p']>> = {
   softmax: fc.record({ rows: dim, cols: dim, big: bit, xGap: fc.constantFrom(0, 0, 1, 5), yGap: fc.constantFrom(0, 0, 2) }),
   layerNorm: fc.record({ rows: dim, cols: dim, gamma: bit, beta: bit, eps: fc.constantFrom(1e-5, 1e-3, 0.5),
     xGap: fc.constantFrom(0, 0, 1, 5), yGap: fc.constantFrom(0, 0, 2) }),
+  rmsNorm: fc.record({ rows: dim, cols: dim, gamma: bit, eps: fc.constantFrom(1e-5, 1e-3, 0.5),
+    xGap: fc.constantFrom(0, 0, 1, 5), yGap: fc.constantFrom(0, 0, 2) }),
+  addLayerNorm: fc.record({ rows: dim, cols: dim, gamma: bit, beta: bit, sum: bit, eps: fc.constantFrom(1e-5, 1e-3, 0.5) }),
+  addRmsNorm: fc.record({ rows: dim, cols: dim, gamma: bit, sum: bit, eps: fc.constantFrom(1e-5, 1e-3, 0.5) }),
   relu: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255) }),
   gelu: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255), tanh: bit }),
   binary: fc.integer({ min: 1, max: 4 }).chain((nd) =>
@@ -481,6 +539,9 @@ const ARRAYS: Record<Op, { inputs: string[]; outputs: string[]; optional: [name:
   gemm: { inputs: ['a', 'b'], outputs: ['c'], optional: [['bias', 'bias']] },
   softmax: { inputs: ['x'], outputs: ['y'], optional: [] },
   layerNorm: { inputs: ['x'], outputs: ['y'], optional: [['weight', 'gamma'], ['bias', 'beta']] },
+  rmsNorm: { inputs: ['x'], outputs: ['y'], optional: [['weight', 'gamma']] },
+  addLayerNorm: { inputs: ['x', 'residual'], outputs: ['y'], optional: [['weight', 'gamma'], ['bias', 'beta'], ['sum', 'sum']] },
+  addRmsNorm: { inputs: ['x', 'residual'], outputs: ['y'], optional: [['weight', 'gamma'], ['sum', 'sum']] },
   relu: { inputs: ['x'], outputs: ['y'], optional: [] },
   gelu: { inputs: ['x'], outputs: ['y'], optional: [] },
   binary: { inputs: ['a', 'b'], outputs: ['y'], optional: [] },
@@ -493,6 +554,9 @@ const INTS: Record<Op, string[]> = {
   gemm: ['m', 'n', 'k', 'lda', 'ldb', 'ldc', 'act', 'batch', 'strideA', 'strideB', 'strideC'],
   softmax: ['rows', 'cols', 'xRowStride', 'yRowStride'],
   layerNorm: ['rows', 'cols', 'xRowStride', 'yRowStride'],
+  rmsNorm: ['rows', 'cols', 'xRowStride', 'yRowStride'],
+  addLayerNorm: ['rows', 'cols'],
+  addRmsNorm: ['rows', 'cols'],
   relu: [],
   gelu: [],
   binary: ['op'],
@@ -505,6 +569,9 @@ const REQUIRED: Record<Op, string[]> = {
   gemm: ['a', 'b', 'c', 'm', 'n', 'k'],
   softmax: ['x', 'y', 'rows', 'cols'],
   layerNorm: ['x', 'weight', 'bias', 'y', 'rows', 'cols', 'eps'],
+  rmsNorm: ['x', 'weight', 'y', 'rows', 'cols', 'eps'],
+  addLayerNorm: ['x', 'residual', 'weight', 'bias', 'y', 'sum', 'rows', 'cols', 'eps'],
+  addRmsNorm: ['x', 'residual', 'weight', 'y', 'sum', 'rows', 'cols', 'eps'],
   relu: ['x', 'y'],
   gelu: ['x', 'y', 'tanhApprox'],
   binary: ['op', 'a', 'aStrides', 'b', 'bStrides', 'y', 'shape'],
@@ -515,7 +582,8 @@ const REQUIRED: Record<Op, string[]> = {
 };
 /** Ops whose output may exactly alias an input (element-wise, in place). */
 const ALIASABLE: Partial<Record<Op, [string, string]>> = {
-  softmax: ['y', 'x'], layerNorm: ['y', 'x'], relu: ['y', 'x'], gelu: ['y', 'x'],
+  softmax: ['y', 'x'], layerNorm: ['y', 'x'], rmsNorm: ['y', 'x'], addLayerNorm: ['y', 'residual'], addRmsNorm: ['y', 'x'],
+  relu: ['y', 'x'], gelu: ['y', 'x'],
 };
 
 function faultFor(op: Op, p: NativeCase['p']): fc.Arbitrary<Fault> {
@@ -565,7 +633,8 @@ function caseArb(op: Op, mode?: NativeCase['mode']): fc.Arbitrary<NativeCase> {
 
 // ---------------------------------------------------------------------------
 
-const OPS: Op[] = ['gemm', 'softmax', 'layerNorm', 'relu', 'gelu', 'binary', 'embedding', 'permute0213', 'attention'];
+const OPS: Op[] = ['gemm', 'softmax', 'layerNorm', 'rmsNorm', 'addLayerNorm', 'addRmsNorm', 'relu', 'gelu', 'binary', 'embedding',
+  'permute0213', 'attention'];
 
 describe.runIf(hasNative)('native boundary fuzz', () => {
   afterAll(() => {
