@@ -256,6 +256,17 @@ describe.runIf(hasNative)('native runtime', () => {
       expect(() => a.addLayerNorm({ ...aln, x: ln.subarray(0, 6), y: ln.subarray(2, 8) })).toThrowError(/'y' overlaps input 'x'/);
       expect(() => a.addLayerNorm({ ...aln, x: ln.subarray(0, 6), residual: ln.subarray(6, 12), y: ln.subarray(6, 12), sum: ln.subarray(0, 6) }))
         .not.toThrow();
+      const rms = { x: f(6), weight: null, y: f(6), rows: 2, cols: 3, eps: 1e-6 };
+      expect(() => a.rmsNorm(rms)).not.toThrow();
+      expect(() => a.rmsNorm({ ...rms, weight: f(2) })).toThrowError(/'weight' has 2 elements/);
+      expect(() => a.rmsNorm({ ...rms, xRowStride: 2 })).toThrowError("attnode.rmsNorm: argument 'xRowStride' is 2, expected at least cols = 3");
+      expect(() => a.rmsNorm({ ...rms, eps: NaN })).toThrowError("attnode.rmsNorm: argument 'eps' must be a number >= 0, got NaN");
+      const arms = { x: f(6), residual: f(6), weight: null, y: f(6), sum: null, rows: 2, cols: 3, eps: 1e-6 };
+      expect(() => a.addRmsNorm(arms)).not.toThrow();
+      expect(() => a.addRmsNorm({ ...arms, residual: f(5) })).toThrowError(/'residual' has 5 elements/);
+      expect(() => a.addRmsNorm({ ...arms, y: ln.subarray(0, 6), sum: ln.subarray(0, 6) })).toThrowError(/'sum' overlaps/);
+      expect(() => a.addRmsNorm({ ...arms, sum: undefined } as never)).toThrowError(
+        "attnode.addRmsNorm: argument 'sum' must be a Float32Array or null, got undefined");
       const emb = { weight: f(6), num: 3, dim: 2 };
       expect(() => a.embedding({ ...emb, ids: new Int32Array([0, 3]), out: f(4) })).toThrowError(/index 3 at position 1 is out of range/);
       expect(() => a.embedding({ ...emb, ids: new Int32Array([-1]), out: f(2) })).toThrowError(RangeError);
