@@ -127,7 +127,8 @@ function makeNativeBackend(a: Addon): Backend {
   // Packed weights by array identity, then by "k,n,precision" (the same array
   // could be used with two shapes through reshapes). Weak: a dropped weight
   // takes its packing with it. packWeight packs a contiguous B, so a call
-  // with another ldb runs unpacked.
+  // with another ldb runs unpacked (and so in float32 even if bPrecision
+  // asks for bfloat16, which needs the packed copy).
   const packedWeights = new WeakMap<Float32Array, Map<string, PackedWeight>>();
   const packedFor = (g: GemmArgs): PackedWeight | null => {
     if (!g.cacheB || !g.transB || ((g.batch ?? 1) > 1 && (g.strideB ?? 0) !== 0)) return null;
