@@ -63,32 +63,18 @@ const char* type_name(const Napi::Value& v) {
 
 namespace {
 
-template <typename T>
-Span<T> typed_span(Napi::Env env, const Napi::Value& v) {
-  Span<T> s;
-  TypedArrayMemory mem = typed_array_memory(env, v);
-  s.given = true;
-  // A detached buffer reports a null base: the span stays empty, so any
-  // non-zero length requirement fails before a pointer is used.
-  if (mem.data == nullptr) return s;
-  s.data = static_cast<T*>(mem.data);
-  s.length = static_cast<int64_t>(mem.element_length);
-  s.byte_offset = static_cast<int64_t>(mem.byte_offset);
-  s.buffer = static_cast<uint8_t*>(mem.data) - mem.byte_offset;
-  return s;
-}
-
-}  // namespace
-
-TypedArrayMemory typed_array_memory(Napi::Env env, const Napi::Value& v) {
-  TypedArrayMemory m;
+// Reads a typed array's type and memory in one call (napi_get_typedarray_info
+// fails, without throwing, when `v` is not a typed array): the type check and
+// the pointer come from the same query.
+bool typed_array_info(napi_env env, napi_value v, TypedArrayMemory* m) {
   napi_value arraybuffer;
-  if (napi_get_typedarray_info(env, v, &m.type, &m.element_length, &m.data, &arraybuffer, &m.byte_offset) != napi_ok) {
-    throw Napi::TypeError::New(env, "attnode: expected a typed array");
+  if (napi_get_typedarray_info(env, v, &m->type, &m->element_length, &m->data, &arraybuffer, &m->byte_offset) !=
+      napi_ok) {
+    return false;
   }
-  if (m.data == nullptr) m.element_length = 0;
+  if (m->data == nullptr) m->element_length = 0;
   size_t item = 1;
-  switch (m.type) {
+  switch (m->type) {
     case napi_int16_array:
     case napi_uint16_array:
       item = 2;
@@ -106,7 +92,29 @@ TypedArrayMemory typed_array_memory(Napi::Env env, const Napi::Value& v) {
     default:
       break;
   }
-  m.byte_length = m.element_length * item;
+  m->byte_length = m->element_length * item;
+  return true;
+}
+
+template <typename T>
+Span<T> typed_span(const TypedArrayMemory& mem) {
+  Span<T> s;
+  s.given = true;
+  // A detached buffer reports a null base: the span stays empty, so any
+  // non-zero length requirement fails before a pointer is used.
+  if (mem.data == nullptr) return s;
+  s.data = static_cast<T*>(mem.data);
+  s.length = static_cast<int64_t>(mem.element_length);
+  s.byte_offset = static_cast<int64_t>(mem.byte_offset);
+  s.buffer = static_cast<uint8_t*>(mem.data) - mem.byte_offset;
+  return s;
+}
+
+}  // namespace
+
+TypedArrayMemory typed_array_memory(Napi::Env env, const Napi::Value& v) {
+  TypedArrayMemory m;
+  if (!typed_array_info(env, v, &m)) throw Napi::TypeError::New(env, "attnode: expected a typed array");
   return m;
 }
 
@@ -146,41 +154,58 @@ Napi::Value NamedArgs::get(const char* name) const { return obj_.Get(name); }
 
 Span<float> NamedArgs::f32_optional(const char* name) const {
   Napi::Value v = get(name);
+  TypedArrayMemory mem;
+  if (typed_array_info(env(), v, &mem) && mem.type == napi_float32_array) return given_array<float>(v, mem);
   if (v.IsNull() || v.IsUndefined()) return {};
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    type_error(std::string("argument '") + name + "' must be a Float32Array, null or undefined, got " + type_name(v));
-  }
-  return f32_value(v, name);
+  type_error(std::string("argument '") + name + "' must be a Float32Array, null or undefined, got " + type_name(v));
 }
 
 Span<float> NamedArgs::f32_or_null(const char* name) const {
   Napi::Value v = get(name);
+  TypedArrayMemory mem;
+  if (typed_array_info(env(), v, &mem) && mem.type == napi_float32_array) return given_array<float>(v, mem);
   if (v.IsNull()) return {};
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    type_error(std::string("argument '") + name + "' must be a Float32Array or null, got " + type_name(v));
-  }
-  return f32_value(v, name);
+  type_error(std::string("argument '") + name + "' must be a Float32Array or null, got " + type_name(v));
 }
 
 int64_t NamedArgs::integer_or(const char* name, int64_t fallback, int64_t min, int64_t max) const {
   Napi::Value v = get(name);
-  return v.IsUndefined() ? fallback : integer_value(v, name, min, max);
+  double d;
+  if (napi_get_value_double(env(), v, &d) == napi_ok) return checked_integer(d, name, min, max);
+  if (v.IsUndefined()) return fallback;
+  return integer_value(v, name, min, max);  // throws the TypeError
 }
 
 double NamedArgs::number_or(const char* name, double fallback) const {
   Napi::Value v = get(name);
-  return v.IsUndefined() ? fallback : number_value(v, name);
+  double d;
+  if (napi_get_value_double(env(), v, &d) == napi_ok) return d;
+  if (v.IsUndefined()) return fallback;
+  return number_value(v, name);  // throws the TypeError
 }
 
 bool NamedArgs::boolean_or(const char* name, bool fallback) const {
   Napi::Value v = get(name);
-  return v.IsUndefined() ? fallback : boolean_value(v, name);
+  bool b;
+  if (napi_get_value_bool(env(), v, &b) == napi_ok) return b;
+  if (v.IsUndefined()) return fallback;
+  return boolean_value(v, name);  // throws the TypeError
 }
 
 void ArgsBase::keep(const Napi::Value& v) const {
   if (!keep_) return;
-  TypedArrayMemory mem = typed_array_memory(env(), v);
+  keep(v, typed_array_memory(env(), v));
+}
+
+void ArgsBase::keep(const Napi::Value& v, const TypedArrayMemory& mem) const {
+  if (!keep_) return;
   keep_->push_back(KeptArray{Napi::Persistent(v), mem.data, mem.byte_length});
+}
+
+template <typename T>
+Span<T> ArgsBase::given_array(const Napi::Value& v, const TypedArrayMemory& mem) const {
+  keep(v, mem);
+  return typed_span<T>(mem);
 }
 
 void ArgsBase::range_error(const std::string& message) const {
@@ -205,28 +230,30 @@ void ArgsBase::overlap_error(const char* out_name, const char* in_name, bool all
 }
 
 Span<float> ArgsBase::f32_value(const Napi::Value& v, const char* name) const {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+  TypedArrayMemory mem;
+  if (!typed_array_info(env(), v, &mem) || mem.type != napi_float32_array) {
     type_error(std::string("argument '") + name + "' must be a Float32Array, got " + type_name(v));
   }
-  keep(v);
-  return typed_span<float>(env(), v);
+  return given_array<float>(v, mem);
 }
 
 Span<int32_t> ArgsBase::i32_value(const Napi::Value& v, const char* name) const {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+  TypedArrayMemory mem;
+  if (!typed_array_info(env(), v, &mem) || mem.type != napi_int32_array) {
     type_error(std::string("argument '") + name + "' must be an Int32Array, got " + type_name(v));
   }
-  keep(v);
-  return typed_span<int32_t>(env(), v);
+  return given_array<int32_t>(v, mem);
 }
 
 double ArgsBase::number_value(const Napi::Value& v, const char* name) const {
-  if (!v.IsNumber()) type_error(std::string("argument '") + name + "' must be a number, got " + type_name(v));
-  return v.As<Napi::Number>().DoubleValue();
+  double d;
+  if (napi_get_value_double(env(), v, &d) != napi_ok) {
+    type_error(std::string("argument '") + name + "' must be a number, got " + type_name(v));
+  }
+  return d;
 }
 
-int64_t ArgsBase::integer_value(const Napi::Value& v, const char* name, int64_t min, int64_t max) const {
-  double d = number_value(v, name);
+int64_t ArgsBase::checked_integer(double d, const char* name, int64_t min, int64_t max) const {
   if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
     std::ostringstream m;
     m << "argument '" << name << "' must be an integer in [" << min << ", " << max << "], got " << js_number(d);
@@ -235,9 +262,16 @@ int64_t ArgsBase::integer_value(const Napi::Value& v, const char* name, int64_t 
   return static_cast<int64_t>(d);
 }
 
+int64_t ArgsBase::integer_value(const Napi::Value& v, const char* name, int64_t min, int64_t max) const {
+  return checked_integer(number_value(v, name), name, min, max);
+}
+
 bool ArgsBase::boolean_value(const Napi::Value& v, const char* name) const {
-  if (!v.IsBoolean()) type_error(std::string("argument '") + name + "' must be a boolean, got " + type_name(v));
-  return v.As<Napi::Boolean>().Value();
+  bool b;
+  if (napi_get_value_bool(env(), v, &b) != napi_ok) {
+    type_error(std::string("argument '") + name + "' must be a boolean, got " + type_name(v));
+  }
+  return b;
 }
 
 bool ArgsBase::bf16_value(const Napi::Value& v, const char* name) const {

@@ -73,6 +73,7 @@ class ArgsBase {
 
   // References `v` for a recorded call (no-op for an immediate call).
   void keep(const Napi::Value& v) const;
+  void keep(const Napi::Value& v, const TypedArrayMemory& mem) const;
 
   [[noreturn]] void range_error(const std::string& message) const;
   [[noreturn]] void type_error(const std::string& message) const;
@@ -102,6 +103,8 @@ class ArgsBase {
   double number_value(const Napi::Value& v, const char* name) const;
   // An integer in [min, max].
   int64_t integer_value(const Napi::Value& v, const char* name, int64_t min, int64_t max) const;
+  // `d` (a number already read) as an integer in [min, max].
+  int64_t checked_integer(double d, const char* name, int64_t min, int64_t max) const;
   bool boolean_value(const Napi::Value& v, const char* name) const;
   // A precision 'float32' | 'bfloat16' (undefined or null: float32): true
   // for 'bfloat16'. A TypeError for a non-string, a RangeError for another
@@ -110,6 +113,11 @@ class ArgsBase {
   // A JS array of integers, each in [min, max], with at most max_len entries.
   std::vector<int64_t> int_array_value(const Napi::Value& v, const char* name, size_t max_len, int64_t min,
                                        int64_t max) const;
+
+ protected:
+  // The span of a typed array already checked, referenced for a recorded call.
+  template <typename T>
+  Span<T> given_array(const Napi::Value& v, const TypedArrayMemory& mem) const;
 
  private:
   [[noreturn]] void length_error(const char* name, int64_t actual, int64_t needed, const std::string& why) const;
