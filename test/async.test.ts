@@ -123,10 +123,10 @@ describe.runIf(addon !== null)('async execution (native)', () => {
       const { parentPort, workerData } = require('node:worker_threads');
       const a = require('node-gyp-build')(workerData.root);
       const n = 64, x = new Float32Array(n * n).map((_, i) => (i % 13) - 6), y = new Float32Array(n * n);
-      a.gemm(x, x, y, n, n, n, false, true, 1, 0, null, 0, 1, 0, 0, 0);
+      a.gemm({ a: x, b: x, c: y, m: n, n, k: n, transB: true });
       const list = a.createCommandList();
       const z = new Float32Array(n * n);
-      a.softmaxRecord(list, y, z, n, n);
+      a.softmaxRecord(list, { x: y, y: z, rows: n, cols: n });
       a.submit(list).then(() => parentPort.postMessage(Array.from(z.subarray(0, 8))));`;
     const run = (): Promise<number[]> =>
       new Promise((resolve, reject) => {
@@ -143,13 +143,16 @@ describe.runIf(addon !== null)('async execution (native)', () => {
   it('command lists check their argument and refuse reuse', async () => {
     const a = addon!;
     expect(() => a.submit({} as never)).toThrowError(TypeError);
-    expect(() => a.reluRecord({} as never, new Float32Array(1), new Float32Array(1))).toThrowError(TypeError);
+    expect(() => a.reluRecord({} as never, { x: new Float32Array(1), y: new Float32Array(1) })).toThrowError(
+      "attnode.reluRecord: argument 'list' must be a command list from createCommandList()");
     const list = a.createCommandList();
     const x = new Float32Array([-1, 2]);
-    a.reluRecord(list, x, x);
+    a.reluRecord(list, { x, y: x });
+    // A call that does not validate is not recorded, and leaves the list usable.
+    expect(() => a.reluRecord(list, { x, y: new Float32Array(3) })).toThrowError(RangeError);
     await a.submit(list);
     expect(Array.from(x)).toEqual([0, 2]);
     expect(() => a.submit(list)).toThrowError(/already submitted/);
-    expect(() => a.reluRecord(list, x, x)).toThrowError(/already submitted/);
+    expect(() => a.reluRecord(list, { x, y: x })).toThrowError(/already submitted/);
   });
 });

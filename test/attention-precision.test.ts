@@ -70,10 +70,13 @@ describe('attention precision: API and errors', () => {
 
   it.runIf(addon !== null)('the binding refuses unknown precisions with the argument named', () => {
     const a = new Float32Array(16);
+    const s = [16, 16, 4] as const;
     const call = (precision: unknown) =>
-      addon!.attention(a, a, a, new Float32Array(16), [16, 16, 4], [16, 16, 4], [16, 16, 4], [16, 16, 4], [1, 1, 4, 4, 4, 4], 0.5, [], false, null, precision as never);
+      addon!.attention({ q: a, k: a, v: a, out: new Float32Array(16), qStrides: s, kStrides: s, vStrides: s, outStrides: s,
+        batch: 1, heads: 1, lq: 4, lk: 4, dk: 4, dv: 4, scale: 0.5, masks: [], causal: false, weights: null,
+        precision: precision as never });
     expect(() => call('float16')).toThrowError(/precision.*'float32' \| 'bfloat16', got 'float16'/);
-    expect(() => call(3)).toThrowError(TypeError);
+    expect(() => call(3)).toThrowError("attnode.attention: argument 'precision' must be 'float32' | 'bfloat16', got number");
     expect(() => call(undefined)).not.toThrow();
   });
 });

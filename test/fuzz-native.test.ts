@@ -1,9 +1,10 @@
 /**
  * Property tests over the native boundary (native/binding/*): random shapes (0, 1, primes, SIMD-edge sizes), every
  * kernel path and several thread counts, views at odd offsets, SharedArrayBuffer backing, and one injected fault per
- * case: a buffer one element short, the wrong typed-array type, a detached buffer, a partially overlapping output,
- * an out-of-range id or stride. Both call forms run: immediate (`addon.op(...)`) and recorded
- * (`addon.opRecord(list, ...)` + `submit`).
+ * case: a buffer one element short or empty, the wrong typed-array type, a detached buffer, a partially overlapping
+ * output, an out-of-range id, size, stride or leading dimension, a required field left out. Optional arrays (gemm's
+ * bias, layerNorm's weight/bias, attention's weights) get the same faults: only null/undefined mean absent. Both call
+ * forms run: immediate (`addon.op(args)`) and recorded (`addon.opRecord(list, args)` + `submit`).
  *
  * Every case must end in the JS backend's result (within float32 tolerance, NaN/Inf in the same places) or in a
  * TypeError/RangeError whose message starts with `attnode.<op>:` — and never write outside its output views (every
@@ -18,7 +19,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { addon } from '../lib/backend/native';
 import { jsBackend } from '../lib/backend/js';
-import type { AttentionMask } from '../lib/backend/backend';
+import type { AttentionMask, OpArgs, OpName } from '../lib/backend/backend';
 import { Guarded, closeness, detach, expectError, fcParams, loadCorpus, prng, type Backing } from './helpers/fuzz';
 
 const hasNative = addon !== null;
@@ -29,65 +30,70 @@ const supported: Isa[] = ISAS.slice(ISAS.indexOf(detected));
 const startThreads = addon?.getNumThreads() ?? 1;
 
 /**
- * Whether the addon accepts typed arrays backed by a SharedArrayBuffer. Known bug (see the hardening report): the
- * binding asks N-API for the ArrayBuffer's data, which fails on a SharedArrayBuffer, so the call throws a bare
- * `Error: Invalid argument`. Until it is fixed the random cases use ArrayBuffers only and the `it.fails` test below
- * documents the bug; once fixed, the SharedArrayBuffer cases switch on by themselves.
+ * The JS backend's result for one op's argument object (the reference). lib/backend/js is moving to the OpArgs form
+ * of backend.ts (one object per op); until it has, its ops other than gemm and attention take the same fields
+ * positionally, in this order.
  */
-const SAB_OK = ((): boolean => {
-  if (!addon) return false;
-  try {
-    const s = new Float32Array(new SharedArrayBuffer(8));
-    addon.relu(s, s);
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-const throws = (fn: () => void): boolean => {
-  try {
-    fn();
-    return false;
-  } catch {
-    return true;
-  }
+const POSITIONAL: Partial<Record<OpName, string[]>> = {
+  softmax: ['x', 'y', 'rows', 'cols'],
+  layerNorm: ['x', 'weight', 'bias', 'y', 'rows', 'cols', 'eps'],
+  addLayerNorm: ['x', 'residual', 'weight', 'bias', 'y', 'sum', 'rows', 'cols', 'eps'],
+  relu: ['x', 'y'],
+  gelu: ['x', 'y', 'tanhApprox'],
+  binary: ['op', 'a', 'aStrides', 'b', 'bStrides', 'y', 'shape'],
+  embedding: ['weight', 'num', 'dim', 'ids', 'out'],
+  permute0213: ['x', 'y', 'd0', 'd1', 'd2', 'd3'],
 };
+function jsReference<K extends OpName>(op: K, args: OpArgs[K]): void {
+  const f = jsBackend[op] as unknown as (...x: unknown[]) => void;
+  const order = POSITIONAL[op];
+  if (order && f.length > 1) f(...order.map((k) => (args as unknown as Record<string, unknown>)[k]));
+  else f(args);
+}
+
 /**
- * Open bugs found by this file (see the hardening report), each detected by a probe so the random cases avoid them
- * only while they exist, and documented by an `it.fails` test that starts failing (= flip it back) once fixed:
- * - optionalIgnored: an optional array (gemm bias, layerNorm gamma/beta, attention weights) that is empty or detached
- *   is silently treated as absent instead of a RangeError;
- * - emptyRows: attention with no rows at all (batch, heads or lq of 0) but MultiheadAttention-style strides is refused
- *   as "output rows overlap";
- * - weightsNoDv: attention with dv = 0 returns before computing the requested weights, leaving them unwritten.
+ * RMSNorm of each row of contiguous [rows, cols] x into y (float64 sums): the reference for rmsNorm and addRmsNorm,
+ * which the JS backend does not have yet on this branch.
  */
-const BUG = {
-  optionalIgnored: !!addon && !throws(() => addon!.gemm(new Float32Array(2), new Float32Array(4), new Float32Array(2), 1, 2, 2,
-    false, false, 1, 0, new Float32Array(0), 0, 1, 0, 0, 0)),
-  emptyRows: !!addon && throws(() => addon!.attention(new Float32Array(0), new Float32Array(0), new Float32Array(0),
-    new Float32Array(0), [0, 4, 0], [0, 4, 0], [0, 4, 0], [0, 4, 0], [2, 0, 3, 3, 4, 4], 1, [], false, null)),
-  weightsNoDv: ((): boolean => {
-    if (!addon) return false;
-    const w = new Float32Array(1).fill(7);
-    addon.attention(new Float32Array(1), new Float32Array(1), new Float32Array(0), new Float32Array(0), [1, 1, 1], [1, 1, 1],
-      [0, 0, 0], [0, 0, 0], [1, 1, 1, 1, 1, 0], 1, [], false, w);
-    return w[0] !== 1;
-  })(),
-};
+function rmsNormReference(x: Float32Array, weight: Float32Array | null, y: Float32Array, rows: number, cols: number,
+  eps: number): void {
+  for (let r = 0; r < rows; r++) {
+    let ss = 0;
+    for (let j = 0; j < cols; j++) ss += x[r * cols + j]! * x[r * cols + j]!;
+    const inv = 1 / Math.sqrt(ss / cols + eps);
+    for (let j = 0; j < cols; j++) y[r * cols + j] = x[r * cols + j]! * inv * (weight ? weight[j]! : 1);
+  }
+}
 
-type Op = 'gemm' | 'softmax' | 'layerNorm' | 'relu' | 'gelu' | 'binary' | 'embedding' | 'permute0213' | 'attention';
+/** `rows` rows of `cols` elements spaced `ld` apart, starting at `off`, copied out contiguously. */
+function gatherRows(src: Float32Array, off: number, rows: number, cols: number, ld: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  if (cols === 0) return out;
+  for (let r = 0; r < rows; r++) out.set(src.subarray(off + r * ld, off + r * ld + cols), r * cols);
+  return out;
+}
 
-/** One injected fault; `arg` names the addon argument it hits. */
+/** The inverse of gatherRows: writes contiguous `src` back into rows spaced `ld` apart (gaps untouched). */
+function scatterRows(dst: Float32Array, off: number, rows: number, cols: number, ld: number, src: Float32Array): void {
+  if (cols === 0) return;
+  for (let r = 0; r < rows; r++) dst.set(src.subarray(r * cols, (r + 1) * cols), off + r * ld);
+}
+
+type Op = 'gemm' | 'softmax' | 'layerNorm' | 'rmsNorm' | 'addLayerNorm' | 'addRmsNorm' | 'relu' | 'gelu' | 'binary'
+  | 'embedding' | 'permute0213' | 'attention';
+
+/** One injected fault; `arg` names the addon argument (field) it hits. */
 export type Fault =
   | { kind: 'none' }
   | { kind: 'short'; arg: string }
+  | { kind: 'empty'; arg: string }
+  | { kind: 'missing'; field: string }
   | { kind: 'type'; arg: string; as: 'Float64Array' | 'Int32Array' | 'Uint8Array' | 'Array' | 'number' | 'null' }
   | { kind: 'detach'; arg: string }
   | { kind: 'overlap'; arg: string; with: string }
   | { kind: 'alias'; arg: string; with: string }
   | { kind: 'badId'; value: number }
-  | { kind: 'badInt'; index: number; value: number };
+  | { kind: 'badInt'; field: string; value: number };
 
 /** A fully serialisable case (the corpus stores these). Data come from `seed`. */
 export interface NativeCase {
@@ -105,7 +111,7 @@ export interface NativeCase {
 }
 
 // ---------------------------------------------------------------------------
-// Building a case: buffers (guarded), the positional addon arguments, the reference
+// Building a case: buffers (guarded), the addon's argument object, the reference
 
 interface Buf {
   name: string;
@@ -117,8 +123,8 @@ interface Buf {
 
 interface Built {
   bufs: Buf[];
-  /** Positional arguments, with buffers given by name. */
-  args: (v: Record<string, unknown>) => unknown[];
+  /** The argument object, with buffers given by name. */
+  args: (v: Record<string, unknown>) => Record<string, unknown>;
   /** Runs the JS backend on fresh buffers (same contents) and returns them. */
   reference: (v: Record<string, Float32Array | Int32Array | Uint8Array>) => void;
   /** Tolerance (atol, rtol) against the reference. */
@@ -137,10 +143,19 @@ function build(c: NativeCase): Built {
   const p = c.p;
   switch (c.op) {
     case 'gemm': {
-      const { m, n, k, batch, transA, transB, bias, act, beta, gapA, gapB, gapC, bcast } = p as Record<string, number>;
-      const sizeA = m * k, sizeB = k * n, sizeC = m * n;
+      // Corpus entries from before leading dimensions existed have no ldGap*: contiguous.
+      const { m, n, k, batch, transA, transB, bias, act, beta, gapA, gapB, gapC, bcast, ldGapA = 0, ldGapB = 0, ldGapC = 0 } =
+        p as Record<string, number>;
+      // Stored shapes: A [m, k] ([k, m] transposed), B [k, n] ([n, k]), C [m, n]; rows ld apart.
+      const [rowsA, colsA] = transA ? [k, m] : [m, k];
+      const [rowsB, colsB] = transB ? [n, k] : [k, n];
+      const lda = colsA + ldGapA, ldb = colsB + ldGapB, ldc = n + ldGapC;
+      const span = (rows: number, cols: number, ld: number): number => (rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols);
+      const sizeA = span(rowsA, colsA, lda), sizeB = span(rowsB, colsB, ldb), sizeC = span(m, n, ldc);
       const strideA = bcast === 1 ? 0 : sizeA + gapA, strideB = bcast === 2 ? 0 : sizeB + gapB, strideC = sizeC + gapC;
       const ext = (stride: number, size: number): number => (batch === 0 || size === 0 ? 0 : (batch - 1) * stride + size);
+      // Leading dimensions are left out (their defaults) when they are the defaults, half the time.
+      const lds = ldGapA + ldGapB + ldGapC === 0 && (c.seed & 1) === 0 ? {} : { lda, ldb, ldc };
       return {
         bufs: [
           { name: 'a', elem: 'f32', length: ext(strideA, sizeA), out: false, fill: uni },
@@ -148,48 +163,93 @@ function build(c: NativeCase): Built {
           { name: 'c', elem: 'f32', length: ext(strideC, sizeC), out: true, fill: uni },
           ...(bias ? [{ name: 'bias', elem: 'f32' as const, length: n, out: false, fill: uni }] : []),
         ],
-        args: (v) => [v.a, v.b, v.c, m, n, k, !!transA, !!transB, 1.25, beta, bias ? v.bias : null, act, batch, strideA,
-          strideB, strideC],
+        args: (v) => ({ a: v.a, b: v.b, c: v.c, m, n, k, transA: !!transA, transB: !!transB, ...lds, alpha: 1.25, beta,
+          bias: bias ? v.bias : null, act, batch, strideA, strideB, strideC }),
         reference: (v) => {
-          // The JS gemm runs one batch item at a time on subarrays, so gaps between items stay untouched.
+          // The JS gemm runs one contiguous batch item at a time, gathered from and scattered back into the strided
+          // rows, so gaps between rows and between items stay untouched.
+          const [va, vb, vc] = [v.a as Float32Array, v.b as Float32Array, v.c as Float32Array];
           for (let i = 0; i < batch; i++) {
+            const ci = gatherRows(vc, i * strideC, m, n, ldc);
             jsBackend.gemm({
-              a: (v.a as Float32Array).subarray(i * strideA, i * strideA + sizeA),
-              b: (v.b as Float32Array).subarray(i * strideB, i * strideB + sizeB),
-              c: (v.c as Float32Array).subarray(i * strideC, i * strideC + sizeC),
+              a: gatherRows(va, i * strideA, rowsA, colsA, lda), b: gatherRows(vb, i * strideB, rowsB, colsB, ldb), c: ci,
               m, n, k, transA: !!transA, transB: !!transB, alpha: 1.25, beta, bias: bias ? (v.bias as Float32Array) : null,
               act, batch: 1, strideA: 0, strideB: 0, strideC: 0,
             });
+            scatterRows(vc, i * strideC, m, n, ldc, ci);
           }
         },
         tol: [2e-5 * Math.max(1, Math.sqrt(k)), 2e-5],
       };
     }
-    case 'softmax': {
-      const { rows, cols, big } = p as Record<string, number>;
-      const fill = (r: () => number): number => uni(r) * (big ? 1e4 : 4);
+    case 'softmax':
+    case 'layerNorm':
+    case 'rmsNorm': {
+      const { rows, cols, big, gamma, beta, eps, xGap = 0, yGap = 0 } = p as Record<string, number>;
+      const ldx = cols + xGap, ldy = cols + yGap;
+      const span = (ld: number): number => (rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols);
+      const fill = c.op === 'softmax' ? (r: () => number): number => uni(r) * (big ? 1e4 : 4) : (r: () => number) => uni(r) * 3 + 1;
+      // Row strides are left out (their default, cols) when they are the default, half the time.
+      const strides = xGap + yGap === 0 && (c.seed & 1) === 0 ? {} : { xRowStride: ldx, yRowStride: ldy };
+      const ln = c.op === 'layerNorm', rms = c.op === 'rmsNorm';
+      return {
+        bufs: [
+          { name: 'x', elem: 'f32', length: span(ldx), out: false, fill },
+          ...((ln || rms) && gamma ? [{ name: 'weight', elem: 'f32' as const, length: cols, out: false, fill: uni }] : []),
+          ...(ln && beta ? [{ name: 'bias', elem: 'f32' as const, length: cols, out: false, fill: uni }] : []),
+          { name: 'y', elem: 'f32', length: span(ldy), out: true, fill: uni },
+        ],
+        args: (v) => ln
+          ? { x: v.x, weight: gamma ? v.weight : null, bias: beta ? v.bias : null, y: v.y, rows, cols, eps, ...strides }
+          : rms ? { x: v.x, weight: gamma ? v.weight : null, y: v.y, rows, cols, eps, ...strides }
+            : { x: v.x, y: v.y, rows, cols, ...strides },
+        reference: (v) => {
+          const x = gatherRows(v.x as Float32Array, 0, rows, cols, ldx);
+          const y = new Float32Array(rows * cols);
+          if (ln) {
+            jsReference('layerNorm', { x, weight: gamma ? (v.weight as Float32Array) : null,
+              bias: beta ? (v.bias as Float32Array) : null, y, rows, cols, eps });
+          } else if (rms) {
+            rmsNormReference(x, gamma ? (v.weight as Float32Array) : null, y, rows, cols, eps);
+          } else {
+            jsReference('softmax', { x, y, rows, cols });
+          }
+          scatterRows(v.y as Float32Array, 0, rows, cols, ldy, y);
+        },
+        tol: ln || rms ? [1e-4, 1e-4] : [1e-6, 1e-5],
+      };
+    }
+    case 'addLayerNorm':
+    case 'addRmsNorm': {
+      const { rows, cols, gamma, beta, eps, sum } = p as Record<string, number>;
+      const ln = c.op === 'addLayerNorm';
+      const fill = (r: () => number): number => uni(r) * 2 + 0.5;
       return {
         bufs: [
           { name: 'x', elem: 'f32', length: rows * cols, out: false, fill },
+          { name: 'residual', elem: 'f32', length: rows * cols, out: false, fill },
+          ...(gamma ? [{ name: 'weight', elem: 'f32' as const, length: cols, out: false, fill: uni }] : []),
+          ...(ln && beta ? [{ name: 'bias', elem: 'f32' as const, length: cols, out: false, fill: uni }] : []),
           { name: 'y', elem: 'f32', length: rows * cols, out: true, fill: uni },
+          ...(sum ? [{ name: 'sum', elem: 'f32' as const, length: rows * cols, out: true, fill: uni }] : []),
         ],
-        args: (v) => [v.x, v.y, rows, cols],
-        reference: (v) => jsBackend.softmax(v.x as Float32Array, v.y as Float32Array, rows, cols),
-        tol: [1e-6, 1e-5],
-      };
-    }
-    case 'layerNorm': {
-      const { rows, cols, gamma, beta, eps } = p as Record<string, number>;
-      return {
-        bufs: [
-          { name: 'x', elem: 'f32', length: rows * cols, out: false, fill: (r) => uni(r) * 3 + 1 },
-          ...(gamma ? [{ name: 'gamma', elem: 'f32' as const, length: cols, out: false, fill: uni }] : []),
-          ...(beta ? [{ name: 'beta', elem: 'f32' as const, length: cols, out: false, fill: uni }] : []),
-          { name: 'y', elem: 'f32', length: rows * cols, out: true, fill: uni },
-        ],
-        args: (v) => [v.x, gamma ? v.gamma : null, beta ? v.beta : null, v.y, rows, cols, eps],
-        reference: (v) => jsBackend.layerNorm(v.x as Float32Array, gamma ? (v.gamma as Float32Array) : null,
-          beta ? (v.beta as Float32Array) : null, v.y as Float32Array, rows, cols, eps),
+        args: (v) => ({ x: v.x, residual: v.residual, weight: gamma ? v.weight : null, ...(ln ? { bias: beta ? v.bias : null } : {}),
+          y: v.y, sum: sum ? v.sum : null, rows, cols, eps }),
+        reference: (v) => {
+          const [x, r] = [v.x as Float32Array, v.residual as Float32Array];
+          const weight = gamma ? (v.weight as Float32Array) : null;
+          const out = sum ? (v.sum as Float32Array) : null;
+          if (ln) {
+            jsReference('addLayerNorm', { x, residual: r, weight, bias: beta ? (v.bias as Float32Array) : null,
+              y: v.y as Float32Array, sum: out, rows, cols, eps });
+            return;
+          }
+          // The sum in float32, as the kernel (and binary add) forms it.
+          const s = new Float32Array(rows * cols);
+          for (let i = 0; i < s.length; i++) s[i] = x[i]! + r[i]!;
+          rmsNormReference(s, weight, v.y as Float32Array, rows, cols, eps);
+          if (out) out.set(s);
+        },
         tol: [1e-4, 1e-4],
       };
     }
@@ -201,9 +261,9 @@ function build(c: NativeCase): Built {
           { name: 'x', elem: 'f32', length: len, out: false, fill: (r) => uni(r) * 6 },
           { name: 'y', elem: 'f32', length: len, out: true, fill: uni },
         ],
-        args: (v) => (c.op === 'relu' ? [v.x, v.y] : [v.x, v.y, !!tanh]),
-        reference: (v) => (c.op === 'relu' ? jsBackend.relu(v.x as Float32Array, v.y as Float32Array)
-          : jsBackend.gelu(v.x as Float32Array, v.y as Float32Array, !!tanh)),
+        args: (v) => (c.op === 'relu' ? { x: v.x, y: v.y } : { x: v.x, y: v.y, tanhApprox: !!tanh }),
+        reference: (v) => (c.op === 'relu' ? jsReference('relu', { x: v.x as Float32Array, y: v.y as Float32Array })
+          : jsReference('gelu', { x: v.x as Float32Array, y: v.y as Float32Array, tanhApprox: !!tanh })),
         tol: [2e-6, 2e-6],
       };
     }
@@ -232,8 +292,9 @@ function build(c: NativeCase): Built {
             fill: (r) => (op === 3 ? Math.sign(uni(r)) * (0.5 + r()) : uni(r)) },
           { name: 'y', elem: 'f32', length: size, out: true, fill: uni },
         ],
-        args: (v) => [op, v.a, as, v.b, bs, v.y, shape],
-        reference: (v) => jsBackend.binary(op, v.a as Float32Array, as, v.b as Float32Array, bs, v.y as Float32Array, shape),
+        args: (v) => ({ op, a: v.a, aStrides: as, b: v.b, bStrides: bs, y: v.y, shape }),
+        reference: (v) => jsReference('binary', { op, a: v.a as Float32Array, aStrides: as, b: v.b as Float32Array,
+          bStrides: bs, y: v.y as Float32Array, shape }),
         tol: [1e-6, 1e-6],
       };
     }
@@ -245,8 +306,9 @@ function build(c: NativeCase): Built {
           { name: 'ids', elem: 'i32', length: num === 0 ? 0 : nIds, out: false, fill: (r) => Math.floor(r() * num) },
           { name: 'out', elem: 'f32', length: (num === 0 ? 0 : nIds) * dim, out: true, fill: uni },
         ],
-        args: (v) => [v.weight, num, dim, v.ids, v.out],
-        reference: (v) => jsBackend.embedding(v.weight as Float32Array, num, dim, v.ids as Int32Array, v.out as Float32Array),
+        args: (v) => ({ weight: v.weight, num, dim, ids: v.ids, out: v.out }),
+        reference: (v) => jsReference('embedding', { weight: v.weight as Float32Array, num, dim, ids: v.ids as Int32Array,
+          out: v.out as Float32Array }),
         tol: [0, 0],
       };
     }
@@ -258,8 +320,9 @@ function build(c: NativeCase): Built {
           { name: 'x', elem: 'f32', length: size, out: false, fill: uni },
           { name: 'y', elem: 'f32', length: size, out: true, fill: uni },
         ],
-        args: (v) => [v.x, v.y, ...d],
-        reference: (v) => jsBackend.permute0213(v.x as Float32Array, v.y as Float32Array, d[0]!, d[1]!, d[2]!, d[3]!),
+        args: (v) => ({ x: v.x, y: v.y, d0: d[0], d1: d[1], d2: d[2], d3: d[3] }),
+        reference: (v) => jsReference('permute0213', { x: v.x as Float32Array, y: v.y as Float32Array, d0: d[0]!, d1: d[1]!,
+          d2: d[2]!, d3: d[3]! }),
         tol: [0, 0],
       };
     }
@@ -297,9 +360,9 @@ function build(c: NativeCase): Built {
           })),
           ...(weights ? [{ name: 'weights', elem: 'f32' as const, length: batch * heads * lq * lk, out: true, fill: uni }] : []),
         ],
-        args: (v) => [v.q, v.k, v.v, v.out, qs, ks, vs, os, [batch, heads, lq, lk, dk, dv], 0.37,
-          masks.map((m, i) => ({ data: v[`mask${i}`], strides: m.strides })), !!causal, weights ? v.weights : null,
-          ...(precision ? [precision] : [])],
+        args: (v) => ({ q: v.q, k: v.k, v: v.v, out: v.out, qStrides: qs, kStrides: ks, vStrides: vs, outStrides: os,
+          batch, heads, lq, lk, dk, dv, scale: 0.37, masks: masks.map((m, i) => ({ data: v[`mask${i}`], strides: m.strides })),
+          causal: !!causal, weights: weights ? v.weights : null, ...(precision ? { precision } : {}) }),
         reference: (v) => jsBackend.attention({
           q: v.q as Float32Array, k: v.k as Float32Array, v: v.v as Float32Array, out: v.out as Float32Array,
           qStrides: qs as [number, number, number], kStrides: ks as [number, number, number],
@@ -328,9 +391,12 @@ function expectedError(c: NativeCase, b: Built): typeof TypeError | typeof Range
     case 'alias':
       return null;
     case 'short':
+    case 'empty':
     case 'detach':
+      // An optional array given empty or detached is checked like any other: only null/undefined mean absent.
       return len(f.arg) > 0 ? RangeError : null;
     case 'type':
+    case 'missing':
       return TypeError;
     case 'overlap':
       // The output view starts one element into the input: any non-empty output overlaps it.
@@ -354,7 +420,7 @@ async function runCase(c: NativeCase): Promise<void> {
   const lengthOf = (buf: Buf): number => (f.kind === 'short' && f.arg === buf.name && buf.length > 0 ? buf.length - 1 : buf.length);
   for (const buf of b.bufs) {
     // Detaching needs a transferable (non-shared) buffer.
-    const backing = (f.kind === 'detach' && f.arg === buf.name) || !SAB_OK ? 'ab' : c.backing;
+    const backing = f.kind === 'detach' && f.arg === buf.name ? 'ab' : c.backing;
     const g = new Guarded(buf.elem, lengthOf(buf), backing, c.offset);
     for (let i = 0; i < g.view.length; i++) g.view[i] = buf.fill(r, i);
     guards[buf.name] = g;
@@ -380,20 +446,22 @@ async function runCase(c: NativeCase): Promise<void> {
       : f.as === 'Uint8Array' ? new Uint8Array(n) : f.as === 'Array' ? new Array<number>(n).fill(0)
         : f.as === 'number' ? 0 : null;
   }
+  if (f.kind === 'empty') argViews[f.arg] = new (views[f.arg]!.constructor as Float32ArrayConstructor)(0);
   if (f.kind === 'detach') detach(views[f.arg]!.buffer as ArrayBuffer);
   const args = b.args(argViews);
-  if (f.kind === 'badInt') args[f.index] = f.value;
+  if (f.kind === 'badInt') args[f.field] = f.value;
+  if (f.kind === 'missing') delete args[f.field];
   for (const g of Object.values(guards)) g.snapshot();
 
   const want = expectedError(c, b);
   const prefix = `attnode.${c.op}`;
   if (c.mode === 'immediate') {
-    const call = (): void => (a[c.op] as unknown as (...x: unknown[]) => void)(...args);
+    const call = (): void => (a[c.op] as unknown as (x: unknown) => void)(args);
     if (want) expectError(call, want, prefix);
     else call();
   } else {
     const list = a.createCommandList();
-    const rec = (): void => (a[`${c.op}Record`] as unknown as (...x: unknown[]) => void)(list, ...args);
+    const rec = (): void => (a[`${c.op}Record`] as unknown as (l: unknown, x: unknown) => void)(list, args);
     if (want) expectError(rec, want, prefix);
     else rec();
     // A rejected record leaves the list usable (and empty): it still submits and resolves.
@@ -430,9 +498,17 @@ const params: Record<Op, fc.Arbitrary<NativeCase['p']>> = {
     m: dim, n: dim, k: dim, batch: fc.constantFrom(0, 1, 1, 2, 3), transA: bit, transB: bit, bias: bit,
     act: fc.integer({ min: 0, max: 3 }), beta: fc.constantFrom(0, 0, 1, -0.5), gapA: fc.constantFrom(0, 0, 3),
     gapB: fc.constantFrom(0, 0, 5), gapC: fc.constantFrom(0, 0, 2), bcast: fc.constantFrom(0, 0, 1, 2),
+    // Extra elements per row beyond the stored row length: lda/ldb/ldc above their minimum.
+    ldGapA: fc.constantFrom(0, 0, 1, 4), ldGapB: fc.constantFrom(0, 0, 3), ldGapC: fc.constantFrom(0, 0, 2),
   }),
-  softmax: fc.record({ rows: dim, cols: dim, big: bit }),
-  layerNorm: fc.record({ rows: dim, cols: dim, gamma: bit, beta: bit, eps: fc.constantFrom(1e-5, 1e-3, 0.5) }),
+  // xGap / yGap: extra elements per row (xRowStride / yRowStride above cols).
+  softmax: fc.record({ rows: dim, cols: dim, big: bit, xGap: fc.constantFrom(0, 0, 1, 5), yGap: fc.constantFrom(0, 0, 2) }),
+  layerNorm: fc.record({ rows: dim, cols: dim, gamma: bit, beta: bit, eps: fc.constantFrom(1e-5, 1e-3, 0.5),
+    xGap: fc.constantFrom(0, 0, 1, 5), yGap: fc.constantFrom(0, 0, 2) }),
+  rmsNorm: fc.record({ rows: dim, cols: dim, gamma: bit, eps: fc.constantFrom(1e-5, 1e-3, 0.5),
+    xGap: fc.constantFrom(0, 0, 1, 5), yGap: fc.constantFrom(0, 0, 2) }),
+  addLayerNorm: fc.record({ rows: dim, cols: dim, gamma: bit, beta: bit, sum: bit, eps: fc.constantFrom(1e-5, 1e-3, 0.5) }),
+  addRmsNorm: fc.record({ rows: dim, cols: dim, gamma: bit, sum: bit, eps: fc.constantFrom(1e-5, 1e-3, 0.5) }),
   relu: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255) }),
   gelu: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255), tanh: bit }),
   binary: fc.integer({ min: 1, max: 4 }).chain((nd) =>
@@ -455,62 +531,89 @@ const params: Record<Op, fc.Arbitrary<NativeCase['p']>> = {
   }),
 };
 
-/** Names of the typed-array arguments of each op (fault targets), inputs and outputs. */
-const ARRAYS: Record<Op, { inputs: string[]; outputs: string[]; optional: string[] }> = {
-  gemm: { inputs: ['a', 'b'], outputs: ['c'], optional: ['bias'] },
+/**
+ * Names of the typed-array arguments of each op (fault targets): inputs, outputs, and optional ones (given when the
+ * case's flag in `p` is set).
+ */
+const ARRAYS: Record<Op, { inputs: string[]; outputs: string[]; optional: [name: string, flag: string][] }> = {
+  gemm: { inputs: ['a', 'b'], outputs: ['c'], optional: [['bias', 'bias']] },
   softmax: { inputs: ['x'], outputs: ['y'], optional: [] },
-  layerNorm: { inputs: ['x'], outputs: ['y'], optional: ['gamma', 'beta'] },
+  layerNorm: { inputs: ['x'], outputs: ['y'], optional: [['weight', 'gamma'], ['bias', 'beta']] },
+  rmsNorm: { inputs: ['x'], outputs: ['y'], optional: [['weight', 'gamma']] },
+  addLayerNorm: { inputs: ['x', 'residual'], outputs: ['y'], optional: [['weight', 'gamma'], ['bias', 'beta'], ['sum', 'sum']] },
+  addRmsNorm: { inputs: ['x', 'residual'], outputs: ['y'], optional: [['weight', 'gamma'], ['sum', 'sum']] },
   relu: { inputs: ['x'], outputs: ['y'], optional: [] },
   gelu: { inputs: ['x'], outputs: ['y'], optional: [] },
   binary: { inputs: ['a', 'b'], outputs: ['y'], optional: [] },
   embedding: { inputs: ['weight'], outputs: ['out'], optional: [] },
   permute0213: { inputs: ['x'], outputs: ['y'], optional: [] },
-  attention: { inputs: ['q', 'k', 'v'], outputs: ['out'], optional: ['weights'] },
+  attention: { inputs: ['q', 'k', 'v'], outputs: ['out'], optional: [['weights', 'weights']] },
 };
-/** Integer arguments (positional index) a fault can push out of range. */
-const INTS: Record<Op, number[]> = {
-  gemm: [3, 4, 5, 11, 12, 13, 14, 15], softmax: [2, 3], layerNorm: [4, 5], relu: [], gelu: [], binary: [0],
-  embedding: [1, 2], permute0213: [2, 3, 4, 5], attention: [],
+/** Integer fields a fault can push out of range (optional ones included: given, they are checked alike). */
+const INTS: Record<Op, string[]> = {
+  gemm: ['m', 'n', 'k', 'lda', 'ldb', 'ldc', 'act', 'batch', 'strideA', 'strideB', 'strideC'],
+  softmax: ['rows', 'cols', 'xRowStride', 'yRowStride'],
+  layerNorm: ['rows', 'cols', 'xRowStride', 'yRowStride'],
+  rmsNorm: ['rows', 'cols', 'xRowStride', 'yRowStride'],
+  addLayerNorm: ['rows', 'cols'],
+  addRmsNorm: ['rows', 'cols'],
+  relu: [],
+  gelu: [],
+  binary: ['op'],
+  embedding: ['num', 'dim'],
+  permute0213: ['d0', 'd1', 'd2', 'd3'],
+  attention: ['batch', 'heads', 'lq', 'lk', 'dk', 'dv'],
+};
+/** Fields without a default: leaving one out is a TypeError naming it. */
+const REQUIRED: Record<Op, string[]> = {
+  gemm: ['a', 'b', 'c', 'm', 'n', 'k'],
+  softmax: ['x', 'y', 'rows', 'cols'],
+  layerNorm: ['x', 'weight', 'bias', 'y', 'rows', 'cols', 'eps'],
+  rmsNorm: ['x', 'weight', 'y', 'rows', 'cols', 'eps'],
+  addLayerNorm: ['x', 'residual', 'weight', 'bias', 'y', 'sum', 'rows', 'cols', 'eps'],
+  addRmsNorm: ['x', 'residual', 'weight', 'y', 'sum', 'rows', 'cols', 'eps'],
+  relu: ['x', 'y'],
+  gelu: ['x', 'y', 'tanhApprox'],
+  binary: ['op', 'a', 'aStrides', 'b', 'bStrides', 'y', 'shape'],
+  embedding: ['weight', 'num', 'dim', 'ids', 'out'],
+  permute0213: ['x', 'y', 'd0', 'd1', 'd2', 'd3'],
+  attention: ['q', 'k', 'v', 'out', 'qStrides', 'kStrides', 'vStrides', 'outStrides', 'batch', 'heads', 'lq', 'lk', 'dk',
+    'dv', 'scale', 'masks', 'causal', 'weights'],
 };
 /** Ops whose output may exactly alias an input (element-wise, in place). */
 const ALIASABLE: Partial<Record<Op, [string, string]>> = {
-  softmax: ['y', 'x'], layerNorm: ['y', 'x'], relu: ['y', 'x'], gelu: ['y', 'x'],
+  softmax: ['y', 'x'], layerNorm: ['y', 'x'], rmsNorm: ['y', 'x'], addLayerNorm: ['y', 'residual'], addRmsNorm: ['y', 'x'],
+  relu: ['y', 'x'], gelu: ['y', 'x'],
 };
 
 function faultFor(op: Op, p: NativeCase['p']): fc.Arbitrary<Fault> {
   const { inputs, outputs, optional } = ARRAYS[op];
-  const present = optional.filter((n) => p[n === 'weights' ? 'weights' : n] === 1 || p[n] === true);
+  const present = optional.filter(([, flag]) => p[flag] === 1 || p[flag] === true).map(([name]) => name);
   const all = [...inputs, ...outputs, ...present];
   const options: fc.Arbitrary<Fault>[] = [
     fc.constant<Fault>({ kind: 'none' }),
     fc.constant<Fault>({ kind: 'none' }),
     fc.constantFrom(...all).map((arg): Fault => ({ kind: 'short', arg })),
+    fc.constantFrom(...all).map((arg): Fault => ({ kind: 'empty', arg })),
     fc.record({ arg: fc.constantFrom(...all), as: fc.constantFrom('Float64Array', 'Int32Array', 'Array', 'number') })
       .map((x): Fault => ({ kind: 'type', ...x } as Fault)),
     fc.constantFrom(...all).map((arg): Fault => ({ kind: 'detach', arg })),
     fc.record({ arg: fc.constantFrom(...outputs), with: fc.constantFrom(...inputs) })
       .map((x): Fault => ({ kind: 'overlap', ...x })),
+    fc.constantFrom(...REQUIRED[op]).map((field): Fault => ({ kind: 'missing', field })),
   ];
   const alias = ALIASABLE[op];
-  if (alias) options.push(fc.constant<Fault>({ kind: 'alias', arg: alias[0], with: alias[1] }));
+  // In place needs the same view: with different row strides it is a (clean) overlap error, not an alias.
+  if (alias && (p.xGap ?? 0) === (p.yGap ?? 0)) options.push(fc.constant<Fault>({ kind: 'alias', arg: alias[0], with: alias[1] }));
   if (op === 'embedding') {
     // Just past the table (num), negative, and the int32 extremes.
     options.push(fc.constantFrom(p.num as number, -1, -2147483648, 2147483647).map((value): Fault => ({ kind: 'badId', value })));
   }
   if (INTS[op].length > 0) {
-    options.push(fc.record({ index: fc.constantFrom(...INTS[op]), value: fc.constantFrom(-1, 1.5, 2 ** 31, NaN, Infinity) })
+    options.push(fc.record({ field: fc.constantFrom(...INTS[op]), value: fc.constantFrom(-1, 1.5, 2 ** 31, NaN, Infinity) })
       .map((x): Fault => ({ kind: 'badInt', ...x })));
   }
   return fc.oneof(...options);
-}
-
-/** Cases that would only re-find an open bug (see BUG). */
-function hitsKnownBug(c: NativeCase): boolean {
-  const f = c.fault;
-  if (BUG.optionalIgnored && (f.kind === 'short' || f.kind === 'detach') && ARRAYS[c.op].optional.includes(f.arg)) return true;
-  if (BUG.emptyRows && c.op === 'attention' && [c.p.batch, c.p.heads, c.p.lq].includes(0)) return true;
-  if (BUG.weightsNoDv && c.op === 'attention' && c.p.dv === 0 && c.p.weights === 1) return true;
-  return false;
 }
 
 function caseArb(op: Op, mode?: NativeCase['mode']): fc.Arbitrary<NativeCase> {
@@ -521,16 +624,17 @@ function caseArb(op: Op, mode?: NativeCase['mode']): fc.Arbitrary<NativeCase> {
       seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
       isa: fc.constantFrom(...supported),
       threads: fc.constantFrom(1, 2, 3),
-      backing: SAB_OK ? fc.constantFrom<Backing>('ab', 'ab', 'sab') : fc.constant<Backing>('ab'),
+      backing: fc.constantFrom<Backing>('ab', 'ab', 'sab'),
       offset: fc.constantFrom(0, 0, 1, 3),
       mode: mode ? fc.constant(mode) : fc.constantFrom<NativeCase['mode']>('immediate', 'immediate', 'record'),
       fault: faultFor(op, p),
-    })).filter((c) => !hitsKnownBug(c));
+    }));
 }
 
 // ---------------------------------------------------------------------------
 
-const OPS: Op[] = ['gemm', 'softmax', 'layerNorm', 'relu', 'gelu', 'binary', 'embedding', 'permute0213', 'attention'];
+const OPS: Op[] = ['gemm', 'softmax', 'layerNorm', 'rmsNorm', 'addLayerNorm', 'addRmsNorm', 'relu', 'gelu', 'binary', 'embedding',
+  'permute0213', 'attention'];
 
 describe.runIf(hasNative)('native boundary fuzz', () => {
   afterAll(() => {
@@ -572,9 +676,9 @@ describe.runIf(hasNative)('native boundary fuzz', () => {
           return v;
         };
         const now = mk();
-        (a[c.op] as unknown as (...x: unknown[]) => void)(...b.args(now));
+        (a[c.op] as unknown as (x: unknown) => void)(b.args(now));
         const later = mk();
-        (a[`${c.op}Record`] as unknown as (...x: unknown[]) => void)(list, ...b.args(later));
+        (a[`${c.op}Record`] as unknown as (l: unknown, x: unknown) => void)(list, b.args(later));
         const out = b.bufs.find((x) => x.out)!.name;
         results.push([later[out]!, now[out]!]);
       }
@@ -588,67 +692,170 @@ describe.runIf(hasNative)('native boundary fuzz', () => {
     const x = new Float32Array(8).fill(1);
     const y = new Float32Array(8);
     detach(y.buffer);
-    expectError(() => a.relu(x, y), RangeError, "attnode.relu: argument 'y' has 0 elements");
-    expectError(() => a.softmax(x, y, 2, 4), RangeError, "attnode.softmax: argument 'y' has 0 elements, expected at least 8");
+    expectError(() => a.relu({ x, y }), RangeError, "attnode.relu: argument 'y' has 0 elements");
+    expectError(() => a.softmax({ x, y, rows: 2, cols: 4 }), RangeError,
+      "attnode.softmax: argument 'y' has 0 elements, expected at least 8");
     // A detached buffer is fine when nothing needs to be read from it.
-    a.softmax(y, y, 0, 4);
+    a.softmax({ x: y, y, rows: 0, cols: 4 });
   });
 
-  (SAB_OK ? it : it.fails)('SharedArrayBuffer-backed typed arrays work like any other (known bug while it.fails)', () => {
+  it('SharedArrayBuffer-backed typed arrays work like any other', async () => {
     const a = addon!;
     const shared = new Float32Array(new SharedArrayBuffer(32)).fill(-2);
-    a.relu(shared, shared);
+    a.relu({ x: shared, y: shared });
     expect(Array.from(shared)).toEqual(new Array(8).fill(0));
-    const y = new Float32Array(8);
-    a.softmax(shared, y, 2, 4);
+    const y = new Float32Array(new SharedArrayBuffer(32));
+    a.softmax({ x: shared, y, rows: 2, cols: 4 });
     expect(Array.from(y)).toEqual(new Array(8).fill(0.25));
+    // Recorded too: the list keeps the shared buffers and submit re-checks them.
+    const list = a.createCommandList();
+    const z = new Float32Array(new SharedArrayBuffer(32));
+    a.gemmRecord(list, { a: Float32Array.from([1, 2]), b: new Float32Array(new SharedArrayBuffer(32)).fill(1), c: z, m: 1, n: 4, k: 2 });
+    await a.submit(list);
+    expect(Array.from(z)).toEqual([3, 3, 3, 3, 0, 0, 0, 0]);
+    // Overlap is still seen through the shared buffer.
+    expectError(() => a.softmax({ x: shared, y: new Float32Array(shared.buffer, 4, 7), rows: 1, cols: 7 }), RangeError,
+      "attnode.softmax: output 'y' overlaps input 'x'");
   });
 
-  (BUG.optionalIgnored ? it.fails : it)('an empty or detached optional array is a RangeError, not "absent" (known bug while it.fails)', () => {
+  it('an empty or detached optional array is a RangeError, not "absent"; null and undefined are absent', () => {
     const a = addon!;
+    const gemm = (bias: Float32Array | null | undefined): Float32Array => {
+      const c = new Float32Array(2);
+      a.gemm({ a: Float32Array.from([1, 1]), b: Float32Array.from([1, 2, 3, 4]), c, m: 1, n: 2, k: 2, bias });
+      return c;
+    };
     const bias = new Float32Array([10, 20]);
+    expect(Array.from(gemm(bias))).toEqual([14, 26]);
+    expect(Array.from(gemm(null))).toEqual([4, 6]);
+    expect(Array.from(gemm(undefined))).toEqual([4, 6]);
     detach(bias.buffer);
-    expectError(() => a.gemm(new Float32Array(2), new Float32Array(4), new Float32Array(2), 1, 2, 2, false, false, 1, 0, bias,
-      0, 1, 0, 0, 0), RangeError, "attnode.gemm: argument 'bias' has 0 elements, expected at least 2");
-    expectError(() => a.layerNorm(new Float32Array(4), new Float32Array(0), null, new Float32Array(4), 1, 4, 1e-5), RangeError,
-      "attnode.layerNorm: argument 'gamma' has 0 elements, expected at least 4");
+    expectError(() => gemm(bias), RangeError, "attnode.gemm: argument 'bias' has 0 elements, expected at least 2");
+    expectError(() => gemm(new Float32Array(0)), RangeError, "attnode.gemm: argument 'bias' has 0 elements, expected at least 2");
+    const ln = (weight: Float32Array | null, bias: Float32Array | null): void =>
+      a.layerNorm({ x: new Float32Array(4), weight, bias, y: new Float32Array(4), rows: 1, cols: 4, eps: 1e-5 });
+    expectError(() => ln(new Float32Array(0), null), RangeError, "attnode.layerNorm: argument 'weight' has 0 elements, expected at least 4");
+    expectError(() => ln(null, new Float32Array(0)), RangeError, "attnode.layerNorm: argument 'bias' has 0 elements, expected at least 4");
+    const w = new Float32Array(1);
+    detach(w.buffer);
+    expectError(() => a.attention({ q: new Float32Array(1), k: new Float32Array(1), v: new Float32Array(1), out: new Float32Array(1),
+      qStrides: [1, 1, 1], kStrides: [1, 1, 1], vStrides: [1, 1, 1], outStrides: [1, 1, 1], batch: 1, heads: 1, lq: 1, lk: 1, dk: 1,
+      dv: 1, scale: 1, masks: [], causal: false, weights: w }), RangeError,
+    "attnode.attention: argument 'weights' has 0 elements, expected at least 1");
   });
 
-  (BUG.emptyRows ? it.fails : it)('attention with no rows at all is a no-op whatever the strides (known bug while it.fails)', () => {
+  it('attention with no rows at all is a no-op whatever the strides', () => {
     const e = new Float32Array(0);
-    addon!.attention(e, e, e, e, [0, 4, 0], [0, 4, 0], [0, 4, 0], [0, 4, 0], [2, 0, 3, 3, 4, 4], 1, [], false, null);
+    const call = (batch: number, heads: number, lq: number, lk: number): void => addon!.attention({ q: e, k: e, v: e, out: e,
+      qStrides: [0, 4, 0], kStrides: [0, 4, 0], vStrides: [0, 4, 0], outStrides: [0, 4, 0], batch, heads, lq, lk, dk: 4,
+      dv: 4, scale: 1, masks: [], causal: false, weights: null });
+    // Strides that would make output rows overlap if there were any rows.
+    call(2, 0, 3, 3);
+    call(0, 2, 3, 3);
+    call(2, 2, 0, 0);
+    const w = new Float32Array(0);
+    addon!.attention({ q: e, k: e, v: e, out: e, qStrides: [0, 4, 0], kStrides: [0, 4, 0], vStrides: [0, 4, 0],
+      outStrides: [0, 4, 0], batch: 2, heads: 3, lq: 0, lk: 0, dk: 4, dv: 4, scale: 1, masks: [], causal: true, weights: w });
+    // With rows, the same strides are refused (and k must hold its rows).
+    expectError(() => call(2, 2, 3, 0), RangeError, "attnode.attention: argument 'q' has 0 elements");
+    expectError(() => call(2, 2, 0, 3), RangeError, "attnode.attention: argument 'k' has 0 elements");
   });
 
-  (BUG.weightsNoDv ? it.fails : it)('attention weights are computed even when dv = 0 (known bug while it.fails)', () => {
+  it('attention weights are computed even when dv = 0', () => {
     const w = new Float32Array(2).fill(7);
-    addon!.attention(new Float32Array(2), new Float32Array(2), new Float32Array(0), new Float32Array(0), [2, 2, 1], [2, 2, 1],
-      [0, 0, 0], [0, 0, 0], [1, 1, 2, 1, 1, 0], 1, [], false, w);
+    const out = new Float32Array(0);
+    addon!.attention({ q: new Float32Array(2), k: new Float32Array(2), v: new Float32Array(0), out, qStrides: [2, 2, 1],
+      kStrides: [2, 2, 1], vStrides: [0, 0, 0], outStrides: [0, 0, 0], batch: 1, heads: 1, lq: 2, lk: 1, dk: 1, dv: 0, scale: 1,
+      masks: [], causal: false, weights: w });
     expect(Array.from(w)).toEqual([1, 1]);
   });
 
-  it('mask strides past the end and bad mask objects are clean errors', () => {
+  it('the argument object: one object, each required field present and typed, optional fields defaulted', () => {
     const a = addon!;
-    const q = new Float32Array(2 * 4 * 8);
-    const out = new Float32Array(2 * 4 * 8);
-    const s: [number, number, number] = [32, 32, 8];
-    const call = (masks: unknown): void =>
-      a.attention(q, q, q, out, s, s, s, s, [2, 1, 4, 4, 8, 8], 1, masks as AttentionMask[], false, null);
-    call([{ data: new Uint8Array(2 * 4 * 4), strides: [16, 0, 4, 1] }]);
-    expectError(() => call([{ data: new Uint8Array(31), strides: [16, 0, 4, 1] }]), RangeError,
-      "attnode.attention: argument 'masks[0].data' has 31 elements, expected at least 32");
-    expectError(() => call([{ data: new Uint8Array(32), strides: [16, 0, 4, -1] }]), RangeError, 'attnode.attention');
-    expectError(() => call([{ data: new Uint8Array(32), strides: [16, 0, 4] }]), TypeError, 'attnode.attention');
-    expectError(() => call([{ data: new Int32Array(32), strides: [16, 0, 4, 1] }]), TypeError, 'attnode.attention');
-    expectError(() => call([{ data: [0], strides: [0, 0, 0, 0] }]), TypeError, 'attnode.attention');
-    expectError(() => call([1]), TypeError, 'attnode.attention');
-    expectError(() => call(null), TypeError, 'attnode.attention');
-    expectError(() => call([{}, {}, {}]), RangeError, 'attnode.attention: at most 2 masks');
-    // Strides whose reach overflows are a RangeError, not a wrap-around.
-    expectError(() => call([{ data: new Uint8Array(32), strides: [2 ** 31 - 1, 2 ** 31 - 1, 2 ** 31 - 1, 2 ** 31 - 1] }]),
-      RangeError, 'attnode.attention');
-    // Output strides that make rows overlap are refused.
-    expectError(() => a.attention(q, q, q, out, s, s, s, [0, 0, 0], [2, 1, 4, 4, 8, 8], 1, [], false, null), RangeError,
-      "attnode.attention: argument 'outStrides' makes output rows overlap");
+    const A = Float32Array.from([1, 2, 3, 4, 5, 6]); // [2, 3]
+    const B = Float32Array.from([1, 0, 0, 1, 1, 1]); // [2, 3], used transposed
+    const c = new Float32Array(4);
+    expectError(() => (a.gemm as unknown as (...x: unknown[]) => void)(A, B, c, 2, 2, 3), TypeError,
+      'attnode.gemm: expected 1 argument (an object of named arguments), got 6');
+    expectError(() => (a.gemm as unknown as (x: unknown) => void)(A), TypeError,
+      'attnode.gemm: the argument must be an object of named arguments, got Float32Array');
+    expectError(() => (a.relu as unknown as (x: unknown) => void)(null), TypeError,
+      'attnode.relu: the argument must be an object of named arguments, got null');
+    expectError(() => a.gemm({ a: A, b: B, c, m: 2, n: 2 } as never), TypeError, "attnode.gemm: argument 'k' must be a number, got undefined");
+    expectError(() => a.gemm({ a: A, b: B, c, m: 2, n: 2, k: 3, transB: 1 as never }), TypeError,
+      "attnode.gemm: argument 'transB' must be a boolean, got number");
+    expectError(() => a.gemm({ a: A, b: B, c, m: 2, n: 2, k: 3, alpha: null as never }), TypeError,
+      "attnode.gemm: argument 'alpha' must be a number, got null");
+    expectError(() => a.layerNorm({ x: A, y: c, rows: 1, cols: 4, eps: 1e-5, bias: null } as never), TypeError,
+      "attnode.layerNorm: argument 'weight' must be a Float32Array or null, got undefined");
+    expectError(() => a.gemm({ a: A, b: B, c, m: 2, n: 2, k: 3, bias: [1, 2] as never }), TypeError,
+      "attnode.gemm: argument 'bias' must be a Float32Array, null or undefined, got Array");
+    // Defaults: alpha 1, beta 0 (c is write-only), no bias, contiguous; unknown fields are ignored.
+    c.fill(NaN);
+    a.gemm({ a: A, b: B, c, m: 2, n: 2, k: 3, transB: true, cacheB: true, somethingElse: 1 } as never);
+    expect(Array.from(c)).toEqual([1, 6, 4, 15]);
+    const list = a.createCommandList();
+    expectError(() => (a.reluRecord as unknown as (...x: unknown[]) => void)(list, A, A), TypeError,
+      'attnode.relu: expected 2 arguments (a command list and an object of named arguments), got 3');
+  });
+
+  it('gemm leading dimensions: defaults, checks against the stored row length, and strided views', () => {
+    const a = addon!;
+    // A [2, 3] stored in rows of 4, B [3, 2] in rows of 3, C [2, 2] in rows of 5: the padding is never touched.
+    const A = Float32Array.from([1, 2, 3, -9, 4, 5, 6]);
+    const B = Float32Array.from([1, 0, -9, 0, 1, -9, 1, 1]);
+    const c = new Float32Array(7).fill(-1);
+    a.gemm({ a: A, b: B, c, m: 2, n: 2, k: 3, lda: 4, ldb: 3, ldc: 5 });
+    expect(Array.from(c)).toEqual([4, 5, -1, -1, -1, 10, 11]);
+    const f = (n: number): Float32Array => new Float32Array(n);
+    expectError(() => a.gemm({ a: f(6), b: f(6), c: f(4), m: 2, n: 2, k: 3, lda: 2 }), RangeError,
+      "attnode.gemm: argument 'lda' is 2, expected at least k = 3");
+    expectError(() => a.gemm({ a: f(6), b: f(6), c: f(4), m: 2, n: 2, k: 3, transA: true, lda: 1 }), RangeError,
+      "attnode.gemm: argument 'lda' is 1, expected at least m (transA) = 2");
+    expectError(() => a.gemm({ a: f(6), b: f(6), c: f(4), m: 2, n: 2, k: 3, ldb: 1 }), RangeError,
+      "attnode.gemm: argument 'ldb' is 1, expected at least n = 2");
+    expectError(() => a.gemm({ a: f(6), b: f(6), c: f(4), m: 2, n: 2, k: 3, transB: true, ldb: 2 }), RangeError,
+      "attnode.gemm: argument 'ldb' is 2, expected at least k (transB) = 3");
+    expectError(() => a.gemm({ a: f(6), b: f(6), c: f(4), m: 2, n: 2, k: 3, ldc: 1 }), RangeError,
+      "attnode.gemm: argument 'ldc' is 1, expected at least n = 2");
+    // Lengths are computed with the leading dimensions: (rows - 1) * ld + row length.
+    expectError(() => a.gemm({ a: f(6), b: f(6), c: f(4), m: 2, n: 2, k: 3, lda: 4 }), RangeError,
+      "attnode.gemm: argument 'a' has 6 elements, expected at least 7");
+    expectError(() => a.gemm({ a: f(6), b: f(6), c: f(4), m: 2, n: 2, k: 3, ldc: 3 }), RangeError,
+      "attnode.gemm: argument 'c' has 4 elements, expected at least 5");
+    expectError(() => a.gemm({ a: f(6), b: f(6), c: f(4), m: 2, n: 2, k: 3, lda: 2 ** 31 }), RangeError,
+      "attnode.gemm: argument 'lda' must be an integer in [0, 2147483647], got 2147483648");
+    // The batch stride of C must clear one item's strided rows.
+    expectError(() => a.gemm({ a: f(12), b: f(6), c: f(12), m: 2, n: 2, k: 3, ldc: 3, batch: 2, strideA: 6, strideC: 4 }),
+      RangeError, "attnode.gemm: argument 'strideC' is 4, expected at least (m-1)*ldc + n = 5");
+    // A packed weight is the contiguous B: another ldb would describe another matrix.
+    const packed = a.packWeight(f(6), 3, 2, true);
+    expectError(() => a.gemm({ a: f(12), b: f(8), c: f(4), m: 2, n: 2, k: 3, transB: true, ldb: 4, packedB: packed }), RangeError,
+      "attnode.gemm: argument 'packedB' was packed from a contiguous B, but ldb is 4, expected 3");
+  });
+
+  it('row strides of softmax and layerNorm: checked against cols, lengths with the strides, in place only as the same view', () => {
+    const a = addon!;
+    const x = Float32Array.from([0, 0, 9, 1, 1, 9]);
+    const y = new Float32Array(7).fill(-1);
+    a.softmax({ x, y, rows: 2, cols: 2, xRowStride: 3, yRowStride: 5 });
+    expect(Array.from(y)).toEqual([0.5, 0.5, -1, -1, -1, 0.5, 0.5]);
+    const f = (n: number): Float32Array => new Float32Array(n);
+    expectError(() => a.softmax({ x: f(6), y: f(6), rows: 2, cols: 3, xRowStride: 2 }), RangeError,
+      "attnode.softmax: argument 'xRowStride' is 2, expected at least cols = 3");
+    expectError(() => a.softmax({ x: f(6), y: f(6), rows: 2, cols: 3, xRowStride: 4 }), RangeError,
+      "attnode.softmax: argument 'x' has 6 elements, expected at least 7 ((rows-1)*xRowStride + cols)");
+    expectError(() => a.layerNorm({ x: f(6), weight: null, bias: null, y: f(6), rows: 2, cols: 3, eps: 0, yRowStride: 4 }), RangeError,
+      "attnode.layerNorm: argument 'y' has 6 elements, expected at least 7 ((rows-1)*yRowStride + cols)");
+    expectError(() => a.layerNorm({ x: f(6), weight: null, bias: null, y: f(6), rows: 2, cols: 3, eps: 0, yRowStride: 1.5 }), RangeError,
+      "attnode.layerNorm: argument 'yRowStride' must be an integer");
+    // In place: the same view (same start, same stride) is fine; the same start with another stride is not.
+    const buf = Float32Array.from([1, 2, 0, 3, 5]);
+    a.softmax({ x: buf, y: buf, rows: 2, cols: 2, xRowStride: 3, yRowStride: 3 });
+    expect(buf[2]).toBe(0);
+    expect(buf[0]! + buf[1]!).toBeCloseTo(1, 6);
+    expectError(() => a.softmax({ x: buf, y: buf, rows: 2, cols: 2, xRowStride: 3, yRowStride: 2 }), RangeError,
+      "attnode.softmax: output 'y' overlaps input 'x'");
   });
 
   it('thread counts and kernel paths are validated', () => {
@@ -660,8 +867,8 @@ describe.runIf(hasNative)('native boundary fuzz', () => {
     for (const isa of supported) expect(a.setIsa(isa)).toBe(isa);
   });
 
-  // Corpus replay: each entry is a NativeCase; `knownBug` entries document an open bug and are expected to fail
-  // until it is fixed (then drop the field). Entries that need a separate process use kind 'native-process'.
+  // Corpus replay: each entry is a NativeCase. Entries that need a separate process use kind 'native-process'; a
+  // `knownBug` one documents an open bug and is expected to fail until it is fixed (then drop the field).
   for (const [file, entry] of loadCorpus<NativeCase>('native')) {
     it(`corpus ${file}: ${entry.note}`, async () => {
       await runCase(entry.case);

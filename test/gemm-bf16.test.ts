@@ -91,7 +91,8 @@ describe.skipIf(skipReason !== '')(`bf16 weights GEMM${skipReason ? ` (skipped: 
 
   const run = (c: Case, A: Float32Array, B: Float32Array, C0: Float32Array, packed: PackedWeight | null): Float32Array => {
     const C = Float32Array.from(C0);
-    a.gemm(A, B, C, c.m, c.n, c.k, c.transA, c.transB, c.alpha, c.beta, c.bias, c.act, 1, 0, 0, 0, packed);
+    a.gemm({ a: A, b: B, c: C, m: c.m, n: c.n, k: c.k, transA: c.transA, transB: c.transB, alpha: c.alpha, beta: c.beta,
+      bias: c.bias, act: c.act, packedB: packed });
     return C;
   };
 
@@ -207,10 +208,10 @@ describe.skipIf(skipReason !== '')(`bf16 weights GEMM${skipReason ? ` (skipped: 
       const B = randn([n * k], { seed: 2 }).data;
       const packed = a.packWeight(B, k, n, true, 'bfloat16');
       const C = new Float32Array(batch * m * n);
-      a.gemm(A, B, C, m, n, k, false, true, 1, 0, null, 0, batch, m * k, 0, m * n, packed);
+      a.gemm({ a: A, b: B, c: C, m, n, k, transB: true, batch, strideA: m * k, strideB: 0, strideC: m * n, packedB: packed });
       for (let i = 0; i < batch; i++) {
         const Ci = new Float32Array(m * n);
-        a.gemm(A.subarray(i * m * k, (i + 1) * m * k), B, Ci, m, n, k, false, true, 1, 0, null, 0, 1, 0, 0, 0, packed);
+        a.gemm({ a: A.subarray(i * m * k, (i + 1) * m * k), b: B, c: Ci, m, n, k, transB: true, packedB: packed });
         expect(Array.from(C.subarray(i * m * n, (i + 1) * m * n)), `m=${m} item ${i}`).toEqual(Array.from(Ci));
       }
     }
@@ -256,8 +257,11 @@ describe.skipIf(skipReason !== '')(`bf16 weights GEMM${skipReason ? ` (skipped: 
     // A bf16 weight is still tied to its shape and transpose.
     const packed = a.packWeight(B, 2, 3, true, 'bfloat16');
     const f = (len: number): Float32Array => new Float32Array(len);
-    expect(() => a.gemm(f(6), B, f(9), 3, 3, 2, false, false, 1, 0, null, 0, 1, 0, 0, 0, packed)).toThrowError(
+    expect(() => a.gemm({ a: f(6), b: B, c: f(9), m: 3, n: 3, k: 2, packedB: packed })).toThrowError(
       /'packedB' was packed for a different shape or transpose/,
+    );
+    expect(() => a.gemm({ a: f(6), b: B, c: f(9), m: 3, n: 3, k: 2, transB: true, packedB: B as never })).toThrowError(
+      "attnode.gemm: argument 'packedB' must be null or a packed weight from packWeight()",
     );
   });
 });

@@ -191,9 +191,11 @@ describe.runIf(hasNative)('native runtime', () => {
     for (const [causal, masks] of [[false, []], [true, [{ data: mask, strides: [0, 0, lk, 1] }]]] as const) {
       const a1 = new Float32Array(lq * e);
       const a2 = new Float32Array(lq * e);
-      const dims = [1, h, lq, lk, d, d];
-      a.attention(q, kv.subarray(e), kv.subarray(2 * e), a1, [0, d, 3 * e], [0, d, 3 * e], [0, d, 3 * e], [0, d, e], dims, 0.25, masks, causal, null);
-      a.attention(contig(q, lq, 0), contig(kv, lk, e), contig(kv, lk, 2 * e), a2, [0, lq * d, d], [0, lk * d, d], [0, lk * d, d], [0, d, e], dims, 0.25, masks, causal, null);
+      const common = { outStrides: [0, d, e] as const, batch: 1, heads: h, lq, lk, dk: d, dv: d, scale: 0.25, masks, causal, weights: null };
+      a.attention({ q, k: kv.subarray(e), v: kv.subarray(2 * e), out: a1, qStrides: [0, d, 3 * e], kStrides: [0, d, 3 * e],
+        vStrides: [0, d, 3 * e], ...common });
+      a.attention({ q: contig(q, lq, 0), k: contig(kv, lk, e), v: contig(kv, lk, 2 * e), out: a2, qStrides: [0, lq * d, d],
+        kStrides: [0, lk * d, d], vStrides: [0, lk * d, d], ...common });
       expect(Array.from(a1)).toEqual(Array.from(a2));
     }
   });
@@ -230,43 +232,54 @@ describe.runIf(hasNative)('native runtime', () => {
   describe('binding checks', () => {
     const f = (n: number): Float32Array => new Float32Array(n);
     it('rejects wrong types, short buffers, bad sizes and overlap', () => {
-      expect(() => a.gemm(f(6) as never, f(6), f(4), 2, 2, 3, false, false, 1, 0, null, 0, 1, 0, 0, 0)).not.toThrow();
-      expect(() => a.gemm(new Float64Array(6) as never, f(6), f(4), 2, 2, 3, false, false, 1, 0, null, 0, 1, 0, 0, 0)).toThrowError(
-        /argument 'a' must be a Float32Array, got Float64Array/,
-      );
-      expect(() => a.gemm(f(5), f(6), f(4), 2, 2, 3, false, false, 1, 0, null, 0, 1, 0, 0, 0)).toThrowError(
-        /argument 'a' has 5 elements, expected at least 6/,
-      );
-      expect(() => a.gemm(f(6), f(6), f(4), -1, 2, 3, false, false, 1, 0, null, 0, 1, 0, 0, 0)).toThrowError(RangeError);
-      expect(() => a.gemm(f(6), f(6), f(4), 2, 2, 3, false, false, 1, 0, f(1), 0, 1, 0, 0, 0)).toThrowError(/'bias'/);
-      expect(() => a.gemm(f(6), f(6), f(4), 2, 2, 3, false, false, 1, 0, null, 7, 1, 0, 0, 0)).toThrowError(/'act'/);
+      const g = { a: f(6), b: f(6), c: f(4), m: 2, n: 2, k: 3 };
+      expect(() => a.gemm(g)).not.toThrow();
+      expect(() => a.gemm({ ...g, a: new Float64Array(6) as never })).toThrowError(/argument 'a' must be a Float32Array, got Float64Array/);
+      expect(() => a.gemm({ ...g, a: f(5) })).toThrowError(/argument 'a' has 5 elements, expected at least 6/);
+      expect(() => a.gemm({ ...g, m: -1 })).toThrowError(RangeError);
+      expect(() => a.gemm({ ...g, bias: f(1) })).toThrowError(/'bias'/);
+      expect(() => a.gemm({ ...g, act: 7 as never })).toThrowError(/'act'/);
       const buf = f(20);
-      expect(() => a.gemm(buf.subarray(0, 6), f(6), buf.subarray(4, 8), 2, 2, 3, false, false, 1, 0, null, 0, 1, 0, 0, 0)).toThrowError(
-        /output 'c' overlaps input 'a'/,
-      );
-      expect(() => a.gemm(f(6), f(6), f(4), 2, 2, 3, false, false, 1, 0, null, 0, 2, 6, 6, 2)).toThrowError(/strideC/);
+      expect(() => a.gemm({ ...g, a: buf.subarray(0, 6), c: buf.subarray(4, 8) })).toThrowError(/output 'c' overlaps input 'a'/);
+      expect(() => a.gemm({ ...g, batch: 2, strideA: 6, strideB: 6, strideC: 2 })).toThrowError(/strideC/);
       expect(() => (a.gemm as (...x: unknown[]) => void)(f(6))).toThrowError(TypeError);
-      expect(() => a.softmax(f(5), f(6), 2, 3)).toThrowError(/'x' has 5 elements/);
-      expect(() => a.addLayerNorm(f(6), f(6), null, null, f(6), null, 2, 3, 1e-5)).not.toThrow();
-      expect(() => a.addLayerNorm(f(6), f(5), null, null, f(6), null, 2, 3, 1e-5)).toThrowError(/'r' has 5 elements/);
-      expect(() => a.addLayerNorm(f(6), f(6), f(2), null, f(6), null, 2, 3, 1e-5)).toThrowError(/'gamma' has 2 elements/);
-      expect(() => a.addLayerNorm(f(6), f(6), null, null, f(6), f(5), 2, 3, 1e-5)).toThrowError(/'sum' has 5 elements/);
-      expect(() => a.addLayerNorm(f(6), f(6), null, null, f(6), null, 2, 3, -1)).toThrowError(/'eps'/);
+      expect(() => a.softmax({ x: f(5), y: f(6), rows: 2, cols: 3 })).toThrowError(/'x' has 5 elements/);
+      const aln = { x: f(6), residual: f(6), weight: null, bias: null, y: f(6), sum: null, rows: 2, cols: 3, eps: 1e-5 };
+      expect(() => a.addLayerNorm(aln)).not.toThrow();
+      expect(() => a.addLayerNorm({ ...aln, residual: f(5) })).toThrowError(/'residual' has 5 elements/);
+      expect(() => a.addLayerNorm({ ...aln, weight: f(2) })).toThrowError(/'weight' has 2 elements/);
+      expect(() => a.addLayerNorm({ ...aln, bias: f(2) })).toThrowError(/'bias' has 2 elements/);
+      expect(() => a.addLayerNorm({ ...aln, sum: f(5) })).toThrowError(/'sum' has 5 elements/);
+      expect(() => a.addLayerNorm({ ...aln, eps: -1 })).toThrowError(/'eps'/);
       const ln = f(30);
-      expect(() => a.addLayerNorm(ln.subarray(0, 6), f(6), null, null, ln.subarray(0, 6), ln.subarray(0, 6), 2, 3, 1e-5)).toThrowError(
-        /'sum' overlaps/,
-      );
-      expect(() => a.addLayerNorm(ln.subarray(0, 6), f(6), null, null, ln.subarray(2, 8), null, 2, 3, 1e-5)).toThrowError(/'y' overlaps input 'x'/);
-      expect(() => a.addLayerNorm(ln.subarray(0, 6), ln.subarray(6, 12), null, null, ln.subarray(6, 12), ln.subarray(0, 6), 2, 3, 1e-5)).not.toThrow();
-      expect(() => a.embedding(f(6), 3, 2, new Int32Array([0, 3]), f(4))).toThrowError(/index 3 at position 1 is out of range/);
-      expect(() => a.embedding(f(6), 3, 2, new Int32Array([-1]), f(2))).toThrowError(RangeError);
-      expect(() => a.binary(0, f(4), [1, 1], f(4), [1], f(4), [2, 2])).toThrowError(/must have shape's 2 dims/);
-      expect(() => a.binary(0, f(3), [2, 1], f(4), [2, 1], f(4), [2, 2])).toThrowError(/'a' has 3 elements/);
+      expect(() => a.addLayerNorm({ ...aln, x: ln.subarray(0, 6), y: ln.subarray(0, 6), sum: ln.subarray(0, 6) })).toThrowError(/'sum' overlaps/);
+      expect(() => a.addLayerNorm({ ...aln, x: ln.subarray(0, 6), y: ln.subarray(2, 8) })).toThrowError(/'y' overlaps input 'x'/);
+      expect(() => a.addLayerNorm({ ...aln, x: ln.subarray(0, 6), residual: ln.subarray(6, 12), y: ln.subarray(6, 12), sum: ln.subarray(0, 6) }))
+        .not.toThrow();
+      const rms = { x: f(6), weight: null, y: f(6), rows: 2, cols: 3, eps: 1e-6 };
+      expect(() => a.rmsNorm(rms)).not.toThrow();
+      expect(() => a.rmsNorm({ ...rms, weight: f(2) })).toThrowError(/'weight' has 2 elements/);
+      expect(() => a.rmsNorm({ ...rms, xRowStride: 2 })).toThrowError("attnode.rmsNorm: argument 'xRowStride' is 2, expected at least cols = 3");
+      expect(() => a.rmsNorm({ ...rms, eps: NaN })).toThrowError("attnode.rmsNorm: argument 'eps' must be a number >= 0, got NaN");
+      const arms = { x: f(6), residual: f(6), weight: null, y: f(6), sum: null, rows: 2, cols: 3, eps: 1e-6 };
+      expect(() => a.addRmsNorm(arms)).not.toThrow();
+      expect(() => a.addRmsNorm({ ...arms, residual: f(5) })).toThrowError(/'residual' has 5 elements/);
+      expect(() => a.addRmsNorm({ ...arms, y: ln.subarray(0, 6), sum: ln.subarray(0, 6) })).toThrowError(/'sum' overlaps/);
+      expect(() => a.addRmsNorm({ ...arms, sum: undefined } as never)).toThrowError(
+        "attnode.addRmsNorm: argument 'sum' must be a Float32Array or null, got undefined");
+      const emb = { weight: f(6), num: 3, dim: 2 };
+      expect(() => a.embedding({ ...emb, ids: new Int32Array([0, 3]), out: f(4) })).toThrowError(/index 3 at position 1 is out of range/);
+      expect(() => a.embedding({ ...emb, ids: new Int32Array([-1]), out: f(2) })).toThrowError(RangeError);
+      expect(() => a.binary({ op: 0, a: f(4), aStrides: [1, 1], b: f(4), bStrides: [1], y: f(4), shape: [2, 2] })).toThrowError(/must have shape's 2 dims/);
+      expect(() => a.binary({ op: 0, a: f(3), aStrides: [2, 1], b: f(4), bStrides: [2, 1], y: f(4), shape: [2, 2] })).toThrowError(/'a' has 3 elements/);
       const q = f(8);
-      expect(() => a.attention(q, q, q, f(8), [8, 8, 4], [8, 8, 4], [8, 8, 4], [8, 8, 4], [1, 1, 2, 2, 4, 4], 1, [], false, null)).not.toThrow();
-      expect(() => a.attention(q, q, q, f(7), [8, 8, 4], [8, 8, 4], [8, 8, 4], [8, 8, 4], [1, 1, 2, 2, 4, 4], 1, [], false, null)).toThrowError(/'out' has 7/);
-      expect(() => a.attention(q, q, q, f(8), [8, 8, 4], [8, 8, 4], [8, 8, 4], [8, 8, 2], [1, 1, 2, 2, 4, 4], 1, [], false, null)).toThrowError(/overlap/);
-      expect(() => a.attention(q, q, q, f(8), [8, 8, 4], [8, 8, 4], [8, 8, 4], [8, 8, 4], [1, 1, 2, 2, 4, 4], 1, [{ data: new Uint8Array(3), strides: [0, 0, 2, 1] }], false, null)).toThrowError(/masks\[0\]\.data' has 3 elements/);
+      const s = [8, 8, 4] as const;
+      const att = { q, k: q, v: q, out: f(8), qStrides: s, kStrides: s, vStrides: s, outStrides: s, batch: 1, heads: 1, lq: 2, lk: 2,
+        dk: 4, dv: 4, scale: 1, masks: [], causal: false, weights: null };
+      expect(() => a.attention(att)).not.toThrow();
+      expect(() => a.attention({ ...att, out: f(7) })).toThrowError(/'out' has 7/);
+      expect(() => a.attention({ ...att, outStrides: [8, 8, 2] })).toThrowError(/overlap/);
+      expect(() => a.attention({ ...att, masks: [{ data: new Uint8Array(3), strides: [0, 0, 2, 1] }] })).toThrowError(/masks\[0\]\.data' has 3 elements/);
     });
   });
 });

@@ -144,7 +144,23 @@ describe('InferenceServer', () => {
     expect(r.body.latencyMs.byRoute['POST /v1/encode'].count).toBeGreaterThan(0);
     expect(r.body.batcher).toMatchObject({ queueDepth: 0 });
     expect(r.body.batcher.meanBatchSize).toBeGreaterThan(1);
-    expect(r.body.eventLoopDelayMs.p99).toBeGreaterThanOrEqual(0);
+    // The server runs in this process: block its event loop for a known time, and the monitor must see it.
+    const blockMs = 120;
+    const until = performance.now() + blockMs;
+    while (performance.now() < until) {
+      // busy: no timer can fire
+    }
+    const el = (await request(port, 'GET', '/metrics')).body.eventLoopDelayMs;
+    for (const q of ['p50', 'p90', 'p99', 'max', 'mean']) expect(Number.isFinite(el[q]), q).toBe(true);
+    expect(el.p50).toBeGreaterThanOrEqual(0);
+    expect(el.p90).toBeGreaterThanOrEqual(el.p50);
+    expect(el.p99).toBeGreaterThanOrEqual(el.p90);
+    expect(el.max).toBeGreaterThanOrEqual(el.p99);
+    // The blocked stretch is one delay of about blockMs (less the sampling interval); none can exceed the uptime.
+    expect(el.max).toBeGreaterThanOrEqual(blockMs * 0.75);
+    expect(el.max).toBeLessThanOrEqual(r.body.uptimeS * 1000 + blockMs + 1000);
+    // Apart from that stretch the loop is idle between requests: the median delay is far below it.
+    expect(el.p50).toBeLessThan(blockMs / 2);
     expect(r.body.memoryMiB.rss).toBeGreaterThan(r.body.memoryMiB.heapUsed);
     await request(port, 'GET', '/metrics?reset=1');
     const after = await request(port, 'GET', '/metrics');

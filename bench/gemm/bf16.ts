@@ -59,7 +59,7 @@ function makeWeight(k: number, n: number, seed: number): Weight {
 }
 
 function gemm(a: Float32Array, wt: Weight, c: Float32Array, m: number, n: number, k: number, p: Precision): void {
-  addon.gemm(a, wt.w, c, m, n, k, false, true, 1, 0, null, 0, 1, 0, 0, 0, p === 'bfloat16' ? wt.bf16 : wt.fp32);
+  addon.gemm({ a, b: wt.w, c, m, n, k, transB: true, packedB: p === 'bfloat16' ? wt.bf16 : wt.fp32 });
 }
 
 /** Seconds per call: median over reps, each rep timing enough calls for ~40 ms. */

@@ -129,7 +129,7 @@ for (const [k, n] of shapes) {
     const c = new Float32Array(m * n);
     let packed = packedSets[0]!;
     const run = (p: PackedWeight): void => {
-      addon.gemm(a, w, c, m, n, k, false, true, 1, 0, null, 0, 1, 0, 0, 0, p);
+      addon.gemm({ a, b: w, c, m, n, k, transB: true, packedB: p });
     };
     // Check every variant gives the same bits as the first.
     let ref: Float32Array | null = null;

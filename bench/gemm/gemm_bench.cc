@@ -29,7 +29,7 @@
 #include <dnnl.h>
 #endif
 
-#include "../../native/kernels/gemm.h"
+#include "../../native/kernels/gemm/gemm.h"
 #include "../../native/runtime/cpu_features.h"
 #include "../../native/runtime/thread_pool.h"
 

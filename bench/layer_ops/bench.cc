@@ -12,7 +12,9 @@
 #include <random>
 #include <vector>
 
-#include "../../native/kernels/layer_ops.h"
+#include "../../native/kernels/elementwise/elementwise.h"
+#include "../../native/kernels/norms/norms.h"
+#include "../../native/kernels/softmax/softmax.h"
 #include "../../native/runtime/cpu_features.h"
 #include "../../native/runtime/thread_pool.h"
 

@@ -16,8 +16,8 @@
 #include <random>
 #include <vector>
 
-#include "../../native/kernels/attention.h"
-#include "../../native/kernels/gemm.h"
+#include "../../native/kernels/attention/attention.h"
+#include "../../native/kernels/gemm/gemm.h"
 #include "../../native/runtime/cpu_features.h"
 #include "../../native/runtime/thread_pool.h"
 

@@ -10,9 +10,9 @@ OUT="${TMPDIR:-/tmp}/attnode_layer_ops_bench"
 mkdir -p "$OUT"
 CXX="${CXX:-g++}"
 FLAGS=(-std=c++17 -O3 -pthread -I "$ROOT/native")
-"$CXX" "${FLAGS[@]}" "$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/layer_ops*.cc "$ROOT"/bench/layer_ops/bench.cc \
+"$CXX" "${FLAGS[@]}" "$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/{softmax,norms,elementwise}/*.cc "$ROOT"/bench/layer_ops/bench.cc \
   -o "$OUT/bench"
-"$CXX" "${FLAGS[@]}" "$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/attention*.cc "$ROOT"/native/kernels/gemm/*.cc \
+"$CXX" "${FLAGS[@]}" "$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/attention/*.cc "$ROOT"/native/kernels/gemm/*.cc \
   "$ROOT"/bench/layer_ops/bench_attention.cc -o "$OUT/bench_attention"
 for isa in ${ISAS:-avx512 avx2 portable}; do
   [[ -n "${SKIP_LAYER_OPS:-}" ]] || ATTNODE_ISA=$isa "$OUT/bench"

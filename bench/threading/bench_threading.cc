@@ -24,8 +24,10 @@
 #include <string>
 #include <vector>
 
-#include "../../native/kernels/gemm.h"
-#include "../../native/kernels/layer_ops.h"
+#include "../../native/kernels/gemm/gemm.h"
+#include "../../native/kernels/elementwise/elementwise.h"
+#include "../../native/kernels/norms/norms.h"
+#include "../../native/kernels/softmax/softmax.h"
 #include "../../native/runtime/cpu_features.h"
 #include "../../native/runtime/thread_pool.h"
 

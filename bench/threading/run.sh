@@ -28,14 +28,17 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-FILES=(native/runtime/cpu_features.cc native/runtime/thread_pool.cc native/kernels/layer_ops.cc
-  native/kernels/layer_ops_portable.cc native/kernels/layer_ops_avx2.cc native/kernels/layer_ops_avx512.cc)
 FLAGS=(-std=c++17 -O3 -pthread)
+
+# Every source under native/runtime and native/kernels (whatever the folder
+# layout of the revision), so a baseline from before a file moved still builds.
+sources() {  # sources <root>
+  find "$1/native/runtime" "$1/native/kernels" -name '*.cc' | sort
+}
 
 build() {  # build <root> <binary>
   local root="$1" srcs=()
-  for f in "${FILES[@]}"; do srcs+=("$root/$f"); done
-  srcs+=("$root"/native/kernels/gemm/*.cc)
+  mapfile -t srcs < <(sources "$root")
   g++ "${FLAGS[@]}" bench/threading/bench_threading.cc -I"$root" "${srcs[@]}" -o "$2"
 }
 
@@ -50,9 +53,7 @@ if [[ -n "$BASE" ]]; then
   # The benchmark includes ../../native/...: compile a copy that sits in the baseline tree.
   mkdir -p "$OUT/base/bench/threading"
   cp bench/threading/bench_threading.cc "$OUT/base/bench/threading/"
-  srcs=()
-  for f in "${FILES[@]}"; do srcs+=("$OUT/base/$f"); done
-  srcs+=("$OUT/base"/native/kernels/gemm/*.cc)
+  mapfile -t srcs < <(sources "$OUT/base")
   g++ "${FLAGS[@]}" "$OUT/base/bench/threading/bench_threading.cc" "${srcs[@]}" -o "$OUT/bench_base"
   RUNS+=("base")
 fi

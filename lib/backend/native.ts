@@ -9,7 +9,7 @@
  * backend explicitly then throws an Error carrying the original cause.
  */
 import * as path from 'node:path';
-import type { AttentionArgs, AttentionMask, AttentionPrecision, Backend, GemmArgs, WeightPrecision } from './backend';
+import type { Backend, BackendOps, GemmArgs, OpArgs, OpName, WeightPrecision } from './backend';
 import { registerBackend, setNativeLoadError } from './registry';
 import { recordingList, type CommandList } from './recording';
 
@@ -34,73 +34,29 @@ export interface NativeInfo {
 
 export type IsaName = 'avx512' | 'avx2' | 'portable';
 
-/**
- * The kernels the addon exposes, with their raw arguments (see native/binding/*_binding.cc for each one's checks):
- * the Backend methods whose arguments are already flat, and the three that take them spread out.
- */
-export interface AddonOps
-  {
-  softmax(x: Float32Array, y: Float32Array, rows: number, cols: number): void;
-  layerNorm(x: Float32Array, g: Float32Array | null, b: Float32Array | null, y: Float32Array, rows: number, cols: number, eps: number): void;
-  addLayerNorm(x: Float32Array, r: Float32Array, g: Float32Array | null, b: Float32Array | null, y: Float32Array, s: Float32Array | null, rows: number, cols: number, eps: number): void;
-  relu(x: Float32Array, y: Float32Array): void;
-  gelu(x: Float32Array, y: Float32Array, t: boolean): void;
-  embedding(w: Float32Array, num: number, dim: number, ids: Int32Array, out: Float32Array): void;
-  permute0213(x: Float32Array, y: Float32Array, d0: number, d1: number, d2: number, d3: number): void;
-  gemm(
-    a: Float32Array,
-    b: Float32Array,
-    c: Float32Array,
-    m: number,
-    n: number,
-    k: number,
-    transA: boolean,
-    transB: boolean,
-    alpha: number,
-    beta: number,
-    bias: Float32Array | null,
-    act: number,
-    batch: number,
-    strideA: number,
-    strideB: number,
-    strideC: number,
-    packedB?: PackedWeight | null,
-  ): void;
-  binary(
-    op: number,
-    a: Float32Array,
-    aStrides: readonly number[],
-    b: Float32Array,
-    bStrides: readonly number[],
-    y: Float32Array,
-    shape: readonly number[],
-  ): void;
-  attention(
-    q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
-    out: Float32Array,
-    qStrides: readonly number[],
-    kStrides: readonly number[],
-    vStrides: readonly number[],
-    outStrides: readonly number[],
-    dims: readonly number[],
-    scale: number,
-    masks: readonly AttentionMask[],
-    causal: boolean,
-    weights: Float32Array | null,
-    precision?: AttentionPrecision,
-  ): void;
-}
-
-type OpName = keyof AddonOps;
-
 /** An opaque packed GEMM operand owned by the addon (freed when garbage-collected). */
 export type PackedWeight = { readonly __packedWeight: unique symbol };
 
+/**
+ * What the addon's op functions take beyond the Backend's arguments: gemm also a packed copy of B (from
+ * `packWeight`). Fields the addon does not read (gemm's `cacheB`, `bPrecision`) may be present.
+ */
+export interface AddonExtraArgs {
+  gemm: { packedB?: PackedWeight | null };
+}
+
+/** One op's addon argument object: the Backend's, plus the addon-only fields. */
+export type AddonArgs<K extends OpName> = OpArgs[K] & (K extends keyof AddonExtraArgs ? AddonExtraArgs[K] : unknown);
+
+/**
+ * The ops the addon exports, one per OpArgs entry, each taking its one argument object (checked again in
+ * native/binding: the parsers listed in native/binding/op_registry.cc).
+ */
+export type AddonOps = { [K in OpName]: (args: AddonArgs<K>) => void };
+
 /** Each op's record form: validated now, appended to `list`, run by `submit(list)`. */
-type AddonRecordOps = {
-  [K in OpName as `${K}Record`]: (list: CommandList, ...args: Parameters<AddonOps[K]>) => void;
+export type AddonRecordOps = {
+  [K in OpName as `${K}Record`]: (list: CommandList, args: AddonArgs<K>) => void;
 };
 
 /** The raw addon surface. */
@@ -124,6 +80,13 @@ export interface Addon extends AddonOps, AddonRecordOps {
   /** Lists queued or running on the executor. */
   pendingJobs(): number;
 }
+
+/** Every op, in OpArgs order (a value, for iterating; `satisfies` keeps it complete). */
+const OP_TABLE = {
+  gemm: true, softmax: true, layerNorm: true, addLayerNorm: true, rmsNorm: true, addRmsNorm: true, relu: true,
+  gelu: true, binary: true, embedding: true, permute0213: true, attention: true,
+} as const satisfies Record<OpName, true>;
+const OP_NAMES = Object.keys(OP_TABLE) as OpName[];
 
 /** Package root: lib/backend (sources) and dist/backend (build) are both two levels down. */
 const packageRoot = path.resolve(__dirname, '..', '..');
@@ -154,24 +117,32 @@ export const addon: Addon | null = loadAddon();
 
 function makeNativeBackend(a: Addon): Backend {
   // Immediate call, or appended to the open command list (lib/async.ts).
-  const call = <K extends OpName>(op: K, ...args: Parameters<AddonOps[K]>): void => {
+  const call = <K extends OpName>(op: K, args: AddonArgs<K>): void => {
     const list = recordingList();
-    if (list) (a[`${op}Record`] as (l: CommandList, ...x: Parameters<AddonOps[K]>) => void)(list, ...args);
-    else (a[op] as (...x: Parameters<AddonOps[K]>) => void)(...args);
+    // TypeScript cannot correlate `${K}Record` with K through the key remapping: the record form of op K takes
+    // AddonArgs<K> by construction of AddonRecordOps.
+    if (list) (a[`${op}Record`] as unknown as (l: CommandList, x: AddonArgs<K>) => void)(list, args);
+    else (a[op] as AddonOps[K])(args);
   };
   // Packed weights by array identity, then by "k,n,precision" (the same array
   // could be used with two shapes through reshapes). Weak: a dropped weight
-  // takes its packing with it.
-  const packedWeights = new WeakMap<Float32Array, Map<string, PackedWeight>>();
+  // takes its packing with it. packWeight packs a contiguous B, so a call
+  // with another ldb runs unpacked (and so in float32 even if bPrecision
+  // asks for bfloat16, which needs the packed copy).
+  // Packed weights by the weight's memory (buffer, then offset, length, shape and precision), not by the array
+  // object: a weight view (a row slice of a packed in_proj_weight) is a new array on every call, but the same
+  // weight. Weak on the buffer: a dropped weight takes its packing with it.
+  const packedWeights = new WeakMap<ArrayBufferLike, Map<string, PackedWeight>>();
   const packedFor = (g: GemmArgs): PackedWeight | null => {
     if (!g.cacheB || !g.transB || ((g.batch ?? 1) > 1 && (g.strideB ?? 0) !== 0)) return null;
+    if (g.ldb !== undefined && g.ldb !== g.k) return null;
     const precision = g.bPrecision ?? 'float32';
     // float32 at M = 1 never packs (the GEMV path streams B as it is); bfloat16 packs for every M, since
     // its GEMV reads the half-size packed weights.
     if (g.m < 2 && precision === 'float32') return null;
-    let byShape = packedWeights.get(g.b);
-    if (!byShape) packedWeights.set(g.b, (byShape = new Map()));
-    const key = `${g.k},${g.n},${precision}`;
+    let byShape = packedWeights.get(g.b.buffer);
+    if (!byShape) packedWeights.set(g.b.buffer, (byShape = new Map()));
+    const key = `${g.b.byteOffset},${g.b.length},${g.k},${g.n},${precision}`;
     let packed = byShape.get(key);
     if (!packed) {
       packed = a.packWeight(g.b, g.k, g.n, true, precision);
@@ -179,37 +150,16 @@ function makeNativeBackend(a: Addon): Backend {
     }
     return packed;
   };
-  // Interim: the addon still takes positional arguments (the named-parameter binding replaces this table).
-  return {
-    name: 'native',
-    gemm: (g: GemmArgs) => {
-      const transA = g.transA ?? false;
-      const transB = g.transB ?? false;
-      if ((g.lda !== undefined && g.lda !== (transA ? g.m : g.k)) || (g.ldb !== undefined && g.ldb !== (transB ? g.k : g.n)) ||
-        (g.ldc !== undefined && g.ldc !== g.n)) {
-        throw new RangeError('gemm: leading dimensions other than the defaults need the named-parameter addon');
-      }
-      call('gemm', g.a, g.b, g.c, g.m, g.n, g.k, transA, transB, g.alpha ?? 1, g.beta ?? 0, g.bias ?? null,
-        g.act ?? 0, g.batch ?? 1, g.strideA ?? 0, g.strideB ?? 0, g.strideC ?? 0, packedFor(g));
-    },
-    softmax: (t) => call('softmax', t.x, t.y, t.rows, t.cols),
-    layerNorm: (t) => call('layerNorm', t.x, t.weight, t.bias, t.y, t.rows, t.cols, t.eps),
-    addLayerNorm: (t) => call('addLayerNorm', t.x, t.residual, t.weight, t.bias, t.y, t.sum, t.rows, t.cols, t.eps),
-    rmsNorm: () => {
-      throw new Error('rmsNorm: not in this addon build');
-    },
-    addRmsNorm: () => {
-      throw new Error('addRmsNorm: not in this addon build');
-    },
-    relu: (t) => call('relu', t.x, t.y),
-    gelu: (t) => call('gelu', t.x, t.y, t.tanhApprox),
-    binary: (t) => call('binary', t.op, t.a, t.aStrides, t.b, t.bStrides, t.y, t.shape),
-    embedding: (t) => call('embedding', t.weight, t.num, t.dim, t.ids, t.out),
-    permute0213: (t) => call('permute0213', t.x, t.y, t.d0, t.d1, t.d2, t.d3),
-    attention: (t: AttentionArgs) =>
-      call('attention', t.q, t.k, t.v, t.out, t.qStrides, t.kStrides, t.vStrides, t.outStrides,
-        [t.batch, t.heads, t.lq, t.lk, t.dk, t.dv], t.scale, t.masks, t.causal, t.weights, t.precision),
+  const ops = {} as BackendOps;
+  for (const op of OP_NAMES) {
+    (ops as Record<OpName, (args: AddonArgs<OpName>) => void>)[op] = (args) => call(op, args);
+  }
+  // The one op with an addon-only field: a packed copy of a constant B.
+  ops.gemm = (g: GemmArgs) => {
+    const packedB = packedFor(g);
+    call('gemm', packedB ? { ...g, packedB } : g);
   };
+  return { name: 'native', ...ops };
 }
 
 /** The native backend, or null when the addon is not available. */

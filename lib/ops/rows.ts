@@ -60,11 +60,17 @@ export function planRows(
   };
   const plan = tryPlan(null);
   if (plan || !allowBatch) return plan;
+  // Of the batch dims that work, prefer one whose output blocks do not interleave (the native GEMM requires
+  // it of C), then the one with the most rows per block (fewer, larger GEMMs).
+  const separate = (p: RowPlan): boolean =>
+    p.y.batch <= 1 || p.y.batchStride >= (p.y.rows - 1) * (p.y.rowStride ?? yCols) + yCols;
+  let best: RowPlan | null = null;
   for (const b of dims) {
     const p = tryPlan(b);
-    if (p) return p;
+    if (!p) continue;
+    if (!best || (separate(p) && !separate(best)) || (separate(p) === separate(best) && p.x.rows > best.x.rows)) best = p;
   }
-  return null;
+  return best;
 }
 
 /** `rowDims` (outer to inner) as uniform rows of `strides`, with `batchDim` as the batch; null if not uniform. */

@@ -11,9 +11,8 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   attnode::runtime::configure_process_allocator();
   attnode::binding::RegisterRuntime(env, exports);
-  attnode::binding::RegisterGemm(env, exports);
-  attnode::binding::RegisterLayerOps(env, exports);
-  attnode::binding::RegisterAttention(env, exports);
+  attnode::binding::RegisterOps(env, exports);
+  attnode::binding::RegisterPackedWeights(env, exports);
   attnode::binding::RegisterCommandLists(env, exports);
   return exports;
 }

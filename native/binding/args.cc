@@ -3,10 +3,26 @@
 #include "runtime/cpu_features.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 namespace attnode::binding {
-namespace {
+
+// A number as JS prints it: 2147483648, 1.5, NaN, -Infinity.
+std::string js_number(double d) {
+  if (std::isnan(d)) return "NaN";
+  if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", d);
+  // The shortest form that reads back the same, as JS's Number#toString.
+  for (int precision = 1; precision < 17; ++precision) {
+    char shorter[32];
+    std::snprintf(shorter, sizeof shorter, "%.*g", precision, d);
+    if (std::strtod(shorter, nullptr) == d) return shorter;
+  }
+  return buf;
+}
 
 const char* type_name(const Napi::Value& v) {
   if (v.IsUndefined()) return "undefined";
@@ -45,32 +61,20 @@ const char* type_name(const Napi::Value& v) {
   return "value";
 }
 
-template <typename T>
-Span<T> typed_span(Napi::Env env, const Napi::Value& v) {
-  Span<T> s;
-  TypedArrayMemory mem = typed_array_memory(env, v);
-  s.given = true;
-  // A detached buffer reports a null base: the span stays empty, so any
-  // non-zero length requirement fails before a pointer is used.
-  if (mem.data == nullptr) return s;
-  s.data = static_cast<T*>(mem.data);
-  s.length = static_cast<int64_t>(mem.element_length);
-  s.byte_offset = static_cast<int64_t>(mem.byte_offset);
-  s.buffer = static_cast<uint8_t*>(mem.data) - mem.byte_offset;
-  return s;
-}
+namespace {
 
-}  // namespace
-
-TypedArrayMemory typed_array_memory(Napi::Env env, const Napi::Value& v) {
-  TypedArrayMemory m;
+// Reads a typed array's type and memory in one call (napi_get_typedarray_info
+// fails, without throwing, when `v` is not a typed array): the type check and
+// the pointer come from the same query.
+bool typed_array_info(napi_env env, napi_value v, TypedArrayMemory* m) {
   napi_value arraybuffer;
-  if (napi_get_typedarray_info(env, v, &m.type, &m.element_length, &m.data, &arraybuffer, &m.byte_offset) != napi_ok) {
-    throw Napi::TypeError::New(env, "attnode: expected a typed array");
+  if (napi_get_typedarray_info(env, v, &m->type, &m->element_length, &m->data, &arraybuffer, &m->byte_offset) !=
+      napi_ok) {
+    return false;
   }
-  if (m.data == nullptr) m.element_length = 0;
+  if (m->data == nullptr) m->element_length = 0;
   size_t item = 1;
-  switch (m.type) {
+  switch (m->type) {
     case napi_int16_array:
     case napi_uint16_array:
       item = 2;
@@ -88,113 +92,206 @@ TypedArrayMemory typed_array_memory(Napi::Env env, const Napi::Value& v) {
     default:
       break;
   }
-  m.byte_length = m.element_length * item;
+  m->byte_length = m->element_length * item;
+  return true;
+}
+
+template <typename T>
+Span<T> typed_span(const TypedArrayMemory& mem) {
+  Span<T> s;
+  s.given = true;
+  // A detached buffer reports a null base: the span stays empty, so any
+  // non-zero length requirement fails before a pointer is used.
+  if (mem.data == nullptr) return s;
+  s.data = static_cast<T*>(mem.data);
+  s.length = static_cast<int64_t>(mem.element_length);
+  s.byte_offset = static_cast<int64_t>(mem.byte_offset);
+  s.buffer = static_cast<uint8_t*>(mem.data) - mem.byte_offset;
+  return s;
+}
+
+}  // namespace
+
+TypedArrayMemory typed_array_memory(Napi::Env env, const Napi::Value& v) {
+  TypedArrayMemory m;
+  if (!typed_array_info(env, v, &m)) throw Napi::TypeError::New(env, "attnode: expected a typed array");
   return m;
 }
 
-Args::Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count, size_t offset, KeepAlive* keep,
-           size_t optional_count)
-    : info_(info), fn_(fn), offset_(offset), keep_(keep) {
-  const size_t given = info.Length() < offset ? 0 : info.Length() - offset;
+Args::Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count, size_t optional_count)
+    : ArgsBase(info.Env(), fn, nullptr), info_(info) {
+  const size_t given = info.Length();
   if (given < expected_count || given > expected_count + optional_count) {
     std::ostringstream m;
-    m << "attnode." << fn << ": expected " << expected_count;
+    m << "expected " << expected_count;
     if (optional_count) m << " to " << expected_count + optional_count;
     m << " arguments, got " << given;
     type_error(m.str());
   }
 }
 
-void Args::keep(const Napi::Value& v) const {
+NamedArgs::NamedArgs(const Napi::CallbackInfo& info, const char* fn, size_t index, KeepAlive* keep)
+    : ArgsBase(info.Env(), fn, keep) {
+  if (info.Length() != index + 1) {
+    std::ostringstream m;
+    m << "expected " << index + 1 << (index ? " arguments (a command list and " : " argument (")
+      << "an object of named arguments), got " << info.Length();
+    type_error(m.str());
+  }
+  Napi::Value v = info[index];
+  // Arrays and typed arrays are objects too, but never an argument object:
+  // most likely a call in the old positional form.
+  if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction()) {
+    type_error(std::string("the argument must be an object of named arguments, got ") + type_name(v));
+  }
+  obj_ = v.As<Napi::Object>();
+}
+
+// One napi_get_named_property per field (~0.1 µs each; a key cached across
+// calls would save about a third, but N-API 8 cannot keep a reference to a
+// string, and fetching one from a referenced array costs another call).
+Napi::Value NamedArgs::get(const char* name) const { return obj_.Get(name); }
+
+Span<float> NamedArgs::f32_optional(const char* name) const {
+  Napi::Value v = get(name);
+  TypedArrayMemory mem;
+  if (typed_array_info(env(), v, &mem) && mem.type == napi_float32_array) return given_array<float>(v, mem);
+  if (v.IsNull() || v.IsUndefined()) return {};
+  type_error(std::string("argument '") + name + "' must be a Float32Array, null or undefined, got " + type_name(v));
+}
+
+Span<float> NamedArgs::f32_or_null(const char* name) const {
+  Napi::Value v = get(name);
+  TypedArrayMemory mem;
+  if (typed_array_info(env(), v, &mem) && mem.type == napi_float32_array) return given_array<float>(v, mem);
+  if (v.IsNull()) return {};
+  type_error(std::string("argument '") + name + "' must be a Float32Array or null, got " + type_name(v));
+}
+
+int64_t NamedArgs::integer_or(const char* name, int64_t fallback, int64_t min, int64_t max) const {
+  Napi::Value v = get(name);
+  double d;
+  if (napi_get_value_double(env(), v, &d) == napi_ok) return checked_integer(d, name, min, max);
+  if (v.IsUndefined()) return fallback;
+  return integer_value(v, name, min, max);  // throws the TypeError
+}
+
+double NamedArgs::number_or(const char* name, double fallback) const {
+  Napi::Value v = get(name);
+  double d;
+  if (napi_get_value_double(env(), v, &d) == napi_ok) return d;
+  if (v.IsUndefined()) return fallback;
+  return number_value(v, name);  // throws the TypeError
+}
+
+bool NamedArgs::boolean_or(const char* name, bool fallback) const {
+  Napi::Value v = get(name);
+  bool b;
+  if (napi_get_value_bool(env(), v, &b) == napi_ok) return b;
+  if (v.IsUndefined()) return fallback;
+  return boolean_value(v, name);  // throws the TypeError
+}
+
+void ArgsBase::keep(const Napi::Value& v) const {
   if (!keep_) return;
-  TypedArrayMemory mem = typed_array_memory(env(), v);
+  keep(v, typed_array_memory(env(), v));
+}
+
+void ArgsBase::keep(const Napi::Value& v, const TypedArrayMemory& mem) const {
+  if (!keep_) return;
   keep_->push_back(KeptArray{Napi::Persistent(v), mem.data, mem.byte_length});
 }
 
-void Args::range_error(const std::string& message) const {
+template <typename T>
+Span<T> ArgsBase::given_array(const Napi::Value& v, const TypedArrayMemory& mem) const {
+  keep(v, mem);
+  return typed_span<T>(mem);
+}
+
+void ArgsBase::range_error(const std::string& message) const {
   throw Napi::RangeError::New(env(), std::string("attnode.") + fn_ + ": " + message);
 }
 
-void Args::type_error(const std::string& message) const {
+void ArgsBase::type_error(const std::string& message) const {
   throw Napi::TypeError::New(env(), std::string("attnode.") + fn_ + ": " + message);
 }
 
-void Args::length_error(const char* name, int64_t actual, int64_t needed, const std::string& why) const {
+void ArgsBase::length_error(const char* name, int64_t actual, int64_t needed, const std::string& why) const {
   std::ostringstream m;
   m << "argument '" << name << "' has " << actual << " elements, expected at least " << needed << " (" << why << ")";
   range_error(m.str());
 }
 
-void Args::overlap_error(const char* out_name, const char* in_name, bool allow_exact) const {
+void ArgsBase::overlap_error(const char* out_name, const char* in_name, bool allow_exact) const {
   std::ostringstream m;
   m << "output '" << out_name << "' overlaps input '" << in_name << "'"
     << (allow_exact ? " (only exact in-place aliasing is allowed)" : " (in-place is not supported here)");
   range_error(m.str());
 }
 
-Span<float> Args::f32(size_t i, const char* name) const {
-  Napi::Value v = arg(i);
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+Span<float> ArgsBase::f32_value(const Napi::Value& v, const char* name) const {
+  TypedArrayMemory mem;
+  if (!typed_array_info(env(), v, &mem) || mem.type != napi_float32_array) {
     type_error(std::string("argument '") + name + "' must be a Float32Array, got " + type_name(v));
   }
-  keep(v);
-  return typed_span<float>(env(), v);
+  return given_array<float>(v, mem);
 }
 
-Span<float> Args::f32_or_null(size_t i, const char* name) const {
-  Napi::Value v = arg(i);
-  if (v.IsNull() || v.IsUndefined()) return {};
-  return f32(i, name);
-}
-
-Span<int32_t> Args::i32(size_t i, const char* name) const {
-  Napi::Value v = arg(i);
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+Span<int32_t> ArgsBase::i32_value(const Napi::Value& v, const char* name) const {
+  TypedArrayMemory mem;
+  if (!typed_array_info(env(), v, &mem) || mem.type != napi_int32_array) {
     type_error(std::string("argument '") + name + "' must be an Int32Array, got " + type_name(v));
   }
-  keep(v);
-  return typed_span<int32_t>(env(), v);
+  return given_array<int32_t>(v, mem);
 }
 
-double Args::number(size_t i, const char* name) const {
-  Napi::Value v = arg(i);
-  if (!v.IsNumber()) type_error(std::string("argument '") + name + "' must be a number, got " + type_name(v));
-  return v.As<Napi::Number>().DoubleValue();
+double ArgsBase::number_value(const Napi::Value& v, const char* name) const {
+  double d;
+  if (napi_get_value_double(env(), v, &d) != napi_ok) {
+    type_error(std::string("argument '") + name + "' must be a number, got " + type_name(v));
+  }
+  return d;
 }
 
-int64_t Args::integer(size_t i, const char* name, int64_t min, int64_t max) const {
-  double d = number(i, name);
+int64_t ArgsBase::checked_integer(double d, const char* name, int64_t min, int64_t max) const {
   if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
     std::ostringstream m;
-    m << "argument '" << name << "' must be an integer in [" << min << ", " << max << "], got " << d;
+    m << "argument '" << name << "' must be an integer in [" << min << ", " << max << "], got " << js_number(d);
     range_error(m.str());
   }
   return static_cast<int64_t>(d);
 }
 
-bool Args::boolean(size_t i, const char* name) const {
-  Napi::Value v = arg(i);
-  if (!v.IsBoolean()) type_error(std::string("argument '") + name + "' must be a boolean, got " + type_name(v));
-  return v.As<Napi::Boolean>().Value();
+int64_t ArgsBase::integer_value(const Napi::Value& v, const char* name, int64_t min, int64_t max) const {
+  return checked_integer(number_value(v, name), name, min, max);
 }
 
-bool Args::bf16_precision(size_t i) const {
-  Napi::Value v = arg(i);
+bool ArgsBase::boolean_value(const Napi::Value& v, const char* name) const {
+  bool b;
+  if (napi_get_value_bool(env(), v, &b) != napi_ok) {
+    type_error(std::string("argument '") + name + "' must be a boolean, got " + type_name(v));
+  }
+  return b;
+}
+
+bool ArgsBase::bf16_value(const Napi::Value& v, const char* name) const {
   if (v.IsUndefined() || v.IsNull()) return false;
   if (!v.IsString())
-    type_error(std::string("argument 'precision' must be 'float32' | 'bfloat16', got ") + type_name(v));
-  const std::string name = v.As<Napi::String>().Utf8Value();
-  if (name == "float32") return false;
-  if (name != "bfloat16") range_error("argument 'precision' must be 'float32' | 'bfloat16', got '" + name + "'");
+    type_error(std::string("argument '") + name + "' must be 'float32' | 'bfloat16', got " + type_name(v));
+  const std::string value = v.As<Napi::String>().Utf8Value();
+  if (value == "float32") return false;
+  if (value != "bfloat16")
+    range_error(std::string("argument '") + name + "' must be 'float32' | 'bfloat16', got '" + value + "'");
   const runtime::CpuInfo& cpu = runtime::cpu_info();
   if (!(cpu.avx512bf16 && cpu.os_avx512)) {
-    range_error("precision 'bfloat16' needs a CPU with AVX512-BF16 (avx512bf16), which this CPU lacks; use 'float32'");
+    range_error(std::string(name) +
+                " 'bfloat16' needs a CPU with AVX512-BF16 (avx512bf16), which this CPU lacks; use 'float32'");
   }
   return true;
 }
 
-std::vector<int64_t> Args::int_array(size_t i, const char* name, size_t max_len, int64_t min, int64_t max) const {
-  Napi::Value v = arg(i);
+std::vector<int64_t> ArgsBase::int_array_value(const Napi::Value& v, const char* name, size_t max_len, int64_t min,
+                                               int64_t max) const {
   if (!v.IsArray())
     type_error(std::string("argument '") + name + "' must be an Array of integers, got " + type_name(v));
   Napi::Array a = v.As<Napi::Array>();
@@ -210,7 +307,7 @@ std::vector<int64_t> Args::int_array(size_t i, const char* name, size_t max_len,
     if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
       std::ostringstream m;
       m << "argument '" << name << "'[" << j << "] must be an integer in [" << min << ", " << max << "], got "
-        << (e.IsNumber() ? std::to_string(d) : type_name(e));
+        << (e.IsNumber() ? js_number(d) : std::string(type_name(e)));
       range_error(m.str());
     }
     out[j] = static_cast<int64_t>(d);
@@ -218,7 +315,7 @@ std::vector<int64_t> Args::int_array(size_t i, const char* name, size_t max_len,
   return out;
 }
 
-int64_t checked_mul(const Args& args, int64_t a, int64_t b, const char* what) {
+int64_t checked_mul(const ArgsBase& args, int64_t a, int64_t b, const char* what) {
   int64_t r = 0;
   if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r) || r > (int64_t{1} << 53)) {
     std::ostringstream m;

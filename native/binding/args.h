@@ -53,36 +53,27 @@ struct TypedArrayMemory {
 };
 TypedArrayMemory typed_array_memory(Napi::Env env, const Napi::Value& v);
 
-class Args {
- public:
-  // `offset` skips leading arguments (a command list in record mode); when
-  // `keep` is set every typed array parsed is referenced there, so a call
-  // recorded now and run later on another thread cannot outlive its buffers.
-  Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count, size_t offset = 0,
-       KeepAlive* keep = nullptr, size_t optional_count = 0);
+// A number as JS prints it (2147483648, 1.5, NaN, -Infinity), for messages.
+std::string js_number(double d);
 
-  Napi::Env env() const { return info_.Env(); }
+// What `v` is, for messages: "Float32Array", "number", "undefined", ...
+const char* type_name(const Napi::Value& v);
+
+// What every argument reader shares: the function's name for messages, the
+// errors, the length and overlap checks, and the checks of one JS value
+// (named `name` in messages) against the type it must have.
+class ArgsBase {
+ public:
+  // When `keep` is set every typed array parsed is referenced there, so a call
+  // recorded now and run later on another thread cannot outlive its buffers.
+  ArgsBase(Napi::Env env, const char* fn, KeepAlive* keep) : env_(env), fn_(fn), keep_(keep) {}
+
+  Napi::Env env() const { return env_; }
   const char* fn() const { return fn_; }
 
-  Span<float> f32(size_t i, const char* name) const;
-  // `null` or `undefined` give an empty span with data == nullptr.
-  Span<float> f32_or_null(size_t i, const char* name) const;
-  Span<int32_t> i32(size_t i, const char* name) const;
-  // An integer in [min, max].
-  int64_t integer(size_t i, const char* name, int64_t min, int64_t max) const;
-  double number(size_t i, const char* name) const;
-  bool boolean(size_t i, const char* name) const;
-  // An optional precision 'float32' | 'bfloat16' (undefined or null:
-  // float32): true for 'bfloat16'. A TypeError for a non-string, a
-  // RangeError for another string or when the CPU has no AVX512-BF16.
-  bool bf16_precision(size_t i) const;
-  // A JS array of integers, each in [min, max], with at most max_len entries.
-  std::vector<int64_t> int_array(size_t i, const char* name, size_t max_len, int64_t min, int64_t max) const;
-
-  // Raw argument i (after the offset), for the few arguments that are objects.
-  Napi::Value value(size_t i) const { return arg(i); }
   // References `v` for a recorded call (no-op for an immediate call).
   void keep(const Napi::Value& v) const;
+  void keep(const Napi::Value& v, const TypedArrayMemory& mem) const;
 
   [[noreturn]] void range_error(const std::string& message) const;
   [[noreturn]] void type_error(const std::string& message) const;
@@ -106,18 +97,98 @@ class Args {
     overlap_error(out_name, in_name, allow_exact);
   }
 
+  // The checks of one value.
+  Span<float> f32_value(const Napi::Value& v, const char* name) const;
+  Span<int32_t> i32_value(const Napi::Value& v, const char* name) const;
+  double number_value(const Napi::Value& v, const char* name) const;
+  // An integer in [min, max].
+  int64_t integer_value(const Napi::Value& v, const char* name, int64_t min, int64_t max) const;
+  // `d` (a number already read) as an integer in [min, max].
+  int64_t checked_integer(double d, const char* name, int64_t min, int64_t max) const;
+  bool boolean_value(const Napi::Value& v, const char* name) const;
+  // A precision 'float32' | 'bfloat16' (undefined or null: float32): true
+  // for 'bfloat16'. A TypeError for a non-string, a RangeError for another
+  // string or when the CPU has no AVX512-BF16.
+  bool bf16_value(const Napi::Value& v, const char* name) const;
+  // A JS array of integers, each in [min, max], with at most max_len entries.
+  std::vector<int64_t> int_array_value(const Napi::Value& v, const char* name, size_t max_len, int64_t min,
+                                       int64_t max) const;
+
+ protected:
+  // The span of a typed array already checked, referenced for a recorded call.
+  template <typename T>
+  Span<T> given_array(const Napi::Value& v, const TypedArrayMemory& mem) const;
+
  private:
   [[noreturn]] void length_error(const char* name, int64_t actual, int64_t needed, const std::string& why) const;
   [[noreturn]] void overlap_error(const char* out_name, const char* in_name, bool allow_exact) const;
-  const Napi::Value arg(size_t i) const { return info_[offset_ + i]; }
 
-  const Napi::CallbackInfo& info_;
+  Napi::Env env_;
   const char* fn_;
-  size_t offset_;
   KeepAlive* keep_;
 };
 
+// Positional arguments: the runtime controls and packWeight, which take a
+// few scalars each.
+class Args : public ArgsBase {
+ public:
+  // The call must have `expected_count` arguments, or up to
+  // `optional_count` more (left out, they read as undefined).
+  Args(const Napi::CallbackInfo& info, const char* fn, size_t expected_count, size_t optional_count = 0);
+
+  Span<float> f32(size_t i, const char* name) const { return f32_value(arg(i), name); }
+  int64_t integer(size_t i, const char* name, int64_t min, int64_t max) const {
+    return integer_value(arg(i), name, min, max);
+  }
+  bool boolean(size_t i, const char* name) const { return boolean_value(arg(i), name); }
+  bool bf16_precision(size_t i) const { return bf16_value(arg(i), "precision"); }
+  Napi::Value value(size_t i) const { return arg(i); }
+
+ private:
+  Napi::Value arg(size_t i) const { return info_[i]; }
+  const Napi::CallbackInfo& info_;
+};
+
+// The one argument object of an op: `op({ a, b, c, m, ... })`, or
+// `opRecord(list, { ... })`. Each field is read once (one property get) by
+// the accessor that checks it; a missing required field reads as undefined
+// and fails its type check, naming it. Fields the op does not know are
+// ignored.
+class NamedArgs : public ArgsBase {
+ public:
+  // info[index] must be the only argument after the command list (if any),
+  // and an object.
+  NamedArgs(const Napi::CallbackInfo& info, const char* fn, size_t index, KeepAlive* keep);
+
+  Span<float> f32(const char* name) const { return f32_value(get(name), name); }
+  // Optional (`name?: Float32Array | null`): undefined or null give an empty
+  // span with given == false; a typed array, even empty or detached, is
+  // given and is checked like a required one.
+  Span<float> f32_optional(const char* name) const;
+  // Required but nullable (`name: Float32Array | null`): null is absent,
+  // undefined (the field left out) is a TypeError.
+  Span<float> f32_or_null(const char* name) const;
+  Span<int32_t> i32(const char* name) const { return i32_value(get(name), name); }
+  int64_t integer(const char* name, int64_t min, int64_t max) const { return integer_value(get(name), name, min, max); }
+  // Optional: undefined gives `fallback` (null is a wrong type, as for any number).
+  int64_t integer_or(const char* name, int64_t fallback, int64_t min, int64_t max) const;
+  double number(const char* name) const { return number_value(get(name), name); }
+  double number_or(const char* name, double fallback) const;
+  bool boolean(const char* name) const { return boolean_value(get(name), name); }
+  bool boolean_or(const char* name, bool fallback) const;
+  bool bf16_precision(const char* name) const { return bf16_value(get(name), name); }
+  std::vector<int64_t> int_array(const char* name, size_t max_len, int64_t min, int64_t max) const {
+    return int_array_value(get(name), name, max_len, min, max);
+  }
+  // The raw field, for the few that are objects.
+  Napi::Value value(const char* name) const { return get(name); }
+
+ private:
+  Napi::Value get(const char* name) const;
+  Napi::Object obj_;
+};
+
 // a * b, throwing a RangeError through `args` if it leaves [0, kMaxElements].
-int64_t checked_mul(const Args& args, int64_t a, int64_t b, const char* what);
+int64_t checked_mul(const ArgsBase& args, int64_t a, int64_t b, const char* what);
 
 }  // namespace attnode::binding

@@ -1,7 +1,7 @@
-// attention(q, k, v, out, qStrides, kStrides, vStrides, outStrides, dims, scale, masks, causal, weights,
-//           precision?)
+// attention({ q, k, v, out, qStrides, kStrides, vStrides, outStrides, batch, heads, lq, lk, dk, dv, scale, masks,
+//             causal, weights, precision? })   (AttentionArgs in lib/backend/backend.ts)
 //
-// dims = [batch, heads, lq, lk, dk, dv]; *Strides = [batch, head, position]
+// *Strides = [batch, head, position]
 // element strides (feature axis contiguous); masks = array of up to two
 // { data: Float32Array | Uint8Array, strides: [b, h, q, k] }; weights is a
 // Float32Array of batch·heads·lq·lk elements or null. precision:
@@ -11,19 +11,20 @@
 // for bf16 weights).
 #include "binding/args.h"
 #include "binding/bindings.h"
-#include "kernels/attention.h"
+#include "kernels/attention/attention.h"
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <string>
+#include <vector>
 
 namespace attnode::binding {
 namespace {
 
 // One past the last element reachable through `strides` over `sizes` plus a
 // contiguous row of `width` elements.
-int64_t reach(const Args& args, const int64_t* sizes, const int64_t* strides, int n, int64_t width) {
+int64_t reach(const ArgsBase& args, const int64_t* sizes, const int64_t* strides, int n, int64_t width) {
   int64_t last = 0;
   for (int d = 0; d < n; ++d) {
     if (sizes[d] == 0) return 0;
@@ -56,27 +57,35 @@ bool rows_disjoint(const int64_t* sizes, const int64_t* strides, int64_t width) 
   return true;
 }
 
-Kernel ParseAttention(Args& args) {
-  auto q = args.f32(0, "q");
-  auto k = args.f32(1, "k");
-  auto v = args.f32(2, "v");
-  auto out = args.f32(3, "out");
-  auto qs = args.int_array(4, "qStrides", 3, 0, kMaxElements);
-  auto ks = args.int_array(5, "kStrides", 3, 0, kMaxElements);
-  auto vs = args.int_array(6, "vStrides", 3, 0, kMaxElements);
-  auto os = args.int_array(7, "outStrides", 3, 0, kMaxElements);
-  auto dims = args.int_array(8, "dims", 6, 0, kMaxElements);
-  const double scale = args.number(9, "scale");
-  const bool causal = args.boolean(11, "causal");
-  auto weights = args.f32_or_null(12, "weights");
-  const kernels::AttentionPrecision precision =
-      args.bf16_precision(13) ? kernels::AttentionPrecision::BFloat16 : kernels::AttentionPrecision::Float32;
-  for (const auto* s : {&qs, &ks, &vs, &os}) {
-    if (s->size() != 3) args.range_error("each strides argument must have 3 entries (batch, head, position)");
+}  // namespace
+
+Kernel ParseAttention(NamedArgs& args) {
+  auto q = args.f32("q");
+  auto k = args.f32("k");
+  auto v = args.f32("v");
+  auto out = args.f32("out");
+  const char* stride_names[4] = {"qStrides", "kStrides", "vStrides", "outStrides"};
+  std::vector<int64_t> strides[4];
+  for (int i = 0; i < 4; ++i) {
+    strides[i] = args.int_array(stride_names[i], 3, 0, kMaxElements);
+    if (strides[i].size() != 3) {
+      args.range_error(std::string("argument '") + stride_names[i] +
+                       "' must have 3 entries (batch, head, position), got " + std::to_string(strides[i].size()));
+    }
   }
-  if (dims.size() != 6) args.range_error("argument 'dims' must be [batch, heads, lq, lk, dk, dv]");
-  if (!std::isfinite(scale)) args.range_error("argument 'scale' must be finite");
-  const int64_t batch = dims[0], heads = dims[1], lq = dims[2], lk = dims[3], dk = dims[4], dv = dims[5];
+  const auto &qs = strides[0], &ks = strides[1], &vs = strides[2], &os = strides[3];
+  const int64_t batch = args.integer("batch", 0, kMaxElements);
+  const int64_t heads = args.integer("heads", 0, kMaxElements);
+  const int64_t lq = args.integer("lq", 0, kMaxElements);
+  const int64_t lk = args.integer("lk", 0, kMaxElements);
+  const int64_t dk = args.integer("dk", 0, kMaxElements);
+  const int64_t dv = args.integer("dv", 0, kMaxElements);
+  const double scale = args.number("scale");
+  const bool causal = args.boolean("causal");
+  auto weights = args.f32_or_null("weights");
+  const kernels::AttentionPrecision precision =
+      args.bf16_precision("precision") ? kernels::AttentionPrecision::BFloat16 : kernels::AttentionPrecision::Float32;
+  if (!std::isfinite(scale)) args.range_error("argument 'scale' must be finite, got " + js_number(scale));
 
   const int64_t q_sizes[3] = {batch, heads, lq};
   const int64_t k_sizes[3] = {batch, heads, lk};
@@ -99,19 +108,26 @@ Kernel ParseAttention(Args& args) {
   }
 
   kernels::AttentionParams p;
-  Napi::Value masks_value = args.value(10);
-  if (!masks_value.IsArray()) args.type_error("argument 'masks' must be an Array of { data, strides }");
+  Napi::Value masks_value = args.value("masks");
+  if (!masks_value.IsArray()) {
+    args.type_error(std::string("argument 'masks' must be an Array of { data, strides }, got ") +
+                    type_name(masks_value));
+  }
   Napi::Array masks = masks_value.As<Napi::Array>();
   if (masks.Length() > 2) args.range_error("at most 2 masks are supported, got " + std::to_string(masks.Length()));
   const int64_t mask_sizes[4] = {batch, heads, lq, lk};
   for (uint32_t i = 0; i < masks.Length(); ++i) {
     Napi::Value m = masks.Get(i);
     const std::string name = "masks[" + std::to_string(i) + "]";
-    if (!m.IsObject()) args.type_error("argument '" + name + "' must be an object { data, strides }");
+    if (!m.IsObject()) {
+      args.type_error("argument '" + name + "' must be an object { data, strides }, got " + type_name(m));
+    }
     Napi::Object mo = m.As<Napi::Object>();
     Napi::Value data = mo.Get("data");
     Napi::Value strides = mo.Get("strides");
-    if (!data.IsTypedArray()) args.type_error("argument '" + name + ".data' must be a Float32Array or Uint8Array");
+    if (!data.IsTypedArray()) {
+      args.type_error("argument '" + name + ".data' must be a Float32Array or Uint8Array, got " + type_name(data));
+    }
     const TypedArrayMemory mem = typed_array_memory(args.env(), data);
     args.keep(data);
     if (!strides.IsArray() || strides.As<Napi::Array>().Length() != 4) {
@@ -140,7 +156,7 @@ Kernel ParseAttention(Args& args) {
     } else if (mem.type == napi_uint8_array) {
       p.masks[i].u8 = base;
     } else {
-      args.type_error("argument '" + name + ".data' must be a Float32Array or Uint8Array");
+      args.type_error("argument '" + name + ".data' must be a Float32Array or Uint8Array, got " + type_name(data));
     }
     if (needed == 0) p.masks[i] = kernels::AttentionMask{};  // nothing will be read
   }
@@ -167,12 +183,6 @@ Kernel ParseAttention(Args& args) {
   p.weights = weights.data;
   p.precision = precision;
   return [p] { kernels::attention(p); };
-}
-
-}  // namespace
-
-void RegisterAttention(Napi::Env env, Napi::Object exports) {
-  RegisterOp(env, exports, "attention", 13, ParseAttention, 1);
 }
 
 }  // namespace attnode::binding

@@ -1,13 +1,14 @@
 // Command lists: the async form of every op.
 //
 //   const list = createCommandList();
-//   gemmRecord(list, ...); softmaxRecord(list, ...);   // validated now
-//   await submit(list);                                 // run on the executor thread
-//   cancel(list);                                       // skip it if not yet started
+//   gemmRecord(list, { ... }); softmaxRecord(list, { ... });   // validated now
+//   await submit(list);                                         // run on the executor thread
+//   cancel(list);                                               // skip it if not yet started
 //
 // Recording keeps a reference to every typed array the calls touch, so the
 // buffers stay alive until the list has run; the references are dropped on
-// the JS thread when the promise settles.
+// the JS thread when the promise settles. The ops' record forms are made in
+// op_registry.cc from the same parsers as their immediate forms.
 #include <algorithm>
 #include <memory>
 #include <mutex>
@@ -19,10 +20,6 @@
 #include "runtime/executor.h"
 
 namespace attnode::binding {
-namespace {
-
-// Distinguishes our externals from any other (napi_type_tag): native code never trusts JS.
-constexpr napi_type_tag kCommandListTag = {0x6174746e6f64652eULL, 0x636d646c69737431ULL};
 
 struct CommandList {
   std::vector<Kernel> kernels;
@@ -30,6 +27,11 @@ struct CommandList {
   std::weak_ptr<runtime::Job> job;
   bool submitted = false;
 };
+
+namespace {
+
+// Distinguishes our externals from any other (napi_type_tag): native code never trusts JS.
+constexpr napi_type_tag kCommandListTag = {0x6174746e6f64652eULL, 0x636d646c69737431ULL};
 
 CommandList* UnwrapList(const Napi::CallbackInfo& info, const char* fn) {
   Napi::Value v = info.Length() > 0 ? info[0] : info.Env().Undefined();
@@ -176,41 +178,17 @@ Napi::Value Pending_(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void RegisterOp(Napi::Env env, Napi::Object exports, const char* name, size_t argc, Parser parse, size_t optional) {
-  std::string fn(name);
-  exports.Set(name, Napi::Function::New(
-                        env,
-                        [fn, argc, parse, optional](const Napi::CallbackInfo& info) -> Napi::Value {
-                          Args args(info, fn.c_str(), argc, 0, nullptr, optional);
-                          Kernel k = parse(args);
-                          if (k) {
-                            try {
-                              k();
-                            } catch (const std::exception& e) {
-                              throw Napi::Error::New(info.Env(), "attnode." + fn + ": " + e.what());
-                            }
-                          }
-                          return info.Env().Undefined();
-                        },
-                        name));
-  std::string rec = fn + "Record";
-  exports.Set(rec, Napi::Function::New(
-                       env,
-                       [fn, argc, parse, optional](const Napi::CallbackInfo& info) -> Napi::Value {
-                         CommandList* list = UnwrapList(info, (fn + "Record").c_str());
-                         if (list->submitted) {
-                           throw Napi::Error::New(info.Env(),
-                                                  "attnode." + fn + "Record: the command list was already submitted");
-                         }
-                         KeepAlive refs;
-                         Args args(info, fn.c_str(), argc, 1, &refs, optional);
-                         Kernel k = parse(args);
-                         // Only a call that validated is recorded, with the buffers it touches.
-                         if (k) list->kernels.push_back(std::move(k));
-                         for (auto& r : refs) list->refs.push_back(std::move(r));
-                         return info.Env().Undefined();
-                       },
-                       rec));
+CommandList* RecordingTarget(const Napi::CallbackInfo& info, const char* fn) {
+  CommandList* list = UnwrapList(info, fn);
+  if (list->submitted) {
+    throw Napi::Error::New(info.Env(), std::string("attnode.") + fn + ": the command list was already submitted");
+  }
+  return list;
+}
+
+void AppendToList(CommandList* list, Kernel kernel, KeepAlive&& refs) {
+  if (kernel) list->kernels.push_back(std::move(kernel));
+  for (auto& r : refs) list->refs.push_back(std::move(r));
 }
 
 void RegisterCommandLists(Napi::Env env, Napi::Object exports) {

@@ -1,4 +1,5 @@
-// gemm(a, b, c, m, n, k, transA, transB, alpha, beta, bias, act, batch, strideA, strideB, strideC, packedB)
+// gemm({ a, b, c, m, n, k, transA?, transB?, lda?, ldb?, ldc?, alpha?, beta?, bias?, act?, batch?, strideA?,
+//        strideB?, strideC?, packedB? })   (GemmArgs in lib/backend/backend.ts, defaults as documented there)
 // packWeight(b, k, n, transB, precision?) -> packed op(B), an opaque external for packedB
 //   precision: 'float32' (default; also for undefined/null) | 'bfloat16' (bf16
 //   weights on AVX512-BF16: see kernels/gemm.h; a RangeError when the CPU or
@@ -6,11 +7,12 @@
 // packedWeightInfo(packed) -> { precision, bytes }
 //
 // C[i] = act(alpha · op(A[i]) · op(B[i]) + beta · C[i] + bias) for i < batch,
-// operands contiguous row-major (lda = transA ? m : k, ldb = transB ? k : n,
-// ldc = n), operand i at offset i · stride (stride 0 broadcasts A or B).
+// operands row-major with row strides lda, ldb, ldc (defaults: contiguous,
+// lda = transA ? m : k, ldb = transB ? k : n, ldc = n), operand i at offset
+// i · stride (stride 0 broadcasts A or B).
 #include "binding/args.h"
 #include "binding/bindings.h"
-#include "kernels/gemm.h"
+#include "kernels/gemm/gemm.h"
 #include "runtime/cpu_features.h"
 
 #include <string>
@@ -39,7 +41,7 @@ kernels::PackedPrecision parse_precision(const Args& args, size_t i) {
   return kernels::PackedPrecision::BFloat16;
 }
 
-const PackedHolder* packed_holder(const Args& args, const Napi::Value& v, const char* name) {
+const PackedHolder* packed_holder(const ArgsBase& args, const Napi::Value& v, const char* name) {
   if (!v.IsExternal() || !v.As<Napi::Object>().CheckTypeTag(&kPackedBTag)) {
     args.type_error(std::string("argument '") + name + "' must be a packed weight from packWeight()");
   }
@@ -47,7 +49,7 @@ const PackedHolder* packed_holder(const Args& args, const Napi::Value& v, const 
 }
 
 Napi::Value PackWeight(const Napi::CallbackInfo& info) {
-  Args args(info, "packWeight", 4, 0, nullptr, 1);
+  Args args(info, "packWeight", 4, 1);
   auto b = args.f32(0, "b");
   const int64_t k = args.integer(1, "k", 1, kMaxElements);
   const int64_t n = args.integer(2, "n", 1, kMaxElements);
@@ -83,30 +85,52 @@ Napi::Value PackedWeightInfo(const Napi::CallbackInfo& info) {
 }
 
 // Elements spanned by `batch` operands of `per` elements spaced `stride` apart.
-int64_t batched_extent(const Args& args, int64_t batch, int64_t stride, int64_t per, const char* what) {
+int64_t batched_extent(const ArgsBase& args, int64_t batch, int64_t stride, int64_t per, const char* what) {
   if (batch == 0 || per == 0) return 0;
   return checked_mul(args, batch - 1, stride, what) + per;
 }
 
-Kernel ParseGemm(Args& args) {
-  auto a = args.f32(0, "a");
-  auto b = args.f32(1, "b");
-  auto c = args.f32(2, "c");
-  const int64_t m = args.integer(3, "m", 0, kMaxElements);
-  const int64_t n = args.integer(4, "n", 0, kMaxElements);
-  const int64_t k = args.integer(5, "k", 0, kMaxElements);
-  const bool trans_a = args.boolean(6, "transA");
-  const bool trans_b = args.boolean(7, "transB");
-  const double alpha = args.number(8, "alpha");
-  const double beta = args.number(9, "beta");
-  auto bias = args.f32_or_null(10, "bias");
-  const int64_t act = args.integer(11, "act", 0, 3);
-  const int64_t batch = args.integer(12, "batch", 0, kMaxElements);
-  const int64_t stride_a = args.integer(13, "strideA", 0, kMaxElements);
-  const int64_t stride_b = args.integer(14, "strideB", 0, kMaxElements);
-  const int64_t stride_c = args.integer(15, "strideC", 0, kMaxElements);
+// Elements one operand stored as `rows` rows of `cols` spaced `ld` apart spans.
+int64_t matrix_extent(const ArgsBase& args, int64_t rows, int64_t cols, int64_t ld, const char* what) {
+  if (rows == 0 || cols == 0) return 0;
+  return checked_mul(args, rows - 1, ld, what) + cols;
+}
+
+// A leading dimension: defaults to the stored row length `cols`, and must be at least that.
+int64_t leading_dim(const NamedArgs& args, const char* name, int64_t cols, const char* cols_expr) {
+  const int64_t ld = args.integer_or(name, cols, 0, kMaxElements);
+  if (ld < cols) {
+    args.range_error(std::string("argument '") + name + "' is " + std::to_string(ld) + ", expected at least " +
+                     cols_expr + " = " + std::to_string(cols));
+  }
+  return ld;
+}
+
+}  // namespace
+
+Kernel ParseGemm(NamedArgs& args) {
+  auto a = args.f32("a");
+  auto b = args.f32("b");
+  auto c = args.f32("c");
+  const int64_t m = args.integer("m", 0, kMaxElements);
+  const int64_t n = args.integer("n", 0, kMaxElements);
+  const int64_t k = args.integer("k", 0, kMaxElements);
+  const bool trans_a = args.boolean_or("transA", false);
+  const bool trans_b = args.boolean_or("transB", false);
+  // Stored shapes: A is [m, k] ([k, m] when transA), B is [k, n] ([n, k] when transB), C is [m, n].
+  const int64_t lda = leading_dim(args, "lda", trans_a ? m : k, trans_a ? "m (transA)" : "k");
+  const int64_t ldb = leading_dim(args, "ldb", trans_b ? k : n, trans_b ? "k (transB)" : "n");
+  const int64_t ldc = leading_dim(args, "ldc", n, "n");
+  const double alpha = args.number_or("alpha", 1.0);
+  const double beta = args.number_or("beta", 0.0);
+  auto bias = args.f32_optional("bias");
+  const int64_t act = args.integer_or("act", 0, 0, 3);
+  const int64_t batch = args.integer_or("batch", 1, 0, kMaxElements);
+  const int64_t stride_a = args.integer_or("strideA", 0, 0, kMaxElements);
+  const int64_t stride_b = args.integer_or("strideB", 0, 0, kMaxElements);
+  const int64_t stride_c = args.integer_or("strideC", 0, 0, kMaxElements);
   kernels::PackedBPtr packed;
-  Napi::Value pv = args.value(16);  // optional: undefined when left out
+  Napi::Value pv = args.value("packedB");
   if (!pv.IsNull() && !pv.IsUndefined()) {
     if (!pv.IsExternal() || !pv.As<Napi::Object>().CheckTypeTag(&kPackedBTag)) {
       args.type_error("argument 'packedB' must be null or a packed weight from packWeight()");
@@ -117,19 +141,30 @@ Kernel ParseGemm(Args& args) {
           "argument 'packedB' was packed for a different shape or transpose than this call's k, n, transB");
     }
     if (batch > 1 && stride_b != 0) args.range_error("argument 'packedB' needs one B for every batch item (strideB 0)");
+    // packWeight packs a contiguous B; another ldb would describe another matrix.
+    if (ldb != (trans_b ? k : n)) {
+      args.range_error("argument 'packedB' was packed from a contiguous B, but ldb is " + std::to_string(ldb) +
+                       ", expected " + std::to_string(trans_b ? k : n));
+    }
   }
 
-  const int64_t size_a = checked_mul(args, m, k, "m*k");
-  const int64_t size_b = checked_mul(args, k, n, "k*n");
-  const int64_t size_c = checked_mul(args, m, n, "m*n");
+  const int64_t size_a = matrix_extent(args, trans_a ? k : m, trans_a ? m : k, lda, "extent of a");
+  const int64_t size_b = matrix_extent(args, trans_b ? n : k, trans_b ? k : n, ldb, "extent of b");
+  const int64_t size_c = matrix_extent(args, m, n, ldc, "extent of c");
+  // Also bounds every product the kernel forms from the sizes.
+  checked_mul(args, m, k, "m*k");
+  checked_mul(args, k, n, "k*n");
+  checked_mul(args, m, n, "m*n");
   if (batch > 1 && stride_c < size_c) {
-    args.range_error("argument 'strideC' is " + std::to_string(stride_c) +
-                     ", expected at least m*n = " + std::to_string(size_c) + " so that batch outputs do not overlap");
+    args.range_error("argument 'strideC' is " + std::to_string(stride_c) + ", expected at least (m-1)*ldc + n = " +
+                     std::to_string(size_c) + " so that batch outputs do not overlap");
   }
-  args.require_length(a, "a", batched_extent(args, batch, stride_a, size_a, "extent of a"), "batch, m*k, strideA");
-  args.require_length(b, "b", batched_extent(args, batch, stride_b, size_b, "extent of b"), "batch, k*n, strideB");
+  args.require_length(a, "a", batched_extent(args, batch, stride_a, size_a, "extent of a"),
+                      "batch, m, k, lda, strideA");
+  args.require_length(b, "b", batched_extent(args, batch, stride_b, size_b, "extent of b"),
+                      "batch, k, n, ldb, strideB");
   const int64_t extent_c = batched_extent(args, batch, stride_c, size_c, "extent of c");
-  args.require_length(c, "c", extent_c, "batch, m*n, strideC");
+  args.require_length(c, "c", extent_c, "batch, m, n, ldc, strideC");
   if (bias.given) args.require_length(bias, "bias", n, "n");
   // Only the region actually written matters for aliasing.
   Span<float> c_used = c;
@@ -144,13 +179,13 @@ Kernel ParseGemm(Args& args) {
   p.n = n;
   p.k = k;
   p.a = a.data;
-  p.lda = trans_a ? m : k;
+  p.lda = lda;
   p.trans_a = trans_a;
   p.b = b.data;
-  p.ldb = trans_b ? k : n;
+  p.ldb = ldb;
   p.trans_b = trans_b;
   p.c = c.data;
-  p.ldc = n;
+  p.ldc = ldc;
   p.alpha = static_cast<float>(alpha);
   p.beta = static_cast<float>(beta);
   p.bias = bias.data;
@@ -163,10 +198,7 @@ Kernel ParseGemm(Args& args) {
   };
 }
 
-}  // namespace
-
-void RegisterGemm(Napi::Env env, Napi::Object exports) {
-  RegisterOp(env, exports, "gemm", 16, ParseGemm, 1);
+void RegisterPackedWeights(Napi::Env env, Napi::Object exports) {
   exports.Set("packWeight", Napi::Function::New(env, PackWeight, "packWeight"));
   exports.Set("packedWeightInfo", Napi::Function::New(env, PackedWeightInfo, "packedWeightInfo"));
 }

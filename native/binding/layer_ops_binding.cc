@@ -1,8 +1,13 @@
-// softmax, layerNorm, relu, gelu, binary, embedding, permute0213: validate
-// and call the kernels in native/kernels/layer_ops.h.
+// softmax, layerNorm, addLayerNorm, rmsNorm, addRmsNorm, relu, gelu, binary,
+// embedding, permute0213: validate each op's argument object (the OpArgs
+// entries of lib/backend/backend.ts) and call the kernels in
+// native/kernels/{softmax,norms,elementwise,layout}/.
 #include "binding/args.h"
 #include "binding/bindings.h"
-#include "kernels/layer_ops.h"
+#include "kernels/elementwise/elementwise.h"
+#include "kernels/layout/layout.h"
+#include "kernels/norms/norms.h"
+#include "kernels/softmax/softmax.h"
 
 #include <stdexcept>
 #include <string>
@@ -13,82 +18,177 @@ namespace {
 
 constexpr size_t kMaxBinaryDims = 8;
 
-Kernel ParseSoftmax(Args& args) {
-  auto x = args.f32(0, "x");
-  auto y = args.f32(1, "y");
-  const int64_t rows = args.integer(2, "rows", 0, kMaxElements);
-  const int64_t cols = args.integer(3, "cols", 0, kMaxElements);
-  const int64_t size = checked_mul(args, rows, cols, "rows*cols");
-  args.require_length(x, "x", size, "rows*cols");
-  args.require_length(y, "y", size, "rows*cols");
-  args.require_no_overlap(y, "y", x, "x", true);
-  if (size == 0) return {};
-  return [x = x.data, y = y.data, rows, cols] { kernels::softmax_rows(x, y, rows, cols); };
+// A [rows, cols] operand whose rows start `ld` elements apart (the optional
+// xRowStride / yRowStride, default cols). `used` is the span restricted to
+// the elements the op reads or writes, for the overlap checks.
+struct Rows {
+  Span<float> span;
+  Span<float> used;
+  int64_t ld = 0;
+};
+
+Rows strided_rows(const NamedArgs& args, const Span<float>& span, const char* name, const char* stride_name,
+                  int64_t rows, int64_t cols) {
+  Rows r;
+  r.span = span;
+  r.ld = args.integer_or(stride_name, cols, 0, kMaxElements);
+  if (r.ld < cols) {
+    args.range_error(std::string("argument '") + stride_name + "' is " + std::to_string(r.ld) +
+                     ", expected at least cols = " + std::to_string(cols));
+  }
+  const int64_t extent = rows == 0 || cols == 0 ? 0 : checked_mul(args, rows - 1, r.ld, "extent") + cols;
+  const bool strided = r.ld != cols;
+  args.require_length(span, name, extent, strided ? std::string("(rows-1)*") + stride_name + " + cols" : "rows*cols");
+  r.used = span;
+  r.used.length = extent;
+  return r;
 }
 
-// The checks layerNorm and addLayerNorm share: eps, the optional per-column
-// gamma/beta, and an output `out` that must not overlap them.
-double check_norm_params(const Args& args, double eps, const Span<float>& gamma, const Span<float>& beta, int64_t cols,
-                         const Span<float>& out, const char* out_name) {
-  if (!(eps >= 0)) args.range_error("argument 'eps' must be a number >= 0, got " + std::to_string(eps));
-  if (gamma.given) args.require_length(gamma, "gamma", cols, "cols");
-  if (beta.given) args.require_length(beta, "beta", cols, "cols");
-  if (gamma.given) args.require_no_overlap(out, out_name, gamma, "gamma", false);
-  if (beta.given) args.require_no_overlap(out, out_name, beta, "beta", false);
-  return eps;
+// The input and output of a row-wise op: in place only as the same view
+// (same start and same row stride), never overlapping otherwise.
+void check_rows_in_out(const NamedArgs& args, const Rows& x, const Rows& y) {
+  args.require_no_overlap(y.used, "y", x.used, "x", x.ld == y.ld);
 }
 
-Kernel ParseLayerNorm(Args& args) {
-  auto x = args.f32(0, "x");
-  auto gamma = args.f32_or_null(1, "gamma");
-  auto beta = args.f32_or_null(2, "beta");
-  auto y = args.f32(3, "y");
-  const int64_t rows = args.integer(4, "rows", 0, kMaxElements);
-  const int64_t cols = args.integer(5, "cols", 0, kMaxElements);
-  const double eps = check_norm_params(args, args.number(6, "eps"), gamma, beta, cols, y, "y");
+}  // namespace
+
+Kernel ParseSoftmax(NamedArgs& args) {
+  auto x_span = args.f32("x");
+  auto y_span = args.f32("y");
+  const int64_t rows = args.integer("rows", 0, kMaxElements);
+  const int64_t cols = args.integer("cols", 0, kMaxElements);
   const int64_t size = checked_mul(args, rows, cols, "rows*cols");
-  args.require_length(x, "x", size, "rows*cols");
-  args.require_length(y, "y", size, "rows*cols");
-  args.require_no_overlap(y, "y", x, "x", true);
+  const Rows x = strided_rows(args, x_span, "x", "xRowStride", rows, cols);
+  const Rows y = strided_rows(args, y_span, "y", "yRowStride", rows, cols);
+  check_rows_in_out(args, x, y);
   if (size == 0) return {};
-  return [x = x.data, g = gamma.data, b = beta.data, y = y.data, rows, cols, e = static_cast<float>(eps)] {
-    kernels::layer_norm_rows(x, g, b, y, rows, cols, e);
+  return [x = x.span.data, y = y.span.data, rows, cols, ldx = x.ld, ldy = y.ld] {
+    kernels::softmax_rows(x, y, rows, cols, ldx, ldy);
   };
 }
 
-// addLayerNorm(x, r, gamma, beta, y, sum, rows, cols, eps): y = layer_norm(x + r), sum = x + r (or null).
-Kernel ParseAddLayerNorm(Args& args) {
-  auto x = args.f32(0, "x");
-  auto r = args.f32(1, "r");
-  auto gamma = args.f32_or_null(2, "gamma");
-  auto beta = args.f32_or_null(3, "beta");
-  auto y = args.f32(4, "y");
-  auto sum = args.f32_or_null(5, "sum");
-  const int64_t rows = args.integer(6, "rows", 0, kMaxElements);
-  const int64_t cols = args.integer(7, "cols", 0, kMaxElements);
-  const double eps = check_norm_params(args, args.number(8, "eps"), gamma, beta, cols, y, "y");
-  const int64_t size = checked_mul(args, rows, cols, "rows*cols");
-  args.require_length(x, "x", size, "rows*cols");
-  args.require_length(r, "r", size, "rows*cols");
-  args.require_length(y, "y", size, "rows*cols");
-  // Outputs may replace an input exactly (row by row, each row is read before it is written), never
-  // overlap it partly, the parameters, or each other.
-  args.require_no_overlap(y, "y", x, "x", true);
-  args.require_no_overlap(y, "y", r, "r", true);
-  if (sum.given) {
-    args.require_length(sum, "sum", size, "rows*cols");
-    check_norm_params(args, eps, gamma, beta, cols, sum, "sum");
-    args.require_no_overlap(sum, "sum", x, "x", true);
-    args.require_no_overlap(sum, "sum", r, "r", true);
-    args.require_no_overlap(sum, "sum", y, "y", false);
-  }
-  if (size == 0) return {};
-  return [x = x.data, r = r.data, g = gamma.data, b = beta.data, y = y.data, s = sum.data, rows, cols,
-          e = static_cast<float>(eps)] { kernels::add_layer_norm_rows(x, r, g, b, y, s, rows, cols, e); };
+namespace {
+
+// The checks the norms share: eps, the optional per-column weight (and
+// bias), and an output `out` that must not overlap them.
+double check_norm_params(const ArgsBase& args, double eps, const Span<float>& weight, const Span<float>* bias,
+                         int64_t cols, const Span<float>& out, const char* out_name) {
+  if (!(eps >= 0)) args.range_error("argument 'eps' must be a number >= 0, got " + js_number(eps));
+  if (weight.given) args.require_length(weight, "weight", cols, "cols");
+  if (bias && bias->given) args.require_length(*bias, "bias", cols, "cols");
+  if (weight.given) args.require_no_overlap(out, out_name, weight, "weight", false);
+  if (bias && bias->given) args.require_no_overlap(out, out_name, *bias, "bias", false);
+  return eps;
 }
 
+}  // namespace
+
+Kernel ParseLayerNorm(NamedArgs& args) {
+  auto x_span = args.f32("x");
+  auto weight = args.f32_or_null("weight");
+  auto bias = args.f32_or_null("bias");
+  auto y_span = args.f32("y");
+  const int64_t rows = args.integer("rows", 0, kMaxElements);
+  const int64_t cols = args.integer("cols", 0, kMaxElements);
+  const double eps_arg = args.number("eps");
+  const int64_t size = checked_mul(args, rows, cols, "rows*cols");
+  const Rows x = strided_rows(args, x_span, "x", "xRowStride", rows, cols);
+  const Rows y = strided_rows(args, y_span, "y", "yRowStride", rows, cols);
+  const double eps = check_norm_params(args, eps_arg, weight, &bias, cols, y.used, "y");
+  check_rows_in_out(args, x, y);
+  if (size == 0) return {};
+  return [x = x.span.data, g = weight.data, b = bias.data, y = y.span.data, rows, cols, e = static_cast<float>(eps),
+          ldx = x.ld, ldy = y.ld] { kernels::layer_norm_rows(x, g, b, y, rows, cols, e, ldx, ldy); };
+}
+
+// rmsNorm: as layerNorm without bias; y = x / sqrt(mean(x^2) + eps) * weight.
+Kernel ParseRmsNorm(NamedArgs& args) {
+  auto x_span = args.f32("x");
+  auto weight = args.f32_or_null("weight");
+  auto y_span = args.f32("y");
+  const int64_t rows = args.integer("rows", 0, kMaxElements);
+  const int64_t cols = args.integer("cols", 0, kMaxElements);
+  const double eps_arg = args.number("eps");
+  const int64_t size = checked_mul(args, rows, cols, "rows*cols");
+  const Rows x = strided_rows(args, x_span, "x", "xRowStride", rows, cols);
+  const Rows y = strided_rows(args, y_span, "y", "yRowStride", rows, cols);
+  const double eps = check_norm_params(args, eps_arg, weight, nullptr, cols, y.used, "y");
+  check_rows_in_out(args, x, y);
+  if (size == 0) return {};
+  return [x = x.span.data, g = weight.data, y = y.span.data, rows, cols, e = static_cast<float>(eps), ldx = x.ld,
+          ldy = y.ld] { kernels::rms_norm_rows(x, g, y, rows, cols, e, ldx, ldy); };
+}
+
+namespace {
+
+// The operands of addLayerNorm / addRmsNorm, all contiguous [rows, cols]:
+// y = norm(x + residual), sum = x + residual (or null).
+struct AddNormOperands {
+  Span<float> x, residual, y, sum;
+  int64_t rows = 0, cols = 0, size = 0;
+};
+
+// Outputs may replace an input exactly (row by row, each row is read before
+// it is written), never overlap it partly, the parameters, or each other.
+void check_add_norm(const NamedArgs& args, AddNormOperands& o, const Span<float>& weight, const Span<float>* bias,
+                    double eps) {
+  o.size = checked_mul(args, o.rows, o.cols, "rows*cols");
+  args.require_length(o.x, "x", o.size, "rows*cols");
+  args.require_length(o.residual, "residual", o.size, "rows*cols");
+  args.require_length(o.y, "y", o.size, "rows*cols");
+  check_norm_params(args, eps, weight, bias, o.cols, o.y, "y");
+  args.require_no_overlap(o.y, "y", o.x, "x", true);
+  args.require_no_overlap(o.y, "y", o.residual, "residual", true);
+  if (o.sum.given) {
+    args.require_length(o.sum, "sum", o.size, "rows*cols");
+    check_norm_params(args, eps, weight, bias, o.cols, o.sum, "sum");
+    args.require_no_overlap(o.sum, "sum", o.x, "x", true);
+    args.require_no_overlap(o.sum, "sum", o.residual, "residual", true);
+    args.require_no_overlap(o.sum, "sum", o.y, "y", false);
+  }
+}
+
+}  // namespace
+
+Kernel ParseAddLayerNorm(NamedArgs& args) {
+  AddNormOperands o;
+  o.x = args.f32("x");
+  o.residual = args.f32("residual");
+  auto weight = args.f32_or_null("weight");
+  auto bias = args.f32_or_null("bias");
+  o.y = args.f32("y");
+  o.sum = args.f32_or_null("sum");
+  o.rows = args.integer("rows", 0, kMaxElements);
+  o.cols = args.integer("cols", 0, kMaxElements);
+  const double eps = args.number("eps");
+  check_add_norm(args, o, weight, &bias, eps);
+  if (o.size == 0) return {};
+  return
+      [x = o.x.data, r = o.residual.data, g = weight.data, b = bias.data, y = o.y.data, s = o.sum.data, rows = o.rows,
+       cols = o.cols, e = static_cast<float>(eps)] { kernels::add_layer_norm_rows(x, r, g, b, y, s, rows, cols, e); };
+}
+
+// addRmsNorm(x, residual, weight, y, sum): y = rms_norm(x + residual), sum = x + residual (or null).
+Kernel ParseAddRmsNorm(NamedArgs& args) {
+  AddNormOperands o;
+  o.x = args.f32("x");
+  o.residual = args.f32("residual");
+  auto weight = args.f32_or_null("weight");
+  o.y = args.f32("y");
+  o.sum = args.f32_or_null("sum");
+  o.rows = args.integer("rows", 0, kMaxElements);
+  o.cols = args.integer("cols", 0, kMaxElements);
+  const double eps = args.number("eps");
+  check_add_norm(args, o, weight, nullptr, eps);
+  if (o.size == 0) return {};
+  return [x = o.x.data, r = o.residual.data, g = weight.data, y = o.y.data, s = o.sum.data, rows = o.rows,
+          cols = o.cols, e = static_cast<float>(eps)] { kernels::add_rms_norm_rows(x, r, g, y, s, rows, cols, e); };
+}
+
+namespace {
+
 // Shared by relu and gelu: y must have x's length; in place is fine.
-void check_unary(const Args& args, const Span<float>& x, const Span<float>& y) {
+void check_unary(const ArgsBase& args, const Span<float>& x, const Span<float>& y) {
   if (y.length != x.length) {
     args.range_error("argument 'y' has " + std::to_string(y.length) + " elements, expected x's " +
                      std::to_string(x.length));
@@ -96,25 +196,29 @@ void check_unary(const Args& args, const Span<float>& x, const Span<float>& y) {
   args.require_no_overlap(y, "y", x, "x", true);
 }
 
-Kernel ParseRelu(Args& args) {
-  auto x = args.f32(0, "x");
-  auto y = args.f32(1, "y");
+}  // namespace
+
+Kernel ParseRelu(NamedArgs& args) {
+  auto x = args.f32("x");
+  auto y = args.f32("y");
   check_unary(args, x, y);
   if (x.length == 0) return {};
   return [x = x.data, y = y.data, n = x.length] { kernels::relu(x, y, n); };
 }
 
-Kernel ParseGelu(Args& args) {
-  auto x = args.f32(0, "x");
-  auto y = args.f32(1, "y");
-  const bool tanh_approx = args.boolean(2, "tanhApprox");
+Kernel ParseGelu(NamedArgs& args) {
+  auto x = args.f32("x");
+  auto y = args.f32("y");
+  const bool tanh_approx = args.boolean("tanhApprox");
   check_unary(args, x, y);
   if (x.length == 0) return {};
   return [x = x.data, y = y.data, n = x.length, tanh_approx] { kernels::gelu(x, y, n, tanh_approx); };
 }
 
+namespace {
+
 // One past the largest element index reachable with these strides.
-int64_t strided_extent(const Args& args, const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
+int64_t strided_extent(const ArgsBase& args, const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
   int64_t last = 0;
   for (size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] == 0) return 0;
@@ -132,14 +236,16 @@ bool is_contiguous(const std::vector<int64_t>& shape, const std::vector<int64_t>
   return true;
 }
 
-Kernel ParseBinary(Args& args) {
-  const int64_t op = args.integer(0, "op", 0, 3);
-  auto a = args.f32(1, "a");
-  auto a_strides = args.int_array(2, "aStrides", kMaxBinaryDims, 0, kMaxElements);
-  auto b = args.f32(3, "b");
-  auto b_strides = args.int_array(4, "bStrides", kMaxBinaryDims, 0, kMaxElements);
-  auto y = args.f32(5, "y");
-  auto shape = args.int_array(6, "shape", kMaxBinaryDims, 0, kMaxElements);
+}  // namespace
+
+Kernel ParseBinary(NamedArgs& args) {
+  const int64_t op = args.integer("op", 0, 3);
+  auto a = args.f32("a");
+  auto a_strides = args.int_array("aStrides", kMaxBinaryDims, 0, kMaxElements);
+  auto b = args.f32("b");
+  auto b_strides = args.int_array("bStrides", kMaxBinaryDims, 0, kMaxElements);
+  auto y = args.f32("y");
+  auto shape = args.int_array("shape", kMaxBinaryDims, 0, kMaxElements);
   if (a_strides.size() != shape.size() || b_strides.size() != shape.size()) {
     args.range_error("aStrides (" + std::to_string(a_strides.size()) + " dims) and bStrides (" +
                      std::to_string(b_strides.size()) + " dims) must have shape's " + std::to_string(shape.size()) +
@@ -162,12 +268,12 @@ Kernel ParseBinary(Args& args) {
   };
 }
 
-Kernel ParseEmbedding(Args& args) {
-  auto weight = args.f32(0, "weight");
-  const int64_t num = args.integer(1, "num", 0, kMaxElements);
-  const int64_t dim = args.integer(2, "dim", 0, kMaxElements);
-  auto ids = args.i32(3, "ids");
-  auto out = args.f32(4, "out");
+Kernel ParseEmbedding(NamedArgs& args) {
+  auto weight = args.f32("weight");
+  const int64_t num = args.integer("num", 0, kMaxElements);
+  const int64_t dim = args.integer("dim", 0, kMaxElements);
+  auto ids = args.i32("ids");
+  auto out = args.f32("out");
   args.require_length(weight, "weight", checked_mul(args, num, dim, "num*dim"), "num*dim");
   args.require_length(out, "out", checked_mul(args, ids.length, dim, "ids.length*dim"), "ids.length*dim");
   args.require_no_overlap(out, "out", weight, "weight", false);
@@ -189,14 +295,14 @@ Kernel ParseEmbedding(Args& args) {
   };
 }
 
-Kernel ParsePermute0213(Args& args) {
-  auto x = args.f32(0, "x");
-  auto y = args.f32(1, "y");
+Kernel ParsePermute0213(NamedArgs& args) {
+  auto x = args.f32("x");
+  auto y = args.f32("y");
   int64_t d[4];
   const char* names[4] = {"d0", "d1", "d2", "d3"};
   int64_t size = 1;
   for (int i = 0; i < 4; ++i) {
-    d[i] = args.integer(2 + i, names[i], 0, kMaxElements);
+    d[i] = args.integer(names[i], 0, kMaxElements);
     size = checked_mul(args, size, d[i], "d0*d1*d2*d3");
   }
   args.require_length(x, "x", size, "d0*d1*d2*d3");
@@ -206,19 +312,6 @@ Kernel ParsePermute0213(Args& args) {
   return [x = x.data, y = y.data, d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3]] {
     kernels::permute_0213(x, y, d0, d1, d2, d3);
   };
-}
-
-}  // namespace
-
-void RegisterLayerOps(Napi::Env env, Napi::Object exports) {
-  RegisterOp(env, exports, "softmax", 4, ParseSoftmax);
-  RegisterOp(env, exports, "layerNorm", 7, ParseLayerNorm);
-  RegisterOp(env, exports, "addLayerNorm", 9, ParseAddLayerNorm);
-  RegisterOp(env, exports, "relu", 2, ParseRelu);
-  RegisterOp(env, exports, "gelu", 3, ParseGelu);
-  RegisterOp(env, exports, "binary", 7, ParseBinary);
-  RegisterOp(env, exports, "embedding", 5, ParseEmbedding);
-  RegisterOp(env, exports, "permute0213", 6, ParsePermute0213);
 }
 
 }  // namespace attnode::binding

@@ -2,7 +2,7 @@
 // controls and what it detected.
 #include "binding/args.h"
 #include "binding/bindings.h"
-#include "kernels/gemm.h"
+#include "kernels/gemm/gemm.h"
 #include "runtime/cpu_features.h"
 #include "runtime/memory.h"
 #include "runtime/thread_pool.h"
@@ -65,7 +65,9 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   build.Set("compiler", "unknown");
 #endif
   build.Set("napiVersion", NAPI_VERSION);
-  build.Set("kernels", "portable, avx2+fma, avx512 (selected at run time); avx512bf16 GEMM for bf16-packed weights and bf16 attention");
+  build.Set(
+      "kernels",
+      "portable, avx2+fma, avx512 (selected at run time); avx512bf16 GEMM for bf16-packed weights and bf16 attention");
 #ifdef NDEBUG
   build.Set("debug", false);
 #else

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "../kernels/attention.h"
+#include "../kernels/attention/attention.h"
 #include "../runtime/cpu_features.h"
 #include "../runtime/thread_pool.h"
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "../kernels/gemm.h"
+#include "../kernels/gemm/gemm.h"
 #include "../runtime/cpu_features.h"
 #include "../runtime/thread_pool.h"
 

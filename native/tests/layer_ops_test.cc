@@ -6,12 +6,16 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "../kernels/layer_ops.h"
+#include "../kernels/elementwise/elementwise.h"
+#include "../kernels/layout/layout.h"
+#include "../kernels/norms/norms.h"
+#include "../kernels/softmax/softmax.h"
 #include "../runtime/cpu_features.h"
 #include "../runtime/thread_pool.h"
 
@@ -195,6 +199,196 @@ void test_layer_norm(const std::string& isa) {
       k::layer_norm_rows(x.data(), g.data(), b.data(), yy.data(), rows, cols, eps);
       k::layer_norm_rows(z.data(), g.data(), b.data(), z.data(), rows, cols, eps);
       CHECK(same_bits(z, yy), "layerNorm in-place differs");
+    }
+  }
+}
+
+// ------------------------------------------------------------------ RMSNorm
+// Row kinds for RMSNorm: every element of a row x * rstd * w carries only
+// rstd's error plus two roundings, so the check is relative per element.
+float rms_value(int kind, int64_t j) {
+  switch (kind) {
+    case 0:
+      return normal(1.0f);
+    case 1:  // large common offset: RMSNorm does not centre, so it is part of the scale
+      return 1e4f + normal(1.0f);
+    case 2:  // constant row
+      return -123.5f;
+    case 3:
+      return uniform(-1e4f, 1e4f);
+    case 4:  // all zero: y must be exactly 0
+      return 0.0f;
+    case 5:  // tiny values, eps dominates (their squares are float denormals)
+      return normal(1e-20f);
+    default:  // one outlier
+      return j == 0 ? 3e3f : normal(0.01f);
+  }
+}
+
+double rms_ref_rstd(const float* xr, int64_t cols, float eps) {
+  double ss = 0;
+  for (int64_t j = 0; j < cols; ++j) ss += static_cast<double>(xr[j]) * xr[j];
+  return 1.0 / std::sqrt(ss / cols + eps);
+}
+
+// y (rows x cols, row stride ldy) against the double reference of x (stride ldx).
+void check_rms_rows(const std::string& isa, const char* what, const float* x, int64_t ldx, const float* w,
+                    const float* y, int64_t ldy, int64_t rows, int64_t cols, float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    const double rstd = rms_ref_rstd(xr, cols, eps);
+    for (int64_t j = 0; j < cols; ++j) {
+      const double ref = xr[j] * rstd * (w ? w[j] : 1.0);
+      const double got = y[r * ldy + j];
+      const double e = std::fabs(got - ref) / std::max(std::fabs(ref), 1e-300);
+      note(what, isa, ref == 0.0 ? (got == 0.0 ? 0.0 : 1.0) : e);
+      CHECK(ref == 0.0 ? got == 0.0 : e <= 1e-6, "%s %s %lldx%lld row %lld col %lld got %.9g ref %.9g", what,
+            isa.c_str(), (long long)rows, (long long)cols, (long long)r, (long long)j, got, ref);
+    }
+  }
+}
+
+void test_rms_norm(const std::string& isa) {
+  for (int64_t cols : kCols) {
+    for (int64_t rows : kRows) {
+      const float eps = rows % 2 ? 1e-6f : 1e-5f;
+      std::vector<float> x(rows * cols), y(rows * cols), w(cols);
+      for (int64_t j = 0; j < cols; ++j) w[j] = j % 5 == 4 ? -uniform(0.5f, 1.5f) : uniform(0.5f, 1.5f);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j) x[r * cols + j] = rms_value(static_cast<int>(r % 7), j);
+      for (const float* wp : {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
+        std::fill(y.begin(), y.end(), NAN);
+        k::rms_norm_rows(x.data(), wp, y.data(), rows, cols, eps);
+        check_rms_rows(isa, "rmsNorm", x.data(), cols, wp, y.data(), cols, rows, cols, eps);
+        // In place gives the same bits.
+        std::vector<float> z = x;
+        k::rms_norm_rows(z.data(), wp, z.data(), rows, cols, eps);
+        CHECK(same_bits(z, y), "rmsNorm in-place differs (%s, %lldx%lld)", isa.c_str(), (long long)rows,
+              (long long)cols);
+      }
+    }
+  }
+  // rows == 0 (and cols == 0) write nothing.
+  std::vector<float> x(64, 1.0f), y(64, -7.0f);
+  k::rms_norm_rows(x.data(), nullptr, y.data(), 0, 16, 1e-5f);
+  k::rms_norm_rows(x.data(), nullptr, y.data(), 4, 0, 1e-5f);
+  k::add_rms_norm_rows(x.data(), x.data(), nullptr, y.data(), y.data() + 32, 0, 16, 1e-5f);
+  k::softmax_rows(x.data(), y.data(), 0, 16, 32, 32);
+  k::layer_norm_rows(x.data(), nullptr, nullptr, y.data(), 0, 16, 1e-5f, 32, 32);
+  for (float v : y) CHECK(v == -7.0f, "rows == 0 wrote %g", v);
+}
+
+void test_add_rms_norm(const std::string& isa) {
+  const float eps = 1e-5f;
+  for (int64_t cols : kCols) {
+    for (int64_t rows : {int64_t{1}, int64_t{37}, int64_t{300}}) {
+      const int64_t n = rows * cols;
+      std::vector<float> x(n), res(n), w(cols);
+      for (auto& v : x) v = normal(2.0f);
+      for (int64_t i = 0; i < n; ++i) res[i] = i % 11 == 3 ? 1e4f : normal(1.0f);
+      for (auto& v : w) v = uniform(-1.5f, 1.5f);
+      for (const float* wp : {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
+        // Unfused: binary_op(Add), then rms_norm_rows.
+        std::vector<float> s_ref(n), y_ref(n);
+        const int64_t shape[1] = {n}, st[1] = {1};
+        k::binary_op(k::BinaryOp::Add, x.data(), st, res.data(), st, s_ref.data(), shape, 1);
+        k::rms_norm_rows(s_ref.data(), wp, y_ref.data(), rows, cols, eps);
+        check_rms_rows(isa, "addRmsNorm", s_ref.data(), cols, wp, y_ref.data(), cols, rows, cols, eps);
+
+        std::vector<float> y(n, NAN), sum(n, NAN);
+        k::add_rms_norm_rows(x.data(), res.data(), wp, y.data(), sum.data(), rows, cols, eps);
+        CHECK(same_bits(y, y_ref) && same_bits(sum, s_ref), "addRmsNorm differs from add + rmsNorm (%s %lldx%lld)",
+              isa.c_str(), (long long)rows, (long long)cols);
+        std::fill(y.begin(), y.end(), NAN);
+        k::add_rms_norm_rows(x.data(), res.data(), wp, y.data(), nullptr, rows, cols, eps);
+        CHECK(same_bits(y, y_ref), "addRmsNorm without sum differs (%s)", isa.c_str());
+        // Aliasing: y onto x, y onto r, sum onto x with y separate, sum onto r.
+        std::vector<float> a = x, b = res;
+        k::add_rms_norm_rows(a.data(), b.data(), wp, a.data(), nullptr, rows, cols, eps);
+        CHECK(same_bits(a, y_ref) && b == res, "addRmsNorm y = x in place differs (%s)", isa.c_str());
+        a = x;
+        k::add_rms_norm_rows(a.data(), b.data(), wp, b.data(), nullptr, rows, cols, eps);
+        CHECK(same_bits(b, y_ref) && a == x, "addRmsNorm y = r in place differs (%s)", isa.c_str());
+        b = res;
+        std::fill(y.begin(), y.end(), NAN);
+        k::add_rms_norm_rows(a.data(), b.data(), wp, y.data(), a.data(), rows, cols, eps);
+        CHECK(same_bits(a, s_ref) && same_bits(y, y_ref), "addRmsNorm sum = x in place differs (%s)", isa.c_str());
+        a = x;
+        std::fill(y.begin(), y.end(), NAN);
+        k::add_rms_norm_rows(a.data(), b.data(), wp, y.data(), b.data(), rows, cols, eps);
+        CHECK(same_bits(b, s_ref) && same_bits(y, y_ref), "addRmsNorm sum = r in place differs (%s)", isa.c_str());
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------- row strides
+// Row-strided views: each op on rows of length cols inside wider buffers
+// (row stride ld > cols, starting at a column offset) must produce exactly
+// the bits of the same rows packed contiguously, and never touch the
+// elements between rows.
+void test_row_strides(const std::string& isa) {
+  struct Op {
+    const char* name;
+    // (x, ldx, y, ldy, rows, cols); ld 0 = contiguous.
+    std::function<void(const float*, int64_t, float*, int64_t, int64_t, int64_t)> run;
+  };
+  std::vector<float> g(4200), b(4200);
+  for (auto& v : g) v = uniform(0.5f, 1.5f);
+  for (auto& v : b) v = normal();
+  const std::vector<Op> ops = {
+      {"softmax", [](const float* x, int64_t lx, float* y, int64_t ly, int64_t r,
+                     int64_t c) { k::softmax_rows(x, y, r, c, lx, ly); }},
+      {"layerNorm", [&](const float* x, int64_t lx, float* y, int64_t ly, int64_t r,
+                        int64_t c) { k::layer_norm_rows(x, g.data(), b.data(), y, r, c, 1e-5f, lx, ly); }},
+      {"rmsNorm", [&](const float* x, int64_t lx, float* y, int64_t ly, int64_t r,
+                      int64_t c) { k::rms_norm_rows(x, g.data(), y, r, c, 1e-5f, lx, ly); }},
+      {"rmsNorm no weight", [](const float* x, int64_t lx, float* y, int64_t ly, int64_t r,
+                               int64_t c) { k::rms_norm_rows(x, nullptr, y, r, c, 1e-5f, lx, ly); }},
+  };
+  const float kGap = -12345.5f;
+  for (const Op& op : ops) {
+    for (int64_t cols : {int64_t{1}, int64_t{17}, int64_t{64}, int64_t{767}, int64_t{4097}}) {
+      for (int64_t rows : {int64_t{1}, int64_t{5}, int64_t{300}}) {
+        const int64_t ldx = cols * 3 + 5, ldy = cols + 7, off = cols / 2 + 1;
+        std::vector<float> xw(rows * ldx), yw(rows * ldy, kGap), packed(rows * cols), ref(rows * cols);
+        for (auto& v : xw) v = normal(3.0f);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < cols; ++j) packed[r * cols + j] = xw[off + r * ldx + j];
+        op.run(packed.data(), 0, ref.data(), 0, rows, cols);
+        const std::vector<float> x_before = xw;
+
+        // Strided x into strided y (different strides).
+        op.run(xw.data() + off, ldx, yw.data() + 1, ldy, rows, cols);
+        bool rows_ok = true, gaps_ok = true;
+        for (int64_t i = 0; i < rows * ldy; ++i) {
+          const int64_t r = (i - 1) / ldy, j = (i - 1) % ldy;
+          if (i >= 1 && j < cols && r < rows) {
+            rows_ok &= std::memcmp(&yw[i], &ref[r * cols + j], sizeof(float)) == 0;
+          } else {
+            gaps_ok &= yw[i] == kGap;
+          }
+        }
+        CHECK(rows_ok, "%s strided rows differ from contiguous (%s %lldx%lld)", op.name, isa.c_str(), (long long)rows,
+              (long long)cols);
+        CHECK(gaps_ok, "%s wrote between strided rows (%s %lldx%lld)", op.name, isa.c_str(), (long long)rows,
+              (long long)cols);
+        CHECK(same_bits(xw, x_before), "%s modified its strided input", op.name);
+
+        // In place on the strided view (x == y, ldx == ldy).
+        op.run(xw.data() + off, ldx, xw.data() + off, ldx, rows, cols);
+        rows_ok = gaps_ok = true;
+        for (int64_t i = 0; i < rows * ldx; ++i) {
+          const int64_t r = i / ldx, j = i % ldx - off;
+          if (j >= 0 && j < cols) {
+            rows_ok &= std::memcmp(&xw[i], &ref[r * cols + j], sizeof(float)) == 0;
+          } else {
+            gaps_ok &= std::memcmp(&xw[i], &x_before[i], sizeof(float)) == 0;
+          }
+        }
+        CHECK(rows_ok && gaps_ok, "%s strided in place (%s %lldx%lld): rows %d gaps %d", op.name, isa.c_str(),
+              (long long)rows, (long long)cols, rows_ok, gaps_ok);
+      }
     }
   }
 }
@@ -411,7 +605,7 @@ void test_threads_identical(const std::string& isa) {
   }
   auto run_all = [&](int threads) {
     set_threads(threads);
-    std::vector<std::vector<float>> outs(7, std::vector<float>(n));
+    std::vector<std::vector<float>> outs(11, std::vector<float>(n));
     k::softmax_rows(x.data(), outs[0].data(), rows, cols);
     k::layer_norm_rows(x.data(), g.data(), b.data(), outs[1].data(), rows, cols, 1e-5f);
     k::gelu(x.data(), outs[2].data(), n, false);
@@ -420,12 +614,17 @@ void test_threads_identical(const std::string& isa) {
     const int64_t shape[2] = {rows, cols}, as[2] = {cols, 1}, bs[2] = {0, 1};
     k::binary_op(k::BinaryOp::Add, x.data(), as, bias.data(), bs, outs[5].data(), shape, 2);
     k::permute_0213(x.data(), outs[6].data(), 2, 1024, 12, 64);
+    k::rms_norm_rows(x.data(), g.data(), outs[7].data(), rows, cols, 1e-5f);
+    k::add_rms_norm_rows(x.data(), x.data() + cols, g.data(), outs[8].data(), outs[9].data(), rows - 1, cols, 1e-5f);
+    // A column slice [:, 100:484] of x into a row-strided output.
+    k::rms_norm_rows(x.data() + 100, nullptr, outs[10].data() + 3, rows, 384, 1e-5f, cols, cols);
     return outs;
   };
   auto one = run_all(1);
   auto two = run_all(2);
-  const char* names[] = {"softmax", "layerNorm", "gelu", "gelu tanh", "relu", "binary", "permute"};
-  for (int i = 0; i < 7; ++i)
+  const char* names[] = {"softmax", "layerNorm", "gelu",       "gelu tanh",      "relu",           "binary",
+                         "permute", "rmsNorm",   "addRmsNorm", "addRmsNorm sum", "rmsNorm strided"};
+  for (int i = 0; i < 11; ++i)
     CHECK(same_bits(one[i], two[i]), "%s: 2 threads differ from 1 (%s)", names[i], isa.c_str());
   set_threads(2);
 }
@@ -447,6 +646,9 @@ int main() {
     int before = g_failures;
     test_softmax(name);
     test_layer_norm(name);
+    test_rms_norm(name);
+    test_add_rms_norm(name);
+    test_row_strides(name);
     test_activations(name);
     test_binary(name);
     test_embedding_permute(name);
@@ -465,6 +667,7 @@ int main() {
   }
   std::printf(
       "(softmax abs: |y - ref|; rel: |y - ref| / ref; layerNorm: |y - ref| / max(1, |ref|);\n"
+      " rmsNorm / addRmsNorm: |y - ref| / |ref| (ref 0 must give exactly 0);\n"
       " gelu rel: |y - ref| / |ref|; rel/cond: the same over max(1, condition number of gelu at x);\n"
       " binary/embedding/permute/relu must be bit-exact)\n");
   std::printf("\n%s (%d failures)\n", g_failures ? "FAILED" : "ALL PASSED", g_failures);

@@ -34,7 +34,7 @@
 
 #include "../../runtime/cpu_features.h"
 #include "../../runtime/thread_pool.h"
-#include "../gemm.h"
+#include "gemm.h"
 #include "ukernel.h"
 
 namespace attnode::kernels {

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../gemm.h"
+#include "gemm.h"
 #include "ukernel.h"
 
 namespace attnode::kernels::gemm_detail {

@@ -2,7 +2,7 @@
 // per (batch, head), never materialising the lq×lk score matrix unless the
 // caller asks for the weights.
 //
-// CONTRACT written by the lead (binding + TS side are coded against it):
+// Contract (the binding and the TS side are written against it):
 // q, k, v and out are addressed through element strides over (batch, head,
 // position) with a contiguous feature axis, so the head split/merge
 // transposes of multi-head attention are absorbed (q/k/v can point into one
@@ -62,9 +62,8 @@ AttentionPrecision effective_precision(const AttentionParams& p);
 // (and weights), as PyTorch's softmax over all -inf does; causally hidden
 // weights are 0. Masks apply in order (float added, u8 excludes). Runs on the
 // runtime thread pool, parallel over batch × heads × query blocks, with up
-// to `max_threads` threads (<= 0: the pool's size; added by the kernel
-// author, defaulted so existing callers are unchanged); kernel path from
-// active_isa(). Key blocks wholly above the causal diagonal are skipped.
+// to `max_threads` threads (<= 0, the default: the pool's size); kernel
+// path from active_isa(). Key blocks wholly above the causal diagonal are skipped.
 void attention(const AttentionParams& p, int max_threads = 0);
 
 }  // namespace attnode::kernels

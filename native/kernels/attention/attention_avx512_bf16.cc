@@ -14,8 +14,8 @@
 // at 4096 keys each block is read by 43 tasks of its head, and the packed
 // copy is half the bytes of the float32 rows.
 //
-// Only <immintrin.h>/<cstdint> and declaration-only headers, helpers in an
-// anonymous namespace: nothing compiled here for AVX512-BF16 can be merged
+// Only <immintrin.h>/<cstdint>, the SIMD layer (internal linkage) and
+// declaration-only headers, helpers in an anonymous namespace: nothing compiled here for AVX512-BF16 can be merged
 // into code that runs on other CPUs (ODR; test/isa-isolation.test.ts).
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")
 // GCC 12 false positives (see attention_avx512.cc).
@@ -27,12 +27,15 @@
 
 #include <cstdint>
 
+#include "../simd/simd_avx512.h"
 #include "attention_isa.h"
 
 namespace attnode::kernels::avx512_bf16 {
 namespace {
 
-#include "attention_avx512_wrapper.inc"
+using namespace simd::avx512;
+
+#include "attention_avx512_common.inc"
 
 // The weights and few-rows paths are the shared float32 ones (the frontend
 // only sends calls without weights and with more than kAttnSmallRows

@@ -8,8 +8,8 @@
 #include <memory>
 #include <new>
 
-#include "../runtime/cpu_features.h"
-#include "../runtime/thread_pool.h"
+#include "../../runtime/cpu_features.h"
+#include "../../runtime/thread_pool.h"
 #include "attention.h"
 #include "attention_isa.h"
 

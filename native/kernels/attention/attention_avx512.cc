@@ -1,10 +1,11 @@
 // AVX-512 (F/BW/VL/DQ) + FMA attention tile kernel. See attention_isa.h.
 //
 // The target pragma comes before every include and this TU includes only
-// always_inline intrinsics, <cstdint> and our declaration-only headers: an
-// inline function emitted here would carry AVX-512 code that the linker could
-// pick for baseline callers (ODR hazard). All helpers are in an anonymous
-// namespace for the same reason.
+// <immintrin.h>, <cstdint>, the SIMD layer (internal linkage) and our
+// declaration-only headers: an inline function emitted here would carry
+// AVX-512 code that the linker could pick for baseline callers (ODR hazard;
+// simd/README.md). All helpers are in an anonymous namespace for the same
+// reason.
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
 // GCC 12 false positives: the self-initialised `__Y = __Y` of
 // _mm512_undefined_ps() inside the intrinsics trips -W(maybe-)uninitialized;
@@ -18,12 +19,15 @@
 
 #include <cstdint>
 
+#include "../simd/simd_avx512.h"
 #include "attention_isa.h"
 
 namespace attnode::kernels::avx512 {
 namespace {
 
-#include "attention_avx512_wrapper.inc"
+using namespace simd::avx512;
+
+#include "attention_avx512_common.inc"
 
 // The weights, few-rows and dispatch parts are the shared algorithm; the
 // streaming path is this ISA's own register-blocked one, defined below.

@@ -1,0 +1,24 @@
+// Element-wise ops: activations and broadcasting binary arithmetic.
+//
+// Pure functions on pointers and sizes (no N-API); inputs were validated by
+// the binding layer. Each picks its kernel path from runtime::active_isa()
+// and spreads large inputs over the runtime thread pool. `x` and `y` may
+// alias (in place) unless stated otherwise.
+#pragma once
+
+#include <cstdint>
+
+namespace attnode::kernels {
+
+void relu(const float* x, float* y, int64_t n);
+// Exact erf form (PyTorch default) or the tanh approximation (approximate='tanh').
+void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
+
+enum class BinaryOp : int { Add = 0, Sub = 1, Mul = 2, Div = 3 };
+// y[i] = a[i] op b[i] over an `ndim`-dimensional index space `shape`
+// (ndim <= 8). Strides are in elements; a stride of 0 broadcasts. y is
+// contiguous with that shape. y must not alias a broadcast operand.
+void binary_op(BinaryOp op, const float* a, const int64_t* a_strides, const float* b, const int64_t* b_strides,
+               float* y, const int64_t* shape, int ndim);
+
+}  // namespace attnode::kernels

@@ -1,0 +1,40 @@
+// Internal: per-ISA element-wise kernels behind elementwise.h.
+//
+// Each namespace is implemented by one translation unit compiled for that ISA
+// (elementwise_portable.cc, elementwise_avx2.cc, elementwise_avx512.cc). The
+// frontend (elementwise.cc) picks one set from runtime::active_isa() and does
+// the threading; these functions are single-threaded and work on the range
+// they are given.
+//
+// Included by the ISA translation units *after* their `#pragma GCC target`,
+// so it must stay declarations only: an inline body here would be compiled
+// with AVX-512 flags in one TU and baseline flags in another, and the linker
+// may keep either copy (ODR hazard).
+#pragma once
+
+#include <cstdint>
+
+#include "elementwise.h"
+
+namespace attnode::kernels {
+namespace portable {
+void relu(const float* x, float* y, int64_t n);
+void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
+// y[i] = a[i * a_inc] op b[i * b_inc] with a_inc, b_inc in {0, 1} (0 = scalar operand).
+void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n);
+}  // namespace portable
+
+namespace avx2 {
+void relu(const float* x, float* y, int64_t n);
+void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
+// y[i] = a[i * a_inc] op b[i * b_inc] with a_inc, b_inc in {0, 1} (0 = scalar operand).
+void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n);
+}  // namespace avx2
+
+namespace avx512 {
+void relu(const float* x, float* y, int64_t n);
+void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
+// y[i] = a[i * a_inc] op b[i * b_inc] with a_inc, b_inc in {0, 1} (0 = scalar operand).
+void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n);
+}  // namespace avx512
+}  // namespace attnode::kernels

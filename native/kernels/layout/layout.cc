@@ -1,0 +1,72 @@
+// Embedding gather and head transposes: plain copies, the same on every
+// kernel path; large inputs are split over the thread pool
+// (common/parallel.h).
+#include "layout.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+
+#include "../common/parallel.h"
+
+namespace attnode::kernels {
+
+int64_t embedding(const float* weight, int64_t num, int64_t dim, const int32_t* ids, int64_t n_ids, float* out) {
+  // Each id is loaded exactly once and that value is both checked and used,
+  // so ids changing underneath (shared memory) can never lead to an
+  // out-of-bounds read. Rows of bad ids are zero-filled; the smallest bad
+  // position is returned (the caller throws).
+  std::atomic<int64_t> first_bad{INT64_MAX};
+  const size_t row_bytes = static_cast<size_t>(dim) * sizeof(float);
+  for_range(n_ids, rows_per_task(dim, kCopyGrain), [&](int64_t lo, int64_t hi) {
+    int64_t bad = INT64_MAX;
+    for (int64_t i = lo; i < hi; ++i) {
+      const int64_t id = __atomic_load_n(ids + i, __ATOMIC_RELAXED);
+      if (id >= 0 && id < num) {
+        std::memcpy(out + i * dim, weight + id * dim, row_bytes);
+      } else {
+        std::memset(out + i * dim, 0, row_bytes);
+        if (bad == INT64_MAX) bad = i;
+      }
+    }
+    int64_t cur = first_bad.load(std::memory_order_relaxed);
+    while (bad < cur && !first_bad.compare_exchange_weak(cur, bad, std::memory_order_relaxed)) {
+    }
+  });
+  const int64_t r = first_bad.load(std::memory_order_relaxed);
+  return r == INT64_MAX ? -1 : r;
+}
+
+void permute_0213(const float* x, float* y, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+  if (d0 <= 0 || d1 <= 0 || d2 <= 0 || d3 <= 0) return;
+  // Output order y[a][c][b][:] is written sequentially; input rows are read
+  // with stride d2*d3. For short rows (d3 < 16 floats, under a cache line)
+  // `tc` output planes c are filled together so each input cache line is
+  // used fully while it is hot, with at most 16 concurrent write streams.
+  const int64_t tc = d3 >= 16 ? 1 : std::min<int64_t>({d2, 16, std::max<int64_t>(1, 64 / d3)});
+  const int64_t ncb = (d2 + tc - 1) / tc;
+  const int64_t units = d0 * ncb;
+  const size_t row_bytes = static_cast<size_t>(d3) * sizeof(float);
+  for_range(units, std::max<int64_t>(1, kCopyGrain / (d1 * tc * d3)), [&](int64_t lo, int64_t hi) {
+    for (int64_t u = lo; u < hi; ++u) {
+      const int64_t a = u / ncb;
+      const int64_t c0 = (u % ncb) * tc, c1 = std::min(d2, c0 + tc);
+      const float* xa = x + a * d1 * d2 * d3;
+      float* ya = y + a * d2 * d1 * d3;
+      for (int64_t b = 0; b < d1; ++b) {
+        for (int64_t c = c0; c < c1; ++c) {
+          const float* src = xa + (b * d2 + c) * d3;
+          float* dst = ya + (c * d1 + b) * d3;
+          if (d3 >= 16) {
+            std::memcpy(dst, src, row_bytes);
+          } else {
+            for (int64_t j = 0; j < d3; ++j) dst[j] = src[j];
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace attnode::kernels

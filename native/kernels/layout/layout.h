@@ -1,0 +1,22 @@
+// Data movement without arithmetic: the embedding gather and the head
+// split/merge transpose. Plain copies (memcpy and scalar loops), the same on
+// every kernel path, so there are no per-ISA files.
+//
+// Pure functions on pointers and sizes (no N-API); inputs were validated by
+// the binding layer. Large inputs are spread over the runtime thread pool.
+#pragma once
+
+#include <cstdint>
+
+namespace attnode::kernels {
+
+// out[i, :] = weight[ids[i], :]. Every id was checked to be in [0, num) by
+// the caller; the kernel still never reads outside weight (it re-checks and
+// returns the index of the first bad id, or -1 when all were fine).
+int64_t embedding(const float* weight, int64_t num, int64_t dim, const int32_t* ids, int64_t n_ids, float* out);
+
+// [d0, d1, d2, d3] -> [d0, d2, d1, d3]; the head split ([B,S,H,D] -> [B,H,S,D])
+// and merge (the inverse) transposes. x and y must not alias.
+void permute_0213(const float* x, float* y, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+
+}  // namespace attnode::kernels

@@ -1,0 +1,46 @@
+// Frontend of the row softmax (compiled for baseline x86-64): picks the per-ISA
+// kernels from runtime::active_isa() on every call (a switch on a cached
+// value, so set_isa() takes effect immediately) and splits large inputs over
+// the thread pool (common/parallel.h).
+#include "softmax.h"
+
+#include <cstdint>
+
+#include "../../runtime/cpu_features.h"
+#include "../common/parallel.h"
+#include "softmax_isa.h"
+
+namespace attnode::kernels {
+namespace {
+
+struct IsaKernels {
+  void (*softmax_rows)(const float*, float*, int64_t, int64_t, int64_t, int64_t);
+};
+
+constexpr IsaKernels kPortable{portable::softmax_rows};
+constexpr IsaKernels kAvx2{avx2::softmax_rows};
+constexpr IsaKernels kAvx512{avx512::softmax_rows};
+
+const IsaKernels& isa_kernels() {
+  switch (runtime::active_isa()) {
+    case runtime::Isa::Avx512:
+      return kAvx512;
+    case runtime::Isa::Avx2:
+      return kAvx2;
+    default:
+      return kPortable;
+  }
+}
+
+}  // namespace
+
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx, int64_t ldy) {
+  if (rows <= 0 || cols <= 0) return;
+  if (ldx == 0) ldx = cols;
+  if (ldy == 0) ldy = cols;
+  const IsaKernels& k = isa_kernels();
+  for_range(rows, rows_per_task(cols, kGrain),
+            [&](int64_t b, int64_t e) { k.softmax_rows(x + b * ldx, y + b * ldy, e - b, cols, ldx, ldy); });
+}
+
+}  // namespace attnode::kernels
