@@ -171,7 +171,7 @@ export function runAsyncOn<T>(backend: Backend | null, fn: () => T, options?: Ru
     if (currentContext().recording) return Promise.resolve(fn());
     // Nothing to defer to: the TS backend computes now.
     if (!addon || (backend ?? getBackend()).name !== 'native') return Promise.resolve(fn());
-    if (running < limits.maxRecordedAhead && queued === 0) return start(fn, opts);
+    if (running < limits.maxRecordedAhead && queued === 0) return new Promise<T>((resolve, reject) => start(fn, opts, resolve, reject));
     if (queued >= limits.maxQueued) return Promise.reject(queueFullError());
     return new Promise<T>((resolve, reject) => {
       const w: Waiting = { fn, options: opts, resolve: resolve as (v: unknown) => void, reject, onAbort: null, gone: false };
@@ -206,7 +206,7 @@ function pump(): void {
     w.gone = true;
     queued--;
     if (w.onAbort) w.options.signal!.removeEventListener('abort', w.onAbort);
-    start(w.fn, w.options).then(w.resolve, w.reject);
+    start(w.fn, w.options, w.resolve, w.reject);
   }
   if (queued === 0 && head > 0) {
     queue = [];
@@ -214,8 +214,29 @@ function pump(): void {
   }
 }
 
-/** Records `fn` into a new command list and submits it; `running` counts it until it settles. */
-function start<T>(fn: () => T, options: RunAsyncOptions): Promise<T> {
+/**
+ * Submitted calls not yet settled, oldest first. The executor finishes lists
+ * in submission order, but each list reports back through its own
+ * thread-safe function, and libuv may deliver two that finish close together
+ * in either order: a call settles only once every earlier one has, so callers
+ * see FIFO.
+ */
+const started: { outcome: { ok: boolean; err?: unknown } | null; finish: (ok: boolean, err?: unknown) => void }[] = [];
+
+function deliverInOrder(): void {
+  while (started.length > 0 && started[0]!.outcome) {
+    const s = started.shift()!;
+    s.finish(s.outcome!.ok, s.outcome!.err);
+  }
+}
+
+/**
+ * Records `fn` into a new command list, submits it, and settles through
+ * `resolve`/`reject` (passed in rather than chained, so every call is the
+ * same number of promise hops from its outcome and FIFO holds for the caller's
+ * continuations too). `running` counts it until it settles.
+ */
+function start<T>(fn: () => T, options: RunAsyncOptions, resolve: (v: T) => void, reject: (e: unknown) => void): void {
   const a = addon!;
   const list = a.createCommandList();
   const scope: BufferScope | null = options.reuseBuffers ? newBufferScope() : null;
@@ -229,41 +250,46 @@ function start<T>(fn: () => T, options: RunAsyncOptions): Promise<T> {
     // Nothing was submitted, so nothing will touch the buffers.
     endDeferredRelease(list, deferred);
     if (scope) releaseBufferScope(scope, null);
-    return Promise.reject(err);
+    reject(err);
+    return;
   }
-  running++;
   const { signal } = options;
   const onAbort = (): void => a.cancel(list);
-  signal?.addEventListener('abort', onAbort, { once: true });
   let submitted: Promise<void>;
   try {
     submitted = a.submit(list);
   } catch (err) {
-    running--;
-    signal?.removeEventListener('abort', onAbort);
     endDeferredRelease(list, deferred);
     if (scope) releaseBufferScope(scope, null);
-    pump();
-    return Promise.reject(err);
+    reject(err);
+    return;
   }
-  const settle = (ok: boolean): void => {
-    running--;
-    signal?.removeEventListener('abort', onAbort);
-    // Only now are the kernels done with the buffers; a failed call hands nothing out.
-    endDeferredRelease(list, deferred);
-    if (scope) releaseBufferScope(scope, ok ? result : null);
-    // The next waiting call is recorded before this one's continuation runs, so the executor is fed first.
-    pump();
-  };
-  return submitted.then(
-    () => {
-      settle(true);
-      return result;
+  running++;
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const entry: (typeof started)[number] = {
+    outcome: null,
+    finish: (ok, err) => {
+      running--;
+      signal?.removeEventListener('abort', onAbort);
+      // Only now are the kernels done with the buffers; a failed call hands nothing out.
+      endDeferredRelease(list, deferred);
+      if (scope) releaseBufferScope(scope, ok ? result : null);
+      // The next waiting call is recorded before this one's continuations run, so the executor is fed first.
+      pump();
+      if (ok) resolve(result);
+      else if (signal?.aborted && (err as Error | undefined)?.name === 'AbortError') reject(abortError(signal));
+      else reject(err);
     },
-    (err: Error) => {
-      settle(false);
-      if (signal?.aborted && err.name === 'AbortError') throw abortError(signal);
-      throw err;
+  };
+  started.push(entry);
+  submitted.then(
+    () => {
+      entry.outcome = { ok: true };
+      deliverInOrder();
+    },
+    (err: unknown) => {
+      entry.outcome = { ok: false, err };
+      deliverInOrder();
     },
   );
 }
