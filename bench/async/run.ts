@@ -53,6 +53,7 @@ interface Row {
   n: number;
   stallMaxMs: number; // monitorEventLoopDelay max
   gapMaxMs: number; // setInterval probe: longest gap beyond the 1 ms period
+  stallWorstMs: number; // the worst of both probes over all rounds
   p99Ms: number;
   asyncMs: number;
   syncMs: number;
@@ -61,12 +62,19 @@ interface Row {
   rssPeakMiB: number;
   rssGrowthMiB: number;
   submitMs: number; // time spent in the synchronous part of submitting all N calls
+  rounds: number;
+}
+
+function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 const HELP = `Usage: npx tsx bench/async/run.ts [options]
   --quick            small model and BERT 1x128 only, N = 1, 4, 16
   --models a,b       subset of: ${MODELS.map((m) => m.name).join(', ')}
   --n 1,4,16,64      calls in flight
+  --ahead K          setAsyncLimits({ maxRecordedAhead: K }) in each child (default: the library's)
   --label NAME       prefix of the result files (async-NAME-<cpu>.md); default none
   --help`;
 
@@ -90,11 +98,14 @@ function resetPeakRss(): boolean {
 
 const MiB = 1024 * 1024;
 
-async function child(modelName: string, n: number): Promise<void> {
+async function child(modelName: string, n: number, ahead: number | null, reps: number): Promise<void> {
   const spec = MODELS.find((m) => m.name === modelName);
   if (!spec) throw new RangeError(`bench/async: unknown model '${modelName}'`);
   // Imported here so the parent process never loads the addon.
-  const { nn, randn, getBackend } = await import('../../lib/index');
+  const lib = await import('../../lib/index');
+  const { nn, randn, getBackend } = lib;
+  // Only the queue of the code after this change has limits; --ahead on the old code fails instead of being ignored.
+  if (ahead !== null) (lib as unknown as { setAsyncLimits(l: { maxRecordedAhead: number }): void }).setAsyncLimits({ maxRecordedAhead: ahead });
   if (getBackend().name !== 'native') throw new Error('bench/async: the native backend is not available');
   const layer = new nn.TransformerEncoderLayer({
     dModel: spec.dModel,
@@ -109,56 +120,64 @@ async function child(modelName: string, n: number): Promise<void> {
   global.gc?.();
   await new Promise((r) => setTimeout(r, 50));
 
-  // Async round, with the event-loop probes running.
+  // Rounds alternate async (probes on) and sync, so drift and neighbours on a shared machine hit both alike.
   const rssBefore = process.memoryUsage.rss();
-  const hwmReset = resetPeakRss();
-  let sampledPeak = rssBefore;
-  const h = monitorEventLoopDelay({ resolution: 1 });
-  let last = performance.now();
-  let maxGap = 0;
-  let ticks = 0;
-  const probe = setInterval(() => {
-    const now = performance.now();
-    maxGap = Math.max(maxGap, now - last);
-    last = now;
-    if (!hwmReset && (ticks++ & 7) === 0) sampledPeak = Math.max(sampledPeak, process.memoryUsage.rss());
-  }, 1);
-  // Let both probes take a few samples before the load starts.
-  await new Promise((r) => setTimeout(r, 20));
-  h.enable();
-  last = performance.now();
-  maxGap = 0;
-  const t0 = performance.now();
-  const calls: Promise<unknown>[] = [];
-  for (let i = 0; i < n; i++) calls.push(layer.forwardAsync(x));
-  const submitMs = performance.now() - t0;
-  await Promise.all(calls);
-  const asyncMs = performance.now() - t0;
-  // One more tick so a stall at the very end is seen by the interval probe.
-  await new Promise((r) => setTimeout(r, 3));
-  h.disable();
-  clearInterval(probe);
-  const hwm = readStatusKiB('VmHWM');
-  const rssPeak = hwmReset && hwm !== null ? hwm * 1024 : Math.max(sampledPeak, process.memoryUsage.rss());
+  let rssPeak = rssBefore;
+  const rounds: { stall: number; gap: number; p99: number; submit: number; async: number; sync: number }[] = [];
+  for (let rep = 0; rep < reps; rep++) {
+    const hwmReset = resetPeakRss();
+    let sampledPeak = process.memoryUsage.rss();
+    const h = monitorEventLoopDelay({ resolution: 1 });
+    let last = performance.now();
+    let maxGap = 0;
+    let ticks = 0;
+    const probe = setInterval(() => {
+      const now = performance.now();
+      maxGap = Math.max(maxGap, now - last);
+      last = now;
+      if (!hwmReset && (ticks++ & 7) === 0) sampledPeak = Math.max(sampledPeak, process.memoryUsage.rss());
+    }, 1);
+    // Let both probes take a few samples before the load starts.
+    await new Promise((r) => setTimeout(r, 20));
+    h.enable();
+    last = performance.now();
+    maxGap = 0;
+    const t0 = performance.now();
+    const calls: Promise<unknown>[] = [];
+    for (let i = 0; i < n; i++) calls.push(layer.forwardAsync(x));
+    const submit = performance.now() - t0;
+    await Promise.all(calls);
+    const asyncMs = performance.now() - t0;
+    // One more tick so a stall at the very end is seen by the interval probe.
+    await new Promise((r) => setTimeout(r, 3));
+    h.disable();
+    clearInterval(probe);
+    const hwm = readStatusKiB('VmHWM');
+    rssPeak = Math.max(rssPeak, hwmReset && hwm !== null ? hwm * 1024 : Math.max(sampledPeak, process.memoryUsage.rss()));
+    calls.length = 0;
 
-  // Sync reference: the same N forwards, one after another.
-  const s0 = performance.now();
-  for (let i = 0; i < n; i++) layer.forward(x);
-  const syncMs = performance.now() - s0;
-
+    // Sync reference: the same N forwards, one after another.
+    const s0 = performance.now();
+    for (let i = 0; i < n; i++) layer.forward(x);
+    const sync = performance.now() - s0;
+    rounds.push({ stall: h.max / 1e6, gap: Math.max(0, maxGap - 1), p99: h.percentile(99) / 1e6, submit, async: asyncMs, sync });
+  }
+  const med = (k: keyof (typeof rounds)[number]): number => median(rounds.map((r) => r[k]));
   const row: Row = {
     model: spec.name,
     n,
-    stallMaxMs: h.max / 1e6,
-    gapMaxMs: Math.max(0, maxGap - 1),
-    p99Ms: h.percentile(99) / 1e6,
-    asyncMs,
-    syncMs,
-    ratio: asyncMs / syncMs,
+    stallMaxMs: med('stall'),
+    gapMaxMs: med('gap'),
+    stallWorstMs: Math.max(...rounds.map((r) => Math.max(r.stall, r.gap))),
+    p99Ms: med('p99'),
+    asyncMs: med('async'),
+    syncMs: med('sync'),
+    ratio: med('async') / med('sync'),
     rssBeforeMiB: rssBefore / MiB,
     rssPeakMiB: rssPeak / MiB,
     rssGrowthMiB: (rssPeak - rssBefore) / MiB,
-    submitMs,
+    submitMs: med('submit'),
+    rounds: reps,
   };
   process.stdout.write(`ROW ${JSON.stringify(row)}\n`);
 }
@@ -176,16 +195,39 @@ function markdown(header: Record<string, string>, rows: Row[]): string {
   for (const [k, v] of Object.entries(header)) lines.push(`- ${k}: ${v}`);
   lines.push(
     '',
+    'Each child alternates an async round and a sync round (3 times, 1 with --quick); the columns are medians over rounds',
+    'except worst (the largest stall of either probe in any round) and RSS.',
     'stall = longest event-loop delay (monitorEventLoopDelay max, resolution 1 ms); gap = longest setInterval(1 ms) gap minus',
     'the period; submit = synchronous time to submit all N calls; ratio = N in flight / N sequential sync forwards;',
-    'RSS growth = peak during the async round − RSS before it.',
+    'RSS growth = peak during the async rounds − RSS before the first (includes the N results, which the caller holds).',
     '',
-    '| model | N | stall max ms | gap max ms | p99 ms | submit ms | async ms | sync ms | ratio | RSS before MiB | RSS peak MiB | growth MiB |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| model | N | stall max ms | gap max ms | worst ms | p99 ms | submit ms | async ms | sync ms | ratio | RSS before MiB | RSS peak MiB | growth MiB |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const r of rows) {
     lines.push(
-      `| ${r.model} | ${r.n} | ${fmt(r.stallMaxMs)} | ${fmt(r.gapMaxMs)} | ${fmt(r.p99Ms)} | ${fmt(r.submitMs)} | ${fmt(r.asyncMs, 0)} | ${fmt(r.syncMs, 0)} | ${fmt(r.ratio, 2)} | ${fmt(r.rssBeforeMiB, 0)} | ${fmt(r.rssPeakMiB, 0)} | ${fmt(r.rssGrowthMiB, 0)} |`,
+      `| ${r.model} | ${r.n} | ${fmt(r.stallMaxMs)} | ${fmt(r.gapMaxMs)} | ${fmt(r.stallWorstMs ?? Math.max(r.stallMaxMs, r.gapMaxMs))} | ${fmt(r.p99Ms)} | ${fmt(r.submitMs)} | ${fmt(r.asyncMs, 0)} | ${fmt(r.syncMs, 0)} | ${fmt(r.ratio, 2)} | ${fmt(r.rssBeforeMiB, 0)} | ${fmt(r.rssPeakMiB, 0)} | ${fmt(r.rssGrowthMiB, 0)} |`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+function compare(before: { header: Record<string, string>; rows: Row[] }, after: Row[]): string {
+  const lines = [
+    '',
+    `## Before / after (before: commit ${before.header.commit}, ${before.header.date})`,
+    '',
+    'stall = max of the two probes (ms); ratio = async / sync wall time; growth = RSS growth during the async round (MiB).',
+    '',
+    '| model | N | stall before | stall after | p99 before | p99 after | ratio before | ratio after | growth before | growth after |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const a of after) {
+    const b = before.rows.find((r) => r.model === a.model && r.n === a.n);
+    if (!b) continue;
+    const stall = (r: Row): string => fmt(Math.max(r.stallMaxMs, r.gapMaxMs));
+    lines.push(
+      `| ${a.model} | ${a.n} | ${stall(b)} | ${stall(a)} | ${fmt(b.p99Ms)} | ${fmt(a.p99Ms)} | ${fmt(b.ratio, 2)} | ${fmt(a.ratio, 2)} | ${fmt(b.rssGrowthMiB, 0)} | ${fmt(a.rssGrowthMiB, 0)} |`,
     );
   }
   return lines.join('\n') + '\n';
@@ -198,6 +240,7 @@ async function main(): Promise<void> {
       models: { type: 'string' },
       n: { type: 'string' },
       label: { type: 'string' },
+      ahead: { type: 'string' },
       help: { type: 'boolean', default: false },
       child: { type: 'string' },
     },
@@ -207,8 +250,8 @@ async function main(): Promise<void> {
     return;
   }
   if (values.child) {
-    const [model, n] = values.child.split(':');
-    await child(model, Number(n));
+    const [model, n, reps, ahead] = values.child.split(':');
+    await child(model!, Number(n), ahead ? Number(ahead) : null, Number(reps));
     return;
   }
   const ns = (values.n ?? (values.quick ? '1,4,16' : '1,4,16,64')).split(',').map(Number);
@@ -228,7 +271,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const name of names) {
     for (const n of ns) {
-      const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', __filename, '--child', `${name}:${n}`], {
+      const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', __filename, '--child', `${name}:${n}:${values.quick ? 1 : 3}${values.ahead ? `:${values.ahead}` : ''}`], {
         cwd: ROOT,
         encoding: 'utf8',
         maxBuffer: 16 * MiB,
@@ -254,12 +297,21 @@ async function main(): Promise<void> {
     node: process.version,
     commit: spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim(),
     mode: values.quick ? 'quick' : 'full',
+    'load average at end (1/5/15 min)': os.loadavg().map((v) => v.toFixed(2)).join(' '),
+    maxRecordedAhead: values.ahead ?? 'default',
     command: `npx tsx bench/async/run.ts ${process.argv.slice(2).join(' ')}`.trim(),
   };
   fs.mkdirSync(RESULTS, { recursive: true });
   const base = path.join(RESULTS, `async-${values.label ? `${values.label}-` : ''}${cpuSlug(cpu)}`);
   fs.writeFileSync(`${base}.json`, JSON.stringify({ header, rows }, null, 2) + '\n');
-  fs.writeFileSync(`${base}.md`, markdown(header, rows));
+  let md = markdown(header, rows);
+  // Side by side with the numbers recorded before the async queue (async-before-<cpu>.json), when there are some.
+  const beforeFile = path.join(RESULTS, `async-before-${cpuSlug(cpu)}.json`);
+  if (values.label !== 'before' && fs.existsSync(beforeFile)) {
+    const before = JSON.parse(fs.readFileSync(beforeFile, 'utf8')) as { header: Record<string, string>; rows: Row[] };
+    md += compare(before, rows);
+  }
+  fs.writeFileSync(`${base}.md`, md);
   console.log(`wrote ${path.relative(ROOT, base)}.{md,json}`);
 }
 
