@@ -62,7 +62,21 @@ interface Row {
   rssPeakMiB: number;
   rssGrowthMiB: number;
   submitMs: number; // time spent in the synchronous part of submitting all N calls
+  // JS thread's own CPU time between two probe ticks, at most (worst round): the part of a stall our code spends.
+  busyMaxMs: number;
+  // Share of the async round the JS thread was runnable but waiting for a CPU (other threads and processes).
+  runqWaitPct: number;
   rounds: number;
+}
+
+/** The main thread's CPU time and run-queue wait (ns), from /proc (Linux); null elsewhere. */
+function schedstat(): { onCpu: number; waiting: number } | null {
+  try {
+    const [onCpu, waiting] = fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ').map(Number);
+    return { onCpu: onCpu!, waiting: waiting! };
+  } catch {
+    return null;
+  }
 }
 
 function median(v: number[]): number {
@@ -123,7 +137,16 @@ async function child(modelName: string, n: number, ahead: number | null, reps: n
   // Rounds alternate async (probes on) and sync, so drift and neighbours on a shared machine hit both alike.
   const rssBefore = process.memoryUsage.rss();
   let rssPeak = rssBefore;
-  const rounds: { stall: number; gap: number; p99: number; submit: number; async: number; sync: number }[] = [];
+  const rounds: {
+    stall: number;
+    gap: number;
+    p99: number;
+    submit: number;
+    async: number;
+    sync: number;
+    busyMax: number;
+    waitPct: number;
+  }[] = [];
   for (let rep = 0; rep < reps; rep++) {
     const hwmReset = resetPeakRss();
     let sampledPeak = process.memoryUsage.rss();
@@ -131,10 +154,15 @@ async function child(modelName: string, n: number, ahead: number | null, reps: n
     let last = performance.now();
     let maxGap = 0;
     let ticks = 0;
+    let prevSched = schedstat();
+    let busyMax = 0;
     const probe = setInterval(() => {
       const now = performance.now();
       maxGap = Math.max(maxGap, now - last);
       last = now;
+      const sc = schedstat();
+      if (sc && prevSched) busyMax = Math.max(busyMax, (sc.onCpu - prevSched.onCpu) / 1e6);
+      prevSched = sc;
       if (!hwmReset && (ticks++ & 7) === 0) sampledPeak = Math.max(sampledPeak, process.memoryUsage.rss());
     }, 1);
     // Let both probes take a few samples before the load starts.
@@ -142,12 +170,15 @@ async function child(modelName: string, n: number, ahead: number | null, reps: n
     h.enable();
     last = performance.now();
     maxGap = 0;
+    busyMax = 0;
+    const sched0 = schedstat();
     const t0 = performance.now();
     const calls: Promise<unknown>[] = [];
     for (let i = 0; i < n; i++) calls.push(layer.forwardAsync(x));
     const submit = performance.now() - t0;
     await Promise.all(calls);
     const asyncMs = performance.now() - t0;
+    const sched1 = schedstat();
     // One more tick so a stall at the very end is seen by the interval probe.
     await new Promise((r) => setTimeout(r, 3));
     h.disable();
@@ -160,7 +191,8 @@ async function child(modelName: string, n: number, ahead: number | null, reps: n
     const s0 = performance.now();
     for (let i = 0; i < n; i++) layer.forward(x);
     const sync = performance.now() - s0;
-    rounds.push({ stall: h.max / 1e6, gap: Math.max(0, maxGap - 1), p99: h.percentile(99) / 1e6, submit, async: asyncMs, sync });
+    const waitPct = sched0 && sched1 ? (100 * (sched1.waiting - sched0.waiting)) / 1e6 / asyncMs : NaN;
+    rounds.push({ stall: h.max / 1e6, gap: Math.max(0, maxGap - 1), p99: h.percentile(99) / 1e6, submit, async: asyncMs, sync, busyMax, waitPct });
   }
   const med = (k: keyof (typeof rounds)[number]): number => median(rounds.map((r) => r[k]));
   const row: Row = {
@@ -177,6 +209,8 @@ async function child(modelName: string, n: number, ahead: number | null, reps: n
     rssPeakMiB: rssPeak / MiB,
     rssGrowthMiB: (rssPeak - rssBefore) / MiB,
     submitMs: med('submit'),
+    busyMaxMs: Math.max(...rounds.map((r) => r.busyMax)),
+    runqWaitPct: med('waitPct'),
     rounds: reps,
   };
   process.stdout.write(`ROW ${JSON.stringify(row)}\n`);
@@ -200,13 +234,16 @@ function markdown(header: Record<string, string>, rows: Row[]): string {
     'stall = longest event-loop delay (monitorEventLoopDelay max, resolution 1 ms); gap = longest setInterval(1 ms) gap minus',
     'the period; submit = synchronous time to submit all N calls; ratio = N in flight / N sequential sync forwards;',
     'RSS growth = peak during the async rounds − RSS before the first (includes the N results, which the caller holds).',
+    'JS busy = the JS thread\'s own CPU time between two consecutive 1 ms probe ticks, at most (worst round; from',
+    '/proc/self/task/<pid>/schedstat): the part of a stall spent running JS/addon code. runq wait = share of the async',
+    'round the JS thread was runnable but waiting for a core (stalls beyond JS busy are that wait).',
     '',
-    '| model | N | stall max ms | gap max ms | worst ms | p99 ms | submit ms | async ms | sync ms | ratio | RSS before MiB | RSS peak MiB | growth MiB |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| model | N | stall max ms | gap max ms | worst ms | p99 ms | submit ms | async ms | sync ms | ratio | RSS before MiB | RSS peak MiB | growth MiB | JS busy max ms | runq wait % |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const r of rows) {
     lines.push(
-      `| ${r.model} | ${r.n} | ${fmt(r.stallMaxMs)} | ${fmt(r.gapMaxMs)} | ${fmt(r.stallWorstMs ?? Math.max(r.stallMaxMs, r.gapMaxMs))} | ${fmt(r.p99Ms)} | ${fmt(r.submitMs)} | ${fmt(r.asyncMs, 0)} | ${fmt(r.syncMs, 0)} | ${fmt(r.ratio, 2)} | ${fmt(r.rssBeforeMiB, 0)} | ${fmt(r.rssPeakMiB, 0)} | ${fmt(r.rssGrowthMiB, 0)} |`,
+      `| ${r.model} | ${r.n} | ${fmt(r.stallMaxMs)} | ${fmt(r.gapMaxMs)} | ${fmt(r.stallWorstMs ?? Math.max(r.stallMaxMs, r.gapMaxMs))} | ${fmt(r.p99Ms)} | ${fmt(r.submitMs)} | ${fmt(r.asyncMs, 0)} | ${fmt(r.syncMs, 0)} | ${fmt(r.ratio, 2)} | ${fmt(r.rssBeforeMiB, 0)} | ${fmt(r.rssPeakMiB, 0)} | ${fmt(r.rssGrowthMiB, 0)} | ${r.busyMaxMs === undefined ? '' : fmt(r.busyMaxMs)} | ${r.runqWaitPct === undefined ? '' : fmt(r.runqWaitPct, 0)} |`,
     );
   }
   return lines.join('\n') + '\n';
@@ -217,17 +254,17 @@ function compare(before: { header: Record<string, string>; rows: Row[] }, after:
     '',
     `## Before / after (before: commit ${before.header.commit}, ${before.header.date})`,
     '',
-    'stall = max of the two probes (ms); ratio = async / sync wall time; growth = RSS growth during the async round (MiB).',
+    'stall = max of the two probes (ms, median over rounds); JS busy = the longest JS-thread CPU stretch between ticks (ms); ratio = async / sync wall time; growth = RSS growth during the async round (MiB).',
     '',
-    '| model | N | stall before | stall after | p99 before | p99 after | ratio before | ratio after | growth before | growth after |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| model | N | stall before | stall after | JS busy before | JS busy after | p99 before | p99 after | ratio before | ratio after | growth before | growth after |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const a of after) {
     const b = before.rows.find((r) => r.model === a.model && r.n === a.n);
     if (!b) continue;
     const stall = (r: Row): string => fmt(Math.max(r.stallMaxMs, r.gapMaxMs));
     lines.push(
-      `| ${a.model} | ${a.n} | ${stall(b)} | ${stall(a)} | ${fmt(b.p99Ms)} | ${fmt(a.p99Ms)} | ${fmt(b.ratio, 2)} | ${fmt(a.ratio, 2)} | ${fmt(b.rssGrowthMiB, 0)} | ${fmt(a.rssGrowthMiB, 0)} |`,
+      `| ${a.model} | ${a.n} | ${stall(b)} | ${stall(a)} | ${fmt(b.busyMaxMs)} | ${fmt(a.busyMaxMs)} | ${fmt(b.p99Ms)} | ${fmt(a.p99Ms)} | ${fmt(b.ratio, 2)} | ${fmt(a.ratio, 2)} | ${fmt(b.rssGrowthMiB, 0)} | ${fmt(a.rssGrowthMiB, 0)} |`,
     );
   }
   return lines.join('\n') + '\n';
@@ -283,7 +320,7 @@ async function main(): Promise<void> {
       const row = JSON.parse(line.slice(4)) as Row;
       rows.push(row);
       console.log(
-        `${name.padEnd(18)} N=${String(n).padStart(2)}  stall ${fmt(row.stallMaxMs).padStart(6)} ms  gap ${fmt(row.gapMaxMs).padStart(6)} ms  p99 ${fmt(row.p99Ms).padStart(5)}  submit ${fmt(row.submitMs).padStart(6)} ms  async/sync ${fmt(row.ratio, 2)}  RSS ${fmt(row.rssBeforeMiB, 0)}→${fmt(row.rssPeakMiB, 0)} MiB`,
+        `${name.padEnd(18)} N=${String(n).padStart(2)}  stall ${fmt(row.stallMaxMs).padStart(6)} ms  gap ${fmt(row.gapMaxMs).padStart(6)} ms  p99 ${fmt(row.p99Ms).padStart(5)}  submit ${fmt(row.submitMs).padStart(6)} ms  busy ${fmt(row.busyMaxMs).padStart(5)} ms  runq ${fmt(row.runqWaitPct, 0).padStart(3)}%  async/sync ${fmt(row.ratio, 2)}  RSS ${fmt(row.rssBeforeMiB, 0)}→${fmt(row.rssPeakMiB, 0)} MiB`,
       );
     }
   }
