@@ -208,7 +208,8 @@ function pump(): void {
     if (w.onAbort) w.options.signal!.removeEventListener('abort', w.onAbort);
     start(w.fn, w.options, w.resolve, w.reject);
   }
-  if (queued === 0 && head > 0) {
+  // Only aborted entries (or none) left: drop them so the array does not keep growing.
+  if (queued === 0 && queue.length > 0) {
     queue = [];
     head = 0;
   }
