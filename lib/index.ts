@@ -38,6 +38,15 @@ export { loadSafetensors, parseSafetensors, saveSafetensors, serializeSafetensor
 export { setBackend, getBackend, availableBackends } from './backend/registry';
 export type { AttentionPrecision, Backend, BackendName, WeightPrecision } from './backend/backend';
 export { generateSeq2Seq, generateSeq2SeqAsync, type GenerateOptions, type Seq2SeqGenerateOptions } from './generate';
-export { runAsync, pendingAsyncCalls, type RunAsyncOptions } from './async';
+export {
+  runAsync,
+  pendingAsyncCalls,
+  queuedAsyncCalls,
+  recordedAsyncCalls,
+  setAsyncLimits,
+  getAsyncLimits,
+  type RunAsyncOptions,
+  type AsyncLimits,
+} from './async';
 export { clearBufferPool, pooledBufferBytes } from './workspace';
 export { info, setNumThreads, getNumThreads, setIsa, type RuntimeInfo, type IsaName, type NativeInfo } from './runtime';

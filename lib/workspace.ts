@@ -117,26 +117,70 @@ function collectBuffers(value: unknown, into: Set<ArrayBufferLike>, depth: numbe
  * Scopes nest: each layer's forward returns its intermediates as soon as it
  * returns, so a 6-layer encoder reuses one layer's worth of buffers instead
  * of holding all six layers' until the end; a result moves to the enclosing
- * scope. A no-op while recording for runAsync (kernels have not run when the
- * forward returns; `reuseBuffers` covers that case). Safe because attnode's
+ * scope. While recording for runAsync the kernels have not run when the
+ * forward returns, so the buffers it is done with are released when the
+ * command list settles instead ({@link beginDeferredRelease}). Safe because attnode's
  * `forward` methods keep nothing they compute other than through their
  * result; the step APIs (`forwardStep`), which write K/V caches, are not
  * scoped. `ATTNODE_REUSE_INTERMEDIATES=0` turns it off.
  */
 export function withForwardScope<T>(fn: () => T): T {
   const ctx = currentContext();
-  // While recording, kernels run after the forward returns: its buffers must not go back yet (an async call's own
-  // scope, if any, covers them). An async call's scope is not nested into: it releases at settle time.
-  if (!forwardScopes || ctx.recording) return fn();
+  if (!forwardScopes) return fn();
   const parent = ctx.bufferScope;
+  // While recording, kernels run after the forward returns: what it leaves behind goes back to the pool only
+  // when its command list settles (the list's deferred scope), not now. Without one (the addon's own list
+  // protocol used directly), nothing is pooled.
+  const deferred = ctx.recording ? deferredScopes.get(ctx.recording) : undefined;
+  if (ctx.recording && !deferred) return fn();
   const scope = newBufferScope();
   let result: T | undefined;
   try {
     result = withContext({ bufferScope: scope }, fn);
   } finally {
-    releaseBufferScope(scope, result, parent);
+    if (deferred) handOver(scope, result, parent, deferred);
+    else releaseBufferScope(scope, result, parent);
   }
   return result;
+}
+
+/**
+ * Recording: `scope`'s buffers reachable from `result` move to `parent` (as
+ * releaseBufferScope does), the rest to `deferred`, to be released when the
+ * list settles.
+ */
+function handOver(scope: BufferScope, result: unknown, parent: BufferScope | null, deferred: BufferScope): void {
+  const keep = new Set<ArrayBufferLike>();
+  collectBuffers(result, keep, 0);
+  for (const ab of scope.taken) {
+    if (keep.has(ab)) parent?.taken.push(ab);
+    else deferred.taken.push(ab);
+  }
+  scope.taken.length = 0;
+}
+
+/** Per command list being recorded by runAsync: the buffers its module forwards are done with. */
+const deferredScopes = new WeakMap<object, BufferScope>();
+
+/**
+ * Called by runAsync before recording into `list`: module forwards recorded
+ * into it take their intermediates from the pool (as sync forwards do) and
+ * leave them in the returned scope.
+ */
+export function beginDeferredRelease(list: object): BufferScope {
+  const scope = newBufferScope();
+  deferredScopes.set(list, scope);
+  return scope;
+}
+
+/**
+ * Called by runAsync once `list`'s kernels are done (or when it was never
+ * submitted): its forwards' intermediates go back to the pool. Nothing that
+ * was reachable from a forward's result is among them.
+ */
+export function endDeferredRelease(list: object, scope: BufferScope): void {
+  deferredScopes.delete(list);
+  releaseBufferScope(scope, null);
 }
 
 /** Frees every idle pooled buffer (to the GC); the pool refills on the next forwards. */

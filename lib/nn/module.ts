@@ -22,7 +22,10 @@ import { withForwardScope } from '../workspace';
 /** A backend by name or as an object. */
 export type BackendChoice = BackendName | Backend;
 import { formatShape } from '../errors';
-import { runAsync } from '../async';
+import { runAsyncOn, type RunAsyncOptions } from '../async';
+
+/** Options of {@link Module.forwardAsyncWith}: those of `runAsync`. */
+export type ForwardAsyncOptions = RunAsyncOptions;
 
 /** Options of {@link Module.loadStateDict}. */
 export interface LoadStateDictOptions {
@@ -256,12 +259,35 @@ export abstract class Module {
 
   /**
    * `forward(...args)` with its kernels run off the JS thread (see
-   * {@link runAsync}): resolves with the same result a sync call gives. Inputs
-   * must not be mutated until it settles. For cancellation, use
-   * `runAsync(() => module.forward(...), { signal })`.
+   * {@link runAsync}): resolves with the same result a sync call gives. Calls
+   * beyond the async queue's limit wait unrecorded, in order, and `forward`
+   * runs when their turn comes, so inputs must not be mutated until it
+   * settles. The intermediates of attnode's module forwards are recycled when
+   * the call settles. On a module whose backend is not native (`useBackend('js')`,
+   * or the JS default), `forward` runs synchronously and the promise is
+   * already settled. For a signal or `reuseBuffers`, use {@link forwardAsyncWith}.
    */
   forwardAsync<A extends unknown[], R>(this: this & { forward(...args: A): R }, ...args: A): Promise<R> {
-    return runAsync(() => this.forward(...args));
+    return runAsyncOn(this.backend, () => this.forward(...args));
+  }
+
+  /**
+   * {@link forwardAsync} with options first: `forwardAsyncWith({ signal }, x)`.
+   * Options come first, in their own method, so they can never be confused
+   * with a forward's own trailing options object (MultiheadAttention's
+   * `{ keyPaddingMask, ... }`), and `forward`'s argument types are checked as
+   * in `forward`. `reuseBuffers` (default false) additionally pools the ops
+   * `forward` runs directly, not only those of attnode module forwards; only
+   * for a forward that keeps nothing it computes except through its result.
+   * @throws (as a rejection) TypeError for options that are not
+   * {@link RunAsyncOptions}.
+   */
+  forwardAsyncWith<A extends unknown[], R>(
+    this: this & { forward(...args: A): R },
+    options: ForwardAsyncOptions,
+    ...args: A
+  ): Promise<R> {
+    return runAsyncOn(this.backend, () => this.forward(...args), options);
   }
 
   /** Kept for PyTorch-shaped code: attnode modules are always in inference mode. */
