@@ -36,7 +36,7 @@ export * as serving from './serving';
 export { scaledDotProductAttention } from './attention';
 export { loadSafetensors, parseSafetensors, saveSafetensors, serializeSafetensors } from './io/safetensors';
 export { setBackend, getBackend, availableBackends } from './backend/registry';
-export type { AttentionPrecision, Backend, BackendName, WeightPrecision } from './backend/backend';
+export type { AttentionPrecision, Backend, BackendName, OpArgs, OpName, WeightPrecision } from './backend/backend';
 export { generateSeq2Seq, generateSeq2SeqAsync, type GenerateOptions, type Seq2SeqGenerateOptions } from './generate';
 export {
   runAsync,
@@ -49,4 +49,5 @@ export {
   type AsyncLimits,
 } from './async';
 export { clearBufferPool, pooledBufferBytes } from './workspace';
+export { currentContext, withContext, type ExecutionContext } from './context';
 export { info, setNumThreads, getNumThreads, setIsa, type RuntimeInfo, type IsaName, type NativeInfo } from './runtime';
