@@ -162,3 +162,36 @@ describe.each(backends)('ops on views (%s)', (name) => {
     expect(calls).toEqual({ gemm: 2, attention: 1 });
   });
 });
+
+describe('multiHeadAttentionForward arguments', () => {
+  const e = 8;
+  const params = (): ops.MultiHeadAttentionParams => ({
+    numHeads: 2, inProjWeight: randn([3 * e, e], { seed: 1 }), outProjWeight: randn([e, e], { seed: 2 }),
+  });
+  const x = randn([3, 2, e], { seed: 3 });
+
+  it('bad parameters and inputs are TypeErrors/RangeErrors naming them', () => {
+    expect(() => ops.multiHeadAttentionForward(x, x, x, { ...params(), numHeads: 3 })).toThrowError(
+      /multiHeadAttentionForward: params.numHeads must be a positive integer dividing embedDim 8, got 3/);
+    expect(() => ops.multiHeadAttentionForward(x, x, x, { ...params(), inProjWeight: randn([8, 8]) })).toThrowError(
+      /params.inProjWeight must be a float32 Tensor \[24, 8\], got \[8, 8\]/);
+    expect(() => ops.multiHeadAttentionForward(x, x, x, { numHeads: 2, outProjWeight: randn([e, e]) })).toThrowError(
+      /params.qProjWeight must be a float32 Tensor/);
+    expect(() => ops.multiHeadAttentionForward(x, randn([3, 1, e]), x, params())).toThrowError(
+      /query, key and value must have the same batch size \(dim 1\)/);
+    expect(() => ops.multiHeadAttentionForward(x, x, x, params(), { attnMask: zeros([3, 4]) })).toThrowError(
+      /multiHeadAttentionForward: argument 'attnMask' must have shape \[L, S\] = \[3, 3\]/);
+  });
+
+  it('unbatched input equals the batch of one, with weights per head when asked', () => {
+    const p = params();
+    const one = x.select(1, 0);
+    const a = ops.multiHeadAttentionForward(one, one, one, p, { averageAttnWeights: false });
+    const b = ops.multiHeadAttentionForward(x.narrow(1, 0, 1), x.narrow(1, 0, 1), x.narrow(1, 0, 1), p,
+      { averageAttnWeights: false });
+    expect(a.output.shape).toEqual([3, e]);
+    expect(a.weights!.shape).toEqual([2, 3, 3]);
+    expect(Array.from(a.output.contiguous().data)).toEqual(Array.from(b.output.contiguous().data));
+    expect(Array.from(a.weights!.data)).toEqual(Array.from(b.weights!.data));
+  });
+});

@@ -4,7 +4,8 @@ import { Tensor, zeros } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import * as ops from '../ops';
 import {
-  attendHeads, collectMasks, emptyInOrderOf, inProjection, mhaForward, projectQuery, type MultiHeadAttentionParams,
+  attendHeads, checkMhaInputs, collectMasks, emptyInOrderOf, inProjection, mhaForward, projectQuery,
+  type MultiHeadAttentionParams,
 } from '../ops/multi-head-attention';
 import { xavierNormal, xavierUniform } from './init';
 import { boolOption, checkOptions } from './options';
@@ -90,7 +91,7 @@ export class MultiheadAttention extends Module {
       boolOption(fn, 'needWeights', options.needWeights, true);
       boolOption(fn, 'averageAttnWeights', options.averageAttnWeights, true);
       boolOption(fn, 'isCausal', options.isCausal, false);
-      this.#checkInputs(fn, query, key, value);
+      checkMhaInputs(fn, query, key, value, this);
       // Sequence-first views of the inputs; one view per distinct input, so shared projections stay shared.
       const [q, k, v] = this.#seqFirst(query, key, value);
       const { output, weights } = mhaForward(fn, q, k, v, this.#params(), options);
@@ -219,37 +220,6 @@ export class MultiheadAttention extends Module {
   #checkStepSupported(fn: string): void {
     if (this.biasK || this.addZeroAttn) {
       throw new RangeError(`${fn}: incremental decoding does not support addBiasKv or addZeroAttn`);
-    }
-  }
-
-  #checkInputs(fn: string, query: F32, key: F32, value: F32): void {
-    for (const [arg, t] of [['query', query], ['key', key], ['value', value]] as const) {
-      if (!(t instanceof Tensor) || t.dtype !== 'float32') {
-        throw new TypeError(`${fn}: argument '${arg}' must be a float32 Tensor, got ${describe(t)}`);
-      }
-    }
-    const rank = query.ndim;
-    if (rank !== 2 && rank !== 3) {
-      throw new RangeError(`${fn}: argument 'query' must be 3-D (batched) or 2-D (unbatched), got shape ${formatShape(query.shape)}`);
-    }
-    for (const [arg, t, feat] of [['key', key, this.kdim], ['value', value, this.vdim]] as const) {
-      if (t.ndim !== rank) {
-        throw new RangeError(`${fn}: argument '${arg}' must be ${rank}-D like query ${formatShape(query.shape)}, got shape ${formatShape(t.shape)}`);
-      }
-      if (t.shape[rank - 1] !== feat) {
-        throw new RangeError(`${fn}: argument '${arg}' must have ${feat} features (${arg === 'key' ? 'kdim' : 'vdim'}) in its last dim, got shape ${formatShape(t.shape)}`);
-      }
-    }
-    if (query.shape[rank - 1] !== this.embedDim) {
-      throw new RangeError(`${fn}: argument 'query' must have embedDim = ${this.embedDim} features in its last dim, got shape ${formatShape(query.shape)}`);
-    }
-    const seqAxis = rank === 3 && this.batchFirst ? 1 : 0;
-    const batchAxis = this.batchFirst ? 0 : 1;
-    if (rank === 3 && (key.shape[batchAxis] !== query.shape[batchAxis] || value.shape[batchAxis] !== query.shape[batchAxis])) {
-      throw new RangeError(`${fn}: query, key and value must have the same batch size (dim ${batchAxis}), got ${formatShape(query.shape)}, ${formatShape(key.shape)}, ${formatShape(value.shape)}`);
-    }
-    if (value.shape[seqAxis] !== key.shape[seqAxis]) {
-      throw new RangeError(`${fn}: key and value must have the same sequence length (dim ${seqAxis}), got ${formatShape(key.shape)} and ${formatShape(value.shape)}`);
     }
   }
 }

@@ -76,7 +76,8 @@ export interface MultiHeadAttentionResult {
 export function multiHeadAttentionForward(
   query: F32, key: F32, value: F32, params: MultiHeadAttentionParams, options: MultiHeadAttentionForwardOptions = {},
 ): MultiHeadAttentionResult {
-  checkMhaInputs('multiHeadAttentionForward', query, key, value, params);
+  const fn = 'multiHeadAttentionForward';
+  checkMhaInputs(fn, query, key, value, checkParams(fn, params));
   return mhaForward('multiHeadAttentionForward', query, key, value, params, options);
 }
 
@@ -246,28 +247,69 @@ function maskData(fn: string, arg: string, m: unknown): Float32Array | Uint8Arra
   return m.data as Float32Array | Uint8Array;
 }
 
-function checkMhaInputs(fn: string, query: F32, key: F32, value: F32, p: MultiHeadAttentionParams): void {
+/** The parameters' shapes (PyTorch's), or a TypeError/RangeError naming the one that is wrong; returns the feature sizes. */
+function checkParams(fn: string, p: MultiHeadAttentionParams): MhaInputDims {
+  const mat = (name: keyof MultiHeadAttentionParams, rows: number | null, cols: number | null): F32 => {
+    const t = p[name];
+    if (!(t instanceof Tensor) || t.dtype !== 'float32' || t.ndim !== 2 ||
+      (rows !== null && t.shape[0] !== rows) || (cols !== null && t.shape[1] !== cols)) {
+      const want = `[${rows ?? 'rows'}, ${cols ?? 'cols'}]`;
+      throw new TypeError(`${fn}: params.${name} must be a float32 Tensor ${want}, got ${t instanceof Tensor ? formatShape(t.shape) : String(t)}`);
+    }
+    return t as F32;
+  };
+  const e = mat('outProjWeight', null, null).shape[0]!;
+  mat('outProjWeight', e, e);
+  if (!Number.isInteger(p.numHeads) || p.numHeads < 1 || e % p.numHeads !== 0) {
+    throw new RangeError(`${fn}: params.numHeads must be a positive integer dividing embedDim ${e}, got ${p.numHeads}`);
+  }
+  if (p.inProjWeight) {
+    mat('inProjWeight', 3 * e, e);
+    return { embedDim: e, kdim: e, vdim: e, batchFirst: false };
+  }
+  mat('qProjWeight', e, e);
+  return { embedDim: e, kdim: mat('kProjWeight', e, null).shape[1]!, vdim: mat('vProjWeight', e, null).shape[1]!, batchFirst: false };
+}
+
+/** Feature sizes and layout {@link checkMhaInputs} checks against. */
+export interface MhaInputDims {
+  embedDim: number;
+  kdim: number;
+  vdim: number;
+  /** Inputs are [N, L, E] (nn.MultiheadAttention's batchFirst); the functional form is sequence-first. */
+  batchFirst: boolean;
+}
+
+/** query [L, N, E], key [S, N, kdim], value [S, N, vdim] (batch-first or unbatched alike), or a TypeError/RangeError naming the argument. */
+export function checkMhaInputs(fn: string, query: F32, key: F32, value: F32, dims: MhaInputDims): void {
   for (const [arg, t] of [['query', query], ['key', key], ['value', value]] as const) {
     if (!(t instanceof Tensor) || t.dtype !== 'float32') {
-      throw new TypeError(`${fn}: argument '${arg}' must be a float32 Tensor, got ${t instanceof Tensor ? `dtype ${t.dtype}` : typeof t}`);
+      const got = t instanceof Tensor ? `a ${t.dtype} Tensor ${formatShape(t.shape)}` : t === null ? 'null' : typeof t;
+      throw new TypeError(`${fn}: argument '${arg}' must be a float32 Tensor, got ${got}`);
     }
   }
   const rank = query.ndim;
   if (rank !== 2 && rank !== 3) {
     throw new RangeError(`${fn}: argument 'query' must be 3-D (batched) or 2-D (unbatched), got shape ${formatShape(query.shape)}`);
   }
-  if (key.ndim !== rank || value.ndim !== rank) {
-    throw new RangeError(`${fn}: key and value must be ${rank}-D like query ${formatShape(query.shape)}, got ${formatShape(key.shape)} and ${formatShape(value.shape)}`);
+  for (const [arg, t, feat] of [['key', key, dims.kdim], ['value', value, dims.vdim]] as const) {
+    if (t.ndim !== rank) {
+      throw new RangeError(`${fn}: argument '${arg}' must be ${rank}-D like query ${formatShape(query.shape)}, got shape ${formatShape(t.shape)}`);
+    }
+    if (t.shape[rank - 1] !== feat) {
+      throw new RangeError(`${fn}: argument '${arg}' must have ${feat} features (${arg === 'key' ? 'kdim' : 'vdim'}) in its last dim, got shape ${formatShape(t.shape)}`);
+    }
   }
-  const e = p.outProjWeight.shape[0]!;
-  if (query.shape[rank - 1] !== e) {
-    throw new RangeError(`${fn}: argument 'query' must have embedDim = ${e} features in its last dim, got shape ${formatShape(query.shape)}`);
+  if (query.shape[rank - 1] !== dims.embedDim) {
+    throw new RangeError(`${fn}: argument 'query' must have embedDim = ${dims.embedDim} features in its last dim, got shape ${formatShape(query.shape)}`);
   }
-  if (rank === 3 && (key.shape[1] !== query.shape[1] || value.shape[1] !== query.shape[1])) {
-    throw new RangeError(`${fn}: query, key and value must have the same batch size (dim 1), got ${formatShape(query.shape)}, ${formatShape(key.shape)}, ${formatShape(value.shape)}`);
+  const seqAxis = rank === 3 && dims.batchFirst ? 1 : 0;
+  const batchAxis = dims.batchFirst ? 0 : 1;
+  if (rank === 3 && (key.shape[batchAxis] !== query.shape[batchAxis] || value.shape[batchAxis] !== query.shape[batchAxis])) {
+    throw new RangeError(`${fn}: query, key and value must have the same batch size (dim ${batchAxis}), got ${formatShape(query.shape)}, ${formatShape(key.shape)}, ${formatShape(value.shape)}`);
   }
-  if (value.shape[0] !== key.shape[0]) {
-    throw new RangeError(`${fn}: key and value must have the same sequence length (dim 0), got ${formatShape(key.shape)} and ${formatShape(value.shape)}`);
+  if (value.shape[seqAxis] !== key.shape[seqAxis]) {
+    throw new RangeError(`${fn}: key and value must have the same sequence length (dim ${seqAxis}), got ${formatShape(key.shape)} and ${formatShape(value.shape)}`);
   }
 }
 
