@@ -42,6 +42,7 @@ Napi::Value CallNow(const Napi::CallbackInfo& info) {
   const OpEntry& op = *static_cast<const OpEntry*>(info.Data());
   NamedArgs args(info, op.name, 0, nullptr);
   Kernel k = op.parse(args);
+  args.require_unchanged();
   if (k) {
     try {
       k();
@@ -58,6 +59,7 @@ Napi::Value Record(const Napi::CallbackInfo& info) {
   KeepAlive refs;
   NamedArgs args(info, op.name, 1, &refs);
   Kernel k = op.parse(args);
+  args.require_unchanged();
   // Only a call that validated is recorded, with the buffers it touches.
   AppendToList(list, std::move(k), std::move(refs));
   return info.Env().Undefined();
