@@ -1,5 +1,5 @@
 // Micro-benchmark of the layer-op kernels: GB/s (bytes read + written by the
-// op, i.e. 8 bytes per element) for softmax / layerNorm / gelu at a few
+// op, i.e. 8 bytes per element) for softmax / layerNorm / rmsNorm / gelu at a few
 // transformer shapes, with 1 and 2 threads, on the active ISA (set
 // ATTNODE_ISA=avx2|portable to compare paths). Buffers are allocated and
 // touched once up front and reused, because first touch of fresh pages costs
@@ -58,6 +58,7 @@ int main() {
     std::vector<Op> ops = {
         {"softmax", [&] { k::softmax_rows(x.data(), y.data(), rows, cols); }},
         {"layerNorm", [&] { k::layer_norm_rows(x.data(), gp, bp, y.data(), rows, cols, 1e-5f); }},
+        {"rmsNorm", [&] { k::rms_norm_rows(x.data(), gp, y.data(), rows, cols, 1e-5f); }},
         {"gelu", [&] { k::gelu(x.data(), y.data(), n, false); }},
         {"gelu_tanh", [&] { k::gelu(x.data(), y.data(), n, true); }},
     };
