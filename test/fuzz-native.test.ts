@@ -762,6 +762,14 @@ describe.runIf(hasNative)('native boundary fuzz', () => {
     const list = a.createCommandList();
     expectError(() => a.reluRecord(list, viaProxy), TypeError, `attnode.relu: argument 'x' ${detachMsg}`);
     await a.submit(list);
+    // A getter that submits the list being recorded into: the call is refused, not appended to a list that will not run it.
+    const list2 = a.createCommandList();
+    let submitted: Promise<void> | null = null;
+    const z = new Float32Array(4).fill(-1);
+    expect(() => a.reluRecord(list2, { x: z, get y() { submitted = a.submit(list2); return z; } })).toThrowError(
+      'attnode.reluRecord: the command list was already submitted');
+    await submitted;
+    expect(Array.from(z)).toEqual([-1, -1, -1, -1]);
     // A resizable buffer shrunk by a later field's getter: the length checked earlier no longer holds.
     const rab = new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer & { resize(n: number): void })(
       4096, { maxByteLength: 4096 });
