@@ -24,10 +24,17 @@
 #include <string>
 #include <vector>
 
-#include "../../native/kernels/gemm/gemm.h"
+// run.sh --baseline compiles this file against an older tree too: before the
+// kernels moved into one folder per family they sat flat in native/kernels.
+#if __has_include("../../native/kernels/gemm/gemm.h")
 #include "../../native/kernels/elementwise/elementwise.h"
+#include "../../native/kernels/gemm/gemm.h"
 #include "../../native/kernels/norms/norms.h"
 #include "../../native/kernels/softmax/softmax.h"
+#else
+#include "../../native/kernels/gemm.h"
+#include "../../native/kernels/layer_ops.h"
+#endif
 #include "../../native/runtime/cpu_features.h"
 #include "../../native/runtime/thread_pool.h"
 

@@ -30,10 +30,14 @@ done
 
 FLAGS=(-std=c++17 -O3 -pthread)
 
-# Every source under native/runtime and native/kernels (whatever the folder
+# The pool's runtime files and every kernel source (whatever the folder
 # layout of the revision), so a baseline from before a file moved still builds.
 sources() {  # sources <root>
-  find "$1/native/runtime" "$1/native/kernels" -name '*.cc' | sort
+  local f
+  for f in cpu_features thread_pool thread_priority; do
+    [[ -f "$1/native/runtime/$f.cc" ]] && echo "$1/native/runtime/$f.cc"
+  done
+  find "$1/native/kernels" -name '*.cc' | sort
 }
 
 build() {  # build <root> <binary>
