@@ -744,6 +744,53 @@ describe.runIf(hasNative)('native boundary fuzz', () => {
     "attnode.attention: argument 'weights' has 0 elements, expected at least 1");
   });
 
+  it('an argument object whose getters detach or shrink an array already checked is refused before any kernel runs', async () => {
+    const a = addon!;
+    const detachMsg = "was detached or resized while the arguments were read (by a getter or a Proxy)";
+    const x = new Float32Array(1024).fill(-1);
+    const y = new Float32Array(1024);
+    expectError(() => a.relu({ x, get y() { detach(x.buffer); return y; } }), TypeError, `attnode.relu: argument 'x' ${detachMsg}`);
+    expect(Array.from(y.subarray(0, 4))).toEqual([0, 0, 0, 0]);
+    // A Proxy's trap, and the recorded form.
+    const x2 = new Float32Array(64);
+    const viaProxy = new Proxy({ x: x2, y: new Float32Array(64) }, {
+      get(t, k: string) {
+        if (k === 'y') detach(x2.buffer);
+        return t[k as 'x' | 'y'];
+      },
+    });
+    const list = a.createCommandList();
+    expectError(() => a.reluRecord(list, viaProxy), TypeError, `attnode.relu: argument 'x' ${detachMsg}`);
+    await a.submit(list);
+    // A getter that submits the list being recorded into: the call is refused, not appended to a list that will not run it.
+    const list2 = a.createCommandList();
+    let submitted: Promise<void> | null = null;
+    const z = new Float32Array(4).fill(-1);
+    expect(() => a.reluRecord(list2, { x: z, get y() { submitted = a.submit(list2); return z; } })).toThrowError(
+      'attnode.reluRecord: the command list was already submitted');
+    await submitted;
+    expect(Array.from(z)).toEqual([-1, -1, -1, -1]);
+    // A resizable buffer shrunk by a later field's getter: the length checked earlier no longer holds.
+    const rab = new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer & { resize(n: number): void })(
+      4096, { maxByteLength: 4096 });
+    const tracking = new Float32Array(rab);
+    const y2 = new Float32Array(1024);
+    expectError(() => a.softmax({ x: tracking, get y() { rab.resize(16); return y2; }, rows: 1, cols: 1024 }),
+      TypeError, `attnode.softmax: argument 'x' ${detachMsg}`);
+    // Shrunk before it is read, by an earlier field's getter: a plain length error.
+    rab.resize(4096);
+    expectError(() => a.softmax({ x: tracking, y: y2, rows: 1, get cols() { rab.resize(16); return 1024; } }),
+      RangeError, "attnode.softmax: argument 'x' has 4 elements, expected at least 1024");
+    // An attention mask detached by the getter of the next mask, read after it.
+    const mask = new Uint8Array(16);
+    const q = new Float32Array(16);
+    const s3 = [16, 16, 4] as const;
+    const second = { get data() { detach(mask.buffer); return new Uint8Array(16); }, strides: [0, 0, 4, 1] as const };
+    expectError(() => a.attention({ q, k: q, v: q, out: new Float32Array(16), qStrides: s3, kStrides: s3, vStrides: s3, outStrides: s3,
+      batch: 1, heads: 1, lq: 4, lk: 4, dk: 4, dv: 4, scale: 1, masks: [{ data: mask, strides: [0, 0, 4, 1] }, second], causal: false,
+      weights: null }), TypeError, `attnode.attention: argument 'masks' ${detachMsg}`);
+  });
+
   it('attention with no rows at all is a no-op whatever the strides', () => {
     const e = new Float32Array(0);
     const call = (batch: number, heads: number, lq: number, lk: number): void => addon!.attention({ q: e, k: e, v: e, out: e,

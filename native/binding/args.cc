@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <sstream>
 
 namespace attnode::binding {
@@ -150,12 +151,15 @@ NamedArgs::NamedArgs(const Napi::CallbackInfo& info, const char* fn, size_t inde
 // One napi_get_named_property per field (~0.1 µs each; a key cached across
 // calls would save about a third, but N-API 8 cannot keep a reference to a
 // string, and fetching one from a referenced array costs another call).
-Napi::Value NamedArgs::get(const char* name) const { return obj_.Get(name); }
+Napi::Value NamedArgs::get(const char* name) const {
+  note_read();
+  return obj_.Get(name);
+}
 
 Span<float> NamedArgs::f32_optional(const char* name) const {
   Napi::Value v = get(name);
   TypedArrayMemory mem;
-  if (typed_array_info(env(), v, &mem) && mem.type == napi_float32_array) return given_array<float>(v, mem);
+  if (typed_array_info(env(), v, &mem) && mem.type == napi_float32_array) return given_array<float>(v, mem, name);
   if (v.IsNull() || v.IsUndefined()) return {};
   type_error(std::string("argument '") + name + "' must be a Float32Array, null or undefined, got " + type_name(v));
 }
@@ -163,7 +167,7 @@ Span<float> NamedArgs::f32_optional(const char* name) const {
 Span<float> NamedArgs::f32_or_null(const char* name) const {
   Napi::Value v = get(name);
   TypedArrayMemory mem;
-  if (typed_array_info(env(), v, &mem) && mem.type == napi_float32_array) return given_array<float>(v, mem);
+  if (typed_array_info(env(), v, &mem) && mem.type == napi_float32_array) return given_array<float>(v, mem, name);
   if (v.IsNull()) return {};
   type_error(std::string("argument '") + name + "' must be a Float32Array or null, got " + type_name(v));
 }
@@ -192,19 +196,33 @@ bool NamedArgs::boolean_or(const char* name, bool fallback) const {
   return boolean_value(v, name);  // throws the TypeError
 }
 
-void ArgsBase::keep(const Napi::Value& v) const {
-  if (!keep_) return;
-  keep(v, typed_array_memory(env(), v));
+void ArgsBase::use_array(const Napi::Value& v, const TypedArrayMemory& mem, const char* name) const {
+  const UsedArray used{v, mem.data, mem.byte_length, name, reads_};
+  if (used_count_ < std::size(used_)) {
+    used_[used_count_++] = used;
+  } else {
+    used_more_.push_back(used);
+  }
+  if (keep_) keep_->push_back(KeptArray{Napi::Persistent(v), mem.data, mem.byte_length});
 }
 
-void ArgsBase::keep(const Napi::Value& v, const TypedArrayMemory& mem) const {
-  if (!keep_) return;
-  keep_->push_back(KeptArray{Napi::Persistent(v), mem.data, mem.byte_length});
+void ArgsBase::require_unchanged() const {
+  auto check = [this](const UsedArray& u) {
+    if (u.reads == reads_) return;  // no JS could run after its check
+    TypedArrayMemory now;
+    // The handle stays valid for the whole call; a typed array stays one.
+    if (!typed_array_info(env(), u.value, &now) || now.data != u.data || now.byte_length < u.byte_length) {
+      type_error(std::string("argument '") + u.name +
+                 "' was detached or resized while the arguments were read (by a getter or a Proxy)");
+    }
+  };
+  for (size_t i = 0; i < used_count_; ++i) check(used_[i]);
+  for (const UsedArray& u : used_more_) check(u);
 }
 
 template <typename T>
-Span<T> ArgsBase::given_array(const Napi::Value& v, const TypedArrayMemory& mem) const {
-  keep(v, mem);
+Span<T> ArgsBase::given_array(const Napi::Value& v, const TypedArrayMemory& mem, const char* name) const {
+  use_array(v, mem, name);
   return typed_span<T>(mem);
 }
 
@@ -234,7 +252,7 @@ Span<float> ArgsBase::f32_value(const Napi::Value& v, const char* name) const {
   if (!typed_array_info(env(), v, &mem) || mem.type != napi_float32_array) {
     type_error(std::string("argument '") + name + "' must be a Float32Array, got " + type_name(v));
   }
-  return given_array<float>(v, mem);
+  return given_array<float>(v, mem, name);
 }
 
 Span<int32_t> ArgsBase::i32_value(const Napi::Value& v, const char* name) const {
@@ -242,7 +260,7 @@ Span<int32_t> ArgsBase::i32_value(const Napi::Value& v, const char* name) const 
   if (!typed_array_info(env(), v, &mem) || mem.type != napi_int32_array) {
     type_error(std::string("argument '") + name + "' must be an Int32Array, got " + type_name(v));
   }
-  return given_array<int32_t>(v, mem);
+  return given_array<int32_t>(v, mem, name);
 }
 
 double ArgsBase::number_value(const Napi::Value& v, const char* name) const {
@@ -302,6 +320,7 @@ std::vector<int64_t> ArgsBase::int_array_value(const Napi::Value& v, const char*
   }
   std::vector<int64_t> out(a.Length());
   for (uint32_t j = 0; j < a.Length(); ++j) {
+    note_read();
     Napi::Value e = a.Get(j);
     double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
     if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max)) {

@@ -71,9 +71,21 @@ class ArgsBase {
   Napi::Env env() const { return env_; }
   const char* fn() const { return fn_; }
 
-  // References `v` for a recorded call (no-op for an immediate call).
-  void keep(const Napi::Value& v) const;
-  void keep(const Napi::Value& v, const TypedArrayMemory& mem) const;
+  // Notes that a check used typed array `v` (argument `name`, a string
+  // literal) with memory `mem`: referenced for a recorded call, and
+  // re-checked by require_unchanged().
+  void use_array(const Napi::Value& v, const TypedArrayMemory& mem, const char* name) const;
+
+  // Reading an argument object can run JS (a getter, a Proxy trap), which
+  // could detach or shrink an array already checked. Called once every
+  // argument has been read: a TypeError if any array's memory changed since
+  // its check, so no kernel is handed a pointer that was freed meanwhile.
+  void require_unchanged() const;
+
+  // Notes a read that can run JS (a property or element get): arrays checked
+  // before it are re-checked by require_unchanged(), arrays checked after the
+  // last one need not be.
+  void note_read() const { ++reads_; }
 
   [[noreturn]] void range_error(const std::string& message) const;
   [[noreturn]] void type_error(const std::string& message) const;
@@ -117,15 +129,29 @@ class ArgsBase {
  protected:
   // The span of a typed array already checked, referenced for a recorded call.
   template <typename T>
-  Span<T> given_array(const Napi::Value& v, const TypedArrayMemory& mem) const;
+  Span<T> given_array(const Napi::Value& v, const TypedArrayMemory& mem, const char* name) const;
 
  private:
   [[noreturn]] void length_error(const char* name, int64_t actual, int64_t needed, const std::string& why) const;
   [[noreturn]] void overlap_error(const char* out_name, const char* in_name, bool allow_exact) const;
 
+  struct UsedArray {
+    napi_value value;
+    const void* data;
+    size_t byte_length;
+    const char* name;
+    uint32_t reads;  // note_read() count when it was checked
+  };
+
   Napi::Env env_;
   const char* fn_;
   KeepAlive* keep_;
+  // Inline room for every op's arrays (attention's 5 plus 2 masks); more
+  // spill into used_more_.
+  mutable UsedArray used_[8];
+  mutable size_t used_count_ = 0;
+  mutable std::vector<UsedArray> used_more_;
+  mutable uint32_t reads_ = 0;
 };
 
 // Positional arguments: the runtime controls and packWeight, which take a

@@ -117,24 +117,28 @@ Kernel ParseAttention(NamedArgs& args) {
   if (masks.Length() > 2) args.range_error("at most 2 masks are supported, got " + std::to_string(masks.Length()));
   const int64_t mask_sizes[4] = {batch, heads, lq, lk};
   for (uint32_t i = 0; i < masks.Length(); ++i) {
+    args.note_read();
     Napi::Value m = masks.Get(i);
     const std::string name = "masks[" + std::to_string(i) + "]";
     if (!m.IsObject()) {
       args.type_error("argument '" + name + "' must be an object { data, strides }, got " + type_name(m));
     }
     Napi::Object mo = m.As<Napi::Object>();
+    args.note_read();
     Napi::Value data = mo.Get("data");
+    args.note_read();
     Napi::Value strides = mo.Get("strides");
     if (!data.IsTypedArray()) {
       args.type_error("argument '" + name + ".data' must be a Float32Array or Uint8Array, got " + type_name(data));
     }
     const TypedArrayMemory mem = typed_array_memory(args.env(), data);
-    args.keep(data);
+    args.use_array(data, mem, "masks");
     if (!strides.IsArray() || strides.As<Napi::Array>().Length() != 4) {
       args.type_error("argument '" + name + ".strides' must be an Array of 4 integers");
     }
     int64_t st[4];
     for (uint32_t d = 0; d < 4; ++d) {
+      args.note_read();
       Napi::Value sv = strides.As<Napi::Array>().Get(d);
       double x = sv.IsNumber() ? sv.As<Napi::Number>().DoubleValue() : -1;
       if (!(x >= 0 && x <= static_cast<double>(kMaxElements) && x == static_cast<double>(static_cast<int64_t>(x)))) {

@@ -109,9 +109,8 @@ int64_t leading_dim(const NamedArgs& args, const char* name, int64_t cols, const
 }  // namespace
 
 Kernel ParseGemm(NamedArgs& args) {
-  auto a = args.f32("a");
-  auto b = args.f32("b");
-  auto c = args.f32("c");
+  // Scalars first, the arrays last: an array checked after the last property
+  // read needs no re-check (see require_unchanged).
   const int64_t m = args.integer("m", 0, kMaxElements);
   const int64_t n = args.integer("n", 0, kMaxElements);
   const int64_t k = args.integer("k", 0, kMaxElements);
@@ -123,7 +122,6 @@ Kernel ParseGemm(NamedArgs& args) {
   const int64_t ldc = leading_dim(args, "ldc", n, "n");
   const double alpha = args.number_or("alpha", 1.0);
   const double beta = args.number_or("beta", 0.0);
-  auto bias = args.f32_optional("bias");
   const int64_t act = args.integer_or("act", 0, 0, 3);
   const int64_t batch = args.integer_or("batch", 1, 0, kMaxElements);
   const int64_t stride_a = args.integer_or("strideA", 0, 0, kMaxElements);
@@ -147,6 +145,10 @@ Kernel ParseGemm(NamedArgs& args) {
                        ", expected " + std::to_string(trans_b ? k : n));
     }
   }
+  auto a = args.f32("a");
+  auto b = args.f32("b");
+  auto c = args.f32("c");
+  auto bias = args.f32_optional("bias");
 
   const int64_t size_a = matrix_extent(args, trans_a ? k : m, trans_a ? m : k, lda, "extent of a");
   const int64_t size_b = matrix_extent(args, trans_b ? n : k, trans_b ? k : n, ldb, "extent of b");

@@ -27,15 +27,21 @@ struct Rows {
   int64_t ld = 0;
 };
 
-Rows strided_rows(const NamedArgs& args, const Span<float>& span, const char* name, const char* stride_name,
+// The row stride field `stride_name`: default cols, at least cols.
+int64_t row_stride(const NamedArgs& args, const char* stride_name, int64_t cols) {
+  const int64_t ld = args.integer_or(stride_name, cols, 0, kMaxElements);
+  if (ld < cols) {
+    args.range_error(std::string("argument '") + stride_name + "' is " + std::to_string(ld) +
+                     ", expected at least cols = " + std::to_string(cols));
+  }
+  return ld;
+}
+
+Rows strided_rows(const NamedArgs& args, const Span<float>& span, const char* name, const char* stride_name, int64_t ld,
                   int64_t rows, int64_t cols) {
   Rows r;
   r.span = span;
-  r.ld = args.integer_or(stride_name, cols, 0, kMaxElements);
-  if (r.ld < cols) {
-    args.range_error(std::string("argument '") + stride_name + "' is " + std::to_string(r.ld) +
-                     ", expected at least cols = " + std::to_string(cols));
-  }
+  r.ld = ld;
   const int64_t extent = rows == 0 || cols == 0 ? 0 : checked_mul(args, rows - 1, r.ld, "extent") + cols;
   const bool strided = r.ld != cols;
   args.require_length(span, name, extent, strided ? std::string("(rows-1)*") + stride_name + " + cols" : "rows*cols");
@@ -52,14 +58,19 @@ void check_rows_in_out(const NamedArgs& args, const Rows& x, const Rows& y) {
 
 }  // namespace
 
+// The row-wise ops read their scalars first and their arrays last: an array
+// checked after the last property read needs no re-check (require_unchanged).
+
 Kernel ParseSoftmax(NamedArgs& args) {
-  auto x_span = args.f32("x");
-  auto y_span = args.f32("y");
   const int64_t rows = args.integer("rows", 0, kMaxElements);
   const int64_t cols = args.integer("cols", 0, kMaxElements);
+  const int64_t ldx = row_stride(args, "xRowStride", cols);
+  const int64_t ldy = row_stride(args, "yRowStride", cols);
+  auto x_span = args.f32("x");
+  auto y_span = args.f32("y");
   const int64_t size = checked_mul(args, rows, cols, "rows*cols");
-  const Rows x = strided_rows(args, x_span, "x", "xRowStride", rows, cols);
-  const Rows y = strided_rows(args, y_span, "y", "yRowStride", rows, cols);
+  const Rows x = strided_rows(args, x_span, "x", "xRowStride", ldx, rows, cols);
+  const Rows y = strided_rows(args, y_span, "y", "yRowStride", ldy, rows, cols);
   check_rows_in_out(args, x, y);
   if (size == 0) return {};
   return [x = x.span.data, y = y.span.data, rows, cols, ldx = x.ld, ldy = y.ld] {
@@ -84,16 +95,18 @@ double check_norm_params(const ArgsBase& args, double eps, const Span<float>& we
 }  // namespace
 
 Kernel ParseLayerNorm(NamedArgs& args) {
+  const int64_t rows = args.integer("rows", 0, kMaxElements);
+  const int64_t cols = args.integer("cols", 0, kMaxElements);
+  const double eps_arg = args.number("eps");
+  const int64_t ldx = row_stride(args, "xRowStride", cols);
+  const int64_t ldy = row_stride(args, "yRowStride", cols);
   auto x_span = args.f32("x");
   auto weight = args.f32_or_null("weight");
   auto bias = args.f32_or_null("bias");
   auto y_span = args.f32("y");
-  const int64_t rows = args.integer("rows", 0, kMaxElements);
-  const int64_t cols = args.integer("cols", 0, kMaxElements);
-  const double eps_arg = args.number("eps");
   const int64_t size = checked_mul(args, rows, cols, "rows*cols");
-  const Rows x = strided_rows(args, x_span, "x", "xRowStride", rows, cols);
-  const Rows y = strided_rows(args, y_span, "y", "yRowStride", rows, cols);
+  const Rows x = strided_rows(args, x_span, "x", "xRowStride", ldx, rows, cols);
+  const Rows y = strided_rows(args, y_span, "y", "yRowStride", ldy, rows, cols);
   const double eps = check_norm_params(args, eps_arg, weight, &bias, cols, y.used, "y");
   check_rows_in_out(args, x, y);
   if (size == 0) return {};
@@ -103,15 +116,17 @@ Kernel ParseLayerNorm(NamedArgs& args) {
 
 // rmsNorm: as layerNorm without bias; y = x / sqrt(mean(x^2) + eps) * weight.
 Kernel ParseRmsNorm(NamedArgs& args) {
-  auto x_span = args.f32("x");
-  auto weight = args.f32_or_null("weight");
-  auto y_span = args.f32("y");
   const int64_t rows = args.integer("rows", 0, kMaxElements);
   const int64_t cols = args.integer("cols", 0, kMaxElements);
   const double eps_arg = args.number("eps");
+  const int64_t ldx = row_stride(args, "xRowStride", cols);
+  const int64_t ldy = row_stride(args, "yRowStride", cols);
+  auto x_span = args.f32("x");
+  auto weight = args.f32_or_null("weight");
+  auto y_span = args.f32("y");
   const int64_t size = checked_mul(args, rows, cols, "rows*cols");
-  const Rows x = strided_rows(args, x_span, "x", "xRowStride", rows, cols);
-  const Rows y = strided_rows(args, y_span, "y", "yRowStride", rows, cols);
+  const Rows x = strided_rows(args, x_span, "x", "xRowStride", ldx, rows, cols);
+  const Rows y = strided_rows(args, y_span, "y", "yRowStride", ldy, rows, cols);
   const double eps = check_norm_params(args, eps_arg, weight, nullptr, cols, y.used, "y");
   check_rows_in_out(args, x, y);
   if (size == 0) return {};
@@ -152,15 +167,15 @@ void check_add_norm(const NamedArgs& args, AddNormOperands& o, const Span<float>
 
 Kernel ParseAddLayerNorm(NamedArgs& args) {
   AddNormOperands o;
+  o.rows = args.integer("rows", 0, kMaxElements);
+  o.cols = args.integer("cols", 0, kMaxElements);
+  const double eps = args.number("eps");
   o.x = args.f32("x");
   o.residual = args.f32("residual");
   auto weight = args.f32_or_null("weight");
   auto bias = args.f32_or_null("bias");
   o.y = args.f32("y");
   o.sum = args.f32_or_null("sum");
-  o.rows = args.integer("rows", 0, kMaxElements);
-  o.cols = args.integer("cols", 0, kMaxElements);
-  const double eps = args.number("eps");
   check_add_norm(args, o, weight, &bias, eps);
   if (o.size == 0) return {};
   return
@@ -171,14 +186,14 @@ Kernel ParseAddLayerNorm(NamedArgs& args) {
 // addRmsNorm(x, residual, weight, y, sum): y = rms_norm(x + residual), sum = x + residual (or null).
 Kernel ParseAddRmsNorm(NamedArgs& args) {
   AddNormOperands o;
+  o.rows = args.integer("rows", 0, kMaxElements);
+  o.cols = args.integer("cols", 0, kMaxElements);
+  const double eps = args.number("eps");
   o.x = args.f32("x");
   o.residual = args.f32("residual");
   auto weight = args.f32_or_null("weight");
   o.y = args.f32("y");
   o.sum = args.f32_or_null("sum");
-  o.rows = args.integer("rows", 0, kMaxElements);
-  o.cols = args.integer("cols", 0, kMaxElements);
-  const double eps = args.number("eps");
   check_add_norm(args, o, weight, nullptr, eps);
   if (o.size == 0) return {};
   return [x = o.x.data, r = o.residual.data, g = weight.data, y = o.y.data, s = o.sum.data, rows = o.rows,
@@ -207,9 +222,9 @@ Kernel ParseRelu(NamedArgs& args) {
 }
 
 Kernel ParseGelu(NamedArgs& args) {
+  const bool tanh_approx = args.boolean("tanhApprox");
   auto x = args.f32("x");
   auto y = args.f32("y");
-  const bool tanh_approx = args.boolean("tanhApprox");
   check_unary(args, x, y);
   if (x.length == 0) return {};
   return [x = x.data, y = y.data, n = x.length, tanh_approx] { kernels::gelu(x, y, n, tanh_approx); };

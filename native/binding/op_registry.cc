@@ -42,6 +42,7 @@ Napi::Value CallNow(const Napi::CallbackInfo& info) {
   const OpEntry& op = *static_cast<const OpEntry*>(info.Data());
   NamedArgs args(info, op.name, 0, nullptr);
   Kernel k = op.parse(args);
+  args.require_unchanged();
   if (k) {
     try {
       k();
@@ -58,6 +59,10 @@ Napi::Value Record(const Napi::CallbackInfo& info) {
   KeepAlive refs;
   NamedArgs args(info, op.name, 1, &refs);
   Kernel k = op.parse(args);
+  args.require_unchanged();
+  // A getter may have submitted the list meanwhile: checked again, so a call
+  // is never appended to a list that will not run it.
+  RecordingTarget(info, op.record_name);
   // Only a call that validated is recorded, with the buffers it touches.
   AppendToList(list, std::move(k), std::move(refs));
   return info.Env().Undefined();
