@@ -29,31 +29,14 @@ const detected = (addon?.info().detectedIsa ?? 'portable') as Isa;
 const supported: Isa[] = ISAS.slice(ISAS.indexOf(detected));
 const startThreads = addon?.getNumThreads() ?? 1;
 
-/**
- * The JS backend's result for one op's argument object (the reference). lib/backend/js is moving to the OpArgs form
- * of backend.ts (one object per op); until it has, its ops other than gemm and attention take the same fields
- * positionally, in this order.
- */
-const POSITIONAL: Partial<Record<OpName, string[]>> = {
-  softmax: ['x', 'y', 'rows', 'cols'],
-  layerNorm: ['x', 'weight', 'bias', 'y', 'rows', 'cols', 'eps'],
-  addLayerNorm: ['x', 'residual', 'weight', 'bias', 'y', 'sum', 'rows', 'cols', 'eps'],
-  relu: ['x', 'y'],
-  gelu: ['x', 'y', 'tanhApprox'],
-  binary: ['op', 'a', 'aStrides', 'b', 'bStrides', 'y', 'shape'],
-  embedding: ['weight', 'num', 'dim', 'ids', 'out'],
-  permute0213: ['x', 'y', 'd0', 'd1', 'd2', 'd3'],
-};
+/** The JS backend's result for one op's argument object (the reference). */
 function jsReference<K extends OpName>(op: K, args: OpArgs[K]): void {
-  const f = jsBackend[op] as unknown as (...x: unknown[]) => void;
-  const order = POSITIONAL[op];
-  if (order && f.length > 1) f(...order.map((k) => (args as unknown as Record<string, unknown>)[k]));
-  else f(args);
+  (jsBackend[op] as (a: OpArgs[K]) => void)(args);
 }
 
 /**
- * RMSNorm of each row of contiguous [rows, cols] x into y (float64 sums): the reference for rmsNorm and addRmsNorm,
- * which the JS backend does not have yet on this branch.
+ * RMSNorm of each row of contiguous [rows, cols] x into y (float64 sums): a reference for rmsNorm and addRmsNorm
+ * written here from the formula, independent of the JS backend's.
  */
 function rmsNormReference(x: Float32Array, weight: Float32Array | null, y: Float32Array, rows: number, cols: number,
   eps: number): void {
