@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "../../runtime/cpu_features.h"
+#include "../common/dispatch.h"
 #include "../common/parallel.h"
 #include "elementwise_isa.h"
 
@@ -23,16 +24,7 @@ constexpr IsaKernels kPortable{portable::relu, portable::gelu, portable::binary_
 constexpr IsaKernels kAvx2{avx2::relu, avx2::gelu, avx2::binary_row};
 constexpr IsaKernels kAvx512{avx512::relu, avx512::gelu, avx512::binary_row};
 
-const IsaKernels& isa_kernels() {
-  switch (runtime::active_isa()) {
-    case runtime::Isa::Avx512:
-      return kAvx512;
-    case runtime::Isa::Avx2:
-      return kAvx2;
-    default:
-      return kPortable;
-  }
-}
+const IsaKernels& isa_kernels() { return for_active_isa(kPortable, kAvx2, kAvx512); }
 
 // Fallback inner loop for non-unit, non-zero inner strides (e.g. a transposed
 // operand). Scalar IEEE ops give the same bits as the SIMD paths.

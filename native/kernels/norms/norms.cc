@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "../../runtime/cpu_features.h"
+#include "../common/dispatch.h"
 #include "../common/parallel.h"
 #include "norms_isa.h"
 
@@ -23,16 +24,7 @@ constexpr IsaKernels kPortable{portable::layer_norm_rows, portable::rms_norm_row
 constexpr IsaKernels kAvx2{avx2::layer_norm_rows, avx2::rms_norm_rows, avx2::add_row};
 constexpr IsaKernels kAvx512{avx512::layer_norm_rows, avx512::rms_norm_rows, avx512::add_row};
 
-const IsaKernels& isa_kernels() {
-  switch (runtime::active_isa()) {
-    case runtime::Isa::Avx512:
-      return kAvx512;
-    case runtime::Isa::Avx2:
-      return kAvx2;
-    default:
-      return kPortable;
-  }
-}
+const IsaKernels& isa_kernels() { return for_active_isa(kPortable, kAvx2, kAvx512); }
 
 }  // namespace
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "../../runtime/cpu_features.h"
+#include "../common/dispatch.h"
 #include "../common/parallel.h"
 #include "softmax_isa.h"
 
@@ -21,16 +22,7 @@ constexpr IsaKernels kPortable{portable::softmax_rows};
 constexpr IsaKernels kAvx2{avx2::softmax_rows};
 constexpr IsaKernels kAvx512{avx512::softmax_rows};
 
-const IsaKernels& isa_kernels() {
-  switch (runtime::active_isa()) {
-    case runtime::Isa::Avx512:
-      return kAvx512;
-    case runtime::Isa::Avx2:
-      return kAvx2;
-    default:
-      return kPortable;
-  }
-}
+const IsaKernels& isa_kernels() { return for_active_isa(kPortable, kAvx2, kAvx512); }
 
 }  // namespace
 
