@@ -910,8 +910,11 @@ describe.runIf(hasNative)('native boundary fuzz', () => {
     // knownBug: expected to fail (it.fails) while open — except under ASan, where the child's report would fail the
     // whole run, and for asanOnly cases (silent corruption without ASan), which are skipped until fixed.
     const { knownBug, asanOnly } = entry.case;
-    const t = asanOnly && (!underAsan || knownBug) ? it.skip : knownBug ? (underAsan ? it.skip : it.fails) : it;
-    t(`corpus ${file}: ${entry.note}`, () => {
+    const skip = (asanOnly && (!underAsan || knownBug)) || (knownBug && underAsan);
+    const t = skip ? it.skip : knownBug ? it.fails : it;
+    const why = !skip ? '' : knownBug ? ` (skipped: known bug ${knownBug}; under ASan its report would fail the run)`
+      : ' (skipped: silent without ASan; runs under npm run test:asan)';
+    t(`corpus ${file}: ${entry.note}${why}`, () => {
       // A child process: a case that corrupts memory must not take the test runner down with it.
       const root = path.resolve(__dirname, '..');
       const r = spawnSync(process.execPath, ['--expose-gc', '-e', entry.case.script], {
