@@ -8,20 +8,21 @@
  * contiguous (row-major strides, `data.length === size`); view methods
  * (`transpose`, `narrow`, `slice`, `expand`, …) return tensors whose `data`
  * is a `subarray` of the parent's, so they copy nothing and writes through
- * either are visible in both. Ops and backends take flat arrays: they need
- * contiguous inputs, which {@link Tensor.contiguous} provides (copying only
- * when the layout is not already contiguous).
+ * either are visible in both. Ops read views through their strides where
+ * their kernels can and copy the others with {@link Tensor.contiguous}. The
+ * layout arithmetic lives in lib/strided.ts.
  */
-import { BinaryOp, type Backend, type BackendName } from './backend/backend';
-import { recordingList } from './backend/recording';
-import { resolveBackend } from './backend/registry';
+import type { Backend, BackendName } from './backend/backend';
+import {
+  checkStrides, coalesce, computeViewStrides, contiguousStrides, copyStrided, gatherJs, inferShape, intList,
+  isContiguousLayout, spanOf, type Shape,
+} from './strided';
 import { allocate, allocateUninitialized, DTYPES, dtypeOfArray, isDType } from './dtype';
 import type { DType, DTypeMap, ElementOf } from './dtype';
 import {
   argRangeError,
   argRangeErrorRaw,
   argTypeError,
-  argTypeErrorRaw,
   checkInt,
   checkNumber,
   checkShape,
@@ -31,9 +32,9 @@ import {
 } from './errors';
 
 export type { DType, DTypeMap, ElementOf } from './dtype';
+export { contiguousStrides } from './strided';
 
-/** A tensor shape: one non-negative integer per dimension (`[]` is a scalar). */
-export type Shape = readonly number[];
+export type { Shape } from './strided';
 
 /** Nested JS arrays of `T`, as produced by {@link Tensor.toArray} (a bare `T` for 0-D tensors). */
 export type NestedArray<T> = T | NestedArray<T>[];
@@ -61,17 +62,6 @@ export type TensorData =
 /** A shape argument: an array of dims, or a single number for a 1-D shape. */
 export type ShapeLike = number | Shape;
 
-/** Row-major (C order) strides, in elements, of a contiguous tensor of `shape`. */
-export function contiguousStrides(shape: Shape): number[] {
-  const strides = new Array<number>(shape.length);
-  let s = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    strides[i] = s;
-    s *= shape[i]!;
-  }
-  return strides;
-}
-
 function toShape(fn: string, arg: string, shape: unknown): number[] {
   const arr = typeof shape === 'number' ? [shape] : shape;
   checkShape(fn, arg, arr);
@@ -85,248 +75,6 @@ function checkDType(fn: string, dtype: unknown): DType {
 
 const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
-
-// ---------------------------------------------------------------------------
-// Strided layout helpers
-
-type AnyTypedArray = DTypeMap[DType];
-
-/**
- * Elements of `data` a layout reaches: 1 + Σ (shape[i] - 1)·strides[i], or 0
- * when the tensor is empty (nothing is reached).
- */
-function spanOf(shape: Shape, strides: readonly number[], size: number): number {
-  if (size === 0) return 0;
-  let span = 1;
-  for (let i = 0; i < shape.length; i++) span += (shape[i]! - 1) * strides[i]!;
-  return span;
-}
-
-/** PyTorch's rule: row-major strides on every dim of size > 1 (size-1 dims may have any stride); empty is contiguous. */
-function isContiguousLayout(shape: Shape, strides: readonly number[], size: number): boolean {
-  if (size === 0) return true;
-  let expected = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    const n = shape[i]!;
-    if (n === 1) continue;
-    if (strides[i] !== expected) return false;
-    expected *= n;
-  }
-  return true;
-}
-
-/** Validates constructor strides against `shape`; returns a frozen copy. */
-function checkStrides(fn: string, strides: unknown, shape: Shape): readonly number[] {
-  if (!Array.isArray(strides)) throw argTypeError(fn, 'strides', 'be an array of non-negative integers', strides);
-  if (strides.length !== shape.length) {
-    throw argRangeErrorRaw(fn, 'strides', `have ${shape.length} entries (one per dim of shape ${formatShape(shape)})`,
-      `${strides.length} entries ${describeValue(strides)}`);
-  }
-  for (let i = 0; i < strides.length; i++) {
-    const s: unknown = strides[i];
-    const req = `have non-negative integer entries (entry ${i} is ${describeValue(s)})`;
-    if (typeof s !== 'number') throw argTypeErrorRaw(fn, 'strides', req, describeValue(strides));
-    if (!Number.isSafeInteger(s) || s < 0) throw argRangeErrorRaw(fn, 'strides', req, describeValue(strides));
-  }
-  return Object.freeze((strides as number[]).slice());
-}
-
-/**
- * Drops size-1 dims and merges each dim into the previous one when the
- * strides make them one run (stride[prev] === stride[d]·shape[d]). The
- * result addresses the same elements in the same order with fewer dims.
- */
-function coalesce(shape: Shape, strides: readonly number[]): { shape: number[]; strides: number[] } {
-  const cs: number[] = [];
-  const cst: number[] = [];
-  for (let d = 0; d < shape.length; d++) {
-    const n = shape[d]!;
-    if (n === 1) continue;
-    const s = strides[d]!;
-    const m = cs.length;
-    if (m > 0 && cst[m - 1] === s * n) {
-      cs[m - 1] = cs[m - 1]! * n;
-      cst[m - 1] = s;
-    } else {
-      cs.push(n);
-      cst.push(s);
-    }
-  }
-  return { shape: cs, strides: cst };
-}
-
-/** Copies the elements of a strided layout of `src`, in row-major order, into `dst` (a JS loop). */
-function gatherJs(src: AnyTypedArray, shape: Shape, strides: readonly number[], dst: AnyTypedArray): void {
-  const nd = shape.length;
-  let size = 1;
-  for (let d = 0; d < nd; d++) size *= shape[d]!;
-  if (size === 0) return;
-  if (nd === 0) {
-    dst[0] = src[0]!;
-    return;
-  }
-  const n = shape[nd - 1]!;
-  const s = strides[nd - 1]!;
-  const idx = new Array<number>(nd).fill(0);
-  let off = 0;
-  let o = 0;
-  for (let k = size / n; k > 0; k--) {
-    for (let i = 0; i < n; i++) dst[o++] = src[off + i * s]!;
-    // Odometer over the outer dims.
-    for (let d = nd - 2; d >= 0; d--) {
-      off += strides[d]!;
-      if (++idx[d]! < shape[d]!) break;
-      off -= strides[d]! * shape[d]!;
-      idx[d] = 0;
-    }
-  }
-}
-
-/** Dims the backends' `binary` accepts. */
-const MAX_BINARY_DIMS = 8;
-/** The multiplier of the backend copy: x·1 reproduces x bit for bit (-0 and NaN included). Never written. */
-const ONE = new Float32Array([1]);
-/** All-zero stride lists by rank, broadcasting {@link ONE}. */
-const ZERO_STRIDES: readonly (readonly number[])[] = Array.from({ length: MAX_BINARY_DIMS + 1 }, (_, k) =>
-  Object.freeze(new Array<number>(k).fill(0)));
-
-/**
- * Copies the strided layout (`shape`, `strides`) of `src` into the contiguous
- * `dst`. float32 goes through the current backend's `binary` (y = x·1), so
- * inside `runAsync` the copy is recorded and runs in order with the kernels
- * that produce `src`; int32/bool are copied in JS, which is refused while
- * recording because it would read `src` before those kernels ran.
- */
-function copyStrided(
-  src: AnyTypedArray, shape: Shape, strides: readonly number[], dst: AnyTypedArray, on?: BackendName | Backend,
-): void {
-  const c = coalesce(shape, strides);
-  if (!(src instanceof Float32Array)) {
-    if (recordingList()) {
-      throw new Error(`contiguous: copying a non-contiguous ${src instanceof Int32Array ? 'int32' : 'bool'} tensor ` +
-        'runs in JS and cannot run inside runAsync()/forwardAsync() (only float32 copies are recorded)');
-    }
-    gatherJs(src, c.shape, c.strides, dst);
-    return;
-  }
-  const y = dst as Float32Array;
-  const backend = resolveBackend(on);
-  const call = (a: Float32Array, aStrides: readonly number[], out: Float32Array, sh: readonly number[]): void => {
-    backend.binary({ op: BinaryOp.Mul, a, aStrides, b: ONE, bStrides: ZERO_STRIDES[sh.length]!, y: out, shape: sh });
-  };
-  if (c.shape.length === 0) {
-    // Every dim has size 1: a single element.
-    call(src, [1], y, [1]);
-    return;
-  }
-  const outer = c.shape.length - MAX_BINARY_DIMS;
-  if (outer <= 0) {
-    call(src, c.strides, y, c.shape);
-    return;
-  }
-  // More dims than the backend takes even after merging: loop over the leading ones, one call per block.
-  const innerShape = c.shape.slice(outer);
-  const innerStrides = c.strides.slice(outer);
-  let innerSize = 1;
-  for (const n of innerShape) innerSize *= n;
-  const innerSpan = spanOf(innerShape, innerStrides, innerSize);
-  let blocks = 1;
-  for (let d = 0; d < outer; d++) blocks *= c.shape[d]!;
-  const idx = new Array<number>(outer).fill(0);
-  let off = 0;
-  for (let k = 0; k < blocks; k++) {
-    call(src.subarray(off, off + innerSpan), innerStrides, y.subarray(k * innerSize, (k + 1) * innerSize), innerShape);
-    for (let d = outer - 1; d >= 0; d--) {
-      off += c.strides[d]!;
-      if (++idx[d]! < c.shape[d]!) break;
-      off -= c.strides[d]! * c.shape[d]!;
-      idx[d] = 0;
-    }
-  }
-}
-
-/**
- * Strides that make `newShape` address the same elements in the same order
- * as (`oldShape`, `oldStrides`), or null when no such strides exist: PyTorch's
- * `computeStride` (aten/src/ATen/TensorUtils.cpp). It walks the old dims from
- * the innermost, grouping them into chunks that are contiguous with each
- * other, and lays the new dims over each chunk; a new dim straddling two
- * chunks makes the view impossible.
- */
-function computeViewStrides(
-  oldShape: Shape, oldStrides: readonly number[], newShape: readonly number[], size: number,
-): number[] | null {
-  if (size === 0) {
-    // Strides are arbitrary for an empty tensor; PyTorch keeps them for an unchanged shape.
-    const same = oldShape.length === newShape.length && oldShape.every((n, i) => n === newShape[i]);
-    return same ? oldStrides.slice() : contiguousStrides(newShape);
-  }
-  const newStrides = new Array<number>(newShape.length);
-  let viewD = newShape.length - 1;
-  let chunkBase = oldStrides.length > 0 ? oldStrides[oldStrides.length - 1]! : 1;
-  let tensorNumel = 1;
-  let viewNumel = 1;
-  for (let td = oldShape.length - 1; td >= 0; td--) {
-    tensorNumel *= oldShape[td]!;
-    if (td === 0 || (oldShape[td - 1] !== 1 && oldStrides[td - 1] !== tensorNumel * chunkBase)) {
-      while (viewD >= 0 && (viewNumel < tensorNumel || newShape[viewD] === 1)) {
-        newStrides[viewD] = viewNumel * chunkBase;
-        viewNumel *= newShape[viewD]!;
-        viewD--;
-      }
-      if (viewNumel !== tensorNumel) return null;
-      if (td > 0) {
-        chunkBase = oldStrides[td - 1]!;
-        tensorNumel = 1;
-        viewNumel = 1;
-      }
-    }
-  }
-  // Leftover new dims of size 1 (e.g. a 0-D input) take any stride.
-  while (viewD >= 0 && newShape[viewD] === 1) newStrides[viewD--] = 1;
-  return viewD === -1 ? newStrides : null;
-}
-
-/** Parses a shape given as an array or as varargs, with at most one -1 inferred from `size`. */
-function inferShape(fn: string, args: unknown[], size: number, from: Shape): number[] {
-  const raw: unknown = args.length === 1 && Array.isArray(args[0]) ? args[0] : args;
-  if (!Array.isArray(raw)) throw argTypeError(fn, 'shape', 'be an array of integers', raw);
-  const shape = (raw as unknown[]).slice();
-  let infer = -1;
-  let known = 1;
-  for (let i = 0; i < shape.length; i++) {
-    const d = shape[i];
-    if (d === -1) {
-      if (infer >= 0) throw argRangeError(fn, 'shape', 'contain at most one -1', shape);
-      infer = i;
-    } else {
-      if (typeof d !== 'number') throw argTypeError(fn, 'shape', 'be an array of integers', shape);
-      if (!Number.isInteger(d) || d < 0) {
-        throw argRangeError(fn, 'shape', 'have non-negative integer entries (or one -1)', shape);
-      }
-      known *= d;
-    }
-  }
-  if (infer >= 0) {
-    // -1 with other dims multiplying to 0 is ambiguous (PyTorch rejects it too).
-    if (known === 0 || size % known !== 0) {
-      throw argRangeErrorRaw(fn, 'shape', `be compatible with ${size} elements`,
-        `${formatShape(shape as number[])} for a tensor of shape ${formatShape(from)}`);
-    }
-    shape[infer] = size / known;
-  } else if (known !== size) {
-    throw argRangeErrorRaw(fn, 'shape', `have ${size} elements like the input`,
-      `${formatShape(shape as number[])} (${known} elements) for a tensor of shape ${formatShape(from)}`);
-  }
-  return shape as number[];
-}
-
-/** A list of ints given as one array or as varargs (permute, expand). */
-function intList(fn: string, arg: string, args: unknown[]): unknown[] {
-  const raw: unknown = args.length === 1 && Array.isArray(args[0]) ? args[0] : args;
-  if (!Array.isArray(raw)) throw argTypeError(fn, arg, 'be an array of integers', raw);
-  return raw as unknown[];
-}
 
 /**
  * An n-dimensional array of `float32`, `int32` or `bool` elements in a typed
