@@ -29,4 +29,5 @@ export {
   type AttentionMaskTensor,
   type AttendHeadsOptions,
   type InProjection,
+  type InProjectionOptions,
 } from './ops/multi-head-attention';

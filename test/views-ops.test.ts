@@ -160,6 +160,14 @@ describe.each(backends)('ops on views (%s)', (name) => {
     const { backend, calls } = counting(getBackend(name));
     mha.useBackend(backend).forward(x, x, x, { needWeights: false });
     expect(calls).toEqual({ gemm: 2, attention: 1 });
+    // The functional form runs every kernel, copies included, on the backend its options name.
+    const { backend: fb, calls: fcalls } = counting(getBackend(name));
+    ops.multiHeadAttentionForward(seqFirst, seqFirst, seqFirst, {
+      numHeads: 4, inProjWeight: mha.inProjWeight, inProjBias: mha.inProjBias, biasK: randn([1, 1, 16], { seed: 19 }),
+      biasV: randn([1, 1, 16], { seed: 20 }), addZeroAttn: true, outProjWeight: mha.outProj.weight,
+      outProjBias: mha.outProj.bias,
+    }, { needWeights: true, backend: fb });
+    expect(fcalls).toEqual({ gemm: 3, binary: 4, attention: 1 });
   });
 });
 

@@ -127,7 +127,7 @@ export class MultiheadAttention extends Module {
         throw new RangeError(`${fn}: key and value must have the same sequence and batch sizes, got ${formatShape(key.shape)} and ${formatShape(value.shape)}`);
       }
       const [, k0, v0] = this.#seqFirst(null, key, value).map((t) => (key.ndim === 2 ? t.unsqueeze(1) : t));
-      const { k, v } = inProjection(null, k0!, v0!, this.#params(), key === value ? 'kv' : 'none');
+      const { k, v } = inProjection(null, k0!, v0!, this.#params(), { same: key === value ? 'kv' : 'none' });
       return { batch: k.shape[1]!, length: k.shape[0]!, embedDim: this.embedDim, k, v };
     }, false);
   }
@@ -176,7 +176,7 @@ export class MultiheadAttention extends Module {
         const pos = cache.length;
         cache.reserve(this.backend, pos + t);
         // The k/v projection is written straight into the cache's next t positions.
-        ({ q } = inProjection(q0, q0, q0, this.#params(), 'kv', cache.slot(pos, t)));
+        ({ q } = inProjection(q0, q0, q0, this.#params(), { same: 'kv', kvOut: cache.slot(pos, t) }));
         cache.advance(t);
         ({ k, v } = cache.keysValues());
         // The kernel's causal flag is top-left aligned (query i sees keys ≤ i); here query i is position pos + i.

@@ -91,13 +91,13 @@ export function mhaForward(
   const h = params.numHeads;
   // PyTorch decides packing by identity: query is key is value → one GEMM.
   const same = key === value ? (query === key ? 'qkv' : 'kv') : 'none';
-  let { q, k, v } = inProjection(q3, k3, v3, params, same);
+  let { q, k, v } = inProjection(q3, k3, v3, params, { same, ...backendOf(options) });
   let s = k.shape[0]!;
   let masks = collectMasks(fn, options, batched, n, h, l, s);
   const extra = (params.biasK ? 1 : 0) + (params.addZeroAttn ? 1 : 0);
   if (extra > 0) {
-    k = appendRows(k, params.biasK ?? null, params.addZeroAttn === true);
-    v = appendRows(v, params.biasV ?? null, params.addZeroAttn === true);
+    k = appendRows(k, params.biasK ?? null, params.addZeroAttn === true, options);
+    v = appendRows(v, params.biasV ?? null, params.addZeroAttn === true, options);
     masks = masks.map((m) => padMaskColumns(m, s, extra, h, l));
     s += extra;
   }
@@ -112,6 +112,14 @@ export function mhaForward(
   if (!weights) return { output, weights: null };
   const w = (options.averageAttnWeights ?? true) ? averageHeads(weights, options) : weights;
   return { output, weights: batched ? w : w.squeeze(0) };
+}
+
+/** Options of {@link inProjection}. */
+export interface InProjectionOptions extends OpOptions {
+  /** Which inputs are one tensor, sharing a GEMM: 'qkv' (self-attention), 'kv' (shared key/value), 'none'. */
+  same: 'qkv' | 'kv' | 'none';
+  /** Where the shared k/v projection goes ([S, N, 2E], e.g. a KV cache's free positions); default a new tensor. */
+  kvOut?: F32;
 }
 
 /** The q, k, v projections of sequence-first views; `same` says which inputs are one tensor (shared GEMMs). */
@@ -130,20 +138,20 @@ export interface InProjection {
  * With `query` null only k and v are computed (q is returned empty).
  */
 export function inProjection(
-  query: F32 | null, key: F32, value: F32, p: MultiHeadAttentionParams, same: 'qkv' | 'kv' | 'none',
-  kvOut?: F32,
+  query: F32 | null, key: F32, value: F32, p: MultiHeadAttentionParams, options: InProjectionOptions,
 ): InProjection {
+  const { same, kvOut } = options;
   const e = p.outProjWeight.shape[0]!;
   const w = p.inProjWeight ?? null;
   const b = p.inProjBias ?? null;
   const rows = (t: F32 | null, from: number, count: number): F32 | null => (t ? t.narrow(0, from * e, count * e) : null);
   const cols = (t: F32, from: number): F32 => t.narrow(-1, from * e, e);
-  const opts = { cacheWeight: true } as const;
+  const opts = { cacheWeight: true, ...backendOf(options) } as const;
   if (w && same === 'qkv' && query && !kvOut) {
     const qkv = linear(query, w, b, opts);
     return { q: cols(qkv, 0), k: cols(qkv, 1), v: cols(qkv, 2) };
   }
-  const q = query ? projectQuery(query, p) : zeros([0, 1, e]);
+  const q = query ? projectQuery(query, p, options) : zeros([0, 1, e]);
   if (w && same !== 'none') {
     const kv = linear(key, rows(w, 1, 2)!, rows(b, 1, 2), kvOut ? { ...opts, out: kvOut } : opts);
     return { q, k: cols(kv, 0), v: cols(kv, 1) };
@@ -154,11 +162,11 @@ export function inProjection(
 }
 
 /** The query projection alone (cross-attention steps over precomputed keys and values). */
-export function projectQuery(query: F32, p: MultiHeadAttentionParams): F32 {
+export function projectQuery(query: F32, p: MultiHeadAttentionParams, options: OpOptions = {}): F32 {
   const e = p.outProjWeight.shape[0]!;
   const w = p.inProjWeight ? p.inProjWeight.narrow(0, 0, e) : p.qProjWeight!;
   const b = p.inProjBias ? p.inProjBias.narrow(0, 0, e) : null;
-  return linear(query, w, b, { cacheWeight: true });
+  return linear(query, w, b, { cacheWeight: true, ...backendOf(options) });
 }
 
 /** Options of {@link attendHeads}. */
@@ -334,12 +342,12 @@ function backendOf(options: OpOptions): OpOptions {
  * every sequence, then a zero row when `zeroRow`. The copies are backend
  * calls (x + 0 through strides), so they stay in order inside runAsync.
  */
-function appendRows(x: F32, biasRow: F32 | null, zeroRow: boolean): F32 {
+function appendRows(x: F32, biasRow: F32 | null, zeroRow: boolean, options: OpOptions): F32 {
   const [s, n, e] = x.shape as [number, number, number];
   const extra = (biasRow ? 1 : 0) + (zeroRow ? 1 : 0);
   const out = zeros([s + extra, n, e]);
-  add(x, 0, { out: out.narrow(0, 0, s) });
-  if (biasRow) add(biasRow.reshape([1, 1, e]).expand([1, n, e]), 0, { out: out.narrow(0, s, 1) });
+  add(x, 0, { out: out.narrow(0, 0, s), ...backendOf(options) });
+  if (biasRow) add(biasRow.reshape([1, 1, e]).expand([1, n, e]), 0, { out: out.narrow(0, s, 1), ...backendOf(options) });
   return out;
 }
 
