@@ -897,23 +897,19 @@ describe.runIf(hasNative)('native boundary fuzz', () => {
     for (const isa of supported) expect(a.setIsa(isa)).toBe(isa);
   });
 
-  // Corpus replay: each entry is a NativeCase. Entries that need a separate process use kind 'native-process'; a
-  // `knownBug` one documents an open bug and is expected to fail until it is fixed (then drop the field).
+  // Corpus replay: each entry is a NativeCase. Entries that need a separate process use kind 'native-process'. Every
+  // entry asserts the correct behaviour: a bug the corpus finds is fixed, not recorded as expected to fail.
   for (const [file, entry] of loadCorpus<NativeCase>('native')) {
     it(`corpus ${file}: ${entry.note}`, async () => {
       await runCase(entry.case);
     });
   }
   const underAsan = process.env.ATTNODE_EXPECT_ASAN === '1';
-  type ProcessCase = { script: string; expect: string; knownBug?: string; asanOnly?: boolean };
+  type ProcessCase = { script: string; expect: string; asanOnly?: boolean };
   for (const [file, entry] of loadCorpus<ProcessCase>('native-process')) {
-    // knownBug: expected to fail (it.fails) while open — except under ASan, where the child's report would fail the
-    // whole run, and for asanOnly cases (silent corruption without ASan), which are skipped until fixed.
-    const { knownBug, asanOnly } = entry.case;
-    const skip = (asanOnly && (!underAsan || knownBug)) || (knownBug && underAsan);
-    const t = skip ? it.skip : knownBug ? it.fails : it;
-    const why = !skip ? '' : knownBug ? ` (skipped: known bug ${knownBug}; under ASan its report would fail the run)`
-      : ' (skipped: silent without ASan; runs under npm run test:asan)';
+    // asanOnly: memory corruption that is silent without ASan, so the case only says something under it.
+    const t = entry.case.asanOnly && !underAsan ? it.skip : it;
+    const why = entry.case.asanOnly && !underAsan ? ' (skipped: silent without ASan; runs under npm run test:asan)' : '';
     t(`corpus ${file}: ${entry.note}${why}`, () => {
       // A child process: a case that corrupts memory must not take the test runner down with it.
       const root = path.resolve(__dirname, '..');
