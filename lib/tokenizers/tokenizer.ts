@@ -28,6 +28,54 @@ interface EngineInternals {
   special_tokens: string[];
 }
 
+/**
+ * Where the engine's output differs from Hugging Face's Rust `tokenizers` (the reference the tests hold it to),
+ * its objects are adjusted here, once per tokenizer:
+ *
+ * - Unigram with `byte_fallback`: the engine maps pieces outside the vocabulary to `<unk>`; Rust spells them
+ *   as their UTF-8 bytes `<0xNN>` (when the vocabulary has every byte of the piece), as SentencePiece does.
+ * - The ByteFallback decoder: the engine's `TextDecoder` drops a leading U+FEFF and replaces an invalid byte run
+ *   by one U+FFFD per maximal subpart; Rust keeps U+FEFF and, when a byte run is not valid UTF-8, gives one U+FFFD
+ *   per byte.
+ */
+function alignWithReference(engine: EngineInternals, tj: JsonObject): void {
+  const model = tj.model as JsonObject;
+  if (model.type === 'Unigram' && model.byte_fallback === true) {
+    const m = engine.model as unknown as { encode(tokens: string[]): string[] };
+    const encode = m.encode.bind(m);
+    const vocab = engine.model.tokens_to_ids;
+    const utf8 = new TextEncoder();
+    const byteToken = (b: number) => `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`;
+    m.encode = (tokens: string[]): string[] => {
+      const out: string[] = [];
+      for (const piece of encode(tokens)) {
+        if (vocab.has(piece)) { out.push(piece); continue; }
+        const bytes = Array.from(utf8.encode(piece), byteToken);
+        if (bytes.every((b) => vocab.has(b))) out.push(...bytes);
+        else out.push(piece);
+      }
+      return out;
+    };
+  }
+  const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  const rustLike = {
+    decode(bytes: Uint8Array): string {
+      try {
+        return strict.decode(bytes);
+      } catch {
+        return '\ufffd'.repeat(bytes.length);
+      }
+    },
+  };
+  const visit = (d: unknown): void => {
+    if (typeof d !== 'function' && (typeof d !== 'object' || d === null)) return;
+    const dec = d as { config?: { type?: string }; text_decoder?: unknown; decoders?: unknown[] };
+    if (dec.config?.type === 'ByteFallback' && dec.text_decoder) dec.text_decoder = rustLike;
+    if (Array.isArray(dec.decoders)) dec.decoders.forEach(visit);
+  };
+  visit((engine as unknown as { decoder: unknown }).decoder);
+}
+
 /** Options of {@link PreTrainedTokenizer.encode}. */
 export interface EncodeOptions {
   /** Add the tokenizer's special tokens (BOS, `[CLS]`/`[SEP]`, …) as its post-processor says. Default true. */
@@ -156,6 +204,7 @@ export function createTokenizer(files: TokenizerFiles): PreTrainedTokenizer {
     throw new Error(`${source}: the tokenizer cannot be built (${(e as Error)?.message ?? String(e)})`);
   }
   const internals = engine as unknown as EngineInternals;
+  alignWithReference(internals, files.tokenizerJson);
   const idOf = (t: string): number | undefined => internals.added_tokens_map.get(t)?.id ?? internals.model.tokens_to_ids.get(t);
 
   const specialId = (key: string): number | undefined => {
