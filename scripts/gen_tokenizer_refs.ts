@@ -17,6 +17,9 @@
  * 2. Reference ids, decodes, pairs, truncation and padding, computed by the Rust library, for those
  *    folders and for the real GPT-2 and Llama 3 files in ../shared/real/tokenizers (`refs/*.json`).
  *
+ * The Rust trainers break ties in an unspecified order, so a rerun may renumber the trained vocabularies;
+ * the folders and their references are always regenerated together.
+ *
  * Run: `npm run gen:tokenizer-refs` (needs ../shared/real for the real-file references; skips them
  * with a message otherwise).
  */
