@@ -63,7 +63,7 @@ function scatterRows(dst: Float32Array, off: number, rows: number, cols: number,
 }
 
 type Op = 'gemm' | 'softmax' | 'layerNorm' | 'rmsNorm' | 'addLayerNorm' | 'addRmsNorm' | 'relu' | 'gelu' | 'binary'
-  | 'embedding' | 'permute0213' | 'attention';
+  | 'embedding' | 'permute0213' | 'attention' | 'unary' | 'siluMul';
 
 /** One injected fault; `arg` names the addon argument (field) it hits. */
 export type Fault =
@@ -248,6 +248,31 @@ function build(c: NativeCase): Built {
         reference: (v) => (c.op === 'relu' ? jsReference('relu', { x: v.x as Float32Array, y: v.y as Float32Array })
           : jsReference('gelu', { x: v.x as Float32Array, y: v.y as Float32Array, tanhApprox: !!tanh })),
         tol: [2e-6, 2e-6],
+      };
+    }
+    case 'unary': {
+      const { len, uop } = p as Record<string, number>;
+      return {
+        bufs: [
+          { name: 'x', elem: 'f32', length: len, out: false, fill: (r) => uni(r) * 12 },
+          { name: 'y', elem: 'f32', length: len, out: true, fill: uni },
+        ],
+        args: (v) => ({ op: uop, x: v.x, y: v.y }),
+        reference: (v) => jsReference('unary', { op: uop!, x: v.x as Float32Array, y: v.y as Float32Array }),
+        tol: [1e-6, 1e-6],
+      };
+    }
+    case 'siluMul': {
+      const { len } = p as Record<string, number>;
+      return {
+        bufs: [
+          { name: 'gate', elem: 'f32', length: len, out: false, fill: (r) => uni(r) * 12 },
+          { name: 'up', elem: 'f32', length: len, out: false, fill: (r) => uni(r) * 3 },
+          { name: 'y', elem: 'f32', length: len, out: true, fill: uni },
+        ],
+        args: (v) => ({ gate: v.gate, up: v.up, y: v.y }),
+        reference: (v) => jsReference('siluMul', { gate: v.gate as Float32Array, up: v.up as Float32Array, y: v.y as Float32Array }),
+        tol: [1e-6, 1e-6],
       };
     }
     case 'binary': {
@@ -494,6 +519,8 @@ const params: Record<Op, fc.Arbitrary<NativeCase['p']>> = {
   addRmsNorm: fc.record({ rows: dim, cols: dim, gamma: bit, sum: bit, eps: fc.constantFrom(1e-5, 1e-3, 0.5) }),
   relu: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255) }),
   gelu: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255), tanh: bit }),
+  unary: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255), uop: fc.integer({ min: 0, max: 2 }) }),
+  siluMul: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255) }),
   binary: fc.integer({ min: 1, max: 4 }).chain((nd) =>
     fc.record({
       op: fc.integer({ min: 0, max: 3 }),
@@ -527,6 +554,8 @@ const ARRAYS: Record<Op, { inputs: string[]; outputs: string[]; optional: [name:
   addRmsNorm: { inputs: ['x', 'residual'], outputs: ['y'], optional: [['weight', 'gamma'], ['sum', 'sum']] },
   relu: { inputs: ['x'], outputs: ['y'], optional: [] },
   gelu: { inputs: ['x'], outputs: ['y'], optional: [] },
+  unary: { inputs: ['x'], outputs: ['y'], optional: [] },
+  siluMul: { inputs: ['gate', 'up'], outputs: ['y'], optional: [] },
   binary: { inputs: ['a', 'b'], outputs: ['y'], optional: [] },
   embedding: { inputs: ['weight'], outputs: ['out'], optional: [] },
   permute0213: { inputs: ['x'], outputs: ['y'], optional: [] },
@@ -542,6 +571,8 @@ const INTS: Record<Op, string[]> = {
   addRmsNorm: ['rows', 'cols'],
   relu: [],
   gelu: [],
+  unary: ['op'],
+  siluMul: [],
   binary: ['op'],
   embedding: ['num', 'dim'],
   permute0213: ['d0', 'd1', 'd2', 'd3'],
@@ -557,6 +588,8 @@ const REQUIRED: Record<Op, string[]> = {
   addRmsNorm: ['x', 'residual', 'weight', 'y', 'sum', 'rows', 'cols', 'eps'],
   relu: ['x', 'y'],
   gelu: ['x', 'y', 'tanhApprox'],
+  unary: ['op', 'x', 'y'],
+  siluMul: ['gate', 'up', 'y'],
   binary: ['op', 'a', 'aStrides', 'b', 'bStrides', 'y', 'shape'],
   embedding: ['weight', 'num', 'dim', 'ids', 'out'],
   permute0213: ['x', 'y', 'd0', 'd1', 'd2', 'd3'],
@@ -566,7 +599,7 @@ const REQUIRED: Record<Op, string[]> = {
 /** Ops whose output may exactly alias an input (element-wise, in place). */
 const ALIASABLE: Partial<Record<Op, [string, string]>> = {
   softmax: ['y', 'x'], layerNorm: ['y', 'x'], rmsNorm: ['y', 'x'], addLayerNorm: ['y', 'residual'], addRmsNorm: ['y', 'x'],
-  relu: ['y', 'x'], gelu: ['y', 'x'],
+  relu: ['y', 'x'], gelu: ['y', 'x'], unary: ['y', 'x'], siluMul: ['y', 'up'],
 };
 
 function faultFor(op: Op, p: NativeCase['p']): fc.Arbitrary<Fault> {
@@ -617,7 +650,7 @@ function caseArb(op: Op, mode?: NativeCase['mode']): fc.Arbitrary<NativeCase> {
 // ---------------------------------------------------------------------------
 
 const OPS: Op[] = ['gemm', 'softmax', 'layerNorm', 'rmsNorm', 'addLayerNorm', 'addRmsNorm', 'relu', 'gelu', 'binary', 'embedding',
-  'permute0213', 'attention'];
+  'permute0213', 'attention', 'unary', 'siluMul'];
 
 describe.runIf(hasNative)('native boundary fuzz', () => {
   afterAll(() => {

@@ -25,6 +25,15 @@ export enum BinaryOp {
   Div = 3,
 }
 
+/** Element-wise maps of {@link Backend.unary}. Values match native/kernels/elementwise/elementwise.h. */
+export enum UnaryOp {
+  /** x / (1 + exp(−x)) (PyTorch's SiLU formula). */
+  Silu = 0,
+  /** 1 / (1 + exp(−x)). */
+  Sigmoid = 1,
+  Tanh = 2,
+}
+
 /**
  * C = act(alpha · op(A) · op(B) + beta · C + bias), row-major, repeated over
  * `batch` (operand i starts at i · stride; a stride of 0 broadcasts). Every
@@ -236,6 +245,23 @@ export interface GeluArgs extends UnaryArgs {
   tanhApprox: boolean;
 }
 
+/** Arguments of {@link Backend.unary}: y = op(x) over x.length elements; x and y may alias exactly. */
+export interface UnaryMapArgs {
+  op: UnaryOp;
+  x: Float32Array;
+  y: Float32Array;
+}
+
+/**
+ * Arguments of {@link Backend.siluMul}: SwiGLU's y = silu(gate) · up over gate.length elements, silu rounded to
+ * float32 before the product (F.silu(gate) * up). up and y have gate's length; y may be gate or up exactly.
+ */
+export interface SiluMulArgs {
+  gate: Float32Array;
+  up: Float32Array;
+  y: Float32Array;
+}
+
 /**
  * Arguments of {@link Backend.binary}: y = a op b over index space `shape` (≤ 8 dims); strides in elements, 0
  * broadcasts. y is contiguous and must not alias a broadcast operand.
@@ -286,6 +312,8 @@ export interface OpArgs {
   addRmsNorm: AddRmsNormArgs;
   relu: UnaryArgs;
   gelu: GeluArgs;
+  unary: UnaryMapArgs;
+  siluMul: SiluMulArgs;
   binary: BinaryArgs;
   embedding: EmbeddingArgs;
   permute0213: Permute0213Args;

@@ -34,6 +34,8 @@ Kernel ParseRmsNorm(NamedArgs& args);
 Kernel ParseAddRmsNorm(NamedArgs& args);
 Kernel ParseRelu(NamedArgs& args);
 Kernel ParseGelu(NamedArgs& args);
+Kernel ParseUnary(NamedArgs& args);
+Kernel ParseSiluMul(NamedArgs& args);
 Kernel ParseBinary(NamedArgs& args);
 Kernel ParseEmbedding(NamedArgs& args);
 Kernel ParsePermute0213(NamedArgs& args);

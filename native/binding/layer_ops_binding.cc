@@ -1,4 +1,4 @@
-// softmax, layerNorm, addLayerNorm, rmsNorm, addRmsNorm, relu, gelu, binary,
+// softmax, layerNorm, addLayerNorm, rmsNorm, addRmsNorm, relu, gelu, unary, siluMul, binary,
 // embedding, permute0213: validate each op's argument object (the OpArgs
 // entries of lib/backend/backend.ts) and call the kernels in
 // native/kernels/{softmax,norms,elementwise,layout}/.
@@ -228,6 +228,37 @@ Kernel ParseGelu(NamedArgs& args) {
   check_unary(args, x, y);
   if (x.length == 0) return {};
   return [x = x.data, y = y.data, n = x.length, tanh_approx] { kernels::gelu(x, y, n, tanh_approx); };
+}
+
+// unary({ op, x, y }): op 0 silu, 1 sigmoid, 2 tanh (UnaryOp in lib/backend/backend.ts).
+Kernel ParseUnary(NamedArgs& args) {
+  const int64_t op = args.integer("op", 0, 2);
+  auto x = args.f32("x");
+  auto y = args.f32("y");
+  check_unary(args, x, y);
+  if (x.length == 0) return {};
+  return [op = static_cast<kernels::UnaryOp>(op), x = x.data, y = y.data, n = x.length] {
+    kernels::unary(op, x, y, n);
+  };
+}
+
+// siluMul({ gate, up, y }): y = silu(gate) * up over gate.length elements; y may be gate or up exactly.
+Kernel ParseSiluMul(NamedArgs& args) {
+  auto gate = args.f32("gate");
+  auto up = args.f32("up");
+  auto y = args.f32("y");
+  if (up.length != gate.length) {
+    args.range_error("argument 'up' has " + std::to_string(up.length) + " elements, expected gate's " +
+                     std::to_string(gate.length));
+  }
+  if (y.length != gate.length) {
+    args.range_error("argument 'y' has " + std::to_string(y.length) + " elements, expected gate's " +
+                     std::to_string(gate.length));
+  }
+  args.require_no_overlap(y, "y", gate, "gate", true);
+  args.require_no_overlap(y, "y", up, "up", true);
+  if (gate.length == 0) return {};
+  return [g = gate.data, u = up.data, y = y.data, n = gate.length] { kernels::silu_mul(g, u, y, n); };
 }
 
 namespace {

@@ -28,6 +28,8 @@ const OpEntry kOps[] = {
     ATTNODE_OP("addRmsNorm", ParseAddRmsNorm),
     ATTNODE_OP("relu", ParseRelu),
     ATTNODE_OP("gelu", ParseGelu),
+    ATTNODE_OP("unary", ParseUnary),
+    ATTNODE_OP("siluMul", ParseSiluMul),
     ATTNODE_OP("binary", ParseBinary),
     ATTNODE_OP("embedding", ParseEmbedding),
     ATTNODE_OP("permute0213", ParsePermute0213),

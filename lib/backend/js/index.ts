@@ -6,7 +6,7 @@ import type { Backend } from '../backend';
 import { attention } from './attention';
 import { binary } from './binary';
 import { gemm } from './gemm';
-import { addLayerNorm, addRmsNorm, embedding, gelu, layerNorm, permute0213, relu, rmsNorm, softmax } from './layer';
+import { addLayerNorm, addRmsNorm, embedding, gelu, layerNorm, permute0213, relu, rmsNorm, siluMul, softmax, unary } from './layer';
 
 export { erf, erfc, geluExact, geluTanh } from './math';
 
@@ -21,6 +21,8 @@ export const jsBackend: Backend = Object.freeze({
   addRmsNorm,
   relu,
   gelu,
+  unary,
+  siluMul,
   binary,
   embedding,
   permute0213,

@@ -12,9 +12,12 @@ import type {
   LayerNormArgs,
   Permute0213Args,
   RmsNormArgs,
+  SiluMulArgs,
   SoftmaxArgs,
   UnaryArgs,
+  UnaryMapArgs,
 } from '../backend';
+import { UnaryOp } from '../backend';
 import { geluExact, geluTanh } from './math';
 
 /** A row stride argument: its default (cols) or a checked integer ≥ cols. */
@@ -146,6 +149,38 @@ export function gelu({ x, y, tanhApprox }: GeluArgs): void {
   } else {
     for (let i = 0; i < n; i++) y[i] = geluExact(x[i]!);
   }
+}
+
+/** PyTorch's SiLU formula x / (1 + exp(−x)) in double, rounded once to float32. */
+function silu(x: number): number {
+  return x / (1 + Math.exp(-x));
+}
+
+/** y = op(x) (silu, sigmoid, tanh), each evaluated in double and rounded once. x and y may alias. */
+export function unary({ op, x, y }: UnaryMapArgs): void {
+  const n = x.length;
+  switch (op) {
+    case UnaryOp.Silu:
+      for (let i = 0; i < n; i++) y[i] = silu(x[i]!);
+      break;
+    case UnaryOp.Sigmoid:
+      for (let i = 0; i < n; i++) y[i] = 1 / (1 + Math.exp(-x[i]!));
+      break;
+    case UnaryOp.Tanh:
+      for (let i = 0; i < n; i++) y[i] = Math.tanh(x[i]!);
+      break;
+    default:
+      throw new RangeError(`unary: argument 'op' must be a UnaryOp (0, 1 or 2), got ${String(op)}`);
+  }
+}
+
+/** y = silu(gate) · up, silu rounded to float32 first (as F.silu(gate) * up). y may be gate or up. */
+export function siluMul({ gate, up, y }: SiluMulArgs): void {
+  const n = gate.length;
+  if (up.length !== n || y.length !== n) {
+    throw new RangeError(`siluMul: arguments 'up' and 'y' must have gate's length ${n}, got ${up.length} and ${y.length}`);
+  }
+  for (let i = 0; i < n; i++) y[i] = Math.fround(silu(gate[i]!)) * up[i]!;
 }
 
 /** out[i, :] = weight[ids[i], :]. Re-checks ids so a bad one can never read out of bounds. */
