@@ -63,7 +63,7 @@ function scatterRows(dst: Float32Array, off: number, rows: number, cols: number,
 }
 
 type Op = 'gemm' | 'softmax' | 'layerNorm' | 'rmsNorm' | 'addLayerNorm' | 'addRmsNorm' | 'relu' | 'gelu' | 'binary'
-  | 'embedding' | 'permute0213' | 'attention' | 'unary' | 'siluMul';
+  | 'embedding' | 'permute0213' | 'attention' | 'unary' | 'siluMul' | 'rope';
 
 /** One injected fault; `arg` names the addon argument (field) it hits. */
 export type Fault =
@@ -275,6 +275,32 @@ function build(c: NativeCase): Built {
         tol: [1e-6, 1e-6],
       };
     }
+    case 'rope': {
+      const { batch, seq, heads, dim, rdHalf, layout, perBatch, interleaved } = p as Record<string, number>;
+      const rotaryDim = Math.min(2 * rdHalf!, dim! - (dim! % 2));
+      // layout 0: contiguous [N, L, H, D]; 1: heads of a packed [N, L, 3·H·D + 1] projection (x) written into a
+      // contiguous y; both carry a row gap so the strides are not the defaults.
+      const row = layout ? 3 * heads! * dim! + 1 : heads! * dim!;
+      const xs = [seq! * row, row, dim!];
+      const ys = [seq! * heads! * dim!, heads! * dim!, dim!];
+      const pbs = perBatch ? seq! : 0;
+      const nPos = perBatch ? batch! * seq! : seq!;
+      return {
+        bufs: [
+          { name: 'x', elem: 'f32', length: reach([batch!, seq!, heads!], xs, dim!), out: false, fill: (r) => uni(r) * 3 },
+          { name: 'y', elem: 'f32', length: reach([batch!, seq!, heads!], ys, dim!), out: true, fill: uni },
+          { name: 'positions', elem: 'i32', length: nPos, out: false, fill: (r) => Math.floor(r() * 5000) },
+          { name: 'invFreq', elem: 'f32', length: rotaryDim / 2, out: false, fill: (r) => r() },
+        ],
+        args: (v) => ({ x: v.x, y: v.y, batch, seq, heads, dim, rotaryDim, xStrides: xs, yStrides: ys, positions: v.positions,
+          positionsBatchStride: pbs, invFreq: v.invFreq, interleaved: !!interleaved }),
+        reference: (v) => jsReference('rope', { x: v.x as Float32Array, y: v.y as Float32Array, batch: batch!, seq: seq!,
+          heads: heads!, dim: dim!, rotaryDim, xStrides: xs as [number, number, number], yStrides: ys as [number, number, number],
+          positions: v.positions as Int32Array, positionsBatchStride: pbs, invFreq: v.invFreq as Float32Array,
+          interleaved: !!interleaved }),
+        tol: [1e-6, 1e-6],
+      };
+    }
     case 'binary': {
       const { op } = p as Record<string, number>;
       const shape = p.shape as number[];
@@ -450,7 +476,9 @@ async function runCase(c: NativeCase): Promise<void> {
   const argViews: Record<string, unknown> = { ...views };
   if (f.kind === 'type') {
     const n = views[f.arg]?.length ?? 1;
-    argViews[f.arg] = f.as === 'Float64Array' ? new Float64Array(n) : f.as === 'Int32Array' ? new Int32Array(n)
+    // An int32 argument (rope's positions) given the wrong type gets a Float32Array instead of its own type.
+    const i32 = views[f.arg] instanceof Int32Array;
+    argViews[f.arg] = f.as === 'Float64Array' ? new Float64Array(n) : f.as === 'Int32Array' ? (i32 ? new Float32Array(n) : new Int32Array(n))
       : f.as === 'Uint8Array' ? new Uint8Array(n) : f.as === 'Array' ? new Array<number>(n).fill(0)
         : f.as === 'number' ? 0 : null;
   }
@@ -521,6 +549,11 @@ const params: Record<Op, fc.Arbitrary<NativeCase['p']>> = {
   gelu: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255), tanh: bit }),
   unary: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255), uop: fc.integer({ min: 0, max: 2 }) }),
   siluMul: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255) }),
+  rope: fc.record({
+    batch: fc.constantFrom(0, 1, 2, 3), seq: fc.constantFrom(0, 1, 2, 5, 9), heads: fc.constantFrom(0, 1, 2, 3),
+    dim: fc.constantFrom(0, 2, 4, 8, 16, 17, 34, 66), rdHalf: fc.constantFrom(0, 1, 2, 4, 8, 33), layout: bit, perBatch: bit,
+    interleaved: bit,
+  }),
   binary: fc.integer({ min: 1, max: 4 }).chain((nd) =>
     fc.record({
       op: fc.integer({ min: 0, max: 3 }),
@@ -556,6 +589,7 @@ const ARRAYS: Record<Op, { inputs: string[]; outputs: string[]; optional: [name:
   gelu: { inputs: ['x'], outputs: ['y'], optional: [] },
   unary: { inputs: ['x'], outputs: ['y'], optional: [] },
   siluMul: { inputs: ['gate', 'up'], outputs: ['y'], optional: [] },
+  rope: { inputs: ['x', 'positions', 'invFreq'], outputs: ['y'], optional: [] },
   binary: { inputs: ['a', 'b'], outputs: ['y'], optional: [] },
   embedding: { inputs: ['weight'], outputs: ['out'], optional: [] },
   permute0213: { inputs: ['x'], outputs: ['y'], optional: [] },
@@ -573,6 +607,7 @@ const INTS: Record<Op, string[]> = {
   gelu: [],
   unary: ['op'],
   siluMul: [],
+  rope: ['batch', 'seq', 'heads', 'dim', 'rotaryDim', 'positionsBatchStride'],
   binary: ['op'],
   embedding: ['num', 'dim'],
   permute0213: ['d0', 'd1', 'd2', 'd3'],
@@ -590,6 +625,8 @@ const REQUIRED: Record<Op, string[]> = {
   gelu: ['x', 'y', 'tanhApprox'],
   unary: ['op', 'x', 'y'],
   siluMul: ['gate', 'up', 'y'],
+  rope: ['x', 'y', 'batch', 'seq', 'heads', 'dim', 'rotaryDim', 'xStrides', 'yStrides', 'positions', 'positionsBatchStride',
+    'invFreq', 'interleaved'],
   binary: ['op', 'a', 'aStrides', 'b', 'bStrides', 'y', 'shape'],
   embedding: ['weight', 'num', 'dim', 'ids', 'out'],
   permute0213: ['x', 'y', 'd0', 'd1', 'd2', 'd3'],
@@ -650,7 +687,7 @@ function caseArb(op: Op, mode?: NativeCase['mode']): fc.Arbitrary<NativeCase> {
 // ---------------------------------------------------------------------------
 
 const OPS: Op[] = ['gemm', 'softmax', 'layerNorm', 'rmsNorm', 'addLayerNorm', 'addRmsNorm', 'relu', 'gelu', 'binary', 'embedding',
-  'permute0213', 'attention', 'unary', 'siluMul'];
+  'permute0213', 'attention', 'unary', 'siluMul', 'rope'];
 
 describe.runIf(hasNative)('native boundary fuzz', () => {
   afterAll(() => {

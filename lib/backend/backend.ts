@@ -298,6 +298,34 @@ export interface Permute0213Args {
 }
 
 /**
+ * Arguments of {@link Backend.rope}: rotary position embedding of x [batch, seq, heads, dim] into y (same shape),
+ * both addressed by element strides over (batch, position, head) with a contiguous feature axis; y may be x itself
+ * (same strides: in place). Per pair (x0, x1) with angle a = float32(float32(position) · invFreq[i]) and
+ * c = float32(cos a), s = float32(sin a): y0 = x0·c − x1·s, y1 = x1·c + x0·s, each product rounded to float32
+ * before the sum (PyTorch's `x * cos + rotate_half(x) * sin` in float32). Features past rotaryDim are copied.
+ */
+export interface RopeArgs {
+  x: Float32Array;
+  y: Float32Array;
+  batch: number;
+  seq: number;
+  heads: number;
+  dim: number;
+  /** Even, at most dim: the first rotaryDim features are rotated (GPT-NeoX partial rotary). */
+  rotaryDim: number;
+  xStrides: readonly [number, number, number];
+  yStrides: readonly [number, number, number];
+  /** Absolute positions (each >= 0): entry b · positionsBatchStride + l is the position of (b, l). */
+  positions: Int32Array;
+  /** 0 (one row of seq positions for every batch row) or seq. */
+  positionsBatchStride: number;
+  /** rotaryDim / 2 frequencies. */
+  invFreq: Float32Array;
+  /** false: pairs (i, i + rotaryDim/2) (Hugging Face rotate_half); true: pairs (2i, 2i + 1) (GPT-J, Meta). */
+  interleaved: boolean;
+}
+
+/**
  * Every op a backend implements, by name, with its one argument object. This
  * table is the op list: the native addon exports a function of the same name
  * taking the same object (native/binding/op_registry.cc), and the JS backend a
@@ -318,6 +346,7 @@ export interface OpArgs {
   embedding: EmbeddingArgs;
   permute0213: Permute0213Args;
   attention: AttentionArgs;
+  rope: RopeArgs;
 }
 
 /** An op's name. */

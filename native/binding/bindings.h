@@ -40,6 +40,7 @@ Kernel ParseBinary(NamedArgs& args);
 Kernel ParseEmbedding(NamedArgs& args);
 Kernel ParsePermute0213(NamedArgs& args);
 Kernel ParseAttention(NamedArgs& args);
+Kernel ParseRope(NamedArgs& args);
 
 // Command lists (command_list_binding.cc): what the record form of an op needs.
 struct CommandList;

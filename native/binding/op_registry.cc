@@ -34,6 +34,7 @@ const OpEntry kOps[] = {
     ATTNODE_OP("embedding", ParseEmbedding),
     ATTNODE_OP("permute0213", ParsePermute0213),
     ATTNODE_OP("attention", ParseAttention),
+    ATTNODE_OP("rope", ParseRope),
 };
 
 #undef ATTNODE_OP

@@ -6,6 +6,7 @@ import type { Backend } from '../backend';
 import { attention } from './attention';
 import { binary } from './binary';
 import { gemm } from './gemm';
+import { rope } from './rotary';
 import { addLayerNorm, addRmsNorm, embedding, gelu, layerNorm, permute0213, relu, rmsNorm, siluMul, softmax, unary } from './layer';
 
 export { erf, erfc, geluExact, geluTanh } from './math';
@@ -27,4 +28,5 @@ export const jsBackend: Backend = Object.freeze({
   embedding,
   permute0213,
   attention,
+  rope,
 } as const);
