@@ -361,14 +361,16 @@ function build(c: NativeCase): Built {
       };
     }
     case 'attention': {
-      const { batch, heads, lq, lk, dk, dv, layout, causal, weights, nMasks, bf16 } = p as Record<string, number>;
+      const { batch, heads, lq, lk, dk, dv, layout, causal, weights, nMasks, bf16, group = 1 } = p as Record<string, number>;
+      // Grouped-query attention: kvHeads key/value heads when group divides heads (corpus cases have no group).
+      const kvHeads = heads! % group! === 0 ? heads! / group! : heads!;
       // bfloat16 products where the CPU has them (calls with weights or <= 8 queries run float32 anyway).
       const precision = bf16 && addon?.info().bf16 ? ('bfloat16' as const) : undefined;
       const maskKinds = p.maskKinds as number[]; // per mask: 0 f32, 1 u8
       const maskBcast = p.maskBcast as number[]; // per mask: bit d set = broadcast over dim d of [b, h, q, k]
       // layout 0: [batch, heads, seq, d] contiguous; 1: [seq, batch, heads·d] (MultiheadAttention's layout).
-      const st = (l: number, w: number): number[] => (layout === 0 ? [heads * l * w, l * w, w] : [heads * w, w, batch * heads * w]);
-      const qs = st(lq, dk), ks = st(lk, dk), vs = st(lk, dv), os = st(lq, dv);
+      const st = (l: number, w: number, hh = heads!): number[] => (layout === 0 ? [hh * l * w, l * w, w] : [hh * w, w, batch! * hh * w]);
+      const qs = st(lq!, dk!), ks = st(lk!, dk!, kvHeads), vs = st(lk!, dv!, kvHeads), os = st(lq!, dv!);
       const sizes = [batch, heads, lq, lk];
       const masks = maskKinds.slice(0, nMasks).map((kind, i) => {
         const strides = [0, 0, 0, 0];
@@ -384,8 +386,8 @@ function build(c: NativeCase): Built {
       return {
         bufs: [
           { name: 'q', elem: 'f32', length: reach([batch, heads, lq], qs, dk), out: false, fill: uni },
-          { name: 'k', elem: 'f32', length: reach([batch, heads, lk], ks, dk), out: false, fill: uni },
-          { name: 'v', elem: 'f32', length: reach([batch, heads, lk], vs, dv), out: false, fill: uni },
+          { name: 'k', elem: 'f32', length: reach([batch!, kvHeads, lk!], ks, dk!), out: false, fill: uni },
+          { name: 'v', elem: 'f32', length: reach([batch!, kvHeads, lk!], vs, dv!), out: false, fill: uni },
           { name: 'out', elem: 'f32', length: reach([batch, heads, lq], os, dv), out: true, fill: uni },
           ...masks.map((m, i) => ({
             name: `mask${i}`, elem: (m.kind ? 'u8' : 'f32') as 'u8' | 'f32', length: m.length, out: false,
@@ -396,12 +398,14 @@ function build(c: NativeCase): Built {
         ],
         args: (v) => ({ q: v.q, k: v.k, v: v.v, out: v.out, qStrides: qs, kStrides: ks, vStrides: vs, outStrides: os,
           batch, heads, lq, lk, dk, dv, scale: 0.37, masks: masks.map((m, i) => ({ data: v[`mask${i}`], strides: m.strides })),
-          causal: !!causal, weights: weights ? v.weights : null, ...(precision ? { precision } : {}) }),
+          causal: !!causal, weights: weights ? v.weights : null, ...(precision ? { precision } : {}),
+          // kvHeads is given when it differs from heads, and half the time when it does not (its default).
+          ...(kvHeads !== heads || (c.seed & 2) ? { kvHeads } : {}) }),
         reference: (v) => jsBackend.attention({
           q: v.q as Float32Array, k: v.k as Float32Array, v: v.v as Float32Array, out: v.out as Float32Array,
           qStrides: qs as [number, number, number], kStrides: ks as [number, number, number],
           vStrides: vs as [number, number, number], outStrides: os as [number, number, number],
-          batch, heads, lq, lk, dk, dv, scale: 0.37,
+          batch, heads, lq, lk, dk, dv, scale: 0.37, kvHeads,
           masks: masks.map((m, i) => ({ data: v[`mask${i}`], strides: m.strides }) as unknown as AttentionMask),
           causal: !!causal, weights: weights ? (v.weights as Float32Array) : null, precision,
         }),
@@ -564,7 +568,7 @@ const params: Record<Op, fc.Arbitrary<NativeCase['p']>> = {
   embedding: fc.record({ num: dim, dim: dim, nIds: dim }),
   permute0213: fc.record({ d: fc.array(smallDim, { minLength: 4, maxLength: 4 }) }),
   attention: fc.record({
-    batch: fc.constantFrom(0, 1, 2, 3), heads: fc.constantFrom(0, 1, 2, 3), lq: fc.constantFrom(0, 1, 1, 2, 3, 5, 7, 8, 9, 13),
+    batch: fc.constantFrom(0, 1, 2, 3), heads: fc.constantFrom(0, 1, 2, 3, 4, 6), group: fc.constantFrom(1, 1, 2, 3), lq: fc.constantFrom(0, 1, 1, 2, 3, 5, 7, 8, 9, 13),
     // 65 and 130: several key blocks and a partial one, for the bf16 packing.
     lk: fc.constantFrom(0, 1, 1, 2, 3, 5, 7, 8, 65, 130), bf16: bit,
     dk: fc.constantFrom(0, 1, 3, 8, 16, 17), dv: fc.constantFrom(0, 1, 3, 8, 16, 17), layout: bit, causal: bit,
@@ -611,7 +615,7 @@ const INTS: Record<Op, string[]> = {
   binary: ['op'],
   embedding: ['num', 'dim'],
   permute0213: ['d0', 'd1', 'd2', 'd3'],
-  attention: ['batch', 'heads', 'lq', 'lk', 'dk', 'dv'],
+  attention: ['batch', 'heads', 'lq', 'lk', 'dk', 'dv', 'kvHeads'],
 };
 /** Fields without a default: leaving one out is a TypeError naming it. */
 const REQUIRED: Record<Op, string[]> = {

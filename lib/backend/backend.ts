@@ -137,6 +137,11 @@ export interface AttentionArgs {
   outStrides: readonly [number, number, number];
   batch: number;
   heads: number;
+  /**
+   * Key/value heads (grouped-query attention; default `heads`, must divide it): query head h reads key/value head
+   * ⌊h / (heads / kvHeads)⌋, and kStrides/vStrides address kvHeads heads, so shared heads are never copied.
+   */
+  kvHeads?: number;
   /** Query positions. */
   lq: number;
   /** Key/value positions. */
