@@ -63,7 +63,7 @@ function scatterRows(dst: Float32Array, off: number, rows: number, cols: number,
 }
 
 type Op = 'gemm' | 'softmax' | 'layerNorm' | 'rmsNorm' | 'addLayerNorm' | 'addRmsNorm' | 'relu' | 'gelu' | 'binary'
-  | 'embedding' | 'permute0213' | 'attention' | 'unary' | 'siluMul' | 'rope';
+  | 'embedding' | 'permute0213' | 'attention' | 'unary' | 'siluMul' | 'rope' | 'copy';
 
 /** One injected fault; `arg` names the addon argument (field) it hits. */
 export type Fault =
@@ -273,6 +273,35 @@ function build(c: NativeCase): Built {
         args: (v) => ({ gate: v.gate, up: v.up, y: v.y }),
         reference: (v) => jsReference('siluMul', { gate: v.gate as Float32Array, up: v.up as Float32Array, y: v.y as Float32Array }),
         tol: [1e-6, 1e-6],
+      };
+    }
+    case 'copy': {
+      const shape = p.shape as number[];
+      const { xRev, yPad, xBcast } = p as Record<string, number>;
+      // x: contiguous in reversed dim order (a transposed view) or row-major, optionally broadcast over dim 0;
+      // y: row-major with yPad extra elements per innermost row (a slice of a wider output, as cat writes).
+      const nd = shape.length;
+      const xs = new Array<number>(nd).fill(0);
+      let acc = 1;
+      for (const d of xRev ? [...shape.keys()] : [...shape.keys()].reverse()) {
+        xs[d] = acc;
+        acc *= shape[d]!;
+      }
+      if (xBcast && nd > 1) xs[0] = 0;
+      const ys = new Array<number>(nd).fill(0);
+      acc = 1;
+      for (let d = nd - 1; d >= 0; d--) {
+        ys[d] = acc;
+        acc *= shape[d]! + (d === nd - 1 ? yPad! : 0);
+      }
+      return {
+        bufs: [
+          { name: 'x', elem: 'f32', length: reach(shape, xs, 1), out: false, fill: uni },
+          { name: 'y', elem: 'f32', length: reach(shape, ys, 1), out: true, fill: uni },
+        ],
+        args: (v) => ({ x: v.x, xStrides: xs, y: v.y, yStrides: ys, shape }),
+        reference: (v) => jsReference('copy', { x: v.x as Float32Array, xStrides: xs, y: v.y as Float32Array, yStrides: ys, shape }),
+        tol: [0, 0],
       };
     }
     case 'rope': {
@@ -553,6 +582,9 @@ const params: Record<Op, fc.Arbitrary<NativeCase['p']>> = {
   gelu: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255), tanh: bit }),
   unary: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255), uop: fc.integer({ min: 0, max: 2 }) }),
   siluMul: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255) }),
+  copy: fc.integer({ min: 1, max: 4 }).chain((nd) => fc.record({
+    shape: fc.array(smallDim, { minLength: nd, maxLength: nd }), xRev: bit, yPad: fc.constantFrom(0, 0, 1, 3), xBcast: bit,
+  })),
   rope: fc.record({
     batch: fc.constantFrom(0, 1, 2, 3), seq: fc.constantFrom(0, 1, 2, 5, 9), heads: fc.constantFrom(0, 1, 2, 3),
     dim: fc.constantFrom(0, 2, 4, 8, 16, 17, 34, 66), rdHalf: fc.constantFrom(0, 1, 2, 4, 8, 33), layout: bit, perBatch: bit,
@@ -594,6 +626,7 @@ const ARRAYS: Record<Op, { inputs: string[]; outputs: string[]; optional: [name:
   unary: { inputs: ['x'], outputs: ['y'], optional: [] },
   siluMul: { inputs: ['gate', 'up'], outputs: ['y'], optional: [] },
   rope: { inputs: ['x', 'positions', 'invFreq'], outputs: ['y'], optional: [] },
+  copy: { inputs: ['x'], outputs: ['y'], optional: [] },
   binary: { inputs: ['a', 'b'], outputs: ['y'], optional: [] },
   embedding: { inputs: ['weight'], outputs: ['out'], optional: [] },
   permute0213: { inputs: ['x'], outputs: ['y'], optional: [] },
@@ -612,6 +645,7 @@ const INTS: Record<Op, string[]> = {
   unary: ['op'],
   siluMul: [],
   rope: ['batch', 'seq', 'heads', 'dim', 'rotaryDim', 'positionsBatchStride'],
+  copy: [],
   binary: ['op'],
   embedding: ['num', 'dim'],
   permute0213: ['d0', 'd1', 'd2', 'd3'],
@@ -629,6 +663,7 @@ const REQUIRED: Record<Op, string[]> = {
   gelu: ['x', 'y', 'tanhApprox'],
   unary: ['op', 'x', 'y'],
   siluMul: ['gate', 'up', 'y'],
+  copy: ['x', 'xStrides', 'y', 'yStrides', 'shape'],
   rope: ['x', 'y', 'batch', 'seq', 'heads', 'dim', 'rotaryDim', 'xStrides', 'yStrides', 'positions', 'positionsBatchStride',
     'invFreq', 'interleaved'],
   binary: ['op', 'a', 'aStrides', 'b', 'bStrides', 'y', 'shape'],
@@ -691,7 +726,7 @@ function caseArb(op: Op, mode?: NativeCase['mode']): fc.Arbitrary<NativeCase> {
 // ---------------------------------------------------------------------------
 
 const OPS: Op[] = ['gemm', 'softmax', 'layerNorm', 'rmsNorm', 'addLayerNorm', 'addRmsNorm', 'relu', 'gelu', 'binary', 'embedding',
-  'permute0213', 'attention', 'unary', 'siluMul', 'rope'];
+  'permute0213', 'attention', 'unary', 'siluMul', 'rope', 'copy'];
 
 describe.runIf(hasNative)('native boundary fuzz', () => {
   afterAll(() => {

@@ -281,6 +281,18 @@ export interface BinaryArgs {
   shape: readonly number[];
 }
 
+/**
+ * Arguments of {@link Backend.copy}: y[i] = x[i] over index space `shape` (≤ 8 dims), both addressed by element
+ * strides (y's elements distinct; x and y must not overlap unless they are the same view).
+ */
+export interface CopyArgs {
+  x: Float32Array;
+  xStrides: readonly number[];
+  y: Float32Array;
+  yStrides: readonly number[];
+  shape: readonly number[];
+}
+
 /** Arguments of {@link Backend.embedding}: out[i, :] = weight[ids[i], :]; ids already range-checked by ops. */
 export interface EmbeddingArgs {
   weight: Float32Array;
@@ -349,6 +361,7 @@ export interface OpArgs {
   siluMul: SiluMulArgs;
   binary: BinaryArgs;
   embedding: EmbeddingArgs;
+  copy: CopyArgs;
   permute0213: Permute0213Args;
   attention: AttentionArgs;
   rope: RopeArgs;

@@ -10,6 +10,7 @@
 #include "kernels/softmax/softmax.h"
 
 #include <stdexcept>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -311,6 +312,60 @@ Kernel ParseBinary(NamedArgs& args) {
   return [op = static_cast<kernels::BinaryOp>(op), a = a.data, as = std::move(a_strides), b = b.data,
           bs = std::move(b_strides), y = y.data, shape = std::move(shape)] {
     kernels::binary_op(op, a, as.data(), b, bs.data(), y, shape.data(), static_cast<int>(shape.size()));
+  };
+}
+
+namespace {
+
+// Distinct indices of `shape` reach distinct elements through `strides`
+// (sufficient condition: ordered by stride, each stride clears everything
+// the smaller ones reach), so parallel writes never race.
+bool elements_distinct(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size)
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 0) return true;
+    if (shape[d] > 1) dims.emplace_back(strides[d], shape[d]);
+  }
+  for (size_t i = 1; i < dims.size(); ++i) {
+    for (size_t j = i; j > 0 && dims[j] < dims[j - 1]; --j) std::swap(dims[j], dims[j - 1]);
+  }
+  int64_t covered = 1;
+  for (const auto& [stride, size] : dims) {
+    if (stride < covered) return false;
+    covered = stride * (size - 1) + covered;
+  }
+  return true;
+}
+
+}  // namespace
+
+// copy({ x, xStrides, y, yStrides, shape }): y[i] = x[i] over `shape` (<= 8 dims), both strided.
+Kernel ParseCopy(NamedArgs& args) {
+  auto x_strides = args.int_array("xStrides", kMaxBinaryDims, 0, kMaxElements);
+  auto y_strides = args.int_array("yStrides", kMaxBinaryDims, 0, kMaxElements);
+  auto shape = args.int_array("shape", kMaxBinaryDims, 0, kMaxElements);
+  auto x = args.f32("x");
+  auto y = args.f32("y");
+  if (x_strides.size() != shape.size() || y_strides.size() != shape.size()) {
+    args.range_error("xStrides (" + std::to_string(x_strides.size()) + " dims) and yStrides (" +
+                     std::to_string(y_strides.size()) + " dims) must have shape's " + std::to_string(shape.size()) +
+                     " dims");
+  }
+  int64_t size = 1;
+  for (int64_t s : shape) size = checked_mul(args, size, s, "product of shape");
+  const int64_t x_reach = strided_extent(args, shape, x_strides);
+  const int64_t y_reach = strided_extent(args, shape, y_strides);
+  args.require_length(x, "x", x_reach, "reach of shape and xStrides");
+  args.require_length(y, "y", y_reach, "reach of shape and yStrides");
+  if (!elements_distinct(shape, y_strides)) args.range_error("argument 'yStrides' makes output elements overlap");
+  Span<float> x_used = x, y_used = y;
+  x_used.length = x_reach;
+  y_used.length = y_reach;
+  // The same view is allowed (nothing moves); any other overlap is refused.
+  args.require_no_overlap(y_used, "y", x_used, "x", x_strides == y_strides);
+  if (size == 0) return {};
+  return [x = x.data, xs = std::move(x_strides), y = y.data, ys = std::move(y_strides), shape = std::move(shape)] {
+    kernels::copy_strided(x, xs.data(), y, ys.data(), shape.data(), static_cast<int>(shape.size()));
   };
 }
 

@@ -656,6 +656,49 @@ void test_embedding_permute(const std::string& isa) {
 }
 
 // ------------------------------------------------- threads vs single thread
+// copy_strided against an index-by-index walk: contiguous, transposed,
+// broadcast (stride 0) sources, strided destinations (a slice of a wider
+// output, as torch.cat writes), above the parallel grain.
+void test_copy_strided(const std::string& isa) {
+  struct C {
+    std::vector<int64_t> shape, xs, ys;
+  };
+  const std::vector<C> cases = {
+      {{5}, {1}, {1}},
+      {{3, 4}, {1, 3}, {4, 1}},                     // transposed source
+      {{2, 3, 5}, {0, 5, 1}, {45, 15, 1}},          // broadcast over dim 0, into a slice of a wider row
+      {{4, 7, 3}, {21, 3, 1}, {7 * 9, 9, 1}},       // cat along the last dim: rows 9 apart
+      {{300, 1000}, {1000, 1}, {1017, 1}},          // above the grain, row-strided destination
+      {{2, 1, 3, 64}, {192, 5, 64, 1}, {1024, 7, 256, 1}},
+      {{37, 53}, {1, 37}, {53, 1}},
+  };
+  for (const C& c : cases) {
+    int64_t xn = 1, yn = 1, total = 1;
+    for (size_t d = 0; d < c.shape.size(); ++d) {
+      xn += (c.shape[d] - 1) * c.xs[d];
+      yn += (c.shape[d] - 1) * c.ys[d];
+      total *= c.shape[d];
+    }
+    std::vector<float> x(xn), y(yn, -3.0f), want(yn, -3.0f);
+    for (auto& v : x) v = normal();
+    std::vector<int64_t> idx(c.shape.size(), 0);
+    for (int64_t i = 0; i < total; ++i) {
+      int64_t ox = 0, oy = 0;
+      for (size_t d = 0; d < c.shape.size(); ++d) {
+        ox += idx[d] * c.xs[d];
+        oy += idx[d] * c.ys[d];
+      }
+      want[oy] = x[ox];
+      for (size_t d = c.shape.size(); d-- > 0;) {
+        if (++idx[d] < c.shape[d]) break;
+        idx[d] = 0;
+      }
+    }
+    k::copy_strided(x.data(), c.xs.data(), y.data(), c.ys.data(), c.shape.data(), static_cast<int>(c.shape.size()));
+    CHECK(same_bits(y, want), "copy_strided %s: case with %zu dims differs", isa.c_str(), c.shape.size());
+  }
+}
+
 void test_threads_identical(const std::string& isa) {
   const int64_t rows = 2048, cols = 768, n = rows * cols;
   std::vector<float> x(n), g(cols), b(cols), bias(cols);
@@ -718,6 +761,7 @@ int main() {
     test_unary(name);
     test_binary(name);
     test_embedding_permute(name);
+    test_copy_strided(name);
     test_threads_identical(name);
     std::printf("%-9s %s\n", name.c_str(), g_failures == before ? "ok" : "FAILED");
   }

@@ -7,6 +7,7 @@
 import type {
   AddLayerNormArgs,
   AddRmsNormArgs,
+  CopyArgs,
   EmbeddingArgs,
   GeluArgs,
   LayerNormArgs,
@@ -194,6 +195,31 @@ export function embedding({ weight, num, dim, ids, out }: EmbeddingArgs): void {
     const src = id * dim;
     const dst = i * dim;
     for (let j = 0; j < dim; j++) out[dst + j] = weight[src + j]!;
+  }
+}
+
+/** y[i] = x[i] over `shape`, both strided (an odometer over the index space). */
+export function copy({ x, xStrides, y, yStrides, shape }: CopyArgs): void {
+  const nd = shape.length;
+  if (xStrides.length !== nd || yStrides.length !== nd) {
+    throw new RangeError(`copy: xStrides and yStrides must have shape's ${nd} dims, got ${xStrides.length} and ${yStrides.length}`);
+  }
+  let total = 1;
+  for (const d of shape) total *= d;
+  if (total === 0) return;
+  const idx = new Array<number>(nd).fill(0);
+  let ox = 0;
+  let oy = 0;
+  for (let i = 0; i < total; i++) {
+    y[oy] = x[ox]!;
+    for (let d = nd - 1; d >= 0; d--) {
+      ox += xStrides[d]!;
+      oy += yStrides[d]!;
+      if (++idx[d]! < shape[d]!) break;
+      ox -= xStrides[d]! * shape[d]!;
+      oy -= yStrides[d]! * shape[d]!;
+      idx[d] = 0;
+    }
   }
 }
 
