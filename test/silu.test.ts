@@ -106,3 +106,26 @@ describe.each(backends)('silu, sigmoid, tanh, siluMul on the %s backend', (backe
     expect(() => ops.siluMul(g, zeros([8]), { ...opts, out: g.narrow(0, 1, 7).view(7) as never })).toThrow(RangeError);
   });
 });
+
+describe.each(backends)('silu, sigmoid, tanh, siluMul vs PyTorch (fixtures/llama_ops.safetensors), %s backend', (backend) => {
+  it('within float32 rounding of F.silu, torch.sigmoid, torch.tanh and F.silu(gate) * up', async () => {
+    const { loadSafetensors } = await import('../lib/io/safetensors');
+    const { join } = await import('node:path');
+    const file = await loadSafetensors(join(__dirname, 'fixtures', 'llama_ops.safetensors'));
+    const get = (k: string): Tensor<'float32'> => file.tensors[k] as Tensor<'float32'>;
+    const x = get('act.x');
+    for (const [name, fn] of [['silu', ops.silu], ['sigmoid', ops.sigmoid], ['tanh', ops.tanh]] as const) {
+      const got = fn(x, { backend }).data;
+      const want = get(`act.${name}`).data;
+      for (let i = 0; i < want.length; i++) {
+        const [g, w] = [got[i]!, want[i]!];
+        if (Number.isNaN(w) || !Number.isFinite(w)) {
+          expect(Object.is(g, w) || (Number.isNaN(g) && Number.isNaN(w)), `${name} element ${i}: got ${g}, want ${w}`).toBe(true);
+        } else {
+          expect(Math.abs(g - w), `${name} element ${i} (x = ${x.data[i]}): got ${g}, want ${w}`).toBeLessThanOrEqual(4e-7 * Math.abs(w) + 1e-37);
+        }
+      }
+    }
+    expectClose(ops.siluMul(get('silu_mul.gate'), get('silu_mul.up'), { backend }).data, get('silu_mul.out').data, 8e-7, 1e-37);
+  });
+});
