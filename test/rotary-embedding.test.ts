@@ -56,6 +56,11 @@ describe.each(backends)('rotaryEmbedding on the %s backend', (backend) => {
       const p = tensor(Int32Array.from([0, 0, 0, 1, 2, 3, 4, 10, 11, 12, 13, 14, 15, 16]), [2, 7], 'int32');
       const got2 = ops.rotaryEmbedding(x, { ...opts, positions: p, interleaved });
       expectClose(got2.data, reference(x, (b, t) => p.data[b * 7 + t]!, inv, interleaved, 40), 0, 1e-6);
+      // HF's position_ids [1, L] is shared by every batch row, like [L].
+      const shared = tensor(Int32Array.from([5, 6, 7, 8, 9, 10, 11]), [1, 7], 'int32');
+      expect(Array.from(ops.rotaryEmbedding(x, { ...opts, positions: shared, interleaved }).data)).toEqual(Array.from(got.data));
+      expect(() => ops.rotaryEmbedding(x, { ...opts, positions: tensor(new Int32Array(21), [3, 7], 'int32') }))
+        .toThrow(/'positions' must have shape \[2, 7\], \[1, 7\] or \[7\], got \[3, 7\]/);
       // The positions matter: another offset gives other values.
       const other = ops.rotaryEmbedding(x, { ...opts, positions: 6, interleaved });
       expect(Math.max(...Array.from(other.data, (v, i) => Math.abs(v - got.data[i]!)))).toBeGreaterThan(0.1);

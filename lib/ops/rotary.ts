@@ -14,7 +14,7 @@ import type { F32 } from './checks';
 /** Options of {@link rotaryEmbedding}. */
 export interface RotaryEmbeddingOptions extends OutOptions {
   /**
-   * Absolute positions: int32 [N, L] (one row per batch row, e.g. for left-padded batches) or [L] (shared), each
+   * Absolute positions: int32 [N, L] (one row per batch row, e.g. for left-padded batches) or [1, L] / [L] (shared), each
    * >= 0; or a number `offset`, meaning positions offset … offset + L − 1 for every batch row (a decoding step).
    */
   positions: Tensor<'int32'> | number;
@@ -59,12 +59,13 @@ function positionArgs(fn: string, positions: unknown, n: number, l: number): [In
   const t = checkTensor(fn, 'positions', positions);
   if (t.dtype !== 'int32') throw argTypeError(fn, 'positions', 'be an int32 Tensor or a number (offset)', t);
   let stride: number;
-  if (t.ndim === 1 && t.shape[0] === l) {
+  if ((t.ndim === 1 && t.shape[0] === l) || (t.ndim === 2 && t.shape[0] === 1 && t.shape[1] === l)) {
+    // [L], or HF's position_ids [1, L]: one row shared by every batch row.
     stride = 0;
   } else if (t.ndim === 2 && t.shape[0] === n && t.shape[1] === l) {
     stride = l;
   } else {
-    throw shapeError(fn, 'positions', `[${n}, ${l}] or [${l}]`, t.shape);
+    throw shapeError(fn, 'positions', n === 1 ? `[1, ${l}] or [${l}]` : `[${n}, ${l}], [1, ${l}] or [${l}]`, t.shape);
   }
   // Read as a flat array (a view is copied in JS, which runAsync refuses: pass a contiguous tensor there).
   const d = dense(t as Tensor<'int32'>).data;
