@@ -15,7 +15,7 @@ import type { BackendName } from '../lib/backend/backend';
 import { backends } from './helpers/backends';
 
 const dir = path.join(__dirname, 'fixtures');
-const files = readdirSync(dir).filter((f) => f.endsWith('.safetensors') && f !== 'ops.safetensors' && f !== 'dtypes.safetensors' && f !== 'rms_norm.safetensors');
+const files = readdirSync(dir).filter((f) => f.endsWith('.safetensors') && f !== 'ops.safetensors' && f !== 'dtypes.safetensors' && f !== 'rms_norm.safetensors' && f !== 'llama_ops.safetensors');
 
 const camel = (s: string): string => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 function camelKeys(o: Record<string, unknown>): Record<string, unknown> {

@@ -128,5 +128,51 @@ int main(int argc, char** argv) {
                 a2, g[1], a2 / g[1], t[1] * 1e6);
     std::fflush(stdout);
   }
+
+  // Grouped-query attention, one decoding step (lq = 1) against a KV cache of
+  // lk positions, D = 128: 8 query heads reading 2 key/value heads (Llama-style
+  // GQA, K/V never repeated) vs 8 full heads. The step is bound by reading
+  // K and V: GB/s counts the K/V bytes the step needs (kvHeads * lk * D * 8).
+  std::printf("\nGQA decode step (lq=1, D=128), K/V [B, Hkv, lk, D]:\n");
+  std::printf("%-30s %10s %10s %10s %10s\n", "shape", "1T us", "2T us", "KV MB", "2T GB/s");
+  for (int64_t b : {1, 4}) {
+    for (int64_t lk : {512, 2048}) {
+      for (int64_t kvh : {8, 2}) {
+        const int64_t h = 8, d = 128;
+        std::vector<float> q(b * h * d), kk(b * kvh * lk * d), v(kk.size()), o(q.size());
+        for (auto* vec : {&q, &kk, &v})
+          for (auto& x : *vec) x = nd(rng);
+        k::AttentionParams p;
+        p.q = q.data();
+        p.k = kk.data();
+        p.v = v.data();
+        p.out = o.data();
+        const int64_t qs[3] = {h * d, d, d}, ks[3] = {kvh * lk * d, lk * d, d};
+        std::copy(qs, qs + 3, p.q_strides);
+        std::copy(qs, qs + 3, p.out_strides);
+        std::copy(ks, ks + 3, p.k_strides);
+        std::copy(ks, ks + 3, p.v_strides);
+        p.batch = b;
+        p.heads = h;
+        p.kv_heads = kvh;
+        p.lq = 1;
+        p.lk = lk;
+        p.dk = p.dv = d;
+        p.scale = 0.088f;
+        const double flops = 4.0 * b * h * lk * d;
+        double t[2];
+        for (int nt = 1; nt <= 2; ++nt) {
+          rt::ThreadPool::instance().set_num_threads(nt);
+          t[nt - 1] = best_seconds(flops, [&] { k::attention(p, nt); });
+        }
+        const double kv_bytes = 2.0 * b * kvh * lk * d * 4;
+        char label[64];
+        std::snprintf(label, sizeof(label), "B=%lld H=8 Hkv=%lld lk=%lld", (long long)b, (long long)kvh, (long long)lk);
+        std::printf("%-30s %10.1f %10.1f %10.2f %10.1f\n", label, t[0] * 1e6, t[1] * 1e6, kv_bytes / 1e6,
+                    kv_bytes / t[1] / 1e9);
+        std::fflush(stdout);
+      }
+    }
+  }
   return 0;
 }

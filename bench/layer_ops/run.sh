@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds and runs the layer-op and attention micro-benchmarks on every ISA
+# Builds and runs the layer-op (incl. silu, siluMul, RoPE) and attention (incl. GQA decode) micro-benchmarks on every ISA
 # path (ISAS="avx512 avx2 portable" by default). Both measure 1 and 2 threads;
 # the attention benchmark also times a same-FLOP-scale sgemm in the same run
 # and prints attention / GEMM GFLOP/s ratios. -O3 like the addon build.
@@ -10,7 +10,7 @@ OUT="${TMPDIR:-/tmp}/attnode_layer_ops_bench"
 mkdir -p "$OUT"
 CXX="${CXX:-g++}"
 FLAGS=(-std=c++17 -O3 -pthread -I "$ROOT/native")
-"$CXX" "${FLAGS[@]}" "$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/{softmax,norms,elementwise}/*.cc "$ROOT"/bench/layer_ops/bench.cc \
+"$CXX" "${FLAGS[@]}" "$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/{softmax,norms,elementwise,rotary}/*.cc "$ROOT"/bench/layer_ops/bench.cc \
   -o "$OUT/bench"
 "$CXX" "${FLAGS[@]}" "$ROOT"/native/runtime/*.cc "$ROOT"/native/kernels/attention/*.cc "$ROOT"/native/kernels/gemm/*.cc \
   "$ROOT"/bench/layer_ops/bench_attention.cc -o "$OUT/bench_attention"
