@@ -18,6 +18,7 @@ import { KVCache, SelfAttentionCache } from '../nn/kv-cache';
 import * as ops from '../ops';
 import { Tensor, empty } from '../tensor';
 import { checkInt, formatShape } from '../errors';
+import { generate, generateAsync, type GenerationOptions } from './generation';
 
 type F32 = Tensor<'float32'>;
 
@@ -303,6 +304,16 @@ export class LlamaForCausalLM extends Module {
       const head = this.lmHead ? this.lmHead.weight : this.model.embedTokens.weight;
       return ops.linear(h, head, null, { cacheWeight: true });
     }, false);
+  }
+
+  /** Hugging Face's `generate`: prompt ids [N, P] → [N, P + new] (greedy, or sampled with `doSample`). */
+  generate(inputIds: Tensor<'int32'>, options: GenerationOptions): Tensor<'int32'> {
+    return generate(this, inputIds, options);
+  }
+
+  /** {@link generate} with each step's kernels off the JS thread. */
+  generateAsync(inputIds: Tensor<'int32'>, options: GenerationOptions): Promise<Tensor<'int32'>> {
+    return generateAsync(this, inputIds, options);
   }
 }
 
