@@ -51,3 +51,4 @@ export {
 export { clearBufferPool, pooledBufferBytes } from './workspace';
 export { currentContext, withContext, type ExecutionContext } from './context';
 export { info, setNumThreads, getNumThreads, setIsa, type RuntimeInfo, type IsaName, type NativeInfo } from './runtime';
+export { AutoTokenizer, type PreTrainedTokenizer, type BatchEncoding } from './tokenizers';
