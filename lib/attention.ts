@@ -24,6 +24,12 @@ export interface ScaledDotProductAttentionOptions extends OpOptions {
   scale?: number;
   /** Accepted for parity; never applied (inference). */
   dropoutP?: number;
+  /**
+   * Grouped-query attention (PyTorch 2.5's `enable_gqa`): k and v may have fewer heads (dim −3) than q, a divisor
+   * of q's; query head h attends with key/value head ⌊h / (Hq / Hkv)⌋, read in place (never repeated). Default
+   * false: mismatched head counts are an error.
+   */
+  enableGqa?: boolean;
   /** Write the result here ([..., L, Ev], any strides with a contiguous last dim, e.g. a head view of a larger buffer). */
   out?: Tensor<'float32'>;
   /**
@@ -56,9 +62,28 @@ export function scaledDotProductAttention(
     }
   }
   const r = q.ndim;
-  if (k.ndim !== r || v.ndim !== r || q.shape.slice(0, r - 2).some((d, i) => d !== k.shape[i] || d !== v.shape[i])) {
+  const enableGqa = opts.enableGqa ?? false;
+  if (typeof enableGqa !== 'boolean') throw new TypeError(`${fn}: option 'enableGqa' must be a boolean, got ${typeof enableGqa}`);
+  // The heads dim (−3) may differ under enableGqa; every other leading dim must match.
+  const headsDim = r >= 3 ? r - 3 : -1;
+  if (k.ndim !== r || v.ndim !== r ||
+    q.shape.slice(0, r - 2).some((d, i) => i !== headsDim && (d !== k.shape[i] || d !== v.shape[i])) ||
+    (headsDim >= 0 && k.shape[headsDim] !== v.shape[headsDim])) {
     throw new RangeError(`${fn}: q, k and v must have the same leading dims, got ${formatShape(q.shape)}, ${formatShape(k.shape)}, ${formatShape(v.shape)}`);
   }
+  let kvHeads = headsDim >= 0 ? k.shape[headsDim]! : 1;
+  if (headsDim >= 0 && kvHeads !== q.shape[headsDim]) {
+    const hq = q.shape[headsDim]!;
+    if (!enableGqa) {
+      throw new RangeError(`${fn}: q has ${hq} heads (dim -3) and k, v have ${kvHeads}: q ${formatShape(q.shape)}, ` +
+        `k ${formatShape(k.shape)}, v ${formatShape(v.shape)} (pass enableGqa: true for grouped-query attention)`);
+    }
+    if (kvHeads === 0 || hq % kvHeads !== 0) {
+      throw new RangeError(`${fn}: with enableGqa, q's heads (${hq}) must be a multiple of k's and v's (${kvHeads}), got ` +
+        `q ${formatShape(q.shape)}, k ${formatShape(k.shape)}`);
+    }
+  }
+  if (headsDim < 0) kvHeads = 1;
   const [l, e] = q.shape.slice(r - 2) as [number, number];
   const [s, ek] = k.shape.slice(r - 2) as [number, number];
   const [sv, ev] = v.shape.slice(r - 2) as [number, number];
@@ -87,6 +112,7 @@ export function scaledDotProductAttention(
     q: qs.data, k: ks.data, v: vs.data, out: out.data,
     qStrides: headStrides(qs), kStrides: headStrides(ks), vStrides: headStrides(vs), outStrides: headStrides(out),
     batch, heads, lq: l, lk: s, dk: e, dv: ev, scale, masks,
+    ...(kvHeads !== heads && heads > 0 ? { kvHeads } : {}),
     causal: opts.isCausal ?? false,
     weights: null,
     ...(precision === 'bfloat16' ? { precision } : {}),

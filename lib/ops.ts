@@ -16,6 +16,8 @@ export * from './ops/matmul';
 export * from './ops/norms';
 export * from './ops/elementwise';
 export * from './ops/layout';
+export * from './ops/rotary';
+export * from './ops/indexing';
 // Attention lives in its own file; it is part of the functional API.
 export { scaledDotProductAttention, type ScaledDotProductAttentionOptions } from './attention';
 export {

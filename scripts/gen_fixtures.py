@@ -445,6 +445,114 @@ def gen_rms_norm(w: Writer) -> None:
     w.write('rms_norm.safetensors', t, meta)
 
 
+def hf_inv_freq(dim: int, base: float) -> torch.Tensor:
+    """Hugging Face Llama's default frequencies, in float32 as it computes them."""
+    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+
+
+def llama3_inv_freq(inv_freq: torch.Tensor, factor: float, low: float, high: float, old_len: int) -> torch.Tensor:
+    """Llama 3's rope_scaling (transformers' _compute_llama3_parameters), float32."""
+    low_wavelen = old_len / low
+    high_wavelen = old_len / high
+    wavelen = 2 * math.pi / inv_freq
+    out = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * out / factor + smooth * out
+    medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+    return torch.where(medium, smoothed, out)
+
+
+def hf_rope(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor, interleaved: bool,
+            rotary_dim: int) -> torch.Tensor:
+    """RoPE as Hugging Face applies it (torch 1.13 has none): freqs = positions.float() x inv_freq in float32,
+    cos/sin of them in float32, x * cos + rotate_half(x) * sin; interleaved: GPT-J's rotate_every_two on
+    adjacent pairs. x [N, L, H, D], positions [N, L]; features past rotary_dim pass through (GPT-NeoX)."""
+    freqs = (inv_freq[None, :, None].float().expand(positions.shape[0], -1, 1)
+             @ positions[:, None, :].float()).transpose(1, 2)  # [N, L, half], HF's matmul form
+    rot, rest = x[..., :rotary_dim], x[..., rotary_dim:]
+    if interleaved:
+        cos = freqs.cos().repeat_interleave(2, -1)[:, :, None, :]
+        sin = freqs.sin().repeat_interleave(2, -1)[:, :, None, :]
+        x1, x2 = rot[..., ::2], rot[..., 1::2]
+        rotated = torch.stack((-x2, x1), -1).flatten(-2)
+    else:
+        emb = torch.cat((freqs, freqs), -1)
+        cos, sin = emb.cos()[:, :, None, :], emb.sin()[:, :, None, :]
+        half = rotary_dim // 2
+        rotated = torch.cat((-rot[..., half:], rot[..., :half]), -1)
+    return torch.cat((rot * cos + rotated * sin, rest), -1)
+
+
+def gqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                  causal: bool) -> torch.Tensor:
+    """F.scaled_dot_product_attention(..., enable_gqa=True) of PyTorch 2.5 by its documented formula (torch 1.13
+    has neither): k, v [N, Hkv, S, E] repeated to q's heads (head h reads h // (H // Hkv)), then
+    softmax(q kT / sqrt(E) + mask) v; causal is top-left aligned."""
+    rep = q.shape[-3] // k.shape[-3]
+    k = k.repeat_interleave(rep, dim=-3)
+    v = v.repeat_interleave(rep, dim=-3)
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if causal:
+        s = s.masked_fill(torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).triu(1), float('-inf'))
+    if mask is not None:
+        s = s + mask
+    return torch.softmax(s, -1) @ v
+
+
+def gen_llama_ops(w: Writer) -> None:
+    """llama_ops.safetensors: silu/sigmoid/tanh/silu*up, RoPE (HF and interleaved, partial, per-row positions,
+    Llama 3 frequencies at long positions) and grouped-query attention; parameters in __metadata__."""
+    seed(11)
+    t: dict[str, torch.Tensor] = {}
+    meta: dict[str, str] = {}
+
+    def case(name: str, params: dict[str, Any], **tensors: torch.Tensor) -> None:
+        meta[name] = js(params)
+        for k, v in tensors.items():
+            t[f'{name}.{k}'] = v.detach().contiguous()
+
+    specials = torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1e-5, -1e-5, 0.62, 0.63, -0.7, 9.0, -9.0, 20.0, -20.0,
+                             88.0, -88.0, 100.0, -100.0, float('inf'), float('-inf'), float('nan')])
+    x = torch.cat((specials, torch.randn(300) * 6))
+    case('act', {}, x=x, silu=F.silu(x), sigmoid=torch.sigmoid(x), tanh=torch.tanh(x))
+    g, u = torch.randn(4, 77) * 5, torch.randn(4, 77) * 2
+    case('silu_mul', {}, gate=g, up=u, out=F.silu(g) * u)
+
+    def rope_case(name: str, shape: list[int], positions: torch.Tensor, theta: float, interleaved: bool,
+                  rotary_dim: int | None = None, offset: int | None = None, inv_freq: torch.Tensor | None = None) -> None:
+        n, l, h, d = shape
+        rd = d if rotary_dim is None else rotary_dim
+        xx = torch.randn(*shape) * 2
+        f = hf_inv_freq(rd, theta) if inv_freq is None else inv_freq
+        pos2 = positions if positions.dim() == 2 else positions[None, :].expand(n, l)
+        params: dict[str, Any] = {'theta': theta, 'interleaved': interleaved, 'rotaryDim': rd, 'customInvFreq': inv_freq is not None}
+        if offset is not None:
+            params['offset'] = offset
+        case(name, params, x=xx, positions=positions.to(torch.int32), inv_freq=f,
+             out=hf_rope(xx, pos2, f, interleaved, rd))
+
+    rope_case('rope.hf_shared', [2, 5, 3, 16], torch.arange(5), 10000.0, False)
+    rope_case('rope.hf_left_padded', [2, 4, 2, 8], torch.tensor([[0, 0, 1, 2], [0, 1, 2, 3]]), 10000.0, False)
+    rope_case('rope.interleaved_offset', [1, 6, 2, 16], torch.arange(3, 9), 10000.0, True, offset=3)
+    rope_case('rope.neox_partial', [2, 3, 4, 32], torch.arange(3), 10000.0, False, rotary_dim=8)
+    rope_case('rope.llama3_long', [1, 4, 2, 128], torch.arange(8000, 8004), 500000.0, False,
+              inv_freq=llama3_inv_freq(hf_inv_freq(128, 500000.0), 8.0, 1.0, 4.0, 8192))
+    rope_case('rope.theta500k_default', [1, 3, 1, 128], torch.arange(100, 103), 500000.0, False)
+
+    q, k, v = torch.randn(2, 8, 5, 16), torch.randn(2, 2, 7, 16), torch.randn(2, 2, 7, 16)
+    mask = torch.randn(5, 7)
+    case('gqa.mask', {'causal': False}, q=q, k=k, v=v, mask=mask, out=gqa_attention(q, k, v, mask, False))
+    q, k, v = torch.randn(1, 6, 9, 8), torch.randn(1, 3, 9, 8), torch.randn(1, 3, 9, 8)
+    case('gqa.causal', {'causal': True}, q=q, k=k, v=v, out=gqa_attention(q, k, v, None, True))
+    q, k, v = torch.randn(2, 8, 1, 64), torch.randn(2, 1, 33, 64), torch.randn(2, 1, 33, 64)
+    case('gqa.decode_mqa', {'causal': False}, q=q, k=k, v=v, out=gqa_attention(q, k, v, None, False))
+
+    meta['producer'] = 'scripts/gen_fixtures.py'
+    meta['torch_version'] = torch.__version__
+    meta['reference'] = 'published formulas in torch float32: F.silu, sigmoid, tanh; HF Llama RoPE; SDPA enable_gqa'
+    w.write('llama_ops.safetensors', t, meta)
+
+
 # ---------------------------------------------------------------------------
 # module parity fixtures
 # ---------------------------------------------------------------------------
@@ -742,7 +850,7 @@ def main() -> int:
     ap.add_argument('--check', action='store_true', help='compare with the files on disk instead of writing')
     ap.add_argument('--only', action='append', default=None, metavar='GROUP',
                     help='generate only these groups (dtypes, ops, rms_norm, mha, encoder_layers, decoder_layers, '
-                         'stacks, transformers, seed_model); repeatable. Other torch builds round the last bits '
+                         'stacks, transformers, seed_model, llama_ops); repeatable. Other torch builds round the last bits '
                          'differently, so adding a group should not rewrite the others.')
     args = ap.parse_args()
 
@@ -756,7 +864,7 @@ def main() -> int:
     groups: dict[str, Callable[[Writer], None]] = {
         'dtypes': gen_dtypes, 'ops': gen_ops, 'rms_norm': gen_rms_norm, 'mha': gen_mha,
         'encoder_layers': gen_encoder_layers, 'decoder_layers': gen_decoder_layers, 'stacks': gen_stacks,
-        'transformers': gen_transformers, 'seed_model': gen_seed_model,
+        'transformers': gen_transformers, 'seed_model': gen_seed_model, 'llama_ops': gen_llama_ops,
     }
     for name in args.only or groups:
         if name not in groups:

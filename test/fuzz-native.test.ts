@@ -63,7 +63,7 @@ function scatterRows(dst: Float32Array, off: number, rows: number, cols: number,
 }
 
 type Op = 'gemm' | 'softmax' | 'layerNorm' | 'rmsNorm' | 'addLayerNorm' | 'addRmsNorm' | 'relu' | 'gelu' | 'binary'
-  | 'embedding' | 'permute0213' | 'attention';
+  | 'embedding' | 'permute0213' | 'attention' | 'unary' | 'siluMul' | 'rope' | 'copy';
 
 /** One injected fault; `arg` names the addon argument (field) it hits. */
 export type Fault =
@@ -250,6 +250,86 @@ function build(c: NativeCase): Built {
         tol: [2e-6, 2e-6],
       };
     }
+    case 'unary': {
+      const { len, uop } = p as Record<string, number>;
+      return {
+        bufs: [
+          { name: 'x', elem: 'f32', length: len, out: false, fill: (r) => uni(r) * 12 },
+          { name: 'y', elem: 'f32', length: len, out: true, fill: uni },
+        ],
+        args: (v) => ({ op: uop, x: v.x, y: v.y }),
+        reference: (v) => jsReference('unary', { op: uop!, x: v.x as Float32Array, y: v.y as Float32Array }),
+        tol: [1e-6, 1e-6],
+      };
+    }
+    case 'siluMul': {
+      const { len } = p as Record<string, number>;
+      return {
+        bufs: [
+          { name: 'gate', elem: 'f32', length: len, out: false, fill: (r) => uni(r) * 12 },
+          { name: 'up', elem: 'f32', length: len, out: false, fill: (r) => uni(r) * 3 },
+          { name: 'y', elem: 'f32', length: len, out: true, fill: uni },
+        ],
+        args: (v) => ({ gate: v.gate, up: v.up, y: v.y }),
+        reference: (v) => jsReference('siluMul', { gate: v.gate as Float32Array, up: v.up as Float32Array, y: v.y as Float32Array }),
+        tol: [1e-6, 1e-6],
+      };
+    }
+    case 'copy': {
+      const shape = p.shape as number[];
+      const { xRev, yPad, xBcast } = p as Record<string, number>;
+      // x: contiguous in reversed dim order (a transposed view) or row-major, optionally broadcast over dim 0;
+      // y: row-major with yPad extra elements per innermost row (a slice of a wider output, as cat writes).
+      const nd = shape.length;
+      const xs = new Array<number>(nd).fill(0);
+      let acc = 1;
+      for (const d of xRev ? [...shape.keys()] : [...shape.keys()].reverse()) {
+        xs[d] = acc;
+        acc *= shape[d]!;
+      }
+      if (xBcast && nd > 1) xs[0] = 0;
+      const ys = new Array<number>(nd).fill(0);
+      acc = 1;
+      for (let d = nd - 1; d >= 0; d--) {
+        ys[d] = acc;
+        acc *= shape[d]! + (d === nd - 1 ? yPad! : 0);
+      }
+      return {
+        bufs: [
+          { name: 'x', elem: 'f32', length: reach(shape, xs, 1), out: false, fill: uni },
+          { name: 'y', elem: 'f32', length: reach(shape, ys, 1), out: true, fill: uni },
+        ],
+        args: (v) => ({ x: v.x, xStrides: xs, y: v.y, yStrides: ys, shape }),
+        reference: (v) => jsReference('copy', { x: v.x as Float32Array, xStrides: xs, y: v.y as Float32Array, yStrides: ys, shape }),
+        tol: [0, 0],
+      };
+    }
+    case 'rope': {
+      const { batch, seq, heads, dim, rdHalf, layout, perBatch, interleaved } = p as Record<string, number>;
+      const rotaryDim = Math.min(2 * rdHalf!, dim! - (dim! % 2));
+      // layout 0: contiguous [N, L, H, D]; 1: heads of a packed [N, L, 3·H·D + 1] projection (x) written into a
+      // contiguous y; both carry a row gap so the strides are not the defaults.
+      const row = layout ? 3 * heads! * dim! + 1 : heads! * dim!;
+      const xs = [seq! * row, row, dim!];
+      const ys = [seq! * heads! * dim!, heads! * dim!, dim!];
+      const pbs = perBatch ? seq! : 0;
+      const nPos = perBatch ? batch! * seq! : seq!;
+      return {
+        bufs: [
+          { name: 'x', elem: 'f32', length: reach([batch!, seq!, heads!], xs, dim!), out: false, fill: (r) => uni(r) * 3 },
+          { name: 'y', elem: 'f32', length: reach([batch!, seq!, heads!], ys, dim!), out: true, fill: uni },
+          { name: 'positions', elem: 'i32', length: nPos, out: false, fill: (r) => Math.floor(r() * 5000) },
+          { name: 'invFreq', elem: 'f32', length: rotaryDim / 2, out: false, fill: (r) => r() },
+        ],
+        args: (v) => ({ x: v.x, y: v.y, batch, seq, heads, dim, rotaryDim, xStrides: xs, yStrides: ys, positions: v.positions,
+          positionsBatchStride: pbs, invFreq: v.invFreq, interleaved: !!interleaved }),
+        reference: (v) => jsReference('rope', { x: v.x as Float32Array, y: v.y as Float32Array, batch: batch!, seq: seq!,
+          heads: heads!, dim: dim!, rotaryDim, xStrides: xs as [number, number, number], yStrides: ys as [number, number, number],
+          positions: v.positions as Int32Array, positionsBatchStride: pbs, invFreq: v.invFreq as Float32Array,
+          interleaved: !!interleaved }),
+        tol: [1e-6, 1e-6],
+      };
+    }
     case 'binary': {
       const { op } = p as Record<string, number>;
       const shape = p.shape as number[];
@@ -310,14 +390,16 @@ function build(c: NativeCase): Built {
       };
     }
     case 'attention': {
-      const { batch, heads, lq, lk, dk, dv, layout, causal, weights, nMasks, bf16 } = p as Record<string, number>;
+      const { batch, heads, lq, lk, dk, dv, layout, causal, weights, nMasks, bf16, group = 1 } = p as Record<string, number>;
+      // Grouped-query attention: kvHeads key/value heads when group divides heads (corpus cases have no group).
+      const kvHeads = heads! % group! === 0 ? heads! / group! : heads!;
       // bfloat16 products where the CPU has them (calls with weights or <= 8 queries run float32 anyway).
       const precision = bf16 && addon?.info().bf16 ? ('bfloat16' as const) : undefined;
       const maskKinds = p.maskKinds as number[]; // per mask: 0 f32, 1 u8
       const maskBcast = p.maskBcast as number[]; // per mask: bit d set = broadcast over dim d of [b, h, q, k]
       // layout 0: [batch, heads, seq, d] contiguous; 1: [seq, batch, heads·d] (MultiheadAttention's layout).
-      const st = (l: number, w: number): number[] => (layout === 0 ? [heads * l * w, l * w, w] : [heads * w, w, batch * heads * w]);
-      const qs = st(lq, dk), ks = st(lk, dk), vs = st(lk, dv), os = st(lq, dv);
+      const st = (l: number, w: number, hh = heads!): number[] => (layout === 0 ? [hh * l * w, l * w, w] : [hh * w, w, batch! * hh * w]);
+      const qs = st(lq!, dk!), ks = st(lk!, dk!, kvHeads), vs = st(lk!, dv!, kvHeads), os = st(lq!, dv!);
       const sizes = [batch, heads, lq, lk];
       const masks = maskKinds.slice(0, nMasks).map((kind, i) => {
         const strides = [0, 0, 0, 0];
@@ -333,8 +415,8 @@ function build(c: NativeCase): Built {
       return {
         bufs: [
           { name: 'q', elem: 'f32', length: reach([batch, heads, lq], qs, dk), out: false, fill: uni },
-          { name: 'k', elem: 'f32', length: reach([batch, heads, lk], ks, dk), out: false, fill: uni },
-          { name: 'v', elem: 'f32', length: reach([batch, heads, lk], vs, dv), out: false, fill: uni },
+          { name: 'k', elem: 'f32', length: reach([batch!, kvHeads, lk!], ks, dk!), out: false, fill: uni },
+          { name: 'v', elem: 'f32', length: reach([batch!, kvHeads, lk!], vs, dv!), out: false, fill: uni },
           { name: 'out', elem: 'f32', length: reach([batch, heads, lq], os, dv), out: true, fill: uni },
           ...masks.map((m, i) => ({
             name: `mask${i}`, elem: (m.kind ? 'u8' : 'f32') as 'u8' | 'f32', length: m.length, out: false,
@@ -345,12 +427,14 @@ function build(c: NativeCase): Built {
         ],
         args: (v) => ({ q: v.q, k: v.k, v: v.v, out: v.out, qStrides: qs, kStrides: ks, vStrides: vs, outStrides: os,
           batch, heads, lq, lk, dk, dv, scale: 0.37, masks: masks.map((m, i) => ({ data: v[`mask${i}`], strides: m.strides })),
-          causal: !!causal, weights: weights ? v.weights : null, ...(precision ? { precision } : {}) }),
+          causal: !!causal, weights: weights ? v.weights : null, ...(precision ? { precision } : {}),
+          // kvHeads is given when it differs from heads, and half the time when it does not (its default).
+          ...(kvHeads !== heads || (c.seed & 2) ? { kvHeads } : {}) }),
         reference: (v) => jsBackend.attention({
           q: v.q as Float32Array, k: v.k as Float32Array, v: v.v as Float32Array, out: v.out as Float32Array,
           qStrides: qs as [number, number, number], kStrides: ks as [number, number, number],
           vStrides: vs as [number, number, number], outStrides: os as [number, number, number],
-          batch, heads, lq, lk, dk, dv, scale: 0.37,
+          batch, heads, lq, lk, dk, dv, scale: 0.37, kvHeads,
           masks: masks.map((m, i) => ({ data: v[`mask${i}`], strides: m.strides }) as unknown as AttentionMask),
           causal: !!causal, weights: weights ? (v.weights as Float32Array) : null, precision,
         }),
@@ -425,7 +509,9 @@ async function runCase(c: NativeCase): Promise<void> {
   const argViews: Record<string, unknown> = { ...views };
   if (f.kind === 'type') {
     const n = views[f.arg]?.length ?? 1;
-    argViews[f.arg] = f.as === 'Float64Array' ? new Float64Array(n) : f.as === 'Int32Array' ? new Int32Array(n)
+    // An int32 argument (rope's positions) given the wrong type gets a Float32Array instead of its own type.
+    const i32 = views[f.arg] instanceof Int32Array;
+    argViews[f.arg] = f.as === 'Float64Array' ? new Float64Array(n) : f.as === 'Int32Array' ? (i32 ? new Float32Array(n) : new Int32Array(n))
       : f.as === 'Uint8Array' ? new Uint8Array(n) : f.as === 'Array' ? new Array<number>(n).fill(0)
         : f.as === 'number' ? 0 : null;
   }
@@ -494,6 +580,16 @@ const params: Record<Op, fc.Arbitrary<NativeCase['p']>> = {
   addRmsNorm: fc.record({ rows: dim, cols: dim, gamma: bit, sum: bit, eps: fc.constantFrom(1e-5, 1e-3, 0.5) }),
   relu: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255) }),
   gelu: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255), tanh: bit }),
+  unary: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255), uop: fc.integer({ min: 0, max: 2 }) }),
+  siluMul: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255) }),
+  copy: fc.integer({ min: 1, max: 4 }).chain((nd) => fc.record({
+    shape: fc.array(smallDim, { minLength: nd, maxLength: nd }), xRev: bit, yPad: fc.constantFrom(0, 0, 1, 3), xBcast: bit,
+  })),
+  rope: fc.record({
+    batch: fc.constantFrom(0, 1, 2, 3), seq: fc.constantFrom(0, 1, 2, 5, 9), heads: fc.constantFrom(0, 1, 2, 3),
+    dim: fc.constantFrom(0, 2, 4, 8, 16, 17, 34, 66), rdHalf: fc.constantFrom(0, 1, 2, 4, 8, 33), layout: bit, perBatch: bit,
+    interleaved: bit,
+  }),
   binary: fc.integer({ min: 1, max: 4 }).chain((nd) =>
     fc.record({
       op: fc.integer({ min: 0, max: 3 }),
@@ -504,7 +600,7 @@ const params: Record<Op, fc.Arbitrary<NativeCase['p']>> = {
   embedding: fc.record({ num: dim, dim: dim, nIds: dim }),
   permute0213: fc.record({ d: fc.array(smallDim, { minLength: 4, maxLength: 4 }) }),
   attention: fc.record({
-    batch: fc.constantFrom(0, 1, 2, 3), heads: fc.constantFrom(0, 1, 2, 3), lq: fc.constantFrom(0, 1, 1, 2, 3, 5, 7, 8, 9, 13),
+    batch: fc.constantFrom(0, 1, 2, 3), heads: fc.constantFrom(0, 1, 2, 3, 4, 6), group: fc.constantFrom(1, 1, 2, 3), lq: fc.constantFrom(0, 1, 1, 2, 3, 5, 7, 8, 9, 13),
     // 65 and 130: several key blocks and a partial one, for the bf16 packing.
     lk: fc.constantFrom(0, 1, 1, 2, 3, 5, 7, 8, 65, 130), bf16: bit,
     dk: fc.constantFrom(0, 1, 3, 8, 16, 17), dv: fc.constantFrom(0, 1, 3, 8, 16, 17), layout: bit, causal: bit,
@@ -527,6 +623,10 @@ const ARRAYS: Record<Op, { inputs: string[]; outputs: string[]; optional: [name:
   addRmsNorm: { inputs: ['x', 'residual'], outputs: ['y'], optional: [['weight', 'gamma'], ['sum', 'sum']] },
   relu: { inputs: ['x'], outputs: ['y'], optional: [] },
   gelu: { inputs: ['x'], outputs: ['y'], optional: [] },
+  unary: { inputs: ['x'], outputs: ['y'], optional: [] },
+  siluMul: { inputs: ['gate', 'up'], outputs: ['y'], optional: [] },
+  rope: { inputs: ['x', 'positions', 'invFreq'], outputs: ['y'], optional: [] },
+  copy: { inputs: ['x'], outputs: ['y'], optional: [] },
   binary: { inputs: ['a', 'b'], outputs: ['y'], optional: [] },
   embedding: { inputs: ['weight'], outputs: ['out'], optional: [] },
   permute0213: { inputs: ['x'], outputs: ['y'], optional: [] },
@@ -542,10 +642,14 @@ const INTS: Record<Op, string[]> = {
   addRmsNorm: ['rows', 'cols'],
   relu: [],
   gelu: [],
+  unary: ['op'],
+  siluMul: [],
+  rope: ['batch', 'seq', 'heads', 'dim', 'rotaryDim', 'positionsBatchStride'],
+  copy: [],
   binary: ['op'],
   embedding: ['num', 'dim'],
   permute0213: ['d0', 'd1', 'd2', 'd3'],
-  attention: ['batch', 'heads', 'lq', 'lk', 'dk', 'dv'],
+  attention: ['batch', 'heads', 'lq', 'lk', 'dk', 'dv', 'kvHeads'],
 };
 /** Fields without a default: leaving one out is a TypeError naming it. */
 const REQUIRED: Record<Op, string[]> = {
@@ -557,6 +661,11 @@ const REQUIRED: Record<Op, string[]> = {
   addRmsNorm: ['x', 'residual', 'weight', 'y', 'sum', 'rows', 'cols', 'eps'],
   relu: ['x', 'y'],
   gelu: ['x', 'y', 'tanhApprox'],
+  unary: ['op', 'x', 'y'],
+  siluMul: ['gate', 'up', 'y'],
+  copy: ['x', 'xStrides', 'y', 'yStrides', 'shape'],
+  rope: ['x', 'y', 'batch', 'seq', 'heads', 'dim', 'rotaryDim', 'xStrides', 'yStrides', 'positions', 'positionsBatchStride',
+    'invFreq', 'interleaved'],
   binary: ['op', 'a', 'aStrides', 'b', 'bStrides', 'y', 'shape'],
   embedding: ['weight', 'num', 'dim', 'ids', 'out'],
   permute0213: ['x', 'y', 'd0', 'd1', 'd2', 'd3'],
@@ -566,7 +675,7 @@ const REQUIRED: Record<Op, string[]> = {
 /** Ops whose output may exactly alias an input (element-wise, in place). */
 const ALIASABLE: Partial<Record<Op, [string, string]>> = {
   softmax: ['y', 'x'], layerNorm: ['y', 'x'], rmsNorm: ['y', 'x'], addLayerNorm: ['y', 'residual'], addRmsNorm: ['y', 'x'],
-  relu: ['y', 'x'], gelu: ['y', 'x'],
+  relu: ['y', 'x'], gelu: ['y', 'x'], unary: ['y', 'x'], siluMul: ['y', 'up'],
 };
 
 function faultFor(op: Op, p: NativeCase['p']): fc.Arbitrary<Fault> {
@@ -617,7 +726,7 @@ function caseArb(op: Op, mode?: NativeCase['mode']): fc.Arbitrary<NativeCase> {
 // ---------------------------------------------------------------------------
 
 const OPS: Op[] = ['gemm', 'softmax', 'layerNorm', 'rmsNorm', 'addLayerNorm', 'addRmsNorm', 'relu', 'gelu', 'binary', 'embedding',
-  'permute0213', 'attention'];
+  'permute0213', 'attention', 'unary', 'siluMul', 'rope', 'copy'];
 
 describe.runIf(hasNative)('native boundary fuzz', () => {
   afterAll(() => {

@@ -25,6 +25,15 @@ export enum BinaryOp {
   Div = 3,
 }
 
+/** Element-wise maps of {@link Backend.unary}. Values match native/kernels/elementwise/elementwise.h. */
+export enum UnaryOp {
+  /** x / (1 + exp(−x)) (PyTorch's SiLU formula). */
+  Silu = 0,
+  /** 1 / (1 + exp(−x)). */
+  Sigmoid = 1,
+  Tanh = 2,
+}
+
 /**
  * C = act(alpha · op(A) · op(B) + beta · C + bias), row-major, repeated over
  * `batch` (operand i starts at i · stride; a stride of 0 broadcasts). Every
@@ -128,6 +137,11 @@ export interface AttentionArgs {
   outStrides: readonly [number, number, number];
   batch: number;
   heads: number;
+  /**
+   * Key/value heads (grouped-query attention; default `heads`, must divide it): query head h reads key/value head
+   * ⌊h / (heads / kvHeads)⌋, and kStrides/vStrides address kvHeads heads, so shared heads are never copied.
+   */
+  kvHeads?: number;
   /** Query positions. */
   lq: number;
   /** Key/value positions. */
@@ -236,6 +250,23 @@ export interface GeluArgs extends UnaryArgs {
   tanhApprox: boolean;
 }
 
+/** Arguments of {@link Backend.unary}: y = op(x) over x.length elements; x and y may alias exactly. */
+export interface UnaryMapArgs {
+  op: UnaryOp;
+  x: Float32Array;
+  y: Float32Array;
+}
+
+/**
+ * Arguments of {@link Backend.siluMul}: SwiGLU's y = silu(gate) · up over gate.length elements, silu rounded to
+ * float32 before the product (F.silu(gate) * up). up and y have gate's length; y may be gate or up exactly.
+ */
+export interface SiluMulArgs {
+  gate: Float32Array;
+  up: Float32Array;
+  y: Float32Array;
+}
+
 /**
  * Arguments of {@link Backend.binary}: y = a op b over index space `shape` (≤ 8 dims); strides in elements, 0
  * broadcasts. y is contiguous and must not alias a broadcast operand.
@@ -247,6 +278,18 @@ export interface BinaryArgs {
   b: Float32Array;
   bStrides: readonly number[];
   y: Float32Array;
+  shape: readonly number[];
+}
+
+/**
+ * Arguments of {@link Backend.copy}: y[i] = x[i] over index space `shape` (≤ 8 dims), both addressed by element
+ * strides (y's elements distinct; x and y must not overlap unless they are the same view).
+ */
+export interface CopyArgs {
+  x: Float32Array;
+  xStrides: readonly number[];
+  y: Float32Array;
+  yStrides: readonly number[];
   shape: readonly number[];
 }
 
@@ -272,6 +315,34 @@ export interface Permute0213Args {
 }
 
 /**
+ * Arguments of {@link Backend.rope}: rotary position embedding of x [batch, seq, heads, dim] into y (same shape),
+ * both addressed by element strides over (batch, position, head) with a contiguous feature axis; y may be x itself
+ * (same strides: in place). Per pair (x0, x1) with angle a = float32(float32(position) · invFreq[i]) and
+ * c = float32(cos a), s = float32(sin a): y0 = x0·c − x1·s, y1 = x1·c + x0·s, each product rounded to float32
+ * before the sum (PyTorch's `x * cos + rotate_half(x) * sin` in float32). Features past rotaryDim are copied.
+ */
+export interface RopeArgs {
+  x: Float32Array;
+  y: Float32Array;
+  batch: number;
+  seq: number;
+  heads: number;
+  dim: number;
+  /** Even, at most dim: the first rotaryDim features are rotated (GPT-NeoX partial rotary). */
+  rotaryDim: number;
+  xStrides: readonly [number, number, number];
+  yStrides: readonly [number, number, number];
+  /** Absolute positions (each >= 0): entry b · positionsBatchStride + l is the position of (b, l). */
+  positions: Int32Array;
+  /** 0 (one row of seq positions for every batch row) or seq. */
+  positionsBatchStride: number;
+  /** rotaryDim / 2 frequencies. */
+  invFreq: Float32Array;
+  /** false: pairs (i, i + rotaryDim/2) (Hugging Face rotate_half); true: pairs (2i, 2i + 1) (GPT-J, Meta). */
+  interleaved: boolean;
+}
+
+/**
  * Every op a backend implements, by name, with its one argument object. This
  * table is the op list: the native addon exports a function of the same name
  * taking the same object (native/binding/op_registry.cc), and the JS backend a
@@ -286,10 +357,14 @@ export interface OpArgs {
   addRmsNorm: AddRmsNormArgs;
   relu: UnaryArgs;
   gelu: GeluArgs;
+  unary: UnaryMapArgs;
+  siluMul: SiluMulArgs;
   binary: BinaryArgs;
   embedding: EmbeddingArgs;
+  copy: CopyArgs;
   permute0213: Permute0213Args;
   attention: AttentionArgs;
+  rope: RopeArgs;
 }
 
 /** An op's name. */

@@ -84,7 +84,8 @@ export interface Addon extends AddonOps, AddonRecordOps {
 /** Every op, in OpArgs order (a value, for iterating; `satisfies` keeps it complete). */
 const OP_TABLE = {
   gemm: true, softmax: true, layerNorm: true, addLayerNorm: true, rmsNorm: true, addRmsNorm: true, relu: true,
-  gelu: true, binary: true, embedding: true, permute0213: true, attention: true,
+  gelu: true, unary: true, siluMul: true, binary: true, embedding: true, permute0213: true, attention: true,
+  rope: true, copy: true,
 } as const satisfies Record<OpName, true>;
 const OP_NAMES = Object.keys(OP_TABLE) as OpName[];
 

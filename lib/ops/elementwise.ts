@@ -1,5 +1,5 @@
 /** Element-wise ops: activations and broadcasting arithmetic. */
-import { BinaryOp } from '../backend/backend';
+import { BinaryOp, UnaryOp } from '../backend/backend';
 import { resolveBackend } from '../backend/registry';
 import { argRangeErrorRaw, argTypeError, formatShape } from '../errors';
 import { Tensor } from '../tensor';
@@ -51,6 +51,64 @@ export function gelu(x: F32, opts?: GeluOptions): F32 {
   if (approx !== 'none' && approx !== 'tanh') throw argTypeError('gelu', 'approximate', "be 'none' or 'tanh'", approx);
   const [xs, y] = unaryArgs('gelu', x, opts?.out, opts?.backend);
   if (x.size > 0) resolveBackend(opts?.backend).gelu({ x: xs.data, y: y.data, tanhApprox: approx === 'tanh' });
+  return y;
+}
+
+function unaryMap(fn: string, op: UnaryOp, x: F32, opts: OutOptions | undefined): F32 {
+  checkFloat(fn, 'x', x);
+  checkOptions(fn, opts);
+  const [xs, y] = unaryArgs(fn, x, opts?.out, opts?.backend);
+  if (x.size > 0) resolveBackend(opts?.backend).unary({ op, x: xs.data, y: y.data });
+  return y;
+}
+
+/** SiLU (swish), x · sigmoid(x) = x / (1 + exp(−x)), element-wise (PyTorch `F.silu`). `out` may be `x` (in place). */
+export function silu(x: F32, opts?: OutOptions): F32 {
+  return unaryMap('silu', UnaryOp.Silu, x, opts);
+}
+
+/** 1 / (1 + exp(−x)), element-wise (`torch.sigmoid`). `out` may be `x` (in place). */
+export function sigmoid(x: F32, opts?: OutOptions): F32 {
+  return unaryMap('sigmoid', UnaryOp.Sigmoid, x, opts);
+}
+
+/** The hyperbolic tangent, element-wise (`torch.tanh`). `out` may be `x` (in place). */
+export function tanh(x: F32, opts?: OutOptions): F32 {
+  return unaryMap('tanh', UnaryOp.Tanh, x, opts);
+}
+
+/**
+ * SwiGLU's gated product `silu(gate) * up` (Llama's MLP), element-wise, in one pass: silu is rounded to float32
+ * before the product, as `F.silu(gate) * up` in PyTorch. `gate` and `up` must have the same shape (no
+ * broadcasting). Views that fill their span densely are read in place when both have the same strides (e.g. the
+ * two halves of a packed gate/up projection are not: they are copied); the result takes gate's layout.
+ * `out` may be `gate` or `up` (in place).
+ */
+export function siluMul(gate: F32, up: F32, opts?: OutOptions): F32 {
+  const fn = 'siluMul';
+  checkFloat(fn, 'gate', gate);
+  checkFloat(fn, 'up', up);
+  checkOptions(fn, opts);
+  if (!sameShape(gate.shape, up.shape)) {
+    throw argRangeErrorRaw(fn, 'up', `have gate's shape ${formatShape(gate.shape)}`, formatShape(up.shape));
+  }
+  const o = checkOut(fn, gate.shape, opts?.out, [['gate', gate], ['up', up]], true);
+  // Flat kernel: gate, up and y must list their elements in the same order.
+  let g = isDense(gate.shape, gate.strides) ? gate : gate.contiguous(opts?.backend);
+  let u = up;
+  const sameOrder = (a: F32, b: F32): boolean => a.strides.every((s, d) => s === b.strides[d] || a.shape[d] === 1);
+  if (!isDense(u.shape, u.strides) || !sameOrder(u, g)) {
+    if (!g.isContiguous()) g = g.contiguous(opts?.backend);
+    u = u.isContiguous() ? u : u.contiguous(opts?.backend);
+  }
+  let y: F32;
+  if (o) {
+    if (!sameOrder(o, g)) throw argRangeErrorRaw(fn, 'out', `have the strides ${formatShape(g.strides)} of the gate it is computed from`, formatShape(o.strides));
+    y = o;
+  } else {
+    y = new Tensor(allocateUninitialized('float32', gate.size), gate.shape, 'float32', g.strides);
+  }
+  if (gate.size > 0) resolveBackend(opts?.backend).siluMul({ gate: g.data, up: u.data, y: y.data });
   return y;
 }
 

@@ -1,5 +1,7 @@
 // attention({ q, k, v, out, qStrides, kStrides, vStrides, outStrides, batch, heads, lq, lk, dk, dv, scale, masks,
-//             causal, weights, precision? })   (AttentionArgs in lib/backend/backend.ts)
+//             causal, weights, precision?, kvHeads? })   (AttentionArgs in lib/backend/backend.ts)
+// kvHeads (default heads) must divide heads: query head h reads key/value head h / (heads / kvHeads), and
+// k/v are checked over [batch, kvHeads, lk] (grouped-query attention).
 //
 // *Strides = [batch, head, position]
 // element strides (feature axis contiguous); masks = array of up to two
@@ -76,6 +78,7 @@ Kernel ParseAttention(NamedArgs& args) {
   const auto &qs = strides[0], &ks = strides[1], &vs = strides[2], &os = strides[3];
   const int64_t batch = args.integer("batch", 0, kMaxElements);
   const int64_t heads = args.integer("heads", 0, kMaxElements);
+  const int64_t kv_heads = args.integer_or("kvHeads", heads, 0, kMaxElements);
   const int64_t lq = args.integer("lq", 0, kMaxElements);
   const int64_t lk = args.integer("lk", 0, kMaxElements);
   const int64_t dk = args.integer("dk", 0, kMaxElements);
@@ -86,12 +89,16 @@ Kernel ParseAttention(NamedArgs& args) {
   const kernels::AttentionPrecision precision =
       args.bf16_precision("precision") ? kernels::AttentionPrecision::BFloat16 : kernels::AttentionPrecision::Float32;
   if (!std::isfinite(scale)) args.range_error("argument 'scale' must be finite, got " + js_number(scale));
+  if (heads == 0 ? kv_heads != 0 : (kv_heads == 0 || heads % kv_heads != 0)) {
+    args.range_error("argument 'kvHeads' must divide heads = " + std::to_string(heads) + ", got " +
+                     std::to_string(kv_heads));
+  }
 
   const int64_t q_sizes[3] = {batch, heads, lq};
-  const int64_t k_sizes[3] = {batch, heads, lk};
+  const int64_t k_sizes[3] = {batch, kv_heads, lk};
   args.require_length(q, "q", reach(args, q_sizes, qs.data(), 3, dk), "qStrides over [batch, heads, lq] + dk");
-  args.require_length(k, "k", reach(args, k_sizes, ks.data(), 3, dk), "kStrides over [batch, heads, lk] + dk");
-  args.require_length(v, "v", reach(args, k_sizes, vs.data(), 3, dv), "vStrides over [batch, heads, lk] + dv");
+  args.require_length(k, "k", reach(args, k_sizes, ks.data(), 3, dk), "kStrides over [batch, kvHeads, lk] + dk");
+  args.require_length(v, "v", reach(args, k_sizes, vs.data(), 3, dv), "vStrides over [batch, kvHeads, lk] + dv");
   args.require_length(out, "out", reach(args, q_sizes, os.data(), 3, dv), "outStrides over [batch, heads, lq] + dv");
   if (!rows_disjoint(q_sizes, os.data(), dv)) args.range_error("argument 'outStrides' makes output rows overlap");
   args.require_no_overlap(out, "out", q, "q", false);
@@ -178,6 +185,7 @@ Kernel ParseAttention(NamedArgs& args) {
   std::copy(os.begin(), os.end(), p.out_strides);
   p.batch = batch;
   p.heads = heads;
+  p.kv_heads = kv_heads;
   p.lq = lq;
   p.lk = lk;
   p.dk = dk;

@@ -34,10 +34,14 @@ Kernel ParseRmsNorm(NamedArgs& args);
 Kernel ParseAddRmsNorm(NamedArgs& args);
 Kernel ParseRelu(NamedArgs& args);
 Kernel ParseGelu(NamedArgs& args);
+Kernel ParseUnary(NamedArgs& args);
+Kernel ParseSiluMul(NamedArgs& args);
 Kernel ParseBinary(NamedArgs& args);
 Kernel ParseEmbedding(NamedArgs& args);
+Kernel ParseCopy(NamedArgs& args);
 Kernel ParsePermute0213(NamedArgs& args);
 Kernel ParseAttention(NamedArgs& args);
+Kernel ParseRope(NamedArgs& args);
 
 // Command lists (command_list_binding.cc): what the record form of an op needs.
 struct CommandList;

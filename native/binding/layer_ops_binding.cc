@@ -1,4 +1,4 @@
-// softmax, layerNorm, addLayerNorm, rmsNorm, addRmsNorm, relu, gelu, binary,
+// softmax, layerNorm, addLayerNorm, rmsNorm, addRmsNorm, relu, gelu, unary, siluMul, binary,
 // embedding, permute0213: validate each op's argument object (the OpArgs
 // entries of lib/backend/backend.ts) and call the kernels in
 // native/kernels/{softmax,norms,elementwise,layout}/.
@@ -10,6 +10,7 @@
 #include "kernels/softmax/softmax.h"
 
 #include <stdexcept>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -230,6 +231,37 @@ Kernel ParseGelu(NamedArgs& args) {
   return [x = x.data, y = y.data, n = x.length, tanh_approx] { kernels::gelu(x, y, n, tanh_approx); };
 }
 
+// unary({ op, x, y }): op 0 silu, 1 sigmoid, 2 tanh (UnaryOp in lib/backend/backend.ts).
+Kernel ParseUnary(NamedArgs& args) {
+  const int64_t op = args.integer("op", 0, 2);
+  auto x = args.f32("x");
+  auto y = args.f32("y");
+  check_unary(args, x, y);
+  if (x.length == 0) return {};
+  return [op = static_cast<kernels::UnaryOp>(op), x = x.data, y = y.data, n = x.length] {
+    kernels::unary(op, x, y, n);
+  };
+}
+
+// siluMul({ gate, up, y }): y = silu(gate) * up over gate.length elements; y may be gate or up exactly.
+Kernel ParseSiluMul(NamedArgs& args) {
+  auto gate = args.f32("gate");
+  auto up = args.f32("up");
+  auto y = args.f32("y");
+  if (up.length != gate.length) {
+    args.range_error("argument 'up' has " + std::to_string(up.length) + " elements, expected gate's " +
+                     std::to_string(gate.length));
+  }
+  if (y.length != gate.length) {
+    args.range_error("argument 'y' has " + std::to_string(y.length) + " elements, expected gate's " +
+                     std::to_string(gate.length));
+  }
+  args.require_no_overlap(y, "y", gate, "gate", true);
+  args.require_no_overlap(y, "y", up, "up", true);
+  if (gate.length == 0) return {};
+  return [g = gate.data, u = up.data, y = y.data, n = gate.length] { kernels::silu_mul(g, u, y, n); };
+}
+
 namespace {
 
 // One past the largest element index reachable with these strides.
@@ -280,6 +312,60 @@ Kernel ParseBinary(NamedArgs& args) {
   return [op = static_cast<kernels::BinaryOp>(op), a = a.data, as = std::move(a_strides), b = b.data,
           bs = std::move(b_strides), y = y.data, shape = std::move(shape)] {
     kernels::binary_op(op, a, as.data(), b, bs.data(), y, shape.data(), static_cast<int>(shape.size()));
+  };
+}
+
+namespace {
+
+// Distinct indices of `shape` reach distinct elements through `strides`
+// (sufficient condition: ordered by stride, each stride clears everything
+// the smaller ones reach), so parallel writes never race.
+bool elements_distinct(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size)
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 0) return true;
+    if (shape[d] > 1) dims.emplace_back(strides[d], shape[d]);
+  }
+  for (size_t i = 1; i < dims.size(); ++i) {
+    for (size_t j = i; j > 0 && dims[j] < dims[j - 1]; --j) std::swap(dims[j], dims[j - 1]);
+  }
+  int64_t covered = 1;
+  for (const auto& [stride, size] : dims) {
+    if (stride < covered) return false;
+    covered = stride * (size - 1) + covered;
+  }
+  return true;
+}
+
+}  // namespace
+
+// copy({ x, xStrides, y, yStrides, shape }): y[i] = x[i] over `shape` (<= 8 dims), both strided.
+Kernel ParseCopy(NamedArgs& args) {
+  auto x_strides = args.int_array("xStrides", kMaxBinaryDims, 0, kMaxElements);
+  auto y_strides = args.int_array("yStrides", kMaxBinaryDims, 0, kMaxElements);
+  auto shape = args.int_array("shape", kMaxBinaryDims, 0, kMaxElements);
+  auto x = args.f32("x");
+  auto y = args.f32("y");
+  if (x_strides.size() != shape.size() || y_strides.size() != shape.size()) {
+    args.range_error("xStrides (" + std::to_string(x_strides.size()) + " dims) and yStrides (" +
+                     std::to_string(y_strides.size()) + " dims) must have shape's " + std::to_string(shape.size()) +
+                     " dims");
+  }
+  int64_t size = 1;
+  for (int64_t s : shape) size = checked_mul(args, size, s, "product of shape");
+  const int64_t x_reach = strided_extent(args, shape, x_strides);
+  const int64_t y_reach = strided_extent(args, shape, y_strides);
+  args.require_length(x, "x", x_reach, "reach of shape and xStrides");
+  args.require_length(y, "y", y_reach, "reach of shape and yStrides");
+  if (!elements_distinct(shape, y_strides)) args.range_error("argument 'yStrides' makes output elements overlap");
+  Span<float> x_used = x, y_used = y;
+  x_used.length = x_reach;
+  y_used.length = y_reach;
+  // The same view is allowed (nothing moves); any other overlap is refused.
+  args.require_no_overlap(y_used, "y", x_used, "x", x_strides == y_strides);
+  if (size == 0) return {};
+  return [x = x.data, xs = std::move(x_strides), y = y.data, ys = std::move(y_strides), shape = std::move(shape)] {
+    kernels::copy_strided(x, xs.data(), y, ys.data(), shape.data(), static_cast<int>(shape.size()));
   };
 }
 

@@ -28,10 +28,14 @@ const OpEntry kOps[] = {
     ATTNODE_OP("addRmsNorm", ParseAddRmsNorm),
     ATTNODE_OP("relu", ParseRelu),
     ATTNODE_OP("gelu", ParseGelu),
+    ATTNODE_OP("unary", ParseUnary),
+    ATTNODE_OP("siluMul", ParseSiluMul),
     ATTNODE_OP("binary", ParseBinary),
     ATTNODE_OP("embedding", ParseEmbedding),
+    ATTNODE_OP("copy", ParseCopy),
     ATTNODE_OP("permute0213", ParsePermute0213),
     ATTNODE_OP("attention", ParseAttention),
+    ATTNODE_OP("rope", ParseRope),
 };
 
 #undef ATTNODE_OP

@@ -43,7 +43,10 @@ struct Case {
   bool head_split;  // q/k/v/out laid out [B, L, H, D] (strides absorb the transpose)
   int mask_kind;    // 0 none, 1 float [lq, lk], 2 bool key padding [B, lk], 3 both, 4 bool [B,H,lq,lk] full,
                     // 5 float stored transposed [lk, lq] (key stride != 1) then bool [H, lq, lk] (batch broadcast)
+  int64_t kvh = 0;  // key/value heads (grouped-query attention); 0 = h
 };
+
+int64_t kv_heads(const Case& c) { return c.kvh > 0 ? c.kvh : c.h; }
 
 struct Buffers {
   std::vector<float> q, k, v, out, w, fmask;
@@ -51,13 +54,14 @@ struct Buffers {
   k::AttentionParams p;
 };
 
-void strides_for(const Case& c, int64_t l, int64_t d, int64_t* s) {
+// Strides of a [B, heads, l, d] operand (or [B, l, heads, d] when head-split).
+void strides_for(const Case& c, int64_t heads, int64_t l, int64_t d, int64_t* s) {
   if (c.head_split) {
-    s[0] = l * c.h * d;
+    s[0] = l * heads * d;
     s[1] = d;
-    s[2] = c.h * d;
+    s[2] = heads * d;
   } else {
-    s[0] = c.h * l * d;
+    s[0] = heads * l * d;
     s[1] = l * d;
     s[2] = d;
   }
@@ -67,8 +71,9 @@ Buffers make(const Case& c) {
   Buffers B;
   std::normal_distribution<float> nd(0.0f, 1.0f);
   B.q.resize(c.b * c.h * c.lq * c.dk);
-  B.k.resize(c.b * c.h * c.lk * c.dk);
-  B.v.resize(c.b * c.h * c.lk * c.dv);
+  // K/V hold only the key/value heads: shared heads are read, never copied.
+  B.k.resize(c.b * kv_heads(c) * c.lk * c.dk);
+  B.v.resize(c.b * kv_heads(c) * c.lk * c.dv);
   B.out.assign(c.b * c.h * c.lq * c.dv, -7.0f);
   for (auto& x : B.q) x = nd(g_rng);
   for (auto& x : B.k) x = nd(g_rng);
@@ -78,12 +83,13 @@ Buffers make(const Case& c) {
   p.k = B.k.data();
   p.v = B.v.data();
   p.out = B.out.data();
-  strides_for(c, c.lq, c.dk, p.q_strides);
-  strides_for(c, c.lk, c.dk, p.k_strides);
-  strides_for(c, c.lk, c.dv, p.v_strides);
-  strides_for(c, c.lq, c.dv, p.out_strides);
+  strides_for(c, c.h, c.lq, c.dk, p.q_strides);
+  strides_for(c, kv_heads(c), c.lk, c.dk, p.k_strides);
+  strides_for(c, kv_heads(c), c.lk, c.dv, p.v_strides);
+  strides_for(c, c.h, c.lq, c.dv, p.out_strides);
   p.batch = c.b;
   p.heads = c.h;
+  p.kv_heads = c.kvh;
   p.lq = c.lq;
   p.lk = c.lk;
   p.dk = c.dk;
@@ -141,7 +147,9 @@ Buffers make(const Case& c) {
 }
 
 // Reference in double; returns out [B,H,lq,dv] and weights [B,H,lq,lk] contiguous.
+// Query head h reads key/value head h / (heads / kv_heads) (kv_heads 0 = heads).
 void reference(const k::AttentionParams& p, std::vector<double>& out, std::vector<double>& w) {
+  const int64_t group = p.kv_heads > 0 ? p.heads / p.kv_heads : 1;
   out.assign(p.batch * p.heads * p.lq * p.dv, 0.0);
   w.assign(p.batch * p.heads * p.lq * p.lk, 0.0);
   std::vector<double> s(p.lk);
@@ -152,7 +160,7 @@ void reference(const k::AttentionParams& p, std::vector<double>& out, std::vecto
         double mx = -INFINITY;
         const int64_t vis = p.causal ? std::min(p.lk, i + 1) : p.lk;
         for (int64_t j = 0; j < vis; ++j) {
-          const float* kj = p.k + b * p.k_strides[0] + h * p.k_strides[1] + j * p.k_strides[2];
+          const float* kj = p.k + b * p.k_strides[0] + (h / group) * p.k_strides[1] + j * p.k_strides[2];
           double dot = 0;
           for (int64_t d = 0; d < p.dk; ++d) dot += static_cast<double>(qi[d]) * kj[d];
           double sc = dot * p.scale;
@@ -176,7 +184,7 @@ void reference(const k::AttentionParams& p, std::vector<double>& out, std::vecto
         for (int64_t j = 0; j < vis; ++j) sum += (s[j] = std::exp(s[j] - mx));
         for (int64_t j = 0; j < vis; ++j) {
           wr[j] = s[j] / sum;
-          const float* vj = p.v + b * p.v_strides[0] + h * p.v_strides[1] + j * p.v_strides[2];
+          const float* vj = p.v + b * p.v_strides[0] + (h / group) * p.v_strides[1] + j * p.v_strides[2];
           for (int64_t d = 0; d < p.dv; ++d) o[d] += wr[j] * vj[d];
         }
       }
@@ -205,9 +213,9 @@ void run_case(const Case& c, const std::string& isa) {
   Buffers B = make(c);
   std::vector<double> ro, rw;
   reference(B.p, ro, rw);
-  char desc[160];
-  std::snprintf(desc, sizeof(desc), "B%lld H%lld lq%lld lk%lld dk%lld dv%lld causal%d split%d mask%d", (long long)c.b,
-                (long long)c.h, (long long)c.lq, (long long)c.lk, (long long)c.dk, (long long)c.dv, c.causal,
+  char desc[180];
+  std::snprintf(desc, sizeof(desc), "B%lld H%lld/%lld lq%lld lk%lld dk%lld dv%lld causal%d split%d mask%d", (long long)c.b,
+                (long long)c.h, (long long)kv_heads(c), (long long)c.lq, (long long)c.lk, (long long)c.dk, (long long)c.dv, c.causal,
                 c.head_split, c.mask_kind);
   if (std::getenv("ATTN_TEST_VERBOSE")) std::printf("%s %s\n", isa.c_str(), desc);
 
@@ -295,6 +303,14 @@ int main() {
   cases.push_back({1, 2, 515, 515, 17, 130, false, true, 5});
   cases.push_back({1, 1, 100, 97, 64, 64, true, false, 5});
   cases.push_back({1, 1, 13, 700, 64, 64, false, false, 1});
+  // Grouped-query attention (kvh < h): decode steps (the few-rows path),
+  // streaming and bf16 tiles, masks over query heads, multi-query (kvh 1),
+  // and the long strided K/V copy (lk >= 1024, lq >= 256, head-split).
+  cases.push_back({2, 8, 1, 33, 64, 64, false, false, 0, 2});
+  cases.push_back({1, 8, 4, 130, 64, 64, false, true, 4, 2});
+  cases.push_back({2, 6, 40, 65, 32, 48, true, true, 3, 3});
+  cases.push_back({1, 4, 70, 70, 16, 16, false, false, 5, 1});
+  cases.push_back({1, 4, 300, 1030, 64, 64, true, true, 1, 2});
 
   std::vector<std::string> ran;
   for (rt::Isa isa : {rt::Isa::Portable, rt::Isa::Avx2, rt::Isa::Avx512}) {

@@ -473,6 +473,68 @@ void test_activations(const std::string& isa) {
   CHECK(std::isnan(y[0]) && y[1] == INFINITY && y[2] == 0.0f, "relu specials");
 }
 
+// ------------------------------------------------------ silu, sigmoid, tanh
+double unary_ref(k::UnaryOp op, double x) {
+  switch (op) {
+    case k::UnaryOp::Silu:
+      return x / (1.0 + std::exp(-x));
+    case k::UnaryOp::Sigmoid:
+      return 1.0 / (1.0 + std::exp(-x));
+    default:
+      return std::tanh(x);
+  }
+}
+
+// |got - ref| within a few float ulps of ref (relative), absolute below the
+// normal range where the float result itself is denormal or flushed to 0.
+bool close_rel(double got, double ref, double rel) {
+  if (std::isnan(ref)) return std::isnan(got);
+  if (std::isinf(ref)) return got == ref;
+  if (std::fabs(ref) < 1e-30) return std::fabs(got - ref) <= 1e-37;
+  return std::fabs(got - ref) <= rel * std::fabs(ref);
+}
+
+void test_unary(const std::string& isa) {
+  const char* names[] = {"silu", "sigmoid", "tanh"};
+  std::vector<int64_t> sizes = kCols;
+  sizes.push_back(300 * 1000 + 17);  // above the parallel grain
+  for (int64_t n : sizes) {
+    std::vector<float> x = activation_inputs(n), y(n), z(n);
+    for (int opi = 0; opi < 3; ++opi) {
+      const auto op = static_cast<k::UnaryOp>(opi);
+      k::unary(op, x.data(), y.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double ref = unary_ref(op, x[i]);
+        if (std::fabs(ref) >= 1e-30) note(std::string(names[opi]) + " rel", isa, std::fabs(y[i] - ref) / std::fabs(ref));
+        CHECK(close_rel(y[i], ref, 5e-7), "%s %s x=%.9g got %.9g ref %.9g", names[opi], isa.c_str(), x[i], y[i], ref);
+      }
+      z = x;
+      k::unary(op, z.data(), z.data(), n);
+      CHECK(same_bits(z, y), "%s in-place differs", names[opi]);
+    }
+    // silu(gate) * up: silu rounded to float first, as F.silu(g) * u.
+    std::vector<float> up(n);
+    for (auto& v : up) v = normal(2.0f);
+    k::silu_mul(x.data(), up.data(), y.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const double ref = unary_ref(k::UnaryOp::Silu, x[i]) * up[i];
+      if (std::fabs(ref) >= 1e-30) note("siluMul rel", isa, std::fabs(y[i] - ref) / std::fabs(ref));
+      CHECK(close_rel(y[i], ref, 8e-7), "siluMul %s g=%.9g u=%.9g got %.9g ref %.9g", isa.c_str(), x[i], up[i], y[i], ref);
+    }
+    z = up;
+    k::silu_mul(x.data(), z.data(), z.data(), n);
+    CHECK(same_bits(z, y), "siluMul in place (y = up) differs");
+  }
+  // Specials: NaN propagates; saturation at +-inf; silu(-inf) = -inf / inf = NaN, as PyTorch's formula gives.
+  std::vector<float> s = {NAN, INFINITY, -INFINITY}, y(3);
+  k::unary(k::UnaryOp::Silu, s.data(), y.data(), 3);
+  CHECK(std::isnan(y[0]) && y[1] == INFINITY && std::isnan(y[2]), "silu specials %g %g %g", y[0], y[1], y[2]);
+  k::unary(k::UnaryOp::Sigmoid, s.data(), y.data(), 3);
+  CHECK(std::isnan(y[0]) && y[1] == 1.0f && y[2] == 0.0f, "sigmoid specials %g %g %g", y[0], y[1], y[2]);
+  k::unary(k::UnaryOp::Tanh, s.data(), y.data(), 3);
+  CHECK(std::isnan(y[0]) && y[1] == 1.0f && y[2] == -1.0f, "tanh specials %g %g %g", y[0], y[1], y[2]);
+}
+
 // ----------------------------------------------------------------- binary
 float apply(k::BinaryOp op, float a, float b) {
   switch (op) {
@@ -594,6 +656,49 @@ void test_embedding_permute(const std::string& isa) {
 }
 
 // ------------------------------------------------- threads vs single thread
+// copy_strided against an index-by-index walk: contiguous, transposed,
+// broadcast (stride 0) sources, strided destinations (a slice of a wider
+// output, as torch.cat writes), above the parallel grain.
+void test_copy_strided(const std::string& isa) {
+  struct C {
+    std::vector<int64_t> shape, xs, ys;
+  };
+  const std::vector<C> cases = {
+      {{5}, {1}, {1}},
+      {{3, 4}, {1, 3}, {4, 1}},                     // transposed source
+      {{2, 3, 5}, {0, 5, 1}, {45, 15, 1}},          // broadcast over dim 0, into a slice of a wider row
+      {{4, 7, 3}, {21, 3, 1}, {7 * 9, 9, 1}},       // cat along the last dim: rows 9 apart
+      {{300, 1000}, {1000, 1}, {1017, 1}},          // above the grain, row-strided destination
+      {{2, 1, 3, 64}, {192, 5, 64, 1}, {1024, 7, 256, 1}},
+      {{37, 53}, {1, 37}, {53, 1}},
+  };
+  for (const C& c : cases) {
+    int64_t xn = 1, yn = 1, total = 1;
+    for (size_t d = 0; d < c.shape.size(); ++d) {
+      xn += (c.shape[d] - 1) * c.xs[d];
+      yn += (c.shape[d] - 1) * c.ys[d];
+      total *= c.shape[d];
+    }
+    std::vector<float> x(xn), y(yn, -3.0f), want(yn, -3.0f);
+    for (auto& v : x) v = normal();
+    std::vector<int64_t> idx(c.shape.size(), 0);
+    for (int64_t i = 0; i < total; ++i) {
+      int64_t ox = 0, oy = 0;
+      for (size_t d = 0; d < c.shape.size(); ++d) {
+        ox += idx[d] * c.xs[d];
+        oy += idx[d] * c.ys[d];
+      }
+      want[oy] = x[ox];
+      for (size_t d = c.shape.size(); d-- > 0;) {
+        if (++idx[d] < c.shape[d]) break;
+        idx[d] = 0;
+      }
+    }
+    k::copy_strided(x.data(), c.xs.data(), y.data(), c.ys.data(), c.shape.data(), static_cast<int>(c.shape.size()));
+    CHECK(same_bits(y, want), "copy_strided %s: case with %zu dims differs", isa.c_str(), c.shape.size());
+  }
+}
+
 void test_threads_identical(const std::string& isa) {
   const int64_t rows = 2048, cols = 768, n = rows * cols;
   std::vector<float> x(n), g(cols), b(cols), bias(cols);
@@ -605,7 +710,7 @@ void test_threads_identical(const std::string& isa) {
   }
   auto run_all = [&](int threads) {
     set_threads(threads);
-    std::vector<std::vector<float>> outs(11, std::vector<float>(n));
+    std::vector<std::vector<float>> outs(13, std::vector<float>(n));
     k::softmax_rows(x.data(), outs[0].data(), rows, cols);
     k::layer_norm_rows(x.data(), g.data(), b.data(), outs[1].data(), rows, cols, 1e-5f);
     k::gelu(x.data(), outs[2].data(), n, false);
@@ -618,13 +723,16 @@ void test_threads_identical(const std::string& isa) {
     k::add_rms_norm_rows(x.data(), x.data() + cols, g.data(), outs[8].data(), outs[9].data(), rows - 1, cols, 1e-5f);
     // A column slice [:, 100:484] of x into a row-strided output.
     k::rms_norm_rows(x.data() + 100, nullptr, outs[10].data() + 3, rows, 384, 1e-5f, cols, cols);
+    k::unary(k::UnaryOp::Tanh, x.data(), outs[11].data(), n);
+    k::silu_mul(x.data(), x.data() + 1, outs[12].data(), n - 1);
     return outs;
   };
   auto one = run_all(1);
   auto two = run_all(2);
   const char* names[] = {"softmax", "layerNorm", "gelu",       "gelu tanh",      "relu",           "binary",
-                         "permute", "rmsNorm",   "addRmsNorm", "addRmsNorm sum", "rmsNorm strided"};
-  for (int i = 0; i < 11; ++i)
+                         "permute", "rmsNorm",   "addRmsNorm", "addRmsNorm sum", "rmsNorm strided",
+                         "tanh",    "siluMul"};
+  for (int i = 0; i < 13; ++i)
     CHECK(same_bits(one[i], two[i]), "%s: 2 threads differ from 1 (%s)", names[i], isa.c_str());
   set_threads(2);
 }
@@ -650,8 +758,10 @@ int main() {
     test_add_rms_norm(name);
     test_row_strides(name);
     test_activations(name);
+    test_unary(name);
     test_binary(name);
     test_embedding_permute(name);
+    test_copy_strided(name);
     test_threads_identical(name);
     std::printf("%-9s %s\n", name.c_str(), g_failures == before ? "ok" : "FAILED");
   }
@@ -668,6 +778,7 @@ int main() {
   std::printf(
       "(softmax abs: |y - ref|; rel: |y - ref| / ref; layerNorm: |y - ref| / max(1, |ref|);\n"
       " rmsNorm / addRmsNorm: |y - ref| / |ref| (ref 0 must give exactly 0);\n"
+      " silu/sigmoid/tanh/siluMul rel: |y - ref| / |ref| for |ref| >= 1e-30;\n"
       " gelu rel: |y - ref| / |ref|; rel/cond: the same over max(1, condition number of gelu at x);\n"
       " binary/embedding/permute/relu must be bit-exact)\n");
   std::printf("\n%s (%d failures)\n", g_failures ? "FAILED" : "ALL PASSED", g_failures);

@@ -76,10 +76,17 @@ function forEachRow(
   row: (b: number, h: number, i: number, qi: number, kBase: number, vBase: number, oi: number, visible: number) => void,
 ): void {
   const { qStrides, kStrides, vStrides, outStrides, batch, heads, lq, lk, causal } = args;
+  const kvHeads = args.kvHeads ?? heads;
+  if (heads > 0 && !(Number.isInteger(kvHeads) && kvHeads >= 1 && heads % kvHeads === 0)) {
+    throw new RangeError(`attention: argument 'kvHeads' must divide heads = ${heads}, got ${kvHeads}`);
+  }
+  // Grouped-query attention: `group` consecutive query heads share one key/value head.
+  const group = heads > 0 ? heads / kvHeads : 1;
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
-      const kBase = b * kStrides[0] + h * kStrides[1];
-      const vBase = b * vStrides[0] + h * vStrides[1];
+      const hk = Math.floor(h / group);
+      const kBase = b * kStrides[0] + hk * kStrides[1];
+      const vBase = b * vStrides[0] + hk * vStrides[1];
       for (let i = 0; i < lq; i++) {
         const qi = b * qStrides[0] + h * qStrides[1] + i * qStrides[2];
         const oi = b * outStrides[0] + h * outStrides[1] + i * outStrides[2];

@@ -6,7 +6,8 @@ import type { Backend } from '../backend';
 import { attention } from './attention';
 import { binary } from './binary';
 import { gemm } from './gemm';
-import { addLayerNorm, addRmsNorm, embedding, gelu, layerNorm, permute0213, relu, rmsNorm, softmax } from './layer';
+import { rope } from './rotary';
+import { addLayerNorm, addRmsNorm, copy, embedding, gelu, layerNorm, permute0213, relu, rmsNorm, siluMul, softmax, unary } from './layer';
 
 export { erf, erfc, geluExact, geluTanh } from './math';
 
@@ -21,8 +22,12 @@ export const jsBackend: Backend = Object.freeze({
   addRmsNorm,
   relu,
   gelu,
+  unary,
+  siluMul,
   binary,
   embedding,
+  copy,
   permute0213,
   attention,
+  rope,
 } as const);

@@ -7,14 +7,18 @@
 import type {
   AddLayerNormArgs,
   AddRmsNormArgs,
+  CopyArgs,
   EmbeddingArgs,
   GeluArgs,
   LayerNormArgs,
   Permute0213Args,
   RmsNormArgs,
+  SiluMulArgs,
   SoftmaxArgs,
   UnaryArgs,
+  UnaryMapArgs,
 } from '../backend';
+import { UnaryOp } from '../backend';
 import { geluExact, geluTanh } from './math';
 
 /** A row stride argument: its default (cols) or a checked integer ≥ cols. */
@@ -148,6 +152,38 @@ export function gelu({ x, y, tanhApprox }: GeluArgs): void {
   }
 }
 
+/** PyTorch's SiLU formula x / (1 + exp(−x)) in double, rounded once to float32. */
+function silu(x: number): number {
+  return x / (1 + Math.exp(-x));
+}
+
+/** y = op(x) (silu, sigmoid, tanh), each evaluated in double and rounded once. x and y may alias. */
+export function unary({ op, x, y }: UnaryMapArgs): void {
+  const n = x.length;
+  switch (op) {
+    case UnaryOp.Silu:
+      for (let i = 0; i < n; i++) y[i] = silu(x[i]!);
+      break;
+    case UnaryOp.Sigmoid:
+      for (let i = 0; i < n; i++) y[i] = 1 / (1 + Math.exp(-x[i]!));
+      break;
+    case UnaryOp.Tanh:
+      for (let i = 0; i < n; i++) y[i] = Math.tanh(x[i]!);
+      break;
+    default:
+      throw new RangeError(`unary: argument 'op' must be a UnaryOp (0, 1 or 2), got ${String(op)}`);
+  }
+}
+
+/** y = silu(gate) · up, silu rounded to float32 first (as F.silu(gate) * up). y may be gate or up. */
+export function siluMul({ gate, up, y }: SiluMulArgs): void {
+  const n = gate.length;
+  if (up.length !== n || y.length !== n) {
+    throw new RangeError(`siluMul: arguments 'up' and 'y' must have gate's length ${n}, got ${up.length} and ${y.length}`);
+  }
+  for (let i = 0; i < n; i++) y[i] = Math.fround(silu(gate[i]!)) * up[i]!;
+}
+
 /** out[i, :] = weight[ids[i], :]. Re-checks ids so a bad one can never read out of bounds. */
 export function embedding({ weight, num, dim, ids, out }: EmbeddingArgs): void {
   const n = ids.length;
@@ -159,6 +195,31 @@ export function embedding({ weight, num, dim, ids, out }: EmbeddingArgs): void {
     const src = id * dim;
     const dst = i * dim;
     for (let j = 0; j < dim; j++) out[dst + j] = weight[src + j]!;
+  }
+}
+
+/** y[i] = x[i] over `shape`, both strided (an odometer over the index space). */
+export function copy({ x, xStrides, y, yStrides, shape }: CopyArgs): void {
+  const nd = shape.length;
+  if (xStrides.length !== nd || yStrides.length !== nd) {
+    throw new RangeError(`copy: xStrides and yStrides must have shape's ${nd} dims, got ${xStrides.length} and ${yStrides.length}`);
+  }
+  let total = 1;
+  for (const d of shape) total *= d;
+  if (total === 0) return;
+  const idx = new Array<number>(nd).fill(0);
+  let ox = 0;
+  let oy = 0;
+  for (let i = 0; i < total; i++) {
+    y[oy] = x[ox]!;
+    for (let d = nd - 1; d >= 0; d--) {
+      ox += xStrides[d]!;
+      oy += yStrides[d]!;
+      if (++idx[d]! < shape[d]!) break;
+      ox -= xStrides[d]! * shape[d]!;
+      oy -= yStrides[d]! * shape[d]!;
+      idx[d] = 0;
+    }
   }
 }
 

@@ -90,14 +90,14 @@ bool should_pack_kv(const AttentionParams& p) {
   return p.lk >= kPackMinKeys && p.lq >= kPackMinQueries && (p.k_strides[2] != p.dk || p.v_strides[2] != p.dv);
 }
 
-// Copies K and V of every (batch, head) to `dst` and points `p` at the copies.
+// Copies K and V of every (batch, key/value head) to `dst` and points `p` at the copies.
 void pack_kv(AttentionParams& p, float* dst, int threads) {
   const int64_t ks = p.lk * p.dk, vs = p.lk * p.dv, per = ks + vs;
   const AttentionParams src = p;
   runtime::ThreadPool::instance().parallel_tiles(
-      p.batch * p.heads,
+      p.batch * p.kv_heads,
       [&](int64_t bh) {
-        const int64_t b = bh / src.heads, h = bh % src.heads;
+        const int64_t b = bh / src.kv_heads, h = bh % src.kv_heads;
         float* kd = dst + bh * per;
         float* vd = kd + ks;
         const float* kp = src.k + b * src.k_strides[0] + h * src.k_strides[1];
@@ -110,10 +110,10 @@ void pack_kv(AttentionParams& p, float* dst, int threads) {
       threads);
   p.k = dst;
   p.v = dst + ks;
-  p.k_strides[0] = p.heads * per;
+  p.k_strides[0] = p.kv_heads * per;
   p.k_strides[1] = per;
   p.k_strides[2] = p.dk;
-  p.v_strides[0] = p.heads * per;
+  p.v_strides[0] = p.kv_heads * per;
   p.v_strides[1] = per;
   p.v_strides[2] = p.dv;
 }
@@ -134,6 +134,7 @@ AttentionPrecision effective_precision(const AttentionParams& p) {
 void attention(const AttentionParams& params, int max_threads) {
   if (params.batch <= 0 || params.heads <= 0 || params.lq <= 0) return;
   AttentionParams p = params;
+  if (p.kv_heads <= 0) p.kv_heads = p.heads;
   const runtime::Isa isa = runtime::active_isa();  // read once: tile size and kernel must agree
   const bool bf16 = isa == runtime::Isa::Avx512 && effective_precision(p) == AttentionPrecision::BFloat16;
   const int64_t rows = task_rows(p, isa);
@@ -156,10 +157,10 @@ void attention(const AttentionParams& params, int max_threads) {
     // K and V once to bf16 blocks, read by every query task of their head.
     uint32_t* kv = t_kv_bf16.get(avx512_bf16::packed_kv_words(p));
     pool.parallel_tiles(
-        p.batch * p.heads, [&](int64_t bh) { avx512_bf16::pack_kv(p, kv, bh); }, threads);
+        p.batch * p.kv_heads, [&](int64_t bh) { avx512_bf16::pack_kv(p, kv, bh); }, threads);
     prepared = kv;
   } else if (should_pack_kv(p)) {
-    pack_kv(p, t_kv.get(p.batch * p.heads * p.lk * (p.dk + p.dv)), threads);
+    pack_kv(p, t_kv.get(p.batch * p.kv_heads * p.lk * (p.dk + p.dv)), threads);
   }
   const int64_t useful = std::min<int64_t>(tasks, static_cast<int64_t>(flops / kMinTaskFlops));
   if (threads <= 1 || useful <= 1) {

@@ -42,6 +42,10 @@ struct AttentionParams {
   int64_t v_strides[3] = {0, 0, 0};
   int64_t out_strides[3] = {0, 0, 0};
   int64_t batch = 0, heads = 0, lq = 0, lk = 0, dk = 0, dv = 0;
+  // Key/value heads (grouped-query attention): query head h reads K/V head
+  // h / (heads / kv_heads); k_strides/v_strides address kv_heads heads, so a
+  // shared head is never copied. Must divide heads; 0 means heads.
+  int64_t kv_heads = 0;
   float scale = 1.0f;
   AttentionMask masks[2];
   int num_masks = 0;

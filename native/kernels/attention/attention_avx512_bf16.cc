@@ -187,7 +187,8 @@ void tile_streaming(const AttentionParams& p, const Slice& sl, int64_t b, int64_
       _mm512_mask_storeu_epi32(dst + w, lanes(g.dk2 - w), pairs32(qr + 2 * w, p.dk - 2 * w));
     }
   }
-  const uint32_t* kv = static_cast<const uint32_t*>(sl.prepared) + (b * p.heads + h) * g.slice;
+  // K/V were packed per key/value head (grouped-query attention: heads / kv_heads query heads share one).
+  const uint32_t* kv = static_cast<const uint32_t*>(sl.prepared) + (b * p.kv_heads + h / (p.heads / p.kv_heads)) * g.slice;
   // Causal: the tile's last query sees keys < i0 + nq; later blocks are skipped.
   const int64_t j_end = p.causal ? (i0 + nq < p.lk ? i0 + nq : p.lk) : p.lk;
   for (int64_t j0 = 0; j0 < j_end; j0 += kBk) {
@@ -207,11 +208,11 @@ void tile_streaming(const AttentionParams& p, const Slice& sl, int64_t b, int64_
 
 }  // namespace
 
-int64_t packed_kv_words(const AttentionParams& p) { return p.batch * p.heads * packed_geometry(p).slice; }
+int64_t packed_kv_words(const AttentionParams& p) { return p.batch * p.kv_heads * packed_geometry(p).slice; }
 
 void pack_kv(const AttentionParams& p, uint32_t* dst, int64_t bh) {
   const Packed g = packed_geometry(p);
-  const int64_t b = bh / p.heads, h = bh % p.heads;
+  const int64_t b = bh / p.kv_heads, h = bh % p.kv_heads;
   const float* k = p.k + b * p.k_strides[0] + h * p.k_strides[1];
   const float* v = p.v + b * p.v_strides[0] + h * p.v_strides[1];
   const int64_t ks = p.k_strides[2], vs = p.v_strides[2];

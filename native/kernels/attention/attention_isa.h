@@ -69,7 +69,7 @@ void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, i
 namespace avx512_bf16 {
 // 32-bit words pack_kv writes for all (batch, head) slices.
 int64_t packed_kv_words(const AttentionParams& p);
-// Packs K and V of slice bh = b * heads + h into dst (sized by packed_kv_words).
+// Packs K and V of slice bh = b * kv_heads + h (h a key/value head) into dst (sized by packed_kv_words).
 void pack_kv(const AttentionParams& p, uint32_t* dst, int64_t bh);
 void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
                     float* scratch);

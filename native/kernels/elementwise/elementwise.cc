@@ -17,12 +17,14 @@ namespace {
 struct IsaKernels {
   void (*relu)(const float*, float*, int64_t);
   void (*gelu)(const float*, float*, int64_t, bool);
+  void (*unary)(UnaryOp, const float*, float*, int64_t);
+  void (*silu_mul)(const float*, const float*, float*, int64_t);
   void (*binary_row)(BinaryOp, const float*, int64_t, const float*, int64_t, float*, int64_t);
 };
 
-constexpr IsaKernels kPortable{portable::relu, portable::gelu, portable::binary_row};
-constexpr IsaKernels kAvx2{avx2::relu, avx2::gelu, avx2::binary_row};
-constexpr IsaKernels kAvx512{avx512::relu, avx512::gelu, avx512::binary_row};
+constexpr IsaKernels kPortable{portable::relu, portable::gelu, portable::unary, portable::silu_mul, portable::binary_row};
+constexpr IsaKernels kAvx2{avx2::relu, avx2::gelu, avx2::unary, avx2::silu_mul, avx2::binary_row};
+constexpr IsaKernels kAvx512{avx512::relu, avx512::gelu, avx512::unary, avx512::silu_mul, avx512::binary_row};
 
 const IsaKernels& isa_kernels() { return for_active_isa(kPortable, kAvx2, kAvx512); }
 
@@ -55,6 +57,16 @@ void relu(const float* x, float* y, int64_t n) {
 void gelu(const float* x, float* y, int64_t n, bool tanh_approx) {
   const IsaKernels& k = isa_kernels();
   for_range(n, kGrain, [&](int64_t b, int64_t e) { k.gelu(x + b, y + b, e - b, tanh_approx); });
+}
+
+void unary(UnaryOp op, const float* x, float* y, int64_t n) {
+  const IsaKernels& k = isa_kernels();
+  for_range(n, kGrain, [&](int64_t b, int64_t e) { k.unary(op, x + b, y + b, e - b); });
+}
+
+void silu_mul(const float* gate, const float* up, float* y, int64_t n) {
+  const IsaKernels& k = isa_kernels();
+  for_range(n, kGrain, [&](int64_t b, int64_t e) { k.silu_mul(gate + b, up + b, y + b, e - b); });
 }
 
 void binary_op(BinaryOp op, const float* a, const int64_t* a_strides, const float* b, const int64_t* b_strides,

@@ -14,6 +14,15 @@ void relu(const float* x, float* y, int64_t n);
 // Exact erf form (PyTorch default) or the tanh approximation (approximate='tanh').
 void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 
+// Element-wise maps with one input (values match UnaryOp in lib/backend/backend.ts).
+// Silu: x / (1 + exp(-x)) (PyTorch's formula); Sigmoid: 1 / (1 + exp(-x));
+// Tanh: the hyperbolic tangent.
+enum class UnaryOp : int { Silu = 0, Sigmoid = 1, Tanh = 2 };
+void unary(UnaryOp op, const float* x, float* y, int64_t n);
+// SwiGLU's gated product y = silu(gate) * up, silu rounded to float32 before
+// the product (as F.silu(gate) * up). y may alias gate or up.
+void silu_mul(const float* gate, const float* up, float* y, int64_t n);
+
 enum class BinaryOp : int { Add = 0, Sub = 1, Mul = 2, Div = 3 };
 // y[i] = a[i] op b[i] over an `ndim`-dimensional index space `shape`
 // (ndim <= 8). Strides are in elements; a stride of 0 broadcasts. y is

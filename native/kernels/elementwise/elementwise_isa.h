@@ -19,6 +19,8 @@
 namespace attnode::kernels {
 namespace portable {
 void relu(const float* x, float* y, int64_t n);
+void unary(UnaryOp op, const float* x, float* y, int64_t n);
+void silu_mul(const float* gate, const float* up, float* y, int64_t n);
 void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 // y[i] = a[i * a_inc] op b[i * b_inc] with a_inc, b_inc in {0, 1} (0 = scalar operand).
 void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n);
@@ -26,6 +28,8 @@ void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int6
 
 namespace avx2 {
 void relu(const float* x, float* y, int64_t n);
+void unary(UnaryOp op, const float* x, float* y, int64_t n);
+void silu_mul(const float* gate, const float* up, float* y, int64_t n);
 void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 // y[i] = a[i * a_inc] op b[i * b_inc] with a_inc, b_inc in {0, 1} (0 = scalar operand).
 void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n);
@@ -33,6 +37,8 @@ void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int6
 
 namespace avx512 {
 void relu(const float* x, float* y, int64_t n);
+void unary(UnaryOp op, const float* x, float* y, int64_t n);
+void silu_mul(const float* gate, const float* up, float* y, int64_t n);
 void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 // y[i] = a[i * a_inc] op b[i * b_inc] with a_inc, b_inc in {0, 1} (0 = scalar operand).
 void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n);

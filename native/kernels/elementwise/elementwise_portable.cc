@@ -43,6 +43,10 @@ inline float gelu_tanh(float x) {
   return x / (1.0f + vexp(m2u));
 }
 
+// PyTorch's formulas, as the SIMD paths (elementwise_map.inc); tanh is libm's.
+inline float silu(float x) { return x / (1.0f + vexp(-x)); }
+inline float sigmoid(float x) { return 1.0f / (1.0f + vexp(-x)); }
+
 template <typename F>
 inline void map_binary(const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n, F f) {
   for (int64_t i = 0; i < n; ++i) y[i] = f(a[i * a_inc], b[i * b_inc]);
@@ -61,6 +65,24 @@ void gelu(const float* x, float* y, int64_t n, bool tanh_approx) {
   } else {
     for (int64_t i = 0; i < n; ++i) y[i] = gelu_erf(x[i]);
   }
+}
+
+void unary(UnaryOp op, const float* x, float* y, int64_t n) {
+  switch (op) {
+    case UnaryOp::Silu:
+      for (int64_t i = 0; i < n; ++i) y[i] = silu(x[i]);
+      break;
+    case UnaryOp::Sigmoid:
+      for (int64_t i = 0; i < n; ++i) y[i] = sigmoid(x[i]);
+      break;
+    case UnaryOp::Tanh:
+      for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+      break;
+  }
+}
+
+void silu_mul(const float* gate, const float* up, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = silu(gate[i]) * up[i];
 }
 
 void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n) {

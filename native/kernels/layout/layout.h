@@ -19,4 +19,12 @@ int64_t embedding(const float* weight, int64_t num, int64_t dim, const int32_t* 
 // and merge (the inverse) transposes. x and y must not alias.
 void permute_0213(const float* x, float* y, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
 
+// y[i] = x[i] over an `ndim`-dimensional index space `shape` (ndim <= 8),
+// both addressed through element strides: a strided view copied into
+// another (torch.cat's slices of its output, a copy into a cache slot). The
+// binding checked that y's elements are distinct and that x and y do not
+// overlap (or are the same view: then nothing moves).
+void copy_strided(const float* x, const int64_t* x_strides, float* y, const int64_t* y_strides, const int64_t* shape,
+                  int ndim);
+
 }  // namespace attnode::kernels
