@@ -9,7 +9,8 @@
  * Each step's logits are computed by kernels (off the JS thread in the async
  * form) and only then read in JS to pick the next tokens.
  */
-import { runAsync } from '../async';
+import { runAsyncOn } from '../async';
+import type { Backend } from '../backend/backend';
 import { Rng, Tensor } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import type { SelfAttentionCache } from '../nn/kv-cache';
@@ -22,6 +23,8 @@ export interface CausalModel {
     options: { cache: SelfAttentionCache; attentionMask?: Tensor<'int32'> | null; lastOnly: boolean },
   ): Tensor<'float32'>;
   readonly config: { vocabSize: number; maxPositionEmbeddings: number };
+  /** The backend the model computes on (a non-native one runs the async form synchronously). */
+  readonly backend: Backend;
 }
 
 /** Options of {@link generate} (Hugging Face's names, camelCase). */
@@ -199,12 +202,12 @@ export function generate(model: CausalModel, inputIds: Tensor<'int32'>, options:
   return r.value;
 }
 
-/** Generates with every step's kernels off the JS thread ({@link runAsync}). */
+/** Generates with every step's kernels off the JS thread (`runAsync`; on a non-native backend, synchronously). */
 export async function generateAsync(
   model: CausalModel, inputIds: Tensor<'int32'>, options: GenerationOptions,
 ): Promise<Tensor<'int32'>> {
   const g = loop('generateAsync', model, inputIds, options);
   let r = g.next();
-  while (!r.done) r = g.next(await runAsync(r.value));
+  while (!r.done) r = g.next(await runAsyncOn(model.backend, r.value));
   return r.value;
 }

@@ -90,25 +90,22 @@ export function resolveLlamaConfig(c: LlamaConfig): ResolvedLlamaConfig {
  * wavelengths above `original / lowFreqFactor` are divided by `factor`,
  * those below `original / highFreqFactor` kept, the band between blended.
  */
-export function ropeInvFreq(headDim: number, theta: number, scaling: Llama3RopeScaling | null): Float32Array {
-  const half = headDim / 2;
-  const out = new Float32Array(half);
-  for (let i = 0; i < half; i++) {
-    // As PyTorch: the exponent is computed in float32 before the power.
-    let f = 1 / theta ** Math.fround((2 * i) / headDim);
-    if (scaling) {
-      const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: orig } = scaling;
-      const wavelen = (2 * Math.PI) / f;
-      if (wavelen > orig / lowFreqFactor) {
-        f /= factor;
-      } else if (wavelen >= orig / highFreqFactor) {
-        const smooth = (orig / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
-        f = (1 - smooth) * (f / factor) + smooth * f;
-      }
+export function ropeInvFreq(headDim: number, theta: number, scaling: Llama3RopeScaling | null): F32 {
+  const base = ops.rotaryInvFreq(headDim, theta);
+  if (!scaling) return base;
+  const out = new Float32Array(base.data);
+  const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: orig } = scaling;
+  for (let i = 0; i < out.length; i++) {
+    const f = out[i]!;
+    const wavelen = (2 * Math.PI) / f;
+    if (wavelen > orig / lowFreqFactor) {
+      out[i] = f / factor;
+    } else if (wavelen >= orig / highFreqFactor) {
+      const smooth = (orig / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+      out[i] = (1 - smooth) * (f / factor) + smooth * f;
     }
-    out[i] = f;
   }
-  return out;
+  return new Tensor(out, [out.length], 'float32');
 }
 
 /** q/k/v/o projections with grouped-query attention and rotary embeddings. */
@@ -118,9 +115,9 @@ export class LlamaAttention extends Module {
   vProj: Linear;
   oProj: Linear;
   readonly #c: ResolvedLlamaConfig;
-  readonly #invFreq: Float32Array;
+  readonly #invFreq: F32;
 
-  constructor(c: ResolvedLlamaConfig, invFreq: Float32Array) {
+  constructor(c: ResolvedLlamaConfig, invFreq: F32) {
     super();
     const e = c.hiddenSize;
     const kv = (e / c.numAttentionHeads) * c.numKeyValueHeads;
@@ -206,7 +203,7 @@ export class LlamaDecoderLayer extends Module {
   inputLayernorm: RMSNorm;
   postAttentionLayernorm: RMSNorm;
 
-  constructor(c: ResolvedLlamaConfig, invFreq: Float32Array) {
+  constructor(c: ResolvedLlamaConfig, invFreq: F32) {
     super();
     this.selfAttn = new LlamaAttention(c, invFreq);
     this.mlp = new LlamaMLP(c);
