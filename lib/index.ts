@@ -55,3 +55,4 @@ export { AutoTokenizer, type PreTrainedTokenizer, type BatchEncoding } from './t
 export { LlamaForCausalLM, resolveLlamaConfig, ropeInvFreq, type LlamaConfig, type Llama3RopeScaling, type LlamaForwardOptions } from './models/llama';
 export { generate, generateAsync, type GenerationOptions, type CausalModel } from './models/generation';
 export { loadLlama2c, Llama2cTokenizer, parseLlama2cHeader, type Llama2cHeader, type Llama2cModel } from './io/llama2c';
+export { AutoModelForCausalLM, llamaConfigFromJson, loadFolderWeights } from './models/auto';

@@ -16,13 +16,18 @@ Python port of run.c's encode. Both ports are written here from run.c, not
 from attnode, so they are an independent reference.
 """
 import json
+import math
 import struct
 import sys
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gen_fixtures import serialize_safetensors  # noqa: E402  (the project's safetensors writer)
+
 OUT = Path(__file__).resolve().parent.parent / 'test' / 'fixtures' / 'llama2c'
+HF_OUT = Path(__file__).resolve().parent.parent / 'test' / 'fixtures' / 'hf'
 
 DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, SEQ_LEN = 32, 72, 2, 4, 2, 64
 CHARS = ' abcdefghijklmnopqrstuvwxyzTOL.,!\'\n'
@@ -124,6 +129,103 @@ def forward(w: dict[str, torch.Tensor], tokens: list[int]) -> torch.Tensor:
     return torch.stack(logits)
 
 
+# ---------------------------------------------------------------------------
+# Hugging Face Llama-family folders (config.json + model.safetensors), from the published architecture:
+# rotate_half rotary embeddings, repeat_kv grouped-query attention, RMSNorm in float32, SwiGLU MLP.
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    h = x.shape[-1] // 2
+    return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
+
+
+def llama3_inv_freq(inv_freq: torch.Tensor, rs: dict) -> torch.Tensor:
+    """transformers' _compute_llama3_parameters."""
+    factor, low, high, old = rs['factor'], rs['low_freq_factor'], rs['high_freq_factor'], rs['original_max_position_embeddings']
+    low_wavelen, high_wavelen = old / low, old / high
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+    return torch.where(medium, smoothed, scaled)
+
+
+def hf_llama_logits(w: dict[str, torch.Tensor], cfg: dict, ids: list[int], qkv_bias: bool) -> torch.Tensor:
+    E, H, KV = cfg['hidden_size'], cfg['num_attention_heads'], cfg['num_key_value_heads']
+    hd, T, eps = E // H, len(ids), cfg['rms_norm_eps']
+    inv = 1.0 / (cfg['rope_theta'] ** (torch.arange(0, hd, 2).float() / hd))
+    if cfg.get('rope_scaling'):
+        inv = llama3_inv_freq(inv, cfg['rope_scaling'])
+    freqs = torch.outer(torch.arange(T).float(), inv)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    cos, sin = emb.cos(), emb.sin()
+    norm = lambda x, g: g * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))  # noqa: E731
+    x = w['model.embed_tokens.weight'][ids]
+    causal = torch.full((T, T), float('-inf')).triu(1)
+    for l in range(cfg['num_hidden_layers']):
+        p = f'model.layers.{l}.'
+        h = norm(x, w[p + 'input_layernorm.weight'])
+        proj = lambda n, k: h @ w[p + f'self_attn.{n}.weight'].T + (w[p + f'self_attn.{n}.bias'] if qkv_bias else 0)  # noqa: E731
+        q = proj('q_proj', H).view(T, H, hd).transpose(0, 1)
+        k = proj('k_proj', KV).view(T, KV, hd).transpose(0, 1)
+        v = proj('v_proj', KV).view(T, KV, hd).transpose(0, 1)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        k = k.repeat_interleave(H // KV, dim=0)
+        v = v.repeat_interleave(H // KV, dim=0)
+        a = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(hd) + causal, dim=-1) @ v
+        x = x + a.transpose(0, 1).reshape(T, E) @ w[p + 'self_attn.o_proj.weight'].T
+        h = norm(x, w[p + 'post_attention_layernorm.weight'])
+        g = h @ w[p + 'mlp.gate_proj.weight'].T
+        x = x + (torch.nn.functional.silu(g) * (h @ w[p + 'mlp.up_proj.weight'].T)) @ w[p + 'mlp.down_proj.weight'].T
+    head = w['model.embed_tokens.weight'] if cfg['tie_word_embeddings'] else w['lm_head.weight']
+    return norm(x, w['model.norm.weight']) @ head.T
+
+
+def hf_folder(name: str, cfg: dict, store: torch.dtype, qkv_bias: bool) -> None:
+    torch.manual_seed(sum(name.encode()))  # stable across runs (str hash() is salted per process)
+    E, I, V, L = cfg['hidden_size'], cfg['intermediate_size'], cfg['vocab_size'], cfg['num_hidden_layers']
+    kv = E // cfg['num_attention_heads'] * cfg['num_key_value_heads']
+    r = lambda *s: (torch.randn(*s) * 0.2).to(store).float()  # noqa: E731  (values exactly representable in `store`)
+    w = {'model.embed_tokens.weight': r(V, E), 'model.norm.weight': 1 + 0.1 * r(E)}
+    if not cfg['tie_word_embeddings']:
+        w['lm_head.weight'] = r(V, E)
+    for l in range(L):
+        p = f'model.layers.{l}.'
+        w.update({p + 'input_layernorm.weight': 1 + 0.1 * r(E), p + 'post_attention_layernorm.weight': 1 + 0.1 * r(E),
+                  p + 'self_attn.q_proj.weight': r(E, E), p + 'self_attn.k_proj.weight': r(kv, E),
+                  p + 'self_attn.v_proj.weight': r(kv, E), p + 'self_attn.o_proj.weight': r(E, E),
+                  p + 'mlp.gate_proj.weight': r(I, E), p + 'mlp.up_proj.weight': r(I, E), p + 'mlp.down_proj.weight': r(E, I)})
+        if qkv_bias:
+            w.update({p + 'self_attn.q_proj.bias': r(E), p + 'self_attn.k_proj.bias': r(kv), p + 'self_attn.v_proj.bias': r(kv)})
+    # The reference multiplies exactly the values the file stores.
+    w = {k: v.to(store).float() for k, v in w.items()}
+    ids = [int(i) for i in torch.randint(0, V, (9,))]
+    with torch.no_grad():
+        logits = hf_llama_logits(w, cfg, ids, qkv_bias)
+    d = HF_OUT / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / 'config.json').write_text(json.dumps(cfg, indent=2) + '\n')
+    (d / 'model.safetensors').write_bytes(serialize_safetensors({k: v.to(store) for k, v in w.items()}, {'format': 'pt'}))
+    ref = {'producer': 'scripts/gen_llama_fixtures.py', 'torch_version': torch.__version__, 'input_ids': ids,
+           'logits': [[round(float(v), 7) for v in row] for row in logits]}
+    (d / 'reference.json').write_text(json.dumps(ref) + '\n')
+
+
+def gen_hf() -> None:
+    base = {'vocab_size': 96, 'hidden_size': 32, 'intermediate_size': 56, 'num_hidden_layers': 2,
+            'num_attention_heads': 4, 'num_key_value_heads': 2, 'max_position_embeddings': 128, 'rms_norm_eps': 1e-5,
+            'rope_theta': 10000.0, 'tie_word_embeddings': False, 'torch_dtype': 'float32'}
+    hf_folder('llama-gqa', {**base, 'model_type': 'llama', 'architectures': ['LlamaForCausalLM']}, torch.float32, False)
+    hf_folder('llama3-bf16-tied', {**base, 'model_type': 'llama', 'architectures': ['LlamaForCausalLM'],
+                                   'rope_theta': 500000.0, 'tie_word_embeddings': True, 'torch_dtype': 'bfloat16',
+                                   'rope_scaling': {'rope_type': 'llama3', 'factor': 8.0, 'low_freq_factor': 1.0,
+                                                    'high_freq_factor': 4.0, 'original_max_position_embeddings': 16}},
+              torch.bfloat16, False)
+    hf_folder('qwen2-bias', {**base, 'model_type': 'qwen2', 'architectures': ['Qwen2ForCausalLM'], 'rms_norm_eps': 1e-6,
+                             'num_key_value_heads': 1, 'rope_theta': 1000000.0}, torch.float16, True)
+
+
 def main() -> int:
     torch.manual_seed(1234)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -163,8 +265,9 @@ def main() -> int:
         'greedy': seq[len(prompt):],
     }
     (OUT / 'reference.json').write_text(json.dumps(ref, ensure_ascii=False) + '\n')
-    for p in sorted(OUT.iterdir()):
-        print(f'{p.stat().st_size:>9}  {p.name}')
+    gen_hf()
+    for p in sorted([*OUT.iterdir(), *HF_OUT.glob('*/*')]):
+        print(f'{p.stat().st_size:>9}  {p.relative_to(OUT.parent)}')
     return 0
 
 
