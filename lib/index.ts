@@ -52,3 +52,7 @@ export { clearBufferPool, pooledBufferBytes } from './workspace';
 export { currentContext, withContext, type ExecutionContext } from './context';
 export { info, setNumThreads, getNumThreads, setIsa, type RuntimeInfo, type IsaName, type NativeInfo } from './runtime';
 export { AutoTokenizer, type PreTrainedTokenizer, type BatchEncoding } from './tokenizers';
+export { LlamaForCausalLM, resolveLlamaConfig, ropeInvFreq, type LlamaConfig, type Llama3RopeScaling, type LlamaForwardOptions } from './models/llama';
+export { generate, generateAsync, type GenerationOptions, type CausalModel } from './models/generation';
+export { loadLlama2c, Llama2cTokenizer, parseLlama2cHeader, type Llama2cHeader, type Llama2cModel } from './io/llama2c';
+export { AutoModelForCausalLM, llamaConfigFromJson, loadFolderWeights } from './models/auto';

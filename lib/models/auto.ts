@@ -1,0 +1,147 @@
+/**
+ * Models from Hugging Face model folders: `config.json` picks the family by
+ * `model_type`, the weights come from `model.safetensors` or the shards of
+ * `model.safetensors.index.json` (F32, F16 and BF16 stored weights, read as
+ * float32), and load under Hugging Face's own key names.
+ *
+ * Families: Llama-style decoders (`llama`, `mistral`, `qwen2`). A folder that
+ * does not fit is an error naming the file and the field.
+ */
+import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { loadSafetensors } from '../io/safetensors';
+import type { Tensor } from '../tensor';
+import { LlamaForCausalLM, type Llama3RopeScaling, type LlamaConfig } from './llama';
+
+type Json = Record<string, unknown>;
+
+/** Reads and parses a JSON file of the folder, or null when it does not exist. */
+async function readJson(dir: string, name: string): Promise<Json | null> {
+  const file = path.join(dir, name);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new Error(`${file}: cannot be read (${(err as Error).message})`, { cause: err });
+  }
+  try {
+    const v: unknown = JSON.parse(text);
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
+    return v as Json;
+  } catch (err) {
+    throw new Error(`${file}: is not valid JSON (${(err as Error).message})`, { cause: err });
+  }
+}
+
+/** A config field: an integer ≥ min (or absent with a default). */
+function int(file: string, c: Json, key: string, min: number, dflt?: number): number {
+  const v = c[key] ?? dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
+    throw new Error(`${file}: field '${key}' must be an integer >= ${min}, got ${JSON.stringify(c[key])}`);
+  }
+  return v;
+}
+
+function num(file: string, c: Json, key: string, dflt: number): number {
+  const v = c[key] ?? dflt;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+    throw new Error(`${file}: field '${key}' must be a positive number, got ${JSON.stringify(c[key])}`);
+  }
+  return v;
+}
+
+/** The Llama configuration of a Llama-family `config.json`. */
+export function llamaConfigFromJson(c: Json, file = 'config.json'): LlamaConfig {
+  const type = c['model_type'];
+  let ropeScaling: Llama3RopeScaling | null = null;
+  const rs = c['rope_scaling'];
+  if (rs !== undefined && rs !== null) {
+    const s = rs as Json;
+    const kind = s['rope_type'] ?? s['type'];
+    if (kind !== 'llama3') {
+      throw new Error(`${file}: field 'rope_scaling.rope_type' ${JSON.stringify(kind)} is not supported (supported: 'llama3')`);
+    }
+    ropeScaling = {
+      ropeType: 'llama3', factor: num(file, s, 'factor', NaN), lowFreqFactor: num(file, s, 'low_freq_factor', NaN),
+      highFreqFactor: num(file, s, 'high_freq_factor', NaN),
+      originalMaxPositionEmbeddings: int(file, s, 'original_max_position_embeddings', 1),
+    };
+  }
+  const heads = int(file, c, 'num_attention_heads', 1);
+  return {
+    vocabSize: int(file, c, 'vocab_size', 1),
+    hiddenSize: int(file, c, 'hidden_size', 1),
+    intermediateSize: int(file, c, 'intermediate_size', 1),
+    numHiddenLayers: int(file, c, 'num_hidden_layers', 0),
+    numAttentionHeads: heads,
+    numKeyValueHeads: int(file, c, 'num_key_value_heads', 1, heads),
+    maxPositionEmbeddings: int(file, c, 'max_position_embeddings', 1, 2048),
+    rmsNormEps: num(file, c, 'rms_norm_eps', 1e-6),
+    ropeTheta: num(file, c, 'rope_theta', 10000),
+    ropeScaling,
+    tieWordEmbeddings: c['tie_word_embeddings'] === true,
+    // Qwen2 always has q/k/v biases; Llama has them when attention_bias says so.
+    attentionBias: type === 'qwen2' || c['attention_bias'] === true,
+  };
+}
+
+/** Every tensor of the folder's safetensors weights (one file or the shards of its index). */
+export async function loadFolderWeights(dir: string): Promise<Record<string, Tensor>> {
+  const index = await readJson(dir, 'model.safetensors.index.json');
+  if (index) {
+    const file = path.join(dir, 'model.safetensors.index.json');
+    const map = index['weight_map'];
+    if (map === null || typeof map !== 'object') throw new Error(`${file}: field 'weight_map' must be an object of shard names`);
+    const shards = [...new Set(Object.values(map as Json))];
+    const out: Record<string, Tensor> = {};
+    for (const shard of shards) {
+      if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) {
+        throw new Error(`${file}: field 'weight_map' names a shard ${JSON.stringify(shard)}, expected a file name in the folder`);
+      }
+      Object.assign(out, (await loadSafetensors(path.join(dir, shard))).tensors);
+    }
+    return out;
+  }
+  const single = path.join(dir, 'model.safetensors');
+  try {
+    return (await loadSafetensors(single)).tensors;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error(`${dir}: no weights found (expected model.safetensors or model.safetensors.index.json; pytorch_model.bin is not read yet)`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+const CAUSAL_LM_TYPES = ['llama', 'mistral', 'qwen2'] as const;
+
+/** Causal language models from Hugging Face folders. */
+export const AutoModelForCausalLM = {
+  /**
+   * Loads the folder's model (`model_type` llama, mistral or qwen2) with its
+   * weights. Throws an Error naming the file and field when the folder does
+   * not fit (a missing or unknown `model_type`, weights whose shapes
+   * contradict the config, missing or unexpected weights).
+   */
+  async fromPretrained(dir: string): Promise<LlamaForCausalLM> {
+    if (typeof dir !== 'string') throw new TypeError(`AutoModelForCausalLM.fromPretrained: argument 'dir' must be a string, got ${typeof dir}`);
+    const file = path.join(dir, 'config.json');
+    const config = await readJson(dir, 'config.json');
+    if (!config) throw new Error(`${file}: not found (a Hugging Face model folder has a config.json)`);
+    const type = config['model_type'];
+    if (typeof type !== 'string' || !(CAUSAL_LM_TYPES as readonly string[]).includes(type)) {
+      throw new Error(`${file}: field 'model_type' ${JSON.stringify(type)} is not a supported causal LM (supported: ${CAUSAL_LM_TYPES.join(', ')})`);
+    }
+    const model = new LlamaForCausalLM(llamaConfigFromJson(config, file));
+    const weights = await loadFolderWeights(dir);
+    // Tied checkpoints sometimes still carry lm_head.weight (a copy of the embedding): not a parameter here.
+    if (model.lmHead === null) delete weights['lm_head.weight'];
+    try {
+      model.loadStateDict(weights);
+    } catch (err) {
+      throw new Error(`${dir}: the weights do not fit ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    return model;
+  },
+};

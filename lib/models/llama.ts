@@ -1,0 +1,348 @@
+/**
+ * Llama-style decoders (Llama 2/3, Mistral, Qwen2, SmolLM, llama2.c's
+ * TinyStories models): RMSNorm, rotary position embeddings, SwiGLU,
+ * grouped-query attention, optional q/k/v biases, tied or untied head.
+ *
+ * Property names are Hugging Face's `LlamaForCausalLM` keys in camelCase, so
+ * its state dict (`model.layers.0.self_attn.q_proj.weight`, …) loads as is.
+ * Everything runs on attnode's ops: the k/v projections are written straight
+ * into the KV cache, keys are rotated where they lie, and the fused attention
+ * reads shared KV heads through strides (no head is copied).
+ */
+import { Module } from '../nn/module';
+import { ModuleList } from '../nn/container';
+import { Embedding } from '../nn/sparse';
+import { Linear } from '../nn/linear';
+import { RMSNorm } from '../nn/rms-norm';
+import { KVCache, SelfAttentionCache } from '../nn/kv-cache';
+import * as ops from '../ops';
+import { Tensor, empty } from '../tensor';
+import { checkInt, formatShape } from '../errors';
+import { generate, generateAsync, type GenerationOptions } from './generation';
+
+type F32 = Tensor<'float32'>;
+
+/** Llama 3's `rope_scaling` (`rope_type: 'llama3'`): long-context frequency rescaling. */
+export interface Llama3RopeScaling {
+  ropeType: 'llama3';
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositionEmbeddings: number;
+}
+
+/** A Llama-family configuration (Hugging Face's `LlamaConfig` fields in camelCase). */
+export interface LlamaConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  /** Default numAttentionHeads (no grouping). */
+  numKeyValueHeads?: number;
+  /** Default 2048. */
+  maxPositionEmbeddings?: number;
+  /** Default 1e-6. */
+  rmsNormEps?: number;
+  /** Default 10000. */
+  ropeTheta?: number;
+  ropeScaling?: Llama3RopeScaling | null;
+  /** The LM head shares the token embedding (default false). */
+  tieWordEmbeddings?: boolean;
+  /** Biases on q/k/v projections (Qwen2: true; default false). */
+  attentionBias?: boolean;
+  /** Rotate adjacent pairs (llama2.c, Meta's checkpoints) instead of Hugging Face's halves (default false). */
+  ropeInterleaved?: boolean;
+}
+
+/** A config with every default filled in. */
+export type ResolvedLlamaConfig = Required<Omit<LlamaConfig, 'ropeScaling'>> & { ropeScaling: Llama3RopeScaling | null };
+
+/** Fills in defaults and checks the sizes fit together. */
+export function resolveLlamaConfig(c: LlamaConfig): ResolvedLlamaConfig {
+  const fn = 'LlamaConfig';
+  const r: ResolvedLlamaConfig = {
+    vocabSize: checkInt(fn, 'vocabSize', c.vocabSize, 1),
+    hiddenSize: checkInt(fn, 'hiddenSize', c.hiddenSize, 1),
+    intermediateSize: checkInt(fn, 'intermediateSize', c.intermediateSize, 1),
+    numHiddenLayers: checkInt(fn, 'numHiddenLayers', c.numHiddenLayers, 0),
+    numAttentionHeads: checkInt(fn, 'numAttentionHeads', c.numAttentionHeads, 1),
+    numKeyValueHeads: checkInt(fn, 'numKeyValueHeads', c.numKeyValueHeads ?? c.numAttentionHeads, 1),
+    maxPositionEmbeddings: checkInt(fn, 'maxPositionEmbeddings', c.maxPositionEmbeddings ?? 2048, 1),
+    rmsNormEps: c.rmsNormEps ?? 1e-6,
+    ropeTheta: c.ropeTheta ?? 10000,
+    ropeScaling: c.ropeScaling ?? null,
+    tieWordEmbeddings: c.tieWordEmbeddings ?? false,
+    attentionBias: c.attentionBias ?? false,
+    ropeInterleaved: c.ropeInterleaved ?? false,
+  };
+  if (r.hiddenSize % r.numAttentionHeads !== 0) {
+    throw new RangeError(`${fn}: hiddenSize (${r.hiddenSize}) must be divisible by numAttentionHeads (${r.numAttentionHeads})`);
+  }
+  if (r.numAttentionHeads % r.numKeyValueHeads !== 0) {
+    throw new RangeError(`${fn}: numAttentionHeads (${r.numAttentionHeads}) must be divisible by numKeyValueHeads (${r.numKeyValueHeads})`);
+  }
+  return r;
+}
+
+/**
+ * The rotary inverse frequencies 1 / θ^(2i/d), with Llama 3's rescaling:
+ * wavelengths above `original / lowFreqFactor` are divided by `factor`,
+ * those below `original / highFreqFactor` kept, the band between blended.
+ */
+export function ropeInvFreq(headDim: number, theta: number, scaling: Llama3RopeScaling | null): F32 {
+  const base = ops.rotaryInvFreq(headDim, theta);
+  if (!scaling) return base;
+  const out = new Float32Array(base.data);
+  const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: orig } = scaling;
+  for (let i = 0; i < out.length; i++) {
+    const f = out[i]!;
+    const wavelen = (2 * Math.PI) / f;
+    if (wavelen > orig / lowFreqFactor) {
+      out[i] = f / factor;
+    } else if (wavelen >= orig / highFreqFactor) {
+      const smooth = (orig / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+      out[i] = (1 - smooth) * (f / factor) + smooth * f;
+    }
+  }
+  return new Tensor(out, [out.length], 'float32');
+}
+
+/** q/k/v/o projections with grouped-query attention and rotary embeddings. */
+export class LlamaAttention extends Module {
+  qProj: Linear;
+  kProj: Linear;
+  vProj: Linear;
+  oProj: Linear;
+  readonly #c: ResolvedLlamaConfig;
+  readonly #invFreq: F32;
+
+  constructor(c: ResolvedLlamaConfig, invFreq: F32) {
+    super();
+    const e = c.hiddenSize;
+    const kv = (e / c.numAttentionHeads) * c.numKeyValueHeads;
+    this.qProj = new Linear({ inFeatures: e, outFeatures: e, bias: c.attentionBias });
+    this.kProj = new Linear({ inFeatures: e, outFeatures: kv, bias: c.attentionBias });
+    this.vProj = new Linear({ inFeatures: e, outFeatures: kv, bias: c.attentionBias });
+    this.oProj = new Linear({ inFeatures: e, outFeatures: e, bias: false });
+    this.#c = c;
+    this.#invFreq = invFreq;
+  }
+
+  /**
+   * x [N, t, E] (batch-first) for positions `positions` ([N, t] int32, or the
+   * offset of a batch without padding); the step's keys and values are
+   * appended to `cache`, and each query attends to every cached key allowed by
+   * `mask` (float32 [N, 1, t, S], added) or, without one, causally.
+   */
+  forward(x: F32, cache: KVCache, positions: Tensor<'int32'> | number, mask: F32 | null): F32 {
+    return this.inContext(() => {
+      const c = this.#c;
+      const [n, t] = x.shape as [number, number];
+      const h = c.numAttentionHeads;
+      const hkv = c.numKeyValueHeads;
+      const hd = c.hiddenSize / h;
+      const kvDim = hkv * hd;
+      const rope = { positions, theta: c.ropeTheta, interleaved: c.ropeInterleaved, invFreq: this.#invFreq };
+      const pos = cache.length;
+      cache.reserve(this.backend, pos + t);
+      // K and V projections go straight into the cache's next t positions ([N, t, 2·kvDim] as batch-first rows).
+      const slot = cache.slot(pos, t).transpose(0, 1);
+      const kNew = slot.narrow(-1, 0, kvDim);
+      ops.linear(x, this.kProj.weight, this.kProj.bias, { cacheWeight: true, out: kNew });
+      ops.linear(x, this.vProj.weight, this.vProj.bias, { cacheWeight: true, out: slot.narrow(-1, kvDim, kvDim) });
+      const kHeads = kNew.view(n, t, hkv, hd);
+      ops.rotaryEmbedding(kHeads, { ...rope, out: kHeads });
+      cache.advance(t);
+      const q = ops.rotaryEmbedding(ops.linear(x, this.qProj.weight, this.qProj.bias, { cacheWeight: true }).view(n, t, h, hd), rope);
+      const { k, v } = cache.keysValues(); // [S, N, kvDim] views
+      const s = k.shape[0]!;
+      const heads = (m: F32, len: number, count: number): F32 => m.view(len, n, count, hd).permute(1, 2, 0, 3);
+      const attn = empty([n, t, c.hiddenSize]);
+      ops.scaledDotProductAttention(q.permute(0, 2, 1, 3), heads(k, s, hkv), heads(v, s, hkv), {
+        out: attn.view(n, t, h, hd).permute(0, 2, 1, 3),
+        enableGqa: hkv !== h,
+        ...(mask ? { attnMask: mask } : { isCausal: t > 1 && pos === 0 }),
+        ...(mask === null && t > 1 && pos > 0 ? { attnMask: causalFrom(pos, t) } : {}),
+      });
+      return this.oProj.forward(attn);
+    }, false);
+  }
+}
+
+/** [t, pos + t]: query i (at position pos + i) sees keys up to its own position. */
+function causalFrom(pos: number, t: number): F32 {
+  const s = pos + t;
+  const m = new Float32Array(t * s);
+  for (let i = 0; i < t; i++) m.fill(-Infinity, i * s + pos + i + 1, (i + 1) * s);
+  return new Tensor(m, [t, s], 'float32');
+}
+
+/** SwiGLU feed-forward: down(silu(gate(x)) · up(x)). */
+export class LlamaMLP extends Module {
+  gateProj: Linear;
+  upProj: Linear;
+  downProj: Linear;
+
+  constructor(c: ResolvedLlamaConfig) {
+    super();
+    this.gateProj = new Linear({ inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false });
+    this.upProj = new Linear({ inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false });
+    this.downProj = new Linear({ inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, bias: false });
+  }
+
+  forward(x: F32): F32 {
+    return this.inContext(() => this.downProj.forward(ops.siluMul(this.gateProj.forward(x), this.upProj.forward(x))));
+  }
+}
+
+/** One pre-norm decoder layer: x + attn(norm(x)), then + mlp(norm(·)). */
+export class LlamaDecoderLayer extends Module {
+  selfAttn: LlamaAttention;
+  mlp: LlamaMLP;
+  inputLayernorm: RMSNorm;
+  postAttentionLayernorm: RMSNorm;
+
+  constructor(c: ResolvedLlamaConfig, invFreq: F32) {
+    super();
+    this.selfAttn = new LlamaAttention(c, invFreq);
+    this.mlp = new LlamaMLP(c);
+    this.inputLayernorm = new RMSNorm({ normalizedShape: c.hiddenSize, eps: c.rmsNormEps });
+    this.postAttentionLayernorm = new RMSNorm({ normalizedShape: c.hiddenSize, eps: c.rmsNormEps });
+  }
+
+  /** `residual` is the stream entering the layer; returns the stream leaving it. */
+  forward(residual: F32, cache: KVCache, positions: Tensor<'int32'> | number, mask: F32 | null): F32 {
+    return this.inContext(() => {
+      const attn = this.selfAttn.forward(this.inputLayernorm.forward(residual), cache, positions, mask);
+      const stream = empty(residual.shape);
+      // The residual add and the next norm in one pass; the sum is the stream the MLP adds to.
+      const normed = this.postAttentionLayernorm.forwardAdd(attn, residual, stream);
+      return ops.add(stream, this.mlp.forward(normed), { out: stream });
+    }, false);
+  }
+}
+
+/** The decoder stack: embeddings, layers, final norm. Keys `model.*`. */
+export class LlamaModel extends Module {
+  embedTokens: Embedding;
+  layers: ModuleList<LlamaDecoderLayer>;
+  norm: RMSNorm;
+
+  constructor(c: ResolvedLlamaConfig) {
+    super();
+    const invFreq = ropeInvFreq(c.hiddenSize / c.numAttentionHeads, c.ropeTheta, c.ropeScaling);
+    this.embedTokens = new Embedding({ numEmbeddings: c.vocabSize, embeddingDim: c.hiddenSize });
+    this.layers = new ModuleList(Array.from({ length: c.numHiddenLayers }, () => new LlamaDecoderLayer(c, invFreq)));
+    this.norm = new RMSNorm({ normalizedShape: c.hiddenSize, eps: c.rmsNormEps });
+  }
+}
+
+/** Options of {@link LlamaForCausalLM.forward}. */
+export interface LlamaForwardOptions {
+  /** [N, S] Hugging Face convention: 1 = token, 0 = padding, over every cached position plus this step's. */
+  attentionMask?: Tensor<'int32'> | null;
+  /** Caches to append to (from {@link LlamaForCausalLM.createCache}); default a fresh one (a full forward). */
+  cache?: SelfAttentionCache;
+  /** Return logits for the last position only (what a decoding step needs). Default false. */
+  lastOnly?: boolean;
+}
+
+/** A Llama-family causal language model: `model` + `lm_head` (tied to the embedding when configured). */
+export class LlamaForCausalLM extends Module {
+  readonly config: ResolvedLlamaConfig;
+  model: LlamaModel;
+  lmHead: Linear | null;
+
+  constructor(config: LlamaConfig) {
+    super();
+    this.config = resolveLlamaConfig(config);
+    this.model = new LlamaModel(this.config);
+    this.lmHead = this.config.tieWordEmbeddings
+      ? null
+      : new Linear({ inFeatures: this.config.hiddenSize, outFeatures: this.config.vocabSize, bias: false });
+  }
+
+  /** Empty KV caches for `batch` sequences, room for `capacity` positions (they grow by doubling). */
+  createCache(batch = 1, capacity = 64): SelfAttentionCache {
+    const c = this.config;
+    const kvDim = (c.hiddenSize / c.numAttentionHeads) * c.numKeyValueHeads;
+    return new SelfAttentionCache(
+      Array.from({ length: c.numHiddenLayers }, () => new KVCache({ batch, embedDim: kvDim, capacity })),
+    );
+  }
+
+  /**
+   * input ids [N, t] (batch-first) → logits [N, t, vocab] (or [N, 1, vocab]
+   * with `lastOnly`). With a cache, the ids continue the cached sequences.
+   */
+  forward(inputIds: Tensor<'int32'>, options: LlamaForwardOptions = {}): F32 {
+    return this.inContext(() => {
+      const fn = 'LlamaForCausalLM.forward';
+      if (!(inputIds instanceof Tensor) || inputIds.dtype !== 'int32' || inputIds.ndim !== 2) {
+        throw new TypeError(`${fn}: argument 'inputIds' must be an int32 Tensor [batch, seq], got ${inputIds instanceof Tensor ? `${inputIds.dtype} ${formatShape(inputIds.shape)}` : typeof inputIds}`);
+      }
+      const [n, t] = inputIds.shape as [number, number];
+      const cache = options.cache ?? this.createCache(n, t);
+      const pos = cache.length;
+      if (cache.layers.length && cache.layers[0]!.batch !== n) {
+        throw new RangeError(`${fn}: the cache holds ${cache.layers[0]!.batch} sequences, inputIds ${n}`);
+      }
+      if (pos + t > this.config.maxPositionEmbeddings) {
+        throw new RangeError(`${fn}: position ${pos + t} exceeds maxPositionEmbeddings ${this.config.maxPositionEmbeddings}`);
+      }
+      const { positions, mask } = positionsAndMask(fn, options.attentionMask ?? null, n, t, pos);
+      let x = this.model.embedTokens.forward(inputIds);
+      let i = 0;
+      for (const layer of this.model.layers) x = layer.forward(x, cache.layers[i++]!, positions, mask);
+      if (!this.model.layers.length) cache.advanceEmpty(t);
+      if (options.lastOnly && t > 1) x = x.narrow(1, t - 1, 1);
+      const h = this.model.norm.forward(x);
+      const head = this.lmHead ? this.lmHead.weight : this.model.embedTokens.weight;
+      return ops.linear(h, head, null, { cacheWeight: true });
+    }, false);
+  }
+
+  /** Hugging Face's `generate`: prompt ids [N, P] → [N, P + new] (greedy, or sampled with `doSample`). */
+  generate(inputIds: Tensor<'int32'>, options: GenerationOptions): Tensor<'int32'> {
+    return generate(this, inputIds, options);
+  }
+
+  /** {@link generate} with each step's kernels off the JS thread. */
+  generateAsync(inputIds: Tensor<'int32'>, options: GenerationOptions): Promise<Tensor<'int32'>> {
+    return generateAsync(this, inputIds, options);
+  }
+}
+
+/**
+ * Positions and the additive mask of a step from Hugging Face's attention
+ * mask (1 = token): positions count the real tokens before each one (so a
+ * left-padded row starts at 0), and the mask hides padding and the future.
+ * Without a mask, positions are `pos..pos+t` and attention is causal.
+ */
+function positionsAndMask(
+  fn: string, attentionMask: Tensor<'int32'> | null, n: number, t: number, pos: number,
+): { positions: Tensor<'int32'> | number; mask: F32 | null } {
+  if (attentionMask === null) return { positions: pos, mask: null };
+  const s = pos + t;
+  if (!(attentionMask instanceof Tensor) || attentionMask.dtype !== 'int32' ||
+    attentionMask.ndim !== 2 || attentionMask.shape[0] !== n || attentionMask.shape[1] !== s) {
+    throw new TypeError(`${fn}: option 'attentionMask' must be an int32 Tensor [batch, cached + new] = [${n}, ${s}], got ${attentionMask instanceof Tensor ? `${attentionMask.dtype} ${formatShape(attentionMask.shape)}` : typeof attentionMask}`);
+  }
+  const am = attentionMask.contiguous().data;
+  const positions = new Int32Array(n * t);
+  const mask = new Float32Array(n * t * s);
+  for (let b = 0; b < n; b++) {
+    let count = 0;
+    for (let j = 0; j < pos; j++) if (am[b * s + j]) count++;
+    for (let i = 0; i < t; i++) {
+      // A padded query position gets position 1 (HF fills them so): it is masked anyway.
+      positions[b * t + i] = am[b * s + pos + i] ? count++ : 1;
+      const row = (b * t + i) * s;
+      for (let j = 0; j < s; j++) if (!am[b * s + j] || j > pos + i) mask[row + j] = -Infinity;
+      // A fully masked row (a padding query) attends to itself, so it stays finite (its output is never used).
+      if (!am[b * s + pos + i]) mask[row + pos + i] = 0;
+    }
+  }
+  return { positions: new Tensor(positions, [n, t], 'int32'), mask: new Tensor(mask, [n, 1, t, s], 'float32') };
+}
