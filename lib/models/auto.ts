@@ -4,7 +4,7 @@
  * `model.safetensors.index.json` (F32, F16 and BF16 stored weights, read as
  * float32), and load under Hugging Face's own key names.
  *
- * Families: Llama-style decoders (`llama`, `mistral`, `qwen2`). A folder that
+ * Families: Llama-style decoders (`llama`, `mistral`, `qwen2`), GPT-2 (`gpt2`). A folder that
  * does not fit is an error naming the file and the field.
  */
 import { readFile } from 'node:fs/promises';
@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { loadSafetensors } from '../io/safetensors';
 import type { Tensor } from '../tensor';
 import { LlamaForCausalLM, type Llama3RopeScaling, type LlamaConfig } from './llama';
+import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict } from './gpt2';
 
 type Json = Record<string, unknown>;
 
@@ -114,17 +115,17 @@ export async function loadFolderWeights(dir: string): Promise<Record<string, Ten
   }
 }
 
-const CAUSAL_LM_TYPES = ['llama', 'mistral', 'qwen2'] as const;
+const CAUSAL_LM_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2'] as const;
 
 /** Causal language models from Hugging Face folders. */
 export const AutoModelForCausalLM = {
   /**
-   * Loads the folder's model (`model_type` llama, mistral or qwen2) with its
+   * Loads the folder's model (`model_type` llama, mistral, qwen2 or gpt2) with its
    * weights. Throws an Error naming the file and field when the folder does
    * not fit (a missing or unknown `model_type`, weights whose shapes
    * contradict the config, missing or unexpected weights).
    */
-  async fromPretrained(dir: string): Promise<LlamaForCausalLM> {
+  async fromPretrained(dir: string): Promise<LlamaForCausalLM | GPT2LMHeadModel> {
     if (typeof dir !== 'string') throw new TypeError(`AutoModelForCausalLM.fromPretrained: argument 'dir' must be a string, got ${typeof dir}`);
     const file = path.join(dir, 'config.json');
     const config = await readJson(dir, 'config.json');
@@ -132,6 +133,16 @@ export const AutoModelForCausalLM = {
     const type = config['model_type'];
     if (typeof type !== 'string' || !(CAUSAL_LM_TYPES as readonly string[]).includes(type)) {
       throw new Error(`${file}: field 'model_type' ${JSON.stringify(type)} is not a supported causal LM (supported: ${CAUSAL_LM_TYPES.join(', ')})`);
+    }
+    if (type === 'gpt2') {
+      const gpt2 = new GPT2LMHeadModel(gpt2ConfigFromJson(config, file));
+      const weights = gpt2StateDict(await loadFolderWeights(dir));
+      try {
+        gpt2.loadStateDict(weights);
+      } catch (err) {
+        throw new Error(`${dir}: the weights do not fit ${file}: ${(err as Error).message}`, { cause: err });
+      }
+      return gpt2;
     }
     const model = new LlamaForCausalLM(llamaConfigFromJson(config, file));
     const weights = await loadFolderWeights(dir);

@@ -1,0 +1,272 @@
+/**
+ * Hugging Face's text-generation pipeline: a model folder (any causal LM
+ * AutoModelForCausalLM loads, with its tokenizer) → a callable
+ * `p(prompt | prompts, options)` resolving to `[{ generatedText }]`, and
+ * `p.stream(prompt, options)`, an async iterable of text pieces as tokens
+ * arrive. Generation runs through `generateAsync` (each step's kernels off
+ * the JS thread).
+ *
+ * Text is decoded as transformers' pipeline does: the new text is the decode
+ * of prompt + new ids minus the decode of the prompt, so decoders that treat
+ * a sequence's first token specially (SentencePiece's leading space) still
+ * join prompt and continuation correctly.
+ */
+import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { AutoModelForCausalLM } from '../models/auto';
+import type { CausalModel, GenerationOptions } from '../models/generation';
+import { generateAsync } from '../models/generation';
+import { AutoTokenizer, type PreTrainedTokenizer } from '../tokenizers';
+import { Module, type BackendChoice } from '../nn/module';
+import type { WeightPrecision } from '../backend/backend';
+import { Tensor } from '../tensor';
+
+/** Options of {@link textGenerationPipeline}. */
+export interface TextGenerationPipelineOptions {
+  /** Backend the model computes on ('native', 'js' or a Backend); default the global one. */
+  backend?: BackendChoice;
+  /** Precision of the weight GEMMs (see `Module.useWeightPrecision`). Default 'float32'. */
+  weightPrecision?: WeightPrecision;
+}
+
+/** Options of one call (Hugging Face's generate arguments in camelCase, plus the pipeline's). */
+export interface TextGenerationCallOptions {
+  /** Most new tokens (default 20, transformers' default length budget). */
+  maxNewTokens?: number;
+  doSample?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+  seed?: number;
+  /** End-of-sequence id(s); default the folder's `generation_config.json`/`config.json` `eos_token_id`, else the tokenizer's. null: never stop early. */
+  eosTokenId?: number | readonly number[] | null;
+  /** Include the prompt in `generatedText` (default true, as in transformers). */
+  returnFullText?: boolean;
+  /** Let the tokenizer add its special tokens (e.g. Llama's BOS) to the prompt. Default true. */
+  addSpecialTokens?: boolean;
+  /** Drop special tokens (eos, …) from the text. Default true. */
+  skipSpecialTokens?: boolean;
+}
+
+/** One generated sequence. */
+export interface GeneratedText {
+  generatedText: string;
+}
+
+/** The pipeline: call it with a prompt (→ one result list) or prompts (→ one list per prompt). */
+export interface TextGenerationPipeline {
+  (prompt: string, options?: TextGenerationCallOptions): Promise<GeneratedText[]>;
+  (prompts: string[], options?: TextGenerationCallOptions): Promise<GeneratedText[][]>;
+  /**
+   * The new text of one prompt in pieces, each yielded as soon as its tokens
+   * are generated. A piece never ends inside a character: text is held back
+   * while the decode ends in U+FFFD (an incomplete UTF-8 sequence). Joined,
+   * the pieces are the `returnFullText: false` text of the same call (when a
+   * decode's clean-up rewrites text already yielded, the rest is not yielded).
+   * Stopping the iteration early stops the generation.
+   */
+  stream(prompt: string, options?: TextGenerationCallOptions): AsyncIterable<string>;
+  readonly model: CausalModel;
+  readonly tokenizer: PreTrainedTokenizer;
+}
+
+/** A model and tokenizer given directly (any {@link CausalModel}). */
+export interface ModelAndTokenizer {
+  model: CausalModel;
+  tokenizer: PreTrainedTokenizer;
+  /** Default end-of-sequence id(s) (else the tokenizer's). */
+  eosTokenId?: number | readonly number[] | null;
+}
+
+const CALL_OPTIONS = new Set(['maxNewTokens', 'doSample', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed',
+  'eosTokenId', 'returnFullText', 'addSpecialTokens', 'skipSpecialTokens']);
+
+/** `eos_token_id` of the folder's generation_config.json, else config.json; undefined when neither says. */
+async function folderEos(dir: string): Promise<number | number[] | null | undefined> {
+  for (const name of ['generation_config.json', 'config.json']) {
+    const file = path.join(dir, name);
+    let json: Record<string, unknown>;
+    try {
+      json = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw new Error(`${file}: cannot be read as JSON (${(err as Error).message})`, { cause: err });
+    }
+    const v = json?.['eos_token_id'];
+    if (v === undefined) continue;
+    const ok = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0;
+    if (v === null || ok(v) || (Array.isArray(v) && v.every(ok))) return v as number | number[] | null;
+    throw new Error(`${file}: field 'eos_token_id' must be a token id, a list of them or null, got ${JSON.stringify(v)}`);
+  }
+  return undefined;
+}
+
+/**
+ * Loads a text-generation pipeline from a Hugging Face model folder
+ * (config.json, safetensors weights, tokenizer files), or wraps a model and
+ * tokenizer given as `{ model, tokenizer }`.
+ * @throws Error naming the file and field when the folder does not fit (see
+ *   AutoModelForCausalLM.fromPretrained), or when it has no tokenizer.
+ */
+export async function textGenerationPipeline(
+  source: string | ModelAndTokenizer, options: TextGenerationPipelineOptions = {},
+): Promise<TextGenerationPipeline> {
+  const fn = 'textGenerationPipeline';
+  if (options === null || typeof options !== 'object') throw new TypeError(`${fn}: argument 'options' must be an object, got ${options === null ? 'null' : typeof options}`);
+  for (const k of Object.keys(options)) {
+    if (k !== 'backend' && k !== 'weightPrecision') throw new TypeError(`${fn}: unknown option '${k}' (options: backend, weightPrecision)`);
+  }
+  let model: CausalModel;
+  let tokenizer: PreTrainedTokenizer;
+  let eos: number | readonly number[] | null | undefined;
+  if (typeof source === 'string') {
+    const m = await AutoModelForCausalLM.fromPretrained(source);
+    const tok = AutoTokenizer.fromPretrained(source);
+    if (!tok) throw new Error(`${source}: no tokenizer files (expected tokenizer.json, vocab.json + merges.txt or vocab.txt)`);
+    model = m;
+    tokenizer = tok;
+    eos = await folderEos(source);
+  } else if (source !== null && typeof source === 'object' && typeof source.model?.forward === 'function' && typeof source.tokenizer?.decode === 'function') {
+    ({ model, tokenizer } = source);
+    eos = source.eosTokenId;
+  } else {
+    throw new TypeError(`${fn}: argument 'source' must be a model folder path or { model, tokenizer }, got ${source === null ? 'null' : typeof source}`);
+  }
+  if (model instanceof Module) {
+    if (options.backend !== undefined) model.useBackend(options.backend);
+    if (options.weightPrecision !== undefined) model.useWeightPrecision(options.weightPrecision);
+  } else if (options.backend !== undefined || options.weightPrecision !== undefined) {
+    throw new TypeError(`${fn}: options 'backend' and 'weightPrecision' need a Module model; set them on the model instead`);
+  }
+  const defaultEos = eos === undefined ? tokenizer.eosTokenId ?? null : eos;
+
+  const prepare = (fnName: string, prompts: string[], o: TextGenerationCallOptions) => {
+    if (o === null || typeof o !== 'object') throw new TypeError(`${fnName}: argument 'options' must be an object, got ${o === null ? 'null' : typeof o}`);
+    for (const k of Object.keys(o)) if (!CALL_OPTIONS.has(k)) throw new TypeError(`${fnName}: unknown option '${k}' (options: ${[...CALL_OPTIONS].join(', ')})`);
+    for (const k of ['returnFullText', 'addSpecialTokens', 'skipSpecialTokens', 'doSample'] as const) {
+      if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new TypeError(`${fnName}: option '${k}' must be a boolean, got ${typeof o[k]}`);
+    }
+    const encoded = prompts.map((p) => tokenizer.encode(p, { addSpecialTokens: o.addSpecialTokens ?? true }));
+    encoded.forEach((ids, i) => {
+      if (!ids.length) throw new RangeError(`${fnName}: prompt ${i} encodes to no tokens (generation needs at least one)`);
+    });
+    const eosTokenId = o.eosTokenId === undefined ? defaultEos : o.eosTokenId;
+    const eosFirst = eosTokenId === null ? undefined : typeof eosTokenId === 'number' ? eosTokenId : eosTokenId[0];
+    const pad = tokenizer.padTokenId ?? eosFirst ?? 0;
+    // Left padding, as decoder-only generation needs: every row's last prompt token is at the same column.
+    const width = Math.max(...encoded.map((e) => e.length));
+    const n = encoded.length;
+    const ids = new Int32Array(n * width).fill(pad);
+    const mask = new Int32Array(n * width);
+    encoded.forEach((e, b) => {
+      ids.set(e, b * width + width - e.length);
+      mask.fill(1, b * width + width - e.length, (b + 1) * width);
+    });
+    const gen: GenerationOptions = {
+      maxNewTokens: o.maxNewTokens ?? 20,
+      eosTokenId, padTokenId: pad,
+      ...(n > 1 && encoded.some((e) => e.length < width) ? { attentionMask: new Tensor(mask, [n, width], 'int32') } : {}),
+      ...pick(o, ['doSample', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed']),
+    };
+    const decodeOpts = { skipSpecialTokens: o.skipSpecialTokens ?? true };
+    /** The new text of a row: decode(prompt + new) minus decode(prompt). */
+    const newText = (b: number, newIds: readonly number[]): { text: string; clean: boolean } => {
+      const promptText = tokenizer.decode(encoded[b]!, decodeOpts);
+      const full = tokenizer.decode([...encoded[b]!, ...newIds], decodeOpts);
+      return { text: full.slice(promptText.length), clean: full.startsWith(promptText) };
+    };
+    return { encoded, width, n, input: new Tensor(ids, [n, width], 'int32'), gen, newText, returnFullText: o.returnFullText ?? true };
+  };
+
+  /** The generated ids of row b of the output (up to, not including, the padding after its eos). */
+  const rowIds = (out: Tensor<'int32'>, b: number, width: number, eosSet: Set<number>): number[] => {
+    const total = out.shape[1]!;
+    const row = Array.from(out.data.subarray(b * total + width, (b + 1) * total));
+    const stop = row.findIndex((t) => eosSet.has(t));
+    return stop < 0 ? row : row.slice(0, stop + 1);
+  };
+  const eosSetOf = (e: GenerationOptions['eosTokenId']): Set<number> => new Set(e === null || e === undefined ? [] : typeof e === 'number' ? [e] : e);
+
+  async function run(prompts: string | string[], o: TextGenerationCallOptions = {}): Promise<GeneratedText[] | GeneratedText[][]> {
+    const fnName = 'textGenerationPipeline';
+    const many = Array.isArray(prompts);
+    const list = many ? prompts : [prompts];
+    if (!list.length || !list.every((p) => typeof p === 'string')) {
+      throw new TypeError(`${fnName}: argument 'prompts' must be a string or a non-empty array of strings`);
+    }
+    const pr = prepare(fnName, list, o);
+    const out = await generateAsync(model, pr.input, pr.gen);
+    const eosSet = eosSetOf(pr.gen.eosTokenId);
+    const results = list.map((prompt, b) => {
+      const { text } = pr.newText(b, rowIds(out, b, pr.width, eosSet));
+      return [{ generatedText: pr.returnFullText ? prompt + text : text }];
+    });
+    return many ? results : results[0]!;
+  }
+
+  async function* stream(prompt: string, o: TextGenerationCallOptions = {}): AsyncGenerator<string, void, undefined> {
+    const fnName = 'textGenerationPipeline.stream';
+    if (typeof prompt !== 'string') throw new TypeError(`${fnName}: argument 'prompt' must be a string, got ${typeof prompt}`);
+    const pr = prepare(fnName, [prompt], o);
+    const generated: number[] = [];
+    let finished = false;
+    let stopped = false;
+    let failure: { error: unknown } | null = null;
+    let wake: (() => void) | null = null;
+    const notify = () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    const cancelled = new Error('stream stopped by its consumer');
+    const done = generateAsync(model, pr.input, {
+      ...pr.gen,
+      onToken: (t) => {
+        if (stopped) throw cancelled; // ends generateAsync at the next token
+        generated.push(t[0]!);
+        notify();
+      },
+    }).then(
+      () => { finished = true; notify(); },
+      (error: unknown) => { if (error !== cancelled) failure = { error }; finished = true; notify(); },
+    );
+    let printed = '';
+    let seen = 0;
+    try {
+      for (;;) {
+        if (failure) throw (failure as { error: unknown }).error;
+        if (generated.length > seen || finished) {
+          seen = generated.length;
+          const { text, clean } = pr.newText(0, generated);
+          // Hold back while the text ends inside a character (more bytes to come) or rewrites what was yielded.
+          const settled = finished || !text.endsWith('\ufffd');
+          if (clean && settled && text.startsWith(printed) && text.length > printed.length) {
+            const piece = text.slice(printed.length);
+            printed = text;
+            yield piece;
+            continue;
+          }
+          if (finished) return;
+          continue;
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    } finally {
+      stopped = true;
+      await done;
+    }
+  }
+
+  const p = run as TextGenerationPipeline;
+  Object.defineProperty(p, 'stream', { value: (prompt: string, o?: TextGenerationCallOptions) => stream(prompt, o) });
+  Object.defineProperty(p, 'model', { value: model });
+  Object.defineProperty(p, 'tokenizer', { value: tokenizer });
+  return p;
+}
+
+function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}
