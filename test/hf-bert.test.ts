@@ -79,12 +79,12 @@ describe.each(backends)('BERT-family folders on the %s backend', (backend) => {
     const ref = readRef('bert-mlm');
     const model = (await AutoModelForMaskedLM.fromPretrained(path.join(HF, 'bert-mlm'))).useBackend(backend);
     const a = model.forward(ids(ref.input_ids), inputs(ref)).logits.contiguous();
-    encoderOptions.packedQkv = false;
+    encoderOptions.packedQkv = true;
     try {
       const b = model.forward(ids(ref.input_ids), inputs(ref)).logits.contiguous();
       expect(maxDiff(b, Array.from(a.data))).toBeLessThan(1e-5);
     } finally {
-      encoderOptions.packedQkv = true;
+      encoderOptions.packedQkv = false;
     }
     const c = (await model.forwardAsync(ids(ref.input_ids), inputs(ref))).logits;
     expect(maxDiff(c, Array.from(a.data))).toBe(0);

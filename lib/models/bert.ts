@@ -13,12 +13,12 @@
  * `KEY_OVERRIDES` instead of `toStateKey`'s `_layer_norm`, without changing
  * how any other module names its keys.
  *
- * Each layer runs one GEMM for q, k and v: a packed [3E, E] weight (and [3E]
- * bias) is built once from the three checkpoint Linears and rebuilt only when
- * one of their tensors is replaced; q, k and v are column views of the
- * projection, read by the fused attention through strides. The residual add
- * and LayerNorm are fused (`addLayerNorm`), GELU is fused into the
- * intermediate GEMM.
+ * q, k and v are three GEMMs on the checkpoint's Linears by default. A packed
+ * [3E, E] projection (`encoderOptions.packedQkv`: built once, q/k/v read as
+ * column views through strides) measured no faster (E=768, 4 layers, 2
+ * cores: 8×128 325 vs 329 ms, 1×16 17.4 vs 17.9 ms per forward) and holds a
+ * second copy of the weights, so it is off. The residual add and LayerNorm
+ * are fused (`addLayerNorm`), GELU is fused into the intermediate GEMM.
  */
 import { Module, toStateKey } from '../nn/module';
 import { ModuleList } from '../nn/container';
@@ -130,11 +130,12 @@ interface LayerParts {
 }
 
 /**
- * Switches the q/k/v projection between one GEMM on the packed weight (true,
- * the default: measured faster, see the README's bench notes) and three
- * GEMMs on the checkpoint's Linears. Exported for benchmarks and tests.
+ * Switches the q/k/v projection between three GEMMs on the checkpoint's
+ * Linears (false, the default) and one GEMM on a packed [3E, E] weight
+ * (true; measured no faster, see the file comment). Exported for benchmarks
+ * and tests.
  */
-export const encoderOptions = { packedQkv: true };
+export const encoderOptions = { packedQkv: false };
 
 /** The packed q/k/v weight of a layer, rebuilt when any of the three Linears' tensors changed. */
 class PackedQkv {
