@@ -58,3 +58,14 @@ export { GPT2LMHeadModel, GPT2Model, GPT2Block, GPT2Attention, GPT2MLP, Conv1D, 
 export { textGenerationPipeline, type TextGenerationPipeline, type TextGenerationPipelineOptions, type TextGenerationCallOptions, type GeneratedText, type ModelAndTokenizer } from './pipelines/text-generation';
 export { loadLlama2c, Llama2cTokenizer, parseLlama2cHeader, type Llama2cHeader, type Llama2cModel } from './io/llama2c';
 export { AutoModelForCausalLM, llamaConfigFromJson, loadFolderWeights } from './models/auto';
+export { AutoModel, AutoModelForSequenceClassification, AutoModelForMaskedLM } from './models/auto';
+export {
+  BertModel, DistilBertModel, BertForMaskedLM, RobertaForMaskedLM, DistilBertForMaskedLM, BertForSequenceClassification,
+  RobertaForSequenceClassification, DistilBertForSequenceClassification, resolveBertConfig, bertConfigFromJson,
+  type BertConfig, type EncoderModel, type EncoderHeadModel, type EncoderForwardOptions, type EncoderOutput, type LogitsOutput,
+} from './models/bert';
+export {
+  pipeline, type PipelineTask, type PipelineOptions, type PipelineTypes, type FeatureExtractionPipeline, type FeatureExtractionOptions,
+  type Pooling, type TextClassificationPipeline, type TextClassificationResult, type TextClassificationOptions, type FillMaskPipeline,
+  type FillMaskResult, type FillMaskOptions,
+} from './pipelines';

@@ -186,3 +186,14 @@ describe('textGenerationPipeline bad input', () => {
     await expect(textGenerationPipeline(path.join(__dirname, 'fixtures', 'hf', 'llama-gqa'))).rejects.toThrow(/llama-gqa: no tokenizer files/);
   });
 });
+
+describe("pipeline('text-generation', dir)", () => {
+  it('is the text-generation pipeline of the folder, with its options checked', async () => {
+    const { pipeline } = await import('../lib/pipelines');
+    const viaTask = await pipeline('text-generation', DIR, { backend: 'js' });
+    const direct = await textGenerationPipeline(DIR, { backend: 'js' });
+    const opts = { maxNewTokens: 6, returnFullText: false };
+    expect(await viaTask('Once upon a time', opts)).toEqual(await direct('Once upon a time', opts));
+    await expect(pipeline('text-generation', DIR, { batchSize: 4 } as never)).rejects.toThrow(/unknown option 'batchSize'/);
+  });
+});

@@ -4,7 +4,8 @@
  * `model.safetensors.index.json` (F32, F16 and BF16 stored weights, read as
  * float32), and load under Hugging Face's own key names.
  *
- * Families: Llama-style decoders (`llama`, `mistral`, `qwen2`), GPT-2 (`gpt2`). A folder that
+ * Families: Llama-style decoders (`llama`, `mistral`, `qwen2`), GPT-2 (`gpt2`); BERT-family
+ * encoders (`bert`, `roberta`, `xlm-roberta`, `distilbert`). A folder that
  * does not fit is an error naming the file and the field.
  */
 import { readFile } from 'node:fs/promises';
@@ -13,6 +14,7 @@ import { loadSafetensors } from '../io/safetensors';
 import type { Tensor } from '../tensor';
 import { LlamaForCausalLM, type Llama3RopeScaling, type LlamaConfig } from './llama';
 import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict } from './gpt2';
+import { bertConfigFromJson, encoderFromWeights, type EncoderHeadModel, type EncoderModel, type EncoderTask } from './bert';
 
 type Json = Record<string, unknown>;
 
@@ -154,5 +156,46 @@ export const AutoModelForCausalLM = {
       throw new Error(`${dir}: the weights do not fit ${file}: ${(err as Error).message}`, { cause: err });
     }
     return model;
+  },
+};
+
+/** Reads a BERT-family folder's config and weights and builds the model of `task`. */
+async function loadEncoder(fn: string, task: EncoderTask, dir: string): Promise<EncoderModel | EncoderHeadModel> {
+  if (typeof dir !== 'string') throw new TypeError(`${fn}: argument 'dir' must be a string, got ${typeof dir}`);
+  const file = path.join(dir, 'config.json');
+  const json = await readJson(dir, 'config.json');
+  if (!json) throw new Error(`${file}: not found (a Hugging Face model folder has a config.json)`);
+  const config = bertConfigFromJson(json, file);
+  const weights = await loadFolderWeights(dir);
+  try {
+    return encoderFromWeights(task, config, weights);
+  } catch (err) {
+    throw new Error(`${dir}: the weights do not fit ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Encoders from Hugging Face folders (`model_type` bert, roberta,
+ * xlm-roberta, distilbert): the bare model of any checkpoint of the family
+ * (its keys with or without the `bert.`/`roberta.`/`distilbert.` prefix; a
+ * head checkpoint's head is left out). Errors name the file and field.
+ */
+export const AutoModel = {
+  fromPretrained(dir: string): Promise<EncoderModel> {
+    return loadEncoder('AutoModel.fromPretrained', 'base', dir) as Promise<EncoderModel>;
+  },
+};
+
+/** BERT-family sequence classifiers (`...ForSequenceClassification` checkpoints; labels from `id2label`). */
+export const AutoModelForSequenceClassification = {
+  fromPretrained(dir: string): Promise<EncoderHeadModel> {
+    return loadEncoder('AutoModelForSequenceClassification.fromPretrained', 'sequence-classification', dir) as Promise<EncoderHeadModel>;
+  },
+};
+
+/** BERT-family masked language models (`...ForMaskedLM` checkpoints; the decoder tied to the word embeddings). */
+export const AutoModelForMaskedLM = {
+  fromPretrained(dir: string): Promise<EncoderHeadModel> {
+    return loadEncoder('AutoModelForMaskedLM.fromPretrained', 'masked-lm', dir) as Promise<EncoderHeadModel>;
   },
 };

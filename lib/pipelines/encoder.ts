@@ -1,0 +1,100 @@
+/**
+ * What the encoder pipelines share: loading a folder's model and tokenizer,
+ * checking inputs, and running texts in batches. Texts are sorted by token
+ * length so each batch pads to similar lengths, each batch runs with
+ * `forwardAsync` (kernels on the executor thread, up to two batches recorded
+ * ahead), and results come back in the caller's order.
+ */
+import * as path from 'node:path';
+import { AutoTokenizer, type PreTrainedTokenizer } from '../tokenizers';
+import type { EncoderForwardOptions, ResolvedBertConfig } from '../models/bert';
+import type { Tensor } from '../tensor';
+import { checkInt } from '../errors';
+
+/** Options every pipeline takes when it is created. */
+export interface PipelineOptions {
+  /** Texts per forward (default 32). Calls can override it. */
+  batchSize?: number;
+}
+
+/** Options every call of an encoder pipeline takes. */
+export interface EncoderCallOptions {
+  /** Texts per forward (default the pipeline's). */
+  batchSize?: number;
+}
+
+/** The folder's tokenizer; a folder without one is an error naming it. */
+export function loadTokenizer(dir: string): PreTrainedTokenizer {
+  const tok = AutoTokenizer.fromPretrained(dir);
+  if (!tok) throw new Error(`${dir}: no tokenizer files (tokenizer.json, vocab.txt or vocab.json + merges.txt); a pipeline needs one`);
+  return tok;
+}
+
+/** The texts of a call as an array (a string is one text); `single` says whether one string was passed. */
+export function checkTexts(fn: string, texts: unknown): { list: string[]; single: boolean } {
+  if (typeof texts === 'string') return { list: [texts], single: true };
+  if (!Array.isArray(texts) || texts.some((t) => typeof t !== 'string')) {
+    const got = Array.isArray(texts) ? `an array holding ${typeof texts.find((t) => typeof t !== 'string')}` : texts === null ? 'null' : typeof texts;
+    throw new TypeError(`${fn}: argument 'texts' must be a string or an array of strings, got ${got}`);
+  }
+  return { list: texts as string[], single: false };
+}
+
+export function checkBatchSize(fn: string, v: unknown, dflt: number): number {
+  return v === undefined ? dflt : checkInt(fn, 'batchSize', v, 1);
+}
+
+/** Rejects option names a call does not know (a misspelt option would otherwise be ignored silently). */
+export function checkCallOptions(fn: string, options: unknown, known: readonly string[]): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`${fn}: argument 'options' must be an object, got ${options === null ? 'null' : typeof options}`);
+  }
+  for (const k of Object.keys(options)) {
+    if (!known.includes(k)) throw new TypeError(`${fn}: unknown option '${k}' (known: ${known.join(', ')})`);
+  }
+  return options as Record<string, unknown>;
+}
+
+/** The longest sequence the model's position table allows (RoBERTa's starts after padding_idx + 1). */
+export function maxTokens(config: ResolvedBertConfig, tok: PreTrainedTokenizer): number {
+  const model = config.family === 'roberta' ? config.maxPositionEmbeddings - config.padTokenId - 1 : config.maxPositionEmbeddings;
+  return Math.min(model, tok.modelMaxLength ?? Infinity);
+}
+
+/** One batch as the model sees it, with the caller's indices of its rows. */
+export interface Batch {
+  indices: number[];
+  inputIds: Tensor<'int32'>;
+  options: EncoderForwardOptions;
+}
+
+/**
+ * Runs `forward` on the texts in batches of `batchSize` sorted by length and
+ * gives `collect` each batch's result; `collect` returns one result per row,
+ * stored at the row's original index.
+ */
+export async function runBatched<R, T>(
+  texts: string[], tok: PreTrainedTokenizer, limit: number, batchSize: number,
+  forward: (batch: Batch) => Promise<R>, collect: (batch: Batch, result: R) => T[],
+): Promise<T[]> {
+  const lengths = tok.encodeBatch(texts, { truncation: true, maxLength: limit }).map((ids) => ids.length);
+  // Stable: equal lengths keep their order, so results do not depend on the sort's tie-breaking.
+  const order = texts.map((_, i) => i).sort((a, b) => lengths[a]! - lengths[b]! || a - b);
+  const batches: Batch[] = [];
+  for (let s = 0; s < order.length; s += batchSize) {
+    const indices = order.slice(s, s + batchSize);
+    const enc = tok(indices.map((i) => texts[i]!), { padding: true, truncation: true, maxLength: limit });
+    batches.push({
+      indices, inputIds: enc.inputIds,
+      options: { attentionMask: enc.attentionMask, ...(enc.tokenTypeIds ? { tokenTypeIds: enc.tokenTypeIds } : {}) },
+    });
+  }
+  const results = await Promise.all(batches.map(forward));
+  const out = new Array<T>(texts.length);
+  batches.forEach((b, k) => collect(b, results[k]!).forEach((r, j) => (out[b.indices[j]!] = r)));
+  return out;
+}
+
+/** `path.join(dir, rel)` for error messages and reads. */
+export const inFolder = (dir: string, ...rel: string[]): string => path.join(dir, ...rel);
