@@ -211,7 +211,7 @@ def main() -> int:
                                         'token_type_ids': {0: 'batch_size', 1: 'sequence_length'},
                                         'last_hidden_state': {0: 'batch_size', 1: 'sequence_length'}},
                           do_constant_folding=True)
-        # A reference at another shape than the export's, for checking the dynamic axes (bench/embeddings/check_onnx.ts).
+        # A PyTorch reference at another shape than the export's (for checking the dynamic axes by hand; run.ts compares the two peers).
         ids2 = torch.randint(5, 1000, (3, 17), generator=g)
         mask2 = torch.ones(3, 17, dtype=torch.long)
         mask2[2, 11:] = 0
