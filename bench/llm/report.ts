@@ -28,7 +28,7 @@ const runs: Any[] = positionals.map((f) => ({ file: f, ...JSON.parse(fs.readFile
 const norm = (p: string): string => (p === 'f32' ? 'float32' : p === 'bf16' ? 'bfloat16' : p);
 const groups = new Map<string, Any>();
 const bw: Record<string, number[]> = {};
-let wb: Any = null;
+let wb: Any | null = null;
 const js: number[] = [];
 const tokens: Record<string, number[]> = {};
 for (const r of runs) {
