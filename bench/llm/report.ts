@@ -1,0 +1,87 @@
+/**
+ * Summarizes bench/llm JSON rounds (attnode run.ts + peer_llamacpp.ts) into
+ * bench/results/llm-<cpu-slug>.md and .json: per engine × threads × precision,
+ * the median over every rep of every round with [min–max].
+ *
+ *   npx tsx bench/llm/report.ts file.json ... [--out bench/results/llm-<slug>]
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+
+const { values, positionals } = parseArgs({ options: { out: { type: 'string' } }, allowPositionals: true });
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const fmt = (xs: number[], d = 1): string => xs.length ? `${median(xs).toFixed(d)} [${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)}]` : '–';
+
+const cpu = (execSync('lscpu').toString().match(/Model name:\s*(.+)/)?.[1] ?? os.cpus()[0]!.model).trim();
+const slug = cpu.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') + `-${os.cpus().length}c`;
+const out = values.out ?? path.join(__dirname, '..', 'results', `llm-${slug}`);
+
+type Any = Record<string, any>;
+const runs: Any[] = positionals.map((f) => ({ file: f, ...JSON.parse(fs.readFileSync(f, 'utf8')) }));
+const norm = (p: string): string => (p === 'f32' ? 'float32' : p === 'bf16' ? 'bfloat16' : p);
+const groups = new Map<string, Any>();
+const bw: Record<string, number[]> = {};
+let wb: Any | null = null;
+const js: number[] = [];
+const tokens: Record<string, number[]> = {};
+for (const r of runs) {
+  if (r.engine === 'attnode') {
+    wb = r.weightBytesPerToken;
+    for (const [t, b] of Object.entries(r.bandwidth as Any)) (bw[t] ??= []).push(...(b as Any).runsGBs);
+    if (r.js) js.push(r.js.decodeTokS);
+  }
+  for (const c of r.cells) {
+    const key = `${r.engine}|${c.threads}|${norm(c.precision)}`;
+    const g = groups.get(key) ?? { engine: r.engine, threads: c.threads, precision: norm(c.precision), prefill: [], decode: [], generate: [] };
+    g.prefill.push(...c.prefillTokS);
+    g.decode.push(...c.decodeTokS);
+    if (c.generateTokS) g.generate.push(...c.generateTokS);
+    groups.set(key, g);
+    if (c.tokens?.length && !tokens[key]) tokens[key] = c.tokens;
+  }
+}
+const rows = [...groups.values()].sort((a, b) => a.threads - b.threads || a.precision.localeCompare(b.precision) || a.engine.localeCompare(b.engine));
+const bwBest = (t: number): number => Math.max(...(bw[String(t)] ?? [NaN]));
+const lines: string[] = [];
+lines.push(`| engine | threads | weights | prefill 512 tok/s | decode tok/s | decode % of BW limit | generate 512+128 (new tok/s, wall) |`);
+lines.push(`|---|---|---|---|---|---|---|`);
+for (const g of rows) {
+  const limit = wb ? bwBest(g.threads) * 1e9 / wb[g.precision] : NaN; // tok/s at full bandwidth
+  const pct = g.decode.map((d: number) => (100 * d) / limit);
+  lines.push(`| ${g.engine} | ${g.threads} | ${g.precision} | ${fmt(g.prefill)} | ${fmt(g.decode, 2)} | ${fmt(pct, 0)}% (limit ${limit.toFixed(1)} tok/s) | ${g.generate.length ? fmt(g.generate, 2) : '–'} |`);
+}
+const ratio: string[] = [];
+ratio.push(`| threads | weights | prefill attnode / llama.cpp | decode attnode / llama.cpp |`);
+ratio.push(`|---|---|---|---|`);
+for (const g of rows.filter((x) => x.engine === 'attnode')) {
+  const p = groups.get(`node-llama-cpp|${g.threads}|${g.precision}`);
+  if (!p) continue;
+  ratio.push(`| ${g.threads} | ${g.precision} | ${(median(g.prefill) / median(p.prefill)).toFixed(2)} | ${(median(g.decode) / median(p.decode)).toFixed(2)} |`);
+}
+const summary = {
+  cpu, slug, files: runs.map((r) => r.file), weightBytesPerToken: wb,
+  bandwidthGBs: Object.fromEntries(Object.entries(bw).map(([t, xs]) => [t, { best: Math.max(...xs), median: median(xs), min: Math.min(...xs) }])),
+  rows: rows.map((g) => ({ ...g, prefillMedian: median(g.prefill), decodeMedian: median(g.decode) })),
+  jsDecodeTokS: js, tokens, loadavg: runs.map((r) => r.loadavgAtEnd),
+};
+fs.mkdirSync(path.dirname(out), { recursive: true });
+fs.writeFileSync(out + '.json', JSON.stringify(summary, null, 1));
+const md = [
+  ...lines, '', ...ratio, '',
+  `Bandwidth (native ops.add(a, 0, { out: b }), 256 MiB in + 256 MiB out, read+written bytes / s): ` +
+    Object.entries(summary.bandwidthGBs).map(([t, b]) => `${t} thread(s): best ${b.best.toFixed(1)}, median ${b.median.toFixed(1)}, min ${b.min.toFixed(1)} GB/s`).join('; '),
+  wb ? `Weight bytes per decoded token: float32 ${(wb.float32 / 1e6).toFixed(1)} MB, bfloat16 ${(wb.bfloat16 / 1e6).toFixed(1)} MB.` : '',
+  js.length ? `JS backend decode (float32, 3 steps after an 8-token prompt): ${js.map((x) => x.toFixed(2)).join(', ')} tok/s.` : '',
+  `Load average at the end of each run: ${summary.loadavg.map((l: number[]) => l?.[0]?.toFixed(2)).join(', ')}.`,
+  `First greedy tokens: ` + Object.entries(tokens).map(([k, v]) => `${k}: ${v.slice(0, 8).join(',')}`).join('; '),
+].join('\n');
+fs.writeFileSync(out + '.tables.md', md + '\n'); // pasted into the hand-written <out>.md
+console.log(md);
+console.log(`\nwrote ${out}.json and ${out}.tables.md`);

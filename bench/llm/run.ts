@@ -1,0 +1,184 @@
+/**
+ * attnode LlamaForCausalLM (SmolLM-135M-shaped, random weights from
+ * make_model.ts), batch 1: prompt processing of a 512-token prompt, decode
+ * over 128 cached steps (argmax in JS, as generate does), model.generate end
+ * to end, float32 and bfloat16 weights, 1 and 2 threads; memory bandwidth
+ * measured in the same process (native ops.add(a, 0, { out: b }) streaming
+ * 256 MiB in + 256 MiB out, best of 5), and decode's share of the bandwidth
+ * limit (weight bytes per token ÷ bandwidth). Also the JS backend's decode for a few steps.
+ *
+ *   npx tsx bench/llm/run.ts [--reps 3] [--threads 1,2] [--prompt 512] [--steps 128] [--json out.json] [--no-js]
+ *
+ * Prints one JSON object (and writes it with --json).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import { info, setNumThreads, ops, Tensor, LlamaForCausalLM } from '../../lib';
+import { AutoModelForCausalLM } from '../../lib/models/auto';
+import { DEFAULT_DIR } from './make_model';
+import { promptIds } from './prompt';
+
+const { values: args } = parseArgs({
+  options: {
+    reps: { type: 'string', default: '3' },
+    threads: { type: 'string', default: '1,2' },
+    prompt: { type: 'string', default: '512' },
+    steps: { type: 'string', default: '128' },
+    json: { type: 'string' },
+    dir: { type: 'string' },
+    precisions: { type: 'string' },
+    'no-js': { type: 'boolean', default: false },
+    'no-generate': { type: 'boolean', default: false },
+  },
+});
+const reps = Number(args.reps);
+const threadList = args.threads!.split(',').map(Number);
+const P = Number(args.prompt);
+const STEPS = Number(args.steps);
+
+
+function argmax(logits: Tensor<'float32'>): number {
+  const d = logits.contiguous().data;
+  let best = 0;
+  for (let j = 1; j < d.length; j++) if (d[j]! > d[best]!) best = j;
+  return best;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** Native streaming bandwidth: out = a + 0 over 256 MiB arrays; bytes read + written / s, best of 5. */
+function bandwidth(): { bestGBs: number; medianGBs: number; runsGBs: number[] } {
+  const n = (256 * 1024 * 1024) / 4;
+  const a = new Tensor(new Float32Array(n).fill(1), [n], 'float32');
+  const b = new Tensor(new Float32Array(n), [n], 'float32');
+  ops.add(a, 0, { out: b }); // warm (page faults)
+  const runs: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const t0 = performance.now();
+    ops.add(a, 0, { out: b });
+    const s = (performance.now() - t0) / 1000;
+    runs.push((2 * n * 4) / s / 1e9);
+  }
+  return { bestGBs: Math.max(...runs), medianGBs: median(runs), runsGBs: runs };
+}
+
+/** Bytes of weights read per decoded token: every Linear weight plus the (tied) LM head; norms; the embedding row is negligible. */
+function weightBytesPerToken(m: LlamaForCausalLM, bytesPerParam: number): number {
+  let params = 0;
+  for (const [name, t] of Object.entries(m.stateDict())) {
+    if (name === 'model.embed_tokens.weight') continue; // counted below as the head
+    params += t.shape.reduce((a, b) => a * b, 1);
+  }
+  const c = m.config;
+  params += c.vocabSize * c.hiddenSize; // LM head (tied embedding matrix) is read whole per token
+  return params * bytesPerParam;
+}
+
+interface Cell {
+  threads: number;
+  precision: 'float32' | 'bfloat16';
+  prefillTokS: number[];
+  decodeTokS: number[];
+  decodeStepMsMedian: number[];
+  generateTokS: number[];
+  generateWallMs: number[];
+  /** First 16 greedy tokens of rep 0 (decode fed token 5 after the prompt, as the llama.cpp peer does). */
+  tokens: number[];
+}
+
+function runCell(model: LlamaForCausalLM, threads: number, precision: 'float32' | 'bfloat16', prompt: Tensor<'int32'>): Cell {
+  setNumThreads(threads);
+  model.useWeightPrecision(precision);
+  const cell: Cell = { threads, precision, prefillTokS: [], decodeTokS: [], decodeStepMsMedian: [], generateTokS: [], generateWallMs: [], tokens: [] };
+  // Warm-up: packs weights for this precision, thread pool.
+  {
+    const cache = model.createCache(1, 64);
+    model.forward(new Tensor(prompt.data.slice(0, 16), [1, 16], 'int32'), { cache, lastOnly: true });
+    model.forward(new Tensor(Int32Array.of(5), [1, 1], 'int32'), { cache, lastOnly: true });
+  }
+  for (let r = 0; r < reps; r++) {
+    const cache = model.createCache(1, P + STEPS + 1);
+    let t0 = performance.now();
+    const logits = model.forward(prompt, { cache, lastOnly: true });
+    argmax(logits);
+    const prefillS = (performance.now() - t0) / 1000;
+    cell.prefillTokS.push(P / prefillS);
+    const stepMs: number[] = [];
+    const toks: number[] = [];
+    let next = 5; // same first decode input as the llama.cpp peer
+    t0 = performance.now();
+    for (let s = 0; s < STEPS; s++) {
+      const ts = performance.now();
+      const l = model.forward(new Tensor(Int32Array.of(next), [1, 1], 'int32'), { cache, lastOnly: true });
+      next = argmax(l);
+      toks.push(next);
+      stepMs.push(performance.now() - ts);
+    }
+    cell.decodeTokS.push(STEPS / ((performance.now() - t0) / 1000));
+    cell.decodeStepMsMedian.push(median(stepMs));
+    if (r === 0) cell.tokens = toks.slice(0, 16);
+    if (!args['no-generate']) {
+      t0 = performance.now();
+      const out = model.generate(prompt, { maxNewTokens: STEPS });
+      const ms = performance.now() - t0;
+      if (out.shape[1] !== P + STEPS) throw new Error('generate returned ' + out.shape[1]);
+      cell.generateWallMs.push(ms);
+      cell.generateTokS.push(STEPS / (ms / 1000)); // new tokens / whole call (prefill included)
+    }
+    process.stderr.write(`  t${threads} ${precision} rep ${r}: prefill ${cell.prefillTokS.at(-1)!.toFixed(1)} tok/s, decode ${cell.decodeTokS.at(-1)!.toFixed(2)} tok/s\n`);
+  }
+  return cell;
+}
+
+async function main(): Promise<void> {
+  const dir = path.resolve(args.dir ?? DEFAULT_DIR);
+  const model = (await AutoModelForCausalLM.fromPretrained(dir)) as LlamaForCausalLM;
+  model.useBackend('native');
+  const ni = info().native;
+  const bf16 = ni?.bf16 === true;
+  const precisions = (args.precisions?.split(',') ?? (bf16 ? ['float32', 'bfloat16'] : ['float32'])) as ('float32' | 'bfloat16')[];
+  const prompt = new Tensor(promptIds(P, model.config.vocabSize), [1, P], 'int32');
+  const bw: Record<number, ReturnType<typeof bandwidth>> = {};
+  const cells: Cell[] = [];
+  for (const t of threadList) {
+    setNumThreads(t);
+    bw[t] = bandwidth();
+    process.stderr.write(`bandwidth t${t}: best ${bw[t]!.bestGBs.toFixed(1)} GB/s\n`);
+    for (const p of precisions) cells.push(runCell(model, t, p, prompt));
+    // again after the cells, to see drift
+    const again = bandwidth();
+    bw[t] = { bestGBs: Math.max(bw[t]!.bestGBs, again.bestGBs), medianGBs: median([...bw[t]!.runsGBs, ...again.runsGBs]), runsGBs: [...bw[t]!.runsGBs, ...again.runsGBs] };
+  }
+  const wb = { float32: weightBytesPerToken(model, 4), bfloat16: weightBytesPerToken(model, 2) };
+  // JS backend: a few decode steps after a short prompt (it is slow).
+  let js: { promptLen: number; steps: number; decodeTokS: number; stepMs: number[] } | null = null;
+  if (!args['no-js']) {
+    model.useWeightPrecision('float32');
+    model.useBackend('js');
+    const cache = model.createCache(1, 16);
+    let next = argmax(model.forward(new Tensor(prompt.data.slice(0, 8), [1, 8], 'int32'), { cache, lastOnly: true }));
+    const stepMs: number[] = [];
+    for (let s = 0; s < 3; s++) {
+      const ts = performance.now();
+      next = argmax(model.forward(new Tensor(Int32Array.of(next), [1, 1], 'int32'), { cache, lastOnly: true }));
+      stepMs.push(performance.now() - ts);
+    }
+    js = { promptLen: 8, steps: 3, decodeTokS: 1000 / median(stepMs), stepMs };
+    model.useBackend('native');
+  }
+  const result = {
+    engine: 'attnode', when: new Date().toISOString(), loadavgAtEnd: (await import('node:os')).loadavg(), native: ni, prompt: P, steps: STEPS, reps,
+    weightBytesPerToken: wb, bandwidth: bw, cells, js,
+  };
+  const text = JSON.stringify(result, null, 1);
+  if (args.json) fs.writeFileSync(args.json, text);
+  console.log(text);
+}
+
+void main();
