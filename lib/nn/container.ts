@@ -5,6 +5,10 @@ import { Module } from './module';
  * property `'i'`, so its state-dict keys are `i.<name>` (`layers.0.linear1.weight`).
  */
 export class ModuleList<M extends Module = Module> extends Module implements Iterable<M> {
+  // Kept by push (the only way items are added): `length` and `at` are on every forward's path (a decoding step
+  // iterates the layers), where recounting the children through namedChildren() cost O(layers) per access.
+  #count = 0;
+
   constructor(modules: Iterable<M> = []) {
     super();
     for (const m of modules) this.push(m);
@@ -12,13 +16,13 @@ export class ModuleList<M extends Module = Module> extends Module implements Ite
 
   /** Number of modules. */
   get length(): number {
-    return this.namedChildren().length;
+    return this.#count;
   }
 
   /** Appends a module. */
   push(module: M): this {
     if (!(module instanceof Module)) throw new TypeError(`ModuleList.push: argument 'module' must be a Module, got ${typeof module}`);
-    (this as unknown as Record<string, M>)[String(this.length)] = module;
+    (this as unknown as Record<string, M>)[String(this.#count++)] = module;
     return this;
   }
 
