@@ -21,6 +21,8 @@ import type { FusedActivation } from '../ops/matmul';
 import { Tensor, empty } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import { generate, generateAsync, type GenerationOptions } from './generation';
+import { stepPositionsAndMask } from './step-masks';
+import { causalMaskFrom } from '../ops/multi-head-attention';
 
 type F32 = Tensor<'float32'>;
 
@@ -156,19 +158,11 @@ export class GPT2Attention extends Module {
       const attn = empty([n, t, e]);
       ops.scaledDotProductAttention(q.view(n, t, h, hd).permute(0, 2, 1, 3), heads(k, s), heads(v, s), {
         out: attn.view(n, t, h, hd).permute(0, 2, 1, 3),
-        ...(mask ? { attnMask: mask } : t > 1 && pos > 0 ? { attnMask: causalFrom(pos, t) } : { isCausal: t > 1 }),
+        ...(mask ? { attnMask: mask } : t > 1 && pos > 0 ? { attnMask: causalMaskFrom(pos, t) } : { isCausal: t > 1 }),
       });
       return this.cProj.forward(attn);
     }, false);
   }
-}
-
-/** [t, pos + t]: query i (at position pos + i) sees keys up to its own position. */
-function causalFrom(pos: number, t: number): F32 {
-  const s = pos + t;
-  const m = new Float32Array(t * s);
-  for (let i = 0; i < t; i++) m.fill(-Infinity, i * s + pos + i + 1, (i + 1) * s);
-  return new Tensor(m, [t, s], 'float32');
 }
 
 /** The feed-forward: c_proj(act(c_fc(x))), the activation fused into c_fc's GEMM. */
@@ -288,7 +282,10 @@ export class GPT2LMHeadModel extends Module {
       if (pos + t > this.config.maxPositionEmbeddings) {
         throw new RangeError(`${fn}: position ${pos + t} exceeds n_positions ${this.config.maxPositionEmbeddings}`);
       }
-      const { positions, mask } = positionsAndMask(fn, options.attentionMask ?? null, n, t, pos);
+      const stepped = stepPositionsAndMask(fn, options.attentionMask ?? null, n, t, pos);
+      const { mask } = stepped;
+      // Learned positions are looked up by id, so without a mask they are pos … pos + t − 1 for every row.
+      const positions = stepped.positions ?? new Tensor(Int32Array.from({ length: n * t }, (_, k) => pos + (k % t)), [n, t], 'int32');
       const tr = this.transformer;
       let x = ops.add(tr.wte.forward(inputIds), tr.wpe.forward(positions));
       let i = 0;
@@ -308,42 +305,6 @@ export class GPT2LMHeadModel extends Module {
   generateAsync(inputIds: Tensor<'int32'>, options: GenerationOptions): Promise<Tensor<'int32'>> {
     return generateAsync(this, inputIds, options);
   }
-}
-
-/**
- * Position ids [N, t] and the additive mask of a step. With Hugging Face's
- * attention mask (1 = token) a position counts the real tokens before it
- * (cumsum(mask) - 1; padding gets 1 as in transformers, and is masked anyway),
- * and the mask hides padding and the future. Without one, every row's
- * positions are pos..pos+t-1 and attention is causal.
- */
-function positionsAndMask(
-  fn: string, attentionMask: Tensor<'int32'> | null, n: number, t: number, pos: number,
-): { positions: Tensor<'int32'>; mask: F32 | null } {
-  const positions = new Int32Array(n * t);
-  if (attentionMask === null) {
-    for (let b = 0; b < n; b++) for (let i = 0; i < t; i++) positions[b * t + i] = pos + i;
-    return { positions: new Tensor(positions, [n, t], 'int32'), mask: null };
-  }
-  const s = pos + t;
-  if (!(attentionMask instanceof Tensor) || attentionMask.dtype !== 'int32' ||
-    attentionMask.ndim !== 2 || attentionMask.shape[0] !== n || attentionMask.shape[1] !== s) {
-    throw new TypeError(`${fn}: option 'attentionMask' must be an int32 Tensor [batch, cached + new] = [${n}, ${s}], got ${attentionMask instanceof Tensor ? `${attentionMask.dtype} ${formatShape(attentionMask.shape)}` : typeof attentionMask}`);
-  }
-  const am = attentionMask.contiguous().data;
-  const mask = new Float32Array(n * t * s);
-  for (let b = 0; b < n; b++) {
-    let count = 0;
-    for (let j = 0; j < pos; j++) if (am[b * s + j]) count++;
-    for (let i = 0; i < t; i++) {
-      positions[b * t + i] = am[b * s + pos + i] ? count++ : 1;
-      const row = (b * t + i) * s;
-      for (let j = 0; j < s; j++) if (!am[b * s + j] || j > pos + i) mask[row + j] = -Infinity;
-      // A padding query attends to itself only, so its row stays finite (its output is never used).
-      if (!am[b * s + pos + i]) mask[row + pos + i] = 0;
-    }
-  }
-  return { positions: new Tensor(positions, [n, t], 'int32'), mask: new Tensor(mask, [n, 1, t, s], 'float32') };
 }
 
 type Json = Record<string, unknown>;

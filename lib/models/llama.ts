@@ -19,6 +19,8 @@ import * as ops from '../ops';
 import { Tensor, empty } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import { generate, generateAsync, type GenerationOptions } from './generation';
+import { stepPositionsAndMask } from './step-masks';
+import { causalMaskFrom } from '../ops/multi-head-attention';
 
 type F32 = Tensor<'float32'>;
 
@@ -163,19 +165,11 @@ export class LlamaAttention extends Module {
         out: attn.view(n, t, h, hd).permute(0, 2, 1, 3),
         enableGqa: hkv !== h,
         ...(mask ? { attnMask: mask } : { isCausal: t > 1 && pos === 0 }),
-        ...(mask === null && t > 1 && pos > 0 ? { attnMask: causalFrom(pos, t) } : {}),
+        ...(mask === null && t > 1 && pos > 0 ? { attnMask: causalMaskFrom(pos, t) } : {}),
       });
       return this.oProj.forward(attn);
     }, false);
   }
-}
-
-/** [t, pos + t]: query i (at position pos + i) sees keys up to its own position. */
-function causalFrom(pos: number, t: number): F32 {
-  const s = pos + t;
-  const m = new Float32Array(t * s);
-  for (let i = 0; i < t; i++) m.fill(-Infinity, i * s + pos + i + 1, (i + 1) * s);
-  return new Tensor(m, [t, s], 'float32');
 }
 
 /** SwiGLU feed-forward: down(silu(gate(x)) · up(x)). */
@@ -291,7 +285,9 @@ export class LlamaForCausalLM extends Module {
       if (pos + t > this.config.maxPositionEmbeddings) {
         throw new RangeError(`${fn}: position ${pos + t} exceeds maxPositionEmbeddings ${this.config.maxPositionEmbeddings}`);
       }
-      const { positions, mask } = positionsAndMask(fn, options.attentionMask ?? null, n, t, pos);
+      const stepped = stepPositionsAndMask(fn, options.attentionMask ?? null, n, t, pos);
+      const positions = stepped.positions ?? pos;
+      const { mask } = stepped;
       let x = this.model.embedTokens.forward(inputIds);
       let i = 0;
       for (const layer of this.model.layers) x = layer.forward(x, cache.layers[i++]!, positions, mask);
@@ -314,35 +310,3 @@ export class LlamaForCausalLM extends Module {
   }
 }
 
-/**
- * Positions and the additive mask of a step from Hugging Face's attention
- * mask (1 = token): positions count the real tokens before each one (so a
- * left-padded row starts at 0), and the mask hides padding and the future.
- * Without a mask, positions are `pos..pos+t` and attention is causal.
- */
-function positionsAndMask(
-  fn: string, attentionMask: Tensor<'int32'> | null, n: number, t: number, pos: number,
-): { positions: Tensor<'int32'> | number; mask: F32 | null } {
-  if (attentionMask === null) return { positions: pos, mask: null };
-  const s = pos + t;
-  if (!(attentionMask instanceof Tensor) || attentionMask.dtype !== 'int32' ||
-    attentionMask.ndim !== 2 || attentionMask.shape[0] !== n || attentionMask.shape[1] !== s) {
-    throw new TypeError(`${fn}: option 'attentionMask' must be an int32 Tensor [batch, cached + new] = [${n}, ${s}], got ${attentionMask instanceof Tensor ? `${attentionMask.dtype} ${formatShape(attentionMask.shape)}` : typeof attentionMask}`);
-  }
-  const am = attentionMask.contiguous().data;
-  const positions = new Int32Array(n * t);
-  const mask = new Float32Array(n * t * s);
-  for (let b = 0; b < n; b++) {
-    let count = 0;
-    for (let j = 0; j < pos; j++) if (am[b * s + j]) count++;
-    for (let i = 0; i < t; i++) {
-      // A padded query position gets position 1 (HF fills them so): it is masked anyway.
-      positions[b * t + i] = am[b * s + pos + i] ? count++ : 1;
-      const row = (b * t + i) * s;
-      for (let j = 0; j < s; j++) if (!am[b * s + j] || j > pos + i) mask[row + j] = -Infinity;
-      // A fully masked row (a padding query) attends to itself, so it stays finite (its output is never used).
-      if (!am[b * s + pos + i]) mask[row + pos + i] = 0;
-    }
-  }
-  return { positions: new Tensor(positions, [n, t], 'int32'), mask: new Tensor(mask, [n, 1, t, s], 'float32') };
-}

@@ -4,7 +4,7 @@ import { Tensor, zeros } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import * as ops from '../ops';
 import {
-  attendHeads, checkMhaInputs, collectMasks, emptyInOrderOf, inProjection, mhaForward, projectQuery,
+  attendHeads, causalMaskFrom, checkMhaInputs, collectMasks, emptyInOrderOf, inProjection, mhaForward, projectQuery,
   type MultiHeadAttentionParams,
 } from '../ops/multi-head-attention';
 import { xavierNormal, xavierUniform } from './init';
@@ -181,7 +181,7 @@ export class MultiheadAttention extends Module {
         ({ k, v } = cache.keysValues());
         // The kernel's causal flag is top-left aligned (query i sees keys ≤ i); here query i is position pos + i.
         if (t > 1 && pos === 0) causal = true;
-        else if (t > 1) offsetMask = causalOffsetMask(t, pos);
+        else if (t > 1) offsetMask = causalMaskFrom(pos, t);
       } else {
         q = projectQuery(q0, this.#params());
         ({ k, v } = cache);
@@ -222,14 +222,6 @@ export class MultiheadAttention extends Module {
       throw new RangeError(`${fn}: incremental decoding does not support addBiasKv or addZeroAttn`);
     }
   }
-}
-
-/** [t, pos + t]: query i (position pos + i) may not see keys after its own position (-inf there). */
-function causalOffsetMask(t: number, pos: number): F32 {
-  const lk = pos + t;
-  const m = new Float32Array(t * lk);
-  for (let i = 0; i < t; i++) m.fill(-Infinity, i * lk + pos + i + 1, (i + 1) * lk);
-  return new Tensor(m, [t, lk], 'float32');
 }
 
 function describe(t: unknown): string {

@@ -381,3 +381,15 @@ function averageHeads(w: F32, options: OpOptions): F32 {
   });
   return out;
 }
+
+/**
+ * The causal mask of a step that continues `pos` cached positions: [t, pos + t],
+ * query i (at position pos + i) sees keys up to its own position (-inf after).
+ * The kernel's own `causal` flag is top-left aligned, which is this only for pos = 0.
+ */
+export function causalMaskFrom(pos: number, t: number): F32 {
+  const s = pos + t;
+  const m = new Float32Array(t * s);
+  for (let i = 0; i < t; i++) m.fill(-Infinity, i * s + pos + i + 1, (i + 1) * s);
+  return new Tensor(m, [t, s], 'float32');
+}
