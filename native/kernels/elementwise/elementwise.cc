@@ -9,6 +9,7 @@
 #include "../../runtime/cpu_features.h"
 #include "../common/dispatch.h"
 #include "../common/parallel.h"
+#include "../common/strided_rows.h"
 #include "elementwise_isa.h"
 
 namespace attnode::kernels {
@@ -71,35 +72,18 @@ void silu_mul(const float* gate, const float* up, float* y, int64_t n) {
 
 void binary_op(BinaryOp op, const float* a, const int64_t* a_strides, const float* b, const int64_t* b_strides,
                float* y, const int64_t* shape, int ndim) {
-  // Canonicalise: drop size-1 dims (their strides are irrelevant) and merge
-  // neighbours that are contiguous with each other in both operands (y is
-  // contiguous, so always). The fast paths then fall out as 1-D (same shape
-  // or scalar operand: stride 1 / 0) or 2-D with a broadcast row (b strides
-  // {0, 1}), all served by the ISA row kernel.
-  int64_t sh[8], sa[8], sb[8];
-  int nd = 0;
-  int64_t total = 1;
-  for (int d = 0; d < ndim; ++d) {
-    if (shape[d] == 0) return;
-    if (shape[d] == 1) continue;
-    total *= shape[d];
-    if (nd > 0 && sa[nd - 1] == a_strides[d] * shape[d] && sb[nd - 1] == b_strides[d] * shape[d]) {
-      sh[nd - 1] *= shape[d];
-      sa[nd - 1] = a_strides[d];
-      sb[nd - 1] = b_strides[d];
-    } else {
-      sh[nd] = shape[d];
-      sa[nd] = a_strides[d];
-      sb[nd] = b_strides[d];
-      ++nd;
-    }
-  }
+  // Canonicalise (common/strided_rows.h; y is contiguous, so always mergeable). The fast paths then fall out as
+  // 1-D (same shape or scalar operand: stride 1 / 0) or 2-D with a broadcast row (b strides {0, 1}), all served
+  // by the ISA row kernel.
+  TwoStrided t;
+  if (!coalesce_two(shape, a_strides, b_strides, ndim, t)) return;
+  const int nd = t.nd;
   const IsaKernels& k = isa_kernels();
   if (nd == 0) {  // a single element
     k.binary_row(op, a, 0, b, 0, y, 1);
     return;
   }
-  const int64_t n_in = sh[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1];
+  const int64_t n_in = t.shape[nd - 1], ia = t.a[nd - 1], ib = t.b[nd - 1];
   const bool unit = (ia == 0 || ia == 1) && (ib == 0 || ib == 1);
   auto row = [&](const float* pa, const float* pb, float* py, int64_t n) {
     if (unit) {
@@ -112,30 +96,7 @@ void binary_op(BinaryOp op, const float* a, const int64_t* a_strides, const floa
     for_range(n_in, kCopyGrain, [&](int64_t lo, int64_t hi) { row(a + lo * ia, b + lo * ib, y + lo, hi - lo); });
     return;
   }
-  // Rows over the outer nd-1 dims, walked with an odometer from each task's start.
-  const int64_t rows = total / n_in;
-  const int outer = nd - 1;
-  for_range(rows, rows_per_task(n_in, kCopyGrain), [&](int64_t lo, int64_t hi) {
-    int64_t idx[8];
-    int64_t rem = lo, oa = 0, ob = 0;
-    for (int d = outer - 1; d >= 0; --d) {
-      idx[d] = rem % sh[d];
-      rem /= sh[d];
-      oa += idx[d] * sa[d];
-      ob += idx[d] * sb[d];
-    }
-    for (int64_t r = lo; r < hi; ++r) {
-      row(a + oa, b + ob, y + r * n_in, n_in);
-      for (int d = outer - 1; d >= 0; --d) {
-        oa += sa[d];
-        ob += sb[d];
-        if (++idx[d] < sh[d]) break;
-        oa -= sa[d] * sh[d];
-        ob -= sb[d] * sh[d];
-        idx[d] = 0;
-      }
-    }
-  });
+  for_each_row(t, kCopyGrain, [&](int64_t r, int64_t oa, int64_t ob) { row(a + oa, b + ob, y + r * n_in, n_in); });
 }
 
 }  // namespace attnode::kernels

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "../common/parallel.h"
+#include "../common/strided_rows.h"
 
 namespace attnode::kernels {
 
@@ -71,62 +72,23 @@ void permute_0213(const float* x, float* y, int64_t d0, int64_t d1, int64_t d2, 
 
 void copy_strided(const float* x, const int64_t* x_strides, float* y, const int64_t* y_strides, const int64_t* shape,
                   int ndim) {
-  // Drop size-1 dims and merge neighbours contiguous with each other in both
-  // operands, so dense regions become long rows.
-  int64_t sh[8], sx[8], sy[8];
-  int nd = 0;
-  int64_t total = 1;
-  for (int d = 0; d < ndim; ++d) {
-    if (shape[d] == 0) return;
-    if (shape[d] == 1) continue;
-    total *= shape[d];
-    if (nd > 0 && sx[nd - 1] == x_strides[d] * shape[d] && sy[nd - 1] == y_strides[d] * shape[d]) {
-      sh[nd - 1] *= shape[d];
-      sx[nd - 1] = x_strides[d];
-      sy[nd - 1] = y_strides[d];
-    } else {
-      sh[nd] = shape[d];
-      sx[nd] = x_strides[d];
-      sy[nd] = y_strides[d];
-      ++nd;
-    }
-  }
-  if (nd == 0) {
+  TwoStrided t;  // x as operand a, y as operand b (common/strided_rows.h)
+  if (!coalesce_two(shape, x_strides, y_strides, ndim, t)) return;
+  if (t.nd == 0) {
     *y = *x;
     return;
   }
-  const int64_t n_in = sh[nd - 1], ix = sx[nd - 1], iy = sy[nd - 1];
+  const int64_t n_in = t.shape[t.nd - 1], ix = t.a[t.nd - 1], iy = t.b[t.nd - 1];
   const bool unit = ix == 1 && iy == 1;
   const size_t row_bytes = static_cast<size_t>(n_in) * sizeof(float);
-  auto row = [&](const float* px, float* py) {
+  for_each_row(t, kCopyGrain, [&](int64_t, int64_t ox, int64_t oy) {
+    const float* px = x + ox;
+    float* py = y + oy;
     if (px == py) return;  // the same view (checked by the binding): nothing to move
     if (unit) {
       std::memcpy(py, px, row_bytes);
     } else {
       for (int64_t i = 0; i < n_in; ++i) py[i * iy] = px[i * ix];
-    }
-  };
-  const int64_t rows = total / n_in;
-  const int outer = nd - 1;
-  for_range(rows, rows_per_task(n_in, kCopyGrain), [&](int64_t lo, int64_t hi) {
-    int64_t idx[8];
-    int64_t rem = lo, ox = 0, oy = 0;
-    for (int d = outer - 1; d >= 0; --d) {
-      idx[d] = rem % sh[d];
-      rem /= sh[d];
-      ox += idx[d] * sx[d];
-      oy += idx[d] * sy[d];
-    }
-    for (int64_t r = lo; r < hi; ++r) {
-      row(x + ox, y + oy);
-      for (int d = outer - 1; d >= 0; --d) {
-        ox += sx[d];
-        oy += sy[d];
-        if (++idx[d] < sh[d]) break;
-        ox -= sx[d] * sh[d];
-        oy -= sy[d] * sh[d];
-        idx[d] = 0;
-      }
     }
   });
 }
