@@ -27,6 +27,7 @@ import { LayerNorm, Linear } from '../nn/linear';
 import * as ops from '../ops';
 import { Tensor, empty } from '../tensor';
 import { checkInt, formatShape } from '../errors';
+import { splitModelInputs, type ModelInputs } from './model-inputs';
 
 type F32 = Tensor<'float32'>;
 type I32 = Tensor<'int32'>;
@@ -377,7 +378,7 @@ export interface EncoderOutput {
 /** The encoders' common surface (BertModel, DistilBertModel). */
 export interface EncoderModel extends Module {
   readonly config: ResolvedBertConfig;
-  forward(inputIds: I32, options?: EncoderForwardOptions): EncoderOutput;
+  forward(inputs: I32 | ModelInputs<EncoderForwardOptions>, options?: EncoderForwardOptions): EncoderOutput;
 }
 
 /** BERT / RoBERTa / XLM-R encoder: embeddings, layers, optional pooler. Keys `embeddings.*`, `encoder.*`, `pooler.*`. */
@@ -397,9 +398,10 @@ export class BertModel extends HfModule implements EncoderModel {
   }
 
   /** input ids [N, t] → `{ lastHiddenState [N, t, E], poolerOutput [N, E] }` (pooler output when the model has a pooler). */
-  forward(inputIds: I32, options: EncoderForwardOptions = {}): EncoderOutput {
+  forward(inputs: I32 | ModelInputs<EncoderForwardOptions>, opts?: EncoderForwardOptions): EncoderOutput {
     return this.inContext(() => {
       const fn = `${this.constructor.name}.forward`;
+      const [inputIds, options] = splitModelInputs(fn, inputs, opts);
       checkIds(fn, 'inputIds', inputIds);
       const [n, t] = inputIds.shape as [number, number];
       if (options.tokenTypeIds !== undefined && options.tokenTypeIds !== null) checkIds(fn, 'tokenTypeIds', options.tokenTypeIds, [n, t]);
@@ -487,9 +489,10 @@ export class DistilBertModel extends HfModule implements EncoderModel {
   }
 
   /** input ids [N, t] → `{ lastHiddenState [N, t, E] }`. */
-  forward(inputIds: I32, options: EncoderForwardOptions = {}): EncoderOutput {
+  forward(inputs: I32 | ModelInputs<EncoderForwardOptions>, opts?: EncoderForwardOptions): EncoderOutput {
     return this.inContext(() => {
       const fn = 'DistilBertModel.forward';
+      const [inputIds, options] = splitModelInputs(fn, inputs, opts);
       checkIds(fn, 'inputIds', inputIds);
       const [n, t] = inputIds.shape as [number, number];
       if (options.tokenTypeIds !== undefined && options.tokenTypeIds !== null) {
@@ -515,7 +518,7 @@ export interface LogitsOutput {
 export interface EncoderHeadModel extends Module {
   readonly config: ResolvedBertConfig;
   readonly encoderModel: EncoderModel;
-  forward(inputIds: I32, options?: EncoderForwardOptions): LogitsOutput;
+  forward(inputs: I32 | ModelInputs<EncoderForwardOptions>, options?: EncoderForwardOptions): LogitsOutput;
 }
 
 /** dense, activation, LayerNorm, then the decoder tied to the word embeddings, + bias. */
@@ -567,9 +570,9 @@ export class BertForMaskedLM extends HfModule implements EncoderHeadModel {
     return this.bert;
   }
   /** input ids [N, t] → `{ logits [N, t, vocab] }`. */
-  forward(inputIds: I32, options: EncoderForwardOptions = {}): LogitsOutput {
+  forward(inputs: I32 | ModelInputs<EncoderForwardOptions>, options?: EncoderForwardOptions): LogitsOutput {
     return this.inContext(() => {
-      const h = this.bert.forward(inputIds, options).lastHiddenState;
+      const h = this.bert.forward(inputs, options).lastHiddenState;
       const p = this.cls.predictions;
       return { logits: mlmLogits(h, p.transform.dense, p.transform.LayerNorm, this.config.hiddenAct, this.bert.embeddings.wordEmbeddings.weight, p.bias) };
     });
@@ -602,9 +605,9 @@ export class RobertaForMaskedLM extends HfModule implements EncoderHeadModel {
   get encoderModel(): EncoderModel {
     return this.roberta;
   }
-  forward(inputIds: I32, options: EncoderForwardOptions = {}): LogitsOutput {
+  forward(inputs: I32 | ModelInputs<EncoderForwardOptions>, options?: EncoderForwardOptions): LogitsOutput {
     return this.inContext(() => {
-      const h = this.roberta.forward(inputIds, options).lastHiddenState;
+      const h = this.roberta.forward(inputs, options).lastHiddenState;
       const l = this.lmHead;
       return { logits: mlmLogits(h, l.dense, l.layerNorm, this.config.hiddenAct, this.roberta.embeddings.wordEmbeddings.weight, l.bias) };
     });
@@ -639,9 +642,9 @@ export class DistilBertForMaskedLM extends HfModule implements EncoderHeadModel 
   get encoderModel(): EncoderModel {
     return this.distilbert;
   }
-  forward(inputIds: I32, options: EncoderForwardOptions = {}): LogitsOutput {
+  forward(inputs: I32 | ModelInputs<EncoderForwardOptions>, options?: EncoderForwardOptions): LogitsOutput {
     return this.inContext(() => {
-      const h = this.distilbert.forward(inputIds, options).lastHiddenState;
+      const h = this.distilbert.forward(inputs, options).lastHiddenState;
       return { logits: mlmLogits(h, this.vocabTransform, this.vocabLayerNorm, this.config.hiddenAct, this.distilbert.embeddings.wordEmbeddings.weight, this.vocabProjector.bias) };
     });
   }
@@ -662,8 +665,8 @@ export class BertForSequenceClassification extends HfModule implements EncoderHe
     return this.bert;
   }
   /** input ids [N, t] → `{ logits [N, numLabels] }`. */
-  forward(inputIds: I32, options: EncoderForwardOptions = {}): LogitsOutput {
-    return this.inContext(() => ({ logits: this.classifier.forward(this.bert.forward(inputIds, options).poolerOutput!) }));
+  forward(inputs: I32 | ModelInputs<EncoderForwardOptions>, options?: EncoderForwardOptions): LogitsOutput {
+    return this.inContext(() => ({ logits: this.classifier.forward(this.bert.forward(inputs, options).poolerOutput!) }));
   }
 }
 
@@ -691,9 +694,9 @@ export class RobertaForSequenceClassification extends HfModule implements Encode
   get encoderModel(): EncoderModel {
     return this.roberta;
   }
-  forward(inputIds: I32, options: EncoderForwardOptions = {}): LogitsOutput {
+  forward(inputs: I32 | ModelInputs<EncoderForwardOptions>, options?: EncoderForwardOptions): LogitsOutput {
     return this.inContext(() => {
-      const first = this.roberta.forward(inputIds, options).lastHiddenState.select(1, 0);
+      const first = this.roberta.forward(inputs, options).lastHiddenState.select(1, 0);
       const c = this.classifier;
       const h = ops.tanh(ops.linear(first, c.dense.weight, c.dense.bias, { cacheWeight: true }));
       return { logits: c.outProj.forward(h) };
@@ -718,9 +721,9 @@ export class DistilBertForSequenceClassification extends HfModule implements Enc
   get encoderModel(): EncoderModel {
     return this.distilbert;
   }
-  forward(inputIds: I32, options: EncoderForwardOptions = {}): LogitsOutput {
+  forward(inputs: I32 | ModelInputs<EncoderForwardOptions>, options?: EncoderForwardOptions): LogitsOutput {
     return this.inContext(() => {
-      const first = this.distilbert.forward(inputIds, options).lastHiddenState.select(1, 0);
+      const first = this.distilbert.forward(inputs, options).lastHiddenState.select(1, 0);
       const h = ops.linear(first, this.preClassifier.weight, this.preClassifier.bias, { cacheWeight: true, activation: 'relu' });
       return { logits: this.classifier.forward(h) };
     });

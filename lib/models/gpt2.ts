@@ -22,6 +22,7 @@ import { Tensor, empty } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import { generate, generateAsync, type GenerationOptions } from './generation';
 import { stepPositionsAndMask } from './step-masks';
+import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs } from './model-inputs';
 import { causalMaskFrom } from '../ops/multi-head-attention';
 
 type F32 = Tensor<'float32'>;
@@ -263,7 +264,15 @@ export class GPT2LMHeadModel extends Module {
    * token is at position 0, as Hugging Face's generate numbers them), else
    * they continue the cache.
    */
-  forward(inputIds: Tensor<'int32'>, options: GPT2ForwardOptions = {}): F32 {
+  forward(inputs: ModelInputs<GPT2ForwardOptions>): CausalLMOutput;
+  forward(inputIds: Tensor<'int32'>, options?: GPT2ForwardOptions): F32;
+  forward(first: Tensor<'int32'> | ModelInputs<GPT2ForwardOptions>, second?: GPT2ForwardOptions): F32 | CausalLMOutput {
+    const [inputIds, options] = splitModelInputs('GPT2LMHeadModel.forward', first, second);
+    const logits = this.#logits(inputIds, options);
+    return isKeywordForm(first) ? { logits } : logits;
+  }
+
+  #logits(inputIds: Tensor<'int32'>, options: GPT2ForwardOptions): F32 {
     return this.inContext(() => {
       const fn = 'GPT2LMHeadModel.forward';
       if (!(inputIds instanceof Tensor) || inputIds.dtype !== 'int32' || inputIds.ndim !== 2) {

@@ -20,6 +20,7 @@ import { Tensor, empty } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import { generate, generateAsync, type GenerationOptions } from './generation';
 import { stepPositionsAndMask } from './step-masks';
+import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs } from './model-inputs';
 import { causalMaskFrom } from '../ops/multi-head-attention';
 
 type F32 = Tensor<'float32'>;
@@ -270,7 +271,15 @@ export class LlamaForCausalLM extends Module {
    * input ids [N, t] (batch-first) → logits [N, t, vocab] (or [N, 1, vocab]
    * with `lastOnly`). With a cache, the ids continue the cached sequences.
    */
-  forward(inputIds: Tensor<'int32'>, options: LlamaForwardOptions = {}): F32 {
+  forward(inputs: ModelInputs<LlamaForwardOptions>): CausalLMOutput;
+  forward(inputIds: Tensor<'int32'>, options?: LlamaForwardOptions): F32;
+  forward(first: Tensor<'int32'> | ModelInputs<LlamaForwardOptions>, second?: LlamaForwardOptions): F32 | CausalLMOutput {
+    const [inputIds, options] = splitModelInputs('LlamaForCausalLM.forward', first, second);
+    const logits = this.#logits(inputIds, options);
+    return isKeywordForm(first) ? { logits } : logits;
+  }
+
+  #logits(inputIds: Tensor<'int32'>, options: LlamaForwardOptions): F32 {
     return this.inContext(() => {
       const fn = 'LlamaForCausalLM.forward';
       if (!(inputIds instanceof Tensor) || inputIds.dtype !== 'int32' || inputIds.ndim !== 2) {
