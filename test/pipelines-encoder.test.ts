@@ -63,6 +63,24 @@ describe('feature-extraction', () => {
     expect(single.shape).toEqual([1, 32]);
   });
 
+  it("creation options: backend 'js' and weightPrecision 'bfloat16' reach the model; unknown ones are refused", async () => {
+    const js = await pipeline('feature-extraction', path.join(HF, 'bert-st'), { backend: 'js' });
+    expect(js.model.backend.name).toBe('js');
+    rows(await js(r.texts)).forEach((v, i) => v.forEach((x, j) => expect(Math.abs(x - want(r.mean_normalized)[i]![j]!)).toBeLessThan(1e-4)));
+    const bf = await pipeline('feature-extraction', path.join(HF, 'bert-st'), { weightPrecision: 'bfloat16' });
+    expect(bf.model.weightPrecision).toBe('bfloat16');
+    const e = await bf(r.texts);
+    // bf16 weights keep about 3 significant digits: close to, but not equal to, the float32 vectors.
+    let exact = true;
+    rows(e).forEach((v, i) => {
+      expect(cosine(v, want(r.mean_normalized)[i]!)).toBeGreaterThanOrEqual(0.999);
+      if (v.some((x, j) => x !== Math.fround(want(r.mean_normalized)[i]![j]!))) exact = false;
+    });
+    expect(exact).toBe(false);
+    await expect(pipeline('feature-extraction', path.join(HF, 'bert-st'), { precision: 'bfloat16' } as never)).rejects.toThrow(/unknown option 'precision'/);
+    await expect(pipeline('text-classification', path.join(HF, 'bert-cls'), { weightPrecision: 'fp8' } as never)).rejects.toThrow(/useWeightPrecision: argument 'precision'.*fp8/);
+  });
+
   it("'none' returns every token's vector, zeros past each text", async () => {
     const p = await pipeline('feature-extraction', path.join(HF, 'bert-st'));
     const t = await p(['Hello world', 'The quick brown fox jumps over the lazy dog.'], { pooling: 'none', normalize: false });

@@ -12,7 +12,7 @@ import type { EncoderModel } from '../models/bert';
 import type { PreTrainedTokenizer } from '../tokenizers';
 import { Tensor } from '../tensor';
 import {
-  checkBatchSize, checkCallOptions, checkTexts, inFolder, loadTokenizer, maxTokens, runBatched, type EncoderCallOptions, type PipelineOptions,
+  applyPipelineOptions, checkBatchSize, checkCallOptions, checkTexts, inFolder, loadTokenizer, maxTokens, runBatched, type EncoderCallOptions, type PipelineOptions,
 } from './encoder';
 
 export type Pooling = 'mean' | 'cls' | 'none';
@@ -80,6 +80,7 @@ export async function featureExtraction(dir: string, options: PipelineOptions = 
   const fn = 'pipeline(feature-extraction)';
   const defaultBatch = checkBatchSize(fn, options.batchSize, 32);
   const model = await AutoModel.fromPretrained(dir);
+  applyPipelineOptions('pipeline(feature-extraction)', model, options);
   const tokenizer = loadTokenizer(dir);
   const defaults = (await sentenceTransformersDefaults(dir)) ?? { pooling: 'mean' as Pooling, normalize: false };
   const limit = maxTokens(model.config, tokenizer);

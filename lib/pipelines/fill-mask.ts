@@ -8,7 +8,7 @@ import type { EncoderHeadModel } from '../models/bert';
 import type { PreTrainedTokenizer } from '../tokenizers';
 import { checkInt } from '../errors';
 import {
-  checkBatchSize, checkCallOptions, checkTexts, loadTokenizer, maxTokens, runBatched, type EncoderCallOptions, type PipelineOptions,
+  applyPipelineOptions, checkBatchSize, checkCallOptions, checkTexts, loadTokenizer, maxTokens, runBatched, type EncoderCallOptions, type PipelineOptions,
 } from './encoder';
 
 export interface FillMaskResult {
@@ -37,6 +37,7 @@ export interface FillMaskPipeline {
 export async function fillMask(dir: string, options: PipelineOptions = {}): Promise<FillMaskPipeline> {
   const defaultBatch = checkBatchSize('pipeline(fill-mask)', options.batchSize, 32);
   const model = await AutoModelForMaskedLM.fromPretrained(dir);
+  applyPipelineOptions('pipeline(fill-mask)', model, options);
   const tokenizer = loadTokenizer(dir);
   const maskId = tokenizer.allSpecialIds.find((id) => /^(\[MASK\]|<mask>)$/i.test(tokenizer.idToToken(id) ?? ''));
   if (maskId === undefined) throw new Error(`${tokenizer.source}: the tokenizer has no mask token ([MASK] or <mask>) among its special tokens`);

@@ -8,7 +8,7 @@ import type { EncoderHeadModel } from '../models/bert';
 import type { PreTrainedTokenizer } from '../tokenizers';
 import { checkInt } from '../errors';
 import {
-  checkBatchSize, checkCallOptions, checkTexts, loadTokenizer, maxTokens, runBatched, type EncoderCallOptions, type PipelineOptions,
+  applyPipelineOptions, checkBatchSize, checkCallOptions, checkTexts, loadTokenizer, maxTokens, runBatched, type EncoderCallOptions, type PipelineOptions,
 } from './encoder';
 
 export interface TextClassificationResult {
@@ -32,6 +32,7 @@ export interface TextClassificationPipeline {
 export async function textClassification(dir: string, options: PipelineOptions = {}): Promise<TextClassificationPipeline> {
   const defaultBatch = checkBatchSize('pipeline(text-classification)', options.batchSize, 32);
   const model = await AutoModelForSequenceClassification.fromPretrained(dir);
+  applyPipelineOptions('pipeline(text-classification)', model, options);
   const tokenizer = loadTokenizer(dir);
   const limit = maxTokens(model.config, tokenizer);
   const labels = model.config.id2label;
