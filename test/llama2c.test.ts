@@ -32,6 +32,13 @@ describe('llama2.c tokenizer', () => {
       expect(tok.decode(ids), text).toBe(text);
     }
     expect(tok.encode('the', { bos: false, eos: true }).at(-1)).toBe(2);
+    // Hugging Face's option names: addSpecialTokens is BOS (Llama's tokenizer adds no EOS), skipSpecialTokens.
+    const { text, ids } = ref.encode[0]!;
+    expect(tok.encode(text, { addSpecialTokens: false })).toEqual(ids.slice(1));
+    expect(ids[0]).toBe(tok.bosTokenId);
+    expect(tok.decode([...ids, tok.eosTokenId], { skipSpecialTokens: false })).toBe(`${tok.vocab[1]}${text}${tok.vocab[2]}`);
+    expect(tok.decode([...ids, tok.eosTokenId], { skipSpecialTokens: true })).toBe(text);
+    expect(() => tok.encode('x', { addSpecialTokens: 'yes' as never })).toThrow(/option 'addSpecialTokens' must be a boolean, got string/);
   });
 
   it('a truncated or malformed file is a RangeError naming the file and what is wrong', () => {

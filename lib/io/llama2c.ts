@@ -122,6 +122,10 @@ export class Llama2cTokenizer {
   readonly maxTokenLength: number;
   readonly bosId = 1;
   readonly eosId = 2;
+  /** BOS / EOS / padding ids under the names the Hugging Face tokenizers use (llama2.c has no padding token). */
+  readonly bosTokenId = 1;
+  readonly eosTokenId = 2;
+  readonly padTokenId: number | null = null;
   readonly #ids: Map<string, number>;
   readonly #bytes: readonly Uint8Array[];
 
@@ -170,11 +174,19 @@ export class Llama2cTokenizer {
     return new Llama2cTokenizer(vocab, bytes, scores, maxTokenLength);
   }
 
-  /** Token ids of `text` (run.c's `encode`), with BOS first / EOS last when asked. */
-  encode(text: string, options: { bos?: boolean; eos?: boolean } = {}): number[] {
+  /**
+   * Token ids of `text` (run.c's `encode`), BOS first unless `addSpecialTokens` (Hugging Face's name, as Llama's
+   * tokenizer adds BOS only) or `bos` is false; EOS last when `eos` is true.
+   */
+  encode(text: string, options: { addSpecialTokens?: boolean; bos?: boolean; eos?: boolean } = {}): number[] {
     if (typeof text !== 'string') throw new TypeError(`Llama2cTokenizer.encode: argument 'text' must be a string, got ${typeof text}`);
+    for (const k of ['addSpecialTokens', 'bos', 'eos'] as const) {
+      if (options[k] !== undefined && typeof options[k] !== 'boolean') {
+        throw new TypeError(`Llama2cTokenizer.encode: option '${k}' must be a boolean, got ${typeof options[k]}`);
+      }
+    }
     const tokens: number[] = [];
-    if (options.bos ?? true) tokens.push(this.bosId);
+    if (options.bos ?? options.addSpecialTokens ?? true) tokens.push(this.bosId);
     if (text.length > 0) {
       const prefix = this.#ids.get(' ');
       if (prefix !== undefined) tokens.push(prefix);
@@ -219,12 +231,21 @@ export class Llama2cTokenizer {
     return m ? Uint8Array.of(parseInt(m[1]!, 16)) : b;
   }
 
-  /** The text of `ids` (BOS/EOS dropped), UTF-8 decoded as a whole so byte-fallback characters come out whole. */
-  decode(ids: readonly number[]): string {
+  /**
+   * The text of `ids`, UTF-8 decoded as a whole so byte-fallback characters come out whole. BOS and EOS are dropped
+   * as run.c prints them (`skipSpecialTokens` defaults to true here); `skipSpecialTokens: false` writes them as
+   * their pieces `<s>` / `</s>`.
+   */
+  decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    if (options.skipSpecialTokens !== undefined && typeof options.skipSpecialTokens !== 'boolean') {
+      throw new TypeError(`Llama2cTokenizer.decode: option 'skipSpecialTokens' must be a boolean, got ${typeof options.skipSpecialTokens}`);
+    }
+    const skip = options.skipSpecialTokens ?? true;
     const parts: Uint8Array[] = [];
     let prev = -1;
     for (const id of ids) {
       if (id !== this.bosId && id !== this.eosId) parts.push(this.pieceBytes(prev, id));
+      else if (!skip) parts.push(this.#bytes[id]!);
       prev = id;
     }
     const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
