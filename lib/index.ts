@@ -53,7 +53,11 @@ export { currentContext, withContext, type ExecutionContext } from './context';
 export { info, setNumThreads, getNumThreads, setIsa, type RuntimeInfo, type IsaName, type NativeInfo } from './runtime';
 export { AutoTokenizer, type PreTrainedTokenizer, type BatchEncoding } from './tokenizers';
 export { LlamaForCausalLM, resolveLlamaConfig, ropeInvFreq, type LlamaConfig, type Llama3RopeScaling, type LlamaForwardOptions } from './models/llama';
-export { generate, generateAsync, type GenerationOptions, type CausalModel } from './models/generation';
+export {
+  generate, generateAsync, generateWithScores, generateWithScoresAsync, causalDecoderSession,
+  type GenerationOptions, type GenerationOutput, type GenerationModel, type CausalModel, type DecodingModel,
+  type DecoderSession, type StartDecodingOptions,
+} from './models/generation';
 export { GPT2LMHeadModel, GPT2Model, GPT2Block, GPT2Attention, GPT2MLP, Conv1D, resolveGPT2Config, gpt2ConfigFromJson, gpt2StateDict, type GPT2Config, type ResolvedGPT2Config, type GPT2ForwardOptions } from './models/gpt2';
 export { textGenerationPipeline, type TextGenerationPipeline, type TextGenerationPipelineOptions, type TextGenerationCallOptions, type GeneratedText, type ModelAndTokenizer } from './pipelines/text-generation';
 export { loadLlama2c, Llama2cTokenizer, parseLlama2cHeader, type Llama2cHeader, type Llama2cModel } from './io/llama2c';

@@ -54,6 +54,8 @@ export class KVCache {
   #capacity: number;
   #length = 0;
   #data: Float32Array;
+  /** The gather target of {@link reorder} (the previous buffer, kept for the next reorder). */
+  #spare: Float32Array | null = null;
 
   constructor(options: KVCacheOptions) {
     const name = 'KVCache';
@@ -127,6 +129,7 @@ export class KVCache {
       }
     }
     this.#data = next;
+    this.#spare = null;
     this.#capacity = cap;
   }
 
@@ -143,6 +146,23 @@ export class KVCache {
   /** Forgets positions from `length` on (e.g. to roll back a rejected draft); the buffer is kept. */
   truncate(length: number): void {
     this.#length = checkInt('KVCache.truncate', 'length', length, 0, this.#length);
+  }
+
+  /**
+   * Sequence `i` continues from the cached positions of sequence
+   * `rowIndices[i]`, for every `i` at once (beam search's cache reorder; an
+   * index may repeat or be left out). One backend gather (`be.embedding` over
+   * the batch rows) into a second buffer, then the two swap, so this is safe
+   * inside a recording and allocates only the first time.
+   */
+  reorder(be: Backend, rowIndices: Int32Array): void {
+    checkRowIndices('KVCache.reorder', rowIndices, this.batch);
+    if (this.#length === 0) return;
+    if (this.#spare?.length !== this.#data.length) this.#spare = new Float32Array(this.#data.length);
+    const next = this.#spare;
+    be.embedding({ weight: this.#data, num: this.batch, dim: this.#capacity * 2 * this.embedDim, ids: Int32Array.from(rowIndices), out: next });
+    this.#spare = this.#data;
+    this.#data = next;
   }
 
   /** Empties the cache for a new batch of sequences; the buffer is kept. */
@@ -177,6 +197,17 @@ export interface DecoderLayerCache {
   readonly crossAttn: MemoryKV;
 }
 
+/** Checks beam-reorder indices: an Int32Array of `batch` entries in [0, batch). */
+function checkRowIndices(fn: string, rowIndices: unknown, batch: number): asserts rowIndices is Int32Array {
+  if (!(rowIndices instanceof Int32Array) || rowIndices.length !== batch) {
+    throw new TypeError(`${fn}: argument 'rowIndices' must be an Int32Array of ${batch} row indices (the cache's batch), got ${rowIndices instanceof Int32Array ? `${rowIndices.length} entries` : typeof rowIndices}`);
+  }
+  for (let i = 0; i < batch; i++) {
+    const r = rowIndices[i]!;
+    if (r < 0 || r >= batch) throw new RangeError(`${fn}: argument 'rowIndices' must hold rows in [0, ${batch}), got ${r} at position ${i}`);
+  }
+}
+
 /** Positions cached, checked equal across layers (they advance together). */
 function commonLength(caches: readonly KVCache[]): number {
   return caches.length === 0 ? 0 : caches[0]!.length;
@@ -205,6 +236,16 @@ export class DecoderCache {
   /** @internal Advances the length of a stack without layers. */
   advanceEmpty(count: number): void {
     this.#emptyLength += count;
+  }
+
+  /**
+   * Sequence `i` continues from sequence `rowIndices[i]` in every layer's
+   * self-attention cache (beam search). The cross-attention memory does not
+   * move: it must be the same for every sequence an index maps between (the
+   * beams of one input share their input's memory).
+   */
+  reorder(be: Backend, rowIndices: Int32Array): void {
+    for (const l of this.layers) l.selfAttn.reorder(be, rowIndices);
   }
 
   /** Forgets target positions from `length` on in every layer. */
@@ -238,6 +279,11 @@ export class SelfAttentionCache {
   /** @internal Advances the length of a stack without layers. */
   advanceEmpty(count: number): void {
     this.#emptyLength += count;
+  }
+
+  /** Sequence `i` continues from sequence `rowIndices[i]` in every layer (beam search); see {@link KVCache.reorder}. */
+  reorder(be: Backend, rowIndices: Int32Array): void {
+    for (const c of this.layers) c.reorder(be, rowIndices);
   }
 
   /** Forgets positions from `length` on in every layer. */
