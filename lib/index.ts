@@ -56,7 +56,7 @@ export { LlamaForCausalLM, resolveLlamaConfig, ropeInvFreq, type LlamaConfig, ty
 export {
   generate, generateAsync, generateWithScores, generateWithScoresAsync, causalDecoderSession,
   type GenerationOptions, type GenerationOutput, type GenerationModel, type CausalModel, type DecodingModel,
-  type DecoderSession, type StartDecodingOptions,
+  type DecoderSession, type StartDecodingOptions, type GenerationDefaults,
 } from './models/generation';
 export { GPT2LMHeadModel, GPT2Model, GPT2Block, GPT2Attention, GPT2MLP, Conv1D, resolveGPT2Config, gpt2ConfigFromJson, gpt2StateDict, type GPT2Config, type ResolvedGPT2Config, type GPT2ForwardOptions } from './models/gpt2';
 export { textGenerationPipeline, type TextGenerationPipeline, type TextGenerationPipelineOptions, type TextGenerationCallOptions, type GeneratedText, type ModelAndTokenizer } from './pipelines/text-generation';

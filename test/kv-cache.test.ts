@@ -230,3 +230,79 @@ describe.runIf(addon !== null)('forwardStep inside runAsync (native)', () => {
     }
   });
 });
+
+/** A cache of `batch` rows and `len` positions whose every value encodes (row, position, feature). */
+function filledCache(batch: number, len: number, embedDim: number, capacity: number): nn.KVCache {
+  const cache = new nn.KVCache({ batch, embedDim, capacity });
+  const row = 2 * embedDim;
+  for (let b = 0; b < batch; b++) {
+    for (let p = 0; p < len; p++) {
+      for (let f = 0; f < row; f++) cache.data[(b * capacity + p) * row + f] = b * 1000 + p * 10 + f / 100;
+    }
+  }
+  cache.advance(len);
+  return cache;
+}
+
+/** The cached rows of sequence b, [len, 2·embedDim] flat. */
+function cachedRows(cache: nn.KVCache, b: number): number[] {
+  const row = 2 * cache.embedDim;
+  const start = b * cache.capacity * row;
+  return Array.from(cache.data.subarray(start, start + cache.length * row));
+}
+
+describe.each(backends)('KVCache.reorder on the %s backend (beam search)', (backend) => {
+  const be = getBackend(backend);
+
+  it('gives each sequence the cached positions of the sequence it names', () => {
+    const cache = filledCache(4, 3, 2, 5);
+    const before = [0, 1, 2, 3].map((b) => cachedRows(cache, b));
+    cache.reorder(be, Int32Array.from([2, 2, 0, 1]));
+    expect([0, 1, 2, 3].map((b) => cachedRows(cache, b))).toEqual([before[2], before[2], before[0], before[1]]);
+    expect(cache.length).toBe(3);
+    // A second reorder uses the other buffer; growing afterwards keeps the reordered rows.
+    cache.reorder(be, Int32Array.from([3, 0, 1, 2]));
+    const after = [0, 1, 2, 3].map((b) => cachedRows(cache, b));
+    expect(after).toEqual([before[1], before[2], before[2], before[0]]);
+    cache.reserve(be, 11);
+    expect(cache.capacity).toBe(20);
+    expect([0, 1, 2, 3].map((b) => cachedRows(cache, b))).toEqual(after);
+    cache.reorder(be, Int32Array.from([0, 0, 0, 0]));
+    expect([0, 1, 2, 3].map((b) => cachedRows(cache, b))).toEqual([after[0], after[0], after[0], after[0]]);
+  });
+
+  it('reorders every layer of the stack caches, and rejects bad indices naming them', () => {
+    const layers = [filledCache(2, 2, 3, 4), filledCache(2, 2, 3, 4)];
+    const rows0 = layers.map((c) => cachedRows(c, 0));
+    new nn.SelfAttentionCache(layers).reorder(be, Int32Array.from([0, 0]));
+    layers.forEach((c, i) => expect(cachedRows(c, 1)).toEqual(rows0[i]));
+    const dec = new nn.DecoderCache([{ selfAttn: filledCache(2, 1, 1, 2), crossAttn: null as never }]);
+    const first = cachedRows(dec.layers[0]!.selfAttn, 1);
+    dec.reorder(be, Int32Array.from([1, 1]));
+    expect(cachedRows(dec.layers[0]!.selfAttn, 0)).toEqual(first);
+    const c = filledCache(2, 1, 1, 2);
+    expect(() => c.reorder(be, Int32Array.from([0]))).toThrow(/'rowIndices' must be an Int32Array of 2 row indices.*got 1 entries/);
+    expect(() => c.reorder(be, [0, 1] as never)).toThrow(TypeError);
+    expect(() => c.reorder(be, Int32Array.from([0, 2]))).toThrow(/'rowIndices' must hold rows in \[0, 2\), got 2 at position 1/);
+  });
+});
+
+describe.runIf(addon !== null)('KVCache.reorder inside runAsync (native)', () => {
+  it('runs in order with the recorded steps around it', async () => {
+    manualSeed(7);
+    const mha = new nn.MultiheadAttention({ embedDim: 8, numHeads: 2, batchFirst: true });
+    const x = randn([3, 5, 8], { seed: 3 });
+    const idx = Int32Array.from([1, 1, 0]);
+    const be = getBackend('native');
+    // Steps 0..4 with a reorder before step 2 (and one before step 4 after the cache grew), sync ...
+    const run = (cache: nn.KVCache): Tensor<'float32'>[] => [0, 1, 2, 3, 4].map((p) => {
+      if (p === 2 || p === 4) cache.reorder(be, idx);
+      const step = slicePositions(x, p, 1, true);
+      return mha.forwardStep(step, cache);
+    });
+    const want = run(mha.createCache({ batch: 3, capacity: 2 }));
+    // ... and all recorded in one runAsync: the gathers must run after the projections recorded before them.
+    const got = await runAsync(() => run(mha.createCache({ batch: 3, capacity: 2 })));
+    got.forEach((g, i) => expect(Array.from(g.contiguous().data)).toEqual(Array.from(want[i]!.contiguous().data)));
+  });
+});

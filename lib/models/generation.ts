@@ -88,6 +88,13 @@ export interface DecoderSession {
    * inside its kernel work: backend ops only.
    */
   reorder(rowIndices: Int32Array): void;
+  /**
+   * Optional: Hugging Face's `adjust_logits_during_generation`, applied in JS
+   * to each row's logits (double precision) before beam search's log-softmax
+   * (not in greedy search or sampling, as in transformers). MarianMT sets its
+   * pad token to -Infinity here.
+   */
+  adjustLogits?(logits: Float64Array, row: number): void;
 }
 
 /** What {@link DecodingModel.startDecoding} is given. */
@@ -100,9 +107,18 @@ export interface StartDecodingOptions {
   maxNewTokens: number;
 }
 
+/**
+ * Defaults a model supplies for generate's options (Hugging Face's
+ * `generation_config`, e.g. MarianMT's `badWordsIds: [[pad]]`, `numBeams`,
+ * `eosTokenId`); options given to generate win.
+ */
+export type GenerationDefaults = Partial<Omit<GenerationOptions, 'attentionMask' | 'onToken'>>;
+
 /** A model that runs its own decoder sessions (an encoder-decoder, or any model with special decoding state). */
 export interface DecodingModel {
   readonly config: { vocabSize: number; maxPositionEmbeddings: number };
+  /** Defaults for generate's options (optional). */
+  readonly generationConfig?: GenerationDefaults;
   /** The backend the model computes on (a non-native one runs the async form synchronously). */
   readonly backend: Backend;
   /** A session over `inputIds` [batch, S] (validated by generate: int32, S >= 1, mask of the same shape). */
@@ -119,6 +135,8 @@ export interface CausalModel {
   readonly config: { vocabSize: number; maxPositionEmbeddings: number };
   /** The backend the model computes on (a non-native one runs the async form synchronously). */
   readonly backend: Backend;
+  /** Defaults for generate's options (optional). */
+  readonly generationConfig?: GenerationDefaults;
 }
 
 /** Anything `generate` drives. */
@@ -612,7 +630,9 @@ function* beamLoop(pl: Plan, session: DecoderSession, seqsIn: number[][]): Gener
     const row = new Float64Array(v);
     for (let r = 0; r < rows; r++) {
       if (done[Math.floor(r / k)]) continue;
-      logSoftmax(data, r * v, v, row);
+      for (let j = 0; j < v; j++) row[j] = data[r * v + j]!;
+      session.adjustLogits?.(row, r);
+      logSoftmax(row);
       pl.processors.apply(row, seqs[r]!);
       const base = beamScores[r]!;
       for (let j = 0; j < v; j++) scores[r * v + j] = f32(f32(row[j]!) + base);
@@ -665,14 +685,14 @@ function isIdentity(idx: Int32Array): boolean {
   return true;
 }
 
-/** log_softmax of data[off, off + v) into out (double precision over float32 logits). */
-function logSoftmax(data: Float32Array, off: number, v: number, out: Float64Array): void {
+/** log_softmax of a row in place (double precision, rounded to float32 as torch's result is). */
+function logSoftmax(row: Float64Array): void {
   let max = -Infinity;
-  for (let j = 0; j < v; j++) max = Math.max(max, data[off + j]!);
+  for (let j = 0; j < row.length; j++) max = Math.max(max, row[j]!);
   let sum = 0;
-  for (let j = 0; j < v; j++) sum += Math.exp(data[off + j]! - max);
+  for (let j = 0; j < row.length; j++) sum += Math.exp(row[j]! - max);
   const lse = max + Math.log(sum);
-  for (let j = 0; j < v; j++) out[j] = f32(data[off + j]! - lse);
+  for (let j = 0; j < row.length; j++) row[j] = f32(row[j]! - lse);
 }
 
 /**
@@ -732,7 +752,7 @@ function finalize(
 function* loop(
   fn: string, model: GenerationModel, inputIds: Tensor<'int32'>, o: GenerationOptions,
 ): Generator<StepWork, GenerationOutput, Tensor<'float32'>> {
-  const pl = plan(fn, model, inputIds, o);
+  const pl = plan(fn, model, inputIds, withDefaults(fn, model.generationConfig, o));
   const expand = pl.numBeams > 1 ? pl.numBeams : pl.numReturn;
   const session = startSession(model, inputIds, { attentionMask: pl.mask, expand, maxNewTokens: pl.maxNew });
   const prefix = session.prefix;
@@ -755,6 +775,15 @@ function* loop(
     return { sequences: toTensor(keep, l0, pl.padTokenId), sequencesScores: new Float32Array(keep.length) };
   }
   return yield* beamLoop(pl, session, seqs);
+}
+
+/** The model's generation defaults under the given options (an option set to undefined keeps the default). */
+function withDefaults(fn: string, defaults: GenerationDefaults | undefined, o: GenerationOptions): GenerationOptions {
+  if (o === null || typeof o !== 'object') throw new TypeError(`${fn}: options must be an object, got ${o === null ? 'null' : typeof o}`);
+  if (!defaults) return o;
+  const merged: Record<string, unknown> = { ...defaults };
+  for (const [key, value] of Object.entries(o)) if (value !== undefined) merged[key] = value;
+  return merged as unknown as GenerationOptions;
 }
 
 function runSync(g: Generator<StepWork, GenerationOutput, Tensor<'float32'>>): GenerationOutput {
