@@ -308,6 +308,20 @@ describe.each(backends)('%s backend kernels', (name) => {
       Array.from(w.subarray(id * dim, (id + 1) * dim))));
   });
 
+  it('embedding gathers the leading columns of strided rows', () => {
+    const [num, cols, dim, ldo] = [6, 7, 3, 5];
+    const w = randomData(num * cols, 5);
+    const ids = new Int32Array([5, 1, 1]);
+    const out = new Float32Array(ids.length * ldo).fill(-9);
+    be.embedding({ weight: w, num, dim, ids, out, weightRowStride: cols, outRowStride: ldo });
+    ids.forEach((id, i) => {
+      expect(Array.from(out.subarray(i * ldo, i * ldo + dim))).toEqual(Array.from(w.subarray(id * cols, id * cols + dim)));
+      expect(Array.from(out.subarray(i * ldo + dim, (i + 1) * ldo))).toEqual([-9, -9]);
+    });
+    expect(() => be.embedding({ weight: w, num, dim, ids, out, weightRowStride: 2 })).toThrow(/'weightRowStride'.*cols/);
+    expect(() => be.embedding({ weight: w, num, dim, ids, out: new Float32Array(5), outRowStride: 2 * ldo })).toThrow(/'out' has 5 elements/);
+  });
+
   for (const dims of [[1, 1, 1, 1], [2, 3, 4, 5], [3, 7, 2, 1], [1, 128, 12, 64]] as const) {
     it(`permute0213 ${dims.join('x')}`, () => {
       const [d0, d1, d2, d3] = dims;

@@ -270,6 +270,15 @@ describe.runIf(hasNative)('native runtime', () => {
       const emb = { weight: f(6), num: 3, dim: 2 };
       expect(() => a.embedding({ ...emb, ids: new Int32Array([0, 3]), out: f(4) })).toThrowError(/index 3 at position 1 is out of range/);
       expect(() => a.embedding({ ...emb, ids: new Int32Array([-1]), out: f(2) })).toThrowError(RangeError);
+      // Strided rows: the strides are checked against cols and the buffers' lengths, and out may not overlap weight.
+      expect(() => a.embedding({ ...emb, dim: 1, weightRowStride: 2, ids: new Int32Array([2, 0]), out: f(4), outRowStride: 3 })).not.toThrow();
+      expect(() => a.embedding({ ...emb, weightRowStride: 1, ids: new Int32Array([0]), out: f(2) })).toThrowError(
+        "attnode.embedding: argument 'weightRowStride' is 1, expected at least cols = 2");
+      expect(() => a.embedding({ ...emb, weightRowStride: 3, ids: new Int32Array([0]), out: f(2) })).toThrowError(/'weight' has 6 elements/);
+      expect(() => a.embedding({ ...emb, ids: new Int32Array([0, 1]), out: f(4), outRowStride: 3 })).toThrowError(/'out' has 4 elements/);
+      const shared = f(12);
+      expect(() => a.embedding({ weight: shared.subarray(0, 6), num: 3, dim: 2, ids: new Int32Array([0]), out: shared.subarray(4, 6) }))
+        .toThrowError(/'out' overlaps/);
       expect(() => a.binary({ op: 0, a: f(4), aStrides: [1, 1], b: f(4), bStrides: [1], y: f(4), shape: [2, 2] })).toThrowError(/must have shape's 2 dims/);
       expect(() => a.binary({ op: 0, a: f(3), aStrides: [2, 1], b: f(4), bStrides: [2, 1], y: f(4), shape: [2, 2] })).toThrowError(/'a' has 3 elements/);
       const q = f(8);

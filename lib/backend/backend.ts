@@ -293,15 +293,22 @@ export interface CopyArgs {
   shape: readonly number[];
 }
 
-/** Arguments of {@link Backend.embedding}: out[i, :] = weight[ids[i], :]; ids already range-checked by ops. */
+/**
+ * Arguments of {@link Backend.embedding}: out[i, :dim] = weight[ids[i], :dim]; ids already range-checked by ops.
+ * With row strides it gathers the leading `dim` elements of rows of wider buffers (a KV cache's beam reorder).
+ */
 export interface EmbeddingArgs {
   weight: Float32Array;
   /** Rows of weight. */
   num: number;
-  /** Columns of weight. */
+  /** Columns gathered per row. */
   dim: number;
   ids: Int32Array;
   out: Float32Array;
+  /** Elements between rows of weight (default dim). */
+  weightRowStride?: number;
+  /** Elements between rows of out (default dim). */
+  outRowStride?: number;
 }
 
 /** Arguments of {@link Backend.permute0213}: [d0, d1, d2, d3] → [d0, d2, d1, d3]. x and y must not alias. */

@@ -152,15 +152,21 @@ export class KVCache {
    * Sequence `i` continues from the cached positions of sequence
    * `rowIndices[i]`, for every `i` at once (beam search's cache reorder; an
    * index may repeat or be left out). One backend gather (`be.embedding` over
-   * the batch rows) into a second buffer, then the two swap, so this is safe
-   * inside a recording and allocates only the first time.
+   * the batch rows, strided: only the cached positions are copied) into a
+   * second buffer, then the two swap, so this is safe inside a recording and
+   * allocates only the first time.
    */
   reorder(be: Backend, rowIndices: Int32Array): void {
     checkRowIndices('KVCache.reorder', rowIndices, this.batch);
     if (this.#length === 0) return;
     if (this.#spare?.length !== this.#data.length) this.#spare = new Float32Array(this.#data.length);
     const next = this.#spare;
-    be.embedding({ weight: this.#data, num: this.batch, dim: this.#capacity * 2 * this.embedDim, ids: Int32Array.from(rowIndices), out: next });
+    // Only the cached positions move: rows of `length` positions, a sequence's capacity apart.
+    const seqStride = this.#capacity * 2 * this.embedDim;
+    be.embedding({
+      weight: this.#data, num: this.batch, dim: this.#length * 2 * this.embedDim, ids: Int32Array.from(rowIndices), out: next,
+      weightRowStride: seqStride, outRowStride: seqStride,
+    });
     this.#spare = this.#data;
     this.#data = next;
   }

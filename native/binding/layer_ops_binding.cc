@@ -375,9 +375,12 @@ Kernel ParseEmbedding(NamedArgs& args) {
   const int64_t dim = args.integer("dim", 0, kMaxElements);
   auto ids = args.i32("ids");
   auto out = args.f32("out");
-  args.require_length(weight, "weight", checked_mul(args, num, dim, "num*dim"), "num*dim");
-  args.require_length(out, "out", checked_mul(args, ids.length, dim, "ids.length*dim"), "ids.length*dim");
-  args.require_no_overlap(out, "out", weight, "weight", false);
+  // Optional row strides (default dim: dense rows) let the gather read and write rows of wider buffers.
+  const int64_t ldw = row_stride(args, "weightRowStride", dim);
+  const int64_t ldo = row_stride(args, "outRowStride", dim);
+  const Rows w = strided_rows(args, weight, "weight", "weightRowStride", ldw, num, dim);
+  const Rows o = strided_rows(args, out, "out", "outRowStride", ldo, ids.length, dim);
+  args.require_no_overlap(o.used, "out", w.used, "weight", false);
   for (int64_t i = 0; i < ids.length; ++i) {
     const int32_t id = ids.data[i];
     if (id < 0 || id >= num) {
@@ -387,8 +390,8 @@ Kernel ParseEmbedding(NamedArgs& args) {
   }
   if (ids.length == 0 || dim == 0) return {};
   // The kernel checks the ids again: a recorded call runs later, and JS may have changed them.
-  return [w = weight.data, num, dim, ids = ids.data, n = ids.length, out = out.data] {
-    const int64_t bad = kernels::embedding(w, num, dim, ids, n, out);
+  return [w = weight.data, num, dim, ldw, ids = ids.data, n = ids.length, out = out.data, ldo] {
+    const int64_t bad = kernels::embedding(w, num, dim, ldw, ids, n, out, ldo);
     if (bad >= 0) {
       throw std::runtime_error("embedding: index " + std::to_string(ids[bad]) + " at position " + std::to_string(bad) +
                                " is out of range for an embedding of " + std::to_string(num) + " rows");

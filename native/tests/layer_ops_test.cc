@@ -628,14 +628,24 @@ void test_embedding_permute(const std::string& isa) {
     for (auto& v : w) v = normal();
     std::vector<int32_t> ids(n_ids);
     for (auto& id : ids) id = static_cast<int32_t>(g_rng() % num);
-    CHECK(k::embedding(w.data(), num, dim, ids.data(), n_ids, out.data()) == -1, "embedding all ids fine");
+    CHECK(k::embedding(w.data(), num, dim, dim, ids.data(), n_ids, out.data(), dim) == -1, "embedding all ids fine");
     for (int64_t i = 0; i < n_ids; ++i) {
       CHECK(std::memcmp(&out[i * dim], &w[ids[i] * dim], dim * sizeof(float)) == 0, "embedding row %lld", (long long)i);
     }
     ids[7] = static_cast<int32_t>(num);
     ids[9] = -1;
-    CHECK(k::embedding(w.data(), num, dim, ids.data(), n_ids, out.data()) == 7, "embedding first bad id");
+    CHECK(k::embedding(w.data(), num, dim, dim, ids.data(), n_ids, out.data(), dim) == 7, "embedding first bad id");
     for (int64_t j = 0; j < dim; ++j) CHECK(out[7 * dim + j] == 0.0f && out[9 * dim + j] == 0.0f, "bad row zeroed");
+    // Strided rows: the first `part` columns of rows ld_w apart into rows ld_out apart; the rest of out untouched.
+    const int64_t part = (dim + 1) / 2, ld_out = dim + 3;
+    std::vector<float> strided(n_ids * ld_out, -2.0f);
+    ids[7] = 3;
+    ids[9] = 0;
+    CHECK(k::embedding(w.data(), num, part, dim, ids.data(), n_ids, strided.data(), ld_out) == -1, "strided gather");
+    for (int64_t i = 0; i < n_ids; ++i) {
+      CHECK(std::memcmp(&strided[i * ld_out], &w[ids[i] * dim], part * sizeof(float)) == 0, "strided row %lld", (long long)i);
+      for (int64_t j = part; j < ld_out; ++j) CHECK(strided[i * ld_out + j] == -2.0f, "strided gap untouched");
+    }
   }
   const int64_t dims[][4] = {{1, 1, 1, 1},     {2, 3, 4, 5},  {1, 17, 12, 64}, {3, 33, 7, 1},
                              {2, 128, 12, 64}, {4, 5, 31, 3}, {2, 9, 16, 8},   {1, 300, 8, 17}};

@@ -184,16 +184,24 @@ export function siluMul({ gate, up, y }: SiluMulArgs): void {
   for (let i = 0; i < n; i++) y[i] = Math.fround(silu(gate[i]!)) * up[i]!;
 }
 
-/** out[i, :] = weight[ids[i], :]. Re-checks ids so a bad one can never read out of bounds. */
-export function embedding({ weight, num, dim, ids, out }: EmbeddingArgs): void {
+/** out[i, :dim] = weight[ids[i], :dim] over strided rows. Re-checks ids so a bad one can never read out of bounds. */
+export function embedding({ weight, num, dim, ids, out, weightRowStride, outRowStride }: EmbeddingArgs): void {
   const n = ids.length;
+  const ldw = rowStride('embedding', 'weightRowStride', weightRowStride, dim);
+  const ldo = rowStride('embedding', 'outRowStride', outRowStride, dim);
+  if (num > 0 && dim > 0 && weight.length < (num - 1) * ldw + dim) {
+    throw new RangeError(`embedding: argument 'weight' has ${weight.length} elements, expected at least ${(num - 1) * ldw + dim}`);
+  }
+  if (n > 0 && dim > 0 && out.length < (n - 1) * ldo + dim) {
+    throw new RangeError(`embedding: argument 'out' has ${out.length} elements, expected at least ${(n - 1) * ldo + dim}`);
+  }
   for (let i = 0; i < n; i++) {
     const id = ids[i]!;
     if (id < 0 || id >= num) {
       throw new RangeError(`embedding: argument 'ids' must hold indices in [0, ${num}), got ${id} at position ${i}`);
     }
-    const src = id * dim;
-    const dst = i * dim;
+    const src = id * ldw;
+    const dst = i * ldo;
     for (let j = 0; j < dim; j++) out[dst + j] = weight[src + j]!;
   }
 }

@@ -13,7 +13,8 @@
 
 namespace attnode::kernels {
 
-int64_t embedding(const float* weight, int64_t num, int64_t dim, const int32_t* ids, int64_t n_ids, float* out) {
+int64_t embedding(const float* weight, int64_t num, int64_t dim, int64_t ld_w, const int32_t* ids, int64_t n_ids,
+                  float* out, int64_t ld_out) {
   // Each id is loaded exactly once and that value is both checked and used,
   // so ids changing underneath (shared memory) can never lead to an
   // out-of-bounds read. Rows of bad ids are zero-filled; the smallest bad
@@ -25,9 +26,9 @@ int64_t embedding(const float* weight, int64_t num, int64_t dim, const int32_t* 
     for (int64_t i = lo; i < hi; ++i) {
       const int64_t id = __atomic_load_n(ids + i, __ATOMIC_RELAXED);
       if (id >= 0 && id < num) {
-        std::memcpy(out + i * dim, weight + id * dim, row_bytes);
+        std::memcpy(out + i * ld_out, weight + id * ld_w, row_bytes);
       } else {
-        std::memset(out + i * dim, 0, row_bytes);
+        std::memset(out + i * ld_out, 0, row_bytes);
         if (bad == INT64_MAX) bad = i;
       }
     }

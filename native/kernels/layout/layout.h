@@ -10,10 +10,15 @@
 
 namespace attnode::kernels {
 
-// out[i, :] = weight[ids[i], :]. Every id was checked to be in [0, num) by
-// the caller; the kernel still never reads outside weight (it re-checks and
-// returns the index of the first bad id, or -1 when all were fine).
-int64_t embedding(const float* weight, int64_t num, int64_t dim, const int32_t* ids, int64_t n_ids, float* out);
+// out[i, :dim] = weight[ids[i], :dim], rows of weight ld_w elements apart
+// and rows of out ld_out apart (both >= dim; dim for dense rows): the
+// embedding lookup, and any gather of rows over a leading axis (a KV cache's
+// beam reorder copies the cached positions of each sequence). Every id was
+// checked to be in [0, num) by the caller; the kernel still never reads
+// outside weight (it re-checks, zero-fills the row of a bad id and returns
+// the index of the first bad id, or -1 when all were fine).
+int64_t embedding(const float* weight, int64_t num, int64_t dim, int64_t ld_w, const int32_t* ids, int64_t n_ids,
+                  float* out, int64_t ld_out);
 
 // [d0, d1, d2, d3] -> [d0, d2, d1, d3]; the head split ([B,S,H,D] -> [B,H,S,D])
 // and merge (the inverse) transposes. x and y must not alias.
