@@ -53,6 +53,27 @@ describe.each(backends)('textGenerationPipeline on the %s backend', (backend) =>
     });
   });
 
+  it('beam search returns numReturnSequences texts per prompt, the reference beams (scripts/gen_beam_fixtures.py)', async () => {
+    const p = await textGenerationPipeline(DIR, { backend });
+    const tok = p.tokenizer;
+    const beams = (JSON.parse(readFileSync(path.join(__dirname, 'fixtures', 'beam_search.json'), 'utf8')) as {
+      cases: { name: string; input_ids: number[][]; sequences: number[][] }[];
+    }).cases.find((c) => c.name === 'beams4_batch_nrs2')!;
+    // The fixture's prompts are these texts, left-padded; the pipeline pads with its own id (masked either way).
+    const width = beams.input_ids[0]!.length;
+    const out = await p(ref.batch.texts, { maxNewTokens: 8, numBeams: 4, numReturnSequences: 2, returnFullText: false, eosTokenId: null });
+    expect(out).toHaveLength(2);
+    ref.batch.texts.forEach((text, b) => {
+      const ids = tok.encode(text);
+      const want = [0, 1].map((j) => ({
+        generatedText: tok.decode([...ids, ...beams.sequences[b * 2 + j]!.slice(width)]).slice(tok.decode(ids).length),
+      }));
+      expect(out[b]).toEqual(want);
+    });
+    await expect(collect(p.stream(ref.prompt, { maxNewTokens: 4, numBeams: 2 }))).rejects.toThrow(
+      /options 'numBeams' and 'numReturnSequences' must be 1 when streaming/);
+  });
+
   it('stops at the folder eos and samples reproducibly like the model', async () => {
     const p = await textGenerationPipeline(DIR, { backend });
     const model = p.model as GPT2LMHeadModel;

@@ -29,8 +29,15 @@ export interface TextGenerationPipelineOptions {
   weightPrecision?: WeightPrecision;
 }
 
-/** Options of one call (Hugging Face's generate arguments in camelCase, plus the pipeline's). */
-export interface TextGenerationCallOptions {
+/** Beam search and logits-processor options passed through to `generate` (see {@link GenerationOptions}). */
+type PassedGenerationOptions = Pick<GenerationOptions, 'numBeams' | 'lengthPenalty' | 'earlyStopping' | 'numReturnSequences' |
+  'noRepeatNgramSize' | 'badWordsIds' | 'minNewTokens' | 'forcedEosTokenId'>;
+
+/**
+ * Options of one call (Hugging Face's generate arguments in camelCase, plus the pipeline's). With
+ * `numReturnSequences` > 1 a prompt's result list holds that many texts (the best beams, or samples).
+ */
+export interface TextGenerationCallOptions extends PassedGenerationOptions {
   /** Most new tokens (default 20, transformers' default length budget). */
   maxNewTokens?: number;
   doSample?: boolean;
@@ -79,8 +86,10 @@ export interface ModelAndTokenizer {
   eosTokenId?: number | readonly number[] | null;
 }
 
-const CALL_OPTIONS = new Set(['maxNewTokens', 'doSample', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed',
-  'eosTokenId', 'returnFullText', 'addSpecialTokens', 'skipSpecialTokens']);
+/** Options handed to generate as they are. */
+const PASSED = ['doSample', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed', 'numBeams', 'lengthPenalty',
+  'earlyStopping', 'numReturnSequences', 'noRepeatNgramSize', 'badWordsIds', 'minNewTokens', 'forcedEosTokenId'] as const;
+const CALL_OPTIONS = new Set<string>(['maxNewTokens', ...PASSED, 'eosTokenId', 'returnFullText', 'addSpecialTokens', 'skipSpecialTokens']);
 
 /** `eos_token_id` of the folder's generation_config.json, else config.json; undefined when neither says. */
 async function folderEos(dir: string): Promise<number | number[] | null | undefined> {
@@ -167,7 +176,7 @@ export async function textGenerationPipeline(
       maxNewTokens: o.maxNewTokens ?? 20,
       eosTokenId, padTokenId: pad,
       ...(n > 1 && encoded.some((e) => e.length < width) ? { attentionMask: new Tensor(mask, [n, width], 'int32') } : {}),
-      ...pick(o, ['doSample', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed']),
+      ...pick(o, PASSED),
     };
     const decodeOpts = { skipSpecialTokens: o.skipSpecialTokens ?? true };
     /** The new text of a row: decode(prompt + new) minus decode(prompt). */
@@ -198,10 +207,12 @@ export async function textGenerationPipeline(
     const pr = prepare(fnName, list, o);
     const out = await generateAsync(model, pr.input, pr.gen);
     const eosSet = eosSetOf(pr.gen.eosTokenId);
-    const results = list.map((prompt, b) => {
-      const { text } = pr.newText(b, rowIds(out, b, pr.width, eosSet));
-      return [{ generatedText: pr.returnFullText ? prompt + text : text }];
-    });
+    // Output rows: numReturnSequences per prompt, adjacent.
+    const per = pr.gen.numReturnSequences ?? 1;
+    const results = list.map((prompt, b) => Array.from({ length: per }, (_, j) => {
+      const { text } = pr.newText(b, rowIds(out, b * per + j, pr.width, eosSet));
+      return { generatedText: pr.returnFullText ? prompt + text : text };
+    }));
     return many ? results : results[0]!;
   }
 
@@ -209,6 +220,9 @@ export async function textGenerationPipeline(
     const fnName = 'textGenerationPipeline.stream';
     if (typeof prompt !== 'string') throw new TypeError(`${fnName}: argument 'prompt' must be a string, got ${typeof prompt}`);
     const pr = prepare(fnName, [prompt], o);
+    if ((pr.gen.numBeams ?? 1) > 1 || (pr.gen.numReturnSequences ?? 1) > 1) {
+      throw new TypeError(`${fnName}: options 'numBeams' and 'numReturnSequences' must be 1 when streaming (beam search's text is only final at the end)`);
+    }
     const generated: number[] = [];
     let finished = false;
     let stopped = false;
