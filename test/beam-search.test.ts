@@ -107,6 +107,61 @@ describe('beam search edge cases', () => {
   });
 });
 
+/** Sum over the new tokens of log-softmax(full-forward logits) of each row: what a beam's running score adds up. */
+function teacherForcedLogprob(model: GenerationModel, rows: number[][], promptLen: number, mask: number[][] | null): number[] {
+  const m = model as unknown as { forward(ids: Tensor<'int32'>, o: { attentionMask?: Tensor<'int32'> }): Tensor<'float32'> };
+  const width = rows[0]!.length;
+  const fullMask = mask ? rows.map((_, r) => [...mask[r]!, ...new Array<number>(width - promptLen).fill(1)]) : null;
+  const logits = m.forward(ids2d(rows), fullMask ? { attentionMask: ids2d(fullMask) } : {}).contiguous();
+  const v = logits.shape[2]!;
+  return rows.map((row, r) => {
+    let sum = 0;
+    for (let p = promptLen; p < width; p++) {
+      const off = (r * width + p - 1) * v;
+      let max = -Infinity;
+      for (let j = 0; j < v; j++) max = Math.max(max, logits.data[off + j]!);
+      let z = 0;
+      for (let j = 0; j < v; j++) z += Math.exp(logits.data[off + j]! - max);
+      sum += logits.data[off + row[p]!]! - max - Math.log(z);
+    }
+    return sum;
+  });
+}
+
+describe.each(backends)('beam sampling (doSample with numBeams > 1) on the %s backend', (backend) => {
+  const c = cases.find((x) => x.name === 'beams4_batch_nrs2')!;
+
+  it('is reproducible for a seed (sync and async) and draws different beams for different seeds', async () => {
+    const model = await load(c.model, backend);
+    const o = { ...optionsOf(c), doSample: true, numBeams: 3, numReturnSequences: 2, temperature: 1.3, topK: 20, topP: 0.9 };
+    const results = new Set<string>();
+    for (const seed of [1, 2, 3, 4]) {
+      const a = generateWithScores(model, ids2d(c.input_ids), { ...o, seed });
+      const b = await generateWithScoresAsync(model, ids2d(c.input_ids), { ...o, seed });
+      expect(a.sequences.shape[0]).toBe(4);
+      expect(rowsOf(b.sequences)).toEqual(rowsOf(a.sequences));
+      expect(Array.from(b.sequencesScores!)).toEqual(Array.from(a.sequencesScores!));
+      results.add(JSON.stringify(rowsOf(a.sequences)));
+    }
+    expect(results.size).toBeGreaterThan(1);
+  });
+
+  it("returns each beam's summed log-probability (temperature 1: the warpers leave the scores alone)", async () => {
+    const model = await load(c.model, backend);
+    const promptLen = c.input_ids[0]!.length;
+    for (const seed of [5, 6]) {
+      const out = generateWithScores(model, ids2d(c.input_ids), { ...optionsOf(c), doSample: true, numBeams: 4, numReturnSequences: 3, seed });
+      expect(out.sequences.shape).toEqual([6, promptLen + 8]);
+      const rows = rowsOf(out.sequences);
+      const masks = rows.map((_, r) => c.attention_mask[Math.floor(r / 3)]!);
+      // No eos and length penalty 1: score = sum of the new tokens' log-probabilities / 8.
+      const want = teacherForcedLogprob(model, rows, promptLen, masks);
+      want.forEach((w, r) => expect(Math.abs(out.sequencesScores![r]! - w / 8)).toBeLessThan(1e-4));
+      rows.forEach((row, r) => expect(row.slice(0, promptLen)).toEqual(c.input_ids[Math.floor(r / 3)]));
+    }
+  });
+});
+
 describe('generate option errors', () => {
   const bad: [string, Partial<GenerationOptions> | Record<string, unknown>, RegExp, typeof TypeError | typeof RangeError][] = [
     ['numBeams 0', { numBeams: 0 }, /option 'numBeams' must be an integer >= 1, got 0/, RangeError],
@@ -115,7 +170,6 @@ describe('generate option errors', () => {
     ['numReturnSequences > numBeams', { numBeams: 2, numReturnSequences: 3 }, /option 'numReturnSequences' \(3\) must be <= numBeams \(2\)/, RangeError],
     ['numReturnSequences 0', { numBeams: 2, numReturnSequences: 0 }, /option 'numReturnSequences' must be an integer >= 1, got 0/, RangeError],
     ['numReturnSequences with greedy', { numReturnSequences: 2 }, /option 'numReturnSequences' must be 1 for greedy search/, RangeError],
-    ['beam sampling', { numBeams: 2, doSample: true }, /option 'doSample' with numBeams > 1 \(beam sampling\) is not supported/, RangeError],
     ['onToken with beams', { numBeams: 2, onToken: () => {} }, /option 'onToken' is not supported with numBeams > 1/, TypeError],
     ['earlyStopping', { numBeams: 2, earlyStopping: 'sometimes' }, /option 'earlyStopping' must be true, false or 'never', got "sometimes"/, TypeError],
     ['lengthPenalty', { numBeams: 2, lengthPenalty: Infinity }, /option 'lengthPenalty' is out of range, got Infinity/, RangeError],

@@ -226,8 +226,9 @@ export interface GenerationOptions {
   earlyStopping?: boolean | 'never';
   /**
    * Sequences returned per input: the best hypotheses of beam search (at most
-   * numBeams), or independent samples. Output rows `[batch · n]`, an input's
-   * adjacent. Default 1.
+   * numBeams), independent samples, or with beam sampling the best of that
+   * many independent searches (transformers 4.36's `_beam_sample`). Output
+   * rows `[batch · n]`, an input's adjacent. Default 1.
    */
   numReturnSequences?: number;
   /** No n-gram of this size occurs twice in a sequence (default 0: off). */
@@ -327,14 +328,11 @@ function plan(fn: string, model: GenerationModel, inputIds: Tensor<'int32'>, o: 
   if (typeof doSample !== 'boolean') throw new TypeError(`${fn}: option 'doSample' must be a boolean, got ${typeof doSample}`);
   const numBeams = int('numBeams', o.numBeams, 1, 1);
   const numReturn = int('numReturnSequences', o.numReturnSequences, 1, 1);
-  if (numBeams > 1 && numReturn > numBeams) {
+  if (numBeams > 1 && !doSample && numReturn > numBeams) {
     throw new RangeError(`${fn}: option 'numReturnSequences' (${numReturn}) must be <= numBeams (${numBeams})`);
   }
   if (numBeams === 1 && !doSample && numReturn !== 1) {
     throw new RangeError(`${fn}: option 'numReturnSequences' must be 1 for greedy search (numBeams 1, doSample false), got ${numReturn}`);
-  }
-  if (numBeams > 1 && doSample) {
-    throw new RangeError(`${fn}: option 'doSample' with numBeams > 1 (beam sampling) is not supported; use numBeams 1 to sample or doSample false for beam search`);
   }
   if (numBeams > 1 && o.onToken) {
     throw new TypeError(`${fn}: option 'onToken' is not supported with numBeams > 1 (beam search's tokens are only final when it ends)`);
@@ -599,10 +597,19 @@ const f32 = Math.fround;
  * the top max(2, 1 + #eos) · numBeams candidates of each input over all its
  * beams; eos candidates ranked within the first numBeams become finished
  * hypotheses, the best others the next beams.
+ *
+ * With `doSample`, transformers' `_beam_sample` (4.36): the running scores
+ * are warped (temperature, top-k and top-p keeping at least 2 tokens), 2 ·
+ * numBeams candidates are drawn without replacement from their softmax over
+ * all the input's beams, then ranked by warped score and scored as above;
+ * `numReturnSequences` runs that many independent searches per input, each
+ * returning its best hypothesis.
  */
 function* beamLoop(pl: Plan, session: DecoderSession, seqsIn: number[][]): Generator<StepWork, GenerationOutput, Tensor<'float32'>> {
   const k = pl.numBeams;
-  const n = pl.n;
+  // The scorer's batch: one search per input, or per returned sequence when sampling.
+  const n = pl.doSample ? pl.n * pl.numReturn : pl.n;
+  const keep = pl.doSample ? 1 : pl.numReturn;
   const rows = session.rows;
   const prefixLen = seqsIn[0]!.length;
   const maxLength = prefixLen + pl.maxNew;
@@ -612,7 +619,7 @@ function* beamLoop(pl: Plan, session: DecoderSession, seqsIn: number[][]): Gener
   // Only the first beam of each input is live at the start (the others are copies of it).
   let beamScores = new Float64Array(rows);
   for (let r = 0; r < rows; r++) if (r % k !== 0) beamScores[r] = -1e9;
-  const nCand = Math.max(2, 1 + pl.eos.size) * k;
+  const nCand = pl.doSample ? 2 * k : Math.max(2, 1 + pl.eos.size) * k;
   let stepIds: Tensor<'int32'> = session.prefix;
   let reorder: Int32Array | null = null;
   let len = prefixLen;
@@ -635,7 +642,9 @@ function* beamLoop(pl: Plan, session: DecoderSession, seqsIn: number[][]): Gener
       logSoftmax(row);
       pl.processors.apply(row, seqs[r]!);
       const base = beamScores[r]!;
-      for (let j = 0; j < v; j++) scores[r * v + j] = f32(f32(row[j]!) + base);
+      for (let j = 0; j < v; j++) row[j] = f32(f32(row[j]!) + base);
+      if (pl.doSample) warp(row, pl.temperature, pl.topK, pl.topP);
+      scores.set(row, r * v);
     }
     const curLen = len + 1;
     const nextScores = new Float64Array(rows);
@@ -650,7 +659,9 @@ function* beamLoop(pl: Plan, session: DecoderSession, seqsIn: number[][]): Gener
         }
         continue;
       }
-      const cand = topCandidates(scores, b * k * v, k * v, nCand);
+      const cand = pl.doSample
+        ? sampledCandidates(scores, b * k * v, k * v, nCand, pl.rng)
+        : topCandidates(scores, b * k * v, k * v, nCand);
       let beam = 0;
       for (let rank = 0; rank < cand.length && beam < k; rank++) {
         const flat = cand[rank]!;
@@ -677,7 +688,52 @@ function* beamLoop(pl: Plan, session: DecoderSession, seqsIn: number[][]): Gener
     stepIds = new Tensor(nextTokens, [rows, 1], 'int32');
     reorder = isIdentity(nextRows) ? null : nextRows;
   }
-  return finalize(pl, hyps, done, seqs, beamScores, prefixLen, maxLength);
+  return finalize(pl, hyps, keep, done, seqs, beamScores, prefixLen, maxLength);
+}
+
+/**
+ * transformers' logits warpers as `_beam_sample` applies them to the running
+ * scores, in place: temperature, then top-k and top-p each keeping at least 2
+ * tokens (`min_tokens_to_keep` of beam search); removed tokens get -Infinity.
+ */
+function warp(row: Float64Array, temperature: number, topK: number, topP: number): void {
+  const v = row.length;
+  if (temperature !== 1) for (let j = 0; j < v; j++) row[j] = f32(row[j]! / temperature);
+  if (topK > 0) {
+    const kk = Math.min(Math.max(topK, 2), v);
+    const kth = Float64Array.from(row).sort().reverse()[kk - 1]!;
+    for (let j = 0; j < v; j++) if (row[j]! < kth) row[j] = -Infinity;
+  }
+  if (topP < 1) {
+    // Ascending order; drop the low tail whose cumulative probability stays <= 1 - topP, keeping the top 2.
+    const order = Array.from(row.keys()).sort((a, b) => row[a]! - row[b]! || a - b);
+    const max = row[order[v - 1]!]!;
+    let total = 0;
+    for (let j = 0; j < v; j++) total += Math.exp(row[j]! - max);
+    let cum = 0;
+    for (let i = 0; i < v - 2; i++) {
+      cum += Math.exp(row[order[i]!]! - max) / total;
+      if (cum > 1 - topP) break;
+      row[order[i]!] = -Infinity;
+    }
+  }
+}
+
+/**
+ * `count` draws without replacement from softmax(scores[off, off + len)) —
+ * the exponential-race form of torch.multinomial: the largest
+ * score − log(E), E ~ Exp(1) — returned as offsets ranked by score, best
+ * first (as `_beam_sample` sorts them). When fewer than `count` have
+ * probability above zero, the rest are the first -Infinity ones.
+ */
+function sampledCandidates(scores: Float64Array, off: number, len: number, count: number, rng: Rng): number[] {
+  const keys = new Float64Array(len);
+  for (let i = 0; i < len; i++) {
+    const s = scores[off + i]!;
+    keys[i] = s === -Infinity ? -Infinity : s - Math.log(-Math.log(1 - rng.uniform()));
+  }
+  const drawn = topCandidates(keys, 0, len, count);
+  return drawn.sort((a, b) => scores[off + b]! - scores[off + a]! || a - b);
 }
 
 function isIdentity(idx: Int32Array): boolean {
@@ -716,7 +772,7 @@ function topCandidates(scores: Float64Array, off: number, len: number, count: nu
 
 /** transformers' `BeamSearchScorer.finalize`: the best hypotheses, padded, an eos appended where it fits. */
 function finalize(
-  pl: Plan, hyps: BeamHypotheses[], done: boolean[], seqs: number[][], beamScores: Float64Array,
+  pl: Plan, hyps: BeamHypotheses[], keep: number, done: boolean[], seqs: number[][], beamScores: Float64Array,
   prefixLen: number, maxLength: number,
 ): GenerationOutput {
   const k = pl.numBeams;
@@ -725,14 +781,14 @@ function finalize(
     for (let j = 0; j < k; j++) h.add(seqs[b * k + j]!, beamScores[b * k + j]!, seqs[b * k + j]!.length - prefixLen);
   });
   const best: number[][] = [];
-  const scores = new Float32Array(pl.n * pl.numReturn);
+  const scores = new Float32Array(hyps.length * keep);
   hyps.forEach((h, b) => {
     // Python's stable sorted(key=score) then pop(): the last of equal scores comes first.
     const sorted = h.beams.map((x, i) => ({ ...x, i })).sort((a, c) => a.score - c.score || a.i - c.i);
-    for (let j = 0; j < pl.numReturn; j++) {
+    for (let j = 0; j < keep; j++) {
       const hyp = sorted.pop()!;
       best.push(hyp.tokens);
-      scores[b * pl.numReturn + j] = hyp.score;
+      scores[b * keep + j] = hyp.score;
     }
   });
   const lengths = best.map((t) => t.length);
@@ -753,7 +809,8 @@ function* loop(
   fn: string, model: GenerationModel, inputIds: Tensor<'int32'>, o: GenerationOptions,
 ): Generator<StepWork, GenerationOutput, Tensor<'float32'>> {
   const pl = plan(fn, model, inputIds, withDefaults(fn, model.generationConfig, o));
-  const expand = pl.numBeams > 1 ? pl.numBeams : pl.numReturn;
+  // Beam search: numBeams rows per input; beam sampling: per returned sequence; sampling: one per returned sequence.
+  const expand = pl.numBeams > 1 ? pl.numBeams * (pl.doSample ? pl.numReturn : 1) : pl.numReturn;
   const session = startSession(model, inputIds, { attentionMask: pl.mask, expand, maxNewTokens: pl.maxNew });
   const prefix = session.prefix;
   const [rows, l0] = prefix.shape as [number, number];
@@ -771,8 +828,8 @@ function* loop(
   const seqs = Array.from({ length: rows }, (_, r) => Array.from(flat.subarray(r * l0, (r + 1) * l0)));
   if (pl.numBeams === 1) return yield* sampleLoop(pl, session, seqs);
   if (pl.maxNew === 0) {
-    const keep = seqs.filter((_, r) => r % pl.numBeams < pl.numReturn);
-    return { sequences: toTensor(keep, l0, pl.padTokenId), sequencesScores: new Float32Array(keep.length) };
+    const kept = seqs.filter((_, r) => r % pl.numBeams < (pl.doSample ? 1 : pl.numReturn));
+    return { sequences: toTensor(kept, l0, pl.padTokenId), sequencesScores: new Float32Array(kept.length) };
   }
   return yield* beamLoop(pl, session, seqs);
 }
