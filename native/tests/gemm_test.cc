@@ -89,9 +89,14 @@ float bf16_round(float x) {
   return x;
 }
 
-// bf16: B packed once with pack_b_bf16 (one B for the whole batch, so only
-// cases with batch 1 or a broadcast B), inputs rounded in the reference.
-void run_case(const Case& cs, const char* isa, bool bf16 = false) {
+// How B reaches sgemm: as stored, packed once with pack_b (fp32 panels: the
+// M = 1 products then run the packed GEMV), or packed with pack_b_bf16
+// (inputs rounded in the reference). Packed modes need one B for the whole
+// batch, so only cases with batch 1 or a broadcast B.
+enum class BMode { Plain, PackedFp32, PackedBf16 };
+
+void run_case(const Case& cs, const char* isa, BMode mode = BMode::Plain) {
+  const bool bf16 = mode == BMode::PackedBf16;
   // Stored shapes: A is m x k (or k x m), B is k x n (or n x k).
   const int64_t a_rows = cs.ta ? cs.k : cs.m, a_cols = cs.ta ? cs.m : cs.k;
   const int64_t b_rows = cs.tb ? cs.n : cs.k, b_cols = cs.tb ? cs.k : cs.n;
@@ -135,6 +140,14 @@ void run_case(const Case& cs, const char* isa, bool bf16 = false) {
     packed = attnode::kernels::pack_b_bf16(B.data(), ldb, cs.tb, cs.k, cs.n);
     if (!packed || attnode::kernels::packed_b_precision(*packed) != attnode::kernels::PackedPrecision::BFloat16) {
       std::printf("FAIL [%s] %s: pack_b_bf16 gave no bf16 matrix\n", isa, describe(cs).c_str());
+      ++g_failures;
+      return;
+    }
+    p.packed_b = packed.get();
+  } else if (mode == BMode::PackedFp32) {
+    packed = attnode::kernels::pack_b(B.data(), ldb, cs.tb, cs.k, cs.n);
+    if (cs.k > 0 && cs.n > 0 && !packed) {
+      std::printf("FAIL [%s] %s: pack_b gave no matrix\n", isa, describe(cs).c_str());
       ++g_failures;
       return;
     }
@@ -348,17 +361,23 @@ int main(int argc, char** argv) {
       continue;
     }
     const int before = g_failures;
-    for (const Case& c : cases) run_case(c, rt::isa_name(isa));
+    size_t packed_cases = 0;
+    for (const Case& c : cases) {
+      run_case(c, rt::isa_name(isa));
+      if (c.batch != 1 && !c.bcast_b) continue;
+      run_case(c, rt::isa_name(isa), BMode::PackedFp32);
+      ++packed_cases;
+    }
     activation_accuracy(rt::isa_name(isa));
-    std::printf("%s [%s]: %zu GEMM cases (1 vs 2 threads bit-identical, vs double reference)\n",
-                g_failures == before ? "ok  " : "FAIL", rt::isa_name(isa), cases.size());
+    std::printf("%s [%s]: %zu GEMM cases, %zu again with B pre-packed (1 vs 2 threads bit-identical, vs double reference)\n",
+                g_failures == before ? "ok  " : "FAIL", rt::isa_name(isa), cases.size(), packed_cases);
   }
   if (rt::set_isa(rt::Isa::Avx512) && attnode::kernels::bf16_gemm_available()) {
     const int before = g_failures;
     size_t n = 0;
     for (const Case& c : cases) {
       if (c.batch != 1 && !c.bcast_b) continue;
-      run_case(c, "avx512-bf16", true);
+      run_case(c, "avx512-bf16", BMode::PackedBf16);
       ++n;
     }
     std::printf(

@@ -282,6 +282,22 @@ void run_gemv(const IsaKernels& uk, const GemmParams& p, int nt) {
                      });
 }
 
+// M == 1 against a pre-packed fp32 B (see PackedGemvFn): threads split the
+// columns on panel boundaries, so each column's arithmetic is the same for
+// any split.
+void run_gemv_packed(const IsaKernels& uk, const PackedB& pk, const GemmParams& p, int nt) {
+  const float* x = p.a;
+  if (p.trans_a && p.lda != 1) {
+    float* buf = thread_arena().get(static_cast<size_t>(p.k));
+    for (int64_t kk = 0; kk < p.k; ++kk) buf[kk] = p.a[kk * p.lda];
+    x = buf;
+  }
+  const Epilogue ep{p.alpha, p.beta, p.bias, static_cast<int>(p.act)};
+  // The same bar for a second thread as the unpacked GEMV: ~1M weights per thread.
+  split_gemv_columns(p.n, uk.nr, std::min<int64_t>(nt, std::max<int64_t>(1, p.k * p.n / (1 << 20))),
+                     [&](int64_t j0, int64_t j1) { uk.gemv_packed(p.k, pk.kc, x, pk.data, p.n, j0, j1, p.c, &ep); });
+}
+
 void run_k_empty(const GemmParams& p) {
   constexpr int kChunk = 256;
   float zeros[kChunk] = {};
@@ -596,7 +612,12 @@ void sgemm_impl(const GemmParams& p, int nt) {
   }
   const IsaKernels& uk = kernels_for(runtime::active_isa());
   if (p.m == 1) {
-    run_gemv(uk, p, nt);
+    if (pk != nullptr && pk->precision == PackedPrecision::Float32 && uk.gemv_packed != nullptr &&
+        pk->isa == runtime::active_isa() && pk->nr == uk.nr && packed_b_matches(*pk, p.k, p.n, p.trans_b)) {
+      run_gemv_packed(uk, *pk, p, nt);
+    } else {
+      run_gemv(uk, p, nt);
+    }
     return;
   }
   run_gemm(uk, p, nt);

@@ -51,13 +51,26 @@ using PackBFn = void (*)(const float* b, int64_t ldb, bool trans, int64_t k0, in
 using GemvFn = void (*)(int64_t k, const float* x, const float* b, int64_t ldb, bool trans_b, int64_t j0, int64_t j1,
                         float* c, const Epilogue* ep);
 
+// M == 1 against a pre-packed fp32 op(B) (kernels::pack_b: for each K block
+// starting at k0, every block but the last kc deep, all ceil(n / NR) panels of
+// that block, each min(kc, k - k0) deep):
+//   block(k0, panel q) = packed + k0 * ceil(n / NR) * NR + q * min(kc, k - k0) * NR.
+// For j in [j0, j1), j0 a multiple of NR, c[j] = act(alpha * sum_k x[k] * op(B)[k, j] + beta * c[j] + bias[j]).
+// The packed panels are one sequential stream per K block, where the
+// unpacked GEMV reads NR-row groups of B through strides: decode streams its
+// weights from memory, and the sequential stream is what the prefetchers
+// keep full.
+using PackedGemvFn = void (*)(int64_t k, int64_t kc, const float* x, const float* packed, int64_t n, int64_t j0,
+                              int64_t j1, float* c, const Epilogue* ep);
+
 struct IsaKernels {
   int mr;
   int nr;
   MicroKernelFn kernel;
-  PackAFn pack_a;  // null: the frontend's generic packer
-  PackBFn pack_b;  // null: the frontend's generic packer
-  GemvFn gemv;     // null: the frontend's generic GEMV
+  PackAFn pack_a;             // null: the frontend's generic packer
+  PackBFn pack_b;             // null: the frontend's generic packer
+  GemvFn gemv;                // null: the frontend's generic GEMV
+  PackedGemvFn gemv_packed;   // null: M == 1 reads the unpacked B even when a packed copy exists
 };
 
 // ---- bf16 weights (AVX512-BF16) ----

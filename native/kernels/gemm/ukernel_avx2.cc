@@ -59,8 +59,49 @@ void kernel_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t l
   }
 }
 
+// M == 1 against the packed B (see PackedGemvFn): one 16-column panel at a
+// time, K blocks in order, four accumulator pairs (k mod 4) summed in a fixed
+// order, so every column's arithmetic is the same for any thread count.
+void gemv_packed(int64_t k, int64_t kc, const float* x, const float* packed, int64_t n, int64_t j0, int64_t j1,
+                 float* c, const Epilogue* ep) {
+  const int64_t np = (n + kNR - 1) / kNR;
+  for (int64_t j = j0; j < j1; j += kNR) {
+    const int64_t q = j / kNR;
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) acc[u][0] = acc[u][1] = _mm256_setzero_ps();
+    for (int64_t pc = 0; pc < k; pc += kc) {
+      const int64_t kcb = k - pc < kc ? k - pc : kc;
+      const float* b = packed + pc * np * kNR + q * kcb * kNR;
+      const float* xb = x + pc;
+      int64_t p = 0;
+      for (; p + 4 <= kcb; p += 4) {
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; ++u) {
+          const __m256 xv = _mm256_broadcast_ss(xb + p + u);
+          const float* bu = b + (p + u) * kNR;
+          acc[u][0] = _mm256_fmadd_ps(_mm256_load_ps(bu), xv, acc[u][0]);
+          acc[u][1] = _mm256_fmadd_ps(_mm256_load_ps(bu + 8), xv, acc[u][1]);
+        }
+      }
+      for (; p < kcb; ++p) {
+        const __m256 xv = _mm256_broadcast_ss(xb + p);
+        const float* bu = b + p * kNR;
+        acc[0][0] = _mm256_fmadd_ps(_mm256_load_ps(bu), xv, acc[0][0]);
+        acc[0][1] = _mm256_fmadd_ps(_mm256_load_ps(bu + 8), xv, acc[0][1]);
+      }
+    }
+    alignas(32) float tile[kNR];
+    _mm256_store_ps(tile, _mm256_add_ps(_mm256_add_ps(acc[0][0], acc[1][0]), _mm256_add_ps(acc[2][0], acc[3][0])));
+    _mm256_store_ps(tile + 8, _mm256_add_ps(_mm256_add_ps(acc[0][1], acc[1][1]), _mm256_add_ps(acc[2][1], acc[3][1])));
+    Epilogue e = *ep;
+    if (e.bias != nullptr) e.bias += j;
+    epilogue_row_scalar(tile, c + j, static_cast<int>(j1 - j < kNR ? j1 - j : kNR), &e);
+  }
+}
+
 }  // namespace
 
-extern const IsaKernels kAvx2Kernels = {kMR, kNR, kernel_6x16, nullptr, nullptr, nullptr};
+extern const IsaKernels kAvx2Kernels = {kMR, kNR, kernel_6x16, nullptr, nullptr, nullptr, gemv_packed};
 
 }  // namespace attnode::kernels::gemm_detail

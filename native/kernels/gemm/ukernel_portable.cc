@@ -59,6 +59,6 @@ void epilogue_row_scalar(const float* acc, float* c, int n, const Epilogue* ep) 
   }
 }
 
-extern const IsaKernels kPortableKernels = {kMR, kNR, kernel_4x8, nullptr, nullptr, nullptr};
+extern const IsaKernels kPortableKernels = {kMR, kNR, kernel_4x8, nullptr, nullptr, nullptr, nullptr};
 
 }  // namespace attnode::kernels::gemm_detail
