@@ -129,6 +129,13 @@ const GLOBAL_HINTS: Record<string, string> = {
   'numpy.core.multiarray.scalar': 'numpy scalars are not supported',
 };
 
+/** Modules whose globals in a pickle can only mean running code: named as such in the refusal. */
+const CODE_MODULES: ReadonlySet<string> = new Set([
+  'os', 'posix', 'nt', 'subprocess', 'builtins', '__builtin__', 'sys', 'shutil', 'socket', 'runpy', 'importlib',
+  'pickle', '_pickle', 'code', 'codeop', 'pty', 'commands', 'webbrowser', 'ctypes', 'multiprocessing', 'marshal', 'types',
+  'operator', 'functools', 'copyreg', 'pydoc', 'timeit', 'platform', 'asyncio', 'threading', 'signal', 'urllib',
+]);
+
 /** A global the reader allows: a marker, never a callable. */
 class Global {
   readonly pyType = 'global';
@@ -186,8 +193,9 @@ function torchHooks(what: string, storage: (pid: PyTuple) => StorageRef): Pickle
       if ((FUNCTIONS as readonly string[]).includes(qualname) || (TENSOR_TYPES as readonly string[]).includes(qualname)) {
         return new Global(qualname);
       }
-      const hint = GLOBAL_HINTS[qualname] ??
-        'if the file holds a whole pickled object (torch.save(model)), save model.state_dict() instead';
+      const hint = GLOBAL_HINTS[qualname] ?? (CODE_MODULES.has(mod.split('.')[0]!)
+        ? 'loading it would run code (the file may be malicious)'
+        : 'if the file holds a whole pickled object (torch.save(model)), save model.state_dict() instead');
       return fail(TypeError, `${what}: global '${qualname}' is refused: this reader rebuilds tensors and never runs pickled code; ` +
         `${hint} (allowed: ${ALLOWED_LIST})`);
     },

@@ -78,11 +78,12 @@ export function* readZipDirectory(size: number): Reads<ZipDirectory> {
   let cdOffset = tv.getUint32(eocd + 16, true);
   const eocdAbs = tailStart + eocd;
   let cdEnd = eocdAbs;
-  if (count === U16_MAX || cdSize === U32_MAX || cdOffset === U32_MAX || disk === U16_MAX) {
-    // ZIP64: the locator before the end record points at the ZIP64 end record.
-    if (eocd < LOCATOR_SIZE || tv.getUint32(eocd - LOCATOR_SIZE, true) !== SIG_ZIP64_LOCATOR) {
-      fail(RangeError, 'zip: the end record asks for ZIP64 but no ZIP64 locator precedes it (corrupt file?)');
-    }
+  const saturated = count === U16_MAX || cdSize === U32_MAX || cdOffset === U32_MAX || disk === U16_MAX;
+  const hasLocator = eocd >= LOCATOR_SIZE && tv.getUint32(eocd - LOCATOR_SIZE, true) === SIG_ZIP64_LOCATOR;
+  if (saturated && !hasLocator) fail(RangeError, 'zip: the end record asks for ZIP64 but no ZIP64 locator precedes it (corrupt file?)');
+  if (hasLocator) {
+    // ZIP64: the locator before the end record points at the ZIP64 end record, which is authoritative
+    // (some writers, Python's zipfile among them, also fill the 16/32-bit fields when the values fit).
     const z64Offset = u64(tv, eocd - LOCATOR_SIZE + 8, 'ZIP64 end record offset');
     if (z64Offset + ZIP64_EOCD_SIZE > eocdAbs - LOCATOR_SIZE) {
       fail(RangeError, `zip: ZIP64 end record offset ${z64Offset} lies outside the file (truncated file?)`);
