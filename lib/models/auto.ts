@@ -128,13 +128,14 @@ async function readShards(dir: string, indexName: string, read: WeightReader): P
     throw new Error(`${file}: field 'weight_map' must be an object of shard names`);
   }
   const shards = [...new Set(Object.values(map as Json))];
-  const out: Record<string, Tensor> = Object.create(null) as Record<string, Tensor>;
+  // Every name is checked before any shard is read: a bad index fails as itself, not as a missing file.
   for (const shard of shards) {
     if (typeof shard !== 'string' || shard === '' || shard.includes('/') || shard.includes('\\') || shard === '.' || shard === '..') {
       throw new Error(`${file}: field 'weight_map' names a shard ${JSON.stringify(shard)}, expected a file name in the folder`);
     }
-    Object.assign(out, await read(path.join(dir, shard)));
   }
+  const out: Record<string, Tensor> = Object.create(null) as Record<string, Tensor>;
+  for (const shard of shards as string[]) Object.assign(out, await read(path.join(dir, shard)));
   return out;
 }
 
