@@ -97,7 +97,7 @@ describe('pytorch_model.bin weights', () => {
     const got = await p(r.text);
     const want = await (await pipeline('fill-mask', dir('bert-mlm')))(r.text);
     expect(got).toEqual(want);
-    expect(got.map((c) => c.token)).toEqual(r.top_ids);
+    expect((got as { token: number }[]).map((c) => c.token)).toEqual(r.top_ids);
   });
 });
 
