@@ -51,7 +51,7 @@ import { formatShape, MAX_TENSOR_SIZE } from '../../errors';
 import { isContiguousLayout, spanOf } from '../../strided';
 import { Tensor } from '../../tensor';
 import { floatsFrom, type StoredFloat } from '../elements';
-import { PickleTruncated, PyDict, PyTuple, typeName, unpickle, type PickleHooks } from './pickle';
+import { isPickleTruncated, PyDict, PyTuple, typeName, unpickle, type PickleHooks } from './pickle';
 import { fail, PREFIX, runOnBytes, runOnFile, type Reads } from './reads';
 import { looksLikeZip, readZipDirectory, readZipEntry } from './zip';
 
@@ -343,19 +343,26 @@ function collectTensors(what: string, root: unknown, objects: number, options: C
   const out = new Map<string, TensorRef>();
   // A crafted pickle can reference one container many times (or itself): every visit is counted.
   let budget = 2 * objects + 1024;
+  const open = new Set<unknown>();
+  const shortPath = (p: string | null): string => (p === null ? '?' : p.length > 60 ? `${p.slice(0, 60)}...` : p);
   const walk = (v: unknown, path: string | null, depth: number): void => {
-    if (--budget < 0) fail(RangeError, `${what}: the saved containers reference each other more often than they exist (a cycle or a crafted file)`);
-    if (depth > MAX_DEPTH) fail(RangeError, `${what}: containers nested deeper than ${MAX_DEPTH} levels at '${path ?? '?'}'`);
+    if (--budget < 0) fail(RangeError, `${what}: the saved containers reference each other more often than they exist (a crafted file)`);
+    if (depth > MAX_DEPTH) fail(RangeError, `${what}: containers nested deeper than ${MAX_DEPTH} levels at '${shortPath(path)}'`);
+    if (open.has(v)) fail(RangeError, `${what}: a container holds itself at '${shortPath(path)}' (a cycle)`);
     const child = (seg: string | null): string | null => (path === null || seg === null ? null : path === '' ? seg : `${path}.${seg}`);
     if (v instanceof TensorRef) {
       if (path === null) fail(TypeError, `${what}: a tensor is stored under a dict key that is not a str or int`);
       if (out.has(path!) && out.get(path!) !== v) fail(RangeError, `${what}: two tensors have the key '${path}' (a nested dict key with dots?)`);
       out.set(path!, v);
     } else if (v instanceof PyDict) {
+      open.add(v);
       for (const [k, item] of v.map) walk(item, child(keySegment(k)), depth + 1);
+      open.delete(v);
     } else if (Array.isArray(v) || v instanceof PyTuple) {
+      open.add(v);
       const items = Array.isArray(v) ? v : v.items;
       items.forEach((item, i) => walk(item, child(String(i)), depth + 1));
+      open.delete(v);
     }
   };
   walk(value, '', 0);
@@ -630,7 +637,7 @@ function* readLegacyCheckpoint(size: number, options: CheckedOptions): Reads<Tor
       head = parseLegacyHead(bytes);
       break;
     } catch (e) {
-      if (!(e instanceof PickleTruncated) || chunk === size) throw e;
+      if (!isPickleTruncated(e) || chunk === size) throw e;
       chunk = Math.min(size, chunk * 4);
     }
   }

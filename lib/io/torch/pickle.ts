@@ -40,8 +40,19 @@ export interface PickleHooks {
   build(obj: unknown, state: unknown): void;
 }
 
-/** Thrown when the pickle runs past the bytes given (a caller with more of the file may retry with more). */
-export class PickleTruncated extends RangeError {}
+/** The RangeErrors thrown because the pickle runs past the bytes given (a caller with more of the file may retry). */
+const truncations = new WeakSet<Error>();
+
+/** Whether `e` says the pickle ran past the end of the bytes it was given. */
+export function isPickleTruncated(e: unknown): boolean {
+  return e instanceof RangeError && truncations.has(e);
+}
+
+function truncated(msg: string): RangeError {
+  const e = new RangeError(msg);
+  truncations.add(e);
+  return e;
+}
 
 /** The result of {@link unpickle}. */
 export interface Unpickled {
@@ -102,8 +113,8 @@ function toInt(v: bigint): number | bigint {
  * `what` names it in errors (e.g. `'archive/data.pkl'`).
  * @throws SyntaxError for malformed pickles (unknown opcode, stack or mark
  *   underflow, a missing memo entry); TypeError for refused opcodes and what
- *   the hooks refuse; {@link PickleTruncated} (a RangeError) when the bytes
- *   end before STOP.
+ *   the hooks refuse; RangeError when the bytes end before STOP
+ *   ({@link isPickleTruncated} tells it from the others).
  */
 export function unpickle(bytes: Uint8Array, start: number, what: string, hooks: PickleHooks): Unpickled {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -120,7 +131,7 @@ export function unpickle(bytes: Uint8Array, start: number, what: string, hooks: 
     fail(Cls, `${what}: ${opName(op)} at offset ${opAt}: ${msg}`);
   const need = (n: number): number => {
     if (n > bytes.byteLength - pos) {
-      throw new PickleTruncated(`torch checkpoint: ${what}: ${opName(op)} at offset ${opAt} needs ${n} bytes, only ${bytes.byteLength - pos} left (truncated file?)`);
+      throw truncated(`torch checkpoint: ${what}: ${opName(op)} at offset ${opAt} needs ${n} bytes, only ${bytes.byteLength - pos} left (truncated file?)`);
     }
     const at = pos;
     pos += n;
@@ -163,7 +174,7 @@ export function unpickle(bytes: Uint8Array, start: number, what: string, hooks: 
   const line = (): string => {
     const end = bytes.indexOf(0x0a, pos);
     if (end < 0) {
-      throw new PickleTruncated(`torch checkpoint: ${what}: ${opName(op)} at offset ${opAt}: no end of line (truncated file?)`);
+      throw truncated(`torch checkpoint: ${what}: ${opName(op)} at offset ${opAt}: no end of line (truncated file?)`);
     }
     const s = utf8.decode(bytes.subarray(pos, end));
     pos = end + 1;
