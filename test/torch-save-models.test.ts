@@ -16,19 +16,12 @@ import { AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, loadFolderWeight
 import { pipeline } from '../lib/pipelines';
 import { Tensor } from '../lib/tensor';
 import { backends } from './helpers/backends';
+import { maxAbsDiff as maxDiff } from './helpers/reference';
 
 const HF = path.join(__dirname, 'fixtures', 'hf');
 const dir = (name: string): string => path.join(HF, name);
 const ref = <T>(name: string): T => JSON.parse(readFileSync(path.join(HF, name, 'reference.json'), 'utf8')) as T;
 const ids = (rows: number[][]): Tensor<'int32'> => new Tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length], 'int32');
-
-function maxDiff(got: Tensor<'float32'>, want: number[]): number {
-  const g = got.contiguous().data;
-  expect(g.length).toBe(want.length);
-  let worst = 0;
-  want.forEach((w, i) => (worst = Math.max(worst, Math.abs(g[i]! - w))));
-  return worst;
-}
 
 const bytesOf = (t: Tensor<'float32'>): Buffer => {
   const d = t.contiguous().data;
