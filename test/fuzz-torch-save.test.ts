@@ -301,6 +301,13 @@ describe('malicious and malformed files', () => {
     const dag = new Pickle().raw(0x5d, 0x71, 0);
     for (let i = 0; i < 40; i++) dag.raw(0x30, 0x5d, 0x68, 0, 0x61, 0x68, 0, 0x61, 0x71, 0);
     expectError(archive(dag.stop()), RangeError, /reference each other more often than they exist|nested deeper than 64/);
+    // A long list of plain values beside a tensor is ordinary data, walked once: no budget error.
+    const long = new Pickle().raw(0x7d).str('vocab').raw(0x5d).mark();
+    for (let i = 0; i < 5000; i++) long.int(i);
+    long.raw(0x65, 0x73).str('w');
+    long.global('torch._utils', '_rebuild_tensor_v2').mark().mark().str('storage').global('torch', 'FloatStorage').str('0').str('cpu').int(4)
+      .tuple().raw(0x51).int(0).value([4]).value([1]).raw(0x89).global('collections', 'OrderedDict').emptyTuple().reduce().tuple().reduce().raw(0x73);
+    expect(Object.keys(parseTorchCheckpoint(archive(long.stop())).tensors)).toEqual(['w']);
     // 100000 nested lists: the machine is iterative, the walk stops at 64 levels.
     const deep = new Pickle();
     for (let i = 0; i < 100_000; i++) deep.raw(0x5d);

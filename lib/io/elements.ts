@@ -23,6 +23,22 @@ export function halfToFloat(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+let table: Float32Array | null = null;
+
+/** Every binary16 pattern as float32 (256 KiB, built on first use): one lookup per element. */
+function halfTable(): Float32Array {
+  if (!table) {
+    table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) table[h] = halfToFloat(h);
+  }
+  return table;
+}
+
+/** The 16-bit elements as a Uint16Array view when they are aligned and in host order, else null. */
+function halves(bytes: Uint8Array, n: number, littleEndian: boolean): Uint16Array | null {
+  return littleEndian === HOST_IS_LITTLE_ENDIAN && bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, n) : null;
+}
+
 /**
  * The `bytes.byteLength / itemSize` elements of `bytes` as float32: F16 and
  * BF16 widened exactly, F64 rounded to nearest. Aligned F32 in host order is
@@ -48,14 +64,19 @@ export function floatsFrom(bytes: Uint8Array, kind: StoredFloat, littleEndian: b
     }
     case 'F16': {
       const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = halfToFloat(view.getUint16(2 * i, littleEndian));
+      const table = halfTable();
+      const src = halves(bytes, n, littleEndian);
+      if (src) for (let i = 0; i < n; i++) out[i] = table[src[i]!]!;
+      else for (let i = 0; i < n; i++) out[i] = table[view.getUint16(2 * i, littleEndian)]!;
       return out;
     }
     case 'BF16': {
       // bfloat16 is the top half of a float32: widen the bits.
       const out = new Float32Array(n);
       const bits = new Uint32Array(out.buffer);
-      for (let i = 0; i < n; i++) bits[i] = view.getUint16(2 * i, littleEndian) << 16;
+      const src = halves(bytes, n, littleEndian);
+      if (src) for (let i = 0; i < n; i++) bits[i] = src[i]! << 16;
+      else for (let i = 0; i < n; i++) bits[i] = view.getUint16(2 * i, littleEndian) << 16;
       return out;
     }
   }

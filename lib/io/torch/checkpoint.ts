@@ -341,12 +341,17 @@ function collectTensors(what: string, root: unknown, objects: number, options: C
     value = d.map.get(path[i]);
   }
   const out = new Map<string, TensorRef>();
-  // A crafted pickle can reference one container many times (or itself): every visit is counted.
+  // A crafted pickle can reference one container many times (or itself): every visit of a container is counted
+  // against the number of containers the pickle created.
   let budget = 2 * objects + 1024;
   const open = new Set<unknown>();
   const shortPath = (p: string | null): string => (p === null ? '?' : p.length > 60 ? `${p.slice(0, 60)}...` : p);
   const walk = (v: unknown, path: string | null, depth: number): void => {
-    if (--budget < 0) fail(RangeError, `${what}: the saved containers reference each other more often than they exist (a crafted file)`);
+    const container = v instanceof PyDict || v instanceof PyTuple || Array.isArray(v);
+    // Only containers and tensors count: a list of a million numbers is one container, walked once.
+    if ((container || v instanceof TensorRef) && --budget < 0) {
+      fail(RangeError, `${what}: the saved containers reference each other more often than they exist (a crafted file)`);
+    }
     if (depth > MAX_DEPTH) fail(RangeError, `${what}: containers nested deeper than ${MAX_DEPTH} levels at '${shortPath(path)}'`);
     if (open.has(v)) fail(RangeError, `${what}: a container holds itself at '${shortPath(path)}' (a cycle)`);
     const child = (seg: string | null): string | null => (path === null || seg === null ? null : path === '' ? seg : `${path}.${seg}`);
