@@ -13,6 +13,7 @@ import { loadSafetensors } from '../lib/io/safetensors';
 import { loadTorchCheckpoint, parseTorchCheckpoint, type TorchCheckpoint } from '../lib/io/torch/checkpoint';
 import * as root from '../lib/index';
 import type { Tensor } from '../lib/tensor';
+import { Pickle, torchArchive } from './helpers/torch-save';
 
 const DIR = path.join(__dirname, 'fixtures', 'torch_save');
 const file = (name: string): string => path.join(DIR, name);
@@ -175,6 +176,52 @@ describe('memory', () => {
     bytes[at + 30 + dv.getUint16(at + 26, true) + dv.getUint16(at + 28, true)] ^= 0xff;
     expect(() => parseTorchCheckpoint(bytes)).toThrow(/zip: entry 'nested\/data\/2': CRC-32 0x[0-9a-f]{8} does not match the directory's/);
     expect(Object.keys(parseTorchCheckpoint(bytes, { key: 'state_dict' }).tensors)).toEqual(['enc.weight', 'enc.bias']);
+  });
+});
+
+describe('rebuild calls of other torch versions', () => {
+  const data = { 0: new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer) };
+  /** `{'w': <rebuild call>}` where `call(p)` writes the rebuild of a [2, 2] float tensor over storage '0'. */
+  const file = (call: (p: Pickle) => void): Uint8Array => {
+    const p = new Pickle().raw(0x7d).str('w');
+    call(p);
+    return torchArchive(p.raw(0x73).stop(), data);
+  };
+  const storage = (p: Pickle): Pickle => p.mark().str('storage').global('torch', 'FloatStorage').str('0').str('cpu').int(4).tuple().raw(0x51);
+  const hooks = (p: Pickle): Pickle => p.global('collections', 'OrderedDict').emptyTuple().reduce();
+  const values = (bytes: Uint8Array): number[] => Array.from(parseTorchCheckpoint(bytes).tensors['w']!.contiguous().data);
+
+  it('_rebuild_tensor_v2 with the metadata argument of torch 2.x; torch.Size for the size', () => {
+    expect(values(file((p) => {
+      p.global('torch._utils', '_rebuild_tensor_v2').mark();
+      storage(p).int(0).global('torch', 'Size').mark().value([2, 2]).tuple().reduce().value([1, 2]).raw(0x89);
+      hooks(p).raw(0x4e).tuple().reduce();
+    }))).toEqual([1, 3, 2, 4]);
+  });
+
+  it('the old _rebuild_tensor, _rebuild_parameter(_with_state), and _rebuild_from_type_v2 (also under torch.tensor)', () => {
+    const v1 = (p: Pickle): void => {
+      p.global('torch._utils', '_rebuild_tensor').mark();
+      storage(p).int(0).value([2, 2]).value([2, 1]).tuple().reduce();
+    };
+    expect(values(file(v1))).toEqual([1, 2, 3, 4]);
+    expect(values(file((p) => {
+      p.global('torch._utils', '_rebuild_parameter_with_state').mark();
+      v1(p);
+      p.raw(0x88);
+      hooks(p).raw(0x7d).tuple().reduce();
+    }))).toEqual([1, 2, 3, 4]);
+    for (const mod of ['torch._tensor', 'torch.tensor']) {
+      expect(values(file((p) => {
+        p.global(mod, '_rebuild_from_type_v2').mark().global('torch._utils', '_rebuild_tensor').global('torch.nn.parameter', 'Parameter');
+        p.mark();
+        storage(p).int(0).value([2, 2]).value([2, 1]).tuple().raw(0x7d).tuple().reduce();
+      }))).toEqual([1, 2, 3, 4]);
+    }
+    // A tensor subclass of the saving program is refused by name.
+    expect(() => values(file((p) => {
+      p.global('torch._tensor', '_rebuild_from_type_v2').mark().global('torch._utils', '_rebuild_tensor').global('mylib', 'MyTensor');
+    }))).toThrow(/global 'mylib\.MyTensor' is refused/);
   });
 });
 
