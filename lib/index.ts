@@ -35,6 +35,7 @@ export * as nn from './nn';
 export * as serving from './serving';
 export { scaledDotProductAttention } from './attention';
 export { loadSafetensors, parseSafetensors, saveSafetensors, serializeSafetensors } from './io/safetensors';
+export { loadTorchCheckpoint, parseTorchCheckpoint, type TorchCheckpoint, type TorchCheckpointOptions } from './io/torch/checkpoint';
 export { setBackend, getBackend, availableBackends } from './backend/registry';
 export type { AttentionPrecision, Backend, BackendName, OpArgs, OpName, WeightPrecision } from './backend/backend';
 export { generateSeq2Seq, generateSeq2SeqAsync, type GenerateOptions, type Seq2SeqGenerateOptions } from './generate';

@@ -12,6 +12,7 @@ import { AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification } f
 import { BertForMaskedLM, encoderOptions, type EncoderForwardOptions } from '../lib/models/bert';
 import { Tensor } from '../lib/tensor';
 import { backends } from './helpers/backends';
+import { maxAbsDiff as maxDiff } from './helpers/reference';
 
 const HF = path.join(__dirname, 'fixtures', 'hf');
 
@@ -29,14 +30,6 @@ const ids = (rows: number[][]): Tensor<'int32'> => new Tensor(Int32Array.from(ro
 const inputs = (ref: Ref, types = true): EncoderForwardOptions => ({
   attentionMask: ids(ref.attention_mask), ...(types ? { tokenTypeIds: ids(ref.token_type_ids) } : {}),
 });
-
-function maxDiff(got: Tensor<'float32'>, want: number[]): number {
-  const g = got.contiguous().data;
-  expect(g.length).toBe(want.length);
-  let worst = 0;
-  want.forEach((w, i) => (worst = Math.max(worst, Math.abs(g[i]! - w))));
-  return worst;
-}
 
 const HEADS: [string, 'masked-lm' | 'sequence-classification'][] = [
   ['bert-mlm', 'masked-lm'], ['bert-cls', 'sequence-classification'], ['roberta-mlm', 'masked-lm'],

@@ -33,6 +33,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 
 import { MAX_TENSOR_SIZE } from '../errors';
 import { tensor, type Tensor } from '../tensor';
+import { floatsFrom, HOST_IS_LITTLE_ENDIAN } from './elements';
 
 /** A parsed safetensors file. */
 export interface SafetensorsFile {
@@ -83,9 +84,6 @@ const ITEM_SIZE: Readonly<Record<SafetensorsDtype, number>> = {
 const MAX_HEADER_SIZE = 100_000_000;
 
 const METADATA_KEY = '__metadata__';
-
-/** Typed-array views reinterpret bytes in host order; the file is little-endian. */
-const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 const INT32_MAX = 0x7fffffff;
 
@@ -229,47 +227,17 @@ function parseHeader(bytes: Uint8Array): { entries: Entry[]; metadata: Record<st
   return { entries, metadata };
 }
 
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 0x1f) return frac === 0 ? sign * Infinity : NaN;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
-
 function decodeEntry(bytes: Uint8Array, e: Entry): Tensor {
   const n = e.shape.reduce((a, b) => a * b, 1);
   const abs = bytes.byteOffset + e.begin;
   const view = new DataView(bytes.buffer, abs, e.end - e.begin);
   switch (e.dtype) {
-    case 'F32': {
-      if (HOST_IS_LITTLE_ENDIAN && abs % 4 === 0) {
-        return tensor(new Float32Array(bytes.buffer, abs, n), e.shape, 'float32');
-      }
-      const out = new Float32Array(n);
-      // Unaligned: one byte copy into a fresh (aligned) buffer.
-      if (HOST_IS_LITTLE_ENDIAN) new Uint8Array(out.buffer).set(bytes.subarray(e.begin, e.end));
-      else for (let i = 0; i < n; i++) out[i] = view.getFloat32(4 * i, true);
-      return tensor(out, e.shape, 'float32');
-    }
-    case 'F64': {
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = view.getFloat64(8 * i, true);
-      return tensor(out, e.shape, 'float32');
-    }
-    case 'F16': {
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
-      return tensor(out, e.shape, 'float32');
-    }
-    case 'BF16': {
-      // bfloat16 is the top half of a float32: widen the bits.
-      const out = new Float32Array(n);
-      const bits = new Uint32Array(out.buffer);
-      for (let i = 0; i < n; i++) bits[i] = view.getUint16(2 * i, true) << 16;
-      return tensor(out, e.shape, 'float32');
-    }
+    case 'F32':
+    case 'F64':
+    case 'F16':
+    case 'BF16':
+      // Aligned F32 is a view into the file's bytes; the rest is converted once.
+      return tensor(floatsFrom(bytes.subarray(e.begin, e.end), e.dtype, true, true), e.shape, 'float32');
     case 'I32': {
       if (HOST_IS_LITTLE_ENDIAN && abs % 4 === 0) return tensor(new Int32Array(bytes.buffer, abs, n), e.shape, 'int32');
       const out = new Int32Array(n);

@@ -1,16 +1,18 @@
 /**
  * Models from Hugging Face model folders: `config.json` picks the family by
- * `model_type`, the weights come from `model.safetensors` or the shards of
- * `model.safetensors.index.json` (F32, F16 and BF16 stored weights, read as
+ * `model_type`, the weights come from `model.safetensors`, the shards of
+ * `model.safetensors.index.json`, `pytorch_model.bin` or the shards of
+ * `pytorch_model.bin.index.json` (F32, F16 and BF16 stored weights, read as
  * float32), and load under Hugging Face's own key names.
  *
  * Families: Llama-style decoders (`llama`, `mistral`, `qwen2`), GPT-2 (`gpt2`); BERT-family
  * encoders (`bert`, `roberta`, `xlm-roberta`, `distilbert`). A folder that
  * does not fit is an error naming the file and the field.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { loadSafetensors } from '../io/safetensors';
+import { loadTorchCheckpoint } from '../io/torch/checkpoint';
 import type { Tensor } from '../tensor';
 import { LlamaForCausalLM, type Llama3RopeScaling, type LlamaConfig } from './llama';
 import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict } from './gpt2';
@@ -89,32 +91,74 @@ export function llamaConfigFromJson(c: Json, file = 'config.json'): LlamaConfig 
   };
 }
 
-/** Every tensor of the folder's safetensors weights (one file or the shards of its index). */
-export async function loadFolderWeights(dir: string): Promise<Record<string, Tensor>> {
-  const index = await readJson(dir, 'model.safetensors.index.json');
-  if (index) {
-    const file = path.join(dir, 'model.safetensors.index.json');
-    const map = index['weight_map'];
-    if (map === null || typeof map !== 'object') throw new Error(`${file}: field 'weight_map' must be an object of shard names`);
-    const shards = [...new Set(Object.values(map as Json))];
-    const out: Record<string, Tensor> = {};
-    for (const shard of shards) {
-      if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) {
-        throw new Error(`${file}: field 'weight_map' names a shard ${JSON.stringify(shard)}, expected a file name in the folder`);
-      }
-      Object.assign(out, (await loadSafetensors(path.join(dir, shard))).tensors);
-    }
-    return out;
-  }
-  const single = path.join(dir, 'model.safetensors');
+/** A reader of one weight file: its tensors by name. */
+type WeightReader = (file: string) => Promise<Record<string, Tensor>>;
+
+const readSafetensors: WeightReader = async (file) => (await loadSafetensors(file)).tensors;
+const readTorchBin: WeightReader = async (file) => (await loadTorchCheckpoint(file)).tensors;
+
+/**
+ * The weight files of a folder in the order Hugging Face's `from_pretrained`
+ * looks for them: safetensors first (one file, then shards), then
+ * `pytorch_model.bin` (one file, then shards). The first that exists is read.
+ */
+const WEIGHT_FILES: readonly { name: string; sharded: boolean; read: WeightReader }[] = [
+  { name: 'model.safetensors', sharded: false, read: readSafetensors },
+  { name: 'model.safetensors.index.json', sharded: true, read: readSafetensors },
+  { name: 'pytorch_model.bin', sharded: false, read: readTorchBin },
+  { name: 'pytorch_model.bin.index.json', sharded: true, read: readTorchBin },
+];
+
+async function exists(file: string): Promise<boolean> {
   try {
-    return (await loadSafetensors(single)).tensors;
+    await stat(file);
+    return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error(`${dir}: no weights found (expected model.safetensors or model.safetensors.index.json; pytorch_model.bin is not read yet)`, { cause: err });
-    }
-    throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw new Error(`${file}: cannot be read (${(err as Error).message})`, { cause: err });
   }
+}
+
+/** The tensors of every shard an index's `weight_map` names, each shard read once. */
+async function readShards(dir: string, indexName: string, read: WeightReader): Promise<Record<string, Tensor>> {
+  const file = path.join(dir, indexName);
+  const index = (await readJson(dir, indexName))!;
+  const map = index['weight_map'];
+  if (map === null || typeof map !== 'object' || Array.isArray(map)) {
+    throw new Error(`${file}: field 'weight_map' must be an object of shard names`);
+  }
+  const shards = [...new Set(Object.values(map as Json))];
+  // Every name is checked before any shard is read: a bad index fails as itself, not as a missing file.
+  for (const shard of shards) {
+    if (typeof shard !== 'string' || shard === '' || shard.includes('/') || shard.includes('\\') || shard === '.' || shard === '..') {
+      throw new Error(`${file}: field 'weight_map' names a shard ${JSON.stringify(shard)}, expected a file name in the folder`);
+    }
+  }
+  const out: Record<string, Tensor> = Object.create(null) as Record<string, Tensor>;
+  for (const shard of shards as string[]) Object.assign(out, await read(path.join(dir, shard)));
+  return out;
+}
+
+/**
+ * Every tensor of a Hugging Face folder's weights: `model.safetensors`,
+ * the shards of `model.safetensors.index.json`, `pytorch_model.bin` (a
+ * torch.save file, read by {@link loadTorchCheckpoint} without running any
+ * pickled code) or the shards of `pytorch_model.bin.index.json`, the first
+ * that exists in that order (Hugging Face's). A weight stored as a
+ * non-contiguous view (a transposed torch tensor) is made contiguous once
+ * here, so the layers pack it as they pack any other.
+ * @throws Error naming the folder when it has none of these files, and the
+ *   readers' errors (naming the file and the field) for a bad one.
+ */
+export async function loadFolderWeights(dir: string): Promise<Record<string, Tensor>> {
+  if (typeof dir !== 'string') throw new TypeError(`loadFolderWeights: argument 'dir' must be a string, got ${typeof dir}`);
+  for (const { name, sharded, read } of WEIGHT_FILES) {
+    if (!(await exists(path.join(dir, name)))) continue;
+    const tensors = sharded ? await readShards(dir, name, read) : await read(path.join(dir, name));
+    for (const [key, t] of Object.entries(tensors)) if (!t.isContiguous()) tensors[key] = t.contiguous();
+    return tensors;
+  }
+  throw new Error(`${dir}: no weights found (expected ${WEIGHT_FILES.map((w) => w.name).join(', ')})`);
 }
 
 const CAUSAL_LM_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2'] as const;

@@ -3,7 +3,7 @@
  * Deliberately the most straightforward loops possible: they are the spec.
  */
 import { expect } from 'vitest';
-import { Rng } from '../../lib/tensor';
+import { Rng, type Tensor } from '../../lib/tensor';
 
 /** Deterministic float32 data in [-1, 1). */
 export function randomData(n: number, seed: number, scale = 1): Float32Array {
@@ -123,4 +123,13 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
     s = Math.max(s, Math.abs(b[i]!));
   }
   return d / s;
+}
+
+/** Largest |got − want| over a tensor's elements (in row-major order) against a flat reference list; the lengths must match. */
+export function maxAbsDiff(got: Tensor<'float32'>, want: number[]): number {
+  const g = got.contiguous().data;
+  expect(g.length).toBe(want.length);
+  let worst = 0;
+  want.forEach((w, i) => (worst = Math.max(worst, Math.abs(g[i]! - w))));
+  return worst;
 }
