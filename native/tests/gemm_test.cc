@@ -369,8 +369,9 @@ int main(int argc, char** argv) {
       ++packed_cases;
     }
     activation_accuracy(rt::isa_name(isa));
-    std::printf("%s [%s]: %zu GEMM cases, %zu again with B pre-packed (1 vs 2 threads bit-identical, vs double reference)\n",
-                g_failures == before ? "ok  " : "FAIL", rt::isa_name(isa), cases.size(), packed_cases);
+    std::printf(
+        "%s [%s]: %zu GEMM cases, %zu again with B pre-packed (1 vs 2 threads bit-identical, vs double reference)\n",
+        g_failures == before ? "ok  " : "FAIL", rt::isa_name(isa), cases.size(), packed_cases);
   }
   if (rt::set_isa(rt::Isa::Avx512) && attnode::kernels::bf16_gemm_available()) {
     const int before = g_failures;

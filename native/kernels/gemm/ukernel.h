@@ -67,10 +67,10 @@ struct IsaKernels {
   int mr;
   int nr;
   MicroKernelFn kernel;
-  PackAFn pack_a;             // null: the frontend's generic packer
-  PackBFn pack_b;             // null: the frontend's generic packer
-  GemvFn gemv;                // null: the frontend's generic GEMV
-  PackedGemvFn gemv_packed;   // null: M == 1 reads the unpacked B even when a packed copy exists
+  PackAFn pack_a;            // null: the frontend's generic packer
+  PackBFn pack_b;            // null: the frontend's generic packer
+  GemvFn gemv;               // null: the frontend's generic GEMV
+  PackedGemvFn gemv_packed;  // null: M == 1 reads the unpacked B even when a packed copy exists
 };
 
 // ---- bf16 weights (AVX512-BF16) ----
