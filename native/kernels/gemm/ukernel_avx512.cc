@@ -219,54 +219,68 @@ void gemv(int64_t k, const float* x, const float* b, int64_t ldb, bool trans_b, 
   }
 }
 
-// M == 1 against the packed fp32 B: one 48-column panel at a time, K blocks
-// in order. Four accumulator sets (k mod 4) give 12 independent FMA chains,
-// summed in a fixed order; tiles start on panel boundaries, so every column's
-// arithmetic is the same for any thread count.
+// M == 1 against the packed fp32 B. Columns go in chunks of up to kChunk
+// panels; inside a chunk the K blocks are the outer loop, so the weight is
+// read as one sequential stream per (chunk, K block) instead of hopping
+// between K blocks at every panel. Per panel, four accumulator sets (k mod 4)
+// give 12 independent FMA chains, summed in a fixed order, and the K blocks
+// add into the column sums in order: every column's arithmetic is the same
+// for any thread count (tiles start on panel boundaries).
 void gemv_packed(int64_t k, int64_t kc, const float* x, const float* packed, int64_t n, int64_t j0, int64_t j1,
                  float* c, const Epilogue* ep) {
   // ~6 KB ahead of the loads: the weight comes from memory during decode.
   constexpr int kPf = 32;
+  constexpr int64_t kChunk = 16;
+  alignas(64) float sums[kChunk * kNR];
   const int64_t np = (n + kNR - 1) / kNR;
-  for (int64_t j = j0; j < j1; j += kNR) {
-    const int64_t q = j / kNR;
-    __m512 acc[4][3];
-#pragma GCC unroll 4
-    for (int u = 0; u < 4; ++u) acc[u][0] = acc[u][1] = acc[u][2] = _mm512_setzero_ps();
+  for (int64_t jc = j0; jc < j1; jc += kChunk * kNR) {
+    const int64_t jend = j1 - jc < kChunk * kNR ? j1 : jc + kChunk * kNR;
     for (int64_t pc = 0; pc < k; pc += kc) {
       const int64_t kcb = k - pc < kc ? k - pc : kc;
-      const float* b = packed + pc * np * kNR + q * kcb * kNR;
       const float* xb = x + pc;
-      int64_t p = 0;
-      for (; p + 4 <= kcb; p += 4) {
+      for (int64_t j = jc; j < jend; j += kNR) {
+        const float* b = packed + pc * np * kNR + (j / kNR) * kcb * kNR;
+        __m512 acc[4][3];
 #pragma GCC unroll 4
-        for (int u = 0; u < 4; ++u) {
-          const __m512 xv = _mm512_set1_ps(xb[p + u]);
-          const float* bu = b + (p + u) * kNR;
-          _mm_prefetch(reinterpret_cast<const char*>(bu + kPf * kNR), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(bu + kPf * kNR + 16), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(bu + kPf * kNR + 32), _MM_HINT_T0);
-          acc[u][0] = _mm512_fmadd_ps(_mm512_load_ps(bu), xv, acc[u][0]);
-          acc[u][1] = _mm512_fmadd_ps(_mm512_load_ps(bu + 16), xv, acc[u][1]);
-          acc[u][2] = _mm512_fmadd_ps(_mm512_load_ps(bu + 32), xv, acc[u][2]);
+        for (int u = 0; u < 4; ++u) acc[u][0] = acc[u][1] = acc[u][2] = _mm512_setzero_ps();
+        int64_t p = 0;
+        for (; p + 4 <= kcb; p += 4) {
+#pragma GCC unroll 4
+          for (int u = 0; u < 4; ++u) {
+            const __m512 xv = _mm512_set1_ps(xb[p + u]);
+            const float* bu = b + (p + u) * kNR;
+            _mm_prefetch(reinterpret_cast<const char*>(bu + kPf * kNR), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(bu + kPf * kNR + 16), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(bu + kPf * kNR + 32), _MM_HINT_T0);
+            acc[u][0] = _mm512_fmadd_ps(_mm512_load_ps(bu), xv, acc[u][0]);
+            acc[u][1] = _mm512_fmadd_ps(_mm512_load_ps(bu + 16), xv, acc[u][1]);
+            acc[u][2] = _mm512_fmadd_ps(_mm512_load_ps(bu + 32), xv, acc[u][2]);
+          }
+        }
+        for (; p < kcb; ++p) {
+          const __m512 xv = _mm512_set1_ps(xb[p]);
+          const float* bu = b + p * kNR;
+          acc[0][0] = _mm512_fmadd_ps(_mm512_load_ps(bu), xv, acc[0][0]);
+          acc[0][1] = _mm512_fmadd_ps(_mm512_load_ps(bu + 16), xv, acc[0][1]);
+          acc[0][2] = _mm512_fmadd_ps(_mm512_load_ps(bu + 32), xv, acc[0][2]);
+        }
+        float* sj = sums + (j - jc);
+#pragma GCC unroll 3
+        for (int g = 0; g < 3; ++g) {
+          const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[0][g], acc[1][g]), _mm512_add_ps(acc[2][g], acc[3][g]));
+          _mm512_store_ps(sj + 16 * g, pc == 0 ? s : _mm512_add_ps(_mm512_load_ps(sj + 16 * g), s));
         }
       }
-      for (; p < kcb; ++p) {
-        const __m512 xv = _mm512_set1_ps(xb[p]);
-        const float* bu = b + p * kNR;
-        acc[0][0] = _mm512_fmadd_ps(_mm512_load_ps(bu), xv, acc[0][0]);
-        acc[0][1] = _mm512_fmadd_ps(_mm512_load_ps(bu + 16), xv, acc[0][1]);
-        acc[0][2] = _mm512_fmadd_ps(_mm512_load_ps(bu + 32), xv, acc[0][2]);
-      }
     }
-    const int nj = static_cast<int>(j1 - j < kNR ? j1 - j : kNR);
-    const float* bias = ep->bias ? ep->bias + j : nullptr;
+    for (int64_t j = jc; j < jend; j += kNR) {
+      const int nj = static_cast<int>(jend - j < kNR ? jend - j : kNR);
+      const float* bias = ep->bias ? ep->bias + j : nullptr;
 #pragma GCC unroll 3
-    for (int g = 0; g < 3; ++g) {
-      const __mmask16 mk = tail_mask(nj - 16 * g);
-      if (!mk) break;
-      const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[0][g], acc[1][g]), _mm512_add_ps(acc[2][g], acc[3][g]));
-      store_vec(c + j + 16 * g, bias ? bias + 16 * g : nullptr, s, mk, ep);
+      for (int g = 0; g < 3; ++g) {
+        const __mmask16 mk = tail_mask(nj - 16 * g);
+        if (!mk) break;
+        store_vec(c + j + 16 * g, bias ? bias + 16 * g : nullptr, _mm512_load_ps(sums + (j - jc) + 16 * g), mk, ep);
+      }
     }
   }
 }
