@@ -30,9 +30,9 @@ import { Batcher, BatcherClosedError, QueueFullError, type BatcherOptions } from
 import { Metrics, renderPrometheus, type MetricsOptions } from './metrics';
 import type { Tensor } from '../tensor';
 import { HttpError } from './http-error';
-import { EventStream, type OpenAIRoutes } from './openai';
-import type { ServedEncoder } from './served-model';
-import { isEngineOverloaded } from './sequential-engine';
+import { EventStream, OpenAIRoutes } from './openai';
+import type { ServedEncoder, ServedTextModel } from './served-model';
+import { isEngineOverloaded, type TokenEngine } from './sequential-engine';
 
 export type { ServedEncoder } from './served-model';
 
@@ -41,10 +41,13 @@ export type GenerateFn = (tokens: number[], options: { maxNewTokens: number; sig
 
 /** Options of {@link InferenceServer}. */
 export interface InferenceServerOptions {
-  /** The encoder of `/v1/encode` (and of `/v1/embeddings`); without it `/v1/encode` answers 501. */
+  /** The encoder of `/v1/encode` (default: an embedding text model's); without one `/v1/encode` answers 501. */
   encoder?: ServedEncoder;
-  /** OpenAI's routes over a text model (lib/serving/openai.ts); they exist only with it. */
-  openai?: OpenAIRoutes;
+  /**
+   * OpenAI's routes (lib/serving/openai.ts) over a text model (lib/serving/served-model.ts); they exist only with
+   * it. A generation model needs the engine that runs its requests (the server closes it on shutdown).
+   */
+  openai?: { model: ServedTextModel; engine?: TokenEngine };
   /** Token-id limits of `/v1/generate` when there is no encoder (the generation model's). */
   tokenLimits?: { vocabSize: number; maxSeqLen: number };
   /** Batching options (`{ maxBatchSize: 1, maxDelayMs: 0 }` turns batching off). */
@@ -139,8 +142,16 @@ export class InferenceServer {
 
   constructor(options: InferenceServerOptions) {
     this.#opts = { maxBodyBytes: 1 << 20, maxInputsPerRequest: 64, requestTimeoutMs: 30_000, retryAfterS: 1, ...options };
-    this.#batcher = options.encoder ? new Batcher(options.encoder, options.batcher) : null;
-    this.openai = options.openai ?? null;
+    const text = options.openai?.model;
+    const encoder = options.encoder ?? (text?.task === 'embeddings' ? text.encoder : undefined);
+    this.#batcher = encoder ? new Batcher(encoder, options.batcher) : null;
+    this.openai = options.openai
+      ? new OpenAIRoutes({
+        ...options.openai,
+        ...(this.#batcher ? { batcher: this.#batcher } : {}),
+        maxInputsPerRequest: this.#opts.maxInputsPerRequest,
+      })
+      : null;
     this.#routes = this.openai ? { ...ROUTES, ...OPENAI_ROUTES } : ROUTES;
     this.metrics = new Metrics(options.metrics);
     this.server = http.createServer((req, res) => void this.#handle(req, res));
