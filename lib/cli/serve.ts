@@ -207,6 +207,7 @@ function isTextModelPath(model: string | undefined, tokenizer: string | undefine
     if (tokenizer !== undefined) throw new UsageError('--tokenizer needs --model model.bin (a llama2.c checkpoint)');
     return false;
   }
+  if (model.endsWith('.bin') && tokenizer === undefined) throw new UsageError(`--model ${model}: a llama2.c checkpoint needs --tokenizer tokenizer.bin`);
   if (tokenizer !== undefined || model.endsWith('.bin')) return true;
   try {
     return statSync(model).isDirectory();
