@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_fixtures import serialize_safetensors  # noqa: E402
 from gen_gpt2_fixtures import B2U, build_tokenizer, encode  # noqa: E402
-from gen_llama_fixtures import hf_llama_logits  # noqa: E402
+from gen_llama_fixtures import hf_llama_logits, llama_weights  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / 'test' / 'fixtures' / 'hf' / 'llama-chat'
 BOS, IM_START, IM_END = '<|endoftext|>', '<|im_start|>', '<|im_end|>'
@@ -93,16 +93,7 @@ def main() -> int:
            'max_position_embeddings': 128, 'rms_norm_eps': 1e-5, 'rope_theta': 10000.0, 'tie_word_embeddings': False,
            'bos_token_id': specials[BOS], 'eos_token_id': specials[IM_END], 'torch_dtype': 'float32'}
     torch.manual_seed(2026)
-    E, I, L = cfg['hidden_size'], cfg['intermediate_size'], cfg['num_hidden_layers']
-    kv = E // cfg['num_attention_heads'] * cfg['num_key_value_heads']
-    r = lambda *s: torch.randn(*s) * 0.3  # noqa: E731
-    w = {'model.embed_tokens.weight': r(V, E), 'model.norm.weight': 1 + 0.1 * r(E), 'lm_head.weight': r(V, E)}
-    for l in range(L):
-        p = f'model.layers.{l}.'
-        w.update({p + 'input_layernorm.weight': 1 + 0.1 * r(E), p + 'post_attention_layernorm.weight': 1 + 0.1 * r(E),
-                  p + 'self_attn.q_proj.weight': r(E, E), p + 'self_attn.k_proj.weight': r(kv, E),
-                  p + 'self_attn.v_proj.weight': r(kv, E), p + 'self_attn.o_proj.weight': r(E, E),
-                  p + 'mlp.gate_proj.weight': r(I, E), p + 'mlp.up_proj.weight': r(I, E), p + 'mlp.down_proj.weight': r(E, I)})
+    w = llama_weights(cfg, lambda *s: torch.randn(*s) * 0.3, False)
 
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)  # transformers' settings
 
