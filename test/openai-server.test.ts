@@ -37,11 +37,12 @@ interface Running {
   close(): Promise<void>;
 }
 
-async function serve(model: ServedTextModel, options: { maxQueued?: number; engine?: SequentialEngine } = {}): Promise<Running> {
+async function serve(model: ServedTextModel, options: { maxQueued?: number; engine?: SequentialEngine; requestTimeoutMs?: number } = {}): Promise<Running> {
   const engine = model.task === 'generation' ? options.engine ?? new SequentialEngine(model.model, { maxQueued: options.maxQueued ?? 64 }) : undefined;
   const srv = new InferenceServer({
     openai: { model, ...(engine ? { engine } : {}) },
     batcher: { maxBatchSize: 8, maxDelayMs: 5 },
+    ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
   });
   const { port } = await srv.listen(0, '127.0.0.1');
   const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: 'x', maxRetries: 0 });
@@ -396,6 +397,20 @@ describe('chat and text completions (random Llama chat folder)', () => {
       expect(after.usage!.completion_tokens).toBe(2);
     } finally {
       await small.close();
+    }
+  });
+
+  it('a request past the server deadline is a 504 and its generation stops', async () => {
+    const slow = await serve(model, { requestTimeoutMs: 5 });
+    try {
+      const before = slow.srv.openai!.stats().tokensGenerated;
+      const e = await errorOf(slow.client.completions.create({ model: 'llama-chat', prompt: 'The cat', max_tokens: 120, temperature: 0 }));
+      expect(e.status).toBe(504);
+      expect(e.code).toBe('timeout');
+      await untilIdle(slow.srv);
+      expect(slow.srv.openai!.stats().tokensGenerated - before).toBeLessThan(120);
+    } finally {
+      await slow.close();
     }
   });
 

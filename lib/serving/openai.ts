@@ -209,7 +209,8 @@ export class OpenAIRoutes {
     });
     // One controller for the request: the client leaving (signal) or a refused choice stops every choice.
     const request = new AbortController();
-    const onAbort = (): void => request.abort();
+    // The reason travels on: a deadline (TimeoutError) is answered 504, a client that left gets nothing.
+    const onAbort = (): void => request.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
     const runs: { gen: AsyncGenerator<Delta, ChoiceEnd>; prompt: number }[] = [];
     prompts.forEach((ids, pi) => {
@@ -311,12 +312,14 @@ export class OpenAIRoutes {
     let count = 0;
     let emitted = 0;
     let finished = false;
+    let source: AsyncIterable<EngineToken> | null = null;
     let it: AsyncIterator<EngineToken, unknown> | null = null;
     this.#activeChoices++;
     try {
       parent.addEventListener('abort', onParent, { once: true });
       // An engine refusing the request (overload) throws here or from the first next(): before any response byte.
-      it = this.engine!.generate({ ...req, signal: own.signal })[Symbol.asyncIterator]();
+      source = this.engine!.generate({ ...req, signal: own.signal });
+      it = source[Symbol.asyncIterator]();
       let engineEnd: unknown;
       for (;;) {
         const r: IteratorResult<EngineToken, unknown> = await it.next();
@@ -327,9 +330,10 @@ export class OpenAIRoutes {
         count++;
         this.#tokensGenerated++;
         const t = r.value;
-        tokens.push({ id: t.tokenId, logprob: t.logprob ?? Number.NaN, offset: emitted });
-        // End-of-sequence tokens end the text; they are counted, not shown.
-        const text = stop.push(eos.has(t.tokenId) ? '' : decoder.push(t.tokenId));
+        // End-of-sequence tokens end the text: counted in usage, not shown (nor in logprobs).
+        const isEos = eos.has(t.tokenId);
+        if (!isEos) tokens.push({ id: t.tokenId, logprob: t.logprob ?? Number.NaN, offset: emitted });
+        const text = stop.push(isEos ? '' : decoder.push(t.tokenId));
         if (text) {
           emitted += text.length;
           yield { text, tokens };
@@ -341,10 +345,14 @@ export class OpenAIRoutes {
           return { finishReason: 'stop', completionTokens: count };
         }
       }
-      // The contract's finish reason: the iterator's return value, or a property of the iterator.
-      const reason = (engineEnd as { finishReason?: string } | undefined)?.finishReason ?? (it as { finishReason?: string }).finishReason;
-      if (reason === 'abort' || parent.aborted) {
-        throw new HttpError(499, 'client_closed', 'the request was aborted');
+      // The contract's finish reason: the iterator's return value, or a final property of the iterator or iterable.
+      type WithReason = { finishReason?: string } | undefined;
+      const reason = (engineEnd as WithReason)?.finishReason ?? (it as WithReason)?.finishReason ?? (source as WithReason)?.finishReason;
+      if (parent.aborted) {
+        throw parent.reason instanceof Error ? parent.reason : new HttpError(499, 'client_closed', 'the request was aborted');
+      }
+      if (reason === 'abort') {
+        throw new HttpError(503, 'aborted', 'the generation engine aborted the request (shutting down?); retry later', { 'retry-after': '1' });
       }
       const rest = stop.push(decoder.flush());
       const tail = stop.stopped ? rest : rest + stop.flush();
