@@ -134,6 +134,12 @@ describe('attnode CLI', () => {
     const body = (await r.json()) as { choices: { message: { role: string } }[]; usage: { completion_tokens: number } };
     expect(body.choices[0]!.message.role).toBe('assistant');
     expect(body.usage.completion_tokens).toBeGreaterThan(0);
+    // The token-id route runs on the same engine (greedy).
+    const gen = await fetch(`http://127.0.0.1:${port}/v1/generate`, { method: 'POST', body: JSON.stringify({ tokens: [316, 262], maxNewTokens: 3 }) });
+    expect(gen.status).toBe(200);
+    const ids = ((await gen.json()) as { tokens: number[] }).tokens;
+    expect(ids.length).toBeGreaterThan(0);
+    expect(ids.length).toBeLessThanOrEqual(3);
     const { code, stderr } = await stop();
     expect(code).toBe(0);
     expect(stderr).toMatch(/llama generation model 'tiny-chat'/);

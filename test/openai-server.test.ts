@@ -290,6 +290,23 @@ describe('chat and text completions (random Llama chat folder)', () => {
     expect(new Set(a.choices.map((c) => c.text)).size).toBeGreaterThan(1);
     const g = await run.client.completions.create({ ...req, temperature: 0, n: 2 });
     expect(g.choices[0]!.text).toBe(g.choices[1]!.text);
+    // Streamed chat with n = 2: each choice's pieces under its index, each with its own role chunk and finish.
+    const s = await run.client.chat.completions.create({
+      model: 'llama-chat', messages: chatRef.chat.messages, max_tokens: 12, temperature: 0, n: 2, stream: true,
+    });
+    const texts = ['', ''];
+    const roles = [0, 0];
+    const finishes = [0, 0];
+    for await (const c of s) {
+      for (const ch of c.choices) {
+        texts[ch.index] += ch.delta.content ?? '';
+        if (ch.delta.role) roles[ch.index]!++;
+        if (ch.finish_reason) finishes[ch.index]!++;
+      }
+    }
+    expect(texts).toEqual([chatRef.chat.text, chatRef.chat.text]);
+    expect(roles).toEqual([1, 1]);
+    expect(finishes).toEqual([1, 1]);
   });
 
   it('concurrent streams equal the same requests run one at a time (greedy)', async () => {
@@ -419,6 +436,9 @@ describe('chat and text completions (random Llama chat folder)', () => {
     expect(m.generation).toMatchObject({ running: 0, queued: 0 });
     expect(m.generation.tokensGenerated).toBeGreaterThan(0);
     expect(m.requests['POST /v1/chat/completions 200']).toBeGreaterThan(0);
+    const prom = await (await fetch(`http://127.0.0.1:${run.port}/metrics?format=prometheus`)).text();
+    expect(prom).toMatch(/^attnode_generation_tokens_generated \d+$/m);
+    expect(prom).toMatch(/^attnode_generation_queued 0$/m);
     const enc = await fetch(`http://127.0.0.1:${run.port}/v1/encode`, { method: 'POST', body: JSON.stringify({ tokens: [1] }) });
     expect(enc.status).toBe(501);
     const gen = await fetch(`http://127.0.0.1:${run.port}/v1/generate`, { method: 'POST', body: JSON.stringify({ tokens: [1] }) });
