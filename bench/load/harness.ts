@@ -9,6 +9,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { once } from 'node:events';
 
+export { rng } from '../embeddings/sentences';
+
 export const ROOT = path.resolve(__dirname, '..', '..');
 
 /** Starts `attnode serve --port 0 <args>` (Node flags first) and resolves with its port once it prints the listening line. */
@@ -57,18 +59,6 @@ export function getJson(agent: http.Agent, port: number, p: string): Promise<any
       res.on('end', () => resolve(JSON.parse(s)));
     }).on('error', reject);
   });
-}
-
-/** A small seeded generator (mulberry32), so every run sends the same requests. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function pct(sorted: number[], q: number): number {
