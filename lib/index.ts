@@ -52,7 +52,7 @@ export {
 export { clearBufferPool, pooledBufferBytes } from './workspace';
 export { currentContext, withContext, type ExecutionContext } from './context';
 export { info, setNumThreads, getNumThreads, setIsa, type RuntimeInfo, type IsaName, type NativeInfo } from './runtime';
-export { AutoTokenizer, type PreTrainedTokenizer, type BatchEncoding } from './tokenizers';
+export { AutoTokenizer, IncrementalDecoder, type PreTrainedTokenizer, type BatchEncoding } from './tokenizers';
 export { LlamaForCausalLM, resolveLlamaConfig, ropeInvFreq, type LlamaConfig, type Llama3RopeScaling, type LlamaForwardOptions } from './models/llama';
 export {
   generate, generateAsync, generateWithScores, generateWithScoresAsync, causalDecoderSession,

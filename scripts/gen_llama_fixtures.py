@@ -182,11 +182,10 @@ def hf_llama_logits(w: dict[str, torch.Tensor], cfg: dict, ids: list[int], qkv_b
     return norm(x, w['model.norm.weight']) @ head.T
 
 
-def hf_folder(name: str, cfg: dict, store: torch.dtype, qkv_bias: bool) -> None:
-    torch.manual_seed(sum(name.encode()))  # stable across runs (str hash() is salted per process)
+def llama_weights(cfg: dict, r, qkv_bias: bool) -> dict[str, torch.Tensor]:
+    """Random LlamaForCausalLM weights under Hugging Face's keys, drawn with `r(*shape)` in a fixed order."""
     E, I, V, L = cfg['hidden_size'], cfg['intermediate_size'], cfg['vocab_size'], cfg['num_hidden_layers']
     kv = E // cfg['num_attention_heads'] * cfg['num_key_value_heads']
-    r = lambda *s: (torch.randn(*s) * 0.2).to(store).float()  # noqa: E731  (values exactly representable in `store`)
     w = {'model.embed_tokens.weight': r(V, E), 'model.norm.weight': 1 + 0.1 * r(E)}
     if not cfg['tie_word_embeddings']:
         w['lm_head.weight'] = r(V, E)
@@ -198,6 +197,14 @@ def hf_folder(name: str, cfg: dict, store: torch.dtype, qkv_bias: bool) -> None:
                   p + 'mlp.gate_proj.weight': r(I, E), p + 'mlp.up_proj.weight': r(I, E), p + 'mlp.down_proj.weight': r(E, I)})
         if qkv_bias:
             w.update({p + 'self_attn.q_proj.bias': r(E), p + 'self_attn.k_proj.bias': r(kv), p + 'self_attn.v_proj.bias': r(kv)})
+    return w
+
+
+def hf_folder(name: str, cfg: dict, store: torch.dtype, qkv_bias: bool) -> None:
+    torch.manual_seed(sum(name.encode()))  # stable across runs (str hash() is salted per process)
+    V = cfg['vocab_size']
+    r = lambda *s: (torch.randn(*s) * 0.2).to(store).float()  # noqa: E731  (values exactly representable in `store`)
+    w = llama_weights(cfg, r, qkv_bias)
     # The reference multiplies exactly the values the file stores.
     w = {k: v.to(store).float() for k, v in w.items()}
     ids = [int(i) for i in torch.randint(0, V, (9,))]

@@ -1,7 +1,8 @@
 /**
  * The attnode CLI (run through tsx from the sources): `run` on a small
  * generated model file and JSONL input, bad flags → exit code 2 with usage,
- * and `serve` answering and shutting down cleanly on SIGTERM.
+ * and `serve` answering and shutting down cleanly on SIGTERM (a token-id
+ * model from --config, and a Hugging Face chat folder behind the OpenAI routes).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -97,6 +98,9 @@ describe('attnode CLI', () => {
       ['serve', '--port', 'abc'],
       ['serve', '--buckets', 'weird'],
       ['serve', '--precision', 'fp16'],
+      ['serve', '--tokenizer', 'tok.bin'],
+      ['serve', '--model', 'test/fixtures/llama2c/model.bin'],
+      ['serve', '--model', 'test/fixtures/hf/gpt2-tiny', '--config', configPath],
       ['run', '--input', '-', '--precision', 'int8'],
       ['frobnicate'],
     ]) {
@@ -112,6 +116,33 @@ describe('attnode CLI', () => {
     const r = cli(['run', '--config', bad, '--input', '-'], '[1]\n');
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/missing numLayers/);
+  });
+
+  it('serve --model <hf folder>: the OpenAI routes answer; SIGTERM exits 0', async () => {
+    const folder = path.join(ROOT, 'test', 'fixtures', 'hf', 'llama-chat');
+    const { port, stop } = await startServe(['--model', folder, '--served-model-name', 'tiny-chat']);
+    const health = await (await fetch(`http://127.0.0.1:${port}/healthz`)).json();
+    expect(health).toMatchObject({ status: 'ok', model: { id: 'tiny-chat', family: 'llama', task: 'generation' } });
+    const models = (await (await fetch(`http://127.0.0.1:${port}/v1/models`)).json()) as { data: { id: string }[] };
+    expect(models.data.map((m) => m.id)).toEqual(['tiny-chat']);
+    const r = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny-chat', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, temperature: 0 }),
+    });
+    expect(r.status).toBe(200);
+    const body = (await r.json()) as { choices: { message: { role: string } }[]; usage: { completion_tokens: number } };
+    expect(body.choices[0]!.message.role).toBe('assistant');
+    expect(body.usage.completion_tokens).toBeGreaterThan(0);
+    // The token-id route runs on the same engine (greedy).
+    const gen = await fetch(`http://127.0.0.1:${port}/v1/generate`, { method: 'POST', body: JSON.stringify({ tokens: [316, 262], maxNewTokens: 3 }) });
+    expect(gen.status).toBe(200);
+    const ids = ((await gen.json()) as { tokens: number[] }).tokens;
+    expect(ids.length).toBeGreaterThan(0);
+    expect(ids.length).toBeLessThanOrEqual(3);
+    const { code, stderr } = await stop();
+    expect(code).toBe(0);
+    expect(stderr).toMatch(/llama generation model 'tiny-chat'/);
   });
 
   it('serve: answers on the printed port and exits 0 after SIGTERM', async () => {
@@ -140,3 +171,27 @@ describe('attnode CLI', () => {
     expect(err).toMatch(/shut down cleanly/);
   });
 });
+
+/** Starts `attnode serve <args> --port 0`; resolves with its port and a stop() that sends SIGTERM. */
+async function startServe(args: string[]): Promise<{ port: number; stop(): Promise<{ code: number | null; stderr: string }> }> {
+  const child = spawn(process.execPath, [TSX, CLI, 'serve', ...args, '--port', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /"port":(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    void exited.then(() => reject(new Error(`serve exited early: ${err}`)));
+  });
+  return {
+    port,
+    stop: async () => {
+      child.kill('SIGTERM');
+      return { code: await exited, stderr: err };
+    },
+  };
+}

@@ -9,13 +9,11 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { textGenerationPipeline } from '../lib/pipelines/text-generation';
-import type { CausalModel } from '../lib/models/generation';
 import { GPT2LMHeadModel } from '../lib/models/gpt2';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../lib/tokenizers';
-import { SelfAttentionCache } from '../lib/nn/kv-cache';
-import { getBackend } from '../lib/backend/registry';
-import { Tensor } from '../lib/tensor';
 import { backends } from './helpers/backends';
+import { byteLevelIds, scripted } from './helpers/scripted-model';
+import { Tensor } from '../lib/tensor';
 
 const DIR = path.join(__dirname, 'fixtures', 'hf', 'gpt2-tiny');
 const ref = JSON.parse(readFileSync(path.join(DIR, 'reference.json'), 'utf8')) as {
@@ -107,27 +105,6 @@ describe.each(backends)('textGenerationPipeline on the %s backend', (backend) =>
   });
 });
 
-/** A CausalModel that emits `script` token by token (one-hot logits), counting its forward calls. */
-function scripted(script: number[], vocabSize: number): CausalModel & { calls: number } {
-  let promptLen = 0;
-  const m = {
-    calls: 0,
-    config: { vocabSize, maxPositionEmbeddings: 1024 },
-    backend: getBackend('js'),
-    createCache: () => new SelfAttentionCache([]),
-    forward(inputIds: Tensor<'int32'>, o: { cache: SelfAttentionCache }): Tensor<'float32'> {
-      if (o.cache.length === 0) promptLen = inputIds.shape[1]!;
-      o.cache.advanceEmpty(inputIds.shape[1]!);
-      const step = o.cache.length - promptLen;
-      m.calls++;
-      const logits = new Float32Array(vocabSize);
-      logits[script[step] ?? 0] = 10;
-      return new Tensor(logits, [1, 1, vocabSize], 'float32');
-    },
-  };
-  return m;
-}
-
 describe('textGenerationPipeline.stream with multi-byte characters', () => {
   const tok = AutoTokenizer.fromPretrained(DIR) as PreTrainedTokenizer;
   const text = ' héllo 🙂 wörld ✓ 日本';
@@ -174,20 +151,6 @@ describe('textGenerationPipeline.stream with multi-byte characters', () => {
     await expect(collect(q.stream('The', { maxNewTokens: 5 }))).rejects.toThrow(/kernel failed/);
   });
 });
-
-/** The byte-level BPE id of every byte (GPT-2's bytes_to_unicode). */
-function byteLevelIds(tok: PreTrainedTokenizer): number[] {
-  const bs: number[] = [];
-  for (let b = 33; b <= 126; b++) bs.push(b);
-  for (let b = 161; b <= 172; b++) bs.push(b);
-  for (let b = 174; b <= 255; b++) bs.push(b);
-  const cs = [...bs];
-  let n = 0;
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
-  const out: number[] = new Array(256);
-  bs.forEach((b, i) => (out[b] = tok.tokenToId(String.fromCharCode(cs[i]!))!));
-  return out;
-}
 
 describe('textGenerationPipeline bad input', () => {
   it('names the argument, option or file', async () => {

@@ -14,8 +14,8 @@ export function loadWords(dir = path.dirname(new URL(import.meta.url).pathname))
   return readFileSync(path.join(dir, 'words.txt'), 'utf8').split('\n').filter((l) => !l.startsWith('#')).flatMap((l) => l.split(/\s+/)).filter(Boolean);
 }
 
-/** mulberry32 */
-function rng(seed: number): () => number {
+/** A small seeded generator (mulberry32), so every run makes the same sentences (and bench/load the same requests). */
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -18,16 +18,14 @@
  * The client runs on the same machine: on a 2-core box it competes with the
  * server for CPU, so absolute numbers are lower than with a remote client.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { renderLoadMarkdown, renderLoadSvg, type LoadLevel, type LoadRun } from './report';
-
-const ROOT = path.resolve(__dirname, '..', '..');
+import { getJson, pct, ROOT, rng, setClientNice, startServe, stopServer } from './harness';
 const RESULTS = path.join(ROOT, 'bench', 'results');
 
 const HELP = `Usage: npx tsx bench/load/run.ts [options]
@@ -101,67 +99,13 @@ function parseOpts(): Opts {
 /** The client's nice value while it last drove a level (for the report). */
 let appliedNice = 0;
 
-/** Sets this (client) thread's nice value; returns the value in force (lowering it back needs privileges). */
-function setClientNice(nice: number): number {
-  try {
-    os.setPriority(0, nice);
-  } catch {
-    // Not permitted (raising priority back without CAP_SYS_NICE): keep what we have.
-  }
-  return os.getPriority(0);
-}
-
 /** Starts `attnode serve --port 0` and resolves with its port once it prints the listening line. */
-async function startServer(opts: Opts, batching: boolean): Promise<{ child: ChildProcess; port: number }> {
-  // `node --import tsx` runs the server in this one process (the tsx CLI would add a wrapper process).
-  const args = [...opts.serverNodeArgs, '--import', 'tsx', path.join(ROOT, 'lib', 'cli', 'attnode.ts'), 'serve', '--port', '0', '--host', '127.0.0.1', '--max-queue', '4096'];
+function startServer(opts: Opts, batching: boolean): Promise<{ child: ChildProcess; port: number }> {
+  const args = ['--max-queue', '4096'];
   if (!batching) args.push('--no-batching');
   if (opts.config) args.push('--config', opts.config);
   args.push(...opts.serverArgs);
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
-  let buf = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the server did not start within 60 s')), 60_000);
-    child.stdout!.on('data', (c: Buffer) => {
-      buf += c.toString();
-      const m = /"port":(\d+)/.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`the server exited with code ${code} before listening`)));
-  });
-  return { child, port };
-}
-
-async function stopServer(child: ChildProcess): Promise<number | null> {
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  const [code] = (await exited) as [number | null];
-  return code;
-}
-
-function getJson(agent: http.Agent, port: number, p: string): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: p, agent }, (res) => {
-      let s = '';
-      res.on('data', (c: Buffer) => (s += c.toString()));
-      res.on('end', () => resolve(JSON.parse(s)));
-    }).on('error', reject);
-  });
-}
-
-/** A small seeded generator (mulberry32), so every run sends the same requests. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return startServe(args, opts.serverNodeArgs);
 }
 
 /** Pre-built request bodies of random lengths. */
@@ -185,10 +129,6 @@ function post(agent: http.Agent, port: number, body: string): Promise<number> {
     req.on('error', reject);
     req.end(body);
   });
-}
-
-function pct(sorted: number[], q: number): number {
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]! : 0;
 }
 
 /** Closed-loop load: `c` workers on `c` keep-alive sockets, each sending the next request when its previous one returns. */

@@ -1,7 +1,10 @@
 /**
  * `attnode serve`: the inference HTTP server (lib/serving/http.ts) for a model
  * given by `--config` (see lib/cli/config.ts) and `--model` (safetensors
- * weights; random with `--seed` when absent).
+ * weights; random with `--seed` when absent), or a text model: `--model` a
+ * Hugging Face model folder, or a llama2.c `model.bin` with `--tokenizer
+ * tokenizer.bin` (lib/serving/served-model.ts), served through OpenAI's routes
+ * (lib/serving/openai.ts) as well.
  *
  * Prints one JSON line `{"event":"listening","url":...}` on stdout once bound
  * (so scripts can use `--port 0`), logs to stderr, and shuts down gracefully
@@ -10,16 +13,24 @@
 import { parseArgs } from 'node:util';
 import { setNumThreads } from '../runtime';
 import { getBackend } from '../backend/registry';
-import { InferenceServer } from '../serving/http';
+import { statSync } from 'node:fs';
+import { InferenceServer, type InferenceServerOptions } from '../serving/http';
 import type { BatcherOptions } from '../serving/batcher';
+import { loadTextModel, type ServedGenerationModel } from '../serving/served-model';
+import { SequentialEngine, type TokenEngine } from '../serving/sequential-engine';
 import { loadServedModel } from './config';
 import type { Module } from '../nn/module';
 
-export const SERVE_USAGE = `usage: attnode serve [--model m.safetensors] [--config c.json] [--port N] [--host H]
+export const SERVE_USAGE = `usage: attnode serve [--model m.safetensors | <hf model folder> | model.bin --tokenizer tokenizer.bin]
+                    [--config c.json] [--served-model-name NAME] [--port N] [--host H]
                     [--seed N] [--max-batch-size N] [--max-delay-ms N] [--max-queue N] [--max-inflight N]
-                    [--buckets pow2|none|16,64,256] [--no-batching] [--timeout-ms N] [--threads N]
+                    [--max-queued N] [--buckets pow2|none|16,64,256] [--no-batching] [--timeout-ms N] [--threads N]
                     [--precision float32|bfloat16]
-  --model          safetensors state dict (default: random weights from --seed)
+  --model          a Hugging Face model folder (encoders serve /v1/embeddings, causal LMs /v1/completions and
+                   /v1/chat/completions), a llama2.c checkpoint (.bin, with --tokenizer), or a safetensors state
+                   dict for --config (default: random weights from --seed)
+  --tokenizer      llama2.c's tokenizer.bin        --served-model-name  the 'model' clients send (default: the folder name)
+  --max-queued     generation requests waiting before 503 (default 64)
   --config         model config JSON (default: a small encoder; format in lib/cli/config.ts)
   --port           TCP port (default 8080; 0 = any free port)     --host  bind address (default 127.0.0.1)
   --max-batch-size requests per forward pass (default 16)        --max-delay-ms  batching wait (default 2)
@@ -84,7 +95,7 @@ export function parseFlags(args: string[], strings: readonly string[], booleans:
 export async function serveMain(args: string[]): Promise<InferenceServer> {
   const flags = parseFlags(args, [
     'model', 'config', 'port', 'host', 'seed', 'max-batch-size', 'max-delay-ms', 'max-queue', 'max-inflight', 'buckets',
-    'timeout-ms', 'threads', 'precision',
+    'timeout-ms', 'threads', 'precision', 'tokenizer', 'served-model-name', 'max-queued',
   ], ['no-batching']);
   const values = flags.values;
   const port = intFlag('port', values.port, 8080);
@@ -110,27 +121,63 @@ export async function serveMain(args: string[]): Promise<InferenceServer> {
   const timeoutMs = intFlag('timeout-ms', values['timeout-ms'], 30_000, 1);
   if (values.threads !== undefined) setNumThreads(intFlag('threads', values.threads, 1, 1));
 
-  const served = await loadServedModel({ configPath: values.config, modelPath: values.model, seed });
-  applyPrecisionFlag(served.module, values.precision);
-  const generateUnavailableReason = 'POST /v1/generate needs a "seed" (encoder-decoder) model; this server runs an encoder-only model';
-  const server = new InferenceServer({
-    encoder: served.encoder,
-    batcher,
-    requestTimeoutMs: timeoutMs,
-    generateUnavailableReason,
-    ...(served.generate ? { generate: served.generate } : {}),
-    info: {
-      model: { kind: served.config.kind, ...served.config.options, weights: served.weights, parameters: served.module.numParameters() },
-      backend: getBackend().name,
-      weightPrecision: served.module.weightPrecision,
-      attentionPrecision: served.module.attentionPrecision,
-      batching: batcher,
-    },
-  });
+  const common: InferenceServerOptions = { batcher, requestTimeoutMs: timeoutMs };
+  let server: InferenceServer;
+  let description: string;
+  if (isTextModelPath(values.model, values.tokenizer)) {
+    if (values.config !== undefined) throw new UsageError('--config is for token-id models; a model folder or llama2.c checkpoint brings its own config');
+    const tm = await loadTextModel(values.model!, {
+      ...(values.tokenizer !== undefined ? { tokenizer: values.tokenizer } : {}),
+      ...(values['served-model-name'] !== undefined ? { id: values['served-model-name'] } : {}),
+    });
+    applyPrecisionFlag(tm.module, values.precision);
+    const info = {
+      model: { id: tm.id, family: tm.family, task: tm.task, source: tm.source, parameters: tm.module.numParameters() },
+      backend: getBackend().name, weightPrecision: tm.module.weightPrecision, attentionPrecision: tm.module.attentionPrecision,
+    };
+    if (tm.task === 'embeddings') {
+      // A model on the JS backend cannot run off the event loop (runAsync refuses it).
+      const execution = tm.module.backend.name === 'js' ? 'sync' : 'async';
+      server = new InferenceServer({ ...common, batcher: { ...batcher, execution }, openai: { model: tm }, info: { ...info, batching: batcher } });
+    } else {
+      const engine = createEngine(tm, intFlag('max-queued', values['max-queued'], 64));
+      server = new InferenceServer({
+        ...common, openai: { model: tm, engine }, info,
+        tokenLimits: { vocabSize: tm.vocabSize, maxSeqLen: tm.contextLength },
+        generate: async (tokens, { maxNewTokens, signal }) => {
+          const out: number[] = [];
+          for await (const t of engine.generate({ promptIds: tokens, maxNewTokens, eosTokenIds: tm.eosTokenIds, signal })) out.push(t.tokenId);
+          return out;
+        },
+      });
+    }
+    description = `${tm.family} ${tm.task} model '${tm.id}' from ${tm.source}`;
+  } else {
+    if (values.tokenizer !== undefined || values['served-model-name'] !== undefined) {
+      throw new UsageError('--tokenizer and --served-model-name need a text model (--model <hf model folder> or model.bin)');
+    }
+    const served = await loadServedModel({ configPath: values.config, modelPath: values.model, seed });
+    applyPrecisionFlag(served.module, values.precision);
+    const generateUnavailableReason = 'POST /v1/generate needs a "seed" (encoder-decoder) model; this server runs an encoder-only model';
+    server = new InferenceServer({
+      ...common,
+      encoder: served.encoder,
+      generateUnavailableReason,
+      ...(served.generate ? { generate: served.generate } : {}),
+      info: {
+        model: { kind: served.config.kind, ...served.config.options, weights: served.weights, parameters: served.module.numParameters() },
+        backend: getBackend().name,
+        weightPrecision: served.module.weightPrecision,
+        attentionPrecision: served.module.attentionPrecision,
+        batching: batcher,
+      },
+    });
+    description = `${served.config.kind} model (${served.weights} weights)`;
+  }
   const addr = await server.listen(port, host);
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   process.stdout.write(`${JSON.stringify({ event: 'listening', url, port: addr.port, pid: process.pid })}\n`);
-  console.error(`attnode serve: ${served.config.kind} model (${served.weights} weights), listening on ${url}`);
+  console.error(`attnode serve: ${description}, listening on ${url}`);
 
   const stop = (sig: NodeJS.Signals): void => {
     if (server.draining) {
@@ -152,4 +199,27 @@ export async function serveMain(args: string[]): Promise<InferenceServer> {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   return server;
+}
+
+/** A Hugging Face folder, a llama2.c checkpoint (.bin) or anything given with --tokenizer; else a safetensors state dict. */
+function isTextModelPath(model: string | undefined, tokenizer: string | undefined): boolean {
+  if (model === undefined) {
+    if (tokenizer !== undefined) throw new UsageError('--tokenizer needs --model model.bin (a llama2.c checkpoint)');
+    return false;
+  }
+  if (model.endsWith('.bin') && tokenizer === undefined) throw new UsageError(`--model ${model}: a llama2.c checkpoint needs --tokenizer tokenizer.bin`);
+  if (tokenizer !== undefined || model.endsWith('.bin')) return true;
+  try {
+    return statSync(model).isDirectory();
+  } catch {
+    return false; // a missing file is reported by the loader, naming it
+  }
+}
+
+/**
+ * The generation engine of a served causal LM: requests one at a time over generateAsync, queue bounded by
+ * `maxQueued`, until the continuous-batching GenerationEngine (lib/serving/engine/) replaces it here.
+ */
+function createEngine(tm: ServedGenerationModel, maxQueued: number): TokenEngine {
+  return new SequentialEngine(tm.model, { maxQueued });
 }

@@ -208,8 +208,12 @@ export interface GenerationOptions {
   /**
    * Called with each step's new tokens (one per row) as soon as they are
    * picked. Not with beam search, whose tokens are only final at the end.
+   * With `outputLogprobs`, also each token's log-probability under the model
+   * (log-softmax of the raw logits, before temperature, filtering or penalties).
    */
-  onToken?: (tokens: Int32Array) => void;
+  onToken?: (tokens: Int32Array, logprobs?: Float64Array) => void;
+  /** Compute the log-probability of each picked token for `onToken` (one log-sum-exp over the vocabulary per step). */
+  outputLogprobs?: boolean;
   /** Beams of beam search (default 1: greedy or sampling). */
   numBeams?: number;
   /**
@@ -248,7 +252,7 @@ export interface GenerationOptions {
 const KNOWN_OPTIONS = [
   'maxNewTokens', 'attentionMask', 'doSample', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed',
   'eosTokenId', 'padTokenId', 'onToken', 'numBeams', 'lengthPenalty', 'earlyStopping', 'numReturnSequences',
-  'noRepeatNgramSize', 'badWordsIds', 'minNewTokens', 'forcedEosTokenId',
+  'noRepeatNgramSize', 'badWordsIds', 'minNewTokens', 'forcedEosTokenId', 'outputLogprobs',
 ];
 
 /** The result of {@link generateWithScores}. */
@@ -281,7 +285,8 @@ interface Plan {
   processors: LogitsProcessors;
   rng: Rng;
   mask: Tensor<'int32'> | null;
-  onToken: ((tokens: Int32Array) => void) | null;
+  onToken: ((tokens: Int32Array, logprobs?: Float64Array) => void) | null;
+  logprobs: boolean;
 }
 
 function idList(fn: string, name: string, v: number | readonly number[] | null | undefined, vocab: number | null): number[] {
@@ -356,6 +361,7 @@ function plan(fn: string, model: GenerationModel, inputIds: Tensor<'int32'>, o: 
     topP: num('topP', o.topP, 1, (x) => x > 0 && x <= 1),
     rng: new Rng(o.seed ?? 0),
     onToken: o.onToken ?? null,
+    logprobs: o.outputLogprobs === true,
     processors: new LogitsProcessors(fn, vocab, {
       repetitionPenalty: num('repetitionPenalty', o.repetitionPenalty, 1, (x) => x > 0),
       noRepeatNgramSize: int('noRepeatNgramSize', o.noRepeatNgramSize, 0, 0),
@@ -468,8 +474,17 @@ function maskFor(prefixMask: Tensor<'int32'> | null, len: number): Tensor<'int32
   return new Tensor(out, [rows, len], 'int32');
 }
 
-/** Picks the next token of each row from logits [rows, 1, V] (read in JS). */
-function pick(pl: Plan, logits: Tensor<'float32'>, seqs: readonly number[][]): Int32Array {
+/** Log-softmax of the raw logits at `token` (row b of [rows, V] data). */
+function logprobOf(data: Float32Array, b: number, v: number, token: number): number {
+  let max = -Infinity;
+  for (let j = 0; j < v; j++) max = Math.max(max, data[b * v + j]!);
+  let sum = 0;
+  for (let j = 0; j < v; j++) sum += Math.exp(data[b * v + j]! - max);
+  return data[b * v + token]! - max - Math.log(sum);
+}
+
+/** Picks the next token of each row from logits [rows, 1, V] (read in JS); `logprobs` receives their log-probabilities. */
+function pick(pl: Plan, logits: Tensor<'float32'>, seqs: readonly number[][], logprobs: Float64Array | null = null): Int32Array {
   const v = logits.shape[logits.ndim - 1]!;
   const data = logits.contiguous().data;
   const rows = seqs.length;
@@ -482,9 +497,10 @@ function pick(pl: Plan, logits: Tensor<'float32'>, seqs: readonly number[][]): I
       let best = 0;
       for (let j = 1; j < v; j++) if (row[j]! > row[best]!) best = j;
       next[b] = best;
-      continue;
+    } else {
+      next[b] = sample(row, pl.temperature, pl.topK, pl.topP, pl.rng);
     }
-    next[b] = sample(row, pl.temperature, pl.topK, pl.topP, pl.rng);
+    if (logprobs) logprobs[b] = logprobOf(data, b, v, next[b]!);
   }
   return next;
 }
@@ -529,13 +545,14 @@ function* sampleLoop(pl: Plan, session: DecoderSession, seqs: number[][]): Gener
     const mask = maskFor(session.prefixMask, len);
     const current = stepIds;
     const logits = yield () => session.step(current, mask);
-    const next = pick(pl, logits, seqs);
+    const logprobs = pl.logprobs ? new Float64Array(rows) : null;
+    const next = pick(pl, logits, seqs, logprobs);
     for (let b = 0; b < rows; b++) {
       if (done[b]) next[b] = pl.padTokenId;
       else if (pl.eos.has(next[b]!)) done[b] = true;
       seqs[b]!.push(next[b]!);
     }
-    pl.onToken?.(next);
+    pl.onToken?.(next, logprobs ?? undefined);
     if (done.every(Boolean)) break;
     stepIds = new Tensor(next, [rows, 1], 'int32');
     len++;

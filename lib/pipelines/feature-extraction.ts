@@ -115,12 +115,7 @@ export async function featureExtraction(dir: string, options: PipelineOptions = 
             res.push(v);
             continue;
           }
-          const acc = new Float64Array(d);
-          const count = pooling === 'cls' ? 1 : len;
-          for (let i = 0; i < count; i++) for (let j = 0; j < d; j++) acc[j]! += h.data[base + i * d + j]!;
-          const v = Float32Array.from(acc, (x) => x / count);
-          if (normalize) l2(v);
-          res.push(v);
+          res.push(poolTokens(h.data, base, len, d, pooling, normalize));
         }
         return res;
       });
@@ -137,8 +132,21 @@ export async function featureExtraction(dir: string, options: PipelineOptions = 
   return Object.assign(run, { task: 'feature-extraction' as const, model, tokenizer, defaults });
 }
 
+/**
+ * One text's vector from its token vectors (`len` rows of `d` floats from `base` in `data`): the mean over the
+ * tokens or the first token, L2-normalized when asked (sentence-transformers' Pooling and Normalize modules).
+ */
+export function poolTokens(data: Float32Array, base: number, len: number, d: number, pooling: 'mean' | 'cls', normalize: boolean): Float32Array {
+  const acc = new Float64Array(d);
+  const count = pooling === 'cls' ? 1 : len;
+  for (let i = 0; i < count; i++) for (let j = 0; j < d; j++) acc[j]! += data[base + i * d + j]!;
+  const v = Float32Array.from(acc, (x) => x / count);
+  if (normalize) l2(v);
+  return v;
+}
+
 /** In place: v / max(‖v‖, 1e-12), as torch.nn.functional.normalize. */
-function l2(v: Float32Array): void {
+export function l2(v: Float32Array): void {
   let s = 0;
   for (const x of v) s += x * x;
   const inv = 1 / Math.max(Math.sqrt(s), 1e-12);

@@ -20,6 +20,7 @@ import { AutoTokenizer, type PreTrainedTokenizer } from '../tokenizers';
 import { Module, type BackendChoice } from '../nn/module';
 import type { WeightPrecision } from '../backend/backend';
 import { Tensor } from '../tensor';
+import { IncrementalDecoder } from '../tokenizers/incremental-decoder';
 
 /** Options of {@link textGenerationPipeline}. */
 export interface TextGenerationPipelineOptions {
@@ -67,10 +68,11 @@ export interface TextGenerationPipeline {
   (prompts: string[], options?: TextGenerationCallOptions): Promise<GeneratedText[][]>;
   /**
    * The new text of one prompt in pieces, each yielded as soon as its tokens
-   * are generated. A piece never ends inside a character: text is held back
+   * are generated ({@link IncrementalDecoder}: a few tokens of context are
+   * decoded per step). A piece never ends inside a character: text is held back
    * while the decode ends in U+FFFD (an incomplete UTF-8 sequence). Joined,
-   * the pieces are the `returnFullText: false` text of the same call (when a
-   * decode's clean-up rewrites text already yielded, the rest is not yielded).
+   * the pieces are the `returnFullText: false` text of the same call (unless a
+   * decode's clean-up rewrites text across a piece boundary).
    * Stopping the iteration early stops the generation.
    */
   stream(prompt: string, options?: TextGenerationCallOptions): AsyncIterable<string>;
@@ -92,7 +94,7 @@ const PASSED = ['doSample', 'temperature', 'topK', 'topP', 'repetitionPenalty', 
 const CALL_OPTIONS = new Set<string>(['maxNewTokens', ...PASSED, 'eosTokenId', 'returnFullText', 'addSpecialTokens', 'skipSpecialTokens']);
 
 /** `eos_token_id` of the folder's generation_config.json, else config.json; undefined when neither says. */
-async function folderEos(dir: string): Promise<number | number[] | null | undefined> {
+export async function folderEos(dir: string): Promise<number | number[] | null | undefined> {
   for (const name of ['generation_config.json', 'config.json']) {
     const file = path.join(dir, name);
     let json: Record<string, unknown>;
@@ -185,7 +187,7 @@ export async function textGenerationPipeline(
       const full = tokenizer.decode([...encoded[b]!, ...newIds], decodeOpts);
       return { text: full.slice(promptText.length), clean: full.startsWith(promptText) };
     };
-    return { encoded, width, n, input: new Tensor(ids, [n, width], 'int32'), gen, newText, returnFullText: o.returnFullText ?? true };
+    return { encoded, width, n, input: new Tensor(ids, [n, width], 'int32'), gen, newText, decodeOpts, returnFullText: o.returnFullText ?? true };
   };
 
   /** The generated ids of row b of the output (up to, not including, the padding after its eos). */
@@ -245,24 +247,21 @@ export async function textGenerationPipeline(
       () => { finished = true; notify(); },
       (error: unknown) => { if (error !== cancelled) failure = { error }; finished = true; notify(); },
     );
-    let printed = '';
+    const decoder = new IncrementalDecoder((ids) => tokenizer.decode(ids, pr.decodeOpts), pr.encoded[0]!);
     let seen = 0;
     try {
       for (;;) {
         if (failure) throw (failure as { error: unknown }).error;
-        if (generated.length > seen || finished) {
+        if (generated.length > seen) {
+          const piece = decoder.push(generated.slice(seen));
           seen = generated.length;
-          const { text, clean } = pr.newText(0, generated);
-          // Hold back while the text ends inside a character (more bytes to come) or rewrites what was yielded.
-          const settled = finished || !text.endsWith('\ufffd');
-          if (clean && settled && text.startsWith(printed) && text.length > printed.length) {
-            const piece = text.slice(printed.length);
-            printed = text;
-            yield piece;
-            continue;
-          }
-          if (finished) return;
+          if (piece) yield piece;
           continue;
+        }
+        if (finished) {
+          const rest = decoder.flush();
+          if (rest) yield rest;
+          return;
         }
         await new Promise<void>((resolve) => (wake = resolve));
       }

@@ -16,25 +16,40 @@
  *   text format instead for `?format=prometheus` or an Accept header asking for text/plain
  *   or OpenMetrics without JSON (what a Prometheus scraper sends).
  *
- * Errors are `{ "error": { "code", "message" } }`: 400 (bad JSON, wrong types, token
- * id out of range, sequence too long, too many inputs), 404, 405, 413 (body too large),
- * 415 (multipart), 501, 503 + Retry-After (queue full, or shutting down), 504 (deadline).
+ * - With a text model (`openai` option, lib/serving/openai.ts): OpenAI's `GET /v1/models`,
+ *   `GET /v1/models/{id}`, `POST /v1/embeddings`, `POST /v1/completions`,
+ *   `POST /v1/chat/completions` (JSON, or server-sent events for `"stream": true`).
+ *
+ * Errors are `{ "error": { "code", "message", "type", "param" } }`: 400 (bad JSON, wrong types, token
+ * id out of range, sequence too long, too many inputs; `param` names the field), 404, 405, 413 (body too large),
+ * 415 (multipart), 501, 429/503 + Retry-After (queue full, or shutting down), 504 (deadline).
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Batcher, BatcherClosedError, QueueFullError, type BatchEncoder, type BatcherOptions } from './batcher';
+import { Batcher, BatcherClosedError, QueueFullError, type BatcherOptions } from './batcher';
 import { Metrics, renderPrometheus, type MetricsOptions } from './metrics';
 import type { Tensor } from '../tensor';
+import { HttpError } from './http-error';
+import { EventStream, OpenAIRoutes } from './openai';
+import type { ServedEncoder, ServedTextModel } from './served-model';
+import { isEngineOverloaded, type TokenEngine } from './sequential-engine';
 
-/** A served encoder: a {@link BatchEncoder} over token ids with its sizes. */
-export type ServedEncoder = BatchEncoder & { readonly vocabSize: number; readonly maxSeqLen: number; readonly outputDim: number };
+export type { ServedEncoder } from './served-model';
 
 /** Greedy generation hook of `POST /v1/generate`: prompt ids → generated ids. */
 export type GenerateFn = (tokens: number[], options: { maxNewTokens: number; signal: AbortSignal }) => Promise<number[]>;
 
 /** Options of {@link InferenceServer}. */
 export interface InferenceServerOptions {
-  encoder: ServedEncoder;
+  /** The encoder of `/v1/encode` (default: an embedding text model's); without one `/v1/encode` answers 501. */
+  encoder?: ServedEncoder;
+  /**
+   * OpenAI's routes (lib/serving/openai.ts) over a text model (lib/serving/served-model.ts); they exist only with
+   * it. A generation model needs the engine that runs its requests (the server closes it on shutdown).
+   */
+  openai?: { model: ServedTextModel; engine?: TokenEngine };
+  /** Token-id limits of `/v1/generate` when there is no encoder (the generation model's). */
+  tokenLimits?: { vocabSize: number; maxSeqLen: number };
   /** Batching options (`{ maxBatchSize: 1, maxDelayMs: 0 }` turns batching off). */
   batcher?: BatcherOptions;
   /** Largest request body (default 1 MiB). */
@@ -52,12 +67,6 @@ export interface InferenceServerOptions {
   /** Shown by `/healthz` (e.g. the model config). */
   info?: Record<string, unknown>;
   metrics?: MetricsOptions;
-}
-
-class HttpError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string, readonly headers: Record<string, string> = {}) {
-    super(message);
-  }
 }
 
 /** A non-JSON response body. */
@@ -87,6 +96,13 @@ const ROUTES: Record<string, string[]> = {
   '/metrics': ['GET'],
 };
 
+const OPENAI_ROUTES: Record<string, string[]> = {
+  '/v1/models': ['GET'],
+  '/v1/embeddings': ['POST'],
+  '/v1/completions': ['POST'],
+  '/v1/chat/completions': ['POST'],
+};
+
 type OutputKind = 'pooled' | 'tokens' | 'both';
 
 /** Plain number arrays for JSON (a Float32Array would serialise as an object). */
@@ -114,8 +130,10 @@ function meanPool(t: Tensor<'float32'>): number[] {
  */
 export class InferenceServer {
   readonly server: http.Server;
-  readonly batcher: Batcher;
   readonly metrics: Metrics;
+  readonly openai: OpenAIRoutes | null;
+  readonly #batcher: Batcher | null;
+  readonly #routes: Record<string, string[]>;
   readonly #opts: Required<Pick<InferenceServerOptions, 'maxBodyBytes' | 'maxInputsPerRequest' | 'requestTimeoutMs' | 'retryAfterS'>> &
     InferenceServerOptions;
   #draining = false;
@@ -124,7 +142,17 @@ export class InferenceServer {
 
   constructor(options: InferenceServerOptions) {
     this.#opts = { maxBodyBytes: 1 << 20, maxInputsPerRequest: 64, requestTimeoutMs: 30_000, retryAfterS: 1, ...options };
-    this.batcher = new Batcher(options.encoder, options.batcher);
+    const text = options.openai?.model;
+    const encoder = options.encoder ?? (text?.task === 'embeddings' ? text.encoder : undefined);
+    this.#batcher = encoder ? new Batcher(encoder, options.batcher) : null;
+    this.openai = options.openai
+      ? new OpenAIRoutes({
+        ...options.openai,
+        ...(this.#batcher ? { batcher: this.#batcher } : {}),
+        maxInputsPerRequest: this.#opts.maxInputsPerRequest,
+      })
+      : null;
+    this.#routes = this.openai ? { ...ROUTES, ...OPENAI_ROUTES } : ROUTES;
     this.metrics = new Metrics(options.metrics);
     this.server = http.createServer((req, res) => void this.#handle(req, res));
     // Idle keep-alive sockets must not hold a shutdown open for long.
@@ -140,6 +168,12 @@ export class InferenceServer {
         resolve(this.server.address() as AddressInfo);
       });
     });
+  }
+
+  /** The dynamic batcher of the encoder. @throws TypeError when the server has no encoder */
+  get batcher(): Batcher {
+    if (!this.#batcher) throw new TypeError('InferenceServer: this server has no encoder, so no batcher');
+    return this.#batcher;
   }
 
   /** True once {@link shutdown} started. */
@@ -161,7 +195,8 @@ export class InferenceServer {
       this.server.closeIdleConnections();
       const force = setTimeout(() => this.server.closeAllConnections(), forceAfterMs);
       force.unref();
-      await this.batcher.close();
+      await this.#batcher?.close();
+      await this.openai?.engine?.close();
       // Responses in flight finish writing; their sockets close (Connection: close is set while draining).
       while (this.#active.size) await new Promise((r) => setTimeout(r, 5));
       this.server.closeIdleConnections();
@@ -185,11 +220,19 @@ export class InferenceServer {
   }
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const end = this.metrics.begin();
+    const begin = this.metrics.begin();
+    // Recorded once: a stream the client leaves is a 499 from 'close', not also a 200 when the handler returns.
+    let recorded = false;
+    const end = (r: string, s: number): void => {
+      if (recorded) return;
+      recorded = true;
+      begin(r, s);
+    };
     this.#active.add(res);
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const allowed = ROUTES[url.pathname];
-    const route = allowed ? `${req.method} ${url.pathname}` : 'other';
+    const modelPath = this.openai && url.pathname.startsWith('/v1/models/');
+    const allowed = modelPath ? ['GET'] : this.#routes[url.pathname];
+    const route = allowed ? `${req.method} ${modelPath ? '/v1/models/{id}' : url.pathname}` : 'other';
     // One signal per request: the client went away, or the deadline passed. A plain controller and one
     // timer cleared at the end, not AbortSignal.any + AbortSignal.timeout: those keep a live timer and weak
     // references per request for the whole timeout, which under load is a good share of the GC work.
@@ -209,29 +252,68 @@ export class InferenceServer {
     });
     let status = 500;
     try {
-      if (!allowed) throw new HttpError(404, 'not_found', `no route ${url.pathname}; routes: ${Object.keys(ROUTES).join(', ')}`);
+      if (!allowed) throw new HttpError(404, 'not_found', `no route ${url.pathname}; routes: ${Object.keys(this.#routes).join(', ')}`);
       if (!allowed.includes(req.method ?? '')) {
         throw new HttpError(405, 'method_not_allowed', `${url.pathname} accepts ${allowed.join(', ')}`, { allow: allowed.join(', ') });
       }
       const [code, body, headers] = await this.#route(url, req, signal);
       status = code;
-      this.#send(res, code, body, headers);
+      if (body instanceof EventStream) {
+        // The deadline bounds the wait for the first tokens; a stream then runs as long as it generates.
+        clearTimeout(deadline);
+        await this.#stream(res, body);
+      } else this.#send(res, code, body, headers);
     } catch (err) {
       const e = this.#toHttpError(err, signal);
       status = e.status;
       if (!res.headersSent) {
         // Unread body data would otherwise be parsed as the next request on this connection.
         const close: Record<string, string> = !req.complete ? { connection: 'close' } : {};
-        this.#send(res, e.status, { error: { code: e.code, message: e.message } }, { ...e.headers, ...close });
+        this.#send(res, e.status, e.body(), { ...e.headers, ...close });
+      } else if (!res.writableEnded && !res.destroyed) {
+        // A stream that failed after its headers: OpenAI's clients read an error event.
+        res.end(`data: ${JSON.stringify(e.body())}\n\n`);
       }
     } finally {
       if (res.writableFinished || res.headersSent) end(route, status);
     }
   }
 
+  /** Writes a server-sent event stream: each event as `data: <json>`, then `data: [DONE]`. */
+  async #stream(res: http.ServerResponse, body: EventStream): Promise<void> {
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+      ...(this.#draining ? { connection: 'close' } : {}),
+    });
+    res.flushHeaders();
+    const send = async (event: unknown): Promise<boolean> => {
+      if (res.destroyed || res.writableEnded) return false;
+      if (!res.write(`data: ${JSON.stringify(event)}\n\n`)) {
+        // Backpressure: a slow reader holds its own stream, never the server's memory.
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.on('drain', done);
+          res.on('close', done);
+        });
+      }
+      return !res.destroyed;
+    };
+    await body.run(send);
+    if (!res.destroyed && !res.writableEnded) res.end('data: [DONE]\n\n');
+  }
+
   #toHttpError(err: unknown, signal: AbortSignal): HttpError {
     if (err instanceof HttpError) return err;
     const retry = { 'retry-after': String(this.#opts.retryAfterS) };
+    if (isEngineOverloaded(err)) {
+      return new HttpError(err.status, 'overloaded', err.message, { 'retry-after': String(Math.max(1, Math.ceil(err.retryAfterSeconds))) });
+    }
     if (err instanceof QueueFullError) return new HttpError(503, 'overloaded', err.message, retry);
     if (err instanceof BatcherClosedError) return new HttpError(503, 'shutting_down', 'the server is shutting down', retry);
     if (signal.aborted && (err as Error)?.name === 'TimeoutError') {
@@ -249,19 +331,35 @@ export class InferenceServer {
           : [200, { status: 'ok', uptimeS: Math.round(process.uptime()), ...this.#opts.info }];
       case '/metrics': {
         const snapshot = this.metrics.snapshot();
-        const batcher = this.batcher.stats();
+        const batcher = this.#batcher?.stats();
+        const generation = this.openai?.model.task === 'generation' ? this.openai.stats() : undefined;
         if (url.searchParams.get('reset') === '1') this.metrics.resetWindow();
         if (wantsPrometheus(url, req)) {
-          const gauges: Record<string, number> = { ...batcher, draining: this.#draining ? 1 : 0 };
-          return [200, new PlainText(renderPrometheus(snapshot, prefixKeys('batcher', gauges)), 'text/plain; version=0.0.4; charset=utf-8')];
+          const gauges: Record<string, number> = {
+            ...(batcher ? prefixKeys('batcher', { ...batcher }) : {}),
+            ...(generation ? prefixKeys('generation', generation) : {}),
+            draining: this.#draining ? 1 : 0,
+          };
+          return [200, new PlainText(renderPrometheus(snapshot, gauges), 'text/plain; version=0.0.4; charset=utf-8')];
         }
-        return [200, { ...snapshot, batcher, draining: this.#draining }];
+        return [200, { ...snapshot, ...(batcher ? { batcher } : {}), ...(generation ? { generation } : {}), draining: this.#draining }];
       }
+      case '/v1/models':
+        return [200, this.openai!.models()];
+      case '/v1/embeddings':
+        return [200, await this.openai!.embeddings(await this.#readJson(req), signal)];
+      case '/v1/completions':
+        return [200, await this.openai!.completions(await this.#readJson(req), signal)];
+      case '/v1/chat/completions':
+        return [200, await this.openai!.chatCompletions(await this.#readJson(req), signal)];
       case '/v1/encode':
         return [200, await this.#encode(await this.#readJson(req), signal)];
       case '/v1/generate':
         return [200, await this.#generate(await this.#readJson(req), signal)];
       default:
+        if (this.openai && url.pathname.startsWith('/v1/models/')) {
+          return [200, this.openai.retrieveModel(decodeURIComponent(url.pathname.slice('/v1/models/'.length)))];
+        }
         throw new HttpError(404, 'not_found', url.pathname);
     }
   }
@@ -309,7 +407,9 @@ export class InferenceServer {
 
   /** Checks one token-id sequence; `where` names it in messages (`tokens`, `inputs[3]`). */
   #tokens(value: unknown, where: string): number[] {
-    const { vocabSize, maxSeqLen } = this.#opts.encoder;
+    const limits = this.#opts.encoder ?? this.#opts.tokenLimits;
+    if (!limits) throw new HttpError(501, 'not_implemented', 'this server has no token-id model');
+    const { vocabSize, maxSeqLen } = limits;
     if (!Array.isArray(value)) throw new HttpError(400, 'invalid_request', `'${where}' must be an array of token ids, got ${value === null ? 'null' : typeof value}`);
     if (value.length === 0) throw new HttpError(400, 'invalid_request', `'${where}' is empty; at least one token is needed`);
     if (value.length > maxSeqLen) {
@@ -334,6 +434,9 @@ export class InferenceServer {
   }
 
   async #encode(body: Record<string, unknown>, signal: AbortSignal): Promise<unknown> {
+    if (!this.#batcher) {
+      throw new HttpError(501, 'not_implemented', 'POST /v1/encode needs an encoder; this server runs a generation model (use POST /v1/completions)');
+    }
     this.#checkKeys(body, ['tokens', 'inputs', 'output']);
     const output = (body.output ?? 'pooled') as OutputKind;
     if (!['pooled', 'tokens', 'both'].includes(output)) {

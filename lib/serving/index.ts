@@ -15,5 +15,20 @@ export {
   type SubmitOptions,
 } from './batcher';
 export { EncoderModel, type EncoderModelOptions } from './encoder-model';
-export { InferenceServer, type InferenceServerOptions, type GenerateFn, type ServedEncoder } from './http';
+export { InferenceServer, type InferenceServerOptions, type GenerateFn } from './http';
+export type { ServedEncoder } from './served-model';
 export { Metrics, type MetricsOptions, type MetricsSnapshot, type LatencySummary, type EventLoopSummary } from './metrics';
+export { OpenAIRoutes, EventStream, type OpenAIRoutesOptions } from './openai';
+export {
+  loadTextModel,
+  HfEncoderAdapter,
+  type LoadTextModelOptions,
+  type ServedTextModel,
+  type ServedEmbeddingModel,
+  type ServedGenerationModel,
+  type TextCodec,
+} from './served-model';
+export { ChatTemplate, ChatTemplateError, type ChatMessage } from './chat-template';
+export { StopStringMatcher } from './stop-strings';
+export { SequentialEngine, isEngineOverloaded, type SequentialEngineOptions, type TokenEngine, type EngineStats } from './sequential-engine';
+export { HttpError } from './http-error';

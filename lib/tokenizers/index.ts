@@ -9,3 +9,4 @@ export {
   type DecodeOptions,
 } from './tokenizer';
 export { readTokenizerFolder, type TokenizerFiles } from './load';
+export { IncrementalDecoder, type DecodeFn } from './incremental-decoder';
