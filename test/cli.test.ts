@@ -90,6 +90,24 @@ describe('attnode CLI', () => {
     expect(diff).toBeLessThan(5e-2);
   });
 
+  it('demo: a real model streams text from a prompt, with tokens/s on the native and the TS backend', () => {
+    const folder = cli(['demo', '--quick', '--model', 'test/fixtures/hf/gpt2-tiny', '--prompt', 'Hello', '--max-new-tokens', '12']);
+    expect(folder.code, folder.stderr).toBe(0);
+    expect(folder.stdout).toMatch(/Real model: gpt2-tiny \([\d.]+M parameters\), greedy, prompt "Hello"/);
+    expect(folder.stdout).toMatch(/^native: Hello/m);
+    expect(folder.stdout).toMatch(/^native +12 new tokens in \d+ ms: [\d.]+ tokens\/s/m);
+    expect(folder.stdout).toMatch(/^ts +8 new tokens in \d+ ms: [\d.]+ tokens\/s/m);
+    expect(folder.stdout).toMatch(/the first 8 tokens are the same on both backends/);
+    const c = cli(['demo', '--quick', '--model', 'test/fixtures/llama2c/model.bin', '--tokenizer', 'test/fixtures/llama2c/tokenizer.bin', '--max-new-tokens', '10']);
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.stdout).toMatch(/Real model: model\.bin .*prompt "Once upon a time"/);
+    expect(c.stdout).toMatch(/the first 8 tokens are the same on both backends/);
+    // Without --model: the embedded stories260K, or a skip that names what is missing.
+    const d = cli(['demo', '--quick']);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout).toMatch(/Real model: (skipped: the embedded model \(.*stories260K\.bin and tok512\.bin\) is not in this checkout|stories260K\.bin)/);
+  }, 120_000);
+
   it('bad flags exit with code 2 and print usage', () => {
     for (const args of [
       ['run', '--bogus'],
@@ -102,6 +120,9 @@ describe('attnode CLI', () => {
       ['serve', '--model', 'test/fixtures/llama2c/model.bin'],
       ['serve', '--model', 'test/fixtures/hf/gpt2-tiny', '--config', configPath],
       ['run', '--input', '-', '--precision', 'int8'],
+      ['demo', '--tokenizer', 'tok.bin'], // a tokenizer without its llama2.c model
+      ['demo', '--max-new-tokens', '0'],
+      ['demo', '--model'],
       ['frobnicate'],
     ]) {
       const r = cli(args);

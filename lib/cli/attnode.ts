@@ -4,6 +4,7 @@
  *   attnode info              CPU features, kernel path, threads, build
  *   attnode demo [--quick] [--batch N --src-len N --tgt-len N --d-model N --nhead N
  *                 --num-layers N --num-decoder-layers N --dim-feedforward N --vocab N --threads N]
+ *                [--model <hf folder> | --model model.bin --tokenizer tokenizer.bin] [--prompt TEXT] [--max-new-tokens N]
  *   attnode bench [args...]   the benchmark suite (bench/run.ts via tsx; args are passed on)
  *   attnode run --input in.jsonl [--output out.jsonl] [--model m.safetensors] [--config c.json] [--batch-size N]
  *   attnode serve [--model m.safetensors] [--config c.json] [--port N] ...
@@ -14,11 +15,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { info, setNumThreads } from '../index';
 import { demoDefaults, runDemo, type DemoOptions } from './demo';
+import { runStoryDemo, type StoryOptions } from './demo-story';
 import { RUN_USAGE, runMain } from './run';
 import { SERVE_USAGE, UsageError, serveMain } from './serve';
 
 const USAGE = `usage: attnode info
        attnode demo [--quick] [--batch N] [--src-len N] [--tgt-len N] [--d-model N] [--nhead N] [--num-layers N] [--num-decoder-layers N] [--dim-feedforward N] [--vocab N] [--threads N]
+                    [--model <hf folder> | --model model.bin --tokenizer tokenizer.bin] [--prompt TEXT] [--max-new-tokens N]
        attnode bench [bench/run.ts options, e.g. --full]
 ${RUN_USAGE.replace(/^usage: /, '       ')}
 ${SERVE_USAGE.replace(/^usage: /, '       ')}`;
@@ -50,9 +53,11 @@ function fail(e: unknown): never {
   process.exit(1);
 }
 
-function parseFlags(args: string[]): { opts: DemoOptions; threads: number | null } {
+function parseFlags(args: string[]): { opts: DemoOptions; story: StoryOptions; threads: number | null } {
   const opts: DemoOptions = { ...demoDefaults };
+  const story: StoryOptions = { model: null, tokenizer: null, prompt: 'Once upon a time', maxNewTokens: 200, quick: false };
   let threads: number | null = null;
+  let maxNewSet = false;
   const numeric: Record<string, keyof DemoOptions> = {
     '--batch': 'batch', '--src-len': 'srcLen', '--tgt-len': 'tgtLen', '--d-model': 'dModel', '--nhead': 'nhead',
     '--num-layers': 'numLayers', '--num-decoder-layers': 'numDecoderLayers', '--dim-feedforward': 'dimFeedforward',
@@ -62,7 +67,18 @@ function parseFlags(args: string[]): { opts: DemoOptions; threads: number | null
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--quick') opts.quick = true;
-    else if (a === '--threads' || a in numeric) {
+    else if (a === '--model' || a === '--tokenizer' || a === '--prompt') {
+      const v = args[++i];
+      if (v === undefined || v === '') usage(`${a} needs a value`);
+      if (a === '--model') story.model = v;
+      else if (a === '--tokenizer') story.tokenizer = v;
+      else story.prompt = v;
+    } else if (a === '--max-new-tokens') {
+      const v = Number(args[++i]);
+      if (!Number.isInteger(v) || v < 1) usage(`--max-new-tokens needs a positive integer, got ${args[i]}`);
+      story.maxNewTokens = v;
+      maxNewSet = true;
+    } else if (a === '--threads' || a in numeric) {
       const v = Number(args[++i]);
       if (!Number.isInteger(v) || v < 1) {
         console.error(`attnode: ${a} needs a positive integer, got ${args[i]}`);
@@ -79,8 +95,11 @@ function parseFlags(args: string[]): { opts: DemoOptions; threads: number | null
     // Small enough for CI; explicit flags still win.
     const quick: Partial<DemoOptions> = { dModel: 128, nhead: 4, numLayers: 2, numDecoderLayers: 2, dimFeedforward: 512, batch: 2, srcLen: 16, tgtLen: 16 };
     for (const [k, v] of Object.entries(quick)) if (!set.has(k)) (opts as unknown as Record<string, number>)[k] = v as number;
+    story.quick = true;
+    if (!maxNewSet) story.maxNewTokens = 40;
   }
-  return { opts, threads };
+  if (story.tokenizer !== null && story.model === null) usage('--tokenizer goes with --model model.bin (a llama2.c checkpoint)');
+  return { opts, story, threads };
 }
 
 const [command, ...rest] = process.argv.slice(2);
@@ -90,9 +109,10 @@ switch (command) {
     break;
   case 'demo':
   case undefined: {
-    const { opts, threads } = parseFlags(rest);
+    const { opts, story, threads } = parseFlags(rest);
     if (threads !== null) setNumThreads(threads);
     runDemo(opts);
+    runStoryDemo(story).catch(fail);
     break;
   }
   case 'bench':
