@@ -44,6 +44,7 @@ export interface TrainerSpec {
   modelType: SentencePieceModelType;
   vocabSize: number;
   unkId: number;
+  /** -1 when disabled; not checked against the vocabulary (tokenizers take bos/eos/pad from their config). */
   bosId: number;
   eosId: number;
   padId: number;
@@ -298,8 +299,8 @@ function readNormalizerSpec(r: WireReader): NormalizerSpec {
  * @param file the name used in error messages.
  * @throws RangeError naming the file and the field for truncated or malformed data: a varint or a
  *   length-delimited field running past its message, an unknown wire type, a piece type or model type outside the
- *   enum, a piece that is missing, empty, not UTF-8 or defined twice, no pieces at all, or a special id
- *   (`unk_id`, `bos_id`, `eos_id`, `pad_id`) outside the vocabulary.
+ *   enum, a piece that is missing, empty, not UTF-8 or defined twice, no pieces at all, an `unk_id` outside the
+ *   vocabulary, or a `bos_id` / `eos_id` / `pad_id` below -1.
  */
 export function parseSentencePieceModel(bytes: Uint8Array, file = 'SentencePiece model'): SentencePieceModel {
   if (!(bytes instanceof Uint8Array)) {
@@ -335,12 +336,12 @@ export function parseSentencePieceModel(bytes: Uint8Array, file = 'SentencePiece
   });
   const trainer: TrainerSpec = trainerSpec ?? readTrainerSpec(new WireReader(bytes, file, 'trainer_spec', 0, 0));
   const n = pieces.length;
-  for (const [key, name] of [['unkId', 'unk_id'], ['bosId', 'bos_id'], ['eosId', 'eos_id'], ['padId', 'pad_id']] as const) {
-    const id = trainer[key];
-    // -1 disables a special piece (pad by default); unk always exists.
-    if (id < (key === 'unkId' ? 0 : -1) || id >= n) {
-      throw new RangeError(`${file}: field 'trainer_spec.${name}' must be ${key === 'unkId' ? '' : '-1 or '}in [0, ${n}) (the number of pieces), got ${id}`);
-    }
+  if (trainer.unkId < 0 || trainer.unkId >= n) {
+    throw new RangeError(`${file}: field 'trainer_spec.unk_id' must be in [0, ${n}) (the number of pieces), got ${trainer.unkId}`);
+  }
+  // bos/eos/pad ids are informational (tokenizers take these tokens from their configuration); -1 disables one.
+  for (const [key, name] of [['bosId', 'bos_id'], ['eosId', 'eos_id'], ['padId', 'pad_id']] as const) {
+    if (trainer[key] < -1) throw new RangeError(`${file}: field 'trainer_spec.${name}' must be -1 or a piece id, got ${trainer[key]}`);
   }
   return {
     pieces,

@@ -184,11 +184,20 @@ function latin1(b: Uint8Array, start: number, end: number): string {
   return s;
 }
 
-/** The length of the UTF-8 character starting at `bytes[pos]` (input from TextEncoder is always valid). */
-function charLength(bytes: Uint8Array, pos: number): number {
-  const b = bytes[pos]!;
-  const n = b < 0x80 ? 1 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4;
-  return Math.min(n, bytes.length - pos);
+/** The length of the valid UTF-8 character at `b[pos]`, or 0 when it is not one (SentencePiece's IsValidDecodeUTF8). */
+export function validUtf8Char(b: Uint8Array, pos: number): number {
+  const c = b[pos]!;
+  if (c < 0x80) return 1;
+  const need = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+  if (need === 0 || pos + need > b.length) return 0;
+  for (let i = 1; i < need; i++) if ((b[pos + i]! & 0xc0) !== 0x80) return 0;
+  const c1 = b[pos + 1]!;
+  // Overlong forms, surrogates and code points above U+10FFFF are not valid.
+  if (c === 0xe0 && c1 < 0xa0) return 0;
+  if (c === 0xed && c1 >= 0xa0) return 0;
+  if (c === 0xf0 && c1 < 0x90) return 0;
+  if (c === 0xf4 && c1 >= 0x90) return 0;
+  return need;
 }
 
 const matcherCache = new WeakMap<readonly string[], PrefixMatcher>();
@@ -212,7 +221,9 @@ export function normalizeSpm(text: string, o: SpmNormalizerOptions): string {
     if (ud > 0) return [decoder.decode(input.subarray(pos, pos + ud)), ud];
     const rule = o.charsmap?.longestMatch(input, pos);
     if (rule) return [rule.replacement, rule.length];
-    const len = charLength(input, pos);
+    const len = validUtf8Char(input, pos);
+    // Malformed UTF-8 (only after a rule that ended inside a character) is U+FFFD for one byte, as in SentencePiece.
+    if (len === 0) return ['\ufffd', 1];
     return [decoder.decode(input.subarray(pos, pos + len)), len];
   };
   let pos = 0;

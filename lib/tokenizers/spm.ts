@@ -13,7 +13,7 @@
  *    `SpmConverter` for Unigram models (the `Precompiled` normalizer of the model's charsmap, Metaspace).
  */
 import type { SentencePieceModel } from '../io/sentencepiece';
-import { PrecompiledCharsmap, normalizeSpm, type SpmNormalizerOptions } from './precompiled';
+import { PrecompiledCharsmap, normalizeSpm, validUtf8Char, type SpmNormalizerOptions } from './precompiled';
 
 /** A parsed JSON object. */
 type JsonObject = Record<string, unknown>;
@@ -26,22 +26,6 @@ const byteToken = (b: number): string => `<0x${b.toString(16).toUpperCase().padS
 const BYTE_PIECE = /^<0x([0-9A-F]{2})>$/;
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder();
-
-/** The length of the valid UTF-8 character at `b[pos]`, or 0 when it is not one (SentencePiece's IsValidDecodeUTF8). */
-function validUtf8Char(b: Uint8Array, pos: number): number {
-  const c = b[pos]!;
-  if (c < 0x80) return 1;
-  const need = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-  if (need === 0 || pos + need > b.length) return 0;
-  for (let i = 1; i < need; i++) if ((b[pos + i]! & 0xc0) !== 0x80) return 0;
-  const c1 = b[pos + 1]!;
-  // Overlong forms, surrogates and code points above U+10FFFF are not valid.
-  if (c === 0xe0 && c1 < 0xa0) return 0;
-  if (c === 0xed && c1 >= 0xa0) return 0;
-  if (c === 0xf0 && c1 < 0x90) return 0;
-  if (c === 0xf4 && c1 >= 0x90) return 0;
-  return need;
-}
 
 /** A trie over UTF-16 code units of the matchable pieces. */
 interface TrieNode {
