@@ -145,6 +145,12 @@ describe('older formats give the same ids as tokenizer.json', () => {
   referenceSuite('RoBERTa vocab.json + merges.txt', () => join(FIX, 'roberta-bpe-legacy'), refs('roberta-bpe'), { roundTrip: true });
 });
 
+describe('SentencePiece Unigram with the nmt_nfkc charsmap (Precompiled normalizer)', () => {
+  // The engine's own Precompiled ignores the charsmap (NFKC instead); these ids need the charsmap's rules.
+  referenceSuite('tokenizer.json (SpmConverter layout)', () => join(FIX, 'spm-unigram'), refs('spm-unigram'), { roundTrip: false });
+  referenceSuite('tokenizer.model alone, converted as SpmConverter does', () => join(FIX, 'spm-unigram-model'), refs('spm-unigram'), { roundTrip: false });
+});
+
 describe('calling the tokenizer', () => {
   const bert = () => load(join(FIX, 'bert-wordpiece'));
 
