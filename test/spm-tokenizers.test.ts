@@ -18,7 +18,8 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AutoTokenizer, type PreTrainedTokenizer } from '../lib';
+import { AutoTokenizer } from '../lib';
+import { loadTokenizer, readRefs } from './helpers/tokenizer-fixtures';
 
 const FIX = resolve(__dirname, 'fixtures/spm');
 
@@ -34,15 +35,8 @@ interface Refs {
   unkId?: number;
 }
 
-function refs(name: string): Refs {
-  return JSON.parse(readFileSync(join(FIX, 'refs', `${name}.json`), 'utf8')) as Refs;
-}
-
-function load(dir: string): PreTrainedTokenizer {
-  const tok = AutoTokenizer.fromPretrained(dir);
-  if (tok === null) throw new Error(`no tokenizer in ${dir}`);
-  return tok;
-}
+const refs = (name: string): Refs => readRefs<Refs>(FIX, name);
+const load = loadTokenizer;
 
 const label = (t: string) => JSON.stringify(t).slice(0, 40);
 
@@ -228,6 +222,27 @@ describe('bad SentencePiece folders', () => {
     expect(() => tok.decode([tok.vocabSize + 5])).toThrow(RangeError);
     expect(() => tok.encode('x', { target: 'yes' as unknown as boolean })).toThrow(TypeError);
     expect(() => tok.encode(5 as unknown as string)).toThrow(TypeError);
+  });
+
+  it('added_tokens_decoder adds tokens past the model (a <pad> at 600), matched in text and used to pad', () => {
+    const dir = folder({
+      'tokenizer.model': read(join(FIX, 'llama-bpe'), 'tokenizer.model'),
+      'tokenizer_config.json': JSON.stringify({
+        tokenizer_class: 'LlamaTokenizer', pad_token: '<pad>', padding_side: 'left',
+        added_tokens_decoder: { 600: { content: '<pad>', lstrip: false, rstrip: false, normalized: false, single_word: false, special: true } },
+      }),
+    });
+    const tok = load(dir);
+    const base = load(join(FIX, 'llama-bpe'));
+    expect(tok.padTokenId).toBe(600);
+    expect(tok.vocabSize).toBe(601);
+    expect(tok.allSpecialIds).toContain(600);
+    const piece = (t: string) => base.encode(t, { addSpecialTokens: false });
+    // Legacy normalisation: the text after an added token gets its own '▁' prefix.
+    expect(tok.encode('Hello<pad>world')).toEqual([1, ...piece('Hello'), 600, ...piece('world')]);
+    expect(tok.decode(tok.encode('Hello<pad>world'), { skipSpecialTokens: true })).toBe('Hello world');
+    const enc = tok(['Hello', 'Hello world again'], { padding: true });
+    expect(Array.from(enc.inputIds.data.subarray(0, 2))).toEqual([600, 600]);
   });
 
   it('the Llama folder reads the same when copied (no hidden dependency on the fixture path)', () => {

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../lib';
+import { loadTokenizer, readRefs } from './helpers/tokenizer-fixtures';
 import { fcParams } from './helpers/fuzz';
 import { missingPrecondition } from './helpers/preconditions';
 
@@ -31,15 +32,8 @@ interface Refs {
   padding: null | { texts: string[]; side: 'left' | 'right'; ids: number[][]; attentionMask: number[][]; typeIds: number[][] };
 }
 
-function refs(name: string): Refs {
-  return JSON.parse(readFileSync(join(FIX, 'refs', `${name}.json`), 'utf8')) as Refs;
-}
-
-function load(dir: string): PreTrainedTokenizer {
-  const tok = AutoTokenizer.fromPretrained(dir);
-  if (tok === null) throw new Error(`no tokenizer in ${dir}`);
-  return tok;
-}
+const refs = (name: string): Refs => readRefs<Refs>(FIX, name);
+const load = loadTokenizer;
 
 const rows = (t: { shape: readonly number[]; data: ArrayLike<number> }): number[][] => {
   const [B, L] = t.shape as [number, number];
