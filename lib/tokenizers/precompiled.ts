@@ -123,16 +123,50 @@ export class PrecompiledCharsmap {
    */
   normalizeLikeTokenizers(text: string): string {
     let out = '';
-    for (const { segment } of graphemes.segment(text)) {
-      if (encoder.encode(segment).length < 6) {
-        const r = this.transform(segment);
-        if (r !== null) {
-          out += r;
-          continue;
-        }
+    // ASCII text needs no segmenter: every character is a cluster of its own, except CR LF.
+    if (/^[\x00-\x7f]*$/.test(text)) {
+      const table = this.asciiTable();
+      let start = 0;
+      for (let i = 0; i < text.length; i++) {
+        const c = text.charCodeAt(i);
+        const crlf = c === 13 && text.charCodeAt(i + 1) === 10;
+        const r = crlf ? this.cluster('\r\n') : table[c]!;
+        if (r === null) continue;
+        out += text.slice(start, i) + r;
+        if (crlf) i++;
+        start = i + 1;
       }
+      return start === 0 ? text : out + text.slice(start);
+    }
+    for (const { segment } of graphemes.segment(text)) out += this.cluster(segment);
+    return out;
+  }
+
+  private readonly clusters = new Map<string, string>();
+  private ascii: (string | null)[] | null = null;
+
+  /** Each ASCII character's replacement, or null where it stays as it is. */
+  private asciiTable(): (string | null)[] {
+    if (this.ascii === null) {
+      this.ascii = Array.from({ length: 128 }, (_, c) => {
+        const r = this.cluster(String.fromCharCode(c));
+        return r === String.fromCharCode(c) ? null : r;
+      });
+    }
+    return this.ascii;
+  }
+
+  /** One grapheme cluster's replacement (memoised: text repeats its clusters). */
+  private cluster(segment: string): string {
+    let out = this.clusters.get(segment);
+    if (out !== undefined) return out;
+    out = encoder.encode(segment).length < 6 ? this.transform(segment) ?? undefined : undefined;
+    if (out === undefined) {
+      out = '';
       for (const ch of segment) out += this.transform(ch) ?? ch;
     }
+    if (this.clusters.size >= 65536) this.clusters.clear();
+    this.clusters.set(segment, out);
     return out;
   }
 }
