@@ -52,7 +52,11 @@ export {
 export { clearBufferPool, pooledBufferBytes } from './workspace';
 export { currentContext, withContext, type ExecutionContext } from './context';
 export { info, setNumThreads, getNumThreads, setIsa, type RuntimeInfo, type IsaName, type NativeInfo } from './runtime';
-export { AutoTokenizer, IncrementalDecoder, type PreTrainedTokenizer, type BatchEncoding } from './tokenizers';
+export {
+  AutoTokenizer, IncrementalDecoder, type PreTrainedTokenizer, type BatchEncoding, type EncodeOptions, type DecodeOptions,
+  type CallOptions,
+} from './tokenizers';
+export { readSentencePieceModel, parseSentencePieceModel, type SentencePieceModel, type SentencePiece } from './io/sentencepiece';
 export { LlamaForCausalLM, resolveLlamaConfig, ropeInvFreq, type LlamaConfig, type Llama3RopeScaling, type LlamaForwardOptions } from './models/llama';
 export {
   generate, generateAsync, generateWithScores, generateWithScoresAsync, causalDecoderSession,

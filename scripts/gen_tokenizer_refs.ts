@@ -13,7 +13,12 @@
  *      in `roberta-bpe-legacy`;
  *    - `llama2-bpe`: SentencePiece-style BPE with byte fallback (Llama 2 / Mistral layout: Prepend +
  *      Replace normalizer, ByteFallback + Fuse + Strip decoder, `<s>` template);
- *    - `marian-unigram`: Unigram with byte fallback and Metaspace (Marian layout, `</s>` appended).
+ *    - `marian-unigram`: Unigram with byte fallback and Metaspace (Marian layout, `</s>` appended);
+ *    - `spm-unigram`: the `tokenizer.json` transformers' SpmConverter builds from a SentencePiece Unigram model
+ *      with the nmt_nfkc charsmap (`Precompiled` normalizer, Strip, Replace, Metaspace), converted by attnode from
+ *      test/fixtures/spm/marian-en-de/source.spm (made by scripts/gen_spm_refs.py) and saved by the Rust library;
+ *      the same model as `tokenizer.model` alone in `spm-unigram-model`. Its references add Unicode
+ *      normalisation cases (full-width, ligatures, combining marks, halfwidth kana, NBSP).
  * 2. Reference ids, decodes, pairs, truncation and padding, computed by the Rust library, for those
  *    folders and for the real GPT-2 and Llama 3 files in ../shared/real/tokenizers (`refs/*.json`).
  *
@@ -21,12 +26,15 @@
  * the folders and their references are always regenerated together.
  *
  * Run: `npm run gen:tokenizer-refs` (needs ../shared/real for the real-file references; skips them
- * with a message otherwise).
+ * with a message otherwise); `npm run gen:tokenizer-refs -- --only spm-unigram` rewrites only that folder (it is
+ * converted, not trained, so it does not change with the other folders).
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as rs from 'tokenizers';
+import { readSentencePieceModel } from '../lib/io/sentencepiece';
+import { spmTokenizerJson } from '../lib/tokenizers/spm';
 
 const root = resolve(__dirname, '..');
 const out = join(root, 'test/fixtures/tokenizers');
@@ -79,6 +87,21 @@ const TEXTS: string[] = [
   '🙂',
   '\u{1F9D1}\u200D\u{1F4BB} writes code',
   '   \n\t  ',
+];
+
+/** Normalisation cases for the charsmap folder (appended, so the indices into TEXTS above stay valid). */
+const UNICODE_TEXTS: string[] = [
+  'ＦＵＬＬ ｗｉｄｔｈ １２３ ＡＢＣ',
+  'ﬁne ﬂow ﬀ ligatures ﬃ',
+  'Cafe\u0301 e\u0301\u0301 A\u030a Å',
+  'ｶﾞｷﾞ halfwidth ﾊﾟ ｱｲｳ',
+  'x\u00a0y\u00a0\u00a0z\u2002w',
+  'Zürich ☃ ℃ ™ ½ ① Ⅻ ㍻ ㌔',
+  'a\r\nb\u2028c\u0085d',
+  '\u3000ideographic\u3000 space  ',
+  '한국어 텍스트 \u1100\u1161\u11a8',
+  'तमिल हिन्दी ক্ষ',
+  '🏳️‍🌈 👩🏽‍💻 🇩🇪',
 ];
 
 const PAIRS: [string, string][] = [
@@ -255,9 +278,9 @@ async function buildMarian(): Promise<void> {
 interface PadInfo { padId: number; padToken: string; side: 'left' | 'right'; modelMax: number | null }
 
 /** Reference encodings computed by the Rust library for one tokenizer. */
-async function writeRefs(name: string, tok: rs.Tokenizer, pad: PadInfo | null): Promise<void> {
+async function writeRefs(name: string, tok: rs.Tokenizer, pad: PadInfo | null, textList: string[] = TEXTS): Promise<void> {
   const texts = [];
-  for (const text of TEXTS) {
+  for (const text of textList) {
     const withSpecial = await tok.encode(text, null, { addSpecialTokens: true });
     const ids = withSpecial.getIds();
     const idsNoSpecial = (await tok.encode(text, null, { addSpecialTokens: false })).getIds();
@@ -306,7 +329,29 @@ async function writeRefs(name: string, tok: rs.Tokenizer, pad: PadInfo | null): 
   console.log(`wrote ${file}`);
 }
 
+/** SpmConverter's tokenizer.json for a Unigram model with a charsmap, converted by attnode, checked by Rust. */
+async function buildSpmUnigram(): Promise<void> {
+  const modelFile = join(root, 'test/fixtures/spm/marian-en-de/source.spm');
+  const json = spmTokenizerJson(readSentencePieceModel(modelFile), {
+    legacy: true, addPrefixSpace: true, addBosToken: false, addEosToken: false, bosToken: undefined, eosToken: undefined,
+    specialTokens: [], addedTokensDecoder: new Map(),
+  });
+  const tok = saveFolder('spm-unigram', json, { model_max_length: 64 });
+  const modelOnly = join(out, 'spm-unigram-model');
+  mkdirSync(modelOnly, { recursive: true });
+  writeFileSync(join(modelOnly, 'tokenizer.model'), readFileSync(modelFile));
+  writeFileSync(join(modelOnly, 'tokenizer_config.json'), JSON.stringify({ model_max_length: 64 }, null, 2) + '\n');
+  await writeRefs('spm-unigram', tok, null, [...TEXTS, ...UNICODE_TEXTS]);
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--only')) {
+    const which = process.argv[process.argv.indexOf('--only') + 1];
+    if (which !== 'spm-unigram') throw new Error(`--only supports spm-unigram, got ${which}`);
+    await buildSpmUnigram();
+    return;
+  }
+  await buildSpmUnigram();
   await buildBert();
   await buildRoberta();
   await buildLlama2();

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../lib';
+import { loadTokenizer, readRefs } from './helpers/tokenizer-fixtures';
 import { fcParams } from './helpers/fuzz';
 import { missingPrecondition } from './helpers/preconditions';
 
@@ -31,15 +32,8 @@ interface Refs {
   padding: null | { texts: string[]; side: 'left' | 'right'; ids: number[][]; attentionMask: number[][]; typeIds: number[][] };
 }
 
-function refs(name: string): Refs {
-  return JSON.parse(readFileSync(join(FIX, 'refs', `${name}.json`), 'utf8')) as Refs;
-}
-
-function load(dir: string): PreTrainedTokenizer {
-  const tok = AutoTokenizer.fromPretrained(dir);
-  if (tok === null) throw new Error(`no tokenizer in ${dir}`);
-  return tok;
-}
+const refs = (name: string): Refs => readRefs<Refs>(FIX, name);
+const load = loadTokenizer;
 
 const rows = (t: { shape: readonly number[]; data: ArrayLike<number> }): number[][] => {
   const [B, L] = t.shape as [number, number];
@@ -143,6 +137,12 @@ describe('trained fixture folders (tokenizer.json)', () => {
 describe('older formats give the same ids as tokenizer.json', () => {
   referenceSuite('BERT vocab.txt', () => join(FIX, 'bert-wordpiece-legacy'), refs('bert-wordpiece'), { roundTrip: false });
   referenceSuite('RoBERTa vocab.json + merges.txt', () => join(FIX, 'roberta-bpe-legacy'), refs('roberta-bpe'), { roundTrip: true });
+});
+
+describe('SentencePiece Unigram with the nmt_nfkc charsmap (Precompiled normalizer)', () => {
+  // The engine's own Precompiled ignores the charsmap (NFKC instead); these ids need the charsmap's rules.
+  referenceSuite('tokenizer.json (SpmConverter layout)', () => join(FIX, 'spm-unigram'), refs('spm-unigram'), { roundTrip: false });
+  referenceSuite('tokenizer.model alone, converted as SpmConverter does', () => join(FIX, 'spm-unigram-model'), refs('spm-unigram'), { roundTrip: false });
 });
 
 describe('calling the tokenizer', () => {

@@ -7,6 +7,7 @@ export {
   type CallOptions,
   type EncodeOptions,
   type DecodeOptions,
+  type TokenizerCore,
 } from './tokenizer';
-export { readTokenizerFolder, type TokenizerFiles } from './load';
+export { readTokenizerFolder, type TokenizerFiles, type JsonTokenizerFiles, type MarianTokenizerFiles } from './load';
 export { IncrementalDecoder, type DecodeFn } from './incremental-decoder';

@@ -10,18 +10,26 @@
  * | ---------------------------- | -------------------------------------------------------------- |
  * | `vocab.txt`                  | BertNormalizer + BertPreTokenizer + WordPiece, `[CLS] A [SEP]` |
  * | `vocab.json` + `merges.txt`  | ByteLevel + BPE; RobertaProcessing for RoBERTa-style folders   |
+ * | `tokenizer.model` (BPE)      | LlamaConverter: BPE with byte fallback, `<s>` per add_bos_token |
+ * | `tokenizer.model` (Unigram)  | SpmConverter: Precompiled charsmap normalizer, Metaspace        |
+ *
+ * Marian folders (`source.spm` + `target.spm` + `vocab.json`) have no fast tokenizer in transformers: they are
+ * read as they are ({@link MarianTokenizerFiles}) and run with SentencePiece's own rules (`marian.ts`).
  *
  * Every problem is an `Error` that names the file and the field, so a bad
  * folder is never a crash deep inside the tokenizer engine.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { readSentencePieceModel, type SentencePieceModel } from '../io/sentencepiece';
+import { spmTokenizerJson } from './spm';
 
 /** A parsed JSON object (the tokenizer files are JSON objects at the top level). */
 export type JsonObject = Record<string, unknown>;
 
-/** What {@link readTokenizerFolder} found in a folder. */
-export interface TokenizerFiles {
+/** What {@link readTokenizerFolder} found in a folder with a `tokenizer.json` (or a file converted to one). */
+export interface JsonTokenizerFiles {
+  kind: 'json';
   /** The folder, as given. */
   dir: string;
   /** The `tokenizer.json` object (converted from the older files when the folder has no `tokenizer.json`). */
@@ -31,6 +39,25 @@ export interface TokenizerFiles {
   /** Which file(s) the tokenizer came from, for error messages. */
   source: string;
 }
+
+/** A Marian folder: two SentencePiece models and the id vocabulary (or two, with `separate_vocabs`). */
+export interface MarianTokenizerFiles {
+  kind: 'marian';
+  dir: string;
+  config: JsonObject;
+  /** `source.spm`: encodes source text. */
+  sourceSpm: SentencePieceModel;
+  /** `target.spm`: encodes target text and decodes. */
+  targetSpm: SentencePieceModel;
+  /** `vocab.json`: piece → id (shared by both sides unless `separate_vocabs`). */
+  vocab: Map<string, number>;
+  /** `target_vocab.json` when `separate_vocabs` is true, else null. */
+  targetVocab: Map<string, number> | null;
+  source: string;
+}
+
+/** What {@link readTokenizerFolder} found in a folder. */
+export type TokenizerFiles = JsonTokenizerFiles | MarianTokenizerFiles;
 
 /** The model types the engine implements (WordLevel and others are refused by name). */
 const SUPPORTED_MODELS = new Set(['BPE', 'WordPiece', 'Unigram']);
@@ -269,11 +296,109 @@ function fromVocabJsonMerges(vocabFile: string, mergesFile: string, config: Json
   };
 }
 
+/** A `vocab.json` as a Map (ids checked); `__proto__` and other keys stay plain entries. */
+function readVocabMap(file: string): Map<string, number> {
+  const vocab = new Map<string, number>();
+  for (const [tok, id] of Object.entries(readJsonObject(file))) {
+    checkInteger(file, JSON.stringify(tok), id);
+    vocab.set(tok, id as number);
+  }
+  if (vocab.size === 0) throw new Error(`${file}: the vocabulary is empty`);
+  return vocab;
+}
+
+function configBool(file: string, config: JsonObject, key: string, fallback: boolean): boolean {
+  const v = config[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'boolean') throw fieldError(file, key, 'be true or false', v);
+  return v;
+}
+
+/** `added_tokens_decoder` of tokenizer_config.json: `{ "<id>": { content, lstrip, rstrip, special, ... } }`. */
+export function addedTokensDecoder(file: string, config: JsonObject): Map<number, JsonObject> {
+  const out = new Map<number, JsonObject>();
+  const raw = config.added_tokens_decoder;
+  if (raw === undefined || raw === null) return out;
+  if (!isObject(raw)) throw fieldError(file, 'added_tokens_decoder', 'be an object mapping ids to tokens', raw);
+  for (const [key, entry] of Object.entries(raw)) {
+    const id = Number(key);
+    if (!/^\d+$/.test(key) || !Number.isSafeInteger(id)) throw fieldError(file, `added_tokens_decoder[${JSON.stringify(key)}]`, 'have a non-negative integer id as its key', key);
+    if (!isObject(entry) || typeof entry.content !== 'string' || entry.content === '') {
+      throw fieldError(file, `added_tokens_decoder[${JSON.stringify(key)}].content`, 'be a non-empty string', isObject(entry) ? entry.content : entry);
+    }
+    out.set(id, entry);
+  }
+  return out;
+}
+
+/** The special tokens a transformers tokenizer adds from its configuration. */
+function configSpecialTokens(config: JsonObject, defaults: Record<string, string>): string[] {
+  const out: string[] = [];
+  for (const key of ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token']) {
+    const t = key in config ? tokenContent(config[key]) : defaults[key];
+    if (t !== undefined && !out.includes(t)) out.push(t);
+  }
+  const extra = config.additional_special_tokens;
+  if (Array.isArray(extra)) {
+    for (const e of extra) {
+      const t = tokenContent(e);
+      if (t !== undefined && !out.includes(t)) out.push(t);
+    }
+  }
+  return out;
+}
+
+/** Tokenizer classes whose slow tokenizer converts with LlamaConverter (BPE) or plain SpmConverter (Unigram). */
+const LLAMA_CLASSES = /^(Llama|CodeLlama)Tokenizer(Fast)?$/;
+const SPM_CLASSES = /^(PreTrainedTokenizerFast)$/;
+
+/** transformers' conversion of `tokenizer.model` (LlamaConverter for BPE, SpmConverter for Unigram). */
+function fromTokenizerModel(file: string, dir: string, config: JsonObject): JsonObject {
+  const model = readSentencePieceModel(file);
+  const cfgFile = join(dir, 'tokenizer_config.json');
+  const cls = config.tokenizer_class;
+  const bpe = model.trainerSpec.modelType === 'bpe';
+  if (cls !== undefined && cls !== null && (typeof cls !== 'string' || !(bpe ? LLAMA_CLASSES : SPM_CLASSES).test(cls))) {
+    throw fieldError(cfgFile, 'tokenizer_class', `name a tokenizer whose ${bpe ? 'BPE' : 'Unigram'} tokenizer.model converts with transformers' ${bpe ? 'LlamaConverter (LlamaTokenizer, CodeLlamaTokenizer)' : 'SpmConverter'}; other families need their tokenizer.json`, cls);
+  }
+  const defaults: Record<string, string> = bpe ? { bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>' } : {};
+  return spmTokenizerJson(model, {
+    legacy: configBool(cfgFile, config, 'legacy', true),
+    addPrefixSpace: configBool(cfgFile, config, 'add_prefix_space', true),
+    addBosToken: configBool(cfgFile, config, 'add_bos_token', bpe),
+    addEosToken: configBool(cfgFile, config, 'add_eos_token', false),
+    bosToken: 'bos_token' in config ? tokenContent(config.bos_token) : defaults.bos_token,
+    eosToken: 'eos_token' in config ? tokenContent(config.eos_token) : defaults.eos_token,
+    specialTokens: configSpecialTokens(config, defaults),
+    addedTokensDecoder: addedTokensDecoder(cfgFile, config),
+  });
+}
+
+/** A Marian folder's files (MarianTokenizer's `source.spm`, `target.spm`, `vocab.json`, `target_vocab.json`). */
+function readMarianFolder(dir: string, config: JsonObject): MarianTokenizerFiles {
+  for (const name of ['source.spm', 'target.spm', 'vocab.json']) {
+    if (!existsSync(join(dir, name))) throw new Error(`${dir}: has ${existsSync(join(dir, 'source.spm')) ? 'source.spm' : 'target.spm'} but no ${name} (a Marian tokenizer needs source.spm, target.spm and vocab.json)`);
+  }
+  const separate = configBool(join(dir, 'tokenizer_config.json'), config, 'separate_vocabs', false);
+  const targetVocabFile = join(dir, 'target_vocab.json');
+  if (separate && !existsSync(targetVocabFile)) throw new Error(`${dir}: tokenizer_config.json sets separate_vocabs but the folder has no target_vocab.json`);
+  return {
+    kind: 'marian',
+    dir,
+    config,
+    sourceSpm: readSentencePieceModel(join(dir, 'source.spm')),
+    targetSpm: readSentencePieceModel(join(dir, 'target.spm')),
+    vocab: readVocabMap(join(dir, 'vocab.json')),
+    targetVocab: separate ? readVocabMap(targetVocabFile) : null,
+    source: join(dir, 'source.spm'),
+  };
+}
+
 /**
  * Reads the tokenizer files of a model folder.
  *
- * @returns null when the folder has none of `tokenizer.json`, `vocab.txt`,
- *   `vocab.json` (a model folder without a tokenizer, which loads as such).
+ * @returns null when the folder has none of `tokenizer.json`, `source.spm`/`target.spm`, `tokenizer.model`,
+ *   `vocab.txt`, `vocab.json` (a model folder without a tokenizer, which loads as such).
  * @throws Error naming the file (and field) for unreadable, malformed or incomplete files,
  *   e.g. `vocab.json` without `merges.txt`; TypeError if `dir` is not a string; Error if it is not a folder.
  */
@@ -289,13 +414,20 @@ export function readTokenizerFolder(dir: string): TokenizerFiles | null {
   if (existsSync(tjFile)) {
     const tj = readJsonObject(tjFile);
     validateTokenizerJson(tjFile, tj);
-    return { dir, tokenizerJson: tj, config, source: tjFile };
+    return { kind: 'json', dir, tokenizerJson: tj, config, source: tjFile };
+  }
+  if (existsSync(join(dir, 'source.spm')) || existsSync(join(dir, 'target.spm'))) return readMarianFolder(dir, config);
+  const spmFile = join(dir, 'tokenizer.model');
+  if (existsSync(spmFile)) {
+    const tj = fromTokenizerModel(spmFile, dir, config);
+    validateTokenizerJson(spmFile, tj);
+    return { kind: 'json', dir, tokenizerJson: tj, config, source: spmFile };
   }
   const vocabTxt = join(dir, 'vocab.txt');
   if (existsSync(vocabTxt)) {
     const tj = fromVocabTxt(vocabTxt, config);
     validateTokenizerJson(vocabTxt, tj);
-    return { dir, tokenizerJson: tj, config, source: vocabTxt };
+    return { kind: 'json', dir, tokenizerJson: tj, config, source: vocabTxt };
   }
   const vocabJson = join(dir, 'vocab.json');
   const mergesTxt = join(dir, 'merges.txt');
@@ -304,7 +436,7 @@ export function readTokenizerFolder(dir: string): TokenizerFiles | null {
     if (!existsSync(mergesTxt)) throw new Error(`${dir}: has vocab.json but no merges.txt (a byte-level BPE tokenizer needs both)`);
     const tj = fromVocabJsonMerges(vocabJson, mergesTxt, config);
     validateTokenizerJson(`${vocabJson} + merges.txt`, tj);
-    return { dir, tokenizerJson: tj, config, source: vocabJson };
+    return { kind: 'json', dir, tokenizerJson: tj, config, source: vocabJson };
   }
   return null;
 }
