@@ -3,7 +3,8 @@
  * engine produces them. The engine pushes without waiting for the consumer
  * (tokens queue here, at most the request's maxNewTokens), so a slow reader
  * never stalls the batch. Iterated once; leaving the loop early (`break`,
- * an exception) cancels the request like its AbortSignal would.
+ * an exception) cancels the request like its AbortSignal would. After an
+ * abort the consumer gets no further token, even one already produced.
  */
 
 /** Why a stream ended: an eos token, maxNewTokens reached, or aborted (signal, early exit, engine closing). */
@@ -46,7 +47,7 @@ export class GenerationStream implements AsyncIterable<EngineToken> {
     return this.#finish;
   }
 
-  /** Tokens produced so far. */
+  /** Tokens produced so far (after an abort: those read before it). */
   get completionTokens(): number {
     return this.#completion;
   }
@@ -59,10 +60,15 @@ export class GenerationStream implements AsyncIterable<EngineToken> {
     this.#signal();
   }
 
-  /** @internal The end (ignored once ended). */
+  /** @internal The end (ignored once ended). An abort drops the tokens not yet read. */
   finish(reason: FinishReason): void {
     if (this.#finish !== null || this.#error !== null) return;
     this.#finish = reason;
+    if (reason === 'abort') {
+      this.#completion -= this.#tokens.length - this.#head;
+      this.#tokens = [];
+      this.#head = 0;
+    }
     this.#signal();
   }
 
