@@ -88,6 +88,33 @@ describe.each(backends)('forwardPacked on the %s backend', (backend) => {
     expect(worst).toBeLessThan(1e-4);
   });
 
+  it.each(['qwen2-bias', 'gpt2-tiny'])('%s: in stages of one layer, each recorded in its own runAsync call, gives the same rows', async (name) => {
+    const model = await load(name, backend);
+    let stagesSeen = 0;
+    const worst = await scenario(model, async (seqs, pool) => {
+      const g = model.forwardPackedStages(seqs, pool, 1);
+      const calls: Promise<unknown>[] = [];
+      let done = false;
+      // A stage is recorded while the previous one may still run (their lists run in order on the executor);
+      // one queued behind two in flight is awaited before the next is asked for.
+      while (!done) {
+        let ran = false;
+        calls.push(runAsyncOn(model.backend, () => {
+          ran = true;
+          const r = g.next();
+          done = r.done === true;
+          return r.value;
+        }));
+        if (!ran) await calls[calls.length - 1];
+      }
+      stagesSeen = calls.length;
+      const results = await Promise.all(calls);
+      return results[results.length - 1] as Tensor<'float32'>;
+    });
+    expect(stagesSeen).toBe(2); // two layers: the first stage yields, the second returns the logits
+    expect(worst).toBeLessThan(1e-4);
+  });
+
   it('returns [0, vocab] when no sequence asks for logits, and fills the pool all the same', async () => {
     const model = await load('llama-gqa', backend);
     const pool = model.createKVPool(16, { prefault: false });
@@ -114,6 +141,7 @@ describe('forwardPacked errors name the sequence and field', () => {
     expect(() => f([{ start: 0, cached: 4, ids: [1] }, { start: 4, cached: 0, ids: [2] }])).toThrow(/'seqs\[0\]' and 'seqs\[1\]' overlap in the pool/);
     expect(() => f([{ start: 0, cached: 0, ids: [1], logits: 1 }])).toThrow(/'seqs\[0\].logits' must be a boolean/);
     expect(() => f([{ start: 0, cached: 0, ids: [1] }], new KVPool({ layers: 2, kvDim: 8, positions: 4 }))).toThrow(/argument 'pool' must be a KVPool of 2 layers × kvDim 32/);
+    expect(() => model.forwardPackedStages([{ start: 0, cached: 0, ids: [1] }], pool, 0).next()).toThrow(/argument 'layersPerStage' must be >= 1, got 0/);
   });
 });
 

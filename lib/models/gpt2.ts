@@ -24,7 +24,7 @@ import { checkInt, formatShape } from '../errors';
 import { generate, generateAsync, type GenerationOptions } from './generation';
 import { stepPositionsAndMask } from './step-masks';
 import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs } from './model-inputs';
-import { attendPacked, planPackedStep, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
+import { attendPacked, packedStages, planPackedStep, runStages, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
 import { causalMaskFrom } from '../ops/multi-head-attention';
 
 type F32 = Tensor<'float32'>;
@@ -304,21 +304,27 @@ export class GPT2LMHeadModel extends Module implements PackedCausalModel {
    * @throws TypeError/RangeError naming `seqs[i]` and the field (see planPackedStep), or `pool`.
    */
   forwardPacked(seqs: readonly PackedSequence[], pool: KVPool): F32 {
-    return this.inContext(() => {
-      const fn = 'GPT2LMHeadModel.forwardPacked';
-      const c = this.config;
-      const step = planPackedStep(fn, seqs, pool, { config: c, layers: c.numHiddenLayers, kvDim: c.hiddenSize });
-      const tr = this.transformer;
-      let x = ops.add(tr.wte.forward(step.ids), tr.wpe.forward(step.positions));
-      let i = 0;
-      for (const block of tr.h) {
-        x = block.forwardPacked(x, pool.layer(i), step);
-        i++;
-      }
-      if (step.logitRows.shape[0] === 0) return empty([0, c.vocabSize]);
-      const last = ops.embedding(step.logitRows, x.view(x.shape[1]!, c.hiddenSize));
-      return ops.linear(tr.lnF.forward(last), tr.wte.weight, null, { cacheWeight: true });
-    }, false);
+    return runStages(this.forwardPackedStages(seqs, pool));
+  }
+
+  /** {@link forwardPacked} in stages of `layersPerStage` layers (see PackedCausalModel.forwardPackedStages). */
+  *forwardPackedStages(seqs: readonly PackedSequence[], pool: KVPool, layersPerStage = Infinity): Generator<F32, F32, void> {
+    const c = this.config;
+    const step = planPackedStep('GPT2LMHeadModel.forwardPacked', seqs, pool, { config: c, layers: c.numHiddenLayers, kvDim: c.hiddenSize });
+    const tr = this.transformer;
+    return yield* packedStages(
+      tr.h.length, layersPerStage,
+      () => this.inContext(() => ops.add(tr.wte.forward(step.ids), tr.wpe.forward(step.positions)), false),
+      (x, from, to) => this.inContext(() => {
+        for (let i = from; i < to; i++) x = tr.h.at(i).forwardPacked(x, pool.layer(i), step);
+        return x;
+      }, false),
+      (x) => this.inContext(() => {
+        if (step.logitRows.shape[0] === 0) return empty([0, c.vocabSize]);
+        const last = ops.embedding(step.logitRows, x.view(x.shape[1]!, c.hiddenSize));
+        return ops.linear(tr.lnF.forward(last), tr.wte.weight, null, { cacheWeight: true });
+      }, false),
+    );
   }
 
   /**

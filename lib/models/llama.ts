@@ -22,7 +22,7 @@ import { checkInt, formatShape } from '../errors';
 import { generate, generateAsync, type GenerationOptions } from './generation';
 import { stepPositionsAndMask } from './step-masks';
 import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs } from './model-inputs';
-import { attendPacked, planPackedStep, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
+import { attendPacked, packedStages, planPackedStep, runStages, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
 import { causalMaskFrom } from '../ops/multi-head-attention';
 
 type F32 = Tensor<'float32'>;
@@ -339,21 +339,27 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
    * @throws TypeError/RangeError naming `seqs[i]` and the field (see planPackedStep), or `pool`.
    */
   forwardPacked(seqs: readonly PackedSequence[], pool: KVPool): F32 {
-    return this.inContext(() => {
-      const fn = 'LlamaForCausalLM.forwardPacked';
-      const step = planPackedStep(fn, seqs, pool, { config: this.config, layers: this.config.numHiddenLayers, kvDim: this.kvDim });
-      let x = this.model.embedTokens.forward(step.ids);
-      let i = 0;
-      for (const layer of this.model.layers) {
-        x = layer.forwardPacked(x, pool.layer(i), step);
-        i++;
-      }
-      const r = step.logitRows.shape[0]!;
-      if (r === 0) return empty([0, this.config.vocabSize]);
-      const h = this.model.norm.forward(ops.embedding(step.logitRows, x.view(x.shape[1]!, this.config.hiddenSize)));
-      const head = this.lmHead ? this.lmHead.weight : this.model.embedTokens.weight;
-      return ops.linear(h, head, null, { cacheWeight: true });
-    }, false);
+    return runStages(this.forwardPackedStages(seqs, pool));
+  }
+
+  /** {@link forwardPacked} in stages of `layersPerStage` layers (see PackedCausalModel.forwardPackedStages). */
+  *forwardPackedStages(seqs: readonly PackedSequence[], pool: KVPool, layersPerStage = Infinity): Generator<F32, F32, void> {
+    const c = this.config;
+    const step = planPackedStep('LlamaForCausalLM.forwardPacked', seqs, pool, { config: c, layers: c.numHiddenLayers, kvDim: this.kvDim });
+    const layers = this.model.layers;
+    return yield* packedStages(
+      layers.length, layersPerStage,
+      () => this.inContext(() => this.model.embedTokens.forward(step.ids), false),
+      (x, from, to) => this.inContext(() => {
+        for (let i = from; i < to; i++) x = layers.at(i).forwardPacked(x, pool.layer(i), step);
+        return x;
+      }, false),
+      (x) => this.inContext(() => {
+        if (step.logitRows.shape[0] === 0) return empty([0, c.vocabSize]);
+        const h = this.model.norm.forward(ops.embedding(step.logitRows, x.view(x.shape[1]!, c.hiddenSize)));
+        return ops.linear(h, this.lmHead ? this.lmHead.weight : this.model.embedTokens.weight, null, { cacheWeight: true });
+      }, false),
+    );
   }
 
   /**

@@ -38,6 +38,36 @@ export interface PackedCausalModel extends CausalModel {
    * cached ones. Returns logits [rows, vocab], one row per sequence with `logits` (in the order given).
    */
   forwardPacked(seqs: readonly PackedSequence[], pool: KVPool): Tensor<'float32'>;
+  /**
+   * {@link forwardPacked} in stages of `layersPerStage` layers: each `next()` computes the next stage (the first
+   * also checks `seqs` and embeds) and yields the hidden states; the last returns the logits. A caller records
+   * each stage in its own `runAsync` call, so the executor starts on the first stage while JS records the next,
+   * and the event loop is never blocked for a whole step's recording.
+   */
+  forwardPackedStages(seqs: readonly PackedSequence[], pool: KVPool, layersPerStage?: number): Generator<Tensor<'float32'>, Tensor<'float32'>, void>;
+}
+
+/**
+ * The stage loop of forwardPackedStages: `embed()`, then `layers(x, from, to)` over groups of `layersPerStage`
+ * layers (yielding the hidden states after each group but the last), then `head(x)` returned.
+ */
+export function* packedStages(
+  count: number, layersPerStage: number, embed: () => F32, layers: (x: F32, from: number, to: number) => F32, head: (x: F32) => F32,
+): Generator<F32, F32, void> {
+  if (!(layersPerStage >= 1)) throw new RangeError(`forwardPackedStages: argument 'layersPerStage' must be >= 1, got ${layersPerStage}`);
+  let x = embed();
+  for (let i = 0; i < count; i += layersPerStage) {
+    x = layers(x, i, Math.min(count, i + layersPerStage));
+    if (i + layersPerStage < count) yield x;
+  }
+  return head(x);
+}
+
+/** Runs a stage generator to its end (the one-call form). */
+export function runStages<T>(g: Generator<unknown, T, void>): T {
+  let r = g.next();
+  while (!r.done) r = g.next();
+  return r.value;
 }
 
 /** A step's prompt chunk: sequence tokens [offset, offset + count) of the packed row. */

@@ -82,6 +82,8 @@ export class GenerationEngine {
   #steps = 0;
   #generated = 0;
   #promptRead = 0;
+  /** Layers recorded per async call of a step (a step is recorded in about four stages). */
+  readonly #layersPerStage: number;
   /** Mean seconds from admission to finish (for Retry-After); null until one finished. */
   #serviceSeconds: number | null = null;
 
@@ -125,6 +127,7 @@ export class GenerationEngine {
       }
     }
     this.#pool = model.createKVPool(positions);
+    this.#layersPerStage = Math.max(1, Math.ceil(probe.layers / 4));
     this.#slots = new SlotPool(positions);
     this.#scheduler = new Scheduler(this.#slots, { maxRunning, maxQueued, prefillChunk });
     this.#logits = new Float32Array(maxRunning * model.config.vocabSize);
@@ -270,17 +273,42 @@ export class GenerationEngine {
     }
   }
 
-  /** Records and runs one packed step off the JS thread; resolves with the logits rows. */
-  #step(entries: readonly StepEntry[]): Promise<Tensor<'float32'>> {
+  /**
+   * Records and runs one packed step off the JS thread, in stages of a few layers: each stage is its own async
+   * call, recorded while the previous one runs, with the event loop free between recordings. Resolves with the
+   * logits rows (copied into the engine's buffer, so the step's own buffers go back to the pool).
+   */
+  async #step(entries: readonly StepEntry[]): Promise<Tensor<'float32'>> {
     const seqs = entries.map((e) => ({ start: e.seq.start, cached: e.seq.cached, ids: e.ids, logits: e.logits }));
     const rows = entries.reduce((n, e) => n + (e.logits ? 1 : 0), 0);
     const v = this.#model.config.vocabSize;
     const out = new Tensor(this.#logits.subarray(0, rows * v), [rows, v], 'float32');
-    return runAsyncOn(this.#model.backend, () => {
-      const logits = this.#model.forwardPacked(seqs, this.#pool);
-      if (rows > 0) ops.cat([logits], 0, { out });
-      return out;
-    }, { reuseBuffers: true });
+    const stages = this.#model.forwardPackedStages(seqs, this.#pool, this.#layersPerStage);
+    const calls: Promise<Tensor<'float32'>>[] = [];
+    let done = false;
+    let failed = false;
+    while (!done && !failed) {
+      let ran = false;
+      calls.push(runAsyncOn(this.#model.backend, () => {
+        ran = true;
+        let r: IteratorResult<Tensor<'float32'>, Tensor<'float32'>>;
+        try {
+          r = stages.next();
+        } catch (err) {
+          failed = true;
+          throw err;
+        }
+        if (!r.done) return r.value; // the hidden states, which the next stage reads
+        done = true;
+        if (rows > 0) ops.cat([r.value], 0, { out });
+        return out;
+      }, { reuseBuffers: true }));
+      // Queued behind other async work: its stage is recorded only when its turn comes.
+      if (!ran) await calls[calls.length - 1]!.catch(() => undefined);
+      else if (!done && !failed) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    const results = await Promise.all(calls);
+    return results[results.length - 1]!;
   }
 
   /** Reads a step's logits: one token per row, pushed to its stream; finished requests leave. */
