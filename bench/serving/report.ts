@@ -12,6 +12,7 @@
  */
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
+import { twoPanelSvg, type Panel } from '../charts';
 
 interface DecodeCell { streams: number; aggregateTokS: number[]; perStreamItlMsMedian: number[]; windowMs: number[]; steps: number[] }
 interface TtftCell { clients: number; requests: number; ttftMs: number[]; p50: number; p99: number; itlP50: number; itlP99: number; tokS: number; reqS: number }
@@ -25,20 +26,24 @@ export interface ServingRun {
   perThreads: PerThreads[];
 }
 
-const median = (xs: number[]): number => {
+export const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
-const pct = (xs: number[], p: number): number => {
+/** Nearest-rank percentile. */
+export const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 };
 const f = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : '–');
 
+/** One thread count's cells of every run. */
+interface Merged { decode: Map<number, DecodeCell>; ttft: Map<number, TtftCell[]>; loop: LoopCell[]; gemm: number[]; bw: number[] }
+
 /** Thread count → merged cells of every run. */
-function merge(runs: ServingRun[]): Map<number, { decode: Map<number, DecodeCell>; ttft: Map<number, TtftCell[]>; loop: LoopCell[]; gemm: number[]; bw: number[] }> {
-  const out = new Map<number, { decode: Map<number, DecodeCell>; ttft: Map<number, TtftCell[]>; loop: LoopCell[]; gemm: number[]; bw: number[] }>();
+function merge(runs: ServingRun[]): Map<number, Merged> {
+  const out = new Map<number, Merged>();
   for (const r of runs) {
     for (const t of r.perThreads) {
       let m = out.get(t.threads);
@@ -97,68 +102,29 @@ export function renderMarkdown(runs: ServingRun[], command: string): string {
   return o.join('\n');
 }
 
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-function niceMax(v: number): number {
-  if (!(v > 0)) return 1;
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
-}
-
 /** Two panels: aggregate decode tok/s by streams, TTFT p99 by clients; one line per thread count. */
 export function renderSvg(runs: ServingRun[]): string {
-  const merged = merge(runs);
-  const W = 900;
-  const H = 380;
-  const panelW = 380;
-  const panelH = 250;
-  const top = 70;
-  const lefts = [70, 520];
+  const merged = [...merge(runs)].sort((a, b) => a[0] - b[0]);
   const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
   const r0 = runs[0]!;
-  const o: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">attnode GenerationEngine — continuous batching, ${esc(r0.model.shape)} shape (${esc(r0.when.slice(0, 10))})</text>`,
-    `<text x="${W / 2}" y="42" text-anchor="middle" fill="#555">${esc(`${r0.cpu} · ${r0.logicalCpus} CPUs · ${r0.model.weights} weights${runs.some((r) => r.quick) ? ' · SMOKE RUN' : ''}`)}</text>`,
-  ];
-  const panels: { title: string; xs: (m: NonNullable<ReturnType<typeof merged.get>>) => [number, number][]; xlabel: string }[] = [
-    { title: 'Aggregate decode tokens/s (higher is better)', xs: (m) => [...m.decode].map(([c, d]) => [c, median(d.aggregateTokS)]), xlabel: 'concurrent streams' },
-    { title: 'Time to first token p99, ms (lower is better)', xs: (m) => [...m.ttft].map(([c, cells]) => [c, pct(cells.flatMap((x) => x.ttftMs), 99)]), xlabel: 'concurrent clients' },
-  ];
-  panels.forEach((p, pi) => {
-    const left = lefts[pi]!;
-    const series = [...merged].sort((a, b) => a[0] - b[0]).map(([t, m]) => [t, p.xs(m).sort((a, b) => a[0] - b[0])] as const);
-    const xsAll = [...new Set(series.flatMap(([, pts]) => pts.map(([x]) => x)))].sort((a, b) => a - b);
-    const ymax = niceMax(Math.max(...series.flatMap(([, pts]) => pts.map(([, y]) => y)).filter(Number.isFinite)) * 1.05);
-    const xOf = (x: number): number =>
-      xsAll.length <= 1 ? left + panelW / 2 : left + ((Math.log2(x) - Math.log2(xsAll[0]!)) / (Math.log2(xsAll.at(-1)!) - Math.log2(xsAll[0]!))) * panelW;
-    const yOf = (v: number): number => top + panelH - (v / ymax) * panelH;
-    o.push(`<text x="${left + panelW / 2}" y="${top - 10}" text-anchor="middle" font-weight="bold">${esc(p.title)}</text>`);
-    o.push(`<rect x="${left}" y="${top}" width="${panelW}" height="${panelH}" fill="none" stroke="#999"/>`);
-    for (let i = 0; i <= 5; i++) {
-      const v = (ymax * i) / 5;
-      o.push(`<line x1="${left}" x2="${left + panelW}" y1="${yOf(v)}" y2="${yOf(v)}" stroke="#eee"/>`);
-      o.push(`<text x="${left - 6}" y="${yOf(v) + 4}" text-anchor="end" fill="#333">${Number(v.toPrecision(3))}</text>`);
-    }
-    for (const x of xsAll) o.push(`<text x="${xOf(x)}" y="${top + panelH + 18}" text-anchor="middle">${x}</text>`);
-    o.push(`<text x="${left + panelW / 2}" y="${top + panelH + 36}" text-anchor="middle" fill="#333">${p.xlabel}</text>`);
-    series.forEach(([t, pts], si) => {
-      const color = colors[si % colors.length]!;
-      const good = pts.filter(([, y]) => Number.isFinite(y));
-      o.push(`<path d="${good.map(([x, y], i) => `${i ? 'L' : 'M'}${xOf(x).toFixed(1)},${yOf(y).toFixed(1)}`).join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`);
-      for (const [x, y] of good) o.push(`<circle cx="${xOf(x).toFixed(1)}" cy="${yOf(y).toFixed(1)}" r="3.5" fill="${color}"><title>${t} thread(s), ${x}: ${y.toFixed(1)}</title></circle>`);
-    });
+  const panel = (title: string, xlabel: string, points: (m: Merged) => [number, number][]): Panel => ({
+    title,
+    xlabel,
+    series: merged.map(([t, m], i) => ({
+      label: `${t} thread${t > 1 ? 's' : ''}`,
+      color: colors[i % colors.length]!,
+      points: points(m),
+      tip: (x: number, y: number) => `${t} thread(s), ${x}: ${y.toFixed(1)}`,
+    })),
   });
-  const ly = H - 14;
-  [...merged.keys()].sort((a, b) => a - b).forEach((t, i) => {
-    o.push(`<line x1="${70 + i * 130}" x2="${95 + i * 130}" y1="${ly - 4}" y2="${ly - 4}" stroke="${colors[i % colors.length]}" stroke-width="2"/><text x="${100 + i * 130}" y="${ly}">${t} thread${t > 1 ? 's' : ''}</text>`);
+  return twoPanelSvg({
+    title: `attnode GenerationEngine — continuous batching, ${r0.model.shape} shape (${r0.when.slice(0, 10)})`,
+    subtitle: `${r0.cpu} · ${r0.logicalCpus} CPUs · ${r0.model.weights} weights${runs.some((r) => r.quick) ? ' · SMOKE RUN' : ''}`,
+    panels: [
+      panel('Aggregate decode tokens/s (higher is better)', 'concurrent streams', (m) => [...m.decode].map(([c, d]) => [c, median(d.aggregateTokS)])),
+      panel('Time to first token p99, ms (lower is better)', 'concurrent clients', (m) => [...m.ttft].map(([c, cells]) => [c, pct(cells.flatMap((x) => x.ttftMs), 99)])),
+    ],
   });
-  o.push('</svg>', '');
-  return o.join('\n');
 }
 
 function main(): void {

@@ -38,6 +38,7 @@ import { llamaConfigFromJson } from '../../lib/models/auto';
 import { GenerationEngine } from '../../lib/serving/engine';
 import { SMOLLM_CONFIG, makeWeights } from '../llm/make_model';
 import { promptIds } from '../llm/prompt';
+import { median, pct } from './report';
 
 const { values: args } = parseArgs({
   options: {
@@ -70,17 +71,6 @@ const WEIGHTS = args.weights as 'float32' | 'bfloat16';
 const MAX_RUNNING = Math.max(8, ...STREAMS, ...TTFT_LEVELS);
 
 const say = (s: string): boolean => process.stderr.write(s + '\n');
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-/** Nearest-rank percentile. */
-const pct = (xs: number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-};
-
 function buildModel(): LlamaForCausalLM {
   const cfg = quick ? { ...SMOLLM_CONFIG, num_hidden_layers: 2 } : SMOLLM_CONFIG;
   const model = new LlamaForCausalLM(llamaConfigFromJson(cfg));

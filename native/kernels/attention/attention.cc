@@ -119,6 +119,27 @@ void pack_kv(AttentionParams& p, float* dst, int threads) {
   p.v_strides[2] = p.dv;
 }
 
+// Runs `tasks` (batch, head, query tile) tasks: on the calling thread when
+// one thread is allowed or the work is too small to share, else one task per
+// pool tile, claimed dynamically (uneven causal tiles balance, and a thread
+// the OS has not scheduled takes none instead of holding the others up).
+template <class RunTask>
+void run_tasks(int64_t tasks, double flops, int threads, int64_t need, const RunTask& run_task) {
+  const int64_t useful = std::min<int64_t>(tasks, static_cast<int64_t>(flops / kMinTaskFlops));
+  if (threads <= 1 || useful <= 1) {
+    float* scratch = t_scratch.get(need);
+    for (int64_t t = 0; t < tasks; ++t) run_task(t, scratch);
+    return;
+  }
+  runtime::ThreadPool::instance().parallel_tiles(
+      tasks, [&](int64_t t) { run_task(t, t_scratch.get(need)); }, static_cast<int>(std::min<int64_t>(threads, useful)));
+}
+
+int pool_threads(int max_threads) {
+  const int n = runtime::ThreadPool::instance().num_threads();
+  return max_threads > 0 ? std::min(max_threads, n) : n;
+}
+
 // Pooled K/V (kv_starts / kv_lengths): each batch entry becomes a
 // one-sequence call of its own (q, out and the masks advanced to the entry,
 // k and v to its first key, lk its own length), and the (entry, head, query
@@ -167,17 +188,7 @@ void attention_pooled(const AttentionParams& params, int max_threads) {
     const int64_t ht = t % per_entry, i0 = (ht % tiles) * rows;
     fn(s, nullptr, 0, ht / tiles, i0, std::min(s.lq, i0 + rows), scratch);
   };
-  runtime::ThreadPool& pool = runtime::ThreadPool::instance();
-  const int threads = max_threads > 0 ? std::min(max_threads, pool.num_threads()) : pool.num_threads();
-  const int64_t useful = std::min<int64_t>(tasks, static_cast<int64_t>(flops / kMinTaskFlops));
-  if (threads <= 1 || useful <= 1) {
-    float* scratch = t_scratch.get(need);
-    for (int64_t t = 0; t < tasks; ++t) run_task(t, scratch);
-    return;
-  }
-  pool.parallel_tiles(
-      tasks, [&](int64_t t) { run_task(t, t_scratch.get(need)); },
-      static_cast<int>(std::min<int64_t>(threads, useful)));
+  run_tasks(tasks, flops, pool_threads(max_threads), need, run_task);
 }
 
 }  // namespace
@@ -218,7 +229,7 @@ void attention(const AttentionParams& params, int max_threads) {
   const double flops = 2.0 * static_cast<double>(p.batch * p.heads) * static_cast<double>(p.lq) *
                        static_cast<double>(std::max<int64_t>(p.lk, 1)) * static_cast<double>(p.dk + p.dv);
   runtime::ThreadPool& pool = runtime::ThreadPool::instance();
-  const int threads = max_threads > 0 ? std::min(max_threads, pool.num_threads()) : pool.num_threads();
+  const int threads = pool_threads(max_threads);
   if (bf16) {
     // K and V once to bf16 blocks, read by every query task of their head.
     uint32_t* kv = t_kv_bf16.get(avx512_bf16::packed_kv_words(p));
@@ -228,18 +239,7 @@ void attention(const AttentionParams& params, int max_threads) {
   } else if (should_pack_kv(p)) {
     pack_kv(p, t_kv.get(p.batch * p.kv_heads * p.lk * (p.dk + p.dv)), threads);
   }
-  const int64_t useful = std::min<int64_t>(tasks, static_cast<int64_t>(flops / kMinTaskFlops));
-  if (threads <= 1 || useful <= 1) {
-    float* scratch = t_scratch.get(need);
-    for (int64_t t = 0; t < tasks; ++t) run_task(t, scratch);
-    return;
-  }
-  // One (batch, head, query tile) per pool tile, claimed dynamically: the
-  // uneven causal tiles balance, and a thread the OS has not scheduled takes
-  // none instead of holding the others up.
-  pool.parallel_tiles(
-      tasks, [&](int64_t t) { run_task(t, t_scratch.get(need)); },
-      static_cast<int>(std::min<int64_t>(threads, useful)));
+  run_tasks(tasks, flops, threads, need, run_task);
 }
 
 }  // namespace attnode::kernels
