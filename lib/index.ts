@@ -67,7 +67,7 @@ export { TokenPicker, samplingParams, logProbability, type SamplingParams, type 
 export type { PackedSequence, PackedCausalModel } from './models/packed-step';
 export { KVPool, type KVPoolOptions } from './nn/kv-pool';
 export {
-  GenerationEngine, EngineOverloadedError, GenerationStream, type GenerationEngineOptions, type EngineStats, type EngineRequest,
+  GenerationEngine, EngineOverloadedError, GenerationStream, type GenerationEngineOptions, type EngineStats, type GenerationEngineStats, type EngineRequest,
   type EngineToken, type FinishReason, type GenerationResult,
 } from './serving/engine';
 export { GPT2LMHeadModel, GPT2Model, GPT2Block, GPT2Attention, GPT2MLP, Conv1D, resolveGPT2Config, gpt2ConfigFromJson, gpt2StateDict, type GPT2Config, type ResolvedGPT2Config, type GPT2ForwardOptions } from './models/gpt2';

@@ -201,7 +201,7 @@ describe.each(backends)('GenerationEngine on the %s backend', (backend) => {
 });
 
 describe('GenerationEngine limits and errors', () => {
-  it('refuses past maxQueued with 429 and after close with 503, and close ends what runs with abort', async () => {
+  it('refuses past maxQueued with 429 and after close with 503; close({ abort: true }) ends what runs with abort', async () => {
     const model = await load('llama-gqa', 'js');
     const engine = new GenerationEngine(model, { maxRunning: 1, maxQueued: 1 });
     const a = engine.generate({ promptIds: [1, 2], maxNewTokens: 40 });
@@ -216,13 +216,28 @@ describe('GenerationEngine limits and errors', () => {
     expect(err).toBeInstanceOf(EngineOverloadedError);
     expect((err as EngineOverloadedError).status).toBe(429);
     expect((err as EngineOverloadedError).retryAfterSeconds).toBeGreaterThanOrEqual(1);
-    expect((err as Error).message).toMatch(/1 requests are already waiting \(option maxQueued\)/);
+    expect((err as Error).message).toMatch(/the generation queue is full \(1 requests waiting, option maxQueued\)/);
     const aTokens = collect(a);
-    await engine.close();
+    await engine.close({ abort: true });
     await aTokens;
     expect(a.finishReason).toBe('abort');
     expect(b.finishReason).toBe('abort');
     expect(() => engine.generate({ promptIds: [4], maxNewTokens: 4 })).toThrow(expect.objectContaining({ status: 503, name: 'EngineOverloadedError' }));
+  });
+
+  it('close() lets the running and queued requests finish, refusing new ones meanwhile', async () => {
+    const model = await load('llama-gqa', 'js');
+    const engine = new GenerationEngine(model, { maxRunning: 1, maxQueued: 4 });
+    const a = engine.generate({ promptIds: [1, 2], maxNewTokens: 6 });
+    const b = engine.generate({ promptIds: [3], maxNewTokens: 5 });
+    const tokens = Promise.all([collect(a), collect(b)]);
+    const closed = engine.close();
+    expect(() => engine.generate({ promptIds: [4], maxNewTokens: 4 })).toThrow(/shutting down/);
+    await closed;
+    const [ta, tb] = await tokens;
+    expect([a.finishReason, b.finishReason]).toEqual(['length', 'length']);
+    expect(ta).toEqual(alone(model, [1, 2], { maxNewTokens: 6 }));
+    expect(tb).toEqual(alone(model, [3], { maxNewTokens: 5 }));
   });
 
   it('bad requests fail synchronously, naming the field', async () => {

@@ -39,7 +39,7 @@ export {
   GenerationStream,
   SlotPool,
   type GenerationEngineOptions,
-  type EngineStats as GenerationEngineStats,
+  type GenerationEngineStats,
   type EngineRequest,
   type EngineToken,
   type FinishReason,

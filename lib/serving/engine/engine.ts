@@ -39,7 +39,7 @@ export interface GenerationEngineOptions {
   prefillChunk?: number;
 }
 
-/** What {@link GenerationEngine.stats} reports. */
+/** An engine's load (the engine contract's stats). */
 export interface EngineStats {
   /** Requests admitted (reading their prompt or decoding). */
   running: number;
@@ -49,6 +49,10 @@ export interface EngineStats {
   kvBytesUsed: number;
   /** KV pool bytes (the cap). */
   kvBytesCap: number;
+}
+
+/** What {@link GenerationEngine.stats} reports: the load and running counters. */
+export interface GenerationEngineStats extends EngineStats {
   /** Steps run. */
   steps: number;
   /** Tokens generated, and prompt tokens read, since construction. */
@@ -157,7 +161,7 @@ export class GenerationEngine {
    */
   generate(request: EngineRequest): GenerationStream {
     const fn = 'GenerationEngine.generate';
-    if (this.#closed) throw new EngineOverloadedError(`${fn}: the engine is closed`, 503, this.#retryAfter());
+    if (this.#closed) throw new EngineOverloadedError('the generation engine is shutting down', 503, this.#retryAfter());
     const cfg = this.#model.config;
     const req = checkRequest(fn, request, cfg.vocabSize, cfg.maxPositionEmbeddings);
     const id = this.#nextId++;
@@ -179,7 +183,7 @@ export class GenerationEngine {
     this.#scheduler.admit();
     if (seq.state === 'queued' && this.#scheduler.queued > this.#scheduler.limits.maxQueued) {
       this.#scheduler.remove(seq);
-      throw new EngineOverloadedError(`${fn}: ${this.#scheduler.limits.maxQueued} requests are already waiting (option maxQueued); retry later`, 429, this.#retryAfter());
+      throw new EngineOverloadedError(`the generation queue is full (${this.#scheduler.limits.maxQueued} requests waiting, option maxQueued); retry later`, 429, this.#retryAfter());
     }
     const signal = req.signal;
     if (signal) {
@@ -193,7 +197,7 @@ export class GenerationEngine {
   }
 
   /** Requests running and queued, and the KV pool's use. */
-  stats(): EngineStats {
+  stats(): GenerationEngineStats {
     return {
       running: this.#scheduler.running,
       queued: this.#scheduler.queued,
@@ -206,12 +210,13 @@ export class GenerationEngine {
   }
 
   /**
-   * Stops: later generate() calls throw EngineOverloadedError (503), every queued and running request ends with
-   * 'abort', and the promise resolves when the step in flight (if any) has finished.
+   * Stops taking requests: later generate() calls throw EngineOverloadedError (503). By default the requests
+   * already queued or running finish (a server's graceful shutdown), and the promise resolves when they have;
+   * with `abort: true` they end at once with 'abort', and it resolves when the step in flight (if any) has run.
    */
-  async close(): Promise<void> {
+  async close(options: { abort?: boolean } = {}): Promise<void> {
     this.#closed = true;
-    for (const seq of this.#scheduler.all()) this.#end(seq, 'abort');
+    if (options.abort) for (const seq of this.#scheduler.all()) this.#end(seq, 'abort');
     this.#wakeLoop();
     await this.#done;
   }
@@ -249,7 +254,8 @@ export class GenerationEngine {
       this.#scheduler.admit();
       const entries = this.#scheduler.nextStep();
       if (entries.length === 0) {
-        if (this.#closed) return;
+        // Closed and drained (queued requests were admitted above as room freed).
+        if (this.#closed && this.#scheduler.queued === 0) return;
         await new Promise<void>((resolve) => (this.#wake = resolve));
         continue;
       }

@@ -9,8 +9,8 @@ import { samplingParams, type SamplingParams } from '../../models/sampling';
 
 /** One generation request. Sampling fields follow Hugging Face's `generate`. */
 export interface EngineRequest {
-  /** The prompt, already tokenized (chat template applied by the caller); at least one token. */
-  promptIds: readonly number[] | Int32Array;
+  /** The prompt, already tokenized (chat template applied by the caller); at least one token (an Int32Array is taken too). */
+  promptIds: readonly number[];
   /** Most tokens to generate (>= 0; 0 finishes at once with 'length'). */
   maxNewTokens: number;
   /** Divides the logits before a draw (>= 0; 0 means greedy). Default 1. */
@@ -61,7 +61,7 @@ export function checkRequest(fn: string, req: EngineRequest, vocabSize: number, 
       throw new TypeError(`${fn}: unknown request field '${key}'; known fields: ${[...KNOWN].join(', ')}`);
     }
   }
-  const ids = req.promptIds;
+  const ids = req.promptIds as unknown;
   if (!(Array.isArray(ids) || ids instanceof Int32Array)) {
     throw new TypeError(`${fn}: field 'promptIds' must be an array of token ids, got ${ids === null ? 'null' : typeof ids}`);
   }
