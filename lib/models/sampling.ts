@@ -79,6 +79,12 @@ export class TokenPicker {
    * repetition penalty; each distinct token counts once); `rng` is used only when sampling (one uniform per draw).
    */
   pick(logits: ArrayLike<number>, offset: number, v: number, p: SamplingParams, rng: Rng, seen: Iterable<number> | null): number {
+    if (!p.doSample && (p.repetitionPenalty === 1 || !seen)) {
+      // Plain greedy: the arg-max of the row as it is, no copy.
+      let best = 0;
+      for (let j = 1; j < v; j++) if (logits[offset + j]! > logits[offset + best]!) best = j;
+      return best;
+    }
     if (this.#row.length < v) this.#grow(v);
     const row = this.#row;
     for (let j = 0; j < v; j++) row[j] = logits[offset + j]!;

@@ -263,7 +263,7 @@ export class GenerationEngine {
       try {
         const logits = await this.#step(entries);
         this.#steps++;
-        this.#advance(entries, logits);
+        await this.#advance(entries, logits);
       } catch (err) {
         // The step failed as a whole: its requests end with the error (the others keep going).
         for (const { seq } of entries) {
@@ -317,12 +317,21 @@ export class GenerationEngine {
     return results[results.length - 1]!;
   }
 
-  /** Reads a step's logits: one token per row, pushed to its stream; finished requests leave. */
-  #advance(entries: readonly StepEntry[], logits: Tensor<'float32'>): void {
+  /**
+   * Reads a step's logits: one token per row, pushed to its stream; finished requests leave. Picking a token
+   * reads the whole vocabulary (a draw: a few ms at 49k tokens), so past ~2 ms of it the event loop gets a turn
+   * before the next row.
+   */
+  async #advance(entries: readonly StepEntry[], logits: Tensor<'float32'>): Promise<void> {
     const v = this.#model.config.vocabSize;
     const data = logits.data;
     let row = 0;
+    let since = performance.now();
     for (const e of entries) {
+      if (performance.now() - since > 2) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        since = performance.now();
+      }
       const seq = e.seq;
       seq.cached += e.ids.length;
       if (e.ids.length > 1 || seq.pending < 0) this.#promptRead += e.ids.length;
