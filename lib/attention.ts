@@ -174,3 +174,98 @@ function sdpaMask(fn: string, m: Tensor, batch: number, heads: number, l: number
   }
   return { data, strides: strides as unknown as [number, number, number, number] };
 }
+
+/** Options of {@link pooledAttention}. */
+export interface PooledAttentionOptions extends OpOptions {
+  /** [B] int32: the pool position of each sequence's first key (its position 0). */
+  kvStarts: Tensor<'int32'> | Int32Array;
+  /** [B] int32: how many keys each sequence has (start + length must stay inside the pool). */
+  kvLengths: Tensor<'int32'> | Int32Array;
+  /**
+   * Broadcastable to [B, H, L, max(kvLengths)], indexed by each sequence's own key positions: bool (`true` = may
+   * attend) or float32 (added). E.g. the causal mask of a prompt chunk that continues a cached sequence.
+   */
+  attnMask?: Tensor<'bool'> | Tensor<'float32'> | null;
+  /** Default 1/√E. */
+  scale?: number;
+  /** Write the result here ([B, H, L, Ev], any strides with a contiguous last dim). */
+  out?: Tensor<'float32'>;
+}
+
+function int32Entries(fn: string, name: string, x: unknown, b: number): Int32Array {
+  const data = x instanceof Tensor && x.dtype === 'int32' && x.ndim === 1 ? (x as Tensor<'int32'>).contiguous().data : x;
+  if (!(data instanceof Int32Array)) {
+    throw new TypeError(`${fn}: option '${name}' must be a 1-D int32 Tensor or an Int32Array, got ${x instanceof Tensor ? `${x.dtype} ${formatShape(x.shape)}` : typeof x}`);
+  }
+  if (data.length !== b) throw new RangeError(`${fn}: option '${name}' must have one entry per sequence (${b}), got ${data.length}`);
+  return data;
+}
+
+/**
+ * Attention of B sequences whose keys and values live in one pool of positions (the KV pool of continuous
+ * batching): sequence b's queries q[b] attend to pool positions kvStarts[b] … kvStarts[b] + kvLengths[b] − 1 of
+ * k and v. Each sequence has its own key count, and the pool is read in place (no gather). Grouped-query
+ * attention when k and v have fewer heads than q (a divisor of q's). Computes in float32.
+ *
+ * q [B, H, L, E] (any strides, contiguous features), k [P, Hkv, E] and v [P, Hkv, Ev] (position-major views of
+ * the pool, e.g. `pool.narrow(-1, 0, kvDim).view(P, Hkv, E)`) → [B, H, L, Ev].
+ * @throws TypeError for wrong dtypes or index arrays, RangeError for shapes or ranges (naming the option/argument).
+ */
+export function pooledAttention(
+  q: Tensor<'float32'>,
+  k: Tensor<'float32'>,
+  v: Tensor<'float32'>,
+  opts: PooledAttentionOptions,
+): Tensor<'float32'> {
+  const fn = 'pooledAttention';
+  for (const [arg, t, nd] of [['q', q, 4], ['k', k, 3], ['v', v, 3]] as const) {
+    if (!(t instanceof Tensor) || t.dtype !== 'float32') {
+      throw new TypeError(`${fn}: argument '${arg}' must be a float32 Tensor, got ${t instanceof Tensor ? `dtype ${t.dtype}` : typeof t}`);
+    }
+    if (t.ndim !== nd) {
+      throw new RangeError(`${fn}: argument '${arg}' must be ${nd}-D (${nd === 4 ? '[batch, heads, queries, features]' : '[positions, kvHeads, features]'}), got ${formatShape(t.shape)}`);
+    }
+  }
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`${fn}: argument 'opts' must be an object with kvStarts and kvLengths, got ${opts === null ? 'null' : typeof opts}`);
+  const [batch, heads, l, e] = q.shape as [number, number, number, number];
+  const [p, kvHeads, ek] = k.shape as [number, number, number];
+  const [pv, kvHeadsV, ev] = v.shape as [number, number, number];
+  if (ek !== e) throw new RangeError(`${fn}: k must have q's feature size ${e} in its last dim, got ${formatShape(k.shape)}`);
+  if (pv !== p || kvHeadsV !== kvHeads) throw new RangeError(`${fn}: v must have k's positions and heads [${p}, ${kvHeads}, …], got ${formatShape(v.shape)}`);
+  if (kvHeads === 0 || heads % kvHeads !== 0) {
+    throw new RangeError(`${fn}: q's heads (${heads}) must be a multiple of k's and v's (${kvHeads})`);
+  }
+  const starts = int32Entries(fn, 'kvStarts', opts.kvStarts, batch);
+  const lengths = int32Entries(fn, 'kvLengths', opts.kvLengths, batch);
+  let lk = 0;
+  for (let b = 0; b < batch; b++) {
+    const s = starts[b]!;
+    const n = lengths[b]!;
+    if (s < 0 || n < 0 || s + n > p) {
+      throw new RangeError(`${fn}: sequence ${b} reads pool positions [${s}, ${s + n}), outside the pool's [0, ${p}) (options 'kvStarts', 'kvLengths')`);
+    }
+    if (n > lk) lk = n;
+  }
+  const scale = opts.scale ?? 1 / Math.sqrt(e);
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new TypeError(`${fn}: option 'scale' must be a finite number, got ${scale}`);
+  const masks: AttentionMask[] = [];
+  const m = opts.attnMask;
+  if (m !== undefined && m !== null) masks.push(sdpaMask(fn, m, batch, heads, l, lk));
+  const [qs, ks, vs] = [q, k, v].map((t) => (t.strides[t.ndim - 1] === 1 || t.shape[t.ndim - 1]! <= 1 ? t : t.contiguous(opts.backend))) as [
+    Tensor<'float32'>, Tensor<'float32'>, Tensor<'float32'>,
+  ];
+  const out = opts.out === undefined ? empty([batch, heads, l, ev], 'float32') : checkAttentionOut(fn, opts.out, [batch, heads, l, ev], [qs, ks, vs]);
+  // k, v as (batch, head, position) strides: the batch stride is unused (kvStarts places each sequence).
+  const poolStrides = (t: Tensor): [number, number, number] => [0, t.strides[1]!, t.strides[0]!];
+  resolveBackend(opts.backend).attention({
+    q: qs.data, k: ks.data, v: vs.data, out: out.data,
+    qStrides: headStrides(qs), kStrides: poolStrides(ks), vStrides: poolStrides(vs), outStrides: headStrides(out),
+    batch, heads, lq: l, lk, dk: e, dv: ev, scale, masks,
+    ...(kvHeads !== heads ? { kvHeads } : {}),
+    causal: false,
+    weights: null,
+    kvStarts: starts,
+    kvLengths: lengths,
+  });
+  return out;
+}

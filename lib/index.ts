@@ -63,6 +63,13 @@ export {
   type GenerationOptions, type GenerationOutput, type GenerationModel, type CausalModel, type DecodingModel,
   type DecoderSession, type StartDecodingOptions, type GenerationDefaults,
 } from './models/generation';
+export { TokenPicker, samplingParams, logProbability, type SamplingParams, type SamplingOptions } from './models/sampling';
+export type { PackedSequence, PackedCausalModel } from './models/packed-step';
+export { KVPool, type KVPoolOptions } from './nn/kv-pool';
+export {
+  GenerationEngine, EngineOverloadedError, GenerationStream, type GenerationEngineOptions, type EngineStats, type GenerationEngineStats, type EngineRequest,
+  type EngineToken, type FinishReason, type GenerationResult,
+} from './serving/engine';
 export { GPT2LMHeadModel, GPT2Model, GPT2Block, GPT2Attention, GPT2MLP, Conv1D, resolveGPT2Config, gpt2ConfigFromJson, gpt2StateDict, type GPT2Config, type ResolvedGPT2Config, type GPT2ForwardOptions } from './models/gpt2';
 export { textGenerationPipeline, type TextGenerationPipeline, type TextGenerationPipelineOptions, type TextGenerationCallOptions, type GeneratedText, type ModelAndTokenizer } from './pipelines/text-generation';
 export { loadLlama2c, Llama2cTokenizer, parseLlama2cHeader, type Llama2cHeader, type Llama2cModel } from './io/llama2c';

@@ -19,7 +19,7 @@ export * from './ops/layout';
 export * from './ops/rotary';
 export * from './ops/indexing';
 // Attention lives in its own file; it is part of the functional API.
-export { scaledDotProductAttention, type ScaledDotProductAttentionOptions } from './attention';
+export { scaledDotProductAttention, pooledAttention, type ScaledDotProductAttentionOptions, type PooledAttentionOptions } from './attention';
 export {
   multiHeadAttentionForward,
   inProjection,

@@ -63,7 +63,7 @@ function scatterRows(dst: Float32Array, off: number, rows: number, cols: number,
 }
 
 type Op = 'gemm' | 'softmax' | 'layerNorm' | 'rmsNorm' | 'addLayerNorm' | 'addRmsNorm' | 'relu' | 'gelu' | 'binary'
-  | 'embedding' | 'permute0213' | 'attention' | 'unary' | 'siluMul' | 'rope' | 'copy';
+  | 'embedding' | 'permute0213' | 'attention' | 'unary' | 'siluMul' | 'rope' | 'copy' | 'indexCopy';
 
 /** One injected fault; `arg` names the addon argument (field) it hits. */
 export type Fault =
@@ -375,6 +375,27 @@ function build(c: NativeCase): Built {
         tol: [0, 0],
       };
     }
+    case 'indexCopy': {
+      const { cols, n, extra, ldxGap, ldyGap, step } = p as Record<string, number>;
+      const yRows = n + extra;
+      const ldx = cols + ldxGap, ldy = cols + ldyGap;
+      // Distinct rows: i · s mod yRows with s coprime to yRows.
+      let s = step;
+      const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+      while (yRows > 0 && gcd(s, yRows) !== 1) s++;
+      const span = (rows: number, ld: number): number => (rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols);
+      return {
+        bufs: [
+          { name: 'x', elem: 'f32', length: span(n, ldx), out: false, fill: uni },
+          { name: 'index', elem: 'i32', length: n, out: false, fill: (_r, i) => (i * s) % yRows },
+          { name: 'y', elem: 'f32', length: span(yRows, ldy), out: true, fill: uni },
+        ],
+        args: (v) => ({ x: v.x, ldx, y: v.y, ldy, yRows, rows: n, cols, index: v.index }),
+        reference: (v) => jsReference('indexCopy', { x: v.x as Float32Array, ldx, y: v.y as Float32Array, ldy, yRows, rows: n, cols,
+          index: v.index as Int32Array }),
+        tol: [0, 0],
+      };
+    }
     case 'permute0213': {
       const d = p.d as number[];
       const size = d.reduce((x, y) => x * y, 1);
@@ -390,11 +411,18 @@ function build(c: NativeCase): Built {
       };
     }
     case 'attention': {
-      const { batch, heads, lq, lk, dk, dv, layout, causal, weights, nMasks, bf16, group = 1 } = p as Record<string, number>;
+      const { batch, heads, lq, lk, dk, dv, layout, causal, nMasks, bf16, group = 1, pooledStarts = 0, pooledLengths = 0 } =
+        p as Record<string, number>;
+      // Pooled K/V (kvStarts / kvLengths): entries placed in reverse order with a gap, lengths lk, lk − 1, … (≥ 0);
+      // such calls take no weights and compute float32.
+      const pooled = !!pooledStarts || !!pooledLengths;
+      const weights = pooled ? 0 : p.weights as number;
+      const starts = Array.from({ length: batch! }, (_, b) => (batch! - 1 - b) * (lk! + 2));
+      const lengths = Array.from({ length: batch! }, (_, b) => Math.max(0, lk! - b));
       // Grouped-query attention: kvHeads key/value heads when group divides heads (corpus cases have no group).
       const kvHeads = heads! % group! === 0 ? heads! / group! : heads!;
       // bfloat16 products where the CPU has them (calls with weights or <= 8 queries run float32 anyway).
-      const precision = bf16 && addon?.info().bf16 ? ('bfloat16' as const) : undefined;
+      const precision = bf16 && addon?.info().bf16 && !pooled ? ('bfloat16' as const) : undefined;
       const maskKinds = p.maskKinds as number[]; // per mask: 0 f32, 1 u8
       const maskBcast = p.maskBcast as number[]; // per mask: bit d set = broadcast over dim d of [b, h, q, k]
       // layout 0: [batch, heads, seq, d] contiguous; 1: [seq, batch, heads·d] (MultiheadAttention's layout).
@@ -412,11 +440,23 @@ function build(c: NativeCase): Built {
         }
         return { kind, strides, length: reach(sizes, strides, 1) };
       });
+      // K/V extent: per entry from its start position over its own length when pooled (the binding's rule).
+      const kvReach = (s: number[], w: number): number => {
+        if (!pooledStarts) return reach([batch!, kvHeads, lk!], s, w);
+        let need = 0;
+        for (let b = 0; b < batch!; b++) {
+          const r = reach([kvHeads, pooledLengths ? lengths[b]! : lk!], [s[1]!, s[2]!], w);
+          if (r > 0) need = Math.max(need, starts[b]! * s[2]! + r);
+        }
+        return need;
+      };
       return {
         bufs: [
           { name: 'q', elem: 'f32', length: reach([batch, heads, lq], qs, dk), out: false, fill: uni },
-          { name: 'k', elem: 'f32', length: reach([batch!, kvHeads, lk!], ks, dk!), out: false, fill: uni },
-          { name: 'v', elem: 'f32', length: reach([batch!, kvHeads, lk!], vs, dv!), out: false, fill: uni },
+          { name: 'k', elem: 'f32', length: kvReach(ks, dk!), out: false, fill: uni },
+          { name: 'v', elem: 'f32', length: kvReach(vs, dv!), out: false, fill: uni },
+          ...(pooledStarts ? [{ name: 'kvStarts', elem: 'i32' as const, length: batch!, out: false, fill: (_r: () => number, i: number) => starts[i]! }] : []),
+          ...(pooledLengths ? [{ name: 'kvLengths', elem: 'i32' as const, length: batch!, out: false, fill: (_r: () => number, i: number) => lengths[i]! }] : []),
           { name: 'out', elem: 'f32', length: reach([batch, heads, lq], os, dv), out: true, fill: uni },
           ...masks.map((m, i) => ({
             name: `mask${i}`, elem: (m.kind ? 'u8' : 'f32') as 'u8' | 'f32', length: m.length, out: false,
@@ -428,6 +468,7 @@ function build(c: NativeCase): Built {
         args: (v) => ({ q: v.q, k: v.k, v: v.v, out: v.out, qStrides: qs, kStrides: ks, vStrides: vs, outStrides: os,
           batch, heads, lq, lk, dk, dv, scale: 0.37, masks: masks.map((m, i) => ({ data: v[`mask${i}`], strides: m.strides })),
           causal: !!causal, weights: weights ? v.weights : null, ...(precision ? { precision } : {}),
+          ...(pooledStarts ? { kvStarts: v.kvStarts } : {}), ...(pooledLengths ? { kvLengths: v.kvLengths } : {}),
           // kvHeads is given when it differs from heads, and half the time when it does not (its default).
           ...(kvHeads !== heads || (c.seed & 2) ? { kvHeads } : {}) }),
         reference: (v) => jsBackend.attention({
@@ -437,6 +478,7 @@ function build(c: NativeCase): Built {
           batch, heads, lq, lk, dk, dv, scale: 0.37, kvHeads,
           masks: masks.map((m, i) => ({ data: v[`mask${i}`], strides: m.strides }) as unknown as AttentionMask),
           causal: !!causal, weights: weights ? (v.weights as Float32Array) : null, precision,
+          kvStarts: pooledStarts ? (v.kvStarts as Int32Array) : null, kvLengths: pooledLengths ? (v.kvLengths as Int32Array) : null,
         }),
         // bfloat16: the emulation rounds alike, but a last-bit float32 difference before a rounding can
         // move a probability by one bfloat16 step.
@@ -469,7 +511,7 @@ function expectedError(c: NativeCase, b: Built): typeof TypeError | typeof Range
       // The output view starts one element into the input: any non-empty output overlaps it.
       return len(f.arg) >= 1 && len(f.with) >= 2 ? RangeError : null;
     case 'badId':
-      return len('ids') > 0 ? RangeError : null;
+      return len(c.op === 'indexCopy' ? 'index' : 'ids') > 0 ? RangeError : null;
     case 'badInt':
       return RangeError;
   }
@@ -493,7 +535,8 @@ async function runCase(c: NativeCase): Promise<void> {
     guards[buf.name] = g;
     views[buf.name] = g.view;
   }
-  if (f.kind === 'badId' && views.ids && views.ids.length > 0) views.ids[Math.floor(r() * views.ids.length)] = f.value;
+  const idView = views[c.op === 'indexCopy' ? 'index' : 'ids'];
+  if (f.kind === 'badId' && idView && idView.length > 0) idView[Math.floor(r() * idView.length)] = f.value;
   // In-place / overlap: the output becomes a view into the input's buffer (same start, or one element later).
   if ((f.kind === 'alias' || f.kind === 'overlap') && views[f.with]) {
     const src = views[f.with]!;
@@ -599,15 +642,17 @@ const params: Record<Op, fc.Arbitrary<NativeCase['p']>> = {
     })),
   embedding: fc.record({ num: dim, dim: dim, nIds: dim }),
   permute0213: fc.record({ d: fc.array(smallDim, { minLength: 4, maxLength: 4 }) }),
+  indexCopy: fc.record({ cols: dim, n: smallDim, extra: fc.constantFrom(0, 1, 5), ldxGap: fc.constantFrom(0, 0, 3),
+    ldyGap: fc.constantFrom(0, 0, 2), step: fc.constantFrom(1, 2, 3, 7) }),
   attention: fc.record({
     batch: fc.constantFrom(0, 1, 2, 3), heads: fc.constantFrom(0, 1, 2, 3, 4, 6), group: fc.constantFrom(1, 1, 2, 3), lq: fc.constantFrom(0, 1, 1, 2, 3, 5, 7, 8, 9, 13),
     // 65 and 130: several key blocks and a partial one, for the bf16 packing.
     lk: fc.constantFrom(0, 1, 1, 2, 3, 5, 7, 8, 65, 130), bf16: bit,
     dk: fc.constantFrom(0, 1, 3, 8, 16, 17), dv: fc.constantFrom(0, 1, 3, 8, 16, 17), layout: bit, causal: bit,
-    weights: bit, nMasks: fc.integer({ min: 0, max: 2 }),
+    weights: bit, nMasks: fc.integer({ min: 0, max: 2 }), pooledStarts: fc.constantFrom(0, 0, 1), pooledLengths: fc.constantFrom(0, 0, 1),
     maskKinds: fc.array(bit, { minLength: 2, maxLength: 2 }),
     maskBcast: fc.array(fc.integer({ min: 0, max: 15 }), { minLength: 2, maxLength: 2 }),
-  }),
+  }).map((p) => (p.pooledStarts || p.pooledLengths ? { ...p, weights: 0 } : p)), // pooled calls take no weights
 };
 
 /**
@@ -630,7 +675,9 @@ const ARRAYS: Record<Op, { inputs: string[]; outputs: string[]; optional: [name:
   binary: { inputs: ['a', 'b'], outputs: ['y'], optional: [] },
   embedding: { inputs: ['weight'], outputs: ['out'], optional: [] },
   permute0213: { inputs: ['x'], outputs: ['y'], optional: [] },
-  attention: { inputs: ['q', 'k', 'v'], outputs: ['out'], optional: [['weights', 'weights']] },
+  indexCopy: { inputs: ['x', 'index'], outputs: ['y'], optional: [] },
+  attention: { inputs: ['q', 'k', 'v'], outputs: ['out'],
+    optional: [['weights', 'weights'], ['kvStarts', 'pooledStarts'], ['kvLengths', 'pooledLengths']] },
 };
 /** Integer fields a fault can push out of range (optional ones included: given, they are checked alike). */
 const INTS: Record<Op, string[]> = {
@@ -649,6 +696,7 @@ const INTS: Record<Op, string[]> = {
   binary: ['op'],
   embedding: ['num', 'dim'],
   permute0213: ['d0', 'd1', 'd2', 'd3'],
+  indexCopy: ['ldx', 'ldy', 'yRows', 'rows', 'cols'],
   attention: ['batch', 'heads', 'lq', 'lk', 'dk', 'dv', 'kvHeads'],
 };
 /** Fields without a default: leaving one out is a TypeError naming it. */
@@ -669,6 +717,7 @@ const REQUIRED: Record<Op, string[]> = {
   binary: ['op', 'a', 'aStrides', 'b', 'bStrides', 'y', 'shape'],
   embedding: ['weight', 'num', 'dim', 'ids', 'out'],
   permute0213: ['x', 'y', 'd0', 'd1', 'd2', 'd3'],
+  indexCopy: ['x', 'ldx', 'y', 'ldy', 'yRows', 'rows', 'cols', 'index'],
   attention: ['q', 'k', 'v', 'out', 'qStrides', 'kStrides', 'vStrides', 'outStrides', 'batch', 'heads', 'lq', 'lk', 'dk',
     'dv', 'scale', 'masks', 'causal', 'weights'],
 };
@@ -701,6 +750,11 @@ function faultFor(op: Op, p: NativeCase['p']): fc.Arbitrary<Fault> {
     // Just past the table (num), negative, and the int32 extremes.
     options.push(fc.constantFrom(p.num as number, -1, -2147483648, 2147483647).map((value): Fault => ({ kind: 'badId', value })));
   }
+  if (op === 'indexCopy') {
+    // Just past y's rows, negative, and the int32 extremes.
+    const yRows = (p.n as number) + (p.extra as number);
+    options.push(fc.constantFrom(yRows, -1, -2147483648, 2147483647).map((value): Fault => ({ kind: 'badId', value })));
+  }
   if (INTS[op].length > 0) {
     options.push(fc.record({ field: fc.constantFrom(...INTS[op]), value: fc.constantFrom(-1, 1.5, 2 ** 31, NaN, Infinity) })
       .map((x): Fault => ({ kind: 'badInt', ...x })));
@@ -726,7 +780,7 @@ function caseArb(op: Op, mode?: NativeCase['mode']): fc.Arbitrary<NativeCase> {
 // ---------------------------------------------------------------------------
 
 const OPS: Op[] = ['gemm', 'softmax', 'layerNorm', 'rmsNorm', 'addLayerNorm', 'addRmsNorm', 'relu', 'gelu', 'binary', 'embedding',
-  'permute0213', 'attention', 'unary', 'siluMul', 'rope', 'copy'];
+  'permute0213', 'attention', 'unary', 'siluMul', 'rope', 'copy', 'indexCopy'];
 
 describe.runIf(hasNative)('native boundary fuzz', () => {
   afterAll(() => {

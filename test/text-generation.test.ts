@@ -77,9 +77,10 @@ describe.each(backends)('textGenerationPipeline on the %s backend', (backend) =>
     const model = p.model as GPT2LMHeadModel;
     const prompt = new Tensor(Int32Array.from(ref.input_ids), [1, ref.input_ids.length], 'int32');
     const opts = { doSample: true, seed: 11, topK: 40, topP: 0.95, temperature: 1.5, repetitionPenalty: 1.2 };
-    // Every seed is compared with the model's own generate; at least one of them meets eos within 40 tokens.
+    // Every seed is compared with the model's own generate; at least one of them meets eos within 40 tokens
+    // (9, 14 and 15 do with the draw over kept tokens in id order).
     let stoppedEarly = 0;
-    for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+    for (const seed of [9, 10, 11, 12, 13, 14, 15, 16]) {
       const ids = await model.generateAsync(prompt, { ...opts, seed, maxNewTokens: 40, eosTokenId: EOS });
       const gen = Array.from(ids.data).slice(ref.input_ids.length);
       const cut = gen.indexOf(EOS);

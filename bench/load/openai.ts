@@ -22,6 +22,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { getJson, pct, ROOT, setClientNice, startServe, stopServer } from './harness';
 import { makeSentences } from '../embeddings/sentences';
+import { twoPanelSvg, type Series } from '../charts';
 
 const RESULTS = path.join(ROOT, 'bench', 'results');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'hf');
@@ -252,42 +253,18 @@ function markdown(run: Run): string {
   return lines.join('\n');
 }
 
-/** Two panels: embeddings req/s and streamed tokens/s against clients (hand-written SVG, no chart library). */
+/** Two panels: embeddings req/s and streamed tokens/s against clients (bench/charts.ts, no chart library). */
 function svg(run: Run): string {
-  const W = 860;
-  const H = 330;
-  const pw = 340;
-  const ph = 220;
-  const top = 60;
-  const panels = [
-    { left: 70, title: 'POST /v1/embeddings: req/s', pts: run.embeddings.map((l) => [l.concurrency, l.throughput] as const) },
-    { left: 490, title: 'streamed completions: tokens/s', pts: run.stream.map((l) => [l.concurrency, l.tokensPerS] as const) },
-  ];
-  const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">attnode serve — OpenAI routes load test (${run.date.slice(0, 10)})</text>`,
-  ];
-  for (const p of panels) {
-    out.push(`<text x="${p.left + pw / 2}" y="${top - 10}" text-anchor="middle" font-weight="bold">${p.title}</text>`,
-      `<rect x="${p.left}" y="${top}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`);
-    if (!p.pts.length) continue;
-    const cs = p.pts.map((x) => x[0]);
-    const lo = Math.log2(Math.min(...cs));
-    const hi = Math.log2(Math.max(...cs));
-    const ymax = Math.max(...p.pts.map((x) => x[1])) * 1.1 || 1;
-    const x = (c: number): number => (hi === lo ? p.left + pw / 2 : p.left + ((Math.log2(c) - lo) / (hi - lo)) * pw);
-    const y = (v: number): number => top + ph - (v / ymax) * ph;
-    for (let i = 0; i <= 4; i++) {
-      out.push(`<text x="${p.left - 6}" y="${y((ymax * i) / 4) + 4}" text-anchor="end">${Number(((ymax * i) / 4).toPrecision(3))}</text>`);
-    }
-    for (const c of cs) out.push(`<text x="${x(c)}" y="${top + ph + 16}" text-anchor="middle">${c}</text>`);
-    out.push(`<text x="${p.left + pw / 2}" y="${top + ph + 34}" text-anchor="middle" fill="#333">concurrent clients</text>`,
-      `<path d="${p.pts.map(([c, v], i) => `${i ? 'L' : 'M'}${x(c).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}" fill="none" stroke="#1f77b4" stroke-width="2"/>`,
-      ...p.pts.map(([c, v]) => `<circle cx="${x(c).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3.5" fill="#1f77b4"><title>c=${c}: ${v.toFixed(1)}</title></circle>`));
-  }
-  out.push('</svg>', '');
-  return out.join('\n');
+  const series = (label: string, pts: [number, number][], unit: string): Series[] =>
+    pts.length ? [{ label, color: '#1f77b4', points: pts, tip: (c, v) => `c=${c}: ${v.toFixed(1)} ${unit}` }] : [];
+  return twoPanelSvg({
+    title: `attnode serve — OpenAI routes load test (${run.date.slice(0, 10)})`,
+    subtitle: `${run.host.cpus} cores · ${run.config.durationS} s per level · ${run.config.maxTokens} tokens per stream`,
+    panels: [
+      { title: 'POST /v1/embeddings: req/s', xlabel: 'concurrent clients', series: series('embeddings', run.embeddings.map((l) => [l.concurrency, l.throughput]), 'req/s') },
+      { title: 'streamed completions: tokens/s', xlabel: 'concurrent clients', series: series('streams', run.stream.map((l) => [l.concurrency, l.tokensPerS]), 'tok/s') },
+    ],
+  });
 }
 
 async function main(): Promise<void> {

@@ -1,8 +1,9 @@
 /**
  * Rendering of the load test (bench/load/run.ts): a Markdown table and a
  * hand-written SVG chart (throughput and p99 latency against concurrency,
- * batching on vs off), no chart library.
+ * batching on vs off; bench/charts.ts), no chart library.
  */
+import { twoPanelSvg, type Panel } from '../charts';
 
 /** One concurrency level of one mode. Latencies in ms. */
 export interface LoadLevel {
@@ -75,73 +76,27 @@ export function renderLoadMarkdown(run: LoadRun): string {
   return lines.join('\n');
 }
 
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-/** A "nice" upper bound for an axis. */
-function niceMax(v: number): number {
-  if (v <= 0) return 1;
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
-}
-
 /** The SVG chart (bench/results/load-latest.svg): throughput and p99 latency panels, x = concurrency (log scale). */
 export function renderLoadSvg(run: LoadRun): string {
-  const W = 900;
-  const H = 380;
-  const panelW = 380;
-  const panelH = 250;
-  const top = 70;
-  const lefts = [70, 520];
   const colors = { on: '#1f77b4', off: '#d62728' };
-  const concs = [...new Set(run.levels.map((l) => l.concurrency))].sort((a, b) => a - b);
-  const xOf = (c: number, left: number): number =>
-    concs.length === 1 ? left + panelW / 2 : left + (Math.log2(c) - Math.log2(concs[0]!)) / (Math.log2(concs.at(-1)!) - Math.log2(concs[0]!)) * panelW;
-  const out: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">attnode serve — POST /v1/encode load test (${esc(run.date.slice(0, 10))})</text>`,
-    `<text x="${W / 2}" y="42" text-anchor="middle" fill="#555">${esc(`${run.host.cpus} cores · ${run.config.durationS} s per level · ${run.config.lengths[0]}–${run.config.lengths[1]} tokens per request`)}</text>`,
-  ];
-  const panels: { title: string; value: (l: LoadLevel) => number; unit: string }[] = [
-    { title: 'Throughput (req/s, higher is better)', value: (l) => l.throughput, unit: 'req/s' },
-    { title: 'p99 latency (ms, lower is better)', value: (l) => l.p99, unit: 'ms' },
-  ];
-  panels.forEach((p, pi) => {
-    const left = lefts[pi]!;
-    const ymax = niceMax(Math.max(...run.levels.map(p.value)) * 1.05);
-    const yOf = (v: number): number => top + panelH - (v / ymax) * panelH;
-    out.push(`<text x="${left + panelW / 2}" y="${top - 10}" text-anchor="middle" font-weight="bold">${esc(p.title)}</text>`);
-    out.push(`<rect x="${left}" y="${top}" width="${panelW}" height="${panelH}" fill="none" stroke="#999"/>`);
-    for (let i = 0; i <= 5; i++) {
-      const v = (ymax * i) / 5;
-      const y = yOf(v);
-      out.push(`<line x1="${left}" x2="${left + panelW}" y1="${y}" y2="${y}" stroke="#eee"/>`);
-      out.push(`<text x="${left - 6}" y="${y + 4}" text-anchor="end" fill="#333">${Number(v.toPrecision(3))}</text>`);
-    }
-    for (const c of concs) {
-      const x = xOf(c, left);
-      out.push(`<line x1="${x}" x2="${x}" y1="${top + panelH}" y2="${top + panelH + 5}" stroke="#999"/>`);
-      out.push(`<text x="${x}" y="${top + panelH + 18}" text-anchor="middle">${c}</text>`);
-    }
-    out.push(`<text x="${left + panelW / 2}" y="${top + panelH + 36}" text-anchor="middle" fill="#333">concurrent clients</text>`);
-    for (const mode of ['on', 'off'] as const) {
-      const pts = run.levels.filter((l) => l.batching === (mode === 'on')).sort((a, b) => a.concurrency - b.concurrency);
-      if (!pts.length) continue;
-      const d = pts.map((l, i) => `${i ? 'L' : 'M'}${xOf(l.concurrency, left).toFixed(1)},${yOf(p.value(l)).toFixed(1)}`).join(' ');
-      out.push(`<path d="${d}" fill="none" stroke="${colors[mode]}" stroke-width="2"/>`);
-      for (const l of pts) {
-        out.push(`<circle cx="${xOf(l.concurrency, left).toFixed(1)}" cy="${yOf(p.value(l)).toFixed(1)}" r="3.5" fill="${colors[mode]}"><title>batching ${mode}, c=${l.concurrency}: ${p.value(l).toFixed(1)} ${p.unit}</title></circle>`);
-      }
-    }
+  const panel = (title: string, value: (l: LoadLevel) => number, unit: string): Panel => ({
+    title,
+    xlabel: 'concurrent clients',
+    series: (['on', 'off'] as const).map((mode) => ({
+      label: `batching ${mode}`,
+      color: colors[mode],
+      points: run.levels.filter((l) => l.batching === (mode === 'on')).map((l): [number, number] => [l.concurrency, value(l)]),
+      tip: (c: number, y: number) => `batching ${mode}, c=${c}: ${y.toFixed(1)} ${unit}`,
+    })),
   });
   const worst = Math.max(...run.levels.map((l) => l.eventLoopP99));
-  const ly = H - 14;
-  out.push(`<line x1="70" x2="95" y1="${ly - 4}" y2="${ly - 4}" stroke="${colors.on}" stroke-width="2"/><text x="100" y="${ly}">batching on</text>`);
-  out.push(`<line x1="200" x2="225" y1="${ly - 4}" y2="${ly - 4}" stroke="${colors.off}" stroke-width="2"/><text x="230" y="${ly}">batching off</text>`);
-  out.push(`<text x="${W - 20}" y="${ly}" text-anchor="end" fill="${worst < LOOP_TARGET_MS ? '#2a7d2a' : '#b00'}">server event-loop delay p99: worst ${worst.toFixed(2)} ms over all levels (target &lt; ${LOOP_TARGET_MS} ms)</text>`);
-  out.push('</svg>', '');
-  return out.join('\n');
+  return twoPanelSvg({
+    title: `attnode serve — POST /v1/encode load test (${run.date.slice(0, 10)})`,
+    subtitle: `${run.host.cpus} cores · ${run.config.durationS} s per level · ${run.config.lengths[0]}–${run.config.lengths[1]} tokens per request`,
+    panels: [panel('Throughput (req/s, higher is better)', (l) => l.throughput, 'req/s'), panel('p99 latency (ms, lower is better)', (l) => l.p99, 'ms')],
+    footer: {
+      text: `server event-loop delay p99: worst ${worst.toFixed(2)} ms over all levels (target < ${LOOP_TARGET_MS} ms)`,
+      color: worst < LOOP_TARGET_MS ? '#2a7d2a' : '#b00',
+    },
+  });
 }

@@ -162,6 +162,17 @@ export interface AttentionArgs {
   weights: Float32Array | null;
   /** Precision of the products (default 'float32'; see {@link AttentionPrecision}). */
   precision?: AttentionPrecision;
+  /**
+   * Pooled keys and values (continuous batching, each sequence's K/V rows at its own place in one pool): batch b
+   * reads k and v from position kvStarts[b] (through kStrides[2] / vStrides[2]; kStrides[0] and vStrides[0] are
+   * not used). `batch` entries, each >= 0.
+   */
+  kvStarts?: Int32Array | null;
+  /**
+   * Keys batch b sees: its first kvLengths[b] (in [0, lk]; 0 gives NaN rows). `batch` entries. With kvStarts or
+   * kvLengths the call computes in float32 and `weights` must be null. Causal stays top-left aligned per entry.
+   */
+  kvLengths?: Int32Array | null;
 }
 
 /** Arguments of {@link Backend.softmax}: a stable softmax over each row of [rows, cols]. x and y may alias. */
@@ -311,6 +322,22 @@ export interface EmbeddingArgs {
   outRowStride?: number;
 }
 
+/**
+ * Arguments of {@link Backend.indexCopy}: row index[i] of y = row i of x (PyTorch's `index_copy_` along dim 0), for
+ * every i < rows (index holds at least `rows` entries); rows of `cols` elements, x's `ldx` and y's `ldy` apart, y holding `yRows` rows. Indices
+ * in [0, yRows) and distinct; x and y must not overlap.
+ */
+export interface IndexCopyArgs {
+  x: Float32Array;
+  ldx: number;
+  y: Float32Array;
+  ldy: number;
+  yRows: number;
+  rows: number;
+  cols: number;
+  index: Int32Array;
+}
+
 /** Arguments of {@link Backend.permute0213}: [d0, d1, d2, d3] → [d0, d2, d1, d3]. x and y must not alias. */
 export interface Permute0213Args {
   x: Float32Array;
@@ -368,6 +395,7 @@ export interface OpArgs {
   siluMul: SiluMulArgs;
   binary: BinaryArgs;
   embedding: EmbeddingArgs;
+  indexCopy: IndexCopyArgs;
   copy: CopyArgs;
   permute0213: Permute0213Args;
   attention: AttentionArgs;

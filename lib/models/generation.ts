@@ -60,6 +60,7 @@ import { Rng, Tensor } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import { checkOptions } from '../nn/options';
 import type { SelfAttentionCache } from '../nn/kv-cache';
+import { samplingParams, TokenPicker, type SamplingParams } from './sampling';
 
 // ---------------------------------------------------------------------------
 // The model side
@@ -280,6 +281,9 @@ interface Plan {
   lengthPenalty: number;
   earlyStopping: boolean | 'never';
   padTokenId: number;
+  /** The same sampling fields, for the shared token picker. */
+  sampling: SamplingParams;
+  picker: TokenPicker;
   eos: Set<number>;
   eosFirst: number | null;
   processors: LogitsProcessors;
@@ -329,8 +333,8 @@ function plan(fn: string, model: GenerationModel, inputIds: Tensor<'int32'>, o: 
     }
     mask = new Tensor(Int32Array.from(m.contiguous().data), [n, p], 'int32');
   }
-  const doSample = o.doSample ?? false;
-  if (typeof doSample !== 'boolean') throw new TypeError(`${fn}: option 'doSample' must be a boolean, got ${typeof doSample}`);
+  const sampling = samplingParams(fn, o);
+  const { doSample } = sampling;
   const numBeams = int('numBeams', o.numBeams, 1, 1);
   const numReturn = int('numReturnSequences', o.numReturnSequences, 1, 1);
   if (numBeams > 1 && !doSample && numReturn > numBeams) {
@@ -356,14 +360,16 @@ function plan(fn: string, model: GenerationModel, inputIds: Tensor<'int32'>, o: 
   return {
     n, maxNew, doSample, numBeams, numReturn, lengthPenalty, earlyStopping, padTokenId, eos, mask,
     eosFirst: eosList[0] ?? null,
-    temperature: num('temperature', o.temperature, 1, (x) => x > 0),
-    topK: num('topK', o.topK, 0, (x) => Number.isInteger(x) && x >= 0),
-    topP: num('topP', o.topP, 1, (x) => x > 0 && x <= 1),
+    temperature: sampling.temperature,
+    topK: sampling.topK,
+    topP: sampling.topP,
+    sampling,
+    picker: new TokenPicker(),
     rng: new Rng(o.seed ?? 0),
     onToken: o.onToken ?? null,
     logprobs: o.outputLogprobs === true,
     processors: new LogitsProcessors(fn, vocab, {
-      repetitionPenalty: num('repetitionPenalty', o.repetitionPenalty, 1, (x) => x > 0),
+      repetitionPenalty: sampling.repetitionPenalty,
       noRepeatNgramSize: int('noRepeatNgramSize', o.noRepeatNgramSize, 0, 0),
       badWordsIds: o.badWordsIds ?? null,
       minNewTokens: int('minNewTokens', o.minNewTokens, 0, 0),
@@ -493,43 +499,10 @@ function pick(pl: Plan, logits: Tensor<'float32'>, seqs: readonly number[][], lo
   for (let b = 0; b < rows; b++) {
     for (let j = 0; j < v; j++) row[j] = data[b * v + j]!;
     pl.processors.apply(row, seqs[b]!);
-    if (!pl.doSample) {
-      let best = 0;
-      for (let j = 1; j < v; j++) if (row[j]! > row[best]!) best = j;
-      next[b] = best;
-    } else {
-      next[b] = sample(row, pl.temperature, pl.topK, pl.topP, pl.rng);
-    }
+    next[b] = pl.picker.choose(row, v, pl.sampling, pl.rng);
     if (logprobs) logprobs[b] = logprobOf(data, b, v, next[b]!);
   }
   return next;
-}
-
-/** Hugging Face's sampling order: temperature, top-k, top-p, then one draw from the softmax. */
-function sample(row: Float64Array, temperature: number, topK: number, topP: number, rng: Rng): number {
-  const order = Array.from(row.keys()).sort((a, b) => row[b]! - row[a]! || a - b);
-  let keep = topK > 0 ? Math.min(topK, order.length) : order.length;
-  const max = row[order[0]!]! / temperature;
-  const probs = order.slice(0, keep).map((j) => Math.exp(row[j]! / temperature - max));
-  let total = probs.reduce((s, x) => s + x, 0);
-  if (topP < 1) {
-    // The smallest prefix whose mass reaches topP (at least one token).
-    let acc = 0;
-    for (let i = 0; i < keep; i++) {
-      acc += probs[i]! / total;
-      if (acc >= topP) {
-        keep = i + 1;
-        break;
-      }
-    }
-    total = probs.slice(0, keep).reduce((s, x) => s + x, 0);
-  }
-  let u = rng.uniform() * total;
-  for (let i = 0; i < keep; i++) {
-    u -= probs[i]!;
-    if (u < 0) return order[i]!;
-  }
-  return order[keep - 1]!;
 }
 
 /** One kernel step handed to the driver: a thunk computing logits [rows, 1, V]. */

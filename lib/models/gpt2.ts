@@ -16,6 +16,7 @@ import { Embedding } from '../nn/sparse';
 import { LayerNorm } from '../nn/linear';
 import { normal } from '../nn/init';
 import { KVCache, SelfAttentionCache } from '../nn/kv-cache';
+import { KVPool } from '../nn/kv-pool';
 import * as ops from '../ops';
 import type { FusedActivation } from '../ops/matmul';
 import { Tensor, empty } from '../tensor';
@@ -23,6 +24,7 @@ import { checkInt, formatShape } from '../errors';
 import { generate, generateAsync, type GenerationOptions } from './generation';
 import { stepPositionsAndMask } from './step-masks';
 import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs } from './model-inputs';
+import { attendPacked, packedStages, planPackedStep, runStages, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
 import { causalMaskFrom } from '../ops/multi-head-attention';
 
 type F32 = Tensor<'float32'>;
@@ -164,6 +166,29 @@ export class GPT2Attention extends Module {
       return this.cProj.forward(attn);
     }, false);
   }
+
+  /**
+   * A packed step (continuous batching): x [1, T, E] holds the new tokens of several sequences at their own
+   * positions (`step`, from planPackedStep); their keys and values go to their rows of this layer's pool rows
+   * `kv` [P, 2E], and each sequence's queries attend to its own cached keys there.
+   */
+  forwardPacked(x: F32, kv: F32, step: PackedStep): F32 {
+    return this.inContext(() => {
+      const c = this.#c;
+      const t = x.shape[1]!;
+      const e = c.hiddenSize;
+      const h = c.numAttentionHeads;
+      const rows = this.cAttn.rows;
+      const bias = this.cAttn.bias;
+      // One GEMM for the k and v rows of every token, then each row to its sequence's pool row.
+      const kvNew = ops.linear(x, rows.narrow(0, e, 2 * e), bias.narrow(0, e, 2 * e), { cacheWeight: true });
+      ops.indexCopy(kv, 0, step.rows, kvNew.view(t, 2 * e));
+      const q = ops.linear(x, rows.narrow(0, 0, e), bias.narrow(0, 0, e), { cacheWeight: true });
+      const attn = empty([1, t, e]);
+      attendPacked(q.view(t, h, e / h), kv, h, step, attn.view(t, h, e / h));
+      return this.cProj.forward(attn);
+    }, false);
+  }
 }
 
 /** The feed-forward: c_proj(act(c_fc(x))), the activation fused into c_fc's GEMM. */
@@ -202,8 +227,17 @@ export class GPT2Block extends Module {
 
   /** `residual` is the stream entering the block; returns the stream leaving it. */
   forward(residual: F32, cache: KVCache, mask: F32 | null): F32 {
+    return this.#block(residual, (h) => this.attn.forward(h, cache, mask));
+  }
+
+  /** {@link forward} for a packed step over this block's pool rows `kv` (see GPT2Attention.forwardPacked). */
+  forwardPacked(residual: F32, kv: F32, step: PackedStep): F32 {
+    return this.#block(residual, (h) => this.attn.forwardPacked(h, kv, step));
+  }
+
+  #block(residual: F32, attend: (normed: F32) => F32): F32 {
     return this.inContext(() => {
-      const attn = this.attn.forward(this.ln_1.forward(residual), cache, mask);
+      const attn = attend(this.ln_1.forward(residual));
       const stream = empty(residual.shape);
       // The residual add and ln_2 in one pass; the sum is the stream the MLP adds to.
       const normed = this.ln_2.forwardAdd(attn, residual, stream);
@@ -239,7 +273,7 @@ export interface GPT2ForwardOptions {
 }
 
 /** GPT-2 with its language-model head (the token embedding, transposed). */
-export class GPT2LMHeadModel extends Module {
+export class GPT2LMHeadModel extends Module implements PackedCausalModel {
   readonly config: ResolvedGPT2Config;
   transformer: GPT2Model;
 
@@ -254,6 +288,42 @@ export class GPT2LMHeadModel extends Module {
     const e = this.config.hiddenSize;
     return new SelfAttentionCache(
       Array.from({ length: this.config.numHiddenLayers }, () => new KVCache({ batch, embedDim: e, capacity })),
+    );
+  }
+
+  /** A K/V pool of `positions` positions for {@link forwardPacked} (continuous batching), preallocated and prefaulted. */
+  createKVPool(positions: number, options: { prefault?: boolean } = {}): KVPool {
+    return new KVPool({ layers: this.config.numHiddenLayers, kvDim: this.config.hiddenSize, positions, ...options });
+  }
+
+  /**
+   * One step over several sequences at different positions (continuous batching): each sequence's new tokens
+   * are appended to its rows of `pool` and attend to its own cached positions; all tokens share one GEMM per
+   * projection. Returns logits [R, vocab] for the last new token of each sequence with `logits` (default true),
+   * in the order given. `generate` and `forward` are unaffected (they use per-batch caches).
+   * @throws TypeError/RangeError naming `seqs[i]` and the field (see planPackedStep), or `pool`.
+   */
+  forwardPacked(seqs: readonly PackedSequence[], pool: KVPool): F32 {
+    return runStages(this.forwardPackedStages(seqs, pool));
+  }
+
+  /** {@link forwardPacked} in stages of `layersPerStage` layers (see PackedCausalModel.forwardPackedStages). */
+  *forwardPackedStages(seqs: readonly PackedSequence[], pool: KVPool, layersPerStage = Infinity): Generator<F32, F32, void> {
+    const c = this.config;
+    const step = planPackedStep('GPT2LMHeadModel.forwardPacked', seqs, pool, { config: c, layers: c.numHiddenLayers, kvDim: c.hiddenSize });
+    const tr = this.transformer;
+    return yield* packedStages(
+      tr.h.length, layersPerStage,
+      () => this.inContext(() => ops.add(tr.wte.forward(step.ids), tr.wpe.forward(step.positions)), false),
+      (x, from, to) => this.inContext(() => {
+        for (let i = from; i < to; i++) x = tr.h.at(i).forwardPacked(x, pool.layer(i), step);
+        return x;
+      }, false),
+      (x) => this.inContext(() => {
+        if (step.logitRows.shape[0] === 0) return empty([0, c.vocabSize]);
+        const last = ops.embedding(step.logitRows, x.view(x.shape[1]!, c.hiddenSize));
+        return ops.linear(tr.lnF.forward(last), tr.wte.weight, null, { cacheWeight: true });
+      }, false),
     );
   }
 

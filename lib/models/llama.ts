@@ -15,12 +15,14 @@ import { Embedding } from '../nn/sparse';
 import { Linear } from '../nn/linear';
 import { RMSNorm } from '../nn/rms-norm';
 import { KVCache, SelfAttentionCache } from '../nn/kv-cache';
+import { KVPool } from '../nn/kv-pool';
 import * as ops from '../ops';
 import { Tensor, empty } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import { generate, generateAsync, type GenerationOptions } from './generation';
 import { stepPositionsAndMask } from './step-masks';
 import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs } from './model-inputs';
+import { attendPacked, packedStages, planPackedStep, runStages, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
 import { causalMaskFrom } from '../ops/multi-head-attention';
 
 type F32 = Tensor<'float32'>;
@@ -145,19 +147,12 @@ export class LlamaAttention extends Module {
       const h = c.numAttentionHeads;
       const hkv = c.numKeyValueHeads;
       const hd = c.hiddenSize / h;
-      const kvDim = hkv * hd;
-      const rope = { positions, theta: c.ropeTheta, interleaved: c.ropeInterleaved, invFreq: this.#invFreq };
       const pos = cache.length;
       cache.reserve(this.backend, pos + t);
       // K and V projections go straight into the cache's next t positions ([N, t, 2·kvDim] as batch-first rows).
-      const slot = cache.slot(pos, t).transpose(0, 1);
-      const kNew = slot.narrow(-1, 0, kvDim);
-      ops.linear(x, this.kProj.weight, this.kProj.bias, { cacheWeight: true, out: kNew });
-      ops.linear(x, this.vProj.weight, this.vProj.bias, { cacheWeight: true, out: slot.narrow(-1, kvDim, kvDim) });
-      const kHeads = kNew.view(n, t, hkv, hd);
-      ops.rotaryEmbedding(kHeads, { ...rope, out: kHeads });
+      this.#projectKV(x, cache.slot(pos, t).transpose(0, 1), positions);
       cache.advance(t);
-      const q = ops.rotaryEmbedding(ops.linear(x, this.qProj.weight, this.qProj.bias, { cacheWeight: true }).view(n, t, h, hd), rope);
+      const q = this.#query(x, positions);
       const { k, v } = cache.keysValues(); // [S, N, kvDim] views
       const s = k.shape[0]!;
       const heads = (m: F32, len: number, count: number): F32 => m.view(len, n, count, hd).permute(1, 2, 0, 3);
@@ -170,6 +165,55 @@ export class LlamaAttention extends Module {
       });
       return this.oProj.forward(attn);
     }, false);
+  }
+
+  /**
+   * A packed step (continuous batching): x [1, T, E] holds the new tokens of several sequences at their own
+   * positions (`step`, from planPackedStep); their keys and values go to their rows of this layer's pool rows
+   * `kv` [P, 2·kvDim], and each sequence's queries attend to its own cached keys there.
+   */
+  forwardPacked(x: F32, kv: F32, step: PackedStep): F32 {
+    return this.inContext(() => {
+      const c = this.#c;
+      const t = x.shape[1]!;
+      const h = c.numAttentionHeads;
+      const hd = c.hiddenSize / h;
+      const kvDim = c.numKeyValueHeads * hd;
+      // Projected and rotated into a [1, T, 2·kvDim] buffer, then each token's row to its sequence's pool row.
+      const kvNew = empty([1, t, 2 * kvDim]);
+      this.#projectKV(x, kvNew, step.positions);
+      ops.indexCopy(kv, 0, step.rows, kvNew.view(t, 2 * kvDim));
+      const q = this.#query(x, step.positions);
+      const attn = empty([1, t, c.hiddenSize]);
+      attendPacked(q.view(t, h, hd), kv, c.numKeyValueHeads, step, attn.view(t, h, hd));
+      return this.oProj.forward(attn);
+    }, false);
+  }
+
+  #rope(positions: Tensor<'int32'> | number): ops.RotaryEmbeddingOptions {
+    const c = this.#c;
+    return { positions, theta: c.ropeTheta, interleaved: c.ropeInterleaved, invFreq: this.#invFreq };
+  }
+
+  /** k and v projections of x [N, t, E] into `out` [N, t, 2·kvDim] (keys then values per row), keys rotated in place. */
+  #projectKV(x: F32, out: F32, positions: Tensor<'int32'> | number): void {
+    const c = this.#c;
+    const [n, t] = x.shape as [number, number];
+    const hd = c.hiddenSize / c.numAttentionHeads;
+    const kvDim = c.numKeyValueHeads * hd;
+    const kNew = out.narrow(-1, 0, kvDim);
+    ops.linear(x, this.kProj.weight, this.kProj.bias, { cacheWeight: true, out: kNew });
+    ops.linear(x, this.vProj.weight, this.vProj.bias, { cacheWeight: true, out: out.narrow(-1, kvDim, kvDim) });
+    const kHeads = kNew.view(n, t, c.numKeyValueHeads, hd);
+    ops.rotaryEmbedding(kHeads, { ...this.#rope(positions), out: kHeads });
+  }
+
+  /** Rotated queries of x [N, t, E] → [N, t, H, D]. */
+  #query(x: F32, positions: Tensor<'int32'> | number): F32 {
+    const [n, t] = x.shape as [number, number];
+    const h = this.#c.numAttentionHeads;
+    const q = ops.linear(x, this.qProj.weight, this.qProj.bias, { cacheWeight: true });
+    return ops.rotaryEmbedding(q.view(n, t, h, this.#c.hiddenSize / h), this.#rope(positions));
   }
 }
 
@@ -208,8 +252,17 @@ export class LlamaDecoderLayer extends Module {
 
   /** `residual` is the stream entering the layer; returns the stream leaving it. */
   forward(residual: F32, cache: KVCache, positions: Tensor<'int32'> | number, mask: F32 | null): F32 {
+    return this.#block(residual, (h) => this.selfAttn.forward(h, cache, positions, mask));
+  }
+
+  /** {@link forward} for a packed step over this layer's pool rows `kv` (see LlamaAttention.forwardPacked). */
+  forwardPacked(residual: F32, kv: F32, step: PackedStep): F32 {
+    return this.#block(residual, (h) => this.selfAttn.forwardPacked(h, kv, step));
+  }
+
+  #block(residual: F32, attend: (normed: F32) => F32): F32 {
     return this.inContext(() => {
-      const attn = this.selfAttn.forward(this.inputLayernorm.forward(residual), cache, positions, mask);
+      const attn = attend(this.inputLayernorm.forward(residual));
       const stream = empty(residual.shape);
       // The residual add and the next norm in one pass; the sum is the stream the MLP adds to.
       const normed = this.postAttentionLayernorm.forwardAdd(attn, residual, stream);
@@ -244,7 +297,7 @@ export interface LlamaForwardOptions {
 }
 
 /** A Llama-family causal language model: `model` + `lm_head` (tied to the embedding when configured). */
-export class LlamaForCausalLM extends Module {
+export class LlamaForCausalLM extends Module implements PackedCausalModel {
   readonly config: ResolvedLlamaConfig;
   model: LlamaModel;
   lmHead: Linear | null;
@@ -264,6 +317,48 @@ export class LlamaForCausalLM extends Module {
     const kvDim = (c.hiddenSize / c.numAttentionHeads) * c.numKeyValueHeads;
     return new SelfAttentionCache(
       Array.from({ length: c.numHiddenLayers }, () => new KVCache({ batch, embedDim: kvDim, capacity })),
+    );
+  }
+
+  /** Key/value features per layer: key/value heads × head size. */
+  get kvDim(): number {
+    const c = this.config;
+    return (c.hiddenSize / c.numAttentionHeads) * c.numKeyValueHeads;
+  }
+
+  /** A K/V pool of `positions` positions for {@link forwardPacked} (continuous batching), preallocated and prefaulted. */
+  createKVPool(positions: number, options: { prefault?: boolean } = {}): KVPool {
+    return new KVPool({ layers: this.config.numHiddenLayers, kvDim: this.kvDim, positions, ...options });
+  }
+
+  /**
+   * One step over several sequences at different positions (continuous batching): each sequence's new tokens
+   * are appended to its rows of `pool` and attend to its own cached positions; all tokens share one GEMM per
+   * projection. Returns logits [R, vocab] for the last new token of each sequence with `logits` (default true),
+   * in the order given. `generate` and `forward` are unaffected (they use per-batch caches).
+   * @throws TypeError/RangeError naming `seqs[i]` and the field (see planPackedStep), or `pool`.
+   */
+  forwardPacked(seqs: readonly PackedSequence[], pool: KVPool): F32 {
+    return runStages(this.forwardPackedStages(seqs, pool));
+  }
+
+  /** {@link forwardPacked} in stages of `layersPerStage` layers (see PackedCausalModel.forwardPackedStages). */
+  *forwardPackedStages(seqs: readonly PackedSequence[], pool: KVPool, layersPerStage = Infinity): Generator<F32, F32, void> {
+    const c = this.config;
+    const step = planPackedStep('LlamaForCausalLM.forwardPacked', seqs, pool, { config: c, layers: c.numHiddenLayers, kvDim: this.kvDim });
+    const layers = this.model.layers;
+    return yield* packedStages(
+      layers.length, layersPerStage,
+      () => this.inContext(() => this.model.embedTokens.forward(step.ids), false),
+      (x, from, to) => this.inContext(() => {
+        for (let i = from; i < to; i++) x = layers.at(i).forwardPacked(x, pool.layer(i), step);
+        return x;
+      }, false),
+      (x) => this.inContext(() => {
+        if (step.logitRows.shape[0] === 0) return empty([0, c.vocabSize]);
+        const h = this.model.norm.forward(ops.embedding(step.logitRows, x.view(x.shape[1]!, c.hiddenSize)));
+        return ops.linear(h, this.lmHead ? this.lmHead.weight : this.model.embedTokens.weight, null, { cacheWeight: true });
+      }, false),
     );
   }
 

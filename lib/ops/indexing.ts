@@ -1,5 +1,6 @@
 /**
- * Joining, selecting and masking: cat (PyTorch's torch.cat), argmax, topk, maskedFill.
+ * Joining, selecting and masking: cat (PyTorch's torch.cat), indexCopy (Tensor.index_copy_), argmax, topk,
+ * maskedFill.
  *
  * cat of float32 tensors runs on the backend (`copy`, strided on both sides), so inside runAsync it is recorded in
  * order with the kernels that produce its inputs. argmax, topk and maskedFill read element values in JS (they are
@@ -14,6 +15,7 @@ import type { OpOptions } from '../op-options';
 import { Tensor } from '../tensor';
 import { broadcastStrides, checkFloat, checkOptions, checkTensor, overlaps } from './checks';
 import type { F32 } from './checks';
+import { flattenTrailing } from './rows';
 
 /** Dims the backend copy takes at once. */
 const MAX_COPY_DIMS = 8;
@@ -145,6 +147,56 @@ function forEachSlice(x: Tensor, d: number, visit: (base: number, stride: number
       idx[k] = 0;
     }
   }
+}
+
+/**
+ * PyTorch's `self.index_copy_(dim, index, source)` along dim 0, in place: row `index[i]` of `self` becomes row `i`
+ * of `source`; returns `self`. float32 `self` [N, ...rest] and `source` [n, ...rest]; `self` may be any view whose
+ * trailing dims are contiguous (rows any stride apart, e.g. one layer of a KV pool), `source` any view (copied if
+ * its trailing dims are not contiguous). `index` int32 [n] (a Tensor or an Int32Array) of distinct rows in [0, N).
+ * Runs on the backend, so inside runAsync it is recorded in order with the kernels that produce `source`.
+ * @throws TypeError for wrong dtypes, RangeError for shapes, a dim other than 0, or bad indices (naming the position).
+ */
+export function indexCopy(self: F32, dim: number, index: Tensor<'int32'> | Int32Array, source: F32, opts?: OpOptions): F32 {
+  const fn = 'indexCopy';
+  checkFloat(fn, 'self', self);
+  checkFloat(fn, 'source', source);
+  checkOptions(fn, opts);
+  if (self.ndim === 0) throw argRangeErrorRaw(fn, 'self', 'have at least one dim', '[]');
+  const d = normalizeDim(fn, 'dim', dim, self.ndim);
+  if (d !== 0) throw argRangeErrorRaw(fn, 'dim', 'be 0 (only rows are copied)', String(dim));
+  let idx: Int32Array;
+  if (index instanceof Int32Array) idx = index;
+  else if (index instanceof Tensor && index.dtype === 'int32' && index.ndim === 1) idx = index.contiguous().data;
+  else throw argTypeError(fn, 'index', 'be a 1-D int32 Tensor or an Int32Array', index);
+  const n = idx.length;
+  if (source.ndim !== self.ndim || source.shape[0] !== n || source.shape.some((s, k) => k > 0 && s !== self.shape[k])) {
+    throw argRangeErrorRaw(fn, 'source', `have shape [${n}, ${self.shape.slice(1).join(', ')}] (index's length, then self's trailing dims)`, formatShape(source.shape));
+  }
+  const rowsY = self.shape[0]!;
+  const seen = new Set<number>();
+  for (let i = 0; i < n; i++) {
+    const r = idx[i]!;
+    if (r < 0 || r >= rowsY) throw argRangeErrorRaw(fn, 'index', `hold rows in [0, ${rowsY})`, `${r} at position ${i}`);
+    if (seen.has(r)) throw argRangeErrorRaw(fn, 'index', 'hold distinct rows', `${r} twice`);
+    seen.add(r);
+  }
+  const yRows = flattenTrailing(self, self.ndim - 1);
+  if (!yRows) throw argRangeErrorRaw(fn, 'self', 'have contiguous trailing dims (it is written in place)', `strides ${formatShape(self.strides)}`);
+  let src = source;
+  let xRows = flattenTrailing(src, src.ndim - 1);
+  if (!xRows) {
+    src = source.contiguous(opts?.backend);
+    xRows = flattenTrailing(src, src.ndim - 1)!;
+  }
+  const cols = yRows.shape[1]!;
+  if (n === 0 || cols === 0) return self;
+  if (overlaps(self.data, src.data)) throw argRangeErrorRaw(fn, 'source', 'not overlap self', 'an overlapping view');
+  resolveBackend(opts?.backend).indexCopy({
+    x: src.data, ldx: n > 1 ? xRows.strides[0]! : cols, y: self.data, ldy: rowsY > 1 ? yRows.strides[0]! : cols,
+    yRows: rowsY, rows: n, cols, index: idx,
+  });
+  return self;
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * Serving: dynamic batching ({@link Batcher}), the inference HTTP server
- * ({@link InferenceServer}), its metrics, and the encoder model it serves.
+ * ({@link InferenceServer}), its metrics, the encoder model it serves, and
+ * continuous batching of generation ({@link GenerationEngine}).
  */
 export {
   Batcher,
@@ -32,3 +33,15 @@ export { ChatTemplate, ChatTemplateError, type ChatMessage } from './chat-templa
 export { StopStringMatcher } from './stop-strings';
 export { SequentialEngine, isEngineOverloaded, type SequentialEngineOptions, type TokenEngine, type EngineStats } from './sequential-engine';
 export { HttpError } from './http-error';
+export {
+  GenerationEngine,
+  EngineOverloadedError,
+  GenerationStream,
+  SlotPool,
+  type GenerationEngineOptions,
+  type GenerationEngineStats,
+  type EngineRequest,
+  type EngineToken,
+  type FinishReason,
+  type GenerationResult,
+} from './engine';

@@ -15,57 +15,17 @@
  * leaves the queue; a running one stops before its next step).
  */
 import type { CausalModel } from '../models/generation';
+import { EngineOverloadedError, type EngineRequest, type EngineStats, type EngineToken, type FinishReason } from './engine';
+
+export { EngineOverloadedError, type EngineRequest, type EngineStats, type EngineToken, type FinishReason };
 import { generateAsync } from '../models/generation';
 import { Tensor } from '../tensor';
-
-/** One generation request, already tokenized (a chat template is applied by the caller). */
-export interface EngineRequest {
-  promptIds: readonly number[];
-  maxNewTokens: number;
-  /** Hugging Face semantics; greedy when `temperature` is 0 or `doSample` is false. */
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  seed?: number;
-  repetitionPenalty?: number;
-  doSample?: boolean;
-  eosTokenIds?: readonly number[];
-  /** Report each chosen token's log-probability. */
-  logprobs?: boolean;
-  /** Abort frees the slot at once. */
-  signal?: AbortSignal;
-}
-
-/** One generated token. */
-export interface EngineToken {
-  tokenId: number;
-  logprob?: number;
-}
-
-/** Why a generation ended. */
-export type FinishReason = 'stop' | 'length' | 'abort';
-
-/** Counters of an engine. */
-export interface EngineStats {
-  running: number;
-  queued: number;
-  kvBytesUsed: number;
-  kvBytesCap: number;
-}
 
 /** What the server needs of a generation engine (`GenerationEngine` and {@link SequentialEngine} both are one). */
 export interface TokenEngine {
   generate(req: EngineRequest): AsyncIterable<EngineToken>;
   stats(): EngineStats;
   close(): Promise<void>;
-}
-
-/** The engine refused a request because its queue (or KV cache) is full: answer 429/503 with Retry-After. */
-export class EngineOverloadedError extends Error {
-  constructor(message: string, readonly status: 429 | 503, readonly retryAfterSeconds: number) {
-    super(message);
-    this.name = 'EngineOverloadedError';
-  }
 }
 
 /** An overload error of any engine (matched by shape, so another engine's class works too). */

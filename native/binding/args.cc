@@ -164,6 +164,14 @@ Span<float> NamedArgs::f32_optional(const char* name) const {
   type_error(std::string("argument '") + name + "' must be a Float32Array, null or undefined, got " + type_name(v));
 }
 
+Span<int32_t> NamedArgs::i32_optional(const char* name) const {
+  Napi::Value v = get(name);
+  TypedArrayMemory mem;
+  if (typed_array_info(env(), v, &mem) && mem.type == napi_int32_array) return given_array<int32_t>(v, mem, name);
+  if (v.IsNull() || v.IsUndefined()) return {};
+  type_error(std::string("argument '") + name + "' must be an Int32Array, null or undefined, got " + type_name(v));
+}
+
 Span<float> NamedArgs::f32_or_null(const char* name) const {
   Napi::Value v = get(name);
   TypedArrayMemory mem;

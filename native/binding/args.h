@@ -195,6 +195,8 @@ class NamedArgs : public ArgsBase {
   // undefined (the field left out) is a TypeError.
   Span<float> f32_or_null(const char* name) const;
   Span<int32_t> i32(const char* name) const { return i32_value(get(name), name); }
+  // Optional Int32Array, like f32_optional.
+  Span<int32_t> i32_optional(const char* name) const;
   int64_t integer(const char* name, int64_t min, int64_t max) const { return integer_value(get(name), name, min, max); }
   // Optional: undefined gives `fallback` (null is a wrong type, as for any number).
   int64_t integer_or(const char* name, int64_t fallback, int64_t min, int64_t max) const;

@@ -11,6 +11,13 @@
 // where the kernel can, see kernels::AttentionPrecision; a RangeError on a
 // CPU without AVX512-BF16, float32 when only the kernel path is lowered, as
 // for bf16 weights).
+//
+// kvStarts / kvLengths (optional Int32Arrays of batch entries; pooled K/V,
+// see kernels::AttentionParams): batch b reads keys and values from position
+// kvStarts[b] of k and v (kStrides[0] / vStrides[0] unused) and sees its
+// first kvLengths[b] <= lk of them. Both are copied into the recorded call,
+// so later changes to the arrays cannot move a read out of bounds. Such
+// calls compute in float32 and must pass weights: null.
 #include "binding/args.h"
 #include "binding/bindings.h"
 #include "kernels/attention/attention.h"
@@ -97,8 +104,43 @@ Kernel ParseAttention(NamedArgs& args) {
   const int64_t q_sizes[3] = {batch, heads, lq};
   const int64_t k_sizes[3] = {batch, kv_heads, lk};
   args.require_length(q, "q", reach(args, q_sizes, qs.data(), 3, dk), "qStrides over [batch, heads, lq] + dk");
-  args.require_length(k, "k", reach(args, k_sizes, ks.data(), 3, dk), "kStrides over [batch, kvHeads, lk] + dk");
-  args.require_length(v, "v", reach(args, k_sizes, vs.data(), 3, dv), "vStrides over [batch, kvHeads, lk] + dv");
+  auto kv_starts = args.i32_optional("kvStarts");
+  auto kv_lengths = args.i32_optional("kvLengths");
+  std::vector<int32_t> starts, lengths;
+  if (kv_lengths.given) {
+    args.require_length(kv_lengths, "kvLengths", batch, "batch");
+    lengths.assign(kv_lengths.data, kv_lengths.data + batch);
+    for (int64_t b = 0; b < batch; ++b) {
+      if (lengths[b] < 0 || lengths[b] > lk) {
+        args.range_error("argument 'kvLengths' must hold lengths in [0, lk = " + std::to_string(lk) + "], got " +
+                         std::to_string(lengths[b]) + " at index " + std::to_string(b));
+      }
+    }
+  }
+  if (kv_starts.given) {
+    args.require_length(kv_starts, "kvStarts", batch, "batch");
+    starts.assign(kv_starts.data, kv_starts.data + batch);
+    // Each entry's keys: kvHeads heads of its own length from its start position.
+    int64_t k_need = 0, v_need = 0;
+    for (int64_t b = 0; b < batch; ++b) {
+      if (starts[b] < 0) {
+        args.range_error("argument 'kvStarts' must hold positions >= 0, got " + std::to_string(starts[b]) +
+                         " at index " + std::to_string(b));
+      }
+      const int64_t len = kv_lengths.given ? lengths[b] : lk;
+      const int64_t sizes[2] = {kv_heads, len};
+      const int64_t k_reach = reach(args, sizes, ks.data() + 1, 2, dk);
+      const int64_t v_reach = reach(args, sizes, vs.data() + 1, 2, dv);
+      if (k_reach > 0) k_need = std::max(k_need, checked_mul(args, starts[b], ks[2], "kvStarts*kStrides[2]") + k_reach);
+      if (v_reach > 0) v_need = std::max(v_need, checked_mul(args, starts[b], vs[2], "kvStarts*vStrides[2]") + v_reach);
+    }
+    args.require_length(k, "k", k_need, "kStrides over [kvHeads, kvLengths[b]] from kvStarts[b] + dk");
+    args.require_length(v, "v", v_need, "vStrides over [kvHeads, kvLengths[b]] from kvStarts[b] + dv");
+  } else {
+    args.require_length(k, "k", reach(args, k_sizes, ks.data(), 3, dk), "kStrides over [batch, kvHeads, lk] + dk");
+    args.require_length(v, "v", reach(args, k_sizes, vs.data(), 3, dv), "vStrides over [batch, kvHeads, lk] + dv");
+  }
+  const bool pooled = kv_starts.given || kv_lengths.given;
   args.require_length(out, "out", reach(args, q_sizes, os.data(), 3, dv), "outStrides over [batch, heads, lq] + dv");
   if (!rows_disjoint(q_sizes, os.data(), dv)) args.range_error("argument 'outStrides' makes output rows overlap");
   args.require_no_overlap(out, "out", q, "q", false);
@@ -106,6 +148,9 @@ Kernel ParseAttention(NamedArgs& args) {
   args.require_no_overlap(out, "out", v, "v", false);
   int64_t n_weights = checked_mul(args, checked_mul(args, batch, heads, "batch*heads"),
                                   checked_mul(args, lq, lk, "lq*lk"), "batch*heads*lq*lk");
+  if (weights.given && pooled) {
+    args.range_error("argument 'weights' must be null when kvStarts or kvLengths is given");
+  }
   if (weights.given) {
     args.require_length(weights, "weights", n_weights, "batch*heads*lq*lk");
     args.require_no_overlap(weights, "weights", out, "out", false);
@@ -193,8 +238,14 @@ Kernel ParseAttention(NamedArgs& args) {
   p.scale = static_cast<float>(scale);
   p.causal = causal;
   p.weights = weights.data;
-  p.precision = precision;
-  return [p] { kernels::attention(p); };
+  p.precision = pooled ? kernels::AttentionPrecision::Float32 : precision;
+  if (!pooled) return [p] { kernels::attention(p); };
+  return [p, starts = std::move(starts), lengths = std::move(lengths)] {
+    kernels::AttentionParams pp = p;
+    pp.kv_starts = starts.empty() ? nullptr : starts.data();
+    pp.kv_lengths = lengths.empty() ? nullptr : lengths.data();
+    kernels::attention(pp);
+  };
 }
 
 }  // namespace attnode::binding

@@ -38,6 +38,7 @@ Kernel ParseUnary(NamedArgs& args);
 Kernel ParseSiluMul(NamedArgs& args);
 Kernel ParseBinary(NamedArgs& args);
 Kernel ParseEmbedding(NamedArgs& args);
+Kernel ParseIndexCopy(NamedArgs& args);
 Kernel ParseCopy(NamedArgs& args);
 Kernel ParsePermute0213(NamedArgs& args);
 Kernel ParseAttention(NamedArgs& args);

@@ -9,6 +9,7 @@
 #include "kernels/norms/norms.h"
 #include "kernels/softmax/softmax.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <utility>
 #include <string>
@@ -396,6 +397,47 @@ Kernel ParseEmbedding(NamedArgs& args) {
       throw std::runtime_error("embedding: index " + std::to_string(ids[bad]) + " at position " + std::to_string(bad) +
                                " is out of range for an embedding of " + std::to_string(num) + " rows");
     }
+  };
+}
+
+// indexCopy({ x, ldx, y, ldy, yRows, rows, cols, index }): row index[i] of y (rows ldy apart, yRows of them) = row
+// i of x (rows ldx apart), for the first `rows` entries of index, rows of cols elements. Indices must be in [0, yRows) and distinct; the index is
+// copied into the recorded call, so later changes to the array cannot move a write.
+Kernel ParseIndexCopy(NamedArgs& args) {
+  const int64_t cols = args.integer("cols", 0, kMaxElements);
+  const int64_t ldx = args.integer("ldx", 0, kMaxElements);
+  const int64_t ldy = args.integer("ldy", 0, kMaxElements);
+  const int64_t y_rows = args.integer("yRows", 0, kMaxElements);
+  const int64_t n = args.integer("rows", 0, kMaxElements);
+  auto x = args.f32("x");
+  auto y = args.f32("y");
+  auto index = args.i32("index");
+  args.require_length(index, "index", n, "rows");
+  if (n > 1 && ldx < cols) args.range_error("argument 'ldx' must be at least cols = " + std::to_string(cols) + ", got " + std::to_string(ldx));
+  if (y_rows > 1 && ldy < cols) args.range_error("argument 'ldy' must be at least cols = " + std::to_string(cols) + ", got " + std::to_string(ldy));
+  const int64_t x_reach = n == 0 || cols == 0 ? 0 : checked_mul(args, n - 1, ldx, "(rows-1)*ldx") + cols;
+  const int64_t y_reach = y_rows == 0 || cols == 0 ? 0 : checked_mul(args, y_rows - 1, ldy, "(yRows-1)*ldy") + cols;
+  args.require_length(x, "x", x_reach, "(rows - 1) * ldx + cols");
+  args.require_length(y, "y", y_reach, "(yRows - 1) * ldy + cols");
+  Span<float> x_used = x, y_used = y;
+  x_used.length = x_reach;
+  y_used.length = y_reach;
+  args.require_no_overlap(y_used, "y", x_used, "x", false);
+  args.require_no_overlap(y_used, "y", index, "index", false);
+  std::vector<int32_t> rows(index.data, index.data + n);
+  for (int64_t i = 0; i < n; ++i) {
+    if (rows[i] < 0 || rows[i] >= y_rows) {
+      args.range_error("argument 'index' must hold rows in [0, yRows = " + std::to_string(y_rows) + "), got " +
+                       std::to_string(rows[i]) + " at position " + std::to_string(i));
+    }
+  }
+  std::vector<int32_t> sorted = rows;
+  std::sort(sorted.begin(), sorted.end());
+  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+  if (dup != sorted.end()) args.range_error("argument 'index' must hold distinct rows, got " + std::to_string(*dup) + " twice");
+  if (n == 0 || cols == 0) return {};
+  return [x = x.data, ldx, y = y.data, ldy, cols, rows = std::move(rows)] {
+    kernels::index_copy_rows(x, ldx, y, ldy, cols, rows.data(), static_cast<int64_t>(rows.size()));
   };
 }
 

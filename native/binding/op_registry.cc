@@ -32,6 +32,7 @@ const OpEntry kOps[] = {
     ATTNODE_OP("siluMul", ParseSiluMul),
     ATTNODE_OP("binary", ParseBinary),
     ATTNODE_OP("embedding", ParseEmbedding),
+    ATTNODE_OP("indexCopy", ParseIndexCopy),
     ATTNODE_OP("copy", ParseCopy),
     ATTNODE_OP("permute0213", ParsePermute0213),
     ATTNODE_OP("attention", ParseAttention),

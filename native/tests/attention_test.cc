@@ -273,6 +273,121 @@ void run_case(const Case& c, const std::string& isa) {
   for (float x : B.out) CHECK(x != -7.0f, "%s %s: output element not written", desc, isa.c_str());
 }
 
+// Pooled K/V (kv_starts / kv_lengths): each batch entry against the same
+// kernel run alone on a contiguous copy of its pool slice (bit for bit: the
+// per-entry params read the same rows in the same order), and against the
+// double reference; 1 vs 2 threads identical; an entry of length 0 is NaN.
+void run_pooled_case(int64_t b, int64_t h, int64_t kvh, int64_t lq, int64_t dk, const std::vector<int64_t>& lens,
+                     bool with_mask, const std::string& isa) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int64_t row = 2 * kvh * dk;  // a pool position: kv_heads keys, then kv_heads values
+  int64_t max_len = 0;
+  std::vector<int32_t> starts(b), lengths(b);
+  int64_t pos = 5;
+  for (int64_t i = b; i-- > 0;) {  // entries placed in reverse order, with gaps
+    starts[i] = static_cast<int32_t>(pos);
+    lengths[i] = static_cast<int32_t>(lens[i]);
+    pos += lens[i] + 3;
+    max_len = std::max(max_len, lens[i]);
+  }
+  std::vector<float> poolv(pos * row), q(b * h * lq * dk), out(b * h * lq * dk, -7.0f), mask(b * lq * std::max<int64_t>(max_len, 1));
+  for (auto& x : poolv) x = nd(g_rng);
+  for (auto& x : q) x = nd(g_rng);
+  for (auto& x : mask) x = (g_rng() % 6 == 0) ? -INFINITY : nd(g_rng);
+  k::AttentionParams p;
+  p.q = q.data();
+  p.k = poolv.data();
+  p.v = poolv.data() + kvh * dk;
+  p.out = out.data();
+  const int64_t qs[3] = {h * lq * dk, lq * dk, dk};
+  const int64_t kvs[3] = {0, dk, row};
+  std::copy(qs, qs + 3, p.q_strides);
+  std::copy(qs, qs + 3, p.out_strides);
+  std::copy(kvs, kvs + 3, p.k_strides);
+  std::copy(kvs, kvs + 3, p.v_strides);
+  p.batch = b;
+  p.heads = h;
+  p.kv_heads = kvh;
+  p.lq = lq;
+  p.lk = max_len;
+  p.dk = p.dv = dk;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  p.kv_starts = starts.data();
+  p.kv_lengths = lengths.data();
+  if (with_mask) {
+    p.num_masks = 1;
+    p.masks[0].f32 = mask.data();
+    p.masks[0].strides[0] = lq * max_len;
+    p.masks[0].strides[2] = max_len;
+    p.masks[0].strides[3] = 1;
+  }
+  char desc[160];
+  std::snprintf(desc, sizeof(desc), "pooled B%lld H%lld/%lld lq%lld dk%lld mask%d", (long long)b, (long long)h,
+                (long long)kvh, (long long)lq, (long long)dk, with_mask);
+  rt::ThreadPool::instance().set_num_threads(2);
+  k::attention(p);
+  const std::vector<float> out2 = out;
+  rt::ThreadPool::instance().set_num_threads(1);
+  std::fill(out.begin(), out.end(), -7.0f);
+  k::attention(p);
+  CHECK(std::memcmp(out2.data(), out.data(), out.size() * 4) == 0, "%s %s: 1 vs 2 threads differ", desc, isa.c_str());
+  rt::ThreadPool::instance().set_num_threads(2);
+  double e = 0;
+  for (int64_t bi = 0; bi < b; ++bi) {
+    const int64_t len = lens[bi];
+    // The entry alone: its keys copied out of the pool, [1, kvh, len, dk].
+    std::vector<float> kc(kvh * len * dk + 1), vc(kvh * len * dk + 1), oc(h * lq * dk, -7.0f);
+    for (int64_t hk = 0; hk < kvh; ++hk)
+      for (int64_t j = 0; j < len; ++j)
+        for (int64_t d = 0; d < dk; ++d) {
+          kc[(hk * len + j) * dk + d] = poolv[(starts[bi] + j) * row + hk * dk + d];
+          vc[(hk * len + j) * dk + d] = poolv[(starts[bi] + j) * row + (kvh + hk) * dk + d];
+        }
+    k::AttentionParams s;
+    s.q = q.data() + bi * qs[0];
+    s.k = kc.data();
+    s.v = vc.data();
+    s.out = oc.data();
+    const int64_t ks1[3] = {0, len * dk, dk};
+    std::copy(qs, qs + 3, s.q_strides);
+    std::copy(qs, qs + 3, s.out_strides);
+    std::copy(ks1, ks1 + 3, s.k_strides);
+    std::copy(ks1, ks1 + 3, s.v_strides);
+    s.batch = 1;
+    s.heads = h;
+    s.kv_heads = kvh;
+    s.lq = lq;
+    s.lk = len;
+    s.dk = s.dv = dk;
+    s.scale = p.scale;
+    if (with_mask) {
+      s.num_masks = 1;
+      s.masks[0] = p.masks[0];
+      s.masks[0].f32 = mask.data() + bi * lq * max_len;
+    }
+    k::attention(s);
+    const float* got = out.data() + bi * qs[0];
+    if (len == 0) {
+      for (int64_t i = 0; i < h * lq * dk; ++i) CHECK(std::isnan(got[i]), "%s: empty entry %lld not NaN", desc, (long long)bi);
+      continue;
+    }
+    CHECK(std::memcmp(got, oc.data(), oc.size() * 4) == 0, "%s %s: entry %lld differs from the kernel run alone", desc,
+          isa.c_str(), (long long)bi);
+    std::vector<double> ro, rw;
+    reference(s, ro, rw);
+    for (size_t i = 0; i < ro.size(); ++i) {
+      if (std::isnan(ro[i]) || std::isnan(got[i])) {
+        CHECK(std::isnan(ro[i]) && std::isnan(got[i]), "%s: NaN mismatch", desc);
+        continue;
+      }
+      e = std::max(e, std::fabs(got[i] - ro[i]));
+    }
+  }
+  double& ge = g_err[isa];
+  ge = std::max(ge, e);
+  CHECK(e <= 2e-5, "%s %s: max error %g", desc, isa.c_str(), e);
+}
+
 }  // namespace
 
 int main() {
@@ -318,6 +433,11 @@ int main() {
     ran.push_back(rt::isa_name(isa));
     int before = g_failures;
     for (const Case& c : cases) run_case(c, ran.back());
+    // Decode rows of a continuous batch (lq 1, GQA), a prompt chunk (few-rows and streaming paths), an empty entry.
+    run_pooled_case(5, 9, 3, 1, 64, {17, 1, 64, 130, 9}, false, ran.back());
+    run_pooled_case(3, 4, 4, 1, 8, {5, 0, 70}, true, ran.back());
+    run_pooled_case(2, 4, 2, 6, 32, {40, 6}, true, ran.back());
+    run_pooled_case(2, 2, 1, 50, 64, {300, 77}, true, ran.back());
     std::printf("%-9s %zu cases %s\n", ran.back().c_str(), cases.size(), g_failures == before ? "ok" : "FAILED");
   }
   rt::set_isa(rt::detected_isa());

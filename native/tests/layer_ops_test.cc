@@ -3,6 +3,7 @@
 // special values; multithreaded results must be bit-identical to
 // single-threaded ones. Prints the max error per op and ISA; exit code 1 on
 // any failure. Built and run by run_layer_ops_test.sh.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -661,6 +662,24 @@ void test_embedding_permute(const std::string& isa) {
           for (int64_t e = 0; e < d[3]; ++e)
             ok &= y[((a * d[2] + c) * d[1] + b) * d[3] + e] == x[((a * d[1] + b) * d[2] + c) * d[3] + e];
     CHECK(ok, "permute_0213 %lld %lld %lld %lld", (long long)d[0], (long long)d[1], (long long)d[2], (long long)d[3]);
+  }
+  // index_copy_rows: rows scattered to a permutation of y's rows, strided on both sides, below and above the
+  // parallel grain; rows not named keep their values.
+  for (int64_t cols : {int64_t{1}, int64_t{5}, int64_t{384}}) {
+    for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{600}}) {
+      const int64_t y_rows = 2 * n + 3, ldx = cols + 2, ldy = cols + 1;
+      std::vector<float> x(n * ldx), y(y_rows * ldy), want;
+      for (auto& v : x) v = normal();
+      for (auto& v : y) v = normal();
+      want = y;
+      std::vector<int32_t> perm(y_rows);
+      for (int64_t i = 0; i < y_rows; ++i) perm[i] = static_cast<int32_t>(i);
+      std::shuffle(perm.begin(), perm.end(), g_rng);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t c = 0; c < cols; ++c) want[perm[i] * ldy + c] = x[i * ldx + c];
+      k::index_copy_rows(x.data(), ldx, y.data(), ldy, cols, perm.data(), n);
+      CHECK(same_bits(y, want), "index_copy_rows cols %lld n %lld", (long long)cols, (long long)n);
+    }
   }
   (void)isa;
 }

@@ -15,7 +15,9 @@ let scoreScratch = new Float64Array(0);
 let accScratch = new Float64Array(0);
 
 export function attention(args: AttentionArgs): void {
-  if (args.precision === 'bfloat16' && !args.weights && args.lq > ATTENTION_SMALL_ROWS) {
+  const pooled = !!args.kvStarts || !!args.kvLengths;
+  if (pooled && args.weights) throw new RangeError("attention: argument 'weights' must be null when kvStarts or kvLengths is given");
+  if (args.precision === 'bfloat16' && !pooled && !args.weights && args.lq > ATTENTION_SMALL_ROWS) {
     attentionBf16(args);
     return;
   }
@@ -76,6 +78,8 @@ function forEachRow(
   row: (b: number, h: number, i: number, qi: number, kBase: number, vBase: number, oi: number, visible: number) => void,
 ): void {
   const { qStrides, kStrides, vStrides, outStrides, batch, heads, lq, lk, causal } = args;
+  const starts = args.kvStarts ?? null;
+  const lengths = args.kvLengths ?? null;
   const kvHeads = args.kvHeads ?? heads;
   if (heads > 0 && !(Number.isInteger(kvHeads) && kvHeads >= 1 && heads % kvHeads === 0)) {
     throw new RangeError(`attention: argument 'kvHeads' must divide heads = ${heads}, got ${kvHeads}`);
@@ -83,14 +87,20 @@ function forEachRow(
   // Grouped-query attention: `group` consecutive query heads share one key/value head.
   const group = heads > 0 ? heads / kvHeads : 1;
   for (let b = 0; b < batch; b++) {
+    // Pooled K/V: the entry's keys start at its own position and it sees its own length.
+    const kOff = starts ? starts[b]! * kStrides[2] : b * kStrides[0];
+    const vOff = starts ? starts[b]! * vStrides[2] : b * vStrides[0];
+    const len = lengths ? lengths[b]! : lk;
+    if (!(len >= 0 && len <= lk)) throw new RangeError(`attention: argument 'kvLengths' must hold lengths in [0, lk = ${lk}], got ${len} at index ${b}`);
+    if (starts && !(starts[b]! >= 0)) throw new RangeError(`attention: argument 'kvStarts' must hold positions >= 0, got ${starts[b]} at index ${b}`);
     for (let h = 0; h < heads; h++) {
       const hk = Math.floor(h / group);
-      const kBase = b * kStrides[0] + hk * kStrides[1];
-      const vBase = b * vStrides[0] + hk * vStrides[1];
+      const kBase = kOff + hk * kStrides[1];
+      const vBase = vOff + hk * vStrides[1];
       for (let i = 0; i < lq; i++) {
         const qi = b * qStrides[0] + h * qStrides[1] + i * qStrides[2];
         const oi = b * outStrides[0] + h * outStrides[1] + i * outStrides[2];
-        row(b, h, i, qi, kBase, vBase, oi, causal ? Math.min(lk, i + 1) : lk);
+        row(b, h, i, qi, kBase, vBase, oi, causal ? Math.min(len, i + 1) : len);
       }
     }
   }

@@ -7,7 +7,7 @@ import { attention } from './attention';
 import { binary } from './binary';
 import { gemm } from './gemm';
 import { rope } from './rotary';
-import { addLayerNorm, addRmsNorm, copy, embedding, gelu, layerNorm, permute0213, relu, rmsNorm, siluMul, softmax, unary } from './layer';
+import { addLayerNorm, addRmsNorm, copy, embedding, gelu, indexCopy, layerNorm, permute0213, relu, rmsNorm, siluMul, softmax, unary } from './layer';
 
 export { erf, erfc, geluExact, geluTanh } from './math';
 
@@ -26,6 +26,7 @@ export const jsBackend: Backend = Object.freeze({
   siluMul,
   binary,
   embedding,
+  indexCopy,
   copy,
   permute0213,
   attention,

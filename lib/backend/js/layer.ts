@@ -9,6 +9,7 @@ import type {
   AddRmsNormArgs,
   CopyArgs,
   EmbeddingArgs,
+  IndexCopyArgs,
   GeluArgs,
   LayerNormArgs,
   Permute0213Args,
@@ -182,6 +183,21 @@ export function siluMul({ gate, up, y }: SiluMulArgs): void {
     throw new RangeError(`siluMul: arguments 'up' and 'y' must have gate's length ${n}, got ${up.length} and ${y.length}`);
   }
   for (let i = 0; i < n; i++) y[i] = Math.fround(silu(gate[i]!)) * up[i]!;
+}
+
+/** Row index[i] of y = row i of x. Checks the indices (in range, distinct) so a bad one can never write out of bounds. */
+export function indexCopy({ x, ldx, y, ldy, yRows, rows, cols, index }: IndexCopyArgs): void {
+  const n = rows;
+  if (index.length < n) throw new RangeError(`indexCopy: argument 'index' has ${index.length} elements, expected at least ${n} (rows)`);
+  const seen = new Set<number>();
+  for (let i = 0; i < n; i++) {
+    const r = index[i]!;
+    if (!(r >= 0 && r < yRows)) throw new RangeError(`indexCopy: argument 'index' must hold rows in [0, yRows = ${yRows}), got ${r} at position ${i}`);
+    if (seen.has(r)) throw new RangeError(`indexCopy: argument 'index' must hold distinct rows, got ${r} twice`);
+    seen.add(r);
+  }
+  if (cols === 0) return;
+  for (let i = 0; i < n; i++) y.set(x.subarray(i * ldx, i * ldx + cols), index[i]! * ldy);
 }
 
 /** out[i, :dim] = weight[ids[i], :dim] over strided rows. Re-checks ids so a bad one can never read out of bounds. */

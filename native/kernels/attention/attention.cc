@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <vector>
 
 #include "../../runtime/cpu_features.h"
 #include "../../runtime/thread_pool.h"
@@ -118,6 +119,78 @@ void pack_kv(AttentionParams& p, float* dst, int threads) {
   p.v_strides[2] = p.dv;
 }
 
+// Runs `tasks` (batch, head, query tile) tasks: on the calling thread when
+// one thread is allowed or the work is too small to share, else one task per
+// pool tile, claimed dynamically (uneven causal tiles balance, and a thread
+// the OS has not scheduled takes none instead of holding the others up).
+template <class RunTask>
+void run_tasks(int64_t tasks, double flops, int threads, int64_t need, const RunTask& run_task) {
+  const int64_t useful = std::min<int64_t>(tasks, static_cast<int64_t>(flops / kMinTaskFlops));
+  if (threads <= 1 || useful <= 1) {
+    float* scratch = t_scratch.get(need);
+    for (int64_t t = 0; t < tasks; ++t) run_task(t, scratch);
+    return;
+  }
+  runtime::ThreadPool::instance().parallel_tiles(
+      tasks, [&](int64_t t) { run_task(t, t_scratch.get(need)); }, static_cast<int>(std::min<int64_t>(threads, useful)));
+}
+
+int pool_threads(int max_threads) {
+  const int n = runtime::ThreadPool::instance().num_threads();
+  return max_threads > 0 ? std::min(max_threads, n) : n;
+}
+
+// Pooled K/V (kv_starts / kv_lengths): each batch entry becomes a
+// one-sequence call of its own (q, out and the masks advanced to the entry,
+// k and v to its first key, lk its own length), and the (entry, head, query
+// tile) tasks of all of them share one parallel region. Built here in the
+// baseline frontend, so the ISA tile kernels see ordinary batch-1 params
+// (they never copy an AttentionParams themselves, see attention_isa.h).
+void attention_pooled(const AttentionParams& params, int max_threads) {
+  const int64_t nb = params.batch;
+  std::vector<AttentionParams> per(static_cast<size_t>(nb), params);
+  double flops = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    AttentionParams& s = per[static_cast<size_t>(b)];
+    s.batch = 1;
+    s.q = params.q + b * params.q_strides[0];
+    s.out = params.out + b * params.out_strides[0];
+    if (params.kv_starts) {
+      s.k = params.k + params.kv_starts[b] * params.k_strides[2];
+      s.v = params.v + params.kv_starts[b] * params.v_strides[2];
+    } else {
+      s.k = params.k + b * params.k_strides[0];
+      s.v = params.v + b * params.v_strides[0];
+    }
+    if (params.kv_lengths) s.lk = params.kv_lengths[b];
+    for (int m = 0; m < params.num_masks; ++m) {
+      AttentionMask& mk = s.masks[m];
+      if (mk.f32) mk.f32 += b * mk.strides[0];
+      if (mk.u8) mk.u8 += b * mk.strides[0];
+    }
+    s.kv_starts = nullptr;
+    s.kv_lengths = nullptr;
+    s.weights = nullptr;
+    s.precision = AttentionPrecision::Float32;
+    if (s.kv_heads <= 0) s.kv_heads = s.heads;
+    flops += 2.0 * static_cast<double>(s.heads) * static_cast<double>(s.lq) *
+             static_cast<double>(std::max<int64_t>(s.lk, 1)) * static_cast<double>(s.dk + s.dv);
+  }
+  const runtime::Isa isa = runtime::active_isa();
+  const TileFn fn = tile_fn(isa, false);
+  const int64_t rows = task_rows(params, isa);
+  const int64_t tiles = (params.lq + rows - 1) / rows;
+  const int64_t per_entry = params.heads * tiles;
+  const int64_t tasks = nb * per_entry;
+  const int64_t need = scratch_floats(params.dk, params.dv);
+  auto run_task = [&](int64_t t, float* scratch) {
+    const AttentionParams& s = per[static_cast<size_t>(t / per_entry)];
+    const int64_t ht = t % per_entry, i0 = (ht % tiles) * rows;
+    fn(s, nullptr, 0, ht / tiles, i0, std::min(s.lq, i0 + rows), scratch);
+  };
+  run_tasks(tasks, flops, pool_threads(max_threads), need, run_task);
+}
+
 }  // namespace
 
 bool bf16_attention_available() {
@@ -127,12 +200,16 @@ bool bf16_attention_available() {
 
 AttentionPrecision effective_precision(const AttentionParams& p) {
   const bool bf16 = p.precision == AttentionPrecision::BFloat16 && p.weights == nullptr && p.lq > kAttnSmallRows &&
-                    bf16_attention_available();
+                    p.kv_starts == nullptr && p.kv_lengths == nullptr && bf16_attention_available();
   return bf16 ? AttentionPrecision::BFloat16 : AttentionPrecision::Float32;
 }
 
 void attention(const AttentionParams& params, int max_threads) {
   if (params.batch <= 0 || params.heads <= 0 || params.lq <= 0) return;
+  if (params.kv_starts || params.kv_lengths) {
+    attention_pooled(params, max_threads);
+    return;
+  }
   AttentionParams p = params;
   if (p.kv_heads <= 0) p.kv_heads = p.heads;
   const runtime::Isa isa = runtime::active_isa();  // read once: tile size and kernel must agree
@@ -152,7 +229,7 @@ void attention(const AttentionParams& params, int max_threads) {
   const double flops = 2.0 * static_cast<double>(p.batch * p.heads) * static_cast<double>(p.lq) *
                        static_cast<double>(std::max<int64_t>(p.lk, 1)) * static_cast<double>(p.dk + p.dv);
   runtime::ThreadPool& pool = runtime::ThreadPool::instance();
-  const int threads = max_threads > 0 ? std::min(max_threads, pool.num_threads()) : pool.num_threads();
+  const int threads = pool_threads(max_threads);
   if (bf16) {
     // K and V once to bf16 blocks, read by every query task of their head.
     uint32_t* kv = t_kv_bf16.get(avx512_bf16::packed_kv_words(p));
@@ -162,18 +239,7 @@ void attention(const AttentionParams& params, int max_threads) {
   } else if (should_pack_kv(p)) {
     pack_kv(p, t_kv.get(p.batch * p.kv_heads * p.lk * (p.dk + p.dv)), threads);
   }
-  const int64_t useful = std::min<int64_t>(tasks, static_cast<int64_t>(flops / kMinTaskFlops));
-  if (threads <= 1 || useful <= 1) {
-    float* scratch = t_scratch.get(need);
-    for (int64_t t = 0; t < tasks; ++t) run_task(t, scratch);
-    return;
-  }
-  // One (batch, head, query tile) per pool tile, claimed dynamically: the
-  // uneven causal tiles balance, and a thread the OS has not scheduled takes
-  // none instead of holding the others up.
-  pool.parallel_tiles(
-      tasks, [&](int64_t t) { run_task(t, t_scratch.get(need)); },
-      static_cast<int>(std::min<int64_t>(threads, useful)));
+  run_tasks(tasks, flops, threads, need, run_task);
 }
 
 }  // namespace attnode::kernels

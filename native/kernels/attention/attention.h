@@ -54,6 +54,17 @@ struct AttentionParams {
   // Optional [batch, heads, lq, lk] contiguous softmax probabilities.
   float* weights = nullptr;
   AttentionPrecision precision = AttentionPrecision::Float32;
+  // Pooled keys and values (continuous batching: every sequence's K/V rows
+  // live in one pool, each sequence at its own offset and length). When
+  // kv_starts is set, batch b reads its keys and values from position
+  // kv_starts[b] of k and v (through k_strides[2] / v_strides[2]; the batch
+  // strides of k and v are not used). When kv_lengths is set, batch b sees
+  // its first kv_lengths[b] <= lk keys only (a shorter sequence of the
+  // batch; 0 gives NaN rows, as a fully masked row). Masks are still indexed
+  // by (b, h, i, j). Either may be set alone. Such calls run float32 and
+  // take no weights output (the caller ensures weights == nullptr).
+  const int32_t* kv_starts = nullptr;
+  const int32_t* kv_lengths = nullptr;
 };
 
 // The CPU has AVX512-BF16 and the active kernel path is avx512.

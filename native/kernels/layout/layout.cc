@@ -1,4 +1,4 @@
-// Embedding gather and head transposes: plain copies, the same on every
+// Embedding gather, row scatter and head transposes: plain copies, the same on every
 // kernel path; large inputs are split over the thread pool
 // (common/parallel.h).
 #include "layout.h"
@@ -38,6 +38,15 @@ int64_t embedding(const float* weight, int64_t num, int64_t dim, int64_t ld_w, c
   });
   const int64_t r = first_bad.load(std::memory_order_relaxed);
   return r == INT64_MAX ? -1 : r;
+}
+
+void index_copy_rows(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t cols, const int32_t* index,
+                     int64_t n) {
+  if (n <= 0 || cols <= 0) return;
+  const size_t row_bytes = static_cast<size_t>(cols) * sizeof(float);
+  for_range(n, rows_per_task(cols, kCopyGrain), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) std::memcpy(y + index[i] * ldy, x + i * ldx, row_bytes);
+  });
 }
 
 void permute_0213(const float* x, float* y, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {

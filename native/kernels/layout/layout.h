@@ -1,5 +1,5 @@
-// Data movement without arithmetic: the embedding gather and the head
-// split/merge transpose. Plain copies (memcpy and scalar loops), the same on
+// Data movement without arithmetic: the embedding gather, the row scatter
+// (index_copy_rows) and the head split/merge transpose. Plain copies (memcpy and scalar loops), the same on
 // every kernel path, so there are no per-ISA files.
 //
 // Pure functions on pointers and sizes (no N-API); inputs were validated by
@@ -19,6 +19,14 @@ namespace attnode::kernels {
 // the index of the first bad id, or -1 when all were fine).
 int64_t embedding(const float* weight, int64_t num, int64_t dim, int64_t ld_w, const int32_t* ids, int64_t n_ids,
                   float* out, int64_t ld_out);
+
+// y[index[i] * ldy + c] = x[i * ldx + c] for i < n, c < cols: rows of x
+// written to the rows of y that `index` names (PyTorch's index_copy_ along
+// dim 0; a step's new keys/values into their sequences' places in a KV
+// pool). The caller checked every index is in range and distinct (so rows
+// are written by one task each) and that x and y do not overlap.
+void index_copy_rows(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t cols, const int32_t* index,
+                     int64_t n);
 
 // [d0, d1, d2, d3] -> [d0, d2, d1, d3]; the head split ([B,S,H,D] -> [B,H,S,D])
 // and merge (the inverse) transposes. x and y must not alias.
