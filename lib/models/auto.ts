@@ -6,8 +6,9 @@
  * float32), and load under Hugging Face's own key names.
  *
  * Families: Llama-style decoders (`llama`, `mistral`, `qwen2`), GPT-2 (`gpt2`); BERT-family
- * encoders (`bert`, `roberta`, `xlm-roberta`, `distilbert`). A folder that
- * does not fit is an error naming the file and the field.
+ * encoders (`bert`, `roberta`, `xlm-roberta`, `distilbert`); MarianMT
+ * (`marian`). A folder that does not fit is an error naming the file and the
+ * field.
  */
 import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -17,6 +18,7 @@ import type { Tensor } from '../tensor';
 import { LlamaForCausalLM, type Llama3RopeScaling, type LlamaConfig } from './llama';
 import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict } from './gpt2';
 import { bertConfigFromJson, encoderFromWeights, type EncoderHeadModel, type EncoderModel, type EncoderTask } from './bert';
+import { MarianMTModel, marianConfigFromJson, marianStateDict } from './marian';
 
 type Json = Record<string, unknown>;
 
@@ -241,5 +243,37 @@ export const AutoModelForSequenceClassification = {
 export const AutoModelForMaskedLM = {
   fromPretrained(dir: string): Promise<EncoderHeadModel> {
     return loadEncoder('AutoModelForMaskedLM.fromPretrained', 'masked-lm', dir) as Promise<EncoderHeadModel>;
+  },
+};
+
+const SEQ2SEQ_TYPES = ['marian'] as const;
+
+/** Encoder-decoder (sequence-to-sequence) language models from Hugging Face folders. */
+export const AutoModelForSeq2SeqLM = {
+  /**
+   * Loads the folder's model (`model_type` marian: the Helsinki-NLP/opus-mt-*
+   * translation models) with its weights. Throws an Error naming the file
+   * and field when the folder does not fit (a missing or unknown
+   * `model_type`, config fields the weights contradict, missing or
+   * unexpected weights).
+   */
+  async fromPretrained(dir: string): Promise<MarianMTModel> {
+    if (typeof dir !== 'string') throw new TypeError(`AutoModelForSeq2SeqLM.fromPretrained: argument 'dir' must be a string, got ${typeof dir}`);
+    const file = path.join(dir, 'config.json');
+    const json = await readJson(dir, 'config.json');
+    if (!json) throw new Error(`${file}: not found (a Hugging Face model folder has a config.json)`);
+    const type = json['model_type'];
+    if (typeof type !== 'string' || !(SEQ2SEQ_TYPES as readonly string[]).includes(type)) {
+      throw new Error(`${file}: field 'model_type' ${JSON.stringify(type)} is not a supported sequence-to-sequence model (supported: ${SEQ2SEQ_TYPES.join(', ')})`);
+    }
+    const config = marianConfigFromJson(json, file);
+    const weights = marianStateDict(await loadFolderWeights(dir), config, file);
+    const model = new MarianMTModel(config);
+    try {
+      model.loadStateDict(weights);
+    } catch (err) {
+      throw new Error(`${dir}: the weights do not fit ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    return model;
   },
 };

@@ -1,0 +1,303 @@
+#!/usr/bin/python3
+"""Generate the MarianMT Hugging Face folders in test/fixtures/hf/marian-*.
+
+Usage (from the repository root, with Debian's torch 1.13 and numpy):
+
+    /usr/bin/python3 scripts/gen_marian_fixtures.py
+
+Each folder is what transformers' `save_pretrained` writes for a tiny random
+`MarianMTModel` (config.json, model.safetensors, generation_config.json when
+the model has one), with a Marian-style tokenizer: the Unigram + Metaspace
+`tokenizer.json` of test/fixtures/tokenizers/marian-unigram (trained by Hugging
+Face's Rust `tokenizers`; `</s>` = 0 appended to every source, `<unk>` = 1,
+`<pad>` = 2, which Marian also uses as the decoder start token). The model
+inputs are the ids that the Rust library computed for those texts
+(test/fixtures/tokenizers/refs/marian-unigram.json), so nothing here depends
+on attnode.
+
+reference.json holds, for a right-padded batch of three source texts:
+
+- `encoder_last_hidden_state` and `logits` for given decoder input ids (a
+  full forward, causal decoder self-attention);
+- greedy generation the way transformers' `generate` does it for Marian
+  (decoder starts with `decoder_start_token_id`; `bad_words_ids` [[pad]]
+  banned; `forced_eos_token_id` forced at the last step of `max_length`;
+  a finished row is padded with `pad_token_id`), recomputing the whole
+  decoder at every step (no cache, so independent of attnode's), both for the
+  padded batch and for each text alone.
+
+The model is written here from the published architecture (transformers'
+modeling_marian: sinusoidal positions with sin in the first half and cos in
+the second half of each vector, no padding offset; embeddings scaled by
+sqrt(d_model) when `scale_embedding`; post-norm encoder and decoder layers;
+q scaled by head_dim^-0.5; additive masks filled with float32's minimum;
+`lm_head` + `final_logits_bias`), not from attnode.
+
+Folders:
+
+- marian-tiny: swish, shared and tied embeddings, scale_embedding, 2 + 2
+  layers, 4 heads; stores only `model.shared.weight` (what safetensors
+  saving keeps of the tied copies) and no position tables (transformers
+  leaves them out when saving); generation_config.json with num_beams 4 and
+  max_length 20; final_logits_bias favours `</s>` so rows end at different
+  steps.
+- marian-gelu-unshared: gelu, separate encoder/decoder embeddings
+  (`share_encoder_decoder_embeddings` false) and an untied `lm_head`
+  (`tie_word_embeddings` false), no embedding scale, 3 encoder and 2 decoder
+  layers with different heads and feed-forward sizes; stores the position
+  tables (as older pytorch_model.bin files did); no generation_config.json
+  (generation defaults come from config.json).
+"""
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gen_fixtures import serialize_safetensors  # noqa: E402  (the project's safetensors writer)
+
+ROOT = Path(__file__).resolve().parent.parent
+HF_OUT = ROOT / 'test' / 'fixtures' / 'hf'
+TOK_DIR = ROOT / 'test' / 'fixtures' / 'tokenizers' / 'marian-unigram'
+TOK_REFS = ROOT / 'test' / 'fixtures' / 'tokenizers' / 'refs' / 'marian-unigram.json'
+
+EOS, UNK, PAD = 0, 1, 2
+# Source texts of the batch (their ids come from the Rust tokenizer's references).
+TEXTS = ['The quick brown fox jumps over the lazy dog.', 'Hello world', 'Привет, мир!']
+NEG = torch.finfo(torch.float32).min
+
+
+def sinusoidal(n_pos: int, dim: int) -> torch.Tensor:
+    """MarianSinusoidalPositionalEmbedding._init_weight: sin in the first half, cos in the second."""
+    enc = np.array([[pos / np.power(10000, 2 * (j // 2) / dim) for j in range(dim)] for pos in range(n_pos)])
+    out = torch.empty(n_pos, dim)
+    sentinel = dim // 2 if dim % 2 == 0 else dim // 2 + 1
+    out[:, 0:sentinel] = torch.FloatTensor(np.sin(enc[:, 0::2]))
+    out[:, sentinel:] = torch.FloatTensor(np.cos(enc[:, 1::2]))
+    return out
+
+
+def act(x: torch.Tensor, name: str) -> torch.Tensor:
+    if name in ('swish', 'silu'):
+        return x * torch.sigmoid(x)
+    if name == 'gelu':
+        return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+    if name == 'relu':
+        return torch.relu(x)
+    raise ValueError(name)
+
+
+class Marian:
+    """MarianMTModel's forward from its weights (HF key names) and config."""
+
+    def __init__(self, w: dict, cfg: dict) -> None:
+        self.w, self.cfg = w, cfg
+        self.E = cfg['d_model']
+        self.scale = math.sqrt(self.E) if cfg['scale_embedding'] else 1.0
+        self.pos = sinusoidal(cfg['max_position_embeddings'], self.E)
+        shared = cfg['share_encoder_decoder_embeddings']
+        self.enc_emb = w['model.shared.weight'] if shared else w['model.encoder.embed_tokens.weight']
+        self.dec_emb = w['model.shared.weight'] if shared else w['model.decoder.embed_tokens.weight']
+        self.head = self.dec_emb if cfg['tie_word_embeddings'] else w['lm_head.weight']
+
+    def lin(self, x, p):
+        return x @ self.w[p + '.weight'].T + self.w[p + '.bias']
+
+    def ln(self, x, p):
+        return torch.nn.functional.layer_norm(x, (self.E,), self.w[p + '.weight'], self.w[p + '.bias'], 1e-5)
+
+    def attention(self, p, x, kv, mask, heads):
+        """MarianAttention: q scaled by head_dim^-0.5, additive mask [B, 1, T, S]."""
+        B, T, _ = x.shape
+        S = kv.shape[1]
+        hd = self.E // heads
+        q = (self.lin(x, p + '.q_proj') * hd ** -0.5).view(B, T, heads, hd).transpose(1, 2)
+        k = self.lin(kv, p + '.k_proj').view(B, S, heads, hd).transpose(1, 2)
+        v = self.lin(kv, p + '.v_proj').view(B, S, heads, hd).transpose(1, 2)
+        scores = q @ k.transpose(-1, -2)
+        if mask is not None:
+            scores = scores + mask
+        a = torch.softmax(scores, dim=-1) @ v
+        return self.lin(a.transpose(1, 2).reshape(B, T, self.E), p + '.out_proj')
+
+    def ffn(self, p, h):
+        return self.lin(act(self.lin(h, p + '.fc1'), self.cfg['activation_function']), p + '.fc2')
+
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, S = ids.shape
+        h = self.enc_emb[ids] * self.scale + self.pos[:S]
+        add = torch.where(mask[:, None, None, :] == 0, torch.tensor(NEG), torch.tensor(0.0)).expand(B, 1, S, S)
+        for l in range(self.cfg['encoder_layers']):
+            p = f'model.encoder.layers.{l}'
+            h = self.ln(h + self.attention(p + '.self_attn', h, h, add, self.cfg['encoder_attention_heads']), p + '.self_attn_layer_norm')
+            h = self.ln(h + self.ffn(p, h), p + '.final_layer_norm')
+        return h
+
+    def decode(self, dec_ids, enc, enc_mask, dec_mask=None) -> torch.Tensor:
+        """Logits [B, T, V] of a full (uncached) decoder pass, causal."""
+        B, T = dec_ids.shape
+        S = enc.shape[1]
+        h = self.dec_emb[dec_ids] * self.scale + self.pos[:T]
+        allowed = torch.tril(torch.ones(T, T, dtype=torch.bool))[None, None].expand(B, 1, T, T)
+        if dec_mask is not None:
+            allowed = allowed & (dec_mask[:, None, None, :] == 1)
+        self_mask = torch.where(allowed, torch.tensor(0.0), torch.tensor(NEG))
+        cross = torch.where(enc_mask[:, None, None, :] == 0, torch.tensor(NEG), torch.tensor(0.0)).expand(B, 1, T, S)
+        heads = self.cfg['decoder_attention_heads']
+        for l in range(self.cfg['decoder_layers']):
+            p = f'model.decoder.layers.{l}'
+            h = self.ln(h + self.attention(p + '.self_attn', h, h, self_mask, heads), p + '.self_attn_layer_norm')
+            h = self.ln(h + self.attention(p + '.encoder_attn', h, enc, cross, heads), p + '.encoder_attn_layer_norm')
+            h = self.ln(h + self.ffn(p, h), p + '.final_layer_norm')
+        return h @ self.head.T + self.w['final_logits_bias']
+
+    def greedy(self, ids, mask, max_length: int, gen: dict) -> list[list[int]]:
+        """transformers' greedy generate for an encoder-decoder model, without a cache."""
+        enc = self.encode(ids, mask)
+        B = ids.shape[0]
+        seq = torch.full((B, 1), gen['decoder_start_token_id'], dtype=torch.long)
+        unfinished = torch.ones(B, dtype=torch.bool)
+        while True:
+            scores = self.decode(seq, enc, mask)[:, -1].clone()
+            for bad in gen.get('bad_words_ids') or []:
+                if len(bad) == 1:
+                    scores[:, bad[0]] = -math.inf
+            if gen.get('forced_eos_token_id') is not None and seq.shape[1] == max_length - 1:
+                scores[:, :] = -math.inf
+                scores[:, gen['forced_eos_token_id']] = 0
+            nxt = scores.argmax(-1)
+            top2 = scores.topk(2, dim=-1).values
+            # A near tie would make the reference fragile against float32 rounding differences.
+            gap = (top2[:, 0] - top2[:, 1])[unfinished & torch.isfinite(top2[:, 1])]
+            if gap.numel() and gap.min() < 1e-3:
+                raise ValueError(f'greedy step {seq.shape[1]}: top-2 logits only {float(gap.min())} apart')
+            nxt = torch.where(unfinished, nxt, torch.tensor(gen['pad_token_id']))
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+            unfinished &= nxt != gen['eos_token_id']
+            if not unfinished.any() or seq.shape[1] >= max_length:
+                return seq.tolist()
+
+
+def random_weights(cfg: dict, seed: int) -> dict:
+    torch.manual_seed(seed)
+    E, V, DV = cfg['d_model'], cfg['vocab_size'], cfg['decoder_vocab_size']
+    r = lambda *s: torch.randn(*s) * 0.2  # noqa: E731
+    big = lambda *s: torch.randn(*s) * 0.35  # noqa: E731  (projections: enough for the context to steer the tokens)
+    w = {}
+    if cfg['share_encoder_decoder_embeddings']:
+        w['model.shared.weight'] = r(V, E) * 2
+    else:
+        w['model.encoder.embed_tokens.weight'] = r(V, E) * 2
+        w['model.decoder.embed_tokens.weight'] = r(DV, E) * 2
+    if not cfg['tie_word_embeddings']:
+        w['lm_head.weight'] = r(DV if not cfg['share_encoder_decoder_embeddings'] else V, E)
+
+    def attn(p):
+        for n in ('k_proj', 'v_proj', 'q_proj', 'out_proj'):
+            w[f'{p}.{n}.weight'] = big(E, E)
+            w[f'{p}.{n}.bias'] = 0.1 * r(E)
+
+    def norm(p):
+        w[p + '.weight'] = 1 + 0.1 * r(E)
+        w[p + '.bias'] = 0.1 * r(E)
+
+    for side in ('encoder', 'decoder'):
+        F = cfg[f'{side}_ffn_dim']
+        for l in range(cfg[f'{side}_layers']):
+            p = f'model.{side}.layers.{l}'
+            attn(p + '.self_attn')
+            norm(p + '.self_attn_layer_norm')
+            if side == 'decoder':
+                attn(p + '.encoder_attn')
+                norm(p + '.encoder_attn_layer_norm')
+            w[p + '.fc1.weight'], w[p + '.fc1.bias'] = big(F, E), 0.1 * r(F)
+            w[p + '.fc2.weight'], w[p + '.fc2.bias'] = big(E, F), 0.1 * r(E)
+            norm(p + '.final_layer_norm')
+    w['final_logits_bias'] = 0.1 * r(1, DV if not cfg['share_encoder_decoder_embeddings'] else V)
+    return w
+
+
+def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eos_bias: float, seed: int) -> None:
+    refs = {t['text']: t['ids'] for t in json.loads(TOK_REFS.read_text())['texts']}
+    ids = [refs[t] for t in TEXTS]
+    width = max(len(x) for x in ids)
+    padded = [x + [PAD] * (width - len(x)) for x in ids]
+    mask = [[1] * len(x) + [0] * (width - len(x)) for x in ids]
+    w = random_weights(cfg, seed)
+    # A bias towards </s> makes greedy rows end at different steps (the eos handling is then exercised).
+    w['final_logits_bias'][0, EOS] += eos_bias
+    m = Marian(w, cfg)
+    gen = {**{k: cfg[k] for k in ('decoder_start_token_id', 'pad_token_id', 'eos_token_id', 'bad_words_ids',
+                                   'forced_eos_token_id', 'max_length', 'num_beams')}, **(gen_cfg or {})}
+    # Decoder inputs for the forward check: the start token, then ids that are not padding.
+    g = torch.Generator().manual_seed(seed + 1)
+    dec = [[cfg['decoder_start_token_id']] + (torch.randint(3, cfg['decoder_vocab_size'], (6,), generator=g)).tolist()
+           for _ in TEXTS]
+    steps = 12
+    with torch.no_grad():
+        t_ids, t_mask = torch.tensor(padded), torch.tensor(mask)
+        enc = m.encode(t_ids, t_mask)
+        logits = m.decode(torch.tensor(dec), enc, t_mask)
+        batch_greedy = m.greedy(t_ids, t_mask, 1 + steps, gen)
+        single_greedy = [m.greedy(torch.tensor([x]), torch.ones(1, len(x), dtype=torch.long), 1 + steps, gen)[0] for x in ids]
+        default_greedy = m.greedy(torch.tensor([ids[1]]), torch.ones(1, len(ids[1]), dtype=torch.long), gen['max_length'], gen)[0]
+    stored = dict(w)
+    if store_positions:
+        stored['model.encoder.embed_positions.weight'] = m.pos.clone()
+        stored['model.decoder.embed_positions.weight'] = m.pos.clone()
+    d = HF_OUT / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / 'config.json').write_text(json.dumps(cfg, indent=2) + '\n')
+    if gen_cfg is not None:
+        (d / 'generation_config.json').write_text(json.dumps(gen_cfg, indent=2) + '\n')
+    (d / 'model.safetensors').write_bytes(serialize_safetensors({k: v.contiguous() for k, v in stored.items()}, {'format': 'pt'}))
+    for f in ('tokenizer.json', 'tokenizer_config.json'):
+        shutil.copyfile(TOK_DIR / f, d / f)
+    r7 = lambda t: [round(float(v), 6) for v in t.flatten()]  # noqa: E731
+    ref = {
+        'producer': 'scripts/gen_marian_fixtures.py', 'torch_version': torch.__version__,
+        'texts': TEXTS, 'input_ids': padded, 'attention_mask': mask,
+        'decoder_input_ids': dec,
+        'encoder_last_hidden_state': {'shape': list(enc.shape), 'data': r7(enc)},
+        'logits': {'shape': list(logits.shape), 'data': r7(logits)},
+        'greedy': {'max_new_tokens': steps, 'batch': batch_greedy, 'single': single_greedy},
+        'default_greedy': {'text_index': 1, 'ids': default_greedy},
+    }
+    (d / 'reference.json').write_text(json.dumps(ref) + '\n')
+
+
+def main() -> int:
+    torch.set_num_threads(1)
+    vocab = len(json.loads((TOK_DIR / 'tokenizer.json').read_text())['model']['vocab'])
+    base = {
+        'model_type': 'marian', 'architectures': ['MarianMTModel'], 'vocab_size': vocab, 'decoder_vocab_size': vocab,
+        'd_model': 32, 'encoder_layers': 2, 'decoder_layers': 2, 'encoder_attention_heads': 4,
+        'decoder_attention_heads': 4, 'encoder_ffn_dim': 64, 'decoder_ffn_dim': 64, 'max_position_embeddings': 64,
+        'activation_function': 'swish', 'scale_embedding': True, 'share_encoder_decoder_embeddings': True,
+        'tie_word_embeddings': True, 'static_position_embeddings': True, 'normalize_embedding': False,
+        'normalize_before': False, 'add_bias_logits': False, 'add_final_layer_norm': False,
+        'pad_token_id': PAD, 'eos_token_id': EOS, 'bos_token_id': 0, 'decoder_start_token_id': PAD,
+        'forced_eos_token_id': EOS, 'bad_words_ids': [[PAD]], 'num_beams': 4, 'max_length': 20,
+        'is_encoder_decoder': True, 'dropout': 0.1, 'attention_dropout': 0.0, 'activation_dropout': 0.0,
+        'init_std': 0.02, 'use_cache': True, 'torch_dtype': 'float32', 'transformers_version': '4.40.0',
+    }
+    gen_cfg = {'bad_words_ids': [[PAD]], 'bos_token_id': 0, 'decoder_start_token_id': PAD, 'eos_token_id': EOS,
+               'forced_eos_token_id': EOS, 'max_length': 20, 'num_beams': 4, 'pad_token_id': PAD,
+               'renormalize_logits': True, 'transformers_version': '4.40.0'}
+    folder('marian-tiny', base, gen_cfg, store_positions=False, eos_bias=6.6, seed=1401)
+    unshared = {**base, 'activation_function': 'gelu', 'share_encoder_decoder_embeddings': False,
+                'tie_word_embeddings': False, 'scale_embedding': False, 'encoder_layers': 3, 'decoder_layers': 2,
+                'encoder_attention_heads': 4, 'decoder_attention_heads': 2, 'encoder_ffn_dim': 48,
+                'decoder_ffn_dim': 80, 'max_position_embeddings': 48, 'num_beams': 3, 'max_length': 16}
+    folder('marian-gelu-unshared', unshared, None, store_positions=True, eos_bias=0.0, seed=1402)
+    for p in sorted(HF_OUT.glob('marian-*/*')):
+        print(f'{p.stat().st_size:>9}  {p.relative_to(HF_OUT.parent)}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
