@@ -18,7 +18,10 @@ on attnode.
 reference.json holds, for a right-padded batch of three source texts:
 
 - `encoder_last_hidden_state` and `logits` for given decoder input ids (a
-  full forward, causal decoder self-attention);
+  full forward, causal decoder self-attention), and `masked_logits` for the
+  same ids with a right-padding `decoder_attention_mask` (compare the token
+  positions: what a padding query attends to differs between
+  implementations, and its output is never used);
 - greedy generation the way transformers' `generate` does it for Marian
   (decoder starts with `decoder_start_token_id`; `bad_words_ids` [[pad]]
   banned; `forced_eos_token_id` forced at the last step of `max_length`;
@@ -242,6 +245,9 @@ def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eo
         t_ids, t_mask = torch.tensor(padded), torch.tensor(mask)
         enc = m.encode(t_ids, t_mask)
         logits = m.decode(torch.tensor(dec), enc, t_mask)
+        # Right-padded decoder inputs (as in training batches): the last positions of some rows are padding.
+        dec_mask = [[1] * (len(dec[0]) - cut) + [0] * cut for cut in (0, 2, 3)]
+        masked_logits = m.decode(torch.tensor(dec), enc, t_mask, torch.tensor(dec_mask))
         batch_greedy = m.greedy(t_ids, t_mask, 1 + steps, gen)
         single_greedy = [m.greedy(torch.tensor([x]), torch.ones(1, len(x), dtype=torch.long), 1 + steps, gen)[0] for x in ids]
         default_greedy = m.greedy(torch.tensor([ids[1]]), torch.ones(1, len(ids[1]), dtype=torch.long), gen['max_length'], gen)[0]
@@ -264,6 +270,8 @@ def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eo
         'decoder_input_ids': dec,
         'encoder_last_hidden_state': {'shape': list(enc.shape), 'data': r7(enc)},
         'logits': {'shape': list(logits.shape), 'data': r7(logits)},
+        'decoder_attention_mask': dec_mask,
+        'masked_logits': {'shape': list(masked_logits.shape), 'data': r7(masked_logits)},
         'greedy': {'max_new_tokens': steps, 'batch': batch_greedy, 'single': single_greedy},
         'default_greedy': {'text_index': 1, 'ids': default_greedy},
     }

@@ -41,6 +41,15 @@ async function readJson(dir: string, name: string): Promise<Json | null> {
   }
 }
 
+/** The folder's config.json (its path for error messages, and its fields); a folder without one is an error. */
+async function folderConfig(fn: string, dir: string): Promise<{ file: string; json: Json }> {
+  if (typeof dir !== 'string') throw new TypeError(`${fn}: argument 'dir' must be a string, got ${typeof dir}`);
+  const file = path.join(dir, 'config.json');
+  const json = await readJson(dir, 'config.json');
+  if (!json) throw new Error(`${file}: not found (a Hugging Face model folder has a config.json)`);
+  return { file, json };
+}
+
 /** A config field: an integer ≥ min (or absent with a default). */
 function int(file: string, c: Json, key: string, min: number, dflt?: number): number {
   const v = c[key] ?? dflt;
@@ -174,10 +183,7 @@ export const AutoModelForCausalLM = {
    * contradict the config, missing or unexpected weights).
    */
   async fromPretrained(dir: string): Promise<LlamaForCausalLM | GPT2LMHeadModel> {
-    if (typeof dir !== 'string') throw new TypeError(`AutoModelForCausalLM.fromPretrained: argument 'dir' must be a string, got ${typeof dir}`);
-    const file = path.join(dir, 'config.json');
-    const config = await readJson(dir, 'config.json');
-    if (!config) throw new Error(`${file}: not found (a Hugging Face model folder has a config.json)`);
+    const { file, json: config } = await folderConfig('AutoModelForCausalLM.fromPretrained', dir);
     const type = config['model_type'];
     if (typeof type !== 'string' || !(CAUSAL_LM_TYPES as readonly string[]).includes(type)) {
       throw new Error(`${file}: field 'model_type' ${JSON.stringify(type)} is not a supported causal LM (supported: ${CAUSAL_LM_TYPES.join(', ')})`);
@@ -207,10 +213,7 @@ export const AutoModelForCausalLM = {
 
 /** Reads a BERT-family folder's config and weights and builds the model of `task`. */
 async function loadEncoder(fn: string, task: EncoderTask, dir: string): Promise<EncoderModel | EncoderHeadModel> {
-  if (typeof dir !== 'string') throw new TypeError(`${fn}: argument 'dir' must be a string, got ${typeof dir}`);
-  const file = path.join(dir, 'config.json');
-  const json = await readJson(dir, 'config.json');
-  if (!json) throw new Error(`${file}: not found (a Hugging Face model folder has a config.json)`);
+  const { file, json } = await folderConfig(fn, dir);
   const config = bertConfigFromJson(json, file);
   const weights = await loadFolderWeights(dir);
   try {
@@ -258,10 +261,7 @@ export const AutoModelForSeq2SeqLM = {
    * unexpected weights).
    */
   async fromPretrained(dir: string): Promise<MarianMTModel> {
-    if (typeof dir !== 'string') throw new TypeError(`AutoModelForSeq2SeqLM.fromPretrained: argument 'dir' must be a string, got ${typeof dir}`);
-    const file = path.join(dir, 'config.json');
-    const json = await readJson(dir, 'config.json');
-    if (!json) throw new Error(`${file}: not found (a Hugging Face model folder has a config.json)`);
+    const { file, json } = await folderConfig('AutoModelForSeq2SeqLM.fromPretrained', dir);
     const type = json['model_type'];
     if (typeof type !== 'string' || !(SEQ2SEQ_TYPES as readonly string[]).includes(type)) {
       throw new Error(`${file}: field 'model_type' ${JSON.stringify(type)} is not a supported sequence-to-sequence model (supported: ${SEQ2SEQ_TYPES.join(', ')})`);
