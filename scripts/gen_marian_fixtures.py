@@ -22,12 +22,16 @@ reference.json holds, for a right-padded batch of three source texts:
   same ids with a right-padding `decoder_attention_mask` (compare the token
   positions: what a padding query attends to differs between
   implementations, and its output is never used);
-- greedy generation the way transformers' `generate` does it for Marian
-  (decoder starts with `decoder_start_token_id`; `bad_words_ids` [[pad]]
-  banned; `forced_eos_token_id` forced at the last step of `max_length`;
-  a finished row is padded with `pad_token_id`), recomputing the whole
-  decoder at every step (no cache, so independent of attnode's), both for the
-  padded batch and for each text alone.
+- `generate` cases: greedy and beam search the way transformers' `generate`
+  runs an encoder-decoder (scripts/gen_beam_fixtures.py's `greedy_search` /
+  `beam_search` and logits processors, over this script's decoder: the
+  decoder starts with `decoder_start_token_id`, every row of an input reads
+  its encoder output, `bad_words_ids` [[pad]] banned, `forced_eos_token_id`
+  forced at the length limit, finished rows padded with `pad_token_id`),
+  recomputing the whole decoder at every step (no cache, so independent of
+  attnode's), for the padded batch and for each text alone, with explicit
+  options and with the folder's own generation defaults. Each case is
+  checked robust to logit noise of 2e-4.
 
 The model is written here from the published architecture (transformers'
 modeling_marian: sinusoidal positions with sin in the first half and cos in
@@ -62,6 +66,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_fixtures import serialize_safetensors  # noqa: E402  (the project's safetensors writer)
+from gen_beam_fixtures import beam_search, greedy_search  # noqa: E402  (transformers' generate, re-implemented)
 
 ROOT = Path(__file__).resolve().parent.parent
 HF_OUT = ROOT / 'test' / 'fixtures' / 'hf'
@@ -158,32 +163,6 @@ class Marian:
             h = self.ln(h + self.ffn(p, h), p + '.final_layer_norm')
         return h @ self.head.T + self.w['final_logits_bias']
 
-    def greedy(self, ids, mask, max_length: int, gen: dict) -> list[list[int]]:
-        """transformers' greedy generate for an encoder-decoder model, without a cache."""
-        enc = self.encode(ids, mask)
-        B = ids.shape[0]
-        seq = torch.full((B, 1), gen['decoder_start_token_id'], dtype=torch.long)
-        unfinished = torch.ones(B, dtype=torch.bool)
-        while True:
-            scores = self.decode(seq, enc, mask)[:, -1].clone()
-            for bad in gen.get('bad_words_ids') or []:
-                if len(bad) == 1:
-                    scores[:, bad[0]] = -math.inf
-            if gen.get('forced_eos_token_id') is not None and seq.shape[1] == max_length - 1:
-                scores[:, :] = -math.inf
-                scores[:, gen['forced_eos_token_id']] = 0
-            nxt = scores.argmax(-1)
-            top2 = scores.topk(2, dim=-1).values
-            # A near tie would make the reference fragile against float32 rounding differences.
-            gap = (top2[:, 0] - top2[:, 1])[unfinished & torch.isfinite(top2[:, 1])]
-            if gap.numel() and gap.min() < 1e-3:
-                raise ValueError(f'greedy step {seq.shape[1]}: top-2 logits only {float(gap.min())} apart')
-            nxt = torch.where(unfinished, nxt, torch.tensor(gen['pad_token_id']))
-            seq = torch.cat([seq, nxt[:, None]], dim=1)
-            unfinished &= nxt != gen['eos_token_id']
-            if not unfinished.any() or seq.shape[1] >= max_length:
-                return seq.tolist()
-
 
 def random_weights(cfg: dict, seed: int) -> dict:
     torch.manual_seed(seed)
@@ -224,7 +203,24 @@ def random_weights(cfg: dict, seed: int) -> dict:
     return w
 
 
-def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eos_bias: float, seed: int) -> None:
+def generate(m: Marian, cfg: dict, ids: list, mask: list, o: dict, noise=None):
+    """transformers' generate for an encoder-decoder: the decoder prompt is the start token, each row of an input
+    (its beams) reads that input's encoder output."""
+    src_ids, src_mask = torch.tensor(ids), torch.tensor(mask)
+    with torch.no_grad():
+        enc = m.encode(src_ids, src_mask)
+
+        def logits_fn(dec_ids, _dec_mask):
+            k = dec_ids.shape[0] // src_ids.shape[0]
+            return m.decode(dec_ids, enc.repeat_interleave(k, 0), src_mask.repeat_interleave(k, 0))
+
+        start = torch.full((len(ids), 1), cfg['decoder_start_token_id'], dtype=torch.long)
+        search = beam_search if o.get('numBeams', 1) > 1 else greedy_search
+        return search(logits_fn, start, torch.ones_like(start), o, noise)
+
+
+def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eos_bias: float, seed: int,
+           nrs_beams: int, length_penalty: float) -> None:
     refs = {t['text']: t['ids'] for t in json.loads(TOK_REFS.read_text())['texts']}
     ids = [refs[t] for t in TEXTS]
     width = max(len(x) for x in ids)
@@ -240,7 +236,6 @@ def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eo
     g = torch.Generator().manual_seed(seed + 1)
     dec = [[cfg['decoder_start_token_id']] + (torch.randint(3, cfg['decoder_vocab_size'], (6,), generator=g)).tolist()
            for _ in TEXTS]
-    steps = 12
     with torch.no_grad():
         t_ids, t_mask = torch.tensor(padded), torch.tensor(mask)
         enc = m.encode(t_ids, t_mask)
@@ -248,9 +243,31 @@ def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eo
         # Right-padded decoder inputs (as in training batches): the last positions of some rows are padding.
         dec_mask = [[1] * (len(dec[0]) - cut) + [0] * cut for cut in (0, 2, 3)]
         masked_logits = m.decode(torch.tensor(dec), enc, t_mask, torch.tensor(dec_mask))
-        batch_greedy = m.greedy(t_ids, t_mask, 1 + steps, gen)
-        single_greedy = [m.greedy(torch.tensor([x]), torch.ones(1, len(x), dtype=torch.long), 1 + steps, gen)[0] for x in ids]
-        default_greedy = m.greedy(torch.tensor([ids[1]]), torch.ones(1, len(ids[1]), dtype=torch.long), gen['max_length'], gen)[0]
+    # The folder's defaults as generate's options (transformers: max_length counts the start token).
+    defaults = {'maxNewTokens': gen['max_length'] - 1, 'numBeams': gen['num_beams'], 'eosTokenId': gen['eos_token_id'],
+                'padTokenId': gen['pad_token_id'], 'badWordsIds': gen['bad_words_ids'],
+                'forcedEosTokenId': gen['forced_eos_token_id']}
+    processors = {k: defaults[k] for k in ('eosTokenId', 'padTokenId', 'badWordsIds', 'forcedEosTokenId')}
+    cases = []
+    for case_name, rows, call, o in [
+        ('greedy', 'batch', {'numBeams': 1, 'maxNewTokens': 12}, {**processors, 'maxNewTokens': 12}),
+        ('greedy_single', 'single', {'numBeams': 1, 'maxNewTokens': 12}, {**processors, 'maxNewTokens': 12}),
+        ('beams3', 'batch', {'numBeams': 3, 'maxNewTokens': 10}, {**processors, 'numBeams': 3, 'maxNewTokens': 10}),
+        ('beams_nrs2_lp', 'batch', {'numBeams': nrs_beams, 'maxNewTokens': 10, 'numReturnSequences': 2, 'lengthPenalty': length_penalty},
+         {**processors, 'numBeams': nrs_beams, 'maxNewTokens': 10, 'numReturnSequences': 2, 'lengthPenalty': length_penalty}),
+        ('folder_defaults', 'batch', {}, defaults),
+    ]:
+        for r, (row_ids, row_mask) in enumerate([(padded, mask)] if rows == 'batch' else [([x], [[1] * len(x)]) for x in ids]):
+            seqs, scores = generate(m, cfg, row_ids, row_mask, o)
+            for seed in range(3):
+                again, _ = generate(m, cfg, row_ids, row_mask, o, torch.Generator().manual_seed(seed))
+                if not torch.equal(again, seqs):
+                    raise SystemExit(f'{name} {case_name}: not robust to logit noise of 2e-4 (seed {seed}); pick other settings')
+            case = {'name': case_name if rows == 'batch' else f'{case_name}_{r}', 'input_ids': row_ids,
+                    'attention_mask': row_mask, 'call': call, 'sequences': seqs.tolist()}
+            if scores is not None:
+                case['sequences_scores'] = [round(float(x), 6) for x in scores]
+            cases.append(case)
     stored = dict(w)
     if store_positions:
         stored['model.encoder.embed_positions.weight'] = m.pos.clone()
@@ -272,8 +289,7 @@ def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eo
         'logits': {'shape': list(logits.shape), 'data': r7(logits)},
         'decoder_attention_mask': dec_mask,
         'masked_logits': {'shape': list(masked_logits.shape), 'data': r7(masked_logits)},
-        'greedy': {'max_new_tokens': steps, 'batch': batch_greedy, 'single': single_greedy},
-        'default_greedy': {'text_index': 1, 'ids': default_greedy},
+        'generate': cases,
     }
     (d / 'reference.json').write_text(json.dumps(ref) + '\n')
 
@@ -295,13 +311,13 @@ def main() -> int:
     }
     gen_cfg = {'bad_words_ids': [[PAD]], 'bos_token_id': 0, 'decoder_start_token_id': PAD, 'eos_token_id': EOS,
                'forced_eos_token_id': EOS, 'max_length': 20, 'num_beams': 4, 'pad_token_id': PAD,
-               'renormalize_logits': True, 'transformers_version': '4.40.0'}
-    folder('marian-tiny', base, gen_cfg, store_positions=False, eos_bias=6.6, seed=1401)
+               'transformers_version': '4.40.0'}
+    folder('marian-tiny', base, gen_cfg, store_positions=False, eos_bias=6.6, seed=1401, nrs_beams=4, length_penalty=0.6)
     unshared = {**base, 'activation_function': 'gelu', 'share_encoder_decoder_embeddings': False,
                 'tie_word_embeddings': False, 'scale_embedding': False, 'encoder_layers': 3, 'decoder_layers': 2,
                 'encoder_attention_heads': 4, 'decoder_attention_heads': 2, 'encoder_ffn_dim': 48,
                 'decoder_ffn_dim': 80, 'max_position_embeddings': 48, 'num_beams': 3, 'max_length': 16}
-    folder('marian-gelu-unshared', unshared, None, store_positions=True, eos_bias=0.0, seed=1402)
+    folder('marian-gelu-unshared', unshared, None, store_positions=True, eos_bias=0.0, seed=1402, nrs_beams=5, length_penalty=1.5)
     for p in sorted(HF_OUT.glob('marian-*/*')):
         print(f'{p.stat().st_size:>9}  {p.relative_to(HF_OUT.parent)}')
     return 0

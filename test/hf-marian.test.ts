@@ -15,6 +15,7 @@ import { AutoTokenizer } from '../lib/tokenizers';
 import { loadSafetensors, saveSafetensors } from '../lib/io/safetensors';
 import { Tensor } from '../lib/tensor';
 import { backends } from './helpers/backends';
+import { generateWithScores, type GenerationOptions } from '../lib/models/generation';
 
 const HF = path.join(__dirname, 'fixtures', 'hf');
 const FOLDERS = ['marian-tiny', 'marian-gelu-unshared'];
@@ -28,8 +29,17 @@ interface Reference {
   logits: { shape: number[]; data: number[] };
   decoder_attention_mask: number[][];
   masked_logits: { shape: number[]; data: number[] };
-  greedy: { max_new_tokens: number; batch: number[][]; single: number[][] };
-  default_greedy: { text_index: number; ids: number[] };
+  generate: GenerateCase[];
+}
+
+/** A generate reference: greedy or beam search with the options in `call` (none: the folder's generation defaults). */
+interface GenerateCase {
+  name: string;
+  input_ids: number[][];
+  attention_mask: number[][];
+  call: Record<string, number>;
+  sequences: number[][];
+  sequences_scores?: number[];
 }
 
 const ref = (name: string): Reference => JSON.parse(readFileSync(path.join(HF, name, 'reference.json'), 'utf8')) as Reference;
@@ -82,6 +92,24 @@ describe.each(backends)('MarianMT folders on the %s backend', (backend) => {
     }
     expect(compared).toBe(r.decoder_attention_mask.flat().filter(Boolean).length);
     expect(worst).toBeLessThan(1e-4);
+  });
+
+  it.each(FOLDERS)('%s: generate gives the reference sequences (greedy and beam search, explicit options and the folder defaults; sync and async)', async (name) => {
+    const r = ref(name);
+    const model = await load(name, backend);
+    for (const c of r.generate) {
+      const opts = { attentionMask: ids2d(c.attention_mask), ...c.call };
+      const out = model.generate(ids2d(c.input_ids), opts);
+      expect([c.name, out.shape]).toEqual([c.name, [c.sequences.length, c.sequences[0]!.length]]);
+      expect([c.name, Array.from(out.data)]).toEqual([c.name, c.sequences.flat()]);
+      const outAsync = await model.generateAsync(ids2d(c.input_ids), opts);
+      expect([c.name, Array.from(outAsync.data)]).toEqual([c.name, c.sequences.flat()]);
+      if (c.sequences_scores) {
+        const scored = generateWithScores(model, ids2d(c.input_ids), { ...model.generationConfig, ...opts } as GenerationOptions);
+        expect(Array.from(scored.sequences.data)).toEqual(c.sequences.flat());
+        c.sequences_scores.forEach((s, i) => expect(scored.sequencesScores![i]).toBeCloseTo(s, 4));
+      }
+    }
   });
 
   it.each(FOLDERS)('%s: decoding through the cache in chunks gives the logits of the full forward', async (name) => {

@@ -19,6 +19,7 @@ import { LlamaForCausalLM, type Llama3RopeScaling, type LlamaConfig } from './ll
 import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict } from './gpt2';
 import { bertConfigFromJson, encoderFromWeights, type EncoderHeadModel, type EncoderModel, type EncoderTask } from './bert';
 import { MarianMTModel, marianConfigFromJson, marianStateDict } from './marian';
+import { generationDefaultsFrom, loadGenerationConfig } from './generation-config';
 
 type Json = Record<string, unknown>;
 
@@ -266,7 +267,10 @@ export const AutoModelForSeq2SeqLM = {
     if (typeof type !== 'string' || !(SEQ2SEQ_TYPES as readonly string[]).includes(type)) {
       throw new Error(`${file}: field 'model_type' ${JSON.stringify(type)} is not a supported sequence-to-sequence model (supported: ${SEQ2SEQ_TYPES.join(', ')})`);
     }
-    const config = marianConfigFromJson(json, file);
+    // generate starts the decoder with the generation config's decoder_start_token_id, else config.json's.
+    const generation = await loadGenerationConfig(dir);
+    const start = generation.decoderStartTokenId;
+    const config = marianConfigFromJson(start === undefined || start === null ? json : { ...json, decoder_start_token_id: start }, file);
     const weights = marianStateDict(await loadFolderWeights(dir), config, file);
     const model = new MarianMTModel(config);
     try {
@@ -274,6 +278,9 @@ export const AutoModelForSeq2SeqLM = {
     } catch (err) {
       throw new Error(`${dir}: the weights do not fit ${file}: ${(err as Error).message}`, { cause: err });
     }
+    model.generationConfig = generationDefaultsFrom(generation, {
+      eosTokenId: config.eosTokenId, padTokenId: config.padTokenId, maxPositions: config.maxPositionEmbeddings, prefixLength: 1,
+    });
     return model;
   },
 };

@@ -7,9 +7,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
+import type { GenerationDefaults } from './generation';
 
 /** The generation fields of a folder (Hugging Face's names in camelCase), each present only when the folder sets it. */
-export interface GenerationDefaults {
+export interface FolderGenerationConfig {
   /** Total length limit: the prompt plus new tokens (decoder-only) or the decoder sequence with its start token (encoder-decoder). */
   maxLength?: number;
   maxNewTokens?: number;
@@ -40,7 +41,7 @@ type Json = Record<string, unknown>;
 const isId = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0;
 
 /** One field's check: the value when valid, else undefined (the caller names the field). */
-const FIELDS: Record<string, [keyof GenerationDefaults, (v: unknown) => boolean, string]> = {
+const FIELDS: Record<string, [keyof FolderGenerationConfig, (v: unknown) => boolean, string]> = {
   max_length: ['maxLength', (v) => isId(v) && v >= 1, 'an integer >= 1'],
   max_new_tokens: ['maxNewTokens', isId, 'an integer >= 0'],
   min_length: ['minLength', isId, 'an integer >= 0'],
@@ -65,7 +66,7 @@ const FIELDS: Record<string, [keyof GenerationDefaults, (v: unknown) => boolean,
 };
 
 /** The generation fields of one parsed file (`file` names it in errors). */
-export function generationDefaultsFromJson(json: Json, file: string): GenerationDefaults {
+export function generationConfigFromJson(json: Json, file: string): FolderGenerationConfig {
   const out: Record<string, unknown> = {};
   for (const [key, [name, ok, what]] of Object.entries(FIELDS)) {
     const v = json[key];
@@ -73,7 +74,7 @@ export function generationDefaultsFromJson(json: Json, file: string): Generation
     if (!ok(v)) throw new Error(`${file}: field '${key}' must be ${what}, got ${JSON.stringify(v)}`);
     out[name] = v;
   }
-  return out as GenerationDefaults;
+  return out as FolderGenerationConfig;
 }
 
 /**
@@ -81,7 +82,7 @@ export function generationDefaultsFromJson(json: Json, file: string): Generation
  * when present (alone, as transformers does), else `config.json`'s fields;
  * `{}` when neither file exists.
  */
-export async function loadGenerationDefaults(dir: string): Promise<GenerationDefaults> {
+export async function loadGenerationConfig(dir: string): Promise<FolderGenerationConfig> {
   for (const name of ['generation_config.json', 'config.json']) {
     const file = path.join(dir, name);
     let text: string;
@@ -98,7 +99,38 @@ export async function loadGenerationDefaults(dir: string): Promise<GenerationDef
       throw new Error(`${file}: is not valid JSON (${(err as Error).message})`, { cause: err });
     }
     if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error(`${file}: the top level must be a JSON object`);
-    return generationDefaultsFromJson(json as Json, file);
+    return generationConfigFromJson(json as Json, file);
   }
   return {};
+}
+
+/**
+ * What `generate` takes as a model's defaults (its `generationConfig`) from
+ * a folder's generation config, as transformers' `generate` applies it:
+ * `maxNewTokens` from `max_new_tokens`, else `max_length` (default 20) minus
+ * the `prefixLength` the output starts with (1: an encoder-decoder's start
+ * token), at most what the model's `maxPositions` allow; `minNewTokens` from
+ * `min_new_tokens`, else `min_length` minus the prefix; `topK` 50 unless set
+ * (transformers' default, used when sampling); `eosTokenId` and `padTokenId`
+ * from the model's config when the generation config has none.
+ */
+export function generationDefaultsFrom(
+  g: FolderGenerationConfig, model: { eosTokenId: number | number[] | null; padTokenId: number | null; maxPositions: number; prefixLength: number },
+): GenerationDefaults {
+  const room = Math.max(0, model.maxPositions - model.prefixLength);
+  const maxNew = g.maxNewTokens ?? Math.max(0, (g.maxLength ?? 20) - model.prefixLength);
+  const minNew = g.minNewTokens ?? (g.minLength !== undefined ? Math.max(0, g.minLength - model.prefixLength) : undefined);
+  const eos = g.eosTokenId !== undefined ? g.eosTokenId : model.eosTokenId;
+  const pad = g.padTokenId ?? model.padTokenId;
+  const out: GenerationDefaults = {
+    maxNewTokens: Math.min(maxNew, room),
+    topK: g.topK ?? 50,
+    eosTokenId: eos,
+    ...(pad !== null ? { padTokenId: pad } : {}),
+    ...(minNew !== undefined ? { minNewTokens: minNew } : {}),
+  };
+  const copy = ['numBeams', 'numReturnSequences', 'doSample', 'temperature', 'topP', 'repetitionPenalty', 'lengthPenalty',
+    'earlyStopping', 'noRepeatNgramSize', 'badWordsIds', 'forcedEosTokenId'] as const;
+  for (const k of copy) if (g[k] !== undefined) (out as Record<string, unknown>)[k] = g[k];
+  return out;
 }

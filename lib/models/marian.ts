@@ -25,6 +25,11 @@ import { Tensor, empty } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import { encoderLayer, feedForward, keyMask, PackedQkv, type FeedForwardActivation } from './bert';
 import { stepPositionsAndMask } from './step-masks';
+import {
+  generate, generateAsync, type DecoderSession, type DecodingModel, type GenerationDefaults, type GenerationOptions,
+  type StartDecodingOptions,
+} from './generation';
+import { generationDefaultsFrom } from './generation-config';
 import { causalMaskFrom } from '../ops/multi-head-attention';
 
 type F32 = Tensor<'float32'>;
@@ -417,6 +422,22 @@ export interface MarianDecodeOptions {
   lastOnly?: boolean;
 }
 
+/**
+ * Options of {@link MarianMTModel.generate}: generate's options (greedy,
+ * sampling or beam search, Hugging Face's logits processors), all optional;
+ * what is not given comes from the model's {@link MarianMTModel.generationConfig}.
+ */
+export interface Seq2SeqGenerationOptions extends Partial<GenerationOptions> {
+  /**
+   * Hugging Face's `max_length`: the most decoder tokens, start token
+   * included (so maxNewTokens = maxLength − 1). `maxNewTokens` wins when
+   * both are given.
+   */
+  maxLength?: number;
+  /** Hugging Face's `min_length`: no eos before this many decoder tokens, start token included. */
+  minLength?: number;
+}
+
 const FORWARD_KEYS = ['inputIds', 'attentionMask', 'decoderInputIds', 'decoderAttentionMask'];
 
 function describe(v: unknown): string {
@@ -429,13 +450,28 @@ function checkIds(fn: string, what: string, ids: unknown): asserts ids is I32 {
   }
 }
 
-/** MarianMT with its LM head: `model` + `lm_head` (tied to the decoder embeddings unless configured otherwise) + `final_logits_bias`. */
-export class MarianMTModel extends Module {
+/**
+ * MarianMT with its LM head: `model` + `lm_head` (tied to the decoder
+ * embeddings unless configured otherwise) + `final_logits_bias`. A
+ * {@link DecodingModel}: `generate` runs it through decoder sessions whose
+ * first step encodes the source and projects every layer's cross-attention
+ * keys and values once.
+ */
+export class MarianMTModel extends Module implements DecodingModel {
   readonly config: ResolvedMarianConfig;
   model: MarianModel;
   /** [1, target vocab], added to the logits. */
   finalLogitsBias!: F32;
   lmHead: Linear | null;
+  /**
+   * Defaults of {@link generate}'s options (Hugging Face's
+   * `generation_config`): AutoModelForSeq2SeqLM sets them from the folder's
+   * generation_config.json or config.json (e.g. opus-mt: 4 or 6 beams,
+   * max_length 512, `badWordsIds` [[pad]], `forcedEosTokenId`); a model built
+   * from a config gets greedy search, eos and pad from the config and 19 new
+   * tokens (max_length 20).
+   */
+  generationConfig: GenerationDefaults;
 
   constructor(config: MarianConfig) {
     super();
@@ -444,6 +480,91 @@ export class MarianMTModel extends Module {
     this.model = new MarianModel(c);
     this.registerBuffer('finalLogitsBias', new Tensor(new Float32Array(c.decoderVocabSize), [1, c.decoderVocabSize], 'float32'));
     this.lmHead = c.tieWordEmbeddings ? null : new Linear({ inFeatures: c.dModel, outFeatures: c.decoderVocabSize, bias: false });
+    this.generationConfig = generationDefaultsFrom({}, {
+      eosTokenId: c.eosTokenId, padTokenId: c.padTokenId, maxPositions: c.maxPositionEmbeddings, prefixLength: 1,
+    });
+  }
+
+  /**
+   * A decoder session for `generate` over source ids [N, S]: `expand`
+   * decoder rows per source (beams), each starting with
+   * `decoderStartTokenId`. Its first step encodes the source and projects the
+   * cross-attention keys and values (shared by a source's rows); every step
+   * appends one token per row to the self-attention caches, and `reorder`
+   * gathers their rows (beam search).
+   */
+  startDecoding(inputIds: I32, options: StartDecodingOptions): DecoderSession {
+    const fn = 'MarianMTModel.startDecoding';
+    checkIds(fn, "argument 'inputIds'", inputIds);
+    const [n, s] = inputIds.shape as [number, number];
+    const { attentionMask, expand, maxNewTokens } = options;
+    if (s > this.config.maxPositionEmbeddings) {
+      throw new RangeError(`${fn}: the source has ${s} tokens, more than the model's ${this.config.maxPositionEmbeddings} positions (maxPositionEmbeddings)`);
+    }
+    const rows = n * checkInt(fn, 'expand', expand, 1);
+    const prefix = new Tensor(new Int32Array(rows).fill(this.config.decoderStartTokenId), [rows, 1], 'int32');
+    let cache: MarianDecoderCache | null = null;
+    return {
+      rows,
+      prefix,
+      prefixMask: null,
+      step: (ids) => {
+        if (!cache) {
+          const memory = this.encode(inputIds, { attentionMask });
+          cache = this.createCache(memory, { attentionMask, expand, capacity: 1 + maxNewTokens });
+        }
+        return this.decode(ids, cache, { lastOnly: true });
+      },
+      reorder: (rowIndices) => {
+        if (!cache) throw new Error(`${fn}: reorder called before the first step`);
+        cache.reorder(this.backend, rowIndices);
+      },
+    };
+  }
+
+  /**
+   * Translates source ids [N, S] (`attentionMask` [N, S], 1 = token):
+   * decoder ids [N · numReturnSequences, 1 + new], starting with
+   * `decoderStartTokenId`, as Hugging Face's `generate` returns them
+   * (finished rows padded with `padTokenId`). Options not given come from
+   * {@link generationConfig} (for opus-mt folders: beam search, `badWordsIds`
+   * [[pad]], forced eos at the length limit).
+   */
+  generate(inputIds: I32, options: Seq2SeqGenerationOptions = {}): I32 {
+    return generate(this.#decodingModel(), inputIds, this.#generateOptions('MarianMTModel.generate', options));
+  }
+
+  /** {@link generate} with every step's kernels off the JS thread. */
+  generateAsync(inputIds: I32, options: Seq2SeqGenerationOptions = {}): Promise<I32> {
+    try {
+      return generateAsync(this.#decodingModel(), inputIds, this.#generateOptions('MarianMTModel.generateAsync', options));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** generate's view of this model: logits cover the target vocabulary, which is what its token-id checks need. */
+  #decodingModel(): DecodingModel {
+    const self = this;
+    return {
+      config: { vocabSize: this.config.decoderVocabSize, maxPositionEmbeddings: this.config.maxPositionEmbeddings },
+      generationConfig: this.generationConfig,
+      get backend() {
+        return self.backend;
+      },
+      startDecoding: (ids, o) => this.startDecoding(ids, o),
+    };
+  }
+
+  /** `maxLength` / `minLength` (decoder lengths with the start token) as generate's new-token counts. */
+  #generateOptions(fn: string, options: Seq2SeqGenerationOptions): GenerationOptions {
+    if (options === null || typeof options !== 'object') throw new TypeError(`${fn}: argument 'options' must be an object, got ${describe(options)}`);
+    const { maxLength, minLength, ...rest } = options;
+    const out: Record<string, unknown> = { ...rest };
+    if (maxLength !== undefined && rest.maxNewTokens === undefined) out['maxNewTokens'] = checkInt(fn, 'maxLength', maxLength, 1) - 1;
+    if (minLength !== undefined && rest.minNewTokens === undefined) out['minNewTokens'] = Math.max(0, checkInt(fn, 'minLength', minLength, 0) - 1);
+    out['maxNewTokens'] ??= this.generationConfig.maxNewTokens;
+    return out as unknown as GenerationOptions;
   }
 
   /**
