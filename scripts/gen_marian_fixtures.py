@@ -253,6 +253,8 @@ def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eo
         ('greedy', 'batch', {'numBeams': 1, 'maxNewTokens': 12}, {**processors, 'maxNewTokens': 12}),
         ('greedy_single', 'single', {'numBeams': 1, 'maxNewTokens': 12}, {**processors, 'maxNewTokens': 12}),
         ('beams3', 'batch', {'numBeams': 3, 'maxNewTokens': 10}, {**processors, 'numBeams': 3, 'maxNewTokens': 10}),
+        # Longer than the decoder caches' first allocation (32 positions): they grow between beam reorders.
+        ('beams2_long', 'batch', {'numBeams': 2, 'maxNewTokens': 40}, {**processors, 'numBeams': 2, 'maxNewTokens': 40}),
         ('beams_nrs2_lp', 'batch', {'numBeams': nrs_beams, 'maxNewTokens': 10, 'numReturnSequences': 2, 'lengthPenalty': length_penalty},
          {**processors, 'numBeams': nrs_beams, 'maxNewTokens': 10, 'numReturnSequences': 2, 'lengthPenalty': length_penalty}),
         ('folder_defaults', 'batch', {}, defaults),

@@ -511,7 +511,9 @@ export class MarianMTModel extends Module implements DecodingModel {
       step: (ids) => {
         if (!cache) {
           const memory = this.encode(inputIds, { attentionMask });
-          cache = this.createCache(memory, { attentionMask, expand, capacity: 1 + maxNewTokens });
+          // Room for a typical sentence, grown by doubling: sizing for maxNewTokens up front (511 with opus-mt's
+          // max_length) would allocate, and let each beam reorder gather, far more than a translation uses.
+          cache = this.createCache(memory, { attentionMask, expand, capacity: Math.min(1 + maxNewTokens, 32) });
         }
         return this.decode(ids, cache, { lastOnly: true });
       },
