@@ -220,15 +220,17 @@ def generate(m: Marian, cfg: dict, ids: list, mask: list, o: dict, noise=None):
 
 
 def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eos_bias: float, seed: int,
-           nrs_beams: int, length_penalty: float) -> None:
+           nrs_beams: int, length_penalty: float, pad_bias: float) -> None:
     refs = {t['text']: t['ids'] for t in json.loads(TOK_REFS.read_text())['texts']}
     ids = [refs[t] for t in TEXTS]
     width = max(len(x) for x in ids)
     padded = [x + [PAD] * (width - len(x)) for x in ids]
     mask = [[1] * len(x) + [0] * (width - len(x)) for x in ids]
     w = random_weights(cfg, seed)
-    # A bias towards </s> makes greedy rows end at different steps (the eos handling is then exercised).
+    # A bias towards </s> makes greedy rows end at different steps (the eos handling is then exercised); one
+    # towards <pad> gives the banned pad real probability mass, so bad_words_ids and renormalize_logits matter.
     w['final_logits_bias'][0, EOS] += eos_bias
+    w['final_logits_bias'][0, PAD] += pad_bias
     m = Marian(w, cfg)
     gen = {**{k: cfg[k] for k in ('decoder_start_token_id', 'pad_token_id', 'eos_token_id', 'bad_words_ids',
                                    'forced_eos_token_id', 'max_length', 'num_beams')}, **(gen_cfg or {})}
@@ -246,8 +248,9 @@ def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eo
     # The folder's defaults as generate's options (transformers: max_length counts the start token).
     defaults = {'maxNewTokens': gen['max_length'] - 1, 'numBeams': gen['num_beams'], 'eosTokenId': gen['eos_token_id'],
                 'padTokenId': gen['pad_token_id'], 'badWordsIds': gen['bad_words_ids'],
-                'forcedEosTokenId': gen['forced_eos_token_id']}
-    processors = {k: defaults[k] for k in ('eosTokenId', 'padTokenId', 'badWordsIds', 'forcedEosTokenId')}
+                'forcedEosTokenId': gen['forced_eos_token_id'], 'renormalizeLogits': gen.get('renormalize_logits', False)}
+    # What a call inherits from the folder besides its own options.
+    processors = {k: defaults[k] for k in ('eosTokenId', 'padTokenId', 'badWordsIds', 'forcedEosTokenId', 'renormalizeLogits')}
     cases = []
     for case_name, rows, call, o in [
         ('greedy', 'batch', {'numBeams': 1, 'maxNewTokens': 12}, {**processors, 'maxNewTokens': 12}),
@@ -258,6 +261,9 @@ def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eo
         ('beams_nrs2_lp', 'batch', {'numBeams': nrs_beams, 'maxNewTokens': 10, 'numReturnSequences': 2, 'lengthPenalty': length_penalty},
          {**processors, 'numBeams': nrs_beams, 'maxNewTokens': 10, 'numReturnSequences': 2, 'lengthPenalty': length_penalty}),
         ('folder_defaults', 'batch', {}, defaults),
+        # The same search without renormalize_logits: other scores (the banned pad's mass stays in the log-softmax).
+        ('beams_not_renormalized', 'batch', {'numBeams': 4, 'maxNewTokens': 10, 'renormalizeLogits': False},
+         {**processors, 'numBeams': 4, 'maxNewTokens': 10, 'renormalizeLogits': False}),
     ]:
         for r, (row_ids, row_mask) in enumerate([(padded, mask)] if rows == 'batch' else [([x], [[1] * len(x)]) for x in ids]):
             seqs, scores = generate(m, cfg, row_ids, row_mask, o)
@@ -313,13 +319,13 @@ def main() -> int:
     }
     gen_cfg = {'bad_words_ids': [[PAD]], 'bos_token_id': 0, 'decoder_start_token_id': PAD, 'eos_token_id': EOS,
                'forced_eos_token_id': EOS, 'max_length': 20, 'num_beams': 4, 'pad_token_id': PAD,
-               'transformers_version': '4.40.0'}
-    folder('marian-tiny', base, gen_cfg, store_positions=False, eos_bias=6.6, seed=1401, nrs_beams=4, length_penalty=0.6)
+               'renormalize_logits': True, 'transformers_version': '4.40.0'}
+    folder('marian-tiny', base, gen_cfg, store_positions=False, eos_bias=6.6, seed=1401, nrs_beams=4, length_penalty=0.6, pad_bias=6.0)
     unshared = {**base, 'activation_function': 'gelu', 'share_encoder_decoder_embeddings': False,
                 'tie_word_embeddings': False, 'scale_embedding': False, 'encoder_layers': 3, 'decoder_layers': 2,
                 'encoder_attention_heads': 4, 'decoder_attention_heads': 2, 'encoder_ffn_dim': 48,
                 'decoder_ffn_dim': 80, 'max_position_embeddings': 48, 'num_beams': 3, 'max_length': 16}
-    folder('marian-gelu-unshared', unshared, None, store_positions=True, eos_bias=0.0, seed=1402, nrs_beams=5, length_penalty=1.5)
+    folder('marian-gelu-unshared', unshared, None, store_positions=True, eos_bias=0.0, seed=1402, nrs_beams=5, length_penalty=1.5, pad_bias=0.0)
     for p in sorted(HF_OUT.glob('marian-*/*')):
         print(f'{p.stat().st_size:>9}  {p.relative_to(HF_OUT.parent)}')
     return 0

@@ -130,7 +130,7 @@ export function generationDefaultsFrom(
     ...(minNew !== undefined ? { minNewTokens: minNew } : {}),
   };
   const copy = ['numBeams', 'numReturnSequences', 'doSample', 'temperature', 'topP', 'repetitionPenalty', 'lengthPenalty',
-    'earlyStopping', 'noRepeatNgramSize', 'badWordsIds', 'forcedEosTokenId'] as const;
+    'earlyStopping', 'noRepeatNgramSize', 'badWordsIds', 'forcedEosTokenId', 'renormalizeLogits'] as const;
   for (const k of copy) if (g[k] !== undefined) (out as Record<string, unknown>)[k] = g[k];
   return out;
 }

@@ -37,6 +37,8 @@ export interface TranslationOptions {
   noRepeatNgramSize?: number;
   repetitionPenalty?: number;
   badWordsIds?: number[][];
+  /** Log-softmax again after the logits processors (default: the folder's `renormalize_logits`). */
+  renormalizeLogits?: boolean;
   doSample?: boolean;
   temperature?: number;
   topK?: number;
@@ -63,7 +65,7 @@ export interface TranslationPipeline {
 
 const GENERATE_OPTIONS = [
   'maxNewTokens', 'maxLength', 'minLength', 'numBeams', 'lengthPenalty', 'earlyStopping', 'noRepeatNgramSize',
-  'repetitionPenalty', 'badWordsIds', 'doSample', 'temperature', 'topK', 'topP', 'seed',
+  'repetitionPenalty', 'badWordsIds', 'renormalizeLogits', 'doSample', 'temperature', 'topK', 'topP', 'seed',
 ] as const;
 
 /** Batches in flight at once: one generating on the executor while JS picks the other's tokens. */
