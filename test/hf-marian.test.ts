@@ -9,8 +9,9 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { AutoModelForSeq2SeqLM } from '../lib/models/auto';
-import { MarianMTModel, marianSinusoidalTable } from '../lib/models/marian';
+import { MarianMTModel, marianConfigFromJson, marianSinusoidalTable } from '../lib/models/marian';
 import { AutoTokenizer } from '../lib/tokenizers';
 import { loadSafetensors, saveSafetensors } from '../lib/io/safetensors';
 import { Tensor } from '../lib/tensor';
@@ -294,5 +295,23 @@ describe('AutoModelForSeq2SeqLM folders', () => {
     writeFileSync(path.join(truncated, 'model.safetensors'), bytes.subarray(0, bytes.length - 100));
     await expect(AutoModelForSeq2SeqLM.fromPretrained(truncated)).rejects.toThrow(/model.safetensors/);
     await expect(AutoModelForSeq2SeqLM.fromPretrained(42 as never)).rejects.toThrow(TypeError);
+  });
+
+  it('reads any mutation of config.json either as a config or as an Error naming the file (fuzzed)', () => {
+    const base = JSON.parse(readFileSync(path.join(HF, 'marian-tiny', 'config.json'), 'utf8')) as Record<string, unknown>;
+    const fields = Object.keys(base);
+    const value = fc.oneof(fc.constant(null), fc.constant(undefined), fc.boolean(), fc.integer({ min: -5, max: 2000 }),
+      fc.double(), fc.string(), fc.constant([]), fc.constant({}), fc.constantFrom('swish', 'gelu', 'relu', 'marian', 'bart'));
+    fc.assert(fc.property(fc.array(fc.tuple(fc.constantFrom(...fields), value), { minLength: 1, maxLength: 4 }), (edits) => {
+      const c: Record<string, unknown> = { ...base };
+      for (const [k, v] of edits) c[k] = v;
+      try {
+        const r = marianConfigFromJson(c, 'fuzz/config.json');
+        expect(r.dModel % r.encoderAttentionHeads).toBe(0);
+      } catch (err) {
+        expect(err).toBeInstanceOf(Error);
+        expect((err as Error).message).toMatch(/^fuzz\/config.json: /);
+      }
+    }), { numRuns: 300, seed: 14 });
   });
 });
