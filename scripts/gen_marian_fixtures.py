@@ -48,6 +48,9 @@ Folders:
   leaves them out when saving); generation_config.json with num_beams 4 and
   max_length 20; final_logits_bias favours `</s>` so rows end at different
   steps.
+- marian-tiny-bin: marian-tiny's model as pytorch_model.bin (torch.save, with
+  every tied copy and the position tables, as transformers 4.x saved it),
+  with its config files; the tests check it against marian-tiny's reference.
 - marian-gelu-unshared: gelu, separate encoder/decoder embeddings
   (`share_encoder_decoder_embeddings` false) and an untied `lm_head`
   (`tie_word_embeddings` false), no embedding scale, 3 encoder and 2 decoder
@@ -220,7 +223,7 @@ def generate(m: Marian, cfg: dict, ids: list, mask: list, o: dict, noise=None):
 
 
 def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eos_bias: float, seed: int,
-           nrs_beams: int, length_penalty: float, pad_bias: float) -> None:
+           nrs_beams: int, length_penalty: float, pad_bias: float, torch_bin: bool = False) -> None:
     refs = {t['text']: t['ids'] for t in json.loads(TOK_REFS.read_text())['texts']}
     ids = [refs[t] for t in TEXTS]
     width = max(len(x) for x in ids)
@@ -288,6 +291,19 @@ def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eo
     (d / 'model.safetensors').write_bytes(serialize_safetensors({k: v.contiguous() for k, v in stored.items()}, {'format': 'pt'}))
     for f in ('tokenizer.json', 'tokenizer_config.json'):
         shutil.copyfile(TOK_DIR / f, d / f)
+    if torch_bin:
+        # The same model as transformers 4.x wrote pytorch_model.bin: every tied copy (one storage) and the
+        # position tables, in `{name}-bin` beside a copy of the configs (the tests reuse this folder's reference).
+        b = HF_OUT / f'{name}-bin'
+        b.mkdir(parents=True, exist_ok=True)
+        for f in ('config.json', 'generation_config.json'):
+            shutil.copyfile(d / f, b / f)
+        full = dict(stored)
+        shared = full['model.shared.weight']
+        full.update({'model.encoder.embed_tokens.weight': shared, 'model.decoder.embed_tokens.weight': shared,
+                     'lm_head.weight': shared, 'model.encoder.embed_positions.weight': m.pos.clone(),
+                     'model.decoder.embed_positions.weight': m.pos.clone()})
+        torch.save(dict(sorted(full.items())), b / 'pytorch_model.bin')
     r7 = lambda t: [round(float(v), 6) for v in t.flatten()]  # noqa: E731
     ref = {
         'producer': 'scripts/gen_marian_fixtures.py', 'torch_version': torch.__version__,
@@ -320,7 +336,7 @@ def main() -> int:
     gen_cfg = {'bad_words_ids': [[PAD]], 'bos_token_id': 0, 'decoder_start_token_id': PAD, 'eos_token_id': EOS,
                'forced_eos_token_id': EOS, 'max_length': 20, 'num_beams': 4, 'pad_token_id': PAD,
                'renormalize_logits': True, 'transformers_version': '4.40.0'}
-    folder('marian-tiny', base, gen_cfg, store_positions=False, eos_bias=6.6, seed=1401, nrs_beams=4, length_penalty=0.6, pad_bias=6.0)
+    folder('marian-tiny', base, gen_cfg, store_positions=False, eos_bias=6.6, seed=1401, nrs_beams=4, length_penalty=0.6, pad_bias=6.0, torch_bin=True)
     unshared = {**base, 'activation_function': 'gelu', 'share_encoder_decoder_embeddings': False,
                 'tie_word_embeddings': False, 'scale_embedding': False, 'encoder_layers': 3, 'decoder_layers': 2,
                 'encoder_attention_heads': 4, 'decoder_attention_heads': 2, 'encoder_ffn_dim': 48,

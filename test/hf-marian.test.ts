@@ -261,6 +261,13 @@ describe('AutoModelForSeq2SeqLM folders', () => {
     expect(Array.from(m.finalLogitsBias.data).every((x) => x === 0)).toBe(true);
   });
 
+  it('loads a pytorch_model.bin with every tied copy and the position tables (as transformers 4.x saved it)', async () => {
+    const r = ref('marian-tiny');
+    const m = await AutoModelForSeq2SeqLM.fromPretrained(path.join(HF, 'marian-tiny-bin'));
+    expect(worstDiff(logitsOf(m, r), r.logits)).toBeLessThan(1e-4);
+    expect(m.generationConfig).toMatchObject({ numBeams: 4, maxNewTokens: 19, badWordsIds: [[2]], forcedEosTokenId: 0, renormalizeLogits: true });
+  });
+
   it.each([
     ['an unknown model_type', (c: Record<string, unknown>) => (c['model_type'] = 'bart'), /field 'model_type' "bart" is not a supported sequence-to-sequence model/],
     ['vocab_size against the embeddings', (c: Record<string, unknown>) => (c['vocab_size'] = 540), /field 'vocab_size' is 540 but model.shared.weight has 539 rows/],
