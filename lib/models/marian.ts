@@ -311,31 +311,31 @@ export class MarianDecoderLayer extends Module {
   }
 }
 
-/** The encoder stack. Keys `model.encoder.*`; `embed_tokens` only when the embeddings are not shared. */
-export class MarianEncoder extends Module {
+/** A stack's pieces: its own token table (only when the embeddings are not shared), the positions, the layers. */
+export abstract class MarianStack<L extends Module> extends Module {
   embedTokens: Embedding | null;
   embedPositions: MarianSinusoidalPositionalEmbedding;
-  layers: ModuleList<MarianEncoderLayer>;
+  layers: ModuleList<L>;
 
-  constructor(c: ResolvedMarianConfig, positions: F32) {
+  protected constructor(c: ResolvedMarianConfig, vocab: number, positions: F32, layers: L[]) {
     super();
-    this.embedTokens = c.shareEncoderDecoderEmbeddings ? null : new Embedding({ numEmbeddings: c.vocabSize, embeddingDim: c.dModel });
+    this.embedTokens = c.shareEncoderDecoderEmbeddings ? null : new Embedding({ numEmbeddings: vocab, embeddingDim: c.dModel });
     this.embedPositions = new MarianSinusoidalPositionalEmbedding(positions);
-    this.layers = new ModuleList(Array.from({ length: c.encoderLayers }, () => new MarianEncoderLayer(c)));
+    this.layers = new ModuleList(layers);
   }
 }
 
-/** The decoder stack. Keys `model.decoder.*`; `embed_tokens` only when the embeddings are not shared. */
-export class MarianDecoder extends Module {
-  embedTokens: Embedding | null;
-  embedPositions: MarianSinusoidalPositionalEmbedding;
-  layers: ModuleList<MarianDecoderLayer>;
-
+/** The encoder stack. Keys `model.encoder.*`. */
+export class MarianEncoder extends MarianStack<MarianEncoderLayer> {
   constructor(c: ResolvedMarianConfig, positions: F32) {
-    super();
-    this.embedTokens = c.shareEncoderDecoderEmbeddings ? null : new Embedding({ numEmbeddings: c.decoderVocabSize, embeddingDim: c.dModel });
-    this.embedPositions = new MarianSinusoidalPositionalEmbedding(positions);
-    this.layers = new ModuleList(Array.from({ length: c.decoderLayers }, () => new MarianDecoderLayer(c)));
+    super(c, c.vocabSize, positions, Array.from({ length: c.encoderLayers }, () => new MarianEncoderLayer(c)));
+  }
+}
+
+/** The decoder stack. Keys `model.decoder.*`. */
+export class MarianDecoder extends MarianStack<MarianDecoderLayer> {
+  constructor(c: ResolvedMarianConfig, positions: F32) {
+    super(c, c.decoderVocabSize, positions, Array.from({ length: c.decoderLayers }, () => new MarianDecoderLayer(c)));
   }
 }
 
