@@ -51,6 +51,14 @@ Folders:
 - marian-tiny-bin: marian-tiny's model as pytorch_model.bin (torch.save, with
   every tied copy and the position tables, as transformers 4.x saved it),
   with its config files; the tests check it against marian-tiny's reference.
+- marian-opus-spm: the layout of a real opus-mt folder, for the SentencePiece
+  tokenizer of test/fixtures/spm/marian-en-de (source.spm, target.spm,
+  vocab.json, which the tests put beside the model files; ids and target-side
+  decodes from the sentencepiece library with MarianTokenizer's rules,
+  scripts/gen_spm_refs.py), `<pad>` the last id (the
+  decoder start and the bad word), max_length as large as the positions;
+  reference.json adds `translations`, each case's outputs as the translation
+  pipeline's texts.
 - marian-gelu-unshared: gelu, separate encoder/decoder embeddings
   (`share_encoder_decoder_embeddings` false) and an untied `lm_head`
   (`tie_word_embeddings` false), no embedding scale, 3 encoder and 2 decoder
@@ -70,15 +78,40 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_fixtures import serialize_safetensors  # noqa: E402  (the project's safetensors writer)
 from gen_beam_fixtures import beam_search, greedy_search  # noqa: E402  (transformers' generate, re-implemented)
+from gen_spm_refs import Marian as MarianTokenizer  # noqa: E402  (transformers' MarianTokenizer over sentencepiece)
 
 ROOT = Path(__file__).resolve().parent.parent
 HF_OUT = ROOT / 'test' / 'fixtures' / 'hf'
 TOK_DIR = ROOT / 'test' / 'fixtures' / 'tokenizers' / 'marian-unigram'
 TOK_REFS = ROOT / 'test' / 'fixtures' / 'tokenizers' / 'refs' / 'marian-unigram.json'
+SPM_DIR = ROOT / 'test' / 'fixtures' / 'spm' / 'marian-en-de'
 
 EOS, UNK, PAD = 0, 1, 2
 # Source texts of the batch (their ids come from the Rust tokenizer's references).
 TEXTS = ['The quick brown fox jumps over the lazy dog.', 'Hello world', 'Привет, мир!']
+SPM_TEXTS = ['The quick brown fox jumps over the lazy dog.', 'Hello world', 'Der schnelle braune Fuchs springt über den Hund.']
+
+
+class Tokenizer:
+    """A tokenizer for a fixture folder: the files copied into it, the source ids of texts and (when an
+    independent implementation exists) the text of output ids as the translation pipeline decodes them."""
+
+    def __init__(self, files, texts, ids, decode=None):
+        self.files, self.texts, self.ids, self.decode = files, texts, ids, decode
+
+
+def unigram_tokenizer() -> Tokenizer:
+    """The Unigram + Metaspace tokenizer.json, ids from the Rust library's references."""
+    refs = {t['text']: t['ids'] for t in json.loads(TOK_REFS.read_text())['texts']}
+    return Tokenizer([TOK_DIR / f for f in ('tokenizer.json', 'tokenizer_config.json')], TEXTS, lambda t: refs[t])
+
+
+def spm_tokenizer() -> Tokenizer:
+    """An opus-mt tokenizer folder (source.spm, target.spm, vocab.json), ids and target-side decodes from
+    sentencepiece with MarianTokenizer's rules (scripts/gen_spm_refs.py)."""
+    tok = MarianTokenizer(str(SPM_DIR), False)
+    # Not copied (480 KB of .spm files twice): the tests assemble the folder with SPM_DIR's files beside.
+    return Tokenizer([], SPM_TEXTS, tok.encode, lambda ids: tok.decode(ids, skip_special=True))
 NEG = torch.finfo(torch.float32).min
 
 
@@ -223,24 +256,26 @@ def generate(m: Marian, cfg: dict, ids: list, mask: list, o: dict, noise=None):
 
 
 def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eos_bias: float, seed: int,
-           nrs_beams: int, length_penalty: float, pad_bias: float, torch_bin: bool = False) -> None:
-    refs = {t['text']: t['ids'] for t in json.loads(TOK_REFS.read_text())['texts']}
-    ids = [refs[t] for t in TEXTS]
+           nrs_beams: int, length_penalty: float, pad_bias: float, torch_bin: bool = False, tok: Tokenizer | None = None) -> None:
+    tok = tok or unigram_tokenizer()
+    eos_id, pad_id = cfg['eos_token_id'], cfg['pad_token_id']
+    ids = [tok.ids(t) for t in tok.texts]
     width = max(len(x) for x in ids)
-    padded = [x + [PAD] * (width - len(x)) for x in ids]
+    padded = [x + [pad_id] * (width - len(x)) for x in ids]
     mask = [[1] * len(x) + [0] * (width - len(x)) for x in ids]
     w = random_weights(cfg, seed)
     # A bias towards </s> makes greedy rows end at different steps (the eos handling is then exercised); one
     # towards <pad> gives the banned pad real probability mass, so bad_words_ids and renormalize_logits matter.
-    w['final_logits_bias'][0, EOS] += eos_bias
-    w['final_logits_bias'][0, PAD] += pad_bias
+    w['final_logits_bias'][0, eos_id] += eos_bias
+    w['final_logits_bias'][0, pad_id] += pad_bias
     m = Marian(w, cfg)
     gen = {**{k: cfg[k] for k in ('decoder_start_token_id', 'pad_token_id', 'eos_token_id', 'bad_words_ids',
                                    'forced_eos_token_id', 'max_length', 'num_beams')}, **(gen_cfg or {})}
     # Decoder inputs for the forward check: the start token, then ids that are not padding.
     g = torch.Generator().manual_seed(seed + 1)
-    dec = [[cfg['decoder_start_token_id']] + (torch.randint(3, cfg['decoder_vocab_size'], (6,), generator=g)).tolist()
-           for _ in TEXTS]
+    dec = [[cfg['decoder_start_token_id']] + [3 if t == pad_id else t for t in
+                                               torch.randint(3, cfg['decoder_vocab_size'], (6,), generator=g).tolist()]
+           for _ in tok.texts]
     with torch.no_grad():
         t_ids, t_mask = torch.tensor(padded), torch.tensor(mask)
         enc = m.encode(t_ids, t_mask)
@@ -289,8 +324,8 @@ def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eo
     if gen_cfg is not None:
         (d / 'generation_config.json').write_text(json.dumps(gen_cfg, indent=2) + '\n')
     (d / 'model.safetensors').write_bytes(serialize_safetensors({k: v.contiguous() for k, v in stored.items()}, {'format': 'pt'}))
-    for f in ('tokenizer.json', 'tokenizer_config.json'):
-        shutil.copyfile(TOK_DIR / f, d / f)
+    for f in tok.files:
+        shutil.copyfile(f, d / f.name)
     if torch_bin:
         # The same model as transformers 4.x wrote pytorch_model.bin: every tied copy (one storage) and the
         # position tables, in `{name}-bin` beside a copy of the configs (the tests reuse this folder's reference).
@@ -307,7 +342,7 @@ def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eo
     r7 = lambda t: [round(float(v), 6) for v in t.flatten()]  # noqa: E731
     ref = {
         'producer': 'scripts/gen_marian_fixtures.py', 'torch_version': torch.__version__,
-        'texts': TEXTS, 'input_ids': padded, 'attention_mask': mask,
+        'texts': tok.texts, 'input_ids': padded, 'attention_mask': mask,
         'decoder_input_ids': dec,
         'encoder_last_hidden_state': {'shape': list(enc.shape), 'data': r7(enc)},
         'logits': {'shape': list(logits.shape), 'data': r7(logits)},
@@ -315,6 +350,9 @@ def folder(name: str, cfg: dict, gen_cfg: dict | None, store_positions: bool, eo
         'masked_logits': {'shape': list(masked_logits.shape), 'data': r7(masked_logits)},
         'generate': cases,
     }
+    if tok.decode:
+        # The pipeline's texts: each case's output rows decoded on the target side without special tokens.
+        ref['translations'] = {c['name']: [tok.decode(row) for row in c['sequences']] for c in cases}
     (d / 'reference.json').write_text(json.dumps(ref) + '\n')
 
 
@@ -342,6 +380,17 @@ def main() -> int:
                 'encoder_attention_heads': 4, 'decoder_attention_heads': 2, 'encoder_ffn_dim': 48,
                 'decoder_ffn_dim': 80, 'max_position_embeddings': 48, 'num_beams': 3, 'max_length': 16}
     folder('marian-gelu-unshared', unshared, None, store_positions=True, eos_bias=0.0, seed=1402, nrs_beams=5, length_penalty=1.5, pad_bias=0.0)
+    # The layout of a real opus-mt folder: SentencePiece tokenizer files, <pad> the last id (decoder start and
+    # bad word), max_length up to the positions (every default generation runs to the forced </s> or an earlier one).
+    spm_vocab = max(json.loads((SPM_DIR / 'vocab.json').read_text()).values()) + 1
+    spm_pad = spm_vocab - 1
+    opus = {**base, 'vocab_size': spm_vocab, 'decoder_vocab_size': spm_vocab, 'pad_token_id': spm_pad,
+            'decoder_start_token_id': spm_pad, 'bad_words_ids': [[spm_pad]], 'max_length': 48, 'num_beams': 4,
+            'max_position_embeddings': 48}
+    opus_gen = {**gen_cfg, 'bad_words_ids': [[spm_pad]], 'decoder_start_token_id': spm_pad, 'pad_token_id': spm_pad,
+                'max_length': 48}
+    folder('marian-opus-spm', opus, opus_gen, store_positions=False, eos_bias=3.3, seed=1403, nrs_beams=4,
+           length_penalty=1.0, pad_bias=2.0, tok=spm_tokenizer())
     for p in sorted(HF_OUT.glob('marian-*/*')):
         print(f'{p.stat().st_size:>9}  {p.relative_to(HF_OUT.parent)}')
     return 0

@@ -16,10 +16,10 @@ import { AutoTokenizer } from '../lib/tokenizers';
 import { loadSafetensors, saveSafetensors } from '../lib/io/safetensors';
 import { Tensor } from '../lib/tensor';
 import { backends } from './helpers/backends';
+import { HF, marianFolder } from './helpers/marian-folders';
 import { generateWithScores, type GenerationOptions } from '../lib/models/generation';
 
-const HF = path.join(__dirname, 'fixtures', 'hf');
-const FOLDERS = ['marian-tiny', 'marian-gelu-unshared'];
+const FOLDERS = ['marian-tiny', 'marian-gelu-unshared', 'marian-opus-spm'];
 
 interface Reference {
   texts: string[];
@@ -43,11 +43,11 @@ interface GenerateCase {
   sequences_scores?: number[];
 }
 
-const ref = (name: string): Reference => JSON.parse(readFileSync(path.join(HF, name, 'reference.json'), 'utf8')) as Reference;
+const ref = (name: string): Reference => JSON.parse(readFileSync(path.join(marianFolder(name), 'reference.json'), 'utf8')) as Reference;
 const ids2d = (rows: number[][]): Tensor<'int32'> => new Tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length], 'int32');
 
 async function load(name: string, backend: string): Promise<MarianMTModel> {
-  const model = await AutoModelForSeq2SeqLM.fromPretrained(path.join(HF, name));
+  const model = await AutoModelForSeq2SeqLM.fromPretrained(marianFolder(name));
   expect(model).toBeInstanceOf(MarianMTModel);
   return model.useBackend(backend as 'js' | 'native');
 }
@@ -63,7 +63,7 @@ function worstDiff(got: Tensor<'float32'>, want: { shape: number[]; data: number
 describe.each(backends)('MarianMT folders on the %s backend', (backend) => {
   it.each(FOLDERS)('%s: the tokenizer gives the reference ids; encoder states and logits are within 1e-4 of PyTorch', async (name) => {
     const r = ref(name);
-    const tok = AutoTokenizer.fromPretrained(path.join(HF, name))!;
+    const tok = AutoTokenizer.fromPretrained(marianFolder(name))!;
     const enc = tok(r.texts, { padding: true });
     expect(Array.from(enc.inputIds.data)).toEqual(r.input_ids.flat());
     expect(Array.from(enc.attentionMask.data)).toEqual(r.attention_mask.flat());
