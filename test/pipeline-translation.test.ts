@@ -88,5 +88,7 @@ describe('translation pipeline', () => {
     await expect(p('a', { batchSize: 0 })).rejects.toThrow(/batchSize/);
     await expect(pipeline('translation', dir, { beams: 2 } as never)).rejects.toThrow(/unknown option 'beams'/);
     await expect(pipeline('translation', path.join(HF, 'gpt2-tiny'))).rejects.toThrow(/field 'model_type' "gpt2" is not a supported sequence-to-sequence model/);
+    // The opus-mt layout stored without its SentencePiece files: the model loads, the pipeline names what is missing.
+    await expect(pipeline('translation', path.join(HF, 'marian-opus-spm'))).rejects.toThrow(/no tokenizer files \(.*source.spm \+ target.spm \+ vocab.json/);
   });
 });

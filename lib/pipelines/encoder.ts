@@ -42,7 +42,9 @@ export interface EncoderCallOptions {
 /** The folder's tokenizer; a folder without one is an error naming it. */
 export function loadTokenizer(dir: string): PreTrainedTokenizer {
   const tok = AutoTokenizer.fromPretrained(dir);
-  if (!tok) throw new Error(`${dir}: no tokenizer files (tokenizer.json, vocab.txt or vocab.json + merges.txt); a pipeline needs one`);
+  if (!tok) {
+    throw new Error(`${dir}: no tokenizer files (tokenizer.json, tokenizer.model, source.spm + target.spm + vocab.json, vocab.txt or vocab.json + merges.txt); a pipeline needs one`);
+  }
   return tok;
 }
 
