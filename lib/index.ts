@@ -74,7 +74,14 @@ export { GPT2LMHeadModel, GPT2Model, GPT2Block, GPT2Attention, GPT2MLP, Conv1D, 
 export { textGenerationPipeline, type TextGenerationPipeline, type TextGenerationPipelineOptions, type TextGenerationCallOptions, type GeneratedText, type ModelAndTokenizer } from './pipelines/text-generation';
 export { loadLlama2c, Llama2cTokenizer, parseLlama2cHeader, type Llama2cHeader, type Llama2cModel } from './io/llama2c';
 export { AutoModelForCausalLM, llamaConfigFromJson, loadFolderWeights } from './models/auto';
-export { AutoModel, AutoModelForSequenceClassification, AutoModelForMaskedLM } from './models/auto';
+export { AutoModel, AutoModelForSequenceClassification, AutoModelForMaskedLM, AutoModelForSeq2SeqLM } from './models/auto';
+export {
+  MarianMTModel, MarianModel, MarianEncoder, MarianDecoder, MarianEncoderLayer, MarianDecoderLayer, MarianAttention,
+  MarianSinusoidalPositionalEmbedding, MarianDecoderCache, resolveMarianConfig, marianConfigFromJson, marianStateDict,
+  marianSinusoidalTable, type MarianConfig, type ResolvedMarianConfig, type MarianActivation, type Seq2SeqInputs,
+  type Seq2SeqLMOutput, type MarianDecodeOptions, type Seq2SeqGenerationOptions,
+} from './models/marian';
+export { loadGenerationConfig, generationConfigFromJson, generationDefaultsFrom, type FolderGenerationConfig } from './models/generation-config';
 export {
   BertModel, DistilBertModel, BertForMaskedLM, RobertaForMaskedLM, DistilBertForMaskedLM, BertForSequenceClassification,
   RobertaForSequenceClassification, DistilBertForSequenceClassification, resolveBertConfig, bertConfigFromJson,
@@ -83,5 +90,6 @@ export {
 export {
   pipeline, type PipelineTask, type PipelineOptions, type PipelineTypes, type FeatureExtractionPipeline, type FeatureExtractionOptions,
   type Pooling, type TextClassificationPipeline, type TextClassificationResult, type TextClassificationOptions, type FillMaskPipeline,
-  type FillMaskResult, type FillMaskOptions,
+  type FillMaskResult, type FillMaskOptions, type TranslationPipeline, type TranslationOptions, type TranslationResult,
+  type TranslationTask, type PipelineFor,
 } from './pipelines';

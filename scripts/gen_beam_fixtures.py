@@ -20,7 +20,9 @@ decoder-prompt-aware length counting of its BeamSearchScorer):
   padded;
 - the logits processors RepetitionPenalty, NoRepeatNGram, NoBadWords
   (SequenceBias with -inf), MinNewTokensLength and ForcedEOS, in
-  `_get_logits_processor`'s order, written after transformers' tensor code.
+  `_get_logits_processor`'s order, then LogitNormalization when the options
+  set `renormalizeLogits` (renormalize_logits), written after transformers'
+  tensor code.
 
 The models are the committed tiny folders test/fixtures/hf/gpt2-tiny (GPT-2,
 via scripts/gen_gpt2_fixtures.py's `gpt2_logits`) and
@@ -195,6 +197,9 @@ def processors(o: dict, prompt_len: int, max_length: int):
         if o.get('forcedEosTokenId') is not None:
             f = o['forcedEosTokenId']
             scores = forced_eos(input_ids, scores, max_length, [f] if isinstance(f, int) else f)
+        if o.get('renormalizeLogits'):
+            # LogitNormalization, which _get_logits_processor appends after every other processor.
+            scores = torch.log_softmax(scores, dim=-1)
         return scores
     return apply, eos
 

@@ -6,8 +6,9 @@
  * float32), and load under Hugging Face's own key names.
  *
  * Families: Llama-style decoders (`llama`, `mistral`, `qwen2`), GPT-2 (`gpt2`); BERT-family
- * encoders (`bert`, `roberta`, `xlm-roberta`, `distilbert`). A folder that
- * does not fit is an error naming the file and the field.
+ * encoders (`bert`, `roberta`, `xlm-roberta`, `distilbert`); MarianMT
+ * (`marian`). A folder that does not fit is an error naming the file and the
+ * field.
  */
 import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -17,6 +18,8 @@ import type { Tensor } from '../tensor';
 import { LlamaForCausalLM, type Llama3RopeScaling, type LlamaConfig } from './llama';
 import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict } from './gpt2';
 import { bertConfigFromJson, encoderFromWeights, type EncoderHeadModel, type EncoderModel, type EncoderTask } from './bert';
+import { MarianMTModel, marianConfigFromJson, marianStateDict } from './marian';
+import { generationDefaultsFrom, loadGenerationConfig } from './generation-config';
 
 type Json = Record<string, unknown>;
 
@@ -37,6 +40,15 @@ async function readJson(dir: string, name: string): Promise<Json | null> {
   } catch (err) {
     throw new Error(`${file}: is not valid JSON (${(err as Error).message})`, { cause: err });
   }
+}
+
+/** The folder's config.json (its path for error messages, and its fields); a folder without one is an error. */
+async function folderConfig(fn: string, dir: string): Promise<{ file: string; json: Json }> {
+  if (typeof dir !== 'string') throw new TypeError(`${fn}: argument 'dir' must be a string, got ${typeof dir}`);
+  const file = path.join(dir, 'config.json');
+  const json = await readJson(dir, 'config.json');
+  if (!json) throw new Error(`${file}: not found (a Hugging Face model folder has a config.json)`);
+  return { file, json };
 }
 
 /** A config field: an integer ≥ min (or absent with a default). */
@@ -172,10 +184,7 @@ export const AutoModelForCausalLM = {
    * contradict the config, missing or unexpected weights).
    */
   async fromPretrained(dir: string): Promise<LlamaForCausalLM | GPT2LMHeadModel> {
-    if (typeof dir !== 'string') throw new TypeError(`AutoModelForCausalLM.fromPretrained: argument 'dir' must be a string, got ${typeof dir}`);
-    const file = path.join(dir, 'config.json');
-    const config = await readJson(dir, 'config.json');
-    if (!config) throw new Error(`${file}: not found (a Hugging Face model folder has a config.json)`);
+    const { file, json: config } = await folderConfig('AutoModelForCausalLM.fromPretrained', dir);
     const type = config['model_type'];
     if (typeof type !== 'string' || !(CAUSAL_LM_TYPES as readonly string[]).includes(type)) {
       throw new Error(`${file}: field 'model_type' ${JSON.stringify(type)} is not a supported causal LM (supported: ${CAUSAL_LM_TYPES.join(', ')})`);
@@ -205,10 +214,7 @@ export const AutoModelForCausalLM = {
 
 /** Reads a BERT-family folder's config and weights and builds the model of `task`. */
 async function loadEncoder(fn: string, task: EncoderTask, dir: string): Promise<EncoderModel | EncoderHeadModel> {
-  if (typeof dir !== 'string') throw new TypeError(`${fn}: argument 'dir' must be a string, got ${typeof dir}`);
-  const file = path.join(dir, 'config.json');
-  const json = await readJson(dir, 'config.json');
-  if (!json) throw new Error(`${file}: not found (a Hugging Face model folder has a config.json)`);
+  const { file, json } = await folderConfig(fn, dir);
   const config = bertConfigFromJson(json, file);
   const weights = await loadFolderWeights(dir);
   try {
@@ -241,5 +247,40 @@ export const AutoModelForSequenceClassification = {
 export const AutoModelForMaskedLM = {
   fromPretrained(dir: string): Promise<EncoderHeadModel> {
     return loadEncoder('AutoModelForMaskedLM.fromPretrained', 'masked-lm', dir) as Promise<EncoderHeadModel>;
+  },
+};
+
+const SEQ2SEQ_TYPES = ['marian'] as const;
+
+/** Encoder-decoder (sequence-to-sequence) language models from Hugging Face folders. */
+export const AutoModelForSeq2SeqLM = {
+  /**
+   * Loads the folder's model (`model_type` marian: the Helsinki-NLP/opus-mt-*
+   * translation models) with its weights. Throws an Error naming the file
+   * and field when the folder does not fit (a missing or unknown
+   * `model_type`, config fields the weights contradict, missing or
+   * unexpected weights).
+   */
+  async fromPretrained(dir: string): Promise<MarianMTModel> {
+    const { file, json } = await folderConfig('AutoModelForSeq2SeqLM.fromPretrained', dir);
+    const type = json['model_type'];
+    if (typeof type !== 'string' || !(SEQ2SEQ_TYPES as readonly string[]).includes(type)) {
+      throw new Error(`${file}: field 'model_type' ${JSON.stringify(type)} is not a supported sequence-to-sequence model (supported: ${SEQ2SEQ_TYPES.join(', ')})`);
+    }
+    // generate starts the decoder with the generation config's decoder_start_token_id, else config.json's.
+    const generation = await loadGenerationConfig(dir);
+    const start = generation.decoderStartTokenId;
+    const config = marianConfigFromJson(start === undefined || start === null ? json : { ...json, decoder_start_token_id: start }, file);
+    const weights = marianStateDict(await loadFolderWeights(dir), config, file);
+    const model = new MarianMTModel(config);
+    try {
+      model.loadStateDict(weights);
+    } catch (err) {
+      throw new Error(`${dir}: the weights do not fit ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    model.generationConfig = generationDefaultsFrom(generation, {
+      eosTokenId: config.eosTokenId, padTokenId: config.padTokenId, maxPositions: config.maxPositionEmbeddings, prefixLength: 1,
+    });
+    return model;
   },
 };

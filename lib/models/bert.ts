@@ -118,8 +118,8 @@ export abstract class HfModule extends Module {
   }
 }
 
-/** One encoder layer's pieces under either family's names. */
-interface LayerParts {
+/** One post-norm encoder layer's pieces under a family's names (BERT's, DistilBERT's, Marian's). */
+export interface LayerParts {
   q: Linear;
   k: Linear;
   v: Linear;
@@ -139,7 +139,7 @@ interface LayerParts {
 export const encoderOptions = { packedQkv: false };
 
 /** The packed q/k/v weight of a layer, rebuilt when any of the three Linears' tensors changed. */
-class PackedQkv {
+export class PackedQkv {
   #from: (F32 | null)[] = [];
   weight: F32 | null = null;
   bias: F32 | null = null;
@@ -165,11 +165,27 @@ class PackedQkv {
   }
 }
 
+/** The activations of {@link feedForward}: the GEMM-fused ones, and SiLU (Marian's 'swish') applied after the GEMM. */
+export type FeedForwardActivation = EncoderActivation | 'silu';
+
+/** The post-norm feed-forward block LN(h + W2·act(W1·h)), the activation fused into W1's GEMM where it can be. */
+export function feedForward(h: F32, inter: Linear, out: Linear, norm: LayerNorm, act: FeedForwardActivation): F32 {
+  const lin = { cacheWeight: true } as const;
+  let mid: F32;
+  if (act === 'silu') {
+    mid = ops.linear(h, inter.weight, inter.bias, lin);
+    ops.silu(mid, { out: mid });
+  } else {
+    mid = ops.linear(h, inter.weight, inter.bias, { ...lin, activation: act });
+  }
+  return norm.forwardAdd(ops.linear(mid, out.weight, out.bias, lin), h);
+}
+
 /**
  * A post-norm encoder layer: LN(x + O·attn(x)), then LN(· + W2·act(W1·)).
  * `mask` is a bool key mask [N, 1, 1, S] (true = token) or null (no padding).
  */
-function encoderLayer(p: LayerParts, packed: PackedQkv, x: F32, mask: Tensor<'bool'> | null, heads: number, act: EncoderActivation): F32 {
+export function encoderLayer(p: LayerParts, packed: PackedQkv, x: F32, mask: Tensor<'bool'> | null, heads: number, act: FeedForwardActivation): F32 {
   const [n, t, e] = x.shape as [number, number, number];
   const hd = e / heads;
   const lin = { cacheWeight: true } as const;
@@ -185,12 +201,11 @@ function encoderLayer(p: LayerParts, packed: PackedQkv, x: F32, mask: Tensor<'bo
   const attn = empty([n, t, e]);
   ops.scaledDotProductAttention(toHeads(q), toHeads(k), toHeads(v), { out: toHeads(attn), ...(mask ? { attnMask: mask } : {}) });
   const h = p.ln1.forwardAdd(ops.linear(attn, p.o.weight, p.o.bias, lin), x);
-  const mid = ops.linear(h, p.inter.weight, p.inter.bias, { ...lin, activation: act });
-  return p.ln2.forwardAdd(ops.linear(mid, p.out.weight, p.out.bias, lin), h);
+  return feedForward(h, p.inter, p.out, p.ln2, act);
 }
 
 /** The key mask of Hugging Face's attention mask (1 = token), or null when nothing is padding. */
-function keyMask(fn: string, attentionMask: I32 | null | undefined, n: number, t: number): Tensor<'bool'> | null {
+export function keyMask(fn: string, attentionMask: I32 | null | undefined, n: number, t: number): Tensor<'bool'> | null {
   if (attentionMask === undefined || attentionMask === null) return null;
   if (!(attentionMask instanceof Tensor) || attentionMask.dtype !== 'int32' || attentionMask.ndim !== 2 ||
     attentionMask.shape[0] !== n || attentionMask.shape[1] !== t) {

@@ -248,12 +248,20 @@ export interface GenerationOptions {
   minNewTokens?: number;
   /** Token(s) forced as the last token when maxNewTokens is reached. */
   forcedEosTokenId?: number | readonly number[] | null;
+  /**
+   * Log-softmax the scores again after the logits processors (transformers'
+   * `renormalize_logits`, which Marian's generation configs set): beam search
+   * then ranks by log-probabilities over the tokens the processors left
+   * (e.g. without the banned pad token). Greedy and sampled tokens do not
+   * change. Default false.
+   */
+  renormalizeLogits?: boolean;
 }
 
 const KNOWN_OPTIONS = [
   'maxNewTokens', 'attentionMask', 'doSample', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed',
   'eosTokenId', 'padTokenId', 'onToken', 'numBeams', 'lengthPenalty', 'earlyStopping', 'numReturnSequences',
-  'noRepeatNgramSize', 'badWordsIds', 'minNewTokens', 'forcedEosTokenId', 'outputLogprobs',
+  'noRepeatNgramSize', 'badWordsIds', 'minNewTokens', 'forcedEosTokenId', 'renormalizeLogits', 'outputLogprobs',
 ];
 
 /** The result of {@link generateWithScores}. */
@@ -324,6 +332,10 @@ function plan(fn: string, model: GenerationModel, inputIds: Tensor<'int32'>, o: 
     if (!Number.isInteger(x) || x < min) throw new RangeError(`${fn}: option '${name}' must be an integer >= ${min}, got ${x}`);
     return x;
   };
+  const bool = (name: string, v: boolean | undefined): boolean => {
+    if (v !== undefined && typeof v !== 'boolean') throw new TypeError(`${fn}: option '${name}' must be a boolean, got ${typeof v}`);
+    return v ?? false;
+  };
   const eosList = idList(fn, 'eosTokenId', o.eosTokenId, null);
   let mask: Tensor<'int32'> | null = null;
   if (o.attentionMask) {
@@ -375,6 +387,7 @@ function plan(fn: string, model: GenerationModel, inputIds: Tensor<'int32'>, o: 
       minNewTokens: int('minNewTokens', o.minNewTokens, 0, 0),
       forcedEos: idList(fn, 'forcedEosTokenId', o.forcedEosTokenId, vocab),
       eos: eosList,
+      renormalize: bool('renormalizeLogits', o.renormalizeLogits),
     }),
   };
 }
@@ -384,7 +397,8 @@ function plan(fn: string, model: GenerationModel, inputIds: Tensor<'int32'>, o: 
 
 /**
  * Hugging Face's logits processors, in its order (repetition penalty,
- * no-repeat n-grams, bad words, minimum new tokens, forced eos), on one row
+ * no-repeat n-grams, bad words, minimum new tokens, forced eos, then the
+ * renormalization that transformers appends last), on one row
  * of scores (logits for greedy/sampling, log-probabilities for beam search,
  * as transformers applies them).
  */
@@ -398,15 +412,17 @@ class LogitsProcessors {
   readonly #minNew: number;
   readonly #forced: number[];
   readonly #eos: number[];
+  readonly #renormalize: boolean;
   /** Prefix length and the total length limit (set per call). */
   prefixLen = 0;
   maxLength = 0;
 
   constructor(fn: string, vocab: number, o: {
     repetitionPenalty: number; noRepeatNgramSize: number; badWordsIds: readonly (readonly number[])[] | null;
-    minNewTokens: number; forcedEos: number[]; eos: number[];
+    minNewTokens: number; forcedEos: number[]; eos: number[]; renormalize: boolean;
   }) {
     this.#penalty = o.repetitionPenalty;
+    this.#renormalize = o.renormalize;
     this.#ngram = o.noRepeatNgramSize;
     this.#minNew = o.minNewTokens;
     this.#forced = o.forcedEos;
@@ -464,6 +480,7 @@ class LogitsProcessors {
       row.fill(-Infinity);
       for (const e of this.#forced) row[e] = 0;
     }
+    if (this.#renormalize) logSoftmax(row);
   }
 }
 

@@ -42,7 +42,9 @@ export interface EncoderCallOptions {
 /** The folder's tokenizer; a folder without one is an error naming it. */
 export function loadTokenizer(dir: string): PreTrainedTokenizer {
   const tok = AutoTokenizer.fromPretrained(dir);
-  if (!tok) throw new Error(`${dir}: no tokenizer files (tokenizer.json, vocab.txt or vocab.json + merges.txt); a pipeline needs one`);
+  if (!tok) {
+    throw new Error(`${dir}: no tokenizer files (tokenizer.json, tokenizer.model, source.spm + target.spm + vocab.json, vocab.txt or vocab.json + merges.txt); a pipeline needs one`);
+  }
   return tok;
 }
 
@@ -88,11 +90,13 @@ export interface Batch {
 /**
  * Runs `forward` on the texts in batches of `batchSize` sorted by length and
  * gives `collect` each batch's result; `collect` returns one result per row,
- * stored at the row's original index.
+ * stored at the row's original index. At most `concurrency` batches run at
+ * once (default: all; a generating pipeline bounds it, since each batch in
+ * flight holds its KV caches); after a failure no further batch starts.
  */
 export async function runBatched<R, T>(
   texts: string[], tok: PreTrainedTokenizer, limit: number, batchSize: number,
-  forward: (batch: Batch) => Promise<R>, collect: (batch: Batch, result: R) => T[],
+  forward: (batch: Batch) => Promise<R>, collect: (batch: Batch, result: R) => T[], concurrency = Infinity,
 ): Promise<T[]> {
   const lengths = tok.encodeBatch(texts, { truncation: true, maxLength: limit }).map((ids) => ids.length);
   // Stable: equal lengths keep their order, so results do not depend on the sort's tie-breaking.
@@ -106,7 +110,21 @@ export async function runBatched<R, T>(
       options: { attentionMask: enc.attentionMask, ...(enc.tokenTypeIds ? { tokenTypeIds: enc.tokenTypeIds } : {}) },
     });
   }
-  const results = await Promise.all(batches.map(forward));
+  const results = new Array<R>(batches.length);
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < batches.length) {
+      const k = next++;
+      try {
+        results[k] = await forward(batches[k]!);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, batches.length) }, worker));
   const out = new Array<T>(texts.length);
   batches.forEach((b, k) => collect(b, results[k]!).forEach((r, j) => (out[b.indices[j]!] = r)));
   return out;

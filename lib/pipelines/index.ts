@@ -9,6 +9,7 @@ import { fillMask, type FillMaskPipeline } from './fill-mask';
 import {
   textGenerationPipeline, type TextGenerationPipeline, type TextGenerationPipelineOptions,
 } from './text-generation';
+import { translationPipeline, type TranslationPipeline } from './translation';
 import type { PipelineOptions } from './encoder';
 
 export type { PipelineOptions } from './encoder';
@@ -16,6 +17,7 @@ export type { FeatureExtractionPipeline, FeatureExtractionOptions, Pooling } fro
 export type { TextClassificationPipeline, TextClassificationResult, TextClassificationOptions } from './text-classification';
 export type { FillMaskPipeline, FillMaskResult, FillMaskOptions } from './fill-mask';
 export type { TextGenerationPipeline, TextGenerationPipelineOptions } from './text-generation';
+export type { TranslationPipeline, TranslationOptions, TranslationResult } from './translation';
 
 /** Task name → what it builds (extend with one line per task). */
 export interface PipelineTypes {
@@ -23,6 +25,7 @@ export interface PipelineTypes {
   'text-classification': TextClassificationPipeline;
   'fill-mask': FillMaskPipeline;
   'text-generation': TextGenerationPipeline;
+  translation: TranslationPipeline;
 }
 
 /** A task's pipeline options: the generator's for text-generation, the encoders' otherwise. */
@@ -37,9 +40,16 @@ const TASKS: Record<string, Loader> = {
   'sentiment-analysis': textClassification,
   'fill-mask': fillMask,
   'text-generation': textGenerationPipeline,
+  translation: translationPipeline,
 };
 
-export type PipelineTask = keyof PipelineTypes | 'sentiment-analysis';
+/** transformers' task names that pick the translation pipeline for a language pair (the model decides the languages). */
+export type TranslationTask = `translation_${string}_to_${string}`;
+
+export type PipelineTask = keyof PipelineTypes | 'sentiment-analysis' | TranslationTask;
+
+/** The pipeline a task name builds. */
+export type PipelineFor<T> = T extends keyof PipelineTypes ? PipelineTypes[T] : T extends TranslationTask ? TranslationPipeline : TextClassificationPipeline;
 
 /**
  * Loads `dir`'s model and tokenizer for `task`. Calls return promises; the
@@ -49,9 +59,11 @@ export type PipelineTask = keyof PipelineTypes | 'sentiment-analysis';
  */
 export async function pipeline<T extends PipelineTask>(
   task: T, dir: string, options: PipelineOptionsFor<T> = {} as PipelineOptionsFor<T>,
-): Promise<T extends keyof PipelineTypes ? PipelineTypes[T] : TextClassificationPipeline> {
-  const load = typeof task === 'string' && Object.prototype.hasOwnProperty.call(TASKS, task) ? TASKS[task] : undefined;
-  if (!load) throw new TypeError(`pipeline: argument 'task' ${JSON.stringify(task)} is not a supported task (supported: ${Object.keys(TASKS).join(', ')})`);
+): Promise<PipelineFor<T>> {
+  const load = typeof task !== 'string' ? undefined
+    : Object.prototype.hasOwnProperty.call(TASKS, task) ? TASKS[task]
+      : /^translation_[A-Za-z-]+_to_[A-Za-z-]+$/.test(task) ? translationPipeline : undefined;
+  if (!load) throw new TypeError(`pipeline: argument 'task' ${JSON.stringify(task)} is not a supported task (supported: ${Object.keys(TASKS).join(', ')}, translation_<src>_to_<tgt>)`);
   if (typeof dir !== 'string') throw new TypeError(`pipeline: argument 'dir' must be a string, got ${dir === null ? 'null' : typeof dir}`);
   if (options === null || typeof options !== 'object') throw new TypeError(`pipeline: argument 'options' must be an object, got ${options === null ? 'null' : typeof options}`);
   return (await (load as (d: string, o: unknown) => Promise<unknown>)(dir, options)) as never;
