@@ -26,6 +26,16 @@ export interface TokenEngine {
   generate(req: EngineRequest): AsyncIterable<EngineToken>;
   stats(): EngineStats;
   close(): Promise<void>;
+  /**
+   * Most prompt + new tokens one request can have on this engine when that is below the model's context (a
+   * bounded KV cache); absent: the model's context. The routes refuse longer requests with a 400 naming it.
+   */
+  readonly maxRequestTokens?: number;
+}
+
+/** Most prompt + new tokens one request can have on `engine` serving a model of `contextLength` positions. */
+export function requestTokenLimit(engine: TokenEngine, contextLength: number): number {
+  return Math.min(contextLength, engine.maxRequestTokens ?? contextLength);
 }
 
 /** An overload error of any engine (matched by shape, so another engine's class works too). */
