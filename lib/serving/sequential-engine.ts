@@ -1,9 +1,11 @@
 /**
  * The generation side of the server, as the OpenAI routes see it: the
  * contract of `GenerationEngine` (lib/serving/engine/, continuous batching),
- * and {@link SequentialEngine}, a stand-in that keeps the same contract over
+ * and {@link SequentialEngine}, which keeps the same contract over
  * `generateAsync` and runs one request at a time (requests queue behind it,
- * FIFO, bounded). The routes only use the contract, so either engine serves.
+ * FIFO, bounded): what a server falls back to for a model that cannot run
+ * packed steps (createServingEngine in serving-engine.ts picks). The routes
+ * only use the contract, so either engine serves.
  *
  * Contract: `generate(req)` returns an async iterable of the new tokens; it
  * ends at an end-of-sequence token (which is yielded), after `maxNewTokens`,
