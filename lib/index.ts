@@ -70,6 +70,7 @@ export {
   GenerationEngine, EngineOverloadedError, GenerationStream, type GenerationEngineOptions, type EngineStats, type GenerationEngineStats, type EngineRequest,
   type EngineToken, type FinishReason, type GenerationResult,
 } from './serving/engine';
+export { createServingEngine, canBatchContinuously, type ServingEngine, type ServingEngineOptions } from './serving/serving-engine';
 export { GPT2LMHeadModel, GPT2Model, GPT2Block, GPT2Attention, GPT2MLP, Conv1D, resolveGPT2Config, gpt2ConfigFromJson, gpt2StateDict, type GPT2Config, type ResolvedGPT2Config, type GPT2ForwardOptions } from './models/gpt2';
 export { textGenerationPipeline, type TextGenerationPipeline, type TextGenerationPipelineOptions, type TextGenerationCallOptions, type GeneratedText, type ModelAndTokenizer } from './pipelines/text-generation';
 export { loadLlama2c, Llama2cTokenizer, parseLlama2cHeader, type Llama2cHeader, type Llama2cModel } from './io/llama2c';

@@ -2,7 +2,8 @@
  * The attnode CLI (run through tsx from the sources): `run` on a small
  * generated model file and JSONL input, bad flags → exit code 2 with usage,
  * and `serve` answering and shutting down cleanly on SIGTERM (a token-id
- * model from --config, and a Hugging Face chat folder behind the OpenAI routes).
+ * model from --config, and a Hugging Face chat folder and a llama2.c checkpoint
+ * behind the OpenAI routes on the continuous-batching engine and its flags).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -119,6 +120,10 @@ describe('attnode CLI', () => {
       ['serve', '--tokenizer', 'tok.bin'],
       ['serve', '--model', 'test/fixtures/llama2c/model.bin'],
       ['serve', '--model', 'test/fixtures/hf/gpt2-tiny', '--config', configPath],
+      ['serve', '--max-running', '0'],
+      ['serve', '--kv-cache-mb', 'lots'],
+      ['serve', '--kv-cache-mb', '0'],
+      ['serve', '--prefill-chunk', '-3'],
       ['run', '--input', '-', '--precision', 'int8'],
       ['demo', '--tokenizer', 'tok.bin'], // a tokenizer without its llama2.c model
       ['demo', '--max-new-tokens', '0'],
@@ -130,6 +135,22 @@ describe('attnode CLI', () => {
       expect(r.stderr).toMatch(/usage: attnode/);
     }
   });
+
+  it('serve: the generation flags name themselves when wrong or misplaced (exit 2 with usage)', () => {
+    const cases: [string[], RegExp][] = [
+      [['serve', '--model', 'test/fixtures/hf/llama-chat', '--max-running', '1.5'], /--max-running needs an integer >= 1, got '1\.5'/],
+      [['serve', '--model', 'test/fixtures/hf/llama-chat', '--prefill-chunk', '0'], /--prefill-chunk needs an integer >= 1, got '0'/],
+      [['serve', '--model', 'test/fixtures/hf/llama-chat', '--kv-cache-mb', '99999999'], /--kv-cache-mb 99999999: .*option 'kvCacheBytes' must be at most/],
+      [['serve', '--config', configPath, '--max-running', '2'], /--max-running: for generation models/],
+      [['serve', '--model', 'test/fixtures/hf/bert-st', '--kv-cache-mb', '8'], /--kv-cache-mb: for generation models; 'bert-st' is an embeddings model/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = cli(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(msg);
+      expect(r.stderr).toMatch(/usage: attnode[^]*--kv-cache-mb N/);
+    }
+  }, 120_000);
 
   it('a bad config file is a clear error (exit 1)', () => {
     const bad = path.join(dir, 'bad.json');
@@ -164,6 +185,36 @@ describe('attnode CLI', () => {
     const { code, stderr } = await stop();
     expect(code).toBe(0);
     expect(stderr).toMatch(/llama generation model 'tiny-chat'/);
+    // The default engine: continuous batching with its defaults, said once in the log.
+    expect(stderr).toMatch(/continuous batching \(GenerationEngine\): up to 8 sequences per step, KV cache [\d.]+ MiB = 1024 positions, prompts read 64 tokens per step, 64 requests may wait/);
+  });
+
+  it('serve a llama2.c checkpoint with --max-running, --kv-cache-mb, --prefill-chunk: concurrent requests on one engine', async () => {
+    const { port, stop } = await startServe([
+      '--model', 'test/fixtures/llama2c/model.bin', '--tokenizer', 'test/fixtures/llama2c/tokenizer.bin',
+      '--max-running', '2', '--kv-cache-mb', '1', '--prefill-chunk', '16', '--max-queued', '8',
+    ]);
+    const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { engine: Record<string, unknown> };
+    expect(health.engine).toMatchObject({ kind: 'continuous', maxRunning: 2, prefillChunk: 16, maxQueued: 8 });
+    expect(health.engine.kvCacheBytes).toBeLessThanOrEqual(1024 * 1024);
+    expect(health.engine.kvCacheBytes).toBeGreaterThan(1024 * 1024 - 4096);
+    const complete = async (prompt: string): Promise<string> => {
+      const r = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+        method: 'POST', body: JSON.stringify({ model: 'model.bin', prompt, max_tokens: 8, temperature: 0 }),
+      });
+      expect(r.status).toBe(200);
+      return ((await r.json()) as { choices: { text: string }[] }).choices[0]!.text;
+    };
+    const prompts = ['Once upon a time', 'The dog', 'Lily', 'A big'];
+    const alone: string[] = [];
+    for (const p of prompts) alone.push(await complete(p));
+    expect(await Promise.all(prompts.map(complete))).toEqual(alone);
+    const m = (await (await fetch(`http://127.0.0.1:${port}/metrics`)).json()) as { generation: Record<string, number> };
+    expect(m.generation).toMatchObject({ running: 0, queued: 0, kvBytesUsed: 0, kvBytesCap: health.engine.kvCacheBytes });
+    expect(m.generation.steps).toBeGreaterThan(0);
+    const { code, stderr } = await stop();
+    expect(code).toBe(0);
+    expect(stderr).toMatch(/continuous batching \(GenerationEngine\): up to 2 sequences per step, KV cache 1\.00 MiB = \d+ positions, prompts read 16 tokens per step, 8 requests may wait/);
   });
 
   it('serve: answers on the printed port and exits 0 after SIGTERM', async () => {

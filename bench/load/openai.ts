@@ -10,10 +10,13 @@
  * Both record the server's event-loop delay p99 during each level (GET /metrics, reset before it).
  *
  *   npx tsx bench/load/openai.ts --quick                  a smoke run on the test fixtures (tiny models)
+ *   npx tsx bench/load/openai.ts --bench-models           a MiniLM-L6-shaped BERT and a SmolLM-135M-shaped Llama with
+ *                                                         random weights (bench/load/make_models.ts builds them)
  *   npx tsx bench/load/openai.ts --embed-model DIR --gen-model DIR [--concurrency 1,2,4,8,16] [--duration 10]
  *
  * Writes bench/results/openai-load-<date>.json, openai-load-latest.md and openai-load-latest.svg
- * (not with --no-write). The client runs on the server's machine at nice 10 (as bench/load/run.ts).
+ * (not with --no-write). The client runs on the server's machine at nice 10 (as bench/load/run.ts); the
+ * machine's load average before and after each scenario is recorded with the results.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -23,12 +26,15 @@ import { parseArgs } from 'node:util';
 import { getJson, pct, ROOT, setClientNice, startServe, stopServer } from './harness';
 import { makeSentences } from '../embeddings/sentences';
 import { twoPanelSvg, type Series } from '../charts';
+import { ensureBenchModels } from './make_models';
 
 const RESULTS = path.join(ROOT, 'bench', 'results');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'hf');
 
 const HELP = `Usage: npx tsx bench/load/openai.ts [options]
   --quick                2 s per level, concurrency 1,4 (a smoke run)
+  --bench-models         serve bench/models/minilm-l6-random and bench/models/smollm-135m-random-serve (real shapes,
+                         random weights; built by bench/load/make_models.ts when missing)
   --duration S           seconds per level (default 8)
   --concurrency 1,4,16   concurrent clients per level
   --scenarios embeddings,stream
@@ -49,7 +55,12 @@ interface StreamLevel {
 interface Run {
   date: string;
   host: { cpus: number; cpu: string; node: string };
+  /** The machine's 1/5/15-minute load average before and after each scenario (it is shared: context for every figure). */
+  loadavg: { scenario: string; when: 'before' | 'after'; avg: number[] }[];
+  argv: string[];
   config: { durationS: number; maxTokens: number; words: [number, number]; embedModel: string; genModel: string; serverArgs: string[]; clientNice: number };
+  /** The generation server's engine, as its /healthz reports it (kind, maxRunning, kvCacheBytes, …). */
+  genEngine: Record<string, unknown> | null;
   embeddings: EmbedLevel[];
   stream: StreamLevel[];
 }
@@ -61,6 +72,7 @@ function opts() {
       scenarios: { type: 'string', default: 'embeddings,stream' }, 'embed-model': { type: 'string' }, 'gen-model': { type: 'string' },
       'max-tokens': { type: 'string' }, words: { type: 'string' }, 'server-args': { type: 'string', default: '' },
       'client-nice': { type: 'string', default: '10' }, 'no-write': { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
+      'bench-models': { type: 'boolean', default: false },
     },
   });
   if (values.help) {
@@ -69,7 +81,9 @@ function opts() {
   }
   const scenarios = values.scenarios.split(',');
   if (!scenarios.every((s) => s === 'embeddings' || s === 'stream')) throw new Error('--scenarios takes embeddings,stream');
+  if (values['bench-models'] && (values['embed-model'] || values['gen-model'])) throw new Error('--bench-models picks both folders; drop --embed-model/--gen-model');
   return {
+    benchModels: values['bench-models'],
     quick: values.quick,
     durationS: Number(values.duration ?? (values.quick ? 2 : 8)),
     concurrency: (values.concurrency ?? (values.quick ? '1,4' : '1,2,4,8,16')).split(',').map(Number),
@@ -176,10 +190,16 @@ async function embeddings(o: Opts): Promise<EmbedLevel[]> {
   return out;
 }
 
+let genEngine: Record<string, unknown> | null = null;
+
 async function streams(o: Opts): Promise<StreamLevel[]> {
   const prompts = makeSentences(64, 3, o.words[0], o.words[1]);
   const out: StreamLevel[] = [];
   await withServer<StreamLevel>(o, ['--model', o.genModel, '--max-queued', '4096'], async (port, id, measure) => {
+    const ctl = new http.Agent({ keepAlive: false });
+    genEngine = ((await getJson(ctl, port, '/healthz')) as { engine?: Record<string, unknown> }).engine ?? null;
+    ctl.destroy();
+    console.log(`generation engine: ${JSON.stringify(genEngine)}`);
     const run = async (c: number, seconds: number) => {
       const ttft: number[] = [];
       const gaps: number[] = [];
@@ -235,10 +255,12 @@ async function streams(o: Opts): Promise<StreamLevel[]> {
 
 function markdown(run: Run): string {
   const f = (x: number, d = 1): string => x.toFixed(d);
+  const quote = (a: string): string => (/^[\w./,:=-]+$/.test(a) ? a : `"${a}"`);
   const lines = [
     '# Load test: attnode serve, OpenAI routes', '',
     `${run.date} · ${run.host.cpus} cores (${run.host.cpu}) · Node ${run.host.node} · ${run.config.durationS} s per level · client at nice ${run.config.clientNice} on the same machine`,
-    `Command: \`npx tsx bench/load/openai.ts --embed-model ${run.config.embedModel} --gen-model ${run.config.genModel} --max-tokens ${run.config.maxTokens} --words ${run.config.words.join('-')} --duration ${run.config.durationS}${run.config.serverArgs.length ? ` --server-args "${run.config.serverArgs.join(' ')}"` : ''}\``, '',
+    `Load average (1/5/15 min; the machine is shared): ${run.loadavg.map((l) => `${l.when} ${l.scenario} ${l.avg.map((x) => x.toFixed(2)).join('/')}`).join(' · ')}`,
+    `Command: \`npm run bench:load:openai${run.argv.length ? ` -- ${run.argv.map(quote).join(' ')}` : ''}\` (embeddings: ${run.config.embedModel}, generation: ${run.config.genModel}, ${run.config.maxTokens} tokens per stream, prompts of ${run.config.words.join('-')} words${run.config.serverArgs.length ? `, server flags ${run.config.serverArgs.join(' ')}` : ''})`, '',
   ];
   if (run.embeddings.length) {
     lines.push(`## POST /v1/embeddings (${run.config.embedModel}, one sentence per request, base64)`, '',
@@ -246,7 +268,11 @@ function markdown(run: Run): string {
       ...run.embeddings.map((l) => `| ${l.concurrency} | ${f(l.throughput)} | ${f(l.p50)} | ${f(l.p99)} | ${l.errors} | ${f(l.loopP99, 2)} / ${f(l.loopMax, 2)} | ${f(l.rssMiB, 0)} |`), '');
   }
   if (run.stream.length) {
-    lines.push(`## POST /v1/completions, stream: true (${run.config.genModel}, ${run.config.maxTokens} tokens, greedy)`, '',
+    const e = run.genEngine;
+    const engine = e?.kind === 'continuous'
+      ? `continuous batching: up to ${String(e.maxRunning)} streams per step, KV cache ${(Number(e.kvCacheBytes) / 2 ** 20).toFixed(0)} MiB, prompt chunks of ${String(e.prefillChunk)} tokens`
+      : e ? 'one request at a time' : 'engine not reported';
+    lines.push(`## POST /v1/completions, stream: true (${run.config.genModel}, ${run.config.maxTokens} tokens, greedy; ${engine})`, '',
       '| clients | streams | tokens/s | TTFT p50 / p99 ms | gap p50 / p99 ms | errors | event-loop p99 / max ms | RSS MiB |', '|---:|---:|---:|---:|---:|---:|---:|---:|',
       ...run.stream.map((l) => `| ${l.concurrency} | ${l.streams} | ${f(l.tokensPerS)} | ${f(l.ttftP50)} / ${f(l.ttftP99)} | ${f(l.gapP50)} / ${f(l.gapP99)} | ${l.errors} | ${f(l.loopP99, 2)} / ${f(l.loopMax, 2)} | ${f(l.rssMiB, 0)} |`), '');
   }
@@ -259,7 +285,7 @@ function svg(run: Run): string {
     pts.length ? [{ label, color: '#1f77b4', points: pts, tip: (c, v) => `c=${c}: ${v.toFixed(1)} ${unit}` }] : [];
   return twoPanelSvg({
     title: `attnode serve — OpenAI routes load test (${run.date.slice(0, 10)})`,
-    subtitle: `${run.host.cpus} cores · ${run.config.durationS} s per level · ${run.config.maxTokens} tokens per stream`,
+    subtitle: `${run.host.cpus} cores (${run.host.cpu}), load avg ${run.loadavg[0]?.avg.map((x) => x.toFixed(1)).join('/') ?? '?'} at the start · ${run.config.durationS} s per level · ${run.config.maxTokens} tokens per stream`,
     panels: [
       { title: 'POST /v1/embeddings: req/s', xlabel: 'concurrent clients', series: series('embeddings', run.embeddings.map((l) => [l.concurrency, l.throughput]), 'req/s') },
       { title: 'streamed completions: tokens/s', xlabel: 'concurrent clients', series: series('streams', run.stream.map((l) => [l.concurrency, l.tokensPerS]), 'tok/s') },
@@ -269,15 +295,30 @@ function svg(run: Run): string {
 
 async function main(): Promise<void> {
   const o = opts();
+  if (o.benchModels) Object.assign(o, await ensureBenchModels());
+  const loadavg: Run['loadavg'] = [];
+  const scenario = async <T>(name: string, fn: () => Promise<T[]>): Promise<T[]> => {
+    if (!(o.scenarios as string[]).includes(name)) return [];
+    loadavg.push({ scenario: name, when: 'before', avg: os.loadavg() });
+    const out = await fn();
+    loadavg.push({ scenario: name, when: 'after', avg: os.loadavg() });
+    return out;
+  };
+  const date = new Date().toISOString();
+  const embeddingLevels = await scenario('embeddings', () => embeddings(o));
+  const streamLevels = await scenario('stream', () => streams(o));
   const run: Run = {
-    date: new Date().toISOString(),
+    date,
     host: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown', node: process.version },
+    loadavg,
+    argv: process.argv.slice(2),
     config: {
       durationS: o.durationS, maxTokens: o.maxTokens, words: o.words, embedModel: path.relative(ROOT, o.embedModel), genModel: path.relative(ROOT, o.genModel),
       serverArgs: o.serverArgs, clientNice: o.clientNice,
     },
-    embeddings: o.scenarios.includes('embeddings') ? await embeddings(o) : [],
-    stream: o.scenarios.includes('stream') ? await streams(o) : [],
+    genEngine,
+    embeddings: embeddingLevels,
+    stream: streamLevels,
   };
   const md = markdown(run);
   console.log(`\n${md}`);

@@ -17,9 +17,9 @@ import { twoPanelSvg, type Panel } from '../charts';
 interface DecodeCell { streams: number; aggregateTokS: number[]; perStreamItlMsMedian: number[]; windowMs: number[]; steps: number[] }
 interface TtftCell { clients: number; requests: number; ttftMs: number[]; p50: number; p99: number; itlP50: number; itlP99: number; tokS: number; reqS: number }
 interface LoopCell { chunk: number; longPrompt: number; streams: number; ttftMs: number; loopP50Ms: number; loopP99Ms: number; loopMaxMs: number; maxGapMs: number; medianGapMs: number }
-interface PerThreads { threads: number; gemmGflops: number; bandwidthGBs: number; decode: DecodeCell[]; ttft: TtftCell[]; loop: LoopCell[]; speedup8over1: number }
+interface PerThreads { threads: number; loadavgAtStart?: number[]; gemmGflops: number; bandwidthGBs: number; decode: DecodeCell[]; ttft: TtftCell[]; loop: LoopCell[]; speedup8over1: number }
 export interface ServingRun {
-  when: string; quick: boolean; cpu: string; logicalCpus: number; node: string; loadavgAtEnd: number[];
+  when: string; quick: boolean; cpu: string; logicalCpus: number; node: string; loadavgAtStart?: number[]; loadavgAtEnd: number[];
   native: { isa?: string } | null;
   model: { shape: string; layers: number; hidden: number; vocab: number; weights: string };
   config: { prompt: number; newTokens: number; ttftRequests: number; longPrompt: number; chunk: number; reps: number; maxRunning: number };
@@ -39,7 +39,7 @@ export const pct = (xs: number[], p: number): number => {
 const f = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : '–');
 
 /** One thread count's cells of every run. */
-interface Merged { decode: Map<number, DecodeCell>; ttft: Map<number, TtftCell[]>; loop: LoopCell[]; gemm: number[]; bw: number[] }
+interface Merged { decode: Map<number, DecodeCell>; ttft: Map<number, TtftCell[]>; loop: LoopCell[]; gemm: number[]; bw: number[]; loadavg: number[][] }
 
 /** Thread count → merged cells of every run. */
 function merge(runs: ServingRun[]): Map<number, Merged> {
@@ -47,7 +47,8 @@ function merge(runs: ServingRun[]): Map<number, Merged> {
   for (const r of runs) {
     for (const t of r.perThreads) {
       let m = out.get(t.threads);
-      if (!m) out.set(t.threads, (m = { decode: new Map(), ttft: new Map(), loop: [], gemm: [], bw: [] }));
+      if (!m) out.set(t.threads, (m = { decode: new Map(), ttft: new Map(), loop: [], gemm: [], bw: [], loadavg: [] }));
+      if (t.loadavgAtStart) m.loadavg.push(t.loadavgAtStart);
       m.gemm.push(t.gemmGflops);
       m.bw.push(t.bandwidthGBs);
       for (const d of t.decode) {
@@ -71,18 +72,25 @@ export function renderMarkdown(runs: ServingRun[], command: string): string {
   const o: string[] = [];
   o.push(`# Continuous batching: GenerationEngine on a ${r0.model.shape}-shaped Llama (${r0.model.weights} weights)`, '');
   if (runs.some((r) => r.quick)) o.push('**Smoke run (`--quick`: 2 layers, few tokens): checks the harness only; the figures mean nothing.**', '');
-  o.push(`- CPU: ${r0.cpu} (${r0.logicalCpus} logical CPUs), kernel path ${r0.native?.isa ?? '?'}, Node ${r0.node}; load average at the end: ${runs.map((r) => r.loadavgAtEnd.map((x) => x.toFixed(2)).join('/')).join(', ')}`);
+  const avg = (a: number[]): string => a.map((x) => x.toFixed(2)).join('/');
+  const starts = runs.filter((r) => r.loadavgAtStart).map((r) => avg(r.loadavgAtStart!));
+  o.push(`- CPU: ${r0.cpu} (${r0.logicalCpus} logical CPUs), kernel path ${r0.native?.isa ?? '?'}, Node ${r0.node}; load average (1/5/15 min)${starts.length ? ` at the start: ${starts.join(', ')};` : ''} at the end: ${runs.map((r) => avg(r.loadavgAtEnd)).join(', ')}. A load above the CPU count means other work shared the cores: compare figures within a run (ratios), not across machines.`);
   o.push(`- Model: ${r0.model.layers} layers, hidden ${r0.model.hidden}, vocab ${r0.model.vocab}, seeded random weights (bench/llm/make_model.ts).`);
   o.push(`- Engine: maxRunning ${r0.config.maxRunning}, prefillChunk ${r0.config.chunk}; decode streams read a ${r0.config.prompt}-token prompt and generate ${r0.config.newTokens} tokens (greedy); ${r0.config.reps} rep(s) per cell, ${runs.length} run(s).`);
   o.push(`- Command: \`${command}\``, '');
   for (const [threads, m] of [...merged].sort((a, b) => a[0] - b[0])) {
     o.push(`## ${threads} thread${threads > 1 ? 's' : ''}`, '');
-    o.push(`In-process context: native GEMM ${f(median(m.gemm))} GFLOP/s ([512×576]·[576×1536]), streaming bandwidth ${f(median(m.bw))} GB/s.`, '');
+    o.push(`In-process context: native GEMM ${f(median(m.gemm))} GFLOP/s ([512×576]·[576×1536]), streaming bandwidth ${f(median(m.bw))} GB/s${m.loadavg.length ? `; load average when this thread count started: ${m.loadavg.map(avg).join(', ')}` : ''}.`, '');
     o.push('| streams | aggregate decode tok/s | × one stream | per-stream inter-token ms (median) |', '|---|---|---|---|');
     const one = median(m.decode.get(1)?.aggregateTokS ?? []);
     for (const [c, d] of [...m.decode].sort((a, b) => a[0] - b[0])) {
       const agg = median(d.aggregateTokS);
       o.push(`| ${c} | ${f(agg)} [${f(Math.min(...d.aggregateTokS))}–${f(Math.max(...d.aggregateTokS))}] | ${f(agg / one, 2)} | ${f(median(d.perStreamItlMsMedian))} |`);
+    }
+    const eight = m.decode.get(8);
+    if (eight) {
+      const x = median(eight.aggregateTokS) / one;
+      o.push('', `8 streams ÷ 1 stream, same run: **${f(x, 2)}×** (goal ≥ 4×: ${x >= 4 ? 'met' : 'not met'}).`);
     }
     o.push('');
     o.push('| concurrent clients | requests | TTFT p50 ms | TTFT p99 ms | inter-token p50 / p99 ms | tok/s | req/s |', '|---|---|---|---|---|---|---|');

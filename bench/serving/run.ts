@@ -216,6 +216,9 @@ function kvBytesFor(model: LlamaForCausalLM, positions: number): number {
 }
 
 async function main(): Promise<void> {
+  // The machine may be shared: its load average is context for every figure (recorded at the start, per thread
+  // count and at the end).
+  const loadavgAtStart = os.loadavg();
   const t00 = performance.now();
   const model = buildModel();
   const vocab = model.config.vocabSize;
@@ -229,6 +232,7 @@ async function main(): Promise<void> {
   const perThreads = [];
   for (const threads of THREADS) {
     setNumThreads(threads);
+    const loadavg = os.loadavg();
     const gemm = gemmGflops();
     const bw = bandwidthGBs();
     say(`threads ${threads}: GEMM ${gemm.toFixed(1)} GFLOP/s, bandwidth ${bw.toFixed(1)} GB/s`);
@@ -255,11 +259,11 @@ async function main(): Promise<void> {
     }
     const one = median(decode.find((d) => d.streams === 1)?.aggregateTokS ?? []);
     const eight = median(decode.find((d) => d.streams === 8)?.aggregateTokS ?? []);
-    perThreads.push({ threads, gemmGflops: gemm, bandwidthGBs: bw, decode, ttft, loop, speedup8over1: eight / one });
+    perThreads.push({ threads, loadavgAtStart: loadavg, gemmGflops: gemm, bandwidthGBs: bw, decode, ttft, loop, speedup8over1: eight / one });
   }
   const result = {
     bench: 'serving', when: new Date().toISOString(), quick, cpu, logicalCpus: os.cpus().length, node: process.version,
-    native: info().native, loadavgAtEnd: os.loadavg(),
+    native: info().native, loadavgAtStart, loadavgAtEnd: os.loadavg(),
     model: { shape: 'SmolLM-135M', layers: model.config.numHiddenLayers, hidden: model.config.hiddenSize, vocab, weights: WEIGHTS },
     config: { prompt: PROMPT, newTokens: NEW, ttftRequests: TTFT_REQUESTS, longPrompt: LONG, chunk: CHUNK, reps: REPS, maxRunning: MAX_RUNNING },
     perThreads,

@@ -6,6 +6,11 @@
  * tokenizer.bin` (lib/serving/served-model.ts), served through OpenAI's routes
  * (lib/serving/openai.ts) as well.
  *
+ * A causal LM's requests run on the continuous-batching GenerationEngine
+ * (lib/serving/engine/; `--max-running`, `--kv-cache-mb`, `--prefill-chunk`,
+ * `--max-queued`), or one at a time where it cannot (lib/serving/serving-engine.ts
+ * picks, and the log says which and why).
+ *
  * Prints one JSON line `{"event":"listening","url":...}` on stdout once bound
  * (so scripts can use `--port 0`), logs to stderr, and shuts down gracefully
  * on SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.
@@ -17,20 +22,28 @@ import { statSync } from 'node:fs';
 import { InferenceServer, type InferenceServerOptions } from '../serving/http';
 import type { BatcherOptions } from '../serving/batcher';
 import { loadTextModel, type ServedGenerationModel } from '../serving/served-model';
-import { SequentialEngine, type TokenEngine } from '../serving/sequential-engine';
+import { requestTokenLimit } from '../serving/sequential-engine';
+import { createServingEngine, type ServingEngine, type ServingEngineOptions } from '../serving/serving-engine';
 import { loadServedModel } from './config';
 import type { Module } from '../nn/module';
 
 export const SERVE_USAGE = `usage: attnode serve [--model m.safetensors | <hf model folder> | model.bin --tokenizer tokenizer.bin]
                     [--config c.json] [--served-model-name NAME] [--port N] [--host H]
                     [--seed N] [--max-batch-size N] [--max-delay-ms N] [--max-queue N] [--max-inflight N]
-                    [--max-queued N] [--buckets pow2|none|16,64,256] [--no-batching] [--timeout-ms N] [--threads N]
+                    [--max-queued N] [--max-running N] [--kv-cache-mb N] [--prefill-chunk N]
+                    [--buckets pow2|none|16,64,256] [--no-batching] [--timeout-ms N] [--threads N]
                     [--precision float32|bfloat16]
   --model          a Hugging Face model folder (encoders serve /v1/embeddings, causal LMs /v1/completions and
                    /v1/chat/completions), a llama2.c checkpoint (.bin, with --tokenizer), or a safetensors state
                    dict for --config (default: random weights from --seed)
   --tokenizer      llama2.c's tokenizer.bin        --served-model-name  the 'model' clients send (default: the folder name)
-  --max-queued     generation requests waiting before 503 (default 64)
+  generation (causal LMs; continuous batching: one step decodes every running stream and reads prompt chunks):
+  --max-running    sequences decoded together (default 8)
+  --kv-cache-mb    the KV cache in MiB, preallocated, a hard cap: a request reserves prompt + max_tokens - 1
+                   positions and waits for room; one that can never fit is refused (default: max-running full
+                   contexts, at most 1024)
+  --prefill-chunk  prompt tokens read per step beside the decoding streams (default 64)
+  --max-queued     generation requests waiting before 429 (default 64)
   --config         model config JSON (default: a small encoder; format in lib/cli/config.ts)
   --port           TCP port (default 8080; 0 = any free port)     --host  bind address (default 127.0.0.1)
   --max-batch-size requests per forward pass (default 16)        --max-delay-ms  batching wait (default 2)
@@ -95,7 +108,8 @@ export function parseFlags(args: string[], strings: readonly string[], booleans:
 export async function serveMain(args: string[]): Promise<InferenceServer> {
   const flags = parseFlags(args, [
     'model', 'config', 'port', 'host', 'seed', 'max-batch-size', 'max-delay-ms', 'max-queue', 'max-inflight', 'buckets',
-    'timeout-ms', 'threads', 'precision', 'tokenizer', 'served-model-name', 'max-queued',
+    'timeout-ms', 'threads', 'precision', 'tokenizer', 'served-model-name', 'max-queued', 'max-running', 'kv-cache-mb',
+    'prefill-chunk',
   ], ['no-batching']);
   const values = flags.values;
   const port = intFlag('port', values.port, 8080);
@@ -121,6 +135,8 @@ export async function serveMain(args: string[]): Promise<InferenceServer> {
   const timeoutMs = intFlag('timeout-ms', values['timeout-ms'], 30_000, 1);
   if (values.threads !== undefined) setNumThreads(intFlag('threads', values.threads, 1, 1));
 
+  const engineFlags = engineOptions(values);
+
   const common: InferenceServerOptions = { batcher, requestTimeoutMs: timeoutMs };
   let server: InferenceServer;
   let description: string;
@@ -136,25 +152,39 @@ export async function serveMain(args: string[]): Promise<InferenceServer> {
       backend: getBackend().name, weightPrecision: tm.module.weightPrecision, attentionPrecision: tm.module.attentionPrecision,
     };
     if (tm.task === 'embeddings') {
+      if (engineFlags.given.length) throw new UsageError(`${engineFlags.given.join(', ')}: for generation models; '${tm.id}' is an embeddings model (${tm.family})`);
       // A model on the JS backend cannot run off the event loop (runAsync refuses it).
       const execution = tm.module.backend.name === 'js' ? 'sync' : 'async';
       server = new InferenceServer({ ...common, batcher: { ...batcher, execution }, openai: { model: tm }, info: { ...info, batching: batcher } });
     } else {
-      const engine = createEngine(tm, intFlag('max-queued', values['max-queued'], 64));
+      const served = createEngine(tm, engineFlags);
+      const engine = served.engine;
+      const maxSeqLen = requestTokenLimit(engine, tm.contextLength);
+      const engineInfo = served.kind === 'continuous'
+        ? { kind: served.kind, ...served.engine.limits, maxRequestTokens: maxSeqLen }
+        : { kind: served.kind, maxQueued: served.engine.maxQueued, reason: served.reason };
       server = new InferenceServer({
-        ...common, openai: { model: tm, engine }, info,
-        tokenLimits: { vocabSize: tm.vocabSize, maxSeqLen: tm.contextLength },
+        ...common, openai: { model: tm, engine }, info: { ...info, engine: engineInfo },
+        tokenLimits: { vocabSize: tm.vocabSize, maxSeqLen },
         generate: async (tokens, { maxNewTokens, signal }) => {
           const out: number[] = [];
-          for await (const t of engine.generate({ promptIds: tokens, maxNewTokens, eosTokenIds: tm.eosTokenIds, signal })) out.push(t.tokenId);
+          // Within the context (or the KV cache's per-request limit): a prompt that fills it gets no new tokens.
+          const max = Math.min(maxNewTokens, maxSeqLen - tokens.length);
+          for await (const t of engine.generate({ promptIds: tokens, maxNewTokens: max, eosTokenIds: tm.eosTokenIds, signal })) out.push(t.tokenId);
           return out;
         },
       });
+      console.error(`attnode serve: ${served.description}`);
+      const ignored = served.kind === 'sequential' ? engineFlags.given.filter((f) => f !== '--max-queued') : [];
+      if (ignored.length) console.error(`attnode serve: ${ignored.join(', ')} ignored (they set continuous batching)`);
     }
     description = `${tm.family} ${tm.task} model '${tm.id}' from ${tm.source}`;
   } else {
     if (values.tokenizer !== undefined || values['served-model-name'] !== undefined) {
       throw new UsageError('--tokenizer and --served-model-name need a text model (--model <hf model folder> or model.bin)');
+    }
+    if (engineFlags.given.length) {
+      throw new UsageError(`${engineFlags.given.join(', ')}: for generation models (--model <causal LM folder> or model.bin --tokenizer tokenizer.bin)`);
     }
     const served = await loadServedModel({ configPath: values.config, modelPath: values.model, seed });
     applyPrecisionFlag(served.module, values.precision);
@@ -216,10 +246,32 @@ function isTextModelPath(model: string | undefined, tokenizer: string | undefine
   }
 }
 
+/** The generation flags: engine options (MiB turned into bytes) and which flags were given, for messages. */
+function engineOptions(values: Record<string, string | undefined>): ServingEngineOptions & { given: string[] } {
+  const given = ['max-running', 'kv-cache-mb', 'prefill-chunk', 'max-queued'].filter((f) => values[f] !== undefined).map((f) => `--${f}`);
+  const mb = values['kv-cache-mb'] !== undefined ? intFlag('kv-cache-mb', values['kv-cache-mb'], 0, 1) : undefined;
+  return {
+    given,
+    maxQueued: intFlag('max-queued', values['max-queued'], 64),
+    ...(values['max-running'] !== undefined ? { maxRunning: intFlag('max-running', values['max-running'], 0, 1) } : {}),
+    ...(values['prefill-chunk'] !== undefined ? { prefillChunk: intFlag('prefill-chunk', values['prefill-chunk'], 0, 1) } : {}),
+    ...(mb !== undefined ? { kvCacheBytes: mb * 1024 * 1024 } : {}),
+  };
+}
+
 /**
- * The generation engine of a served causal LM: requests one at a time over generateAsync, queue bounded by
- * `maxQueued`, until the continuous-batching GenerationEngine (lib/serving/engine/) replaces it here.
+ * The generation engine of a served causal LM: continuous batching (GenerationEngine) for the Llama family,
+ * llama2.c checkpoints and GPT-2, one request at a time for a model that cannot run packed steps.
+ * @throws UsageError naming --kv-cache-mb when the KV cache cannot hold one position or is too large.
  */
-function createEngine(tm: ServedGenerationModel, maxQueued: number): TokenEngine {
-  return new SequentialEngine(tm.model, { maxQueued });
+function createEngine(tm: ServedGenerationModel, flags: ServingEngineOptions & { given: string[] }): ServingEngine {
+  const { given: _given, ...options } = flags;
+  try {
+    return createServingEngine(tm.model, options);
+  } catch (e) {
+    if (e instanceof RangeError && options.kvCacheBytes !== undefined && /kvCacheBytes/.test(e.message)) {
+      throw new UsageError(`--kv-cache-mb ${options.kvCacheBytes / 1024 / 1024}: ${e.message}`);
+    }
+    throw e;
+  }
 }

@@ -1,7 +1,8 @@
 /**
  * Serving: dynamic batching ({@link Batcher}), the inference HTTP server
  * ({@link InferenceServer}), its metrics, the encoder model it serves, and
- * continuous batching of generation ({@link GenerationEngine}).
+ * continuous batching of generation ({@link GenerationEngine}) and the choice
+ * of engine for a served model ({@link createServingEngine}).
  */
 export {
   Batcher,
@@ -31,7 +32,8 @@ export {
 } from './served-model';
 export { ChatTemplate, ChatTemplateError, type ChatMessage } from './chat-template';
 export { StopStringMatcher } from './stop-strings';
-export { SequentialEngine, isEngineOverloaded, type SequentialEngineOptions, type TokenEngine, type EngineStats } from './sequential-engine';
+export { SequentialEngine, isEngineOverloaded, requestTokenLimit, type SequentialEngineOptions, type TokenEngine, type EngineStats } from './sequential-engine';
+export { createServingEngine, canBatchContinuously, type ServingEngine, type ServingEngineOptions } from './serving-engine';
 export { HttpError } from './http-error';
 export {
   GenerationEngine,

@@ -29,7 +29,7 @@ import {
 } from './openai-params';
 import type { ServedEmbeddingModel, ServedGenerationModel, ServedTextModel, TextCodec } from './served-model';
 import { StopStringMatcher } from './stop-strings';
-import type { EngineRequest, EngineToken, TokenEngine } from './sequential-engine';
+import { requestTokenLimit, type EngineRequest, type EngineToken, type TokenEngine } from './sequential-engine';
 
 /** A response sent as server-sent events: `run` sends each event's JSON; the server adds `data: [DONE]`. */
 export class EventStream {
@@ -195,15 +195,21 @@ export class OpenAIRoutes {
       throw badField('n', `${prompts.length} prompts × n ${p.n} = ${prompts.length * p.n} choices; the limit is ${this.#maxInputs}`, 'too_many_inputs');
     }
     const promptField = kind === 'chat' ? 'messages' : 'prompt';
+    // A bounded KV cache may hold less than the model's context per request: the request is refused, never run
+    // past it (the engine would refuse it too, with its own option names).
+    const limit = requestTokenLimit(this.engine!, m.contextLength);
+    const what = limit < m.contextLength
+      ? `the ${limit} tokens one request may hold in this server's KV cache (the model's context is ${m.contextLength}; attnode serve --kv-cache-mb)`
+      : `the model's context of ${m.contextLength} tokens`;
     const budgets = prompts.map((ids, i) => {
       if (ids.length === 0) throw badField(promptField, `'${promptField}${prompts.length > 1 ? `[${i}]` : ''}' encodes to no tokens`);
-      const room = m.contextLength - ids.length;
+      const room = limit - ids.length;
       if (room < 1) {
-        throw badField(promptField, `the prompt is ${ids.length} tokens; the model's context is ${m.contextLength} tokens, so nothing can be generated`, 'context_length_exceeded');
+        throw badField(promptField, `the prompt is ${ids.length} tokens; that leaves no room to generate within ${what}`, 'context_length_exceeded');
       }
       const want = p.maxTokens ?? defaultMax ?? room;
       if (want > room) {
-        throw badField(p.maxTokensField, `the prompt (${ids.length} tokens) + '${p.maxTokensField}' (${want}) exceed the model's context of ${m.contextLength} tokens`, 'context_length_exceeded');
+        throw badField(p.maxTokensField, `the prompt (${ids.length} tokens) + '${p.maxTokensField}' (${want}) exceed ${what}`, 'context_length_exceeded');
       }
       return want;
     });

@@ -1,9 +1,11 @@
 /**
  * The generation side of the server, as the OpenAI routes see it: the
  * contract of `GenerationEngine` (lib/serving/engine/, continuous batching),
- * and {@link SequentialEngine}, a stand-in that keeps the same contract over
+ * and {@link SequentialEngine}, which keeps the same contract over
  * `generateAsync` and runs one request at a time (requests queue behind it,
- * FIFO, bounded). The routes only use the contract, so either engine serves.
+ * FIFO, bounded): what a server falls back to for a model that cannot run
+ * packed steps (createServingEngine in serving-engine.ts picks). The routes
+ * only use the contract, so either engine serves.
  *
  * Contract: `generate(req)` returns an async iterable of the new tokens; it
  * ends at an end-of-sequence token (which is yielded), after `maxNewTokens`,
@@ -26,6 +28,16 @@ export interface TokenEngine {
   generate(req: EngineRequest): AsyncIterable<EngineToken>;
   stats(): EngineStats;
   close(): Promise<void>;
+  /**
+   * Most prompt + new tokens one request can have on this engine when that is below the model's context (a
+   * bounded KV cache); absent: the model's context. The routes refuse longer requests with a 400 naming it.
+   */
+  readonly maxRequestTokens?: number;
+}
+
+/** Most prompt + new tokens one request can have on `engine` serving a model of `contextLength` positions. */
+export function requestTokenLimit(engine: TokenEngine, contextLength: number): number {
+  return Math.min(contextLength, engine.maxRequestTokens ?? contextLength);
 }
 
 /** An overload error of any engine (matched by shape, so another engine's class works too). */

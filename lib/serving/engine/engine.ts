@@ -152,6 +152,20 @@ export class GenerationEngine {
   }
 
   /**
+   * Most prompt + new tokens one request can have: the model's positions, or fewer when the KV pool is smaller
+   * (a request reserves prompt + maxNewTokens − 1 positions of it). A longer one is refused by {@link generate}.
+   */
+  get maxRequestTokens(): number {
+    return Math.min(this.#model.config.maxPositionEmbeddings, this.#slots.capacity + 1);
+  }
+
+  /** The options in effect (defaults resolved; `kvCacheBytes` is the pool's size, whole positions only). */
+  get limits(): { maxRunning: number; maxQueued: number; prefillChunk: number; kvCacheBytes: number } {
+    const { maxRunning, maxQueued, prefillChunk } = this.#scheduler.limits;
+    return { maxRunning, maxQueued, prefillChunk, kvCacheBytes: this.#pool.bytes };
+  }
+
+  /**
    * Starts a request. Returns its token stream at once; tokens arrive as steps run. The stream ends with finish
    * reason 'stop' (an eos token, yielded last), 'length' (maxNewTokens) or 'abort' (its signal, leaving the loop
    * early, or {@link close}).
