@@ -13,6 +13,7 @@ import type { AttentionMask, AttentionPrecision } from './backend/backend';
 import { resolveBackend } from './backend/registry';
 import { currentContext } from './context';
 import type { OpOptions } from './op-options';
+import { checkOutForGrad } from './ops/checks';
 
 /** Options of {@link scaledDotProductAttention}. */
 export interface ScaledDotProductAttentionOptions extends OpOptions {
@@ -145,6 +146,8 @@ function checkAttentionOut(fn: string, out: unknown, shape: readonly number[], i
       throw new RangeError(`${fn}: option 'out' must not overlap q, k or v`);
     }
   }
+  checkOutForGrad(fn, 'out', out);
+  out._bumpVersion();
   return out as Tensor<'float32'>;
 }
 

@@ -18,6 +18,7 @@ export * from './ops/elementwise';
 export * from './ops/layout';
 export * from './ops/rotary';
 export * from './ops/indexing';
+export { sum, mean, type ReduceOptions } from './ops/reduce';
 // Attention lives in its own file; it is part of the functional API.
 export { scaledDotProductAttention, pooledAttention, type ScaledDotProductAttentionOptions, type PooledAttentionOptions } from './attention';
 export {

@@ -84,6 +84,13 @@ export interface GemmArgs {
    * dot products, the JS backend emulates the rounding (the reference).
    */
   bPrecision?: WeightPrecision;
+  /**
+   * With `cacheB`: the version of B's memory (`Tensor._version`, bumped by
+   * in-place writes such as optimizer steps). A backend that keeps a packed
+   * copy re-packs it when the version differs from the one it packed.
+   * Default 0.
+   */
+  bVersion?: number;
 }
 
 /**

@@ -133,7 +133,9 @@ function makeNativeBackend(a: Addon): Backend {
   // Packed weights by the weight's memory (buffer, then offset, length, shape and precision), not by the array
   // object: a weight view (a row slice of a packed in_proj_weight) is a new array on every call, but the same
   // weight. Weak on the buffer: a dropped weight takes its packing with it.
-  const packedWeights = new WeakMap<ArrayBufferLike, Map<string, PackedWeight>>();
+  // Each entry remembers the weight's version (GemmArgs.bVersion) it was packed at: a weight updated in place (an
+  // optimizer step) is re-packed on its next use, replacing the stale copy.
+  const packedWeights = new WeakMap<ArrayBufferLike, Map<string, { version: number; packed: PackedWeight }>>();
   const packedFor = (g: GemmArgs): PackedWeight | null => {
     if (!g.cacheB || !g.transB || ((g.batch ?? 1) > 1 && (g.strideB ?? 0) !== 0)) return null;
     if (g.ldb !== undefined && g.ldb !== g.k) return null;
@@ -144,11 +146,11 @@ function makeNativeBackend(a: Addon): Backend {
     let byShape = packedWeights.get(g.b.buffer);
     if (!byShape) packedWeights.set(g.b.buffer, (byShape = new Map()));
     const key = `${g.b.byteOffset},${g.b.length},${g.k},${g.n},${precision}`;
-    let packed = byShape.get(key);
-    if (!packed) {
-      packed = a.packWeight(g.b, g.k, g.n, true, precision);
-      byShape.set(key, packed);
-    }
+    const version = g.bVersion ?? 0;
+    const entry = byShape.get(key);
+    if (entry && entry.version === version) return entry.packed;
+    const packed = a.packWeight(g.b, g.k, g.n, true, precision);
+    byShape.set(key, { version, packed });
     return packed;
   };
   const ops = {} as BackendOps;

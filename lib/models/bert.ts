@@ -20,7 +20,7 @@
  * second copy of the weights, so it is off. The residual add and LayerNorm
  * are fused (`addLayerNorm`), GELU is fused into the intermediate GEMM.
  */
-import { Module, toStateKey } from '../nn/module';
+import { Module, toStateKey, parameter } from '../nn/module';
 import { ModuleList } from '../nn/container';
 import { Embedding } from '../nn/sparse';
 import { LayerNorm, Linear } from '../nn/linear';
@@ -558,7 +558,7 @@ export class BertLMPredictionHead extends HfModule {
   constructor(c: ResolvedBertConfig) {
     super();
     this.transform = new BertPredictionHeadTransform(c);
-    this.bias = new Tensor(new Float32Array(c.vocabSize), [c.vocabSize], 'float32');
+    this.bias = parameter(new Tensor(new Float32Array(c.vocabSize), [c.vocabSize], 'float32'));
   }
 }
 
@@ -602,7 +602,7 @@ export class RobertaLMHead extends HfModule {
     super();
     this.dense = new Linear({ inFeatures: c.hiddenSize, outFeatures: c.hiddenSize });
     this.layerNorm = new LayerNorm({ normalizedShape: c.hiddenSize, eps: c.layerNormEps });
-    this.bias = new Tensor(new Float32Array(c.vocabSize), [c.vocabSize], 'float32');
+    this.bias = parameter(new Tensor(new Float32Array(c.vocabSize), [c.vocabSize], 'float32'));
   }
 }
 
@@ -634,7 +634,7 @@ export class TiedProjector extends HfModule {
   bias: F32;
   constructor(c: ResolvedBertConfig) {
     super();
-    this.bias = new Tensor(new Float32Array(c.vocabSize), [c.vocabSize], 'float32');
+    this.bias = parameter(new Tensor(new Float32Array(c.vocabSize), [c.vocabSize], 'float32'));
   }
 }
 

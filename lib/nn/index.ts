@@ -1,5 +1,5 @@
 /** PyTorch-shaped modules. */
-export { Module, toStateKey, type ForwardAsyncOptions, type LoadStateDictOptions, type LoadStateDictResult } from './module';
+export { Module, parameter, toStateKey, type ForwardAsyncOptions, type LoadStateDictOptions, type LoadStateDictResult } from './module';
 export { ModuleList } from './container';
 export { Linear, LayerNorm, type LinearOptions, type LayerNormOptions } from './linear';
 export { RMSNorm, type RMSNormOptions } from './rms-norm';

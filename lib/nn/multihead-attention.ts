@@ -1,4 +1,4 @@
-import { Module } from './module';
+import { Module, parameter } from './module';
 import { Linear } from './linear';
 import { Tensor, zeros } from '../tensor';
 import { checkInt, formatShape } from '../errors';
@@ -65,16 +65,16 @@ export class MultiheadAttention extends Module {
     this.dropout = options.dropout ?? 0;
     const bias = boolOption(name, 'bias', options.bias, true);
     if (this.kdim === e && this.vdim === e) {
-      this.inProjWeight = xavierUniform([3 * e, e]);
+      this.inProjWeight = parameter(xavierUniform([3 * e, e]));
     } else {
-      this.qProjWeight = xavierUniform([e, e]);
-      this.kProjWeight = xavierUniform([e, this.kdim]);
-      this.vProjWeight = xavierUniform([e, this.vdim]);
+      this.qProjWeight = parameter(xavierUniform([e, e]));
+      this.kProjWeight = parameter(xavierUniform([e, this.kdim]));
+      this.vProjWeight = parameter(xavierUniform([e, this.vdim]));
     }
-    if (bias) this.inProjBias = zeros([3 * e]);
+    if (bias) this.inProjBias = parameter(zeros([3 * e]));
     if (boolOption(name, 'addBiasKv', options.addBiasKv, false)) {
-      this.biasK = xavierNormal([1, 1, e]);
-      this.biasV = xavierNormal([1, 1, e]);
+      this.biasK = parameter(xavierNormal([1, 1, e]));
+      this.biasV = parameter(xavierNormal([1, 1, e]));
     }
     this.outProj = new Linear({ inFeatures: e, outFeatures: e, bias });
     if (bias) this.outProj.bias!.data.fill(0);

@@ -4,7 +4,9 @@ import { resolveBackend } from '../backend/registry';
 import { argRangeErrorRaw, argTypeError, formatShape } from '../errors';
 import { Tensor } from '../tensor';
 import type { OutOptions } from '../op-options';
-import { checkContiguousOut, checkFloat, checkOptions, checkOut, overlaps, output, sameShape, broadcastShapes, broadcastStrides } from './checks';
+import { checkContiguousOut, checkFloat, checkOptions, checkOut, overlaps, output, sameRegion, sameShape, broadcastShapes, broadcastStrides } from './checks';
+import { needsGrad, recordOp } from '../autograd/graph';
+import { sumToShape } from './reduce';
 import { isDense } from './rows';
 import { allocateUninitialized } from '../dtype';
 import type { F32 } from './checks';
@@ -141,11 +143,44 @@ function binaryOp(fn: string, op: BinaryOp, a: F32, b: F32 | number, opts: OutOp
   if (keep.length > MAX_BINARY_DIMS) {
     throw argRangeErrorRaw(fn, 'b', `broadcast to at most ${MAX_BINARY_DIMS} non-unit dims`, formatShape(shape));
   }
+  // In grad mode, an operand the backward reads is kept as it was before an in-place write over it.
+  const grad = needsGrad(a, typeof b === 'number' ? null : bt);
+  const keepA = grad && op === BinaryOp.Mul && sameRegion(y.data, a.data) ? a.clone() : a;
+  const keepB = grad && (op === BinaryOp.Mul || op === BinaryOp.Div) && sameRegion(y.data, bt.data) ? bt.clone() : bt;
   resolveBackend(opts?.backend).binary({
     op, a: a.data, aStrides: keep.map((i) => aS[i]!), b: bt.data, bStrides: keep.map((i) => bS[i]!), y: y.data,
     shape: keep.map((i) => shape[i]!),
   });
+  if (grad) recordBinary(op, a, typeof b === 'number' ? b : bt, keepA, keepB, y, opts?.backend);
   return y;
+}
+
+/** The backward of y = a op b: each operand's gradient summed over the dims it was broadcast along. */
+function recordBinary(op: BinaryOp, a: F32, b: F32 | number, savedA: F32, savedB: F32, y: F32, backend: OutOptions['backend']): void {
+  const aShape = a.shape.slice();
+  const bShape = typeof b === 'number' ? [] : b.shape.slice();
+  const be = backend ? { backend } : {};
+  const neg = (t: F32): F32 => binaryOp('neg', BinaryOp.Mul, t, -1, be);
+  const names = ['AddBackward', 'SubBackward', 'MulBackward', 'DivBackward'] as const;
+  const saved = op === BinaryOp.Mul ? [savedA, savedB] : op === BinaryOp.Div ? [savedB, y] : [];
+  recordOp(names[op], [a, b], [y], ([g], needs) => {
+    const ga = (t: () => F32): F32 | null => (needs[0] ? sumToShape(t(), aShape, backend) : null);
+    const gb = (t: () => F32): F32 | null => (needs[1] ? sumToShape(t(), bShape, backend) : null);
+    switch (op) {
+      case BinaryOp.Add:
+        return [ga(() => g!), gb(() => g!)];
+      case BinaryOp.Sub:
+        return [ga(() => g!), gb(() => neg(g!))];
+      case BinaryOp.Mul:
+        return [ga(() => binaryOp('mul', BinaryOp.Mul, g!, savedB, be)), gb(() => binaryOp('mul', BinaryOp.Mul, g!, savedA, be))];
+      default: {
+        // d(a/b)/da = 1/b, d(a/b)/db = -a/b² = -y/b.
+        const gOverB = binaryOp('div', BinaryOp.Div, g!, savedB, be);
+        return [needs[0] ? sumToShape(gOverB, aShape, backend) : null,
+          gb(() => neg(binaryOp('mul', BinaryOp.Mul, gOverB, y, be)))];
+      }
+    }
+  }, saved);
 }
 
 /** a + b with NumPy broadcasting (b may be a number). `out` may be a same-shape input. */

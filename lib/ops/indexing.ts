@@ -13,7 +13,7 @@ import { allocate, allocateUninitialized, type DType } from '../dtype';
 import { argRangeErrorRaw, argTypeError, checkInt, formatShape, normalizeDim, shapeError } from '../errors';
 import type { OpOptions } from '../op-options';
 import { Tensor } from '../tensor';
-import { broadcastStrides, checkFloat, checkOptions, checkTensor, overlaps } from './checks';
+import { broadcastStrides, checkFloat, checkOptions, checkOutForGrad, checkTensor, overlaps } from './checks';
 import type { F32 } from './checks';
 import { flattenTrailing } from './rows';
 
@@ -97,6 +97,8 @@ export function cat<D extends DType>(tensors: readonly Tensor<D>[], dim = 0, opt
         throw argRangeErrorRaw(fn, 'out', `not overlap input 'tensors[${i}]'`, 'a tensor sharing its memory');
       }
     }
+    checkOutForGrad(fn, 'out', o);
+    o._bumpVersion();
     out = o as Tensor<D>;
   } else {
     out = new Tensor(allocateUninitialized(dtype, shape.reduce((p: number, s: number) => p * s, 1)), shape, dtype) as Tensor<D>;

@@ -114,6 +114,7 @@ export function transpose<D extends DType>(
     if (o.size > 0 && overlaps(o.data, x.data)) {
       throw argRangeErrorRaw(fn, 'out', "not overlap input 'x'", 'a tensor sharing its memory');
     }
+    o._bumpVersion();
     y = o as Tensor<D>;
   }
   if (x.size === 0) return y;

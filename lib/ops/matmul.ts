@@ -221,6 +221,7 @@ export function linear(x: F32, weight: F32, bias?: F32 | null, opts?: LinearOpti
     ...(plan.y.rowStride !== undefined ? { ldc: plan.y.rowStride } : {}),
     batch: plan.x.batch, strideA: plan.x.batchStride, strideC: plan.y.batchStride,
     bias: bias ? dense(bias, opts?.backend).data : null, act, cacheB: opts?.cacheWeight === true,
+    ...(opts?.cacheWeight === true && weight._version !== 0 ? { bVersion: weight._version } : {}),
     ...(weightPrecision !== 'float32' ? { bPrecision: weightPrecision } : {}),
   });
   return y;

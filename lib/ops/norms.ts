@@ -8,7 +8,7 @@ import { flattenTrailing, planRows, type RowPlan } from './rows';
 import { currentContext } from '../context';
 import type { Shape } from '../tensor';
 import type { OutOptions } from '../op-options';
-import { checkContiguousOut, checkFloat, checkOptions, checkOut, dense, overlaps, sameRegion, output, sameShape, prod } from './checks';
+import { checkContiguousOut, checkFloat, checkOptions, checkOut, checkOutForGrad, dense, overlaps, sameRegion, output, sameShape, prod } from './checks';
 import type { F32 } from './checks';
 // ---------------------------------------------------------------------------
 // Row-wise ops
@@ -262,6 +262,8 @@ function checkSumOut(
     throw argRangeErrorRaw(fn, 'sumOut', `not overlap '${name}'${name === 'x' || name === 'residual' ? ' except exactly (in place)' : ''}`,
       'a tensor sharing its memory');
   }
+  checkOutForGrad(fn, 'sumOut', sum);
+  sum._bumpVersion();
   return sum;
 }
 

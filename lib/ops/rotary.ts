@@ -8,7 +8,7 @@ import { allocateUninitialized } from '../dtype';
 import { argRangeErrorRaw, argTypeError, checkInt, checkNumber, formatShape, shapeError } from '../errors';
 import type { OutOptions } from '../op-options';
 import { Tensor } from '../tensor';
-import { checkFloat, checkOptions, checkTensor, dense, overlaps } from './checks';
+import { checkFloat, checkOptions, checkOutForGrad, checkTensor, dense, overlaps } from './checks';
 import type { F32 } from './checks';
 
 /** Options of {@link rotaryEmbedding}. */
@@ -122,6 +122,8 @@ export function rotaryEmbedding(x: F32, opts: RotaryEmbeddingOptions): F32 {
     if (!inPlace && o.size > 0 && overlaps(o.data, xs.data)) {
       throw argRangeErrorRaw(fn, 'out', "be x itself (in place) or not overlap input 'x'", 'a tensor sharing its memory');
     }
+    checkOutForGrad(fn, 'out', o);
+    o._bumpVersion();
     y = o;
   } else {
     y = new Tensor(allocateUninitialized('float32', x.size), x.shape, 'float32');
