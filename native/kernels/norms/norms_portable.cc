@@ -69,4 +69,65 @@ void add_row(const float* x, const float* r, float* s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) s[i] = x[i] + r[i];
 }
 
+namespace {
+
+// The backward of one row, scalar (see norms_backward.inc): xhat = (x - mean_f) * rstd + shift as the forward
+// computes it, g = dy * gamma, dx = rstd * (g - centre * mean(g) - xhat * mean(g * xhat)).
+void norm_grad_row(const float* x, const float* g, const float* dy, float* dx, float* pg, float* pb, int64_t n,
+                   float mean_f, float rstd, float shift, bool centre) {
+  double sa = 0.0, sb = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float xh = (x[i] - mean_f) * rstd + shift;
+    const float gd = g ? dy[i] * g[i] : dy[i];
+    sa += gd;
+    sb += static_cast<double>(gd) * xh;
+    if (pg) pg[i] += dy[i] * xh;
+    if (pb) pb[i] += dy[i];
+  }
+  const float a = centre ? static_cast<float>(sa / static_cast<double>(n)) : 0.0f;
+  const float b = static_cast<float>(sb / static_cast<double>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const float xh = (x[i] - mean_f) * rstd + shift;
+    const float gd = g ? dy[i] * g[i] : dy[i];
+    dx[i] = rstd * ((gd - a) - xh * b);
+  }
+}
+
+}  // namespace
+
+void layer_norm_backward_rows(const float* x, const float* gamma, const float* dy, float* dx, float* pg, float* pb,
+                              int64_t rows, int64_t cols, float eps, int64_t ldx, int64_t lddy, int64_t lddx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    // The row statistics exactly as layer_norm_row computes them.
+    const float* xr = x + r * ldx;
+    const float c = xr[0];
+    double s1 = 0.0;
+    for (int64_t i = 0; i < cols; ++i) s1 += static_cast<double>(xr[i] - c);
+    const float mean_f = static_cast<float>(static_cast<double>(c) + s1 / static_cast<double>(cols));
+    double d1 = 0.0, d2 = 0.0;
+    for (int64_t i = 0; i < cols; ++i) {
+      const float d = xr[i] - mean_f;
+      d1 += d;
+      d2 += static_cast<double>(d) * d;
+    }
+    const double delta = d1 / static_cast<double>(cols);
+    double var = d2 / static_cast<double>(cols) - delta * delta;
+    if (var < 0.0) var = 0.0;
+    const double rstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    norm_grad_row(xr, gamma, dy + r * lddy, dx + r * lddx, pg, pb, cols, mean_f, static_cast<float>(rstd),
+                  static_cast<float>(-delta * rstd), true);
+  }
+}
+
+void rms_norm_backward_rows(const float* x, const float* weight, const float* dy, float* dx, float* pw, int64_t rows,
+                            int64_t cols, float eps, int64_t ldx, int64_t lddy, int64_t lddx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    double s2 = 0.0;
+    for (int64_t i = 0; i < cols; ++i) s2 += static_cast<double>(xr[i]) * xr[i];
+    const float rstd = static_cast<float>(1.0 / std::sqrt(s2 / static_cast<double>(cols) + static_cast<double>(eps)));
+    norm_grad_row(xr, weight, dy + r * lddy, dx + r * lddx, pw, nullptr, cols, 0.0f, rstd, 0.0f, false);
+  }
+}
+
 }  // namespace attnode::kernels::portable
