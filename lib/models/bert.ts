@@ -848,6 +848,8 @@ export function encoderFromWeights(task: EncoderTask, config: ResolvedBertConfig
       ? new DistilBertModel(config)
       : new BertModel(config, { addPoolingLayer: 'pooler.dense.weight' in base });
     model.loadStateDict(base);
+    // In eval mode, as transformers' from_pretrained returns models.
+    model.eval();
     return model;
   }
   if (task === 'masked-lm') {
@@ -864,5 +866,6 @@ export function encoderFromWeights(task: EncoderTask, config: ResolvedBertConfig
     }
   }
   model.loadStateDict(w);
+  model.eval();
   return model;
 }

@@ -44,3 +44,5 @@ export {
 export { CausalLM, type CausalLMOptions, type CausalLMCacheOptions } from './causal-lm';
 export { PositionalEncoding, type PositionalEncodingOptions } from './positional-encoding';
 export { manualSeed } from './init';
+export { Dropout, type DropoutOptions } from './dropout';
+export { CrossEntropyLoss, MSELoss, type CrossEntropyLossOptions, type MSELossOptions } from './loss';

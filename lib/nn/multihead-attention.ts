@@ -63,6 +63,9 @@ export class MultiheadAttention extends Module {
     this.batchFirst = boolOption(name, 'batchFirst', options.batchFirst, false);
     this.addZeroAttn = boolOption(name, 'addZeroAttn', options.addZeroAttn, false);
     this.dropout = options.dropout ?? 0;
+    if (typeof this.dropout !== 'number' || !(this.dropout >= 0 && this.dropout < 1)) {
+      throw new RangeError(`${name}: option 'dropout' must be a number in [0, 1), got ${String(options.dropout)}`);
+    }
     const bias = boolOption(name, 'bias', options.bias, true);
     if (this.kdim === e && this.vdim === e) {
       this.inProjWeight = parameter(xavierUniform([3 * e, e]));
@@ -94,7 +97,7 @@ export class MultiheadAttention extends Module {
       checkMhaInputs(fn, query, key, value, this);
       // Sequence-first views of the inputs; one view per distinct input, so shared projections stay shared.
       const [q, k, v] = this.#seqFirst(query, key, value);
-      const { output, weights } = mhaForward(fn, q, k, v, this.#params(), options);
+      const { output, weights } = mhaForward(fn, q, k, v, this.#params(), { ...options, dropoutP: this.dropout, training: this.training });
       return { output: this.#fromSeqFirst(output), weights };
     });
   }
