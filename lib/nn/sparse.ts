@@ -35,6 +35,6 @@ export class Embedding extends Module {
   }
 
   forward(ids: Tensor<'int32'>): Tensor<'float32'> {
-    return ops.embedding(ids, this.weight, { backend: this.backend });
+    return ops.embedding(ids, this.weight, { backend: this.backend, paddingIdx: this.paddingIdx });
   }
 }

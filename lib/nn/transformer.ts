@@ -1,4 +1,4 @@
-import { Module } from './module';
+import { Module, parameter } from './module';
 import { Linear, LayerNorm } from './linear';
 import { ModuleList } from './container';
 import { MultiheadAttention, type MaskTensor } from './multihead-attention';
@@ -585,7 +585,9 @@ export class Transformer extends Module {
     // PyTorch's _reset_parameters: Xavier-uniform on every matrix.
     for (const [, m] of this.namedModules()) {
       for (const [prop, value] of Object.entries(m)) {
-        if (value instanceof Tensor && value.ndim > 1) (m as unknown as Record<string, Tensor>)[prop] = xavierUniform(value.shape);
+        if (value instanceof Tensor && value.ndim > 1) {
+          (m as unknown as Record<string, Tensor>)[prop] = parameter(xavierUniform(value.shape), value.requiresGrad);
+        }
       }
     }
   }
