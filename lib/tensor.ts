@@ -14,6 +14,7 @@
  */
 import type { Backend, BackendName } from './backend/backend';
 import { currentContext } from './context';
+import { recordingList } from './backend/recording';
 import {
   checkStrides, coalesce, computeViewStrides, contiguousStrides, copyStrided, gatherJs, inferShape, intList,
   isContiguousLayout, spanOf, type Shape,
@@ -788,10 +789,17 @@ export class Tensor<D extends DType = DType> {
 
   /**
    * A deep copy: new memory, same shape and dtype, always contiguous (a
-   * copy of a view does not alias its parent).
+   * copy of a view does not alias its parent). Inside `runAsync` a float32
+   * copy is a recorded backend call.
    */
   clone(): Tensor<D> {
     if (!this.#contiguous) return this.contiguous();
+    if (this.dtype === 'float32' && recordingList()) {
+      // Inside runAsync the values are not computed yet: the copy is a recorded backend call, in order.
+      const out = allocateUninitialized(this.dtype, this.size);
+      copyStrided(this.data, this.shape, this.strides, out);
+      return this.#copied(new Tensor(out, this.shape, this.dtype));
+    }
     return this.#copied(new Tensor(this.data.slice() as DTypeMap[D], this.shape, this.dtype));
   }
 
