@@ -15,6 +15,8 @@ import type { AttentionMask, AttentionPrecision } from './backend/backend';
 import { currentContext } from './context';
 import type { OpOptions } from './op-options';
 import { checkOutForGrad } from './ops/checks';
+import { resolveBackend } from './backend/registry';
+import { needsGrad } from './autograd/graph';
 
 /** Options of {@link scaledDotProductAttention}. */
 export interface ScaledDotProductAttentionOptions extends OpOptions {
@@ -223,7 +225,8 @@ function int32Entries(fn: string, name: string, x: unknown, b: number): Int32Arr
  *
  * q [B, H, L, E] (any strides, contiguous features), k [P, Hkv, E] and v [P, Hkv, Ev] (position-major views of
  * the pool, e.g. `pool.narrow(-1, 0, kvDim).view(P, Hkv, E)`) → [B, H, L, Ev].
- * @throws TypeError for wrong dtypes or index arrays, RangeError for shapes or ranges (naming the option/argument).
+ * @throws TypeError for wrong dtypes or index arrays, RangeError for shapes or ranges (naming the option/argument);
+ *   Error in grad mode on inputs that require grad (no backward: run it under noGrad()).
  */
 export function pooledAttention(
   q: Tensor<'float32'>,
@@ -232,6 +235,10 @@ export function pooledAttention(
   opts: PooledAttentionOptions,
 ): Tensor<'float32'> {
   const fn = 'pooledAttention';
+  if (needsGrad(q, k, v)) {
+    // A decoding-side op (continuous batching over a KV pool): no backward.
+    throw new Error(`${fn}: has no backward (it serves decoding); run it under noGrad() or on tensors that do not require grad`);
+  }
   for (const [arg, t, nd] of [['q', q, 4], ['k', k, 3], ['v', v, 3]] as const) {
     if (!(t instanceof Tensor) || t.dtype !== 'float32') {
       throw new TypeError(`${fn}: argument '${arg}' must be a float32 Tensor, got ${t instanceof Tensor ? `dtype ${t.dtype}` : typeof t}`);

@@ -282,6 +282,6 @@ export const AutoModelForSeq2SeqLM = {
     model.generationConfig = generationDefaultsFrom(generation, {
       eosTokenId: config.eosTokenId, padTokenId: config.padTokenId, maxPositions: config.maxPositionEmbeddings, prefixLength: 1,
     });
-    return model;
+    return model.eval();
   },
 };
