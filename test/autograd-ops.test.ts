@@ -17,6 +17,7 @@ import { runAsync } from '../lib/async';
 import { addon } from '../lib/backend/native';
 import { clearBufferPool, pooledBufferBytes } from '../lib/workspace';
 import { backends } from './helpers/backends';
+import { GPT2LMHeadModel } from '../lib/models/gpt2';
 import { gradcheck } from './helpers/gradcheck';
 
 type F32 = Tensor<'float32'>;
@@ -202,6 +203,16 @@ describe.each(backends)('modules in training (%s backend)', (backend) => {
     expect(z.gradFn?.name).toBe('LinearBackward');
     const d = z.detach();
     expect(() => ops.sum(ops.mul(d, 2)).backward()).toThrow(/must require grad/);
+  });
+});
+
+describe('Hugging Face model families', () => {
+  it('run inference with grad mode off: their outputs never require grad, their parameters still do', () => {
+    const gpt2 = new GPT2LMHeadModel({ vocabSize: 12, hiddenSize: 8, numHiddenLayers: 1, numAttentionHeads: 2, maxPositionEmbeddings: 16 });
+    expect(gpt2.parameters().every((p) => p.requiresGrad)).toBe(true);
+    const logits = gpt2.forward(tensor(new Int32Array([1, 2, 3]), [1, 3], 'int32')) as F32;
+    expect(logits.requiresGrad).toBe(false);
+    expect(() => ops.sum(logits).backward()).toThrow(/must require grad/);
   });
 });
 

@@ -109,6 +109,10 @@ const KEY_OVERRIDES: Readonly<Record<string, string>> = { LayerNorm: 'LayerNorm'
  * `toStateKey`'s. Only child modules need it: no parameter has such a name.
  */
 export abstract class HfModule extends Module {
+  /** Inference only: runs with grad mode off (see Module.differentiable). */
+  protected override get differentiable(): boolean {
+    return false;
+  }
   override namedChildren(): [string, Module][] {
     const out: [string, Module][] = [];
     for (const [prop, value] of Object.entries(this)) {

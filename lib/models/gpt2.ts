@@ -248,6 +248,10 @@ export class GPT2Block extends Module {
 
 /** The decoder stack: token and position embeddings, blocks, final norm. Keys `transformer.*`. */
 export class GPT2Model extends Module {
+  /** Inference only: runs with grad mode off (see Module.differentiable). */
+  protected override get differentiable(): boolean {
+    return false;
+  }
   wte: Embedding;
   wpe: Embedding;
   h: ModuleList<GPT2Block>;
@@ -274,6 +278,10 @@ export interface GPT2ForwardOptions {
 
 /** GPT-2 with its language-model head (the token embedding, transposed). */
 export class GPT2LMHeadModel extends Module implements PackedCausalModel {
+  /** Inference only: runs with grad mode off (see Module.differentiable). */
+  protected override get differentiable(): boolean {
+    return false;
+  }
   readonly config: ResolvedGPT2Config;
   transformer: GPT2Model;
 

@@ -278,8 +278,19 @@ export abstract class Module {
       backend: this.backend,
       weightPrecision: this.weightPrecision,
       attentionPrecision: this.attentionPrecision,
+      ...(this.differentiable ? {} : { gradEnabled: false }),
     };
     return withContext(changes, forwardScope ? () => withForwardScope(fn) : fn);
+  }
+
+  /**
+   * False for modules whose methods run with grad mode off (the Hugging Face
+   * model families, which write K/V projections into caches in place: they
+   * run inference, and their outputs never require grad). attnode's `nn`
+   * modules are differentiable.
+   */
+  protected get differentiable(): boolean {
+    return true;
   }
 
   /**
