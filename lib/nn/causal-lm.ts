@@ -135,8 +135,10 @@ export class CausalLM extends Module {
     // Positions pos..pos+t of the table, broadcast over the batch like PositionalEncoding.forward does for 0..t.
     const pe = this.posEncoding.pe.data.subarray(pos * d, (pos + t) * d);
     const table = new Tensor(pe, ids.ndim === 2 && !this.batchFirst ? [t, 1, d] : [t, d], 'float32');
-    const x = ops.add(this.embedding.forward(ids), table, { backend: this.backend });
-    return this.lmHead.forward(this.transformer.forwardStep(x, cache));
+    return this.inStep(() => {
+      const x = ops.add(this.embedding.forward(ids), table, { backend: this.backend });
+      return this.lmHead.forward(this.transformer.forwardStep(x, cache));
+    });
   }
 
   /**

@@ -284,6 +284,18 @@ export abstract class Module {
   }
 
   /**
+   * Runs a decoding step of this module in its execution context with grad
+   * mode off and no forward scope: steps write keys and values into caches
+   * in place, which autograd does not track, so they are inference only (as
+   * every generation loop runs them).
+   */
+  protected inStep<T>(fn: () => T): T {
+    return withContext({
+      backend: this.backend, weightPrecision: this.weightPrecision, attentionPrecision: this.attentionPrecision, gradEnabled: false,
+    }, fn);
+  }
+
+  /**
    * False for modules whose methods run with grad mode off (the Hugging Face
    * model families, which write K/V projections into caches in place: they
    * run inference, and their outputs never require grad). attnode's `nn`

@@ -115,7 +115,7 @@ export class MultiheadAttention extends Module {
    * value [S, N, vdim] (batch-first or unbatched alike; value defaults to key).
    */
   precomputeKV(key: F32, value: F32 = key): MemoryKV {
-    return this.inContext(() => {
+    return this.inStep(() => {
       const fn = 'MultiheadAttention.precomputeKV';
       this.#checkStepSupported(fn);
       for (const [arg, t, feat] of [['key', key, this.kdim], ['value', value, this.vdim]] as const) {
@@ -132,7 +132,7 @@ export class MultiheadAttention extends Module {
       const [, k0, v0] = this.#seqFirst(null, key, value).map((t) => (key.ndim === 2 ? t.unsqueeze(1) : t));
       const { k, v } = inProjection(null, k0!, v0!, this.#params(), { same: key === value ? 'kv' : 'none' });
       return { batch: k.shape[1]!, length: k.shape[0]!, embedDim: this.embedDim, k, v };
-    }, false);
+    });
   }
 
   /**
@@ -149,7 +149,7 @@ export class MultiheadAttention extends Module {
    * after the sequence, which has no fixed end while decoding).
    */
   forwardStep(query: F32, cache: KVCache | MemoryKV, options: MultiheadAttentionStepOptions = {}): F32 {
-    return this.inContext(() => {
+    return this.inStep(() => {
       const fn = 'MultiheadAttention.forwardStep';
       checkOptions(fn, options, ['keyPaddingMask']);
       this.#checkStepSupported(fn);
@@ -195,7 +195,7 @@ export class MultiheadAttention extends Module {
       attendHeads(q, k, v, this.numHeads, attn, { masks, causal });
       const out = ops.linear(attn, this.outProj.weight, this.outProj.bias, { cacheWeight: true });
       return batched ? this.#fromSeqFirst(out) : out.squeeze(1);
-    }, false);
+    });
   }
 
   /** The parameters as the functional form takes them. */

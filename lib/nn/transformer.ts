@@ -202,7 +202,7 @@ export class TransformerEncoderLayer extends Module {
     checkOptions(fn, options, ['srcKeyPaddingMask']);
     checkInput(fn, 'src', src, this.options.dModel);
     const keyPaddingMask = options.srcKeyPaddingMask ?? null;
-    return this.inContext(() => this.#block(src, (x) => this.selfAttn.forwardStep(x, cache, { keyPaddingMask })), false);
+    return this.inStep(() => this.#block(src, (x) => this.selfAttn.forwardStep(x, cache, { keyPaddingMask })));
   }
 
   /** The residual structure (post-norm or pre-norm) around a self-attention `sa` and the feed-forward block. */
@@ -325,7 +325,7 @@ export class TransformerDecoderLayer extends Module {
       (x) => this.selfAttn.forwardStep(x, cache.selfAttn, { keyPaddingMask: tgtPadding }),
       (x) => this.multiheadAttn.forwardStep(x, cache.crossAttn, { keyPaddingMask: memoryPadding }),
     );
-    return this.inContext(step, false);
+    return this.inStep(step);
   }
 
   /** The residual structure (post-norm or pre-norm) around self-attention `sa`, cross-attention `ca` and feed-forward. */
@@ -469,11 +469,13 @@ export class TransformerEncoder extends Module {
     if (!(cache instanceof SelfAttentionCache) || cache.layers.length !== this.numLayers) {
       throw new TypeError(`${fn}: argument 'cache' must be a SelfAttentionCache from this stack's createCache()`);
     }
-    let x = src;
-    let i = 0;
-    for (const layer of this.layers) x = layer.forwardStep(x, cache.layers[i++]!, options);
-    if (this.numLayers === 0) cache.advanceEmpty(src.shape[src.ndim === 3 && this.#batchFirst ? 1 : 0]!);
-    return this.norm ? this.norm.forward(x) : x;
+    return this.inStep(() => {
+      let x = src;
+      let i = 0;
+      for (const layer of this.layers) x = layer.forwardStep(x, cache.layers[i++]!, options);
+      if (this.numLayers === 0) cache.advanceEmpty(src.shape[src.ndim === 3 && this.#batchFirst ? 1 : 0]!);
+      return this.norm ? this.norm.forward(x) : x;
+    });
   }
 }
 
@@ -526,11 +528,13 @@ export class TransformerDecoder extends Module {
     if (!(cache instanceof DecoderCache) || cache.layers.length !== this.numLayers) {
       throw new TypeError(`${fn}: argument 'cache' must be a DecoderCache from this stack's createCache()`);
     }
-    let x = tgt;
-    let i = 0;
-    for (const layer of this.layers) x = layer.forwardStep(x, cache.layers[i++]!, options);
-    if (this.numLayers === 0) cache.advanceEmpty(tgt.shape[tgt.ndim === 3 && this.#batchFirst ? 1 : 0]!);
-    return this.norm ? this.norm.forward(x) : x;
+    return this.inStep(() => {
+      let x = tgt;
+      let i = 0;
+      for (const layer of this.layers) x = layer.forwardStep(x, cache.layers[i++]!, options);
+      if (this.numLayers === 0) cache.advanceEmpty(tgt.shape[tgt.ndim === 3 && this.#batchFirst ? 1 : 0]!);
+      return this.norm ? this.norm.forward(x) : x;
+    });
   }
 }
 
