@@ -16,15 +16,7 @@ import type {
 } from '../backend';
 import { ActivationGrad } from '../backend';
 import { erfc } from './math';
-
-/** A row stride argument: its default (cols) or a checked integer ≥ cols. */
-function stride(fn: string, name: string, value: number | undefined, cols: number): number {
-  if (value === undefined) return cols;
-  if (!Number.isInteger(value) || value < cols) {
-    throw new RangeError(`${fn}: argument '${name}' must be an integer >= cols (${cols}), got ${value}`);
-  }
-  return value;
-}
+import { rowStride as stride } from './layer';
 
 /** dx = y·(dy − Σ dy·y), or with `log` dx = dy − exp(y)·Σ dy, per row. */
 export function softmaxBackward(args: SoftmaxBackwardArgs): void {
@@ -179,6 +171,14 @@ export function embeddingBackward({ dy, ids, dweight, num, dim, paddingIdx, dyRo
   }
 }
 
+/** Σ w over the classes (cols without weights). */
+function weightSum(w: Float32Array | null, cols: number): number {
+  if (!w) return cols;
+  let s = 0;
+  for (let c = 0; c < cols; c++) s += w[c]!;
+  return s;
+}
+
 function checkTargets(fn: string, target: Int32Array, rows: number, cols: number, ignoreIndex: number): void {
   for (let i = 0; i < rows; i++) {
     const t = target[i]!;
@@ -193,11 +193,7 @@ export function crossEntropy(args: CrossEntropyArgs): void {
   const { logits: x, target, weight: w, ignoreIndex, labelSmoothing: eps, loss, lse, rows, cols } = args;
   const ld = stride('crossEntropy', 'logitsRowStride', args.logitsRowStride, cols);
   checkTargets('crossEntropy', target, rows, cols, ignoreIndex);
-  let wSum = cols;
-  if (w) {
-    wSum = 0;
-    for (let c = 0; c < cols; c++) wSum += w[c]!;
-  }
+  const wSum = weightSum(w, cols);
   for (let r = 0; r < rows; r++) {
     const o = r * ld;
     let max = -Infinity;
@@ -226,11 +222,7 @@ export function crossEntropyBackward(args: CrossEntropyBackwardArgs): void {
   const ldx = stride('crossEntropyBackward', 'logitsRowStride', args.logitsRowStride, cols);
   const lddx = stride('crossEntropyBackward', 'dlogitsRowStride', args.dlogitsRowStride, cols);
   checkTargets('crossEntropyBackward', target, rows, cols, ignoreIndex);
-  let wSum = cols;
-  if (w) {
-    wSum = 0;
-    for (let c = 0; c < cols; c++) wSum += w[c]!;
-  }
+  const wSum = weightSum(w, cols);
   const se = eps / cols;
   for (let r = 0; r < rows; r++) {
     const ox = r * ldx;

@@ -23,7 +23,7 @@ import { UnaryOp } from '../backend';
 import { geluExact, geluTanh } from './math';
 
 /** A row stride argument: its default (cols) or a checked integer ≥ cols. */
-function rowStride(fn: string, name: string, value: number | undefined, cols: number): number {
+export function rowStride(fn: string, name: string, value: number | undefined, cols: number): number {
   if (value === undefined) return cols;
   if (!Number.isInteger(value) || value < cols) {
     throw new RangeError(`${fn}: argument '${name}' must be an integer >= cols (${cols}), got ${value}`);

@@ -11,7 +11,12 @@
 namespace attnode::kernels::portable {
 namespace {
 
-void layer_norm_row(const float* x, const float* g, const float* b, float* y, int64_t n, float eps) {
+// A row's normalisation: xhat = (x - mean_f) * rstd + shift (forward and backward use the same values).
+struct LnStats {
+  float mean_f, rstd, shift;
+};
+
+LnStats ln_stats(const float* x, int64_t n, float eps) {
   // Shifted two-pass, see norms_rows.inc: shift by x[0] so a constant
   // row gives mean == x[0] exactly (output == beta), then the corrected
   // two-pass variance around the float mean.
@@ -29,8 +34,12 @@ void layer_norm_row(const float* x, const float* g, const float* b, float* y, in
   double var = d2 / static_cast<double>(n) - delta * delta;
   if (var < 0.0) var = 0.0;
   const double rstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
-  const float rstd_f = static_cast<float>(rstd);
-  const float shift = static_cast<float>(-delta * rstd);
+  return {mean_f, static_cast<float>(rstd), static_cast<float>(-delta * rstd)};
+}
+
+void layer_norm_row(const float* x, const float* g, const float* b, float* y, int64_t n, float eps) {
+  const LnStats st = ln_stats(x, n, eps);
+  const float mean_f = st.mean_f, rstd_f = st.rstd, shift = st.shift;
   for (int64_t i = 0; i < n; ++i) {
     float t = (x[i] - mean_f) * rstd_f + shift;
     if (g) t *= g[i];
@@ -100,22 +109,8 @@ void layer_norm_backward_rows(const float* x, const float* gamma, const float* d
   for (int64_t r = 0; r < rows; ++r) {
     // The row statistics exactly as layer_norm_row computes them.
     const float* xr = x + r * ldx;
-    const float c = xr[0];
-    double s1 = 0.0;
-    for (int64_t i = 0; i < cols; ++i) s1 += static_cast<double>(xr[i] - c);
-    const float mean_f = static_cast<float>(static_cast<double>(c) + s1 / static_cast<double>(cols));
-    double d1 = 0.0, d2 = 0.0;
-    for (int64_t i = 0; i < cols; ++i) {
-      const float d = xr[i] - mean_f;
-      d1 += d;
-      d2 += static_cast<double>(d) * d;
-    }
-    const double delta = d1 / static_cast<double>(cols);
-    double var = d2 / static_cast<double>(cols) - delta * delta;
-    if (var < 0.0) var = 0.0;
-    const double rstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
-    norm_grad_row(xr, gamma, dy + r * lddy, dx + r * lddx, pg, pb, cols, mean_f, static_cast<float>(rstd),
-                  static_cast<float>(-delta * rstd), true);
+    const LnStats st = ln_stats(xr, cols, eps);
+    norm_grad_row(xr, gamma, dy + r * lddy, dx + r * lddx, pg, pb, cols, st.mean_f, st.rstd, st.shift, true);
   }
 }
 
