@@ -569,6 +569,7 @@ Kernel ParseEmbeddingBackward(NamedArgs& args) {
   Span<float> dw_used = dweight;
   dw_used.length = num * dim;
   args.require_no_overlap(dw_used, "dweight", dy.used, "dy", false);
+  args.require_no_overlap(dw_used, "dweight", ids, "ids", false);
   for (int64_t i = 0; i < ids.length; ++i) {
     const int32_t id = ids.data[i];
     if (id < 0 || id >= num) {

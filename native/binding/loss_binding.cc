@@ -55,6 +55,7 @@ Span<float> output_vector(const NamedArgs& args, const CrossEntropyOperands& o, 
   Span<float> used = s;
   used.length = n;
   args.require_no_overlap(used, name, o.logits.used, "logits", false);
+  args.require_no_overlap(used, name, o.target, "target", false);
   if (o.weight.given) args.require_no_overlap(used, name, o.weight, "weight", false);
   return used;
 }
@@ -74,7 +75,6 @@ Kernel ParseCrossEntropy(NamedArgs& args) {
   const Span<float> lse = output_vector(args, o, "lse", o.rows);
   args.require_no_overlap(loss, "loss", lse, "lse", false);
   if (o.rows == 0) return {};
-  if (o.cols == 0) args.range_error("argument 'cols' must be at least 1 for rows > 0");
   return [x = o.logits.span.data, ldx = o.logits.ld, t = o.target.data, w = o.weight.data, ii = o.ignore_index,
           eps = static_cast<float>(o.label_smoothing), loss = loss.data, lse = lse.data, rows = o.rows, cols = o.cols] {
     const int64_t bad = kernels::cross_entropy_rows(x, ldx, t, w, ii, eps, loss, lse, rows, cols);
@@ -97,6 +97,7 @@ Kernel ParseCrossEntropyBackward(NamedArgs& args) {
   check_rows_in_out(args, o.logits, "logits", dx, "dlogits");
   args.require_no_overlap(dx.used, "dlogits", lse, "lse", false);
   args.require_no_overlap(dx.used, "dlogits", dloss, "dloss", false);
+  args.require_no_overlap(dx.used, "dlogits", o.target, "target", false);
   if (o.weight.given) args.require_no_overlap(dx.used, "dlogits", o.weight, "weight", false);
   if (o.rows == 0 || o.cols == 0) return {};
   return [x = o.logits.span.data, ldx = o.logits.ld, lse = lse.data, t = o.target.data, w = o.weight.data,

@@ -49,10 +49,18 @@ std::vector<int32_t> checked_targets(const int32_t* target, int64_t rows, int64_
 int64_t cross_entropy_rows(const float* x, int64_t ldx, const int32_t* target, const float* weight,
                            int64_t ignore_index, float label_smoothing, float* loss, float* lse, int64_t rows,
                            int64_t cols) {
-  if (rows <= 0 || cols <= 0) return -1;
+  if (rows <= 0) return -1;
   if (ldx == 0) ldx = cols;
   int64_t bad;
   const std::vector<int32_t> t = checked_targets(target, rows, cols, ignore_index, &bad);
+  if (cols <= 0) {
+    // No classes: every (valid) target is ignored, the log of an empty sum is -inf.
+    for (int64_t i = 0; i < rows; ++i) {
+      loss[i] = 0.0f;
+      lse[i] = -__builtin_huge_valf();
+    }
+    return bad;
+  }
   const IsaKernels& k = isa_kernels();
   for_range(rows, rows_per_task(cols, kGrain), [&](int64_t b, int64_t e) {
     k.cross_entropy_rows(x + b * ldx, ldx, t.data() + b, weight, ignore_index, label_smoothing, loss + b, lse + b,

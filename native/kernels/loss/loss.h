@@ -16,7 +16,8 @@ namespace attnode::kernels {
 // Per row i of logits x [rows, cols] (rows ldx apart, 0: cols), with t = target[i], w = weight (all 1 when null),
 // lse = log(sum_c exp(x[c])) and eps = label_smoothing:
 //   loss[i] = (1 - eps) * w[t] * (lse - x[t]) + (eps / cols) * sum_c w[c] * (lse - x[c]),
-// PyTorch's per-element loss before the reduction; a row whose target is ignore_index gets 0. lse[i] receives the
+// PyTorch's per-element loss before the reduction; a row whose target is ignore_index gets 0 (with no classes at all
+// every target must be ignore_index, and lse is -inf). lse[i] receives the
 // row's log-sum-exp (for the backward). Returns the position of the first target that is neither in
 // [0, cols) nor ignore_index (its row gets loss 0), or -1.
 int64_t cross_entropy_rows(const float* x, int64_t ldx, const int32_t* target, const float* weight,
