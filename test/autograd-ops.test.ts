@@ -18,6 +18,7 @@ import { addon } from '../lib/backend/native';
 import { clearBufferPool, pooledBufferBytes } from '../lib/workspace';
 import { backends } from './helpers/backends';
 import { GPT2LMHeadModel } from '../lib/models/gpt2';
+import { TransformerModel } from '../lib/cli/seed-model';
 import { gradcheck } from './helpers/gradcheck';
 
 type F32 = Tensor<'float32'>;
@@ -203,6 +204,34 @@ describe.each(backends)('modules in training (%s backend)', (backend) => {
     expect(z.gradFn?.name).toBe('LinearBackward');
     const d = z.detach();
     expect(() => ops.sum(ops.mul(d, 2)).backward()).toThrow(/must require grad/);
+  });
+});
+
+describe.each(backends)('training the seed model end to end (%s backend)', (backend) => {
+  it('SGD on CrossEntropyLoss learns to copy a batch of sequences (the loss falls by more than half)', () => {
+    nn.manualSeed(42);
+    const vocab = 8;
+    const model = new TransformerModel(vocab, 16, 2, 1, 1, 32).useBackend(backend);
+    model.train();
+    const criterion = new nn.CrossEntropyLoss({ ignoreIndex: 0 });
+    // src [S, N]; the decoder reads <bos>=1 then the sequence, and must predict the sequence then <eos>=2.
+    const seqs = [[3, 4, 5, 6], [7, 3, 5, 4], [6, 6, 7, 3]];
+    const src = tensor(new Int32Array(4 * 3).map((_, i) => seqs[i % 3]![Math.floor(i / 3)]!), [4, 3], 'int32');
+    const tgtIn = tensor(new Int32Array(5 * 3).map((_, i) => (i < 3 ? 1 : seqs[i % 3]![Math.floor(i / 3) - 1]!)), [5, 3], 'int32');
+    const tgtOut = tensor(new Int32Array(5 * 3).map((_, i) => (i >= 12 ? 2 : seqs[i % 3]![Math.floor(i / 3)]!)), [15], 'int32');
+    const losses: number[] = [];
+    for (let step = 0; step < 40; step++) {
+      for (const p of model.parameters()) p.grad = null;
+      const out = model.forward(src, tgtIn);
+      const loss = criterion.forward(out.reshape(-1, vocab), tgtOut);
+      loss.backward();
+      noGrad(() => {
+        for (const p of model.parameters()) ops.add(p, ops.mul(p.grad!, -0.1, { backend }), { out: p, backend });
+      });
+      losses.push(loss.item());
+    }
+    expect(losses.every(Number.isFinite)).toBe(true);
+    expect(losses[losses.length - 1]!).toBeLessThan(0.5 * losses[0]!);
   });
 });
 
