@@ -18,9 +18,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { info, Tensor } from '../lib';
+import { info, setGradEnabled, Tensor } from '../lib';
 import { manualSeed } from '../lib/nn/init';
 import { TransformerModel } from '../lib/cli/seed-model';
+
+// Inference only: no autograd graph (parameters require grad by default, as in PyTorch).
+setGradEnabled(false);
 
 const { values: args } = parseArgs({
   options: {
@@ -48,7 +51,7 @@ function median(xs: number[]): number {
 }
 
 manualSeed(0);
-const model = new TransformerModel(cfg.vocab, cfg.d, cfg.nhead, cfg.layers, cfg.layers, cfg.ff).useBackend('native');
+const model = new TransformerModel(cfg.vocab, cfg.d, cfg.nhead, cfg.layers, cfg.layers, cfg.ff).eval().useBackend('native');
 // Warm-up: thread pool, allocator, code paths.
 model.generate(srcIds(cfg.srcLen, 1, 1), { maxNewTokens: 4, bosId: 1 });
 model.generate(srcIds(cfg.srcLen, 1, 1), { maxNewTokens: 4, bosId: 1, useCache: false });

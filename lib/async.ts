@@ -99,6 +99,8 @@ export function getAsyncLimits(): AsyncLimits {
 interface Waiting {
   fn: () => unknown;
   options: RunAsyncOptions;
+  /** Grad mode when the call was made (restored when it runs). */
+  gradEnabled: boolean;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
   onAbort: (() => void) | null;
@@ -171,10 +173,16 @@ export function runAsyncOn<T>(backend: Backend | null, fn: () => T, options?: Ru
     if (currentContext().recording) return Promise.resolve(fn());
     // Nothing to defer to: the TS backend computes now.
     if (!addon || (backend ?? getBackend()).name !== 'native') return Promise.resolve(fn());
-    if (running < limits.maxRecordedAhead && queued === 0) return new Promise<T>((resolve, reject) => start(fn, opts, resolve, reject));
+    // Grad mode as at the call (a queued call runs later, outside any noGrad frame it was made in).
+    const { gradEnabled } = currentContext();
+    if (running < limits.maxRecordedAhead && queued === 0) {
+      return new Promise<T>((resolve, reject) => start(fn, opts, gradEnabled, resolve, reject));
+    }
     if (queued >= limits.maxQueued) return Promise.reject(queueFullError());
     return new Promise<T>((resolve, reject) => {
-      const w: Waiting = { fn, options: opts, resolve: resolve as (v: unknown) => void, reject, onAbort: null, gone: false };
+      const w: Waiting = {
+        fn, options: opts, gradEnabled, resolve: resolve as (v: unknown) => void, reject, onAbort: null, gone: false,
+      };
       if (signal) {
         w.onAbort = (): void => {
           if (w.gone) return;
@@ -206,7 +214,7 @@ function pump(): void {
     w.gone = true;
     queued--;
     if (w.onAbort) w.options.signal!.removeEventListener('abort', w.onAbort);
-    start(w.fn, w.options, w.resolve, w.reject);
+    start(w.fn, w.options, w.gradEnabled, w.resolve, w.reject);
   }
   // Only aborted entries (or none) left: drop them so the array does not keep growing.
   if (queued === 0 && queue.length > 0) {
@@ -237,7 +245,9 @@ function deliverInOrder(): void {
  * same number of promise hops from its outcome and FIFO holds for the caller's
  * continuations too). `running` counts it until it settles.
  */
-function start<T>(fn: () => T, options: RunAsyncOptions, resolve: (v: T) => void, reject: (e: unknown) => void): void {
+function start<T>(
+  fn: () => T, options: RunAsyncOptions, gradEnabled: boolean, resolve: (v: T) => void, reject: (e: unknown) => void,
+): void {
   const a = addon!;
   const list = a.createCommandList();
   const scope: BufferScope | null = options.reuseBuffers ? newBufferScope() : null;
@@ -246,7 +256,7 @@ function start<T>(fn: () => T, options: RunAsyncOptions, resolve: (v: T) => void
   let result: T;
   try {
     // Recording: every native call appends to `list`; outputs come from `scope` (or fresh buffers).
-    result = withContext({ recording: list, bufferScope: scope }, fn);
+    result = withContext({ recording: list, bufferScope: scope, gradEnabled }, fn);
   } catch (err) {
     // Nothing was submitted, so nothing will touch the buffers.
     endDeferredRelease(list, deferred);

@@ -7,12 +7,16 @@
  * nn.MultiheadAttention's: here a bool mask's `true` means "may attend"
  * (PyTorch: "take part in attention"); a float mask is added to the scores.
  */
-import { Tensor, empty } from './tensor';
+import { Rng, Tensor, empty } from './tensor';
+import { runAttention } from './ops/attention-core';
+import { defaultGenerator } from './random';
 import { formatShape } from './errors';
 import type { AttentionMask, AttentionPrecision } from './backend/backend';
-import { resolveBackend } from './backend/registry';
 import { currentContext } from './context';
 import type { OpOptions } from './op-options';
+import { checkOutForGrad } from './ops/checks';
+import { resolveBackend } from './backend/registry';
+import { needsGrad } from './autograd/graph';
 
 /** Options of {@link scaledDotProductAttention}. */
 export interface ScaledDotProductAttentionOptions extends OpOptions {
@@ -22,8 +26,13 @@ export interface ScaledDotProductAttentionOptions extends OpOptions {
   isCausal?: boolean;
   /** Default 1/√E. */
   scale?: number;
-  /** Accepted for parity; never applied (inference). */
+  /**
+   * Dropout on the attention probabilities, applied whenever > 0 (as PyTorch's functional form does; modules pass
+   * it only in training mode), drawn from `generator` or the process-wide generator (`manualSeed`). Default 0.
+   */
   dropoutP?: number;
+  /** The generator dropout draws from (default the process-wide one). */
+  generator?: Rng;
   /**
    * Grouped-query attention (PyTorch 2.5's `enable_gqa`): k and v may have fewer heads (dim −3) than q, a divisor
    * of q's; query head h attends with key/value head ⌊h / (Hq / Hkv)⌋, read in place (never repeated). Default
@@ -106,16 +115,21 @@ export function scaledDotProductAttention(
   const [qs, ks, vs] = [q, k, v].map((t) => (t.strides[r - 1] === 1 || t.shape[r - 1]! <= 1 ? t : t.contiguous(opts.backend))) as [
     Tensor<'float32'>, Tensor<'float32'>, Tensor<'float32'>,
   ];
+  const dropoutP = opts.dropoutP ?? 0;
+  if (typeof dropoutP !== 'number' || !(dropoutP >= 0 && dropoutP < 1)) {
+    throw new RangeError(`${fn}: option 'dropoutP' must be a number in [0, 1), got ${String(dropoutP)}`);
+  }
+  if (opts.generator !== undefined && !(opts.generator instanceof Rng)) {
+    throw new TypeError(`${fn}: option 'generator' must be an Rng, got ${typeof opts.generator}`);
+  }
   const outShape = [...q.shape.slice(0, r - 1), ev];
   const out = opts.out === undefined ? empty(outShape, 'float32') : checkAttentionOut(fn, opts.out, outShape, [qs, ks, vs]);
-  resolveBackend(opts.backend).attention({
-    q: qs.data, k: ks.data, v: vs.data, out: out.data,
-    qStrides: headStrides(qs), kStrides: headStrides(ks), vStrides: headStrides(vs), outStrides: headStrides(out),
-    batch, heads, lq: l, lk: s, dk: e, dv: ev, scale, masks,
-    ...(kvHeads !== heads && heads > 0 ? { kvHeads } : {}),
-    causal: opts.isCausal ?? false,
-    weights: null,
-    ...(precision === 'bfloat16' ? { precision } : {}),
+  runAttention({
+    q: qs, k: ks, v: vs, out, strides: headStrides,
+    batch, heads, kvHeads: kvHeads !== heads && heads > 0 ? kvHeads : heads, lq: l, lk: s, dk: e, dv: ev, scale, masks,
+    causal: opts.isCausal ?? false, needWeights: false, precision,
+    dropout: dropoutP > 0 ? { p: dropoutP, generator: opts.generator ?? defaultGenerator() } : null,
+    ...(opts.backend ? { backend: opts.backend } : {}),
   });
   return out;
 }
@@ -145,6 +159,8 @@ function checkAttentionOut(fn: string, out: unknown, shape: readonly number[], i
       throw new RangeError(`${fn}: option 'out' must not overlap q, k or v`);
     }
   }
+  checkOutForGrad(fn, 'out', out);
+  out._bumpVersion();
   return out as Tensor<'float32'>;
 }
 
@@ -209,7 +225,8 @@ function int32Entries(fn: string, name: string, x: unknown, b: number): Int32Arr
  *
  * q [B, H, L, E] (any strides, contiguous features), k [P, Hkv, E] and v [P, Hkv, Ev] (position-major views of
  * the pool, e.g. `pool.narrow(-1, 0, kvDim).view(P, Hkv, E)`) → [B, H, L, Ev].
- * @throws TypeError for wrong dtypes or index arrays, RangeError for shapes or ranges (naming the option/argument).
+ * @throws TypeError for wrong dtypes or index arrays, RangeError for shapes or ranges (naming the option/argument);
+ *   Error in grad mode on inputs that require grad (no backward: run it under noGrad()).
  */
 export function pooledAttention(
   q: Tensor<'float32'>,
@@ -218,6 +235,10 @@ export function pooledAttention(
   opts: PooledAttentionOptions,
 ): Tensor<'float32'> {
   const fn = 'pooledAttention';
+  if (needsGrad(q, k, v)) {
+    // A decoding-side op (continuous batching over a KV pool): no backward.
+    throw new Error(`${fn}: has no backward (it serves decoding); run it under noGrad() or on tensors that do not require grad`);
+  }
   for (const [arg, t, nd] of [['q', q, 4], ['k', k, 3], ['v', v, 3]] as const) {
     if (!(t instanceof Tensor) || t.dtype !== 'float32') {
       throw new TypeError(`${fn}: argument '${arg}' must be a float32 Tensor, got ${t instanceof Tensor ? `dtype ${t.dtype}` : typeof t}`);

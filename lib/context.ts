@@ -13,7 +13,11 @@
  * - where large op outputs are allocated (`bufferScope`: lent from the pool
  *   of lib/workspace.ts inside a module's forward or a `reuseBuffers` async
  *   call; null: fresh buffers).
- * (The autograd tape of training will be one more field here.)
+ * - whether ops record their backward for autograd (`gradEnabled`: grad
+ *   mode, on by default as in PyTorch; `noGrad(fn)` turns it off). An op
+ *   records a backward node only when grad mode is on and one of its inputs
+ *   requires grad, so inference on tensors that do not require grad costs
+ *   one flag test per op (lib/autograd/).
  *
  * Contexts are immutable frames on a stack: {@link withContext} runs a
  * synchronous function with some fields changed and restores the previous
@@ -45,6 +49,8 @@ export interface ExecutionContext {
   readonly recording: CommandList | null;
   /** Where op outputs are lent from, or null for fresh buffers. */
   readonly bufferScope: BufferScope | null;
+  /** Grad mode: ops on tensors that require grad record their backward (default true; see `noGrad`). */
+  readonly gradEnabled: boolean;
 }
 
 const root: { -readonly [K in keyof ExecutionContext]: ExecutionContext[K] } = {
@@ -53,6 +59,7 @@ const root: { -readonly [K in keyof ExecutionContext]: ExecutionContext[K] } = {
   attentionPrecision: 'float32',
   recording: null,
   bufferScope: null,
+  gradEnabled: true,
 };
 
 let current: ExecutionContext = root;
@@ -81,6 +88,11 @@ export function withContext<T>(changes: Partial<ExecutionContext>, fn: () => T):
 /** Sets the root context's backend (what `setBackend` does); null restores the default. */
 export function setRootBackend(backend: Backend | null): void {
   root.backend = backend;
+}
+
+/** Sets the root context's grad mode (what `setGradEnabled` does). */
+export function setRootGradEnabled(enabled: boolean): void {
+  root.gradEnabled = enabled;
 }
 
 /** The root context's backend choice. */

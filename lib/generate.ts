@@ -14,6 +14,7 @@
  */
 import { Tensor } from './tensor';
 import { runAsync } from './async';
+import { noGrad } from './autograd/grad-mode';
 import { checkInt, formatShape } from './errors';
 import type { Embedding } from './nn/sparse';
 import type { Linear } from './nn/linear';
@@ -174,9 +175,12 @@ function argmaxLast(logits: Tensor<'float32'>, layout: StepLayout): Int32Array {
 
 /** Runs a work generator synchronously. */
 export function runSteps<R>(gen: Generator<() => Tensor<'float32'>, R, Tensor<'float32'>>): R {
-  let r = gen.next();
-  while (!r.done) r = gen.next(r.value());
-  return r.value;
+  // Decoding needs no gradients: grad mode off, whatever the parameters' requiresGrad.
+  return noGrad(() => {
+    let r = gen.next();
+    while (!r.done) r = gen.next(r.value());
+    return r.value;
+  });
 }
 
 /**
@@ -188,8 +192,13 @@ export async function runStepsAsync<R>(
   gen: Generator<() => Tensor<'float32'>, R, Tensor<'float32'>>,
   backend: Backend,
 ): Promise<R> {
-  let r = gen.next();
-  while (!r.done) r = gen.next(backend.name === 'js' ? r.value() : await runAsync(r.value));
+  let r = noGrad(() => gen.next());
+  while (!r.done) {
+    const step = r.value;
+    const logits = noGrad(() => (backend.name === 'js' ? step() : runAsync(step)));
+    const value = logits instanceof Promise ? await logits : logits;
+    r = noGrad(() => gen.next(value));
+  }
   return r.value;
 }
 

@@ -7,6 +7,8 @@
  */
 // The native backend registers itself on import; keep this first.
 import './backend/native';
+// Registers the autograd engine into Tensor.
+import './autograd/index';
 
 export {
   Tensor,
@@ -29,7 +31,11 @@ export {
   type NestedArray,
   type TensorData,
   type RandomOptions,
+  type GradFn,
+  type BackwardOptions,
 } from './tensor';
+export { noGrad, enableGrad, isGradEnabled, setGradEnabled } from './autograd/index';
+export { manualSeed } from './random';
 export * as ops from './ops';
 export * as nn from './nn';
 export * as serving from './serving';

@@ -18,6 +18,9 @@ export * from './ops/elementwise';
 export * from './ops/layout';
 export * from './ops/rotary';
 export * from './ops/indexing';
+export { sum, mean, type ReduceOptions } from './ops/reduce';
+export { dropout, type DropoutOptions } from './ops/dropout';
+export { crossEntropy, mseLoss, type CrossEntropyOptions, type MseLossOptions, type LossReduction } from './ops/loss';
 // Attention lives in its own file; it is part of the functional API.
 export { scaledDotProductAttention, pooledAttention, type ScaledDotProductAttentionOptions, type PooledAttentionOptions } from './attention';
 export {

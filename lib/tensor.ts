@@ -13,6 +13,8 @@
  * layout arithmetic lives in lib/strided.ts.
  */
 import type { Backend, BackendName } from './backend/backend';
+import { currentContext } from './context';
+import { recordingList } from './backend/recording';
 import {
   checkStrides, coalesce, computeViewStrides, contiguousStrides, copyStrided, gatherJs, inferShape, intList,
   isContiguousLayout, spanOf, type Shape,
@@ -73,6 +75,67 @@ function checkDType(fn: string, dtype: unknown): DType {
   return dtype;
 }
 
+// ---------------------------------------------------------------------------
+// Autograd hooks (lib/autograd/ implements them; they are registered when it is imported, which the package root
+// and lib/nn do). Defined here as interfaces so that this file depends on nothing of autograd.
+
+/**
+ * A node of the autograd graph: the backward of the op that produced a tensor
+ * (PyTorch's `grad_fn`). `nextFunctions` says where the gradient of each of the
+ * op's inputs goes: the input's own `gradFn` (or its gradient accumulator,
+ * for a leaf) and which of that node's outputs it is, or null for an input
+ * that needs no gradient.
+ */
+export interface GradFn {
+  /** The op's name, PyTorch-style (`'LinearBackward'`, `'AddBackward'`, …). */
+  readonly name: string;
+  readonly nextFunctions: readonly (readonly [GradFn, number] | null)[];
+}
+
+/** Options of {@link Tensor.backward}. */
+export interface BackwardOptions {
+  /**
+   * Keep the graph's saved tensors so that `backward` can run through it
+   * again (default false: they are freed, and a second backward through the
+   * same graph is an Error that names this option).
+   */
+  retainGraph?: boolean;
+}
+
+/** Which view a tensor method took, for its backward (see lib/autograd/views.ts). */
+export type ViewKind = 'reshape' | 'transpose' | 'permute' | 'slice' | 'select' | 'expand' | 'copy';
+
+/** What lib/autograd registers into Tensor. @internal */
+export interface AutogradHooks {
+  backward(root: Tensor, gradOutput: Tensor | undefined, options: BackwardOptions): void;
+  /** Records the backward of `output = input.<kind>(...args)` (called only when input requires grad and grad mode is on). */
+  view(kind: ViewKind, input: Tensor, output: Tensor, args: readonly number[]): void;
+  /** Keeps the gradient of non-leaf `t` on backward. */
+  retainGrad(t: Tensor): void;
+}
+
+let autogradHooks: AutogradHooks | null = null;
+
+/** Called once by lib/autograd/index.ts. @internal */
+export function registerAutogradHooks(hooks: AutogradHooks): void {
+  autogradHooks = hooks;
+}
+
+function hooks(what: string): AutogradHooks {
+  if (!autogradHooks) {
+    throw new Error(`${what}: autograd is not loaded; import attnode from its package root (or lib/autograd) before computing gradients`);
+  }
+  return autogradHooks;
+}
+
+/**
+ * The version counter of a tensor's memory: in-place writes bump it, and
+ * every view shares its base's counter (PyTorch's `_version`).
+ */
+interface VersionCounter {
+  value: number;
+}
+
 const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
 
@@ -111,6 +174,15 @@ export class Tensor<D extends DType = DType> {
   /** Stored strides; left unset for tensors built without strides until {@link Tensor.strides} is first read. */
   #strides: readonly number[] | undefined;
   #contiguous: boolean;
+  // Autograd state (see the "Autograd" section below). Private fields: never enumerable, never state.
+  #requiresGrad = false;
+  #grad: Tensor<'float32'> | null = null;
+  #gradFn: GradFn | null = null;
+  #outputNr = 0;
+  /** Created on first use and shared with every view (see {@link Tensor._version}). */
+  #versionCounter: VersionCounter | undefined;
+  /** A leaf's gradient accumulator node, kept by lib/autograd so that every use of the leaf shares one. */
+  #gradAccumulator: GradFn | null = null;
 
   /**
    * Wraps `data` (no copy). Prefer the {@link tensor} factory, which also
@@ -208,7 +280,161 @@ export class Tensor<D extends DType = DType> {
     if (this.#contiguous) return this;
     const out = allocateUninitialized(this.dtype, this.size);
     copyStrided(this.data, this.shape, this.#strides!, out, backend);
-    return new Tensor(out, this.shape, this.dtype);
+    return this.#copied(new Tensor(out, this.shape, this.dtype));
+  }
+
+  // -------------------------------------------------------------------------
+  // Autograd
+
+  /**
+   * Whether gradients are computed for this tensor (PyTorch's
+   * `requires_grad`). Set it on leaves (tensors you created, parameters:
+   * modules set it on theirs); results of ops on such tensors require grad
+   * themselves while grad mode is on (see `noGrad`). Only float32 tensors can
+   * require grad.
+   * @throws TypeError when set to true on an int32/bool tensor, or to anything but a boolean.
+   * @throws RangeError when set to false on a non-leaf (use {@link detach}).
+   */
+  get requiresGrad(): boolean {
+    return this.#requiresGrad;
+  }
+
+  set requiresGrad(flag: boolean) {
+    if (typeof flag !== 'boolean') throw argTypeError('requiresGrad', 'flag', 'be a boolean', flag);
+    if (flag && this.dtype !== 'float32') {
+      throw argTypeError('requiresGrad', 'this', 'be a float32 Tensor (only floating point tensors can require gradients)', this);
+    }
+    if (!flag && this.#gradFn !== null) {
+      throw argRangeErrorRaw('requiresGrad', 'flag',
+        'be true for a non-leaf tensor (it is the result of an op that requires grad; use detach() for a tensor without history)',
+        `false on a tensor with gradFn ${this.#gradFn.name}`);
+    }
+    this.#requiresGrad = flag;
+  }
+
+  /** Sets {@link requiresGrad} (default true) and returns this tensor, as PyTorch's `requires_grad_()`. */
+  requiresGrad_(flag = true): this {
+    this.requiresGrad = flag;
+    return this;
+  }
+
+  /**
+   * The gradient accumulated into this tensor by {@link backward} (null until
+   * then): a contiguous float32 tensor of this shape. Gradients accumulate
+   * across backward calls until set to null (or zeroed). Only leaves get one,
+   * unless {@link retainGrad} was called.
+   * @throws TypeError/RangeError when set to anything but null or a float32 tensor of this shape.
+   */
+  get grad(): Tensor<'float32'> | null {
+    return this.#grad;
+  }
+
+  set grad(g: Tensor<'float32'> | null) {
+    if (g !== null) {
+      if (!(g instanceof Tensor) || g.dtype !== 'float32') throw argTypeError('grad', 'value', 'be null or a float32 Tensor', g);
+      if (g.shape.length !== this.shape.length || g.shape.some((d, i) => d !== this.shape[i])) {
+        throw argRangeErrorRaw('grad', 'value', `have this tensor's shape ${formatShape(this.shape)}`, formatShape(g.shape));
+      }
+    }
+    this.#grad = g;
+  }
+
+  /** The backward node of the op that produced this tensor (PyTorch's `grad_fn`), or null for a leaf. */
+  get gradFn(): GradFn | null {
+    return this.#gradFn;
+  }
+
+  /** True for a tensor that no recorded op produced: made by the user, a parameter, or the result of {@link detach}. */
+  get isLeaf(): boolean {
+    return this.#gradFn === null;
+  }
+
+  /**
+   * The version of this tensor's memory: in-place writes (`set`, an op's `out`
+   * or `sumOut`, optimizer steps) increase it, and views share their base's
+   * counter. Autograd checks that tensors saved for backward were not
+   * modified since; the native backend re-packs a cached GEMM weight whose
+   * version changed. Code that writes `data` directly must call
+   * {@link _bumpVersion} afterwards.
+   */
+  get _version(): number {
+    return this.#versionCounter?.value ?? 0;
+  }
+
+  /** Marks this tensor's memory as modified in place (see {@link _version}). */
+  _bumpVersion(): void {
+    (this.#versionCounter ??= { value: 0 }).value++;
+  }
+
+  /**
+   * A tensor sharing this one's memory (and version counter) that is not part
+   * of any graph and does not require grad (PyTorch's `detach()`).
+   */
+  detach(): Tensor<D> {
+    const out = new Tensor(this.data, this.shape, this.dtype, this.#contiguous ? undefined : this.#strides);
+    out.#versionCounter = (this.#versionCounter ??= { value: 0 });
+    return out;
+  }
+
+  /**
+   * Computes the gradient of this tensor with respect to every leaf of its
+   * graph that requires grad and accumulates it into their {@link grad}
+   * (PyTorch's `backward()`). A one-element tensor (a loss) needs no
+   * `gradOutput`; any other needs the gradient of some scalar with respect
+   * to it, a float32 tensor of its shape. The graph's saved tensors are freed
+   * afterwards unless `options.retainGraph`.
+   * @throws RangeError for a tensor that does not require grad, a missing or mis-shaped `gradOutput`; Error
+   *   for a graph already freed by an earlier backward, or a saved tensor modified in place since.
+   */
+  backward(gradOutput?: Tensor<'float32'>, options: BackwardOptions = {}): void {
+    hooks('backward').backward(this, gradOutput, options);
+  }
+
+  /** Keeps the gradient of this non-leaf tensor in {@link grad} on backward (leaves always get theirs). */
+  retainGrad(): this {
+    if (!this.#requiresGrad) {
+      throw argRangeErrorRaw('retainGrad', 'this', 'require grad', 'a tensor that does not require grad');
+    }
+    if (this.#gradFn !== null) hooks('retainGrad').retainGrad(this);
+    return this;
+  }
+
+  /** Which output of {@link gradFn} this tensor is. @internal */
+  get _outputNr(): number {
+    return this.#outputNr;
+  }
+
+  /**
+   * Makes this tensor output `outputNr` of `fn` (an op's result; or an `out`
+   * tensor the op wrote in place, whose history is replaced). Only
+   * lib/autograd calls this. @internal
+   */
+  _setGradFn(fn: GradFn, outputNr = 0): void {
+    this.#gradFn = fn;
+    this.#outputNr = outputNr;
+    this.#requiresGrad = true;
+  }
+
+  /** A leaf's gradient accumulator node (lib/autograd creates and keeps it). @internal */
+  get _gradAccumulator(): GradFn | null {
+    return this.#gradAccumulator;
+  }
+
+  set _gradAccumulator(node: GradFn | null) {
+    this.#gradAccumulator = node;
+  }
+
+  /** A view of this tensor: shares the version counter, and records its backward when this one requires grad. */
+  #viewed(kind: ViewKind, args: readonly number[], out: Tensor<D>): Tensor<D> {
+    out.#versionCounter = (this.#versionCounter ??= { value: 0 });
+    if (this.#requiresGrad && currentContext().gradEnabled) hooks(kind).view(kind, this, out, args);
+    return out;
+  }
+
+  /** A copy of this tensor: records an identity backward when this one requires grad. */
+  #copied(out: Tensor<D>): Tensor<D> {
+    if (this.#requiresGrad && currentContext().gradEnabled) hooks('copy').view('copy', this, out, []);
+    return out;
   }
 
   /** A view over this tensor's memory starting `offset` elements into `data`. */
@@ -234,7 +460,7 @@ export class Tensor<D extends DType = DType> {
   view(...shape: number[]): Tensor<D>;
   view(...args: unknown[]): Tensor<D> {
     const shape = inferShape('view', args, this.size, this.shape);
-    if (this.#contiguous) return new Tensor(this.data, shape, this.dtype);
+    if (this.#contiguous) return this.#viewed('reshape', [], new Tensor(this.data, shape, this.dtype));
     const st = computeViewStrides(this.shape, this.#strides!, shape, this.size);
     if (st === null) {
       throw argRangeErrorRaw('view', 'shape',
@@ -242,7 +468,7 @@ export class Tensor<D extends DType = DType> {
         'size and stride: at least one dimension spans across two contiguous subspaces; use .reshape(...) instead)',
         `${formatShape(shape)} for a tensor of shape ${formatShape(this.shape)} with strides ${formatShape(this.strides)}`);
     }
-    return this.#derive(0, shape, st);
+    return this.#viewed('reshape', [], this.#derive(0, shape, st));
   }
 
   /**
@@ -256,10 +482,11 @@ export class Tensor<D extends DType = DType> {
   reshape(...shape: number[]): Tensor<D>;
   reshape(...args: unknown[]): Tensor<D> {
     const shape = inferShape('reshape', args, this.size, this.shape);
-    if (this.#contiguous) return new Tensor(this.data, shape, this.dtype);
+    if (this.#contiguous) return this.#viewed('reshape', [], new Tensor(this.data, shape, this.dtype));
     const st = computeViewStrides(this.shape, this.#strides!, shape, this.size);
-    if (st !== null) return this.#derive(0, shape, st);
-    return new Tensor(this.contiguous().data, shape, this.dtype);
+    if (st !== null) return this.#viewed('reshape', [], this.#derive(0, shape, st));
+    // A copy: the copy's history (this → contiguous) plus a view of it.
+    return this.contiguous().reshape(shape);
   }
 
   /** A view with dims `dim0` and `dim1` swapped (negative dims count from the end). */
@@ -272,7 +499,7 @@ export class Tensor<D extends DType = DType> {
       [shape[d0], shape[d1]] = [shape[d1]!, shape[d0]!];
       [strides[d0], strides[d1]] = [strides[d1]!, strides[d0]!];
     }
-    return this.#derive(0, shape, strides);
+    return this.#viewed('transpose', [d0, d1], this.#derive(0, shape, strides));
   }
 
   /**
@@ -292,6 +519,7 @@ export class Tensor<D extends DType = DType> {
     const seen = new Array<boolean>(nd).fill(false);
     const shape = new Array<number>(nd);
     const strides = new Array<number>(nd);
+    const order = new Array<number>(nd);
     const src = this.strides;
     for (let i = 0; i < nd; i++) {
       const d = normalizeDim('permute', `dims[${i}]`, dims[i], nd);
@@ -300,10 +528,11 @@ export class Tensor<D extends DType = DType> {
           describeValue(dims));
       }
       seen[d] = true;
+      order[i] = d;
       shape[i] = this.shape[d]!;
       strides[i] = src[d]!;
     }
-    return this.#derive(0, shape, strides);
+    return this.#viewed('permute', order, this.#derive(0, shape, strides));
   }
 
   /** PyTorch's `t()`: a transposed view of a 2-D tensor; 0-D and 1-D tensors come back as a view of themselves. */
@@ -311,7 +540,7 @@ export class Tensor<D extends DType = DType> {
     if (this.ndim > 2) {
       throw argRangeErrorRaw('t', 'this', 'have at most 2 dims (use transpose or permute)', formatShape(this.shape));
     }
-    return this.ndim === 2 ? this.transpose(0, 1) : this.#derive(0, this.shape.slice(), this.strides.slice());
+    return this.ndim === 2 ? this.transpose(0, 1) : this.#viewed('reshape', [], this.#derive(0, this.shape.slice(), this.strides.slice()));
   }
 
   /** Throws for 0-D tensors in ops that index along a dim. */
@@ -335,7 +564,7 @@ export class Tensor<D extends DType = DType> {
     const shape = this.shape.slice();
     shape[d] = len;
     const strides = this.strides.slice();
-    return this.#derive(s * strides[d]!, shape, strides);
+    return this.#viewed('slice', [d, s, len, 1], this.#derive(s * strides[d]!, shape, strides));
   }
 
   /**
@@ -365,7 +594,7 @@ export class Tensor<D extends DType = DType> {
     const strides = this.strides.slice();
     const offset = lo * strides[d]!;
     strides[d] = strides[d]! * st;
-    return this.#derive(len === 0 ? 0 : offset, shape, strides);
+    return this.#viewed('slice', [d, lo, len, st], this.#derive(len === 0 ? 0 : offset, shape, strides));
   }
 
   /** A view of entry `index` of dim `dim`, with that dim removed (PyTorch's `select`; negative index counts from the end). */
@@ -382,7 +611,7 @@ export class Tensor<D extends DType = DType> {
     const offset = i * strides[d]!;
     shape.splice(d, 1);
     strides.splice(d, 1);
-    return this.#derive(offset, shape, strides);
+    return this.#viewed('select', [d, i], this.#derive(offset, shape, strides));
   }
 
   /** A view with a new dim of size 1 inserted at `dim` (in [-ndim-1, ndim]; negative counts from the end). */
@@ -396,7 +625,7 @@ export class Tensor<D extends DType = DType> {
     const s = d >= nd ? 1 : shape[d]! * strides[d]!;
     shape.splice(d, 0, 1);
     strides.splice(d, 0, s);
-    return this.#derive(0, shape, strides);
+    return this.#viewed('reshape', [], this.#derive(0, shape, strides));
   }
 
   /**
@@ -423,7 +652,7 @@ export class Tensor<D extends DType = DType> {
       shape.push(this.shape[i]!);
       strides.push(src[i]!);
     }
-    return this.#derive(0, shape, strides);
+    return this.#viewed('reshape', [], this.#derive(0, shape, strides));
   }
 
   /**
@@ -468,7 +697,7 @@ export class Tensor<D extends DType = DType> {
       }
     }
     checkShape(fn, 'sizes', shape);
-    return this.#derive(0, shape, strides);
+    return this.#viewed('expand', [], this.#derive(0, shape, strides));
   }
 
   /** Offset in `data` of a (possibly negative, PyTorch-style) multi-index; validates. */
@@ -519,6 +748,7 @@ export class Tensor<D extends DType = DType> {
    */
   set(index: readonly number[], value: ElementOf<D> | number): void {
     this.data[this.offsetOf('set', index)] = Number(value);
+    this._bumpVersion();
   }
 
   /** The single element of a tensor with size 1. */
@@ -559,16 +789,24 @@ export class Tensor<D extends DType = DType> {
 
   /**
    * A deep copy: new memory, same shape and dtype, always contiguous (a
-   * copy of a view does not alias its parent).
+   * copy of a view does not alias its parent). Inside `runAsync` a float32
+   * copy is a recorded backend call.
    */
   clone(): Tensor<D> {
     if (!this.#contiguous) return this.contiguous();
-    return new Tensor(this.data.slice() as DTypeMap[D], this.shape, this.dtype);
+    if (this.dtype === 'float32' && recordingList()) {
+      // Inside runAsync the values are not computed yet: the copy is a recorded backend call, in order.
+      const out = allocateUninitialized(this.dtype, this.size);
+      copyStrided(this.data, this.shape, this.strides, out);
+      return this.#copied(new Tensor(out, this.shape, this.dtype));
+    }
+    return this.#copied(new Tensor(this.data.slice() as DTypeMap[D], this.shape, this.dtype));
   }
 
   /** A contiguous copy converted to `dtype` (float → int32 truncates toward zero; → bool is `x !== 0`). */
   astype<E extends DType>(dtype: E): Tensor<E> {
     checkDType('astype', dtype);
+    // Same dtype: a clone (differentiable); another dtype leaves the graph, as in PyTorch for integer results.
     if ((dtype as DType) === this.dtype) return this.clone() as unknown as Tensor<E>;
     const out = allocate(dtype, this.size);
     const src = this.#contiguous ? this.data : this.#elementsJs();

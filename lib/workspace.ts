@@ -72,7 +72,10 @@ export function sizeClass(bytes: number): number {
  */
 export function releaseBufferScope(scope: BufferScope, result: unknown, parent: BufferScope | null = null): void {
   const keep = new Set<ArrayBufferLike>();
-  collectBuffers(result, keep, 0);
+  if (collectBuffers(result, keep, 0)) {
+    keepAll(scope, parent);
+    return;
+  }
   for (const ab of scope.taken) {
     if (keep.has(ab)) {
       parent?.taken.push(ab);
@@ -87,19 +90,32 @@ export function releaseBufferScope(scope: BufferScope, result: unknown, parent: 
   scope.taken.length = 0;
 }
 
-function collectBuffers(value: unknown, into: Set<ArrayBufferLike>, depth: number): void {
-  if (value === null || typeof value !== 'object' || depth > 4) return;
+/**
+ * Adds the buffers of the tensors in `value` to `into`; true when one of
+ * them has an autograd history (a `gradFn`): its graph's saved tensors may be
+ * any of the scope's buffers, so none may go back to the pool.
+ */
+function collectBuffers(value: unknown, into: Set<ArrayBufferLike>, depth: number): boolean {
+  if (value === null || typeof value !== 'object' || depth > 4) return false;
   if (ArrayBuffer.isView(value)) {
     into.add(value.buffer);
-    return;
+    return false;
   }
   const data = (value as { data?: unknown }).data;
   if (data !== undefined && ArrayBuffer.isView(data)) {
     into.add(data.buffer);
-    return;
+    return ((value as { gradFn?: unknown }).gradFn ?? null) !== null;
   }
   const items: unknown[] = Array.isArray(value) ? value : Object.values(value as Record<string, unknown>);
-  for (const v of items) collectBuffers(v, into, depth + 1);
+  let graph = false;
+  for (const v of items) graph = collectBuffers(v, into, depth + 1) || graph;
+  return graph;
+}
+
+/** A scope whose result holds an autograd graph: every buffer stays with the result (the enclosing scope's, else the GC's). */
+function keepAll(scope: BufferScope, parent: BufferScope | null): void {
+  if (parent) for (const ab of scope.taken) parent.taken.push(ab);
+  scope.taken.length = 0;
 }
 
 /**
@@ -151,7 +167,10 @@ export function withForwardScope<T>(fn: () => T): T {
  */
 function handOver(scope: BufferScope, result: unknown, parent: BufferScope | null, deferred: BufferScope): void {
   const keep = new Set<ArrayBufferLike>();
-  collectBuffers(result, keep, 0);
+  if (collectBuffers(result, keep, 0)) {
+    keepAll(scope, parent);
+    return;
+  }
   for (const ab of scope.taken) {
     if (keep.has(ab)) parent?.taken.push(ab);
     else deferred.taken.push(ab);

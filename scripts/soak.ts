@@ -28,8 +28,12 @@ import { scaledDotProductAttention } from '../lib/attention';
 import { addon } from '../lib/backend/native';
 import { setBackend } from '../lib/backend/registry';
 import * as nn from '../lib/nn';
+import { setGradEnabled } from '../lib/autograd/index';
 import * as ops from '../lib/ops';
 import { randn, tensor, type Tensor } from '../lib/tensor';
+
+// Inference only: no autograd graph (parameters require grad by default, as in PyTorch).
+setGradEnabled(false);
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -114,7 +118,7 @@ function makeJobs(): Job[] {
     add('MultiheadAttention e32 h4 [10,2,32]', fwd, async () => (await mha.forwardAsync(q, q, q, { keyPaddingMask: kpm })).output);
   }
   {
-    const layer = new nn.TransformerEncoderLayer({ dModel: 32, nhead: 4, dimFeedforward: 64, activation: 'gelu' });
+    const layer = new nn.TransformerEncoderLayer({ dModel: 32, nhead: 4, dimFeedforward: 64, activation: 'gelu' }).eval();
     const src = randn([6, 2, 32], { seed: 15 });
     add('TransformerEncoderLayer d32 [6,2,32]', () => layer.forward(src), () => layer.forwardAsync(src));
     // The server's path: batches of varying shape through runAsync with pooled buffers (size classes).
@@ -129,11 +133,11 @@ function makeJobs(): Job[] {
     add('addLayerNorm [40,64]', () => ops.addLayerNorm(x, r, 64));
   }
   if (addon?.info().bf16) {
-    const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128 }).useWeightPrecision('bfloat16');
+    const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128 }).eval().useWeightPrecision('bfloat16');
     const src = randn([12, 2, 64], { seed: 22 });
     add('TransformerEncoderLayer d64 bfloat16 weights', () => layer.forward(src), () => layer.forwardAsync(src));
     // bfloat16 attention (packed K/V scratch per call) inside a 2-layer encoder (nested forward scopes).
-    const enc = new nn.TransformerEncoder({ layer: { dModel: 64, nhead: 4, dimFeedforward: 128 }, numLayers: 2 }).useAttentionPrecision('bfloat16');
+    const enc = new nn.TransformerEncoder({ layer: { dModel: 64, nhead: 4, dimFeedforward: 128 }, numLayers: 2 }).eval().useAttentionPrecision('bfloat16');
     const long = randn([70, 2, 64], { seed: 23 });
     add('TransformerEncoder 2x d64 bfloat16 attention [70,2,64]', () => enc.forward(long), () => enc.forwardAsync(long));
   }

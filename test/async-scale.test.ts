@@ -7,7 +7,7 @@
  * synchronously. No timing assertions: speed and event-loop stalls are
  * measured by bench/async/run.ts.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, beforeAll, afterAll } from 'vitest';
 import * as nn from '../lib/nn';
 import * as ops from '../lib/ops';
 import { addon } from '../lib/backend/native';
@@ -23,6 +23,12 @@ import {
 import { clearBufferPool, pooledBufferBytes } from '../lib/workspace';
 import { randn, type Tensor } from '../lib/tensor';
 import { manualSeed } from '../lib/nn/init';
+import { setGradEnabled } from '../lib/autograd/index';
+
+// Inference behaviour (buffer pooling, reduced-precision attention) is that of forwards without an autograd graph:
+// parameters require grad (as in PyTorch), so these tests run with grad mode off, as inference code does.
+beforeAll(() => setGradEnabled(false));
+afterAll(() => setGradEnabled(true));
 
 const same = (a: Tensor, b: Tensor): void => {
   expect(a.shape).toEqual(b.shape);
@@ -31,7 +37,7 @@ const same = (a: Tensor, b: Tensor): void => {
 
 describe.runIf(addon !== null)('async queue (native)', () => {
   manualSeed(21);
-  const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128, activation: 'gelu', batchFirst: true })
+  const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128, activation: 'gelu', batchFirst: true }).eval()
     .useBackend('native');
   const defaults = getAsyncLimits();
 
@@ -190,7 +196,7 @@ describe.runIf(addon !== null)('async queue (native)', () => {
 
   it('module forwards recorded for runAsync recycle their intermediates when the call settles; results are never reused', async () => {
     clearBufferPool();
-    const big = new nn.TransformerEncoderLayer({ dModel: 128, nhead: 4, dimFeedforward: 512, batchFirst: true }).useBackend('native');
+    const big = new nn.TransformerEncoderLayer({ dModel: 128, nhead: 4, dimFeedforward: 512, batchFirst: true }).eval().useBackend('native');
     const xs = Array.from({ length: 6 }, (_, i) => randn([2, 48, 128], { seed: 40 + i }));
     const want = xs.map((x) => Array.from(big.forward(x).data));
     clearBufferPool();
@@ -238,7 +244,7 @@ describe.runIf(addon !== null)('async queue (native)', () => {
   });
 
   it('a JS-backend module\'s forwardAsync runs forward synchronously, ahead of the native queue', async () => {
-    const jsLayer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128, activation: 'gelu', batchFirst: true })
+    const jsLayer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128, activation: 'gelu', batchFirst: true }).eval()
       .useBackend('js');
     jsLayer.loadStateDict(layer.stateDict());
     const x = randn([1, 6, 64], { seed: 10 });
@@ -256,7 +262,7 @@ describe.runIf(addon !== null)('async queue (native)', () => {
     await Promise.all(native);
     expect(order[0]).toBe('js');
     // With JS selected globally, runAsync and forwardAsync of a module without its own choice run synchronously too.
-    const plain = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128, activation: 'gelu', batchFirst: true });
+    const plain = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128, activation: 'gelu', batchFirst: true }).eval();
     plain.loadStateDict(layer.stateDict());
     setBackend('js');
     same(await runAsync(() => plain.forward(x)), want);

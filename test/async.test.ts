@@ -5,7 +5,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import * as nn from '../lib/nn';
 import * as ops from '../lib/ops';
 import { addon } from '../lib/backend/native';
@@ -14,10 +14,16 @@ import { pooledBufferBytes, sizeClass } from '../lib/workspace';
 import { randn, tensor, type Tensor } from '../lib/tensor';
 import { TransformerModel } from '../lib/cli/seed-model';
 import { manualSeed } from '../lib/nn/init';
+import { setGradEnabled } from '../lib/autograd/index';
+
+// Inference behaviour (buffer pooling, reduced-precision attention) is that of forwards without an autograd graph:
+// parameters require grad (as in PyTorch), so these tests run with grad mode off, as inference code does.
+beforeAll(() => setGradEnabled(false));
+afterAll(() => setGradEnabled(true));
 
 describe.runIf(addon !== null)('async execution (native)', () => {
   manualSeed(1);
-  const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128, activation: 'gelu' }).useBackend('native');
+  const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128, activation: 'gelu' }).eval().useBackend('native');
 
   it('forwardAsync returns exactly what forward returns', async () => {
     const x = randn([9, 3, 64], { seed: 2 });
@@ -39,7 +45,7 @@ describe.runIf(addon !== null)('async execution (native)', () => {
   });
 
   it('reuseBuffers recycles intermediates but never a result still held', async () => {
-    const big = new nn.TransformerEncoderLayer({ dModel: 128, nhead: 4, dimFeedforward: 256 }).useBackend('native');
+    const big = new nn.TransformerEncoderLayer({ dModel: 128, nhead: 4, dimFeedforward: 256 }).eval().useBackend('native');
     const xs = [randn([64, 4, 128], { seed: 11 }), randn([64, 4, 128], { seed: 12 }), randn([64, 4, 128], { seed: 13 })];
     const want = xs.map((x) => Array.from(big.forward(x).data));
     const first = await runAsync(() => big.forward(xs[0]!), { reuseBuffers: true });
@@ -59,7 +65,7 @@ describe.runIf(addon !== null)('async execution (native)', () => {
       if (b > 1024) expect(c).toBeLessThanOrEqual(b * 1.25);
       expect(sizeClass(c)).toBe(c);
     }
-    const layer2 = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128 }).useBackend('native');
+    const layer2 = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128 }).eval().useBackend('native');
     const run = async (s: number, n: number): Promise<void> => {
       const x = randn([s, n, 64], { seed: s * 10 + n });
       const want = Array.from(layer2.forward(x).data);
@@ -75,7 +81,7 @@ describe.runIf(addon !== null)('async execution (native)', () => {
 
   it('many concurrent calls of different sizes equal their sequential results', async () => {
     manualSeed(3);
-    const model = new TransformerModel(40, 32, 4, 2, 2, 64).useBackend('native');
+    const model = new TransformerModel(40, 32, 4, 2, 2, 64).eval().useBackend('native');
     const inputs = Array.from({ length: 24 }, (_, i) => {
       const s = 3 + (i % 7);
       const ids = (len: number, seed: number): Tensor<'int32'> =>
@@ -88,7 +94,7 @@ describe.runIf(addon !== null)('async execution (native)', () => {
   });
 
   it('does the work off the JS thread: the call returns before the kernels have run', async () => {
-    const big = new nn.TransformerEncoderLayer({ dModel: 256, nhead: 8, dimFeedforward: 1024 }).useBackend('native');
+    const big = new nn.TransformerEncoderLayer({ dModel: 256, nhead: 8, dimFeedforward: 1024 }).eval().useBackend('native');
     const x = randn([256, 4, 256], { seed: 5 });
     const p = big.forwardAsync(x);
     expect(pendingAsyncCalls()).toBeGreaterThan(0);
@@ -97,7 +103,7 @@ describe.runIf(addon !== null)('async execution (native)', () => {
   });
 
   it('an AbortSignal cancels a queued call', async () => {
-    const big = new nn.TransformerEncoderLayer({ dModel: 256, nhead: 8, dimFeedforward: 1024 }).useBackend('native');
+    const big = new nn.TransformerEncoderLayer({ dModel: 256, nhead: 8, dimFeedforward: 1024 }).eval().useBackend('native');
     const x = randn([256, 4, 256], { seed: 6 });
     const first = big.forwardAsync(x);
     const controller = new AbortController();

@@ -5,7 +5,7 @@
  * close to float32, keeps masks, causality and NaN rows, is independent of the
  * thread count, and falls back to float32 exactly where it says it does.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, beforeAll, afterAll } from 'vitest';
 import * as nn from '../lib/nn';
 import { addon } from '../lib/backend/native';
 import { scaledDotProductAttention } from '../lib/attention';
@@ -13,6 +13,12 @@ import { randn, Tensor } from '../lib/tensor';
 import { getNumThreads, info, setIsa, setNumThreads } from '../lib/runtime';
 import type { AttentionPrecision } from '../lib/backend/backend';
 import { relErr } from './helpers/reference';
+import { setGradEnabled } from '../lib/autograd/index';
+
+// Inference behaviour (buffer pooling, reduced-precision attention) is that of forwards without an autograd graph:
+// parameters require grad (as in PyTorch), so these tests run with grad mode off, as inference code does.
+beforeAll(() => setGradEnabled(false));
+afterAll(() => setGradEnabled(true));
 
 const bf16 = addon !== null && addon.info().bf16;
 
@@ -59,7 +65,7 @@ describe('attention precision: API and errors', () => {
   it('validates the option and the module setting, and propagates to descendants', () => {
     const q = randn([1, 12, 8], { seed: 1 });
     expect(() => scaledDotProductAttention(q, q, q, { precision: 'float16' as never })).toThrowError(TypeError);
-    const layer = new nn.TransformerEncoderLayer({ dModel: 16, nhead: 2, dimFeedforward: 32 }).useBackend('js');
+    const layer = new nn.TransformerEncoderLayer({ dModel: 16, nhead: 2, dimFeedforward: 32 }).eval().useBackend('js');
     expect(() => layer.useAttentionPrecision('half' as never)).toThrowError(TypeError);
     layer.useAttentionPrecision('bfloat16');
     for (const [, m] of layer.namedModules()) expect(m.attentionPrecision).toBe('bfloat16');
@@ -158,7 +164,7 @@ describe.runIf(bf16)('attention precision: native AVX512-BF16 against the JS emu
 
   it('a Transformer layer with bfloat16 attention matches its emulation, sync and async', async () => {
     nn.manualSeed(6);
-    const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128, batchFirst: true })
+    const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128, batchFirst: true }).eval()
       .useBackend('native')
       .useAttentionPrecision('bfloat16');
     const x = randn([2, 70, 64], { seed: 2 });
@@ -180,7 +186,7 @@ describe.runIf(bf16)('attention precision: native AVX512-BF16 against the JS emu
 const noBf16Skip = addon === null ? 'no native addon' : bf16 ? 'this CPU has AVX512-BF16; this suite covers CPUs without it' : '';
 describe.skipIf(noBf16Skip !== '')(`attention precision without AVX512-BF16${noBf16Skip ? ` (skipped: ${noBf16Skip})` : ''}`, () => {
   it('says why bfloat16 is unavailable', () => {
-    const layer = new nn.TransformerEncoderLayer({ dModel: 16, nhead: 2, dimFeedforward: 32 }).useBackend('native');
+    const layer = new nn.TransformerEncoderLayer({ dModel: 16, nhead: 2, dimFeedforward: 32 }).eval().useBackend('native');
     expect(() => layer.useAttentionPrecision('bfloat16')).toThrowError(/useAttentionPrecision: 'bfloat16' attention is not available/);
   });
 });

@@ -14,7 +14,7 @@ import { loadServedModel } from '../lib/cli/config';
 
 function makeModel(seed = 1): EncoderModel {
   manualSeed(seed);
-  return new EncoderModel({ vocabSize: 50, dModel: 32, nhead: 4, numLayers: 2, dimFeedforward: 64, maxLen: 64 });
+  return new EncoderModel({ vocabSize: 50, dModel: 32, nhead: 4, numLayers: 2, dimFeedforward: 64, maxLen: 64 }).eval();
 }
 
 function ids(len: number, seed: number): number[] {
@@ -88,7 +88,7 @@ describe('Batcher', () => {
 
   it('batches float feature rows for a features model (a bare TransformerEncoder)', async () => {
     manualSeed(4);
-    const enc = new nn.TransformerEncoder({ layer: { dModel: 16, nhead: 2, dimFeedforward: 32, batchFirst: true }, numLayers: 2 });
+    const enc = new nn.TransformerEncoder({ layer: { dModel: 16, nhead: 2, dimFeedforward: 32, batchFirst: true }, numLayers: 2 }).eval();
     const model: BatchEncoder = {
       inputKind: 'features',
       inputDim: 16,

@@ -218,7 +218,7 @@ class TinySeq2Seq implements DecodingModel {
   constructor(readonly backendName: BackendName, readonly useCache: boolean) {
     manualSeed(11);
     this.embedding = new nn.Embedding({ numEmbeddings: VOCAB, embeddingDim: 16 });
-    this.transformer = new nn.Transformer({ dModel: 16, nhead: 2, numEncoderLayers: 1, numDecoderLayers: 2, dimFeedforward: 32, batchFirst: true });
+    this.transformer = new nn.Transformer({ dModel: 16, nhead: 2, numEncoderLayers: 1, numDecoderLayers: 2, dimFeedforward: 32, batchFirst: true }).eval();
     this.fc = new nn.Linear({ inFeatures: 16, outFeatures: VOCAB });
     for (const m of [this.embedding, this.transformer, this.fc]) m.useBackend(backendName);
   }

@@ -35,7 +35,7 @@ describe('attnode CLI', () => {
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'attnode-cli-'));
     manualSeed(123);
-    model = new EncoderModel(options);
+    model = new EncoderModel(options).eval();
     modelPath = path.join(dir, 'm.safetensors');
     configPath = path.join(dir, 'c.json');
     await saveSafetensors(modelPath, model.stateDict());

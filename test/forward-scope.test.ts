@@ -5,11 +5,17 @@
  * a forward that throws returns what it took, and async calls in flight are
  * unaffected. On both backends: the scope is in the modules, not the kernels.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import * as nn from '../lib/nn';
 import { addon } from '../lib/backend/native';
 import { pooledBufferBytes, clearBufferPool } from '../lib/workspace';
 import { randn, tensor } from '../lib/tensor';
+import { setGradEnabled } from '../lib/autograd/index';
+
+// Inference behaviour (buffer pooling, reduced-precision attention) is that of forwards without an autograd graph:
+// parameters require grad (as in PyTorch), so these tests run with grad mode off, as inference code does.
+beforeAll(() => setGradEnabled(false));
+afterAll(() => setGradEnabled(true));
 
 const backends = addon ? (['native', 'js'] as const) : (['js'] as const);
 
@@ -18,7 +24,7 @@ describe.each(backends)('forward scopes (%s)', (backend) => {
 
   it('never reuses a result the caller still holds, and keeps the pool flat', () => {
     nn.manualSeed(1);
-    const enc = new nn.TransformerEncoder({ layer: layerOpts, numLayers: 2 }).useBackend(backend);
+    const enc = new nn.TransformerEncoder({ layer: layerOpts, numLayers: 2 }).eval().useBackend(backend);
     const xs = [0, 1, 2, 3].map((i) => randn([40, 2, 64], { seed: 20 + i }));
     clearBufferPool();
     const results = xs.map((x) => enc.forward(x));
@@ -47,10 +53,10 @@ describe.each(backends)('forward scopes (%s)', (backend) => {
     nn.manualSeed(2);
     const x = randn([50, 2, 64], { seed: 7 });
     clearBufferPool();
-    new nn.TransformerEncoder({ layer: layerOpts, numLayers: 1 }).useBackend(backend).forward(x);
+    new nn.TransformerEncoder({ layer: layerOpts, numLayers: 1 }).eval().useBackend(backend).forward(x);
     const one = pooledBufferBytes();
     clearBufferPool();
-    new nn.TransformerEncoder({ layer: layerOpts, numLayers: 6 }).useBackend(backend).forward(x);
+    new nn.TransformerEncoder({ layer: layerOpts, numLayers: 6 }).eval().useBackend(backend).forward(x);
     // One layer's intermediates plus the five inner layer outputs, not six layers' worth.
     expect(pooledBufferBytes()).toBeLessThan(2 * one);
   });
@@ -70,7 +76,7 @@ describe.each(backends)('forward scopes (%s)', (backend) => {
 describe.runIf(addon !== null)('forward scopes and async calls', () => {
   it('a sync forward while async calls are in flight leaves their buffers alone', async () => {
     nn.manualSeed(3);
-    const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128 }).useBackend('native');
+    const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 128 }).eval().useBackend('native');
     const xs = [0, 1, 2].map((i) => randn([33, 3, 64], { seed: 40 + i }));
     const want = xs.map((x) => Array.from(layer.forward(x).data));
     const pending = xs.map((x) => layer.forwardAsync(x));

@@ -63,7 +63,9 @@ function scatterRows(dst: Float32Array, off: number, rows: number, cols: number,
 }
 
 type Op = 'gemm' | 'softmax' | 'layerNorm' | 'rmsNorm' | 'addLayerNorm' | 'addRmsNorm' | 'relu' | 'gelu' | 'binary'
-  | 'embedding' | 'permute0213' | 'attention' | 'unary' | 'siluMul' | 'rope' | 'copy' | 'indexCopy';
+  | 'embedding' | 'permute0213' | 'attention' | 'unary' | 'siluMul' | 'rope' | 'copy' | 'indexCopy'
+  | 'softmaxBackward' | 'layerNormBackward' | 'rmsNormBackward' | 'activationBackward' | 'embeddingBackward' | 'crossEntropy'
+  | 'crossEntropyBackward';
 
 /** One injected fault; `arg` names the addon argument (field) it hits. */
 export type Fault =
@@ -396,6 +398,133 @@ function build(c: NativeCase): Built {
         tol: [0, 0],
       };
     }
+    case 'softmaxBackward': {
+      const { rows, cols, log, yGap, gGap, dGap } = p as Record<string, number>;
+      const ldy = cols + yGap, ldg = cols + gGap, ldd = cols + dGap;
+      const span = (ld: number): number => (rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols);
+      const strides = { yRowStride: ldy, dyRowStride: ldg, dxRowStride: ldd };
+      return {
+        bufs: [
+          { name: 'y', elem: 'f32', length: span(ldy), out: false, fill: (r) => (log ? -r() * 3 : r()) },
+          { name: 'dy', elem: 'f32', length: span(ldg), out: false, fill: uni },
+          { name: 'dx', elem: 'f32', length: span(ldd), out: true, fill: uni },
+        ],
+        args: (v) => ({ y: v.y, dy: v.dy, dx: v.dx, rows, cols, log: !!log, ...strides }),
+        reference: (v) => {
+          const dx = new Float32Array(rows * cols);
+          jsReference('softmaxBackward', { y: gatherRows(v.y as Float32Array, 0, rows, cols, ldy),
+            dy: gatherRows(v.dy as Float32Array, 0, rows, cols, ldg), dx, rows, cols, log: !!log });
+          scatterRows(v.dx as Float32Array, 0, rows, cols, ldd, dx);
+        },
+        tol: [1e-4 * Math.max(1, cols), 1e-4],
+      };
+    }
+    case 'layerNormBackward':
+    case 'rmsNormBackward': {
+      const { rows, cols, gamma, dw, db, eps, xGap, gGap, dGap } = p as Record<string, number>;
+      const ln = c.op === 'layerNormBackward';
+      const ldx = cols + xGap, ldg = cols + gGap, ldd = cols + dGap;
+      const span = (ld: number): number => (rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols);
+      const strides = { xRowStride: ldx, dyRowStride: ldg, dxRowStride: ldd };
+      return {
+        bufs: [
+          { name: 'x', elem: 'f32', length: span(ldx), out: false, fill: (r) => uni(r) * 3 + 1 },
+          ...(gamma ? [{ name: 'weight', elem: 'f32' as const, length: cols, out: false, fill: uni }] : []),
+          { name: 'dy', elem: 'f32', length: span(ldg), out: false, fill: uni },
+          { name: 'dx', elem: 'f32', length: span(ldd), out: true, fill: uni },
+          ...(dw ? [{ name: 'dweight', elem: 'f32' as const, length: cols, out: true, fill: uni }] : []),
+          ...(ln && db ? [{ name: 'dbias', elem: 'f32' as const, length: cols, out: true, fill: uni }] : []),
+        ],
+        args: (v) => ({ x: v.x, weight: gamma ? v.weight : null, dy: v.dy, dx: v.dx, dweight: dw ? v.dweight : null,
+          ...(ln ? { dbias: db ? v.dbias : null } : {}), rows, cols, eps, ...strides }),
+        reference: (v) => {
+          const x = gatherRows(v.x as Float32Array, 0, rows, cols, ldx);
+          const dyc = gatherRows(v.dy as Float32Array, 0, rows, cols, ldg);
+          const dx = new Float32Array(rows * cols);
+          const common = { x, weight: gamma ? (v.weight as Float32Array) : null, dy: dyc, dx, rows, cols, eps,
+            dweight: dw ? (v.dweight as Float32Array) : null };
+          if (ln) jsReference('layerNormBackward', { ...common, dbias: db ? (v.dbias as Float32Array) : null });
+          else jsReference('rmsNormBackward', common);
+          scatterRows(v.dx as Float32Array, 0, rows, cols, ldd, dx);
+        },
+        tol: [2e-4 * Math.max(1, Math.sqrt(rows)), 2e-4],
+      };
+    }
+    case 'activationBackward': {
+      const { len, aop } = p as Record<string, number>;
+      // Sigmoid (4) and tanh (5) take the forward's output: values in (0, 1) / (-1, 1).
+      const fill = aop === 4 ? (r: () => number): number => r() : aop === 5 ? uni : (r: () => number): number => uni(r) * 4;
+      return {
+        bufs: [
+          { name: 'x', elem: 'f32', length: len, out: false, fill },
+          { name: 'dy', elem: 'f32', length: len, out: false, fill: uni },
+          { name: 'dx', elem: 'f32', length: len, out: true, fill: uni },
+        ],
+        args: (v) => ({ op: aop, x: v.x, dy: v.dy, dx: v.dx }),
+        reference: (v) => jsReference('activationBackward', { op: aop!, x: v.x as Float32Array, dy: v.dy as Float32Array,
+          dx: v.dx as Float32Array }),
+        tol: [1e-6, 1e-5],
+      };
+    }
+    case 'embeddingBackward': {
+      const { num, dim, nIds, pad, gap } = p as Record<string, number>;
+      const ld = dim + gap;
+      const n = num === 0 ? 0 : nIds;
+      const paddingIdx = pad && num > 0 ? num - 1 : -1;
+      return {
+        bufs: [
+          { name: 'dy', elem: 'f32', length: n === 0 || dim === 0 ? 0 : (n - 1) * ld + dim, out: false, fill: uni },
+          { name: 'ids', elem: 'i32', length: n, out: false, fill: (r) => Math.floor(r() * num) },
+          { name: 'dweight', elem: 'f32', length: num * dim, out: true, fill: uni },
+        ],
+        args: (v) => ({ dy: v.dy, ids: v.ids, dweight: v.dweight, num, dim, paddingIdx, dyRowStride: ld }),
+        reference: (v) => jsReference('embeddingBackward', { dy: gatherRows(v.dy as Float32Array, 0, n, dim, ld), ids: v.ids as Int32Array,
+          dweight: v.dweight as Float32Array, num, dim, paddingIdx }),
+        tol: [1e-6, 1e-6],
+      };
+    }
+    case 'crossEntropy':
+    case 'crossEntropyBackward': {
+      const { rows, cols, weighted, smooth, gap, perRow } = p as Record<string, number>;
+      const back = c.op === 'crossEntropyBackward';
+      const ld = cols + gap;
+      const span = rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols;
+      const labelSmoothing = smooth ? 0.1 : 0;
+      const nLoss = perRow ? rows : Math.min(rows, 1);
+      const target = (r: () => number): number => (cols === 0 || r() < 0.2 ? -100 : Math.floor(r() * cols));
+      return {
+        bufs: [
+          { name: 'logits', elem: 'f32', length: span, out: false, fill: (r) => uni(r) * 4 },
+          { name: 'target', elem: 'i32', length: rows, out: false, fill: target },
+          ...(weighted ? [{ name: 'weight', elem: 'f32' as const, length: cols, out: false, fill: (r: () => number) => r() + 0.5 }] : []),
+          ...(back
+            ? [{ name: 'lse', elem: 'f32' as const, length: rows, out: false, fill: (r: () => number) => r() + 3 },
+              { name: 'dloss', elem: 'f32' as const, length: nLoss, out: false, fill: uni },
+              { name: 'dlogits', elem: 'f32' as const, length: span, out: true, fill: uni }]
+            : [{ name: 'loss', elem: 'f32' as const, length: rows, out: true, fill: uni },
+              { name: 'lse', elem: 'f32' as const, length: rows, out: true, fill: uni }]),
+        ],
+        args: (v) => ({
+          logits: v.logits, target: v.target, weight: weighted ? v.weight : null, ignoreIndex: -100, labelSmoothing, rows, cols,
+          logitsRowStride: ld,
+          ...(back ? { lse: v.lse, dloss: v.dloss, dlossStride: perRow ? 1 : 0, dlogits: v.dlogits, dlogitsRowStride: ld }
+            : { loss: v.loss, lse: v.lse }),
+        }),
+        reference: (v) => {
+          const common = { logits: gatherRows(v.logits as Float32Array, 0, rows, cols, ld), target: v.target as Int32Array,
+            weight: weighted ? (v.weight as Float32Array) : null, ignoreIndex: -100, labelSmoothing, rows, cols };
+          if (!back) {
+            jsReference('crossEntropy', { ...common, loss: v.loss as Float32Array, lse: v.lse as Float32Array });
+            return;
+          }
+          const dx = new Float32Array(rows * cols);
+          jsReference('crossEntropyBackward', { ...common, lse: v.lse as Float32Array, dloss: v.dloss as Float32Array,
+            dlossStride: perRow ? 1 : 0, dlogits: dx });
+          scatterRows(v.dlogits as Float32Array, 0, rows, cols, ld, dx);
+        },
+        tol: [1e-5, 1e-5],
+      };
+    }
     case 'permute0213': {
       const d = p.d as number[];
       const size = d.reduce((x, y) => x * y, 1);
@@ -491,6 +620,11 @@ function build(c: NativeCase): Built {
 // ---------------------------------------------------------------------------
 // Running a case
 
+/** The int32 index argument a 'badId' fault corrupts. */
+function idArg(op: Op): string {
+  return op === 'indexCopy' ? 'index' : op === 'crossEntropy' || op === 'crossEntropyBackward' ? 'target' : 'ids';
+}
+
 /** What a fault must produce: a clean error of this class, or (null) a correct result. */
 function expectedError(c: NativeCase, b: Built): typeof TypeError | typeof RangeError | null {
   const f = c.fault;
@@ -511,7 +645,7 @@ function expectedError(c: NativeCase, b: Built): typeof TypeError | typeof Range
       // The output view starts one element into the input: any non-empty output overlaps it.
       return len(f.arg) >= 1 && len(f.with) >= 2 ? RangeError : null;
     case 'badId':
-      return len(c.op === 'indexCopy' ? 'index' : 'ids') > 0 ? RangeError : null;
+      return len(idArg(c.op)) > 0 ? RangeError : null;
     case 'badInt':
       return RangeError;
   }
@@ -535,7 +669,7 @@ async function runCase(c: NativeCase): Promise<void> {
     guards[buf.name] = g;
     views[buf.name] = g.view;
   }
-  const idView = views[c.op === 'indexCopy' ? 'index' : 'ids'];
+  const idView = views[idArg(c.op)];
   if (f.kind === 'badId' && idView && idView.length > 0) idView[Math.floor(r() * idView.length)] = f.value;
   // In-place / overlap: the output becomes a view into the input's buffer (same start, or one element later).
   if ((f.kind === 'alias' || f.kind === 'overlap') && views[f.with]) {
@@ -642,6 +776,16 @@ const params: Record<Op, fc.Arbitrary<NativeCase['p']>> = {
     })),
   embedding: fc.record({ num: dim, dim: dim, nIds: dim }),
   permute0213: fc.record({ d: fc.array(smallDim, { minLength: 4, maxLength: 4 }) }),
+  softmaxBackward: fc.record({ rows: dim, cols: dim, log: bit, yGap: fc.constantFrom(0, 0, 3), gGap: fc.constantFrom(0, 0, 1),
+    dGap: fc.constantFrom(0, 0, 2) }),
+  layerNormBackward: fc.record({ rows: dim, cols: dim, gamma: bit, dw: bit, db: bit, eps: fc.constantFrom(1e-5, 1e-3, 0.5),
+    xGap: fc.constantFrom(0, 0, 1, 5), gGap: fc.constantFrom(0, 0, 2), dGap: fc.constantFrom(0, 0, 3) }),
+  rmsNormBackward: fc.record({ rows: dim, cols: dim, gamma: bit, dw: bit, db: fc.constant(0), eps: fc.constantFrom(1e-5, 1e-3, 0.5),
+    xGap: fc.constantFrom(0, 0, 1, 5), gGap: fc.constantFrom(0, 0, 2), dGap: fc.constantFrom(0, 0, 3) }),
+  activationBackward: fc.record({ len: fc.constantFrom(0, 1, 7, 15, 16, 17, 33, 64, 65, 255), aop: fc.integer({ min: 0, max: 5 }) }),
+  embeddingBackward: fc.record({ num: dim, dim, nIds: dim, pad: bit, gap: fc.constantFrom(0, 0, 3) }),
+  crossEntropy: fc.record({ rows: dim, cols: dim, weighted: bit, smooth: bit, gap: fc.constantFrom(0, 0, 2), perRow: fc.constant(1) }),
+  crossEntropyBackward: fc.record({ rows: dim, cols: dim, weighted: bit, smooth: bit, gap: fc.constantFrom(0, 0, 2), perRow: bit }),
   indexCopy: fc.record({ cols: dim, n: smallDim, extra: fc.constantFrom(0, 1, 5), ldxGap: fc.constantFrom(0, 0, 3),
     ldyGap: fc.constantFrom(0, 0, 2), step: fc.constantFrom(1, 2, 3, 7) }),
   attention: fc.record({
@@ -676,6 +820,13 @@ const ARRAYS: Record<Op, { inputs: string[]; outputs: string[]; optional: [name:
   embedding: { inputs: ['weight'], outputs: ['out'], optional: [] },
   permute0213: { inputs: ['x'], outputs: ['y'], optional: [] },
   indexCopy: { inputs: ['x', 'index'], outputs: ['y'], optional: [] },
+  softmaxBackward: { inputs: ['y', 'dy'], outputs: ['dx'], optional: [] },
+  layerNormBackward: { inputs: ['x', 'dy'], outputs: ['dx'], optional: [['weight', 'gamma'], ['dweight', 'dw'], ['dbias', 'db']] },
+  rmsNormBackward: { inputs: ['x', 'dy'], outputs: ['dx'], optional: [['weight', 'gamma'], ['dweight', 'dw']] },
+  activationBackward: { inputs: ['x', 'dy'], outputs: ['dx'], optional: [] },
+  embeddingBackward: { inputs: ['dy'], outputs: ['dweight'], optional: [] },
+  crossEntropy: { inputs: ['logits', 'target'], outputs: ['loss', 'lse'], optional: [['weight', 'weighted']] },
+  crossEntropyBackward: { inputs: ['logits', 'target', 'lse', 'dloss'], outputs: ['dlogits'], optional: [['weight', 'weighted']] },
   attention: { inputs: ['q', 'k', 'v'], outputs: ['out'],
     optional: [['weights', 'weights'], ['kvStarts', 'pooledStarts'], ['kvLengths', 'pooledLengths']] },
 };
@@ -697,6 +848,13 @@ const INTS: Record<Op, string[]> = {
   embedding: ['num', 'dim'],
   permute0213: ['d0', 'd1', 'd2', 'd3'],
   indexCopy: ['ldx', 'ldy', 'yRows', 'rows', 'cols'],
+  softmaxBackward: ['rows', 'cols', 'yRowStride', 'dyRowStride', 'dxRowStride'],
+  layerNormBackward: ['rows', 'cols', 'xRowStride', 'dyRowStride', 'dxRowStride'],
+  rmsNormBackward: ['rows', 'cols', 'xRowStride', 'dyRowStride', 'dxRowStride'],
+  activationBackward: ['op'],
+  embeddingBackward: ['num', 'dim', 'dyRowStride'],
+  crossEntropy: ['rows', 'cols', 'logitsRowStride'],
+  crossEntropyBackward: ['rows', 'cols', 'dlossStride', 'logitsRowStride', 'dlogitsRowStride'],
   attention: ['batch', 'heads', 'lq', 'lk', 'dk', 'dv', 'kvHeads'],
 };
 /** Fields without a default: leaving one out is a TypeError naming it. */
@@ -718,13 +876,21 @@ const REQUIRED: Record<Op, string[]> = {
   embedding: ['weight', 'num', 'dim', 'ids', 'out'],
   permute0213: ['x', 'y', 'd0', 'd1', 'd2', 'd3'],
   indexCopy: ['x', 'ldx', 'y', 'ldy', 'yRows', 'rows', 'cols', 'index'],
+  softmaxBackward: ['y', 'dy', 'dx', 'rows', 'cols'],
+  layerNormBackward: ['x', 'weight', 'dy', 'dx', 'dweight', 'dbias', 'rows', 'cols', 'eps'],
+  rmsNormBackward: ['x', 'weight', 'dy', 'dx', 'dweight', 'rows', 'cols', 'eps'],
+  activationBackward: ['op', 'x', 'dy', 'dx'],
+  embeddingBackward: ['dy', 'ids', 'dweight', 'num', 'dim', 'paddingIdx'],
+  crossEntropy: ['logits', 'target', 'weight', 'ignoreIndex', 'labelSmoothing', 'loss', 'lse', 'rows', 'cols'],
+  crossEntropyBackward: ['logits', 'lse', 'target', 'weight', 'ignoreIndex', 'labelSmoothing', 'dloss', 'dlossStride', 'dlogits',
+    'rows', 'cols'],
   attention: ['q', 'k', 'v', 'out', 'qStrides', 'kStrides', 'vStrides', 'outStrides', 'batch', 'heads', 'lq', 'lk', 'dk',
     'dv', 'scale', 'masks', 'causal', 'weights'],
 };
 /** Ops whose output may exactly alias an input (element-wise, in place). */
 const ALIASABLE: Partial<Record<Op, [string, string]>> = {
   softmax: ['y', 'x'], layerNorm: ['y', 'x'], rmsNorm: ['y', 'x'], addLayerNorm: ['y', 'residual'], addRmsNorm: ['y', 'x'],
-  relu: ['y', 'x'], gelu: ['y', 'x'], unary: ['y', 'x'], siluMul: ['y', 'up'],
+  relu: ['y', 'x'], gelu: ['y', 'x'], unary: ['y', 'x'], siluMul: ['y', 'up'], activationBackward: ['dx', 'dy'],
 };
 
 function faultFor(op: Op, p: NativeCase['p']): fc.Arbitrary<Fault> {
@@ -749,6 +915,13 @@ function faultFor(op: Op, p: NativeCase['p']): fc.Arbitrary<Fault> {
   if (op === 'embedding') {
     // Just past the table (num), negative, and the int32 extremes.
     options.push(fc.constantFrom(p.num as number, -1, -2147483648, 2147483647).map((value): Fault => ({ kind: 'badId', value })));
+  }
+  if (op === 'embeddingBackward') {
+    options.push(fc.constantFrom(p.num as number, -1, -2147483648, 2147483647).map((value): Fault => ({ kind: 'badId', value })));
+  }
+  if (op === 'crossEntropy' || op === 'crossEntropyBackward') {
+    // Just past the classes, negative (ignoreIndex is -100), and the int32 extremes.
+    options.push(fc.constantFrom(p.cols as number, -1, -2147483648, 2147483647).map((value): Fault => ({ kind: 'badId', value })));
   }
   if (op === 'indexCopy') {
     // Just past y's rows, negative, and the int32 extremes.
@@ -780,7 +953,8 @@ function caseArb(op: Op, mode?: NativeCase['mode']): fc.Arbitrary<NativeCase> {
 // ---------------------------------------------------------------------------
 
 const OPS: Op[] = ['gemm', 'softmax', 'layerNorm', 'rmsNorm', 'addLayerNorm', 'addRmsNorm', 'relu', 'gelu', 'binary', 'embedding',
-  'permute0213', 'attention', 'unary', 'siluMul', 'rope', 'copy', 'indexCopy'];
+  'permute0213', 'attention', 'unary', 'siluMul', 'rope', 'copy', 'indexCopy', 'softmaxBackward', 'layerNormBackward',
+  'rmsNormBackward', 'activationBackward', 'embeddingBackward', 'crossEntropy', 'crossEntropyBackward'];
 
 describe.runIf(hasNative)('native boundary fuzz', () => {
   afterAll(() => {

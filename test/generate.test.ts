@@ -82,7 +82,7 @@ describe.each(backends)('%s backend', (backend: BackendName) => {
   describe('seed model (encoder-decoder)', () => {
     it.each(CONFIGS)('cached generate equals full recomputation, seq-first (%o)', (c) => {
       manualSeed(c.seed);
-      const model = new TransformerModel(c.vocab, c.d, c.nhead, c.enc, c.dec, c.ff).useBackend(backend);
+      const model = new TransformerModel(c.vocab, c.d, c.nhead, c.enc, c.dec, c.ff).eval().useBackend(backend);
       const src = ids(c.srcLen, c.batch, c.vocab, 100 + c.seed);
       const maxNewTokens = 12;
       const got = model.generate(src, { maxNewTokens, bosId: 1 });
@@ -104,7 +104,7 @@ describe.each(backends)('%s backend', (backend: BackendName) => {
         transformer: new nn.Transformer({
           dModel: c.d, nhead: c.nhead, numEncoderLayers: c.enc, numDecoderLayers: c.dec, dimFeedforward: c.ff,
           batchFirst: true, normFirst: true, activation: 'gelu',
-        }).useBackend(backend),
+        }).eval().useBackend(backend),
         fc: new nn.Linear({ inFeatures: c.d, outFeatures: c.vocab }).useBackend(backend),
       };
       const src = ids(c.srcLen, c.batch, c.vocab, 200 + c.seed, true);
@@ -119,7 +119,7 @@ describe.each(backends)('%s backend', (backend: BackendName) => {
 
     it('stops each sequence at eos, pads finished ones, and stops early when all are finished', () => {
       manualSeed(7);
-      const model = new TransformerModel(20, 16, 2, 1, 2, 32).useBackend(backend);
+      const model = new TransformerModel(20, 16, 2, 1, 2, 32).eval().useBackend(backend);
       const src = ids(4, 3, 20, 77);
       const free = model.generate(src, { maxNewTokens: 8, bosId: 1 });
       // Choose as eos the token sequence 0 emits at step 2: it finishes there (or earlier).
@@ -143,7 +143,7 @@ describe.each(backends)('%s backend', (backend: BackendName) => {
 
     it('handles maxNewTokens 0 and 1 and unbatched src', () => {
       manualSeed(8);
-      const model = new TransformerModel(15, 16, 2, 1, 1, 32).useBackend(backend);
+      const model = new TransformerModel(15, 16, 2, 1, 1, 32).eval().useBackend(backend);
       expect(model.generate(ids(3, 2, 15, 5), { maxNewTokens: 0, bosId: 1 }).shape).toEqual([0, 2]);
       expect(model.generate(ids(3, 2, 15, 5), { maxNewTokens: 1, bosId: 1 }).shape).toEqual([1, 2]);
       const src = ids(3, 1, 15, 6);
@@ -163,7 +163,7 @@ describe.each(backends)('%s backend', (backend: BackendName) => {
       { normFirst: false, batchFirst: true, batch: 4, prompt: 2, seed: 4 },
     ])('cached generate equals full recomputation (%o)', (c) => {
       manualSeed(c.seed);
-      const lm = new nn.CausalLM({ vocabSize: 29, dModel: 16, nhead: 4, numLayers: 2, normFirst: c.normFirst, batchFirst: c.batchFirst, maxLen: 64 })
+      const lm = new nn.CausalLM({ vocabSize: 29, dModel: 16, nhead: 4, numLayers: 2, normFirst: c.normFirst, batchFirst: c.batchFirst, maxLen: 64 }).eval()
         .useBackend(backend);
       const prompt = ids(c.prompt, c.batch, 29, 300 + c.seed, c.batchFirst);
       const got = lm.generate(prompt, { maxNewTokens: 14 });
@@ -176,7 +176,7 @@ describe.each(backends)('%s backend', (backend: BackendName) => {
 
     it('forwardStep logits match forward on the prefix; state dict keys are the PyTorch modules\'', () => {
       manualSeed(5);
-      const lm = new nn.CausalLM({ vocabSize: 17, dModel: 16, nhead: 2, numLayers: 1, maxLen: 32 }).useBackend(backend);
+      const lm = new nn.CausalLM({ vocabSize: 17, dModel: 16, nhead: 2, numLayers: 1, maxLen: 32 }).eval().useBackend(backend);
       const all = ids(6, 2, 17, 9);
       const full = lm.forward(all);
       const cache = lm.createCache({ batch: 2 });
@@ -196,13 +196,13 @@ describe.each(backends)('%s backend', (backend: BackendName) => {
 describe.runIf(addon !== null)('async generation (native)', () => {
   it('generateAsync gives the sync tokens for both models', async () => {
     manualSeed(9);
-    const model = new TransformerModel(30, 32, 4, 2, 2, 64).useBackend('native');
+    const model = new TransformerModel(30, 32, 4, 2, 2, 64).eval().useBackend('native');
     const src = ids(6, 2, 30, 11);
     const want = model.generate(src, { maxNewTokens: 9, bosId: 1, eosId: 2 });
     expect(Array.from((await model.generateAsync(src, { maxNewTokens: 9, bosId: 1, eosId: 2 })).data)).toEqual(Array.from(want.data));
     expect(Array.from((await generateSeq2SeqAsync(model, src, { maxNewTokens: 9, bosId: 1, eosId: 2, useCache: false })).data))
       .toEqual(Array.from(want.data));
-    const lm = new nn.CausalLM({ vocabSize: 30, dModel: 32, nhead: 4, numLayers: 2 }).useBackend('native');
+    const lm = new nn.CausalLM({ vocabSize: 30, dModel: 32, nhead: 4, numLayers: 2 }).eval().useBackend('native');
     const prompt = ids(3, 2, 30, 12);
     const lmWant = lm.generate(prompt, { maxNewTokens: 9 });
     const [a, b] = await Promise.all([lm.generateAsync(prompt, { maxNewTokens: 9 }), lm.generateAsync(prompt, { maxNewTokens: 9 })]);

@@ -149,7 +149,7 @@ describe.each(backends)('%s backend', (backend) => {
         layer: { dModel: 16, nhead: 4, dimFeedforward: 32, normFirst, batchFirst, activation: 'gelu' },
         numLayers: 3,
         norm: true,
-      }).useBackend(backend);
+      }).eval().useBackend(backend);
       const tgt = randn(batchFirst ? [2, 7, 16] : [7, 2, 16], { seed: 22 });
       const mem = randn(batchFirst ? [2, 4, 16] : [4, 2, 16], { seed: 23 });
       const mkpm = tensor([[false, false, true, true], [false, false, false, false]]);
@@ -165,7 +165,7 @@ describe.each(backends)('%s backend', (backend) => {
 
     it('TransformerEncoder.forwardStep equals forward with isCausal', () => {
       manualSeed(24);
-      const enc = new nn.TransformerEncoder({ layer: { dModel: 16, nhead: 2, dimFeedforward: 24, normFirst }, numLayers: 2, norm: true })
+      const enc = new nn.TransformerEncoder({ layer: { dModel: 16, nhead: 2, dimFeedforward: 24, normFirst }, numLayers: 2, norm: true }).eval()
         .useBackend(backend);
       const x = randn([6, 3, 16], { seed: 25 });
       const cache = enc.createCache({ batch: 3 });
@@ -175,7 +175,7 @@ describe.each(backends)('%s backend', (backend) => {
 
     it('TransformerDecoderLayer.forwardStep handles unbatched input', () => {
       manualSeed(26);
-      const layer = new nn.TransformerDecoderLayer({ dModel: 16, nhead: 4, dimFeedforward: 32, normFirst }).useBackend(backend);
+      const layer = new nn.TransformerDecoderLayer({ dModel: 16, nhead: 4, dimFeedforward: 32, normFirst }).eval().useBackend(backend);
       const tgt = randn([5, 16], { seed: 27 });
       const mem = randn([3, 16], { seed: 28 });
       const cache = layer.createCache(mem);
@@ -199,7 +199,7 @@ describe.each(backends)('%s backend', (backend) => {
         return typeof value === 'function' ? value.bind(inner) : value;
       },
     }) as Backend;
-    const dec = new nn.TransformerDecoder({ layer: { dModel: 16, nhead: 2, dimFeedforward: 32 }, numLayers: 2 }).useBackend(counting);
+    const dec = new nn.TransformerDecoder({ layer: { dModel: 16, nhead: 2, dimFeedforward: 32 }, numLayers: 2 }).eval().useBackend(counting);
     const mem = randn([4, 2, 16], { seed: 32 });
     const cache = dec.createCache(mem, { capacity: 64 });
     const perStep: number[] = [];
@@ -216,7 +216,7 @@ describe.each(backends)('%s backend', (backend) => {
 describe.runIf(addon !== null)('forwardStep inside runAsync (native)', () => {
   it('gives exactly the sync results, including a capacity doubling inside the recording', async () => {
     manualSeed(41);
-    const dec = new nn.TransformerDecoder({ layer: { dModel: 16, nhead: 4, dimFeedforward: 32 }, numLayers: 2, norm: true })
+    const dec = new nn.TransformerDecoder({ layer: { dModel: 16, nhead: 4, dimFeedforward: 32 }, numLayers: 2, norm: true }).eval()
       .useBackend('native');
     const tgt = randn([6, 2, 16], { seed: 42 });
     const mem = randn([3, 2, 16], { seed: 43 });

@@ -31,7 +31,7 @@ describe('Module mechanics', () => {
   });
 
   it('Transformer keys follow encoder.layers.N / decoder.norm naming', () => {
-    const t = new nn.Transformer({ dModel: 8, nhead: 2, numEncoderLayers: 1, numDecoderLayers: 1, dimFeedforward: 16 });
+    const t = new nn.Transformer({ dModel: 8, nhead: 2, numEncoderLayers: 1, numDecoderLayers: 1, dimFeedforward: 16 }).eval();
     const k = keys(t);
     expect(k.slice(0, 12)).toEqual([
       'encoder.layers.0.self_attn.in_proj_weight', 'encoder.layers.0.self_attn.in_proj_bias',
@@ -89,14 +89,14 @@ describe('Module mechanics', () => {
   });
 
   it('a stack built from a layer instance copies its weights into every layer, as PyTorch deep-copies', () => {
-    const layer = new nn.TransformerEncoderLayer({ dModel: 8, nhead: 2, dimFeedforward: 16 });
-    const enc = new nn.TransformerEncoder({ layer, numLayers: 2 });
+    const layer = new nn.TransformerEncoderLayer({ dModel: 8, nhead: 2, dimFeedforward: 16 }).eval();
+    const enc = new nn.TransformerEncoder({ layer, numLayers: 2 }).eval();
     const w = layer.linear1.weight.data;
     for (const l of enc.layers) {
       expect(Array.from(l.linear1.weight.data)).toEqual(Array.from(w));
       expect(l.linear1.weight.data).not.toBe(w);
     }
-    expect(() => new nn.TransformerEncoder({ layer: new nn.Linear({ inFeatures: 1, outFeatures: 1 }) as never, numLayers: 1 })).toThrowError(TypeError);
+    expect(() => new nn.TransformerEncoder({ layer: new nn.Linear({ inFeatures: 1, outFeatures: 1 }) as never, numLayers: 1 }).eval()).toThrowError(TypeError);
   });
 
   it('the package exposes ops.scaledDotProductAttention as the issue table names it', async () => {
@@ -113,7 +113,7 @@ describe('Module mechanics', () => {
   });
 
   it('PositionalEncoding matches the sinusoid formula and keeps pe in the state dict', () => {
-    const pe = new nn.PositionalEncoding({ dModel: 6, maxLen: 10 });
+    const pe = new nn.PositionalEncoding({ dModel: 6, maxLen: 10 }).eval();
     expect(keys(pe)).toEqual(['pe']);
     const out = pe.forward(zeros([4, 2, 6]));
     const pos = 3;

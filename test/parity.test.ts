@@ -52,11 +52,11 @@ function build(meta: Record<string, string>, inputs: Record<string, Tensor>): Ca
       };
     }
     case 'TransformerEncoderLayer': {
-      const m = new nn.TransformerEncoderLayer(camelKeys(options) as never);
+      const m = new nn.TransformerEncoderLayer(camelKeys(options) as never).eval();
       return { module: m, run: () => ({ output: m.forward(f32(inputs.src!), extra(['src']) as never) }) };
     }
     case 'TransformerDecoderLayer': {
-      const m = new nn.TransformerDecoderLayer(camelKeys(options) as never);
+      const m = new nn.TransformerDecoderLayer(camelKeys(options) as never).eval();
       return { module: m, run: () => ({ output: m.forward(f32(inputs.tgt!), f32(inputs.memory!), extra(['tgt', 'memory']) as never) }) };
     }
     case 'TransformerEncoder':
@@ -65,19 +65,19 @@ function build(meta: Record<string, string>, inputs: Record<string, Tensor>): Ca
       const layer = camelKeys(options[enc ? 'encoder_layer' : 'decoder_layer'] as Record<string, unknown>);
       const stack = { layer: layer as never, numLayers: options.num_layers as number, norm: (options.norm ?? false) as never };
       if (enc) {
-        const m = new nn.TransformerEncoder(stack);
+        const m = new nn.TransformerEncoder(stack).eval();
         return { module: m, run: () => ({ output: m.forward(f32(inputs.src!), extra(['src']) as never) }) };
       }
-      const m = new nn.TransformerDecoder(stack);
+      const m = new nn.TransformerDecoder(stack).eval();
       return { module: m, run: () => ({ output: m.forward(f32(inputs.tgt!), f32(inputs.memory!), extra(['tgt', 'memory']) as never) }) };
     }
     case 'Transformer': {
-      const m = new nn.Transformer(camelKeys(options) as never);
+      const m = new nn.Transformer(camelKeys(options) as never).eval();
       return { module: m, run: () => ({ output: m.forward(f32(inputs.src!), f32(inputs.tgt!), extra(['src', 'tgt']) as never) }) };
     }
     case 'TransformerModel': {
       const t = options.transformer as Record<string, number>;
-      const m = new TransformerModel(options.vocab_size as number, t.d_model!, t.nhead!, t.num_encoder_layers!, t.num_decoder_layers!, t.dim_feedforward!);
+      const m = new TransformerModel(options.vocab_size as number, t.d_model!, t.nhead!, t.num_encoder_layers!, t.num_decoder_layers!, t.dim_feedforward!).eval();
       return {
         module: m,
         run: () => ({ output: m.forward(inputs.src as Tensor<'int32'>, inputs.tgt as Tensor<'int32'>) }),
@@ -120,7 +120,7 @@ describe.each(backends)('PyTorch parity on the %s backend', (backend: BackendNam
     }
     const c = build(metadata, inputs);
     c.module.loadStateDict(state); // strict: PyTorch's keys must be exactly ours
-    c.module.useBackend(backend);
+    c.module.useBackend(backend).eval(); // the fixtures are PyTorch's eval-mode outputs
     const got = c.run();
     for (const [name, expected] of Object.entries(outputs)) compare(`${file}:${name}`, got[name] ?? null, expected);
   });

@@ -12,7 +12,7 @@ import { tensor } from '../lib/tensor';
 
 function makeModel(): EncoderModel {
   manualSeed(7);
-  return new EncoderModel({ vocabSize: 100, dModel: 32, nhead: 4, numLayers: 2, dimFeedforward: 64, maxLen: 32 });
+  return new EncoderModel({ vocabSize: 100, dModel: 32, nhead: 4, numLayers: 2, dimFeedforward: 64, maxLen: 32 }).eval();
 }
 
 interface Reply {

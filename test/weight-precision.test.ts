@@ -39,7 +39,7 @@ describe('roundToBf16 (the JS reference rounding)', () => {
 
 describe('weight precision: API and errors', () => {
   it('validates its argument and propagates to every descendant', () => {
-    const layer = new nn.TransformerEncoderLayer({ dModel: 16, nhead: 2, dimFeedforward: 32 }).useBackend('js');
+    const layer = new nn.TransformerEncoderLayer({ dModel: 16, nhead: 2, dimFeedforward: 32 }).eval().useBackend('js');
     expect(() => layer.useWeightPrecision('float16' as never)).toThrowError(TypeError);
     layer.useWeightPrecision('bfloat16');
     for (const [, m] of layer.namedModules()) expect(m.weightPrecision).toBe('bfloat16');
@@ -73,7 +73,7 @@ describe('weight precision: API and errors', () => {
 describe.runIf(bf16)('weight precision: native AVX512-BF16 against the JS emulation', () => {
   it('Linear and the encoder layer match the emulation and stay near float32; parameters untouched', () => {
     nn.manualSeed(4);
-    const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 160, activation: 'gelu' }).useBackend('native');
+    const layer = new nn.TransformerEncoderLayer({ dModel: 64, nhead: 4, dimFeedforward: 160, activation: 'gelu' }).eval().useBackend('native');
     const before = layer.stateDict();
     const snapshot = Object.fromEntries(Object.entries(before).map(([k, t]) => [k, Float32Array.from(t.data)]));
     for (const [s, n] of [[1, 1], [5, 3], [37, 2]] as const) {
@@ -111,10 +111,10 @@ describe.runIf(bf16)('weight precision: native AVX512-BF16 against the JS emulat
 
   it('forwardAsync and KV-cached decoding run in bfloat16 too', async () => {
     nn.manualSeed(5);
-    const layer = new nn.TransformerEncoderLayer({ dModel: 32, nhead: 4, dimFeedforward: 64 }).useBackend('native').useWeightPrecision('bfloat16');
+    const layer = new nn.TransformerEncoderLayer({ dModel: 32, nhead: 4, dimFeedforward: 64 }).eval().useBackend('native').useWeightPrecision('bfloat16');
     const x = randn([6, 2, 32], { seed: 1 });
     expect(Array.from((await layer.forwardAsync(x)).data)).toEqual(Array.from(layer.forward(x).data));
-    const lm = new CausalLM({ vocabSize: 40, dModel: 32, nhead: 4, numLayers: 2, dimFeedforward: 64, maxLen: 32 }).useBackend('native');
+    const lm = new CausalLM({ vocabSize: 40, dModel: 32, nhead: 4, numLayers: 2, dimFeedforward: 64, maxLen: 32 }).eval().useBackend('native');
     const prompt = tensor(Int32Array.from([3, 9, 1]), [3], 'int32');
     lm.useWeightPrecision('bfloat16');
     const fast = await lm.generateAsync(prompt, { maxNewTokens: 6 });

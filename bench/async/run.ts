@@ -117,6 +117,7 @@ async function child(modelName: string, n: number, ahead: number | null, reps: n
   if (!spec) throw new RangeError(`bench/async: unknown model '${modelName}'`);
   // Imported here so the parent process never loads the addon.
   const lib = await import('../../lib/index');
+  lib.setGradEnabled(false); // inference: no autograd graph
   const { nn, randn, getBackend } = lib;
   // Only the queue of the code after this change has limits; --ahead on the old code fails instead of being ignored.
   if (ahead !== null) (lib as unknown as { setAsyncLimits(l: { maxRecordedAhead: number }): void }).setAsyncLimits({ maxRecordedAhead: ahead });
@@ -127,7 +128,7 @@ async function child(modelName: string, n: number, ahead: number | null, reps: n
     dimFeedforward: spec.ff,
     activation: 'gelu',
     batchFirst: true,
-  });
+  }).eval();
   const x = randn([spec.batch, spec.seq, spec.dModel], { seed: 7 });
   layer.forward(x);
   await layer.forwardAsync(x);

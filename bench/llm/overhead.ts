@@ -9,8 +9,11 @@
  */
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
-import { setNumThreads, Tensor, LlamaForCausalLM } from '../../lib';
+import { setGradEnabled, setNumThreads, Tensor, LlamaForCausalLM } from '../../lib';
 import { manualSeed } from '../../lib/nn/init';
+
+// Inference only: no autograd graph (parameters require grad by default, as in PyTorch).
+setGradEnabled(false);
 
 const { values } = parseArgs({ options: { threads: { type: 'string', default: '1,2' } } });
 manualSeed(0);

@@ -15,10 +15,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
-import { info, setNumThreads, ops, Tensor, LlamaForCausalLM } from '../../lib';
+import { info, setGradEnabled, setNumThreads, ops, Tensor, LlamaForCausalLM } from '../../lib';
 import { AutoModelForCausalLM } from '../../lib/models/auto';
 import { DEFAULT_DIR } from './make_model';
 import { promptIds } from './prompt';
+
+// Inference only: no autograd graph (parameters require grad by default, as in PyTorch).
+setGradEnabled(false);
 
 const { values: args } = parseArgs({
   options: {

@@ -19,7 +19,11 @@ type I32 = import('../../lib/index').Tensor<'int32'>;
 let lib: Attnode | null = null;
 
 export async function loadAttnode(): Promise<Attnode> {
-  lib ??= await import('../../lib/index');
+  if (!lib) {
+    lib = await import('../../lib/index');
+    // Inference benchmarks: no autograd graph (parameters require grad by default, as in PyTorch).
+    lib.setGradEnabled(false);
+  }
   return lib;
 }
 
@@ -53,8 +57,8 @@ export async function createAttnodePeer(c: Case, backend: 'native' | 'js', preci
         batchFirst: true,
       };
       const m = spec.kind === 'encoder'
-        ? new nn.TransformerEncoder({ layer: layerOpts, numLayers: spec.numLayers })
-        : new nn.TransformerEncoderLayer(layerOpts);
+        ? new nn.TransformerEncoder({ layer: layerOpts, numLayers: spec.numLayers }).eval()
+        : new nn.TransformerEncoderLayer(layerOpts).eval();
       m.loadStateDict(weights);
       m.useBackend(backend).useWeightPrecision(precision).useAttentionPrecision(precision);
       const x = io.x as F32;
@@ -72,7 +76,7 @@ export async function createAttnodePeer(c: Case, backend: 'native' | 'js', preci
     case 'seed': {
       const { TransformerModel } = await import('../../lib/cli/seed-model');
       const m = new TransformerModel(spec.vocab, spec.dModel, spec.nhead, spec.numEncoderLayers, spec.numDecoderLayers,
-        spec.dimFeedforward);
+        spec.dimFeedforward).eval();
       m.loadStateDict(weights);
       m.useBackend(backend).useWeightPrecision(precision).useAttentionPrecision(precision);
       const src = io.src as I32;

@@ -84,6 +84,13 @@ export interface GemmArgs {
    * dot products, the JS backend emulates the rounding (the reference).
    */
   bPrecision?: WeightPrecision;
+  /**
+   * With `cacheB`: the version of B's memory (`Tensor._version`, bumped by
+   * in-place writes such as optimizer steps). A backend that keeps a packed
+   * copy re-packs it when the version differs from the one it packed.
+   * Default 0.
+   */
+  bVersion?: number;
 }
 
 /**
@@ -175,12 +182,17 @@ export interface AttentionArgs {
   kvLengths?: Int32Array | null;
 }
 
-/** Arguments of {@link Backend.softmax}: a stable softmax over each row of [rows, cols]. x and y may alias. */
+/**
+ * Arguments of {@link Backend.softmax}: a stable softmax over each row of [rows, cols], or with `log` the
+ * log_softmax, (x − max) − log Σ exp(x − max) as PyTorch computes it. x and y may alias.
+ */
 export interface SoftmaxArgs {
   x: Float32Array;
   y: Float32Array;
   rows: number;
   cols: number;
+  /** log_softmax instead of softmax (default false). */
+  log?: boolean;
   /** Elements between the starts of consecutive rows of x (default cols): a row-strided view. */
   xRowStride?: number;
   /** Elements between the starts of consecutive rows of y (default cols). */
@@ -377,6 +389,137 @@ export interface RopeArgs {
 }
 
 /**
+ * Arguments of {@link Backend.softmaxBackward}: the backward of softmax (or with `log`, log_softmax) over rows, from
+ * the forward's output y and its gradient dy: dx = y · (dy − Σ dy·y), or dx = dy − exp(y) · Σ dy. dx may be dy or
+ * y only as the same view.
+ */
+export interface SoftmaxBackwardArgs {
+  y: Float32Array;
+  dy: Float32Array;
+  dx: Float32Array;
+  rows: number;
+  cols: number;
+  log?: boolean;
+  yRowStride?: number;
+  dyRowStride?: number;
+  dxRowStride?: number;
+}
+
+/**
+ * Arguments of {@link Backend.layerNormBackward}: the backward of LayerNorm over rows of x (the forward's input):
+ * dx = rstd · (g − mean(g) − x̂ · mean(g·x̂)) with g = dy·weight, and (when not null) dweight = Σ_rows dy·x̂,
+ * dbias = Σ_rows dy, both [cols] and overwritten. The row statistics are recomputed from x as the forward computes
+ * them. Parameter gradients do not depend on the thread count (fixed chunks of rows, summed in order).
+ */
+export interface LayerNormBackwardArgs {
+  x: Float32Array;
+  weight: Float32Array | null;
+  dy: Float32Array;
+  dx: Float32Array;
+  dweight: Float32Array | null;
+  dbias: Float32Array | null;
+  rows: number;
+  cols: number;
+  eps: number;
+  xRowStride?: number;
+  dyRowStride?: number;
+  dxRowStride?: number;
+}
+
+/** Arguments of {@link Backend.rmsNormBackward}: as {@link LayerNormBackwardArgs} for RMSNorm (no centring, no bias). */
+export interface RmsNormBackwardArgs {
+  x: Float32Array;
+  weight: Float32Array | null;
+  dy: Float32Array;
+  dx: Float32Array;
+  dweight: Float32Array | null;
+  rows: number;
+  cols: number;
+  eps: number;
+  xRowStride?: number;
+  dyRowStride?: number;
+  dxRowStride?: number;
+}
+
+/** Which activation {@link Backend.activationBackward} differentiates. Values match native/kernels/elementwise/elementwise.h. */
+export enum ActivationGrad {
+  /** x is the input: dy where x > 0. */
+  Relu = 0,
+  /** x is the input: exact (erf) GELU. */
+  Gelu = 1,
+  /** x is the input: PyTorch's approximate='tanh' GELU. */
+  GeluTanh = 2,
+  /** x is the input. */
+  Silu = 3,
+  /** x is the forward's output y: dy · y(1 − y). */
+  Sigmoid = 4,
+  /** x is the forward's output y: dy · (1 − y²). */
+  Tanh = 5,
+}
+
+/** Arguments of {@link Backend.activationBackward}: dx = dy · f′ over x.length elements; dx may be x or dy exactly. */
+export interface ActivationBackwardArgs {
+  op: ActivationGrad;
+  x: Float32Array;
+  dy: Float32Array;
+  dx: Float32Array;
+}
+
+/**
+ * Arguments of {@link Backend.embeddingBackward}: dweight [num, dim] (overwritten) = scatter-add of the rows of
+ * dy [ids.length, dim] by id, each element summed in order of position (thread-count independent); row
+ * `paddingIdx` (−1: none) stays 0.
+ */
+export interface EmbeddingBackwardArgs {
+  dy: Float32Array;
+  ids: Int32Array;
+  dweight: Float32Array;
+  num: number;
+  dim: number;
+  paddingIdx: number;
+  dyRowStride?: number;
+}
+
+/**
+ * Arguments of {@link Backend.crossEntropy}: per row of logits [rows, cols] with target t (a class, or
+ * `ignoreIndex`), loss = (1 − ε)·w[t]·(lse − x[t]) + (ε/cols)·Σ_c w[c]·(lse − x[c]) (w = 1 when `weight` is
+ * null; 0 for an ignored row) and lse = log Σ exp(x), PyTorch 1.13's per-element cross-entropy.
+ */
+export interface CrossEntropyArgs {
+  logits: Float32Array;
+  target: Int32Array;
+  weight: Float32Array | null;
+  ignoreIndex: number;
+  labelSmoothing: number;
+  loss: Float32Array;
+  lse: Float32Array;
+  rows: number;
+  cols: number;
+  logitsRowStride?: number;
+}
+
+/**
+ * Arguments of {@link Backend.crossEntropyBackward}: dlogits = ∂(Σ_i dloss_i · loss_i)/∂logits from the forward's
+ * lse: dloss_i·((1 − ε)·w[t]·(p − onehot(t)) + (ε/cols)·(W·p − w)), p = exp(x − lse), W = Σ w; 0 for ignored rows.
+ * `dlossStride` 0: one dloss for every row (a mean or sum reduction); 1: one per row.
+ */
+export interface CrossEntropyBackwardArgs {
+  logits: Float32Array;
+  lse: Float32Array;
+  target: Int32Array;
+  weight: Float32Array | null;
+  ignoreIndex: number;
+  labelSmoothing: number;
+  dloss: Float32Array;
+  dlossStride: 0 | 1;
+  dlogits: Float32Array;
+  rows: number;
+  cols: number;
+  logitsRowStride?: number;
+  dlogitsRowStride?: number;
+}
+
+/**
  * Every op a backend implements, by name, with its one argument object. This
  * table is the op list: the native addon exports a function of the same name
  * taking the same object (native/binding/op_registry.cc), and the JS backend a
@@ -400,6 +543,13 @@ export interface OpArgs {
   permute0213: Permute0213Args;
   attention: AttentionArgs;
   rope: RopeArgs;
+  softmaxBackward: SoftmaxBackwardArgs;
+  layerNormBackward: LayerNormBackwardArgs;
+  rmsNormBackward: RmsNormBackwardArgs;
+  activationBackward: ActivationBackwardArgs;
+  embeddingBackward: EmbeddingBackwardArgs;
+  crossEntropy: CrossEntropyArgs;
+  crossEntropyBackward: CrossEntropyBackwardArgs;
 }
 
 /** An op's name. */

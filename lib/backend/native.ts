@@ -85,7 +85,8 @@ export interface Addon extends AddonOps, AddonRecordOps {
 const OP_TABLE = {
   gemm: true, softmax: true, layerNorm: true, addLayerNorm: true, rmsNorm: true, addRmsNorm: true, relu: true,
   gelu: true, unary: true, siluMul: true, binary: true, embedding: true, permute0213: true, attention: true,
-  rope: true, copy: true, indexCopy: true,
+  rope: true, copy: true, indexCopy: true, softmaxBackward: true, layerNormBackward: true, rmsNormBackward: true,
+  activationBackward: true, embeddingBackward: true, crossEntropy: true, crossEntropyBackward: true,
 } as const satisfies Record<OpName, true>;
 const OP_NAMES = Object.keys(OP_TABLE) as OpName[];
 
@@ -133,7 +134,9 @@ function makeNativeBackend(a: Addon): Backend {
   // Packed weights by the weight's memory (buffer, then offset, length, shape and precision), not by the array
   // object: a weight view (a row slice of a packed in_proj_weight) is a new array on every call, but the same
   // weight. Weak on the buffer: a dropped weight takes its packing with it.
-  const packedWeights = new WeakMap<ArrayBufferLike, Map<string, PackedWeight>>();
+  // Each entry remembers the weight's version (GemmArgs.bVersion) it was packed at: a weight updated in place (an
+  // optimizer step) is re-packed on its next use, replacing the stale copy.
+  const packedWeights = new WeakMap<ArrayBufferLike, Map<string, { version: number; packed: PackedWeight }>>();
   const packedFor = (g: GemmArgs): PackedWeight | null => {
     if (!g.cacheB || !g.transB || ((g.batch ?? 1) > 1 && (g.strideB ?? 0) !== 0)) return null;
     if (g.ldb !== undefined && g.ldb !== g.k) return null;
@@ -144,11 +147,11 @@ function makeNativeBackend(a: Addon): Backend {
     let byShape = packedWeights.get(g.b.buffer);
     if (!byShape) packedWeights.set(g.b.buffer, (byShape = new Map()));
     const key = `${g.b.byteOffset},${g.b.length},${g.k},${g.n},${precision}`;
-    let packed = byShape.get(key);
-    if (!packed) {
-      packed = a.packWeight(g.b, g.k, g.n, true, precision);
-      byShape.set(key, packed);
-    }
+    const version = g.bVersion ?? 0;
+    const entry = byShape.get(key);
+    if (entry && entry.version === version) return entry.packed;
+    const packed = a.packWeight(g.b, g.k, g.n, true, precision);
+    byShape.set(key, { version, packed });
     return packed;
   };
   const ops = {} as BackendOps;

@@ -13,7 +13,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { info, setNumThreads } from '../index';
+import { info, setGradEnabled, setNumThreads } from '../index';
 import { demoDefaults, runDemo, type DemoOptions } from './demo';
 import { runStoryDemo, type StoryOptions } from './demo-story';
 import { RUN_USAGE, runMain } from './run';
@@ -103,6 +103,8 @@ function parseFlags(args: string[]): { opts: DemoOptions; story: StoryOptions; t
 }
 
 const [command, ...rest] = process.argv.slice(2);
+// Every command runs inference: no autograd graph is ever needed.
+setGradEnabled(false);
 switch (command) {
   case 'info':
     console.log(JSON.stringify(info(), null, 2));

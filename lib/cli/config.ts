@@ -194,5 +194,7 @@ export async function loadServedModel(options: LoadModelOptions = {}): Promise<S
     const { tensors } = await loadSafetensors(options.modelPath);
     module.loadStateDict(tensors);
   }
+  // Served for inference: dropout off.
+  module.eval();
   return { config, encoder, module, weights: options.modelPath ? 'file' : 'random', ...(generate ? { generate } : {}) };
 }

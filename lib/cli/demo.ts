@@ -99,7 +99,8 @@ export function runDemo(o: DemoOptions): void {
 
   // 2. The seed model.
   manualSeed(0);
-  const model = new TransformerModel(o.vocab, o.dModel, o.nhead, o.numLayers, o.numDecoderLayers, o.dimFeedforward);
+  // Inference: eval mode (no dropout); the forwards below run under noGrad.
+  const model = new TransformerModel(o.vocab, o.dModel, o.nhead, o.numLayers, o.numDecoderLayers, o.dimFeedforward).eval();
   const ids = (len: number, seed: number): Tensor<'int32'> => {
     const data = new Int32Array(len * o.batch);
     let s = seed;

@@ -274,6 +274,7 @@ export async function loadLlama2c(path: string, options: { tokenizer?: string } 
   const config = llama2cConfig(header);
   const model = new LlamaForCausalLM(config);
   model.loadStateDict(llama2cStateDict(buf, header, path));
+  model.eval();
   const tokenizer = options.tokenizer
     ? Llama2cTokenizer.parse(new Uint8Array(await readFile(options.tokenizer)), header.vocabSize, options.tokenizer)
     : null;

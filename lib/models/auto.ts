@@ -197,7 +197,8 @@ export const AutoModelForCausalLM = {
       } catch (err) {
         throw new Error(`${dir}: the weights do not fit ${file}: ${(err as Error).message}`, { cause: err });
       }
-      return gpt2;
+      // In eval mode, as transformers' from_pretrained returns models.
+      return gpt2.eval();
     }
     const model = new LlamaForCausalLM(llamaConfigFromJson(config, file));
     const weights = await loadFolderWeights(dir);
@@ -208,7 +209,7 @@ export const AutoModelForCausalLM = {
     } catch (err) {
       throw new Error(`${dir}: the weights do not fit ${file}: ${(err as Error).message}`, { cause: err });
     }
-    return model;
+    return model.eval();
   },
 };
 
@@ -281,6 +282,6 @@ export const AutoModelForSeq2SeqLM = {
     model.generationConfig = generationDefaultsFrom(generation, {
       eosTokenId: config.eosTokenId, padTokenId: config.padTokenId, maxPositions: config.maxPositionEmbeddings, prefixLength: 1,
     });
-    return model;
+    return model.eval();
   },
 };

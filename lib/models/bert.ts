@@ -20,7 +20,7 @@
  * second copy of the weights, so it is off. The residual add and LayerNorm
  * are fused (`addLayerNorm`), GELU is fused into the intermediate GEMM.
  */
-import { Module, toStateKey } from '../nn/module';
+import { Module, toStateKey, parameter } from '../nn/module';
 import { ModuleList } from '../nn/container';
 import { Embedding } from '../nn/sparse';
 import { LayerNorm, Linear } from '../nn/linear';
@@ -109,6 +109,10 @@ const KEY_OVERRIDES: Readonly<Record<string, string>> = { LayerNorm: 'LayerNorm'
  * `toStateKey`'s. Only child modules need it: no parameter has such a name.
  */
 export abstract class HfModule extends Module {
+  /** Inference only: runs with grad mode off (see Module.differentiable). */
+  protected override get differentiable(): boolean {
+    return false;
+  }
   override namedChildren(): [string, Module][] {
     const out: [string, Module][] = [];
     for (const [prop, value] of Object.entries(this)) {
@@ -558,7 +562,7 @@ export class BertLMPredictionHead extends HfModule {
   constructor(c: ResolvedBertConfig) {
     super();
     this.transform = new BertPredictionHeadTransform(c);
-    this.bias = new Tensor(new Float32Array(c.vocabSize), [c.vocabSize], 'float32');
+    this.bias = parameter(new Tensor(new Float32Array(c.vocabSize), [c.vocabSize], 'float32'));
   }
 }
 
@@ -602,7 +606,7 @@ export class RobertaLMHead extends HfModule {
     super();
     this.dense = new Linear({ inFeatures: c.hiddenSize, outFeatures: c.hiddenSize });
     this.layerNorm = new LayerNorm({ normalizedShape: c.hiddenSize, eps: c.layerNormEps });
-    this.bias = new Tensor(new Float32Array(c.vocabSize), [c.vocabSize], 'float32');
+    this.bias = parameter(new Tensor(new Float32Array(c.vocabSize), [c.vocabSize], 'float32'));
   }
 }
 
@@ -634,7 +638,7 @@ export class TiedProjector extends HfModule {
   bias: F32;
   constructor(c: ResolvedBertConfig) {
     super();
-    this.bias = new Tensor(new Float32Array(c.vocabSize), [c.vocabSize], 'float32');
+    this.bias = parameter(new Tensor(new Float32Array(c.vocabSize), [c.vocabSize], 'float32'));
   }
 }
 
@@ -848,6 +852,8 @@ export function encoderFromWeights(task: EncoderTask, config: ResolvedBertConfig
       ? new DistilBertModel(config)
       : new BertModel(config, { addPoolingLayer: 'pooler.dense.weight' in base });
     model.loadStateDict(base);
+    // In eval mode, as transformers' from_pretrained returns models.
+    model.eval();
     return model;
   }
   if (task === 'masked-lm') {
@@ -864,5 +870,6 @@ export function encoderFromWeights(task: EncoderTask, config: ResolvedBertConfig
     }
   }
   model.loadStateDict(w);
+  model.eval();
   return model;
 }

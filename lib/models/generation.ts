@@ -55,6 +55,7 @@
  * form) and only then read in JS to pick the next tokens.
  */
 import { runAsyncOn } from '../async';
+import { noGrad } from '../autograd/grad-mode';
 import type { Backend } from '../backend/backend';
 import { Rng, Tensor } from '../tensor';
 import { checkInt, formatShape } from '../errors';
@@ -850,15 +851,23 @@ function withDefaults(fn: string, defaults: GenerationDefaults | undefined, o: G
   return merged as unknown as GenerationOptions;
 }
 
+// Generation never needs gradients (transformers' generate runs under torch.no_grad()): every step runs with grad
+// mode off, so a model whose parameters require grad decodes as fast as one that does not.
 function runSync(g: Generator<StepWork, GenerationOutput, Tensor<'float32'>>): GenerationOutput {
-  let r = g.next();
-  while (!r.done) r = g.next(r.value());
-  return r.value;
+  return noGrad(() => {
+    let r = g.next();
+    while (!r.done) r = g.next(r.value());
+    return r.value;
+  });
 }
 
 async function runAsyncLoop(backend: Backend, g: Generator<StepWork, GenerationOutput, Tensor<'float32'>>): Promise<GenerationOutput> {
-  let r = g.next();
-  while (!r.done) r = g.next(await runAsyncOn(backend, r.value));
+  let r = noGrad(() => g.next());
+  while (!r.done) {
+    const step = r.value;
+    const logits = await noGrad(() => runAsyncOn(backend, step));
+    r = noGrad(() => g.next(logits));
+  }
   return r.value;
 }
 

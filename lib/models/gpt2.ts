@@ -10,7 +10,7 @@
  * weight, and the key/value rows of `c_attn` are a row slice that one GEMM
  * writes straight into the KV cache.
  */
-import { Module } from '../nn/module';
+import { Module, parameter } from '../nn/module';
 import { ModuleList } from '../nn/container';
 import { Embedding } from '../nn/sparse';
 import { LayerNorm } from '../nn/linear';
@@ -94,8 +94,8 @@ export class Conv1D extends Module {
     this.inFeatures = checkInt('Conv1D', 'inFeatures', inFeatures, 1);
     this.outFeatures = checkInt('Conv1D', 'outFeatures', outFeatures, 1);
     // Hugging Face initialises with N(0, 0.02) and zero bias; loading a checkpoint replaces both.
-    this.weight = normal([outFeatures, inFeatures], 0.02).t();
-    this.bias = new Tensor(new Float32Array(outFeatures), [outFeatures], 'float32');
+    this.weight = parameter(normal([outFeatures, inFeatures], 0.02).t());
+    this.bias = parameter(new Tensor(new Float32Array(outFeatures), [outFeatures], 'float32'));
   }
 
   /** The weight as Linear rows [out, in], contiguous (what the GEMM packs once and reuses). */
@@ -248,6 +248,10 @@ export class GPT2Block extends Module {
 
 /** The decoder stack: token and position embeddings, blocks, final norm. Keys `transformer.*`. */
 export class GPT2Model extends Module {
+  /** Inference only: runs with grad mode off (see Module.differentiable). */
+  protected override get differentiable(): boolean {
+    return false;
+  }
   wte: Embedding;
   wpe: Embedding;
   h: ModuleList<GPT2Block>;
@@ -274,6 +278,10 @@ export interface GPT2ForwardOptions {
 
 /** GPT-2 with its language-model head (the token embedding, transposed). */
 export class GPT2LMHeadModel extends Module implements PackedCausalModel {
+  /** Inference only: runs with grad mode off (see Module.differentiable). */
+  protected override get differentiable(): boolean {
+    return false;
+  }
   readonly config: ResolvedGPT2Config;
   transformer: GPT2Model;
 

@@ -273,6 +273,10 @@ export class LlamaDecoderLayer extends Module {
 
 /** The decoder stack: embeddings, layers, final norm. Keys `model.*`. */
 export class LlamaModel extends Module {
+  /** Inference only: runs with grad mode off (see Module.differentiable). */
+  protected override get differentiable(): boolean {
+    return false;
+  }
   embedTokens: Embedding;
   layers: ModuleList<LlamaDecoderLayer>;
   norm: RMSNorm;
@@ -298,6 +302,10 @@ export interface LlamaForwardOptions {
 
 /** A Llama-family causal language model: `model` + `lm_head` (tied to the embedding when configured). */
 export class LlamaForCausalLM extends Module implements PackedCausalModel {
+  /** Inference only: runs with grad mode off (see Module.differentiable). */
+  protected override get differentiable(): boolean {
+    return false;
+  }
   readonly config: ResolvedLlamaConfig;
   model: LlamaModel;
   lmHead: Linear | null;

@@ -341,6 +341,10 @@ export class MarianDecoder extends MarianStack<MarianDecoderLayer> {
 
 /** Encoder and decoder with their embeddings. Keys `model.*` (`model.shared.weight` when shared). */
 export class MarianModel extends Module {
+  /** Inference only: runs with grad mode off (see Module.differentiable). */
+  protected override get differentiable(): boolean {
+    return false;
+  }
   shared: Embedding | null;
   encoder: MarianEncoder;
   decoder: MarianDecoder;
@@ -458,6 +462,10 @@ function checkIds(fn: string, what: string, ids: unknown): asserts ids is I32 {
  * keys and values once.
  */
 export class MarianMTModel extends Module implements DecodingModel {
+  /** Inference only: runs with grad mode off (see Module.differentiable). */
+  protected override get differentiable(): boolean {
+    return false;
+  }
   readonly config: ResolvedMarianConfig;
   model: MarianModel;
   /** [1, target vocab], added to the logits. */

@@ -39,6 +39,8 @@ export interface CausalLMOptions {
   maxLen?: number;
   /** Biases in the layers (default true). The lm head never has one. */
   bias?: boolean;
+  /** Dropout in training mode (positions and layers, as in nn.TransformerEncoderLayer; default 0.1): `eval()` before inference. */
+  dropout?: number;
 }
 
 /** Options of {@link CausalLM.createCache}. */
@@ -73,14 +75,15 @@ export class CausalLM extends Module {
     const name = 'CausalLM';
     checkOptions(name, options, [
       'vocabSize', 'dModel', 'nhead', 'numLayers', 'dimFeedforward', 'activation', 'layerNormEps', 'normFirst',
-      'batchFirst', 'maxLen', 'bias',
+      'batchFirst', 'maxLen', 'bias', 'dropout',
     ]);
+    const dropout = options.dropout ?? 0.1;
     this.vocabSize = checkInt(name, 'vocabSize', options.vocabSize, 1);
     const d = (this.dModel = checkInt(name, 'dModel', options.dModel, 1));
     this.batchFirst = boolOption(name, 'batchFirst', options.batchFirst, false);
     this.embedding = new Embedding({ numEmbeddings: this.vocabSize, embeddingDim: d });
     const maxLen = options.maxLen ?? 1024;
-    this.posEncoding = new PositionalEncoding({ dModel: d, maxLen, batchFirst: this.batchFirst });
+    this.posEncoding = new PositionalEncoding({ dModel: d, maxLen, batchFirst: this.batchFirst, dropout });
     this.transformer = new TransformerEncoder({
       layer: {
         dModel: d,
@@ -91,6 +94,7 @@ export class CausalLM extends Module {
         normFirst: boolOption(name, 'normFirst', options.normFirst, true),
         batchFirst: this.batchFirst,
         bias: boolOption(name, 'bias', options.bias, true),
+        dropout,
       },
       numLayers: checkInt(name, 'numLayers', options.numLayers, 0),
       norm: true,
@@ -131,8 +135,10 @@ export class CausalLM extends Module {
     // Positions pos..pos+t of the table, broadcast over the batch like PositionalEncoding.forward does for 0..t.
     const pe = this.posEncoding.pe.data.subarray(pos * d, (pos + t) * d);
     const table = new Tensor(pe, ids.ndim === 2 && !this.batchFirst ? [t, 1, d] : [t, d], 'float32');
-    const x = ops.add(this.embedding.forward(ids), table, { backend: this.backend });
-    return this.lmHead.forward(this.transformer.forwardStep(x, cache));
+    return this.inStep(() => {
+      const x = ops.add(this.embedding.forward(ids), table, { backend: this.backend });
+      return this.lmHead.forward(this.transformer.forwardStep(x, cache));
+    });
   }
 
   /**

@@ -1,5 +1,5 @@
 /** PyTorch-shaped modules. */
-export { Module, toStateKey, type ForwardAsyncOptions, type LoadStateDictOptions, type LoadStateDictResult } from './module';
+export { Module, parameter, toStateKey, type ForwardAsyncOptions, type LoadStateDictOptions, type LoadStateDictResult } from './module';
 export { ModuleList } from './container';
 export { Linear, LayerNorm, type LinearOptions, type LayerNormOptions } from './linear';
 export { RMSNorm, type RMSNormOptions } from './rms-norm';
@@ -44,3 +44,5 @@ export {
 export { CausalLM, type CausalLMOptions, type CausalLMCacheOptions } from './causal-lm';
 export { PositionalEncoding, type PositionalEncodingOptions } from './positional-encoding';
 export { manualSeed } from './init';
+export { Dropout, type DropoutOptions } from './dropout';
+export { CrossEntropyLoss, MSELoss, type CrossEntropyLossOptions, type MSELossOptions } from './loss';

@@ -1,25 +1,20 @@
 /**
- * Parameter initialisation with PyTorch's schemes, drawn from one
- * process-wide generator so that `manualSeed(n)` makes model construction
+ * Parameter initialisation with PyTorch's schemes, drawn from the
+ * process-wide generator (lib/random.ts) so that `manualSeed(n)` makes model construction
  * reproducible (like `torch.manual_seed`). Initial values only matter for
  * models that are not loaded from a state dict: demos and benchmarks.
  */
-import { Rng, zeros, type Tensor } from '../tensor';
-import { checkNumber } from '../errors';
+import { zeros, type Tensor } from '../tensor';
+import { defaultGenerator } from '../random';
 
-let generator = new Rng();
-
-/** Re-seeds the generator used for parameter initialisation. */
-export function manualSeed(seed: number): void {
-  checkNumber('manualSeed', 'seed', seed);
-  generator = new Rng(seed);
-}
+export { manualSeed } from '../random';
 
 /** A float32 tensor of `shape` filled from U(-bound, bound). */
 export function uniform(shape: readonly number[], bound: number): Tensor<'float32'> {
   const t = zeros(shape, 'float32');
   const d = t.data;
-  for (let i = 0; i < d.length; i++) d[i] = (generator.uniform() * 2 - 1) * bound;
+  const rng = defaultGenerator();
+  for (let i = 0; i < d.length; i++) d[i] = (rng.uniform() * 2 - 1) * bound;
   return t;
 }
 
@@ -27,7 +22,8 @@ export function uniform(shape: readonly number[], bound: number): Tensor<'float3
 export function normal(shape: readonly number[], std = 1): Tensor<'float32'> {
   const t = zeros(shape, 'float32');
   const d = t.data;
-  for (let i = 0; i < d.length; i++) d[i] = generator.normal() * std;
+  const rng = defaultGenerator();
+  for (let i = 0; i < d.length; i++) d[i] = rng.normal() * std;
   return t;
 }
 

@@ -1,4 +1,4 @@
-import { Module } from './module';
+import { Module, parameter } from './module';
 import type { Tensor } from '../tensor';
 import { ones, zeros } from '../tensor';
 import { checkInt } from '../errors';
@@ -30,8 +30,8 @@ export class Linear extends Module {
     checkOptions('Linear', options, ['inFeatures', 'outFeatures', 'bias']);
     this.inFeatures = checkInt('Linear', 'inFeatures', options.inFeatures, 0);
     this.outFeatures = checkInt('Linear', 'outFeatures', options.outFeatures, 0);
-    this.weight = linearDefault([this.outFeatures, this.inFeatures], this.inFeatures);
-    this.bias = options.bias ?? true ? linearDefault([this.outFeatures], this.inFeatures) : null;
+    this.weight = parameter(linearDefault([this.outFeatures, this.inFeatures], this.inFeatures));
+    this.bias = options.bias ?? true ? parameter(linearDefault([this.outFeatures], this.inFeatures)) : null;
   }
 
   /** x [..., inFeatures] → [..., outFeatures]. */
@@ -67,8 +67,8 @@ export class LayerNorm extends Module {
     this.normalizedShape = shape;
     this.eps = options.eps ?? 1e-5;
     const affine = options.elementwiseAffine ?? true;
-    this.weight = affine ? ones(shape) : null;
-    this.bias = affine && (options.bias ?? true) ? zeros(shape) : null;
+    this.weight = affine ? parameter(ones(shape)) : null;
+    this.bias = affine && (options.bias ?? true) ? parameter(zeros(shape)) : null;
   }
 
   forward(x: Tensor<'float32'>): Tensor<'float32'> {

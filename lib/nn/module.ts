@@ -11,7 +11,14 @@
  * holding a `Tensor` is a parameter, unless it was declared a buffer with
  * `registerBuffer`; `null` (e.g. `bias: false`) is skipped, like PyTorch's
  * `None` parameters. Anything else (numbers, options) is ignored.
+ *
+ * Parameters require grad: attnode's modules create theirs with
+ * {@link parameter}, and `loadStateDict` gives a loaded tensor the
+ * `requiresGrad` of the one it replaces. Modules start in training mode
+ * (PyTorch's default): `eval()` turns dropout off for inference.
  */
+// Registers the autograd engine into Tensor (modules are what most training code starts from).
+import '../autograd/index';
 import { Tensor } from '../tensor';
 import type { AttentionPrecision, Backend, BackendName, WeightPrecision } from '../backend/backend';
 import { resolveBackend } from '../backend/registry';
@@ -44,10 +51,20 @@ export function toStateKey(property: string): string {
   return property.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
+/**
+ * Marks `t` as a parameter: sets `requiresGrad` (default true) and returns
+ * the same tensor (PyTorch's `nn.Parameter(t)`, without a copy). Any tensor a
+ * module holds in a property is a parameter for the state dict; this makes
+ * it trainable.
+ */
+export function parameter<T extends Tensor>(t: T, requiresGrad = true): T {
+  t.requiresGrad = requiresGrad;
+  return t;
+}
+
 export abstract class Module {
-  /** Always false: attnode runs inference, so dropout is never applied. Kept for PyTorch-shaped code. */
-  training = false;
   // ES private fields are not enumerable, so they never look like children or parameters.
+  #training = true;
   #buffers = new Map<string, boolean>();
   #backend: BackendChoice | null = null;
   // null: inherit from the execution context (an enclosing module's setting, else float32).
@@ -144,6 +161,7 @@ export abstract class Module {
     }
     // Check everything before changing anything, so a failed load leaves the module as it was.
     const updates: [Module, string, Tensor][] = [];
+    const trainable: [Module, string][] = [];
     for (const [key, { module, prop, current }] of targets) {
       if (!(key in dict)) continue;
       const t = dict[key];
@@ -159,6 +177,7 @@ export abstract class Module {
         );
       }
       updates.push([module, prop, t]);
+      if (current.requiresGrad) trainable.push([module, prop]);
     }
     const changed = new Set<Module>();
     for (const [module, prop, t] of updates) {
@@ -166,6 +185,12 @@ export abstract class Module {
       changed.add(module);
     }
     for (const m of changed) m.stateChanged();
+    // A loaded tensor becomes the parameter, trainable if the one it replaced was (after stateChanged, which may
+    // have re-laid it into a new tensor).
+    for (const [module, prop] of trainable) {
+      const t = (module as unknown as Record<string, Tensor>)[prop];
+      if (t instanceof Tensor && t.isLeaf && t.dtype === 'float32') t.requiresGrad = true;
+    }
     return { missingKeys, unexpectedKeys };
   }
 
@@ -253,8 +278,31 @@ export abstract class Module {
       backend: this.backend,
       weightPrecision: this.weightPrecision,
       attentionPrecision: this.attentionPrecision,
+      ...(this.differentiable ? {} : { gradEnabled: false }),
     };
     return withContext(changes, forwardScope ? () => withForwardScope(fn) : fn);
+  }
+
+  /**
+   * Runs a decoding step of this module in its execution context with grad
+   * mode off and no forward scope: steps write keys and values into caches
+   * in place, which autograd does not track, so they are inference only (as
+   * every generation loop runs them).
+   */
+  protected inStep<T>(fn: () => T): T {
+    return withContext({
+      backend: this.backend, weightPrecision: this.weightPrecision, attentionPrecision: this.attentionPrecision, gradEnabled: false,
+    }, fn);
+  }
+
+  /**
+   * False for modules whose methods run with grad mode off (the Hugging Face
+   * model families, which write K/V projections into caches in place: they
+   * run inference, and their outputs never require grad). attnode's `nn`
+   * modules are differentiable.
+   */
+  protected get differentiable(): boolean {
+    return true;
   }
 
   /**
@@ -290,9 +338,35 @@ export abstract class Module {
     return runAsyncOn(this.backend, () => this.forward(...args), options);
   }
 
-  /** Kept for PyTorch-shaped code: attnode modules are always in inference mode. */
-  eval(): this {
+  /**
+   * Whether this module is in training mode (PyTorch's `training`): dropout
+   * layers and the `dropout` options of attention and Transformer layers
+   * apply only then. Modules start in training mode; see {@link train} and
+   * {@link eval}.
+   */
+  get training(): boolean {
+    return this.#training;
+  }
+
+  /**
+   * Sets training mode (default true) on this module and every descendant, as
+   * PyTorch's `train(mode)`; returns this module.
+   * @throws TypeError for a mode that is not a boolean.
+   */
+  train(mode = true): this {
+    if (typeof mode !== 'boolean') throw new TypeError(`train: argument 'mode' must be a boolean, got ${typeof mode}`);
+    for (const [, m] of this.namedModules()) m.#training = mode;
     return this;
+  }
+
+  /**
+   * Inference mode (PyTorch's `eval()`, = `train(false)`): dropout off. Call it
+   * before inference on a model built with dropout > 0 (the Transformer layers'
+   * default is 0.1), as in PyTorch; models loaded from Hugging Face folders
+   * come back in eval mode.
+   */
+  eval(): this {
+    return this.train(false);
   }
 }
 

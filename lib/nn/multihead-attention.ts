@@ -1,4 +1,4 @@
-import { Module } from './module';
+import { Module, parameter } from './module';
 import { Linear } from './linear';
 import { Tensor, zeros } from '../tensor';
 import { checkInt, formatShape } from '../errors';
@@ -63,18 +63,21 @@ export class MultiheadAttention extends Module {
     this.batchFirst = boolOption(name, 'batchFirst', options.batchFirst, false);
     this.addZeroAttn = boolOption(name, 'addZeroAttn', options.addZeroAttn, false);
     this.dropout = options.dropout ?? 0;
+    if (typeof this.dropout !== 'number' || !(this.dropout >= 0 && this.dropout < 1)) {
+      throw new RangeError(`${name}: option 'dropout' must be a number in [0, 1), got ${String(options.dropout)}`);
+    }
     const bias = boolOption(name, 'bias', options.bias, true);
     if (this.kdim === e && this.vdim === e) {
-      this.inProjWeight = xavierUniform([3 * e, e]);
+      this.inProjWeight = parameter(xavierUniform([3 * e, e]));
     } else {
-      this.qProjWeight = xavierUniform([e, e]);
-      this.kProjWeight = xavierUniform([e, this.kdim]);
-      this.vProjWeight = xavierUniform([e, this.vdim]);
+      this.qProjWeight = parameter(xavierUniform([e, e]));
+      this.kProjWeight = parameter(xavierUniform([e, this.kdim]));
+      this.vProjWeight = parameter(xavierUniform([e, this.vdim]));
     }
-    if (bias) this.inProjBias = zeros([3 * e]);
+    if (bias) this.inProjBias = parameter(zeros([3 * e]));
     if (boolOption(name, 'addBiasKv', options.addBiasKv, false)) {
-      this.biasK = xavierNormal([1, 1, e]);
-      this.biasV = xavierNormal([1, 1, e]);
+      this.biasK = parameter(xavierNormal([1, 1, e]));
+      this.biasV = parameter(xavierNormal([1, 1, e]));
     }
     this.outProj = new Linear({ inFeatures: e, outFeatures: e, bias });
     if (bias) this.outProj.bias!.data.fill(0);
@@ -94,7 +97,7 @@ export class MultiheadAttention extends Module {
       checkMhaInputs(fn, query, key, value, this);
       // Sequence-first views of the inputs; one view per distinct input, so shared projections stay shared.
       const [q, k, v] = this.#seqFirst(query, key, value);
-      const { output, weights } = mhaForward(fn, q, k, v, this.#params(), options);
+      const { output, weights } = mhaForward(fn, q, k, v, this.#params(), { ...options, dropoutP: this.dropout, training: this.training });
       return { output: this.#fromSeqFirst(output), weights };
     });
   }
@@ -112,7 +115,7 @@ export class MultiheadAttention extends Module {
    * value [S, N, vdim] (batch-first or unbatched alike; value defaults to key).
    */
   precomputeKV(key: F32, value: F32 = key): MemoryKV {
-    return this.inContext(() => {
+    return this.inStep(() => {
       const fn = 'MultiheadAttention.precomputeKV';
       this.#checkStepSupported(fn);
       for (const [arg, t, feat] of [['key', key, this.kdim], ['value', value, this.vdim]] as const) {
@@ -129,7 +132,7 @@ export class MultiheadAttention extends Module {
       const [, k0, v0] = this.#seqFirst(null, key, value).map((t) => (key.ndim === 2 ? t.unsqueeze(1) : t));
       const { k, v } = inProjection(null, k0!, v0!, this.#params(), { same: key === value ? 'kv' : 'none' });
       return { batch: k.shape[1]!, length: k.shape[0]!, embedDim: this.embedDim, k, v };
-    }, false);
+    });
   }
 
   /**
@@ -146,7 +149,7 @@ export class MultiheadAttention extends Module {
    * after the sequence, which has no fixed end while decoding).
    */
   forwardStep(query: F32, cache: KVCache | MemoryKV, options: MultiheadAttentionStepOptions = {}): F32 {
-    return this.inContext(() => {
+    return this.inStep(() => {
       const fn = 'MultiheadAttention.forwardStep';
       checkOptions(fn, options, ['keyPaddingMask']);
       this.#checkStepSupported(fn);
@@ -192,7 +195,7 @@ export class MultiheadAttention extends Module {
       attendHeads(q, k, v, this.numHeads, attn, { masks, causal });
       const out = ops.linear(attn, this.outProj.weight, this.outProj.bias, { cacheWeight: true });
       return batched ? this.#fromSeqFirst(out) : out.squeeze(1);
-    }, false);
+    });
   }
 
   /** The parameters as the functional form takes them. */

@@ -9,7 +9,7 @@ export interface PositionalEncodingOptions {
   dModel: number;
   /** Longest sequence supported (default 5000). */
   maxLen?: number;
-  /** Accepted for parity with the PyTorch tutorial module; never applied. */
+  /** Dropout after adding the positions, in training mode (the tutorial's; default 0.1). */
   dropout?: number;
   /** Inputs are [batch, seq, dModel] (default false: [seq, batch, dModel]). */
   batchFirst?: boolean;
@@ -25,6 +25,8 @@ export class PositionalEncoding extends Module {
   readonly dModel: number;
   readonly maxLen: number;
   readonly batchFirst: boolean;
+  /** Dropout after adding the positions, in training mode (the tutorial's; default 0.1). */
+  readonly dropout: number;
   declare pe: Tensor<'float32'>;
 
   constructor(options: PositionalEncodingOptions) {
@@ -33,6 +35,10 @@ export class PositionalEncoding extends Module {
     const d = (this.dModel = checkInt('PositionalEncoding', 'dModel', options.dModel, 1));
     const maxLen = (this.maxLen = options.maxLen === undefined ? 5000 : checkInt('PositionalEncoding', 'maxLen', options.maxLen, 1));
     this.batchFirst = boolOption('PositionalEncoding', 'batchFirst', options.batchFirst, false);
+    this.dropout = options.dropout ?? 0.1;
+    if (typeof this.dropout !== 'number' || !(this.dropout >= 0 && this.dropout <= 1)) {
+      throw new RangeError(`PositionalEncoding: option 'dropout' must be a probability in [0, 1], got ${String(options.dropout)}`);
+    }
     const pe = new Float32Array(maxLen * d);
     // Same float32 steps as the tutorial: div_term = exp(2i · (-ln(10000) / d)), angle = pos · div_term.
     const f = Math.fround;
@@ -59,6 +65,6 @@ export class PositionalEncoding extends Module {
     const len = x.shape[seqAxis]!;
     if (len > this.maxLen) throw new RangeError(`${fn}: sequence length ${len} exceeds maxLen ${this.maxLen}`);
     const table = new Tensor(this.pe.data.subarray(0, len * this.dModel), x.ndim === 3 && !this.batchFirst ? [len, 1, this.dModel] : [len, this.dModel], 'float32');
-    return ops.add(x, table, { backend: this.backend });
+    return ops.dropout(ops.add(x, table, { backend: this.backend }), this.dropout, { training: this.training, backend: this.backend });
   }
 }

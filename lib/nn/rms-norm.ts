@@ -1,4 +1,4 @@
-import { Module } from './module';
+import { Module, parameter } from './module';
 import * as ops from '../ops';
 import { ones, type Tensor } from '../tensor';
 import { checkInt, checkNumber } from '../errors';
@@ -31,7 +31,7 @@ export class RMSNorm extends Module {
     shape.forEach((d, i) => checkInt(name, `normalizedShape[${i}]`, d, 1));
     this.normalizedShape = shape;
     this.eps = options.eps === undefined || options.eps === null ? null : checkNumber(name, 'eps', options.eps);
-    this.weight = boolOption(name, 'elementwiseAffine', options.elementwiseAffine, true) ? ones(shape) : null;
+    this.weight = boolOption(name, 'elementwiseAffine', options.elementwiseAffine, true) ? parameter(ones(shape)) : null;
   }
 
   forward(x: Tensor<'float32'>): Tensor<'float32'> {

@@ -1,4 +1,4 @@
-import { Module } from './module';
+import { Module, parameter } from './module';
 import type { Tensor } from '../tensor';
 import { checkInt } from '../errors';
 import * as ops from '../ops';
@@ -28,13 +28,13 @@ export class Embedding extends Module {
     const pad = options.paddingIdx ?? null;
     if (pad !== null) checkInt('Embedding', 'paddingIdx', pad, -this.numEmbeddings, this.numEmbeddings - 1);
     this.paddingIdx = pad === null ? null : pad < 0 ? pad + this.numEmbeddings : pad;
-    this.weight = normal([this.numEmbeddings, this.embeddingDim]);
+    this.weight = parameter(normal([this.numEmbeddings, this.embeddingDim]));
     if (this.paddingIdx !== null) {
       this.weight.data.fill(0, this.paddingIdx * this.embeddingDim, (this.paddingIdx + 1) * this.embeddingDim);
     }
   }
 
   forward(ids: Tensor<'int32'>): Tensor<'float32'> {
-    return ops.embedding(ids, this.weight, { backend: this.backend });
+    return ops.embedding(ids, this.weight, { backend: this.backend, paddingIdx: this.paddingIdx });
   }
 }

@@ -1,4 +1,4 @@
-import { Module } from './module';
+import { Module, parameter } from './module';
 import { Linear, LayerNorm } from './linear';
 import { ModuleList } from './container';
 import { MultiheadAttention, type MaskTensor } from './multihead-attention';
@@ -18,7 +18,11 @@ export interface TransformerLayerOptions {
   nhead: number;
   /** Default 2048. */
   dimFeedforward?: number;
-  /** Accepted for PyTorch parity; never applied (inference). Default 0.1. */
+  /**
+   * Dropout in training mode, where PyTorch applies it: on the attention probabilities, after each attention and
+   * feed-forward block (before the residual add), and inside the feed-forward block. Default 0.1, as PyTorch: call
+   * `eval()` before inference.
+   */
   dropout?: number;
   /** Default 'relu'. */
   activation?: TransformerActivation;
@@ -55,12 +59,16 @@ function resolveLayerOptions(name: string, o: TransformerLayerOptions): Resolved
     throw new TypeError(`${name}: option 'activation' must be 'relu' or 'gelu', got ${JSON.stringify(activation)}`);
   }
   const eps = o.layerNormEps ?? 1e-5;
+  const dropout = o.dropout ?? 0.1;
+  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) {
+    throw new RangeError(`${name}: option 'dropout' must be a number in [0, 1), got ${String(o.dropout)}`);
+  }
   if (typeof eps !== 'number' || !(eps >= 0)) throw new RangeError(`${name}: option 'layerNormEps' must be a number >= 0, got ${eps}`);
   return {
     dModel: checkInt(name, 'dModel', o.dModel, 1),
     nhead: checkInt(name, 'nhead', o.nhead, 1),
     dimFeedforward: o.dimFeedforward === undefined ? 2048 : checkInt(name, 'dimFeedforward', o.dimFeedforward, 1),
-    dropout: o.dropout ?? 0.1,
+    dropout,
     activation,
     layerNormEps: eps,
     batchFirst: boolOption(name, 'batchFirst', o.batchFirst, false),
@@ -69,11 +77,26 @@ function resolveLayerOptions(name: string, o: TransformerLayerOptions): Resolved
   };
 }
 
-/** The feed-forward block: linear2(act(linear1(x))), the activation fused into linear1's GEMM. */
-function feedForward(layer: { linear1: Linear; linear2: Linear; activation: TransformerActivation; backend: Module['backend'] }, x: Tensor<'float32'>): Tensor<'float32'> {
+/** A Transformer layer as the blocks below see it. */
+interface LayerParts {
+  linear1: Linear;
+  linear2: Linear;
+  activation: TransformerActivation;
+  backend: Module['backend'];
+  training: boolean;
+  options: Readonly<ResolvedLayerOptions>;
+}
+
+/** PyTorch's dropout after a block (dropout1/2/3) and inside the feed-forward block: only in training mode. */
+function drop(layer: LayerParts, x: Tensor<'float32'>): Tensor<'float32'> {
+  return layer.training && layer.options.dropout > 0 ? ops.dropout(x, layer.options.dropout, { backend: layer.backend }) : x;
+}
+
+/** The feed-forward block: dropout(linear2(dropout(act(linear1(x))))), the activation fused into linear1's GEMM. */
+function feedForward(layer: LayerParts, x: Tensor<'float32'>): Tensor<'float32'> {
   const { weight, bias } = layer.linear1;
   const hidden = ops.linear(x, weight, bias, { backend: layer.backend, activation: layer.activation, cacheWeight: true });
-  return layer.linear2.forward(hidden);
+  return drop(layer, layer.linear2.forward(drop(layer, hidden)));
 }
 
 function checkInput(fn: string, arg: string, x: unknown, dModel: number): Tensor<'float32'> {
@@ -179,7 +202,7 @@ export class TransformerEncoderLayer extends Module {
     checkOptions(fn, options, ['srcKeyPaddingMask']);
     checkInput(fn, 'src', src, this.options.dModel);
     const keyPaddingMask = options.srcKeyPaddingMask ?? null;
-    return this.inContext(() => this.#block(src, (x) => this.selfAttn.forwardStep(x, cache, { keyPaddingMask })), false);
+    return this.inStep(() => this.#block(src, (x) => this.selfAttn.forwardStep(x, cache, { keyPaddingMask })));
   }
 
   /** The residual structure (post-norm or pre-norm) around a self-attention `sa` and the feed-forward block. */
@@ -189,11 +212,11 @@ export class TransformerEncoderLayer extends Module {
     if (this.normFirst) {
       // x += sa(norm1(x)); x += ff(norm2(x)), the first add fused with norm2. The sum overwrites the
       // attention output h in place (h is a fresh out_proj result used nowhere else).
-      const h = sa(this.norm1.forward(x));
+      const h = drop(this, sa(this.norm1.forward(x)));
       const normed = this.norm2.forwardAdd(x, h, h);
       x = ops.add(h, feedForward(this, normed), be);
     } else {
-      x = this.norm1.forwardAdd(x, sa(x));
+      x = this.norm1.forwardAdd(x, drop(this, sa(x)));
       x = this.norm2.forwardAdd(x, feedForward(this, x));
     }
     return x;
@@ -302,7 +325,7 @@ export class TransformerDecoderLayer extends Module {
       (x) => this.selfAttn.forwardStep(x, cache.selfAttn, { keyPaddingMask: tgtPadding }),
       (x) => this.multiheadAttn.forwardStep(x, cache.crossAttn, { keyPaddingMask: memoryPadding }),
     );
-    return this.inContext(step, false);
+    return this.inStep(step);
   }
 
   /** The residual structure (post-norm or pre-norm) around self-attention `sa`, cross-attention `ca` and feed-forward. */
@@ -316,14 +339,14 @@ export class TransformerDecoderLayer extends Module {
     if (this.normFirst) {
       // x += sa(norm1(x)); x += ca(norm2(x)); x += ff(norm3(x)), the first two adds fused with the next
       // norm, each sum stored in place over its (fresh, otherwise unused) attention output.
-      const h1 = sa(this.norm1.forward(x));
+      const h1 = drop(this, sa(this.norm1.forward(x)));
       const n2 = this.norm2.forwardAdd(x, h1, h1);
-      const h2 = ca(n2);
+      const h2 = drop(this, ca(n2));
       const n3 = this.norm3.forwardAdd(h1, h2, h2);
       x = ops.add(h2, feedForward(this, n3), be);
     } else {
-      x = this.norm1.forwardAdd(x, sa(x));
-      x = this.norm2.forwardAdd(x, ca(x));
+      x = this.norm1.forwardAdd(x, drop(this, sa(x)));
+      x = this.norm2.forwardAdd(x, drop(this, ca(x)));
       x = this.norm3.forwardAdd(x, feedForward(this, x));
     }
     return x;
@@ -446,11 +469,13 @@ export class TransformerEncoder extends Module {
     if (!(cache instanceof SelfAttentionCache) || cache.layers.length !== this.numLayers) {
       throw new TypeError(`${fn}: argument 'cache' must be a SelfAttentionCache from this stack's createCache()`);
     }
-    let x = src;
-    let i = 0;
-    for (const layer of this.layers) x = layer.forwardStep(x, cache.layers[i++]!, options);
-    if (this.numLayers === 0) cache.advanceEmpty(src.shape[src.ndim === 3 && this.#batchFirst ? 1 : 0]!);
-    return this.norm ? this.norm.forward(x) : x;
+    return this.inStep(() => {
+      let x = src;
+      let i = 0;
+      for (const layer of this.layers) x = layer.forwardStep(x, cache.layers[i++]!, options);
+      if (this.numLayers === 0) cache.advanceEmpty(src.shape[src.ndim === 3 && this.#batchFirst ? 1 : 0]!);
+      return this.norm ? this.norm.forward(x) : x;
+    });
   }
 }
 
@@ -503,11 +528,13 @@ export class TransformerDecoder extends Module {
     if (!(cache instanceof DecoderCache) || cache.layers.length !== this.numLayers) {
       throw new TypeError(`${fn}: argument 'cache' must be a DecoderCache from this stack's createCache()`);
     }
-    let x = tgt;
-    let i = 0;
-    for (const layer of this.layers) x = layer.forwardStep(x, cache.layers[i++]!, options);
-    if (this.numLayers === 0) cache.advanceEmpty(tgt.shape[tgt.ndim === 3 && this.#batchFirst ? 1 : 0]!);
-    return this.norm ? this.norm.forward(x) : x;
+    return this.inStep(() => {
+      let x = tgt;
+      let i = 0;
+      for (const layer of this.layers) x = layer.forwardStep(x, cache.layers[i++]!, options);
+      if (this.numLayers === 0) cache.advanceEmpty(tgt.shape[tgt.ndim === 3 && this.#batchFirst ? 1 : 0]!);
+      return this.norm ? this.norm.forward(x) : x;
+    });
   }
 }
 
@@ -562,7 +589,9 @@ export class Transformer extends Module {
     // PyTorch's _reset_parameters: Xavier-uniform on every matrix.
     for (const [, m] of this.namedModules()) {
       for (const [prop, value] of Object.entries(m)) {
-        if (value instanceof Tensor && value.ndim > 1) (m as unknown as Record<string, Tensor>)[prop] = xavierUniform(value.shape);
+        if (value instanceof Tensor && value.ndim > 1) {
+          (m as unknown as Record<string, Tensor>)[prop] = parameter(xavierUniform(value.shape), value.requiresGrad);
+        }
       }
     }
   }

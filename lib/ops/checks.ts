@@ -3,6 +3,7 @@
  * overlap tests, broadcasting of shapes and strides.
  */
 import type { Backend, BackendName } from '../backend/backend';
+import { currentContext } from '../context';
 import { argRangeErrorRaw, argTypeError, formatShape, shapeError } from '../errors';
 import { Tensor, contiguousStrides, empty } from '../tensor';
 import type { Shape } from '../tensor';
@@ -65,7 +66,21 @@ export function checkOut(
     throw argRangeErrorRaw(fn, 'out', `not overlap input '${name}'${allowSame ? ' except exactly (in place)' : ''}`,
       'a tensor sharing its memory');
   }
+  checkOutForGrad(fn, 'out', o);
+  // The op writes it in place: autograd's saved-tensor checks and the packed-weight cache see the change.
+  o._bumpVersion();
   return o;
+}
+
+/**
+ * An `out` (or `sumOut`) an op is about to write in place: refused when it is a leaf that requires grad in grad
+ * mode (its gradient would be lost, as PyTorch refuses in-place ops on such leaves).
+ */
+export function checkOutForGrad(fn: string, arg: string, out: Tensor): void {
+  if (out.requiresGrad && out.isLeaf && currentContext().gradEnabled) {
+    throw argRangeErrorRaw(fn, arg, 'not be a leaf tensor that requires grad while grad mode is on (write into it inside noGrad(), or into a tensor without requiresGrad)',
+      `a leaf ${formatShape(out.shape)} with requiresGrad = true`);
+  }
 }
 
 /**

@@ -13,9 +13,10 @@ import { allocate, allocateUninitialized, type DType } from '../dtype';
 import { argRangeErrorRaw, argTypeError, checkInt, formatShape, normalizeDim, shapeError } from '../errors';
 import type { OpOptions } from '../op-options';
 import { Tensor } from '../tensor';
-import { broadcastStrides, checkFloat, checkOptions, checkTensor, overlaps } from './checks';
+import { broadcastStrides, checkFloat, checkOptions, checkOutForGrad, checkTensor, overlaps } from './checks';
 import type { F32 } from './checks';
 import { flattenTrailing } from './rows';
+import { needsGrad, recordOp } from '../autograd/graph';
 
 /** Dims the backend copy takes at once. */
 const MAX_COPY_DIMS = 8;
@@ -97,9 +98,27 @@ export function cat<D extends DType>(tensors: readonly Tensor<D>[], dim = 0, opt
         throw argRangeErrorRaw(fn, 'out', `not overlap input 'tensors[${i}]'`, 'a tensor sharing its memory');
       }
     }
+    checkOutForGrad(fn, 'out', o);
+    o._bumpVersion();
     out = o as Tensor<D>;
   } else {
     out = new Tensor(allocateUninitialized(dtype, shape.reduce((p: number, s: number) => p * s, 1)), shape, dtype) as Tensor<D>;
+  }
+  if (dtype === 'float32' && needsGrad(...parts.map(([t]) => t))) {
+    // Each input's gradient is its slice of the output's: a view, no copy.
+    const sizes = parts.map(([t]) => t.shape[d]!);
+    const skipped = tensors.map((t) => t.ndim === 1 && t.size === 0);
+    recordOp('CatBackward', tensors, [out], ([g]) => {
+      let off = 0;
+      let k = 0;
+      return tensors.map((_, i) => {
+        if (skipped[i]) return null;
+        const n = sizes[k++]!;
+        const slice = (g as F32).narrow(d, off, n);
+        off += n;
+        return slice;
+      });
+    });
   }
   if (out.size === 0) return out;
   if (dtype !== 'float32') refuseRecording(fn);

@@ -8,15 +8,27 @@ import type { Shape } from '../tensor';
 import type { OpOptions, OutOptions } from '../op-options';
 import { dense, checkTensor, checkFloat, checkOptions, overlaps, output, sameShape, prod } from './checks';
 import type { F32 } from './checks';
+import { needsGrad, recordOp } from '../autograd/graph';
+import { allocateUninitialized } from '../dtype';
 // ---------------------------------------------------------------------------
 // Gather and layout
 
+/** Options of {@link embedding}. */
+export interface EmbeddingOptions extends OutOptions {
+  /** The row that gets no gradient (PyTorch's padding_idx; negative counts from the end). Default none. */
+  paddingIdx?: number | null;
+}
+
 /**
  * Rows of `weight` [num, dim] picked by `ids` (int32, any shape) → [...ids.shape, dim].
+ * In grad mode the weight's gradient is the scatter-add of the output's
+ * gradient rows by id (the backend's embeddingBackward), except row
+ * `paddingIdx`, which gets none.
  * @throws RangeError naming the position and value of the first id outside [0, num).
  */
-export function embedding(ids: Tensor<'int32'>, weight: F32, opts?: OutOptions): F32 {
+export function embedding(ids: Tensor<'int32'>, weight: F32, opts?: EmbeddingOptions): F32 {
   const fn = 'embedding';
+  const original = weight;
   const t = checkTensor(fn, 'ids', ids);
   if (t.dtype !== 'int32') throw argTypeError(fn, 'ids', 'be an int32 Tensor', t);
   checkFloat(fn, 'weight', weight);
@@ -36,8 +48,25 @@ export function embedding(ids: Tensor<'int32'>, weight: F32, opts?: OutOptions):
   }
   const outShape = [...ids.shape, dim];
   checkShape(fn, 'out', outShape);
+  let paddingIdx = -1;
+  if (opts?.paddingIdx !== undefined && opts.paddingIdx !== null) {
+    paddingIdx = checkInt(fn, 'paddingIdx', opts.paddingIdx, -num, num - 1);
+    if (paddingIdx < 0) paddingIdx += num;
+  }
   const y = output(fn, outShape, opts?.out, [['weight', weight]], false);
   if (y.size > 0) resolveBackend(opts?.backend).embedding({ weight: weight.data, num, dim, ids: ids.data, out: y.data });
+  if (needsGrad(original)) {
+    // The ids as they are now: the caller may reuse their buffer for the next batch before backward.
+    const idsAt = ids.data.slice();
+    recordOp('EmbeddingBackward', [original], [y], ([g]) => {
+      const gs = dense(g!, opts?.backend);
+      const dw = new Tensor(allocateUninitialized('float32', num * dim), [num, dim], 'float32');
+      if (dw.size > 0) {
+        resolveBackend(opts?.backend).embeddingBackward({ dy: gs.data, ids: idsAt, dweight: dw.data, num, dim, paddingIdx });
+      }
+      return [dw];
+    });
+  }
   return y;
 }
 
@@ -68,6 +97,7 @@ export function splitHeads(x: F32, numHeads: number, opts?: OutOptions): F32 {
   const hd = e / numHeads;
   const y = output(fn, [bsz, numHeads, seq, hd], opts?.out, [['x', x]], false);
   if (y.size > 0) resolveBackend(opts?.backend).permute0213({ x: x.data, y: y.data, d0: bsz, d1: seq, d2: numHeads, d3: hd });
+  if (needsGrad(x)) recordOp('SplitHeadsBackward', [x], [y], ([g]) => [mergeHeads(g!, backendOf(opts))]);
   return y;
 }
 
@@ -81,7 +111,12 @@ export function mergeHeads(x: F32, opts?: OutOptions): F32 {
   const [bsz, h, seq, hd] = x.shape as [number, number, number, number];
   const y = output(fn, [bsz, seq, h * hd], opts?.out, [['x', x]], false);
   if (y.size > 0) resolveBackend(opts?.backend).permute0213({ x: x.data, y: y.data, d0: bsz, d1: h, d2: seq, d3: hd });
+  if (needsGrad(x)) recordOp('MergeHeadsBackward', [x], [y], ([g]) => [splitHeads(g!, h, backendOf(opts))]);
   return y;
+}
+
+function backendOf(opts: OpOptions | undefined): OpOptions {
+  return opts?.backend ? { backend: opts.backend } : {};
 }
 
 /**
@@ -114,7 +149,11 @@ export function transpose<D extends DType>(
     if (o.size > 0 && overlaps(o.data, x.data)) {
       throw argRangeErrorRaw(fn, 'out', "not overlap input 'x'", 'a tensor sharing its memory');
     }
+    o._bumpVersion();
     y = o as Tensor<D>;
+  }
+  if (needsGrad(x)) {
+    recordOp('TransposeBackward', [x], [y], ([g]) => [transpose(g as F32, d0, d1, backendOf(opts))]);
   }
   if (x.size === 0) return y;
   const copiesInJs = !(x.ndim > 0 && d0 !== d1 && x.shape[d0] !== 1 && x.shape[d1] !== 1 && prod(x.shape, d0 + 1, d1) === 1 && x.dtype === 'float32');

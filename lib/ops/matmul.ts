@@ -1,5 +1,5 @@
 /** matmul and linear: the GEMM-backed ops. */
-import { Activation } from '../backend/backend';
+import { Activation, ActivationGrad } from '../backend/backend';
 import type { WeightPrecision } from '../backend/backend';
 import { resolveBackend } from '../backend/registry';
 import { argRangeErrorRaw, argTypeError, argTypeErrorRaw, checkNumber, checkShape, formatShape, shapeError } from '../errors';
@@ -10,6 +10,10 @@ import { checkFloat, checkOptions, checkOut, dense, output, sameShape, prod, bro
 import { planRows } from './rows';
 import { allocateUninitialized } from '../dtype';
 import type { F32 } from './checks';
+import { needsGrad, recordOp } from '../autograd/graph';
+import { sumToShape } from './reduce';
+import { gelu } from './elementwise';
+import { inLayoutOf } from './grad-layout';
 // ---------------------------------------------------------------------------
 // matmul / linear
 
@@ -34,6 +38,44 @@ export interface MatmulOptions extends OutOptions {
  * @throws TypeError for non-float32 tensors; RangeError for 0-D operands or mismatched dims.
  */
 export function matmul(a: F32, b: F32, opts?: MatmulOptions): F32 {
+  const y = matmulForward(a, b, opts);
+  if (needsGrad(a, b)) recordMatmul(a, b, y, opts);
+  return y;
+}
+
+/**
+ * The backward of y = alpha · a · op(b), with matmuls on views: dA = dY · op(b)ᵀ, d(op b) = aᵀ · dY, each summed
+ * over the batch dims its operand was broadcast along. 1-D operands are seen as the matrices matmul made of them.
+ */
+function recordMatmul(a: F32, b: F32, y: F32, opts: MatmulOptions | undefined): void {
+  const transB = opts?.transB === true;
+  const alpha = opts?.alpha ?? 1;
+  const be = opts?.backend ? { backend: opts.backend } : {};
+  recordOp('MmBackward', [a, b], [y], ([g], needs) => {
+    const a2 = a.ndim === 1 ? a.unsqueeze(0) : a;
+    const b2 = b.ndim === 1 ? b.unsqueeze(-1) : b;
+    let g2 = g!;
+    if (a.ndim === 1) g2 = g2.unsqueeze(b.ndim === 1 ? 0 : -2);
+    if (b.ndim === 1) g2 = g2.unsqueeze(-1);
+    let da: F32 | null = null;
+    let db: F32 | null = null;
+    if (needs[0]) {
+      // dA = dY · op(B)ᵀ: op(B)ᵀ is B as stored when transB, else Bᵀ (read transposed by the GEMM).
+      const full = matmul(g2, b2, { transB: !transB, alpha, ...be });
+      da = sumToShape(full, a2.shape, opts?.backend).reshape(a.shape);
+    }
+    if (needs[1]) {
+      // d op(B) = Aᵀ · dY; stored B's gradient is its transpose when transB.
+      const full = transB
+        ? matmul(g2.transpose(-2, -1), a2, { alpha, ...be })
+        : matmul(a2.transpose(-2, -1), g2, { alpha, ...be });
+      db = sumToShape(full, b2.shape, opts?.backend).reshape(b.shape);
+    }
+    return [da, db];
+  }, [a, b]);
+}
+
+function matmulForward(a: F32, b: F32, opts?: MatmulOptions): F32 {
   const fn = 'matmul';
   checkFloat(fn, 'a', a);
   checkFloat(fn, 'b', b);
@@ -167,6 +209,17 @@ export interface LinearOptions extends OutOptions {
  * @throws TypeError for non-float32 tensors; RangeError for mismatched shapes.
  */
 export function linear(x: F32, weight: F32, bias?: F32 | null, opts?: LinearOptions): F32 {
+  const grad = needsGrad(x, weight, bias);
+  const act = opts?.activation ?? 'none';
+  if (grad && (act === 'gelu' || act === 'gelu_tanh')) {
+    // GELU's gradient needs its input: in grad mode the activation is a separate op on the GEMM's output.
+    const z = linearForward(x, weight, bias, { ...opts, activation: 'none' }, true);
+    return gelu(z, { approximate: act === 'gelu_tanh' ? 'tanh' : 'none', ...(opts?.backend ? { backend: opts.backend } : {}) });
+  }
+  return linearForward(x, weight, bias, opts, grad);
+}
+
+function linearForward(x: F32, weight: F32, bias: F32 | null | undefined, opts: LinearOptions | undefined, grad: boolean): F32 {
   const fn = 'linear';
   checkFloat(fn, 'x', x);
   checkFloat(fn, 'weight', weight);
@@ -221,9 +274,88 @@ export function linear(x: F32, weight: F32, bias?: F32 | null, opts?: LinearOpti
     ...(plan.y.rowStride !== undefined ? { ldc: plan.y.rowStride } : {}),
     batch: plan.x.batch, strideA: plan.x.batchStride, strideC: plan.y.batchStride,
     bias: bias ? dense(bias, opts?.backend).data : null, act, cacheB: opts?.cacheWeight === true,
+    ...(opts?.cacheWeight === true && weight._version !== 0 ? { bVersion: weight._version } : {}),
     ...(weightPrecision !== 'float32' ? { bPrecision: weightPrecision } : {}),
   });
+  if (grad) recordLinear(x, xs, weight, bias ?? null, y, act === Activation.Relu, opts?.backend);
   return y;
+}
+
+/** Which rows of x, of y (and of any tensor laid out like y) one GEMM call addresses; see planRows. */
+function sameRows(p: ReturnType<typeof planRows>, q: ReturnType<typeof planRows>): boolean {
+  return !!p && !!q && p.x.rows === q.x.rows && p.x.batch === q.x.batch && p.x.batchStride === q.x.batchStride &&
+    p.x.rowStride === q.x.rowStride;
+}
+
+/**
+ * The backward of y = act(x · Wᵀ + b) (act none or relu), on the GEMM with every transpose absorbed: rows of x
+ * and of dY are addressed where they lie (the forward's row plan), so
+ *   dX = dY · W       (W read as stored, op(B) = W),
+ *   dW = dYᵀ · X      (transA over dY's rows, summed over batch blocks with beta = 1),
+ *   db = 1ᵀ · dY      (a GEMV over dY's rows),
+ * without copying x, W or dY unless dY arrives in another memory order than y.
+ */
+function recordLinear(x: F32, xs: F32, weight: F32, bias: F32 | null, y: F32, reluFused: boolean, backend: LinearOptions['backend']): void {
+  const [nOut, nIn] = weight.shape as [number, number];
+  recordOp('LinearBackward', [x, weight, bias], [y], ([g], needs) => {
+    let dz = inLayoutOf(g!, y, backend);
+    const be = resolveBackend(backend);
+    if (reluFused) {
+      const masked = new Tensor(allocateUninitialized('float32', y.size), y.shape, 'float32', y.strides);
+      if (y.size > 0) be.activationBackward({ op: ActivationGrad.Relu, x: y.data, dy: dz.data, dx: masked.data });
+      dz = masked;
+    }
+    let xr = xs;
+    let plan = planRows(xr.shape, xr.strides, dz.strides, nOut, true);
+    let dxPlan = plan ? planRows(xr.shape, xr.strides, null, nIn, true) : null;
+    if (!sameRows(plan, dxPlan) || (nIn > 1 && xr.strides[xr.ndim - 1] !== 1)) {
+      // Row orders that no one GEMM walks for all three: contiguous copies (rare: an `out` with its own layout).
+      xr = xr.contiguous(backend);
+      dz = dz.contiguous(backend);
+      plan = planRows(xr.shape, xr.strides, dz.strides, nOut, true);
+      dxPlan = planRows(xr.shape, xr.strides, null, nIn, true);
+    }
+    const p = plan!;
+    const m = p.x.rows;
+    const batch = p.x.batch;
+    const lda = p.y.rowStride ?? nOut;
+    const ldx = p.x.rowStride ?? nIn;
+    let dx: F32 | null = null;
+    if (needs[0]) {
+      const q = dxPlan!;
+      dx = new Tensor(allocateUninitialized('float32', x.size), x.shape, 'float32', q.yStrides);
+      if (dx.size > 0) {
+        const [w, transB, ldb] = weightLayout(weight, backend);
+        // dX = dZ · W: op(B) = W, i.e. the forward's B read the other way round.
+        be.gemm({
+          a: dz.data, b: w, c: dx.data, m, n: nIn, k: nOut, transB: !transB, ldb, lda, ldc: q.y.rowStride ?? nIn,
+          batch, strideA: p.y.batchStride, strideB: 0, strideC: q.y.batchStride,
+        });
+      }
+    }
+    let dw: F32 | null = null;
+    let db: F32 | null = null;
+    if (needs[1]) dw = new Tensor(allocateUninitialized('float32', nOut * nIn), [nOut, nIn], 'float32');
+    if (needs[2]) db = new Tensor(allocateUninitialized('float32', nOut), [nOut], 'float32');
+    const ones = db ? new Float32Array(Math.max(m, 1)).fill(1) : null;
+    for (let i = 0; i < Math.max(batch, 1); i++) {
+      // Batch blocks of the rows add up: the first writes, the others accumulate (beta = 1), in order.
+      const beta = i === 0 ? 0 : 1;
+      const zOff = i * p.y.batchStride;
+      const zSpan = m === 0 ? 0 : (m - 1) * lda + nOut;
+      const dzBlock = dz.data.subarray(zOff, zOff + zSpan);
+      if (dw && dw.size > 0) {
+        const xOff = i * p.x.batchStride;
+        // dW += dZ_bᵀ · X_b: A = dZ_b stored [m, nOut] read transposed.
+        be.gemm({
+          a: dzBlock, b: xr.data.subarray(xOff, xOff + (m === 0 ? 0 : (m - 1) * ldx + nIn)), c: dw.data,
+          m: nOut, n: nIn, k: m, transA: true, lda, ldb: ldx, beta,
+        });
+      }
+      if (db && db.size > 0) be.gemm({ a: ones!, b: dzBlock, c: db.data, m: 1, n: nOut, k: m, ldb: lda, beta });
+    }
+    return [dx, dw, db];
+  }, reluFused ? [xs, weight, y] : [xs, weight]);
 }
 
 /** A Linear weight [out, in] as the GEMM's B: rows in place (transB, ldb = row stride), a transposed view as is. */

@@ -16,9 +16,14 @@ import { currentContext } from '../context';
 import { allocateUninitialized } from '../dtype';
 import { formatShape } from '../errors';
 import type { OpOptions } from '../op-options';
-import { Tensor, zeros } from '../tensor';
+import { Rng, Tensor, zeros } from '../tensor';
 import { type F32 } from './checks';
+import { cat } from './indexing';
 import { add } from './elementwise';
+import { needsGrad, recordOp } from '../autograd/graph';
+import { runAttention, type AttentionDropout } from './attention-core';
+import { scale } from './reduce';
+import { defaultGenerator } from '../random';
 import { linear } from './matmul';
 import { stridesInOrder } from './rows';
 
@@ -58,6 +63,12 @@ export interface MultiHeadAttentionForwardOptions extends OpOptions {
   averageAttnWeights?: boolean;
   /** Query i sees keys j ≤ i, in addition to any attnMask. */
   isCausal?: boolean;
+  /** Dropout on the attention probabilities when `training` (PyTorch's dropout_p; default 0). */
+  dropoutP?: number;
+  /** Apply `dropoutP` (PyTorch's `training` argument; default true, as in PyTorch). */
+  training?: boolean;
+  /** The generator dropout draws from (default the process-wide one, see `manualSeed`). */
+  generator?: Rng;
 }
 
 /** Result of {@link multiHeadAttentionForward}. */
@@ -69,7 +80,7 @@ export interface MultiHeadAttentionResult {
 }
 
 /**
- * PyTorch's `F.multi_head_attention_forward` (inference: no dropout):
+ * PyTorch's `F.multi_head_attention_forward` (dropout on the probabilities when `training` and `dropoutP` > 0):
  * query [L, N, E], key [S, N, kdim], value [S, N, vdim] (or unbatched
  * [L, E], [S, kdim], [S, vdim]).
  */
@@ -103,8 +114,13 @@ export function mhaForward(
   }
   const needWeights = options.needWeights ?? true;
   const attn = emptyInOrderOf(q3);
+  const dropoutP = options.dropoutP ?? 0;
+  if (typeof dropoutP !== 'number' || !(dropoutP >= 0 && dropoutP < 1)) {
+    throw new RangeError(`${fn}: option 'dropoutP' must be a number in [0, 1), got ${String(dropoutP)}`);
+  }
+  const dropout = dropoutP > 0 && (options.training ?? true) ? { p: dropoutP, generator: options.generator ?? defaultGenerator() } : null;
   const weights = attendHeads(q, k, v, h, attn, {
-    masks: masks.map((m) => m.mask), causal: options.isCausal ?? false, needWeights,
+    masks: masks.map((m) => m.mask), causal: options.isCausal ?? false, needWeights, dropout,
     ...(options.backend ? { backend: options.backend } : {}),
   });
   const out = linear(attn, params.outProjWeight, params.outProjBias ?? null, { cacheWeight: true, ...backendOf(options) });
@@ -175,6 +191,8 @@ export interface AttendHeadsOptions extends OpOptions {
   causal?: boolean;
   /** Return the probabilities [N, H, L, S]. */
   needWeights?: boolean;
+  /** Dropout on the probabilities (training); null or absent: none. */
+  dropout?: AttentionDropout | null;
 }
 
 /**
@@ -193,16 +211,15 @@ export function attendHeads(
   const hv = ev / numHeads;
   const [qs, ks, vs] = [q, k, v].map((t) => (t.strides[2] === 1 ? t : t.contiguous(options.backend))) as [F32, F32, F32];
   // [L, N, H·d] → (batch, head, position) strides: N's stride, d, L's stride.
-  const heads = (t: F32, d: number): [number, number, number] => [t.strides[1]!, d, t.strides[0]!];
-  const weights = options.needWeights ? new Tensor(allocateUninitialized('float32', n * numHeads * l * s), [n, numHeads, l, s], 'float32') : null;
-  resolveBackend(options.backend).attention({
-    q: qs.data, k: ks.data, v: vs.data, out: out.data,
-    qStrides: heads(qs, hd), kStrides: heads(ks, hd), vStrides: heads(vs, hv), outStrides: heads(out, hv),
-    batch: n, heads: numHeads, lq: l, lk: s, dk: hd, dv: hv, scale: 1 / Math.sqrt(hd),
-    masks: options.masks ?? [], causal: options.causal ?? false, weights: weights ? weights.data : null,
-    precision: currentContext().attentionPrecision,
+  const heads = (t: F32): [number, number, number] => [t.strides[1]!, t.shape[2]! / numHeads, t.strides[0]!];
+  out._bumpVersion();
+  return runAttention({
+    q: qs, k: ks, v: vs, out, strides: heads,
+    batch: n, heads: numHeads, kvHeads: numHeads, lq: l, lk: s, dk: hd, dv: hv, scale: 1 / Math.sqrt(hd),
+    masks: options.masks ?? [], causal: options.causal ?? false, needWeights: options.needWeights === true,
+    precision: currentContext().attentionPrecision, dropout: options.dropout ?? null,
+    ...(options.backend ? { backend: options.backend } : {}),
   });
-  return weights;
 }
 
 /** A mask as the kernel takes it, and which argument it came from (for widening). */
@@ -344,6 +361,13 @@ function backendOf(options: OpOptions): OpOptions {
  */
 function appendRows(x: F32, biasRow: F32 | null, zeroRow: boolean, options: OpOptions): F32 {
   const [s, n, e] = x.shape as [number, number, number];
+  if (needsGrad(x, biasRow)) {
+    // In grad mode: cat, whose backward hands each part its slice of the gradient.
+    const parts = [x];
+    if (biasRow) parts.push(biasRow.reshape([1, 1, e]).expand([1, n, e]));
+    if (zeroRow) parts.push(zeros([1, n, e]));
+    return cat(parts, 0, backendOf(options));
+  }
   const extra = (biasRow ? 1 : 0) + (zeroRow ? 1 : 0);
   const out = zeros([s + extra, n, e]);
   add(x, 0, { out: out.narrow(0, 0, s), ...backendOf(options) });
@@ -379,6 +403,8 @@ function averageHeads(w: F32, options: OpOptions): F32 {
     a: new Float32Array(h).fill(1), b: w.data, c: out.data, m: 1, n: per, k: h, alpha: 1 / h,
     act: Activation.None, batch: n, strideA: 0, strideB: h * per, strideC: per,
   });
+  // Each head's weights get 1/H of the average's gradient.
+  if (needsGrad(w)) recordOp('MeanBackward', [w], [out], ([g]) => [scale(g!, 1 / h, options.backend).unsqueeze(1).expand([n, h, l, s])]);
   return out;
 }
 

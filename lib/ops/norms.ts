@@ -1,5 +1,6 @@
 /** Row-wise ops: softmax and the normalisations (layerNorm, rmsNorm and their residual-add forms). */
 import { transpose } from './layout';
+import { add } from './elementwise';
 import { resolveBackend } from '../backend/registry';
 import { argRangeError, argRangeErrorRaw, checkNumber, checkShape, formatShape, normalizeDim, shapeError } from '../errors';
 import { Tensor, contiguousStrides } from '../tensor';
@@ -8,8 +9,10 @@ import { flattenTrailing, planRows, type RowPlan } from './rows';
 import { currentContext } from '../context';
 import type { Shape } from '../tensor';
 import type { OutOptions } from '../op-options';
-import { checkContiguousOut, checkFloat, checkOptions, checkOut, dense, overlaps, sameRegion, output, sameShape, prod } from './checks';
+import { checkContiguousOut, checkFloat, checkOptions, checkOut, checkOutForGrad, dense, overlaps, sameRegion, output, sameShape, prod } from './checks';
 import type { F32 } from './checks';
+import { needsGrad, recordOp } from '../autograd/graph';
+import { gradRows } from './grad-layout';
 // ---------------------------------------------------------------------------
 // Row-wise ops
 
@@ -80,14 +83,47 @@ function rowArgs(fn: string, x: F32, trailing: number, out: F32 | null, backend:
  * is handled by transposing it to the end and back (two extra copies).
  */
 export function softmax(x: F32, dim = -1, opts?: OutOptions): F32 {
-  const fn = 'softmax';
+  return softmaxOp('softmax', false, x, dim, opts);
+}
+
+/**
+ * PyTorch's `F.log_softmax(x, dim)` (default -1): (x − max) − log Σ exp(x − max)
+ * along `dim`, in one pass per row (no softmax materialised). Layouts and
+ * `out` as {@link softmax}.
+ */
+export function logSoftmax(x: F32, dim = -1, opts?: OutOptions): F32 {
+  return softmaxOp('logSoftmax', true, x, dim, opts);
+}
+
+/** Records the backward of a row-wise softmax / log_softmax from its output y (rows of the last dim). */
+function recordSoftmax(log: boolean, x: F32, y: F32, backend: OutOptions['backend']): void {
+  recordOp(log ? 'LogSoftmaxBackward' : 'SoftmaxBackward', [x], [y], ([g]) => {
+    const r = gradRows(y, g!, 1, backend);
+    if (y.size > 0) {
+      resolveBackend(backend).softmaxBackward({
+        y: r.x.data, dy: r.g.data, dx: r.dx.data, rows: r.rows, cols: y.shape[y.ndim - 1]!, log,
+        ...(r.xRowStride !== undefined ? { yRowStride: r.xRowStride } : {}),
+        ...(r.dyRowStride !== undefined ? { dyRowStride: r.dyRowStride } : {}),
+        ...(r.dxRowStride !== undefined ? { dxRowStride: r.dxRowStride } : {}),
+      });
+    }
+    return [r.dx];
+  }, [y]);
+}
+
+function softmaxOp(fn: string, log: boolean, x: F32, dim: number, opts: OutOptions | undefined): F32 {
   checkFloat(fn, 'x', x);
   checkOptions(fn, opts);
   const d = normalizeDim(fn, 'dim', dim, x.ndim);
   const be = resolveBackend(opts?.backend);
+  const grad = needsGrad(x);
+  if (grad && x.ndim > 0 && d !== x.ndim - 1 && opts?.out === undefined) {
+    // In grad mode through views: the transposes record their own backward.
+    return softmaxOp(fn, log, x.transpose(d, -1), -1, opts).transpose(d, -1);
+  }
   if (x.ndim > 0 && d !== x.ndim - 1) {
     const t = transpose(x, d, -1, { backend: be });
-    be.softmax({ x: t.data, y: t.data, rows: t.size === 0 ? 0 : t.size / t.shape[t.ndim - 1]!, cols: t.shape[t.ndim - 1]! });
+    be.softmax({ x: t.data, y: t.data, rows: t.size === 0 ? 0 : t.size / t.shape[t.ndim - 1]!, cols: t.shape[t.ndim - 1]!, ...(log ? { log } : {}) });
     const back = transpose(t, d, -1, { backend: be });
     if (opts?.out === undefined) return back;
     const y = output(fn, x.shape, opts.out, [], true);
@@ -101,14 +137,50 @@ export function softmax(x: F32, dim = -1, opts?: OutOptions): F32 {
   const out = checkOut(fn, x.shape, opts?.out, [['x', x]], true);
   if (x.ndim === 0) {
     const y = out ?? output(fn, x.shape, undefined, [], true);
-    be.softmax({ x: x.data, y: y.data, rows: 1, cols: 1 });
+    be.softmax({ x: x.data, y: y.data, rows: 1, cols: 1, ...(log ? { log } : {}) });
+    if (grad) recordSoftmax(log, x, y, opts?.backend);
     return y;
   }
   const r = rowArgs(fn, x, 1, out, opts?.backend);
   if (x.size > 0) {
-    be.softmax({ x: r.x.data, y: r.y.data, rows: r.rows, cols: x.shape[x.ndim - 1]!, ...strides(r) });
+    be.softmax({ x: r.x.data, y: r.y.data, rows: r.rows, cols: x.shape[x.ndim - 1]!, ...strides(r), ...(log ? { log } : {}) });
   }
+  if (grad) recordSoftmax(log, x, r.y, opts?.backend);
   return r.y;
+}
+
+/**
+ * Records the backward of a LayerNorm (layer) or RMSNorm of x (the rows it normalised: `xs`, saved) into `outputs`
+ * with parameters weight (and bias): dx through the backend's norm backward, plus, for the fused residual forms,
+ * the same gradient for the residual and the gradient of a returned sum added in.
+ */
+function recordNorm(
+  name: string, layer: boolean, inputs: readonly (F32 | null | undefined)[], outputs: readonly F32[], xs: F32,
+  weight: F32 | null | undefined, trailing: number, eps: number, backend: OutOptions['backend'],
+): void {
+  const w = weight ? dense(weight, backend) : null;
+  const fused = inputs.length === (layer ? 4 : 3);
+  recordOp(name, inputs, outputs, (grads, needs) => {
+    const r = gradRows(xs, grads[0]!, trailing, backend);
+    const cols = prod(xs.shape, xs.ndim - trailing);
+    const iw = fused ? 2 : 1;
+    const dw = needs[iw] && w ? new Tensor(allocateUninitialized('float32', w.size), w.shape, 'float32') : null;
+    const db = layer && needs[iw + 1] ? new Tensor(allocateUninitialized('float32', cols), weight!.shape, 'float32') : null;
+    const common = {
+      x: r.x.data, weight: w ? w.data : null, dy: r.g.data, dx: r.dx.data, rows: r.rows, cols, eps,
+      ...(r.xRowStride !== undefined ? { xRowStride: r.xRowStride } : {}),
+      ...(r.dyRowStride !== undefined ? { dyRowStride: r.dyRowStride } : {}),
+      ...(r.dxRowStride !== undefined ? { dxRowStride: r.dxRowStride } : {}),
+    };
+    if (xs.size > 0 || dw || db) {
+      if (layer) resolveBackend(backend).layerNormBackward({ ...common, dweight: dw ? dw.data : null, dbias: db ? db.data : null });
+      else resolveBackend(backend).rmsNormBackward({ ...common, dweight: dw ? dw.data : null });
+    }
+    if (!fused) return layer ? [r.dx, dw, db] : [r.dx, dw];
+    // x + residual: one gradient for both (plus that of the returned sum).
+    const ds = grads.length > 1 ? add(r.dx, grads[1]!, backend ? { backend } : {}) : r.dx;
+    return layer ? [ds, ds, dw, db] : [ds, ds, dw];
+  }, w && w !== weight ? [xs] : weight ? [xs, weight] : [xs]);
 }
 
 /**
@@ -125,12 +197,22 @@ export function layerNorm(
   const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, bias, eps);
   const out = checkOut(fn, x.shape, opts?.out, [['x', x], ['weight', weight], ['bias', bias]], true);
   const r = rowArgs(fn, x, normalizedRank(normalizedShape), out, opts?.backend);
-  if (x.size === 0) return r.y;
-  resolveBackend(opts?.backend).layerNorm({
-    x: r.x.data, weight: weight ? dense(weight, opts?.backend).data : null, bias: bias ? dense(bias, opts?.backend).data : null, y: r.y.data,
-    rows: r.rows, cols, eps, ...strides(r),
-  });
+  const grad = needsGrad(x, weight, bias);
+  // In place over x, the backward's copy of the input is taken first.
+  const saved = grad ? keepRows(r.x, r.y) : r.x;
+  if (x.size > 0) {
+    resolveBackend(opts?.backend).layerNorm({
+      x: r.x.data, weight: weight ? dense(weight, opts?.backend).data : null, bias: bias ? dense(bias, opts?.backend).data : null, y: r.y.data,
+      rows: r.rows, cols, eps, ...strides(r),
+    });
+  }
+  if (grad) recordNorm('LayerNormBackward', true, [x, weight, bias], [r.y], saved, weight, normalizedRank(normalizedShape), eps, opts?.backend);
   return r.y;
+}
+
+/** `x` itself, or a copy when the op writes its output over it (the backward reads the input). */
+function keepRows(x: F32, y: F32): F32 {
+  return overlaps(x.data, y.data) ? x.clone() : x;
 }
 
 /** Options of {@link addLayerNorm}. */
@@ -162,13 +244,21 @@ export function addLayerNorm(
   const inputs: [string, F32 | null | undefined][] = [['x', x], ['residual', residual], ['weight', weight], ['bias', bias]];
   const y = checkContiguousOut(fn, output(fn, x.shape, opts?.out, inputs, true));
   const sum = checkSumOut(fn, opts?.sumOut, x, inputs, y);
-  if (x.size === 0) return y;
-  // The fused kernel reads and writes flat rows: views are copied (y and sum are contiguous).
-  resolveBackend(opts?.backend).addLayerNorm({
-    x: dense(x, opts?.backend).data, residual: dense(residual, opts?.backend).data, weight: weight ? dense(weight, opts?.backend).data : null,
-    bias: bias ? dense(bias, opts?.backend).data : null, y: y.data,
-    sum: sum ? sum.data : null, rows: x.size / cols, cols, eps,
-  });
+  // In grad mode the sum is always kept: the backward normalises it again.
+  const grad = needsGrad(x, residual, weight, bias);
+  const s = sum ?? (grad ? new Tensor(allocateUninitialized('float32', x.size), x.shape, 'float32') : null);
+  if (x.size > 0) {
+    // The fused kernel reads and writes flat rows: views are copied (y and sum are contiguous).
+    resolveBackend(opts?.backend).addLayerNorm({
+      x: dense(x, opts?.backend).data, residual: dense(residual, opts?.backend).data, weight: weight ? dense(weight, opts?.backend).data : null,
+      bias: bias ? dense(bias, opts?.backend).data : null, y: y.data,
+      sum: s ? s.data : null, rows: x.size / cols, cols, eps,
+    });
+  }
+  if (grad) {
+    recordNorm('AddLayerNormBackward', true, [x, residual, weight, bias], sum ? [y, sum] : [y], s!, weight,
+      normalizedRank(normalizedShape), eps, opts?.backend);
+  }
   return y;
 }
 
@@ -209,10 +299,14 @@ export function rmsNorm(
   const cols = checkLayerNormArgs(fn, x, normalizedShape, weight, null, e);
   const out = checkOut(fn, x.shape, opts?.out, [['x', x], ['weight', weight]], true);
   const r = rowArgs(fn, x, normalizedRank(normalizedShape), out, opts?.backend);
-  if (x.size === 0) return r.y;
-  resolveBackend(opts?.backend).rmsNorm({
-    x: r.x.data, weight: weight ? dense(weight, opts?.backend).data : null, y: r.y.data, rows: r.rows, cols, eps: e, ...strides(r),
-  });
+  const grad = needsGrad(x, weight);
+  const saved = grad ? keepRows(r.x, r.y) : r.x;
+  if (x.size > 0) {
+    resolveBackend(opts?.backend).rmsNorm({
+      x: r.x.data, weight: weight ? dense(weight, opts?.backend).data : null, y: r.y.data, rows: r.rows, cols, eps: e, ...strides(r),
+    });
+  }
+  if (grad) recordNorm('RmsNormBackward', false, [x, weight], [r.y], saved, weight, normalizedRank(normalizedShape), e, opts?.backend);
   return r.y;
 }
 
@@ -239,12 +333,19 @@ export function addRmsNorm(
   const inputs: [string, F32 | null | undefined][] = [['x', x], ['residual', residual], ['weight', weight]];
   const y = checkContiguousOut(fn, output(fn, x.shape, opts?.out, inputs, true));
   const sum = checkSumOut(fn, opts?.sumOut, x, inputs, y);
-  if (x.size === 0) return y;
-  resolveBackend(opts?.backend).addRmsNorm({
-    x: dense(x, opts?.backend).data, residual: dense(residual, opts?.backend).data, weight: weight ? dense(weight, opts?.backend).data : null, y: y.data,
-    sum: sum ? sum.data : null,
-    rows: x.size / cols, cols, eps: e,
-  });
+  const grad = needsGrad(x, residual, weight);
+  const s = sum ?? (grad ? new Tensor(allocateUninitialized('float32', x.size), x.shape, 'float32') : null);
+  if (x.size > 0) {
+    resolveBackend(opts?.backend).addRmsNorm({
+      x: dense(x, opts?.backend).data, residual: dense(residual, opts?.backend).data, weight: weight ? dense(weight, opts?.backend).data : null, y: y.data,
+      sum: s ? s.data : null,
+      rows: x.size / cols, cols, eps: e,
+    });
+  }
+  if (grad) {
+    recordNorm('AddRmsNormBackward', false, [x, residual, weight], sum ? [y, sum] : [y], s!, weight,
+      normalizedRank(normalizedShape), e, opts?.backend);
+  }
   return y;
 }
 
@@ -262,6 +363,8 @@ function checkSumOut(
     throw argRangeErrorRaw(fn, 'sumOut', `not overlap '${name}'${name === 'x' || name === 'residual' ? ' except exactly (in place)' : ''}`,
       'a tensor sharing its memory');
   }
+  checkOutForGrad(fn, 'sumOut', sum);
+  sum._bumpVersion();
   return sum;
 }
 

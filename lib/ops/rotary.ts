@@ -8,8 +8,9 @@ import { allocateUninitialized } from '../dtype';
 import { argRangeErrorRaw, argTypeError, checkInt, checkNumber, formatShape, shapeError } from '../errors';
 import type { OutOptions } from '../op-options';
 import { Tensor } from '../tensor';
-import { checkFloat, checkOptions, checkTensor, dense, overlaps } from './checks';
+import { checkFloat, checkOptions, checkOutForGrad, checkTensor, dense, overlaps } from './checks';
 import type { F32 } from './checks';
+import { needsGrad, recordOp } from '../autograd/graph';
 
 /** Options of {@link rotaryEmbedding}. */
 export interface RotaryEmbeddingOptions extends OutOptions {
@@ -122,12 +123,24 @@ export function rotaryEmbedding(x: F32, opts: RotaryEmbeddingOptions): F32 {
     if (!inPlace && o.size > 0 && overlaps(o.data, xs.data)) {
       throw argRangeErrorRaw(fn, 'out', "be x itself (in place) or not overlap input 'x'", 'a tensor sharing its memory');
     }
+    checkOutForGrad(fn, 'out', o);
+    o._bumpVersion();
     y = o;
   } else {
     y = new Tensor(allocateUninitialized('float32', x.size), x.shape, 'float32');
   }
   if (x.size === 0) return y;
   const strides3 = (t: Tensor): [number, number, number] => [t.strides[0]!, t.strides[1]!, t.strides[2]!];
+  if (needsGrad(x)) {
+    // A rotation's transpose is the rotation by the opposite angle: the same kernel with -invFreq (the angles are
+    // float32(position · invFreq), so negating the frequencies negates them exactly).
+    const negFreq = new Tensor(invFreq.map((f) => -f), [invFreq.length], 'float32');
+    // The positions as they are now (a decoding loop may reuse the tensor).
+    const positionsArg = new Tensor(positions.slice(), positionsBatchStride === 0 ? [l] : [n, l], 'int32');
+    recordOp('RotaryEmbeddingBackward', [x], [y], ([g]) => [rotaryEmbedding(g!, {
+      positions: positionsArg, invFreq: negFreq, interleaved, rotaryDim, ...(opts.backend ? { backend: opts.backend } : {}),
+    })]);
+  }
   resolveBackend(opts.backend).rope({
     x: xs.data, y: y.data, batch: n, seq: l, heads: h, dim: d, rotaryDim,
     // In place: the same strides for both, so the binding sees the exact alias it allows.

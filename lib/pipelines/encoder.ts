@@ -12,6 +12,7 @@ import type { Tensor } from '../tensor';
 import { checkInt } from '../errors';
 import type { BackendChoice, Module } from '../nn/module';
 import type { WeightPrecision } from '../backend/backend';
+import { noGrad } from '../autograd/grad-mode';
 
 /** Options every pipeline takes when it is created. */
 export interface PipelineOptions {
@@ -117,7 +118,8 @@ export async function runBatched<R, T>(
     while (!failed && next < batches.length) {
       const k = next++;
       try {
-        results[k] = await forward(batches[k]!);
+        // Inference: grad mode off for every batch (forwardAsync keeps the mode it was called in).
+        results[k] = await noGrad(() => forward(batches[k]!));
       } catch (err) {
         failed = true;
         throw err;

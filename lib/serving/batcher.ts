@@ -30,6 +30,7 @@
  *   is rejected at once with {@link QueueFullError} (a server answers 503).
  */
 import { runAsync } from '../async';
+import { noGrad } from '../autograd/grad-mode';
 import { Tensor } from '../tensor';
 import { Module } from '../nn/module';
 
@@ -493,9 +494,10 @@ export class Batcher {
     const s = this.#stats;
     s.positions += entries.length * maxLen;
     for (const e of entries) s.padded += maxLen - e.len;
+    // Inference: grad mode off (runAsync keeps the mode it was called in).
     const out = this.execution === 'async'
-      ? await runAsync(() => m.forward(input, mask), { signal: controller.signal, reuseBuffers: true })
-      : m.forward(input, mask);
+      ? await noGrad(() => runAsync(() => m.forward(input, mask), { signal: controller.signal, reuseBuffers: true }))
+      : noGrad(() => m.forward(input, mask));
     if (out.ndim !== 3 || out.shape[0] !== entries.length || out.shape[1] !== maxLen) {
       throw new RangeError(`Batcher: the model must return [N, S, E] = [${entries.length}, ${maxLen}, E], got [${out.shape.join(', ')}]`);
     }

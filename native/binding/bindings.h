@@ -43,6 +43,13 @@ Kernel ParseCopy(NamedArgs& args);
 Kernel ParsePermute0213(NamedArgs& args);
 Kernel ParseAttention(NamedArgs& args);
 Kernel ParseRope(NamedArgs& args);
+Kernel ParseSoftmaxBackward(NamedArgs& args);
+Kernel ParseLayerNormBackward(NamedArgs& args);
+Kernel ParseRmsNormBackward(NamedArgs& args);
+Kernel ParseActivationBackward(NamedArgs& args);
+Kernel ParseEmbeddingBackward(NamedArgs& args);
+Kernel ParseCrossEntropy(NamedArgs& args);
+Kernel ParseCrossEntropyBackward(NamedArgs& args);
 
 // Command lists (command_list_binding.cc): what the record form of an op needs.
 struct CommandList;

@@ -1,9 +1,11 @@
 // softmax, layerNorm, addLayerNorm, rmsNorm, addRmsNorm, relu, gelu, unary, siluMul, binary,
-// embedding, permute0213: validate each op's argument object (the OpArgs
+// embedding, permute0213, and the backward of the row-wise and element-wise ones (softmaxBackward,
+// layerNormBackward, rmsNormBackward, activationBackward, embeddingBackward): validate each op's argument object (the OpArgs
 // entries of lib/backend/backend.ts) and call the kernels in
 // native/kernels/{softmax,norms,elementwise,layout}/.
 #include "binding/args.h"
 #include "binding/bindings.h"
+#include "binding/rows.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/layout/layout.h"
 #include "kernels/norms/norms.h"
@@ -20,52 +22,16 @@ namespace {
 
 constexpr size_t kMaxBinaryDims = 8;
 
-// A [rows, cols] operand whose rows start `ld` elements apart (the optional
-// xRowStride / yRowStride, default cols). `used` is the span restricted to
-// the elements the op reads or writes, for the overlap checks.
-struct Rows {
-  Span<float> span;
-  Span<float> used;
-  int64_t ld = 0;
-};
-
-// The row stride field `stride_name`: default cols, at least cols.
-int64_t row_stride(const NamedArgs& args, const char* stride_name, int64_t cols) {
-  const int64_t ld = args.integer_or(stride_name, cols, 0, kMaxElements);
-  if (ld < cols) {
-    args.range_error(std::string("argument '") + stride_name + "' is " + std::to_string(ld) +
-                     ", expected at least cols = " + std::to_string(cols));
-  }
-  return ld;
-}
-
-Rows strided_rows(const NamedArgs& args, const Span<float>& span, const char* name, const char* stride_name, int64_t ld,
-                  int64_t rows, int64_t cols) {
-  Rows r;
-  r.span = span;
-  r.ld = ld;
-  const int64_t extent = rows == 0 || cols == 0 ? 0 : checked_mul(args, rows - 1, r.ld, "extent") + cols;
-  const bool strided = r.ld != cols;
-  args.require_length(span, name, extent, strided ? std::string("(rows-1)*") + stride_name + " + cols" : "rows*cols");
-  r.used = span;
-  r.used.length = extent;
-  return r;
-}
-
-// The input and output of a row-wise op: in place only as the same view
-// (same start and same row stride), never overlapping otherwise.
-void check_rows_in_out(const NamedArgs& args, const Rows& x, const Rows& y) {
-  args.require_no_overlap(y.used, "y", x.used, "x", x.ld == y.ld);
-}
-
 }  // namespace
 
 // The row-wise ops read their scalars first and their arrays last: an array
 // checked after the last property read needs no re-check (require_unchanged).
 
+// softmax({ x, y, rows, cols, log?, xRowStride?, yRowStride? }): log = true gives log_softmax.
 Kernel ParseSoftmax(NamedArgs& args) {
   const int64_t rows = args.integer("rows", 0, kMaxElements);
   const int64_t cols = args.integer("cols", 0, kMaxElements);
+  const bool log = args.boolean_or("log", false);
   const int64_t ldx = row_stride(args, "xRowStride", cols);
   const int64_t ldy = row_stride(args, "yRowStride", cols);
   auto x_span = args.f32("x");
@@ -73,10 +39,14 @@ Kernel ParseSoftmax(NamedArgs& args) {
   const int64_t size = checked_mul(args, rows, cols, "rows*cols");
   const Rows x = strided_rows(args, x_span, "x", "xRowStride", ldx, rows, cols);
   const Rows y = strided_rows(args, y_span, "y", "yRowStride", ldy, rows, cols);
-  check_rows_in_out(args, x, y);
+  check_rows_in_out(args, x, "x", y, "y");
   if (size == 0) return {};
-  return [x = x.span.data, y = y.span.data, rows, cols, ldx = x.ld, ldy = y.ld] {
-    kernels::softmax_rows(x, y, rows, cols, ldx, ldy);
+  return [x = x.span.data, y = y.span.data, rows, cols, ldx = x.ld, ldy = y.ld, log] {
+    if (log) {
+      kernels::log_softmax_rows(x, y, rows, cols, ldx, ldy);
+    } else {
+      kernels::softmax_rows(x, y, rows, cols, ldx, ldy);
+    }
   };
 }
 
@@ -110,7 +80,7 @@ Kernel ParseLayerNorm(NamedArgs& args) {
   const Rows x = strided_rows(args, x_span, "x", "xRowStride", ldx, rows, cols);
   const Rows y = strided_rows(args, y_span, "y", "yRowStride", ldy, rows, cols);
   const double eps = check_norm_params(args, eps_arg, weight, &bias, cols, y.used, "y");
-  check_rows_in_out(args, x, y);
+  check_rows_in_out(args, x, "x", y, "y");
   if (size == 0) return {};
   return [x = x.span.data, g = weight.data, b = bias.data, y = y.span.data, rows, cols, e = static_cast<float>(eps),
           ldx = x.ld, ldy = y.ld] { kernels::layer_norm_rows(x, g, b, y, rows, cols, e, ldx, ldy); };
@@ -130,7 +100,7 @@ Kernel ParseRmsNorm(NamedArgs& args) {
   const Rows x = strided_rows(args, x_span, "x", "xRowStride", ldx, rows, cols);
   const Rows y = strided_rows(args, y_span, "y", "yRowStride", ldy, rows, cols);
   const double eps = check_norm_params(args, eps_arg, weight, nullptr, cols, y.used, "y");
-  check_rows_in_out(args, x, y);
+  check_rows_in_out(args, x, "x", y, "y");
   if (size == 0) return {};
   return [x = x.span.data, g = weight.data, y = y.span.data, rows, cols, e = static_cast<float>(eps), ldx = x.ld,
           ldy = y.ld] { kernels::rms_norm_rows(x, g, y, rows, cols, e, ldx, ldy); };
@@ -457,6 +427,164 @@ Kernel ParsePermute0213(NamedArgs& args) {
   if (size == 0) return {};
   return [x = x.data, y = y.data, d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3]] {
     kernels::permute_0213(x, y, d0, d1, d2, d3);
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------- backward
+
+// softmaxBackward({ y, dy, dx, rows, cols, log?, yRowStride?, dyRowStride?, dxRowStride? }): dx from the forward's
+// output y and its gradient dy; dx may be dy or y only as the same view.
+Kernel ParseSoftmaxBackward(NamedArgs& args) {
+  const int64_t rows = args.integer("rows", 0, kMaxElements);
+  const int64_t cols = args.integer("cols", 0, kMaxElements);
+  const bool log = args.boolean_or("log", false);
+  const int64_t ldy = row_stride(args, "yRowStride", cols);
+  const int64_t lddy = row_stride(args, "dyRowStride", cols);
+  const int64_t lddx = row_stride(args, "dxRowStride", cols);
+  auto y_span = args.f32("y");
+  auto dy_span = args.f32("dy");
+  auto dx_span = args.f32("dx");
+  const int64_t size = checked_mul(args, rows, cols, "rows*cols");
+  const Rows y = strided_rows(args, y_span, "y", "yRowStride", ldy, rows, cols);
+  const Rows dy = strided_rows(args, dy_span, "dy", "dyRowStride", lddy, rows, cols);
+  const Rows dx = strided_rows(args, dx_span, "dx", "dxRowStride", lddx, rows, cols);
+  check_rows_in_out(args, y, "y", dx, "dx");
+  check_rows_in_out(args, dy, "dy", dx, "dx");
+  if (size == 0) return {};
+  return [y = y.span.data, dy = dy.span.data, dx = dx.span.data, rows, cols, log, ldy, lddy, lddx] {
+    kernels::softmax_backward_rows(y, dy, dx, rows, cols, log, ldy, lddy, lddx);
+  };
+}
+
+namespace {
+
+// What layerNormBackward and rmsNormBackward share: x, dy, dx as rows; the optional weight; the parameter gradients
+// ([cols], overwritten), which overlap nothing.
+struct NormBackwardOperands {
+  int64_t rows = 0, cols = 0, size = 0;
+  double eps = 0;
+  Rows x, dy, dx;
+  Span<float> weight;
+};
+
+NormBackwardOperands parse_norm_backward(NamedArgs& args) {
+  NormBackwardOperands o;
+  o.rows = args.integer("rows", 0, kMaxElements);
+  o.cols = args.integer("cols", 0, kMaxElements);
+  o.eps = args.number("eps");
+  const int64_t ldx = row_stride(args, "xRowStride", o.cols);
+  const int64_t lddy = row_stride(args, "dyRowStride", o.cols);
+  const int64_t lddx = row_stride(args, "dxRowStride", o.cols);
+  auto x_span = args.f32("x");
+  o.weight = args.f32_or_null("weight");
+  auto dy_span = args.f32("dy");
+  auto dx_span = args.f32("dx");
+  o.size = checked_mul(args, o.rows, o.cols, "rows*cols");
+  o.x = strided_rows(args, x_span, "x", "xRowStride", ldx, o.rows, o.cols);
+  o.dy = strided_rows(args, dy_span, "dy", "dyRowStride", lddy, o.rows, o.cols);
+  o.dx = strided_rows(args, dx_span, "dx", "dxRowStride", lddx, o.rows, o.cols);
+  check_norm_params(args, o.eps, o.weight, nullptr, o.cols, o.dx.used, "dx");
+  args.require_no_overlap(o.dx.used, "dx", o.x.used, "x", false);
+  check_rows_in_out(args, o.dy, "dy", o.dx, "dx");
+  return o;
+}
+
+// A parameter gradient output [cols] (or null): overlaps no operand.
+void check_param_grad(const NamedArgs& args, const NormBackwardOperands& o, const Span<float>& g, const char* name) {
+  if (!g.given) return;
+  args.require_length(g, name, o.cols, "cols");
+  Span<float> used = g;
+  used.length = o.cols;
+  args.require_no_overlap(used, name, o.x.used, "x", false);
+  args.require_no_overlap(used, name, o.dy.used, "dy", false);
+  args.require_no_overlap(used, name, o.dx.used, "dx", false);
+  if (o.weight.given) args.require_no_overlap(used, name, o.weight, "weight", false);
+}
+
+}  // namespace
+
+// layerNormBackward({ x, weight, dy, dx, dweight, dbias, rows, cols, eps, xRowStride?, dyRowStride?, dxRowStride? }).
+Kernel ParseLayerNormBackward(NamedArgs& args) {
+  NormBackwardOperands o = parse_norm_backward(args);
+  auto dweight = args.f32_or_null("dweight");
+  auto dbias = args.f32_or_null("dbias");
+  check_param_grad(args, o, dweight, "dweight");
+  check_param_grad(args, o, dbias, "dbias");
+  if (dweight.given && dbias.given) {
+    Span<float> a = dweight, b = dbias;
+    a.length = b.length = o.cols;
+    args.require_no_overlap(a, "dweight", b, "dbias", false);
+  }
+  if (o.cols == 0) return {};
+  return [x = o.x.span.data, g = o.weight.data, dy = o.dy.span.data, dx = o.dx.span.data, dg = dweight.data,
+          db = dbias.data, rows = o.rows, cols = o.cols, e = static_cast<float>(o.eps), ldx = o.x.ld, lddy = o.dy.ld,
+          lddx = o.dx.ld] { kernels::layer_norm_backward_rows(x, g, dy, dx, dg, db, rows, cols, e, ldx, lddy, lddx); };
+}
+
+// rmsNormBackward({ x, weight, dy, dx, dweight, rows, cols, eps, xRowStride?, dyRowStride?, dxRowStride? }).
+Kernel ParseRmsNormBackward(NamedArgs& args) {
+  NormBackwardOperands o = parse_norm_backward(args);
+  auto dweight = args.f32_or_null("dweight");
+  check_param_grad(args, o, dweight, "dweight");
+  if (o.cols == 0) return {};
+  return [x = o.x.span.data, g = o.weight.data, dy = o.dy.span.data, dx = o.dx.span.data, dg = dweight.data,
+          rows = o.rows, cols = o.cols, e = static_cast<float>(o.eps), ldx = o.x.ld, lddy = o.dy.ld, lddx = o.dx.ld] {
+    kernels::rms_norm_backward_rows(x, g, dy, dx, dg, rows, cols, e, ldx, lddy, lddx);
+  };
+}
+
+// activationBackward({ op, x, dy, dx }): op 0 relu, 1 gelu, 2 gelu tanh, 3 silu, 4 sigmoid, 5 tanh (ActivationGrad
+// in lib/backend/backend.ts); x is the forward's input (its output for sigmoid and tanh); dx may be x or dy exactly.
+Kernel ParseActivationBackward(NamedArgs& args) {
+  const int64_t op = args.integer("op", 0, 5);
+  auto x = args.f32("x");
+  auto dy = args.f32("dy");
+  auto dx = args.f32("dx");
+  for (const auto& [span, name] : {std::pair{&dy, "dy"}, std::pair{&dx, "dx"}}) {
+    if (span->length != x.length) {
+      args.range_error(std::string("argument '") + name + "' has " + std::to_string(span->length) +
+                       " elements, expected x's " + std::to_string(x.length));
+    }
+  }
+  args.require_no_overlap(dx, "dx", x, "x", true);
+  args.require_no_overlap(dx, "dx", dy, "dy", true);
+  if (x.length == 0) return {};
+  return [op = static_cast<kernels::ActivationGrad>(op), x = x.data, dy = dy.data, dx = dx.data, n = x.length] {
+    kernels::activation_backward(op, x, dy, dx, n);
+  };
+}
+
+// embeddingBackward({ dy, ids, dweight, num, dim, paddingIdx, dyRowStride? }): dweight [num, dim] (overwritten)
+// = scatter-add of the rows of dy [ids.length, dim] by id; row paddingIdx (-1: none) stays 0.
+Kernel ParseEmbeddingBackward(NamedArgs& args) {
+  const int64_t num = args.integer("num", 0, kMaxElements);
+  const int64_t dim = args.integer("dim", 0, kMaxElements);
+  const int64_t padding_idx = args.integer("paddingIdx", -1, kMaxElements);
+  const int64_t lddy = row_stride(args, "dyRowStride", dim);
+  auto dy_span = args.f32("dy");
+  auto ids = args.i32("ids");
+  auto dweight = args.f32("dweight");
+  const Rows dy = strided_rows(args, dy_span, "dy", "dyRowStride", lddy, ids.length, dim);
+  args.require_length(dweight, "dweight", checked_mul(args, num, dim, "num*dim"), "num*dim");
+  Span<float> dw_used = dweight;
+  dw_used.length = num * dim;
+  args.require_no_overlap(dw_used, "dweight", dy.used, "dy", false);
+  args.require_no_overlap(dw_used, "dweight", ids, "ids", false);
+  for (int64_t i = 0; i < ids.length; ++i) {
+    const int32_t id = ids.data[i];
+    if (id < 0 || id >= num) {
+      args.range_error("index " + std::to_string(id) + " at position " + std::to_string(i) +
+                       " is out of range for an embedding of " + std::to_string(num) + " rows");
+    }
+  }
+  if (num == 0 || dim == 0) return {};
+  return [dy = dy.span.data, lddy, ids = ids.data, n = ids.length, dw = dweight.data, num, dim, padding_idx] {
+    const int64_t bad = kernels::embedding_backward(dy, lddy, ids, n, dw, num, dim, padding_idx);
+    if (bad >= 0) {
+      throw std::runtime_error("embeddingBackward: index " + std::to_string(ids[bad]) + " at position " +
+                               std::to_string(bad) + " is out of range for an embedding of " + std::to_string(num) +
+                               " rows");
+    }
   };
 }
 

@@ -37,6 +37,13 @@ const OpEntry kOps[] = {
     ATTNODE_OP("permute0213", ParsePermute0213),
     ATTNODE_OP("attention", ParseAttention),
     ATTNODE_OP("rope", ParseRope),
+    ATTNODE_OP("softmaxBackward", ParseSoftmaxBackward),
+    ATTNODE_OP("layerNormBackward", ParseLayerNormBackward),
+    ATTNODE_OP("rmsNormBackward", ParseRmsNormBackward),
+    ATTNODE_OP("activationBackward", ParseActivationBackward),
+    ATTNODE_OP("embeddingBackward", ParseEmbeddingBackward),
+    ATTNODE_OP("crossEntropy", ParseCrossEntropy),
+    ATTNODE_OP("crossEntropyBackward", ParseCrossEntropyBackward),
 };
 
 #undef ATTNODE_OP

@@ -8,6 +8,9 @@ import { binary } from './binary';
 import { gemm } from './gemm';
 import { rope } from './rotary';
 import { addLayerNorm, addRmsNorm, copy, embedding, gelu, indexCopy, layerNorm, permute0213, relu, rmsNorm, siluMul, softmax, unary } from './layer';
+import {
+  activationBackward, crossEntropy, crossEntropyBackward, embeddingBackward, layerNormBackward, rmsNormBackward, softmaxBackward,
+} from './backward';
 
 export { erf, erfc, geluExact, geluTanh } from './math';
 
@@ -31,4 +34,11 @@ export const jsBackend: Backend = Object.freeze({
   permute0213,
   attention,
   rope,
+  softmaxBackward,
+  layerNormBackward,
+  rmsNormBackward,
+  activationBackward,
+  embeddingBackward,
+  crossEntropy,
+  crossEntropyBackward,
 } as const);

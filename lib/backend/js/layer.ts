@@ -23,7 +23,7 @@ import { UnaryOp } from '../backend';
 import { geluExact, geluTanh } from './math';
 
 /** A row stride argument: its default (cols) or a checked integer ≥ cols. */
-function rowStride(fn: string, name: string, value: number | undefined, cols: number): number {
+export function rowStride(fn: string, name: string, value: number | undefined, cols: number): number {
   if (value === undefined) return cols;
   if (!Number.isInteger(value) || value < cols) {
     throw new RangeError(`${fn}: argument '${name}' must be an integer >= cols (${cols}), got ${value}`);
@@ -31,7 +31,7 @@ function rowStride(fn: string, name: string, value: number | undefined, cols: nu
   return value;
 }
 
-/** Stable softmax over each row of [rows, cols] (max-subtracted). x and y may alias. */
+/** Stable softmax (or with `log`, log_softmax) over each row of [rows, cols] (max-subtracted). x and y may alias. */
 export function softmax(args: SoftmaxArgs): void {
   const { x, y, rows, cols } = args;
   const ldx = rowStride('softmax', 'xRowStride', args.xRowStride, cols);
@@ -43,6 +43,14 @@ export function softmax(args: SoftmaxArgs): void {
     for (let j = 0; j < cols; j++) {
       const v = x[ox + j]!;
       if (v > max) max = v;
+    }
+    if (args.log === true) {
+      // PyTorch's order: (x − max) − log Σ exp(x − max).
+      let sum = 0;
+      for (let j = 0; j < cols; j++) sum += Math.exp(x[ox + j]! - max);
+      const lse = Math.fround(Math.log(sum));
+      for (let j = 0; j < cols; j++) y[oy + j] = Math.fround(x[ox + j]! - max) - lse;
+      continue;
     }
     // A row of all -Infinity gives NaN (exp(-inf - -inf)), as in PyTorch.
     let sum = 0;

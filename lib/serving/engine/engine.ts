@@ -12,6 +12,7 @@
  * new requests join at the next step. See scheduler.ts for the policy.
  */
 import { runAsyncOn } from '../../async';
+import { noGrad } from '../../autograd/grad-mode';
 import { KVPool } from '../../nn/kv-pool';
 import type { PackedCausalModel } from '../../models/packed-step';
 import { logProbability, TokenPicker } from '../../models/sampling';
@@ -309,7 +310,8 @@ export class GenerationEngine {
     let failed = false;
     while (!done && !failed) {
       let ran = false;
-      calls.push(runAsyncOn(this.#model.backend, () => {
+      // Decoding: grad mode off (runAsync keeps the mode it is called in).
+      calls.push(noGrad(() => runAsyncOn(this.#model.backend, () => {
         ran = true;
         let r: IteratorResult<Tensor<'float32'>, Tensor<'float32'>>;
         try {
@@ -322,7 +324,7 @@ export class GenerationEngine {
         done = true;
         if (rows > 0) ops.cat([r.value], 0, { out });
         return out;
-      }, { reuseBuffers: true }));
+      }, { reuseBuffers: true })));
       // Queued behind other async work: its stage is recorded only when its turn comes.
       if (!ran) await calls[calls.length - 1]!.catch(() => undefined);
       else if (!done && !failed) await new Promise<void>((resolve) => setImmediate(resolve));

@@ -21,11 +21,15 @@ struct IsaKernels {
   void (*unary)(UnaryOp, const float*, float*, int64_t);
   void (*silu_mul)(const float*, const float*, float*, int64_t);
   void (*binary_row)(BinaryOp, const float*, int64_t, const float*, int64_t, float*, int64_t);
+  void (*activation_backward)(ActivationGrad, const float*, const float*, float*, int64_t);
 };
 
-constexpr IsaKernels kPortable{portable::relu, portable::gelu, portable::unary, portable::silu_mul, portable::binary_row};
-constexpr IsaKernels kAvx2{avx2::relu, avx2::gelu, avx2::unary, avx2::silu_mul, avx2::binary_row};
-constexpr IsaKernels kAvx512{avx512::relu, avx512::gelu, avx512::unary, avx512::silu_mul, avx512::binary_row};
+constexpr IsaKernels kPortable{portable::relu,     portable::gelu,       portable::unary,
+                               portable::silu_mul, portable::binary_row, portable::activation_backward};
+constexpr IsaKernels kAvx2{avx2::relu,     avx2::gelu,       avx2::unary,
+                           avx2::silu_mul, avx2::binary_row, avx2::activation_backward};
+constexpr IsaKernels kAvx512{avx512::relu,     avx512::gelu,       avx512::unary,
+                             avx512::silu_mul, avx512::binary_row, avx512::activation_backward};
 
 const IsaKernels& isa_kernels() { return for_active_isa(kPortable, kAvx2, kAvx512); }
 
@@ -68,6 +72,12 @@ void unary(UnaryOp op, const float* x, float* y, int64_t n) {
 void silu_mul(const float* gate, const float* up, float* y, int64_t n) {
   const IsaKernels& k = isa_kernels();
   for_range(n, kGrain, [&](int64_t b, int64_t e) { k.silu_mul(gate + b, up + b, y + b, e - b); });
+}
+
+void activation_backward(ActivationGrad op, const float* x, const float* dy, float* dx, int64_t n) {
+  const IsaKernels& k = isa_kernels();
+  const int64_t grain = op == ActivationGrad::Relu ? kCopyGrain : kGrain;
+  for_range(n, grain, [&](int64_t b, int64_t e) { k.activation_backward(op, x + b, dy + b, dx + b, e - b); });
 }
 
 void binary_op(BinaryOp op, const float* a, const int64_t* a_strides, const float* b, const int64_t* b_strides,

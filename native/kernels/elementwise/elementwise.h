@@ -23,6 +23,14 @@ void unary(UnaryOp op, const float* x, float* y, int64_t n);
 // the product (as F.silu(gate) * up). y may alias gate or up.
 void silu_mul(const float* gate, const float* up, float* y, int64_t n);
 
+// Gradients of the activations (values match ActivationGrad in lib/backend/backend.ts):
+// dx = dy * f'(.), with `x` the forward's input for Relu, Gelu (exact erf form), GeluTanh and Silu, and the
+// forward's output for Sigmoid and Tanh (whose derivatives are cheapest from it). PyTorch's formulas: relu passes
+// dy where x > 0 (threshold_backward), gelu's tanh form is GeluBackward's, silu's is s * (1 + x * (1 - s)).
+// dx may alias x or dy exactly.
+enum class ActivationGrad : int { Relu = 0, Gelu = 1, GeluTanh = 2, Silu = 3, Sigmoid = 4, Tanh = 5 };
+void activation_backward(ActivationGrad op, const float* x, const float* dy, float* dx, int64_t n);
+
 enum class BinaryOp : int { Add = 0, Sub = 1, Mul = 2, Div = 3 };
 // y[i] = a[i] op b[i] over an `ndim`-dimensional index space `shape`
 // (ndim <= 8). Strides are in elements; a stride of 0 broadcasts. y is

@@ -24,6 +24,7 @@ void silu_mul(const float* gate, const float* up, float* y, int64_t n);
 void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 // y[i] = a[i * a_inc] op b[i * b_inc] with a_inc, b_inc in {0, 1} (0 = scalar operand).
 void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n);
+void activation_backward(ActivationGrad op, const float* x, const float* dy, float* dx, int64_t n);
 }  // namespace portable
 
 namespace avx2 {
@@ -33,6 +34,7 @@ void silu_mul(const float* gate, const float* up, float* y, int64_t n);
 void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 // y[i] = a[i * a_inc] op b[i * b_inc] with a_inc, b_inc in {0, 1} (0 = scalar operand).
 void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n);
+void activation_backward(ActivationGrad op, const float* x, const float* dy, float* dx, int64_t n);
 }  // namespace avx2
 
 namespace avx512 {
@@ -42,5 +44,6 @@ void silu_mul(const float* gate, const float* up, float* y, int64_t n);
 void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 // y[i] = a[i * a_inc] op b[i * b_inc] with a_inc, b_inc in {0, 1} (0 = scalar operand).
 void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n);
+void activation_backward(ActivationGrad op, const float* x, const float* dy, float* dx, int64_t n);
 }  // namespace avx512
 }  // namespace attnode::kernels

@@ -102,4 +102,54 @@ void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int6
   }
 }
 
+namespace {
+
+// The derivatives of elementwise_backward.inc, scalar.
+inline float gelu_erf_grad(float x) {
+  const float half_erfc = 0.5f * erfc_pos(std::fabs(x) * 0.70710678118654752f);
+  const float cdf = x >= 0.0f ? 1.0f - half_erfc : half_erfc;
+  const float pdf = 0.3989422804014327f * vexp(x * x * -0.5f);
+  return cdf + x * pdf;
+}
+
+inline float gelu_tanh_grad(float x) {
+  const float kBeta = 0.7978845608028654f, kKappa = 0.044715f;
+  const float x2 = x * x;
+  const float t = std::tanh(kBeta * (x + kKappa * x2 * x));
+  const float left_d = 0.5f * (1.0f + t);
+  const float right_d = 0.5f * x * (1.0f - t * t) * kBeta * (1.0f + 3.0f * kKappa * x2);
+  return left_d + right_d;
+}
+
+inline float silu_grad(float x) {
+  const float s = sigmoid(x);
+  return s * (1.0f + x * (1.0f - s));
+}
+
+}  // namespace
+
+void activation_backward(ActivationGrad op, const float* x, const float* dy, float* dx, int64_t n) {
+  switch (op) {
+    case ActivationGrad::Relu:
+      // threshold_backward: dy where x > 0; a NaN x passes dy, as in PyTorch.
+      for (int64_t i = 0; i < n; ++i) dx[i] = x[i] <= 0.0f ? 0.0f : dy[i];
+      break;
+    case ActivationGrad::Gelu:
+      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * gelu_erf_grad(x[i]);
+      break;
+    case ActivationGrad::GeluTanh:
+      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * gelu_tanh_grad(x[i]);
+      break;
+    case ActivationGrad::Silu:
+      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * silu_grad(x[i]);
+      break;
+    case ActivationGrad::Sigmoid:
+      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (x[i] * (1.0f - x[i]));
+      break;
+    case ActivationGrad::Tanh:
+      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.0f - x[i] * x[i]);
+      break;
+  }
+}
+
 }  // namespace attnode::kernels::portable

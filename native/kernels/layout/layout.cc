@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "../common/parallel.h"
 #include "../common/strided_rows.h"
@@ -47,6 +48,34 @@ void index_copy_rows(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t
   for_range(n, rows_per_task(cols, kCopyGrain), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) std::memcpy(y + index[i] * ldy, x + i * ldx, row_bytes);
   });
+}
+
+int64_t embedding_backward(const float* dy, int64_t ld_dy, const int32_t* ids, int64_t n_ids, float* dweight,
+                           int64_t num, int64_t dim, int64_t padding_idx) {
+  if (num <= 0 || dim <= 0) return -1;
+  // Ids are read once each, into a private copy checked here: the column tasks then all see the same values.
+  std::vector<int32_t> id(static_cast<size_t>(n_ids));
+  int64_t first_bad = -1;
+  for (int64_t i = 0; i < n_ids; ++i) {
+    const int32_t v = __atomic_load_n(ids + i, __ATOMIC_RELAXED);
+    const bool ok = v >= 0 && v < num;
+    if (!ok && first_bad < 0) first_bad = i;
+    id[static_cast<size_t>(i)] = ok && v != padding_idx ? v : -1;
+  }
+  // Column blocks of at least 16 floats (a cache line); each task owns its columns of every row of dweight.
+  const int64_t per_task = std::max<int64_t>(16, (kCopyGrain / std::max<int64_t>(n_ids + num, 1) + 15) / 16 * 16);
+  for_range(dim, per_task, [&](int64_t c0, int64_t c1) {
+    const size_t bytes = static_cast<size_t>(c1 - c0) * sizeof(float);
+    for (int64_t r = 0; r < num; ++r) std::memset(dweight + r * dim + c0, 0, bytes);
+    for (int64_t i = 0; i < n_ids; ++i) {
+      const int32_t r = id[static_cast<size_t>(i)];
+      if (r < 0) continue;
+      float* dst = dweight + r * dim;
+      const float* src = dy + i * ld_dy;
+      for (int64_t c = c0; c < c1; ++c) dst[c] += src[c];
+    }
+  });
+  return first_bad;
 }
 
 void permute_0213(const float* x, float* y, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {

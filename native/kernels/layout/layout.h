@@ -27,6 +27,13 @@ int64_t embedding(const float* weight, int64_t num, int64_t dim, int64_t ld_w, c
 // are written by one task each) and that x and y do not overlap.
 void index_copy_rows(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t cols, const int32_t* index,
                      int64_t n);
+// The embedding's weight gradient (scatter-add): dweight [num, dim] (overwritten) gets, in row r, the sum of the
+// rows i of dy (rows ld_dy apart) whose ids[i] == r, in order of i; rows no id names are 0, and so is row
+// padding_idx (>= 0; -1 for none), as PyTorch's embedding_backward. Columns are split over threads and every
+// element sums its rows in order, so the result does not depend on the thread count. Ids are checked like
+// embedding's: returns the position of the first id outside [0, num) (its row is skipped), or -1.
+int64_t embedding_backward(const float* dy, int64_t ld_dy, const int32_t* ids, int64_t n_ids, float* dweight,
+                           int64_t num, int64_t dim, int64_t padding_idx);
 
 // [d0, d1, d2, d3] -> [d0, d2, d1, d3]; the head split ([B,S,H,D] -> [B,H,S,D])
 // and merge (the inverse) transposes. x and y must not alias.

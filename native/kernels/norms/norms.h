@@ -43,4 +43,21 @@ void rms_norm_rows(const float* x, const float* weight, float* y, int64_t rows, 
 void add_rms_norm_rows(const float* x, const float* r, const float* weight, float* y, float* sum, int64_t rows,
                        int64_t cols, float eps);
 
+// Backward of layer_norm_rows: given x (the forward's input, rows ldx apart), gamma (or null) and dy (rows lddy
+// apart), writes dx (rows lddx apart; may alias dy only as the same view) and, when not null, dgamma = sum over
+// rows of dy * xhat and dbeta = sum over rows of dy ([cols] each, overwritten). xhat and the row statistics are
+// recomputed from x exactly as the forward computes them. Per row, with g = dy * gamma:
+//   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)).
+// dgamma / dbeta are summed over fixed chunks of rows and then over the chunks in order, so they do not depend on
+// the thread count.
+void layer_norm_backward_rows(const float* x, const float* gamma, const float* dy, float* dx, float* dgamma,
+                              float* dbeta, int64_t rows, int64_t cols, float eps, int64_t ldx = 0, int64_t lddy = 0,
+                              int64_t lddx = 0);
+
+// Backward of rms_norm_rows: dx = rstd * (g - xhat * mean(g * xhat)) with g = dy * weight, xhat = x * rstd;
+// dweight (when not null) = sum over rows of dy * xhat. Strides, aliasing and determinism as
+// layer_norm_backward_rows.
+void rms_norm_backward_rows(const float* x, const float* weight, const float* dy, float* dx, float* dweight,
+                            int64_t rows, int64_t cols, float eps, int64_t ldx = 0, int64_t lddy = 0, int64_t lddx = 0);
+
 }  // namespace attnode::kernels

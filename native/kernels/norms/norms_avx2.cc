@@ -4,7 +4,7 @@
 // <immintrin.h>, <cstdint>, the SIMD layer (internal linkage) and our
 // declaration-only headers: nothing compiled here for AVX2 can become an
 // inline function the linker merges into baseline code (simd/README.md).
-// The algorithm is norms_rows.inc, shared with the other SIMD paths.
+// The algorithms are norms_rows.inc and norms_backward.inc, shared with the other SIMD paths.
 #pragma GCC target("avx2,fma")
 // GCC 12 false positives: the intrinsics' _mm*_undefined_*() trips
 // -Wmaybe-uninitialized, and lambdas returning vectors (all internal to this
@@ -22,5 +22,6 @@ namespace {
 using namespace simd::avx2;
 
 #include "norms_rows.inc"
+#include "norms_backward.inc"
 
 }  // namespace attnode::kernels::avx2

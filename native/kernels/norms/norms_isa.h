@@ -23,6 +23,11 @@ void rms_norm_rows(const float* x, const float* weight, float* y, int64_t rows, 
 // s[i] = x[i] + r[i]: the residual add of the fused norms (IEEE adds, so the
 // same bits as binary_op(Add)).
 void add_row(const float* x, const float* r, float* s, int64_t n);
+// Backward over `rows` rows (see norms.h); pg / pb (when not null) accumulate (+=) dy * xhat and dy over them.
+void layer_norm_backward_rows(const float* x, const float* gamma, const float* dy, float* dx, float* pg, float* pb,
+                              int64_t rows, int64_t cols, float eps, int64_t ldx, int64_t lddy, int64_t lddx);
+void rms_norm_backward_rows(const float* x, const float* weight, const float* dy, float* dx, float* pw, int64_t rows,
+                            int64_t cols, float eps, int64_t ldx, int64_t lddy, int64_t lddx);
 }  // namespace portable
 
 namespace avx2 {
@@ -34,6 +39,11 @@ void rms_norm_rows(const float* x, const float* weight, float* y, int64_t rows, 
 // s[i] = x[i] + r[i]: the residual add of the fused norms (IEEE adds, so the
 // same bits as binary_op(Add)).
 void add_row(const float* x, const float* r, float* s, int64_t n);
+// Backward over `rows` rows (see norms.h); pg / pb (when not null) accumulate (+=) dy * xhat and dy over them.
+void layer_norm_backward_rows(const float* x, const float* gamma, const float* dy, float* dx, float* pg, float* pb,
+                              int64_t rows, int64_t cols, float eps, int64_t ldx, int64_t lddy, int64_t lddx);
+void rms_norm_backward_rows(const float* x, const float* weight, const float* dy, float* dx, float* pw, int64_t rows,
+                            int64_t cols, float eps, int64_t ldx, int64_t lddy, int64_t lddx);
 }  // namespace avx2
 
 namespace avx512 {
@@ -45,5 +55,10 @@ void rms_norm_rows(const float* x, const float* weight, float* y, int64_t rows, 
 // s[i] = x[i] + r[i]: the residual add of the fused norms (IEEE adds, so the
 // same bits as binary_op(Add)).
 void add_row(const float* x, const float* r, float* s, int64_t n);
+// Backward over `rows` rows (see norms.h); pg / pb (when not null) accumulate (+=) dy * xhat and dy over them.
+void layer_norm_backward_rows(const float* x, const float* gamma, const float* dy, float* dx, float* pg, float* pb,
+                              int64_t rows, int64_t cols, float eps, int64_t ldx, int64_t lddy, int64_t lddx);
+void rms_norm_backward_rows(const float* x, const float* weight, const float* dy, float* dx, float* pw, int64_t rows,
+                            int64_t cols, float eps, int64_t ldx, int64_t lddy, int64_t lddx);
 }  // namespace avx512
 }  // namespace attnode::kernels

@@ -11,7 +11,12 @@
 namespace attnode::kernels::portable {
 namespace {
 
-void layer_norm_row(const float* x, const float* g, const float* b, float* y, int64_t n, float eps) {
+// A row's normalisation: xhat = (x - mean_f) * rstd + shift (forward and backward use the same values).
+struct LnStats {
+  float mean_f, rstd, shift;
+};
+
+LnStats ln_stats(const float* x, int64_t n, float eps) {
   // Shifted two-pass, see norms_rows.inc: shift by x[0] so a constant
   // row gives mean == x[0] exactly (output == beta), then the corrected
   // two-pass variance around the float mean.
@@ -29,8 +34,12 @@ void layer_norm_row(const float* x, const float* g, const float* b, float* y, in
   double var = d2 / static_cast<double>(n) - delta * delta;
   if (var < 0.0) var = 0.0;
   const double rstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
-  const float rstd_f = static_cast<float>(rstd);
-  const float shift = static_cast<float>(-delta * rstd);
+  return {mean_f, static_cast<float>(rstd), static_cast<float>(-delta * rstd)};
+}
+
+void layer_norm_row(const float* x, const float* g, const float* b, float* y, int64_t n, float eps) {
+  const LnStats st = ln_stats(x, n, eps);
+  const float mean_f = st.mean_f, rstd_f = st.rstd, shift = st.shift;
   for (int64_t i = 0; i < n; ++i) {
     float t = (x[i] - mean_f) * rstd_f + shift;
     if (g) t *= g[i];
@@ -67,6 +76,53 @@ void rms_norm_rows(const float* x, const float* weight, float* y, int64_t rows, 
 
 void add_row(const float* x, const float* r, float* s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) s[i] = x[i] + r[i];
+}
+
+namespace {
+
+// The backward of one row, scalar (see norms_backward.inc): xhat = (x - mean_f) * rstd + shift as the forward
+// computes it, g = dy * gamma, dx = rstd * (g - centre * mean(g) - xhat * mean(g * xhat)).
+void norm_grad_row(const float* x, const float* g, const float* dy, float* dx, float* pg, float* pb, int64_t n,
+                   float mean_f, float rstd, float shift, bool centre) {
+  double sa = 0.0, sb = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float xh = (x[i] - mean_f) * rstd + shift;
+    const float gd = g ? dy[i] * g[i] : dy[i];
+    sa += gd;
+    sb += static_cast<double>(gd) * xh;
+    if (pg) pg[i] += dy[i] * xh;
+    if (pb) pb[i] += dy[i];
+  }
+  const float a = centre ? static_cast<float>(sa / static_cast<double>(n)) : 0.0f;
+  const float b = static_cast<float>(sb / static_cast<double>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const float xh = (x[i] - mean_f) * rstd + shift;
+    const float gd = g ? dy[i] * g[i] : dy[i];
+    dx[i] = rstd * ((gd - a) - xh * b);
+  }
+}
+
+}  // namespace
+
+void layer_norm_backward_rows(const float* x, const float* gamma, const float* dy, float* dx, float* pg, float* pb,
+                              int64_t rows, int64_t cols, float eps, int64_t ldx, int64_t lddy, int64_t lddx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    // The row statistics exactly as layer_norm_row computes them.
+    const float* xr = x + r * ldx;
+    const LnStats st = ln_stats(xr, cols, eps);
+    norm_grad_row(xr, gamma, dy + r * lddy, dx + r * lddx, pg, pb, cols, st.mean_f, st.rstd, st.shift, true);
+  }
+}
+
+void rms_norm_backward_rows(const float* x, const float* weight, const float* dy, float* dx, float* pw, int64_t rows,
+                            int64_t cols, float eps, int64_t ldx, int64_t lddy, int64_t lddx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    double s2 = 0.0;
+    for (int64_t i = 0; i < cols; ++i) s2 += static_cast<double>(xr[i]) * xr[i];
+    const float rstd = static_cast<float>(1.0 / std::sqrt(s2 / static_cast<double>(cols) + static_cast<double>(eps)));
+    norm_grad_row(xr, weight, dy + r * lddy, dx + r * lddx, pw, nullptr, cols, 0.0f, rstd, 0.0f, false);
+  }
 }
 
 }  // namespace attnode::kernels::portable

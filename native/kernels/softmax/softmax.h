@@ -17,4 +17,15 @@ namespace attnode::kernels {
 // only as the same view (x == y and ldx == ldy).
 void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx = 0, int64_t ldy = 0);
 
+// log_softmax over each row, as PyTorch computes it: (x - max) - log(sum exp(x - max)). Strides and aliasing as
+// softmax_rows.
+void log_softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx = 0, int64_t ldy = 0);
+
+// The backward of softmax_rows (log = false) or log_softmax_rows (log = true) from their output y and the
+// gradient dy of it, per row: dx = y * (dy - sum(dy * y)) or dx = dy - exp(y) * sum(dy) (PyTorch's
+// _softmax_backward_data / _log_softmax_backward_data). Row strides ldy / lddy / lddx (0: cols); dx may alias
+// dy or y only as the same view.
+void softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols, bool log,
+                           int64_t ldy = 0, int64_t lddy = 0, int64_t lddx = 0);
+
 }  // namespace attnode::kernels

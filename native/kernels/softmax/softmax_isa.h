@@ -18,17 +18,26 @@ namespace portable {
 // Numerically stable softmax of each of `rows` rows of length `cols`; rows
 // start every ldx elements in x and every ldy in y.
 void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx, int64_t ldy);
+void log_softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx, int64_t ldy);
+void softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols, bool log,
+                           int64_t ldy, int64_t lddy, int64_t lddx);
 }  // namespace portable
 
 namespace avx2 {
 // Numerically stable softmax of each of `rows` rows of length `cols`; rows
 // start every ldx elements in x and every ldy in y.
 void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx, int64_t ldy);
+void log_softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx, int64_t ldy);
+void softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols, bool log,
+                           int64_t ldy, int64_t lddy, int64_t lddx);
 }  // namespace avx2
 
 namespace avx512 {
 // Numerically stable softmax of each of `rows` rows of length `cols`; rows
 // start every ldx elements in x and every ldy in y.
 void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx, int64_t ldy);
+void log_softmax_rows(const float* x, float* y, int64_t rows, int64_t cols, int64_t ldx, int64_t ldy);
+void softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols, bool log,
+                           int64_t ldy, int64_t lddy, int64_t lddx);
 }  // namespace avx512
 }  // namespace attnode::kernels

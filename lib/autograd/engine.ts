@@ -1,0 +1,148 @@
+/**
+ * `Tensor.backward`: runs the recorded graph backwards from a tensor.
+ *
+ * 1. The seed: `gradOutput`, or ones for a one-element tensor.
+ * 2. Every node reachable from the tensor's `gradFn` is counted once per
+ *    edge that reaches it (its dependencies).
+ * 3. Nodes run when every gradient flowing into them has arrived (their
+ *    count reaches zero), so each runs once with the sum of its outputs'
+ *    gradients. A leaf's `AccumulateGrad` adds into `leaf.grad` (a new
+ *    contiguous tensor the first time, in place afterwards, as PyTorch
+ *    accumulates until the gradient is zeroed).
+ * 4. Without `retainGraph`, each node's saved tensors are released as soon as
+ *    it has run: a second backward through it is an error naming the option.
+ *
+ * Backward runs with grad mode off (no graph of the backward is recorded) and
+ * with the ops' own backends, so it computes on the native kernels, and it
+ * never reads tensor values in JS: inside `runAsync` it is recorded like a
+ * forward.
+ */
+import { withContext } from '../context';
+import { argRangeErrorRaw, argTypeError, formatShape } from '../errors';
+import { add } from '../ops/elementwise';
+import { Tensor, zeros, type BackwardOptions, type GradFn } from '../tensor';
+import { AccumulateGrad, Node, edgeOf } from './graph';
+
+type F32 = Tensor<'float32'>;
+
+/** The gradient buffer of a node: one slot per output. */
+type Slots = (F32 | null)[];
+
+function sum(a: F32 | null, b: F32): F32 {
+  return a === null ? b : add(a, b);
+}
+
+/** Adds `g` into `leaf.grad` (see the module comment). */
+function accumulate(leaf: Tensor, g: F32): void {
+  const current = leaf.grad;
+  if (current === null) {
+    // Always a copy: `g` may be shared (the same tensor flows to several inputs of an add, or is the caller's
+    // gradOutput), and a later in-place accumulation must change nothing but this leaf's gradient.
+    leaf.grad = g.isContiguous() ? g.clone() : g.contiguous();
+  } else if (current.isContiguous()) {
+    add(current, g, { out: current });
+  } else {
+    leaf.grad = add(current, g);
+  }
+}
+
+/** Implements Tensor.backward (registered by lib/autograd/index.ts). */
+export function runBackward(root: Tensor, gradOutput: Tensor | undefined, options: BackwardOptions): void {
+  const fn = 'backward';
+  if (options === null || typeof options !== 'object') throw argTypeError(fn, 'options', 'be an options object', options);
+  const retainGraph = options.retainGraph ?? false;
+  if (typeof retainGraph !== 'boolean') throw argTypeError(fn, 'options.retainGraph', 'be a boolean', retainGraph);
+  if (!root.requiresGrad) {
+    throw argRangeErrorRaw(fn, 'this', 'require grad (be computed from tensors with requiresGrad = true, in grad mode)',
+      `a ${root.dtype} tensor ${formatShape(root.shape)} that does not require grad and has no gradFn`);
+  }
+  let seed: F32;
+  if (gradOutput === undefined || gradOutput === null) {
+    if (root.size !== 1) {
+      throw argRangeErrorRaw(fn, 'gradOutput',
+        'be given for a tensor with more than one element (a gradient can be created implicitly only for a one-element output)',
+        `missing, for a tensor of shape ${formatShape(root.shape)}`);
+    }
+    seed = new Tensor(new Float32Array(1).fill(1), root.shape, 'float32');
+  } else {
+    if (!(gradOutput instanceof Tensor) || gradOutput.dtype !== 'float32') {
+      throw argTypeError(fn, 'gradOutput', 'be a float32 Tensor', gradOutput);
+    }
+    if (gradOutput.shape.length !== root.shape.length || gradOutput.shape.some((d, i) => d !== root.shape[i])) {
+      throw argRangeErrorRaw(fn, 'gradOutput', `have the shape of the tensor ${formatShape(root.shape)}`, formatShape(gradOutput.shape));
+    }
+    seed = gradOutput as F32;
+  }
+  withContext({ gradEnabled: false }, () => execute(edgeOf(root)!, seed, retainGraph));
+}
+
+function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: boolean): void {
+  const [rootFn, rootSlot] = rootEdge;
+  // Dependencies: how many edges of the reachable graph point at each node.
+  const deps = new Map<GradFn, number>();
+  const seen = new Set<GradFn>([rootFn]);
+  const stack: GradFn[] = [rootFn];
+  while (stack.length > 0) {
+    const node = stack.pop()!;
+    for (const e of node.nextFunctions) {
+      if (e === null) continue;
+      const next = e[0];
+      deps.set(next, (deps.get(next) ?? 0) + 1);
+      if (!seen.has(next)) {
+        seen.add(next);
+        stack.push(next);
+      }
+    }
+  }
+  // Before anything runs: a freed node anywhere in the graph is reported before any gradient is accumulated.
+  for (const node of seen) if (node instanceof Node) node.assertAlive();
+  const buffers = new Map<GradFn, Slots>();
+  const slotsOf = (node: GradFn): Slots => {
+    let s = buffers.get(node);
+    if (!s) {
+      s = new Array<F32 | null>(node instanceof Node ? node.outputShapes.length : 1).fill(null);
+      buffers.set(node, s);
+    }
+    return s;
+  };
+  const ready: GradFn[] = [rootFn];
+  // One edge into `next` is done. When all are: it runs if any gradient reached it; otherwise nothing flows
+  // through it, but its successors still count it as a dependency, so it settles them in turn.
+  const settle = (next: GradFn): void => {
+    const left = deps.get(next)! - 1;
+    deps.set(next, left);
+    if (left > 0) return;
+    if (buffers.has(next)) {
+      ready.push(next);
+      return;
+    }
+    if (next instanceof Node && !retainGraph) next.release();
+    for (const e of next.nextFunctions) if (e !== null) settle(e[0]);
+  };
+  slotsOf(rootFn)[rootSlot] = seed;
+  while (ready.length > 0) {
+    const node = ready.pop()!;
+    const slots = buffers.get(node)!;
+    buffers.delete(node);
+    if (node instanceof AccumulateGrad) {
+      if (slots[0]) accumulate(node.variable, slots[0]);
+      continue;
+    }
+    if (!(node instanceof Node)) throw new TypeError(`backward: unknown graph node ${node.name}`);
+    const grads = slots.map((g, i) => g ?? zeros(node.outputShapes[i]!));
+    if (node.retained) {
+      for (const [i, t] of node.retained) t.grad = t.grad ? add(t.grad, grads[i]!) : grads[i]!.contiguous().clone();
+    }
+    const inputGrads = node.apply(grads);
+    if (!retainGraph) node.release();
+    node.nextFunctions.forEach((e, i) => {
+      if (e === null) return;
+      const g = inputGrads[i];
+      if (g !== null && g !== undefined) {
+        const s = slotsOf(e[0]);
+        s[e[1]] = sum(s[e[1]] ?? null, g);
+      }
+      settle(e[0]);
+    });
+  }
+}

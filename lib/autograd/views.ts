@@ -1,0 +1,73 @@
+/**
+ * Backward of the Tensor view methods (`view`, `reshape`, `transpose`,
+ * `permute`, `narrow`/`slice`/`select`, `unsqueeze`/`squeeze`, `expand`) and
+ * of `contiguous`/`clone` copies. lib/tensor.ts calls {@link recordView}
+ * through its hooks when the tensor requires grad in grad mode.
+ *
+ * A view's gradient is the gradient of the elements it selects: reshapes and
+ * transposes move it back with the inverse view (no copy), a slice writes it
+ * into zeros of the base's shape, an expand sums it over the repeated dims.
+ */
+import { resolveBackend } from '../backend/registry';
+import { sumToShape } from '../ops/reduce';
+import { Tensor, zeros, type ViewKind } from '../tensor';
+import { recordOp } from './graph';
+
+type F32 = Tensor<'float32'>;
+
+const NAMES: Record<ViewKind, string> = {
+  reshape: 'ViewBackward',
+  transpose: 'TransposeBackward',
+  permute: 'PermuteBackward',
+  slice: 'SliceBackward',
+  select: 'SelectBackward',
+  expand: 'ExpandBackward',
+  copy: 'CloneBackward',
+};
+
+/** Writes `g` into the region of zeros of `shape` that `region(z)` selects. */
+function scatterInto(g: F32, shape: readonly number[], region: (z: F32) => F32): F32 {
+  const z = zeros(shape);
+  const r = region(z);
+  if (g.size > 0) {
+    resolveBackend().copy({ x: g.data, xStrides: g.strides, y: r.data, yStrides: r.strides, shape: g.shape });
+  }
+  return z;
+}
+
+/** Records the backward of `output = input.<kind>(...args)`. */
+export function recordView(kind: ViewKind, input: Tensor, output: Tensor, args: readonly number[]): void {
+  const shape = input.shape.slice();
+  let backward: (g: F32) => F32;
+  switch (kind) {
+    case 'reshape':
+      backward = (g) => g.reshape(shape);
+      break;
+    case 'transpose':
+      backward = (g) => g.transpose(args[0]!, args[1]!);
+      break;
+    case 'permute': {
+      const inverse = new Array<number>(args.length);
+      args.forEach((d, i) => (inverse[d] = i));
+      backward = (g) => g.permute(inverse);
+      break;
+    }
+    case 'slice': {
+      const [d, start, len, step] = args as [number, number, number, number];
+      backward = (g) => scatterInto(g, shape, (z) => (len === 0 ? z.narrow(d, 0, 0) : z.slice(d, start, start + (len - 1) * step + 1, step)));
+      break;
+    }
+    case 'select': {
+      const [d, i] = args as [number, number];
+      backward = (g) => scatterInto(g, shape, (z) => z.select(d, i));
+      break;
+    }
+    case 'expand':
+      backward = (g) => sumToShape(g, shape);
+      break;
+    case 'copy':
+      backward = (g) => g;
+      break;
+  }
+  recordOp(NAMES[kind], [input], [output], ([g]) => [backward(g!)]);
+}

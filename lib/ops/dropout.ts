@@ -1,0 +1,40 @@
+/** Dropout (PyTorch's `F.dropout`): zero elements with probability p and scale the rest by 1/(1 − p). */
+import { argRangeError, argTypeError } from '../errors';
+import type { OpOptions } from '../op-options';
+import { defaultGenerator } from '../random';
+import { Rng, Tensor } from '../tensor';
+import { dropoutMask } from './attention-core';
+import { checkFloat, checkOptions } from './checks';
+import { mul } from './elementwise';
+import type { F32 } from './checks';
+
+/** Options of {@link dropout}. */
+export interface DropoutOptions extends OpOptions {
+  /** Apply it (default true, as PyTorch's functional form); false returns x itself. Modules pass their `training`. */
+  training?: boolean;
+  /** The generator the mask is drawn from (default the process-wide one: reproducible after `manualSeed(n)`). */
+  generator?: Rng;
+}
+
+/**
+ * PyTorch's `F.dropout(x, p, training)`: each element is zeroed with
+ * probability `p` and the others are scaled by 1/(1 − p), so the expectation
+ * is x. With `training` false or p = 0 it returns x itself. The mask is drawn
+ * in JS from a seeded generator (the same seed gives the same mask on both
+ * backends; not PyTorch's random stream). In grad mode the gradient is the
+ * output gradient times the same mask.
+ * @throws RangeError for p outside [0, 1]; TypeError for a non-boolean training or a generator that is not an Rng.
+ */
+export function dropout(x: F32, p = 0.5, opts?: DropoutOptions): F32 {
+  const fn = 'dropout';
+  checkFloat(fn, 'x', x);
+  checkOptions(fn, opts);
+  if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw argRangeError(fn, 'p', 'be a probability in [0, 1]', p);
+  const training = opts?.training ?? true;
+  if (typeof training !== 'boolean') throw argTypeError(fn, 'training', 'be a boolean', training);
+  if (opts?.generator !== undefined && !(opts.generator instanceof Rng)) throw argTypeError(fn, 'generator', 'be an Rng', opts.generator);
+  if (!training || p === 0) return x;
+  const m = p === 1 ? new Float32Array(x.size) : dropoutMask(x.size, p, opts?.generator ?? defaultGenerator());
+  // Elements in row-major order of x's shape; mul reads x through its strides and records its backward (g · mask).
+  return mul(x, new Tensor(m, x.shape, 'float32'), opts?.backend ? { backend: opts.backend } : {});
+}

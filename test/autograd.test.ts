@@ -1,0 +1,293 @@
+/**
+ * The autograd core: the Tensor grad API (requiresGrad, grad, gradFn,
+ * isLeaf, detach, backward, _version), grad mode (noGrad), the engine
+ * (accumulation, retained and freed graphs, errors), view backward, and the
+ * packed-weight cache following in-place weight updates.
+ */
+import { describe, expect, it } from 'vitest';
+import { enableGrad, isGradEnabled, noGrad, setGradEnabled } from '../lib/autograd/index';
+import * as ops from '../lib/ops';
+import * as nn from '../lib/nn';
+import { Tensor, randn, tensor, zeros } from '../lib/tensor';
+import { backends } from './helpers/backends';
+import { gradcheck } from './helpers/gradcheck';
+import { withContext } from '../lib/context';
+import { getBackend } from '../lib/backend/registry';
+
+type F32 = Tensor<'float32'>;
+
+const arr = (t: Tensor | null): number[] => Array.from(t!.contiguous().data);
+
+describe('Tensor grad API', () => {
+  it('requiresGrad defaults to false, is settable on float32 leaves, and requiresGrad_ returns the tensor', () => {
+    const x = randn([2, 3], { seed: 1 });
+    expect(x.requiresGrad).toBe(false);
+    expect(x.isLeaf).toBe(true);
+    expect(x.gradFn).toBeNull();
+    expect(x.grad).toBeNull();
+    expect(x.requiresGrad_()).toBe(x);
+    expect(x.requiresGrad).toBe(true);
+    x.requiresGrad_(false);
+    expect(x.requiresGrad).toBe(false);
+    x.requiresGrad = true;
+    expect(x.requiresGrad).toBe(true);
+  });
+
+  it('refuses requiresGrad on int32/bool tensors and non-boolean flags, naming the argument', () => {
+    const ids = tensor(new Int32Array([1, 2]), [2], 'int32');
+    expect(() => ids.requiresGrad_()).toThrow(TypeError);
+    expect(() => ids.requiresGrad_()).toThrow(/float32 Tensor/);
+    expect(() => ((randn([2]) as unknown as { requiresGrad: unknown }).requiresGrad = 1)).toThrow(/'flag'/);
+  });
+
+  it('results of ops on tensors that require grad have a gradFn and are not leaves', () => {
+    const a = randn([2, 3], { seed: 2 }).requiresGrad_();
+    const y = ops.mul(a, 2);
+    expect(y.requiresGrad).toBe(true);
+    expect(y.isLeaf).toBe(false);
+    expect(y.gradFn?.name).toBe('MulBackward');
+    expect(y.gradFn?.nextFunctions[0]?.[0].name).toBe('AccumulateGrad');
+    expect(() => (y.requiresGrad = false)).toThrow(/non-leaf/);
+    // Nothing requires grad: nothing recorded.
+    const z = ops.mul(randn([2, 3], { seed: 3 }), 2);
+    expect(z.requiresGrad).toBe(false);
+    expect(z.gradFn).toBeNull();
+  });
+
+  it('grad is settable to null or a float32 tensor of the same shape only', () => {
+    const x = randn([2, 2], { seed: 4 }).requiresGrad_();
+    x.grad = zeros([2, 2]);
+    expect(arr(x.grad)).toEqual([0, 0, 0, 0]);
+    x.grad = null;
+    expect(x.grad).toBeNull();
+    expect(() => (x.grad = zeros([4]))).toThrow(RangeError);
+    expect(() => (x.grad = tensor(new Int32Array(4), [2, 2], 'int32') as unknown as F32)).toThrow(TypeError);
+  });
+
+  it('detach shares memory and version counter but no history', () => {
+    const x = randn([3], { seed: 5 }).requiresGrad_();
+    const y = ops.mul(x, 3);
+    const d = y.detach();
+    expect(d.requiresGrad).toBe(false);
+    expect(d.isLeaf).toBe(true);
+    expect(d.data).toBe(y.data);
+    const v = y._version;
+    d._bumpVersion();
+    expect(y._version).toBe(v + 1);
+    // Views share the counter of their base, and in-place ops bump it.
+    const base = randn([4, 4], { seed: 6 });
+    const view = base.narrow(0, 1, 2);
+    ops.add(base, 1, { out: base });
+    expect(view._version).toBe(base._version);
+    expect(base._version).toBeGreaterThan(0);
+    view.set([0, 0], 3);
+    expect(base._version).toBe(view._version);
+  });
+
+  it('item reads a one-element tensor', () => {
+    expect(tensor([2.5]).item()).toBe(2.5);
+    const loss = ops.sum(ops.mul(tensor([1, 2, 3]).requiresGrad_(), 2));
+    expect(loss.item()).toBe(12);
+  });
+});
+
+describe('grad mode', () => {
+  it('noGrad records nothing and restores the mode, also on throw', () => {
+    const x = randn([2], { seed: 7 }).requiresGrad_();
+    expect(isGradEnabled()).toBe(true);
+    const y = noGrad(() => {
+      expect(isGradEnabled()).toBe(false);
+      return ops.mul(x, 2);
+    });
+    expect(y.requiresGrad).toBe(false);
+    expect(y.gradFn).toBeNull();
+    expect(() => noGrad(() => {
+      throw new Error('boom');
+    })).toThrow('boom');
+    expect(isGradEnabled()).toBe(true);
+    const z = noGrad(() => enableGrad(() => ops.mul(x, 2)));
+    expect(z.requiresGrad).toBe(true);
+    expect(() => noGrad(3 as unknown as () => void)).toThrow(/'fn'/);
+  });
+
+  it('setGradEnabled switches the root mode', () => {
+    const x = randn([2], { seed: 8 }).requiresGrad_();
+    setGradEnabled(false);
+    try {
+      expect(ops.mul(x, 2).requiresGrad).toBe(false);
+    } finally {
+      setGradEnabled(true);
+    }
+    expect(ops.mul(x, 2).requiresGrad).toBe(true);
+  });
+
+  it('views record only in grad mode', () => {
+    const x = randn([2, 3], { seed: 9 }).requiresGrad_();
+    expect(x.transpose(0, 1).gradFn?.name).toBe('TransposeBackward');
+    expect(noGrad(() => x.transpose(0, 1)).gradFn).toBeNull();
+    expect(withContext({ gradEnabled: false }, () => x.narrow(0, 0, 1)).requiresGrad).toBe(false);
+  });
+});
+
+describe.each(backends)('backward (%s backend)', (backend) => {
+  const be = { backend };
+
+  it('computes the gradient of a one-element result and accumulates across calls', () => {
+    const a = tensor([1, 2, 3]).requiresGrad_();
+    const b = tensor([4, 5, 6]).requiresGrad_();
+    const loss = () => ops.sum(ops.add(ops.mul(a, b, be), a, be), null, be);
+    loss().backward();
+    expect(arr(a.grad)).toEqual([5, 6, 7]);
+    expect(arr(b.grad)).toEqual([1, 2, 3]);
+    loss().backward();
+    expect(arr(a.grad)).toEqual([10, 12, 14]);
+    expect(arr(b.grad)).toEqual([2, 4, 6]);
+    a.grad = null;
+    loss().backward();
+    expect(arr(a.grad)).toEqual([5, 6, 7]);
+  });
+
+  it('takes gradOutput for a non-scalar and sums a tensor used twice', () => {
+    const x = tensor([[1, 2], [3, 4]]).requiresGrad_();
+    const y = ops.mul(x, x, be); // dy/dx = 2x
+    y.backward(tensor([[1, 1], [2, 2]]));
+    expect(arr(x.grad)).toEqual([2, 4, 12, 16]);
+  });
+
+  it('reduces broadcast operands (sum over broadcast dims)', () => {
+    gradcheck(([a, b, c]) => ops.sum(ops.mul(ops.sub(ops.div(a!, c!, be), b!, be), a!, be), null, be), [
+      randn([2, 3, 4], { seed: 11 }), randn([3, 1], { seed: 12 }), ops.add(ops.mul(randn([4], { seed: 13 }), 0.1), 2),
+    ]);
+  });
+
+  it('backpropagates through every view method', () => {
+    gradcheck(([x, w]) => {
+      const t = x!.transpose(0, 2).permute(1, 0, 2).reshape(4, 6); // [3,2,4] → [2,4,3]→... copies where needed
+      const s = t.narrow(1, 1, 4).slice(0, 0, 4, 2).select(1, 2).unsqueeze(0); // [1, 2]
+      const e = s.expand(3, 2).contiguous().view(6);
+      return ops.sum(ops.mul(ops.add(e, t.t().reshape(24).narrow(0, 3, 6), be), w!, be), null, be);
+    }, [randn([4, 2, 3], { seed: 14 }), randn([6], { seed: 15 })]);
+  });
+
+  it('sum and mean over dims, with keepdim', () => {
+    gradcheck(([x]) => ops.sum(ops.mul(ops.mean(x!, [0, 2], { keepdim: true, ...be }), ops.sum(x!, 1, be).reshape(2, 1, 4), be), null, be),
+      [randn([2, 3, 4], { seed: 16 })]);
+  });
+
+  it('in-place ops on a tensor with history rebase it; modifying a saved tensor is an error', () => {
+    const x = tensor([1, 2, 3]).requiresGrad_();
+    const y = ops.mul(x, 2, be);
+    ops.add(y, 1, { out: y, ...be }); // y = 2x + 1, recorded
+    expect(y.gradFn?.name).toBe('AddBackward');
+    ops.sum(ops.mul(y, y, be), null, be).backward(); // d/dx (2x+1)^2 = 4(2x+1)
+    expect(arr(x.grad)).toEqual([12, 20, 28]);
+    const a = tensor([1, 2]).requiresGrad_();
+    const b = ops.mul(a, 1, be);
+    const c = ops.mul(b, b, be); // saves b
+    ops.add(b, 1, { out: b, ...be });
+    expect(() => ops.sum(c, null, be).backward()).toThrow(/modified by an in-place operation/);
+  });
+
+  it('refuses an in-place write into a leaf that requires grad, unless in noGrad', () => {
+    const w = tensor([1, 2]).requiresGrad_();
+    expect(() => ops.add(w, 1, { out: w, ...be })).toThrow(/'out' must not be a leaf tensor that requires grad/);
+    noGrad(() => ops.add(w, 1, { out: w, ...be }));
+    expect(arr(w)).toEqual([2, 3]);
+  });
+});
+
+describe('backward errors', () => {
+  it('a non-scalar without gradOutput names the argument', () => {
+    const x = randn([2, 2], { seed: 20 }).requiresGrad_();
+    expect(() => ops.mul(x, 2).backward()).toThrow(RangeError);
+    expect(() => ops.mul(x, 2).backward()).toThrow(/'gradOutput'/);
+    expect(() => ops.mul(x, 2).backward(zeros([3]))).toThrow(/'gradOutput' must have the shape/);
+  });
+
+  it('a tensor that does not require grad', () => {
+    expect(() => ops.sum(randn([2], { seed: 21 })).backward()).toThrow(/backward: argument 'this' must require grad/);
+  });
+
+  it('a second backward through a freed graph names retainGraph; retainGraph keeps it', () => {
+    const x = tensor([1, 2]).requiresGrad_();
+    const loss = ops.sum(ops.mul(x, x));
+    loss.backward();
+    expect(() => loss.backward()).toThrow(/second time.*retainGraph/);
+    x.grad = null;
+    const loss2 = ops.sum(ops.mul(x, x));
+    loss2.backward(undefined, { retainGraph: true });
+    loss2.backward();
+    expect(arr(x.grad)).toEqual([4, 8]);
+    expect(() => loss2.backward()).toThrow(/second time/);
+  });
+
+  it('backward on a leaf itself fills its grad', () => {
+    const x = tensor([3]).requiresGrad_();
+    x.backward();
+    expect(arr(x.grad)).toEqual([1]);
+  });
+
+  it('retainGrad keeps a non-leaf gradient', () => {
+    const x = tensor([1, 2]).requiresGrad_();
+    const y = ops.mul(x, 3).retainGrad();
+    ops.sum(ops.mul(y, y)).backward();
+    expect(arr(y.grad)).toEqual([6, 12]);
+    expect(arr(x.grad)).toEqual([18, 36]);
+  });
+});
+
+describe('modules', () => {
+  it('parameters require grad, and loadStateDict keeps that on the loaded tensors', () => {
+    const lin = new nn.Linear({ inFeatures: 3, outFeatures: 2 });
+    expect(lin.parameters().every((p) => p.requiresGrad)).toBe(true);
+    const mha = new nn.MultiheadAttention({ embedDim: 4, numHeads: 2 });
+    expect(mha.parameters().every((p) => p.requiresGrad)).toBe(true);
+    const state = { weight: randn([2, 3], { seed: 30 }), bias: randn([2], { seed: 31 }) };
+    lin.loadStateDict(state);
+    expect(lin.weight).toBe(state.weight);
+    expect(lin.weight.requiresGrad).toBe(true);
+    lin.weight.requiresGrad = false; // frozen
+    lin.loadStateDict({ weight: randn([2, 3], { seed: 32 }), bias: randn([2], { seed: 33 }) });
+    expect(lin.weight.requiresGrad).toBe(false);
+    expect(lin.bias!.requiresGrad).toBe(true);
+  });
+
+  it('train/eval set training on the whole tree; modules start in training mode', () => {
+    const layer = new nn.TransformerEncoderLayer({ dModel: 8, nhead: 2, dimFeedforward: 16 });
+    expect(layer.training).toBe(true);
+    expect(layer.eval()).toBe(layer);
+    expect(layer.namedModules().every(([, m]) => !m.training)).toBe(true);
+    layer.train();
+    expect(layer.selfAttn.training).toBe(true);
+    layer.train(false);
+    expect(layer.linear1.training).toBe(false);
+    expect(() => layer.train('yes' as unknown as boolean)).toThrow(/'mode'/);
+  });
+});
+
+describe.skipIf(!backends.includes('native'))('packed weights follow in-place updates (native backend)', () => {
+  it('a forward after an in-place weight update (version bump) uses the new weights', () => {
+    const native = getBackend('native');
+    const w = randn([6, 5], { seed: 40 });
+    const x = randn([4, 5], { seed: 41 });
+    const reference = (): number[] => arr(ops.linear(x, w, null, { backend: 'js' }));
+    const y1 = ops.linear(x, w, null, { cacheWeight: true, backend: native }); // packs w (M = 4 ≥ 2)
+    const want1 = reference();
+    arr(y1).forEach((v, i) => expect(v).toBeCloseTo(want1[i]!, 4));
+    ops.mul(w, -2, { out: w, backend: native }); // in place: bumps w's version
+    const want2 = reference();
+    const y2 = ops.linear(x, w, null, { cacheWeight: true, backend: native });
+    arr(y2).forEach((v, i) => expect(v).toBeCloseTo(want2[i]!, 4));
+    // A direct write into data followed by _bumpVersion() is seen too.
+    w.data.fill(0.5);
+    w._bumpVersion();
+    const want3 = reference();
+    arr(ops.linear(x, w, null, { cacheWeight: true, backend: native })).forEach((v, i) => expect(v).toBeCloseTo(want3[i]!, 4));
+    // And a weight view (a row slice, as attention's in_proj slices) shares its base's version.
+    const rows = w.narrow(0, 2, 3);
+    ops.linear(x, rows, null, { cacheWeight: true, backend: native });
+    ops.add(w, 1, { out: w, backend: native });
+    const want4 = arr(ops.linear(x, rows, null, { backend: 'js' }));
+    arr(ops.linear(x, rows, null, { cacheWeight: true, backend: native })).forEach((v, i) => expect(v).toBeCloseTo(want4[i]!, 4));
+  });
+});
