@@ -226,7 +226,7 @@ describe.each(backends)('training the seed model end to end (%s backend)', (back
       const loss = criterion.forward(out.reshape(-1, vocab), tgtOut);
       loss.backward();
       noGrad(() => {
-        for (const p of model.parameters()) ops.add(p, ops.mul(p.grad!, -0.1, { backend }), { out: p, backend });
+        for (const p of model.parameters() as Iterable<Tensor<'float32'>>) ops.add(p, ops.mul(p.grad!, -0.1, { backend }), { out: p, backend });
       });
       losses.push(loss.item());
     }
