@@ -38,6 +38,7 @@ export { noGrad, enableGrad, isGradEnabled, setGradEnabled } from './autograd/in
 export { manualSeed } from './random';
 export * as ops from './ops';
 export * as nn from './nn';
+export * as optim from './optim';
 export * as serving from './serving';
 export { scaledDotProductAttention } from './attention';
 export { loadSafetensors, parseSafetensors, saveSafetensors, serializeSafetensors } from './io/safetensors';

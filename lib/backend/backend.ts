@@ -520,6 +520,69 @@ export interface CrossEntropyBackwardArgs {
 }
 
 /**
+ * Arguments of {@link Backend.sgdStep}: PyTorch 1.13's SGD update of every tensor of a parameter group, in place
+ * (torch/optim/sgd.py, single-tensor path). Per element, in float32 with each scalar rounded to float32:
+ * d = ±grads[i] (+ weightDecay·param, fused), with momentum ≠ 0 buf = initMomentum[i] ? d : fma(d, 1 − dampening,
+ * momentum·buf) and d = nesterov ? fma(buf, momentum, d) : buf; param = fma(d, −lr, param). Every array of entry
+ * i has params[i]'s length; no written array may share memory with another array of the call.
+ */
+export interface SgdStepArgs {
+  params: readonly Float32Array[];
+  grads: readonly Float32Array[];
+  /** Read and written when momentum ≠ 0 (one per tensor); ignored otherwise. */
+  momentumBuffers: readonly Float32Array[] | null;
+  /** Per tensor, when momentum ≠ 0: 1 on its first step (the buffer becomes the gradient), else 0. */
+  initMomentum: readonly number[] | null;
+  lr: number;
+  momentum: number;
+  dampening: number;
+  weightDecay: number;
+  nesterov: boolean;
+  maximize: boolean;
+}
+
+/**
+ * Arguments of {@link Backend.adamStep}: PyTorch 1.13's Adam (or, with `decoupled`, AdamW) update of every tensor
+ * of a parameter group, in place (torch/optim/adam.py and adamw.py, single-tensor path). Per tensor, with its
+ * step count s = steps[i] (after the increment): bias corrections 1 − β^s in double, step size lr / (1 − β1^s);
+ * per element in float32: g = ±grad (+ weightDecay·param fused, or param ·= 1 − lr·weightDecay when decoupled),
+ * m = fma(g, 1 − β1, β1·m), v = fma((1 − β2)·g, g, β2·v), with amsgrad vmax = max(vmax, v) used for v,
+ * param = param + (−stepSize·m) / (√v / √(1 − β2^s) + eps).
+ */
+export interface AdamStepArgs {
+  params: readonly Float32Array[];
+  grads: readonly Float32Array[];
+  expAvgs: readonly Float32Array[];
+  expAvgSqs: readonly Float32Array[];
+  /** One per tensor with amsgrad; ignored otherwise. */
+  maxExpAvgSqs: readonly Float32Array[] | null;
+  /** Per tensor, its step count after this step (integers ≥ 1). */
+  steps: readonly number[];
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  amsgrad: boolean;
+  maximize: boolean;
+  /** AdamW's decoupled weight decay. */
+  decoupled: boolean;
+}
+
+/**
+ * Arguments of {@link Backend.clipGradNorm}: PyTorch 1.13's `clip_grad_norm_` over the gradients, in place. The
+ * norm of order normType (> 0, or Infinity) of each gradient, rounded to float32, then the same norm of those (the
+ * total, written to totalNorm[0]); every gradient is then multiplied in float32 by
+ * min(1, float32(maxNorm) · (1 / (total + 1e-6))) (Python's float / tensor is a reciprocal times the float).
+ */
+export interface ClipGradNormArgs {
+  grads: readonly Float32Array[];
+  maxNorm: number;
+  normType: number;
+  totalNorm: Float32Array;
+}
+
+/**
  * Every op a backend implements, by name, with its one argument object. This
  * table is the op list: the native addon exports a function of the same name
  * taking the same object (native/binding/op_registry.cc), and the JS backend a
@@ -550,6 +613,9 @@ export interface OpArgs {
   embeddingBackward: EmbeddingBackwardArgs;
   crossEntropy: CrossEntropyArgs;
   crossEntropyBackward: CrossEntropyBackwardArgs;
+  sgdStep: SgdStepArgs;
+  adamStep: AdamStepArgs;
+  clipGradNorm: ClipGradNormArgs;
 }
 
 /** An op's name. */

@@ -87,6 +87,7 @@ const OP_TABLE = {
   gelu: true, unary: true, siluMul: true, binary: true, embedding: true, permute0213: true, attention: true,
   rope: true, copy: true, indexCopy: true, softmaxBackward: true, layerNormBackward: true, rmsNormBackward: true,
   activationBackward: true, embeddingBackward: true, crossEntropy: true, crossEntropyBackward: true,
+  sgdStep: true, adamStep: true, clipGradNorm: true,
 } as const satisfies Record<OpName, true>;
 const OP_NAMES = Object.keys(OP_TABLE) as OpName[];
 

@@ -14,12 +14,12 @@ import { Module, parameter } from '../nn/module';
 import { ModuleList } from '../nn/container';
 import { Embedding } from '../nn/sparse';
 import { LayerNorm } from '../nn/linear';
-import { normal } from '../nn/init';
+import { normal_ } from '../nn/init';
 import { KVCache, SelfAttentionCache } from '../nn/kv-cache';
 import { KVPool } from '../nn/kv-pool';
 import * as ops from '../ops';
 import type { FusedActivation } from '../ops/matmul';
-import { Tensor, empty } from '../tensor';
+import { Tensor, empty, zeros } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import { generate, generateAsync, type GenerationOptions } from './generation';
 import { stepPositionsAndMask } from './step-masks';
@@ -94,7 +94,7 @@ export class Conv1D extends Module {
     this.inFeatures = checkInt('Conv1D', 'inFeatures', inFeatures, 1);
     this.outFeatures = checkInt('Conv1D', 'outFeatures', outFeatures, 1);
     // Hugging Face initialises with N(0, 0.02) and zero bias; loading a checkpoint replaces both.
-    this.weight = parameter(normal([outFeatures, inFeatures], 0.02).t());
+    this.weight = parameter(normal_(zeros([outFeatures, inFeatures]), 0, 0.02).t());
     this.bias = parameter(new Tensor(new Float32Array(outFeatures), [outFeatures], 'float32'));
   }
 

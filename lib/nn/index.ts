@@ -46,3 +46,7 @@ export { PositionalEncoding, type PositionalEncodingOptions } from './positional
 export { manualSeed } from './init';
 export { Dropout, type DropoutOptions } from './dropout';
 export { CrossEntropyLoss, MSELoss, type CrossEntropyLossOptions, type MSELossOptions } from './loss';
+/** `torch.nn.init`: in-place initialisation (`xavierUniform_`, `kaimingUniform_`, `normal_`, …) and `calculateGain`. */
+export * as init from './init';
+/** `torch.nn.utils`: `clipGradNorm`. */
+export * as utils from './utils';

@@ -3,7 +3,7 @@ import type { Tensor } from '../tensor';
 import { ones, zeros } from '../tensor';
 import { checkInt } from '../errors';
 import * as ops from '../ops';
-import { linearDefault } from './init';
+import { kaimingUniform_, uniform_ } from './init';
 import { checkOptions } from './options';
 
 /** Options of {@link Linear}: PyTorch's `nn.Linear(in_features, out_features, bias=True)`. */
@@ -30,8 +30,10 @@ export class Linear extends Module {
     checkOptions('Linear', options, ['inFeatures', 'outFeatures', 'bias']);
     this.inFeatures = checkInt('Linear', 'inFeatures', options.inFeatures, 0);
     this.outFeatures = checkInt('Linear', 'outFeatures', options.outFeatures, 0);
-    this.weight = parameter(linearDefault([this.outFeatures, this.inFeatures], this.inFeatures));
-    this.bias = options.bias ?? true ? parameter(linearDefault([this.outFeatures], this.inFeatures)) : null;
+    // PyTorch's reset_parameters: kaiming_uniform_(a=√5), i.e. U(±1/√inFeatures), and the bias from U(±1/√fanIn).
+    this.weight = parameter(kaimingUniform_(zeros([this.outFeatures, this.inFeatures]), { a: Math.sqrt(5) }));
+    const bound = this.inFeatures > 0 ? 1 / Math.sqrt(this.inFeatures) : 0;
+    this.bias = options.bias ?? true ? parameter(uniform_(zeros([this.outFeatures]), -bound, bound)) : null;
   }
 
   /** x [..., inFeatures] → [..., outFeatures]. */

@@ -7,7 +7,7 @@ import {
   attendHeads, causalMaskFrom, checkMhaInputs, collectMasks, emptyInOrderOf, inProjection, mhaForward, projectQuery,
   type MultiHeadAttentionParams,
 } from '../ops/multi-head-attention';
-import { xavierNormal, xavierUniform } from './init';
+import { constant_, xavierNormal_, xavierUniform_ } from './init';
 import { boolOption, checkOptions } from './options';
 import { KVCache, type MemoryKV } from './kv-cache';
 import type {
@@ -68,19 +68,19 @@ export class MultiheadAttention extends Module {
     }
     const bias = boolOption(name, 'bias', options.bias, true);
     if (this.kdim === e && this.vdim === e) {
-      this.inProjWeight = parameter(xavierUniform([3 * e, e]));
+      this.inProjWeight = parameter(xavierUniform_(zeros([3 * e, e])));
     } else {
-      this.qProjWeight = parameter(xavierUniform([e, e]));
-      this.kProjWeight = parameter(xavierUniform([e, this.kdim]));
-      this.vProjWeight = parameter(xavierUniform([e, this.vdim]));
+      this.qProjWeight = parameter(xavierUniform_(zeros([e, e])));
+      this.kProjWeight = parameter(xavierUniform_(zeros([e, this.kdim])));
+      this.vProjWeight = parameter(xavierUniform_(zeros([e, this.vdim])));
     }
     if (bias) this.inProjBias = parameter(zeros([3 * e]));
     if (boolOption(name, 'addBiasKv', options.addBiasKv, false)) {
-      this.biasK = parameter(xavierNormal([1, 1, e]));
-      this.biasV = parameter(xavierNormal([1, 1, e]));
+      this.biasK = parameter(xavierNormal_(zeros([1, 1, e])));
+      this.biasV = parameter(xavierNormal_(zeros([1, 1, e])));
     }
     this.outProj = new Linear({ inFeatures: e, outFeatures: e, bias });
-    if (bias) this.outProj.bias!.data.fill(0);
+    if (bias) constant_(this.outProj.bias!, 0);
   }
 
   /**

@@ -2,7 +2,8 @@ import { Module, parameter } from './module';
 import type { Tensor } from '../tensor';
 import { checkInt } from '../errors';
 import * as ops from '../ops';
-import { normal } from './init';
+import { normal_ } from './init';
+import { zeros } from '../tensor';
 import { checkOptions } from './options';
 
 /** Options of {@link Embedding}: PyTorch's `nn.Embedding(num_embeddings, embedding_dim, padding_idx=None)`. */
@@ -28,7 +29,7 @@ export class Embedding extends Module {
     const pad = options.paddingIdx ?? null;
     if (pad !== null) checkInt('Embedding', 'paddingIdx', pad, -this.numEmbeddings, this.numEmbeddings - 1);
     this.paddingIdx = pad === null ? null : pad < 0 ? pad + this.numEmbeddings : pad;
-    this.weight = parameter(normal([this.numEmbeddings, this.embeddingDim]));
+    this.weight = parameter(normal_(zeros([this.numEmbeddings, this.embeddingDim])));
     if (this.paddingIdx !== null) {
       this.weight.data.fill(0, this.paddingIdx * this.embeddingDim, (this.paddingIdx + 1) * this.embeddingDim);
     }

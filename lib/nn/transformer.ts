@@ -1,11 +1,11 @@
-import { Module, parameter } from './module';
+import { Module } from './module';
 import { Linear, LayerNorm } from './linear';
 import { ModuleList } from './container';
 import { MultiheadAttention, type MaskTensor } from './multihead-attention';
 import { Tensor } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import * as ops from '../ops';
-import { xavierUniform } from './init';
+import { xavierUniform_ } from './init';
 import { boolOption, checkOptions } from './options';
 import { DecoderCache, KVCache, SelfAttentionCache, type DecoderLayerCache } from './kv-cache';
 
@@ -365,6 +365,9 @@ export interface TransformerStackOptions<L extends Module = Module> {
   /**
    * Options of every layer, or a layer to copy `numLayers` times (as PyTorch
    * deep-copies `encoder_layer`: every copy starts with that layer's weights).
+   * With options, one layer is built from them and copied the same way, so
+   * the layers start equal, as in PyTorch (nn.Transformer then redraws every
+   * matrix, leaving the vectors equal across layers, as PyTorch's does).
    */
   layer: TransformerLayerOptions | L;
   numLayers: number;
@@ -390,7 +393,8 @@ function stackLayer<L extends TransformerEncoderLayer | TransformerDecoderLayer>
     };
   }
   if (layer instanceof Module) throw new TypeError(`${name}: option 'layer' must be a ${kind.name} or its options, got a ${layer.constructor.name}`);
-  return { options: layer, make: () => new kind(layer) };
+  // As PyTorch's stacks (_get_clones): one layer is built and every layer starts as a copy of it.
+  return stackLayer(name, new kind(layer), kind);
 }
 
 /** What both stacks are made of: `numLayers` copies of a layer and an optional final norm. */
@@ -587,13 +591,7 @@ export class Transformer extends Module {
     this.encoder = new TransformerEncoder({ layer, numLayers: numEncoderLayers, norm: true });
     this.decoder = new TransformerDecoder({ layer, numLayers: numDecoderLayers, norm: true });
     // PyTorch's _reset_parameters: Xavier-uniform on every matrix.
-    for (const [, m] of this.namedModules()) {
-      for (const [prop, value] of Object.entries(m)) {
-        if (value instanceof Tensor && value.ndim > 1) {
-          (m as unknown as Record<string, Tensor>)[prop] = parameter(xavierUniform(value.shape), value.requiresGrad);
-        }
-      }
-    }
+    for (const p of this.parameters()) if (p.ndim > 1) xavierUniform_(p as Tensor<'float32'>);
   }
 
   /** src [S, N, E], tgt [T, N, E] (batch-first or unbatched alike) → [T, N, E]. */

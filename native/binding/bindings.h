@@ -50,6 +50,9 @@ Kernel ParseActivationBackward(NamedArgs& args);
 Kernel ParseEmbeddingBackward(NamedArgs& args);
 Kernel ParseCrossEntropy(NamedArgs& args);
 Kernel ParseCrossEntropyBackward(NamedArgs& args);
+Kernel ParseSgdStep(NamedArgs& args);
+Kernel ParseAdamStep(NamedArgs& args);
+Kernel ParseClipGradNorm(NamedArgs& args);
 
 // Command lists (command_list_binding.cc): what the record form of an op needs.
 struct CommandList;

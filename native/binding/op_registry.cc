@@ -44,6 +44,9 @@ const OpEntry kOps[] = {
     ATTNODE_OP("embeddingBackward", ParseEmbeddingBackward),
     ATTNODE_OP("crossEntropy", ParseCrossEntropy),
     ATTNODE_OP("crossEntropyBackward", ParseCrossEntropyBackward),
+    ATTNODE_OP("sgdStep", ParseSgdStep),
+    ATTNODE_OP("adamStep", ParseAdamStep),
+    ATTNODE_OP("clipGradNorm", ParseClipGradNorm),
 };
 
 #undef ATTNODE_OP

@@ -7,6 +7,7 @@ import { attention } from './attention';
 import { binary } from './binary';
 import { gemm } from './gemm';
 import { rope } from './rotary';
+import { adamStep, clipGradNorm, sgdStep } from './optim';
 import { addLayerNorm, addRmsNorm, copy, embedding, gelu, indexCopy, layerNorm, permute0213, relu, rmsNorm, siluMul, softmax, unary } from './layer';
 import {
   activationBackward, crossEntropy, crossEntropyBackward, embeddingBackward, layerNormBackward, rmsNormBackward, softmaxBackward,
@@ -41,4 +42,7 @@ export const jsBackend: Backend = Object.freeze({
   embeddingBackward,
   crossEntropy,
   crossEntropyBackward,
+  sgdStep,
+  adamStep,
+  clipGradNorm,
 } as const);

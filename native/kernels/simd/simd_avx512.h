@@ -47,6 +47,7 @@ inline V fnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a*b, 
 // data second so NaN propagates.
 inline V vmax(V a, V b) { return _mm512_max_ps(a, b); }
 inline V vmin(V a, V b) { return _mm512_min_ps(a, b); }
+inline V vsqrt(V a) { return _mm512_sqrt_ps(a); }
 inline V vabs(V a) { return _mm512_abs_ps(a); }
 inline V round_nearest(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 // where(x >= 0) ? a : b (NaN x selects b).

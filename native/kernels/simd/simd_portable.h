@@ -36,6 +36,7 @@ inline V fnma(V a, V b, V c) { return c - a * b; }
 // NaN in either -> b, like maxps / minps.
 inline V vmax(V a, V b) { return a > b ? a : b; }
 inline V vmin(V a, V b) { return a < b ? a : b; }
+inline V vsqrt(V a) { return std::sqrt(a); }
 inline V vabs(V a) { return std::fabs(a); }
 inline V round_nearest(V a) { return std::nearbyint(a); }
 inline V select_ge0(V x, V a, V b) { return x >= 0.0f ? a : b; }

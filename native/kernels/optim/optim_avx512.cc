@@ -1,0 +1,27 @@
+// avx512 fused optimizer updates. See optim_isa.h; the algorithm is optim_update.inc.
+//
+// The target pragma comes before every include, and this TU includes only
+// <cstdint>, the SIMD layer (internal linkage) and our declaration-only
+// headers (simd/README.md). fp-contract=off: only the explicit fmadd calls
+// fuse, where ATen's vectorised kernels use vec::fmadd (see optim.h).
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+#pragma GCC optimize("fp-contract=off")
+// GCC 12 flags the self-initialised placeholder of _mm512_undefined_ps (sqrt, cvtps_pd) as uninitialised.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#include <cstdint>
+
+#include "../simd/simd_avx512.h"
+#include "optim_isa.h"
+
+namespace attnode::kernels::avx512 {
+namespace {
+using namespace simd::avx512;
+
+inline V fmadd(V a, V b, V c) { return fma(a, b, c); }
+
+#include "optim_update.inc"
+
+}  // namespace attnode::kernels::avx512
