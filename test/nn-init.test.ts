@@ -66,7 +66,7 @@ describe('nn.init functions', () => {
     expect(init.calculateGain('leaky_relu', 0.2)).toBe(Math.sqrt(2 / 1.04));
     expect(init.calculateGain('leaky_relu', Math.sqrt(5))).toBe(Math.sqrt(1 / 3));
     expect(init.calculateGain('selu')).toBe(0.75);
-    expect(() => init.calculateGain('gelu' as init.Nonlinearity)).toThrow(/Unsupported nonlinearity/);
+    expect(() => init.calculateGain('gelu' as nn.init.Nonlinearity)).toThrow(/Unsupported nonlinearity/);
     expect(() => init.calculateGain('leaky_relu', 'x' as unknown as number)).toThrow(/not a valid number/);
   });
 
@@ -109,8 +109,8 @@ describe('nn.init functions', () => {
     expectUniform(init.kaimingUniform_(big(), { a: Math.sqrt(5) }).data, 1 / Math.sqrt(300), 'a = √5');
     expectNormal(init.kaimingNormal_(big(), { a: 0.2, mode: 'fan_out' }).data, 0, Math.sqrt(2 / 1.04) / Math.sqrt(200), 'kaimingNormal_');
     expectNormal(init.kaimingNormal_(big(), { nonlinearity: 'tanh' }).data, 0, (5 / 3) / Math.sqrt(300), 'kaimingNormal_ tanh');
-    expect(() => init.kaimingUniform_(big(), { mode: 'fan_avg' as init.FanMode })).toThrow(/Mode "fan_avg" not supported/);
-    expect(() => init.kaimingUniform_(big(), { gain: 2 } as unknown as init.KaimingOptions)).toThrow(/unknown option 'gain'/);
+    expect(() => init.kaimingUniform_(big(), { mode: 'fan_avg' as nn.init.FanMode })).toThrow(/Mode "fan_avg" not supported/);
+    expect(() => init.kaimingUniform_(big(), { gain: 2 } as unknown as nn.init.KaimingOptions)).toThrow(/unknown option 'gain'/);
     // Zero-element tensors are left alone (PyTorch warns and returns).
     expect(init.kaimingUniform_(zeros([0, 4])).size).toBe(0);
   });
