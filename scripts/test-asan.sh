@@ -105,7 +105,7 @@ export UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$OUT/ubsan"
 if [[ ${#vitest_args[@]} -eq 0 ]]; then
   if [[ "$mode" == quick ]]; then
     # The CI subset: everything that crosses the native boundary with hostile or edge-case input.
-    vitest_args=(run test/fuzz-native.test.ts test/bad-input.test.ts test/numerics.test.ts test/async.test.ts
+    vitest_args=(run test/fuzz-native.test.ts test/fuzz-optim.test.ts test/bad-input.test.ts test/numerics.test.ts test/async.test.ts
       test/native.test.ts)
   else
     vitest_args=(run)
