@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Generate test/fixtures/optim.safetensors: PyTorch 1.13's optimizers, LR schedulers and clip_grad_norm_,
+"""Generate test/fixtures/optim/steps.safetensors: PyTorch 1.13's optimizers, LR schedulers and clip_grad_norm_,
 step by step, for test/optim.test.ts.
 
 Usage (from the repository root, with Debian's torch 1.13):
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_fixtures import serialize_safetensors  # noqa: E402  (the project's safetensors writer)
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / 'test' / 'fixtures' / 'optim.safetensors'
+OUT = ROOT / 'test' / 'fixtures' / 'optim' / 'steps.safetensors'
 SHAPES = [(4, 6), (6,), (3, 2, 5), (17,), (1,)]
 STEPS = 5
 ALL = list(range(len(SHAPES)))

@@ -1,6 +1,6 @@
 /**
  * Optimizers, LR schedulers and clipGradNorm against PyTorch 1.13, step by step, on every backend (and on the
- * native backend on every kernel path this CPU has): test/fixtures/optim.safetensors, written by
+ * native backend on every kernel path this CPU has): test/fixtures/optim/steps.safetensors, written by
  * scripts/gen_optim_fixtures.py. Each case runs SGD/Adam/AdamW with some option set from the same five
  * parameters (one of them a transposed view, so its gradients are re-laid to its memory) through gradients given
  * per step (parameters without one skipped), with clipping and schedulers where the case has them, and compares
@@ -47,7 +47,7 @@ interface CaseMeta {
   last_lr: number[] | null;
 }
 
-const FIXTURE = join(__dirname, 'fixtures', 'optim.safetensors');
+const FIXTURE = join(__dirname, 'fixtures', 'optim', 'steps.safetensors');
 let file: SafetensorsFile;
 const cases = (): [string, CaseMeta][] =>
   Object.entries(file.metadata ?? {}).map(([name, json]) => [name, JSON.parse(json) as CaseMeta]);
