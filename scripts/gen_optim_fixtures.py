@@ -28,6 +28,13 @@ clipping, and what PyTorch reported: `lrs` (every group's lr after each step, i.
 `total_norms` (clip_grad_norm_'s return value per step, float32 as float), `state_steps` (each parameter's final
 step count) and `state_dict_groups` (the final optimizer.state_dict()['param_groups'], PyTorch's keys).
 Deterministic: fixed seeds, one thread.
+
+It also writes test/fixtures/optim/train_seed.safetensors: the article's seed model (Embedding → nn.Transformer →
+Linear; vocab 11, d_model 16, 2 heads, 1 + 1 layers, feed-forward 32; eval mode, so no dropout) trained end to end
+with nn.CrossEntropyLoss(ignore_index=0, label_smoothing=0.1) for a few steps per case: `<case>.init.<key>` the
+initial state dict, `<case>.s<k>.{src,tgt_in,tgt_out}` each step's batch (int64 → int32 when loaded),
+`<case>.final.<key>` the state dict after the last step; `__metadata__` `<case>`: optimizer, options, clipping,
+scheduler, and PyTorch's loss and clip_grad_norm_ total of every step.
 """
 import argparse
 import json
@@ -42,6 +49,7 @@ from gen_fixtures import serialize_safetensors  # noqa: E402  (the project's saf
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / 'test' / 'fixtures' / 'optim' / 'steps.safetensors'
+TRAIN_OUT = ROOT / 'test' / 'fixtures' / 'optim' / 'train_seed.safetensors'
 SHAPES = [(4, 6), (6,), (3, 2, 5), (17,), (1,)]
 STEPS = 5
 ALL = list(range(len(SHAPES)))
@@ -153,6 +161,74 @@ def run_case(name, opt_name, options, groups, grads_per_step, scheduler, clip, t
     }
 
 
+class SeedModel(torch.nn.Module):
+    """The article's TransformerModel (lib/cli/seed-model.ts), small."""
+
+    def __init__(self, vocab: int, d_model: int, nhead: int, enc: int, dec: int, ff: int) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(vocab, d_model)
+        self.transformer = torch.nn.Transformer(d_model, nhead, enc, dec, ff)
+        self.fc = torch.nn.Linear(d_model, vocab)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.transformer(self.embedding(src), self.embedding(tgt)))
+
+
+SEED = {'vocab': 11, 'd_model': 16, 'nhead': 2, 'enc': 1, 'dec': 1, 'ff': 32}
+TRAIN_CASES = [
+    # name, optimizer, options, clip (max_norm, 2-norm), scheduler, steps
+    ('adam_clip_warmup', 'Adam', {'lr': 1.0, 'betas': [0.9, 0.98], 'eps': 1e-9}, 1.0,
+     {'type': 'LambdaLR', 'schedule': 'transformer', 'dModel': 16, 'warmup': 2}, 4),
+    ('adamw', 'AdamW', {'lr': 3e-3, 'weightDecay': 0.05}, None, None, 4),
+    ('sgd_nesterov_steplr', 'SGD', {'lr': 0.05, 'momentum': 0.9, 'nesterov': True}, 0.5,
+     {'type': 'StepLR', 'stepSize': 2, 'gamma': 0.5}, 4),
+]
+
+
+def build_train() -> bytes:
+    torch.set_num_threads(1)
+    tensors: dict[str, torch.Tensor] = {}
+    metadata: dict[str, str] = {}
+    V = SEED['vocab']
+    for name, opt_name, options, clip, scheduler, steps in TRAIN_CASES:
+        torch.manual_seed(sum(name.encode()))
+        model = SeedModel(*SEED.values())
+        model.eval()
+        for k, v in model.state_dict().items():
+            tensors[f'{name}.init.{k}'] = v.detach().clone()
+        opt = getattr(torch.optim, opt_name)(model.parameters(), **torch_options(options))
+        sched = None
+        if scheduler and scheduler['type'] == 'LambdaLR':
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, transformer_schedule(scheduler['dModel'], scheduler['warmup']))
+        elif scheduler:
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=scheduler['stepSize'], gamma=scheduler['gamma'])
+        crit = torch.nn.CrossEntropyLoss(ignore_index=0, label_smoothing=0.1)
+        losses, norms = [], []
+        for k in range(steps):
+            src = torch.randint(1, V, (7, 3))
+            tgt = torch.randint(1, V, (6, 3))
+            tgt[-1, 0] = 0  # padding, ignored by the loss
+            tgt_in, tgt_out = tgt[:-1], tgt[1:]
+            tensors[f'{name}.s{k}.src'] = src
+            tensors[f'{name}.s{k}.tgt_in'] = tgt_in.contiguous()
+            tensors[f'{name}.s{k}.tgt_out'] = tgt_out.contiguous()
+            opt.zero_grad(set_to_none=True)
+            out = model(src, tgt_in)
+            loss = crit(out.reshape(-1, V), tgt_out.reshape(-1))
+            loss.backward()
+            if clip is not None:
+                norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)))
+            opt.step()
+            if sched:
+                sched.step()
+            losses.append(float(loss))
+        for kk, v in model.state_dict().items():
+            tensors[f'{name}.final.{kk}'] = v.detach().clone()
+        metadata[name] = json.dumps({'optimizer': opt_name, 'options': options, 'clip': clip, 'scheduler': scheduler,
+                                     'steps': steps, 'model': SEED, 'losses': losses, 'total_norms': norms}, sort_keys=True)
+    return serialize_safetensors(tensors, metadata)
+
+
 def build() -> bytes:
     torch.set_num_threads(1)
     tensors: dict[str, torch.Tensor] = {}
@@ -168,14 +244,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--check', action='store_true', help='fail if the file would change')
     args = ap.parse_args()
-    data = build()
-    if args.check:
-        same = OUT.exists() and OUT.read_bytes() == data
-        print(f'{OUT.relative_to(ROOT)}: {"up to date" if same else "WOULD CHANGE"}')
-        return 0 if same else 1
-    OUT.write_bytes(data)
-    print(f'wrote {OUT.relative_to(ROOT)} ({len(data)} bytes, {len(CASES)} cases)')
-    return 0
+    status = 0
+    for out, data, count in ((OUT, build(), len(CASES)), (TRAIN_OUT, build_train(), len(TRAIN_CASES))):
+        if args.check:
+            same = out.exists() and out.read_bytes() == data
+            print(f'{out.relative_to(ROOT)}: {"up to date" if same else "WOULD CHANGE"}')
+            status |= 0 if same else 1
+        else:
+            out.write_bytes(data)
+            print(f'wrote {out.relative_to(ROOT)} ({len(data)} bytes, {count} cases)')
+    return status
 
 
 if __name__ == '__main__':

@@ -6,7 +6,6 @@ import { Tensor } from '../tensor';
 import { resolveBackend } from '../backend/registry';
 import { currentContext } from '../context';
 import { describeValue, formatShape } from '../errors';
-import { gradOf } from './optimizer';
 import { checkOptions } from '../nn/options';
 
 /** Options of {@link clipGradNorm}. */
@@ -47,13 +46,12 @@ export function clipGradNorm(
   const grads: Float32Array[] = [];
   list.forEach((t, i) => {
     if (!(t instanceof Tensor)) throw new TypeError(`${fn}: params[${i}] must be a Tensor, got ${describeValue(t)}`);
-    const g = gradOf(t);
+    const g = t.grad;
     if (!g) return;
-    if (!(g instanceof Tensor) || g.dtype !== 'float32') throw new TypeError(`${fn}: the gradient of params[${i}] must be a float32 Tensor, got ${describeValue(g)}`);
     if (g.data.length !== g.size) {
       throw new TypeError(`${fn}: the gradient of params[${i}] must cover its memory densely, got shape ${formatShape(g.shape)} with strides ${formatShape(g.strides)}`);
     }
-    grads.push((g as Tensor<'float32'>).data);
+    grads.push(g.data);
   });
   const total = new Tensor(new Float32Array(1), [], 'float32');
   if (grads.length === 0) return total;

@@ -60,12 +60,6 @@ function fromStateKey(key: string): string {
   return key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-/** The gradient of `p` (its `grad` property), or null when it has none. */
-export function gradOf(p: Tensor): Tensor | null {
-  const g = (p as { grad?: unknown }).grad;
-  return g === undefined || g === null ? null : (g as Tensor);
-}
-
 /** A float32 tensor of zeros with `p`'s shape and memory layout (PyTorch's `zeros_like(p, memory_format=preserve_format)`). */
 export function zerosLike(p: Tensor): Tensor<'float32'> {
   return new Tensor(new Float32Array(p.data.length), p.shape, 'float32', p.isContiguous() ? undefined : p.strides);
@@ -177,6 +171,7 @@ export abstract class Optimizer<O extends object = Record<string, unknown>> {
   #checkParam(p: unknown, where: string): void {
     if (!(p instanceof Tensor)) throw new TypeError(`${where}: optimizer can only optimize Tensors, got ${describeValue(p)}`);
     if (p.dtype !== 'float32') throw new TypeError(`${where}: optimizer can only optimize float32 Tensors, got ${p.dtype}`);
+    if (!p.isLeaf) throw new RangeError(`${where}: can't optimize a non-leaf Tensor (the result of an op that requires grad; optimize the leaves it came from, or detach() it)`);
     if (p.data.length !== p.size) {
       throw new TypeError(`${where}: a parameter must cover its memory densely (a tensor or a transposed/permuted view of one), got shape ${formatShape(p.shape)} with strides ${formatShape(p.strides)}`);
     }
@@ -196,10 +191,10 @@ export abstract class Optimizer<O extends object = Record<string, unknown>> {
     const zero = new Float32Array(1);
     for (const group of this.paramGroups) {
       for (const p of group.params) {
-        const g = gradOf(p);
+        const g = p.grad;
         if (!g) continue;
         if (setToNone) {
-          (p as { grad?: Tensor | null }).grad = null;
+          p.grad = null;
         } else if (g.size > 0) {
           // A backend copy of one zero (stride 0), so inside runAsync it runs in order with the kernels.
           backend.copy({ x: zero, xStrides: g.shape.map(() => 0), y: g.data as Float32Array, yStrides: g.strides, shape: g.shape });
@@ -227,15 +222,10 @@ export abstract class Optimizer<O extends object = Record<string, unknown>> {
       }
       this.checkGroup(group, where);
       const withGrad: { p: Tensor<'float32'>; g: Float32Array }[] = [];
-      group.params.forEach((p, pi) => {
-        const g = gradOf(p);
-        if (!g) return;
-        const gWhere = `${this.name}.step: the gradient of paramGroups[${gi}].params[${pi}]`;
-        if (!(g instanceof Tensor) || g.dtype !== 'float32') throw new TypeError(`${gWhere} must be a float32 Tensor, got ${describeValue(g)}`);
-        if (g.shape.length !== p.shape.length || g.shape.some((d, i) => d !== p.shape[i])) {
-          throw new RangeError(`${gWhere} must have the parameter's shape ${formatShape(p.shape)}, got ${formatShape(g.shape)}`);
-        }
-        withGrad.push({ p: p as Tensor<'float32'>, g: dataInLayoutOf(g as Tensor<'float32'>, p, backend) });
+      group.params.forEach((p) => {
+        // Tensor.grad holds a float32 tensor of p's shape (its setter checks), in any layout.
+        const g = p.grad;
+        if (g) withGrad.push({ p: p as Tensor<'float32'>, g: dataInLayoutOf(g, p, backend) });
       });
       if (withGrad.length === 0) return;
       this.updateGroup(group, withGrad, backend);
