@@ -234,6 +234,12 @@ describe('default initialisation of every module equals PyTorch\'s in distributi
         expect(other[k]!.data).not.toBe(t.data);
       }
     }
+    // The copies are parameters of their own: leaves that require grad (a clone in grad mode would have a history).
+    const fromLayer = new nn.TransformerDecoder({ layer: new nn.TransformerDecoderLayer({ dModel: 16, nhead: 2, dimFeedforward: 32 }), numLayers: 2 });
+    for (const [k, p] of [...enc.namedParameters(), ...fromLayer.namedParameters()]) {
+      expect(p.isLeaf, k).toBe(true);
+      expect(p.requiresGrad, k).toBe(true);
+    }
   });
 
   it('Transformer: xavier_uniform_ on every matrix with its own fans; vectors as the layers set them', () => {

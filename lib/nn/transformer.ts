@@ -387,7 +387,9 @@ function stackLayer<L extends TransformerEncoderLayer | TransformerDecoderLayer>
       options: layer.options,
       make: () => {
         const copy = new kind(layer.options);
-        copy.loadStateDict(Object.fromEntries(Object.entries(state).map(([k, t]) => [k, t.clone()])));
+        // detach(): a clone of a parameter in grad mode would be a non-leaf with a history; every copy's
+        // tensors must be leaves of their own.
+        copy.loadStateDict(Object.fromEntries(Object.entries(state).map(([k, t]) => [k, t.detach().clone()])));
         return copy;
       },
     };
