@@ -5,6 +5,7 @@
  * `TransformerModel(vocab_size, d_model, nhead, num_layers)`.
  */
 import { nn, type Tensor } from '../index';
+import type { TransformerForwardOptions } from '../nn/transformer';
 import { generateSeq2Seq, generateSeq2SeqAsync, type Seq2SeqGenerateOptions } from '../generate';
 
 export class TransformerModel extends nn.Module {
@@ -20,10 +21,13 @@ export class TransformerModel extends nn.Module {
     this.fc = new nn.Linear({ inFeatures: dModel, outFeatures: vocabSize });
   }
 
-  /** src [S, N], tgt [T, N] int32 token ids → logits [T, N, vocab]. */
-  forward(src: Tensor<'int32'>, tgt: Tensor<'int32'>): Tensor<'float32'> {
+  /**
+   * src [S, N], tgt [T, N] int32 token ids → logits [T, N, vocab]. `options` go to `nn.Transformer.forward` (the
+   * article calls it without; teacher forcing passes `{ tgtMask }`, a causal mask, as PyTorch code would).
+   */
+  forward(src: Tensor<'int32'>, tgt: Tensor<'int32'>, options: TransformerForwardOptions = {}): Tensor<'float32'> {
     return this.inContext(() => {
-      const output = this.transformer.forward(this.embedding.forward(src), this.embedding.forward(tgt));
+      const output = this.transformer.forward(this.embedding.forward(src), this.embedding.forward(tgt), options);
       return this.fc.forward(output);
     });
   }
