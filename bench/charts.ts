@@ -12,6 +12,8 @@ export interface Series {
   points: [number, number][];
   /** Tooltip of a point. */
   tip: (x: number, y: number) => string;
+  /** Draw a dot (with its tooltip) at every point (default true; off for long curves). */
+  markers?: boolean;
 }
 
 /** One panel. */
@@ -19,6 +21,10 @@ export interface Panel {
   title: string;
   xlabel: string;
   series: Series[];
+  /** The x values that get a tick and a label (default: every x of the points). */
+  xTicks?: number[];
+  /** Upper end of the y axis (default: a nice bound above the largest y). */
+  ymax?: number;
 }
 
 export function esc(s: string): string {
@@ -33,8 +39,17 @@ export function niceMax(v: number): number {
   return 10 * p;
 }
 
-/** Two panels (900 × 380), x on a log2 scale; `footer` is an optional right-aligned note in the legend row. */
-export function twoPanelSvg(o: { title: string; subtitle: string; panels: [Panel, Panel]; footer?: { text: string; color: string } }): string {
+/**
+ * Two panels (900 × 380), x on a log2 scale (or linear with `xScale: 'linear'`); `footer` is an optional
+ * right-aligned note in the legend row.
+ */
+export function twoPanelSvg(o: {
+  title: string;
+  subtitle: string;
+  panels: [Panel, Panel];
+  footer?: { text: string; color: string };
+  xScale?: 'log2' | 'linear';
+}): string {
   const W = 900;
   const H = 380;
   const panelW = 380;
@@ -51,9 +66,10 @@ export function twoPanelSvg(o: { title: string; subtitle: string; panels: [Panel
     const left = lefts[pi]!;
     const xs = [...new Set(p.series.flatMap((s) => s.points.map(([x]) => x)))].sort((a, b) => a - b);
     const ys = p.series.flatMap((s) => s.points.map(([, y]) => y)).filter(Number.isFinite);
-    const ymax = niceMax(Math.max(0, ...ys) * 1.05);
+    const ymax = p.ymax ?? niceMax(Math.max(0, ...ys) * 1.05);
+    const scale = o.xScale === 'linear' ? (x: number): number => x : Math.log2;
     const xOf = (x: number): number =>
-      xs.length <= 1 ? left + panelW / 2 : left + ((Math.log2(x) - Math.log2(xs[0]!)) / (Math.log2(xs.at(-1)!) - Math.log2(xs[0]!))) * panelW;
+      xs.length <= 1 ? left + panelW / 2 : left + ((scale(x) - scale(xs[0]!)) / (scale(xs.at(-1)!) - scale(xs[0]!))) * panelW;
     const yOf = (v: number): number => top + panelH - (v / ymax) * panelH;
     out.push(`<text x="${left + panelW / 2}" y="${top - 10}" text-anchor="middle" font-weight="bold">${esc(p.title)}</text>`);
     out.push(`<rect x="${left}" y="${top}" width="${panelW}" height="${panelH}" fill="none" stroke="#999"/>`);
@@ -62,7 +78,7 @@ export function twoPanelSvg(o: { title: string; subtitle: string; panels: [Panel
       out.push(`<line x1="${left}" x2="${left + panelW}" y1="${yOf(v)}" y2="${yOf(v)}" stroke="#eee"/>`);
       out.push(`<text x="${left - 6}" y="${yOf(v) + 4}" text-anchor="end" fill="#333">${Number(v.toPrecision(3))}</text>`);
     }
-    for (const x of xs) {
+    for (const x of p.xTicks ?? xs) {
       out.push(`<line x1="${xOf(x)}" x2="${xOf(x)}" y1="${top + panelH}" y2="${top + panelH + 5}" stroke="#999"/>`);
       out.push(`<text x="${xOf(x)}" y="${top + panelH + 18}" text-anchor="middle">${x}</text>`);
     }
@@ -71,7 +87,7 @@ export function twoPanelSvg(o: { title: string; subtitle: string; panels: [Panel
       const pts = s.points.filter(([, y]) => Number.isFinite(y)).sort((a, b) => a[0] - b[0]);
       if (!pts.length) continue;
       out.push(`<path d="${pts.map(([x, y], i) => `${i ? 'L' : 'M'}${xOf(x).toFixed(1)},${yOf(y).toFixed(1)}`).join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"/>`);
-      for (const [x, y] of pts) out.push(`<circle cx="${xOf(x).toFixed(1)}" cy="${yOf(y).toFixed(1)}" r="3.5" fill="${s.color}"><title>${esc(s.tip(x, y))}</title></circle>`);
+      if (s.markers !== false) for (const [x, y] of pts) out.push(`<circle cx="${xOf(x).toFixed(1)}" cy="${yOf(y).toFixed(1)}" r="3.5" fill="${s.color}"><title>${esc(s.tip(x, y))}</title></circle>`);
     }
   });
   const ly = H - 14;
