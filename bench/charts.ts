@@ -68,8 +68,12 @@ export function twoPanelSvg(o: {
     const ys = p.series.flatMap((s) => s.points.map(([, y]) => y)).filter(Number.isFinite);
     const ymax = p.ymax ?? niceMax(Math.max(0, ...ys) * 1.05);
     const scale = o.xScale === 'linear' ? (x: number): number => x : Math.log2;
+    // The axis spans the points and the ticks asked for.
+    const span = p.xTicks ? [...xs, ...p.xTicks] : xs;
+    const lo = Math.min(...span);
+    const hi = Math.max(...span);
     const xOf = (x: number): number =>
-      xs.length <= 1 ? left + panelW / 2 : left + ((scale(x) - scale(xs[0]!)) / (scale(xs.at(-1)!) - scale(xs[0]!))) * panelW;
+      span.length <= 1 || lo === hi ? left + panelW / 2 : left + ((scale(x) - scale(lo)) / (scale(hi) - scale(lo))) * panelW;
     const yOf = (v: number): number => top + panelH - (v / ymax) * panelH;
     out.push(`<text x="${left + panelW / 2}" y="${top - 10}" text-anchor="middle" font-weight="bold">${esc(p.title)}</text>`);
     out.push(`<rect x="${left}" y="${top}" width="${panelW}" height="${panelH}" fill="none" stroke="#999"/>`);

@@ -2,23 +2,17 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadSafetensors, manualSeed, nn, noGrad, ops, Rng, type Tensor } from '../lib/index';
+import { loadSafetensors, manualSeed, nn, noGrad, optim, Rng } from '../lib/index';
+import { withContext } from '../lib/context';
+import { getBackend } from '../lib/backend/registry';
 import {
   buildModel, causalMask, drawSequences, evaluate, makeBatch, saveRun, trainStep,
-  RUN_FILE, WEIGHTS_FILE, type SeedTaskConfig, type StepOptimizer,
+  RUN_FILE, WEIGHTS_FILE, type SeedTaskConfig,
 } from '../bench/train/seed-task';
 
 const tiny: SeedTaskConfig = { vocabSize: 11, dModel: 16, nhead: 2, numEncoderLayers: 1, numDecoderLayers: 1, dimFeedforward: 32, seqLen: 4, bosId: 10 };
 const backends = ['native', 'js'] as const;
 
-/** A plain SGD step written with ops under noGrad (the optimizers have their own tests). */
-function plainSgd(params: Tensor[], lr: number, backend: 'native' | 'js'): StepOptimizer {
-  const ps = params as Tensor<'float32'>[];
-  return {
-    zeroGrad: () => { for (const p of ps) p.grad = null; },
-    step: () => noGrad(() => { for (const p of ps) ops.add(p, ops.mul(p.grad as Tensor<'float32'>, -lr, { backend }), { out: p, backend }); }),
-  };
-}
 
 describe('train:seed task', () => {
   it('a batch is sequence-first: the sorted digits, fed after <bos> (teacher forcing)', () => {
@@ -40,15 +34,18 @@ describe('train:seed task', () => {
 
   const losses: Record<string, number[]> = {};
   for (const backend of backends) {
-    it(`a few steps on the ${backend} backend lower the loss (CrossEntropyLoss, causal target mask, dropout on)`, () => {
+    it(`a few Adam steps on the ${backend} backend lower the loss (CrossEntropyLoss, causal target mask, dropout on)`, () => {
       manualSeed(3);
       const model = buildModel(tiny).useBackend(backend).train();
-      const optimizer = plainSgd(model.parameters(), 0.1, backend);
+      const optimizer = new optim.Adam(model.parameters(), { lr: 1e-2 });
       const criterion = new nn.CrossEntropyLoss();
       const batch = makeBatch(drawSequences(new Rng(4), 16, tiny.seqLen), tiny);
       const mask = causalMask(tiny.seqLen);
       const ls: number[] = [];
-      for (let i = 0; i < 25; i++) ls.push(trainStep(model, optimizer, criterion, batch, mask));
+      // The optimizer runs on the context's backend, the model on its own.
+      withContext({ backend: getBackend(backend) }, () => {
+        for (let i = 0; i < 25; i++) ls.push(trainStep(model, optimizer, criterion, batch, mask));
+      });
       expect(ls.every(Number.isFinite)).toBe(true);
       expect(ls.at(-1)!).toBeLessThan(0.7 * ls[0]!);
       expect(model.training).toBe(true);
@@ -67,7 +64,7 @@ describe('train:seed task', () => {
   it('the saved safetensors carry PyTorch state_dict names and reload into the same outputs', async () => {
     manualSeed(5);
     const model = buildModel(tiny).train();
-    const optimizer = plainSgd(model.parameters(), 0.1, 'native');
+    const optimizer = new optim.Adam(model.parameters(), { lr: 1e-3 });
     const criterion = new nn.CrossEntropyLoss();
     const mask = causalMask(tiny.seqLen);
     const rng = new Rng(6);
