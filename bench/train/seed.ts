@@ -7,12 +7,13 @@
  * names) and run.json into `--out`, the loss curve into `--results` (check them with
  * `python3 scripts/check_seed_training.py <out>`).
  *
- *   npm run train:seed -- [--max-minutes 10] [--target 0.99] [--batch 64] [--seed 0] [--eval-every 100]
+ *   npm run train:seed -- [--max-minutes 10] [--target 0.99] [--batch 64] [--seed 0] [--eval-every 25]
  *                         [--out runs/train-seed] [--results bench/results] [--threads n] [--backend native|js]
  */
 import { writeFile, mkdir } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { nn, optim, manualSeed, Rng, setBackend, setNumThreads, getNumThreads } from '../../lib/index';
@@ -36,7 +37,7 @@ const { values: a } = parseArgs({
     target: { type: 'string', default: '0.99' },
     batch: { type: 'string', default: '64' },
     seed: { type: 'string', default: '0' },
-    'eval-every': { type: 'string', default: '100' },
+    'eval-every': { type: 'string', default: '25' },
     'held-out': { type: 'string', default: '1000' },
     lr: { type: 'string', default: '0.001' },
     out: { type: 'string', default: 'runs/train-seed' },
@@ -73,81 +74,87 @@ const exclude = new Set(heldOutSeqs.map((s) => s.join('')));
 const trainRng = new Rng(seed * 2 + 2);
 
 const budgetS = maxMinutes * 60;
+const clock = (s: number): string => {
+  const t = Math.max(0, Math.round(s));
+  return `${Math.floor(t / 60)}:${String(t % 60).padStart(2, '0')}`;
+};
 const multibar = new cliProgress.MultiBar({
   stream: process.stderr,
-  format: 'train:seed |{bar}| step {step} | loss {loss} | {tps} tok/s | held-out acc {acc} | ETA {eta_formatted} (budget)',
-  barsize: 24,
+  // Fits 80 columns. ETA is the end of the time budget: the run stops earlier once it reaches the target.
+  format: '{bar} {step} steps | loss {loss} | {tps} tok/s | acc {acc} | ETA ≤ {left}',
+  barsize: 10,
   hideCursor: true,
   noTTYOutput: true,
   notTTYSchedule: 15_000,
-  etaBuffer: 50,
 });
 // The bar redraws in place on a terminal; elsewhere (a log file, CI) the evaluations go out as plain lines.
 const log = (line: string): void => {
   if (process.stderr.isTTY) multibar.log(line);
   else process.stderr.write(line);
 };
-const bar = multibar.create(Math.round(budgetS), 0, { step: 0, loss: '-', tps: '-', acc: '-' });
+const bar = multibar.create(Math.round(budgetS), 0, { step: 0, loss: '-', tps: '-', acc: '-', left: clock(budgetS) });
 
-const lossCurve: [number, number][] = [];
-const accCurve: [number, number][] = [];
-const t0 = performance.now();
-const elapsed = (): number => (performance.now() - t0) / 1000;
-let step = 0;
-let trainSeconds = 0;
-let tokens = 0;
-let windowLoss = 0;
-let windowSteps = 0;
-let last: Evaluation | null = null;
-let reachedAt: number | null = null;
+/** Trains until the target or the budget, then writes everything. */
+async function main(): Promise<void> {
+  const lossCurve: [number, number][] = [];
+  const accCurve: [number, number][] = [];
+  const t0 = performance.now();
+  const elapsed = (): number => (performance.now() - t0) / 1000;
+  let step = 0;
+  let trainSeconds = 0;
+  let tokens = 0;
+  let windowLoss = 0;
+  let windowSteps = 0;
+  let last: Evaluation | null = null;
+  let reachedAt: number | null = null;
 
-while (elapsed() < budgetS) {
-  const batch = makeBatch(drawSequences(trainRng, batchSize, c.seqLen, exclude), c);
-  const s0 = performance.now();
-  const loss = trainStep(model, optimizer, criterion, batch, mask);
-  trainSeconds += (performance.now() - s0) / 1000;
-  if (!Number.isFinite(loss)) throw new Error(`train:seed: the loss is ${loss} at step ${step + 1}`);
-  step++;
-  tokens += batchSize * c.seqLen;
-  windowLoss += loss;
-  windowSteps++;
-  if (step % 10 === 0) {
-    lossCurve.push([step, windowLoss / windowSteps]);
-    windowLoss = 0;
-    windowSteps = 0;
-  }
-  if (step % evalEvery === 0) {
-    last = evaluate(model, heldOut, c);
-    accCurve.push([step, last.tokenAccuracy]);
-    log(`step ${step} (${elapsed().toFixed(1)} s): train loss ${loss.toFixed(4)}, held-out loss ${last.loss.toFixed(4)}, ` +
-      `token accuracy ${(100 * last.tokenAccuracy).toFixed(2)} %, sequences ${(100 * last.sequenceAccuracy).toFixed(1)} %\n`);
-    if (last.tokenAccuracy >= target) {
-      reachedAt = elapsed();
-      break;
+  while (elapsed() < budgetS) {
+    const batch = makeBatch(drawSequences(trainRng, batchSize, c.seqLen, exclude), c);
+    const s0 = performance.now();
+    const loss = trainStep(model, optimizer, criterion, batch, mask);
+    trainSeconds += (performance.now() - s0) / 1000;
+    if (!Number.isFinite(loss)) throw new Error(`train:seed: the loss is ${loss} at step ${step + 1}`);
+    step++;
+    tokens += batchSize * c.seqLen;
+    windowLoss += loss;
+    windowSteps++;
+    if (step % 10 === 0) {
+      lossCurve.push([step, windowLoss / windowSteps]);
+      windowLoss = 0;
+      windowSteps = 0;
     }
+    if (step % evalEvery === 0) {
+      last = evaluate(model, heldOut, c);
+      accCurve.push([step, last.tokenAccuracy]);
+      log(`step ${step} (${elapsed().toFixed(1)} s): train loss ${loss.toFixed(4)}, held-out loss ${last.loss.toFixed(4)}, ` +
+        `token accuracy ${(100 * last.tokenAccuracy).toFixed(2)} %, sequences ${(100 * last.sequenceAccuracy).toFixed(1)} %\n`);
+      if (last.tokenAccuracy >= target) {
+        reachedAt = elapsed();
+        break;
+      }
+    }
+    bar.update(Math.min(Math.round(elapsed()), Math.round(budgetS)), {
+      step, left: clock(budgetS - elapsed()), loss: loss.toFixed(4), tps: Math.round(tokens / trainSeconds), acc: last ? `${(100 * last.tokenAccuracy).toFixed(2)} %` : '-',
+    });
+    await yieldToEventLoop(); // the bar redraws on a timer
   }
-  bar.update(Math.min(Math.round(elapsed()), Math.round(budgetS)), {
-    step, loss: loss.toFixed(4), tps: Math.round(tokens / trainSeconds), acc: last ? `${(100 * last.tokenAccuracy).toFixed(2)} %` : '-',
-  });
-}
-bar.update(Math.min(Math.round(elapsed()), Math.round(budgetS)));
-multibar.stop();
+  bar.update(Math.min(Math.round(elapsed()), Math.round(budgetS)));
+  multibar.stop();
 
-const final = reachedAt !== null && last ? last : evaluate(model, heldOut, c);
-if (reachedAt === null) accCurve.push([step, final.tokenAccuracy]);
-const totalS = elapsed();
-const cpu = `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${a.backend === 'js' ? 'JS backend, 1 thread' : `${getNumThreads()} threads`}`;
-const load = loadavg().map((l) => l.toFixed(2)).join(' ');
-const summary = {
-  task: 'sort 8-digit strings', backend: a.backend, cpu, loadAverage: load, seed, batch: batchSize, lr, target,
-  steps: step, seconds: Number(totalS.toFixed(1)), reached: reachedAt !== null,
-  secondsToTarget: reachedAt === null ? null : Number(reachedAt.toFixed(1)),
-  trainTokensPerSecond: Math.round(tokens / trainSeconds),
-  heldOutTokenAccuracy: final.tokenAccuracy, heldOutSequenceAccuracy: final.sequenceAccuracy, heldOutLoss: final.loss,
-};
+  const final = reachedAt !== null && last ? last : evaluate(model, heldOut, c);
+  if (reachedAt === null) accCurve.push([step, final.tokenAccuracy]);
+  const totalS = elapsed();
+  const cpu = `${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${a.backend === 'js' ? 'JS backend, 1 thread' : `${getNumThreads()} threads`}`;
+  const load = loadavg().map((l) => l.toFixed(2)).join(' ');
+  const summary = {
+    task: 'sort 8-digit strings', backend: a.backend, cpu, loadAverage: load, seed, batch: batchSize, lr, target,
+    steps: step, seconds: Number(totalS.toFixed(1)), reached: reachedAt !== null,
+    secondsToTarget: reachedAt === null ? null : Number(reachedAt.toFixed(1)),
+    trainTokensPerSecond: Math.round(tokens / trainSeconds),
+    heldOutTokenAccuracy: final.tokenAccuracy, heldOutSequenceAccuracy: final.sequenceAccuracy, heldOutLoss: final.loss,
+  };
 
-/** Writes the run (weights, run.json), the curve's JSON and SVG, and the summary. */
-async function finish(): Promise<void> {
+  // The run (weights, run.json), the curve's JSON and SVG, and the summary.
   await saveRun(a.out!, model, {
     ...summary, config: c, heldOut: heldOutSeqs, heldOutLoss: final.loss, heldOutTokenAccuracy: final.tokenAccuracy,
   });
@@ -177,7 +184,7 @@ async function finish(): Promise<void> {
   }
 }
 
-finish().catch((e: unknown) => {
+main().catch((e: unknown) => {
   console.error(e);
   process.exitCode = 1;
 });
