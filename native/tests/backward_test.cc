@@ -22,26 +22,14 @@
 #include "../kernels/softmax/softmax.h"
 #include "../runtime/cpu_features.h"
 #include "../runtime/thread_pool.h"
+#include "check.h"
 
 namespace k = attnode::kernels;
 namespace rt = attnode::runtime;
 
 namespace {
 
-int g_failures = 0;
 std::mt19937_64 g_rng(4242);
-
-#define CHECK(cond, ...)                                            \
-  do {                                                              \
-    if (!(cond)) {                                                  \
-      ++g_failures;                                                 \
-      if (g_failures < 30) {                                        \
-        std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-        std::printf(__VA_ARGS__);                                   \
-        std::printf("\n");                                          \
-      }                                                             \
-    }                                                               \
-  } while (0)
 
 const std::vector<int64_t> kCols = {1, 3, 8, 15, 16, 17, 33, 100, 768, 1025};
 const std::vector<int64_t> kRows = {1, 5, 40};
@@ -130,9 +118,9 @@ void test_softmax_backward(const std::string& isa) {
 
 // -------------------------------------------------------------------- norms
 // Reference LayerNorm / RMSNorm backward in double: dx, dweight, dbias.
-void norm_backward_ref(bool layer, const std::vector<float>& x, int64_t ldx, const std::vector<float>& w, const float* dy,
-                       int64_t rows, int64_t cols, float eps, std::vector<double>& dx, std::vector<double>& dw,
-                       std::vector<double>& db, std::vector<double>& scale) {
+void norm_backward_ref(bool layer, const std::vector<float>& x, int64_t ldx, const std::vector<float>& w,
+                       const float* dy, int64_t rows, int64_t cols, float eps, std::vector<double>& dx,
+                       std::vector<double>& dw, std::vector<double>& db, std::vector<double>& scale) {
   dx.assign(rows * cols, 0);
   scale.assign(rows, 0);
   dw.assign(cols, 0);
@@ -391,7 +379,8 @@ void test_threads_identical(const std::string& isa) {
     for (auto& v : o) v.assign(n, 0.0f);
     k::softmax_backward_rows(x.data(), dy.data(), o[0].data(), rows, cols, false);
     k::log_softmax_rows(x.data(), o[1].data(), rows, cols);
-    k::layer_norm_backward_rows(x.data(), w.data(), dy.data(), o[2].data(), o[3].data(), o[4].data(), rows, cols, 1e-5f);
+    k::layer_norm_backward_rows(x.data(), w.data(), dy.data(), o[2].data(), o[3].data(), o[4].data(), rows, cols,
+                                1e-5f);
     k::rms_norm_backward_rows(x.data(), w.data(), dy.data(), o[5].data(), o[6].data(), rows, cols, 1e-5f);
     k::activation_backward(k::ActivationGrad::Gelu, x.data(), dy.data(), o[7].data(), n);
     k::embedding_backward(dy.data(), cols, ids.data(), rows, o[8].data(), 97, cols, -1);
@@ -404,10 +393,11 @@ void test_threads_identical(const std::string& isa) {
   };
   auto one = run_all(1);
   auto two = run_all(2);
-  const char* names[] = {"softmax backward", "logSoftmax",    "layerNorm dx", "layerNorm dweight",
-                         "layerNorm dbias",  "rmsNorm dx",    "rmsNorm dw",   "gelu grad",
-                         "embedding grad",   "crossEntropy",  "crossEntropy backward", "silu grad"};
-  for (int i = 0; i < 12; ++i) CHECK(same_bits(one[i], two[i]), "%s: 2 threads differ from 1 (%s)", names[i], isa.c_str());
+  const char* names[] = {
+      "softmax backward", "logSoftmax", "layerNorm dx",   "layerNorm dweight", "layerNorm dbias",       "rmsNorm dx",
+      "rmsNorm dw",       "gelu grad",  "embedding grad", "crossEntropy",      "crossEntropy backward", "silu grad"};
+  for (int i = 0; i < 12; ++i)
+    CHECK(same_bits(one[i], two[i]), "%s: 2 threads differ from 1 (%s)", names[i], isa.c_str());
   set_threads(2);
 }
 
@@ -443,8 +433,9 @@ int main() {
     for (auto& n : ran) std::printf("%12.3g", per.count(n) ? per.at(n) : 0.0);
     std::printf("\n");
   }
-  std::printf("(errors relative to the largest reference value of the row / vector; activations relative to |dy|;\n"
-              " embedding backward must equal the in-order sum bit for bit)\n");
+  std::printf(
+      "(errors relative to the largest reference value of the row / vector; activations relative to |dy|;\n"
+      " embedding backward must equal the in-order sum bit for bit)\n");
   std::printf("\n%s (%d failures)\n", g_failures ? "FAILED" : "ALL PASSED", g_failures);
   return g_failures ? 1 : 0;
 }

@@ -19,26 +19,14 @@
 #include "../kernels/softmax/softmax.h"
 #include "../runtime/cpu_features.h"
 #include "../runtime/thread_pool.h"
+#include "check.h"
 
 namespace k = attnode::kernels;
 namespace rt = attnode::runtime;
 
 namespace {
 
-int g_failures = 0;
 std::mt19937_64 g_rng(12345);
-
-#define CHECK(cond, ...)                                            \
-  do {                                                              \
-    if (!(cond)) {                                                  \
-      ++g_failures;                                                 \
-      if (g_failures < 30) {                                        \
-        std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-        std::printf(__VA_ARGS__);                                   \
-        std::printf("\n");                                          \
-      }                                                             \
-    }                                                               \
-  } while (0)
 
 const std::vector<int64_t> kCols = {1, 3, 15, 16, 17, 31, 33, 767, 768, 1000, 4097};
 const std::vector<int64_t> kRows = {1, 2, 37, 300};
@@ -506,7 +494,8 @@ void test_unary(const std::string& isa) {
       k::unary(op, x.data(), y.data(), n);
       for (int64_t i = 0; i < n; ++i) {
         const double ref = unary_ref(op, x[i]);
-        if (std::fabs(ref) >= 1e-30) note(std::string(names[opi]) + " rel", isa, std::fabs(y[i] - ref) / std::fabs(ref));
+        if (std::fabs(ref) >= 1e-30)
+          note(std::string(names[opi]) + " rel", isa, std::fabs(y[i] - ref) / std::fabs(ref));
         CHECK(close_rel(y[i], ref, 5e-7), "%s %s x=%.9g got %.9g ref %.9g", names[opi], isa.c_str(), x[i], y[i], ref);
       }
       z = x;
@@ -520,7 +509,8 @@ void test_unary(const std::string& isa) {
     for (int64_t i = 0; i < n; ++i) {
       const double ref = unary_ref(k::UnaryOp::Silu, x[i]) * up[i];
       if (std::fabs(ref) >= 1e-30) note("siluMul rel", isa, std::fabs(y[i] - ref) / std::fabs(ref));
-      CHECK(close_rel(y[i], ref, 8e-7), "siluMul %s g=%.9g u=%.9g got %.9g ref %.9g", isa.c_str(), x[i], up[i], y[i], ref);
+      CHECK(close_rel(y[i], ref, 8e-7), "siluMul %s g=%.9g u=%.9g got %.9g ref %.9g", isa.c_str(), x[i], up[i], y[i],
+            ref);
     }
     z = up;
     k::silu_mul(x.data(), z.data(), z.data(), n);
@@ -644,7 +634,8 @@ void test_embedding_permute(const std::string& isa) {
     ids[9] = 0;
     CHECK(k::embedding(w.data(), num, part, dim, ids.data(), n_ids, strided.data(), ld_out) == -1, "strided gather");
     for (int64_t i = 0; i < n_ids; ++i) {
-      CHECK(std::memcmp(&strided[i * ld_out], &w[ids[i] * dim], part * sizeof(float)) == 0, "strided row %lld", (long long)i);
+      CHECK(std::memcmp(&strided[i * ld_out], &w[ids[i] * dim], part * sizeof(float)) == 0, "strided row %lld",
+            (long long)i);
       for (int64_t j = part; j < ld_out; ++j) CHECK(strided[i * ld_out + j] == -2.0f, "strided gap untouched");
     }
   }
@@ -694,10 +685,10 @@ void test_copy_strided(const std::string& isa) {
   };
   const std::vector<C> cases = {
       {{5}, {1}, {1}},
-      {{3, 4}, {1, 3}, {4, 1}},                     // transposed source
-      {{2, 3, 5}, {0, 5, 1}, {45, 15, 1}},          // broadcast over dim 0, into a slice of a wider row
-      {{4, 7, 3}, {21, 3, 1}, {7 * 9, 9, 1}},       // cat along the last dim: rows 9 apart
-      {{300, 1000}, {1000, 1}, {1017, 1}},          // above the grain, row-strided destination
+      {{3, 4}, {1, 3}, {4, 1}},                // transposed source
+      {{2, 3, 5}, {0, 5, 1}, {45, 15, 1}},     // broadcast over dim 0, into a slice of a wider row
+      {{4, 7, 3}, {21, 3, 1}, {7 * 9, 9, 1}},  // cat along the last dim: rows 9 apart
+      {{300, 1000}, {1000, 1}, {1017, 1}},     // above the grain, row-strided destination
       {{2, 1, 3, 64}, {192, 5, 64, 1}, {1024, 7, 256, 1}},
       {{37, 53}, {1, 37}, {53, 1}},
   };
@@ -758,9 +749,8 @@ void test_threads_identical(const std::string& isa) {
   };
   auto one = run_all(1);
   auto two = run_all(2);
-  const char* names[] = {"softmax", "layerNorm", "gelu",       "gelu tanh",      "relu",           "binary",
-                         "permute", "rmsNorm",   "addRmsNorm", "addRmsNorm sum", "rmsNorm strided",
-                         "tanh",    "siluMul"};
+  const char* names[] = {"softmax", "layerNorm",  "gelu",           "gelu tanh",       "relu", "binary", "permute",
+                         "rmsNorm", "addRmsNorm", "addRmsNorm sum", "rmsNorm strided", "tanh", "siluMul"};
   for (int i = 0; i < 13; ++i)
     CHECK(same_bits(one[i], two[i]), "%s: 2 threads differ from 1 (%s)", names[i], isa.c_str());
   set_threads(2);

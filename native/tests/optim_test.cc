@@ -11,9 +11,9 @@
 // many tensors per call, 1 vs 2 threads (identical), and clip_grad_norm for
 // norms 1, 2, 3 and inf. Exit code 1 on any failure. Built and run by
 // run_optim_test.sh.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <algorithm>
 #include <cstring>
 #include <initializer_list>
 #include <random>
@@ -23,26 +23,14 @@
 #include "../kernels/optim/optim.h"
 #include "../runtime/cpu_features.h"
 #include "../runtime/thread_pool.h"
+#include "check.h"
 
 namespace k = attnode::kernels;
 namespace rt = attnode::runtime;
 
 namespace {
 
-int g_failures = 0;
 std::mt19937_64 g_rng(2024);
-
-#define CHECK(cond, ...)                                            \
-  do {                                                              \
-    if (!(cond)) {                                                  \
-      ++g_failures;                                                 \
-      if (g_failures < 30) {                                        \
-        std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-        std::printf(__VA_ARGS__);                                   \
-        std::printf("\n");                                          \
-      }                                                             \
-    }                                                               \
-  } while (0)
 
 std::vector<float> randn(int64_t n, float scale = 1.0f) {
   std::normal_distribution<float> d(0.0f, scale);
@@ -121,8 +109,9 @@ void test_sgd(const std::string& isa, bool exact) {
     double lr, momentum, dampening, wd;
     bool nesterov, maximize;
   };
-  const Opt opts[] = {{0.1, 0, 0, 0, false, false},   {0.05, 0.9, 0, 0, false, false}, {0.05, 0.9, 0.3, 0.01, false, false},
-                      {0.02, 0.8, 0, 0.1, true, false}, {0.1, 0.5, 0.1, 0.2, false, true}, {0.3, 0, 0, 0.05, false, true}};
+  const Opt opts[] = {{0.1, 0, 0, 0, false, false},         {0.05, 0.9, 0, 0, false, false},
+                      {0.05, 0.9, 0.3, 0.01, false, false}, {0.02, 0.8, 0, 0.1, true, false},
+                      {0.1, 0.5, 0.1, 0.2, false, true},    {0.3, 0, 0, 0.05, false, true}};
   int cases = 0;
   for (const Opt& o : opts) {
     for (int threads : {1, 2}) {
@@ -155,9 +144,9 @@ void test_sgd(const std::string& isa, bool exact) {
       }
       for (size_t t = 0; t < nt; ++t) {
         const int64_t dp = max_ulps(p[t], rp[t]), db = max_ulps(buf[t], rbuf[t]);
-        CHECK(exact ? dp == 0 && db == 0 : dp <= 2 && db <= 2, "%s sgd lr=%g mom=%g damp=%g wd=%g nest=%d max=%d n=%lld: %lld/%lld ulp",
-              isa.c_str(), o.lr, o.momentum, o.dampening, o.wd, o.nesterov, o.maximize, (long long)kSizes[t],
-              (long long)dp, (long long)db);
+        CHECK(exact ? dp == 0 && db == 0 : dp <= 2 && db <= 2,
+              "%s sgd lr=%g mom=%g damp=%g wd=%g nest=%d max=%d n=%lld: %lld/%lld ulp", isa.c_str(), o.lr, o.momentum,
+              o.dampening, o.wd, o.nesterov, o.maximize, (long long)kSizes[t], (long long)dp, (long long)db);
         ++cases;
       }
     }
@@ -191,8 +180,8 @@ std::vector<AdamState> run_adam(bool amsgrad, bool maximize, bool decoupled, dou
       if (reference) {
         ref_adam(s[t], lr, b1, b2, eps, wd, amsgrad, maximize, decoupled);
       } else {
-        ts.push_back({s[t].p.data(), s[t].g.data(), s[t].m.data(), s[t].v.data(),
-                      amsgrad ? s[t].vmax.data() : nullptr, kSizes[t], s[t].step});
+        ts.push_back({s[t].p.data(), s[t].g.data(), s[t].m.data(), s[t].v.data(), amsgrad ? s[t].vmax.data() : nullptr,
+                      kSizes[t], s[t].step});
       }
     }
     if (!reference) {
@@ -251,7 +240,9 @@ void test_clip(const std::string& isa) {
         double acc = 0;
         for (const auto& x : g) {
           double s = 0;
-          for (float v : x) s = std::isinf(p) ? std::max(s, std::fabs(static_cast<double>(v))) : s + std::pow(std::fabs(static_cast<double>(v)), p);
+          for (float v : x)
+            s = std::isinf(p) ? std::max(s, std::fabs(static_cast<double>(v)))
+                              : s + std::pow(std::fabs(static_cast<double>(v)), p);
           const float nt = static_cast<float>(std::isinf(p) ? s : std::pow(s, 1.0 / p));
           acc = std::isinf(p) ? std::max(acc, static_cast<double>(nt)) : acc + std::pow(static_cast<double>(nt), p);
         }
@@ -272,7 +263,8 @@ void test_clip(const std::string& isa) {
         cp.norm_type = p;
         cp.total_norm = &total;
         k::clip_grad_norm(cp);
-        CHECK(std::fabs(total - want) <= 2e-6 * want, "%s clip p=%g: total %.9g, want %.9g", isa.c_str(), p, total, want);
+        CHECK(std::fabs(total - want) <= 2e-6 * want, "%s clip p=%g: total %.9g, want %.9g", isa.c_str(), p, total,
+              want);
         float coef = (1.0f / (total + static_cast<float>(1e-6))) * static_cast<float>(max_norm);
         if (coef > 1.0f) coef = 1.0f;
         bool scaled_ok = true;
@@ -283,7 +275,8 @@ void test_clip(const std::string& isa) {
         for (auto& x : g) results[threads - 1].insert(results[threads - 1].end(), x.begin(), x.end());
         ++cases;
       }
-      CHECK(totals[0] == totals[1] && results[0] == results[1], "%s clip p=%g: 2 threads differ from 1", isa.c_str(), p);
+      CHECK(totals[0] == totals[1] && results[0] == results[1], "%s clip p=%g: 2 threads differ from 1", isa.c_str(),
+            p);
     }
   }
   std::printf("%-9s clip: %d cases\n", isa.c_str(), cases);

@@ -17,27 +17,14 @@
 #include "../kernels/rotary/rotary.h"
 #include "../runtime/cpu_features.h"
 #include "../runtime/thread_pool.h"
+#include "check.h"
 
 namespace k = attnode::kernels;
 namespace rt = attnode::runtime;
 
 namespace {
 
-int g_failures = 0;
 std::mt19937_64 g_rng(777);
-
-#define CHECK(cond, ...)                                            \
-  do {                                                              \
-    if (!(cond)) {                                                  \
-      ++g_failures;                                                 \
-      if (g_failures < 30) {                                        \
-        std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-        std::printf(__VA_ARGS__);                                   \
-        std::printf("\n");                                          \
-      }                                                             \
-    }                                                               \
-  } while (0)
-
 
 struct Case {
   int64_t batch, seq, heads, dim, rotary_dim;
@@ -97,10 +84,12 @@ std::vector<float> run_case(const Case& c, const std::string& isa, int threads) 
   for (auto& v : x) v = std::normal_distribution<float>(0.0f, 2.0f)(local);
   const int64_t pbs = c.per_batch_positions ? c.seq : 0;
   std::vector<int32_t> pos(c.per_batch_positions ? c.batch * c.seq : c.seq);
-  for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int32_t>((i * 37 + 3) % 5000 + (i % 3 == 0 ? 100000 : 0));
+  for (size_t i = 0; i < pos.size(); ++i)
+    pos[i] = static_cast<int32_t>((i * 37 + 3) % 5000 + (i % 3 == 0 ? 100000 : 0));
   std::vector<float> inv(c.rotary_dim / 2);
   for (size_t i = 0; i < inv.size(); ++i) {
-    inv[i] = static_cast<float>(1.0 / std::pow(10000.0, 2.0 * static_cast<double>(i) / static_cast<double>(c.rotary_dim)));
+    inv[i] =
+        static_cast<float>(1.0 / std::pow(10000.0, 2.0 * static_cast<double>(i) / static_cast<double>(c.rotary_dim)));
   }
   std::vector<float> want(c.in_place ? x : std::vector<float>(ly.size, -7.0f));
   reference(c, x, lx, want, ly, pos, pbs, inv);
@@ -140,14 +129,21 @@ std::vector<float> run_case(const Case& c, const std::string& isa, int threads) 
 }
 
 void test_rope(const std::string& isa) {
-  const int64_t dims[][2] = {{2, 2}, {8, 8}, {16, 16}, {30, 30}, {64, 64}, {64, 32}, {128, 128}, {130, 98}, {80, 20},
-                             {6, 0}};
+  const int64_t dims[][2] = {{2, 2},   {8, 8},     {16, 16},  {30, 30}, {64, 64},
+                             {64, 32}, {128, 128}, {130, 98}, {80, 20}, {6, 0}};
   int n = 0;
   for (auto& d : dims) {
     for (int il = 0; il < 2; ++il) {
       for (int variant = 0; variant < 4; ++variant) {
-        Case c{1 + variant % 3, variant == 3 ? 67 : 1 + 2 * variant, 1 + (variant + il) % 4, d[0], d[1], il == 1,
-               variant % 2 == 1, variant >= 2, variant == 1 || variant == 3};
+        Case c{1 + variant % 3,
+               variant == 3 ? 67 : 1 + 2 * variant,
+               1 + (variant + il) % 4,
+               d[0],
+               d[1],
+               il == 1,
+               variant % 2 == 1,
+               variant >= 2,
+               variant == 1 || variant == 3};
         run_case(c, isa, 2);
         ++n;
       }
