@@ -90,8 +90,10 @@ def make_encoder(W: Weights, base: str, family: str, vocab: int, pad: int) -> No
         W.ln(p + names['ln2'])
 
 
-def encode(w: dict, base: str, family: str, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor, pad: int) -> torch.Tensor:
-    """last_hidden_state [B, L, E] of BertModel / RobertaModel / DistilBertModel."""
+def encode(w: dict, base: str, family: str, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor, pad: int,
+           *, E: int = E, LAYERS: int = LAYERS, HEADS: int = HEADS, EPS: float = EPS) -> torch.Tensor:
+    """last_hidden_state [B, L, E] of BertModel / RobertaModel / DistilBertModel (sizes default to the fixtures';
+    bench/embeddings/make_model.py passes MiniLM-L6's)."""
     B, L = ids.shape
     x = w[base + 'embeddings.word_embeddings.weight'][ids]
     if family == 'roberta':

@@ -32,12 +32,12 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / 'scripts'))
 from gen_fixtures import serialize_safetensors  # noqa: E402  (the project's safetensors writer)
+from gen_bert_fixtures import BERT_NAMES as NAMES, encode as encode_family  # noqa: E402  (the BERT reference)
 
 VOCAB, E, LAYERS, HEADS, INTER, MAXPOS, TYPES, EPS = 30522, 384, 6, 12, 1536, 512, 2, 1e-12
 SPECIALS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
@@ -45,8 +45,6 @@ SPECIALS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
 SYLLABLES = ['ka', 'lo', 'mi', 'ren', 'tor', 'vel', 'dra', 'sin', 'quo', 'bar', 'zel', 'nim', 'pra', 'thu', 'gor', 'fen']
 SUFFIXES = ['s', 'es', 'ed', 'ing', 'ly', 'er', 'est', 'ness']
 PUNCT = list('!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~')
-NAMES = {'q': 'attention.self.query', 'k': 'attention.self.key', 'v': 'attention.self.value', 'o': 'attention.output.dense',
-         'ln1': 'attention.output.LayerNorm', 'i': 'intermediate.dense', 'out': 'output.dense', 'ln2': 'output.LayerNorm'}
 
 
 def words() -> list[str]:
@@ -127,25 +125,8 @@ def make_weights(seed: int) -> dict[str, torch.Tensor]:
 
 
 def encode(w: dict, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
-    """last_hidden_state [B, L, E] of BertModel (from scripts/gen_bert_fixtures.py, family 'bert', base '')."""
-    B, L = ids.shape
-    x = w['embeddings.word_embeddings.weight'][ids]
-    x = x + w['embeddings.position_embeddings.weight'][:L].unsqueeze(0)
-    x = x + w['embeddings.token_type_embeddings.weight'][types]
-    x = F.layer_norm(x, (E,), w['embeddings.LayerNorm.weight'], w['embeddings.LayerNorm.bias'], EPS)
-    hd = E // HEADS
-    add = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-    lin = lambda h, k: h @ w[k + '.weight'].T + w[k + '.bias']  # noqa: E731
-    for l in range(LAYERS):
-        p = f'encoder.layer.{l}.'
-        heads = lambda t: t.reshape(B, L, HEADS, hd).transpose(1, 2)  # noqa: E731
-        q, k, v = (heads(lin(x, p + NAMES[n])) for n in ('q', 'k', 'v'))
-        a = torch.softmax(q @ k.transpose(-1, -2) / hd ** 0.5 + add, dim=-1) @ v
-        a = lin(a.transpose(1, 2).reshape(B, L, E), p + NAMES['o'])
-        x = F.layer_norm(a + x, (E,), w[p + NAMES['ln1'] + '.weight'], w[p + NAMES['ln1'] + '.bias'], EPS)
-        h = lin(F.gelu(lin(x, p + NAMES['i'])), p + NAMES['out'])
-        x = F.layer_norm(h + x, (E,), w[p + NAMES['ln2'] + '.weight'], w[p + NAMES['ln2'] + '.bias'], EPS)
-    return x
+    """last_hidden_state [B, L, E] of BertModel at this shape: scripts/gen_bert_fixtures.py's reference."""
+    return encode_family(w, '', 'bert', ids, mask, types, 0, E=E, LAYERS=LAYERS, HEADS=HEADS, EPS=EPS)
 
 
 class Bert(torch.nn.Module):
