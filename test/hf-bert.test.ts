@@ -4,13 +4,14 @@
  * against a PyTorch implementation of the published architectures
  * (scripts/gen_bert_fixtures.py) on a right-padded batch of two sequences.
  */
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification } from '../lib/models/auto';
 import { BertForMaskedLM, encoderOptions, type EncoderForwardOptions } from '../lib/models/bert';
 import { Tensor } from '../lib/tensor';
+import { copyHfFolder, editConfig } from './helpers/hf-folder-copy';
 import { backends } from './helpers/backends';
 import { maxAbsDiff as maxDiff } from './helpers/reference';
 
@@ -107,16 +108,7 @@ describe('BERT-family checkpoints', () => {
     expect(m.config.family).toBe('roberta');
   });
 
-  const copy = (name: string): string => {
-    const d = mkdtempSync(path.join(tmpdir(), 'attnode-bert-'));
-    for (const f of ['config.json', 'model.safetensors']) copyFileSync(path.join(HF, name, f), path.join(d, f));
-    return d;
-  };
-  const editConfig = (d: string, f: (c: Record<string, unknown>) => void): void => {
-    const c = JSON.parse(readFileSync(path.join(d, 'config.json'), 'utf8')) as Record<string, unknown>;
-    f(c);
-    writeFileSync(path.join(d, 'config.json'), JSON.stringify(c));
-  };
+  const copy = copyHfFolder;
 
   it('bad folders are errors naming the file and the field', async () => {
     const empty = mkdtempSync(path.join(tmpdir(), 'attnode-bert-'));

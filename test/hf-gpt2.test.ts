@@ -4,8 +4,7 @@
  * logits, greedy continuations, a left-padded batch, the KV cache, and the
  * loader's errors for folders that do not fit.
  */
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AutoModelForCausalLM } from '../lib/models/auto';
@@ -13,6 +12,7 @@ import { GPT2LMHeadModel } from '../lib/models/gpt2';
 import { AutoTokenizer } from '../lib/tokenizers';
 import { loadSafetensors } from '../lib/io/safetensors';
 import { Tensor } from '../lib/tensor';
+import { copyHfFolder, editConfig } from './helpers/hf-folder-copy';
 import { backends } from './helpers/backends';
 
 const HF = path.join(__dirname, 'fixtures', 'hf');
@@ -144,16 +144,10 @@ describe('GPT2LMHeadModel', () => {
 });
 
 describe('AutoModelForCausalLM bad GPT-2 folders', () => {
-  const copy = (): string => {
-    const d = mkdtempSync(path.join(tmpdir(), 'attnode-gpt2-'));
-    for (const f of ['config.json', 'model.safetensors']) copyFileSync(path.join(HF, 'gpt2-tiny', f), path.join(d, f));
-    return d;
-  };
+  const copy = (): string => copyHfFolder('gpt2-tiny');
   const edit = (f: (c: Record<string, unknown>) => void): string => {
     const d = copy();
-    const c = JSON.parse(readFileSync(path.join(d, 'config.json'), 'utf8')) as Record<string, unknown>;
-    f(c);
-    writeFileSync(path.join(d, 'config.json'), JSON.stringify(c));
+    editConfig(d, f);
     return d;
   };
 

@@ -5,12 +5,13 @@
  * attention, Llama 3 rope scaling with tied embeddings and BF16 weights,
  * Qwen2's q/k/v biases with F16 weights.
  */
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AutoModelForCausalLM } from '../lib/models/auto';
 import { Tensor } from '../lib/tensor';
+import { copyHfFolder, editConfig } from './helpers/hf-folder-copy';
 import { backends } from './helpers/backends';
 
 const HF = path.join(__dirname, 'fixtures', 'hf');
@@ -37,16 +38,7 @@ describe.each(backends)('Hugging Face Llama-family folders on the %s backend', (
 });
 
 describe('AutoModelForCausalLM bad folders', () => {
-  const copy = (name: string): string => {
-    const d = mkdtempSync(path.join(tmpdir(), 'attnode-hf-'));
-    for (const f of ['config.json', 'model.safetensors']) copyFileSync(path.join(HF, name, f), path.join(d, f));
-    return d;
-  };
-  const editConfig = (d: string, f: (c: Record<string, unknown>) => void): void => {
-    const c = JSON.parse(readFileSync(path.join(d, 'config.json'), 'utf8')) as Record<string, unknown>;
-    f(c);
-    writeFileSync(path.join(d, 'config.json'), JSON.stringify(c));
-  };
+  const copy = copyHfFolder;
 
   it('names the file and the field', async () => {
     const empty = mkdtempSync(path.join(tmpdir(), 'attnode-hf-'));
