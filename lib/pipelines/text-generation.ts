@@ -31,8 +31,9 @@ export interface TextGenerationPipelineOptions {
 }
 
 /** Beam search and logits-processor options passed through to `generate` (see {@link GenerationOptions}). */
-type PassedGenerationOptions = Pick<GenerationOptions, 'numBeams' | 'lengthPenalty' | 'earlyStopping' | 'numReturnSequences' |
-  'noRepeatNgramSize' | 'badWordsIds' | 'minNewTokens' | 'forcedEosTokenId'>;
+type PassedGenerationOptions = Pick<GenerationOptions, 'doSample' | 'temperature' | 'topK' | 'topP' | 'repetitionPenalty' |
+  'seed' | 'numBeams' | 'lengthPenalty' | 'earlyStopping' | 'numReturnSequences' | 'noRepeatNgramSize' | 'badWordsIds' |
+  'minNewTokens' | 'forcedEosTokenId'>;
 
 /**
  * Options of one call (Hugging Face's generate arguments in camelCase, plus the pipeline's). With
@@ -41,12 +42,6 @@ type PassedGenerationOptions = Pick<GenerationOptions, 'numBeams' | 'lengthPenal
 export interface TextGenerationCallOptions extends PassedGenerationOptions {
   /** Most new tokens (default 20, transformers' default length budget). */
   maxNewTokens?: number;
-  doSample?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  repetitionPenalty?: number;
-  seed?: number;
   /** End-of-sequence id(s); default the folder's `generation_config.json`/`config.json` `eos_token_id`, else the tokenizer's. null: never stop early. */
   eosTokenId?: number | readonly number[] | null;
   /** Include the prompt in `generatedText` (default true, as in transformers). */
