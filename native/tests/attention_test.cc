@@ -16,26 +16,15 @@
 #include "../kernels/attention/attention.h"
 #include "../runtime/cpu_features.h"
 #include "../runtime/thread_pool.h"
+#include "check.h"
 
 namespace k = attnode::kernels;
 namespace rt = attnode::runtime;
 
 namespace {
 
-int g_failures = 0;
 std::mt19937_64 g_rng(7);
-std::map<std::string, double> g_err;  // isa -> max error
-
-#define CHECK(cond, ...)                                            \
-  do {                                                              \
-    if (!(cond)) {                                                  \
-      if (++g_failures < 30) {                                      \
-        std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-        std::printf(__VA_ARGS__);                                   \
-        std::printf("\n");                                          \
-      }                                                             \
-    }                                                               \
-  } while (0)
+std::map<std::string, double> g_isa_err;  // isa -> max error
 
 struct Case {
   int64_t b, h, lq, lk, dk, dv;
@@ -214,9 +203,9 @@ void run_case(const Case& c, const std::string& isa) {
   std::vector<double> ro, rw;
   reference(B.p, ro, rw);
   char desc[180];
-  std::snprintf(desc, sizeof(desc), "B%lld H%lld/%lld lq%lld lk%lld dk%lld dv%lld causal%d split%d mask%d", (long long)c.b,
-                (long long)c.h, (long long)kv_heads(c), (long long)c.lq, (long long)c.lk, (long long)c.dk, (long long)c.dv, c.causal,
-                c.head_split, c.mask_kind);
+  std::snprintf(desc, sizeof(desc), "B%lld H%lld/%lld lq%lld lk%lld dk%lld dv%lld causal%d split%d mask%d",
+                (long long)c.b, (long long)c.h, (long long)kv_heads(c), (long long)c.lq, (long long)c.lk,
+                (long long)c.dk, (long long)c.dv, c.causal, c.head_split, c.mask_kind);
   if (std::getenv("ATTN_TEST_VERBOSE")) std::printf("%s %s\n", isa.c_str(), desc);
 
   // Streaming path, 2 threads then 1 thread (bit-identical).
@@ -254,7 +243,7 @@ void run_case(const Case& c, const std::string& isa) {
     std::fill(B.out.begin(), B.out.end(), -7.0f);
     k::attention(B.p);
     const double eb = compare_out(B.p, ro, desc, "avx512-bf16");
-    double& gb = g_err["avx512-bf16"];
+    double& gb = g_isa_err["avx512-bf16"];
     gb = std::max(gb, eb);
     CHECK(eb <= 2e-2, "%s bf16: max error %g", desc, eb);
     for (float x : B.out) CHECK(x != -7.0f, "%s bf16: output element not written", desc);
@@ -266,7 +255,7 @@ void run_case(const Case& c, const std::string& isa) {
     B.p.precision = k::AttentionPrecision::Float32;
     k::attention(B.p);
   }
-  double& ge = g_err[isa];
+  double& ge = g_isa_err[isa];
   ge = std::max(ge, e);
   CHECK(e <= 2e-5, "%s %s: max error %g", desc, isa.c_str(), e);
   // Output rows of this layout were all written (the -7 fill is gone unless v had it).
@@ -290,7 +279,8 @@ void run_pooled_case(int64_t b, int64_t h, int64_t kvh, int64_t lq, int64_t dk, 
     pos += lens[i] + 3;
     max_len = std::max(max_len, lens[i]);
   }
-  std::vector<float> poolv(pos * row), q(b * h * lq * dk), out(b * h * lq * dk, -7.0f), mask(b * lq * std::max<int64_t>(max_len, 1));
+  std::vector<float> poolv(pos * row), q(b * h * lq * dk), out(b * h * lq * dk, -7.0f),
+      mask(b * lq * std::max<int64_t>(max_len, 1));
   for (auto& x : poolv) x = nd(g_rng);
   for (auto& x : q) x = nd(g_rng);
   for (auto& x : mask) x = (g_rng() % 6 == 0) ? -INFINITY : nd(g_rng);
@@ -368,7 +358,8 @@ void run_pooled_case(int64_t b, int64_t h, int64_t kvh, int64_t lq, int64_t dk, 
     k::attention(s);
     const float* got = out.data() + bi * qs[0];
     if (len == 0) {
-      for (int64_t i = 0; i < h * lq * dk; ++i) CHECK(std::isnan(got[i]), "%s: empty entry %lld not NaN", desc, (long long)bi);
+      for (int64_t i = 0; i < h * lq * dk; ++i)
+        CHECK(std::isnan(got[i]), "%s: empty entry %lld not NaN", desc, (long long)bi);
       continue;
     }
     CHECK(std::memcmp(got, oc.data(), oc.size() * 4) == 0, "%s %s: entry %lld differs from the kernel run alone", desc,
@@ -383,7 +374,7 @@ void run_pooled_case(int64_t b, int64_t h, int64_t kvh, int64_t lq, int64_t dk, 
       e = std::max(e, std::fabs(got[i] - ro[i]));
     }
   }
-  double& ge = g_err[isa];
+  double& ge = g_isa_err[isa];
   ge = std::max(ge, e);
   CHECK(e <= 2e-5, "%s %s: max error %g", desc, isa.c_str(), e);
 }
@@ -442,8 +433,7 @@ int main() {
   }
   rt::set_isa(rt::detected_isa());
   std::printf("\nmax |error| of out and weights vs double reference:\n");
-  if (g_err.count("avx512-bf16")) ran.push_back("avx512-bf16");
-  for (auto& s : ran) std::printf("  %-11s %.3g\n", s.c_str(), g_err[s]);
-  std::printf("\n%s (%d failures)\n", g_failures ? "FAILED" : "ALL PASSED", g_failures);
-  return g_failures ? 1 : 0;
+  if (g_isa_err.count("avx512-bf16")) ran.push_back("avx512-bf16");
+  for (auto& s : ran) std::printf("  %-11s %.3g\n", s.c_str(), g_isa_err[s]);
+  return finish();
 }

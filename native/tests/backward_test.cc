@@ -34,22 +34,12 @@ std::mt19937_64 g_rng(4242);
 const std::vector<int64_t> kCols = {1, 3, 8, 15, 16, 17, 33, 100, 768, 1025};
 const std::vector<int64_t> kRows = {1, 5, 40};
 
-std::map<std::string, std::map<std::string, double>> g_err;
-void note(const std::string& op, const std::string& isa, double e) {
-  double& v = g_err[op][isa];
-  if (e > v) v = e;
-}
-
 float normal(float s = 1.0f) { return std::normal_distribution<float>(0.0f, s)(g_rng); }
 float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g_rng); }
 std::vector<float> randv(int64_t n, float s = 1.0f) {
   std::vector<float> v(static_cast<size_t>(n));
   for (auto& x : v) x = normal(s);
   return v;
-}
-void set_threads(int n) { rt::ThreadPool::instance().set_num_threads(n); }
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 // max |got - ref| / max(scale, max |ref|): an error relative to the largest value of the vector compared.
@@ -405,37 +395,16 @@ void test_threads_identical(const std::string& isa) {
 
 int main() {
   set_threads(2);
-  std::printf("detected isa: %s\n", rt::isa_name(rt::detected_isa()));
-  const rt::Isa all[] = {rt::Isa::Portable, rt::Isa::Avx2, rt::Isa::Avx512};
-  std::vector<std::string> ran;
-  for (rt::Isa isa : all) {
-    if (!rt::set_isa(isa) || rt::active_isa() != isa) {
-      std::printf("skipping %s (not supported here)\n", rt::isa_name(isa));
-      continue;
-    }
-    std::string name = rt::isa_name(isa);
-    ran.push_back(name);
-    const int before = g_failures;
+  const std::vector<std::string> ran = for_each_isa([](const std::string& name, rt::Isa) {
     test_softmax_backward(name);
     test_norm_backward(name);
     test_activation_backward(name);
     test_embedding_backward(name);
     test_cross_entropy(name);
     test_threads_identical(name);
-    std::printf("%-9s %s\n", name.c_str(), g_failures == before ? "ok" : "FAILED");
-  }
-  rt::set_isa(rt::detected_isa());
-  std::printf("\nmax error               ");
-  for (auto& n : ran) std::printf("%12s", n.c_str());
-  std::printf("\n");
-  for (auto& [op, per] : g_err) {
-    std::printf("%-24s", op.c_str());
-    for (auto& n : ran) std::printf("%12.3g", per.count(n) ? per.at(n) : 0.0);
-    std::printf("\n");
-  }
-  std::printf(
-      "(errors relative to the largest reference value of the row / vector; activations relative to |dy|;\n"
-      " embedding backward must equal the in-order sum bit for bit)\n");
-  std::printf("\n%s (%d failures)\n", g_failures ? "FAILED" : "ALL PASSED", g_failures);
-  return g_failures ? 1 : 0;
+  });
+  print_error_table(ran, 24,
+                    "(errors relative to the largest reference value of the row / vector; activations relative to "
+                    "|dy|;\n embedding backward must equal the in-order sum bit for bit)");
+  return finish();
 }

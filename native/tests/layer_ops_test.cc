@@ -31,21 +31,8 @@ std::mt19937_64 g_rng(12345);
 const std::vector<int64_t> kCols = {1, 3, 15, 16, 17, 31, 33, 767, 768, 1000, 4097};
 const std::vector<int64_t> kRows = {1, 2, 37, 300};
 
-// Max error per (op, isa) for the summary table.
-std::map<std::string, std::map<std::string, double>> g_err;
-void note(const std::string& op, const std::string& isa, double e) {
-  double& v = g_err[op][isa];
-  if (e > v) v = e;
-}
-
 float normal(float s = 1.0f) { return std::normal_distribution<float>(0.0f, s)(g_rng); }
 float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g_rng); }
-
-void set_threads(int n) { rt::ThreadPool::instance().set_num_threads(n); }
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 // ------------------------------------------------------------------ softmax
 void fill_softmax_row(float* r, int64_t n, int kind) {
@@ -760,17 +747,7 @@ void test_threads_identical(const std::string& isa) {
 
 int main() {
   set_threads(2);
-  std::printf("detected isa: %s\n", rt::isa_name(rt::detected_isa()));
-  const rt::Isa all[] = {rt::Isa::Portable, rt::Isa::Avx2, rt::Isa::Avx512};
-  std::vector<std::string> ran;
-  for (rt::Isa isa : all) {
-    if (!rt::set_isa(isa) || rt::active_isa() != isa) {
-      std::printf("skipping %s (not supported here)\n", rt::isa_name(isa));
-      continue;
-    }
-    std::string name = rt::isa_name(isa);
-    ran.push_back(name);
-    int before = g_failures;
+  const std::vector<std::string> ran = for_each_isa([](const std::string& name, rt::Isa) {
     test_softmax(name);
     test_layer_norm(name);
     test_rms_norm(name);
@@ -782,24 +759,12 @@ int main() {
     test_embedding_permute(name);
     test_copy_strided(name);
     test_threads_identical(name);
-    std::printf("%-9s %s\n", name.c_str(), g_failures == before ? "ok" : "FAILED");
-  }
-  rt::set_isa(rt::detected_isa());
-
-  std::printf("\nmax error          ");
-  for (auto& n : ran) std::printf("%12s", n.c_str());
-  std::printf("\n");
-  for (auto& [op, per] : g_err) {
-    std::printf("%-22s", op.c_str());
-    for (auto& n : ran) std::printf("%12.3g", per.count(n) ? per.at(n) : 0.0);
-    std::printf("\n");
-  }
-  std::printf(
-      "(softmax abs: |y - ref|; rel: |y - ref| / ref; layerNorm: |y - ref| / max(1, |ref|);\n"
-      " rmsNorm / addRmsNorm: |y - ref| / |ref| (ref 0 must give exactly 0);\n"
-      " silu/sigmoid/tanh/siluMul rel: |y - ref| / |ref| for |ref| >= 1e-30;\n"
-      " gelu rel: |y - ref| / |ref|; rel/cond: the same over max(1, condition number of gelu at x);\n"
-      " binary/embedding/permute/relu must be bit-exact)\n");
-  std::printf("\n%s (%d failures)\n", g_failures ? "FAILED" : "ALL PASSED", g_failures);
-  return g_failures ? 1 : 0;
+  });
+  print_error_table(ran, 22,
+                    "(softmax abs: |y - ref|; rel: |y - ref| / ref; layerNorm: |y - ref| / max(1, |ref|);\n"
+                    " rmsNorm / addRmsNorm: |y - ref| / |ref| (ref 0 must give exactly 0);\n"
+                    " silu/sigmoid/tanh/siluMul rel: |y - ref| / |ref| for |ref| >= 1e-30;\n"
+                    " gelu rel: |y - ref| / |ref|; rel/cond: the same over max(1, condition number of gelu at x);\n"
+                    " binary/embedding/permute/relu must be bit-exact)");
+  return finish();
 }

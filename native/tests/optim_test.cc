@@ -285,21 +285,11 @@ void test_clip(const std::string& isa) {
 }  // namespace
 
 int main() {
-  std::printf("detected isa: %s\n", rt::isa_name(rt::detected_isa()));
-  const rt::Isa all[] = {rt::Isa::Portable, rt::Isa::Avx2, rt::Isa::Avx512};
-  for (rt::Isa isa : all) {
-    if (!rt::set_isa(isa) || rt::active_isa() != isa) {
-      std::printf("skipping %s (not supported here, or capped by ATTNODE_ISA)\n", rt::isa_name(isa));
-      continue;
-    }
-    const int before = g_failures;
+  for_each_isa([](const std::string& name, rt::Isa isa) {
     const bool exact = isa != rt::Isa::Portable;
-    test_sgd(rt::isa_name(isa), exact);
-    test_adam(rt::isa_name(isa), exact);
-    test_clip(rt::isa_name(isa));
-    std::printf("%-9s %s\n", rt::isa_name(isa), g_failures == before ? "ok" : "FAILED");
-  }
-  rt::set_isa(rt::detected_isa());
-  if (g_failures) std::printf("%d failures\n", g_failures);
-  return g_failures ? 1 : 0;
+    test_sgd(name, exact);
+    test_adam(name, exact);
+    test_clip(name);
+  });
+  return finish();
 }

@@ -184,18 +184,6 @@ void test_rope(const std::string& isa) {
 }  // namespace
 
 int main() {
-  std::printf("detected isa: %s\n", rt::isa_name(rt::detected_isa()));
-  const rt::Isa all[] = {rt::Isa::Portable, rt::Isa::Avx2, rt::Isa::Avx512};
-  for (rt::Isa isa : all) {
-    if (!rt::set_isa(isa) || rt::active_isa() != isa) {
-      std::printf("skipping %s (not supported here)\n", rt::isa_name(isa));
-      continue;
-    }
-    const int before = g_failures;
-    test_rope(rt::isa_name(isa));
-    std::printf("%-9s %s\n", rt::isa_name(isa), g_failures == before ? "ok" : "FAILED");
-  }
-  rt::set_isa(rt::detected_isa());
-  std::printf("\n%s (%d failures)\n", g_failures ? "FAILED" : "ALL PASSED", g_failures);
-  return g_failures ? 1 : 0;
+  for_each_isa([](const std::string& name, rt::Isa) { test_rope(name); });
+  return finish();
 }
