@@ -8,10 +8,14 @@
  * signal handling; the server itself is lib/serving/http.ts, so the published
  * CLI can start it). See README.md here for the routes and curl examples.
  */
+import { wantsHelp } from '../../lib/cli/args';
 import { serveMain, UsageError, SERVE_USAGE } from '../../lib/cli/serve';
 
-serveMain(process.argv.slice(2)).catch((e: unknown) => {
-  console.error(`server: ${(e as Error).message}`);
-  if (e instanceof UsageError) console.error(SERVE_USAGE);
-  process.exit(e instanceof UsageError ? 2 : 1);
-});
+const args = process.argv.slice(2);
+if (wantsHelp(args)) console.log(SERVE_USAGE);
+else {
+  serveMain(args).catch((e: unknown) => {
+    console.error(`server: ${(e as Error).message}${e instanceof UsageError ? ' (--help lists the flags)' : ''}`);
+    process.exit(e instanceof UsageError ? 2 : 1);
+  });
+}

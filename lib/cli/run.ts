@@ -19,14 +19,22 @@ import { runAsync } from '../async';
 import { setNumThreads } from '../runtime';
 import { padBatch, unpadRow } from '../serving/batcher';
 import { loadServedModel, type ServedModel } from './config';
-import { UsageError, applyPrecisionFlag, intFlag, parseFlags } from './serve';
+import { UsageError, intFlag, parseFlags } from './args';
+import { applyPrecisionFlag } from './serve';
 
 export const RUN_USAGE = `usage: attnode run --input in.jsonl [--output out.jsonl] [--model m.safetensors] [--config c.json]
                   [--batch-size N] [--output-kind pooled|tokens|both] [--seed N] [--threads N] [--no-progress]
                   [--precision float32|bfloat16]
   --input        JSONL of token-id rows ([1,2,3] or {"tokens":[...],"id":...}); - for stdin
   --output       JSONL results (default stdout)
-  --batch-size   rows per forward pass (default 32)`;
+  --model        a safetensors state dict for the config's model (default: random weights from --seed)
+  --config       the model config JSON (README: "The model config of serve and run"; default a small encoder)
+  --batch-size   rows per forward pass (default 32)
+  --output-kind  pooled (mean over tokens, default), tokens (every token's vector) or both
+  --seed         seed of the random weights when no --model is given (default 0)
+  --threads      native threads (default: the available cores)
+  --no-progress  no progress bar on stderr
+  --precision    weight GEMMs and attention in float32 (default) or bfloat16 (AVX512-BF16 CPUs)`;
 
 type OutputKind = 'pooled' | 'tokens' | 'both';
 
@@ -117,9 +125,15 @@ class Progress {
   }
 }
 
+/** The flags of `attnode run`: those taking a value, and switches. */
+export const RUN_FLAGS = {
+  strings: ['model', 'config', 'input', 'output', 'batch-size', 'output-kind', 'seed', 'threads', 'precision'],
+  booleans: ['no-progress'],
+} as const;
+
 /** Runs `attnode run` with the arguments after `run`; resolves with the exit code (0, or 1 when rows failed). */
 export async function runMain(args: string[]): Promise<number> {
-  const flags = parseFlags(args, ['model', 'config', 'input', 'output', 'batch-size', 'output-kind', 'seed', 'threads', 'precision'], ['no-progress']);
+  const flags = parseFlags(args, RUN_FLAGS.strings, RUN_FLAGS.booleans);
   const values = flags.values;
   const inputPath = values.input;
   if (inputPath === undefined) throw new UsageError('--input is required');

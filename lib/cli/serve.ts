@@ -15,7 +15,7 @@
  * (so scripts can use `--port 0`), logs to stderr, and shuts down gracefully
  * on SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.
  */
-import { parseArgs } from 'node:util';
+import { UsageError, intFlag, parseFlags } from './args';
 import { setNumThreads } from '../runtime';
 import { getBackend } from '../backend/registry';
 import { statSync } from 'node:fs';
@@ -36,7 +36,8 @@ export const SERVE_USAGE = `usage: attnode serve [--model m.safetensors | <hf mo
   --model          a Hugging Face model folder (encoders serve /v1/embeddings, causal LMs /v1/completions and
                    /v1/chat/completions), a llama2.c checkpoint (.bin, with --tokenizer), or a safetensors state
                    dict for --config (default: random weights from --seed)
-  --tokenizer      llama2.c's tokenizer.bin        --served-model-name  the 'model' clients send (default: the folder name)
+  --tokenizer      llama2.c's tokenizer.bin
+  --served-model-name  the 'model' clients send (default: the folder name)
   generation (causal LMs; continuous batching: one step decodes every running stream and reads prompt chunks):
   --max-running    sequences decoded together (default 8)
   --kv-cache-mb    the KV cache in MiB, preallocated, a hard cap: a request reserves prompt + max_tokens - 1
@@ -44,29 +45,23 @@ export const SERVE_USAGE = `usage: attnode serve [--model m.safetensors | <hf mo
                    contexts, at most 1024)
   --prefill-chunk  prompt tokens read per step beside the decoding streams (default 64)
   --max-queued     generation requests waiting before 429 (default 64)
-  --config         model config JSON (default: a small encoder; format in lib/cli/config.ts)
-  --port           TCP port (default 8080; 0 = any free port)     --host  bind address (default 127.0.0.1)
-  --max-batch-size requests per forward pass (default 16)        --max-delay-ms  batching wait (default 2)
-  --max-queue      waiting requests before 503 (default 256)      --no-batching   one request per pass
+  --config         model config JSON for --model m.safetensors (README: "The model config of serve and run";
+                   default a small encoder)
+  --seed           seed of the random weights when no --model is given (default 0)
+  --port           TCP port (default 8080; 0 = any free port)
+  --host           bind address (default 127.0.0.1)
+  --max-batch-size requests per forward pass (default 16)
+  --max-delay-ms   how long a request waits for others to batch with (default 2)
+  --max-queue      waiting requests before 503 (default 256)
+  --max-inflight   batches computing at once (default 2)
+  --no-batching    one request per forward pass
   --buckets        length groups sharing a batch (default pow2: 1, 2, 3-4, 5-8, ...)
+  --timeout-ms     a request's time limit (default 30000)
+  --threads        native threads (default: the available cores)
   --precision      weight GEMMs and attention products in float32 (default) or bfloat16 (AVX512-BF16 CPUs;
                    ~1e-3 relative error)`;
 
-/** A bad command line: the CLI prints the message and usage and exits 2. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
-
-/** Parses an integer flag value (>= min). @throws UsageError */
-export function intFlag(name: string, value: string | undefined, dflt: number, min = 0): number {
-  if (value === undefined) return dflt;
-  const v = Number(value);
-  if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(v) || v < min) throw new UsageError(`--${name} needs an integer >= ${min}, got '${value}'`);
-  return v;
-}
+export { UsageError, intFlag } from './args';
 
 /**
  * Applies `--precision float32|bfloat16` to a module's weight GEMMs and attention products. @throws UsageError for another value or
@@ -82,35 +77,19 @@ export function applyPrecisionFlag(module: Module, value: string | undefined): v
   }
 }
 
-/** Parsed flags: string flags as strings, boolean flags as true, absent ones undefined. */
-export interface Flags {
-  values: Record<string, string | undefined>;
-  has(name: string): boolean;
-}
-
-/** node:util parseArgs (strict: unknown flags are errors) with its errors turned into UsageError. */
-export function parseFlags(args: string[], strings: readonly string[], booleans: readonly string[] = []): Flags {
-  const options: Record<string, { type: 'string' | 'boolean' }> = {};
-  for (const n of strings) options[n] = { type: 'string' };
-  for (const n of booleans) options[n] = { type: 'boolean' };
-  let parsed: Record<string, string | boolean | undefined>;
-  try {
-    parsed = parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  const values: Record<string, string | undefined> = {};
-  for (const n of strings) values[n] = parsed[n] as string | undefined;
-  return { values, has: (n) => parsed[n] === true };
-}
-
-/** Runs `attnode serve` with the arguments after `serve`. Resolves once the server listens. */
-export async function serveMain(args: string[]): Promise<InferenceServer> {
-  const flags = parseFlags(args, [
+/** The flags of `attnode serve`: those taking a value, and switches. */
+export const SERVE_FLAGS = {
+  strings: [
     'model', 'config', 'port', 'host', 'seed', 'max-batch-size', 'max-delay-ms', 'max-queue', 'max-inflight', 'buckets',
     'timeout-ms', 'threads', 'precision', 'tokenizer', 'served-model-name', 'max-queued', 'max-running', 'kv-cache-mb',
     'prefill-chunk',
-  ], ['no-batching']);
+  ],
+  booleans: ['no-batching'],
+} as const;
+
+/** Runs `attnode serve` with the arguments after `serve`. Resolves once the server listens. */
+export async function serveMain(args: string[]): Promise<InferenceServer> {
+  const flags = parseFlags(args, SERVE_FLAGS.strings, SERVE_FLAGS.booleans);
   const values = flags.values;
   const port = intFlag('port', values.port, 8080);
   if (port > 65535) throw new UsageError(`--port must be <= 65535, got ${port}`);
