@@ -190,8 +190,8 @@ describe.each(backends)('bad input (%s backend)', (backend) => {
     it('missing, unexpected, mis-shaped and wrong-dtype keys', () => {
       const lin = new nn.Linear({ inFeatures: 3, outFeatures: 2 });
       const good = lin.stateDict();
-      expectThrow(() => lin.loadStateDict({ weight: good.weight! }), RangeError, 'does not match Linear; missing keys: bias');
-      expectThrow(() => lin.loadStateDict({ ...good, extra: f32([1]) }), RangeError, 'unexpected keys: extra');
+      expectThrow(() => lin.loadStateDict({ weight: good.weight! }), RangeError, 'does not match Linear: 1 missing key\n  missing keys (1): bias');
+      expectThrow(() => lin.loadStateDict({ ...good, extra: f32([1]) }), RangeError, 'unexpected keys (1): extra');
       expectThrow(() => lin.loadStateDict({ weight: f32([3, 2]), bias: good.bias! }), RangeError,
         "size mismatch for 'weight': expected shape [2, 3], got [3, 2]");
       expectThrow(() => lin.loadStateDict({ weight: good.weight!, bias: i32([1, 2]) as never }), TypeError,

@@ -118,7 +118,7 @@ describe('BERT-family checkpoints', () => {
     await expect(AutoModel.fromPretrained(d)).rejects.toThrow(/config.json: field 'model_type' "electra" is not a supported encoder/);
     d = copy('bert-cls');
     editConfig(d, (c) => (c['hidden_size'] = 48));
-    await expect(AutoModel.fromPretrained(d)).rejects.toThrow(/the weights do not fit .*config.json: .*size mismatch for 'embeddings.word_embeddings.weight'/);
+    await expect(AutoModel.fromPretrained(d)).rejects.toThrow(/the weights do not fit .*config.json: [^]*size mismatch[^]*embeddings\.word_embeddings\.weight/);
     d = copy('bert-cls');
     editConfig(d, (c) => (c['num_attention_heads'] = 5));
     await expect(AutoModel.fromPretrained(d)).rejects.toThrow(/config.json: .*hiddenSize \(32\) must be divisible by numAttentionHeads \(5\)/);
@@ -133,9 +133,9 @@ describe('BERT-family checkpoints', () => {
     await expect(AutoModelForSequenceClassification.fromPretrained(d)).rejects.toThrow(/field 'id2label' must map the indices 0..1/);
     d = copy('bert-cls');
     editConfig(d, (c) => (c['id2label'] = { 0: 'a', 1: 'b', 2: 'c', 3: 'd' }));
-    await expect(AutoModelForSequenceClassification.fromPretrained(d)).rejects.toThrow(/size mismatch for 'classifier.weight'/);
+    await expect(AutoModelForSequenceClassification.fromPretrained(d)).rejects.toThrow(/size mismatches[^]*classifier\.weight  \[4, 32\] \| \[3, 32\]/);
     // A base checkpoint has no head: the head's weights are missing.
-    await expect(AutoModelForMaskedLM.fromPretrained(path.join(HF, 'bert-st'))).rejects.toThrow(/missing keys: .*cls.predictions.bias/);
+    await expect(AutoModelForMaskedLM.fromPretrained(path.join(HF, 'bert-st'))).rejects.toThrow(/42 missing keys, 39 unexpected keys[^]*prefix 'bert\.'[^]*missing besides: cls\.predictions\.bias/);
     d = copy('bert-cls');
     writeFileSync(path.join(d, 'model.safetensors'), readFileSync(path.join(d, 'model.safetensors')).subarray(0, 5000));
     await expect(AutoModel.fromPretrained(d)).rejects.toThrow(/model.safetensors/);

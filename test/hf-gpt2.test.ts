@@ -153,9 +153,9 @@ describe('AutoModelForCausalLM bad GPT-2 folders', () => {
 
   it('names the file and the field', async () => {
     const at = (d: string) => AutoModelForCausalLM.fromPretrained(d);
-    await expect(at(edit((c) => (c['n_embd'] = 48)))).rejects.toThrow(/the weights do not fit .*config.json: .*size mismatch for 'transformer.wte.weight'/);
-    await expect(at(edit((c) => (c['n_layer'] = 3)))).rejects.toThrow(/config.json: .*missing keys: transformer.h.2/);
-    await expect(at(edit((c) => (c['n_layer'] = 1)))).rejects.toThrow(/config.json: .*unexpected keys: transformer.h.1/);
+    await expect(at(edit((c) => (c['n_embd'] = 48)))).rejects.toThrow(/the weights do not fit .*config.json: [^]*size mismatch[^]*transformer\.wte\.weight/);
+    await expect(at(edit((c) => (c['n_layer'] = 3)))).rejects.toThrow(/config.json: [^]*missing keys \(\d+\): transformer.h.2/);
+    await expect(at(edit((c) => (c['n_layer'] = 1)))).rejects.toThrow(/config.json: [^]*unexpected keys \(\d+\): transformer.h.1/);
     await expect(at(edit((c) => (c['n_head'] = 'four')))).rejects.toThrow(/config.json: field 'n_head' must be an integer/);
     await expect(at(edit((c) => (c['n_head'] = 5)))).rejects.toThrow(/hiddenSize \(32\) must be divisible by numAttentionHeads \(5\)/);
     await expect(at(edit((c) => (c['activation_function'] = 'swish')))).rejects.toThrow(/config.json: field 'activation_function' "swish" is not supported/);

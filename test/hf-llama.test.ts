@@ -48,7 +48,7 @@ describe('AutoModelForCausalLM bad folders', () => {
     await expect(AutoModelForCausalLM.fromPretrained(d)).rejects.toThrow(/config.json: field 'model_type' "gpt-neo" is not a supported causal LM/);
     d = copy('llama-gqa');
     editConfig(d, (c) => (c['hidden_size'] = 48));
-    await expect(AutoModelForCausalLM.fromPretrained(d)).rejects.toThrow(/the weights do not fit .*config.json: .*size mismatch for 'model.embed_tokens.weight'/);
+    await expect(AutoModelForCausalLM.fromPretrained(d)).rejects.toThrow(/the weights do not fit .*config.json: [^]*size mismatch[^]*model\.embed_tokens\.weight/);
     d = copy('llama-gqa');
     editConfig(d, (c) => (c['num_key_value_heads'] = 3));
     await expect(AutoModelForCausalLM.fromPretrained(d)).rejects.toThrow(/numAttentionHeads \(4\) must be divisible by numKeyValueHeads \(3\)/);

@@ -50,7 +50,7 @@ describe('Module mechanics', () => {
   it('loadStateDict lists every missing and unexpected key at once', () => {
     const lin = new nn.Linear({ inFeatures: 3, outFeatures: 2 });
     expect(() => lin.loadStateDict({ weight: zeros([2, 3]), extra: zeros([1]), other: zeros([1]) })).toThrowError(
-      /missing keys: bias; unexpected keys: extra, other/,
+      /1 missing key, 2 unexpected keys\n  missing keys \(1\): bias\n  unexpected keys \(2\): extra, other$/,
     );
     const r = lin.loadStateDict({ weight: zeros([2, 3]), extra: zeros([1]) }, { strict: false });
     expect(r).toEqual({ missingKeys: ['bias'], unexpectedKeys: ['extra'] });

@@ -5,7 +5,9 @@
  *
  * Naming: a property's state-dict name is its snake_case form (`selfAttn` →
  * `self_attn`, `inProjWeight` → `in_proj_weight`, `linear1` → `linear1`), so
- * TypeScript code stays camelCase while keys match what PyTorch writes.
+ * TypeScript code stays camelCase while keys match what PyTorch writes. A key
+ * that is no property's snake_case (BERT's `LayerNorm`, `attention.self`) is
+ * given explicitly with `registerStateKey(property, key)`.
  *
  * What counts: an own enumerable property holding a `Module` is a child; one
  * holding a `Tensor` is a parameter, unless it was declared a buffer with
@@ -28,7 +30,7 @@ import { withForwardScope } from '../workspace';
 
 /** A backend by name or as an object. */
 export type BackendChoice = BackendName | Backend;
-import { formatShape } from '../errors';
+import { stateDictMismatchMessage, type ShapeMismatch } from './state-dict-report';
 import { runAsyncOn, type RunAsyncOptions } from '../async';
 
 /** Options of {@link Module.forwardAsyncWith}: those of `runAsync`. */
@@ -70,12 +72,41 @@ export abstract class Module {
   // null: inherit from the execution context (an enclosing module's setting, else float32).
   #weightPrecision: WeightPrecision | null = null;
   #attentionPrecision: AttentionPrecision | null = null;
+  // Properties whose state-dict key is not their snake_case (registerStateKey).
+  #stateKeys = new Map<string, string>();
+
+  /** The state-dict name of a property: its registered key, else its snake_case. */
+  #keyOf(property: string): string {
+    return this.#stateKeys.get(property) ?? toStateKey(property);
+  }
+
+  /**
+   * Names the state-dict key of a child module or parameter explicitly, for PyTorch keys that are not the
+   * snake_case of a camelCase property: `this.registerStateKey('layerNorm', 'LayerNorm')` stores
+   * `this.layerNorm` under `LayerNorm.*`, `this.registerStateKey('selfAttention', 'self')` under `self.*` (BERT's
+   * `attention.self`). Call it in the constructor, before or after assigning the property.
+   * @throws TypeError for a key that is empty, contains '.', or is already another property's key.
+   */
+  protected registerStateKey(property: string, key: string): void {
+    if (typeof property !== 'string' || property === '') {
+      throw new TypeError(`registerStateKey: argument 'property' must be a property name, got ${JSON.stringify(property)}`);
+    }
+    if (typeof key !== 'string' || key === '' || key.includes('.')) {
+      throw new TypeError(`registerStateKey: argument 'key' must be a non-empty name without '.', got ${JSON.stringify(key)}`);
+    }
+    for (const other of new Set([...Object.keys(this), ...this.#stateKeys.keys()])) {
+      if (other !== property && this.#keyOf(other) === key) {
+        throw new TypeError(`registerStateKey: key '${key}' of property '${property}' is already the key of property '${other}'`);
+      }
+    }
+    this.#stateKeys.set(property, key);
+  }
 
   /** Children in assignment order, as [state-dict name, module]. */
   namedChildren(): [string, Module][] {
     const out: [string, Module][] = [];
     for (const [prop, value] of Object.entries(this)) {
-      if (value instanceof Module) out.push([toStateKey(prop), value]);
+      if (value instanceof Module) out.push([this.#keyOf(prop), value]);
     }
     return out;
   }
@@ -91,7 +122,7 @@ export abstract class Module {
   #ownTensors(): [string, string, Tensor, boolean][] {
     const out: [string, string, Tensor, boolean][] = [];
     for (const [prop, value] of Object.entries(this)) {
-      if (value instanceof Tensor) out.push([toStateKey(prop), prop, value, this.#buffers.has(prop)]);
+      if (value instanceof Tensor) out.push([this.#keyOf(prop), prop, value, this.#buffers.has(prop)]);
     }
     return out;
   }
@@ -136,8 +167,11 @@ export abstract class Module {
   /**
    * Loads a state dict (e.g. from `loadSafetensors`). Each tensor must have the
    * shape and dtype of the one it replaces; it is then used as it is (no copy).
-   * With `strict` (the default) every missing and unexpected key is listed in
-   * one error. Shape and dtype mismatches are errors in both modes.
+   * With `strict` (the default) missing and unexpected keys are an error that
+   * gives their counts, the first few of each and a hint when a pattern explains
+   * them (a prefix to strip, a submodule's dict, a differently spelled key).
+   * Shape mismatches are errors in both modes, all listed side by side; a
+   * dtype mismatch is a TypeError.
    */
   loadStateDict(dict: Record<string, Tensor>, options: LoadStateDictOptions = {}): LoadStateDictResult {
     const strict = options.strict ?? true;
@@ -153,15 +187,10 @@ export abstract class Module {
     }
     const missingKeys = [...targets.keys()].filter((k) => !(k in dict));
     const unexpectedKeys = Object.keys(dict).filter((k) => !targets.has(k));
-    if (strict && (missingKeys.length || unexpectedKeys.length)) {
-      const parts = [];
-      if (missingKeys.length) parts.push(`missing keys: ${missingKeys.join(', ')}`);
-      if (unexpectedKeys.length) parts.push(`unexpected keys: ${unexpectedKeys.join(', ')}`);
-      throw new RangeError(`loadStateDict: the state dict does not match ${this.constructor.name}; ${parts.join('; ')}`);
-    }
     // Check everything before changing anything, so a failed load leaves the module as it was.
     const updates: [Module, string, Tensor][] = [];
     const trainable: [Module, string][] = [];
+    const shapes: ShapeMismatch[] = [];
     for (const [key, { module, prop, current }] of targets) {
       if (!(key in dict)) continue;
       const t = dict[key];
@@ -172,12 +201,17 @@ export abstract class Module {
         throw new TypeError(`loadStateDict: '${key}' must have dtype ${current.dtype}, got ${t.dtype}`);
       }
       if (t.shape.length !== current.shape.length || t.shape.some((d, i) => d !== current.shape[i])) {
-        throw new RangeError(
-          `loadStateDict: size mismatch for '${key}': expected shape ${formatShape(current.shape)}, got ${formatShape(t.shape)}`,
-        );
+        shapes.push({ key, expected: current.shape, got: t.shape });
+        continue;
       }
       updates.push([module, prop, t]);
       if (current.requiresGrad) trainable.push([module, prop]);
+    }
+    const keysDiffer = strict && (missingKeys.length > 0 || unexpectedKeys.length > 0);
+    if (keysDiffer || shapes.length) {
+      throw new RangeError(stateDictMismatchMessage(
+        this.constructor.name, keysDiffer ? missingKeys : [], keysDiffer ? unexpectedKeys : [], shapes,
+      ));
     }
     const changed = new Set<Module>();
     for (const [module, prop, t] of updates) {
