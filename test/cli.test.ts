@@ -159,7 +159,7 @@ describe('attnode CLI', () => {
     fs.writeFileSync(bad, JSON.stringify({ kind: 'encoder', options: { vocabSize: 10, dModel: 8, nhead: 2, numLayer: 1 } }));
     const r = cli(['run', '--config', bad, '--input', '-'], '[1]\n');
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/missing numLayers/);
+    expect(r.stderr).toMatch(/field "options.numLayer": not an encoder option \(did you mean .numLayers.\?\)\n  field "options.numLayers": expected an integer >= 1, got nothing/);
   });
 
   it('serve --model <hf folder>: the OpenAI routes answer; SIGTERM exits 0', async () => {

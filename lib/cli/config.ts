@@ -27,7 +27,7 @@ import * as nn from '../nn';
 import * as ops from '../ops';
 import { Tensor } from '../tensor';
 import { loadSafetensors } from '../io/safetensors';
-import { checkOptions } from '../nn/options';
+import { closestMatch } from './args';
 import { EncoderModel, type EncoderModelOptions } from '../serving/encoder-model';
 import type { BatchEncoder } from '../serving/batcher';
 import type { GenerateFn } from '../serving/http';
@@ -73,37 +73,100 @@ export const DEFAULT_CONFIG: ModelConfig = {
   options: { vocabSize: 1000, dModel: 128, nhead: 4, numLayers: 2, dimFeedforward: 512, maxLen: 256 },
 };
 
-const ENCODER_KEYS = [
-  'vocabSize', 'dModel', 'nhead', 'numLayers', 'dimFeedforward', 'maxLen', 'activation', 'normFirst', 'finalNorm',
-  'scaleEmbedding',
-] as const;
-const SEED_KEYS = [
-  'vocabSize', 'dModel', 'nhead', 'numLayers', 'numDecoderLayers', 'dimFeedforward', 'maxLen', 'bosId', 'eosId',
-] as const;
+/** What a config field must hold: an integer with a minimum, a boolean, or one of some strings. */
+type FieldRule = { int: number; required?: boolean } | { bool: true } | { oneOf: readonly string[] };
 
-/** Validates a config object (as parsed from JSON). @throws TypeError naming the problem. */
+const SIZE = { int: 1, required: true } as const;
+/** The fields of each kind's options and what each must hold (README: "The model config of serve and run"). */
+export const CONFIG_FIELDS: Record<ModelConfig['kind'], Record<string, FieldRule>> = {
+  encoder: {
+    vocabSize: SIZE, dModel: SIZE, nhead: SIZE, numLayers: SIZE, dimFeedforward: { int: 1 }, maxLen: { int: 1 },
+    activation: { oneOf: ['relu', 'gelu'] }, normFirst: { bool: true }, finalNorm: { bool: true }, scaleEmbedding: { bool: true },
+  },
+  seed: {
+    vocabSize: SIZE, dModel: SIZE, nhead: SIZE, numLayers: SIZE, numDecoderLayers: { int: 1 }, dimFeedforward: { int: 1 },
+    maxLen: { int: 1 }, bosId: { int: 0 }, eosId: { int: 0 },
+  },
+};
+
+/** ` (did you mean 'x'?)` for a near name, else ''. */
+function hint(word: string, names: readonly string[]): string {
+  const near = closestMatch(word, names);
+  return near ? ` (did you mean '${near}'?)` : '';
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  return JSON.stringify(value) ?? String(value);
+}
+
+/** What is wrong with one field, or null. */
+function fieldProblem(rule: FieldRule, value: unknown): string | null {
+  if ('int' in rule) {
+    return typeof value === 'number' && Number.isInteger(value) && value >= rule.int ? null : `an integer >= ${rule.int}`;
+  }
+  if ('bool' in rule) return typeof value === 'boolean' ? null : 'true or false';
+  return rule.oneOf.includes(value as string) ? null : rule.oneOf.map((v) => JSON.stringify(v)).join(' or ');
+}
+
+/**
+ * Validates a config object (as parsed from JSON). Every bad field is named with what it must hold and what it
+ * holds, one line each, in one error.
+ * @throws TypeError (a field of the wrong type, an unknown or missing field) or RangeError (only values out of range)
+ */
 export function parseConfig(value: unknown, source = 'config'): ModelConfig {
+  const kinds = Object.keys(CONFIG_FIELDS) as ModelConfig['kind'][];
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new TypeError(`${source}: must be a JSON object { "kind": "encoder" | "seed", "options": { ... } }`);
+    throw new TypeError(`${source}: expected a JSON object { "kind": ${kinds.map((k) => `"${k}"`).join(' | ')}, "options": { ... } }, got ${describe(value)}`);
   }
   const v = value as Record<string, unknown>;
-  checkOptions(source, v, ['kind', 'options']);
+  const problems: string[] = [];
+  let typeProblem = false;
+  for (const key of Object.keys(v)) {
+    if (key !== 'kind' && key !== 'options') {
+      problems.push(`field "${key}": unknown${hint(key, ['kind', 'options'])}; a config has "kind" and "options"`);
+      typeProblem = true;
+    }
+  }
+  const kind = v.kind as ModelConfig['kind'];
+  if (!kinds.includes(kind)) {
+    problems.push(`field "kind": expected ${kinds.map((k) => `"${k}"`).join(' or ')}, got ${describe(v.kind)}`);
+    typeProblem = true;
+  }
   const options = v.options;
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new TypeError(`${source}: "options" must be an object of constructor options`);
+    problems.push(`field "options": expected an object of model options, got ${describe(options)}`);
+    typeProblem = true;
+  } else if (kinds.includes(kind)) {
+    const rules = CONFIG_FIELDS[kind];
+    const o = options as Record<string, unknown>;
+    for (const key of Object.keys(o)) {
+      if (!(key in rules)) {
+        problems.push(`field "options.${key}": not a${kind === 'encoder' ? 'n' : ''} ${kind} option${hint(key, Object.keys(rules))}`);
+        typeProblem = true;
+      }
+    }
+    for (const [key, rule] of Object.entries(rules)) {
+      if (o[key] === undefined && !('required' in rule && rule.required)) continue;
+      const expected = fieldProblem(rule, o[key]);
+      if (expected) {
+        problems.push(`field "options.${key}": expected ${expected}, got ${describe(o[key])}`);
+        if (typeof o[key] !== 'number' || !('int' in rule)) typeProblem = true;
+      }
+    }
+    if (!problems.length) {
+      const n = o as { dModel: number; nhead: number; vocabSize: number; bosId?: number; eosId?: number };
+      if (n.dModel % n.nhead !== 0) problems.push(`field "options.dModel": expected a multiple of nhead (${n.nhead}), got ${n.dModel}`);
+      for (const id of ['bosId', 'eosId'] as const) {
+        if (n[id] !== undefined && n[id]! >= n.vocabSize) problems.push(`field "options.${id}": expected a token id below vocabSize (${n.vocabSize}), got ${n[id]}`);
+      }
+    }
   }
-  const required = ['vocabSize', 'dModel', 'nhead', 'numLayers'];
-  const missing = required.filter((k) => !(k in options));
-  if (missing.length) throw new TypeError(`${source}: "options" is missing ${missing.join(', ')}`);
-  if (v.kind === 'encoder') {
-    checkOptions(`${source} (encoder options)`, options, ENCODER_KEYS);
-    return { kind: 'encoder', options: options as EncoderModelOptions };
+  if (problems.length) {
+    const Err = typeProblem ? TypeError : RangeError;
+    throw new Err(problems.length === 1 ? `${source}: ${problems[0]}` : `${source}: ${problems.length} bad fields\n  ${problems.join('\n  ')}`);
   }
-  if (v.kind === 'seed') {
-    checkOptions(`${source} (seed options)`, options, SEED_KEYS);
-    return { kind: 'seed', options: options as SeedModelConfigOptions };
-  }
-  throw new TypeError(`${source}: "kind" must be "encoder" or "seed", got ${JSON.stringify(v.kind)}`);
+  return { kind, options } as ModelConfig;
 }
 
 /** Reads and validates a config file. */
