@@ -7,7 +7,7 @@
 import { Module } from './module';
 import { Embedding } from './sparse';
 import { PositionalEncoding } from './positional-encoding';
-import { TransformerEncoder, type TransformerActivation } from './transformer';
+import { TransformerEncoder, resolveLayerOptions, type ActivationFunction, type TransformerActivation } from './transformer';
 import { Linear } from './linear';
 import type { SelfAttentionCache } from './kv-cache';
 import { Tensor } from '../tensor';
@@ -27,8 +27,8 @@ export interface CausalLMOptions {
   numLayers: number;
   /** Default 4·dModel. */
   dimFeedforward?: number;
-  /** Default 'gelu' (GPT-style). */
-  activation?: TransformerActivation;
+  /** Default 'gelu' (GPT-style); a function as in the Transformer layers. */
+  activation?: TransformerActivation | ActivationFunction;
   /** Default 1e-5. */
   layerNormEps?: number;
   /** Pre-norm layers (default true, GPT-style; the final norm then normalises the residual stream). */
@@ -77,28 +77,26 @@ export class CausalLM extends Module {
       'vocabSize', 'dModel', 'nhead', 'numLayers', 'dimFeedforward', 'activation', 'layerNormEps', 'normFirst',
       'batchFirst', 'maxLen', 'bias', 'dropout',
     ]);
-    const dropout = options.dropout ?? 0.1;
     this.vocabSize = checkInt(name, 'vocabSize', options.vocabSize, 1);
     const d = (this.dModel = checkInt(name, 'dModel', options.dModel, 1));
     this.batchFirst = boolOption(name, 'batchFirst', options.batchFirst, false);
-    this.embedding = new Embedding({ numEmbeddings: this.vocabSize, embeddingDim: d });
-    const maxLen = options.maxLen ?? 1024;
-    this.posEncoding = new PositionalEncoding({ dModel: d, maxLen, batchFirst: this.batchFirst, dropout });
-    this.transformer = new TransformerEncoder({
-      layer: {
-        dModel: d,
-        nhead: options.nhead,
-        dimFeedforward: options.dimFeedforward ?? 4 * d,
-        activation: options.activation ?? 'gelu',
-        ...(options.layerNormEps === undefined ? {} : { layerNormEps: options.layerNormEps }),
-        normFirst: boolOption(name, 'normFirst', options.normFirst, true),
-        batchFirst: this.batchFirst,
-        bias: boolOption(name, 'bias', options.bias, true),
-        dropout,
-      },
-      numLayers: checkInt(name, 'numLayers', options.numLayers, 0),
-      norm: true,
+    const maxLen = options.maxLen === undefined ? 1024 : checkInt(name, 'maxLen', options.maxLen, 1);
+    // Every layer option checked here, so an error names CausalLM and the option it was given as.
+    const layer = resolveLayerOptions(name, {
+      dModel: d,
+      nhead: options.nhead,
+      dimFeedforward: options.dimFeedforward ?? 4 * d,
+      activation: options.activation ?? 'gelu',
+      ...(options.layerNormEps === undefined ? {} : { layerNormEps: options.layerNormEps }),
+      normFirst: boolOption(name, 'normFirst', options.normFirst, true),
+      batchFirst: this.batchFirst,
+      bias: boolOption(name, 'bias', options.bias, true),
+      ...(options.dropout === undefined ? {} : { dropout: options.dropout }),
     });
+    const numLayers = checkInt(name, 'numLayers', options.numLayers, 0);
+    this.embedding = new Embedding({ numEmbeddings: this.vocabSize, embeddingDim: d });
+    this.posEncoding = new PositionalEncoding({ dModel: d, maxLen, batchFirst: this.batchFirst, dropout: layer.dropout });
+    this.transformer = new TransformerEncoder({ layer, numLayers, norm: true });
     this.lmHead = new Linear({ inFeatures: d, outFeatures: this.vocabSize, bias: false });
   }
 

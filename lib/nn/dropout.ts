@@ -1,7 +1,7 @@
 import { Module } from './module';
 import type { Tensor } from '../tensor';
 import * as ops from '../ops';
-import { checkOptions } from './options';
+import { checkOptions, numberOption } from './options';
 
 /** Options of {@link Dropout}: PyTorch's `nn.Dropout(p=0.5)`. */
 export interface DropoutOptions {
@@ -21,11 +21,7 @@ export class Dropout extends Module {
   constructor(options: DropoutOptions = {}) {
     super();
     checkOptions('Dropout', options, ['p']);
-    const p = options.p ?? 0.5;
-    if (typeof p !== 'number' || !(p >= 0 && p <= 1)) {
-      throw new RangeError(`Dropout: option 'p' must be a probability in [0, 1], got ${String(p)}`);
-    }
-    this.p = p;
+    this.p = numberOption('Dropout', 'p', options.p, 0.5, { min: 0, max: 1 });
   }
 
   forward(x: Tensor<'float32'>): Tensor<'float32'> {

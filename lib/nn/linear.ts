@@ -4,7 +4,7 @@ import { ones, zeros } from '../tensor';
 import { checkInt } from '../errors';
 import * as ops from '../ops';
 import { kaimingUniform_, uniform_ } from './init';
-import { checkOptions } from './options';
+import { boolOption, checkOptions, numberOption, shapeOption } from './options';
 
 /** Options of {@link Linear}: PyTorch's `nn.Linear(in_features, out_features, bias=True)`. */
 export interface LinearOptions {
@@ -33,7 +33,7 @@ export class Linear extends Module {
     // PyTorch's reset_parameters: kaiming_uniform_(a=√5), i.e. U(±1/√inFeatures), and the bias from U(±1/√fanIn).
     this.weight = parameter(kaimingUniform_(zeros([this.outFeatures, this.inFeatures]), { a: Math.sqrt(5) }));
     const bound = this.inFeatures > 0 ? 1 / Math.sqrt(this.inFeatures) : 0;
-    this.bias = options.bias ?? true ? parameter(uniform_(zeros([this.outFeatures]), -bound, bound)) : null;
+    this.bias = boolOption('Linear', 'bias', options.bias, true) ? parameter(uniform_(zeros([this.outFeatures]), -bound, bound)) : null;
   }
 
   /** x [..., inFeatures] → [..., outFeatures]. */
@@ -64,13 +64,13 @@ export class LayerNorm extends Module {
   constructor(options: LayerNormOptions) {
     super();
     checkOptions('LayerNorm', options, ['normalizedShape', 'eps', 'elementwiseAffine', 'bias']);
-    const shape = typeof options.normalizedShape === 'number' ? [options.normalizedShape] : [...options.normalizedShape];
-    shape.forEach((d, i) => checkInt('LayerNorm', `normalizedShape[${i}]`, d, 1));
+    const shape = shapeOption('LayerNorm', 'normalizedShape', options.normalizedShape);
     this.normalizedShape = shape;
-    this.eps = options.eps ?? 1e-5;
-    const affine = options.elementwiseAffine ?? true;
+    this.eps = numberOption('LayerNorm', 'eps', options.eps, 1e-5, { min: 0 });
+    const affine = boolOption('LayerNorm', 'elementwiseAffine', options.elementwiseAffine, true);
+    const bias = boolOption('LayerNorm', 'bias', options.bias, true);
     this.weight = affine ? parameter(ones(shape)) : null;
-    this.bias = affine && (options.bias ?? true) ? parameter(zeros(shape)) : null;
+    this.bias = affine && bias ? parameter(zeros(shape)) : null;
   }
 
   forward(x: Tensor<'float32'>): Tensor<'float32'> {

@@ -2,7 +2,8 @@ import { Module } from './module';
 import { Tensor } from '../tensor';
 import * as ops from '../ops';
 import type { LossReduction } from '../ops/loss';
-import { checkOptions } from './options';
+import { checkOptions, numberOption } from './options';
+import { checkInt } from '../errors';
 
 /** Options of {@link CrossEntropyLoss}: PyTorch's `nn.CrossEntropyLoss(weight, ignore_index, reduction, label_smoothing)`. */
 export interface CrossEntropyLossOptions {
@@ -39,14 +40,9 @@ export class CrossEntropyLoss extends Module {
     if (w) this.registerBuffer('weight', w);
     else this.weight = null;
     const ignoreIndex = options.ignoreIndex ?? -100;
-    if (!Number.isInteger(ignoreIndex)) throw new TypeError(`${name}: option 'ignoreIndex' must be an integer, got ${String(ignoreIndex)}`);
-    this.ignoreIndex = ignoreIndex;
+    this.ignoreIndex = checkInt(name, 'ignoreIndex', ignoreIndex);
     this.reduction = reductionOption(name, options.reduction);
-    const eps = options.labelSmoothing ?? 0;
-    if (typeof eps !== 'number' || !(eps >= 0 && eps <= 1)) {
-      throw new RangeError(`${name}: option 'labelSmoothing' must be a number in [0, 1], got ${String(eps)}`);
-    }
-    this.labelSmoothing = eps;
+    this.labelSmoothing = numberOption(name, 'labelSmoothing', options.labelSmoothing, 0, { min: 0, max: 1 });
   }
 
   forward(input: Tensor<'float32'>, target: Tensor<'int32'>): Tensor<'float32'> {

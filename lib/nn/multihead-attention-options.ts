@@ -14,10 +14,10 @@ export interface MultiheadAttentionOptions {
   addBiasKv?: boolean;
   /** A zero key/value row appended after them (default false). */
   addZeroAttn?: boolean;
-  /** Feature size of `key` (default embedDim). */
-  kdim?: number;
-  /** Feature size of `value` (default embedDim). */
-  vdim?: number;
+  /** Feature size of `key` (default, or null as PyTorch's None: embedDim). */
+  kdim?: number | null;
+  /** Feature size of `value` (default, or null as PyTorch's None: embedDim). */
+  vdim?: number | null;
   /** Inputs are [batch, seq, feature] instead of [seq, batch, feature] (default false). */
   batchFirst?: boolean;
 }

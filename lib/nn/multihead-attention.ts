@@ -8,7 +8,7 @@ import {
   type MultiHeadAttentionParams,
 } from '../ops/multi-head-attention';
 import { constant_, xavierNormal_, xavierUniform_ } from './init';
-import { boolOption, checkOptions } from './options';
+import { boolOption, checkOptions, numberOption } from './options';
 import { KVCache, type MemoryKV } from './kv-cache';
 import type {
   MultiheadAttentionCacheOptions, MultiheadAttentionForwardOptions, MultiheadAttentionOptions, MultiheadAttentionOutput,
@@ -58,14 +58,12 @@ export class MultiheadAttention extends Module {
       throw new RangeError(`${name}: embedDim (${e}) must be divisible by numHeads (${this.numHeads})`);
     }
     this.headDim = e / this.numHeads;
-    this.kdim = options.kdim === undefined ? e : checkInt(name, 'kdim', options.kdim, 1);
-    this.vdim = options.vdim === undefined ? e : checkInt(name, 'vdim', options.vdim, 1);
+    // null is PyTorch's kdim=None / vdim=None: embedDim.
+    this.kdim = options.kdim === undefined || options.kdim === null ? e : checkInt(name, 'kdim', options.kdim, 1);
+    this.vdim = options.vdim === undefined || options.vdim === null ? e : checkInt(name, 'vdim', options.vdim, 1);
     this.batchFirst = boolOption(name, 'batchFirst', options.batchFirst, false);
     this.addZeroAttn = boolOption(name, 'addZeroAttn', options.addZeroAttn, false);
-    this.dropout = options.dropout ?? 0;
-    if (typeof this.dropout !== 'number' || !(this.dropout >= 0 && this.dropout < 1)) {
-      throw new RangeError(`${name}: option 'dropout' must be a number in [0, 1), got ${String(options.dropout)}`);
-    }
+    this.dropout = numberOption(name, 'dropout', options.dropout, 0, { min: 0, max: 1, maxExclusive: true });
     const bias = boolOption(name, 'bias', options.bias, true);
     if (this.kdim === e && this.vdim === e) {
       this.inProjWeight = parameter(xavierUniform_(zeros([3 * e, e])));

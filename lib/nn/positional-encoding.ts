@@ -2,7 +2,7 @@ import { Module } from './module';
 import { Tensor } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import * as ops from '../ops';
-import { boolOption, checkOptions } from './options';
+import { boolOption, checkOptions, numberOption } from './options';
 
 /** Options of {@link PositionalEncoding}. */
 export interface PositionalEncodingOptions {
@@ -35,10 +35,7 @@ export class PositionalEncoding extends Module {
     const d = (this.dModel = checkInt('PositionalEncoding', 'dModel', options.dModel, 1));
     const maxLen = (this.maxLen = options.maxLen === undefined ? 5000 : checkInt('PositionalEncoding', 'maxLen', options.maxLen, 1));
     this.batchFirst = boolOption('PositionalEncoding', 'batchFirst', options.batchFirst, false);
-    this.dropout = options.dropout ?? 0.1;
-    if (typeof this.dropout !== 'number' || !(this.dropout >= 0 && this.dropout <= 1)) {
-      throw new RangeError(`PositionalEncoding: option 'dropout' must be a probability in [0, 1], got ${String(options.dropout)}`);
-    }
+    this.dropout = numberOption('PositionalEncoding', 'dropout', options.dropout, 0.1, { min: 0, max: 1 });
     const pe = new Float32Array(maxLen * d);
     // Same float32 steps as the tutorial: div_term = exp(2i · (-ln(10000) / d)), angle = pos · div_term.
     const f = Math.fround;

@@ -1,8 +1,8 @@
 import { Module, parameter } from './module';
 import * as ops from '../ops';
 import { ones, type Tensor } from '../tensor';
-import { checkInt, checkNumber } from '../errors';
-import { boolOption, checkOptions } from './options';
+import { checkNumber } from '../errors';
+import { boolOption, checkOptions, shapeOption } from './options';
 
 /** Options of {@link RMSNorm}: PyTorch 2.4's `nn.RMSNorm(normalized_shape, eps=None, elementwise_affine=True)`. */
 export interface RMSNormOptions {
@@ -27,8 +27,7 @@ export class RMSNorm extends Module {
     super();
     const name = 'RMSNorm';
     checkOptions(name, options, ['normalizedShape', 'eps', 'elementwiseAffine']);
-    const shape = typeof options.normalizedShape === 'number' ? [options.normalizedShape] : [...options.normalizedShape];
-    shape.forEach((d, i) => checkInt(name, `normalizedShape[${i}]`, d, 1));
+    const shape = shapeOption(name, 'normalizedShape', options.normalizedShape);
     this.normalizedShape = shape;
     this.eps = options.eps === undefined || options.eps === null ? null : checkNumber(name, 'eps', options.eps);
     this.weight = boolOption(name, 'elementwiseAffine', options.elementwiseAffine, true) ? parameter(ones(shape)) : null;

@@ -6,11 +6,17 @@ import { Tensor } from '../tensor';
 import { checkInt, formatShape } from '../errors';
 import * as ops from '../ops';
 import { xavierUniform_ } from './init';
-import { boolOption, checkOptions } from './options';
+import { boolOption, checkOptions, numberOption } from './options';
 import { DecoderCache, KVCache, SelfAttentionCache, type DecoderLayerCache } from './kv-cache';
 
-/** Feed-forward activation of the Transformer layers. */
+/** Feed-forward activation of the Transformer layers, by name (fused into the first feed-forward GEMM). */
 export type TransformerActivation = 'relu' | 'gelu';
+
+/**
+ * A feed-forward activation as a function, as PyTorch takes a callable: `ops.relu` and `ops.gelu` are the named
+ * activations (fused), any other function runs on the first feed-forward layer's output.
+ */
+export type ActivationFunction = (x: Tensor<'float32'>) => Tensor<'float32'>;
 
 /** Options shared by {@link TransformerEncoderLayer} and {@link TransformerDecoderLayer} (PyTorch's, in camelCase). */
 export interface TransformerLayerOptions {
@@ -24,8 +30,8 @@ export interface TransformerLayerOptions {
    * `eval()` before inference.
    */
   dropout?: number;
-  /** Default 'relu'. */
-  activation?: TransformerActivation;
+  /** Default 'relu'; a function as PyTorch takes `F.gelu` or any callable (see {@link ActivationFunction}). */
+  activation?: TransformerActivation | ActivationFunction;
   /** Default 1e-5. */
   layerNormEps?: number;
   /** Inputs are [batch, seq, feature] (default false: [seq, batch, feature]). */
@@ -40,30 +46,34 @@ const LAYER_KEYS = [
   'dModel', 'nhead', 'dimFeedforward', 'dropout', 'activation', 'layerNormEps', 'batchFirst', 'normFirst', 'bias',
 ] as const;
 
-interface ResolvedLayerOptions {
+/** The layer options with defaults applied and checked (an activation function of ops' own is its name). */
+export interface ResolvedLayerOptions {
   dModel: number;
   nhead: number;
   dimFeedforward: number;
   dropout: number;
-  activation: TransformerActivation;
+  activation: TransformerActivation | ActivationFunction;
   layerNormEps: number;
   batchFirst: boolean;
   normFirst: boolean;
   bias: boolean;
 }
 
-function resolveLayerOptions(name: string, o: TransformerLayerOptions): ResolvedLayerOptions {
+/** `activation` as a name or a function; ops' own relu and gelu become their names (the fused path). */
+function activationOption(name: string, value: unknown): TransformerActivation | ActivationFunction {
+  if (value === undefined) return 'relu';
+  if (value === ops.relu) return 'relu';
+  if (value === ops.gelu) return 'gelu';
+  if (value === 'relu' || value === 'gelu' || typeof value === 'function') return value as TransformerActivation | ActivationFunction;
+  throw new TypeError(`${name}: option 'activation' must be 'relu', 'gelu' or a function of a tensor, got ${JSON.stringify(value) ?? typeof value}`);
+}
+
+/** Applies the defaults to layer options and checks them (PyTorch's, in camelCase). @throws TypeError, RangeError */
+export function resolveLayerOptions(name: string, o: TransformerLayerOptions): ResolvedLayerOptions {
   checkOptions(name, o, LAYER_KEYS);
-  const activation = o.activation ?? 'relu';
-  if (activation !== 'relu' && activation !== 'gelu') {
-    throw new TypeError(`${name}: option 'activation' must be 'relu' or 'gelu', got ${JSON.stringify(activation)}`);
-  }
-  const eps = o.layerNormEps ?? 1e-5;
-  const dropout = o.dropout ?? 0.1;
-  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) {
-    throw new RangeError(`${name}: option 'dropout' must be a number in [0, 1), got ${String(o.dropout)}`);
-  }
-  if (typeof eps !== 'number' || !(eps >= 0)) throw new RangeError(`${name}: option 'layerNormEps' must be a number >= 0, got ${eps}`);
+  const activation = activationOption(name, o.activation);
+  const dropout = numberOption(name, 'dropout', o.dropout, 0.1, { min: 0, max: 1, maxExclusive: true });
+  const eps = numberOption(name, 'layerNormEps', o.layerNormEps, 1e-5, { min: 0 });
   return {
     dModel: checkInt(name, 'dModel', o.dModel, 1),
     nhead: checkInt(name, 'nhead', o.nhead, 1),
@@ -77,11 +87,18 @@ function resolveLayerOptions(name: string, o: TransformerLayerOptions): Resolved
   };
 }
 
+/** A value's type for a message: `a Linear`, `null`, `number`, `an array`. */
+function describeValue(v: unknown): string {
+  if (v instanceof Module) return `a ${v.constructor.name}`;
+  if (v === null) return 'null';
+  return Array.isArray(v) ? 'an array' : typeof v;
+}
+
 /** A Transformer layer as the blocks below see it. */
 interface LayerParts {
   linear1: Linear;
   linear2: Linear;
-  activation: TransformerActivation;
+  activation: TransformerActivation | ActivationFunction;
   backend: Module['backend'];
   training: boolean;
   options: Readonly<ResolvedLayerOptions>;
@@ -92,10 +109,16 @@ function drop(layer: LayerParts, x: Tensor<'float32'>): Tensor<'float32'> {
   return layer.training && layer.options.dropout > 0 ? ops.dropout(x, layer.options.dropout, { backend: layer.backend }) : x;
 }
 
-/** The feed-forward block: dropout(linear2(dropout(act(linear1(x))))), the activation fused into linear1's GEMM. */
+/**
+ * The feed-forward block: dropout(linear2(dropout(act(linear1(x))))), a named activation fused into linear1's GEMM,
+ * a function applied to its output.
+ */
 function feedForward(layer: LayerParts, x: Tensor<'float32'>): Tensor<'float32'> {
   const { weight, bias } = layer.linear1;
-  const hidden = ops.linear(x, weight, bias, { backend: layer.backend, activation: layer.activation, cacheWeight: true });
+  const act = layer.activation;
+  const hidden = typeof act === 'function'
+    ? act(ops.linear(x, weight, bias, { backend: layer.backend, cacheWeight: true }))
+    : ops.linear(x, weight, bias, { backend: layer.backend, activation: act, cacheWeight: true });
   return drop(layer, layer.linear2.forward(drop(layer, hidden)));
 }
 
@@ -149,7 +172,7 @@ export interface EncoderLayerForwardOptions {
  */
 export class TransformerEncoderLayer extends Module {
   readonly options: Readonly<ResolvedLayerOptions>;
-  readonly activation: TransformerActivation;
+  readonly activation: TransformerActivation | ActivationFunction;
   readonly normFirst: boolean;
   selfAttn: MultiheadAttention;
   linear1: Linear;
@@ -244,7 +267,7 @@ const DECODER_FORWARD_KEYS = [
  */
 export class TransformerDecoderLayer extends Module {
   readonly options: Readonly<ResolvedLayerOptions>;
-  readonly activation: TransformerActivation;
+  readonly activation: TransformerActivation | ActivationFunction;
   readonly normFirst: boolean;
   selfAttn: MultiheadAttention;
   multiheadAttn: MultiheadAttention;
@@ -353,12 +376,15 @@ export class TransformerDecoderLayer extends Module {
   }
 }
 
+/** A module that can be a stack's final norm: any module mapping a tensor to one of the same shape (PyTorch takes any module). */
+export type StackNorm = Module & { forward(x: Tensor<'float32'>): Tensor<'float32'> };
+
 /**
- * A final LayerNorm for a stack: `true` (eps and bias as the layers', which is
- * what nn.Transformer builds) or the options of the `LayerNorm(dModel, ...)` a
- * PyTorch user would pass (default eps 1e-5, with bias).
+ * A stack's final norm: a module as PyTorch takes it (`norm: new nn.LayerNorm({ normalizedShape: dModel })`, an
+ * `nn.RMSNorm`, ...; used as it is, not copied), `true` (a LayerNorm with the layers' eps and bias, which is what
+ * nn.Transformer builds) or the options of that LayerNorm (default eps 1e-5, with bias).
  */
-export type StackNormOption = boolean | { eps?: number; bias?: boolean };
+export type StackNormOption = boolean | { eps?: number; bias?: boolean } | StackNorm;
 
 /** Options of {@link TransformerEncoder} / {@link TransformerDecoder}. */
 export interface TransformerStackOptions<L extends Module = Module> {
@@ -371,8 +397,16 @@ export interface TransformerStackOptions<L extends Module = Module> {
    */
   layer: TransformerLayerOptions | L;
   numLayers: number;
-  /** Adds a final `LayerNorm(dModel)` (state dict `norm.*`). Default false. */
-  norm?: StackNormOption;
+  /** A final norm (state dict `norm.*`): a module, or true / LayerNorm options for a `LayerNorm(dModel)`. Default none. */
+  norm?: StackNormOption | null;
+}
+
+/** Options of {@link TransformerEncoder}: the stack's, plus PyTorch's fast-path switches. */
+export interface TransformerEncoderOptions extends TransformerStackOptions<TransformerEncoderLayer> {
+  /** PyTorch's nested-tensor fast path for padded batches; accepted for PyTorch code, results do not depend on it. */
+  enableNestedTensor?: boolean;
+  /** PyTorch 2's check of masks for the fast path; accepted for PyTorch code, results do not depend on it. */
+  maskCheck?: boolean;
 }
 
 /** The layer options and (when a layer instance was given) the state every copy starts from. */
@@ -394,9 +428,20 @@ function stackLayer<L extends TransformerEncoderLayer | TransformerDecoderLayer>
       },
     };
   }
-  if (layer instanceof Module) throw new TypeError(`${name}: option 'layer' must be a ${kind.name} or its options, got a ${layer.constructor.name}`);
+  if (layer instanceof Module || layer === null || typeof layer !== 'object' || Array.isArray(layer)) {
+    const got = layer instanceof Module ? `a ${layer.constructor.name}` : layer === null ? 'null' : Array.isArray(layer) ? 'an array' : typeof layer;
+    throw new TypeError(`${name}: option 'layer' must be a ${kind.name} or its options, got ${got}`);
+  }
   // As PyTorch's stacks (_get_clones): one layer is built and every layer starts as a copy of it.
-  return stackLayer(name, new kind(layer), kind);
+  let built: L;
+  try {
+    built = new kind(layer);
+  } catch (e) {
+    if (e instanceof TypeError) throw new TypeError(`${name}: option 'layer': ${e.message}`);
+    if (e instanceof RangeError) throw new RangeError(`${name}: option 'layer': ${e.message}`);
+    throw e;
+  }
+  return stackLayer(name, built, kind);
 }
 
 /** What both stacks are made of: `numLayers` copies of a layer and an optional final norm. */
@@ -404,8 +449,10 @@ function buildStack<L extends TransformerEncoderLayer | TransformerDecoderLayer>
   name: string,
   options: TransformerStackOptions<L>,
   kind: new (o: TransformerLayerOptions) => L,
-): { numLayers: number; batchFirst: boolean; layers: L[]; norm: LayerNorm | null } {
-  checkOptions(name, options, ['layer', 'numLayers', 'norm']);
+  extraKeys: readonly string[] = [],
+): { numLayers: number; batchFirst: boolean; layers: L[]; norm: StackNorm | null } {
+  checkOptions(name, options, ['layer', 'numLayers', 'norm', ...extraKeys]);
+  for (const key of extraKeys) boolOption(name, key, (options as unknown as Record<string, unknown>)[key], true);
   const numLayers = checkInt(name, 'numLayers', options.numLayers, 0);
   const spec = stackLayer(name, options.layer, kind);
   const o = resolveLayerOptions(`${name}.layer`, spec.options);
@@ -413,11 +460,27 @@ function buildStack<L extends TransformerEncoderLayer | TransformerDecoderLayer>
   return { numLayers, batchFirst: o.batchFirst, layers, norm: stackNorm(name, options.norm, o) };
 }
 
-function stackNorm(name: string, norm: StackNormOption | undefined, o: ResolvedLayerOptions): LayerNorm | null {
-  if (norm === undefined || norm === false) return null;
+function stackNorm(name: string, norm: StackNormOption | null | undefined, o: ResolvedLayerOptions): StackNorm | null {
+  if (norm === undefined || norm === null || norm === false) return null;
   if (norm === true) return new LayerNorm({ normalizedShape: o.dModel, eps: o.layerNormEps, bias: o.bias });
-  if (typeof norm === 'object' && norm !== null) return new LayerNorm({ normalizedShape: o.dModel, eps: norm.eps ?? 1e-5, bias: norm.bias ?? true });
-  throw new TypeError(`${name}: option 'norm' must be a boolean or { eps }, got ${typeof norm}`);
+  if (norm instanceof Module) {
+    if (typeof (norm as { forward?: unknown }).forward !== 'function') {
+      throw new TypeError(`${name}: option 'norm' must be a module with a forward(x), got a ${norm.constructor.name}`);
+    }
+    const shape = (norm as { normalizedShape?: unknown }).normalizedShape;
+    if (Array.isArray(shape) && (shape.length !== 1 || shape[0] !== o.dModel)) {
+      throw new RangeError(`${name}: option 'norm' normalizes shape [${shape.join(', ')}], but the layers' dModel is ${o.dModel}`);
+    }
+    return norm;
+  }
+  if (typeof norm === 'object' && !Array.isArray(norm)) {
+    const what = `${name}: option 'norm'`;
+    checkOptions(what, norm, ['eps', 'bias']);
+    return new LayerNorm({
+      normalizedShape: o.dModel, eps: numberOption(what, 'eps', norm.eps, 1e-5, { min: 0 }), bias: boolOption(what, 'bias', norm.bias, true),
+    });
+  }
+  throw new TypeError(`${name}: option 'norm' must be a norm module, a boolean or { eps, bias }, got ${JSON.stringify(norm) ?? typeof norm}`);
 }
 
 /** Forward options of {@link TransformerEncoder} (PyTorch's keyword arguments). */
@@ -433,11 +496,11 @@ export class TransformerEncoder extends Module {
   /** The layers' batchFirst: which axis of a step's input counts its positions. */
   readonly #batchFirst: boolean;
   layers: ModuleList<TransformerEncoderLayer>;
-  norm: LayerNorm | null;
+  norm: StackNorm | null;
 
-  constructor(options: TransformerStackOptions<TransformerEncoderLayer>) {
+  constructor(options: TransformerEncoderOptions) {
     super();
-    const stack = buildStack('TransformerEncoder', options, TransformerEncoderLayer);
+    const stack = buildStack('TransformerEncoder', options, TransformerEncoderLayer, ['enableNestedTensor', 'maskCheck']);
     this.numLayers = stack.numLayers;
     this.#batchFirst = stack.batchFirst;
     this.layers = new ModuleList(stack.layers);
@@ -491,7 +554,7 @@ export class TransformerDecoder extends Module {
   /** The layers' batchFirst: which axis of a step's input counts its positions. */
   readonly #batchFirst: boolean;
   layers: ModuleList<TransformerDecoderLayer>;
-  norm: LayerNorm | null;
+  norm: StackNorm | null;
 
   constructor(options: TransformerStackOptions<TransformerDecoderLayer>) {
     super();
@@ -550,10 +613,14 @@ export class TransformerDecoder extends Module {
  * 512 and `nhead` to 8) plus the two stack depths.
  */
 export interface TransformerOptions extends Partial<TransformerLayerOptions> {
-  /** Default 6. */
+  /** Default 6 (unused with customEncoder). */
   numEncoderLayers?: number;
-  /** Default 6. */
+  /** Default 6 (unused with customDecoder). */
   numDecoderLayers?: number;
+  /** PyTorch's custom_encoder: this encoder instead of one built from the options (null: build one). */
+  customEncoder?: TransformerEncoder | null;
+  /** PyTorch's custom_decoder: this decoder instead of one built from the options (null: build one). */
+  customDecoder?: TransformerDecoder | null;
 }
 
 /** Forward options of {@link Transformer} (PyTorch's keyword arguments). */
@@ -583,15 +650,24 @@ export class Transformer extends Module {
 
   constructor(options: TransformerOptions = {}) {
     super();
-    checkOptions('Transformer', options, [...LAYER_KEYS, 'numEncoderLayers', 'numDecoderLayers']);
-    const { numEncoderLayers = 6, numDecoderLayers = 6, ...rest } = options;
+    const name = 'Transformer';
+    checkOptions(name, options, [...LAYER_KEYS, 'numEncoderLayers', 'numDecoderLayers', 'customEncoder', 'customDecoder']);
+    const { numEncoderLayers = 6, numDecoderLayers = 6, customEncoder = null, customDecoder = null, ...rest } = options;
     const layer: TransformerLayerOptions = { ...rest, dModel: rest.dModel ?? 512, nhead: rest.nhead ?? 8 };
-    const o = resolveLayerOptions('Transformer', layer);
+    const o = resolveLayerOptions(name, layer);
+    checkInt(name, 'numEncoderLayers', numEncoderLayers, 0);
+    checkInt(name, 'numDecoderLayers', numDecoderLayers, 0);
+    if (customEncoder !== null && !(customEncoder instanceof TransformerEncoder)) {
+      throw new TypeError(`${name}: option 'customEncoder' must be a TransformerEncoder or null, got ${describeValue(customEncoder)}`);
+    }
+    if (customDecoder !== null && !(customDecoder instanceof TransformerDecoder)) {
+      throw new TypeError(`${name}: option 'customDecoder' must be a TransformerDecoder or null, got ${describeValue(customDecoder)}`);
+    }
     this.dModel = o.dModel;
     this.nhead = o.nhead;
     this.batchFirst = o.batchFirst;
-    this.encoder = new TransformerEncoder({ layer, numLayers: numEncoderLayers, norm: true });
-    this.decoder = new TransformerDecoder({ layer, numLayers: numDecoderLayers, norm: true });
+    this.encoder = customEncoder ?? new TransformerEncoder({ layer, numLayers: numEncoderLayers, norm: true });
+    this.decoder = customDecoder ?? new TransformerDecoder({ layer, numLayers: numDecoderLayers, norm: true });
     // PyTorch's _reset_parameters: Xavier-uniform on every matrix.
     for (const p of this.parameters()) if (p.ndim > 1) xavierUniform_(p as Tensor<'float32'>);
   }
