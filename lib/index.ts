@@ -46,6 +46,11 @@ export { loadTorchCheckpoint, parseTorchCheckpoint, type TorchCheckpoint, type T
 export { setBackend, getBackend, availableBackends } from './backend/registry';
 export type { AttentionPrecision, Backend, BackendName, OpArgs, OpName, WeightPrecision } from './backend/backend';
 export { generateSeq2Seq, generateSeq2SeqAsync, type GenerateOptions, type Seq2SeqGenerateOptions } from './generate';
+export { TransformerModel } from './cli/seed-model';
+export {
+  parseConfig as parseModelConfig, readConfig as readModelConfig, loadServedModel, DEFAULT_CONFIG, CONFIG_FIELDS,
+  type ModelConfig, type SeedModelConfigOptions, type LoadModelOptions, type ServedModel,
+} from './cli/config';
 export {
   runAsync,
   pendingAsyncCalls,

@@ -53,57 +53,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / 'test' / 'fixtures'
 
-# ---------------------------------------------------------------------------
-# safetensors writer
-# ---------------------------------------------------------------------------
-
-ST_DTYPES: dict[torch.dtype, tuple[str, int]] = {
-    torch.float64: ('F64', 8),
-    torch.float32: ('F32', 4),
-    torch.float16: ('F16', 2),
-    torch.bfloat16: ('BF16', 2),
-    torch.int64: ('I64', 8),
-    torch.int32: ('I32', 4),
-    torch.int16: ('I16', 2),
-    torch.int8: ('I8', 1),
-    torch.uint8: ('U8', 1),
-    torch.bool: ('BOOL', 1),
-}
-
-
-def tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().contiguous().cpu()
-    if t.dtype == torch.bfloat16:
-        # numpy has no bfloat16: reinterpret the bits.
-        t = t.view(torch.int16)
-    a = t.numpy()
-    if a.dtype.byteorder == '>' or (a.dtype.byteorder == '=' and sys.byteorder == 'big'):
-        a = a.astype(a.dtype.newbyteorder('<'))
-    return a.tobytes()
-
-
-def serialize_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
-    """Serialize like the reference implementation: tensors ordered by
-    decreasing item size then name (so each is aligned to its item size),
-    header padded with spaces so the data section starts at a multiple of 8."""
-    items = sorted(tensors.items(), key=lambda kv: (-ST_DTYPES[kv[1].dtype][1], kv[0]))
-    header: dict[str, Any] = {}
-    if metadata:
-        for k, v in metadata.items():
-            if not isinstance(v, str):
-                raise TypeError(f'metadata value for {k!r} is not a string')
-        header['__metadata__'] = dict(sorted(metadata.items()))
-    chunks: list[bytes] = []
-    offset = 0
-    for name, t in items:
-        dtype, _ = ST_DTYPES[t.dtype]
-        b = tensor_bytes(t)
-        header[name] = {'dtype': dtype, 'shape': list(t.shape), 'data_offsets': [offset, offset + len(b)]}
-        chunks.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(',', ':'), ensure_ascii=False).encode('utf-8')
-    h += b' ' * (-len(h) % 8)
-    return len(h).to_bytes(8, 'little') + h + b''.join(chunks)
+# The safetensors writer: scripts/torch_to_safetensors.py (torch alone; the other generators import it from here).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from torch_to_safetensors import ST_DTYPES, serialize_safetensors, tensor_bytes  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------

@@ -2,9 +2,12 @@
  * The "seed model" of the article attnode grew from (§5.2): an embedding, a
  * full `nn.Transformer` and an output projection, written as PyTorch code
  * would be. Its state dict loads straight from PyTorch's
- * `TransformerModel(vocab_size, d_model, nhead, num_layers)`.
+ * `TransformerModel(vocab_size, d_model, nhead, num_layers)`. Exported from
+ * the package root (`import { TransformerModel } from 'attnode'`); `attnode
+ * demo`, `attnode serve` (config kind "seed") and `npm run train:seed` use it.
  */
-import { nn, type Tensor } from '../index';
+import * as nn from '../nn';
+import type { Tensor } from '../tensor';
 import type { TransformerForwardOptions } from '../nn/transformer';
 import { generateSeq2Seq, generateSeq2SeqAsync, type Seq2SeqGenerateOptions } from '../generate';
 
