@@ -6,7 +6,9 @@ As a command, converts a torch.save state dict (model.pt, pytorch_model.bin) to 
     python3 scripts/torch_to_safetensors.py model.pt model.safetensors [--key state_dict]
 
 (`--key` picks one entry of a training checkpoint such as {'state_dict': ..., 'epoch': ...}). The file is read
-with torch.load(weights_only=True), so no pickled code runs.
+with torch.load(weights_only=True), so no pickled code runs; torch 1.13's weights-only loader refuses some plain
+values (floats in an optimizer's state), and `--full-pickle` then loads with the full unpickler, which runs
+whatever code the file holds: only for files you made yourself.
 
 As a module, `save_file(tensors, path, metadata=None)` is safetensors.torch.save_file for a plain PyTorch
 install, and `serialize_safetensors(tensors, metadata=None)` returns the bytes:
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from pathlib import Path
 from typing import Any
@@ -93,8 +96,16 @@ def main() -> int:
     ap.add_argument('input', help='a torch.save file (model.pt, pytorch_model.bin)')
     ap.add_argument('output', help='the safetensors file to write')
     ap.add_argument('--key', help="the entry holding the state dict in a checkpoint (e.g. 'state_dict')")
+    ap.add_argument('--full-pickle', action='store_true',
+                    help='load with the full unpickler (runs code the file holds) when the weights-only loader refuses it')
     args = ap.parse_args()
-    obj = torch.load(args.input, map_location='cpu', weights_only=True)
+    try:
+        obj = torch.load(args.input, map_location='cpu', weights_only=not args.full_pickle)
+    except pickle.UnpicklingError as e:
+        first = str(e).split('WeightsUnpickler error: ')[-1]
+        print(f"{args.input}: torch {torch.__version__}'s weights-only loader refused it ({first}); if you made the file "
+              'yourself, --full-pickle loads it with the full unpickler (which runs code the file holds)', file=sys.stderr)
+        return 1
     if args.key is not None:
         if not isinstance(obj, dict) or args.key not in obj:
             print(f'{args.input}: no entry {args.key!r} (entries: {", ".join(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__})', file=sys.stderr)

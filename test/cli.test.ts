@@ -162,6 +162,26 @@ describe('attnode CLI', () => {
     expect(r.stderr).toMatch(/field "options.numLayer": not an encoder option \(did you mean .numLayers.\?\)\n  field "options.numLayers": expected an integer >= 1, got nothing/);
   });
 
+  it('weights that do not fit the config: the file, the counts, the first keys and the hint (exit 1)', async () => {
+    // The same weights saved from inside a wrapper (every key under 'model.'), and with a smaller vocabulary.
+    const prefixed = path.join(dir, 'prefixed.safetensors');
+    await saveSafetensors(prefixed, Object.fromEntries(Object.entries(model.stateDict()).map(([k, t]) => [`model.${k}`, t])));
+    const n = Object.keys(model.stateDict()).length;
+    const r = cli(['run', '--config', configPath, '--model', prefixed, '--input', '-'], '[1]\n');
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines[0]).toBe(`attnode run: ${prefixed}: the weights do not fit the "encoder" model of ${configPath}: loadStateDict: the state dict does not match EncoderModel: ${n} missing keys, ${n} unexpected keys`);
+    expect(lines[1]).toMatch(new RegExp(`^  missing keys \\(${n}\\): embedding\\.weight, .*, … and ${n - 5} more$`));
+    expect(lines[2]).toMatch(/^  unexpected keys \(\d+\): model\.embedding\.weight, /);
+    expect(lines[3]).toBe("  hint: every unexpected key is a missing key under the prefix 'model.'; strip it first: nn.utils.consumePrefixInStateDictIfPresent(dict, 'model.')");
+    const smaller = new EncoderModel({ ...options, vocabSize: 30 });
+    const small = path.join(dir, 'small.safetensors');
+    await saveSafetensors(small, smaller.stateDict());
+    const s = cli(['run', '--config', configPath, '--model', small, '--input', '-'], '[1]\n');
+    expect(s.code).toBe(1);
+    expect(s.stderr).toMatch(/loadStateDict: size mismatch for 'embedding\.weight': expected shape \[40, 16\], got \[30, 16\]\n$/);
+  });
+
   it('serve --model <hf folder>: the OpenAI routes answer; SIGTERM exits 0', async () => {
     const folder = path.join(ROOT, 'test', 'fixtures', 'hf', 'llama-chat');
     const { port, stop } = await startServe(['--model', folder, '--served-model-name', 'tiny-chat']);

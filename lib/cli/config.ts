@@ -255,7 +255,14 @@ export async function loadServedModel(options: LoadModelOptions = {}): Promise<S
   }
   if (options.modelPath) {
     const { tensors } = await loadSafetensors(options.modelPath);
-    module.loadStateDict(tensors);
+    try {
+      module.loadStateDict(tensors);
+    } catch (e) {
+      // Name the file and the config beside loadStateDict's account of what differs.
+      const source = options.configPath ?? (options.config ? 'the given config' : 'the default config');
+      const Err = e instanceof RangeError ? RangeError : e instanceof TypeError ? TypeError : Error;
+      throw new Err(`${options.modelPath}: the weights do not fit the "${config.kind}" model of ${source}: ${(e as Error).message}`, { cause: e });
+    }
   }
   // Served for inference: dropout off.
   module.eval();
