@@ -1,6 +1,6 @@
 /**
  * `attnode serve`: the inference HTTP server (lib/serving/http.ts) for a model
- * given by `--config` (see lib/cli/config.ts) and `--model` (safetensors
+ * given by `--config` (lib/cli/config.ts; README "The model config of serve and run") and `--model` (safetensors
  * weights; random with `--seed` when absent), or a text model: `--model` a
  * Hugging Face model folder, or a llama2.c `model.bin` with `--tokenizer
  * tokenizer.bin` (lib/serving/served-model.ts), served through OpenAI's routes
