@@ -72,6 +72,15 @@ describe('README.md code blocks', () => {
     expect(blocks.length).toBeGreaterThan(10);
   });
 
+  it('the package the blocks import computes on its native backend (what the README describes)', () => {
+    const r = spawnSync(process.execPath, ['-e', "const a = require('attnode'); console.log(a.getBackend().name, a.info().native.isa)"], {
+      cwd: pkg.project, encoding: 'utf8', timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^native (avx512|avx2|portable)\n$/);
+  });
+
   for (const block of blocks) {
     const title = `block ${block.index} (line ${block.line}, ${block.heading})`;
     if (block.skip !== null) {

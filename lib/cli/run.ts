@@ -142,10 +142,11 @@ export async function runMain(args: string[]): Promise<number> {
   if (!['pooled', 'tokens', 'both'].includes(kind)) throw new UsageError(`--output-kind must be pooled, tokens or both, got '${kind}'`);
   const seed = intFlag('seed', values.seed, 0);
   if (values.threads !== undefined) setNumThreads(intFlag('threads', values.threads, 1, 1));
-  if (values.model === undefined) console.error('attnode run: no --model given: using random weights (seed ' + seed + ')');
 
   const served = await loadServedModel({ configPath: values.config, modelPath: values.model, seed });
   applyPrecisionFlag(served.module, values.precision);
+  // After every check of the command line, so a usage error stays one line.
+  if (values.model === undefined) console.error('attnode run: no --model given: using random weights (seed ' + seed + ')');
   const model = served.encoder;
   const fromStdin = inputPath === '-';
   const input = fromStdin ? process.stdin : fs.createReadStream(inputPath);
