@@ -21,7 +21,8 @@ describe('scripts/torch_to_safetensors.py', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'attnode-t2s-'));
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
   if (!hasTorch) {
-    missingPrecondition(`${PYTHON} with torch (apt-get install python3-torch) to run scripts/torch_to_safetensors.py`);
+    // Always a skip, also in CI: the suite must not need torch (the script is for users who have it).
+    missingPrecondition(`${PYTHON} with torch (apt-get install python3-torch) to run scripts/torch_to_safetensors.py`, false);
     return;
   }
   const run = (args: string[]) => spawnSync(PYTHON, [SCRIPT, ...args], { encoding: 'utf8', timeout: 120_000 });
