@@ -35,7 +35,7 @@ describe('attnode command line', () => {
     expect(r.stderr).toMatch(/--help/);
     expect(r.stderr).not.toMatch(/tokens\/s|speedup|ms\b/);
     expect(r.stderr.split('\n').length).toBeLessThan(15);
-  });
+  }, 120_000);
 
   it('--help, -h and help: the same list on stdout, exit 0', () => {
     for (const args of [['--help'], ['-h'], ['help']]) {
@@ -43,7 +43,7 @@ describe('attnode command line', () => {
       expect(r.code, args.join(' ')).toBe(0);
       for (const c of COMMANDS) expect(r.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));
     }
-  });
+  }, 120_000);
 
   it('--version prints package.json\'s version, exit 0', () => {
     const { version } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
@@ -52,7 +52,7 @@ describe('attnode command line', () => {
       expect(r.code).toBe(0);
       expect(r.stdout).toBe(`${version}\n`);
     }
-  });
+  }, 120_000);
 
   it.each(['info', 'demo', 'run', 'serve'])('%s --help and -h: its usage on stdout, exit 0 (nothing runs)', (command) => {
     for (const flag of ['--help', '-h']) {
@@ -62,7 +62,7 @@ describe('attnode command line', () => {
       expect(r.stderr).toBe('');
     }
     expect(cli(['help', command]).stdout).toBe(cli([command, '--help']).stdout);
-  });
+  }, 120_000);
 
   it('run and serve describe every flag they accept', () => {
     const all = (f: { strings: readonly string[]; booleans: readonly string[] }): string[] =>
@@ -77,7 +77,7 @@ describe('attnode command line', () => {
       '--dim-feedforward', '--vocab', '--threads', '--model', '--tokenizer', '--prompt', '--max-new-tokens']) {
       expect(usage).toMatch(new RegExp(`^ {2}(?:[-\\w]+, )*${f}\\b`, 'm'));
     }
-  });
+  }, 120_000);
 
   it('a mistyped command or flag: one line with the nearest name, exit 2', () => {
     const cases: [string[], RegExp][] = [
@@ -98,7 +98,7 @@ describe('attnode command line', () => {
       expect(r.stderr.trimEnd().split('\n'), args.join(' ')).toHaveLength(1);
       expect(r.stdout).toBe('');
     }
-  });
+  }, 180_000);
 
   it('closestMatch: typos within two edits, unambiguous prefixes, nothing for unrelated words', () => {
     expect(closestMatch('--prot', ['--port', '--host'])).toBe('--port');
@@ -125,5 +125,5 @@ describe('attnode bench outside a source checkout', () => {
     expect(h.status).toBe(0);
     expect(h.stdout).toMatch(/^usage: attnode bench/);
     expect(run(['--version']).stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
-  });
+  }, 240_000);
 });

@@ -135,7 +135,7 @@ describe('attnode CLI', () => {
       expect(r.stderr.trimEnd().split('\n'), args.join(' ')).toHaveLength(1);
       expect(r.stderr, args.join(' ')).toMatch(/^attnode( \w+)?: .*; see attnode( \w+)? --help\n$/);
     }
-  });
+  }, 240_000);
 
   it('serve: the generation flags name themselves when wrong or misplaced (exit 2, one line)', () => {
     const cases: [string[], RegExp][] = [
