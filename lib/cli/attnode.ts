@@ -34,11 +34,11 @@ ${Object.entries(COMMANDS).map(([c, d]) => `  ${c.padEnd(6)} ${d}`).join('\n')}
 
 attnode <command> --help lists a command's options; attnode --version prints the version.`;
 
-export const INFO_USAGE = `usage: attnode info
+const INFO_USAGE = `usage: attnode info
   Prints the native addon's CPU features, kernel path (avx512, avx2 or portable), thread count and build as JSON
-  (or says why the TypeScript backend runs instead).`;
+  ("native": null when the addon is not loaded and the TypeScript backend runs).`;
 
-export const DEMO_USAGE = `usage: attnode demo [--quick] [--batch N] [--src-len N] [--tgt-len N] [--d-model N] [--nhead N] [--num-layers N]
+const DEMO_USAGE = `usage: attnode demo [--quick] [--batch N] [--src-len N] [--tgt-len N] [--d-model N] [--nhead N] [--num-layers N]
                    [--num-decoder-layers N] [--dim-feedforward N] [--vocab N] [--threads N]
                    [--model <hf folder> | --model model.bin --tokenizer tokenizer.bin] [--prompt TEXT] [--max-new-tokens N]
   The seed model (nn.Embedding → nn.Transformer → nn.Linear, PyTorch's default sizes) on one batch with the native
@@ -52,7 +52,7 @@ export const DEMO_USAGE = `usage: attnode demo [--quick] [--batch N] [--src-len 
   --prompt           the story's prompt (default "Once upon a time")
   --max-new-tokens   tokens to generate (default 200)`;
 
-export const BENCH_USAGE = `usage: attnode bench [options of bench/run.ts, e.g. --full, --cases a,b, --threads 1,2]
+const BENCH_USAGE = `usage: attnode bench [options of bench/run.ts, e.g. --full, --cases a,b, --threads 1,2]
   The benchmark suite (attnode against onnxruntime-node and PyTorch). It lives in attnode's source repository
   (bench/ is not part of the installed package) and runs with tsx; in a checkout, attnode bench --help passes
   --help on to it.`;
