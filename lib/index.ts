@@ -22,6 +22,7 @@ export {
   rand,
   isTensor,
   Rng,
+  type RngState,
   contiguousStrides,
   type Shape,
   type ShapeLike,
@@ -35,7 +36,7 @@ export {
   type BackwardOptions,
 } from './tensor';
 export { noGrad, enableGrad, isGradEnabled, setGradEnabled } from './autograd/index';
-export { manualSeed } from './random';
+export { manualSeed, getRngState, setRngState } from './random';
 export * as ops from './ops';
 export * as nn from './nn';
 export * as optim from './optim';

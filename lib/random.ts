@@ -6,7 +6,7 @@
  * are independent of it.
  */
 import { checkNumber } from './errors';
-import { Rng } from './tensor';
+import { Rng, type RngState } from './tensor';
 
 let generator = new Rng();
 
@@ -19,4 +19,17 @@ export function manualSeed(seed: number): void {
 /** The process-wide generator (replaced by {@link manualSeed}). */
 export function defaultGenerator(): Rng {
   return generator;
+}
+
+/**
+ * The process-wide generator's state (PyTorch's `torch.get_rng_state()`): save it with a training checkpoint so
+ * that dropout masks after a resume are those of an uninterrupted run.
+ */
+export function getRngState(): RngState {
+  return generator.getState();
+}
+
+/** Restores the process-wide generator's state from {@link getRngState} (PyTorch's `torch.set_rng_state`). */
+export function setRngState(state: RngState): void {
+  generator = new Rng(0).setState(state);
 }

@@ -1126,6 +1126,45 @@ export class Rng {
     this.spare = r * Math.sin(theta);
     return r * Math.cos(theta);
   }
+
+  /**
+   * The generator's whole state (PyTorch's `Generator.get_state()`): four 32-bit words and the pending second
+   * normal of the last Box–Muller pair (null when none). A plain JSON-safe object: {@link setState} with it
+   * makes this or another `Rng` continue with the same numbers (a training checkpoint saves it).
+   */
+  getState(): RngState {
+    return { s: [this.s0 >>> 0, this.s1 >>> 0, this.s2 >>> 0, this.s3 >>> 0], spare: this.spare === this.spare ? this.spare : null };
+  }
+
+  /**
+   * Restores a state from {@link getState} (PyTorch's `Generator.set_state`). Nothing changes when it throws.
+   * @throws TypeError naming the field when `state` is not `{ s: four integers in [0, 2^32), spare: number | null }`,
+   *   RangeError for the all-zero state (which a generator never reaches).
+   */
+  setState(state: RngState): this {
+    const fn = 'Rng.setState';
+    if (state === null || typeof state !== 'object') throw new TypeError(`${fn}: argument 'state' must be an object { s, spare }, got ${state === null ? 'null' : typeof state}`);
+    const s = state.s;
+    if (!Array.isArray(s) || s.length !== 4 || s.some((w) => !Number.isInteger(w) || w < 0 || w >= 2 ** 32)) {
+      throw new TypeError(`${fn}: field 's' must be 4 integers in [0, 2^32), got ${JSON.stringify(s)}`);
+    }
+    const spare = state.spare;
+    if (spare !== null && (typeof spare !== 'number' || !Number.isFinite(spare))) {
+      throw new TypeError(`${fn}: field 'spare' must be a finite number or null, got ${JSON.stringify(spare)}`);
+    }
+    if ((s[0] | s[1] | s[2] | s[3]) === 0) throw new RangeError(`${fn}: field 's' is all zeros, a state no generator reaches`);
+    [this.s0, this.s1, this.s2, this.s3] = s.map((w) => w >>> 0) as [number, number, number, number];
+    this.spare = spare ?? NaN;
+    return this;
+  }
+}
+
+/** What {@link Rng.getState} returns and {@link Rng.setState} takes. */
+export interface RngState {
+  /** The xoshiro128** words, each in [0, 2^32). */
+  s: [number, number, number, number];
+  /** The pending second value of a Box–Muller pair, or null. */
+  spare: number | null;
 }
 
 function rotl(x: number, k: number): number {
