@@ -2,9 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { attentionGridSvg, heatColor, heatmapGridSvg } from '../bench/heatmap';
 import { svgToPng } from '../bench/png';
 
-/** The cells of a heatmap SVG: the rects inside the panels' groups, which alone carry x and y. */
+/** The cells of a heatmap SVG: the unit squares in the paths of the colour levels. */
 function cells(svg: string): string[] {
-  return svg.match(/<rect x="\d+" y="\d+" width="\d+" height="\d+" fill="#[0-9a-f]{6}"\/>/g) ?? [];
+  const paths = svg.match(/<path fill="#[0-9a-f]{6}" d="[^"]*"\/>/g) ?? [];
+  return paths.flatMap((p) => {
+    const d = /d="([^"]*)"/.exec(p)![1]!;
+    const squares = d.match(/M\d+ \d+h1v1h-1z/g) ?? [];
+    expect(squares.join('')).toBe(d); // nothing else in a cell path
+    return squares;
+  });
 }
 
 /** A PNG's width and height from its IHDR chunk. */
@@ -29,6 +35,9 @@ describe('heatmap writer', () => {
       panels: [[{ title: 'p0', values }, { title: 'p1', values }]],
     });
     expect(cells(svg)).toHaveLength(2 * 5);
+    // Each value in the path of its colour: 1 at row 1, column 0; 0 at row 1, column 1 (in both panels).
+    expect(svg.split('<path fill="#08306b" d="M0 1h1v1h-1z"/>')).toHaveLength(3);
+    expect(svg.split('<path fill="#ffffff" d="M1 1h1v1h-1z"/>')).toHaveLength(3);
     expect(svg).toContain('two &amp; two');
     expect(svg).toContain('&lt;sub&gt;');
     expect(svg).toContain('>␣</text>'); // a space token is shown as ␣, a newline as ↵

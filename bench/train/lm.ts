@@ -18,11 +18,11 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { getNumThreads, setNumThreads } from '../../lib/index';
-import { twoPanelSvg } from '../charts';
+import { niceMax, twoPanelSvg } from '../charts';
 import { attentionGridSvg } from '../heatmap';
 import { svgToPng } from '../png';
 import {
-  AUSTEN_INSTALL_HINT, DEFAULT_LM_CONFIG, LmRun, attentionMaps, loadCorpus, sampleText, type Corpus,
+  AUSTEN_INSTALL_HINT, DEFAULT_LM_CONFIG, LmRun, attentionMaps, loadCorpus, sampleText, warmupFactor, type Corpus,
 } from './lm-task';
 
 function positive(name: string, text: string, integer: boolean): number {
@@ -51,7 +51,9 @@ const { values: a } = parseArgs({
   strict: true,
 });
 
-const minutes = positive('minutes', a.minutes!, false);
+const minutes = Number(a.minutes);
+if (!Number.isFinite(minutes) || minutes < 0) throw new RangeError(`--minutes must be a number >= 0, got '${a.minutes}'`);
+if (minutes === 0 && !a.resume) throw new RangeError('--minutes 0 only makes sense with --resume (it then writes the sample and pictures of the checkpoint)');
 const evalEvery = positive('eval-every', a['eval-every']!, true);
 const checkpointEvery = positive('checkpoint-every', a['checkpoint-every']!, true);
 const seed = Number(a.seed);
@@ -158,7 +160,10 @@ async function main(): Promise<void> {
     task: 'byte-level causal LM', corpus: corpus.source, licence: corpus.licence, cpu, loadAverage: load,
     parameters: run.model.numParameters(), steps: run.step, tokensSeen: run.tokensSeen,
     trainSeconds: Number(run.trainSeconds.toFixed(1)), wallSecondsThisRun: Number(elapsed().toFixed(1)),
-    trainTokensPerSecond: Math.round((run.tokensSeen - startTokens) / (run.trainSeconds - startSeconds)),
+    // Of this invocation's steps (of every step so far when it took none: --minutes 0).
+    trainTokensPerSecond: run.tokensSeen > startTokens
+      ? Math.round((run.tokensSeen - startTokens) / (run.trainSeconds - startSeconds))
+      : Math.round(run.tokensSeen / Math.max(run.trainSeconds, 1e-9)),
     finalTrainLoss: run.curves.train.at(-1)?.[1] ?? null, heldOutLoss: heldOut, heldOutBitsPerByte: heldOut / Math.LN2,
     prompt: a.prompt, temperature: 0.8, sampleSeed: seed, sample,
   };
@@ -166,24 +171,26 @@ async function main(): Promise<void> {
   await mkdir(a.results!, { recursive: true });
   await writeFile(join(a.results!, 'train-lm.json'), JSON.stringify({ ...summary, config: c, curves: run.curves }, null, 1) + '\n');
   const lastStep = Math.max(run.step, 1);
-  const ticks = Array.from({ length: 6 }, (_, i) => Math.round((lastStep * i) / 5));
-  const held = run.curves.heldOut;
+  const tickStep = niceMax(lastStep / 6);
+  const ticks = Array.from({ length: Math.floor(lastStep / tickStep) + 1 }, (_, i) => i * tickStep);
+  const lrCurve: [number, number][] = [];
+  for (let s = 0; s <= run.step; s += Math.max(1, Math.floor(lastStep / 200))) lrCurve.push([s, c.lr * warmupFactor(c.warmupSteps)(s)]);
   const curveSvg = twoPanelSvg({
-    title: `train:lm: a ${(run.model.numParameters() / 1e6).toFixed(2)}M-parameter byte-level LM on Jane Austen (AdamW, warm-up, clipGradNorm)`,
-    subtitle: `d_model ${c.dModel}, ${c.nhead} heads, ${c.numLayers} layers, ${c.seqLen}-byte windows × ${c.batch} · held-out ` +
-      `${heldOut.toFixed(3)} nats/byte after ${run.step} steps, ${Math.round(run.trainSeconds)} s · ${cpu}, load ${load}`,
+    title: `train:lm: a ${(run.model.numParameters() / 1e6).toFixed(2)}M-parameter byte-level LM learns Jane Austen`,
+    subtitle: `held-out ${heldOut.toFixed(3)} nats/byte (${(heldOut / Math.LN2).toFixed(2)} bits) after ${run.step} steps, ` +
+      `${Math.round(run.trainSeconds)} s · ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${getNumThreads()} threads, load ${load}`,
     xScale: 'linear',
     panels: [
       {
-        title: 'loss (nats per byte)', xlabel: 'step', xTicks: ticks,
+        title: 'loss, nats per byte (training: mean of 10 steps)', xlabel: 'step', xTicks: ticks,
         series: [
-          { label: 'training (mean of 10 steps)', color: '#1f77b4', markers: false, points: run.curves.train, tip: (x, y) => `step ${x}: ${y.toFixed(4)}` },
-          { label: 'held-out', color: '#d62728', points: held, tip: (x, y) => `step ${x}: held-out ${y.toFixed(4)}` },
+          { label: 'training', color: '#1f77b4', markers: false, points: run.curves.train, tip: (x, y) => `step ${x}: ${y.toFixed(4)}` },
+          { label: 'held-out', color: '#d62728', points: run.curves.heldOut, tip: (x, y) => `step ${x}: held-out ${y.toFixed(4)}` },
         ],
       },
       {
-        title: 'held-out loss, from step ' + (held[1]?.[0] ?? 0), xlabel: 'step', xTicks: ticks,
-        series: [{ label: 'held-out', color: '#d62728', points: held.slice(1), tip: (x, y) => `step ${x}: ${y.toFixed(4)}` }],
+        title: `AdamW learning rate: ${c.warmupSteps}-step warm-up, then 1/√step`, xlabel: 'step', xTicks: ticks,
+        series: [{ label: 'lr', color: '#2ca02c', markers: false, points: lrCurve, tip: (x, y) => `step ${x}: lr ${y.toExponential(2)}` }],
       },
     ],
   });
