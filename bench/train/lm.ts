@@ -16,22 +16,14 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import cliProgress from 'cli-progress';
 import { getNumThreads, setNumThreads } from '../../lib/index';
 import { niceMax, twoPanelSvg } from '../charts';
 import { attentionGridSvg } from '../heatmap';
 import { svgToPng } from '../png';
+import { clock, positiveArg, trainingBar } from './progress';
 import {
   AUSTEN_INSTALL_HINT, DEFAULT_LM_CONFIG, LmRun, attentionMaps, loadCorpus, sampleText, warmupFactor, type Corpus,
 } from './lm-task';
-
-function positive(name: string, text: string, integer: boolean): number {
-  const v = Number(text);
-  if (!Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
-    throw new RangeError(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got '${text}'`);
-  }
-  return v;
-}
 
 const { values: a } = parseArgs({
   options: {
@@ -54,19 +46,14 @@ const { values: a } = parseArgs({
 const minutes = Number(a.minutes);
 if (!Number.isFinite(minutes) || minutes < 0) throw new RangeError(`--minutes must be a number >= 0, got '${a.minutes}'`);
 if (minutes === 0 && !a.resume) throw new RangeError('--minutes 0 only makes sense with --resume (it then writes the sample and pictures of the checkpoint)');
-const evalEvery = positive('eval-every', a['eval-every']!, true);
-const checkpointEvery = positive('checkpoint-every', a['checkpoint-every']!, true);
+const evalEvery = positiveArg('eval-every', a['eval-every']!, true);
+const checkpointEvery = positiveArg('checkpoint-every', a['checkpoint-every']!, true);
 const seed = Number(a.seed);
 if (!Number.isInteger(seed) || seed < 0) throw new RangeError(`--seed must be a non-negative integer, got '${a.seed}'`);
-const sampleBytes = positive('sample-bytes', a['sample-bytes']!, true);
-if (a.threads !== undefined) setNumThreads(positive('threads', a.threads, true));
+const sampleBytes = positiveArg('sample-bytes', a['sample-bytes']!, true);
+if (a.threads !== undefined) setNumThreads(positiveArg('threads', a.threads, true));
 const out = a.out!;
 const checkpointPath = join(out, 'checkpoint.safetensors');
-
-const clock = (s: number): string => {
-  const t = Math.max(0, Math.round(s));
-  return `${Math.floor(t / 60)}:${String(t % 60).padStart(2, '0')}`;
-};
 
 async function main(): Promise<void> {
   let corpus: Corpus;
@@ -95,20 +82,9 @@ async function main(): Promise<void> {
     `${c.seqLen}-byte windows, batch ${c.batch}: ${run.model.numParameters()} parameters; AdamW lr ${c.lr}, warm-up ${c.warmupSteps} steps`);
 
   const budgetS = minutes * 60;
-  const multibar = new cliProgress.MultiBar({
-    stream: process.stderr,
-    format: '{bar} {step} | loss {loss} | held-out {held} | {tps} tok/s | ETA {left}',
-    barsize: 10,
-    hideCursor: true,
-    noTTYOutput: true,
-    notTTYSchedule: 15_000,
-  });
-  const log = (line: string): void => {
-    if (process.stderr.isTTY) multibar.log(line);
-    else process.stderr.write(line);
-  };
   const lastHeld = (): string => (run.curves.heldOut.length ? run.curves.heldOut.at(-1)![1].toFixed(3) : '-');
-  const bar = multibar.create(Math.round(budgetS), 0, { step: run.step, loss: '-', held: lastHeld(), tps: '-', left: clock(budgetS) });
+  const { bar, log, stop: stopBar } = trainingBar('{bar} {step} | loss {loss} | held-out {held} | {tps} tok/s | ETA {left}', budgetS,
+    { step: run.step, loss: '-', held: lastHeld(), tps: '-', left: clock(budgetS) });
 
   const t0 = performance.now();
   const elapsed = (): number => (performance.now() - t0) / 1000;
@@ -148,7 +124,7 @@ async function main(): Promise<void> {
     await yieldToEventLoop(); // the bar redraws on a timer
   }
   bar.update(Math.round(budgetS));
-  multibar.stop();
+  stopBar();
   if (run.curves.heldOut.at(-1)?.[0] !== run.step) evaluate();
   await run.saveCheckpoint(checkpointPath);
 

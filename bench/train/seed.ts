@@ -15,21 +15,13 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import cliProgress from 'cli-progress';
 import { nn, optim, manualSeed, Rng, setBackend, setNumThreads, getNumThreads } from '../../lib/index';
 import { twoPanelSvg } from '../charts';
+import { clock, positiveArg, trainingBar } from './progress';
 import {
   DEFAULT_CONFIG, buildModel, causalMask, drawSequences, evaluate, makeBatch, saveRun, trainStep,
   RUN_FILE, WEIGHTS_FILE, type Evaluation,
 } from './seed-task';
-
-function positive(name: string, text: string, integer: boolean): number {
-  const v = Number(text);
-  if (!Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
-    throw new RangeError(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got '${text}'`);
-  }
-  return v;
-}
 
 const { values: a } = parseArgs({
   options: {
@@ -48,18 +40,18 @@ const { values: a } = parseArgs({
   strict: true,
 });
 
-const maxMinutes = positive('max-minutes', a['max-minutes']!, false);
-const target = positive('target', a.target!, false);
+const maxMinutes = positiveArg('max-minutes', a['max-minutes']!, false);
+const target = positiveArg('target', a.target!, false);
 if (target > 1) throw new RangeError(`--target is a token accuracy in (0, 1], got ${target}`);
-const batchSize = positive('batch', a.batch!, true);
+const batchSize = positiveArg('batch', a.batch!, true);
 const seed = Number(a.seed);
 if (!Number.isInteger(seed) || seed < 0) throw new RangeError(`--seed must be a non-negative integer, got '${a.seed}'`);
-const evalEvery = positive('eval-every', a['eval-every']!, true);
-const heldOutSize = positive('held-out', a['held-out']!, true);
-const lr = positive('lr', a.lr!, false);
+const evalEvery = positiveArg('eval-every', a['eval-every']!, true);
+const heldOutSize = positiveArg('held-out', a['held-out']!, true);
+const lr = positiveArg('lr', a.lr!, false);
 if (a.backend !== 'native' && a.backend !== 'js') throw new RangeError(`--backend must be 'native' or 'js', got '${a.backend}'`);
 setBackend(a.backend);
-if (a.threads !== undefined) setNumThreads(positive('threads', a.threads, true));
+if (a.threads !== undefined) setNumThreads(positiveArg('threads', a.threads, true));
 
 const c = DEFAULT_CONFIG;
 manualSeed(seed);
@@ -74,25 +66,9 @@ const exclude = new Set(heldOutSeqs.map((s) => s.join('')));
 const trainRng = new Rng(seed * 2 + 2);
 
 const budgetS = maxMinutes * 60;
-const clock = (s: number): string => {
-  const t = Math.max(0, Math.round(s));
-  return `${Math.floor(t / 60)}:${String(t % 60).padStart(2, '0')}`;
-};
-const multibar = new cliProgress.MultiBar({
-  stream: process.stderr,
-  // Fits 80 columns. ETA is the end of the time budget: the run stops earlier once it reaches the target.
-  format: '{bar} {step} steps | loss {loss} | {tps} tok/s | acc {acc} | ETA ≤ {left}',
-  barsize: 10,
-  hideCursor: true,
-  noTTYOutput: true,
-  notTTYSchedule: 15_000,
-});
-// The bar redraws in place on a terminal; elsewhere (a log file, CI) the evaluations go out as plain lines.
-const log = (line: string): void => {
-  if (process.stderr.isTTY) multibar.log(line);
-  else process.stderr.write(line);
-};
-const bar = multibar.create(Math.round(budgetS), 0, { step: 0, loss: '-', tps: '-', acc: '-', left: clock(budgetS) });
+// Fits 80 columns. ETA is the end of the time budget: the run stops earlier once it reaches the target.
+const { bar, log, stop: stopBar } = trainingBar('{bar} {step} steps | loss {loss} | {tps} tok/s | acc {acc} | ETA ≤ {left}', budgetS,
+  { step: 0, loss: '-', tps: '-', acc: '-', left: clock(budgetS) });
 
 /** Trains until the target or the budget, then writes everything. */
 async function main(): Promise<void> {
@@ -139,7 +115,7 @@ async function main(): Promise<void> {
     await yieldToEventLoop(); // the bar redraws on a timer
   }
   bar.update(Math.min(Math.round(elapsed()), Math.round(budgetS)));
-  multibar.stop();
+  stopBar();
 
   const final = reachedAt !== null && last ? last : evaluate(model, heldOut, c);
   if (reachedAt === null) accCurve.push([step, final.tokenAccuracy]);
