@@ -51,7 +51,7 @@ export interface LmConfig {
   seed: number;
 }
 
-/** `npm run train:lm`'s default: d_model 128, 4 heads, 4 layers, feed-forward 512, 128-byte windows, batch 16 (≈0.83M parameters). */
+/** `npm run train:lm`'s default: d_model 128, 4 heads, 4 layers, feed-forward 512, 128-byte windows, batch 16 (858,880 parameters). */
 export const DEFAULT_LM_CONFIG: LmConfig = {
   vocabSize: 256, dModel: 128, nhead: 4, numLayers: 4, dimFeedforward: 512, seqLen: 128, batch: 16, dropout: 0,
   lr: 2e-3, warmupSteps: 200, weightDecay: 0.1, clipNorm: 1, heldOutFraction: 0.05, heldOutWindows: 64, seed: 0,

@@ -1,10 +1,10 @@
 /**
- * `npm run train:lm`: a small byte-level causal language model (`nn.CausalLM`, ≈0.83M parameters) learns English from
+ * `npm run train:lm`: a small byte-level causal language model (`nn.CausalLM`, 0.86M parameters) learns English from
  * Jane Austen's novels (Debian's r-cran-janeaustenr) with AdamW, a warm-up LambdaLR and clipGradNorm. A progress bar
  * on stderr (loss, tokens/s, ETA); the held-out loss every `--eval-every` steps; a checkpoint (weights, optimizer
  * state, schedule, generators, step) every `--checkpoint-every` steps and at the end, written atomically, from which
- * `--resume` continues exactly; sample text at the end. Writes the loss curve and the attention maps of the trained
- * heads into `--results`.
+ * `--resume` continues exactly (Ctrl-C stops early and writes one too); sample text at the end. Writes the loss curve and
+ * the attention maps of the trained heads into `--results`.
  *
  *   npm run train:lm -- [--minutes 10] [--out runs/train-lm] [--resume] [--text FILE] [--eval-every 100]
  *                       [--checkpoint-every 200] [--seed 0] [--prompt 'She was'] [--sample-bytes 600]
@@ -98,8 +98,15 @@ async function main(): Promise<void> {
     log(`step ${run.step} (${elapsed().toFixed(0)} s): train loss ${(windowSteps ? windowLoss / windowSteps : NaN).toFixed(4)}, ` +
       `held-out loss ${held.toFixed(4)} (${(held / Math.LN2).toFixed(3)} bits/byte)\n`);
   };
+  // Ctrl-C ends the run as the time budget would (a checkpoint, the sample, the pictures); a second one exits at once.
+  let interrupted = false;
+  process.once('SIGINT', () => {
+    interrupted = true;
+    log('train:lm: interrupted: finishing the step, then a checkpoint (Ctrl-C again to quit without one)\n');
+    process.once('SIGINT', () => process.exit(130));
+  });
   if (run.curves.heldOut.length === 0) evaluate();
-  while (elapsed() < budgetS) {
+  while (elapsed() < budgetS && !interrupted) {
     const r = run.trainStep();
     if (!Number.isFinite(r.loss)) throw new Error(`train:lm: the loss is ${r.loss} at step ${r.step}`);
     windowLoss += r.loss;
