@@ -25,37 +25,42 @@ import {
   AUSTEN_INSTALL_HINT, DEFAULT_LM_CONFIG, LmRun, attentionMaps, loadCorpus, sampleText, warmupFactor, type Corpus,
 } from './lm-task';
 
-const { values: a } = parseArgs({
-  options: {
-    minutes: { type: 'string', default: '10' },
-    out: { type: 'string', default: 'runs/train-lm' },
-    resume: { type: 'boolean', default: false },
-    text: { type: 'string' },
-    'eval-every': { type: 'string', default: '100' },
-    'checkpoint-every': { type: 'string', default: '200' },
-    seed: { type: 'string', default: '0' },
-    prompt: { type: 'string', default: 'She was' },
-    'sample-bytes': { type: 'string', default: '600' },
-    'attention-text': { type: 'string', default: 'Mr. Darcy smiled at Elizabeth.' },
-    results: { type: 'string', default: 'bench/results' },
-    threads: { type: 'string' },
-  },
-  strict: true,
-});
+/** The flags, checked (a RangeError names the one at fault). */
+function readFlags() {
+  const { values: a } = parseArgs({
+    options: {
+      minutes: { type: 'string', default: '10' },
+      out: { type: 'string', default: 'runs/train-lm' },
+      resume: { type: 'boolean', default: false },
+      text: { type: 'string' },
+      'eval-every': { type: 'string', default: '100' },
+      'checkpoint-every': { type: 'string', default: '200' },
+      seed: { type: 'string', default: '0' },
+      prompt: { type: 'string', default: 'She was' },
+      'sample-bytes': { type: 'string', default: '600' },
+      'attention-text': { type: 'string', default: 'Mr. Darcy smiled at Elizabeth.' },
+      results: { type: 'string', default: 'bench/results' },
+      threads: { type: 'string' },
+    },
+    strict: true,
+  });
 
-const minutes = Number(a.minutes);
-if (!Number.isFinite(minutes) || minutes < 0) throw new RangeError(`--minutes must be a number >= 0, got '${a.minutes}'`);
-if (minutes === 0 && !a.resume) throw new RangeError('--minutes 0 only makes sense with --resume (it then writes the sample and pictures of the checkpoint)');
-const evalEvery = positiveArg('eval-every', a['eval-every']!, true);
-const checkpointEvery = positiveArg('checkpoint-every', a['checkpoint-every']!, true);
-const seed = Number(a.seed);
-if (!Number.isInteger(seed) || seed < 0) throw new RangeError(`--seed must be a non-negative integer, got '${a.seed}'`);
-const sampleBytes = positiveArg('sample-bytes', a['sample-bytes']!, true);
-if (a.threads !== undefined) setNumThreads(positiveArg('threads', a.threads, true));
-const out = a.out!;
-const checkpointPath = join(out, 'checkpoint.safetensors');
+  const minutes = Number(a.minutes);
+  if (!Number.isFinite(minutes) || minutes < 0) throw new RangeError(`--minutes must be a number >= 0, got '${a.minutes}'`);
+  if (minutes === 0 && !a.resume) throw new RangeError('--minutes 0 only makes sense with --resume (it then writes the sample and pictures of the checkpoint)');
+  const evalEvery = positiveArg('eval-every', a['eval-every']!, true);
+  const checkpointEvery = positiveArg('checkpoint-every', a['checkpoint-every']!, true);
+  const seed = Number(a.seed);
+  if (!Number.isInteger(seed) || seed < 0) throw new RangeError(`--seed must be a non-negative integer, got '${a.seed}'`);
+  const sampleBytes = positiveArg('sample-bytes', a['sample-bytes']!, true);
+  if (a.threads !== undefined) setNumThreads(positiveArg('threads', a.threads, true));
+  const out = a.out!;
+  const checkpointPath = join(out, 'checkpoint.safetensors');
+  return { a, minutes, evalEvery, checkpointEvery, seed, sampleBytes, out, checkpointPath };
+}
 
 async function main(): Promise<void> {
+  const { a, minutes, evalEvery, checkpointEvery, seed, sampleBytes, out, checkpointPath } = readFlags();
   let corpus: Corpus;
   try {
     corpus = await loadCorpus(a.text);
@@ -67,16 +72,21 @@ async function main(): Promise<void> {
     }
     throw e;
   }
+  if (a.resume && !existsSync(checkpointPath)) throw new RangeError(`train:lm: --resume: no checkpoint at ${checkpointPath} (run without --resume first)`);
   await mkdir(out, { recursive: true });
   let run: LmRun;
   if (a.resume) {
-    if (!existsSync(checkpointPath)) throw new RangeError(`train:lm: --resume: no checkpoint at ${checkpointPath} (run without --resume first)`);
     run = await LmRun.resume(checkpointPath, corpus);
     console.error(`train:lm: resumed ${checkpointPath} at step ${run.step} (${run.tokensSeen} tokens seen)`);
   } else {
     run = LmRun.create({ ...DEFAULT_LM_CONFIG, seed }, corpus);
   }
   const c = run.config;
+  const attentionBytes = new TextEncoder().encode(a['attention-text']!).length;
+  if (attentionBytes < 1 || attentionBytes > c.seqLen) {
+    throw new RangeError(`--attention-text must be 1 to ${c.seqLen} bytes (the window), got ${attentionBytes}`);
+  }
+  if (a.prompt!.length === 0) throw new RangeError('--prompt must not be empty');
   console.error(`train:lm: ${corpus.source}; ${run.train.length} bytes for training, ${run.heldOut.length} held out`);
   console.error(`train:lm: nn.CausalLM d_model ${c.dModel}, ${c.nhead} heads, ${c.numLayers} layers, feed-forward ${c.dimFeedforward}, ` +
     `${c.seqLen}-byte windows, batch ${c.batch}: ${run.model.numParameters()} parameters; AdamW lr ${c.lr}, warm-up ${c.warmupSteps} steps`);
@@ -199,6 +209,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  console.error(e);
+  // A bad flag, a missing or foreign checkpoint: the message alone; anything else with its stack.
+  console.error(e instanceof RangeError || e instanceof TypeError ? e.message : e);
   process.exitCode = 1;
 });
