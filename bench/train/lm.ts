@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   const evaluate = (): void => {
     const held = run.heldOutLoss();
     run.curves.heldOut.push([run.step, held]);
-    log(`step ${run.step} (${elapsed().toFixed(0)} s): train loss ${(windowSteps ? windowLoss / windowSteps : NaN).toFixed(4)}, ` +
+    log(`step ${run.step} (${elapsed().toFixed(0)} s): train loss ${windowSteps ? (windowLoss / windowSteps).toFixed(4) : (run.curves.train.at(-1)?.[1].toFixed(4) ?? '-')}, ` +
       `held-out loss ${held.toFixed(4)} (${(held / Math.LN2).toFixed(3)} bits/byte)\n`);
   };
   // Ctrl-C ends the run as the time budget would (a checkpoint, the sample, the pictures); a second one exits at once.
