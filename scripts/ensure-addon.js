@@ -32,14 +32,13 @@ const built = fs.existsSync(target) ? fs.statSync(target).mtimeMs : 0;
 if (built >= inputs) process.exit(0);
 
 console.log(built ? 'attnode: native sources changed, rebuilding the addon' : 'attnode: building the addon');
+const { localNodeDir } = require('./native-build');
 const nodeGyp = require.resolve('node-gyp/bin/node-gyp.js');
 const jobs = String(Math.max(1, require('os').availableParallelism()));
 const args = [nodeGyp, 'rebuild', '-j', jobs];
-// Offline machines: build against the headers of the running Node when they are installed
-// beside it (Debian's nodejs puts them in /usr/include/node), instead of downloading them.
-const localHeaders = path.resolve(path.dirname(process.execPath), '..', 'include', 'node', 'node_api.h');
-if (!process.env.npm_config_nodedir && fs.existsSync(localHeaders)) {
-  args.push(`--nodedir=${path.resolve(path.dirname(process.execPath), '..')}`);
-}
+// Offline machines: build against the headers of the running Node when they are installed beside it (Debian's
+// nodejs puts them in /usr/include/node), instead of downloading them.
+const nodedir = localNodeDir();
+if (nodedir) args.push(`--nodedir=${nodedir}`);
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);
