@@ -64,7 +64,8 @@ export {
 } from './async';
 export { clearBufferPool, pooledBufferBytes } from './workspace';
 export { currentContext, withContext, type ExecutionContext } from './context';
-export { info, setNumThreads, getNumThreads, setIsa, type RuntimeInfo, type IsaName, type NativeInfo } from './runtime';
+export { info, setNumThreads, getNumThreads, setIsa, type RuntimeInfo, type IsaName, type NativeInfo, type NativeSource } from './runtime';
+export { checkCpuBaseline, readCpuFlags, BASELINES, type CpuBaseline, type BaselineCheck } from './backend/cpu-baseline';
 export {
   AutoTokenizer, IncrementalDecoder, type PreTrainedTokenizer, type BatchEncoding, type EncodeOptions, type DecodeOptions,
   type CallOptions,

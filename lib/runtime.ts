@@ -2,7 +2,7 @@
  * Controls of the native runtime: thread count, kernel path, and what was
  * detected. Without the addon these report the JS backend and say why.
  */
-import { addon, type IsaName, type NativeInfo } from './backend/native';
+import { addon, nativeSource, type IsaName, type NativeInfo, type NativeSource } from './backend/native';
 import { getBackend, getNativeLoadError } from './backend/registry';
 import { checkInt } from './errors';
 
@@ -14,6 +14,8 @@ export interface RuntimeInfo {
   native: NativeInfo | null;
   /** Why the addon is not loaded, when it is not. */
   nativeError: string | null;
+  /** Where the loaded addon comes from (a prebuild in prebuilds/ or a local build), or null when none is loaded. */
+  nativeSource: NativeSource | null;
   node: string;
   platform: string;
   arch: string;
@@ -25,6 +27,7 @@ export function info(): RuntimeInfo {
     backend: getBackend().name,
     native: addon ? addon.info() : null,
     nativeError: addon ? null : (getNativeLoadError()?.message ?? 'not loaded'),
+    nativeSource: nativeSource(),
     node: process.version,
     platform: process.platform,
     arch: process.arch,
@@ -56,4 +59,4 @@ export function setIsa(isa: IsaName): IsaName {
   return requireAddon('setIsa').setIsa(isa);
 }
 
-export type { IsaName, NativeInfo };
+export type { IsaName, NativeInfo, NativeSource };

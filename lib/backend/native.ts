@@ -1,15 +1,17 @@
 /**
  * The native backend: a thin typed wrapper over the addon built from
- * native/ (loaded by node-gyp-build: a matching prebuild from prebuilds/, else
- * the local node-gyp build in build/Release).
+ * native/: the local node-gyp build in build/Release, else a prebuild from prebuilds/ matching this platform, arch
+ * and libc (node-gyp-build's matching), after checking the CPU has the prebuild's baseline (./cpu-baseline.ts).
  *
  * Loading is attempted once, on first import. If it fails (no compiler at
  * install time, an unsupported platform) the library keeps working on the
  * pure-TypeScript backend and says so once on stderr; asking for the native
  * backend explicitly then throws an Error carrying the original cause.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Backend, BackendOps, GemmArgs, OpArgs, OpName, WeightPrecision } from './backend';
+import { checkCpuBaseline, readCpuFlags } from './cpu-baseline';
 import { registerBackend, setNativeLoadError } from './registry';
 import { recordingList, type CommandList } from './recording';
 
@@ -94,29 +96,95 @@ const OP_NAMES = Object.keys(OP_TABLE) as OpName[];
 /** Package root: lib/backend (sources) and dist/backend (build) are both two levels down. */
 const packageRoot = path.resolve(__dirname, '..', '..');
 
+/** Where the loaded addon comes from: a prebuild shipped in prebuilds/, or a local build in build/. */
+export interface NativeSource {
+  kind: 'prebuild' | 'build';
+  /** The .node file, relative to the package root. */
+  file: string;
+}
+
+/** What scripts/install.js recorded in build/attnode-install.json (null when the install step never ran). */
+function readInstallNote(): { result?: string; reason?: string } | null {
+  try {
+    const note = JSON.parse(fs.readFileSync(path.join(packageRoot, 'build', 'attnode-install.json'), 'utf8')) as unknown;
+    return typeof note === 'object' && note !== null ? (note as { result?: string; reason?: string }) : null;
+  } catch {
+    return null;
+  }
+}
+
+const HOW_TO_BUILD =
+  'To get the native backend: install python3, make and a C++ compiler, then run `npm rebuild attnode` ' +
+  '(in a clone of attnode: `npm run build:native`)';
+
+/** Why no addon file fits this machine, from the install step's note. */
+function noAddonReason(): string {
+  const libc = process.platform === 'linux' ? (fs.existsSync('/etc/alpine-release') ? ' (musl)' : ' (glibc)') : '';
+  const target = `${process.platform}-${process.arch}${libc}`;
+  const note = readInstallNote();
+  if (note?.result === 'not-built' && typeof note.reason === 'string') return `no native addon for ${target}: ${note.reason}`;
+  if (note === null) {
+    return (
+      `no native addon for ${target}: no prebuilt one fits and none was built, because the install step did not run ` +
+      "(npm's --ignore-scripts, or an install-script policy that blocked it: `npm install-scripts approve attnode`)"
+    );
+  }
+  return `no native addon for ${target} (the install step reported '${String(note.result)}' but left none)`;
+}
+
+let loadedFrom: NativeSource | null = null;
+
 function loadAddon(): Addon | null {
   if (process.env.ATTNODE_DISABLE_NATIVE === '1') {
     setNativeLoadError(new Error('the native addon was disabled by ATTNODE_DISABLE_NATIVE=1'));
     return null;
   }
+  // The registry says so once, on stderr, the first time it falls back to JS.
+  const fail = (why: string, cause?: unknown, how = HOW_TO_BUILD): null => {
+    setNativeLoadError(new Error(`attnode: ${why}. ${how}.`, { cause }));
+    return null;
+  };
+  let file: string;
+  try {
+    // node-gyp-build's matching: build/Release first, then a prebuild for this platform, arch and libc.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const loader = require('node-gyp-build') as { resolve(dir: string): string };
+    file = loader.resolve(packageRoot);
+  } catch (err) {
+    return fail(noAddonReason(), err);
+  }
+  const rel = path.relative(packageRoot, file);
+  const kind = rel.startsWith(`prebuilds${path.sep}`) ? 'prebuild' : 'build';
+  if (kind === 'prebuild') {
+    // A prebuild is compiled for a fixed baseline (scripts/prebuild.js): check the CPU has it before loading.
+    const check = checkCpuBaseline(process.arch, readCpuFlags());
+    if (!check.ok) {
+      return fail(
+        `this CPU lacks ${check.missing.join(', ')}, part of the ${check.baseline.name} baseline the prebuilt addon ` +
+          `${rel} is compiled for, so it was not loaded`,
+        undefined,
+        'To get the native backend, build it for this CPU: `ATTNODE_BUILD_FROM_SOURCE=1 npm rebuild attnode` ' +
+          '(needs python3, make and a C++ compiler)',
+      );
+    }
+  }
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const load = require('node-gyp-build') as (dir: string) => unknown;
-    return load(packageRoot) as Addon;
+    const a = require(file) as Addon;
+    loadedFrom = { kind, file: rel };
+    return a;
   } catch (err) {
-    const error = new Error(
-      `attnode: the native addon could not be loaded (${(err as Error).message.split('\n')[0]}); ` +
-        'running on the pure-TypeScript backend. Build it with `npm run build:native` (needs python3, make, g++).',
-      { cause: err },
-    );
-    // The registry says so once, on stderr, the first time it falls back to JS.
-    setNativeLoadError(error);
-    return null;
+    return fail(`the native addon ${rel} could not be loaded (${(err as Error).message.split('\n')[0]})`, err);
   }
 }
 
 /** The loaded addon, or null when it could not be loaded. */
 export const addon: Addon | null = loadAddon();
+
+/** Where the loaded addon came from (null when none is loaded). */
+export function nativeSource(): NativeSource | null {
+  return loadedFrom ? { ...loadedFrom } : null;
+}
 
 function makeNativeBackend(a: Addon): Backend {
   // Immediate call, or appended to the open command list (lib/async.ts).
