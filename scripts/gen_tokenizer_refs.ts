@@ -31,12 +31,16 @@
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
-import * as rs from 'tokenizers';
+import type * as Rs from 'tokenizers';
 import { readSentencePieceModel } from '../lib/io/sentencepiece';
 import { spmTokenizerJson } from '../lib/tokenizers/spm';
 
 const root = resolve(__dirname, '..');
+// The Rust tokenizers binding is a benchmark peer, installed in bench/ (`npm run bench:install`; the
+// gen:tokenizer-refs script does it on first use), so it is resolved from there.
+const rs = createRequire(join(root, 'bench', 'package.json'))('tokenizers') as typeof Rs;
 const out = join(root, 'test/fixtures/tokenizers');
 const realDir = resolve(root, '../shared/real/tokenizers');
 
@@ -113,11 +117,11 @@ const PAIRS: [string, string][] = [
 /** Rust `tokenizers`' JSON (what `save` writes). */
 type Json = Record<string, any>;
 
-function rsFromJson(json: Json): rs.Tokenizer {
+function rsFromJson(json: Json): Rs.Tokenizer {
   return rs.Tokenizer.fromString(JSON.stringify(json));
 }
 
-async function trainJson(model: rs.Model, setup: (t: rs.Tokenizer) => void): Promise<Json> {
+async function trainJson(model: Rs.Model, setup: (t: Rs.Tokenizer) => void): Promise<Json> {
   const dir = mkdtempSync(join(tmpdir(), 'tokgen-'));
   try {
     const corpus = join(dir, 'corpus.txt');
@@ -140,7 +144,7 @@ function added(content: string, id: number, special = true): Json {
 const BYTES = Array.from({ length: 256 }, (_, i) => `<0x${i.toString(16).toUpperCase().padStart(2, '0')}>`);
 
 /** Saves a tokenizer description through the Rust library (which checks and normalises it). */
-function saveFolder(name: string, json: Json, config: Json): rs.Tokenizer {
+function saveFolder(name: string, json: Json, config: Json): Rs.Tokenizer {
   const dir = join(out, name);
   mkdirSync(dir, { recursive: true });
   const tok = rsFromJson(json);
@@ -278,7 +282,7 @@ async function buildMarian(): Promise<void> {
 interface PadInfo { padId: number; padToken: string; side: 'left' | 'right'; modelMax: number | null }
 
 /** Reference encodings computed by the Rust library for one tokenizer. */
-async function writeRefs(name: string, tok: rs.Tokenizer, pad: PadInfo | null, textList: string[] = TEXTS): Promise<void> {
+async function writeRefs(name: string, tok: Rs.Tokenizer, pad: PadInfo | null, textList: string[] = TEXTS): Promise<void> {
   const texts = [];
   for (const text of textList) {
     const withSpecial = await tok.encode(text, null, { addSpecialTokens: true });
@@ -308,7 +312,7 @@ async function writeRefs(name: string, tok: rs.Tokenizer, pad: PadInfo | null, t
   }
   const truncation = [];
   for (const maxLength of [5, 8, 13]) {
-    tok.setTruncation(maxLength, { strategy: 'LongestFirst' as rs.TruncationStrategy, direction: 'right' });
+    tok.setTruncation(maxLength, { strategy: 'LongestFirst' as Rs.TruncationStrategy, direction: 'right' });
     for (const [a, b] of [[TEXTS[1]!, null], [TEXTS[14]!, null], ...PAIRS.map(([x, y]) => [x, y + ' ' + TEXTS[1]])] as [string, string | null][]) {
       const e = await tok.encode(a, b, { addSpecialTokens: true });
       truncation.push({ a, b, maxLength, ids: e.getIds() });

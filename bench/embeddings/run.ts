@@ -95,11 +95,11 @@ async function main(): Promise<void> {
   let tjs: typeof import('@huggingface/transformers') | null = null;
   try {
     tjs = await import('@huggingface/transformers');
-    tjsVersion = JSON.parse(readFileSync(path.join(ROOT, 'node_modules/@huggingface/transformers/package.json'), 'utf8')).version;
+    tjsVersion = JSON.parse(readFileSync(path.join(ROOT, 'bench/node_modules/@huggingface/transformers/package.json'), 'utf8')).version;
   } catch (e) {
-    throw new Error(`@huggingface/transformers cannot be loaded (${(e as Error).message}); npm i -D @huggingface/transformers`);
+    throw new Error(`@huggingface/transformers cannot be loaded (${(e as Error).message}); npm run bench:install`);
   }
-  const ortVersion = JSON.parse(readFileSync(path.join(ROOT, 'node_modules/onnxruntime-node/package.json'), 'utf8')).version;
+  const ortVersion = JSON.parse(readFileSync(path.join(ROOT, 'bench/node_modules/onnxruntime-node/package.json'), 'utf8')).version;
   tjs.env.allowRemoteModels = false;
   tjs.env.allowLocalModels = true;
   tjs.env.localModelPath = MODELS + path.sep;

@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     await model.dispose();
   }
   const result = {
-    engine: 'node-llama-cpp', version: JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'node_modules', 'node-llama-cpp', 'package.json'), 'utf8')).version,
+    engine: 'node-llama-cpp', version: JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'node_modules', 'node-llama-cpp', 'package.json'), 'utf8')).version,
     llamaCpp: (llama as unknown as { buildType?: string }).buildType, gpu: llama.gpu, when: new Date().toISOString(), loadavgAtEnd: (await import('node:os')).loadavg(), prompt: P, steps: STEPS, reps, cells,
   };
   const text = JSON.stringify(result, null, 1);

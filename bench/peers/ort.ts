@@ -11,9 +11,7 @@ type Ort = typeof import('onnxruntime-node');
 type OrtSession = import('onnxruntime-node').InferenceSession;
 type OrtTensor = import('onnxruntime-node').Tensor;
 
-export const ORT_INSTALL_HINT =
-  'ONNXRUNTIME_NODE_INSTALL=skip npm install --no-save onnxruntime-node@1.30.0 ' +
-  '(the env var stops its postinstall from fetching CUDA binaries, which fails offline)';
+export const ORT_INSTALL_HINT = 'npm run bench:install (installs bench/package.json\'s peers into bench/node_modules)';
 
 let ortMod: Ort | null = null;
 let ortError: string | null = null;

@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+// The benchmark peers (onnxruntime-node, transformers.js, node-llama-cpp, Rust tokenizers: ~1 GB) live in
+// bench/package.json with their own lockfile, so the root `npm ci` stays lean.
+//   node scripts/bench-deps.js install     npm ci in bench/ (npm run bench:install)
+//   node scripts/bench-deps.js ensure      the same, only when bench/node_modules is missing or older than the
+//                                          lockfile (the bench scripts that need a peer run this first)
+//   node scripts/bench-deps.js typecheck   tsc over the files that import the peers (bench/tsconfig.json), or one
+//                                          line saying they were skipped because the peers are not installed
+// A failed install exits 1 with one line naming the command to run.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { spawnSync } = require('child_process');
+
+const root = path.resolve(__dirname, '..');
+const bench = path.join(root, 'bench');
+const lock = path.join(bench, 'package-lock.json');
+// npm writes this after a successful install; older than the lockfile means the lockfile changed since.
+const installedMarker = path.join(bench, 'node_modules', '.package-lock.json');
+
+function installed() {
+  return fs.existsSync(installedMarker) && fs.statSync(installedMarker).mtimeMs >= fs.statSync(lock).mtimeMs;
+}
+
+function install() {
+  console.error('attnode: installing the benchmark peers into bench/node_modules (npm ci --prefix bench, ~1 GB)');
+  const npmCli = process.env.npm_execpath;
+  const [cmd, args] = npmCli && /\.c?js$/.test(npmCli) ? [process.execPath, [npmCli]] : ['npm', []];
+  const r = spawnSync(cmd, [...args, 'ci', '--no-audit', '--no-fund'], {
+    cwd: bench,
+    // onnxruntime-node's postinstall only fetches CUDA files (its CPU library is in the package); skip it, it fails
+    // offline. (bench/package.json's allowScripts denies it too, for npm versions that honour that.)
+    env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  if (r.status !== 0) {
+    console.error(`attnode: installing the benchmark peers failed (npm ci in bench/ exit ${r.status ?? r.signal}): run \`npm run bench:install\` with registry access`);
+    process.exit(1);
+  }
+}
+
+const what = process.argv[2];
+switch (what) {
+  case 'install':
+    install();
+    break;
+  case 'ensure':
+    if (!installed()) install();
+    break;
+  case 'typecheck': {
+    if (!installed()) {
+      console.log('typecheck: the benchmark-peer files (bench/tsconfig.json) skipped: bench/ dependencies not installed (npm run bench:install)');
+      break;
+    }
+    const tsc = require.resolve('typescript/bin/tsc', { paths: [root] });
+    const r = spawnSync(process.execPath, [tsc, '--noEmit', '-p', path.join(bench, 'tsconfig.json')], { stdio: 'inherit' });
+    process.exitCode = r.status ?? 1;
+    break;
+  }
+  default:
+    console.error('usage: node scripts/bench-deps.js install|ensure|typecheck');
+    process.exit(2);
+}
