@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The benchmark peers (onnxruntime-node, transformers.js, node-llama-cpp, Rust tokenizers: ~1 GB) live in
+// The benchmark peers (onnxruntime-node, transformers.js, node-llama-cpp, Rust tokenizers: 1.3 GB) live in
 // bench/package.json with their own lockfile, so the root `npm ci` stays lean.
 //   node scripts/bench-deps.js install     npm ci in bench/ (npm run bench:install)
 //   node scripts/bench-deps.js ensure      the same, only when bench/node_modules is missing or older than the
@@ -23,7 +23,7 @@ function installed() {
 }
 
 function install() {
-  console.error('attnode: installing the benchmark peers into bench/node_modules (npm ci --prefix bench, ~1 GB)');
+  console.error('attnode: installing the benchmark peers into bench/node_modules (npm ci in bench/, ~1.3 GB)');
   const npmCli = process.env.npm_execpath;
   const [cmd, args] = npmCli && /\.c?js$/.test(npmCli) ? [process.execPath, [npmCli]] : ['npm', []];
   const r = spawnSync(cmd, [...args, 'ci', '--no-audit', '--no-fund'], {
