@@ -63,6 +63,10 @@ if (r.status !== 0) fail(`prebuildify failed (exit ${r.status ?? r.signal})`);
 const built = fs.existsSync(outDir) ? fs.readdirSync(outDir).filter((f) => f.endsWith('.node')) : [];
 if (built.length !== 1) fail(`expected one addon in ${path.relative(root, outDir)}, found [${built.join(', ')}]`);
 const file = path.join(outDir, built[0]);
+// prebuildify moved node-gyp's output out of build/Release (the tests' build, just rebuilt from the same sources and
+// flags but for -march): put a copy back so build/ stays complete and `npm test` does not compile again.
+fs.mkdirSync(path.join(root, 'build', 'Release'), { recursive: true });
+fs.copyFileSync(file, path.join(root, 'build', 'Release', 'attnode.node'));
 // It must load and answer in a fresh process (not this one: prebuildify's node-gyp rebuilt build/ as well).
 const check = spawnSync(process.execPath, ['-e', `console.log(require(${JSON.stringify(file)}).info().build.kernels)`], {
   encoding: 'utf8',
