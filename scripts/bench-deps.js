@@ -2,7 +2,7 @@
 // The benchmark peers (onnxruntime-node, transformers.js, node-llama-cpp, Rust tokenizers: 1.3 GB) live in
 // bench/package.json with their own lockfile, so the root `npm ci` stays lean.
 //   node scripts/bench-deps.js install     npm ci in bench/ (npm run bench:install)
-//   node scripts/bench-deps.js ensure      the same, only when bench/node_modules is missing or older than the
+//   node scripts/bench-deps.js ensure      the same, only when bench/node_modules is missing or does not match the
 //                                          lockfile (the bench scripts that need a peer run this first)
 //   node scripts/bench-deps.js typecheck   tsc over the files that import the peers (bench/tsconfig.json), or one
 //                                          line saying they were skipped because the peers are not installed
@@ -15,11 +15,22 @@ const { spawnSync } = require('child_process');
 const root = path.resolve(__dirname, '..');
 const bench = path.join(root, 'bench');
 const lock = path.join(bench, 'package-lock.json');
-// npm writes this after a successful install; older than the lockfile means the lockfile changed since.
+// npm writes this hidden lockfile after a successful install: bench/node_modules matches bench/package-lock.json when
+// it lists every package of the lockfile (but optional ones) at the same version (mtimes would not do: a checkout rewrites the lockfile).
 const installedMarker = path.join(bench, 'node_modules', '.package-lock.json');
 
 function installed() {
-  return fs.existsSync(installedMarker) && fs.statSync(installedMarker).mtimeMs >= fs.statSync(lock).mtimeMs;
+  if (!fs.existsSync(installedMarker)) return false;
+  try {
+    const want = JSON.parse(fs.readFileSync(lock, 'utf8')).packages || {};
+    const have = JSON.parse(fs.readFileSync(installedMarker, 'utf8')).packages || {};
+    // Optional packages for other platforms (the peers' per-OS binaries) are in the lockfile but not installed.
+    return Object.entries(want).every(
+      ([key, p]) => key === '' || (have[key] ? have[key].version === p.version : Boolean(p.optional)),
+    );
+  } catch {
+    return false;
+  }
 }
 
 function install() {
@@ -49,7 +60,7 @@ switch (what) {
     break;
   case 'typecheck': {
     if (!installed()) {
-      console.log('typecheck: the benchmark-peer files (bench/tsconfig.json) skipped: bench/ dependencies not installed (npm run bench:install)');
+      console.log('typecheck: the benchmark-peer files (bench/tsconfig.json) skipped: bench/ dependencies not installed or not those of bench/package-lock.json (npm run bench:install)');
       break;
     }
     const tsc = require.resolve('typescript/bin/tsc', { paths: [root] });
