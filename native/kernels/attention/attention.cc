@@ -46,6 +46,12 @@ int64_t task_rows(const AttentionParams& p, runtime::Isa isa) {
   return p.lq >= 512 ? kAttnMaxTaskRows : kAttnMaxTaskRows / 2;
 }
 
+// Floats of one backward task's scratch (the layout in attention_isa.h).
+int64_t backward_scratch_floats(int64_t dk, int64_t dv) {
+  return 2 * kAttnKeyBlock * kAttnQueryTile + (dk + dv + 2) * kAttnQueryTile +
+         kAttnKeyBlock * ((dk + 15) / 16 * 16 + (dv + 15) / 16 * 16);
+}
+
 // Per-thread scratch, kept between calls: first touch of fresh pages costs
 // more than a small attention call, so it is allocated once and only grows.
 template <class T>
@@ -123,16 +129,18 @@ void pack_kv(AttentionParams& p, float* dst, int threads) {
 // one thread is allowed or the work is too small to share, else one task per
 // pool tile, claimed dynamically (uneven causal tiles balance, and a thread
 // the OS has not scheduled takes none instead of holding the others up).
+// Returns the number of threads the tasks were offered to.
 template <class RunTask>
-void run_tasks(int64_t tasks, double flops, int threads, int64_t need, const RunTask& run_task) {
+int run_tasks(int64_t tasks, double flops, int threads, int64_t need, const RunTask& run_task) {
   const int64_t useful = std::min<int64_t>(tasks, static_cast<int64_t>(flops / kMinTaskFlops));
   if (threads <= 1 || useful <= 1) {
     float* scratch = t_scratch.get(need);
     for (int64_t t = 0; t < tasks; ++t) run_task(t, scratch);
-    return;
+    return 1;
   }
-  runtime::ThreadPool::instance().parallel_tiles(
-      tasks, [&](int64_t t) { run_task(t, t_scratch.get(need)); }, static_cast<int>(std::min<int64_t>(threads, useful)));
+  const int n = static_cast<int>(std::min<int64_t>(threads, useful));
+  runtime::ThreadPool::instance().parallel_tiles(tasks, [&](int64_t t) { run_task(t, t_scratch.get(need)); }, n);
+  return n;
 }
 
 int pool_threads(int max_threads) {
@@ -171,6 +179,7 @@ void attention_pooled(const AttentionParams& params, int max_threads) {
     s.kv_starts = nullptr;
     s.kv_lengths = nullptr;
     s.weights = nullptr;
+    s.lse = nullptr;
     s.precision = AttentionPrecision::Float32;
     if (s.kv_heads <= 0) s.kv_heads = s.heads;
     flops += 2.0 * static_cast<double>(s.heads) * static_cast<double>(s.lq) *
@@ -199,7 +208,8 @@ bool bf16_attention_available() {
 }
 
 AttentionPrecision effective_precision(const AttentionParams& p) {
-  const bool bf16 = p.precision == AttentionPrecision::BFloat16 && p.weights == nullptr && p.lq > kAttnSmallRows &&
+  const bool bf16 = p.precision == AttentionPrecision::BFloat16 && p.weights == nullptr && p.lse == nullptr &&
+                    p.lq > kAttnSmallRows &&
                     p.kv_starts == nullptr && p.kv_lengths == nullptr && bf16_attention_available();
   return bf16 ? AttentionPrecision::BFloat16 : AttentionPrecision::Float32;
 }
@@ -240,6 +250,49 @@ void attention(const AttentionParams& params, int max_threads) {
     pack_kv(p, t_kv.get(p.batch * p.kv_heads * p.lk * (p.dk + p.dv)), threads);
   }
   run_tasks(tasks, flops, threads, need, run_task);
+}
+
+using BackwardKvFn = void (*)(const AttentionBackwardParams&, int64_t, int64_t, int64_t, float*);
+using BackwardQFn = void (*)(const AttentionBackwardParams&, int64_t, int64_t, int64_t, float*);
+
+int64_t attention_backward(const AttentionBackwardParams& params, int max_threads) {
+  AttentionBackwardParams bp = params;
+  AttentionParams& p = bp.fwd;
+  if (p.batch <= 0 || p.heads <= 0) return 0;
+  if (p.kv_heads <= 0) p.kv_heads = p.heads;
+  const runtime::Isa isa = runtime::active_isa();
+  BackwardKvFn kv_fn = portable::attention_backward_kv;
+  BackwardQFn q_fn = portable::attention_backward_q;
+  if (isa == runtime::Isa::Avx512) {
+    kv_fn = avx512::attention_backward_kv;
+    q_fn = avx512::attention_backward_q;
+  } else if (isa == runtime::Isa::Avx2) {
+    kv_fn = avx2::attention_backward_kv;
+    q_fn = avx2::attention_backward_q;
+  }
+  const int64_t need = backward_scratch_floats(p.dk, p.dv);
+  const int threads = pool_threads(max_threads);
+  // Multiply-adds of one pass over every (query, key) pair: scores and dP, then two products per pass.
+  const double pairs = static_cast<double>(p.batch * p.heads) * static_cast<double>(std::max<int64_t>(p.lq, 1)) *
+                       static_cast<double>(std::max<int64_t>(p.lk, 1));
+  const double flops = 2.0 * pairs * static_cast<double>(2 * p.dk + 2 * p.dv);
+  int used = 0;
+  if ((bp.dk || bp.dv) && p.lk > 0) {
+    const int64_t blocks = (p.lk + kAttnKeyBlock - 1) / kAttnKeyBlock;
+    used = std::max(used, run_tasks(p.batch * p.kv_heads * blocks, flops, threads, need, [&](int64_t t, float* scratch) {
+      const int64_t bh = t / blocks;
+      kv_fn(bp, bh / p.kv_heads, bh % p.kv_heads, (t % blocks) * kAttnKeyBlock, scratch);
+    }));
+  }
+  if (bp.dq && p.lq > 0) {
+    const int64_t tiles = (p.lq + kAttnQueryTile - 1) / kAttnQueryTile;
+    used = std::max(used, run_tasks(p.batch * p.heads * tiles, flops, threads, need, [&](int64_t t, float* scratch) {
+      const int64_t bh = t / tiles;
+      q_fn(bp, bh / p.heads, bh % p.heads, (t % tiles) * kAttnQueryTile, scratch);
+    }));
+  }
+  const int64_t scratch_bytes = (need * static_cast<int64_t>(sizeof(float)) + 63) / 64 * 64;
+  return used * scratch_bytes;
 }
 
 }  // namespace attnode::kernels

@@ -65,6 +65,36 @@ struct AttentionParams {
   // take no weights output (the caller ensures weights == nullptr).
   const int32_t* kv_starts = nullptr;
   const int32_t* kv_lengths = nullptr;
+  // Optional [batch, heads, lq] contiguous: each query row's log-sum-exp
+  // L = log Σ_j exp(scale·q·k_j + masks) (NaN for a fully masked row), what
+  // attention_backward recomputes the probabilities from. Such calls run
+  // float32; not with kv_starts / kv_lengths.
+  float* lse = nullptr;
+};
+
+// The gradients of one attention call from the gradient of its output
+// (FlashAttention-2's backward): with D_i = dO_i · O_i, per key block
+//   P = exp(scale·Q·Kᵀ + masks − L),  dV += Pᵀ·dO,  dP = dO·Vᵀ,
+//   dS = P ∘ (dP − D),  dQ += scale·dS·K,  dK += scale·dSᵀ·Q,
+// never holding more than one query tile × key block of scores: memory is
+// per-thread scratch, O(block · d), whatever the sequence lengths.
+struct AttentionBackwardParams {
+  // q, k, v, out (the forward's output O) with their strides, the sizes,
+  // kv_heads, scale, masks and causal of the forward call; its weights,
+  // precision, lse and pooled fields are not read.
+  AttentionParams fwd;
+  const float* dout = nullptr;  // gradient of out, (batch, head, position) strides, features contiguous
+  int64_t dout_strides[3] = {0, 0, 0};
+  const float* lse = nullptr;  // the forward's AttentionParams::lse, [batch, heads, lq]
+  // Outputs, each optional (null: not computed): dq over [batch, heads, lq,
+  // dk], dk and dv over [batch, kv_heads, lk, dk | dv] (a group's query
+  // heads summed into their shared key/value head), through their strides.
+  float* dq = nullptr;
+  float* dk = nullptr;
+  float* dv = nullptr;
+  int64_t dq_strides[3] = {0, 0, 0};
+  int64_t dk_strides[3] = {0, 0, 0};
+  int64_t dv_strides[3] = {0, 0, 0};
 };
 
 // The CPU has AVX512-BF16 and the active kernel path is avx512.
@@ -80,5 +110,14 @@ AttentionPrecision effective_precision(const AttentionParams& p);
 // to `max_threads` threads (<= 0, the default: the pool's size); kernel
 // path from active_isa(). Key blocks wholly above the causal diagonal are skipped.
 void attention(const AttentionParams& p, int max_threads = 0);
+
+// Writes the requested gradients (see AttentionBackwardParams). Two parallel
+// regions: dK and dV over (batch, kv head, key block) tasks, each walking
+// every query tile of its group's heads; dQ over (batch, head, query tile)
+// tasks, each walking the key blocks. Every output row is summed by one task
+// in a fixed order, so results do not depend on the thread count. Returns
+// the workspace bytes the call used (per-thread scratch × threads), which is
+// O((dk + dv) · block), never O(lq · lk).
+int64_t attention_backward(const AttentionBackwardParams& p, int max_threads = 0);
 
 }  // namespace attnode::kernels

@@ -26,5 +26,6 @@ using namespace simd::avx2;
 constexpr int kR = 2;  // keys per score micro-tile: 2 keys x 4 vectors of queries (+4 loads: 16 ymm registers)
 
 #include "attention_tile.inc"
+#include "attention_backward.inc"
 
 }  // namespace attnode::kernels::avx2

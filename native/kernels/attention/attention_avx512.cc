@@ -196,4 +196,8 @@ void tile_streaming(const AttentionParams& p, const Slice& sl, int64_t b, int64_
 }
 
 }  // namespace
+
+// The backward runs on the shared 32-query tiles (score_keys with kR = 8).
+#include "attention_backward.inc"
+
 }  // namespace attnode::kernels::avx512

@@ -47,17 +47,34 @@ constexpr int64_t kAttnSmallRows = 8;
 // block); the bf16 path puts its bf16 query rows (nq * ceil(dk / 2) words)
 // where the fp32 path has the key block. No function bodies in this header
 // (see above).
+// Backward (attention_backward.inc, every path; the frontend set fwd.kv_heads):
+// attention_backward_kv writes dk / dv rows [j0, j0 + kAttnKeyBlock) ∩ [0, lk)
+// of (batch b, key/value head hk), summing over every query tile of the
+// heads that share hk; attention_backward_q writes dq rows [i0, i0 +
+// kAttnQueryTile) ∩ [0, lq) of (b, h) over every key block it sees. Scratch
+// (64-byte aligned; attention.cc's backward_scratch_floats computes its size):
+//   st, dst: kAttnKeyBlock * kAttnQueryTile each (transposed P and dS),
+//   qt: dk * kAttnQueryTile, gt: dv * kAttnQueryTile (transposed Q and dO tiles),
+//   lv, dl: kAttnQueryTile each (the tile's L and D),
+//   acc: kAttnKeyBlock * (round_up(dk, 16) + round_up(dv, 16)) (dK and dV of
+//   the block; dQ of the tile uses the first kAttnQueryTile * round_up(dk, 16)).
 namespace portable {
 void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
                     float* scratch);
+void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t hk, int64_t j0, float* scratch);
+void attention_backward_q(const AttentionBackwardParams& p, int64_t b, int64_t h, int64_t i0, float* scratch);
 }  // namespace portable
 namespace avx2 {
 void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
                     float* scratch);
+void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t hk, int64_t j0, float* scratch);
+void attention_backward_q(const AttentionBackwardParams& p, int64_t b, int64_t h, int64_t i0, float* scratch);
 }  // namespace avx2
 namespace avx512 {
 void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
                     float* scratch);
+void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t hk, int64_t j0, float* scratch);
+void attention_backward_q(const AttentionBackwardParams& p, int64_t b, int64_t h, int64_t i0, float* scratch);
 }  // namespace avx512
 // AVX-512 + AVX512-BF16: the avx512 path with Q·Kᵀ and P·V on vdpbf16ps
 // (AttentionPrecision::BFloat16). Per call, K and V of every (batch, head)

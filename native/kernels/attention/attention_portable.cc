@@ -17,5 +17,6 @@ using namespace simd::portable;
 constexpr int kR = 1;  // keys per score micro-tile (32 scalar accumulators)
 
 #include "attention_tile.inc"
+#include "attention_backward.inc"
 
 }  // namespace attnode::kernels::portable
