@@ -180,6 +180,61 @@ export interface AttentionArgs {
    * kvLengths the call computes in float32 and `weights` must be null. Causal stays top-left aligned per entry.
    */
   kvLengths?: Int32Array | null;
+  /**
+   * When given, receives each query row's log-sum-exp of its (scaled, masked) scores, L = log Σ_j exp(s_j),
+   * contiguous [batch, heads, lq] (NaN for a fully masked row): what {@link Backend.attentionBackward} recomputes
+   * the probabilities from. The call then computes in float32. Not with kvStarts / kvLengths.
+   */
+  lse?: Float32Array | null;
+}
+
+/**
+ * Arguments of {@link Backend.attentionBackward}: the gradients of one attention call (FlashAttention-2's
+ * backward) from the gradient of its output, without an lq×lk matrix. With D_i = dO_i · O_i, per block of keys:
+ * P = exp(scale·q·kᵀ + masks − L), dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P ∘ (dP − D), dQ += scale·dS·K,
+ * dK += scale·dSᵀ·Q; grouped-query heads sum into their shared K/V head. The forward's fields are passed as
+ * {@link AttentionArgs} takes them (`out` its output, `lse` its log-sum-exp output), and the result does not
+ * depend on the thread count.
+ */
+export interface AttentionBackwardArgs {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  /** The forward's output O. */
+  out: Float32Array;
+  qStrides: readonly [number, number, number];
+  kStrides: readonly [number, number, number];
+  vStrides: readonly [number, number, number];
+  outStrides: readonly [number, number, number];
+  batch: number;
+  heads: number;
+  kvHeads?: number;
+  lq: number;
+  lk: number;
+  dk: number;
+  dv: number;
+  scale: number;
+  masks: readonly AttentionMask[];
+  causal: boolean;
+  /** The forward's {@link AttentionArgs.lse}, [batch, heads, lq]. */
+  lse: Float32Array;
+  /** Gradient of out, (batch, head, position) strides, features contiguous. */
+  dOut: Float32Array;
+  dOutStrides: readonly [number, number, number];
+  /** Receives dQ over [batch, heads, lq] + dk through gradQStrides, or null. */
+  gradQ: Float32Array | null;
+  /** Receives dK over [batch, kvHeads, lk] + dk through gradKStrides, or null. */
+  gradK: Float32Array | null;
+  /** Receives dV over [batch, kvHeads, lk] + dv through gradVStrides, or null. */
+  gradV: Float32Array | null;
+  gradQStrides?: readonly [number, number, number];
+  gradKStrides?: readonly [number, number, number];
+  gradVStrides?: readonly [number, number, number];
+  /**
+   * Optional one-entry output: the bytes of scratch the call used beyond its inputs and outputs (per-thread blocks
+   * on the native backend, one query tile and key block on the JS one); O(block · (dk + dv)), never O(lq · lk).
+   */
+  workspaceBytes?: Int32Array | null;
 }
 
 /**
@@ -605,6 +660,7 @@ export interface OpArgs {
   copy: CopyArgs;
   permute0213: Permute0213Args;
   attention: AttentionArgs;
+  attentionBackward: AttentionBackwardArgs;
   rope: RopeArgs;
   softmaxBackward: SoftmaxBackwardArgs;
   layerNormBackward: LayerNormBackwardArgs;

@@ -87,7 +87,7 @@ export interface Addon extends AddonOps, AddonRecordOps {
 const OP_TABLE = {
   gemm: true, softmax: true, layerNorm: true, addLayerNorm: true, rmsNorm: true, addRmsNorm: true, relu: true,
   gelu: true, unary: true, siluMul: true, binary: true, embedding: true, permute0213: true, attention: true,
-  rope: true, copy: true, indexCopy: true, softmaxBackward: true, layerNormBackward: true, rmsNormBackward: true,
+  attentionBackward: true, rope: true, copy: true, indexCopy: true, softmaxBackward: true, layerNormBackward: true, rmsNormBackward: true,
   activationBackward: true, embeddingBackward: true, crossEntropy: true, crossEntropyBackward: true,
   sgdStep: true, adamStep: true, clipGradNorm: true,
 } as const satisfies Record<OpName, true>;

@@ -3,12 +3,16 @@
  * attention's `attendHeads`, with its autograd and dropout.
  *
  * Without grad and dropout it is the fused kernel as before (no L×S matrix).
- * In grad mode, or with dropout on the probabilities, it is composed: the
- * kernel returns the probabilities P [batch, heads, L, S] as well (float32);
- * dropout multiplies P by a scaled keep-mask and the output is recomputed as
- * P′·V with GEMMs. {@link attentionBackward} is the one entry point of the
- * backward (materialising dP; a flash-attention backward that recomputes P
- * block by block can replace it without touching its callers):
+ * In grad mode without dropout and without returned weights it stays fused
+ * (flash): the kernel also writes each query row's log-sum-exp L [batch,
+ * heads, L] (float32), which is all the graph keeps besides q, k, v and the
+ * output, and the backward is one `attentionBackward` op (FlashAttention-2:
+ * probabilities recomputed per query tile × key block, memory O(L + S)).
+ * With dropout on the probabilities, or the weights returned, it is
+ * composed: the kernel returns the probabilities P [batch, heads, L, S] as
+ * well (float32); dropout multiplies P by a scaled keep-mask and the output
+ * is recomputed as P′·V with GEMMs. {@link attentionBackward} is that
+ * path's backward (materialising dP):
  *   dV = P′ᵀ·dO,  dP′ = dO·Vᵀ (+ the gradient of returned weights),
  *   dP = dP′ ⊙ mask,  dS = softmax backward(P, dP),
  *   dQ = scale·dS·K,  dK = scale·dSᵀ·Q,
@@ -101,19 +105,27 @@ export function runAttention(c: AttentionCall): F32 | null {
   const be = resolveBackend(c.backend);
   const pShape = [c.batch, c.heads, c.lq, c.lk];
   const pSize = c.batch * c.heads * c.lq * c.lk;
-  const kernel = (weights: Float32Array | null, precision: AttentionPrecision): void => {
+  const kernel = (weights: Float32Array | null, precision: AttentionPrecision, lse?: Float32Array): void => {
     be.attention({
       q: c.q.data, k: c.k.data, v: c.v.data, out: c.out.data,
       qStrides: c.strides(c.q), kStrides: c.strides(c.k), vStrides: c.strides(c.v), outStrides: c.strides(c.out),
       batch: c.batch, heads: c.heads, lq: c.lq, lk: c.lk, dk: c.dk, dv: c.dv, scale: c.scale, masks: c.masks,
       causal: c.causal, weights, ...(c.kvHeads !== c.heads ? { kvHeads: c.kvHeads } : {}),
-      ...(precision !== 'float32' ? { precision } : {}),
+      ...(precision !== 'float32' ? { precision } : {}), ...(lse ? { lse } : {}),
     });
   };
   if (!grad && !drop) {
     const weights = c.needWeights ? new Tensor(allocateUninitialized('float32', pSize), pShape, 'float32') : null;
     kernel(weights ? weights.data : null, c.precision);
     return weights;
+  }
+  if (!drop && !c.needWeights) {
+    // Flash: the graph keeps the output and each row's log-sum-exp, never the probabilities.
+    const lse = allocateUninitialized('float32', c.batch * c.heads * c.lq) as Float32Array;
+    kernel(null, 'float32', lse);
+    recordOp('ScaledDotProductAttentionBackward', [c.q, c.k, c.v], [c.out],
+      (grads, needs) => flashAttentionBackward(c, lse, grads[0]!, needs), [c.q, c.k, c.v, c.out]);
+    return null;
   }
   // Composed: the probabilities are materialised (float32), dropout applied to them, the output recomputed.
   const probs = new Tensor(allocateUninitialized('float32', pSize), pShape, 'float32');
@@ -143,6 +155,44 @@ export function runAttention(c: AttentionCall): F32 | null {
       (grads, needs) => attentionBackward(saved, grads[0]!, weights ? grads[1]! : null, needs), [c.q, c.k, c.v]);
   }
   return weights;
+}
+
+/** Scratch bytes of the last {@link flashAttentionBackward} call, as its backend reported them (tests read it). */
+let lastFlashWorkspaceBytes = 0;
+
+/** Scratch bytes the last flash-attention backward used beyond its inputs and outputs (what its backend reported). */
+export function lastAttentionBackwardWorkspaceBytes(): number {
+  return lastFlashWorkspaceBytes;
+}
+
+/**
+ * The flash backward of one attention call: gradients of q, k and v (each a contiguous tensor of its input's
+ * shape, null where `needs` says none) from the gradient of the output, through the backend's `attentionBackward`
+ * with the forward's log-sum-exp `lse`.
+ */
+export function flashAttentionBackward(
+  c: AttentionCall, lse: Float32Array, dOut: F32, needs: readonly boolean[],
+): [F32 | null, F32 | null, F32 | null] {
+  const be = resolveBackend(c.backend);
+  const g = dOut.strides[dOut.ndim - 1] === 1 || c.dv <= 1 ? dOut : dOut.contiguous(c.backend);
+  const grad = (t: F32, need: boolean | undefined): F32 | null =>
+    need ? new Tensor(allocateUninitialized('float32', t.size), t.shape, 'float32') : null;
+  const [dq, dk, dv] = [grad(c.q, needs[0]), grad(c.k, needs[1]), grad(c.v, needs[2])];
+  const ws = new Int32Array(1);
+  be.attentionBackward({
+    q: c.q.data, k: c.k.data, v: c.v.data, out: c.out.data,
+    qStrides: c.strides(c.q), kStrides: c.strides(c.k), vStrides: c.strides(c.v), outStrides: c.strides(c.out),
+    batch: c.batch, heads: c.heads, lq: c.lq, lk: c.lk, dk: c.dk, dv: c.dv, scale: c.scale, masks: c.masks,
+    causal: c.causal, ...(c.kvHeads !== c.heads ? { kvHeads: c.kvHeads } : {}), lse,
+    dOut: g.data, dOutStrides: c.strides(g),
+    gradQ: dq ? dq.data : null, gradK: dk ? dk.data : null, gradV: dv ? dv.data : null,
+    ...(dq ? { gradQStrides: c.strides(dq) } : {}), ...(dk ? { gradKStrides: c.strides(dk) } : {}),
+    ...(dv ? { gradVStrides: c.strides(dv) } : {}), workspaceBytes: ws,
+  });
+  lastFlashWorkspaceBytes = ws[0]!;
+  // Empty calls (no batch or heads) leave the outputs unwritten: their gradients are zero.
+  if (c.batch === 0 || c.heads === 0) for (const t of [dq, dk, dv]) t?.data.fill(0);
+  return [dq, dk, dv];
 }
 
 /** What the forward keeps for {@link attentionBackward}. */

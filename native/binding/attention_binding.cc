@@ -18,6 +18,10 @@
 // first kvLengths[b] <= lk of them. Both are copied into the recorded call,
 // so later changes to the arrays cannot move a read out of bounds. Such
 // calls compute in float32 and must pass weights: null.
+//
+// lse (optional Float32Array of batch·heads·lq, not with kvStarts / kvLengths): receives each query row's
+// log-sum-exp of its scores (NaN for a fully masked row), what attentionBackward recomputes the probabilities
+// from; the call then computes in float32.
 #include "binding/args.h"
 #include "binding/bindings.h"
 #include "kernels/attention/attention.h"
@@ -25,6 +29,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -66,100 +71,8 @@ bool rows_disjoint(const int64_t* sizes, const int64_t* strides, int64_t width) 
   return true;
 }
 
-}  // namespace
-
-Kernel ParseAttention(NamedArgs& args) {
-  auto q = args.f32("q");
-  auto k = args.f32("k");
-  auto v = args.f32("v");
-  auto out = args.f32("out");
-  const char* stride_names[4] = {"qStrides", "kStrides", "vStrides", "outStrides"};
-  std::vector<int64_t> strides[4];
-  for (int i = 0; i < 4; ++i) {
-    strides[i] = args.int_array(stride_names[i], 3, 0, kMaxElements);
-    if (strides[i].size() != 3) {
-      args.range_error(std::string("argument '") + stride_names[i] +
-                       "' must have 3 entries (batch, head, position), got " + std::to_string(strides[i].size()));
-    }
-  }
-  const auto &qs = strides[0], &ks = strides[1], &vs = strides[2], &os = strides[3];
-  const int64_t batch = args.integer("batch", 0, kMaxElements);
-  const int64_t heads = args.integer("heads", 0, kMaxElements);
-  const int64_t kv_heads = args.integer_or("kvHeads", heads, 0, kMaxElements);
-  const int64_t lq = args.integer("lq", 0, kMaxElements);
-  const int64_t lk = args.integer("lk", 0, kMaxElements);
-  const int64_t dk = args.integer("dk", 0, kMaxElements);
-  const int64_t dv = args.integer("dv", 0, kMaxElements);
-  const double scale = args.number("scale");
-  const bool causal = args.boolean("causal");
-  auto weights = args.f32_or_null("weights");
-  const kernels::AttentionPrecision precision =
-      args.bf16_precision("precision") ? kernels::AttentionPrecision::BFloat16 : kernels::AttentionPrecision::Float32;
-  if (!std::isfinite(scale)) args.range_error("argument 'scale' must be finite, got " + js_number(scale));
-  if (heads == 0 ? kv_heads != 0 : (kv_heads == 0 || heads % kv_heads != 0)) {
-    args.range_error("argument 'kvHeads' must divide heads = " + std::to_string(heads) + ", got " +
-                     std::to_string(kv_heads));
-  }
-
-  const int64_t q_sizes[3] = {batch, heads, lq};
-  const int64_t k_sizes[3] = {batch, kv_heads, lk};
-  args.require_length(q, "q", reach(args, q_sizes, qs.data(), 3, dk), "qStrides over [batch, heads, lq] + dk");
-  auto kv_starts = args.i32_optional("kvStarts");
-  auto kv_lengths = args.i32_optional("kvLengths");
-  std::vector<int32_t> starts, lengths;
-  if (kv_lengths.given) {
-    args.require_length(kv_lengths, "kvLengths", batch, "batch");
-    lengths.assign(kv_lengths.data, kv_lengths.data + batch);
-    for (int64_t b = 0; b < batch; ++b) {
-      if (lengths[b] < 0 || lengths[b] > lk) {
-        args.range_error("argument 'kvLengths' must hold lengths in [0, lk = " + std::to_string(lk) + "], got " +
-                         std::to_string(lengths[b]) + " at index " + std::to_string(b));
-      }
-    }
-  }
-  if (kv_starts.given) {
-    args.require_length(kv_starts, "kvStarts", batch, "batch");
-    starts.assign(kv_starts.data, kv_starts.data + batch);
-    // Each entry's keys: kvHeads heads of its own length from its start position.
-    int64_t k_need = 0, v_need = 0;
-    for (int64_t b = 0; b < batch; ++b) {
-      if (starts[b] < 0) {
-        args.range_error("argument 'kvStarts' must hold positions >= 0, got " + std::to_string(starts[b]) +
-                         " at index " + std::to_string(b));
-      }
-      const int64_t len = kv_lengths.given ? lengths[b] : lk;
-      const int64_t sizes[2] = {kv_heads, len};
-      const int64_t k_reach = reach(args, sizes, ks.data() + 1, 2, dk);
-      const int64_t v_reach = reach(args, sizes, vs.data() + 1, 2, dv);
-      if (k_reach > 0) k_need = std::max(k_need, checked_mul(args, starts[b], ks[2], "kvStarts*kStrides[2]") + k_reach);
-      if (v_reach > 0) v_need = std::max(v_need, checked_mul(args, starts[b], vs[2], "kvStarts*vStrides[2]") + v_reach);
-    }
-    args.require_length(k, "k", k_need, "kStrides over [kvHeads, kvLengths[b]] from kvStarts[b] + dk");
-    args.require_length(v, "v", v_need, "vStrides over [kvHeads, kvLengths[b]] from kvStarts[b] + dv");
-  } else {
-    args.require_length(k, "k", reach(args, k_sizes, ks.data(), 3, dk), "kStrides over [batch, kvHeads, lk] + dk");
-    args.require_length(v, "v", reach(args, k_sizes, vs.data(), 3, dv), "vStrides over [batch, kvHeads, lk] + dv");
-  }
-  const bool pooled = kv_starts.given || kv_lengths.given;
-  args.require_length(out, "out", reach(args, q_sizes, os.data(), 3, dv), "outStrides over [batch, heads, lq] + dv");
-  if (!rows_disjoint(q_sizes, os.data(), dv)) args.range_error("argument 'outStrides' makes output rows overlap");
-  args.require_no_overlap(out, "out", q, "q", false);
-  args.require_no_overlap(out, "out", k, "k", false);
-  args.require_no_overlap(out, "out", v, "v", false);
-  int64_t n_weights = checked_mul(args, checked_mul(args, batch, heads, "batch*heads"),
-                                  checked_mul(args, lq, lk, "lq*lk"), "batch*heads*lq*lk");
-  if (weights.given && pooled) {
-    args.range_error("argument 'weights' must be null when kvStarts or kvLengths is given");
-  }
-  if (weights.given) {
-    args.require_length(weights, "weights", n_weights, "batch*heads*lq*lk");
-    args.require_no_overlap(weights, "weights", out, "out", false);
-    args.require_no_overlap(weights, "weights", q, "q", false);
-    args.require_no_overlap(weights, "weights", k, "k", false);
-    args.require_no_overlap(weights, "weights", v, "v", false);
-  }
-
-  kernels::AttentionParams p;
+// masks: up to two { data: Float32Array | Uint8Array, strides: [b, h, q, k] } into p.masks / p.num_masks.
+void parse_masks(NamedArgs& args, kernels::AttentionParams& p, int64_t batch, int64_t heads, int64_t lq, int64_t lk) {
   Napi::Value masks_value = args.value("masks");
   if (!masks_value.IsArray()) {
     args.type_error(std::string("argument 'masks' must be an Array of { data, strides }, got ") +
@@ -217,27 +130,163 @@ Kernel ParseAttention(NamedArgs& args) {
     if (needed == 0) p.masks[i] = kernels::AttentionMask{};  // nothing will be read
   }
   p.num_masks = static_cast<int>(masks.Length());
-  // dv == 0 still has weights to write when they were asked for.
-  if (batch == 0 || heads == 0 || lq == 0 || (dv == 0 && !(weights.data && n_weights > 0))) return {};
+}
 
-  p.q = q.data;
-  p.k = k.data;
-  p.v = v.data;
-  p.out = out.data;
-  std::copy(qs.begin(), qs.end(), p.q_strides);
-  std::copy(ks.begin(), ks.end(), p.k_strides);
-  std::copy(vs.begin(), vs.end(), p.v_strides);
-  std::copy(os.begin(), os.end(), p.out_strides);
-  p.batch = batch;
-  p.heads = heads;
-  p.kv_heads = kv_heads;
-  p.lq = lq;
-  p.lk = lk;
-  p.dk = dk;
-  p.dv = dv;
-  p.scale = static_cast<float>(scale);
-  p.causal = causal;
+// A (batch, head, position) stride triple named `name`.
+std::vector<int64_t> strides3(NamedArgs& args, const char* name) {
+  std::vector<int64_t> st = args.int_array(name, 3, 0, kMaxElements);
+  if (st.size() != 3) {
+    args.range_error(std::string("argument '") + name + "' must have 3 entries (batch, head, position), got " +
+                     std::to_string(st.size()));
+  }
+  return st;
+}
+
+// The fields of one attention call that the forward and the backward share.
+struct Operands {
+  Span<float> q, k, v, out;
+  std::vector<int64_t> qs, ks, vs, os;
+  int64_t batch, heads, kv_heads, lq, lk, dk, dv;
+  double scale;
+  bool causal;
+};
+
+Operands read_operands(NamedArgs& args) {
+  Operands o;
+  o.q = args.f32("q");
+  o.k = args.f32("k");
+  o.v = args.f32("v");
+  o.out = args.f32("out");
+  o.qs = strides3(args, "qStrides");
+  o.ks = strides3(args, "kStrides");
+  o.vs = strides3(args, "vStrides");
+  o.os = strides3(args, "outStrides");
+  o.batch = args.integer("batch", 0, kMaxElements);
+  o.heads = args.integer("heads", 0, kMaxElements);
+  o.kv_heads = args.integer_or("kvHeads", o.heads, 0, kMaxElements);
+  o.lq = args.integer("lq", 0, kMaxElements);
+  o.lk = args.integer("lk", 0, kMaxElements);
+  o.dk = args.integer("dk", 0, kMaxElements);
+  o.dv = args.integer("dv", 0, kMaxElements);
+  o.scale = args.number("scale");
+  o.causal = args.boolean("causal");
+  if (!std::isfinite(o.scale)) args.range_error("argument 'scale' must be finite, got " + js_number(o.scale));
+  if (o.heads == 0 ? o.kv_heads != 0 : (o.kv_heads == 0 || o.heads % o.kv_heads != 0)) {
+    args.range_error("argument 'kvHeads' must divide heads = " + std::to_string(o.heads) + ", got " +
+                     std::to_string(o.kv_heads));
+  }
+  return o;
+}
+
+// The kernel parameters of `o` (masks are parsed separately).
+void fill_params(const Operands& o, kernels::AttentionParams& p) {
+  p.q = o.q.data;
+  p.k = o.k.data;
+  p.v = o.v.data;
+  p.out = o.out.data;
+  std::copy(o.qs.begin(), o.qs.end(), p.q_strides);
+  std::copy(o.ks.begin(), o.ks.end(), p.k_strides);
+  std::copy(o.vs.begin(), o.vs.end(), p.v_strides);
+  std::copy(o.os.begin(), o.os.end(), p.out_strides);
+  p.batch = o.batch;
+  p.heads = o.heads;
+  p.kv_heads = o.kv_heads;
+  p.lq = o.lq;
+  p.lk = o.lk;
+  p.dk = o.dk;
+  p.dv = o.dv;
+  p.scale = static_cast<float>(o.scale);
+  p.causal = o.causal;
+}
+
+}  // namespace
+
+Kernel ParseAttention(NamedArgs& args) {
+  const Operands o = read_operands(args);
+  const auto &q = o.q, &k = o.k, &v = o.v, &out = o.out;
+  const auto &qs = o.qs, &ks = o.ks, &vs = o.vs, &os = o.os;
+  const int64_t batch = o.batch, heads = o.heads, kv_heads = o.kv_heads, lq = o.lq, lk = o.lk, dk = o.dk, dv = o.dv;
+  auto weights = args.f32_or_null("weights");
+  auto lse = args.f32_optional("lse");
+  const kernels::AttentionPrecision precision =
+      args.bf16_precision("precision") ? kernels::AttentionPrecision::BFloat16 : kernels::AttentionPrecision::Float32;
+
+  const int64_t q_sizes[3] = {batch, heads, lq};
+  const int64_t k_sizes[3] = {batch, kv_heads, lk};
+  args.require_length(q, "q", reach(args, q_sizes, qs.data(), 3, dk), "qStrides over [batch, heads, lq] + dk");
+  auto kv_starts = args.i32_optional("kvStarts");
+  auto kv_lengths = args.i32_optional("kvLengths");
+  std::vector<int32_t> starts, lengths;
+  if (kv_lengths.given) {
+    args.require_length(kv_lengths, "kvLengths", batch, "batch");
+    lengths.assign(kv_lengths.data, kv_lengths.data + batch);
+    for (int64_t b = 0; b < batch; ++b) {
+      if (lengths[b] < 0 || lengths[b] > lk) {
+        args.range_error("argument 'kvLengths' must hold lengths in [0, lk = " + std::to_string(lk) + "], got " +
+                         std::to_string(lengths[b]) + " at index " + std::to_string(b));
+      }
+    }
+  }
+  if (kv_starts.given) {
+    args.require_length(kv_starts, "kvStarts", batch, "batch");
+    starts.assign(kv_starts.data, kv_starts.data + batch);
+    // Each entry's keys: kvHeads heads of its own length from its start position.
+    int64_t k_need = 0, v_need = 0;
+    for (int64_t b = 0; b < batch; ++b) {
+      if (starts[b] < 0) {
+        args.range_error("argument 'kvStarts' must hold positions >= 0, got " + std::to_string(starts[b]) +
+                         " at index " + std::to_string(b));
+      }
+      const int64_t len = kv_lengths.given ? lengths[b] : lk;
+      const int64_t sizes[2] = {kv_heads, len};
+      const int64_t k_reach = reach(args, sizes, ks.data() + 1, 2, dk);
+      const int64_t v_reach = reach(args, sizes, vs.data() + 1, 2, dv);
+      if (k_reach > 0) k_need = std::max(k_need, checked_mul(args, starts[b], ks[2], "kvStarts*kStrides[2]") + k_reach);
+      if (v_reach > 0) v_need = std::max(v_need, checked_mul(args, starts[b], vs[2], "kvStarts*vStrides[2]") + v_reach);
+    }
+    args.require_length(k, "k", k_need, "kStrides over [kvHeads, kvLengths[b]] from kvStarts[b] + dk");
+    args.require_length(v, "v", v_need, "vStrides over [kvHeads, kvLengths[b]] from kvStarts[b] + dv");
+  } else {
+    args.require_length(k, "k", reach(args, k_sizes, ks.data(), 3, dk), "kStrides over [batch, kvHeads, lk] + dk");
+    args.require_length(v, "v", reach(args, k_sizes, vs.data(), 3, dv), "vStrides over [batch, kvHeads, lk] + dv");
+  }
+  const bool pooled = kv_starts.given || kv_lengths.given;
+  args.require_length(out, "out", reach(args, q_sizes, os.data(), 3, dv), "outStrides over [batch, heads, lq] + dv");
+  if (!rows_disjoint(q_sizes, os.data(), dv)) args.range_error("argument 'outStrides' makes output rows overlap");
+  args.require_no_overlap(out, "out", q, "q", false);
+  args.require_no_overlap(out, "out", k, "k", false);
+  args.require_no_overlap(out, "out", v, "v", false);
+  int64_t n_weights = checked_mul(args, checked_mul(args, batch, heads, "batch*heads"),
+                                  checked_mul(args, lq, lk, "lq*lk"), "batch*heads*lq*lk");
+  if (weights.given && pooled) {
+    args.range_error("argument 'weights' must be null when kvStarts or kvLengths is given");
+  }
+  if (lse.given) {
+    if (pooled) args.range_error("argument 'lse' must be null when kvStarts or kvLengths is given");
+    args.require_length(lse, "lse", checked_mul(args, checked_mul(args, batch, heads, "batch*heads"), lq, "batch*heads*lq"),
+                        "batch*heads*lq");
+    args.require_no_overlap(lse, "lse", out, "out", false);
+    args.require_no_overlap(lse, "lse", q, "q", false);
+    args.require_no_overlap(lse, "lse", k, "k", false);
+    args.require_no_overlap(lse, "lse", v, "v", false);
+    if (weights.given) args.require_no_overlap(lse, "lse", weights, "weights", false);
+  }
+  if (weights.given) {
+    args.require_length(weights, "weights", n_weights, "batch*heads*lq*lk");
+    args.require_no_overlap(weights, "weights", out, "out", false);
+    args.require_no_overlap(weights, "weights", q, "q", false);
+    args.require_no_overlap(weights, "weights", k, "k", false);
+    args.require_no_overlap(weights, "weights", v, "v", false);
+  }
+
+  kernels::AttentionParams p;
+  parse_masks(args, p, batch, heads, lq, lk);
+  // dv == 0 still has weights (and log-sum-exps) to write when they were asked for.
+  if (batch == 0 || heads == 0 || lq == 0 || (dv == 0 && !(weights.data && n_weights > 0) && !lse.data)) return {};
+
+  fill_params(o, p);
   p.weights = weights.data;
+  p.lse = lse.data;
   p.precision = pooled ? kernels::AttentionPrecision::Float32 : precision;
   if (!pooled) return [p] { kernels::attention(p); };
   return [p, starts = std::move(starts), lengths = std::move(lengths)] {
@@ -245,6 +294,90 @@ Kernel ParseAttention(NamedArgs& args) {
     pp.kv_starts = starts.empty() ? nullptr : starts.data();
     pp.kv_lengths = lengths.empty() ? nullptr : lengths.data();
     kernels::attention(pp);
+  };
+}
+
+// attentionBackward({ q, k, v, out, qStrides, kStrides, vStrides, outStrides, batch, heads, kvHeads?, lq, lk, dk, dv,
+//                     scale, masks, causal, lse, dOut, dOutStrides, gradQ, gradK, gradV, gradQStrides?,
+//                     gradKStrides?, gradVStrides?, workspaceBytes? })   (AttentionBackwardArgs in lib/backend/backend.ts)
+// The forward call's fields as attention takes them (out = its output), lse its log-sum-exp output
+// [batch, heads, lq], dOut the gradient of out. gradQ over [batch, heads, lq] + dk, gradK / gradV over
+// [batch, kvHeads, lk] + dk / dv, each null when not wanted, with its strides (required when it is given); each
+// apart from every other array of the call. workspaceBytes: optional Int32Array of one entry that receives the
+// kernel's scratch bytes.
+Kernel ParseAttentionBackward(NamedArgs& args) {
+  const Operands o = read_operands(args);
+  const int64_t q_sizes[3] = {o.batch, o.heads, o.lq};
+  const int64_t k_sizes[3] = {o.batch, o.kv_heads, o.lk};
+  args.require_length(o.q, "q", reach(args, q_sizes, o.qs.data(), 3, o.dk), "qStrides over [batch, heads, lq] + dk");
+  args.require_length(o.k, "k", reach(args, k_sizes, o.ks.data(), 3, o.dk), "kStrides over [batch, kvHeads, lk] + dk");
+  args.require_length(o.v, "v", reach(args, k_sizes, o.vs.data(), 3, o.dv), "vStrides over [batch, kvHeads, lk] + dv");
+  args.require_length(o.out, "out", reach(args, q_sizes, o.os.data(), 3, o.dv),
+                      "outStrides over [batch, heads, lq] + dv");
+  kernels::AttentionBackwardParams bp;
+  parse_masks(args, bp.fwd, o.batch, o.heads, o.lq, o.lk);
+  auto lse = args.f32("lse");
+  args.require_length(lse, "lse",
+                      checked_mul(args, checked_mul(args, o.batch, o.heads, "batch*heads"), o.lq, "batch*heads*lq"),
+                      "batch*heads*lq");
+  auto dout = args.f32("dOut");
+  const std::vector<int64_t> gs = strides3(args, "dOutStrides");
+  args.require_length(dout, "dOut", reach(args, q_sizes, gs.data(), 3, o.dv),
+                      "dOutStrides over [batch, heads, lq] + dv");
+  struct Grad {
+    const char* name;
+    const char* strides_name;
+    const int64_t* sizes;
+    int64_t width;
+    Span<float> span;
+    std::vector<int64_t> strides;
+  };
+  Grad grads[3] = {{"gradQ", "gradQStrides", q_sizes, o.dk, {}, {}},
+                   {"gradK", "gradKStrides", k_sizes, o.dk, {}, {}},
+                   {"gradV", "gradVStrides", k_sizes, o.dv, {}, {}}};
+  for (Grad& g : grads) {
+    g.span = args.f32_or_null(g.name);
+    if (!g.span.given) continue;
+    g.strides = strides3(args, g.strides_name);
+    args.require_length(g.span, g.name, reach(args, g.sizes, g.strides.data(), 3, g.width),
+                        std::string(g.strides_name) + " over its [batch, heads, positions] + features");
+    if (!rows_disjoint(g.sizes, g.strides.data(), g.width)) {
+      args.range_error(std::string("argument '") + g.strides_name + "' makes output rows overlap");
+    }
+  }
+  auto workspace = args.i32_optional("workspaceBytes");
+  if (workspace.given) args.require_length(workspace, "workspaceBytes", 1, "one entry");
+  for (int i = 0; i < 3; ++i) {
+    const Grad& g = grads[i];
+    if (!g.span.given) continue;
+    args.require_no_overlap(g.span, g.name, o.q, "q", false);
+    args.require_no_overlap(g.span, g.name, o.k, "k", false);
+    args.require_no_overlap(g.span, g.name, o.v, "v", false);
+    args.require_no_overlap(g.span, g.name, o.out, "out", false);
+    args.require_no_overlap(g.span, g.name, dout, "dOut", false);
+    args.require_no_overlap(g.span, g.name, lse, "lse", false);
+    if (workspace.given) args.require_no_overlap(g.span, g.name, workspace, "workspaceBytes", false);
+    for (int j = 0; j < i; ++j) {
+      if (grads[j].span.given) args.require_no_overlap(g.span, g.name, grads[j].span, grads[j].name, false);
+    }
+  }
+  fill_params(o, bp.fwd);
+  bp.dout = dout.data;
+  std::copy(gs.begin(), gs.end(), bp.dout_strides);
+  bp.lse = lse.data;
+  float** outs[3] = {&bp.dq, &bp.dk, &bp.dv};
+  int64_t* out_strides[3] = {bp.dq_strides, bp.dk_strides, bp.dv_strides};
+  for (int i = 0; i < 3; ++i) {
+    if (!grads[i].span.given) continue;
+    *outs[i] = grads[i].span.data;
+    std::copy(grads[i].strides.begin(), grads[i].strides.end(), out_strides[i]);
+  }
+  int32_t* ws = workspace.given ? workspace.data : nullptr;
+  if (ws && workspace.length > 0) *ws = 0;
+  if (o.batch == 0 || o.heads == 0 || (!bp.dq && !bp.dk && !bp.dv)) return {};
+  return [bp, ws] {
+    const int64_t bytes = kernels::attention_backward(bp);
+    if (ws) *ws = static_cast<int32_t>(std::min<int64_t>(bytes, INT32_MAX));
   };
 }
 

@@ -42,6 +42,7 @@ Kernel ParseIndexCopy(NamedArgs& args);
 Kernel ParseCopy(NamedArgs& args);
 Kernel ParsePermute0213(NamedArgs& args);
 Kernel ParseAttention(NamedArgs& args);
+Kernel ParseAttentionBackward(NamedArgs& args);
 Kernel ParseRope(NamedArgs& args);
 Kernel ParseSoftmaxBackward(NamedArgs& args);
 Kernel ParseLayerNormBackward(NamedArgs& args);

@@ -36,6 +36,7 @@ const OpEntry kOps[] = {
     ATTNODE_OP("copy", ParseCopy),
     ATTNODE_OP("permute0213", ParsePermute0213),
     ATTNODE_OP("attention", ParseAttention),
+    ATTNODE_OP("attentionBackward", ParseAttentionBackward),
     ATTNODE_OP("rope", ParseRope),
     ATTNODE_OP("softmaxBackward", ParseSoftmaxBackward),
     ATTNODE_OP("layerNormBackward", ParseLayerNormBackward),

@@ -17,7 +17,12 @@ let accScratch = new Float64Array(0);
 export function attention(args: AttentionArgs): void {
   const pooled = !!args.kvStarts || !!args.kvLengths;
   if (pooled && args.weights) throw new RangeError("attention: argument 'weights' must be null when kvStarts or kvLengths is given");
-  if (args.precision === 'bfloat16' && !pooled && !args.weights && args.lq > ATTENTION_SMALL_ROWS) {
+  const lse = args.lse ?? null;
+  if (pooled && lse) throw new RangeError("attention: argument 'lse' must be null when kvStarts or kvLengths is given");
+  if (lse && lse.length < args.batch * args.heads * args.lq) {
+    throw new RangeError(`attention: argument 'lse' has ${lse.length} elements, expected at least ${args.batch * args.heads * args.lq} (batch*heads*lq)`);
+  }
+  if (args.precision === 'bfloat16' && !pooled && !args.weights && !lse && args.lq > ATTENTION_SMALL_ROWS) {
     attentionBf16(args);
     return;
   }
@@ -40,10 +45,12 @@ export function attention(args: AttentionArgs): void {
       if (s > max) max = s;
     }
     const wRow = weights ? ((b * heads + h) * lq + i) * lk : 0;
+    const lseAt = (b * heads + h) * lq + i;
     if (max === -Infinity || Number.isNaN(max)) {
       // Every key masked out: softmax over all -inf is NaN in PyTorch too.
       for (let d = 0; d < dv; d++) out[oi + d] = NaN;
       if (weights) weights.fill(NaN, wRow, wRow + lk);
+      if (lse) lse[lseAt] = NaN;
       return;
     }
     let sum = 0;
@@ -53,6 +60,7 @@ export function attention(args: AttentionArgs): void {
       sum += e;
     }
     const inv = 1 / sum;
+    if (lse) lse[lseAt] = max + Math.log(sum);
     acc.fill(0, 0, dv);
     for (let j = 0; j < visible; j++) {
       const p = scores[j] * inv;
@@ -106,7 +114,8 @@ function forEachRow(
   }
 }
 
-function applyMask(mask: AttentionMask, s: number, b: number, h: number, i: number, j: number): number {
+/** A score after one mask: a float mask added, a non-zero bool (Uint8) entry excluding the key (-inf). */
+export function applyMask(mask: AttentionMask, s: number, b: number, h: number, i: number, j: number): number {
   const st = mask.strides;
   const value = mask.data[b * st[0] + h * st[1] + i * st[2] + j * st[3]];
   if (mask.data instanceof Uint8Array) return value ? -Infinity : s;

@@ -4,6 +4,7 @@
  */
 import type { Backend } from '../backend';
 import { attention } from './attention';
+import { attentionBackward } from './attention-backward';
 import { binary } from './binary';
 import { gemm } from './gemm';
 import { rope } from './rotary';
@@ -34,6 +35,7 @@ export const jsBackend: Backend = Object.freeze({
   copy,
   permute0213,
   attention,
+  attentionBackward,
   rope,
   softmaxBackward,
   layerNormBackward,
