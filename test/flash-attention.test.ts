@@ -2,14 +2,17 @@
  * The flash-attention backward (attention's grad path without dropout or returned weights): gradients equal the
  * materialised path's (the same call with the weights returned, which keeps P and differentiates it with GEMMs and
  * the softmax backward) for every mask kind, causal with lq ≠ lk, grouped kv heads and sizes off the 32 / 64
- * block boundaries, on both backends and every native kernel path; the native op equals the JS reference, does not
+ * block boundaries, on both backends and every native kernel path; with dropout (a mask hashed from one seed, which
+ * the backward regenerates) the gradients match finite differences and both backends draw the same mask; the
+ * native op equals the JS reference, does not
  * depend on the thread count and refuses bad arguments by name; and at 4096 tokens the graph keeps no lq × lk
  * matrix and the backward's scratch is a few blocks (O(seq), not O(seq²)).
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import '../lib/autograd/index';
 import * as ops from '../lib/ops';
-import { Tensor, randn, tensor } from '../lib/tensor';
+import { Rng, Tensor, randn, tensor } from '../lib/tensor';
+import { gradcheck } from './helpers/gradcheck';
 import { runAttention, lastAttentionBackwardWorkspaceBytes, type AttentionCall } from '../lib/ops/attention-core';
 import type { AttentionBackwardArgs, AttentionMask, BackendName } from '../lib/backend/backend';
 import { getBackend } from '../lib/backend/registry';
@@ -119,6 +122,51 @@ describe.each(runs)('flash backward equals the materialised backward (%s)', (_la
   });
 });
 
+describe.each(backends)('dropout inside the fused attention (%s backend)', (backend) => {
+  const s = shapes[4]!;  // float + key padding, causal, lq < lk: two key blocks
+  const call = (leaves: F32[], p: number, seed: number): AttentionCall => ({
+    ...makeCall(s, backend, false, 100).call, q: leaves[0]!, k: leaves[1]!, v: leaves[2]!,
+    out: new Tensor(new Float32Array(s.batch * s.heads * s.lq * s.dv), [s.batch, s.heads, s.lq, s.dv], 'float32'),
+    dropout: { p, generator: new Rng(seed) },
+  });
+
+  it('gradients match finite differences (the same seed gives the same mask in forward and backward)', () => {
+    const small: Shape = { ...s, lq: 5, lk: 70, d: 4, dv: 3, batch: 1 };
+    const w = randn([1, small.heads, small.lq, small.dv], { seed: 9 });
+    const leaves = [randn([1, small.heads, small.lq, small.d], { seed: 1 }), randn([1, small.kvHeads, small.lk, small.d], { seed: 2 }),
+      randn([1, small.kvHeads, small.lk, small.dv], { seed: 3 })];
+    gradcheck((xs) => {
+      const c: AttentionCall = { ...makeCall(small, backend, false, 100).call, q: xs[0]!, k: xs[1]!, v: xs[2]!, dropout: { p: 0.4, generator: new Rng(21) } };
+      runAttention(c);
+      return ops.sum(ops.mul(c.out, w, { backend }), null, { backend });
+    }, leaves, { eps: 1e-2, rtol: 3e-2 });
+  });
+
+  it('drops about p of the probabilities: the output differs from p = 0, and p → 0 recovers it', () => {
+    const leaves = makeCall(s, backend, false, 100).leaves;
+    const outs = [0, 0.5].map((p) => {
+      const c = call(leaves, p, 3);
+      runAttention(c);
+      return c.out.data;
+    });
+    expect(maxRelError(outs[1]!, outs[0]!)).toBeGreaterThan(0.05);
+  });
+});
+
+describe.skipIf(!hasNative || !backends.includes('js'))('dropout masks are the same bits on both backends', () => {
+  it('forward outputs and gradients with dropout agree between native and JS', () => {
+    const s = shapes[6]!;  // grouped kv heads, causal, bool mask
+    const run = (backend: BackendName): Float32Array[] => {
+      const { call, leaves } = makeCall(s, backend, false, 100);
+      runAttention({ ...call, dropout: { p: 0.3, generator: new Rng(17) } });
+      call.out.backward(randn(call.out.shape, { seed: 7 }));
+      return [call.out.data, ...leaves.map((t) => t.grad!.contiguous().data as Float32Array)];
+    };
+    const [js, nat] = [run('js'), run('native')];
+    js.forEach((e, i) => expect(maxRelError(nat[i]!, e), `output ${i}`).toBeLessThanOrEqual(1e-5));
+  });
+});
+
 /** The arguments of one attentionBackward call over strided (packed [L, batch, 3·heads·d]) q, k, v. */
 function opArgs(lq: number, heads: number, kvHeads: number, d: number, causal: boolean): AttentionBackwardArgs {
   const batch = 2;
@@ -197,7 +245,7 @@ describe.skipIf(!hasNative)('memory at 4096 tokens (native; skipped when the add
     out.backward(tensor(new Float32Array(out.size).fill(1e-3), out.shape));
     const ws = lastAttentionBackwardWorkspaceBytes();
     // Per-thread scratch of one 32-query tile and 64-key block: independent of seq.
-    const perThread = 4 * (2 * 64 * 32 + (2 * d + 2) * 32 + 64 * 2 * 16) + 64;
+    const perThread = 4 * (2 * 64 * 32 + (2 * d + 2) * 32 + 64 * (1 + 2 * 16)) + 64;
     expect(ws).toBeGreaterThan(0);
     expect(ws, `workspace ${ws} bytes`).toBeLessThanOrEqual(perThread * Math.max(1, info().native!.numThreads));
     expect(ws).toBeLessThan(seq * d * 4);

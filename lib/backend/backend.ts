@@ -186,6 +186,15 @@ export interface AttentionArgs {
    * the probabilities from. The call then computes in float32. Not with kvStarts / kvLengths.
    */
   lse?: Float32Array | null;
+  /**
+   * Dropout on the probabilities (training; default 0): each (b, h, i, j) is zeroed with probability dropoutP and
+   * kept ones are scaled by 1 / (1 − dropoutP). The mask is a hash of `dropoutSeed` (an integer in [0, 2^32)),
+   * the row (b·heads + h)·lq + i and the key j (the same bits on every backend; see `attentionDropoutFactor`), so
+   * {@link Backend.attentionBackward} given the same two regenerates it instead of storing it. Float32; not with
+   * `weights` or kvStarts / kvLengths.
+   */
+  dropoutP?: number;
+  dropoutSeed?: number;
 }
 
 /**
@@ -216,6 +225,9 @@ export interface AttentionBackwardArgs {
   scale: number;
   masks: readonly AttentionMask[];
   causal: boolean;
+  /** The forward's {@link AttentionArgs.dropoutP} and seed: the same mask is regenerated. */
+  dropoutP?: number;
+  dropoutSeed?: number;
   /** The forward's {@link AttentionArgs.lse}, [batch, heads, lq]. */
   lse: Float32Array;
   /** Gradient of out, (batch, head, position) strides, features contiguous. */

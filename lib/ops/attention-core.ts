@@ -3,13 +3,14 @@
  * attention's `attendHeads`, with its autograd and dropout.
  *
  * Without grad and dropout it is the fused kernel as before (no L×S matrix).
- * In grad mode without dropout and without returned weights it stays fused
+ * In grad mode, or with dropout, and without returned weights it stays fused
  * (flash): the kernel also writes each query row's log-sum-exp L [batch,
  * heads, L] (float32), which is all the graph keeps besides q, k, v and the
  * output, and the backward is one `attentionBackward` op (FlashAttention-2:
  * probabilities recomputed per query tile × key block, memory O(L + S)).
- * With dropout on the probabilities, or the weights returned, it is
- * composed: the kernel returns the probabilities P [batch, heads, L, S] as
+ * Dropout then runs inside the kernel on a mask hashed from one seed drawn
+ * from the call's generator, which the backward regenerates. With the
+ * weights returned and grad or dropout, it is composed: the kernel returns the probabilities P [batch, heads, L, S] as
  * well (float32); dropout multiplies P by a scaled keep-mask and the output
  * is recomputed as P′·V with GEMMs. {@link attentionBackward} is that
  * path's backward (materialising dP):
@@ -105,27 +106,36 @@ export function runAttention(c: AttentionCall): F32 | null {
   const be = resolveBackend(c.backend);
   const pShape = [c.batch, c.heads, c.lq, c.lk];
   const pSize = c.batch * c.heads * c.lq * c.lk;
-  const kernel = (weights: Float32Array | null, precision: AttentionPrecision, lse?: Float32Array): void => {
+  const kernel = (weights: Float32Array | null, precision: AttentionPrecision, lse?: Float32Array, dropoutSeed?: number): void => {
     be.attention({
       q: c.q.data, k: c.k.data, v: c.v.data, out: c.out.data,
       qStrides: c.strides(c.q), kStrides: c.strides(c.k), vStrides: c.strides(c.v), outStrides: c.strides(c.out),
       batch: c.batch, heads: c.heads, lq: c.lq, lk: c.lk, dk: c.dk, dv: c.dv, scale: c.scale, masks: c.masks,
       causal: c.causal, weights, ...(c.kvHeads !== c.heads ? { kvHeads: c.kvHeads } : {}),
       ...(precision !== 'float32' ? { precision } : {}), ...(lse ? { lse } : {}),
+      ...(drop && dropoutSeed !== undefined ? { dropoutP: drop.p, dropoutSeed } : {}),
     });
   };
-  if (!grad && !drop) {
-    const weights = c.needWeights ? new Tensor(allocateUninitialized('float32', pSize), pShape, 'float32') : null;
-    kernel(weights ? weights.data : null, c.precision);
-    return weights;
-  }
-  if (!drop && !c.needWeights) {
-    // Flash: the graph keeps the output and each row's log-sum-exp, never the probabilities.
-    const lse = allocateUninitialized('float32', c.batch * c.heads * c.lq) as Float32Array;
-    kernel(null, 'float32', lse);
-    recordOp('ScaledDotProductAttentionBackward', [c.q, c.k, c.v], [c.out],
-      (grads, needs) => flashAttentionBackward(c, lse, grads[0]!, needs), [c.q, c.k, c.v, c.out]);
+  if (!c.needWeights) {
+    if (!grad && !drop) {
+      kernel(null, c.precision);
+      return null;
+    }
+    // Flash: dropout runs inside the kernel on a mask hashed from one seed drawn here, and the graph keeps the
+    // output, each row's log-sum-exp and that seed, never the probabilities or the mask.
+    const seed = drop ? drop.generator.nextUint32() : undefined;
+    const lse = grad ? (allocateUninitialized('float32', c.batch * c.heads * c.lq) as Float32Array) : undefined;
+    kernel(null, 'float32', lse, seed);
+    if (lse) {
+      recordOp('ScaledDotProductAttentionBackward', [c.q, c.k, c.v], [c.out],
+        (grads, needs) => flashAttentionBackward(c, lse, seed, grads[0]!, needs), [c.q, c.k, c.v, c.out]);
+    }
     return null;
+  }
+  if (!grad && !drop) {
+    const weights = new Tensor(allocateUninitialized('float32', pSize), pShape, 'float32');
+    kernel(weights.data, c.precision);
+    return weights;
   }
   // Composed: the probabilities are materialised (float32), dropout applied to them, the output recomputed.
   const probs = new Tensor(allocateUninitialized('float32', pSize), pShape, 'float32');
@@ -171,7 +181,7 @@ export function lastAttentionBackwardWorkspaceBytes(): number {
  * with the forward's log-sum-exp `lse`.
  */
 export function flashAttentionBackward(
-  c: AttentionCall, lse: Float32Array, dOut: F32, needs: readonly boolean[],
+  c: AttentionCall, lse: Float32Array, dropoutSeed: number | undefined, dOut: F32, needs: readonly boolean[],
 ): [F32 | null, F32 | null, F32 | null] {
   const be = resolveBackend(c.backend);
   const g = dOut.strides[dOut.ndim - 1] === 1 || c.dv <= 1 ? dOut : dOut.contiguous(c.backend);
@@ -184,6 +194,7 @@ export function flashAttentionBackward(
     qStrides: c.strides(c.q), kStrides: c.strides(c.k), vStrides: c.strides(c.v), outStrides: c.strides(c.out),
     batch: c.batch, heads: c.heads, lq: c.lq, lk: c.lk, dk: c.dk, dv: c.dv, scale: c.scale, masks: c.masks,
     causal: c.causal, ...(c.kvHeads !== c.heads ? { kvHeads: c.kvHeads } : {}), lse,
+    ...(c.dropout && dropoutSeed !== undefined ? { dropoutP: c.dropout.p, dropoutSeed } : {}),
     dOut: g.data, dOutStrides: c.strides(g),
     gradQ: dq ? dq.data : null, gradK: dk ? dk.data : null, gradV: dv ? dv.data : null,
     ...(dq ? { gradQStrides: c.strides(dq) } : {}), ...(dk ? { gradKStrides: c.strides(dk) } : {}),

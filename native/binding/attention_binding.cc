@@ -22,6 +22,10 @@
 // lse (optional Float32Array of batch·heads·lq, not with kvStarts / kvLengths): receives each query row's
 // log-sum-exp of its scores (NaN for a fully masked row), what attentionBackward recomputes the probabilities
 // from; the call then computes in float32.
+//
+// dropoutP (optional number in [0, 1), default 0) and dropoutSeed (optional integer in [0, 2^32)): dropout on the
+// probabilities with a mask hashed from the seed and each (row, key) (kernels::AttentionParams::dropout_p), so
+// attentionBackward given the same two regenerates it; float32, not with weights or kvStarts / kvLengths.
 #include "binding/args.h"
 #include "binding/bindings.h"
 #include "kernels/attention/attention.h"
@@ -149,6 +153,8 @@ struct Operands {
   int64_t batch, heads, kv_heads, lq, lk, dk, dv;
   double scale;
   bool causal;
+  double dropout_p;
+  uint32_t dropout_seed;
 };
 
 Operands read_operands(NamedArgs& args) {
@@ -170,6 +176,11 @@ Operands read_operands(NamedArgs& args) {
   o.dv = args.integer("dv", 0, kMaxElements);
   o.scale = args.number("scale");
   o.causal = args.boolean("causal");
+  o.dropout_p = args.number_or("dropoutP", 0.0);
+  o.dropout_seed = static_cast<uint32_t>(args.integer_or("dropoutSeed", 0, 0, 4294967295LL));
+  if (!(o.dropout_p >= 0.0 && o.dropout_p < 1.0)) {
+    args.range_error("argument 'dropoutP' must be in [0, 1), got " + js_number(o.dropout_p));
+  }
   if (!std::isfinite(o.scale)) args.range_error("argument 'scale' must be finite, got " + js_number(o.scale));
   if (o.heads == 0 ? o.kv_heads != 0 : (o.kv_heads == 0 || o.heads % o.kv_heads != 0)) {
     args.range_error("argument 'kvHeads' must divide heads = " + std::to_string(o.heads) + ", got " +
@@ -197,6 +208,8 @@ void fill_params(const Operands& o, kernels::AttentionParams& p) {
   p.dv = o.dv;
   p.scale = static_cast<float>(o.scale);
   p.causal = o.causal;
+  p.dropout_p = static_cast<float>(o.dropout_p);
+  p.dropout_seed = o.dropout_seed;
 }
 
 }  // namespace
@@ -258,6 +271,11 @@ Kernel ParseAttention(NamedArgs& args) {
   args.require_no_overlap(out, "out", v, "v", false);
   int64_t n_weights = checked_mul(args, checked_mul(args, batch, heads, "batch*heads"),
                                   checked_mul(args, lq, lk, "lq*lk"), "batch*heads*lq*lk");
+  if (o.dropout_p > 0 && (weights.given || pooled)) {
+    args.range_error(std::string("argument 'dropoutP' must be 0 when ") +
+                     (weights.given ? "weights are requested" : "kvStarts or kvLengths is given") + ", got " +
+                     js_number(o.dropout_p));
+  }
   if (weights.given && pooled) {
     args.range_error("argument 'weights' must be null when kvStarts or kvLengths is given");
   }

@@ -29,7 +29,27 @@ struct Case {
   int mask;  // 0 none, 1 float [lq, lk], 2 bool [batch, heads, lq, lk], 3 key padding [batch, lk] bool, 4 float + padding
   bool packed;  // q/k/v read out of one [L, batch, heads * (dk + dk + dv)]-like buffer (wide position strides)
   bool fully_masked_row = false;  // query 0 of batch 0 sees no key
+  float dropout = 0.0f;            // dropout on the probabilities (seed kSeed)
 };
+
+constexpr uint32_t kSeed = 0x2545f491U;
+
+// The kernel's dropout mask, written out independently: lowbias32 of the seed, row and key; dropped when the top
+// 24 bits are below round(p · 2^24); kept ones scaled by 1 / (1 − p).
+uint32_t mix(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+
+double mask_factor(float p, int64_t row, int64_t j) {
+  if (p == 0.0f) return 1.0;
+  const uint32_t v = mix(mix(mix(static_cast<uint32_t>(row)) ^ kSeed) + static_cast<uint32_t>(j) * 0x9e3779b9U);
+  return (v >> 8) < static_cast<uint32_t>(double(p) * 16777216.0 + 0.5) ? 0.0 : static_cast<double>(1.0f / (1.0f - p));
+}
 
 struct Data {
   std::vector<float> q, k, v, dout, fmask;
@@ -132,6 +152,8 @@ AttentionParams params(const Case& c, Data& d, float* out) {
     umask(p.masks[1], true);
   }
   p.num_masks = c.mask == 0 ? 0 : c.mask == 4 ? 2 : 1;
+  p.dropout_p = c.dropout;
+  p.dropout_seed = kSeed;
   return p;
 }
 
@@ -142,7 +164,7 @@ double mask_value(const attnode::kernels::AttentionMask& m, int64_t b, int64_t h
 }
 
 struct Grads {
-  std::vector<double> dq, dk, dv, lse;
+  std::vector<double> dq, dk, dv, lse, out;
 };
 
 // Materialised double-precision reference of the forward's L and the gradients.
@@ -153,7 +175,8 @@ Grads reference(const Case& c, const AttentionParams& p, const float* dout) {
   r.dk.assign(c.batch * c.kv_heads * c.lk * c.dk, 0.0);
   r.dv.assign(c.batch * c.kv_heads * c.lk * c.dv, 0.0);
   r.lse.assign(c.batch * c.heads * c.lq, NAN);
-  std::vector<double> s(c.lk), pr(c.lk), dp(c.lk);
+  r.out.assign(c.batch * c.heads * c.lq * c.dv, NAN);
+  std::vector<double> s(c.lk), pr(c.lk), dp(c.lk), mk(c.lk);
   for (int64_t b = 0; b < c.batch; ++b) {
     for (int64_t h = 0; h < c.heads; ++h) {
       const int64_t hk = h / group;
@@ -184,19 +207,25 @@ Grads reference(const Case& c, const AttentionParams& p, const float* dout) {
         r.lse[(b * c.heads + h) * c.lq + i] = m + std::log(l);
         const float* g = dout + ((b * c.heads + h) * c.lq + i) * c.dv;
         double dsum = 0;
+        double* orow = &r.out[((b * c.heads + h) * c.lq + i) * c.dv];
+        for (int64_t e = 0; e < c.dv; ++e) orow[e] = 0;
         for (int64_t j = 0; j < c.lk; ++j) {
           pr[j] = std::exp(s[j] - m) / l;
+          mk[j] = mask_factor(c.dropout, (b * c.heads + h) * c.lq + i, j);
           double x = 0;
-          for (int64_t e = 0; e < c.dv; ++e) x += double(g[e]) * v[j * p.v_strides[2] + e];
-          dp[j] = x;
-          dsum += pr[j] * x;
+          for (int64_t e = 0; e < c.dv; ++e) {
+            x += double(g[e]) * v[j * p.v_strides[2] + e];
+            orow[e] += pr[j] * mk[j] * v[j * p.v_strides[2] + e];
+          }
+          dp[j] = x * mk[j];  // through the dropout mask
+          dsum += pr[j] * dp[j];
         }
         for (int64_t j = 0; j < c.lk; ++j) {
           const double ds = pr[j] * (dp[j] - dsum) * p.scale;
           double* dkr = &r.dk[((b * c.kv_heads + hk) * c.lk + j) * c.dk];
           double* dvr = &r.dv[((b * c.kv_heads + hk) * c.lk + j) * c.dv];
           double* dqr = &r.dq[((b * c.heads + h) * c.lq + i) * c.dk];
-          for (int64_t e = 0; e < c.dv; ++e) dvr[e] += pr[j] * g[e];
+          for (int64_t e = 0; e < c.dv; ++e) dvr[e] += pr[j] * mk[j] * g[e];
           for (int64_t e = 0; e < c.dk; ++e) {
             dkr[e] += ds * q[i * p.q_strides[2] + e];
             dqr[e] += ds * k[j * p.k_strides[2] + e];
@@ -222,15 +251,15 @@ double rel_err(const std::vector<float>& a, const std::vector<double>& e) {
 }
 
 struct Run {
-  std::vector<float> dq, dk, dv, lse;
+  std::vector<float> dq, dk, dv, lse, out;
   int64_t workspace = 0;
 };
 
 Run run(const Case& c, Data& d) {
   Run r;
-  std::vector<float> out(c.batch * c.heads * c.lq * c.dv);
+  r.out.assign(c.batch * c.heads * c.lq * c.dv, 0.0f);
   r.lse.assign(c.batch * c.heads * c.lq, 0.0f);
-  AttentionParams p = params(c, d, out.data());
+  AttentionParams p = params(c, d, r.out.data());
   p.lse = r.lse.data();
   attnode::kernels::attention(p);
   AttentionBackwardParams bp;
@@ -280,6 +309,9 @@ int main() {
       {"d=1", 1, 1, 1, 9, 5, 1, 1, false, 0, false},
       {"one query", 1, 2, 2, 1, 77, 16, 16, false, 2, false},
       {"fully masked row", 1, 2, 2, 20, 30, 16, 16, false, 2, false, true},
+      {"dropout", 2, 2, 2, 70, 130, 16, 16, false, 1, false, false, 0.3f},
+      {"dropout causal gqa packed", 1, 4, 2, 50, 80, 16, 24, true, 3, true, false, 0.5f},
+      {"dropout one query", 1, 2, 2, 3, 90, 8, 8, false, 0, false, false, 0.2f},
   };
   const std::vector<std::string> ran = for_each_isa([&](const std::string& isa_name, attnode::runtime::Isa) {
     std::mt19937 g(1234);
@@ -297,6 +329,9 @@ int main() {
       note("dq", isa_name, e_dq);
       note("dk", isa_name, e_dk);
       note("dv", isa_name, e_dv);
+      const double e_out = rel_err(one.out, ref.out);
+      note("out", isa_name, e_out);
+      CHECK(e_out <= 2e-5, "%s %s: forward out error %g", isa_name.c_str(), c.name.c_str(), e_out);
       const double tol = 2e-5;
       CHECK(e_lse <= tol && e_dq <= tol && e_dk <= tol && e_dv <= tol, "%s %s: lse %g dq %g dk %g dv %g",
             isa_name.c_str(), c.name.c_str(), e_lse, e_dq, e_dk, e_dv);
@@ -309,7 +344,7 @@ int main() {
               c.name.c_str(), one.dq[0]);
       }
       // Workspace: per-thread scratch of one tile and block, never lq x lk.
-      const int64_t bound = 2 * (2 * 64 * 32 + (c.dk + c.dv + 2) * 32 + 64 * (c.dk + c.dv + 32)) * 4 + 128;
+      const int64_t bound = 2 * (2 * 64 * 32 + (c.dk + c.dv + 2) * 32 + 64 * (c.dk + c.dv + 33)) * 4 + 128;
       CHECK(one.workspace > 0 && one.workspace <= bound / 2 && two.workspace <= bound,
             "%s %s: workspace %lld / %lld bytes, bound %lld", isa_name.c_str(), c.name.c_str(),
             static_cast<long long>(one.workspace), static_cast<long long>(two.workspace),

@@ -3,11 +3,12 @@
  * tested against and what the TS backend trains with. Same blockwise math as the kernel — for each query tile
  * and each key block it sees, P = exp(scale·q·kᵀ + masks − L) and dS = P ∘ (dO·Vᵀ − D) are recomputed from the
  * forward's log-sum-exp L and D = rowsum(dO ∘ O), then dV += Pᵀ·dO, dK += scale·dSᵀ·Q, dQ += scale·dS·K — with
- * sums in JS doubles. No lq×lk matrix: one tile × block of probabilities at a time, plus one head's gradient
+ * sums in JS doubles; with dropout the forward's mask is regenerated from its seed (attention.ts's dropoutFactor).
+ * No lq×lk matrix: one tile × block of probabilities at a time, plus one head's gradient
  * accumulators.
  */
 import type { AttentionBackwardArgs } from '../backend';
-import { applyMask } from './attention';
+import { applyMask, dropoutFactor, dropoutOf, dropoutRowKey } from './attention';
 
 /** Query rows per tile and keys per block, as the native kernel (kAttnQueryTile, kAttnKeyBlock). */
 const TILE = 32;
@@ -37,6 +38,7 @@ export function attentionBackward(args: AttentionBackwardArgs): void {
   const dqs = gradQ ? gradStrides(args, 'gradQStrides') : null;
   const dks = gradK ? gradStrides(args, 'gradKStrides') : null;
   const dvs = gradV ? gradStrides(args, 'gradVStrides') : null;
+  const drop = dropoutOf('attentionBackward', args.dropoutP, args.dropoutSeed);
   const group = heads > 0 ? heads / kvHeads : 1;
   const p = new Float64Array(TILE * BLOCK);
   const ds = new Float64Array(TILE * BLOCK);
@@ -74,6 +76,7 @@ export function attentionBackward(args: AttentionBackwardArgs): void {
               const qi = qBase + i * qs[2];
               const gi = gBase + i * gs[2];
               const L = lse[lBase + i]!;
+              const rowKey = drop ? dropoutRowKey(drop, lBase + i) : 0;
               for (let jj = 0; jj < nk; jj++) {
                 const j = j0 + jj;
                 let pij = 0;
@@ -88,7 +91,10 @@ export function attentionBackward(args: AttentionBackwardArgs): void {
                   const vj = vBase + j * vs[2];
                   let dp = 0;
                   for (let c = 0; c < dv; c++) dp += dOut[gi + c]! * v[vj + c]!;
-                  dsij = pij * (dp - dRow[ii]!);
+                  // Dropout: the output used P ∘ M, so dV takes P ∘ M and dP′ passes through M.
+                  const m = drop ? dropoutFactor(drop, rowKey, j) : 1;
+                  dsij = pij * (dp * m - dRow[ii]!);
+                  pij *= m;
                 } else if (Number.isNaN(L)) {
                   pij = NaN;
                   dsij = NaN;

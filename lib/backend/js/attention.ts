@@ -22,7 +22,11 @@ export function attention(args: AttentionArgs): void {
   if (lse && lse.length < args.batch * args.heads * args.lq) {
     throw new RangeError(`attention: argument 'lse' has ${lse.length} elements, expected at least ${args.batch * args.heads * args.lq} (batch*heads*lq)`);
   }
-  if (args.precision === 'bfloat16' && !pooled && !args.weights && !lse && args.lq > ATTENTION_SMALL_ROWS) {
+  const drop = dropoutOf('attention', args.dropoutP, args.dropoutSeed);
+  if (drop && (args.weights || pooled)) {
+    throw new RangeError(`attention: argument 'dropoutP' must be 0 when ${args.weights ? 'weights are requested' : 'kvStarts or kvLengths is given'}, got ${args.dropoutP}`);
+  }
+  if (args.precision === 'bfloat16' && !pooled && !args.weights && !lse && !drop && args.lq > ATTENTION_SMALL_ROWS) {
     attentionBf16(args);
     return;
   }
@@ -62,8 +66,9 @@ export function attention(args: AttentionArgs): void {
     const inv = 1 / sum;
     if (lse) lse[lseAt] = max + Math.log(sum);
     acc.fill(0, 0, dv);
+    const rowKey = drop ? dropoutRowKey(drop, (b * heads + h) * lq + i) : 0;
     for (let j = 0; j < visible; j++) {
-      const p = scores[j] * inv;
+      const p = drop ? scores[j] * inv * dropoutFactor(drop, rowKey, j) : scores[j] * inv;
       if (p === 0) continue;
       const vj = vBase + j * vStrides[2];
       for (let d = 0; d < dv; d++) acc[d] += p * v[vj + d];
@@ -112,6 +117,45 @@ function forEachRow(
       }
     }
   }
+}
+
+/** Dropout on the attention probabilities: the call's seed, threshold on the top 24 hash bits, and 1 / (1 − p). */
+export interface AttentionDropoutBits {
+  seed: number;
+  threshold: number;
+  keepScale: number;
+}
+
+/** The dropout of a call (null for p = 0), checking p and the seed; computed as the native kernel does. */
+export function dropoutOf(fn: string, p: number | undefined, seed: number | undefined): AttentionDropoutBits | null {
+  const pv = p ?? 0;
+  if (typeof pv !== 'number' || !(pv >= 0 && pv < 1)) throw new RangeError(`${fn}: argument 'dropoutP' must be in [0, 1), got ${String(p)}`);
+  const sv = seed ?? 0;
+  if (!Number.isInteger(sv) || sv < 0 || sv > 0xffffffff) throw new RangeError(`${fn}: argument 'dropoutSeed' must be an integer in [0, 2^32), got ${String(seed)}`);
+  if (pv === 0) return null;
+  const pf = Math.fround(pv);
+  return { seed: sv >>> 0, threshold: Math.floor(pf * 16777216 + 0.5), keepScale: Math.fround(1 / Math.fround(1 - pf)) };
+}
+
+/** lowbias32 (Wellons), as attention_tile.inc's mix32. */
+function mix32(x: number): number {
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d);
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b | 0);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** The per-row part of the dropout hash of row (b·heads + h)·lq + i. */
+export function dropoutRowKey(d: AttentionDropoutBits, row: number): number {
+  return mix32((mix32(row >>> 0) ^ d.seed) >>> 0);
+}
+
+/** The dropout factor (0 or 1 / (1 − p)) of key j in the row of `rowKey`: the native kernel's bits. */
+export function dropoutFactor(d: AttentionDropoutBits, rowKey: number, j: number): number {
+  const v = mix32((rowKey + Math.imul(j, 0x9e3779b9 | 0)) >>> 0);
+  return v >>> 8 < d.threshold ? 0 : d.keepScale;
 }
 
 /** A score after one mask: a float mask added, a non-zero bool (Uint8) entry excluding the key (-inf). */

@@ -49,7 +49,7 @@ int64_t task_rows(const AttentionParams& p, runtime::Isa isa) {
 // Floats of one backward task's scratch (the layout in attention_isa.h).
 int64_t backward_scratch_floats(int64_t dk, int64_t dv) {
   return 2 * kAttnKeyBlock * kAttnQueryTile + (dk + dv + 2) * kAttnQueryTile +
-         kAttnKeyBlock * ((dk + 15) / 16 * 16 + (dv + 15) / 16 * 16);
+         kAttnKeyBlock * (1 + (dk + 15) / 16 * 16 + (dv + 15) / 16 * 16);
 }
 
 // Per-thread scratch, kept between calls: first touch of fresh pages costs
@@ -180,6 +180,7 @@ void attention_pooled(const AttentionParams& params, int max_threads) {
     s.kv_lengths = nullptr;
     s.weights = nullptr;
     s.lse = nullptr;
+    s.dropout_p = 0.0f;
     s.precision = AttentionPrecision::Float32;
     if (s.kv_heads <= 0) s.kv_heads = s.heads;
     flops += 2.0 * static_cast<double>(s.heads) * static_cast<double>(s.lq) *
@@ -209,6 +210,7 @@ bool bf16_attention_available() {
 
 AttentionPrecision effective_precision(const AttentionParams& p) {
   const bool bf16 = p.precision == AttentionPrecision::BFloat16 && p.weights == nullptr && p.lse == nullptr &&
+                    p.dropout_p == 0.0f &&
                     p.lq > kAttnSmallRows &&
                     p.kv_starts == nullptr && p.kv_lengths == nullptr && bf16_attention_available();
   return bf16 ? AttentionPrecision::BFloat16 : AttentionPrecision::Float32;

@@ -70,6 +70,15 @@ struct AttentionParams {
   // attention_backward recomputes the probabilities from. Such calls run
   // float32; not with kv_starts / kv_lengths.
   float* lse = nullptr;
+  // Dropout on the probabilities (training): each (b, h, i, j) is zeroed
+  // with probability dropout_p and kept ones are scaled by 1 / (1 − p).
+  // Which are kept is a hash of (dropout_seed, row (b·heads + h)·lq + i,
+  // key j) (attention_tile.inc's dropout_keep; lib/backend/js/attention.ts
+  // computes the same bits), so attention_backward regenerates the mask
+  // instead of storing it. 0 = none; such calls run float32, without
+  // weights output and without kv_starts / kv_lengths.
+  float dropout_p = 0.0f;
+  uint32_t dropout_seed = 0;
 };
 
 // The gradients of one attention call from the gradient of its output
@@ -80,8 +89,8 @@ struct AttentionParams {
 // per-thread scratch, O(block · d), whatever the sequence lengths.
 struct AttentionBackwardParams {
   // q, k, v, out (the forward's output O) with their strides, the sizes,
-  // kv_heads, scale, masks and causal of the forward call; its weights,
-  // precision, lse and pooled fields are not read.
+  // kv_heads, scale, masks, causal and dropout of the forward call; its
+  // weights, precision, lse and pooled fields are not read.
   AttentionParams fwd;
   const float* dout = nullptr;  // gradient of out, (batch, head, position) strides, features contiguous
   int64_t dout_strides[3] = {0, 0, 0};

@@ -110,6 +110,11 @@ void strip_block(const Fast& f, int64_t r0, int64_t i0, int64_t j0, int64_t nk) 
     for (int t = 0; t < kKV; ++t) st(f.pbuf + r * kBk + t * W, s[r][t]);
   // ---- O = alpha · O + P · V
   const int64_t kv_end = strip_kv_end(p, R, i0, j0, nk);
+  if (p.dropout_p > 0.0f) {
+    // After the row sums (strip_softmax): only P·V sees the dropped probabilities.
+    const Dropout d = dropout_of(p);
+    for (int r = 0; r < R; ++r) apply_dropout(p, d, f.b, f.h, i0 + r, j0, kv_end, f.pbuf + r * kBk, 1);
+  }
   const int64_t dv = p.dv;
   const float* vb = f.sl.v + j0 * f.sl.vs;
   for (int64_t c = 0; c < dv; c += kKV * W) {

@@ -55,7 +55,8 @@ constexpr int64_t kAttnSmallRows = 8;
 // (64-byte aligned; attention.cc's backward_scratch_floats computes its size):
 //   st, dst: kAttnKeyBlock * kAttnQueryTile each (transposed P and dS),
 //   qt: dk * kAttnQueryTile, gt: dv * kAttnQueryTile (transposed Q and dO tiles),
-//   lv, dl: kAttnQueryTile each (the tile's L and D),
+//   lv, dl: kAttnQueryTile each (the tile's L and D), mrow: kAttnKeyBlock
+//   (one query's dropout factors),
 //   acc: kAttnKeyBlock * (round_up(dk, 16) + round_up(dv, 16)) (dK and dV of
 //   the block; dQ of the tile uses the first kAttnQueryTile * round_up(dk, 16)).
 namespace portable {
