@@ -129,11 +129,11 @@ export interface AttentionMask {
 }
 
 /**
- * out = softmax(scale · q·kᵀ + masks) · v per (batch, head), with q, k, v and
- * out addressed by element strides over (batch, head, position) and a
- * contiguous feature axis, so head split/merge transposes are absorbed.
+ * The fields of one attention call that {@link AttentionArgs} and {@link AttentionBackwardArgs} share: q, k, v and
+ * out addressed by element strides over (batch, head, position) with a contiguous feature axis (so head
+ * split/merge transposes are absorbed), the sizes, the scale, masks, causality and dropout.
  */
-export interface AttentionArgs {
+export interface AttentionOperands {
   q: Float32Array;
   k: Float32Array;
   v: Float32Array;
@@ -163,6 +163,19 @@ export interface AttentionArgs {
   /** Key j is visible to query i only when j <= i (PyTorch's top-left aligned is_causal). */
   causal: boolean;
   /**
+   * Dropout on the probabilities (training; default 0): each (b, h, i, j) is zeroed with probability dropoutP and
+   * kept ones are scaled by 1 / (1 − dropoutP). The mask is a hash of `dropoutSeed` (an integer in [0, 2^32)),
+   * the row (b·heads + h)·lq + i and the key j (the same bits on every backend), so
+   * {@link Backend.attentionBackward} given the same two regenerates it instead of storing it. Float32; not with
+   * `weights` or kvStarts / kvLengths.
+   */
+  dropoutP?: number;
+  dropoutSeed?: number;
+}
+
+/** out = softmax(scale · q·kᵀ + masks) · v per (batch, head) (see {@link AttentionOperands}). */
+export interface AttentionArgs extends AttentionOperands {
+  /**
    * When non-null, receives the softmax probabilities, contiguous
    * [batch, heads, lq, lk]. When null, no lq×lk matrix is ever materialised.
    */
@@ -186,48 +199,17 @@ export interface AttentionArgs {
    * the probabilities from. The call then computes in float32. Not with kvStarts / kvLengths.
    */
   lse?: Float32Array | null;
-  /**
-   * Dropout on the probabilities (training; default 0): each (b, h, i, j) is zeroed with probability dropoutP and
-   * kept ones are scaled by 1 / (1 − dropoutP). The mask is a hash of `dropoutSeed` (an integer in [0, 2^32)),
-   * the row (b·heads + h)·lq + i and the key j (the same bits on every backend; see `attentionDropoutFactor`), so
-   * {@link Backend.attentionBackward} given the same two regenerates it instead of storing it. Float32; not with
-   * `weights` or kvStarts / kvLengths.
-   */
-  dropoutP?: number;
-  dropoutSeed?: number;
 }
 
 /**
  * Arguments of {@link Backend.attentionBackward}: the gradients of one attention call (FlashAttention-2's
  * backward) from the gradient of its output, without an lq×lk matrix. With D_i = dO_i · O_i, per block of keys:
  * P = exp(scale·q·kᵀ + masks − L), dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P ∘ (dP − D), dQ += scale·dS·K,
- * dK += scale·dSᵀ·Q; grouped-query heads sum into their shared K/V head. The forward's fields are passed as
- * {@link AttentionArgs} takes them (`out` its output, `lse` its log-sum-exp output), and the result does not
- * depend on the thread count.
+ * dK += scale·dSᵀ·Q; grouped-query heads sum into their shared K/V head. The forward's fields (with its dropout
+ * and seed) are passed as {@link AttentionArgs} takes them (`out` its output, `lse` its log-sum-exp output), and
+ * the result does not depend on the thread count.
  */
-export interface AttentionBackwardArgs {
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  /** The forward's output O. */
-  out: Float32Array;
-  qStrides: readonly [number, number, number];
-  kStrides: readonly [number, number, number];
-  vStrides: readonly [number, number, number];
-  outStrides: readonly [number, number, number];
-  batch: number;
-  heads: number;
-  kvHeads?: number;
-  lq: number;
-  lk: number;
-  dk: number;
-  dv: number;
-  scale: number;
-  masks: readonly AttentionMask[];
-  causal: boolean;
-  /** The forward's {@link AttentionArgs.dropoutP} and seed: the same mask is regenerated. */
-  dropoutP?: number;
-  dropoutSeed?: number;
+export interface AttentionBackwardArgs extends AttentionOperands {
   /** The forward's {@link AttentionArgs.lse}, [batch, heads, lq]. */
   lse: Float32Array;
   /** Gradient of out, (batch, head, position) strides, features contiguous. */
@@ -243,8 +225,9 @@ export interface AttentionBackwardArgs {
   gradKStrides?: readonly [number, number, number];
   gradVStrides?: readonly [number, number, number];
   /**
-   * Optional one-entry output: the bytes of scratch the call used beyond its inputs and outputs (per-thread blocks
-   * on the native backend, one query tile and key block on the JS one); O(block · (dk + dv)), never O(lq · lk).
+   * Optional one-entry output: the bytes of scratch the call used beyond its inputs and outputs: per-thread blocks
+   * on the native backend, O(block · (dk + dv)); on the JS reference one tile × block plus one head's gradient
+   * accumulators in double, O((lq + lk) · d). Never O(lq · lk).
    */
   workspaceBytes?: Int32Array | null;
 }

@@ -20,7 +20,7 @@
  * all on batched GEMMs reading q, k, v and dO through their (batch, head,
  * position) strides; grouped-query heads sum their group's gradients.
  */
-import { Activation, BinaryOp, type AttentionMask, type AttentionPrecision } from '../backend/backend';
+import { Activation, BinaryOp, type AttentionMask, type AttentionOperands, type AttentionPrecision } from '../backend/backend';
 import { resolveBackend } from '../backend/registry';
 import { allocateUninitialized } from '../dtype';
 import type { OpOptions } from '../op-options';
@@ -108,12 +108,7 @@ export function runAttention(c: AttentionCall): F32 | null {
   const pSize = c.batch * c.heads * c.lq * c.lk;
   const kernel = (weights: Float32Array | null, precision: AttentionPrecision, lse?: Float32Array, dropoutSeed?: number): void => {
     be.attention({
-      q: c.q.data, k: c.k.data, v: c.v.data, out: c.out.data,
-      qStrides: c.strides(c.q), kStrides: c.strides(c.k), vStrides: c.strides(c.v), outStrides: c.strides(c.out),
-      batch: c.batch, heads: c.heads, lq: c.lq, lk: c.lk, dk: c.dk, dv: c.dv, scale: c.scale, masks: c.masks,
-      causal: c.causal, weights, ...(c.kvHeads !== c.heads ? { kvHeads: c.kvHeads } : {}),
-      ...(precision !== 'float32' ? { precision } : {}), ...(lse ? { lse } : {}),
-      ...(drop && dropoutSeed !== undefined ? { dropoutP: drop.p, dropoutSeed } : {}),
+      ...operands(c, dropoutSeed), weights, ...(precision !== 'float32' ? { precision } : {}), ...(lse ? { lse } : {}),
     });
   };
   if (!c.needWeights) {
@@ -167,6 +162,17 @@ export function runAttention(c: AttentionCall): F32 | null {
   return weights;
 }
 
+/** The backend arguments every attention op of call `c` shares (with its dropout when a seed is given). */
+function operands(c: AttentionCall, dropoutSeed: number | undefined): AttentionOperands {
+  return {
+    q: c.q.data, k: c.k.data, v: c.v.data, out: c.out.data,
+    qStrides: c.strides(c.q), kStrides: c.strides(c.k), vStrides: c.strides(c.v), outStrides: c.strides(c.out),
+    batch: c.batch, heads: c.heads, lq: c.lq, lk: c.lk, dk: c.dk, dv: c.dv, scale: c.scale, masks: c.masks,
+    causal: c.causal, ...(c.kvHeads !== c.heads ? { kvHeads: c.kvHeads } : {}),
+    ...(c.dropout && c.dropout.p > 0 && dropoutSeed !== undefined ? { dropoutP: c.dropout.p, dropoutSeed } : {}),
+  };
+}
+
 /** Scratch bytes of the last {@link flashAttentionBackward} call, as its backend reported them (tests read it). */
 let lastFlashWorkspaceBytes = 0;
 
@@ -190,12 +196,7 @@ export function flashAttentionBackward(
   const [dq, dk, dv] = [grad(c.q, needs[0]), grad(c.k, needs[1]), grad(c.v, needs[2])];
   const ws = new Int32Array(1);
   be.attentionBackward({
-    q: c.q.data, k: c.k.data, v: c.v.data, out: c.out.data,
-    qStrides: c.strides(c.q), kStrides: c.strides(c.k), vStrides: c.strides(c.v), outStrides: c.strides(c.out),
-    batch: c.batch, heads: c.heads, lq: c.lq, lk: c.lk, dk: c.dk, dv: c.dv, scale: c.scale, masks: c.masks,
-    causal: c.causal, ...(c.kvHeads !== c.heads ? { kvHeads: c.kvHeads } : {}), lse,
-    ...(c.dropout && dropoutSeed !== undefined ? { dropoutP: c.dropout.p, dropoutSeed } : {}),
-    dOut: g.data, dOutStrides: c.strides(g),
+    ...operands(c, dropoutSeed), lse, dOut: g.data, dOutStrides: c.strides(g),
     gradQ: dq ? dq.data : null, gradK: dk ? dk.data : null, gradV: dv ? dv.data : null,
     ...(dq ? { gradQStrides: c.strides(dq) } : {}), ...(dk ? { gradKStrides: c.strides(dk) } : {}),
     ...(dv ? { gradVStrides: c.strides(dv) } : {}), workspaceBytes: ws,
