@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { addon } from '../lib/backend/native';
 import { jsBackend } from '../lib/backend/js';
-import type { AttentionMask, OpArgs, OpName } from '../lib/backend/backend';
+import type { AttentionBackwardArgs, AttentionMask, OpArgs, OpName } from '../lib/backend/backend';
 import { Guarded, closeness, detach, expectError, fcParams, loadCorpus, prng, type Backing } from './helpers/fuzz';
 
 const hasNative = addon !== null;
@@ -65,7 +65,7 @@ function scatterRows(dst: Float32Array, off: number, rows: number, cols: number,
 type Op = 'gemm' | 'softmax' | 'layerNorm' | 'rmsNorm' | 'addLayerNorm' | 'addRmsNorm' | 'relu' | 'gelu' | 'binary'
   | 'embedding' | 'permute0213' | 'attention' | 'unary' | 'siluMul' | 'rope' | 'copy' | 'indexCopy'
   | 'softmaxBackward' | 'layerNormBackward' | 'rmsNormBackward' | 'activationBackward' | 'embeddingBackward' | 'crossEntropy'
-  | 'crossEntropyBackward';
+  | 'crossEntropyBackward' | 'attentionBackward';
 
 /** One injected fault; `arg` names the addon argument (field) it hits. */
 export type Fault =
@@ -614,6 +614,49 @@ function build(c: NativeCase): Built {
         tol: precision ? [2e-2, 2e-2] : [3e-5 * Math.max(1, Math.sqrt(dk)), 3e-5],
       };
     }
+    case 'attentionBackward': {
+      const { batch, heads, lq, lk, dk, dv, layout, causal, nMasks, group, gq, gk, gv, drop } = p as Record<string, number>;
+      const kvHeads = heads! % group! === 0 ? heads! / group! : heads!;
+      // layout 0: [batch, heads, seq, d] contiguous; 1: [seq, batch, heads·d]. The gradients contiguous.
+      const st = (l: number, w: number, hh = heads!): number[] => (layout === 0 ? [hh * l * w, l * w, w] : [hh * w, w, batch! * hh * w]);
+      const dense = (l: number, w: number, hh = heads!): number[] => [hh * l * w, l * w, w];
+      const qs = st(lq!, dk!), ks = st(lk!, dk!, kvHeads), vs = st(lk!, dv!, kvHeads), os = st(lq!, dv!), gs = st(lq!, dv!);
+      const dqs = dense(lq!, dk!), dks = dense(lk!, dk!, kvHeads), dvs = dense(lk!, dv!, kvHeads);
+      const masks = (p.maskKinds as number[]).slice(0, nMasks).map((kind) => ({ kind, strides: [0, 0, lk!, 1], length: lq! * lk! }));
+      // L past the largest score (|s| <= 0.37·dk), so P <= e and the sums stay in a range float32 compares well in.
+      const lseFill = (r: () => number): number => 0.37 * dk! + uni(r);
+      const opt = (flag: number, name: string, length: number, strides: number[]) => (flag ? { buf: { name, elem: 'f32' as const, length, out: true, fill: uni }, strides } : null);
+      const grads = [opt(gq!, 'gradQ', reach([batch, heads, lq], dqs, dk), dqs), opt(gk!, 'gradK', reach([batch, kvHeads, lk], dks, dk), dks),
+        opt(gv!, 'gradV', reach([batch, kvHeads, lk], dvs, dv), dvs)];
+      const names = ['gradQ', 'gradK', 'gradV'] as const;
+      const gradArgs = (v: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(names.flatMap((n, i) =>
+        grads[i] ? [[n, v[n]], [`${n}Strides`, grads[i]!.strides]] : [[n, null]]));
+      const common = (v: Record<string, unknown>): Record<string, unknown> => ({
+        q: v.q, k: v.k, v: v.v, out: v.out, qStrides: qs, kStrides: ks, vStrides: vs, outStrides: os, batch, heads, lq, lk, dk, dv,
+        scale: 0.37, causal: !!causal, masks: masks.map((m, i) => ({ data: v[`mask${i}`], strides: m.strides })), lse: v.lse,
+        dOut: v.dOut, dOutStrides: gs, ...(kvHeads !== heads || (c.seed & 2) ? { kvHeads } : {}),
+        ...(drop ? { dropoutP: 0.25, dropoutSeed: c.seed >>> 0 } : {}), ...gradArgs(v),
+      });
+      return {
+        bufs: [
+          { name: 'q', elem: 'f32', length: reach([batch, heads, lq], qs, dk), out: false, fill: uni },
+          { name: 'k', elem: 'f32', length: reach([batch, kvHeads, lk], ks, dk), out: false, fill: uni },
+          { name: 'v', elem: 'f32', length: reach([batch, kvHeads, lk], vs, dv), out: false, fill: uni },
+          { name: 'out', elem: 'f32', length: reach([batch, heads, lq], os, dv), out: false, fill: uni },
+          { name: 'lse', elem: 'f32', length: batch! * heads! * lq!, out: false, fill: lseFill },
+          { name: 'dOut', elem: 'f32', length: reach([batch, heads, lq], gs, dv), out: false, fill: uni },
+          ...masks.map((m, i) => ({
+            name: `mask${i}`, elem: (m.kind ? 'u8' : 'f32') as 'u8' | 'f32', length: m.length, out: false,
+            fill: m.kind ? (r: () => number) => (r() < 0.25 ? 1 : 0) : (r: () => number) => (r() < 0.15 ? -Infinity : uni(r)),
+          })),
+          ...grads.flatMap((g) => (g ? [g.buf] : [])),
+        ],
+        args: common,
+        reference: (v) => jsBackend.attentionBackward(common(v) as unknown as AttentionBackwardArgs),
+        // Sums over up to lk keys (dQ) or group·lq queries (dK, dV) of products bounded by e·(dk + dv).
+        tol: [2e-5 * (1 + dk! + dv!) * Math.sqrt(1 + Math.max(lk!, heads! * lq!)), 1e-4],
+      };
+    }
   }
 }
 
@@ -797,6 +840,13 @@ const params: Record<Op, fc.Arbitrary<NativeCase['p']>> = {
     maskKinds: fc.array(bit, { minLength: 2, maxLength: 2 }),
     maskBcast: fc.array(fc.integer({ min: 0, max: 15 }), { minLength: 2, maxLength: 2 }),
   }).map((p) => (p.pooledStarts || p.pooledLengths ? { ...p, weights: 0 } : p)), // pooled calls take no weights
+  attentionBackward: fc.record({
+    batch: fc.constantFrom(0, 1, 2), heads: fc.constantFrom(0, 1, 2, 4), group: fc.constantFrom(1, 1, 2), lq: fc.constantFrom(0, 1, 2, 5, 33, 40),
+    // 65 and 130: several key blocks and a partial one.
+    lk: fc.constantFrom(0, 1, 3, 8, 65, 130), dk: fc.constantFrom(0, 1, 3, 8, 17), dv: fc.constantFrom(0, 1, 3, 8, 17),
+    layout: bit, causal: bit, nMasks: fc.integer({ min: 0, max: 2 }), maskKinds: fc.array(bit, { minLength: 2, maxLength: 2 }),
+    gq: fc.constant(1), gk: bit, gv: bit, drop: bit,
+  }),
 };
 
 /**
@@ -829,6 +879,8 @@ const ARRAYS: Record<Op, { inputs: string[]; outputs: string[]; optional: [name:
   crossEntropyBackward: { inputs: ['logits', 'target', 'lse', 'dloss'], outputs: ['dlogits'], optional: [['weight', 'weighted']] },
   attention: { inputs: ['q', 'k', 'v'], outputs: ['out'],
     optional: [['weights', 'weights'], ['kvStarts', 'pooledStarts'], ['kvLengths', 'pooledLengths']] },
+  attentionBackward: { inputs: ['q', 'k', 'v', 'out', 'lse', 'dOut'], outputs: ['gradQ'],
+    optional: [['gradK', 'gk'], ['gradV', 'gv']] },
 };
 /** Integer fields a fault can push out of range (optional ones included: given, they are checked alike). */
 const INTS: Record<Op, string[]> = {
@@ -856,6 +908,7 @@ const INTS: Record<Op, string[]> = {
   crossEntropy: ['rows', 'cols', 'logitsRowStride'],
   crossEntropyBackward: ['rows', 'cols', 'dlossStride', 'logitsRowStride', 'dlogitsRowStride'],
   attention: ['batch', 'heads', 'lq', 'lk', 'dk', 'dv', 'kvHeads'],
+  attentionBackward: ['batch', 'heads', 'lq', 'lk', 'dk', 'dv', 'kvHeads'],
 };
 /** Fields without a default: leaving one out is a TypeError naming it. */
 const REQUIRED: Record<Op, string[]> = {
@@ -886,6 +939,8 @@ const REQUIRED: Record<Op, string[]> = {
     'rows', 'cols'],
   attention: ['q', 'k', 'v', 'out', 'qStrides', 'kStrides', 'vStrides', 'outStrides', 'batch', 'heads', 'lq', 'lk', 'dk',
     'dv', 'scale', 'masks', 'causal', 'weights'],
+  attentionBackward: ['q', 'k', 'v', 'out', 'qStrides', 'kStrides', 'vStrides', 'outStrides', 'batch', 'heads', 'lq', 'lk', 'dk',
+    'dv', 'scale', 'masks', 'causal', 'lse', 'dOut', 'dOutStrides', 'gradQ', 'gradK', 'gradV'],
 };
 /** Ops whose output may exactly alias an input (element-wise, in place). */
 const ALIASABLE: Partial<Record<Op, [string, string]>> = {
@@ -954,7 +1009,7 @@ function caseArb(op: Op, mode?: NativeCase['mode']): fc.Arbitrary<NativeCase> {
 
 const OPS: Op[] = ['gemm', 'softmax', 'layerNorm', 'rmsNorm', 'addLayerNorm', 'addRmsNorm', 'relu', 'gelu', 'binary', 'embedding',
   'permute0213', 'attention', 'unary', 'siluMul', 'rope', 'copy', 'indexCopy', 'softmaxBackward', 'layerNormBackward',
-  'rmsNormBackward', 'activationBackward', 'embeddingBackward', 'crossEntropy', 'crossEntropyBackward'];
+  'rmsNormBackward', 'activationBackward', 'embeddingBackward', 'crossEntropy', 'crossEntropyBackward', 'attentionBackward'];
 
 describe.runIf(hasNative)('native boundary fuzz', () => {
   afterAll(() => {
