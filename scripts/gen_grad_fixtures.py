@@ -263,6 +263,25 @@ def gen(w: Writer) -> None:
     loss_case(w, 'seed_model_ce_class_dim', None, SeedModel(V, D, 2, 2, 2, 16), seed_opts, {'src': src, 'tgt': tgt},
               tgt.t().contiguous(), 'cross_entropy', {}, 'class_dim_1')
 
+    # Sequences longer than one 32-query tile and one 64-key block of the flash-attention backward, every mask kind
+    # (their own seed, so the cases above stay byte-identical).
+    torch.manual_seed(2000)
+    LL, SL, NL = 40, 70, 2
+    ql, kl, vl = torch.randn(LL, NL, E), torch.randn(SL, NL, E), torch.randn(SL, NL, E)
+    kpm_l = torch.zeros(NL, SL, dtype=torch.bool)
+    kpm_l[0, -7:] = True
+    kpm_l[1, 3:40] = True
+    grad_case(w, 'mha_long_float_mask_key_padding', 'MultiheadAttention', mha, nn.MultiheadAttention(E, H),
+              {'query': ql, 'key': kl, 'value': vl, 'attn_mask': torch.randn(LL, SL), 'key_padding_mask': kpm_l},
+              {'need_weights': False})
+    bm = torch.rand(NL * H, LL, SL) > 0.7
+    bm[:, :, 0] = False
+    grad_case(w, 'mha_long_bool_mask_3d', 'MultiheadAttention', mha, nn.MultiheadAttention(E, H),
+              {'query': ql, 'key': kl, 'value': vl, 'attn_mask': bm}, {'need_weights': False})
+    xl = torch.randn(SL, NL, E)
+    grad_case(w, 'mha_long_causal_self', 'MultiheadAttention', mha, nn.MultiheadAttention(E, H),
+              {'query': xl, 'key': xl, 'value': xl, 'attn_mask': causal_float(SL)}, {'need_weights': False})
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
