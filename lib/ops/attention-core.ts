@@ -176,7 +176,10 @@ function operands(c: AttentionCall, dropoutSeed: number | undefined): AttentionO
 /** Scratch bytes of the last {@link flashAttentionBackward} call, as its backend reported them (tests read it). */
 let lastFlashWorkspaceBytes = 0;
 
-/** Scratch bytes the last flash-attention backward used beyond its inputs and outputs (what its backend reported). */
+/**
+ * Scratch bytes the last flash-attention backward used beyond its inputs and outputs (what its backend reported;
+ * 0 for a backward recorded for `runAsync`, whose kernel has not run when it returns). For tests and diagnostics.
+ */
 export function lastAttentionBackwardWorkspaceBytes(): number {
   return lastFlashWorkspaceBytes;
 }
