@@ -4,7 +4,7 @@
  * (accumulation, retained and freed graphs, errors), view backward, and the
  * packed-weight cache following in-place weight updates.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { enableGrad, isGradEnabled, noGrad, setGradEnabled } from '../lib/autograd/index';
 import * as ops from '../lib/ops';
 import * as nn from '../lib/nn';
@@ -13,6 +13,7 @@ import { backends } from './helpers/backends';
 import { gradcheck } from './helpers/gradcheck';
 import { withContext } from '../lib/context';
 import { getBackend } from '../lib/backend/registry';
+import { addon } from '../lib/backend/native';
 
 type F32 = Tensor<'float32'>;
 
@@ -289,5 +290,31 @@ describe.skipIf(!backends.includes('native'))('packed weights follow in-place up
     ops.add(w, 1, { out: w, backend: native });
     const want4 = arr(ops.linear(x, rows, null, { backend: 'js' }));
     arr(ops.linear(x, rows, null, { cacheWeight: true, backend: native })).forEach((v, i) => expect(v).toBeCloseTo(want4[i]!, 4));
+  });
+
+  it('a weight written in place is packed on its second use at the new version, not its first (training uses each version once)', () => {
+    const native = getBackend('native');
+    const packs = vi.spyOn(addon!, 'packWeight');
+    try {
+      const w = randn([7, 5], { seed: 42 });
+      const x = randn([4, 5], { seed: 43 });
+      const run = (): void => {
+        const want = arr(ops.linear(x, w, null, { backend: 'js' }));
+        arr(ops.linear(x, w, null, { cacheWeight: true, backend: native })).forEach((v, i) => expect(v).toBeCloseTo(want[i]!, 4));
+      };
+      run(); // version 0: packed on first use, as for inference
+      run();
+      expect(packs).toHaveBeenCalledTimes(1);
+      for (let step = 0; step < 3; step++) {
+        ops.mul(w, 0.5, { out: w, backend: native }); // an optimizer step: the stale copy is dropped
+        run(); // first use at the new version: unpacked
+        expect(packs).toHaveBeenCalledTimes(1);
+      }
+      run(); // second use at the same version: packed again
+      run();
+      expect(packs).toHaveBeenCalledTimes(2);
+    } finally {
+      packs.mockRestore();
+    }
   });
 });

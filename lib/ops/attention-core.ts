@@ -22,6 +22,7 @@ import type { OpOptions } from '../op-options';
 import { Rng, Tensor } from '../tensor';
 import { needsGrad, recordOp } from '../autograd/graph';
 import type { F32 } from './checks';
+import { dropoutMask } from './dropout';
 
 /** (batch, head, position) element strides of a tensor laid out like one attention operand. */
 export type HeadStrides = (t: F32) => [number, number, number];
@@ -56,13 +57,6 @@ export interface AttentionCall extends OpOptions {
   dropout?: AttentionDropout | null;
 }
 
-/** A keep-mask of n elements: 0 with probability p, else 1/(1 − p) (PyTorch's dropout scaling). */
-export function dropoutMask(n: number, p: number, generator: Rng): Float32Array {
-  const m = new Float32Array(n);
-  const keep = 1 / (1 - p);
-  for (let i = 0; i < n; i++) m[i] = generator.uniform() < p ? 0 : keep;
-  return m;
-}
 
 /**
  * Calls `f(b, h0, count, kvHead, kvStep)` over blocks of query heads that one batched GEMM covers: with
@@ -121,7 +115,7 @@ export function runAttention(c: AttentionCall): F32 | null {
   let kept = probs;
   let mask: Float32Array | null = null;
   if (drop && pSize > 0) {
-    mask = dropoutMask(pSize, drop.p, drop.generator);
+    mask = dropoutMask(pSize, drop.p, drop.generator, c.backend);
     kept = new Tensor(allocateUninitialized('float32', pSize), pShape, 'float32');
     be.binary({ op: BinaryOp.Mul, a: probs.data, aStrides: [1], b: mask, bStrides: [1], y: kept.data, shape: [pSize] });
     const hm = new Float32Array(c.batch * c.heads * c.lq * c.dv);
