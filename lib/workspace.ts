@@ -73,7 +73,8 @@ export function sizeClass(bytes: number): number {
 export function releaseBufferScope(scope: BufferScope, result: unknown, parent: BufferScope | null = null): void {
   const keep = new Set<ArrayBufferLike>();
   if (collectBuffers(result, keep, 0)) {
-    keepAll(scope, parent);
+    if (parent) keepAll(scope, parent);
+    else lendToGraph(scope, result, keep);
     return;
   }
   for (const ab of scope.taken) {
@@ -81,19 +82,88 @@ export function releaseBufferScope(scope: BufferScope, result: unknown, parent: 
       parent?.taken.push(ab);
       continue;
     }
-    if (pooledBytes + ab.byteLength > MAX_POOLED_BYTES) continue;
-    let bucket = pool.get(ab.byteLength);
-    if (!bucket) pool.set(ab.byteLength, (bucket = []));
-    bucket.push(ab);
-    pooledBytes += ab.byteLength;
+    returnToPool(ab);
   }
   scope.taken.length = 0;
+}
+
+/** Puts a buffer nothing uses any more back into the pool (unless the pool is full). */
+function returnToPool(ab: ArrayBuffer): void {
+  if (pooledBytes + ab.byteLength > MAX_POOLED_BYTES) return;
+  let bucket = pool.get(ab.byteLength);
+  if (!bucket) pool.set(ab.byteLength, (bucket = []));
+  bucket.push(ab);
+  pooledBytes += ab.byteLength;
+}
+
+/**
+ * A graph's share of the pool (training): the buffers an outermost forward took that its result does not reach,
+ * which only the graph (saved tensors, backward closures) still uses. They go back to the pool when a backward has
+ * freed every node that produced one of the result's tensors (so every node of the forward behind them): see
+ * lib/autograd/graph.ts. Without that (a graph never run backward, or kept with retainGraph) the GC takes them.
+ */
+export class GraphBuffers {
+  readonly #buffers: ArrayBuffer[];
+  #rootsAlive: number;
+
+  constructor(buffers: ArrayBuffer[], roots: number) {
+    this.#buffers = buffers;
+    this.#rootsAlive = roots;
+  }
+
+  /** One root node was freed; true when it was the last (the buffers can go back once the backward is over). */
+  rootFreed(): boolean {
+    this.#rootsAlive--;
+    return this.#rootsAlive === 0;
+  }
+
+  /** Returns the buffers to the pool (called by the engine after the backward that freed the last root). */
+  release(): void {
+    for (const ab of this.#buffers) returnToPool(ab);
+    this.#buffers.length = 0;
+  }
+}
+
+/** What a result tensor's node must accept to own a graph's buffers (lib/autograd/graph.ts's Node). */
+interface BufferOwner {
+  attachBuffers(group: GraphBuffers): void;
+}
+
+function isBufferOwner(fn: unknown): fn is BufferOwner {
+  return typeof (fn as Partial<BufferOwner> | null)?.attachBuffers === 'function';
+}
+
+/** The distinct nodes behind the tensors of `value` (as collectBuffers walks it). */
+function collectRoots(value: unknown, into: Set<BufferOwner>, depth: number): void {
+  if (value === null || typeof value !== 'object' || depth > 4 || ArrayBuffer.isView(value)) return;
+  if ((value as { data?: unknown }).data !== undefined && ArrayBuffer.isView((value as { data?: unknown }).data)) {
+    const fn = (value as { gradFn?: unknown }).gradFn;
+    if (isBufferOwner(fn)) into.add(fn);
+    return;
+  }
+  for (const v of Array.isArray(value) ? value : Object.values(value as Record<string, unknown>)) collectRoots(v, into, depth + 1);
+}
+
+/**
+ * The outermost forward's result holds a graph: the scope's buffers the result does not reach are lent to the
+ * graph ({@link GraphBuffers}) instead of being left to the GC, so a training step's intermediates come back for
+ * the next step. Needs every tensor of the result with a history to have an owner node; otherwise the GC decides.
+ */
+function lendToGraph(scope: BufferScope, result: unknown, keep: Set<ArrayBufferLike>): void {
+  const roots = new Set<BufferOwner>();
+  collectRoots(result, roots, 0);
+  const lent = scope.taken.filter((ab) => !keep.has(ab));
+  scope.taken.length = 0;
+  if (roots.size === 0 || lent.length === 0) return;
+  const group = new GraphBuffers(lent, roots.size);
+  for (const r of roots) r.attachBuffers(group);
 }
 
 /**
  * Adds the buffers of the tensors in `value` to `into`; true when one of
  * them has an autograd history (a `gradFn`): its graph's saved tensors may be
- * any of the scope's buffers, so none may go back to the pool.
+ * any of the scope's buffers, so none may go back to the pool now (an
+ * outermost scope lends them to the graph instead: {@link GraphBuffers}).
  */
 function collectBuffers(value: unknown, into: Set<ArrayBufferLike>, depth: number): boolean {
   if (value === null || typeof value !== 'object' || depth > 4) return false;
@@ -115,6 +185,25 @@ function collectBuffers(value: unknown, into: Set<ArrayBufferLike>, depth: numbe
 /** A scope whose result holds an autograd graph: every buffer stays with the result (the enclosing scope's, else the GC's). */
 function keepAll(scope: BufferScope, parent: BufferScope | null): void {
   if (parent) for (const ab of scope.taken) parent.taken.push(ab);
+  scope.taken.length = 0;
+}
+
+/**
+ * Runs a backward pass (`fn`) with its buffers lent from the pool: when it returns, every buffer it took goes back
+ * except those `keep()` then lists (the gradients it stored into leaves' and retained tensors' `grad`). Everything
+ * else a backward allocates (gradients flowing between nodes, head-major scratch) is dead once it is over. Not
+ * while recording (the kernels have not run yet): the GC takes them then.
+ */
+export function withBackwardScope(fn: () => void, keep: () => Iterable<ArrayBufferLike>): void {
+  const ctx = currentContext();
+  if (!forwardScopes || ctx.recording) {
+    fn();
+    return;
+  }
+  const scope = newBufferScope();
+  withContext({ bufferScope: scope }, fn);
+  const kept = new Set(keep());
+  for (const ab of scope.taken) if (!kept.has(ab)) returnToPool(ab);
   scope.taken.length = 0;
 }
 

@@ -246,17 +246,40 @@ describe('Hugging Face model families', () => {
 });
 
 describe('buffers and async', () => {
-  it('a forward that records a graph keeps its intermediates out of the pool; a noGrad one recycles them', () => {
+  it('a forward that records a graph lends its intermediates to the graph until a backward frees it; a noGrad one recycles them', () => {
     nn.manualSeed(8);
-    const enc = new nn.TransformerEncoder({ layer: { dModel: 32, nhead: 4, dimFeedforward: 64 }, numLayers: 2 }).eval();
+    const enc = new nn.TransformerEncoder({ layer: { dModel: 32, nhead: 4, dimFeedforward: 64 }, numLayers: 2 }).train();
     const x = randn([30, 2, 32], { seed: 9 });
+    const step = (): number[][] => {
+      nn.manualSeed(1); // the same dropout masks every step
+      for (const p of enc.parameters()) p.grad = null;
+      ops.sum(enc.forward(x)).backward();
+      return enc.parameters().map((p) => arr(p.grad));
+    };
     clearBufferPool();
     const out = enc.forward(x);
     expect(pooledBufferBytes()).toBe(0);
     ops.sum(out).backward();
     expect(enc.parameters().every((p) => p.grad !== null)).toBe(true);
+    // The graph's and the backward's buffers came back, but not the result's or the gradients'.
+    const pooled = pooledBufferBytes();
+    expect(pooled).toBeGreaterThan(0);
+    const kept = new Set<ArrayBufferLike>([out.data.buffer, ...enc.parameters().map((p) => p.grad!.data.buffer)]);
     noGrad(() => enc.forward(x));
     expect(pooledBufferBytes()).toBeGreaterThan(0);
+    expect(enc.parameters().every((p) => kept.has(p.grad!.data.buffer))).toBe(true);
+    // Steps on recycled buffers compute what the first did.
+    const first = step();
+    for (let i = 0; i < 3; i++) expect(step()).toEqual(first);
+    // A graph kept with retainGraph keeps its buffers: a noGrad forward in between (which takes pooled buffers)
+    // does not change what the second backward reads.
+    nn.manualSeed(1);
+    for (const p of enc.parameters()) p.grad = null;
+    const loss = ops.sum(enc.forward(x));
+    loss.backward(undefined, { retainGraph: true });
+    noGrad(() => enc.forward(randn([30, 2, 32], { seed: 10 })));
+    loss.backward();
+    enc.parameters().forEach((p, i) => arr(p.grad).forEach((g, j) => expect(g).toBeCloseTo(2 * first[i]![j]!, 4)));
   });
 
   it.skipIf(!addon)('forward and backward recorded inside runAsync give the synchronous gradients', async () => {

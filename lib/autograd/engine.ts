@@ -17,11 +17,13 @@
  * never reads tensor values in JS: inside `runAsync` it is recorded like a
  * forward.
  */
-import { withContext } from '../context';
+import { currentContext, withContext } from '../context';
+import { allocateUninitialized } from '../dtype';
+import { withBackwardScope } from '../workspace';
 import { argRangeErrorRaw, argTypeError, formatShape } from '../errors';
 import { add } from '../ops/elementwise';
 import { Tensor, zeros, type BackwardOptions, type GradFn } from '../tensor';
-import { AccumulateGrad, Node, edgeOf } from './graph';
+import { AccumulateGrad, Node, edgeOf, takeFreedBuffers } from './graph';
 
 type F32 = Tensor<'float32'>;
 
@@ -37,13 +39,21 @@ function accumulate(leaf: Tensor, g: F32): void {
   const current = leaf.grad;
   if (current === null) {
     // Always a copy: `g` may be shared (the same tensor flows to several inputs of an add, or is the caller's
-    // gradOutput), and a later in-place accumulation must change nothing but this leaf's gradient.
-    leaf.grad = g.isContiguous() ? g.clone() : g.contiguous();
+    // gradOutput), and a later in-place accumulation must change nothing but this leaf's gradient. Into a buffer
+    // of the backward's scope (kept: it is the result), not a fresh ArrayBuffer for the GC.
+    leaf.grad = g.isContiguous() && !currentContext().recording ? copyOf(g) : g.contiguous().clone();
   } else if (current.isContiguous()) {
     add(current, g, { out: current });
   } else {
     leaf.grad = add(current, g);
   }
+}
+
+/** A contiguous copy of a contiguous float32 tensor (no history: backward runs without grad). */
+function copyOf(g: F32): F32 {
+  const out = allocateUninitialized('float32', g.size);
+  out.set(g.data.subarray(0, g.size));
+  return new Tensor(out, g.shape, 'float32');
 }
 
 /** Implements Tensor.backward (registered by lib/autograd/index.ts). */
@@ -73,10 +83,25 @@ export function runBackward(root: Tensor, gradOutput: Tensor | undefined, option
     }
     seed = gradOutput as F32;
   }
-  withContext({ gradEnabled: false }, () => execute(edgeOf(root)!, seed, retainGraph));
+  // The gradients stored into leaves and retained tensors stay; every other buffer the pass allocates goes back to
+  // the pool, and so do the forward's buffers once the pass has freed the graph that used them.
+  const stored: Tensor[] = [];
+  try {
+    withContext({ gradEnabled: false }, () => withBackwardScope(
+      () => execute(edgeOf(root)!, seed, retainGraph, stored),
+      () => stored.map((t) => t.grad?.data.buffer).filter((b): b is ArrayBufferLike => b !== undefined),
+    ));
+  } catch (e) {
+    // A pass that stopped half-way may have freed a forward's result nodes but not every node behind them: their
+    // buffers are left to the GC.
+    takeFreedBuffers();
+    throw e;
+  }
+  const freed = takeFreedBuffers();
+  if (!currentContext().recording) for (const g of freed) g.release();
 }
 
-function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: boolean): void {
+function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: boolean, stored: Tensor[]): void {
   const [rootFn, rootSlot] = rootEdge;
   // Dependencies: how many edges of the reachable graph point at each node.
   const deps = new Map<GradFn, number>();
@@ -125,13 +150,19 @@ function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: bo
     const slots = buffers.get(node)!;
     buffers.delete(node);
     if (node instanceof AccumulateGrad) {
-      if (slots[0]) accumulate(node.variable, slots[0]);
+      if (slots[0]) {
+        accumulate(node.variable, slots[0]);
+        stored.push(node.variable);
+      }
       continue;
     }
     if (!(node instanceof Node)) throw new TypeError(`backward: unknown graph node ${node.name}`);
     const grads = slots.map((g, i) => g ?? zeros(node.outputShapes[i]!));
     if (node.retained) {
-      for (const [i, t] of node.retained) t.grad = t.grad ? add(t.grad, grads[i]!) : grads[i]!.contiguous().clone();
+      for (const [i, t] of node.retained) {
+        t.grad = t.grad ? add(t.grad, grads[i]!) : grads[i]!.contiguous().clone();
+        stored.push(t);
+      }
     }
     const inputGrads = node.apply(grads);
     if (!retainGraph) node.release();
