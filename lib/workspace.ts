@@ -87,6 +87,14 @@ export function releaseBufferScope(scope: BufferScope, result: unknown, parent: 
   scope.taken.length = 0;
 }
 
+/**
+ * Gives a buffer nothing uses any more to the pool: one the pool lent (its size is a size class), else nothing
+ * happens (the GC takes it). The caller guarantees no tensor reads it again.
+ */
+export function recycleBuffer(ab: ArrayBufferLike): void {
+  if (ab instanceof ArrayBuffer && ab.byteLength >= 1024 && sizeClass(ab.byteLength) === ab.byteLength) returnToPool(ab);
+}
+
 /** Puts a buffer nothing uses any more back into the pool (unless the pool is full). */
 function returnToPool(ab: ArrayBuffer): void {
   if (pooledBytes + ab.byteLength > MAX_POOLED_BYTES) return;

@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { noGrad } from '../lib/autograd/index';
 import * as ops from '../lib/ops';
 import * as nn from '../lib/nn';
+import * as optim from '../lib/optim';
 import { Rng, Tensor, randn, tensor } from '../lib/tensor';
 import { runAsync } from '../lib/async';
 import { addon } from '../lib/backend/native';
@@ -280,6 +281,33 @@ describe('buffers and async', () => {
     noGrad(() => enc.forward(randn([30, 2, 32], { seed: 10 })));
     loss.backward();
     enc.parameters().forEach((p, i) => arr(p.grad).forEach((g, j) => expect(g).toBeCloseTo(2 * first[i]![j]!, 4)));
+  });
+
+  it('zeroGrad recycles gradients nobody outside the library has read, and never one that was read', () => {
+    nn.manualSeed(12);
+    const lin = new nn.Linear({ inFeatures: 64, outFeatures: 48 });
+    const opt = new optim.SGD(lin.parameters(), { lr: 0.1 });
+    const x = randn([16, 64], { seed: 13 });
+    const step = (): void => {
+      ops.sum(ops.mul(lin.forward(x), lin.forward(x))).backward();
+      opt.step();
+    };
+    clearBufferPool();
+    step();
+    const before = pooledBufferBytes();
+    opt.zeroGrad();
+    // The weight's gradient (64·48 floats) went back to the pool.
+    expect(pooledBufferBytes() - before).toBeGreaterThanOrEqual(64 * 48 * 4);
+    // Read by user code: kept out of the pool, and a later backward leaves its values alone.
+    step();
+    const held = lin.weight.grad!;
+    const copy = Array.from(held.data);
+    const pooled = pooledBufferBytes();
+    opt.zeroGrad();
+    expect(pooledBufferBytes()).toBeLessThan(pooled + 64 * 48 * 4);
+    step();
+    expect(Array.from(held.data)).toEqual(copy);
+    expect(lin.weight.grad).not.toBe(held);
   });
 
   it.skipIf(!addon)('forward and backward recorded inside runAsync give the synchronous gradients', async () => {

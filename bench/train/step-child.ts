@@ -6,7 +6,7 @@
  *     --seq 32 --threads 1 --warmup 3 --steps 10 [--seed 0] [--backend native|js] [--profile]
  *
  * Prints one JSON line: per-step milliseconds of the whole step and of each phase (forward with the loss,
- * loss.backward(), optim.Adam step, zeroGrad), and the process's peak RSS. The step is the one
+ * loss.backward(), optim.Adam step, zeroGrad), the CPU time of each step (all threads), and the process's peak RSS. The step is the one
  * step_torch.py times: train mode (dropout 0.1), teacher forcing under a causal tgtMask, nn.CrossEntropyLoss,
  * optim.Adam(lr 1e-3), zeroGrad() (gradients set to null, as set_to_none=True).
  *
@@ -59,11 +59,13 @@ const tgtMask = nn.Transformer.generateSquareSubsequentMask(n.seq);
 const PHASES = ['forward', 'backward', 'optimizer', 'zeroGrad'] as const;
 const phasesMs: Record<(typeof PHASES)[number], number[]> = { forward: [], backward: [], optimizer: [], zeroGrad: [] };
 const stepMs: number[] = [];
+const cpuMs: number[] = [];
 const losses: number[] = [];
 for (let i = 0; i < n.warmup + n.steps; i++) {
   const timed = i >= n.warmup;
   if (profiler) profiler.enabled = timed;
   profiler?.phase('forward');
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const output = model.forward(src, tgtIn, { tgtMask });
   const loss = criterion.forward(output.reshape(-1, n.vocab), tgtOut);
@@ -77,9 +79,11 @@ for (let i = 0; i < n.warmup + n.steps; i++) {
   profiler?.phase('zeroGrad');
   optimizer.zeroGrad();
   const t4 = performance.now();
+  const c4 = process.cpuUsage(c0);
   losses.push(loss.item());
   if (timed) {
     stepMs.push(t4 - t0);
+    cpuMs.push((c4.user + c4.system) / 1e3);
     [t1 - t0, t2 - t1, t3 - t2, t4 - t3].forEach((ms, k) => phasesMs[PHASES[k]!].push(ms));
   }
 }
@@ -87,6 +91,6 @@ for (let i = 0; i < n.warmup + n.steps; i++) {
 const vmHwmKiB = Number(/VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? -1);
 console.log(JSON.stringify({
   ok: true, engine: 'attnode', backend: a.backend, threads: a.backend === 'native' ? getNumThreads() : 1,
-  stepMs, phasesMs, firstLoss: losses[0], lastLoss: losses[losses.length - 1], peakRssKiB: vmHwmKiB,
+  stepMs, cpuMs, phasesMs, firstLoss: losses[0], lastLoss: losses[losses.length - 1], peakRssKiB: vmHwmKiB,
   ...(profiler ? { profile: profiler.report(phasesMs) } : {}),
 }));

@@ -36,12 +36,14 @@ function sum(a: F32 | null, b: F32): F32 {
 
 /** Adds `g` into `leaf.grad` (see the module comment). */
 function accumulate(leaf: Tensor, g: F32): void {
-  const current = leaf.grad;
+  const current = leaf._peekGrad();
   if (current === null) {
     // Always a copy: `g` may be shared (the same tensor flows to several inputs of an add, or is the caller's
     // gradOutput), and a later in-place accumulation must change nothing but this leaf's gradient. Into a buffer
-    // of the backward's scope (kept: it is the result), not a fresh ArrayBuffer for the GC.
-    leaf.grad = g.isContiguous() && !currentContext().recording ? copyOf(g) : g.contiguous().clone();
+    // of the backward's scope (kept: it is the result), not a fresh ArrayBuffer for the GC; such a gradient is
+    // the leaf's alone, so the optimizer's zeroGrad can give it back to the pool unless user code has read it.
+    if (g.isContiguous() && !currentContext().recording) leaf._setPrivateGrad(copyOf(g));
+    else leaf.grad = g.contiguous().clone();
   } else if (current.isContiguous()) {
     add(current, g, { out: current });
   } else {
@@ -89,7 +91,7 @@ export function runBackward(root: Tensor, gradOutput: Tensor | undefined, option
   try {
     withContext({ gradEnabled: false }, () => withBackwardScope(
       () => execute(edgeOf(root)!, seed, retainGraph, stored),
-      () => stored.map((t) => t.grad?.data.buffer).filter((b): b is ArrayBufferLike => b !== undefined),
+      () => stored.map((t) => t._peekGrad()?.data.buffer).filter((b): b is ArrayBufferLike => b !== undefined),
     ));
   } catch (e) {
     // A pass that stopped half-way may have freed a forward's result nodes but not every node behind them: their

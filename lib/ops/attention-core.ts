@@ -118,7 +118,7 @@ export function runAttention(c: AttentionCall): F32 | null {
     mask = dropoutMask(pSize, drop.p, drop.generator, c.backend);
     kept = new Tensor(allocateUninitialized('float32', pSize), pShape, 'float32');
     be.binary({ op: BinaryOp.Mul, a: probs.data, aStrides: [1], b: mask, bStrides: [1], y: kept.data, shape: [pSize] });
-    const hm = new Float32Array(c.batch * c.heads * c.lq * c.dv);
+    const hm = allocateUninitialized('float32', c.batch * c.heads * c.lq * c.dv);
     const vs = c.strides(c.v);
     const lqk = c.lq * c.lk;
     headBlocks(c, (b, h0, count, kvHead, kvStep) => {
@@ -168,7 +168,8 @@ export function attentionBackward(
   const pSize = c.batch * heads * lqk;
   const none = Activation.None;
   const empty = (t: F32): F32 => new Tensor(allocateUninitialized('float32', t.size), t.shape, 'float32');
-  // Head-major gradients, copied into the inputs' shapes at the end.
+  // Head-major gradients, copied into the inputs' shapes at the end. Every scratch buffer here is written whole by
+  // its GEMMs (beta = 0 first), so it comes uninitialized (from the backward's buffer pool).
   const hmSize = (n: number, l: number, d: number): number => c.batch * n * l * d;
   if (pSize === 0 || c.batch === 0) {
     // No scores: nothing flows (an empty key sequence gives a zero output whatever q, k and v are).
@@ -178,7 +179,7 @@ export function attentionBackward(
 
   let dv_: F32 | null = null;
   if (needs[2]) {
-    const hm = new Float32Array(hmSize(c.kvHeads, lk, dv));
+    const hm = allocateUninitialized('float32', hmSize(c.kvHeads, lk, dv));
     headBlocks(c, (b, h0, count, kvHead, kvStep) => {
       const cOff = (b * c.kvHeads + kvHead) * lk * dv;
       if (kvStep === 1) {
@@ -203,7 +204,7 @@ export function attentionBackward(
   if (!needs[0] && !needs[1]) return [null, null, dv_];
 
   // dP′ = dO · Vᵀ (+ dWeights), then through the dropout mask and the softmax: dS in place.
-  const dS = new Float32Array(pSize);
+  const dS = allocateUninitialized('float32', pSize);
   headBlocks(c, (b, h0, count, kvHead, kvStep) => {
     be.gemm({
       a: g.data.subarray(offset(gs, b, h0)), lda: gs[2], b: c.v.data.subarray(offset(vs, b, kvHead)), transB: true, ldb: vs[2],
@@ -224,7 +225,7 @@ export function attentionBackward(
 
   let dq: F32 | null = null;
   if (needs[0]) {
-    const hm = new Float32Array(hmSize(heads, lq, dk));
+    const hm = allocateUninitialized('float32', hmSize(heads, lq, dk));
     headBlocks(c, (b, h0, count, kvHead, kvStep) => {
       // dQ_h = scale · dS_h · K_h.
       be.gemm({
@@ -238,7 +239,7 @@ export function attentionBackward(
   }
   let dk_: F32 | null = null;
   if (needs[1]) {
-    const hm = new Float32Array(hmSize(c.kvHeads, lk, dk));
+    const hm = allocateUninitialized('float32', hmSize(c.kvHeads, lk, dk));
     headBlocks(c, (b, h0, count, kvHead, kvStep) => {
       const cOff = (b * c.kvHeads + kvHead) * lk * dk;
       // dK_h = scale · dS_hᵀ · Q_h (a group's heads summed into their shared K).
