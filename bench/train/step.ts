@@ -59,6 +59,7 @@ interface ChildResult {
   engine: string;
   threads: number;
   stepMs: number[];
+  cpuMs: number[];
   phasesMs: Record<Phase, number[]>;
   firstLoss: number;
   lastLoss: number;
@@ -76,6 +77,8 @@ interface Run {
   threads: number;
   /** Median over the process's timed steps. */
   stepMs: number;
+  /** CPU time of a step (all threads of the process), median over its timed steps. */
+  cpuMs: number;
   phasesMs: Record<Phase, number>;
   peakRssMiB: number;
   firstLoss: number;
@@ -142,6 +145,10 @@ const slug = a.name ?? cpuModel.toLowerCase().replace(/\(r\)|\(tm\)|processor|cp
 const tsx = ROOT_REL('node_modules/.bin/tsx');
 const attnodeEnv = { ...process.env };
 delete attnodeEnv.ATTNODE_NUM_THREADS;
+// attnode's pool workers run at nice +5 by default (a server's event loop preempts them); PyTorch's threads run at
+// the caller's priority. On a machine shared with other jobs that alone moves the 2-thread figures, so both engines
+// run at the same priority here (on idle cores the setting changes nothing). Unless the caller set it.
+attnodeEnv.ATTNODE_WORKER_NICE ??= '0';
 const load = (): number => Number(loadavg()[0]!.toFixed(2));
 const say = (s: string): void => void process.stderr.write(s + '\n');
 
@@ -193,7 +200,7 @@ say(`bench:train: ${cpuModel}, FMA peak ${peakBefore ?? '?'} GFLOP/s (1 core), l
 const runs: Run[] = [];
 function record(round: number, engine: Run['engine'], model: string, threads: number, r: ChildResult, loadBefore: number): Run {
   const run: Run = {
-    round, engine, model, threads, stepMs: median(r.stepMs),
+    round, engine, model, threads, stepMs: median(r.stepMs), cpuMs: median(r.cpuMs),
     phasesMs: Object.fromEntries(PHASES.map((p) => [p, median(r.phasesMs[p])])) as Record<Phase, number>,
     peakRssMiB: r.peakRssKiB / 1024, firstLoss: r.firstLoss, load1: loadBefore,
   };
@@ -256,6 +263,8 @@ interface Row {
   torchGflops: number;
   attnodeRssMiB: number;
   torchRssMiB: number;
+  attnodeCpuMs: number;
+  torchCpuMs: number;
   loads: number[];
 }
 
@@ -277,6 +286,7 @@ for (const model of modelNames) {
       torchRange: range(pt.map((r) => r.stepMs)), ratio: median(ratios), ratioRange: range(ratios),
       attnodePhases: phases(at), torchPhases: phases(pt), attnodeGflops: gf / (atMs / 1e3), torchGflops: gf / (ptMs / 1e3),
       attnodeRssMiB: median(at.map((r) => r.peakRssMiB)), torchRssMiB: median(pt.map((r) => r.peakRssMiB)),
+      attnodeCpuMs: median(at.map((r) => r.cpuMs)), torchCpuMs: median(pt.map((r) => r.cpuMs)),
       loads: [...at, ...pt].map((r) => r.load1),
     });
   }
@@ -309,6 +319,7 @@ const md: string[] = [
   `- CPU: ${cpuModel}, ${cpus().length} logical CPUs; FMA peak (measured, 1 core, bench/gemm/fma_peak.h): ` +
     `${peakBefore ?? '?'} GFLOP/s before, ${peakAfter ?? '?'} after (the machine's neighbours move it)`,
   `- PyTorch's BLAS: ${(torchBlas ?? []).join(', ')} (OpenBLAS threads = the row's threads; torch.set_num_threads for the rest)`,
+  `- attnode's workers at ATTNODE_WORKER_NICE=${attnodeEnv.ATTNODE_WORKER_NICE} (PyTorch's threads at the caller's priority)`,
   `- Load average (1, 5, 15 min): ${loadStart.join(', ')} at the start, ${loadEnd.join(', ')} at the end; each row gives the ` +
     '1-minute load seen before its processes started',
   ...modelNames.map((m) => `- ${cfgLine(m)}`),
@@ -321,11 +332,11 @@ const md: string[] = [
   '',
   'Phases (median ms per step): forward includes the loss.',
   '',
-  '| model | threads | engine | forward | backward | Adam step | zeroGrad | peak RSS MiB |',
-  '|---|---:|---|---:|---:|---:|---:|---:|',
+  '| model | threads | engine | forward | backward | Adam step | zeroGrad | CPU ms per step (all threads) | peak RSS MiB |',
+  '|---|---:|---|---:|---:|---:|---:|---:|---:|',
   ...rows.flatMap((r) => [
-    `| ${r.model} | ${r.threads} | attnode | ${PHASES.map((p) => f1(r.attnodePhases[p])).join(' | ')} | ${r.attnodeRssMiB.toFixed(0)} |`,
-    `| ${r.model} | ${r.threads} | PyTorch | ${PHASES.map((p) => f1(r.torchPhases[p])).join(' | ')} | ${r.torchRssMiB.toFixed(0)} |`,
+    `| ${r.model} | ${r.threads} | attnode | ${PHASES.map((p) => f1(r.attnodePhases[p])).join(' | ')} | ${f1(r.attnodeCpuMs)} | ${r.attnodeRssMiB.toFixed(0)} |`,
+    `| ${r.model} | ${r.threads} | PyTorch | ${PHASES.map((p) => f1(r.torchPhases[p])).join(' | ')} | ${f1(r.torchCpuMs)} | ${r.torchRssMiB.toFixed(0)} |`,
   ]),
   '',
 ];
@@ -341,8 +352,8 @@ if (tsVsNative) {
     '',
   );
 }
-md.push('## Every run', '', '| round | model | threads | engine | step ms | forward | backward | Adam | load |', '|---:|---|---:|---|---:|---:|---:|---:|---:|',
-  ...runs.map((r) => `| ${r.round + 1} | ${r.model} | ${r.threads} | ${r.engine} | ${f1(r.stepMs)} | ${f1(r.phasesMs.forward)} | ${f1(r.phasesMs.backward)} | ${f1(r.phasesMs.optimizer)} | ${f2(r.load1)} |`),
+md.push('## Every run', '', '| round | model | threads | engine | step ms | CPU ms | forward | backward | Adam | load |', '|---:|---|---:|---|---:|---:|---:|---:|---:|---:|',
+  ...runs.map((r) => `| ${r.round + 1} | ${r.model} | ${r.threads} | ${r.engine} | ${f1(r.stepMs)} | ${f1(r.cpuMs)} | ${f1(r.phasesMs.forward)} | ${f1(r.phasesMs.backward)} | ${f1(r.phasesMs.optimizer)} | ${f2(r.load1)} |`),
   '');
 
 const outDir = resolve(a.out!);
