@@ -197,19 +197,20 @@ function keepAll(scope: BufferScope, parent: BufferScope | null): void {
 }
 
 /**
- * Runs a backward pass (`fn`) with its buffers lent from the pool: when it returns, every buffer it took goes back
+ * Runs a backward pass (`fn`, given the scope, or null when there is none) with its buffers lent from the pool:
+ * when it returns, every buffer it took goes back
  * except those `keep()` then lists (the gradients it stored into leaves' and retained tensors' `grad`). Everything
  * else a backward allocates (gradients flowing between nodes, head-major scratch) is dead once it is over. Not
  * while recording (the kernels have not run yet): the GC takes them then.
  */
-export function withBackwardScope(fn: () => void, keep: () => Iterable<ArrayBufferLike>): void {
+export function withBackwardScope(fn: (scope: BufferScope | null) => void, keep: () => Iterable<ArrayBufferLike>): void {
   const ctx = currentContext();
   if (!forwardScopes || ctx.recording) {
-    fn();
+    fn(null);
     return;
   }
   const scope = newBufferScope();
-  withContext({ bufferScope: scope }, fn);
+  withContext({ bufferScope: scope }, () => fn(scope));
   const kept = new Set(keep());
   for (const ab of scope.taken) if (!kept.has(ab)) returnToPool(ab);
   scope.taken.length = 0;

@@ -148,6 +148,31 @@ describe.each(backends)('backward (%s backend)', (backend) => {
     expect(arr(a.grad)).toEqual([5, 6, 7]);
   });
 
+  it('a leaf takes a gradient the backward made as its own, never one the caller or another leaf holds', () => {
+    const n = 4096; // above the size the backward's buffer pool lends
+    const a = randn([n], { seed: 31 }).requiresGrad_();
+    const b = randn([n], { seed: 32 }).requiresGrad_();
+    const g = randn([n], { seed: 33 });
+    const g0 = arr(g);
+    // add hands the caller's gradient to both inputs: both copy it.
+    ops.add(a, b, be).backward(g);
+    const buffers = new Set([g.data.buffer, a.grad!.data.buffer, b.grad!.data.buffer]);
+    expect(buffers.size).toBe(3);
+    g.data.fill(7);
+    expect(arr(a.grad)).toEqual(g0);
+    // mul makes a new gradient, which add hands to both: one leaf takes it, the other copies; each accumulates
+    // into its own memory afterwards.
+    a.grad = null;
+    b.grad = null;
+    const g3 = g0.map((v) => Math.fround(v * 3));
+    for (let k = 1; k <= 2; k++) {
+      ops.mul(ops.add(a, b, be), 3, be).backward(tensor(Float32Array.from(g0)));
+      expect(a.grad!.data.buffer).not.toBe(b.grad!.data.buffer);
+      expect(arr(a.grad)).toEqual(arr(b.grad));
+      arr(a.grad).forEach((v, i) => expect(v).toBeCloseTo(k * g3[i]!, 4));
+    }
+  });
+
   it('takes gradOutput for a non-scalar and sums a tensor used twice', () => {
     const x = tensor([[1, 2], [3, 4]]).requiresGrad_();
     const y = ops.mul(x, x, be); // dy/dx = 2x

@@ -19,7 +19,7 @@
  */
 import { currentContext, withContext } from '../context';
 import { allocateUninitialized } from '../dtype';
-import { withBackwardScope } from '../workspace';
+import { withBackwardScope, type BufferScope } from '../workspace';
 import { argRangeErrorRaw, argTypeError, formatShape } from '../errors';
 import { add } from '../ops/elementwise';
 import { Tensor, zeros, type BackwardOptions, type GradFn } from '../tensor';
@@ -34,16 +34,37 @@ function sum(a: F32 | null, b: F32): F32 {
   return a === null ? b : add(a, b);
 }
 
+/**
+ * Buffers this backward made and handed to a leaf as its gradient (see {@link accumulate}); null outside a
+ * backward that runs in a buffer scope.
+ */
+let handedToLeaves: Set<ArrayBufferLike> | null = null;
+/** The buffer scope of the running backward (what it has allocated), or null. */
+let backwardScope: BufferScope | null = null;
+
 /** Adds `g` into `leaf.grad` (see the module comment). */
 function accumulate(leaf: Tensor, g: F32): void {
   const current = leaf._peekGrad();
   if (current === null) {
-    // Always a copy: `g` may be shared (the same tensor flows to several inputs of an add, or is the caller's
-    // gradOutput), and a later in-place accumulation must change nothing but this leaf's gradient. Into a buffer
-    // of the backward's scope (kept: it is the result), not a fresh ArrayBuffer for the GC; such a gradient is
-    // the leaf's alone, so the optimizer's zeroGrad can give it back to the pool unless user code has read it.
-    if (g.isContiguous() && !currentContext().recording) leaf._setPrivateGrad(copyOf(g));
-    else leaf.grad = g.contiguous().clone();
+    // The leaf's gradient must be its own: a later in-place accumulation must change nothing but it. `g` becomes
+    // it as is (PyTorch steals it too) when this backward made g's buffer and handed it to no other leaf: then
+    // only this pass's nodes, which read gradients and never write them, share it, and they are done when the
+    // pass is. Otherwise (the caller's gradOutput, a forward's memory, a buffer another leaf took) a copy, into
+    // the backward's pooled memory. Such a gradient is the leaf's alone, so the optimizer's zeroGrad can give it
+    // back to the pool unless user code has read it.
+    const recording = currentContext().recording !== null;
+    const buffer = g.data.buffer;
+    if (!recording && handedToLeaves && g.isContiguous() && !handedToLeaves.has(buffer) &&
+      backwardScope?.taken.includes(buffer as ArrayBuffer)) {
+      handedToLeaves.add(buffer);
+      leaf._setPrivateGrad(g);
+    } else if (g.isContiguous() && !recording) {
+      const own = copyOf(g);
+      handedToLeaves?.add(own.data.buffer);
+      leaf._setPrivateGrad(own);
+    } else {
+      leaf.grad = g.contiguous().clone();
+    }
   } else if (current.isContiguous()) {
     add(current, g, { out: current });
   } else {
@@ -88,9 +109,15 @@ export function runBackward(root: Tensor, gradOutput: Tensor | undefined, option
   // The gradients stored into leaves and retained tensors stay; every other buffer the pass allocates goes back to
   // the pool, and so do the forward's buffers once the pass has freed the graph that used them.
   const stored: Tensor[] = [];
+  const outer = handedToLeaves;
+  const outerScope = backwardScope;
   try {
     withContext({ gradEnabled: false }, () => withBackwardScope(
-      () => execute(edgeOf(root)!, seed, retainGraph, stored),
+      (scope) => {
+        backwardScope = scope;
+        handedToLeaves = scope ? new Set() : null;
+        execute(edgeOf(root)!, seed, retainGraph, stored);
+      },
       () => stored.map((t) => t._peekGrad()?.data.buffer).filter((b): b is ArrayBufferLike => b !== undefined),
     ));
   } catch (e) {
@@ -98,6 +125,9 @@ export function runBackward(root: Tensor, gradOutput: Tensor | undefined, option
     // buffers are left to the GC.
     takeFreedBuffers();
     throw e;
+  } finally {
+    handedToLeaves = outer;
+    backwardScope = outerScope;
   }
   const freed = takeFreedBuffers();
   if (!currentContext().recording) for (const g of freed) g.release();
