@@ -12,7 +12,11 @@ import type { GemmArgs } from '../../lib/backend/backend';
 
 interface Tally {
   ms: number;
+  /** CPU time of the process during the calls (all threads): less sensitive to a loaded machine than ms. */
+  cpuMs: number;
   calls: number;
+  /** Multiply-adds × 2 of the GEMMs booked here. */
+  flop: number;
 }
 
 function gemmLabel(g: GemmArgs): string {
@@ -36,9 +40,13 @@ export class OpProfiler {
       wrapped[op] = (args: unknown): void => {
         if (!p.enabled) return (fn as (x: unknown) => void).call(inner, args);
         const label = op === 'gemm' ? gemmLabel(args as GemmArgs) : op;
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         (fn as (x: unknown) => void).call(inner, args);
-        p.#book(label, performance.now() - t0);
+        const ms = performance.now() - t0;
+        const c = process.cpuUsage(c0);
+        const g = args as GemmArgs;
+        p.#book(label, ms, (c.user + c.system) / 1e3, op === 'gemm' ? 2 * g.m * g.n * g.k * (g.batch ?? 1) : 0);
       };
     }
     setBackend(wrapped as unknown as Backend);
@@ -50,11 +58,13 @@ export class OpProfiler {
     this.#phase = name;
   }
 
-  #book(label: string, ms: number): void {
+  #book(label: string, ms: number, cpuMs: number, flop: number): void {
     let byOp = this.#tallies.get(this.#phase);
     if (!byOp) this.#tallies.set(this.#phase, (byOp = new Map()));
-    const t = byOp.get(label) ?? { ms: 0, calls: 0 };
+    const t = byOp.get(label) ?? { ms: 0, cpuMs: 0, calls: 0, flop: 0 };
     t.ms += ms;
+    t.cpuMs += cpuMs;
+    t.flop += flop;
     t.calls++;
     byOp.set(label, t);
   }
@@ -63,7 +73,7 @@ export class OpProfiler {
    * Per phase, ms per step of each op (largest first) and of the time outside ops, given the phases' measured
    * per-step times (`phasesMs[phase][step]`).
    */
-  report(phasesMs: Record<string, number[]>): Record<string, { totalMs: number; outsideOpsMs: number; ops: Record<string, { ms: number; calls: number }> }> {
+  report(phasesMs: Record<string, number[]>): Record<string, { totalMs: number; outsideOpsMs: number; ops: Record<string, { ms: number; cpuMs: number; calls: number; gflopPerCpuS?: number }> }> {
     const out: ReturnType<OpProfiler['report']> = {};
     for (const [phase, steps] of Object.entries(phasesMs)) {
       const nSteps = Math.max(steps.length, 1);
@@ -73,7 +83,10 @@ export class OpProfiler {
       out[phase] = {
         totalMs: round(totalMs),
         outsideOpsMs: round(totalMs - inOps),
-        ops: Object.fromEntries(byOp.map(([label, t]) => [label, { ms: round(t.ms / nSteps), calls: t.calls / nSteps }])),
+        ops: Object.fromEntries(byOp.map(([label, t]) => [label, {
+          ms: round(t.ms / nSteps), cpuMs: round(t.cpuMs / nSteps), calls: t.calls / nSteps,
+          ...(t.flop > 0 && t.cpuMs > 0 ? { gflopPerCpuS: round(t.flop / (t.cpuMs / 1e3) / 1e9) } : {}),
+        }])),
       };
     }
     return out;
