@@ -177,6 +177,8 @@ export class Tensor<D extends DType = DType> {
   // Autograd state (see the "Autograd" section below). Private fields: never enumerable, never state.
   #requiresGrad = false;
   #grad: Tensor<'float32'> | null = null;
+  /** The gradient's memory is the library's alone (see _peekGrad). */
+  #gradPrivate = false;
   #gradFn: GradFn | null = null;
   #outputNr = 0;
   /** Created on first use and shared with every view (see {@link Tensor._version}). */
@@ -326,6 +328,7 @@ export class Tensor<D extends DType = DType> {
    * @throws TypeError/RangeError when set to anything but null or a float32 tensor of this shape.
    */
   get grad(): Tensor<'float32'> | null {
+    this.#gradPrivate = false;
     return this.#grad;
   }
 
@@ -337,6 +340,27 @@ export class Tensor<D extends DType = DType> {
       }
     }
     this.#grad = g;
+    this.#gradPrivate = false;
+  }
+
+  /**
+   * Internal (autograd, optim): {@link grad} without handing it out. A gradient the backward created in memory of
+   * its own ({@link _setPrivateGrad}) stays private until code outside the library reads `grad`: then nothing but
+   * this tensor and the library refers to its memory, and zeroGrad may recycle it.
+   */
+  _peekGrad(): Tensor<'float32'> | null {
+    return this.#grad;
+  }
+
+  /** Internal (autograd): stores a gradient whose memory nothing else refers to (see {@link _peekGrad}). */
+  _setPrivateGrad(g: Tensor<'float32'>): void {
+    this.grad = g;
+    this.#gradPrivate = true;
+  }
+
+  /** Internal (optim): true while the gradient is private (see {@link _peekGrad}). */
+  get _gradIsPrivate(): boolean {
+    return this.#gradPrivate && this.#grad !== null;
   }
 
   /** The backward node of the op that produced this tensor (PyTorch's `grad_fn`), or null for a leaf. */

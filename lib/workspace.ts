@@ -28,6 +28,22 @@ export type { BufferScope } from './context';
 
 /** Pooled bytes are capped so an unusual burst cannot pin memory forever. */
 const MAX_POOLED_BYTES = 256 * 1024 * 1024;
+/**
+ * Training raises the cap to what its steps hand back: 1.5 × the largest step seen (the graph's buffers, the
+ * backward's scratch, the recycled gradients), since every step takes all of it again (the default seed model's
+ * step, batch 8 × 32: 754 MiB pooled after zeroGrad; under a 256 MiB cap the rest went to the GC and the next
+ * backward faulted in ~7,000 fresh pages and ran ~25 % longer).
+ * clearBufferPool resets it.
+ */
+let trainingCap = 0;
+/** Bytes handed back since the current training step's backward began. */
+let stepBytes = 0;
+
+/** Notes `bytes` handed back by a training step before they are returned, raising the cap if needed. */
+function noteStepBytes(bytes: number): void {
+  stepBytes += bytes;
+  trainingCap = Math.max(trainingCap, Math.ceil(1.5 * stepBytes));
+}
 const pool = new Map<number, ArrayBuffer[]>();
 let pooledBytes = 0;
 /** `ATTNODE_REUSE_INTERMEDIATES=0` turns {@link withForwardScope} off (every intermediate a fresh buffer). */
@@ -73,7 +89,8 @@ export function sizeClass(bytes: number): number {
 export function releaseBufferScope(scope: BufferScope, result: unknown, parent: BufferScope | null = null): void {
   const keep = new Set<ArrayBufferLike>();
   if (collectBuffers(result, keep, 0)) {
-    keepAll(scope, parent);
+    if (parent) keepAll(scope, parent);
+    else lendToGraph(scope, result, keep);
     return;
   }
   for (const ab of scope.taken) {
@@ -81,19 +98,100 @@ export function releaseBufferScope(scope: BufferScope, result: unknown, parent: 
       parent?.taken.push(ab);
       continue;
     }
-    if (pooledBytes + ab.byteLength > MAX_POOLED_BYTES) continue;
-    let bucket = pool.get(ab.byteLength);
-    if (!bucket) pool.set(ab.byteLength, (bucket = []));
-    bucket.push(ab);
-    pooledBytes += ab.byteLength;
+    returnToPool(ab);
   }
   scope.taken.length = 0;
 }
 
 /**
+ * Gives a buffer nothing uses any more to the pool: one the pool lent (its size is a size class), else nothing
+ * happens (the GC takes it). The caller guarantees no tensor reads it again.
+ */
+export function recycleBuffer(ab: ArrayBufferLike): void {
+  if (ab instanceof ArrayBuffer && ab.byteLength >= 1024 && sizeClass(ab.byteLength) === ab.byteLength) {
+    noteStepBytes(ab.byteLength);
+    returnToPool(ab);
+  }
+}
+
+/** Puts a buffer nothing uses any more back into the pool (unless the pool is full). */
+function returnToPool(ab: ArrayBuffer): void {
+  if (pooledBytes + ab.byteLength > Math.max(MAX_POOLED_BYTES, trainingCap)) return;
+  let bucket = pool.get(ab.byteLength);
+  if (!bucket) pool.set(ab.byteLength, (bucket = []));
+  bucket.push(ab);
+  pooledBytes += ab.byteLength;
+}
+
+/**
+ * A graph's share of the pool (training): the buffers an outermost forward took that its result does not reach,
+ * which only the graph (saved tensors, backward closures) still uses. They go back to the pool when a backward has
+ * freed every node that produced one of the result's tensors (so every node of the forward behind them): see
+ * lib/autograd/graph.ts. Without that (a graph never run backward, or kept with retainGraph) the GC takes them.
+ */
+export class GraphBuffers {
+  readonly #buffers: ArrayBuffer[];
+  #rootsAlive: number;
+
+  constructor(buffers: ArrayBuffer[], roots: number) {
+    this.#buffers = buffers;
+    this.#rootsAlive = roots;
+  }
+
+  /** One root node was freed; true when it was the last (the buffers can go back once the backward is over). */
+  rootFreed(): boolean {
+    this.#rootsAlive--;
+    return this.#rootsAlive === 0;
+  }
+
+  /** Returns the buffers to the pool (called by the engine after the backward that freed the last root). */
+  release(): void {
+    noteStepBytes(this.#buffers.reduce((s, ab) => s + ab.byteLength, 0));
+    for (const ab of this.#buffers) returnToPool(ab);
+    this.#buffers.length = 0;
+  }
+}
+
+/** What a result tensor's node must accept to own a graph's buffers (lib/autograd/graph.ts's Node). */
+interface BufferOwner {
+  attachBuffers(group: GraphBuffers): void;
+}
+
+function isBufferOwner(fn: unknown): fn is BufferOwner {
+  return typeof (fn as Partial<BufferOwner> | null)?.attachBuffers === 'function';
+}
+
+/** The distinct nodes behind the tensors of `value` (as collectBuffers walks it). */
+function collectRoots(value: unknown, into: Set<BufferOwner>, depth: number): void {
+  if (value === null || typeof value !== 'object' || depth > 4 || ArrayBuffer.isView(value)) return;
+  if ((value as { data?: unknown }).data !== undefined && ArrayBuffer.isView((value as { data?: unknown }).data)) {
+    const fn = (value as { gradFn?: unknown }).gradFn;
+    if (isBufferOwner(fn)) into.add(fn);
+    return;
+  }
+  for (const v of Array.isArray(value) ? value : Object.values(value as Record<string, unknown>)) collectRoots(v, into, depth + 1);
+}
+
+/**
+ * The outermost forward's result holds a graph: the scope's buffers the result does not reach are lent to the
+ * graph ({@link GraphBuffers}) instead of being left to the GC, so a training step's intermediates come back for
+ * the next step. Needs every tensor of the result with a history to have an owner node; otherwise the GC decides.
+ */
+function lendToGraph(scope: BufferScope, result: unknown, keep: Set<ArrayBufferLike>): void {
+  const roots = new Set<BufferOwner>();
+  collectRoots(result, roots, 0);
+  const lent = scope.taken.filter((ab) => !keep.has(ab));
+  scope.taken.length = 0;
+  if (roots.size === 0 || lent.length === 0) return;
+  const group = new GraphBuffers(lent, roots.size);
+  for (const r of roots) r.attachBuffers(group);
+}
+
+/**
  * Adds the buffers of the tensors in `value` to `into`; true when one of
  * them has an autograd history (a `gradFn`): its graph's saved tensors may be
- * any of the scope's buffers, so none may go back to the pool.
+ * any of the scope's buffers, so none may go back to the pool now (an
+ * outermost scope lends them to the graph instead: {@link GraphBuffers}).
  */
 function collectBuffers(value: unknown, into: Set<ArrayBufferLike>, depth: number): boolean {
   if (value === null || typeof value !== 'object' || depth > 4) return false;
@@ -115,6 +213,29 @@ function collectBuffers(value: unknown, into: Set<ArrayBufferLike>, depth: numbe
 /** A scope whose result holds an autograd graph: every buffer stays with the result (the enclosing scope's, else the GC's). */
 function keepAll(scope: BufferScope, parent: BufferScope | null): void {
   if (parent) for (const ab of scope.taken) parent.taken.push(ab);
+  scope.taken.length = 0;
+}
+
+/**
+ * Runs a backward pass (`fn`, given the scope, or null when there is none) with its buffers lent from the pool:
+ * when it returns, every buffer it took goes back
+ * except those `keep()` then lists (the gradients it stored into leaves' and retained tensors' `grad`). Everything
+ * else a backward allocates (gradients flowing between nodes, head-major scratch) is dead once it is over. Not
+ * while recording (the kernels have not run yet): the GC takes them then.
+ */
+export function withBackwardScope(fn: (scope: BufferScope | null) => void, keep: () => Iterable<ArrayBufferLike>): void {
+  const ctx = currentContext();
+  if (!forwardScopes || ctx.recording) {
+    fn(null);
+    return;
+  }
+  const scope = newBufferScope();
+  stepBytes = 0;
+  withContext({ bufferScope: scope }, () => fn(scope));
+  const kept = new Set(keep());
+  const done = scope.taken.filter((ab) => !kept.has(ab));
+  noteStepBytes(done.reduce((s, ab) => s + ab.byteLength, 0));
+  for (const ab of done) returnToPool(ab);
   scope.taken.length = 0;
 }
 
@@ -206,9 +327,10 @@ export function endDeferredRelease(list: object, scope: BufferScope): void {
 export function clearBufferPool(): void {
   pool.clear();
   pooledBytes = 0;
+  trainingCap = 0;
 }
 
-/** Bytes of idle buffers in the pool (at most 256 MiB), for diagnostics and `/metrics`. */
+/** Bytes of idle buffers in the pool (at most 256 MiB, or 1.5× a training step's buffers), for diagnostics and `/metrics`. */
 export function pooledBufferBytes(): number {
   return pooledBytes;
 }

@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { noGrad } from '../lib/autograd/index';
 import * as ops from '../lib/ops';
 import * as nn from '../lib/nn';
+import * as optim from '../lib/optim';
 import { Rng, Tensor, randn, tensor } from '../lib/tensor';
 import { runAsync } from '../lib/async';
 import { addon } from '../lib/backend/native';
@@ -246,17 +247,67 @@ describe('Hugging Face model families', () => {
 });
 
 describe('buffers and async', () => {
-  it('a forward that records a graph keeps its intermediates out of the pool; a noGrad one recycles them', () => {
+  it('a forward that records a graph lends its intermediates to the graph until a backward frees it; a noGrad one recycles them', () => {
     nn.manualSeed(8);
-    const enc = new nn.TransformerEncoder({ layer: { dModel: 32, nhead: 4, dimFeedforward: 64 }, numLayers: 2 }).eval();
+    const enc = new nn.TransformerEncoder({ layer: { dModel: 32, nhead: 4, dimFeedforward: 64 }, numLayers: 2 }).train();
     const x = randn([30, 2, 32], { seed: 9 });
+    const step = (): number[][] => {
+      nn.manualSeed(1); // the same dropout masks every step
+      for (const p of enc.parameters()) p.grad = null;
+      ops.sum(enc.forward(x)).backward();
+      return enc.parameters().map((p) => arr(p.grad));
+    };
     clearBufferPool();
     const out = enc.forward(x);
     expect(pooledBufferBytes()).toBe(0);
     ops.sum(out).backward();
     expect(enc.parameters().every((p) => p.grad !== null)).toBe(true);
+    // The graph's and the backward's buffers came back, but not the result's or the gradients'.
+    const pooled = pooledBufferBytes();
+    expect(pooled).toBeGreaterThan(0);
+    const kept = new Set<ArrayBufferLike>([out.data.buffer, ...enc.parameters().map((p) => p.grad!.data.buffer)]);
     noGrad(() => enc.forward(x));
     expect(pooledBufferBytes()).toBeGreaterThan(0);
+    expect(enc.parameters().every((p) => kept.has(p.grad!.data.buffer))).toBe(true);
+    // Steps on recycled buffers compute what the first did.
+    const first = step();
+    for (let i = 0; i < 3; i++) expect(step()).toEqual(first);
+    // A graph kept with retainGraph keeps its buffers: a noGrad forward in between (which takes pooled buffers)
+    // does not change what the second backward reads.
+    nn.manualSeed(1);
+    for (const p of enc.parameters()) p.grad = null;
+    const loss = ops.sum(enc.forward(x));
+    loss.backward(undefined, { retainGraph: true });
+    noGrad(() => enc.forward(randn([30, 2, 32], { seed: 10 })));
+    loss.backward();
+    enc.parameters().forEach((p, i) => arr(p.grad).forEach((g, j) => expect(g).toBeCloseTo(2 * first[i]![j]!, 4)));
+  });
+
+  it('zeroGrad recycles gradients nobody outside the library has read, and never one that was read', () => {
+    nn.manualSeed(12);
+    const lin = new nn.Linear({ inFeatures: 64, outFeatures: 48 });
+    const opt = new optim.SGD(lin.parameters(), { lr: 0.1 });
+    const x = randn([16, 64], { seed: 13 });
+    const step = (): void => {
+      ops.sum(ops.mul(lin.forward(x), lin.forward(x))).backward();
+      opt.step();
+    };
+    clearBufferPool();
+    step();
+    const before = pooledBufferBytes();
+    opt.zeroGrad();
+    // The weight's gradient (64·48 floats) went back to the pool.
+    expect(pooledBufferBytes() - before).toBeGreaterThanOrEqual(64 * 48 * 4);
+    // Read by user code: kept out of the pool, and a later backward leaves its values alone.
+    step();
+    const held = lin.weight.grad!;
+    const copy = Array.from(held.data);
+    const pooled = pooledBufferBytes();
+    opt.zeroGrad();
+    expect(pooledBufferBytes()).toBeLessThan(pooled + 64 * 48 * 4);
+    step();
+    expect(Array.from(held.data)).toEqual(copy);
+    expect(lin.weight.grad).not.toBe(held);
   });
 
   it.skipIf(!addon)('forward and backward recorded inside runAsync give the synchronous gradients', async () => {

@@ -4,7 +4,7 @@
  * (accumulation, retained and freed graphs, errors), view backward, and the
  * packed-weight cache following in-place weight updates.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { enableGrad, isGradEnabled, noGrad, setGradEnabled } from '../lib/autograd/index';
 import * as ops from '../lib/ops';
 import * as nn from '../lib/nn';
@@ -13,6 +13,7 @@ import { backends } from './helpers/backends';
 import { gradcheck } from './helpers/gradcheck';
 import { withContext } from '../lib/context';
 import { getBackend } from '../lib/backend/registry';
+import { addon } from '../lib/backend/native';
 
 type F32 = Tensor<'float32'>;
 
@@ -145,6 +146,31 @@ describe.each(backends)('backward (%s backend)', (backend) => {
     a.grad = null;
     loss().backward();
     expect(arr(a.grad)).toEqual([5, 6, 7]);
+  });
+
+  it('a leaf takes a gradient the backward made as its own, never one the caller or another leaf holds', () => {
+    const n = 4096; // above the size the backward's buffer pool lends
+    const a = randn([n], { seed: 31 }).requiresGrad_();
+    const b = randn([n], { seed: 32 }).requiresGrad_();
+    const g = randn([n], { seed: 33 });
+    const g0 = arr(g);
+    // add hands the caller's gradient to both inputs: both copy it.
+    ops.add(a, b, be).backward(g);
+    const buffers = new Set([g.data.buffer, a.grad!.data.buffer, b.grad!.data.buffer]);
+    expect(buffers.size).toBe(3);
+    g.data.fill(7);
+    expect(arr(a.grad)).toEqual(g0);
+    // mul makes a new gradient, which add hands to both: one leaf takes it, the other copies; each accumulates
+    // into its own memory afterwards.
+    a.grad = null;
+    b.grad = null;
+    const g3 = g0.map((v) => Math.fround(v * 3));
+    for (let k = 1; k <= 2; k++) {
+      ops.mul(ops.add(a, b, be), 3, be).backward(tensor(Float32Array.from(g0)));
+      expect(a.grad!.data.buffer).not.toBe(b.grad!.data.buffer);
+      expect(arr(a.grad)).toEqual(arr(b.grad));
+      arr(a.grad).forEach((v, i) => expect(v).toBeCloseTo(k * g3[i]!, 4));
+    }
   });
 
   it('takes gradOutput for a non-scalar and sums a tensor used twice', () => {
@@ -289,5 +315,31 @@ describe.skipIf(!backends.includes('native'))('packed weights follow in-place up
     ops.add(w, 1, { out: w, backend: native });
     const want4 = arr(ops.linear(x, rows, null, { backend: 'js' }));
     arr(ops.linear(x, rows, null, { cacheWeight: true, backend: native })).forEach((v, i) => expect(v).toBeCloseTo(want4[i]!, 4));
+  });
+
+  it('a weight written in place is packed on its second use at the new version, not its first (training uses each version once)', () => {
+    const native = getBackend('native');
+    const packs = vi.spyOn(addon!, 'packWeight');
+    try {
+      const w = randn([7, 5], { seed: 42 });
+      const x = randn([4, 5], { seed: 43 });
+      const run = (): void => {
+        const want = arr(ops.linear(x, w, null, { backend: 'js' }));
+        arr(ops.linear(x, w, null, { cacheWeight: true, backend: native })).forEach((v, i) => expect(v).toBeCloseTo(want[i]!, 4));
+      };
+      run(); // version 0: packed on first use, as for inference
+      run();
+      expect(packs).toHaveBeenCalledTimes(1);
+      for (let step = 0; step < 3; step++) {
+        ops.mul(w, 0.5, { out: w, backend: native }); // an optimizer step: the stale copy is dropped
+        run(); // first use at the new version: unpacked
+        expect(packs).toHaveBeenCalledTimes(1);
+      }
+      run(); // second use at the same version: packed again
+      run();
+      expect(packs).toHaveBeenCalledTimes(2);
+    } finally {
+      packs.mockRestore();
+    }
   });
 });

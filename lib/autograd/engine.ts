@@ -17,11 +17,13 @@
  * never reads tensor values in JS: inside `runAsync` it is recorded like a
  * forward.
  */
-import { withContext } from '../context';
+import { currentContext, withContext } from '../context';
+import { allocateUninitialized } from '../dtype';
+import { withBackwardScope, type BufferScope } from '../workspace';
 import { argRangeErrorRaw, argTypeError, formatShape } from '../errors';
 import { add } from '../ops/elementwise';
 import { Tensor, zeros, type BackwardOptions, type GradFn } from '../tensor';
-import { AccumulateGrad, Node, edgeOf } from './graph';
+import { AccumulateGrad, Node, edgeOf, takeFreedBuffers } from './graph';
 
 type F32 = Tensor<'float32'>;
 
@@ -32,18 +34,49 @@ function sum(a: F32 | null, b: F32): F32 {
   return a === null ? b : add(a, b);
 }
 
+/**
+ * Buffers this backward made and handed to a leaf as its gradient (see {@link accumulate}); null outside a
+ * backward that runs in a buffer scope.
+ */
+let handedToLeaves: Set<ArrayBufferLike> | null = null;
+/** The buffer scope of the running backward (what it has allocated), or null. */
+let backwardScope: BufferScope | null = null;
+
 /** Adds `g` into `leaf.grad` (see the module comment). */
 function accumulate(leaf: Tensor, g: F32): void {
-  const current = leaf.grad;
+  const current = leaf._peekGrad();
   if (current === null) {
-    // Always a copy: `g` may be shared (the same tensor flows to several inputs of an add, or is the caller's
-    // gradOutput), and a later in-place accumulation must change nothing but this leaf's gradient.
-    leaf.grad = g.isContiguous() ? g.clone() : g.contiguous();
+    // The leaf's gradient must be its own: a later in-place accumulation must change nothing but it. `g` becomes
+    // it as is (PyTorch steals it too) when this backward made g's buffer and handed it to no other leaf: then
+    // only this pass's nodes, which read gradients and never write them, share it, and they are done when the
+    // pass is. Otherwise (the caller's gradOutput, a forward's memory, a buffer another leaf took) a copy, into
+    // the backward's pooled memory. Such a gradient is the leaf's alone, so the optimizer's zeroGrad can give it
+    // back to the pool unless user code has read it.
+    const recording = currentContext().recording !== null;
+    const buffer = g.data.buffer;
+    if (!recording && handedToLeaves && g.isContiguous() && !handedToLeaves.has(buffer) &&
+      backwardScope?.taken.includes(buffer as ArrayBuffer)) {
+      handedToLeaves.add(buffer);
+      leaf._setPrivateGrad(g);
+    } else if (g.isContiguous() && !recording) {
+      const own = copyOf(g);
+      handedToLeaves?.add(own.data.buffer);
+      leaf._setPrivateGrad(own);
+    } else {
+      leaf.grad = g.contiguous().clone();
+    }
   } else if (current.isContiguous()) {
     add(current, g, { out: current });
   } else {
     leaf.grad = add(current, g);
   }
+}
+
+/** A contiguous copy of a contiguous float32 tensor (no history: backward runs without grad). */
+function copyOf(g: F32): F32 {
+  const out = allocateUninitialized('float32', g.size);
+  out.set(g.data.subarray(0, g.size));
+  return new Tensor(out, g.shape, 'float32');
 }
 
 /** Implements Tensor.backward (registered by lib/autograd/index.ts). */
@@ -73,10 +106,34 @@ export function runBackward(root: Tensor, gradOutput: Tensor | undefined, option
     }
     seed = gradOutput as F32;
   }
-  withContext({ gradEnabled: false }, () => execute(edgeOf(root)!, seed, retainGraph));
+  // The gradients stored into leaves and retained tensors stay; every other buffer the pass allocates goes back to
+  // the pool, and so do the forward's buffers once the pass has freed the graph that used them.
+  const stored: Tensor[] = [];
+  const outer = handedToLeaves;
+  const outerScope = backwardScope;
+  try {
+    withContext({ gradEnabled: false }, () => withBackwardScope(
+      (scope) => {
+        backwardScope = scope;
+        handedToLeaves = scope ? new Set() : null;
+        execute(edgeOf(root)!, seed, retainGraph, stored);
+      },
+      () => stored.map((t) => t._peekGrad()?.data.buffer).filter((b): b is ArrayBufferLike => b !== undefined),
+    ));
+  } catch (e) {
+    // A pass that stopped half-way may have freed a forward's result nodes but not every node behind them: their
+    // buffers are left to the GC.
+    takeFreedBuffers();
+    throw e;
+  } finally {
+    handedToLeaves = outer;
+    backwardScope = outerScope;
+  }
+  const freed = takeFreedBuffers();
+  if (!currentContext().recording) for (const g of freed) g.release();
 }
 
-function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: boolean): void {
+function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: boolean, stored: Tensor[]): void {
   const [rootFn, rootSlot] = rootEdge;
   // Dependencies: how many edges of the reachable graph point at each node.
   const deps = new Map<GradFn, number>();
@@ -125,13 +182,19 @@ function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: bo
     const slots = buffers.get(node)!;
     buffers.delete(node);
     if (node instanceof AccumulateGrad) {
-      if (slots[0]) accumulate(node.variable, slots[0]);
+      if (slots[0]) {
+        accumulate(node.variable, slots[0]);
+        stored.push(node.variable);
+      }
       continue;
     }
     if (!(node instanceof Node)) throw new TypeError(`backward: unknown graph node ${node.name}`);
     const grads = slots.map((g, i) => g ?? zeros(node.outputShapes[i]!));
     if (node.retained) {
-      for (const [i, t] of node.retained) t.grad = t.grad ? add(t.grad, grads[i]!) : grads[i]!.contiguous().clone();
+      for (const [i, t] of node.retained) {
+        t.grad = t.grad ? add(t.grad, grads[i]!) : grads[i]!.contiguous().clone();
+        stored.push(t);
+      }
     }
     const inputGrads = node.apply(grads);
     if (!retainGraph) node.release();

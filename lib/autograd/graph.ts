@@ -19,6 +19,7 @@
 import { currentContext } from '../context';
 import { formatShape } from '../errors';
 import type { GradFn, Tensor } from '../tensor';
+import type { GraphBuffers } from '../workspace';
 
 type F32 = Tensor<'float32'>;
 
@@ -50,6 +51,8 @@ export class Node implements GradFn {
   #saved: [Tensor, number][];
   /** Outputs whose gradient is kept (Tensor.retainGrad), by output index. */
   retained: Map<number, Tensor> | null = null;
+  /** The buffers of the forward this node ends (it made one of a forward's results): see lib/workspace.ts. */
+  #buffers: GraphBuffers[] | null = null;
 
   constructor(name: string, next: readonly Edge[], outputShapes: readonly (readonly number[])[], backward: BackwardFn,
     saved: readonly Tensor[]) {
@@ -91,9 +94,30 @@ export class Node implements GradFn {
 
   /** Drops the saved tensors and the closure: the node can no longer run. */
   release(): void {
+    if (this.#backward === null) return;
     this.#backward = null;
     this.#saved = [];
+    if (this.#buffers) {
+      for (const g of this.#buffers) if (g.rootFreed()) freedBuffers.push(g);
+      this.#buffers = null;
+    }
   }
+
+  /**
+   * Makes this node one of the roots of a forward's buffers (lib/workspace.ts): once every root is released, the
+   * backward that released them returns the buffers to the pool when it is over ({@link takeFreedBuffers}).
+   */
+  attachBuffers(group: GraphBuffers): void {
+    (this.#buffers ??= []).push(group);
+  }
+}
+
+/** Buffer groups whose last root a backward released (see Node.release); the engine takes them when it is done. */
+const freedBuffers: GraphBuffers[] = [];
+
+/** The buffer groups released since the last call (the engine returns them to the pool after a backward). */
+export function takeFreedBuffers(): GraphBuffers[] {
+  return freedBuffers.splice(0, freedBuffers.length);
 }
 
 /** The node that adds gradients into a leaf's `grad` (PyTorch's `AccumulateGrad`). */

@@ -10,7 +10,8 @@
  */
 import { resolveBackend } from '../backend/registry';
 import { sumToShape } from '../ops/reduce';
-import { Tensor, zeros, type ViewKind } from '../tensor';
+import { allocateUninitialized } from '../dtype';
+import { Tensor, type ViewKind } from '../tensor';
 import { recordOp } from './graph';
 
 type F32 = Tensor<'float32'>;
@@ -25,13 +26,20 @@ const NAMES: Record<ViewKind, string> = {
   copy: 'CloneBackward',
 };
 
-/** Writes `g` into the region of zeros of `shape` that `region(z)` selects. */
+const ZERO = new Float32Array(1);
+
+/**
+ * Writes `g` into the region of zeros of `shape` that `region(z)` selects. The zeros are a backend fill of a
+ * buffer from the backward's pool (a copy of one zero with stride 0), not a fresh zeroed ArrayBuffer: attention's
+ * q, k and v are slices of one projection, so each step scatters three gradients of its full size.
+ */
 function scatterInto(g: F32, shape: readonly number[], region: (z: F32) => F32): F32 {
-  const z = zeros(shape);
+  const size = shape.reduce((a, b) => a * b, 1);
+  const z = new Tensor(allocateUninitialized('float32', size), shape, 'float32');
+  const be = resolveBackend();
+  if (size > 0) be.copy({ x: ZERO, xStrides: shape.map(() => 0), y: z.data, yStrides: z.strides, shape });
   const r = region(z);
-  if (g.size > 0) {
-    resolveBackend().copy({ x: g.data, xStrides: g.strides, y: r.data, yStrides: r.strides, shape: g.shape });
-  }
+  if (g.size > 0) be.copy({ x: g.data, xStrides: g.strides, y: r.data, yStrides: r.strides, shape: g.shape });
   return z;
 }
 

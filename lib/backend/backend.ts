@@ -516,6 +516,20 @@ export interface ActivationBackwardArgs {
 }
 
 /**
+ * Arguments of {@link Backend.dropoutMask}: out[i] = 0 with probability p, else scale = float32(1 / (1 − p)), decided
+ * by a counter-based hash of (key0, key1, i) (see `dropoutKeep` in lib/backend/js/random.ts): the same keys give the
+ * same mask on every backend, kernel path and thread count, and the elements are independent of each other (a
+ * native kernel fills them in parallel). Requires 0 ≤ p < 1 and out.length < 2^32.
+ */
+export interface DropoutMaskArgs {
+  out: Float32Array;
+  p: number;
+  /** Two unsigned 32-bit keys (one call's draw from the random generator). */
+  key0: number;
+  key1: number;
+}
+
+/**
  * Arguments of {@link Backend.embeddingBackward}: dweight [num, dim] (overwritten) = scatter-add of the rows of
  * dy [ids.length, dim] by id, each element summed in order of position (thread-count independent); row
  * `paddingIdx` (−1: none) stays 0.
@@ -661,6 +675,7 @@ export interface OpArgs {
   layerNormBackward: LayerNormBackwardArgs;
   rmsNormBackward: RmsNormBackwardArgs;
   activationBackward: ActivationBackwardArgs;
+  dropoutMask: DropoutMaskArgs;
   embeddingBackward: EmbeddingBackwardArgs;
   crossEntropy: CrossEntropyArgs;
   crossEntropyBackward: CrossEntropyBackwardArgs;

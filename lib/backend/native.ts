@@ -87,8 +87,9 @@ export interface Addon extends AddonOps, AddonRecordOps {
 const OP_TABLE = {
   gemm: true, softmax: true, layerNorm: true, addLayerNorm: true, rmsNorm: true, addRmsNorm: true, relu: true,
   gelu: true, unary: true, siluMul: true, binary: true, embedding: true, permute0213: true, attention: true,
-  attentionBackward: true, rope: true, copy: true, indexCopy: true, softmaxBackward: true, layerNormBackward: true, rmsNormBackward: true,
-  activationBackward: true, embeddingBackward: true, crossEntropy: true, crossEntropyBackward: true,
+  attentionBackward: true, rope: true, copy: true, indexCopy: true, softmaxBackward: true, layerNormBackward: true,
+  rmsNormBackward: true, activationBackward: true, dropoutMask: true, embeddingBackward: true, crossEntropy: true,
+  crossEntropyBackward: true,
   sgdStep: true, adamStep: true, clipGradNorm: true,
 } as const satisfies Record<OpName, true>;
 const OP_NAMES = Object.keys(OP_TABLE) as OpName[];
@@ -203,9 +204,12 @@ function makeNativeBackend(a: Addon): Backend {
   // Packed weights by the weight's memory (buffer, then offset, length, shape and precision), not by the array
   // object: a weight view (a row slice of a packed in_proj_weight) is a new array on every call, but the same
   // weight. Weak on the buffer: a dropped weight takes its packing with it.
-  // Each entry remembers the weight's version (GemmArgs.bVersion) it was packed at: a weight updated in place (an
-  // optimizer step) is re-packed on its next use, replacing the stale copy.
-  const packedWeights = new WeakMap<ArrayBufferLike, Map<string, { version: number; packed: PackedWeight }>>();
+  // Each entry remembers the weight's version (GemmArgs.bVersion) it was packed at. A weight updated in place (an
+  // optimizer step) drops its stale copy and is packed again on its second use at the new version, not its first:
+  // in training every version of a weight is used once (one forward per step), and packing it for that one GEMM is
+  // a copy of the weight into fresh memory that the GEMM's own panel packing makes redundant. Inference after
+  // training packs on its second call.
+  const packedWeights = new WeakMap<ArrayBufferLike, Map<string, { version: number; packed: PackedWeight | null }>>();
   const packedFor = (g: GemmArgs): PackedWeight | null => {
     if (!g.cacheB || !g.transB || ((g.batch ?? 1) > 1 && (g.strideB ?? 0) !== 0)) return null;
     if (g.ldb !== undefined && g.ldb !== g.k) return null;
@@ -218,7 +222,13 @@ function makeNativeBackend(a: Addon): Backend {
     const key = `${g.b.byteOffset},${g.b.length},${g.k},${g.n},${precision}`;
     const version = g.bVersion ?? 0;
     const entry = byShape.get(key);
-    if (entry && entry.version === version) return entry.packed;
+    if (entry && entry.version === version) {
+      if (entry.packed) return entry.packed;
+    } else if (version !== 0) {
+      // First use at this version (see above). bfloat16 always packs: it has no unpacked path.
+      byShape.set(key, { version, packed: null });
+      if (precision === 'float32') return null;
+    }
     const packed = a.packWeight(g.b, g.k, g.n, true, precision);
     byShape.set(key, { version, packed });
     return packed;

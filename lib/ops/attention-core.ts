@@ -27,6 +27,7 @@ import type { OpOptions } from '../op-options';
 import { Rng, Tensor } from '../tensor';
 import { needsGrad, recordOp } from '../autograd/graph';
 import type { F32 } from './checks';
+import { dropoutMask } from './dropout';
 
 /** (batch, head, position) element strides of a tensor laid out like one attention operand. */
 export type HeadStrides = (t: F32) => [number, number, number];
@@ -61,13 +62,6 @@ export interface AttentionCall extends OpOptions {
   dropout?: AttentionDropout | null;
 }
 
-/** A keep-mask of n elements: 0 with probability p, else 1/(1 − p) (PyTorch's dropout scaling). */
-export function dropoutMask(n: number, p: number, generator: Rng): Float32Array {
-  const m = new Float32Array(n);
-  const keep = 1 / (1 - p);
-  for (let i = 0; i < n; i++) m[i] = generator.uniform() < p ? 0 : keep;
-  return m;
-}
 
 /**
  * Calls `f(b, h0, count, kvHead, kvStep)` over blocks of query heads that one batched GEMM covers: with
@@ -138,10 +132,10 @@ export function runAttention(c: AttentionCall): F32 | null {
   let kept = probs;
   let mask: Float32Array | null = null;
   if (drop && pSize > 0) {
-    mask = dropoutMask(pSize, drop.p, drop.generator);
+    mask = dropoutMask(pSize, drop.p, drop.generator, c.backend);
     kept = new Tensor(allocateUninitialized('float32', pSize), pShape, 'float32');
     be.binary({ op: BinaryOp.Mul, a: probs.data, aStrides: [1], b: mask, bStrides: [1], y: kept.data, shape: [pSize] });
-    const hm = new Float32Array(c.batch * c.heads * c.lq * c.dv);
+    const hm = allocateUninitialized('float32', c.batch * c.heads * c.lq * c.dv);
     const vs = c.strides(c.v);
     const lqk = c.lq * c.lk;
     headBlocks(c, (b, h0, count, kvHead, kvStep) => {
@@ -239,7 +233,8 @@ export function attentionBackward(
   const pSize = c.batch * heads * lqk;
   const none = Activation.None;
   const empty = (t: F32): F32 => new Tensor(allocateUninitialized('float32', t.size), t.shape, 'float32');
-  // Head-major gradients, copied into the inputs' shapes at the end.
+  // Head-major gradients, copied into the inputs' shapes at the end. Every scratch buffer here is written whole by
+  // its GEMMs (beta = 0 first), so it comes uninitialized (from the backward's buffer pool).
   const hmSize = (n: number, l: number, d: number): number => c.batch * n * l * d;
   if (pSize === 0 || c.batch === 0) {
     // No scores: nothing flows (an empty key sequence gives a zero output whatever q, k and v are).
@@ -249,7 +244,7 @@ export function attentionBackward(
 
   let dv_: F32 | null = null;
   if (needs[2]) {
-    const hm = new Float32Array(hmSize(c.kvHeads, lk, dv));
+    const hm = allocateUninitialized('float32', hmSize(c.kvHeads, lk, dv));
     headBlocks(c, (b, h0, count, kvHead, kvStep) => {
       const cOff = (b * c.kvHeads + kvHead) * lk * dv;
       if (kvStep === 1) {
@@ -274,7 +269,7 @@ export function attentionBackward(
   if (!needs[0] && !needs[1]) return [null, null, dv_];
 
   // dP′ = dO · Vᵀ (+ dWeights), then through the dropout mask and the softmax: dS in place.
-  const dS = new Float32Array(pSize);
+  const dS = allocateUninitialized('float32', pSize);
   headBlocks(c, (b, h0, count, kvHead, kvStep) => {
     be.gemm({
       a: g.data.subarray(offset(gs, b, h0)), lda: gs[2], b: c.v.data.subarray(offset(vs, b, kvHead)), transB: true, ldb: vs[2],
@@ -295,7 +290,7 @@ export function attentionBackward(
 
   let dq: F32 | null = null;
   if (needs[0]) {
-    const hm = new Float32Array(hmSize(heads, lq, dk));
+    const hm = allocateUninitialized('float32', hmSize(heads, lq, dk));
     headBlocks(c, (b, h0, count, kvHead, kvStep) => {
       // dQ_h = scale · dS_h · K_h.
       be.gemm({
@@ -309,7 +304,7 @@ export function attentionBackward(
   }
   let dk_: F32 | null = null;
   if (needs[1]) {
-    const hm = new Float32Array(hmSize(c.kvHeads, lk, dk));
+    const hm = allocateUninitialized('float32', hmSize(c.kvHeads, lk, dk));
     headBlocks(c, (b, h0, count, kvHead, kvStep) => {
       const cOff = (b * c.kvHeads + kvHead) * lk * dk;
       // dK_h = scale · dS_hᵀ · Q_h (a group's heads summed into their shared K).

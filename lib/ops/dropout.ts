@@ -3,10 +3,25 @@ import { argRangeError, argTypeError } from '../errors';
 import type { OpOptions } from '../op-options';
 import { defaultGenerator } from '../random';
 import { Rng, Tensor } from '../tensor';
-import { dropoutMask } from './attention-core';
+import { resolveBackend } from '../backend/registry';
+import { allocateUninitialized } from '../dtype';
 import { checkFloat, checkOptions } from './checks';
 import { mul } from './elementwise';
 import type { F32 } from './checks';
+
+/**
+ * A keep-mask of n elements: 0 with probability p, else 1/(1 − p) (PyTorch's dropout scaling), computed by the
+ * backend from two 32-bit keys drawn from `generator` (a counter-based hash of the keys and each index: the same
+ * mask on both backends and any thread count; see lib/backend/js/random.ts). p = 1 drops everything.
+ */
+export function dropoutMask(n: number, p: number, generator: Rng, backend?: OpOptions['backend']): Float32Array {
+  if (p >= 1) return new Float32Array(n);
+  const m = allocateUninitialized('float32', n);
+  const key0 = generator.nextUint32();
+  const key1 = generator.nextUint32();
+  if (n > 0) resolveBackend(backend).dropoutMask({ out: m, p, key0, key1 });
+  return m;
+}
 
 /** Options of {@link dropout}. */
 export interface DropoutOptions extends OpOptions {
@@ -21,7 +36,7 @@ export interface DropoutOptions extends OpOptions {
  * probability `p` and the others are scaled by 1/(1 − p), so the expectation
  * is x. With `training` false or p = 0 it returns x itself. The mask is drawn
  * in JS from a seeded generator (the same seed gives the same mask on both
- * backends; not PyTorch's random stream). In grad mode the gradient is the
+ * backends and thread counts; not PyTorch's random stream). In grad mode the gradient is the
  * output gradient times the same mask.
  * @throws RangeError for p outside [0, 1]; TypeError for a non-boolean training or a generator that is not an Rng.
  */
@@ -34,7 +49,7 @@ export function dropout(x: F32, p = 0.5, opts?: DropoutOptions): F32 {
   if (typeof training !== 'boolean') throw argTypeError(fn, 'training', 'be a boolean', training);
   if (opts?.generator !== undefined && !(opts.generator instanceof Rng)) throw argTypeError(fn, 'generator', 'be an Rng', opts.generator);
   if (!training || p === 0) return x;
-  const m = p === 1 ? new Float32Array(x.size) : dropoutMask(x.size, p, opts?.generator ?? defaultGenerator());
+  const m = dropoutMask(x.size, p, opts?.generator ?? defaultGenerator(), opts?.backend);
   // Elements in row-major order of x's shape; mul reads x through its strides and records its backward (g · mask).
   return mul(x, new Tensor(m, x.shape, 'float32'), opts?.backend ? { backend: opts.backend } : {});
 }

@@ -46,7 +46,7 @@ export function clipGradNorm(
   const grads: Float32Array[] = [];
   list.forEach((t, i) => {
     if (!(t instanceof Tensor)) throw new TypeError(`${fn}: params[${i}] must be a Tensor, got ${describeValue(t)}`);
-    const g = t.grad;
+    const g = t._peekGrad();
     if (!g) return;
     if (g.data.length !== g.size) {
       throw new TypeError(`${fn}: the gradient of params[${i}] must cover its memory densely, got shape ${formatShape(g.shape)} with strides ${formatShape(g.strides)}`);

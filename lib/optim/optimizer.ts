@@ -18,6 +18,9 @@ import type { Backend } from '../backend/backend';
 import { describeValue, formatShape } from '../errors';
 import { toStateKey } from '../nn/module';
 import { markWritten } from '../in-place';
+import { currentContext } from '../context';
+import { pendingAsyncCalls } from '../async';
+import { recycleBuffer } from '../workspace';
 
 /** One parameter group as the optimizer holds it: its tensors and every option (PyTorch's `param_groups[i]`). */
 export type ParamGroup<O> = O & {
@@ -189,11 +192,16 @@ export abstract class Optimizer<O extends object = Record<string, unknown>> {
     if (typeof setToNone !== 'boolean') throw new TypeError(`${fn}: option 'setToNone' must be a boolean, got ${describeValue(setToNone)}`);
     const backend = resolveBackend();
     const zero = new Float32Array(1);
+    // A gradient only the library has seen (the backward made it; no code outside read `grad`) goes back to the
+    // buffer pool, so the next backward stores its gradients without allocating: not while native calls that may
+    // still read it are recorded or in flight.
+    const recycle = setToNone && !currentContext().recording && pendingAsyncCalls() === 0;
     for (const group of this.paramGroups) {
       for (const p of group.params) {
-        const g = p.grad;
+        const g = p._peekGrad();
         if (!g) continue;
         if (setToNone) {
+          if (recycle && p._gradIsPrivate) recycleBuffer(g.data.buffer);
           p.grad = null;
         } else if (g.size > 0) {
           // A backend copy of one zero (stride 0), so inside runAsync it runs in order with the kernels.
@@ -224,7 +232,7 @@ export abstract class Optimizer<O extends object = Record<string, unknown>> {
       const withGrad: { p: Tensor<'float32'>; g: Float32Array }[] = [];
       group.params.forEach((p) => {
         // Tensor.grad holds a float32 tensor of p's shape (its setter checks), in any layout.
-        const g = p.grad;
+        const g = p._peekGrad();
         if (g) withGrad.push({ p: p as Tensor<'float32'>, g: dataInLayoutOf(g, p, backend) });
       });
       if (withGrad.length === 0) return;

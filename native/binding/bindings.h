@@ -48,6 +48,7 @@ Kernel ParseSoftmaxBackward(NamedArgs& args);
 Kernel ParseLayerNormBackward(NamedArgs& args);
 Kernel ParseRmsNormBackward(NamedArgs& args);
 Kernel ParseActivationBackward(NamedArgs& args);
+Kernel ParseDropoutMask(NamedArgs& args);
 Kernel ParseEmbeddingBackward(NamedArgs& args);
 Kernel ParseCrossEntropy(NamedArgs& args);
 Kernel ParseCrossEntropyBackward(NamedArgs& args);

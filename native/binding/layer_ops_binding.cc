@@ -554,6 +554,23 @@ Kernel ParseActivationBackward(NamedArgs& args) {
   };
 }
 
+// dropoutMask({ out, p, key0, key1 }): dropout's keep-mask (0 or 1 / (1 - p)) from a counter-based hash of the keys
+// and each element's index (kernels::dropout_mask); 0 <= p < 1, fewer than 2^32 elements.
+Kernel ParseDropoutMask(NamedArgs& args) {
+  auto out = args.f32("out");
+  const double p = args.number("p");
+  if (!(p >= 0.0 && p < 1.0)) args.range_error("argument 'p' must be in [0, 1), got " + std::to_string(p));
+  const int64_t key0 = args.integer("key0", 0, 0xffffffffLL);
+  const int64_t key1 = args.integer("key1", 0, 0xffffffffLL);
+  if (out.length > 0xffffffffLL) {
+    args.range_error("argument 'out' must have fewer than 2^32 elements, got " + std::to_string(out.length));
+  }
+  if (out.length == 0) return {};
+  return [out = out.data, n = out.length, p, k0 = static_cast<uint32_t>(key0), k1 = static_cast<uint32_t>(key1)] {
+    kernels::dropout_mask(out, n, p, k0, k1);
+  };
+}
+
 // embeddingBackward({ dy, ids, dweight, num, dim, paddingIdx, dyRowStride? }): dweight [num, dim] (overwritten)
 // = scatter-add of the rows of dy [ids.length, dim] by id; row paddingIdx (-1: none) stays 0.
 Kernel ParseEmbeddingBackward(NamedArgs& args) {

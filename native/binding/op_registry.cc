@@ -42,6 +42,7 @@ const OpEntry kOps[] = {
     ATTNODE_OP("layerNormBackward", ParseLayerNormBackward),
     ATTNODE_OP("rmsNormBackward", ParseRmsNormBackward),
     ATTNODE_OP("activationBackward", ParseActivationBackward),
+    ATTNODE_OP("dropoutMask", ParseDropoutMask),
     ATTNODE_OP("embeddingBackward", ParseEmbeddingBackward),
     ATTNODE_OP("crossEntropy", ParseCrossEntropy),
     ATTNODE_OP("crossEntropyBackward", ParseCrossEntropyBackward),

@@ -9,6 +9,7 @@ import { binary } from './binary';
 import { gemm } from './gemm';
 import { rope } from './rotary';
 import { adamStep, clipGradNorm, sgdStep } from './optim';
+import { dropoutMask } from './random';
 import { addLayerNorm, addRmsNorm, copy, embedding, gelu, indexCopy, layerNorm, permute0213, relu, rmsNorm, siluMul, softmax, unary } from './layer';
 import {
   activationBackward, crossEntropy, crossEntropyBackward, embeddingBackward, layerNormBackward, rmsNormBackward, softmaxBackward,
@@ -41,6 +42,7 @@ export const jsBackend: Backend = Object.freeze({
   layerNormBackward,
   rmsNormBackward,
   activationBackward,
+  dropoutMask,
   embeddingBackward,
   crossEntropy,
   crossEntropyBackward,

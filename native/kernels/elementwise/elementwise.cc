@@ -4,6 +4,7 @@
 // the thread pool (common/parallel.h).
 #include "elementwise.h"
 
+#include <cmath>
 #include <cstdint>
 
 #include "../../runtime/cpu_features.h"
@@ -22,14 +23,15 @@ struct IsaKernels {
   void (*silu_mul)(const float*, const float*, float*, int64_t);
   void (*binary_row)(BinaryOp, const float*, int64_t, const float*, int64_t, float*, int64_t);
   void (*activation_backward)(ActivationGrad, const float*, const float*, float*, int64_t);
+  void (*dropout_mask)(uint32_t, uint32_t, uint32_t, float, int64_t, int64_t, float*);
 };
 
 constexpr IsaKernels kPortable{portable::relu,     portable::gelu,       portable::unary,
-                               portable::silu_mul, portable::binary_row, portable::activation_backward};
+                               portable::silu_mul, portable::binary_row, portable::activation_backward, portable::dropout_mask};
 constexpr IsaKernels kAvx2{avx2::relu,     avx2::gelu,       avx2::unary,
-                           avx2::silu_mul, avx2::binary_row, avx2::activation_backward};
+                           avx2::silu_mul, avx2::binary_row, avx2::activation_backward, avx2::dropout_mask};
 constexpr IsaKernels kAvx512{avx512::relu,     avx512::gelu,       avx512::unary,
-                             avx512::silu_mul, avx512::binary_row, avx512::activation_backward};
+                             avx512::silu_mul, avx512::binary_row, avx512::activation_backward, avx512::dropout_mask};
 
 const IsaKernels& isa_kernels() { return for_active_isa(kPortable, kAvx2, kAvx512); }
 
@@ -78,6 +80,14 @@ void activation_backward(ActivationGrad op, const float* x, const float* dy, flo
   const IsaKernels& k = isa_kernels();
   const int64_t grain = op == ActivationGrad::Relu ? kCopyGrain : kGrain;
   for_range(n, grain, [&](int64_t b, int64_t e) { k.activation_backward(op, x + b, dy + b, dx + b, e - b); });
+}
+
+void dropout_mask(float* out, int64_t n, double p, uint32_t key0, uint32_t key1) {
+  const IsaKernels& k = isa_kernels();
+  // Exact in double (a power-of-two scaling, then ceil), as dropoutThreshold computes it in JS.
+  const auto threshold = static_cast<uint32_t>(std::ceil(p * 16777216.0));
+  const auto scale = static_cast<float>(1.0 / (1.0 - p));
+  for_range(n, kCopyGrain, [&](int64_t b, int64_t e) { k.dropout_mask(key0, key1, threshold, scale, b, e - b, out + b); });
 }
 
 void binary_op(BinaryOp op, const float* a, const int64_t* a_strides, const float* b, const int64_t* b_strides,

@@ -31,6 +31,11 @@ void silu_mul(const float* gate, const float* up, float* y, int64_t n);
 enum class ActivationGrad : int { Relu = 0, Gelu = 1, GeluTanh = 2, Silu = 3, Sigmoid = 4, Tanh = 5 };
 void activation_backward(ActivationGrad op, const float* x, const float* dy, float* dx, int64_t n);
 
+// Dropout's keep-mask: out[i] = 0 when (hash(key0, key1, i) >> 8) < ceil(p * 2^24) (probability p), else
+// float(1 / (1 - p)); the hash is lib/backend/js/random.ts's dropoutHash, so every path, thread count and the JS
+// backend give the same mask. 0 <= p < 1, n < 2^32.
+void dropout_mask(float* out, int64_t n, double p, uint32_t key0, uint32_t key1);
+
 enum class BinaryOp : int { Add = 0, Sub = 1, Mul = 2, Div = 3 };
 // y[i] = a[i] op b[i] over an `ndim`-dimensional index space `shape`
 // (ndim <= 8). Strides are in elements; a stride of 0 broadcasts. y is

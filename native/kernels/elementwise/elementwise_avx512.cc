@@ -23,5 +23,6 @@ using namespace simd::avx512;
 
 #include "elementwise_map.inc"
 #include "elementwise_backward.inc"
+#include "elementwise_random.inc"
 
 }  // namespace attnode::kernels::avx512

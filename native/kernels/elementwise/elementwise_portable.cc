@@ -152,4 +152,6 @@ void activation_backward(ActivationGrad op, const float* x, const float* dy, flo
   }
 }
 
+#include "elementwise_random.inc"
+
 }  // namespace attnode::kernels::portable

@@ -1,0 +1,96 @@
+/**
+ * Per-op timings of a training step for `bench/train/step-child.ts --profile`: the current backend is replaced by
+ * one whose every op runs inside a timer, and the time is booked to the phase the step is in (forward, backward,
+ * optimizer, zeroGrad). What a phase spends outside its ops is the JS side: checks, output allocation, the tape.
+ *
+ * GEMMs are booked by the form of the product, which tells forward GEMMs from gradient GEMMs: `A·Bᵀ` (a Linear's
+ * forward, and attention scores), `A·B` (a Linear's data gradient dX = dY·W), `Aᵀ·B` (its weight gradient
+ * dW = dYᵀ·X), batched forms prefixed `bmm`.
+ */
+import { getBackend, setBackend, type Backend, type BackendName } from '../../lib/index';
+import type { GemmArgs } from '../../lib/backend/backend';
+
+interface Tally {
+  ms: number;
+  /** CPU time of the process during the calls (all threads): less sensitive to a loaded machine than ms. */
+  cpuMs: number;
+  calls: number;
+  /** Multiply-adds × 2 of the GEMMs booked here. */
+  flop: number;
+}
+
+function gemmLabel(g: GemmArgs): string {
+  const form = `${g.transA ? 'Aᵀ' : 'A'}·${g.transB ? 'Bᵀ' : 'B'}`;
+  return `${(g.batch ?? 1) > 1 ? 'bmm' : 'gemm'} ${form}`;
+}
+
+export class OpProfiler {
+  /** Off during warm-up steps. */
+  enabled = false;
+  #phase = 'forward';
+  readonly #tallies = new Map<string, Map<string, Tally>>();
+
+  /** Wraps the named backend's ops and makes the wrapper the current backend. */
+  static install(name: BackendName): OpProfiler {
+    const p = new OpProfiler();
+    const inner = getBackend(name);
+    const wrapped: Record<string, unknown> = { name: inner.name };
+    for (const [op, fn] of Object.entries(inner)) {
+      if (typeof fn !== 'function') continue;
+      wrapped[op] = (args: unknown): void => {
+        if (!p.enabled) return (fn as (x: unknown) => void).call(inner, args);
+        const label = op === 'gemm' ? gemmLabel(args as GemmArgs) : op;
+        const c0 = process.cpuUsage();
+        const t0 = performance.now();
+        (fn as (x: unknown) => void).call(inner, args);
+        const ms = performance.now() - t0;
+        const c = process.cpuUsage(c0);
+        const g = args as GemmArgs;
+        p.#book(label, ms, (c.user + c.system) / 1e3, op === 'gemm' ? 2 * g.m * g.n * g.k * (g.batch ?? 1) : 0);
+      };
+    }
+    setBackend(wrapped as unknown as Backend);
+    return p;
+  }
+
+  /** The phase the following ops belong to. */
+  phase(name: string): void {
+    this.#phase = name;
+  }
+
+  #book(label: string, ms: number, cpuMs: number, flop: number): void {
+    let byOp = this.#tallies.get(this.#phase);
+    if (!byOp) this.#tallies.set(this.#phase, (byOp = new Map()));
+    const t = byOp.get(label) ?? { ms: 0, cpuMs: 0, calls: 0, flop: 0 };
+    t.ms += ms;
+    t.cpuMs += cpuMs;
+    t.flop += flop;
+    t.calls++;
+    byOp.set(label, t);
+  }
+
+  /**
+   * Per phase, ms per step of each op (largest first) and of the time outside ops, given the phases' measured
+   * per-step times (`phasesMs[phase][step]`).
+   */
+  report(phasesMs: Record<string, number[]>): Record<string, { totalMs: number; outsideOpsMs: number; ops: Record<string, { ms: number; cpuMs: number; calls: number; gflopPerCpuS?: number }> }> {
+    const out: ReturnType<OpProfiler['report']> = {};
+    for (const [phase, steps] of Object.entries(phasesMs)) {
+      const nSteps = Math.max(steps.length, 1);
+      const totalMs = steps.reduce((s, x) => s + x, 0) / nSteps;
+      const byOp = [...(this.#tallies.get(phase) ?? new Map<string, Tally>())].sort((x, y) => y[1].ms - x[1].ms);
+      const inOps = byOp.reduce((s, [, t]) => s + t.ms, 0) / nSteps;
+      out[phase] = {
+        totalMs: round(totalMs),
+        outsideOpsMs: round(totalMs - inOps),
+        ops: Object.fromEntries(byOp.map(([label, t]) => [label, {
+          ms: round(t.ms / nSteps), cpuMs: round(t.cpuMs / nSteps), calls: t.calls / nSteps,
+          ...(t.flop > 0 && t.cpuMs > 0 ? { gflopPerCpuS: round(t.flop / (t.cpuMs / 1e3) / 1e9) } : {}),
+        }])),
+      };
+    }
+    return out;
+  }
+}
+
+const round = (x: number): number => Math.round(x * 1000) / 1000;
