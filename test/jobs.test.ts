@@ -262,6 +262,28 @@ describe('jobs: distributed batch runs on BullMQ + redis-server', () => {
     expect(await b.exited).toBe(0);
   }, 120_000);
 
+  it('SIGTERM mid-shard: a worker finishes and commits its shard, or with --grace-ms 0 hands it back; both exit 0', async () => {
+    const { file, reference } = input('term', tokenRows(192), tokenModel);
+    const qn = queue();
+    const runId = submit(url, qn, file, 'out-term', ['--shard-size', '32'], tokenModel);
+    const a = spawnWorker(url, qn);
+    const c = spawnWorker(url, qn, ['--grace-ms', '0']);
+    await waitFor('both workers to hold a shard', async () => (await metric(a, 'shards_active')) >= 1 && (await metric(c, 'shards_active')) >= 1);
+    const logged = (w: WorkerProc): number => w.log.join('').length;
+    const [fromA, fromC] = [logged(a), logged(c)];
+    a.proc.kill('SIGTERM');
+    c.proc.kill('SIGTERM');
+    expect(await a.exited).toBe(0);
+    expect(await c.exited).toBe(0);
+    expect(a.log.join('').slice(fromA)).toMatch(/SIGTERM[^]*committed shard \d+[^]*exited cleanly/);
+    expect(c.log.join('').slice(fromC)).toMatch(/SIGTERM[^]*released shard \d+[^]*exited cleanly/);
+    const b = spawnWorker(url, qn);
+    const s = await waitComplete(url, runId);
+    checkOutput(s, reference);
+    b.proc.kill('SIGTERM');
+    expect(await b.exited).toBe(0);
+  }, 120_000);
+
   it.skipIf(!REDIS_BIN)('redis-server restarted mid-run (AOF on): the run completes; every row once', async () => {
     const r = new RedisServer(await freePort(), fs.mkdtempSync(path.join(dir, 'redis-restart-')));
     await r.start();

@@ -8,8 +8,9 @@ import { UsageError, intFlag } from './serve';
 
 export const JOBS_USAGE = `usage: attnode submit --redis redis://HOST:PORT --input rows.jsonl|rows.csv --output DIR [--model M] [--config c.json]
                      [--shard-size N] [--text-field F] [--batch-size N] [--format jsonl|csv] [--attempts N] [--backoff-ms N]
-                     [--output-kind pooled|tokens|both] [--seed N] [--precision float32|bfloat16]
-       attnode worker --redis URL [--concurrency N] [--threads T] [--lock-ms N] [--metrics-port P] [--metrics-host H]
+                     [--output-kind pooled|tokens|both] [--seed N] [--precision float32|bfloat16] [--queue Q]
+       attnode worker --redis URL [--concurrency N] [--threads T] [--lock-ms N] [--grace-ms N] [--metrics-port P]
+                     [--metrics-host H] [--queue Q] [--quiet]
        attnode status --redis URL RUNID [--json] [--watch]
        attnode retry --redis URL RUNID
        attnode cancel --redis URL RUNID`;

@@ -44,7 +44,7 @@ export interface WorkerOptions {
   metricsHost?: string;
   /** BullMQ queue name (default 'attnode-shards'). */
   queue?: string;
-  /** How long close() lets running shards finish before releasing them (default: the lock duration). */
+  /** How long close() lets running shards finish before releasing them to other workers (default 60 000 ms; locks keep being renewed meanwhile). */
   graceMs?: number;
   /** Called with one line per event (shard committed, failed, ...); default none. */
   log?: (line: string) => void;
@@ -146,7 +146,7 @@ export async function worker(options: WorkerOptions): Promise<JobWorker> {
   if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1)) {
     throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
   }
-  const graceMs = options.graceMs ?? lockDuration;
+  const graceMs = options.graceMs ?? 60_000;
   const log = options.log ?? (() => {});
   const redis: Redis = connect(options.redis);
   const pool = new ThreadPool(concurrency);
