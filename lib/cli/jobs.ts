@@ -11,7 +11,7 @@ export const JOBS_USAGE = `usage: attnode submit --redis redis://HOST:PORT --inp
                      [--output-kind pooled|tokens|both] [--seed N] [--precision float32|bfloat16] [--queue Q]
        attnode worker --redis URL [--concurrency N] [--threads T] [--lock-ms N] [--grace-ms N] [--metrics-port P]
                      [--metrics-host H] [--queue Q] [--quiet]
-       attnode status --redis URL RUNID [--json] [--watch]
+       attnode status --redis URL RUNID [--json] [--watch] [--interval-ms N]
        attnode retry --redis URL RUNID
        attnode cancel --redis URL RUNID`;
 

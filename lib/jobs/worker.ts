@@ -92,7 +92,11 @@ class ThreadPool {
       this.#idle.push(t);
       p.resolve(r);
     });
+    let dead = false;
     const died = (e: Error): void => {
+      // 'error' is followed by 'exit': replace the thread once.
+      if (dead) return;
+      dead = true;
       for (const [id, p] of this.#pending) {
         if (p.thread !== t) continue;
         this.#pending.delete(id);
