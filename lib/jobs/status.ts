@@ -96,7 +96,9 @@ export function status(options: RunOptions): Promise<RunStatus> {
 
 /** Moves a run's failed shards back to the queue (fresh attempts); resolves with how many. */
 export function retry(options: RunOptions): Promise<number> {
-  return withRun(options, async (_redis, queue, run) => {
+  return withRun(options, async (redis, queue, run) => {
+    // Nothing committed yet: the rate should count from the retried shards' start, not from the failed attempts.
+    if (run.rowsDone === 0) await redis.hdel(runKey(run.spec.runId), 'startedAt');
     if (run.state === 'cancelled') throw new RangeError(`run ${run.spec.runId} is cancelled; submit it again to resume it`);
     let n = 0;
     const failed: Job<ShardJobData>[] = [];
