@@ -8,8 +8,7 @@ import { Redis } from 'ioredis';
 import type { InputFormat } from './readers';
 import type { ModelSpec, RowError } from './rows';
 
-/** BullMQ queue of shard jobs (one queue for every run; a job's name is its run id). */
-export const DEFAULT_QUEUE = 'attnode-shards';
+export { DEFAULT_QUEUE } from './defaults';
 
 /** A submitted run: everything a worker needs to process any of its shards. */
 export interface RunSpec extends ModelSpec {
