@@ -8,7 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import { setGradEnabled } from '../autograd/grad-mode';
 import { setNumThreads } from '../runtime';
 import { readShard, type ShardRange } from './readers';
-import { loadRowEngine, type InputRow, type RowEngine, type RowError } from './rows';
+import { loadRowEngine, type BatchOutput, type InputRow, type RowEngine, type RowError } from './rows';
 import { ShardWriter } from './sink';
 import { LEDGER_ROWS_PER_SHARD, type RunSpec } from './store';
 
@@ -49,19 +49,27 @@ export async function processShard(task: ShardTask): Promise<ShardResult> {
     let errorRows = 0;
     const ledger: RowError[] = [];
     let batch: InputRow[] = [];
-    const flush = async (): Promise<void> => {
-      const out = await engine.process(batch);
+    let previous: Promise<BatchOutput> | null = null;
+    const take = (out: BatchOutput): void => {
       writer.write(out.lines);
-      rows += batch.length;
+      rows += out.lines.length;
       errorRows += out.errors.length;
       for (const e of out.errors) if (ledger.length < LEDGER_ROWS_PER_SHARD) ledger.push(e);
+    };
+    // As `attnode run` does: start a batch on the native executor, then serialise and write the previous one meanwhile.
+    const flush = async (): Promise<void> => {
+      const current = engine.process(batch);
+      current.catch(() => {}); // awaited below or at the next flush; a failure must not be an unhandled rejection meanwhile
       batch = [];
+      if (previous) take(await previous);
+      previous = current;
     };
     for await (const row of readShard(spec.input, spec.format, range, spec.columns)) {
       batch.push(row);
       if (batch.length >= spec.batchSize) await flush();
     }
     if (batch.length) await flush();
+    if (previous) take(await previous);
     if (rows !== range.rows) throw new Error(`shard ${range.shard} of ${spec.input}: read ${rows} rows, submit counted ${range.rows} (the file changed?)`);
     const sha256 = writer.finish();
     return { id: task.id, ok: true, rows, errorRows, ledger, sha256, bytes: writer.bytes };
