@@ -68,8 +68,8 @@ class RedisServer {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function cli(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [TSX, CLI, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 90_000 });
+function cli(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [TSX, CLI, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 90_000, env: { ...process.env, ...env } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -332,7 +332,7 @@ describe('jobs: distributed batch runs on BullMQ + redis-server', () => {
     expect(s.errors.map((e) => [e.line, e.id])).toEqual([[4, undefined], [41, 'no-text'], [42, 'num'], [78, undefined]]);
     expect(s.errors[1]!.reason).toMatch(/string field "text"/);
     expect(out.filter((o) => o.error)).toHaveLength(4);
-    const json = JSON.parse(cli(['status', '--redis', url, runId, '--json']).stdout) as jobs.RunStatus;
+    const json = JSON.parse(cli(['status', runId, '--json'], { ATTNODE_REDIS_URL: url }).stdout) as jobs.RunStatus; // --redis from the environment
     expect(json).toMatchObject({ state: 'complete', shardsDone: 4, rowsDone: 100, errorRows: 4 });
     a.proc.kill('SIGTERM');
     expect(await a.exited).toBe(0);

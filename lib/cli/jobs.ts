@@ -13,7 +13,8 @@ export const JOBS_USAGE = `usage: attnode submit --redis redis://HOST:PORT --inp
                      [--metrics-host H] [--queue Q] [--quiet]
        attnode status --redis URL RUNID [--json] [--watch] [--interval-ms N]
        attnode retry --redis URL RUNID
-       attnode cancel --redis URL RUNID`;
+       attnode cancel --redis URL RUNID
+  --redis        defaults to $ATTNODE_REDIS_URL`;
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -30,8 +31,9 @@ function parse(args: string[], strings: string[], booleans: string[] = []): { va
 }
 
 function required(values: Values, name: string): string {
-  const v = values[name];
-  if (typeof v !== 'string' || v === '') throw new UsageError(`--${name} is required`);
+  // --redis may come from the environment, so `attnode retry RUNID` works as the issue spells it.
+  const v = values[name] ?? (name === 'redis' ? process.env.ATTNODE_REDIS_URL : undefined);
+  if (typeof v !== 'string' || v === '') throw new UsageError(`--${name} is required${name === 'redis' ? ' (or ATTNODE_REDIS_URL in the environment)' : ''}`);
   return v;
 }
 
