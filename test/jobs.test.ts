@@ -233,7 +233,9 @@ describe('jobs: distributed batch runs on BullMQ + redis-server', () => {
     const runId = submit(url, qn, file, 'out-kill', ['--shard-size', '32'], tokenModel);
     const a = spawnWorker(url, qn);
     const b = spawnWorker(url, qn);
-    await waitFor('worker A to hold a shard', async () => (await metric(a, 'shards_active')) >= 1);
+    // Past its first shard (model loaded), writing the next one's temporary file.
+    await waitFor('worker A to commit a shard and hold another', async () =>
+      (await metric(a, 'shards_committed')) >= 1 && (await metric(a, 'shards_active')) >= 1);
     a.proc.kill('SIGKILL');
     const s = await waitComplete(url, runId);
     expect(s.rowsDone).toBe(192);

@@ -61,6 +61,17 @@ export function publish(tmpPath: string, finalPath: string): void {
   fsyncDir(path.dirname(finalPath));
 }
 
+/**
+ * Removes the temporary copies of a committed shard that other attempts left (a worker killed mid-shard never
+ * cleans up). A frozen attempt whose copy goes this way finds its lock lost when it wakes, or, if it had won the
+ * commit, that its rename target already holds the same bytes.
+ */
+export function sweepTemporaries(finalPath: string): void {
+  const dir = path.dirname(finalPath);
+  const prefix = `.${path.basename(finalPath)}.`;
+  for (const name of fs.readdirSync(dir)) if (name.startsWith(prefix) && name.endsWith('.tmp')) fs.rmSync(path.join(dir, name), { force: true });
+}
+
 /** SHA-256 of a file, or null when it does not exist. */
 export async function fileSha256(file: string): Promise<string | null> {
   const h = createHash('sha256');

@@ -21,7 +21,7 @@ import { Worker as ThreadWorker } from 'node:worker_threads';
 import { Worker, WaitingError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Metrics, renderPrometheus } from '../serving/metrics';
-import { fileSha256, publish, writeManifest } from './sink';
+import { fileSha256, publish, sweepTemporaries, writeManifest } from './sink';
 import {
   DEFAULT_QUEUE, committedEntries, connect, readRun, redisOptions, recordCommit, rerecordCommit, runKey, shardFile, type ManifestEntry, type RunSpec,
 } from './store';
@@ -232,6 +232,7 @@ export async function worker(options: WorkerOptions): Promise<JobWorker> {
       const onDisk = await fileSha256(finalPath);
       if (onDisk === verdict.entry.sha256) {
         fs.rmSync(tmpPath, { force: true });
+        sweepTemporaries(finalPath);
         counts.duplicate++;
         done('shard', 208);
         return { duplicate: true };
@@ -242,11 +243,13 @@ export async function worker(options: WorkerOptions): Promise<JobWorker> {
         throw new Error(`lost the lock of shard ${range.shard} before committing`);
       }
       publish(tmpPath, finalPath);
+      sweepTemporaries(finalPath);
       counts.committed++;
       done('shard', 200);
       return { republished: true };
     }
     publish(tmpPath, finalPath);
+    sweepTemporaries(finalPath);
     counts.committed++;
     counts.rows += r.rows;
     counts.errorRows += r.errorRows;
