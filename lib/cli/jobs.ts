@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import * as jobs from '../jobs';
-import { UsageError, intFlag } from './serve';
+import { UsageError, intFlag } from './args';
 
 export const JOBS_USAGE = `usage: attnode submit --redis redis://HOST:PORT --input rows.jsonl|rows.csv --output DIR [--model M] [--config c.json]
                      [--shard-size N] [--text-field F] [--batch-size N] [--format jsonl|csv] [--attempts N] [--backoff-ms N]
