@@ -26,7 +26,7 @@ const COMMANDS: Record<string, string> = {
   info: 'CPU features, kernel path, threads and build of the native addon (JSON)',
   demo: 'the seed model and core kernels on the native and TypeScript backends, then a real model telling a story',
   bench: 'the benchmark suite against onnxruntime and PyTorch (from a source checkout of attnode)',
-  run: 'batch inference over a JSONL file of token-id rows',
+  run: 'batch inference over JSONL/CSV rows (token ids, or text for a Hugging Face folder) on this machine',
   serve: 'the HTTP inference server (OpenAI routes for Hugging Face model folders)',
   ...JOB_DESCRIPTIONS,
 };

@@ -4,24 +4,85 @@
  */
 import { parseArgs } from 'node:util';
 import * as jobs from '../jobs';
-import { UsageError, intFlag } from './args';
+import { UsageError, intFlag, unknownMessage } from './args';
 
-export const JOBS_USAGE = `usage: attnode submit --redis redis://HOST:PORT --input rows.jsonl|rows.csv --output DIR [--model M] [--config c.json]
-                     [--shard-size N] [--text-field F] [--batch-size N] [--format jsonl|csv] [--attempts N] [--backoff-ms N]
-                     [--output-kind pooled|tokens|both] [--seed N] [--precision float32|bfloat16] [--queue Q]
-       attnode worker --redis URL [--concurrency N] [--threads T] [--lock-ms N] [--grace-ms N] [--metrics-port P]
-                     [--metrics-host H] [--queue Q] [--quiet]
-       attnode status --redis URL RUNID [--json] [--watch] [--interval-ms N]
-       attnode retry --redis URL RUNID
-       attnode cancel --redis URL RUNID
-  --redis        defaults to $ATTNODE_REDIS_URL`;
+const REDIS = `  --redis        the Redis URL, e.g. redis://10.0.0.5:6379 (default: $ATTNODE_REDIS_URL)`;
+
+/** `attnode <job command> --help`: each command's synopsis and every flag it takes. */
+export const JOB_USAGE: Record<string, string> = {
+  submit: `usage: attnode submit --redis redis://HOST:PORT --input rows.jsonl|rows.csv --output DIR [--model M] [--config c.json]
+                      [--shard-size N] [--text-field F] [--batch-size N] [--format jsonl|csv] [--attempts N] [--backoff-ms N]
+                      [--output-kind pooled|tokens|both] [--seed N] [--precision float32|bfloat16] [--queue Q]
+  Splits the input into shard jobs on BullMQ (job id = run id + shard: submitting again is idempotent) and prints the
+  run id. Every worker must see --input and --output at these paths.
+${REDIS}
+  --input        JSONL or CSV rows: token-id rows for a --config model, text rows for a Hugging Face folder
+  --output       the output directory: part-NNNNNN.jsonl per shard and manifest.json
+  --model        a Hugging Face encoder folder (text rows → embeddings, or labels for a classifier), or a safetensors
+                 state dict for --config (default: random weights from --seed)
+  --config       the token-row model's config JSON (as attnode run)
+  --shard-size   rows per shard (default 1000)
+  --text-field   the text rows' field (default text)
+  --batch-size   rows per forward pass (default 32)
+  --format       jsonl or csv (default: by the input's extension)
+  --attempts     attempts per shard before it goes to the failed set (default 3)
+  --backoff-ms   first retry delay, doubled per attempt (default 1000)
+  --output-kind  token rows: pooled (default), tokens or both
+  --seed         seed of random weights (default 0)
+  --precision    float32 (default) or bfloat16 weight GEMMs
+  --queue        the BullMQ queue (default attnode-shards)`,
+  worker: `usage: attnode worker --redis URL [--concurrency N] [--threads T] [--lock-ms N] [--grace-ms N] [--metrics-port P]
+                      [--metrics-host H] [--queue Q] [--quiet]
+  Processes shard jobs until SIGTERM/SIGINT (then finishes or hands back its shards and exits 0). One per machine.
+${REDIS}
+  --concurrency  shards at once, one worker thread each (default 1)
+  --threads      kernel threads per shard (default: the available cores)
+  --lock-ms      BullMQ lock duration: a frozen worker loses its shard after this long (default 30000)
+  --grace-ms     on SIGTERM, how long running shards may take before they are handed back (default 60000)
+  --metrics-port GET /metrics (Prometheus text) on this port; 0 picks one (default 9464)
+  --metrics-host the metrics server's address (default 0.0.0.0)
+  --queue        the BullMQ queue (default attnode-shards)
+  --quiet        no line per shard on stderr`,
+  status: `usage: attnode status --redis URL RUNID [--json] [--watch] [--interval-ms N]
+  A run's progress: shards and rows done, rows/s, ETA, failed shards, the error ledger's first rows. Exit 0 while
+  running or complete, 1 when stalled (only failed shards left) or cancelled.
+${REDIS}
+  --json         one JSON object (with --watch: once the run ends)
+  --watch        redraw until the run completes, stalls or is cancelled
+  --interval-ms  --watch's refresh interval (default 1000)`,
+  retry: `usage: attnode retry --redis URL RUNID
+  Moves the run's failed shards back to the queue with fresh attempts.
+${REDIS}`,
+  cancel: `usage: attnode cancel --redis URL RUNID
+  Cancels the run: queued shards are removed, running ones are discarded at their commit; committed files stay.
+${REDIS}`,
+};
+
+/** The flags each job command takes (those with a value, and switches). */
+export const JOB_FLAGS: Record<string, { strings: readonly string[]; booleans: readonly string[] }> = {
+  submit: {
+    strings: ['redis', 'input', 'output', 'model', 'config', 'shard-size', 'text-field', 'batch-size', 'format', 'attempts', 'backoff-ms',
+      'output-kind', 'seed', 'precision', 'queue'],
+    booleans: [],
+  },
+  worker: { strings: ['redis', 'concurrency', 'threads', 'lock-ms', 'grace-ms', 'metrics-port', 'metrics-host', 'queue'], booleans: ['quiet'] },
+  status: { strings: ['redis', 'interval-ms'], booleans: ['json', 'watch'] },
+  retry: { strings: ['redis'], booleans: [] },
+  cancel: { strings: ['redis'], booleans: [] },
+};
 
 type Values = Record<string, string | boolean | undefined>;
 
-function parse(args: string[], strings: string[], booleans: string[] = []): { values: Values; positionals: string[] } {
+function parse(args: string[], command: string): { values: Values; positionals: string[] } {
   const options: Record<string, { type: 'string' | 'boolean' }> = {};
-  for (const n of strings) options[n] = { type: 'string' };
-  for (const n of booleans) options[n] = { type: 'boolean' };
+  for (const n of JOB_FLAGS[command]!.strings) options[n] = { type: 'string' };
+  for (const n of JOB_FLAGS[command]!.booleans) options[n] = { type: 'boolean' };
+  const known = Object.keys(options).map((n) => `--${n}`);
+  for (const a of args) {
+    if (a === '--') break;
+    const name = a.split('=', 1)[0]!;
+    if (name.startsWith('--') && !known.includes(name)) throw new UsageError(unknownMessage('option', name, known));
+  }
   try {
     const r = parseArgs({ args, options, strict: true, allowPositionals: true });
     return { values: r.values as Values, positionals: r.positionals };
@@ -40,8 +101,7 @@ function required(values: Values, name: string): string {
 const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
 
 async function submitMain(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, ['redis', 'input', 'output', 'model', 'config', 'shard-size', 'text-field', 'batch-size',
-    'format', 'attempts', 'backoff-ms', 'output-kind', 'seed', 'precision', 'queue']);
+  const { values, positionals } = parse(args, 'submit');
   if (positionals.length) throw new UsageError(`submit takes no positional arguments, got '${positionals[0]}'`);
   const r = await jobs.submit({
     redis: required(values, 'redis'), input: required(values, 'input'), output: required(values, 'output'),
@@ -57,7 +117,7 @@ async function submitMain(args: string[]): Promise<number> {
 }
 
 async function workerMain(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, ['redis', 'concurrency', 'threads', 'lock-ms', 'metrics-port', 'metrics-host', 'grace-ms', 'queue'], ['quiet']);
+  const { values, positionals } = parse(args, 'worker');
   if (positionals.length) throw new UsageError(`worker takes no positional arguments, got '${positionals[0]}'`);
   const lockDurationMs = intFlag('lock-ms', str(values['lock-ms']), 30_000, 500);
   const metricsPort = intFlag('metrics-port', str(values['metrics-port']), 9464, 0);
@@ -109,7 +169,7 @@ export function statusLine(s: jobs.RunStatus): string {
 }
 
 async function statusMain(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, ['redis', 'interval-ms'], ['json', 'watch']);
+  const { values, positionals } = parse(args, 'status');
   const opts = { redis: required(values, 'redis'), runId: runIdArg(positionals, 'status') };
   const interval = intFlag('interval-ms', str(values['interval-ms']), 1000, 50);
   const tty = process.stderr.isTTY === true;
@@ -134,14 +194,14 @@ async function statusMain(args: string[]): Promise<number> {
 }
 
 async function retryMain(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, ['redis']);
+  const { values, positionals } = parse(args, 'retry');
   const n = await jobs.retry({ redis: required(values, 'redis'), runId: runIdArg(positionals, 'retry') });
   console.log(`${n} failed shards back in the queue`);
   return 0;
 }
 
 async function cancelMain(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, ['redis']);
+  const { values, positionals } = parse(args, 'cancel');
   const n = await jobs.cancel({ redis: required(values, 'redis'), runId: runIdArg(positionals, 'cancel') });
   console.log(`run cancelled; ${n} queued shards removed`);
   return 0;
@@ -155,9 +215,6 @@ export const JOB_DESCRIPTIONS: Record<string, string> = {
   retry: "move a run's failed shards back to the queue",
   cancel: 'cancel a run',
 };
-
-/** `attnode <job command> --help`. */
-export const JOB_USAGE: Record<string, string> = Object.fromEntries(Object.keys(JOB_DESCRIPTIONS).map((c) => [c, JOBS_USAGE]));
 
 /** The job subcommands by name. */
 export const JOB_COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
