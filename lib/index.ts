@@ -41,6 +41,7 @@ export * as ops from './ops';
 export * as nn from './nn';
 export * as optim from './optim';
 export * as serving from './serving';
+export * as jobs from './jobs';
 export { scaledDotProductAttention } from './attention';
 export { loadSafetensors, parseSafetensors, saveSafetensors, serializeSafetensors } from './io/safetensors';
 export { loadTorchCheckpoint, parseTorchCheckpoint, type TorchCheckpoint, type TorchCheckpointOptions } from './io/torch/checkpoint';

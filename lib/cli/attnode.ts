@@ -9,6 +9,7 @@
  *   attnode bench [...]       the benchmark suite (a source checkout: bench/run.ts via tsx; args are passed on)
  *   attnode run --input in.jsonl [...]   batch inference over JSONL token-id rows
  *   attnode serve [...]       the HTTP inference server (OpenAI routes for Hugging Face folders)
+ *   attnode submit | worker | status | retry | cancel   distributed batch runs on BullMQ + Redis (lib/cli/jobs.ts)
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -16,6 +17,7 @@ import * as path from 'node:path';
 import { info, setGradEnabled, setNumThreads } from '../index';
 import { demoDefaults, runDemo, type DemoOptions } from './demo';
 import { runStoryDemo, type StoryOptions } from './demo-story';
+import { JOB_COMMANDS, JOB_DESCRIPTIONS, JOB_USAGE } from './jobs';
 import { RUN_USAGE, runMain } from './run';
 import { SERVE_USAGE, serveMain } from './serve';
 import { UsageError, intFlag, parseFlags, unknownMessage, wantsHelp } from './args';
@@ -24,8 +26,9 @@ const COMMANDS: Record<string, string> = {
   info: 'CPU features, kernel path, threads and build of the native addon (JSON)',
   demo: 'the seed model and core kernels on the native and TypeScript backends, then a real model telling a story',
   bench: 'the benchmark suite against onnxruntime and PyTorch (from a source checkout of attnode)',
-  run: 'batch inference over a JSONL file of token-id rows',
+  run: 'batch inference over JSONL/CSV rows (token ids, or text for a Hugging Face folder) on this machine',
   serve: 'the HTTP inference server (OpenAI routes for Hugging Face model folders)',
+  ...JOB_DESCRIPTIONS,
 };
 
 const USAGE = `usage: attnode <command> [options]
@@ -58,7 +61,7 @@ const BENCH_USAGE = `usage: attnode bench [options of bench/run.ts, e.g. --full,
   --help on to it.`;
 
 const SUBCOMMAND_USAGE: Record<string, string> = {
-  info: INFO_USAGE, demo: DEMO_USAGE, bench: BENCH_USAGE, run: RUN_USAGE, serve: SERVE_USAGE,
+  info: INFO_USAGE, demo: DEMO_USAGE, bench: BENCH_USAGE, run: RUN_USAGE, serve: SERVE_USAGE, ...JOB_USAGE,
 };
 
 /** A bad command line: one line on stderr naming the command and where its flags are listed, exit code 2. */
@@ -198,6 +201,9 @@ function main(argv: string[]): void {
       case 'serve':
         serveMain(rest).catch((e: unknown) => fail(command, e));
         break;
+      default:
+        // submit, worker, status, retry, cancel (lib/cli/jobs.ts)
+        JOB_COMMANDS[command]!(rest).then((code) => (process.exitCode = code), (e: unknown) => fail(command, e));
     }
   } catch (e) {
     fail(command, e);

@@ -1,0 +1,400 @@
+/**
+ * Distributed batch runs (lib/jobs, `attnode submit | worker | status | retry | cancel`) against a real
+ * redis-server and real worker processes spawned through the CLI. In every fault (a worker killed with -9 mid-shard,
+ * a worker frozen past its lock and resumed, Redis restarted mid-run, poison rows and shards, resubmits), every
+ * input row must be in the output exactly once and equal `attnode run` on the same input.
+ *
+ * Redis: ATTNODE_TEST_REDIS_URL (.ci/run starts one), else a private redis-server this file starts on a free
+ * loopback port; the restart test always uses its own private server (it stops and restarts it).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as jobs from '../lib/jobs';
+import { saveSafetensors } from '../lib/io/safetensors';
+import { manualSeed } from '../lib/nn/init';
+import { EncoderModel } from '../lib/serving/encoder-model';
+import { missingPrecondition } from './helpers/preconditions';
+
+const ROOT = path.resolve(__dirname, '..');
+const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+const CLI = path.join(ROOT, 'lib', 'cli', 'attnode.ts');
+const EMBED = path.join(ROOT, 'test', 'fixtures', 'hf', 'bert-st');
+const CLASSIFY = path.join(ROOT, 'test', 'fixtures', 'hf', 'bert-cls');
+const REDIS_BIN = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => fs.existsSync(p)) ?? null;
+const LOCK_MS = 1500;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+/** A private redis-server with AOF on, stopped by pid. */
+class RedisServer {
+  proc: ChildProcess | null = null;
+  constructor(readonly port: number, readonly dir: string) {}
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.proc = spawn(REDIS_BIN!, ['--port', String(this.port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--dir', this.dir, '--save', ''], { stdio: 'ignore' });
+    for (let i = 0; i < 100; i++) {
+      if (await new Promise<boolean>((r) => net.connect(this.port, '127.0.0.1').on('connect', function (this: net.Socket) { this.destroy(); r(true); }).on('error', () => r(false)))) return;
+      await sleep(50);
+    }
+    throw new Error(`redis-server did not listen on ${this.port}`);
+  }
+
+  /** SIGTERM (Redis flushes its AOF and exits), waiting for the exit. */
+  async stop(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGTERM');
+    await exited;
+    this.proc = null;
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function cli(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [TSX, CLI, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 90_000, env: { ...process.env, ...env } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A worker process with its metrics URL (read from its ready line). */
+interface WorkerProc {
+  proc: ChildProcess;
+  log: string[];
+  metricsUrl: Promise<string>;
+  exited: Promise<number | null>;
+}
+
+function startWorker(url: string, queue: string, extra: string[] = []): WorkerProc {
+  // node --import tsx, not tsx's CLI: that runs the script in a child process, so signals would hit only the wrapper.
+  const proc = spawn(process.execPath, ['--import', 'tsx', CLI, 'worker', '--redis', url, '--queue', queue, '--lock-ms', String(LOCK_MS), '--metrics-port', '0',
+    '--metrics-host', '127.0.0.1', '--threads', '1', ...extra], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  const log: string[] = [];
+  let resolveUrl: (u: string) => void;
+  const metricsUrl = new Promise<string>((r) => (resolveUrl = r));
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    log.push(d);
+    const m = /metrics on (http:\S+)/.exec(d);
+    if (m) resolveUrl(m[1]!);
+  });
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  return { proc, log, metricsUrl, exited };
+}
+
+async function metric(w: WorkerProc, name: string): Promise<number> {
+  const text = await (await fetch(await w.metricsUrl)).text();
+  const m = new RegExp(`^attnode_${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | null | false>, timeoutMs = 60_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+const waitComplete = (url: string, runId: string, timeoutMs = 60_000): Promise<jobs.RunStatus> =>
+  waitFor(`run ${runId} to complete`, async () => {
+    const s = await jobs.status({ redis: url, runId });
+    return s.state === 'complete' ? s : null;
+  }, timeoutMs);
+
+/** Text rows with ids: a mix of lengths, some repeated words. */
+function textRows(n: number, poison: Map<number, string> = new Map()): string[] {
+  const words = ['the', 'cat', 'sat', 'on', 'a', 'mat', 'while', 'dogs', 'ran', 'far', 'away', 'quickly', 'under', 'blue', 'sky'];
+  return Array.from({ length: n }, (_, i) => poison.get(i) ?? JSON.stringify({
+    id: `r${i}`, text: Array.from({ length: 3 + ((i * 7) % 13) }, (_, j) => words[(i * 3 + j * 5) % words.length]).join(' '),
+  }));
+}
+
+/**
+ * Token rows long enough that a shard takes a while (about 10 ms a row here), so a worker is reliably caught
+ * mid-shard by the fault tests.
+ */
+function tokenRows(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => JSON.stringify({ id: i, tokens: Array.from({ length: 64 + ((i * 37) % 64) }, (_, j) => (i * 31 + j * 7) % 500) }));
+}
+
+/** Every output row of a complete run (from the manifest's files), checked against `attnode run` on the same input. */
+function checkOutput(status: jobs.RunStatus, reference: string): Record<string, unknown>[] {
+  const manifest = JSON.parse(fs.readFileSync(status.manifest!, 'utf8')) as { complete: boolean; rows: number; files: { file: string; rows: number; shard: number }[] };
+  expect(manifest.complete).toBe(true);
+  expect(manifest.files.map((f) => f.shard)).toEqual(Array.from({ length: status.shards }, (_, i) => i));
+  const out: Record<string, unknown>[] = [];
+  for (const f of manifest.files) {
+    const lines = fs.readFileSync(path.join(status.output, f.file), 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(f.rows);
+    for (const l of lines) out.push(JSON.parse(l) as Record<string, unknown>);
+  }
+  // No stray temporary files.
+  expect(fs.readdirSync(status.output).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  const ref = fs.readFileSync(reference, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = out.map((o) => o.line as number);
+  expect(new Set(lines).size).toBe(lines.length); // exactly once
+  expect(lines).toEqual(ref.map((r) => r.line)); // every row, in input order
+  out.forEach((o, i) => {
+    const r = ref[i]!;
+    expect(o.id).toEqual(r.id);
+    expect(o.error).toEqual(r.error);
+    expect(o.label).toEqual(r.label);
+    expect(o.length).toEqual(r.length);
+    for (const key of ['embedding', 'pooled'] as const) {
+      if (!r[key]) continue;
+      const a = o[key] as number[];
+      const b = r[key] as number[];
+      expect(a.length).toBe(b.length);
+      expect(Math.max(...a.map((x, j) => Math.abs(x - b[j]!)))).toBeLessThan(1e-5);
+    }
+    if (r.score !== undefined) expect(Math.abs((o.score as number) - (r.score as number))).toBeLessThan(1e-5);
+  });
+  return out;
+}
+
+describe('jobs: distributed batch runs on BullMQ + redis-server', () => {
+  if (!REDIS_BIN && !process.env.ATTNODE_TEST_REDIS_URL) {
+    missingPrecondition('redis-server not installed (apt-get install -y redis-server) and ATTNODE_TEST_REDIS_URL unset');
+    return;
+  }
+  let dir: string;
+  let url: string;
+  let own: RedisServer | null = null;
+  const workers: WorkerProc[] = [];
+  let q = 0;
+  const queue = (): string => `attnode-test-${process.pid}-${q++}`;
+  const spawnWorker = (u: string, qn: string, extra: string[] = []): WorkerProc => {
+    const w = startWorker(u, qn, extra);
+    workers.push(w);
+    return w;
+  };
+
+  let tokenModel: string[];
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'attnode-jobs-'));
+    // A safetensors file + config (the token-row model kind), heavy enough for the kill and freeze tests.
+    const options = { vocabSize: 500, dModel: 128, nhead: 4, numLayers: 2, dimFeedforward: 512, maxLen: 160 };
+    manualSeed(7);
+    await saveSafetensors(path.join(dir, 'enc.safetensors'), new EncoderModel(options).eval().stateDict());
+    fs.writeFileSync(path.join(dir, 'enc.json'), JSON.stringify({ kind: 'encoder', options }));
+    tokenModel = ['--model', path.join(dir, 'enc.safetensors'), '--config', path.join(dir, 'enc.json')];
+    if (process.env.ATTNODE_TEST_REDIS_URL) url = process.env.ATTNODE_TEST_REDIS_URL;
+    else {
+      fs.mkdirSync(path.join(dir, 'redis'));
+      own = new RedisServer(await freePort(), path.join(dir, 'redis'));
+      await own.start();
+      url = own.url;
+    }
+  });
+  afterAll(async () => {
+    for (const w of workers) if (w.proc.exitCode === null && w.proc.signalCode === null) w.proc.kill('SIGKILL');
+    await own?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** An input file and `attnode run`'s output on it. */
+  function input(name: string, rows: string[], model: string | string[] = EMBED, ext = 'jsonl'): { file: string; reference: string } {
+    const file = path.join(dir, `${name}.${ext}`);
+    fs.writeFileSync(file, rows.join('\n') + '\n');
+    const reference = path.join(dir, `${name}.run.jsonl`);
+    const r = cli(['run', ...(typeof model === 'string' ? ['--model', model] : model), '--input', file, '--output', reference, '--batch-size', '16', '--no-progress']);
+    expect([0, 1]).toContain(r.code);
+    return { file, reference };
+  }
+
+  function submit(u: string, qn: string, file: string, name: string, extra: string[] = [], model: string[] = ['--model', EMBED]): string {
+    const r = cli(['submit', '--redis', u, '--queue', qn, ...model, '--input', file, '--output', path.join(dir, name),
+      '--batch-size', '16', ...extra]);
+    expect(r.code, r.stderr).toBe(0);
+    return r.stdout.trim();
+  }
+
+  it('kill -9 of a worker mid-shard: its shard is redone by the other; every row once, equal to attnode run', async () => {
+    const { file, reference } = input('kill', tokenRows(192), tokenModel);
+    const qn = queue();
+    const runId = submit(url, qn, file, 'out-kill', ['--shard-size', '32'], tokenModel);
+    const a = spawnWorker(url, qn);
+    const b = spawnWorker(url, qn);
+    // Past its first shard (model loaded), writing the next one's temporary file.
+    await waitFor('worker A to commit a shard and hold another', async () =>
+      (await metric(a, 'shards_committed')) >= 1 && (await metric(a, 'shards_active')) >= 1);
+    a.proc.kill('SIGKILL');
+    const s = await waitComplete(url, runId);
+    expect(s.rowsDone).toBe(192);
+    checkOutput(s, reference);
+    b.proc.kill('SIGTERM');
+    expect(await b.exited).toBe(0);
+  }, 120_000);
+
+  it('a worker frozen (SIGSTOP) past its lock, then resumed: its late commit is discarded; every row once', async () => {
+    const { file, reference } = input('stop', tokenRows(128), tokenModel);
+    const qn = queue();
+    const runId = submit(url, qn, file, 'out-stop', ['--shard-size', '32'], tokenModel);
+    const a = spawnWorker(url, qn);
+    await waitFor('worker A to hold a shard', async () => (await metric(a, 'shards_active')) >= 1);
+    a.proc.kill('SIGSTOP');
+    const b = spawnWorker(url, qn);
+    const s = await waitComplete(url, runId);
+    a.proc.kill('SIGCONT');
+    // A finishes its stale shard and must find it taken: lock lost (computing) or already committed (it had committed).
+    await waitFor('worker A to notice', async () => (await metric(a, 'shards_lock_lost')) + (await metric(a, 'shards_duplicate')) + (await metric(b, 'shards_duplicate')) >= 1, 30_000)
+      .catch((e: Error) => { throw new Error(`${e.message}\nworker A:\n${a.log.join('')}\nworker B:\n${b.log.join('')}`); });
+    expect(s.rowsDone).toBe(128);
+    checkOutput(s, reference);
+    for (const w of [a, b]) w.proc.kill('SIGTERM');
+    expect(await a.exited).toBe(0);
+    expect(await b.exited).toBe(0);
+  }, 120_000);
+
+  it('SIGTERM mid-shard: a worker finishes and commits its shard, or with --grace-ms 0 hands it back; both exit 0', async () => {
+    const { file, reference } = input('term', tokenRows(192), tokenModel);
+    const qn = queue();
+    const runId = submit(url, qn, file, 'out-term', ['--shard-size', '32'], tokenModel);
+    const a = spawnWorker(url, qn);
+    const c = spawnWorker(url, qn, ['--grace-ms', '0']);
+    await waitFor('both workers to hold a shard', async () => (await metric(a, 'shards_active')) >= 1 && (await metric(c, 'shards_active')) >= 1);
+    const logged = (w: WorkerProc): number => w.log.join('').length;
+    const [fromA, fromC] = [logged(a), logged(c)];
+    a.proc.kill('SIGTERM');
+    c.proc.kill('SIGTERM');
+    expect(await a.exited).toBe(0);
+    expect(await c.exited).toBe(0);
+    expect(a.log.join('').slice(fromA)).toMatch(/SIGTERM[^]*committed shard \d+[^]*exited cleanly/);
+    expect(c.log.join('').slice(fromC)).toMatch(/SIGTERM[^]*released shard \d+[^]*exited cleanly/);
+    const b = spawnWorker(url, qn);
+    const s = await waitComplete(url, runId);
+    checkOutput(s, reference);
+    b.proc.kill('SIGTERM');
+    expect(await b.exited).toBe(0);
+  }, 120_000);
+
+  it.skipIf(!REDIS_BIN)('redis-server restarted mid-run (AOF on): the run completes; every row once', async () => {
+    const r = new RedisServer(await freePort(), fs.mkdtempSync(path.join(dir, 'redis-restart-')));
+    await r.start();
+    try {
+      const { file, reference } = input('restart', textRows(480));
+      const qn = queue();
+      const runId = submit(r.url, qn, file, 'out-restart', ['--shard-size', '32']);
+      const a = spawnWorker(r.url, qn);
+      await waitFor('a first commit', async () => (await metric(a, 'shards_committed')) >= 1);
+      await r.stop();
+      await sleep(1000);
+      await r.start();
+      const s = await waitComplete(r.url, runId);
+      checkOutput(s, reference);
+      a.proc.kill('SIGTERM');
+      expect(await a.exited).toBe(0);
+    } finally {
+      await r.stop();
+    }
+  }, 120_000);
+
+  it('poison rows go to the error ledger and the output; a failing shard goes to the failed set and `retry` brings it back', async () => {
+    const poison = new Map([[3, 'not json'], [40, '{"id": "no-text", "body": "x"}'], [41, '{"id": "num", "text": 7}'], [77, '""']]);
+    const { file, reference } = input('poison', textRows(100, poison));
+    const qn = queue();
+    const runId = submit(url, qn, file, 'out-poison', ['--shard-size', '25', '--attempts', '2', '--backoff-ms', '50']);
+    // The input vanishes from the workers' view: every shard fails its attempts.
+    fs.renameSync(file, `${file}.away`);
+    const a = spawnWorker(url, qn);
+    const stalled = await waitFor('the shards to fail', async () => {
+      const s = await jobs.status({ redis: url, runId });
+      return s.state === 'stalled' ? s : null;
+    });
+    expect(stalled.failedShards.map((f) => f.shard)).toEqual([0, 1, 2, 3]);
+    expect(stalled.failedShards[0]!.attempts).toBe(2);
+    expect(stalled.failedShards[0]!.reason).toMatch(/not found/);
+    const st = cli(['status', '--redis', url, runId]);
+    expect(st.code).toBe(1); // stalled
+    expect(st.stdout).toMatch(/4 failed shards/);
+    fs.renameSync(`${file}.away`, file);
+    const rt = cli(['retry', '--redis', url, runId]);
+    expect(rt.stdout).toMatch(/^4 failed shards back/);
+    const s = await waitComplete(url, runId);
+    const out = checkOutput(s, reference);
+    expect(s.errorRows).toBe(4);
+    expect(s.errors.map((e) => [e.line, e.id])).toEqual([[4, undefined], [41, 'no-text'], [42, 'num'], [78, undefined]]);
+    expect(s.errors[1]!.reason).toMatch(/string field "text"/);
+    expect(out.filter((o) => o.error)).toHaveLength(4);
+    const json = JSON.parse(cli(['status', runId, '--json'], { ATTNODE_REDIS_URL: url }).stdout) as jobs.RunStatus; // --redis from the environment
+    expect(json).toMatchObject({ state: 'complete', shardsDone: 4, rowsDone: 100, errorRows: 4 });
+    a.proc.kill('SIGTERM');
+    expect(await a.exited).toBe(0);
+  }, 120_000);
+
+  it('resubmitting a run is idempotent: same run id, nothing queued again, output unchanged', async () => {
+    const { file, reference } = input('resubmit', textRows(96));
+    const qn = queue();
+    const runId = submit(url, qn, file, 'out-resubmit', ['--shard-size', '32']);
+    expect(submit(url, qn, file, 'out-resubmit', ['--shard-size', '32'])).toBe(runId); // before any worker: same jobs
+    const a = spawnWorker(url, qn);
+    const s = await waitComplete(url, runId);
+    const before = fs.readFileSync(s.manifest!, 'utf8');
+    const again = await jobs.submit({ redis: url, queue: qn, model: EMBED, input: file, output: path.join(dir, 'out-resubmit'), shardSize: 32, batchSize: 16 });
+    expect(again).toMatchObject({ runId, shards: 3, rows: 96, added: 0, committed: 3 });
+    await sleep(500);
+    expect(fs.readFileSync(s.manifest!, 'utf8')).toBe(before);
+    checkOutput(await jobs.status({ redis: url, runId }), reference);
+    // Another run into the same directory is refused.
+    await expect(jobs.submit({ redis: url, queue: qn, model: EMBED, input: file, output: path.join(dir, 'out-resubmit'), shardSize: 16 }))
+      .rejects.toThrow(/holds run/);
+    a.proc.kill('SIGTERM');
+    expect(await a.exited).toBe(0);
+  }, 120_000);
+
+  it('CSV input with a classification folder equals attnode run; cancel stops a run', async () => {
+    const rows = ['id,text', ...Array.from({ length: 60 }, (_, i) => `c${i},"the cat, number ${i}, sat on the mat"`)];
+    const { file, reference } = input('csv', rows, CLASSIFY, 'csv');
+    const qn = queue();
+    const r = cli(['submit', '--redis', url, '--queue', qn, '--model', CLASSIFY, '--input', file, '--output', path.join(dir, 'out-csv'),
+      '--batch-size', '16', '--shard-size', '16']);
+    expect(r.code, r.stderr).toBe(0);
+    const runId = r.stdout.trim();
+    // A second run, cancelled before any worker runs: its shards are removed and never written.
+    const { file: f2 } = input('cancel', textRows(64));
+    const cancelled = submit(url, qn, f2, 'out-cancel', ['--shard-size', '16']);
+    expect(cli(['cancel', '--redis', url, cancelled]).stdout).toMatch(/4 queued shards removed/);
+    const a = spawnWorker(url, qn);
+    const s = await waitComplete(url, runId);
+    const out = checkOutput(s, reference);
+    expect(out[0]).toMatchObject({ line: 2, id: 'c0' });
+    expect(typeof out[0]!.label).toBe('string');
+    expect((await jobs.status({ redis: url, runId: cancelled })).state).toBe('cancelled');
+    expect(fs.readdirSync(path.join(dir, 'out-cancel')).filter((n) => n.startsWith('part-'))).toEqual([]);
+    a.proc.kill('SIGTERM');
+    expect(await a.exited).toBe(0);
+  }, 120_000);
+
+  it('bad command lines and arguments are clear errors', async () => {
+    const noRedis = cli(['submit', '--input', 'x.jsonl', '--output', 'o']);
+    expect(noRedis.code).toBe(2);
+    expect(noRedis.stderr).toMatch(/--redis is required/);
+    const badUrl = cli(['status', '--redis', 'localhost:6379', 'abcdef0123456789']);
+    expect(badUrl.code).toBe(1);
+    expect(badUrl.stderr).toMatch(/--redis must be a Redis URL like redis:\/\/127.0.0.1:6379, got "localhost:6379"/);
+    expect(cli(['status', '--redis', url]).stderr).toMatch(/status takes one RUNID, got 0/);
+    expect(cli(['worker', '--redis', url, '--concurrency', '0']).stderr).toMatch(/--concurrency needs an integer >= 1, got '0'/);
+    await expect(jobs.status({ redis: url, runId: 'nothex!' })).rejects.toThrow(/run id must be the hex id/);
+    await expect(jobs.status({ redis: url, runId: 'abcdef0123456789' })).rejects.toThrow(/run abcdef0123456789 not found/);
+    await expect(jobs.submit({ redis: url, input: path.join(dir, 'missing.jsonl'), output: path.join(dir, 'o') })).rejects.toThrow(/missing.jsonl is not a file/);
+    await expect(jobs.submit({ redis: url, input: __filename, output: path.join(dir, 'o'), shardSize: 0 })).rejects.toThrow(/shardSize must be an integer >= 1, got 0/);
+  }, 60_000);
+});
