@@ -210,9 +210,8 @@ function makeNativeBackend(a: Addon): Backend {
     if (!g.cacheB || !g.transB || ((g.batch ?? 1) > 1 && (g.strideB ?? 0) !== 0)) return null;
     if (g.ldb !== undefined && g.ldb !== g.k) return null;
     const precision = g.bPrecision ?? 'float32';
-    // float32 at M = 1 never packs (the GEMV path streams B as it is); bfloat16 packs for every M, since
-    // its GEMV reads the half-size packed weights.
-    if (g.m < 2 && precision === 'float32') return null;
+    // Every M packs: the M = 1 product (decode) streams the packed panels sequentially (one stream per K block),
+    // where the unpacked GEMV hops through NR-row groups of B; bfloat16 reads the half-size packed weights.
     let byShape = packedWeights.get(g.b.buffer);
     if (!byShape) packedWeights.set(g.b.buffer, (byShape = new Map()));
     const key = `${g.b.byteOffset},${g.b.length},${g.k},${g.n},${precision}`;
