@@ -206,21 +206,28 @@ function makeNativeBackend(a: Addon): Backend {
   // Each entry remembers the weight's version (GemmArgs.bVersion) it was packed at: a weight updated in place (an
   // optimizer step) is re-packed on its next use, replacing the stale copy.
   const packedWeights = new WeakMap<ArrayBufferLike, Map<string, { version: number; packed: PackedWeight }>>();
+  // In front of it, the last packing used with each weight array object (a module's weight is the same array on
+  // every call): a hit skips building the string key, which a decode step would otherwise do for every product.
+  const lastPacked = new WeakMap<Float32Array, { k: number; n: number; precision: string; version: number; packed: PackedWeight }>();
   const packedFor = (g: GemmArgs): PackedWeight | null => {
     if (!g.cacheB || !g.transB || ((g.batch ?? 1) > 1 && (g.strideB ?? 0) !== 0)) return null;
     if (g.ldb !== undefined && g.ldb !== g.k) return null;
     const precision = g.bPrecision ?? 'float32';
+    const version = g.bVersion ?? 0;
+    const last = lastPacked.get(g.b);
+    if (last && last.k === g.k && last.n === g.n && last.precision === precision && last.version === version) return last.packed;
     // Every M packs: the M = 1 product (decode) streams the packed panels sequentially (one stream per K block),
     // where the unpacked GEMV hops through NR-row groups of B; bfloat16 reads the half-size packed weights.
     let byShape = packedWeights.get(g.b.buffer);
     if (!byShape) packedWeights.set(g.b.buffer, (byShape = new Map()));
     const key = `${g.b.byteOffset},${g.b.length},${g.k},${g.n},${precision}`;
-    const version = g.bVersion ?? 0;
-    const entry = byShape.get(key);
-    if (entry && entry.version === version) return entry.packed;
-    const packed = a.packWeight(g.b, g.k, g.n, true, precision);
-    byShape.set(key, { version, packed });
-    return packed;
+    let entry = byShape.get(key);
+    if (!entry || entry.version !== version) {
+      entry = { version, packed: a.packWeight(g.b, g.k, g.n, true, precision) };
+      byShape.set(key, entry);
+    }
+    lastPacked.set(g.b, { k: g.k, n: g.n, precision, version, packed: entry.packed });
+    return entry.packed;
   };
   const ops = {} as BackendOps;
   for (const op of OP_NAMES) {
