@@ -30,6 +30,7 @@
 #endif
 
 #include "../../native/kernels/gemm/gemm.h"
+#include "fma_peak.h"
 #include "../../native/runtime/cpu_features.h"
 #include "../../native/runtime/thread_pool.h"
 
@@ -39,37 +40,7 @@ using Clock = std::chrono::steady_clock;
 
 double now_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
 
-// --- FMA throughput microbenchmark (defines "peak" as measured here) ---
-__attribute__((target("avx512f"), noinline)) double fma_loop(int64_t iters) {
-  __m512 acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
-  const __m512 m = _mm512_set1_ps(0.9999999f), a = _mm512_set1_ps(1e-7f);
-  for (int64_t it = 0; it < iters; ++it) {
-#pragma GCC unroll 12
-    for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, a);
-    __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]), "+v"(acc[4]), "+v"(acc[5]));
-  }
-  __m512 s = acc[0];
-  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, acc[i]);
-  float out[16];
-  _mm512_storeu_ps(out, s);
-  return out[0];
-}
-
-// GFLOP/s of one core running back-to-back independent 512-bit FMAs; best of
-// several tries (the machine is shared, the best is closest to the hardware).
-double measure_fma_peak_1core() {
-  const int64_t iters = 2000000;
-  double best = 0;
-  volatile double sink = 0;
-  for (int t = 0; t < 7; ++t) {
-    double t0 = now_s();
-    sink = sink + fma_loop(iters);
-    double dt = now_s() - t0;
-    best = std::max(best, iters * 12.0 * 32.0 / dt / 1e9);
-  }
-  return best;
-}
+// --- FMA throughput microbenchmark (defines "peak" as measured here): fma_peak.h ---
 
 struct Shape {
   int64_t m, k, n;
