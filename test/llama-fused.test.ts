@@ -1,10 +1,11 @@
 /**
  * Llama's fused q/k/v and gate/up products (lib/models/fused-rows.ts): the fused copy follows its parts when they
  * are replaced (loadStateDict) or written in place, so a model never runs on stale weights, and it never comes
- * from the intermediates' buffer pool (decode steps after the forward that built it still read the right weights).
+ * from the intermediates' buffer pool (decode steps after the forward that built it still read the right weights),
+ * and it is written before a recorded step (generateAsync, the serving engine) packs it.
  */
 import { describe, expect, it } from 'vitest';
-import { LlamaForCausalLM, noGrad, ops, Tensor, type LlamaConfig } from '../lib';
+import { LlamaForCausalLM, noGrad, ops, runAsync, Tensor, type LlamaConfig } from '../lib';
 import { manualSeed } from '../lib/nn/init';
 import { backends } from './helpers/backends';
 
@@ -70,4 +71,15 @@ describe.each(backends)('Llama fused projections on the %s backend', (backend) =
     expect(() => run(a)).toThrow(/q_proj, k_proj and v_proj must all have a bias or none/);
     });
   });
+});
+
+// Only native calls are recorded (runAsync runs nothing deferred on the JS backend).
+const hasNative = backends.includes('native');
+it.skipIf(!hasNative)(`Llama fused projections are built before a recorded step packs them: a fresh model forward under runAsync equals the plain forward${hasNative ? '' : ' (skipped: the native addon is not loaded; only native calls are recorded)'}`, async () => {
+  const prompt = new Tensor(Int32Array.of(3, 1, 4, 1, 5), [1, 5], 'int32');
+  const plain = noGrad(() => model(5, 'native').forward(prompt).contiguous().data);
+  // A fresh model: its fused weights are first built while the step is being recorded.
+  const fresh = model(5, 'native');
+  const recorded = await runAsync(() => noGrad(() => fresh.forward(prompt)));
+  expect(Array.from(recorded.contiguous().data)).toEqual(Array.from(plain));
 });

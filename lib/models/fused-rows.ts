@@ -8,9 +8,8 @@
  * The fused copy is rebuilt when any part is replaced (loadStateDict) or written in place (its version moves),
  * so it never serves stale weights. It costs one extra copy of the parts' memory.
  */
-import * as ops from '../ops';
-import { withContext } from '../context';
-import type { Tensor } from '../tensor';
+import { gatherJs } from '../strided';
+import { Tensor } from '../tensor';
 
 type F32 = Tensor<'float32'>;
 
@@ -26,9 +25,20 @@ export class FusedRows {
       parts.every((p, i) => p === this.#parts[i] && p._version === this.#versions[i])) {
       return cached;
     }
-    // Detached: the fused copy is derived state of constant weights, never a node of an autograd graph. Outside
-    // any buffer scope: it outlives the forward that builds it, so it must not come from the intermediates' pool.
-    const fused = withContext({ bufferScope: null }, () => ops.cat(parts.map((p) => p.detach()), 0));
+    // Copied in JS, now: inside runAsync or a recorded step a backend op would only be recorded, and the GEMM's
+    // packing (done when the call is recorded) would read the copy before it was written. A fresh buffer outside
+    // the intermediates' pool (it outlives the forward that builds it), never part of an autograd graph.
+    const rows = parts.reduce((n, p) => n + p.shape[0]!, 0);
+    const trailing = parts[0]!.shape.slice(1);
+    const rowSize = trailing.reduce((n, d) => n * d, 1);
+    const data = new Float32Array(rows * rowSize);
+    let off = 0;
+    for (const p of parts) {
+      if (p.isContiguous()) data.set(p.data.subarray(0, p.size), off);
+      else gatherJs(p.data, p.shape, p.strides, data.subarray(off, off + p.size));
+      off += p.size;
+    }
+    const fused = new Tensor(data, [rows, ...trailing], 'float32');
     this.#parts = parts.slice();
     this.#versions = parts.map((p) => p._version);
     this.#fused = fused;
