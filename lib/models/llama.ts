@@ -264,21 +264,49 @@ export class LlamaDecoderLayer extends Module {
 
   /** `residual` is the stream entering the layer; returns the stream leaving it. */
   forward(residual: F32, cache: KVCache, positions: Tensor<'int32'> | number, mask: F32 | null): F32 {
-    return this.#block(residual, (h) => this.selfAttn.forward(h, cache, positions, mask));
+    return this.#joined(residual, (h) => this.selfAttn.forward(h, cache, positions, mask));
+  }
+
+  /**
+   * {@link forward} with the residual adds left to the neighbours' norms: the stream entering the layer is
+   * `stream + pending` (`pending`, the previous layer's MLP output, is added by this layer's input norm in the
+   * same pass, or null), and the stream leaving it is returned as `[stream, mlp]`, its two terms, for the next
+   * layer (or the final norm) to add the same way. One native call fewer per layer; the sums are the same
+   * (addRmsNorm is bit-identical to add then rmsNorm).
+   */
+  forwardSplit(
+    stream: F32, pending: F32 | null, cache: KVCache, positions: Tensor<'int32'> | number, mask: F32 | null,
+  ): [F32, F32] {
+    return this.#split(stream, pending, (h) => this.selfAttn.forward(h, cache, positions, mask));
   }
 
   /** {@link forward} for a packed step over this layer's pool rows `kv` (see LlamaAttention.forwardPacked). */
   forwardPacked(residual: F32, kv: F32, step: PackedStep): F32 {
-    return this.#block(residual, (h) => this.selfAttn.forwardPacked(h, kv, step));
+    return this.#joined(residual, (h) => this.selfAttn.forwardPacked(h, kv, step));
   }
 
-  #block(residual: F32, attend: (normed: F32) => F32): F32 {
+  #joined(residual: F32, attend: (normed: F32) => F32): F32 {
     return this.inContext(() => {
-      const attn = attend(this.inputLayernorm.forward(residual));
-      const stream = empty(residual.shape);
+      const [stream, mlp] = this.#split(residual, null, attend);
+      return ops.add(stream, mlp, { out: stream });
+    }, false);
+  }
+
+  #split(stream: F32, pending: F32 | null, attend: (normed: F32) => F32): [F32, F32] {
+    return this.inContext((): [F32, F32] => {
+      let normed: F32;
+      if (pending) {
+        const sum = empty(stream.shape);
+        normed = this.inputLayernorm.forwardAdd(pending, stream, sum);
+        stream = sum;
+      } else {
+        normed = this.inputLayernorm.forward(stream);
+      }
+      const attn = attend(normed);
+      const next = empty(stream.shape);
       // The residual add and the next norm in one pass; the sum is the stream the MLP adds to.
-      const normed = this.postAttentionLayernorm.forwardAdd(attn, residual, stream);
-      return ops.add(stream, this.mlp.forward(normed), { out: stream });
+      const normed2 = this.postAttentionLayernorm.forwardAdd(attn, stream, next);
+      return [next, this.mlp.forward(normed2)];
     }, false);
   }
 }
@@ -413,11 +441,16 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
       const positions = stepped.positions ?? pos;
       const { mask } = stepped;
       let x = this.model.embedTokens.forward(inputIds);
+      // The stream is x + pending between layers (see LlamaDecoderLayer.forwardSplit).
+      let pending: F32 | null = null;
       let i = 0;
-      for (const layer of this.model.layers) x = layer.forward(x, cache.layers[i++]!, positions, mask);
+      for (const layer of this.model.layers) [x, pending] = layer.forwardSplit(x, pending, cache.layers[i++]!, positions, mask);
       if (!this.model.layers.length) cache.advanceEmpty(t);
-      if (options.lastOnly && t > 1) x = x.narrow(1, t - 1, 1);
-      const h = this.model.norm.forward(x);
+      if (options.lastOnly && t > 1) {
+        x = x.narrow(1, t - 1, 1);
+        pending = pending && pending.narrow(1, t - 1, 1);
+      }
+      const h = pending ? this.model.norm.forwardAdd(pending, x, empty(x.shape)) : this.model.norm.forward(x);
       const head = this.lmHead ? this.lmHead.weight : this.model.embedTokens.weight;
       return ops.linear(h, head, null, { cacheWeight: true });
     }, false);
