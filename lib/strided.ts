@@ -60,9 +60,11 @@ export function checkStrides(fn: string, strides: unknown, shape: Shape): readon
   }
   for (let i = 0; i < strides.length; i++) {
     const s: unknown = strides[i];
+    if (typeof s === 'number' && Number.isSafeInteger(s) && s >= 0) continue;
+    // The message is built only on failure: every view constructs a Tensor through here.
     const req = `have non-negative integer entries (entry ${i} is ${describeValue(s)})`;
     if (typeof s !== 'number') throw argTypeErrorRaw(fn, 'strides', req, describeValue(strides));
-    if (!Number.isSafeInteger(s) || s < 0) throw argRangeErrorRaw(fn, 'strides', req, describeValue(strides));
+    throw argRangeErrorRaw(fn, 'strides', req, describeValue(strides));
   }
   return Object.freeze((strides as number[]).slice());
 }

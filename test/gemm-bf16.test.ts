@@ -200,6 +200,36 @@ describe.skipIf(skipReason !== '')(`bf16 weights GEMM${skipReason ? ` (skipped: 
     }
   });
 
+  it('an M = 1 product (the decode GEMV) equals its row of the bf16 GEMM bit for bit (every epilogue, K blocks, edge panels, 1 and 2 threads)', () => {
+    a.setIsa('avx512');
+    // [n, k]: one to four K blocks (k up to 1537), edge panels (n off 48), the SmolLM decode shapes.
+    const shapes: [number, number][] = [[1, 1], [47, 3], [49, 577], [200, 576], [960, 576], [576, 1536], [97, 1537]];
+    const epilogues = [
+      { alpha: 1, beta: 0, bias: false, act: 0 }, { alpha: 1, beta: 0, bias: true, act: 2 },
+      { alpha: 0.5, beta: 1, bias: true, act: 0 }, { alpha: 1, beta: -0.25, bias: false, act: 1 },
+    ];
+    let seed = 10;
+    for (const [n, k] of shapes) {
+      const A = randn([3 * k], { seed: seed++ }).data;
+      const B = randn([n * k], { seed: seed++ }).data;
+      const C0 = randn([3 * n], { seed: seed++ }).data;
+      const bias = randn([n], { seed: seed++ }).data;
+      const packed = a.packWeight(B, k, n, true, 'bfloat16');
+      for (const e of epilogues) {
+        for (const threads of [1, 2]) {
+          a.setNumThreads(threads);
+          const c: Case = { m: 3, n, k, transA: false, transB: true, alpha: e.alpha, beta: e.beta, bias: e.bias ? bias : null, act: e.act };
+          const gemm = run(c, A, B, C0, packed);
+          for (let r = 0; r < 3; r++) {
+            const row = run({ ...c, m: 1 }, A.subarray(r * k, (r + 1) * k), B, C0.subarray(r * n, (r + 1) * n), packed);
+            expect(Array.from(row), `row ${r} of ${n}x${k} ${JSON.stringify(e)} t${threads}`).toEqual(Array.from(gemm.subarray(r * n, (r + 1) * n)));
+          }
+        }
+      }
+    }
+    a.setNumThreads(startThreads);
+  });
+
   it('batched calls with one shared bf16 weight match the single calls', () => {
     a.setIsa('avx512');
     for (const m of [1, 9]) {

@@ -10,6 +10,7 @@
 #include <vector>
 #include "../../native/kernels/gemm/gemm.h"
 #include "../../native/runtime/thread_pool.h"
+#include "fma_peak.h"
 using namespace attnode::kernels;
 static double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -27,6 +28,7 @@ __attribute__((target("avx512f"))) static float read_all(const float* a, size_t 
 int main(int argc, char** argv) {
   int nt = argc > 1 ? atoi(argv[1]) : 1;
   attnode::runtime::ThreadPool::instance().set_num_threads(nt);
+  std::printf("FMA peak (measured, 1 core, 512-bit FMA loop, best of 7): %.1f GFLOP/s\n", attnode_bench::measure_fma_peak_1core());
   struct S {
     const char* name;
     int n, k;

@@ -4,6 +4,8 @@
  * (hidden 72, intermediate 192, vocab 256), so the kernels' arithmetic and
  * memory traffic are negligible and what remains is per-op dispatch (JS,
  * N-API, thread-pool wake-ups, allocations). Compare with the full model's ms/step.
+ * Also prints the process's CPU time per step (user + system, all threads),
+ * which a loaded machine inflates far less than wall time.
  *
  *   npx tsx bench/llm/overhead.ts [--threads 1,2]
  */
@@ -26,18 +28,22 @@ for (const t of values.threads!.split(',').map(Number)) {
   setNumThreads(t);
   for (const prompt of [16, 512]) {
     const runs: number[] = [];
+    const cpu: number[] = [];
     for (let r = 0; r < 3; r++) {
       const cache = model.createCache(1, prompt + 129);
       const ids = new Tensor(Int32Array.from({ length: prompt }, (_, i) => (i * 7) % 256), [1, prompt], 'int32');
       model.forward(ids, { cache, lastOnly: true });
       const ms: number[] = [];
+      const c0 = process.cpuUsage();
       for (let s = 0; s < 128; s++) {
         const t0 = performance.now();
         model.forward(new Tensor(Int32Array.of(s % 256), [1, 1], 'int32'), { cache, lastOnly: true });
         ms.push(performance.now() - t0);
       }
+      const c = process.cpuUsage(c0);
+      cpu.push((c.user + c.system) / 1000 / 128);
       runs.push(median(ms));
     }
-    console.log(`threads ${t}, after a ${prompt}-token prompt: median ms/step ${runs.map((x) => x.toFixed(3)).join(', ')} (30 layers → ${(median(runs) / 30 * 1000).toFixed(0)} µs/layer)`);
+    console.log(`threads ${t}, after a ${prompt}-token prompt: median ms/step ${runs.map((x) => x.toFixed(3)).join(', ')} (30 layers → ${(median(runs) / 30 * 1000).toFixed(0)} µs/layer); CPU ms/step ${cpu.map((x) => x.toFixed(3)).join(', ')}`);
   }
 }

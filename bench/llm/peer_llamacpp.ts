@@ -42,7 +42,7 @@ async function main(): Promise<void> {
     for (const threads of args.threads!.split(',').map(Number)) {
       const ctx = await model.createContext({ contextSize: 1024, batchSize: 512, threads: { ideal: threads, min: threads }, flashAttention: false });
       const seq = ctx.getSequence();
-      const cell = { threads, precision: type, prefillTokS: [] as number[], decodeTokS: [] as number[], tokens: [] as number[], prefillCpuPerWall: [] as number[] };
+      const cell = { threads, precision: type, prefillTokS: [] as number[], decodeTokS: [] as number[], tokens: [] as number[], prefillCpuPerWall: [] as number[], decodeCpuMsPerTok: [] as number[] };
       // Warm-up
       await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 16));
       await seq.clearHistory();
@@ -57,12 +57,16 @@ async function main(): Promise<void> {
         cell.prefillCpuPerWall.push((cpu.user + cpu.system) / 1e6 / wallS);
         // Greedy decode: the first evaluate() call feeds one token and yields STEPS generated tokens.
         const toks: number[] = [];
+        const dcpu0 = process.cpuUsage();
         t0 = performance.now();
         for await (const tok of seq.evaluate([5 as never], { temperature: 0 })) {
           toks.push(tok as unknown as number);
           if (toks.length >= STEPS) break;
         }
         cell.decodeTokS.push(STEPS / ((performance.now() - t0) / 1000));
+        // Process CPU time per token (llama.cpp's threads + this JS thread), as attnode's run.ts records it.
+        const dcpu = process.cpuUsage(dcpu0);
+        cell.decodeCpuMsPerTok.push((dcpu.user + dcpu.system) / 1000 / toks.length);
         if (r === 0) cell.tokens = toks.slice(0, 16);
         process.stderr.write(`  llama.cpp ${type} t${threads} rep ${r}: prefill ${cell.prefillTokS.at(-1)!.toFixed(1)} tok/s (cpu/wall ${cell.prefillCpuPerWall.at(-1)!.toFixed(2)}), decode ${cell.decodeTokS.at(-1)!.toFixed(2)} tok/s\n`);
       }

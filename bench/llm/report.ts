@@ -39,10 +39,11 @@ for (const r of runs) {
   }
   for (const c of r.cells) {
     const key = `${r.engine}|${c.threads}|${norm(c.precision)}`;
-    const g = groups.get(key) ?? { engine: r.engine, threads: c.threads, precision: norm(c.precision), prefill: [], decode: [], generate: [] };
+    const g = groups.get(key) ?? { engine: r.engine, threads: c.threads, precision: norm(c.precision), prefill: [], decode: [], generate: [], decodeCpu: [] };
     g.prefill.push(...c.prefillTokS);
     g.decode.push(...c.decodeTokS);
     if (c.generateTokS) g.generate.push(...c.generateTokS);
+    if (c.decodeCpuMsPerTok) g.decodeCpu.push(...c.decodeCpuMsPerTok);
     groups.set(key, g);
     if (c.tokens?.length && !tokens[key]) tokens[key] = c.tokens;
   }
@@ -50,20 +51,20 @@ for (const r of runs) {
 const rows = [...groups.values()].sort((a, b) => a.threads - b.threads || a.precision.localeCompare(b.precision) || a.engine.localeCompare(b.engine));
 const bwBest = (t: number): number => Math.max(...(bw[String(t)] ?? [NaN]));
 const lines: string[] = [];
-lines.push(`| engine | threads | weights | prefill 512 tok/s | decode tok/s | decode % of BW limit | generate 512+128 (new tok/s, wall) |`);
-lines.push(`|---|---|---|---|---|---|---|`);
+lines.push(`| engine | threads | weights | prefill 512 tok/s | decode tok/s | decode % of BW limit | decode CPU ms/token | generate 512+128 (new tok/s, wall) |`);
+lines.push(`|---|---|---|---|---|---|---|---|`);
 for (const g of rows) {
   const limit = wb ? bwBest(g.threads) * 1e9 / wb[g.precision] : NaN; // tok/s at full bandwidth
   const pct = g.decode.map((d: number) => (100 * d) / limit);
-  lines.push(`| ${g.engine} | ${g.threads} | ${g.precision} | ${fmt(g.prefill)} | ${fmt(g.decode, 2)} | ${fmt(pct, 0)}% (limit ${limit.toFixed(1)} tok/s) | ${g.generate.length ? fmt(g.generate, 2) : '–'} |`);
+  lines.push(`| ${g.engine} | ${g.threads} | ${g.precision} | ${fmt(g.prefill)} | ${fmt(g.decode, 2)} | ${fmt(pct, 0)}% (limit ${limit.toFixed(1)} tok/s) | ${fmt(g.decodeCpu, 2)} | ${g.generate.length ? fmt(g.generate, 2) : '–'} |`);
 }
 const ratio: string[] = [];
-ratio.push(`| threads | weights | prefill attnode / llama.cpp | decode attnode / llama.cpp |`);
-ratio.push(`|---|---|---|---|`);
+ratio.push(`| threads | weights | prefill attnode / llama.cpp | decode attnode / llama.cpp | decode by CPU time per token: llama.cpp / attnode |`);
+ratio.push(`|---|---|---|---|---|`);
 for (const g of rows.filter((x) => x.engine === 'attnode')) {
   const p = groups.get(`node-llama-cpp|${g.threads}|${g.precision}`);
   if (!p) continue;
-  ratio.push(`| ${g.threads} | ${g.precision} | ${(median(g.prefill) / median(p.prefill)).toFixed(2)} | ${(median(g.decode) / median(p.decode)).toFixed(2)} |`);
+  ratio.push(`| ${g.threads} | ${g.precision} | ${(median(g.prefill) / median(p.prefill)).toFixed(2)} | ${(median(g.decode) / median(p.decode)).toFixed(2)} | ${g.decodeCpu.length && p.decodeCpu.length ? (median(p.decodeCpu) / median(g.decodeCpu)).toFixed(2) : '–'} |`);
 }
 const summary = {
   cpu, slug, files: runs.map((r) => r.file), weightBytesPerToken: wb,

@@ -89,6 +89,8 @@ interface Cell {
   prefillTokS: number[];
   decodeTokS: number[];
   decodeStepMsMedian: number[];
+  /** Process CPU time (user + system, all threads) per decoded token: less inflated than wall time when other processes take the cores. */
+  decodeCpuMsPerTok: number[];
   generateTokS: number[];
   generateWallMs: number[];
   /** First 16 greedy tokens of rep 0 (decode fed token 5 after the prompt, as the llama.cpp peer does). */
@@ -98,7 +100,7 @@ interface Cell {
 function runCell(model: LlamaForCausalLM, threads: number, precision: 'float32' | 'bfloat16', prompt: Tensor<'int32'>): Cell {
   setNumThreads(threads);
   model.useWeightPrecision(precision);
-  const cell: Cell = { threads, precision, prefillTokS: [], decodeTokS: [], decodeStepMsMedian: [], generateTokS: [], generateWallMs: [], tokens: [] };
+  const cell: Cell = { threads, precision, prefillTokS: [], decodeTokS: [], decodeStepMsMedian: [], decodeCpuMsPerTok: [], generateTokS: [], generateWallMs: [], tokens: [] };
   // Warm-up: packs weights for this precision, thread pool.
   {
     const cache = model.createCache(1, 64);
@@ -115,6 +117,7 @@ function runCell(model: LlamaForCausalLM, threads: number, precision: 'float32' 
     const stepMs: number[] = [];
     const toks: number[] = [];
     let next = 5; // same first decode input as the llama.cpp peer
+    const cpu0 = process.cpuUsage();
     t0 = performance.now();
     for (let s = 0; s < STEPS; s++) {
       const ts = performance.now();
@@ -124,6 +127,8 @@ function runCell(model: LlamaForCausalLM, threads: number, precision: 'float32' 
       stepMs.push(performance.now() - ts);
     }
     cell.decodeTokS.push(STEPS / ((performance.now() - t0) / 1000));
+    const cpu = process.cpuUsage(cpu0);
+    cell.decodeCpuMsPerTok.push((cpu.user + cpu.system) / 1000 / STEPS);
     cell.decodeStepMsMedian.push(median(stepMs));
     if (r === 0) cell.tokens = toks.slice(0, 16);
     if (!args['no-generate']) {

@@ -210,20 +210,27 @@ function makeNativeBackend(a: Addon): Backend {
   // a copy of the weight into fresh memory that the GEMM's own panel packing makes redundant. Inference after
   // training packs on its second call.
   const packedWeights = new WeakMap<ArrayBufferLike, Map<string, { version: number; packed: PackedWeight | null }>>();
+  // In front of it, the last packing used with each weight array object (a module's weight is the same array on
+  // every call): a hit skips building the string key, which a decode step would otherwise do for every product.
+  const lastPacked = new WeakMap<Float32Array, { k: number; n: number; precision: string; version: number; packed: PackedWeight }>();
   const packedFor = (g: GemmArgs): PackedWeight | null => {
     if (!g.cacheB || !g.transB || ((g.batch ?? 1) > 1 && (g.strideB ?? 0) !== 0)) return null;
     if (g.ldb !== undefined && g.ldb !== g.k) return null;
     const precision = g.bPrecision ?? 'float32';
-    // float32 at M = 1 never packs (the GEMV path streams B as it is); bfloat16 packs for every M, since
-    // its GEMV reads the half-size packed weights.
-    if (g.m < 2 && precision === 'float32') return null;
+    const version = g.bVersion ?? 0;
+    const last = lastPacked.get(g.b);
+    if (last && last.k === g.k && last.n === g.n && last.precision === precision && last.version === version) return last.packed;
+    // Every M packs: the M = 1 product (decode) streams the packed panels sequentially (one stream per K block),
+    // where the unpacked GEMV hops through NR-row groups of B; bfloat16 reads the half-size packed weights.
     let byShape = packedWeights.get(g.b.buffer);
     if (!byShape) packedWeights.set(g.b.buffer, (byShape = new Map()));
     const key = `${g.b.byteOffset},${g.b.length},${g.k},${g.n},${precision}`;
-    const version = g.bVersion ?? 0;
     const entry = byShape.get(key);
     if (entry && entry.version === version) {
-      if (entry.packed) return entry.packed;
+      if (entry.packed) {
+        lastPacked.set(g.b, { k: g.k, n: g.n, precision, version, packed: entry.packed });
+        return entry.packed;
+      }
     } else if (version !== 0) {
       // First use at this version (see above). bfloat16 always packs: it has no unpacked path.
       byShape.set(key, { version, packed: null });
@@ -231,6 +238,7 @@ function makeNativeBackend(a: Addon): Backend {
     }
     const packed = a.packWeight(g.b, g.k, g.n, true, precision);
     byShape.set(key, { version, packed });
+    lastPacked.set(g.b, { k: g.k, n: g.n, precision, version, packed });
     return packed;
   };
   const ops = {} as BackendOps;

@@ -24,6 +24,7 @@ import { stepPositionsAndMask } from './step-masks';
 import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs } from './model-inputs';
 import { attendPacked, packedStages, planPackedStep, runStages, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
 import { causalMaskFrom } from '../ops/multi-head-attention';
+import { FusedRows } from './fused-rows';
 
 type F32 = Tensor<'float32'>;
 
@@ -121,6 +122,8 @@ export class LlamaAttention extends Module {
   oProj: Linear;
   readonly #c: ResolvedLlamaConfig;
   readonly #invFreq: F32;
+  readonly #qkvWeight = new FusedRows();
+  readonly #qkvBias = new FusedRows();
 
   constructor(c: ResolvedLlamaConfig, invFreq: F32) {
     super();
@@ -149,10 +152,13 @@ export class LlamaAttention extends Module {
       const hd = c.hiddenSize / h;
       const pos = cache.length;
       cache.reserve(this.backend, pos + t);
-      // K and V projections go straight into the cache's next t positions ([N, t, 2·kvDim] as batch-first rows).
-      this.#projectKV(x, cache.slot(pos, t).transpose(0, 1), positions);
+      const e = c.hiddenSize;
+      const kvDim = hkv * hd;
+      // One product for q, k and v, rotated in place; keys and values then go to the cache's next t positions.
+      const qkv = this.#projectQKV(x, positions);
+      ops.cat([qkv.narrow(-1, e, 2 * kvDim)], -1, { out: cache.slot(pos, t).transpose(0, 1) });
       cache.advance(t);
-      const q = this.#query(x, positions);
+      const q = qkv.narrow(-1, 0, e).view(n, t, h, hd);
       const { k, v } = cache.keysValues(); // [S, N, kvDim] views
       const s = k.shape[0]!;
       const heads = (m: F32, len: number, count: number): F32 => m.view(len, n, count, hd).permute(1, 2, 0, 3);
@@ -176,16 +182,16 @@ export class LlamaAttention extends Module {
     return this.inContext(() => {
       const c = this.#c;
       const t = x.shape[1]!;
+      const e = c.hiddenSize;
       const h = c.numAttentionHeads;
-      const hd = c.hiddenSize / h;
+      const hd = e / h;
       const kvDim = c.numKeyValueHeads * hd;
-      // Projected and rotated into a [1, T, 2·kvDim] buffer, then each token's row to its sequence's pool row.
-      const kvNew = empty([1, t, 2 * kvDim]);
-      this.#projectKV(x, kvNew, step.positions);
-      ops.indexCopy(kv, 0, step.rows, kvNew.view(t, 2 * kvDim));
-      const q = this.#query(x, step.positions);
-      const attn = empty([1, t, c.hiddenSize]);
-      attendPacked(q.view(t, h, hd), kv, c.numKeyValueHeads, step, attn.view(t, h, hd));
+      // Projected and rotated in one [1, T, E + 2·kvDim] product, then each token's keys and values to its
+      // sequence's pool row.
+      const qkv = this.#projectQKV(x, step.positions);
+      ops.indexCopy(kv, 0, step.rows, qkv.narrow(-1, e, 2 * kvDim).view(t, 2 * kvDim));
+      const attn = empty([1, t, e]);
+      attendPacked(qkv.narrow(-1, 0, e).view(t, h, hd), kv, c.numKeyValueHeads, step, attn.view(t, h, hd));
       return this.oProj.forward(attn);
     }, false);
   }
@@ -195,25 +201,24 @@ export class LlamaAttention extends Module {
     return { positions, theta: c.ropeTheta, interleaved: c.ropeInterleaved, invFreq: this.#invFreq };
   }
 
-  /** k and v projections of x [N, t, E] into `out` [N, t, 2·kvDim] (keys then values per row), keys rotated in place. */
-  #projectKV(x: F32, out: F32, positions: Tensor<'int32'> | number): void {
+  /**
+   * q, k and v of x [N, t, E] in one product → [N, t, E + 2·kvDim] (each row: queries, keys, values), the query
+   * and key heads rotated in place (one rotary call: they are adjacent heads of the same positions).
+   */
+  #projectQKV(x: F32, positions: Tensor<'int32'> | number): F32 {
     const c = this.#c;
     const [n, t] = x.shape as [number, number];
     const hd = c.hiddenSize / c.numAttentionHeads;
-    const kvDim = c.numKeyValueHeads * hd;
-    const kNew = out.narrow(-1, 0, kvDim);
-    ops.linear(x, this.kProj.weight, this.kProj.bias, { cacheWeight: true, out: kNew });
-    ops.linear(x, this.vProj.weight, this.vProj.bias, { cacheWeight: true, out: out.narrow(-1, kvDim, kvDim) });
-    const kHeads = kNew.view(n, t, c.numKeyValueHeads, hd);
-    ops.rotaryEmbedding(kHeads, { ...this.#rope(positions), out: kHeads });
-  }
-
-  /** Rotated queries of x [N, t, E] → [N, t, H, D]. */
-  #query(x: F32, positions: Tensor<'int32'> | number): F32 {
-    const [n, t] = x.shape as [number, number];
-    const h = this.#c.numAttentionHeads;
-    const q = ops.linear(x, this.qProj.weight, this.qProj.bias, { cacheWeight: true });
-    return ops.rotaryEmbedding(q.view(n, t, h, this.#c.hiddenSize / h), this.#rope(positions));
+    const { qProj, kProj, vProj } = this;
+    const weight = this.#qkvWeight.of([qProj.weight, kProj.weight, vProj.weight]);
+    const bias = qProj.bias && kProj.bias && vProj.bias ? this.#qkvBias.of([qProj.bias, kProj.bias, vProj.bias]) : null;
+    if (!bias && (qProj.bias || kProj.bias || vProj.bias)) {
+      throw new RangeError('LlamaAttention: q_proj, k_proj and v_proj must all have a bias or none (attentionBias)');
+    }
+    const qkv = ops.linear(x, weight, bias, { cacheWeight: true });
+    const heads = qkv.narrow(-1, 0, c.hiddenSize + c.numKeyValueHeads * hd).view(n, t, c.numAttentionHeads + c.numKeyValueHeads, hd);
+    ops.rotaryEmbedding(heads, { ...this.#rope(positions), out: heads });
+    return qkv;
   }
 }
 
@@ -230,8 +235,15 @@ export class LlamaMLP extends Module {
     this.downProj = new Linear({ inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, bias: false });
   }
 
+  readonly #gateUp = new FusedRows();
+
   forward(x: F32): F32 {
-    return this.inContext(() => this.downProj.forward(ops.siluMul(this.gateProj.forward(x), this.upProj.forward(x))));
+    return this.inContext(() => {
+      // gate and up in one [.., 2·I] product (see FusedRows).
+      const i = this.gateProj.weight.shape[0]!;
+      const gateUp = ops.linear(x, this.#gateUp.of([this.gateProj.weight, this.upProj.weight]), null, { cacheWeight: true });
+      return this.downProj.forward(ops.siluMul(gateUp.narrow(-1, 0, i), gateUp.narrow(-1, i, i)));
+    });
   }
 }
 
@@ -252,21 +264,49 @@ export class LlamaDecoderLayer extends Module {
 
   /** `residual` is the stream entering the layer; returns the stream leaving it. */
   forward(residual: F32, cache: KVCache, positions: Tensor<'int32'> | number, mask: F32 | null): F32 {
-    return this.#block(residual, (h) => this.selfAttn.forward(h, cache, positions, mask));
+    return this.#joined(residual, (h) => this.selfAttn.forward(h, cache, positions, mask));
+  }
+
+  /**
+   * {@link forward} with the residual adds left to the neighbours' norms: the stream entering the layer is
+   * `stream + pending` (`pending`, the previous layer's MLP output, is added by this layer's input norm in the
+   * same pass, or null), and the stream leaving it is returned as `[stream, mlp]`, its two terms, for the next
+   * layer (or the final norm) to add the same way. One native call fewer per layer; the sums are the same
+   * (addRmsNorm is bit-identical to add then rmsNorm).
+   */
+  forwardSplit(
+    stream: F32, pending: F32 | null, cache: KVCache, positions: Tensor<'int32'> | number, mask: F32 | null,
+  ): [F32, F32] {
+    return this.#split(stream, pending, (h) => this.selfAttn.forward(h, cache, positions, mask));
   }
 
   /** {@link forward} for a packed step over this layer's pool rows `kv` (see LlamaAttention.forwardPacked). */
   forwardPacked(residual: F32, kv: F32, step: PackedStep): F32 {
-    return this.#block(residual, (h) => this.selfAttn.forwardPacked(h, kv, step));
+    return this.#joined(residual, (h) => this.selfAttn.forwardPacked(h, kv, step));
   }
 
-  #block(residual: F32, attend: (normed: F32) => F32): F32 {
+  #joined(residual: F32, attend: (normed: F32) => F32): F32 {
     return this.inContext(() => {
-      const attn = attend(this.inputLayernorm.forward(residual));
-      const stream = empty(residual.shape);
+      const [stream, mlp] = this.#split(residual, null, attend);
+      return ops.add(stream, mlp, { out: stream });
+    }, false);
+  }
+
+  #split(stream: F32, pending: F32 | null, attend: (normed: F32) => F32): [F32, F32] {
+    return this.inContext((): [F32, F32] => {
+      let normed: F32;
+      if (pending) {
+        const sum = empty(stream.shape);
+        normed = this.inputLayernorm.forwardAdd(pending, stream, sum);
+        stream = sum;
+      } else {
+        normed = this.inputLayernorm.forward(stream);
+      }
+      const attn = attend(normed);
+      const next = empty(stream.shape);
       // The residual add and the next norm in one pass; the sum is the stream the MLP adds to.
-      const normed = this.postAttentionLayernorm.forwardAdd(attn, residual, stream);
-      return ops.add(stream, this.mlp.forward(normed), { out: stream });
+      const normed2 = this.postAttentionLayernorm.forwardAdd(attn, stream, next);
+      return [next, this.mlp.forward(normed2)];
     }, false);
   }
 }
@@ -401,11 +441,16 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
       const positions = stepped.positions ?? pos;
       const { mask } = stepped;
       let x = this.model.embedTokens.forward(inputIds);
+      // The stream is x + pending between layers (see LlamaDecoderLayer.forwardSplit).
+      let pending: F32 | null = null;
       let i = 0;
-      for (const layer of this.model.layers) x = layer.forward(x, cache.layers[i++]!, positions, mask);
+      for (const layer of this.model.layers) [x, pending] = layer.forwardSplit(x, pending, cache.layers[i++]!, positions, mask);
       if (!this.model.layers.length) cache.advanceEmpty(t);
-      if (options.lastOnly && t > 1) x = x.narrow(1, t - 1, 1);
-      const h = this.model.norm.forward(x);
+      if (options.lastOnly && t > 1) {
+        x = x.narrow(1, t - 1, 1);
+        pending = pending && pending.narrow(1, t - 1, 1);
+      }
+      const h = pending ? this.model.norm.forwardAdd(pending, x, empty(x.shape)) : this.model.norm.forward(x);
       const head = this.lmHead ? this.lmHead.weight : this.model.embedTokens.weight;
       return ops.linear(h, head, null, { cacheWeight: true });
     }, false);

@@ -203,55 +203,76 @@ void pack_x(const float* x, int64_t k, uint32_t* dst) {
   }
 }
 
-// M == 1 (decode): one 48-column panel at a time, K blocks in order. Four
-// accumulator sets (k-pairs p mod 4) give 12 independent dpbf16 chains; they
-// are summed in a fixed order, and tiles start on panel boundaries, so every
-// column's arithmetic is the same for any thread count. The packed B is
-// streamed once (half the bytes of the fp32 GEMV's B).
+// M == 1 (decode), streaming the packed bf16 B at memory speed and giving
+// exactly the bf16 GEMM's results (kernel_8x48 above with M = 1):
+//   - Columns go in chunks of up to kChunk panels, and inside a chunk the K
+//     blocks are the outer loop, so the weight is read as one sequential run
+//     per (chunk, K block) (every panel of a K block lies back to back), not
+//     by hopping between K blocks at every panel.
+//   - Each column has one dpbf16 chain per K block, in pair order, stored
+//     through the same epilogue as the GEMM's tile store (alpha, beta = the
+//     call's beta on the first block and 1 after, bias and activation on the
+//     last), with C holding the running sum between blocks: the GEMM's exact
+//     sequence of roundings. Four panels run side by side (12 independent
+//     chains cover the instruction latency).
+// Tiles start on panel boundaries, so no column's arithmetic depends on the
+// thread count.
+constexpr int64_t kChunk = 16;
+
+// kcpb pairs of `np4` (1..4) panels starting at b (panel stride kcpb * kNR
+// words) against x, from zero accumulators, into acc[panel][0..3).
+template <int NP>
+ATTNODE_INLINE void gemv_panels(int64_t kcpb, const uint32_t* x, const uint32_t* b, __m512 (&acc)[4][3]) {
+  const int64_t stride = kcpb * kNR;
+#pragma GCC unroll 4
+  for (int q = 0; q < NP; ++q) acc[q][0] = acc[q][1] = acc[q][2] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kcpb; ++p) {
+    const __m512bh xv = as_bh(_mm512_set1_epi32(static_cast<int>(x[p])));
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) {
+      const uint32_t* bu = b + q * stride + p * kNR;
+      // ~12 KB ahead in each panel's stream: the weight comes from memory during decode.
+      _mm_prefetch(reinterpret_cast<const char*>(bu + kPfGemv * kNR), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(bu + kPfGemv * kNR + 16), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(bu + kPfGemv * kNR + 32), _MM_HINT_T0);
+      acc[q][0] = _mm512_dpbf16_ps(acc[q][0], as_bh(_mm512_load_si512(bu)), xv);
+      acc[q][1] = _mm512_dpbf16_ps(acc[q][1], as_bh(_mm512_load_si512(bu + 16)), xv);
+      acc[q][2] = _mm512_dpbf16_ps(acc[q][2], as_bh(_mm512_load_si512(bu + 32)), xv);
+    }
+  }
+}
+
 void gemv(int64_t kp, int64_t kcp, const uint32_t* x, const uint32_t* packed, int64_t n, int64_t j0, int64_t j1,
           float* c, const Epilogue* ep) {
   const int64_t np = (n + kNR - 1) / kNR;
-  for (int64_t j = j0; j < j1; j += kNR) {
-    const int64_t q = j / kNR;
-    __m512 acc[4][3];
-#pragma GCC unroll 4
-    for (int u = 0; u < 4; ++u) acc[u][0] = acc[u][1] = acc[u][2] = _mm512_setzero_ps();
+  for (int64_t jc = j0; jc < j1; jc += kChunk * kNR) {
+    const int64_t jend = j1 - jc < kChunk * kNR ? j1 : jc + kChunk * kNR;
     for (int64_t bp = 0; bp < kp; bp += kcp) {
       const int64_t kcpb = kp - bp < kcp ? kp - bp : kcp;
-      const uint32_t* b = packed + bp * np * kNR + q * kcpb * kNR;
-      const uint32_t* xb = x + bp;
-      int64_t p = 0;
-      for (; p + 4 <= kcpb; p += 4) {
-#pragma GCC unroll 4
-        for (int u = 0; u < 4; ++u) {
-          const __m512bh xv = as_bh(_mm512_set1_epi32(static_cast<int>(xb[p + u])));
-          const uint32_t* bu = b + (p + u) * kNR;
-          // ~12 KB ahead: the weight usually comes from L3 or memory (measured
-          // on Zen 5: +10-15% over the hardware prefetcher alone).
-          _mm_prefetch(reinterpret_cast<const char*>(bu + kPfGemv * kNR), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(bu + kPfGemv * kNR + 16), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(bu + kPfGemv * kNR + 32), _MM_HINT_T0);
-          acc[u][0] = _mm512_dpbf16_ps(acc[u][0], as_bh(_mm512_load_si512(bu)), xv);
-          acc[u][1] = _mm512_dpbf16_ps(acc[u][1], as_bh(_mm512_load_si512(bu + 16)), xv);
-          acc[u][2] = _mm512_dpbf16_ps(acc[u][2], as_bh(_mm512_load_si512(bu + 32)), xv);
+      const bool first = bp == 0, last = bp + kcpb >= kp;
+      Epilogue e{ep->alpha, first ? ep->beta : 1.0f, nullptr, last ? ep->act : 0};
+      for (int64_t j = jc; j < jend;) {
+        const int64_t panels_left = (jend - j + kNR - 1) / kNR;
+        const int np4 = panels_left < 4 ? static_cast<int>(panels_left) : 4;
+        const uint32_t* b = packed + bp * np * kNR + (j / kNR) * kcpb * kNR;
+        __m512 acc[4][3];
+        switch (np4) {
+          case 4: gemv_panels<4>(kcpb, x + bp, b, acc); break;
+          case 3: gemv_panels<3>(kcpb, x + bp, b, acc); break;
+          case 2: gemv_panels<2>(kcpb, x + bp, b, acc); break;
+          default: gemv_panels<1>(kcpb, x + bp, b, acc); break;
+        }
+        for (int q = 0; q < np4; ++q, j += kNR) {
+          const int nj = static_cast<int>(jend - j < kNR ? jend - j : kNR);
+          const float* bias = last && ep->bias ? ep->bias + j : nullptr;
+#pragma GCC unroll 3
+          for (int g = 0; g < 3; ++g) {
+            const __mmask16 mk = tail_mask(nj - 16 * g);
+            if (!mk) break;
+            store_vec(c + j + 16 * g, bias ? bias + 16 * g : nullptr, acc[q][g], mk, &e);
+          }
         }
       }
-      for (; p < kcpb; ++p) {
-        const __m512bh xv = as_bh(_mm512_set1_epi32(static_cast<int>(xb[p])));
-        const uint32_t* bu = b + p * kNR;
-        acc[0][0] = _mm512_dpbf16_ps(acc[0][0], as_bh(_mm512_load_si512(bu)), xv);
-        acc[0][1] = _mm512_dpbf16_ps(acc[0][1], as_bh(_mm512_load_si512(bu + 16)), xv);
-        acc[0][2] = _mm512_dpbf16_ps(acc[0][2], as_bh(_mm512_load_si512(bu + 32)), xv);
-      }
-    }
-    const int nj = static_cast<int>(j1 - j < kNR ? j1 - j : kNR);
-    const float* bias = ep->bias ? ep->bias + j : nullptr;
-#pragma GCC unroll 3
-    for (int g = 0; g < 3; ++g) {
-      const __mmask16 mk = tail_mask(nj - 16 * g);
-      if (!mk) break;
-      const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[0][g], acc[1][g]), _mm512_add_ps(acc[2][g], acc[3][g]));
-      store_vec(c + j + 16 * g, bias ? bias + 16 * g : nullptr, s, mk, ep);
     }
   }
 }
