@@ -24,9 +24,41 @@ import { missingPrecondition } from './helpers/preconditions';
 
 const ROOT = path.resolve(__dirname, '..');
 const TUPLE = `${process.platform}-${process.arch}`;
-const RUNTIME_DEPS = Object.keys(
-  (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies,
-);
+/**
+ * The package directories of the runtime dependencies and of everything they depend on (optional ones too, when
+ * installed), as this checkout's node_modules holds them: the offline install gets each as a tarball, since its
+ * empty cache cannot supply a transitive dependency (bullmq's msgpackr, ioredis' denque, ...).
+ */
+function runtimeDependencyDirs(): string[] {
+  const found = new Map<string, string>();
+  const locate = (name: string, from: string): string | null => {
+    for (let dir = from; ; dir = path.dirname(dir)) {
+      const candidate = path.join(dir, 'node_modules', name);
+      if (fs.existsSync(path.join(candidate, 'package.json'))) return candidate;
+      if (dir === ROOT || path.dirname(dir) === dir) return null;
+    }
+  };
+  const visit = (pkgDir: string, optional: boolean): void => {
+    const manifest = JSON.parse(fs.readFileSync(path.join(pkgDir, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>; optionalDependencies?: Record<string, string>;
+    };
+    const required = Object.keys(manifest.dependencies ?? {});
+    const optionalNames = Object.keys(manifest.optionalDependencies ?? {});
+    for (const [name, isOptional] of [...required.map((n) => [n, false] as const), ...optionalNames.map((n) => [n, true] as const)]) {
+      const dir = locate(name, pkgDir);
+      if (dir === null) {
+        if (isOptional || optional) continue; // an optional dependency this platform did not install
+        throw new Error(`install test: dependency ${name} of ${pkgDir} is not installed (run npm ci)`);
+      }
+      const real = fs.realpathSync(dir);
+      if (found.has(real)) continue;
+      found.set(real, dir);
+      visit(dir, isOptional);
+    }
+  };
+  visit(ROOT, false);
+  return [...found.values()];
+}
 
 function newestMtime(p: string, skip: (name: string) => boolean = () => false): number {
   const st = fs.statSync(p);
@@ -153,9 +185,9 @@ describe('installing the packed package offline, without a compiler', () => {
     if (packed.status !== 0) throw new Error(`npm pack failed: ${packed.stderr}`);
     pkg = path.join(tmp, (JSON.parse(packed.stdout) as { filename: string }[])[0]!.filename);
     // Runtime dependencies as tarballs, so the offline install with an empty cache needs no registry.
-    const deps = RUNTIME_DEPS.map((d) => {
+    const deps = runtimeDependencyDirs().map((d) => {
       const r = spawnSync(process.execPath, [npmCli, 'pack', '--ignore-scripts', '--json', '--pack-destination', path.join(tmp, 'deps')], {
-        cwd: path.join(ROOT, 'node_modules', d),
+        cwd: d,
         encoding: 'utf8',
       });
       if (r.status !== 0) throw new Error(`npm pack of ${d} failed: ${r.stderr}`);
