@@ -1,6 +1,7 @@
 // The FMA throughput probe that defines "peak" in attnode's benchmarks: one core running back-to-back
 // independent 512-bit FMAs (12 accumulators, enough to cover the FMA latency on Zen 4/5 and Intel cores).
-// Used by bench/gemm/gemm_bench.cc, bench/gemm/gemv_bench.cc and bench/train/fma_peak.cc (the training-step benchmark's header line).
+// Used by bench/gemm/gemm_bench.cc, bench/gemm/gemv_bench.cc and bench/train/fma_peak.cc (the training-step benchmark's
+// header line).
 #pragma once
 
 #include <immintrin.h>
