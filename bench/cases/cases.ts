@@ -109,6 +109,11 @@ export function describeCase(c: Case): string {
   }
 }
 
+/** The case's graph rewritten with int8 weights by scripts/quantize_onnx_dynamic.py (per tensor, or per channel). */
+export function int8OnnxPath(c: Case, perChannel: boolean): string {
+  return c.onnxPath.replace(/\.onnx$/, perChannel ? '.int8pc.onnx' : '.int8.onnx');
+}
+
 /** Whether the exported files of a case exist (and are not older than cases.json). */
 export function caseFilesReady(c: Case): boolean {
   const min = fs.statSync(CASES_JSON).mtimeMs;

@@ -10,6 +10,7 @@
  * on import.
  */
 import type { Case } from '../cases/cases';
+import type { WeightPrecision } from '../../lib/backend/backend';
 import type { Peer } from './types';
 
 type Attnode = typeof import('../../lib/index');
@@ -41,8 +42,16 @@ export async function bf16UnavailableReason(): Promise<string | null> {
   return a.info().native?.bf16 ? null : 'no AVX512-BF16 on this CPU or kernel path';
 }
 
-export async function createAttnodePeer(c: Case, backend: 'native' | 'js', precision: 'float32' | 'bfloat16' = 'float32'): Promise<Peer> {
+/**
+ * `precision`: 'float32', 'bfloat16' (weights and attention products) or 'int8' (weights only, attention stays
+ * float32). 'int8' is passed to `useWeightPrecision` as it is: where the library has no int8 weights the call
+ * throws, and so does this function (the encoder bench shows that as a "not available" cell).
+ */
+export async function createAttnodePeer(c: Case, backend: 'native' | 'js', precision: 'float32' | 'bfloat16' | 'int8' = 'float32'): Promise<Peer> {
   const a = await loadAttnode();
+  // Cast: WeightPrecision names only the precisions this checkout has; the call itself decides.
+  const weightPrecision = precision as WeightPrecision;
+  const attentionPrecision = precision === 'bfloat16' ? 'bfloat16' : 'float32';
   const { nn } = a;
   const spec = c.spec;
   const io = (await a.loadSafetensors(c.ioPath)).tensors;
@@ -60,7 +69,7 @@ export async function createAttnodePeer(c: Case, backend: 'native' | 'js', preci
         ? new nn.TransformerEncoder({ layer: layerOpts, numLayers: spec.numLayers }).eval()
         : new nn.TransformerEncoderLayer(layerOpts).eval();
       m.loadStateDict(weights);
-      m.useBackend(backend).useWeightPrecision(precision).useAttentionPrecision(precision);
+      m.useBackend(backend).useWeightPrecision(weightPrecision).useAttentionPrecision(attentionPrecision);
       const x = io.x as F32;
       run = () => m.forward(x);
       break;
@@ -68,7 +77,7 @@ export async function createAttnodePeer(c: Case, backend: 'native' | 'js', preci
     case 'mha': {
       const m = new nn.MultiheadAttention({ embedDim: spec.embedDim, numHeads: spec.numHeads, batchFirst: true });
       m.loadStateDict(weights);
-      m.useBackend(backend).useWeightPrecision(precision).useAttentionPrecision(precision);
+      m.useBackend(backend).useWeightPrecision(weightPrecision).useAttentionPrecision(attentionPrecision);
       const x = io.x as F32;
       run = () => m.forward(x, x, x, { needWeights: false }).output;
       break;
@@ -78,7 +87,7 @@ export async function createAttnodePeer(c: Case, backend: 'native' | 'js', preci
       const m = new TransformerModel(spec.vocab, spec.dModel, spec.nhead, spec.numEncoderLayers, spec.numDecoderLayers,
         spec.dimFeedforward).eval();
       m.loadStateDict(weights);
-      m.useBackend(backend).useWeightPrecision(precision).useAttentionPrecision(precision);
+      m.useBackend(backend).useWeightPrecision(weightPrecision).useAttentionPrecision(attentionPrecision);
       const src = io.src as I32;
       const tgt = io.tgt as I32;
       run = () => m.forward(src, tgt);
@@ -89,7 +98,7 @@ export async function createAttnodePeer(c: Case, backend: 'native' | 'js', preci
   let last: F32 | null = null;
   const isNative = backend === 'native';
   return {
-    name: !isNative ? 'ts' : precision === 'bfloat16' ? 'bf16' : 'attnode',
+    name: !isNative ? 'ts' : precision === 'bfloat16' ? 'bf16' : precision === 'int8' ? 'int8' : 'attnode',
     maxThreads: isNative ? 256 : 1,
     async setThreads(n: number): Promise<void> {
       if (isNative) a.setNumThreads(n);

@@ -4,6 +4,7 @@
  * it with the in-process peers run by run.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import type { Case } from '../cases/cases';
@@ -30,6 +31,23 @@ export function torchEnv(): NodeJS.ProcessEnv {
   env.OMP_WAIT_POLICY ??= 'passive';
   env.OPENBLAS_THREAD_TIMEOUT ??= '4';
   return env;
+}
+
+/**
+ * Debian's pthreads OpenBLAS directory when the system's libblas.so.3 is not already OpenBLAS (the reference BLAS,
+ * ~2 GFLOP/s, is what Debian's torch loads otherwise: its products run on whatever libblas.so.3 it finds), else null.
+ * Put first on the torch process's LD_LIBRARY_PATH it makes PyTorch's products run on OpenBLAS without changing
+ * the system's alternatives.
+ */
+export function torchBlasDir(): string | null {
+  const dir = '/usr/lib/x86_64-linux-gnu/openblas-pthread';
+  if (!fs.existsSync(path.join(dir, 'libblas.so.3'))) return null;
+  try {
+    const system = fs.realpathSync('/usr/lib/x86_64-linux-gnu/libblas.so.3');
+    return system.includes('openblas') ? null : dir;
+  } catch {
+    return dir;
+  }
 }
 
 export function detectTorch(): { version: string | null; reason: string | null } {

@@ -5,9 +5,11 @@ Two modes (run from anywhere; Debian's /usr/bin/python3, which has torch):
 
     torch_bench.py serve
         A JSON-lines server on stdin/stdout, so bench/run.ts can interleave torch with the other peers:
-          {"cmd": "load", "case": ID}     → {"ok": true, "torch": VERSION, "fastpath": BOOL, "maxAbsDiff": F, "rel": F}
+          {"cmd": "load", "case": ID}     → {"ok": true, "torch": VERSION, "fastpath": BOOL, "maxAbsDiff": F, "rel": F,
+                                             "cosine": F, "blas": {"libraries": [...], "openblasThreads": N}, "pid": PID}
           {"cmd": "threads", "n": N}      → {"ok": true, "threads": N}
-          {"cmd": "run", "reps": R}       → {"ok": true, "ms": [R floats]}
+          {"cmd": "run", "reps": R}       → {"ok": true, "ms": [R floats], "cpuMs": C, "wallMs": W}
+                                             (C: the process's CPU time, every thread, over the R passes; W: their wall time)
           {"cmd": "output", "path": P}    → {"ok": true}   (last output written to P as raw float32)
           {"cmd": "quit"}
         Errors answer {"ok": false, "error": MSG}. Nothing else is printed on stdout.
@@ -23,6 +25,8 @@ setting, in which 1.13 takes its fused fast paths where eligible (batch-first en
 from __future__ import annotations
 
 import json
+import os
+import resource
 import statistics
 import sys
 import time
@@ -43,6 +47,15 @@ BASE_RSS_KIB = vm_kib('VmRSS')  # before torch is imported: the interpreter alon
 
 import torch  # noqa: E402
 import torch_models as tm  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'train'))
+from step_torch import blas_info  # noqa: E402  (which libblas torch's products run on, and its threads)
+
+
+def cpu_ms() -> float:
+    """CPU time of the whole process (every thread: OpenMP's and OpenBLAS's too), ms."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return (r.ru_utime + r.ru_stime) * 1e3
 
 
 class Runner:
@@ -70,8 +83,9 @@ class Runner:
         ref = io['output']
         diff = (out - ref).abs().max().item()
         scale = ref.abs().max().item()
+        cosine = torch.nn.functional.cosine_similarity(out.double().flatten(), ref.double().flatten(), dim=0).item()
         return {'torch': torch.__version__, 'fastpath': fast, 'maxAbsDiff': diff, 'rel': diff / scale if scale else diff,
-                'openblas': openblas_core()}
+                'cosine': cosine, 'openblas': openblas_core(), 'blas': blas_info(), 'pid': os.getpid()}
 
     def forward(self) -> None:
         assert self.model is not None
@@ -79,12 +93,17 @@ class Runner:
             self.last = self.model(*self.args)
 
     def run(self, reps: int) -> list[float]:
+        return self.run_timed(reps)['ms']
+
+    def run_timed(self, reps: int) -> dict[str, Any]:
         ms = []
+        c0 = cpu_ms()
+        w0 = time.perf_counter()
         for _ in range(reps):
             t0 = time.perf_counter()
             self.forward()
             ms.append((time.perf_counter() - t0) * 1e3)
-        return ms
+        return {'ms': ms, 'cpuMs': cpu_ms() - c0, 'wallMs': (time.perf_counter() - w0) * 1e3}
 
 
 def openblas_core() -> str | None:
@@ -137,7 +156,7 @@ def serve() -> int:
                 torch.set_num_threads(int(req['n']))
                 res = {'threads': torch.get_num_threads()}
             elif cmd == 'run':
-                res = {'ms': r.run(int(req.get('reps', 1)))}
+                res = r.run_timed(int(req.get('reps', 1)))
             elif cmd == 'output':
                 assert r.last is not None
                 Path(req['path']).write_bytes(r.last.detach().float().contiguous().numpy().tobytes())

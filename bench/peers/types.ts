@@ -1,7 +1,15 @@
 /** What every benchmark peer looks like to the runner. */
 
 /** 'bf16': attnode's native backend with bfloat16 weights and attention (Module.useWeightPrecision, useAttentionPrecision). */
-export type PeerName = 'attnode' | 'bf16' | 'ort' | 'torch' | 'ts';
+export type PeerName = 'attnode' | 'bf16' | 'int8' | 'ort' | 'torch' | 'ts';
+
+/**
+ * The peers bench/encoder.ts runs, each in a process of its own (bench/peers/child.ts; torch in torch_bench.py).
+ * attnode-int8: `useWeightPrecision('int8')`; ort-int8 / ort-int8pc: onnxruntime-node on the graph
+ * scripts/quantize_onnx_dynamic.py writes (quantize_dynamic's int8 weights per tensor / per channel).
+ */
+export const CHILD_PEERS = ['attnode', 'bf16', 'attnode-int8', 'ts', 'ort', 'ort-int8', 'ort-int8pc'] as const;
+export type ChildPeer = (typeof CHILD_PEERS)[number];
 
 export interface Peer {
   readonly name: PeerName;

@@ -27,9 +27,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { measureFmaPeak } from '../fma-peak';
 import { TORCH_PYTHON, torchEnv } from '../peers/torch';
 
 interface ModelConfig {
@@ -152,18 +153,6 @@ attnodeEnv.ATTNODE_WORKER_NICE ??= '0';
 const load = (): number => Number(loadavg()[0]!.toFixed(2));
 const say = (s: string): void => void process.stderr.write(s + '\n');
 
-// The FMA peak probe, built from bench/gemm's header.
-function fmaPeak(): number | null {
-  const exe = join(tmpdir(), `attnode-fma-peak-${process.pid}`);
-  const b = spawnSync('g++', ['-O2', '-std=c++17', ROOT_REL('bench/train/fma_peak.cc'), '-o', exe], { encoding: 'utf8' });
-  if (b.status !== 0) {
-    say(`FMA peak probe not built (${b.error?.message ?? b.stderr.trim().split('\n')[0]}): reported as unknown`);
-    return null;
-  }
-  const r = spawnSync(exe, { encoding: 'utf8' });
-  return (JSON.parse(r.stdout) as { gflops: number | null }).gflops;
-}
-
 /** The torch child's environment at `threads`: OpenBLAS sized to it, and the --torch-blas directory first. */
 function torchChildEnv(threads: number): NodeJS.ProcessEnv {
   const env = torchEnv();
@@ -194,7 +183,7 @@ if (torchVersion.status !== 0) {
 
 const startedAt = new Date().toISOString();
 const loadStart = loadavg().map((l) => Number(l.toFixed(2)));
-const peakBefore = fmaPeak();
+const peakBefore = measureFmaPeak(say);
 say(`bench:train: ${cpuModel}, FMA peak ${peakBefore ?? '?'} GFLOP/s (1 core), load ${loadStart.join(' ')}; ${rounds} rounds`);
 
 const runs: Run[] = [];
@@ -232,7 +221,7 @@ for (let round = 0; round < rounds; round++) {
     record(round, 'attnode-js', 'small', 1, r, l);
   }
 }
-const peakAfter = fmaPeak();
+const peakAfter = measureFmaPeak(say);
 const loadEnd = loadavg().map((l) => Number(l.toFixed(2)));
 
 // ---------------------------------------------------------------------------
