@@ -32,7 +32,8 @@ export interface EncoderCaseResult {
 
 export interface EncoderRun {
   date: string;
-  mode: 'quick' | 'full';
+  /** 'quick' (--quick) and 'short' (fewer rounds or shorter blocks than the defaults) are development runs. */
+  mode: 'quick' | 'short' | 'full';
   cpu: CpuId;
   logicalCpus: number;
   fmaPeak: { start: number | null; end: number | null };
@@ -117,6 +118,11 @@ export function renderEncoderMarkdown(run: EncoderRun, cases: EncoderCaseResult[
   const cpu = run.cpu;
   L.push(`# Encoder benchmark — ${run.date} (${run.mode}), ${cpu.uarch ?? cpu.slug}`);
   L.push('');
+  if (run.mode !== 'full') {
+    L.push(`**A development run** (${run.mode}: ${run.rounds} rounds of ~${run.blockMs} ms blocks), not the figures to keep: ` +
+      'those come from `npm run bench:encoder` with its defaults on a quiet machine.');
+    L.push('');
+  }
   L.push(`CPU: ${cpu.modelName} (${cpu.vendor}, family ${cpu.family ?? '?'} model ${cpu.model ?? '?'}${cpu.uarch ? `: ${cpu.uarch}` : ''}), ${run.logicalCpus} logical CPUs. ` +
     `Measured 1-core fp32 FMA peak: ${run.fmaPeak.start?.toFixed(1) ?? '?'} GFLOP/s at the start, ${run.fmaPeak.end?.toFixed(1) ?? '?'} at the end. ` +
     `Load average (1/5/15 min): ${run.load.start.join(' ')} at the start, ${run.load.end.join(' ')} at the end.`);

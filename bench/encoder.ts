@@ -55,6 +55,8 @@ const HELP = `Usage: npm run bench:encoder -- [options]
 `;
 
 const FP32_TOL = 1e-3;
+const FULL_ROUNDS = 5;
+const FULL_BLOCK_MS = 1500;
 /** Best of 150 probe runs (~1 s): on a shared machine a few of them run on a core of their own. */
 const PEAK_TRIES = 150;
 const DEFAULT_GROUPS = new Set(['encoder-layer', 'encoder-6', 'long-attention']);
@@ -114,8 +116,8 @@ function parseOpts(): Opts {
     threads,
     peers,
     int8Groups: new Set(list(values['int8-groups']!)),
-    rounds: values.rounds ? posInt('rounds', values.rounds) : quick ? 2 : 5,
-    blockMs: values['block-ms'] ? posInt('block-ms', values['block-ms']) : quick ? 300 : 1500,
+    rounds: values.rounds ? posInt('rounds', values.rounds) : quick ? 2 : FULL_ROUNDS,
+    blockMs: values['block-ms'] ? posInt('block-ms', values['block-ms']) : quick ? 300 : FULL_BLOCK_MS,
     torchBlas: values['torch-blas'] ?? torchBlasDir(),
     out: path.resolve(values.out!),
     name: values.name ?? null,
@@ -413,7 +415,7 @@ async function main(): Promise<number> {
   const cpu = readCpuId();
   const date = new Date().toISOString().slice(0, 10);
   const loadStart = os.loadavg().map((l) => Number(l.toFixed(2)));
-  say(`bench:encoder — ${date}, ${opts.quick ? 'quick (development: short rounds)' : 'full'}; CPU ${cpu.modelName} ` +
+  say(`bench:encoder — ${date}, ${opts.quick ? 'quick (development: short rounds)' : `${opts.rounds} rounds of ${opts.blockMs} ms blocks`}; CPU ${cpu.modelName} ` +
     `(family ${cpu.family} model ${cpu.model}${cpu.uarch ? `, ${cpu.uarch}` : ''}), ${os.availableParallelism()} logical CPUs; load ${loadStart.join(' ')}`);
   const peakStart = measureFmaPeak(say, PEAK_TRIES);
   say(`FMA peak (1 core, fp32, measured now): ${peakStart?.toFixed(1) ?? 'unknown'} GFLOP/s`);
@@ -436,7 +438,7 @@ async function main(): Promise<number> {
   cases = ensureModels(cases, opts, failures);
 
   const run: EncoderRun = {
-    date, mode: opts.quick ? 'quick' : 'full', cpu, logicalCpus: os.availableParallelism(),
+    date, mode: opts.quick ? 'quick' : opts.rounds < FULL_ROUNDS || opts.blockMs < FULL_BLOCK_MS ? 'short' : 'full', cpu, logicalCpus: os.availableParallelism(),
     fmaPeak: { start: peakStart, end: null }, load: { start: loadStart, end: [] },
     command: `npm run bench:encoder --${process.argv.slice(2).length ? ' ' + process.argv.slice(2).join(' ') : ''}`,
     versions: versions(), env: {
@@ -460,7 +462,8 @@ async function main(): Promise<number> {
 
   if (opts.write) {
     fs.mkdirSync(opts.out, { recursive: true });
-    const stem = `encoder-${opts.name ?? cpu.slug}-${date}${opts.quick ? '-quick' : ''}`;
+    // Runs shorter than the defaults are development runs: their files say so in the name.
+    const stem = `encoder-${opts.name ?? cpu.slug}-${date}${run.mode === 'full' ? '' : `-${run.mode}`}`;
     fs.writeFileSync(path.join(opts.out, `${stem}.json`), JSON.stringify({ run, cases: results }, null, 1) + '\n');
     fs.writeFileSync(path.join(opts.out, `${stem}.md`), renderEncoderMarkdown(run, results));
     say(`Wrote ${path.relative(ROOT, path.join(opts.out, stem))}.md and .json`);

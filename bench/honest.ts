@@ -4,6 +4,7 @@
  * the ratios against targets, and the CPU the run was on.
  */
 import * as fs from 'node:fs';
+import type { Stats } from './report';
 
 /** One block of back-to-back timed forward passes in a peer's own process. */
 export interface Block {
@@ -22,14 +23,7 @@ export interface Block {
   load1: number;
 }
 
-export interface Stats {
-  n: number;
-  median: number;
-  p10: number;
-  p90: number;
-  min: number;
-}
-
+/** Median, p10/p90 (nearest rank) and min of a set of timings (also bench/run.ts's). */
 export function stats(xs: readonly number[]): Stats {
   if (xs.length === 0) throw new RangeError('stats: no samples');
   const s = [...xs].sort((a, b) => a - b);

@@ -26,8 +26,9 @@ import { bf16UnavailableReason, createAttnodePeer, loadAttnode, nativeUnavailabl
 import { createOrtPeer, loadOrt, ortUnavailableReason, ortVersion, ORT_INSTALL_HINT } from './peers/ort';
 import { TorchServer, createTorchPeer, detectTorch, TORCH_INSTALL_HINT, TORCH_PYTHON, TORCH_SCRIPT, torchEnv } from './peers/torch';
 import { maxAbsDiff, type Peer, type PeerName } from './peers/types';
+import { stats } from './honest';
 import {
-  renderMarkdown, renderSvg, RATIO_PEERS, type CaseResult, type CheckResult, type RssResult, type RunMeta, type Stats,
+  renderMarkdown, renderSvg, RATIO_PEERS, type CaseResult, type CheckResult, type RssResult, type RunMeta,
   type ThreadResult,
 } from './report';
 
@@ -110,15 +111,6 @@ function parseOpts(): Opts {
 
 // ---------------------------------------------------------------------------------------------------------------
 // statistics and timing
-
-function stats(xs: number[]): Stats {
-  const s = [...xs].sort((a, b) => a - b);
-  // Nearest-rank quantiles: with few samples an interpolated p10 would invent values never measured.
-  const q = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))];
-  const mid = s.length >> 1;
-  const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-  return { n: s.length, median, p10: q(0.1), p90: q(0.9), min: s[0] };
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
