@@ -79,7 +79,11 @@ export class TorchServer {
   #exited: string | null = null;
 
   constructor() {
-    this.#proc = spawn(TORCH_PYTHON, [TORCH_SCRIPT, 'serve'], { env: torchEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    // PyTorch's products on OpenBLAS rather than the reference BLAS when the system's libblas.so.3 is the latter.
+    const env = torchEnv();
+    const blas = torchBlasDir();
+    if (blas) env.LD_LIBRARY_PATH = [blas, env.LD_LIBRARY_PATH].filter(Boolean).join(':');
+    this.#proc = spawn(TORCH_PYTHON, [TORCH_SCRIPT, 'serve'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     readline.createInterface({ input: this.#proc.stdout }).on('line', (line) => {
       const w = this.#waiting.shift();
       if (!w) return;

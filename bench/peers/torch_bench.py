@@ -139,6 +139,21 @@ def probe_fastpath(fn: Any) -> bool:
     return hit[0]
 
 
+def set_threads(n: int) -> dict[str, Any]:
+    """torch.set_num_threads sizes OpenMP's pool only; the pthreads OpenBLAS torch's products run on keeps its own
+    count (by default every core: how the Zen 5 run's "1 thread" column ran on two), so it is set here too."""
+    import ctypes
+    torch.set_num_threads(n)
+    info = blas_info()
+    for lib in info['libraries']:
+        if 'openblas' in lib:
+            try:
+                ctypes.CDLL(lib).openblas_set_num_threads(n)
+            except (OSError, AttributeError):
+                pass
+    return {'threads': torch.get_num_threads(), 'blas': blas_info()}
+
+
 def serve() -> int:
     r = Runner()
     for line in sys.stdin:
@@ -153,8 +168,7 @@ def serve() -> int:
             if cmd == 'load':
                 res = r.load(req['case'])
             elif cmd == 'threads':
-                torch.set_num_threads(int(req['n']))
-                res = {'threads': torch.get_num_threads()}
+                res = set_threads(int(req['n']))
             elif cmd == 'run':
                 res = r.run_timed(int(req.get('reps', 1)))
             elif cmd == 'output':
@@ -172,7 +186,7 @@ def serve() -> int:
 
 
 def rss(case_id: str, threads: int, reps: int) -> int:
-    torch.set_num_threads(threads)
+    set_threads(threads)
     before = vm_kib('VmRSS')
     r = Runner()
     info = r.load(case_id)
