@@ -158,6 +158,20 @@ describe('bench/encoder-report', () => {
     expect(md).toContain('0.99998');
     expect(md).toContain('0.50×'); // ort int8 / ort fp32
   });
+
+  it('judges attnode-int8 accuracy against cosine 0.999', () => {
+    const withInt8 = (cosine: number): string => {
+      const i8 = summarise('attnode-int8', 1, [block(0, [4], 1)], 0.5e9, null);
+      const t = { ...c.byThreads[0]!, peers: { ...c.byThreads[0]!.peers, 'attnode-int8': i8 }, unavailable: {},
+        checks: { ...c.byThreads[0]!.checks, 'attnode-int8': { cosine, rel: 1e-2 } } };
+      t.ratios = caseRatios('encoder-layer', t.peers);
+      return renderEncoderMarkdown(run, [{ ...c, byThreads: [t] }]);
+    };
+    expect(withInt8(0.9995)).toContain('0.99950 ✓');
+    expect(withInt8(0.9985)).toContain('0.99850 ✗');
+    expect(withInt8(0.9995)).toContain('0.80× ✓'); // 4 ms / ort-int8 5 ms, target 0.8
+    expect(withInt8(0.9995)).toContain('0.40× ✓'); // 4 ms / ort fp32 10 ms, target 0.45
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
