@@ -97,6 +97,15 @@ function ratioCell(t: ThreadsResult, num: string, den: string): string {
   return `${r.value.toFixed(2)}×${verdict}${pr}`;
 }
 
+/** CPU ms per pass of two peers and their ratio: on a loaded machine, where wall times stretch with whoever else runs. */
+function cpuMsCell(t: ThreadsResult, num: string, den: string): string {
+  const a = t.peers[num];
+  const b = t.peers[den];
+  if (!a || !b) return '—';
+  const left = a.flags.length || b.flags.length ? ' (flagged)' : '';
+  return `${fmtMs(a.cpuMsPerRun)} / ${fmtMs(b.cpuMsPerRun)} = ${(a.cpuMsPerRun / b.cpuMsPerRun).toFixed(2)}×${left}`;
+}
+
 function cpuCell(t: ThreadsResult, peers: string[]): string {
   return peers.filter((p) => t.peers[p]).map((p) => `${p} ${t.peers[p]!.cpuPerWall.toFixed(2)}`).join(', ') || '—';
 }
@@ -140,19 +149,21 @@ export function renderEncoderMarkdown(run: EncoderRun, cases: EncoderCaseResult[
     '(below 1: attnode faster), ✓/✗ against issue 18\'s target, with the range of per-round ratios (same minutes). ' +
     'CPU/wall: the process\'s CPU time (every thread) over the wall time of its timed passes; a run above its thread ' +
     'count + 0.3, or above (FMA peak × threads) in GFLOP/s, is flagged ⚑ and left out of the ratios. GFLOP/s counts ' +
-    'the GEMMs and attention products (2 per multiply-add); % is of the measured peak × threads.');
+    'the GEMMs and attention products (2 per multiply-add); % is of the measured peak × threads. CPU ms/pass: the ' +
+    'process\'s CPU time per forward pass (every thread, spinning included): on a loaded machine, where wall times ' +
+    'stretch with whoever else runs, the steadier measure of the work each peer does.');
   L.push('');
   L.push('## float32');
   L.push('');
-  L.push('| case | threads | attnode ms | onnxruntime ms | PyTorch ms | TS ms | attnode/ort | attnode/torch | attnode GFLOP/s (% peak) | ort GFLOP/s | CPU/wall | load |');
-  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|');
+  L.push('| case | threads | attnode ms | onnxruntime ms | PyTorch ms | TS ms | attnode/ort | attnode/torch | attnode GFLOP/s (% peak) | ort GFLOP/s | CPU ms/pass attnode / ort | CPU/wall | load |');
+  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|');
   for (const c of cases) {
     c.byThreads.forEach((t, i) => {
       const loads = Object.values(t.peers).flatMap((p) => p.blocks.map((b) => b.load1));
       const loadCell = loads.length ? `${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)}` : '—';
       L.push(`| ${i === 0 ? `${c.id}<br><sub>${c.description}</sub>` : ''} | ${t.threads} | ${msCell(t, 'attnode')} | ${msCell(t, 'ort')} | ` +
         `${msCell(t, 'torch')} | ${msCell(t, 'ts')} | ${ratioCell(t, 'attnode', 'ort')} | ${ratioCell(t, 'attnode', 'torch')} | ` +
-        `${peakCell(t, 'attnode')} | ${peakCell(t, 'ort')} | ${cpuCell(t, ['attnode', 'ort', 'torch', 'ts'])} | ${loadCell} |`);
+        `${peakCell(t, 'attnode')} | ${peakCell(t, 'ort')} | ${cpuMsCell(t, 'attnode', 'ort')} | ${cpuCell(t, ['attnode', 'ort', 'torch', 'ts'])} | ${loadCell} |`);
     });
   }
   const int8Cases = cases.filter((c) => c.byThreads.some((t) => INT8_PEERS.some((p) => t.peers[p] || t.unavailable[p])));

@@ -147,6 +147,7 @@ describe('bench/encoder-report', () => {
 
   it('marks the ratio against its target and leaves the flagged peer out', () => {
     expect(md).toContain('0.80× ✓');
+    expect(md).toContain('8.00 / 10.0 = 0.80×'); // CPU ms per pass
     expect(md).toMatch(/left out \(torch flagged\)/);
     expect(md).toMatch(/layer-gelu-b1s128, 1T, torch: CPU\/wall 1\.80 > 1 threads/);
   });
