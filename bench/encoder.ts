@@ -52,6 +52,7 @@ const HELP = `Usage: npm run bench:encoder -- [options]
   --out DIR            results directory (default bench/results)
   --name SLUG          file name part for the CPU (default from cpuid: zen4, zen5, cpu-f<family>m<model>)
   --no-write           print only
+  --render FILE.json   write FILE.md again from a run's JSON (after a change to the report), run nothing
 `;
 
 const FP32_TOL = 1e-3;
@@ -89,11 +90,21 @@ function parseOpts(): Opts {
       out: { type: 'string', default: RESULTS_DIR },
       name: { type: 'string' },
       'no-write': { type: 'boolean', default: false },
+      render: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(HELP);
+    process.exit(0);
+  }
+  if (values.render) {
+    const file = path.resolve(values.render);
+    if (!file.endsWith('.json') || !fs.existsSync(file)) throw new RangeError(`bench:encoder: --render: '${values.render}' is not an existing .json file`);
+    const { run, cases } = JSON.parse(fs.readFileSync(file, 'utf8')) as { run: EncoderRun; cases: EncoderCaseResult[] };
+    if (!run || !Array.isArray(cases)) throw new TypeError(`bench:encoder: --render: ${file} has no 'run' and 'cases' (not a bench:encoder result)`);
+    fs.writeFileSync(file.replace(/\.json$/, '.md'), renderEncoderMarkdown(run, cases));
+    say(`Wrote ${file.replace(/\.json$/, '.md')}`);
     process.exit(0);
   }
   const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter(Boolean);
@@ -476,6 +487,8 @@ async function main(): Promise<number> {
 }
 
 main().then((code) => process.exit(code), (e: Error) => {
-  process.stderr.write(`bench:encoder failed: ${e.stack ?? e.message}\n`);
+  // A bad option is the user's to fix: its message alone; anything else with its stack.
+  const usage = e instanceof RangeError || e instanceof TypeError;
+  process.stderr.write(usage ? `${e.message}\n` : `bench:encoder failed: ${e.stack ?? e.message}\n`);
   process.exit(2);
 });
