@@ -266,3 +266,56 @@ print(json.dumps(out))
     expect(m.stderr).toMatch(/nonexistent\.onnx: not found/);
   });
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// a peer's process (bench/peers/child.ts) on a real case, when its model files are there
+
+const ROOT = path.resolve(__dirname, '..');
+const CASE = 'layer-gelu-b1s128';
+const caseFiles = ['bench/models/bert-layer-gelu.safetensors', `bench/models/${CASE}.io.safetensors`].map((f) => path.join(ROOT, f));
+const haveCase = caseFiles.every((f) => fs.existsSync(f));
+const tsxCli = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');
+
+function child(peer: string, threads: string, input: string): { lines: Record<string, unknown>[]; status: number | null } {
+  const r = spawnSync(process.execPath, [tsxCli, path.join(ROOT, 'bench', 'peers', 'child.ts'), peer, CASE, threads],
+    { cwd: ROOT, input, encoding: 'utf8', timeout: 120_000 });
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { lines, status: r.status };
+}
+
+describe('bench/peers/child.ts', () => {
+  it.skipIf(!haveCase)(`runs attnode in its own process and reports CPU and wall time per block (needs bench/models/${CASE}.*: scripts/export_bench_models.py)`, () => {
+    const { lines, status } = child('attnode', '1', '{"cmd":"run","reps":3}\n{"cmd":"quit"}\n');
+    expect(status).toBe(0);
+    const [ready, run] = lines as [Record<string, unknown>, { ok: boolean; ms: number[]; cpuMs: number; wallMs: number }];
+    expect(ready).toMatchObject({ ok: true, ready: true, peer: 'attnode', case: CASE, threads: 1 });
+    const check = ready.check as { cosine: number; rel: number };
+    expect(check.rel).toBeLessThan(1e-5);
+    expect(check.cosine).toBeGreaterThan(0.999999);
+    expect(run.ok).toBe(true);
+    expect(run.ms).toHaveLength(3);
+    expect(run.wallMs).toBeGreaterThanOrEqual(run.ms.reduce((s, x) => s + x, 0) * 0.99);
+    expect(run.cpuMs).toBeGreaterThan(0);
+  });
+
+  it.skipIf(!haveCase)(`attnode-int8 either runs int8 weights (cosine ≥ 0.99, not float32's output) or says why it cannot (needs bench/models/${CASE}.*)`, () => {
+    const { lines, status } = child('attnode-int8', '1', '{"cmd":"quit"}\n');
+    expect(status).toBe(0);
+    const first = lines[0]!;
+    if (first.ok) {
+      const check = first.check as { cosine: number; rel: number };
+      expect(check.cosine).toBeGreaterThan(0.99);
+      expect(check.rel).toBeGreaterThan(1e-5);
+    } else {
+      expect(String(first.unavailable)).toMatch(/^useWeightPrecision\('int8'\): .*int8/);
+    }
+  });
+
+  it('refuses a bad peer name or thread count with a message', () => {
+    const bad = child('nope', '1', '');
+    expect(bad.status).toBe(1);
+    expect(String(bad.lines[0]!.error)).toMatch(/PEER must be one of attnode, .*got 'nope'/);
+    const t = child('attnode', '0', '');
+    expect(String(t.lines[0]!.error)).toMatch(/THREADS must be a positive integer, got '0'/);
+  });
+});
