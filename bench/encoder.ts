@@ -241,8 +241,14 @@ interface Started {
 async function startPeer(peer: string, c: Case, threads: number, opts: Opts): Promise<Started | { unavailable: string }> {
   if (peer === 'torch') {
     const proc = new PeerProcess('torch', TORCH_PYTHON, [TORCH_SCRIPT, 'serve'], torchChildEnv(threads, opts.torchBlas));
-    const info = await proc.request({ cmd: 'load', case: c.id });
-    await proc.request({ cmd: 'threads', n: threads });
+    let info: Record<string, unknown>;
+    try {
+      info = await proc.request({ cmd: 'load', case: c.id });
+      await proc.request({ cmd: 'threads', n: threads });
+    } catch (e) {
+      await proc.close();
+      throw e;
+    }
     const blas = info.blas as { libraries: string[]; openblasThreads: number | null };
     return {
       proc,
@@ -320,6 +326,10 @@ async function runThreads(c: Case, threads: number, opts: Opts, run: EncoderRun,
       }
       out.checks[p] = s.ready.check;
       out.info[p] = s.ready.info;
+      // The versions the peers report, for the run's header.
+      for (const k of ['onnxruntime', 'torch', 'attnode'] as const) {
+        if (typeof s.ready.info[k] === 'string') run.versions[k] = s.ready.info[k] as string;
+      }
       const ck = s.ready.check;
       say(`   ${p}: pid ${s.proc.pid}, output vs float32 reference: cosine ${ck.cosine.toFixed(6)}, max rel diff ${ck.rel.toExponential(2)}`);
       if (!INT8_PEERS.includes(p) && p !== 'bf16' && !(ck.rel <= FP32_TOL)) {
