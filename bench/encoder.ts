@@ -375,6 +375,10 @@ async function runThreads(c: Case, threads: number, opts: Opts, run: EncoderRun,
           pr.flags.push(`PyTorch's products ran on ${libs.join(', ') || 'an unknown BLAS'}, not an optimised BLAS (--torch-blas DIR)`);
         }
       }
+      const ck = out.checks[name];
+      if (ck && !INT8_PEERS.includes(name) && name !== 'bf16' && !(ck.rel <= FP32_TOL)) {
+        pr.flags.push(`output differs from the float32 reference by ${ck.rel.toExponential(1)} of its scale (> ${FP32_TOL})`);
+      }
       if (name === 'attnode-int8' && out.checks[name] && out.checks[name]!.rel < 1e-5) {
         pr.flags.push(`int8 requested but the output matches float32's to ${out.checks[name]!.rel.toExponential(1)}: int8 weights not in use`);
       }
