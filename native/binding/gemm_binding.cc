@@ -4,6 +4,8 @@
 //   precision: 'float32' (default; also for undefined/null) | 'bfloat16' (bf16
 //   weights on AVX512-BF16: see kernels/gemm.h; a RangeError when the CPU or
 //   the active kernel path cannot run them, so callers check info().bf16 first)
+//   | 'int8' (int8 weights, per-column scales: kernels/qgemm/qgemm.h; every
+//   kernel path runs them; k at most kQgemmMaxK)
 // packedWeightInfo(packed) -> { precision, bytes }
 //
 // C[i] = act(alpha · op(A[i]) · op(B[i]) + beta · C[i] + bias) for i < batch,
@@ -13,6 +15,7 @@
 #include "binding/args.h"
 #include "binding/bindings.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/qgemm/qgemm.h"
 #include "runtime/cpu_features.h"
 
 #include <string>
@@ -28,11 +31,29 @@ struct PackedHolder {
 };
 
 const char* precision_name(kernels::PackedPrecision p) {
-  return p == kernels::PackedPrecision::BFloat16 ? "bfloat16" : "float32";
+  switch (p) {
+    case kernels::PackedPrecision::BFloat16:
+      return "bfloat16";
+    case kernels::PackedPrecision::Int8:
+      return "int8";
+    default:
+      return "float32";
+  }
 }
 
 // packWeight's precision: bf16 packing also needs the avx512 path active now.
 kernels::PackedPrecision parse_precision(const Args& args, size_t i) {
+  const Napi::Value v = args.value(i);
+  if (v.IsString() && v.As<Napi::String>().Utf8Value() == "int8") return kernels::PackedPrecision::Int8;
+  if (!v.IsUndefined() && !v.IsNull() && !v.IsString()) {
+    args.type_error("argument 'precision' must be 'float32' | 'bfloat16' | 'int8'");
+  }
+  if (v.IsString()) {
+    const std::string s = v.As<Napi::String>().Utf8Value();
+    if (s != "float32" && s != "bfloat16") {
+      args.range_error("argument 'precision' must be 'float32' | 'bfloat16' | 'int8', got '" + s + "'");
+    }
+  }
   if (!args.bf16_precision(i)) return kernels::PackedPrecision::Float32;
   if (!kernels::bf16_gemm_available()) {
     args.range_error(std::string("precision 'bfloat16' needs the 'avx512' kernel path, but the active path is '") +
@@ -56,9 +77,21 @@ Napi::Value PackWeight(const Napi::CallbackInfo& info) {
   const bool trans_b = args.boolean(3, "transB");
   const kernels::PackedPrecision precision = parse_precision(args, 4);
   args.require_length(b, "b", checked_mul(args, k, n, "k*n"), "k*n");
-  auto packed = precision == kernels::PackedPrecision::BFloat16
-                    ? kernels::pack_b_bf16(b.data, trans_b ? k : n, trans_b, k, n)
-                    : kernels::pack_b(b.data, trans_b ? k : n, trans_b, k, n);
+  if (precision == kernels::PackedPrecision::Int8 && k > kernels::kQgemmMaxK) {
+    args.range_error("argument 'k' is " + std::to_string(k) + ", but precision 'int8' needs k <= " +
+                     std::to_string(kernels::kQgemmMaxK) + " (127 * 127 * k must fit the int32 accumulators)");
+  }
+  kernels::PackedBPtr packed;
+  switch (precision) {
+    case kernels::PackedPrecision::BFloat16:
+      packed = kernels::pack_b_bf16(b.data, trans_b ? k : n, trans_b, k, n);
+      break;
+    case kernels::PackedPrecision::Int8:
+      packed = kernels::pack_b_int8(b.data, trans_b ? k : n, trans_b, k, n);
+      break;
+    default:
+      packed = kernels::pack_b(b.data, trans_b ? k : n, trans_b, k, n);
+  }
   // k, n >= 1 and availability were checked: null cannot happen, but never
   // hand JS an external that would dereference it.
   if (!packed) args.range_error("packing failed");

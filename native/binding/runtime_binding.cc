@@ -3,6 +3,7 @@
 #include "binding/args.h"
 #include "binding/bindings.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/qgemm/qgemm.h"
 #include "runtime/cpu_features.h"
 #include "runtime/memory.h"
 #include "runtime/thread_pool.h"
@@ -28,6 +29,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   // Whether packWeight(..., 'bfloat16') works now (CPU has AVX512-BF16 and
   // the active path is avx512): follows setIsa.
   out.Set("bf16", kernels::bf16_gemm_available());
+  out.Set("int8", kernels::qgemm_path_name(kernels::qgemm_path()));
   out.Set("numThreads", runtime::ThreadPool::instance().num_threads());
   out.Set("allocatorTuned", runtime::configure_process_allocator());
 
@@ -67,7 +69,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   build.Set("napiVersion", NAPI_VERSION);
   build.Set(
       "kernels",
-      "portable, avx2+fma, avx512 (selected at run time); avx512bf16 GEMM for bf16-packed weights and bf16 attention");
+      "portable, avx2+fma, avx512 (selected at run time); avx512bf16 GEMM for bf16-packed weights and bf16 attention; int8 weights on avx512vnni, avx2, portable");
 #ifdef NDEBUG
   build.Set("debug", false);
 #else

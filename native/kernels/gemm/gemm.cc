@@ -34,7 +34,9 @@
 
 #include "../../runtime/cpu_features.h"
 #include "../../runtime/thread_pool.h"
+#include "../qgemm/qgemm.h"
 #include "gemm.h"
+#include "gemm_frame.h"
 #include "ukernel.h"
 
 namespace attnode::kernels {
@@ -43,6 +45,7 @@ namespace {
 using gemm_detail::Bf16Kernels;
 using gemm_detail::Epilogue;
 using gemm_detail::IsaKernels;
+using gemm_detail::TileGrid;
 using runtime::Isa;
 using runtime::ThreadPool;
 
@@ -78,6 +81,7 @@ class PackedB {
   int64_t kp = 0, kcp = 0;    // bf16: k-pairs, k-pairs per block
   uint32_t* pairs = nullptr;  // bf16: 64-byte aligned, one word per pair
   size_t words = 0;
+  std::shared_ptr<const QPackedB> q;  // int8: quantized panels, scales and column sums (qgemm/qgemm.h)
   ~PackedB() {
     std::free(data);
     std::free(pairs);
@@ -397,18 +401,8 @@ void run_block(Kernel kernel, int64_t steps, const AE* a_blk, const BE* b_pack, 
   }
 }
 
-// How the tiles of one row super-block (ms rows, mp panels of MR) cover C.
-// One thread: whole rows x the cache-sized column block. More threads: row
-// blocks of ~kTileRows (rarely re-packing B̃), then columns split until there
-// are enough tiles to balance; a column block never exceeds nc (B̃ must stay
-// in L2). Depends on the thread count, but no tile boundary changes an
-// element's arithmetic.
-struct TileGrid {
-  int64_t nrb, ncb;              // row blocks, column blocks
-  int64_t rb_panels, cb_panels;  // MR panels per row block, NR panels per column block
-};
-
-TileGrid tile_grid(int64_t ms, int64_t mp, int64_t n, int64_t nc, int64_t np_total, int nt) {
+// TileGrid: see gemm_frame.h.
+TileGrid make_tile_grid(int64_t ms, int64_t mp, int64_t n, int64_t nc, int64_t np_total, int nt) {
   TileGrid g;
   g.nrb = 1;
   g.ncb = ceil_div(n, nc);
@@ -461,7 +455,7 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
     float* const a_pack = align64(thread_arena().get(static_cast<size_t>(mp * mr * p.k + 16)));
     for (int64_t pc = 0; pc < p.k; pc += bl.kc) pack_a(ic, ms, pc, std::min(bl.kc, p.k - pc), a_pack + mp * mr * pc);
 
-    const TileGrid g = tile_grid(ms, mp, p.n, bl.nc, np_total, nt);
+    const TileGrid g = make_tile_grid(ms, mp, p.n, bl.nc, np_total, nt);
     const int64_t nrb = g.nrb, ncb = g.ncb, rb_panels = g.rb_panels, cb_panels = g.cb_panels;
     const int64_t b_floats = bl.kc * cb_panels * nr + 16;
 
@@ -534,7 +528,7 @@ void run_gemm_bf16(const PackedB& pk, const GemmParams& p, int nt) {
       uk.pack_a(p.a, p.lda, p.trans_a, ic, ms, 2 * bp, std::min(2 * kcp, p.k - 2 * bp), a_pack + mp * mr * bp);
     }
 
-    const TileGrid g = tile_grid(ms, mp, p.n, bl.nc, np_total, nt);
+    const TileGrid g = make_tile_grid(ms, mp, p.n, bl.nc, np_total, nt);
     const bool prefetch = prefetch_enabled();
     auto tile = [&](int64_t t) {
       const int64_t rb = t / g.ncb, cb = t % g.ncb;
@@ -598,9 +592,15 @@ void sgemm_impl(const GemmParams& p, int nt) {
     run_k_empty(p);
     return;
   }
+  const PackedB* pk = p.packed_b;
+  // An int8 B has no fp32 twin: its quantized layout is the same for every
+  // kernel path, and qgemm picks the int8 kernels of the active one.
+  if (pk != nullptr && pk->precision == PackedPrecision::Int8 && packed_b_matches(*pk, p.k, p.n, p.trans_b)) {
+    qgemm(*pk->q, p, nt);
+    return;
+  }
   // A bf16 B runs on the bf16 kernels while they are available; otherwise
   // (path lowered after packing) the fp32 path below reads p.b.
-  const PackedB* pk = p.packed_b;
   if (pk != nullptr && pk->precision == PackedPrecision::BFloat16 && bf16_gemm_available() &&
       packed_b_matches(*pk, p.k, p.n, p.trans_b)) {
     if (p.m == 1) {
@@ -660,9 +660,31 @@ PackedBPtr pack_b(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t 
 }
 
 size_t packed_b_bytes(const PackedB& packed) {
-  return packed.precision == PackedPrecision::BFloat16 ? packed.words * sizeof(uint32_t)
-                                                       : packed.floats * sizeof(float);
+  switch (packed.precision) {
+    case PackedPrecision::BFloat16:
+      return packed.words * sizeof(uint32_t);
+    case PackedPrecision::Int8:
+      return qpacked_bytes(*packed.q);
+    default:
+      return packed.floats * sizeof(float);
+  }
 }
+
+PackedBPtr pack_b_int8(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n) {
+  if (k <= 0 || n <= 0) return nullptr;
+  auto packed = std::make_shared<PackedB>();
+  packed->precision = PackedPrecision::Int8;
+  packed->isa = runtime::active_isa();
+  packed->k = k;
+  packed->n = n;
+  packed->kc = k;
+  packed->nr = 0;
+  packed->trans_b = trans_b;
+  packed->q = qpack_b(b, ldb, trans_b, k, n);
+  return packed;
+}
+
+const QPackedB* packed_b_int8(const PackedB& packed) { return packed.q.get(); }
 
 PackedPrecision packed_b_precision(const PackedB& packed) { return packed.precision; }
 
@@ -742,5 +764,32 @@ void sgemm_batched(const GemmParams& p, int64_t batch, int64_t stride_a, int64_t
   ThreadPool::instance().parallel_tiles(
       batch, [&](int64_t i) { sgemm_impl(item(i), 1); }, nt);
 }
+
+// ---- the blocking framework other GEMM families reuse (gemm_frame.h) ----
+
+namespace gemm_detail {
+
+TileGrid tile_grid(int64_t ms, int64_t mp, int64_t n, int64_t nc, int64_t np_total, int nt) {
+  return make_tile_grid(ms, mp, n, nc, np_total, nt);
+}
+
+void* frame_thread_scratch(size_t bytes) { return align64(thread_arena().get(bytes / sizeof(float) + 16)); }
+void* frame_tile_scratch(size_t bytes) { return align64(tile_arena().get(bytes / sizeof(float) + 16)); }
+
+int frame_threads(double macs, int max_threads) {
+  int nt = ThreadPool::instance().num_threads();
+  if (max_threads > 0) nt = std::min(nt, max_threads);
+  nt = static_cast<int>(std::min<double>(nt, std::max(1.0, macs / kMinFmaPerThread)));
+  return std::max(nt, 1);
+}
+
+void frame_split_columns(int64_t n, int64_t unit, int64_t nt, runtime::FnRef<void(int64_t j0, int64_t j1)> f) {
+  split_gemv_columns(n, unit, nt, f);
+}
+
+const int64_t kFrameAPackBytes = kAPackFloats * static_cast<int64_t>(sizeof(float));
+const double kFrameEagerWakeFma = kEagerWakeFma;
+
+}  // namespace gemm_detail
 
 }  // namespace attnode::kernels

@@ -36,7 +36,7 @@ bool packed_b_matches(const PackedB& packed, int64_t k, int64_t n, bool trans_b)
 // beta, bias, activation) is the fp32 one. Half the weight bytes and ~2x the
 // multiply-adds per cycle, at ~8 significant bits per input: expect relative
 // errors around 1e-3..1e-2 against the fp32 product.
-enum class PackedPrecision : int { Float32 = 0, BFloat16 = 1 };
+enum class PackedPrecision : int { Float32 = 0, BFloat16 = 1, Int8 = 2 };
 
 // Whether the bf16 kernels can run now: the CPU (and OS) support AVX512-BF16
 // and the active kernel path is avx512 (not lowered by ATTNODE_ISA/set_isa).
@@ -50,6 +50,17 @@ bool bf16_gemm_available();
 // raised again.
 PackedBPtr pack_b_bf16(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n);
 PackedPrecision packed_b_precision(const PackedB& packed);
+
+// ---- int8 weights (reduced precision, opt-in; the scheme is in qgemm/qgemm.h) ----
+//
+// Quantizes op(B) per output column to int8 once (same arguments as pack_b;
+// null when k or n is 0). sgemm given it runs the int8 GEMM (qgemm) for every
+// M on whichever kernel path is active: the quantized layout does not depend
+// on the path, and there is no fp32 fallback (GemmParams::b is not read).
+PackedBPtr pack_b_int8(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n);
+struct QPackedB;
+// The quantized weight of an int8 PackedB (null for the other precisions).
+const QPackedB* packed_b_int8(const PackedB& packed);
 
 enum class Activation : int { None = 0, Relu = 1, Gelu = 2, GeluTanh = 3 };
 

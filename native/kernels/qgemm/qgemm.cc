@@ -1,0 +1,294 @@
+// int8 GEMM frontend (baseline-compiled): weight quantization and packing,
+// per-call activation quantization, dispatch, tiling and threading.
+//
+// The loop nest is sgemm's (gemm/gemm.cc) without K blocks, on the GEMM's own
+// framework (gemm_frame.h: the tile grid, the per-thread scratch, the thread
+// bar, the GEMV's column split, the pool):
+//
+//   ic (row super-block)
+//     quantize + pack Ã = qa[ic, :] (all of K)  -> panels of MR rows, shared
+//     tiles (row block x column block of C), handed out dynamically:
+//       ir (MR)   one A panel (MR * K bytes)
+//         jr      one packed B panel (all of K) from the column block, in L2
+//           micro-kernel: int32 over all of K, dequantized in its store
+//
+// A B panel holds all of K, so the int32 accumulators never leave the
+// registers (sgemm's K blocks would need an int32 running sum per element of
+// C). The column block is sized so its panels (K * nc bytes) take half of L2.
+// K is never split and the kernel of an element does not depend on the tile
+// or the thread count: results are identical for any thread count.
+
+#include "qgemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "../../runtime/cpu_features.h"
+#include "../../runtime/thread_pool.h"
+#include "../gemm/gemm_frame.h"
+#include "qukernel.h"
+
+namespace attnode::kernels {
+
+using qgemm_detail::kQNR;
+using qgemm_detail::QKernels;
+using qgemm_detail::QStore;
+
+struct QPackedB {
+  int64_t k = 0, n = 0, kq = 0, np = 0;
+  int8_t* panels = nullptr;  // np panels of kq * kQNR * 4 bytes, 64-byte aligned
+  float* sw = nullptr;       // np * kQNR scales (0 past n)
+  int32_t* comp = nullptr;   // np * kQNR: 128 * sum_k qw (0 past n)
+  size_t bytes = 0;
+  ~QPackedB() {
+    std::free(panels);
+    std::free(sw);
+    std::free(comp);
+  }
+  const int8_t* panel(int64_t p) const { return panels + p * kq * kQNR * 4; }
+};
+
+namespace {
+
+using runtime::Isa;
+using runtime::ThreadPool;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+const QKernels& qkernels(QgemmPath path) {
+  switch (path) {
+    case QgemmPath::Avx512Vnni:
+      return qgemm_detail::kQAvx512VnniKernels;
+    case QgemmPath::Avx2:
+      return qgemm_detail::kQAvx2Kernels;
+    default:
+      return qgemm_detail::kQPortableKernels;
+  }
+}
+
+template <typename T>
+T* aligned_array(size_t count) {
+  const size_t bytes = std::max<size_t>(64, (count * sizeof(T) + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  return static_cast<T*>(p);
+}
+
+// Row i of op(A) as a contiguous float row: A's own memory when it is one,
+// else gathered into buf.
+const float* a_row(const GemmParams& p, int64_t i, float* buf) {
+  if (!p.trans_a) return p.a + i * p.lda;
+  for (int64_t kk = 0; kk < p.k; ++kk) buf[kk] = p.a[kk * p.lda + i];
+  return buf;
+}
+
+// Quantizes rows [i0, i0 + rows) of op(A) into MR-row panels at dst
+// (kq quads each, layout of qukernel.h) and their scales into sa[0, rows).
+// Panels are independent: spread over the pool when there is enough work.
+void pack_a(const QKernels& uk, const GemmParams& p, int64_t i0, int64_t rows, int64_t kq, uint8_t* dst, float* sa,
+            int nt) {
+  const int mr = uk.mr;
+  const int64_t mp = ceil_div(rows, mr);
+  const uint32_t shift = uk.shifted_a ? 0x80808080u : 0u;
+  const int64_t row_bytes = kq * 4;
+  auto panel = [&](int64_t t) {
+    // One contiguous quantized row (K padded to quads with zeros), then its words into the panel.
+    auto* scratch = static_cast<char*>(gemm_detail::frame_tile_scratch(static_cast<size_t>(row_bytes + 4 * p.k + 64)));
+    int8_t* qrow = reinterpret_cast<int8_t*>(scratch);
+    float* gather = reinterpret_cast<float*>(scratch + (row_bytes + 63) / 64 * 64);
+    uint32_t* d = reinterpret_cast<uint32_t*>(dst + t * mr * row_bytes);
+    for (int r = 0; r < mr; ++r) {
+      const int64_t i = t * mr + r;
+      if (i < rows) {
+        std::memset(qrow + (p.k & ~int64_t{3}), 0, 4);
+        sa[i] = uk.quant_row(a_row(p, i0 + i, gather), p.k, qrow);
+      } else {
+        std::memset(qrow, 0, static_cast<size_t>(row_bytes));
+      }
+      for (int64_t q = 0; q < kq; ++q) {
+        uint32_t w;
+        std::memcpy(&w, qrow + 4 * q, 4);
+        d[q * mr + r] = w ^ shift;
+      }
+    }
+  };
+  const int threads = rows * p.k >= (int64_t{1} << 17) ? nt : 1;
+  ThreadPool::instance().parallel_tiles(mp, panel, threads);
+}
+
+// Columns per block: the block's panels (K bytes per column) take ~1/2 of L2;
+// N then split into equal whole panels.
+int64_t column_block(int64_t n, int64_t kq) {
+  const int64_t l2 = static_cast<int64_t>(runtime::cpu_info().l2_bytes);
+  const int64_t nc = std::max<int64_t>(kQNR, (l2 / 2) / (kq * 4) / kQNR * kQNR);
+  return ceil_div(ceil_div(n, ceil_div(n, nc)), kQNR) * kQNR;
+}
+
+void run_qgemm(const QKernels& uk, const QPackedB& w, const GemmParams& p, int nt) {
+  const int mr = uk.mr;
+  const int64_t kq = w.kq;
+  const int64_t np_total = w.np;
+  const int64_t nc = column_block(p.n, kq);
+  // Row super-blocks: Ã (MR * K bytes per panel) within sgemm's Ã budget.
+  const int64_t sb_max = std::max<int64_t>(mr, gemm_detail::kFrameAPackBytes / (kq * 4) / mr * mr);
+  const int64_t msb = ceil_div(ceil_div(p.m, ceil_div(p.m, sb_max)), mr) * mr;
+  for (int64_t ic = 0; ic < p.m; ic += msb) {
+    const int64_t ms = std::min(msb, p.m - ic);
+    const int64_t mp = ceil_div(ms, mr);
+    const size_t a_bytes = static_cast<size_t>(mp * mr * kq * 4);
+    auto* base = static_cast<char*>(gemm_detail::frame_thread_scratch(a_bytes + static_cast<size_t>(ms) * 4 + 64));
+    uint8_t* const a_pack = reinterpret_cast<uint8_t*>(base);
+    float* const sa = reinterpret_cast<float*>(base + (a_bytes + 63) / 64 * 64);
+    pack_a(uk, p, ic, ms, kq, a_pack, sa, nt);
+
+    const gemm_detail::TileGrid g = gemm_detail::tile_grid(ms, mp, p.n, nc, np_total, nt);
+    auto tile = [&](int64_t t) {
+      const int64_t rb = t / g.ncb, cb = t % g.ncb;
+      const int64_t plo = rb * g.rb_panels, phi = std::min(mp, plo + g.rb_panels);
+      const int64_t qlo = cb * g.cb_panels, qhi = std::min(np_total, qlo + g.cb_panels);
+      for (int64_t ir = plo; ir < phi; ++ir) {
+        const int64_t i = ic + ir * mr;
+        const int m_valid = static_cast<int>(std::min<int64_t>(mr, p.m - i));
+        const uint8_t* ap = a_pack + ir * mr * kq * 4;
+        float* crow = p.c + i * p.ldc;
+        for (int64_t jr = qlo; jr < qhi; ++jr) {
+          const int64_t j = jr * kQNR;
+          QStore st{sa + ir * mr, w.sw + j, w.comp + j,
+                    gemm_detail::Epilogue{p.alpha, p.beta, p.bias ? p.bias + j : nullptr, static_cast<int>(p.act)}};
+          uk.kernel(kq, ap, w.panel(jr), crow + j, p.ldc, m_valid, static_cast<int>(std::min<int64_t>(kQNR, p.n - j)),
+                    &st);
+        }
+      }
+    };
+    // ~4x the multiply-adds per second of fp32: the same wall-time bar for waking the workers at once.
+    ThreadPool::instance().parallel_tiles(g.nrb * g.ncb, tile, nt,
+                                          static_cast<double>(ms) * p.n * p.k > 4 * gemm_detail::kFrameEagerWakeFma);
+  }
+}
+
+// M == 1: x quantized once, then threads split the columns on panel boundaries.
+void run_qgemv(const QKernels& uk, const QPackedB& w, const GemmParams& p, int nt) {
+  const int64_t kq = w.kq;
+  auto* base = static_cast<char*>(gemm_detail::frame_thread_scratch(static_cast<size_t>(kq * 4 + 4 * p.k + 128)));
+  int8_t* const xq = reinterpret_cast<int8_t*>(base);
+  float* const gather = reinterpret_cast<float*>(base + (kq * 4 + 63) / 64 * 64);
+  std::memset(xq + (p.k & ~int64_t{3}), 0, 4);
+  const float* x = p.a;
+  if (p.trans_a && p.lda != 1) {
+    for (int64_t kk = 0; kk < p.k; ++kk) gather[kk] = p.a[kk * p.lda];
+    x = gather;
+  }
+  const float sa = uk.quant_row(x, p.k, xq);
+  if (uk.shifted_a) {
+    for (int64_t i = 0; i < kq * 4; ++i) xq[i] = static_cast<int8_t>(static_cast<uint8_t>(xq[i]) ^ 0x80u);
+  }
+  const QStore st{&sa, w.sw, w.comp, gemm_detail::Epilogue{p.alpha, p.beta, p.bias, static_cast<int>(p.act)}};
+  // A second thread from ~1 MB of int8 weights per thread (the bf16 GEMV's bar in bytes).
+  const int64_t threads = std::min<int64_t>(nt, std::max<int64_t>(1, p.k * p.n / (1 << 20)));
+  gemm_detail::frame_split_columns(p.n, kQNR, threads, [&](int64_t j0, int64_t j1) {
+    uk.gemv(kq, reinterpret_cast<const uint8_t*>(xq), w.panels, j0, j1, p.c, p.n, &st);
+  });
+}
+
+}  // namespace
+
+QgemmPath qgemm_path() {
+  switch (runtime::active_isa()) {
+    case Isa::Avx512:
+      // active_isa() == Avx512 implies the OS saves ZMM state.
+      return runtime::cpu_info().avx512vnni ? QgemmPath::Avx512Vnni : QgemmPath::Avx2;
+    case Isa::Avx2:
+      return QgemmPath::Avx2;
+    default:
+      return QgemmPath::Portable;
+  }
+}
+
+const char* qgemm_path_name(QgemmPath path) {
+  switch (path) {
+    case QgemmPath::Avx512Vnni:
+      return "avx512vnni";
+    case QgemmPath::Avx2:
+      return "avx2";
+    default:
+      return "portable";
+  }
+}
+
+std::shared_ptr<const QPackedB> qpack_b(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n) {
+  if (k <= 0 || n <= 0) return nullptr;
+  const QKernels& uk = qkernels(qgemm_path());
+  auto w = std::make_shared<QPackedB>();
+  w->k = k;
+  w->n = n;
+  w->kq = ceil_div(k, 4);
+  w->np = ceil_div(n, kQNR);
+  const int64_t cols = w->np * kQNR;
+  const size_t panel_bytes = static_cast<size_t>(w->kq * kQNR * 4);
+  w->panels = aligned_array<int8_t>(panel_bytes * static_cast<size_t>(w->np));
+  w->sw = aligned_array<float>(static_cast<size_t>(cols));
+  w->comp = aligned_array<int32_t>(static_cast<size_t>(cols));
+  w->bytes = panel_bytes * static_cast<size_t>(w->np) + static_cast<size_t>(cols) * 8;
+  const int64_t kq = w->kq;
+  // Panels are independent: quantize them in parallel, one column at a time.
+  ThreadPool::instance().parallel_tiles(w->np, [&](int64_t pi) {
+    auto* scratch = static_cast<char*>(gemm_detail::frame_tile_scratch(static_cast<size_t>(kq * 4 + 4 * k + 64)));
+    int8_t* qcol = reinterpret_cast<int8_t*>(scratch);
+    float* gather = reinterpret_cast<float*>(scratch + (kq * 4 + 63) / 64 * 64);
+    int8_t* dst = w->panels + pi * static_cast<int64_t>(panel_bytes);
+    for (int jj = 0; jj < kQNR; ++jj) {
+      const int64_t j = pi * kQNR + jj;
+      std::memset(qcol, 0, static_cast<size_t>(kq * 4));
+      float s = 0.0f;
+      if (j < n) {
+        const float* col = b + j * ldb;
+        if (!trans_b) {
+          for (int64_t kk = 0; kk < k; ++kk) gather[kk] = b[kk * ldb + j];
+          col = gather;
+        }
+        s = uk.quant_row(col, k, qcol);
+      }
+      int32_t sum = 0;
+      for (int64_t kk = 0; kk < kq * 4; ++kk) {
+        dst[(kk / 4 * kQNR + jj) * 4 + kk % 4] = qcol[kk];
+        sum += qcol[kk];
+      }
+      w->sw[j] = s;
+      // 128 * sum fits: |sum| <= 127 * K < 2^31 / 128 for K <= kQgemmMaxK.
+      w->comp[j] = 128 * sum;
+    }
+  });
+  return w;
+}
+
+size_t qpacked_bytes(const QPackedB& w) { return w.bytes; }
+
+void qgemm(const QPackedB& w, const GemmParams& p, int nt) {
+  const QKernels& uk = qkernels(qgemm_path());
+  if (p.m == 1) {
+    run_qgemv(uk, w, p, nt);
+  } else {
+    run_qgemm(uk, w, p, nt);
+  }
+}
+
+void qpacked_read(const QPackedB& w, int8_t* q, float* sw) {
+  for (int64_t j = 0; j < w.n; ++j) {
+    const int8_t* panel = w.panel(j / kQNR);
+    const int64_t jj = j % kQNR;
+    for (int64_t kk = 0; kk < w.k; ++kk) q[j * w.k + kk] = panel[(kk / 4 * kQNR + jj) * 4 + kk % 4];
+    sw[j] = w.sw[j];
+  }
+}
+
+float qgemm_quantize_row(const float* x, int64_t k, int8_t* q) {
+  const QKernels& uk = qkernels(qgemm_path());
+  int8_t* buf = static_cast<int8_t*>(gemm_detail::frame_thread_scratch(static_cast<size_t>(k + 4)));
+  const float s = uk.quant_row(x, k, buf);
+  std::memcpy(q, buf, static_cast<size_t>(k));
+  return s;
+}
+
+}  // namespace attnode::kernels

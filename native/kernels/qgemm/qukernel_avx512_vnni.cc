@@ -1,0 +1,182 @@
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")
+// AVX512-VNNI int8 kernels: an 8 x 48 micro-kernel on vpdpbusd, the row
+// quantizer and the M = 1 GEMV. Layouts and arithmetic: qukernel.h, qgemm.h.
+//
+// vpdpbusd multiplies 64 u8 x s8 pairs and adds each group of four into an
+// int32 lane: 4x the multiply-adds of one fp32 FMA per instruction. The
+// tiling is the fp32 kernel's (24 zmm accumulators, 3 B vectors, 1 broadcast
+// of four A bytes per row): 24 vpdpbusd against 11 loads per quad of k. A
+// on this path is shifted to u8 (qa + 128) and the store subtracts each
+// column's 128 * sum_k qw, which is exact modulo 2^32 (qgemm.h).
+//
+// Only called when the CPU has AVX512-VNNI and the active path is avx512.
+// Only <immintrin.h>/<cstdint>/<cstddef> and interface headers (ODR: see
+// gemm/ukernel_avx512.cc).
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "qukernel.h"
+
+// GCC 12 false positives inside its own avx512fintrin.h (_mm512_undefined_* in
+// the conversion/reduce intrinsics).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace attnode::kernels::qgemm_detail {
+namespace {
+
+using gemm_detail::Epilogue;
+
+constexpr int kMR = 8;
+constexpr int kNR = kQNR;
+constexpr int kQuadBytes = kNR * 4;  // one quad of a B panel: 192 bytes, 3 zmm
+
+#include "../gemm/avx512_common.inc"
+
+// Quads ahead to prefetch in the B stream (panels come from L2) and in the
+// GEMV's stream (weights from memory).
+constexpr int kPfB = 8;
+constexpr int kPfGemv = 48;
+
+// acc -> float(acc - comp) * (sa * sw) for the m valid rows (the others 0).
+template <int MR>
+ATTNODE_INLINE void dequant(const __m512i (&acc)[MR][3], __m512 (&out)[MR][3], int m, const QStore* st) {
+  __m512 sw[3];
+  __m512i comp[3];
+#pragma GCC unroll 3
+  for (int v = 0; v < 3; ++v) {
+    sw[v] = _mm512_loadu_ps(st->col_scale + 16 * v);
+    comp[v] = _mm512_loadu_si512(st->comp + 16 * v);
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    const __m512 sa = _mm512_set1_ps(r < m ? st->row_scale[r] : 0.0f);
+#pragma GCC unroll 3
+    for (int v = 0; v < 3; ++v) {
+      const __m512 cs = _mm512_mul_ps(sa, sw[v]);
+      out[r][v] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], comp[v])), cs);
+    }
+  }
+}
+
+void kernel_8x48(int64_t kq, const uint8_t* a, const int8_t* b, float* c, int64_t ldc, int m, int n,
+                 const QStore* st) {
+  __m512i acc[kMR][3];
+#pragma GCC unroll 8
+  for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_si512();
+  for (int r = 0; r < m; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 32), _MM_HINT_T0);
+  }
+  const int32_t* a32 = reinterpret_cast<const int32_t*>(a);
+  for (int64_t q = 0; q < kq; ++q) {
+    _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kQuadBytes), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kQuadBytes + 64), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kQuadBytes + 128), _MM_HINT_T0);
+    const __m512i b0 = _mm512_load_si512(b);
+    const __m512i b1 = _mm512_load_si512(b + 64);
+    const __m512i b2 = _mm512_load_si512(b + 128);
+#pragma GCC unroll 8
+    for (int r = 0; r < kMR; ++r) {
+      const __m512i av = _mm512_set1_epi32(a32[r]);
+      acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
+      acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
+      acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], av, b2);
+    }
+    a32 += kMR;
+    b += kQuadBytes;
+  }
+  __m512 out[kMR][3];
+  dequant<kMR>(acc, out, m, st);
+  store_tile<kMR, 3>(out, c, ldc, m, n, &st->ep);
+}
+
+float quant_row(const float* x, int64_t k, int8_t* q) {
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+  __m512i mx = _mm512_setzero_si512();
+  for (int64_t i = 0; i < k; i += 16) {
+    const __mmask16 mk = tail_mask(static_cast<int>(k - i < 16 ? k - i : 16));
+    mx = _mm512_max_epu32(mx, _mm512_and_si512(_mm512_maskz_loadu_epi32(mk, x + i), abs_mask));
+  }
+  const uint32_t m = _mm512_reduce_max_epu32(mx);
+  const float amax = _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(m))));
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  if (m == 0 || m >= 0x7f800000u) {
+    for (int64_t i = 0; i < k; i += 16) {
+      const __mmask16 mk = tail_mask(static_cast<int>(k - i < 16 ? k - i : 16));
+      _mm_mask_storeu_epi8(q + i, mk, _mm_setzero_si128());
+    }
+    return amax / 127.0f;
+  }
+  const __m512 inv = _mm512_set1_ps(127.0f / amax);
+  for (int64_t i = 0; i < k; i += 16) {
+    const __mmask16 mk = tail_mask(static_cast<int>(k - i < 16 ? k - i : 16));
+    // cvtps2dq rounds with MXCSR: round-half-to-even (the default, never changed here).
+    __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), inv));
+    v = _mm512_min_epi32(hi, _mm512_max_epi32(lo, v));
+    _mm_mask_storeu_epi8(q + i, mk, _mm512_cvtepi32_epi8(v));
+  }
+  return amax / 127.0f;
+}
+
+// NP (1..4) panels side by side over all kq quads of x: 3 * NP independent chains.
+template <int NP>
+ATTNODE_INLINE void gemv_panels(int64_t kq, const int32_t* x, const int8_t* b, int64_t stride, __m512i (&acc)[4][3]) {
+#pragma GCC unroll 4
+  for (int p = 0; p < NP; ++p) acc[p][0] = acc[p][1] = acc[p][2] = _mm512_setzero_si512();
+  for (int64_t q = 0; q < kq; ++q) {
+    const __m512i xv = _mm512_set1_epi32(x[q]);
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; ++p) {
+      const int8_t* bq = b + p * stride + q * kQuadBytes;
+      _mm_prefetch(reinterpret_cast<const char*>(bq + kPfGemv * kQuadBytes), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(bq + kPfGemv * kQuadBytes + 64), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(bq + kPfGemv * kQuadBytes + 128), _MM_HINT_T0);
+      acc[p][0] = _mm512_dpbusd_epi32(acc[p][0], xv, _mm512_load_si512(bq));
+      acc[p][1] = _mm512_dpbusd_epi32(acc[p][1], xv, _mm512_load_si512(bq + 64));
+      acc[p][2] = _mm512_dpbusd_epi32(acc[p][2], xv, _mm512_load_si512(bq + 128));
+    }
+  }
+}
+
+void gemv(int64_t kq, const uint8_t* x, const int8_t* packed, int64_t j0, int64_t j1, float* c, int64_t /*n*/,
+          const QStore* st) {
+  const int64_t stride = kq * kQuadBytes;
+  const int32_t* x32 = reinterpret_cast<const int32_t*>(x);
+  const __m512 sa = _mm512_set1_ps(st->row_scale[0]);
+  for (int64_t j = j0; j < j1;) {
+    const int64_t panels_left = (j1 - j + kNR - 1) / kNR;
+    const int np4 = panels_left < 4 ? static_cast<int>(panels_left) : 4;
+    const int8_t* b = packed + (j / kNR) * stride;
+    __m512i acc[4][3];
+    switch (np4) {
+      case 4: gemv_panels<4>(kq, x32, b, stride, acc); break;
+      case 3: gemv_panels<3>(kq, x32, b, stride, acc); break;
+      case 2: gemv_panels<2>(kq, x32, b, stride, acc); break;
+      default: gemv_panels<1>(kq, x32, b, stride, acc); break;
+    }
+    for (int p = 0; p < np4; ++p, j += kNR) {
+      const int nj = static_cast<int>(j1 - j < kNR ? j1 - j : kNR);
+#pragma GCC unroll 3
+      for (int v = 0; v < 3; ++v) {
+        const __mmask16 mk = tail_mask(nj - 16 * v);
+        if (!mk) break;
+        const int64_t jj = j + 16 * v;
+        const __m512 cs = _mm512_mul_ps(sa, _mm512_loadu_ps(st->col_scale + jj));
+        const __m512 d =
+            _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[p][v], _mm512_loadu_si512(st->comp + jj))), cs);
+        store_vec(c + jj, st->ep.bias ? st->ep.bias + jj : nullptr, d, mk, &st->ep);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+extern const QKernels kQAvx512VnniKernels = {kMR, true, kernel_8x48, quant_row, gemv};
+
+}  // namespace attnode::kernels::qgemm_detail
