@@ -82,6 +82,10 @@ export interface GemmArgs {
    * 'bfloat16': B (and A, as it is packed) are rounded to bfloat16 and
    * multiplied with float32 accumulation; the native backend uses AVX512-BF16
    * dot products, the JS backend emulates the rounding (the reference).
+   * 'int8': B quantized to int8 per output column once (per `bVersion`), A per
+   * row at every call, products summed exactly in int32 and dequantized in
+   * the store (native/kernels/qgemm/qgemm.h); the JS backend emulates it bit
+   * for bit. Needs one B for every batch item (strideB 0).
    */
   bPrecision?: WeightPrecision;
   /**
@@ -96,9 +100,14 @@ export interface GemmArgs {
 /**
  * Precision of a module's GEMM weights. 'float32' (default) is the reference;
  * 'bfloat16' halves weight memory traffic and doubles the dot-product rate on
- * CPUs with AVX512-BF16, at about 3 significant digits per product.
+ * CPUs with AVX512-BF16, at about 3 significant digits per product. 'int8'
+ * quantizes weights per output channel (once) and activations per row (at
+ * every call) to int8, multiplies exactly in int32 (AVX512-VNNI `vpdpbusd`,
+ * AVX2, or portable code: every CPU) and dequantizes in the store: a quarter
+ * of the weight bytes and up to 4x the multiply-adds per instruction, at
+ * about 2 significant digits per input.
  */
-export type WeightPrecision = 'float32' | 'bfloat16';
+export type WeightPrecision = 'float32' | 'bfloat16' | 'int8';
 
 /**
  * Precision of attention's two products (q·kᵀ and probabilities·v).

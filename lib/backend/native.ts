@@ -28,6 +28,8 @@ export interface NativeInfo {
   numThreads: number;
   /** Whether bfloat16 weights can be packed now (the CPU has AVX512-BF16 and the active path is avx512). */
   bf16: boolean;
+  /** The kernels int8 weights run on now: 'avx512vnni', 'avx2' or 'portable' (follows the active path). */
+  int8: 'avx512vnni' | 'avx2' | 'portable';
   /** Whether the process allocator keeps freed buffers for reuse (see native/runtime/memory.h; ATTNODE_MALLOC_TUNING=0 turns it off). */
   allocatorTuned: boolean;
   cpu: { vendor: string; brand: string; features: string[]; l1dBytes: number; l2Bytes: number; l3Bytes: number };
@@ -70,7 +72,8 @@ export interface Addon extends AddonOps, AddonRecordOps {
   createCommandList(): CommandList;
   /**
    * Packs op(B) (k × n; transB: B stored [n, k]) into the GEMM's panel layout for the current kernel path,
-   * as float32 or bfloat16 (a RangeError when `info().bf16` is false).
+   * as float32, bfloat16 (a RangeError when `info().bf16` is false) or int8 (quantized per column of op(B); every
+   * path, k ≤ 133,143).
    */
   packWeight(b: Float32Array, k: number, n: number, transB: boolean, precision?: WeightPrecision): PackedWeight;
   /** What a packed weight holds. */
@@ -214,6 +217,7 @@ function makeNativeBackend(a: Addon): Backend {
   // every call): a hit skips building the string key, which a decode step would otherwise do for every product.
   const lastPacked = new WeakMap<Float32Array, { k: number; n: number; precision: string; version: number; packed: PackedWeight }>();
   const packedFor = (g: GemmArgs): PackedWeight | null => {
+    if (g.cacheB && g.bPrecision === 'int8') return int8PackedFor(g);
     if (!g.cacheB || !g.transB || ((g.batch ?? 1) > 1 && (g.strideB ?? 0) !== 0)) return null;
     if (g.ldb !== undefined && g.ldb !== g.k) return null;
     const precision = g.bPrecision ?? 'float32';
@@ -241,6 +245,39 @@ function makeNativeBackend(a: Addon): Backend {
     lastPacked.set(g.b, { k: g.k, n: g.n, precision, version, packed });
     return packed;
   };
+  // int8 has no unpacked path, so any layout of a constant B packs: a transposed or strided one (a weight view)
+  // from a contiguous [n, k] copy of op(B)ᵀ, cached under the view's memory and layout like any other packing.
+  const int8Packed = new WeakMap<ArrayBufferLike, Map<string, { version: number; packed: PackedWeight }>>();
+  const int8PackedFor = (g: GemmArgs): PackedWeight => {
+    if ((g.batch ?? 1) > 1 && (g.strideB ?? 0) !== 0) {
+      throw new RangeError(`gemm: bPrecision 'int8' needs one weight for every batch item (strideB 0), got strideB ${g.strideB}`);
+    }
+    const transB = g.transB ?? false;
+    const ldb = g.ldb ?? (transB ? g.k : g.n);
+    const version = g.bVersion ?? 0;
+    const last = lastPacked.get(g.b);
+    if (last && last.k === g.k && last.n === g.n && last.precision === 'int8' && last.version === version && transB && ldb === g.k) {
+      return last.packed;
+    }
+    let byLayout = int8Packed.get(g.b.buffer);
+    if (!byLayout) int8Packed.set(g.b.buffer, (byLayout = new Map()));
+    const key = `${g.b.byteOffset},${g.b.length},${g.k},${g.n},${transB},${ldb}`;
+    const entry = byLayout.get(key);
+    if (entry && entry.version === version) return entry.packed;
+    let rows = g.b;
+    if (!transB || ldb !== g.k) {
+      rows = new Float32Array(g.n * g.k);
+      for (let j = 0; j < g.n; j++) {
+        for (let t = 0; t < g.k; t++) rows[j * g.k + t] = transB ? g.b[j * ldb + t]! : g.b[t * ldb + j]!;
+      }
+    } else if (rows.length > g.n * g.k) {
+      rows = rows.subarray(0, g.n * g.k);
+    }
+    const packed = a.packWeight(rows, g.k, g.n, true, 'int8');
+    byLayout.set(key, { version, packed });
+    if (transB && ldb === g.k) lastPacked.set(g.b, { k: g.k, n: g.n, precision: 'int8', version, packed });
+    return packed;
+  };
   const ops = {} as BackendOps;
   for (const op of OP_NAMES) {
     (ops as Record<OpName, (args: AddonArgs<OpName>) => void>)[op] = (args) => call(op, args);
@@ -248,7 +285,9 @@ function makeNativeBackend(a: Addon): Backend {
   // The one op with an addon-only field: a packed copy of a constant B.
   ops.gemm = (g: GemmArgs) => {
     const packedB = packedFor(g);
-    call('gemm', packedB ? { ...g, packedB } : g);
+    // An int8 packing is of op(B)ᵀ as contiguous rows, whatever layout this call reads B in.
+    const int8 = g.cacheB === true && g.bPrecision === 'int8';
+    call('gemm', packedB ? (int8 ? { ...g, packedB, transB: true, ldb: g.k } : { ...g, packedB }) : g);
   };
   return { name: 'native', ...ops };
 }

@@ -198,7 +198,10 @@ export interface LinearOptions extends OutOptions {
   /**
    * With `cacheWeight`: multiply in bfloat16 (weights and inputs rounded to
    * bfloat16, float32 accumulation; AVX512-BF16 on the native backend,
-   * emulated on JS). Default 'float32'. See `Module.useWeightPrecision`.
+   * emulated on JS), or in int8 (the weight quantized per output channel
+   * once, x per row at every call, exact int32 products dequantized in the
+   * store; AVX512-VNNI, AVX2 or portable kernels, emulated bit for bit on
+   * JS). Default 'float32'. See `Module.useWeightPrecision`.
    */
   weightPrecision?: WeightPrecision;
 }
@@ -242,12 +245,16 @@ function linearForward(x: F32, weight: F32, bias: F32 | null | undefined, opts: 
   const act = ACTIVATIONS[actName];
   // A cached weight's precision: the option, else the execution context's (a module's useWeightPrecision).
   const weightPrecision = opts?.weightPrecision ?? (opts?.cacheWeight === true ? currentContext().weightPrecision : 'float32');
-  if (weightPrecision !== 'float32' && weightPrecision !== 'bfloat16') {
-    throw argTypeError(fn, 'weightPrecision', "be 'float32' or 'bfloat16'", weightPrecision);
+  if (weightPrecision !== 'float32' && weightPrecision !== 'bfloat16' && weightPrecision !== 'int8') {
+    throw argTypeError(fn, 'weightPrecision', "be 'float32', 'bfloat16' or 'int8'", weightPrecision);
   }
-  if (weightPrecision === 'bfloat16' && opts?.cacheWeight !== true) {
-    throw argTypeErrorRaw(fn, 'weightPrecision', "be 'float32' unless cacheWeight is true (a bfloat16 weight is packed once)",
-      "'bfloat16' without cacheWeight");
+  if (weightPrecision !== 'float32' && opts?.cacheWeight !== true) {
+    throw argTypeErrorRaw(fn, 'weightPrecision', `be 'float32' unless cacheWeight is true (a ${weightPrecision} weight is a constant, packed once)`,
+      `'${weightPrecision}' without cacheWeight`);
+  }
+  if (weightPrecision === 'int8' && nIn > 133143) {
+    throw argRangeErrorRaw(fn, 'weightPrecision', "be 'int8' only for in_features <= 133143 (127 * 127 * in_features must fit int32)",
+      `in_features ${nIn}`);
   }
   const outShape = [...x.shape.slice(0, -1), nOut];
   checkShape(fn, 'out', outShape);

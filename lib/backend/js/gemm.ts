@@ -23,6 +23,8 @@
 import { Activation } from '../backend';
 import type { GemmArgs } from '../backend';
 import { geluExact, geluTanh } from './math';
+import { qgemmOne, quantizeWeightInt8 } from './qgemm';
+import type { Int8Weight } from './qgemm';
 
 const MR = 4;
 const NR = 4;
@@ -243,6 +245,10 @@ function checkLd(name: string, ld: number, min: number): void {
 
 /** The JS backend's {@link Backend.gemm}. See the module comment for the algorithm. */
 export function gemm(args: GemmArgs): void {
+  const int8 = args.bPrecision === 'int8' && args.cacheB === true;
+  if (int8 && (args.batch ?? 1) > 1 && (args.strideB ?? 0) !== 0) {
+    throw new RangeError(`gemm: bPrecision 'int8' needs one weight for every batch item (strideB 0), got strideB ${args.strideB}`);
+  }
   if (args.bPrecision === 'bfloat16' && args.cacheB) {
     // Reference of the native bf16 path: both operands rounded to bfloat16, products accumulated in float32.
     args = { ...args, a: roundToBf16(args.a), b: bf16Weight(args.b), bPrecision: 'float32' };
@@ -272,7 +278,30 @@ export function gemm(args: GemmArgs): void {
   if (g.bias !== null && g.bias.length < n) {
     throw new RangeError(`gemm: argument 'bias' must have at least ${n} elements, got ${g.bias.length}`);
   }
+  if (int8 && k > 0) {
+    // Reference of the native int8 path (./qgemm.ts): the weight quantized once per version, A per row and call.
+    const w = int8Weight(g.b, g.ldb, transB, k, n, args.bVersion ?? 0);
+    for (let i = 0; i < batch; i++) qgemmOne(g, w, i * g.strideA, i * g.strideC);
+    return;
+  }
   for (let i = 0; i < batch; i++) gemmOne(g, i * g.strideA, i * g.strideB, i * g.strideC);
+}
+
+/**
+ * Constant weights quantized to int8 once per version (`GemmArgs.bVersion`), kept while the weight's memory lives,
+ * keyed by the memory and the layout read from it (as the native backend's packed copies are).
+ */
+const int8Weights = new WeakMap<ArrayBufferLike, Map<string, { version: number; w: Int8Weight }>>();
+
+function int8Weight(b: Float32Array, ldb: number, transB: boolean, k: number, n: number, version: number): Int8Weight {
+  let byRegion = int8Weights.get(b.buffer);
+  if (!byRegion) int8Weights.set(b.buffer, (byRegion = new Map()));
+  const key = `${b.byteOffset},${b.length},${ldb},${transB},${k},${n}`;
+  const hit = byRegion.get(key);
+  if (hit && hit.version === version) return hit.w;
+  const w = quantizeWeightInt8(b, 0, ldb, transB, k, n);
+  byRegion.set(key, { version, w });
+  return w;
 }
 
 /**
