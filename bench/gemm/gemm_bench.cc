@@ -33,6 +33,7 @@
 #include "../../native/runtime/cpu_features.h"
 #include "../../native/runtime/thread_pool.h"
 #include "fma_peak.h"
+#include "int8_section.h"
 
 namespace {
 
@@ -84,6 +85,8 @@ std::string iso_date() {
 
 int main(int argc, char** argv) {
   bool quick = false;
+  // The int8-weight rows (int8_section.h) run after the fp32 peers; --int8-only skips the peers, --no-int8 the rows.
+  bool int8_only = false, with_int8 = true;
   std::string out_dir = "bench/results";
   int reps = 9;
   for (int i = 1; i < argc; ++i) {
@@ -91,6 +94,8 @@ int main(int argc, char** argv) {
     if (s == "--quick") quick = true;
     if (s == "--out" && i + 1 < argc) out_dir = argv[++i];
     if (s == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
+    if (s == "--int8-only") int8_only = true;
+    if (s == "--no-int8") with_int8 = false;
   }
   if (quick) reps = std::min(reps, 3);
 
@@ -128,6 +133,13 @@ int main(int argc, char** argv) {
       "(2 cores)\n",
       peak1);
   std::printf("# reps=%d (median), peers interleaved per rep, warm-up first\n\n", reps);
+
+  if (int8_only) {
+    const std::string md = attnode_bench::run_int8_section(reps, quick, out_dir, iso_date(), max_threads, peak1, time_calls);
+    std::fputs(md.c_str(), stdout);
+    std::printf("\nwrote %s/gemm-int8-latest.md\n", out_dir.c_str());
+    return 0;
+  }
 
   std::vector<Peer> peers;
   peers.push_back({"attnode", [](const Shape& s, Buffers& b) {
@@ -282,6 +294,12 @@ int main(int argc, char** argv) {
     std::fputs(md.c_str(), f);
     std::fclose(f);
     std::printf("wrote %s\n", mpath.c_str());
+  }
+  if (with_int8) {
+    std::printf("\n");
+    const std::string int8_md = attnode_bench::run_int8_section(reps, quick, out_dir, date, max_threads, peak1, time_calls);
+    std::fputs(int8_md.c_str(), stdout);
+    std::printf("\nwrote %s/gemm-int8-latest.md\n", out_dir.c_str());
   }
   return 0;
 }
