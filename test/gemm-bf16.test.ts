@@ -278,7 +278,7 @@ describe.skipIf(skipReason !== '')(`bf16 weights GEMM${skipReason ? ` (skipped: 
     expect(a.packedWeightInfo(a.packWeight(B, 2, 3, true, 'float32')).precision).toBe('float32');
     expect(a.packedWeightInfo(a.packWeight(B, 2, 3, true, null as never)).precision).toBe('float32');
     expect(() => a.packWeight(B, 2, 3, true, 'float16' as never)).toThrowError(
-      /packWeight: argument 'precision' must be 'float32' \| 'bfloat16', got 'float16'/,
+      /packWeight: argument 'precision' must be 'float32' \| 'bfloat16' \| 'int8', got 'float16'/,
     );
     expect(() => a.packWeight(B, 2, 3, true, 16 as never)).toThrowError(TypeError);
     expect(() => (a.packWeight as (...x: unknown[]) => unknown)(B, 2, 3, true, 'bfloat16', 1)).toThrowError(TypeError);

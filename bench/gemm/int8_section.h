@@ -6,7 +6,7 @@
 // panel packing), and M = 1 (the GEMVs).
 #pragma once
 
-#include <sys/utsname.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cmath>
@@ -57,7 +57,8 @@ inline std::string run_int8_section(int reps, bool quick, const std::string& out
   struct Row {
     S s;
     int threads;
-    double fp32_packed, fp32, int8;  // G(FL)OP/s, 2 M N K per call
+    double fp32_packed, fp32, int8;  // G(FL)OP/s, 2 M N K per call, wall time
+    double cpu_fp32_packed, cpu_int8;  // the same per CPU-second of the process (all its threads)
     std::string load;
   };
   std::vector<Row> rows;
@@ -99,11 +100,21 @@ inline std::string run_int8_section(int reps, bool quick, const std::string& out
         const double t = time_calls(peers[q], 3);
         calls[q] = std::max(1, static_cast<int>((quick ? 5e-4 : 2e-3) / t));
       }
-      std::vector<std::vector<double>> samples(peers.size());
+      std::vector<std::vector<double>> samples(peers.size()), cpu(peers.size());
       const double gop = 2.0 * s.m * s.n * s.k / 1e9;
+      auto cpu_s = [] {
+        timespec t;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+        return t.tv_sec + t.tv_nsec * 1e-9;
+      };
       for (int r = 0; r < reps; ++r)
-        for (size_t q = 0; q < peers.size(); ++q) samples[q].push_back(gop / time_calls(peers[q], calls[q]));
-      rows.push_back({s, nt, median(samples[0]), median(samples[1]), median(samples[2]), load_average()});
+        for (size_t q = 0; q < peers.size(); ++q) {
+          const double c0 = cpu_s();
+          samples[q].push_back(gop / time_calls(peers[q], calls[q]));
+          cpu[q].push_back(gop * calls[q] / (cpu_s() - c0));
+        }
+      rows.push_back({s, nt, median(samples[0]), median(samples[1]), median(samples[2]), median(cpu[0]), median(cpu[2]),
+                      load_average()});
     }
   }
 
@@ -118,32 +129,42 @@ inline std::string run_int8_section(int reps, bool quick, const std::string& out
                 rt::cpu_info().brand.c_str(), k::qgemm_path_name(k::qgemm_path()), rt::isa_name(rt::active_isa()),
                 reps, fma_peak_1core, load_start.c_str());
   md += line;
-  md += "| M | K | N | thr | fp32 packed GF/s | fp32 GF/s | int8 GOP/s | int8 / fp32 packed | int8 / fp32 | load |\n";
-  md += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+  md += "| M | K | N | thr | fp32 packed GF/s | fp32 GF/s | int8 GOP/s | int8 / fp32 packed | int8 / fp32 | "
+        "per CPU-s: fp32 packed | int8 | int8 / fp32 packed | load |\n";
+  md += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
   for (const Row& r : rows) {
-    std::snprintf(line, sizeof line, "| %ld | %ld | %ld | %d | %.1f | %.1f | %.1f | %.2f | %.2f | %s |\n",
+    std::snprintf(line, sizeof line,
+                  "| %ld | %ld | %ld | %d | %.1f | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %.2f | %s |\n",
                   (long)r.s.m, (long)r.s.k, (long)r.s.n, r.threads, r.fp32_packed, r.fp32, r.int8,
-                  r.int8 / r.fp32_packed, r.int8 / r.fp32, r.load.c_str());
+                  r.int8 / r.fp32_packed, r.int8 / r.fp32, r.cpu_fp32_packed, r.cpu_int8,
+                  r.cpu_int8 / r.cpu_fp32_packed, r.load.c_str());
     md += line;
   }
+  md += "\n(Per CPU-s: G(FL)OP per CPU-second of the whole process, which a shared machine's load moves much less than "
+        "wall time; with 2 threads it also counts a worker's spinning. Load: 1/5/15-minute averages after the row.)\n\n";
   md += "\n";
   for (int nt = 1; nt <= max_threads; ++nt) {
-    double l1 = 0, l2 = 0;
-    int cnt = 0;
-    double worst = 1e9;
-    for (const Row& r : rows) {
-      if (r.threads != nt || r.s.m < 128) continue;
-      l1 += std::log(r.int8 / r.fp32_packed);
-      l2 += std::log(r.int8 / r.fp32);
-      worst = std::min(worst, r.int8 / r.fp32_packed);
-      ++cnt;
+    for (int gemv = 0; gemv < 2; ++gemv) {
+      double l1 = 0, l2 = 0, l3 = 0;
+      int cnt = 0;
+      double worst = 1e9, worst_cpu = 1e9;
+      for (const Row& r : rows) {
+        if (r.threads != nt || (gemv ? r.s.m != 1 : r.s.m < 128)) continue;
+        l1 += std::log(r.int8 / r.fp32_packed);
+        l2 += std::log(r.int8 / r.fp32);
+        l3 += std::log(r.cpu_int8 / r.cpu_fp32_packed);
+        worst = std::min(worst, r.int8 / r.fp32_packed);
+        worst_cpu = std::min(worst_cpu, r.cpu_int8 / r.cpu_fp32_packed);
+        ++cnt;
+      }
+      if (!cnt) continue;
+      std::snprintf(line, sizeof line,
+                    "int8 geomean %d thread(s), %s: wall %.2fx fp32 packed (lowest %.2fx), %.2fx fp32 unpacked; per "
+                    "CPU-second %.2fx fp32 packed (lowest %.2fx)%s\n",
+                    nt, gemv ? "M = 1 (GEMV)" : "M >= 128", std::exp(l1 / cnt), worst, std::exp(l2 / cnt),
+                    std::exp(l3 / cnt), worst_cpu, gemv ? "" : " (target: >= 2.5x)");
+      md += line;
     }
-    if (!cnt) continue;
-    std::snprintf(line, sizeof line,
-                  "int8 geomean %d thread(s), M >= 128: %.2fx fp32 packed (lowest %.2fx), %.2fx fp32 unpacked "
-                  "(target: >= 2.5x)\n",
-                  nt, std::exp(l1 / cnt), worst, std::exp(l2 / cnt));
-    md += line;
   }
   std::string json = "{\n  \"date\": \"" + date + "\",\n  \"cpu\": \"" + rt::cpu_info().brand + "\",\n";
   json += "  \"int8_kernels\": \"" + std::string(k::qgemm_path_name(k::qgemm_path())) + "\",\n";
@@ -153,8 +174,10 @@ inline std::string run_int8_section(int reps, bool quick, const std::string& out
     const Row& r = rows[i];
     std::snprintf(line, sizeof line,
                   "    {\"m\": %ld, \"k\": %ld, \"n\": %ld, \"threads\": %d, \"fp32_packed_gflops\": %.2f, "
-                  "\"fp32_gflops\": %.2f, \"int8_gops\": %.2f, \"loadavg\": \"%s\"}%s\n",
-                  (long)r.s.m, (long)r.s.k, (long)r.s.n, r.threads, r.fp32_packed, r.fp32, r.int8, r.load.c_str(),
+                  "\"fp32_gflops\": %.2f, \"int8_gops\": %.2f, \"fp32_packed_gflops_per_cpu_s\": %.2f, "
+                  "\"int8_gops_per_cpu_s\": %.2f, \"loadavg\": \"%s\"}%s\n",
+                  (long)r.s.m, (long)r.s.k, (long)r.s.n, r.threads, r.fp32_packed, r.fp32, r.int8, r.cpu_fp32_packed,
+                  r.cpu_int8, r.load.c_str(),
                   i + 1 < rows.size() ? "," : "");
     json += line;
   }
