@@ -91,6 +91,22 @@ describe('attnode CLI', () => {
     expect(diff).toBeLessThan(5e-2);
   });
 
+  it('run --precision int8: the same rows within int8 error; an unknown precision is a usage error', () => {
+    const input = '[1,2,3]\n[4,5]\n';
+    const f32 = cli(['run', '--model', modelPath, '--config', configPath, '--input', '-'], input);
+    const q = cli(['run', '--model', modelPath, '--config', configPath, '--input', '-', '--precision', 'int8'], input);
+    expect(q.code, q.stderr).toBe(0);
+    const a = f32.stdout.trim().split('\n').map((l) => JSON.parse(l).pooled as number[]);
+    const b = q.stdout.trim().split('\n').map((l) => JSON.parse(l).pooled as number[]);
+    let diff = 0;
+    a.flat().forEach((v, i) => (diff = Math.max(diff, Math.abs(v - b.flat()[i]!))));
+    expect(diff).toBeGreaterThan(0);
+    expect(diff).toBeLessThan(5e-2);
+    const bad = cli(['run', '--model', modelPath, '--config', configPath, '--input', '-', '--precision', 'int4'], input);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--precision must be float32, bfloat16 or int8, got 'int4'/);
+  });
+
   it('demo: a real model streams text from a prompt, with tokens/s on the native and the TS backend', () => {
     const folder = cli(['demo', '--quick', '--model', 'test/fixtures/hf/gpt2-tiny', '--prompt', 'Hello', '--max-new-tokens', '12']);
     expect(folder.code, folder.stderr).toBe(0);

@@ -7,10 +7,14 @@
  * 2. stories260K (../shared/real: a trained llama2.c Llama, 5 layers, dim 64): the logits over its own 200-token
  *    greedy story (teacher-forced): cosine per position, top-1 agreement, and the story's perplexity under each
  *    precision; and where int8's own greedy story first departs from float32's.
- * 3. The sentence-embedding fixture folder test/fixtures/hf/bert-st (a MiniLM-shaped BERT with generated weights,
+ * 3. A trained seed model (`npm run train:seed -- --out DIR`: the article's TransformerModel taught to sort 8-digit
+ *    strings; `--seed-run DIR`, default runs/train-seed, skipped if absent): held-out loss, token and sequence
+ *    accuracy of greedy decoding under each precision.
+ * 4. The sentence-embedding fixture folder test/fixtures/hf/bert-st (a MiniLM-shaped BERT with generated weights,
  *    not a trained model; skipped if absent): cosine of each sentence's embedding.
  *
- * Usage: npx tsx bench/gemm/int8-accuracy.ts [--threads N] [--reps R]   → bench/results/int8-accuracy-latest.md
+ * Usage: npx tsx bench/gemm/int8-accuracy.ts [--threads N] [--reps R] [--seed-run DIR]
+ *        → bench/results/int8-accuracy-latest.md
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -18,11 +22,18 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as nn from '../../lib/nn';
 import { loadLlama2c } from '../../lib/io/llama2c';
+import { loadSafetensors } from '../../lib/io/safetensors';
+import { buildModel, evaluate, makeBatch, RUN_FILE, WEIGHTS_FILE, type SeedTaskConfig } from '../train/seed-task';
 import { pipeline } from '../../lib/pipelines';
 import { info, setNumThreads } from '../../lib/runtime';
 import { randn, Tensor } from '../../lib/tensor';
 
-const { values: args } = parseArgs({ options: { threads: { type: 'string', default: '1' }, reps: { type: 'string', default: '7' } } });
+const { values: args } = parseArgs({
+  options: {
+    threads: { type: 'string', default: '1' }, reps: { type: 'string', default: '7' },
+    'seed-run': { type: 'string', default: 'runs/train-seed' },
+  },
+});
 setNumThreads(Number(args.threads));
 const reps = Number(args.reps);
 const root = path.resolve(__dirname, '..', '..');
@@ -150,7 +161,29 @@ async function main(): Promise<void> {
     say(`(stories260K skipped: ${bin} is absent)\n`);
   }
 
-  // ---- 3. bert-st fixture ----
+  // ---- 3. a trained seed model ----
+  const seedDir = path.resolve(root, args['seed-run']!);
+  if (fs.existsSync(path.join(seedDir, RUN_FILE)) && fs.existsSync(path.join(seedDir, WEIGHTS_FILE))) {
+    const run = JSON.parse(fs.readFileSync(path.join(seedDir, RUN_FILE), 'utf8')) as { config: SeedTaskConfig; heldOut: number[][]; steps: number };
+    const model = buildModel(run.config);
+    model.loadStateDict((await loadSafetensors(path.join(seedDir, WEIGHTS_FILE))).tensors);
+    model.useBackend('native');
+    const heldOut = makeBatch(run.heldOut, run.config);
+    say(`## Trained seed model (train:seed, ${run.steps} steps; ${seedDir.startsWith(root) ? path.relative(root, seedDir) : seedDir})\n`);
+    say(`The article's TransformerModel (d ${run.config.dModel}, ${run.config.numEncoderLayers} + ${run.config.numDecoderLayers} layers, feed-forward ${run.config.dimFeedforward}) sorting 8-digit strings; its ${run.heldOut.length} held-out sequences, greedy decoding.\n`);
+    say('| precision | held-out loss | token accuracy | sequence accuracy |');
+    say('|---|---:|---:|---:|');
+    for (const p of ['float32', 'int8'] as const) {
+      model.useWeightPrecision(p);
+      const e = evaluate(model, heldOut, run.config);
+      say(`| ${p} | ${e.loss.toFixed(5)} | ${(100 * e.tokenAccuracy).toFixed(2)} % | ${(100 * e.sequenceAccuracy).toFixed(2)} % |`);
+    }
+    say('');
+  } else {
+    say(`(trained seed model skipped: no ${RUN_FILE} and ${WEIGHTS_FILE} in ${seedDir}; make one with npm run train:seed)\n`);
+  }
+
+  // ---- 4. bert-st fixture ----
   const st = path.join(root, 'test', 'fixtures', 'hf', 'bert-st');
   if (fs.existsSync(st)) {
     say('## test/fixtures/hf/bert-st (MiniLM-shaped sentence-transformers folder, generated weights, not trained)\n');

@@ -12,7 +12,7 @@ const REDIS = `  --redis        the Redis URL, e.g. redis://10.0.0.5:6379 (defau
 export const JOB_USAGE: Record<string, string> = {
   submit: `usage: attnode submit --redis redis://HOST:PORT --input rows.jsonl|rows.csv --output DIR [--model M] [--config c.json]
                       [--shard-size N] [--text-field F] [--batch-size N] [--format jsonl|csv] [--attempts N] [--backoff-ms N]
-                      [--output-kind pooled|tokens|both] [--seed N] [--precision float32|bfloat16] [--queue Q]
+                      [--output-kind pooled|tokens|both] [--seed N] [--precision float32|bfloat16|int8] [--queue Q]
   Splits the input into shard jobs on BullMQ (job id = run id + shard: submitting again is idempotent) and prints the
   run id. Every worker must see --input and --output at these paths.
 ${REDIS}
@@ -29,7 +29,7 @@ ${REDIS}
   --backoff-ms   first retry delay, doubled per attempt (default 1000)
   --output-kind  token rows: pooled (default), tokens or both
   --seed         seed of random weights (default 0)
-  --precision    float32 (default) or bfloat16 weight GEMMs
+  --precision    float32 (default), bfloat16 or int8 weight GEMMs
   --queue        the BullMQ queue (default attnode-shards)`,
   worker: `usage: attnode worker --redis URL [--concurrency N] [--threads T] [--lock-ms N] [--grace-ms N] [--metrics-port P]
                       [--metrics-host H] [--queue Q] [--quiet]

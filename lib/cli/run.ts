@@ -24,7 +24,7 @@ import { UsageError, intFlag, parseFlags } from './args';
 
 export const RUN_USAGE = `usage: attnode run --input in.jsonl|in.csv [--output out.jsonl] [--model m.safetensors|<hf folder>] [--config c.json]
                   [--batch-size N] [--output-kind pooled|tokens|both] [--seed N] [--threads N] [--no-progress]
-                  [--precision float32|bfloat16] [--text-field F] [--format jsonl|csv]
+                  [--precision float32|bfloat16|int8] [--text-field F] [--format jsonl|csv]
   --input        JSONL of token-id rows ([1,2,3] or {"tokens":[...],"id":...}), or of text rows for a
                  Hugging Face folder ("text" or {"text":"...","id":...}); CSV by extension; - for stdin
   --output       JSONL results (default stdout)
@@ -38,7 +38,8 @@ export const RUN_USAGE = `usage: attnode run --input in.jsonl|in.csv [--output o
   --seed         seed of the random weights when no --model is given (default 0)
   --threads      native threads (default: the available cores)
   --no-progress  no progress bar on stderr
-  --precision    weight GEMMs and attention in float32 (default) or bfloat16 (AVX512-BF16 CPUs)`;
+  --precision    weight GEMMs and attention in float32 (default) or bfloat16 (AVX512-BF16 CPUs); int8: int8
+                 weight GEMMs (any CPU), attention in float32`;
 
 /** A progress line on stderr, redrawn at most every 100 ms, only when stderr is a terminal. */
 class Progress {

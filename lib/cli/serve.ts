@@ -32,7 +32,7 @@ export const SERVE_USAGE = `usage: attnode serve [--model m.safetensors | <hf mo
                     [--seed N] [--max-batch-size N] [--max-delay-ms N] [--max-queue N] [--max-inflight N]
                     [--max-queued N] [--max-running N] [--kv-cache-mb N] [--prefill-chunk N]
                     [--buckets pow2|none|16,64,256] [--no-batching] [--timeout-ms N] [--threads N]
-                    [--precision float32|bfloat16]
+                    [--precision float32|bfloat16|int8]
   --model          a Hugging Face model folder (encoders serve /v1/embeddings, causal LMs /v1/completions and
                    /v1/chat/completions), a llama2.c checkpoint (.bin, with --tokenizer), or a safetensors state
                    dict for --config (default: random weights from --seed)
@@ -59,21 +59,23 @@ export const SERVE_USAGE = `usage: attnode serve [--model m.safetensors | <hf mo
   --timeout-ms     a request's time limit (default 30000)
   --threads        native threads (default: the available cores)
   --precision      weight GEMMs and attention products in float32 (default) or bfloat16 (AVX512-BF16 CPUs;
-                   ~1e-3 relative error)`;
+                   ~1e-3 relative error); int8: int8 weight GEMMs (any CPU, fastest on AVX512-VNNI; ~3e-3
+                   relative error), attention in float32`;
 
 export { UsageError, intFlag } from './args';
 
 /**
- * Applies `--precision float32|bfloat16` to a module's weight GEMMs and attention products. @throws UsageError for another value or
+ * Applies `--precision float32|bfloat16|int8` to a module's weight GEMMs and attention products (int8: the weights only). @throws UsageError for another value or
  * when the native backend cannot run bfloat16 here (the message says why).
  */
 export function applyPrecisionFlag(module: Module, value: string | undefined): void {
   if (value === undefined || value === 'float32') return;
-  if (value !== 'bfloat16') throw new UsageError(`--precision must be float32 or bfloat16, got '${value}'`);
+  if (value !== 'bfloat16' && value !== 'int8') throw new UsageError(`--precision must be float32, bfloat16 or int8, got '${value}'`);
   try {
-    module.useWeightPrecision('bfloat16').useAttentionPrecision('bfloat16');
+    if (value === 'int8') module.useWeightPrecision('int8');
+    else module.useWeightPrecision('bfloat16').useAttentionPrecision('bfloat16');
   } catch (e) {
-    throw new UsageError(`--precision bfloat16: ${(e as Error).message}`);
+    throw new UsageError(`--precision ${value}: ${(e as Error).message}`);
   }
 }
 

@@ -63,7 +63,7 @@ export interface ModelSpec {
   outputKind?: OutputKind;
   /** Text rows: the field holding the text (default "text"). */
   textField?: string;
-  /** 'float32' (default) or 'bfloat16' weight GEMMs. */
+  /** 'float32' (default), 'bfloat16' or 'int8' weight GEMMs. */
   precision?: string;
 }
 
@@ -236,9 +236,9 @@ export async function loadRowEngine(spec: ModelSpec): Promise<RowEngine> {
   const model = spec.model;
   if (model !== undefined && fs.existsSync(model) && fs.statSync(model).isDirectory()) {
     if (spec.config !== undefined) throw new TypeError(`--config goes with a safetensors file; ${model} is a model folder with its own config.json`);
-    const weightPrecision = spec.precision === 'bfloat16' ? 'bfloat16' : undefined;
-    if (spec.precision !== undefined && spec.precision !== 'bfloat16' && spec.precision !== 'float32') {
-      throw new TypeError(`--precision must be float32 or bfloat16, got '${spec.precision}'`);
+    const weightPrecision = spec.precision === 'bfloat16' || spec.precision === 'int8' ? spec.precision : undefined;
+    if (spec.precision !== undefined && spec.precision !== 'bfloat16' && spec.precision !== 'int8' && spec.precision !== 'float32') {
+      throw new TypeError(`--precision must be float32, bfloat16 or int8, got '${spec.precision}'`);
     }
     const opts = weightPrecision ? { weightPrecision } as const : {};
     const pipe = isClassifierFolder(model) ? await textClassification(model, opts) : await featureExtraction(model, opts);
