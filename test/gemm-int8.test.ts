@@ -20,6 +20,7 @@ import { quantizeInt8, rint } from '../lib/backend/js/qgemm';
 import { markWritten } from '../lib/in-place';
 import { randn, tensor, Tensor } from '../lib/tensor';
 import { getNumThreads, info, setIsa, setNumThreads } from '../lib/runtime';
+import { cosine } from './helpers/reference';
 
 const hasNative = addon !== null;
 const detected = addon?.info().detectedIsa ?? 'portable';
@@ -43,16 +44,6 @@ function firstDiff(a: Float32Array, b: Float32Array): string {
 
 function linear(x: F32, w: F32, b: F32 | null, backend: 'native' | 'js', activation: 'none' | 'gelu' = 'none'): Float32Array {
   return ops.linear(x, w, b, { cacheWeight: true, weightPrecision: 'int8', backend, activation }).contiguous().data;
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
 }
 
 describe('int8 quantization (the JS reference)', () => {

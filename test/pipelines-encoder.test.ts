@@ -12,19 +12,10 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { pipeline } from '../lib/index';
 import { Tensor } from '../lib/tensor';
+import { cosine } from './helpers/reference';
 
 const HF = path.join(__dirname, 'fixtures', 'hf');
 const ref = (name: string): Record<string, any> => JSON.parse(readFileSync(path.join(HF, name, 'reference.json'), 'utf8')); // eslint-disable-line @typescript-eslint/no-explicit-any
-
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
 const rows = (t: Tensor<'float32'>): Float32Array[] => {
   const [n, d] = t.shape as [number, number];

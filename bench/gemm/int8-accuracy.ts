@@ -27,6 +27,7 @@ import { buildModel, evaluate, makeBatch, RUN_FILE, WEIGHTS_FILE, type SeedTaskC
 import { pipeline } from '../../lib/pipelines';
 import { info, setNumThreads } from '../../lib/runtime';
 import { randn, Tensor } from '../../lib/tensor';
+import { cosine } from '../../test/helpers/reference';
 
 const { values: args } = parseArgs({
   options: {
@@ -37,16 +38,6 @@ const { values: args } = parseArgs({
 setNumThreads(Number(args.threads));
 const reps = Number(args.reps);
 const root = path.resolve(__dirname, '..', '..');
-
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
 function relErr(a: ArrayLike<number>, ref: ArrayLike<number>): number {
   let d = 0, r = 0;

@@ -22,7 +22,7 @@
  */
 import { Activation } from '../backend';
 import type { GemmArgs } from '../backend';
-import { geluExact, geluTanh } from './math';
+import { applyActivation as applyAct } from './math';
 import { qgemmOne, quantizeWeightInt8 } from './qgemm';
 import type { Int8Weight } from './qgemm';
 
@@ -38,18 +38,6 @@ const packB = new Float32Array(KC * NC);
 /** The 4×4 accumulator tile handed from the micro-kernel to the store. */
 const tile = new Float64Array(MR * NR);
 
-function applyAct(v: number, act: Activation): number {
-  switch (act) {
-    case Activation.Relu:
-      return v < 0 ? 0 : v;
-    case Activation.Gelu:
-      return geluExact(v);
-    case Activation.GeluTanh:
-      return geluTanh(v);
-    default:
-      return v;
-  }
-}
 
 /**
  * Packs op(A)[i0 : i0+mc, p0 : p0+kc] into MR-tall strips: strip s holds rows

@@ -8,6 +8,7 @@
  * 7.1.26 (error ~1.5e-7) is not used: it is visibly off next to native
  * `std::erf` at float32 tolerance.
  */
+import { Activation } from '../backend';
 
 // Coefficients of Cody's approximations (public, from the paper / netlib specfun).
 const A0 = 3.1611237438705656;
@@ -116,4 +117,18 @@ export function geluExact(x: number): number {
 /** GELU, tanh approximation (PyTorch `approximate='tanh'`). */
 export function geluTanh(x: number): number {
   return 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+}
+
+/** The GEMMs' fused activation (`Activation`) of one value: what the JS backend's float32 and int8 stores apply. */
+export function applyActivation(v: number, act: Activation): number {
+  switch (act) {
+    case Activation.Relu:
+      return v < 0 ? 0 : v;
+    case Activation.Gelu:
+      return geluExact(v);
+    case Activation.GeluTanh:
+      return geluTanh(v);
+    default:
+      return v;
+  }
 }

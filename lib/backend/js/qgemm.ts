@@ -19,7 +19,7 @@
  *   the float32 GEMM's epilogue.
  */
 import { Activation } from '../backend';
-import { geluExact, geluTanh } from './math';
+import { applyActivation } from './math';
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -81,18 +81,6 @@ export interface QGemm {
   bias: Float32Array | null; act: Activation;
 }
 
-function activate(v: number, act: Activation): number {
-  switch (act) {
-    case Activation.Relu:
-      return v < 0 ? 0 : v;
-    case Activation.Gelu:
-      return geluExact(v);
-    case Activation.GeluTanh:
-      return geluTanh(v);
-    default:
-      return v;
-  }
-}
 
 /** C (from offC) = act(alpha · dequant(qa · qw) + beta · C + bias) for op(A) from offA. */
 export function qgemmOne(g: QGemm, w: Int8Weight, offA: number, offC: number): void {
@@ -110,7 +98,7 @@ export function qgemmOne(g: QGemm, w: Int8Weight, offA: number, offC: number): v
       let v = Math.fround(alpha * d);
       if (beta !== 0) v = Math.fround(beta * c[row + j]! + v);
       if (bias !== null) v = Math.fround(v + bias[j]!);
-      c[row + j] = act === Activation.None ? v : activate(v, act);
+      c[row + j] = act === Activation.None ? v : applyActivation(v, act);
     }
   }
 }
