@@ -27,7 +27,7 @@ import { buildModel, evaluate, makeBatch, RUN_FILE, WEIGHTS_FILE, type SeedTaskC
 import { pipeline } from '../../lib/pipelines';
 import { info, setNumThreads } from '../../lib/runtime';
 import { randn, Tensor } from '../../lib/tensor';
-import { cosine } from '../../test/helpers/reference';
+import { cosine } from '../../test/helpers/vectors';
 
 const { values: args } = parseArgs({
   options: {

@@ -6,6 +6,7 @@
 // panel packing), and M = 1 (the GEMVs).
 #pragma once
 
+#include <immintrin.h>
 #include <time.h>
 
 #include <algorithm>
@@ -34,6 +35,33 @@ inline std::string load_average() {
     std::fclose(f);
   }
   return s;
+}
+
+// vpdpbusd zmm at its throughput: 12 independent chains in registers, per CPU-second of this thread (GOP/s, 128
+// operations per instruction). Inline asm: GCC merges identical intrinsic chains. Only called where the CPU has
+// AVX512-VNNI.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline double measure_vnni_peak_1core() {
+  __m512i a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_epi32(i);
+  const __m512i x = _mm512_set1_epi32(0x01010101), y = _mm512_set1_epi32(0x02020202);
+  const long iters = 20000000;
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    timespec t0, t1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    for (long i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+      for (int j = 0; j < 12; ++j) __asm__("vpdpbusd %2, %1, %0" : "+v"(a[j]) : "v"(x), "v"(y));
+    }
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+    const double s = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    best = std::max(best, iters * 12.0 * 128 / s / 1e9);
+  }
+  __m512i t = a[0];
+  for (int j = 1; j < 12; ++j) t = _mm512_add_epi32(t, a[j]);
+  volatile int sink = _mm512_reduce_add_epi32(t);
+  (void)sink;
+  return best;
 }
 
 // Returns the report (markdown); writes gemm-int8-latest.md and a dated JSON into out_dir.
@@ -69,6 +97,8 @@ inline std::string run_int8_section(int reps, bool quick, const std::string& out
     return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
   };
   const std::string load_start = load_average();
+  const bool vnni = rt::cpu_info().avx512vnni && rt::cpu_info().os_avx512;
+  const double vnni_peak = vnni ? measure_vnni_peak_1core() : 0.0;
   for (int nt = 1; nt <= max_threads; ++nt) {
     pool.set_num_threads(nt);
     for (const S& s : shapes) {
@@ -124,10 +154,10 @@ inline std::string run_int8_section(int reps, bool quick, const std::string& out
                 "## int8 weights (`useWeightPrecision('int8')`): int8 GEMM vs attnode's fp32 GEMM\n\n"
                 "CPU: %s; int8 kernels: %s; fp32 kernel path: %s. Median of %d interleaved reps; GOP/s counts "
                 "2·M·N·K per call for every column (the int8 call includes quantizing A and dequantizing C). "
-                "Measured 1-core fp32 FMA peak at the start: %.1f GFLOP/s. Load average (1/5/15 min) at the start: "
-                "%s; per row below.\n\n",
+                "Measured 1-core fp32 FMA peak at the start: %.1f GFLOP/s (wall); 1-core vpdpbusd peak: %.1f GOP/s per "
+                "CPU-second%s. Load average (1/5/15 min) at the start: %s; per row below.\n\n",
                 rt::cpu_info().brand.c_str(), k::qgemm_path_name(k::qgemm_path()), rt::isa_name(rt::active_isa()),
-                reps, fma_peak_1core, load_start.c_str());
+                reps, fma_peak_1core, vnni_peak, vnni ? "" : " (no AVX512-VNNI)", load_start.c_str());
   md += line;
   md += "| M | K | N | thr | fp32 packed GF/s | fp32 GF/s | int8 GOP/s | int8 / fp32 packed | int8 / fp32 | "
         "per CPU-s: fp32 packed | int8 | int8 / fp32 packed | load |\n";
@@ -142,7 +172,6 @@ inline std::string run_int8_section(int reps, bool quick, const std::string& out
   }
   md += "\n(Per CPU-s: G(FL)OP per CPU-second of the whole process, which a shared machine's load moves much less than "
         "wall time; with 2 threads it also counts a worker's spinning. Load: 1/5/15-minute averages after the row.)\n\n";
-  md += "\n";
   for (int nt = 1; nt <= max_threads; ++nt) {
     for (int gemv = 0; gemv < 2; ++gemv) {
       double l1 = 0, l2 = 0, l3 = 0;
@@ -165,10 +194,22 @@ inline std::string run_int8_section(int reps, bool quick, const std::string& out
                     std::exp(l3 / cnt), worst_cpu, gemv ? "" : " (target: >= 2.5x)");
       md += line;
     }
+    if (vnni_peak > 0 && nt == 1) {
+      double lo = 1e9, hi = 0;
+      for (const Row& r : rows)
+        if (r.threads == 1 && r.s.m >= 128) {
+          lo = std::min(lo, r.cpu_int8 / vnni_peak);
+          hi = std::max(hi, r.cpu_int8 / vnni_peak);
+        }
+      std::snprintf(line, sizeof line, "int8 at 1 thread, M >= 128: %.0f-%.0f%% of the measured vpdpbusd peak per CPU-second\n",
+                    100 * lo, 100 * hi);
+      md += line;
+    }
   }
   std::string json = "{\n  \"date\": \"" + date + "\",\n  \"cpu\": \"" + rt::cpu_info().brand + "\",\n";
   json += "  \"int8_kernels\": \"" + std::string(k::qgemm_path_name(k::qgemm_path())) + "\",\n";
   json += "  \"fma_peak_gflops_1core_measured\": " + std::to_string(fma_peak_1core) + ",\n";
+  json += "  \"vpdpbusd_peak_gops_1core_per_cpu_s\": " + std::to_string(vnni_peak) + ",\n";
   json += "  \"reps\": " + std::to_string(reps) + ",\n  \"results\": [\n";
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
