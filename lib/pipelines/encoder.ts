@@ -22,7 +22,8 @@ export interface PipelineOptions {
   backend?: BackendChoice;
   /**
    * Precision of the weight GEMMs (see `Module.useWeightPrecision`): 'bfloat16' halves the weight bytes and, on CPUs
-   * with AVX512-BF16, doubles the GEMM rate at about 3 significant digits. Default 'float32'.
+   * with AVX512-BF16, doubles the GEMM rate at about 3 significant digits; 'int8' quarters them and multiplies on
+   * int8 kernels (AVX512-VNNI, AVX2 or portable) at about 2 significant digits per input. Default 'float32'.
    */
   weightPrecision?: WeightPrecision;
 }
