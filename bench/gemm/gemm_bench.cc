@@ -10,6 +10,7 @@
 #include <omp.h>
 #include <sys/utsname.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -22,7 +23,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-#include <unistd.h>
 
 #include <cblas.h>
 #ifdef HAVE_DNNL
@@ -135,7 +135,8 @@ int main(int argc, char** argv) {
   std::printf("# reps=%d (median), peers interleaved per rep, warm-up first\n\n", reps);
 
   if (int8_only) {
-    const std::string md = attnode_bench::run_int8_section(reps, quick, out_dir, iso_date(), max_threads, peak1, time_calls);
+    const std::string md =
+        attnode_bench::run_int8_section(reps, quick, out_dir, iso_date(), max_threads, peak1, time_calls);
     std::fputs(md.c_str(), stdout);
     std::printf("\nwrote %s/gemm-int8-latest.md\n", out_dir.c_str());
     return 0;
@@ -297,7 +298,8 @@ int main(int argc, char** argv) {
   }
   if (with_int8) {
     std::printf("\n");
-    const std::string int8_md = attnode_bench::run_int8_section(reps, quick, out_dir, date, max_threads, peak1, time_calls);
+    const std::string int8_md =
+        attnode_bench::run_int8_section(reps, quick, out_dir, date, max_threads, peak1, time_calls);
     std::fputs(int8_md.c_str(), stdout);
     std::printf("\nwrote %s/gemm-int8-latest.md\n", out_dir.c_str());
   }

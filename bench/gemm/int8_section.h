@@ -85,7 +85,7 @@ inline std::string run_int8_section(int reps, bool quick, const std::string& out
   struct Row {
     S s;
     int threads;
-    double fp32_packed, fp32, int8;  // G(FL)OP/s, 2 M N K per call, wall time
+    double fp32_packed, fp32, int8;    // G(FL)OP/s, 2 M N K per call, wall time
     double cpu_fp32_packed, cpu_int8;  // the same per CPU-second of the process (all its threads)
     std::string load;
   };
@@ -156,22 +156,23 @@ inline std::string run_int8_section(int reps, bool quick, const std::string& out
                 "2·M·N·K per call for every column (the int8 call includes quantizing A and dequantizing C). "
                 "Measured 1-core fp32 FMA peak at the start: %.1f GFLOP/s (wall); 1-core vpdpbusd peak: %.1f GOP/s per "
                 "CPU-second%s. Load average (1/5/15 min) at the start: %s; per row below.\n\n",
-                rt::cpu_info().brand.c_str(), k::qgemm_path_name(k::qgemm_path()), rt::isa_name(rt::active_isa()),
-                reps, fma_peak_1core, vnni_peak, vnni ? "" : " (no AVX512-VNNI)", load_start.c_str());
+                rt::cpu_info().brand.c_str(), k::qgemm_path_name(k::qgemm_path()), rt::isa_name(rt::active_isa()), reps,
+                fma_peak_1core, vnni_peak, vnni ? "" : " (no AVX512-VNNI)", load_start.c_str());
   md += line;
-  md += "| M | K | N | thr | fp32 packed GF/s | fp32 GF/s | int8 GOP/s | int8 / fp32 packed | int8 / fp32 | "
-        "per CPU-s: fp32 packed | int8 | int8 / fp32 packed | load |\n";
+  md +=
+      "| M | K | N | thr | fp32 packed GF/s | fp32 GF/s | int8 GOP/s | int8 / fp32 packed | int8 / fp32 | "
+      "per CPU-s: fp32 packed | int8 | int8 / fp32 packed | load |\n";
   md += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
   for (const Row& r : rows) {
-    std::snprintf(line, sizeof line,
-                  "| %ld | %ld | %ld | %d | %.1f | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %.2f | %s |\n",
-                  (long)r.s.m, (long)r.s.k, (long)r.s.n, r.threads, r.fp32_packed, r.fp32, r.int8,
-                  r.int8 / r.fp32_packed, r.int8 / r.fp32, r.cpu_fp32_packed, r.cpu_int8,
-                  r.cpu_int8 / r.cpu_fp32_packed, r.load.c_str());
+    std::snprintf(
+        line, sizeof line, "| %ld | %ld | %ld | %d | %.1f | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %.2f | %s |\n",
+        (long)r.s.m, (long)r.s.k, (long)r.s.n, r.threads, r.fp32_packed, r.fp32, r.int8, r.int8 / r.fp32_packed,
+        r.int8 / r.fp32, r.cpu_fp32_packed, r.cpu_int8, r.cpu_int8 / r.cpu_fp32_packed, r.load.c_str());
     md += line;
   }
-  md += "\n(Per CPU-s: G(FL)OP per CPU-second of the whole process, which a shared machine's load moves much less than "
-        "wall time; with 2 threads it also counts a worker's spinning. Load: 1/5/15-minute averages after the row.)\n\n";
+  md +=
+      "\n(Per CPU-s: G(FL)OP per CPU-second of the whole process, which a shared machine's load moves much less than "
+      "wall time; with 2 threads it also counts a worker's spinning. Load: 1/5/15-minute averages after the row.)\n\n";
   for (int nt = 1; nt <= max_threads; ++nt) {
     for (int gemv = 0; gemv < 2; ++gemv) {
       double l1 = 0, l2 = 0, l3 = 0;
@@ -201,8 +202,9 @@ inline std::string run_int8_section(int reps, bool quick, const std::string& out
           lo = std::min(lo, r.cpu_int8 / vnni_peak);
           hi = std::max(hi, r.cpu_int8 / vnni_peak);
         }
-      std::snprintf(line, sizeof line, "int8 at 1 thread, M >= 128: %.0f-%.0f%% of the measured vpdpbusd peak per CPU-second\n",
-                    100 * lo, 100 * hi);
+      std::snprintf(line, sizeof line,
+                    "int8 at 1 thread, M >= 128: %.0f-%.0f%% of the measured vpdpbusd peak per CPU-second\n", 100 * lo,
+                    100 * hi);
       md += line;
     }
   }
@@ -218,8 +220,7 @@ inline std::string run_int8_section(int reps, bool quick, const std::string& out
                   "\"fp32_gflops\": %.2f, \"int8_gops\": %.2f, \"fp32_packed_gflops_per_cpu_s\": %.2f, "
                   "\"int8_gops_per_cpu_s\": %.2f, \"loadavg\": \"%s\"}%s\n",
                   (long)r.s.m, (long)r.s.k, (long)r.s.n, r.threads, r.fp32_packed, r.fp32, r.int8, r.cpu_fp32_packed,
-                  r.cpu_int8, r.load.c_str(),
-                  i + 1 < rows.size() ? "," : "");
+                  r.cpu_int8, r.load.c_str(), i + 1 < rows.size() ? "," : "");
     json += line;
   }
   json += "  ]\n}\n";

@@ -67,9 +67,9 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   build.Set("compiler", "unknown");
 #endif
   build.Set("napiVersion", NAPI_VERSION);
-  build.Set(
-      "kernels",
-      "portable, avx2+fma, avx512 (selected at run time); avx512bf16 GEMM for bf16-packed weights and bf16 attention; int8 weights on avx512vnni, avx2, portable");
+  build.Set("kernels",
+            "portable, avx2+fma, avx512 (selected at run time); avx512bf16 GEMM for bf16-packed weights and bf16 "
+            "attention; int8 weights on avx512vnni, avx2, portable");
 #ifdef NDEBUG
   build.Set("debug", false);
 #else

@@ -88,8 +88,9 @@ std::vector<float> ref_gemm(const std::vector<float>& a, const std::vector<float
 }
 
 std::vector<float> run(const k::PackedB& pk, const std::vector<float>& a, const std::vector<float>& b, const Case& c,
-                       const float* bias, float alpha = 1.0f, float beta = 0.0f, k::Activation act = k::Activation::None,
-                       const std::vector<float>* c0 = nullptr, int threads = 0) {
+                       const float* bias, float alpha = 1.0f, float beta = 0.0f,
+                       k::Activation act = k::Activation::None, const std::vector<float>* c0 = nullptr,
+                       int threads = 0) {
   std::vector<float> out = c0 ? *c0 : std::vector<float>(c.m * c.n, std::nanf(""));
   k::GemmParams p;
   p.m = c.m;
@@ -120,7 +121,8 @@ void test_quantizer(const std::string& isa) {
     const float s = k::qgemm_quantize_row(x.data(), static_cast<int64_t>(len), q.data());
     const float rs = ref_quant(x.data(), static_cast<int64_t>(len), 1, r.data());
     CHECK(s == rs, "%s scale %g vs %g", isa.c_str(), s, rs);
-    for (size_t i = 0; i < len; ++i) CHECK(q[i] == r[i], "%s len %zu q[%zu] = %d, expected %d", isa.c_str(), len, i, q[i], r[i]);
+    for (size_t i = 0; i < len; ++i)
+      CHECK(q[i] == r[i], "%s len %zu q[%zu] = %d, expected %d", isa.c_str(), len, i, q[i], r[i]);
   }
   CHECK(q[1] == 2 && q[2] == -2 && q[3] == 4 && q[4] == -4 && q[5] == 0 && q[8] == 126 && q[9] == -126,
         "%s ties to even: %d %d %d %d %d %d %d", isa.c_str(), q[1], q[2], q[3], q[4], q[5], q[8], q[9]);
@@ -146,7 +148,7 @@ void test_quantizer(const std::string& isa) {
 
 void test_gemm(const std::string& isa) {
   std::mt19937 rng(42);
-  const Case cases[] = {{1, 48, 64, true},   {1, 50, 67, true},   {2, 48, 1, true},     {7, 100, 33, true},
+  const Case cases[] = {{1, 48, 64, true},   {1, 50, 67, true},     {2, 48, 1, true},  {7, 100, 33, true},
                         {64, 96, 128, true}, {130, 200, 300, true}, {17, 3, 5, false}, {33, 97, 70, false},
                         {9, 144, 520, true}, {200, 49, 129, true}};
   for (const Case& c : cases) {
@@ -248,8 +250,8 @@ void test_edges(const std::string& isa) {
   for (int t = 0; t < 3; ++t) {
     const std::vector<float> at(ab.begin() + t * one.m * one.kk, ab.begin() + (t + 1) * one.m * one.kk);
     const auto single = run(*pb, at, bb, one, nullptr);
-    CHECK(std::memcmp(single.data(), &cb[t * one.m * one.n], single.size() * sizeof(float)) == 0,
-          "%s batched item %d", isa.c_str(), t);
+    CHECK(std::memcmp(single.data(), &cb[t * one.m * one.n], single.size() * sizeof(float)) == 0, "%s batched item %d",
+          isa.c_str(), t);
   }
 }
 
@@ -279,6 +281,8 @@ int main() {
     test_edges(name);
     test_wrap(name);
   });
-  print_error_table(ran, 18, "(error of the fused epilogue against the fp32 formula on the reference d, relative to the sum of its terms' magnitudes)");
+  print_error_table(ran, 18,
+                    "(error of the fused epilogue against the fp32 formula on the reference d, relative to the sum of "
+                    "its terms' magnitudes)");
   return finish();
 }

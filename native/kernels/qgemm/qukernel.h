@@ -25,9 +25,9 @@ constexpr int kQNR = 48;  // columns per B panel, on every path
 
 // What a tile's store needs beyond the fp32 epilogue.
 struct QStore {
-  const float* row_scale;  // sa of the tile's first row (m valid entries)
-  const float* col_scale;  // sw at the tile's first column (valid for the whole panel: padded with 0)
-  const int32_t* comp;     // 128 * sum_k qw at the tile's first column (whole panel)
+  const float* row_scale;    // sa of the tile's first row (m valid entries)
+  const float* col_scale;    // sw at the tile's first column (valid for the whole panel: padded with 0)
+  const int32_t* comp;       // 128 * sum_k qw at the tile's first column (whole panel)
   gemm_detail::Epilogue ep;  // alpha, beta, act; ep.bias at the tile's first column or null
 };
 

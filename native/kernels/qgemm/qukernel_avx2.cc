@@ -48,8 +48,7 @@ ATTNODE_INLINE void store_row(const __m256i* acc, int nv, float sa, const float*
   gemm_detail::epilogue_row_scalar(row, c, n, ep);
 }
 
-void kernel_4x48(int64_t kq, const uint8_t* a, const int8_t* b, float* c, int64_t ldc, int m, int n,
-                 const QStore* st) {
+void kernel_4x48(int64_t kq, const uint8_t* a, const int8_t* b, float* c, int64_t ldc, int m, int n, const QStore* st) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i acc[kMR][6];
   // Two passes of 24 columns: 12 accumulators + operands fit the 16 ymm registers.

@@ -69,8 +69,7 @@ ATTNODE_INLINE void dequant(const __m512i (&acc)[MR][3], __m512 (&out)[MR][3], i
   }
 }
 
-void kernel_8x48(int64_t kq, const uint8_t* a, const int8_t* b, float* c, int64_t ldc, int m, int n,
-                 const QStore* st) {
+void kernel_8x48(int64_t kq, const uint8_t* a, const int8_t* b, float* c, int64_t ldc, int m, int n, const QStore* st) {
   __m512i acc[kMR][3];
 #pragma GCC unroll 8
   for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_si512();
@@ -161,10 +160,18 @@ void gemv(int64_t kq, const uint8_t* x, const int8_t* packed, int64_t j0, int64_
     const int8_t* b = packed + (j / kNR) * stride;
     __m512i acc[4][3];
     switch (np4) {
-      case 4: gemv_panels<4>(kq, x32, b, stride, acc); break;
-      case 3: gemv_panels<3>(kq, x32, b, stride, acc); break;
-      case 2: gemv_panels<2>(kq, x32, b, stride, acc); break;
-      default: gemv_panels<1>(kq, x32, b, stride, acc); break;
+      case 4:
+        gemv_panels<4>(kq, x32, b, stride, acc);
+        break;
+      case 3:
+        gemv_panels<3>(kq, x32, b, stride, acc);
+        break;
+      case 2:
+        gemv_panels<2>(kq, x32, b, stride, acc);
+        break;
+      default:
+        gemv_panels<1>(kq, x32, b, stride, acc);
+        break;
     }
     for (int p = 0; p < np4; ++p, j += kNR) {
       const int nj = static_cast<int>(j1 - j < kNR ? j1 - j : kNR);

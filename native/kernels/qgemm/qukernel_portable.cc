@@ -59,8 +59,7 @@ void store_rows(const int32_t (*acc)[kNR], int m, int n, float* c, int64_t ldc, 
   }
 }
 
-void kernel_4x48(int64_t kq, const uint8_t* a, const int8_t* b, float* c, int64_t ldc, int m, int n,
-                 const QStore* st) {
+void kernel_4x48(int64_t kq, const uint8_t* a, const int8_t* b, float* c, int64_t ldc, int m, int n, const QStore* st) {
   int32_t acc[kMR][kNR] = {};
   const int8_t* as = reinterpret_cast<const int8_t*>(a);
   for (int64_t q = 0; q < kq; ++q) {
