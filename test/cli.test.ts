@@ -140,7 +140,7 @@ describe('attnode CLI', () => {
       ['serve', '--kv-cache-mb', 'lots'],
       ['serve', '--kv-cache-mb', '0'],
       ['serve', '--prefill-chunk', '-3'],
-      ['run', '--input', '-', '--precision', 'int8'],
+      ['run', '--input', '-', '--precision', 'int4'],
       ['demo', '--tokenizer', 'tok.bin'], // a tokenizer without its llama2.c model
       ['demo', '--max-new-tokens', '0'],
       ['demo', '--model'],
