@@ -267,6 +267,9 @@ size_t qpacked_bytes(const QPackedB& w) { return w.bytes; }
 
 void qgemm(const QPackedB& w, const GemmParams& p, int nt) {
   const QKernels& uk = qkernels(qgemm_path());
+  // sgemm chose nt for fp32 speed; int8 does ~4x the multiply-adds per second, so a second thread needs ~4x the work.
+  nt = gemm_detail::frame_threads(static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k) / 4,
+                                  nt);
   if (p.m == 1) {
     run_qgemv(uk, w, p, nt);
   } else {
