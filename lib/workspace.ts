@@ -175,7 +175,7 @@ export function recycleBuffer(ab: ArrayBufferLike): void {
  * Tests: fill every buffer handed back with NaN, so that anything still reading one (a backward reading a tensor
  * it did not save) computes NaN instead of silently reading the next op's values.
  */
-let poison = false;
+let poison = typeof process !== 'undefined' && process.env.ATTNODE_POOL_POISON === '1';
 
 /** Internal (tests): turns {@link poison} on or off; returns the previous setting. */
 export function setPoolPoisoning(on: boolean): boolean {
@@ -336,4 +336,9 @@ export function clearBufferPool(): void {
 /** Bytes of idle buffers in the pool (at most 256 MiB, or 1.5× a training step's buffers), for diagnostics and `/metrics`. */
 export function pooledBufferBytes(): number {
   return pooledBytes;
+}
+
+/** DEBUG */
+export function _poolHistogram(): string {
+  return [...pool.entries()].filter(([, v]) => v.length > 0).sort((a, b) => a[0] - b[0]).map(([k, v]) => `${(k / 1048576).toFixed(2)}x${v.length}`).join(' ');
 }

@@ -26,7 +26,7 @@
  */
 import { currentContext, withContext } from '../context';
 import { allocateUninitialized } from '../dtype';
-import { isSavedBuffer, returnGraphBuffer, returnScopedBuffer, withBackwardScope, type BufferScope } from '../workspace';
+import { _poolHistogram, pooledBufferBytes, isSavedBuffer, returnGraphBuffer, returnScopedBuffer, withBackwardScope, type BufferScope } from '../workspace';
 import { argRangeErrorRaw, argTypeError, formatShape } from '../errors';
 import { add } from '../ops/elementwise';
 import { Tensor, zeros, type BackwardOptions, type GradFn } from '../tensor';
@@ -48,6 +48,18 @@ interface Ledger {
   refs: Map<ArrayBufferLike, number>;
   /** Graph buffers whose last saving node ran while a slot still held a view of them. */
   freedGraph: Set<ArrayBufferLike>;
+}
+
+/** The ledger of the running backward (null outside one, or while recording). */
+let currentLedger: Ledger | null = null;
+
+/**
+ * True when a node's backward may overwrite the gradient `g` it was given (e.g. a fused ReLU's mask applied in
+ * place): the running backward made it, only the slot it came from refers to it, and it is dense. Only for the
+ * gradients passed to a node's backward, while it runs.
+ */
+export function isDisposableGrad(g: F32): boolean {
+  return disposable(currentLedger, g);
 }
 
 function ref(l: Ledger | null, g: F32): void {
@@ -178,12 +190,14 @@ export function runBackward(root: Tensor, gradOutput: Tensor | undefined, option
   const stored: Tensor[] = [];
   const outer = handedToLeaves;
   const outerScope = backwardScope;
+  const outerLedger = currentLedger;
   try {
     withContext({ gradEnabled: false }, () => withBackwardScope(
       (scope) => {
         backwardScope = scope;
         handedToLeaves = scope ? new Set() : null;
         const ledger = scope && !currentContext().recording ? { scope, refs: new Map(), freedGraph: new Set<ArrayBufferLike>() } : null;
+        currentLedger = ledger;
         execute(edgeOf(root)!, seed, retainGraph, stored, ledger);
         // Graph buffers still held by a gradient when their last node ran, whose gradient is stored (a leaf's).
         if (ledger) for (const ab of ledger.freedGraph) if (!ledger.refs.has(ab) && !handedToLeaves?.has(ab)) returnGraphBuffer(ab);
@@ -198,6 +212,7 @@ export function runBackward(root: Tensor, gradOutput: Tensor | undefined, option
   } finally {
     handedToLeaves = outer;
     backwardScope = outerScope;
+    currentLedger = outerLedger;
   }
   // Recording for runAsync: the kernels reading the freed buffers have not run; the GC takes them.
   takeFreedBuffers();
@@ -300,6 +315,7 @@ function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: bo
       settle(e[0]);
     });
     for (const g of made) unref(l, g);
+    if (process.env.TRACE_BW) console.log('TRACE', node.name, Math.round((process.memoryUsage().arrayBuffers - pooledBufferBytes()) / 1048576), Math.round(pooledBufferBytes() / 1048576), _poolHistogram());
     // The node's scratch (and gradients no edge took) is dead now.
     if (l) for (const ab of fresh) giveBack(l, ab);
   }

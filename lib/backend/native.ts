@@ -232,8 +232,10 @@ function makeNativeBackend(a: Addon): Backend {
         return entry.packed;
       }
     } else if (version !== 0) {
-      // First use at this version (see above). bfloat16 always packs: it has no unpacked path.
+      // First use at this version (see above). bfloat16 always packs: it has no unpacked path. The stale copy is
+      // dropped from both maps, so the GC can take it.
       byShape.set(key, { version, packed: null });
+      if (last && last.version !== version) lastPacked.delete(g.b);
       if (precision === 'float32') return null;
     }
     const packed = a.packWeight(g.b, g.k, g.n, true, precision);
