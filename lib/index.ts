@@ -63,9 +63,9 @@ export {
   type RunAsyncOptions,
   type AsyncLimits,
 } from './async';
-export { clearBufferPool, pooledBufferBytes, _poolHistogram } from './workspace';
+export { clearBufferPool, pooledBufferBytes } from './workspace';
 export { currentContext, withContext, type ExecutionContext } from './context';
-export { info, setNumThreads, getNumThreads, setIsa, type RuntimeInfo, type IsaName, type NativeInfo, type NativeSource } from './runtime';
+export { info, setNumThreads, getNumThreads, setIsa, memoryStats, releaseMemory, type MemoryStats, type RuntimeInfo, type IsaName, type NativeInfo, type NativeSource } from './runtime';
 export { checkCpuBaseline, readCpuFlags, BASELINES, type CpuBaseline, type BaselineCheck } from './backend/cpu-baseline';
 export {
   AutoTokenizer, IncrementalDecoder, type PreTrainedTokenizer, type BatchEncoding, type EncodeOptions, type DecodeOptions,

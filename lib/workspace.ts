@@ -338,7 +338,3 @@ export function pooledBufferBytes(): number {
   return pooledBytes;
 }
 
-/** DEBUG */
-export function _poolHistogram(): string {
-  return [...pool.entries()].filter(([, v]) => v.length > 0).sort((a, b) => a[0] - b[0]).map(([k, v]) => `${(k / 1048576).toFixed(2)}x${v.length}`).join(' ');
-}

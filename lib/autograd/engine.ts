@@ -26,7 +26,7 @@
  */
 import { currentContext, withContext } from '../context';
 import { allocateUninitialized } from '../dtype';
-import { _poolHistogram, pooledBufferBytes, isSavedBuffer, returnGraphBuffer, returnScopedBuffer, withBackwardScope, type BufferScope } from '../workspace';
+import { isSavedBuffer, returnGraphBuffer, returnScopedBuffer, withBackwardScope, type BufferScope } from '../workspace';
 import { argRangeErrorRaw, argTypeError, formatShape } from '../errors';
 import { add } from '../ops/elementwise';
 import { Tensor, zeros, type BackwardOptions, type GradFn } from '../tensor';
@@ -315,7 +315,6 @@ function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: bo
       settle(e[0]);
     });
     for (const g of made) unref(l, g);
-    if (process.env.TRACE_BW) console.log('TRACE', node.name, Math.round((process.memoryUsage().arrayBuffers - pooledBufferBytes()) / 1048576), Math.round(pooledBufferBytes() / 1048576), _poolHistogram());
     // The node's scratch (and gradients no edge took) is dead now.
     if (l) for (const ab of fresh) giveBack(l, ab);
   }

@@ -73,6 +73,10 @@ export interface Addon extends AddonOps, AddonRecordOps {
    * as float32 or bfloat16 (a RangeError when `info().bf16` is false).
    */
   packWeight(b: Float32Array, k: number, n: number, transB: boolean, precision?: WeightPrecision): PackedWeight;
+  /** The C allocator's byte counts (glibc's mallinfo2; zeros elsewhere). */
+  memoryStats(): { arenaBytes: number; inUseBytes: number; freeBytes: number; mmapBytes: number };
+  /** Gives the C allocator's free memory back to the OS (glibc's malloc_trim); true when something was released. */
+  trimAllocator(): boolean;
   /** What a packed weight holds. */
   packedWeightInfo(packed: PackedWeight): { precision: WeightPrecision; bytes: number };
   /** Runs the list on the native executor thread; rejects with the kernel's error, or an AbortError when cancelled. */
