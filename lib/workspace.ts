@@ -46,6 +46,18 @@ function noteStepBytes(bytes: number): void {
 }
 const pool = new Map<number, ArrayBuffer[]>();
 let pooledBytes = 0;
+/** Bytes scopes took from the pool, and the part of them it had to allocate (since the last clearBufferPool). */
+let takenBytes = 0;
+let freshBytes = 0;
+
+/**
+ * Internal (tests, diagnostics): bytes buffer scopes took since the last {@link clearBufferPool}, and how many of
+ * them were fresh allocations rather than buffers handed back earlier. A training step that recycles each buffer
+ * as soon as it is dead allocates far less than it takes.
+ */
+export function bufferPoolCounters(): { takenBytes: number; freshBytes: number } {
+  return { takenBytes, freshBytes };
+}
 /** `ATTNODE_REUSE_INTERMEDIATES=0` turns {@link withForwardScope} off (every intermediate a fresh buffer). */
 const forwardScopes = typeof process === 'undefined' || process.env.ATTNODE_REUSE_INTERMEDIATES !== '0';
 
@@ -64,11 +76,13 @@ export function takeScopedBuffer(bytes: number): ArrayBuffer | null {
   const cls = sizeClass(bytes);
   const bucket = pool.get(cls);
   let ab = bucket?.pop();
+  takenBytes += cls;
   if (ab) {
     pooledBytes -= cls;
   } else {
     const b = Buffer.allocUnsafeSlow(cls);
     ab = b.buffer as ArrayBuffer;
+    freshBytes += cls;
   }
   scope.taken.push(ab);
   return ab;
@@ -330,6 +344,8 @@ export function endDeferredRelease(list: object, scope: BufferScope): void {
 export function clearBufferPool(): void {
   pool.clear();
   pooledBytes = 0;
+  takenBytes = 0;
+  freshBytes = 0;
   trainingCap = 0;
 }
 
