@@ -65,7 +65,7 @@ export {
 } from './async';
 export { clearBufferPool, pooledBufferBytes } from './workspace';
 export { currentContext, withContext, type ExecutionContext } from './context';
-export { info, setNumThreads, getNumThreads, setIsa, type RuntimeInfo, type IsaName, type NativeInfo, type NativeSource } from './runtime';
+export { info, setNumThreads, getNumThreads, setIsa, memoryStats, releaseMemory, type MemoryStats, type RuntimeInfo, type IsaName, type NativeInfo, type NativeSource } from './runtime';
 export { checkCpuBaseline, readCpuFlags, BASELINES, type CpuBaseline, type BaselineCheck } from './backend/cpu-baseline';
 export {
   AutoTokenizer, IncrementalDecoder, type PreTrainedTokenizer, type BatchEncoding, type EncodeOptions, type DecodeOptions,

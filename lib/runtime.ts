@@ -4,7 +4,9 @@
  */
 import { addon, nativeSource, type IsaName, type NativeInfo, type NativeSource } from './backend/native';
 import { getBackend, getNativeLoadError } from './backend/registry';
+import { readFileSync } from 'node:fs';
 import { checkInt } from './errors';
+import { clearBufferPool, pooledBufferBytes } from './workspace';
 
 /** What {@link info} returns. */
 export interface RuntimeInfo {
@@ -60,3 +62,64 @@ export function setIsa(isa: IsaName): IsaName {
 }
 
 export type { IsaName, NativeInfo, NativeSource };
+
+/** What {@link memoryStats} returns: bytes, by who holds them. */
+export interface MemoryStats {
+  /** The process's resident set now (/proc/self/status VmRSS; `process.memoryUsage().rss` elsewhere). */
+  rss: number;
+  /** The highest resident set so far (VmHWM), or null where the OS does not report it. */
+  peakRss: number | null;
+  /** Live ArrayBuffers (tensors' memory, the pool's idle buffers among them), as V8 counts them. */
+  arrayBuffers: number;
+  /** Idle buffers in attnode's buffer pool (part of `arrayBuffers`). */
+  pooledBuffers: number;
+  /** V8's JS heap in use. */
+  jsHeapUsed: number;
+  /**
+   * The C allocator (glibc): heap arenas, blocks in use in them (ArrayBuffers' memory and the kernels' scratch),
+   * free blocks in them, blocks served by mmap. Null without the addon or off glibc.
+   */
+  allocator: { arenaBytes: number; inUseBytes: number; freeBytes: number; mmapBytes: number } | null;
+}
+
+function procStatusBytes(field: string): number | null {
+  try {
+    const text = readFileSync('/proc/self/status', 'utf8');
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Where the process's memory is: resident set and its peak, live ArrayBuffers and the buffer pool's idle share,
+ * the JS heap, and the C allocator's arenas. For diagnosing a training or serving process's footprint
+ * (`bench/train/longseq-step.mjs --memory` prints it at each phase of a training step).
+ */
+export function memoryStats(): MemoryStats {
+  const mu = process.memoryUsage();
+  const a = addon?.memoryStats() ?? null;
+  return {
+    rss: procStatusBytes('VmRSS') ?? mu.rss,
+    peakRss: procStatusBytes('VmHWM'),
+    arrayBuffers: mu.arrayBuffers,
+    pooledBuffers: pooledBufferBytes(),
+    jsHeapUsed: mu.heapUsed,
+    allocator: a && a.arenaBytes + a.mmapBytes > 0 ? a : null,
+  };
+}
+
+/**
+ * Gives idle memory back to the OS: empties the buffer pool (its buffers go to the GC, which frees them at its
+ * next collection; call it after dropping your own tensors) and trims the C allocator's free memory
+ * (malloc_trim). The pool refills on the next forwards, at the cost of fresh pages. For a process going idle
+ * after training or a burst of requests; the steady state needs neither. Returns the bytes the resident set shrank by.
+ */
+export function releaseMemory(): number {
+  const before = procStatusBytes('VmRSS') ?? process.memoryUsage().rss;
+  clearBufferPool();
+  addon?.trimAllocator();
+  const after = procStatusBytes('VmRSS') ?? process.memoryUsage().rss;
+  return Math.max(0, before - after);
+}

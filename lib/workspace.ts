@@ -46,6 +46,18 @@ function noteStepBytes(bytes: number): void {
 }
 const pool = new Map<number, ArrayBuffer[]>();
 let pooledBytes = 0;
+/** Bytes scopes took from the pool, and the part of them it had to allocate (since the last clearBufferPool). */
+let takenBytes = 0;
+let freshBytes = 0;
+
+/**
+ * Internal (tests, diagnostics): bytes buffer scopes took since the last {@link clearBufferPool}, and how many of
+ * them were fresh allocations rather than buffers handed back earlier. A training step that recycles each buffer
+ * as soon as it is dead allocates far less than it takes.
+ */
+export function bufferPoolCounters(): { takenBytes: number; freshBytes: number } {
+  return { takenBytes, freshBytes };
+}
 /** `ATTNODE_REUSE_INTERMEDIATES=0` turns {@link withForwardScope} off (every intermediate a fresh buffer). */
 const forwardScopes = typeof process === 'undefined' || process.env.ATTNODE_REUSE_INTERMEDIATES !== '0';
 
@@ -64,11 +76,13 @@ export function takeScopedBuffer(bytes: number): ArrayBuffer | null {
   const cls = sizeClass(bytes);
   const bucket = pool.get(cls);
   let ab = bucket?.pop();
+  takenBytes += cls;
   if (ab) {
     pooledBytes -= cls;
   } else {
     const b = Buffer.allocUnsafeSlow(cls);
     ab = b.buffer as ArrayBuffer;
+    freshBytes += cls;
   }
   scope.taken.push(ab);
   return ab;
@@ -85,22 +99,79 @@ export function sizeClass(bytes: number): number {
 /**
  * Returns the scope's buffers to the pool, except those reachable from
  * `result`, which move to `parent` (an enclosing forward scope) if given.
+ * When `result` holds an autograd graph, the buffers a graph node saved stay too: with a parent they move to it,
+ * at the outermost forward they become the graph's ({@link releaseSavedBuffer} returns each once the last node
+ * saving it has run backward). Every other buffer is dead already and goes back now.
  */
 export function releaseBufferScope(scope: BufferScope, result: unknown, parent: BufferScope | null = null): void {
   const keep = new Set<ArrayBufferLike>();
-  if (collectBuffers(result, keep, 0)) {
-    if (parent) keepAll(scope, parent);
-    else lendToGraph(scope, result, keep);
-    return;
-  }
+  const graph = collectBuffers(result, keep, 0);
   for (const ab of scope.taken) {
     if (keep.has(ab)) {
       parent?.taken.push(ab);
       continue;
     }
+    if (graph && (saveCounts.get(ab) ?? 0) > 0) {
+      if (parent) parent.taken.push(ab);
+      else graphOwned.add(ab);
+      continue;
+    }
     returnToPool(ab);
   }
   scope.taken.length = 0;
+}
+
+/**
+ * How many live graph nodes save a tensor on each buffer (lib/autograd/graph.ts counts its saved tensors' buffers
+ * here when it records and when it frees a node).
+ */
+const saveCounts = new WeakMap<ArrayBufferLike, number>();
+/** Pooled buffers an outermost forward left to its graph: they go back when no live node saves them any more. */
+const graphOwned = new WeakSet<ArrayBufferLike>();
+
+/** A graph node saves a tensor on `ab` (see {@link releaseSavedBuffer}). */
+export function holdSavedBuffer(ab: ArrayBufferLike): void {
+  saveCounts.set(ab, (saveCounts.get(ab) ?? 0) + 1);
+}
+
+/**
+ * A node saving a tensor on `ab` was freed. True when that was the last such node and `ab` is a buffer its
+ * forward left to the graph: nothing reads it any more, and the caller (the backward engine) hands it back with
+ * {@link returnGraphBuffer}, now or once no gradient it still holds is a view of it.
+ */
+export function releaseSavedBuffer(ab: ArrayBufferLike): boolean {
+  const n = (saveCounts.get(ab) ?? 0) - 1;
+  if (n > 0) {
+    saveCounts.set(ab, n);
+    return false;
+  }
+  saveCounts.delete(ab);
+  return graphOwned.has(ab);
+}
+
+/** True while graph nodes save a tensor on `ab`. */
+export function isSavedBuffer(ab: ArrayBufferLike): boolean {
+  return (saveCounts.get(ab) ?? 0) > 0;
+}
+
+/** Returns a buffer {@link releaseSavedBuffer} reported free to the pool (once). */
+export function returnGraphBuffer(ab: ArrayBufferLike): void {
+  if (!graphOwned.has(ab)) return;
+  graphOwned.delete(ab);
+  noteStepBytes(ab.byteLength);
+  returnToPool(ab as ArrayBuffer);
+}
+
+/**
+ * A buffer the running backward took (it is in `scope.taken`) and no longer uses: back to the pool now, out of the
+ * scope, so the next op of the same backward can take it.
+ */
+export function returnScopedBuffer(scope: BufferScope, ab: ArrayBufferLike): void {
+  const i = scope.taken.lastIndexOf(ab as ArrayBuffer);
+  if (i < 0) return;
+  scope.taken.splice(i, 1);
+  noteStepBytes(ab.byteLength);
+  returnToPool(ab as ArrayBuffer);
 }
 
 /**
@@ -114,8 +185,22 @@ export function recycleBuffer(ab: ArrayBufferLike): void {
   }
 }
 
+/**
+ * Tests: fill every buffer handed back with NaN, so that anything still reading one (a backward reading a tensor
+ * it did not save) computes NaN instead of silently reading the next op's values.
+ */
+let poison = typeof process !== 'undefined' && process.env.ATTNODE_POOL_POISON === '1';
+
+/** Internal (tests): turns {@link poison} on or off; returns the previous setting. */
+export function setPoolPoisoning(on: boolean): boolean {
+  const was = poison;
+  poison = on;
+  return was;
+}
+
 /** Puts a buffer nothing uses any more back into the pool (unless the pool is full). */
 function returnToPool(ab: ArrayBuffer): void {
+  if (poison) new Float32Array(ab, 0, ab.byteLength >> 2).fill(NaN);
   if (pooledBytes + ab.byteLength > Math.max(MAX_POOLED_BYTES, trainingCap)) return;
   let bucket = pool.get(ab.byteLength);
   if (!bucket) pool.set(ab.byteLength, (bucket = []));
@@ -124,74 +209,10 @@ function returnToPool(ab: ArrayBuffer): void {
 }
 
 /**
- * A graph's share of the pool (training): the buffers an outermost forward took that its result does not reach,
- * which only the graph (saved tensors, backward closures) still uses. They go back to the pool when a backward has
- * freed every node that produced one of the result's tensors (so every node of the forward behind them): see
- * lib/autograd/graph.ts. Without that (a graph never run backward, or kept with retainGraph) the GC takes them.
- */
-export class GraphBuffers {
-  readonly #buffers: ArrayBuffer[];
-  #rootsAlive: number;
-
-  constructor(buffers: ArrayBuffer[], roots: number) {
-    this.#buffers = buffers;
-    this.#rootsAlive = roots;
-  }
-
-  /** One root node was freed; true when it was the last (the buffers can go back once the backward is over). */
-  rootFreed(): boolean {
-    this.#rootsAlive--;
-    return this.#rootsAlive === 0;
-  }
-
-  /** Returns the buffers to the pool (called by the engine after the backward that freed the last root). */
-  release(): void {
-    noteStepBytes(this.#buffers.reduce((s, ab) => s + ab.byteLength, 0));
-    for (const ab of this.#buffers) returnToPool(ab);
-    this.#buffers.length = 0;
-  }
-}
-
-/** What a result tensor's node must accept to own a graph's buffers (lib/autograd/graph.ts's Node). */
-interface BufferOwner {
-  attachBuffers(group: GraphBuffers): void;
-}
-
-function isBufferOwner(fn: unknown): fn is BufferOwner {
-  return typeof (fn as Partial<BufferOwner> | null)?.attachBuffers === 'function';
-}
-
-/** The distinct nodes behind the tensors of `value` (as collectBuffers walks it). */
-function collectRoots(value: unknown, into: Set<BufferOwner>, depth: number): void {
-  if (value === null || typeof value !== 'object' || depth > 4 || ArrayBuffer.isView(value)) return;
-  if ((value as { data?: unknown }).data !== undefined && ArrayBuffer.isView((value as { data?: unknown }).data)) {
-    const fn = (value as { gradFn?: unknown }).gradFn;
-    if (isBufferOwner(fn)) into.add(fn);
-    return;
-  }
-  for (const v of Array.isArray(value) ? value : Object.values(value as Record<string, unknown>)) collectRoots(v, into, depth + 1);
-}
-
-/**
- * The outermost forward's result holds a graph: the scope's buffers the result does not reach are lent to the
- * graph ({@link GraphBuffers}) instead of being left to the GC, so a training step's intermediates come back for
- * the next step. Needs every tensor of the result with a history to have an owner node; otherwise the GC decides.
- */
-function lendToGraph(scope: BufferScope, result: unknown, keep: Set<ArrayBufferLike>): void {
-  const roots = new Set<BufferOwner>();
-  collectRoots(result, roots, 0);
-  const lent = scope.taken.filter((ab) => !keep.has(ab));
-  scope.taken.length = 0;
-  if (roots.size === 0 || lent.length === 0) return;
-  const group = new GraphBuffers(lent, roots.size);
-  for (const r of roots) r.attachBuffers(group);
-}
-
-/**
  * Adds the buffers of the tensors in `value` to `into`; true when one of
  * them has an autograd history (a `gradFn`): its graph's saved tensors may be
- * any of the scope's buffers, so none may go back to the pool now (an
- * outermost scope lends them to the graph instead: {@link GraphBuffers}).
+ * any of the scope's buffers, so those its nodes save stay with the graph
+ * ({@link releaseBufferScope}).
  */
 function collectBuffers(value: unknown, into: Set<ArrayBufferLike>, depth: number): boolean {
   if (value === null || typeof value !== 'object' || depth > 4) return false;
@@ -208,12 +229,6 @@ function collectBuffers(value: unknown, into: Set<ArrayBufferLike>, depth: numbe
   let graph = false;
   for (const v of items) graph = collectBuffers(v, into, depth + 1) || graph;
   return graph;
-}
-
-/** A scope whose result holds an autograd graph: every buffer stays with the result (the enclosing scope's, else the GC's). */
-function keepAll(scope: BufferScope, parent: BufferScope | null): void {
-  if (parent) for (const ab of scope.taken) parent.taken.push(ab);
-  scope.taken.length = 0;
 }
 
 /**
@@ -289,7 +304,9 @@ export function withForwardScope<T>(fn: () => T): T {
 function handOver(scope: BufferScope, result: unknown, parent: BufferScope | null, deferred: BufferScope): void {
   const keep = new Set<ArrayBufferLike>();
   if (collectBuffers(result, keep, 0)) {
-    keepAll(scope, parent);
+    // A graph recorded for later: its saved tensors may be any of the buffers, and its kernels have not run.
+    if (parent) for (const ab of scope.taken) parent.taken.push(ab);
+    scope.taken.length = 0;
     return;
   }
   for (const ab of scope.taken) {
@@ -327,6 +344,8 @@ export function endDeferredRelease(list: object, scope: BufferScope): void {
 export function clearBufferPool(): void {
   pool.clear();
   pooledBytes = 0;
+  takenBytes = 0;
+  freshBytes = 0;
   trainingCap = 0;
 }
 
@@ -334,3 +353,4 @@ export function clearBufferPool(): void {
 export function pooledBufferBytes(): number {
   return pooledBytes;
 }
+

@@ -1,13 +1,14 @@
 /**
  * Training at a long sequence: one training step (forward + backward + Adam) of a 2-layer nn.TransformerEncoder
  * (d_model 512, 8 heads, feed-forward 2048, batch 1) at seq 2048, attnode against PyTorch 1.13 on this machine, each
- * step in its own process (bench/train/longseq-step.ts, bench/train/longseq_torch.py), at 1 and 2 threads: peak RSS
- * and step time, the load average beside every figure. Writes bench/results/train-longseq-<cpu>.md.
+ * step in its own process (bench/train/longseq-step.mjs on the compiled package, bench/train/longseq_torch.py), at 1
+ * and 2 threads: peak RSS and step time, the load average beside every figure. Writes
+ * bench/results/train-longseq-<cpu>.md. Rebuilds dist/ first (`npm run build:ts`) when a lib/ file is newer.
  *
  *   npx tsx bench/train/longseq.ts [--seq 2048] [--steps 2] [--threads 1,2] [--dropout 0] [--python /usr/bin/python3]
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -55,11 +56,37 @@ function run(cmd: string, args: string[]): { result: StepResult; loadBefore: str
   return { result: JSON.parse(line) as StepResult, loadBefore, loadAfter };
 }
 
+/** The newest modification time of the .ts files under `dir`. */
+function newestTs(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) t = Math.max(t, newestTs(p));
+    else if (e.name.endsWith('.ts')) t = Math.max(t, statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+// The attnode child runs the compiled package, as a user's program does (not tsx, whose loader alone is ~40 MiB
+// of the resident set): rebuild it when the sources moved on.
+const distEntry = join(ROOT, 'dist', 'index.mjs');
+let distTime = 0;
+try {
+  distTime = Math.min(statSync(distEntry).mtimeMs, statSync(join(ROOT, 'dist', 'index.js')).mtimeMs);
+} catch {
+  distTime = 0;
+}
+if (distTime < newestTs(join(ROOT, 'lib'))) {
+  process.stderr.write('dist/ is older than lib/: npm run build:ts\n');
+  const b = spawnSync('npm', ['run', 'build:ts'], { cwd: ROOT, stdio: 'inherit' });
+  if (b.status !== 0) throw new Error(`npm run build:ts failed (${b.status})`);
+}
+
 const common = ['--seq', a.seq!, '--steps', a.steps!, '--dropout', a.dropout!];
 const rows: string[] = [];
 const ratios: string[] = [];
 for (const t of a.threads!.split(',').map(Number)) {
-  const ours = run(process.execPath, ['--import', 'tsx', join('bench', 'train', 'longseq-step.ts'), ...common, '--threads', String(t)]);
+  const ours = run(process.execPath, [join('bench', 'train', 'longseq-step.mjs'), ...common, '--threads', String(t)]);
   process.stderr.write(`attnode ${t}t: ${JSON.stringify(ours.result)}\n`);
   const torch = run(a.python!, [join('bench', 'train', 'longseq_torch.py'), ...common, '--threads', String(t)]);
   process.stderr.write(`pytorch ${t}t: ${JSON.stringify(torch.result)}\n`);
@@ -79,9 +106,10 @@ ${new Date().toISOString().slice(0, 10)}, ${cpu}. Command: \`npx tsx bench/train
 A 2-layer \`nn.TransformerEncoder\` (d_model 512, 8 heads, feed-forward 2048, post-norm, ReLU, dropout ${a.dropout}),
 batch 1 × ${a.seq} tokens ([seq, batch, feature]), MSE loss against a random target, \`optim.Adam(lr 1e-4)\`: each
 step is zeroGrad, forward, backward, step. Each implementation and thread count runs in its own process
-(\`bench/train/longseq-step.ts\`, \`bench/train/longseq_torch.py\`), ${a.steps} steps, the first a warm-up; peak RSS
-is the process's maximum resident set (\`process.resourceUsage().maxRSS\`, \`getrusage(RUSAGE_SELF).ru_maxrss\`),
-so it includes the runtime itself (Node + the TypeScript loader, Python + torch). Load average (1, 5, 15 min)
+(\`bench/train/longseq-step.mjs\` on the compiled package \`dist/\`, as a user's program runs it — not tsx, whose
+loader adds ~40 MiB —, and \`bench/train/longseq_torch.py\`), ${a.steps} steps, the first a warm-up; peak RSS is the
+process's maximum resident set (\`process.resourceUsage().maxRSS\`, \`getrusage(RUSAGE_SELF).ru_maxrss\`), so it
+includes the runtime itself (Node + the library, Python + torch). Load average (1, 5, 15 min)
 before → after each run: the machine's 2 vCPUs are shared with other jobs, so times are same-run ratios at best.
 
 | impl | threads | peak RSS (MiB) | step (s, median after warm-up) | steps (s) | loss | load |

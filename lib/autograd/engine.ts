@@ -11,6 +11,13 @@
  *    accumulates until the gradient is zeroed).
  * 4. Without `retainGraph`, each node's saved tensors are released as soon as
  *    it has run: a second backward through it is an error naming the option.
+ * 5. Memory (outside `runAsync`): a buffer goes back to the pool as soon as
+ *    nothing reads it any more: an activation its forward left to the graph
+ *    when the last node saving it has run, a gradient flowing between nodes
+ *    when the node it flows into has run (or it was added into another), a
+ *    backward's scratch when that backward returns. So the step's high-water
+ *    mark is the saved activations plus one node's gradients, not the whole
+ *    forward plus the whole backward.
  *
  * Backward runs with grad mode off (no graph of the backward is recorded) and
  * with the ops' own backends, so it computes on the native kernels, and it
@@ -19,7 +26,7 @@
  */
 import { currentContext, withContext } from '../context';
 import { allocateUninitialized } from '../dtype';
-import { withBackwardScope, type BufferScope } from '../workspace';
+import { isSavedBuffer, returnGraphBuffer, returnScopedBuffer, withBackwardScope, type BufferScope } from '../workspace';
 import { argRangeErrorRaw, argTypeError, formatShape } from '../errors';
 import { add } from '../ops/elementwise';
 import { Tensor, zeros, type BackwardOptions, type GradFn } from '../tensor';
@@ -30,8 +37,80 @@ type F32 = Tensor<'float32'>;
 /** The gradient buffer of a node: one slot per output. */
 type Slots = (F32 | null)[];
 
-function sum(a: F32 | null, b: F32): F32 {
-  return a === null ? b : add(a, b);
+/**
+ * What the running backward knows about the buffers its gradients live in (null while recording for runAsync,
+ * where kernels run later and nothing may go back early). `refs` counts the slots holding a gradient on each
+ * buffer; a buffer goes back to the pool when no slot refers to it, no live node saves it, and it is either one
+ * this backward took (in `scope.taken`) or one a forward left to the graph and no node saves any more.
+ */
+interface Ledger {
+  scope: BufferScope;
+  refs: Map<ArrayBufferLike, number>;
+  /** Graph buffers whose last saving node ran while a slot still held a view of them. */
+  freedGraph: Set<ArrayBufferLike>;
+}
+
+/** The ledger of the running backward (null outside one, or while recording). */
+let currentLedger: Ledger | null = null;
+
+/**
+ * True when a node's backward may overwrite the gradient `g` it was given (e.g. a fused ReLU's mask applied in
+ * place): the running backward made it, only the slot it came from refers to it, and it is dense. Only for the
+ * gradients passed to a node's backward, while it runs.
+ */
+export function isDisposableGrad(g: F32): boolean {
+  return disposable(currentLedger, g);
+}
+
+function ref(l: Ledger | null, g: F32): void {
+  if (l) l.refs.set(g.data.buffer, (l.refs.get(g.data.buffer) ?? 0) + 1);
+}
+
+/** A slot's gradient was consumed: its buffer goes back if nothing refers to it any more. */
+function unref(l: Ledger | null, g: F32): void {
+  if (!l) return;
+  const ab = g.data.buffer;
+  const n = (l.refs.get(ab) ?? 0) - 1;
+  if (n > 0) {
+    l.refs.set(ab, n);
+    return;
+  }
+  l.refs.delete(ab);
+  giveBack(l, ab);
+}
+
+/** Returns `ab` to the pool if the backward may (see {@link Ledger}) and nothing refers to it. */
+function giveBack(l: Ledger, ab: ArrayBufferLike): void {
+  if (l.refs.has(ab) || isSavedBuffer(ab) || handedToLeaves?.has(ab)) return;
+  if (l.freedGraph.delete(ab)) returnGraphBuffer(ab);
+  else returnScopedBuffer(l.scope, ab);
+}
+
+/** True when `g` is the only gradient on its buffer and this backward made it: it may be written in place. */
+function disposable(l: Ledger | null, g: F32): boolean {
+  return l !== null && l.refs.get(g.data.buffer) === 1 && !isSavedBuffer(g.data.buffer) && g.isContiguous() &&
+    !handedToLeaves?.has(g.data.buffer) &&
+    g.data.length === g.size && l.scope.taken.includes(g.data.buffer as ArrayBuffer);
+}
+
+/**
+ * The sum of a slot's gradient `a` (if any) and a new one `b` (held by the caller until it has placed all of a
+ * node's gradients): into `a` in place when only the slot holds it.
+ */
+function sum(l: Ledger | null, a: F32 | null, b: F32): F32 {
+  if (a === null) {
+    ref(l, b);
+    return b;
+  }
+  let s: F32;
+  if (disposable(l, a) && a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]) &&
+    a.data.buffer !== b.data.buffer) {
+    return add(a, b, { out: a });
+  }
+  s = add(a, b);
+  ref(l, s);
+  unref(l, a);
+  return s;
 }
 
 /**
@@ -111,12 +190,17 @@ export function runBackward(root: Tensor, gradOutput: Tensor | undefined, option
   const stored: Tensor[] = [];
   const outer = handedToLeaves;
   const outerScope = backwardScope;
+  const outerLedger = currentLedger;
   try {
     withContext({ gradEnabled: false }, () => withBackwardScope(
       (scope) => {
         backwardScope = scope;
         handedToLeaves = scope ? new Set() : null;
-        execute(edgeOf(root)!, seed, retainGraph, stored);
+        const ledger = scope && !currentContext().recording ? { scope, refs: new Map(), freedGraph: new Set<ArrayBufferLike>() } : null;
+        currentLedger = ledger;
+        execute(edgeOf(root)!, seed, retainGraph, stored, ledger);
+        // Graph buffers still held by a gradient when their last node ran, whose gradient is stored (a leaf's).
+        if (ledger) for (const ab of ledger.freedGraph) if (!ledger.refs.has(ab) && !handedToLeaves?.has(ab)) returnGraphBuffer(ab);
       },
       () => stored.map((t) => t._peekGrad()?.data.buffer).filter((b): b is ArrayBufferLike => b !== undefined),
     ));
@@ -128,12 +212,13 @@ export function runBackward(root: Tensor, gradOutput: Tensor | undefined, option
   } finally {
     handedToLeaves = outer;
     backwardScope = outerScope;
+    currentLedger = outerLedger;
   }
-  const freed = takeFreedBuffers();
-  if (!currentContext().recording) for (const g of freed) g.release();
+  // Recording for runAsync: the kernels reading the freed buffers have not run; the GC takes them.
+  takeFreedBuffers();
 }
 
-function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: boolean, stored: Tensor[]): void {
+function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: boolean, stored: Tensor[], l: Ledger | null): void {
   const [rootFn, rootSlot] = rootEdge;
   // Dependencies: how many edges of the reachable graph point at each node.
   const deps = new Map<GradFn, number>();
@@ -173,10 +258,22 @@ function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: bo
       ready.push(next);
       return;
     }
-    if (next instanceof Node && !retainGraph) next.release();
+    if (next instanceof Node && !retainGraph) {
+      next.release();
+      freeGraphBuffers();
+    }
     for (const e of next.nextFunctions) if (e !== null) settle(e[0]);
   };
+  // The buffers whose last saving node was just released: back to the pool unless a gradient still views one.
+  const freeGraphBuffers = (): void => {
+    for (const ab of takeFreedBuffers()) {
+      if (!l) continue;
+      l.freedGraph.add(ab);
+      giveBack(l, ab);
+    }
+  };
   slotsOf(rootFn)[rootSlot] = seed;
+  ref(l, seed);
   while (ready.length > 0) {
     const node = ready.pop()!;
     const slots = buffers.get(node)!;
@@ -185,6 +282,7 @@ function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: bo
       if (slots[0]) {
         accumulate(node.variable, slots[0]);
         stored.push(node.variable);
+        unref(l, slots[0]);
       }
       continue;
     }
@@ -196,16 +294,28 @@ function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: bo
         stored.push(t);
       }
     }
+    const mark = l ? l.scope.taken.length : 0;
     const inputGrads = node.apply(grads);
-    if (!retainGraph) node.release();
+    const fresh = l ? l.scope.taken.slice(mark) : [];
+    // What the node made: held until every gradient is in its slot (two inputs may get one tensor).
+    const made = inputGrads.filter((g): g is F32 => g !== null && g !== undefined);
+    for (const g of made) ref(l, g);
+    for (const g of slots) if (g) unref(l, g);
+    if (!retainGraph) {
+      node.release();
+      freeGraphBuffers();
+    }
     node.nextFunctions.forEach((e, i) => {
       if (e === null) return;
       const g = inputGrads[i];
       if (g !== null && g !== undefined) {
         const s = slotsOf(e[0]);
-        s[e[1]] = sum(s[e[1]] ?? null, g);
+        s[e[1]] = sum(l, s[e[1]] ?? null, g);
       }
       settle(e[0]);
     });
+    for (const g of made) unref(l, g);
+    // The node's scratch (and gradients no edge took) is dead now.
+    if (l) for (const ab of fresh) giveBack(l, ab);
   }
 }

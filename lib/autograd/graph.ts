@@ -19,7 +19,7 @@
 import { currentContext } from '../context';
 import { formatShape } from '../errors';
 import type { GradFn, Tensor } from '../tensor';
-import type { GraphBuffers } from '../workspace';
+import { holdSavedBuffer, releaseSavedBuffer } from '../workspace';
 
 type F32 = Tensor<'float32'>;
 
@@ -51,8 +51,8 @@ export class Node implements GradFn {
   #saved: [Tensor, number][];
   /** Outputs whose gradient is kept (Tensor.retainGrad), by output index. */
   retained: Map<number, Tensor> | null = null;
-  /** The buffers of the forward this node ends (it made one of a forward's results): see lib/workspace.ts. */
-  #buffers: GraphBuffers[] | null = null;
+  /** The distinct buffers of the saved tensors (lib/workspace.ts counts the live nodes saving each). */
+  #savedBuffers: ArrayBufferLike[];
 
   constructor(name: string, next: readonly Edge[], outputShapes: readonly (readonly number[])[], backward: BackwardFn,
     saved: readonly Tensor[]) {
@@ -61,6 +61,8 @@ export class Node implements GradFn {
     this.outputShapes = outputShapes;
     this.#backward = backward;
     this.#saved = saved.map((t) => [t, t._version]);
+    this.#savedBuffers = [...new Set(saved.map((t) => t.data.buffer))];
+    for (const ab of this.#savedBuffers) holdSavedBuffer(ab);
   }
 
   /** False once the engine freed the node's saved state (a backward without retainGraph). */
@@ -92,31 +94,25 @@ export class Node implements GradFn {
     }
   }
 
-  /** Drops the saved tensors and the closure: the node can no longer run. */
+  /**
+   * Drops the saved tensors and the closure: the node can no longer run. A buffer its forward left to the graph
+   * that no live node saves any more is queued for the backward engine ({@link takeFreedBuffers}), which returns
+   * it to the pool: a backward thus gives each activation back as soon as the last node reading it has run.
+   */
   release(): void {
     if (this.#backward === null) return;
     this.#backward = null;
     this.#saved = [];
-    if (this.#buffers) {
-      for (const g of this.#buffers) if (g.rootFreed()) freedBuffers.push(g);
-      this.#buffers = null;
-    }
-  }
-
-  /**
-   * Makes this node one of the roots of a forward's buffers (lib/workspace.ts): once every root is released, the
-   * backward that released them returns the buffers to the pool when it is over ({@link takeFreedBuffers}).
-   */
-  attachBuffers(group: GraphBuffers): void {
-    (this.#buffers ??= []).push(group);
+    for (const ab of this.#savedBuffers) if (releaseSavedBuffer(ab)) freedBuffers.push(ab);
+    this.#savedBuffers = [];
   }
 }
 
-/** Buffer groups whose last root a backward released (see Node.release); the engine takes them when it is done. */
-const freedBuffers: GraphBuffers[] = [];
+/** Buffers whose last saving node was released (see Node.release); the engine takes them after each node. */
+const freedBuffers: ArrayBufferLike[] = [];
 
-/** The buffer groups released since the last call (the engine returns them to the pool after a backward). */
-export function takeFreedBuffers(): GraphBuffers[] {
+/** The graph buffers freed since the last call (the engine returns them to the pool). */
+export function takeFreedBuffers(): ArrayBufferLike[] {
   return freedBuffers.splice(0, freedBuffers.length);
 }
 

@@ -76,6 +76,10 @@ export interface Addon extends AddonOps, AddonRecordOps {
    * path, k ≤ 133,143).
    */
   packWeight(b: Float32Array, k: number, n: number, transB: boolean, precision?: WeightPrecision): PackedWeight;
+  /** The C allocator's byte counts (glibc's mallinfo2; zeros elsewhere). */
+  memoryStats(): { arenaBytes: number; inUseBytes: number; freeBytes: number; mmapBytes: number };
+  /** Gives the C allocator's free memory back to the OS (glibc's malloc_trim); true when something was released. */
+  trimAllocator(): boolean;
   /** What a packed weight holds. */
   packedWeightInfo(packed: PackedWeight): { precision: WeightPrecision; bytes: number };
   /** Runs the list on the native executor thread; rejects with the kernel's error, or an AbortError when cancelled. */
@@ -236,8 +240,10 @@ function makeNativeBackend(a: Addon): Backend {
         return entry.packed;
       }
     } else if (version !== 0) {
-      // First use at this version (see above). bfloat16 always packs: it has no unpacked path.
+      // First use at this version (see above). bfloat16 always packs: it has no unpacked path. The stale copy is
+      // dropped from both maps, so the GC can take it.
       byShape.set(key, { version, packed: null });
+      if (last && last.version !== version) lastPacked.delete(g.b);
       if (precision === 'float32') return null;
     }
     const packed = a.packWeight(g.b, g.k, g.n, true, precision);

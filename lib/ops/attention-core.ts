@@ -117,7 +117,8 @@ export function runAttention(c: AttentionCall): F32 | null {
     kernel(null, 'float32', lse, seed);
     if (lse) {
       recordOp('ScaledDotProductAttentionBackward', [c.q, c.k, c.v], [c.out],
-        (grads, needs) => flashAttentionBackward(c, lse, seed, grads[0]!, needs), [c.q, c.k, c.v, c.out]);
+        (grads, needs) => flashAttentionBackward(c, lse, seed, grads[0]!, needs),
+        [c.q, c.k, c.v, c.out, asSaved(lse), ...c.masks.map((m) => asSaved(m.data))]);
     }
     return null;
   }
@@ -151,9 +152,18 @@ export function runAttention(c: AttentionCall): F32 | null {
   if (grad) {
     const saved = { call: c, probs, kept, mask };
     recordOp('ScaledDotProductAttentionBackward', [c.q, c.k, c.v], weights ? [c.out, weights] : [c.out],
-      (grads, needs) => attentionBackward(saved, grads[0]!, weights ? grads[1]! : null, needs), [c.q, c.k, c.v]);
+      (grads, needs) => attentionBackward(saved, grads[0]!, weights ? grads[1]! : null, needs),
+      [c.q, c.k, c.v, probs, kept, ...(mask ? [asSaved(mask)] : [])]);
   }
   return weights;
+}
+
+/**
+ * A typed array a backward reads, as a tensor for its node's saved list: the node then holds its buffer, which
+ * goes back to the pool only once the node has run (lib/workspace.ts).
+ */
+function asSaved(a: Float32Array | Uint8Array): Tensor {
+  return a instanceof Float32Array ? new Tensor(a, [a.length], 'float32') : new Tensor(a, [a.length], 'bool');
 }
 
 /** The backend arguments every attention op of call `c` shares (with its dropout when a seed is given). */

@@ -11,6 +11,7 @@ import { allocateUninitialized } from '../dtype';
 import { argRangeErrorRaw, argTypeError, checkInt, checkNumber, formatShape } from '../errors';
 import type { OpOptions } from '../op-options';
 import { Tensor } from '../tensor';
+import { withForwardScope } from '../workspace';
 import { needsGrad, recordOp } from '../autograd/graph';
 import { checkFloat, checkOptions, checkTensor, dense } from './checks';
 import { mean, sum } from './reduce';
@@ -169,8 +170,12 @@ export function mseLoss(input: F32, target: F32, opts: MseLossOptions = {}): F32
   checkOptions(fn, opts);
   const reduction = checkReduction(fn, opts.reduction ?? 'mean');
   const be = opts.backend ? { backend: opts.backend } : {};
-  const d = sub(input, target, be);
-  const sq = mul(d, d, be);
-  if (reduction === 'none') return sq;
-  return reduction === 'sum' ? sum(sq, null, be) : mean(sq, null, be);
+  // In a forward scope, as a module's forward: the difference (which the graph saves) and the squares come from
+  // the buffer pool and go back once nothing reads them, instead of two fresh input-sized buffers per call.
+  return withForwardScope(() => {
+    const d = sub(input, target, be);
+    const sq = mul(d, d, be);
+    if (reduction === 'none') return sq;
+    return reduction === 'sum' ? sum(sq, null, be) : mean(sq, null, be);
+  });
 }

@@ -11,6 +11,7 @@ import { planRows } from './rows';
 import { allocateUninitialized } from '../dtype';
 import type { F32 } from './checks';
 import { needsGrad, recordOp } from '../autograd/graph';
+import { isDisposableGrad } from '../autograd/engine';
 import { sumToShape } from './reduce';
 import { gelu } from './elementwise';
 import { inLayoutOf } from './grad-layout';
@@ -274,14 +275,18 @@ function linearForward(x: F32, weight: F32, bias: F32 | null | undefined, opts: 
   const y = out ?? new Tensor(allocateUninitialized('float32', prod(outShape)), outShape, 'float32', plan.yStrides);
   if (y.size === 0) return y;
   const [w, transB, ldb] = weightLayout(weight, opts?.backend);
+  // A weight being trained is not packed: its optimizer step changes it before the next forward, so a packed copy
+  // (a second copy of the weight, kept until the GC takes it) would serve one GEMM, whose own panel packing does
+  // the same work. Inference (no grad, or a frozen weight) packs as usual.
+  const pack = opts?.cacheWeight === true && !(grad && weight.requiresGrad && weightPrecision === 'float32');
   resolveBackend(opts?.backend).gemm({
     a: xs.data, b: w, c: y.data,
     m: plan.x.rows, n: nOut, k: nIn, transB, ldb,
     ...(plan.x.rowStride !== undefined ? { lda: plan.x.rowStride } : {}),
     ...(plan.y.rowStride !== undefined ? { ldc: plan.y.rowStride } : {}),
     batch: plan.x.batch, strideA: plan.x.batchStride, strideC: plan.y.batchStride,
-    bias: bias ? dense(bias, opts?.backend).data : null, act, cacheB: opts?.cacheWeight === true,
-    ...(opts?.cacheWeight === true && weight._version !== 0 ? { bVersion: weight._version } : {}),
+    bias: bias ? dense(bias, opts?.backend).data : null, act, cacheB: pack,
+    ...(pack && weight._version !== 0 ? { bVersion: weight._version } : {}),
     ...(weightPrecision !== 'float32' ? { bPrecision: weightPrecision } : {}),
   });
   if (grad) recordLinear(x, xs, weight, bias ?? null, y, act === Activation.Relu, opts?.backend);
@@ -308,7 +313,9 @@ function recordLinear(x: F32, xs: F32, weight: F32, bias: F32 | null, y: F32, re
     let dz = inLayoutOf(g!, y, backend);
     const be = resolveBackend(backend);
     if (reluFused) {
-      const masked = new Tensor(allocateUninitialized('float32', y.size), y.shape, 'float32', y.strides);
+      // The mask goes over the gradient in place when nothing else reads it (the feed-forward's [tokens, 4·d]
+      // gradient: one buffer of that size fewer at the step's high-water mark).
+      const masked = dz !== g || isDisposableGrad(dz) ? dz : new Tensor(allocateUninitialized('float32', y.size), y.shape, 'float32', y.strides);
       if (y.size > 0) be.activationBackward({ op: ActivationGrad.Relu, x: y.data, dy: dz.data, dx: masked.data });
       dz = masked;
     }

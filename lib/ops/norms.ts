@@ -180,7 +180,7 @@ function recordNorm(
     // x + residual: one gradient for both (plus that of the returned sum).
     const ds = grads.length > 1 ? add(r.dx, grads[1]!, backend ? { backend } : {}) : r.dx;
     return layer ? [ds, ds, dw, db] : [ds, ds, dw];
-  }, w && w !== weight ? [xs] : weight ? [xs, weight] : [xs]);
+  }, w && w !== weight ? [xs, w] : weight ? [xs, weight] : [xs]);
 }
 
 /**

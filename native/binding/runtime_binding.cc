@@ -112,6 +112,24 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), runtime::isa_name(runtime::active_isa()));
 }
 
+// memoryStats(): the C allocator's byte counts (runtime::allocator_stats).
+Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+  Args args(info, "memoryStats", 0);
+  const runtime::AllocatorStats s = runtime::allocator_stats();
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("arenaBytes", static_cast<double>(s.arena_bytes));
+  out.Set("inUseBytes", static_cast<double>(s.in_use_bytes));
+  out.Set("freeBytes", static_cast<double>(s.free_bytes));
+  out.Set("mmapBytes", static_cast<double>(s.mmap_bytes));
+  return out;
+}
+
+// trimAllocator(): free allocator memory back to the OS (runtime::trim_allocator).
+Napi::Value TrimAllocator(const Napi::CallbackInfo& info) {
+  Args args(info, "trimAllocator", 0);
+  return Napi::Boolean::New(info.Env(), runtime::trim_allocator());
+}
+
 }  // namespace
 
 void RegisterRuntime(Napi::Env env, Napi::Object exports) {
@@ -119,6 +137,8 @@ void RegisterRuntime(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
+  exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));
+  exports.Set("trimAllocator", Napi::Function::New(env, TrimAllocator, "trimAllocator"));
 }
 
 }  // namespace attnode::binding

@@ -25,4 +25,24 @@ bool configure_process_allocator() {
   return applied;
 }
 
+AllocatorStats allocator_stats() {
+  AllocatorStats s;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  const struct mallinfo2 mi = mallinfo2();
+  s.arena_bytes = mi.arena;
+  s.in_use_bytes = mi.uordblks;
+  s.free_bytes = mi.fordblks;
+  s.mmap_bytes = mi.hblkhd;
+#endif
+  return s;
+}
+
+bool trim_allocator() {
+#if defined(__GLIBC__)
+  return malloc_trim(0) == 1;
+#else
+  return false;
+#endif
+}
+
 }  // namespace attnode::runtime

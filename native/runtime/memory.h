@@ -8,10 +8,28 @@
 // high-water mark instead of oscillating. ATTNODE_MALLOC_TUNING=0 opts out.
 #pragma once
 
+#include <cstddef>
+
 namespace attnode::runtime {
 
 // Applies the settings once per process (idempotent, thread-safe). Returns
 // whether they are in force (false when opted out or not on glibc).
 bool configure_process_allocator();
+
+// What the C allocator holds (glibc's mallinfo2; zeros elsewhere): bytes of
+// the heap arenas, of blocks in use in them, of free blocks in them, and of
+// blocks served by mmap.
+struct AllocatorStats {
+  std::size_t arena_bytes = 0;
+  std::size_t in_use_bytes = 0;
+  std::size_t free_bytes = 0;
+  std::size_t mmap_bytes = 0;
+};
+AllocatorStats allocator_stats();
+
+// Gives the allocator's free memory back to the OS (glibc's malloc_trim(0):
+// the heap top and every whole free page inside the arenas). Returns whether
+// anything was released.
+bool trim_allocator();
 
 }  // namespace attnode::runtime
