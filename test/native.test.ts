@@ -81,6 +81,8 @@ describe.runIf(hasNative)('native runtime', () => {
 
   const gemmShapes: [number, number, number][] = [
     [1, 1, 1], [7, 13, 29], [1, 768, 768], [33, 65, 17], [128, 96, 300], [500, 3, 17], [3, 500, 17], [64, 64, 1],
+    // Last column panel 16 and 32 of 48 wide (AVX-512's narrower edge tiles), over more than one K block.
+    [40, 256, 300], [24, 80, 520],
   ];
 
   describe.each(supported)('on the %s path', (isa) => {
