@@ -109,6 +109,45 @@ describe.runIf(hasNative)('native runtime', () => {
       }
     });
 
+    it('gemm rowSumsA: row sums of op(A) beside the product, as the TS reference (every path: packed, M = 1, K = 0, N = 0)', () => {
+      a.setIsa(isa);
+      let seed = 300;
+      for (const [m, n, k] of [[40, 256, 300], [1024, 256, 256], [7, 13, 29], [1, 50, 70], [9, 5, 0], [6, 0, 11]] as const) {
+        for (const transA of [false, true]) {
+          for (const [alpha, beta] of [[1, 0], [0.5, 1], [2, 0.25]] as const) {
+            const A = randn([Math.max(m * k, 1)], { seed: seed++ }).data;
+            const B = randn([Math.max(k * n, 1)], { seed: seed++ }).data;
+            const C0 = randn([Math.max(m * n, 1)], { seed: seed++ }).data;
+            const S0 = randn([m], { seed: seed++ }).data;
+            const args = { a: A, b: B, m, n, k, transA, alpha, beta };
+            const [wantC, gotC, wantS, gotS] = [Float32Array.from(C0), Float32Array.from(C0), Float32Array.from(S0), Float32Array.from(S0)];
+            jsBackend.gemm({ ...args, c: wantC, rowSumsA: wantS });
+            native().gemm({ ...args, c: gotC, rowSumsA: gotS });
+            const what = `${isa} ${m}x${n}x${k} tA=${transA} alpha=${alpha} beta=${beta}`;
+            expect(relErr(gotS, wantS), what).toBeLessThan(1e-5);
+            expect(relErr(gotC, wantC), what).toBeLessThan(1e-5);
+            // And the sums are what they say: alpha · Σ_k op(A)[i, k] + beta · S0[i].
+            const i = m - 1;
+            let s = 0;
+            for (let kk = 0; kk < k; kk++) s += transA ? A[kk * m + i]! : A[i * k + kk]!;
+            expect(gotS[i]).toBeCloseTo(alpha * s + beta * S0[i]!, 3);
+          }
+        }
+      }
+    });
+
+    it('gemm rowSumsA refuses batches, a short array and overlap with c, naming the argument', () => {
+      a.setIsa(isa);
+      const g = { a: new Float32Array(6), b: new Float32Array(6), c: new Float32Array(4), m: 2, n: 2, k: 3 };
+      for (const be of [native(), jsBackend]) {
+        expect(() => be.gemm({ ...g, rowSumsA: new Float32Array(1) })).toThrowError(/'rowSumsA'.*(at least 2|expected at least 2)/);
+        expect(() => be.gemm({ ...g, a: new Float32Array(12), c: new Float32Array(8), batch: 2, strideA: 6, strideC: 4, rowSumsA: new Float32Array(2) }))
+          .toThrowError(/'rowSumsA' needs batch 1, got batch 2/);
+      }
+      const buf = new Float32Array(8);
+      expect(() => native().gemm({ ...g, c: buf.subarray(0, 4), rowSumsA: buf.subarray(3, 5) })).toThrowError(/'rowSumsA'.*'c'|'c'.*'rowSumsA'/);
+    });
+
     it('batched gemm with a broadcast operand', () => {
       a.setIsa(isa);
       const [batch, m, n, k] = [5, 9, 11, 13];

@@ -91,6 +91,12 @@ export interface GemmArgs {
    * Default 0.
    */
   bVersion?: number;
+  /**
+   * Length m, optional: also writes rowSumsA[i] = alpha · Σ_k op(A)[i, k] + beta · rowSumsA[i] (beta 0: not
+   * read), the product of op(A) with a column of ones beside C. A Linear's bias gradient next to its weight
+   * gradient (op(A) = dYᵀ), summed from the A the GEMM reads anyway. Each row sums its k in order. Batch 1 only.
+   */
+  rowSumsA?: Float32Array | null;
 }
 
 /**
