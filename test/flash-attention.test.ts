@@ -200,7 +200,7 @@ describe.skipIf(!hasNative)('native attentionBackward op (skipped: the addon is 
   });
 
   it.each([[100, 'two key blocks'], [40, 'one key block: dq from the key-block tasks']] as const)(
-    'equals the JS reference on strided, grouped, causal, masked operands and is the same for 1 and 2 threads (seq %i, %s)', (seq) => {
+    'equals the JS reference on strided, grouped, causal, masked operands and is the same for 1 and 2 threads (seq %i, %s)', (seq, _what) => {
     const a = opArgs(seq, 4, 2, 16, true);
     const js = fresh(a);
     getBackend('js').attentionBackward(js);

@@ -533,6 +533,12 @@ export interface DropoutMaskArgs {
   /** Two unsigned 32-bit keys (one call's draw from the random generator). */
   key0: number;
   key1: number;
+  /**
+   * Optional, as long as `out` (may be `out` itself): out[i] = x[i] · mask[i] instead of the mask, so dropout
+   * and its backward (the output gradient times the same mask, regenerated from the same keys) are one pass each
+   * and the mask is never stored.
+   */
+  x?: Float32Array | null;
 }
 
 /**
