@@ -1,5 +1,6 @@
 // gemm({ a, b, c, m, n, k, transA?, transB?, lda?, ldb?, ldc?, alpha?, beta?, bias?, act?, batch?, strideA?,
-//        strideB?, strideC?, packedB?, rowSumsA? })   (GemmArgs in lib/backend/backend.ts, defaults as documented there)
+//        strideB?, strideC?, packedB?, rowSumsA? })
+//   (GemmArgs in lib/backend/backend.ts, defaults as documented there)
 // packWeight(b, k, n, transB, precision?) -> packed op(B), an opaque external for packedB
 //   precision: 'float32' (default; also for undefined/null) | 'bfloat16' (bf16
 //   weights on AVX512-BF16: see kernels/gemm.h; a RangeError when the CPU or
