@@ -255,6 +255,7 @@ describe.runIf(hasNative)('native runtime', () => {
     const x = randn([300, 256], { seed: 5 });
     const w = randn([384, 256], { seed: 6 });
     const q = randn([2, 4, 200, 32], { seed: 7 });
+    const dy = randn([300, 384], { seed: 8 });
     const run = (): Float32Array[] => [
       ops.linear(x, w, null, { backend: 'native' }).data,
       ops.softmax(x, -1, { backend: 'native' }).data,
@@ -262,6 +263,13 @@ describe.runIf(hasNative)('native runtime', () => {
       ops.addLayerNorm(x, ops.gelu(x, { backend: 'native' }), [256], null, null, 1e-5, { backend: 'native' }).data,
       ops.gelu(x, { backend: 'native' }).data,
       scaledDotProductAttention(q, q, q, { isCausal: true, backend: 'native' }).data,
+      // A weight gradient's form: op(A) = xᵀ (packed in parallel chunks on n threads) with the row sums beside it.
+      ...((): Float32Array[] => {
+        const c = new Float32Array(256 * 384);
+        const sums = new Float32Array(256);
+        a.gemm({ a: x.data, b: dy.data, c, m: 256, n: 384, k: 300, transA: true, rowSumsA: sums });
+        return [c, sums];
+      })(),
     ];
     a.setNumThreads(1);
     const one = run();
