@@ -220,6 +220,82 @@ describe.each(backends)('backward (%s backend)', (backend) => {
     noGrad(() => ops.add(w, 1, { out: w, ...be }));
     expect(arr(w)).toEqual([2, 3]);
   });
+
+  describe('gradients of several slices of one tensor (written into one buffer)', () => {
+    // x is [4, 6] with values that do not matter (the loss is linear in x); each term of the loss is
+    // sum(view · c) for a constant c, so x.grad is every c scattered to where its view lies, summed.
+    const x0 = (): F32 => randn([4, 6], { seed: 40 }).requiresGrad_();
+    const consts = (shape: number[], seed: number): F32 => randn(shape, { seed });
+    const dot = (v: F32, c: F32): F32 => ops.sum(ops.mul(v, c, be), null, be);
+    /** x.grad computed in JS from (region, c) pairs. */
+    const expected = (parts: [(i: number, j: number) => [number, number] | null, F32][]): number[] => {
+      const g = new Array<number>(24).fill(0);
+      for (const [where, c] of parts) {
+        const cd = c.contiguous().data;
+        for (let i = 0; i < 4; i++) for (let j = 0; j < 6; j++) {
+          const at = where(i, j);
+          if (at) g[i * 6 + j]! += cd[at[0] * c.shape[1]! + at[1]]!;
+        }
+      }
+      return g;
+    };
+    const close = (got: number[], want: number[]): void => want.forEach((w, i) => expect(got[i]).toBeCloseTo(w, 5));
+    const cols = (lo: number, hi: number) => (i: number, j: number): [number, number] | null => (j >= lo && j < hi ? [i, j - lo] : null);
+    const rows = (lo: number, hi: number) => (i: number, j: number): [number, number] | null => (i >= lo && i < hi ? [i - lo, j] : null);
+
+    it('column slices covering the tensor (attention q, k, v of one projection)', () => {
+      const x = x0();
+      const [cq, ck, cv] = [consts([4, 2], 41), consts([4, 2], 42), consts([4, 2], 43)];
+      const q = x.narrow(1, 0, 2), k = x.narrow(1, 2, 2), v = x.narrow(1, 4, 2);
+      ops.add(ops.add(dot(v, cv), dot(q, cq), be), dot(k, ck), be).backward();
+      close(arr(x.grad), expected([[cols(0, 2), cq], [cols(2, 4), ck], [cols(4, 6), cv]]));
+    });
+
+    it('slices leaving rows uncovered get zeros there, also in a pooled buffer; a later backward accumulates', () => {
+      // [32, 64]: large enough (8 KiB) for the backward to take its buffers from the pool.
+      const x = randn([32, 64], { seed: 44 }).requiresGrad_();
+      const [c0, c3] = [consts([8, 64], 45), consts([8, 64], 46)];
+      const loss = (): F32 => ops.add(dot(x.narrow(0, 0, 8), c0), dot(x.slice(0, 16, 24), c3), be);
+      // Backwards whose intermediate gradients ([32, 64], nonzero) go back to the pool, so the slices' buffer may
+      // be one of them: the uncovered rows must be zeroed, not left as found.
+      for (let i = 0; i < 3; i++) dot(ops.mul(ops.mul(x, 2, be), 3, be), consts([32, 64], 47)).backward();
+      x.grad = null;
+      loss().backward();
+      const want = new Array<number>(32 * 64).fill(0);
+      const [d0, d3] = [c0.data, c3.data];
+      for (let i = 0; i < 8 * 64; i++) {
+        want[i] = d0[i]!;
+        want[16 * 64 + i] = d3[i]!;
+      }
+      close(arr(x.grad), want);
+      loss().backward();
+      close(arr(x.grad), want.map((w) => 2 * w));
+    });
+
+    it('overlapping slices, slices along different dims, a select and the whole tensor add up', () => {
+      const x = x0();
+      const [a, b, c, d, e] = [consts([3, 6], 46), consts([2, 6], 47), consts([4, 1], 48), consts([4, 6], 49), consts([1, 6], 50)];
+      const s = x.select(0, 1); // row 1, dim removed
+      const loss = [dot(x.narrow(0, 0, 3), a), dot(x.narrow(0, 2, 2), b), dot(x.narrow(1, 5, 1), c), dot(x, d),
+        dot(s, e.reshape(6))].reduce((p, q) => ops.add(p, q, be));
+      loss.backward();
+      close(arr(x.grad), expected([[rows(0, 3), a], [rows(2, 4), b], [cols(5, 6), c], [() => null, d],
+        [(i, j) => [i, j], d], [rows(1, 2), e]]));
+    });
+
+    it('a slice of an intermediate (not a leaf) and a strided gradient', () => {
+      const x = x0();
+      const y = ops.mul(x, 3, be);
+      const c1 = consts([2, 4], 51), c2 = consts([2, 4], 52);
+      // Slices of a transposed view: each slice's gradient is written into a buffer of the view's shape, which
+      // the transpose's backward hands on strided.
+      const yt = y.t(); // [6, 4]
+      const l = ops.add(dot(yt.narrow(0, 0, 4).narrow(1, 0, 2), c1.t()), dot(yt.narrow(0, 2, 4).narrow(1, 2, 2), c2.t()), be);
+      l.backward();
+      const want = expected([[(i, j) => (i < 2 && j < 4 ? [i, j] : null), c1], [(i, j) => (i >= 2 && j >= 2 ? [i - 2, j - 2] : null), c2]]);
+      close(arr(x.grad), want.map((w) => 3 * w));
+    });
+  });
 });
 
 describe('backward errors', () => {

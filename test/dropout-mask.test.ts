@@ -5,6 +5,8 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import * as ops from '../lib/ops';
+import { dropoutMask as drawMask } from '../lib/ops/dropout';
+import '../lib/autograd/index';
 import { Rng, randn } from '../lib/tensor';
 import { getBackend } from '../lib/backend/registry';
 import { addon } from '../lib/backend/native';
@@ -74,6 +76,40 @@ describe.each(backends)('dropoutMask (%s backend)', (backend) => {
     for (const key0 of [-1, 2 ** 32, 1.5]) expect(() => be.dropoutMask({ ...ok, key0 })).toThrow(/'key0'/);
     expect(() => be.dropoutMask({ ...ok, key1: -3 })).toThrow(/'key1'/);
     expect(() => be.dropoutMask({ ...ok, out: new Int32Array(4) as unknown as Float32Array })).toThrow(/'out'/);
+    expect(() => be.dropoutMask({ ...ok, x: new Float32Array(3) })).toThrow(/'x'.*at least 4/);
+    expect(() => be.dropoutMask({ ...ok, x: new Int32Array(4) as unknown as Float32Array })).toThrow(/'x'/);
+  });
+
+  it('with x: out = x · mask (bitwise), in place too', () => {
+    const n = 5000;
+    const x = randn([n], { seed: 4 }).data;
+    x[7] = Infinity;
+    const m = mask(backend, n, 0.3, 12, 34);
+    const want = x.map((v, i) => Math.fround(v * m[i]!));
+    const out = new Float32Array(n);
+    getBackend(backend).dropoutMask({ out, p: 0.3, key0: 12, key1: 34, x });
+    expect(sameBits(out, want)).toBe(true);
+    const inPlace = Float32Array.from(x);
+    getBackend(backend).dropoutMask({ out: inPlace, p: 0.3, key0: 12, key1: 34, x: inPlace });
+    expect(sameBits(inPlace, want)).toBe(true);
+  });
+
+  it('ops.dropout: the fused form (contiguous x, mask regenerated in backward) equals x · mask and its gradient g · mask; a strided x takes the same mask', () => {
+    const x = randn([40, 30], { seed: 5 }).requiresGrad_();
+    const y = ops.dropout(x, 0.4, { generator: new Rng(3), backend });
+    expect(y.gradFn?.name).toBe('NativeDropoutBackward');
+    // The same generator state gives the mask dropoutMask draws.
+    const m = drawMask(x.size, 0.4, new Rng(3), backend);
+    expect(sameBits(y.data, x.data.map((v, i) => Math.fround(v * m[i]!)))).toBe(true);
+    const g = randn([30, 40], { seed: 6 }).t(); // a strided gradient
+    y.backward(g);
+    const gc = g.contiguous().data;
+    expect(sameBits(x.grad!.data, gc.map((v, i) => Math.fround(v * m[i]!)))).toBe(true);
+    // A transposed (non-contiguous) x: the mask in x's row-major element order, through mul.
+    const xt = randn([30, 40], { seed: 7 }).t();
+    const yt = ops.dropout(xt, 0.4, { generator: new Rng(3), backend });
+    const xtc = xt.contiguous().data;
+    expect(sameBits(yt.contiguous().data, xtc.map((v, i) => Math.fround(v * m[i]!)))).toBe(true);
   });
 });
 

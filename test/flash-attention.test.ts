@@ -44,6 +44,9 @@ const shapes: Shape[] = [
   { name: 'causal lq > lk', batch: 1, heads: 2, kvHeads: 2, lq: 80, lk: 50, d: 8, dv: 8, causal: true, mask: 'none' },
   { name: 'grouped kv heads, causal, bool mask', batch: 1, heads: 4, kvHeads: 2, lq: 45, lk: 45, d: 8, dv: 8, causal: true, mask: 'bool' },
   { name: 'one query row', batch: 1, heads: 2, kvHeads: 1, lq: 1, lk: 70, d: 8, dv: 8, causal: false, mask: 'padding' },
+  // Every key in one 64-key block: the key-block tasks also write dq (no separate dq pass).
+  { name: 'one key block (dq with dk, dv), grouped, key padding', batch: 2, heads: 4, kvHeads: 2, lq: 70, lk: 64, d: 8, dv: 12, causal: false, mask: 'padding' },
+  { name: 'one key block, causal, float mask', batch: 2, heads: 2, kvHeads: 2, lq: 32, lk: 32, d: 16, dv: 8, causal: true, mask: 'float' },
 ];
 
 function masksOf(s: Shape, seed: number): AttentionMask[] {
@@ -196,8 +199,9 @@ describe.skipIf(!hasNative)('native attentionBackward op (skipped: the addon is 
     ...a, gradQ: new Float32Array(a.gradQ!.length), gradK: new Float32Array(a.gradK!.length), gradV: new Float32Array(a.gradV!.length),
   });
 
-  it('equals the JS reference on strided, grouped, causal, masked operands and is the same for 1 and 2 threads', () => {
-    const a = opArgs(100, 4, 2, 16, true);
+  it.each([[100, 'two key blocks'], [40, 'one key block: dq from the key-block tasks']] as const)(
+    'equals the JS reference on strided, grouped, causal, masked operands and is the same for 1 and 2 threads (seq %i, %s)', (seq, _what) => {
+    const a = opArgs(seq, 4, 2, 16, true);
     const js = fresh(a);
     getBackend('js').attentionBackward(js);
     for (const isa of nativeIsas) {
@@ -244,8 +248,9 @@ describe.skipIf(!hasNative)('memory at 4096 tokens (native; skipped when the add
     expect(held, `forward held ${held} bytes`).toBeLessThan(square / 16);
     out.backward(tensor(new Float32Array(out.size).fill(1e-3), out.shape));
     const ws = lastAttentionBackwardWorkspaceBytes();
-    // Per-thread scratch of one 32-query tile and 64-key block: independent of seq.
-    const perThread = 4 * (2 * 64 * 32 + (2 * d + 2) * 32 + 64 * (1 + 2 * 16)) + 64;
+    // Per-thread scratch of one 32-query tile and 64-key block (and one tile's dQ when a block holds every key):
+    // independent of seq.
+    const perThread = 4 * (2 * 64 * 32 + (2 * d + 2) * 32 + 64 * (1 + 2 * 16) + 32 * 16) + 64;
     expect(ws).toBeGreaterThan(0);
     expect(ws, `workspace ${ws} bytes`).toBeLessThanOrEqual(perThread * Math.max(1, info().native!.numThreads));
     expect(ws).toBeLessThan(seq * d * 4);

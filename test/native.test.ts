@@ -81,6 +81,8 @@ describe.runIf(hasNative)('native runtime', () => {
 
   const gemmShapes: [number, number, number][] = [
     [1, 1, 1], [7, 13, 29], [1, 768, 768], [33, 65, 17], [128, 96, 300], [500, 3, 17], [3, 500, 17], [64, 64, 1],
+    // Last column panel 16 and 32 of 48 wide (AVX-512's narrower edge tiles), over more than one K block.
+    [40, 256, 300], [24, 80, 520],
   ];
 
   describe.each(supported)('on the %s path', (isa) => {
@@ -105,6 +107,45 @@ describe.runIf(hasNative)('native runtime', () => {
           }
         }
       }
+    });
+
+    it('gemm rowSumsA: row sums of op(A) beside the product, as the TS reference (every path: packed, M = 1, K = 0, N = 0)', () => {
+      a.setIsa(isa);
+      let seed = 300;
+      for (const [m, n, k] of [[40, 256, 300], [1024, 256, 256], [7, 13, 29], [1, 50, 70], [9, 5, 0], [6, 0, 11]] as const) {
+        for (const transA of [false, true]) {
+          for (const [alpha, beta] of [[1, 0], [0.5, 1], [2, 0.25]] as const) {
+            const A = randn([Math.max(m * k, 1)], { seed: seed++ }).data;
+            const B = randn([Math.max(k * n, 1)], { seed: seed++ }).data;
+            const C0 = randn([Math.max(m * n, 1)], { seed: seed++ }).data;
+            const S0 = randn([m], { seed: seed++ }).data;
+            const args = { a: A, b: B, m, n, k, transA, alpha, beta };
+            const [wantC, gotC, wantS, gotS] = [Float32Array.from(C0), Float32Array.from(C0), Float32Array.from(S0), Float32Array.from(S0)];
+            jsBackend.gemm({ ...args, c: wantC, rowSumsA: wantS });
+            native().gemm({ ...args, c: gotC, rowSumsA: gotS });
+            const what = `${isa} ${m}x${n}x${k} tA=${transA} alpha=${alpha} beta=${beta}`;
+            expect(relErr(gotS, wantS), what).toBeLessThan(1e-5);
+            expect(relErr(gotC, wantC), what).toBeLessThan(1e-5);
+            // And the sums are what they say: alpha · Σ_k op(A)[i, k] + beta · S0[i].
+            const i = m - 1;
+            let s = 0;
+            for (let kk = 0; kk < k; kk++) s += transA ? A[kk * m + i]! : A[i * k + kk]!;
+            expect(gotS[i]).toBeCloseTo(alpha * s + beta * S0[i]!, 3);
+          }
+        }
+      }
+    });
+
+    it('gemm rowSumsA refuses batches, a short array and overlap with c, naming the argument', () => {
+      a.setIsa(isa);
+      const g = { a: new Float32Array(6), b: new Float32Array(6), c: new Float32Array(4), m: 2, n: 2, k: 3 };
+      for (const be of [native(), jsBackend]) {
+        expect(() => be.gemm({ ...g, rowSumsA: new Float32Array(1) })).toThrowError(/'rowSumsA'.*(at least 2|expected at least 2)/);
+        expect(() => be.gemm({ ...g, a: new Float32Array(12), c: new Float32Array(8), batch: 2, strideA: 6, strideC: 4, rowSumsA: new Float32Array(2) }))
+          .toThrowError(/'rowSumsA' needs batch 1, got batch 2/);
+      }
+      const buf = new Float32Array(8);
+      expect(() => native().gemm({ ...g, c: buf.subarray(0, 4), rowSumsA: buf.subarray(3, 5) })).toThrowError(/'rowSumsA'.*'c'|'c'.*'rowSumsA'/);
     });
 
     it('batched gemm with a broadcast operand', () => {
@@ -214,6 +255,7 @@ describe.runIf(hasNative)('native runtime', () => {
     const x = randn([300, 256], { seed: 5 });
     const w = randn([384, 256], { seed: 6 });
     const q = randn([2, 4, 200, 32], { seed: 7 });
+    const dy = randn([300, 384], { seed: 8 });
     const run = (): Float32Array[] => [
       ops.linear(x, w, null, { backend: 'native' }).data,
       ops.softmax(x, -1, { backend: 'native' }).data,
@@ -221,6 +263,13 @@ describe.runIf(hasNative)('native runtime', () => {
       ops.addLayerNorm(x, ops.gelu(x, { backend: 'native' }), [256], null, null, 1e-5, { backend: 'native' }).data,
       ops.gelu(x, { backend: 'native' }).data,
       scaledDotProductAttention(q, q, q, { isCausal: true, backend: 'native' }).data,
+      // A weight gradient's form: op(A) = xᵀ (packed in parallel chunks on n threads) with the row sums beside it.
+      ...((): Float32Array[] => {
+        const c = new Float32Array(256 * 384);
+        const sums = new Float32Array(256);
+        a.gemm({ a: x.data, b: dy.data, c, m: 256, n: 384, k: 300, transA: true, rowSumsA: sums });
+        return [c, sums];
+      })(),
     ];
     a.setNumThreads(1);
     const one = run();

@@ -29,6 +29,8 @@ export class OpProfiler {
   enabled = false;
   #phase = 'forward';
   readonly #tallies = new Map<string, Map<string, Tally>>();
+  /** GEMMs by phase, form and shape (m×n×k, batch, accumulating into C, bias). */
+  readonly #shapes = new Map<string, Map<string, Tally>>();
 
   /** Wraps the named backend's ops and makes the wrapper the current backend. */
   static install(name: BackendName): OpProfiler {
@@ -46,7 +48,10 @@ export class OpProfiler {
         const ms = performance.now() - t0;
         const c = process.cpuUsage(c0);
         const g = args as GemmArgs;
-        p.#book(label, ms, (c.user + c.system) / 1e3, op === 'gemm' ? 2 * g.m * g.n * g.k * (g.batch ?? 1) : 0);
+        const cpu = (c.user + c.system) / 1e3;
+        const flop = op === 'gemm' ? 2 * g.m * g.n * g.k * (g.batch ?? 1) : 0;
+        p.#book(label, ms, cpu, flop);
+        if (op === 'gemm') p.#bookShape(`${label} ${g.m}×${g.n}×${g.k}${(g.batch ?? 1) > 1 ? ` ×${g.batch}` : ''}${g.beta ? ' β' : ''}${g.bias ? ' +bias' : ''}`, ms, cpu, flop);
       };
     }
     setBackend(wrapped as unknown as Backend);
@@ -58,9 +63,13 @@ export class OpProfiler {
     this.#phase = name;
   }
 
-  #book(label: string, ms: number, cpuMs: number, flop: number): void {
-    let byOp = this.#tallies.get(this.#phase);
-    if (!byOp) this.#tallies.set(this.#phase, (byOp = new Map()));
+  #bookShape(label: string, ms: number, cpuMs: number, flop: number): void {
+    this.#book(label, ms, cpuMs, flop, this.#shapes);
+  }
+
+  #book(label: string, ms: number, cpuMs: number, flop: number, into = this.#tallies): void {
+    let byOp = into.get(this.#phase);
+    if (!byOp) into.set(this.#phase, (byOp = new Map()));
     const t = byOp.get(label) ?? { ms: 0, cpuMs: 0, calls: 0, flop: 0 };
     t.ms += ms;
     t.cpuMs += cpuMs;
@@ -73,7 +82,7 @@ export class OpProfiler {
    * Per phase, ms per step of each op (largest first) and of the time outside ops, given the phases' measured
    * per-step times (`phasesMs[phase][step]`).
    */
-  report(phasesMs: Record<string, number[]>): Record<string, { totalMs: number; outsideOpsMs: number; ops: Record<string, { ms: number; cpuMs: number; calls: number; gflopPerCpuS?: number }> }> {
+  report(phasesMs: Record<string, number[]>): Record<string, { totalMs: number; outsideOpsMs: number; ops: Record<string, OpReport>; gemmShapes: Record<string, OpReport> }> {
     const out: ReturnType<OpProfiler['report']> = {};
     for (const [phase, steps] of Object.entries(phasesMs)) {
       const nSteps = Math.max(steps.length, 1);
@@ -83,14 +92,27 @@ export class OpProfiler {
       out[phase] = {
         totalMs: round(totalMs),
         outsideOpsMs: round(totalMs - inOps),
-        ops: Object.fromEntries(byOp.map(([label, t]) => [label, {
-          ms: round(t.ms / nSteps), cpuMs: round(t.cpuMs / nSteps), calls: t.calls / nSteps,
-          ...(t.flop > 0 && t.cpuMs > 0 ? { gflopPerCpuS: round(t.flop / (t.cpuMs / 1e3) / 1e9) } : {}),
-        }])),
+        ops: Object.fromEntries(byOp.map(([label, t]) => [label, opReport(t, nSteps)])),
+        gemmShapes: Object.fromEntries([...(this.#shapes.get(phase) ?? new Map<string, Tally>())]
+          .sort((x, y) => y[1].cpuMs - x[1].cpuMs).map(([label, t]) => [label, opReport(t, nSteps)])),
       };
     }
     return out;
   }
+}
+
+interface OpReport {
+  ms: number;
+  cpuMs: number;
+  calls: number;
+  gflopPerCpuS?: number;
+}
+
+function opReport(t: Tally, nSteps: number): OpReport {
+  return {
+    ms: round(t.ms / nSteps), cpuMs: round(t.cpuMs / nSteps), calls: t.calls / nSteps,
+    ...(t.flop > 0 && t.cpuMs > 0 ? { gflopPerCpuS: round(t.flop / (t.cpuMs / 1e3) / 1e9) } : {}),
+  };
 }
 
 const round = (x: number): number => Math.round(x * 1000) / 1000;

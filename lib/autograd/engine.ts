@@ -31,6 +31,7 @@ import { argRangeErrorRaw, argTypeError, formatShape } from '../errors';
 import { add } from '../ops/elementwise';
 import { Tensor, zeros, type BackwardOptions, type GradFn } from '../tensor';
 import { AccumulateGrad, Node, edgeOf, takeFreedBuffers } from './graph';
+import { copyInto, fillZeros, scatterInfo } from './views';
 
 type F32 = Tensor<'float32'>;
 
@@ -247,6 +248,30 @@ function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: bo
     }
     return s;
   };
+  // Gradient buffers of this pass that slices' backwards write into (see ScatterInfo in ./views): the entries
+  // [start, end) of dim `dim` written so far, disjoint. The rest is uninitialized until `materialize` zeroes it,
+  // before anything reads the buffer (the node it belongs to runs, or another gradient is added to it).
+  const pending = new Map<F32, { dim: number; written: [number, number][] }>();
+  const materialize = (t: F32 | null | undefined): void => {
+    const p = t ? pending.get(t) : undefined;
+    if (!t || !p) return;
+    pending.delete(t);
+    p.written.sort((x, y) => x[0] - y[0]);
+    let at = 0;
+    for (const [a, b] of p.written) {
+      if (a > at) fillZeros(t.narrow(p.dim, at, a - at));
+      at = Math.max(at, b);
+    }
+    const n = t.shape[p.dim]!;
+    if (at < n) fillZeros(t.narrow(p.dim, at, n - at));
+  };
+  // A gradient arriving where one already is: a buffer of `pending` is this pass's own, so it is added to in place.
+  const sumInto = (a: F32 | null, b: F32): F32 => {
+    if (!a || !pending.has(a)) return sum(l, a, b);
+    materialize(a);
+    add(a, b, { out: a });
+    return a;
+  };
   const ready: GradFn[] = [rootFn];
   // One edge into `next` is done. When all are: it runs if any gradient reached it; otherwise nothing flows
   // through it, but its successors still count it as a dependency, so it settles them in turn.
@@ -278,6 +303,7 @@ function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: bo
     const node = ready.pop()!;
     const slots = buffers.get(node)!;
     buffers.delete(node);
+    for (const g of slots) materialize(g);
     if (node instanceof AccumulateGrad) {
       if (slots[0]) {
         accumulate(node.variable, slots[0]);
@@ -287,6 +313,46 @@ function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: bo
       continue;
     }
     if (!(node instanceof Node)) throw new TypeError(`backward: unknown graph node ${node.name}`);
+    const scatter = node.retained ? undefined : scatterInfo(node);
+    if (scatter && slots[0]) {
+      // A slice's gradient goes into its region of the input's gradient buffer, shared with the other slices of
+      // the same tensor: no zeros of the whole input per slice, no sum of those.
+      node.assertAlive();
+      const e = node.nextFunctions[0]!;
+      const g = slots[0];
+      if (e !== null) {
+        const s = slotsOf(e[0]);
+        const cur = s[e[1]] ?? null;
+        const p = cur ? pending.get(cur) : undefined;
+        if (cur === null) {
+          const z = new Tensor(allocateUninitialized('float32', scatter.shape.reduce((x, y) => x * y, 1)), scatter.shape, 'float32');
+          copyInto(g, scatter.region(z));
+          pending.set(z, { dim: scatter.dim, written: [[scatter.start, scatter.end]] });
+          ref(l, z);
+          s[e[1]] = z;
+        } else if (p && p.dim === scatter.dim && p.written.every(([a, b]) => scatter.end <= a || scatter.start >= b)) {
+          copyInto(g, scatter.region(cur));
+          p.written.push([scatter.start, scatter.end]);
+        } else if (p) {
+          materialize(cur);
+          const r = scatter.region(cur!);
+          add(r, g, { out: r });
+        } else {
+          const r = node.apply([g])[0]!;
+          ref(l, r);
+          s[e[1]] = sum(l, cur, r);
+          unref(l, r);
+        }
+      }
+      // The slice's gradient is in its place now: its own buffer is dead.
+      unref(l, g);
+      if (!retainGraph) {
+        node.release();
+        freeGraphBuffers();
+      }
+      if (e !== null) settle(e[0]);
+      continue;
+    }
     const grads = slots.map((g, i) => g ?? zeros(node.outputShapes[i]!));
     if (node.retained) {
       for (const [i, t] of node.retained) {
@@ -310,7 +376,7 @@ function execute(rootEdge: readonly [GradFn, number], seed: F32, retainGraph: bo
       const g = inputGrads[i];
       if (g !== null && g !== undefined) {
         const s = slotsOf(e[0]);
-        s[e[1]] = sum(l, s[e[1]] ?? null, g);
+        s[e[1]] = sumInto(s[e[1]] ?? null, g);
       }
       settle(e[0]);
     });

@@ -12,7 +12,7 @@ import { resolveBackend } from '../backend/registry';
 import { sumToShape } from '../ops/reduce';
 import { allocateUninitialized } from '../dtype';
 import { Tensor, type ViewKind } from '../tensor';
-import { recordOp } from './graph';
+import { recordOp, type Node } from './graph';
 
 type F32 = Tensor<'float32'>;
 
@@ -36,11 +36,41 @@ const ZERO = new Float32Array(1);
 function scatterInto(g: F32, shape: readonly number[], region: (z: F32) => F32): F32 {
   const size = shape.reduce((a, b) => a * b, 1);
   const z = new Tensor(allocateUninitialized('float32', size), shape, 'float32');
-  const be = resolveBackend();
-  if (size > 0) be.copy({ x: ZERO, xStrides: shape.map(() => 0), y: z.data, yStrides: z.strides, shape });
-  const r = region(z);
-  if (g.size > 0) be.copy({ x: g.data, xStrides: g.strides, y: r.data, yStrides: r.strides, shape: g.shape });
+  fillZeros(z);
+  copyInto(g, region(z));
   return z;
+}
+
+/** Copies `g` into `r` (same shape, any strides) with a backend copy. */
+export function copyInto(g: F32, r: F32): void {
+  if (g.size > 0) resolveBackend().copy({ x: g.data, xStrides: g.strides, y: r.data, yStrides: r.strides, shape: g.shape });
+}
+
+/**
+ * What a slice's or select's backward writes: entries [start, end) of dim `dim` of zeros of `shape` (the input's)
+ * receive the gradient through `region`. The engine uses it to write the gradients of several slices of one tensor
+ * (attention's q, k and v columns of one projection, the rows of `inProjWeight`) into one buffer, zero-filling only
+ * what no slice covers, instead of scattering each into zeros of its own and adding them up.
+ */
+export interface ScatterInfo {
+  readonly shape: readonly number[];
+  readonly dim: number;
+  readonly start: number;
+  readonly end: number;
+  readonly region: (z: F32) => F32;
+}
+
+/** Nodes of slices and selects with unit step (see {@link ScatterInfo}). */
+const scatters = new WeakMap<Node, ScatterInfo>();
+
+/** The region a slice/select node's gradient goes to, or undefined for every other node. */
+export function scatterInfo(node: Node): ScatterInfo | undefined {
+  return scatters.get(node);
+}
+
+/** Fills `z` with zeros (a backend copy of one zero with stride 0). */
+export function fillZeros(z: F32): void {
+  if (z.size > 0) resolveBackend().copy({ x: ZERO, xStrides: z.shape.map(() => 0), y: z.data, yStrides: z.strides, shape: z.shape });
 }
 
 /** Records the backward of `output = input.<kind>(...args)`. */
@@ -77,5 +107,12 @@ export function recordView(kind: ViewKind, input: Tensor, output: Tensor, args: 
       backward = (g) => g;
       break;
   }
-  recordOp(NAMES[kind], [input], [output], ([g]) => [backward(g!)]);
+  const node = recordOp(NAMES[kind], [input], [output], ([g]) => [backward(g!)]);
+  if (kind === 'select') {
+    const [d, i] = args as [number, number];
+    scatters.set(node, { shape, dim: d, start: i, end: i + 1, region: (z) => z.select(d, i) });
+  } else if (kind === 'slice' && args[3] === 1 && args[2]! > 0) {
+    const [d, start, len] = args as [number, number, number];
+    scatters.set(node, { shape, dim: d, start, end: start + len, region: (z) => z.narrow(d, start, len) });
+  }
 }

@@ -95,6 +95,12 @@ export interface GemmArgs {
    * Default 0.
    */
   bVersion?: number;
+  /**
+   * Length m, optional: also writes rowSumsA[i] = alpha · Σ_k op(A)[i, k] + beta · rowSumsA[i] (beta 0: not
+   * read), the product of op(A) with a column of ones beside C. A Linear's bias gradient next to its weight
+   * gradient (op(A) = dYᵀ), summed from the A the GEMM reads anyway. Each row sums its k in order. Batch 1 only.
+   */
+  rowSumsA?: Float32Array | null;
 }
 
 /**
@@ -536,6 +542,12 @@ export interface DropoutMaskArgs {
   /** Two unsigned 32-bit keys (one call's draw from the random generator). */
   key0: number;
   key1: number;
+  /**
+   * Optional, as long as `out` (may be `out` itself): out[i] = x[i] · mask[i] instead of the mask, so dropout
+   * and its backward (the output gradient times the same mask, regenerated from the same keys) are one pass each
+   * and the mask is never stored.
+   */
+  x?: Float32Array | null;
 }
 
 /**

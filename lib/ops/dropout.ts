@@ -7,6 +7,8 @@ import { resolveBackend } from '../backend/registry';
 import { allocateUninitialized } from '../dtype';
 import { checkFloat, checkOptions } from './checks';
 import { mul } from './elementwise';
+import { needsGrad, recordOp } from '../autograd/graph';
+import { inLayoutOf } from './grad-layout';
 import type { F32 } from './checks';
 
 /**
@@ -49,7 +51,26 @@ export function dropout(x: F32, p = 0.5, opts?: DropoutOptions): F32 {
   if (typeof training !== 'boolean') throw argTypeError(fn, 'training', 'be a boolean', training);
   if (opts?.generator !== undefined && !(opts.generator instanceof Rng)) throw argTypeError(fn, 'generator', 'be an Rng', opts.generator);
   if (!training || p === 0) return x;
-  const m = dropoutMask(x.size, p, opts?.generator ?? defaultGenerator(), opts?.backend);
-  // Elements in row-major order of x's shape; mul reads x through its strides and records its backward (g · mask).
-  return mul(x, new Tensor(m, x.shape, 'float32'), opts?.backend ? { backend: opts.backend } : {});
+  const generator = opts?.generator ?? defaultGenerator();
+  if (p >= 1 || !x.isContiguous()) {
+    const m = dropoutMask(x.size, p, generator, opts?.backend);
+    // Elements in row-major order of x's shape; mul reads x through its strides and records its backward (g · mask).
+    return mul(x, new Tensor(m, x.shape, 'float32'), opts?.backend ? { backend: opts.backend } : {});
+  }
+  // Contiguous x: y = x · mask in one pass, and the backward regenerates the same mask from the same keys (the
+  // draws dropoutMask would make), so no mask is written, kept in the graph or read back.
+  const key0 = generator.nextUint32();
+  const key1 = generator.nextUint32();
+  const be = resolveBackend(opts?.backend);
+  const y = new Tensor(allocateUninitialized('float32', x.size), x.shape, 'float32');
+  if (x.size > 0) be.dropoutMask({ out: y.data, x: x.data.subarray(0, x.size), p, key0, key1 });
+  if (needsGrad(x)) {
+    recordOp('NativeDropoutBackward', [x], [y], ([g]) => {
+      const gy = inLayoutOf(g!, y, opts?.backend);
+      const dx = new Tensor(allocateUninitialized('float32', y.size), y.shape, 'float32');
+      if (y.size > 0) resolveBackend(opts?.backend).dropoutMask({ out: dx.data, x: gy.data.subarray(0, y.size), p, key0, key1 });
+      return [dx];
+    });
+  }
+  return y;
 }

@@ -304,7 +304,7 @@ function sameRows(p: ReturnType<typeof planRows>, q: ReturnType<typeof planRows>
  * and of dY are addressed where they lie (the forward's row plan), so
  *   dX = dY · W       (W read as stored, op(B) = W),
  *   dW = dYᵀ · X      (transA over dY's rows, summed over batch blocks with beta = 1),
- *   db = 1ᵀ · dY      (a GEMV over dY's rows),
+ *   db = 1ᵀ · dY      (row sums of dW's A, summed as the GEMM packs it: GemmArgs.rowSumsA),
  * without copying x, W or dY unless dY arrives in another memory order than y.
  */
 function recordLinear(x: F32, xs: F32, weight: F32, bias: F32 | null, y: F32, reluFused: boolean, backend: LinearOptions['backend']): void {
@@ -351,7 +351,9 @@ function recordLinear(x: F32, xs: F32, weight: F32, bias: F32 | null, y: F32, re
     let db: F32 | null = null;
     if (needs[1]) dw = new Tensor(allocateUninitialized('float32', nOut * nIn), [nOut, nIn], 'float32');
     if (needs[2]) db = new Tensor(allocateUninitialized('float32', nOut), [nOut], 'float32');
-    const ones = db ? new Float32Array(Math.max(m, 1)).fill(1) : null;
+    // db rides along with dW's GEMM (the row sums of the dZᵀ it packs) when there is one; a GEMV otherwise.
+    const dbFused = db !== null && dw !== null && dw.size > 0;
+    const ones = db && !dbFused ? new Float32Array(Math.max(m, 1)).fill(1) : null;
     for (let i = 0; i < Math.max(batch, 1); i++) {
       // Batch blocks of the rows add up: the first writes, the others accumulate (beta = 1), in order.
       const beta = i === 0 ? 0 : 1;
@@ -363,10 +365,10 @@ function recordLinear(x: F32, xs: F32, weight: F32, bias: F32 | null, y: F32, re
         // dW += dZ_bᵀ · X_b: A = dZ_b stored [m, nOut] read transposed.
         be.gemm({
           a: dzBlock, b: xr.data.subarray(xOff, xOff + (m === 0 ? 0 : (m - 1) * ldx + nIn)), c: dw.data,
-          m: nOut, n: nIn, k: m, transA: true, lda, ldb: ldx, beta,
+          m: nOut, n: nIn, k: m, transA: true, lda, ldb: ldx, beta, ...(dbFused ? { rowSumsA: db!.data } : {}),
         });
       }
-      if (db && db.size > 0) be.gemm({ a: ones!, b: dzBlock, c: db.data, m: 1, n: nOut, k: m, ldb: lda, beta });
+      if (db && !dbFused && db.size > 0) be.gemm({ a: ones!, b: dzBlock, c: db.data, m: 1, n: nOut, k: m, ldb: lda, beta });
     }
     return [dx, dw, db];
   }, reluFused ? [xs, weight, y] : [xs, weight]);

@@ -1,5 +1,6 @@
 // gemm({ a, b, c, m, n, k, transA?, transB?, lda?, ldb?, ldc?, alpha?, beta?, bias?, act?, batch?, strideA?,
-//        strideB?, strideC?, packedB? })   (GemmArgs in lib/backend/backend.ts, defaults as documented there)
+//        strideB?, strideC?, packedB?, rowSumsA? })
+//   (GemmArgs in lib/backend/backend.ts, defaults as documented there)
 // packWeight(b, k, n, transB, precision?) -> packed op(B), an opaque external for packedB
 //   precision: 'float32' (default; also for undefined/null) | 'bfloat16' (bf16
 //   weights on AVX512-BF16: see kernels/gemm.h; a RangeError when the CPU or
@@ -182,6 +183,7 @@ Kernel ParseGemm(NamedArgs& args) {
   auto b = args.f32("b");
   auto c = args.f32("c");
   auto bias = args.f32_optional("bias");
+  auto row_sums = args.f32_optional("rowSumsA");
 
   const int64_t size_a = matrix_extent(args, trans_a ? k : m, trans_a ? m : k, lda, "extent of a");
   const int64_t size_b = matrix_extent(args, trans_b ? n : k, trans_b ? k : n, ldb, "extent of b");
@@ -207,7 +209,17 @@ Kernel ParseGemm(NamedArgs& args) {
   args.require_no_overlap(c_used, "c", a, "a", false);
   args.require_no_overlap(c_used, "c", b, "b", false);
   if (bias.given) args.require_no_overlap(c_used, "c", bias, "bias", false);
-  if (batch == 0 || size_c == 0) return {};
+  if (row_sums.given) {
+    if (batch > 1) args.range_error("argument 'rowSumsA' needs batch 1, got batch " + std::to_string(batch));
+    args.require_length(row_sums, "rowSumsA", m, "m");
+    Span<float> sums_used = row_sums;
+    sums_used.length = m;
+    args.require_no_overlap(sums_used, "rowSumsA", a, "a", false);
+    args.require_no_overlap(sums_used, "rowSumsA", b, "b", false);
+    args.require_no_overlap(sums_used, "rowSumsA", c_used, "c", false);
+    if (bias.given) args.require_no_overlap(sums_used, "rowSumsA", bias, "bias", false);
+  }
+  if (batch == 0 || (size_c == 0 && !(row_sums.given && m > 0))) return {};
 
   kernels::GemmParams p;
   p.m = m;
@@ -225,6 +237,7 @@ Kernel ParseGemm(NamedArgs& args) {
   p.beta = static_cast<float>(beta);
   p.bias = bias.data;
   p.act = static_cast<kernels::Activation>(act);
+  if (row_sums.given) p.row_sums_a = row_sums.data;
   if (packed) p.packed_b = packed.get();
   // The closure keeps the packed matrix alive for a recorded call.
   if (batch == 1) return [p, packed] { kernels::sgemm(p); };

@@ -554,21 +554,25 @@ Kernel ParseActivationBackward(NamedArgs& args) {
   };
 }
 
-// dropoutMask({ out, p, key0, key1 }): dropout's keep-mask (0 or 1 / (1 - p)) from a counter-based hash of the keys
-// and each element's index (kernels::dropout_mask); 0 <= p < 1, fewer than 2^32 elements.
+// dropoutMask({ out, p, key0, key1, x? }): dropout's keep-mask (0 or 1 / (1 - p)) from a counter-based hash of the
+// keys and each element's index (kernels::dropout_mask), or x times it; 0 <= p < 1, fewer than 2^32 elements.
 Kernel ParseDropoutMask(NamedArgs& args) {
   auto out = args.f32("out");
   const double p = args.number("p");
   if (!(p >= 0.0 && p < 1.0)) args.range_error("argument 'p' must be in [0, 1), got " + std::to_string(p));
   const int64_t key0 = args.integer("key0", 0, 0xffffffffLL);
   const int64_t key1 = args.integer("key1", 0, 0xffffffffLL);
+  auto x = args.f32_optional("x");
   if (out.length > 0xffffffffLL) {
     args.range_error("argument 'out' must have fewer than 2^32 elements, got " + std::to_string(out.length));
   }
+  if (x.given) {
+    args.require_length(x, "x", out.length, "out's length");
+    args.require_no_overlap(out, "out", x, "x", true);
+  }
   if (out.length == 0) return {};
-  return [out = out.data, n = out.length, p, k0 = static_cast<uint32_t>(key0), k1 = static_cast<uint32_t>(key1)] {
-    kernels::dropout_mask(out, n, p, k0, k1);
-  };
+  return [out = out.data, n = out.length, p, k0 = static_cast<uint32_t>(key0), k1 = static_cast<uint32_t>(key1),
+          x = x.data] { kernels::dropout_mask(out, n, p, k0, k1, x); };
 }
 
 // embeddingBackward({ dy, ids, dweight, num, dim, paddingIdx, dyRowStride? }): dweight [num, dim] (overwritten)

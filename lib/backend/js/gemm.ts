@@ -259,6 +259,15 @@ export function gemm(args: GemmArgs): void {
   checkLd('lda', g.lda, transA ? m : k);
   checkLd('ldb', g.ldb, transB ? k : n);
   checkLd('ldc', g.ldc, n);
+  const sums = args.rowSumsA ?? null;
+  if (sums !== null) {
+    if (batch > 1) throw new RangeError(`gemm: argument 'rowSumsA' needs batch 1, got batch ${batch}`);
+    if (sums.length < m) throw new RangeError(`gemm: argument 'rowSumsA' must have at least ${m} elements, got ${sums.length}`);
+    if (batch === 1) {
+      checkExtent('a', g.a, 1, 0, transA ? k : m, g.lda, transA ? m : k);
+      rowSums(g, sums);
+    }
+  }
   if (m === 0 || n === 0 || batch === 0) return;
   checkExtent('a', g.a, batch, g.strideA, transA ? k : m, g.lda, transA ? m : k);
   checkExtent('b', g.b, batch, g.strideB, transB ? n : k, g.ldb, transB ? k : n);
@@ -273,6 +282,20 @@ export function gemm(args: GemmArgs): void {
     return;
   }
   for (let i = 0; i < batch; i++) gemmOne(g, i * g.strideA, i * g.strideB, i * g.strideC);
+}
+
+/** {@link GemmArgs.rowSumsA}: each row of op(A) summed in order of k. */
+function rowSums(g: FullGemm, out: Float32Array): void {
+  const { a, lda, transA, m, k, alpha, beta } = g;
+  for (let i = 0; i < m; i++) {
+    let s = 0;
+    if (transA) {
+      for (let kk = 0; kk < k; kk++) s = Math.fround(s + a[kk * lda + i]!);
+    } else {
+      for (let kk = 0; kk < k; kk++) s = Math.fround(s + a[i * lda + kk]!);
+    }
+    out[i] = beta === 0 ? alpha * s : alpha * s + beta * out[i]!;
+  }
 }
 
 /**

@@ -29,7 +29,7 @@ export function dropoutThreshold(p: number): number {
 const UINT32_MAX = 0xffffffff;
 
 /** {@link DropoutMaskArgs}: out[i] = 0 or float32(1 / (1 − p)). */
-export function dropoutMask({ out, p, key0, key1 }: DropoutMaskArgs): void {
+export function dropoutMask({ out, p, key0, key1, x }: DropoutMaskArgs): void {
   if (!(out instanceof Float32Array)) throw new TypeError(`dropoutMask: argument 'out' must be a Float32Array, got ${typeof out}`);
   if (typeof p !== 'number' || !(p >= 0 && p < 1)) throw new RangeError(`dropoutMask: argument 'p' must be in [0, 1), got ${String(p)}`);
   for (const [name, k] of [['key0', key0], ['key1', key1]] as const) {
@@ -38,7 +38,15 @@ export function dropoutMask({ out, p, key0, key1 }: DropoutMaskArgs): void {
     }
   }
   if (out.length > UINT32_MAX) throw new RangeError(`dropoutMask: argument 'out' must have fewer than 2^32 elements, got ${out.length}`);
+  if (x !== undefined && x !== null) {
+    if (!(x instanceof Float32Array)) throw new TypeError(`dropoutMask: argument 'x' must be a Float32Array, got ${typeof x}`);
+    if (x.length < out.length) throw new RangeError(`dropoutMask: argument 'x' must have at least ${out.length} elements (out's length), got ${x.length}`);
+  }
   const threshold = dropoutThreshold(p);
   const scale = Math.fround(1 / (1 - p));
+  if (x) {
+    for (let i = 0; i < out.length; i++) out[i] = x[i]! * (dropoutHash(key0, key1, i) >>> 8 < threshold ? 0 : scale);
+    return;
+  }
   for (let i = 0; i < out.length; i++) out[i] = dropoutHash(key0, key1, i) >>> 8 < threshold ? 0 : scale;
 }

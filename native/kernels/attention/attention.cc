@@ -49,7 +49,7 @@ int64_t task_rows(const AttentionParams& p, runtime::Isa isa) {
 // Floats of one backward task's scratch (the layout in attention_isa.h).
 int64_t backward_scratch_floats(int64_t dk, int64_t dv) {
   return 2 * kAttnKeyBlock * kAttnQueryTile + (dk + dv + 2) * kAttnQueryTile +
-         kAttnKeyBlock * (1 + (dk + 15) / 16 * 16 + (dv + 15) / 16 * 16);
+         kAttnKeyBlock * (1 + (dk + 15) / 16 * 16 + (dv + 15) / 16 * 16) + kAttnQueryTile * ((dk + 15) / 16 * 16);
 }
 
 // Per-thread scratch, kept between calls: first touch of fresh pages costs
@@ -254,7 +254,7 @@ void attention(const AttentionParams& params, int max_threads) {
   run_tasks(tasks, flops, threads, need, run_task);
 }
 
-using BackwardKvFn = void (*)(const AttentionBackwardParams&, int64_t, int64_t, int64_t, float*);
+using BackwardKvFn = void (*)(const AttentionBackwardParams&, int64_t, int64_t, int64_t, bool, float*);
 using BackwardQFn = void (*)(const AttentionBackwardParams&, int64_t, int64_t, int64_t, float*);
 
 int64_t attention_backward(const AttentionBackwardParams& params, int max_threads) {
@@ -279,14 +279,18 @@ int64_t attention_backward(const AttentionBackwardParams& params, int max_thread
                        static_cast<double>(std::max<int64_t>(p.lk, 1));
   const double flops = 2.0 * pairs * static_cast<double>(2 * p.dk + 2 * p.dv);
   int used = 0;
-  if ((bp.dk || bp.dv) && p.lk > 0) {
+  // Keys in one block: the key-block task sees every (query, key) pair of its heads, so it also finishes dq (see
+  // attention_isa.h) and P, dS are computed once instead of once per pass. Each dq row is still written by one
+  // task, in the same order of operations, whatever the thread count.
+  const bool dq_in_kv = bp.dq != nullptr && p.lk > 0 && p.lk <= kAttnKeyBlock;
+  if ((bp.dk || bp.dv || dq_in_kv) && p.lk > 0) {
     const int64_t blocks = (p.lk + kAttnKeyBlock - 1) / kAttnKeyBlock;
     used = std::max(used, run_tasks(p.batch * p.kv_heads * blocks, flops, threads, need, [&](int64_t t, float* scratch) {
       const int64_t bh = t / blocks;
-      kv_fn(bp, bh / p.kv_heads, bh % p.kv_heads, (t % blocks) * kAttnKeyBlock, scratch);
+      kv_fn(bp, bh / p.kv_heads, bh % p.kv_heads, (t % blocks) * kAttnKeyBlock, dq_in_kv, scratch);
     }));
   }
-  if (bp.dq && p.lq > 0) {
+  if (bp.dq && p.lq > 0 && !dq_in_kv) {
     const int64_t tiles = (p.lq + kAttnQueryTile - 1) / kAttnQueryTile;
     used = std::max(used, run_tasks(p.batch * p.heads * tiles, flops, threads, need, [&](int64_t t, float* scratch) {
       const int64_t bh = t / tiles;

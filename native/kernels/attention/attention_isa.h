@@ -50,7 +50,10 @@ constexpr int64_t kAttnSmallRows = 8;
 // Backward (attention_backward.inc, every path; the frontend set fwd.kv_heads):
 // attention_backward_kv writes dk / dv rows [j0, j0 + kAttnKeyBlock) ∩ [0, lk)
 // of (batch b, key/value head hk), summing over every query tile of the
-// heads that share hk; attention_backward_q writes dq rows [i0, i0 +
+// heads that share hk, and with `with_dq` (only when the one key block holds
+// every key, lk <= kAttnKeyBlock) also dq of every such query tile, complete
+// since no other block adds to it: the frontend then runs no dq tasks, which
+// would recompute the same P and dS; attention_backward_q writes dq rows [i0, i0 +
 // kAttnQueryTile) ∩ [0, lq) of (b, h) over every key block it sees. Scratch
 // (64-byte aligned; attention.cc's backward_scratch_floats computes its size):
 //   st, dst: kAttnKeyBlock * kAttnQueryTile each (transposed P and dS),
@@ -58,23 +61,27 @@ constexpr int64_t kAttnSmallRows = 8;
 //   lv, dl: kAttnQueryTile each (the tile's L and D), mrow: kAttnKeyBlock
 //   (one query's dropout factors),
 //   acc: kAttnKeyBlock * (round_up(dk, 16) + round_up(dv, 16)) (dK and dV of
-//   the block; dQ of the tile uses the first kAttnQueryTile * round_up(dk, 16)).
+//   the block; dQ of the tile uses the first kAttnQueryTile * round_up(dk, 16)),
+//   then kAttnQueryTile * round_up(dk, 16) (a tile's dQ in the kv task with_dq).
 namespace portable {
 void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
                     float* scratch);
-void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t hk, int64_t j0, float* scratch);
+void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t hk, int64_t j0, bool with_dq,
+                           float* scratch);
 void attention_backward_q(const AttentionBackwardParams& p, int64_t b, int64_t h, int64_t i0, float* scratch);
 }  // namespace portable
 namespace avx2 {
 void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
                     float* scratch);
-void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t hk, int64_t j0, float* scratch);
+void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t hk, int64_t j0, bool with_dq,
+                           float* scratch);
 void attention_backward_q(const AttentionBackwardParams& p, int64_t b, int64_t h, int64_t i0, float* scratch);
 }  // namespace avx2
 namespace avx512 {
 void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
                     float* scratch);
-void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t hk, int64_t j0, float* scratch);
+void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t hk, int64_t j0, bool with_dq,
+                           float* scratch);
 void attention_backward_q(const AttentionBackwardParams& p, int64_t b, int64_t h, int64_t i0, float* scratch);
 }  // namespace avx512
 // AVX-512 + AVX512-BF16: the avx512 path with Q·Kᵀ and P·V on vdpbf16ps

@@ -23,7 +23,7 @@ struct IsaKernels {
   void (*silu_mul)(const float*, const float*, float*, int64_t);
   void (*binary_row)(BinaryOp, const float*, int64_t, const float*, int64_t, float*, int64_t);
   void (*activation_backward)(ActivationGrad, const float*, const float*, float*, int64_t);
-  void (*dropout_mask)(uint32_t, uint32_t, uint32_t, float, int64_t, int64_t, float*);
+  void (*dropout_mask)(uint32_t, uint32_t, uint32_t, float, int64_t, int64_t, const float*, float*);
 };
 
 constexpr IsaKernels kPortable{portable::relu,     portable::gelu,       portable::unary,
@@ -82,12 +82,14 @@ void activation_backward(ActivationGrad op, const float* x, const float* dy, flo
   for_range(n, grain, [&](int64_t b, int64_t e) { k.activation_backward(op, x + b, dy + b, dx + b, e - b); });
 }
 
-void dropout_mask(float* out, int64_t n, double p, uint32_t key0, uint32_t key1) {
+void dropout_mask(float* out, int64_t n, double p, uint32_t key0, uint32_t key1, const float* x) {
   const IsaKernels& k = isa_kernels();
   // Exact in double (a power-of-two scaling, then ceil), as dropoutThreshold computes it in JS.
   const auto threshold = static_cast<uint32_t>(std::ceil(p * 16777216.0));
   const auto scale = static_cast<float>(1.0 / (1.0 - p));
-  for_range(n, kCopyGrain, [&](int64_t b, int64_t e) { k.dropout_mask(key0, key1, threshold, scale, b, e - b, out + b); });
+  for_range(n, kCopyGrain, [&](int64_t b, int64_t e) {
+    k.dropout_mask(key0, key1, threshold, scale, b, e - b, x != nullptr ? x + b : nullptr, out + b);
+  });
 }
 
 void binary_op(BinaryOp op, const float* a, const int64_t* a_strides, const float* b, const int64_t* b_strides,

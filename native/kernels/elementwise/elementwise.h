@@ -33,8 +33,9 @@ void activation_backward(ActivationGrad op, const float* x, const float* dy, flo
 
 // Dropout's keep-mask: out[i] = 0 when (hash(key0, key1, i) >> 8) < ceil(p * 2^24) (probability p), else
 // float(1 / (1 - p)); the hash is lib/backend/js/random.ts's dropoutHash, so every path, thread count and the JS
-// backend give the same mask. 0 <= p < 1, n < 2^32.
-void dropout_mask(float* out, int64_t n, double p, uint32_t key0, uint32_t key1);
+// backend give the same mask. 0 <= p < 1, n < 2^32. With x (length n, may be out itself): out[i] = x[i] * mask[i]
+// (dropout and its backward in one pass, the mask never stored).
+void dropout_mask(float* out, int64_t n, double p, uint32_t key0, uint32_t key1, const float* x = nullptr);
 
 enum class BinaryOp : int { Add = 0, Sub = 1, Mul = 2, Div = 3 };
 // y[i] = a[i] op b[i] over an `ndim`-dimensional index space `shape`

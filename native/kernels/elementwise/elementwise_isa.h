@@ -26,7 +26,9 @@ void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n);
 void activation_backward(ActivationGrad op, const float* x, const float* dy, float* dx, int64_t n);
 // Elements [begin, begin + n) of dropout's keep-mask into out[0, n) (see dropout_mask in elementwise.h).
-void dropout_mask(uint32_t key0, uint32_t key1, uint32_t threshold, float scale, int64_t begin, int64_t n, float* out);
+// With x (null: the mask itself), out[j] = x[j] * mask: x and out may be the same array.
+void dropout_mask(uint32_t key0, uint32_t key1, uint32_t threshold, float scale, int64_t begin, int64_t n,
+                  const float* x, float* out);
 }  // namespace portable
 
 namespace avx2 {
@@ -38,7 +40,8 @@ void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n);
 void activation_backward(ActivationGrad op, const float* x, const float* dy, float* dx, int64_t n);
 // Elements [begin, begin + n) of dropout's keep-mask into out[0, n) (see dropout_mask in elementwise.h).
-void dropout_mask(uint32_t key0, uint32_t key1, uint32_t threshold, float scale, int64_t begin, int64_t n, float* out);
+void dropout_mask(uint32_t key0, uint32_t key1, uint32_t threshold, float scale, int64_t begin, int64_t n,
+                  const float* x, float* out);
 }  // namespace avx2
 
 namespace avx512 {
@@ -50,6 +53,7 @@ void gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 void binary_row(BinaryOp op, const float* a, int64_t a_inc, const float* b, int64_t b_inc, float* y, int64_t n);
 void activation_backward(ActivationGrad op, const float* x, const float* dy, float* dx, int64_t n);
 // Elements [begin, begin + n) of dropout's keep-mask into out[0, n) (see dropout_mask in elementwise.h).
-void dropout_mask(uint32_t key0, uint32_t key1, uint32_t threshold, float scale, int64_t begin, int64_t n, float* out);
+void dropout_mask(uint32_t key0, uint32_t key1, uint32_t threshold, float scale, int64_t begin, int64_t n,
+                  const float* x, float* out);
 }  // namespace avx512
 }  // namespace attnode::kernels

@@ -83,6 +83,11 @@ struct GemmParams {
   // every M while bf16_gemm_available(). `b` must still be valid (the fp32
   // M = 1 path and any fallback read it), and must hold the same values.
   const PackedB* packed_b = nullptr;
+  // Optional, length m: row_sums_a[i] = alpha * sum_k op(A)[i, k] + beta * row_sums_a[i] (beta == 0: not read),
+  // the product with a column of ones beside C. A Linear's bias gradient next to its weight gradient
+  // (op(A) = dYᵀ): the GEMM sums the A it packs instead of a GEMV reading dY again. Summed in order of k, so
+  // independent of the thread count. sgemm only (not sgemm_batched).
+  float* row_sums_a = nullptr;
 };
 
 // Runs on the runtime thread pool with up to `max_threads` threads

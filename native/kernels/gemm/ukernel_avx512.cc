@@ -36,9 +36,17 @@ constexpr int kPfB = 8;
 // Packing reads matrix rows straight from L3/DRAM; floats ahead to prefetch.
 constexpr int kPfPack = 128;
 
-void kernel_8x48(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n, const Epilogue* ep) {
-  __m512 acc[kMR][3];
-  begin_tile<kMR, 3>(acc, c, ldc, m);
+// The k loop on the first NV of the panel's three 16-column vectors (the B
+// panel stays 48 wide): NV = 3 is the full tile; NV = 1, 2 serve the last
+// column panel when only 16 or 32 of its columns are in the matrix (N = 256
+// has 5 full panels and one of 16 columns), where the full tile would spend
+// two or one thirds of its multiply-adds on the zero padding. Each element
+// of C sees the same FMAs in the same order whatever NV: identical results.
+template <int NV>
+ATTNODE_INLINE void kernel_8xnv(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n,
+                                const Epilogue* ep) {
+  __m512 acc[kMR][NV];
+  begin_tile<kMR, NV>(acc, c, ldc, m);
   // Lines of the next B block asked for by the frontend: one per two k, so
   // the DRAM/L3 reads spread over the k loop instead of bursting. T0 (into
   // L1 and L2): on Zen 5, T1/T2 prefetches measured no gain.
@@ -53,38 +61,46 @@ void kernel_8x48(int64_t kc, const float* a, const float* b, float* c, int64_t l
     }
 #pragma GCC unroll 2
     for (int u = 0; u < 2; ++u) {
-      _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kNR + 16 * u), _MM_HINT_T0);
-      __m512 b0 = _mm512_load_ps(b);
-      __m512 b1 = _mm512_load_ps(b + 16);
-      __m512 b2 = _mm512_load_ps(b + 32);
+      if (16 * u < 16 * NV) _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kNR + 16 * u), _MM_HINT_T0);
+      __m512 bv[NV];
+#pragma GCC unroll 3
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
 #pragma GCC unroll 8
       for (int r = 0; r < kMR; ++r) {
         __m512 av = _mm512_set1_ps(a[r]);
-        acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-        acc[r][2] = _mm512_fmadd_ps(av, b2, acc[r][2]);
+#pragma GCC unroll 3
+        for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
       }
       a += kMR;
       b += kNR;
     }
-    _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kNR - 64), _MM_HINT_T0);
+    if (NV == 3) _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kNR - 64), _MM_HINT_T0);
   }
   for (; k < kc; ++k) {
-    __m512 b0 = _mm512_load_ps(b);
-    __m512 b1 = _mm512_load_ps(b + 16);
-    __m512 b2 = _mm512_load_ps(b + 32);
+    __m512 bv[NV];
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < kMR; ++r) {
       __m512 av = _mm512_set1_ps(a[r]);
-      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-      acc[r][2] = _mm512_fmadd_ps(av, b2, acc[r][2]);
+#pragma GCC unroll 3
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
     }
     a += kMR;
     b += kNR;
   }
 
-  store_tile<kMR, 3>(acc, c, ldc, m, n, ep);
+  store_tile<kMR, NV>(acc, c, ldc, m, n, ep);
+}
+
+void kernel_8x48(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n, const Epilogue* ep) {
+  if (n > 32) {
+    kernel_8xnv<3>(kc, a, b, c, ldc, m, n, ep);
+  } else if (n > 16) {
+    kernel_8xnv<2>(kc, a, b, c, ldc, m, n, ep);
+  } else {
+    kernel_8xnv<1>(kc, a, b, c, ldc, m, n, ep);
+  }
 }
 
 void pack_a(const float* a, int64_t lda, bool trans, int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
