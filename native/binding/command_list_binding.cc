@@ -26,6 +26,10 @@ struct CommandList {
   KeepAlive refs;
   std::weak_ptr<runtime::Job> job;
   bool submitted = false;
+  // Run (synchronously, any number of times) by runList: such a list is never submitted.
+  bool replayed = false;
+  // Whether `refs` holds one entry per distinct memory (runList's check walks them every run).
+  bool compact = false;
 };
 
 namespace {
@@ -128,6 +132,7 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
   CommandList* list = UnwrapList(info, "submit");
   if (info.Length() != 1) throw Napi::TypeError::New(env, "attnode.submit: expected 1 argument");
   if (list->submitted) throw Napi::Error::New(env, "attnode.submit: this command list was already submitted");
+  if (list->replayed) throw Napi::Error::New(env, "attnode.submit: this command list is run by runList (a replayed list is never submitted)");
   // The calls were validated against these buffers: a buffer detached,
   // transferred or shrunk since then would be written after it is gone.
   for (auto& kept : list->refs) {
@@ -165,6 +170,45 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// runList(list): runs a recorded list's calls now, on the calling thread (as a sync call does), and keeps them, so
+// the same list can run again: a program recorded once (a decode step over fixed buffers) costs one N-API call per
+// run instead of one per op. What changes between runs must be read by the calls when they run (embedding ids,
+// rope positions, indexCopy's index, pooledAttention's kvStarts / kvLengths), and those calls check such values
+// again then: a bad one fails the run with an Error naming the op and argument, before or instead of its kernel.
+// Calls before the failing one have run. A replayed list cannot be submitted.
+Napi::Value RunList(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CommandList* list = UnwrapList(info, "runList");
+  if (info.Length() != 1) throw Napi::TypeError::New(env, "attnode.runList: expected 1 argument (list)");
+  if (list->submitted) throw Napi::Error::New(env, "attnode.runList: this command list was already submitted");
+  list->replayed = true;
+  if (!list->compact) {
+    // One entry per memory start, the longest validated length kept: the same buffers recur in many calls.
+    std::sort(list->refs.begin(), list->refs.end(), [](const KeptArray& a, const KeptArray& b) {
+      return a.data != b.data ? a.data < b.data : a.byte_length > b.byte_length;
+    });
+    list->refs.erase(std::unique(list->refs.begin(), list->refs.end(),
+                                 [](const KeptArray& a, const KeptArray& b) { return a.data == b.data; }),
+                     list->refs.end());
+    list->compact = true;
+  }
+  // As at submit: the calls were validated against these buffers.
+  for (auto& kept : list->refs) {
+    TypedArrayMemory now = typed_array_memory(env, kept.ref.Value());
+    if (now.data != kept.data || now.byte_length < kept.byte_length) {
+      throw Napi::TypeError::New(env,
+                                 "attnode.runList: a buffer recorded in this list was detached, transferred or "
+                                 "resized after recording");
+    }
+  }
+  try {
+    for (auto& k : list->kernels) k();
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("attnode.runList: ") + e.what());
+  }
+  return env.Undefined();
+}
+
 Napi::Value Cancel(const Napi::CallbackInfo& info) {
   CommandList* list = UnwrapList(info, "cancel");
   if (auto job = list->job.lock()) job->cancelled.store(true, std::memory_order_release);
@@ -188,6 +232,7 @@ CommandList* RecordingTarget(const Napi::CallbackInfo& info, const char* fn) {
 
 void AppendToList(CommandList* list, Kernel kernel, KeepAlive&& refs) {
   if (kernel) list->kernels.push_back(std::move(kernel));
+  list->compact = false;
   for (auto& r : refs) list->refs.push_back(std::move(r));
 }
 
@@ -195,6 +240,7 @@ void RegisterCommandLists(Napi::Env env, Napi::Object exports) {
   exports.Set("createCommandList", Napi::Function::New(env, CreateCommandList, "createCommandList"));
   exports.Set("submit", Napi::Function::New(env, Submit, "submit"));
   exports.Set("cancel", Napi::Function::New(env, Cancel, "cancel"));
+  exports.Set("runList", Napi::Function::New(env, RunList, "runList"));
   exports.Set("pendingJobs", Napi::Function::New(env, Pending_, "pendingJobs"));
 }
 
