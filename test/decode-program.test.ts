@@ -212,7 +212,8 @@ describe.skipIf(!hasNative)('runList: a recorded command list replayed (native a
     await a.submit(s.list);
     expect(() => a.runList(s.list)).toThrow(/already submitted/);
     const t = recorded();
-    structuredClone(t.out.data.buffer, { transfer: [t.out.data.buffer] });
+    const buf = t.out.data.buffer as ArrayBuffer;
+    structuredClone(buf, { transfer: [buf] });
     expect(() => a.runList(t.list)).toThrow(/detached/);
     expect(() => a.runList({} as never)).toThrow(TypeError);
   });
