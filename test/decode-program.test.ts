@@ -143,15 +143,19 @@ describe.skipIf(!hasNative)('replayed decode step (native addon required)', () =
     });
   });
 
-  it('is not used inside a recording (generateAsync), which still matches', async () => {
+  it('inside runAsync (generateAsync) each token is one recorded call, with the same tokens as the eager steps', async () => {
     const model = (await AutoModelForCausalLM.fromPretrained(path.join(HF, 'llama-gqa'))) as LlamaForCausalLM;
     model.useBackend('native');
     const ids = new Tensor(Int32Array.of(5, 6, 7), [1, 3], 'int32');
     const runs = decodeProgramStats().runs;
     const a = await model.generateAsync(ids, { maxNewTokens: 8 });
-    expect(decodeProgramStats().runs).toBe(runs);
-    const b = model.generate(ids, { maxNewTokens: 8 });
+    // The prompt runs eagerly; the 7 steps after it are replayed.
+    expect(decodeProgramStats().runs - runs).toBe(7);
+    setDecodeProgramEnabled(false);
+    const b = await model.generateAsync(ids, { maxNewTokens: 8 });
+    const c = model.generate(ids, { maxNewTokens: 8 });
     expect(Array.from(a.data)).toEqual(Array.from(b.data));
+    expect(Array.from(a.data)).toEqual(Array.from(c.data));
   });
 });
 
@@ -202,6 +206,35 @@ describe.skipIf(!hasNative)('runList: a recorded command list replayed (native a
     expect(() => a.runList(r.list)).toThrow(/indexCopy: argument 'index' must hold rows in \[0, yRows = 4\), got 4/);
     r.rows[0] = 1;
     a.runList(r.list);
+  });
+
+  it('runListRecord: each recorded replay runs with the values it was recorded with', async () => {
+    const r = recorded();
+    const outer = a.createCommandList();
+    const outs = [1, 3].map((len) => {
+      a.runListRecord(outer, r.list, [r.rows, r.lengths], Int32Array.of(len - 1, len));
+      const o = new Tensor(new Float32Array(4), [4], 'float32');
+      withContext({ recording: outer }, () => ops.add(r.out.view(4), 0, { out: o }));
+      return o;
+    });
+    // Nothing has run yet; the arrays keep what JS last wrote.
+    expect(Array.from(r.lengths)).toEqual([1]);
+    await a.submit(outer);
+    const sync = recorded();
+    sync.rows[0] = 0;
+    a.runList(sync.list);
+    expect(Array.from(outs[0]!.data)).toEqual(Array.from(sync.out.data));
+    sync.rows[0] = 2;
+    sync.lengths[0] = 3;
+    a.runList(sync.list);
+    expect(Array.from(outs[1]!.data)).toEqual(Array.from(sync.out.data));
+    // A replayed list takes no more calls; bad arguments are named.
+    expect(() => withContext({ recording: r.list }, () => ops.add(r.out, 0))).toThrow(/replayed/);
+    const l = a.createCommandList();
+    expect(() => a.runListRecord(l, r.list, [r.rows], Int32Array.of(1, 2))).toThrow(/'values' must hold 1 entries/);
+    expect(() => a.runListRecord(l, r.list, [new Float32Array(1) as never], Int32Array.of(1))).toThrow(/'targets\[0\]' must be an Int32Array/);
+    expect(() => a.runListRecord(l, l, [], new Int32Array(0))).toThrow(/must not be 'list' itself/);
+    expect(() => a.runListRecord(l, {} as never, [], new Int32Array(0))).toThrow(/'program' must be a command list/);
   });
 
   it('keeps replayed and submitted lists apart, and refuses a detached buffer', async () => {

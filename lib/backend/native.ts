@@ -86,6 +86,11 @@ export interface Addon extends AddonOps, AddonRecordOps {
    * cannot be submitted.
    */
   runList(list: CommandList): void;
+  /**
+   * Appends to `list` (being recorded) one call that writes `values` (copied now) into `targets` in order, then
+   * runs `program`'s calls as runList would: the async form of a replayed program.
+   */
+  runListRecord(list: CommandList, program: CommandList, targets: Int32Array[], values: Int32Array): void;
   /** Skips the list's remaining calls if it has not finished. */
   cancel(list: CommandList): void;
   /** Lists queued or running on the executor. */

@@ -1,5 +1,5 @@
 /**
- * Batch-1 decoding as one native call per token: a decoder's one-token step is recorded once into a native
+ * Batch-1 decoding as one native call per token (or, inside runAsync, one call in the recorded list): a decoder's one-token step is recorded once into a native
  * command list (the same ops, checks and kernels as its eager forward: the model's own `forwardPacked` layers over
  * fixed buffers), and each token replays that list with `addon.runList` after writing the token id and position
  * into the small int32 buffers the recorded ops read when they run (the embedding's ids, rotary positions, the
@@ -15,11 +15,11 @@
  * recorded; {@link DecodeProgram.matches} tells a caller when to record a new one (a cache grown or reordered into
  * new buffers, new weights loaded or written in place, another precision).
  */
-import { addon } from '../backend/native';
+import { addon, nativeBackend } from '../backend/native';
 import type { CommandList } from '../context';
 import { withContext, currentContext } from '../context';
 import type { KVCache } from '../nn/kv-cache';
-import { Tensor } from '../tensor';
+import { Tensor, empty } from '../tensor';
 import type { PackedStep } from './packed-step';
 
 type F32 = Tensor<'float32'>;
@@ -41,9 +41,9 @@ export function decodeProgramStats(): { recorded: number; runs: number } {
   return { ...stats };
 }
 
-/** Whether a replayed decode step can run now (the addon is loaded, nothing is being recorded, not switched off). */
+/** Whether a replayed decode step can run (the addon is loaded and it is not switched off). */
 export function decodeProgramAvailable(): boolean {
-  return enabled && addon !== null && currentContext().recording === null;
+  return enabled && addon !== null;
 }
 
 /** What a program was recorded against: it is valid while all of these are the same objects and versions. */
@@ -134,13 +134,24 @@ export class DecodeProgram {
         throw new RangeError(`DecodeProgram.run: argument 'pos' must be every cache's length with room for one more, got ${pos} (cache length ${c.length}, capacity ${c.capacity})`);
       }
     }
-    this.#ids[0] = token;
-    this.#positions[0] = pos;
-    this.#rows[0] = pos;
-    this.#lengths[0] = pos + 1;
-    addon!.runList(this.#list);
+    const recording = currentContext().recording;
+    if (recording) {
+      // Inside runAsync (generateAsync, the text-generation pipeline): one call in the recorded list, which writes
+      // this step's values when it runs (captured now, so they cannot be overwritten by a later step).
+      addon!.runListRecord(recording, this.#list, [this.#ids, this.#positions, this.#rows, this.#lengths], Int32Array.of(token, pos, pos, pos + 1));
+    } else {
+      this.#ids[0] = token;
+      this.#positions[0] = pos;
+      this.#rows[0] = pos;
+      this.#lengths[0] = pos + 1;
+      addon!.runList(this.#list);
+    }
     stats.runs++;
     for (const c of this.#binding.caches) c.advance(1);
-    return new Tensor(this.#logits.data.slice(0, this.#vocabSize), [1, 1, this.#vocabSize], 'float32');
+    // A copy (recorded too when recording): the program's own buffer is overwritten by the next run.
+    const v = this.#vocabSize;
+    const out = empty([1, 1, v]);
+    nativeBackend!.copy({ x: this.#logits.data, xStrides: [1], y: out.data, yStrides: [1], shape: [v] });
+    return out;
   }
 }

@@ -468,8 +468,8 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
   /**
    * One token of one sequence as one native call (lib/models/decode-program.ts): the step is recorded once per
    * cache (again when the cache grows into new buffers, the weights change or the precision does) from this
-   * model's own packed forward, then replayed per token. Null when it does not apply (no native backend, bf16
-   * attention, inside a recording), so the caller runs the eager forward. The same ops and kernels as
+   * model's own packed forward, then replayed per token (inside runAsync: one call in the recorded list). Null
+   * when it does not apply (no native backend, bf16 attention), so the caller runs the eager forward. The same ops and kernels as
    * forwardPacked; logits within rounding of the eager step (pooled rather than strided attention).
    */
   #decodeStep(inputIds: Tensor<'int32'>, cache: SelfAttentionCache): F32 | null {
