@@ -333,9 +333,9 @@ Kernel ParseAttention(NamedArgs& args) {
       l[b] = live_lengths ? live_lengths[b] : static_cast<int32_t>(p.lk);
       s[b] = live_starts ? live_starts[b] : 0;
       if (l[b] < 0 || l[b] > p.lk) {
-        throw std::runtime_error("pooledAttention: argument 'kvLengths' must hold lengths in [0, lk = " +
-                                 std::to_string(p.lk) + "], got " + std::to_string(l[b]) + " at index " +
-                                 std::to_string(b) + " when the call ran");
+        throw std::runtime_error(
+            "pooledAttention: argument 'kvLengths' must hold lengths in [0, lk = " + std::to_string(p.lk) + "], got " +
+            std::to_string(l[b]) + " at index " + std::to_string(b) + " when the call ran");
       }
       if (!live_starts || l[b] == 0) continue;
       const auto need = [&](const int64_t* st, int64_t width) {

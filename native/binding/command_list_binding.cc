@@ -4,6 +4,8 @@
 //   gemmRecord(list, { ... }); softmaxRecord(list, { ... });   // validated now
 //   await submit(list);                                         // run on the executor thread
 //   cancel(list);                                               // skip it if not yet started
+//   runList(list);                     // or: run it now on this thread, and again later (a replayed program)
+//   runListRecord(other, list, targets, values);   // or: replay it as one call of another list being recorded
 //
 // Recording keeps a reference to every typed array the calls touch, so the
 // buffers stay alive until the list has run; the references are dropped on
@@ -135,7 +137,9 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
   CommandList* list = UnwrapList(info, "submit");
   if (info.Length() != 1) throw Napi::TypeError::New(env, "attnode.submit: expected 1 argument");
   if (list->submitted) throw Napi::Error::New(env, "attnode.submit: this command list was already submitted");
-  if (list->replayed) throw Napi::Error::New(env, "attnode.submit: this command list is run by runList (a replayed list is never submitted)");
+  if (list->replayed)
+    throw Napi::Error::New(env,
+                           "attnode.submit: this command list is run by runList (a replayed list is never submitted)");
   // The calls were validated against these buffers: a buffer detached,
   // transferred or shrunk since then would be written after it is gone.
   for (auto& kept : list->refs) {
@@ -228,15 +232,20 @@ Napi::Value RunListRecord(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "runListRecord";
   CommandList* list = RecordingTarget(info, fn);
-  if (info.Length() != 4) throw Napi::TypeError::New(env, "attnode.runListRecord: expected 4 arguments (list, program, targets, values)");
+  if (info.Length() != 4)
+    throw Napi::TypeError::New(env, "attnode.runListRecord: expected 4 arguments (list, program, targets, values)");
   Napi::Value pv = info[1];
   if (!pv.IsExternal() || !pv.As<Napi::Object>().CheckTypeTag(&kCommandListTag)) {
-    throw Napi::TypeError::New(env, "attnode.runListRecord: argument 'program' must be a command list from createCommandList()");
+    throw Napi::TypeError::New(
+        env, "attnode.runListRecord: argument 'program' must be a command list from createCommandList()");
   }
   CommandList* program = pv.As<Napi::External<CommandList>>().Data();
-  if (program == list) throw Napi::RangeError::New(env, "attnode.runListRecord: argument 'program' must not be 'list' itself");
-  if (program->submitted) throw Napi::Error::New(env, "attnode.runListRecord: argument 'program' was already submitted");
-  if (!info[2].IsArray()) throw Napi::TypeError::New(env, "attnode.runListRecord: argument 'targets' must be an array of Int32Arrays");
+  if (program == list)
+    throw Napi::RangeError::New(env, "attnode.runListRecord: argument 'program' must not be 'list' itself");
+  if (program->submitted)
+    throw Napi::Error::New(env, "attnode.runListRecord: argument 'program' was already submitted");
+  if (!info[2].IsArray())
+    throw Napi::TypeError::New(env, "attnode.runListRecord: argument 'targets' must be an array of Int32Arrays");
   Napi::Array targets = info[2].As<Napi::Array>();
   TypedArrayMemory vm = typed_array_memory(env, info[3]);
   if (!info[3].IsTypedArray() || vm.type != napi_int32_array) {
@@ -249,7 +258,8 @@ Napi::Value RunListRecord(const Napi::CallbackInfo& info) {
     Napi::Value t = targets.Get(i);
     TypedArrayMemory m = typed_array_memory(env, t);
     if (!t.IsTypedArray() || m.type != napi_int32_array || m.data == nullptr) {
-      throw Napi::TypeError::New(env, "attnode.runListRecord: 'targets[" + std::to_string(i) + "]' must be an Int32Array");
+      throw Napi::TypeError::New(env,
+                                 "attnode.runListRecord: 'targets[" + std::to_string(i) + "]' must be an Int32Array");
     }
     spans.emplace_back(static_cast<int32_t*>(m.data), m.element_length);
     total += m.element_length;
@@ -263,17 +273,19 @@ Napi::Value RunListRecord(const Napi::CallbackInfo& info) {
   std::vector<int32_t> values(vp, vp + total);
   Freeze(program);
   // The program's buffers stay alive (and are checked at submit) as this list's own.
-  for (auto& kept : program->refs) refs.push_back(KeptArray{Napi::Persistent(kept.ref.Value()), kept.data, kept.byte_length});
-  AppendToList(list,
-               [calls = program->frozen, spans = std::move(spans), values = std::move(values)] {
-                 size_t off = 0;
-                 for (auto& [dst, n] : spans) {
-                   std::copy(values.begin() + off, values.begin() + off + n, dst);
-                   off += n;
-                 }
-                 for (auto& k : *calls) k();
-               },
-               std::move(refs));
+  for (auto& kept : program->refs)
+    refs.push_back(KeptArray{Napi::Persistent(kept.ref.Value()), kept.data, kept.byte_length});
+  AppendToList(
+      list,
+      [calls = program->frozen, spans = std::move(spans), values = std::move(values)] {
+        size_t off = 0;
+        for (auto& [dst, n] : spans) {
+          std::copy(values.begin() + off, values.begin() + off + n, dst);
+          off += n;
+        }
+        for (auto& k : *calls) k();
+      },
+      std::move(refs));
   return env.Undefined();
 }
 
@@ -296,8 +308,9 @@ CommandList* RecordingTarget(const Napi::CallbackInfo& info, const char* fn) {
     throw Napi::Error::New(info.Env(), std::string("attnode.") + fn + ": the command list was already submitted");
   }
   if (list->replayed) {
-    throw Napi::Error::New(info.Env(), std::string("attnode.") + fn +
-                                           ": the command list is replayed (runList, runListRecord) and takes no more calls");
+    throw Napi::Error::New(info.Env(),
+                           std::string("attnode.") + fn +
+                               ": the command list is replayed (runList, runListRecord) and takes no more calls");
   }
   return list;
 }

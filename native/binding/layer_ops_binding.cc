@@ -371,8 +371,9 @@ Kernel ParseEmbedding(NamedArgs& args) {
 }
 
 // indexCopy({ x, ldx, y, ldy, yRows, rows, cols, index }): row index[i] of y (rows ldy apart, yRows of them) = row
-// i of x (rows ldx apart), for the first `rows` entries of index, rows of cols elements. Indices must be in [0, yRows) and distinct; the index is
-// read again when the call runs (see runList) and checked then, so a later change cannot move a write out of bounds.
+// i of x (rows ldx apart), for the first `rows` entries of index, rows of cols elements. Indices must be in [0, yRows)
+// and distinct; the index is read again when the call runs (see runList) and checked then, so a later change cannot
+// move a write out of bounds.
 Kernel ParseIndexCopy(NamedArgs& args) {
   const int64_t cols = args.integer("cols", 0, kMaxElements);
   const int64_t ldx = args.integer("ldx", 0, kMaxElements);
