@@ -15,7 +15,7 @@ import { Tensor, info, ops, withContext, noGrad } from '../lib';
 import { manualSeed } from '../lib/nn/init';
 
 const HF = path.join(__dirname, 'fixtures', 'hf');
-const FOLDERS = ['llama-gqa', 'llama3-bf16-tied', 'qwen2-bias'];
+const FOLDERS = ['llama-gqa', 'llama3-bf16-tied', 'qwen2-bias', 'gpt2-tiny'];
 const hasNative = addon !== null;
 const bf16 = hasNative && info().native?.bf16 === true;
 
@@ -23,8 +23,11 @@ afterEach(() => {
   setDecodeProgramEnabled(true);
 });
 
+/** What decode needs of a model (Llama and GPT-2 both have it). */
+type Decoder = Pick<LlamaForCausalLM, 'forward' | 'createCache'> & { config: { vocabSize: number } };
+
 /** Prefill `prompt`, then `steps` greedy tokens one at a time; each step's logits and the tokens. */
-function decode(model: LlamaForCausalLM, prompt: number[], steps: number, capacity: number): { logits: Float32Array[]; tokens: number[] } {
+function decode(model: Decoder, prompt: number[], steps: number, capacity: number): { logits: Float32Array[]; tokens: number[] } {
   const cache = model.createCache(1, capacity);
   let l = model.forward(new Tensor(Int32Array.from(prompt), [1, prompt.length], 'int32'), { cache, lastOnly: true });
   const logits: Float32Array[] = [];
@@ -46,7 +49,7 @@ const maxDiff = (a: Float32Array[], b: Float32Array[]): number => {
   return worst;
 };
 
-function both(model: LlamaForCausalLM, prompt: number[], steps: number, capacity: number): [ReturnType<typeof decode>, ReturnType<typeof decode>] {
+function both(model: Decoder, prompt: number[], steps: number, capacity: number): [ReturnType<typeof decode>, ReturnType<typeof decode>] {
   setDecodeProgramEnabled(false);
   const before = decodeProgramStats();
   const eager = decode(model, prompt, steps, capacity);
@@ -59,7 +62,7 @@ function both(model: LlamaForCausalLM, prompt: number[], steps: number, capacity
 
 describe.skipIf(!hasNative)('replayed decode step (native addon required)', () => {
   it.each(FOLDERS)('%s: the same logits (1e-5) and greedy tokens as the eager step, across cache growth', async (name) => {
-    const model = (await AutoModelForCausalLM.fromPretrained(path.join(HF, name))) as LlamaForCausalLM;
+    const model = (await AutoModelForCausalLM.fromPretrained(path.join(HF, name))) as unknown as Decoder & LlamaForCausalLM;
     model.useBackend('native');
     const prompt = [3, 17, 5, 40, 9];
     // Capacity 6: the cache doubles twice while decoding (new buffers, so the step is recorded again).

@@ -18,7 +18,8 @@
 import { addon, nativeBackend } from '../backend/native';
 import type { CommandList } from '../context';
 import { withContext, currentContext } from '../context';
-import type { KVCache } from '../nn/kv-cache';
+import type { KVCache, SelfAttentionCache } from '../nn/kv-cache';
+import type { Backend } from '../backend/backend';
 import { Tensor, empty } from '../tensor';
 import type { PackedStep } from './packed-step';
 
@@ -153,5 +154,36 @@ export class DecodeProgram {
     const out = empty([1, 1, v]);
     nativeBackend!.copy({ x: this.#logits.data, xStrides: [1], y: out.data, yStrides: [1], shape: [v] });
     return out;
+  }
+}
+
+/**
+ * A model's replayed decode step: the program of the cache it last decoded, recorded again whenever it no longer
+ * matches (see {@link DecodeProgram.matches}). Models call {@link ReplayedDecode.step} from their cached forward.
+ */
+export class ReplayedDecode {
+  #program: DecodeProgram | null = null;
+
+  /**
+   * Logits [1, 1, vocab] for one token appended to a batch-1 `cache`, or null when the replayed step does not apply
+   * (the backend is not the native one, attention runs in bf16, the cache is not batch 1 with one KV cache per layer,
+   * or the step is switched off): the caller then runs its eager forward. `params` are every tensor the step reads
+   * (checked for replacement and in-place writes on every call); `record` is the model's one-token packed forward.
+   */
+  step(
+    backend: Backend, inputIds: Tensor<'int32'>, cache: SelfAttentionCache, layers: number, params: readonly (Tensor | null)[],
+    vocabSize: number, record: (s: PackedStep, kv: readonly F32[]) => F32,
+  ): F32 | null {
+    const caches = cache.layers;
+    if (!decodeProgramAvailable() || backend !== nativeBackend || currentContext().attentionPrecision !== 'float32') return null;
+    if (caches.length === 0 || caches.length !== layers || caches[0]!.batch !== 1) return null;
+    const token = inputIds.contiguous().data[0]!;
+    const pos = cache.length;
+    for (const c of caches) c.reserve(backend, pos + 1);
+    if (!this.#program?.matches(caches, params)) {
+      this.#program = null;
+      this.#program = new DecodeProgram(caches, params, vocabSize, record);
+    }
+    return this.#program.run(token, pos);
   }
 }

@@ -25,9 +25,7 @@ import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs 
 import { attendPacked, packedStages, planPackedStep, runStages, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
 import { causalMaskFrom } from '../ops/multi-head-attention';
 import { FusedRows } from './fused-rows';
-import { DecodeProgram, decodeProgramAvailable } from './decode-program';
-import { nativeBackend } from '../backend/native';
-import { currentContext } from '../context';
+import { ReplayedDecode } from './decode-program';
 
 type F32 = Tensor<'float32'>;
 
@@ -353,7 +351,7 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
   model: LlamaModel;
   lmHead: Linear | null;
   /** The recorded one-token step of the last batch-1 cache decoded (see #decodeStep). */
-  #program: DecodeProgram | null = null;
+  readonly #replayed = new ReplayedDecode();
 
   constructor(config: LlamaConfig) {
     super();
@@ -442,7 +440,7 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
       if (pos + t > this.config.maxPositionEmbeddings) {
         throw new RangeError(`${fn}: position ${pos + t} exceeds maxPositionEmbeddings ${this.config.maxPositionEmbeddings}`);
       }
-      if (n === 1 && t === 1 && !options.attentionMask && cache.layers.length > 0) {
+      if (n === 1 && t === 1 && !options.attentionMask) {
         const logits = this.#decodeStep(inputIds, cache);
         if (logits) return logits;
       }
@@ -473,25 +471,14 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
    * forwardPacked; logits within rounding of the eager step (pooled rather than strided attention).
    */
   #decodeStep(inputIds: Tensor<'int32'>, cache: SelfAttentionCache): F32 | null {
-    if (!decodeProgramAvailable() || this.backend !== nativeBackend || currentContext().attentionPrecision !== 'float32') return null;
-    const caches = cache.layers;
-    if (caches[0]!.batch !== 1 || caches.length !== this.model.layers.length) return null;
-    const token = inputIds.contiguous().data[0]!;
-    const pos = cache.length;
-    for (const c of caches) c.reserve(this.backend, pos + 1);
-    const params = this.#stepParams();
-    if (!this.#program?.matches(caches, params)) {
-      this.#program = null;
-      const c = this.config;
-      const layers = this.model.layers;
+    const c = this.config;
+    const layers = this.model.layers;
+    return this.#replayed.step(this.backend, inputIds, cache, layers.length, this.#stepParams(), c.vocabSize, (s, kv) => {
       const head = this.lmHead ? this.lmHead.weight : this.model.embedTokens.weight;
-      this.#program = new DecodeProgram(caches, params, c.vocabSize, (s, kv) => {
-        let x = this.model.embedTokens.forward(s.ids);
-        for (let i = 0; i < layers.length; i++) x = layers.at(i).forwardPacked(x, kv[i]!, s);
-        return ops.linear(this.model.norm.forward(x.view(1, c.hiddenSize)), head, null, { cacheWeight: true });
-      });
-    }
-    return this.#program.run(token, pos);
+      let x = this.model.embedTokens.forward(s.ids);
+      for (let i = 0; i < layers.length; i++) x = layers.at(i).forwardPacked(x, kv[i]!, s);
+      return ops.linear(this.model.norm.forward(x.view(1, c.hiddenSize)), head, null, { cacheWeight: true });
+    });
   }
 
   /** Every tensor a decode step reads (cheaper than parameters()'s walk, checked per token by the program). */
