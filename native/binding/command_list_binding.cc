@@ -132,6 +132,19 @@ EnvJobs* JobsOf(Napi::Env env) {
   return jobs;
 }
 
+// The calls were validated against these buffers: a buffer detached, transferred or shrunk since then would be
+// written after it is gone.
+void RequireUnchanged(Napi::Env env, const CommandList& list, const char* fn) {
+  for (auto& kept : list.refs) {
+    TypedArrayMemory now = typed_array_memory(env, kept.ref.Value());
+    if (now.data != kept.data || now.byte_length < kept.byte_length) {
+      throw Napi::TypeError::New(env, std::string("attnode.") + fn +
+                                          ": a buffer recorded in this list was detached, transferred or resized "
+                                          "after recording");
+    }
+  }
+}
+
 Napi::Value Submit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CommandList* list = UnwrapList(info, "submit");
@@ -140,16 +153,7 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
   if (list->replayed)
     throw Napi::Error::New(env,
                            "attnode.submit: this command list is run by runList (a replayed list is never submitted)");
-  // The calls were validated against these buffers: a buffer detached,
-  // transferred or shrunk since then would be written after it is gone.
-  for (auto& kept : list->refs) {
-    TypedArrayMemory now = typed_array_memory(env, kept.ref.Value());
-    if (now.data != kept.data || now.byte_length < kept.byte_length) {
-      throw Napi::TypeError::New(env,
-                                 "attnode.submit: a buffer recorded in this list was detached, transferred or resized "
-                                 "after recording");
-    }
-  }
+  RequireUnchanged(env, *list, "submit");
   list->submitted = true;
 
   auto* pending = new Pending(env);
@@ -206,15 +210,7 @@ Napi::Value RunList(const Napi::CallbackInfo& info) {
   if (info.Length() != 1) throw Napi::TypeError::New(env, "attnode.runList: expected 1 argument (list)");
   if (list->submitted) throw Napi::Error::New(env, "attnode.runList: this command list was already submitted");
   Freeze(list);
-  // As at submit: the calls were validated against these buffers.
-  for (auto& kept : list->refs) {
-    TypedArrayMemory now = typed_array_memory(env, kept.ref.Value());
-    if (now.data != kept.data || now.byte_length < kept.byte_length) {
-      throw Napi::TypeError::New(env,
-                                 "attnode.runList: a buffer recorded in this list was detached, transferred or "
-                                 "resized after recording");
-    }
-  }
+  RequireUnchanged(env, *list, "runList");
   try {
     for (auto& k : *list->frozen) k();
   } catch (const std::exception& e) {
