@@ -7,6 +7,7 @@
 import { describe, expect, it, afterEach } from 'vitest';
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { AutoModelForCausalLM } from '../lib/models/auto';
 import { LlamaForCausalLM } from '../lib/models/llama';
 import { decodeProgramStats, setDecodeProgramEnabled } from '../lib/models/decode-program';
@@ -159,6 +160,37 @@ describe.skipIf(!hasNative)('replayed decode step (native addon required)', () =
     const c = model.generate(ids, { maxNewTokens: 8 });
     expect(Array.from(a.data)).toEqual(Array.from(b.data));
     expect(Array.from(a.data)).toEqual(Array.from(c.data));
+  });
+});
+
+// A fresh process with --expose-gc: a decoded cache dropped by its caller must not stay alive through the
+// model's program (whose command list refers to the cache's buffers).
+const gcScript = `
+const { setGradEnabled, Tensor, LlamaForCausalLM } = require(${JSON.stringify(path.resolve(__dirname, '..', 'lib', 'index.ts'))});
+setGradEnabled(false);
+const m = new LlamaForCausalLM({ vocabSize: 64, hiddenSize: 64, intermediateSize: 96, numHiddenLayers: 2, numAttentionHeads: 4 }).useBackend('native');
+const mb = () => process.memoryUsage().arrayBuffers / 1048576;
+const run = () => {
+  const cache = m.createCache(1, 100000); // 2 layers x 100000 x 128 floats: ~98 MiB
+  m.forward(new Tensor(Int32Array.of(1, 2), [1, 2], 'int32'), { cache });
+  m.forward(new Tensor(Int32Array.of(3), [1, 1], 'int32'), { cache });
+};
+const before = mb();
+run();
+const held = mb() - before;
+(async () => {
+  for (let i = 0; i < 6; i++) { global.gc(); await new Promise((r) => setTimeout(r, 20)); }
+  console.log(JSON.stringify({ held, after: mb() - before }));
+})();
+`;
+
+describe.skipIf(!hasNative)('replayed decode step and memory (native addon required)', () => {
+  it('a cache its caller dropped is freed with its program (fresh process, --expose-gc)', () => {
+    const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', '-e', gcScript], { encoding: 'utf8', cwd: path.resolve(__dirname, '..') });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { held: number; after: number };
+    expect(out.held).toBeGreaterThan(90);
+    expect(out.after).toBeLessThan(10);
   });
 });
 

@@ -49,7 +49,8 @@ export function decodeProgramAvailable(): boolean {
 
 /** What a program was recorded against: it is valid while all of these are the same objects and versions. */
 interface Binding {
-  caches: readonly KVCache[];
+  /** Weak: a program must not keep a dropped cache (or, through ReplayedDecode, its buffers) alive. */
+  caches: readonly WeakRef<KVCache>[];
   buffers: readonly Float32Array[];
   params: readonly (Tensor | null)[];
   versions: readonly number[];
@@ -104,7 +105,7 @@ export class DecodeProgram {
       throw new Error(`DecodeProgram: the step returned ${this.#logits.shape.join('x')} logits, expected 1x${vocabSize}`);
     }
     this.#binding = {
-      caches: caches.slice(), buffers: caches.map((c) => c.data), params: params.slice(),
+      caches: caches.map((c) => new WeakRef(c)), buffers: caches.map((c) => c.data), params: params.slice(),
       versions: params.map((p) => (p ? p._version : -1)), precision: currentContext().weightPrecision,
     };
     stats.recorded++;
@@ -115,22 +116,26 @@ export class DecodeProgram {
     const b = this.#binding;
     if (caches.length !== b.caches.length || params.length !== b.params.length) return false;
     if (currentContext().weightPrecision !== b.precision) return false;
-    for (let i = 0; i < caches.length; i++) if (caches[i] !== b.caches[i] || caches[i]!.data !== b.buffers[i]) return false;
+    for (let i = 0; i < caches.length; i++) if (caches[i] !== b.caches[i]!.deref() || caches[i]!.data !== b.buffers[i]) return false;
     for (let i = 0; i < params.length; i++) if (params[i] !== b.params[i] || (params[i] ? params[i]!._version : -1) !== b.versions[i]) return false;
     return true;
   }
 
   /**
    * Runs the step for `token` at position `pos` (the caches' current length, which must have room for it): its
-   * key and value are written to row `pos` of every cache, which then advances by one. Returns a new [1, 1, vocab]
+   * key and value are written to row `pos` of every cache, which then advances by one. `caches` must be the ones
+   * it was recorded for ({@link matches}). Returns a new [1, 1, vocab]
    * tensor of the logits (a copy: the program's own buffer is overwritten by the next run).
    * @throws RangeError for a token outside the vocabulary or a position without room in the caches.
    */
-  run(token: number, pos: number): F32 {
+  run(caches: readonly KVCache[], token: number, pos: number): F32 {
+    if (caches.some((c, i) => c !== this.#binding.caches[i]!.deref())) {
+      throw new RangeError('DecodeProgram.run: argument \'caches\' must be the caches the program was recorded for');
+    }
     if (!Number.isInteger(token) || token < 0 || token >= this.#vocabSize) {
       throw new RangeError(`DecodeProgram.run: argument 'token' must be a token id in [0, ${this.#vocabSize}), got ${token}`);
     }
-    for (const c of this.#binding.caches) {
+    for (const c of caches) {
       if (c.length !== pos || pos >= c.capacity) {
         throw new RangeError(`DecodeProgram.run: argument 'pos' must be every cache's length with room for one more, got ${pos} (cache length ${c.length}, capacity ${c.capacity})`);
       }
@@ -148,7 +153,7 @@ export class DecodeProgram {
       addon!.runList(this.#list);
     }
     stats.runs++;
-    for (const c of this.#binding.caches) c.advance(1);
+    for (const c of caches) c.advance(1);
     // A copy (recorded too when recording): the program's own buffer is overwritten by the next run.
     const v = this.#vocabSize;
     const out = empty([1, 1, v]);
@@ -163,6 +168,11 @@ export class DecodeProgram {
  */
 export class ReplayedDecode {
   #program: DecodeProgram | null = null;
+  // The program holds its cache's buffers (its command list refers to them): once the cache itself is collected,
+  // the program goes too, so a finished generation's cache is not kept for the model's life.
+  readonly #dropped = new FinalizationRegistry<DecodeProgram>((p) => {
+    if (this.#program === p) this.#program = null;
+  });
 
   /**
    * Logits [1, 1, vocab] for one token appended to a batch-1 `cache`, or null when the replayed step does not apply
@@ -181,9 +191,12 @@ export class ReplayedDecode {
     const pos = cache.length;
     for (const c of caches) c.reserve(backend, pos + 1);
     if (!this.#program?.matches(caches, params)) {
+      if (this.#program) this.#dropped.unregister(this.#program);
       this.#program = null;
-      this.#program = new DecodeProgram(caches, params, vocabSize, record);
+      const program = new DecodeProgram(caches, params, vocabSize, record);
+      this.#dropped.register(caches[0]!, program, program);
+      this.#program = program;
     }
-    return this.#program.run(token, pos);
+    return this.#program.run(caches, token, pos);
   }
 }
