@@ -103,7 +103,7 @@ describe.skipIf(!hasNative)('replayed decode step (native addon required)', () =
     expect(maxDiff(replayed.logits, eager.logits)).toBeLessThan(1e-5);
   });
 
-  it('follows weights written in place, replaced weights and a precision switch', () => {
+  it('follows weights written in place, replaced weights and precision switches (bf16 where the CPU has it, int8)', () => {
     manualSeed(4);
     const model = new LlamaForCausalLM({
       vocabSize: 48, hiddenSize: 32, intermediateSize: 40, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2,
@@ -144,6 +144,10 @@ describe.skipIf(!hasNative)('replayed decode step (native addon required)', () =
         expect(maxDiff([step(cacheA, true)], [step(cacheB, false)])).toBeLessThan(1e-5);
         expect(recordedAgain()).toBe(true);
       }
+      // int8 weights (every kernel path has int8 GEMMs).
+      model.useWeightPrecision('int8');
+      expect(maxDiff([step(cacheA, true)], [step(cacheB, false)])).toBeLessThan(1e-5);
+      expect(recordedAgain()).toBe(true);
     });
   });
 
