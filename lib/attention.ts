@@ -206,6 +206,12 @@ export interface PooledAttentionOptions extends OpOptions {
   scale?: number;
   /** Write the result here ([B, H, L, Ev], any strides with a contiguous last dim). */
   out?: Tensor<'float32'>;
+  /**
+   * The longest kvLengths entry the call may see when it runs (default: the longest given; at most P). For a
+   * recorded call replayed with `kvLengths` rewritten between runs (lib/models/decode-program.ts): the kernel reads
+   * the entries when it runs and checks them against this bound and the pool.
+   */
+  maxKvLength?: number;
 }
 
 function int32Entries(fn: string, name: string, x: unknown, b: number): Int32Array {
@@ -266,6 +272,13 @@ export function pooledAttention(
       throw new RangeError(`${fn}: sequence ${b} reads pool positions [${s}, ${s + n}), outside the pool's [0, ${p}) (options 'kvStarts', 'kvLengths')`);
     }
     if (n > lk) lk = n;
+  }
+  if (opts.maxKvLength !== undefined) {
+    const m = opts.maxKvLength;
+    if (typeof m !== 'number' || !Number.isInteger(m) || m < lk || m > p) {
+      throw new (typeof m === 'number' ? RangeError : TypeError)(`${fn}: option 'maxKvLength' must be an integer in [${lk}, ${p}] (the longest kvLengths entry, the pool's positions), got ${String(m)}`);
+    }
+    lk = m;
   }
   const scale = opts.scale ?? 1 / Math.sqrt(e);
   if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new TypeError(`${fn}: option 'scale' must be a finite number, got ${scale}`);

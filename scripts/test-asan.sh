@@ -106,7 +106,7 @@ if [[ ${#vitest_args[@]} -eq 0 ]]; then
   if [[ "$mode" == quick ]]; then
     # The CI subset: everything that crosses the native boundary with hostile or edge-case input.
     vitest_args=(run test/fuzz-native.test.ts test/fuzz-optim.test.ts test/bad-input.test.ts test/numerics.test.ts test/async.test.ts
-      test/native.test.ts)
+      test/native.test.ts test/decode-program.test.ts)
   else
     vitest_args=(run)
   fi

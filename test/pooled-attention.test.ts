@@ -151,16 +151,31 @@ describe.skipIf(!addon)('pooled attention and indexCopy in the native binding (s
     expect(() => a.attention({ ...base(), weights: new Float32Array(2 * 6) })).toThrow(/argument 'weights' must be null when kvStarts or kvLengths is given/);
   });
 
-  it('the recorded call keeps its own copy of kvStarts (changing the array after recording moves no read)', async () => {
+  it('a recorded call reads kvStarts / kvLengths when it runs and checks them then: out of bounds fails the call, in bounds is read', async () => {
     const args = base();
     const k = args.k;
     for (let i = 0; i < k.length; i++) k[i] = i % 8 === 0 ? (i / 8 >= 14 ? 1 : 0) : 0;
     args.v.fill(1);
     for (let p = 14; p < 20; p++) args.v.fill(5, p * 8, p * 8 + 8);
     args.q.fill(1);
-    await runAsync(() => {
+    args.out.fill(-7);
+    const starts = args.kvStarts[1]!;
+    // Moved far outside k and v after recording: the call fails instead of reading there, and writes nothing.
+    await expect(runAsync(() => {
       getBackend('native').attention(args);
       args.kvStarts[1] = 1_000_000;
+    })).rejects.toThrow(/pooledAttention: argument 'kvStarts' must place sequence 1 inside k and v, got start 1000000/);
+    expect(Array.from(args.out.subarray(8, 16))).toEqual(new Array(8).fill(-7));
+    args.kvStarts[1] = 0;
+    await expect(runAsync(() => {
+      getBackend('native').attention(args);
+      args.kvLengths[1] = 1_000;
+    })).rejects.toThrow(/argument 'kvLengths' must hold lengths in \[0, lk = \d+\], got 1000 at index 1/);
+    // Moved to another valid place: read there (the rows of value 5 from position 14 on).
+    args.kvLengths[1] = base().kvLengths[1]!;
+    await runAsync(() => {
+      getBackend('native').attention(args);
+      args.kvStarts[1] = starts;
     });
     expect(Array.from(args.out.subarray(8, 16))).toEqual(new Array(8).fill(5));
   });

@@ -84,6 +84,17 @@ export interface Addon extends AddonOps, AddonRecordOps {
   packedWeightInfo(packed: PackedWeight): { precision: WeightPrecision; bytes: number };
   /** Runs the list on the native executor thread; rejects with the kernel's error, or an AbortError when cancelled. */
   submit(list: CommandList): Promise<void>;
+  /**
+   * Runs the list's calls now on the calling thread and keeps them, so it can run again (a recorded decode step
+   * replayed per token, lib/models/decode-program.ts). Throws the first failing call's error; a replayed list
+   * cannot be submitted.
+   */
+  runList(list: CommandList): void;
+  /**
+   * Appends to `list` (being recorded) one call that writes `values` (copied now) into `targets` in order, then
+   * runs `program`'s calls as runList would: the async form of a replayed program.
+   */
+  runListRecord(list: CommandList, program: CommandList, targets: Int32Array[], values: Int32Array): void;
   /** Skips the list's remaining calls if it has not finished. */
   cancel(list: CommandList): void;
   /** Lists queued or running on the executor. */

@@ -26,6 +26,7 @@ import { stepPositionsAndMask } from './step-masks';
 import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs } from './model-inputs';
 import { attendPacked, packedStages, planPackedStep, runStages, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
 import { causalMaskFrom } from '../ops/multi-head-attention';
+import { ReplayedDecode } from './decode-program';
 
 type F32 = Tensor<'float32'>;
 
@@ -284,6 +285,8 @@ export class GPT2LMHeadModel extends Module implements PackedCausalModel {
   }
   readonly config: ResolvedGPT2Config;
   transformer: GPT2Model;
+  /** The recorded one-token step of the last batch-1 cache decoded (lib/models/decode-program.ts). */
+  readonly #replayed = new ReplayedDecode();
 
   constructor(config: GPT2Config) {
     super();
@@ -368,6 +371,16 @@ export class GPT2LMHeadModel extends Module implements PackedCausalModel {
       }
       if (pos + t > this.config.maxPositionEmbeddings) {
         throw new RangeError(`${fn}: position ${pos + t} exceeds n_positions ${this.config.maxPositionEmbeddings}`);
+      }
+      if (n === 1 && t === 1 && !options.attentionMask) {
+        // One token of one sequence: the recorded step replayed (lib/models/decode-program.ts), when it applies.
+        const tr = this.transformer;
+        const logits = this.#replayed.step(this.backend, inputIds, cache, tr.h.length, this.parameters(), this.config.vocabSize, (s, kv) => {
+          let x = ops.add(tr.wte.forward(s.ids), tr.wpe.forward(s.positions));
+          for (let i = 0; i < tr.h.length; i++) x = tr.h.at(i).forwardPacked(x, kv[i]!, s);
+          return ops.linear(tr.lnF.forward(x.view(1, this.config.hiddenSize)), tr.wte.weight, null, { cacheWeight: true });
+        });
+        if (logits) return logits;
       }
       const stepped = stepPositionsAndMask(fn, options.attentionMask ?? null, n, t, pos);
       const { mask } = stepped;

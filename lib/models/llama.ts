@@ -25,6 +25,7 @@ import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs 
 import { attendPacked, packedStages, planPackedStep, runStages, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
 import { causalMaskFrom } from '../ops/multi-head-attention';
 import { FusedRows } from './fused-rows';
+import { ReplayedDecode } from './decode-program';
 
 type F32 = Tensor<'float32'>;
 
@@ -349,6 +350,8 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
   readonly config: ResolvedLlamaConfig;
   model: LlamaModel;
   lmHead: Linear | null;
+  /** The recorded one-token step of the last batch-1 cache decoded (see #decodeStep). */
+  readonly #replayed = new ReplayedDecode();
 
   constructor(config: LlamaConfig) {
     super();
@@ -437,6 +440,10 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
       if (pos + t > this.config.maxPositionEmbeddings) {
         throw new RangeError(`${fn}: position ${pos + t} exceeds maxPositionEmbeddings ${this.config.maxPositionEmbeddings}`);
       }
+      if (n === 1 && t === 1 && !options.attentionMask) {
+        const logits = this.#decodeStep(inputIds, cache);
+        if (logits) return logits;
+      }
       const stepped = stepPositionsAndMask(fn, options.attentionMask ?? null, n, t, pos);
       const positions = stepped.positions ?? pos;
       const { mask } = stepped;
@@ -454,6 +461,39 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
       const head = this.lmHead ? this.lmHead.weight : this.model.embedTokens.weight;
       return ops.linear(h, head, null, { cacheWeight: true });
     }, false);
+  }
+
+  /**
+   * One token of one sequence as one native call (lib/models/decode-program.ts): the step is recorded once per
+   * cache (again when the cache grows into new buffers, the weights change or the precision does) from this
+   * model's own packed forward, then replayed per token (inside runAsync: one call in the recorded list). Null
+   * when it does not apply (no native backend, bf16 attention), so the caller runs the eager forward. The same ops and kernels as
+   * forwardPacked; logits within rounding of the eager step (pooled rather than strided attention).
+   */
+  #decodeStep(inputIds: Tensor<'int32'>, cache: SelfAttentionCache): F32 | null {
+    const c = this.config;
+    const layers = this.model.layers;
+    return this.#replayed.step(this.backend, inputIds, cache, layers.length, this.#stepParams(), c.vocabSize, (s, kv) => {
+      const head = this.lmHead ? this.lmHead.weight : this.model.embedTokens.weight;
+      let x = this.model.embedTokens.forward(s.ids);
+      for (let i = 0; i < layers.length; i++) x = layers.at(i).forwardPacked(x, kv[i]!, s);
+      return ops.linear(this.model.norm.forward(x.view(1, c.hiddenSize)), head, null, { cacheWeight: true });
+    });
+  }
+
+  /** Every tensor a decode step reads (cheaper than parameters()'s walk, checked per token by the program). */
+  #stepParams(): (Tensor | null)[] {
+    const out: (Tensor | null)[] = [this.model.embedTokens.weight, this.model.norm.weight];
+    if (this.lmHead) out.push(this.lmHead.weight);
+    for (const l of this.model.layers) {
+      const { qProj, kProj, vProj, oProj } = l.selfAttn;
+      for (const lin of [qProj, kProj, vProj, oProj, l.mlp.gateProj, l.mlp.upProj, l.mlp.downProj]) {
+        out.push(lin.weight);
+        if (lin.bias) out.push(lin.bias);
+      }
+      out.push(l.inputLayernorm.weight, l.postAttentionLayernorm.weight);
+    }
+    return out;
   }
 
   /** Hugging Face's `generate`: prompt ids [N, P] → [N, P + new] (greedy, or sampled with `doSample`). */

@@ -93,6 +93,8 @@ export interface PackedStep {
   decode: number;
   decodeStarts: Int32Array;
   decodeLengths: Int32Array;
+  /** The decode attention's bound on decodeLengths (pooledAttention's maxKvLength; default the longest entry). */
+  decodeMaxLength?: number;
   chunks: PackedChunk[];
   /** [R] the packed-row index of each logits row's token, in the caller's order of sequences with logits. */
   logitRows: Tensor<'int32'>;
@@ -217,6 +219,7 @@ export function attendPacked(q: F32, kv: F32, kvHeads: number, step: PackedStep,
   if (step.decode > 0) {
     ops.pooledAttention(perSeq(q, step.decode), k, v, {
       kvStarts: step.decodeStarts, kvLengths: step.decodeLengths, out: perSeq(out, step.decode),
+      ...(step.decodeMaxLength !== undefined ? { maxKvLength: step.decodeMaxLength } : {}),
     });
   }
   for (const c of step.chunks) {

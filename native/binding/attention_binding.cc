@@ -15,9 +15,10 @@
 // kvStarts / kvLengths (optional Int32Arrays of batch entries; pooled K/V,
 // see kernels::AttentionParams): batch b reads keys and values from position
 // kvStarts[b] of k and v (kStrides[0] / vStrides[0] unused) and sees its
-// first kvLengths[b] <= lk of them. Both are copied into the recorded call,
-// so later changes to the arrays cannot move a read out of bounds. Such
-// calls compute in float32 and must pass weights: null.
+// first kvLengths[b] <= lk of them. Both are read again when the call runs
+// (a replayed list, see runList, moves them between runs) and checked then
+// against the k and v extents, so a changed entry fails the call instead of
+// reading out of bounds. Such calls compute in float32 and must pass weights: null.
 //
 // lse (optional Float32Array of batch·heads·lq, not with kvStarts / kvLengths): receives each query row's
 // log-sum-exp of its scores (NaN for a fully masked row), what attentionBackward recomputes the probabilities
@@ -34,6 +35,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -214,6 +216,9 @@ void fill_params(const Operands& o, kernels::AttentionParams& p) {
 
 }  // namespace
 
+// Pooled calls read up to this many sequences' kvStarts / kvLengths onto the stack when they run (more: the heap).
+constexpr int64_t kMaxLiveBatch = 64;
+
 Kernel ParseAttention(NamedArgs& args) {
   const Operands o = read_operands(args);
   const auto &q = o.q, &k = o.k, &v = o.v, &out = o.out;
@@ -307,10 +312,44 @@ Kernel ParseAttention(NamedArgs& args) {
   p.lse = lse.data;
   p.precision = pooled ? kernels::AttentionPrecision::Float32 : precision;
   if (!pooled) return [p] { kernels::attention(p); };
-  return [p, starts = std::move(starts), lengths = std::move(lengths)] {
+  // The entries are read when the call runs (a recorded list replayed by runList moves them between runs), and
+  // checked again then against the extents validated above, so a changed entry can never move a read out of
+  // bounds: it fails the call instead.
+  const int64_t k_len = k.length, v_len = v.length;
+  return [p, live_starts = kv_starts.given ? kv_starts.data : nullptr,
+          live_lengths = kv_lengths.given ? kv_lengths.data : nullptr, k_len, v_len] {
     kernels::AttentionParams pp = p;
-    pp.kv_starts = starts.empty() ? nullptr : starts.data();
-    pp.kv_lengths = lengths.empty() ? nullptr : lengths.data();
+    int32_t starts[kMaxLiveBatch], lengths[kMaxLiveBatch];
+    std::vector<int32_t> starts_big, lengths_big;
+    int32_t* s = starts;
+    int32_t* l = lengths;
+    if (p.batch > kMaxLiveBatch) {
+      starts_big.resize(p.batch);
+      lengths_big.resize(p.batch);
+      s = starts_big.data();
+      l = lengths_big.data();
+    }
+    for (int64_t b = 0; b < p.batch; ++b) {
+      l[b] = live_lengths ? live_lengths[b] : static_cast<int32_t>(p.lk);
+      s[b] = live_starts ? live_starts[b] : 0;
+      if (l[b] < 0 || l[b] > p.lk) {
+        throw std::runtime_error(
+            "pooledAttention: argument 'kvLengths' must hold lengths in [0, lk = " + std::to_string(p.lk) + "], got " +
+            std::to_string(l[b]) + " at index " + std::to_string(b) + " when the call ran");
+      }
+      if (!live_starts || l[b] == 0) continue;
+      const auto need = [&](const int64_t* st, int64_t width) {
+        if (width == 0 || p.kv_heads == 0) return int64_t{0};
+        return s[b] * st[2] + (p.kv_heads - 1) * st[1] + (l[b] - 1) * st[2] + width;
+      };
+      if (s[b] < 0 || need(p.k_strides, p.dk) > k_len || need(p.v_strides, p.dv) > v_len) {
+        throw std::runtime_error("pooledAttention: argument 'kvStarts' must place sequence " + std::to_string(b) +
+                                 " inside k and v, got start " + std::to_string(s[b]) + " with length " +
+                                 std::to_string(l[b]) + " when the call ran");
+      }
+    }
+    pp.kv_starts = live_starts ? s : nullptr;
+    pp.kv_lengths = l;
     kernels::attention(pp);
   };
 }

@@ -4,6 +4,8 @@
 //   gemmRecord(list, { ... }); softmaxRecord(list, { ... });   // validated now
 //   await submit(list);                                         // run on the executor thread
 //   cancel(list);                                               // skip it if not yet started
+//   runList(list);                     // or: run it now on this thread, and again later (a replayed program)
+//   runListRecord(other, list, targets, values);   // or: replay it as one call of another list being recorded
 //
 // Recording keeps a reference to every typed array the calls touch, so the
 // buffers stay alive until the list has run; the references are dropped on
@@ -26,6 +28,13 @@ struct CommandList {
   KeepAlive refs;
   std::weak_ptr<runtime::Job> job;
   bool submitted = false;
+  // Run (synchronously, any number of times) by runList, or replayed inside other lists (runListRecord): such
+  // a list is never submitted and takes no more calls. Its calls then live here, shared with every list that
+  // replays it (which may run after this list is garbage-collected).
+  bool replayed = false;
+  std::shared_ptr<const std::vector<Kernel>> frozen;
+  // Whether `refs` holds one entry per distinct memory (runList's check walks them every run).
+  bool compact = false;
 };
 
 namespace {
@@ -123,21 +132,28 @@ EnvJobs* JobsOf(Napi::Env env) {
   return jobs;
 }
 
+// The calls were validated against these buffers: a buffer detached, transferred or shrunk since then would be
+// written after it is gone.
+void RequireUnchanged(Napi::Env env, const CommandList& list, const char* fn) {
+  for (auto& kept : list.refs) {
+    TypedArrayMemory now = typed_array_memory(env, kept.ref.Value());
+    if (now.data != kept.data || now.byte_length < kept.byte_length) {
+      throw Napi::TypeError::New(env, std::string("attnode.") + fn +
+                                          ": a buffer recorded in this list was detached, transferred or resized "
+                                          "after recording");
+    }
+  }
+}
+
 Napi::Value Submit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CommandList* list = UnwrapList(info, "submit");
   if (info.Length() != 1) throw Napi::TypeError::New(env, "attnode.submit: expected 1 argument");
   if (list->submitted) throw Napi::Error::New(env, "attnode.submit: this command list was already submitted");
-  // The calls were validated against these buffers: a buffer detached,
-  // transferred or shrunk since then would be written after it is gone.
-  for (auto& kept : list->refs) {
-    TypedArrayMemory now = typed_array_memory(env, kept.ref.Value());
-    if (now.data != kept.data || now.byte_length < kept.byte_length) {
-      throw Napi::TypeError::New(env,
-                                 "attnode.submit: a buffer recorded in this list was detached, transferred or resized "
-                                 "after recording");
-    }
-  }
+  if (list->replayed)
+    throw Napi::Error::New(env,
+                           "attnode.submit: this command list is run by runList (a replayed list is never submitted)");
+  RequireUnchanged(env, *list, "submit");
   list->submitted = true;
 
   auto* pending = new Pending(env);
@@ -165,6 +181,110 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// runList(list): runs a recorded list's calls now, on the calling thread (as a sync call does), and keeps them, so
+// the same list can run again: a program recorded once (a decode step over fixed buffers) costs one N-API call per
+// run instead of one per op. What changes between runs must be read by the calls when they run (embedding ids,
+// rope positions, indexCopy's index, pooledAttention's kvStarts / kvLengths), and those calls check such values
+// again then: a bad one fails the run with an Error naming the op and argument, before or instead of its kernel.
+// Calls before the failing one have run. A replayed list cannot be submitted.
+// Makes `list` a replayed one (see RunList): its calls move to `frozen`, its references are made unique.
+void Freeze(CommandList* list) {
+  if (!list->frozen) list->frozen = std::make_shared<const std::vector<Kernel>>(std::move(list->kernels));
+  list->kernels.clear();
+  list->replayed = true;
+  if (!list->compact) {
+    // One entry per memory start, the longest validated length kept: the same buffers recur in many calls.
+    std::sort(list->refs.begin(), list->refs.end(), [](const KeptArray& a, const KeptArray& b) {
+      return a.data != b.data ? a.data < b.data : a.byte_length > b.byte_length;
+    });
+    list->refs.erase(std::unique(list->refs.begin(), list->refs.end(),
+                                 [](const KeptArray& a, const KeptArray& b) { return a.data == b.data; }),
+                     list->refs.end());
+    list->compact = true;
+  }
+}
+
+Napi::Value RunList(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CommandList* list = UnwrapList(info, "runList");
+  if (info.Length() != 1) throw Napi::TypeError::New(env, "attnode.runList: expected 1 argument (list)");
+  if (list->submitted) throw Napi::Error::New(env, "attnode.runList: this command list was already submitted");
+  Freeze(list);
+  RequireUnchanged(env, *list, "runList");
+  try {
+    for (auto& k : *list->frozen) k();
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("attnode.runList: ") + e.what());
+  }
+  return env.Undefined();
+}
+
+// runListRecord(list, program, targets, values): appends to `list` (being recorded) one call that writes `values`
+// (an Int32Array, copied now) into the Int32Arrays `targets` (in order, each filled whole) and then runs
+// `program`'s calls, as runList would. The async form of a replayed step: the values a step writes are captured
+// when it is recorded, so two recorded steps of one program never see each other's. `list` keeps `program`'s
+// buffers and the targets alive until it has run. The program's calls check the values again when they run.
+Napi::Value RunListRecord(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "runListRecord";
+  CommandList* list = RecordingTarget(info, fn);
+  if (info.Length() != 4)
+    throw Napi::TypeError::New(env, "attnode.runListRecord: expected 4 arguments (list, program, targets, values)");
+  Napi::Value pv = info[1];
+  if (!pv.IsExternal() || !pv.As<Napi::Object>().CheckTypeTag(&kCommandListTag)) {
+    throw Napi::TypeError::New(
+        env, "attnode.runListRecord: argument 'program' must be a command list from createCommandList()");
+  }
+  CommandList* program = pv.As<Napi::External<CommandList>>().Data();
+  if (program == list)
+    throw Napi::RangeError::New(env, "attnode.runListRecord: argument 'program' must not be 'list' itself");
+  if (program->submitted)
+    throw Napi::Error::New(env, "attnode.runListRecord: argument 'program' was already submitted");
+  if (!info[2].IsArray())
+    throw Napi::TypeError::New(env, "attnode.runListRecord: argument 'targets' must be an array of Int32Arrays");
+  Napi::Array targets = info[2].As<Napi::Array>();
+  TypedArrayMemory vm = typed_array_memory(env, info[3]);
+  if (!info[3].IsTypedArray() || vm.type != napi_int32_array) {
+    throw Napi::TypeError::New(env, "attnode.runListRecord: argument 'values' must be an Int32Array");
+  }
+  KeepAlive refs;
+  std::vector<std::pair<int32_t*, size_t>> spans;
+  size_t total = 0;
+  for (uint32_t i = 0; i < targets.Length(); ++i) {
+    Napi::Value t = targets.Get(i);
+    TypedArrayMemory m = typed_array_memory(env, t);
+    if (!t.IsTypedArray() || m.type != napi_int32_array || m.data == nullptr) {
+      throw Napi::TypeError::New(env,
+                                 "attnode.runListRecord: 'targets[" + std::to_string(i) + "]' must be an Int32Array");
+    }
+    spans.emplace_back(static_cast<int32_t*>(m.data), m.element_length);
+    total += m.element_length;
+    refs.push_back(KeptArray{Napi::Persistent(t), m.data, m.byte_length});
+  }
+  if (vm.element_length != total) {
+    throw Napi::RangeError::New(env, "attnode.runListRecord: argument 'values' must hold " + std::to_string(total) +
+                                         " entries (the targets' lengths), got " + std::to_string(vm.element_length));
+  }
+  const int32_t* vp = static_cast<const int32_t*>(vm.data);
+  std::vector<int32_t> values(vp, vp + total);
+  Freeze(program);
+  // The program's buffers stay alive (and are checked at submit) as this list's own.
+  for (auto& kept : program->refs)
+    refs.push_back(KeptArray{Napi::Persistent(kept.ref.Value()), kept.data, kept.byte_length});
+  AppendToList(
+      list,
+      [calls = program->frozen, spans = std::move(spans), values = std::move(values)] {
+        size_t off = 0;
+        for (auto& [dst, n] : spans) {
+          std::copy(values.begin() + off, values.begin() + off + n, dst);
+          off += n;
+        }
+        for (auto& k : *calls) k();
+      },
+      std::move(refs));
+  return env.Undefined();
+}
+
 Napi::Value Cancel(const Napi::CallbackInfo& info) {
   CommandList* list = UnwrapList(info, "cancel");
   if (auto job = list->job.lock()) job->cancelled.store(true, std::memory_order_release);
@@ -183,11 +303,17 @@ CommandList* RecordingTarget(const Napi::CallbackInfo& info, const char* fn) {
   if (list->submitted) {
     throw Napi::Error::New(info.Env(), std::string("attnode.") + fn + ": the command list was already submitted");
   }
+  if (list->replayed) {
+    throw Napi::Error::New(info.Env(),
+                           std::string("attnode.") + fn +
+                               ": the command list is replayed (runList, runListRecord) and takes no more calls");
+  }
   return list;
 }
 
 void AppendToList(CommandList* list, Kernel kernel, KeepAlive&& refs) {
   if (kernel) list->kernels.push_back(std::move(kernel));
+  list->compact = false;
   for (auto& r : refs) list->refs.push_back(std::move(r));
 }
 
@@ -195,6 +321,8 @@ void RegisterCommandLists(Napi::Env env, Napi::Object exports) {
   exports.Set("createCommandList", Napi::Function::New(env, CreateCommandList, "createCommandList"));
   exports.Set("submit", Napi::Function::New(env, Submit, "submit"));
   exports.Set("cancel", Napi::Function::New(env, Cancel, "cancel"));
+  exports.Set("runList", Napi::Function::New(env, RunList, "runList"));
+  exports.Set("runListRecord", Napi::Function::New(env, RunListRecord, "runListRecord"));
   exports.Set("pendingJobs", Napi::Function::New(env, Pending_, "pendingJobs"));
 }
 

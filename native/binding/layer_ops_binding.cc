@@ -371,8 +371,9 @@ Kernel ParseEmbedding(NamedArgs& args) {
 }
 
 // indexCopy({ x, ldx, y, ldy, yRows, rows, cols, index }): row index[i] of y (rows ldy apart, yRows of them) = row
-// i of x (rows ldx apart), for the first `rows` entries of index, rows of cols elements. Indices must be in [0, yRows) and distinct; the index is
-// copied into the recorded call, so later changes to the array cannot move a write.
+// i of x (rows ldx apart), for the first `rows` entries of index, rows of cols elements. Indices must be in [0, yRows)
+// and distinct; the index is read again when the call runs (see runList) and checked then, so a later change cannot
+// move a write out of bounds.
 Kernel ParseIndexCopy(NamedArgs& args) {
   const int64_t cols = args.integer("cols", 0, kMaxElements);
   const int64_t ldx = args.integer("ldx", 0, kMaxElements);
@@ -406,8 +407,27 @@ Kernel ParseIndexCopy(NamedArgs& args) {
   const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
   if (dup != sorted.end()) args.range_error("argument 'index' must hold distinct rows, got " + std::to_string(*dup) + " twice");
   if (n == 0 || cols == 0) return {};
-  return [x = x.data, ldx, y = y.data, ldy, cols, rows = std::move(rows)] {
-    kernels::index_copy_rows(x, ldx, y, ldy, cols, rows.data(), static_cast<int64_t>(rows.size()));
+  // The index is read when the call runs (a recorded list replayed by runList moves it between runs) and checked
+  // again then, so a changed entry fails the call instead of writing out of bounds.
+  return [x = x.data, ldx, y = y.data, ldy, cols, y_rows, live = index.data, n] {
+    std::vector<int32_t> rows(live, live + n);
+    for (int64_t i = 0; i < n; ++i) {
+      if (rows[i] < 0 || rows[i] >= y_rows) {
+        throw std::runtime_error("indexCopy: argument 'index' must hold rows in [0, yRows = " + std::to_string(y_rows) +
+                                 "), got " + std::to_string(rows[i]) + " at position " + std::to_string(i) +
+                                 " when the call ran");
+      }
+    }
+    if (n > 1) {
+      std::vector<int32_t> sorted = rows;
+      std::sort(sorted.begin(), sorted.end());
+      const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+      if (dup != sorted.end()) {
+        throw std::runtime_error("indexCopy: argument 'index' must hold distinct rows, got " + std::to_string(*dup) +
+                                 " twice when the call ran");
+      }
+    }
+    kernels::index_copy_rows(x, ldx, y, ldy, cols, rows.data(), n);
   };
 }
 

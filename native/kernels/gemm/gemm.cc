@@ -246,6 +246,19 @@ int choose_threads(const GemmParams& p, int max_threads) {
   return std::max(nt, 1);
 }
 
+constexpr int64_t kGemvMinBytesF32 = int64_t{4} << 20;
+constexpr int64_t kGemvMinBytesBf16 = int64_t{1} << 20;
+
+// Threads for an M = 1 product reading `bytes` of B: one per `min_bytes` (at least one, at most nt).
+// ATTNODE_GEMV_MIN_BYTES overrides the bar (for measuring it).
+int64_t gemv_threads(int64_t nt, int64_t bytes, int64_t min_bytes) {
+  static const int64_t forced = [] {
+    const char* e = std::getenv("ATTNODE_GEMV_MIN_BYTES");
+    return e ? std::max<int64_t>(1, std::atoll(e)) : int64_t{0};
+  }();
+  return std::min<int64_t>(nt, std::max<int64_t>(1, bytes / (forced ? forced : min_bytes)));
+}
+
 // Runs f(j0, j1) over column ranges of [0, n) on up to `nt` threads for an
 // M = 1 product. Range edges stay on multiples of `unit` from column 0, so each
 // column is computed by the same code path for any split; a few ranges per
@@ -276,7 +289,7 @@ void run_gemv(const IsaKernels& uk, const GemmParams& p, int nt) {
   auto gemv = uk.gemv;
   // GEMV streams B once (~10 GB/s per core from L3): below ~1M elements per
   // thread the wake-up of a parked worker costs more than it saves.
-  split_gemv_columns(p.n, p.trans_b ? 16 : 128, std::min<int64_t>(nt, std::max<int64_t>(1, p.k * p.n / (1 << 20))),
+  split_gemv_columns(p.n, p.trans_b ? 16 : 128, gemv_threads(nt, 4 * p.k * p.n, kGemvMinBytesF32),
                      [&](int64_t j0, int64_t j1) {
                        if (gemv != nullptr) {
                          gemv(p.k, x, p.b, p.ldb, p.trans_b, j0, j1, p.c, &ep);
@@ -298,7 +311,7 @@ void run_gemv_packed(const IsaKernels& uk, const PackedB& pk, const GemmParams& 
   }
   const Epilogue ep{p.alpha, p.beta, p.bias, static_cast<int>(p.act)};
   // The same bar for a second thread as the unpacked GEMV: ~1M weights per thread.
-  split_gemv_columns(p.n, uk.nr, std::min<int64_t>(nt, std::max<int64_t>(1, p.k * p.n / (1 << 20))),
+  split_gemv_columns(p.n, uk.nr, gemv_threads(nt, 4 * p.k * p.n, kGemvMinBytesF32),
                      [&](int64_t j0, int64_t j1) { uk.gemv_packed(p.k, pk.kc, x, pk.data, p.n, j0, j1, p.c, &ep); });
 }
 
@@ -635,7 +648,7 @@ void run_gemv_bf16(const PackedB& pk, const GemmParams& p, int nt) {
   // 768 x 768 gains nothing), a lower bar than the fp32 GEMV's: the bf16
   // GEMV streams its single contiguous panel stream fast enough that one
   // core does not saturate memory.
-  split_gemv_columns(p.n, uk.nr, std::min<int64_t>(nt, std::max<int64_t>(1, p.k * p.n / (1 << 19))),
+  split_gemv_columns(p.n, uk.nr, gemv_threads(nt, 2 * p.k * p.n, kGemvMinBytesBf16),
                      [&](int64_t j0, int64_t j1) { uk.gemv(kp, pk.kcp, xw, pk.pairs, p.n, j0, j1, p.c, &ep); });
 }
 
