@@ -10,14 +10,18 @@ const REDIS = `  --redis        the Redis URL, e.g. redis://10.0.0.5:6379 (defau
 
 /** `attnode <job command> --help`: each command's synopsis and every flag it takes. */
 export const JOB_USAGE: Record<string, string> = {
-  submit: `usage: attnode submit --redis redis://HOST:PORT --input rows.jsonl|rows.csv --output DIR [--model M] [--config c.json]
+  submit: `usage: attnode submit --redis redis://HOST:PORT --input rows.jsonl|rows.csv --output DIR|postgres://... [--model M] [--config c.json]
                       [--shard-size N] [--text-field F] [--batch-size N] [--format jsonl|csv] [--attempts N] [--backoff-ms N]
                       [--output-kind pooled|tokens|both] [--seed N] [--precision float32|bfloat16|int8] [--queue Q]
   Splits the input into shard jobs on BullMQ (job id = run id + shard: submitting again is idempotent) and prints the
   run id. Every worker must see --input and --output at these paths.
 ${REDIS}
   --input        JSONL or CSV rows: token-id rows for a --config model, text rows for a Hugging Face folder
-  --output       the output directory: part-NNNNNN.jsonl per shard and manifest.json
+  --output       the output directory: part-NNNNNN.jsonl per shard and manifest.json; or a PostgreSQL table,
+                 postgres://USER[:PASSWORD]@HOST:PORT/DB?table=NAME (also ?table=schema.name; other parameters such
+                 as sslmode go to the driver): rows are upserted keyed by (run_id, line), each shard once, with a
+                 manifest row in NAME_shards; both tables are created if absent. Workers connect with this URL
+                 (without a password in it: PGPASSWORD or ~/.pgpass on each worker)
   --model        a Hugging Face encoder folder (text rows → embeddings, or labels for a classifier), or a safetensors
                  state dict for --config (default: random weights from --seed)
   --config       the token-row model's config JSON (as attnode run)
@@ -187,6 +191,11 @@ async function statusMain(args: string[]): Promise<number> {
       for (const f of s.failedShards) console.log(`  failed shard ${f.shard} (${f.attempts} attempts): ${f.reason}`);
       for (const e of s.errors) console.log(`  error row: shard ${e.shard} line ${e.line}${e.id !== undefined ? ` id ${JSON.stringify(e.id)}` : ''}: ${e.reason}`);
       if (s.manifest) console.log(`  manifest: ${s.manifest}`);
+      if (s.postgres) {
+        const p = s.postgres;
+        console.log(p.error !== undefined ? `  PostgreSQL ${s.output}: cannot read ${p.shardsTable}: ${p.error}`
+          : `  PostgreSQL ${s.output}: ${p.rows} rows (${p.errorRows} error rows) in ${p.shards} shards committed to ${p.table} (manifest: ${p.shardsTable})`);
+      }
     }
     if (!values.watch || final) return s.state === 'complete' ? 0 : s.state === 'running' || s.state === 'scanning' ? 0 : 1;
     await new Promise((r) => setTimeout(r, interval));

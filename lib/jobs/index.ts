@@ -15,7 +15,7 @@ import type { RunOptions, RunStatus } from './status';
 export type { SubmitOptions, SubmitResult } from './submit';
 export type { WorkerOptions, JobWorker, ShardJobData } from './worker';
 export type { RunOptions, RunStatus } from './status';
-export { loadRowEngine, type RowEngine, type ModelSpec, type InputRow, type RowError, type BatchOutput, type OutputKind } from './rows';
+export { loadRowEngine, type RowEngine, type ModelSpec, type InputRow, type RowError, type BatchOutput, type BatchForm, type OutputKind } from './rows';
 export { readRows, scanShards, inputFormat, type InputFormat, type ShardRange } from './readers';
 export type { RunSpec, ManifestEntry, LedgerEntry } from './store';
 

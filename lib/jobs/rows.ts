@@ -38,17 +38,24 @@ export interface RowError {
   reason: string;
 }
 
-/** The output of a batch: one JSON line per input row, in input order, and the rows that failed. */
+/**
+ * The output of a batch: one JSON line per input row, in input order (or, when the records were asked for, the
+ * records those lines would print, and no lines), and the rows that failed.
+ */
 export interface BatchOutput {
   lines: string[];
+  records?: Record<string, unknown>[];
   errors: RowError[];
 }
+
+/** What {@link RowEngine.process} returns per row: JSON lines (the JSONL sink, `attnode run`) or the records themselves (the PostgreSQL sink). */
+export type BatchForm = 'lines' | 'records';
 
 /** Processes batches of rows with a loaded model. */
 export interface RowEngine {
   /** `'tokens'` (config model) or `'feature-extraction'` / `'text-classification'` (a Hugging Face folder). */
   readonly task: 'tokens' | 'feature-extraction' | 'text-classification';
-  process(rows: InputRow[]): Promise<BatchOutput>;
+  process(rows: InputRow[], form?: BatchForm): Promise<BatchOutput>;
 }
 
 /** What selects and configures a row engine (the same fields for `attnode run` and a job run). */
@@ -76,11 +83,16 @@ function idOf(v: unknown): unknown {
   return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>).id : undefined;
 }
 
-function errorOutput(rows: { line: number; id?: unknown; reason: string }[]): BatchOutput {
+function errorOutput(rows: { line: number; id?: unknown; reason: string }[]): { records: Record<string, unknown>[]; errors: RowError[] } {
   return {
-    lines: rows.map((r) => JSON.stringify({ ...head(r.line, r.id), error: r.reason })),
+    records: rows.map((r) => ({ ...head(r.line, r.id), error: r.reason })),
     errors: rows.map((r) => (r.id === undefined ? { line: r.line, reason: r.reason } : { line: r.line, id: r.id, reason: r.reason })),
   };
+}
+
+/** A batch's records (input order) as the form asked for. */
+function batchOutput(records: Record<string, unknown>[], errors: RowError[], form: BatchForm): BatchOutput {
+  return form === 'records' ? { lines: [], records, errors } : { lines: records.map((r) => JSON.stringify(r)), errors };
 }
 
 interface TokenRow {
@@ -125,10 +137,10 @@ class TokenEngine implements RowEngine {
   readonly task = 'tokens' as const;
   constructor(readonly model: ServedModel['encoder'], readonly kind: OutputKind) {}
 
-  async process(rows: InputRow[]): Promise<BatchOutput> {
+  async process(rows: InputRow[], form: BatchForm = 'lines'): Promise<BatchOutput> {
     const parsed = rows.map((r) => tokenRow(r, this.model));
     const valid = parsed.filter((r) => r.tokens);
-    const results = new Map<TokenRow, string>();
+    const results = new Map<TokenRow, Record<string, unknown>>();
     if (valid.length) {
       const { input, mask } = padBatch('ids', valid.map((r) => r.tokens!), valid.map((r) => r.tokens!.length));
       const out = await runAsync(() => this.model.forward(input, mask));
@@ -142,13 +154,13 @@ class TokenEngine implements RowEngine {
           rec.pooled = Array.from(acc, (x) => Math.fround(x / len));
         }
         if (this.kind !== 'pooled') rec.embeddings = Array.from({ length: len }, (_, p) => Array.from(t.data.subarray(p * e, (p + 1) * e)));
-        results.set(r, JSON.stringify(rec));
+        results.set(r, rec);
       });
     }
     const bad = parsed.filter((r) => !r.tokens).map((r) => ({ line: r.line, id: r.id, reason: r.error! }));
     const errs = errorOutput(bad);
-    const errLines = new Map(bad.map((b, i) => [b.line, errs.lines[i]!]));
-    return { lines: parsed.map((r) => results.get(r) ?? errLines.get(r.line)!), errors: errs.errors };
+    const errRecords = new Map(bad.map((b, i) => [b.line, errs.records[i]!]));
+    return batchOutput(parsed.map((r) => results.get(r) ?? errRecords.get(r.line)!), errs.errors, form);
   }
 }
 
@@ -171,7 +183,7 @@ class TextEngine implements RowEngine {
     return res.map((r) => ({ label: r.label, score: r.score }));
   }
 
-  async process(rows: InputRow[]): Promise<BatchOutput> {
+  async process(rows: InputRow[], form: BatchForm = 'lines'): Promise<BatchOutput> {
     const f = this.textField;
     const checked = rows.map((r) => {
       if (r.parseError !== undefined) return { line: r.line, reason: r.parseError };
@@ -183,10 +195,10 @@ class TextEngine implements RowEngine {
       return { line: r.line, id, text };
     });
     const valid = checked.filter((c): c is { line: number; id: unknown; text: string } => 'text' in c);
-    const results = new Map<number, string>();
+    const results = new Map<number, Record<string, unknown>>();
     const failed: { line: number; id?: unknown; reason: string }[] = [];
     const record = (c: { line: number; id: unknown }, v: unknown): void => {
-      results.set(c.line, JSON.stringify({ ...head(c.line, c.id), ...(v as object) }));
+      results.set(c.line, { ...head(c.line, c.id), ...(v as object) });
     };
     if (valid.length) {
       let outs: unknown[] | null = null;
@@ -208,10 +220,10 @@ class TextEngine implements RowEngine {
     }
     const bad = [...checked.filter((c) => !('text' in c)) as { line: number; id?: unknown; reason: string }[], ...failed];
     const errs = errorOutput(bad);
-    const errLines = new Map(bad.map((b, i) => [b.line, errs.lines[i]!]));
+    const errRecords = new Map(bad.map((b, i) => [b.line, errs.records[i]!]));
     const order = new Map(rows.map((r, i) => [r.line, i]));
     errs.errors.sort((a, b) => order.get(a.line)! - order.get(b.line)!);
-    return { lines: rows.map((r) => results.get(r.line) ?? errLines.get(r.line)!), errors: errs.errors };
+    return batchOutput(rows.map((r) => results.get(r.line) ?? errRecords.get(r.line)!), errs.errors, form);
   }
 }
 

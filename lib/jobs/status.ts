@@ -6,6 +6,7 @@
  */
 import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { isPostgresOutput, parsePgOutput, tableName } from './pg-output';
 import { MANIFEST, writeManifest } from './sink';
 import { DEFAULT_QUEUE, checkRunId, committedEntries, connect, ledgerEntries, readRun, redisOptions, runKey, type LedgerEntry } from './store';
 import * as fs from 'node:fs';
@@ -26,6 +27,7 @@ export interface RunStatus {
   /** 'scanning' (submit still reading the input), 'running', 'complete', 'stalled' (only failed shards left), 'cancelled'. */
   state: 'scanning' | 'running' | 'complete' | 'stalled' | 'cancelled';
   input: string;
+  /** The output directory, or the PostgreSQL URL (password masked). */
   output: string;
   shards: number;
   shardsDone: number;
@@ -41,8 +43,13 @@ export interface RunStatus {
   etaSeconds: number | null;
   /** The first error-ledger rows (row line, id, reason). */
   errors: LedgerEntry[];
-  /** manifest.json's path once the run is complete. */
+  /** manifest.json's path once the run is complete (JSONL output; null for PostgreSQL, whose manifest is a table). */
   manifest: string | null;
+  /**
+   * PostgreSQL output: what the database itself holds for the run (its `<table>_shards` manifest: committed shards,
+   * rows and error rows), or why it could not be read; the Redis counters above count the same commits.
+   */
+  postgres?: { table: string; shardsTable: string; shards: number | null; rows: number | null; errorRows: number | null; error?: string };
 }
 
 async function withRun<T>(options: RunOptions, fn: (redis: Redis, queue: Queue<ShardJobData>, run: NonNullable<Awaited<ReturnType<typeof readRun>>>) => Promise<T>): Promise<T> {
@@ -84,13 +91,26 @@ export function status(options: RunOptions): Promise<RunStatus> {
     const elapsed = run.startedAt !== null && run.lastCommitAt !== null ? ((complete ? run.lastCommitAt : Date.now()) - run.startedAt) / 1000 : 0;
     const rowsPerSecond = run.rowsDone > 0 && elapsed > 0 ? run.rowsDone / elapsed : null;
     const etaSeconds = rowsPerSecond && spec.rows >= 0 ? Math.max(0, (spec.rows - run.rowsDone) / rowsPerSecond) : complete ? 0 : null;
+    const common = {
+      runId: spec.runId, state, input: spec.input, shards: spec.shards, shardsDone: run.shardsDone, rows: spec.rows,
+      rowsDone: run.rowsDone, errorRows: run.errorRows, failedShards, rowsPerSecond, etaSeconds,
+      errors: await ledgerEntries(redis, spec.runId, options.ledgerLimit ?? 20),
+    };
+    if (isPostgresOutput(spec.output)) {
+      const o = parsePgOutput(spec.output, "the run's output");
+      const table = tableName(o);
+      let postgres: NonNullable<RunStatus['postgres']>;
+      try {
+        const { runSummary } = await import('./pg-sink');
+        postgres = { table, shardsTable: `${table}_shards`, ...(await runSummary(o, spec.runId)) };
+      } catch (e) {
+        postgres = { table, shardsTable: `${table}_shards`, shards: null, rows: null, errorRows: null, error: (e as Error).message };
+      }
+      return { ...common, output: o.display, manifest: null, postgres };
+    }
     const manifestPath = path.join(spec.output, MANIFEST);
     if (complete && !fs.existsSync(manifestPath)) writeManifest(spec, await committedEntries(redis, spec.runId), true);
-    return {
-      runId: spec.runId, state, input: spec.input, output: spec.output, shards: spec.shards, shardsDone: run.shardsDone, rows: spec.rows,
-      rowsDone: run.rowsDone, errorRows: run.errorRows, failedShards, rowsPerSecond, etaSeconds,
-      errors: await ledgerEntries(redis, spec.runId, options.ledgerLimit ?? 20), manifest: complete ? manifestPath : null,
-    };
+    return { ...common, output: spec.output, manifest: complete ? manifestPath : null };
   });
 }
 

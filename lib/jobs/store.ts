@@ -18,7 +18,7 @@ export interface RunSpec extends ModelSpec {
   format: InputFormat;
   /** CSV column names (from the header). */
   columns?: string[];
-  /** Absolute path of the output directory (shared by every worker). */
+  /** Absolute path of the output directory (shared by every worker), or the PostgreSQL URL naming the table. */
   output: string;
   shardSize: number;
   batchSize: number;
@@ -35,9 +35,10 @@ export interface RunSpec extends ModelSpec {
   createdAt: number;
 }
 
-/** One committed shard: its file, row count, error rows and SHA-256 of its bytes. */
+/** One committed shard: its file, row count, error rows and SHA-256 of its bytes (PostgreSQL: of its COPY text). */
 export interface ManifestEntry {
   shard: number;
+  /** The shard's file in the output directory, or the PostgreSQL table its rows went to. */
   file: string;
   rows: number;
   errors: number;

@@ -13,6 +13,7 @@ import { Queue } from 'bullmq';
 import { readConfig } from '../cli/config';
 import { csvLayout, inputFormat, scanShards, type ShardRange } from './readers';
 import type { ModelSpec } from './rows';
+import { isPostgresOutput, parsePgOutput } from './pg-output';
 import { RUN_MARKER, writeManifest } from './sink';
 import { DEFAULT_QUEUE, RUNS_KEY, committedEntries, committedKey, connect, readRun, redisOptions, runKey, type RunSpec } from './store';
 import type { ShardJobData } from './worker';
@@ -23,7 +24,10 @@ export interface SubmitOptions extends ModelSpec {
   redis: string;
   /** JSONL or CSV file every worker can read at this path. */
   input: string;
-  /** Output directory every worker can write (shared storage). */
+  /**
+   * Output directory every worker can write (shared storage), or a PostgreSQL URL naming the table,
+   * `postgres://user@host:5432/db?table=embeddings` (created with its `<table>_shards` manifest when absent).
+   */
   output: string;
   /** 'jsonl' or 'csv' (default: by extension). */
   format?: string;
@@ -63,7 +67,8 @@ export async function submit(options: SubmitOptions): Promise<SubmitResult> {
   const attempts = positiveInt('attempts', options.attempts, 3);
   const backoffMs = positiveInt('backoffMs', options.backoffMs, 1000, 0);
   if (typeof options.input !== 'string') throw new TypeError(`input must be a file path, got ${typeof options.input}`);
-  if (typeof options.output !== 'string') throw new TypeError(`output must be a directory path, got ${typeof options.output}`);
+  if (typeof options.output !== 'string') throw new TypeError(`output must be a directory path or a PostgreSQL URL, got ${typeof options.output}`);
+  const pgOutput = isPostgresOutput(options.output) ? parsePgOutput(options.output, 'output') : null;
   const input = path.resolve(options.input);
   const st = fs.statSync(input, { throwIfNoEntry: false });
   if (!st?.isFile()) throw new TypeError(`input ${input} is not a file`);
@@ -74,19 +79,31 @@ export async function submit(options: SubmitOptions): Promise<SubmitResult> {
   if (config !== undefined) await readConfig(config); // a bad config fails here, not on every worker
   const isFolder = model !== undefined && fs.statSync(model).isDirectory();
   if (isFolder && !fs.existsSync(path.join(model, 'config.json'))) throw new TypeError(`model folder ${model} has no config.json`);
-  const output = path.resolve(options.output);
+  // A table is shared by runs (rows are keyed by run id); a directory belongs to one run.
+  const output = pgOutput ? options.output : path.resolve(options.output);
   const queueName = options.queue ?? DEFAULT_QUEUE;
   const layout = format === 'csv' ? await csvLayout(input) : undefined;
 
   const idFields = [input, st.size, st.mtimeMs, format, model, model && fs.statSync(model).mtimeMs, config, options.seed ?? 0,
-    options.outputKind ?? 'pooled', options.textField ?? 'text', options.precision ?? 'float32', shardSize, batchSize, output];
+    options.outputKind ?? 'pooled', options.textField ?? 'text', options.precision ?? 'float32', shardSize, batchSize, pgOutput?.display ?? output];
   const runId = createHash('sha256').update(JSON.stringify(idFields)).digest('hex').slice(0, 16);
 
-  fs.mkdirSync(output, { recursive: true });
-  const marker = path.join(output, RUN_MARKER);
-  const owner = fs.existsSync(marker) ? fs.readFileSync(marker, 'utf8').trim() : null;
-  if (owner !== null && owner !== runId) throw new TypeError(`output ${output} holds run ${owner}; use another directory for run ${runId}`);
-  if (owner === null) fs.writeFileSync(marker, `${runId}\n`);
+  if (pgOutput) {
+    // Unreachable server, bad credentials or an incompatible existing table fail here, not on every worker.
+    const { connectPg, ensureTables } = await import('./pg-sink');
+    const client = await connectPg(pgOutput, 'output');
+    try {
+      await ensureTables(client, pgOutput, 'output');
+    } finally {
+      await client.end().catch(() => {});
+    }
+  } else {
+    fs.mkdirSync(output, { recursive: true });
+    const marker = path.join(output, RUN_MARKER);
+    const owner = fs.existsSync(marker) ? fs.readFileSync(marker, 'utf8').trim() : null;
+    if (owner !== null && owner !== runId) throw new TypeError(`output ${output} holds run ${owner}; use another directory for run ${runId}`);
+    if (owner === null) fs.writeFileSync(marker, `${runId}\n`);
+  }
 
   const spec: RunSpec = {
     runId, input, format, ...(layout ? { columns: layout.columns } : {}), output, shardSize, batchSize, shards: -1, rows: -1,
@@ -133,7 +150,7 @@ export async function submit(options: SubmitOptions): Promise<SubmitResult> {
     await redis.hset(runKey(runId), 'spec', JSON.stringify(spec));
     // Workers that finished every shard before the totals were known left the manifest to us.
     const run = await readRun(redis, runId);
-    if (run && run.shardsDone >= shards) writeManifest(spec, await committedEntries(redis, runId), true);
+    if (!pgOutput && run && run.shardsDone >= shards) writeManifest(spec, await committedEntries(redis, runId), true);
     return { runId, shards, rows, added, committed };
   } finally {
     await queue.close();

@@ -21,12 +21,13 @@ import { Worker as ThreadWorker } from 'node:worker_threads';
 import { Worker, WaitingError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Metrics, renderPrometheus } from '../serving/metrics';
+import { isPostgresOutput, parsePgOutput, tableName } from './pg-output';
 import { fileSha256, publish, sweepTemporaries, writeManifest } from './sink';
 import {
   DEFAULT_QUEUE, committedEntries, connect, readRun, redisOptions, recordCommit, rerecordCommit, runKey, shardFile, type ManifestEntry, type RunSpec,
 } from './store';
 import type { ShardRange } from './readers';
-import type { ShardResult, ShardTask } from './thread';
+import type { ShardDecision, ShardResult, ShardStaged, ShardTask } from './thread';
 
 /** Options of {@link worker}. */
 export interface WorkerOptions {
@@ -70,7 +71,9 @@ export interface JobWorker {
 class ThreadPool {
   readonly #file: string;
   readonly #idle: ThreadWorker[] = [];
-  readonly #pending = new Map<number, { resolve: (r: ShardResult) => void; reject: (e: Error) => void; thread: ThreadWorker }>();
+  readonly #pending = new Map<number, {
+    resolve: (r: ShardResult) => void; reject: (e: Error) => void; thread: ThreadWorker; onStaged?: () => Promise<boolean>;
+  }>();
   #next = 0;
   #closed = false;
 
@@ -85,9 +88,15 @@ class ThreadPool {
     const t = this.#file.endsWith('.ts')
       ? new ThreadWorker(`require('tsx/cjs'); require(${JSON.stringify(this.#file)});`, { eval: true })
       : new ThreadWorker(this.#file);
-    t.on('message', (r: ShardResult) => {
+    t.on('message', (r: ShardResult | ShardStaged) => {
       const p = this.#pending.get(r.id);
       if (!p) return;
+      if ('staged' in r) {
+        // PostgreSQL output: the shard is staged; commit only while the job is still ours (a failed check discards).
+        const decide = p.onStaged ?? (async () => true);
+        decide().catch(() => false).then((commit) => t.postMessage({ id: r.id, commit } satisfies ShardDecision));
+        return;
+      }
       this.#pending.delete(r.id);
       this.#idle.push(t);
       p.resolve(r);
@@ -111,11 +120,12 @@ class ThreadPool {
     return t;
   }
 
-  run(task: Omit<ShardTask, 'id'>): { promise: Promise<ShardResult>; cancel: () => Promise<void> } {
+  /** Runs a task on an idle thread; `onStaged` decides whether a PostgreSQL shard, once staged, is committed. */
+  run(task: Omit<ShardTask, 'id'>, onStaged?: () => Promise<boolean>): { promise: Promise<ShardResult>; cancel: () => Promise<void> } {
     const thread = this.#idle.pop();
     if (!thread) throw new Error('thread pool: no idle thread (more shards than threads)');
     const id = this.#next++;
-    const promise = new Promise<ShardResult>((resolve, reject) => this.#pending.set(id, { resolve, reject, thread }));
+    const promise = new Promise<ShardResult>((resolve, reject) => this.#pending.set(id, { resolve, reject, thread, onStaged }));
     thread.postMessage({ ...task, id });
     return { promise, cancel: async () => void (await thread.terminate()) };
   }
@@ -181,6 +191,43 @@ export async function worker(options: WorkerOptions): Promise<JobWorker> {
     }
   };
 
+  /**
+   * PostgreSQL output, after the thread's commit (or its finding that the manifest table has the shard): records the
+   * shard in Redis under the job's lock, as the JSONL sink does after its rename. Whoever holds the lock records a
+   * shard PostgreSQL has, so a committer that died or lost its lock between the two leaves it to the next attempt.
+   */
+  const recordPostgresShard = async (
+    { runId, range }: ShardJobData, spec: RunSpec, r: Extract<ShardResult, { ok: true }>, lockKey: string, token: string,
+    discarded: 'lost' | 'cancelled' | null, done: (route: string, code: number) => void,
+  ): Promise<unknown> => {
+    const verdict = discarded ? { kind: discarded } as const
+      : await throughOutage(() => recordCommit(redis, lockKey, token, runId, {
+        shard: range.shard, file: tableName(parsePgOutput(spec.output)), rows: r.rows, errors: r.errorRows, bytes: r.bytes, sha256: r.sha256,
+      }, r.ledger), lockDuration * 4);
+    if (verdict.kind === 'lost' || verdict.kind === 'cancelled') {
+      counts.lost += verdict.kind === 'lost' ? 1 : 0;
+      done('shard', verdict.kind === 'lost' ? 409 : 499);
+      const what = discarded ? 'staged rows discarded' : 'committed to PostgreSQL; the lock holder records it';
+      log(`shard ${range.shard} of run ${runId}: ${verdict.kind === 'lost' ? `lock lost (another worker owns it now); ${what}` : 'run cancelled; staged rows discarded'}`);
+      if (verdict.kind === 'lost') throw new Error(`lost the lock of shard ${range.shard} before committing`);
+      return { cancelled: true };
+    }
+    if (verdict.kind === 'exists') {
+      counts.duplicate++;
+      done('shard', 208);
+      return { duplicate: true };
+    }
+    counts.committed++;
+    if (r.sink === 'committed') {
+      counts.rows += r.rows;
+      counts.errorRows += r.errorRows;
+    }
+    done('shard', 200);
+    log(r.sink === 'committed' ? `committed shard ${range.shard} of run ${runId} to PostgreSQL (${r.rows} rows, ${r.errorRows} errors)`
+      : `recorded shard ${range.shard} of run ${runId} (already in PostgreSQL: ${r.rows} rows, ${r.errorRows} errors)`);
+    return { rows: r.rows, errors: r.errorRows };
+  };
+
   const processShardJob = async (job: Job<ShardJobData>, token: string | undefined, done: (route: string, code: number) => void): Promise<unknown> => {
     if (!token) throw new Error('BullMQ gave no lock token');
     const { runId, range } = job.data;
@@ -190,20 +237,29 @@ export async function worker(options: WorkerOptions): Promise<JobWorker> {
       return { cancelled: true };
     }
     await redis.hsetnx(runKey(runId), 'startedAt', String(Date.now()));
-    const finalPath = path.join(spec.output, shardFile(range.shard));
     const st = fs.statSync(spec.input, { throwIfNoEntry: false });
     if (!st) throw new Error(`input ${spec.input} not found on this machine (every worker must see it at the same path)`);
     if (st.size !== spec.inputSize || st.mtimeMs !== spec.inputMtimeMs) {
       throw new Error(`input ${spec.input} changed since submit (size ${st.size}, was ${spec.inputSize}): resubmit it as a new run`);
     }
-    const tmpPath = path.join(spec.output, `.${path.basename(finalPath)}.${token}.tmp`);
-    const run = pool.run({ spec, range, tmpPath, threads: options.threads });
+    const lockKey = `${job.queueQualifiedName}:${job.id}:lock`;
+    const toPostgres = isPostgresOutput(spec.output);
+    const finalPath = toPostgres ? '' : path.join(spec.output, shardFile(range.shard));
+    const tmpPath = toPostgres ? '' : path.join(spec.output, `.${path.basename(finalPath)}.${token}.tmp`);
+    // PostgreSQL: once the thread has staged the rows, it commits only if this worker still holds the job's lock.
+    let discarded: 'lost' | 'cancelled' = 'lost';
+    const stillOurs = async (): Promise<boolean> => {
+      const [held, runState] = await throughOutage(() => Promise.all([redis.get(lockKey), redis.hget(runKey(runId), 'state')]), lockDuration * 4);
+      discarded = held !== token ? 'lost' : 'cancelled';
+      return held === token && runState !== 'cancelled';
+    };
+    const run = pool.run({ spec, range, tmpPath, threads: options.threads }, toPostgres ? stillOurs : undefined);
     active.set(job.id!, { job, token, cancel: run.cancel });
     let r: ShardResult;
     try {
       r = await run.promise;
     } catch (e) {
-      fs.rmSync(tmpPath, { force: true });
+      if (tmpPath) fs.rmSync(tmpPath, { force: true });
       if (releasing) {
         // Shutting down past the grace period: hand the shard back without spending an attempt.
         await job.moveToWait(token).catch(() => {});
@@ -217,8 +273,8 @@ export async function worker(options: WorkerOptions): Promise<JobWorker> {
       active.delete(job.id!);
     }
     if (!r.ok) throw new Error(r.error);
+    if (toPostgres) return recordPostgresShard(job.data, spec, r, lockKey, token, r.sink === 'discarded' ? discarded : null, done);
     const entry: ManifestEntry = { shard: range.shard, file: path.basename(finalPath), rows: r.rows, errors: r.errorRows, bytes: r.bytes, sha256: r.sha256 };
-    const lockKey = `${job.queueQualifiedName}:${job.id}:lock`;
     const verdict = await throughOutage(() => recordCommit(redis, lockKey, token, runId, entry, r.ledger), lockDuration * 4);
     if (verdict.kind === 'lost' || verdict.kind === 'cancelled') {
       fs.rmSync(tmpPath, { force: true });
