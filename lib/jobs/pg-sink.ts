@@ -71,10 +71,23 @@ async function schemaProblems(client: Client, table: string, columns: readonly {
 }
 
 /**
- * Creates the target table and its `<table>_shards` manifest when absent and checks them when present.
- * @throws TypeError naming `what`, the table and each incompatibility (a column's type, a missing column or key).
+ * Checks the target table and its `<table>_shards` manifest where they exist, then creates those that do not.
+ * @throws TypeError naming `what`, the table and each incompatibility (a column's type, a missing column or key),
+ * before anything is created.
  */
 export async function ensureTables(client: Client, o: PgOutput, what = '--output'): Promise<void> {
+  const tables: [string, string, readonly { name: string; type: string }[], readonly string[]][] = [
+    [targetSql(o), tableName(o), TARGET_COLUMNS, TARGET_KEY],
+    [shardsSql(o), `${tableName(o)}_shards`, SHARDS_COLUMNS, SHARDS_KEY],
+  ];
+  for (const [sql, name, columns, key] of tables) {
+    if ((await client.query<{ r: string | null }>('SELECT to_regclass($1)::text AS r', [sql])).rows[0]!.r === null) continue;
+    const problems = await schemaProblems(client, sql, columns, key);
+    if (problems.length) {
+      throw new TypeError(`${what} ${o.display}: table ${name} exists with an incompatible schema: ${problems.join('; ')}. ` +
+        'Use another ?table= (the sink creates it) or see docs/JOBS.md for the schema it expects.');
+    }
+  }
   for (const sql of createTablesSql(o)) {
     try {
       await client.query(sql);
@@ -82,17 +95,6 @@ export async function ensureTables(client: Client, o: PgOutput, what = '--output
       // Two submits creating the same table at once: the loser sees a duplicate type/relation; the table exists.
       const code = (e as { code?: string }).code;
       if (code !== '23505' && code !== '42P07') throw new Error(`${what} ${o.display}: cannot create the table: ${(e as Error).message}`);
-    }
-  }
-  const checks: [string, string, readonly { name: string; type: string }[], readonly string[]][] = [
-    [targetSql(o), tableName(o), TARGET_COLUMNS, TARGET_KEY],
-    [shardsSql(o), `${tableName(o)}_shards`, SHARDS_COLUMNS, SHARDS_KEY],
-  ];
-  for (const [sql, name, columns, key] of checks) {
-    const problems = await schemaProblems(client, sql, columns, key);
-    if (problems.length) {
-      throw new TypeError(`${what} ${o.display}: table ${name} exists with an incompatible schema: ${problems.join('; ')}. ` +
-        'Use another ?table= (the sink creates it) or see docs/JOBS.md for the schema it expects.');
     }
   }
 }
