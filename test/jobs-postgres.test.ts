@@ -97,9 +97,7 @@ describe('jobs: the PostgreSQL sink on BullMQ + redis-server + PostgreSQL', () =
     }
     if (PG_ENV) pgUrl = PG_ENV;
     else {
-      const pgDir = path.join(dir, 'pg');
-      fs.mkdirSync(pgDir);
-      ownPg = new PostgresServer(pgDir, await freePort());
+      ownPg = new PostgresServer(await freePort());
       await ownPg.start({ fsync: 'off' });
       pgUrl = ownPg.url();
     }

@@ -6,6 +6,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort } from './ports';
 
@@ -38,11 +39,16 @@ function command(bin: string, args: string[]): [string, string[]] {
 }
 
 
-/** A PostgreSQL server of its own: `await start()`, `url`, `await stop()`. */
+/**
+ * A PostgreSQL server of its own: `await start()`, `url()`, `await stop()` (which also removes its directory).
+ * Its directory is a fresh one directly under the system's temporary directory: as root, the postgres user must be
+ * able to reach it, which a directory inside another private temporary directory would not allow.
+ */
 export class PostgresServer {
   proc: ChildProcess | null = null;
   readonly log: string[] = [];
-  constructor(readonly dir: string, readonly port: number, readonly user = 'attnode') {}
+  readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'attnode-pg-'));
+  constructor(readonly port: number, readonly user = 'attnode') {}
 
   /** A URL of the server's `postgres` database (or `db`). */
   url(db = 'postgres'): string {
@@ -74,13 +80,15 @@ export class PostgresServer {
     throw new Error(`postgres did not start on port ${this.port}: ${this.log.join('')}`);
   }
 
-  /** Fast shutdown (SIGINT to the server's pid: sessions are ended, the server exits cleanly), waiting for the exit. */
+  /** Fast shutdown (SIGINT to the server's pid: sessions are ended, the server exits cleanly), waiting for the exit; removes the directory. */
   async stop(): Promise<void> {
     const p = this.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGINT');
-    await exited;
+    if (p && p.exitCode === null && p.signalCode === null) {
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGINT');
+      await exited;
+    }
     this.proc = null;
+    fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
