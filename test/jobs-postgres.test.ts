@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as jobs from '../lib/jobs';
-import { copyRow, parsePgOutput, redactUrl, type PgOutput } from '../lib/jobs/pg-output';
+import { COPY_HEADER, copyTuples, parsePgOutput, redactUrl, type PgOutput } from '../lib/jobs/pg-output';
 import { PgStage, commitStaged, committedShard, connectPg, ensureTables } from '../lib/jobs/pg-sink';
 import {
   CLASSIFY, EMBED, REDIS_BIN, RedisServer, cli, compareToReference, freePort, metric, sleep, startWorker, textRows, tokenRows, waitComplete, waitFor,
@@ -44,13 +44,17 @@ describe('PostgreSQL output URLs and COPY rows (no server)', () => {
     expect(() => parsePgOutput('postgres://[bad/db?table=t', 'output')).toThrow(/^output must be a PostgreSQL URL like postgres:\/\/user@127.0.0.1:5432\/db\?table=embeddings, got .* \(not a URL\)$/);
   });
 
-  it('COPY rows: ids as text, vectors as arrays, the rest as jsonb; tabs, newlines, backslashes and NUL escaped', () => {
-    expect(copyRow({ line: 3, id: 'a\tb\\c\nd\re\0f', embedding: [0.5, -1e-7, NaN, Infinity] }))
-      .toBe('3\ta\\tb\\\\c\\nd\\re\uFFFDf\t{0.5,-1e-7,NaN,Infinity}\t\\N\t\\N\t\\N\t\\N\t\\N\n');
-    expect(copyRow({ line: 4, id: 7, length: 2, pooled: [1], embeddings: [[1, 2], [3, 4]] })).toBe('4\t7\t{1}\t{{1,2},{3,4}}\t\\N\t\\N\t\\N\t{"length":2}\n');
-    expect(copyRow({ line: 5, label: 'POS', score: 0.25 })).toBe('5\t\\N\t\\N\t\\N\tPOS\t0.25\t\\N\t\\N\n');
-    expect(copyRow({ line: 6, error: 'bad\trow' })).toBe('6\t\\N\t\\N\t\\N\t\\N\t\\N\tbad\\trow\t\\N\n');
-    expect(() => copyRow({ id: 1 })).toThrow(/without an integer line/);
+  it('binary COPY tuples: a row of NULLs exactly; a ragged 2-D array or a record without a line is refused', () => {
+    const t = copyTuples([{ line: 1 }]);
+    const want = Buffer.alloc(2 + 12 + 7 * 4);
+    want.writeInt16BE(8, 0);
+    want.writeInt32BE(8, 2);
+    want.writeBigInt64BE(1n, 6);
+    for (let k = 0; k < 7; k++) want.writeInt32BE(-1, 14 + 4 * k);
+    expect(t).toEqual(want);
+    expect(COPY_HEADER.toString('latin1')).toBe('PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0');
+    expect(() => copyTuples([{ line: 2, embeddings: [[1, 2], [3]] }])).toThrow(/embeddings is not a rectangular array/);
+    expect(() => copyTuples([{ id: 1 }])).toThrow(/without an integer line/);
   });
 });
 
@@ -241,6 +245,35 @@ describe('jobs: the PostgreSQL sink on BullMQ + redis-server + PostgreSQL', () =
     a.proc.kill('SIGTERM');
     expect(await a.exited).toBe(0);
   }, 150_000);
+
+  it('binary COPY round trip: awkward strings, non-finite floats, NULL elements, 2-D and empty arrays, jsonb come back as written', async () => {
+    const o = parsePgOutput(out(table()));
+    const client = await connectPg(o);
+    try {
+      const recs: Record<string, unknown>[] = [
+        { line: 1, id: 'a\tb\\c\nd\re\0f — ✓ 🙂', embedding: [0.5, Math.fround(-0.1), NaN, Infinity, -Infinity, null, -0] },
+        { line: 2, id: 7, length: 2, pooled: [1.25], embeddings: [[1, 2], [3, 4]], note: 'x\0y' },
+        { line: 3, id: { k: [1] }, label: 'POS\tneg', score: 0.1 },
+        { line: 4, error: 'bad\nrow', embedding: [] },
+        { line: 2 ** 40 },
+      ];
+      const stage = await PgStage.open(client);
+      await stage.write(recs.slice(0, 2));
+      await stage.write(recs.slice(2));
+      expect(await stage.finish()).toMatch(/^[0-9a-f]{64}$/);
+      const rows = (await client.query(`SELECT line::float8 AS line, row_id, embedding::float8[]::text AS embedding, token_embeddings::text AS t, label,
+        score, error, extra FROM pg_temp.attnode_stage ORDER BY line`)).rows;
+      expect(rows).toEqual([
+        { line: 1, row_id: 'a\tb\\c\nd\re\uFFFDf — ✓ 🙂', embedding: `{0.5,${Math.fround(-0.1)},NaN,Infinity,-Infinity,NULL,-0}`, t: null, label: null, score: null, error: null, extra: null },
+        { line: 2, row_id: '7', embedding: '{1.25}', t: '{{1,2},{3,4}}', label: null, score: null, error: null, extra: { length: 2, note: 'x\uFFFDy' } },
+        { line: 3, row_id: '{"k":[1]}', embedding: null, t: null, label: 'POS\tneg', score: 0.1, error: null, extra: null },
+        { line: 4, row_id: null, embedding: '{}', t: null, label: null, score: null, error: 'bad\nrow', extra: null },
+        { line: 2 ** 40, row_id: null, embedding: null, t: null, label: null, score: null, error: null, extra: null },
+      ]);
+    } finally {
+      await client.end();
+    }
+  }, 60_000);
 
   /** Stages `records` as shard 0 of `runId` in a session of its own. */
   async function staged(o: PgOutput, records: Record<string, unknown>[]): Promise<{ client: Client; sha256: string; bytes: number }> {

@@ -11,7 +11,7 @@
  * "rows s" is from the first shard's start to the last commit (the run's own rows/s, as `status` reports it).
  * Then the sinks alone, in this process: a shard of ready records (`--shard-size` rows of `--dim`-float embeddings,
  * a sentence encoder's output) written and committed `--sink-shards` times by each sink, alternating: JSON lines +
- * write + fsync + rename, against COPY rows + COPY into the staging table + the commit statement.
+ * write + fsync + rename, against binary COPY tuples into the staging table + the commit statement.
  * Writes its section of bench/results/jobs-<cpu>.md (between markers; the rest of the file is kept), with `uptime`'s
  * load beside each repetition.
  */
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
       '| sink | median rows s | rows/s | vs JSONL |',
       '|---|---|---|---|',
       `| JSONL files (temporary file, fsync, rename) | ${j.toFixed(2)} | ${(ROWS / j).toFixed(0)} | 1.00× |`,
-      `| PostgreSQL (COPY into a temporary table, one-statement upsert + manifest row) | ${p.toFixed(2)} | ${(ROWS / p).toFixed(0)} | ${(j / p).toFixed(2)}× rows/s |`,
+      `| PostgreSQL (binary COPY into a temporary table, one-statement upsert + manifest row) | ${p.toFixed(2)} | ${(ROWS / p).toFixed(0)} | ${(j / p).toFixed(2)}× rows/s |`,
       '',
       '| repetition | sink | rows s | wall s | load |',
       '|---|---|---|---|---|',
@@ -149,7 +149,7 @@ async function main(): Promise<void> {
       '| sink alone | ms per shard | rows/s |',
       '|---|---|---|',
       `| JSONL: JSON lines, write, fsync, rename + directory fsync | ${sj.toFixed(1)} | ${(SHARD / (sj / 1000)).toFixed(0)} |`,
-      `| PostgreSQL: COPY rows, COPY into the staging table, the commit statement | ${sp.toFixed(1)} | ${(SHARD / (sp / 1000)).toFixed(0)} |`,
+      `| PostgreSQL: binary COPY into the staging table, the commit statement | ${sp.toFixed(1)} | ${(SHARD / (sp / 1000)).toFixed(0)} |`,
       '<!-- bench/jobs/postgres.ts: end -->',
     ].join('\n');
     const out = path.join(ROOT, 'bench', 'results', `jobs-${slug}.md`);

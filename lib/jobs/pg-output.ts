@@ -1,7 +1,7 @@
 /**
  * The PostgreSQL sink's addressing and SQL, without the driver: a run's output
  * is a PostgreSQL URL naming the target table (`postgres://user@host:5432/db?table=embeddings`),
- * the table and its manifest (`<table>_shards`) have a fixed schema, and a shard's records become COPY text rows.
+ * the table and its manifest (`<table>_shards`) have a fixed schema, and a shard's records become binary COPY tuples.
  * The driver side (connecting, staging, the commit) is pg-sink.ts, loaded only by runs that write to PostgreSQL.
  */
 
@@ -148,7 +148,8 @@ export const STAGE_COLUMNS = TARGET_COLUMNS.filter((c) => c.name !== 'run_id');
 /** The session's staging table: temporary, so a worker that dies takes its staged rows with it. */
 export const STAGE_TABLE = 'pg_temp.attnode_stage';
 export const CREATE_STAGE_SQL = `CREATE TEMP TABLE IF NOT EXISTS attnode_stage (${STAGE_COLUMNS.map((c) => `${c.name} ${c.type}`).join(', ')})`;
-export const COPY_STAGE_SQL = `COPY ${STAGE_TABLE} (${STAGE_COLUMNS.map((c) => c.name).join(', ')}) FROM STDIN`;
+/** Binary COPY: the vectors go as float4 bits, neither printed by the worker nor parsed by the server. */
+export const COPY_STAGE_SQL = `COPY ${STAGE_TABLE} (${STAGE_COLUMNS.map((c) => c.name).join(', ')}) FROM STDIN (FORMAT binary)`;
 
 /**
  * The commit, one statement (atomic, and no transaction for a frozen client to hold open): insert the shard's
@@ -173,52 +174,129 @@ SELECT (SELECT count(*) FROM m)::integer AS committed, (SELECT count(*) FROM r):
 
 /** The output record fields that have their own columns; any other field goes to `extra`. */
 const COLUMN_FIELDS = new Set(['line', 'id', 'embedding', 'pooled', 'embeddings', 'label', 'score', 'error']);
-const NULL = '\\N';
+const FLOAT4_OID = 700;
 
-/** A text value for COPY's text format: backslash, tab, newline and CR escaped; NUL (PostgreSQL's text cannot hold it) as U+FFFD. */
-function copyText(s: string): string {
-  return s.replace(/[\\\t\n\r\0]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\uFFFD'));
-}
+/** Binary COPY's header (signature, flags, no extension) and trailer. */
+export const COPY_HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
+export const COPY_TRAILER = Buffer.from([0xff, 0xff]);
 
-/** A float as PostgreSQL reads it: the shortest round-trip decimal (as JSON prints it), NaN and infinities by name. */
-function num(x: number): string {
-  return Number.isFinite(x) ? String(x) : Number.isNaN(x) ? 'NaN' : x > 0 ? 'Infinity' : '-Infinity';
-}
+/** PostgreSQL's text cannot hold NUL: it becomes U+FFFD. */
+const noNul = (s: string): string => (s.includes('\0') ? s.replace(/\0/g, '\uFFFD') : s);
+const jsonNoNul = (_k: string, v: unknown): unknown => (typeof v === 'string' ? noNul(v) : v);
 
-/** An array literal (`{1,2}` or `{{1,2},{3,4}}`) of numbers. */
-function arrayLiteral(v: unknown, what: string): string {
-  if (!Array.isArray(v)) throw new TypeError(`output field ${what} is not an array`);
-  let s = '{';
-  for (let i = 0; i < v.length; i++) {
-    if (i) s += ',';
-    const x: unknown = v[i];
-    s += Array.isArray(x) ? arrayLiteral(x, what) : typeof x === 'number' ? num(x) : 'NULL';
+/** A growing buffer of big-endian binary COPY fields. */
+class Tuples {
+  buf = Buffer.allocUnsafe(1 << 16);
+  off = 0;
+  ensure(n: number): void {
+    if (this.off + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.off + n));
+    this.buf.copy(next, 0, 0, this.off);
+    this.buf = next;
   }
-  return s + '}';
+  i16(v: number): void {
+    this.ensure(2);
+    this.off = this.buf.writeInt16BE(v, this.off);
+  }
+  i32(v: number): void {
+    this.ensure(4);
+    this.off = this.buf.writeInt32BE(v, this.off);
+  }
+  null(): void {
+    this.i32(-1);
+  }
+  int8(v: number): void {
+    this.ensure(12);
+    this.off = this.buf.writeInt32BE(8, this.off);
+    this.off = this.buf.writeBigInt64BE(BigInt(v), this.off);
+  }
+  float8(v: number): void {
+    this.ensure(12);
+    this.off = this.buf.writeInt32BE(8, this.off);
+    this.off = this.buf.writeDoubleBE(v, this.off);
+  }
+  /** A text (or, with a version byte, jsonb) field. */
+  text(s: string, prefix?: number): void {
+    const n = Buffer.byteLength(s) + (prefix === undefined ? 0 : 1);
+    this.ensure(4 + n);
+    this.off = this.buf.writeInt32BE(n, this.off);
+    if (prefix !== undefined) this.off = this.buf.writeUInt8(prefix, this.off);
+    this.off += this.buf.write(s, this.off, 'utf8');
+  }
+  /** A real[] field from numbers (1-D) or equal-length rows of numbers (2-D); non-numbers are NULL elements. */
+  float4Array(v: unknown, what: string): void {
+    if (!Array.isArray(v)) throw new TypeError(`output field ${what} is not an array`);
+    const rows = v.length > 0 && Array.isArray(v[0]) ? (v as unknown[][]) : null;
+    const inner = rows ? rows[0]!.length : v.length;
+    if (rows && rows.some((r) => !Array.isArray(r) || r.length !== inner)) throw new TypeError(`output field ${what} is not a rectangular array`);
+    const count = rows ? rows.length * inner : v.length;
+    const ndim = count === 0 ? 0 : rows ? 2 : 1;
+    const size = 12 + 8 * ndim + 8 * count;
+    this.ensure(4 + size);
+    const b = this.buf;
+    let o = b.writeInt32BE(size, this.off);
+    o = b.writeInt32BE(ndim, o);
+    const flagsAt = o;
+    o = b.writeInt32BE(0, o);
+    o = b.writeInt32BE(FLOAT4_OID, o);
+    if (ndim === 2) {
+      o = b.writeInt32BE(rows!.length, o);
+      o = b.writeInt32BE(1, o);
+    }
+    if (ndim > 0) {
+      o = b.writeInt32BE(inner, o);
+      o = b.writeInt32BE(1, o);
+    }
+    let nulls = false;
+    const put = (x: unknown): void => {
+      if (typeof x === 'number') {
+        o = b.writeInt32BE(4, o);
+        o = b.writeFloatBE(x, o);
+      } else {
+        o = b.writeInt32BE(-1, o);
+        nulls = true;
+      }
+    };
+    if (rows) for (const r of rows) for (const x of r) put(x);
+    else for (const x of v) put(x);
+    if (nulls) b.writeInt32BE(1, flagsAt);
+    // A NULL element took 4 bytes where a number takes 8: the field is shorter than sized.
+    if (nulls) b.writeInt32BE(o - this.off - 4, this.off);
+    this.off = o;
+  }
 }
-
-const jsonNoNul = (_k: string, v: unknown): unknown => (typeof v === 'string' ? v.replace(/\0/g, '\uFFFD') : v);
 
 /**
- * One output record as a COPY text row (with its newline), columns in {@link STAGE_COLUMNS} order: line, row_id
- * (a string id as it is, any other id as JSON text), embedding (`embedding`, or a token row's `pooled`),
- * token_embeddings (a token row's `embeddings`), label, score, error, extra (the record's other fields as jsonb).
+ * Output records as binary COPY tuples, columns in {@link STAGE_COLUMNS} order: line, row_id (a string id as it
+ * is, any other id as JSON text), embedding (`embedding`, or a token row's `pooled`), token_embeddings (a token
+ * row's `embeddings`, 2-D), label, score, error, extra (the record's other fields as jsonb). Without
+ * {@link COPY_HEADER} and {@link COPY_TRAILER}, which go once around a whole COPY.
  */
-export function copyRow(rec: Record<string, unknown>): string {
-  const line = rec.line;
-  if (typeof line !== 'number' || !Number.isInteger(line)) throw new TypeError(`output record without an integer line: ${JSON.stringify(rec).slice(0, 80)}`);
-  const id = rec.id;
-  const vec = rec.embedding ?? rec.pooled;
-  let extra: Record<string, unknown> | null = null;
-  for (const k of Object.keys(rec)) if (!COLUMN_FIELDS.has(k)) (extra ??= {})[k] = rec[k];
-  return [
-    String(line),
-    id === undefined || id === null ? NULL : copyText(typeof id === 'string' ? id : JSON.stringify(id)),
-    vec === undefined ? NULL : arrayLiteral(vec, 'embedding'),
-    rec.embeddings === undefined ? NULL : arrayLiteral(rec.embeddings, 'embeddings'),
-    typeof rec.label === 'string' ? copyText(rec.label) : NULL,
-    typeof rec.score === 'number' ? num(rec.score) : NULL,
-    typeof rec.error === 'string' ? copyText(rec.error) : NULL,
-    extra === null ? NULL : copyText(JSON.stringify(extra, jsonNoNul)),
-  ].join('\t') + '\n';
+export function copyTuples(records: Record<string, unknown>[]): Buffer {
+  const t = new Tuples();
+  for (const rec of records) {
+    const line = rec.line;
+    if (typeof line !== 'number' || !Number.isInteger(line)) throw new TypeError(`output record without an integer line: ${JSON.stringify(rec).slice(0, 80)}`);
+    const id = rec.id;
+    const vec = rec.embedding ?? rec.pooled;
+    let extra: Record<string, unknown> | null = null;
+    for (const k of Object.keys(rec)) if (!COLUMN_FIELDS.has(k)) (extra ??= {})[k] = rec[k];
+    t.i16(STAGE_COLUMNS.length);
+    t.int8(line);
+    if (id === undefined || id === null) t.null();
+    else t.text(noNul(typeof id === 'string' ? id : JSON.stringify(id)));
+    if (vec === undefined || vec === null) t.null();
+    else t.float4Array(vec, 'embedding');
+    if (rec.embeddings === undefined || rec.embeddings === null) t.null();
+    else t.float4Array(rec.embeddings, 'embeddings');
+    if (typeof rec.label === 'string') t.text(noNul(rec.label));
+    else t.null();
+    if (typeof rec.score === 'number') t.float8(rec.score);
+    else t.null();
+    if (typeof rec.error === 'string') t.text(noNul(rec.error));
+    else t.null();
+    if (extra === null) t.null();
+    else t.text(JSON.stringify(extra, jsonNoNul), 1);
+  }
+  return t.buf.subarray(0, t.off);
 }

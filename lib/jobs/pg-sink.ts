@@ -10,7 +10,7 @@ import { finished } from 'node:stream/promises';
 import { Client } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import {
-  COPY_STAGE_SQL, CREATE_STAGE_SQL, SHARDS_COLUMNS, SHARDS_KEY, STAGE_TABLE, TARGET_COLUMNS, TARGET_KEY, commitSql, copyRow, createTablesSql,
+  COPY_STAGE_SQL, CREATE_STAGE_SQL, SHARDS_COLUMNS, SHARDS_KEY, STAGE_TABLE, TARGET_COLUMNS, TARGET_KEY, COPY_HEADER, COPY_TRAILER, commitSql, copyTuples, createTablesSql,
   shardsSql, tableName, targetSql, type PgOutput,
 } from './pg-output';
 import type { RowError } from './rows';
@@ -108,8 +108,8 @@ export async function committedShard(client: Client, o: PgOutput, runId: string,
 }
 
 /**
- * A shard's rows on their way into the session's staging table: COPY text, hashed as it is written (the manifest's
- * checksum), with the stream's backpressure.
+ * A shard's rows on their way into the session's staging table: binary COPY, hashed as it is written (the
+ * manifest's checksum), with the stream's backpressure.
  */
 export class PgStage {
   readonly #hash = createHash('sha256');
@@ -127,34 +127,37 @@ export class PgStage {
   static async open(client: Client): Promise<PgStage> {
     await client.query(CREATE_STAGE_SQL);
     await client.query(`TRUNCATE ${STAGE_TABLE}`);
-    return new PgStage(client.query(copyFrom(COPY_STAGE_SQL)));
+    const stage = new PgStage(client.query(copyFrom(COPY_STAGE_SQL)));
+    await stage.#send(COPY_HEADER);
+    return stage;
+  }
+
+  async #send(buf: Buffer): Promise<void> {
+    if (this.#failed) throw this.#failed;
+    this.#hash.update(buf);
+    this.bytes += buf.length;
+    if (this.#stream.write(buf)) return;
+    await new Promise<void>((resolve, reject) => {
+      const done = (e?: Error): void => {
+        this.#stream.off('drain', done).off('error', done);
+        if (e) reject(e);
+        else resolve();
+      };
+      this.#stream.on('drain', done).on('error', done);
+    });
   }
 
   /** Appends records (waits while the server is behind). */
   async write(records: Record<string, unknown>[]): Promise<void> {
-    if (this.#failed) throw this.#failed;
     if (!records.length) return;
-    let text = '';
-    for (const r of records) text += copyRow(r);
-    const buf = Buffer.from(text);
-    this.#hash.update(buf);
-    this.bytes += buf.length;
+    // copyTuples reuses no memory between calls: the stream may still hold the previous batch's buffer.
+    await this.#send(copyTuples(records));
     this.rows += records.length;
-    if (!this.#stream.write(buf)) {
-      await new Promise<void>((resolve, reject) => {
-        const done = (e?: Error): void => {
-          this.#stream.off('drain', done).off('error', done);
-          if (e) reject(e);
-          else resolve();
-        };
-        this.#stream.on('drain', done).on('error', done);
-      });
-    }
   }
 
-  /** Ends the COPY; resolves with the SHA-256 (hex) of the COPY text once the server has every row. */
+  /** Ends the COPY; resolves with the SHA-256 (hex) of the COPY bytes once the server has every row. */
   async finish(): Promise<string> {
-    if (this.#failed) throw this.#failed;
+    await this.#send(COPY_TRAILER);
     this.#stream.end();
     await finished(this.#stream);
     if (this.#stream.rowCount !== this.rows) throw new Error(`COPY into the staging table took ${this.#stream.rowCount} rows, ${this.rows} were sent`);

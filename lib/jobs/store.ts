@@ -35,7 +35,7 @@ export interface RunSpec extends ModelSpec {
   createdAt: number;
 }
 
-/** One committed shard: its file, row count, error rows and SHA-256 of its bytes (PostgreSQL: of its COPY text). */
+/** One committed shard: its file, row count, error rows and SHA-256 of its bytes (PostgreSQL: of its binary COPY stream). */
 export interface ManifestEntry {
   shard: number;
   /** The shard's file in the output directory, or the PostgreSQL table its rows went to. */

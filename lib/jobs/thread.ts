@@ -114,9 +114,12 @@ const sessions = new Map<string, Promise<PgClient>>();
 async function pgSession(o: PgOutput): Promise<PgClient> {
   let s = sessions.get(o.connectionString);
   if (!s) {
-    s = connectPg(o, "the run's output");
-    s.catch(() => sessions.delete(o.connectionString));
-    sessions.set(o.connectionString, s);
+    const key = o.connectionString;
+    const opened = connectPg(o, "the run's output");
+    s = opened;
+    // A session the server ended while idle (a restart, an administrator) is replaced at the next shard, not reused.
+    opened.then((c) => c.once('end', () => sessions.get(key) === opened && sessions.delete(key)), () => sessions.delete(key));
+    sessions.set(key, opened);
   }
   return s;
 }

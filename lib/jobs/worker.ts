@@ -12,6 +12,11 @@
  * A frozen worker whose lock expired fails step 2 and deletes its file. A
  * worker finding an entry without its file (the committer died between 2 and
  * 3) publishes its own copy, which is byte-identical (same rows, same model).
+ *
+ * PostgreSQL output (`postgres://…?table=T`): the thread stages the rows with
+ * COPY, asks this thread whether the job's lock is still ours, commits them
+ * with the shard's manifest row in one statement (nothing if the row exists),
+ * and this thread then records the shard in Redis as above (docs/JOBS.md).
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
