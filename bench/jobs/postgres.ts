@@ -2,7 +2,7 @@
  * Batch jobs benchmark, the sinks: rows/s of the same run (same input, same shards, one worker, --threads 1) into
  * the JSONL sink (files in a directory) and into the PostgreSQL sink (COPY into a staging table, then the upsert).
  *
- *   npm run bench:jobs:postgres [-- --rows 10000 --shard-size 1000 --tokens 32 --reps 3 --dim 384 --sink-shards 10]
+ *   npm run bench:jobs:postgres [-- --rows 10000 --shard-size 1000 --tokens 32 --reps 5 --dim 384 --sink-shards 10]
  *
  * Starts its own redis-server and PostgreSQL (initdb into a temporary directory, loopback ports, default
  * durability: fsync and synchronous_commit on, as the JSONL sink fsyncs its files), both stopped by pid at exit.
@@ -25,22 +25,14 @@ import { PgStage, commitStaged, connectPg, ensureTables } from '../../lib/jobs/p
 import { ShardWriter, publish } from '../../lib/jobs/sink';
 import { PostgresServer, postgresUnavailable } from '../../test/helpers/postgres-server';
 import { freePort } from '../../test/helpers/ports';
+import { CLI_ARGS, ROOT, arg, load, sleep } from './common';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const DIST_CLI = path.join(ROOT, 'dist', 'cli', 'attnode.js');
-const CLI_ARGS = fs.existsSync(DIST_CLI) ? [DIST_CLI] : ['--import', 'tsx', path.join(ROOT, 'lib', 'cli', 'attnode.ts')];
-const arg = (name: string, dflt: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
 const ROWS = arg('rows', 10000);
 const SHARD = arg('shard-size', 1000);
 const TOKENS = arg('tokens', 32);
-const REPS = arg('reps', 3);
+const REPS = arg('reps', 5);
 const DIM = arg('dim', 384);
 const SINK_SHARDS = arg('sink-shards', 10);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const load = (): string => os.loadavg().map((x) => x.toFixed(2)).join(', ');
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {

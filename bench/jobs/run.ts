@@ -12,33 +12,15 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as jobs from '../../lib/jobs';
+import { freePort } from '../../test/helpers/ports';
+import { CLI_ARGS, ROOT, arg, load, sleep } from './common';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-// The built CLI (npm run build:ts), as deployed: under tsx each worker thread would compile the sources again.
-const DIST_CLI = path.join(ROOT, 'dist', 'cli', 'attnode.js');
-const CLI_ARGS = fs.existsSync(DIST_CLI) ? [DIST_CLI] : ['--import', 'tsx', path.join(ROOT, 'lib', 'cli', 'attnode.ts')];
-const arg = (name: string, dflt: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
 const ROWS = arg('rows', 20000);
 const SHARD = arg('shard-size', 1000);
 const TOKENS = arg('tokens', 32);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const load = (): string => os.loadavg().map((x) => x.toFixed(2)).join(', ');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function node(args: string[]): ChildProcess {
   return spawn(process.execPath, [...CLI_ARGS, ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
