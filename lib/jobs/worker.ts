@@ -212,7 +212,7 @@ export async function worker(options: WorkerOptions): Promise<JobWorker> {
     if (verdict.kind === 'lost' || verdict.kind === 'cancelled') {
       counts.lost += verdict.kind === 'lost' ? 1 : 0;
       done('shard', verdict.kind === 'lost' ? 409 : 499);
-      const what = discarded ? 'staged rows discarded' : 'committed to PostgreSQL; the lock holder records it';
+      const what = discarded ? 'staged rows discarded' : 'the shard is in PostgreSQL; the lock holder records it';
       log(`shard ${range.shard} of run ${runId}: ${verdict.kind === 'lost' ? `lock lost (another worker owns it now); ${what}` : 'run cancelled; staged rows discarded'}`);
       if (verdict.kind === 'lost') throw new Error(`lost the lock of shard ${range.shard} before committing`);
       return { cancelled: true };
