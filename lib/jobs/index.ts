@@ -1,9 +1,10 @@
 /**
  * Distributed batch runs on BullMQ and Redis: `submit` splits a JSONL/CSV file
  * into shard jobs, `worker` processes them (one process per machine, inference
- * in worker threads), `status` / `retry` / `cancel` manage a run. Every input
- * row is in the output exactly once through killed and frozen workers, Redis
- * restarts and resubmits (see docs/JOBS.md).
+ * in worker threads), `status` / `retry` / `cancel` manage a run. The output is
+ * a directory of JSONL files or a PostgreSQL table (`postgres://…?table=T`).
+ * Every input row is in the output exactly once through killed and frozen
+ * workers, Redis restarts and resubmits (see docs/JOBS.md).
  *
  * BullMQ and ioredis load on the first call, not with `attnode` itself (they
  * add most of a second to every process's start-up otherwise).
