@@ -14,7 +14,7 @@ export const JOB_USAGE: Record<string, string> = {
                       [--shard-size N] [--text-field F] [--batch-size N] [--format jsonl|csv] [--attempts N] [--backoff-ms N]
                       [--output-kind pooled|tokens|both] [--seed N] [--precision float32|bfloat16|int8] [--queue Q]
   Splits the input into shard jobs on BullMQ (job id = run id + shard: submitting again is idempotent) and prints the
-  run id. Every worker must see --input and --output at these paths.
+  run id. Every worker must see --input (and a directory --output) at these paths.
 ${REDIS}
   --input        JSONL or CSV rows: token-id rows for a --config model, text rows for a Hugging Face folder
   --output       the output directory: part-NNNNNN.jsonl per shard and manifest.json; or a PostgreSQL table,
