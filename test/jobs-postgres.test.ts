@@ -310,6 +310,28 @@ describe('jobs: the PostgreSQL sink on BullMQ + redis-server + PostgreSQL', () =
     await setup.end();
   }, 60_000);
 
+  it('the table dropped under a run: its shards fail with the server\'s reason, the worker lives on; resubmit recreates the table and retry completes the run', async () => {
+    const { file, reference } = input('dropped', textRows(32));
+    const qn = queue();
+    const t = table();
+    const runId = submit(qn, file, t, ['--shard-size', '16', '--attempts', '1']);
+    await pg.query(`DROP TABLE ${t}, ${t}_shards`);
+    const a = spawnWorker(qn);
+    const stalled = await waitFor('the shards to fail', async () => {
+      const s = await jobs.status({ redis: url, runId });
+      return s.state === 'stalled' ? s : null;
+    });
+    expect(stalled.failedShards.map((f) => f.reason)).toEqual([0, 1].map(() => expect.stringMatching(new RegExp(`relation "${t}_shards" does not exist`))));
+    expect(stalled.postgres).toMatchObject({ shards: null, error: expect.stringMatching(/does not exist/) });
+    expect(a.proc.exitCode).toBeNull();
+    expect(await metric(a, 'shards_failed')).toBe(2);
+    expect(submit(qn, file, t, ['--shard-size', '16', '--attempts', '1'])).toBe(runId); // creates the tables again
+    expect(cli(['retry', '--redis', url, runId]).stdout).toMatch(/^2 failed shards back/);
+    await checkTable(t, await waitComplete(url, runId), reference, 'text');
+    a.proc.kill('SIGTERM');
+    expect(await a.exited).toBe(0);
+  }, 150_000);
+
   it('bad URL, unreachable server, incompatible table: clear errors naming the argument; the process survives', async () => {
     const { file } = input('bad', textRows(8));
     const qn = queue();
