@@ -159,11 +159,14 @@ describe('jobs: the PostgreSQL sink on BullMQ + redis-server + PostgreSQL', () =
     const qn = queue();
     const t = table();
     const runId = submit(qn, file, t, ['--shard-size', '32'], tokenModel);
+    // A alone until it has committed a shard and holds the next (with B running too, B could take every shard left
+    // while A still loads its model); then A dies mid-shard and B, started now, must redo that shard.
     const a = spawnWorker(qn);
-    const b = spawnWorker(qn);
     await waitFor('worker A to commit a shard and hold another', async () =>
-      (await metric(a, 'shards_committed')) >= 1 && (await metric(a, 'shards_active')) >= 1);
+      (await metric(a, 'shards_committed')) >= 1 && (await metric(a, 'shards_active')) >= 1)
+      .catch((e: Error) => { throw new Error(`${e.message}\nworker A:\n${a.log.join('')}`); });
     a.proc.kill('SIGKILL');
+    const b = spawnWorker(qn);
     const s = await waitComplete(url, runId, 90_000);
     await checkTable(t, s, reference, 'tokens');
     b.proc.kill('SIGTERM');

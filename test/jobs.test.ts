@@ -83,12 +83,13 @@ describe('jobs: distributed batch runs on BullMQ + redis-server', () => {
     const { file, reference } = input('kill', tokenRows(192), tokenModel);
     const qn = queue();
     const runId = submit(url, qn, file, 'out-kill', ['--shard-size', '32'], tokenModel);
+    // A alone until it is past its first shard (model loaded) and writing the next one's temporary file (with B
+    // running too, B could take every shard left while A still loads its model); then B, started now, redoes it.
     const a = spawnWorker(url, qn);
-    const b = spawnWorker(url, qn);
-    // Past its first shard (model loaded), writing the next one's temporary file.
     await waitFor('worker A to commit a shard and hold another', async () =>
       (await metric(a, 'shards_committed')) >= 1 && (await metric(a, 'shards_active')) >= 1);
     a.proc.kill('SIGKILL');
+    const b = spawnWorker(url, qn);
     const s = await waitComplete(url, runId);
     expect(s.rowsDone).toBe(192);
     checkOutput(s, reference);
