@@ -32,7 +32,27 @@ export interface NativeInfo {
   int8: 'avx512vnni' | 'avx2' | 'portable';
   /** Whether the process allocator keeps freed buffers for reuse (see native/runtime/memory.h; ATTNODE_MALLOC_TUNING=0 turns it off). */
   allocatorTuned: boolean;
-  cpu: { vendor: string; brand: string; features: string[]; l1dBytes: number; l2Bytes: number; l3Bytes: number };
+  cpu: {
+    vendor: string;
+    brand: string;
+    features: string[];
+    l1dBytes: number;
+    l2Bytes: number;
+    l3Bytes: number;
+    /** cpuid family/model/stepping with the extended fields folded in (AMD Zen 4: family 25; Zen 5: 26). */
+    family: number;
+    model: number;
+    stepping: number;
+    /** Microarchitecture named from vendor/family/model ('zen3' | 'zen4' | 'zen5'), '' when not known. */
+    uarch: string;
+  };
+  /**
+   * The fp32 GEMM's blocking for this CPU and the active path: `entry` is the measured table row used
+   * ('zen4', 'zen5') or 'derived' (rules from the L1d/L2 sizes), with '+env' when ATTNODE_GEMM_BLOCKING
+   * changed it; `mr` x `nr` the micro-tile, `kc`/`nc` the largest K block and packed-B width, `directA`
+   * whether a non-transposed A is read in place instead of packed.
+   */
+  gemm: { entry: string; mr: number; nr: number; kc: number; nc: number; directA: boolean };
   build: { compiler: string; napiVersion: number; kernels: string; debug: boolean; asan: boolean };
 }
 

@@ -56,7 +56,22 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   c.Set("l1dBytes", Napi::Number::New(env, static_cast<double>(cpu.l1d_bytes)));
   c.Set("l2Bytes", Napi::Number::New(env, static_cast<double>(cpu.l2_bytes)));
   c.Set("l3Bytes", Napi::Number::New(env, static_cast<double>(cpu.l3_bytes)));
+  c.Set("family", cpu.family);
+  c.Set("model", cpu.model);
+  c.Set("stepping", cpu.stepping);
+  c.Set("uarch", cpu.uarch);
   out.Set("cpu", c);
+
+  // The fp32 GEMM's choice for this CPU and the active path (follows setIsa).
+  const kernels::GemmTuning tu = kernels::gemm_tuning();
+  Napi::Object g = Napi::Object::New(env);
+  g.Set("entry", tu.entry);
+  g.Set("mr", tu.mr);
+  g.Set("nr", tu.nr);
+  g.Set("kc", Napi::Number::New(env, static_cast<double>(tu.kc)));
+  g.Set("nc", Napi::Number::New(env, static_cast<double>(tu.nc)));
+  g.Set("directA", tu.direct_a);
+  out.Set("gemm", g);
 
   Napi::Object build = Napi::Object::New(env);
 #if defined(__clang__)

@@ -55,6 +55,18 @@ void read_cache_leaf(unsigned leaf, CpuInfo* ci) {
 }
 #endif
 
+// AMD's family/model ranges (family 19h splits by model between Zen 3 and
+// Zen 4: 00-0F Milan, 10-1F Genoa, 20-2F Vermeer, 40-4F Rembrandt, 50-5F
+// Cezanne, 60-7F Raphael/Phoenix, A0-AF Bergamo/Siena; 1Ah is Zen 5).
+std::string amd_uarch(const std::string& vendor, int family, int model) {
+  if (vendor != "AuthenticAMD") return "";
+  if (family == 0x1a) return "zen5";
+  if (family != 0x19) return "";
+  if ((model >= 0x10 && model <= 0x1f) || (model >= 0x60 && model <= 0x7f) || (model >= 0xa0 && model <= 0xaf))
+    return "zen4";
+  return "zen3";
+}
+
 CpuInfo detect() {
   CpuInfo ci;
 #if ATTNODE_X86
@@ -82,6 +94,11 @@ CpuInfo detect() {
   }
   if (max_leaf >= 1) {
     Regs r1 = cpuid(1);
+    const int base_family = (r1.a >> 8) & 0xf, base_model = (r1.a >> 4) & 0xf;
+    ci.family = base_family == 0xf ? base_family + static_cast<int>((r1.a >> 20) & 0xff) : base_family;
+    ci.model = base_family == 0xf || base_family == 0x6 ? base_model | static_cast<int>(((r1.a >> 16) & 0xf) << 4)
+                                                       : base_model;
+    ci.stepping = r1.a & 0xf;
     ci.sse42 = (r1.c >> 20) & 1;
     ci.fma = (r1.c >> 12) & 1;
     ci.avx = (r1.c >> 28) & 1;
@@ -114,6 +131,7 @@ CpuInfo detect() {
     ci.l2_bytes = int64_t((r.c >> 16) & 0xffff) << 10;
     ci.l3_bytes = int64_t((r.d >> 18) & 0x3fff) << 19;
   }
+  ci.uarch = amd_uarch(ci.vendor, ci.family, ci.model);
 #endif
   // Sane values when cpuid reports nothing (hypervisors sometimes hide leaves);
   // the GEMM blocking derives from these, so zero is never useful to kernels.

@@ -19,6 +19,15 @@ enum class Isa : int { Portable = 0, Avx2 = 1, Avx512 = 2 };
 struct CpuInfo {
   std::string vendor;
   std::string brand;
+  // cpuid leaf 1 signature with the extended fields folded in (family 25 =
+  // AMD Zen 3/4, 26 = Zen 5; Intel family 6); 0 when unknown.
+  int family = 0;
+  int model = 0;
+  int stepping = 0;
+  // Microarchitecture named from vendor/family/model where it is known:
+  // "zen3" | "zen4" | "zen5", else "" (tuning tables fall back to rules
+  // derived from the cache sizes).
+  std::string uarch;
   bool sse42 = false;
   bool avx = false;
   bool avx2 = false;

@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -100,18 +101,105 @@ struct Blocking {
   int64_t kc, nc, mc;
 };
 
-// kc: the A panel (MR x kc) takes ~1/4 of L1, leaving room for the streamed
-// B lines and C. nc: the packed B block (kc x nc) takes ~1/2 of L2. mc only
-// bounds the packed-A scratch (Ã is streamed panel by panel, not cache-resident).
-// K and N are then split into equal blocks so no block is a thin remainder.
-Blocking blocking_for(const IsaKernels& uk, int64_t m, int64_t n, int64_t k) {
+// Rules derived from the cache sizes cpuid reports, for CPUs without a
+// measured entry: the A panel (MR x kc) takes ~1/4 of L1, leaving room for
+// the streamed B lines and C; the packed B block (kc x nc) ~1/2 of L2.
+GemmTuning derived_tuning(const IsaKernels& uk, const runtime::CpuInfo& ci) {
+  GemmTuning t;
+  t.entry = "derived";
+  t.mr = uk.mr;
+  t.nr = uk.nr;
+  t.kc = std::clamp<int64_t>(ci.l1d_bytes / (4 * uk.mr * 4), 128, 1024);
+  t.nc = std::max<int64_t>(uk.nr, (ci.l2_bytes / 2) / (t.kc * 4) / uk.nr * uk.nr);
+  t.direct_a = false;
+  return t;
+}
+
+// Measured entries for the AVX-512 8 x 48 micro-kernel, by microarchitecture
+// (runtime::CpuInfo::uarch). Each was chosen with bench/gemm on that CPU
+// against oneDNN's sgemm (bench/results/gemm-*.md).
+//  - zen5 (48 KiB L1d, 1 MiB L2): the rules above as they were measured in
+//    bench/results/gemm-latest.md (kc 384, nc 336, A packed).
+//  - zen4 (32 KiB L1d, 1 MiB L2; zmm FMAs on 256-bit halves, 117 GFLOP/s per
+//    core): the rules would give kc 256 (a 768-deep product in three K blocks,
+//    C read and written three times); kc 384 with a 480-wide B block (720 KiB
+//    of L2) and A read in place measured best (bench/results/gemm-zen4-*.md).
+struct TableEntry {
+  const char* uarch;
+  int64_t kc, nc;
+  bool direct_a;
+};
+constexpr TableEntry kAvx512Table[] = {
+    {"zen4", 384, 480, true},
+    {"zen5", 384, 336, false},
+};
+
+// ATTNODE_GEMM_BLOCKING="kc=384,nc=480,a=rows|packed" (any subset) replaces
+// fields of the chosen entry, to measure a new CPU without rebuilding; read
+// once. Malformed text is ignored (gemm_config().entry then has no "+env").
+bool apply_env_blocking(GemmTuning& t) {
+  const char* e = std::getenv("ATTNODE_GEMM_BLOCKING");
+  if (e == nullptr || *e == '\0') return false;
+  GemmTuning o = t;
+  const char* s = e;
+  while (*s != '\0') {
+    char key[8] = {};
+    char val[16] = {};
+    int used = 0;
+    if (std::sscanf(s, "%7[a-z]=%15[a-z0-9]%n", key, val, &used) != 2) return false;
+    s += used;
+    if (*s == ',') ++s;
+    const long v = std::strtol(val, nullptr, 10);
+    if (std::strcmp(key, "kc") == 0 && v >= 16 && v <= 8192) {
+      o.kc = v;
+    } else if (std::strcmp(key, "nc") == 0 && v >= 1 && v <= 65536) {
+      o.nc = std::max<int64_t>(o.nr, v / o.nr * o.nr);
+    } else if (std::strcmp(key, "a") == 0 && (std::strcmp(val, "rows") == 0 || std::strcmp(val, "packed") == 0)) {
+      o.direct_a = val[0] == 'r';
+    } else {
+      return false;
+    }
+  }
+  t = o;
+  return true;
+}
+
+GemmTuning choose_tuning(Isa isa) {
+  const IsaKernels& uk = kernels_for(isa);
   const auto& ci = runtime::cpu_info();
-  int64_t kc = std::clamp<int64_t>(ci.l1d_bytes / (4 * uk.mr * 4), 128, 1024);
-  int64_t nc = std::max<int64_t>(uk.nr, (ci.l2_bytes / 2) / (kc * 4) / uk.nr * uk.nr);
-  int64_t mc = std::max<int64_t>(uk.mr, (int64_t{8} << 20) / (kc * 4) / uk.mr * uk.mr);
+  GemmTuning t = derived_tuning(uk, ci);
+  if (isa == Isa::Avx512) {
+    for (const TableEntry& e : kAvx512Table) {
+      if (ci.uarch != e.uarch) continue;
+      t.entry = e.uarch;
+      t.kc = e.kc;
+      t.nc = e.nc;
+      t.direct_a = e.direct_a;
+    }
+  }
+  // Only the AVX-512 kernel reads A in place.
+  if (uk.kernel_rows == nullptr) t.direct_a = false;
+  if (apply_env_blocking(t)) t.entry += "+env";
+  if (uk.kernel_rows == nullptr) t.direct_a = false;
+  return t;
+}
+
+const GemmTuning& tuning_for(Isa isa) {
+  static const GemmTuning table[3] = {choose_tuning(Isa::Portable), choose_tuning(Isa::Avx2),
+                                      choose_tuning(Isa::Avx512)};
+  return table[static_cast<int>(isa)];
+}
+
+// K and N split into equal blocks of at most the tuning's kc / nc, so no
+// block is a thin remainder. mc only bounds the packed-A scratch (Ã is
+// streamed panel by panel, not cache-resident). kc depends only on K and the
+// CPU, never on M or the thread count (pre-packed B and bit-identical results
+// across thread counts rely on that).
+Blocking blocking_for(const IsaKernels& uk, const GemmTuning& tu, int64_t m, int64_t n, int64_t k) {
+  int64_t mc = std::max<int64_t>(uk.mr, (int64_t{8} << 20) / (tu.kc * 4) / uk.mr * uk.mr);
   Blocking b;
-  b.kc = ceil_div(k, ceil_div(k, kc));
-  b.nc = round_up(ceil_div(n, ceil_div(n, nc)), uk.nr);
+  b.kc = ceil_div(k, ceil_div(k, tu.kc));
+  b.nc = round_up(ceil_div(n, ceil_div(n, tu.nc)), uk.nr);
   b.mc = round_up(ceil_div(m, ceil_div(m, mc)), uk.mr);
   return b;
 }
@@ -426,26 +514,25 @@ struct PanelRange {
   int64_t base, lo, hi, size;
 };
 
-// One K block of one tile: each row panel of Ã (`steps` packed k steps deep,
-// from a_blk) against each column panel of B̃ (from b_pack), the epilogue and
-// the next block's prefetch attached. Shared by the fp32 and bf16 paths, whose
-// packed element types (AE, BE) and micro-kernels differ.
-template <typename Kernel, typename AE, typename BE>
-void run_block(Kernel kernel, int64_t steps, const AE* a_blk, const BE* b_pack, const GemmParams& p,
-               const PanelRange& rows, const PanelRange& cols, bool last_k, const Epilogue& ep_base,
-               NextBlockPrefetch& pf) {
+// One K block of one tile: each row panel of A against each column panel of
+// B̃, the epilogue and the next block's prefetch attached. `call(ir, i,
+// m_valid, jr, c, n_valid, ep)` runs the micro-kernel on row panel ir (first
+// row i) and column panel jr: it knows where that panel's A and B̃ live
+// (packed Ã, A in place, fp32 or bf16), so the fp32 and bf16 paths share this
+// loop.
+template <typename Call>
+void run_block(const Call& call, const GemmParams& p, const PanelRange& rows, const PanelRange& cols, bool last_k,
+               const Epilogue& ep_base, NextBlockPrefetch& pf) {
   for (int64_t ir = rows.lo; ir < rows.hi; ++ir) {
     const int64_t i = rows.base + ir * rows.size;
     const int m_valid = static_cast<int>(std::min<int64_t>(rows.size, p.m - i));
-    const AE* ap = a_blk + ir * rows.size * steps;
     float* crow = p.c + i * p.ldc;
     for (int64_t jr = cols.lo; jr < cols.hi; ++jr) {
       const int64_t j = cols.base + jr * cols.size;
       Epilogue ep = ep_base;
       if (last_k && p.bias != nullptr) ep.bias = p.bias + j;
       if (ir > rows.lo) pf.attach(ep);
-      kernel(steps, ap, b_pack + jr * cols.size * steps, crow + j, p.ldc, m_valid,
-             static_cast<int>(std::min<int64_t>(cols.size, p.n - j)), &ep);
+      call(ir, i, m_valid, jr, crow + j, static_cast<int>(std::min<int64_t>(cols.size, p.n - j)), &ep);
     }
   }
 }
@@ -469,7 +556,8 @@ TileGrid make_tile_grid(int64_t ms, int64_t mp, int64_t n, int64_t nc, int64_t n
 
 void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
   const int mr = uk.mr, nr = uk.nr;
-  const Blocking bl = blocking_for(uk, p.m, p.n, p.k);
+  const GemmTuning& tu = tuning_for(runtime::active_isa());
+  const Blocking bl = blocking_for(uk, tu, p.m, p.n, p.k);
   // A pre-packed B is usable when it was packed for this ISA with this K blocking.
   const PackedB* packed = p.packed_b;
   if (packed && (packed->precision != PackedPrecision::Float32 || packed->isa != runtime::active_isa() ||
@@ -500,26 +588,33 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
   for (int64_t ic = 0; ic < p.m; ic += msb) {
     const int64_t ms = std::min(msb, p.m - ic);
     const int64_t mp = ceil_div(ms, mr);
-    // Ã for all of K: block pc starts at mp * mr * pc (every earlier block is bl.kc deep).
-    float* const a_pack = align64(thread_arena().get(static_cast<size_t>(mp * mr * p.k + 16)));
-    // With more threads, row chunks of whole panels x K blocks are packed in parallel: otherwise the other threads
-    // wait while the caller packs (~10% of a 256 x 256 x 256 GEMM's time on 2 threads). A pure copy: the same Ã
-    // whoever packs which part.
-    const int64_t chunk_rows = std::max<int64_t>(mr, kPackChunkRows / mr * mr);
-    const int64_t chunks = nt > 1 && ms * p.k >= kParallelPackFloats ? ceil_div(ms, chunk_rows) : 1;
-    if (chunks > 1) {
-      ThreadPool::instance().parallel_tiles(
-          ceil_div(p.k, bl.kc) * chunks,
-          [&](int64_t t) {
-            const int64_t pc = t / chunks * bl.kc, kcb = std::min(bl.kc, p.k - pc);
-            const int64_t r0 = t % chunks * chunk_rows, rows = std::min(chunk_rows, ms - r0);
-            pack_a(ic + r0, rows, pc, kcb, a_pack + mp * mr * pc + r0 * kcb);
-          },
-          nt);
-    } else {
-      for (int64_t pc = 0; pc < p.k; pc += bl.kc) pack_a(ic, ms, pc, std::min(bl.kc, p.k - pc), a_pack + mp * mr * pc);
+    // Ã for all of K: block pc starts at mp * mr * pc (every earlier block is bl.kc deep). Not transposed A
+    // needs no copy where the ISA's micro-kernel reads its rows in place (a row's k run is contiguous, and the
+    // hardware prefetchers follow MR row streams as well as one panel stream): the copy was a pass over all of
+    // A through memory (4% of a 2048 x 768 x 768 product on Zen 4). Row sums are taken from the packed copy.
+    float* a_pack = nullptr;
+    if (p.trans_a || !tu.direct_a || p.row_sums_a != nullptr) {
+      a_pack = align64(thread_arena().get(static_cast<size_t>(mp * mr * p.k + 16)));
+      // With more threads, row chunks of whole panels x K blocks are packed in parallel: otherwise the other threads
+      // wait while the caller packs (~10% of a 256 x 256 x 256 GEMM's time on 2 threads). A pure copy: the same Ã
+      // whoever packs which part.
+      const int64_t chunk_rows = std::max<int64_t>(mr, kPackChunkRows / mr * mr);
+      const int64_t chunks = nt > 1 && ms * p.k >= kParallelPackFloats ? ceil_div(ms, chunk_rows) : 1;
+      if (chunks > 1) {
+        ThreadPool::instance().parallel_tiles(
+            ceil_div(p.k, bl.kc) * chunks,
+            [&](int64_t t) {
+              const int64_t pc = t / chunks * bl.kc, kcb = std::min(bl.kc, p.k - pc);
+              const int64_t r0 = t % chunks * chunk_rows, rows = std::min(chunk_rows, ms - r0);
+              pack_a(ic + r0, rows, pc, kcb, a_pack + mp * mr * pc + r0 * kcb);
+            },
+            nt);
+      } else {
+        for (int64_t pc = 0; pc < p.k; pc += bl.kc)
+          pack_a(ic, ms, pc, std::min(bl.kc, p.k - pc), a_pack + mp * mr * pc);
+      }
+      if (p.row_sums_a != nullptr) row_sums_packed(p, a_pack, ic, ms, mr, bl.kc);
     }
-    if (p.row_sums_a != nullptr) row_sums_packed(p, a_pack, ic, ms, mr, bl.kc);
 
     const TileGrid g = make_tile_grid(ms, mp, p.n, bl.nc, np_total, nt);
     const int64_t nrb = g.nrb, ncb = g.ncb, rb_panels = g.rb_panels, cb_panels = g.cb_panels;
@@ -557,7 +652,21 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
         }
         NextBlockPrefetch pf(next, next_lines, phi - plo, jp, kc);
         const PanelRange rows{ic, plo, phi, mr}, cols{j0, 0, jp, nr};
-        run_block(uk.kernel, kc, a_pack + mp * mr * pc, b_pack, p, rows, cols, last_k, ep_base, pf);
+        if (a_pack == nullptr) {
+          const float* const a_blk = p.a + pc;
+          run_block(
+              [&](int64_t, int64_t i, int mv, int64_t jr, float* c, int nv, const Epilogue* ep) {
+                uk.kernel_rows(kc, a_blk + i * p.lda, p.lda, b_pack + jr * nr * kc, c, p.ldc, mv, nv, ep);
+              },
+              p, rows, cols, last_k, ep_base, pf);
+        } else {
+          const float* const a_blk = a_pack + mp * mr * pc;
+          run_block(
+              [&](int64_t ir, int64_t, int mv, int64_t jr, float* c, int nv, const Epilogue* ep) {
+                uk.kernel(kc, a_blk + ir * mr * kc, b_pack + jr * nr * kc, c, p.ldc, mv, nv, ep);
+              },
+              p, rows, cols, last_k, ep_base, pf);
+        }
       }
     };
     // Long GEMMs wake sleeping workers at once; shorter ones let the pool
@@ -619,7 +728,12 @@ void run_gemm_bf16(const PackedB& pk, const GemmParams& p, int nt) {
         }
         NextBlockPrefetch pf(next, next_lines, phi - plo, jp, kcpb);
         const PanelRange rows{ic, plo, phi, mr}, cols{j0, 0, jp, nr};
-        run_block(uk.kernel, kcpb, a_pack + mp * mr * bp, b_pack, p, rows, cols, last_k, ep_base, pf);
+        const uint32_t* const a_blk = a_pack + mp * mr * bp;
+        run_block(
+            [&](int64_t ir, int64_t, int mv, int64_t jr, float* c, int nv, const Epilogue* ep) {
+              uk.kernel(kcpb, a_blk + ir * mr * kcpb, b_pack + jr * nr * kcpb, c, p.ldc, mv, nv, ep);
+            },
+            p, rows, cols, last_k, ep_base, pf);
       }
     };
     // ~2x the multiply-adds per second of fp32: the same wall-time threshold.
@@ -706,11 +820,13 @@ void sgemm_impl(const GemmParams& p, int nt) {
 
 void sgemm(const GemmParams& p, int max_threads) { sgemm_impl(p, choose_threads(p, max_threads)); }
 
+GemmTuning gemm_tuning() { return tuning_for(runtime::active_isa()); }
+
 PackedBPtr pack_b(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n) {
   if (k <= 0 || n <= 0) return nullptr;
   const Isa isa = runtime::active_isa();
   const IsaKernels& uk = kernels_for(isa);
-  const Blocking bl = blocking_for(uk, 1, n, k);
+  const Blocking bl = blocking_for(uk, tuning_for(isa), 1, n, k);
   auto packed = std::make_shared<PackedB>();
   packed->isa = isa;
   packed->k = k;

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace attnode::kernels {
 
@@ -89,6 +90,19 @@ struct GemmParams {
   // independent of the thread count. sgemm only (not sgemm_batched).
   float* row_sums_a = nullptr;
 };
+
+// The fp32 GEMM's blocking and micro-kernel for the active ISA, chosen once
+// per ISA from what cpuid reports: a measured entry for the microarchitecture
+// when the table has one (runtime::CpuInfo::uarch), else rules derived from
+// the L1d/L2 sizes; ATTNODE_GEMM_BLOCKING can override fields (see gemm.cc).
+struct GemmTuning {
+  std::string entry;  // "zen4", "zen5", "derived"; "+env" appended when ATTNODE_GEMM_BLOCKING applied
+  int mr = 0, nr = 0;  // micro-tile
+  int64_t kc = 0;      // largest K block (K is split into equal blocks of at most kc)
+  int64_t nc = 0;      // largest packed-B block width
+  bool direct_a = false;  // micro-kernel reads a non-transposed A in place instead of packing it
+};
+GemmTuning gemm_tuning();
 
 // Runs on the runtime thread pool with up to `max_threads` threads
 // (<= 0: the pool's current size). The kernel path is runtime::active_isa().

@@ -63,6 +63,11 @@ using GemvFn = void (*)(int64_t k, const float* x, const float* b, int64_t ldb, 
 using PackedGemvFn = void (*)(int64_t k, int64_t kc, const float* x, const float* packed, int64_t n, int64_t j0,
                               int64_t j1, float* c, const Epilogue* ep);
 
+// As MicroKernelFn, with A read in place: row r of the tile's A is
+// a + r * lda, k contiguous (op(A) not transposed). Rows r >= m are not read.
+using MicroKernelRowsFn = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+                                   int m, int n, const Epilogue* ep);
+
 struct IsaKernels {
   int mr;
   int nr;
@@ -71,6 +76,8 @@ struct IsaKernels {
   PackBFn pack_b;            // null: the frontend's generic packer
   GemvFn gemv;               // null: the frontend's generic GEMV
   PackedGemvFn gemv_packed;  // null: M == 1 reads the unpacked B even when a packed copy exists
+  // null: A is always packed. Must give the same bits as `kernel` on the packed copy.
+  MicroKernelRowsFn kernel_rows = nullptr;
 };
 
 // ---- bf16 weights (AVX512-BF16) ----

@@ -42,8 +42,22 @@ constexpr int kPfPack = 128;
 // has 5 full panels and one of 16 columns), where the full tile would spend
 // two or one thirds of its multiply-adds on the zero padding. Each element
 // of C sees the same FMAs in the same order whatever NV: identical results.
-template <int NV>
-ATTNODE_INLINE void kernel_8xnv(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n,
+//
+// A operand: a packed panel (panel[k * MR + r]), or MR rows of op(A) read
+// where they are (row r at rows + r * lda, k contiguous). The same FMAs in
+// the same order either way: only the addresses differ, so the two give
+// bit-identical tiles.
+struct PackedA {
+  const float* a;
+  ATTNODE_INLINE float at(int r, int64_t k) const { return a[k * kMR + r]; }
+};
+struct RowsA {
+  const float* row[kMR];
+  ATTNODE_INLINE float at(int r, int64_t k) const { return row[r][k]; }
+};
+
+template <int NV, typename A>
+ATTNODE_INLINE void kernel_8xnv(int64_t kc, const A& a, const float* b, float* c, int64_t ldc, int m, int n,
                                 const Epilogue* ep) {
   __m512 acc[kMR][NV];
   begin_tile<kMR, NV>(acc, c, ldc, m);
@@ -67,11 +81,10 @@ ATTNODE_INLINE void kernel_8xnv(int64_t kc, const float* a, const float* b, floa
       for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
 #pragma GCC unroll 8
       for (int r = 0; r < kMR; ++r) {
-        __m512 av = _mm512_set1_ps(a[r]);
+        __m512 av = _mm512_set1_ps(a.at(r, k + u));
 #pragma GCC unroll 3
         for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
       }
-      a += kMR;
       b += kNR;
     }
     if (NV == 3) _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kNR - 64), _MM_HINT_T0);
@@ -82,18 +95,19 @@ ATTNODE_INLINE void kernel_8xnv(int64_t kc, const float* a, const float* b, floa
     for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < kMR; ++r) {
-      __m512 av = _mm512_set1_ps(a[r]);
+      __m512 av = _mm512_set1_ps(a.at(r, k));
 #pragma GCC unroll 3
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
     }
-    a += kMR;
     b += kNR;
   }
 
   store_tile<kMR, NV>(acc, c, ldc, m, n, ep);
 }
 
-void kernel_8x48(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n, const Epilogue* ep) {
+template <typename A>
+ATTNODE_INLINE void kernel_any_n(int64_t kc, const A& a, const float* b, float* c, int64_t ldc, int m, int n,
+                                 const Epilogue* ep) {
   if (n > 32) {
     kernel_8xnv<3>(kc, a, b, c, ldc, m, n, ep);
   } else if (n > 16) {
@@ -101,6 +115,19 @@ void kernel_8x48(int64_t kc, const float* a, const float* b, float* c, int64_t l
   } else {
     kernel_8xnv<1>(kc, a, b, c, ldc, m, n, ep);
   }
+}
+
+void kernel_8x48(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n, const Epilogue* ep) {
+  kernel_any_n(kc, PackedA{a}, b, c, ldc, m, n, ep);
+}
+
+// A read in place: rows past m repeat the first row (their sums are never stored).
+void kernel_8x48_rows(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, int m, int n,
+                      const Epilogue* ep) {
+  RowsA ra;
+#pragma GCC unroll 8
+  for (int r = 0; r < kMR; ++r) ra.row[r] = a + (r < m ? r : 0) * lda;
+  kernel_any_n(kc, ra, b, c, ldc, m, n, ep);
 }
 
 void pack_a(const float* a, int64_t lda, bool trans, int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
@@ -303,6 +330,6 @@ void gemv_packed(int64_t k, int64_t kc, const float* x, const float* packed, int
 
 }  // namespace
 
-extern const IsaKernels kAvx512Kernels = {kMR, kNR, kernel_8x48, pack_a, pack_b, gemv, gemv_packed};
+extern const IsaKernels kAvx512Kernels = {kMR, kNR, kernel_8x48, pack_a, pack_b, gemv, gemv_packed, kernel_8x48_rows};
 
 }  // namespace attnode::kernels::gemm_detail
