@@ -1,16 +1,37 @@
 // fp32 GEMM benchmark: attnode sgemm vs OpenBLAS cblas_sgemm vs oneDNN
-// dnnl_sgemm on PyTorch-Linear shapes (C = A · Wᵀ, W stored [N, K]).
+// dnnl_sgemm on the Transformer shapes of issue 18 (M = 128, 512, 2048; K x N =
+// 768 x 768, 768 x 2304, 768 x 3072, 3072 x 768; plus M = 1), in three
+// layouts of the weight:
+//   xWt     C = A · Wᵀ, W stored [N, K] (PyTorch Linear)
+//   xW      C = A · W,  W stored [K, N]
+//   packed  C = A · Wᵀ with attnode's W packed once (kernels::pack_b, what
+//           cached module weights use); the peers run their sgemm on the same
+//           stored W ('N', 'T'), which is all their sgemm APIs offer.
 //
 // Peers are interleaved within every repetition (ours, openblas, onednn,
 // ours, ...) so drift of a shared machine hits all of them alike; each sample
 // times enough back-to-back calls to last >= ~2 ms on warm, reused buffers;
-// the reported value is the median sample.
+// the reported value is the median sample. Every sample also measures the
+// process's CPU time: a peer whose CPU time exceeds its wall time by more
+// than the thread count allows (threads it should not have) is flagged, and
+// its row is left out of the geometric means. At 1 thread a second ratio
+// comes from each call's thread CPU time (what a loaded machine distorts
+// least: time the thread spent descheduled is not counted).
+//
+// "% of peak" is against the FMA peak measured at the start of the run
+// (fma_peak.h: one core, back-to-back 512-bit FMAs), times the thread count.
+//
+// Usage: gemm_bench [--quick] [--reps N] [--threads 1,2] [--m 128,512]
+//                   [--layouts xWt,xW,packed] [--out DIR] [--tag NAME]
+//                   [--no-int8 | --int8-only]  (the int8-weight rows of int8_section.h)
+// Writes DIR/gemm-<tag>-<date>.{md,json}; tag defaults to the CPU's
+// microarchitecture (info().native.cpu.uarch) or its brand string.
 
-#include <immintrin.h>
 #include <omp.h>
-#include <sys/utsname.h>
-
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -21,7 +42,6 @@
 #include <functional>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <cblas.h>
@@ -37,9 +57,31 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+namespace rt = attnode::runtime;
+namespace kn = attnode::kernels;
 
-double now_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
+double wall_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+double thread_cpu_s() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+double process_cpu_s() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+std::string loadavg() {
+  double l[3] = {0, 0, 0};
+  if (getloadavg(l, 3) != 3) return "?";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", l[0], l[1], l[2]);
+  return buf;
+}
+
+enum class Layout { XWt = 0, XW = 1, Packed = 2 };
+const char* layout_name(Layout l) { return l == Layout::XWt ? "xWt" : l == Layout::XW ? "xW" : "packed"; }
 
 struct Shape {
   int64_t m, k, n;
@@ -47,26 +89,10 @@ struct Shape {
 
 struct Buffers {
   std::vector<float> a, w, c;
+  kn::PackedBPtr packed;
 };
-
-// The "% of peak" column uses the nominal Zen 5 figures (225 GFLOP/s per core,
-// 430 on 2 cores): on this shared VM the measured FMA loop swings with the
-// neighbours' load (it is printed, not used as the denominator).
-double nominal_peak(int threads) { return threads <= 1 ? 225.0 : 430.0; }
 
 double gflop(const Shape& s) { return 2.0 * s.m * s.n * s.k / 1e9; }
-
-// Runs fn `calls` times, returns seconds per call.
-double time_calls(const std::function<void()>& fn, int calls) {
-  double t0 = now_s();
-  for (int i = 0; i < calls; ++i) fn();
-  return (now_s() - t0) / calls;
-}
-
-struct Peer {
-  const char* name;
-  std::function<void(const Shape&, Buffers&)> call;
-};
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -81,59 +107,173 @@ std::string iso_date() {
   return buf;
 }
 
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t p = 0;
+  while (p <= s.size()) {
+    size_t q = s.find(',', p);
+    if (q == std::string::npos) q = s.size();
+    if (q > p) out.push_back(s.substr(p, q - p));
+    p = q + 1;
+  }
+  return out;
+}
+
+std::string slug(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      o += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else if (!o.empty() && o.back() != '-') {
+      o += '-';
+    }
+  }
+  while (!o.empty() && o.back() == '-') o.pop_back();
+  return o.empty() ? "cpu" : o;
+}
+
+struct Peer {
+  const char* name;
+  std::function<void(const Shape&, Layout, Buffers&)> call;
+};
+
+// One sample: `calls` back-to-back calls; GFLOP/s by wall time and by the
+// calling thread's CPU time, and the process's CPU seconds per wall second.
+struct Sample {
+  double gf_wall, gf_cpu, cpus;
+};
+
+Sample sample(const Peer& peer, const Shape& s, Layout l, Buffers& b, int calls) {
+  const double p0 = process_cpu_s(), c0 = thread_cpu_s(), w0 = wall_s();
+  for (int i = 0; i < calls; ++i) peer.call(s, l, b);
+  const double w = wall_s() - w0, c = thread_cpu_s() - c0, p = process_cpu_s() - p0;
+  return {gflop(s) * calls / w, gflop(s) * calls / std::max(c, 1e-9), p / w};
+}
+
+struct Row {
+  Shape s;
+  Layout layout;
+  int threads;
+  std::vector<double> gf, gf_cpu, cpus;  // per peer: medians
+  std::string load;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   bool quick = false;
+  std::string out_dir = "bench/results", tag;
+  int reps = 11;
+  std::vector<int> thread_counts = {1, 2};
+  std::vector<int64_t> ms = {1, 128, 512, 2048};
+  std::vector<Layout> layouts = {Layout::XWt, Layout::XW, Layout::Packed};
+  bool ms_given = false;
   // The int8-weight rows (int8_section.h) run after the fp32 peers; --int8-only skips the peers, --no-int8 the rows.
   bool int8_only = false, with_int8 = true;
-  std::string out_dir = "bench/results";
-  int reps = 9;
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
-    if (s == "--quick") quick = true;
-    if (s == "--out" && i + 1 < argc) out_dir = argv[++i];
-    if (s == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
-    if (s == "--int8-only") int8_only = true;
-    if (s == "--no-int8") with_int8 = false;
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "gemm_bench: %s needs a value\n", s.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (s == "--quick") {
+      quick = true;
+    } else if (s == "--int8-only") {
+      int8_only = true;
+    } else if (s == "--no-int8") {
+      with_int8 = false;
+    } else if (s == "--out") {
+      out_dir = next();
+    } else if (s == "--tag") {
+      tag = next();
+    } else if (s == "--reps") {
+      reps = std::max(1, std::atoi(next().c_str()));
+    } else if (s == "--threads") {
+      thread_counts.clear();
+      for (auto& t : split(next())) thread_counts.push_back(std::max(1, std::atoi(t.c_str())));
+    } else if (s == "--m") {
+      ms.clear();
+      ms_given = true;
+      for (auto& t : split(next())) ms.push_back(std::max<int64_t>(1, std::atoll(t.c_str())));
+    } else if (s == "--layouts") {
+      layouts.clear();
+      for (auto& t : split(next())) {
+        if (t == "xWt") {
+          layouts.push_back(Layout::XWt);
+        } else if (t == "xW") {
+          layouts.push_back(Layout::XW);
+        } else if (t == "packed") {
+          layouts.push_back(Layout::Packed);
+        } else {
+          std::fprintf(stderr, "gemm_bench: unknown layout '%s' (xWt, xW, packed)\n", t.c_str());
+          return 2;
+        }
+      }
+    } else {
+      std::fprintf(stderr, "gemm_bench: unknown argument '%s'\n", s.c_str());
+      return 2;
+    }
   }
-  if (quick) reps = std::min(reps, 3);
+  if (quick) {
+    reps = std::min(reps, 3);
+    if (!ms_given) ms = {1, 512};
+  }
 
-  namespace rt = attnode::runtime;
   auto& pool = rt::ThreadPool::instance();
-  const int max_threads = std::max(1, std::min(2, pool.num_threads() > 1 ? pool.num_threads() : 2));
+  const rt::CpuInfo& ci = rt::cpu_info();
+  const kn::GemmTuning tu = kn::gemm_tuning();
+  if (tag.empty()) tag = ci.uarch.empty() ? slug(ci.brand) : ci.uarch;
 
-  std::vector<Shape> shapes;
-  const std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 512} : std::vector<int64_t>{1, 128, 512, 2048};
-  const std::vector<std::pair<int64_t, int64_t>> kns =
-      quick ? std::vector<std::pair<int64_t, int64_t>>{{768, 768}, {768, 3072}}
-            : std::vector<std::pair<int64_t, int64_t>>{{768, 768}, {768, 2304}, {768, 3072}, {3072, 768}};
-  for (int64_t m : ms)
-    for (auto [k, n] : kns) shapes.push_back({m, k, n});
+  std::vector<std::pair<int64_t, int64_t>> kns = {{768, 768}, {768, 2304}, {768, 3072}, {3072, 768}};
+  if (quick) kns = {{768, 768}, {768, 3072}};
 
   const char* corename = openblas_get_corename();
   const char* env_core = std::getenv("OPENBLAS_CORETYPE");
   const char* env_l2 = std::getenv("OPENBLAS_L2_SIZE");
-  std::printf("# attnode GEMM benchmark  C[M,N] = A[M,K] · W[N,K]^T (PyTorch Linear), fp32\n");
-  std::printf("# cpu: %s | attnode isa: %s | L1d %ld KiB, L2 %ld KiB\n", rt::cpu_info().brand.c_str(),
-              rt::isa_name(rt::active_isa()), (long)(rt::cpu_info().l1d_bytes >> 10),
-              (long)(rt::cpu_info().l2_bytes >> 10));
-  std::printf("# openblas: %s core=%s | OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s\n", openblas_get_config(), corename,
-              env_core ? env_core : "(unset)", env_l2 ? env_l2 : "(unset)");
+  std::string head;
+  char line[1024];
+  auto hprintf = [&](const char* fmt, auto... args) {
+    std::snprintf(line, sizeof line, fmt, args...);
+    std::fputs(line, stdout);
+    std::fflush(stdout);
+    head += line;
+  };
+  hprintf("# attnode GEMM benchmark, fp32: C[M,N] = A[M,K] · op(W) in layouts xWt (W [N,K]), xW (W [K,N]), packed\n");
+  hprintf("# cpu: %s | %s family %d model %d stepping %d | uarch %s | L1d %ld KiB, L2 %ld KiB, L3 %ld MiB\n",
+          ci.brand.c_str(), ci.vendor.c_str(), ci.family, ci.model, ci.stepping,
+          ci.uarch.empty() ? "-" : ci.uarch.c_str(), (long)(ci.l1d_bytes >> 10), (long)(ci.l2_bytes >> 10),
+          (long)(ci.l3_bytes >> 20));
+  hprintf("# attnode isa %s | GEMM tuning entry '%s': micro-tile %dx%d, kc %ld, nc %ld, A %s\n",
+          rt::isa_name(rt::active_isa()), tu.entry.c_str(), tu.mr, tu.nr, (long)tu.kc, (long)tu.nc,
+          tu.direct_a ? "read in place (not transposed)" : "packed");
+  hprintf("# openblas: %s core=%s | OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s\n", openblas_get_config(), corename,
+          env_core ? env_core : "(unset)", env_l2 ? env_l2 : "(unset)");
 #ifdef HAVE_DNNL
   const dnnl_version_t* dv = dnnl_version();
-  std::printf("# onednn: %d.%d.%d (%s runtime)\n", dv->major, dv->minor, dv->patch,
-              (dv->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other"));
+  hprintf("# onednn: %d.%d.%d (%s runtime)\n", dv->major, dv->minor, dv->patch,
+          (dv->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other"));
 #else
-  std::printf("# onednn: not available -- apt-get install libdnnl-dev to compare against dnnl_sgemm\n");
+  hprintf("# onednn: not available -- apt-get install libdnnl-dev to compare against dnnl_sgemm\n");
 #endif
+  const std::string load_start = loadavg();
   const double peak1 = attnode_bench::measure_fma_peak_1core();
-  std::printf(
-      "# FMA peak (measured, 1 core, 512-bit FMA loop): %.1f GFLOP/s; assumed nominal 225 (1 core) / 430 "
-      "(2 cores)\n",
+  hprintf(
+      "# FMA peak (measured at start, 1 core, 512-bit FMA loop, best of 7): %.1f GFLOP/s; %% of peak = GF/s / "
+      "(peak x threads)\n",
       peak1);
-  std::printf("# reps=%d (median), peers interleaved per rep, warm-up first\n\n", reps);
+  hprintf("# load average at start: %s | reps=%d (median), peers interleaved per rep, warm-up first\n\n",
+          load_start.c_str(), reps);
 
+  // What the int8 section times with (wall clock, as before).
+  auto time_calls = [](const std::function<void()>& fn, int calls) {
+    const double t0 = wall_s();
+    for (int i = 0; i < calls; ++i) fn();
+    return (wall_s() - t0) / calls;
+  };
+  const int max_threads = *std::max_element(thread_counts.begin(), thread_counts.end());
   if (int8_only) {
     const std::string md =
         attnode_bench::run_int8_section(reps, quick, out_dir, iso_date(), max_threads, peak1, time_calls);
@@ -143,158 +283,248 @@ int main(int argc, char** argv) {
   }
 
   std::vector<Peer> peers;
-  peers.push_back({"attnode", [](const Shape& s, Buffers& b) {
-                     attnode::kernels::GemmParams p;
+  peers.push_back({"attnode", [](const Shape& s, Layout l, Buffers& b) {
+                     kn::GemmParams p;
                      p.m = s.m;
                      p.n = s.n;
                      p.k = s.k;
                      p.a = b.a.data();
                      p.lda = s.k;
                      p.b = b.w.data();
-                     p.ldb = s.k;
-                     p.trans_b = true;
+                     p.trans_b = l != Layout::XW;
+                     p.ldb = p.trans_b ? s.k : s.n;
                      p.c = b.c.data();
                      p.ldc = s.n;
-                     attnode::kernels::sgemm(p);
+                     p.packed_b = l == Layout::Packed ? b.packed.get() : nullptr;
+                     kn::sgemm(p);
                    }});
-  peers.push_back({"openblas", [](const Shape& s, Buffers& b) {
-                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.m, s.n, s.k, 1.0f, b.a.data(), s.k,
-                                 b.w.data(), s.k, 0.0f, b.c.data(), s.n);
+  peers.push_back({"openblas", [](const Shape& s, Layout l, Buffers& b) {
+                     const bool t = l != Layout::XW;
+                     cblas_sgemm(CblasRowMajor, CblasNoTrans, t ? CblasTrans : CblasNoTrans, s.m, s.n, s.k, 1.0f,
+                                 b.a.data(), s.k, b.w.data(), t ? s.k : s.n, 0.0f, b.c.data(), s.n);
                    }});
 #ifdef HAVE_DNNL
-  peers.push_back({"onednn", [](const Shape& s, Buffers& b) {
-                     dnnl_sgemm('N', 'T', s.m, s.n, s.k, 1.0f, b.a.data(), s.k, b.w.data(), s.k, 0.0f, b.c.data(), s.n);
+  peers.push_back({"onednn", [](const Shape& s, Layout l, Buffers& b) {
+                     const bool t = l != Layout::XW;
+                     dnnl_sgemm('N', t ? 'T' : 'N', s.m, s.n, s.k, 1.0f, b.a.data(), s.k, b.w.data(), t ? s.k : s.n,
+                                0.0f, b.c.data(), s.n);
                    }});
 #endif
   const size_t np = peers.size();
+  const bool has_dnnl = np > 2;
 
-  struct Row {
-    Shape s;
-    int threads;
-    std::vector<double> gf;
-  };
   std::vector<Row> rows;
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-1, 1);
 
-  for (int nt = 1; nt <= max_threads; ++nt) {
+  for (int nt : thread_counts) {
     pool.set_num_threads(nt);
     openblas_set_num_threads(nt);
     omp_set_num_threads(nt);
-    for (const Shape& s : shapes) {
-      Buffers b;
-      b.a.resize(s.m * s.k);
-      b.w.resize(s.n * s.k);
-      b.c.resize(s.m * s.n);
-      for (auto& v : b.a) v = dist(rng);
-      for (auto& v : b.w) v = dist(rng);
-      // Warm-up (first touch, lazy init, thread spin-up), and size each sample
-      // to >= 2 ms (>= 0.5 ms in quick mode).
-      std::vector<int> calls(np, 1);
-      for (size_t q = 0; q < np; ++q) {
-        peers[q].call(s, b);
-        double t = time_calls([&] { peers[q].call(s, b); }, 3);
-        calls[q] = std::max(1, static_cast<int>((quick ? 5e-4 : 2e-3) / t));
-      }
-      std::vector<std::vector<double>> samples(np);
-      for (int r = 0; r < reps; ++r)
-        for (size_t q = 0; q < np; ++q) {
-          samples[q].push_back(gflop(s) / time_calls([&] { peers[q].call(s, b); }, calls[q]));
-          // OpenBLAS's idle workers busy-wait for ~2^28 cycles after a call: the
-          // next peer would run with the other core taken. Let them park first.
-          if (nt > 1 && peers[q].name == std::string("openblas")) usleep(150000);
+    std::printf("== %d thread(s), load average %s\n", nt, loadavg().c_str());
+    for (Layout layout : layouts) {
+      for (int64_t m : ms) {
+        // M = 1 (a GEMV: no peer packs for it) only in the PyTorch layout.
+        if (m == 1 && layout != Layout::XWt) continue;
+        for (auto [k, n] : kns) {
+          const Shape s{m, k, n};
+          Buffers b;
+          b.a.resize(s.m * s.k);
+          b.w.resize(s.n * s.k);
+          b.c.resize(s.m * s.n);
+          for (auto& v : b.a) v = dist(rng);
+          for (auto& v : b.w) v = dist(rng);
+          if (layout == Layout::Packed) b.packed = kn::pack_b(b.w.data(), s.k, true, s.k, s.n);
+          // Warm-up (first touch, lazy init, thread spin-up), and size each
+          // sample to >= 2 ms (>= 0.5 ms in quick mode).
+          std::vector<int> calls(np, 1);
+          for (size_t q = 0; q < np; ++q) {
+            peers[q].call(s, layout, b);
+            const double t0 = wall_s();
+            for (int i = 0; i < 3; ++i) peers[q].call(s, layout, b);
+            const double t = (wall_s() - t0) / 3;
+            calls[q] = std::max(1, static_cast<int>((quick ? 5e-4 : 2e-3) / t));
+          }
+          std::vector<std::vector<Sample>> samples(np);
+          for (int r = 0; r < reps; ++r)
+            for (size_t q = 0; q < np; ++q) {
+              samples[q].push_back(sample(peers[q], s, layout, b, calls[q]));
+              // OpenBLAS's idle workers busy-wait for ~2^28 cycles after a call: the
+              // next peer would run with the other core taken. Let them park first.
+              if (nt > 1 && peers[q].name == std::string("openblas")) usleep(150000);
+            }
+          Row row{s, layout, nt, {}, {}, {}, loadavg()};
+          for (size_t q = 0; q < np; ++q) {
+            std::vector<double> w, c, u;
+            for (const Sample& x : samples[q]) {
+              w.push_back(x.gf_wall);
+              c.push_back(x.gf_cpu);
+              u.push_back(x.cpus);
+            }
+            row.gf.push_back(median(w));
+            row.gf_cpu.push_back(median(c));
+            row.cpus.push_back(median(u));
+          }
+          std::printf("  %-6s %4ld x %4ld x %4ld: attnode %.1f GF/s (%.0f%% of peak)", layout_name(layout), (long)m,
+                      (long)k, (long)n, row.gf[0], 100.0 * row.gf[0] / (peak1 * nt));
+          if (has_dnnl) std::printf(", onednn %.1f, ratio %.3f", row.gf[2], row.gf[0] / row.gf[2]);
+          std::printf("\n");
+          std::fflush(stdout);
+          rows.push_back(row);
         }
-      Row row{s, nt, {}};
-      for (size_t q = 0; q < np; ++q) row.gf.push_back(median(samples[q]));
-      rows.push_back(row);
+      }
     }
   }
+  const std::string load_end = loadavg();
+
+  // A peer used more CPUs than its thread count (+ slack for the timer and the
+  // pool's wake-ups): its wall time is not a `threads`-thread figure.
+  auto over = [](const Row& r, size_t q) { return r.cpus[q] > r.threads + 0.25; };
 
   // ---- report ----
   std::string md;
-  char line[512];
-  auto emit = [&](const char* s) {
-    std::fputs(s, stdout);
+  auto emit = [&](const std::string& s) {
+    std::fputs(s.c_str(), stdout);
     md += s;
   };
-  std::snprintf(line, sizeof line, "| M | K | N | thr | attnode GF/s | openblas GF/s |%s ours/oblas |%s %% of peak |\n",
-                np > 2 ? " onednn GF/s |" : "", np > 2 ? " ours/onednn |" : "");
-  emit(line);
-  emit(np > 2 ? "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-              : "|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  emit("\n| layout | M | K | N | thr | attnode GF/s | % of peak | openblas GF/s |" +
+       std::string(has_dnnl ? " onednn GF/s | ours/onednn | ours/onednn (thread CPU time) |" : "") +
+       " ours/openblas | CPUs used (ours/oblas" + (has_dnnl ? "/onednn" : "") + ") | load |\n");
+  emit(std::string("|---|---:|---:|---:|---:|---:|---:|---:|") + (has_dnnl ? "---:|---:|---:|" : "") +
+       "---:|---|---|\n");
   for (const Row& r : rows) {
-    const double peak = nominal_peak(r.threads);
-    if (np > 2) {
-      std::snprintf(line, sizeof line, "| %ld | %ld | %ld | %d | %.1f | %.1f | %.1f | %.3f | %.3f | %.1f%% |\n",
-                    (long)r.s.m, (long)r.s.k, (long)r.s.n, r.threads, r.gf[0], r.gf[1], r.gf[2], r.gf[0] / r.gf[1],
-                    r.gf[0] / r.gf[2], 100.0 * r.gf[0] / peak);
-    } else {
-      std::snprintf(line, sizeof line, "| %ld | %ld | %ld | %d | %.1f | %.1f | %.3f | %.1f%% |\n", (long)r.s.m,
-                    (long)r.s.k, (long)r.s.n, r.threads, r.gf[0], r.gf[1], r.gf[0] / r.gf[1], 100.0 * r.gf[0] / peak);
+    std::string cpus;
+    for (size_t q = 0; q < np; ++q) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%s%.2f%s", q ? "/" : "", r.cpus[q],
+                    over(r, q)                    ? "(!)"
+                    : r.cpus[q] < 0.8 * r.threads ? "(d)"
+                                                  : "");
+      cpus += b;
     }
+    std::string dn;
+    if (has_dnnl) {
+      char b[128];
+      if (r.threads == 1) {
+        std::snprintf(b, sizeof b, " %.1f | %.3f | %.3f |", r.gf[2], r.gf[0] / r.gf[2], r.gf_cpu[0] / r.gf_cpu[2]);
+      } else {
+        std::snprintf(b, sizeof b, " %.1f | %.3f | - |", r.gf[2], r.gf[0] / r.gf[2]);
+      }
+      dn = b;
+    }
+    std::snprintf(line, sizeof line, "| %s | %ld | %ld | %ld | %d | %.1f | %.1f%% | %.1f |%s %.3f | %s | %s |\n",
+                  layout_name(r.layout), (long)r.s.m, (long)r.s.k, (long)r.s.n, r.threads, r.gf[0],
+                  100.0 * r.gf[0] / (peak1 * r.threads), r.gf[1], dn.c_str(), r.gf[0] / r.gf[1], cpus.c_str(),
+                  r.load.c_str());
     emit(line);
   }
   emit("\n");
-  for (int nt = 1; nt <= max_threads; ++nt) {
-    for (int which = 0; which < 2; ++which) {  // all shapes, then M > 1 only
-      double lr1 = 0, lr2 = 0, lpk = 0;
-      int cnt = 0;
+
+  // Geometric means over the M > 1 target shapes, per layout and thread count
+  // (rows where a peer used more CPUs than its thread count are left out).
+  std::string summary_json;
+  emit(
+      "Geometric means over M > 1 (issue 18 targets: ours/onednn >= 1.0; >= 90% of the measured peak at M >= "
+      "512):\n\n");
+  for (int nt : thread_counts) {
+    for (Layout layout : layouts) {
+      double l_dn = 0, l_ob = 0, l_cpu = 0, l_pk = 0, min_pk_512 = 1e9;
+      int cnt = 0, cnt_pk = 0, left_out = 0;
       for (const Row& r : rows) {
-        if (r.threads != nt || (which == 1 && r.s.m == 1)) continue;
-        lr1 += std::log(r.gf[0] / r.gf[1]);
-        if (np > 2) lr2 += std::log(r.gf[0] / r.gf[2]);
-        lpk += std::log(r.gf[0] / nominal_peak(nt));
+        if (r.threads != nt || r.layout != layout || r.s.m == 1) continue;
+        bool bad = false;
+        for (size_t q = 0; q < np; ++q) bad = bad || over(r, q);
+        if (bad) {
+          ++left_out;
+          continue;
+        }
+        if (has_dnnl) l_dn += std::log(r.gf[0] / r.gf[2]);
+        if (has_dnnl) l_cpu += std::log(r.gf_cpu[0] / r.gf_cpu[2]);
+        l_ob += std::log(r.gf[0] / r.gf[1]);
         ++cnt;
+        if (r.s.m >= 512) {
+          const double f = r.gf[0] / (peak1 * nt);
+          l_pk += std::log(f);
+          min_pk_512 = std::min(min_pk_512, f);
+          ++cnt_pk;
+        }
       }
-      if (!cnt) continue;
+      if (cnt == 0) continue;
+      std::string dn;
+      if (has_dnnl) {
+        dn = "ours/onednn " + std::to_string(std::exp(l_dn / cnt)).substr(0, 5);
+        if (nt == 1) dn += " (by thread CPU time " + std::to_string(std::exp(l_cpu / cnt)).substr(0, 5) + ")";
+        dn += ", ";
+      }
+      std::string pk = cnt_pk
+                           ? ", M >= 512: " + std::to_string(100.0 * std::exp(l_pk / cnt_pk)).substr(0, 4) +
+                                 "% of peak (geomean), lowest " + std::to_string(100.0 * min_pk_512).substr(0, 4) + "%"
+                           : "";
       std::snprintf(
-          line, sizeof line, "geomean %d thread(s), %s: ours/openblas %.3f%s, fraction of nominal FMA peak %.1f%%\n",
-          nt, which ? "M>1 shapes" : "all shapes", std::exp(lr1 / cnt),
-          np > 2 ? (std::string(", ours/onednn ") + std::to_string(std::exp(lr2 / cnt)).substr(0, 5)).c_str() : "",
-          100.0 * std::exp(lpk / cnt));
+          line, sizeof line, "- %d thread(s), %s: %sours/openblas %.3f%s (%d shapes%s)\n", nt, layout_name(layout),
+          dn.c_str(), std::exp(l_ob / cnt), pk.c_str(), cnt,
+          left_out ? (", " + std::to_string(left_out) + " left out: a peer over its thread count").c_str() : "");
       emit(line);
+      char js[512];
+      std::snprintf(js, sizeof js,
+                    "%s    {\"threads\": %d, \"layout\": \"%s\", \"shapes\": %d, \"left_out\": %d, "
+                    "\"ours_over_onednn\": %.4f, \"ours_over_onednn_thread_cpu\": %.4f, \"ours_over_openblas\": %.4f, "
+                    "\"peak_fraction_m512_geomean\": %.4f, \"peak_fraction_m512_min\": %.4f}",
+                    summary_json.empty() ? "" : ",\n", nt, layout_name(layout), cnt, left_out,
+                    has_dnnl ? std::exp(l_dn / cnt) : 0.0, has_dnnl && nt == 1 ? std::exp(l_cpu / cnt) : 0.0,
+                    std::exp(l_ob / cnt), cnt_pk ? std::exp(l_pk / cnt_pk) : 0.0, cnt_pk ? min_pk_512 : 0.0);
+      summary_json += js;
     }
   }
+  emit(
+      "\nCPUs used: the process's CPU seconds per wall second while that peer ran (median sample). (!) more than "
+      "its thread count: left out of the means. (d) under 0.8 x its thread count: descheduled by other load, so its "
+      "wall-time figure is low; at 1 thread the thread-CPU-time ratio is the one load does not distort.\n");
+  emit("\nload average at end: " + load_end + "\n");
 
   // ---- files ----
   const std::string date = iso_date();
-  std::string json = "{\n  \"date\": \"" + date + "\",\n  \"cpu\": \"" + rt::cpu_info().brand + "\",\n";
+  std::string json = "{\n  \"date\": \"" + date + "\",\n  \"cpu\": \"" + ci.brand + "\",\n";
+  json += "  \"vendor\": \"" + ci.vendor + "\",\n  \"family\": " + std::to_string(ci.family) +
+          ",\n  \"model\": " + std::to_string(ci.model) + ",\n  \"uarch\": \"" + ci.uarch + "\",\n";
   json += "  \"isa\": \"" + std::string(rt::isa_name(rt::active_isa())) + "\",\n";
+  json += "  \"gemm_tuning\": {\"entry\": \"" + tu.entry + "\", \"mr\": " + std::to_string(tu.mr) +
+          ", \"nr\": " + std::to_string(tu.nr) + ", \"kc\": " + std::to_string(tu.kc) +
+          ", \"nc\": " + std::to_string(tu.nc) + ", \"direct_a\": " + (tu.direct_a ? "true" : "false") + "},\n";
   json += "  \"openblas_config\": \"" + std::string(openblas_get_config()) + "\",\n";
-  json += "  \"openblas_coretype_env\": \"" + std::string(env_core ? env_core : "unset") + "\",\n";
-  json += "  \"openblas_l2_size_env\": \"" + std::string(env_l2 ? env_l2 : "unset") + "\",\n";
-  json += "  \"onednn\": " + std::string(np > 2 ? "true" : "false") + ",\n";
+  json += "  \"onednn\": " + std::string(has_dnnl ? "true" : "false") + ",\n";
   json += "  \"fma_peak_gflops_1core_measured\": " + std::to_string(peak1) + ",\n";
+  json += "  \"load_start\": \"" + load_start + "\",\n  \"load_end\": \"" + load_end + "\",\n";
   json += "  \"quick\": " + std::string(quick ? "true" : "false") + ",\n  \"reps\": " + std::to_string(reps) +
-          ",\n  \"results\": [\n";
+          ",\n  \"summary\": [\n" + summary_json + "\n  ],\n  \"results\": [\n";
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     std::snprintf(line, sizeof line,
-                  "    {\"m\": %ld, \"k\": %ld, \"n\": %ld, \"threads\": %d, \"attnode_gflops\": %.2f, "
-                  "\"openblas_gflops\": %.2f%s}%s\n",
-                  (long)r.s.m, (long)r.s.k, (long)r.s.n, r.threads, r.gf[0], r.gf[1],
-                  np > 2 ? (", \"onednn_gflops\": " + std::to_string(r.gf[2])).c_str() : "",
+                  "    {\"layout\": \"%s\", \"m\": %ld, \"k\": %ld, \"n\": %ld, \"threads\": %d, \"attnode_gflops\": "
+                  "%.2f, \"openblas_gflops\": %.2f%s, \"attnode_thread_cpu_gflops\": %.2f%s, \"cpus_used\": [%.2f, "
+                  "%.2f%s], \"load\": \"%s\"}%s\n",
+                  layout_name(r.layout), (long)r.s.m, (long)r.s.k, (long)r.s.n, r.threads, r.gf[0], r.gf[1],
+                  has_dnnl ? (", \"onednn_gflops\": " + std::to_string(r.gf[2])).c_str() : "", r.gf_cpu[0],
+                  has_dnnl ? (", \"onednn_thread_cpu_gflops\": " + std::to_string(r.gf_cpu[2])).c_str() : "", r.cpus[0],
+                  r.cpus[1], has_dnnl ? (", " + std::to_string(r.cpus[2])).c_str() : "", r.load.c_str(),
                   i + 1 < rows.size() ? "," : "");
     json += line;
   }
   json += "  ]\n}\n";
-  const std::string jpath = out_dir + "/gemm-" + date + (quick ? "-quick" : "") + ".json";
-  if (FILE* f = std::fopen(jpath.c_str(), "w")) {
+  const std::string base = out_dir + "/gemm-" + tag + "-" + date + (quick ? "-quick" : "");
+  if (FILE* f = std::fopen((base + ".json").c_str(), "w")) {
     std::fputs(json.c_str(), f);
     std::fclose(f);
-    std::printf("\nwrote %s\n", jpath.c_str());
+    std::printf("\nwrote %s.json\n", base.c_str());
   }
-  const std::string mpath = out_dir + "/gemm-latest.md";
-  if (FILE* f = std::fopen(mpath.c_str(), "w")) {
-    std::fprintf(f,
-                 "# GEMM benchmark (%s%s)\n\nCPU: %s. C = A·Wᵀ fp32, median of %d interleaved reps. "
-                 "OpenBLAS %s (core %s), OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s. %% of peak vs nominal 225 (1 thr) / "
-                 "430 (2 thr) GFLOP/s; measured 1-core FMA loop at start: %.1f GFLOP/s (machine load).\n\n",
-                 date.c_str(), quick ? ", quick" : "", rt::cpu_info().brand.c_str(), reps, openblas_get_config(),
-                 corename, env_core ? env_core : "unset", env_l2 ? env_l2 : "unset", peak1);
+  if (FILE* f = std::fopen((base + ".md").c_str(), "w")) {
+    std::fprintf(f, "# GEMM benchmark (%s%s): %s\n\n", date.c_str(), quick ? ", quick" : "", ci.brand.c_str());
+    std::fputs("```\n", f);
+    std::fputs(head.c_str(), f);
+    std::fputs("```\n", f);
     std::fputs(md.c_str(), f);
     std::fclose(f);
-    std::printf("wrote %s\n", mpath.c_str());
+    std::printf("wrote %s.md\n", base.c_str());
   }
   if (with_int8) {
     std::printf("\n");

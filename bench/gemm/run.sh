@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds and runs the GEMM benchmark (attnode vs OpenBLAS vs oneDNN).
-# Usage: bench/gemm/run.sh [--quick] [--reps N]
+# Builds and runs the GEMM benchmark (attnode vs OpenBLAS vs oneDNN), which
+# writes bench/results/gemm-<uarch>-<date>.{md,json} (see gemm_bench.cc).
+# Usage: bench/gemm/run.sh [--quick] [--reps N] [--threads 1,2] [--m 128,512,2048]
+#                          [--layouts xWt,xW,packed] [--tag NAME] [--out DIR] [--no-int8 | --int8-only]
 #
 # OpenBLAS setting used: the environment's OPENBLAS_CORETYPE=Haswell and
 # OPENBLAS_L2_SIZE=512 caps are UNSET for the benchmark process only, so
@@ -23,5 +25,7 @@ else
 fi
 g++ "${FLAGS[@]}" "${SRCS[@]}" -o "$OUT/gemm_bench" "${LIBS[@]}"
 
+grep -m1 'model name' /proc/cpuinfo || true
+uptime
 echo "running: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive $OUT/gemm_bench $*"
 exec env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive "$OUT/gemm_bench" "$@"
