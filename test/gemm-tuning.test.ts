@@ -1,0 +1,149 @@
+/**
+ * The fp32 GEMM's blocking chosen per CPU (native/kernels/gemm/gemm.cc, choose_tuning): the cpuid family/model the
+ * addon decodes against the kernel's /proc/cpuinfo, the table entry picked for the microarchitecture on the AVX-512
+ * path, the cache-size rules everywhere else, the ATTNODE_GEMM_BLOCKING override (fresh processes), and that a GEMM
+ * under an override still computes the product.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { addon } from '../lib/backend/native';
+import { naiveGemm } from './helpers/reference';
+
+const startInfo = addon?.info();
+const envOverride = process.env.ATTNODE_GEMM_BLOCKING;
+const cpuinfo = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
+const procField = (name: string): number | null => {
+  const m = new RegExp(`^${name}\\s*:\\s*(\\d+)`, 'm').exec(cpuinfo);
+  return m ? Number(m[1]) : null;
+};
+const isX86 = process.arch === 'x64' || process.arch === 'ia32';
+const measured: Record<string, { kc: number; nc: number; directA: boolean }> = {
+  zen4: { kc: 384, nc: 480, directA: true },
+  zen5: { kc: 384, nc: 336, directA: false },
+};
+
+/** What choose_tuning derives from the cache sizes for an `mr` x `nr` micro-kernel. */
+function derived(l1d: number, l2: number, mr: number, nr: number): { kc: number; nc: number } {
+  const kc = Math.min(1024, Math.max(128, Math.floor(l1d / (4 * mr * 4))));
+  const nc = Math.max(nr, Math.floor(Math.floor(l2 / 2 / (kc * 4)) / nr) * nr);
+  return { kc, nc };
+}
+
+describe.skipIf(!addon)('GEMM blocking per CPU (native addon)', () => {
+  const a = addon!;
+  afterAll(() => a.setIsa(startInfo!.detectedIsa));
+
+  it.skipIf(!isX86 || procField('cpu family') === null)(
+    'cpuid family/model match /proc/cpuinfo, and the microarchitecture name follows from them',
+    () => {
+      const { cpu } = a.info();
+      expect(cpu.family).toBe(procField('cpu family'));
+      expect(cpu.model).toBe(procField('model'));
+      const amd = cpu.vendor === 'AuthenticAMD';
+      const zen4Models = (m: number) => (m >= 0x10 && m <= 0x1f) || (m >= 0x60 && m <= 0x7f) || (m >= 0xa0 && m <= 0xaf);
+      const want = !amd
+        ? ''
+        : cpu.family === 26
+          ? 'zen5'
+          : cpu.family === 25
+            ? zen4Models(cpu.model)
+              ? 'zen4'
+              : 'zen3'
+            : '';
+      expect(cpu.uarch).toBe(want);
+    },
+  );
+
+  it.skipIf(envOverride !== undefined)('the AVX-512 path takes the measured entry of this microarchitecture, or the cache rules', () => {
+    a.setIsa(startInfo!.detectedIsa);
+    const { cpu, gemm, isa } = a.info();
+    const entry = isa === 'avx512' ? measured[cpu.uarch] : undefined;
+    if (entry) {
+      expect(gemm).toEqual({ entry: cpu.uarch, mr: 8, nr: 48, ...entry });
+    } else {
+      expect(gemm.entry).toBe('derived');
+      expect(gemm.directA).toBe(false);
+      expect({ kc: gemm.kc, nc: gemm.nc }).toEqual(derived(cpu.l1dBytes, cpu.l2Bytes, gemm.mr, gemm.nr));
+    }
+  });
+
+  it.skipIf(envOverride !== undefined || !['avx512', 'avx2'].includes(startInfo?.detectedIsa ?? ''))(
+    'a lowered kernel path has no table entry: the cache rules for its micro-kernel, A packed',
+    () => {
+      a.setIsa('avx2');
+      const { cpu, gemm } = a.info();
+      expect(gemm).toEqual({ entry: 'derived', mr: 6, nr: 16, directA: false, ...derived(cpu.l1dBytes, cpu.l2Bytes, 6, 16) });
+      a.setIsa(startInfo!.detectedIsa);
+    },
+  );
+});
+
+// A fresh process per setting: the override is read once.
+const script = `
+const a = require(${JSON.stringify(path.resolve(__dirname, '..', 'lib', 'backend', 'native.ts'))}).addon;
+const g = a.info().gemm;
+const [m, n, k] = [37, 101, 203];
+const A = new Float32Array(m * k).map((_, i) => Math.sin(i));
+const B = new Float32Array(n * k).map((_, i) => Math.cos(i * 0.7));
+const out = {};
+for (const transB of [false, true]) {
+  const C = new Float32Array(m * n);
+  a.gemm({ a: A, b: B, c: C, m, n, k, transB });
+  out[transB ? 't' : 'n'] = Array.from(C);
+}
+console.log(JSON.stringify({ gemm: g, isa: a.info().isa, out }));
+`;
+
+function child(env: Record<string, string | undefined>) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], {
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    cwd: path.resolve(__dirname, '..'),
+  });
+  expect(r.status, r.stderr).toBe(0);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+    gemm: { entry: string; mr: number; nr: number; kc: number; nc: number; directA: boolean };
+    isa: string;
+    out: { n: number[]; t: number[] };
+  };
+}
+
+describe.skipIf(!addon)('ATTNODE_GEMM_BLOCKING (fresh processes)', () => {
+  it('replaces the named fields, marks the entry +env, and the product is still right', () => {
+    const base = child({ ATTNODE_GEMM_BLOCKING: undefined });
+    const r = child({ ATTNODE_GEMM_BLOCKING: 'kc=64,nc=100,a=packed' });
+    expect(r.gemm.entry).toBe(`${base.gemm.entry}+env`);
+    expect(r.gemm.kc).toBe(64);
+    expect(r.gemm.nc).toBe(Math.max(r.gemm.nr, Math.floor(100 / r.gemm.nr) * r.gemm.nr));
+    expect(r.gemm.directA).toBe(false);
+    const [m, n, k] = [37, 101, 203];
+    const A = new Float32Array(m * k).map((_, i) => Math.sin(i));
+    const B = new Float32Array(n * k).map((_, i) => Math.cos(i * 0.7));
+    for (const transB of [false, true]) {
+      const { c: ref, mag } = naiveGemm(A, B, m, n, k, false, transB);
+      const got = transB ? r.out.t : r.out.n;
+      let worst = 0;
+      for (let i = 0; i < m * n; i++) worst = Math.max(worst, Math.abs(got[i]! - ref[i]!) / (mag[i]! + 1e-30));
+      expect(worst, transB ? 'x·Wᵀ' : 'x·W').toBeLessThan(1e-6);
+    }
+  });
+
+  it('ignores malformed settings (the entry keeps its name)', () => {
+    const base = child({ ATTNODE_GEMM_BLOCKING: undefined });
+    for (const bad of ['kc=3', 'nc=abc', 'a=sideways', 'speed=11', 'kc=384,,', 'kc']) {
+      const r = child({ ATTNODE_GEMM_BLOCKING: bad });
+      expect(r.gemm, bad).toEqual(base.gemm);
+    }
+  });
+
+  it.skipIf(startInfo?.detectedIsa !== 'avx512')('A read in place and A packed give the same bits (avx512)', () => {
+    const rows = child({ ATTNODE_GEMM_BLOCKING: 'kc=128,a=rows' });
+    const packed = child({ ATTNODE_GEMM_BLOCKING: 'kc=128,a=packed' });
+    expect(rows.gemm.directA).toBe(true);
+    expect(packed.gemm.directA).toBe(false);
+    expect(rows.out).toEqual(packed.out);
+  });
+});
+
