@@ -97,7 +97,7 @@ CpuInfo detect() {
     const int base_family = (r1.a >> 8) & 0xf, base_model = (r1.a >> 4) & 0xf;
     ci.family = base_family == 0xf ? base_family + static_cast<int>((r1.a >> 20) & 0xff) : base_family;
     ci.model = base_family == 0xf || base_family == 0x6 ? base_model | static_cast<int>(((r1.a >> 16) & 0xf) << 4)
-                                                       : base_model;
+                                                        : base_model;
     ci.stepping = r1.a & 0xf;
     ci.sse42 = (r1.c >> 20) & 1;
     ci.fma = (r1.c >> 12) & 1;

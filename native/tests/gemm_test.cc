@@ -410,7 +410,8 @@ void bf16_gemv_matches_gemm() {
   struct S {
     int64_t n, k;
   };
-  const S shapes[] = {{1, 1}, {47, 3}, {48, 64}, {49, 577}, {200, 576}, {960, 576}, {576, 1536}, {3072, 576}, {97, 1025}};
+  const S shapes[] = {{1, 1},     {47, 3},     {48, 64},    {49, 577}, {200, 576},
+                      {960, 576}, {576, 1536}, {3072, 576}, {97, 1025}};
   struct E {
     float alpha, beta;
     bool bias;
@@ -467,8 +468,8 @@ void bf16_gemv_matches_gemm() {
       }
     }
   }
-  std::printf("%s [avx512-bf16]: %d M = 1 products bit-identical to their row of the bf16 GEMM\n", bad ? "FAIL" : "ok  ",
-              n_cases);
+  std::printf("%s [avx512-bf16]: %d M = 1 products bit-identical to their row of the bf16 GEMM\n",
+              bad ? "FAIL" : "ok  ", n_cases);
 }
 
 }  // namespace
