@@ -19,7 +19,8 @@
 // least: time the thread spent descheduled is not counted).
 //
 // "% of peak" is against the FMA peak measured at the start of the run
-// (fma_peak.h: one core, back-to-back 512-bit FMAs), times the thread count.
+// (fma_peak.h: one core, back-to-back 512-bit FMAs, timed by thread CPU time),
+// times the thread count; at 1 thread also from the call's thread CPU time.
 //
 // Usage: gemm_bench [--quick] [--reps N] [--threads 1,2] [--m 128,512]
 //                   [--layouts xWt,xW,packed] [--out DIR] [--tag NAME]
@@ -387,10 +388,10 @@ int main(int argc, char** argv) {
     std::fputs(s.c_str(), stdout);
     md += s;
   };
-  emit("\n| layout | M | K | N | thr | attnode GF/s | % of peak | openblas GF/s |" +
+  emit("\n| layout | M | K | N | thr | attnode GF/s | % of peak | % of peak (thread CPU time) | openblas GF/s |" +
        std::string(has_dnnl ? " onednn GF/s | ours/onednn | ours/onednn (thread CPU time) |" : "") +
        " ours/openblas | CPUs used (ours/oblas" + (has_dnnl ? "/onednn" : "") + ") | load |\n");
-  emit(std::string("|---|---:|---:|---:|---:|---:|---:|---:|") + (has_dnnl ? "---:|---:|---:|" : "") +
+  emit(std::string("|---|---:|---:|---:|---:|---:|---:|---:|---:|") + (has_dnnl ? "---:|---:|---:|" : "") +
        "---:|---|---|\n");
   for (const Row& r : rows) {
     std::string cpus;
@@ -412,9 +413,11 @@ int main(int argc, char** argv) {
       }
       dn = b;
     }
-    std::snprintf(line, sizeof line, "| %s | %ld | %ld | %ld | %d | %.1f | %.1f%% | %.1f |%s %.3f | %s | %s |\n",
+    char cpu_pk[32] = "-";
+    if (r.threads == 1) std::snprintf(cpu_pk, sizeof cpu_pk, "%.1f%%", 100.0 * r.gf_cpu[0] / peak1);
+    std::snprintf(line, sizeof line, "| %s | %ld | %ld | %ld | %d | %.1f | %.1f%% | %s | %.1f |%s %.3f | %s | %s |\n",
                   layout_name(r.layout), (long)r.s.m, (long)r.s.k, (long)r.s.n, r.threads, r.gf[0],
-                  100.0 * r.gf[0] / (peak1 * r.threads), r.gf[1], dn.c_str(), r.gf[0] / r.gf[1], cpus.c_str(),
+                  100.0 * r.gf[0] / (peak1 * r.threads), cpu_pk, r.gf[1], dn.c_str(), r.gf[0] / r.gf[1], cpus.c_str(),
                   r.load.c_str());
     emit(line);
   }
@@ -428,7 +431,7 @@ int main(int argc, char** argv) {
       "512):\n\n");
   for (int nt : thread_counts) {
     for (Layout layout : layouts) {
-      double l_dn = 0, l_ob = 0, l_cpu = 0, l_pk = 0, min_pk_512 = 1e9;
+      double l_dn = 0, l_ob = 0, l_cpu = 0, l_pk = 0, min_pk_512 = 1e9, l_pk_cpu = 0, min_pk_cpu = 1e9;
       int cnt = 0, cnt_pk = 0, left_out = 0;
       for (const Row& r : rows) {
         if (r.threads != nt || r.layout != layout || r.s.m == 1) continue;
@@ -446,6 +449,9 @@ int main(int argc, char** argv) {
           const double f = r.gf[0] / (peak1 * nt);
           l_pk += std::log(f);
           min_pk_512 = std::min(min_pk_512, f);
+          const double fc = r.gf_cpu[0] / peak1;
+          l_pk_cpu += std::log(fc);
+          min_pk_cpu = std::min(min_pk_cpu, fc);
           ++cnt_pk;
         }
       }
@@ -460,6 +466,9 @@ int main(int argc, char** argv) {
                            ? ", M >= 512: " + std::to_string(100.0 * std::exp(l_pk / cnt_pk)).substr(0, 4) +
                                  "% of peak (geomean), lowest " + std::to_string(100.0 * min_pk_512).substr(0, 4) + "%"
                            : "";
+      if (cnt_pk && nt == 1)
+        pk += " (by thread CPU time " + std::to_string(100.0 * std::exp(l_pk_cpu / cnt_pk)).substr(0, 4) +
+              "%, lowest " + std::to_string(100.0 * min_pk_cpu).substr(0, 4) + "%)";
       std::snprintf(
           line, sizeof line, "- %d thread(s), %s: %sours/openblas %.3f%s (%d shapes%s)\n", nt, layout_name(layout),
           dn.c_str(), std::exp(l_ob / cnt), pk.c_str(), cnt,
@@ -469,10 +478,12 @@ int main(int argc, char** argv) {
       std::snprintf(js, sizeof js,
                     "%s    {\"threads\": %d, \"layout\": \"%s\", \"shapes\": %d, \"left_out\": %d, "
                     "\"ours_over_onednn\": %.4f, \"ours_over_onednn_thread_cpu\": %.4f, \"ours_over_openblas\": %.4f, "
-                    "\"peak_fraction_m512_geomean\": %.4f, \"peak_fraction_m512_min\": %.4f}",
+                    "\"peak_fraction_m512_geomean\": %.4f, \"peak_fraction_m512_min\": %.4f, "
+                    "\"peak_fraction_m512_thread_cpu_geomean\": %.4f, \"peak_fraction_m512_thread_cpu_min\": %.4f}",
                     summary_json.empty() ? "" : ",\n", nt, layout_name(layout), cnt, left_out,
                     has_dnnl ? std::exp(l_dn / cnt) : 0.0, has_dnnl && nt == 1 ? std::exp(l_cpu / cnt) : 0.0,
-                    std::exp(l_ob / cnt), cnt_pk ? std::exp(l_pk / cnt_pk) : 0.0, cnt_pk ? min_pk_512 : 0.0);
+                    std::exp(l_ob / cnt), cnt_pk ? std::exp(l_pk / cnt_pk) : 0.0, cnt_pk ? min_pk_512 : 0.0,
+                    cnt_pk && nt == 1 ? std::exp(l_pk_cpu / cnt_pk) : 0.0, cnt_pk && nt == 1 ? min_pk_cpu : 0.0);
       summary_json += js;
     }
   }
