@@ -36,7 +36,7 @@ describe.skipIf(!addon)('GEMM blocking per CPU (native addon)', () => {
   afterAll(() => a.setIsa(startInfo!.detectedIsa));
 
   it.skipIf(!isX86 || procField('cpu family') === null)(
-    'cpuid family/model match /proc/cpuinfo, and the microarchitecture name follows from them',
+    'cpuid family/model match /proc/cpuinfo, and the microarchitecture name follows from them (x86 with /proc/cpuinfo)',
     () => {
       const { cpu } = a.info();
       expect(cpu.family).toBe(procField('cpu family'));
@@ -56,7 +56,7 @@ describe.skipIf(!addon)('GEMM blocking per CPU (native addon)', () => {
     },
   );
 
-  it.skipIf(envOverride !== undefined)('the AVX-512 path takes the measured entry of this microarchitecture, or the cache rules', () => {
+  it.skipIf(envOverride !== undefined)('the AVX-512 path takes the measured entry of this microarchitecture, or the cache rules (skipped when ATTNODE_GEMM_BLOCKING is set)', () => {
     a.setIsa(startInfo!.detectedIsa);
     const { cpu, gemm, isa } = a.info();
     const entry = isa === 'avx512' ? measured[cpu.uarch] : undefined;
@@ -69,8 +69,9 @@ describe.skipIf(!addon)('GEMM blocking per CPU (native addon)', () => {
     }
   });
 
-  it.skipIf(envOverride !== undefined || !['avx512', 'avx2'].includes(startInfo?.detectedIsa ?? ''))(
-    'a lowered kernel path has no table entry: the cache rules for its micro-kernel, A packed',
+  // startInfo.isa is the path ATTNODE_ISA left active: setIsa cannot raise past it.
+  it.skipIf(envOverride !== undefined || !['avx512', 'avx2'].includes(startInfo?.isa ?? ''))(
+    'a lowered kernel path has no table entry: the cache rules for its micro-kernel, A packed (needs avx2 or avx512 active, no ATTNODE_GEMM_BLOCKING)',
     () => {
       a.setIsa('avx2');
       const { cpu, gemm } = a.info();
@@ -138,7 +139,7 @@ describe.skipIf(!addon)('ATTNODE_GEMM_BLOCKING (fresh processes)', () => {
     }
   });
 
-  it.skipIf(startInfo?.detectedIsa !== 'avx512')('A read in place and A packed give the same bits (avx512)', () => {
+  it.skipIf(startInfo?.isa !== 'avx512')('A read in place and A packed give the same bits (needs the avx512 path active)', () => {
     const rows = child({ ATTNODE_GEMM_BLOCKING: 'kc=128,a=rows' });
     const packed = child({ ATTNODE_GEMM_BLOCKING: 'kc=128,a=packed' });
     expect(rows.gemm.directA).toBe(true);
