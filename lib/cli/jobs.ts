@@ -147,6 +147,9 @@ async function workerMain(args: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   console.error(`attnode worker: exited cleanly (${w.counts.committed} shards committed)`);
+  // Every shard is settled and every connection closed; a reconnect timer a library left behind must not keep the
+  // process alive (an unref'd timer fires only if something else still holds the event loop).
+  setTimeout(() => process.exit(0), 2000).unref();
   return 0;
 }
 

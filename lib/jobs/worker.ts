@@ -29,7 +29,7 @@ import { Metrics, renderPrometheus } from '../serving/metrics';
 import { isPostgresOutput, parsePgOutput, tableName } from './pg-output';
 import { fileSha256, publish, sweepTemporaries, writeManifest } from './sink';
 import {
-  DEFAULT_QUEUE, committedEntries, connect, readRun, redisOptions, recordCommit, rerecordCommit, runKey, shardFile, type ManifestEntry, type RunSpec,
+  DEFAULT_QUEUE, committedEntries, committedKey, connect, readRun, redisOptions, recordCommit, rerecordCommit, runKey, shardFile, type ManifestEntry, type RunSpec,
 } from './store';
 import type { ShardRange } from './readers';
 import type { ShardDecision, ShardResult, ShardStaged, ShardTask } from './thread';
@@ -156,6 +156,28 @@ async function throughOutage<T>(fn: () => Promise<T>, ms: number): Promise<T> {
   }
 }
 
+/**
+ * `bull.close()`, bounded: it waits for BullMQ to finish its jobs' bookkeeping in Redis, which never ends while Redis
+ * is unreachable (or, after a Redis restart, when a job's lock went missing under it). Once no shard of ours has run
+ * for `idleMs` and BullMQ is still closing, its connections are dropped instead. Resolves 'stuck' in that case.
+ */
+async function closeBull(bull: Worker<ShardJobData>, running: () => number, idleMs: number): Promise<'closed' | 'stuck'> {
+  const closed = bull.close().then(() => 'closed' as const, () => 'closed' as const);
+  let timer: NodeJS.Timeout | undefined;
+  const stuck = new Promise<'stuck'>((resolve) => {
+    let idleSince = 0;
+    timer = setInterval(() => {
+      if (running() > 0) idleSince = 0;
+      else if (!idleSince) idleSince = Date.now();
+      else if (Date.now() - idleSince >= idleMs) resolve('stuck');
+    }, 100);
+  });
+  const verdict = await Promise.race([closed, stuck]);
+  clearInterval(timer);
+  if (verdict === 'stuck') await Promise.race([bull.disconnect().catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
+  return verdict;
+}
+
 /** Starts a worker. Resolves once it is connected (and its metrics server listens). */
 export async function worker(options: WorkerOptions): Promise<JobWorker> {
   const concurrency = options.concurrency ?? 1;
@@ -168,6 +190,16 @@ export async function worker(options: WorkerOptions): Promise<JobWorker> {
   const graceMs = options.graceMs ?? 60_000;
   const log = options.log ?? (() => {});
   const redis: Redis = connect(options.redis);
+  // One line per outage (ioredis reconnects by itself; without a listener it prints every failed attempt).
+  let redisDown = false;
+  redis.on('error', (e: Error) => {
+    if (!redisDown) log(`Redis unreachable (${e.message}): retrying`);
+    redisDown = true;
+  });
+  redis.on('ready', () => {
+    if (redisDown) log('Redis reachable again');
+    redisDown = false;
+  });
   const pool = new ThreadPool(concurrency);
   const metrics = new Metrics();
   const counts = { committed: 0, duplicate: 0, lost: 0, failed: 0, released: 0, rows: 0, errorRows: 0 };
@@ -251,6 +283,15 @@ export async function worker(options: WorkerOptions): Promise<JobWorker> {
     const toPostgres = isPostgresOutput(spec.output);
     const finalPath = toPostgres ? '' : path.join(spec.output, shardFile(range.shard));
     const tmpPath = toPostgres ? '' : path.join(spec.output, `.${path.basename(finalPath)}.${token}.tmp`);
+    // A job handed out again after its shard was committed (its lock was lost in a Redis outage, or its completion
+    // never reached Redis): nothing to compute when the committed output is in place.
+    const prior = await redis.hget(committedKey(runId), String(range.shard));
+    if (prior && (toPostgres || (await fileSha256(finalPath)) === (JSON.parse(prior) as ManifestEntry).sha256)) {
+      counts.duplicate++;
+      done('shard', 208);
+      log(`shard ${range.shard} of run ${runId}: already committed; skipped`);
+      return { duplicate: true };
+    }
     // PostgreSQL: once the thread has staged the rows, it commits only if this worker still holds the job's lock.
     let discarded: 'lost' | 'cancelled' = 'lost';
     const stillOurs = async (): Promise<boolean> => {
@@ -280,7 +321,11 @@ export async function worker(options: WorkerOptions): Promise<JobWorker> {
     if (!r.ok) throw new Error(r.error);
     if (toPostgres) return recordPostgresShard(job.data, spec, r, lockKey, token, r.sink === 'discarded' ? discarded : null, done);
     const entry: ManifestEntry = { shard: range.shard, file: path.basename(finalPath), rows: r.rows, errors: r.errorRows, bytes: r.bytes, sha256: r.sha256 };
-    const verdict = await throughOutage(() => recordCommit(redis, lockKey, token, runId, entry, r.ledger), lockDuration * 4);
+    const verdict = await throughOutage(() => recordCommit(redis, lockKey, token, runId, entry, r.ledger), lockDuration * 4).catch((e: Error) => {
+      fs.rmSync(tmpPath, { force: true });
+      log(`shard ${range.shard} of run ${runId}: could not record its commit (${e.message}); discarded, the shard is redone`);
+      throw e;
+    });
     if (verdict.kind === 'lost' || verdict.kind === 'cancelled') {
       fs.rmSync(tmpPath, { force: true });
       counts.lost += verdict.kind === 'lost' ? 1 : 0;
@@ -370,7 +415,10 @@ export async function worker(options: WorkerOptions): Promise<JobWorker> {
           releasing = true;
           for (const a of active.values()) void a.cancel();
         }, graceMs);
-        await bull.close();
+        if ((await closeBull(bull, () => active.size, Math.min(Math.max(5000, lockDuration), 30_000))) === 'stuck') {
+          log('BullMQ did not close after the last shard ended (Redis unreachable?): disconnecting. Nothing is lost: '
+            + 'a shard job left active is recovered as stalled by another worker and found committed, or redone');
+        }
         clearTimeout(timer);
         await pool.close();
         metrics.stop();
