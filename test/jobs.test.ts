@@ -278,5 +278,13 @@ describe('jobs: distributed batch runs on BullMQ + redis-server', () => {
     await expect(jobs.status({ redis: url, runId: 'abcdef0123456789' })).rejects.toThrow(/run abcdef0123456789 not found/);
     await expect(jobs.submit({ redis: url, input: path.join(dir, 'missing.jsonl'), output: path.join(dir, 'o') })).rejects.toThrow(/missing.jsonl is not a file/);
     await expect(jobs.submit({ redis: url, input: __filename, output: path.join(dir, 'o'), shardSize: 0 })).rejects.toThrow(/shardSize must be an integer >= 1, got 0/);
+    // Nothing listens on the port: commands fail within seconds naming the server (password masked), never hang.
+    const down = `redis://:hunter2@127.0.0.1:${await freePort()}`;
+    const st = cli(['status', '--redis', down, 'abcdef0123456789']);
+    expect(st.code).toBe(1);
+    expect(st.stderr).toMatch(/cannot reach Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+ \(--redis\): connect ECONNREFUSED/);
+    expect(st.stderr).not.toMatch(/hunter2|Unhandled error/);
+    const { file } = input('down-submit', textRows(4));
+    await expect(jobs.submit({ redis: down, input: file, output: path.join(dir, 'o-down') })).rejects.toThrow(/cannot reach Redis at redis:\/\/:\*\*\*@/);
   }, 60_000);
 });

@@ -8,7 +8,7 @@ import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { isPostgresOutput, parsePgOutput, tableName } from './pg-output';
 import { MANIFEST, writeManifest } from './sink';
-import { DEFAULT_QUEUE, checkRunId, committedEntries, connect, ledgerEntries, readRun, redisOptions, runKey, type LedgerEntry } from './store';
+import { DEFAULT_QUEUE, checkRunId, committedEntries, connectReady, ledgerEntries, readRun, redisOptions, runKey, type LedgerEntry } from './store';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ShardJobData } from './worker';
@@ -54,7 +54,7 @@ export interface RunStatus {
 
 async function withRun<T>(options: RunOptions, fn: (redis: Redis, queue: Queue<ShardJobData>, run: NonNullable<Awaited<ReturnType<typeof readRun>>>) => Promise<T>): Promise<T> {
   const runId = checkRunId(options.runId);
-  const redis = connect(options.redis);
+  const redis = await connectReady(options.redis);
   let queue: Queue<ShardJobData> | null = null;
   try {
     const run = await readRun(redis, runId);

@@ -93,6 +93,35 @@ export function connect(url: string): Redis {
   return new Redis(checkRedisUrl(url), { maxRetriesPerRequest: null, lazyConnect: false });
 }
 
+/** A Redis URL as logs and errors show it: any password masked. */
+export function maskRedisUrl(url: string): string {
+  return url.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/, '$1***@');
+}
+
+/**
+ * A connection for a one-shot command (submit, status, retry, cancel), once it is ready. Workers wait through a Redis
+ * outage; a command fails instead.
+ * @throws Error naming `what` (the argument) and the server (password masked) when Redis does not answer within
+ * `timeoutMs`.
+ */
+export async function connectReady(url: string, timeoutMs = 5000, what = '--redis'): Promise<Redis> {
+  const redis = new Redis(checkRedisUrl(url, what), { maxRetriesPerRequest: null, lazyConnect: true });
+  let last: Error | null = null;
+  redis.on('error', (e: Error) => (last = e));
+  redis.connect().catch(() => {}); // the outcome is the 'ready' event or the timeout below
+  const ready = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    redis.once('ready', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  if (ready) return redis;
+  redis.disconnect();
+  const why = (last as Error | null)?.message ?? `no answer within ${timeoutMs} ms`;
+  throw new Error(`cannot reach Redis at ${maskRedisUrl(url)} (${what}): ${why}`);
+}
+
 /** The file name of a shard in the output directory (zero-padded: names sort by shard up to a million shards). */
 export function shardFile(shard: number): string {
   return `part-${String(shard).padStart(6, '0')}.jsonl`;

@@ -15,7 +15,7 @@ import { csvLayout, inputFormat, scanShards, type ShardRange } from './readers';
 import type { ModelSpec } from './rows';
 import { isPostgresOutput, parsePgOutput } from './pg-output';
 import { RUN_MARKER, writeManifest } from './sink';
-import { DEFAULT_QUEUE, RUNS_KEY, committedEntries, committedKey, connect, readRun, redisOptions, runKey, type RunSpec } from './store';
+import { DEFAULT_QUEUE, RUNS_KEY, committedEntries, committedKey, connectReady, readRun, redisOptions, runKey, type RunSpec } from './store';
 import type { ShardJobData } from './worker';
 
 /** Options of {@link submit}. */
@@ -112,7 +112,7 @@ export async function submit(options: SubmitOptions): Promise<SubmitResult> {
     ...(options.seed !== undefined ? { seed: options.seed } : {}), ...(options.outputKind !== undefined ? { outputKind: options.outputKind } : {}),
     ...(options.textField !== undefined ? { textField: options.textField } : {}), ...(options.precision !== undefined ? { precision: options.precision } : {}),
   };
-  const redis = connect(options.redis);
+  const redis = await connectReady(options.redis);
   const queue = new Queue<ShardJobData>(queueName, { connection: { ...redisOptions(options.redis), maxRetriesPerRequest: null } });
   try {
     const existing = await readRun(redis, runId);
