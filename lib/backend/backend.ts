@@ -104,6 +104,17 @@ export interface GemmArgs {
 }
 
 /**
+ * Independent GEMMs in one call (a Linear's data and weight gradients): each entry is a {@link GemmArgs}, and no
+ * entry's outputs (c, rowSumsA) may overlap another entry's operands or outputs. The native backend runs them at
+ * once, each whole on one thread, when there are at most two threads per GEMM (small products split over threads
+ * lose to their shared packing and uneven tiles), else one after another; every product equals the one its own
+ * `gemm` call gives, bit for bit. 1 to 8 entries, put the longest first (the calling thread starts on it).
+ */
+export interface GemmGroupArgs {
+  gemms: GemmArgs[];
+}
+
+/**
  * Precision of a module's GEMM weights. 'float32' (default) is the reference;
  * 'bfloat16' halves weight memory traffic and doubles the dot-product rate on
  * CPUs with AVX512-BF16, at about 3 significant digits per product. 'int8'
@@ -675,6 +686,7 @@ export interface ClipGradNormArgs {
  */
 export interface OpArgs {
   gemm: GemmArgs;
+  gemmGroup: GemmGroupArgs;
   softmax: SoftmaxArgs;
   layerNorm: LayerNormArgs;
   addLayerNorm: AddLayerNormArgs;

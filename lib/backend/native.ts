@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Backend, BackendOps, GemmArgs, OpArgs, OpName, WeightPrecision } from './backend';
+import type { Backend, BackendOps, GemmArgs, GemmGroupArgs, OpArgs, OpName, WeightPrecision } from './backend';
 import { checkCpuBaseline, readCpuFlags } from './cpu-baseline';
 import { registerBackend, setNativeLoadError } from './registry';
 import { recordingList, type CommandList } from './recording';
@@ -67,6 +67,7 @@ export type PackedWeight = { readonly __packedWeight: unique symbol };
  */
 export interface AddonExtraArgs {
   gemm: { packedB?: PackedWeight | null };
+  gemmGroup: { gemms: (GemmArgs & { packedB?: PackedWeight | null })[] };
 }
 
 /** One op's addon argument object: the Backend's, plus the addon-only fields. */
@@ -123,7 +124,7 @@ export interface Addon extends AddonOps, AddonRecordOps {
 
 /** Every op, in OpArgs order (a value, for iterating; `satisfies` keeps it complete). */
 const OP_TABLE = {
-  gemm: true, softmax: true, layerNorm: true, addLayerNorm: true, rmsNorm: true, addRmsNorm: true, relu: true,
+  gemm: true, gemmGroup: true, softmax: true, layerNorm: true, addLayerNorm: true, rmsNorm: true, addRmsNorm: true, relu: true,
   gelu: true, unary: true, siluMul: true, binary: true, embedding: true, permute0213: true, attention: true,
   attentionBackward: true, rope: true, copy: true, indexCopy: true, softmaxBackward: true, layerNormBackward: true,
   rmsNormBackward: true, activationBackward: true, dropoutMask: true, embeddingBackward: true, crossEntropy: true,
@@ -320,11 +321,17 @@ function makeNativeBackend(a: Addon): Backend {
     (ops as Record<OpName, (args: AddonArgs<OpName>) => void>)[op] = (args) => call(op, args);
   }
   // The one op with an addon-only field: a packed copy of a constant B.
-  ops.gemm = (g: GemmArgs) => {
+  const withPacked = (g: GemmArgs): GemmArgs & { packedB?: PackedWeight } => {
     const packedB = packedFor(g);
     // An int8 packing is of op(B)ᵀ as contiguous rows, whatever layout this call reads B in.
     const int8 = g.cacheB === true && g.bPrecision === 'int8';
-    call('gemm', packedB ? (int8 ? { ...g, packedB, transB: true, ldb: g.k } : { ...g, packedB }) : g);
+    return packedB ? (int8 ? { ...g, packedB, transB: true, ldb: g.k } : { ...g, packedB }) : g;
+  };
+  ops.gemm = (g: GemmArgs) => call('gemm', withPacked(g));
+  ops.gemmGroup = (g: GemmGroupArgs) => {
+    // The addon checks the list; an entry that is no object reaches it as is.
+    const gemms = Array.isArray(g?.gemms) ? g.gemms.map((x) => (x !== null && typeof x === 'object' ? withPacked(x) : x)) : g?.gemms;
+    call('gemmGroup', { gemms } as AddonArgs<'gemmGroup'>);
   };
   return { name: 'native', ...ops };
 }

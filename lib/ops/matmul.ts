@@ -1,5 +1,5 @@
 /** matmul and linear: the GEMM-backed ops. */
-import { Activation, ActivationGrad } from '../backend/backend';
+import { Activation, ActivationGrad, type GemmArgs } from '../backend/backend';
 import type { WeightPrecision } from '../backend/backend';
 import { resolveBackend } from '../backend/registry';
 import { argRangeErrorRaw, argTypeError, argTypeErrorRaw, checkNumber, checkShape, formatShape, shapeError } from '../errors';
@@ -335,16 +335,17 @@ function recordLinear(x: F32, xs: F32, weight: F32, bias: F32 | null, y: F32, re
     const lda = p.y.rowStride ?? nOut;
     const ldx = p.x.rowStride ?? nIn;
     let dx: F32 | null = null;
+    let dxGemm: GemmArgs | null = null;
     if (needs[0]) {
       const q = dxPlan!;
       dx = new Tensor(allocateUninitialized('float32', x.size), x.shape, 'float32', q.yStrides);
       if (dx.size > 0) {
         const [w, transB, ldb] = weightLayout(weight, backend);
         // dX = dZ · W: op(B) = W, i.e. the forward's B read the other way round.
-        be.gemm({
+        dxGemm = {
           a: dz.data, b: w, c: dx.data, m, n: nIn, k: nOut, transB: !transB, ldb, lda, ldc: q.y.rowStride ?? nIn,
           batch, strideA: p.y.batchStride, strideB: 0, strideC: q.y.batchStride,
-        });
+        };
       }
     }
     let dw: F32 | null = null;
@@ -354,7 +355,8 @@ function recordLinear(x: F32, xs: F32, weight: F32, bias: F32 | null, y: F32, re
     // db rides along with dW's GEMM (the row sums of the dZᵀ it packs) when there is one; a GEMV otherwise.
     const dbFused = db !== null && dw !== null && dw.size > 0;
     const ones = db && !dbFused ? new Float32Array(Math.max(m, 1)).fill(1) : null;
-    for (let i = 0; i < Math.max(batch, 1); i++) {
+    const blocks = Math.max(batch, 1);
+    for (let i = 0; i < blocks; i++) {
       // Batch blocks of the rows add up: the first writes, the others accumulate (beta = 1), in order.
       const beta = i === 0 ? 0 : 1;
       const zOff = i * p.y.batchStride;
@@ -363,13 +365,22 @@ function recordLinear(x: F32, xs: F32, weight: F32, bias: F32 | null, y: F32, re
       if (dw && dw.size > 0) {
         const xOff = i * p.x.batchStride;
         // dW += dZ_bᵀ · X_b: A = dZ_b stored [m, nOut] read transposed.
-        be.gemm({
+        const dwGemm: GemmArgs = {
           a: dzBlock, b: xr.data.subarray(xOff, xOff + (m === 0 ? 0 : (m - 1) * ldx + nIn)), c: dw.data,
           m: nOut, n: nIn, k: m, transA: true, lda, ldb: ldx, beta, ...(dbFused ? { rowSumsA: db!.data } : {}),
-        });
+        };
+        if (dxGemm && blocks === 1) {
+          // dW and dX are independent products of equal size: one call runs them side by side on two threads
+          // (each whole on its thread), where two calls would split each small product over both.
+          be.gemmGroup({ gemms: [dwGemm, dxGemm] });
+          dxGemm = null;
+        } else {
+          be.gemm(dwGemm);
+        }
       }
       if (db && !dbFused && db.size > 0) be.gemm({ a: ones!, b: dzBlock, c: db.data, m: 1, n: nOut, k: m, ldb: lda, beta });
     }
+    if (dxGemm) be.gemm(dxGemm);
     return [dx, dw, db];
   }, reluFused ? [xs, weight, y] : [xs, weight]);
 }

@@ -127,6 +127,8 @@ class ArgsBase {
                                        int64_t max) const;
 
  protected:
+  void set_fn(const char* fn) { fn_ = fn; }
+
   // The span of a typed array already checked, referenced for a recorded call.
   template <typename T>
   Span<T> given_array(const Napi::Value& v, const TypedArrayMemory& mem, const char* name) const;
@@ -210,6 +212,30 @@ class NamedArgs : public ArgsBase {
   }
   // The raw field, for the few that are objects.
   Napi::Value value(const char* name) const { return get(name); }
+  // The argument object the fields are read from.
+  Napi::Object object() const { return obj_; }
+
+  // While it lives, the fields are read from `obj` (an op whose argument holds other ops' argument objects, as
+  // gemmGroup's `gemms`) and errors name `fn` (a string literal). Every array is still checked through these args,
+  // so require_unchanged covers all of them.
+  class Scope {
+   public:
+    Scope(NamedArgs& args, Napi::Object obj, const char* fn) : args_(args), obj_(args.obj_), fn_(args.fn()) {
+      args_.obj_ = obj;
+      args_.set_fn(fn);
+    }
+    ~Scope() {
+      args_.obj_ = obj_;
+      args_.set_fn(fn_);
+    }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    NamedArgs& args_;
+    Napi::Object obj_;
+    const char* fn_;
+  };
 
  private:
   Napi::Value get(const char* name) const;

@@ -27,6 +27,7 @@ using Parser = Kernel (*)(NamedArgs& args);
 
 // The parsers (one per op; see each family's *_binding.cc for its fields).
 Kernel ParseGemm(NamedArgs& args);
+Kernel ParseGemmGroup(NamedArgs& args);
 Kernel ParseSoftmax(NamedArgs& args);
 Kernel ParseLayerNorm(NamedArgs& args);
 Kernel ParseAddLayerNorm(NamedArgs& args);

@@ -20,6 +20,8 @@
 #include "runtime/cpu_features.h"
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace attnode::binding {
 namespace {
@@ -142,7 +144,18 @@ int64_t leading_dim(const NamedArgs& args, const char* name, int64_t cols, const
 
 }  // namespace
 
-Kernel ParseGemm(NamedArgs& args) {
+namespace {
+
+// One GEMM's checked arguments: the kernel call, what keeps a packed B alive, and the memory it reads and writes
+// (for a group's checks across its calls).
+struct ParsedGemm {
+  kernels::GemmCall call;
+  kernels::PackedBPtr packed;
+  bool empty = true;  // nothing to compute
+  Span<float> a, b, c_used, bias, sums_used;
+};
+
+ParsedGemm parse_gemm(NamedArgs& args) {
   // Scalars first, the arrays last: an array checked after the last property
   // read needs no re-check (see require_unchanged).
   const int64_t m = args.integer("m", 0, kMaxElements);
@@ -161,14 +174,14 @@ Kernel ParseGemm(NamedArgs& args) {
   const int64_t stride_a = args.integer_or("strideA", 0, 0, kMaxElements);
   const int64_t stride_b = args.integer_or("strideB", 0, 0, kMaxElements);
   const int64_t stride_c = args.integer_or("strideC", 0, 0, kMaxElements);
-  kernels::PackedBPtr packed;
+  ParsedGemm r;
   Napi::Value pv = args.value("packedB");
   if (!pv.IsNull() && !pv.IsUndefined()) {
     if (!pv.IsExternal() || !pv.As<Napi::Object>().CheckTypeTag(&kPackedBTag)) {
       args.type_error("argument 'packedB' must be null or a packed weight from packWeight()");
     }
-    packed = pv.As<Napi::External<PackedHolder>>().Data()->packed;
-    if (!kernels::packed_b_matches(*packed, k, n, trans_b)) {
+    r.packed = pv.As<Napi::External<PackedHolder>>().Data()->packed;
+    if (!kernels::packed_b_matches(*r.packed, k, n, trans_b)) {
       args.range_error(
           "argument 'packedB' was packed for a different shape or transpose than this call's k, n, transB");
     }
@@ -209,19 +222,25 @@ Kernel ParseGemm(NamedArgs& args) {
   args.require_no_overlap(c_used, "c", a, "a", false);
   args.require_no_overlap(c_used, "c", b, "b", false);
   if (bias.given) args.require_no_overlap(c_used, "c", bias, "bias", false);
+  Span<float> sums_used;
   if (row_sums.given) {
     if (batch > 1) args.range_error("argument 'rowSumsA' needs batch 1, got batch " + std::to_string(batch));
     args.require_length(row_sums, "rowSumsA", m, "m");
-    Span<float> sums_used = row_sums;
+    sums_used = row_sums;
     sums_used.length = m;
     args.require_no_overlap(sums_used, "rowSumsA", a, "a", false);
     args.require_no_overlap(sums_used, "rowSumsA", b, "b", false);
     args.require_no_overlap(sums_used, "rowSumsA", c_used, "c", false);
     if (bias.given) args.require_no_overlap(sums_used, "rowSumsA", bias, "bias", false);
   }
-  if (batch == 0 || (size_c == 0 && !(row_sums.given && m > 0))) return {};
+  r.a = a;
+  r.b = b;
+  r.c_used = c_used;
+  r.bias = bias;
+  r.sums_used = sums_used;
+  if (batch == 0 || (size_c == 0 && !(row_sums.given && m > 0))) return r;
 
-  kernels::GemmParams p;
+  kernels::GemmParams& p = r.call.p;
   p.m = m;
   p.n = n;
   p.k = k;
@@ -238,11 +257,85 @@ Kernel ParseGemm(NamedArgs& args) {
   p.bias = bias.data;
   p.act = static_cast<kernels::Activation>(act);
   if (row_sums.given) p.row_sums_a = row_sums.data;
-  if (packed) p.packed_b = packed.get();
+  if (r.packed) p.packed_b = r.packed.get();
+  r.call.batch = batch;
+  r.call.stride_a = stride_a;
+  r.call.stride_b = stride_b;
+  r.call.stride_c = stride_c;
+  r.empty = false;
+  return r;
+}
+
+// The most GEMMs one gemmGroup call takes (its error messages name each by index).
+constexpr int kMaxGroup = 8;
+const char* const kGroupNames[kMaxGroup] = {
+    "gemmGroup: gemms[0]", "gemmGroup: gemms[1]", "gemmGroup: gemms[2]", "gemmGroup: gemms[3]",
+    "gemmGroup: gemms[4]", "gemmGroup: gemms[5]", "gemmGroup: gemms[6]", "gemmGroup: gemms[7]",
+};
+
+}  // namespace
+
+Kernel ParseGemm(NamedArgs& args) {
+  ParsedGemm g = parse_gemm(args);
+  if (g.empty) return {};
+  const kernels::GemmCall call = g.call;
   // The closure keeps the packed matrix alive for a recorded call.
-  if (batch == 1) return [p, packed] { kernels::sgemm(p); };
-  return [p, packed, batch, stride_a, stride_b, stride_c] {
-    kernels::sgemm_batched(p, batch, stride_a, stride_b, stride_c);
+  const kernels::PackedBPtr packed = g.packed;
+  if (call.batch == 1) return [call, packed] { kernels::sgemm(call.p); };
+  return [call, packed] { kernels::sgemm_batched(call.p, call.batch, call.stride_a, call.stride_b, call.stride_c); };
+}
+
+Kernel ParseGemmGroup(NamedArgs& args) {
+  Napi::Value list = args.value("gemms");
+  if (!list.IsArray()) args.type_error(std::string("argument 'gemms' must be an array of gemm arguments, got ") + type_name(list));
+  Napi::Array arr = list.As<Napi::Array>();
+  const uint32_t count = arr.Length();
+  if (count < 1 || count > kMaxGroup) {
+    args.range_error("argument 'gemms' must hold 1 to " + std::to_string(kMaxGroup) + " gemm arguments, got " +
+                     std::to_string(count));
+  }
+  std::vector<ParsedGemm> parsed;
+  parsed.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    args.note_read();
+    Napi::Value item = arr.Get(i);
+    if (!item.IsObject() || item.IsArray() || item.IsTypedArray() || item.IsFunction()) {
+      args.type_error(std::string("argument 'gemms[") + std::to_string(i) + "]' must be an object of gemm arguments, got " +
+                      type_name(item));
+    }
+    // The same ArgsBase reads every item: its checks of arrays against later reads cover the whole group.
+    NamedArgs::Scope scope(args, item.As<Napi::Object>(), kGroupNames[i]);
+    parsed.push_back(parse_gemm(args));
+  }
+  // The calls run at once: none may write what another reads or writes.
+  for (uint32_t i = 0; i < count; ++i) {
+    for (uint32_t j = 0; j < count; ++j) {
+      if (i == j) continue;
+      NamedArgs::Scope scope(args, args.object(), kGroupNames[i]);
+      const ParsedGemm& w = parsed[i];
+      const ParsedGemm& o = parsed[j];
+      const std::string other = "of gemms[" + std::to_string(j) + "]";
+      for (const auto& [out, out_name] : {std::pair{w.c_used, "c"}, std::pair{w.sums_used, "rowSumsA"}}) {
+        if (!out.given) continue;
+        for (const auto& [in, in_name] : {std::pair{o.a, "a"}, std::pair{o.b, "b"}, std::pair{o.c_used, "c"},
+                                          std::pair{o.bias, "bias"}, std::pair{o.sums_used, "rowSumsA"}}) {
+          if (!in.given) continue;
+          const std::string name = std::string(in_name) + " " + other;
+          args.require_no_overlap(out, out_name, in, name.c_str(), false);
+        }
+      }
+    }
+  }
+  std::vector<kernels::GemmCall> calls;
+  std::vector<kernels::PackedBPtr> packed;
+  for (const ParsedGemm& g : parsed) {
+    if (g.empty) continue;
+    calls.push_back(g.call);
+    if (g.packed) packed.push_back(g.packed);
+  }
+  if (calls.empty()) return {};
+  return [calls = std::move(calls), packed = std::move(packed)] {
+    kernels::sgemm_group(calls.data(), static_cast<int>(calls.size()));
   };
 }
 

@@ -21,6 +21,7 @@ struct OpEntry {
 
 const OpEntry kOps[] = {
     ATTNODE_OP("gemm", ParseGemm),
+    ATTNODE_OP("gemmGroup", ParseGemmGroup),
     ATTNODE_OP("softmax", ParseSoftmax),
     ATTNODE_OP("layerNorm", ParseLayerNorm),
     ATTNODE_OP("addLayerNorm", ParseAddLayerNorm),

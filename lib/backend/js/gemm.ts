@@ -21,7 +21,7 @@
  * the first / last slice, so C is touched once per slice.
  */
 import { Activation } from '../backend';
-import type { GemmArgs } from '../backend';
+import type { GemmArgs, GemmGroupArgs } from '../backend';
 import { applyActivation as applyAct } from './math';
 import { qgemmOne, quantizeWeightInt8 } from './qgemm';
 import type { Int8Weight } from './qgemm';
@@ -229,6 +229,59 @@ function checkLd(name: string, ld: number, min: number): void {
   if (!Number.isInteger(ld) || ld < min) {
     throw new RangeError(`gemm: argument '${name}' must be an integer >= ${min}, got ${ld}`);
   }
+}
+
+/**
+ * The JS backend's {@link Backend.gemmGroup}: the GEMMs one after another (they are independent), after the
+ * checks the addon makes (1 to 8 argument objects, no output overlapping another entry's arrays).
+ */
+export function gemmGroup(args: GemmGroupArgs): void {
+  checkGemmGroup(args);
+  for (const g of args.gemms) gemm(g);
+}
+
+/** The most GEMMs one gemmGroup call takes. */
+const MAX_GROUP = 8;
+
+function checkGemmGroup(args: GemmGroupArgs): void {
+  const list: unknown = args?.gemms;
+  if (!Array.isArray(list)) throw new TypeError(`gemmGroup: argument 'gemms' must be an array of gemm arguments, got ${list === null ? 'null' : typeof list}`);
+  if (list.length < 1 || list.length > MAX_GROUP) {
+    throw new RangeError(`gemmGroup: argument 'gemms' must hold 1 to ${MAX_GROUP} gemm arguments, got ${list.length}`);
+  }
+  list.forEach((g: unknown, i) => {
+    if (g === null || typeof g !== 'object' || Array.isArray(g)) {
+      throw new TypeError(`gemmGroup: argument 'gemms[${i}]' must be an object of gemm arguments, got ${g === null ? 'null' : typeof g}`);
+    }
+  });
+  const gemms = list as GemmArgs[];
+  // Byte ranges: outputs as far as the call writes them, inputs as given (as the addon checks them).
+  const range = (x: Float32Array, elements = x.length): [ArrayBufferLike, number, number] => [x.buffer, x.byteOffset, x.byteOffset + 4 * elements];
+  const written = (g: GemmArgs): [string, [ArrayBufferLike, number, number]][] => {
+    const batch = g.batch ?? 1;
+    const ldc = g.ldc ?? g.n;
+    const cSpan = g.m === 0 || g.n === 0 || batch === 0 ? 0 : (batch - 1) * (g.strideC ?? 0) + (g.m - 1) * ldc + g.n;
+    const out: [string, [ArrayBufferLike, number, number]][] = [['c', range(g.c, Math.min(cSpan, g.c.length))]];
+    if (g.rowSumsA) out.push(['rowSumsA', range(g.rowSumsA, Math.min(g.m, g.rowSumsA.length))]);
+    return out;
+  };
+  const read = (g: GemmArgs): [string, [ArrayBufferLike, number, number]][] => {
+    const out: [string, [ArrayBufferLike, number, number]][] = [['a', range(g.a)], ['b', range(g.b)], ...written(g)];
+    if (g.bias) out.push(['bias', range(g.bias)]);
+    return out;
+  };
+  gemms.forEach((g, i) => {
+    for (const [outName, [ob, o0, o1]] of written(g)) {
+      gemms.forEach((h, j) => {
+        if (i === j) return;
+        for (const [inName, [ib, i0, i1]] of read(h)) {
+          if (ob === ib && o0 < i1 && i0 < o1 && o1 > o0 && i1 > i0) {
+            throw new RangeError(`gemmGroup: gemms[${i}]: output '${outName}' overlaps input '${inName} of gemms[${j}]' (in-place is not supported here)`);
+          }
+        }
+      });
+    }
+  });
 }
 
 /** The JS backend's {@link Backend.gemm}. See the module comment for the algorithm. */

@@ -6,7 +6,7 @@ import type { Backend } from '../backend';
 import { attention } from './attention';
 import { attentionBackward } from './attention-backward';
 import { binary } from './binary';
-import { gemm } from './gemm';
+import { gemm, gemmGroup } from './gemm';
 import { rope } from './rotary';
 import { adamStep, clipGradNorm, sgdStep } from './optim';
 import { dropoutMask } from './random';
@@ -21,6 +21,7 @@ export { erf, erfc, geluExact, geluTanh } from './math';
 export const jsBackend: Backend = Object.freeze({
   name: 'js',
   gemm,
+  gemmGroup,
   softmax,
   layerNorm,
   addLayerNorm,

@@ -960,6 +960,48 @@ void sgemm_batched(const GemmParams& p, int64_t batch, int64_t stride_a, int64_t
       batch, [&](int64_t i) { sgemm_impl(item(i), 1); }, nt);
 }
 
+namespace {
+
+double call_fmas(const GemmCall& c) {
+  return static_cast<double>(c.p.m) * static_cast<double>(c.p.n) * static_cast<double>(c.p.k) *
+         static_cast<double>(std::max<int64_t>(c.batch, 0));
+}
+
+void run_call(const GemmCall& c, int max_threads) {
+  if (c.batch == 1) {
+    sgemm(c.p, max_threads);
+  } else {
+    sgemm_batched(c.p, c.batch, c.stride_a, c.stride_b, c.stride_c, max_threads);
+  }
+}
+
+// Below this many multiply-adds per call (~100 us at one thread's speed) a concurrent group wakes sleeping
+// workers only once the caller's progress shows it pays (the pool's lazy wake); above, at once: a group has few
+// chunks, and a lazy wake would come only after the caller had run the first call alone.
+constexpr double kGroupEagerWakeFma = 5e6;
+
+}  // namespace
+
+void sgemm_group(const GemmCall* calls, int count, int max_threads) {
+  if (count <= 0) return;
+  int nt = ThreadPool::instance().num_threads();
+  if (max_threads > 0) nt = std::min(nt, max_threads);
+  double total = 0, smallest = -1;
+  for (int i = 0; i < count; ++i) {
+    const double f = call_fmas(calls[i]);
+    total += f;
+    smallest = smallest < 0 ? f : std::min(smallest, f);
+  }
+  // Concurrent when there are at most two threads per call and the group is worth a second thread; else each
+  // call split over the threads in turn.
+  if (count < 2 || nt < 2 || nt >= 2 * count || total < 2 * kMinFmaPerThread) {
+    for (int i = 0; i < count; ++i) run_call(calls[i], max_threads);
+    return;
+  }
+  ThreadPool::instance().parallel_tiles(
+      count, [&](int64_t i) { run_call(calls[i], 1); }, std::min(nt, count), smallest > kGroupEagerWakeFma);
+}
+
 // ---- the blocking framework other GEMM families reuse (gemm_frame.h) ----
 
 namespace gemm_detail {

@@ -114,4 +114,22 @@ void sgemm(const GemmParams& p, int max_threads = 0);
 void sgemm_batched(const GemmParams& p, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c,
                    int max_threads = 0);
 
+// One GEMM of a group (sgemm_group): sgemm_batched's arguments.
+struct GemmCall {
+  GemmParams p;
+  int64_t batch = 1, stride_a = 0, stride_b = 0, stride_c = 0;
+};
+
+// Independent GEMMs (no call writes memory another reads or writes), e.g. a
+// Linear's data and weight gradients. With fewer than two threads per GEMM
+// they run concurrently, each whole on one thread (a dynamic region over the
+// calls: a thread that finishes takes the next one, and a worker that does
+// not start leaves them all to the caller), instead of one after another
+// split over every thread: small products split across threads pay for their
+// shared packing, re-packed panels and the tail of uneven tiles, while whole
+// products on separate threads pay nothing. Otherwise one after another as
+// sgemm/sgemm_batched. Either way each product equals the one its own call
+// gives, bit for bit (its arithmetic does not depend on its thread count).
+void sgemm_group(const GemmCall* calls, int count, int max_threads = 0);
+
 }  // namespace attnode::kernels
