@@ -5,10 +5,15 @@
  *
  * GEMMs are booked by the form of the product, which tells forward GEMMs from gradient GEMMs: `A·Bᵀ` (a Linear's
  * forward, and attention scores), `A·B` (a Linear's data gradient dX = dY·W), `Aᵀ·B` (its weight gradient
- * dW = dYᵀ·X), batched forms prefixed `bmm`.
+ * dW = dYᵀ·X), batched forms prefixed `bmm`; a `gemmGroup` (a Linear's dW and dX side by side) by its GEMMs' forms.
+ *
+ * `replay(reps)` (step-child's `--replay N`) re-runs every op call of one captured step N times each, alone and
+ * back to back, and books the fastest run of each: the kernels' time on an idle machine, without the JS between
+ * them (a shared machine's other processes slow most runs, rarely all N). Ops that write in place then write
+ * again: the values drift, the work does not.
  */
 import { getBackend, setBackend, type Backend, type BackendName } from '../../lib/index';
-import type { GemmArgs } from '../../lib/backend/backend';
+import type { GemmArgs, GemmGroupArgs } from '../../lib/backend/backend';
 
 interface Tally {
   ms: number;
@@ -24,9 +29,39 @@ function gemmLabel(g: GemmArgs): string {
   return `${(g.batch ?? 1) > 1 ? 'bmm' : 'gemm'} ${form}`;
 }
 
+function gemmShape(g: GemmArgs): string {
+  return `${g.m}×${g.n}×${g.k}${(g.batch ?? 1) > 1 ? ` ×${g.batch}` : ''}${g.beta ? ' β' : ''}${g.bias ? ' +bias' : ''}`;
+}
+
+/** An op call's label, shape label (GEMMs) and multiply-adds × 2. */
+function describe(op: string, args: unknown): { label: string; shape: string | null; flop: number } {
+  if (op === 'gemm') {
+    const g = args as GemmArgs;
+    return { label: gemmLabel(g), shape: `${gemmLabel(g)} ${gemmShape(g)}`, flop: 2 * g.m * g.n * g.k * (g.batch ?? 1) };
+  }
+  if (op === 'gemmGroup') {
+    const gs = (args as GemmGroupArgs).gemms;
+    return {
+      label: `gemmGroup ${gs.map(gemmLabel).join(' | ')}`,
+      shape: `gemmGroup ${gs.map((g) => `${gemmLabel(g)} ${gemmShape(g)}`).join(' | ')}`,
+      flop: gs.reduce((s, g) => s + 2 * g.m * g.n * g.k * (g.batch ?? 1), 0),
+    };
+  }
+  return { label: op, shape: null, flop: 0 };
+}
+
+interface Captured {
+  phase: string;
+  label: string;
+  run: () => void;
+}
+
 export class OpProfiler {
   /** Off during warm-up steps. */
   enabled = false;
+  /** Keep every call (op and arguments) for {@link replay}: set for one step. */
+  capture = false;
+  readonly #captured: Captured[] = [];
   #phase = 'forward';
   readonly #tallies = new Map<string, Map<string, Tally>>();
   /** GEMMs by phase, form and shape (m×n×k, batch, accumulating into C, bias). */
@@ -41,21 +76,49 @@ export class OpProfiler {
       if (typeof fn !== 'function') continue;
       wrapped[op] = (args: unknown): void => {
         if (!p.enabled) return (fn as (x: unknown) => void).call(inner, args);
-        const label = op === 'gemm' ? gemmLabel(args as GemmArgs) : op;
+        const { label, shape, flop } = describe(op, args);
+        if (p.capture) p.#captured.push({ phase: p.#phase, label, run: () => (fn as (x: unknown) => void).call(inner, args) });
         const c0 = process.cpuUsage();
         const t0 = performance.now();
         (fn as (x: unknown) => void).call(inner, args);
         const ms = performance.now() - t0;
         const c = process.cpuUsage(c0);
-        const g = args as GemmArgs;
         const cpu = (c.user + c.system) / 1e3;
-        const flop = op === 'gemm' ? 2 * g.m * g.n * g.k * (g.batch ?? 1) : 0;
         p.#book(label, ms, cpu, flop);
-        if (op === 'gemm') p.#bookShape(`${label} ${g.m}×${g.n}×${g.k}${(g.batch ?? 1) > 1 ? ` ×${g.batch}` : ''}${g.beta ? ' β' : ''}${g.bias ? ' +bias' : ''}`, ms, cpu, flop);
+        if (shape !== null) p.#bookShape(shape, ms, cpu, flop);
       };
     }
     setBackend(wrapped as unknown as Backend);
     return p;
+  }
+
+  /**
+   * Re-runs each captured call `reps` times (see the module comment); per phase, the sum of the calls' fastest
+   * runs (ms) and the same per op label, largest first.
+   */
+  replay(reps: number): Record<string, { kernelsMs: number; ops: Record<string, { ms: number; calls: number }> }> {
+    const enabled = this.enabled;
+    this.enabled = false;
+    const out: ReturnType<OpProfiler['replay']> = {};
+    for (const c of this.#captured) {
+      let best = Infinity;
+      for (let r = 0; r < reps; r++) {
+        const t0 = performance.now();
+        c.run();
+        best = Math.min(best, performance.now() - t0);
+      }
+      const ph = (out[c.phase] ??= { kernelsMs: 0, ops: {} });
+      ph.kernelsMs += best;
+      const t = (ph.ops[c.label] ??= { ms: 0, calls: 0 });
+      t.ms += best;
+      t.calls++;
+    }
+    for (const ph of Object.values(out)) {
+      ph.kernelsMs = round(ph.kernelsMs);
+      ph.ops = Object.fromEntries(Object.entries(ph.ops).sort((x, y) => y[1].ms - x[1].ms).map(([k, v]) => [k, { ms: round(v.ms), calls: v.calls }]));
+    }
+    this.enabled = enabled;
+    return out;
   }
 
   /** The phase the following ops belong to. */

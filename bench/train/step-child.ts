@@ -10,6 +10,9 @@
  * step_torch.py times: train mode (dropout 0.1), teacher forcing under a causal tgtMask, nn.CrossEntropyLoss,
  * optim.Adam(lr 1e-3), zeroGrad() (gradients set to null, as set_to_none=True).
  *
+ * `--replay N` (with --profile) re-runs every op call of the last step N times each and reports the sum of each
+ * call's fastest run per phase and op (profile.ts: the kernels' time as on an idle machine, without the JS).
+ *
  * `--profile` wraps every backend op in a timer (see ./profile.ts) and adds, per phase, the time and call count
  * of each op (GEMMs split by which operand is transposed: forward, data gradient, weight gradient) and the time
  * spent outside the kernels (JS: checks, allocation, the tape).
@@ -26,6 +29,7 @@ const { values: a } = parseArgs({
     ...Object.fromEntries(INT_FLAGS.map((f) => [f, { type: 'string' as const }])),
     backend: { type: 'string', default: 'native' },
     profile: { type: 'boolean', default: false },
+    replay: { type: 'string' },
   },
   strict: true,
 });
@@ -39,6 +43,9 @@ const n = Object.fromEntries(INT_FLAGS.map((f) => {
   if (!Number.isInteger(v) || v < min) throw new RangeError(`step-child: --${f} must be an integer >= ${min}, got '${text}'`);
   return [f, v];
 })) as Record<(typeof INT_FLAGS)[number], number>;
+const replayReps = a.replay === undefined ? 0 : Number(a.replay);
+if (!Number.isInteger(replayReps) || replayReps < 0) throw new RangeError(`step-child: --replay must be an integer >= 0, got '${a.replay}'`);
+if (replayReps > 0 && !a.profile) throw new RangeError('step-child: --replay needs --profile');
 if (a.backend !== 'native' && a.backend !== 'js') throw new RangeError(`step-child: --backend must be 'native' or 'js', got '${a.backend}'`);
 
 setBackend(a.backend);
@@ -63,7 +70,10 @@ const cpuMs: number[] = [];
 const losses: number[] = [];
 for (let i = 0; i < n.warmup + n.steps; i++) {
   const timed = i >= n.warmup;
-  if (profiler) profiler.enabled = timed;
+  if (profiler) {
+    profiler.enabled = timed;
+    profiler.capture = replayReps > 0 && i === n.warmup + n.steps - 1;
+  }
   profiler?.phase('forward');
   const c0 = process.cpuUsage();
   const t0 = performance.now();
@@ -93,4 +103,5 @@ console.log(JSON.stringify({
   ok: true, engine: 'attnode', backend: a.backend, threads: a.backend === 'native' ? getNumThreads() : 1,
   stepMs, cpuMs, phasesMs, firstLoss: losses[0], lastLoss: losses[losses.length - 1], peakRssKiB: vmHwmKiB,
   ...(profiler ? { profile: profiler.report(phasesMs) } : {}),
+  ...(profiler && replayReps > 0 ? { replay: profiler.replay(replayReps) } : {}),
 }));

@@ -20,7 +20,11 @@
 #include "../runtime/thread_pool.h"
 
 using attnode::kernels::Activation;
+using attnode::kernels::GemmCall;
 using attnode::kernels::GemmParams;
+using attnode::kernels::sgemm;
+using attnode::kernels::sgemm_batched;
+using attnode::kernels::sgemm_group;
 namespace rt = attnode::runtime;
 
 namespace {
@@ -474,6 +478,71 @@ void bf16_gemv_matches_gemm() {
 
 }  // namespace
 
+// sgemm_group: a Linear's backward (dW = dZᵀ·X with the bias row sums, dX = dZ·W) and a batched product as one
+// group equal, bit for bit, the same calls made one at a time, with 1, 2 and 3 pool threads (2 runs them side by
+// side, each on one thread; 3 too; 1 in turn), and outputs outside each call's C stay untouched.
+void group_matches_separate(const char* isa) {
+  auto& pool = rt::ThreadPool::instance();
+  const int threads = pool.num_threads();
+  struct Shape {
+    int64_t tokens, n_out, n_in;
+  };
+  const Shape shapes[] = {{256, 768, 256}, {256, 256, 1024}, {37, 100, 53}, {8, 9, 17}};
+  int bad = 0;
+  for (const Shape& s : shapes) {
+    std::vector<float> dz(s.tokens * s.n_out), x(s.tokens * s.n_in), w(s.n_out * s.n_in);
+    std::vector<float> qa(3 * 17 * 29), qb(3 * 29 * 31);
+    for (auto* v : {&dz, &x, &w, &qa, &qb})
+      for (auto& e : *v) e = urand(-1, 1);
+    // One set of outputs per run: [0] separate calls, [1..3] groups at 1, 2, 3 threads.
+    std::vector<float> dw[4], db[4], dx[4], bq[4];
+    for (int r = 0; r < 4; ++r) {
+      dw[r].assign(s.n_out * s.n_in + 1, kSentinel);
+      db[r].assign(s.n_out + 1, kSentinel);
+      dx[r].assign(s.tokens * s.n_in + 1, kSentinel);
+      bq[r].assign(3 * 17 * 31 + 1, kSentinel);
+      GemmCall calls[3];
+      GemmParams& pw = calls[0].p;
+      pw.m = s.n_out, pw.n = s.n_in, pw.k = s.tokens, pw.a = dz.data(), pw.lda = s.n_out, pw.trans_a = true;
+      pw.b = x.data(), pw.ldb = s.n_in, pw.c = dw[r].data(), pw.ldc = s.n_in, pw.row_sums_a = db[r].data();
+      GemmParams& px = calls[1].p;
+      px.m = s.tokens, px.n = s.n_in, px.k = s.n_out, px.a = dz.data(), px.lda = s.n_out, px.b = w.data();
+      px.ldb = s.n_in, px.c = dx[r].data(), px.ldc = s.n_in;
+      GemmParams& pq = calls[2].p;
+      pq.m = 17, pq.n = 31, pq.k = 29, pq.a = qa.data(), pq.lda = 29, pq.b = qb.data(), pq.ldb = 31, pq.c = bq[r].data();
+      pq.ldc = 31, pq.alpha = 0.5f;
+      calls[2].batch = 3, calls[2].stride_a = 17 * 29, calls[2].stride_b = 29 * 31, calls[2].stride_c = 17 * 31;
+      if (r == 0) {
+        pool.set_num_threads(2);
+        sgemm(calls[0].p);
+        sgemm(calls[1].p);
+        sgemm_batched(calls[2].p, 3, calls[2].stride_a, calls[2].stride_b, calls[2].stride_c);
+      } else {
+        pool.set_num_threads(r);
+        sgemm_group(calls, 3);
+      }
+    }
+    for (int r = 1; r < 4; ++r) {
+      ++g_checks;
+      if (std::memcmp(dw[r].data(), dw[0].data(), dw[0].size() * 4) != 0 ||
+          std::memcmp(db[r].data(), db[0].data(), db[0].size() * 4) != 0 ||
+          std::memcmp(dx[r].data(), dx[0].data(), dx[0].size() * 4) != 0 ||
+          std::memcmp(bq[r].data(), bq[0].data(), bq[0].size() * 4) != 0) {
+        ++bad;
+        std::printf("FAIL [%s] group at %d thread(s) differs from separate calls: tokens=%ld out=%ld in=%ld\n", isa, r,
+                    (long)s.tokens, (long)s.n_out, (long)s.n_in);
+      }
+    }
+    ++g_checks;
+    if (dw[0].back() != kSentinel || db[0].back() != kSentinel || dx[0].back() != kSentinel || bq[0].back() != kSentinel) {
+      ++bad;
+      std::printf("FAIL [%s] a call wrote past its output\n", isa);
+    }
+  }
+  pool.set_num_threads(threads);
+  g_failures += bad;
+}
+
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
   auto& pool = rt::ThreadPool::instance();
@@ -496,8 +565,10 @@ int main(int argc, char** argv) {
     }
     activation_accuracy(rt::isa_name(isa));
     a_in_place_matches_packed(rt::isa_name(isa));
+    group_matches_separate(rt::isa_name(isa));
     std::printf(
-        "%s [%s]: %zu GEMM cases, %zu again with B pre-packed (1 vs 2 threads bit-identical, vs double reference)\n",
+        "%s [%s]: %zu GEMM cases, %zu again with B pre-packed (1 vs 2 threads bit-identical, vs double reference); "
+        "sgemm_group equal to separate calls at 1-3 threads\n",
         g_failures == before ? "ok  " : "FAIL", rt::isa_name(isa), cases.size(), packed_cases);
   }
   if (rt::set_isa(rt::Isa::Avx512) && attnode::kernels::bf16_gemm_available()) {
