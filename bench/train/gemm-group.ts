@@ -25,6 +25,7 @@ const rng = new Rng(1);
 const rand = (n: number): Float32Array => Float32Array.from({ length: n }, () => rng.normal());
 // [out, in] of the small model's Linears: q/k/v, out-proj, linear1, linear2, cross-attention k/v, the vocabulary head.
 const shapes: [number, number][] = [[768, 256], [256, 256], [1024, 256], [256, 1024], [512, 256], [1000, 256]];
+const BLOCK = 20;
 const median = (x: number[]): number => [...x].sort((p, q) => p - q)[x.length >> 1]!;
 
 console.log(`tokens ${tokens}, ${reps} reps per way; load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
@@ -44,13 +45,16 @@ for (const [nOut, nIn] of shapes) {
     ['2T group', 2, () => be.gemmGroup({ gemms: [dwArgs, dxArgs] })],
   ];
   const times = ways.map(() => [] as number[]);
-  for (let r = 0; r < reps; r++) {
+  // Blocks of BLOCK runs per way, the ways alternating (a thread count change re-creates the pool's workers).
+  for (let r = 0; r < reps; r += BLOCK) {
     ways.forEach(([, threads, run], i) => {
       setNumThreads(threads);
       run();
-      const t0 = performance.now();
-      run();
-      times[i]!.push((performance.now() - t0) * 1e3);
+      for (let j = r; j < Math.min(reps, r + BLOCK); j++) {
+        const t0 = performance.now();
+        run();
+        times[i]!.push((performance.now() - t0) * 1e3);
+      }
     });
   }
   const cells = times.map((t) => `${median(t).toFixed(0).padStart(5)} / ${Math.min(...t).toFixed(0).padStart(5)}`);
