@@ -413,6 +413,29 @@ void row_sums_direct(const GemmParams& p) {
   }
 }
 
+// row_sums_direct's values with a transposed A read row by row of its storage (each op(A) row is a column there):
+// every sum still adds its k in order from 0, so the results are the same bit for bit, with unit-stride reads.
+void row_sums_by_columns(const GemmParams& p) {
+  if (!p.trans_a) {
+    row_sums_direct(p);
+    return;
+  }
+  constexpr int64_t kCols = 256;
+  float acc[kCols];
+  for (int64_t i0 = 0; i0 < p.m; i0 += kCols) {
+    const int64_t cols = std::min(kCols, p.m - i0);
+    std::fill(acc, acc + cols, 0.0f);
+    for (int64_t kk = 0; kk < p.k; ++kk) {
+      const float* row = p.a + kk * p.lda + i0;
+      for (int64_t j = 0; j < cols; ++j) acc[j] += row[j];
+    }
+    for (int64_t j = 0; j < cols; ++j) {
+      float* out = p.row_sums_a + i0 + j;
+      *out = p.beta == 0.0f ? p.alpha * acc[j] : p.alpha * acc[j] + p.beta * *out;
+    }
+  }
+}
+
 // GemmParams::row_sums_a of rows [ic, ic + ms) from their packed Ã (all of K, block pc at mp * mr * pc, each
 // panel of a block min(kc, k - pc) deep), read while it is still in cache. Each row sums its k in order: the
 // same values as row_sums_direct.
@@ -998,8 +1021,31 @@ void sgemm_group(const GemmCall* calls, int count, int max_threads) {
     for (int i = 0; i < count; ++i) run_call(calls[i], max_threads);
     return;
   }
+  // A call's row sums (GemmParams::row_sums_a) become a chunk of their own, after the products: summed while the
+  // product packs A they would lengthen the call that is already the longest (a Linear's dW packs a transposed A, its
+  // dX reads A in place), while the thread that finishes first has nothing else to do. Same values either way.
+  GemmCall local[8];
+  const GemmParams* sums[8];
+  int nsums = 0;
+  const bool split_sums = count <= 8;
+  for (int i = 0; split_sums && i < count; ++i) {
+    local[i] = calls[i];
+    if (calls[i].p.row_sums_a != nullptr && calls[i].batch == 1 && calls[i].p.m > 0) {
+      sums[nsums++] = &calls[i].p;
+      local[i].p.row_sums_a = nullptr;
+    }
+  }
+  const GemmCall* run = split_sums ? local : calls;
   ThreadPool::instance().parallel_tiles(
-      count, [&](int64_t i) { run_call(calls[i], 1); }, std::min(nt, count), smallest > kGroupEagerWakeFma);
+      count + nsums,
+      [&](int64_t i) {
+        if (i < count) {
+          run_call(run[i], 1);
+        } else {
+          row_sums_by_columns(*sums[i - count]);
+        }
+      },
+      std::min(nt, count), smallest > kGroupEagerWakeFma);
 }
 
 // ---- the blocking framework other GEMM families reuse (gemm_frame.h) ----
