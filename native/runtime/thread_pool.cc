@@ -386,8 +386,11 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, FnRef<void(int64_t begin
   // late) then holds up at most one small chunk, and the others take the
   // rest. The grain keeps the per-chunk claim cost negligible.
   constexpr int64_t kChunksPerThread = 8;
-  const int64_t chunk = std::max(grain, (n + kChunksPerThread * nt - 1) / (kChunksPerThread * nt));
-  const int64_t nchunks = (n + chunk - 1) / chunk;
+  const int64_t most = std::max(grain, (n + kChunksPerThread * nt - 1) / (kChunksPerThread * nt));
+  const int64_t nchunks = (n + most - 1) / most;
+  // As many chunks, of equal size: 128 rows of 768 (grain 42 rows) were 42 + 42 + 42 + 2, so at 2 threads one
+  // thread ran 84 rows and the other 44; as 4 x 32 each runs 64.
+  const int64_t chunk = (n + nchunks - 1) / nchunks;
   parallel_tiles(
       nchunks, [&](int64_t c) { fn(c * chunk, std::min(n, (c + 1) * chunk)); }, nt);
 }

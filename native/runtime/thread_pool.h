@@ -63,9 +63,10 @@ class ThreadPool {
   // other tids (no barriers). Prefer parallel_tiles for new code.
   void run(int requested, FnRef<void(int tid, int nthreads)> fn);
 
-  // Dynamic loop: fn(begin, end) over [0, n) in chunks of at least `grain`,
-  // spread over at most `max_threads` threads (<= 0: the whole pool). Runs
-  // inline when n <= grain or the pool has 1 thread.
+  // Dynamic loop: fn(begin, end) over [0, n) in equal chunks (the last may be
+  // shorter), as many as chunks of at least `grain` give, spread over at most
+  // `max_threads` threads (<= 0: the whole pool). Runs inline when n <= grain
+  // or the pool has 1 thread.
   void parallel_for(int64_t n, int64_t grain, FnRef<void(int64_t begin, int64_t end)> fn, int max_threads = 0);
 
   // Dynamic tiles: fn(tile) once for each tile in [0, ntiles), each tile
