@@ -34,6 +34,7 @@
 #include <new>
 
 #include "../../runtime/cpu_features.h"
+#include "../../runtime/huge_pages.h"
 #include "../../runtime/thread_pool.h"
 #include "../qgemm/qgemm.h"
 #include "gemm.h"
@@ -84,8 +85,8 @@ class PackedB {
   size_t words = 0;
   std::shared_ptr<const QPackedB> q;  // int8: quantized panels, scales and column sums (qgemm/qgemm.h)
   ~PackedB() {
-    std::free(data);
-    std::free(pairs);
+    runtime::free_streamed(data);
+    runtime::free_streamed(pairs);
   }
   const float* block(int64_t pc, int64_t j0) const {
     return data + pc * ceil_div(n, nr) * nr + (j0 / nr) * std::min(kc, k - pc) * nr;
@@ -860,8 +861,8 @@ PackedBPtr pack_b(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t 
   const int64_t np = ceil_div(n, uk.nr);
   packed->floats = static_cast<size_t>(k * np * uk.nr);
   const size_t bytes = (packed->floats * sizeof(float) + 63) / 64 * 64;
-  packed->data = static_cast<float*>(std::aligned_alloc(64, bytes));
-  if (packed->data == nullptr) throw std::bad_alloc();
+  // Decode streams every packed weight once per token: huge pages (runtime/huge_pages.h).
+  packed->data = static_cast<float*>(runtime::alloc_streamed(bytes));
   // K blocks are independent: pack them in parallel.
   const int64_t blocks = ceil_div(k, bl.kc);
   ThreadPool::instance().parallel_tiles(blocks, [&](int64_t t) {
@@ -929,8 +930,7 @@ PackedBPtr pack_b_bf16(const float* b, int64_t ldb, bool trans_b, int64_t k, int
   const int64_t np = ceil_div(n, uk.nr);
   packed->words = static_cast<size_t>(packed->kp * np * uk.nr);
   const size_t bytes = (packed->words * sizeof(uint32_t) + 63) / 64 * 64;
-  packed->pairs = static_cast<uint32_t*>(std::aligned_alloc(64, bytes));
-  if (packed->pairs == nullptr) throw std::bad_alloc();
+  packed->pairs = static_cast<uint32_t*>(runtime::alloc_streamed(bytes));
   // K blocks x groups of panels are independent: pack them in parallel
   // (a 768-deep weight is a single K block).
   constexpr int64_t kPanelsPerTile = 8;
