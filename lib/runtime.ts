@@ -80,6 +80,12 @@ export interface MemoryStats {
    * free blocks in them, blocks served by mmap. Null without the addon or off glibc.
    */
   allocator: { arenaBytes: number; inUseBytes: number; freeBytes: number; mmapBytes: number } | null;
+  /**
+   * Packed weights of 256 KiB and more (cached Linear weights, `packWeight`) live outside the C allocator, in
+   * 2 MiB-aligned slabs advised as transparent huge pages: slabs mapped, their bytes (address space: only touched
+   * pages are resident), and the bytes of the weights in them. Null without the addon.
+   */
+  packedWeights: { slabs: number; mappedBytes: number; bytes: number } | null;
 }
 
 function procStatusBytes(field: string): number | null {
@@ -106,7 +112,10 @@ export function memoryStats(): MemoryStats {
     arrayBuffers: mu.arrayBuffers,
     pooledBuffers: pooledBufferBytes(),
     jsHeapUsed: mu.heapUsed,
-    allocator: a && a.arenaBytes + a.mmapBytes > 0 ? a : null,
+    allocator: a && a.arenaBytes + a.mmapBytes > 0
+      ? { arenaBytes: a.arenaBytes, inUseBytes: a.inUseBytes, freeBytes: a.freeBytes, mmapBytes: a.mmapBytes }
+      : null,
+    packedWeights: a ? { slabs: a.weightSlabs, mappedBytes: a.weightMappedBytes, bytes: a.weightBytes } : null,
   };
 }
 

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 OUT="${TMPDIR:-/tmp}/attnode-gemm-bench"
 mkdir -p "$OUT" bench/results
 
-SRCS=(bench/gemm/gemm_bench.cc native/runtime/cpu_features.cc native/runtime/thread_pool.cc native/runtime/thread_priority.cc
+SRCS=(bench/gemm/gemm_bench.cc native/runtime/cpu_features.cc native/runtime/thread_pool.cc native/runtime/thread_priority.cc native/runtime/huge_pages.cc
   native/kernels/gemm/*.cc native/kernels/qgemm/*.cc)
 FLAGS=(-std=c++17 -O3 -pthread -fopenmp -I/usr/include/x86_64-linux-gnu)
 LIBS=(-lopenblas)

@@ -32,6 +32,12 @@ export interface NativeInfo {
   int8: 'avx512vnni' | 'avx2' | 'portable';
   /** Whether the process allocator keeps freed buffers for reuse (see native/runtime/memory.h; ATTNODE_MALLOC_TUNING=0 turns it off). */
   allocatorTuned: boolean;
+  /**
+   * Packed weights live on 2 MiB transparent huge pages (fewer TLB misses when decoding streams them every token):
+   * `mode` is the kernel's setting ('always' | 'madvise' | 'never' | 'unknown'), `enabled` whether new weights are
+   * advised as huge pages (ATTNODE_HUGE_PAGES=0 turns it off).
+   */
+  hugePages: { mode: 'always' | 'madvise' | 'never' | 'unknown'; enabled: boolean };
   cpu: {
     vendor: string;
     brand: string;
@@ -97,8 +103,14 @@ export interface Addon extends AddonOps, AddonRecordOps {
    * path, k ≤ 133,143).
    */
   packWeight(b: Float32Array, k: number, n: number, transB: boolean, precision?: WeightPrecision): PackedWeight;
-  /** The C allocator's byte counts (glibc's mallinfo2; zeros elsewhere). */
-  memoryStats(): { arenaBytes: number; inUseBytes: number; freeBytes: number; mmapBytes: number };
+  /**
+   * The C allocator's byte counts (glibc's mallinfo2; zeros elsewhere), and the huge-page slabs packed weights of
+   * 256 KiB and more are carved from: slabs mapped, their bytes, and the bytes of weights living in them.
+   */
+  memoryStats(): {
+    arenaBytes: number; inUseBytes: number; freeBytes: number; mmapBytes: number;
+    weightSlabs: number; weightMappedBytes: number; weightBytes: number;
+  };
   /** Gives the C allocator's free memory back to the OS (glibc's malloc_trim); true when something was released. */
   trimAllocator(): boolean;
   /** What a packed weight holds. */

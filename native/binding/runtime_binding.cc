@@ -5,6 +5,7 @@
 #include "kernels/gemm/gemm.h"
 #include "kernels/qgemm/qgemm.h"
 #include "runtime/cpu_features.h"
+#include "runtime/huge_pages.h"
 #include "runtime/memory.h"
 #include "runtime/thread_pool.h"
 
@@ -32,6 +33,12 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   out.Set("int8", kernels::qgemm_path_name(kernels::qgemm_path()));
   out.Set("numThreads", runtime::ThreadPool::instance().num_threads());
   out.Set("allocatorTuned", runtime::configure_process_allocator());
+  // Packed weights on transparent huge pages (runtime/huge_pages.h): the kernel's THP mode and whether
+  // new weights are advised as huge pages (ATTNODE_HUGE_PAGES=0 turns it off).
+  Napi::Object hp = Napi::Object::New(env);
+  hp.Set("mode", runtime::transparent_huge_pages_mode());
+  hp.Set("enabled", runtime::huge_pages_enabled());
+  out.Set("hugePages", hp);
 
   Napi::Object c = Napi::Object::New(env);
   c.Set("vendor", cpu.vendor);
@@ -127,7 +134,8 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), runtime::isa_name(runtime::active_isa()));
 }
 
-// memoryStats(): the C allocator's byte counts (runtime::allocator_stats).
+// memoryStats(): the C allocator's byte counts (runtime::allocator_stats) and the packed weights' huge-page
+// slabs (runtime::streamed_memory_stats).
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   Args args(info, "memoryStats", 0);
   const runtime::AllocatorStats s = runtime::allocator_stats();
@@ -136,6 +144,10 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   out.Set("inUseBytes", static_cast<double>(s.in_use_bytes));
   out.Set("freeBytes", static_cast<double>(s.free_bytes));
   out.Set("mmapBytes", static_cast<double>(s.mmap_bytes));
+  const runtime::StreamedMemoryStats w = runtime::streamed_memory_stats();
+  out.Set("weightSlabs", static_cast<double>(w.slabs));
+  out.Set("weightMappedBytes", static_cast<double>(w.mapped_bytes));
+  out.Set("weightBytes", static_cast<double>(w.live_bytes));
   return out;
 }
 

@@ -7,6 +7,7 @@
 // Operands are allocated with their exact extent, so ASan catches any read or
 // write past them; C is surrounded by sentinels (ldc > n) that must survive.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -17,6 +18,7 @@
 
 #include "../kernels/gemm/gemm.h"
 #include "../runtime/cpu_features.h"
+#include "../runtime/huge_pages.h"
 #include "../runtime/thread_pool.h"
 
 using attnode::kernels::Activation;
@@ -476,6 +478,86 @@ void bf16_gemv_matches_gemm() {
               bad ? "FAIL" : "ok  ", n_cases);
 }
 
+
+// kernels::pack_b / pack_b_bf16 allocate through runtime::alloc_streamed (huge-page slabs): pieces are 64-byte
+// aligned and disjoint, a large one gets a slab of its own, slabs go back to the OS when their last piece is
+// freed, and (when the kernel offers transparent huge pages) a touched large piece is backed by huge pages.
+size_t anon_huge_kib_at(const void* p) {
+  FILE* f = std::fopen("/proc/self/smaps", "r");
+  if (f == nullptr) return 0;
+  char line[512];
+  bool in = false;
+  size_t kib = 0;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && std::strchr(line, ' ') != nullptr &&
+        std::strchr(line, '-') < std::strchr(line, ' ')) {
+      in = a >= lo && a < hi;
+      continue;
+    }
+    if (in && std::sscanf(line, "AnonHugePages: %zu kB", &kib) == 1) break;
+  }
+  std::fclose(f);
+  return in ? kib : 0;
+}
+
+#define POOL_CHECK(cond, ...)                           \
+  do {                                                  \
+    ++g_checks;                                         \
+    if (!(cond)) {                                      \
+      ++g_failures;                                     \
+      std::printf("FAIL streamed memory: " __VA_ARGS__); \
+      std::printf("\n");                                \
+    }                                                   \
+  } while (0)
+
+void streamed_memory_pool() {
+  namespace r = attnode::runtime;
+  const r::StreamedMemoryStats s0 = r::streamed_memory_stats();
+  const size_t sizes[] = {r::kMinPooledBytes, 5u << 20, 100, 3u << 20, 40u << 20, 1};
+  std::vector<unsigned char*> ps;
+  for (size_t i = 0; i < 6; ++i) {
+    auto* p = static_cast<unsigned char*>(r::alloc_streamed(sizes[i]));
+    POOL_CHECK(reinterpret_cast<uintptr_t>(p) % 64 == 0, "piece %zu not 64-byte aligned", i);
+    std::memset(p, static_cast<int>(i + 1), sizes[i]);
+    ps.push_back(p);
+  }
+  for (size_t i = 0; i < 6; ++i) {
+    const unsigned char* p = ps[i];
+    POOL_CHECK(p[0] == i + 1 && p[sizes[i] - 1] == i + 1, "piece %zu overwritten by another", i);
+  }
+  const r::StreamedMemoryStats s1 = r::streamed_memory_stats();
+  POOL_CHECK(s1.live_pieces == s0.live_pieces + 4, "pooled pieces %zu, want %zu", s1.live_pieces, s0.live_pieces + 4);
+  POOL_CHECK(s1.live_bytes == s0.live_bytes + sizes[0] + sizes[1] + sizes[3] + sizes[4], "pooled bytes %zu",
+        s1.live_bytes);
+  POOL_CHECK(s1.mapped_bytes >= (40u << 20) + (32u << 20) && s1.slabs >= s0.slabs + 1, "slabs %zu, %zu bytes mapped",
+        s1.slabs, s1.mapped_bytes);
+  const char* mode = r::transparent_huge_pages_mode();
+  if (r::huge_pages_enabled() && (std::strcmp(mode, "madvise") == 0 || std::strcmp(mode, "always") == 0)) {
+    const size_t kib = anon_huge_kib_at(ps[4] + (20u << 20));
+    POOL_CHECK(kib >= 2048, "a touched 40 MiB piece has %zu KiB of huge pages (THP mode %s)", kib, mode);
+    std::printf("ok   huge pages: a touched 40 MiB packed-weight piece has %zu KiB on huge pages (THP %s)\n", kib, mode);
+  } else {
+    std::printf("skip huge-page backing check: THP mode '%s', huge pages %s\n", mode,
+                r::huge_pages_enabled() ? "on" : "off (ATTNODE_HUGE_PAGES=0)");
+  }
+  for (unsigned char* p : ps) r::free_streamed(p);
+  const r::StreamedMemoryStats s2 = r::streamed_memory_stats();
+  POOL_CHECK(s2.live_pieces == s0.live_pieces && s2.live_bytes == s0.live_bytes, "pieces left after freeing: %zu",
+        s2.live_pieces);
+  // Only the slab still taking new pieces may stay mapped.
+  POOL_CHECK(s2.slabs <= std::max<size_t>(s0.slabs, 1), "slabs left after freeing everything: %zu", s2.slabs);
+  // Packed weights use it: packing a 2 MiB weight adds a pooled piece until the PackedB is dropped.
+  {
+    std::vector<float> b(size_t{1024} * 512, 0.5f);
+    auto pk = attnode::kernels::pack_b(b.data(), 512, true, 512, 1024);
+    POOL_CHECK(r::streamed_memory_stats().live_pieces == s0.live_pieces + 1, "pack_b did not allocate a pooled piece");
+  }
+  POOL_CHECK(r::streamed_memory_stats().live_pieces == s0.live_pieces, "dropping the PackedB did not free its piece");
+  std::printf("%s streamed memory: pooled pieces aligned, disjoint, freed with their slabs\n",
+              g_failures ? "(see failures)" : "ok  ");
+}
 }  // namespace
 
 // sgemm_group: a Linear's backward (dW = dZᵀ·X with the bias row sums, dX = dZ·W) and a batched product as one
@@ -587,6 +669,7 @@ int main(int argc, char** argv) {
   } else {
     std::printf("skip [avx512-bf16]: no AVX512-BF16 here (or capped by ATTNODE_ISA)\n");
   }
+  streamed_memory_pool();
   std::printf("%s: %d checks, %d failures\n", g_failures ? "FAILED" : "PASSED", g_checks, g_failures);
   return g_failures ? 1 : 0;
 }

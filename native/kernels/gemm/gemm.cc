@@ -35,6 +35,7 @@
 #include <new>
 
 #include "../../runtime/cpu_features.h"
+#include "../../runtime/huge_pages.h"
 #include "../../runtime/thread_pool.h"
 #include "../qgemm/qgemm.h"
 #include "gemm.h"
@@ -85,8 +86,8 @@ class PackedB {
   size_t words = 0;
   std::shared_ptr<const QPackedB> q;  // int8: quantized panels, scales and column sums (qgemm/qgemm.h)
   ~PackedB() {
-    std::free(data);
-    std::free(pairs);
+    runtime::free_streamed(data);
+    runtime::free_streamed(pairs);
   }
   const float* block(int64_t pc, int64_t j0) const {
     return data + pc * ceil_div(n, nr) * nr + (j0 / nr) * std::min(kc, k - pc) * nr;
@@ -335,7 +336,13 @@ int choose_threads(const GemmParams& p, int max_threads) {
   return std::max(nt, 1);
 }
 
-constexpr int64_t kGemvMinBytesF32 = int64_t{4} << 20;
+// Unpacked B (read through strides, ~10 GB/s per core): ~1M elements per thread.
+constexpr int64_t kGemvMinBytesUnpacked = int64_t{4} << 20;
+// Pre-packed B, fp32 and bf16 alike: ~1 MiB of weight per thread, the bar measured for the bf16 GEMV (below). The
+// fp32 bar was 4 MiB, so at 2 threads no projection of a SmolLM-135M layer (q|k|v 2.2 MB, o 1.3 MB, gate|up
+// 7.1 MB, down 3.5 MB) was split and the second thread streamed only the head: 2-thread fp32 decode was 7% faster
+// than 1-thread. Bytes are what a thread streams, whatever the precision.
+constexpr int64_t kGemvMinBytesF32 = int64_t{1} << 20;
 constexpr int64_t kGemvMinBytesBf16 = int64_t{1} << 20;
 
 // Threads for an M = 1 product reading `bytes` of B: one per `min_bytes` (at least one, at most nt).
@@ -378,7 +385,7 @@ void run_gemv(const IsaKernels& uk, const GemmParams& p, int nt) {
   auto gemv = uk.gemv;
   // GEMV streams B once (~10 GB/s per core from L3): below ~1M elements per
   // thread the wake-up of a parked worker costs more than it saves.
-  split_gemv_columns(p.n, p.trans_b ? 16 : 128, gemv_threads(nt, 4 * p.k * p.n, kGemvMinBytesF32),
+  split_gemv_columns(p.n, p.trans_b ? 16 : 128, gemv_threads(nt, 4 * p.k * p.n, kGemvMinBytesUnpacked),
                      [&](int64_t j0, int64_t j1) {
                        if (gemv != nullptr) {
                          gemv(p.k, x, p.b, p.ldb, p.trans_b, j0, j1, p.c, &ep);
@@ -399,7 +406,6 @@ void run_gemv_packed(const IsaKernels& uk, const PackedB& pk, const GemmParams& 
     x = buf;
   }
   const Epilogue ep{p.alpha, p.beta, p.bias, static_cast<int>(p.act)};
-  // The same bar for a second thread as the unpacked GEMV: ~1M weights per thread.
   split_gemv_columns(p.n, uk.nr, gemv_threads(nt, 4 * p.k * p.n, kGemvMinBytesF32),
                      [&](int64_t j0, int64_t j1) { uk.gemv_packed(p.k, pk.kc, x, pk.data, p.n, j0, j1, p.c, &ep); });
 }
@@ -902,8 +908,8 @@ PackedBPtr pack_b(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t 
   const int64_t np = ceil_div(n, uk.nr);
   packed->floats = static_cast<size_t>(k * np * uk.nr);
   const size_t bytes = (packed->floats * sizeof(float) + 63) / 64 * 64;
-  packed->data = static_cast<float*>(std::aligned_alloc(64, bytes));
-  if (packed->data == nullptr) throw std::bad_alloc();
+  // Decode streams every packed weight once per token: huge pages (runtime/huge_pages.h).
+  packed->data = static_cast<float*>(runtime::alloc_streamed(bytes));
   // K blocks are independent: pack them in parallel.
   const int64_t blocks = ceil_div(k, bl.kc);
   ThreadPool::instance().parallel_tiles(blocks, [&](int64_t t) {
@@ -971,8 +977,7 @@ PackedBPtr pack_b_bf16(const float* b, int64_t ldb, bool trans_b, int64_t k, int
   const int64_t np = ceil_div(n, uk.nr);
   packed->words = static_cast<size_t>(packed->kp * np * uk.nr);
   const size_t bytes = (packed->words * sizeof(uint32_t) + 63) / 64 * 64;
-  packed->pairs = static_cast<uint32_t*>(std::aligned_alloc(64, bytes));
-  if (packed->pairs == nullptr) throw std::bad_alloc();
+  packed->pairs = static_cast<uint32_t*>(runtime::alloc_streamed(bytes));
   // K blocks x groups of panels are independent: pack them in parallel
   // (a 768-deep weight is a single K block).
   constexpr int64_t kPanelsPerTile = 8;

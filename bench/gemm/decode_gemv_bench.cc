@@ -1,0 +1,131 @@
+// The M = 1 products of a whole SmolLM-135M decode step, in model order (per layer: q|k|v 960x576, o 576x576,
+// gate|up 3072x576, down 576x1536; then the 49152x576 head), from memory, with pre-packed fp32 or bf16 weights
+// allocated on 4 KiB pages and on 2 MiB huge pages (runtime::set_huge_pages), interleaved rounds; achieved weight
+// GB/s and the time per step. Also a plain read of the same bytes (one buffer, each layout) as the reference.
+// Usage: bench/gemm/decode_gemv.sh [threads] [rounds]
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "../../native/kernels/gemm/gemm.h"
+#include "../../native/runtime/huge_pages.h"
+#include "../../native/runtime/thread_pool.h"
+
+using namespace attnode::kernels;
+namespace rt = attnode::runtime;
+
+static double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+__attribute__((target("avx512f"))) static float read_all(const float* a, size_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  for (size_t i = 0; i + 64 <= n; i += 64) {
+    s0 = _mm512_add_ps(s0, _mm512_load_ps(a + i));
+    s1 = _mm512_add_ps(s1, _mm512_load_ps(a + i + 16));
+    s2 = _mm512_add_ps(s2, _mm512_load_ps(a + i + 32));
+    s3 = _mm512_add_ps(s3, _mm512_load_ps(a + i + 48));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+struct Shape {
+  int n, k;
+};
+
+struct Model {
+  std::vector<PackedBPtr> w;
+  std::vector<Shape> s;
+  double bytes = 0;
+};
+
+static Model build(bool bf16, bool huge, int layers) {
+  const bool was = rt::set_huge_pages(huge);
+  Model m;
+  const Shape layer[] = {{960, 576}, {576, 576}, {3072, 576}, {576, 1536}};
+  std::vector<float> src;
+  auto add = [&](Shape s) {
+    src.resize((size_t)s.n * s.k);
+    for (size_t i = 0; i < src.size(); ++i) src[i] = ((i * 2654435761u) % 1000) * 1e-5f - 0.005f;
+    m.w.push_back(bf16 ? pack_b_bf16(src.data(), s.k, true, s.k, s.n) : pack_b(src.data(), s.k, true, s.k, s.n));
+    m.s.push_back(s);
+    m.bytes += (bf16 ? 2.0 : 4.0) * s.n * s.k;
+  };
+  for (int l = 0; l < layers; ++l)
+    for (Shape s : layer) add(s);
+  add({49152, 576});
+  rt::set_huge_pages(was);
+  return m;
+}
+
+static double step(const Model& m, int nt, std::vector<float>& x, std::vector<float>& c) {
+  const double t0 = now();
+  for (size_t i = 0; i < m.w.size(); ++i) {
+    GemmParams p;
+    p.m = 1;
+    p.n = m.s[i].n;
+    p.k = m.s[i].k;
+    p.a = x.data();
+    p.lda = p.k;
+    p.b = nullptr;
+    p.ldb = p.k;
+    p.trans_b = true;
+    p.c = c.data();
+    p.ldc = p.n;
+    p.packed_b = m.w[i].get();
+    sgemm(p, nt);
+  }
+  return now() - t0;
+}
+
+int main(int argc, char** argv) {
+  const int nt = argc > 1 ? std::atoi(argv[1]) : 1;
+  const int rounds = argc > 2 ? std::atoi(argv[2]) : 9;
+  const int layers = 30;
+  rt::ThreadPool::instance().set_num_threads(nt);
+  std::printf("threads %d, THP mode %s\n", nt, rt::transparent_huge_pages_mode());
+  std::vector<float> x(1536, 0.01f), c(49152);
+  for (bool bf16 : {false, true}) {
+    if (bf16 && !bf16_gemm_available()) continue;
+    Model m4 = build(bf16, false, layers), m2 = build(bf16, true, layers);
+    // The same bytes as one plain buffer per page size: the read bandwidth the products could reach.
+    const size_t nf = (size_t)(m4.bytes / 4) / 64 * 64;
+    rt::set_huge_pages(false);
+    float* r4 = static_cast<float*>(rt::alloc_streamed(nf * 4));
+    rt::set_huge_pages(true);
+    float* r2 = static_cast<float*>(rt::alloc_streamed(nf * 4));
+    for (size_t i = 0; i < nf; ++i) r4[i] = r2[i] = 1e-6f;
+    step(m4, nt, x, c);
+    step(m2, nt, x, c);
+    std::vector<double> t4, t2, rd4, rd2;
+    volatile float sink = 0;
+    for (int r = 0; r < rounds; ++r) {
+      double t = now();
+      sink = sink + read_all(r4, nf);
+      rd4.push_back(now() - t);
+      t = now();
+      sink = sink + read_all(r2, nf);
+      rd2.push_back(now() - t);
+      if (r % 2) {
+        t4.push_back(step(m4, nt, x, c));
+        t2.push_back(step(m2, nt, x, c));
+      } else {
+        t2.push_back(step(m2, nt, x, c));
+        t4.push_back(step(m4, nt, x, c));
+      }
+    }
+    for (auto* v : {&t4, &t2, &rd4, &rd2}) std::sort(v->begin(), v->end());
+    auto med = [](const std::vector<double>& v) { return v[v.size() / 2]; };
+    const double gb = m4.bytes / 1e9;
+    std::printf(
+        "%s: %.1f MB/step | 4K pages: %.2f ms (%.1f GB/s, best %.1f) | 2M pages: %.2f ms (%.1f GB/s, best %.1f) | "
+        "plain read 1T 4K %.1f GB/s, 2M %.1f GB/s\n",
+        bf16 ? "bf16" : "fp32", m4.bytes / 1e6, med(t4) * 1e3, gb / med(t4), gb / t4.front(), med(t2) * 1e3,
+        gb / med(t2), gb / t2.front(), gb / med(rd4), gb / med(rd2));
+    rt::free_streamed(r4);
+    rt::free_streamed(r2);
+  }
+}
