@@ -2,7 +2,8 @@
 // algorithm as lib/backend/js/attention.ts), on every ISA path, with strided
 // (head-split) layouts, float / bool masks with broadcast strides, causal
 // (also lq != lk), fully masked rows (NaN), with and without the weights
-// output, and multithreaded == single-threaded bit for bit.
+// output, multithreaded == single-threaded bit for bit, and K/V packed per
+// call == packed per task bit for bit.
 // Built and run by run_attention_test.sh.
 #include <cmath>
 #include <cstdio>
@@ -379,6 +380,36 @@ void run_pooled_case(int64_t b, int64_t h, int64_t kvh, int64_t lq, int64_t dk, 
   CHECK(e <= 2e-5, "%s %s: max error %g", desc, isa.c_str(), e);
 }
 
+// The AVX-512 float32 path packs K and V once per call when a head has
+// several query tasks, and lets a lone task transpose its key blocks itself:
+// the arithmetic is the same, so the first rows of a long call (packed) must
+// equal, bit for bit, a call of only those rows (one task, not packed), with
+// the same keys, for every head-dim shape, mask and causal (the first rows'
+// visible keys do not depend on lq) and grouped-query head.
+void run_packed_vs_task(int64_t lq_long, int64_t nq, int64_t lk, int64_t dk, int64_t dv, bool causal, int mask_kind,
+                        int64_t kvh, const std::string& isa) {
+  Case c{1, 4, lq_long, lk, dk, dv, causal, true, mask_kind, kvh};
+  Buffers B = make(c);
+  rt::ThreadPool::instance().set_num_threads(2);
+  k::attention(B.p);
+  k::AttentionParams s = B.p;
+  s.lq = nq;
+  std::vector<float> out_short(B.out.size(), -7.0f);
+  s.out = out_short.data();
+  k::attention(s);
+  char desc[160];
+  std::snprintf(desc, sizeof(desc), "packed vs task: lq %lld/%lld lk%lld dk%lld dv%lld causal%d mask%d kvh%lld",
+                (long long)lq_long, (long long)nq, (long long)lk, (long long)dk, (long long)dv, causal, mask_kind,
+                (long long)kvh);
+  for (int64_t h = 0; h < c.h; ++h)
+    for (int64_t i = 0; i < nq; ++i) {
+      const float* a = B.out.data() + h * B.p.out_strides[1] + i * B.p.out_strides[2];
+      const float* b = out_short.data() + h * B.p.out_strides[1] + i * B.p.out_strides[2];
+      CHECK(std::memcmp(a, b, dv * sizeof(float)) == 0, "%s %s: head %lld row %lld differs", desc, isa.c_str(),
+            (long long)h, (long long)i);
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -429,6 +460,9 @@ int main() {
     run_pooled_case(3, 4, 4, 1, 8, {5, 0, 70}, true, ran.back());
     run_pooled_case(2, 4, 2, 6, 32, {40, 6}, true, ran.back());
     run_pooled_case(2, 2, 1, 50, 64, {300, 77}, true, ran.back());
+    run_packed_vs_task(300, 40, 200, 64, 64, false, 0, 0, ran.back());
+    run_packed_vs_task(200, 45, 130, 72, 80, true, 3, 2, ran.back());
+    run_packed_vs_task(600, 33, 1030, 17, 130, false, 1, 1, ran.back());
     std::printf("%-9s %zu cases %s\n", ran.back().c_str(), cases.size(), g_failures == before ? "ok" : "FAILED");
   }
   rt::set_isa(rt::detected_isa());

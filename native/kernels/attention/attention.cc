@@ -32,7 +32,7 @@ TileFn tile_fn(runtime::Isa isa, bool bf16) {
 }
 
 int64_t scratch_floats(int64_t dk, int64_t dv) {
-  return kAttnKeyBlock * kAttnQueryTile + kAttnMaxTaskRows * ((dv + 15) / 16 * 16 + 32 + (dk + 1) / 2) +
+  return kAttnKeyBlock * kAttnQueryTile + kAttnMaxTaskRows * ((dv + 15) / 16 * 16 + 32 + (dk + 1) / 2 + dk) +
          dk * kAttnKeyBlock;
 }
 
@@ -247,6 +247,13 @@ void attention(const AttentionParams& params, int max_threads) {
     uint32_t* kv = t_kv_bf16.get(avx512_bf16::packed_kv_words(p));
     pool.parallel_tiles(
         p.batch * p.kv_heads, [&](int64_t bh) { avx512_bf16::pack_kv(p, kv, bh); }, threads);
+    prepared = kv;
+  } else if (isa == runtime::Isa::Avx512 && p.weights == nullptr && p.lq > kAttnSmallRows && tiles > 1) {
+    // The register-blocked path reads K transposed per key block: packed once
+    // here (with V, contiguous) instead of by each of the head's query tasks.
+    float* kv = t_kv.get(avx512::packed_kv_floats(p));
+    pool.parallel_tiles(
+        p.batch * p.kv_heads, [&](int64_t bh) { avx512::pack_kv(p, kv, bh); }, threads);
     prepared = kv;
   } else if (should_pack_kv(p)) {
     pack_kv(p, t_kv.get(p.batch * p.kv_heads * p.lk * (p.dk + p.dv)), threads);

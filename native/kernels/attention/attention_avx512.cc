@@ -39,12 +39,15 @@ namespace {
 #include "attention_avx512_strip.inc"
 
 // ------------------------------------------------- register-blocked flash path
-// One task = up to kAttnMaxTaskRows queries of one (batch, head). Per key
-// block of kBk = 64 keys, K is packed transposed once (kt[d][64], shared by
-// every query of the task from L1); then each strip of kStrip = 6 queries
-// runs, entirely in registers:
+// One task = up to kAttnMaxTaskRows queries of one (batch, head). Its
+// queries are first copied times scale · log2e (contiguous rows, scores come
+// out in log2 units: no scaling per block, and exp is 2^(s - m)). Per key
+// block of kBk = 64 keys, K transposed (kt[d][64], from the call's packed
+// K/V, or packed by the task itself when the frontend did not pack) is
+// shared by every query of the task from L1; then each strip of kStrip = 6
+// queries runs, entirely in registers:
 //   S (6 x 64, 24 zmm) = Q_strip · K_blockᵀ    broadcast q[r][d] x 4 vectors of kt[d]
-//   masks / causal / tail on S, row max, P = exp(S - m), row sums (vectors)
+//   masks / causal / tail on S, row max, P = 2^(S - m), row sums (vectors)
 //   O (6 x 64 columns of v, 24 zmm) = alpha · O + P · V_block   broadcast p[r][j] x 4 vectors of v[j]
 // O lives in the task's scratch between key blocks (one load and store per
 // strip and block, with the online-softmax rescale folded into the load). Each
@@ -54,12 +57,12 @@ namespace {
 // Per-task addressing and scratch of the fp32 fast path.
 struct Fast : StripCtx {
   float* pbuf;  // kStrip x kBk probabilities of the current strip
-  float* kt;    // dk x kBk transposed key block
+  float* kt;    // dk x kBk transposed key block (when the task packs its own)
+  float* qs;    // nq x dk queries times scale · log2e
 };
 
-// kt[d * kBk + jj] = k[j0 + jj][d] for jj < nk, 0 for nk <= jj < kBk.
-void pack_keys(const Fast& f, int64_t j0, int64_t nk) {
-  const int64_t dk = f.p->dk;
+// kt[d * kBk + jj] = k[j0 + jj][d] for jj < nk, 0 for nk <= jj < kBk; k rows ks apart.
+void transpose_keys(const float* k, int64_t ks, int64_t dk, int64_t j0, int64_t nk, float* kt) {
   for (int64_t g = 0; g < kBk; g += W) {
     for (int64_t dc = 0; dc < dk; dc += W) {
       const int64_t nd = dk - dc < W ? dk - dc : W;
@@ -67,43 +70,41 @@ void pack_keys(const Fast& f, int64_t j0, int64_t nk) {
       V r[16];
 #pragma GCC unroll 16
       for (int i = 0; i < 16; ++i)
-        r[i] = g + i < nk ? _mm512_maskz_loadu_ps(dm, f.sl.k + (j0 + g + i) * f.sl.ks + dc) : _mm512_setzero_ps();
+        r[i] = g + i < nk ? _mm512_maskz_loadu_ps(dm, k + (j0 + g + i) * ks + dc) : _mm512_setzero_ps();
       transpose16(r);
-      for (int64_t c = 0; c < nd; ++c) st(f.kt + (dc + c) * kBk + g, r[c]);
+      for (int64_t c = 0; c < nd; ++c) st(kt + (dc + c) * kBk + g, r[c]);
     }
   }
 }
 
-// One strip of R (<= kStrip) queries [i0, i0 + R) against key block [j0, j0 + nk).
-// `kv_end`: keys at or past j0 + kv_end are hidden from every row of the strip
-// (causal), so P·V stops there.
+// One strip of R (<= kStrip) queries [i0, i0 + R) (task rows from r0)
+// against key block [j0, j0 + nk): kt its transposed keys, vb its first
+// value row, value rows vs apart.
 template <int R>
-void strip_block(const Fast& f, int64_t r0, int64_t i0, int64_t j0, int64_t nk) {
+void strip_block(const Fast& f, int64_t r0, int64_t i0, int64_t j0, int64_t nk, const float* kt, const float* vb,
+                 int64_t vs) {
   const AttentionParams& p = *f.p;
   const int64_t dk = p.dk;
-  const float* qr[R];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) qr[r] = f.sl.q + (i0 + r) * f.sl.qs;
-  // ---- S = Q · Kᵀ
+  const float* qr = f.qs + r0 * dk;
+  // ---- S = Q · Kᵀ (log2 units)
   V s[R][kKV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int t = 0; t < kKV; ++t) s[r][t] = _mm512_setzero_ps();
-  const float* kt = f.kt;
   for (int64_t d = 0; d < dk; ++d, kt += kBk) {
     V kv[kKV];
 #pragma GCC unroll 4
     for (int t = 0; t < kKV; ++t) kv[t] = ld(kt + t * W);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const V qb = set1(qr[r][d]);
+      const V qb = set1(qr[r * dk + d]);
 #pragma GCC unroll 4
       for (int t = 0; t < kKV; ++t) s[r][t] = fma(qb, kv[t], s[r][t]);
     }
   }
   float alpha[R];
-  strip_softmax<R>(f, s, r0, i0, j0, nk, alpha);
+  strip_softmax<R, true>(f, s, r0, i0, j0, nk, alpha);
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
@@ -116,7 +117,6 @@ void strip_block(const Fast& f, int64_t r0, int64_t i0, int64_t j0, int64_t nk) 
     for (int r = 0; r < R; ++r) apply_dropout(p, d, f.b, f.h, i0 + r, j0, kv_end, f.pbuf + r * kBk, 1);
   }
   const int64_t dv = p.dv;
-  const float* vb = f.sl.v + j0 * f.sl.vs;
   for (int64_t c = 0; c < dv; c += kKV * W) {
     const int64_t ncol = dv - c < kKV * W ? dv - c : kKV * W;
     const int nvec = static_cast<int>((ncol + W - 1) / W);
@@ -125,7 +125,7 @@ void strip_block(const Fast& f, int64_t r0, int64_t i0, int64_t j0, int64_t nk) 
       V o[R][kKV];
       load_scaled_o<R>(f, r0, c, alpha, o);
       const float* vr = vb + c;
-      for (int64_t j = 0; j < kv_end; ++j, vr += f.sl.vs) {
+      for (int64_t j = 0; j < kv_end; ++j, vr += vs) {
         V vv[kKV];
 #pragma GCC unroll 4
         for (int t = 0; t < kKV - 1; ++t) vv[t] = ld(vr + t * W);
@@ -146,7 +146,7 @@ void strip_block(const Fast& f, int64_t r0, int64_t i0, int64_t j0, int64_t nk) 
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) o[r] = mul(ld(f.o + (r0 + r) * f.dvp + c + t * W), set1(alpha[r]));
         const float* vr = vb + c + t * W;
-        for (int64_t j = 0; j < kv_end; ++j, vr += f.sl.vs) {
+        for (int64_t j = 0; j < kv_end; ++j, vr += vs) {
           const V vv = _mm512_maskz_loadu_ps(m, vr);
 #pragma GCC unroll 8
           for (int r = 0; r < R; ++r) o[r] = fma(set1(f.pbuf[r * kBk + j]), vv, o[r]);
@@ -160,15 +160,56 @@ void strip_block(const Fast& f, int64_t r0, int64_t i0, int64_t j0, int64_t nk) 
 
 constexpr auto kPfHint = _MM_HINT_T0;
 
+// Floats of one (batch, key/value head) slice and of one key block of the packed K/V (attention_isa.h).
+inline int64_t packed_block_floats(const AttentionParams& p) { return p.dk * kBk + kBk * round_up_16(p.dv); }
+inline int64_t packed_slice_floats(const AttentionParams& p) {
+  return (p.lk + kBk - 1) / kBk * packed_block_floats(p);
+}
+
 // This ISA's streaming path (declared by attention_tile.inc).
 void tile_streaming(const AttentionParams& p, const Slice& sl, int64_t b, int64_t h, int64_t i0, int64_t nq,
                     float* scratch) {
   Fast f;
   init_task(f, p, sl, b, h, nq, scratch);
+  f.log2_scores = true;
   f.pbuf = scratch;
   f.kt = task_tail(f, nq);
+  f.qs = f.kt + p.dk * kBk;
+  const int64_t dk = p.dk;
+  {
+    const V qscale = set1(p.scale * kLog2e);
+    for (int64_t ii = 0; ii < nq; ++ii) {
+      const float* src = sl.q + (i0 + ii) * sl.qs;
+      float* dst = f.qs + ii * dk;
+      for (int64_t d = 0; d < dk; d += W) {
+        const M m = dk - d >= W ? static_cast<M>(0xffff) : tail_mask(dk - d);
+        _mm512_mask_storeu_ps(dst + d, m, mul(_mm512_maskz_loadu_ps(m, src + d), qscale));
+      }
+    }
+  }
   // Causal: the tile's last query sees keys < i0 + nq; later blocks are skipped.
   const int64_t j_end = p.causal ? (i0 + nq < p.lk ? i0 + nq : p.lk) : p.lk;
+  const int64_t nstrips = (nq + kStrip - 1) / kStrip;
+  if (sl.prepared) {
+    // K and V packed by the frontend: contiguous blocks the hardware prefetcher follows.
+    const int64_t blk = packed_block_floats(p), dvp = round_up_16(p.dv);
+    const float* slice = static_cast<const float*>(sl.prepared) +
+                         (b * p.kv_heads + h / (p.heads / p.kv_heads)) * packed_slice_floats(p);
+    for (int64_t j0 = 0; j0 < j_end; j0 += kBk) {
+      const int64_t nk = j_end - j0 < kBk ? j_end - j0 : kBk;
+      const float* kt = slice + (j0 / kBk) * blk;
+      const float* vb = kt + dk * kBk;
+      for (int64_t r0 = 0; r0 < nq; r0 += kStrip) {
+        const int64_t n = nq - r0 < kStrip ? nq - r0 : kStrip;
+        // Causal: a strip whose rows all precede the block sees none of it.
+        if (p.causal && i0 + r0 + n - 1 < j0) continue;
+        with_strip_rows(static_cast<int>(n),
+                        [&](auto rows) { strip_block<decltype(rows)::value>(f, r0, i0 + r0, j0, nk, kt, vb, dvp); });
+      }
+    }
+    finish_task(f, i0, nq);
+    return;
+  }
   // The first block's v rows load while its keys are packed.
   for (int64_t j = 0; j < (j_end < kBk ? j_end : kBk); ++j) {
     const char* vr = reinterpret_cast<const char*>(sl.v + j * sl.vs);
@@ -176,12 +217,11 @@ void tile_streaming(const AttentionParams& p, const Slice& sl, int64_t b, int64_
   }
   for (int64_t j0 = 0; j0 < j_end; j0 += kBk) {
     const int64_t nk = j_end - j0 < kBk ? j_end - j0 : kBk;
-    pack_keys(f, j0, nk);
+    transpose_keys(sl.k, sl.ks, dk, j0, nk, f.kt);
     // While the strips run, pull the next block's k and v rows (strided: in
     // a packed [L, N, 3E] projection every row is on its own page) toward
     // the cache, a few rows per strip.
     const int64_t jn = j0 + kBk, nkn = j_end - jn < kBk ? j_end - jn : kBk;
-    const int64_t nstrips = (nq + kStrip - 1) / kStrip;
     const int64_t per = nkn > 0 ? (nkn + nstrips - 1) / nstrips : 0;
     for (int64_t r0 = 0, pf = 0; r0 < nq; r0 += kStrip, pf += per) {
       for (int64_t j = pf; j < pf + per && j < nkn; ++j) {
@@ -191,16 +231,46 @@ void tile_streaming(const AttentionParams& p, const Slice& sl, int64_t b, int64_
         for (int64_t c = 0; c < p.dv * 4; c += 64) _mm_prefetch(vr + c, kPfHint);
       }
       const int64_t n = nq - r0 < kStrip ? nq - r0 : kStrip;
-      // Causal: a strip whose rows all precede the block sees none of it.
       if (p.causal && i0 + r0 + n - 1 < j0) continue;
-      with_strip_rows(static_cast<int>(n),
-                      [&](auto rows) { strip_block<decltype(rows)::value>(f, r0, i0 + r0, j0, nk); });
+      with_strip_rows(static_cast<int>(n), [&](auto rows) {
+        strip_block<decltype(rows)::value>(f, r0, i0 + r0, j0, nk, f.kt, sl.v + j0 * sl.vs, sl.vs);
+      });
     }
   }
   finish_task(f, i0, nq);
 }
 
 }  // namespace
+
+int64_t packed_kv_floats(const AttentionParams& p) {
+  return p.batch * p.kv_heads * packed_slice_floats(p);
+}
+
+void pack_kv(const AttentionParams& p, float* dst, int64_t bh) {
+  const int64_t b = bh / p.kv_heads, h = bh % p.kv_heads;
+  const float* k = p.k + b * p.k_strides[0] + h * p.k_strides[1];
+  const float* v = p.v + b * p.v_strides[0] + h * p.v_strides[1];
+  const int64_t blk = packed_block_floats(p), dvp = round_up_16(p.dv);
+  float* slice = dst + bh * packed_slice_floats(p);
+  for (int64_t j0 = 0; j0 < p.lk; j0 += kBk) {
+    const int64_t nk = p.lk - j0 < kBk ? p.lk - j0 : kBk;
+    float* kt = slice + (j0 / kBk) * blk;
+    float* vt = kt + p.dk * kBk;
+    transpose_keys(k, p.k_strides[2], p.dk, j0, nk, kt);
+    for (int64_t jj = 0; jj < kBk; ++jj) {
+      float* dr = vt + jj * dvp;
+      if (jj >= nk) {
+        for (int64_t c = 0; c < dvp; c += W) st(dr + c, _mm512_setzero_ps());
+        continue;
+      }
+      const float* vr = v + (j0 + jj) * p.v_strides[2];
+      for (int64_t c = 0; c < dvp; c += W) {
+        const M m = p.dv - c >= W ? static_cast<M>(0xffff) : tail_mask(p.dv - c);
+        st(dr + c, _mm512_maskz_loadu_ps(m, vr + c));
+      }
+    }
+  }
+}
 
 // The backward runs on the shared 32-query tiles (score_keys with kR = 8).
 #include "attention_backward.inc"

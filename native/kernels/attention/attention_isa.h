@@ -36,16 +36,18 @@ constexpr int64_t kAttnSmallRows = 8;
 // the ISA's per-call step made (avx512_bf16: K and V packed by pack_kv), or
 // null. `scratch` is 64-byte aligned and holds at least
 // kAttnScratchFloats(dk, dv) floats, computed in attention.cc as
-//   kAttnKeyBlock * kAttnQueryTile + kAttnMaxTaskRows * (round_up(dv, 16) + 32 + ceil(dk / 2)) + dk * kAttnKeyBlock.
+//   kAttnKeyBlock * kAttnQueryTile + kAttnMaxTaskRows * (round_up(dv, 16) + 32 + ceil(dk / 2) + dk)
+//   + dk * kAttnKeyBlock.
 // The 32-row tiles use it as kAttnKeyBlock * kAttnQueryTile floats
 // (transposed scores), kAttnQueryTile * round_up(dv, 16) (output
 // accumulators), dk * kAttnKeyBlock (the transposed query tile); the AVX-512
 // register-blocked path as 2 * 6 * kAttnKeyBlock (probabilities and masked
 // scores of one strip, in the first kAttnKeyBlock * kAttnQueryTile), then
 // nq * round_up(dv, 16) output accumulators, nq * 16 partial row sums,
-// round_up(nq, 16) running maxima and dk * kAttnKeyBlock (the transposed key
-// block); the bf16 path puts its bf16 query rows (nq * ceil(dk / 2) words)
-// where the fp32 path has the key block. No function bodies in this header
+// round_up(nq, 16) running maxima, dk * kAttnKeyBlock (the transposed key
+// block, when K/V were not packed per call) and nq * dk (the queries times
+// scale · log2e); the bf16 path puts its bf16 query rows (nq * ceil(dk / 2)
+// words) where the fp32 path has the key block. No function bodies in this header
 // (see above).
 // Backward (attention_backward.inc, every path; the frontend set fwd.kv_heads):
 // attention_backward_kv writes dk / dv rows [j0, j0 + kAttnKeyBlock) ∩ [0, lk)
@@ -78,6 +80,16 @@ void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t 
 void attention_backward_q(const AttentionBackwardParams& p, int64_t b, int64_t h, int64_t i0, float* scratch);
 }  // namespace avx2
 namespace avx512 {
+// The float32 register-blocked streaming path's K and V, packed once per
+// call when every (batch, head) has several query tasks (the frontend's
+// choice; `prepared` then points here, else each task transposes its key
+// blocks itself): per (batch, key/value head) slice, per block of
+// kAttnKeyBlock keys, K transposed (dk x kAttnKeyBlock floats, kt[d][jj])
+// then V (kAttnKeyBlock x round_up(dv, 16) floats); missing keys and the
+// columns past dv are 0. Each block is 64-byte aligned when dst is.
+int64_t packed_kv_floats(const AttentionParams& p);
+// Packs slice bh = b * kv_heads + h (h a key/value head) into dst (sized by packed_kv_floats).
+void pack_kv(const AttentionParams& p, float* dst, int64_t bh);
 void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
                     float* scratch);
 void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t hk, int64_t j0, bool with_dq,
