@@ -66,12 +66,17 @@ ATTNODE_INLINE void kernel_8xnv(int64_t kc, const A& a, const float* b, float* c
   // L1 and L2): on Zen 5, T1/T2 prefetches measured no gain.
   const char* pf = ep->prefetch;
   int pf_left = ep->prefetch_lines;
+  int run_left = ep->prefetch_run_left;
   int64_t k = 0;
   for (; k + 2 <= kc; k += 2) {
     if (pf_left > 0) {
       _mm_prefetch(pf, _MM_HINT_T0);
       pf += 64;
       --pf_left;
+      if (--run_left == 0) {
+        pf += ep->prefetch_skip;
+        run_left = ep->prefetch_run;
+      }
     }
 #pragma GCC unroll 2
     for (int u = 0; u < 2; ++u) {
