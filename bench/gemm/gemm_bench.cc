@@ -259,9 +259,9 @@ int main(int argc, char** argv) {
           ci.brand.c_str(), ci.vendor.c_str(), ci.family, ci.model, ci.stepping,
           ci.uarch.empty() ? "-" : ci.uarch.c_str(), (long)(ci.l1d_bytes >> 10), (long)(ci.l2_bytes >> 10),
           (long)(ci.l3_bytes >> 20));
-  hprintf("# attnode isa %s | GEMM tuning entry '%s': micro-tile %dx%d, kc %ld, nc %ld, A %s\n",
-          rt::isa_name(rt::active_isa()), tu.entry.c_str(), tu.mr, tu.nr, (long)tu.kc, (long)tu.nc,
-          tu.direct_a ? "read in place (not transposed)" : "packed");
+  hprintf("# attnode isa %s | GEMM tuning entry '%s': micro-tile %dx%d, kc %ld, nc %ld (%ld at M <= %d), A %s\n",
+          rt::isa_name(rt::active_isa()), tu.entry.c_str(), tu.mr, tu.nr, (long)tu.kc, (long)tu.nc, (long)tu.nc_stream,
+          32 * tu.mr, tu.direct_a ? "read in place (not transposed)" : "packed");
   hprintf("# openblas: %s core=%s | OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s\n", openblas_get_config(), corename,
           env_core ? env_core : "(unset)", env_l2 ? env_l2 : "(unset)");
 #ifdef HAVE_DNNL
