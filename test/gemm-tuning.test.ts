@@ -19,16 +19,21 @@ const procField = (name: string): number | null => {
   return m ? Number(m[1]) : null;
 };
 const isX86 = process.arch === 'x64' || process.arch === 'ia32';
-const measured: Record<string, { kc: number; nc: number; directA: boolean }> = {
-  zen4: { kc: 384, nc: 480, directA: true },
-  zen5: { kc: 384, nc: 336, directA: false },
+const measured: Record<string, { kc: number; nc: number; ncStream: number; directA: boolean }> = {
+  zen4: { kc: 384, nc: 480, ncStream: 192, directA: true },
+  zen5: { kc: 384, nc: 336, ncStream: 336, directA: false },
 };
 
-/** What choose_tuning derives from the cache sizes for an `mr` x `nr` micro-kernel. */
-function derived(l1d: number, l2: number, mr: number, nr: number): { kc: number; nc: number } {
+/**
+ * What choose_tuning derives from the cache sizes for an `mr` x `nr` micro-kernel. `prefetches`: the kernel
+ * prefetches the next block (AVX-512), so the streamed width keeps two blocks within 60% of L2; else it is nc.
+ */
+function derived(l1d: number, l2: number, mr: number, nr: number, prefetches: boolean) {
   const kc = Math.min(1024, Math.max(128, Math.floor(l1d / (4 * mr * 4))));
   const nc = Math.max(nr, Math.floor(Math.floor(l2 / 2 / (kc * 4)) / nr) * nr);
-  return { kc, nc };
+  const rule = Math.floor(Math.floor((l2 * 6) / 10) / (2 * kc * 4) / nr) * nr;
+  const ncStream = prefetches ? Math.min(Math.max(rule, nr), Math.max(nr, nc)) : nc;
+  return { kc, nc, ncStream };
 }
 
 describe.skipIf(!addon)('GEMM blocking per CPU (native addon)', () => {
@@ -65,7 +70,9 @@ describe.skipIf(!addon)('GEMM blocking per CPU (native addon)', () => {
     } else {
       expect(gemm.entry).toBe('derived');
       expect(gemm.directA).toBe(false);
-      expect({ kc: gemm.kc, nc: gemm.nc }).toEqual(derived(cpu.l1dBytes, cpu.l2Bytes, gemm.mr, gemm.nr));
+      expect({ kc: gemm.kc, nc: gemm.nc, ncStream: gemm.ncStream }).toEqual(
+        derived(cpu.l1dBytes, cpu.l2Bytes, gemm.mr, gemm.nr, isa === 'avx512'),
+      );
     }
   });
 
@@ -75,7 +82,13 @@ describe.skipIf(!addon)('GEMM blocking per CPU (native addon)', () => {
     () => {
       a.setIsa('avx2');
       const { cpu, gemm } = a.info();
-      expect(gemm).toEqual({ entry: 'derived', mr: 6, nr: 16, directA: false, ...derived(cpu.l1dBytes, cpu.l2Bytes, 6, 16) });
+      expect(gemm).toEqual({
+        entry: 'derived',
+        mr: 6,
+        nr: 16,
+        directA: false,
+        ...derived(cpu.l1dBytes, cpu.l2Bytes, 6, 16, false),
+      });
       a.setIsa(startInfo!.detectedIsa);
     },
   );
@@ -105,7 +118,7 @@ function child(env: Record<string, string | undefined>) {
   });
   expect(r.status, r.stderr).toBe(0);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as {
-    gemm: { entry: string; mr: number; nr: number; kc: number; nc: number; directA: boolean };
+    gemm: { entry: string; mr: number; nr: number; kc: number; nc: number; ncStream: number; directA: boolean };
     isa: string;
     out: { n: number[]; t: number[] };
   };
@@ -114,10 +127,11 @@ function child(env: Record<string, string | undefined>) {
 describe.skipIf(!addon)('ATTNODE_GEMM_BLOCKING (fresh processes)', () => {
   it('replaces the named fields, marks the entry +env, and the product is still right', () => {
     const base = child({ ATTNODE_GEMM_BLOCKING: undefined });
-    const r = child({ ATTNODE_GEMM_BLOCKING: 'kc=64,nc=100,a=packed' });
+    const r = child({ ATTNODE_GEMM_BLOCKING: 'kc=64,nc=100,ncs=70,a=packed' });
     expect(r.gemm.entry).toBe(`${base.gemm.entry}+env`);
     expect(r.gemm.kc).toBe(64);
     expect(r.gemm.nc).toBe(Math.max(r.gemm.nr, Math.floor(100 / r.gemm.nr) * r.gemm.nr));
+    expect(r.gemm.ncStream).toBe(Math.max(r.gemm.nr, Math.floor(70 / r.gemm.nr) * r.gemm.nr));
     expect(r.gemm.directA).toBe(false);
     const [m, n, k] = [37, 101, 203];
     const A = new Float32Array(m * k).map((_, i) => Math.sin(i));
@@ -133,7 +147,7 @@ describe.skipIf(!addon)('ATTNODE_GEMM_BLOCKING (fresh processes)', () => {
 
   it('ignores malformed settings (the entry keeps its name)', () => {
     const base = child({ ATTNODE_GEMM_BLOCKING: undefined });
-    for (const bad of ['kc=3', 'nc=abc', 'a=sideways', 'speed=11', 'kc=384,,', 'kc']) {
+    for (const bad of ['kc=3', 'nc=abc', 'ncs=0', 'a=sideways', 'speed=11', 'kc=384,,', 'kc']) {
       const r = child({ ATTNODE_GEMM_BLOCKING: bad });
       expect(r.gemm, bad).toEqual(base.gemm);
     }

@@ -23,7 +23,7 @@
 // times the thread count; at 1 thread also from the call's thread CPU time.
 //
 // Usage: gemm_bench [--quick] [--reps N] [--threads 1,2] [--m 128,512]
-//                   [--layouts xWt,xW,packed] [--out DIR] [--tag NAME]
+//                   [--layouts xWt,xW,packed] [--shapes 768x768,3072x768] [--out DIR] [--tag NAME]
 //                   [--no-int8 | --int8-only]  (the int8-weight rows of int8_section.h)
 // Writes DIR/gemm-<tag>-<date>.{md,json}; tag defaults to the CPU's
 // microarchitecture (info().native.cpu.uarch) or its brand string.
@@ -169,6 +169,8 @@ int main(int argc, char** argv) {
   std::vector<int64_t> ms = {1, 128, 512, 2048};
   std::vector<Layout> layouts = {Layout::XWt, Layout::XW, Layout::Packed};
   bool ms_given = false;
+  // --shapes KxN,...: only these K x N (for iterating on one shape; the geometric means then cover only them).
+  std::vector<std::pair<int64_t, int64_t>> only_kns;
   // The int8-weight rows (int8_section.h) run after the fp32 peers; --int8-only skips the peers, --no-int8 the rows.
   bool int8_only = false, with_int8 = true;
   for (int i = 1; i < argc; ++i) {
@@ -199,6 +201,15 @@ int main(int argc, char** argv) {
       ms.clear();
       ms_given = true;
       for (auto& t : split(next())) ms.push_back(std::max<int64_t>(1, std::atoll(t.c_str())));
+    } else if (s == "--shapes") {
+      for (auto& t : split(next())) {
+        long kk = 0, nn = 0;
+        if (std::sscanf(t.c_str(), "%ldx%ld", &kk, &nn) != 2 || kk < 1 || nn < 1) {
+          std::fprintf(stderr, "gemm_bench: --shapes wants KxN items (e.g. 768x3072), got '%s'\n", t.c_str());
+          return 2;
+        }
+        only_kns.emplace_back(kk, nn);
+      }
     } else if (s == "--layouts") {
       layouts.clear();
       for (auto& t : split(next())) {
@@ -230,6 +241,7 @@ int main(int argc, char** argv) {
 
   std::vector<std::pair<int64_t, int64_t>> kns = {{768, 768}, {768, 2304}, {768, 3072}, {3072, 768}};
   if (quick) kns = {{768, 768}, {768, 3072}};
+  if (!only_kns.empty()) kns = only_kns;
 
   const char* corename = openblas_get_corename();
   const char* env_core = std::getenv("OPENBLAS_CORETYPE");
@@ -247,9 +259,9 @@ int main(int argc, char** argv) {
           ci.brand.c_str(), ci.vendor.c_str(), ci.family, ci.model, ci.stepping,
           ci.uarch.empty() ? "-" : ci.uarch.c_str(), (long)(ci.l1d_bytes >> 10), (long)(ci.l2_bytes >> 10),
           (long)(ci.l3_bytes >> 20));
-  hprintf("# attnode isa %s | GEMM tuning entry '%s': micro-tile %dx%d, kc %ld, nc %ld, A %s\n",
-          rt::isa_name(rt::active_isa()), tu.entry.c_str(), tu.mr, tu.nr, (long)tu.kc, (long)tu.nc,
-          tu.direct_a ? "read in place (not transposed)" : "packed");
+  hprintf("# attnode isa %s | GEMM tuning entry '%s': micro-tile %dx%d, kc %ld, nc %ld (%ld at M <= %d), A %s\n",
+          rt::isa_name(rt::active_isa()), tu.entry.c_str(), tu.mr, tu.nr, (long)tu.kc, (long)tu.nc, (long)tu.nc_stream,
+          32 * tu.mr, tu.direct_a ? "read in place (not transposed)" : "packed");
   hprintf("# openblas: %s core=%s | OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s\n", openblas_get_config(), corename,
           env_core ? env_core : "(unset)", env_l2 ? env_l2 : "(unset)");
 #ifdef HAVE_DNNL

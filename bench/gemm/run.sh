@@ -2,7 +2,7 @@
 # Builds and runs the GEMM benchmark (attnode vs OpenBLAS vs oneDNN), which
 # writes bench/results/gemm-<uarch>-<date>.{md,json} (see gemm_bench.cc).
 # Usage: bench/gemm/run.sh [--quick] [--reps N] [--threads 1,2] [--m 128,512,2048]
-#                          [--layouts xWt,xW,packed] [--tag NAME] [--out DIR] [--no-int8 | --int8-only]
+#                          [--layouts xWt,xW,packed] [--shapes 768x3072,...] [--tag NAME] [--out DIR] [--no-int8 | --int8-only]
 #
 # OpenBLAS setting used: the environment's OPENBLAS_CORETYPE=Haswell and
 # OPENBLAS_L2_SIZE=512 caps are UNSET for the benchmark process only, so

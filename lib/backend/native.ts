@@ -55,10 +55,11 @@ export interface NativeInfo {
   /**
    * The fp32 GEMM's blocking for this CPU and the active path: `entry` is the measured table row used
    * ('zen4', 'zen5') or 'derived' (rules from the L1d/L2 sizes), with '+env' when ATTNODE_GEMM_BLOCKING
-   * changed it; `mr` x `nr` the micro-tile, `kc`/`nc` the largest K block and packed-B width, `directA`
-   * whether a non-transposed A is read in place instead of packed.
+   * changed it; `mr` x `nr` the micro-tile, `kc`/`nc` the largest K block and packed-B width, `ncStream` the
+   * packed-B width when few row panels (M <= 32 mr) prefetch the next block into L2 beside the current one,
+   * `directA` whether a non-transposed A is read in place instead of packed.
    */
-  gemm: { entry: string; mr: number; nr: number; kc: number; nc: number; directA: boolean };
+  gemm: { entry: string; mr: number; nr: number; kc: number; nc: number; ncStream: number; directA: boolean };
   build: { compiler: string; napiVersion: number; kernels: string; debug: boolean; asan: boolean };
 }
 

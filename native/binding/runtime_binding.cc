@@ -77,6 +77,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   g.Set("nr", tu.nr);
   g.Set("kc", Napi::Number::New(env, static_cast<double>(tu.kc)));
   g.Set("nc", Napi::Number::New(env, static_cast<double>(tu.nc)));
+  g.Set("ncStream", Napi::Number::New(env, static_cast<double>(tu.nc_stream)));
   g.Set("directA", tu.direct_a);
   out.Set("gemm", g);
 

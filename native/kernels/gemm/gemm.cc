@@ -103,6 +103,13 @@ struct Blocking {
   int64_t kc, nc, mc;
 };
 
+// GemmTuning::nc_stream by rule: the current B̃ (kc x nc) and the next block being prefetched (as large) within
+// 60% of L2, the rest for the A panels and C; never wider than nc.
+int64_t stream_width(const IsaKernels& uk, const runtime::CpuInfo& ci, int64_t kc, int64_t nc) {
+  const int64_t w = ci.l2_bytes * 6 / 10 / (2 * kc * 4) / uk.nr * uk.nr;
+  return std::clamp<int64_t>(w, uk.nr, std::max<int64_t>(uk.nr, nc));
+}
+
 // Rules derived from the cache sizes cpuid reports, for CPUs without a
 // measured entry: the A panel (MR x kc) takes ~1/4 of L1, leaving room for
 // the streamed B lines and C; the packed B block (kc x nc) ~1/2 of L2.
@@ -113,6 +120,7 @@ GemmTuning derived_tuning(const IsaKernels& uk, const runtime::CpuInfo& ci) {
   t.nr = uk.nr;
   t.kc = std::clamp<int64_t>(ci.l1d_bytes / (4 * uk.mr * 4), 128, 1024);
   t.nc = std::max<int64_t>(uk.nr, (ci.l2_bytes / 2) / (t.kc * 4) / uk.nr * uk.nr);
+  t.nc_stream = stream_width(uk, ci, t.kc, t.nc);
   t.direct_a = false;
   return t;
 }
@@ -126,17 +134,20 @@ GemmTuning derived_tuning(const IsaKernels& uk, const runtime::CpuInfo& ci) {
 //    core): the rules would give kc 256 (a 768-deep product in three K blocks,
 //    C read and written three times); kc 384 with a 480-wide B block (720 KiB
 //    of L2) and A read in place measured best (bench/results/gemm-zen4-*.md).
+//    nc_stream 192 (the rule's value): at M = 128, one thread, 4-10% over
+//    480 in every layout with the next block prefetched (bench/gemm).
+//  - zen5 keeps nc_stream = nc (its behaviour as measured) until measured.
 struct TableEntry {
   const char* uarch;
-  int64_t kc, nc;
+  int64_t kc, nc, nc_stream;
   bool direct_a;
 };
 constexpr TableEntry kAvx512Table[] = {
-    {"zen4", 384, 480, true},
-    {"zen5", 384, 336, false},
+    {"zen4", 384, 480, 192, true},
+    {"zen5", 384, 336, 336, false},
 };
 
-// ATTNODE_GEMM_BLOCKING="kc=384,nc=480,a=rows|packed" (any subset) replaces
+// ATTNODE_GEMM_BLOCKING="kc=384,nc=480,ncs=192,a=rows|packed" (any subset) replaces
 // fields of the chosen entry, to measure a new CPU without rebuilding; read
 // once. Malformed text is ignored (gemm_config().entry then has no "+env").
 bool apply_env_blocking(GemmTuning& t) {
@@ -156,6 +167,8 @@ bool apply_env_blocking(GemmTuning& t) {
       o.kc = v;
     } else if (std::strcmp(key, "nc") == 0 && v >= 1 && v <= 65536) {
       o.nc = std::max<int64_t>(o.nr, v / o.nr * o.nr);
+    } else if (std::strcmp(key, "ncs") == 0 && v >= 1 && v <= 65536) {
+      o.nc_stream = std::max<int64_t>(o.nr, v / o.nr * o.nr);
     } else if (std::strcmp(key, "a") == 0 && (std::strcmp(val, "rows") == 0 || std::strcmp(val, "packed") == 0)) {
       o.direct_a = val[0] == 'r';
     } else {
@@ -176,11 +189,13 @@ GemmTuning choose_tuning(Isa isa) {
       t.entry = e.uarch;
       t.kc = e.kc;
       t.nc = e.nc;
+      t.nc_stream = e.nc_stream;
       t.direct_a = e.direct_a;
     }
   }
-  // Only the AVX-512 kernel reads A in place.
+  // Only the AVX-512 kernel reads A in place, and only it prefetches the next block (the others keep nc).
   if (uk.kernel_rows == nullptr) t.direct_a = false;
+  if (isa != Isa::Avx512) t.nc_stream = t.nc;
   if (apply_env_blocking(t)) t.entry += "+env";
   if (uk.kernel_rows == nullptr) t.direct_a = false;
   return t;
@@ -197,11 +212,14 @@ const GemmTuning& tuning_for(Isa isa) {
 // streamed panel by panel, not cache-resident). kc depends only on K and the
 // CPU, never on M or the thread count (pre-packed B and bit-identical results
 // across thread counts rely on that).
-Blocking blocking_for(const IsaKernels& uk, const GemmTuning& tu, int64_t m, int64_t n, int64_t k) {
+// `stream`: the tiles prefetch their next block (GemmTuning::nc_stream applies).
+Blocking blocking_for(const IsaKernels& uk, const GemmTuning& tu, int64_t m, int64_t n, int64_t k,
+                      bool stream = false) {
   int64_t mc = std::max<int64_t>(uk.mr, (int64_t{8} << 20) / (tu.kc * 4) / uk.mr * uk.mr);
   Blocking b;
   b.kc = ceil_div(k, ceil_div(k, tu.kc));
-  b.nc = round_up(ceil_div(n, ceil_div(n, tu.nc)), uk.nr);
+  const int64_t nc = stream ? tu.nc_stream : tu.nc;
+  b.nc = round_up(ceil_div(n, ceil_div(n, nc)), uk.nr);
   b.mc = round_up(ceil_div(m, ceil_div(m, mc)), uk.mr);
   return b;
 }
@@ -503,12 +521,27 @@ constexpr double kEagerWakeFma = 3e7;
 // small share and the extra lines would only compete with Ã for L2.
 // Measured on Zen 5 at 1 thread (bench/gemm/cold-b.ts): +1..5% for fp32 and
 // +3..9% for bf16 at M = 128 with weights from memory, 0..3% from L3.
-// ATTNODE_GEMM_PREFETCH=0 (read once) turns it off, for comparisons.
+// An unpacked B is prefetched the same way: the rows (x·W) or k runs (x·Wᵀ)
+// the next pack reads, so the pack copies from cache instead of waiting on
+// L3/DRAM with the FMA units idle (on Zen 4 the pack of a 768 x 2304 B read
+// 9-12 GB/s from L3, 12-16% of an M = 128 product). With the next block in
+// L2 beside the current one, the blocks are GemmTuning::nc_stream wide.
+// ATTNODE_GEMM_PREFETCH=0 (read once) turns both off, for comparisons;
+// ATTNODE_GEMM_SOURCE_PREFETCH=0 only the unpacked one.
 constexpr int64_t kPrefetchMaxPasses = 32;
 
 bool prefetch_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("ATTNODE_GEMM_PREFETCH");
+    return !(e != nullptr && e[0] == '0');
+  }();
+  return on;
+}
+
+// ATTNODE_GEMM_SOURCE_PREFETCH=0 turns off the prefetch of an unpacked B's next source block (for comparisons).
+bool source_prefetch_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("ATTNODE_GEMM_SOURCE_PREFETCH");
     return !(e != nullptr && e[0] == '0');
   }();
   return on;
@@ -553,10 +586,27 @@ struct NextBlockPrefetch {
 
   // `passes` row panels run over the current block, each making `jp` calls of
   // `k_steps` steps (a call prefetches at most one line per 2 steps).
+  NextBlockPrefetch() = default;
   NextBlockPrefetch(const void* block, int64_t block_lines, int64_t passes, int64_t jp, int64_t k_steps) {
     if (block == nullptr || passes < 2 || passes > kPrefetchMaxPasses) return;
     next = static_cast<const char*>(block);
     lines = block_lines;
+    per_call = std::min(ceil_div(lines, (passes - 1) * jp), k_steps / 2);
+  }
+
+  // A strided region instead of a packed block: `runs` runs of `run_bytes`
+  // from `base`, `stride` bytes apart (the rows of an unpacked B that the
+  // next pack reads: k rows of x·W, or columns' k runs of x·Wᵀ). Lines are
+  // counted from each run's start, so an unaligned run takes one more.
+  NextBlockPrefetch(const void* base, int64_t run_bytes, int64_t runs, int64_t stride, int64_t passes, int64_t jp,
+                    int64_t k_steps) {
+    if (base == nullptr || runs <= 0 || passes < 2 || passes > kPrefetchMaxPasses) return;
+    const bool aligned = reinterpret_cast<uintptr_t>(base) % 64 == 0 && stride % 64 == 0;
+    run = ceil_div(run_bytes, 64) + (aligned ? 0 : 1);
+    run_left = run;
+    skip = stride - 64 * run;
+    next = static_cast<const char*>(base);
+    lines = run * runs;
     per_call = std::min(ceil_div(lines, (passes - 1) * jp), k_steps / 2);
   }
 
@@ -565,9 +615,28 @@ struct NextBlockPrefetch {
     const int64_t cnt = std::min(per_call, lines);
     ep.prefetch = next;
     ep.prefetch_lines = static_cast<int>(cnt);
-    next += 64 * cnt;
     lines -= cnt;
+    if (run == 0) {
+      next += 64 * cnt;
+      return;
+    }
+    ep.prefetch_run = static_cast<int>(run);
+    ep.prefetch_run_left = static_cast<int>(run_left);
+    ep.prefetch_skip = skip;
+    for (int64_t c = cnt; c > 0;) {
+      const int64_t step = std::min(c, run_left);
+      next += 64 * step;
+      run_left -= step;
+      c -= step;
+      if (run_left == 0) {
+        next += skip;
+        run_left = run;
+      }
+    }
   }
+
+ private:
+  int64_t run = 0, run_left = 0, skip = 0;  // run == 0: contiguous lines
 };
 
 // Panels [lo, hi) of `size` rows (or columns) each, the first at element `base`.
@@ -618,13 +687,17 @@ TileGrid make_tile_grid(int64_t ms, int64_t mp, int64_t n, int64_t nc, int64_t n
 void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
   const int mr = uk.mr, nr = uk.nr;
   const GemmTuning& tu = tuning_for(runtime::active_isa());
-  const Blocking bl = blocking_for(uk, tu, p.m, p.n, p.k);
-  // A pre-packed B is usable when it was packed for this ISA with this K blocking.
+  // A pre-packed B is usable when it was packed for this ISA with this K blocking (kc does not depend on `stream`).
   const PackedB* packed = p.packed_b;
   if (packed && (packed->precision != PackedPrecision::Float32 || packed->isa != runtime::active_isa() ||
-                 packed->kc != bl.kc || packed->nr != nr || !packed_b_matches(*packed, p.k, p.n, p.trans_b))) {
+                 packed->kc != blocking_for(uk, tu, p.m, p.n, p.k).kc || packed->nr != nr ||
+                 !packed_b_matches(*packed, p.k, p.n, p.trans_b))) {
     packed = nullptr;
   }
+  // Whether the tiles will prefetch their next block: few row panels per tile (every M <= kPrefetchMaxPasses MR
+  // is one row block at any thread count, see make_tile_grid), a packed B or the source of an unpacked one.
+  const bool prefetch = prefetch_enabled() && (packed != nullptr || source_prefetch_enabled());
+  const Blocking bl = blocking_for(uk, tu, p.m, p.n, p.k, prefetch && ceil_div(p.m, mr) <= kPrefetchMaxPasses);
 
   auto pack_a = [&](int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
     if (uk.pack_a != nullptr) {
@@ -682,7 +755,6 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
     const int64_t b_floats = bl.kc * cb_panels * nr + 16;
 
     const int64_t ntiles = nrb * ncb;
-    const bool prefetch = packed != nullptr && prefetch_enabled();
     NextTileGuess guess(nt);
     auto tile = [&](int64_t t) {
       if (prefetch) guess.started();
@@ -701,22 +773,28 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
         } else {
           pack_b(pc, kc, j0, j1 - j0, b_scratch);
         }
-        // Next packed block (see kPrefetchMaxPasses): the tile's next K block, or the first of the tile this
-        // thread will likely run next (NextTileGuess).
-        const void* next = nullptr;
-        int64_t next_lines = 0;
+        // Next block (see kPrefetchMaxPasses): the tile's next K block, or the first of the tile this thread will
+        // likely run next (NextTileGuess). Packed B: that block; unpacked: the source region its pack will read.
+        int64_t npc = -1, nj0 = 0, nj1 = 0;
         if (prefetch && !last_k) {
-          next = packed->block(pc + kc, j0);
-          next_lines = std::min(bl.kc, p.k - pc - kc) * jp * nr * 4 / 64;
+          npc = pc + kc, nj0 = j0, nj1 = j1;
         } else if (prefetch) {
           const int64_t tn = guess.next_after(t);
-          if (tn < ntiles) {
-            const int64_t j0n = tn % ncb * cb_panels * nr, j1n = std::min(p.n, j0n + cb_panels * nr);
-            next = packed->block(0, j0n);
-            next_lines = std::min(bl.kc, p.k) * ceil_div(j1n - j0n, nr) * nr * 4 / 64;
+          if (tn < ntiles) npc = 0, nj0 = tn % ncb * cb_panels * nr, nj1 = std::min(p.n, nj0 + cb_panels * nr);
+        }
+        NextBlockPrefetch pf;
+        if (npc >= 0 && packed != nullptr) {
+          const int64_t nkc = std::min(bl.kc, p.k - npc);
+          pf = NextBlockPrefetch(packed->block(npc, nj0), nkc * ceil_div(nj1 - nj0, nr) * nr * 4 / 64, phi - plo, jp,
+                                 kc);
+        } else if (npc >= 0) {
+          const int64_t nkc = std::min(bl.kc, p.k - npc);
+          if (p.trans_b) {
+            pf = NextBlockPrefetch(p.b + nj0 * p.ldb + npc, nkc * 4, nj1 - nj0, p.ldb * 4, phi - plo, jp, kc);
+          } else {
+            pf = NextBlockPrefetch(p.b + npc * p.ldb + nj0, (nj1 - nj0) * 4, nkc, p.ldb * 4, phi - plo, jp, kc);
           }
         }
-        NextBlockPrefetch pf(next, next_lines, phi - plo, jp, kc);
         const PanelRange rows{ic, plo, phi, mr}, cols{j0, 0, jp, nr};
         if (a_pack == nullptr) {
           const float* const a_blk = p.a + pc;

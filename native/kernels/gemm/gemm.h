@@ -96,10 +96,14 @@ struct GemmParams {
 // when the table has one (runtime::CpuInfo::uarch), else rules derived from
 // the L1d/L2 sizes; ATTNODE_GEMM_BLOCKING can override fields (see gemm.cc).
 struct GemmTuning {
-  std::string entry;      // "zen4", "zen5", "derived"; "+env" appended when ATTNODE_GEMM_BLOCKING applied
-  int mr = 0, nr = 0;     // micro-tile
-  int64_t kc = 0;         // largest K block (K is split into equal blocks of at most kc)
-  int64_t nc = 0;         // largest packed-B block width
+  std::string entry;   // "zen4", "zen5", "derived"; "+env" appended when ATTNODE_GEMM_BLOCKING applied
+  int mr = 0, nr = 0;  // micro-tile
+  int64_t kc = 0;      // largest K block (K is split into equal blocks of at most kc)
+  int64_t nc = 0;      // largest packed-B block width
+  // Largest packed-B block width when a tile covers few row panels (M <= 32 MR, any thread count) and the
+  // micro-kernel calls prefetch the next block (packed, or the next pack's source rows): the current B̃ and the
+  // next block then share L2, so each gets about 30% of it.
+  int64_t nc_stream = 0;
   bool direct_a = false;  // micro-kernel reads a non-transposed A in place instead of packing it
 };
 GemmTuning gemm_tuning();

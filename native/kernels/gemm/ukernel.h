@@ -27,6 +27,14 @@ struct Epilogue {
   // B block; kernels that do not prefetch ignore them). Never changes results.
   const char* prefetch = nullptr;
   int prefetch_lines = 0;
+  // Strided regions (the rows of an unpacked B the next pack will read), for
+  // the fp32 kernels: after `prefetch_run_left` lines, and then after every
+  // `prefetch_run` lines, the address also skips `prefetch_skip` bytes.
+  // prefetch_run_left == 0: the lines are contiguous (the bf16 kernel reads
+  // only that form).
+  int prefetch_run = 0;
+  int prefetch_run_left = 0;
+  int64_t prefetch_skip = 0;
 };
 
 // Full tile: kc x (MR x NR) from packed panels into C (row-major, ldc), storing
