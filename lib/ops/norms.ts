@@ -262,6 +262,13 @@ export interface AddLayerNormOptions extends OutOptions {
  * still in cache, and no sum tensor is allocated unless `sumOut` asks for it.
  * Equal (bit for bit) to `layerNorm(add(x, residual), ...)`. `out` may be `x`
  * or `residual`; `x` and `residual` must have the same shape (no broadcasting).
+ *
+ * In training (grad mode, no `sumOut`, no `out`) the graph keeps the result and
+ * each row's 1/σ rather than the sum, and the backward recovers the normalised
+ * rows as (y − bias)/weight: one activation fewer per call. The result must then
+ * not be written in place before the backward (that is an error at backward, as
+ * for any saved tensor). A weight that is 0, or under 1/16 of its bias, keeps
+ * the sum instead, as does a call recorded inside `runAsync`.
  */
 export function addLayerNorm(
   x: F32, residual: F32, normalizedShape: number | Shape, weight?: F32 | null, bias?: F32 | null, eps = 1e-5,
