@@ -154,6 +154,14 @@ export function isSavedBuffer(ab: ArrayBufferLike): boolean {
   return (saveCounts.get(ab) ?? 0) > 0;
 }
 
+/**
+ * True when `ab` is a buffer a forward left to its graph (nothing outside the graph reaches it) that exactly
+ * `nodes` live nodes save: a backward that knows which nodes those are may reuse it once they no longer need it.
+ */
+export function isGraphBufferSavedBy(ab: ArrayBufferLike, nodes: number): boolean {
+  return graphOwned.has(ab) && saveCounts.get(ab) === nodes;
+}
+
 /** Returns a buffer {@link releaseSavedBuffer} reported free to the pool (once). */
 export function returnGraphBuffer(ab: ArrayBufferLike): void {
   if (!graphOwned.has(ab)) return;

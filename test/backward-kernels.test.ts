@@ -67,6 +67,21 @@ const cases: KernelCase[] = [
       };
     },
   })),
+  ...[true, false].map((affine): KernelCase => ({
+    // x plays the forward's output y and rstd the rows' 1/sigma: xhat = (y - bias) / weight (see LayerNormBackwardArgs).
+    name: `layerNormBackward from the output (rstd, bias)${affine ? '' : ' without weight or bias'}`, op: 'layerNormBackward',
+    make: () => {
+      const dx = new Float32Array(n);
+      const dw = affine ? new Float32Array(cols) : null;
+      const db = affine ? new Float32Array(cols) : null;
+      const rstd = Float32Array.from({ length: rows }, (_, i) => 0.25 + (i % 7) / 3);
+      const bias = affine ? Float32Array.from({ length: cols }, (_, i) => ((i % 3) - 1) / 4) : null;
+      return {
+        args: { x, weight: affine ? weight : null, dy, dx, dweight: dw, dbias: db, rows, cols, eps: 1e-5, rstd, bias },
+        outputs: [dx, ...(dw ? [dw, db!] : [])],
+      };
+    },
+  })),
   {
     name: 'rmsNormBackward', op: 'rmsNormBackward',
     make: () => {

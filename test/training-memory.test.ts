@@ -11,7 +11,10 @@ import * as optim from '../lib/optim';
 import { noGrad } from '../lib/autograd/index';
 import { Tensor, randn, tensor } from '../lib/tensor';
 import { addon } from '../lib/backend/native';
-import { bufferPoolCounters, clearBufferPool, pooledBufferBytes, setPoolPoisoning } from '../lib/workspace';
+import { jsBackend } from '../lib/backend/js';
+import { resolveBackend } from '../lib/backend/registry';
+import type { LayerNormBackwardArgs } from '../lib/backend/backend';
+import { bufferPoolCounters, clearBufferPool, pooledBufferBytes, setPoolPoisoning, withForwardScope } from '../lib/workspace';
 import { memoryStats, releaseMemory } from '../lib/runtime';
 
 type F32 = Tensor<'float32'>;
@@ -130,10 +133,93 @@ describe('a training step recycles its buffers', () => {
     clearBufferPool();
     const y = layer.forward(x);
     // The out-projection's and the second linear's outputs ([64, 1, 32] each) are read by the fused residual norms
-    // only, which save their sums instead.
+    // only, which save their outputs instead.
     expect(pooledBufferBytes()).toBeGreaterThanOrEqual(2 * 64 * 32 * 4);
     ops.sum(y).backward();
     expect(layer.parameters().every((p) => p.grad !== null)).toBe(true);
+  });
+});
+
+describe('activations a training step does not keep', () => {
+  const arr = (t: Tensor | null): number[] => Array.from((t as F32).data);
+  const close = (got: number[], want: number[], tol: number): void => {
+    const scale = Math.max(...want.map(Math.abs), 1e-30);
+    got.forEach((g, i) => expect(Math.abs(g - want[i]!) / scale).toBeLessThan(tol));
+  };
+  /** Gradients of x, residual, weight, bias through addLayerNorm (fused) and through layerNorm(add) (keeps its input). */
+  const lnGrads = (backend: 'native' | 'js', w: F32, b: F32, fused: boolean): number[][] => {
+    const x = randn([6, 3, 40], { seed: 71 }).requiresGrad_();
+    const r = randn([6, 3, 40], { seed: 72 }).requiresGrad_();
+    const wp = w.clone().requiresGrad_();
+    const bp = b.clone().requiresGrad_();
+    const dy = randn([6, 3, 40], { seed: 73 });
+    const y = fused ? ops.addLayerNorm(x, r, 40, wp, bp, 1e-5, { backend }) : ops.layerNorm(ops.add(x, r, { backend }), 40, wp, bp, 1e-5, { backend });
+    y.backward(dy);
+    return [arr(x.grad), arr(r.grad), arr(wp.grad), arr(bp.grad)];
+  };
+  for (const backend of ['native', 'js'] as const) {
+    it(`addLayerNorm in training keeps its output and rstd: the gradients of its input (${backend})`, () => {
+      const w = ops.add(randn([40], { seed: 74 }), 1);
+      const b = ops.mul(randn([40], { seed: 75 }), 0.5);
+      const fused = lnGrads(backend, w, b, true);
+      const plain = lnGrads(backend, w, b, false);
+      fused.forEach((g, i) => close(g, plain[i]!, 2e-6));
+    });
+    it(`addLayerNorm falls back to keeping the sum for a zero weight or a bias large against its weight (${backend})`, () => {
+      const w = ops.add(randn([40], { seed: 76 }), 1);
+      const b = ops.mul(randn([40], { seed: 77 }), 0.5);
+      w.data[3] = 0;
+      b.data[5] = 1e4;
+      const fused = lnGrads(backend, w, b, true);
+      const plain = lnGrads(backend, w, b, false);
+      fused.forEach((g, i) => close(g, plain[i]!, 2e-6));
+    });
+  }
+
+  it('addLayerNorm in training stores no sum: in a forward scope it takes one buffer, its output', () => {
+    const x = randn([64, 256], { seed: 78 }).requiresGrad_();
+    const r = randn([64, 256], { seed: 79 });
+    const bytes = 64 * 256 * 4;
+    const taken = (w: F32): number => {
+      const before = bufferPoolCounters().takenBytes;
+      const y = withForwardScope(() => ops.addLayerNorm(x, r, 256, w));
+      const n = bufferPoolCounters().takenBytes - before;
+      y.backward(randn([64, 256], { seed: 80 }));
+      return n;
+    };
+    expect(taken(ops.add(randn([256], { seed: 84 }), 2))).toBe(bytes);
+    // A zero weight: the sum is kept.
+    expect(taken(tensor(new Float32Array(256)))).toBe(2 * bytes);
+  });
+
+  it('layerNormBackward from the output: bias without rstd, or a short rstd, is a RangeError naming the argument', () => {
+    const f = new Float32Array(8);
+    const args: LayerNormBackwardArgs = { x: f, weight: null, dy: f.slice(), dx: new Float32Array(8), dweight: null, dbias: null, rows: 2, cols: 4, eps: 1e-5 };
+    for (const call of [(a: LayerNormBackwardArgs) => resolveBackend('native').layerNormBackward(a), (a: LayerNormBackwardArgs) => jsBackend.layerNormBackward(a)]) {
+      expect(() => call({ ...args, bias: new Float32Array(4) })).toThrow(/'bias'.*without rstd/);
+      expect(() => call({ ...args, rstd: new Float32Array(1) })).toThrow(/'rstd'/);
+    }
+  });
+
+  it("a fused ReLU linear's consumer writes dX over the ReLU output: the same gradients bit for bit, one [rows, ff] buffer fewer", () => {
+    nn.manualSeed(81);
+    const enc = new nn.TransformerEncoderLayer({ dModel: 32, nhead: 4, dimFeedforward: 2048, dropout: 0 }).train();
+    const x = randn([512, 1, 32], { seed: 82 });
+    const target = randn([512, 1, 32], { seed: 83 });
+    const run = (retainGraph: boolean): { grads: number[][]; taken: number } => {
+      for (const p of enc.parameters()) p.grad = null;
+      clearBufferPool();
+      const l = ops.mseLoss(enc.forward(x), target);
+      const before = bufferPoolCounters().takenBytes;
+      l.backward(undefined, { retainGraph });
+      return { grads: enc.parameters().map((p) => arr(p.grad)), taken: bufferPoolCounters().takenBytes - before };
+    };
+    // retainGraph keeps every saved tensor, so the ReLU output may not be overwritten: the unfused path.
+    const kept = run(true);
+    const freed = run(false);
+    freed.grads.forEach((g, i) => expect(g).toEqual(kept.grads[i]));
+    // [512, 2048] floats = 4 MiB not taken; a chunk of 256 rows (2 MiB) instead.
+    expect(kept.taken - freed.taken).toBeGreaterThanOrEqual(512 * 2048 * 4 - 256 * 2048 * 4);
   });
 });
 

@@ -54,6 +54,17 @@ interface Ledger {
 /** The ledger of the running backward (null outside one, or while recording). */
 let currentLedger: Ledger | null = null;
 
+/** Whether the running backward keeps the graph (`retainGraph`): saved tensors must then survive it. */
+let retaining = false;
+
+/**
+ * True inside a backward that frees the graph as it goes (no `retainGraph`, not recorded for runAsync): a node's
+ * backward may then reuse the memory of a saved activation that only it and nodes it knows of read.
+ */
+export function isFreeingBackward(): boolean {
+  return currentLedger !== null && !retaining;
+}
+
 /**
  * True when a node's backward may overwrite the gradient `g` it was given (e.g. a fused ReLU's mask applied in
  * place): the running backward made it, only the slot it came from refers to it, and it is dense. Only for the
@@ -192,6 +203,8 @@ export function runBackward(root: Tensor, gradOutput: Tensor | undefined, option
   const outer = handedToLeaves;
   const outerScope = backwardScope;
   const outerLedger = currentLedger;
+  const outerRetaining = retaining;
+  retaining = retainGraph;
   try {
     withContext({ gradEnabled: false }, () => withBackwardScope(
       (scope) => {
@@ -214,6 +227,7 @@ export function runBackward(root: Tensor, gradOutput: Tensor | undefined, option
     handedToLeaves = outer;
     backwardScope = outerScope;
     currentLedger = outerLedger;
+    retaining = outerRetaining;
   }
   // Recording for runAsync: the kernels reading the freed buffers have not run; the GC takes them.
   takeFreedBuffers();

@@ -305,6 +305,8 @@ export interface AddLayerNormArgs {
   rows: number;
   cols: number;
   eps: number;
+  /** Length rows, or null/absent: receives each row's 1/√(var + eps), for a backward from y (see {@link LayerNormBackwardArgs.rstd}). */
+  rstd?: Float32Array | null;
 }
 
 /**
@@ -485,7 +487,8 @@ export interface SoftmaxBackwardArgs {
  * Arguments of {@link Backend.layerNormBackward}: the backward of LayerNorm over rows of x (the forward's input):
  * dx = rstd · (g − mean(g) − x̂ · mean(g·x̂)) with g = dy·weight, and (when not null) dweight = Σ_rows dy·x̂,
  * dbias = Σ_rows dy, both [cols] and overwritten. The row statistics are recomputed from x as the forward computes
- * them. Parameter gradients do not depend on the thread count (fixed chunks of rows, summed in order).
+ * them, unless `rstd` is given: then `x` is the forward's output y = x̂·weight + bias and x̂ = (y − bias)/weight.
+ * Parameter gradients do not depend on the thread count (fixed chunks of rows, summed in order).
  */
 export interface LayerNormBackwardArgs {
   x: Float32Array;
@@ -500,6 +503,13 @@ export interface LayerNormBackwardArgs {
   xRowStride?: number;
   dyRowStride?: number;
   dxRowStride?: number;
+  /**
+   * Length rows: each row's 1/√(var + eps) as the forward computed it ({@link AddLayerNormArgs.rstd}). Given, `x`
+   * holds the forward's output and eps is unused (the backward of a LayerNorm that kept its output, not its input).
+   */
+  rstd?: Float32Array | null;
+  /** Length cols, or null: the forward's bias, read only with `rstd`. */
+  bias?: Float32Array | null;
 }
 
 /** Arguments of {@link Backend.rmsNormBackward}: as {@link LayerNormBackwardArgs} for RMSNorm (no centring, no bias). */

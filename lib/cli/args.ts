@@ -4,7 +4,11 @@
  * `-h` on every subcommand, and integer flag values.
  */
 import { parseArgs } from 'node:util';
-import { distance } from 'fastest-levenshtein';
+/** fastest-levenshtein, loaded on the first unknown word: a program that imports the package root never needs it. */
+function distance(a: string, b: string): number {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('fastest-levenshtein') as typeof import('fastest-levenshtein')).distance(a, b);
+}
 
 /** A bad command line: the CLI prints the one-line message and exits 2. */
 export class UsageError extends Error {

@@ -11,7 +11,8 @@ import { planRows } from './rows';
 import { allocateUninitialized } from '../dtype';
 import type { F32 } from './checks';
 import { needsGrad, recordOp } from '../autograd/graph';
-import { isDisposableGrad } from '../autograd/engine';
+import { isDisposableGrad, isFreeingBackward } from '../autograd/engine';
+import { isGraphBufferSavedBy } from '../workspace';
 import { sumToShape } from './reduce';
 import { gelu } from './elementwise';
 import { inLayoutOf } from './grad-layout';
@@ -309,10 +310,23 @@ function sameRows(p: ReturnType<typeof planRows>, q: ReturnType<typeof planRows>
  */
 function recordLinear(x: F32, xs: F32, weight: F32, bias: F32 | null, y: F32, reluFused: boolean, backend: LinearOptions['backend']): void {
   const [nOut, nIn] = weight.shape as [number, number];
+  const relu = reluFused ? { maskedInPlace: false } : null;
+  if (relu) reluOutputs.set(y, relu);
   recordOp('LinearBackward', [x, weight, bias], [y], ([g], needs) => {
     let dz = inLayoutOf(g!, y, backend);
     const be = resolveBackend(backend);
-    if (reluFused) {
+    const producer = reluOutputs.get(xs);
+    if (producer && !producer.maskedInPlace && needs[0] && xs === x && consumable(x, dz, nOut)) {
+      // x is a fused ReLU's output that only this node and its producer save: dW and db first (they read x), then
+      // dX, masked, over x's own buffer, which the producer's backward receives as its masked gradient.
+      const [dw, db] = weightGrads(x, dz, nOut, nIn, needs, be);
+      dxOverReluOutput(x, dz, weight, nOut, nIn, be, backend);
+      producer.maskedInPlace = true;
+      return [new Tensor(x.data, x.shape, 'float32', x.strides), dw, db];
+    }
+    if (relu?.maskedInPlace && dz.data.buffer === y.data.buffer) {
+      // The consumer wrote dX already masked over y (see above): y is gone, and so is the mask's work.
+    } else if (reluFused) {
       // The mask goes over the gradient in place when nothing else reads it (the feed-forward's [tokens, 4·d]
       // gradient: one buffer of that size fewer at the step's high-water mark).
       const masked = dz !== g || isDisposableGrad(dz) ? dz : new Tensor(allocateUninitialized('float32', y.size), y.shape, 'float32', y.strides);
@@ -383,6 +397,54 @@ function recordLinear(x: F32, xs: F32, weight: F32, bias: F32 | null, y: F32, re
     if (dxGemm) be.gemm(dxGemm);
     return [dx, dw, db];
   }, reluFused ? [xs, weight, y] : [xs, weight]);
+}
+
+/** Outputs of fused ReLU linears recorded in grad mode, and whether a consumer's backward has masked in place. */
+const reluOutputs = new WeakMap<Tensor, { maskedInPlace: boolean }>();
+
+/**
+ * True when a consumer's backward may write its dX over x (a fused ReLU's output): the backward frees the graph
+ * as it goes, x is one dense pooled buffer that nothing outside the graph reaches and only the two nodes save,
+ * and x, dZ are plain row-major [rows, features].
+ */
+function consumable(x: F32, dz: F32, nOut: number): boolean {
+  return isFreeingBackward() && x.isContiguous() && dz.isContiguous() && x.size > 0 && dz.size === (x.size / x.shape[x.ndim - 1]!) * nOut &&
+    isGraphBufferSavedBy(x.data.buffer, 2);
+}
+
+/** dW = dZᵀ·X and db = Σ dZ over rows (what needs asks for) for contiguous x [rows, nIn] and dZ [rows, nOut]. */
+function weightGrads(x: F32, dz: F32, nOut: number, nIn: number, needs: readonly boolean[], be: ReturnType<typeof resolveBackend>): [F32 | null, F32 | null] {
+  const m = x.size / nIn;
+  const dw = needs[1] ? new Tensor(allocateUninitialized('float32', nOut * nIn), [nOut, nIn], 'float32') : null;
+  const db = needs[2] ? new Tensor(allocateUninitialized('float32', nOut), [nOut], 'float32') : null;
+  if (dw) {
+    be.gemm({ a: dz.data, b: x.data, c: dw.data, m: nOut, n: nIn, k: m, transA: true, lda: nOut, ldb: nIn, ...(db ? { rowSumsA: db.data } : {}) });
+  } else if (db) {
+    be.gemm({ a: new Float32Array(m).fill(1), b: dz.data, c: db.data, m: 1, n: nOut, k: m, ldb: nOut });
+  }
+  return [dw, db];
+}
+
+/** Rows of dX per GEMM when dX goes over a ReLU output: a chunk of about 2 MiB, the only dX-sized memory. */
+const DX_CHUNK_FLOATS = 1 << 19;
+
+/**
+ * dX = dZ·W, masked by ReLU's derivative (x > 0), written over x itself chunk by chunk: each chunk's product goes
+ * to a small buffer, then the mask reads x's rows and writes the masked product over them. The same GEMM rows and
+ * the same mask as the unchunked path, so the same bits.
+ */
+function dxOverReluOutput(x: F32, dz: F32, weight: F32, nOut: number, nIn: number, be: ReturnType<typeof resolveBackend>, backend: LinearOptions['backend']): void {
+  const m = x.size / nIn;
+  const rows = Math.max(1, Math.min(m, Math.floor(DX_CHUNK_FLOATS / nIn)));
+  const tmp = allocateUninitialized('float32', rows * nIn);
+  const [w, transB, ldb] = weightLayout(weight, backend);
+  for (let r0 = 0; r0 < m; r0 += rows) {
+    const r = Math.min(rows, m - r0);
+    const xr = x.data.subarray(r0 * nIn, (r0 + r) * nIn);
+    const t = tmp.subarray(0, r * nIn);
+    be.gemm({ a: dz.data.subarray(r0 * nOut, (r0 + r) * nOut), b: w, c: t, m: r, n: nIn, k: nOut, transB: !transB, ldb, lda: nOut, ldc: nIn });
+    be.activationBackward({ op: ActivationGrad.Relu, x: xr, dy: t, dx: xr });
+  }
 }
 
 /** A Linear weight [out, in] as the GEMM's B: rows in place (transB, ldb = row stride), a transposed view as is. */

@@ -12,7 +12,7 @@
  */
 import { Activation, type AttentionMask } from '../backend/backend';
 import { resolveBackend } from '../backend/registry';
-import { currentContext, withContext } from '../context';
+import { currentContext } from '../context';
 import { allocateUninitialized } from '../dtype';
 import { formatShape } from '../errors';
 import type { OpOptions } from '../op-options';
@@ -25,7 +25,7 @@ import { runAttention, type AttentionDropout } from './attention-core';
 import { scale } from './reduce';
 import { defaultGenerator } from '../random';
 import { linear } from './matmul';
-import { isDense, stridesInOrder } from './rows';
+import { stridesInOrder } from './rows';
 
 /** The parameters of a multi-head attention, under PyTorch's names (camelCase). */
 export interface MultiHeadAttentionParams {
@@ -161,16 +161,15 @@ export function inProjection(
   const w = p.inProjWeight ?? null;
   const b = p.inProjBias ?? null;
   const rows = (t: F32 | null, from: number, count: number): F32 | null => (t ? t.narrow(0, from * e, count * e) : null);
-  const cols = (t: F32, from: number): F32 => t.narrow(-1, from * e, e);
   const opts = { cacheWeight: true, ...backendOf(options) } as const;
   if (w && same === 'qkv' && query && !kvOut) {
-    const [q, k, v] = splitColumns(linear(query, w, b, opts), e, 3, options);
+    const [q, k, v] = splitColumns(linear(query, w, b, opts), e, 3);
     return { q: q!, k: k!, v: v! };
   }
   const q = query ? projectQuery(query, p, options) : zeros([0, 1, e]);
   if (w && same !== 'none') {
     const kv = linear(key, rows(w, 1, 2)!, rows(b, 1, 2), kvOut ? { ...opts, out: kvOut } : opts);
-    const [k, v] = needsGrad(kv) ? splitColumns(kv, e, 2, options) : [cols(kv, 0), cols(kv, 1)];
+    const [k, v] = splitColumns(kv, e, 2);
     return { q, k: k!, v: v! };
   }
   const k = linear(key, w ? rows(w, 1, 1)! : p.kProjWeight!, rows(b, 1, 1), opts);
@@ -179,25 +178,12 @@ export function inProjection(
 }
 
 /**
- * The `n` blocks of `e` columns of `t`'s last dim as views (a packed projection's q, k, v). In grad mode they are
- * the outputs of one node (PyTorch's SplitBackward) whose backward copies their gradients into one buffer of t's
- * layout, instead of one zero-filled buffer of t's size per view, summed.
+ * The `n` blocks of `e` columns of `t`'s last dim as views (a packed projection's q, k, v). In grad mode each is a
+ * slice node of its own; the backward engine writes their gradients into one buffer of t's shape, each into its
+ * columns, zero-filling nothing they cover (see ScatterInfo in lib/autograd/views.ts).
  */
-function splitColumns(t: F32, e: number, n: number, options: OpOptions): F32[] {
-  const block = (i: number): F32 => t.narrow(-1, i * e, e);
-  if (!needsGrad(t)) return Array.from({ length: n }, (_, i) => block(i));
-  const parts = withContext({ gradEnabled: false }, () => Array.from({ length: n }, (_, i) => block(i)));
-  const strides = isDense(t.shape, t.strides) ? t.strides : undefined;
-  recordOp('SplitBackward', [t], parts, (grads) => {
-    const dt = new Tensor(allocateUninitialized('float32', t.size), t.shape, 'float32', strides);
-    const be = resolveBackend(options.backend);
-    grads.forEach((g, i) => {
-      const r = dt.narrow(-1, i * e, e);
-      if (g.size > 0) be.copy({ x: g.data, xStrides: g.strides, y: r.data, yStrides: r.strides, shape: g.shape });
-    });
-    return [dt];
-  });
-  return parts;
+function splitColumns(t: F32, e: number, n: number): F32[] {
+  return Array.from({ length: n }, (_, i) => t.narrow(-1, i * e, e));
 }
 
 /** The query projection alone (cross-attention steps over precomputed keys and values). */

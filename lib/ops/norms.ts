@@ -157,6 +157,7 @@ function softmaxOp(fn: string, log: boolean, x: F32, dim: number, opts: OutOptio
 function recordNorm(
   name: string, layer: boolean, inputs: readonly (F32 | null | undefined)[], outputs: readonly F32[], xs: F32,
   weight: F32 | null | undefined, trailing: number, eps: number, backend: OutOptions['backend'],
+  fromOutput?: FromOutput,
 ): void {
   const w = weight ? dense(weight, backend) : null;
   const fused = inputs.length === (layer ? 4 : 3);
@@ -173,14 +174,45 @@ function recordNorm(
       ...(r.dxRowStride !== undefined ? { dxRowStride: r.dxRowStride } : {}),
     };
     if (xs.size > 0 || dw || db) {
-      if (layer) resolveBackend(backend).layerNormBackward({ ...common, dweight: dw ? dw.data : null, dbias: db ? db.data : null });
+      const from = fromOutput ? { rstd: fromOutput.rstd.data, bias: fromOutput.bias ? fromOutput.bias.data : null } : {};
+      if (layer) resolveBackend(backend).layerNormBackward({ ...common, dweight: dw ? dw.data : null, dbias: db ? db.data : null, ...from });
       else resolveBackend(backend).rmsNormBackward({ ...common, dweight: dw ? dw.data : null });
     }
     if (!fused) return layer ? [r.dx, dw, db] : [r.dx, dw];
     // x + residual: one gradient for both (plus that of the returned sum).
     const ds = grads.length > 1 ? add(r.dx, grads[1]!, backend ? { backend } : {}) : r.dx;
     return layer ? [ds, ds, dw, db] : [ds, ds, dw];
-  }, w && w !== weight ? [xs, w] : weight ? [xs, weight] : [xs]);
+  }, [xs, ...(w ? [w] : []), ...(fromOutput ? [fromOutput.rstd] : []), ...(fromOutput?.bias ? [fromOutput.bias] : [])]);
+}
+
+/** What a LayerNorm's backward reads when it kept its output instead of its input: each row's rstd, the bias. */
+interface FromOutput {
+  rstd: F32;
+  bias: F32 | null;
+}
+
+/**
+ * How far |bias| may exceed |weight| in a column for x̂ = (y − bias)/weight to stay within a few 1e-6 of the
+ * forward's x̂ (its error is about 2⁻²³·(|x̂| + |bias/weight|)).
+ */
+const MAX_BIAS_OVER_WEIGHT = 16;
+
+/**
+ * True when a LayerNorm's backward can recover x̂ from its output: every weight finite and nonzero with
+ * |bias| ≤ 16·|weight| (or no weight), read now, so not while recording for runAsync (the kernels, and any
+ * optimizer step before them, run later).
+ */
+function outputKeepsXhat(weight: F32 | null | undefined, bias: F32 | null | undefined): boolean {
+  if (currentContext().recording) return false;
+  if (!weight) return !bias || bias.data.subarray(0, bias.size).every(Number.isFinite);
+  const w = dense(weight).data;
+  const b = bias ? dense(bias).data : null;
+  for (let j = 0; j < weight.size; j++) {
+    const wj = Math.abs(w[j]!);
+    if (!(wj > 1e-30 && wj < Infinity)) return false;
+    if (b && !(Math.abs(b[j]!) <= MAX_BIAS_OVER_WEIGHT * wj)) return false;
+  }
+  return true;
 }
 
 /**
@@ -230,6 +262,13 @@ export interface AddLayerNormOptions extends OutOptions {
  * still in cache, and no sum tensor is allocated unless `sumOut` asks for it.
  * Equal (bit for bit) to `layerNorm(add(x, residual), ...)`. `out` may be `x`
  * or `residual`; `x` and `residual` must have the same shape (no broadcasting).
+ *
+ * In training (grad mode, no `sumOut`, no `out`) the graph keeps the result and
+ * each row's 1/σ rather than the sum, and the backward recovers the normalised
+ * rows as (y − bias)/weight: one activation fewer per call. The result must then
+ * not be written in place before the backward (that is an error at backward, as
+ * for any saved tensor). A weight that is 0, or under 1/16 of its bias, keeps
+ * the sum instead, as does a call recorded inside `runAsync`.
  */
 export function addLayerNorm(
   x: F32, residual: F32, normalizedShape: number | Shape, weight?: F32 | null, bias?: F32 | null, eps = 1e-5,
@@ -244,20 +283,27 @@ export function addLayerNorm(
   const inputs: [string, F32 | null | undefined][] = [['x', x], ['residual', residual], ['weight', weight], ['bias', bias]];
   const y = checkContiguousOut(fn, output(fn, x.shape, opts?.out, inputs, true));
   const sum = checkSumOut(fn, opts?.sumOut, x, inputs, y);
-  // In grad mode the sum is always kept: the backward normalises it again.
+  // In grad mode the backward needs x̂ of every row. When the sum is not returned, the norm keeps its output and
+  // each row's rstd and recovers x̂ = (y − bias)/weight (Apex's memory-efficient LayerNorm), so the sum, which
+  // nothing else reads, is never stored: a post-norm Transformer layer saves two activations fewer. Otherwise (a
+  // weight near 0 against its bias, y written in place over an input, inside runAsync) it keeps the sum.
   const grad = needsGrad(x, residual, weight, bias);
-  const s = sum ?? (grad ? new Tensor(allocateUninitialized('float32', x.size), x.shape, 'float32') : null);
+  const rows = cols === 0 ? 0 : x.size / cols;
+  const fromOutput = grad && !sum && opts?.out === undefined && outputKeepsXhat(weight, bias)
+    ? { rstd: new Tensor(new Float32Array(rows), [rows], 'float32'), bias: bias ? dense(bias, opts?.backend) : null }
+    : undefined;
+  const s = sum ?? (grad && !fromOutput ? new Tensor(allocateUninitialized('float32', x.size), x.shape, 'float32') : null);
   if (x.size > 0) {
     // The fused kernel reads and writes flat rows: views are copied (y and sum are contiguous).
     resolveBackend(opts?.backend).addLayerNorm({
       x: dense(x, opts?.backend).data, residual: dense(residual, opts?.backend).data, weight: weight ? dense(weight, opts?.backend).data : null,
       bias: bias ? dense(bias, opts?.backend).data : null, y: y.data,
-      sum: s ? s.data : null, rows: x.size / cols, cols, eps,
+      sum: s ? s.data : null, rows, cols, eps, ...(fromOutput ? { rstd: fromOutput.rstd.data } : {}),
     });
   }
   if (grad) {
-    recordNorm('AddLayerNormBackward', true, [x, residual, weight, bias], sum ? [y, sum] : [y], s!, weight,
-      normalizedRank(normalizedShape), eps, opts?.backend);
+    recordNorm('AddLayerNormBackward', true, [x, residual, weight, bias], sum ? [y, sum] : [y], fromOutput ? y : s!, weight,
+      normalizedRank(normalizedShape), eps, opts?.backend, fromOutput);
   }
   return y;
 }

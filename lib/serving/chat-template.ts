@@ -9,7 +9,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { Template } from '@huggingface/jinja';
+import type { Template } from '@huggingface/jinja';
 import { tokenContent, type JsonObject } from '../tokenizers/load';
 
 /** A chat message as the template sees it. */
@@ -47,8 +47,11 @@ export class ChatTemplate {
     this.text = text;
     this.source = source;
     this.specialTokens = { ...specialTokens };
+    // Loaded with the first template: a program that imports the package root and serves no chat never needs it.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { Template: Jinja } = require('@huggingface/jinja') as typeof import('@huggingface/jinja');
     try {
-      this.#template = new Template(text);
+      this.#template = new Jinja(text);
     } catch (e) {
       throw new Error(`${source}: the chat template does not parse (${(e as Error).message})`, { cause: e });
     }

@@ -148,11 +148,22 @@ Kernel ParseAddLayerNorm(NamedArgs& args) {
   auto bias = args.f32_or_null("bias");
   o.y = args.f32("y");
   o.sum = args.f32_or_null("sum");
+  auto rstd = args.f32_optional("rstd");
   check_add_norm(args, o, weight, &bias, eps);
+  if (rstd.given) {
+    // Written: one float per row, overlapping no operand.
+    args.require_length(rstd, "rstd", o.rows, "rows");
+    Span<float> used = rstd;
+    used.length = o.rows;
+    for (const auto& [t, name] : {std::pair{&o.x, "x"}, {&o.residual, "residual"}, {&o.y, "y"}, {&weight, "weight"},
+                                  {&bias, "bias"}, {&o.sum, "sum"}}) {
+      if (t->given) args.require_no_overlap(used, "rstd", *t, name, false);
+    }
+  }
   if (o.size == 0) return {};
-  return
-      [x = o.x.data, r = o.residual.data, g = weight.data, b = bias.data, y = o.y.data, s = o.sum.data, rows = o.rows,
-       cols = o.cols, e = static_cast<float>(eps)] { kernels::add_layer_norm_rows(x, r, g, b, y, s, rows, cols, e); };
+  return [x = o.x.data, r = o.residual.data, g = weight.data, b = bias.data, y = o.y.data, s = o.sum.data,
+          rows = o.rows, cols = o.cols, e = static_cast<float>(eps),
+          sd = rstd.data] { kernels::add_layer_norm_rows(x, r, g, b, y, s, rows, cols, e, sd); };
 }
 
 // addRmsNorm(x, residual, weight, y, sum): y = rms_norm(x + residual), sum = x + residual (or null).
@@ -523,11 +534,15 @@ void check_param_grad(const NamedArgs& args, const NormBackwardOperands& o, cons
 
 }  // namespace
 
-// layerNormBackward({ x, weight, dy, dx, dweight, dbias, rows, cols, eps, xRowStride?, dyRowStride?, dxRowStride? }).
+// layerNormBackward({ x, weight, dy, dx, dweight, dbias, rows, cols, eps, xRowStride?, dyRowStride?, dxRowStride?,
+// rstd?, bias? }): with rstd ([rows], the forward's 1/sqrt(var + eps) per row) x is the forward's output and bias
+// ([cols] or null) its bias.
 Kernel ParseLayerNormBackward(NamedArgs& args) {
   NormBackwardOperands o = parse_norm_backward(args);
   auto dweight = args.f32_or_null("dweight");
   auto dbias = args.f32_or_null("dbias");
+  auto rstd = args.f32_optional("rstd");
+  auto bias = args.f32_optional("bias");
   check_param_grad(args, o, dweight, "dweight");
   check_param_grad(args, o, dbias, "dbias");
   if (dweight.given && dbias.given) {
@@ -535,10 +550,33 @@ Kernel ParseLayerNormBackward(NamedArgs& args) {
     a.length = b.length = o.cols;
     args.require_no_overlap(a, "dweight", b, "dbias", false);
   }
+  if (bias.given && !rstd.given) {
+    args.range_error("argument 'bias' is read only with 'rstd' (a backward from the forward's output); got bias without rstd");
+  }
+  if (rstd.given) {
+    args.require_length(rstd, "rstd", o.rows, "rows");
+    Span<float> used = rstd;
+    used.length = o.rows;
+    args.require_no_overlap(used, "rstd", o.dx.used, "dx", false);
+    if (bias.given) {
+      args.require_length(bias, "bias", o.cols, "cols");
+      Span<float> b = bias;
+      b.length = o.cols;
+      args.require_no_overlap(b, "bias", o.dx.used, "dx", false);
+      for (const Span<float>* g : {&dweight, &dbias}) {
+        if (g->given) args.require_no_overlap(b, "bias", *g, g == &dweight ? "dweight" : "dbias", false);
+      }
+    }
+    for (const Span<float>* g : {&dweight, &dbias}) {
+      if (g->given) args.require_no_overlap(used, "rstd", *g, g == &dweight ? "dweight" : "dbias", false);
+    }
+  }
   if (o.cols == 0) return {};
   return [x = o.x.span.data, g = o.weight.data, dy = o.dy.span.data, dx = o.dx.span.data, dg = dweight.data,
           db = dbias.data, rows = o.rows, cols = o.cols, e = static_cast<float>(o.eps), ldx = o.x.ld, lddy = o.dy.ld,
-          lddx = o.dx.ld] { kernels::layer_norm_backward_rows(x, g, dy, dx, dg, db, rows, cols, e, ldx, lddy, lddx); };
+          lddx = o.dx.ld, b = bias.data, sd = rstd.data] {
+    kernels::layer_norm_backward_rows(x, g, dy, dx, dg, db, rows, cols, e, ldx, lddy, lddx, b, sd);
+  };
 }
 
 // rmsNormBackward({ x, weight, dy, dx, dweight, rows, cols, eps, xRowStride?, dyRowStride?, dxRowStride? }).

@@ -42,17 +42,18 @@ export function softmaxBackward(args: SoftmaxBackwardArgs): void {
 }
 
 /**
- * One row's norm backward: x̂ = (x − mean)·rstd, g = dy·w, dx = rstd·(g − centre·mean(g) − x̂·mean(g·x̂)); adds
- * dy·x̂ into pg and dy into pb.
+ * One row's norm backward: x̂ = (x − mean)·scale (scale = rstd, or 1 when x holds x̂ itself), g = dy·w,
+ * dx = rstd·(g − centre·mean(g) − x̂·mean(g·x̂)); adds dy·x̂ into pg and dy into pb.
  */
 function normRow(
   x: Float32Array, ox: number, w: Float32Array | null, dy: Float32Array, og: number, dx: Float32Array, odx: number,
   cols: number, mean: number, rstd: number, centre: boolean, pg: Float64Array | null, pb: Float64Array | null,
+  scale = rstd,
 ): void {
   let sa = 0;
   let sb = 0;
   for (let j = 0; j < cols; j++) {
-    const xh = (x[ox + j]! - mean) * rstd;
+    const xh = (x[ox + j]! - mean) * scale;
     const d = dy[og + j]!;
     const gd = w ? d * w[j]! : d;
     sa += gd;
@@ -63,7 +64,7 @@ function normRow(
   const a = centre ? sa / cols : 0;
   const b = sb / cols;
   for (let j = 0; j < cols; j++) {
-    const xh = (x[ox + j]! - mean) * rstd;
+    const xh = (x[ox + j]! - mean) * scale;
     const d = dy[og + j]!;
     const gd = w ? d * w[j]! : d;
     dx[odx + j] = rstd * (gd - a - xh * b);
@@ -79,8 +80,23 @@ export function layerNormBackward(args: LayerNormBackwardArgs): void {
   const lddx = stride(fn, 'dxRowStride', args.dxRowStride, cols);
   const pg = dweight ? new Float64Array(cols) : null;
   const pb = dbias ? new Float64Array(cols) : null;
+  const rstdIn = args.rstd ?? null;
+  const bias = args.bias ?? null;
+  if (bias && !rstdIn) throw new RangeError(`${fn}: argument 'bias' is read only with 'rstd' (a backward from the forward's output); got bias without rstd`);
+  if (rstdIn && rstdIn.length < rows) throw new RangeError(`${fn}: argument 'rstd' must have at least rows = ${rows} elements, got ${rstdIn.length}`);
+  if (bias && bias.length < cols) throw new RangeError(`${fn}: argument 'bias' must have at least cols = ${cols} elements, got ${bias.length}`);
+  // From the output: x̂ = (y − bias)/weight into a row buffer, then the same row backward with mean 0 and scale 1.
+  const xh = rstdIn ? new Float32Array(cols) : null;
   for (let r = 0; r < rows; r++) {
     const ox = r * ldx;
+    if (rstdIn && xh) {
+      for (let j = 0; j < cols; j++) {
+        const v = bias ? Math.fround(x[ox + j]! - bias[j]!) : x[ox + j]!;
+        xh[j] = weight ? v / weight[j]! : v;
+      }
+      normRow(xh, 0, weight, dy, r * lddy, dx, r * lddx, cols, 0, rstdIn[r]!, true, pg, pb, 1);
+      continue;
+    }
     let sum = 0;
     for (let j = 0; j < cols; j++) sum += x[ox + j]!;
     const mean = sum / cols;

@@ -69,8 +69,8 @@ export function softmax(args: SoftmaxArgs): void {
  * with biased variance. Two passes (mean, then squared deviations) in double
  * so large offsets do not cancel. x and y may alias.
  */
-export function layerNorm(args: LayerNormArgs): void {
-  const { x, weight, bias, y, rows, cols, eps } = args;
+export function layerNorm(args: LayerNormArgs & { rstd?: Float32Array | null }): void {
+  const { x, weight, bias, y, rows, cols, eps, rstd: rstdOut } = args;
   const ldx = rowStride('layerNorm', 'xRowStride', args.xRowStride, cols);
   const ldy = rowStride('layerNorm', 'yRowStride', args.yRowStride, cols);
   for (let r = 0; r < rows; r++) {
@@ -85,6 +85,7 @@ export function layerNorm(args: LayerNormArgs): void {
       sq += d * d;
     }
     const rstd = 1 / Math.sqrt(sq / cols + eps);
+    if (rstdOut) rstdOut[r] = rstd;
     for (let j = 0; j < cols; j++) {
       let v = (x[ox + j]! - mean) * rstd;
       if (weight !== null) v *= weight[j]!;
@@ -100,8 +101,11 @@ export function layerNorm(args: LayerNormArgs): void {
  */
 export function addLayerNorm(args: AddLayerNormArgs): void {
   const { x, residual, weight, bias, y, sum, rows, cols, eps } = args;
+  if (args.rstd && args.rstd.length < rows) {
+    throw new RangeError(`addLayerNorm: argument 'rstd' must have at least rows = ${rows} elements, got ${args.rstd.length}`);
+  }
   const s = addRows(x, residual, sum ?? y, rows * cols);
-  layerNorm({ x: s, weight, bias, y, rows, cols, eps });
+  layerNorm({ x: s, weight, bias, y, rows, cols, eps, rstd: args.rstd ?? null });
 }
 
 /**

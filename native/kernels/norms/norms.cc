@@ -17,11 +17,12 @@ namespace attnode::kernels {
 namespace {
 
 struct IsaKernels {
-  void (*layer_norm_rows)(const float*, const float*, const float*, float*, int64_t, int64_t, float, int64_t, int64_t);
+  void (*layer_norm_rows)(const float*, const float*, const float*, float*, int64_t, int64_t, float, int64_t, int64_t,
+                          float*);
   void (*rms_norm_rows)(const float*, const float*, float*, int64_t, int64_t, float, int64_t, int64_t);
   void (*add_row)(const float*, const float*, float*, int64_t);
-  void (*layer_norm_backward_rows)(const float*, const float*, const float*, float*, float*, float*, int64_t, int64_t,
-                                   float, int64_t, int64_t, int64_t);
+  void (*layer_norm_backward_rows)(const float*, const float*, const float*, const float*, const float*, float*, float*,
+                                   float*, int64_t, int64_t, float, int64_t, int64_t, int64_t);
   void (*rms_norm_backward_rows)(const float*, const float*, const float*, float*, float*, int64_t, int64_t, float,
                                  int64_t, int64_t, int64_t);
 };
@@ -73,7 +74,7 @@ void layer_norm_rows(const float* x, const float* gamma, const float* beta, floa
   if (ldy == 0) ldy = cols;
   const IsaKernels& k = isa_kernels();
   for_range(rows, rows_per_task(cols, kGrain), [&](int64_t b, int64_t e) {
-    k.layer_norm_rows(x + b * ldx, gamma, beta, y + b * ldy, e - b, cols, eps, ldx, ldy);
+    k.layer_norm_rows(x + b * ldx, gamma, beta, y + b * ldy, e - b, cols, eps, ldx, ldy, nullptr);
   });
 }
 
@@ -90,7 +91,7 @@ void rms_norm_rows(const float* x, const float* weight, float* y, int64_t rows, 
 
 void layer_norm_backward_rows(const float* x, const float* gamma, const float* dy, float* dx, float* dgamma,
                               float* dbeta, int64_t rows, int64_t cols, float eps, int64_t ldx, int64_t lddy,
-                              int64_t lddx) {
+                              int64_t lddx, const float* beta, const float* rstd) {
   if (rows <= 0 || cols <= 0) {
     if (cols > 0 && rows == 0) {
       if (dgamma) std::fill(dgamma, dgamma + cols, 0.0f);
@@ -103,8 +104,8 @@ void layer_norm_backward_rows(const float* x, const float* gamma, const float* d
   if (lddx == 0) lddx = cols;
   const IsaKernels& k = isa_kernels();
   auto run = [&](int64_t r0, int64_t r1, float* pg, float* pb) {
-    k.layer_norm_backward_rows(x + r0 * ldx, gamma, dy + r0 * lddy, dx + r0 * lddx, pg, pb, r1 - r0, cols, eps, ldx,
-                               lddy, lddx);
+    k.layer_norm_backward_rows(x + r0 * ldx, gamma, beta, rstd ? rstd + r0 : nullptr, dy + r0 * lddy, dx + r0 * lddx,
+                               pg, pb, r1 - r0, cols, eps, ldx, lddy, lddx);
   };
   if (!dgamma && !dbeta) {
     for_range(rows, rows_per_task(cols, kGrain), [&](int64_t b, int64_t e) { run(b, e, nullptr, nullptr); });
@@ -145,7 +146,7 @@ void rms_norm_backward_rows(const float* x, const float* weight, const float* dy
 }
 
 void add_layer_norm_rows(const float* x, const float* r, const float* gamma, const float* beta, float* y, float* sum,
-                         int64_t rows, int64_t cols, float eps) {
+                         int64_t rows, int64_t cols, float eps, float* rstd) {
   if (rows <= 0 || cols <= 0) return;
   const IsaKernels& k = isa_kernels();
   // Composed from the per-ISA row kernels, row by row, so each sum row is
@@ -155,7 +156,7 @@ void add_layer_norm_rows(const float* x, const float* r, const float* gamma, con
       const int64_t o = i * cols;
       float* s = sum ? sum + o : y + o;
       k.add_row(x + o, r + o, s, cols);
-      k.layer_norm_rows(s, gamma, beta, y + o, 1, cols, eps, cols, cols);
+      k.layer_norm_rows(s, gamma, beta, y + o, 1, cols, eps, cols, cols, rstd ? rstd + i : nullptr);
     }
   });
 }

@@ -28,8 +28,9 @@ void layer_norm_rows(const float* x, const float* gamma, const float* beta, floa
 // binary_op(Add) followed by layer_norm_rows. If `sum` is not null it
 // receives s (a pre-norm layer needs the sum as its next residual). y and
 // sum may each alias x or r exactly, but not each other. Contiguous rows.
+// `rstd` (when not null) receives each row's 1/sqrt(var + eps), what layer_norm_backward_rows needs to run from y.
 void add_layer_norm_rows(const float* x, const float* r, const float* gamma, const float* beta, float* y, float* sum,
-                         int64_t rows, int64_t cols, float eps);
+                         int64_t rows, int64_t cols, float eps, float* rstd = nullptr);
 
 // PyTorch RMSNorm over each row: y = x / sqrt(mean(x^2) + eps) * weight.
 // weight may be null (elementwise_affine = false).
@@ -50,9 +51,13 @@ void add_rms_norm_rows(const float* x, const float* r, const float* weight, floa
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)).
 // dgamma / dbeta are summed over fixed chunks of rows and then over the chunks in order, so they do not depend on
 // the thread count.
+// From the output (when `rstd` is not null: each row's 1/sqrt(var + eps) as the forward computed it): x is then the
+// forward's output y = xhat * gamma + beta and xhat = (y - beta) / gamma (beta, gamma may be null), so a training
+// step need not keep the input; eps is unused. Exact up to rounding where |beta| is not large against |gamma|
+// (the caller checks; a zero gamma loses xhat).
 void layer_norm_backward_rows(const float* x, const float* gamma, const float* dy, float* dx, float* dgamma,
                               float* dbeta, int64_t rows, int64_t cols, float eps, int64_t ldx = 0, int64_t lddy = 0,
-                              int64_t lddx = 0);
+                              int64_t lddx = 0, const float* beta = nullptr, const float* rstd = nullptr);
 
 // Backward of rms_norm_rows: dx = rstd * (g - xhat * mean(g * xhat)) with g = dy * weight, xhat = x * rstd;
 // dweight (when not null) = sum over rows of dy * xhat. Strides, aliasing and determinism as

@@ -37,9 +37,10 @@ LnStats ln_stats(const float* x, int64_t n, float eps) {
   return {mean_f, static_cast<float>(rstd), static_cast<float>(-delta * rstd)};
 }
 
-void layer_norm_row(const float* x, const float* g, const float* b, float* y, int64_t n, float eps) {
+void layer_norm_row(const float* x, const float* g, const float* b, float* y, int64_t n, float eps, float* rstd_out) {
   const LnStats st = ln_stats(x, n, eps);
   const float mean_f = st.mean_f, rstd_f = st.rstd, shift = st.shift;
+  if (rstd_out) *rstd_out = rstd_f;
   for (int64_t i = 0; i < n; ++i) {
     float t = (x[i] - mean_f) * rstd_f + shift;
     if (g) t *= g[i];
@@ -65,8 +66,10 @@ void rms_norm_row(const float* x, const float* w, float* y, int64_t n, float eps
 }  // namespace
 
 void layer_norm_rows(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t cols,
-                     float eps, int64_t ldx, int64_t ldy) {
-  for (int64_t r = 0; r < rows; ++r) layer_norm_row(x + r * ldx, gamma, beta, y + r * ldy, cols, eps);
+                     float eps, int64_t ldx, int64_t ldy, float* rstd) {
+  for (int64_t r = 0; r < rows; ++r) {
+    layer_norm_row(x + r * ldx, gamma, beta, y + r * ldy, cols, eps, rstd ? rstd + r : nullptr);
+  }
 }
 
 void rms_norm_rows(const float* x, const float* weight, float* y, int64_t rows, int64_t cols, float eps, int64_t ldx,
@@ -102,11 +105,40 @@ void norm_grad_row(const float* x, const float* g, const float* dy, float* dx, f
   }
 }
 
+// LayerNorm's backward from the forward's output y: xhat = (y - beta) / gamma, the row's rstd as the forward wrote it.
+void layer_norm_grad_from_output_row(const float* y, const float* g, const float* b, const float* dy, float* dx,
+                                     float* pg, float* pb, int64_t n, float rstd) {
+  auto xhat = [&](int64_t i) {
+    float v = b ? y[i] - b[i] : y[i];
+    return g ? v / g[i] : v;
+  };
+  double sa = 0.0, sb = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float xh = xhat(i);
+    const float gd = g ? dy[i] * g[i] : dy[i];
+    sa += gd;
+    sb += static_cast<double>(gd) * xh;
+    if (pg) pg[i] += dy[i] * xh;
+    if (pb) pb[i] += dy[i];
+  }
+  const float a = static_cast<float>(sa / static_cast<double>(n));
+  const float c = static_cast<float>(sb / static_cast<double>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const float gd = g ? dy[i] * g[i] : dy[i];
+    dx[i] = rstd * ((gd - a) - xhat(i) * c);
+  }
+}
+
 }  // namespace
 
-void layer_norm_backward_rows(const float* x, const float* gamma, const float* dy, float* dx, float* pg, float* pb,
-                              int64_t rows, int64_t cols, float eps, int64_t ldx, int64_t lddy, int64_t lddx) {
+void layer_norm_backward_rows(const float* x, const float* gamma, const float* beta, const float* rstd,
+                              const float* dy, float* dx, float* pg, float* pb, int64_t rows, int64_t cols, float eps,
+                              int64_t ldx, int64_t lddy, int64_t lddx) {
   for (int64_t r = 0; r < rows; ++r) {
+    if (rstd) {
+      layer_norm_grad_from_output_row(x + r * ldx, gamma, beta, dy + r * lddy, dx + r * lddx, pg, pb, cols, rstd[r]);
+      continue;
+    }
     // The row statistics exactly as layer_norm_row computes them.
     const float* xr = x + r * ldx;
     const LnStats st = ln_stats(xr, cols, eps);
