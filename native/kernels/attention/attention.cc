@@ -323,7 +323,7 @@ void attention(const AttentionParams& params, int max_threads) {
   } else if (isa == runtime::Isa::Avx512 && p.weights == nullptr && p.lq > kAttnSmallRows && tiles > 1) {
     // The register-blocked path reads K transposed per key block: packed once
     // here (with V, contiguous) instead of by each of the head's query tasks.
-    float* kv = t_kv.get(avx512::packed_kv_floats(p));
+    float* kv = kv_scratch<float>(avx512::packed_kv_floats(p));
     pool.parallel_tiles(
         p.batch * p.kv_heads, [&](int64_t bh) { avx512::pack_kv(p, kv, bh); }, threads);
     prepared = kv;
