@@ -9,7 +9,7 @@ DIR=bench/models/smollm-135m-random
 OUT=bench/results/tmp
 mkdir -p "$OUT"
 [ -f $DIR/model.safetensors ] || npx tsx bench/llm/make_model.ts
-[ -f $DIR/model-f32.gguf ] && [ -f $DIR/model-bf16.gguf ] || npx tsx bench/llm/write_gguf.ts
+for t in f32 bf16 q8_0; do [ -f $DIR/model-$t.gguf ] || npx tsx bench/llm/write_gguf.ts --type $t; done
 for r in $(seq 1 "$ROUNDS"); do
   npx tsx bench/llm/run.ts --reps 2 --json $OUT/llm-attnode-r$r.json > /dev/null
   npx tsx bench/llm/peer_llamacpp.ts --reps 2 --json $OUT/llm-llamacpp-r$r.json > /dev/null

@@ -3,9 +3,10 @@
  * CPU only, build: 'never') on the GGUF files of write_gguf.ts: prompt
  * processing of the same 512-token prompt (evaluateWithoutGeneratingNewTokens
  * on a cleared sequence) and greedy decode over 128 steps (sequence.evaluate,
- * temperature 0), 1 and 2 threads, F32 and BF16.
+ * temperature 0), 1 and 2 threads, F32, BF16 and Q8_0 (model-<type>.gguf
+ * from write_gguf.ts).
  *
- *   npx tsx bench/llm/peer_llamacpp.ts [--reps 3] [--threads 1,2] [--types f32,bf16] [--json out.json]
+ *   npx tsx bench/llm/peer_llamacpp.ts [--reps 3] [--threads 1,2] [--types f32,bf16,q8_0] [--json out.json]
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -18,7 +19,7 @@ const { values: args } = parseArgs({
   options: {
     reps: { type: 'string', default: '3' },
     threads: { type: 'string', default: '1,2' },
-    types: { type: 'string', default: 'f32,bf16' },
+    types: { type: 'string', default: 'f32,bf16,q8_0' },
     prompt: { type: 'string', default: '512' },
     steps: { type: 'string', default: '128' },
     json: { type: 'string' },
@@ -38,7 +39,9 @@ async function main(): Promise<void> {
   const cells: unknown[] = [];
   let tokensF32: number[] | null = null;
   for (const type of args.types!.split(',')) {
-    const model = await llama.loadModel({ modelPath: path.join(dir, `model-${type}.gguf`), gpuLayers: 0, useMmap: true });
+    const modelPath = path.join(dir, `model-${type}.gguf`);
+    if (!fs.existsSync(modelPath)) throw new Error(`peer_llamacpp: ${modelPath} is missing: write it with npx tsx bench/llm/write_gguf.ts --type ${type}`);
+    const model = await llama.loadModel({ modelPath, gpuLayers: 0, useMmap: true });
     for (const threads of args.threads!.split(',').map(Number)) {
       const ctx = await model.createContext({ contextSize: 1024, batchSize: 512, threads: { ideal: threads, min: threads }, flashAttention: false });
       const seq = ctx.getSequence();

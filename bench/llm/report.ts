@@ -25,7 +25,12 @@ const out = values.out ?? path.join(__dirname, '..', 'results', `llm-${slug}`);
 
 type Any = Record<string, any>;
 const runs: Any[] = positionals.map((f) => ({ file: f, ...JSON.parse(fs.readFileSync(f, 'utf8')) }));
-const norm = (p: string): string => (p === 'f32' ? 'float32' : p === 'bf16' ? 'bfloat16' : p);
+// llama.cpp's Q8_0 file is compared with attnode's int8 weights (the same fp32 source, quantized per block of 32
+// there and per output channel here): one row group.
+const norm = (p: string): string => (p === 'f32' ? 'float32' : p === 'bf16' ? 'bfloat16' : p === 'q8_0' ? 'int8' : p);
+/** The weight format a row reads: its weight bytes per token (run.ts's weightBytesPerToken) and its label. */
+const format = (engine: string, precision: string): { bytes: string; label: string } =>
+  precision === 'int8' && engine === 'node-llama-cpp' ? { bytes: 'q8_0', label: 'int8 (Q8_0)' } : { bytes: precision, label: precision };
 const groups = new Map<string, Any>();
 const bw: Record<string, number[]> = {};
 let wb: Any | null = null;
@@ -54,9 +59,10 @@ const lines: string[] = [];
 lines.push(`| engine | threads | weights | prefill 512 tok/s | decode tok/s | decode % of BW limit | decode CPU ms/token | generate 512+128 (new tok/s, wall) |`);
 lines.push(`|---|---|---|---|---|---|---|---|`);
 for (const g of rows) {
-  const limit = wb ? bwBest(g.threads) * 1e9 / wb[g.precision] : NaN; // tok/s at full bandwidth
+  const f = format(g.engine, g.precision);
+  const limit = wb?.[f.bytes] ? bwBest(g.threads) * 1e9 / wb[f.bytes] : NaN; // tok/s at full bandwidth
   const pct = g.decode.map((d: number) => (100 * d) / limit);
-  lines.push(`| ${g.engine} | ${g.threads} | ${g.precision} | ${fmt(g.prefill)} | ${fmt(g.decode, 2)} | ${fmt(pct, 0)}% (limit ${limit.toFixed(1)} tok/s) | ${fmt(g.decodeCpu, 2)} | ${g.generate.length ? fmt(g.generate, 2) : '–'} |`);
+  lines.push(`| ${g.engine} | ${g.threads} | ${f.label} | ${fmt(g.prefill)} | ${fmt(g.decode, 2)} | ${fmt(pct, 0)}% (limit ${limit.toFixed(1)} tok/s) | ${fmt(g.decodeCpu, 2)} | ${g.generate.length ? fmt(g.generate, 2) : '–'} |`);
 }
 const ratio: string[] = [];
 ratio.push(`| threads | weights | prefill attnode / llama.cpp | decode attnode / llama.cpp | decode by CPU time per token: llama.cpp / attnode |`);
@@ -65,6 +71,16 @@ for (const g of rows.filter((x) => x.engine === 'attnode')) {
   const p = groups.get(`node-llama-cpp|${g.threads}|${g.precision}`);
   if (!p) continue;
   ratio.push(`| ${g.threads} | ${g.precision} | ${(median(g.prefill) / median(p.prefill)).toFixed(2)} | ${(median(g.decode) / median(p.decode)).toFixed(2)} | ${g.decodeCpu.length && p.decodeCpu.length ? (median(p.decodeCpu) / median(g.decodeCpu)).toFixed(2) : '–'} |`);
+}
+/** ' (= float32)' or where the first 16 tokens part from the same engine's float32 ones. */
+function agreement(key: string, v: number[]): string {
+  const [engine, threads, precision] = key.split('|');
+  if (precision === 'float32') return '';
+  const ref = tokens[`${engine}|${threads}|float32`];
+  if (!ref) return '';
+  const n = Math.min(ref.length, v.length);
+  for (let i = 0; i < n; i++) if (ref[i] !== v[i]) return ` (differs from float32 from token ${i + 1})`;
+  return ` (= float32 over ${n})`;
 }
 const summary = {
   cpu, slug, files: runs.map((r) => r.file), weightBytesPerToken: wb,
@@ -78,10 +94,11 @@ const md = [
   ...lines, '', ...ratio, '',
   `Bandwidth (native ops.add(a, 0, { out: b }), 256 MiB in + 256 MiB out, read+written bytes / s): ` +
     Object.entries(summary.bandwidthGBs).map(([t, b]) => `${t} thread(s): best ${b.best.toFixed(1)}, median ${b.median.toFixed(1)}, min ${b.min.toFixed(1)} GB/s`).join('; '),
-  wb ? `Weight bytes per decoded token: float32 ${(wb.float32 / 1e6).toFixed(1)} MB, bfloat16 ${(wb.bfloat16 / 1e6).toFixed(1)} MB.` : '',
+  wb ? `Weight bytes per decoded token: ${Object.entries(wb as Record<string, number>).map(([k, v]) => `${k === 'int8' ? 'int8 (with per-channel scale and compensation)' : k === 'q8_0' ? 'Q8_0' : k} ${(v / 1e6).toFixed(1)} MB`).join(', ')}.` : '',
   js.length ? `JS backend decode (float32, 3 steps after an 8-token prompt): ${js.map((x) => x.toFixed(2)).join(', ')} tok/s.` : '',
   `Load average at the end of each run: ${summary.loadavg.map((l: number[]) => l?.[0]?.toFixed(2)).join(', ')}.`,
-  `First greedy tokens: ` + Object.entries(tokens).map(([k, v]) => `${k}: ${v.slice(0, 8).join(',')}`).join('; '),
+  `First greedy tokens (each against the same engine's float32 tokens at the same thread count): ` +
+    Object.entries(tokens).map(([k, v]) => `${k}: ${v.slice(0, 8).join(',')}${agreement(k, v)}`).join('; '),
 ].join('\n');
 fs.writeFileSync(out + '.tables.md', md + '\n'); // pasted into the hand-written <out>.md
 console.log(md);

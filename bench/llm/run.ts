@@ -2,12 +2,14 @@
  * attnode LlamaForCausalLM (SmolLM-135M-shaped, random weights from
  * make_model.ts), batch 1: prompt processing of a 512-token prompt, decode
  * over 128 cached steps (argmax in JS, as generate does), model.generate end
- * to end, float32 and bfloat16 weights, 1 and 2 threads; memory bandwidth
+ * to end, float32, bfloat16 and int8 weights (useWeightPrecision; int8 is
+ * compared with llama.cpp's Q8_0 file of the same weights), 1 and 2 threads; memory bandwidth
  * measured in the same process (native ops.add(a, 0, { out: b }) streaming
  * 256 MiB in + 256 MiB out, best of 5), and decode's share of the bandwidth
  * limit (weight bytes per token ÷ bandwidth). Also the JS backend's decode for a few steps.
  *
- *   npx tsx bench/llm/run.ts [--reps 3] [--threads 1,2] [--prompt 512] [--steps 128] [--json out.json] [--no-js]
+ *   npx tsx bench/llm/run.ts [--reps 3] [--threads 1,2] [--prompt 512] [--steps 128] [--precisions float32,bfloat16,int8]
+ *                            [--json out.json] [--no-js] [--no-generate]
  *
  * Prints one JSON object (and writes it with --json).
  */
@@ -71,21 +73,30 @@ function bandwidth(): { bestGBs: number; medianGBs: number; runsGBs: number[] } 
   return { bestGBs: Math.max(...runs), medianGBs: median(runs), runsGBs: runs };
 }
 
-/** Bytes of weights read per decoded token: every Linear weight plus the (tied) LM head; norms; the embedding row is negligible. */
-function weightBytesPerToken(m: LlamaForCausalLM, bytesPerParam: number): number {
+type Precision = 'float32' | 'bfloat16' | 'int8';
+
+/**
+ * Bytes of weights read per decoded token: every Linear weight plus the (tied) LM head; norms; the embedding row
+ * is negligible. `perChannel` bytes are added per output channel of each matrix (int8: its scale and its
+ * compensation, 4 bytes each).
+ */
+function weightBytesPerToken(m: LlamaForCausalLM, bytesPerParam: number, perChannel = 0): number {
   let params = 0;
+  let channels = 0;
   for (const [name, t] of Object.entries(m.stateDict())) {
     if (name === 'model.embed_tokens.weight') continue; // counted below as the head
     params += t.shape.reduce((a, b) => a * b, 1);
+    if (t.shape.length === 2) channels += t.shape[0]!;
   }
   const c = m.config;
   params += c.vocabSize * c.hiddenSize; // LM head (tied embedding matrix) is read whole per token
-  return params * bytesPerParam;
+  channels += c.vocabSize;
+  return params * bytesPerParam + channels * perChannel;
 }
 
 interface Cell {
   threads: number;
-  precision: 'float32' | 'bfloat16';
+  precision: Precision;
   prefillTokS: number[];
   decodeTokS: number[];
   decodeStepMsMedian: number[];
@@ -97,7 +108,7 @@ interface Cell {
   tokens: number[];
 }
 
-function runCell(model: LlamaForCausalLM, threads: number, precision: 'float32' | 'bfloat16', prompt: Tensor<'int32'>): Cell {
+function runCell(model: LlamaForCausalLM, threads: number, precision: Precision, prompt: Tensor<'int32'>): Cell {
   setNumThreads(threads);
   model.useWeightPrecision(precision);
   const cell: Cell = { threads, precision, prefillTokS: [], decodeTokS: [], decodeStepMsMedian: [], decodeCpuMsPerTok: [], generateTokS: [], generateWallMs: [], tokens: [] };
@@ -150,7 +161,10 @@ async function main(): Promise<void> {
   model.useBackend('native');
   const ni = info().native;
   const bf16 = ni?.bf16 === true;
-  const precisions = (args.precisions?.split(',') ?? (bf16 ? ['float32', 'bfloat16'] : ['float32'])) as ('float32' | 'bfloat16')[];
+  const precisions = (args.precisions?.split(',') ?? (bf16 ? ['float32', 'bfloat16', 'int8'] : ['float32', 'int8'])) as Precision[];
+  for (const p of precisions) {
+    if (p !== 'float32' && p !== 'bfloat16' && p !== 'int8') throw new RangeError(`run.ts: --precisions takes float32, bfloat16 and int8, got ${p}`);
+  }
   const prompt = new Tensor(promptIds(P, model.config.vocabSize), [1, P], 'int32');
   const bw: Record<number, ReturnType<typeof bandwidth>> = {};
   const cells: Cell[] = [];
@@ -163,7 +177,11 @@ async function main(): Promise<void> {
     const again = bandwidth();
     bw[t] = { bestGBs: Math.max(bw[t]!.bestGBs, again.bestGBs), medianGBs: median([...bw[t]!.runsGBs, ...again.runsGBs]), runsGBs: [...bw[t]!.runsGBs, ...again.runsGBs] };
   }
-  const wb = { float32: weightBytesPerToken(model, 4), bfloat16: weightBytesPerToken(model, 2) };
+  // q8_0: llama.cpp's blocks of 32 int8 weights with an fp16 scale (34 bytes per 32 weights), for its Q8_0 rows.
+  const wb = {
+    float32: weightBytesPerToken(model, 4), bfloat16: weightBytesPerToken(model, 2), int8: weightBytesPerToken(model, 1, 8),
+    q8_0: weightBytesPerToken(model, 34 / 32),
+  };
   // JS backend: a few decode steps after a short prompt (it is slow).
   let js: { promptLen: number; steps: number; decodeTokS: number; stepMs: number[] } | null = null;
   if (!args['no-js']) {

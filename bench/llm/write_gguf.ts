@@ -1,16 +1,19 @@
 /**
  * Writes the Hugging Face folder of make_model.ts as a GGUF v3 file for
  * llama.cpp (architecture `llama`), F32 or BF16 matrices (norms stay F32, as
- * convert_hf_to_gguf.py does), alignment 32. q_proj / k_proj rows are permuted
+ * convert_hf_to_gguf.py does), alignment 32; or Q8_0 (every matrix, the
+ * token embedding included, in llama.cpp's blocks of 32 weights: an fp16 scale
+ * d = max|w| / 127, then 32 int8 q = round(w / d), 34 bytes, ggml type 8, as
+ * ggml's quantize_row_q8_0_ref writes them; norms stay F32). q_proj / k_proj rows are permuted
  * to Meta's interleaved rotary layout exactly as convert_hf_to_gguf.py's
  * `LlamaModel.permute` does (k with the kv head count). The tied LM head is
  * left out (llama.cpp then uses token_embd.weight as output). The vocabulary
  * is a synthetic SentencePiece-style ('llama') one: <unk> <s> </s>, the 256
  * byte tokens <0x00>..<0xFF>, then placeholder pieces up to vocab_size.
  *
- *   npx tsx bench/llm/write_gguf.ts [--dir bench/models/smollm-135m-random] [--type f32|bf16|both]
+ *   npx tsx bench/llm/write_gguf.ts [--dir bench/models/smollm-135m-random] [--type f32|bf16|q8_0|both|all]
  *
- * Writes <dir>/model-f32.gguf and/or <dir>/model-bf16.gguf.
+ * Writes <dir>/model-<type>.gguf: f32 and bf16 for 'both' (the default), the three for 'all'.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -22,6 +25,13 @@ import { DEFAULT_DIR } from './make_model';
 const enum VT { UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10 }
 const GGML_F32 = 0;
 const GGML_BF16 = 30;
+const GGML_Q8_0 = 8;
+/** llama.cpp's LLAMA_FTYPE values for general.file_type. */
+const FILE_TYPE = { f32: 0, bf16: 32, q8_0: 7 } as const;
+export type GgufType = keyof typeof FILE_TYPE;
+/** Weights per Q8_0 block (QK8_0) and bytes per block (fp16 scale + 32 int8). */
+export const QK8_0 = 32;
+export const Q8_0_BLOCK_BYTES = 34;
 const ALIGN = 32;
 
 type KV = [string, 'u32' | 'f32' | 'str' | 'bool', number | string | boolean] | [string, 'arr', 'str' | 'f32' | 'i32', (string | number)[]];
@@ -87,7 +97,59 @@ function toBf16(f: Float32Array): Buffer {
   return Buffer.from(out.buffer);
 }
 
-export function writeGguf(dir: string, type: 'f32' | 'bf16', weights: Record<string, Tensor>): string {
+/** float32 → IEEE half bits, round to nearest even (ggml's GGML_FP32_TO_FP16 on x86 with F16C). */
+export function toFp16Bits(v: number): number {
+  const f = new Float32Array([v]);
+  const x = new Uint32Array(f.buffer)[0]!;
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // Inf / NaN
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow → Inf
+  if (e <= 0) {
+    // Subnormal half (or zero): shift the implicit-1 mantissa right, rounding to nearest even.
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    const rest = mant & ((1 << shift) - 1);
+    let m = mant >>> shift;
+    if (rest > half || (rest === half && (m & 1))) m++;
+    return sign | m;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++; // a carry into the exponent is still right
+  return sign | h;
+}
+
+/**
+ * Rows of `cols` weights (a multiple of 32) as ggml Q8_0 blocks, as quantize_row_q8_0_ref does: per block of 32,
+ * amax = max |w|, d = amax / 127 and id = 1 / d (0 when d is 0) in float32, q = roundf(w * id) (half away from
+ * zero), the block stored as fp16(d) then the 32 q.
+ */
+export function quantizeQ8_0(w: Float32Array, cols: number): Buffer {
+  if (cols % QK8_0 !== 0) throw new RangeError(`quantizeQ8_0: argument 'cols' must be a multiple of ${QK8_0}, got ${cols}`);
+  const blocks = w.length / QK8_0;
+  const out = Buffer.alloc(blocks * Q8_0_BLOCK_BYTES);
+  const f = Math.fround;
+  for (let b = 0; b < blocks; b++) {
+    let amax = 0;
+    for (let j = 0; j < QK8_0; j++) amax = Math.max(amax, Math.abs(w[b * QK8_0 + j]!));
+    const d = f(amax / 127);
+    const id = d ? f(1 / d) : 0;
+    const o = b * Q8_0_BLOCK_BYTES;
+    out.writeUInt16LE(toFp16Bits(d), o);
+    for (let j = 0; j < QK8_0; j++) {
+      const x = f(w[b * QK8_0 + j]! * id);
+      out.writeInt8(Math.sign(x) * Math.floor(Math.abs(x) + 0.5), o + 2 + j); // roundf: half away from zero
+    }
+  }
+  return out;
+}
+
+export function writeGguf(dir: string, type: GgufType, weights: Record<string, Tensor>): string {
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
   const E = cfg.hidden_size, H = cfg.num_attention_heads, HKV = cfg.num_key_value_heads, V = cfg.vocab_size;
   // Tensors: [gguf name, HF name, permute heads or 0]
@@ -118,7 +180,7 @@ export function writeGguf(dir: string, type: 'f32' | 'bf16', weights: Record<str
   const kvs: KV[] = [
     ['general.architecture', 'str', 'llama'],
     ['general.name', 'str', 'smollm-135m-random'],
-    ['general.file_type', 'u32', type === 'f32' ? 0 : 32],
+    ['general.file_type', 'u32', FILE_TYPE[type]],
     ['general.alignment', 'u32', ALIGN],
     ['llama.vocab_size', 'u32', V],
     ['llama.context_length', 'u32', cfg.max_position_embeddings],
@@ -151,8 +213,9 @@ export function writeGguf(dir: string, type: 'f32' | 'bf16', weights: Record<str
     let f = (t.contiguous().data as Float32Array);
     if (heads) f = permuteRows(f, shape[0]!, shape[1]!, heads);
     const isMatrix = shape.length === 2;
-    const ggType = type === 'bf16' && isMatrix ? GGML_BF16 : GGML_F32;
-    const data = ggType === GGML_BF16 ? toBf16(f) : Buffer.from(f.buffer, f.byteOffset, f.byteLength);
+    const ggType = !isMatrix || type === 'f32' ? GGML_F32 : type === 'bf16' ? GGML_BF16 : GGML_Q8_0;
+    const data = ggType === GGML_BF16 ? toBf16(f) : ggType === GGML_Q8_0 ? quantizeQ8_0(f, shape[1]!)
+      : Buffer.from(f.buffer, f.byteOffset, f.byteLength);
     infos.str(gname);
     infos.u32(shape.length);
     for (const d of [...shape].reverse()) infos.u64(d); // ne[0] is the innermost (contiguous) dimension
@@ -184,7 +247,9 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { dir: { type: 'string' }, type: { type: 'string', default: 'both' } } });
   const dir = path.resolve(values.dir ?? DEFAULT_DIR);
   const weights = await loadFolderWeights(dir);
-  const kinds = values.type === 'both' ? (['f32', 'bf16'] as const) : [values.type as 'f32' | 'bf16'];
+  const kinds: readonly GgufType[] = values.type === 'both' ? ['f32', 'bf16'] : values.type === 'all' ? ['f32', 'bf16', 'q8_0']
+    : [values.type as GgufType];
+  for (const k of kinds) if (!(k in FILE_TYPE)) throw new RangeError(`write_gguf: --type must be f32, bf16, q8_0, both or all, got ${k}`);
   for (const k of kinds) {
     const f = writeGguf(dir, k, weights);
     console.log(`wrote ${f} (${(fs.statSync(f).size / 1e6).toFixed(1)} MB)`);

@@ -448,6 +448,12 @@ int main() {
   cases.push_back({2, 6, 40, 65, 32, 48, true, true, 3, 3});
   cases.push_back({1, 4, 70, 70, 16, 16, false, false, 5, 1});
   cases.push_back({1, 4, 300, 1030, 64, 64, true, true, 1, 2});
+  // Decode steps (lq 1) on attention_decode: every head of a kv group in one pass, keys past the prefetch
+  // distance, multi-query with a per-head mask, ragged head dims under causal masking, both layouts.
+  cases.push_back({2, 8, 1, 700, 64, 64, false, true, 4, 1});
+  cases.push_back({2, 8, 1, 700, 64, 64, false, false, 4, 1});
+  cases.push_back({1, 6, 1, 130, 40, 24, true, false, 3, 3});
+  cases.push_back({3, 9, 1, 577, 64, 64, false, true, 2, 3});
 
   std::vector<std::string> ran;
   for (rt::Isa isa : {rt::Isa::Portable, rt::Isa::Avx2, rt::Isa::Avx512}) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <utility>
 #include <vector>
 
 #include "../../runtime/cpu_features.h"
@@ -30,6 +31,31 @@ TileFn tile_fn(runtime::Isa isa, bool bf16) {
     default:
       return portable::attention_tile;
   }
+}
+
+using DecodeFn = void (*)(const AttentionParams&, int64_t, int64_t, int64_t, float*);
+
+DecodeFn decode_fn(runtime::Isa isa) {
+  switch (isa) {
+    case runtime::Isa::Avx512:
+      return avx512::attention_decode;
+    case runtime::Isa::Avx2:
+      return avx2::attention_decode;
+    default:
+      return portable::attention_decode;
+  }
+}
+
+// One query row, no weights output, no dropout: a decoding step (attention_decode).
+bool decode_call(const AttentionParams& p) {
+  return p.lq == 1 && p.weights == nullptr && p.dropout_p == 0.0f;
+}
+
+// Scratch of one attention_decode task over `kv` key/value heads and lk keys (attention_tile.inc's
+// decode_group_rows).
+int64_t decode_scratch_floats(const AttentionParams& p, int64_t kv, int64_t lk) {
+  const int64_t rows = kv * (p.heads / p.kv_heads);
+  return rows * ((lk + 15) / 16 * 16 + (p.dv + 15) / 16 * 16 + 2);
 }
 
 int64_t scratch_floats(int64_t dk, int64_t dv) {
@@ -155,6 +181,30 @@ int pool_threads(int max_threads) {
   return max_threads > 0 ? std::min(max_threads, n) : n;
 }
 
+// Decoding steps (decode_call) of `entries` one-sequence calls (entry(e) gives each one's params, batch 1 for
+// pooled calls): one task per entry with all its key/value heads when one thread does the work (each cache row is
+// then read front to back, K of every head together: ~2x the bandwidth of one head's slices per pass on Zen 4),
+// else one per (entry, key/value head). A head's arithmetic is the same either way.
+template <class Entry>
+void run_decode(int64_t entries, int64_t kv_heads, int64_t max_lk, double flops, int threads, runtime::Isa isa,
+                const AttentionParams& shape, const Entry& entry) {
+  const DecodeFn fn = decode_fn(isa);
+  const int64_t useful = std::min<int64_t>(entries * kv_heads, static_cast<int64_t>(flops / kMinTaskFlops));
+  if (threads <= 1 || useful <= 1) {
+    float* scratch = t_scratch.get(decode_scratch_floats(shape, kv_heads, max_lk));
+    for (int64_t e = 0; e < entries; ++e) {
+      const auto [p, b] = entry(e);
+      fn(p, b, 0, kv_heads, scratch);
+    }
+    return;
+  }
+  const int64_t need = decode_scratch_floats(shape, 1, max_lk);
+  run_tasks(entries * kv_heads, flops, threads, need, [&](int64_t t, float* scratch) {
+    const auto [p, b] = entry(t / kv_heads);
+    fn(p, b, t % kv_heads, t % kv_heads + 1, scratch);
+  });
+}
+
 // Pooled K/V (kv_starts / kv_lengths): each batch entry becomes a
 // one-sequence call of its own (q, out and the masks advanced to the entry,
 // k and v to its first key, lk its own length), and the (entry, head, query
@@ -194,6 +244,14 @@ void attention_pooled(const AttentionParams& params, int max_threads) {
              static_cast<double>(std::max<int64_t>(s.lk, 1)) * static_cast<double>(s.dk + s.dv);
   }
   const runtime::Isa isa = runtime::active_isa();
+  if (decode_call(params)) {
+    int64_t max_lk = 0;
+    for (const AttentionParams& s : per) max_lk = std::max(max_lk, s.lk);
+    run_decode(nb, per[0].kv_heads, max_lk, flops, pool_threads(max_threads), isa, per[0], [&](int64_t e) {
+      return std::pair<const AttentionParams&, int64_t>(per[static_cast<size_t>(e)], 0);
+    });
+    return;
+  }
   const TileFn fn = tile_fn(isa, false);
   const int64_t rows = task_rows(params, isa);
   const int64_t tiles = (params.lq + rows - 1) / rows;
@@ -232,6 +290,13 @@ void attention(const AttentionParams& params, int max_threads) {
   AttentionParams p = params;
   if (p.kv_heads <= 0) p.kv_heads = p.heads;
   const runtime::Isa isa = runtime::active_isa();  // read once: tile size and kernel must agree
+  if (decode_call(p)) {
+    const double flops = 2.0 * static_cast<double>(p.batch * p.heads) * static_cast<double>(std::max<int64_t>(p.lk, 1)) *
+                         static_cast<double>(p.dk + p.dv);
+    run_decode(p.batch, p.kv_heads, p.lk, flops, pool_threads(max_threads), isa, p,
+               [&](int64_t b) { return std::pair<const AttentionParams&, int64_t>(p, b); });
+    return;
+  }
   const bool bf16 = isa == runtime::Isa::Avx512 && effective_precision(p) == AttentionPrecision::BFloat16;
   const int64_t rows = task_rows(p, isa);
   const int64_t tiles = (p.lq + rows - 1) / rows;

@@ -26,9 +26,10 @@ constexpr int64_t kAttnKeyBlock = 64;
 // kAttnQueryTile-row tiles. Every query row goes through the same
 // arithmetic whatever task it lands in, so the split never changes results.
 constexpr int64_t kAttnMaxTaskRows = 96;
-// Calls with at most this many query rows (e.g. one decoding step) take the
-// few-rows path (dot products along d; a 32-lane query tile would be mostly
-// padding), and always in float32.
+// Calls with at most this many query rows take the few-rows path (dot
+// products along d; a 32-lane query tile would be mostly padding), and always
+// in float32; calls with one query row (a decoding step) without weights
+// output or dropout take attention_decode, one task per key/value head.
 constexpr int64_t kAttnSmallRows = 8;
 
 // Computes out rows [i0, i1) (i1 - i0 <= kAttnMaxTaskRows) of (batch b,
@@ -68,6 +69,9 @@ constexpr int64_t kAttnSmallRows = 8;
 namespace portable {
 void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
                     float* scratch);
+// One query row (lq == 1) of every query head of key/value heads [hk0, hk1) of batch b (attention_tile.inc's
+// decode_group_rows).
+void attention_decode(const AttentionParams& p, int64_t b, int64_t hk0, int64_t hk1, float* scratch);
 void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t hk, int64_t j0, bool with_dq,
                            float* scratch);
 void attention_backward_q(const AttentionBackwardParams& p, int64_t b, int64_t h, int64_t i0, float* scratch);
@@ -75,6 +79,9 @@ void attention_backward_q(const AttentionBackwardParams& p, int64_t b, int64_t h
 namespace avx2 {
 void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
                     float* scratch);
+// One query row (lq == 1) of every query head of key/value heads [hk0, hk1) of batch b (attention_tile.inc's
+// decode_group_rows).
+void attention_decode(const AttentionParams& p, int64_t b, int64_t hk0, int64_t hk1, float* scratch);
 void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t hk, int64_t j0, bool with_dq,
                            float* scratch);
 void attention_backward_q(const AttentionBackwardParams& p, int64_t b, int64_t h, int64_t i0, float* scratch);
@@ -92,6 +99,9 @@ int64_t packed_kv_floats(const AttentionParams& p);
 void pack_kv(const AttentionParams& p, float* dst, int64_t bh);
 void attention_tile(const AttentionParams& p, const void* prepared, int64_t b, int64_t h, int64_t i0, int64_t i1,
                     float* scratch);
+// One query row (lq == 1) of every query head of key/value heads [hk0, hk1) of batch b (attention_tile.inc's
+// decode_group_rows).
+void attention_decode(const AttentionParams& p, int64_t b, int64_t hk0, int64_t hk1, float* scratch);
 void attention_backward_kv(const AttentionBackwardParams& p, int64_t b, int64_t hk, int64_t j0, bool with_dq,
                            float* scratch);
 void attention_backward_q(const AttentionBackwardParams& p, int64_t b, int64_t h, int64_t i0, float* scratch);

@@ -185,8 +185,15 @@ void run_qgemv(const QKernels& uk, const QPackedB& w, const GemmParams& p, int n
     for (int64_t i = 0; i < kq * 4; ++i) xq[i] = static_cast<int8_t>(static_cast<uint8_t>(xq[i]) ^ 0x80u);
   }
   const QStore st{&sa, w.sw, w.comp, gemm_detail::Epilogue{p.alpha, p.beta, p.bias, static_cast<int>(p.act)}};
-  // A second thread from ~1 MB of int8 weights per thread (the bf16 GEMV's bar in bytes).
-  const int64_t threads = std::min<int64_t>(nt, std::max<int64_t>(1, p.k * p.n / (1 << 20)));
+  // A thread per 256 KiB of int8 weights (a decode step's q/k/v, gate/up and down products of a small model take
+  // two; each half still streams for ~10 us at 1-thread bandwidth, well above the pool's wake-up). Not measured on
+  // a quiet machine yet: the bf16 GEMV's bar is 1 MiB per thread, which kept every product of a SmolLM-135M step
+  // but the LM head on one thread. ATTNODE_GEMV_MIN_BYTES overrides it, as it does the fp32/bf16 GEMV's.
+  static const int64_t min_bytes = [] {
+    const char* e = std::getenv("ATTNODE_GEMV_MIN_BYTES");
+    return e ? std::max<int64_t>(1, std::atoll(e)) : int64_t{1} << 18;
+  }();
+  const int64_t threads = std::min<int64_t>(nt, std::max<int64_t>(1, p.k * p.n / min_bytes));
   gemm_detail::frame_split_columns(p.n, kQNR, threads, [&](int64_t j0, int64_t j1) {
     uk.gemv(kq, reinterpret_cast<const uint8_t*>(xq), w.panels, j0, j1, p.c, p.n, &st);
   });

@@ -81,6 +81,13 @@ inline float hsum(V a) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
+// Lane i of the result = hsum(v[i]), i < W: W horizontal sums at once (hadd tree, then the two 128-bit halves).
+inline V hsum_lanes(const V* v) {
+  const V t0 = _mm256_hadd_ps(v[0], v[1]), t1 = _mm256_hadd_ps(v[2], v[3]);
+  const V t2 = _mm256_hadd_ps(v[4], v[5]), t3 = _mm256_hadd_ps(v[6], v[7]);
+  const V u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
 
 // Double accumulation of float vectors (long sums stay accurate).
 inline DAcc dzero() { return _mm256_setzero_pd(); }

@@ -65,6 +65,21 @@ inline V ldexp_int(V p, V n) { return _mm512_scalef_ps(p, n); }
 // Horizontal reductions.
 inline float hmax(V a) { return _mm512_reduce_max_ps(a); }
 inline float hsum(V a) { return _mm512_reduce_add_ps(a); }
+// Lane i of the result = hsum(v[i]), i < W: W horizontal sums at once (a transpose-and-add tree, 45 shuffles and
+// adds instead of W separate reductions). The order of the additions is fixed: pairs of lanes within 128-bit
+// quarters, then the quarters ((0 + 1) + (2 + 3)).
+inline V hsum_lanes(const V* v) {
+  V a[8], b[4];
+  for (int i = 0; i < 8; ++i)
+    a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; ++i) {
+    const __m512d x = _mm512_castps_pd(a[2 * i]), y = _mm512_castps_pd(a[2 * i + 1]);
+    b[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  const V d0 = _mm512_add_ps(_mm512_shuffle_f32x4(b[0], b[1], 0x88), _mm512_shuffle_f32x4(b[0], b[1], 0xdd));
+  const V d1 = _mm512_add_ps(_mm512_shuffle_f32x4(b[2], b[3], 0x88), _mm512_shuffle_f32x4(b[2], b[3], 0xdd));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(d0, d1, 0x88), _mm512_shuffle_f32x4(d0, d1, 0xdd));
+}
 
 // Double accumulation of float vectors (long sums stay accurate).
 inline DAcc dzero() { return _mm512_setzero_pd(); }

@@ -45,6 +45,8 @@ inline V ldexp_int(V p, V n) { return std::ldexp(p, static_cast<int>(n)); }
 
 inline float hmax(V a) { return a; }
 inline float hsum(V a) { return a; }
+// Lane i of the result = hsum(v[i]), i < W (one lane here).
+inline V hsum_lanes(const V* v) { return v[0]; }
 
 inline DAcc dzero() { return 0.0; }
 inline DAcc dadd(DAcc acc, V v) { return acc + static_cast<double>(v); }
