@@ -15,7 +15,7 @@ mkdir -p "$OUT" bench/results
 
 SRCS=(bench/gemm/gemm_bench.cc native/runtime/cpu_features.cc native/runtime/thread_pool.cc native/runtime/thread_priority.cc native/runtime/huge_pages.cc
   native/kernels/gemm/*.cc native/kernels/qgemm/*.cc)
-FLAGS=(-std=c++17 -O3 -pthread -fopenmp -I/usr/include/x86_64-linux-gnu)
+FLAGS=(-std=c++17 -O3 -pthread -fopenmp -Inative -I/usr/include/x86_64-linux-gnu)
 LIBS=(-lopenblas)
 if [[ -f /usr/include/dnnl.h ]] && ldconfig -p | grep -q 'libdnnl\.so'; then
   FLAGS+=(-DHAVE_DNNL)
