@@ -5,6 +5,7 @@
  * shard → its bad rows). Keys live under `attnode:run:<id>`.
  */
 import { Redis } from 'ioredis';
+import { redactUrl } from './pg-output';
 import type { InputFormat } from './readers';
 import type { ModelSpec, RowError } from './rows';
 
@@ -93,11 +94,6 @@ export function connect(url: string): Redis {
   return new Redis(checkRedisUrl(url), { maxRetriesPerRequest: null, lazyConnect: false });
 }
 
-/** A Redis URL as logs and errors show it: any password masked. */
-export function maskRedisUrl(url: string): string {
-  return url.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/, '$1***@');
-}
-
 /**
  * A connection for a one-shot command (submit, status, retry, cancel), once it is ready. Workers wait through a Redis
  * outage; a command fails instead.
@@ -119,7 +115,7 @@ export async function connectReady(url: string, timeoutMs = 5000, what = '--redi
   if (ready) return redis;
   redis.disconnect();
   const why = (last as Error | null)?.message ?? `no answer within ${timeoutMs} ms`;
-  throw new Error(`cannot reach Redis at ${maskRedisUrl(url)} (${what}): ${why}`);
+  throw new Error(`cannot reach Redis at ${redactUrl(url)} (${what}): ${why}`);
 }
 
 /** The file name of a shard in the output directory (zero-padded: names sort by shard up to a million shards). */
