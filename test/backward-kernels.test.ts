@@ -6,7 +6,6 @@
  * ATTNODE_ISA; results identical for 1 and 2 threads; bad arguments are
  * errors naming them.
  */
-import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ActivationGrad, type Backend, type OpArgs, type OpName } from '../lib/backend/backend';
@@ -14,6 +13,7 @@ import { getBackend } from '../lib/backend/registry';
 import { addon } from '../lib/backend/native';
 import { getNumThreads, info, setIsa, setNumThreads } from '../lib/runtime';
 import { Rng } from '../lib/tensor';
+import { runChildScript } from './helpers/child-script';
 
 const hasNative = addon !== null;
 const supported = hasNative ? (['portable', 'avx2', 'avx512'] as const).filter((isa) => {
@@ -202,11 +202,7 @@ console.log(JSON.stringify({ isa: require(${JSON.stringify(path.resolve(__dirnam
 describe.skipIf(!hasNative)('ATTNODE_ISA: training gradients on every kernel path (fresh processes)', () => {
   it('every path gives the same gradients to float32 rounding', () => {
     const results = supported.map((isa) => {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], {
-        env: { ...process.env, ATTNODE_ISA: isa }, encoding: 'utf8', cwd: path.resolve(__dirname, '..'),
-      });
-      expect(r.status, r.stderr).toBe(0);
-      const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { isa: string; loss: number; gx: number[]; gw: number[] };
+      const out = runChildScript<{ isa: string; loss: number; gx: number[]; gw: number[] }>(script, { ATTNODE_ISA: isa });
       expect(out.isa).toBe(isa);
       return out;
     });

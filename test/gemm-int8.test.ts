@@ -10,7 +10,6 @@
  * process (setIsa) and in fresh processes (ATTNODE_ISA), the GEMV (M = 1) against the GEMM's rows, weight views,
  * re-quantization after an in-place update, the errors, and the accuracy of a BERT-base-shaped encoder layer.
  */
-import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as nn from '../lib/nn';
@@ -21,6 +20,7 @@ import { markWritten } from '../lib/in-place';
 import { randn, tensor, Tensor } from '../lib/tensor';
 import { getNumThreads, info, setIsa, setNumThreads } from '../lib/runtime';
 import { cosine } from './helpers/reference';
+import { runChildScript } from './helpers/child-script';
 
 const hasNative = addon !== null;
 const detected = addon?.info().detectedIsa ?? 'portable';
@@ -160,11 +160,7 @@ const y = ops.linear(x, w, b, { cacheWeight: true, weightPrecision: 'int8', back
 const y1 = ops.linear(x.narrow(0, 0, 1).contiguous(), w, b, { cacheWeight: true, weightPrecision: 'int8', backend: 'native' });
 console.log(JSON.stringify({ isa: info().native.isa, int8: info().native.int8, y: Buffer.from(y.data.buffer).toString('base64'), y1: Buffer.from(y1.data.buffer).toString('base64') }));
 `;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], {
-      env: { ...process.env, ATTNODE_ISA: isa }, encoding: 'utf8', cwd: path.resolve(__dirname, '..'),
-    });
-    expect(r.status, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { isa: string; int8: string; y: string; y1: string };
+    const out = runChildScript<{ isa: string; int8: string; y: string; y1: string }>(script, { ATTNODE_ISA: isa });
     expect(out.isa).toBe(isa);
     const x = randn([37, 200], { seed: 11 });
     const w = randn([150, 200], { seed: 12 });

@@ -4,11 +4,11 @@
  * path, the cache-size rules everywhere else, the ATTNODE_GEMM_BLOCKING override (fresh processes), and that a GEMM
  * under an override still computes the product.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { addon } from '../lib/backend/native';
+import { runChildScript } from './helpers/child-script';
 import { naiveGemm } from './helpers/reference';
 
 const startInfo = addon?.info();
@@ -111,17 +111,11 @@ console.log(JSON.stringify({ gemm: g, isa: a.info().isa, out }));
 `;
 
 function child(env: Record<string, string | undefined>) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], {
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    cwd: path.resolve(__dirname, '..'),
-  });
-  expect(r.status, r.stderr).toBe(0);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+  return runChildScript<{
     gemm: { entry: string; mr: number; nr: number; kc: number; nc: number; ncStream: number; directA: boolean };
     isa: string;
     out: { n: number[]; t: number[] };
-  };
+  }>(script, env);
 }
 
 describe.skipIf(!addon)('ATTNODE_GEMM_BLOCKING (fresh processes)', () => {

@@ -4,11 +4,10 @@
  * weight's pages really are huge pages where the kernel offers them (AnonHugePages in /proc/self/smaps_rollup),
  * and ATTNODE_HUGE_PAGES=0 turns it off in a fresh process without changing any result.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { addon } from '../lib/backend/native';
+import { runChildScript } from './helpers/child-script';
 import { memoryStats } from '../lib/runtime';
 
 const mode = addon?.info().hugePages.mode ?? 'unknown';
@@ -39,13 +38,7 @@ console.log(JSON.stringify({ info: addon.info().hugePages, hugeKiB: after - befo
 `;
 
 function child(env: Record<string, string | undefined>) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], {
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    cwd: path.resolve(__dirname, '..'),
-  });
-  expect(r.status, r.stderr).toBe(0);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { info: { mode: string; enabled: boolean }; hugeKiB: number; y: number[] };
+  return runChildScript<{ info: { mode: string; enabled: boolean }; hugeKiB: number; y: number[] }>(script, env);
 }
 
 describe.skipIf(!addon)('packed weights on huge pages', () => {
