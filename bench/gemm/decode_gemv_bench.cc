@@ -15,21 +15,13 @@
 #include "../../native/kernels/gemm/gemm.h"
 #include "../../native/runtime/huge_pages.h"
 #include "../../native/runtime/thread_pool.h"
+#include "stream_read.h"
 
 using namespace attnode::kernels;
 namespace rt = attnode::runtime;
 
-static double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-__attribute__((target("avx512f"))) static float read_all(const float* a, size_t n) {
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  for (size_t i = 0; i + 64 <= n; i += 64) {
-    s0 = _mm512_add_ps(s0, _mm512_load_ps(a + i));
-    s1 = _mm512_add_ps(s1, _mm512_load_ps(a + i + 16));
-    s2 = _mm512_add_ps(s2, _mm512_load_ps(a + i + 32));
-    s3 = _mm512_add_ps(s3, _mm512_load_ps(a + i + 48));
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+static double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 struct Shape {
@@ -104,10 +96,10 @@ int main(int argc, char** argv) {
     volatile float sink = 0;
     for (int r = 0; r < rounds; ++r) {
       double t = now();
-      sink = sink + read_all(r4, nf);
+      sink = sink + read_sequential(r4, nf);
       rd4.push_back(now() - t);
       t = now();
-      sink = sink + read_all(r2, nf);
+      sink = sink + read_sequential(r2, nf);
       rd2.push_back(now() - t);
       if (r % 2) {
         t4.push_back(step(m4, nt, x, c));

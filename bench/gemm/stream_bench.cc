@@ -14,7 +14,11 @@
 #include <thread>
 #include <vector>
 
-static double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+#include "stream_read.h"
+
+static double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 static float* map(size_t bytes, bool huge) {
   constexpr size_t kHuge = size_t{2} << 20;
@@ -25,36 +29,6 @@ static float* map(size_t bytes, bool huge) {
   float* f = reinterpret_cast<float*>(a);
   for (size_t i = 0; i < bytes / 4; ++i) f[i] = static_cast<float>(i % 1000) * 1e-5f;
   return f;
-}
-
-// Plain sequential read, 4 accumulators.
-__attribute__((target("avx512f"))) static float read_plain(const float* a, size_t n) {
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  for (size_t i = 0; i + 64 <= n; i += 64) {
-    s0 = _mm512_add_ps(s0, _mm512_load_ps(a + i));
-    s1 = _mm512_add_ps(s1, _mm512_load_ps(a + i + 16));
-    s2 = _mm512_add_ps(s2, _mm512_load_ps(a + i + 32));
-    s3 = _mm512_add_ps(s3, _mm512_load_ps(a + i + 48));
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-}
-
-// Sequential read with a software prefetch `dist` bytes ahead.
-template <int Dist>
-__attribute__((target("avx512f"))) static float read_pf(const float* a, size_t n) {
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  const char* c = reinterpret_cast<const char*>(a);
-  for (size_t i = 0; i + 64 <= n; i += 64) {
-    _mm_prefetch(c + 4 * i + Dist, _MM_HINT_T0);
-    _mm_prefetch(c + 4 * i + Dist + 64, _MM_HINT_T0);
-    _mm_prefetch(c + 4 * i + Dist + 128, _MM_HINT_T0);
-    _mm_prefetch(c + 4 * i + Dist + 192, _MM_HINT_T0);
-    s0 = _mm512_add_ps(s0, _mm512_load_ps(a + i));
-    s1 = _mm512_add_ps(s1, _mm512_load_ps(a + i + 16));
-    s2 = _mm512_add_ps(s2, _mm512_load_ps(a + i + 32));
-    s3 = _mm512_add_ps(s3, _mm512_load_ps(a + i + 48));
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
 // S interleaved streams over S equal parts of the range.
@@ -105,8 +79,8 @@ int main(int argc, char** argv) {
   struct K {
     const char* name;
     ReadFn f;
-  } ks[] = {{"plain", read_plain},           {"pf+1K", read_pf<1024>},         {"pf+4K", read_pf<4096>},
-            {"pf+8K", read_pf<8192>},        {"2 streams", read_streams<2>},   {"4 streams", read_streams<4>},
+  } ks[] = {{"plain", read_sequential<0>},    {"pf+1K", read_sequential<1024>}, {"pf+4K", read_sequential<4096>},
+            {"pf+8K", read_sequential<8192>}, {"2 streams", read_streams<2>},   {"4 streams", read_streams<4>},
             {"8 streams", read_streams<8>}};
   for (int nt : {1, 2}) {
     for (const K& k : ks) {
@@ -122,8 +96,8 @@ int main(int argc, char** argv) {
       }
       std::sort(r4.begin(), r4.end());
       std::sort(r2.begin(), r2.end());
-      std::printf("%d thread(s) %-10s 4K pages %5.1f GB/s (best %5.1f) | 2M pages %5.1f GB/s (best %5.1f)\n", nt, k.name,
-                  r4[r4.size() / 2], r4.back(), r2[r2.size() / 2], r2.back());
+      std::printf("%d thread(s) %-10s 4K pages %5.1f GB/s (best %5.1f) | 2M pages %5.1f GB/s (best %5.1f)\n", nt,
+                  k.name, r4[r4.size() / 2], r4.back(), r2[r2.size() / 2], r2.back());
     }
   }
   FILE* f = std::fopen("/proc/self/smaps_rollup", "r");
