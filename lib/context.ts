@@ -35,6 +35,11 @@ export type CommandList = { readonly __commandList: unique symbol };
 export interface BufferScope {
   /** Every ArrayBuffer taken from the pool while this scope was current. */
   readonly taken: ArrayBuffer[];
+  /**
+   * A scope of `reuseBuffers`: forwards nested in it leave the buffers their graph saves to the graph (returned as
+   * the backward frees each), not to it; only their results move into it.
+   */
+  readonly root?: boolean;
 }
 
 /** How ops run; see the module comment. */

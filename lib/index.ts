@@ -63,7 +63,7 @@ export {
   type RunAsyncOptions,
   type AsyncLimits,
 } from './async';
-export { clearBufferPool, pooledBufferBytes } from './workspace';
+export { clearBufferPool, pooledBufferBytes, reuseBuffers } from './workspace';
 export { currentContext, withContext, type ExecutionContext } from './context';
 export { info, setNumThreads, getNumThreads, setIsa, memoryStats, releaseMemory, type MemoryStats, type RuntimeInfo, type IsaName, type NativeInfo, type NativeSource } from './runtime';
 export { checkCpuBaseline, readCpuFlags, BASELINES, type CpuBaseline, type BaselineCheck } from './backend/cpu-baseline';

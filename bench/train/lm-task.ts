@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import {
-  getRngState, loadSafetensors, manualSeed, nn, noGrad, optim, Rng, samplingParams, serializeSafetensors,
+  getRngState, loadSafetensors, manualSeed, nn, noGrad, optim, reuseBuffers, Rng, samplingParams, serializeSafetensors,
   setRngState, Tensor, TokenPicker, type RngState,
 } from '../../lib/index';
 
@@ -295,17 +295,21 @@ export class LmRun {
     const t0 = performance.now();
     const { ids, targets } = windows(this.train, this.#nextStarts(), c.seqLen);
     const lr = this.optimizer.paramGroups[0]!.lr;
-    this.optimizer.zeroGrad();
-    const logits = this.model.forward(ids);
-    const loss = this.criterion.forward(logits.reshape(-1, c.vocabSize), targets);
-    loss.backward();
-    const gradNorm = nn.utils.clipGradNorm(this.model.parameters(), c.clipNorm).item();
-    this.optimizer.step();
+    // In reuseBuffers: the logits and the loss go back to the pool when the step returns, not at the next GC.
+    const { loss, gradNorm } = reuseBuffers(() => {
+      this.optimizer.zeroGrad();
+      const logits = this.model.forward(ids);
+      const l = this.criterion.forward(logits.reshape(-1, c.vocabSize), targets);
+      l.backward();
+      const norm = nn.utils.clipGradNorm(this.model.parameters(), c.clipNorm).item();
+      this.optimizer.step();
+      return { loss: l.item(), gradNorm: norm };
+    });
     this.scheduler.step();
     this.step++;
     this.tokensSeen += c.batch * c.seqLen;
     this.trainSeconds += (performance.now() - t0) / 1000;
-    return { step: this.step, loss: loss.item(), gradNorm, lr };
+    return { step: this.step, loss, gradNorm, lr };
   }
 
   /** The mean loss over the held-out windows (eval mode, no grad; the same windows every time). */

@@ -7,16 +7,19 @@
  * Plain JavaScript on the compiled package (dist/, as a user's program runs it; `npm run build:ts` first, which
  * longseq.ts does when lib/ is newer): under tsx the TypeScript loader alone adds ~40 MiB to the resident set.
  *
- *   node bench/train/longseq-step.mjs [--seq 2048] [--steps 3] [--threads n] [--dropout 0] [--memory] [--gc]
+ *   node bench/train/longseq-step.mjs [--seq 2048] [--steps 3] [--threads n] [--dropout 0] [--memory] [--gc] [--plain]
  *
  * --memory prints, to stderr, where the memory is after each phase of every step (zeroGrad, forward, backward,
  * step): the resident set and its peak within the phase (/proc/self/clear_refs resets the peak), live
  * ArrayBuffers, the buffer pool's idle share, the JS heap and the C allocator's arenas (attnode.memoryStats()).
  * --gc (needs node --expose-gc) collects after every step.
+ * Each step runs in reuseBuffers (its output and loss go back to the pool when it returns); --plain runs it bare, as
+ * before reuseBuffers existed: the output of every step is then left to V8's collector, and with no collection
+ * between steps the peak grows by it (4 MiB a step at seq 2048).
  */
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
-import { nn, optim, manualSeed, randn, setNumThreads, getNumThreads, ops, memoryStats } from '../../dist/index.mjs';
+import { nn, optim, manualSeed, randn, setNumThreads, getNumThreads, ops, memoryStats, reuseBuffers } from '../../dist/index.mjs';
 
 const { values: a } = parseArgs({
   options: {
@@ -26,6 +29,7 @@ const { values: a } = parseArgs({
     dropout: { type: 'string', default: '0' },
     memory: { type: 'boolean', default: false },
     gc: { type: 'boolean', default: false },
+    plain: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -73,20 +77,23 @@ const times = [];
 let loss = 0;
 for (let s = 0; s < steps; s++) {
   const t0 = performance.now();
-  phaseStart();
-  opt.zeroGrad();
-  phaseEnd(s, 'zeroGrad');
-  phaseStart();
-  const y = model.forward(x);
-  phaseEnd(s, 'forward');
-  phaseStart();
-  const l = ops.mseLoss(y, target);
-  l.backward();
-  phaseEnd(s, 'backward');
-  phaseStart();
-  opt.step();
-  loss = l.item();
-  phaseEnd(s, 'step');
+  const step = () => {
+    phaseStart();
+    opt.zeroGrad();
+    phaseEnd(s, 'zeroGrad');
+    phaseStart();
+    const y = model.forward(x);
+    phaseEnd(s, 'forward');
+    phaseStart();
+    const l = ops.mseLoss(y, target);
+    l.backward();
+    phaseEnd(s, 'backward');
+    phaseStart();
+    opt.step();
+    phaseEnd(s, 'step');
+    return l.item();
+  };
+  loss = a.plain ? step() : reuseBuffers(step);
   times.push(performance.now() - t0);
   // With --gc (node --expose-gc): collect the step's dead buffers before the next, as PyTorch's refcounting frees
   // them at once; without it they wait for V8's next collection.
@@ -94,7 +101,7 @@ for (let s = 0; s < steps; s++) {
 }
 const measured = times.slice(1).sort((p, q) => p - q);
 console.log(JSON.stringify({
-  impl: 'attnode', threads: getNumThreads(), seq, dropout, stepMs: times.map((t) => Math.round(t)),
+  impl: 'attnode', threads: getNumThreads(), seq, dropout, reuseBuffers: !a.plain, stepMs: times.map((t) => Math.round(t)),
   medianMs: Math.round(measured[Math.floor(measured.length / 2)]), peakRssMiB: Math.round(Math.max(process.resourceUsage().maxRSS * 1024, phasePeak) / 1048576),
   loss,
 }));

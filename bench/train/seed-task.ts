@@ -15,7 +15,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { nn, noGrad, Rng, saveSafetensors, tensor, type Tensor } from '../../lib/index';
+import { nn, noGrad, reuseBuffers, Rng, saveSafetensors, tensor, type Tensor } from '../../lib/index';
 import { TransformerModel } from '../../lib/cli/seed-model';
 
 /** The model and task sizes; everything `scripts/check_seed_training.py` needs to rebuild the model. */
@@ -100,14 +100,19 @@ export function causalMask(T: number): Tensor<'float32'> {
   return nn.Transformer.generateSquareSubsequentMask(T);
 }
 
-/** One step of §5.4: zero_grad, forward with teacher forcing, CrossEntropyLoss, backward, step → the loss. */
+/**
+ * One step of §5.4: zero_grad, forward with teacher forcing, CrossEntropyLoss, backward, step → the loss. In
+ * reuseBuffers, so the step's output and loss go back to the pool when it returns instead of waiting for a GC.
+ */
 export function trainStep(model: TransformerModel, optimizer: StepOptimizer, criterion: nn.CrossEntropyLoss, batch: Seq2SeqBatch, mask: Tensor<'float32'>): number {
-  optimizer.zeroGrad();
-  const output = model.forward(batch.src, batch.tgtIn, { tgtMask: mask });
-  const loss = criterion.forward(output.reshape(-1, output.shape[2]!), batch.tgtOut);
-  loss.backward();
-  optimizer.step();
-  return loss.item();
+  return reuseBuffers(() => {
+    optimizer.zeroGrad();
+    const output = model.forward(batch.src, batch.tgtIn, { tgtMask: mask });
+    const loss = criterion.forward(output.reshape(-1, output.shape[2]!), batch.tgtOut);
+    loss.backward();
+    optimizer.step();
+    return loss.item();
+  });
 }
 
 /** Held-out figures: the teacher-forced loss (what PyTorch re-computes) and greedy decoding's token accuracy. */

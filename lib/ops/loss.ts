@@ -101,7 +101,9 @@ export function crossEntropy(input: F32, target: Tensor<'int32'>, opts: CrossEnt
   }
   const be = resolveBackend(opts.backend);
   const lossRows = new Tensor(allocateUninitialized('float32', rows), [rows], 'float32');
-  const lse = new Float32Array(rows);
+  // Pooled inside a buffer scope (nn.CrossEntropyLoss's forward, reuseBuffers), so the node saves it (below) and
+  // the backward hands it back; zeroed since an ignored row's entry need not be written.
+  const lse = allocateUninitialized('float32', rows).fill(0);
   const ld = rows2d.strides[0]!;
   if (rows > 0) {
     be.crossEntropy({
@@ -131,7 +133,7 @@ export function crossEntropy(input: F32, target: Tensor<'int32'>, opts: CrossEnt
         });
       }
       return [dx];
-    }, [rows2d]);
+    }, [rows2d, new Tensor(lse, [rows], 'float32')]);
   }
   return result;
 }

@@ -290,7 +290,7 @@ export function addLayerNorm(
   const grad = needsGrad(x, residual, weight, bias);
   const rows = cols === 0 ? 0 : x.size / cols;
   const fromOutput = grad && !sum && opts?.out === undefined && outputKeepsXhat(weight, bias)
-    ? { rstd: new Tensor(new Float32Array(rows), [rows], 'float32'), bias: bias ? dense(bias, opts?.backend) : null }
+    ? { rstd: new Tensor(allocateUninitialized('float32', rows), [rows], 'float32'), bias: bias ? dense(bias, opts?.backend) : null }
     : undefined;
   const s = sum ?? (grad && !fromOutput ? new Tensor(allocateUninitialized('float32', x.size), x.shape, 'float32') : null);
   if (x.size > 0) {

@@ -43,7 +43,10 @@ function reduceDims(x: F32, reduce: readonly boolean[], backend: OpOptions['back
     const r = runs[j]!.size;
     const b = prod(runs.slice(j + 1).map((r2) => r2.size));
     const out = allocateUninitialized('float32', a * b);
-    const ones = new Float32Array(r).fill(1);
+    // From the pool inside a buffer scope (a forward, a backward, reuseBuffers), like the output: a full
+    // reduction's ones are as large as its input (4 MiB for a [2048, 1, 512] loss's mean), and a fresh array per
+    // call was left for V8's collector, growing a training loop's resident set by that much every step.
+    const ones = allocateUninitialized('float32', r).fill(1);
     if (b === 1) {
       // [A, R] rows: ones[1×R] · [A, R]ᵀ.
       be.gemm({ a: ones, b: data, c: out, m: 1, n: a, k: r, transB: true, ldb: r, act: Activation.None });
