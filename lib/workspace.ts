@@ -86,9 +86,13 @@ export function takeScopedBuffer(bytes: number): ArrayBuffer | null {
     ab = b.buffer as ArrayBuffer;
     freshBytes += cls;
   }
+  lent.add(ab);
   scope.taken.push(ab);
   return ab;
 }
+
+/** Every buffer the pool has lent (fresh or reused): only these may come back through {@link returnResultBuffer}. */
+const lent = new WeakSet<ArrayBuffer>();
 
 /** The smallest size class (2^k · {1, 1.25, 1.5, 1.75}) holding `bytes`; the caller views only the bytes it asked for. */
 export function sizeClass(bytes: number): number {
@@ -195,6 +199,16 @@ export function recycleBuffer(ab: ArrayBufferLike): void {
     noteStepBytes(ab.byteLength);
     returnToPool(ab);
   }
+}
+
+/**
+ * Gives back a buffer a pooled call's result held once the caller knows nothing reads it any more — the hidden
+ * states one stage of a generation step handed the next, after the step's kernels have all run; a Batcher's output
+ * once every row of it was released — without counting it toward a training step's cap. Only a buffer the pool lent
+ * is taken (anything else, e.g. a model returning its input or a weight, is left to the GC).
+ */
+export function returnResultBuffer(ab: ArrayBufferLike): void {
+  if (ab instanceof ArrayBuffer && lent.has(ab)) returnToPool(ab);
 }
 
 /**

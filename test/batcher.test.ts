@@ -11,6 +11,7 @@ import { manualSeed } from '../lib/nn/init';
 import * as nn from '../lib/nn';
 import { randn, tensor, type Tensor } from '../lib/tensor';
 import { loadServedModel } from '../lib/cli/config';
+import { bufferPoolCounters, clearBufferPool, setPoolPoisoning } from '../lib/workspace';
 
 function makeModel(seed = 1): EncoderModel {
   manualSeed(seed);
@@ -52,6 +53,38 @@ describe.each(backends)('Batcher (%s backend)', (backend) => {
     expect(st.maxBatchSizeSeen).toBeLessThanOrEqual(8);
     expect(st.paddingRatio).toBeGreaterThan(0);
     expect(st.queueDepth).toBe(0);
+    await batcher.close();
+  });
+});
+
+describe.runIf(addon !== null)('Batcher.release', () => {
+  it('a batch whose rows were all released goes back to the pool: the next batch of the same shape allocates nothing', async () => {
+    const model = makeModel();
+    const batcher = new Batcher(model, { maxBatchSize: 4, maxDelayMs: 20, idleDispatch: 'wait' });
+    const batch = (): Promise<Tensor<'float32'>[]> => Promise.all([0, 1, 2, 3].map((i) => batcher.submit(ids(40, i))));
+    clearBufferPool();
+    // Warm-up: the pool learns the batch's intermediates.
+    for (const r of await batch()) batcher.release(r);
+    const fresh = (): number => bufferPoolCounters().freshBytes;
+    const before = fresh();
+    const rows = await batch();
+    expect(new Set(rows.map((r) => r.data.buffer)).size).toBe(1); // one batch
+    const expected = rows.map((r) => Array.from(r.data));
+    expect(fresh() - before).toBe(0);
+    // Three of four released (one twice): the output stays out of the pool, so the next batch takes a fresh one,
+    // and the unreleased row keeps its values.
+    batcher.release(rows[0]!);
+    batcher.release(rows[0]!);
+    batcher.release(rows[1]!);
+    batcher.release(rows[2]!);
+    setPoolPoisoning(true);
+    const again = await batch();
+    setPoolPoisoning(false);
+    expect(fresh() - before).toBeGreaterThan(0);
+    expect(Array.from(rows[3]!.data)).toEqual(expected[3]);
+    expect(again.map((r) => Array.from(r.data))).toEqual(expected);
+    // A tensor the batcher never handed out is ignored.
+    batcher.release(tensor(new Float32Array(4), [2, 2]));
     await batcher.close();
   });
 });

@@ -32,6 +32,7 @@
 import { runAsync } from '../async';
 import { noGrad } from '../autograd/grad-mode';
 import { Tensor } from '../tensor';
+import { returnResultBuffer } from '../workspace';
 import { Module } from '../nn/module';
 
 /** A model a {@link Batcher} can drive. Output rows must be batch-first: `[N, S, outputDim]`. */
@@ -532,7 +533,14 @@ export class Batcher {
         }
         return;
       }
-      batch.forEach((e, i) => this.#deliver(e, unpadRow(out, i, e.len)));
+      let delivered = 0;
+      batch.forEach((e, i) => {
+        if (this.#deliver(e, unpadRow(out, i, e.len))) delivered++;
+      });
+      // The batch's output goes back to the pool when every row handed out was released (see release); with none
+      // handed out (all aborted meanwhile) at once.
+      if (delivered > 0) this.#outstanding.set(out.data.buffer, delivered);
+      else returnResultBuffer(out.data.buffer);
     } catch (err) {
       for (const e of batch) this.#fail(e, err);
     } finally {
@@ -540,11 +548,36 @@ export class Batcher {
     }
   }
 
-  #deliver(e: Entry, t: Tensor<'float32'>): void {
-    if (e.done) return;
+  #deliver(e: Entry, t: Tensor<'float32'>): boolean {
+    if (e.done) return false;
     this.#settle(e);
     this.#stats.completed++;
     e.resolve(t);
+    return true;
+  }
+
+  /** Rows handed out and not yet released, per batch output buffer. */
+  readonly #outstanding = new WeakMap<ArrayBufferLike, number>();
+  /** The rows released so far (a second release of one changes nothing). */
+  readonly #released = new WeakSet<Tensor<'float32'>>();
+
+  /**
+   * Tells the batcher the caller is done with `row`, a tensor {@link submit} resolved with: nothing reads it any
+   * more. Once every row of its batch is released, the batch's output buffer goes back to the buffer pool for the
+   * next batch instead of waiting for V8's collector (a server's embeddings route releases each row after pooling
+   * it). Rows never released leave their batch to the GC, as before. Other tensors are ignored.
+   */
+  release(row: Tensor<'float32'>): void {
+    const ab = row?.data?.buffer;
+    const n = ab === undefined ? undefined : this.#outstanding.get(ab);
+    if (n === undefined || this.#released.has(row)) return;
+    this.#released.add(row);
+    if (n > 1) {
+      this.#outstanding.set(ab!, n - 1);
+      return;
+    }
+    this.#outstanding.delete(ab!);
+    returnResultBuffer(ab!);
   }
 
   #fail(e: Entry, err: unknown): void {

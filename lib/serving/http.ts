@@ -469,7 +469,10 @@ export class InferenceServer {
       ...(output !== 'tokens' ? { pooled: meanPool(t) } : {}),
       ...(output !== 'pooled' ? { embeddings: rows(t) } : {}),
     });
-    return single ? shape(outs[0]!) : { results: outs.map(shape) };
+    const result = single ? shape(outs[0]!) : { results: outs.map(shape) };
+    // Copied into plain arrays: the batch outputs may go back to the pool.
+    for (const t of outs) this.batcher.release(t);
+    return result;
   }
 
   async #generate(body: Record<string, unknown>, signal: AbortSignal): Promise<unknown> {

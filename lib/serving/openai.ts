@@ -149,6 +149,8 @@ export class OpenAIRoutes {
       const embedding = format === 'base64' ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : Array.from(v);
       return { object: 'embedding', index, embedding };
     });
+    // Every row is read (the vectors are copies): the batch outputs may go back to the pool.
+    for (const h of rows) batcher.release(h);
     const tokens = ids.reduce((s, t) => s + t.length, 0);
     return { object: 'list', data, model: m.id, usage: { prompt_tokens: tokens, total_tokens: tokens } };
   }

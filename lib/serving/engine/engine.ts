@@ -18,6 +18,7 @@ import type { PackedCausalModel } from '../../models/packed-step';
 import { logProbability, TokenPicker } from '../../models/sampling';
 import * as ops from '../../ops';
 import { Tensor } from '../../tensor';
+import { returnResultBuffer } from '../../workspace';
 import { EngineOverloadedError } from './errors';
 import { checkRequest, type EngineRequest } from './request';
 import { Scheduler, Sequence, type StepEntry } from './scheduler';
@@ -330,7 +331,15 @@ export class GenerationEngine {
       else if (!done && !failed) await new Promise<void>((resolve) => setImmediate(resolve));
     }
     const results = await Promise.all(calls);
-    return results[results.length - 1]!;
+    // Every stage's kernels have run: the hidden states each stage handed the next are dead. They came from the
+    // stages' pooled scopes, which keep a result for the caller; without this each step left them to the GC (a
+    // step's hidden states per stage, at every step of a long-running server).
+    const last = results[results.length - 1]!;
+    const dead = new Set(results.slice(0, -1).map((t) => t.data.buffer));
+    dead.delete(last.data.buffer);
+    dead.delete(this.#logits.buffer);
+    for (const ab of dead) returnResultBuffer(ab);
+    return last;
   }
 
   /**
