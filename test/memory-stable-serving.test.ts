@@ -6,8 +6,8 @@
  * flight) it reads the pool's fresh allocations, the engine's KV use and, after a full collection (--expose-gc), the
  * JS heap and the ArrayBuffers the process still holds.
  *
- * What it pins: after warm-up the pool allocates nothing (before, every generation step left each stage's hidden
- * states and every embeddings batch its output to V8's collector: fresh pool memory at every step and batch); a
+ * What it pins: after warm-up the pool allocates next to nothing (before, every generation step left each stage's
+ * hidden states and every embeddings batch its output to V8's collector: fresh pool memory at every step and batch); a
  * disconnected client's KV rows come back; and what survives a collection does not grow with the requests served.
  * The heap bound is the measured constant: 2,500 requests of this mix grew the collected heap by ~1 MiB, all of it
  * V8's compiled code (heap snapshots diffed by constructor), none of it requests' objects; one retained object of a
@@ -24,13 +24,15 @@ const ROUND = 200;
 const ROUNDS = 4;
 /** Growth of the collected JS heap over ROUNDS × ROUND requests after warm-up (see the module comment). */
 const HEAP_BOUND = 1.5 * 2 ** 20;
+/** Fresh pool bytes over ROUNDS × ROUND requests after warm-up: 160 bytes a request (before: ~2.7 KiB a request). */
+const FRESH_BOUND = ROUNDS * ROUND * 160;
 /** Growth of the ArrayBuffers alive after a collection (what the runs measured: under 0.1 MiB). */
 const ARRAY_BUFFERS_BOUND = 256 * 1024;
 
 interface Sample { requests: number; fresh: number; heap: number; arrayBuffers: number; running: number; queued: number; kvBytesUsed: number }
 
 describe.skipIf(!addon)('a long-running OpenAI server (fresh process, mixed requests)', () => {
-  it('after warm-up: no fresh pool memory, KV rows all back, collected heap and ArrayBuffers flat', () => {
+  it('after warm-up: (almost) no fresh pool memory, KV rows all back, collected heap and ArrayBuffers flat', () => {
     const req = (p: string): string => JSON.stringify(path.join(ROOT, p));
     const script = `
       const OpenAI = require('openai').default ?? require('openai');
@@ -96,8 +98,11 @@ describe.skipIf(!addon)('a long-running OpenAI server (fresh process, mixed requ
       // Nothing running or waiting, and every KV row (those of disconnected clients too) back in the pool.
       expect({ running: s.running, queued: s.queued, kvBytesUsed: s.kvBytesUsed }).toEqual({ running: 0, queued: 0, kvBytesUsed: 0 });
     }
-    // Every buffer a step or a batch takes comes back: the pool allocates nothing after warm-up.
-    expect(rest.map((s) => s.fresh - first!.fresh)).toEqual(rest.map(() => 0));
+    // Every buffer a step or a batch takes comes back: after warm-up the pool allocates only for a batch or step
+    // shape it meets for the first time (which ones depends on timing: tens of KiB at most in the runs), not per
+    // request — before, 2.6–2.9 KiB per request of this mix (540 KiB a round).
+    const fresh = rest[rest.length - 1]!.fresh - first!.fresh;
+    expect(fresh, `the pool allocated ${(fresh / 1024).toFixed(0)} KiB over ${ROUNDS * ROUND} requests`).toBeLessThan(FRESH_BOUND);
     const heapGrowth = Math.max(...rest.map((s) => s.heap)) - first!.heap;
     const abGrowth = Math.max(...rest.map((s) => s.arrayBuffers)) - first!.arrayBuffers;
     expect(heapGrowth, `collected heap grew ${(heapGrowth / 1024).toFixed(0)} KiB over ${ROUNDS * ROUND} requests`).toBeLessThan(HEAP_BOUND);

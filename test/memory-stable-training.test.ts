@@ -18,7 +18,8 @@ import * as optim from '../lib/optim';
 import { manualSeed } from '../lib/random';
 import { randn, tensor, type Tensor } from '../lib/tensor';
 import { TransformerModel } from '../lib/cli/seed-model';
-import { clearBufferPool, reuseBuffers, setPoolPoisoning } from '../lib/workspace';
+import { reuseBuffers, setPoolPoisoning } from '../lib/workspace';
+import { expectSameWhenPoisoned } from './helpers/pool-poison';
 import { runChildScript } from './helpers/child-script';
 
 const LIB = path.resolve(__dirname, '..', 'lib');
@@ -126,17 +127,7 @@ function seedRun(wrap: <T>(fn: () => T) => T, steps: number): number[][] {
 
 describe('reuseBuffers', () => {
   it('changes no loss and no parameter of training steps, with the pool poisoned (nothing read after it went back)', () => {
-    clearBufferPool();
-    const bare = seedRun((fn) => fn(), 4);
-    clearBufferPool();
-    setPoolPoisoning(true);
-    const scoped = seedRun(reuseBuffers, 4);
-    setPoolPoisoning(false);
-    expect(scoped.length).toBe(bare.length);
-    scoped.forEach((xs, i) => {
-      expect(xs.every(Number.isFinite)).toBe(true);
-      expect(xs).toEqual(bare[i]);
-    });
+    expectSameWhenPoisoned(() => seedRun((fn) => fn(), 4), () => seedRun(reuseBuffers, 4));
   });
 
   it('a classifier over 2048 rows (pooled log-sum-exp rows of nn.CrossEntropyLoss) trains the same poisoned', () => {
@@ -156,16 +147,7 @@ describe('reuseBuffers', () => {
       }));
       return [losses, ...model.parameters().map((p) => Array.from(p.data))];
     };
-    clearBufferPool();
-    const bare = run((fn) => fn());
-    clearBufferPool();
-    setPoolPoisoning(true);
-    const scoped = run(reuseBuffers);
-    setPoolPoisoning(false);
-    scoped.forEach((xs, i) => {
-      expect(xs.every(Number.isFinite)).toBe(true);
-      expect(xs).toEqual(bare[i]);
-    });
+    expectSameWhenPoisoned(() => run((fn) => fn()), () => run(reuseBuffers));
   });
 
   it('keeps what the result reaches: a returned output survives later steps, from a nested reuseBuffers too', () => {

@@ -16,6 +16,7 @@ import { resolveBackend } from '../lib/backend/registry';
 import type { LayerNormBackwardArgs } from '../lib/backend/backend';
 import { bufferPoolCounters, clearBufferPool, pooledBufferBytes, setPoolPoisoning, withForwardScope } from '../lib/workspace';
 import { memoryStats, releaseMemory } from '../lib/runtime';
+import { expectSameWhenPoisoned } from './helpers/pool-poison';
 
 type F32 = Tensor<'float32'>;
 
@@ -38,21 +39,6 @@ function train(model: nn.Module, loss: () => F32, steps: number): number[][] {
   }
   for (const p of model.parameters()) out.push(Array.from(p.data));
   return [losses, ...out];
-}
-
-/** The same training run with the pool plain and poisoned: equal bit for bit, and finite. */
-function expectSameWhenPoisoned(run: () => number[][]): void {
-  clearBufferPool();
-  const plain = run();
-  clearBufferPool();
-  setPoolPoisoning(true);
-  const poisoned = run();
-  setPoolPoisoning(false);
-  expect(poisoned.length).toBe(plain.length);
-  poisoned.forEach((xs, i) => {
-    expect(xs.every(Number.isFinite)).toBe(true);
-    expect(xs).toEqual(plain[i]);
-  });
 }
 
 describe('a poisoned pool changes no gradient (nothing is read after it went back)', () => {

@@ -37,12 +37,28 @@ export interface MixTarget {
   embModel: string;
 }
 
+/** How long one request of the mix may take before it counts as hung (outcome 'timeout'). */
+export const REQUEST_DEADLINE_MS = 60_000;
+
 /**
- * Sends request `i` of the mix; resolves with its kind and outcome ('ok', 'aborted' or the HTTP status of an error,
- * which bad requests expect) and, for an error the kind did not expect, its message. Never rejects.
+ * Sends request `i` of the mix; resolves with its kind and outcome ('ok', 'aborted', the HTTP status of an error,
+ * which bad requests expect, or 'timeout' past {@link REQUEST_DEADLINE_MS}) and, for an error the kind did not
+ * expect, its message. Never rejects, never hangs.
  */
 export async function sendMixed(i: number, t: MixTarget): Promise<{ kind: Kind; outcome: string; error?: string }> {
   const kind: Kind = MIX[i % MIX.length]!;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<{ kind: Kind; outcome: string; error: string }>((resolve) => {
+    timer = setTimeout(() => resolve({ kind, outcome: 'timeout', error: `request ${i} (${kind}) took over ${REQUEST_DEADLINE_MS} ms` }), REQUEST_DEADLINE_MS);
+  });
+  try {
+    return await Promise.race([sendOne(i, kind, t), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function sendOne(i: number, kind: Kind, t: MixTarget): Promise<{ kind: Kind; outcome: string; error?: string }> {
   const messages = [{ role: 'user' as const, content: sentence(i, 3 + (i % 5)) }];
   const model = t.genModel;
   try {
@@ -68,9 +84,11 @@ export async function sendMixed(i: number, t: MixTarget): Promise<{ kind: Kind; 
         const ac = new AbortController();
         const s = await t.genClient.chat.completions.create({ model, messages, stream: true, max_tokens: 40 }, { signal: ac.signal });
         try {
+          // Abort, then leave the loop at once (the iterator is closed, never read again after the abort).
           for await (const c of s) {
             void c;
             ac.abort();
+            break;
           }
         } catch (e) {
           if ((e as Error).name !== 'AbortError' && !(e instanceof OpenAI.APIUserAbortError)) throw e;
@@ -83,8 +101,11 @@ export async function sendMixed(i: number, t: MixTarget): Promise<{ kind: Kind; 
       case 'embeddings-batch':
         await t.embClient.embeddings.create({ model: t.embModel, input: [sentence(i, 3), sentence(i + 2, 7), sentence(i + 5, 2)], encoding_format: 'float' });
         return { kind, outcome: 'ok' };
-      case 'bad-json':
-        return { kind, outcome: String(await postRaw(i % 2 ? t.genPort : t.embPort, i % 2 ? '/v1/chat/completions' : '/v1/embeddings', `{"model": "${model}", "messages": [`)) };
+      case 'bad-json': {
+        // Every other cycle to each server.
+        const gen = Math.floor(i / MIX.length) % 2 === 1;
+        return { kind, outcome: String(await postRaw(gen ? t.genPort : t.embPort, gen ? '/v1/chat/completions' : '/v1/embeddings', `{"model": "${model}", "messages": [`)) };
+      }
       case 'bad-param':
         return { kind, outcome: String(await postRaw(t.genPort, '/v1/chat/completions', JSON.stringify({ model, messages, max_tokens: -3 }))) };
       case 'wrong-model':
