@@ -76,8 +76,9 @@ describe.skipIf(!addon)('training steps without a GC (fresh processes)', () => {
     expect(t.fresh.slice(WARMUP)).toEqual(new Array(STEPS).fill(0));
     // What is left are small arrays below the pool's 4 KiB floor (scalars, shapes): far below one output a step.
     expect(growth(t.arrayBuffers), `ArrayBuffers grew ${MiB(growth(t.arrayBuffers))} over ${STEPS} steps`).toBeLessThan(OUT / 4);
-    // The resident set: within one output over all the steps (before: 2 outputs a step until V8 collected).
-    expect(growth(t.rss), `RSS grew ${MiB(growth(t.rss))} over ${STEPS} steps`).toBeLessThan(OUT);
+    // The resident set: within two outputs over all the steps, room for V8 growing its young generation (before: two
+    // outputs every step until V8 happened to collect).
+    expect(growth(t.rss), `RSS grew ${MiB(growth(t.rss))} over ${STEPS} steps`).toBeLessThan(2 * OUT);
     expect(t.losses.every(Number.isFinite)).toBe(true);
     expect(t.losses[t.losses.length - 1]!).toBeLessThan(t.losses[0]!);
   }, 120_000);

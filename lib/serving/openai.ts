@@ -287,7 +287,13 @@ export class OpenAIRoutes {
             if (!(await send(shape.chunk(i, kind === 'chat' ? {} : '', res.value.finishReason, null, usage)))) return;
             continue;
           }
-          pending.set(i, runs[i]!.gen.next().then((r) => ({ i, res: r })));
+          const next = runs[i]!.gen.next().then((r) => ({ i, res: r }));
+          // Handled from the start: while this stream awaits send (a full socket draining), the client leaving
+          // aborts the request and this piece rejects with the abort's reason; if the loop then returns (send
+          // resolves false) nothing ever awaits it, and an unhandled rejection ends the process (a disconnect took
+          // the whole server down). The race below still sees the rejection.
+          next.catch(() => undefined);
+          pending.set(i, next);
           const lp = p.logprobs ? shape.logprobs(res.value.tokens) : null;
           if (!(await send(shape.chunk(i, kind === 'chat' ? { content: res.value.text } : res.value.text, null, lp, usage)))) return;
         }
