@@ -35,6 +35,11 @@ export type CommandList = { readonly __commandList: unique symbol };
 export interface BufferScope {
   /** Every ArrayBuffer taken from the pool while this scope was current. */
   readonly taken: ArrayBuffer[];
+  /**
+   * Set while a replayed program is recorded (lib/nn/encoder-program.ts): the program's own buffers by size class.
+   * Scopes inside it hand their dead buffers back here, never to the shared pool, so the recorded calls keep them.
+   */
+  readonly own?: Map<number, ArrayBuffer[]>;
 }
 
 /** How ops run; see the module comment. */

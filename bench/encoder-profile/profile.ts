@@ -60,6 +60,7 @@ interface OpRecord {
   name: string;
   wall: number[];
   cpu: number[];
+  faults: number[];
   flops: number;
 }
 
@@ -126,20 +127,23 @@ async function main(): Promise<void> {
     if (typeof f !== 'function' || skip.test(op)) continue;
     table[op] = (...args: unknown[]): unknown => {
       if (!timing) return (f as (...x: unknown[]) => unknown).apply(addon, args);
+      const f0 = process.resourceUsage().minorPageFault;
       const c0 = process.cpuUsage();
       const t0 = performance.now();
       if (lastEnd > 0) gapMs += t0 - lastEnd;
       const r = jsOnly ? undefined : (f as (...x: unknown[]) => unknown).apply(addon, args);
       const t1 = performance.now();
       const used = cpuMs(process.cpuUsage(c0));
+      const faulted = process.resourceUsage().minorPageFault - f0;
       lastEnd = t1;
       let rec = records[index];
       if (!rec) {
         const d = describeCall(op, (args[0] ?? {}) as Record<string, unknown>);
-        rec = records[index] = { name: d.name, wall: [], cpu: [], flops: d.flops };
+        rec = records[index] = { name: d.name, wall: [], cpu: [], faults: [], flops: d.flops };
       }
       rec.wall.push(t1 - t0);
       rec.cpu.push(used);
+      rec.faults.push(faulted);
       index++;
       return r;
     };
@@ -168,7 +172,7 @@ async function main(): Promise<void> {
   console.log(`pass: median ${median(passWall).toFixed(2)} ms wall, mean ${(cpu / passes).toFixed(2)} ms CPU, CPU/wall ` +
     `${(cpu / wall).toFixed(2)}; ${records.length} native calls; ${faults.toFixed(1)} minor page faults`);
   // Ops of the same name summed over the layers, in order of first appearance.
-  const byName = new Map<string, { calls: number; wall: number; cpu: number; flops: number }>();
+  const byName = new Map<string, { calls: number; wall: number; cpu: number; faults: number; flops: number }>();
   let nativeWall = 0;
   let nativeCpu = 0;
   for (const r of records) {
@@ -176,19 +180,20 @@ async function main(): Promise<void> {
     const u = mean(r.cpu);
     nativeWall += w;
     nativeCpu += u;
-    const e = byName.get(r.name) ?? { calls: 0, wall: 0, cpu: 0, flops: 0 };
+    const e = byName.get(r.name) ?? { calls: 0, wall: 0, cpu: 0, faults: 0, flops: 0 };
     e.calls++;
+    e.faults += mean(r.faults);
     e.wall += w;
     e.cpu += u;
     e.flops += r.flops;
     byName.set(r.name, e);
   }
   const pass = cpu / passes;
-  console.log(`${'op'.padEnd(32)} calls   wall ms    CPU ms  CPU % of pass  GFLOP/s per CPU s`);
+  console.log(`${'op'.padEnd(32)} calls   wall ms    CPU ms  CPU % of pass  GFLOP/s per CPU s  page faults`);
   for (const [name, e] of byName) {
     const rate = e.flops > 0 && e.cpu > 0 ? (e.flops / e.cpu / 1e6).toFixed(1) : '';
     console.log(`${name.padEnd(32)} ${String(e.calls).padStart(5)} ${e.wall.toFixed(3).padStart(9)} ${e.cpu.toFixed(3).padStart(9)} ` +
-      `${(100 * e.cpu / pass).toFixed(1).padStart(13)}  ${rate.padStart(17)}`);
+      `${(100 * e.cpu / pass).toFixed(1).padStart(13)}  ${rate.padStart(17)}  ${e.faults.toFixed(1).padStart(11)}`);
   }
   console.log(`native calls: ${nativeWall.toFixed(2)} ms wall, ${nativeCpu.toFixed(2)} ms CPU; JS between them ` +
     `${(gapMs / passes).toFixed(3)} ms wall; the rest of the pass's CPU (JS, GC, other threads) ${(pass - nativeCpu).toFixed(2)} ms`);
