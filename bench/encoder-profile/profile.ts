@@ -7,6 +7,9 @@
  *   npm run bench:encoder-profile -- --case enc6-gelu-b1s128 --threads 2 --passes 30
  *   npm run bench:encoder-profile -- --help
  *
+ * The forwards run eagerly (the replayed program of lib/nn/forward-program.ts is switched off: a replay is one native
+ * call, with nothing to break down); `--replayed` times whole replayed passes beside eager ones instead.
+ *
  * A development tool: nothing is written, and on a loaded machine only the CPU columns mean much.
  */
 import * as fs from 'node:fs';
@@ -19,6 +22,8 @@ const HELP = `Usage: npm run bench:encoder-profile -- [options]
   --threads N     attnode's thread count (default 1)
   --passes N      timed forward passes (default 30), after --warmup N untimed ones (default 10)
   --js-only       skip the native calls (outputs are garbage): the JS time of a pass alone
+  --replayed      no per-op breakdown: CPU and wall ms per pass, eager and replayed (one runList per pass) in
+                  alternating blocks of --passes, 6 rounds, medians
 `;
 
 type Lib = typeof import('../../lib/index');
@@ -84,6 +89,29 @@ const median = (v: number[]): number => {
 const mean = (v: number[]): number => v.reduce((p, q) => p + q, 0) / v.length;
 const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
 
+/** Eager and replayed passes in alternating blocks (order swapped each round): CPU and wall ms per pass, medians. */
+function compareReplayed(forward: () => unknown, setReplay: (on: boolean) => boolean, passes: number, warmup: number): void {
+  const cpu: Record<string, number[]> = { eager: [], replayed: [] };
+  const wall: Record<string, number[]> = { eager: [], replayed: [] };
+  for (let round = 0; round < 6; round++) {
+    for (const k of round % 2 ? ['replayed', 'eager'] : ['eager', 'replayed']) {
+      setReplay(k === 'replayed');
+      for (let i = 0; i < Math.max(2, warmup); i++) forward();
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      for (let i = 0; i < passes; i++) forward();
+      wall[k]!.push((performance.now() - t0) / passes);
+      cpu[k]!.push(cpuMs(process.cpuUsage(c0)) / passes);
+    }
+  }
+  const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  for (const k of ['eager', 'replayed']) {
+    console.log(`${k.padEnd(9)} CPU ${median(cpu[k]!).toFixed(2)} ms/pass, wall ${median(wall[k]!).toFixed(2)} ms/pass`);
+  }
+  console.log(`replayed/eager: CPU ${(median(cpu.replayed!) / median(cpu.eager!)).toFixed(3)}, wall ` +
+    `${(median(wall.replayed!) / median(wall.eager!)).toFixed(3)}; load ${load}`);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -92,6 +120,7 @@ async function main(): Promise<void> {
       passes: { type: 'string' },
       warmup: { type: 'string' },
       'js-only': { type: 'boolean', default: false },
+      replayed: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -109,10 +138,17 @@ async function main(): Promise<void> {
 
   const a = await import('../../lib/index');
   const { addon } = await import('../../lib/backend/native');
+  const { setForwardProgramEnabled, forwardProgramStats } = await import('../../lib/nn/forward-program');
   if (!addon) throw new Error(`bench:encoder-profile: the native addon is not loaded (${a.info().nativeError ?? 'unknown reason'})`);
   a.setGradEnabled(false);
   a.setNumThreads(threads);
   const model = await buildModel(a, c);
+  if (values.replayed) {
+    compareReplayed(model.forward, setForwardProgramEnabled, passes, warmup);
+    console.log(`${c.id} (${model.source}), ${threads} thread(s); programs recorded/run: ${JSON.stringify(forwardProgramStats())}`);
+    return;
+  }
+  setForwardProgramEnabled(false);
 
   // Every op of the addon wrapped: its wall and CPU time, keyed by its place in the pass.
   const records: OpRecord[] = [];
