@@ -3,14 +3,14 @@
  * place, the output projection with its bias in the GEMM's store, the residual add fused into LayerNorm, the first
  * feed-forward GEMM with bias and GELU in its store, the second with its bias, and the second add + LayerNorm. Any
  * extra call (a permute copy, a separate bias, activation or add) is a pass over the activations that issue 18's
- * encoder figures pay for; this test names the call that appeared. Replayed (lib/nn/forward-program.ts), the same
+ * encoder figures pay for; this test names the call that appeared. Replayed (lib/forward-program.ts), the same
  * calls are recorded once and a forward is one runList call.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Activation } from '../lib/backend/backend';
 import { addon } from '../lib/backend/native';
 import * as a from '../lib/index';
-import { setForwardProgramEnabled } from '../lib/nn/forward-program';
+import { setForwardProgramEnabled } from '../lib/forward-program';
 
 type Call = { op: string; args: Record<string, unknown> };
 

@@ -1,5 +1,5 @@
 /**
- * Replayed inference forwards of TransformerEncoder / TransformerEncoderLayer (lib/nn/forward-program.ts): the same
+ * Replayed inference forwards of TransformerEncoder / TransformerEncoderLayer (lib/forward-program.ts): the same
  * outputs as the eager forward bit for bit, recorded on the second call with a shape, recorded again when weights,
  * precision or shape change, and never used where the recorded list would compute something else (autograd,
  * training mode, masks, the JS backend, runAsync, a custom activation).
@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { addon } from '../lib/backend/native';
 import * as a from '../lib/index';
-import { forwardProgramStats, setForwardProgramEnabled } from '../lib/nn/forward-program';
+import { forwardProgramStats, setForwardProgramEnabled } from '../lib/forward-program';
 import { bufferPoolCounters } from '../lib/workspace';
 
 type F32 = a.Tensor<'float32'>;

@@ -11,7 +11,7 @@ import { addon } from '../lib/backend/native';
 import { pooledBufferBytes, clearBufferPool } from '../lib/workspace';
 import { randn, tensor } from '../lib/tensor';
 import { setGradEnabled } from '../lib/autograd/index';
-import { setForwardProgramEnabled } from '../lib/nn/forward-program';
+import { setForwardProgramEnabled } from '../lib/forward-program';
 
 // Inference behaviour (buffer pooling, reduced-precision attention) is that of forwards without an autograd graph:
 // parameters require grad (as in PyTorch), so these tests run with grad mode off, as inference code does. The

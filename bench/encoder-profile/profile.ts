@@ -7,7 +7,7 @@
  *   npm run bench:encoder-profile -- --case enc6-gelu-b1s128 --threads 2 --passes 30
  *   npm run bench:encoder-profile -- --help
  *
- * The forwards run eagerly (the replayed program of lib/nn/forward-program.ts is switched off: a replay is one native
+ * The forwards run eagerly (the replayed program of lib/forward-program.ts is switched off: a replay is one native
  * call, with nothing to break down); `--replayed` times whole replayed passes beside eager ones instead.
  *
  * A development tool: nothing is written, and on a loaded machine only the CPU columns mean much.
@@ -17,7 +17,8 @@ import { parseArgs } from 'node:util';
 import { loadCases, type Case } from '../cases/cases';
 
 const HELP = `Usage: npm run bench:encoder-profile -- [options]
-  --case ID       an encoder-layer or encoder-6 case of bench/cases/cases.json (default layer-gelu-b1s128); its
+  --case ID       an encoder-layer, encoder-6 or long-attention (mha-*) case of bench/cases/cases.json (default
+                  layer-gelu-b1s128); its
                   exported weights and input are used when bench/models has them, else seeded random ones
   --threads N     attnode's thread count (default 1)
   --passes N      timed forward passes (default 30), after --warmup N untimed ones (default 10)
@@ -38,8 +39,24 @@ function positiveInt(name: string, v: string | undefined, dflt: number, min: num
 
 async function buildModel(a: Lib, c: Case): Promise<{ forward: () => F32; source: string }> {
   const spec = c.spec;
+  if (spec.kind === 'mha') {
+    // Long-sequence attention: the q/k/v and output projections around one attention call.
+    const m = new a.nn.MultiheadAttention({ embedDim: spec.embedDim, numHeads: spec.numHeads, batchFirst: true }).eval();
+    let x: F32;
+    let source: string;
+    if (fs.existsSync(c.weightsPath) && fs.existsSync(c.ioPath)) {
+      m.loadStateDict((await a.loadSafetensors(c.weightsPath)).tensors);
+      x = (await a.loadSafetensors(c.ioPath)).tensors.x as F32;
+      source = 'exported weights and input';
+    } else {
+      a.manualSeed(spec.seed);
+      x = a.randn([c.batch, c.seq, spec.embedDim]);
+      source = 'seeded random weights and input (bench/models has no files for this case)';
+    }
+    return { forward: () => m.forward(x, x, x, { needWeights: false }).output, source };
+  }
   if (spec.kind !== 'encoder_layer' && spec.kind !== 'encoder') {
-    throw new RangeError(`bench:encoder-profile: --case ${c.id} is a ${spec.kind} case, not an encoder layer or encoder`);
+    throw new RangeError(`bench:encoder-profile: --case ${c.id} is a ${spec.kind} case, not an encoder layer, encoder or MHA`);
   }
   const layerOpts = {
     dModel: spec.dModel, nhead: spec.nhead, dimFeedforward: spec.dimFeedforward, activation: spec.activation, batchFirst: true,
@@ -138,7 +155,7 @@ async function main(): Promise<void> {
 
   const a = await import('../../lib/index');
   const { addon } = await import('../../lib/backend/native');
-  const { setForwardProgramEnabled, forwardProgramStats } = await import('../../lib/nn/forward-program');
+  const { setForwardProgramEnabled, forwardProgramStats } = await import('../../lib/forward-program');
   if (!addon) throw new Error(`bench:encoder-profile: the native addon is not loaded (${a.info().nativeError ?? 'unknown reason'})`);
   a.setGradEnabled(false);
   a.setNumThreads(threads);

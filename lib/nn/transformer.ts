@@ -1,7 +1,7 @@
 import { Module } from './module';
 import { Linear, LayerNorm } from './linear';
 import { RMSNorm } from './rms-norm';
-import { ReplayedForward } from './forward-program';
+import { ReplayedForward } from '../forward-program';
 import { ModuleList } from './container';
 import { MultiheadAttention, type MaskTensor } from './multihead-attention';
 import { Tensor } from '../tensor';
@@ -107,7 +107,7 @@ interface LayerParts {
 }
 
 /**
- * Whether an encoder layer's inference forward may be recorded and replayed (lib/nn/forward-program.ts): its
+ * Whether an encoder layer's inference forward may be recorded and replayed (lib/forward-program.ts): its
  * activation is a named one (a function may do anything in JS, which a replay would skip).
  */
 function replayable(layer: TransformerEncoderLayer): boolean {
@@ -189,7 +189,7 @@ export class TransformerEncoderLayer extends Module {
   linear2: Linear;
   norm1: LayerNorm;
   norm2: LayerNorm;
-  /** Inference calls replayed as one native call (lib/nn/forward-program.ts). */
+  /** Inference calls replayed as one native call (lib/forward-program.ts). */
   readonly #replayed = new ReplayedForward();
 
   constructor(options: TransformerLayerOptions) {
@@ -512,7 +512,7 @@ export class TransformerEncoder extends Module {
   readonly #batchFirst: boolean;
   layers: ModuleList<TransformerEncoderLayer>;
   norm: StackNorm | null;
-  /** Inference calls replayed as one native call (lib/nn/forward-program.ts). */
+  /** Inference calls replayed as one native call (lib/forward-program.ts). */
   readonly #replayed = new ReplayedForward();
 
   constructor(options: TransformerEncoderOptions) {

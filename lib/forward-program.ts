@@ -15,11 +15,11 @@
  * it reuse each other's dead buffers, see `newProgramScope`), kept for the module's life or until the program is
  * replaced, when they go back to the shared pool. `ATTNODE_FORWARD_PROGRAM=0` turns it off.
  */
-import { addon, nativeBackend } from '../backend/native';
-import { currentContext, withContext, type BufferScope, type CommandList } from '../context';
-import { Tensor, empty } from '../tensor';
-import { newProgramScope, releaseProgramBuffers } from '../workspace';
-import type { Module } from './module';
+import { addon, nativeBackend } from './backend/native';
+import { currentContext, withContext, type BufferScope, type CommandList } from './context';
+import { Tensor, empty } from './tensor';
+import { newProgramScope, releaseProgramBuffers } from './workspace';
+import type { Module } from './nn/module';
 
 type F32 = Tensor<'float32'>;
 
