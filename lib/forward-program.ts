@@ -19,7 +19,7 @@ import { addon, nativeBackend } from './backend/native';
 import { currentContext, withContext, type BufferScope, type CommandList } from './context';
 import { Tensor, empty } from './tensor';
 import { newProgramScope, releaseProgramBuffers } from './workspace';
-import type { Module } from './nn/module';
+import { Module } from './nn/module';
 
 type F32 = Tensor<'float32'>;
 
@@ -85,9 +85,9 @@ export class ReplayedForward {
     const a = addon;
     const ctx = currentContext();
     if (!enabled || !a || ctx.backend !== nativeBackend || ctx.recording || src.dtype !== 'float32') return null;
-    const params = module.parameters();
+    const params: Tensor[] = [];
+    if (anyTraining(module, params)) return null;
     if (ctx.gradEnabled && (src.requiresGrad || params.some((p) => p.requiresGrad))) return null;
-    for (const [, m] of module.namedModules()) if (m.training) return null;
     const key = `${src.shape.join('x')};${ctx.weightPrecision};${ctx.attentionPrecision};${settings}`;
     let p = this.#program;
     if (p && !(p.key === key && sameParams(p, params))) {
@@ -111,7 +111,7 @@ export class ReplayedForward {
     return out;
   }
 
-  #record(list: CommandList, src: F32, key: string, params: Tensor[], body: (x: F32) => F32): Program | null {
+  #record(list: CommandList, src: F32, key: string, params: readonly Tensor[], body: (x: F32) => F32): Program | null {
     const scope = newProgramScope();
     const input = new Tensor(new Float32Array(src.size), src.shape.slice(), 'float32');
     let output: F32;
@@ -139,6 +139,21 @@ export class ReplayedForward {
     if (this.#program) releaseProgramBuffers(this.#program.scope);
     this.#program = null;
   }
+}
+
+/**
+ * True when `m` or a descendant is in training mode; else every tensor they hold (parameters and buffers, which a
+ * forward may read) is pushed to `tensors`. The same walk as `Module.namedChildren`/`parameters` (own enumerable
+ * properties), without the state-dict names those build: this runs on every call (~0.05 ms for a 6-layer encoder
+ * where `parameters()` plus `namedModules()` took ~1 ms on the loaded Zen 4).
+ */
+function anyTraining(m: Module, tensors: Tensor[]): boolean {
+  if (m.training) return true;
+  for (const v of Object.values(m)) {
+    if (v instanceof Tensor) tensors.push(v);
+    else if (v instanceof Module && anyTraining(v, tensors)) return true;
+  }
+  return false;
 }
 
 /** True when `params` are the tensors the program was recorded with, unchanged since. */
