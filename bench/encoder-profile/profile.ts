@@ -37,22 +37,25 @@ function positiveInt(name: string, v: string | undefined, dflt: number, min: num
   return n;
 }
 
+/**
+ * The case's input, with its exported weights loaded into `m`, when bench/models has both files; else a seeded
+ * random input of `width` features (and `m` keeps its random initial weights).
+ */
+async function caseInput(a: Lib, c: Case, m: { loadStateDict(d: Record<string, import('../../lib/index').Tensor>): unknown }, width: number, seed: number): Promise<{ x: F32; source: string }> {
+  if (fs.existsSync(c.weightsPath) && fs.existsSync(c.ioPath)) {
+    m.loadStateDict((await a.loadSafetensors(c.weightsPath)).tensors);
+    return { x: (await a.loadSafetensors(c.ioPath)).tensors.x as F32, source: 'exported weights and input' };
+  }
+  a.manualSeed(seed);
+  return { x: a.randn([c.batch, c.seq, width]), source: 'seeded random weights and input (bench/models has no files for this case)' };
+}
+
 async function buildModel(a: Lib, c: Case): Promise<{ forward: () => F32; source: string }> {
   const spec = c.spec;
   if (spec.kind === 'mha') {
     // Long-sequence attention: the q/k/v and output projections around one attention call.
     const m = new a.nn.MultiheadAttention({ embedDim: spec.embedDim, numHeads: spec.numHeads, batchFirst: true }).eval();
-    let x: F32;
-    let source: string;
-    if (fs.existsSync(c.weightsPath) && fs.existsSync(c.ioPath)) {
-      m.loadStateDict((await a.loadSafetensors(c.weightsPath)).tensors);
-      x = (await a.loadSafetensors(c.ioPath)).tensors.x as F32;
-      source = 'exported weights and input';
-    } else {
-      a.manualSeed(spec.seed);
-      x = a.randn([c.batch, c.seq, spec.embedDim]);
-      source = 'seeded random weights and input (bench/models has no files for this case)';
-    }
+    const { x, source } = await caseInput(a, c, m, spec.embedDim, spec.seed);
     return { forward: () => m.forward(x, x, x, { needWeights: false }).output, source };
   }
   if (spec.kind !== 'encoder_layer' && spec.kind !== 'encoder') {
@@ -64,17 +67,7 @@ async function buildModel(a: Lib, c: Case): Promise<{ forward: () => F32; source
   const m = spec.kind === 'encoder'
     ? new a.nn.TransformerEncoder({ layer: layerOpts, numLayers: spec.numLayers }).eval()
     : new a.nn.TransformerEncoderLayer(layerOpts).eval();
-  let x: F32;
-  let source: string;
-  if (fs.existsSync(c.weightsPath) && fs.existsSync(c.ioPath)) {
-    m.loadStateDict((await a.loadSafetensors(c.weightsPath)).tensors);
-    x = (await a.loadSafetensors(c.ioPath)).tensors.x as F32;
-    source = 'exported weights and input';
-  } else {
-    a.manualSeed(spec.seed);
-    x = a.randn([c.batch, c.seq, spec.dModel]);
-    source = 'seeded random weights and input (bench/models has no files for this case)';
-  }
+  const { x, source } = await caseInput(a, c, m, spec.dModel, spec.seed);
   return { forward: () => m.forward(x), source };
 }
 
