@@ -40,6 +40,11 @@ export interface BufferScope {
    * the backward frees each), not to it; only their results move into it.
    */
   readonly root?: boolean;
+  /**
+   * Set while a replayed program is recorded (lib/forward-program.ts): the program's own buffers by size class.
+   * Scopes inside it hand their dead buffers back here, never to the shared pool, so the recorded calls keep them.
+   */
+  readonly own?: Map<number, ArrayBuffer[]>;
 }
 
 /** How ops run; see the module comment. */

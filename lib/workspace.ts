@@ -75,8 +75,14 @@ export function takeScopedBuffer(bytes: number): ArrayBuffer | null {
   const scope = currentContext().bufferScope;
   if (!scope) return null;
   const cls = sizeClass(bytes);
+  // A program being recorded takes its own dead buffers first, then the shared pool's (it keeps both).
+  let ab = scope.own?.get(cls)?.pop();
+  if (ab) {
+    scope.taken.push(ab);
+    return ab;
+  }
   const bucket = pool.get(cls);
-  let ab = bucket?.pop();
+  ab = bucket?.pop();
   takenBytes += cls;
   if (ab) {
     idle.delete(ab);
@@ -124,9 +130,35 @@ export function releaseBufferScope(scope: BufferScope, result: unknown, parent: 
       else graphOwned.add(ab);
       continue;
     }
-    returnToPool(ab);
+    if (scope.own) keepOwn(scope.own, ab);
+    else returnToPool(ab);
   }
   scope.taken.length = 0;
+}
+
+/** A program's dead buffer, for its later calls (see {@link BufferScope.own}). */
+function keepOwn(own: Map<number, ArrayBuffer[]>, ab: ArrayBuffer): void {
+  let bucket = own.get(ab.byteLength);
+  if (!bucket) own.set(ab.byteLength, (bucket = []));
+  bucket.push(ab);
+}
+
+/**
+ * A scope for recording a replayed program: forwards recorded inside it reuse each other's dead buffers as
+ * synchronous forwards do (the program runs its calls in the order they were recorded, so a buffer is written
+ * again only after its last reader ran), and every buffer stays the program's. {@link releaseProgramBuffers} hands
+ * them to the shared pool once the program is dropped.
+ */
+export function newProgramScope(): BufferScope {
+  return { taken: [], own: new Map() };
+}
+
+/** Hands every buffer of a dropped program's scope (see {@link newProgramScope}) to the shared pool. */
+export function releaseProgramBuffers(scope: BufferScope): void {
+  for (const ab of scope.taken) returnToPool(ab);
+  scope.taken.length = 0;
+  for (const bucket of scope.own?.values() ?? []) for (const ab of bucket) returnToPool(ab);
+  scope.own?.clear();
 }
 
 /**
@@ -317,9 +349,10 @@ export function withForwardScope<T>(fn: () => T): T {
   // While recording, kernels run after the forward returns: what it leaves behind goes back to the pool only
   // when its command list settles (the list's deferred scope), not now. Without one (the addon's own list
   // protocol used directly), nothing is pooled.
-  const deferred = ctx.recording ? deferredScopes.get(ctx.recording) : undefined;
-  if (ctx.recording && !deferred) return fn();
-  const scope = newBufferScope();
+  const own = parent?.own;
+  const deferred = ctx.recording && !own ? deferredScopes.get(ctx.recording) : undefined;
+  if (ctx.recording && !deferred && !own) return fn();
+  const scope: BufferScope = own ? { taken: [], own } : newBufferScope();
   let result: T | undefined;
   try {
     result = withContext({ bufferScope: scope }, fn);

@@ -11,11 +11,21 @@ import { addon } from '../lib/backend/native';
 import { pooledBufferBytes, clearBufferPool } from '../lib/workspace';
 import { randn, tensor } from '../lib/tensor';
 import { setGradEnabled } from '../lib/autograd/index';
+import { setForwardProgramEnabled } from '../lib/forward-program';
 
 // Inference behaviour (buffer pooling, reduced-precision attention) is that of forwards without an autograd graph:
-// parameters require grad (as in PyTorch), so these tests run with grad mode off, as inference code does.
-beforeAll(() => setGradEnabled(false));
-afterAll(() => setGradEnabled(true));
+// parameters require grad (as in PyTorch), so these tests run with grad mode off, as inference code does. The
+// eager forward's scopes are what is tested: repeated encoder calls would otherwise be replayed programs, which
+// keep their buffers (test/forward-program.test.ts checks those).
+let programWas = true;
+beforeAll(() => {
+  setGradEnabled(false);
+  programWas = setForwardProgramEnabled(false);
+});
+afterAll(() => {
+  setGradEnabled(true);
+  setForwardProgramEnabled(programWas);
+});
 
 const backends = addon ? (['native', 'js'] as const) : (['js'] as const);
 

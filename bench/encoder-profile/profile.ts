@@ -7,6 +7,9 @@
  *   npm run bench:encoder-profile -- --case enc6-gelu-b1s128 --threads 2 --passes 30
  *   npm run bench:encoder-profile -- --help
  *
+ * The forwards run eagerly (the replayed program of lib/forward-program.ts is switched off: a replay is one native
+ * call, with nothing to break down); `--replayed` times whole replayed passes beside eager ones instead.
+ *
  * A development tool: nothing is written, and on a loaded machine only the CPU columns mean much.
  */
 import * as fs from 'node:fs';
@@ -14,11 +17,14 @@ import { parseArgs } from 'node:util';
 import { loadCases, type Case } from '../cases/cases';
 
 const HELP = `Usage: npm run bench:encoder-profile -- [options]
-  --case ID       an encoder-layer or encoder-6 case of bench/cases/cases.json (default layer-gelu-b1s128); its
+  --case ID       an encoder-layer, encoder-6 or long-attention (mha-*) case of bench/cases/cases.json (default
+                  layer-gelu-b1s128); its
                   exported weights and input are used when bench/models has them, else seeded random ones
   --threads N     attnode's thread count (default 1)
   --passes N      timed forward passes (default 30), after --warmup N untimed ones (default 10)
   --js-only       skip the native calls (outputs are garbage): the JS time of a pass alone
+  --replayed      no per-op breakdown: CPU and wall ms per pass, eager and replayed (one runList per pass) in
+                  alternating blocks of --passes, 6 rounds, medians
 `;
 
 type Lib = typeof import('../../lib/index');
@@ -31,10 +37,29 @@ function positiveInt(name: string, v: string | undefined, dflt: number, min: num
   return n;
 }
 
+/**
+ * The case's input, with its exported weights loaded into `m`, when bench/models has both files; else a seeded
+ * random input of `width` features (and `m` keeps its random initial weights).
+ */
+async function caseInput(a: Lib, c: Case, m: { loadStateDict(d: Record<string, import('../../lib/index').Tensor>): unknown }, width: number, seed: number): Promise<{ x: F32; source: string }> {
+  if (fs.existsSync(c.weightsPath) && fs.existsSync(c.ioPath)) {
+    m.loadStateDict((await a.loadSafetensors(c.weightsPath)).tensors);
+    return { x: (await a.loadSafetensors(c.ioPath)).tensors.x as F32, source: 'exported weights and input' };
+  }
+  a.manualSeed(seed);
+  return { x: a.randn([c.batch, c.seq, width]), source: 'seeded random weights and input (bench/models has no files for this case)' };
+}
+
 async function buildModel(a: Lib, c: Case): Promise<{ forward: () => F32; source: string }> {
   const spec = c.spec;
+  if (spec.kind === 'mha') {
+    // Long-sequence attention: the q/k/v and output projections around one attention call.
+    const m = new a.nn.MultiheadAttention({ embedDim: spec.embedDim, numHeads: spec.numHeads, batchFirst: true }).eval();
+    const { x, source } = await caseInput(a, c, m, spec.embedDim, spec.seed);
+    return { forward: () => m.forward(x, x, x, { needWeights: false }).output, source };
+  }
   if (spec.kind !== 'encoder_layer' && spec.kind !== 'encoder') {
-    throw new RangeError(`bench:encoder-profile: --case ${c.id} is a ${spec.kind} case, not an encoder layer or encoder`);
+    throw new RangeError(`bench:encoder-profile: --case ${c.id} is a ${spec.kind} case, not an encoder layer, encoder or MHA`);
   }
   const layerOpts = {
     dModel: spec.dModel, nhead: spec.nhead, dimFeedforward: spec.dimFeedforward, activation: spec.activation, batchFirst: true,
@@ -42,17 +67,7 @@ async function buildModel(a: Lib, c: Case): Promise<{ forward: () => F32; source
   const m = spec.kind === 'encoder'
     ? new a.nn.TransformerEncoder({ layer: layerOpts, numLayers: spec.numLayers }).eval()
     : new a.nn.TransformerEncoderLayer(layerOpts).eval();
-  let x: F32;
-  let source: string;
-  if (fs.existsSync(c.weightsPath) && fs.existsSync(c.ioPath)) {
-    m.loadStateDict((await a.loadSafetensors(c.weightsPath)).tensors);
-    x = (await a.loadSafetensors(c.ioPath)).tensors.x as F32;
-    source = 'exported weights and input';
-  } else {
-    a.manualSeed(spec.seed);
-    x = a.randn([c.batch, c.seq, spec.dModel]);
-    source = 'seeded random weights and input (bench/models has no files for this case)';
-  }
+  const { x, source } = await caseInput(a, c, m, spec.dModel, spec.seed);
   return { forward: () => m.forward(x), source };
 }
 
@@ -60,6 +75,7 @@ interface OpRecord {
   name: string;
   wall: number[];
   cpu: number[];
+  faults: number[];
   flops: number;
 }
 
@@ -83,6 +99,29 @@ const median = (v: number[]): number => {
 const mean = (v: number[]): number => v.reduce((p, q) => p + q, 0) / v.length;
 const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
 
+/** Eager and replayed passes in alternating blocks (order swapped each round): CPU and wall ms per pass, medians. */
+function compareReplayed(forward: () => unknown, setReplay: (on: boolean) => boolean, passes: number, warmup: number): void {
+  const cpu: Record<string, number[]> = { eager: [], replayed: [] };
+  const wall: Record<string, number[]> = { eager: [], replayed: [] };
+  for (let round = 0; round < 6; round++) {
+    for (const k of round % 2 ? ['replayed', 'eager'] : ['eager', 'replayed']) {
+      setReplay(k === 'replayed');
+      for (let i = 0; i < Math.max(2, warmup); i++) forward();
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      for (let i = 0; i < passes; i++) forward();
+      wall[k]!.push((performance.now() - t0) / passes);
+      cpu[k]!.push(cpuMs(process.cpuUsage(c0)) / passes);
+    }
+  }
+  const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  for (const k of ['eager', 'replayed']) {
+    console.log(`${k.padEnd(9)} CPU ${median(cpu[k]!).toFixed(2)} ms/pass, wall ${median(wall[k]!).toFixed(2)} ms/pass`);
+  }
+  console.log(`replayed/eager: CPU ${(median(cpu.replayed!) / median(cpu.eager!)).toFixed(3)}, wall ` +
+    `${(median(wall.replayed!) / median(wall.eager!)).toFixed(3)}; load ${load}`);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -91,6 +130,7 @@ async function main(): Promise<void> {
       passes: { type: 'string' },
       warmup: { type: 'string' },
       'js-only': { type: 'boolean', default: false },
+      replayed: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -108,10 +148,17 @@ async function main(): Promise<void> {
 
   const a = await import('../../lib/index');
   const { addon } = await import('../../lib/backend/native');
+  const { setForwardProgramEnabled, forwardProgramStats } = await import('../../lib/forward-program');
   if (!addon) throw new Error(`bench:encoder-profile: the native addon is not loaded (${a.info().nativeError ?? 'unknown reason'})`);
   a.setGradEnabled(false);
   a.setNumThreads(threads);
   const model = await buildModel(a, c);
+  if (values.replayed) {
+    compareReplayed(model.forward, setForwardProgramEnabled, passes, warmup);
+    console.log(`${c.id} (${model.source}), ${threads} thread(s); programs recorded/run: ${JSON.stringify(forwardProgramStats())}`);
+    return;
+  }
+  setForwardProgramEnabled(false);
 
   // Every op of the addon wrapped: its wall and CPU time, keyed by its place in the pass.
   const records: OpRecord[] = [];
@@ -126,20 +173,23 @@ async function main(): Promise<void> {
     if (typeof f !== 'function' || skip.test(op)) continue;
     table[op] = (...args: unknown[]): unknown => {
       if (!timing) return (f as (...x: unknown[]) => unknown).apply(addon, args);
+      const f0 = process.resourceUsage().minorPageFault;
       const c0 = process.cpuUsage();
       const t0 = performance.now();
       if (lastEnd > 0) gapMs += t0 - lastEnd;
       const r = jsOnly ? undefined : (f as (...x: unknown[]) => unknown).apply(addon, args);
       const t1 = performance.now();
       const used = cpuMs(process.cpuUsage(c0));
+      const faulted = process.resourceUsage().minorPageFault - f0;
       lastEnd = t1;
       let rec = records[index];
       if (!rec) {
         const d = describeCall(op, (args[0] ?? {}) as Record<string, unknown>);
-        rec = records[index] = { name: d.name, wall: [], cpu: [], flops: d.flops };
+        rec = records[index] = { name: d.name, wall: [], cpu: [], faults: [], flops: d.flops };
       }
       rec.wall.push(t1 - t0);
       rec.cpu.push(used);
+      rec.faults.push(faulted);
       index++;
       return r;
     };
@@ -168,7 +218,7 @@ async function main(): Promise<void> {
   console.log(`pass: median ${median(passWall).toFixed(2)} ms wall, mean ${(cpu / passes).toFixed(2)} ms CPU, CPU/wall ` +
     `${(cpu / wall).toFixed(2)}; ${records.length} native calls; ${faults.toFixed(1)} minor page faults`);
   // Ops of the same name summed over the layers, in order of first appearance.
-  const byName = new Map<string, { calls: number; wall: number; cpu: number; flops: number }>();
+  const byName = new Map<string, { calls: number; wall: number; cpu: number; faults: number; flops: number }>();
   let nativeWall = 0;
   let nativeCpu = 0;
   for (const r of records) {
@@ -176,19 +226,20 @@ async function main(): Promise<void> {
     const u = mean(r.cpu);
     nativeWall += w;
     nativeCpu += u;
-    const e = byName.get(r.name) ?? { calls: 0, wall: 0, cpu: 0, flops: 0 };
+    const e = byName.get(r.name) ?? { calls: 0, wall: 0, cpu: 0, faults: 0, flops: 0 };
     e.calls++;
+    e.faults += mean(r.faults);
     e.wall += w;
     e.cpu += u;
     e.flops += r.flops;
     byName.set(r.name, e);
   }
   const pass = cpu / passes;
-  console.log(`${'op'.padEnd(32)} calls   wall ms    CPU ms  CPU % of pass  GFLOP/s per CPU s`);
+  console.log(`${'op'.padEnd(32)} calls   wall ms    CPU ms  CPU % of pass  GFLOP/s per CPU s  page faults`);
   for (const [name, e] of byName) {
     const rate = e.flops > 0 && e.cpu > 0 ? (e.flops / e.cpu / 1e6).toFixed(1) : '';
     console.log(`${name.padEnd(32)} ${String(e.calls).padStart(5)} ${e.wall.toFixed(3).padStart(9)} ${e.cpu.toFixed(3).padStart(9)} ` +
-      `${(100 * e.cpu / pass).toFixed(1).padStart(13)}  ${rate.padStart(17)}`);
+      `${(100 * e.cpu / pass).toFixed(1).padStart(13)}  ${rate.padStart(17)}  ${e.faults.toFixed(1).padStart(11)}`);
   }
   console.log(`native calls: ${nativeWall.toFixed(2)} ms wall, ${nativeCpu.toFixed(2)} ms CPU; JS between them ` +
     `${(gapMs / passes).toFixed(3)} ms wall; the rest of the pass's CPU (JS, GC, other threads) ${(pass - nativeCpu).toFixed(2)} ms`);

@@ -1,5 +1,7 @@
 import { Module } from './module';
 import { Linear, LayerNorm } from './linear';
+import { RMSNorm } from './rms-norm';
+import { ReplayedForward } from '../forward-program';
 import { ModuleList } from './container';
 import { MultiheadAttention, type MaskTensor } from './multihead-attention';
 import { Tensor } from '../tensor';
@@ -104,6 +106,14 @@ interface LayerParts {
   options: Readonly<ResolvedLayerOptions>;
 }
 
+/**
+ * Whether an encoder layer's inference forward may be recorded and replayed (lib/forward-program.ts): its
+ * activation is a named one (a function may do anything in JS, which a replay would skip).
+ */
+function replayable(layer: TransformerEncoderLayer): boolean {
+  return typeof layer.activation === 'string';
+}
+
 /** PyTorch's dropout after a block (dropout1/2/3) and inside the feed-forward block: only in training mode. */
 function drop(layer: LayerParts, x: Tensor<'float32'>): Tensor<'float32'> {
   return layer.training && layer.options.dropout > 0 ? ops.dropout(x, layer.options.dropout, { backend: layer.backend }) : x;
@@ -179,6 +189,8 @@ export class TransformerEncoderLayer extends Module {
   linear2: Linear;
   norm1: LayerNorm;
   norm2: LayerNorm;
+  /** Inference calls replayed as one native call (lib/forward-program.ts). */
+  readonly #replayed = new ReplayedForward();
 
   constructor(options: TransformerLayerOptions) {
     super();
@@ -198,13 +210,16 @@ export class TransformerEncoderLayer extends Module {
       const fn = 'TransformerEncoderLayer.forward';
       checkOptions(fn, options, ['srcMask', 'srcKeyPaddingMask', 'isCausal']);
       checkInput(fn, 'src', src, this.options.dModel);
-      return this.#block(src, (x) =>
+      const isCausal = options.isCausal ?? false;
+      const body = (s: Tensor<'float32'>): Tensor<'float32'> => this.#block(s, (x) =>
         this.selfAttn.forward(x, x, x, {
           attnMask: options.srcMask ?? null,
           keyPaddingMask: options.srcKeyPaddingMask ?? null,
           needWeights: false,
-          isCausal: options.isCausal ?? false,
+          isCausal,
         }).output);
+      const eligible = !options.srcMask && !options.srcKeyPaddingMask && replayable(this);
+      return this.#replayed.forward(this, src, eligible, `causal=${isCausal}`, body);
     });
   }
 
@@ -497,6 +512,8 @@ export class TransformerEncoder extends Module {
   readonly #batchFirst: boolean;
   layers: ModuleList<TransformerEncoderLayer>;
   norm: StackNorm | null;
+  /** Inference calls replayed as one native call (lib/forward-program.ts). */
+  readonly #replayed = new ReplayedForward();
 
   constructor(options: TransformerEncoderOptions) {
     super();
@@ -510,15 +527,23 @@ export class TransformerEncoder extends Module {
   forward(src: Tensor<'float32'>, options: EncoderForwardOptions = {}): Tensor<'float32'> {
     return this.inContext(() => {
       checkOptions('TransformerEncoder.forward', options, ['mask', 'srcKeyPaddingMask', 'isCausal']);
-      let x = src;
-      for (const layer of this.layers) {
-        x = layer.forward(x, {
-          srcMask: options.mask ?? null,
-          srcKeyPaddingMask: options.srcKeyPaddingMask ?? null,
-          isCausal: options.isCausal ?? false,
-        });
-      }
-      return this.norm ? this.norm.forward(x) : x;
+      const isCausal = options.isCausal ?? false;
+      const body = (s: Tensor<'float32'>): Tensor<'float32'> => {
+        let x = s;
+        for (const layer of this.layers) {
+          x = layer.forward(x, {
+            srcMask: options.mask ?? null,
+            srcKeyPaddingMask: options.srcKeyPaddingMask ?? null,
+            isCausal,
+          });
+        }
+        return this.norm ? this.norm.forward(x) : x;
+      };
+      // Checked as the first layer checks it, so a bad input gets the same error on both paths.
+      if (this.numLayers > 0) checkInput('TransformerEncoderLayer.forward', 'src', src, this.layers.at(0).options.dModel);
+      const eligible = this.numLayers > 0 && !options.mask && !options.srcKeyPaddingMask &&
+        [...this.layers].every(replayable) && (this.norm === null || this.norm instanceof LayerNorm || this.norm instanceof RMSNorm);
+      return this.#replayed.forward(this, src, eligible, `causal=${isCausal}`, body);
     });
   }
 
