@@ -15,7 +15,8 @@ import * as path from 'node:path';
 import { loadSafetensors } from '../io/safetensors';
 import { loadTorchCheckpoint } from '../io/torch/checkpoint';
 import type { Tensor } from '../tensor';
-import { LlamaForCausalLM, type Llama3RopeScaling, type LlamaConfig } from './llama';
+import { LlamaForCausalLM, resolveLlamaConfig, type LlamaConfig, type ResolvedLlamaConfig, type RopeScaling } from './llama';
+import { checkLayerCount, checkWeightShapes, dimOf, dimProduct, type ShapeRule } from './config-check';
 import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict } from './gpt2';
 import { bertConfigFromJson, encoderFromWeights, type EncoderHeadModel, type EncoderModel, type EncoderTask } from './bert';
 import { MarianMTModel, marianConfigFromJson, marianStateDict } from './marian';
@@ -52,40 +53,87 @@ async function folderConfig(fn: string, dir: string): Promise<{ file: string; js
 }
 
 /** A config field: an integer ≥ min (or absent with a default). */
-function int(file: string, c: Json, key: string, min: number, dflt?: number): number {
+function int(file: string, c: Json, key: string, min: number, dflt?: number, prefix = ''): number {
   const v = c[key] ?? dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new Error(`${file}: field '${key}' must be an integer >= ${min}, got ${JSON.stringify(c[key])}`);
+    throw new Error(`${file}: field '${prefix}${key}' must be an integer >= ${min}, got ${JSON.stringify(c[key])}`);
   }
   return v;
 }
 
-function num(file: string, c: Json, key: string, dflt: number): number {
+function num(file: string, c: Json, key: string, dflt: number, prefix = ''): number {
   const v = c[key] ?? dflt;
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-    throw new Error(`${file}: field '${key}' must be a positive number, got ${JSON.stringify(c[key])}`);
+    throw new Error(`${file}: field '${prefix}${key}' must be a positive number, got ${JSON.stringify(c[key])}`);
   }
   return v;
 }
 
-/** The Llama configuration of a Llama-family `config.json`. */
+/** The `hidden_act` names of transformers' ACT2FN that are SiLU (the SwiGLU gate of every Llama-family checkpoint). */
+const LLAMA_ACTIVATIONS = ['silu', 'swish'];
+
+/**
+ * The Llama configuration of a Llama-family `config.json` (`model_type`
+ * llama, mistral, qwen2), read as transformers' modeling code reads each
+ * family: a field that changes outputs is either honoured or an Error naming
+ * `file`, the field and its value.
+ */
 export function llamaConfigFromJson(c: Json, file = 'config.json'): LlamaConfig {
   const type = c['model_type'];
-  let ropeScaling: Llama3RopeScaling | null = null;
+  if (type !== 'llama' && type !== 'mistral' && type !== 'qwen2') {
+    throw new Error(`${file}: field 'model_type' ${JSON.stringify(type)} is not a Llama-family model (supported: llama, mistral, qwen2)`);
+  }
+  let ropeScaling: RopeScaling | null = null;
   const rs = c['rope_scaling'];
   if (rs !== undefined && rs !== null) {
+    if (typeof rs !== 'object' || Array.isArray(rs)) throw new Error(`${file}: field 'rope_scaling' must be an object or null, got ${JSON.stringify(rs)}`);
     const s = rs as Json;
-    const kind = s['rope_type'] ?? s['type'];
-    if (kind !== 'llama3') {
-      throw new Error(`${file}: field 'rope_scaling.rope_type' ${JSON.stringify(kind)} is not supported (supported: 'llama3')`);
+    // transformers reads `rope_type`, or the legacy `type` of older configs.
+    const kindField = s['rope_type'] !== undefined ? 'rope_type' : 'type';
+    const kind = s[kindField];
+    if (kind === 'llama3') {
+      ropeScaling = {
+        ropeType: 'llama3', factor: num(file, s, 'factor', NaN, 'rope_scaling.'), lowFreqFactor: num(file, s, 'low_freq_factor', NaN, 'rope_scaling.'),
+        highFreqFactor: num(file, s, 'high_freq_factor', NaN, 'rope_scaling.'),
+        originalMaxPositionEmbeddings: int(file, s, 'original_max_position_embeddings', 1, undefined, 'rope_scaling.'),
+      };
+    } else if (kind === 'linear') {
+      ropeScaling = { ropeType: 'linear', factor: num(file, s, 'factor', NaN, 'rope_scaling.') };
+    } else if (kind === 'dynamic') {
+      // Dynamic NTK scaling changes the frequencies only for sequences longer than max_position_embeddings, which
+      // attnode refuses (forward and generate check the length): within it transformers uses the default ones.
+      num(file, s, 'factor', NaN, 'rope_scaling.');
+    } else if (kind !== 'default') {
+      throw new Error(`${file}: field 'rope_scaling.${kindField}' ${JSON.stringify(kind)} is not supported (supported: 'default', 'linear', 'dynamic', 'llama3')`);
     }
-    ropeScaling = {
-      ropeType: 'llama3', factor: num(file, s, 'factor', NaN), lowFreqFactor: num(file, s, 'low_freq_factor', NaN),
-      highFreqFactor: num(file, s, 'high_freq_factor', NaN),
-      originalMaxPositionEmbeddings: int(file, s, 'original_max_position_embeddings', 1),
-    };
+  }
+  const prf = c['partial_rotary_factor'];
+  if (prf !== undefined && prf !== null && prf !== 1) {
+    throw new Error(`${file}: field 'partial_rotary_factor' ${JSON.stringify(prf)} is not supported (the ${String(type)} architecture rotates every feature of a head: only 1)`);
+  }
+  const act = c['hidden_act'] ?? 'silu';
+  if (typeof act !== 'string' || !LLAMA_ACTIVATIONS.includes(act)) {
+    throw new Error(`${file}: field 'hidden_act' ${JSON.stringify(act)} is not supported (the SwiGLU MLP is computed with SiLU: ${LLAMA_ACTIVATIONS.join(', ')})`);
+  }
+  const bool = (key: string): boolean => {
+    const v = c[key] ?? false;
+    if (typeof v !== 'boolean') throw new Error(`${file}: field '${key}' must be a boolean, got ${JSON.stringify(c[key])}`);
+    return v;
+  };
+  // Which layers slide: Mistral's every layer when sliding_window is set; Qwen2's layers from max_window_layers on
+  // when use_sliding_window is true. Llama has no sliding window.
+  let slidingWindow: number | null = null;
+  // An absent sliding_window is MistralConfig's and Qwen2Config's default, 4096; null turns it off.
+  const window = c['sliding_window'];
+  if (window !== null && (type === 'mistral' || (type === 'qwen2' && bool('use_sliding_window')))) {
+    slidingWindow = int(file, c, 'sliding_window', 1, 4096);
+    if (type === 'qwen2' && int(file, c, 'max_window_layers', 0, 28) >= int(file, c, 'num_hidden_layers', 0)) slidingWindow = null;
   }
   const heads = int(file, c, 'num_attention_heads', 1);
+  const headDim = c['head_dim'];
+  // Only Llama reads attention_bias (q/k/v and o) and mlp_bias; Qwen2 always has q/k/v biases and no others;
+  // Mistral has none, whatever its config says (transformers' MistralAttention and MistralMLP are bias-free).
+  const llama = type === 'llama';
   return {
     vocabSize: int(file, c, 'vocab_size', 1),
     hiddenSize: int(file, c, 'hidden_size', 1),
@@ -97,10 +145,43 @@ export function llamaConfigFromJson(c: Json, file = 'config.json'): LlamaConfig 
     rmsNormEps: num(file, c, 'rms_norm_eps', 1e-6),
     ropeTheta: num(file, c, 'rope_theta', 10000),
     ropeScaling,
-    tieWordEmbeddings: c['tie_word_embeddings'] === true,
-    // Qwen2 always has q/k/v biases; Llama has them when attention_bias says so.
-    attentionBias: type === 'qwen2' || c['attention_bias'] === true,
+    tieWordEmbeddings: bool('tie_word_embeddings'),
+    attentionBias: type === 'qwen2' || (llama && bool('attention_bias')),
+    outputBias: llama && bool('attention_bias'),
+    mlpBias: llama && bool('mlp_bias'),
+    ...(headDim !== undefined && headDim !== null ? { headDim: int(file, c, 'head_dim', 2) } : {}),
+    slidingWindow,
   };
+}
+
+/**
+ * The shape every Llama-family tensor must have under the config: a
+ * contradiction names the field(s), the tensor, and both shapes.
+ */
+function llamaShapeRules(c: ResolvedLlamaConfig, explicitHeadDim: boolean): ShapeRule[] {
+  const hd = c.headDim;
+  const E = dimOf('hidden_size', c.hiddenSize);
+  const V = dimOf('vocab_size', c.vocabSize);
+  const I = dimOf('intermediate_size', c.intermediateSize);
+  const headField = explicitHeadDim ? 'head_dim' : 'hidden_size / num_attention_heads';
+  const Q = dimProduct([['num_attention_heads', c.numAttentionHeads], [headField, hd]]);
+  const KV = dimProduct([['num_key_value_heads', c.numKeyValueHeads], [headField, hd]]);
+  const L = String.raw`^model\.layers\.\d+\.`;
+  return [
+    [/^(model\.embed_tokens|lm_head)\.weight$/, [V, E]],
+    [/^model\.norm\.weight$/, [E]],
+    [new RegExp(`${L}(input_layernorm|post_attention_layernorm)\\.weight$`), [E]],
+    [new RegExp(`${L}self_attn\\.q_proj\\.weight$`), [Q, E]],
+    [new RegExp(`${L}self_attn\\.q_proj\\.bias$`), [Q]],
+    [new RegExp(`${L}self_attn\\.[kv]_proj\\.weight$`), [KV, E]],
+    [new RegExp(`${L}self_attn\\.[kv]_proj\\.bias$`), [KV]],
+    [new RegExp(`${L}self_attn\\.o_proj\\.weight$`), [E, Q]],
+    [new RegExp(`${L}self_attn\\.o_proj\\.bias$`), [E]],
+    [new RegExp(`${L}mlp\\.(gate|up)_proj\\.weight$`), [I, E]],
+    [new RegExp(`${L}mlp\\.(gate|up)_proj\\.bias$`), [I]],
+    [new RegExp(`${L}mlp\\.down_proj\\.weight$`), [E, I]],
+    [new RegExp(`${L}mlp\\.down_proj\\.bias$`), [E]],
+  ];
 }
 
 /** A reader of one weight file: its tensors by name. */
@@ -200,10 +281,21 @@ export const AutoModelForCausalLM = {
       // In eval mode, as transformers' from_pretrained returns models.
       return gpt2.eval();
     }
-    const model = new LlamaForCausalLM(llamaConfigFromJson(config, file));
+    let resolved: ResolvedLlamaConfig;
+    try {
+      resolved = resolveLlamaConfig(llamaConfigFromJson(config, file));
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith(file)) throw err;
+      throw new Error(`${file}: ${(err as Error).message}`, { cause: err });
+    }
     const weights = await loadFolderWeights(dir);
-    // Tied checkpoints sometimes still carry lm_head.weight (a copy of the embedding): not a parameter here.
-    if (model.lmHead === null) delete weights['lm_head.weight'];
+    // Tied checkpoints sometimes still carry lm_head.weight (a copy of the embedding): not a parameter here. Older
+    // transformers saved each layer's rotary inv_freq buffer, which from_pretrained ignores (it is recomputed).
+    if (resolved.tieWordEmbeddings) delete weights['lm_head.weight'];
+    for (const k of Object.keys(weights)) if (/\.rotary_emb\.inv_freq$/.test(k)) delete weights[k];
+    checkLayerCount(file, weights, /^model\.layers\.(\d+)\./, 'num_hidden_layers', resolved.numHiddenLayers);
+    checkWeightShapes(file, weights, llamaShapeRules(resolved, config['head_dim'] !== undefined && config['head_dim'] !== null));
+    const model = new LlamaForCausalLM(resolved);
     try {
       model.loadStateDict(weights);
     } catch (err) {
