@@ -87,11 +87,11 @@ describe('Llama-family config.json conformance', () => {
       [(c) => (c['partial_rotary_factor'] = 0.5), /field 'partial_rotary_factor' 0.5 is not supported/],
       [(c) => (c['hidden_act'] = 'gelu'), /field 'hidden_act' "gelu" is not supported \(the SwiGLU MLP is computed with SiLU: silu, swish\)/],
       [(c) => (c['tie_word_embeddings'] = 'yes'), /field 'tie_word_embeddings' must be a boolean, got "yes"/],
-      [(c) => (c['head_dim'] = 6), /fields 'num_key_value_heads' × 'head_dim' \(2 × 6\) does not fit tensor model.layers.0.self_attn.k_proj.weight: expected shape \[12, 32\] from the config, the weights have \[16, 32\]/],
+      [(c) => (c['head_dim'] = 6), /fields 'num_key_value_heads' × 'head_dim' \(2 × 6\) do not fit tensor model.layers.0.self_attn.k_proj.weight: expected shape \[12, 32\] from the config, the weights have \[16, 32\]/],
       [(c) => (c['num_hidden_layers'] = 3), /field 'num_hidden_layers' is 3 but the weights have 2 layers/],
       [(c) => (c['intermediate_size'] = 64), /field 'intermediate_size' \(64\) does not fit tensor model.layers.0.mlp.down_proj.weight: expected shape \[32, 64\] from the config, the weights have \[32, 56\]/],
       [(c) => (c['vocab_size'] = 100), /field 'vocab_size' \(100\) does not fit tensor lm_head.weight: expected shape \[100, 32\]/],
-      [(c) => (c['num_key_value_heads'] = 4), /fields 'num_key_value_heads' × 'hidden_size \/ num_attention_heads' \(4 × 8\) does not fit tensor model.layers.0.self_attn.k_proj.weight: expected shape \[32, 32\] from the config, the weights have \[16, 32\]/],
+      [(c) => (c['num_key_value_heads'] = 4), /fields 'num_key_value_heads' × 'hidden_size \/ num_attention_heads' \(4 × 8\) do not fit tensor model.layers.0.self_attn.k_proj.weight: expected shape \[32, 32\] from the config, the weights have \[16, 32\]/],
       // Llama reads attention_bias / mlp_bias: a config that sets them for bias-free weights is a missing-bias error.
       [(c) => (c['mlp_bias'] = true), /the weights do not fit[^]*missing[^]*mlp.(gate|up|down)_proj.bias/],
     ] as [(c: Record<string, unknown>) => void, RegExp][]) {
