@@ -14,11 +14,11 @@ import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { loadSafetensors } from '../io/safetensors';
 import { loadTorchCheckpoint } from '../io/torch/checkpoint';
-import type { Tensor } from '../tensor';
+import { Tensor as TensorClass, type Tensor } from '../tensor';
 import { LlamaForCausalLM, resolveLlamaConfig, type LlamaConfig, type ResolvedLlamaConfig, type RopeScaling } from './llama';
 import { checkLayerCount, checkWeightShapes, dimOf, dimProduct, type ShapeRule } from './config-check';
 import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict } from './gpt2';
-import { bertConfigFromJson, encoderFromWeights, type EncoderHeadModel, type EncoderModel, type EncoderTask } from './bert';
+import { bertConfigFromJson, encoderFromWeights, type EncoderHeadModel, type EncoderModel, type EncoderTask, type ResolvedBertConfig } from './bert';
 import { MarianMTModel, marianConfigFromJson, marianStateDict } from './marian';
 import { generationDefaultsFrom, loadGenerationConfig } from './generation-config';
 
@@ -305,11 +305,85 @@ export const AutoModelForCausalLM = {
   },
 };
 
+/** The shape every BERT-family tensor must have under the config (keys with or without the family's prefix). */
+function encoderShapeRules(c: ResolvedBertConfig): ShapeRule[] {
+  const distil = c.family === 'distilbert';
+  const E = dimOf(distil ? 'dim' : 'hidden_size', c.hiddenSize);
+  const I = dimOf(distil ? 'hidden_dim' : 'intermediate_size', c.intermediateSize);
+  const V = dimOf('vocab_size', c.vocabSize);
+  const labels = dimOf('id2label', c.id2label.length);
+  const P = dimOf('max_position_embeddings', c.maxPositionEmbeddings);
+  const pre = String.raw`^(?:(?:bert|roberta|distilbert)\.)?`;
+  const rx = (body: string): RegExp => new RegExp(pre + body);
+  const emb: ShapeRule[] = [
+    [rx(String.raw`embeddings\.word_embeddings\.weight$`), [V, E]],
+    [rx(String.raw`embeddings\.position_embeddings\.weight$`), [P, E]],
+    [rx(String.raw`embeddings\.token_type_embeddings\.weight$`), [dimOf('type_vocab_size', c.typeVocabSize), E]],
+    [rx(String.raw`embeddings\.LayerNorm\.(weight|bias)$`), [E]],
+  ];
+  if (distil) {
+    const L = String.raw`transformer\.layer\.\d+\.`;
+    return [...emb,
+      [rx(L + String.raw`attention\.(q|k|v|out)_lin\.weight$`), [E, E]],
+      [rx(L + String.raw`attention\.(q|k|v|out)_lin\.bias$`), [E]],
+      [rx(L + String.raw`ffn\.lin1\.weight$`), [I, E]],
+      [rx(L + String.raw`ffn\.lin1\.bias$`), [I]],
+      [rx(L + String.raw`ffn\.lin2\.weight$`), [E, I]],
+      [rx(L + String.raw`(ffn\.lin2\.bias|(sa|output)_layer_norm\.(weight|bias))$`), [E]],
+      [/^(vocab_transform\.weight|pre_classifier\.weight)$/, [E, E]],
+      [/^vocab_projector\.bias$/, [V]],
+      [/^classifier\.weight$/, [labels, E]],
+      [/^classifier\.bias$/, [labels]],
+    ];
+  }
+  const L = String.raw`encoder\.layer\.\d+\.`;
+  return [...emb,
+    [rx(L + String.raw`attention\.(self\.(query|key|value)|output\.dense)\.weight$`), [E, E]],
+    [rx(L + String.raw`intermediate\.dense\.weight$`), [I, E]],
+    [rx(L + String.raw`intermediate\.dense\.bias$`), [I]],
+    [rx(L + String.raw`output\.dense\.weight$`), [E, I]],
+    [rx(L + String.raw`.*\.(bias|LayerNorm\.weight)$`), [E]],
+    [rx(String.raw`pooler\.dense\.weight$`), [E, E]],
+    [/^(cls\.predictions\.bias|lm_head\.bias)$/, [V]],
+    [/^(cls\.predictions\.transform\.dense|lm_head\.dense|classifier\.dense)\.weight$/, [E, E]],
+    [/^(classifier|classifier\.out_proj)\.weight$/, [labels, E]],
+    [/^(classifier|classifier\.out_proj)\.bias$/, [labels]],
+  ];
+}
+
+/**
+ * DistilBERT's sinusoidal position table (`sinusoidal_pos_embds`), as transformers' create_sinusoidal_embeddings
+ * writes it: column j of position p is sin (even j) or cos (odd j) of p / 10000^(2·⌊j/2⌋ / dim).
+ */
+export function distilbertSinusoidalTable(positions: number, dim: number): Tensor<'float32'> {
+  const out = new Float32Array(positions * dim);
+  for (let p = 0; p < positions; p++) {
+    for (let j = 0; j < dim; j++) {
+      const angle = p / Math.pow(10000, (2 * Math.floor(j / 2)) / dim);
+      out[p * dim + j] = j % 2 === 0 ? Math.sin(angle) : Math.cos(angle);
+    }
+  }
+  return new TensorClass(out, [positions, dim], 'float32');
+}
+
 /** Reads a BERT-family folder's config and weights and builds the model of `task`. */
 async function loadEncoder(fn: string, task: EncoderTask, dir: string): Promise<EncoderModel | EncoderHeadModel> {
   const { file, json } = await folderConfig(fn, dir);
   const config = bertConfigFromJson(json, file);
+  if (task === 'masked-lm' && json['tie_word_embeddings'] === false) {
+    throw new Error(`${file}: field 'tie_word_embeddings' false is not supported for masked-LM heads (the decoder is the word embedding table)`);
+  }
   const weights = await loadFolderWeights(dir);
+  const distil = config.family === 'distilbert';
+  if (distil && json['sinusoidal_pos_embds'] === true) {
+    // save_pretrained stores the table (a parameter); a checkpoint without it gets the one transformers initialises.
+    const prefixed = Object.keys(weights).some((k) => k.startsWith('distilbert.'));
+    const key = `${prefixed ? 'distilbert.' : ''}embeddings.position_embeddings.weight`;
+    weights[key] ??= distilbertSinusoidalTable(config.maxPositionEmbeddings, config.hiddenSize);
+  }
+  checkLayerCount(file, weights, distil ? /^(?:distilbert\.)?transformer\.layer\.(\d+)\./ : /^(?:(?:bert|roberta)\.)?encoder\.layer\.(\d+)\./,
+    distil ? 'n_layers' : 'num_hidden_layers', config.numHiddenLayers);
+  checkWeightShapes(file, weights, encoderShapeRules(config));
   try {
     return encoderFromWeights(task, config, weights);
   } catch (err) {
