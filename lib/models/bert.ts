@@ -58,9 +58,19 @@ export interface BertConfig {
   padTokenId?: number;
   /** Labels of the classification head by index (default LABEL_0, LABEL_1). */
   id2label?: string[];
+  /**
+   * `problem_type`: how the text-classification pipeline turns logits into scores, as transformers' does
+   * ('multi_label_classification': sigmoid per label; 'regression': the logits; single-label or null: softmax,
+   * or sigmoid for a single-logit head). Default null.
+   */
+  problemType?: ProblemType | null;
 }
 
-export type ResolvedBertConfig = Required<BertConfig>;
+/** transformers' `problem_type` values. */
+export type ProblemType = 'single_label_classification' | 'multi_label_classification' | 'regression';
+const PROBLEM_TYPES: readonly ProblemType[] = ['single_label_classification', 'multi_label_classification', 'regression'];
+
+export type ResolvedBertConfig = Required<Omit<BertConfig, 'problemType'>> & { problemType: ProblemType | null };
 
 /** Fills in defaults and checks the sizes fit together. */
 export function resolveBertConfig(c: BertConfig): ResolvedBertConfig {
@@ -90,7 +100,11 @@ export function resolveBertConfig(c: BertConfig): ResolvedBertConfig {
     layerNormEps: c.layerNormEps ?? 1e-12,
     padTokenId: checkInt(fn, 'padTokenId', c.padTokenId ?? (family === 'roberta' ? 1 : 0), 0),
     id2label: [...id2label],
+    problemType: c.problemType ?? null,
   };
+  if (r.problemType !== null && !PROBLEM_TYPES.includes(r.problemType)) {
+    throw new TypeError(`${fn}: field 'problemType' must be one of ${PROBLEM_TYPES.join(', ')} or null, got ${JSON.stringify(r.problemType)}`);
+  }
   if (r.hiddenSize % r.numAttentionHeads !== 0) {
     throw new RangeError(`${fn}: hiddenSize (${r.hiddenSize}) must be divisible by numAttentionHeads (${r.numAttentionHeads})`);
   }
@@ -820,6 +834,10 @@ export function bertConfigFromJson(c: Json, file = 'config.json'): ResolvedBertC
     id2label = Array.from({ length: int('num_labels', 1) }, (_, i) => `LABEL_${i}`);
   }
   const family: EncoderFamily = distil ? 'distilbert' : type === 'bert' ? 'bert' : 'roberta';
+  const problem = c['problem_type'];
+  if (problem !== undefined && problem !== null && !(PROBLEM_TYPES as readonly unknown[]).includes(problem)) {
+    throw new Error(`${file}: field 'problem_type' ${JSON.stringify(problem)} is not supported (supported: ${PROBLEM_TYPES.join(', ')}, null)`);
+  }
   const raw: BertConfig = {
     family,
     vocabSize: int('vocab_size', 1),
@@ -833,6 +851,7 @@ export function bertConfigFromJson(c: Json, file = 'config.json'): ResolvedBertC
     layerNormEps: eps,
     padTokenId: int('pad_token_id', 0, family === 'roberta' ? 1 : 0),
     ...(id2label ? { id2label } : {}),
+    problemType: (problem ?? null) as ProblemType | null,
   };
   try {
     return resolveBertConfig(raw);
