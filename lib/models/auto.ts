@@ -17,7 +17,7 @@ import { loadTorchCheckpoint } from '../io/torch/checkpoint';
 import { Tensor as TensorClass, type Tensor } from '../tensor';
 import { LlamaForCausalLM, resolveLlamaConfig, type LlamaConfig, type ResolvedLlamaConfig, type RopeScaling } from './llama';
 import { checkLayerCount, checkWeightShapes, dimOf, dimProduct, type ShapeRule } from './config-check';
-import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict } from './gpt2';
+import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict, resolveGPT2Config, type GPT2Config, type ResolvedGPT2Config } from './gpt2';
 import { bertConfigFromJson, encoderFromWeights, type EncoderHeadModel, type EncoderModel, type EncoderTask, type ResolvedBertConfig } from './bert';
 import { MarianMTModel, marianConfigFromJson, marianStateDict } from './marian';
 import { generationDefaultsFrom, loadGenerationConfig } from './generation-config';
@@ -184,6 +184,34 @@ function llamaShapeRules(c: ResolvedLlamaConfig, explicitHeadDim: boolean): Shap
   ];
 }
 
+/** A GPT-2 config resolved, a contradiction (heads not dividing n_embd, …) an Error naming `file`. */
+function resolveGPT2ConfigIn(file: string, c: GPT2Config): ResolvedGPT2Config {
+  try {
+    return resolveGPT2Config(c);
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** The shape every GPT-2 tensor must have under the config (Conv1D weights are [in, out]). */
+function gpt2ShapeRules(c: ResolvedGPT2Config, explicitInner: boolean): ShapeRule[] {
+  const E = dimOf('n_embd', c.hiddenSize);
+  const I = explicitInner ? dimOf('n_inner', c.intermediateSize) : dimProduct([['4', 4], ['n_embd', c.hiddenSize]]);
+  const E3 = dimProduct([['3', 3], ['n_embd', c.hiddenSize]]);
+  const L = String.raw`^transformer\.h\.\d+\.`;
+  return [
+    [/^transformer\.wte\.weight$/, [dimOf('vocab_size', c.vocabSize), E]],
+    [/^transformer\.wpe\.weight$/, [dimOf('n_positions', c.maxPositionEmbeddings), E]],
+    [new RegExp(`${L}attn\\.c_attn\\.weight$`), [E, E3]],
+    [new RegExp(`${L}attn\\.c_attn\\.bias$`), [E3]],
+    [new RegExp(`${L}attn\\.c_proj\\.weight$`), [E, E]],
+    [new RegExp(`${L}mlp\\.c_fc\\.weight$`), [E, I]],
+    [new RegExp(`${L}mlp\\.c_fc\\.bias$`), [I]],
+    [new RegExp(`${L}mlp\\.c_proj\\.weight$`), [I, E]],
+    [/^transformer\.(h\.\d+\.(ln_\d|attn\.c_proj|mlp\.c_proj)|ln_f)\.(weight|bias)$/, [E]],
+  ];
+}
+
 /** A reader of one weight file: its tensors by name. */
 type WeightReader = (file: string) => Promise<Record<string, Tensor>>;
 
@@ -271,8 +299,11 @@ export const AutoModelForCausalLM = {
       throw new Error(`${file}: field 'model_type' ${JSON.stringify(type)} is not a supported causal LM (supported: ${CAUSAL_LM_TYPES.join(', ')})`);
     }
     if (type === 'gpt2') {
-      const gpt2 = new GPT2LMHeadModel(gpt2ConfigFromJson(config, file));
+      const gc = resolveGPT2ConfigIn(file, gpt2ConfigFromJson(config, file));
       const weights = gpt2StateDict(await loadFolderWeights(dir));
+      checkLayerCount(file, weights, /^transformer\.h\.(\d+)\./, 'n_layer', gc.numHiddenLayers);
+      checkWeightShapes(file, weights, gpt2ShapeRules(gc, config['n_inner'] !== undefined && config['n_inner'] !== null));
+      const gpt2 = new GPT2LMHeadModel(gc);
       try {
         gpt2.loadStateDict(weights);
       } catch (err) {
