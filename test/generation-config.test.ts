@@ -9,6 +9,11 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generationConfigFromJson, generationDefaultsFrom, loadGenerationConfig } from '../lib/models/generation-config';
+import { AutoModelForCausalLM } from '../lib/models/auto';
+import { Tensor } from '../lib/tensor';
+import { copyHfFolder } from './helpers/hf-folder-copy';
+
+const HF = path.join(__dirname, 'fixtures', 'hf');
 
 function folder(files: Record<string, string>): string {
   const d = mkdtempSync(path.join(tmpdir(), 'attnode-gencfg-'));
@@ -54,5 +59,46 @@ describe('generationDefaultsFrom', () => {
     // max_new_tokens wins over max_length; the generation config's eos and pad over the model's.
     const d = generationDefaultsFrom({ maxLength: 100, maxNewTokens: 7, eosTokenId: [1, 2], padTokenId: 5, topK: 0 }, model);
     expect(d).toMatchObject({ maxNewTokens: 7, eosTokenId: [1, 2], padTokenId: 5, topK: 0 });
+  });
+});
+
+describe('decoder-only folders: generate picks up the generation config as transformers does', () => {
+  const prompt = (): Tensor<'int32'> => new Tensor(Int32Array.from([5, 17, 42, 9]), [1, 4], 'int32');
+
+  it('generation_config.json sets eos (a list), pad, processors and max_new_tokens; options given win', async () => {
+    const d = copyHfFolder('gpt2-tiny');
+    const gen = { eos_token_id: [316, 7], pad_token_id: 316, bad_words_ids: [[11]], no_repeat_ngram_size: 2, repetition_penalty: 1.3, max_new_tokens: 6 };
+    writeFileSync(path.join(d, 'generation_config.json'), JSON.stringify(gen));
+    const model = await AutoModelForCausalLM.fromPretrained(d);
+    expect(model.generationConfig).toEqual({
+      topK: 50, maxNewTokens: 6, eosTokenId: [316, 7], padTokenId: 316, badWordsIds: [[11]], noRepeatNgramSize: 2, repetitionPenalty: 1.3,
+    });
+    const explicit = { maxNewTokens: 6, eosTokenId: [316, 7], padTokenId: 316, badWordsIds: [[11]], noRepeatNgramSize: 2, repetitionPenalty: 1.3 };
+    const byDefault = model.generate(prompt(), {} as never);
+    expect(Array.from(byDefault.data)).toEqual(Array.from(model.generate(prompt(), explicit).data));
+    // The processors change the tokens (this fixture's greedy run differs without them), and a given option wins.
+    const plain = model.generate(prompt(), { maxNewTokens: 6, eosTokenId: null, badWordsIds: [], noRepeatNgramSize: 0, repetitionPenalty: 1 });
+    expect(Array.from(plain.data)).not.toEqual(Array.from(byDefault.data));
+    expect(model.generate(prompt(), { maxNewTokens: 2 } as never).shape).toEqual([1, 6]);
+  });
+
+  it("config.json's eos_token_id when there is no generation_config.json; Llama folders too", async () => {
+    expect((await AutoModelForCausalLM.fromPretrained(path.join(HF, 'gpt2-tiny'))).generationConfig).toEqual({ topK: 50, eosTokenId: 316 });
+    const d = copyHfFolder('llama-gqa');
+    writeFileSync(path.join(d, 'generation_config.json'), JSON.stringify({ do_sample: true, temperature: 0.6, top_p: 0.9, eos_token_id: [1, 2] }));
+    expect((await AutoModelForCausalLM.fromPretrained(d)).generationConfig).toEqual({ topK: 50, doSample: true, temperature: 0.6, topP: 0.9, eosTokenId: [1, 2] });
+  });
+
+  it('generation fields generate does not compute are refused by file and field, their neutral values accepted', async () => {
+    const d = copyHfFolder('gpt2-tiny');
+    writeFileSync(path.join(d, 'generation_config.json'), JSON.stringify({ typical_p: 0.9 }));
+    await expect(AutoModelForCausalLM.fromPretrained(d)).rejects.toThrow(
+      `${path.join(d, 'generation_config.json')}: field 'typical_p' 0.9 is not supported (generate does not compute it; only 1 or absent)`);
+    writeFileSync(path.join(d, 'generation_config.json'), JSON.stringify({ suppress_tokens: [3, 4] }));
+    await expect(AutoModelForCausalLM.fromPretrained(d)).rejects.toThrow(/field 'suppress_tokens' \[3,4\] is not supported/);
+    writeFileSync(path.join(d, 'generation_config.json'), JSON.stringify({ num_beam_groups: 2, diversity_penalty: 0.5 }));
+    await expect(AutoModelForCausalLM.fromPretrained(d)).rejects.toThrow(/field 'diversity_penalty' 0.5 is not supported/);
+    writeFileSync(path.join(d, 'generation_config.json'), JSON.stringify({ typical_p: 1.0, num_beam_groups: 1, diversity_penalty: 0.0, min_p: null, guidance_scale: 1 }));
+    await expect(AutoModelForCausalLM.fromPretrained(d)).resolves.toBeDefined();
   });
 });

@@ -20,7 +20,7 @@ import { checkLayerCount, checkWeightShapes, dimOf, dimProduct, type ShapeRule }
 import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict, resolveGPT2Config, type GPT2Config, type ResolvedGPT2Config } from './gpt2';
 import { bertConfigFromJson, encoderFromWeights, type EncoderHeadModel, type EncoderModel, type EncoderTask, type ResolvedBertConfig } from './bert';
 import { MarianMTModel, marianConfigFromJson, marianStateDict } from './marian';
-import { generationDefaultsFrom, loadGenerationConfig } from './generation-config';
+import { causalGenerationDefaults, generationDefaultsFrom, loadGenerationConfig } from './generation-config';
 
 type Json = Record<string, unknown>;
 
@@ -304,6 +304,7 @@ export const AutoModelForCausalLM = {
       checkLayerCount(file, weights, /^transformer\.h\.(\d+)\./, 'n_layer', gc.numHiddenLayers);
       checkWeightShapes(file, weights, gpt2ShapeRules(gc, config['n_inner'] !== undefined && config['n_inner'] !== null));
       const gpt2 = new GPT2LMHeadModel(gc);
+      gpt2.generationConfig = causalGenerationDefaults(await loadGenerationConfig(dir));
       try {
         gpt2.loadStateDict(weights);
       } catch (err) {
@@ -327,6 +328,7 @@ export const AutoModelForCausalLM = {
     checkLayerCount(file, weights, /^model\.layers\.(\d+)\./, 'num_hidden_layers', resolved.numHiddenLayers);
     checkWeightShapes(file, weights, llamaShapeRules(resolved, config['head_dim'] !== undefined && config['head_dim'] !== null));
     const model = new LlamaForCausalLM(resolved);
+    model.generationConfig = causalGenerationDefaults(await loadGenerationConfig(dir));
     try {
       model.loadStateDict(weights);
     } catch (err) {

@@ -21,7 +21,7 @@ import * as ops from '../ops';
 import type { FusedActivation } from '../ops/matmul';
 import { Tensor, empty, zeros } from '../tensor';
 import { checkInt, formatShape } from '../errors';
-import { generate, generateAsync, type GenerationOptions } from './generation';
+import { generate, generateAsync, type GenerationDefaults, type GenerationOptions } from './generation';
 import { stepPositionsAndMask } from './step-masks';
 import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs } from './model-inputs';
 import { attendPacked, packedStages, planPackedStep, runStages, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
@@ -285,6 +285,11 @@ export class GPT2LMHeadModel extends Module implements PackedCausalModel {
   }
   readonly config: ResolvedGPT2Config;
   transformer: GPT2Model;
+  /**
+   * Defaults for `generate`'s options (Hugging Face's generation_config: eos list, pad, sampling and beam fields,
+   * logits processors), set by AutoModelForCausalLM from the folder; options given to `generate` win.
+   */
+  generationConfig?: GenerationDefaults;
   /** The recorded one-token step of the last batch-1 cache decoded (lib/models/decode-program.ts). */
   readonly #replayed = new ReplayedDecode();
 

@@ -19,7 +19,7 @@ import { KVPool } from '../nn/kv-pool';
 import * as ops from '../ops';
 import { Tensor, empty } from '../tensor';
 import { checkInt, formatShape } from '../errors';
-import { generate, generateAsync, type GenerationOptions } from './generation';
+import { generate, generateAsync, type GenerationDefaults, type GenerationOptions } from './generation';
 import { stepPositionsAndMask } from './step-masks';
 import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs } from './model-inputs';
 import { attendPacked, packedStages, planPackedStep, runStages, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
@@ -403,6 +403,11 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
   readonly config: ResolvedLlamaConfig;
   model: LlamaModel;
   lmHead: Linear | null;
+  /**
+   * Defaults for `generate`'s options (Hugging Face's generation_config: eos list, pad, sampling and beam fields,
+   * logits processors), set by AutoModelForCausalLM from the folder; options given to `generate` win.
+   */
+  generationConfig?: GenerationDefaults;
   /** The recorded one-token step of the last batch-1 cache decoded (see #decodeStep). */
   readonly #replayed = new ReplayedDecode();
 
