@@ -193,6 +193,19 @@ describe('BERT-family config.json conformance', () => {
     await expect(load('bert-cls', (c) => Object.assign(c, { position_embedding_type: 'absolute', is_decoder: false, classifier_dropout: 0.3, use_cache: true }))).resolves.toBeDefined();
   });
 
+  it("BertForPreTraining checkpoints (bert-base-uncased's layout: the next-sentence head too) load as masked LMs", async () => {
+    const d = copyHfFolder('bert-mlm');
+    const { loadSafetensors, saveSafetensors } = await import('../lib/io/safetensors');
+    const file = path.join(d, 'model.safetensors');
+    const { tensors } = await loadSafetensors(file);
+    tensors['cls.seq_relationship.weight'] = new Tensor(new Float32Array(64), [2, 32], 'float32');
+    tensors['cls.seq_relationship.bias'] = new Tensor(new Float32Array(2), [2], 'float32');
+    await saveSafetensors(file, tensors);
+    const ref = readRef('bert-mlm');
+    const model = await AutoModelForMaskedLM.fromPretrained(d);
+    expect(maxDiff(model.forward(ids(ref.input_ids), inputs(ref)).logits, ref.logits!)).toBeLessThan(1e-4);
+  });
+
   it('each honoured field changes the outputs (the fixtures would catch it being ignored)', async () => {
     const ref = readRef('bert-silu-mlm');
     for (const edit of [(c: Record<string, unknown>) => (c['hidden_act'] = 'gelu'), (c: Record<string, unknown>) => (c['layer_norm_eps'] = 1e-12)]) {

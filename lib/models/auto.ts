@@ -141,7 +141,8 @@ export function llamaConfigFromJson(c: Json, file = 'config.json'): LlamaConfig 
     numHiddenLayers: int(file, c, 'num_hidden_layers', 0),
     numAttentionHeads: heads,
     numKeyValueHeads: int(file, c, 'num_key_value_heads', 1, heads),
-    maxPositionEmbeddings: int(file, c, 'max_position_embeddings', 1, 2048),
+    // Each family's config class default when the field is absent.
+    maxPositionEmbeddings: int(file, c, 'max_position_embeddings', 1, type === 'mistral' ? 131072 : type === 'qwen2' ? 32768 : 2048),
     rmsNormEps: num(file, c, 'rms_norm_eps', 1e-6),
     ropeTheta: num(file, c, 'rope_theta', 10000),
     ropeScaling,

@@ -815,7 +815,8 @@ export function bertConfigFromJson(c: Json, file = 'config.json'): ResolvedBertC
   const actName = c[actKey] ?? 'gelu';
   const act = typeof actName === 'string' && Object.prototype.hasOwnProperty.call(ACTIVATIONS, actName) ? ACTIVATIONS[actName] : undefined;
   if (!act) throw new Error(`${file}: field '${actKey}' ${JSON.stringify(actName)} is not supported (supported: ${Object.keys(ACTIVATIONS).join(', ')})`);
-  const eps = c['layer_norm_eps'] ?? 1e-12;
+  // DistilBERT's LayerNorms are eps 1e-12 whatever the config says (its modeling code reads no eps field).
+  const eps = distil ? 1e-12 : c['layer_norm_eps'] ?? 1e-12;
   if (typeof eps !== 'number' || !(eps >= 0)) throw new Error(`${file}: field 'layer_norm_eps' must be a number >= 0, got ${JSON.stringify(eps)}`);
   let id2label: string[] | undefined;
   const labels = c['id2label'];
@@ -878,6 +879,9 @@ export function encoderFromWeights(task: EncoderTask, config: ResolvedBertConfig
     // Tied decoders (same values as the word embedding) and non-persistent buffers older checkpoints saved.
     if (/^(cls\.predictions\.decoder\.(weight|bias)|lm_head\.decoder\.(weight|bias)|vocab_projector\.weight)$/.test(k)) continue;
     if (/(^|\.)embeddings\.(position_ids|token_type_ids)$/.test(k)) continue;
+    // BertForPreTraining checkpoints (bert-base-uncased) carry the next-sentence head, which no task here has
+    // (transformers drops it as an unexpected key).
+    if (/^cls\.seq_relationship\.(weight|bias)$/.test(k)) continue;
     w[k] = t;
   }
   let model: EncoderModel | EncoderHeadModel;
