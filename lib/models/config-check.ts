@@ -1,15 +1,12 @@
 /**
  * Checks shared by the Hugging Face loaders: weights whose shapes contradict
- * `config.json`, layer counts that differ from the config, and config fields
- * the families do not compute. Each error names the file, the field (with
- * its value), the tensor, and the expected and actual shapes, so a folder
- * that does not fit says which side is wrong instead of failing somewhere in
- * a state-dict comparison.
+ * `config.json`, and layer counts that differ from the config. Each error
+ * names the file, the field (with its value), the tensor, and the expected
+ * and actual shapes, so a folder that does not fit says which side is wrong
+ * instead of failing somewhere in a state-dict comparison.
  */
 import type { Tensor } from '../tensor';
 import { formatShape } from '../errors';
-
-type Json = Record<string, unknown>;
 
 /** One dimension a config field (or product of fields) fixes: its size and how to name it. */
 export interface ConfigDim {
@@ -69,15 +66,4 @@ export function checkLayerCount(file: string, weights: Record<string, Tensor>, p
   if (count !== layers) {
     throw new Error(`${file}: field '${field}' is ${layers} but the weights have ${count} layer${count === 1 ? '' : 's'}${count ? ` (indices 0–${count - 1})` : ''}`);
   }
-}
-
-/**
- * Throws when `field` is set to a value other than the accepted ones (absent
- * and null are accepted: the family's default then applies). `why` says what
- * attnode computes instead.
- */
-export function rejectUnless(file: string, c: Json, field: string, accepted: readonly unknown[], why: string): void {
-  const v = c[field];
-  if (v === undefined || v === null || accepted.includes(v)) return;
-  throw new Error(`${file}: field '${field}' ${JSON.stringify(v)} is not supported (${why})`);
 }
