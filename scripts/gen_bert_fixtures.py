@@ -90,6 +90,25 @@ def make_encoder(W: Weights, base: str, family: str, vocab: int, pad: int) -> No
         W.ln(p + names['ln2'])
 
 
+# The masked-LM heads: (dense, norm, bias) keys of BertOnlyMLMHead and RobertaLMHead.
+BERT_HEAD = ('cls.predictions.transform.dense', 'cls.predictions.transform.LayerNorm', 'cls.predictions.bias')
+ROBERTA_HEAD = ('lm_head.dense', 'lm_head.layer_norm', 'lm_head.bias')
+
+
+def make_mlm_head(W: 'Weights', head: tuple, vocab: int) -> None:
+    dense, norm, bias = head
+    W.lin(dense, E, E)
+    W.ln(norm)
+    W.w[bias] = torch.randn(vocab) * 0.1
+
+
+def mlm_logits(w: dict, h: torch.Tensor, head: tuple, words: str, act: str = 'gelu', eps: float = EPS) -> torch.Tensor:
+    """dense, activation, LayerNorm, then the decoder tied to the word embeddings `words`, + bias."""
+    dense, norm, bias = head
+    t = F.layer_norm(ACT[act](h @ w[dense + '.weight'].T + w[dense + '.bias']), (E,), w[norm + '.weight'], w[norm + '.bias'], eps)
+    return t @ w[words].T + w[bias]
+
+
 ACT = {'gelu': F.gelu, 'gelu_new': lambda x: F.gelu(x, approximate='tanh'), 'relu': F.relu, 'silu': F.silu}
 
 
@@ -188,14 +207,10 @@ def conformance(bref, rref, bvocab, rvocab, bids, bmask, dids, dmask, rids, rmas
     W = Weights('bert-silu-mlm')
     make_encoder(W, 'bert.', 'bert', bvocab, 0)
     W.w['bert.embeddings.token_type_embeddings.weight'] = W.w['bert.embeddings.token_type_embeddings.weight'][:1].clone()
-    W.lin('cls.predictions.transform.dense', E, E)
-    W.ln('cls.predictions.transform.LayerNorm')
-    W.w['cls.predictions.bias'] = torch.randn(bvocab) * 0.1
+    make_mlm_head(W, BERT_HEAD, bvocab)
     w = W.w
     h = encode(w, 'bert.', 'bert', dids, dmask, zeros(dids), 0, EPS=1e-5, act='silu')
-    t = F.layer_norm(F.silu(h @ w['cls.predictions.transform.dense.weight'].T + w['cls.predictions.transform.dense.bias']), (E,),
-                     w['cls.predictions.transform.LayerNorm.weight'], w['cls.predictions.transform.LayerNorm.bias'], 1e-5)
-    logits = t @ w['bert.embeddings.word_embeddings.weight'].T + w['cls.predictions.bias']
+    logits = mlm_logits(w, h, BERT_HEAD, 'bert.embeddings.word_embeddings.weight', act='silu', eps=1e-5)
     write_folder('bert-silu-mlm', bert_cfg('BertForMaskedLM', bvocab, hidden_act='silu', layer_norm_eps=1e-5, type_vocab_size=1,
                                            position_embedding_type='absolute', classifier_dropout=None),
                  w, 'bert-wordpiece', {**batch(dids, dmask, zeros(dids)), 'last_hidden_state': r7(h), 'logits': r7(logits)})
@@ -203,14 +218,10 @@ def conformance(bref, rref, bvocab, rvocab, bids, bmask, dids, dmask, rids, rmas
     # roberta-gelu-new-mlm: hidden_act 'gelu_new' in the layers; RobertaLMHead's activation is exact GELU regardless.
     W = Weights('roberta-gelu-new-mlm')
     make_encoder(W, 'roberta.', 'roberta', rvocab, 1)
-    W.lin('lm_head.dense', E, E)
-    W.ln('lm_head.layer_norm')
-    W.w['lm_head.bias'] = torch.randn(rvocab) * 0.1
+    make_mlm_head(W, ROBERTA_HEAD, rvocab)
     w = W.w
     h = encode(w, 'roberta.', 'roberta', rids, rmask, zeros(rids), 1, act='gelu_new')
-    t = F.layer_norm(F.gelu(h @ w['lm_head.dense.weight'].T + w['lm_head.dense.bias']), (E,),
-                     w['lm_head.layer_norm.weight'], w['lm_head.layer_norm.bias'], EPS)
-    logits = t @ w['roberta.embeddings.word_embeddings.weight'].T + w['lm_head.bias']
+    logits = mlm_logits(w, h, ROBERTA_HEAD, 'roberta.embeddings.word_embeddings.weight')
     write_folder('roberta-gelu-new-mlm', roberta_cfg('RobertaForMaskedLM', 'roberta', rvocab, hidden_act='gelu_new'), w, 'roberta-bpe', {
         **batch(rids, rmask, zeros(rids)), 'last_hidden_state': r7(h), 'logits': r7(logits)})
 
@@ -278,17 +289,13 @@ def main() -> int:
         # bert-mlm: BertForMaskedLM (prefix bert., no pooler), the tied decoder weight stored too, as older conversions do.
         W = Weights('bert-mlm')
         make_encoder(W, 'bert.', 'bert', bvocab, 0)
-        W.lin('cls.predictions.transform.dense', E, E)
-        W.ln('cls.predictions.transform.LayerNorm')
-        W.w['cls.predictions.bias'] = torch.randn(bvocab) * 0.1
+        make_mlm_head(W, BERT_HEAD, bvocab)
         w = W.w
         w['cls.predictions.decoder.weight'] = w['bert.embeddings.word_embeddings.weight']
 
         def bert_mlm(ids, mask, types):
             h = encode(w, 'bert.', 'bert', ids, mask, types, 0)
-            t = F.gelu(h @ w['cls.predictions.transform.dense.weight'].T + w['cls.predictions.transform.dense.bias'])
-            t = F.layer_norm(t, (E,), w['cls.predictions.transform.LayerNorm.weight'], w['cls.predictions.transform.LayerNorm.bias'], EPS)
-            return h, t @ w['bert.embeddings.word_embeddings.weight'].T + w['cls.predictions.bias']
+            return h, mlm_logits(w, h, BERT_HEAD, 'bert.embeddings.word_embeddings.weight')
         h, logits = bert_mlm(bids, bmask, btypes)
         # fill-mask: "hello [MASK]" = [CLS] hello [MASK] [SEP].
         fm_ids = [2, bref['texts'][0]['ids'][1], 4, 3]
@@ -322,14 +329,10 @@ def main() -> int:
         # roberta-mlm: RobertaForMaskedLM (prefix roberta., lm_head with lower-case layer_norm; the tied decoder not stored).
         W = Weights('roberta-mlm')
         make_encoder(W, 'roberta.', 'roberta', rvocab, 1)
-        W.lin('lm_head.dense', E, E)
-        W.ln('lm_head.layer_norm')
-        W.w['lm_head.bias'] = torch.randn(rvocab) * 0.1
+        make_mlm_head(W, ROBERTA_HEAD, rvocab)
         w = W.w
         h = encode(w, 'roberta.', 'roberta', rids, rmask, rtypes, 1)
-        t = F.layer_norm(F.gelu(h @ w['lm_head.dense.weight'].T + w['lm_head.dense.bias']), (E,),
-                         w['lm_head.layer_norm.weight'], w['lm_head.layer_norm.bias'], EPS)
-        logits = t @ w['roberta.embeddings.word_embeddings.weight'].T + w['lm_head.bias']
+        logits = mlm_logits(w, h, ROBERTA_HEAD, 'roberta.embeddings.word_embeddings.weight')
         write_folder('roberta-mlm', roberta_cfg('RobertaForMaskedLM', 'roberta', rvocab), w, 'roberta-bpe', {
             **batch(rids, rmask, rtypes), 'last_hidden_state': r7(h), 'logits': r7(logits)})
 
