@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { generationConfigFromJson, generationDefaultsFrom, loadGenerationConfig } from '../lib/models/generation-config';
 import { AutoModelForCausalLM } from '../lib/models/auto';
 import { Tensor } from '../lib/tensor';
-import { copyHfFolder } from './helpers/hf-folder-copy';
+import { copyHfFolder, editConfig } from './helpers/hf-folder-copy';
 
 const HF = path.join(__dirname, 'fixtures', 'hf');
 
@@ -100,5 +100,30 @@ describe('decoder-only folders: generate picks up the generation config as trans
     await expect(AutoModelForCausalLM.fromPretrained(d)).rejects.toThrow(/field 'diversity_penalty' 0.5 is not supported/);
     writeFileSync(path.join(d, 'generation_config.json'), JSON.stringify({ typical_p: 1.0, num_beam_groups: 1, diversity_penalty: 0.0, min_p: null, guidance_scale: 1 }));
     await expect(AutoModelForCausalLM.fromPretrained(d)).resolves.toBeDefined();
+  });
+});
+
+describe('older config.json files with every generation field', () => {
+  it('read null as unset (transformers\' None) and neutral values as no change; min_length > 0 on a decoder-only model is refused', async () => {
+    const d = copyHfFolder('gpt2-tiny');
+    // What transformers 4.x's save_pretrained wrote into config.json before generation_config.json existed.
+    const legacy = {
+      max_length: 20, min_length: 0, do_sample: false, early_stopping: false, num_beams: 1, num_beam_groups: 1, diversity_penalty: 0.0,
+      temperature: 1.0, top_k: 50, top_p: 1.0, typical_p: 1.0, repetition_penalty: 1.0, length_penalty: 1.0, no_repeat_ngram_size: 0,
+      encoder_no_repeat_ngram_size: 0, bad_words_ids: null, num_return_sequences: 1, forced_bos_token_id: null, forced_eos_token_id: null,
+      exponential_decay_length_penalty: null, suppress_tokens: null, begin_suppress_tokens: null, max_new_tokens: null, pad_token_id: null,
+    };
+    editConfig(d, (c) => Object.assign(c, legacy));
+    const model = await AutoModelForCausalLM.fromPretrained(d);
+    expect(model.generationConfig).toEqual({
+      topK: 50, eosTokenId: 316, doSample: false, earlyStopping: false, numBeams: 1, temperature: 1, topP: 1, repetitionPenalty: 1,
+      lengthPenalty: 1, noRepeatNgramSize: 0, numReturnSequences: 1, forcedEosTokenId: null,
+    });
+    const greedy = model.generate(new Tensor(Int32Array.from([5, 17, 42]), [1, 3], 'int32'), { maxNewTokens: 5 });
+    const plain = await AutoModelForCausalLM.fromPretrained(path.join(HF, 'gpt2-tiny'));
+    expect(Array.from(greedy.data)).toEqual(Array.from(plain.generate(new Tensor(Int32Array.from([5, 17, 42]), [1, 3], 'int32'), { maxNewTokens: 5 }).data));
+    editConfig(d, (c) => (c['min_length'] = 10));
+    await expect(AutoModelForCausalLM.fromPretrained(d)).rejects.toThrow(
+      `${path.join(d, 'config.json')}: field 'min_length' 10 is not supported for decoder-only models (it counts the prompt)`);
   });
 });

@@ -21,6 +21,7 @@ import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict, resolveGPT2Config, 
 import { bertConfigFromJson, encoderFromWeights, type EncoderHeadModel, type EncoderModel, type EncoderTask, type ResolvedBertConfig } from './bert';
 import { MarianMTModel, marianConfigFromJson, marianStateDict } from './marian';
 import { causalGenerationDefaults, generationDefaultsFrom, loadGenerationConfig } from './generation-config';
+import type { GenerationDefaults } from './generation';
 
 type Json = Record<string, unknown>;
 
@@ -285,6 +286,12 @@ export async function loadFolderWeights(dir: string): Promise<Record<string, Ten
 
 const CAUSAL_LM_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2'] as const;
 
+/** A decoder-only folder's generate defaults (generation_config.json, else config.json; errors name the one read). */
+async function causalDefaultsOf(dir: string): Promise<GenerationDefaults> {
+  const own = path.join(dir, 'generation_config.json');
+  return causalGenerationDefaults(await loadGenerationConfig(dir), (await exists(own)) ? own : path.join(dir, 'config.json'));
+}
+
 /** Causal language models from Hugging Face folders. */
 export const AutoModelForCausalLM = {
   /**
@@ -305,7 +312,7 @@ export const AutoModelForCausalLM = {
       checkLayerCount(file, weights, /^transformer\.h\.(\d+)\./, 'n_layer', gc.numHiddenLayers);
       checkWeightShapes(file, weights, gpt2ShapeRules(gc, config['n_inner'] !== undefined && config['n_inner'] !== null));
       const gpt2 = new GPT2LMHeadModel(gc);
-      gpt2.generationConfig = causalGenerationDefaults(await loadGenerationConfig(dir));
+      gpt2.generationConfig = await causalDefaultsOf(dir);
       try {
         gpt2.loadStateDict(weights);
       } catch (err) {
@@ -329,7 +336,7 @@ export const AutoModelForCausalLM = {
     checkLayerCount(file, weights, /^model\.layers\.(\d+)\./, 'num_hidden_layers', resolved.numHiddenLayers);
     checkWeightShapes(file, weights, llamaShapeRules(resolved, config['head_dim'] !== undefined && config['head_dim'] !== null));
     const model = new LlamaForCausalLM(resolved);
-    model.generationConfig = causalGenerationDefaults(await loadGenerationConfig(dir));
+    model.generationConfig = await causalDefaultsOf(dir);
     try {
       model.loadStateDict(weights);
     } catch (err) {

@@ -78,6 +78,9 @@ const UNSUPPORTED: Record<string, unknown> = {
   prompt_lookup_num_tokens: null,
 };
 
+/** Fields whose null is a value of its own (no such token) rather than "unset". */
+const NULLABLE = new Set(['forced_eos_token_id', 'eos_token_id', 'pad_token_id', 'bos_token_id', 'decoder_start_token_id']);
+
 /** The generation fields of one parsed file (`file` names it in errors). */
 export function generationConfigFromJson(json: Json, file: string): FolderGenerationConfig {
   for (const [key, neutral] of Object.entries(UNSUPPORTED)) {
@@ -89,7 +92,9 @@ export function generationConfigFromJson(json: Json, file: string): FolderGenera
   const out: Record<string, unknown> = {};
   for (const [key, [name, ok, what]] of Object.entries(FIELDS)) {
     const v = json[key];
-    if (v === undefined) continue;
+    // null is transformers' None: unset (the default applies), as the full generation fields older config.json files
+    // carry (`bad_words_ids: null`, `max_new_tokens: null`, …); for the token ids it is kept (an explicit "none").
+    if (v === undefined || (v === null && !NULLABLE.has(key))) continue;
     if (!ok(v)) throw new Error(`${file}: field '${key}' must be ${what}, got ${JSON.stringify(v)}`);
     out[name] = v;
   }
@@ -162,7 +167,11 @@ export function generationDefaultsFrom(
  * `maxNewTokens` from `max_new_tokens` only (`max_length` and `min_length` count the prompt, whose length a default
  * cannot know: pass `maxNewTokens` / `minNewTokens`). Options given to `generate` win.
  */
-export function causalGenerationDefaults(g: FolderGenerationConfig): GenerationDefaults {
+export function causalGenerationDefaults(g: FolderGenerationConfig, file = 'generation_config.json'): GenerationDefaults {
+  if (g.minLength !== undefined && g.minLength > 0 && g.minNewTokens === undefined) {
+    // transformers counts the prompt in min_length, which a default for every prompt cannot express.
+    throw new Error(`${file}: field 'min_length' ${g.minLength} is not supported for decoder-only models (it counts the prompt): set min_new_tokens, or pass minNewTokens to generate`);
+  }
   const out: GenerationDefaults = { topK: g.topK ?? 50 };
   if (g.maxNewTokens !== undefined) out.maxNewTokens = g.maxNewTokens;
   if (g.minNewTokens !== undefined) out.minNewTokens = g.minNewTokens;
