@@ -72,7 +72,7 @@ export {
   type CallOptions,
 } from './tokenizers';
 export { readSentencePieceModel, parseSentencePieceModel, type SentencePieceModel, type SentencePiece } from './io/sentencepiece';
-export { LlamaForCausalLM, resolveLlamaConfig, ropeInvFreq, type LlamaConfig, type Llama3RopeScaling, type LlamaForwardOptions } from './models/llama';
+export { LlamaForCausalLM, resolveLlamaConfig, ropeInvFreq, type LlamaConfig, type Llama3RopeScaling, type LinearRopeScaling, type RopeScaling, type LlamaForwardOptions } from './models/llama';
 export {
   generate, generateAsync, generateWithScores, generateWithScoresAsync, causalDecoderSession,
   type GenerationOptions, type GenerationOutput, type GenerationModel, type CausalModel, type DecodingModel,

@@ -90,8 +90,30 @@ def make_encoder(W: Weights, base: str, family: str, vocab: int, pad: int) -> No
         W.ln(p + names['ln2'])
 
 
+# The masked-LM heads: (dense, norm, bias) keys of BertOnlyMLMHead and RobertaLMHead.
+BERT_HEAD = ('cls.predictions.transform.dense', 'cls.predictions.transform.LayerNorm', 'cls.predictions.bias')
+ROBERTA_HEAD = ('lm_head.dense', 'lm_head.layer_norm', 'lm_head.bias')
+
+
+def make_mlm_head(W: 'Weights', head: tuple, vocab: int) -> None:
+    dense, norm, bias = head
+    W.lin(dense, E, E)
+    W.ln(norm)
+    W.w[bias] = torch.randn(vocab) * 0.1
+
+
+def mlm_logits(w: dict, h: torch.Tensor, head: tuple, words: str, act: str = 'gelu', eps: float = EPS) -> torch.Tensor:
+    """dense, activation, LayerNorm, then the decoder tied to the word embeddings `words`, + bias."""
+    dense, norm, bias = head
+    t = F.layer_norm(ACT[act](h @ w[dense + '.weight'].T + w[dense + '.bias']), (E,), w[norm + '.weight'], w[norm + '.bias'], eps)
+    return t @ w[words].T + w[bias]
+
+
+ACT = {'gelu': F.gelu, 'gelu_new': lambda x: F.gelu(x, approximate='tanh'), 'relu': F.relu, 'silu': F.silu}
+
+
 def encode(w: dict, base: str, family: str, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor, pad: int,
-           *, E: int = E, LAYERS: int = LAYERS, HEADS: int = HEADS, EPS: float = EPS) -> torch.Tensor:
+           *, E: int = E, LAYERS: int = LAYERS, HEADS: int = HEADS, EPS: float = EPS, act: str = 'gelu') -> torch.Tensor:
     """last_hidden_state [B, L, E] of BertModel / RobertaModel / DistilBertModel (sizes default to the fixtures';
     bench/embeddings/make_model.py passes MiniLM-L6's)."""
     B, L = ids.shape
@@ -117,7 +139,7 @@ def encode(w: dict, base: str, family: str, ids: torch.Tensor, mask: torch.Tenso
         a = torch.softmax(q @ k.transpose(-1, -2) / hd ** 0.5 + add, dim=-1) @ v
         a = lin(a.transpose(1, 2).reshape(B, L, E), p + names['o'])
         x = F.layer_norm(a + x, (E,), w[p + names['ln1'] + '.weight'], w[p + names['ln1'] + '.bias'], EPS)
-        h = lin(F.gelu(lin(x, p + names['i'])), p + names['out'])
+        h = lin(ACT[act](lin(x, p + names['i'])), p + names['out'])
         x = F.layer_norm(h + x, (E,), w[p + names['ln2'] + '.weight'], w[p + names['ln2'] + '.bias'], EPS)
     return x
 
@@ -169,6 +191,51 @@ def distil_cfg(arch: str, vocab: int, **kw) -> dict:
 LABELS = {'0': 'negative', '1': 'neutral', '2': 'positive'}
 
 
+def sinusoidal(n_pos: int, dim: int) -> torch.Tensor:
+    """transformers' create_sinusoidal_embeddings (DistilBERT's sinusoidal_pos_embds)."""
+    enc = torch.tensor([[pos / (10000 ** (2 * (j // 2) / dim)) for j in range(dim)] for pos in range(n_pos)], dtype=torch.float64)
+    out = torch.zeros(n_pos, dim)
+    out[:, 0::2] = torch.sin(enc[:, 0::2]).float()
+    out[:, 1::2] = torch.cos(enc[:, 1::2]).float()
+    return out
+
+
+def conformance(bref, rref, bvocab, rvocab, bids, bmask, dids, dmask, rids, rmask, batch) -> None:
+    """Folders whose config.json sets fields real checkpoints use and that change the outputs."""
+    zeros = torch.zeros_like
+    # bert-silu-mlm: hidden_act 'silu' (in the layers and the MLM head's transform), layer_norm_eps 1e-5, one token type.
+    W = Weights('bert-silu-mlm')
+    make_encoder(W, 'bert.', 'bert', bvocab, 0)
+    W.w['bert.embeddings.token_type_embeddings.weight'] = W.w['bert.embeddings.token_type_embeddings.weight'][:1].clone()
+    make_mlm_head(W, BERT_HEAD, bvocab)
+    w = W.w
+    h = encode(w, 'bert.', 'bert', dids, dmask, zeros(dids), 0, EPS=1e-5, act='silu')
+    logits = mlm_logits(w, h, BERT_HEAD, 'bert.embeddings.word_embeddings.weight', act='silu', eps=1e-5)
+    write_folder('bert-silu-mlm', bert_cfg('BertForMaskedLM', bvocab, hidden_act='silu', layer_norm_eps=1e-5, type_vocab_size=1,
+                                           position_embedding_type='absolute', classifier_dropout=None),
+                 w, 'bert-wordpiece', {**batch(dids, dmask, zeros(dids)), 'last_hidden_state': r7(h), 'logits': r7(logits)})
+
+    # roberta-gelu-new-mlm: hidden_act 'gelu_new' in the layers; RobertaLMHead's activation is exact GELU regardless.
+    W = Weights('roberta-gelu-new-mlm')
+    make_encoder(W, 'roberta.', 'roberta', rvocab, 1)
+    make_mlm_head(W, ROBERTA_HEAD, rvocab)
+    w = W.w
+    h = encode(w, 'roberta.', 'roberta', rids, rmask, zeros(rids), 1, act='gelu_new')
+    logits = mlm_logits(w, h, ROBERTA_HEAD, 'roberta.embeddings.word_embeddings.weight')
+    write_folder('roberta-gelu-new-mlm', roberta_cfg('RobertaForMaskedLM', 'roberta', rvocab, hidden_act='gelu_new'), w, 'roberta-bpe', {
+        **batch(rids, rmask, zeros(rids)), 'last_hidden_state': r7(h), 'logits': r7(logits)})
+
+    # distilbert-sinusoidal: sinusoidal_pos_embds with the table left out of the file (transformers computes it), ReLU.
+    W = Weights('distilbert-sinusoidal')
+    make_encoder(W, '', 'distilbert', bvocab, 0)
+    w = W.w
+    del w['embeddings.position_embeddings.weight']
+    full = {**w, 'embeddings.position_embeddings.weight': sinusoidal(MAXPOS, E)}
+    h = encode(full, '', 'distilbert', dids, dmask, zeros(dids), 0, act='relu')
+    write_folder('distilbert-sinusoidal', distil_cfg('DistilBertModel', bvocab, sinusoidal_pos_embds=True, activation='relu'), w,
+                 'bert-wordpiece', {**batch(dids, dmask, zeros(dids)), 'last_hidden_state': r7(h)})
+
+
 def main() -> int:
     bref, rref = refs('bert-wordpiece'), refs('roberta-bpe')
     bvocab = len(json.loads((TOK / 'bert-wordpiece' / 'tokenizer.json').read_text())['model']['vocab'])
@@ -195,9 +262,22 @@ def main() -> int:
         ph = encode(w, '', 'bert', pids, pmask, ptypes, 0)
         m = pmask[..., None].float()
         mean = (ph * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        # sentence-transformers' other Pooling modes (models/Pooling.py): max over tokens (padding set to -1e9),
+        # the sum over sqrt(token count), the last token of each row (right padding: index len - 1).
+        mx = ph.masked_fill(m == 0, -1e9).max(1).values
+        sqrt_len = (ph * m).sum(1) / torch.sqrt(m.sum(1).clamp(min=1e-9))
+        last = ph[torch.arange(ph.shape[0]), pmask.sum(1) - 1]
+        # max_seq_length 5 in sentence_bert_config.json: the tokenizer keeps [CLS] + 3 tokens + [SEP].
+        tids = [s[:4] + [3] if len(s) > 5 else s for s in pipe_ids]
+        tids_, tmask, ttypes = padded(tids, 0)
+        th = encode(w, '', 'bert', tids_, tmask, ttypes, 0)
+        tm = tmask[..., None].float()
+        tmean = (th * tm).sum(1) / tm.sum(1).clamp(min=1e-9)
         write_folder('bert-st', bert_cfg('BertModel', bvocab), w, 'bert-wordpiece', {
             **batch(bids, bmask, btypes), 'last_hidden_state': r7(h), 'pooler_output': r7(pooled),
-            'pipeline': {'texts': pipe_texts, 'mean': r7(mean), 'mean_normalized': r7(F.normalize(mean, dim=-1)), 'cls': r7(ph[:, 0])},
+            'pipeline': {'texts': pipe_texts, 'mean': r7(mean), 'mean_normalized': r7(F.normalize(mean, dim=-1)), 'cls': r7(ph[:, 0]),
+                         'max': r7(mx), 'mean_sqrt_len': r7(sqrt_len), 'lasttoken': r7(last),
+                         'truncated_5_mean': r7(tmean), 'truncated_5_ids': tids},
         }, {
             'modules.json': [{'idx': 0, 'name': '0', 'path': '', 'type': 'sentence_transformers.models.Transformer'},
                              {'idx': 1, 'name': '1', 'path': '1_Pooling', 'type': 'sentence_transformers.models.Pooling'},
@@ -209,17 +289,13 @@ def main() -> int:
         # bert-mlm: BertForMaskedLM (prefix bert., no pooler), the tied decoder weight stored too, as older conversions do.
         W = Weights('bert-mlm')
         make_encoder(W, 'bert.', 'bert', bvocab, 0)
-        W.lin('cls.predictions.transform.dense', E, E)
-        W.ln('cls.predictions.transform.LayerNorm')
-        W.w['cls.predictions.bias'] = torch.randn(bvocab) * 0.1
+        make_mlm_head(W, BERT_HEAD, bvocab)
         w = W.w
         w['cls.predictions.decoder.weight'] = w['bert.embeddings.word_embeddings.weight']
 
         def bert_mlm(ids, mask, types):
             h = encode(w, 'bert.', 'bert', ids, mask, types, 0)
-            t = F.gelu(h @ w['cls.predictions.transform.dense.weight'].T + w['cls.predictions.transform.dense.bias'])
-            t = F.layer_norm(t, (E,), w['cls.predictions.transform.LayerNorm.weight'], w['cls.predictions.transform.LayerNorm.bias'], EPS)
-            return h, t @ w['bert.embeddings.word_embeddings.weight'].T + w['cls.predictions.bias']
+            return h, mlm_logits(w, h, BERT_HEAD, 'bert.embeddings.word_embeddings.weight')
         h, logits = bert_mlm(bids, bmask, btypes)
         # fill-mask: "hello [MASK]" = [CLS] hello [MASK] [SEP].
         fm_ids = [2, bref['texts'][0]['ids'][1], 4, 3]
@@ -253,14 +329,10 @@ def main() -> int:
         # roberta-mlm: RobertaForMaskedLM (prefix roberta., lm_head with lower-case layer_norm; the tied decoder not stored).
         W = Weights('roberta-mlm')
         make_encoder(W, 'roberta.', 'roberta', rvocab, 1)
-        W.lin('lm_head.dense', E, E)
-        W.ln('lm_head.layer_norm')
-        W.w['lm_head.bias'] = torch.randn(rvocab) * 0.1
+        make_mlm_head(W, ROBERTA_HEAD, rvocab)
         w = W.w
         h = encode(w, 'roberta.', 'roberta', rids, rmask, rtypes, 1)
-        t = F.layer_norm(F.gelu(h @ w['lm_head.dense.weight'].T + w['lm_head.dense.bias']), (E,),
-                         w['lm_head.layer_norm.weight'], w['lm_head.layer_norm.bias'], EPS)
-        logits = t @ w['roberta.embeddings.word_embeddings.weight'].T + w['lm_head.bias']
+        logits = mlm_logits(w, h, ROBERTA_HEAD, 'roberta.embeddings.word_embeddings.weight')
         write_folder('roberta-mlm', roberta_cfg('RobertaForMaskedLM', 'roberta', rvocab), w, 'roberta-bpe', {
             **batch(rids, rmask, rtypes), 'last_hidden_state': r7(h), 'logits': r7(logits)})
 
@@ -301,6 +373,8 @@ def main() -> int:
         logits = torch.relu(h[:, 0] @ w['pre_classifier.weight'].T + w['pre_classifier.bias']) @ w['classifier.weight'].T + w['classifier.bias']
         write_folder('distilbert-cls', distil_cfg('DistilBertForSequenceClassification', bvocab, id2label=LABELS), w, 'bert-wordpiece', {
             **batch(dids, dmask, dtypes), 'last_hidden_state': r7(h), 'logits': r7(logits)})
+
+        conformance(bref, rref, bvocab, rvocab, bids, bmask, dids, dmask, rids, rmask, batch)
 
     for p in sorted(HF_OUT.glob('*bert*/**/*')):
         if p.is_file():

@@ -150,6 +150,9 @@ def encode(text: str, vocab: dict[str, int], merges: list[tuple[str, str]]) -> l
 
 
 def gelu(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """transformers' ACT2FN[activation_function] for the kinds the fixtures use."""
+    if kind == 'relu':
+        return torch.relu(x)
     if kind == 'gelu_new':
         return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
     return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
@@ -171,6 +174,7 @@ def gpt2_logits(w: dict[str, torch.Tensor], cfg: dict, ids: torch.Tensor, mask: 
         p = f'transformer.h.{l}.'
         q, k, v = conv(ln(x, p + 'ln_1'), p + 'attn.c_attn').split(E, dim=-1)
         q, k, v = (t.view(B, T, H, hd).transpose(1, 2) for t in (q, k, v))
+        # reorder_and_upcast_attn only changes where the float32 scaling happens (numerics), not the result.
         a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + bias, dim=-1) @ v
         x = x + conv(a.transpose(1, 2).reshape(B, T, E), p + 'attn.c_proj')
         x = x + conv(gelu(conv(ln(x, p + 'ln_2'), p + 'mlp.c_fc'), cfg['activation_function']), p + 'mlp.c_proj')
@@ -253,6 +257,9 @@ def main() -> int:
             'use_cache': True, 'torch_dtype': 'float32'}
     folder('gpt2-tiny', base, tok, bare=False)
     folder('gpt2-bare', {**base, 'n_inner': 48, 'activation_function': 'gelu', 'layer_norm_epsilon': 1e-6}, tok, bare=True)
+    # config.json conformance: ReLU MLP, n_inner 40, layer_norm_epsilon 1e-3, reorder_and_upcast_attn, scale_attn_weights.
+    folder('gpt2-relu-upcast', {**base, 'n_inner': 40, 'activation_function': 'relu', 'layer_norm_epsilon': 1e-3,
+                                'reorder_and_upcast_attn': True, 'scale_attn_by_inverse_layer_idx': False}, tok, bare=False)
     for p in sorted(HF_OUT.glob('gpt2-*/*')):
         print(f'{p.stat().st_size:>9}  {p.relative_to(HF_OUT.parent)}')
     return 0

@@ -150,12 +150,31 @@ def llama3_inv_freq(inv_freq: torch.Tensor, rs: dict) -> torch.Tensor:
     return torch.where(medium, smoothed, scaled)
 
 
+def head_dim(cfg: dict) -> int:
+    """transformers: config.head_dim when set, else hidden_size // num_attention_heads."""
+    return cfg.get('head_dim') or cfg['hidden_size'] // cfg['num_attention_heads']
+
+
+def biases(cfg: dict, qkv_bias: bool) -> tuple[bool, bool, bool]:
+    """(q/k/v, o_proj, mlp) biases as each family's modeling file builds them: Qwen2 q/k/v only; Llama's
+    attention_bias on q/k/v and o_proj, mlp_bias on gate/up/down; Mistral none."""
+    llama = cfg['model_type'] == 'llama'
+    attn = llama and cfg.get('attention_bias', False)
+    return qkv_bias or attn, attn, llama and cfg.get('mlp_bias', False)
+
+
 def hf_llama_logits(w: dict[str, torch.Tensor], cfg: dict, ids: list[int], qkv_bias: bool) -> torch.Tensor:
     E, H, KV = cfg['hidden_size'], cfg['num_attention_heads'], cfg['num_key_value_heads']
-    hd, T, eps = E // H, len(ids), cfg['rms_norm_eps']
+    hd, T, eps = head_dim(cfg), len(ids), cfg['rms_norm_eps']
+    qkv_bias, o_bias, mlp_bias = biases(cfg, qkv_bias)
     inv = 1.0 / (cfg['rope_theta'] ** (torch.arange(0, hd, 2).float() / hd))
-    if cfg.get('rope_scaling'):
-        inv = llama3_inv_freq(inv, cfg['rope_scaling'])
+    rs = cfg.get('rope_scaling') or {}
+    kind = rs.get('rope_type', rs.get('type'))
+    if kind == 'llama3':
+        inv = llama3_inv_freq(inv, rs)
+    elif kind == 'linear':  # _compute_linear_scaling_rope_parameters
+        inv = inv / rs['factor']
+    # 'dynamic' keeps the default frequencies while the sequence fits in max_position_embeddings.
     freqs = torch.outer(torch.arange(T).float(), inv)
     emb = torch.cat([freqs, freqs], dim=-1)
     cos, sin = emb.cos(), emb.sin()
@@ -174,10 +193,10 @@ def hf_llama_logits(w: dict[str, torch.Tensor], cfg: dict, ids: list[int], qkv_b
         k = k.repeat_interleave(H // KV, dim=0)
         v = v.repeat_interleave(H // KV, dim=0)
         a = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(hd) + causal, dim=-1) @ v
-        x = x + a.transpose(0, 1).reshape(T, E) @ w[p + 'self_attn.o_proj.weight'].T
+        x = x + a.transpose(0, 1).reshape(T, H * hd) @ w[p + 'self_attn.o_proj.weight'].T + (w[p + 'self_attn.o_proj.bias'] if o_bias else 0)
         h = norm(x, w[p + 'post_attention_layernorm.weight'])
-        g = h @ w[p + 'mlp.gate_proj.weight'].T
-        x = x + (torch.nn.functional.silu(g) * (h @ w[p + 'mlp.up_proj.weight'].T)) @ w[p + 'mlp.down_proj.weight'].T
+        lin = lambda n, t: t @ w[p + f'mlp.{n}.weight'].T + (w[p + f'mlp.{n}.bias'] if mlp_bias else 0)  # noqa: E731
+        x = x + lin('down_proj', torch.nn.functional.silu(lin('gate_proj', h)) * lin('up_proj', h))
     head = w['model.embed_tokens.weight'] if cfg['tie_word_embeddings'] else w['lm_head.weight']
     return norm(x, w['model.norm.weight']) @ head.T
 
@@ -185,18 +204,24 @@ def hf_llama_logits(w: dict[str, torch.Tensor], cfg: dict, ids: list[int], qkv_b
 def llama_weights(cfg: dict, r, qkv_bias: bool) -> dict[str, torch.Tensor]:
     """Random LlamaForCausalLM weights under Hugging Face's keys, drawn with `r(*shape)` in a fixed order."""
     E, I, V, L = cfg['hidden_size'], cfg['intermediate_size'], cfg['vocab_size'], cfg['num_hidden_layers']
-    kv = E // cfg['num_attention_heads'] * cfg['num_key_value_heads']
+    kv = head_dim(cfg) * cfg['num_key_value_heads']
+    q = head_dim(cfg) * cfg['num_attention_heads']
+    qkv_bias, o_bias, mlp_bias = biases(cfg, qkv_bias)
     w = {'model.embed_tokens.weight': r(V, E), 'model.norm.weight': 1 + 0.1 * r(E)}
     if not cfg['tie_word_embeddings']:
         w['lm_head.weight'] = r(V, E)
     for l in range(L):
         p = f'model.layers.{l}.'
         w.update({p + 'input_layernorm.weight': 1 + 0.1 * r(E), p + 'post_attention_layernorm.weight': 1 + 0.1 * r(E),
-                  p + 'self_attn.q_proj.weight': r(E, E), p + 'self_attn.k_proj.weight': r(kv, E),
-                  p + 'self_attn.v_proj.weight': r(kv, E), p + 'self_attn.o_proj.weight': r(E, E),
+                  p + 'self_attn.q_proj.weight': r(q, E), p + 'self_attn.k_proj.weight': r(kv, E),
+                  p + 'self_attn.v_proj.weight': r(kv, E), p + 'self_attn.o_proj.weight': r(E, q),
                   p + 'mlp.gate_proj.weight': r(I, E), p + 'mlp.up_proj.weight': r(I, E), p + 'mlp.down_proj.weight': r(E, I)})
         if qkv_bias:
-            w.update({p + 'self_attn.q_proj.bias': r(E), p + 'self_attn.k_proj.bias': r(kv), p + 'self_attn.v_proj.bias': r(kv)})
+            w.update({p + 'self_attn.q_proj.bias': r(q), p + 'self_attn.k_proj.bias': r(kv), p + 'self_attn.v_proj.bias': r(kv)})
+        if o_bias:
+            w[p + 'self_attn.o_proj.bias'] = r(E)
+        if mlp_bias:
+            w.update({p + 'mlp.gate_proj.bias': r(I), p + 'mlp.up_proj.bias': r(I), p + 'mlp.down_proj.bias': r(E)})
     return w
 
 
@@ -231,6 +256,14 @@ def gen_hf() -> None:
               torch.bfloat16, False)
     hf_folder('qwen2-bias', {**base, 'model_type': 'qwen2', 'architectures': ['Qwen2ForCausalLM'], 'rms_norm_eps': 1e-6,
                              'num_key_value_heads': 1, 'rope_theta': 1000000.0}, torch.float16, True)
+    # config.json conformance: fields real checkpoints set that change the outputs.
+    hf_folder('llama-headdim-bias', {**base, 'model_type': 'llama', 'architectures': ['LlamaForCausalLM'], 'head_dim': 12,
+                                     'attention_bias': True, 'mlp_bias': True, 'hidden_act': 'silu',
+                                     'rope_scaling': {'type': 'linear', 'factor': 2.0}}, torch.float32, False)
+    # Mistral ignores attention_bias (its projections are bias-free); the 9-token reference fits the 16-position window.
+    hf_folder('mistral-window', {**base, 'model_type': 'mistral', 'architectures': ['MistralForCausalLM'], 'head_dim': 16,
+                                 'sliding_window': 16, 'attention_bias': True, 'tie_word_embeddings': True,
+                                 'rope_scaling': {'rope_type': 'dynamic', 'factor': 4.0}}, torch.float32, False)
 
 
 def main() -> int:

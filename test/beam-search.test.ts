@@ -150,7 +150,8 @@ describe.each(backends)('beam sampling (doSample with numBeams > 1) on the %s ba
     const model = await load(c.model, backend);
     const promptLen = c.input_ids[0]!.length;
     for (const seed of [5, 6]) {
-      const out = generateWithScores(model, ids2d(c.input_ids), { ...optionsOf(c), doSample: true, numBeams: 4, numReturnSequences: 3, seed });
+      // topK 0: no top-k warper (a folder's model otherwise samples with transformers' default top_k of 50).
+      const out = generateWithScores(model, ids2d(c.input_ids), { ...optionsOf(c), doSample: true, numBeams: 4, numReturnSequences: 3, seed, topK: 0 });
       expect(out.sequences.shape).toEqual([6, promptLen + 8]);
       const rows = rowsOf(out.sequences);
       const masks = rows.map((_, r) => c.attention_mask[Math.floor(r / 3)]!);

@@ -35,10 +35,14 @@ const inputs = (ref: Ref, types = true): EncoderForwardOptions => ({
 const HEADS: [string, 'masked-lm' | 'sequence-classification'][] = [
   ['bert-mlm', 'masked-lm'], ['bert-cls', 'sequence-classification'], ['roberta-mlm', 'masked-lm'],
   ['roberta-xlmr-cls', 'sequence-classification'], ['distilbert-mlm', 'masked-lm'], ['distilbert-cls', 'sequence-classification'],
+  // config.json conformance: hidden_act silu with layer_norm_eps 1e-5 and one token type; RoBERTa's gelu_new layers
+  // under its always-exact-GELU LM head.
+  ['bert-silu-mlm', 'masked-lm'], ['roberta-gelu-new-mlm', 'masked-lm'],
 ];
 
 describe.each(backends)('BERT-family folders on the %s backend', (backend) => {
-  it.each(['bert-st', ...HEADS.map(([n]) => n)])('%s: AutoModel hidden states (and pooler) within 1e-4 of PyTorch', async (name) => {
+  // distilbert-sinusoidal: sinusoidal_pos_embds with the table absent from the file, activation relu.
+  it.each(['bert-st', 'distilbert-sinusoidal', ...HEADS.map(([n]) => n)])('%s: AutoModel hidden states (and pooler) within 1e-4 of PyTorch', async (name) => {
     const ref = readRef(name);
     const model = (await AutoModel.fromPretrained(path.join(HF, name))).useBackend(backend);
     const out = model.forward(ids(ref.input_ids), inputs(ref, !name.startsWith('distilbert')));
@@ -118,13 +122,14 @@ describe('BERT-family checkpoints', () => {
     await expect(AutoModel.fromPretrained(d)).rejects.toThrow(/config.json: field 'model_type' "electra" is not a supported encoder/);
     d = copy('bert-cls');
     editConfig(d, (c) => (c['hidden_size'] = 48));
-    await expect(AutoModel.fromPretrained(d)).rejects.toThrow(/the weights do not fit .*config.json: [^]*size mismatch[^]*embeddings\.word_embeddings\.weight/);
+    await expect(AutoModel.fromPretrained(d)).rejects.toThrow(
+      /config.json: field 'hidden_size' \(48\) does not fit tensor bert.embeddings.LayerNorm.bias: expected shape \[48\] from the config, the weights have \[32\]/);
     d = copy('bert-cls');
     editConfig(d, (c) => (c['num_attention_heads'] = 5));
     await expect(AutoModel.fromPretrained(d)).rejects.toThrow(/config.json: .*hiddenSize \(32\) must be divisible by numAttentionHeads \(5\)/);
     d = copy('bert-cls');
-    editConfig(d, (c) => (c['hidden_act'] = 'swish'));
-    await expect(AutoModel.fromPretrained(d)).rejects.toThrow(/config.json: field 'hidden_act' "swish" is not supported/);
+    editConfig(d, (c) => (c['hidden_act'] = 'tanh'));
+    await expect(AutoModel.fromPretrained(d)).rejects.toThrow(/config.json: field 'hidden_act' "tanh" is not supported \(supported: gelu, gelu_python, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu, swish\)/);
     d = copy('distilbert-cls');
     editConfig(d, (c) => delete c['dim']);
     await expect(AutoModel.fromPretrained(d)).rejects.toThrow(/config.json: field 'dim' must be an integer/);
@@ -133,7 +138,8 @@ describe('BERT-family checkpoints', () => {
     await expect(AutoModelForSequenceClassification.fromPretrained(d)).rejects.toThrow(/field 'id2label' must map the indices 0..1/);
     d = copy('bert-cls');
     editConfig(d, (c) => (c['id2label'] = { 0: 'a', 1: 'b', 2: 'c', 3: 'd' }));
-    await expect(AutoModelForSequenceClassification.fromPretrained(d)).rejects.toThrow(/size mismatches[^]*classifier\.weight  \[4, 32\] \| \[3, 32\]/);
+    await expect(AutoModelForSequenceClassification.fromPretrained(d)).rejects.toThrow(
+      /field 'id2label' \(4\) does not fit tensor classifier.bias: expected shape \[4\] from the config, the weights have \[3\]/);
     // A base checkpoint has no head: the head's weights are missing.
     await expect(AutoModelForMaskedLM.fromPretrained(path.join(HF, 'bert-st'))).rejects.toThrow(/42 missing keys, 39 unexpected keys[^]*prefix 'bert\.'[^]*missing besides: cls\.predictions\.bias/);
     d = copy('bert-cls');
@@ -156,5 +162,55 @@ describe('BERT-family checkpoints', () => {
     expect(rob.forward(ids([Array.from({ length: 64 }, () => 5)])).lastHiddenState.shape).toEqual([1, 64, 32]);
     const distil = await AutoModel.fromPretrained(path.join(HF, 'distilbert-cls'));
     expect(() => distil.forward(x, { tokenTypeIds: ids([[0, 1, 1, 0]]) })).toThrow(/DistilBERT has no token types/);
+  });
+});
+
+describe('BERT-family config.json conformance', () => {
+  const load = (name: string, edit: (c: Record<string, unknown>) => void, auto: { fromPretrained(d: string): Promise<unknown> } = AutoModel): Promise<unknown> => {
+    const d = copyHfFolder(name);
+    editConfig(d, edit);
+    return auto.fromPretrained(d);
+  };
+
+  it('rejects fields that change the architecture, naming the field and value', async () => {
+    await expect(load('bert-cls', (c) => (c['position_embedding_type'] = 'relative_key'))).rejects.toThrow(
+      /config.json: field 'position_embedding_type' "relative_key" is not supported \(only 'absolute'/);
+    await expect(load('roberta-mlm', (c) => (c['position_embedding_type'] = 'relative_key_query'))).rejects.toThrow(
+      /field 'position_embedding_type' "relative_key_query" is not supported/);
+    await expect(load('bert-cls', (c) => (c['is_decoder'] = true))).rejects.toThrow(/field 'is_decoder' true is not supported/);
+    await expect(load('bert-cls', (c) => (c['add_cross_attention'] = true))).rejects.toThrow(/field 'add_cross_attention' true is not supported/);
+    await expect(load('bert-mlm', (c) => (c['tie_word_embeddings'] = false), AutoModelForMaskedLM)).rejects.toThrow(
+      /field 'tie_word_embeddings' false is not supported for masked-LM heads/);
+    await expect(load('distilbert-cls', (c) => (c['activation'] = 'tanh'))).rejects.toThrow(/field 'activation' "tanh" is not supported/);
+    await expect(load('distilbert-cls', (c) => (c['hidden_dim'] = 48))).rejects.toThrow(
+      /field 'hidden_dim' \(48\) does not fit tensor distilbert.transformer.layer.0.ffn.lin1.bias: expected shape \[48\] from the config, the weights have \[64\]/);
+    await expect(load('distilbert-cls', (c) => (c['n_layers'] = 1))).rejects.toThrow(/field 'n_layers' is 1 but the weights have 2 layers/);
+    await expect(load('bert-cls', (c) => (c['type_vocab_size'] = 1))).rejects.toThrow(
+      /field 'type_vocab_size' \(1\) does not fit tensor bert.embeddings.token_type_embeddings.weight: expected shape \[1, 32\] from the config, the weights have \[2, 32\]/);
+    await expect(load('bert-cls', (c) => (c['max_position_embeddings'] = 128))).rejects.toThrow(
+      /field 'max_position_embeddings' \(128\) does not fit tensor bert.embeddings.position_embeddings.weight/);
+    // Accepted: the defaults spelled out, and fields with no effect at inference.
+    await expect(load('bert-cls', (c) => Object.assign(c, { position_embedding_type: 'absolute', is_decoder: false, classifier_dropout: 0.3, use_cache: true }))).resolves.toBeDefined();
+  });
+
+  it("BertForPreTraining checkpoints (bert-base-uncased's layout: the next-sentence head too) load as masked LMs", async () => {
+    const d = copyHfFolder('bert-mlm');
+    const { loadSafetensors, saveSafetensors } = await import('../lib/io/safetensors');
+    const file = path.join(d, 'model.safetensors');
+    const { tensors } = await loadSafetensors(file);
+    tensors['cls.seq_relationship.weight'] = new Tensor(new Float32Array(64), [2, 32], 'float32');
+    tensors['cls.seq_relationship.bias'] = new Tensor(new Float32Array(2), [2], 'float32');
+    await saveSafetensors(file, tensors);
+    const ref = readRef('bert-mlm');
+    const model = await AutoModelForMaskedLM.fromPretrained(d);
+    expect(maxDiff(model.forward(ids(ref.input_ids), inputs(ref)).logits, ref.logits!)).toBeLessThan(1e-4);
+  });
+
+  it('each honoured field changes the outputs (the fixtures would catch it being ignored)', async () => {
+    const ref = readRef('bert-silu-mlm');
+    for (const edit of [(c: Record<string, unknown>) => (c['hidden_act'] = 'gelu'), (c: Record<string, unknown>) => (c['layer_norm_eps'] = 1e-12)]) {
+      const model = (await load('bert-silu-mlm', edit, AutoModelForMaskedLM)) as Awaited<ReturnType<typeof AutoModelForMaskedLM.fromPretrained>>;
+      expect(maxDiff(model.forward(ids(ref.input_ids), inputs(ref)).logits, ref.logits!)).toBeGreaterThan(1e-4);
+    }
   });
 });

@@ -16,7 +16,8 @@ import { copyHfFolder, editConfig } from './helpers/hf-folder-copy';
 import { backends } from './helpers/backends';
 
 const HF = path.join(__dirname, 'fixtures', 'hf');
-const FOLDERS = ['gpt2-tiny', 'gpt2-bare'];
+// gpt2-relu-upcast: config.json conformance (ReLU MLP, n_inner 40, layer_norm_epsilon 1e-3, reorder_and_upcast_attn).
+const FOLDERS = ['gpt2-tiny', 'gpt2-bare', 'gpt2-relu-upcast'];
 
 interface Reference {
   prompt: string;
@@ -153,9 +154,18 @@ describe('AutoModelForCausalLM bad GPT-2 folders', () => {
 
   it('names the file and the field', async () => {
     const at = (d: string) => AutoModelForCausalLM.fromPretrained(d);
-    await expect(at(edit((c) => (c['n_embd'] = 48)))).rejects.toThrow(/the weights do not fit .*config.json: [^]*size mismatch[^]*transformer\.wte\.weight/);
-    await expect(at(edit((c) => (c['n_layer'] = 3)))).rejects.toThrow(/config.json: [^]*missing keys \(\d+\): transformer.h.2/);
-    await expect(at(edit((c) => (c['n_layer'] = 1)))).rejects.toThrow(/config.json: [^]*unexpected keys \(\d+\): transformer.h.1/);
+    await expect(at(edit((c) => (c['n_embd'] = 48)))).rejects.toThrow(
+      /config.json: fields '3' × 'n_embd' \(3 × 48\) do not fit tensor transformer.h.0.attn.c_attn.bias: expected shape \[144\] from the config, the weights have \[96\]/);
+    await expect(at(edit((c) => (c['n_layer'] = 3)))).rejects.toThrow(/config.json: field 'n_layer' is 3 but the weights have 2 layers/);
+    await expect(at(edit((c) => (c['n_layer'] = 1)))).rejects.toThrow(/config.json: field 'n_layer' is 1 but the weights have 2 layers/);
+    await expect(at(edit((c) => (c['n_inner'] = 64)))).rejects.toThrow(
+      /field 'n_inner' \(64\) does not fit tensor transformer.h.0.mlp.c_fc.bias: expected shape \[64\] from the config, the weights have \[128\]/);
+    await expect(at(edit((c) => (c['n_positions'] = 128)))).rejects.toThrow(/field 'n_positions' \(128\) does not fit tensor transformer.wpe.weight: expected shape \[128, 32\]/);
+    await expect(at(edit((c) => (c['vocab_size'] = 300)))).rejects.toThrow(/field 'vocab_size' \(300\) does not fit tensor transformer.wte.weight/);
+    await expect(at(edit((c) => (c['scale_attn_weights'] = false)))).rejects.toThrow(/config.json: field 'scale_attn_weights' false is not supported \(only true\)/);
+    await expect(at(edit((c) => (c['add_cross_attention'] = true)))).rejects.toThrow(/config.json: field 'add_cross_attention' true is not supported/);
+    await expect(at(edit((c) => (c['reorder_and_upcast_attn'] = 'yes')))).rejects.toThrow(/field 'reorder_and_upcast_attn' must be a boolean/);
+    await expect(at(edit((c) => (c['activation_function'] = 'quick_gelu')))).rejects.toThrow(/field 'activation_function' "quick_gelu" is not supported \(supported: gelu_new, gelu_pytorch_tanh, gelu_fast, gelu, gelu_python, relu\)/);
     await expect(at(edit((c) => (c['n_head'] = 'four')))).rejects.toThrow(/config.json: field 'n_head' must be an integer/);
     await expect(at(edit((c) => (c['n_head'] = 5)))).rejects.toThrow(/hiddenSize \(32\) must be divisible by numAttentionHeads \(5\)/);
     await expect(at(edit((c) => (c['activation_function'] = 'swish')))).rejects.toThrow(/config.json: field 'activation_function' "swish" is not supported/);

@@ -281,10 +281,31 @@ describe('AutoModelForSeq2SeqLM folders', () => {
     ['heads that do not divide d_model', (c: Record<string, unknown>) => (c['decoder_attention_heads'] = 5), /dModel \(32\) must be divisible by decoderAttentionHeads \(5\)/],
     ['a pad id outside the vocabulary', (c: Record<string, unknown>) => (c['pad_token_id'] = 539), /field 'padTokenId' \(539\) must be below the target vocabulary size 539/],
     ['a non-integer field', (c: Record<string, unknown>) => (c['encoder_ffn_dim'] = '64'), /field 'encoder_ffn_dim' must be an integer >= 1, got "64"/],
+    // Architecture fields of BART-era configs: any value but the one MarianMT computes is refused.
+    ['learned positions', (c: Record<string, unknown>) => (c['static_position_embeddings'] = false), /field 'static_position_embeddings' false is not supported \(MarianMT computes static_position_embeddings = true/],
+    ['pre-norm layers', (c: Record<string, unknown>) => (c['normalize_before'] = true), /field 'normalize_before' true is not supported/],
+    ['an embedding norm', (c: Record<string, unknown>) => (c['normalize_embedding'] = true), /field 'normalize_embedding' true is not supported/],
+    ['a final layer norm', (c: Record<string, unknown>) => (c['add_final_layer_norm'] = true), /field 'add_final_layer_norm' true is not supported/],
+    ['a logits bias layer', (c: Record<string, unknown>) => (c['add_bias_logits'] = true), /field 'add_bias_logits' true is not supported/],
+    ['d_model against the attention weights', (c: Record<string, unknown>) => (c['d_model'] = 48),
+      /field 'd_model' is 48 but model.shared.weight has shape \[539, 32\]/],
   ])('names the file and field for %s', async (_, edit, message) => {
     const d = await variant('marian-tiny', edit);
     await expect(AutoModelForSeq2SeqLM.fromPretrained(d)).rejects.toThrow(message);
     await expect(AutoModelForSeq2SeqLM.fromPretrained(d)).rejects.toThrow(path.join(d, 'config.json'));
+  });
+
+  it('a weight whose shape contradicts the config names the field, the tensor and both shapes', async () => {
+    const d = await variant('marian-tiny', () => undefined, (w) => ({
+      ...w, 'model.encoder.layers.1.fc2.weight': new Tensor(new Float32Array(32 * 60), [32, 60], 'float32'),
+    }));
+    await expect(AutoModelForSeq2SeqLM.fromPretrained(d)).rejects.toThrow(
+      /config.json: field 'encoder_ffn_dim' \(64\) does not fit tensor model.encoder.layers.1.fc2.weight: expected shape \[32, 64\] from the config, the weights have \[32, 60\]/);
+    const q = await variant('marian-tiny', () => undefined, (w) => ({
+      ...w, 'model.decoder.layers.0.encoder_attn.k_proj.weight': new Tensor(new Float32Array(16 * 32), [16, 32], 'float32'),
+    }));
+    await expect(AutoModelForSeq2SeqLM.fromPretrained(q)).rejects.toThrow(
+      /field 'd_model' \(32\) does not fit tensor model.decoder.layers.0.encoder_attn.k_proj.weight: expected shape \[32, 32\] from the config, the weights have \[16, 32\]/);
   });
 
   it('names the problem for stored position tables, a missing weight, a missing config and truncated weights', async () => {

@@ -163,7 +163,7 @@ describe('pipeline bad input', () => {
     const p = await pipeline('feature-extraction', path.join(HF, 'bert-st'));
     await expect(p(42 as never)).rejects.toThrow(/argument 'texts' must be a string or an array of strings, got number/);
     await expect(p(['ok', 3] as never)).rejects.toThrow(/argument 'texts' must be a string or an array of strings, got an array holding number/);
-    await expect(p(['ok'], { pooling: 'max' as never })).rejects.toThrow(/option 'pooling' must be 'mean', 'cls' or 'none'/);
+    await expect(p(['ok'], { pooling: 'weighted' as never })).rejects.toThrow(/option 'pooling' must be 'mean', 'cls', 'max', 'mean_sqrt_len', 'lasttoken', 'none'/);
     await expect(p(['ok'], { poolng: 'mean' } as never)).rejects.toThrow(/unknown option 'poolng'/);
     await expect(p(['ok'], { batchSize: 1.5 })).rejects.toThrow(/batchSize/);
     expect((await p([])).shape).toEqual([0, 32]);
@@ -173,7 +173,7 @@ describe('pipeline bad input', () => {
     await expect(pipeline('feature-extraction', d)).rejects.toThrow(/no tokenizer files/);
     for (const f of ['tokenizer.json', 'tokenizer_config.json', 'modules.json']) copyFileSync(path.join(HF, 'bert-st', f), path.join(d, f));
     mkdirSync(path.join(d, '1_Pooling'));
-    writeFileSync(path.join(d, '1_Pooling', 'config.json'), JSON.stringify({ pooling_mode_max_tokens: true }));
+    writeFileSync(path.join(d, '1_Pooling', 'config.json'), JSON.stringify({ pooling_mode_weightedmean_tokens: true }));
     await expect(pipeline('feature-extraction', d)).rejects.toThrow(/1_Pooling.config.json: fields 'pooling_mode_\*' must select exactly one/);
     await expect(pipeline('fill-mask', path.join(HF, 'bert-st'))).rejects.toThrow(/missing keys/);
     const long = 'word '.repeat(200);

@@ -5,7 +5,8 @@
  * never splits a UTF-8 character, driven by a scripted model that emits the
  * byte tokens of multi-byte characters one by one.
  */
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { textGenerationPipeline } from '../lib/pipelines/text-generation';
@@ -180,5 +181,46 @@ describe("pipeline('text-generation', dir)", () => {
     const opts = { maxNewTokens: 6, returnFullText: false };
     expect(await viaTask('Once upon a time', opts)).toEqual(await direct('Once upon a time', opts));
     await expect(pipeline('text-generation', DIR, { batchSize: 4 } as never)).rejects.toThrow(/unknown option 'batchSize'/);
+  });
+});
+
+describe("textGenerationPipeline follows the folder's generation settings", () => {
+  const HF_DIR = path.join(__dirname, 'fixtures', 'hf');
+  const copyWith = (edit: (dir: string) => void): string => {
+    const d = mkdtempSync(path.join(tmpdir(), 'attnode-textgen-'));
+    cpSync(path.join(HF_DIR, 'gpt2-tiny'), d, { recursive: true });
+    edit(d);
+    return d;
+  };
+  const setConfig = (d: string, change: (c: Record<string, unknown>) => void): void => {
+    const file = path.join(d, 'config.json');
+    const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    change(c);
+    writeFileSync(file, JSON.stringify(c));
+  };
+
+  it("config.json's task_specific_params['text-generation'] (GPT-2's checkpoints set it) sets the pipeline's defaults", async () => {
+    const d = copyWith((dir) => setConfig(dir, (c) => (c['task_specific_params'] = { 'text-generation': { max_length: 12, no_repeat_ngram_size: 1 } })));
+    const p = await textGenerationPipeline(d);
+    const plain = await textGenerationPipeline(path.join(HF_DIR, 'gpt2-tiny'));
+    const promptIds = p.tokenizer.encode('The cat sat');
+    // max_length counts the prompt, as transformers' pipeline applies it; the processor is used unless the call says otherwise.
+    const [{ generatedText }] = (await p('The cat sat', { returnFullText: false, eosTokenId: null })) as { generatedText: string }[];
+    const want = (await plain('The cat sat', { returnFullText: false, eosTokenId: null, maxNewTokens: 12 - promptIds.length, noRepeatNgramSize: 1 })) as { generatedText: string }[];
+    expect(generatedText).toBe(want[0]!.generatedText);
+    const longer = (await p('The cat sat', { returnFullText: false, eosTokenId: null, maxNewTokens: 12, noRepeatNgramSize: 0 })) as { generatedText: string }[];
+    const plainLonger = (await plain('The cat sat', { returnFullText: false, eosTokenId: null, maxNewTokens: 12 })) as { generatedText: string }[];
+    expect(longer[0]!.generatedText).toBe(plainLonger[0]!.generatedText);
+  });
+
+  it("generation_config.json's max_new_tokens is the default length; bad task params name the file and field", async () => {
+    const d = copyWith((dir) => writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ max_new_tokens: 3, eos_token_id: null })));
+    const p = await textGenerationPipeline(d);
+    const [{ generatedText }] = (await p('The cat sat', { returnFullText: false })) as { generatedText: string }[];
+    const plain = await textGenerationPipeline(path.join(HF_DIR, 'gpt2-tiny'));
+    const want = (await plain('The cat sat', { returnFullText: false, maxNewTokens: 3, eosTokenId: null })) as { generatedText: string }[];
+    expect(generatedText).toBe(want[0]!.generatedText);
+    const bad = copyWith((dir) => setConfig(dir, (c) => (c['task_specific_params'] = { 'text-generation': { top_p: 3 } })));
+    await expect(textGenerationPipeline(bad)).rejects.toThrow(/config.json \(task_specific_params.text-generation\): field 'top_p' must be a number in \(0, 1\]/);
   });
 });

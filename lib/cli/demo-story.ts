@@ -79,7 +79,8 @@ async function streamTokens(m: LoadedStoryModel, prompt: number[], n: number, on
   const ids: number[] = [];
   const t0 = performance.now();
   await m.model.generateAsync(new Tensor(Int32Array.from(prompt), [1, prompt.length], 'int32'), {
-    maxNewTokens: n, eosTokenId: m.eos,
+    // Greedy whatever a folder's generation_config.json says (the demo compares the two backends' tokens).
+    maxNewTokens: n, eosTokenId: m.eos, doSample: false,
     onToken: (t) => {
       ids.push(t[0]!);
       onText(dec.push(t[0]!));

@@ -14,12 +14,14 @@ import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { loadSafetensors } from '../io/safetensors';
 import { loadTorchCheckpoint } from '../io/torch/checkpoint';
-import type { Tensor } from '../tensor';
-import { LlamaForCausalLM, type Llama3RopeScaling, type LlamaConfig } from './llama';
-import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict } from './gpt2';
-import { bertConfigFromJson, encoderFromWeights, type EncoderHeadModel, type EncoderModel, type EncoderTask } from './bert';
+import { Tensor as TensorClass, type Tensor } from '../tensor';
+import { LlamaForCausalLM, resolveLlamaConfig, type LlamaConfig, type ResolvedLlamaConfig, type RopeScaling } from './llama';
+import { checkLayerCount, checkWeightShapes, dimOf, dimProduct, type ShapeRule } from './config-check';
+import { GPT2LMHeadModel, gpt2ConfigFromJson, gpt2StateDict, resolveGPT2Config, type GPT2Config, type ResolvedGPT2Config } from './gpt2';
+import { bertConfigFromJson, encoderFromWeights, type EncoderHeadModel, type EncoderModel, type EncoderTask, type ResolvedBertConfig } from './bert';
 import { MarianMTModel, marianConfigFromJson, marianStateDict } from './marian';
-import { generationDefaultsFrom, loadGenerationConfig } from './generation-config';
+import { causalGenerationDefaults, generationDefaultsFrom, loadGenerationConfig } from './generation-config';
+import type { GenerationDefaults } from './generation';
 
 type Json = Record<string, unknown>;
 
@@ -52,40 +54,87 @@ async function folderConfig(fn: string, dir: string): Promise<{ file: string; js
 }
 
 /** A config field: an integer ≥ min (or absent with a default). */
-function int(file: string, c: Json, key: string, min: number, dflt?: number): number {
+function int(file: string, c: Json, key: string, min: number, dflt?: number, prefix = ''): number {
   const v = c[key] ?? dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new Error(`${file}: field '${key}' must be an integer >= ${min}, got ${JSON.stringify(c[key])}`);
+    throw new Error(`${file}: field '${prefix}${key}' must be an integer >= ${min}, got ${JSON.stringify(c[key])}`);
   }
   return v;
 }
 
-function num(file: string, c: Json, key: string, dflt: number): number {
+function num(file: string, c: Json, key: string, dflt: number, prefix = ''): number {
   const v = c[key] ?? dflt;
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-    throw new Error(`${file}: field '${key}' must be a positive number, got ${JSON.stringify(c[key])}`);
+    throw new Error(`${file}: field '${prefix}${key}' must be a positive number, got ${JSON.stringify(c[key])}`);
   }
   return v;
 }
 
-/** The Llama configuration of a Llama-family `config.json`. */
+/** The `hidden_act` names of transformers' ACT2FN that are SiLU (the SwiGLU gate of every Llama-family checkpoint). */
+const LLAMA_ACTIVATIONS = ['silu', 'swish'];
+
+/**
+ * The Llama configuration of a Llama-family `config.json` (`model_type`
+ * llama, mistral, qwen2), read as transformers' modeling code reads each
+ * family: a field that changes outputs is either honoured or an Error naming
+ * `file`, the field and its value.
+ */
 export function llamaConfigFromJson(c: Json, file = 'config.json'): LlamaConfig {
   const type = c['model_type'];
-  let ropeScaling: Llama3RopeScaling | null = null;
+  if (type !== 'llama' && type !== 'mistral' && type !== 'qwen2') {
+    throw new Error(`${file}: field 'model_type' ${JSON.stringify(type)} is not a Llama-family model (supported: llama, mistral, qwen2)`);
+  }
+  let ropeScaling: RopeScaling | null = null;
   const rs = c['rope_scaling'];
   if (rs !== undefined && rs !== null) {
+    if (typeof rs !== 'object' || Array.isArray(rs)) throw new Error(`${file}: field 'rope_scaling' must be an object or null, got ${JSON.stringify(rs)}`);
     const s = rs as Json;
-    const kind = s['rope_type'] ?? s['type'];
-    if (kind !== 'llama3') {
-      throw new Error(`${file}: field 'rope_scaling.rope_type' ${JSON.stringify(kind)} is not supported (supported: 'llama3')`);
+    // transformers reads `rope_type`, or the legacy `type` of older configs.
+    const kindField = s['rope_type'] !== undefined ? 'rope_type' : 'type';
+    const kind = s[kindField];
+    if (kind === 'llama3') {
+      ropeScaling = {
+        ropeType: 'llama3', factor: num(file, s, 'factor', NaN, 'rope_scaling.'), lowFreqFactor: num(file, s, 'low_freq_factor', NaN, 'rope_scaling.'),
+        highFreqFactor: num(file, s, 'high_freq_factor', NaN, 'rope_scaling.'),
+        originalMaxPositionEmbeddings: int(file, s, 'original_max_position_embeddings', 1, undefined, 'rope_scaling.'),
+      };
+    } else if (kind === 'linear') {
+      ropeScaling = { ropeType: 'linear', factor: num(file, s, 'factor', NaN, 'rope_scaling.') };
+    } else if (kind === 'dynamic') {
+      // Dynamic NTK scaling changes the frequencies only for sequences longer than max_position_embeddings, which
+      // attnode refuses (forward and generate check the length): within it transformers uses the default ones.
+      num(file, s, 'factor', NaN, 'rope_scaling.');
+    } else if (kind !== 'default') {
+      throw new Error(`${file}: field 'rope_scaling.${kindField}' ${JSON.stringify(kind)} is not supported (supported: 'default', 'linear', 'dynamic', 'llama3')`);
     }
-    ropeScaling = {
-      ropeType: 'llama3', factor: num(file, s, 'factor', NaN), lowFreqFactor: num(file, s, 'low_freq_factor', NaN),
-      highFreqFactor: num(file, s, 'high_freq_factor', NaN),
-      originalMaxPositionEmbeddings: int(file, s, 'original_max_position_embeddings', 1),
-    };
+  }
+  const prf = c['partial_rotary_factor'];
+  if (prf !== undefined && prf !== null && prf !== 1) {
+    throw new Error(`${file}: field 'partial_rotary_factor' ${JSON.stringify(prf)} is not supported (the ${String(type)} architecture rotates every feature of a head: only 1)`);
+  }
+  const act = c['hidden_act'] ?? 'silu';
+  if (typeof act !== 'string' || !LLAMA_ACTIVATIONS.includes(act)) {
+    throw new Error(`${file}: field 'hidden_act' ${JSON.stringify(act)} is not supported (the SwiGLU MLP is computed with SiLU: ${LLAMA_ACTIVATIONS.join(', ')})`);
+  }
+  const bool = (key: string): boolean => {
+    const v = c[key] ?? false;
+    if (typeof v !== 'boolean') throw new Error(`${file}: field '${key}' must be a boolean, got ${JSON.stringify(c[key])}`);
+    return v;
+  };
+  // Which layers slide: Mistral's every layer when sliding_window is set; Qwen2's layers from max_window_layers on
+  // when use_sliding_window is true. Llama has no sliding window.
+  let slidingWindow: number | null = null;
+  // An absent sliding_window is MistralConfig's and Qwen2Config's default, 4096; null turns it off.
+  const window = c['sliding_window'];
+  if (window !== null && (type === 'mistral' || (type === 'qwen2' && bool('use_sliding_window')))) {
+    slidingWindow = int(file, c, 'sliding_window', 1, 4096);
+    if (type === 'qwen2' && int(file, c, 'max_window_layers', 0, 28) >= int(file, c, 'num_hidden_layers', 0)) slidingWindow = null;
   }
   const heads = int(file, c, 'num_attention_heads', 1);
+  const headDim = c['head_dim'];
+  // Only Llama reads attention_bias (q/k/v and o) and mlp_bias; Qwen2 always has q/k/v biases and no others;
+  // Mistral has none, whatever its config says (transformers' MistralAttention and MistralMLP are bias-free).
+  const llama = type === 'llama';
   return {
     vocabSize: int(file, c, 'vocab_size', 1),
     hiddenSize: int(file, c, 'hidden_size', 1),
@@ -93,14 +142,76 @@ export function llamaConfigFromJson(c: Json, file = 'config.json'): LlamaConfig 
     numHiddenLayers: int(file, c, 'num_hidden_layers', 0),
     numAttentionHeads: heads,
     numKeyValueHeads: int(file, c, 'num_key_value_heads', 1, heads),
-    maxPositionEmbeddings: int(file, c, 'max_position_embeddings', 1, 2048),
+    // Each family's config class default when the field is absent.
+    maxPositionEmbeddings: int(file, c, 'max_position_embeddings', 1, type === 'mistral' ? 131072 : type === 'qwen2' ? 32768 : 2048),
     rmsNormEps: num(file, c, 'rms_norm_eps', 1e-6),
     ropeTheta: num(file, c, 'rope_theta', 10000),
     ropeScaling,
-    tieWordEmbeddings: c['tie_word_embeddings'] === true,
-    // Qwen2 always has q/k/v biases; Llama has them when attention_bias says so.
-    attentionBias: type === 'qwen2' || c['attention_bias'] === true,
+    tieWordEmbeddings: bool('tie_word_embeddings'),
+    attentionBias: type === 'qwen2' || (llama && bool('attention_bias')),
+    outputBias: llama && bool('attention_bias'),
+    mlpBias: llama && bool('mlp_bias'),
+    ...(headDim !== undefined && headDim !== null ? { headDim: int(file, c, 'head_dim', 2) } : {}),
+    slidingWindow,
   };
+}
+
+/**
+ * The shape every Llama-family tensor must have under the config: a
+ * contradiction names the field(s), the tensor, and both shapes.
+ */
+function llamaShapeRules(c: ResolvedLlamaConfig, explicitHeadDim: boolean): ShapeRule[] {
+  const hd = c.headDim;
+  const E = dimOf('hidden_size', c.hiddenSize);
+  const V = dimOf('vocab_size', c.vocabSize);
+  const I = dimOf('intermediate_size', c.intermediateSize);
+  const headField = explicitHeadDim ? 'head_dim' : 'hidden_size / num_attention_heads';
+  const Q = dimProduct([['num_attention_heads', c.numAttentionHeads], [headField, hd]]);
+  const KV = dimProduct([['num_key_value_heads', c.numKeyValueHeads], [headField, hd]]);
+  const L = String.raw`^model\.layers\.\d+\.`;
+  return [
+    [/^(model\.embed_tokens|lm_head)\.weight$/, [V, E]],
+    [/^model\.norm\.weight$/, [E]],
+    [new RegExp(`${L}(input_layernorm|post_attention_layernorm)\\.weight$`), [E]],
+    [new RegExp(`${L}self_attn\\.q_proj\\.weight$`), [Q, E]],
+    [new RegExp(`${L}self_attn\\.q_proj\\.bias$`), [Q]],
+    [new RegExp(`${L}self_attn\\.[kv]_proj\\.weight$`), [KV, E]],
+    [new RegExp(`${L}self_attn\\.[kv]_proj\\.bias$`), [KV]],
+    [new RegExp(`${L}self_attn\\.o_proj\\.weight$`), [E, Q]],
+    [new RegExp(`${L}self_attn\\.o_proj\\.bias$`), [E]],
+    [new RegExp(`${L}mlp\\.(gate|up)_proj\\.weight$`), [I, E]],
+    [new RegExp(`${L}mlp\\.(gate|up)_proj\\.bias$`), [I]],
+    [new RegExp(`${L}mlp\\.down_proj\\.weight$`), [E, I]],
+    [new RegExp(`${L}mlp\\.down_proj\\.bias$`), [E]],
+  ];
+}
+
+/** A GPT-2 config resolved, a contradiction (heads not dividing n_embd, …) an Error naming `file`. */
+function resolveGPT2ConfigIn(file: string, c: GPT2Config): ResolvedGPT2Config {
+  try {
+    return resolveGPT2Config(c);
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** The shape every GPT-2 tensor must have under the config (Conv1D weights are [in, out]). */
+function gpt2ShapeRules(c: ResolvedGPT2Config, explicitInner: boolean): ShapeRule[] {
+  const E = dimOf('n_embd', c.hiddenSize);
+  const I = explicitInner ? dimOf('n_inner', c.intermediateSize) : dimProduct([['4', 4], ['n_embd', c.hiddenSize]]);
+  const E3 = dimProduct([['3', 3], ['n_embd', c.hiddenSize]]);
+  const L = String.raw`^transformer\.h\.\d+\.`;
+  return [
+    [/^transformer\.wte\.weight$/, [dimOf('vocab_size', c.vocabSize), E]],
+    [/^transformer\.wpe\.weight$/, [dimOf('n_positions', c.maxPositionEmbeddings), E]],
+    [new RegExp(`${L}attn\\.c_attn\\.weight$`), [E, E3]],
+    [new RegExp(`${L}attn\\.c_attn\\.bias$`), [E3]],
+    [new RegExp(`${L}attn\\.c_proj\\.weight$`), [E, E]],
+    [new RegExp(`${L}mlp\\.c_fc\\.weight$`), [E, I]],
+    [new RegExp(`${L}mlp\\.c_fc\\.bias$`), [I]],
+    [new RegExp(`${L}mlp\\.c_proj\\.weight$`), [I, E]],
+    [/^transformer\.(h\.\d+\.(ln_\d|attn\.c_proj|mlp\.c_proj)|ln_f)\.(weight|bias)$/, [E]],
+  ];
 }
 
 /** A reader of one weight file: its tensors by name. */
@@ -175,6 +286,12 @@ export async function loadFolderWeights(dir: string): Promise<Record<string, Ten
 
 const CAUSAL_LM_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2'] as const;
 
+/** A decoder-only folder's generate defaults (generation_config.json, else config.json; errors name the one read). */
+async function causalDefaultsOf(dir: string): Promise<GenerationDefaults> {
+  const own = path.join(dir, 'generation_config.json');
+  return causalGenerationDefaults(await loadGenerationConfig(dir), (await exists(own)) ? own : path.join(dir, 'config.json'));
+}
+
 /** Causal language models from Hugging Face folders. */
 export const AutoModelForCausalLM = {
   /**
@@ -190,8 +307,12 @@ export const AutoModelForCausalLM = {
       throw new Error(`${file}: field 'model_type' ${JSON.stringify(type)} is not a supported causal LM (supported: ${CAUSAL_LM_TYPES.join(', ')})`);
     }
     if (type === 'gpt2') {
-      const gpt2 = new GPT2LMHeadModel(gpt2ConfigFromJson(config, file));
+      const gc = resolveGPT2ConfigIn(file, gpt2ConfigFromJson(config, file));
       const weights = gpt2StateDict(await loadFolderWeights(dir));
+      checkLayerCount(file, weights, /^transformer\.h\.(\d+)\./, 'n_layer', gc.numHiddenLayers);
+      checkWeightShapes(file, weights, gpt2ShapeRules(gc, config['n_inner'] !== undefined && config['n_inner'] !== null));
+      const gpt2 = new GPT2LMHeadModel(gc);
+      gpt2.generationConfig = await causalDefaultsOf(dir);
       try {
         gpt2.loadStateDict(weights);
       } catch (err) {
@@ -200,10 +321,22 @@ export const AutoModelForCausalLM = {
       // In eval mode, as transformers' from_pretrained returns models.
       return gpt2.eval();
     }
-    const model = new LlamaForCausalLM(llamaConfigFromJson(config, file));
+    let resolved: ResolvedLlamaConfig;
+    try {
+      resolved = resolveLlamaConfig(llamaConfigFromJson(config, file));
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith(file)) throw err;
+      throw new Error(`${file}: ${(err as Error).message}`, { cause: err });
+    }
     const weights = await loadFolderWeights(dir);
-    // Tied checkpoints sometimes still carry lm_head.weight (a copy of the embedding): not a parameter here.
-    if (model.lmHead === null) delete weights['lm_head.weight'];
+    // Tied checkpoints sometimes still carry lm_head.weight (a copy of the embedding): not a parameter here. Older
+    // transformers saved each layer's rotary inv_freq buffer, which from_pretrained ignores (it is recomputed).
+    if (resolved.tieWordEmbeddings) delete weights['lm_head.weight'];
+    for (const k of Object.keys(weights)) if (/\.rotary_emb\.inv_freq$/.test(k)) delete weights[k];
+    checkLayerCount(file, weights, /^model\.layers\.(\d+)\./, 'num_hidden_layers', resolved.numHiddenLayers);
+    checkWeightShapes(file, weights, llamaShapeRules(resolved, config['head_dim'] !== undefined && config['head_dim'] !== null));
+    const model = new LlamaForCausalLM(resolved);
+    model.generationConfig = await causalDefaultsOf(dir);
     try {
       model.loadStateDict(weights);
     } catch (err) {
@@ -213,11 +346,85 @@ export const AutoModelForCausalLM = {
   },
 };
 
+/** The shape every BERT-family tensor must have under the config (keys with or without the family's prefix). */
+function encoderShapeRules(c: ResolvedBertConfig): ShapeRule[] {
+  const distil = c.family === 'distilbert';
+  const E = dimOf(distil ? 'dim' : 'hidden_size', c.hiddenSize);
+  const I = dimOf(distil ? 'hidden_dim' : 'intermediate_size', c.intermediateSize);
+  const V = dimOf('vocab_size', c.vocabSize);
+  const labels = dimOf('id2label', c.id2label.length);
+  const P = dimOf('max_position_embeddings', c.maxPositionEmbeddings);
+  const pre = String.raw`^(?:(?:bert|roberta|distilbert)\.)?`;
+  const rx = (body: string): RegExp => new RegExp(pre + body);
+  const emb: ShapeRule[] = [
+    [rx(String.raw`embeddings\.word_embeddings\.weight$`), [V, E]],
+    [rx(String.raw`embeddings\.position_embeddings\.weight$`), [P, E]],
+    [rx(String.raw`embeddings\.token_type_embeddings\.weight$`), [dimOf('type_vocab_size', c.typeVocabSize), E]],
+    [rx(String.raw`embeddings\.LayerNorm\.(weight|bias)$`), [E]],
+  ];
+  if (distil) {
+    const L = String.raw`transformer\.layer\.\d+\.`;
+    return [...emb,
+      [rx(L + String.raw`attention\.(q|k|v|out)_lin\.weight$`), [E, E]],
+      [rx(L + String.raw`attention\.(q|k|v|out)_lin\.bias$`), [E]],
+      [rx(L + String.raw`ffn\.lin1\.weight$`), [I, E]],
+      [rx(L + String.raw`ffn\.lin1\.bias$`), [I]],
+      [rx(L + String.raw`ffn\.lin2\.weight$`), [E, I]],
+      [rx(L + String.raw`(ffn\.lin2\.bias|(sa|output)_layer_norm\.(weight|bias))$`), [E]],
+      [/^(vocab_transform\.weight|pre_classifier\.weight)$/, [E, E]],
+      [/^vocab_projector\.bias$/, [V]],
+      [/^classifier\.weight$/, [labels, E]],
+      [/^classifier\.bias$/, [labels]],
+    ];
+  }
+  const L = String.raw`encoder\.layer\.\d+\.`;
+  return [...emb,
+    [rx(L + String.raw`attention\.(self\.(query|key|value)|output\.dense)\.weight$`), [E, E]],
+    [rx(L + String.raw`intermediate\.dense\.weight$`), [I, E]],
+    [rx(L + String.raw`intermediate\.dense\.bias$`), [I]],
+    [rx(L + String.raw`output\.dense\.weight$`), [E, I]],
+    [rx(L + String.raw`.*\.(bias|LayerNorm\.weight)$`), [E]],
+    [rx(String.raw`pooler\.dense\.weight$`), [E, E]],
+    [/^(cls\.predictions\.bias|lm_head\.bias)$/, [V]],
+    [/^(cls\.predictions\.transform\.dense|lm_head\.dense|classifier\.dense)\.weight$/, [E, E]],
+    [/^(classifier|classifier\.out_proj)\.weight$/, [labels, E]],
+    [/^(classifier|classifier\.out_proj)\.bias$/, [labels]],
+  ];
+}
+
+/**
+ * DistilBERT's sinusoidal position table (`sinusoidal_pos_embds`), as transformers' create_sinusoidal_embeddings
+ * writes it: column j of position p is sin (even j) or cos (odd j) of p / 10000^(2·⌊j/2⌋ / dim).
+ */
+export function distilbertSinusoidalTable(positions: number, dim: number): Tensor<'float32'> {
+  const out = new Float32Array(positions * dim);
+  for (let p = 0; p < positions; p++) {
+    for (let j = 0; j < dim; j++) {
+      const angle = p / Math.pow(10000, (2 * Math.floor(j / 2)) / dim);
+      out[p * dim + j] = j % 2 === 0 ? Math.sin(angle) : Math.cos(angle);
+    }
+  }
+  return new TensorClass(out, [positions, dim], 'float32');
+}
+
 /** Reads a BERT-family folder's config and weights and builds the model of `task`. */
 async function loadEncoder(fn: string, task: EncoderTask, dir: string): Promise<EncoderModel | EncoderHeadModel> {
   const { file, json } = await folderConfig(fn, dir);
   const config = bertConfigFromJson(json, file);
+  if (task === 'masked-lm' && json['tie_word_embeddings'] === false) {
+    throw new Error(`${file}: field 'tie_word_embeddings' false is not supported for masked-LM heads (the decoder is the word embedding table)`);
+  }
   const weights = await loadFolderWeights(dir);
+  const distil = config.family === 'distilbert';
+  if (distil && json['sinusoidal_pos_embds'] === true) {
+    // save_pretrained stores the table (a parameter); a checkpoint without it gets the one transformers initialises.
+    const prefixed = Object.keys(weights).some((k) => k.startsWith('distilbert.'));
+    const key = `${prefixed ? 'distilbert.' : ''}embeddings.position_embeddings.weight`;
+    weights[key] ??= distilbertSinusoidalTable(config.maxPositionEmbeddings, config.hiddenSize);
+  }
+  checkLayerCount(file, weights, distil ? /^(?:distilbert\.)?transformer\.layer\.(\d+)\./ : /^(?:(?:bert|roberta)\.)?encoder\.layer\.(\d+)\./,
+    distil ? 'n_layers' : 'num_hidden_layers', config.numHiddenLayers);
+  checkWeightShapes(file, weights, encoderShapeRules(config));
   try {
     return encoderFromWeights(task, config, weights);
   } catch (err) {

@@ -46,8 +46,8 @@ export interface BertConfig {
   numHiddenLayers: number;
   numAttentionHeads: number;
   intermediateSize: number;
-  /** Default 'gelu' (exact, erf). */
-  hiddenAct?: EncoderActivation;
+  /** Default 'gelu' (exact, erf); 'silu' is transformers' 'silu' / 'swish' (applied after the GEMM). */
+  hiddenAct?: FeedForwardActivation;
   /** Default 512. */
   maxPositionEmbeddings?: number;
   /** Default 2 (RoBERTa: 1; DistilBERT: 0, no token-type embedding). */
@@ -58,9 +58,19 @@ export interface BertConfig {
   padTokenId?: number;
   /** Labels of the classification head by index (default LABEL_0, LABEL_1). */
   id2label?: string[];
+  /**
+   * `problem_type`: how the text-classification pipeline turns logits into scores, as transformers' does
+   * ('multi_label_classification': sigmoid per label; 'regression': the logits; single-label or null: softmax,
+   * or sigmoid for a single-logit head). Default null.
+   */
+  problemType?: ProblemType | null;
 }
 
-export type ResolvedBertConfig = Required<BertConfig>;
+/** transformers' `problem_type` values. */
+export type ProblemType = 'single_label_classification' | 'multi_label_classification' | 'regression';
+const PROBLEM_TYPES: readonly ProblemType[] = ['single_label_classification', 'multi_label_classification', 'regression'];
+
+export type ResolvedBertConfig = Required<Omit<BertConfig, 'problemType'>> & { problemType: ProblemType | null };
 
 /** Fills in defaults and checks the sizes fit together. */
 export function resolveBertConfig(c: BertConfig): ResolvedBertConfig {
@@ -70,8 +80,8 @@ export function resolveBertConfig(c: BertConfig): ResolvedBertConfig {
     throw new TypeError(`${fn}: field 'family' must be 'bert', 'roberta' or 'distilbert', got ${JSON.stringify(family)}`);
   }
   const act = c.hiddenAct ?? 'gelu';
-  if (act !== 'gelu' && act !== 'gelu_tanh' && act !== 'relu') {
-    throw new TypeError(`${fn}: field 'hiddenAct' must be 'gelu', 'gelu_tanh' or 'relu', got ${JSON.stringify(act)}`);
+  if (act !== 'gelu' && act !== 'gelu_tanh' && act !== 'relu' && act !== 'silu') {
+    throw new TypeError(`${fn}: field 'hiddenAct' must be 'gelu', 'gelu_tanh', 'relu' or 'silu', got ${JSON.stringify(act)}`);
   }
   const id2label = c.id2label ?? ['LABEL_0', 'LABEL_1'];
   if (!Array.isArray(id2label) || id2label.length === 0 || id2label.some((l) => typeof l !== 'string')) {
@@ -90,7 +100,11 @@ export function resolveBertConfig(c: BertConfig): ResolvedBertConfig {
     layerNormEps: c.layerNormEps ?? 1e-12,
     padTokenId: checkInt(fn, 'padTokenId', c.padTokenId ?? (family === 'roberta' ? 1 : 0), 0),
     id2label: [...id2label],
+    problemType: c.problemType ?? null,
   };
+  if (r.problemType !== null && !PROBLEM_TYPES.includes(r.problemType)) {
+    throw new TypeError(`${fn}: field 'problemType' must be one of ${PROBLEM_TYPES.join(', ')} or null, got ${JSON.stringify(r.problemType)}`);
+  }
   if (r.hiddenSize % r.numAttentionHeads !== 0) {
     throw new RangeError(`${fn}: hiddenSize (${r.hiddenSize}) must be divisible by numAttentionHeads (${r.numAttentionHeads})`);
   }
@@ -541,9 +555,15 @@ export interface EncoderHeadModel extends Module {
 }
 
 /** dense, activation, LayerNorm, then the decoder tied to the word embeddings, + bias. */
-function mlmLogits(h: F32, dense: Linear, norm: LayerNorm, act: EncoderActivation, words: F32, bias: F32): F32 {
-  const t = norm.forward(ops.linear(h, dense.weight, dense.bias, { cacheWeight: true, activation: act }));
-  return ops.linear(t, words, bias, { cacheWeight: true });
+function mlmLogits(h: F32, dense: Linear, norm: LayerNorm, act: FeedForwardActivation, words: F32, bias: F32): F32 {
+  let mid: F32;
+  if (act === 'silu') {
+    mid = ops.linear(h, dense.weight, dense.bias, { cacheWeight: true });
+    ops.silu(mid, { out: mid });
+  } else {
+    mid = ops.linear(h, dense.weight, dense.bias, { cacheWeight: true, activation: act });
+  }
+  return ops.linear(norm.forward(mid), words, bias, { cacheWeight: true });
 }
 
 export class BertPredictionHeadTransform extends HfModule {
@@ -628,7 +648,8 @@ export class RobertaForMaskedLM extends HfModule implements EncoderHeadModel {
     return this.inContext(() => {
       const h = this.roberta.forward(inputs, options).lastHiddenState;
       const l = this.lmHead;
-      return { logits: mlmLogits(h, l.dense, l.layerNorm, this.config.hiddenAct, this.roberta.embeddings.wordEmbeddings.weight, l.bias) };
+      // transformers' RobertaLMHead applies exact GELU whatever hidden_act says.
+      return { logits: mlmLogits(h, l.dense, l.layerNorm, 'gelu', this.roberta.embeddings.wordEmbeddings.weight, l.bias) };
     });
   }
 }
@@ -757,8 +778,10 @@ type Json = Record<string, unknown>;
 /** The `model_type`s of {@link bertConfigFromJson}. */
 export const ENCODER_MODEL_TYPES = ['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const;
 
-const ACTIVATIONS: Record<string, EncoderActivation> = {
-  gelu: 'gelu', gelu_new: 'gelu_tanh', gelu_pytorch_tanh: 'gelu_tanh', relu: 'relu',
+/** transformers' ACT2FN names → the activation computed (gelu_new, gelu_pytorch_tanh and gelu_fast are the same tanh formula). */
+const ACTIVATIONS: Record<string, FeedForwardActivation> = {
+  gelu: 'gelu', gelu_python: 'gelu', gelu_new: 'gelu_tanh', gelu_pytorch_tanh: 'gelu_tanh', gelu_fast: 'gelu_tanh', relu: 'relu',
+  silu: 'silu', swish: 'silu',
 };
 
 /** The config of a BERT-family `config.json` (`file` names it in errors). */
@@ -768,6 +791,19 @@ export function bertConfigFromJson(c: Json, file = 'config.json'): ResolvedBertC
     throw new Error(`${file}: field 'model_type' ${JSON.stringify(type)} is not a supported encoder (supported: ${ENCODER_MODEL_TYPES.join(', ')})`);
   }
   const distil = type === 'distilbert';
+  // Fields of BertConfig / RobertaConfig that change the architecture attnode computes (absolute positions, an
+  // encoder without cross-attention): any other value is refused rather than computed as if it were the default.
+  if (!distil) {
+    const pet = c['position_embedding_type'];
+    if (pet !== undefined && pet !== null && pet !== 'absolute') {
+      throw new Error(`${file}: field 'position_embedding_type' ${JSON.stringify(pet)} is not supported (only 'absolute': relative_key and relative_key_query add learned distance embeddings attnode does not compute)`);
+    }
+    for (const key of ['is_decoder', 'add_cross_attention']) {
+      if (c[key] !== undefined && c[key] !== null && c[key] !== false) {
+        throw new Error(`${file}: field '${key}' ${JSON.stringify(c[key])} is not supported (the encoder is bidirectional without cross-attention: only false)`);
+      }
+    }
+  }
   const int = (key: string, min: number, dflt?: number): number => {
     const v = c[key] ?? dflt;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
@@ -777,9 +813,10 @@ export function bertConfigFromJson(c: Json, file = 'config.json'): ResolvedBertC
   };
   const actKey = distil ? 'activation' : 'hidden_act';
   const actName = c[actKey] ?? 'gelu';
-  const act = typeof actName === 'string' ? ACTIVATIONS[actName] : undefined;
+  const act = typeof actName === 'string' && Object.prototype.hasOwnProperty.call(ACTIVATIONS, actName) ? ACTIVATIONS[actName] : undefined;
   if (!act) throw new Error(`${file}: field '${actKey}' ${JSON.stringify(actName)} is not supported (supported: ${Object.keys(ACTIVATIONS).join(', ')})`);
-  const eps = c['layer_norm_eps'] ?? 1e-12;
+  // DistilBERT's LayerNorms are eps 1e-12 whatever the config says (its modeling code reads no eps field).
+  const eps = distil ? 1e-12 : c['layer_norm_eps'] ?? 1e-12;
   if (typeof eps !== 'number' || !(eps >= 0)) throw new Error(`${file}: field 'layer_norm_eps' must be a number >= 0, got ${JSON.stringify(eps)}`);
   let id2label: string[] | undefined;
   const labels = c['id2label'];
@@ -798,6 +835,10 @@ export function bertConfigFromJson(c: Json, file = 'config.json'): ResolvedBertC
     id2label = Array.from({ length: int('num_labels', 1) }, (_, i) => `LABEL_${i}`);
   }
   const family: EncoderFamily = distil ? 'distilbert' : type === 'bert' ? 'bert' : 'roberta';
+  const problem = c['problem_type'];
+  if (problem !== undefined && problem !== null && !(PROBLEM_TYPES as readonly unknown[]).includes(problem)) {
+    throw new Error(`${file}: field 'problem_type' ${JSON.stringify(problem)} is not supported (supported: ${PROBLEM_TYPES.join(', ')}, null)`);
+  }
   const raw: BertConfig = {
     family,
     vocabSize: int('vocab_size', 1),
@@ -811,6 +852,7 @@ export function bertConfigFromJson(c: Json, file = 'config.json'): ResolvedBertC
     layerNormEps: eps,
     padTokenId: int('pad_token_id', 0, family === 'roberta' ? 1 : 0),
     ...(id2label ? { id2label } : {}),
+    problemType: (problem ?? null) as ProblemType | null,
   };
   try {
     return resolveBertConfig(raw);
@@ -837,6 +879,9 @@ export function encoderFromWeights(task: EncoderTask, config: ResolvedBertConfig
     // Tied decoders (same values as the word embedding) and non-persistent buffers older checkpoints saved.
     if (/^(cls\.predictions\.decoder\.(weight|bias)|lm_head\.decoder\.(weight|bias)|vocab_projector\.weight)$/.test(k)) continue;
     if (/(^|\.)embeddings\.(position_ids|token_type_ids)$/.test(k)) continue;
+    // BertForPreTraining checkpoints (bert-base-uncased) carry the next-sentence head, which no task here has
+    // (transformers drops it as an unexpected key).
+    if (/^cls\.seq_relationship\.(weight|bias)$/.test(k)) continue;
     w[k] = t;
   }
   let model: EncoderModel | EncoderHeadModel;

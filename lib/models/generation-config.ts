@@ -65,12 +65,36 @@ const FIELDS: Record<string, [keyof FolderGenerationConfig, (v: unknown) => bool
   renormalize_logits: ['renormalizeLogits', (v) => typeof v === 'boolean', 'a boolean'],
 };
 
+/**
+ * Generation fields transformers reads that `generate` does not compute, each with the value that leaves
+ * transformers' output unchanged (its default): a folder that sets another value would generate differently here,
+ * so it is refused. A list value (suppress_tokens, sequence_bias, …) is never neutral.
+ */
+const UNSUPPORTED: Record<string, unknown> = {
+  typical_p: 1, epsilon_cutoff: 0, eta_cutoff: 0, min_p: null, top_a: null, diversity_penalty: 0, num_beam_groups: 1,
+  penalty_alpha: null, encoder_repetition_penalty: 1, encoder_no_repeat_ngram_size: 0, exponential_decay_length_penalty: null,
+  suppress_tokens: null, begin_suppress_tokens: null, forced_bos_token_id: null, forced_decoder_ids: null, sequence_bias: null,
+  guidance_scale: null, force_words_ids: null, constraints: null, watermarking_config: null, dola_layers: null,
+  prompt_lookup_num_tokens: null,
+};
+
+/** Fields whose null is a value of its own (no such token) rather than "unset". */
+const NULLABLE = new Set(['forced_eos_token_id', 'eos_token_id', 'pad_token_id', 'bos_token_id', 'decoder_start_token_id']);
+
 /** The generation fields of one parsed file (`file` names it in errors). */
 export function generationConfigFromJson(json: Json, file: string): FolderGenerationConfig {
+  for (const [key, neutral] of Object.entries(UNSUPPORTED)) {
+    const v = json[key];
+    // guidance_scale 1 is also "no guidance" in transformers.
+    if (v === undefined || v === null || v === neutral || (key === 'guidance_scale' && v === 1)) continue;
+    throw new Error(`${file}: field '${key}' ${JSON.stringify(v)} is not supported (generate does not compute it; only ${JSON.stringify(neutral)} or absent)`);
+  }
   const out: Record<string, unknown> = {};
   for (const [key, [name, ok, what]] of Object.entries(FIELDS)) {
     const v = json[key];
-    if (v === undefined) continue;
+    // null is transformers' None: unset (the default applies), as the full generation fields older config.json files
+    // carry (`bad_words_ids: null`, `max_new_tokens: null`, …); for the token ids it is kept (an explicit "none").
+    if (v === undefined || (v === null && !NULLABLE.has(key))) continue;
     if (!ok(v)) throw new Error(`${file}: field '${key}' must be ${what}, got ${JSON.stringify(v)}`);
     out[name] = v;
   }
@@ -129,6 +153,30 @@ export function generationDefaultsFrom(
     ...(pad !== null ? { padTokenId: pad } : {}),
     ...(minNew !== undefined ? { minNewTokens: minNew } : {}),
   };
+  const copy = ['numBeams', 'numReturnSequences', 'doSample', 'temperature', 'topP', 'repetitionPenalty', 'lengthPenalty',
+    'earlyStopping', 'noRepeatNgramSize', 'badWordsIds', 'forcedEosTokenId', 'renormalizeLogits'] as const;
+  for (const k of copy) if (g[k] !== undefined) (out as Record<string, unknown>)[k] = g[k];
+  return out;
+}
+
+/**
+ * A decoder-only model's generation defaults from its folder's generation config, as transformers' `generate`
+ * applies them: `eosTokenId` (a list stops at any of them) and `padTokenId`, the sampling and beam fields
+ * (`doSample`, `temperature`, `topK` — 50 unless set, transformers' default —, `topP`, `repetitionPenalty`,
+ * `numBeams`, …) and the logits processors (`badWordsIds`, `noRepeatNgramSize`, `forcedEosTokenId`, …);
+ * `maxNewTokens` from `max_new_tokens` only (`max_length` and `min_length` count the prompt, whose length a default
+ * cannot know: pass `maxNewTokens` / `minNewTokens`). Options given to `generate` win.
+ */
+export function causalGenerationDefaults(g: FolderGenerationConfig, file = 'generation_config.json'): GenerationDefaults {
+  if (g.minLength !== undefined && g.minLength > 0 && g.minNewTokens === undefined) {
+    // transformers counts the prompt in min_length, which a default for every prompt cannot express.
+    throw new Error(`${file}: field 'min_length' ${g.minLength} is not supported for decoder-only models (it counts the prompt): set min_new_tokens, or pass minNewTokens to generate`);
+  }
+  const out: GenerationDefaults = { topK: g.topK ?? 50 };
+  if (g.maxNewTokens !== undefined) out.maxNewTokens = g.maxNewTokens;
+  if (g.minNewTokens !== undefined) out.minNewTokens = g.minNewTokens;
+  if (g.eosTokenId !== undefined) out.eosTokenId = g.eosTokenId;
+  if (g.padTokenId !== undefined && g.padTokenId !== null) out.padTokenId = g.padTokenId;
   const copy = ['numBeams', 'numReturnSequences', 'doSample', 'temperature', 'topP', 'repetitionPenalty', 'lengthPenalty',
     'earlyStopping', 'noRepeatNgramSize', 'badWordsIds', 'forcedEosTokenId', 'renormalizeLogits'] as const;
   for (const k of copy) if (g[k] !== undefined) (out as Record<string, unknown>)[k] = g[k];

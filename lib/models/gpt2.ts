@@ -21,7 +21,7 @@ import * as ops from '../ops';
 import type { FusedActivation } from '../ops/matmul';
 import { Tensor, empty, zeros } from '../tensor';
 import { checkInt, formatShape } from '../errors';
-import { generate, generateAsync, type GenerationOptions } from './generation';
+import { generate, generateAsync, type GenerationDefaults, type GenerationOptions } from './generation';
 import { stepPositionsAndMask } from './step-masks';
 import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs } from './model-inputs';
 import { attendPacked, packedStages, planPackedStep, runStages, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
@@ -285,6 +285,11 @@ export class GPT2LMHeadModel extends Module implements PackedCausalModel {
   }
   readonly config: ResolvedGPT2Config;
   transformer: GPT2Model;
+  /**
+   * Defaults for `generate`'s options (Hugging Face's generation_config: eos list, pad, sampling and beam fields,
+   * logits processors), set by AutoModelForCausalLM from the folder; options given to `generate` win.
+   */
+  generationConfig?: GenerationDefaults;
   /** The recorded one-token step of the last batch-1 cache decoded (lib/models/decode-program.ts). */
   readonly #replayed = new ReplayedDecode();
 
@@ -438,10 +443,16 @@ export function gpt2ConfigFromJson(c: Json, file = 'config.json'): GPT2Config {
   if (!activation || !Object.prototype.hasOwnProperty.call(ACTIVATION_FUNCTIONS, actName as string)) {
     throw new Error(`${file}: field 'activation_function' ${JSON.stringify(actName)} is not supported (supported: ${Object.keys(ACTIVATION_FUNCTIONS).join(', ')})`);
   }
+  // Attention scaled other than by 1/√head_dim (unscaled, or also by 1/(layer + 1)), cross-attention and an untied head
+  // change the outputs: refused. reorder_and_upcast_attn only moves the float32 scaling (attnode computes in float32
+  // throughout), so either value gives the same result.
   for (const [key, ok] of [['scale_attn_weights', true], ['scale_attn_by_inverse_layer_idx', false], ['add_cross_attention', false], ['tie_word_embeddings', true]] as const) {
-    if (c[key] !== undefined && c[key] !== ok) {
+    if (c[key] !== undefined && c[key] !== null && c[key] !== ok) {
       throw new Error(`${file}: field '${key}' ${JSON.stringify(c[key])} is not supported (only ${String(ok)})`);
     }
+  }
+  if (c['reorder_and_upcast_attn'] !== undefined && typeof c['reorder_and_upcast_attn'] !== 'boolean') {
+    throw new Error(`${file}: field 'reorder_and_upcast_attn' must be a boolean, got ${JSON.stringify(c['reorder_and_upcast_attn'])}`);
   }
   const hidden = int('n_embd', 1, 768);
   const inner = c['n_inner'];

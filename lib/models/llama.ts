@@ -19,7 +19,7 @@ import { KVPool } from '../nn/kv-pool';
 import * as ops from '../ops';
 import { Tensor, empty } from '../tensor';
 import { checkInt, formatShape } from '../errors';
-import { generate, generateAsync, type GenerationOptions } from './generation';
+import { generate, generateAsync, type GenerationDefaults, type GenerationOptions } from './generation';
 import { stepPositionsAndMask } from './step-masks';
 import { isKeywordForm, splitModelInputs, type CausalLMOutput, type ModelInputs } from './model-inputs';
 import { attendPacked, packedStages, planPackedStep, runStages, type PackedCausalModel, type PackedSequence, type PackedStep } from './packed-step';
@@ -38,6 +38,15 @@ export interface Llama3RopeScaling {
   originalMaxPositionEmbeddings: number;
 }
 
+/** Linear rope scaling (`rope_type: 'linear'`, position interpolation): every frequency divided by `factor`. */
+export interface LinearRopeScaling {
+  ropeType: 'linear';
+  factor: number;
+}
+
+/** The `rope_scaling` kinds attnode computes. */
+export type RopeScaling = Llama3RopeScaling | LinearRopeScaling;
+
 /** A Llama-family configuration (Hugging Face's `LlamaConfig` fields in camelCase). */
 export interface LlamaConfig {
   vocabSize: number;
@@ -53,17 +62,31 @@ export interface LlamaConfig {
   rmsNormEps?: number;
   /** Default 10000. */
   ropeTheta?: number;
-  ropeScaling?: Llama3RopeScaling | null;
+  ropeScaling?: RopeScaling | null;
   /** The LM head shares the token embedding (default false). */
   tieWordEmbeddings?: boolean;
   /** Biases on q/k/v projections (Qwen2: true; default false). */
   attentionBias?: boolean;
+  /** A bias on o_proj (Llama's `attention_bias` sets it with the q/k/v ones; Qwen2 has none). Default false. */
+  outputBias?: boolean;
+  /** Biases on gate/up/down projections (Llama's `mlp_bias`). Default false. */
+  mlpBias?: boolean;
+  /** Features per attention head (`head_dim`); default hiddenSize / numAttentionHeads. */
+  headDim?: number;
+  /**
+   * Sliding-window attention span (Mistral's `sliding_window`, Qwen2's with `use_sliding_window`), or null. attnode
+   * attends to every cached position, which equals the window while a sequence fits in it: longer ones are an error.
+   */
+  slidingWindow?: number | null;
   /** Rotate adjacent pairs (llama2.c, Meta's checkpoints) instead of Hugging Face's halves (default false). */
   ropeInterleaved?: boolean;
 }
 
 /** A config with every default filled in. */
-export type ResolvedLlamaConfig = Required<Omit<LlamaConfig, 'ropeScaling'>> & { ropeScaling: Llama3RopeScaling | null };
+export type ResolvedLlamaConfig = Required<Omit<LlamaConfig, 'ropeScaling' | 'slidingWindow'>> & {
+  ropeScaling: RopeScaling | null;
+  slidingWindow: number | null;
+};
 
 /** Fills in defaults and checks the sizes fit together. */
 export function resolveLlamaConfig(c: LlamaConfig): ResolvedLlamaConfig {
@@ -81,10 +104,19 @@ export function resolveLlamaConfig(c: LlamaConfig): ResolvedLlamaConfig {
     ropeScaling: c.ropeScaling ?? null,
     tieWordEmbeddings: c.tieWordEmbeddings ?? false,
     attentionBias: c.attentionBias ?? false,
+    outputBias: c.outputBias ?? false,
+    mlpBias: c.mlpBias ?? false,
+    headDim: 0,
+    slidingWindow: c.slidingWindow === undefined || c.slidingWindow === null ? null : checkInt(fn, 'slidingWindow', c.slidingWindow, 1),
     ropeInterleaved: c.ropeInterleaved ?? false,
   };
-  if (r.hiddenSize % r.numAttentionHeads !== 0) {
+  if (c.headDim !== undefined && c.headDim !== null) {
+    r.headDim = checkInt(fn, 'headDim', c.headDim, 2);
+    if (r.headDim % 2 !== 0) throw new RangeError(`${fn}: headDim (${r.headDim}) must be even (rotary embeddings rotate pairs)`);
+  } else if (r.hiddenSize % r.numAttentionHeads !== 0) {
     throw new RangeError(`${fn}: hiddenSize (${r.hiddenSize}) must be divisible by numAttentionHeads (${r.numAttentionHeads})`);
+  } else {
+    r.headDim = r.hiddenSize / r.numAttentionHeads;
   }
   if (r.numAttentionHeads % r.numKeyValueHeads !== 0) {
     throw new RangeError(`${fn}: numAttentionHeads (${r.numAttentionHeads}) must be divisible by numKeyValueHeads (${r.numKeyValueHeads})`);
@@ -97,10 +129,15 @@ export function resolveLlamaConfig(c: LlamaConfig): ResolvedLlamaConfig {
  * wavelengths above `original / lowFreqFactor` are divided by `factor`,
  * those below `original / highFreqFactor` kept, the band between blended.
  */
-export function ropeInvFreq(headDim: number, theta: number, scaling: Llama3RopeScaling | null): F32 {
+export function ropeInvFreq(headDim: number, theta: number, scaling: RopeScaling | null): F32 {
   const base = ops.rotaryInvFreq(headDim, theta);
   if (!scaling) return base;
   const out = new Float32Array(base.data);
+  if (scaling.ropeType === 'linear') {
+    // transformers' _compute_linear_scaling_rope_parameters: inv_freq / factor (positions / factor).
+    for (let i = 0; i < out.length; i++) out[i] = out[i]! / scaling.factor;
+    return new Tensor(out, [out.length], 'float32');
+  }
   const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: orig } = scaling;
   for (let i = 0; i < out.length; i++) {
     const f = out[i]!;
@@ -113,6 +150,17 @@ export function ropeInvFreq(headDim: number, theta: number, scaling: Llama3RopeS
     }
   }
   return new Tensor(out, [out.length], 'float32');
+}
+
+/**
+ * Sliding-window attention (Mistral, Qwen2 with use_sliding_window) sees only the last `slidingWindow` keys; attnode
+ * attends to all of them, which is the same while a sequence fits in the window. A longer one is refused here
+ * rather than computed differently.
+ */
+function checkWindow(fn: string, c: ResolvedLlamaConfig, length: number): void {
+  if (c.slidingWindow !== null && length > c.slidingWindow) {
+    throw new RangeError(`${fn}: sequence length ${length} exceeds the model's sliding window of ${c.slidingWindow} positions (config.json 'sliding_window'): sliding-window attention is not supported`);
+  }
 }
 
 /** q/k/v/o projections with grouped-query attention and rotary embeddings. */
@@ -129,11 +177,12 @@ export class LlamaAttention extends Module {
   constructor(c: ResolvedLlamaConfig, invFreq: F32) {
     super();
     const e = c.hiddenSize;
-    const kv = (e / c.numAttentionHeads) * c.numKeyValueHeads;
-    this.qProj = new Linear({ inFeatures: e, outFeatures: e, bias: c.attentionBias });
+    const qDim = c.headDim * c.numAttentionHeads;
+    const kv = c.headDim * c.numKeyValueHeads;
+    this.qProj = new Linear({ inFeatures: e, outFeatures: qDim, bias: c.attentionBias });
     this.kProj = new Linear({ inFeatures: e, outFeatures: kv, bias: c.attentionBias });
     this.vProj = new Linear({ inFeatures: e, outFeatures: kv, bias: c.attentionBias });
-    this.oProj = new Linear({ inFeatures: e, outFeatures: e, bias: false });
+    this.oProj = new Linear({ inFeatures: qDim, outFeatures: e, bias: c.outputBias });
     this.#c = c;
     this.#invFreq = invFreq;
   }
@@ -150,10 +199,10 @@ export class LlamaAttention extends Module {
       const [n, t] = x.shape as [number, number];
       const h = c.numAttentionHeads;
       const hkv = c.numKeyValueHeads;
-      const hd = c.hiddenSize / h;
+      const hd = c.headDim;
       const pos = cache.length;
       cache.reserve(this.backend, pos + t);
-      const e = c.hiddenSize;
+      const e = h * hd; // the queries' features (hiddenSize unless head_dim says otherwise)
       const kvDim = hkv * hd;
       // One product for q, k and v, rotated in place; keys and values then go to the cache's next t positions.
       const qkv = this.#projectQKV(x, positions);
@@ -163,7 +212,7 @@ export class LlamaAttention extends Module {
       const { k, v } = cache.keysValues(); // [S, N, kvDim] views
       const s = k.shape[0]!;
       const heads = (m: F32, len: number, count: number): F32 => m.view(len, n, count, hd).permute(1, 2, 0, 3);
-      const attn = empty([n, t, c.hiddenSize]);
+      const attn = empty([n, t, e]);
       ops.scaledDotProductAttention(q.permute(0, 2, 1, 3), heads(k, s, hkv), heads(v, s, hkv), {
         out: attn.view(n, t, h, hd).permute(0, 2, 1, 3),
         enableGqa: hkv !== h,
@@ -183,9 +232,9 @@ export class LlamaAttention extends Module {
     return this.inContext(() => {
       const c = this.#c;
       const t = x.shape[1]!;
-      const e = c.hiddenSize;
       const h = c.numAttentionHeads;
-      const hd = e / h;
+      const hd = c.headDim;
+      const e = h * hd;
       const kvDim = c.numKeyValueHeads * hd;
       // Projected and rotated in one [1, T, E + 2·kvDim] product, then each token's keys and values to its
       // sequence's pool row.
@@ -209,7 +258,7 @@ export class LlamaAttention extends Module {
   #projectQKV(x: F32, positions: Tensor<'int32'> | number): F32 {
     const c = this.#c;
     const [n, t] = x.shape as [number, number];
-    const hd = c.hiddenSize / c.numAttentionHeads;
+    const hd = c.headDim;
     const { qProj, kProj, vProj } = this;
     const weight = this.#qkvWeight.of([qProj.weight, kProj.weight, vProj.weight]);
     const bias = qProj.bias && kProj.bias && vProj.bias ? this.#qkvBias.of([qProj.bias, kProj.bias, vProj.bias]) : null;
@@ -217,7 +266,7 @@ export class LlamaAttention extends Module {
       throw new RangeError('LlamaAttention: q_proj, k_proj and v_proj must all have a bias or none (attentionBias)');
     }
     const qkv = ops.linear(x, weight, bias, { cacheWeight: true });
-    const heads = qkv.narrow(-1, 0, c.hiddenSize + c.numKeyValueHeads * hd).view(n, t, c.numAttentionHeads + c.numKeyValueHeads, hd);
+    const heads = qkv.narrow(-1, 0, (c.numAttentionHeads + c.numKeyValueHeads) * hd).view(n, t, c.numAttentionHeads + c.numKeyValueHeads, hd);
     ops.rotaryEmbedding(heads, { ...this.#rope(positions), out: heads });
     return qkv;
   }
@@ -231,18 +280,22 @@ export class LlamaMLP extends Module {
 
   constructor(c: ResolvedLlamaConfig) {
     super();
-    this.gateProj = new Linear({ inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false });
-    this.upProj = new Linear({ inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false });
-    this.downProj = new Linear({ inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, bias: false });
+    this.gateProj = new Linear({ inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: c.mlpBias });
+    this.upProj = new Linear({ inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: c.mlpBias });
+    this.downProj = new Linear({ inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, bias: c.mlpBias });
   }
 
   readonly #gateUp = new FusedRows();
+  readonly #gateUpBias = new FusedRows();
 
   forward(x: F32): F32 {
     return this.inContext(() => {
       // gate and up in one [.., 2·I] product (see FusedRows).
       const i = this.gateProj.weight.shape[0]!;
-      const gateUp = ops.linear(x, this.#gateUp.of([this.gateProj.weight, this.upProj.weight]), null, { cacheWeight: true });
+      const { gateProj, upProj } = this;
+      if (!gateProj.bias !== !upProj.bias) throw new RangeError('LlamaMLP: gate_proj and up_proj must both have a bias or neither (mlpBias)');
+      const bias = gateProj.bias && upProj.bias ? this.#gateUpBias.of([gateProj.bias, upProj.bias]) : null;
+      const gateUp = ops.linear(x, this.#gateUp.of([gateProj.weight, upProj.weight]), bias, { cacheWeight: true });
       return this.downProj.forward(ops.siluMul(gateUp.narrow(-1, 0, i), gateUp.narrow(-1, i, i)));
     });
   }
@@ -324,7 +377,7 @@ export class LlamaModel extends Module {
 
   constructor(c: ResolvedLlamaConfig) {
     super();
-    const invFreq = ropeInvFreq(c.hiddenSize / c.numAttentionHeads, c.ropeTheta, c.ropeScaling);
+    const invFreq = ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling);
     this.embedTokens = new Embedding({ numEmbeddings: c.vocabSize, embeddingDim: c.hiddenSize });
     this.layers = new ModuleList(Array.from({ length: c.numHiddenLayers }, () => new LlamaDecoderLayer(c, invFreq)));
     this.norm = new RMSNorm({ normalizedShape: c.hiddenSize, eps: c.rmsNormEps });
@@ -350,6 +403,11 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
   readonly config: ResolvedLlamaConfig;
   model: LlamaModel;
   lmHead: Linear | null;
+  /**
+   * Defaults for `generate`'s options (Hugging Face's generation_config: eos list, pad, sampling and beam fields,
+   * logits processors), set by AutoModelForCausalLM from the folder; options given to `generate` win.
+   */
+  generationConfig?: GenerationDefaults;
   /** The recorded one-token step of the last batch-1 cache decoded (see #decodeStep). */
   readonly #replayed = new ReplayedDecode();
 
@@ -365,7 +423,7 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
   /** Empty KV caches for `batch` sequences, room for `capacity` positions (they grow by doubling). */
   createCache(batch = 1, capacity = 64): SelfAttentionCache {
     const c = this.config;
-    const kvDim = (c.hiddenSize / c.numAttentionHeads) * c.numKeyValueHeads;
+    const kvDim = c.headDim * c.numKeyValueHeads;
     return new SelfAttentionCache(
       Array.from({ length: c.numHiddenLayers }, () => new KVCache({ batch, embedDim: kvDim, capacity })),
     );
@@ -374,7 +432,7 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
   /** Key/value features per layer: key/value heads × head size. */
   get kvDim(): number {
     const c = this.config;
-    return (c.hiddenSize / c.numAttentionHeads) * c.numKeyValueHeads;
+    return c.headDim * c.numKeyValueHeads;
   }
 
   /** A K/V pool of `positions` positions for {@link forwardPacked} (continuous batching), preallocated and prefaulted. */
@@ -397,6 +455,7 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
   *forwardPackedStages(seqs: readonly PackedSequence[], pool: KVPool, layersPerStage = Infinity): Generator<F32, F32, void> {
     const c = this.config;
     const step = planPackedStep('LlamaForCausalLM.forwardPacked', seqs, pool, { config: c, layers: c.numHiddenLayers, kvDim: this.kvDim });
+    for (const [i, s] of seqs.entries()) checkWindow(`LlamaForCausalLM.forwardPacked: seqs[${i}]`, c, s.cached + s.ids.length);
     const layers = this.model.layers;
     return yield* packedStages(
       layers.length, layersPerStage,
@@ -440,6 +499,7 @@ export class LlamaForCausalLM extends Module implements PackedCausalModel {
       if (pos + t > this.config.maxPositionEmbeddings) {
         throw new RangeError(`${fn}: position ${pos + t} exceeds maxPositionEmbeddings ${this.config.maxPositionEmbeddings}`);
       }
+      checkWindow(fn, this.config, pos + t);
       if (n === 1 && t === 1 && !options.attentionMask) {
         const logits = this.#decodeStep(inputIds, cache);
         if (logits) return logits;

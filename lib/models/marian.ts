@@ -31,6 +31,7 @@ import {
 } from './generation';
 import { generationDefaultsFrom } from './generation-config';
 import { causalMaskFrom } from '../ops/multi-head-attention';
+import { checkWeightShapes, dimOf } from './config-check';
 
 type F32 = Tensor<'float32'>;
 type I32 = Tensor<'int32'>;
@@ -702,6 +703,12 @@ const ACTIVATION_FUNCTIONS: Record<string, MarianActivation> = {
   gelu_new: 'gelu_tanh', gelu_pytorch_tanh: 'gelu_tanh', gelu_fast: 'gelu_tanh',
 };
 
+/** The architecture fields of older Marian configs and the one value MarianMT computes for each. */
+const MARIAN_ARCHITECTURE: readonly [string, unknown][] = [
+  ['static_position_embeddings', true], ['normalize_before', false], ['normalize_embedding', false],
+  ['add_final_layer_norm', false], ['add_bias_logits', false], ['layernorm_embedding', false],
+];
+
 /**
  * The configuration of a MarianMT `config.json` (`model_type: 'marian'`),
  * with transformers' `MarianConfig` defaults for absent fields. Errors name
@@ -723,6 +730,15 @@ export function marianConfigFromJson(c: Json, file = 'config.json'): ResolvedMar
     if (typeof v !== 'boolean') throw new Error(`${file}: field '${key}' must be a boolean, got ${JSON.stringify(c[key])}`);
     return v;
   };
+  // Fields of the BART-era configs the opus-mt conversions still carry. transformers' Marian code no longer reads
+  // them and always computes static sinusoidal positions, post-norm layers, no embedding norm, no final norm and no
+  // logits bias layer: a checkpoint that sets another value was trained as another architecture, refused here.
+  for (const [key, marian] of MARIAN_ARCHITECTURE) {
+    const v = c[key];
+    if (v !== undefined && v !== null && v !== marian) {
+      throw new Error(`${file}: field '${key}' ${JSON.stringify(v)} is not supported (MarianMT computes ${key} = ${JSON.stringify(marian)}, as transformers' MarianMTModel does whatever the field says)`);
+    }
+  }
   const actName = c['activation_function'] ?? 'gelu';
   if (typeof actName !== 'string' || !Object.prototype.hasOwnProperty.call(ACTIVATION_FUNCTIONS, actName)) {
     throw new Error(`${file}: field 'activation_function' ${JSON.stringify(actName)} is not supported (supported: ${Object.keys(ACTIVATION_FUNCTIONS).join(', ')})`);
@@ -837,6 +853,16 @@ export function marianStateDict(weights: Record<string, Tensor>, c: ResolvedMari
     if (fc1 && fc1.length === 2 && fc1[0] !== ffn) {
       throw new Error(`${file}: field '${side}_ffn_dim' is ${ffn} but model.${side}.layers.0.fc1.weight has ${fc1[0]} rows`);
     }
+    const D = dimOf('d_model', e);
+    const F = dimOf(`${side}_ffn_dim`, ffn);
+    const L = `^model\\.${side}\\.layers\\.\\d+\\.`;
+    checkWeightShapes(file, w, [
+      [new RegExp(`${L}(self_attn|encoder_attn)\\.(q|k|v|out)_proj\\.weight$`), [D, D]],
+      [new RegExp(`${L}fc1\\.weight$`), [F, D]],
+      [new RegExp(`${L}fc1\\.bias$`), [F]],
+      [new RegExp(`${L}fc2\\.weight$`), [D, F]],
+      [new RegExp(`${L}.*\\.(bias|weight)$`), [D]],
+    ]);
   }
   return w;
 }

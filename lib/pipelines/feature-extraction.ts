@@ -1,10 +1,14 @@
 /**
  * 'feature-extraction': texts → one float32 vector per text ([B, D]), pooled
- * over the tokens ('mean' over non-padding tokens or the first token 'cls'),
+ * over the tokens ('mean' over non-padding tokens, the first token 'cls',
+ * 'max' per feature, 'mean_sqrt_len' the sum over √tokens, 'lasttoken'),
  * optionally L2-normalized; 'none' returns every token's vector ([B, L, D],
  * zeros past a text's length). A sentence-transformers folder sets the
  * defaults: `modules.json` names the Pooling module, whose `config.json`
- * picks the pooling, and a Normalize module turns normalization on.
+ * picks the pooling, a Normalize module turns normalization on, and
+ * `sentence_bert_config.json`'s `max_seq_length` / `do_lower_case` set the
+ * truncation length and lower-casing. Modules attnode does not compute
+ * (Dense, LayerNorm, …) and unknown pooling modes are errors naming the file.
  */
 import { readFile } from 'node:fs/promises';
 import { AutoModel } from '../models/auto';
@@ -15,7 +19,27 @@ import {
   applyPipelineOptions, checkBatchSize, checkCallOptions, checkTexts, inFolder, loadTokenizer, maxTokens, runBatched, type EncoderCallOptions, type PipelineOptions,
 } from './encoder';
 
-export type Pooling = 'mean' | 'cls' | 'none';
+/** A pooling over a text's tokens (sentence-transformers' Pooling modes). */
+export type SentencePooling = 'mean' | 'cls' | 'max' | 'mean_sqrt_len' | 'lasttoken';
+export type Pooling = SentencePooling | 'none';
+
+const POOLINGS: readonly Pooling[] = ['mean', 'cls', 'max', 'mean_sqrt_len', 'lasttoken', 'none'];
+
+/** sentence-transformers' Pooling config fields → the pooling computed. */
+const POOLING_MODES: Record<string, SentencePooling> = {
+  pooling_mode_cls_token: 'cls', pooling_mode_mean_tokens: 'mean', pooling_mode_max_tokens: 'max',
+  pooling_mode_mean_sqrt_len_tokens: 'mean_sqrt_len', pooling_mode_lasttoken: 'lasttoken',
+};
+
+/** What a sentence-transformers folder sets. */
+export interface SentenceTransformersConfig {
+  pooling: SentencePooling;
+  normalize: boolean;
+  /** sentence_bert_config.json's `max_seq_length`: texts are truncated to this many tokens (specials included). */
+  maxSeqLength?: number;
+  /** sentence_bert_config.json's `do_lower_case`: texts are lower-cased before tokenizing. */
+  doLowerCase?: boolean;
+}
 
 export interface FeatureExtractionOptions extends EncoderCallOptions {
   /** Default: the sentence-transformers Pooling config, else 'mean'. */
@@ -30,7 +54,7 @@ export interface FeatureExtractionPipeline {
   readonly model: EncoderModel;
   readonly tokenizer: PreTrainedTokenizer;
   /** The defaults the folder set (sentence-transformers) or 'mean' / false. */
-  readonly defaults: { pooling: Pooling; normalize: boolean };
+  readonly defaults: { pooling: Pooling; normalize: boolean; maxSeqLength?: number; doLowerCase?: boolean };
 }
 
 async function readJsonIfPresent(file: string): Promise<unknown> {
@@ -48,19 +72,30 @@ async function readJsonIfPresent(file: string): Promise<unknown> {
   }
 }
 
-/** sentence-transformers' pooling and normalization from modules.json and the Pooling module's config.json. */
-export async function sentenceTransformersDefaults(dir: string): Promise<{ pooling: Pooling; normalize: boolean } | null> {
+/**
+ * sentence-transformers' pooling, normalization, truncation and lower-casing from modules.json, the Pooling module's
+ * config.json and sentence_bert_config.json; null for a folder without modules.json. Modules other than Transformer,
+ * Pooling and Normalize, and Pooling configs attnode does not compute (weighted mean, several modes concatenated),
+ * are an Error naming the file and the field.
+ */
+export async function sentenceTransformersDefaults(dir: string, hiddenSize?: number): Promise<SentenceTransformersConfig | null> {
   const file = inFolder(dir, 'modules.json');
   const modules = await readJsonIfPresent(file);
   if (modules === undefined) return null;
   if (!Array.isArray(modules)) throw new Error(`${file}: must be an array of modules`);
-  let pooling: Pooling = 'mean';
+  let pooling: SentencePooling = 'mean';
   let normalize = false;
   for (const [i, m] of (modules as Record<string, unknown>[]).entries()) {
     const type = m?.['type'];
     if (typeof type !== 'string') throw new Error(`${file}: field '[${i}].type' must be a string`);
-    if (type.endsWith('.Normalize')) normalize = true;
-    if (!type.endsWith('.Pooling')) continue;
+    if (type.endsWith('.Normalize')) {
+      normalize = true;
+      continue;
+    }
+    if (type.endsWith('.Transformer')) continue;
+    if (!type.endsWith('.Pooling')) {
+      throw new Error(`${file}: field '[${i}].type' ${JSON.stringify(type)} is not supported (attnode computes the Transformer, Pooling and Normalize modules; this one would change the embeddings)`);
+    }
     const rel = m['path'];
     if (typeof rel !== 'string' || rel.includes('..')) throw new Error(`${file}: field '[${i}].path' must be a folder name, got ${JSON.stringify(rel)}`);
     const pfile = inFolder(dir, rel, 'config.json');
@@ -68,12 +103,34 @@ export async function sentenceTransformersDefaults(dir: string): Promise<{ pooli
     if (cfg === undefined || cfg === null || typeof cfg !== 'object') throw new Error(`${pfile}: not found or not an object (modules.json names a Pooling module there)`);
     const c = cfg as Record<string, unknown>;
     const modes = Object.keys(c).filter((k) => k.startsWith('pooling_mode_') && c[k] === true);
-    if (modes.length !== 1 || (modes[0] !== 'pooling_mode_mean_tokens' && modes[0] !== 'pooling_mode_cls_token')) {
-      throw new Error(`${pfile}: fields 'pooling_mode_*' must select exactly one of pooling_mode_mean_tokens, pooling_mode_cls_token (got ${modes.join(', ') || 'none'})`);
+    const known = Object.keys(POOLING_MODES);
+    if (modes.length !== 1 || !known.includes(modes[0]!)) {
+      throw new Error(`${pfile}: fields 'pooling_mode_*' must select exactly one of ${known.join(', ')} (got ${modes.join(', ') || 'none'})`);
     }
-    pooling = modes[0] === 'pooling_mode_cls_token' ? 'cls' : 'mean';
+    const dim = c['word_embedding_dimension'];
+    if (hiddenSize !== undefined && dim !== undefined && dim !== hiddenSize) {
+      throw new Error(`${pfile}: field 'word_embedding_dimension' is ${JSON.stringify(dim)} but the model's hidden size is ${hiddenSize}`);
+    }
+    pooling = POOLING_MODES[modes[0]!]!;
   }
-  return { pooling, normalize };
+  const out: SentenceTransformersConfig = { pooling, normalize };
+  const sfile = inFolder(dir, 'sentence_bert_config.json');
+  const sb = await readJsonIfPresent(sfile);
+  if (sb !== undefined) {
+    if (sb === null || typeof sb !== 'object' || Array.isArray(sb)) throw new Error(`${sfile}: must be a JSON object`);
+    const s = sb as Record<string, unknown>;
+    const max = s['max_seq_length'];
+    if (max !== undefined && max !== null) {
+      if (typeof max !== 'number' || !Number.isInteger(max) || max < 1) throw new Error(`${sfile}: field 'max_seq_length' must be an integer >= 1, got ${JSON.stringify(max)}`);
+      out.maxSeqLength = max;
+    }
+    const lower = s['do_lower_case'];
+    if (lower !== undefined && lower !== null) {
+      if (typeof lower !== 'boolean') throw new Error(`${sfile}: field 'do_lower_case' must be a boolean, got ${JSON.stringify(lower)}`);
+      out.doLowerCase = lower;
+    }
+  }
+  return out;
 }
 
 export async function featureExtraction(dir: string, options: PipelineOptions = {}): Promise<FeatureExtractionPipeline> {
@@ -82,17 +139,19 @@ export async function featureExtraction(dir: string, options: PipelineOptions = 
   const model = await AutoModel.fromPretrained(dir);
   applyPipelineOptions('pipeline(feature-extraction)', model, options);
   const tokenizer = loadTokenizer(dir);
-  const defaults = (await sentenceTransformersDefaults(dir)) ?? { pooling: 'mean' as Pooling, normalize: false };
-  const limit = maxTokens(model.config, tokenizer);
+  const defaults: FeatureExtractionPipeline['defaults'] = (await sentenceTransformersDefaults(dir, model.config.hiddenSize)) ?? { pooling: 'mean', normalize: false };
+  const limit = Math.min(maxTokens(model.config, tokenizer), defaults.maxSeqLength ?? Infinity);
   const d = model.config.hiddenSize;
 
   const run = async (texts: string | string[], callOptions?: FeatureExtractionOptions): Promise<Tensor<'float32'>> => {
     const call = 'feature-extraction pipeline';
-    const { list } = checkTexts(call, texts);
+    const checked = checkTexts(call, texts).list;
+    // sentence-transformers' Transformer module lower-cases the texts itself when do_lower_case is set.
+    const list = defaults.doLowerCase ? checked.map((t) => t.toLowerCase()) : checked;
     const o = checkCallOptions(call, callOptions, ['pooling', 'normalize', 'batchSize']) as FeatureExtractionOptions;
     const pooling = o.pooling ?? defaults.pooling;
-    if (pooling !== 'mean' && pooling !== 'cls' && pooling !== 'none') {
-      throw new TypeError(`${call}: option 'pooling' must be 'mean', 'cls' or 'none', got ${JSON.stringify(pooling)}`);
+    if (!POOLINGS.includes(pooling)) {
+      throw new TypeError(`${call}: option 'pooling' must be ${POOLINGS.map((p) => `'${p}'`).join(', ')}, got ${JSON.stringify(pooling)}`);
     }
     const normalize = o.normalize ?? defaults.normalize;
     if (typeof normalize !== 'boolean') throw new TypeError(`${call}: option 'normalize' must be a boolean, got ${typeof normalize}`);
@@ -133,14 +192,25 @@ export async function featureExtraction(dir: string, options: PipelineOptions = 
 }
 
 /**
- * One text's vector from its token vectors (`len` rows of `d` floats from `base` in `data`): the mean over the
- * tokens or the first token, L2-normalized when asked (sentence-transformers' Pooling and Normalize modules).
+ * One text's vector from its token vectors (`len` rows of `d` floats from `base` in `data`), as
+ * sentence-transformers' Pooling module computes it: the mean over the tokens, the first token ('cls'), the
+ * per-feature maximum ('max'), the sum over √len ('mean_sqrt_len') or the last token ('lasttoken');
+ * L2-normalized when asked (the Normalize module).
  */
-export function poolTokens(data: Float32Array, base: number, len: number, d: number, pooling: 'mean' | 'cls', normalize: boolean): Float32Array {
-  const acc = new Float64Array(d);
-  const count = pooling === 'cls' ? 1 : len;
-  for (let i = 0; i < count; i++) for (let j = 0; j < d; j++) acc[j]! += data[base + i * d + j]!;
-  const v = Float32Array.from(acc, (x) => x / count);
+export function poolTokens(data: Float32Array, base: number, len: number, d: number, pooling: SentencePooling, normalize: boolean): Float32Array {
+  let v: Float32Array;
+  if (pooling === 'cls' || pooling === 'lasttoken') {
+    const at = base + (pooling === 'cls' ? 0 : Math.max(0, len - 1)) * d;
+    v = data.slice(at, at + d);
+  } else if (pooling === 'max') {
+    v = new Float32Array(d).fill(-Infinity);
+    for (let i = 0; i < len; i++) for (let j = 0; j < d; j++) v[j] = Math.max(v[j]!, data[base + i * d + j]!);
+  } else {
+    const acc = new Float64Array(d);
+    for (let i = 0; i < len; i++) for (let j = 0; j < d; j++) acc[j]! += data[base + i * d + j]!;
+    const div = pooling === 'mean' ? len : Math.sqrt(len);
+    v = Float32Array.from(acc, (x) => x / div);
+  }
   if (normalize) l2(v);
   return v;
 }

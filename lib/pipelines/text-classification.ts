@@ -1,7 +1,10 @@
 /**
  * 'text-classification': texts → the most likely label of each with its
- * probability (softmax over the logits; a single-logit head is a sigmoid, as
- * transformers does), labels from the config's `id2label`.
+ * score, as transformers' pipeline computes it from the config's
+ * `problem_type`: softmax over the logits (single-label, or unset with several
+ * labels), a sigmoid per label (`multi_label_classification`, or a
+ * single-logit head), the logits themselves (`regression`); labels from the
+ * config's `id2label`.
  */
 import { AutoModelForSequenceClassification } from '../models/auto';
 import type { EncoderHeadModel } from '../models/bert';
@@ -51,8 +54,11 @@ export async function textClassification(dir: string, options: PipelineOptions =
         return b.indices.map((_, r) => {
           const row = Array.from(logits.subarray(r * k, (r + 1) * k));
           let probs: number[];
-          if (k === 1) {
-            probs = [1 / (1 + Math.exp(-row[0]!))];
+          const problem = model.config.problemType;
+          if (problem === 'regression') {
+            probs = row;
+          } else if (problem === 'multi_label_classification' || k === 1) {
+            probs = row.map((x) => 1 / (1 + Math.exp(-x)));
           } else {
             const m = Math.max(...row);
             const e = row.map((x) => Math.exp(x - m));

@@ -15,6 +15,7 @@ import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { AutoModelForCausalLM } from '../models/auto';
 import type { CausalModel, GenerationOptions } from '../models/generation';
+import { generationConfigFromJson, type FolderGenerationConfig } from '../models/generation-config';
 import { generateAsync } from '../models/generation';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../tokenizers';
 import { Module, type BackendChoice } from '../nn/module';
@@ -109,6 +110,28 @@ export async function folderEos(dir: string): Promise<number | number[] | null |
 }
 
 /**
+ * config.json's `task_specific_params['text-generation']` (GPT-2's checkpoints set `do_sample` and `max_length`
+ * there), which transformers' pipeline applies over the generation config; `{}` when absent.
+ */
+export async function taskDefaults(dir: string): Promise<FolderGenerationConfig> {
+  const file = path.join(dir, 'config.json');
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new Error(`${file}: cannot be read as JSON (${(err as Error).message})`, { cause: err });
+  }
+  const params = json?.['task_specific_params'];
+  if (params === undefined || params === null) return {};
+  if (typeof params !== 'object' || Array.isArray(params)) throw new Error(`${file}: field 'task_specific_params' must be an object, got ${JSON.stringify(params)}`);
+  const t = (params as Record<string, unknown>)['text-generation'];
+  if (t === undefined || t === null) return {};
+  if (typeof t !== 'object' || Array.isArray(t)) throw new Error(`${file}: field 'task_specific_params.text-generation' must be an object, got ${JSON.stringify(t)}`);
+  return generationConfigFromJson(t as Record<string, unknown>, `${file} (task_specific_params.text-generation)`);
+}
+
+/**
  * Loads a text-generation pipeline from a Hugging Face model folder
  * (config.json, safetensors weights, tokenizer files), or wraps a model and
  * tokenizer given as `{ model, tokenizer }`.
@@ -126,6 +149,7 @@ export async function textGenerationPipeline(
   let model: CausalModel;
   let tokenizer: PreTrainedTokenizer;
   let eos: number | readonly number[] | null | undefined;
+  let task: FolderGenerationConfig = {};
   if (typeof source === 'string') {
     const m = await AutoModelForCausalLM.fromPretrained(source);
     const tok = AutoTokenizer.fromPretrained(source);
@@ -133,6 +157,7 @@ export async function textGenerationPipeline(
     model = m;
     tokenizer = tok;
     eos = await folderEos(source);
+    task = await taskDefaults(source);
   } else if (source !== null && typeof source === 'object' && typeof source.model?.forward === 'function' && typeof source.tokenizer?.decode === 'function') {
     ({ model, tokenizer } = source);
     eos = source.eosTokenId;
@@ -146,6 +171,10 @@ export async function textGenerationPipeline(
     throw new TypeError(`${fn}: options 'backend' and 'weightPrecision' need a Module model; set them on the model instead`);
   }
   const defaultEos = eos === undefined ? tokenizer.eosTokenId ?? null : eos;
+  // The task's sampling and processor fields sit between the model's generation config and the call's options.
+  // (Lengths are handled per call below; the special ids come from the folder's eos and the tokenizer.)
+  const notOptions = new Set(['maxNewTokens', 'maxLength', 'minLength', 'eosTokenId', 'padTokenId', 'bosTokenId', 'decoderStartTokenId']);
+  const taskOptions = Object.fromEntries(Object.entries(task).filter(([k, v]) => !notOptions.has(k) && v !== null)) as Partial<GenerationOptions>;
 
   const prepare = (fnName: string, prompts: string[], o: TextGenerationCallOptions) => {
     if (o === null || typeof o !== 'object') throw new TypeError(`${fnName}: argument 'options' must be an object, got ${o === null ? 'null' : typeof o}`);
@@ -169,8 +198,14 @@ export async function textGenerationPipeline(
       ids.set(e, b * width + width - e.length);
       mask.fill(1, b * width + width - e.length, (b + 1) * width);
     });
+    // New tokens: the call's, else the folder's task_specific_params (max_length counts the padded prompt, as
+    // transformers' pipeline applies it), else the generation config's max_new_tokens, else 20.
+    const maxNewTokens = o.maxNewTokens ?? task.maxNewTokens ??
+      (task.maxLength !== undefined ? Math.max(0, task.maxLength - width) : undefined) ?? model.generationConfig?.maxNewTokens ?? 20;
     const gen: GenerationOptions = {
-      maxNewTokens: o.maxNewTokens ?? 20,
+      ...taskOptions,
+      maxNewTokens,
+      ...(task.minLength !== undefined ? { minNewTokens: Math.max(0, task.minLength - width) } : {}),
       eosTokenId, padTokenId: pad,
       ...(n > 1 && encoded.some((e) => e.length < width) ? { attentionMask: new Tensor(mask, [n, width], 'int32') } : {}),
       ...pick(o, PASSED),

@@ -17,7 +17,7 @@ import { Tensor } from '../tensor';
 import { createTokenizer, readTokenizerFolder, type PreTrainedTokenizer } from '../tokenizers';
 import { loadLlama2c } from '../io/llama2c';
 import { folderEos } from '../pipelines/text-generation';
-import { sentenceTransformersDefaults } from '../pipelines/feature-extraction';
+import { sentenceTransformersDefaults, type SentencePooling } from '../pipelines/feature-extraction';
 import { maxTokens } from '../pipelines/encoder';
 import { ChatTemplate } from './chat-template';
 import type { BatchEncoder } from './batcher';
@@ -54,7 +54,7 @@ export interface ServedEmbeddingModel extends ServedBase {
   task: 'embeddings';
   /** The batched encoder (token ids → last hidden states) behind `/v1/embeddings` and `/v1/encode`. */
   encoder: ServedEncoder;
-  pooling: 'mean' | 'cls';
+  pooling: SentencePooling;
   normalize: boolean;
   /** Longest input in tokens (special tokens included). */
   maxTokens: number;
@@ -168,9 +168,9 @@ export async function loadTextModel(modelPath: string, options: LoadTextModelOpt
   const tok = createTokenizer(files);
   if (typeof type === 'string' && ENCODER_TYPES.includes(type)) {
     const model = await AutoModel.fromPretrained(modelPath);
-    const st = (await sentenceTransformersDefaults(modelPath)) ?? { pooling: 'mean' as const, normalize: false };
-    if (st.pooling === 'none') throw new Error(`${modelPath}: pooling 'none' cannot serve embeddings`);
-    const limit = maxTokens(model.config, tok);
+    const st = (await sentenceTransformersDefaults(modelPath, model.config.hiddenSize)) ?? { pooling: 'mean' as const, normalize: false };
+    if (st.doLowerCase) throw new Error(`${modelPath}: sentence_bert_config.json field 'do_lower_case' true is not supported when serving (the pipeline honours it)`);
+    const limit = Math.min(maxTokens(model.config, tok), st.maxSeqLength ?? Infinity);
     return {
       task: 'embeddings', id, source: modelPath, family: type, module: model, tokenizer: hfCodec(tok),
       vocabSize: model.config.vocabSize, encoder: new HfEncoderAdapter(model, limit), pooling: st.pooling,
