@@ -2,6 +2,9 @@
 // gate|up 3072x576, down 576x1536; then the 49152x576 head), from memory, with pre-packed fp32 or bf16 weights
 // allocated on 4 KiB pages and on 2 MiB huge pages (runtime::set_huge_pages), interleaved rounds; achieved weight
 // GB/s and the time per step. Also a plain read of the same bytes (one buffer, each layout) as the reference.
+// Then each shape alone (the GEMVs of a SmolLM-135M layer and its head, n x k): enough copies on huge pages to
+// read ~128 MB per pass, so every call streams its weight from memory as in decode, fp32 and bf16 GEMV against a
+// plain read of the bf16 bytes, interleaved rounds, median GB/s.
 // Usage: bench/gemm/decode_gemv.sh [threads] [rounds]
 #include <immintrin.h>
 
@@ -53,24 +56,80 @@ static Model build(bool bf16, bool huge, int layers) {
   return m;
 }
 
+static void gemv(const PackedB* w, Shape s, int nt, const float* x, float* c) {
+  GemmParams p;
+  p.m = 1;
+  p.n = s.n;
+  p.k = s.k;
+  p.a = x;
+  p.lda = p.k;
+  p.b = nullptr;
+  p.ldb = p.k;
+  p.trans_b = true;
+  p.c = c;
+  p.ldc = p.n;
+  p.packed_b = w;
+  sgemm(p, nt);
+}
+
 static double step(const Model& m, int nt, std::vector<float>& x, std::vector<float>& c) {
   const double t0 = now();
-  for (size_t i = 0; i < m.w.size(); ++i) {
-    GemmParams p;
-    p.m = 1;
-    p.n = m.s[i].n;
-    p.k = m.s[i].k;
-    p.a = x.data();
-    p.lda = p.k;
-    p.b = nullptr;
-    p.ldb = p.k;
-    p.trans_b = true;
-    p.c = c.data();
-    p.ldc = p.n;
-    p.packed_b = m.w[i].get();
-    sgemm(p, nt);
-  }
+  for (size_t i = 0; i < m.w.size(); ++i) gemv(m.w[i].get(), m.s[i], nt, x.data(), c.data());
   return now() - t0;
+}
+
+static double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// One shape alone, from memory: fp32 and bf16 GEMVs over copies of the weight (~128 MB of bf16 per pass) and a
+// plain read of as many bytes as the bf16 copies, on huge pages, interleaved.
+static void shape_rows(int nt, int rounds) {
+  const Shape shapes[] = {{576, 576}, {192, 576}, {960, 576}, {1536, 576}, {3072, 576}, {576, 1536}, {49152, 576}};
+  std::vector<float> x(1536, 0.01f), c(49152), src;
+  const bool was = rt::set_huge_pages(true);
+  for (Shape s : shapes) {
+    const double bytes16 = 2.0 * s.n * s.k;
+    const int copies = std::max(1, static_cast<int>(128e6 / bytes16));
+    src.resize(static_cast<size_t>(s.n) * s.k);
+    for (size_t i = 0; i < src.size(); ++i) src[i] = ((i * 2654435761u) % 1000) * 1e-5f - 0.005f;
+    std::vector<PackedBPtr> w32, w16;
+    for (int i = 0; i < copies; ++i) {
+      w32.push_back(pack_b(src.data(), s.k, true, s.k, s.n));
+      if (bf16_gemm_available()) w16.push_back(pack_b_bf16(src.data(), s.k, true, s.k, s.n));
+    }
+    const size_t nf = static_cast<size_t>(bytes16 * copies / 4) / 64 * 64;
+    float* rd = static_cast<float*>(rt::alloc_streamed(nf * 4));
+    for (size_t i = 0; i < nf; ++i) rd[i] = 1e-6f;
+    std::vector<double> t32, t16, trd;
+    volatile float sink = 0;
+    auto pass = [&](const std::vector<PackedBPtr>& w) {
+      const double t0 = now();
+      for (const auto& m : w) gemv(m.get(), s, nt, x.data(), c.data());
+      return now() - t0;
+    };
+    for (int r = 0; r < rounds; ++r) {
+      for (int v = 0; v < 3; ++v) {
+        switch ((v + r) % 3) {
+          case 0: t32.push_back(pass(w32)); break;
+          case 1:
+            if (!w16.empty()) t16.push_back(pass(w16));
+            break;
+          default: {
+            const double t0 = now();
+            sink = sink + read_sequential(rd, nf);
+            trd.push_back(now() - t0);
+          }
+        }
+      }
+    }
+    std::printf("%5d x %-4d x %3d copies: fp32 GEMV %5.1f GB/s | bf16 GEMV %5.1f GB/s | plain read %5.1f GB/s\n", s.n,
+                s.k, copies, 2 * bytes16 * copies / median(t32) / 1e9,
+                t16.empty() ? 0.0 : bytes16 * copies / median(t16) / 1e9, nf * 4.0 / median(trd) / 1e9);
+    rt::free_streamed(rd);
+  }
+  rt::set_huge_pages(was);
 }
 
 int main(int argc, char** argv) {
@@ -120,4 +179,6 @@ int main(int argc, char** argv) {
     rt::free_streamed(r4);
     rt::free_streamed(r2);
   }
+  std::printf("per shape (n x k), weights from memory on huge pages, %d thread(s), median of %d rounds:\n", nt, rounds);
+  shape_rows(nt, rounds);
 }
