@@ -479,7 +479,7 @@ void bf16_gemv_matches_gemm() {
 }
 
 
-// kernels::pack_b / pack_b_bf16 allocate through runtime::alloc_streamed (huge-page slabs): pieces are 64-byte
+// kernels::pack_b / pack_b_bf16 / pack_b_int8 allocate through runtime::alloc_streamed (huge-page slabs): pieces are 64-byte
 // aligned and disjoint, a large one gets a slab of its own, slabs go back to the OS when their last piece is
 // freed, and (when the kernel offers transparent huge pages) a touched large piece is backed by huge pages.
 size_t anon_huge_kib_at(const void* p) {
@@ -555,6 +555,16 @@ void streamed_memory_pool() {
     POOL_CHECK(r::streamed_memory_stats().live_pieces == s0.live_pieces + 1, "pack_b did not allocate a pooled piece");
   }
   POOL_CHECK(r::streamed_memory_stats().live_pieces == s0.live_pieces, "dropping the PackedB did not free its piece");
+  // So do the int8 panels (1024 x 512 bytes: one pooled piece; the scales and sums are small C allocations).
+  {
+    std::vector<float> b(size_t{1024} * 512, 0.5f);
+    auto pk = attnode::kernels::pack_b_int8(b.data(), 512, true, 512, 1024);
+    POOL_CHECK(r::streamed_memory_stats().live_pieces == s0.live_pieces + 1,
+               "pack_b_int8 did not allocate a pooled piece (%zu live, %zu before)",
+               r::streamed_memory_stats().live_pieces, s0.live_pieces);
+  }
+  POOL_CHECK(r::streamed_memory_stats().live_pieces == s0.live_pieces,
+             "dropping the int8 PackedB did not free its piece");
   std::printf("%s streamed memory: pooled pieces aligned, disjoint, freed with their slabs\n",
               g_failures ? "(see failures)" : "ok  ");
 }

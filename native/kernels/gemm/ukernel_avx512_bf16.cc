@@ -43,8 +43,6 @@ constexpr int kNR = 48;  // words (bf16 pairs) per k-pair of a B panel
 constexpr int kPfB = 8;
 // Packing reads matrix rows straight from L3/DRAM; floats ahead to prefetch.
 constexpr int kPfPack = 128;
-// GEMV: k-pairs ahead to prefetch in the packed B stream.
-constexpr int kPfGemv = 64;
 
 // The bf16 vector types are vectors of 16-bit elements (short in GCC 12,
 // __bf16 later): reinterpretations to/from the integer/float types are plain
@@ -213,34 +211,19 @@ void pack_x(const float* x, int64_t k, uint32_t* dst) {
 //     through the same epilogue as the GEMM's tile store (alpha, beta = the
 //     call's beta on the first block and 1 after, bias and activation on the
 //     last), with C holding the running sum between blocks: the GEMM's exact
-//     sequence of roundings. Four panels run side by side (12 independent
-//     chains cover the instruction latency).
+//     sequence of roundings.
+//   - One panel at a time, with no software prefetch: the loads then walk
+//     the run strictly in address order, one stream the hardware prefetchers
+//     keep full. Three chains (one per 16 columns) are enough, since memory
+//     delivers a 192-byte k-pair far slower than a dpbf16 completes. Four
+//     panels side by side (four streams a panel apart, 12 chains) with
+//     prefetches 64 pairs ahead in each (48 KB ahead in all, past L1) read
+//     at 7-12 GB/s where a plain read of the same bytes ran at ~15 on the
+//     loaded Zen 4; this loop reads at the plain read's speed
+//     (bench/gemm/decode_gemv.sh, per-shape rows).
 // Tiles start on panel boundaries, so no column's arithmetic depends on the
 // thread count.
 constexpr int64_t kChunk = 16;
-
-// kcpb pairs of `np4` (1..4) panels starting at b (panel stride kcpb * kNR
-// words) against x, from zero accumulators, into acc[panel][0..3).
-template <int NP>
-ATTNODE_INLINE void gemv_panels(int64_t kcpb, const uint32_t* x, const uint32_t* b, __m512 (&acc)[4][3]) {
-  const int64_t stride = kcpb * kNR;
-#pragma GCC unroll 4
-  for (int q = 0; q < NP; ++q) acc[q][0] = acc[q][1] = acc[q][2] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < kcpb; ++p) {
-    const __m512bh xv = as_bh(_mm512_set1_epi32(static_cast<int>(x[p])));
-#pragma GCC unroll 4
-    for (int q = 0; q < NP; ++q) {
-      const uint32_t* bu = b + q * stride + p * kNR;
-      // ~12 KB ahead in each panel's stream: the weight comes from memory during decode.
-      _mm_prefetch(reinterpret_cast<const char*>(bu + kPfGemv * kNR), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(bu + kPfGemv * kNR + 16), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(bu + kPfGemv * kNR + 32), _MM_HINT_T0);
-      acc[q][0] = _mm512_dpbf16_ps(acc[q][0], as_bh(_mm512_load_si512(bu)), xv);
-      acc[q][1] = _mm512_dpbf16_ps(acc[q][1], as_bh(_mm512_load_si512(bu + 16)), xv);
-      acc[q][2] = _mm512_dpbf16_ps(acc[q][2], as_bh(_mm512_load_si512(bu + 32)), xv);
-    }
-  }
-}
 
 void gemv(int64_t kp, int64_t kcp, const uint32_t* x, const uint32_t* packed, int64_t n, int64_t j0, int64_t j1,
           float* c, const Epilogue* ep) {
@@ -251,26 +234,24 @@ void gemv(int64_t kp, int64_t kcp, const uint32_t* x, const uint32_t* packed, in
       const int64_t kcpb = kp - bp < kcp ? kp - bp : kcp;
       const bool first = bp == 0, last = bp + kcpb >= kp;
       Epilogue e{ep->alpha, first ? ep->beta : 1.0f, nullptr, last ? ep->act : 0};
-      for (int64_t j = jc; j < jend;) {
-        const int64_t panels_left = (jend - j + kNR - 1) / kNR;
-        const int np4 = panels_left < 4 ? static_cast<int>(panels_left) : 4;
+      const uint32_t* xb = x + bp;
+      for (int64_t j = jc; j < jend; j += kNR) {
         const uint32_t* b = packed + bp * np * kNR + (j / kNR) * kcpb * kNR;
-        __m512 acc[4][3];
-        switch (np4) {
-          case 4: gemv_panels<4>(kcpb, x + bp, b, acc); break;
-          case 3: gemv_panels<3>(kcpb, x + bp, b, acc); break;
-          case 2: gemv_panels<2>(kcpb, x + bp, b, acc); break;
-          default: gemv_panels<1>(kcpb, x + bp, b, acc); break;
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0;
+        for (int64_t p = 0; p < kcpb; ++p, b += kNR) {
+          const __m512bh xv = as_bh(_mm512_set1_epi32(static_cast<int>(xb[p])));
+          acc0 = _mm512_dpbf16_ps(acc0, as_bh(_mm512_load_si512(b)), xv);
+          acc1 = _mm512_dpbf16_ps(acc1, as_bh(_mm512_load_si512(b + 16)), xv);
+          acc2 = _mm512_dpbf16_ps(acc2, as_bh(_mm512_load_si512(b + 32)), xv);
         }
-        for (int q = 0; q < np4; ++q, j += kNR) {
-          const int nj = static_cast<int>(jend - j < kNR ? jend - j : kNR);
-          const float* bias = last && ep->bias ? ep->bias + j : nullptr;
+        const int nj = static_cast<int>(jend - j < kNR ? jend - j : kNR);
+        const float* bias = last && ep->bias ? ep->bias + j : nullptr;
+        const __m512 acc[3] = {acc0, acc1, acc2};
 #pragma GCC unroll 3
-          for (int g = 0; g < 3; ++g) {
-            const __mmask16 mk = tail_mask(nj - 16 * g);
-            if (!mk) break;
-            store_vec(c + j + 16 * g, bias ? bias + 16 * g : nullptr, acc[q][g], mk, &e);
-          }
+        for (int g = 0; g < 3; ++g) {
+          const __mmask16 mk = tail_mask(nj - 16 * g);
+          if (!mk) break;
+          store_vec(c + j + 16 * g, bias ? bias + 16 * g : nullptr, acc[g], mk, &e);
         }
       }
     }

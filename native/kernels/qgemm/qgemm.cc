@@ -26,6 +26,7 @@
 #include <new>
 
 #include "../../runtime/cpu_features.h"
+#include "../../runtime/huge_pages.h"
 #include "../../runtime/thread_pool.h"
 #include "../gemm/gemm_frame.h"
 #include "qukernel.h"
@@ -38,12 +39,14 @@ using qgemm_detail::QStore;
 
 struct QPackedB {
   int64_t k = 0, n = 0, kq = 0, np = 0;
-  int8_t* panels = nullptr;  // np panels of kq * kQNR * 4 bytes, 64-byte aligned
+  // np panels of kq * kQNR * 4 bytes, 64-byte aligned, from runtime::alloc_streamed: on 2 MiB huge pages like
+  // the fp32 and bf16 packed weights (a decode step streams them whole from memory every token).
+  int8_t* panels = nullptr;
   float* sw = nullptr;       // np * kQNR scales (0 past n)
   int32_t* comp = nullptr;   // np * kQNR: 128 * sum_k qw (0 past n)
   size_t bytes = 0;
   ~QPackedB() {
-    std::free(panels);
+    runtime::free_streamed(panels);
     std::free(sw);
     std::free(comp);
   }
@@ -234,7 +237,7 @@ std::shared_ptr<const QPackedB> qpack_b(const float* b, int64_t ldb, bool trans_
   w->np = ceil_div(n, kQNR);
   const int64_t cols = w->np * kQNR;
   const size_t panel_bytes = static_cast<size_t>(w->kq * kQNR * 4);
-  w->panels = aligned_array<int8_t>(panel_bytes * static_cast<size_t>(w->np));
+  w->panels = static_cast<int8_t*>(runtime::alloc_streamed(panel_bytes * static_cast<size_t>(w->np)));
   w->sw = aligned_array<float>(static_cast<size_t>(cols));
   w->comp = aligned_array<int32_t>(static_cast<size_t>(cols));
   w->bytes = panel_bytes * static_cast<size_t>(w->np) + static_cast<size_t>(cols) * 8;

@@ -36,10 +36,8 @@ constexpr int kQuadBytes = kNR * 4;  // one quad of a B panel: 192 bytes, 3 zmm
 
 #include "../gemm/avx512_common.inc"
 
-// Quads ahead to prefetch in the B stream (panels come from L2) and in the
-// GEMV's stream (weights from memory).
+// Quads ahead to prefetch in the B stream (panels come from L2).
 constexpr int kPfB = 8;
-constexpr int kPfGemv = 48;
 
 // acc += dot4(a (u8), b (s8)) per int32 lane. Inline asm: GCC 12 gives the
 // intrinsic an untied destination, and the 8 x 48 kernel then copied and
@@ -129,62 +127,37 @@ float quant_row(const float* x, int64_t k, int8_t* q) {
   return amax / 127.0f;
 }
 
-// NP (1..4) panels side by side over all kq quads of x: 3 * NP independent chains.
-template <int NP>
-ATTNODE_INLINE void gemv_panels(int64_t kq, const int32_t* x, const int8_t* b, int64_t stride, __m512i (&acc)[4][3]) {
-#pragma GCC unroll 4
-  for (int p = 0; p < NP; ++p) acc[p][0] = acc[p][1] = acc[p][2] = _mm512_setzero_si512();
-  for (int64_t q = 0; q < kq; ++q) {
-    const __m512i xv = _mm512_set1_epi32(x[q]);
-#pragma GCC unroll 4
-    for (int p = 0; p < NP; ++p) {
-      const int8_t* bq = b + p * stride + q * kQuadBytes;
-      _mm_prefetch(reinterpret_cast<const char*>(bq + kPfGemv * kQuadBytes), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(bq + kPfGemv * kQuadBytes + 64), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(bq + kPfGemv * kQuadBytes + 128), _MM_HINT_T0);
-      dpbusd(acc[p][0], xv, _mm512_load_si512(bq));
-      dpbusd(acc[p][1], xv, _mm512_load_si512(bq + 64));
-      dpbusd(acc[p][2], xv, _mm512_load_si512(bq + 128));
-    }
-  }
-}
-
+// M == 1, one panel at a time with no software prefetch: the loads walk the
+// packed panels strictly in address order, one stream the hardware
+// prefetchers keep full (a panel holds all of K, so the columns' panels lie
+// back to back). Three chains are plenty: memory delivers a 192-byte quad
+// far slower than a vpdpbusd completes. Four panels side by side, each
+// prefetched 48 quads ahead (36 KB in all), read slower than a plain read of
+// the same bytes, like the bf16 GEMV did (bench/gemm/decode_gemv.sh). The
+// int32 sums are exact, so the order of panels does not change any bit.
 void gemv(int64_t kq, const uint8_t* x, const int8_t* packed, int64_t j0, int64_t j1, float* c, int64_t /*n*/,
           const QStore* st) {
   const int64_t stride = kq * kQuadBytes;
   const int32_t* x32 = reinterpret_cast<const int32_t*>(x);
   const __m512 sa = _mm512_set1_ps(st->row_scale[0]);
-  for (int64_t j = j0; j < j1;) {
-    const int64_t panels_left = (j1 - j + kNR - 1) / kNR;
-    const int np4 = panels_left < 4 ? static_cast<int>(panels_left) : 4;
-    const int8_t* b = packed + (j / kNR) * stride;
-    __m512i acc[4][3];
-    switch (np4) {
-      case 4:
-        gemv_panels<4>(kq, x32, b, stride, acc);
-        break;
-      case 3:
-        gemv_panels<3>(kq, x32, b, stride, acc);
-        break;
-      case 2:
-        gemv_panels<2>(kq, x32, b, stride, acc);
-        break;
-      default:
-        gemv_panels<1>(kq, x32, b, stride, acc);
-        break;
+  for (int64_t j = j0; j < j1; j += kNR) {
+    const int8_t* bq = packed + (j / kNR) * stride;
+    __m512i acc[3] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+    for (int64_t q = 0; q < kq; ++q, bq += kQuadBytes) {
+      const __m512i xv = _mm512_set1_epi32(x32[q]);
+      dpbusd(acc[0], xv, _mm512_load_si512(bq));
+      dpbusd(acc[1], xv, _mm512_load_si512(bq + 64));
+      dpbusd(acc[2], xv, _mm512_load_si512(bq + 128));
     }
-    for (int p = 0; p < np4; ++p, j += kNR) {
-      const int nj = static_cast<int>(j1 - j < kNR ? j1 - j : kNR);
+    const int nj = static_cast<int>(j1 - j < kNR ? j1 - j : kNR);
 #pragma GCC unroll 3
-      for (int v = 0; v < 3; ++v) {
-        const __mmask16 mk = tail_mask(nj - 16 * v);
-        if (!mk) break;
-        const int64_t jj = j + 16 * v;
-        const __m512 cs = _mm512_mul_ps(sa, _mm512_loadu_ps(st->col_scale + jj));
-        const __m512 d =
-            _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[p][v], _mm512_loadu_si512(st->comp + jj))), cs);
-        store_vec(c + jj, st->ep.bias ? st->ep.bias + jj : nullptr, d, mk, &st->ep);
-      }
+    for (int v = 0; v < 3; ++v) {
+      const __mmask16 mk = tail_mask(nj - 16 * v);
+      if (!mk) break;
+      const int64_t jj = j + 16 * v;
+      const __m512 cs = _mm512_mul_ps(sa, _mm512_loadu_ps(st->col_scale + jj));
+      const __m512 d = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[v], _mm512_loadu_si512(st->comp + jj))), cs);
+      store_vec(c + jj, st->ep.bias ? st->ep.bias + jj : nullptr, d, mk, &st->ep);
     }
   }
 }
