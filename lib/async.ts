@@ -56,6 +56,17 @@ export interface RunAsyncOptions {
    * ops `fn` calls directly are not.
    */
   reuseBuffers?: boolean;
+  /**
+   * The call reads nothing that another call in flight writes and writes nothing another reads (a pipeline's
+   * batches): it may then run beside other concurrent calls, each whole on one thread, as many at once as the
+   * pool has threads (`setNumThreads`), instead of one call at a time with every kernel split over the threads.
+   * Small kernels split badly; independent calls share nothing, so n of them side by side keep n cores busy.
+   * Results are the same either way (no kernel's arithmetic depends on its thread count); concurrent calls may
+   * finish out of order, but still settle in the order they were made. A call that is not concurrent waits for
+   * every earlier call and runs alone. Up to threads + 1 concurrent calls are recorded ahead (at least
+   * `maxRecordedAhead`). Default false.
+   */
+  concurrent?: boolean;
 }
 
 /** Limits of the async queue (see the module comment and {@link setAsyncLimits}). */
@@ -137,12 +148,15 @@ function checkOptions(options: unknown): RunAsyncOptions {
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`runAsync: argument 'options' must be an object, got ${options === null ? 'null' : typeof options}`);
   }
-  const { signal, reuseBuffers } = options as RunAsyncOptions;
+  const { signal, reuseBuffers, concurrent } = options as RunAsyncOptions;
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new TypeError(`runAsync: option 'signal' must be an AbortSignal, got ${signal === null ? 'null' : typeof signal}`);
   }
   if (reuseBuffers !== undefined && typeof reuseBuffers !== 'boolean') {
     throw new TypeError(`runAsync: option 'reuseBuffers' must be a boolean, got ${typeof reuseBuffers}`);
+  }
+  if (concurrent !== undefined && typeof concurrent !== 'boolean') {
+    throw new TypeError(`runAsync: option 'concurrent' must be a boolean, got ${typeof concurrent}`);
   }
   return options as RunAsyncOptions;
 }
@@ -175,7 +189,7 @@ export function runAsyncOn<T>(backend: Backend | null, fn: () => T, options?: Ru
     if (!addon || (backend ?? getBackend()).name !== 'native') return Promise.resolve(fn());
     // Grad mode as at the call (a queued call runs later, outside any noGrad frame it was made in).
     const { gradEnabled } = currentContext();
-    if (running < limits.maxRecordedAhead && queued === 0) {
+    if (running < recordLimit(opts) && queued === 0) {
       return new Promise<T>((resolve, reject) => start(fn, opts, gradEnabled, resolve, reject));
     }
     if (queued >= limits.maxQueued) return Promise.reject(queueFullError());
@@ -201,10 +215,19 @@ export function runAsyncOn<T>(backend: Backend | null, fn: () => T, options?: Ru
   }
 }
 
+/**
+ * Calls recorded ahead before one with these options waits: `maxRecordedAhead`, or for a concurrent call enough to
+ * keep every lane busy with one more ready (threads + 1).
+ */
+function recordLimit(options: RunAsyncOptions): number {
+  return options.concurrent ? Math.max(limits.maxRecordedAhead, addon!.getNumThreads() + 1) : limits.maxRecordedAhead;
+}
+
 /** Records the waiting calls that fit under the limit, oldest first. */
 function pump(): void {
-  while (running < limits.maxRecordedAhead && queued > 0) {
+  while (queued > 0) {
     const w = queue[head]!;
+    if (!w.gone && running >= recordLimit(w.options)) break;
     queue[head++] = undefined as unknown as Waiting; // let it be collected
     if (head > 1024 && head * 2 > queue.length) {
       queue = queue.slice(head);
@@ -268,7 +291,7 @@ function start<T>(
   const onAbort = (): void => a.cancel(list);
   let submitted: Promise<void>;
   try {
-    submitted = a.submit(list);
+    submitted = options.concurrent ? a.submit(list, { concurrent: true }) : a.submit(list);
   } catch (err) {
     endDeferredRelease(list, deferred);
     if (scope) releaseBufferScope(scope, null);

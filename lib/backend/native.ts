@@ -116,8 +116,12 @@ export interface Addon extends AddonOps, AddonRecordOps {
   trimAllocator(): boolean;
   /** What a packed weight holds. */
   packedWeightInfo(packed: PackedWeight): { precision: WeightPrecision; bytes: number };
-  /** Runs the list on the native executor thread; rejects with the kernel's error, or an AbortError when cancelled. */
-  submit(list: CommandList): Promise<void>;
+  /**
+   * Runs the list on the native executor; rejects with the kernel's error, or an AbortError when cancelled.
+   * `concurrent`: the list is independent of every other list in flight, so it may run beside other concurrent
+   * lists, each whole on one thread (native/runtime/executor.h).
+   */
+  submit(list: CommandList, options?: { concurrent?: boolean }): Promise<void>;
   /**
    * Runs the list's calls now on the calling thread and keeps them, so it can run again (a recorded decode step
    * replayed per token, lib/models/decode-program.ts). Throws the first failing call's error; a replayed list

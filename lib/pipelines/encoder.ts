@@ -2,8 +2,9 @@
  * What the encoder pipelines share: loading a folder's model and tokenizer,
  * checking inputs, and running texts in batches. Texts are sorted by token
  * length so each batch pads to similar lengths, each batch runs with
- * `forwardAsync` (kernels on the executor thread, up to two batches recorded
- * ahead), and results come back in the caller's order.
+ * `forwardAsync` (kernels off the JS thread; with several threads, several
+ * batches side by side, each on one thread), and results come back in the
+ * caller's order.
  */
 import * as path from 'node:path';
 import { AutoTokenizer, type PreTrainedTokenizer } from '../tokenizers';
@@ -13,6 +14,8 @@ import { checkInt } from '../errors';
 import type { BackendChoice, Module } from '../nn/module';
 import type { WeightPrecision } from '../backend/backend';
 import { noGrad } from '../autograd/grad-mode';
+import type { RunAsyncOptions } from '../async';
+import { getNumThreads } from '../runtime';
 
 /** Options every pipeline takes when it is created. */
 export interface PipelineOptions {
@@ -26,11 +29,21 @@ export interface PipelineOptions {
    * int8 kernels (AVX512-VNNI, AVX2 or portable) at about 2 significant digits per input. Default 'float32'.
    */
   weightPrecision?: WeightPrecision;
+  /**
+   * With several threads (`setNumThreads`) and several batches in a call, run the batches side by side, each whole
+   * on one thread, rather than one at a time with every kernel split over the threads (default true; the encoder
+   * pipelines: feature-extraction, text-classification, fill-mask). Same results either way; side by side is the
+   * higher throughput, one at a time gives each batch the lower latency.
+   */
+  parallelBatches?: boolean;
 }
 
 /** Checks a pipeline's creation options and applies the model's ones (backend, weight precision). */
 export function applyPipelineOptions(fn: string, model: Module, options: PipelineOptions): void {
-  checkCallOptions(fn, options, ['batchSize', 'backend', 'weightPrecision']);
+  checkCallOptions(fn, options, ['batchSize', 'backend', 'weightPrecision', 'parallelBatches']);
+  if (options.parallelBatches !== undefined && typeof options.parallelBatches !== 'boolean') {
+    throw new TypeError(`${fn}: option 'parallelBatches' must be a boolean, got ${typeof options.parallelBatches}`);
+  }
   if (options.backend !== undefined) model.useBackend(options.backend);
   if (options.weightPrecision !== undefined) model.useWeightPrecision(options.weightPrecision);
 }
@@ -87,49 +100,77 @@ export interface Batch {
   indices: number[];
   inputIds: Tensor<'int32'>;
   options: EncoderForwardOptions;
+  /**
+   * How to run the batch's forward (`forwardAsyncWith(run, ...)`): `{ concurrent: true }` when the call has
+   * several batches and the pool several threads, so independent batches run side by side, each on one thread
+   * (see `RunAsyncOptions.concurrent`), else `{}`.
+   */
+  run: RunAsyncOptions;
+}
+
+/** Options of {@link runBatched}. */
+export interface RunBatchedOptions {
+  /**
+   * At most this many batches run at once (default: all; a generating pipeline bounds it, since each batch in
+   * flight holds its KV caches).
+   */
+  concurrency?: number;
+  /**
+   * Whether batches may run side by side, each on one thread (default false: `Batch.run` is then `{}`). Only for a
+   * `forward` that is one `runAsync` call per batch reading nothing another batch writes (the encoder forwards).
+   */
+  parallelBatches?: boolean;
 }
 
 /**
  * Runs `forward` on the texts in batches of `batchSize` sorted by length and
- * gives `collect` each batch's result; `collect` returns one result per row,
- * stored at the row's original index. At most `concurrency` batches run at
- * once (default: all; a generating pipeline bounds it, since each batch in
- * flight holds its KV caches); after a failure no further batch starts.
+ * gives `collect` each batch's result as soon as it settles (so a batch's
+ * post-processing in JS overlaps the next batches' kernels); `collect` returns
+ * one result per row, stored at the row's original index. After a failure no
+ * further batch starts.
+ *
+ * With `parallelBatches` and more than one batch and thread, the batches run
+ * side by side (`Batch.run`), longest first: the last ones to finish are then
+ * the shortest, so the threads run out of work at nearly the same time. The
+ * batches hold the same texts either way.
  */
 export async function runBatched<R, T>(
   texts: string[], tok: PreTrainedTokenizer, limit: number, batchSize: number,
-  forward: (batch: Batch) => Promise<R>, collect: (batch: Batch, result: R) => T[], concurrency = Infinity,
+  forward: (batch: Batch) => Promise<R>, collect: (batch: Batch, result: R) => T[], options: RunBatchedOptions = {},
 ): Promise<T[]> {
   const lengths = tok.encodeBatch(texts, { truncation: true, maxLength: limit }).map((ids) => ids.length);
   // Stable: equal lengths keep their order, so results do not depend on the sort's tie-breaking.
   const order = texts.map((_, i) => i).sort((a, b) => lengths[a]! - lengths[b]! || a - b);
+  const nb = Math.ceil(order.length / batchSize);
+  const parallel = options.parallelBatches === true && nb > 1 && getNumThreads() > 1;
+  const run: RunAsyncOptions = parallel ? { concurrent: true } : {};
   const batches: Batch[] = [];
   for (let s = 0; s < order.length; s += batchSize) {
     const indices = order.slice(s, s + batchSize);
     const enc = tok(indices.map((i) => texts[i]!), { padding: true, truncation: true, maxLength: limit });
     batches.push({
-      indices, inputIds: enc.inputIds,
+      indices, inputIds: enc.inputIds, run,
       options: { attentionMask: enc.attentionMask, ...(enc.tokenTypeIds ? { tokenTypeIds: enc.tokenTypeIds } : {}) },
     });
   }
-  const results = new Array<R>(batches.length);
+  if (parallel) batches.reverse();
+  const out = new Array<T>(texts.length);
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {
     while (!failed && next < batches.length) {
-      const k = next++;
+      const b = batches[next++]!;
       try {
         // Inference: grad mode off for every batch (forwardAsync keeps the mode it was called in).
-        results[k] = await noGrad(() => forward(batches[k]!));
+        const result = await noGrad(() => forward(b));
+        collect(b, result).forEach((r, j) => (out[b.indices[j]!] = r));
       } catch (err) {
         failed = true;
         throw err;
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, batches.length) }, worker));
-  const out = new Array<T>(texts.length);
-  batches.forEach((b, k) => collect(b, results[k]!).forEach((r, j) => (out[b.indices[j]!] = r)));
+  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? Infinity, batches.length) }, worker));
   return out;
 }
 

@@ -157,7 +157,7 @@ export async function featureExtraction(dir: string, options: PipelineOptions = 
     if (typeof normalize !== 'boolean') throw new TypeError(`${call}: option 'normalize' must be a boolean, got ${typeof normalize}`);
     const batchSize = checkBatchSize(call, o.batchSize, defaultBatch);
     const rows = await runBatched(list, tokenizer, limit, batchSize,
-      (b) => model.forwardAsync(b.inputIds, b.options),
+      (b) => model.forwardAsyncWith(b.run, b.inputIds, b.options),
       (b, out) => {
         const h = out.lastHiddenState.contiguous();
         const [n, t] = h.shape as [number, number];
@@ -177,7 +177,7 @@ export async function featureExtraction(dir: string, options: PipelineOptions = 
           res.push(poolTokens(h.data, base, len, d, pooling, normalize));
         }
         return res;
-      });
+      }, { parallelBatches: options.parallelBatches ?? true });
     if (pooling !== 'none') {
       const data = new Float32Array(list.length * d);
       rows.forEach((v, i) => data.set(v, i * d));
@@ -206,10 +206,12 @@ export function poolTokens(data: Float32Array, base: number, len: number, d: num
     v = new Float32Array(d).fill(-Infinity);
     for (let i = 0; i < len; i++) for (let j = 0; j < d; j++) v[j] = Math.max(v[j]!, data[base + i * d + j]!);
   } else {
+    // Plain indexed loops (no iterators or callbacks): this runs on the JS thread for every row of every batch.
     const acc = new Float64Array(d);
-    for (let i = 0; i < len; i++) for (let j = 0; j < d; j++) acc[j]! += data[base + i * d + j]!;
+    for (let i = 0, o = base; i < len; i++, o += d) for (let j = 0; j < d; j++) acc[j]! += data[o + j]!;
     const div = pooling === 'mean' ? len : Math.sqrt(len);
-    v = Float32Array.from(acc, (x) => x / div);
+    v = new Float32Array(d);
+    for (let j = 0; j < d; j++) v[j] = acc[j]! / div;
   }
   if (normalize) l2(v);
   return v;
@@ -218,7 +220,7 @@ export function poolTokens(data: Float32Array, base: number, len: number, d: num
 /** In place: v / max(‖v‖, 1e-12), as torch.nn.functional.normalize. */
 export function l2(v: Float32Array): void {
   let s = 0;
-  for (const x of v) s += x * x;
+  for (let j = 0; j < v.length; j++) s += v[j]! * v[j]!;
   const inv = 1 / Math.max(Math.sqrt(s), 1e-12);
   for (let i = 0; i < v.length; i++) v[i]! *= inv;
 }

@@ -56,7 +56,7 @@ export async function fillMask(dir: string, options: PipelineOptions = {}): Prom
       if (n !== 1) throw new RangeError(`${call}: argument 'texts'[${i}] must hold exactly one ${maskToken} token, got ${n}`);
     });
     const out = await runBatched(list, tokenizer, limit, batchSize,
-      (b) => model.forwardAsync(b.inputIds, b.options),
+      (b) => model.forwardAsyncWith(b.run, b.inputIds, b.options),
       (b, res) => {
         const logits = res.logits.contiguous().data;
         const ids = b.inputIds.contiguous().data;
@@ -78,7 +78,7 @@ export async function fillMask(dir: string, options: PipelineOptions = {}): Prom
             return { score: Math.exp(l[id]! - m) / s, token: id, tokenStr: tokenizer.idToToken(id) ?? '', sequence: tokenizer.decode(filled, { skipSpecialTokens: true }) };
           });
         });
-      });
+      }, { parallelBatches: options.parallelBatches ?? true });
     return single ? out[0]! : out;
   };
   return Object.assign(run, { task: 'fill-mask' as const, model, tokenizer, maskToken });

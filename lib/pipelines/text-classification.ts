@@ -47,7 +47,7 @@ export async function textClassification(dir: string, options: PipelineOptions =
     const batchSize = checkBatchSize(call, o.batchSize, defaultBatch);
     const topK = o.topK === undefined ? null : checkInt(call, 'topK', o.topK, 1);
     const ranked = await runBatched(list, tokenizer, limit, batchSize,
-      (b) => model.forwardAsync(b.inputIds, b.options),
+      (b) => model.forwardAsyncWith(b.run, b.inputIds, b.options),
       (b, out) => {
         const logits = out.logits.contiguous().data;
         const k = labels.length;
@@ -67,7 +67,7 @@ export async function textClassification(dir: string, options: PipelineOptions =
           }
           return probs.map((score, i) => ({ label: labels[i]!, score })).sort((a, c) => c.score - a.score);
         });
-      });
+      }, { parallelBatches: options.parallelBatches ?? true });
     return topK === null ? ranked.map((r) => r[0]!) : ranked.map((r) => r.slice(0, topK));
   };
   return Object.assign(run, { task: 'text-classification' as const, model, tokenizer });

@@ -80,6 +80,10 @@ export async function translationPipeline(dir: string, options: PipelineOptions 
   const fn = 'pipeline(translation)';
   const defaultBatch = checkBatchSize(fn, options.batchSize, 8);
   const model = await AutoModelForSeq2SeqLM.fromPretrained(dir);
+  if (options.parallelBatches !== undefined) {
+    // Its batches are generate loops with several calls each, not one independent forward.
+    throw new TypeError(`${fn}: option 'parallelBatches' is for the encoder pipelines (feature-extraction, text-classification, fill-mask)`);
+  }
   applyPipelineOptions(fn, model, options);
   const tokenizer = loadTokenizer(dir);
   const limit = Math.min(model.config.maxPositionEmbeddings, tokenizer.modelMaxLength ?? Infinity);
@@ -103,7 +107,7 @@ export async function translationPipeline(dir: string, options: PipelineOptions 
         return b.indices.map((_, r) => ({
           translationText: tokenizer.decode(out.data.subarray(r * width, (r + 1) * width), decodeOptions),
         }));
-      }, IN_FLIGHT);
+      }, { concurrency: IN_FLIGHT });
   };
   return Object.assign(run, { task: 'translation' as const, model, tokenizer });
 }

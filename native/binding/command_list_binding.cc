@@ -3,6 +3,7 @@
 //   const list = createCommandList();
 //   gemmRecord(list, { ... }); softmaxRecord(list, { ... });   // validated now
 //   await submit(list);                                         // run on the executor thread
+//   await submit(list, { concurrent: true });  // independent of other lists: may run beside them, on one thread
 //   cancel(list);                                               // skip it if not yet started
 //   runList(list);                     // or: run it now on this thread, and again later (a replayed program)
 //   runListRecord(other, list, targets, values);   // or: replay it as one call of another list being recorded
@@ -148,7 +149,17 @@ void RequireUnchanged(Napi::Env env, const CommandList& list, const char* fn) {
 Napi::Value Submit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CommandList* list = UnwrapList(info, "submit");
-  if (info.Length() != 1) throw Napi::TypeError::New(env, "attnode.submit: expected 1 argument");
+  if (info.Length() != 1 && info.Length() != 2) throw Napi::TypeError::New(env, "attnode.submit: expected 1 or 2 arguments");
+  // submit(list, { concurrent }): see runtime/executor.h.
+  bool concurrent = false;
+  if (info.Length() == 2 && !info[1].IsUndefined()) {
+    if (!info[1].IsObject()) throw Napi::TypeError::New(env, "attnode.submit: argument 'options' must be an object");
+    Napi::Value c = info[1].As<Napi::Object>().Get("concurrent");
+    if (!c.IsUndefined()) {
+      if (!c.IsBoolean()) throw Napi::TypeError::New(env, "attnode.submit: option 'concurrent' must be a boolean");
+      concurrent = c.As<Napi::Boolean>().Value();
+    }
+  }
   if (list->submitted) throw Napi::Error::New(env, "attnode.submit: this command list was already submitted");
   if (list->replayed)
     throw Napi::Error::New(env,
@@ -162,6 +173,7 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
   Tsfn tsfn = Tsfn::New(env, "attnode.submit", 0, 1, pending, [](Napi::Env, void*, Pending* p) { delete p; });
 
   auto job = std::make_shared<runtime::Job>();
+  job->concurrent = concurrent;
   job->steps = std::move(list->kernels);
   job->done = [tsfn](bool ran, const std::string& error) mutable {
     auto* c = new Completion{ran, error};

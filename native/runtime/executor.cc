@@ -1,4 +1,5 @@
 #include "runtime/executor.h"
+#include "runtime/thread_pool.h"
 #include "runtime/thread_priority.h"
 
 #include <condition_variable>
@@ -14,37 +15,82 @@ struct Executor::Impl {
   std::condition_variable cv;
   std::deque<std::shared_ptr<Job>> queue;
   std::atomic<int> pending{0};
-  bool started = false;
+  // Lane threads started (they never exit), lanes waiting for a job, jobs running, and whether one of those is
+  // exclusive. All under `mu`.
+  int lanes = 0;
+  int idle = 0;
+  int running = 0;
+  bool exclusive = false;
+
+  // As many concurrent jobs run at once as the pool has threads (read now: setNumThreads applies to the next job).
+  static int width() { return ThreadPool::instance().num_threads(); }
+
+  // Whether the oldest waiting job may start now (under `mu`).
+  bool head_can_start() const {
+    if (queue.empty() || exclusive) return false;
+    return queue.front()->concurrent ? running < width() : running == 0;
+  }
+
+  // Under `mu`: a lane for a job just queued, started when none is idle and the job could run beside the ones
+  // running (a concurrent job), or when there is no lane at all.
+  void ensure_lane(bool concurrent) {
+    if (idle > 0) return;
+    if (lanes > 0 && !(concurrent && lanes < width())) return;
+    ++lanes;
+    std::thread([this] { loop(); }).detach();
+  }
+
+  void run(Job& job) {
+    bool ran = true;
+    std::string error;
+    try {
+      for (auto& step : job.steps) {
+        if (job.cancelled.load(std::memory_order_acquire)) {
+          ran = false;
+          break;
+        }
+        step();
+      }
+    } catch (const std::exception& e) {
+      error = e.what();
+    } catch (...) {
+      error = "unknown native error";
+    }
+    job.steps.clear();
+    pending.fetch_sub(1, std::memory_order_acq_rel);
+    if (job.done) job.done(ran, error);
+    job.mark_finished();
+  }
 
   void loop() {
     lower_background_thread_priority();
+    std::unique_lock<std::mutex> lock(mu);
     for (;;) {
-      std::shared_ptr<Job> job;
-      {
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return !queue.empty(); });
-        job = std::move(queue.front());
-        queue.pop_front();
+      ++idle;
+      cv.wait(lock, [&] { return head_can_start(); });
+      --idle;
+      std::shared_ptr<Job> job = std::move(queue.front());
+      queue.pop_front();
+      ++running;
+      const bool concurrent = job->concurrent;
+      if (!concurrent) exclusive = true;
+      // The next job may be able to start beside this one on another lane.
+      const bool more = head_can_start();
+      lock.unlock();
+      if (more) cv.notify_one();
+      if (concurrent) {
+        ThreadPool::SerialScope serial;
+        run(*job);
+      } else {
+        run(*job);
       }
-      bool ran = true;
-      std::string error;
-      try {
-        for (auto& step : job->steps) {
-          if (job->cancelled.load(std::memory_order_acquire)) {
-            ran = false;
-            break;
-          }
-          step();
-        }
-      } catch (const std::exception& e) {
-        error = e.what();
-      } catch (...) {
-        error = "unknown native error";
-      }
-      job->steps.clear();
-      pending.fetch_sub(1, std::memory_order_acq_rel);
-      if (job->done) job->done(ran, error);
-      job->mark_finished();
+      job.reset();
+      lock.lock();
+      --running;
+      if (!concurrent) exclusive = false;
+      // A finished job may unblock the head (an exclusive one waits for running == 0): wake every idle lane, since
+      // a lane woken for a job it cannot start does not pass the wake-up on.
+      if (head_can_start()) cv.notify_all();
     }
   }
 };
@@ -64,8 +110,8 @@ void Job::mark_finished() {
 
 Executor::Executor() : impl_(new Impl) {}
 
-// Leaked on purpose, like the thread pool: the thread must outlive every
-// environment (worker_threads come and go) and process exit must not wait on it.
+// Leaked on purpose, like the thread pool: the threads must outlive every
+// environment (worker_threads come and go) and process exit must not wait on them.
 Executor& Executor::instance() {
   static Executor* executor = new Executor();
   return *executor;
@@ -75,13 +121,11 @@ void Executor::submit(std::shared_ptr<Job> job) {
   impl_->pending.fetch_add(1, std::memory_order_acq_rel);
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
+    const bool concurrent = job->concurrent;
     impl_->queue.push_back(std::move(job));
-    if (!impl_->started) {
-      impl_->started = true;
-      std::thread([impl = impl_] { impl->loop(); }).detach();
-    }
+    impl_->ensure_lane(concurrent);
   }
-  impl_->cv.notify_one();
+  impl_->cv.notify_all();
 }
 
 int Executor::pending() const { return impl_->pending.load(std::memory_order_acquire); }

@@ -1,7 +1,18 @@
-// The executor: one native thread that runs submitted jobs (recorded command
-// lists) in order, off the JS thread. Each job's kernels use the thread pool
-// as any caller does, so async work never oversubscribes the cores and never
-// occupies libuv's threads (which fs, dns and zlib need).
+// The executor: native threads ("lanes") that run submitted jobs (recorded
+// command lists) in submission order, off the JS thread, and never on libuv's
+// threads (which fs, dns and zlib need).
+//
+// A job is exclusive (the default) or concurrent. An exclusive job starts when
+// every earlier job has finished and runs alone: its kernels use the thread
+// pool as any caller does (the lane is the pool's thread 0), so async work
+// never oversubscribes the cores. A concurrent job (independent of every other
+// job in flight: a pipeline's batches) starts as soon as the jobs before it
+// are all concurrent and fewer than the pool's size of them run; it runs whole
+// on its lane, every kernel on that one thread (ThreadPool::SerialScope). So
+// with n threads, n independent batches run side by side, each at one-thread
+// speed, instead of one batch at a time with every op split over n threads
+// (small ops split badly; whole batches share nothing). Later jobs may then
+// finish before earlier ones; `done` reports each as it finishes.
 #pragma once
 
 #include <atomic>
@@ -19,6 +30,8 @@ struct Job {
   std::vector<std::function<void()>> steps;
   // Set from any thread; checked before the job starts and between steps.
   std::atomic<bool> cancelled{false};
+  // See the file comment: may run on one thread beside other concurrent jobs.
+  bool concurrent = false;
   // Called once on the executor thread: ran = false when cancelled before
   // finishing, error non-empty when a step threw.
   std::function<void(bool ran, const std::string& error)> done;

@@ -75,6 +75,8 @@ inline int64_t ticket_next(uint64_t t) { return static_cast<int64_t>(t & kNextMa
 // Set on pool workers and on a host thread while it runs a region: a region
 // started under it is nested and must not wait on the (busy) pool.
 thread_local bool t_in_region = false;
+// Set on a thread while a ThreadPool::SerialScope lives there: num_threads() is 1 on it.
+thread_local bool t_serial = false;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -324,7 +326,10 @@ ThreadPool::~ThreadPool() {
   delete impl_;
 }
 
-int ThreadPool::num_threads() const { return impl_->size.load(std::memory_order_acquire); }
+int ThreadPool::num_threads() const { return t_serial ? 1 : impl_->size.load(std::memory_order_acquire); }
+
+ThreadPool::SerialScope::SerialScope() : prev_(t_serial) { t_serial = true; }
+ThreadPool::SerialScope::~SerialScope() { t_serial = prev_; }
 
 void ThreadPool::set_num_threads(int n) {
   n = std::clamp(n, 1, kMaxThreads);

@@ -52,6 +52,7 @@ class ThreadPool {
   // (sched_getaffinity), overridable by ATTNODE_NUM_THREADS at load time.
   static ThreadPool& instance();
 
+  // The pool's size, or 1 on a thread inside a SerialScope.
   int num_threads() const;
   // 1 <= n <= kMaxThreads (callers validate; out-of-range values are clamped).
   void set_num_threads(int n);
@@ -80,6 +81,21 @@ class ThreadPool {
 
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
+
+  // While one lives on a thread, num_threads() reports 1 there, so every kernel that thread calls plans for one
+  // thread and runs its regions inline, without the pool (and without its lock). For an executor lane that runs a
+  // whole command list on one thread beside other lanes (runtime/executor.h): the lanes, not the pool's workers,
+  // share the cores. Results do not change (kernels never depend on the thread count for their arithmetic).
+  class SerialScope {
+   public:
+    SerialScope();
+    ~SerialScope();
+    SerialScope(const SerialScope&) = delete;
+    SerialScope& operator=(const SerialScope&) = delete;
+
+   private:
+    bool prev_;
+  };
 
  private:
   ThreadPool();
