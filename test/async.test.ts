@@ -9,7 +9,8 @@ import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import * as nn from '../lib/nn';
 import * as ops from '../lib/ops';
 import { addon } from '../lib/backend/native';
-import { runAsync, pendingAsyncCalls } from '../lib/async';
+import { runAsync, pendingAsyncCalls, recordedAsyncCalls } from '../lib/async';
+import { getNumThreads, setNumThreads } from '../lib/runtime';
 import { pooledBufferBytes, sizeClass } from '../lib/workspace';
 import { randn, tensor, type Tensor } from '../lib/tensor';
 import { TransformerModel } from '../lib/cli/seed-model';
@@ -91,6 +92,46 @@ describe.runIf(addon !== null)('async execution (native)', () => {
     const sequential = inputs.map(([src, tgt]) => model.forward(src, tgt));
     const concurrent = await Promise.all(inputs.map(([src, tgt]) => model.forwardAsync(src, tgt)));
     concurrent.forEach((r, i) => expect(Array.from(r.data)).toEqual(Array.from(sequential[i]!.data)));
+  });
+
+  it('concurrent calls (several threads) equal their sequential results, settle in order, and a later exclusive call reads their outputs', async () => {
+    manualSeed(4);
+    const model = new TransformerModel(40, 32, 4, 2, 2, 64).eval().useBackend('native');
+    const inputs = Array.from({ length: 12 }, (_, i) => {
+      const s = 3 + ((i * 5) % 9);
+      const ids = (len: number, seed: number): Tensor<'int32'> =>
+        tensor(Int32Array.from({ length: len * 2 }, (_, j) => (j * 7 + seed) % 40), [len, 2], 'int32');
+      return [ids(s, i), ids(s + 1, i + 5)] as const;
+    });
+    const before = getNumThreads();
+    try {
+      setNumThreads(2);
+      const sequential = inputs.map(([src, tgt]) => model.forward(src, tgt));
+      const settled: number[] = [];
+      const calls = inputs.map(([src, tgt], i) => model.forwardAsyncWith({ concurrent: true }, src, tgt).then((r) => (settled.push(i), r)));
+      // Enough recorded ahead to keep both lanes busy with one more ready (threads + 1), the rest queued unrecorded.
+      expect(recordedAsyncCalls()).toBe(3);
+      const got = await Promise.all(calls);
+      got.forEach((r, i) => expect(Array.from(r.data)).toEqual(Array.from(sequential[i]!.data)));
+      expect(settled).toEqual(inputs.map((_, i) => i));
+      // An exclusive call made right after a concurrent one that writes what it reads runs only once that is done.
+      const x = randn([1024, 1024], { seed: 9 });
+      const y = ops.relu(x);
+      const writer = runAsync(() => {
+        for (let i = 0; i < 40; i++) ops.relu(ops.sub(ops.add(x, 1), 1), { out: y });
+        ops.relu(x, { out: y });
+        ops.mul(y, 2, { out: y });
+      }, { concurrent: true });
+      const reader = runAsync(() => ops.add(y, y));
+      await writer;
+      expect(Array.from((await reader).data)).toEqual(Array.from(x.data, (v) => Math.fround(Math.max(v, 0) * 2 * 2)));
+      // Exclusive and concurrent calls mixed in one queue: each waits for what it must, results unchanged.
+      const mixed = await Promise.all(inputs.map(([src, tgt], i) => model.forwardAsyncWith({ concurrent: i % 3 !== 0 }, src, tgt)));
+      mixed.forEach((r, i) => expect(Array.from(r.data)).toEqual(Array.from(sequential[i]!.data)));
+    } finally {
+      setNumThreads(before);
+    }
+    await expect(runAsync(() => ops.relu(randn([4])), { concurrent: 'yes' } as never)).rejects.toThrow(/option 'concurrent' must be a boolean, got string/);
   });
 
   it('does the work off the JS thread: the call returns before the kernels have run', async () => {

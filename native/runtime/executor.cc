@@ -31,10 +31,11 @@ struct Executor::Impl {
     return queue.front()->concurrent ? running < width() : running == 0;
   }
 
-  // Under `mu`: a lane for a job just queued, started when none is idle and the job could run beside the ones
-  // running (a concurrent job), or when there is no lane at all.
+  // Under `mu`, after queueing a job: one more lane when the waiting jobs outnumber the idle lanes (an idle lane
+  // counts until it has taken a job, so jobs queued back to back see it once) and the new job could run beside
+  // those running (a concurrent one, fewer lanes than the pool has threads), or when there is no lane at all.
   void ensure_lane(bool concurrent) {
-    if (idle > 0) return;
+    if (idle >= static_cast<int>(queue.size())) return;
     if (lanes > 0 && !(concurrent && lanes < width())) return;
     ++lanes;
     std::thread([this] { loop(); }).detach();
