@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { pipeline } from '../lib/index';
 import { Tensor } from '../lib/tensor';
+import { getNumThreads, setNumThreads } from '../lib/runtime';
 import { cosine } from './helpers/reference';
 
 const HF = path.join(__dirname, 'fixtures', 'hf');
@@ -70,6 +71,25 @@ describe('feature-extraction', () => {
     expect(exact).toBe(false);
     await expect(pipeline('feature-extraction', path.join(HF, 'bert-st'), { precision: 'bfloat16' } as never)).rejects.toThrow(/unknown option 'precision'/);
     await expect(pipeline('text-classification', path.join(HF, 'bert-cls'), { weightPrecision: 'fp8' } as never)).rejects.toThrow(/useWeightPrecision: argument 'precision'.*fp8/);
+  });
+
+  it('parallelBatches (batches side by side at 2 threads) gives the same vectors as one batch at a time; a non-boolean is refused', async () => {
+    const before = getNumThreads();
+    try {
+      setNumThreads(2);
+      const texts = Array.from({ length: 9 }, (_, i) => r.texts[i % r.texts.length]! + ' more'.repeat(i));
+      const par = await pipeline('feature-extraction', path.join(HF, 'bert-st'), { batchSize: 2 });
+      const seq = await pipeline('feature-extraction', path.join(HF, 'bert-st'), { batchSize: 2, parallelBatches: false });
+      const a = await par(texts);
+      const b = await seq(texts);
+      expect(Array.from(a.data)).toEqual(Array.from(b.data));
+      const cls = await pipeline('text-classification', path.join(HF, 'bert-cls'), { batchSize: 2 });
+      const cls1 = await pipeline('text-classification', path.join(HF, 'bert-cls'), { batchSize: 2, parallelBatches: false });
+      expect(await cls(texts)).toEqual(await cls1(texts));
+    } finally {
+      setNumThreads(before);
+    }
+    await expect(pipeline('feature-extraction', path.join(HF, 'bert-st'), { parallelBatches: 1 } as never)).rejects.toThrow(/option 'parallelBatches' must be a boolean, got number/);
   });
 
   it("'none' returns every token's vector, zeros past each text", async () => {
