@@ -3,7 +3,7 @@
  * transformers.js (@huggingface/transformers on onnxruntime-node) on the same random weights
  * (bench/embeddings/make_model.py), 1000 sentences, batch 32, mean pooling + L2 normalisation, 1 and 2 threads.
  *
- *   npx tsx bench/embeddings/run.ts [--threads 1,2] [--rounds 3] [--n 1000] [--batch 32] [--gap 200] [--suffix tag] [--no-write]
+ *   npx tsx bench/embeddings/run.ts [--threads 1,2] [--rounds 3] [--n 1000] [--batch 32] [--gap 200] [--suffix tag] [--no-write] [--split]
  *
  * Peers (each timed on the whole n sentences, text in → normalised vectors out, tokenization included):
  *   attnode       pipeline('feature-extraction', dir)(all, { pooling: 'mean', normalize: true, batchSize })
@@ -11,6 +11,8 @@
  *   tjs-sorted    transformers.js pipeline called per batch of `batch` texts, the texts pre-sorted by token count
  *                 (outside the timing) so its batches hold the same sentences, with the same padding, as attnode's
  *   tjs-in-order  transformers.js per batch of `batch` texts in the given order (what a caller does naively)
+ *   attnode-split (--split, at 2+ threads) the attnode pipeline with parallelBatches: false: one batch at a time,
+ *                 every kernel split over the threads (how it ran before batches went side by side)
  * The ratio reported against the 1.3× target is attnode vs tjs-sorted (the stronger transformers.js setup).
  * Rounds alternate the peers (rotating who goes first), with a pause between turns; medians and spread reported.
  */
@@ -39,6 +41,7 @@ const BATCH = Number(arg('batch', '32'));
 const GAP = Number(arg('gap', '200'));
 const WRITE = !process.argv.includes('--no-write');
 const SUFFIX = arg('suffix', ''); // e.g. --suffix run2 → embeddings-<cpu>-run2.{md,json}
+const SPLIT = process.argv.includes('--split');
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (a: number[]) => { const s = [...a].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
@@ -73,6 +76,7 @@ async function main(): Promise<void> {
   const bf16 = attInfo.native?.bf16 === true;
   const attBf = bf16 ? await attPipeline('feature-extraction', DIR, { batchSize: BATCH, weightPrecision: 'bfloat16' }) : null;
   if (!attBf) console.log('attnode-bf16: skipped (this CPU has no AVX512-BF16)');
+  const attSplit = SPLIT ? await attPipeline('feature-extraction', DIR, { batchSize: BATCH, parallelBatches: false }) : null;
   const attBfRun = () => attBf!(texts, { pooling: 'mean', normalize: true, batchSize: BATCH });
   // Tokenization alone, exactly the pipeline's steps (runBatched): a length pass over all texts, then each padded batch.
   const limit = 512;
@@ -171,13 +175,16 @@ async function main(): Promise<void> {
     // Warm-up (the check above ran each once; one more pass of a slice each).
     await att(texts.slice(0, 4 * BATCH), { pooling: 'mean', normalize: true, batchSize: BATCH });
     if (attBf) await attBf(texts.slice(0, 4 * BATCH), { pooling: 'mean', normalize: true, batchSize: BATCH });
+    if (attSplit && n > 1) await attSplit(texts.slice(0, 4 * BATCH), { pooling: 'mean', normalize: true, batchSize: BATCH });
     await tjsBatches(sorted.slice(0, 4 * BATCH));
 
     const peers: Record<string, () => Promise<unknown>> = {
-      attnode: attRun, ...(attBf ? { 'attnode-bf16': attBfRun } : {}), 'tjs-sorted': () => tjsBatches(sorted), 'tjs-in-order': () => tjsBatches(texts),
+      attnode: attRun, ...(attBf ? { 'attnode-bf16': attBfRun } : {}),
+      ...(attSplit && n > 1 ? { 'attnode-split': () => attSplit(texts, { pooling: 'mean', normalize: true, batchSize: BATCH }) } : {}),
+      'tjs-sorted': () => tjsBatches(sorted), 'tjs-in-order': () => tjsBatches(texts),
     };
     const tokPeers: Record<string, () => unknown> = {
-      attnode: attTokenize, ...(attBf ? { 'attnode-bf16': attTokenize } : {}), 'tjs-sorted': () => tjsTokenize(sorted), 'tjs-in-order': () => tjsTokenize(texts),
+      attnode: attTokenize, ...(attBf ? { 'attnode-bf16': attTokenize } : {}), ...(attSplit && n > 1 ? { 'attnode-split': attTokenize } : {}), 'tjs-sorted': () => tjsTokenize(sorted), 'tjs-in-order': () => tjsTokenize(texts),
     };
     const names = Object.keys(peers);
     const times: Record<string, number[]> = Object.fromEntries(names.map((p) => [p, []]));
