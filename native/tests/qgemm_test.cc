@@ -54,6 +54,7 @@ float ref_quant(const float* x, int64_t n, int64_t stride, int8_t* q) {
 struct Case {
   int64_t m, n, kk;
   bool trans_b;
+  bool trans_a = false;  // A passed as its transpose ([k, m], lda = m); the reference reads it as [m, k]
 };
 
 std::vector<float> randn(std::mt19937& rng, size_t n, float scale = 1.0f) {
@@ -92,12 +93,19 @@ std::vector<float> run(const k::PackedB& pk, const std::vector<float>& a, const 
                        k::Activation act = k::Activation::None, const std::vector<float>* c0 = nullptr,
                        int threads = 0) {
   std::vector<float> out = c0 ? *c0 : std::vector<float>(c.m * c.n, std::nanf(""));
+  std::vector<float> at;
+  if (c.trans_a) {
+    at.resize(a.size());
+    for (int64_t i = 0; i < c.m; ++i)
+      for (int64_t t = 0; t < c.kk; ++t) at[t * c.m + i] = a[i * c.kk + t];
+  }
   k::GemmParams p;
   p.m = c.m;
   p.n = c.n;
   p.k = c.kk;
-  p.a = a.data();
-  p.lda = c.kk;
+  p.a = c.trans_a ? at.data() : a.data();
+  p.lda = c.trans_a ? c.m : c.kk;
+  p.trans_a = c.trans_a;
   p.b = b.data();
   p.ldb = c.trans_b ? c.kk : c.n;
   p.trans_b = c.trans_b;
@@ -150,7 +158,12 @@ void test_gemm(const std::string& isa) {
   std::mt19937 rng(42);
   const Case cases[] = {{1, 48, 64, true},   {1, 50, 67, true},     {2, 48, 1, true},  {7, 100, 33, true},
                         {64, 96, 128, true}, {130, 200, 300, true}, {17, 3, 5, false}, {33, 97, 70, false},
-                        {9, 144, 520, true}, {200, 49, 129, true}};
+                        {9, 144, 520, true}, {200, 49, 129, true},
+                        // Enough work for 2 threads at M <= 384: the threads split the rows (run_qgemm_row_blocks),
+                        // 2 to 4 row blocks, ragged last panel; K with a tail of 1, 2 and 7 quads past the packer's
+                        // 8-quad steps, and a partial last quad; a transposed A through both packings.
+                        {37, 150, 900, true}, {300, 100, 200, true}, {128, 96, 3001, true},
+                        {45, 130, 410, true, true}, {20, 200, 4100, false, true}};
   for (const Case& c : cases) {
     auto a = randn(rng, c.m * c.kk);
     auto b = randn(rng, c.n * c.kk, 0.05f);

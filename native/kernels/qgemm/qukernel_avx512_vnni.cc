@@ -1,6 +1,6 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")
 // AVX512-VNNI int8 kernels: an 8 x 48 micro-kernel on vpdpbusd, the row
-// quantizer and the M = 1 GEMV. Layouts and arithmetic: qukernel.h, qgemm.h.
+// quantizer, the A-panel packer and the M = 1 GEMV. Layouts and arithmetic: qukernel.h, qgemm.h.
 //
 // vpdpbusd multiplies 64 u8 x s8 pairs and adds each group of four into an
 // int32 lane: 4x the multiply-adds of one fp32 FMA per instruction. The
@@ -127,6 +127,64 @@ float quant_row(const float* x, int64_t k, int8_t* q) {
   return amax / 127.0f;
 }
 
+// In-register transpose of 8 rows x 8 int32 words: v[r] = row r in, v[q] = column q out.
+ATTNODE_INLINE void transpose8x8_epi32(__m256i (&v)[8]) {
+  __m256i t[8], u[8];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    u[4 * h + 0] = _mm256_unpacklo_epi64(t[4 * h + 0], t[4 * h + 2]);
+    u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h + 0], t[4 * h + 2]);
+    u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+    u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_permute2x128_si256(u[i], u[4 + i], 0x20);
+    v[4 + i] = _mm256_permute2x128_si256(u[i], u[4 + i], 0x31);
+  }
+}
+
+// One A panel: the m rows quantized into scratch (kq * 4 bytes each, zero past k; rows past m all zero), then
+// 8 quads of the 8 rows at a time transposed into the panel's [quad][row] words, shifted to u8 (qa + 128).
+void pack_panel(const float* const* rows, int m, int64_t k, int64_t kq, uint8_t* dst, float* sa, int8_t* scratch) {
+  const int64_t rb = kq * 4;
+  for (int r = 0; r < kMR; ++r) {
+    int8_t* q = scratch + r * rb;
+    if (r < m) {
+      sa[r] = quant_row(rows[r], k, q);
+      for (int64_t t = k; t < rb; ++t) q[t] = 0;
+    } else {
+      for (int64_t t = 0; t < rb; t += 64) _mm512_storeu_si512(q + t, _mm512_setzero_si512());
+    }
+  }
+  const __m256i shift = _mm256_set1_epi8(static_cast<char>(0x80));
+  int64_t q0 = 0;
+  for (; q0 + 8 <= kq; q0 += 8) {
+    __m256i v[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < kMR; ++r) v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scratch + r * rb + q0 * 4));
+    transpose8x8_epi32(v);
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (q0 + i) * kMR * 4), _mm256_xor_si256(v[i], shift));
+  }
+  // The last kq % 8 quads: a masked load of each row's words, then the same transpose.
+  if (q0 < kq) {
+    const __mmask8 mk = static_cast<__mmask8>((1u << (kq - q0)) - 1);
+    __m256i v[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < kMR; ++r) v[r] = _mm256_maskz_loadu_epi32(mk, scratch + r * rb + q0 * 4);
+    transpose8x8_epi32(v);
+    for (int i = 0; i < kq - q0; ++i)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (q0 + i) * kMR * 4), _mm256_xor_si256(v[i], shift));
+  }
+}
+
 // M == 1, one panel at a time with no software prefetch: the loads walk the
 // packed panels strictly in address order, one stream the hardware
 // prefetchers keep full (a panel holds all of K, so the columns' panels lie
@@ -164,6 +222,6 @@ void gemv(int64_t kq, const uint8_t* x, const int8_t* packed, int64_t j0, int64_
 
 }  // namespace
 
-extern const QKernels kQAvx512VnniKernels = {kMR, true, kernel_8x48, quant_row, gemv};
+extern const QKernels kQAvx512VnniKernels = {kMR, true, kernel_8x48, quant_row, gemv, pack_panel};
 
 }  // namespace attnode::kernels::qgemm_detail
