@@ -12,6 +12,13 @@
 //         jr      one packed B panel (all of K) from the column block, in L2
 //           micro-kernel: int32 over all of K, dequantized in its store
 //
+// On several threads with at most kRowBlockMaxRows rows (a BERT layer at
+// batch 1), the threads split the rows instead: each tile packs its own row
+// block's A panels, then runs them against every column block, so the call is
+// one parallel region with no serial packing step (run_qgemm_row_blocks).
+// An A panel is packed 8 rows at a time by the path's packer where it has one
+// (AVX512-VNNI: 8x8 word transposes), else one word at a time.
+//
 // A B panel holds all of K, so the int32 accumulators never leave the
 // registers (sgemm's K blocks would need an int32 running sum per element of
 // C). The column block is sized so its panels (K * nc bytes) take half of L2.
@@ -204,7 +211,10 @@ void run_qgemm_row_blocks(const QKernels& uk, const QPackedB& w, const GemmParam
       }
     }
   };
-  ThreadPool::instance().parallel_tiles(nrb, tile, nt, eager_wake(p.m, p));
+  // Woken at once above a quarter of the usual bar: a lazy wake decides after the caller's first tile, here 1/nrb
+  // of the call (M = 128, K = N = 768: ~90 us into a ~350 us product).
+  ThreadPool::instance().parallel_tiles(
+      nrb, tile, nt, static_cast<double>(p.m) * p.n * p.k > gemm_detail::kFrameEagerWakeFma);
 }
 
 // Rows per call up to which several threads split the rows (run_qgemm_row_blocks) rather than share them: sgemm's
