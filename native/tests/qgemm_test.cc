@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -241,6 +243,31 @@ void test_edges(const std::string& isa) {
     CHECK(std::isnan(out[c.n + j]), "%s NaN row gives NaN, got %g", isa.c_str(), out[c.n + j]);
   }
   CHECK(out[2 * c.n + 7] == 0.5f, "%s zero column gives bias, got %g", isa.c_str(), out[2 * c.n + 7]);
+  // Special rows inside full panels (the packers quantize a panel's rows together): in 19 rows, row 4 zero, row 9
+  // with an Inf, row 17 with a NaN; every other row as the reference, bit for bit.
+  {
+    const Case s{19, 50, 70, true};
+    auto as = randn(rng, s.m * s.kk);
+    auto bs = randn(rng, s.n * s.kk);
+    for (int64_t t = 0; t < s.kk; ++t) as[4 * s.kk + t] = 0.0f;
+    as[9 * s.kk + 33] = -std::numeric_limits<float>::infinity();
+    as[17 * s.kk + 69] = std::nanf("");
+    auto ps = k::pack_b_int8(bs.data(), s.kk, true, s.kk, s.n);
+    const auto got = run(*ps, as, bs, s, bias.data());
+    const auto want = ref_gemm(as, bs, s, bias.data());
+    for (int64_t i = 0; i < s.m; ++i) {
+      for (int64_t j = 0; j < s.n; ++j) {
+        const float g = got[i * s.n + j], w = want[i * s.n + j];
+        if (i == 9 || i == 17) {
+          CHECK(std::isnan(g), "%s Inf/NaN row %lld gives NaN, got %g", isa.c_str(), static_cast<long long>(i), g);
+        } else {
+          CHECK(std::memcmp(&g, &w, 4) == 0, "%s row %lld col %lld: %g != reference %g", isa.c_str(),
+                static_cast<long long>(i), static_cast<long long>(j), g, w);
+        }
+      }
+    }
+    CHECK(got[4 * s.n] == 0.5f, "%s zero row in a panel gives bias, got %g", isa.c_str(), got[4 * s.n]);
+  }
   // Batched with a broadcast B equals single calls.
   const Case one{5, 60, 70, true};
   auto ab = randn(rng, 3 * one.m * one.kk);

@@ -17,7 +17,8 @@
 // block's A panels, then runs them against every column block, so the call is
 // one parallel region with no serial packing step (run_qgemm_row_blocks).
 // An A panel is packed 8 rows at a time by the path's packer where it has one
-// (AVX512-VNNI: 8x8 word transposes), else one word at a time.
+// (AVX512-VNNI: quantized straight from the rows, 8x8 word transposes), else
+// one row at a time into a staging row, then one word at a time.
 //
 // A B panel holds all of K, so the int32 accumulators never leave the
 // registers (sgemm's K blocks would need an int32 running sum per element of
@@ -98,9 +99,10 @@ constexpr int kMaxMR = 8;  // the largest MR of the paths (qukernel.h)
 
 size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
-// What pack_panel needs beside the panel: the path's staging rows and, for a transposed A, MR gathered rows.
+// What pack_panel needs beside the panel: a staging row for the generic packing and, for a transposed A, MR
+// gathered rows.
 size_t panel_scratch_bytes(int mr, int64_t k, int64_t kq, bool trans_a) {
-  return round64(static_cast<size_t>(mr * kq * 4 + 64)) + (trans_a ? round64(static_cast<size_t>(mr * k * 4)) : 0);
+  return round64(static_cast<size_t>(kq * 4)) + (trans_a ? round64(static_cast<size_t>(mr * k * 4)) : 0);
 }
 
 // Quantizes rows [i, i + m) of op(A) (m <= MR) into the A panel at dst (kq quads, layout of qukernel.h; rows past
@@ -109,11 +111,11 @@ void pack_panel(const QKernels& uk, const GemmParams& p, int64_t i, int m, int64
                 char* scratch) {
   const int mr = uk.mr;
   int8_t* const staging = reinterpret_cast<int8_t*>(scratch);
-  float* const gather = reinterpret_cast<float*>(scratch + round64(static_cast<size_t>(mr * kq * 4 + 64)));
+  float* const gather = reinterpret_cast<float*>(scratch + round64(static_cast<size_t>(kq * 4)));
   const float* rows[kMaxMR];
   for (int r = 0; r < m; ++r) rows[r] = a_row(p, i + r, gather + r * p.k);
   if (uk.pack_panel != nullptr) {
-    uk.pack_panel(rows, m, p.k, kq, dst, sa, staging);
+    uk.pack_panel(rows, m, p.k, kq, dst, sa);
     return;
   }
   // One contiguous quantized row (K padded to quads with zeros), then its words into the panel.

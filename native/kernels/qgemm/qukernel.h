@@ -51,12 +51,10 @@ using QGemvFn = void (*)(int64_t kq, const uint8_t* x, const int8_t* packed, int
 
 // Quantizes m (<= MR) rows of k floats (rows[r], each contiguous) into one A
 // panel of kq quads at dst (the layout above, shifted when shifted_a; rows m..MR
-// and the quads past k are zeros) and their scales into sa[0, m): the bytes of
-// quant_row, placed as the frontend's generic packing places them. scratch:
-// MR * kq * 4 + 64 bytes, 64-byte aligned. Null on paths that use the frontend's
-// generic packing (quant_row, then one word at a time).
-using QPackPanelFn = void (*)(const float* const* rows, int m, int64_t k, int64_t kq, uint8_t* dst, float* sa,
-                              int8_t* scratch);
+// and the quads past k are zeros) and their scales into sa[0, m): the bytes
+// quant_row gives each row, placed as the frontend's generic packing (quant_row,
+// then one word at a time) places them. Null on paths that use that packing.
+using QPackPanelFn = void (*)(const float* const* rows, int m, int64_t k, int64_t kq, uint8_t* dst, float* sa);
 
 struct QKernels {
   int mr;

@@ -149,39 +149,59 @@ ATTNODE_INLINE void transpose8x8_epi32(__m256i (&v)[8]) {
   }
 }
 
-// One A panel: the m rows quantized into scratch (kq * 4 bytes each, zero past k; rows past m all zero), then
-// 8 quads of the 8 rows at a time transposed into the panel's [quad][row] words, shifted to u8 (qa + 128).
-void pack_panel(const float* const* rows, int m, int64_t k, int64_t kq, uint8_t* dst, float* sa, int8_t* scratch) {
-  const int64_t rb = kq * 4;
+// One A panel straight from the rows, with no staging copy: each row's amax first (quant_row's bit-wise max),
+// then 8 quads (32 values) of all 8 rows at a time quantized exactly as quant_row does (x * (127 / amax), rounded
+// half to even by cvtps2dq, clamped to +-127), narrowed to one 8-word vector per row, transposed into the panel's
+// [quad][row] words and shifted to u8 (qa + 128). Rows past m, rows whose amax is 0 or not finite, and the values
+// past k are zeros, as quant_row and the padding give them. (A staging copy of the 8 quantized rows, 24 KiB at
+// K = 3072, no longer fit L1 beside the row being read.)
+void pack_panel(const float* const* rows, int m, int64_t k, int64_t kq, uint8_t* dst, float* sa) {
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+  __m512 inv[kMR];
+  bool live[kMR];
+#pragma GCC unroll 8
   for (int r = 0; r < kMR; ++r) {
-    int8_t* q = scratch + r * rb;
-    if (r < m) {
-      sa[r] = quant_row(rows[r], k, q);
-      for (int64_t t = k; t < rb; ++t) q[t] = 0;
-    } else {
-      for (int64_t t = 0; t < rb; t += 64) _mm512_storeu_si512(q + t, _mm512_setzero_si512());
+    live[r] = false;
+    inv[r] = _mm512_setzero_ps();
+    if (r >= m) continue;
+    const float* x = rows[r];
+    __m512i mx = _mm512_setzero_si512();
+    for (int64_t i = 0; i < k; i += 16) {
+      const __mmask16 mk = tail_mask(static_cast<int>(k - i < 16 ? k - i : 16));
+      mx = _mm512_max_epu32(mx, _mm512_and_si512(_mm512_maskz_loadu_epi32(mk, x + i), abs_mask));
+    }
+    const uint32_t mb = _mm512_reduce_max_epu32(mx);
+    const float amax = _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(mb))));
+    sa[r] = amax / 127.0f;
+    if (mb != 0 && mb < 0x7f800000u) {
+      live[r] = true;
+      inv[r] = _mm512_set1_ps(127.0f / amax);
     }
   }
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
   const __m256i shift = _mm256_set1_epi8(static_cast<char>(0x80));
-  int64_t q0 = 0;
-  for (; q0 + 8 <= kq; q0 += 8) {
+  for (int64_t q0 = 0; q0 < kq; q0 += 8) {
+    const int64_t i = q0 * 4;  // < k: kq = ceil(k / 4)
+    const int left = static_cast<int>(k - i < 32 ? k - i : 32);
+    const __mmask16 m0 = tail_mask(left), m1 = tail_mask(left - 16);
     __m256i v[8];
 #pragma GCC unroll 8
-    for (int r = 0; r < kMR; ++r) v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scratch + r * rb + q0 * 4));
+    for (int r = 0; r < kMR; ++r) {
+      if (!live[r]) {
+        v[r] = _mm256_setzero_si256();
+        continue;
+      }
+      const float* x = rows[r] + i;
+      __m512i a = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m0, x), inv[r]));
+      __m512i b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m1, x + 16), inv[r]));
+      a = _mm512_min_epi32(hi, _mm512_max_epi32(lo, a));
+      b = _mm512_min_epi32(hi, _mm512_max_epi32(lo, b));
+      v[r] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(a)), _mm512_cvtepi32_epi8(b), 1);
+    }
     transpose8x8_epi32(v);
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (q0 + i) * kMR * 4), _mm256_xor_si256(v[i], shift));
-  }
-  // The last kq % 8 quads: a masked load of each row's words, then the same transpose.
-  if (q0 < kq) {
-    const __mmask8 mk = static_cast<__mmask8>((1u << (kq - q0)) - 1);
-    __m256i v[8];
-#pragma GCC unroll 8
-    for (int r = 0; r < kMR; ++r) v[r] = _mm256_maskz_loadu_epi32(mk, scratch + r * rb + q0 * 4);
-    transpose8x8_epi32(v);
-    for (int i = 0; i < kq - q0; ++i)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (q0 + i) * kMR * 4), _mm256_xor_si256(v[i], shift));
+    const int nq = static_cast<int>(kq - q0 < 8 ? kq - q0 : 8);
+    for (int t = 0; t < nq; ++t)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (q0 + t) * kMR * 4), _mm256_xor_si256(v[t], shift));
   }
 }
 
