@@ -99,14 +99,19 @@ void kernel_8x48(int64_t kq, const uint8_t* a, const int8_t* b, float* c, int64_
   store_tile<kMR, 3>(out, c, ldc, m, n, &st->ep);
 }
 
-float quant_row(const float* x, int64_t k, int8_t* q) {
+// amax of x[0, k) as the bits of |x| (qgemm.h: a NaN wins over Inf, Inf over every finite value).
+ATTNODE_INLINE uint32_t amax_bits(const float* x, int64_t k) {
   const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
   __m512i mx = _mm512_setzero_si512();
   for (int64_t i = 0; i < k; i += 16) {
     const __mmask16 mk = tail_mask(static_cast<int>(k - i < 16 ? k - i : 16));
     mx = _mm512_max_epu32(mx, _mm512_and_si512(_mm512_maskz_loadu_epi32(mk, x + i), abs_mask));
   }
-  const uint32_t m = _mm512_reduce_max_epu32(mx);
+  return _mm512_reduce_max_epu32(mx);
+}
+
+float quant_row(const float* x, int64_t k, int8_t* q) {
+  const uint32_t m = amax_bits(x, k);
   const float amax = _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(m))));
   const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
   if (m == 0 || m >= 0x7f800000u) {
@@ -156,7 +161,6 @@ ATTNODE_INLINE void transpose8x8_epi32(__m256i (&v)[8]) {
 // past k are zeros, as quant_row and the padding give them. (A staging copy of the 8 quantized rows, 24 KiB at
 // K = 3072, no longer fit L1 beside the row being read.)
 void pack_panel(const float* const* rows, int m, int64_t k, int64_t kq, uint8_t* dst, float* sa) {
-  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
   __m512 inv[kMR];
   bool live[kMR];
 #pragma GCC unroll 8
@@ -164,13 +168,7 @@ void pack_panel(const float* const* rows, int m, int64_t k, int64_t kq, uint8_t*
     live[r] = false;
     inv[r] = _mm512_setzero_ps();
     if (r >= m) continue;
-    const float* x = rows[r];
-    __m512i mx = _mm512_setzero_si512();
-    for (int64_t i = 0; i < k; i += 16) {
-      const __mmask16 mk = tail_mask(static_cast<int>(k - i < 16 ? k - i : 16));
-      mx = _mm512_max_epu32(mx, _mm512_and_si512(_mm512_maskz_loadu_epi32(mk, x + i), abs_mask));
-    }
-    const uint32_t mb = _mm512_reduce_max_epu32(mx);
+    const uint32_t mb = amax_bits(rows[r], k);
     const float amax = _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(mb))));
     sa[r] = amax / 127.0f;
     if (mb != 0 && mb < 0x7f800000u) {
