@@ -227,7 +227,11 @@ void run_qgemm(const QKernels& uk, const QPackedB& w, const GemmParams& p, int n
   const int mr = uk.mr;
   const int64_t kq = w.kq;
   const int64_t np_total = w.np;
-  if (nt > 1 && p.m <= kRowBlockMaxRows && ceil_div(p.m, mr) >= 2 * nt) {
+  // The row split keeps each row block's panels in its thread's tile scratch: only while a block (at most
+  // ceil(mp / nt) panels) stays within sgemm's Ã budget, as the shared Ã does.
+  const int64_t mp_all = ceil_div(p.m, mr);
+  if (nt > 1 && p.m <= kRowBlockMaxRows && mp_all >= 2 * nt &&
+      ceil_div(mp_all, nt) * mr * kq * 4 <= gemm_detail::kFrameAPackBytes) {
     run_qgemm_row_blocks(uk, w, p, nt);
     return;
   }
