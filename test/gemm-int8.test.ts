@@ -77,7 +77,10 @@ describe('int8 quantization (the JS reference)', () => {
 });
 
 describe.skipIf(!hasNative)('int8 GEMM: native kernels equal the JS emulation bit for bit', () => {
-  const shapes: [number, number, number][] = [[1, 48, 64], [1, 50, 67], [3, 5, 7], [17, 100, 33], [64, 96, 128], [130, 200, 300], [9, 144, 511]];
+  // [37, 150, 900] and [40, 100, 1001]: enough work for two threads at M <= 384, where the threads split the rows and
+  // each packs its own (qgemm.cc run_qgemm_row_blocks); K past the VNNI packer's 8-quad steps by 1 and 2 quads.
+  const shapes: [number, number, number][] = [[1, 48, 64], [1, 50, 67], [3, 5, 7], [17, 100, 33], [64, 96, 128], [130, 200, 300], [9, 144, 511],
+    [37, 150, 900], [40, 100, 1001]];
   // ATTNODE_ISA leaves a lower path active, and setIsa cannot raise past it: the paths above are visible skips.
   const cap = ORDER.indexOf((startIsa ?? detected) as (typeof ORDER)[number]);
   for (const isa of paths) {

@@ -5,6 +5,7 @@
  * (at 2 threads: how much the second thread ran).
  *
  *   npm run bench:encoder-profile -- --case enc6-gelu-b1s128 --threads 2 --passes 30
+ *   npm run bench:encoder-profile -- --case layer-gelu-b8s128 --precision int8
  *   npm run bench:encoder-profile -- --help
  *
  * The forwards run eagerly (the replayed program of lib/forward-program.ts is switched off: a replay is one native
@@ -21,6 +22,8 @@ const HELP = `Usage: npm run bench:encoder-profile -- [options]
                   layer-gelu-b1s128); its
                   exported weights and input are used when bench/models has them, else seeded random ones
   --threads N     attnode's thread count (default 1)
+  --precision P   the weights' precision: float32 (default), bfloat16 or int8 (useWeightPrecision, as bench:encoder's
+                  attnode-int8 peer)
   --passes N      timed forward passes (default 30), after --warmup N untimed ones (default 10)
   --js-only       skip the native calls (outputs are garbage): the JS time of a pass alone
   --replayed      no per-op breakdown: CPU and wall ms per pass, eager and replayed (one runList per pass) in
@@ -50,12 +53,15 @@ async function caseInput(a: Lib, c: Case, m: { loadStateDict(d: Record<string, i
   return { x: a.randn([c.batch, c.seq, width]), source: 'seeded random weights and input (bench/models has no files for this case)' };
 }
 
-async function buildModel(a: Lib, c: Case): Promise<{ forward: () => F32; source: string }> {
+type Precision = 'float32' | 'bfloat16' | 'int8';
+
+async function buildModel(a: Lib, c: Case, precision: Precision): Promise<{ forward: () => F32; source: string }> {
   const spec = c.spec;
   if (spec.kind === 'mha') {
     // Long-sequence attention: the q/k/v and output projections around one attention call.
     const m = new a.nn.MultiheadAttention({ embedDim: spec.embedDim, numHeads: spec.numHeads, batchFirst: true }).eval();
     const { x, source } = await caseInput(a, c, m, spec.embedDim, spec.seed);
+    if (precision !== 'float32') m.useWeightPrecision(precision);
     return { forward: () => m.forward(x, x, x, { needWeights: false }).output, source };
   }
   if (spec.kind !== 'encoder_layer' && spec.kind !== 'encoder') {
@@ -68,6 +74,7 @@ async function buildModel(a: Lib, c: Case): Promise<{ forward: () => F32; source
     ? new a.nn.TransformerEncoder({ layer: layerOpts, numLayers: spec.numLayers }).eval()
     : new a.nn.TransformerEncoderLayer(layerOpts).eval();
   const { x, source } = await caseInput(a, c, m, spec.dModel, spec.seed);
+  if (precision !== 'float32') m.useWeightPrecision(precision);
   return { forward: () => m.forward(x), source };
 }
 
@@ -83,7 +90,8 @@ interface OpRecord {
 function describeCall(op: string, g: Record<string, unknown>): { name: string; flops: number } {
   if (op === 'gemm') {
     const [m, n, k, batch] = [g.m, g.n, g.k, g.batch ?? 1] as number[];
-    return { name: `gemm ${m}x${n}x${k}${g.act ? ` act ${String(g.act)}` : ''}`, flops: 2 * m! * n! * k! * batch! };
+    const prec = typeof g.bPrecision === 'string' && g.bPrecision !== 'float32' ? ` ${g.bPrecision}` : '';
+    return { name: `gemm${prec} ${m}x${n}x${k}${g.act ? ` act ${String(g.act)}` : ''}`, flops: 2 * m! * n! * k! * batch! };
   }
   if (op === 'attention') {
     const [b, h, lq, lk, dk, dv] = [g.batch, g.heads, g.lq, g.lk, g.dk, g.dv] as number[];
@@ -127,6 +135,7 @@ async function main(): Promise<void> {
     options: {
       case: { type: 'string' },
       threads: { type: 'string' },
+      precision: { type: 'string', default: 'float32' },
       passes: { type: 'string' },
       warmup: { type: 'string' },
       'js-only': { type: 'boolean', default: false },
@@ -145,6 +154,10 @@ async function main(): Promise<void> {
   const passes = positiveInt('passes', values.passes, 30, 1);
   const warmup = positiveInt('warmup', values.warmup, 10, 0);
   const jsOnly = values['js-only'] === true;
+  const precision = values.precision!;
+  if (precision !== 'float32' && precision !== 'bfloat16' && precision !== 'int8') {
+    throw new RangeError(`bench:encoder-profile: --precision must be float32, bfloat16 or int8, got '${precision}'`);
+  }
 
   const a = await import('../../lib/index');
   const { addon } = await import('../../lib/backend/native');
@@ -152,10 +165,10 @@ async function main(): Promise<void> {
   if (!addon) throw new Error(`bench:encoder-profile: the native addon is not loaded (${a.info().nativeError ?? 'unknown reason'})`);
   a.setGradEnabled(false);
   a.setNumThreads(threads);
-  const model = await buildModel(a, c);
+  const model = await buildModel(a, c, precision);
   if (values.replayed) {
     compareReplayed(model.forward, setForwardProgramEnabled, passes, warmup);
-    console.log(`${c.id} (${model.source}), ${threads} thread(s); programs recorded/run: ${JSON.stringify(forwardProgramStats())}`);
+    console.log(`${c.id} (${model.source}), ${precision} weights, ${threads} thread(s); programs recorded/run: ${JSON.stringify(forwardProgramStats())}`);
     return;
   }
   setForwardProgramEnabled(false);
@@ -214,7 +227,7 @@ async function main(): Promise<void> {
   const faults = (process.resourceUsage().minorPageFault - faults0) / passes;
   const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
-  console.log(`${c.id} (${model.source}), ${threads} thread(s), ${passes} passes${jsOnly ? ', native calls skipped' : ''}; load ${load}`);
+  console.log(`${c.id} (${model.source}), ${precision} weights, ${threads} thread(s), ${passes} passes${jsOnly ? ', native calls skipped' : ''}; load ${load}`);
   console.log(`pass: median ${median(passWall).toFixed(2)} ms wall, mean ${(cpu / passes).toFixed(2)} ms CPU, CPU/wall ` +
     `${(cpu / wall).toFixed(2)}; ${records.length} native calls; ${faults.toFixed(1)} minor page faults`);
   // Ops of the same name summed over the layers, in order of first appearance.

@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -54,6 +56,7 @@ float ref_quant(const float* x, int64_t n, int64_t stride, int8_t* q) {
 struct Case {
   int64_t m, n, kk;
   bool trans_b;
+  bool trans_a = false;  // A passed as its transpose ([k, m], lda = m); the reference reads it as [m, k]
 };
 
 std::vector<float> randn(std::mt19937& rng, size_t n, float scale = 1.0f) {
@@ -92,12 +95,19 @@ std::vector<float> run(const k::PackedB& pk, const std::vector<float>& a, const 
                        k::Activation act = k::Activation::None, const std::vector<float>* c0 = nullptr,
                        int threads = 0) {
   std::vector<float> out = c0 ? *c0 : std::vector<float>(c.m * c.n, std::nanf(""));
+  std::vector<float> at;
+  if (c.trans_a) {
+    at.resize(a.size());
+    for (int64_t i = 0; i < c.m; ++i)
+      for (int64_t t = 0; t < c.kk; ++t) at[t * c.m + i] = a[i * c.kk + t];
+  }
   k::GemmParams p;
   p.m = c.m;
   p.n = c.n;
   p.k = c.kk;
-  p.a = a.data();
-  p.lda = c.kk;
+  p.a = c.trans_a ? at.data() : a.data();
+  p.lda = c.trans_a ? c.m : c.kk;
+  p.trans_a = c.trans_a;
   p.b = b.data();
   p.ldb = c.trans_b ? c.kk : c.n;
   p.trans_b = c.trans_b;
@@ -150,7 +160,12 @@ void test_gemm(const std::string& isa) {
   std::mt19937 rng(42);
   const Case cases[] = {{1, 48, 64, true},   {1, 50, 67, true},     {2, 48, 1, true},  {7, 100, 33, true},
                         {64, 96, 128, true}, {130, 200, 300, true}, {17, 3, 5, false}, {33, 97, 70, false},
-                        {9, 144, 520, true}, {200, 49, 129, true}};
+                        {9, 144, 520, true}, {200, 49, 129, true},
+                        // Enough work for 2 threads at M <= 384: the threads split the rows (run_qgemm_row_blocks),
+                        // 2 to 4 row blocks, ragged last panel; K with a tail of 1, 2 and 7 quads past the packer's
+                        // 8-quad steps, and a partial last quad; a transposed A through both packings.
+                        {37, 150, 900, true}, {300, 100, 200, true}, {128, 96, 3001, true},
+                        {45, 130, 410, true, true}, {20, 200, 4100, false, true}};
   for (const Case& c : cases) {
     auto a = randn(rng, c.m * c.kk);
     auto b = randn(rng, c.n * c.kk, 0.05f);
@@ -228,6 +243,31 @@ void test_edges(const std::string& isa) {
     CHECK(std::isnan(out[c.n + j]), "%s NaN row gives NaN, got %g", isa.c_str(), out[c.n + j]);
   }
   CHECK(out[2 * c.n + 7] == 0.5f, "%s zero column gives bias, got %g", isa.c_str(), out[2 * c.n + 7]);
+  // Special rows inside full panels (the packers quantize a panel's rows together): in 19 rows, row 4 zero, row 9
+  // with an Inf, row 17 with a NaN; every other row as the reference, bit for bit.
+  {
+    const Case s{19, 50, 70, true};
+    auto as = randn(rng, s.m * s.kk);
+    auto bs = randn(rng, s.n * s.kk);
+    for (int64_t t = 0; t < s.kk; ++t) as[4 * s.kk + t] = 0.0f;
+    as[9 * s.kk + 33] = -std::numeric_limits<float>::infinity();
+    as[17 * s.kk + 69] = std::nanf("");
+    auto ps = k::pack_b_int8(bs.data(), s.kk, true, s.kk, s.n);
+    const auto got = run(*ps, as, bs, s, bias.data());
+    const auto want = ref_gemm(as, bs, s, bias.data());
+    for (int64_t i = 0; i < s.m; ++i) {
+      for (int64_t j = 0; j < s.n; ++j) {
+        const float g = got[i * s.n + j], w = want[i * s.n + j];
+        if (i == 9 || i == 17) {
+          CHECK(std::isnan(g), "%s Inf/NaN row %lld gives NaN, got %g", isa.c_str(), static_cast<long long>(i), g);
+        } else {
+          CHECK(std::memcmp(&g, &w, 4) == 0, "%s row %lld col %lld: %g != reference %g", isa.c_str(),
+                static_cast<long long>(i), static_cast<long long>(j), g, w);
+        }
+      }
+    }
+    CHECK(got[4 * s.n] == 0.5f, "%s zero row in a panel gives bias, got %g", isa.c_str(), got[4 * s.n]);
+  }
   // Batched with a broadcast B equals single calls.
   const Case one{5, 60, 70, true};
   auto ab = randn(rng, 3 * one.m * one.kk);

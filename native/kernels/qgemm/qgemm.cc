@@ -12,6 +12,14 @@
 //         jr      one packed B panel (all of K) from the column block, in L2
 //           micro-kernel: int32 over all of K, dequantized in its store
 //
+// On several threads with at most kRowBlockMaxRows rows (a BERT layer at
+// batch 1), the threads split the rows instead: each tile packs its own row
+// block's A panels, then runs them against every column block, so the call is
+// one parallel region with no serial packing step (run_qgemm_row_blocks).
+// An A panel is packed 8 rows at a time by the path's packer where it has one
+// (AVX512-VNNI: quantized straight from the rows, 8x8 word transposes), else
+// one row at a time into a staging row, then one word at a time.
+//
 // A B panel holds all of K, so the int32 accumulators never leave the
 // registers (sgemm's K blocks would need an int32 running sum per element of
 // C). The column block is sized so its panels (K * nc bytes) take half of L2.
@@ -87,6 +95,47 @@ const float* a_row(const GemmParams& p, int64_t i, float* buf) {
   return buf;
 }
 
+constexpr int kMaxMR = 8;  // the largest MR of the paths (qukernel.h)
+
+size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+// What pack_panel needs beside the panel: a staging row for the generic packing and, for a transposed A, MR
+// gathered rows.
+size_t panel_scratch_bytes(int mr, int64_t k, int64_t kq, bool trans_a) {
+  return round64(static_cast<size_t>(kq * 4)) + (trans_a ? round64(static_cast<size_t>(mr * k * 4)) : 0);
+}
+
+// Quantizes rows [i, i + m) of op(A) (m <= MR) into the A panel at dst (kq quads, layout of qukernel.h; rows past
+// m zero) and their scales into sa[0, m). scratch: panel_scratch_bytes, 64-byte aligned.
+void pack_panel(const QKernels& uk, const GemmParams& p, int64_t i, int m, int64_t kq, uint8_t* dst, float* sa,
+                char* scratch) {
+  const int mr = uk.mr;
+  int8_t* const staging = reinterpret_cast<int8_t*>(scratch);
+  float* const gather = reinterpret_cast<float*>(scratch + round64(static_cast<size_t>(kq * 4)));
+  const float* rows[kMaxMR];
+  for (int r = 0; r < m; ++r) rows[r] = a_row(p, i + r, gather + r * p.k);
+  if (uk.pack_panel != nullptr) {
+    uk.pack_panel(rows, m, p.k, kq, dst, sa);
+    return;
+  }
+  // One contiguous quantized row (K padded to quads with zeros), then its words into the panel.
+  const uint32_t shift = uk.shifted_a ? 0x80808080u : 0u;
+  uint32_t* d = reinterpret_cast<uint32_t*>(dst);
+  for (int r = 0; r < mr; ++r) {
+    if (r < m) {
+      std::memset(staging + (p.k & ~int64_t{3}), 0, 4);
+      sa[r] = uk.quant_row(rows[r], p.k, staging);
+    } else {
+      std::memset(staging, 0, static_cast<size_t>(kq * 4));
+    }
+    for (int64_t q = 0; q < kq; ++q) {
+      uint32_t w;
+      std::memcpy(&w, staging + 4 * q, 4);
+      d[q * mr + r] = w ^ shift;
+    }
+  }
+}
+
 // Quantizes rows [i0, i0 + rows) of op(A) into MR-row panels at dst
 // (kq quads each, layout of qukernel.h) and their scales into sa[0, rows).
 // Panels are independent: spread over the pool when there is enough work.
@@ -94,28 +143,10 @@ void pack_a(const QKernels& uk, const GemmParams& p, int64_t i0, int64_t rows, i
             int nt) {
   const int mr = uk.mr;
   const int64_t mp = ceil_div(rows, mr);
-  const uint32_t shift = uk.shifted_a ? 0x80808080u : 0u;
-  const int64_t row_bytes = kq * 4;
   auto panel = [&](int64_t t) {
-    // One contiguous quantized row (K padded to quads with zeros), then its words into the panel.
-    auto* scratch = static_cast<char*>(gemm_detail::frame_tile_scratch(static_cast<size_t>(row_bytes + 4 * p.k + 64)));
-    int8_t* qrow = reinterpret_cast<int8_t*>(scratch);
-    float* gather = reinterpret_cast<float*>(scratch + (row_bytes + 63) / 64 * 64);
-    uint32_t* d = reinterpret_cast<uint32_t*>(dst + t * mr * row_bytes);
-    for (int r = 0; r < mr; ++r) {
-      const int64_t i = t * mr + r;
-      if (i < rows) {
-        std::memset(qrow + (p.k & ~int64_t{3}), 0, 4);
-        sa[i] = uk.quant_row(a_row(p, i0 + i, gather), p.k, qrow);
-      } else {
-        std::memset(qrow, 0, static_cast<size_t>(row_bytes));
-      }
-      for (int64_t q = 0; q < kq; ++q) {
-        uint32_t w;
-        std::memcpy(&w, qrow + 4 * q, 4);
-        d[q * mr + r] = w ^ shift;
-      }
-    }
+    auto* scratch = static_cast<char*>(gemm_detail::frame_tile_scratch(panel_scratch_bytes(mr, p.k, kq, p.trans_a)));
+    const int m = static_cast<int>(std::min<int64_t>(mr, rows - t * mr));
+    pack_panel(uk, p, i0 + t * mr, m, kq, dst + t * mr * kq * 4, sa + t * mr, scratch);
   };
   const int threads = rows * p.k >= (int64_t{1} << 17) ? nt : 1;
   ThreadPool::instance().parallel_tiles(mp, panel, threads);
@@ -129,10 +160,81 @@ int64_t column_block(int64_t n, int64_t kq) {
   return ceil_div(ceil_div(n, ceil_div(n, nc)), kQNR) * kQNR;
 }
 
+// One packed A panel (rows from i, scales sa) against B panels [qlo, qhi), stored into C.
+void panel_row(const QKernels& uk, const QPackedB& w, const GemmParams& p, const uint8_t* ap, const float* sa, int64_t i,
+               int64_t qlo, int64_t qhi) {
+  const int m_valid = static_cast<int>(std::min<int64_t>(uk.mr, p.m - i));
+  float* crow = p.c + i * p.ldc;
+  for (int64_t jr = qlo; jr < qhi; ++jr) {
+    const int64_t j = jr * kQNR;
+    QStore st{sa, w.sw + j, w.comp + j,
+              gemm_detail::Epilogue{p.alpha, p.beta, p.bias ? p.bias + j : nullptr, static_cast<int>(p.act)}};
+    uk.kernel(w.kq, ap, w.panel(jr), crow + j, p.ldc, m_valid, static_cast<int>(std::min<int64_t>(kQNR, p.n - j)), &st);
+  }
+}
+
+// ~4x the multiply-adds per second of fp32: sgemm's wall-time bar for waking the workers at once.
+bool eager_wake(int64_t rows, const GemmParams& p) {
+  return static_cast<double>(rows) * p.n * p.k > 4 * gemm_detail::kFrameEagerWakeFma;
+}
+
+// Few rows on several threads (M = 128: a BERT layer at batch 1): the threads split the rows, and each tile packs
+// its own rows' A panels and runs them against all of N. One parallel region and no serial step: with the rows
+// shared by every tile (run_qgemm's grid at M <= kTileRows), Ã must be packed before any tile starts, and for
+// M = 128, K = 768 that packing is too small to be worth a second region, so it ran on one thread while the others
+// waited. The price is B read once per row block instead of once per call: nrb row blocks of >= 2 panels each
+// stream all of B from L3, 2 * nt of them at most, which at M = 128 (each B panel used by 4 A panels before the
+// next) is ~1 byte per cycle per thread.
+void run_qgemm_row_blocks(const QKernels& uk, const QPackedB& w, const GemmParams& p, int nt) {
+  const int mr = uk.mr;
+  const int64_t kq = w.kq;
+  const int64_t mp = ceil_div(p.m, mr);
+  int64_t nrb = std::min<int64_t>(2 * nt, mp / 2);
+  const int64_t rbp = ceil_div(mp, nrb);
+  nrb = ceil_div(mp, rbp);
+  const int64_t cbp = column_block(p.n, kq) / kQNR;
+  const size_t a_bytes = round64(static_cast<size_t>(rbp * mr * kq * 4));
+  const size_t sa_bytes = round64(static_cast<size_t>(rbp * mr) * 4);
+  const size_t scratch_bytes = a_bytes + sa_bytes + panel_scratch_bytes(mr, p.k, kq, p.trans_a);
+  auto tile = [&](int64_t t) {
+    auto* base = static_cast<char*>(gemm_detail::frame_tile_scratch(scratch_bytes));
+    uint8_t* const a_pack = reinterpret_cast<uint8_t*>(base);
+    float* const sa = reinterpret_cast<float*>(base + a_bytes);
+    const int64_t plo = t * rbp, phi = std::min(mp, plo + rbp);
+    for (int64_t ir = plo; ir < phi; ++ir) {
+      const int m = static_cast<int>(std::min<int64_t>(mr, p.m - ir * mr));
+      pack_panel(uk, p, ir * mr, m, kq, a_pack + (ir - plo) * mr * kq * 4, sa + (ir - plo) * mr,
+                 base + a_bytes + sa_bytes);
+    }
+    for (int64_t qlo = 0; qlo < w.np; qlo += cbp) {
+      for (int64_t ir = plo; ir < phi; ++ir) {
+        panel_row(uk, w, p, a_pack + (ir - plo) * mr * kq * 4, sa + (ir - plo) * mr, ir * mr, qlo,
+                  std::min(w.np, qlo + cbp));
+      }
+    }
+  };
+  // Woken at once above a quarter of the usual bar: a lazy wake decides after the caller's first tile, here 1/nrb
+  // of the call (M = 128, K = N = 768: ~90 us into a ~350 us product).
+  ThreadPool::instance().parallel_tiles(
+      nrb, tile, nt, static_cast<double>(p.m) * p.n * p.k > gemm_detail::kFrameEagerWakeFma);
+}
+
+// Rows per call up to which several threads split the rows (run_qgemm_row_blocks) rather than share them: sgemm's
+// row-block height (gemm.cc kTileRows), below which its grid gives every thread all the rows.
+constexpr int64_t kRowBlockMaxRows = 384;
+
 void run_qgemm(const QKernels& uk, const QPackedB& w, const GemmParams& p, int nt) {
   const int mr = uk.mr;
   const int64_t kq = w.kq;
   const int64_t np_total = w.np;
+  // The row split keeps each row block's panels in its thread's tile scratch: only while a block (at most
+  // ceil(mp / nt) panels) stays within sgemm's Ã budget, as the shared Ã does.
+  const int64_t mp_all = ceil_div(p.m, mr);
+  if (nt > 1 && p.m <= kRowBlockMaxRows && mp_all >= 2 * nt &&
+      ceil_div(mp_all, nt) * mr * kq * 4 <= gemm_detail::kFrameAPackBytes) {
+    run_qgemm_row_blocks(uk, w, p, nt);
+    return;
+  }
   const int64_t nc = column_block(p.n, kq);
   // Row super-blocks: Ã (MR * K bytes per panel) within sgemm's Ã budget.
   const int64_t sb_max = std::max<int64_t>(mr, gemm_detail::kFrameAPackBytes / (kq * 4) / mr * mr);
@@ -151,23 +253,9 @@ void run_qgemm(const QKernels& uk, const QPackedB& w, const GemmParams& p, int n
       const int64_t rb = t / g.ncb, cb = t % g.ncb;
       const int64_t plo = rb * g.rb_panels, phi = std::min(mp, plo + g.rb_panels);
       const int64_t qlo = cb * g.cb_panels, qhi = std::min(np_total, qlo + g.cb_panels);
-      for (int64_t ir = plo; ir < phi; ++ir) {
-        const int64_t i = ic + ir * mr;
-        const int m_valid = static_cast<int>(std::min<int64_t>(mr, p.m - i));
-        const uint8_t* ap = a_pack + ir * mr * kq * 4;
-        float* crow = p.c + i * p.ldc;
-        for (int64_t jr = qlo; jr < qhi; ++jr) {
-          const int64_t j = jr * kQNR;
-          QStore st{sa + ir * mr, w.sw + j, w.comp + j,
-                    gemm_detail::Epilogue{p.alpha, p.beta, p.bias ? p.bias + j : nullptr, static_cast<int>(p.act)}};
-          uk.kernel(kq, ap, w.panel(jr), crow + j, p.ldc, m_valid, static_cast<int>(std::min<int64_t>(kQNR, p.n - j)),
-                    &st);
-        }
-      }
+      for (int64_t ir = plo; ir < phi; ++ir) panel_row(uk, w, p, a_pack + ir * mr * kq * 4, sa + ir * mr, ic + ir * mr, qlo, qhi);
     };
-    // ~4x the multiply-adds per second of fp32: the same wall-time bar for waking the workers at once.
-    ThreadPool::instance().parallel_tiles(g.nrb * g.ncb, tile, nt,
-                                          static_cast<double>(ms) * p.n * p.k > 4 * gemm_detail::kFrameEagerWakeFma);
+    ThreadPool::instance().parallel_tiles(g.nrb * g.ncb, tile, nt, eager_wake(ms, p));
   }
 }
 

@@ -49,12 +49,20 @@ using QQuantRowFn = float (*)(const float* x, int64_t k, int8_t* q);
 using QGemvFn = void (*)(int64_t kq, const uint8_t* x, const int8_t* packed, int64_t j0, int64_t j1, float* c,
                          int64_t n, const QStore* st);
 
+// Quantizes m (<= MR) rows of k floats (rows[r], each contiguous) into one A
+// panel of kq quads at dst (the layout above, shifted when shifted_a; rows m..MR
+// and the quads past k are zeros) and their scales into sa[0, m): the bytes
+// quant_row gives each row, placed as the frontend's generic packing (quant_row,
+// then one word at a time) places them. Null on paths that use that packing.
+using QPackPanelFn = void (*)(const float* const* rows, int m, int64_t k, int64_t kq, uint8_t* dst, float* sa);
+
 struct QKernels {
   int mr;
   bool shifted_a;
   QKernelFn kernel;
   QQuantRowFn quant_row;
   QGemvFn gemv;
+  QPackPanelFn pack_panel;
 };
 
 extern const QKernels kQPortableKernels;

@@ -157,6 +157,6 @@ void gemv(int64_t kq, const uint8_t* x, const int8_t* packed, int64_t j0, int64_
 
 }  // namespace
 
-extern const QKernels kQAvx2Kernels = {kMR, false, kernel_4x48, quant_row, gemv};
+extern const QKernels kQAvx2Kernels = {kMR, false, kernel_4x48, quant_row, gemv, nullptr};
 
 }  // namespace attnode::kernels::qgemm_detail

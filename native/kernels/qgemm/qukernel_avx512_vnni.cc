@@ -1,6 +1,6 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")
 // AVX512-VNNI int8 kernels: an 8 x 48 micro-kernel on vpdpbusd, the row
-// quantizer and the M = 1 GEMV. Layouts and arithmetic: qukernel.h, qgemm.h.
+// quantizer, the A-panel packer and the M = 1 GEMV. Layouts and arithmetic: qukernel.h, qgemm.h.
 //
 // vpdpbusd multiplies 64 u8 x s8 pairs and adds each group of four into an
 // int32 lane: 4x the multiply-adds of one fp32 FMA per instruction. The
@@ -99,14 +99,19 @@ void kernel_8x48(int64_t kq, const uint8_t* a, const int8_t* b, float* c, int64_
   store_tile<kMR, 3>(out, c, ldc, m, n, &st->ep);
 }
 
-float quant_row(const float* x, int64_t k, int8_t* q) {
+// amax of x[0, k) as the bits of |x| (qgemm.h: a NaN wins over Inf, Inf over every finite value).
+ATTNODE_INLINE uint32_t amax_bits(const float* x, int64_t k) {
   const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
   __m512i mx = _mm512_setzero_si512();
   for (int64_t i = 0; i < k; i += 16) {
     const __mmask16 mk = tail_mask(static_cast<int>(k - i < 16 ? k - i : 16));
     mx = _mm512_max_epu32(mx, _mm512_and_si512(_mm512_maskz_loadu_epi32(mk, x + i), abs_mask));
   }
-  const uint32_t m = _mm512_reduce_max_epu32(mx);
+  return _mm512_reduce_max_epu32(mx);
+}
+
+float quant_row(const float* x, int64_t k, int8_t* q) {
+  const uint32_t m = amax_bits(x, k);
   const float amax = _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(m))));
   const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
   if (m == 0 || m >= 0x7f800000u) {
@@ -125,6 +130,77 @@ float quant_row(const float* x, int64_t k, int8_t* q) {
     _mm_mask_storeu_epi8(q + i, mk, _mm512_cvtepi32_epi8(v));
   }
   return amax / 127.0f;
+}
+
+// In-register transpose of 8 rows x 8 int32 words: v[r] = row r in, v[q] = column q out.
+ATTNODE_INLINE void transpose8x8_epi32(__m256i (&v)[8]) {
+  __m256i t[8], u[8];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    u[4 * h + 0] = _mm256_unpacklo_epi64(t[4 * h + 0], t[4 * h + 2]);
+    u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h + 0], t[4 * h + 2]);
+    u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+    u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_permute2x128_si256(u[i], u[4 + i], 0x20);
+    v[4 + i] = _mm256_permute2x128_si256(u[i], u[4 + i], 0x31);
+  }
+}
+
+// One A panel straight from the rows, with no staging copy: each row's amax first (quant_row's bit-wise max),
+// then 8 quads (32 values) of all 8 rows at a time quantized exactly as quant_row does (x * (127 / amax), rounded
+// half to even by cvtps2dq, clamped to +-127), narrowed to one 8-word vector per row, transposed into the panel's
+// [quad][row] words and shifted to u8 (qa + 128). Rows past m, rows whose amax is 0 or not finite, and the values
+// past k are zeros, as quant_row and the padding give them. (A staging copy of the 8 quantized rows, 24 KiB at
+// K = 3072, no longer fit L1 beside the row being read.)
+void pack_panel(const float* const* rows, int m, int64_t k, int64_t kq, uint8_t* dst, float* sa) {
+  __m512 inv[kMR];
+  bool live[kMR];
+#pragma GCC unroll 8
+  for (int r = 0; r < kMR; ++r) {
+    live[r] = false;
+    inv[r] = _mm512_setzero_ps();
+    if (r >= m) continue;
+    const uint32_t mb = amax_bits(rows[r], k);
+    const float amax = _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(mb))));
+    sa[r] = amax / 127.0f;
+    if (mb != 0 && mb < 0x7f800000u) {
+      live[r] = true;
+      inv[r] = _mm512_set1_ps(127.0f / amax);
+    }
+  }
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  const __m256i shift = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t q0 = 0; q0 < kq; q0 += 8) {
+    const int64_t i = q0 * 4;  // < k: kq = ceil(k / 4)
+    const int left = static_cast<int>(k - i < 32 ? k - i : 32);
+    const __mmask16 m0 = tail_mask(left), m1 = tail_mask(left - 16);
+    __m256i v[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < kMR; ++r) {
+      if (!live[r]) {
+        v[r] = _mm256_setzero_si256();
+        continue;
+      }
+      const float* x = rows[r] + i;
+      __m512i a = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m0, x), inv[r]));
+      __m512i b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m1, x + 16), inv[r]));
+      a = _mm512_min_epi32(hi, _mm512_max_epi32(lo, a));
+      b = _mm512_min_epi32(hi, _mm512_max_epi32(lo, b));
+      v[r] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(a)), _mm512_cvtepi32_epi8(b), 1);
+    }
+    transpose8x8_epi32(v);
+    const int nq = static_cast<int>(kq - q0 < 8 ? kq - q0 : 8);
+    for (int t = 0; t < nq; ++t)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (q0 + t) * kMR * 4), _mm256_xor_si256(v[t], shift));
+  }
 }
 
 // M == 1, one panel at a time with no software prefetch: the loads walk the
@@ -164,6 +240,6 @@ void gemv(int64_t kq, const uint8_t* x, const int8_t* packed, int64_t j0, int64_
 
 }  // namespace
 
-extern const QKernels kQAvx512VnniKernels = {kMR, true, kernel_8x48, quant_row, gemv};
+extern const QKernels kQAvx512VnniKernels = {kMR, true, kernel_8x48, quant_row, gemv, pack_panel};
 
 }  // namespace attnode::kernels::qgemm_detail
