@@ -147,6 +147,28 @@ struct ThreadPool::Impl {
   std::vector<std::thread> workers;
   std::atomic<int> size{1};
 
+  // RegionStats of the running region (see ThreadPool::set_stats): slots written by the thread of that tid, read
+  // by the caller once every chunk is counted in `done` (which orders them).
+  std::atomic<bool> stats_on{false};
+  int64_t region_start_ns = 0;
+  std::atomic<int64_t> st_chunks[RegionStats::kThreads];
+  std::atomic<int64_t> st_first_ns[RegionStats::kThreads];
+  std::atomic<int> st_cpu[RegionStats::kThreads];
+  RegionStats last_stats;
+
+  static int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
+  void stats_claimed(int tid) {
+    const int s = std::min(tid, RegionStats::kThreads - 1);
+    if (st_chunks[s].fetch_add(1, std::memory_order_relaxed) == 0) {
+      st_first_ns[s].store(now_ns() - region_start_ns, std::memory_order_relaxed);
+      st_cpu[s].store(sched_getcpu(), std::memory_order_relaxed);
+    }
+  }
+
   // Wakes sleeping workers (spinning ones have already seen `seq`).
   void wake_sleepers() {
     if (sleepers.load(std::memory_order_seq_cst) > 0) {
@@ -159,7 +181,9 @@ struct ThreadPool::Impl {
   // after the last claimed chunk is counted; never touches *chunk after that.
   // The caller passes `lazy_wake`: it wakes sleeping workers only once its
   // own chunks show that enough work remains to pay for the wake-up.
-  void work(uint64_t gen, bool is_caller, bool lazy_wake = false) {
+  void work(uint64_t gen, int tid, bool lazy_wake = false) {
+    const bool is_caller = tid == 0;
+    const bool stats = stats_on.load(std::memory_order_relaxed);
     const auto t0 = std::chrono::steady_clock::now();
     int64_t mine = 0;
     gen &= kGenMask;
@@ -170,6 +194,7 @@ struct ThreadPool::Impl {
       if (idx >= count) return;
       if (!ticket.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
       const ChunkFn* fn = chunk.load(std::memory_order_relaxed);
+      if (stats) stats_claimed(tid);
       try {
         (*fn)(idx);
       } catch (...) {
@@ -207,7 +232,7 @@ struct ThreadPool::Impl {
       if (stop.load(std::memory_order_acquire)) return;
       seen = s;
       if (tid >= static_cast<int>(s & 0xffff)) continue;
-      work(s >> 16, false);
+      work(s >> 16, tid);
     }
   }
 
@@ -259,15 +284,26 @@ struct ThreadPool::Impl {
 
   void region(int nt, int64_t nchunks, const ChunkFn& fn, bool eager_wake) {
     adapt_idle_spin();
+    const bool stats = stats_on.load(std::memory_order_relaxed);
+    if (stats) {
+      for (int i = 0; i < RegionStats::kThreads; ++i) {
+        st_chunks[i].store(0, std::memory_order_relaxed);
+        st_first_ns[i].store(-1, std::memory_order_relaxed);
+        st_cpu[i].store(-1, std::memory_order_relaxed);
+      }
+      region_start_ns = now_ns();
+    }
     const uint64_t gen = (seq.load(std::memory_order_relaxed) >> 16) + 1;
     chunk.store(&fn, std::memory_order_relaxed);
     done.store(0, std::memory_order_relaxed);
     // Release: a claimant that reads this ticket (or a later CAS of it) sees
     // `chunk` and `done` reset. Stored before `seq` so a woken worker finds it.
     ticket.store(make_ticket(gen, nchunks), std::memory_order_seq_cst);
+    const int64_t wake0 = stats ? now_ns() : 0;
     publish(nt, eager_wake);
+    const int64_t wake_ns = stats ? now_ns() - wake0 : 0;
     t_in_region = true;
-    work(gen, true, !eager_wake);
+    work(gen, 0, !eager_wake);
     t_in_region = false;
     // All chunks are claimed; wait for the ones still running elsewhere. In
     // a burst the caller spins as long as an idle worker would (its core has
@@ -285,6 +321,19 @@ struct ThreadPool::Impl {
       }
     }
     last_region_end_us.store(now_us(), std::memory_order_relaxed);
+    if (stats) {
+      RegionStats r;
+      r.threads = nt;
+      r.chunks = nchunks;
+      for (int i = 0; i < RegionStats::kThreads; ++i) {
+        r.by_thread[i] = st_chunks[i].load(std::memory_order_relaxed);
+        r.first_claim_ns[i] = st_first_ns[i].load(std::memory_order_relaxed);
+        r.cpu[i] = st_cpu[i].load(std::memory_order_relaxed);
+      }
+      r.wake_ns = wake_ns;
+      r.region_ns = now_ns() - region_start_ns;
+      last_stats = r;
+    }
     if (error) {  // only chunks of this region could have set it; all finished
       std::exception_ptr e;
       std::swap(e, error);
@@ -322,6 +371,16 @@ ThreadPool::ThreadPool() : impl_(new Impl()) { impl_->start(default_threads()); 
 ThreadPool::~ThreadPool() {
   impl_->shutdown();
   delete impl_;
+}
+
+void ThreadPool::set_stats(bool on) {
+  std::lock_guard<std::mutex> lk(impl_->run_mu);
+  impl_->stats_on.store(on, std::memory_order_relaxed);
+}
+
+RegionStats ThreadPool::last_region_stats() const {
+  std::lock_guard<std::mutex> lk(impl_->run_mu);
+  return impl_->last_stats;
 }
 
 int ThreadPool::num_threads() const { return impl_->size.load(std::memory_order_acquire); }
