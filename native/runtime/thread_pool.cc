@@ -2,6 +2,8 @@
 #include "thread_priority.h"
 
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -9,6 +11,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -54,6 +57,15 @@ const std::chrono::microseconds kMaxAdaptiveSpin{env_long("ATTNODE_MAX_SPIN_US",
 // later. Below about this much remaining work a region is finished sooner
 // by the caller alone (plus any worker still spinning from the last region).
 constexpr auto kWakeWorth = std::chrono::microseconds(100);
+
+// Sleeping workers are kept off the CPU of the thread that wakes them (see Impl::steer_from). Measured on the
+// 2-vCPU Zen 4 VM (bench/gemm/pool_probe.sh, 2 threads, 512 x 768 x 768 after idle gaps): the woken worker ran its
+// first tile 3-4 ms after the region started, on the caller's CPU in 36 of 38 calls, so the 5.7 ms product ran at
+// one thread's speed (1.00 CPUs). ATTNODE_WORKER_AFFINITY=0 leaves the placement to the scheduler.
+const bool kSteerWorkers = [] {
+  const char* e = std::getenv("ATTNODE_WORKER_AFFINITY");
+  return !(e != nullptr && e[0] == '0');
+}();
 
 // The claim word packs (generation, chunk count, next chunk) so that one CAS
 // both checks that the region is still the one the claimant was woken for
@@ -147,6 +159,31 @@ struct ThreadPool::Impl {
   std::vector<std::thread> workers;
   std::atomic<int> size{1};
 
+  // Worker placement. The scheduler places a woken thread by load and cache affinity, and often puts a pool worker
+  // on the CPU of the caller that woke it, which is busy running the region's first tiles: the worker, at a lower
+  // nice value than the caller, then waits there for a scheduler tick (4 ms at HZ=250) or a load-balancing pass
+  // while other CPUs stand idle, and the region runs at one thread's speed. So the workers' affinity is the
+  // process's CPUs minus the waking thread's current CPU, set before a wake only when that CPU changed since the
+  // last setting (no system call in steady state), and only when the workers fit on the other CPUs (a pool
+  // larger than the CPU set keeps the full set). Touched only by the thread holding run_mu.
+  cpu_set_t base_cpus;
+  int base_count = 0;
+  int steered_cpu = -1;
+  std::unique_ptr<std::atomic<pid_t>[]> worker_tids;
+
+  void steer_from(int cpu) {
+    if (!kSteerWorkers || cpu < 0 || cpu >= CPU_SETSIZE || cpu == steered_cpu) return;
+    const int n = size.load(std::memory_order_relaxed);
+    if (n > base_count || !CPU_ISSET(cpu, &base_cpus)) return;
+    cpu_set_t away = base_cpus;
+    CPU_CLR(cpu, &away);
+    for (int t = 1; t < n; ++t) {
+      const pid_t tid = worker_tids[t].load(std::memory_order_acquire);
+      if (tid > 0) sched_setaffinity(tid, sizeof(away), &away);
+    }
+    steered_cpu = cpu;
+  }
+
   // RegionStats of the running region (see ThreadPool::set_stats): slots written by the thread of that tid, read
   // by the caller once every chunk is counted in `done` (which orders them).
   std::atomic<bool> stats_on{false};
@@ -172,6 +209,7 @@ struct ThreadPool::Impl {
   // Wakes sleeping workers (spinning ones have already seen `seq`).
   void wake_sleepers() {
     if (sleepers.load(std::memory_order_seq_cst) > 0) {
+      steer_from(sched_getcpu());
       { std::lock_guard<std::mutex> lk(sleep_mu); }
       sleep_cv.notify_all();
     }
@@ -226,6 +264,7 @@ struct ThreadPool::Impl {
   // new thread could already observe the first region and skip it.
   void worker_main(int tid, uint64_t seen) {
     t_in_region = true;
+    worker_tids[tid].store(static_cast<pid_t>(syscall(SYS_gettid)), std::memory_order_release);
     lower_background_thread_priority();
     for (;;) {
       uint64_t s = wait_for_change(seen);
@@ -343,6 +382,11 @@ struct ThreadPool::Impl {
 
   void start(int n) {
     stop.store(false, std::memory_order_relaxed);
+    CPU_ZERO(&base_cpus);
+    base_count = sched_getaffinity(0, sizeof(base_cpus), &base_cpus) == 0 ? CPU_COUNT(&base_cpus) : 0;
+    steered_cpu = -1;
+    worker_tids.reset(new std::atomic<pid_t>[n]);
+    for (int t = 0; t < n; ++t) worker_tids[t].store(0, std::memory_order_relaxed);
     workers.reserve(n - 1);
     uint64_t s0 = seq.load(std::memory_order_relaxed);
     for (int t = 1; t < n; ++t) workers.emplace_back([this, t, s0] { worker_main(t, s0); });
