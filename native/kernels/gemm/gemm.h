@@ -108,6 +108,10 @@ struct GemmTuning {
 };
 GemmTuning gemm_tuning();
 
+// Whether sgemm(p) on the active kernel path reads p's B in place instead of packing it (an unpacked,
+// non-transposed B at few row panels; see direct_b_ok in gemm.cc). For tests and benchmarks.
+bool sgemm_reads_b_in_place(const GemmParams& p);
+
 // Runs on the runtime thread pool with up to `max_threads` threads
 // (<= 0: the pool's current size). The kernel path is runtime::active_isa().
 void sgemm(const GemmParams& p, int max_threads = 0);
