@@ -240,9 +240,10 @@ int main(int argc, char** argv) {
           ci.brand.c_str(), ci.vendor.c_str(), ci.family, ci.model, ci.stepping,
           ci.uarch.empty() ? "-" : ci.uarch.c_str(), (long)(ci.l1d_bytes >> 10), (long)(ci.l2_bytes >> 10),
           (long)(ci.l3_bytes >> 20));
-  hprintf("# attnode isa %s | GEMM tuning entry '%s': micro-tile %dx%d, kc %ld, nc %ld (%ld at M <= %d), A %s\n",
+  hprintf("# attnode isa %s | GEMM tuning entry '%s': micro-tile %dx%d, kc %ld, nc %ld (%ld at M <= %d), A %s, B %s\n",
           rt::isa_name(rt::active_isa()), tu.entry.c_str(), tu.mr, tu.nr, (long)tu.kc, (long)tu.nc, (long)tu.nc_stream,
-          32 * tu.mr, tu.direct_a ? "read in place (not transposed)" : "packed");
+          32 * tu.mr, tu.direct_a ? "read in place (not transposed)" : "packed",
+          tu.direct_b ? "read in place at M <= 128 where its stride allows (x·W)" : "packed");
   hprintf("# openblas: %s core=%s | OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s\n", openblas_get_config(), corename,
           env_core ? env_core : "(unset)", env_l2 ? env_l2 : "(unset)");
 #ifdef HAVE_DNNL
@@ -494,7 +495,8 @@ int main(int argc, char** argv) {
   json += "  \"isa\": \"" + std::string(rt::isa_name(rt::active_isa())) + "\",\n";
   json += "  \"gemm_tuning\": {\"entry\": \"" + tu.entry + "\", \"mr\": " + std::to_string(tu.mr) +
           ", \"nr\": " + std::to_string(tu.nr) + ", \"kc\": " + std::to_string(tu.kc) +
-          ", \"nc\": " + std::to_string(tu.nc) + ", \"direct_a\": " + (tu.direct_a ? "true" : "false") + "},\n";
+          ", \"nc\": " + std::to_string(tu.nc) + ", \"direct_a\": " + (tu.direct_a ? "true" : "false") +
+          ", \"direct_b\": " + (tu.direct_b ? "true" : "false") + "},\n";
   json += "  \"openblas_config\": \"" + std::string(openblas_get_config()) + "\",\n";
   json += "  \"onednn\": " + std::string(has_dnnl ? "true" : "false") + ",\n";
   json += "  \"fma_peak_gflops_1core_measured\": " + std::to_string(peak1) + ",\n";

@@ -379,14 +379,13 @@ void b_in_place_matches_packed(const char* isa) {
       }
     }
   }
-  const char* off = std::getenv("ATTNODE_GEMM_DIRECT_B");
-  const bool want = std::string(isa) == "avx512" && !(off != nullptr && off[0] == '0');
+  const bool want = attnode::kernels::gemm_tuning().direct_b;
   if (want && in_place == 0) {
     ++g_failures;
     std::printf("FAIL [%s] no product read B in place\n", isa);
   }
-  std::printf("%s [%s]: %d products with B read in place (of %d) bit-identical to B pre-packed\n",
-              bad || (want && in_place == 0) ? "FAIL" : "ok  ", isa, in_place, n_cases);
+  std::printf("%s [%s]: %d products with B read in place (of %d) bit-identical to B pre-packed (direct B %d)\n",
+              bad || (want && in_place == 0) ? "FAIL" : "ok  ", isa, in_place, n_cases, want);
 }
 
 std::vector<Case> make_cases(bool quick) {

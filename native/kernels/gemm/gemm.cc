@@ -122,6 +122,8 @@ GemmTuning derived_tuning(const IsaKernels& uk, const runtime::CpuInfo& ci) {
   t.nc = std::max<int64_t>(uk.nr, (ci.l2_bytes / 2) / (t.kc * 4) / uk.nr * uk.nr);
   t.nc_stream = stream_width(uk, ci, t.kc, t.nc);
   t.direct_a = false;
+  // Not a cache-size matter: the pass over B it saves is there on any CPU (only the stride rule is cache-shaped).
+  t.direct_b = uk.kernel_strided_b != nullptr;
   return t;
 }
 
@@ -136,18 +138,19 @@ GemmTuning derived_tuning(const IsaKernels& uk, const runtime::CpuInfo& ci) {
 //    of L2) and A read in place measured best (bench/results/gemm-zen4-*.md).
 //    nc_stream 192 (the rule's value): at M = 128, one thread, 4-10% over
 //    480 in every layout with the next block prefetched (bench/gemm).
-//  - zen5 keeps nc_stream = nc (its behaviour as measured) until measured.
+//    B read in place at M <= 128 (direct_b): 128 x 768 x 768 x·W 81-89% -> 88-92% of the peak.
+//  - zen5 keeps nc_stream = nc and B packed (its behaviour as measured) until measured.
 struct TableEntry {
   const char* uarch;
   int64_t kc, nc, nc_stream;
-  bool direct_a;
+  bool direct_a, direct_b;
 };
 constexpr TableEntry kAvx512Table[] = {
-    {"zen4", 384, 480, 192, true},
-    {"zen5", 384, 336, 336, false},
+    {"zen4", 384, 480, 192, true, true},
+    {"zen5", 384, 336, 336, false, false},
 };
 
-// ATTNODE_GEMM_BLOCKING="kc=384,nc=480,ncs=192,a=rows|packed" (any subset) replaces
+// ATTNODE_GEMM_BLOCKING="kc=384,nc=480,ncs=192,a=rows|packed,b=rows|packed" (any subset) replaces
 // fields of the chosen entry, to measure a new CPU without rebuilding; read
 // once. Malformed text is ignored (gemm_config().entry then has no "+env").
 bool apply_env_blocking(GemmTuning& t) {
@@ -171,6 +174,8 @@ bool apply_env_blocking(GemmTuning& t) {
       o.nc_stream = std::max<int64_t>(o.nr, v / o.nr * o.nr);
     } else if (std::strcmp(key, "a") == 0 && (std::strcmp(val, "rows") == 0 || std::strcmp(val, "packed") == 0)) {
       o.direct_a = val[0] == 'r';
+    } else if (std::strcmp(key, "b") == 0 && (std::strcmp(val, "rows") == 0 || std::strcmp(val, "packed") == 0)) {
+      o.direct_b = val[0] == 'r';
     } else {
       return false;
     }
@@ -191,6 +196,7 @@ GemmTuning choose_tuning(Isa isa) {
       t.nc = e.nc;
       t.nc_stream = e.nc_stream;
       t.direct_a = e.direct_a;
+      t.direct_b = e.direct_b;
     }
   }
   // Only the AVX-512 kernel reads A in place, and only it prefetches the next block (the others keep nc).
@@ -198,6 +204,7 @@ GemmTuning choose_tuning(Isa isa) {
   if (isa != Isa::Avx512) t.nc_stream = t.nc;
   if (apply_env_blocking(t)) t.entry += "+env";
   if (uk.kernel_rows == nullptr) t.direct_a = false;
+  if (uk.kernel_strided_b == nullptr) t.direct_b = false;
   return t;
 }
 
@@ -686,7 +693,7 @@ int64_t row_start_sets(int64_t stride_floats, int64_t sets) {
 
 // Whether the micro-kernels read a non-transposed, unpacked B in place instead of packing B̃ (see
 // MicroKernelStridedBFn): with few row panels (M <= kDirectBMaxPanels MR) the pack is a pass over all of B for
-// only a few uses of each element. Zen 4, 1 thread, by thread CPU time, 7 alternating pairs under load 8-12:
+// only a few uses of each element (GemmTuning::direct_b). Zen 4, 1 thread, by thread CPU time, 7 alternating pairs under load 8-12:
 // 128 x 768 x 768 81-89% of the peak packed, 88-92% in place (every pair); 128 x 768 x 2304 +1..4% in 3 of 4; at
 // M = 256 (32 row panels) no clear gain (a pass over a strided B costs a TLB miss every row or so, once per row
 // panel, while the pack's cost is shared by them all).
@@ -696,12 +703,8 @@ int64_t row_start_sets(int64_t stride_floats, int64_t sets) {
 // A read in place must spread over L1 as well: its rows 12 KiB apart (K = 3072) share one set group, and B's rows
 // crowding more sets measured no gain there (128 x 3072 x 768: 72-82% either way). The cache geometry is Zen 4/5's
 // (64-set 32-48 KiB L1d, 1-2 MiB L2); other geometries only make the rule more or less cautious.
-bool direct_b_ok(const IsaKernels& uk, const GemmParams& p, int64_t kc, bool a_in_place) {
-  static const bool on = [] {
-    const char* e = std::getenv("ATTNODE_GEMM_DIRECT_B");
-    return !(e != nullptr && e[0] == '0');
-  }();
-  if (!on || uk.kernel_strided_b == nullptr || p.trans_b || p.n % uk.nr != 0) return false;
+bool direct_b_ok(const IsaKernels& uk, const GemmTuning& tu, const GemmParams& p, int64_t kc, bool a_in_place) {
+  if (!tu.direct_b || uk.kernel_strided_b == nullptr || p.trans_b || p.n % uk.nr != 0) return false;
   if (ceil_div(p.m, uk.mr) > kDirectBMaxPanels) return false;
   constexpr int64_t kL1Sets = 64, kL2Sets = 2048;
   if (a_in_place && row_start_sets(p.lda, kL1Sets) < 4) return false;
@@ -740,7 +743,7 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
   const bool prefetch = prefetch_enabled() && (packed != nullptr || source_prefetch_enabled());
   const Blocking bl = blocking_for(uk, tu, p.m, p.n, p.k, prefetch && ceil_div(p.m, mr) <= kPrefetchMaxPasses);
   const bool a_in_place = !(p.trans_a || !tu.direct_a || p.row_sums_a != nullptr);
-  const bool b_in_place = packed == nullptr && direct_b_ok(uk, p, bl.kc, a_in_place);
+  const bool b_in_place = packed == nullptr && direct_b_ok(uk, tu, p, bl.kc, a_in_place);
 
   auto pack_a = [&](int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
     if (uk.pack_a != nullptr) {
@@ -1030,7 +1033,7 @@ bool sgemm_reads_b_in_place(const GemmParams& p) {
   const IsaKernels& uk = kernels_for(runtime::active_isa());
   const GemmTuning& tu = tuning_for(runtime::active_isa());
   const bool a_in_place = !(p.trans_a || !tu.direct_a || p.row_sums_a != nullptr);
-  return direct_b_ok(uk, p, blocking_for(uk, tu, p.m, p.n, p.k).kc, a_in_place);
+  return direct_b_ok(uk, tu, p, blocking_for(uk, tu, p.m, p.n, p.k).kc, a_in_place);
 }
 
 PackedBPtr pack_b(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n) {

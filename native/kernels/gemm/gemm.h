@@ -105,6 +105,9 @@ struct GemmTuning {
   // next block then share L2, so each gets about 30% of it.
   int64_t nc_stream = 0;
   bool direct_a = false;  // micro-kernel reads a non-transposed A in place instead of packing it
+  // Micro-kernel reads a non-transposed, unpacked B in place at M <= 16 MR (when its row stride allows, see
+  // direct_b_ok in gemm.cc) instead of packing B̃ per tile.
+  bool direct_b = false;
 };
 GemmTuning gemm_tuning();
 
