@@ -35,7 +35,6 @@ using attnode_bench::process_cpu_s;
 using attnode_bench::split;
 using attnode_bench::wall_s;
 
-
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -55,8 +55,8 @@ struct RegionStats {
   // Nanoseconds from the region's start to each tid's first claim; -1: it ran none.
   int64_t first_claim_ns[kThreads] = {-1, -1, -1, -1, -1, -1, -1, -1};
   int cpu[kThreads] = {-1, -1, -1, -1, -1, -1, -1, -1};  // CPU each tid ran its first chunk on
-  int64_t wake_ns = 0;                                    // the caller's time in waking sleeping workers
-  int64_t region_ns = 0;                                  // start to the last chunk's end
+  int64_t wake_ns = 0;                                   // the caller's time in waking sleeping workers
+  int64_t region_ns = 0;                                 // start to the last chunk's end
 };
 
 class ThreadPool {

@@ -42,8 +42,10 @@ void test_stats() {
   for (int64_t ntiles : {2, 7, 64, 1000}) {
     std::vector<std::atomic<int>> hits(ntiles);
     for (auto& h : hits) h.store(0);
-    pool.parallel_tiles(ntiles, [&](int64_t t) { hits[t].fetch_add(1); }, 2, true);
-    for (int64_t t = 0; t < ntiles; ++t) CHECK(hits[t].load() == 1, "tile %ld of %ld ran %d times", (long)t, (long)ntiles, hits[t].load());
+    pool.parallel_tiles(
+        ntiles, [&](int64_t t) { hits[t].fetch_add(1); }, 2, true);
+    for (int64_t t = 0; t < ntiles; ++t)
+      CHECK(hits[t].load() == 1, "tile %ld of %ld ran %d times", (long)t, (long)ntiles, hits[t].load());
     const rt::RegionStats st = pool.last_region_stats();
     CHECK(st.threads == 2, "threads %d, want 2", st.threads);
     CHECK(st.chunks == ntiles, "chunks %ld, want %ld", (long)st.chunks, (long)ntiles);
@@ -64,11 +66,13 @@ void test_stats() {
     pool.parallel_for(n, 4, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1);
     });
-    for (int64_t i = 0; i < n; ++i) CHECK(hits[i].load() == 1, "parallel_for(%ld): index %ld ran %d times", (long)n, (long)i, hits[i].load());
+    for (int64_t i = 0; i < n; ++i)
+      CHECK(hits[i].load() == 1, "parallel_for(%ld): index %ld ran %d times", (long)n, (long)i, hits[i].load());
   }
   pool.set_stats(false);
   const rt::RegionStats before = pool.last_region_stats();
-  pool.parallel_tiles(8, [](int64_t) {}, 2, true);
+  pool.parallel_tiles(
+      8, [](int64_t) {}, 2, true);
   CHECK(pool.last_region_stats().chunks == before.chunks, "stats recorded while off");
 }
 
@@ -96,7 +100,8 @@ void test_steering() {
     CHECK(sched_setaffinity(0, sizeof(one), &one) == 0, "pinning the caller to CPU %d", cpu);
     // Long enough for the workers' idle spin (at most ATTNODE_MAX_SPIN_US, 1 ms by default) to end in a sleep.
     std::this_thread::sleep_for(std::chrono::milliseconds(150));
-    pool.parallel_tiles(64, [](int64_t) { std::this_thread::sleep_for(std::chrono::microseconds(20)); }, 2, true);
+    pool.parallel_tiles(
+        64, [](int64_t) { std::this_thread::sleep_for(std::chrono::microseconds(20)); }, 2, true);
     const std::vector<pid_t> workers = other_threads();
     CHECK(!workers.empty(), "no pool worker threads found");
     for (pid_t tid : workers) {
@@ -112,13 +117,14 @@ void test_steering() {
   // A pool with more threads than CPUs leaves the workers on every CPU.
   pool.set_num_threads(CPU_COUNT(&all) + 1);
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
-  pool.parallel_tiles(64, [](int64_t) { std::this_thread::sleep_for(std::chrono::microseconds(20)); }, 0, true);
+  pool.parallel_tiles(
+      64, [](int64_t) { std::this_thread::sleep_for(std::chrono::microseconds(20)); }, 0, true);
   for (pid_t tid : other_threads()) {
     cpu_set_t m;
     CPU_ZERO(&m);
     sched_getaffinity(tid, sizeof(m), &m);
-    CHECK(CPU_COUNT(&m) == CPU_COUNT(&all), "oversubscribed pool: worker %d has %d of %d CPUs", (int)tid,
-          CPU_COUNT(&m), CPU_COUNT(&all));
+    CHECK(CPU_COUNT(&m) == CPU_COUNT(&all), "oversubscribed pool: worker %d has %d of %d CPUs", (int)tid, CPU_COUNT(&m),
+          CPU_COUNT(&all));
   }
   pool.set_num_threads(2);
 }

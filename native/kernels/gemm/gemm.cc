@@ -693,16 +693,16 @@ int64_t row_start_sets(int64_t stride_floats, int64_t sets) {
 
 // Whether the micro-kernels read a non-transposed, unpacked B in place instead of packing B̃ (see
 // MicroKernelStridedBFn): with few row panels (M <= kDirectBMaxPanels MR) the pack is a pass over all of B for
-// only a few uses of each element (GemmTuning::direct_b). Zen 4, 1 thread, by thread CPU time, 7 alternating pairs under load 8-12:
-// 128 x 768 x 768 81-89% of the peak packed, 88-92% in place (every pair); 128 x 768 x 2304 +1..4% in 3 of 4; at
-// M = 256 (32 row panels) no clear gain (a pass over a strided B costs a TLB miss every row or so, once per row
-// panel, while the pack's cost is shared by them all).
-// Only when every column panel is whole (N a multiple of NR) and when the rows spread over the caches' sets: B's
-// rows 3 KiB apart (N = 768) start on 4 of the 64 L1 set groups and on 128 of the 2048 L2 sets (about 3 lines of a
-// 384-row block per 8-way L2 set); 12 KiB apart (N = 3072) on 1 and 32 (12 lines per set), so such a B is packed.
-// A read in place must spread over L1 as well: its rows 12 KiB apart (K = 3072) share one set group, and B's rows
-// crowding more sets measured no gain there (128 x 3072 x 768: 72-82% either way). The cache geometry is Zen 4/5's
-// (64-set 32-48 KiB L1d, 1-2 MiB L2); other geometries only make the rule more or less cautious.
+// only a few uses of each element (GemmTuning::direct_b). Zen 4, 1 thread, by thread CPU time, 7 alternating pairs
+// under load 8-12: 128 x 768 x 768 81-89% of the peak packed, 88-92% in place (every pair); 128 x 768 x 2304 +1..4% in
+// 3 of 4; at M = 256 (32 row panels) no clear gain (a pass over a strided B costs a TLB miss every row or so, once per
+// row panel, while the pack's cost is shared by them all). Only when every column panel is whole (N a multiple of NR)
+// and when the rows spread over the caches' sets: B's rows 3 KiB apart (N = 768) start on 4 of the 64 L1 set groups and
+// on 128 of the 2048 L2 sets (about 3 lines of a 384-row block per 8-way L2 set); 12 KiB apart (N = 3072) on 1 and 32
+// (12 lines per set), so such a B is packed. A read in place must spread over L1 as well: its rows 12 KiB apart (K =
+// 3072) share one set group, and B's rows crowding more sets measured no gain there (128 x 3072 x 768: 72-82% either
+// way). The cache geometry is Zen 4/5's (64-set 32-48 KiB L1d, 1-2 MiB L2); other geometries only make the rule more or
+// less cautious.
 bool direct_b_ok(const IsaKernels& uk, const GemmTuning& tu, const GemmParams& p, int64_t kc, bool a_in_place) {
   if (!tu.direct_b || uk.kernel_strided_b == nullptr || p.trans_b || p.n % uk.nr != 0) return false;
   if (ceil_div(p.m, uk.mr) > kDirectBMaxPanels) return false;

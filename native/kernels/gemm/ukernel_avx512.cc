@@ -387,7 +387,7 @@ void gemv_packed(int64_t k, int64_t kc, const float* x, const float* packed, int
 
 }  // namespace
 
-extern const IsaKernels kAvx512Kernels = {kMR,  kNR,         kernel_8x48,     pack_a, pack_b, gemv, gemv_packed,
-                                          kernel_8x48_rows, kernel_8x48_strided_b};
+extern const IsaKernels kAvx512Kernels = {
+    kMR, kNR, kernel_8x48, pack_a, pack_b, gemv, gemv_packed, kernel_8x48_rows, kernel_8x48_strided_b};
 
 }  // namespace attnode::kernels::gemm_detail
