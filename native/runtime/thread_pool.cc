@@ -59,9 +59,11 @@ const std::chrono::microseconds kMaxAdaptiveSpin{env_long("ATTNODE_MAX_SPIN_US",
 constexpr auto kWakeWorth = std::chrono::microseconds(100);
 
 // Sleeping workers are kept off the CPU of the thread that wakes them (see Impl::steer_from). Measured on the
-// 2-vCPU Zen 4 VM (bench/gemm/pool_probe.sh, 2 threads, 512 x 768 x 768 after idle gaps): the woken worker ran its
-// first tile 3-4 ms after the region started, on the caller's CPU in 36 of 38 calls, so the 5.7 ms product ran at
-// one thread's speed (1.00 CPUs). ATTNODE_WORKER_AFFINITY=0 leaves the placement to the scheduler.
+// 2-vCPU Zen 4 VM (bench/gemm/pool_probe.sh, 2 threads, 512 x 768 x 768 after idle gaps, loaded): the woken worker
+// ran its first tile on the caller's CPU in 27 of 34 calls, often milliseconds after the region started, so the
+// 5.7 ms product ran at one thread's speed; with the steering, in none of 28
+// (bench/results/gemm-pool-zen4-2026-12-08-LOADED.md). ATTNODE_WORKER_AFFINITY=0 leaves the placement to the
+// scheduler.
 const bool kSteerWorkers = [] {
   const char* e = std::getenv("ATTNODE_WORKER_AFFINITY");
   return !(e != nullptr && e[0] == '0');
