@@ -19,9 +19,9 @@ const procField = (name: string): number | null => {
   return m ? Number(m[1]) : null;
 };
 const isX86 = process.arch === 'x64' || process.arch === 'ia32';
-const measured: Record<string, { kc: number; nc: number; ncStream: number; directA: boolean }> = {
-  zen4: { kc: 384, nc: 480, ncStream: 192, directA: true },
-  zen5: { kc: 384, nc: 336, ncStream: 336, directA: false },
+const measured: Record<string, { kc: number; nc: number; ncStream: number; directA: boolean; directB: boolean }> = {
+  zen4: { kc: 384, nc: 480, ncStream: 192, directA: true, directB: true },
+  zen5: { kc: 384, nc: 336, ncStream: 336, directA: false, directB: false },
 };
 
 /**
@@ -70,6 +70,8 @@ describe.skipIf(!addon)('GEMM blocking per CPU (native addon)', () => {
     } else {
       expect(gemm.entry).toBe('derived');
       expect(gemm.directA).toBe(false);
+      // Only the AVX-512 micro-kernel reads B in place; the rules turn it on wherever it exists.
+      expect(gemm.directB).toBe(isa === 'avx512');
       expect({ kc: gemm.kc, nc: gemm.nc, ncStream: gemm.ncStream }).toEqual(
         derived(cpu.l1dBytes, cpu.l2Bytes, gemm.mr, gemm.nr, isa === 'avx512'),
       );
@@ -87,6 +89,7 @@ describe.skipIf(!addon)('GEMM blocking per CPU (native addon)', () => {
         mr: 6,
         nr: 16,
         directA: false,
+        directB: false,
         ...derived(cpu.l1dBytes, cpu.l2Bytes, 6, 16, false),
       });
       a.setIsa(startInfo!.detectedIsa);
@@ -107,26 +110,40 @@ for (const transB of [false, true]) {
   a.gemm({ a: A, b: B, c: C, m, n, k, transB });
   out[transB ? 't' : 'n'] = Array.from(C);
 }
+// 96 columns (two whole panels of 48) of a [k, 96] B: what the AVX-512 path may read in place.
+const C96 = new Float32Array(m * 96);
+a.gemm({ a: A, b: B.subarray(0, k * 96), c: C96, m, n: 96, k });
+out.w = Array.from(C96);
 console.log(JSON.stringify({ gemm: g, isa: a.info().isa, out }));
 `;
 
 function child(env: Record<string, string | undefined>) {
   return runChildScript<{
-    gemm: { entry: string; mr: number; nr: number; kc: number; nc: number; ncStream: number; directA: boolean };
+    gemm: {
+      entry: string;
+      mr: number;
+      nr: number;
+      kc: number;
+      nc: number;
+      ncStream: number;
+      directA: boolean;
+      directB: boolean;
+    };
     isa: string;
-    out: { n: number[]; t: number[] };
+    out: { n: number[]; t: number[]; w: number[] };
   }>(script, env);
 }
 
 describe.skipIf(!addon)('ATTNODE_GEMM_BLOCKING (fresh processes)', () => {
   it('replaces the named fields, marks the entry +env, and the product is still right', () => {
     const base = child({ ATTNODE_GEMM_BLOCKING: undefined });
-    const r = child({ ATTNODE_GEMM_BLOCKING: 'kc=64,nc=100,ncs=70,a=packed' });
+    const r = child({ ATTNODE_GEMM_BLOCKING: 'kc=64,nc=100,ncs=70,a=packed,b=packed' });
     expect(r.gemm.entry).toBe(`${base.gemm.entry}+env`);
     expect(r.gemm.kc).toBe(64);
     expect(r.gemm.nc).toBe(Math.max(r.gemm.nr, Math.floor(100 / r.gemm.nr) * r.gemm.nr));
     expect(r.gemm.ncStream).toBe(Math.max(r.gemm.nr, Math.floor(70 / r.gemm.nr) * r.gemm.nr));
     expect(r.gemm.directA).toBe(false);
+    expect(r.gemm.directB).toBe(false);
     const [m, n, k] = [37, 101, 203];
     const A = new Float32Array(m * k).map((_, i) => Math.sin(i));
     const B = new Float32Array(n * k).map((_, i) => Math.cos(i * 0.7));
@@ -141,7 +158,7 @@ describe.skipIf(!addon)('ATTNODE_GEMM_BLOCKING (fresh processes)', () => {
 
   it('ignores malformed settings (the entry keeps its name)', () => {
     const base = child({ ATTNODE_GEMM_BLOCKING: undefined });
-    for (const bad of ['kc=3', 'nc=abc', 'ncs=0', 'a=sideways', 'speed=11', 'kc=384,,', 'kc']) {
+    for (const bad of ['kc=3', 'nc=abc', 'ncs=0', 'a=sideways', 'b=strided', 'speed=11', 'kc=384,,', 'kc']) {
       const r = child({ ATTNODE_GEMM_BLOCKING: bad });
       expect(r.gemm, bad).toEqual(base.gemm);
     }
@@ -152,6 +169,14 @@ describe.skipIf(!addon)('ATTNODE_GEMM_BLOCKING (fresh processes)', () => {
     const packed = child({ ATTNODE_GEMM_BLOCKING: 'kc=128,a=packed' });
     expect(rows.gemm.directA).toBe(true);
     expect(packed.gemm.directA).toBe(false);
+    expect(rows.out).toEqual(packed.out);
+  });
+
+  it.skipIf(startInfo?.isa !== 'avx512')('B read in place and B packed give the same bits (needs the avx512 path active)', () => {
+    const rows = child({ ATTNODE_GEMM_BLOCKING: 'b=rows' });
+    const packed = child({ ATTNODE_GEMM_BLOCKING: 'b=packed' });
+    expect(rows.gemm.directB).toBe(true);
+    expect(packed.gemm.directB).toBe(false);
     expect(rows.out).toEqual(packed.out);
   });
 });

@@ -53,6 +53,7 @@
 #include "../../native/kernels/gemm/gemm.h"
 #include "../../native/runtime/cpu_features.h"
 #include "../../native/runtime/thread_pool.h"
+#include "bench_util.h"
 #include "fma_peak.h"
 #include "int8_section.h"
 
@@ -60,17 +61,15 @@ namespace {
 
 namespace rt = attnode::runtime;
 namespace kn = attnode::kernels;
+using attnode_bench::median;
+using attnode_bench::process_cpu_s;
+using attnode_bench::split;
+using attnode_bench::wall_s;
 
-double wall_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 double thread_cpu_s() {
   timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-double process_cpu_s() {
-  rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 std::string loadavg() {
@@ -95,29 +94,11 @@ struct Buffers {
 
 double gflop(const Shape& s) { return 2.0 * s.m * s.n * s.k / 1e9; }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 std::string iso_date() {
   char buf[32];
   std::time_t t = std::time(nullptr);
   std::strftime(buf, sizeof buf, "%Y-%m-%d", std::localtime(&t));
   return buf;
-}
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  size_t p = 0;
-  while (p <= s.size()) {
-    size_t q = s.find(',', p);
-    if (q == std::string::npos) q = s.size();
-    if (q > p) out.push_back(s.substr(p, q - p));
-    p = q + 1;
-  }
-  return out;
 }
 
 std::string slug(const std::string& s) {
@@ -259,9 +240,10 @@ int main(int argc, char** argv) {
           ci.brand.c_str(), ci.vendor.c_str(), ci.family, ci.model, ci.stepping,
           ci.uarch.empty() ? "-" : ci.uarch.c_str(), (long)(ci.l1d_bytes >> 10), (long)(ci.l2_bytes >> 10),
           (long)(ci.l3_bytes >> 20));
-  hprintf("# attnode isa %s | GEMM tuning entry '%s': micro-tile %dx%d, kc %ld, nc %ld (%ld at M <= %d), A %s\n",
+  hprintf("# attnode isa %s | GEMM tuning entry '%s': micro-tile %dx%d, kc %ld, nc %ld (%ld at M <= %d), A %s, B %s\n",
           rt::isa_name(rt::active_isa()), tu.entry.c_str(), tu.mr, tu.nr, (long)tu.kc, (long)tu.nc, (long)tu.nc_stream,
-          32 * tu.mr, tu.direct_a ? "read in place (not transposed)" : "packed");
+          32 * tu.mr, tu.direct_a ? "read in place (not transposed)" : "packed",
+          tu.direct_b ? "read in place at M <= 128 where its stride allows (x·W)" : "packed");
   hprintf("# openblas: %s core=%s | OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s\n", openblas_get_config(), corename,
           env_core ? env_core : "(unset)", env_l2 ? env_l2 : "(unset)");
 #ifdef HAVE_DNNL
@@ -513,7 +495,8 @@ int main(int argc, char** argv) {
   json += "  \"isa\": \"" + std::string(rt::isa_name(rt::active_isa())) + "\",\n";
   json += "  \"gemm_tuning\": {\"entry\": \"" + tu.entry + "\", \"mr\": " + std::to_string(tu.mr) +
           ", \"nr\": " + std::to_string(tu.nr) + ", \"kc\": " + std::to_string(tu.kc) +
-          ", \"nc\": " + std::to_string(tu.nc) + ", \"direct_a\": " + (tu.direct_a ? "true" : "false") + "},\n";
+          ", \"nc\": " + std::to_string(tu.nc) + ", \"direct_a\": " + (tu.direct_a ? "true" : "false") +
+          ", \"direct_b\": " + (tu.direct_b ? "true" : "false") + "},\n";
   json += "  \"openblas_config\": \"" + std::string(openblas_get_config()) + "\",\n";
   json += "  \"onednn\": " + std::string(has_dnnl ? "true" : "false") + ",\n";
   json += "  \"fma_peak_gflops_1core_measured\": " + std::to_string(peak1) + ",\n";

@@ -57,9 +57,19 @@ export interface NativeInfo {
    * ('zen4', 'zen5') or 'derived' (rules from the L1d/L2 sizes), with '+env' when ATTNODE_GEMM_BLOCKING
    * changed it; `mr` x `nr` the micro-tile, `kc`/`nc` the largest K block and packed-B width, `ncStream` the
    * packed-B width when few row panels (M <= 32 mr) prefetch the next block into L2 beside the current one,
-   * `directA` whether a non-transposed A is read in place instead of packed.
+   * `directA` whether a non-transposed A is read in place instead of packed, `directB` whether a non-transposed,
+   * unpacked B is read in place (products of up to 16 mr rows, where its row stride allows) instead of packed.
    */
-  gemm: { entry: string; mr: number; nr: number; kc: number; nc: number; ncStream: number; directA: boolean };
+  gemm: {
+    entry: string;
+    mr: number;
+    nr: number;
+    kc: number;
+    nc: number;
+    ncStream: number;
+    directA: boolean;
+    directB: boolean;
+  };
   build: { compiler: string; napiVersion: number; kernels: string; debug: boolean; asan: boolean };
 }
 

@@ -79,6 +79,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   g.Set("nc", Napi::Number::New(env, static_cast<double>(tu.nc)));
   g.Set("ncStream", Napi::Number::New(env, static_cast<double>(tu.nc_stream)));
   g.Set("directA", tu.direct_a);
+  g.Set("directB", tu.direct_b);
   out.Set("gemm", g);
 
   Napi::Object build = Napi::Object::New(env);

@@ -2,6 +2,8 @@
 #include "thread_priority.h"
 
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -9,6 +11,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -54,6 +57,17 @@ const std::chrono::microseconds kMaxAdaptiveSpin{env_long("ATTNODE_MAX_SPIN_US",
 // later. Below about this much remaining work a region is finished sooner
 // by the caller alone (plus any worker still spinning from the last region).
 constexpr auto kWakeWorth = std::chrono::microseconds(100);
+
+// Sleeping workers are kept off the CPU of the thread that wakes them (see Impl::steer_from). Measured on the
+// 2-vCPU Zen 4 VM (bench/gemm/pool_probe.sh, 2 threads, 512 x 768 x 768 after idle gaps, loaded): the woken worker
+// ran its first tile on the caller's CPU in 27 of 34 calls, often milliseconds after the region started, so the
+// 5.7 ms product ran at one thread's speed; with the steering, in none of 28
+// (bench/results/gemm-pool-zen4-2026-12-08-LOADED.md). ATTNODE_WORKER_AFFINITY=0 leaves the placement to the
+// scheduler.
+const bool kSteerWorkers = [] {
+  const char* e = std::getenv("ATTNODE_WORKER_AFFINITY");
+  return !(e != nullptr && e[0] == '0');
+}();
 
 // The claim word packs (generation, chunk count, next chunk) so that one CAS
 // both checks that the region is still the one the claimant was woken for
@@ -149,9 +163,57 @@ struct ThreadPool::Impl {
   std::vector<std::thread> workers;
   std::atomic<int> size{1};
 
+  // Worker placement. The scheduler places a woken thread by load and cache affinity, and often puts a pool worker
+  // on the CPU of the caller that woke it, which is busy running the region's first tiles: the worker, at a lower
+  // nice value than the caller, then waits there for a scheduler tick (4 ms at HZ=250) or a load-balancing pass
+  // while other CPUs stand idle, and the region runs at one thread's speed. So the workers' affinity is the
+  // process's CPUs minus the waking thread's current CPU, set before a wake only when that CPU changed since the
+  // last setting (no system call in steady state), and only when the workers fit on the other CPUs (a pool
+  // larger than the CPU set keeps the full set). Touched only by the thread holding run_mu.
+  cpu_set_t base_cpus;
+  int base_count = 0;
+  int steered_cpu = -1;
+  std::unique_ptr<std::atomic<pid_t>[]> worker_tids;
+
+  void steer_from(int cpu) {
+    if (!kSteerWorkers || cpu < 0 || cpu >= CPU_SETSIZE || cpu == steered_cpu) return;
+    const int n = size.load(std::memory_order_relaxed);
+    if (n > base_count || !CPU_ISSET(cpu, &base_cpus)) return;
+    cpu_set_t away = base_cpus;
+    CPU_CLR(cpu, &away);
+    for (int t = 1; t < n; ++t) {
+      const pid_t tid = worker_tids[t].load(std::memory_order_acquire);
+      if (tid > 0) sched_setaffinity(tid, sizeof(away), &away);
+    }
+    steered_cpu = cpu;
+  }
+
+  // RegionStats of the running region (see ThreadPool::set_stats): slots written by the thread of that tid, read
+  // by the caller once every chunk is counted in `done` (which orders them).
+  std::atomic<bool> stats_on{false};
+  int64_t region_start_ns = 0;
+  std::atomic<int64_t> st_chunks[RegionStats::kThreads];
+  std::atomic<int64_t> st_first_ns[RegionStats::kThreads];
+  std::atomic<int> st_cpu[RegionStats::kThreads];
+  RegionStats last_stats;
+
+  static int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
+  void stats_claimed(int tid) {
+    const int s = std::min(tid, RegionStats::kThreads - 1);
+    if (st_chunks[s].fetch_add(1, std::memory_order_relaxed) == 0) {
+      st_first_ns[s].store(now_ns() - region_start_ns, std::memory_order_relaxed);
+      st_cpu[s].store(sched_getcpu(), std::memory_order_relaxed);
+    }
+  }
+
   // Wakes sleeping workers (spinning ones have already seen `seq`).
   void wake_sleepers() {
     if (sleepers.load(std::memory_order_seq_cst) > 0) {
+      steer_from(sched_getcpu());
       { std::lock_guard<std::mutex> lk(sleep_mu); }
       sleep_cv.notify_all();
     }
@@ -161,7 +223,9 @@ struct ThreadPool::Impl {
   // after the last claimed chunk is counted; never touches *chunk after that.
   // The caller passes `lazy_wake`: it wakes sleeping workers only once its
   // own chunks show that enough work remains to pay for the wake-up.
-  void work(uint64_t gen, bool is_caller, bool lazy_wake = false) {
+  void work(uint64_t gen, int tid, bool lazy_wake = false) {
+    const bool is_caller = tid == 0;
+    const bool stats = stats_on.load(std::memory_order_relaxed);
     const auto t0 = std::chrono::steady_clock::now();
     int64_t mine = 0;
     gen &= kGenMask;
@@ -172,6 +236,7 @@ struct ThreadPool::Impl {
       if (idx >= count) return;
       if (!ticket.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
       const ChunkFn* fn = chunk.load(std::memory_order_relaxed);
+      if (stats) stats_claimed(tid);
       try {
         (*fn)(idx);
       } catch (...) {
@@ -203,13 +268,14 @@ struct ThreadPool::Impl {
   // new thread could already observe the first region and skip it.
   void worker_main(int tid, uint64_t seen) {
     t_in_region = true;
+    worker_tids[tid].store(static_cast<pid_t>(syscall(SYS_gettid)), std::memory_order_release);
     lower_background_thread_priority();
     for (;;) {
       uint64_t s = wait_for_change(seen);
       if (stop.load(std::memory_order_acquire)) return;
       seen = s;
       if (tid >= static_cast<int>(s & 0xffff)) continue;
-      work(s >> 16, false);
+      work(s >> 16, tid);
     }
   }
 
@@ -261,15 +327,26 @@ struct ThreadPool::Impl {
 
   void region(int nt, int64_t nchunks, const ChunkFn& fn, bool eager_wake) {
     adapt_idle_spin();
+    const bool stats = stats_on.load(std::memory_order_relaxed);
+    if (stats) {
+      for (int i = 0; i < RegionStats::kThreads; ++i) {
+        st_chunks[i].store(0, std::memory_order_relaxed);
+        st_first_ns[i].store(-1, std::memory_order_relaxed);
+        st_cpu[i].store(-1, std::memory_order_relaxed);
+      }
+      region_start_ns = now_ns();
+    }
     const uint64_t gen = (seq.load(std::memory_order_relaxed) >> 16) + 1;
     chunk.store(&fn, std::memory_order_relaxed);
     done.store(0, std::memory_order_relaxed);
     // Release: a claimant that reads this ticket (or a later CAS of it) sees
     // `chunk` and `done` reset. Stored before `seq` so a woken worker finds it.
     ticket.store(make_ticket(gen, nchunks), std::memory_order_seq_cst);
+    const int64_t wake0 = stats ? now_ns() : 0;
     publish(nt, eager_wake);
+    const int64_t wake_ns = stats ? now_ns() - wake0 : 0;
     t_in_region = true;
-    work(gen, true, !eager_wake);
+    work(gen, 0, !eager_wake);
     t_in_region = false;
     // All chunks are claimed; wait for the ones still running elsewhere. In
     // a burst the caller spins as long as an idle worker would (its core has
@@ -287,6 +364,19 @@ struct ThreadPool::Impl {
       }
     }
     last_region_end_us.store(now_us(), std::memory_order_relaxed);
+    if (stats) {
+      RegionStats r;
+      r.threads = nt;
+      r.chunks = nchunks;
+      for (int i = 0; i < RegionStats::kThreads; ++i) {
+        r.by_thread[i] = st_chunks[i].load(std::memory_order_relaxed);
+        r.first_claim_ns[i] = st_first_ns[i].load(std::memory_order_relaxed);
+        r.cpu[i] = st_cpu[i].load(std::memory_order_relaxed);
+      }
+      r.wake_ns = wake_ns;
+      r.region_ns = now_ns() - region_start_ns;
+      last_stats = r;
+    }
     if (error) {  // only chunks of this region could have set it; all finished
       std::exception_ptr e;
       std::swap(e, error);
@@ -296,6 +386,11 @@ struct ThreadPool::Impl {
 
   void start(int n) {
     stop.store(false, std::memory_order_relaxed);
+    CPU_ZERO(&base_cpus);
+    base_count = sched_getaffinity(0, sizeof(base_cpus), &base_cpus) == 0 ? CPU_COUNT(&base_cpus) : 0;
+    steered_cpu = -1;
+    worker_tids.reset(new std::atomic<pid_t>[n]);
+    for (int t = 0; t < n; ++t) worker_tids[t].store(0, std::memory_order_relaxed);
     workers.reserve(n - 1);
     uint64_t s0 = seq.load(std::memory_order_relaxed);
     for (int t = 1; t < n; ++t) workers.emplace_back([this, t, s0] { worker_main(t, s0); });
@@ -324,6 +419,16 @@ ThreadPool::ThreadPool() : impl_(new Impl()) { impl_->start(default_threads()); 
 ThreadPool::~ThreadPool() {
   impl_->shutdown();
   delete impl_;
+}
+
+void ThreadPool::set_stats(bool on) {
+  std::lock_guard<std::mutex> lk(impl_->run_mu);
+  impl_->stats_on.store(on, std::memory_order_relaxed);
+}
+
+RegionStats ThreadPool::last_region_stats() const {
+  std::lock_guard<std::mutex> lk(impl_->run_mu);
+  return impl_->last_stats;
 }
 
 int ThreadPool::num_threads() const { return t_serial ? 1 : impl_->size.load(std::memory_order_acquire); }

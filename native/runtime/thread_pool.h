@@ -44,6 +44,21 @@ class FnRef<R(Args...)> {
   R (*call_)(void*, Args...);
 };
 
+// What the last multi-threaded region did, for measuring the pool's scheduling
+// (bench/gemm/pool_probe.cc, native tests). Recorded only while enabled
+// (ThreadPool::set_stats): a few relaxed stores per chunk.
+struct RegionStats {
+  static constexpr int kThreads = 8;  // tids at or above this are counted in the last slot
+  int threads = 0;                    // threads the region allowed (caller included)
+  int64_t chunks = 0;                 // chunks of the region
+  int64_t by_thread[kThreads] = {};   // chunks run by each tid (0: the caller)
+  // Nanoseconds from the region's start to each tid's first claim; -1: it ran none.
+  int64_t first_claim_ns[kThreads] = {-1, -1, -1, -1, -1, -1, -1, -1};
+  int cpu[kThreads] = {-1, -1, -1, -1, -1, -1, -1, -1};  // CPU each tid ran its first chunk on
+  int64_t wake_ns = 0;                                   // the caller's time in waking sleeping workers
+  int64_t region_ns = 0;                                 // start to the last chunk's end
+};
+
 class ThreadPool {
  public:
   static constexpr int kMaxThreads = 256;
@@ -78,6 +93,11 @@ class ThreadPool {
   // to repay the wake-up (~100 µs), or immediately with eager_wake (for
   // regions known to be long, e.g. a large GEMM).
   void parallel_tiles(int64_t ntiles, FnRef<void(int64_t tile)> fn, int max_threads = 0, bool eager_wake = false);
+
+  // Records RegionStats for every region from now on (false: stops; the default).
+  void set_stats(bool on);
+  // The last region's stats (all zero before the first recorded region).
+  RegionStats last_region_stats() const;
 
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

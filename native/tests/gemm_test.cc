@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -325,6 +326,66 @@ void a_in_place_matches_packed(const char* isa) {
   std::printf("%s [%s]: %d products with A read in place bit-identical to A packed (gemm_tuning: %s, direct A %d)\n",
               bad ? "FAIL" : "ok  ", isa, n_cases, attnode::kernels::gemm_tuning().entry.c_str(),
               attnode::kernels::gemm_tuning().direct_a);
+}
+
+// An unpacked, non-transposed B that sgemm reads in place (few row panels, whole column panels, a row stride
+// that spreads over the caches: sgemm_reads_b_in_place) must give the bits of the same B pre-packed (pack_b):
+// only the addresses the micro-kernel reads differ. With A in place and A packed (transposed), aligned and
+// unaligned row strides, bias and GELU, 1 and 2 threads. Counts the products that took the in-place path: a kernel
+// path without it (avx2, portable) reports 0 and compares packed with packed.
+void b_in_place_matches_packed(const char* isa) {
+  struct Shape {
+    int64_t m, n, k, ldb;
+  };
+  const Shape shapes[] = {{128, 768, 768, 768}, {40, 96, 385, 96}, {120, 144, 2000, 149}, {9, 48, 17, 53},
+                          {100, 2304, 100, 2304}, {64, 768, 3000, 768}, {256, 768, 768, 768}};
+  int bad = 0, n_cases = 0, in_place = 0;
+  for (const Shape& s : shapes) {
+    std::vector<float> A(s.m * s.k), At(s.k * s.m), B(s.k * s.ldb), bias(s.n), C1(s.m * s.n), C2(s.m * s.n);
+    for (auto& v : A) v = urand(-1, 1);
+    for (int64_t i = 0; i < s.m; ++i)
+      for (int64_t kk = 0; kk < s.k; ++kk) At[kk * s.m + i] = A[i * s.k + kk];
+    for (auto& v : B) v = urand(-1, 1);
+    for (auto& v : bias) v = urand(-1, 1);
+    const auto packed = attnode::kernels::pack_b(B.data(), s.ldb, false, s.k, s.n);
+    for (int trans_a = 0; trans_a < 2; ++trans_a) {
+      for (int t = 1; t <= 2; ++t) {
+        GemmParams p;
+        p.m = s.m;
+        p.n = s.n;
+        p.k = s.k;
+        p.a = trans_a ? At.data() : A.data();
+        p.lda = trans_a ? s.m : s.k;
+        p.trans_a = trans_a == 1;
+        p.b = B.data();
+        p.ldb = s.ldb;
+        p.bias = bias.data();
+        p.act = trans_a ? Activation::Gelu : Activation::None;
+        p.c = C1.data();
+        p.ldc = s.n;
+        if (attnode::kernels::sgemm_reads_b_in_place(p)) ++in_place;
+        attnode::kernels::sgemm(p, t);
+        p.packed_b = packed.get();
+        p.c = C2.data();
+        attnode::kernels::sgemm(p, t);
+        ++g_checks;
+        ++n_cases;
+        if (std::memcmp(C1.data(), C2.data(), C1.size() * sizeof(float)) != 0) {
+          ++g_failures;
+          if (++bad <= 5)
+            std::printf("FAIL [%s] B in place != B packed: m=%ld n=%ld k=%ld ldb=%ld trans_a=%d t=%d\n", isa,
+                        (long)s.m, (long)s.n, (long)s.k, (long)s.ldb, trans_a, t);
+        }
+      }
+    }
+  }
+  const bool want = attnode::kernels::gemm_tuning().direct_b;
+  if (want && in_place == 0) {
+    ++g_failures;
+    std::printf("FAIL [%s] no product read B in place\n", isa);
+  }
+  std::printf("%s [%s]: %d products with B read in place (of %d) bit-identical to B pre-packed (direct B %d)\n",
+              bad || (want && in_place == 0) ? "FAIL" : "ok  ", isa, in_place, n_cases, want);
 }
 
 std::vector<Case> make_cases(bool quick) {
@@ -657,6 +718,7 @@ int main(int argc, char** argv) {
     }
     activation_accuracy(rt::isa_name(isa));
     a_in_place_matches_packed(rt::isa_name(isa));
+    b_in_place_matches_packed(rt::isa_name(isa));
     group_matches_separate(rt::isa_name(isa));
     std::printf(
         "%s [%s]: %zu GEMM cases, %zu again with B pre-packed (1 vs 2 threads bit-identical, vs double reference); "

@@ -122,6 +122,8 @@ GemmTuning derived_tuning(const IsaKernels& uk, const runtime::CpuInfo& ci) {
   t.nc = std::max<int64_t>(uk.nr, (ci.l2_bytes / 2) / (t.kc * 4) / uk.nr * uk.nr);
   t.nc_stream = stream_width(uk, ci, t.kc, t.nc);
   t.direct_a = false;
+  // Not a cache-size matter: the pass over B it saves is there on any CPU (only the stride rule is cache-shaped).
+  t.direct_b = uk.kernel_strided_b != nullptr;
   return t;
 }
 
@@ -136,18 +138,19 @@ GemmTuning derived_tuning(const IsaKernels& uk, const runtime::CpuInfo& ci) {
 //    of L2) and A read in place measured best (bench/results/gemm-zen4-*.md).
 //    nc_stream 192 (the rule's value): at M = 128, one thread, 4-10% over
 //    480 in every layout with the next block prefetched (bench/gemm).
-//  - zen5 keeps nc_stream = nc (its behaviour as measured) until measured.
+//    B read in place at M <= 128 (direct_b): 128 x 768 x 768 x·W 81-89% -> 88-92% of the peak.
+//  - zen5 keeps nc_stream = nc and B packed (its behaviour as measured) until measured.
 struct TableEntry {
   const char* uarch;
   int64_t kc, nc, nc_stream;
-  bool direct_a;
+  bool direct_a, direct_b;
 };
 constexpr TableEntry kAvx512Table[] = {
-    {"zen4", 384, 480, 192, true},
-    {"zen5", 384, 336, 336, false},
+    {"zen4", 384, 480, 192, true, true},
+    {"zen5", 384, 336, 336, false, false},
 };
 
-// ATTNODE_GEMM_BLOCKING="kc=384,nc=480,ncs=192,a=rows|packed" (any subset) replaces
+// ATTNODE_GEMM_BLOCKING="kc=384,nc=480,ncs=192,a=rows|packed,b=rows|packed" (any subset) replaces
 // fields of the chosen entry, to measure a new CPU without rebuilding; read
 // once. Malformed text is ignored (gemm_config().entry then has no "+env").
 bool apply_env_blocking(GemmTuning& t) {
@@ -171,6 +174,8 @@ bool apply_env_blocking(GemmTuning& t) {
       o.nc_stream = std::max<int64_t>(o.nr, v / o.nr * o.nr);
     } else if (std::strcmp(key, "a") == 0 && (std::strcmp(val, "rows") == 0 || std::strcmp(val, "packed") == 0)) {
       o.direct_a = val[0] == 'r';
+    } else if (std::strcmp(key, "b") == 0 && (std::strcmp(val, "rows") == 0 || std::strcmp(val, "packed") == 0)) {
+      o.direct_b = val[0] == 'r';
     } else {
       return false;
     }
@@ -191,6 +196,7 @@ GemmTuning choose_tuning(Isa isa) {
       t.nc = e.nc;
       t.nc_stream = e.nc_stream;
       t.direct_a = e.direct_a;
+      t.direct_b = e.direct_b;
     }
   }
   // Only the AVX-512 kernel reads A in place, and only it prefetches the next block (the others keep nc).
@@ -198,6 +204,7 @@ GemmTuning choose_tuning(Isa isa) {
   if (isa != Isa::Avx512) t.nc_stream = t.nc;
   if (apply_env_blocking(t)) t.entry += "+env";
   if (uk.kernel_rows == nullptr) t.direct_a = false;
+  if (uk.kernel_strided_b == nullptr) t.direct_b = false;
   return t;
 }
 
@@ -667,6 +674,43 @@ void run_block(const Call& call, const GemmParams& p, const PanelRange& rows, co
   }
 }
 
+constexpr int64_t kDirectBMaxPanels = 16;
+
+// How many distinct cache sets the rows of a matrix `stride_floats` apart start on, in a cache of `sets` sets of
+// 64-byte lines (rows that do not start on line boundaries drift across the sets: counted as all of them).
+int64_t row_start_sets(int64_t stride_floats, int64_t sets) {
+  const int64_t bytes = stride_floats * 4;
+  if (bytes % 64 != 0) return sets;
+  int64_t a = bytes / 64 % sets, b = sets;
+  if (a == 0) return 1;
+  while (a != 0) {
+    const int64_t t = b % a;
+    b = a;
+    a = t;
+  }
+  return sets / b;
+}
+
+// Whether the micro-kernels read a non-transposed, unpacked B in place instead of packing B̃ (see
+// MicroKernelStridedBFn): with few row panels (M <= kDirectBMaxPanels MR) the pack is a pass over all of B for
+// only a few uses of each element (GemmTuning::direct_b). Zen 4, 1 thread, by thread CPU time, 7 alternating pairs
+// under load 8-12: 128 x 768 x 768 81-89% of the peak packed, 88-92% in place (every pair); 128 x 768 x 2304 +1..4% in
+// 3 of 4; at M = 256 (32 row panels) no clear gain (a pass over a strided B costs a TLB miss every row or so, once per
+// row panel, while the pack's cost is shared by them all). Only when every column panel is whole (N a multiple of NR)
+// and when the rows spread over the caches' sets: B's rows 3 KiB apart (N = 768) start on 4 of the 64 L1 set groups and
+// on 128 of the 2048 L2 sets (about 3 lines of a 384-row block per 8-way L2 set); 12 KiB apart (N = 3072) on 1 and 32
+// (12 lines per set), so such a B is packed. A read in place must spread over L1 as well: its rows 12 KiB apart (K =
+// 3072) share one set group, and B's rows crowding more sets measured no gain there (128 x 3072 x 768: 72-82% either
+// way). The cache geometry is Zen 4/5's (64-set 32-48 KiB L1d, 1-2 MiB L2); other geometries only make the rule more or
+// less cautious.
+bool direct_b_ok(const IsaKernels& uk, const GemmTuning& tu, const GemmParams& p, int64_t kc, bool a_in_place) {
+  if (!tu.direct_b || uk.kernel_strided_b == nullptr || p.trans_b || p.n % uk.nr != 0) return false;
+  if (ceil_div(p.m, uk.mr) > kDirectBMaxPanels) return false;
+  constexpr int64_t kL1Sets = 64, kL2Sets = 2048;
+  if (a_in_place && row_start_sets(p.lda, kL1Sets) < 4) return false;
+  return row_start_sets(p.ldb, kL1Sets) >= 4 && kc <= 4 * row_start_sets(p.ldb, kL2Sets);
+}
+
 // TileGrid: see gemm_frame.h.
 TileGrid make_tile_grid(int64_t ms, int64_t mp, int64_t n, int64_t nc, int64_t np_total, int nt) {
   TileGrid g;
@@ -698,6 +742,8 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
   // is one row block at any thread count, see make_tile_grid), a packed B or the source of an unpacked one.
   const bool prefetch = prefetch_enabled() && (packed != nullptr || source_prefetch_enabled());
   const Blocking bl = blocking_for(uk, tu, p.m, p.n, p.k, prefetch && ceil_div(p.m, mr) <= kPrefetchMaxPasses);
+  const bool a_in_place = !(p.trans_a || !tu.direct_a || p.row_sums_a != nullptr);
+  const bool b_in_place = packed == nullptr && direct_b_ok(uk, tu, p, bl.kc, a_in_place);
 
   auto pack_a = [&](int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
     if (uk.pack_a != nullptr) {
@@ -727,7 +773,7 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
     // hardware prefetchers follow MR row streams as well as one panel stream): the copy was a pass over all of
     // A through memory (4% of a 2048 x 768 x 768 product on Zen 4). Row sums are taken from the packed copy.
     float* a_pack = nullptr;
-    if (p.trans_a || !tu.direct_a || p.row_sums_a != nullptr) {
+    if (!a_in_place) {
       a_pack = align64(thread_arena().get(static_cast<size_t>(mp * mr * p.k + 16)));
       // With more threads, row chunks of whole panels x K blocks are packed in parallel: otherwise the other threads
       // wait while the caller packs (~10% of a 256 x 256 x 256 GEMM's time on 2 threads). A pure copy: the same Ã
@@ -762,7 +808,8 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
       const int64_t plo = rb * rb_panels, phi = std::min(mp, plo + rb_panels);
       const int64_t j0 = cb * cb_panels * nr, j1 = std::min(p.n, j0 + cb_panels * nr);
       const int64_t jp = ceil_div(j1 - j0, nr);
-      float* const b_scratch = packed ? nullptr : align64(tile_arena().get(static_cast<size_t>(b_floats)));
+      float* const b_scratch =
+          packed || b_in_place ? nullptr : align64(tile_arena().get(static_cast<size_t>(b_floats)));
       for (int64_t pc = 0; pc < p.k; pc += bl.kc) {
         const int64_t kc = std::min(bl.kc, p.k - pc);
         const bool first_k = pc == 0, last_k = pc + kc >= p.k;
@@ -770,7 +817,7 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
         const float* b_pack = b_scratch;
         if (packed) {
           b_pack = packed->block(pc, j0);
-        } else {
+        } else if (!b_in_place) {
           pack_b(pc, kc, j0, j1 - j0, b_scratch);
         }
         // Next block (see kPrefetchMaxPasses): the tile's next K block, or the first of the tile this thread will
@@ -796,7 +843,17 @@ void run_gemm(const IsaKernels& uk, const GemmParams& p, int nt) {
           }
         }
         const PanelRange rows{ic, plo, phi, mr}, cols{j0, 0, jp, nr};
-        if (a_pack == nullptr) {
+        if (b_in_place) {
+          const float* const b_blk = p.b + pc * p.ldb + j0;
+          const float* const a_blk = a_pack == nullptr ? p.a + pc : a_pack + mp * mr * pc;
+          const int64_t lda = a_pack == nullptr ? p.lda : 0;
+          run_block(
+              [&](int64_t ir, int64_t i, int mv, int64_t jr, float* c, int nv, const Epilogue* ep) {
+                const float* a = lda != 0 ? a_blk + i * lda : a_blk + ir * mr * kc;
+                uk.kernel_strided_b(kc, a, lda, b_blk + jr * nr, p.ldb, c, p.ldc, mv, nv, ep);
+              },
+              p, rows, cols, last_k, ep_base, pf);
+        } else if (a_pack == nullptr) {
           const float* const a_blk = p.a + pc;
           run_block(
               [&](int64_t, int64_t i, int mv, int64_t jr, float* c, int nv, const Epilogue* ep) {
@@ -970,6 +1027,14 @@ void sgemm_impl(const GemmParams& p, int nt) {
 void sgemm(const GemmParams& p, int max_threads) { sgemm_impl(p, choose_threads(p, max_threads)); }
 
 GemmTuning gemm_tuning() { return tuning_for(runtime::active_isa()); }
+
+bool sgemm_reads_b_in_place(const GemmParams& p) {
+  if (p.m <= 1 || p.n <= 0 || p.k <= 0 || p.packed_b != nullptr) return false;
+  const IsaKernels& uk = kernels_for(runtime::active_isa());
+  const GemmTuning& tu = tuning_for(runtime::active_isa());
+  const bool a_in_place = !(p.trans_a || !tu.direct_a || p.row_sums_a != nullptr);
+  return direct_b_ok(uk, tu, p, blocking_for(uk, tu, p.m, p.n, p.k).kc, a_in_place);
+}
 
 PackedBPtr pack_b(const float* b, int64_t ldb, bool trans_b, int64_t k, int64_t n) {
   if (k <= 0 || n <= 0) return nullptr;

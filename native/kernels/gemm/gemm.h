@@ -105,8 +105,15 @@ struct GemmTuning {
   // next block then share L2, so each gets about 30% of it.
   int64_t nc_stream = 0;
   bool direct_a = false;  // micro-kernel reads a non-transposed A in place instead of packing it
+  // Micro-kernel reads a non-transposed, unpacked B in place at M <= 16 MR (when its row stride allows, see
+  // direct_b_ok in gemm.cc) instead of packing B̃ per tile.
+  bool direct_b = false;
 };
 GemmTuning gemm_tuning();
+
+// Whether sgemm(p) on the active kernel path reads p's B in place instead of packing it (an unpacked,
+// non-transposed B at few row panels; see direct_b_ok in gemm.cc). For tests and benchmarks.
+bool sgemm_reads_b_in_place(const GemmParams& p);
 
 // Runs on the runtime thread pool with up to `max_threads` threads
 // (<= 0: the pool's current size). The kernel path is runtime::active_isa().

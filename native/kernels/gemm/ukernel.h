@@ -76,6 +76,13 @@ using PackedGemvFn = void (*)(int64_t k, int64_t kc, const float* x, const float
 using MicroKernelRowsFn = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
                                    int m, int n, const Epilogue* ep);
 
+// A non-transposed B read in place: row k of the panel at b + k * ldb, its NR columns contiguous and all inside
+// the matrix (the caller packs a panel that would run past the last column). A is a packed panel when lda == 0,
+// else MR rows read in place as for MicroKernelRowsFn. The same FMAs in the same order as MicroKernelFn on the
+// packed copies: bit-identical results.
+using MicroKernelStridedBFn = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                                       int64_t ldc, int m, int n, const Epilogue* ep);
+
 struct IsaKernels {
   int mr;
   int nr;
@@ -86,6 +93,8 @@ struct IsaKernels {
   PackedGemvFn gemv_packed;  // null: M == 1 reads the unpacked B even when a packed copy exists
   // null: A is always packed. Must give the same bits as `kernel` on the packed copy.
   MicroKernelRowsFn kernel_rows = nullptr;
+  // null: B is always packed. Must give the same bits as `kernel` on the packed copy.
+  MicroKernelStridedBFn kernel_strided_b = nullptr;
 };
 
 // ---- bf16 weights (AVX512-BF16) ----

@@ -56,9 +56,30 @@ struct RowsA {
   ATTNODE_INLINE float at(int r, int64_t k) const { return row[r][k]; }
 };
 
-template <int NV, typename A>
-ATTNODE_INLINE void kernel_8xnv(int64_t kc, const A& a, const float* b, float* c, int64_t ldc, int m, int n,
+// B operand: a packed panel (row k at b + k * NR, 64-byte aligned), or rows of a non-transposed B read where they
+// are (row k at b + k * ldb, the panel's NR columns contiguous and all inside the matrix). Same FMAs either way.
+struct PanelB {
+  static constexpr bool kPacked = true;
+  const float* b;
+  ATTNODE_INLINE int64_t step() const { return kNR; }
+};
+struct StridedB {
+  static constexpr bool kPacked = false;
+  const float* b;
+  int64_t ldb;
+  ATTNODE_INLINE int64_t step() const { return ldb; }
+};
+
+template <bool Packed>
+ATTNODE_INLINE __m512 load_b(const float* p) {
+  return Packed ? _mm512_load_ps(p) : _mm512_loadu_ps(p);
+}
+
+template <int NV, typename A, typename B>
+ATTNODE_INLINE void kernel_8xnv(int64_t kc, const A& a, const B& bop, float* c, int64_t ldc, int m, int n,
                                 const Epilogue* ep) {
+  const float* b = bop.b;
+  const int64_t step = bop.step();
   __m512 acc[kMR][NV];
   begin_tile<kMR, NV>(acc, c, ldc, m);
   // Lines of the next B block asked for by the frontend: one per two k, so
@@ -90,38 +111,45 @@ ATTNODE_INLINE void kernel_8xnv(int64_t kc, const A& a, const float* b, float* c
     }
 #pragma GCC unroll 2
     for (int u = 0; u < 2; ++u) {
-      if (16 * u < 16 * NV) _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kNR + 16 * u), _MM_HINT_T0);
+      if (B::kPacked) {
+        if (16 * u < 16 * NV) _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kNR + 16 * u), _MM_HINT_T0);
+      } else {
+        // A row of its own per k: its NV lines (one more when the row is not line-aligned).
+#pragma GCC unroll 4
+        for (int v = 0; v <= NV; ++v)
+          _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * step) + 64 * v - (v == NV ? 1 : 0), _MM_HINT_T0);
+      }
       __m512 bv[NV];
 #pragma GCC unroll 3
-      for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
+      for (int v = 0; v < NV; ++v) bv[v] = load_b<B::kPacked>(b + 16 * v);
 #pragma GCC unroll 8
       for (int r = 0; r < kMR; ++r) {
         __m512 av = _mm512_set1_ps(a.at(r, k + u));
 #pragma GCC unroll 3
         for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
       }
-      b += kNR;
+      b += step;
     }
-    if (NV == 3) _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kNR - 64), _MM_HINT_T0);
+    if (B::kPacked && NV == 3) _mm_prefetch(reinterpret_cast<const char*>(b + kPfB * kNR - 64), _MM_HINT_T0);
   }
   for (; k < kc; ++k) {
     __m512 bv[NV];
 #pragma GCC unroll 3
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
+    for (int v = 0; v < NV; ++v) bv[v] = load_b<B::kPacked>(b + 16 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < kMR; ++r) {
       __m512 av = _mm512_set1_ps(a.at(r, k));
 #pragma GCC unroll 3
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
     }
-    b += kNR;
+    b += step;
   }
 
   store_tile<kMR, NV>(acc, c, ldc, m, n, ep);
 }
 
-template <typename A>
-ATTNODE_INLINE void kernel_any_n(int64_t kc, const A& a, const float* b, float* c, int64_t ldc, int m, int n,
+template <typename A, typename B>
+ATTNODE_INLINE void kernel_any_n(int64_t kc, const A& a, const B& b, float* c, int64_t ldc, int m, int n,
                                  const Epilogue* ep) {
   if (n > 32) {
     kernel_8xnv<3>(kc, a, b, c, ldc, m, n, ep);
@@ -133,16 +161,30 @@ ATTNODE_INLINE void kernel_any_n(int64_t kc, const A& a, const float* b, float* 
 }
 
 void kernel_8x48(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n, const Epilogue* ep) {
-  kernel_any_n(kc, PackedA{a}, b, c, ldc, m, n, ep);
+  kernel_any_n(kc, PackedA{a}, PanelB{b}, c, ldc, m, n, ep);
 }
 
 // A read in place: rows past m repeat the first row (their sums are never stored).
-void kernel_8x48_rows(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, int m, int n,
-                      const Epilogue* ep) {
+ATTNODE_INLINE RowsA rows_a(const float* a, int64_t lda, int m) {
   RowsA ra;
 #pragma GCC unroll 8
   for (int r = 0; r < kMR; ++r) ra.row[r] = a + (r < m ? r : 0) * lda;
-  kernel_any_n(kc, ra, b, c, ldc, m, n, ep);
+  return ra;
+}
+
+void kernel_8x48_rows(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, int m, int n,
+                      const Epilogue* ep) {
+  kernel_any_n(kc, rows_a(a, lda, m), PanelB{b}, c, ldc, m, n, ep);
+}
+
+// B read in place (see MicroKernelStridedBFn); A packed (lda == 0) or read in place.
+void kernel_8x48_strided_b(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                           int m, int n, const Epilogue* ep) {
+  if (lda == 0) {
+    kernel_any_n(kc, PackedA{a}, StridedB{b, ldb}, c, ldc, m, n, ep);
+  } else {
+    kernel_any_n(kc, rows_a(a, lda, m), StridedB{b, ldb}, c, ldc, m, n, ep);
+  }
 }
 
 void pack_a(const float* a, int64_t lda, bool trans, int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
@@ -345,6 +387,7 @@ void gemv_packed(int64_t k, int64_t kc, const float* x, const float* packed, int
 
 }  // namespace
 
-extern const IsaKernels kAvx512Kernels = {kMR, kNR, kernel_8x48, pack_a, pack_b, gemv, gemv_packed, kernel_8x48_rows};
+extern const IsaKernels kAvx512Kernels = {
+    kMR, kNR, kernel_8x48, pack_a, pack_b, gemv, gemv_packed, kernel_8x48_rows, kernel_8x48_strided_b};
 
 }  // namespace attnode::kernels::gemm_detail
