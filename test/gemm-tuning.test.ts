@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { addon } from '../lib/backend/native';
+import { addon, type NativeInfo } from '../lib/backend/native';
 import { runChildScript } from './helpers/child-script';
 import { naiveGemm } from './helpers/reference';
 
@@ -119,16 +119,7 @@ console.log(JSON.stringify({ gemm: g, isa: a.info().isa, out }));
 
 function child(env: Record<string, string | undefined>) {
   return runChildScript<{
-    gemm: {
-      entry: string;
-      mr: number;
-      nr: number;
-      kc: number;
-      nc: number;
-      ncStream: number;
-      directA: boolean;
-      directB: boolean;
-    };
+    gemm: NativeInfo['gemm'];
     isa: string;
     out: { n: number[]; t: number[]; w: number[] };
   }>(script, env);
