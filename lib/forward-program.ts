@@ -20,26 +20,23 @@ import { currentContext, withContext, type BufferScope, type CommandList } from 
 import { Tensor, empty } from './tensor';
 import { newProgramScope, releaseProgramBuffers } from './workspace';
 import { Module } from './nn/module';
+import { programSwitch } from './program-switch';
 
 type F32 = Tensor<'float32'>;
 
-let enabled = typeof process === 'undefined' || process.env.ATTNODE_FORWARD_PROGRAM !== '0';
+const replay = programSwitch('ATTNODE_FORWARD_PROGRAM');
 
 /** @internal Turns replayed forwards on or off (tests compare them with the eager forward); returns the previous setting. */
 export function setForwardProgramEnabled(on: boolean): boolean {
-  const was = enabled;
-  enabled = on;
-  return was;
+  return replay.set(on);
 }
-
-const stats = { recorded: 0, runs: 0 };
 
 /** Bodies of replayable forwards running (eagerly or being recorded): modules inside them do not replay. */
 let nesting = 0;
 
 /** @internal Programs recorded and replayed so far in this process (tests check which path a call took). */
 export function forwardProgramStats(): { recorded: number; runs: number } {
-  return { ...stats };
+  return replay.snapshot();
 }
 
 interface Program {
@@ -84,7 +81,7 @@ export class ReplayedForward {
   #replay(module: Module, src: F32, settings: string, body: (x: F32) => F32): F32 | null {
     const a = addon;
     const ctx = currentContext();
-    if (!enabled || !a || ctx.backend !== nativeBackend || ctx.recording || src.dtype !== 'float32') return null;
+    if (!replay.enabled || !a || ctx.backend !== nativeBackend || ctx.recording || src.dtype !== 'float32') return null;
     const params: Tensor[] = [];
     if (anyTraining(module, params)) return null;
     if (ctx.gradEnabled && (src.requiresGrad || params.some((p) => p.requiresGrad))) return null;
@@ -104,7 +101,7 @@ export class ReplayedForward {
     }
     p.input.data.set(src.contiguous().data);
     a.runList(p.list);
-    stats.runs++;
+    replay.stats.runs++;
     // A copy: the program's output buffer is overwritten by the next call.
     const out = empty(p.output.shape);
     out.data.set(p.output.data);
@@ -129,7 +126,7 @@ export class ReplayedForward {
       releaseProgramBuffers(scope);
       return null;
     }
-    stats.recorded++;
+    replay.stats.recorded++;
     this.#lastKey = null;
     return (this.#program = { key, list, input, output, scope, params, versions: params.map((t) => t._version) });
   }

@@ -22,29 +22,26 @@ import type { KVCache, SelfAttentionCache } from '../nn/kv-cache';
 import type { Backend } from '../backend/backend';
 import { Tensor, empty } from '../tensor';
 import type { PackedStep } from './packed-step';
+import { programSwitch } from '../program-switch';
 
 type F32 = Tensor<'float32'>;
 
 /** `ATTNODE_DECODE_PROGRAM=0` turns the replayed decode step off (every token runs the eager forward). */
-let enabled = typeof process === 'undefined' || process.env.ATTNODE_DECODE_PROGRAM !== '0';
+const replay = programSwitch('ATTNODE_DECODE_PROGRAM');
 
 /** @internal Turns the replayed step on or off (tests compare it with the eager step); returns the previous setting. */
 export function setDecodeProgramEnabled(on: boolean): boolean {
-  const was = enabled;
-  enabled = on;
-  return was;
+  return replay.set(on);
 }
-
-const stats = { recorded: 0, runs: 0 };
 
 /** @internal Programs recorded and runs so far in this process (tests check that the replayed step is the one used). */
 export function decodeProgramStats(): { recorded: number; runs: number } {
-  return { ...stats };
+  return replay.snapshot();
 }
 
 /** Whether a replayed decode step can run (the addon is loaded and it is not switched off). */
 export function decodeProgramAvailable(): boolean {
-  return enabled && addon !== null;
+  return replay.enabled && addon !== null;
 }
 
 /** What a program was recorded against: it is valid while all of these are the same objects and versions. */
@@ -108,7 +105,7 @@ export class DecodeProgram {
       caches: caches.map((c) => new WeakRef(c)), buffers: caches.map((c) => c.data), params: params.slice(),
       versions: params.map((p) => (p ? p._version : -1)), precision: currentContext().weightPrecision,
     };
-    stats.recorded++;
+    replay.stats.recorded++;
   }
 
   /** Whether this program still computes the model's step for `caches` (same buffers, weights and precision). */
@@ -152,7 +149,7 @@ export class DecodeProgram {
       this.#lengths[0] = pos + 1;
       addon!.runList(this.#list);
     }
-    stats.runs++;
+    replay.stats.runs++;
     for (const c of caches) c.advance(1);
     // A copy (recorded too when recording): the program's own buffer is overwritten by the next run.
     const v = this.#vocabSize;
