@@ -24,15 +24,13 @@ import { noGrad } from '../../lib/autograd/grad-mode';
 import { addon } from '../../lib/backend/native';
 import { poolTokens } from '../../lib/pipelines/feature-extraction';
 import type { Tensor } from '../../lib/tensor';
+import { median } from '../honest';
+import { arg } from './cli';
 import { makeSentences } from './sentences';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const DIR = path.join(ROOT, 'bench', 'models', 'minilm-l6-random');
 
-function arg(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : def;
-}
 const THREADS = arg('threads', '1,2').split(',').map(Number);
 const ROUNDS = Number(arg('rounds', '3'));
 const N = Number(arg('n', '1000'));
@@ -40,7 +38,6 @@ const BATCH = Number(arg('batch', '32'));
 const OPS = process.argv.includes('--ops');
 const BF16 = process.argv.includes('--bf16');
 
-const median = (a: number[]): number => { const s = [...a].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const load = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const TICK_MS = 1000 / 100; // USER_HZ
 

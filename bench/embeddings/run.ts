@@ -23,6 +23,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pipeline as attPipeline } from '../../lib/pipelines';
 import { info, setNumThreads } from '../../lib/runtime';
+import { median } from '../honest';
+import { arg } from './cli';
 import { makeSentences } from './sentences';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -30,10 +32,6 @@ const MODELS = path.join(ROOT, 'bench', 'models');
 const NAME = 'minilm-l6-random';
 const DIR = path.join(MODELS, NAME);
 
-function arg(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : def;
-}
 const THREADS = arg('threads', '1,2').split(',').map(Number);
 const ROUNDS = Number(arg('rounds', '3'));
 const N = Number(arg('n', '1000'));
@@ -44,7 +42,6 @@ const SUFFIX = arg('suffix', ''); // e.g. --suffix run2 → embeddings-<cpu>-run
 const SPLIT = process.argv.includes('--split');
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (a: number[]) => { const s = [...a].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 const stats = (a: number[]) => ({ median: median(a), min: Math.min(...a), max: Math.max(...a), n: a.length, all: a });
 
 function cpuModel(): string {

@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { setGradEnabled, setNumThreads, Tensor, type LlamaForCausalLM } from '../../lib';
 import { AutoModelForCausalLM } from '../../lib/models/auto';
 import { DEFAULT_DIR } from './make_model';
+import { argmax } from './greedy';
 import { promptIds } from './prompt';
 
 setGradEnabled(false);
@@ -30,13 +31,6 @@ const { values: args } = parseArgs({
 const precision = args.precision as 'float32' | 'bfloat16' | 'int8';
 if (!['float32', 'bfloat16', 'int8'].includes(precision)) throw new RangeError(`decode-only.ts: --precision takes float32, bfloat16 or int8, got ${precision}`);
 const P = Number(args.prompt), STEPS = Number(args.steps), reps = Number(args.reps);
-
-function argmax(logits: Tensor<'float32'>): number {
-  const d = logits.contiguous().data;
-  let best = 0;
-  for (let j = 1; j < d.length; j++) if (d[j]! > d[best]!) best = j;
-  return best;
-}
 
 async function main(): Promise<void> {
   const model = (await AutoModelForCausalLM.fromPretrained(path.resolve(args.dir ?? DEFAULT_DIR))) as LlamaForCausalLM;

@@ -20,6 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { info, setGradEnabled, setNumThreads, ops, Tensor, LlamaForCausalLM } from '../../lib';
 import { AutoModelForCausalLM } from '../../lib/models/auto';
 import { DEFAULT_DIR } from './make_model';
+import { argmax } from './greedy';
 import { promptIds } from './prompt';
 
 // Inference only: no autograd graph (parameters require grad by default, as in PyTorch).
@@ -43,13 +44,6 @@ const threadList = args.threads!.split(',').map(Number);
 const P = Number(args.prompt);
 const STEPS = Number(args.steps);
 
-
-function argmax(logits: Tensor<'float32'>): number {
-  const d = logits.contiguous().data;
-  let best = 0;
-  for (let j = 1; j < d.length; j++) if (d[j]! > d[best]!) best = j;
-  return best;
-}
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
